@@ -1,0 +1,1 @@
+"""Pure domain vocabulary shared by every layer: errors, states, clocks. No I/O."""

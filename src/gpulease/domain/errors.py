@@ -1,0 +1,50 @@
+"""Domain errors with stable codes.
+
+Every error a user can see is a :class:`DomainError` with a ``code`` that never changes
+between releases (clients and the API's HTTP mapping key on it), a message that says what
+was wrong and how to fix it, and optional structured ``details``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class DomainError(Exception):
+    """Base of every error gpulease reports to a user."""
+
+    code: ClassVar[str] = "error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+
+class InvalidRequest(DomainError):
+    """The input is malformed or inconsistent (names the offending field in ``details``)."""
+
+    code = "invalid_request"
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    """The request contradicts the current state (duplicate id, capacity exhausted...)."""
+
+    code = "conflict"
+
+
+class Denied(DomainError):
+    code = "denied"
+
+
+class InvalidTransition(Conflict):
+    """A status change that the status's transition table does not allow."""
+
+    code = "invalid_transition"

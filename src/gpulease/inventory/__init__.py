@@ -1,0 +1,1 @@
+"""Hardware catalogue and the topology tree (site > rack > node > GPU). Pure."""

@@ -1,0 +1,318 @@
+"""``Scheduler.step(state, now) -> Decisions``: one pure scheduling pass.
+
+Design. The engine reads a :class:`SchedulerState`, never writes it, never reads a clock;
+the driver applies the returned :class:`Decisions` (``SchedulerState.apply`` order:
+timeouts, requeues, notices, starts). Same state, same ``now``, same decisions.
+
+One pass:
+1. running jobs past their walltime time out; preempted jobs whose grace ended requeue;
+2. every job gets a rank key: (quota tier, -priority class, policy key, submit, sequence);
+3. queued jobs are visited best-ranked first against a scratch free map: a job that fits
+   starts; one that does not may take GPUs that preempted jobs are about to release, or
+   preempt worse-ranked running jobs (``preemption``), or else waits with its reason; the
+   queueing discipline (strict / EASY / greedy) decides whether later jobs may still start;
+4. ``next_wakeup`` is the earliest moment a decision could change without a new event
+   (a grace period ends, a walltime expires, a running job's rank changes, a lease starts).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from gpulease.domain.states import JobState, NodeState
+from gpulease.scheduler.backfill import Reservation, ends_before_shadow, may_backfill, reserve
+from gpulease.scheduler.ordering import OrderContext, OrderingPolicy, Queueing
+from gpulease.scheduler.placement import FreeMap, Placement, WaitCode, WaitReason, place
+from gpulease.scheduler.preemption import Ranked, choose_victims, usable
+from gpulease.scheduler.quota import Tier, classify, guarantees_at, next_guarantee_change
+from gpulease.scheduler.state import JobRecord, SchedulerState
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    job_id: str
+    placement: Placement
+    borrowed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Preempt:
+    job_id: str
+    at: float  # when its GPUs are taken; <= now means at once
+    reason: str
+
+
+@dataclass(slots=True)
+class Decisions:
+    now: float
+    starts: list[Start] = field(default_factory=list)
+    notices: list[Preempt] = field(default_factory=list)  # grace period begins
+    requeues: list[Preempt] = field(default_factory=list)  # stop now, back to the queue
+    timeouts: list[str] = field(default_factory=list)  # walltime exceeded: fail now
+    waiting: dict[str, WaitReason] = field(default_factory=dict)
+    guaranteed_waiting: list[str] = field(default_factory=list)  # queued within a guarantee
+    next_wakeup: float | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.starts or self.notices or self.requeues or self.timeouts)
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    preemption_grace_s: float = 30.0
+    explain: bool = True  # fill Decisions.waiting for every queued job (costly at scale)
+
+
+class Scheduler:
+    def __init__(self, policy: OrderingPolicy, config: SchedulerConfig | None = None) -> None:
+        self.policy = policy
+        self.config = config or SchedulerConfig()
+
+    def step(self, state: SchedulerState, now: float) -> Decisions:
+        decisions = Decisions(now)
+        policy, config = self.policy, self.config
+        domain = _domain_word(state)
+        schedulable = [s is NodeState.UP for s in state.node_state]
+        free = state.free_map()
+        soon = FreeMap(state.cluster, [0] * len(state.cluster.nodes))  # GPUs in grace
+
+        # 1. walltimes and ended grace periods
+        live: list[JobRecord] = []
+        for record in state.running.values():
+            walltime = record.spec.walltime
+            if walltime is not None and record.run_time_at(now) >= walltime:
+                decisions.timeouts.append(record.id)
+                free.give(usable(record.placement, schedulable))
+            elif record.preempt_at is not None and record.preempt_at <= now:
+                decisions.requeues.append(Preempt(record.id, now, record.preempt_reason))
+                free.give(usable(record.placement, schedulable))
+            elif record.preempt_at is not None:
+                soon.give(usable(record.placement, schedulable))
+            else:
+                live.append(record)
+
+        # 2. ranks
+        guarantees = guarantees_at(state.leases, now)
+        ctx = OrderContext(
+            now,
+            state.usage_by_tenant(now) if policy.needs_usage else {},
+            {t: float(g) for t, g in guarantees.items()},
+        )
+        queued = [self._rank(r, ctx, Tier.BORROWED) for r in state.queued.values()]
+        running: list[Ranked] | None = None
+        if guarantees:
+            running = [self._rank(r, ctx, Tier.BORROWED) for r in live]
+            queued, running = _apply_tiers(queued, running, guarantees)
+        queued.sort(key=lambda x: x.key)
+
+        # 3. visit the queue
+        reservation: Reservation | None = None
+        blocked: WaitReason | None = None
+        victims_pool: list[Ranked] | None = None
+        for ranked in queued:
+            record = ranked.record
+            spec = record.spec
+            if blocked is not None:
+                self._wait(decisions, record, blocked)
+                continue
+            outcome: Placement | WaitReason
+            outcome = place(spec, free, domain=domain) if free.total >= spec.gpus else _short(
+                spec.gpus, free.total
+            )
+            if not isinstance(outcome, WaitReason):
+                if reservation is not None:
+                    held = may_backfill(spec, reservation, now, domain=domain)
+                    if held is None and not ends_before_shadow(spec, reservation, now):
+                        self._wait(decisions, record, _reservation_reason(reservation))
+                        continue
+                    outcome = held or outcome
+                    _take_held(reservation, outcome)
+                self._start(decisions, free, ranked, outcome)
+                continue
+            # Not placeable on free GPUs: GPUs about to be released by preempted jobs?
+            if soon.total:
+                trial = free.copy()
+                trial.give(list(enumerate(soon.node_free)))
+                later = place(spec, trial, domain=domain)
+                if not isinstance(later, WaitReason):
+                    _earmark(free, soon, later)
+                    self._wait(decisions, record, _preempting_reason(spec.gpus))
+                    continue
+            # Preempt worse-ranked work?
+            if victims_pool is None:
+                if running is None:
+                    running = [self._rank(r, ctx, Tier.BORROWED) for r in live]
+                victims_pool = sorted(running, key=lambda x: x.key, reverse=True)
+            if victims_pool and victims_pool[0].key > ranked.key:
+                found = choose_victims(
+                    spec,
+                    ranked,
+                    victims_pool,
+                    free,
+                    schedulable,
+                    policy_preemptive=policy.preemptive,
+                    domain=domain,
+                )
+                if found is not None:
+                    victims, planned = found
+                    self._preempt(decisions, victims, record, now)
+                    taken = {v.record.id for v in victims}
+                    victims_pool = [v for v in victims_pool if v.record.id not in taken]
+                    gain = [g for v in victims for g in usable(v.record.placement, schedulable)]
+                    if config.preemption_grace_s <= 0:
+                        free.give(gain)
+                        self._start(decisions, free, ranked, planned)
+                    else:
+                        soon.give(gain)
+                        _earmark(free, soon, planned)
+                        self._wait(decisions, record, _preempting_reason(spec.gpus))
+                    continue
+            self._wait(decisions, record, outcome)
+            if policy.queueing is Queueing.STRICT:
+                blocked = WaitReason(
+                    WaitCode.BLOCKED, f"queued behind {record.id}, which cannot start yet"
+                )
+            elif policy.queueing is Queueing.EASY and reservation is None:
+                reservation = reserve(
+                    spec, free, state.running.values(), schedulable, domain=domain
+                )
+
+        if guarantees:
+            started = {s.job_id for s in decisions.starts}
+            decisions.guaranteed_waiting = [
+                x.record.id
+                for x in queued
+                if x.tier is Tier.GUARANTEED and x.record.id not in started
+            ]
+        decisions.next_wakeup = self._next_wakeup(state, now, bool(state.queued))
+        return decisions
+
+    # ------------------------------------------------------------------ parts
+    def _rank(self, record: JobRecord, ctx: OrderContext, tier: Tier) -> Ranked:
+        spec = record.spec
+        key = (
+            float(tier),
+            float(-spec.priority),
+            *self.policy.key(record, ctx),
+            spec.submit_time,
+            float(record.seq),
+        )
+        return Ranked(key, tier, record)
+
+    def _start(self, decisions: Decisions, free: FreeMap, ranked: Ranked, p: Placement) -> None:
+        free.take(p)
+        decisions.starts.append(Start(ranked.record.id, p, ranked.tier is Tier.BORROWED))
+
+    def _preempt(
+        self, decisions: Decisions, victims: Sequence[Ranked], claimant: JobRecord, now: float
+    ) -> None:
+        grace = self.config.preemption_grace_s
+        for victim in victims:
+            why = "reclaimed by its lease holder" if victim.tier is Tier.BORROWED and (
+                victim.record.spec.tenant != claimant.spec.tenant
+            ) else "preempted"
+            reason = f"{why}: {claimant.id} ({claimant.spec.tenant}) ranks higher"
+            notice = Preempt(victim.record.id, now + max(grace, 0.0), reason)
+            (decisions.notices if grace > 0 else decisions.requeues).append(notice)
+
+    def _wait(self, decisions: Decisions, record: JobRecord, reason: WaitReason) -> None:
+        if self.config.explain:
+            decisions.waiting[record.id] = reason
+
+    def _next_wakeup(self, state: SchedulerState, now: float, queue: bool) -> float | None:
+        wake = math.inf
+        for record in state.running.values():
+            if record.preempt_at is not None and record.preempt_at > now:
+                wake = min(wake, record.preempt_at)
+            walltime = record.spec.walltime
+            if walltime is not None and record.run_start is not None:
+                wake = min(wake, record.run_start + walltime - record.run_time)
+            if queue:
+                change = self.policy.next_key_change(record, now)
+                if change is not None:
+                    wake = min(wake, change)
+        lease_change = next_guarantee_change(state.leases, now)
+        if lease_change is not None:
+            wake = min(wake, lease_change)
+        return None if wake == math.inf else max(wake, now)
+
+
+def _apply_tiers(
+    queued: list[Ranked], running: list[Ranked], guarantees: dict[str, int]
+) -> tuple[list[Ranked], list[Ranked]]:
+    everyone = sorted(queued + running, key=lambda x: x.key)
+    tiers = classify(
+        everyone, guarantees, tenant_of=lambda x: x.record.spec.tenant,
+        gpus_of=lambda x: x.record.spec.gpus,
+    )
+    tier_of = {x.record.id: tier for x, tier in zip(everyone, tiers, strict=True)}
+
+    def retier(x: Ranked) -> Ranked:
+        tier = tier_of[x.record.id]
+        return Ranked((float(tier), *x.key[1:]), tier, x.record)
+
+    return [retier(x) for x in queued], [retier(x) for x in running]
+
+
+def _short(gpus: int, free: int) -> WaitReason:
+    return WaitReason(
+        WaitCode.NO_CAPACITY, f"needs {gpus} GPUs; {free} are free on schedulable nodes"
+    )
+
+
+def _preempting_reason(gpus: int) -> WaitReason:
+    return WaitReason(
+        WaitCode.PREEMPTING,
+        f"{gpus} GPUs are being released by preempted jobs (grace period running)",
+    )
+
+
+def _reservation_reason(reservation: Reservation) -> WaitReason:
+    when = "an unknown time" if math.isinf(reservation.shadow_time) else (
+        f"t={reservation.shadow_time:.0f}s"
+    )
+    return WaitReason(
+        WaitCode.RESERVATION,
+        f"would delay {reservation.job_id}, which holds a reservation from {when}",
+    )
+
+
+def _earmark(free: FreeMap, soon: FreeMap, placement: Placement) -> None:
+    """Hold a waiting job's planned GPUs: released ones first, then free ones."""
+    for node, count in placement:
+        from_soon = min(count, soon.node_free[node])
+        soon.take(((node, from_soon),))
+        rest = min(count - from_soon, free.node_free[node])
+        if rest:
+            free.take(((node, rest),))
+
+
+def _take_held(reservation: Reservation, placement: Placement) -> None:
+    held = reservation.held
+    for node, count in placement:
+        take = min(count, held.node_free[node])
+        if take:
+            held.take(((node, take),))
+
+
+def _domain_word(state: SchedulerState) -> str:
+    return "NVLink domain" if state.cluster.hardware == "gb200-nvl72" else "rack"
+
+
+def apply_decisions(state: SchedulerState, decisions: Decisions) -> None:
+    """Apply a step's decisions to ``state`` in the only safe order.
+
+    Timeouts and requeues release GPUs before starts take them; notices only mark jobs.
+    """
+    now = decisions.now
+    for job_id in decisions.timeouts:
+        state.stop(job_id, now, JobState.FAILED, "walltime exceeded")
+    for preempt in decisions.requeues:
+        state.stop(preempt.job_id, now, JobState.QUEUED, preempt.reason)
+    for preempt in decisions.notices:
+        state.begin_preemption(preempt.job_id, preempt.at, preempt.reason)
+    for start in decisions.starts:
+        state.start(start.job_id, start.placement, now, borrowed=start.borrowed)

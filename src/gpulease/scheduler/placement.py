@@ -1,0 +1,208 @@
+"""Topology-aware gang placement on a map of free GPUs.
+
+Design. A placement is a tuple of ``(node, gpus)`` pairs; the state turns it into concrete
+GPU indices when the start is applied. The placer works on a :class:`FreeMap` (free GPUs per
+schedulable node plus per-rack totals) that the engine copies once per step and updates as
+it decides, so one step never hands a GPU to two jobs.
+
+Rules, in order:
+* all-or-nothing: either every GPU of the gang is placed or nothing is;
+* a job (or each ``segment`` of it) that fits in one rack goes in one rack, chosen best-fit
+  (the rack with the least capacity that still fits, which keeps large blocks whole);
+* a job larger than a rack spans the fewest racks: the largest racks first, then the
+  smallest rack that covers the remainder;
+* inside a rack, the fewest nodes, again best-fit; with ``gpus_per_node`` each node used
+  gives exactly that many GPUs;
+* ``required`` locality (or a segment) never spans racks; ``preferred`` / ``none`` fall back
+  to spanning when no single rack fits.
+A failure comes with a :class:`WaitReason` that says, in words, what is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from gpulease.domain.models import JobSpec, TopologyMode
+from gpulease.inventory.topology import Cluster
+
+Placement = tuple[tuple[int, int], ...]  # ((node index, GPU count), ...) sorted by node
+
+
+class WaitCode(StrEnum):
+    NO_CAPACITY = "no_capacity"  # not enough free GPUs at all
+    NO_DOMAIN_BLOCK = "no_domain_block"  # enough GPUs, but not inside one rack / segment racks
+    NO_NODES = "no_nodes"  # not enough nodes with gpus_per_node free
+    NEVER_FITS = "never_fits"  # larger than the cluster's schedulable hardware
+    PRIORITY = "priority"  # higher-ranked jobs go first
+    RESERVATION = "reservation"  # would delay the backfill reservation of the queue head
+    PREEMPTING = "preempting"  # waiting for preempted jobs to release GPUs
+    BLOCKED = "blocked"  # strict FIFO: the head of the queue blocks it
+
+
+@dataclass(frozen=True, slots=True)
+class WaitReason:
+    code: WaitCode
+    message: str
+
+
+class FreeMap:
+    """Free GPUs per node (0 for nodes that are not schedulable) and per rack."""
+
+    __slots__ = ("cluster", "node_free", "rack_free", "total")
+
+    def __init__(self, cluster: Cluster, node_free: list[int]) -> None:
+        self.cluster = cluster
+        self.node_free = node_free
+        self.rack_free = [sum(node_free[n] for n in rack.nodes) for rack in cluster.racks]
+        self.total = sum(self.rack_free)
+
+    def copy(self) -> FreeMap:
+        clone = FreeMap.__new__(FreeMap)
+        clone.cluster = self.cluster
+        clone.node_free = list(self.node_free)
+        clone.rack_free = list(self.rack_free)
+        clone.total = self.total
+        return clone
+
+    def take(self, placement: Placement) -> None:
+        nodes = self.cluster.nodes
+        for node, count in placement:
+            self.node_free[node] -= count
+            self.rack_free[nodes[node].rack] -= count
+            self.total -= count
+
+    def give(self, placement: Iterable[tuple[int, int]]) -> None:
+        nodes = self.cluster.nodes
+        for node, count in placement:
+            self.node_free[node] += count
+            self.rack_free[nodes[node].rack] += count
+            self.total += count
+
+
+def _choose_bins(caps: Sequence[tuple[int, int]], need: int) -> list[tuple[int, int]] | None:
+    """Cover ``need`` units from bins ``(index, capacity)`` with the fewest bins, best fit.
+
+    One bin if any fits (the smallest that does); else the largest bins and, last, the
+    smallest bin that covers the remainder. Returns ``(index, units taken)`` or None.
+    """
+    best: tuple[int, int] | None = None
+    total = 0
+    for index, cap in caps:
+        total += cap
+        if cap >= need and (best is None or cap < best[1]):
+            best = (index, cap)
+    if best is not None:
+        return [(best[0], need)]
+    if total < need:
+        return None
+    ordered = sorted(caps, key=lambda ic: (-ic[1], ic[0]))
+    taken: list[tuple[int, int]] = []
+    remaining = need
+    pos = 0
+    while True:
+        # Can one of the bins not yet taken cover the remainder? Take the smallest such.
+        fit: tuple[int, int] | None = None
+        for index, cap in ordered[pos:]:
+            if cap >= remaining and (fit is None or cap < fit[1]):
+                fit = (index, cap)
+        if fit is not None:
+            taken.append((fit[0], remaining))
+            return taken
+        index, cap = ordered[pos]
+        taken.append((index, cap))
+        remaining -= cap
+        pos += 1
+
+
+def _nodes_in_rack(
+    free: FreeMap, rack: int, gpus: int, gpus_per_node: int | None
+) -> list[tuple[int, int]]:
+    node_free = free.node_free
+    members = free.cluster.racks[rack].nodes
+    if gpus_per_node is None:
+        chosen = _choose_bins([(n, node_free[n]) for n in members if node_free[n] > 0], gpus)
+        assert chosen is not None, "rack capacity was checked by the caller"
+        return chosen
+    fitting = sorted((node_free[n], n) for n in members if node_free[n] >= gpus_per_node)
+    count = gpus // gpus_per_node
+    return [(n, gpus_per_node) for _, n in fitting[:count]]
+
+
+def _rack_capacity(free: FreeMap, gpus_per_node: int | None) -> list[int]:
+    if gpus_per_node is None:
+        return free.rack_free
+    node_free = free.node_free
+    return [
+        gpus_per_node * sum(1 for n in rack.nodes if node_free[n] >= gpus_per_node)
+        for rack in free.cluster.racks
+    ]
+
+
+def place(job: JobSpec, free: FreeMap, *, domain: str = "rack") -> Placement | WaitReason:
+    """Place ``job`` on ``free`` (not modified) or say why it cannot be placed now."""
+    gpus = job.gpus
+    if free.total < gpus:
+        return WaitReason(
+            WaitCode.NO_CAPACITY, f"needs {gpus} GPUs; {free.total} are free on schedulable nodes"
+        )
+    gpn = job.gpus_per_node
+    caps = _rack_capacity(free, gpn)
+    if gpn is not None and sum(caps) < gpus:
+        return WaitReason(
+            WaitCode.NO_NODES,
+            f"needs {gpus // gpn} nodes with {gpn} free GPUs each; "
+            f"only {sum(caps) // gpn} such nodes",
+        )
+    segment = job.topology.segment
+    if segment is None and job.topology.mode is TopologyMode.REQUIRED:
+        segment = gpus
+    if segment is not None:
+        per_rack = [(r, cap // segment) for r, cap in enumerate(caps) if cap >= segment]
+        chosen = _choose_bins(per_rack, gpus // segment)
+        if chosen is None:
+            largest = max(caps, default=0)
+            if segment == gpus:
+                message = (
+                    f"needs {gpus} GPUs in one {domain}; the largest free block is {largest}"
+                )
+            else:
+                fit = sum(c for _, c in per_rack)
+                message = (
+                    f"needs {gpus // segment} segments of {segment} GPUs, each in one "
+                    f"{domain}; free {domain}s hold only {fit} (largest free block {largest})"
+                )
+            return WaitReason(WaitCode.NO_DOMAIN_BLOCK, message)
+        rack_gpus = [(r, units * segment) for r, units in chosen]
+    else:
+        chosen_gpus = _choose_bins([(r, c) for r, c in enumerate(caps) if c > 0], gpus)
+        assert chosen_gpus is not None, "total capacity was checked above"
+        rack_gpus = chosen_gpus
+    result: list[tuple[int, int]] = []
+    for rack, count in rack_gpus:
+        result.extend(_nodes_in_rack(free, rack, count, gpn))
+    result.sort()
+    return tuple(result)
+
+
+def never_fits(job: JobSpec, cluster: Cluster, *, domain: str = "rack") -> WaitReason | None:
+    """Why ``job`` could not run even on an empty cluster, or None if it could."""
+    empty = FreeMap(cluster, [n.gpus for n in cluster.nodes])
+    outcome = place(job, empty, domain=domain)
+    if isinstance(outcome, WaitReason):
+        return WaitReason(WaitCode.NEVER_FITS, f"never fits this site: {outcome.message}")
+    return None
+
+
+def racks_spanned(cluster: Cluster, placement: Placement) -> int:
+    return len({cluster.nodes[node].rack for node, _ in placement})
+
+
+def min_racks_needed(job: JobSpec, cluster: Cluster) -> int:
+    """Fewest racks the job could span on an empty cluster (for placement-quality metrics)."""
+    empty = FreeMap(cluster, [n.gpus for n in cluster.nodes])
+    outcome = place(job, empty)
+    if isinstance(outcome, WaitReason):
+        return 0
+    return racks_spanned(cluster, outcome)

@@ -1,0 +1,92 @@
+"""Preemption: who may preempt whom, and which victims free a place for a job.
+
+Rules (``may_preempt``), for a preemptor P and a running job V ranked below P:
+* reclaim: a GUARANTEED P may preempt any BORROWED V (borrowed capacity is only lent);
+* a GUARANTEED V is never preempted by another tenant;
+* otherwise V must be ``preemptible`` and P must be of a higher priority class, or of the
+  same class under a preemptive ordering policy (LAS).
+
+Victim choice (``choose_victims``): candidates are taken worst-ranked first and added to a
+trial free map until the preemptor can be placed; victims whose GPUs the resulting placement
+does not touch are then released from the list. The preempted get a grace period (the
+driver's notice) before their GPUs are taken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gpulease.domain.models import JobSpec
+from gpulease.scheduler.placement import FreeMap, Placement, WaitReason, place
+from gpulease.scheduler.quota import Tier
+from gpulease.scheduler.state import JobRecord
+
+RankKey = tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Ranked:
+    key: RankKey
+    tier: Tier
+    record: JobRecord
+
+
+def may_preempt(preemptor: Ranked, victim: Ranked, *, policy_preemptive: bool) -> bool:
+    if victim.key <= preemptor.key:
+        return False
+    if preemptor.tier is Tier.GUARANTEED and victim.tier is Tier.BORROWED:
+        return True
+    p_spec, v_spec = preemptor.record.spec, victim.record.spec
+    if victim.tier is Tier.GUARANTEED and v_spec.tenant != p_spec.tenant:
+        return False
+    if not v_spec.preemptible:
+        return False
+    if p_spec.priority > v_spec.priority:
+        return True
+    return policy_preemptive and p_spec.priority == v_spec.priority
+
+
+def usable(placement: Placement, schedulable: Sequence[bool]) -> list[tuple[int, int]]:
+    """The part of a running job's GPUs that would return to the free map (UP nodes only)."""
+    return [(node, count) for node, count in placement if schedulable[node]]
+
+
+def choose_victims(
+    job: JobSpec,
+    preemptor: Ranked,
+    candidates: Sequence[Ranked],
+    free: FreeMap,
+    schedulable: Sequence[bool],
+    *,
+    policy_preemptive: bool,
+    domain: str,
+) -> tuple[list[Ranked], Placement] | None:
+    """Victims (worst first) whose GPUs, with ``free``, let ``job`` be placed; else None.
+
+    ``candidates`` are sorted worst-ranked first. ``free`` is not modified.
+    """
+    trial = free.copy()
+    chosen: list[Ranked] = []
+    outcome: Placement | WaitReason | None = None
+    for candidate in candidates:
+        if candidate.key <= preemptor.key:
+            break  # the rest rank at least as high as the preemptor
+        if not may_preempt(preemptor, candidate, policy_preemptive=policy_preemptive):
+            continue
+        gain = usable(candidate.record.placement, schedulable)
+        if not gain:
+            continue
+        trial.give(gain)
+        chosen.append(candidate)
+        if trial.total >= job.gpus:
+            outcome = place(job, trial, domain=domain)
+            if not isinstance(outcome, WaitReason):
+                break
+    if outcome is None or isinstance(outcome, WaitReason):
+        return None
+    used_nodes = {node for node, _ in outcome}
+    needed = [v for v in chosen if any(n in used_nodes for n, _ in v.record.placement)]
+    # Dropping a victim off the placement's nodes leaves the placement valid; check anyway
+    # that the remaining victims still free enough on each node (they always do).
+    return needed, outcome

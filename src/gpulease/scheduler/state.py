@@ -1,0 +1,223 @@
+"""The world as the scheduling core sees it: nodes, free GPUs, jobs, lease guarantees.
+
+Design. :class:`SchedulerState` is an in-memory model with explicit transition methods
+(``submit``, ``start``, ``stop``, ``begin_preemption``, ``set_node_state``...). Drivers (the
+simulator, the live service) call them; the engine only *reads* the state and returns
+decisions, which the driver applies with :meth:`SchedulerState.apply`. Every method takes
+``now``; nothing reads a clock.
+
+Invariants (checked by the property tests):
+* a GPU is held by at most one job (``node_free_mask`` bit clear <=> some job holds it);
+* a running job holds exactly ``spec.gpus`` GPUs, all on nodes that were UP when it started;
+* only UP nodes count in the free map handed to the placer;
+* job status changes follow ``JOB_TRANSITIONS``; node status changes follow
+  ``NODE_TRANSITIONS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from gpulease.domain.errors import Conflict, InvalidRequest, NotFound
+from gpulease.domain.models import JobSpec, LeaseGuarantee
+from gpulease.domain.states import JOB_TRANSITIONS, NODE_TRANSITIONS, JobState, NodeState, transition
+from gpulease.inventory.topology import Cluster
+from gpulease.scheduler.placement import FreeMap, Placement, never_fits
+
+Allocation = tuple[tuple[int, tuple[int, ...]], ...]  # ((node, (gpu indices...)), ...)
+
+
+@dataclass(slots=True)
+class JobRecord:
+    """A job's scheduling history. ``attained`` counts GPU-seconds of service of past runs."""
+
+    spec: JobSpec
+    seq: int
+    status: JobState = JobState.QUEUED
+    attained: float = 0.0
+    run_time: float = 0.0  # wall seconds of past runs
+    run_start: float | None = None
+    allocation: Allocation = ()
+    preempt_at: float | None = None  # set while a preemption notice runs its grace period
+    preempt_reason: str = ""
+    borrowed: bool = False  # started on capacity beyond its tenant's guarantee
+    starts: int = 0
+    preemptions: int = 0
+    first_start: float | None = None
+    end_time: float | None = None
+    end_reason: str = ""
+    history: list[tuple[float, str]] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    def attained_at(self, now: float) -> float:
+        if self.run_start is None:
+            return self.attained
+        return self.attained + (now - self.run_start) * self.spec.gpus
+
+    def run_time_at(self, now: float) -> float:
+        if self.run_start is None:
+            return self.run_time
+        return self.run_time + (now - self.run_start)
+
+    @property
+    def placement(self) -> Placement:
+        return tuple((node, len(gpus)) for node, gpus in self.allocation)
+
+
+class SchedulerState:
+    def __init__(
+        self,
+        cluster: Cluster,
+        *,
+        leases: Iterable[LeaseGuarantee] = (),
+        usage_half_life: float = 7 * 24 * 3600.0,
+        keep_history: bool = True,
+    ) -> None:
+        self.cluster = cluster
+        self.node_state = [NodeState.UP] * len(cluster.nodes)
+        self.node_free_mask = [(1 << n.gpus) - 1 for n in cluster.nodes]
+        self.node_free = [n.gpus for n in cluster.nodes]
+        self.jobs: dict[str, JobRecord] = {}
+        self.queued: dict[str, JobRecord] = {}  # insertion-ordered
+        self.running: dict[str, JobRecord] = {}
+        self.leases: list[LeaseGuarantee] = list(leases)
+        self.usage_half_life = usage_half_life
+        self._usage: dict[str, tuple[float, float]] = {}  # tenant -> (decayed GPU-s, as of)
+        self.keep_history = keep_history
+        self._seq = 0
+
+    # ----------------------------------------------------------------- views
+    def free_map(self) -> FreeMap:
+        """Free GPUs on UP nodes (draining and down nodes receive nothing)."""
+        up = NodeState.UP
+        counts = [
+            free if state is up else 0
+            for free, state in zip(self.node_free, self.node_state, strict=True)
+        ]
+        return FreeMap(self.cluster, counts)
+
+    def job(self, job_id: str) -> JobRecord:
+        try:
+            return self.jobs[job_id]
+        except KeyError:
+            raise NotFound(f"no job {job_id!r}", job_id=job_id) from None
+
+    def usage_by_tenant(self, now: float) -> dict[str, float]:
+        """Each tenant's GPU-seconds, halved every ``usage_half_life``, running jobs included."""
+        usage = {
+            tenant: value * 0.5 ** ((now - as_of) / self.usage_half_life)
+            for tenant, (value, as_of) in self._usage.items()
+        }
+        for record in self.running.values():
+            if record.run_start is not None:
+                tenant = record.spec.tenant
+                usage[tenant] = usage.get(tenant, 0.0) + (now - record.run_start) * record.spec.gpus
+        return usage
+
+    # ----------------------------------------------------------- transitions
+    def submit(self, spec: JobSpec, *, domain: str = "rack") -> JobRecord:
+        if spec.id in self.jobs:
+            raise Conflict(f"job {spec.id!r} already exists", job_id=spec.id)
+        reason = never_fits(spec, self.cluster, domain=domain)
+        if reason is not None:
+            raise InvalidRequest(f"job {spec.id}: {reason.message}", field="gpus")
+        record = JobRecord(spec, self._seq)
+        self._seq += 1
+        self.jobs[spec.id] = record
+        self.queued[spec.id] = record
+        self._log(record, spec.submit_time, "submitted")
+        return record
+
+    def start(self, job_id: str, placement: Placement, now: float, *, borrowed: bool) -> None:
+        record = self.job(job_id)
+        if sum(c for _, c in placement) != record.spec.gpus:
+            raise Conflict(f"job {job_id}: placement does not hold exactly {record.spec.gpus} GPUs")
+        for node, count in placement:
+            if self.node_state[node] is not NodeState.UP or self.node_free[node] < count:
+                raise Conflict(f"job {job_id}: node {node} cannot take {count} GPUs")
+        record.status = transition(JOB_TRANSITIONS, record.status, JobState.RUNNING, subject=job_id)
+        allocation: list[tuple[int, tuple[int, ...]]] = []
+        for node, count in placement:
+            mask = self.node_free_mask[node]
+            picked: list[int] = []
+            bit = 0
+            while len(picked) < count:
+                if mask >> bit & 1:
+                    picked.append(bit)
+                    mask &= ~(1 << bit)
+                bit += 1
+            self.node_free_mask[node] = mask
+            self.node_free[node] -= count
+            allocation.append((node, tuple(picked)))
+        record.allocation = tuple(allocation)
+        record.run_start = now
+        record.borrowed = borrowed
+        record.starts += 1
+        if record.first_start is None:
+            record.first_start = now
+        del self.queued[job_id]
+        self.running[job_id] = record
+        self._log(record, now, "started" + (" (borrowed)" if borrowed else ""))
+
+    def begin_preemption(self, job_id: str, at: float, reason: str) -> None:
+        record = self.job(job_id)
+        if record.status is not JobState.RUNNING:
+            raise Conflict(f"job {job_id} is {record.status.value}, not running")
+        record.preempt_at = at
+        record.preempt_reason = reason
+
+    def stop(self, job_id: str, now: float, outcome: JobState, reason: str = "") -> None:
+        """End a run: requeue (QUEUED), or finish as SUCCEEDED / FAILED / CANCELLED."""
+        record = self.job(job_id)
+        was_running = record.status is JobState.RUNNING
+        record.status = transition(JOB_TRANSITIONS, record.status, outcome, subject=job_id)
+        if was_running:
+            self._release(record, now)
+        else:
+            del self.queued[job_id]
+        if outcome is JobState.QUEUED:
+            record.preemptions += 1
+            self.queued[job_id] = record
+        else:
+            record.end_time = now
+            record.end_reason = reason
+        self._log(record, now, f"{outcome.value}: {reason}" if reason else outcome.value)
+
+    def set_node_state(self, node: int, target: NodeState, now: float) -> list[str]:
+        """Change a node's state; when it goes DOWN, return the running jobs it hit."""
+        self.node_state[node] = transition(
+            NODE_TRANSITIONS, self.node_state[node], target, subject=self.cluster.nodes[node].id
+        )
+        if target is not NodeState.DOWN:
+            return []
+        return [r.id for r in self.running.values() if any(n == node for n, _ in r.allocation)]
+
+    def add_lease(self, lease: LeaseGuarantee) -> None:
+        self.leases.append(lease)
+
+    # --------------------------------------------------------------- helpers
+    def _release(self, record: JobRecord, now: float) -> None:
+        assert record.run_start is not None
+        elapsed = now - record.run_start
+        record.attained += elapsed * record.spec.gpus
+        record.run_time += elapsed
+        value, as_of = self._usage.get(record.spec.tenant, (0.0, now))
+        decay = 0.5 ** ((now - as_of) / self.usage_half_life)
+        self._usage[record.spec.tenant] = (value * decay + elapsed * record.spec.gpus, now)
+        for node, gpus in record.allocation:
+            for gpu in gpus:
+                self.node_free_mask[node] |= 1 << gpu
+            self.node_free[node] += len(gpus)
+        record.allocation = ()
+        record.run_start = None
+        record.preempt_at = None
+        record.preempt_reason = ""
+        del self.running[record.id]
+
+    def _log(self, record: JobRecord, now: float, event: str) -> None:
+        if self.keep_history:
+            record.history.append((now, event))

@@ -1,0 +1,1 @@
+"""Trace-driven simulation: the same scheduling core, driven by a virtual clock."""

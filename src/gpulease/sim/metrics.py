@@ -1,0 +1,117 @@
+"""Figures of a simulation run: job completion times, waits, utilisation, placement quality.
+
+Definitions (all times in seconds):
+* JCT = end - submit of completed jobs; wait = first start - submit;
+* makespan = last end - first submit; utilisation = busy GPU-seconds / (GPUs x makespan),
+  integrated over the step timeline (work later lost to preemption counts as busy);
+* lease-guarantee wait = time a job spent queued while it fitted in its tenant's guarantee;
+* placement quality: starts spanning more racks than the job needs on an empty site.
+Percentiles use the nearest-rank method.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from gpulease.domain.models import JobSpec
+from gpulease.domain.states import JobState
+from gpulease.inventory.topology import Cluster
+from gpulease.scheduler.placement import min_racks_needed
+from gpulease.sim.loop import JobOutcome, SimResult
+from gpulease.sim.workload import Workload
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def _busy_gpu_seconds(timeline: Sequence[tuple[float, int, int]]) -> float:
+    busy = 0.0
+    for (t0, gpus, _), (t1, _, _) in zip(timeline, timeline[1:], strict=False):
+        busy += gpus * (t1 - t0)
+    return busy
+
+
+def _job_figures(outcomes: Sequence[JobOutcome]) -> dict[str, float]:
+    done = [o for o in outcomes if o.status is JobState.SUCCEEDED and o.end is not None]
+    jcts = [o.end - o.submit for o in done if o.end is not None]
+    waits = [o.start - o.submit for o in outcomes if o.start is not None]
+    return {
+        "jobs": len(outcomes),
+        "completed": len(done),
+        "avg_jct_s": _mean(jcts),
+        "p50_jct_s": percentile(jcts, 50),
+        "p99_jct_s": percentile(jcts, 99),
+        "avg_wait_s": _mean(waits),
+        "gpu_hours": sum(o.gpus * o.duration for o in done) / 3600.0,
+    }
+
+
+def summarize(result: SimResult, workload: Workload, cluster: Cluster) -> dict[str, Any]:
+    outcomes = list(result.outcomes.values())
+    figures: dict[str, Any] = _job_figures(outcomes)
+    submits = [o.submit for o in outcomes]
+    ends = [o.end for o in outcomes if o.end is not None]
+    makespan = (max(ends) - min(submits)) if ends and submits else 0.0
+    busy = _busy_gpu_seconds(result.timeline)
+    figures.update(
+        {
+            "failed": sum(1 for o in outcomes if o.status is JobState.FAILED),
+            "unfinished": sum(1 for o in outcomes if o.end is None),
+            "makespan_s": makespan,
+            "utilization": busy / (result.cluster_gpus * makespan) if makespan else 0.0,
+            "preemptions": sum(o.preemptions for o in outcomes),
+            "policy": result.policy,
+            "cluster_gpus": result.cluster_gpus,
+            "steps": result.steps,
+        }
+    )
+    guarantee_waits = [o.guarantee_wait for o in outcomes if o.guarantee_wait is not None]
+    figures["guarantee_wait"] = {
+        "jobs": len(guarantee_waits),
+        "avg_s": _mean(guarantee_waits),
+        "p99_s": percentile(guarantee_waits, 99),
+        "max_s": max(guarantee_waits, default=0.0),
+    }
+    figures["placement"] = placement_quality(outcomes, {j.spec.id: j.spec for j in workload.jobs},
+                                             cluster)
+    tenants = sorted({o.tenant for o in outcomes})
+    figures["per_tenant"] = {
+        t: _job_figures([o for o in outcomes if o.tenant == t]) for t in tenants
+    }
+    return figures
+
+
+def placement_quality(
+    outcomes: Sequence[JobOutcome], specs: dict[str, JobSpec], cluster: Cluster
+) -> dict[str, Any]:
+    needed_by_shape: dict[tuple[int, int | None, int | None, str], int] = {}
+    starts = extra = multi = 0
+    for outcome in outcomes:
+        if not outcome.racks:
+            continue
+        spec = specs[outcome.id]
+        shape = (spec.gpus, spec.gpus_per_node, spec.topology.segment, spec.topology.mode.value)
+        needed = needed_by_shape.get(shape)
+        if needed is None:
+            needed = needed_by_shape[shape] = min_racks_needed(spec, cluster)
+        for racks in outcome.racks:
+            starts += 1
+            multi += racks > 1
+            extra += racks > needed
+    return {
+        "starts": starts,
+        "multi_rack_starts": multi,
+        "starts_on_more_racks_than_needed": extra,
+        "fewest_racks_share": 1.0 - extra / starts if starts else 1.0,
+    }
