@@ -18,7 +18,7 @@ One pass:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from gpulease.domain.states import JobState, NodeState
@@ -27,6 +27,7 @@ from gpulease.scheduler.ordering import OrderContext, OrderingPolicy, Queueing
 from gpulease.scheduler.placement import FreeMap, Placement, WaitCode, WaitReason, place
 from gpulease.scheduler.preemption import Ranked, choose_victims, usable
 from gpulease.scheduler.quota import Tier, classify, guarantees_at, next_guarantee_change
+from gpulease.scheduler.running_index import RunningIndex
 from gpulease.scheduler.state import JobRecord, SchedulerState
 
 
@@ -70,6 +71,8 @@ class Scheduler:
     def __init__(self, policy: OrderingPolicy, config: SchedulerConfig | None = None) -> None:
         self.policy = policy
         self.config = config or SchedulerConfig()
+        # Running jobs in preemption order, kept across steps (a memo of the state).
+        self._index = RunningIndex(policy)
 
     def step(self, state: SchedulerState, now: float) -> Decisions:
         decisions = Decisions(now)
@@ -77,22 +80,27 @@ class Scheduler:
         domain = _domain_word(state)
         schedulable = [s is NodeState.UP for s in state.node_state]
         free = state.free_map()
-        soon = FreeMap(state.cluster, [0] * len(state.cluster.nodes))  # GPUs in grace
+        soon = FreeMap.of(
+            state.cluster, [0] * len(state.cluster.nodes), [0] * len(state.cluster.racks), 0
+        )  # GPUs in a grace period
+        self._index.sync(state, now)
 
-        # 1. walltimes and ended grace periods
-        live: list[JobRecord] = []
-        for record in state.running.values():
+        # 1. walltimes and grace periods (only jobs with a deadline are looked at)
+        excluded: set[str] = set()  # running jobs that are not preemption candidates
+        for job_id in state.deadlines:
+            record = state.running[job_id]
             walltime = record.spec.walltime
             if walltime is not None and record.run_time_at(now) >= walltime:
-                decisions.timeouts.append(record.id)
+                decisions.timeouts.append(job_id)
                 free.give(usable(record.placement, schedulable))
             elif record.preempt_at is not None and record.preempt_at <= now:
-                decisions.requeues.append(Preempt(record.id, now, record.preempt_reason))
+                decisions.requeues.append(Preempt(job_id, now, record.preempt_reason))
                 free.give(usable(record.placement, schedulable))
             elif record.preempt_at is not None:
                 soon.give(usable(record.placement, schedulable))
             else:
-                live.append(record)
+                continue
+            excluded.add(job_id)
 
         # 2. ranks
         guarantees = guarantees_at(state.leases, now)
@@ -101,17 +109,17 @@ class Scheduler:
             state.usage_by_tenant(now) if policy.needs_usage else {},
             {t: float(g) for t, g in guarantees.items()},
         )
-        queued = [self._rank(r, ctx, Tier.BORROWED) for r in state.queued.values()]
-        running: list[Ranked] | None = None
+        queued = [self._rank(r, ctx) for r in state.queued.values()]
+        tiered: list[Ranked] | None = None  # running jobs, worst first, when leases exist
         if guarantees:
-            running = [self._rank(r, ctx, Tier.BORROWED) for r in live]
+            running = [self._rank(r, ctx) for r in state.running.values() if r.id not in excluded]
             queued, running = _apply_tiers(queued, running, guarantees)
+            tiered = sorted(running, key=lambda x: (x.coarse, x.key), reverse=True)
         queued.sort(key=lambda x: x.key)
 
         # 3. visit the queue
         reservation: Reservation | None = None
         blocked: WaitReason | None = None
-        victims_pool: list[Ranked] | None = None
         for ranked in queued:
             record = ranked.record
             spec = record.spec
@@ -119,8 +127,10 @@ class Scheduler:
                 self._wait(decisions, record, blocked)
                 continue
             outcome: Placement | WaitReason
-            outcome = place(spec, free, domain=domain) if free.total >= spec.gpus else _short(
-                spec.gpus, free.total
+            outcome = (
+                place(spec, free, domain=domain)
+                if free.total >= spec.gpus
+                else _short(spec.gpus, free.total)
             )
             if not isinstance(outcome, WaitReason):
                 if reservation is not None:
@@ -133,43 +143,36 @@ class Scheduler:
                 self._start(decisions, free, ranked, outcome)
                 continue
             # Not placeable on free GPUs: GPUs about to be released by preempted jobs?
-            if soon.total:
-                trial = free.copy()
-                trial.give(list(enumerate(soon.node_free)))
-                later = place(spec, trial, domain=domain)
+            if soon.total and free.total + soon.total >= spec.gpus:
+                later = place(spec, _merged(free, soon), domain=domain)
                 if not isinstance(later, WaitReason):
                     _earmark(free, soon, later)
                     self._wait(decisions, record, _preempting_reason(spec.gpus))
                     continue
             # Preempt worse-ranked work?
-            if victims_pool is None:
-                if running is None:
-                    running = [self._rank(r, ctx, Tier.BORROWED) for r in live]
-                victims_pool = sorted(running, key=lambda x: x.key, reverse=True)
-            if victims_pool and victims_pool[0].key > ranked.key:
-                found = choose_victims(
-                    spec,
-                    ranked,
-                    victims_pool,
-                    free,
-                    schedulable,
-                    policy_preemptive=policy.preemptive,
-                    domain=domain,
-                )
-                if found is not None:
-                    victims, planned = found
-                    self._preempt(decisions, victims, record, now)
-                    taken = {v.record.id for v in victims}
-                    victims_pool = [v for v in victims_pool if v.record.id not in taken]
-                    gain = [g for v in victims for g in usable(v.record.placement, schedulable)]
-                    if config.preemption_grace_s <= 0:
-                        free.give(gain)
-                        self._start(decisions, free, ranked, planned)
-                    else:
-                        soon.give(gain)
-                        _earmark(free, soon, planned)
-                        self._wait(decisions, record, _preempting_reason(spec.gpus))
-                    continue
+            candidates = self._candidates(state, now, tiered, excluded)
+            found = choose_victims(
+                spec,
+                ranked,
+                candidates,
+                free,
+                schedulable,
+                policy_preemptive=policy.preemptive,
+                domain=domain,
+            )
+            if found is not None:
+                victims, planned = found
+                self._preempt(decisions, victims, record, now)
+                excluded.update(v.record.id for v in victims)
+                gain = [g for v in victims for g in usable(v.record.placement, schedulable)]
+                if config.preemption_grace_s <= 0:
+                    free.give(gain)
+                    self._start(decisions, free, ranked, planned)
+                else:
+                    soon.give(gain)
+                    _earmark(free, soon, planned)
+                    self._wait(decisions, record, _preempting_reason(spec.gpus))
+                continue
             self._wait(decisions, record, outcome)
             if policy.queueing is Queueing.STRICT:
                 blocked = WaitReason(
@@ -190,17 +193,29 @@ class Scheduler:
         decisions.next_wakeup = self._next_wakeup(state, now, bool(state.queued))
         return decisions
 
+    def _candidates(
+        self, state: SchedulerState, now: float, tiered: list[Ranked] | None, excluded: set[str]
+    ) -> Iterator[Ranked]:
+        """Running jobs that could be preempted, worst-ranked first."""
+        if tiered is not None:
+            yield from (x for x in tiered if x.record.id not in excluded)
+            return
+        borrowed = float(Tier.BORROWED)
+        for coarse, job_id in self._index.worst_first():
+            if job_id in excluded:
+                continue
+            record = state.running[job_id]
+            full = (borrowed, *coarse)
+            yield Ranked(full, full, Tier.BORROWED, record)
+
     # ------------------------------------------------------------------ parts
-    def _rank(self, record: JobRecord, ctx: OrderContext, tier: Tier) -> Ranked:
+    def _rank(self, record: JobRecord, ctx: OrderContext) -> Ranked:
         spec = record.spec
-        key = (
-            float(tier),
-            float(-spec.priority),
-            *self.policy.key(record, ctx),
-            spec.submit_time,
-            float(record.seq),
-        )
-        return Ranked(key, tier, record)
+        tier = float(Tier.BORROWED)
+        prio = float(-spec.priority)
+        key = (tier, prio, *self.policy.key(record, ctx), spec.submit_time, float(record.seq))
+        coarse = (tier, prio, *self.policy.preempt_key(record, ctx.now))
+        return Ranked(key, coarse, Tier.BORROWED, record)
 
     def _start(self, decisions: Decisions, free: FreeMap, ranked: Ranked, p: Placement) -> None:
         free.take(p)
@@ -211,9 +226,12 @@ class Scheduler:
     ) -> None:
         grace = self.config.preemption_grace_s
         for victim in victims:
-            why = "reclaimed by its lease holder" if victim.tier is Tier.BORROWED and (
-                victim.record.spec.tenant != claimant.spec.tenant
-            ) else "preempted"
+            why = (
+                "reclaimed by its lease holder"
+                if victim.tier is Tier.BORROWED
+                and (victim.record.spec.tenant != claimant.spec.tenant)
+                else "preempted"
+            )
             reason = f"{why}: {claimant.id} ({claimant.spec.tenant}) ranks higher"
             notice = Preempt(victim.record.id, now + max(grace, 0.0), reason)
             (decisions.notices if grace > 0 else decisions.requeues).append(notice)
@@ -223,17 +241,9 @@ class Scheduler:
             decisions.waiting[record.id] = reason
 
     def _next_wakeup(self, state: SchedulerState, now: float, queue: bool) -> float | None:
-        wake = math.inf
-        for record in state.running.values():
-            if record.preempt_at is not None and record.preempt_at > now:
-                wake = min(wake, record.preempt_at)
-            walltime = record.spec.walltime
-            if walltime is not None and record.run_start is not None:
-                wake = min(wake, record.run_start + walltime - record.run_time)
-            if queue:
-                change = self.policy.next_key_change(record, now)
-                if change is not None:
-                    wake = min(wake, change)
+        wake = min(state.deadlines.values(), default=math.inf)
+        if queue:
+            wake = min(wake, self._index.next_change(state))
         lease_change = next_guarantee_change(state.leases, now)
         if lease_change is not None:
             wake = min(wake, lease_change)
@@ -245,14 +255,16 @@ def _apply_tiers(
 ) -> tuple[list[Ranked], list[Ranked]]:
     everyone = sorted(queued + running, key=lambda x: x.key)
     tiers = classify(
-        everyone, guarantees, tenant_of=lambda x: x.record.spec.tenant,
+        everyone,
+        guarantees,
+        tenant_of=lambda x: x.record.spec.tenant,
         gpus_of=lambda x: x.record.spec.gpus,
     )
     tier_of = {x.record.id: tier for x, tier in zip(everyone, tiers, strict=True)}
 
     def retier(x: Ranked) -> Ranked:
         tier = tier_of[x.record.id]
-        return Ranked((float(tier), *x.key[1:]), tier, x.record)
+        return Ranked((float(tier), *x.key[1:]), (float(tier), *x.coarse[1:]), tier, x.record)
 
     return [retier(x) for x in queued], [retier(x) for x in running]
 
@@ -271,12 +283,23 @@ def _preempting_reason(gpus: int) -> WaitReason:
 
 
 def _reservation_reason(reservation: Reservation) -> WaitReason:
-    when = "an unknown time" if math.isinf(reservation.shadow_time) else (
-        f"t={reservation.shadow_time:.0f}s"
+    when = (
+        "an unknown time"
+        if math.isinf(reservation.shadow_time)
+        else (f"t={reservation.shadow_time:.0f}s")
     )
     return WaitReason(
         WaitCode.RESERVATION,
         f"would delay {reservation.job_id}, which holds a reservation from {when}",
+    )
+
+
+def _merged(free: FreeMap, soon: FreeMap) -> FreeMap:
+    return FreeMap.of(
+        free.cluster,
+        [a + b for a, b in zip(free.node_free, soon.node_free, strict=True)],
+        [a + b for a, b in zip(free.rack_free, soon.rack_free, strict=True)],
+        free.total + soon.total,
     )
 
 

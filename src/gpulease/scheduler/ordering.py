@@ -46,12 +46,31 @@ class OrderContext:
 
 
 class OrderingPolicy(Protocol):
-    name: str
-    preemptive: bool
-    queueing: Queueing
-    needs_usage: bool
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def preemptive(self) -> bool:
+        """May a better-ranked job of the same priority class preempt a worse one?"""
+        ...
+
+    @property
+    def queueing(self) -> Queueing: ...
+
+    @property
+    def needs_usage(self) -> bool:
+        """Does ``key`` read ``OrderContext.usage`` (decayed usage per tenant)?"""
+        ...
 
     def key(self, job: JobRecord, ctx: OrderContext) -> tuple[float, ...]: ...
+
+    def preempt_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
+        """The coarse part of ``key`` that preemption compares (constant between changes).
+
+        A job may preempt another of the same class only if this key is strictly smaller:
+        jobs in one LAS level never preempt each other, so nothing thrashes.
+        """
+        ...
 
     def next_key_change(self, job: JobRecord, now: float) -> float | None: ...
 
@@ -64,6 +83,9 @@ class Fifo:
     needs_usage: bool = False
 
     def key(self, job: JobRecord, ctx: OrderContext) -> tuple[float, ...]:
+        return ()
+
+    def preempt_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
         return ()
 
     def next_key_change(self, job: JobRecord, now: float) -> float | None:
@@ -91,6 +113,9 @@ class Las:
     def key(self, job: JobRecord, ctx: OrderContext) -> tuple[float, ...]:
         return (float(self.level(job, ctx.now)),)
 
+    def preempt_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
+        return (float(self.level(job, now)),)
+
     def next_key_change(self, job: JobRecord, now: float) -> float | None:
         attained = job.attained_at(now)
         index = bisect.bisect_right(self.limits, attained)
@@ -112,6 +137,9 @@ class FairShare:
         tenant = job.spec.tenant
         return (ctx.usage.get(tenant, 0.0) / ctx.weights.get(tenant, 1.0),)
 
+    def preempt_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
+        return ()
+
     def next_key_change(self, job: JobRecord, now: float) -> float | None:
         return None
 
@@ -129,6 +157,9 @@ class LasFairShare:
 
     def key(self, job: JobRecord, ctx: OrderContext) -> tuple[float, ...]:
         return self.las.key(job, ctx) + self.share.key(job, ctx)
+
+    def preempt_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
+        return self.las.preempt_key(job, now)
 
     def next_key_change(self, job: JobRecord, now: float) -> float | None:
         return self.las.next_key_change(job, now)

@@ -58,13 +58,20 @@ class FreeMap:
         self.rack_free = [sum(node_free[n] for n in rack.nodes) for rack in cluster.racks]
         self.total = sum(self.rack_free)
 
+    @classmethod
+    def of(
+        cls, cluster: Cluster, node_free: list[int], rack_free: list[int], total: int
+    ) -> FreeMap:
+        """A map from parts already summed (the caller owns the lists it passes)."""
+        made = cls.__new__(cls)
+        made.cluster = cluster
+        made.node_free = node_free
+        made.rack_free = rack_free
+        made.total = total
+        return made
+
     def copy(self) -> FreeMap:
-        clone = FreeMap.__new__(FreeMap)
-        clone.cluster = self.cluster
-        clone.node_free = list(self.node_free)
-        clone.rack_free = list(self.rack_free)
-        clone.total = self.total
-        return clone
+        return FreeMap.of(self.cluster, list(self.node_free), list(self.rack_free), self.total)
 
     def take(self, placement: Placement) -> None:
         nodes = self.cluster.nodes
@@ -164,9 +171,7 @@ def place(job: JobSpec, free: FreeMap, *, domain: str = "rack") -> Placement | W
         if chosen is None:
             largest = max(caps, default=0)
             if segment == gpus:
-                message = (
-                    f"needs {gpus} GPUs in one {domain}; the largest free block is {largest}"
-                )
+                message = f"needs {gpus} GPUs in one {domain}; the largest free block is {largest}"
             else:
                 fit = sum(c for _, c in per_rack)
                 message = (

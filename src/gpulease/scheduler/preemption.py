@@ -14,7 +14,7 @@ driver's notice) before their GPUs are taken.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from gpulease.domain.models import JobSpec
@@ -27,13 +27,17 @@ RankKey = tuple[float, ...]
 
 @dataclass(frozen=True, slots=True)
 class Ranked:
+    """A job with its rank: ``key`` orders the queue, ``coarse`` (a prefix of the key's
+    meaning: tier, -priority, the policy's preempt key) decides preemption."""
+
     key: RankKey
+    coarse: RankKey
     tier: Tier
     record: JobRecord
 
 
 def may_preempt(preemptor: Ranked, victim: Ranked, *, policy_preemptive: bool) -> bool:
-    if victim.key <= preemptor.key:
+    if victim.coarse <= preemptor.coarse:
         return False
     if preemptor.tier is Tier.GUARANTEED and victim.tier is Tier.BORROWED:
         return True
@@ -55,7 +59,7 @@ def usable(placement: Placement, schedulable: Sequence[bool]) -> list[tuple[int,
 def choose_victims(
     job: JobSpec,
     preemptor: Ranked,
-    candidates: Sequence[Ranked],
+    candidates: Iterable[Ranked],
     free: FreeMap,
     schedulable: Sequence[bool],
     *,
@@ -64,13 +68,13 @@ def choose_victims(
 ) -> tuple[list[Ranked], Placement] | None:
     """Victims (worst first) whose GPUs, with ``free``, let ``job`` be placed; else None.
 
-    ``candidates`` are sorted worst-ranked first. ``free`` is not modified.
+    ``candidates`` come worst-ranked (coarse key) first. ``free`` is not modified.
     """
     trial = free.copy()
     chosen: list[Ranked] = []
     outcome: Placement | WaitReason | None = None
     for candidate in candidates:
-        if candidate.key <= preemptor.key:
+        if candidate.coarse <= preemptor.coarse:
             break  # the rest rank at least as high as the preemptor
         if not may_preempt(preemptor, candidate, policy_preemptive=policy_preemptive):
             continue

@@ -21,7 +21,13 @@ from dataclasses import dataclass, field
 
 from gpulease.domain.errors import Conflict, InvalidRequest, NotFound
 from gpulease.domain.models import JobSpec, LeaseGuarantee
-from gpulease.domain.states import JOB_TRANSITIONS, NODE_TRANSITIONS, JobState, NodeState, transition
+from gpulease.domain.states import (
+    JOB_TRANSITIONS,
+    NODE_TRANSITIONS,
+    JobState,
+    NodeState,
+    transition,
+)
 from gpulease.inventory.topology import Cluster
 from gpulease.scheduler.placement import FreeMap, Placement, never_fits
 
@@ -81,6 +87,14 @@ class SchedulerState:
         self.node_state = [NodeState.UP] * len(cluster.nodes)
         self.node_free_mask = [(1 << n.gpus) - 1 for n in cluster.nodes]
         self.node_free = [n.gpus for n in cluster.nodes]
+        # Free GPUs on UP nodes only (what the placer may use), kept incrementally.
+        self._up_free = list(self.node_free)
+        self._rack_up_free = [cluster.rack_gpus(r.index) for r in cluster.racks]
+        self._up_free_total = sum(self._up_free)
+        # tenant -> [running GPUs, sum of run_start x GPUs] for usage without a scan
+        self._tenant_running: dict[str, list[float]] = {}
+        # running jobs with a walltime or a preemption deadline -> that moment
+        self.deadlines: dict[str, float] = {}
         self.jobs: dict[str, JobRecord] = {}
         self.queued: dict[str, JobRecord] = {}  # insertion-ordered
         self.running: dict[str, JobRecord] = {}
@@ -93,12 +107,9 @@ class SchedulerState:
     # ----------------------------------------------------------------- views
     def free_map(self) -> FreeMap:
         """Free GPUs on UP nodes (draining and down nodes receive nothing)."""
-        up = NodeState.UP
-        counts = [
-            free if state is up else 0
-            for free, state in zip(self.node_free, self.node_state, strict=True)
-        ]
-        return FreeMap(self.cluster, counts)
+        return FreeMap.of(
+            self.cluster, list(self._up_free), list(self._rack_up_free), self._up_free_total
+        )
 
     def job(self, job_id: str) -> JobRecord:
         try:
@@ -112,10 +123,9 @@ class SchedulerState:
             tenant: value * 0.5 ** ((now - as_of) / self.usage_half_life)
             for tenant, (value, as_of) in self._usage.items()
         }
-        for record in self.running.values():
-            if record.run_start is not None:
-                tenant = record.spec.tenant
-                usage[tenant] = usage.get(tenant, 0.0) + (now - record.run_start) * record.spec.gpus
+        for tenant, (gpus, start_gpus) in self._tenant_running.items():
+            if gpus:
+                usage[tenant] = usage.get(tenant, 0.0) + now * gpus - start_gpus
         return usage
 
     # ----------------------------------------------------------- transitions
@@ -151,7 +161,7 @@ class SchedulerState:
                     mask &= ~(1 << bit)
                 bit += 1
             self.node_free_mask[node] = mask
-            self.node_free[node] -= count
+            self._add_free(node, -count)
             allocation.append((node, tuple(picked)))
         record.allocation = tuple(allocation)
         record.run_start = now
@@ -161,6 +171,11 @@ class SchedulerState:
             record.first_start = now
         del self.queued[job_id]
         self.running[job_id] = record
+        tally = self._tenant_running.setdefault(record.spec.tenant, [0.0, 0.0])
+        tally[0] += record.spec.gpus
+        tally[1] += now * record.spec.gpus
+        if record.spec.walltime is not None:
+            self.deadlines[job_id] = now + record.spec.walltime - record.run_time
         self._log(record, now, "started" + (" (borrowed)" if borrowed else ""))
 
     def begin_preemption(self, job_id: str, at: float, reason: str) -> None:
@@ -169,6 +184,7 @@ class SchedulerState:
             raise Conflict(f"job {job_id} is {record.status.value}, not running")
         record.preempt_at = at
         record.preempt_reason = reason
+        self.deadlines[job_id] = min(at, self.deadlines.get(job_id, at))
 
     def stop(self, job_id: str, now: float, outcome: JobState, reason: str = "") -> None:
         """End a run: requeue (QUEUED), or finish as SUCCEEDED / FAILED / CANCELLED."""
@@ -189,9 +205,16 @@ class SchedulerState:
 
     def set_node_state(self, node: int, target: NodeState, now: float) -> list[str]:
         """Change a node's state; when it goes DOWN, return the running jobs it hit."""
+        before = self.node_state[node] is NodeState.UP
         self.node_state[node] = transition(
             NODE_TRANSITIONS, self.node_state[node], target, subject=self.cluster.nodes[node].id
         )
+        after = target is NodeState.UP
+        if before != after:
+            delta = self.node_free[node] if after else -self.node_free[node]
+            self._up_free[node] += delta
+            self._rack_up_free[self.cluster.nodes[node].rack] += delta
+            self._up_free_total += delta
         if target is not NodeState.DOWN:
             return []
         return [r.id for r in self.running.values() if any(n == node for n, _ in r.allocation)]
@@ -211,12 +234,23 @@ class SchedulerState:
         for node, gpus in record.allocation:
             for gpu in gpus:
                 self.node_free_mask[node] |= 1 << gpu
-            self.node_free[node] += len(gpus)
+            self._add_free(node, len(gpus))
+        tally = self._tenant_running[record.spec.tenant]
+        tally[0] -= record.spec.gpus
+        tally[1] -= record.run_start * record.spec.gpus
+        self.deadlines.pop(record.id, None)
         record.allocation = ()
         record.run_start = None
         record.preempt_at = None
         record.preempt_reason = ""
         del self.running[record.id]
+
+    def _add_free(self, node: int, delta: int) -> None:
+        self.node_free[node] += delta
+        if self.node_state[node] is NodeState.UP:
+            self._up_free[node] += delta
+            self._rack_up_free[self.cluster.nodes[node].rack] += delta
+            self._up_free_total += delta
 
     def _log(self, record: JobRecord, now: float, event: str) -> None:
         if self.keep_history:

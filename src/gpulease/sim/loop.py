@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gpulease.domain.states import JobState, NodeState
+from gpulease.domain.states import JobState
 from gpulease.inventory.topology import Cluster
 from gpulease.scheduler.engine import Decisions, Scheduler, apply_decisions
 from gpulease.scheduler.placement import racks_spanned
@@ -108,7 +108,8 @@ class Simulation:
             while heap and heap[0][0] == now:
                 _, order, _, payload = heapq.heappop(heap)
                 if order == _END:
-                    name, gen = payload  # type: ignore[misc]
+                    assert isinstance(payload, tuple)
+                    name, gen = payload
                     if self._run_gen.get(name) == gen:
                         self._finish(name, now)
                         finished += 1

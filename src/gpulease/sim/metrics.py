@@ -11,6 +11,7 @@ Percentiles use the nearest-rank method.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -37,7 +38,7 @@ def _mean(values: Sequence[float]) -> float:
 
 def _busy_gpu_seconds(timeline: Sequence[tuple[float, int, int]]) -> float:
     busy = 0.0
-    for (t0, gpus, _), (t1, _, _) in zip(timeline, timeline[1:], strict=False):
+    for (t0, gpus, _), (t1, _, _) in itertools.pairwise(timeline):
         busy += gpus * (t1 - t0)
     return busy
 
@@ -83,8 +84,9 @@ def summarize(result: SimResult, workload: Workload, cluster: Cluster) -> dict[s
         "p99_s": percentile(guarantee_waits, 99),
         "max_s": max(guarantee_waits, default=0.0),
     }
-    figures["placement"] = placement_quality(outcomes, {j.spec.id: j.spec for j in workload.jobs},
-                                             cluster)
+    figures["placement"] = placement_quality(
+        outcomes, {j.spec.id: j.spec for j in workload.jobs}, cluster
+    )
     tenants = sorted({o.tenant for o in outcomes})
     figures["per_tenant"] = {
         t: _job_figures([o for o in outcomes if o.tenant == t]) for t in tenants

@@ -1,0 +1,1 @@
+"""Command line: ``gpulease`` (Typer + Rich)."""

@@ -1,0 +1,42 @@
+"""One call from a description of a run to its figures; shared by the CLI and benchmarks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gpulease.inventory.topology import Cluster, ClusterSpec, build_cluster
+from gpulease.scheduler.engine import Scheduler, SchedulerConfig
+from gpulease.scheduler.ordering import make_policy
+from gpulease.sim.loop import SimResult, Simulation
+from gpulease.sim.metrics import summarize
+from gpulease.sim.workload import Workload
+
+
+@dataclass(slots=True)
+class Run:
+    cluster: Cluster
+    workload: Workload
+    result: SimResult
+    figures: dict[str, Any]
+
+
+def simulate(
+    workload: Workload,
+    spec: ClusterSpec,
+    *,
+    policy: str = "default",
+    grace_s: float = 30.0,
+    progress: Callable[[int, int], None] | None = None,
+    record_events: bool = False,
+) -> Run:
+    cluster = build_cluster(spec, site="sim")
+    scheduler = Scheduler(
+        make_policy(policy), SchedulerConfig(preemption_grace_s=grace_s, explain=False)
+    )
+    simulation = Simulation(
+        cluster, workload, scheduler, progress=progress, record_events=record_events
+    )
+    result = simulation.run()
+    return Run(cluster, workload, result, summarize(result, workload, cluster))
