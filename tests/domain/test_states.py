@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -41,7 +40,7 @@ JOB_ALLOWED: frozenset[tuple[str, str]] = frozenset(
     }
 )
 
-Table = Mapping[Any, frozenset[Any]]
+Table = dict[Any, frozenset[Any]]
 TABLES: dict[str, tuple[type[StrEnum], Table, frozenset[tuple[str, str]]]] = {
     "node": (NodeState, NODE_TRANSITIONS, NODE_ALLOWED),
     "job": (JobState, JOB_TRANSITIONS, JOB_ALLOWED),

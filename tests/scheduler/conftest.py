@@ -7,7 +7,8 @@ Fixtures return plain functions (session scope, so hypothesis tests may use them
 * ``lease("acme", 8)``: a LeaseGuarantee active from 0 to 1e9;
 * ``scheduler("las", grace=30)``: a Scheduler;
 * ``run_step(scheduler, state, now)``: step, check, apply; returns the Decisions;
-* ``check_state(state)`` / ``check_decisions(state, decisions)``: the core's invariants.
+* ``check_state_fn(state)`` / ``check_decisions_fn(state, decisions)``: the core's
+  invariants (``check_state`` / ``check_decisions`` below).
 """
 
 from __future__ import annotations
@@ -105,11 +106,11 @@ def check_state(state: SchedulerState) -> None:
         in_queue, in_run = job_id in state.queued, job_id in state.running
         assert in_queue == (record.status is JobState.QUEUED)
         assert in_run == (record.status is JobState.RUNNING)
-    for node in cluster.nodes:
-        full = (1 << node.gpus) - 1
-        busy = sum(1 << gpu for (n, gpu) in held if n == node.index)
-        assert state.node_free_mask[node.index] == full & ~busy, node.id
-        assert state.node_free[node.index] == node.gpus - bin(busy).count("1"), node.id
+    for hw in cluster.nodes:
+        full = (1 << hw.gpus) - 1
+        busy = sum(1 << gpu for (n, gpu) in held if n == hw.index)
+        assert state.node_free_mask[hw.index] == full & ~busy, hw.id
+        assert state.node_free[hw.index] == hw.gpus - bin(busy).count("1"), hw.id
     free = state.free_map()
     up = [s is NodeState.UP for s in state.node_state]
     expected = [f if u else 0 for f, u in zip(state.node_free, up, strict=True)]
@@ -139,8 +140,10 @@ def check_decisions(state: SchedulerState, decisions: Decisions) -> None:
     assert (timeouts | requeues).isdisjoint(notices)
     for job_id in notices:
         assert state.running[job_id].preempt_at is None, f"{job_id} noticed twice"
-    for preempt in decisions.requeues + decisions.notices:
-        assert preempt.at >= decisions.now or preempt.job_id in requeues
+    for preempt in decisions.requeues:
+        assert preempt.at == decisions.now
+    for preempt in decisions.notices:
+        assert preempt.at > decisions.now
     available = list(state.node_free)
     for job_id in timeouts | requeues:
         for node, gpus in state.running[job_id].allocation:

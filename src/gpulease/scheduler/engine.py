@@ -78,7 +78,7 @@ class Scheduler:
         decisions = Decisions(now)
         policy, config = self.policy, self.config
         domain = _domain_word(state)
-        schedulable = [s is NodeState.UP for s in state.node_state]
+        schedulable = state.schedulable
         free = state.free_map()
         soon = FreeMap.of(
             state.cluster, [0] * len(state.cluster.nodes), [0] * len(state.cluster.racks), 0
@@ -120,6 +120,9 @@ class Scheduler:
         # 3. visit the queue
         reservation: Reservation | None = None
         blocked: WaitReason | None = None
+        # Shapes (coarse rank + request) that found neither released GPUs nor victims since
+        # the free map last grew: a later job of the same shape cannot do better.
+        hopeless: set[tuple[object, ...]] = set()
         for ranked in queued:
             record = ranked.record
             spec = record.spec
@@ -141,6 +144,11 @@ class Scheduler:
                     outcome = held or outcome
                     _take_held(reservation, outcome)
                 self._start(decisions, free, ranked, outcome)
+                continue
+            topology = spec.topology
+            shape = (ranked.coarse, spec.gpus, spec.gpus_per_node, topology.segment, topology.mode)
+            if shape in hopeless and policy.queueing is Queueing.GREEDY:
+                self._wait(decisions, record, outcome)
                 continue
             # Not placeable on free GPUs: GPUs about to be released by preempted jobs?
             if soon.total and free.total + soon.total >= spec.gpus:
@@ -167,12 +175,14 @@ class Scheduler:
                 gain = [g for v in victims for g in usable(v.record.placement, schedulable)]
                 if config.preemption_grace_s <= 0:
                     free.give(gain)
+                    hopeless.clear()
                     self._start(decisions, free, ranked, planned)
                 else:
                     soon.give(gain)
                     _earmark(free, soon, planned)
                     self._wait(decisions, record, _preempting_reason(spec.gpus))
                 continue
+            hopeless.add(shape)
             self._wait(decisions, record, outcome)
             if policy.queueing is Queueing.STRICT:
                 blocked = WaitReason(

@@ -70,7 +70,7 @@ def choose_victims(
 
     ``candidates`` come worst-ranked (coarse key) first. ``free`` is not modified.
     """
-    trial = free.copy()
+    trial: FreeMap | None = None  # copied on the first eligible victim only
     chosen: list[Ranked] = []
     outcome: Placement | WaitReason | None = None
     for candidate in candidates:
@@ -81,6 +81,8 @@ def choose_victims(
         gain = usable(candidate.record.placement, schedulable)
         if not gain:
             continue
+        if trial is None:
+            trial = free.copy()
         trial.give(gain)
         chosen.append(candidate)
         if trial.total >= job.gpus:

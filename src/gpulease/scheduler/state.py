@@ -85,6 +85,8 @@ class SchedulerState:
     ) -> None:
         self.cluster = cluster
         self.node_state = [NodeState.UP] * len(cluster.nodes)
+        self.schedulable = [True] * len(cluster.nodes)  # node is UP (read-only for others)
+        self._never_fits: dict[tuple[object, ...], str | None] = {}
         self.node_free_mask = [(1 << n.gpus) - 1 for n in cluster.nodes]
         self.node_free = [n.gpus for n in cluster.nodes]
         # Free GPUs on UP nodes only (what the placer may use), kept incrementally.
@@ -132,9 +134,13 @@ class SchedulerState:
     def submit(self, spec: JobSpec, *, domain: str = "rack") -> JobRecord:
         if spec.id in self.jobs:
             raise Conflict(f"job {spec.id!r} already exists", job_id=spec.id)
-        reason = never_fits(spec, self.cluster, domain=domain)
-        if reason is not None:
-            raise InvalidRequest(f"job {spec.id}: {reason.message}", field="gpus")
+        shape = (spec.gpus, spec.gpus_per_node, spec.topology.segment, spec.topology.mode)
+        if shape not in self._never_fits:
+            found = never_fits(spec, self.cluster, domain=domain)
+            self._never_fits[shape] = found.message if found is not None else None
+        message = self._never_fits[shape]
+        if message is not None:
+            raise InvalidRequest(f"job {spec.id}: {message}", field="gpus")
         record = JobRecord(spec, self._seq)
         self._seq += 1
         self.jobs[spec.id] = record
@@ -210,6 +216,7 @@ class SchedulerState:
             NODE_TRANSITIONS, self.node_state[node], target, subject=self.cluster.nodes[node].id
         )
         after = target is NodeState.UP
+        self.schedulable[node] = after
         if before != after:
             delta = self.node_free[node] if after else -self.node_free[node]
             self._up_free[node] += delta
