@@ -19,7 +19,7 @@ from gpulease.inventory.topology import (
     ("text", "racks", "nodes", "gpus", "total", "hardware"),
     [
         ("32x18x4", 32, 18, 4, 2304, "gb200-nvl72"),
-        ("4x5x8", 4, 5, 8, 160, "custom"),
+        ("4x5x8", 4, 5, 8, 160, "hgx-8gpu"),
         ("4x4x8", 4, 4, 8, 128, "hgx-8gpu"),
         (" 2 X 3 x 1 ", 2, 3, 1, 6, "custom"),
         ("1x1x64", 1, 1, 64, 64, "custom"),

@@ -165,11 +165,6 @@ def test_easy_with_room_for_everyone(
     assert started(decisions) == ["a", "b", "c"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: engine.step passes state.running (incl. jobs timed out / requeued in this "
-    "step, whose GPUs are already in `free`) to backfill.reserve, which counts them twice",
-)
 def test_easy_reservation_ignores_jobs_that_end_in_this_step(
     make_state: MakeState, job: MakeJob, scheduler: MakeScheduler, run_step: RunStep
 ) -> None:
@@ -190,12 +185,6 @@ def test_easy_reservation_ignores_jobs_that_end_in_this_step(
     assert decisions.starts == [Start("b", ((0, 4),), True)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a job that preempts after an EASY reservation exists takes GPUs from `free` "
-    "but not from reservation.held, so a later backfill is placed on the same GPUs and "
-    "apply_decisions raises Conflict",
-)
 def test_easy_preemption_after_a_reservation_never_double_books(
     make_state: MakeState, job: MakeJob, scheduler: MakeScheduler, run_step: RunStep
 ) -> None:
@@ -279,11 +268,6 @@ def test_las_preempts_after_the_grace_period(
     assert after.waiting == {}  # long was still running when the step decided
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Scheduler._next_wakeup reads the state before this step's decisions are "
-    "applied, so a notice's grace end (and a new start's walltime) is not a wake-up",
-)
 def test_next_wakeup_includes_the_grace_end_of_a_new_notice(
     make_state: MakeState, job: MakeJob, scheduler: MakeScheduler
 ) -> None:
@@ -320,12 +304,6 @@ def boundary_state(make_state: MakeState, job: MakeJob) -> SchedulerState:
 BOUNDARY = 510.0 + 3600.0 / 7
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Las.level/next_key_change use attained_at(now), which at the predicted "
-    "crossing moment can be a rounding error below the limit: the wake-up finds no change "
-    "and no further wake-up is given (next_key_change(now) == now is dropped)",
-)
 def test_las_level_changes_at_the_moment_next_wakeup_announced(
     make_state: MakeState, job: MakeJob, scheduler: MakeScheduler
 ) -> None:
@@ -335,12 +313,6 @@ def test_las_level_changes_at_the_moment_next_wakeup_announced(
     assert at_wake.requeues == [Preempt("big", BOUNDARY, "preempted: probe (t) ranks higher")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: RunningIndex._add only queues a key change when moment > now; at a LAS "
-    "boundary that rounds to now the job is never refreshed, so a used Scheduler keeps its "
-    "old level and decides unlike a fresh one",
-)
 def test_a_used_scheduler_decides_like_a_fresh_one_at_a_las_boundary(
     make_state: MakeState, job: MakeJob, scheduler: MakeScheduler
 ) -> None:
@@ -575,11 +547,6 @@ def test_priority_preemption_between_tenants_is_not_called_a_reclaim(
     assert decisions.requeues == [Preempt("x1", 1.0, "preempted: x2 (t) ranks higher")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Scheduler._preempt words any preemption of a borrowed job by another tenant "
-    "as 'reclaimed by its lease holder', even when no lease is involved (priority class)",
-)
 def test_priority_preemption_without_leases_is_not_a_reclaim(
     make_state: MakeState, job: MakeJob, scheduler: MakeScheduler, run_step: RunStep
 ) -> None:
@@ -792,11 +759,6 @@ def test_walltime_counts_run_time_across_requeues(
     assert state.jobs["a"].run_time == 100.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: next_wakeup ignores the walltime of jobs started in the same step, so the "
-    "simulator never wakes to time them out: a walltime-50 job runs its full 100 s",
-)
 def test_simulation_enforces_the_walltime_of_a_new_start(
     job: MakeJob, scheduler: MakeScheduler
 ) -> None:
@@ -807,11 +769,6 @@ def test_simulation_enforces_the_walltime_of_a_new_start(
     assert result.outcomes["a"].status is JobState.FAILED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: next_wakeup misses the grace end of a notice given in the same step, so in "
-    "the simulator the lease holder waits for the borrower's own end (t=50), not t=40",
-)
 def test_simulation_reclaims_when_the_grace_ends(
     job: MakeJob, lease: MakeLease, scheduler: MakeScheduler
 ) -> None:
@@ -889,8 +846,9 @@ def test_next_wakeup_values(
     assert scheduler("las").step(state, 10.0).next_wakeup == 1800.0
     assert scheduler("default").step(state, 10.0).next_wakeup == 1800.0
     assert scheduler("fifo").step(state, 10.0).next_wakeup is None
-    # Next level: 14,400 GPU-s at t = 7,200.
-    assert scheduler("las").step(state, 1800.0).next_wakeup == 7200.0
+    # At 1,800 s a reaches level 1: big (level 0) preempts it and starts; with a queued again,
+    # the next change is big's own crossing: 3,600 GPU-s / 8 GPUs = 450 s later.
+    assert scheduler("las").step(state, 1800.0).next_wakeup == 2250.0
     # A walltime is a wake-up whatever the policy.
     timed = make_state("1x2x4", jobs=[job("w", 2, walltime=300.0)], running={"w": ((0, 2),)})
     assert scheduler("fifo").step(timed, 10.0).next_wakeup == 300.0

@@ -244,11 +244,6 @@ def test_preferred_falls_back_to_spanning(job: MakeJob) -> None:
         assert rack_totals(GB200_2, placement) == {0: 40, 1: 24}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: place() chooses the rack for required/segment jobs by whole segments that "
-    "fit (cap // segment), so racks tie and the first one wins instead of the best fit",
-)
 @pytest.mark.parametrize("mode", ["required", "segment"])
 def test_required_picks_the_best_fit_rack(job: MakeJob, mode: str) -> None:
     # Same free map as test_best_fit_rack_keeps_a_full_rack_whole: the full rack 0 must stay

@@ -226,10 +226,7 @@ def node_events(draw: st.DrawFn, cluster: Cluster) -> list[NodeEvent]:
 @st.composite
 def scenarios(draw: st.DrawFn, policy: str, *, power_of_two: bool = False) -> Scenario:
     cluster = draw(clusters())
-    # EASY: one priority class and no leases, i.e. no preemption at all: a preemption after
-    # a reservation can double-book GPUs (the xfail bug test in test_engine.py,
-    # test_easy_preemption_after_a_reservation_never_double_books).
-    uniform = policy == "easy"
+    uniform = False  # every policy, EASY included, with priorities and leases
     tenants = ["a", "b", "spot"]
     leases = [] if uniform else draw(leases_for(cluster, ["a", "b"]))
     count = draw(st.integers(1, 14))
@@ -422,17 +419,26 @@ def reclaim_leases(case: ReclaimCase) -> list[LeaseGuarantee]:
 
 
 @PROPERTY
-@given(case=reclaim_cases())
-def test_lease_holder_starts_at_once_with_no_grace(
-    case: ReclaimCase, check_state_fn: CheckState, check_decisions_fn: CheckDecisions
+@given(case=reclaim_cases(), grace=st.sampled_from([0.0, 30.0]))
+def test_lease_holder_starts_within_the_grace_in_simulation(
+    case: ReclaimCase,
+    grace: float,
+    check_state_fn: CheckState,
+    check_decisions_fn: CheckDecisions,
 ) -> None:
     workload = Workload("reclaim", case.borrowers + case.owner_jobs, leases=reclaim_leases(case))
-    scenario = Scenario(case.cluster, workload, case.policy, 0.0)
+    scenario = Scenario(case.cluster, workload, case.policy, grace)
     sim = simulate(scenario, check_state_fn, check_decisions_fn)
+    # The tenant's demand is whole once its last job arrived; a later job of a higher class
+    # may take GPUs being released for an earlier one, which then gets its own victims: so
+    # every job runs at the latest one grace period after the tenant's last submission.
+    last = max(job.spec.submit_time for job in case.owner_jobs)
     for job in case.owner_jobs:
         outcome = sim.outcomes[job.spec.id]
-        assert outcome.start == job.spec.submit_time, job.spec.id
-        assert outcome.guarantee_wait == 0.0
+        assert outcome.start is not None
+        assert outcome.start <= last + grace, job.spec.id
+        assert outcome.guarantee_wait is not None
+        assert outcome.guarantee_wait <= last - job.spec.submit_time + grace
 
 
 @PROPERTY

@@ -72,9 +72,10 @@ def parse_cluster_spec(text: str) -> ClusterSpec:
             field="cluster",
         )
     hardware = "custom"
-    for preset_hw in (GB200_NVL72, HGX_8GPU):
-        if (nodes, gpus) == (preset_hw.nodes_per_rack, preset_hw.gpus_per_node):
-            hardware = preset_hw.name
+    if (nodes, gpus) == (GB200_NVL72.nodes_per_rack, GB200_NVL72.gpus_per_node):
+        hardware = GB200_NVL72.name
+    elif gpus == HGX_8GPU.gpus_per_node:
+        hardware = HGX_8GPU.name  # HGX servers; the rack (leaf switch) size is the site's
     return ClusterSpec(racks, nodes, gpus, hardware)
 
 

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from gpulease.domain.states import JobState, NodeState
+from gpulease.domain.states import JobState
 from gpulease.scheduler.backfill import Reservation, ends_before_shadow, may_backfill, reserve
 from gpulease.scheduler.ordering import OrderContext, OrderingPolicy, Queueing
 from gpulease.scheduler.placement import FreeMap, Placement, WaitCode, WaitReason, place
@@ -79,10 +79,7 @@ class Scheduler:
         policy, config = self.policy, self.config
         domain = _domain_word(state)
         schedulable = state.schedulable
-        free = state.free_map()
-        soon = FreeMap.of(
-            state.cluster, [0] * len(state.cluster.nodes), [0] * len(state.cluster.racks), 0
-        )  # GPUs in a grace period
+        pools = _Pools(state)
         self._index.sync(state, now)
 
         # 1. walltimes and grace periods (only jobs with a deadline are looked at)
@@ -90,14 +87,15 @@ class Scheduler:
         for job_id in state.deadlines:
             record = state.running[job_id]
             walltime = record.spec.walltime
+            gpus = usable(record.placement, schedulable)
             if walltime is not None and record.run_time_at(now) >= walltime:
                 decisions.timeouts.append(job_id)
-                free.give(usable(record.placement, schedulable))
+                pools.release(gpus)
             elif record.preempt_at is not None and record.preempt_at <= now:
                 decisions.requeues.append(Preempt(job_id, now, record.preempt_reason))
-                free.give(usable(record.placement, schedulable))
+                pools.release(gpus)
             elif record.preempt_at is not None:
-                soon.give(usable(record.placement, schedulable))
+                pools.release_later(gpus)
             else:
                 continue
             excluded.add(job_id)
@@ -118,7 +116,6 @@ class Scheduler:
         queued.sort(key=lambda x: x.key)
 
         # 3. visit the queue
-        reservation: Reservation | None = None
         blocked: WaitReason | None = None
         # Shapes (coarse rank + request) that found neither released GPUs nor victims since
         # the free map last grew: a later job of the same shape cannot do better.
@@ -129,6 +126,7 @@ class Scheduler:
             if blocked is not None:
                 self._wait(decisions, record, blocked)
                 continue
+            free = pools.free
             outcome: Placement | WaitReason
             outcome = (
                 place(spec, free, domain=domain)
@@ -136,14 +134,15 @@ class Scheduler:
                 else _short(spec.gpus, free.total)
             )
             if not isinstance(outcome, WaitReason):
+                reservation = pools.reservation
                 if reservation is not None:
                     held = may_backfill(spec, reservation, now, domain=domain)
                     if held is None and not ends_before_shadow(spec, reservation, now):
                         self._wait(decisions, record, _reservation_reason(reservation))
                         continue
                     outcome = held or outcome
-                    _take_held(reservation, outcome)
-                self._start(decisions, free, ranked, outcome)
+                pools.claim(outcome)
+                self._start(decisions, ranked, outcome)
                 continue
             topology = spec.topology
             shape = (ranked.coarse, spec.gpus, spec.gpus_per_node, topology.segment, topology.mode)
@@ -151,14 +150,15 @@ class Scheduler:
                 self._wait(decisions, record, outcome)
                 continue
             # Not placeable on free GPUs: GPUs about to be released by preempted jobs?
+            soon = pools.soon
             if soon.total and free.total + soon.total >= spec.gpus:
-                later = place(spec, _merged(free, soon), domain=domain)
+                later = place(spec, pools.merged(), domain=domain)
                 if not isinstance(later, WaitReason):
-                    _earmark(free, soon, later)
+                    pools.earmark(later)
                     self._wait(decisions, record, _preempting_reason(spec.gpus))
                     continue
             # Preempt worse-ranked work?
-            candidates = self._candidates(state, now, tiered, excluded)
+            candidates = self._candidates(state, tiered, excluded)
             found = choose_victims(
                 spec,
                 ranked,
@@ -170,16 +170,17 @@ class Scheduler:
             )
             if found is not None:
                 victims, planned = found
-                self._preempt(decisions, victims, record, now)
+                self._preempt(decisions, victims, ranked, now)
                 excluded.update(v.record.id for v in victims)
                 gain = [g for v in victims for g in usable(v.record.placement, schedulable)]
                 if config.preemption_grace_s <= 0:
-                    free.give(gain)
+                    pools.release(gain)
                     hopeless.clear()
-                    self._start(decisions, free, ranked, planned)
+                    pools.claim(planned)
+                    self._start(decisions, ranked, planned)
                 else:
-                    soon.give(gain)
-                    _earmark(free, soon, planned)
+                    pools.release_later(gain)
+                    pools.earmark(planned)
                     self._wait(decisions, record, _preempting_reason(spec.gpus))
                 continue
             hopeless.add(shape)
@@ -188,10 +189,9 @@ class Scheduler:
                 blocked = WaitReason(
                     WaitCode.BLOCKED, f"queued behind {record.id}, which cannot start yet"
                 )
-            elif policy.queueing is Queueing.EASY and reservation is None:
-                reservation = reserve(
-                    spec, free, state.running.values(), schedulable, domain=domain
-                )
+            elif policy.queueing is Queueing.EASY and pools.reservation is None:
+                live = [r for r in state.running.values() if r.id not in excluded]
+                pools.reservation = reserve(spec, free, live, schedulable, domain=domain)
 
         if guarantees:
             started = {s.job_id for s in decisions.starts}
@@ -200,11 +200,11 @@ class Scheduler:
                 for x in queued
                 if x.tier is Tier.GUARANTEED and x.record.id not in started
             ]
-        decisions.next_wakeup = self._next_wakeup(state, now, bool(state.queued))
+        decisions.next_wakeup = self._next_wakeup(state, decisions)
         return decisions
 
     def _candidates(
-        self, state: SchedulerState, now: float, tiered: list[Ranked] | None, excluded: set[str]
+        self, state: SchedulerState, tiered: list[Ranked] | None, excluded: set[str]
     ) -> Iterator[Ranked]:
         """Running jobs that could be preempted, worst-ranked first."""
         if tiered is not None:
@@ -227,22 +227,18 @@ class Scheduler:
         coarse = (tier, prio, *self.policy.preempt_key(record, ctx.now))
         return Ranked(key, coarse, Tier.BORROWED, record)
 
-    def _start(self, decisions: Decisions, free: FreeMap, ranked: Ranked, p: Placement) -> None:
-        free.take(p)
+    def _start(self, decisions: Decisions, ranked: Ranked, p: Placement) -> None:
         decisions.starts.append(Start(ranked.record.id, p, ranked.tier is Tier.BORROWED))
 
     def _preempt(
-        self, decisions: Decisions, victims: Sequence[Ranked], claimant: JobRecord, now: float
+        self, decisions: Decisions, victims: Sequence[Ranked], claimant: Ranked, now: float
     ) -> None:
         grace = self.config.preemption_grace_s
+        record = claimant.record
         for victim in victims:
-            why = (
-                "reclaimed by its lease holder"
-                if victim.tier is Tier.BORROWED
-                and (victim.record.spec.tenant != claimant.spec.tenant)
-                else "preempted"
-            )
-            reason = f"{why}: {claimant.id} ({claimant.spec.tenant}) ranks higher"
+            reclaim = claimant.tier is Tier.GUARANTEED and victim.tier is Tier.BORROWED
+            why = "reclaimed by its lease holder" if reclaim else "preempted"
+            reason = f"{why}: {record.id} ({record.spec.tenant}) ranks higher"
             notice = Preempt(victim.record.id, now + max(grace, 0.0), reason)
             (decisions.notices if grace > 0 else decisions.requeues).append(notice)
 
@@ -250,9 +246,29 @@ class Scheduler:
         if self.config.explain:
             decisions.waiting[record.id] = reason
 
-    def _next_wakeup(self, state: SchedulerState, now: float, queue: bool) -> float | None:
-        wake = min(state.deadlines.values(), default=math.inf)
-        if queue:
+    def _next_wakeup(self, state: SchedulerState, decisions: Decisions) -> float | None:
+        """The earliest moment a decision could change without a new event, as the state will
+        be once ``decisions`` are applied: a grace period or walltime ends (this step's
+        notices and starts included), a running job's rank changes, a lease starts or ends."""
+        now = decisions.now
+        ended = set(decisions.timeouts) | {p.job_id for p in decisions.requeues}
+        wake = min(
+            (t for job_id, t in state.deadlines.items() if job_id not in ended),
+            default=math.inf,
+        )
+        for notice in decisions.notices:
+            wake = min(wake, notice.at)
+        queue_left = len(state.queued) - len(decisions.starts) + len(decisions.requeues) > 0
+        for start in decisions.starts:
+            record = state.jobs[start.job_id]
+            walltime = record.spec.walltime
+            if walltime is not None:
+                wake = min(wake, now + walltime - record.run_time)
+            if queue_left:
+                change = self.policy.next_key_change(replace(record, run_start=now), now)
+                if change is not None:
+                    wake = min(wake, change)
+        if queue_left:
             wake = min(wake, self._index.next_change(state))
         lease_change = next_guarantee_change(state.leases, now)
         if lease_change is not None:
@@ -304,31 +320,71 @@ def _reservation_reason(reservation: Reservation) -> WaitReason:
     )
 
 
-def _merged(free: FreeMap, soon: FreeMap) -> FreeMap:
-    return FreeMap.of(
-        free.cluster,
-        [a + b for a, b in zip(free.node_free, soon.node_free, strict=True)],
-        [a + b for a, b in zip(free.rack_free, soon.rack_free, strict=True)],
-        free.total + soon.total,
-    )
+class _Pools:
+    """A step's scratch capacity: ``free`` GPUs, ``soon`` (held by jobs in a grace period),
+    their sum on demand, and the EASY reservation's ``held`` view. Every change goes through
+    a method so the views never disagree (a GPU is promised at most once per step)."""
 
+    def __init__(self, state: SchedulerState) -> None:
+        self.free = state.free_map()
+        cluster = state.cluster
+        self.soon = FreeMap.of(cluster, [0] * len(cluster.nodes), [0] * len(cluster.racks), 0)
+        self.reservation: Reservation | None = None
+        self._merged: FreeMap | None = None
 
-def _earmark(free: FreeMap, soon: FreeMap, placement: Placement) -> None:
-    """Hold a waiting job's planned GPUs: released ones first, then free ones."""
-    for node, count in placement:
-        from_soon = min(count, soon.node_free[node])
-        soon.take(((node, from_soon),))
-        rest = min(count - from_soon, free.node_free[node])
-        if rest:
-            free.take(((node, rest),))
+    def merged(self) -> FreeMap:
+        if self._merged is None:
+            free, soon = self.free, self.soon
+            self._merged = FreeMap.of(
+                free.cluster,
+                [a + b for a, b in zip(free.node_free, soon.node_free, strict=True)],
+                [a + b for a, b in zip(free.rack_free, soon.rack_free, strict=True)],
+                free.total + soon.total,
+            )
+        return self._merged
 
+    def release(self, gpus: list[tuple[int, int]]) -> None:
+        """GPUs free now (a timeout, an immediate requeue)."""
+        self.free.give(gpus)
+        self._merged = None
+        if self.reservation is not None:
+            self.reservation.held.give(gpus)
 
-def _take_held(reservation: Reservation, placement: Placement) -> None:
-    held = reservation.held
-    for node, count in placement:
-        take = min(count, held.node_free[node])
-        if take:
-            held.take(((node, take),))
+    def release_later(self, gpus: list[tuple[int, int]]) -> None:
+        self.soon.give(gpus)
+        self._merged = None
+
+    def claim(self, placement: Placement) -> None:
+        """Free GPUs handed to a job starting now."""
+        self.free.take(placement)
+        if self._merged is not None:
+            self._merged.take(placement)
+        self._hold(placement)
+
+    def earmark(self, placement: Placement) -> None:
+        """Hold a waiting job's planned GPUs: released-soon ones first, then free ones."""
+        free, soon = self.free, self.soon
+        from_free: list[tuple[int, int]] = []
+        for node, count in placement:
+            from_soon = min(count, soon.node_free[node])
+            if from_soon:
+                soon.take(((node, from_soon),))
+            rest = min(count - from_soon, free.node_free[node])
+            if rest:
+                free.take(((node, rest),))
+                from_free.append((node, rest))
+        if self._merged is not None:
+            self._merged.take(placement)
+        self._hold(tuple(from_free))
+
+    def _hold(self, placement: Placement) -> None:
+        if self.reservation is None:
+            return
+        held = self.reservation.held
+        for node, count in placement:
+            take = min(count, held.node_free[node])
+            if take:
+                held.take(((node, take),))
 
 
 def _domain_word(state: SchedulerState) -> str:

@@ -97,6 +97,12 @@ class Fifo:
 DEFAULT_LAS_LIMITS: tuple[float, ...] = tuple(HOUR * 4**i for i in range(8))
 
 
+def _settled(attained: float) -> float:
+    """Attained service nudged up by a rounding tolerance, so that at the moment
+    ``next_key_change`` announced, the level has changed (3599.9999999999995 counts as 3600)."""
+    return attained + 1e-9 * max(1.0, abs(attained))
+
+
 @dataclass(frozen=True, slots=True)
 class Las:
     """Discretised 2D least-attained-service: level = number of limits already passed."""
@@ -108,7 +114,7 @@ class Las:
     needs_usage: bool = False
 
     def level(self, job: JobRecord, now: float) -> int:
-        return bisect.bisect_right(self.limits, job.attained_at(now))
+        return bisect.bisect_right(self.limits, _settled(job.attained_at(now)))
 
     def key(self, job: JobRecord, ctx: OrderContext) -> tuple[float, ...]:
         return (float(self.level(job, ctx.now)),)
@@ -117,11 +123,13 @@ class Las:
         return (float(self.level(job, now)),)
 
     def next_key_change(self, job: JobRecord, now: float) -> float | None:
-        attained = job.attained_at(now)
-        index = bisect.bisect_right(self.limits, attained)
-        if index >= len(self.limits) or job.run_start is None:
+        if job.run_start is None:
             return None
-        return now + (self.limits[index] - attained) / job.spec.gpus
+        index = bisect.bisect_right(self.limits, _settled(job.attained_at(now)))
+        if index >= len(self.limits):
+            return None
+        # From the run's start, not from ``now``: the same moment whenever it is asked.
+        return job.run_start + (self.limits[index] - job.attained) / job.spec.gpus
 
 
 @dataclass(frozen=True, slots=True)

@@ -166,7 +166,11 @@ def place(job: JobSpec, free: FreeMap, *, domain: str = "rack") -> Placement | W
     if segment is None and job.topology.mode is TopologyMode.REQUIRED:
         segment = gpus
     if segment is not None:
-        per_rack = [(r, cap // segment) for r, cap in enumerate(caps) if cap >= segment]
+        # Ties in whole segments go to the rack with the least capacity left (best fit).
+        per_rack = sorted(
+            ((r, cap // segment) for r, cap in enumerate(caps) if cap >= segment),
+            key=lambda rc: caps[rc[0]],
+        )
         chosen = _choose_bins(per_rack, gpus // segment)
         if chosen is None:
             largest = max(caps, default=0)
