@@ -12,7 +12,6 @@ import argparse
 import time
 
 from _common import PHILLY, need_philly, peak_rss_mib
-
 from gpulease.inventory.topology import parse_cluster_spec
 from gpulease.sim.runner import simulate
 from gpulease.sim.traces import compress_to_load, load_trace
@@ -33,10 +32,15 @@ def main() -> None:
     done = time.perf_counter()
     f = run.figures
     print(f"jobs: {f['jobs']:,} on {spec} ({spec.total_gpus:,} GPUs), policy {args.policy}")
-    print(f"load: {loaded - started:.1f} s, simulate: {done - loaded:.1f} s, "
-          f"total wall: {done - started:.1f} s, peak memory: {peak_rss_mib():,.0f} MiB")
-    print(f"steps: {f['steps']:,}, avg JCT {f['avg_jct_s']:,.0f} s, "
-          f"utilization {f['utilization']:.1%}, preemptions {f['preemptions']:,}")
+    print(
+        f"load: {loaded - started:.1f} s, simulate: {done - loaded:.1f} s, "
+        f"total wall: {done - started:.1f} s, peak memory: {peak_rss_mib():,.0f} MiB"
+    )
+    print(
+        f"steps: {f['steps']:,}, avg JCT {f['avg_jct_s']:,.0f} s, "
+        f"utilization {f['utilization_while_arriving']:.1%} while jobs arrive "
+        f"({f['utilization']:.1%} over the makespan), preemptions {f['preemptions']:,}"
+    )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ import statistics
 import time
 
 from _common import peak_rss_mib
-
 from gpulease.domain.models import JobSpec
 from gpulease.inventory.topology import build_cluster, parse_cluster_spec
 from gpulease.scheduler.engine import Scheduler, SchedulerConfig, apply_decisions
@@ -37,8 +36,10 @@ def build(spec_text: str, queued: int, seed: int) -> tuple[SchedulerState, float
     target = int(cluster.total_gpus * 0.97)
     n = 0
     while cluster.total_gpus - state.free_map().total < target:
-        batch = [JobSpec(f"run-{n + i}", f"t{rng.randrange(8)}", rng.choice(SIZES), now)
-                 for i in range(2000)]
+        batch = [
+            JobSpec(f"run-{n + i}", f"t{rng.randrange(8)}", rng.choice(SIZES), now)
+            for i in range(2000)
+        ]
         n += len(batch)
         for spec in batch:
             state.submit(spec)
@@ -47,8 +48,7 @@ def build(spec_text: str, queued: int, seed: int) -> tuple[SchedulerState, float
             state.stop(job_id, now, state.jobs[job_id].status.CANCELLED)
         now += rng.uniform(600, 7200)
     for i in range(queued):
-        state.submit(JobSpec(f"q-{i}", f"t{rng.randrange(8)}", rng.choice(SIZES),
-                             now + i * 0.01))
+        state.submit(JobSpec(f"q-{i}", f"t{rng.randrange(8)}", rng.choice(SIZES), now + i * 0.01))
     return state, now + queued * 0.01 + 1.0
 
 
@@ -63,12 +63,14 @@ def measure(spec_text: str, queued: int, repeat: int) -> None:
         started = time.perf_counter()
         scheduler.step(state, now)
         times.append(time.perf_counter() - started)
-    print(f"{spec_text} ({state.cluster.total_gpus:,} GPUs), {len(state.running):,} running, "
-          f"{len(state.queued):,} queued: first step {first_s * 1000:,.0f} ms "
-          f"({len(first.starts)} starts, {len(first.requeues) + len(first.notices)} preemptions)"
-          f"; then p50 {statistics.median(times) * 1000:,.0f} ms, "
-          f"p99 {percentile(times, 99) * 1000:,.0f} ms over {repeat} steps; "
-          f"peak memory {peak_rss_mib():,.0f} MiB")
+    print(
+        f"{spec_text} ({state.cluster.total_gpus:,} GPUs), {len(state.running):,} running, "
+        f"{len(state.queued):,} queued: first step {first_s * 1000:,.0f} ms "
+        f"({len(first.starts)} starts, {len(first.requeues) + len(first.notices)} preemptions)"
+        f"; then p50 {statistics.median(times) * 1000:,.0f} ms, "
+        f"p99 {percentile(times, 99) * 1000:,.0f} ms over {repeat} steps; "
+        f"peak memory {peak_rss_mib():,.0f} MiB"
+    )
 
 
 def main() -> None:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import time
 
-from _common import PHILLY, need_philly
 from rich.console import Console
 from rich.table import Table
 
+from _common import PHILLY, need_philly
 from gpulease.inventory.topology import parse_cluster_spec
 from gpulease.sim.runner import simulate
 from gpulease.sim.traces import load_trace
@@ -46,7 +46,7 @@ def main() -> None:
             f"{ratio:.3f}x",
             f"{wall:.1f} s",
         )
-    Console().print(table)
+    Console(width=120).print(table)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,12 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("bench_tiresias.py", "bench_sim_speed.py", "bench_step_latency.py",
-           "bench_reference_mix.py")
+SCRIPTS = (
+    "bench_tiresias.py",
+    "bench_sim_speed.py",
+    "bench_step_latency.py",
+    "bench_reference_mix.py",
+)
 
 if __name__ == "__main__":
     for script in SCRIPTS:

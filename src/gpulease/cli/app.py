@@ -64,7 +64,10 @@ def _figures_table(figures: dict[str, Any], title: str) -> Table:
         ("makespan_s", "makespan"),
     ):
         table.add_row(label, _hours(figures[key]))
-    table.add_row("utilization", f"{figures['utilization']:.1%}")
+    table.add_row(
+        "utilization (makespan / while jobs arrive)",
+        f"{figures['utilization']:.1%} / {figures['utilization_while_arriving']:.1%}",
+    )
     table.add_row("preemptions", f"{figures['preemptions']:,}")
     guarantee = figures["guarantee_wait"]
     if guarantee["jobs"]:

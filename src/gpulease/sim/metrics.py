@@ -4,6 +4,7 @@ Definitions (all times in seconds):
 * JCT = end - submit of completed jobs; wait = first start - submit;
 * makespan = last end - first submit; utilisation = busy GPU-seconds / (GPUs x makespan),
   integrated over the step timeline (work later lost to preemption counts as busy);
+  ``utilization_while_arriving`` is the same between the first and the last submission;
 * lease-guarantee wait = time a job spent queued while it fitted in its tenant's guarantee;
 * placement quality: starts spanning more racks than the job needs on an empty site.
 Percentiles use the nearest-rank method.
@@ -36,10 +37,15 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def _busy_gpu_seconds(timeline: Sequence[tuple[float, int, int]]) -> float:
+def _busy_gpu_seconds(
+    timeline: Sequence[tuple[float, int, int]], start: float = -math.inf, end: float = math.inf
+) -> float:
+    """Busy GPU-seconds of the step timeline, clipped to [start, end]."""
     busy = 0.0
     for (t0, gpus, _), (t1, _, _) in itertools.pairwise(timeline):
-        busy += gpus * (t1 - t0)
+        lo, hi = max(t0, start), min(t1, end)
+        if hi > lo:
+            busy += gpus * (hi - lo)
     return busy
 
 
@@ -58,6 +64,14 @@ def _job_figures(outcomes: Sequence[JobOutcome]) -> dict[str, float]:
     }
 
 
+def _utilization_between(result: SimResult, start: float, end: float) -> float:
+    """Utilisation while jobs still arrive: the steady state an offered load describes,
+    without the drain at the end, when only the longest jobs are left."""
+    if end <= start:
+        return 0.0
+    return _busy_gpu_seconds(result.timeline, start, end) / (result.cluster_gpus * (end - start))
+
+
 def summarize(result: SimResult, workload: Workload, cluster: Cluster) -> dict[str, Any]:
     outcomes = list(result.outcomes.values())
     figures: dict[str, Any] = _job_figures(outcomes)
@@ -71,6 +85,9 @@ def summarize(result: SimResult, workload: Workload, cluster: Cluster) -> dict[s
             "unfinished": sum(1 for o in outcomes if o.end is None),
             "makespan_s": makespan,
             "utilization": busy / (result.cluster_gpus * makespan) if makespan else 0.0,
+            "utilization_while_arriving": _utilization_between(
+                result, min(submits, default=0.0), max(submits, default=0.0)
+            ),
             "preemptions": sum(o.preemptions for o in outcomes),
             "policy": result.policy,
             "cluster_gpus": result.cluster_gpus,
