@@ -93,6 +93,6 @@ def choose_victims(
         return None
     used_nodes = {node for node, _ in outcome}
     needed = [v for v in chosen if any(n in used_nodes for n, _ in v.record.placement)]
-    # Dropping a victim off the placement's nodes leaves the placement valid; check anyway
-    # that the remaining victims still free enough on each node (they always do).
+    # A victim with no GPU on the placement's nodes is not needed: dropping it leaves every
+    # node of the placement with the same free GPUs.
     return needed, outcome

@@ -123,7 +123,7 @@ class Simulation:
             decisions = self.scheduler.step(self.state, now)
             steps += 1
             self._apply(decisions, now)
-            finished += sum(1 for _ in decisions.timeouts)
+            finished += len(decisions.timeouts)
             wake = decisions.next_wakeup
             if wake is not None and wake > now and wake != next_wake:
                 next_wake = wake
