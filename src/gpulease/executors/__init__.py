@@ -1,0 +1,1 @@
+"""Executors: back ends that run scheduled work on real resource managers."""
