@@ -10,9 +10,11 @@ import pytest
 from gpulease.domain.errors import Conflict, InvalidTransition
 from gpulease.domain.states import (
     JOB_TRANSITIONS,
+    LEASE_TRANSITIONS,
     NODE_TRANSITIONS,
     TERMINAL_JOB_STATES,
     JobState,
+    LeaseState,
     NodeState,
     can_transition,
     transition,
@@ -40,10 +42,27 @@ JOB_ALLOWED: frozenset[tuple[str, str]] = frozenset(
     }
 )
 
+LEASE_ALLOWED: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("requested", "approved"),
+        ("requested", "rejected"),
+        ("requested", "cancelled"),
+        ("approved", "scheduled"),
+        ("approved", "cancelled"),
+        ("scheduled", "active"),
+        ("scheduled", "cancelled"),
+        ("active", "ended"),
+        ("active", "suspended"),
+        ("suspended", "active"),
+        ("suspended", "ended"),
+    }
+)
+
 Table = dict[Any, frozenset[Any]]
 TABLES: dict[str, tuple[type[StrEnum], Table, frozenset[tuple[str, str]]]] = {
     "node": (NodeState, NODE_TRANSITIONS, NODE_ALLOWED),
     "job": (JobState, JOB_TRANSITIONS, JOB_ALLOWED),
+    "lease": (LeaseState, LEASE_TRANSITIONS, LEASE_ALLOWED),
 }
 
 PAIRS = [

@@ -48,3 +48,21 @@ class InvalidTransition(Conflict):
     """A status change that the status's transition table does not allow."""
 
     code = "invalid_transition"
+
+
+class InsufficientCapacity(Conflict):
+    """A lease would oversell a site at some instant of its window."""
+
+    code = "insufficient_capacity"
+
+
+class Unauthenticated(DomainError):
+    """No credentials, or credentials that match no live token."""
+
+    code = "unauthenticated"
+
+
+class IdempotencyMismatch(Conflict):
+    """An ``Idempotency-Key`` was reused with a different request."""
+
+    code = "idempotency_mismatch"

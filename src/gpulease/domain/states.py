@@ -49,6 +49,48 @@ TERMINAL_JOB_STATES: frozenset[JobState] = frozenset(
     {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}
 )
 
+
+class LeaseState(StrEnum):
+    """A lease of capacity over [start, end).
+
+    ``requested``: a tenant asked and got a quote; the capacity is held while it is decided.
+    ``approved``: the operator accepted it. ``scheduled``: its capacity is reserved in the
+    calendar and it waits for its start. ``active``: inside its window, a guarantee the
+    scheduler honours. ``suspended``: an active lease stopped by the operator (compliance,
+    non-payment); it holds its capacity but guarantees nothing until resumed.
+    """
+
+    REQUESTED = "requested"
+    APPROVED = "approved"
+    SCHEDULED = "scheduled"
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    ENDED = "ended"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+
+
+LEASE_TRANSITIONS: dict[LeaseState, frozenset[LeaseState]] = {
+    LeaseState.REQUESTED: frozenset(
+        {LeaseState.APPROVED, LeaseState.REJECTED, LeaseState.CANCELLED}
+    ),
+    LeaseState.APPROVED: frozenset({LeaseState.SCHEDULED, LeaseState.CANCELLED}),
+    LeaseState.SCHEDULED: frozenset({LeaseState.ACTIVE, LeaseState.CANCELLED}),
+    LeaseState.ACTIVE: frozenset({LeaseState.ENDED, LeaseState.SUSPENDED}),
+    LeaseState.SUSPENDED: frozenset({LeaseState.ACTIVE, LeaseState.ENDED}),
+}
+
+# Leases that hold capacity in the calendar (a request holds it while it is decided).
+CAPACITY_HOLDING_LEASE_STATES: frozenset[LeaseState] = frozenset(
+    {
+        LeaseState.REQUESTED,
+        LeaseState.APPROVED,
+        LeaseState.SCHEDULED,
+        LeaseState.ACTIVE,
+        LeaseState.SUSPENDED,
+    }
+)
+
 S = TypeVar("S", bound=StrEnum)
 
 

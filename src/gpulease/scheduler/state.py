@@ -226,6 +226,16 @@ class SchedulerState:
             return []
         return [r.id for r in self.running.values() if any(n == node for n, _ in r.allocation)]
 
+    def credit_usage(self, tenant: str, gpu_seconds: float, as_of: float) -> None:
+        """Add past service (GPU-seconds ended at ``as_of``) to a tenant's decayed usage.
+
+        Drivers that rebuild a state from a store (the live service) use it to carry fair
+        share across rebuilds; it is the same bookkeeping :meth:`stop` does for a run.
+        """
+        value, since = self._usage.get(tenant, (0.0, as_of))
+        decay = 0.5 ** ((as_of - since) / self.usage_half_life)
+        self._usage[tenant] = (value * decay + gpu_seconds, as_of)
+
     def add_lease(self, lease: LeaseGuarantee) -> None:
         self.leases.append(lease)
 

@@ -1,0 +1,88 @@
+"""The executor interface: how a decided run becomes a running process somewhere.
+
+Design. The scheduler decides and commits; only then does it call the executor (side
+effects after commit). An executor is told to ``launch`` a run, may be told to ``warn`` it
+(a preemption notice) or ``stop`` it, and is ``poll``-ed for runs that ended. A run is named
+by ``(job_id, run)`` where ``run`` counts the job's starts, so a late completion of an old run
+can never end a newer one. ``active`` lists the runs it holds; the scheduler reconciles that
+list with the database every pass (a run the database no longer wants is stopped; a run the
+database thinks is running but the executor does not hold is ``adopt``-ed, or requeued if the
+executor cannot adopt it, e.g. after the process that ran it died).
+
+Implementations: ``simulated`` (a run ends after its declared duration; demo and tests),
+``local`` (a subprocess on this machine), and later ``slurm`` (sbatch on a real cluster).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSlice:
+    node_id: str
+    slots: tuple[int, ...]  # GPU indices on the node (CUDA_VISIBLE_DEVICES)
+    serials: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    job_id: str
+    run: int
+    tenant_id: str
+    purpose: str
+    command: str | None
+    image: str | None
+    gpus: int
+    slices: tuple[NodeSlice, ...]
+    started_at: datetime
+    duration_s: float | None
+    log_path: Path
+
+    def environment(self) -> dict[str, str]:
+        """The ``GPULEASE_*`` variables (and CUDA_VISIBLE_DEVICES) describing the allocation."""
+        first = self.slices[0]
+        return {
+            "CUDA_VISIBLE_DEVICES": ",".join(str(s) for s in first.slots),
+            "GPULEASE_JOB_ID": self.job_id,
+            "GPULEASE_RUN": str(self.run),
+            "GPULEASE_TENANT": self.tenant_id,
+            "GPULEASE_PURPOSE": self.purpose,
+            "GPULEASE_GPUS": str(self.gpus),
+            "GPULEASE_NODES": ",".join(s.node_id for s in self.slices),
+            "GPULEASE_NODE_COUNT": str(len(self.slices)),
+            "GPULEASE_ALLOCATION": ";".join(
+                f"{s.node_id}:{','.join(str(g) for g in s.slots)}" for s in self.slices
+            ),
+            "GPULEASE_GPU_SERIALS": ",".join(serial for s in self.slices for serial in s.serials),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    job_id: str
+    run: int
+    exit_code: int
+    ended_at: datetime
+    log: str
+
+
+class Executor(Protocol):
+    name: str
+
+    def launch(self, launch: Launch) -> None: ...
+
+    def adopt(self, launch: Launch) -> bool: ...
+
+    def warn(self, job_id: str, message: str) -> None: ...
+
+    def stop(self, job_id: str, reason: str) -> None: ...
+
+    def poll(self, now: datetime) -> list[Completion]: ...
+
+    def active(self) -> set[tuple[str, int]]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,120 @@
+"""The local executor: each run is a subprocess on this machine.
+
+The job's ``command`` runs under ``/bin/sh -c`` in its own session (process group), with
+``CUDA_VISIBLE_DEVICES`` and the ``GPULEASE_*`` variables of :meth:`Launch.environment`; its
+standard output and error go to ``<data_dir>/logs/<job>.log``, which the API serves while
+it runs. ``stop`` sends SIGTERM to the group, then SIGKILL after ``kill_after_s``. A run
+started by another process cannot be adopted (its exit code is not ours to collect), so
+after a failover such runs are requeued.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import IO
+
+from gpulease.executors.base import Completion, Launch
+
+LOG_CAP = 1 << 20  # bytes of a finished run's log kept in the database
+
+
+@dataclass
+class _Proc:
+    launch: Launch
+    process: subprocess.Popen[bytes]
+    log: IO[bytes]
+
+
+class LocalExecutor:
+    name = "local"
+
+    def __init__(self, kill_after_s: float = 5.0) -> None:
+        self.kill_after_s = kill_after_s
+        self._procs: dict[str, _Proc] = {}
+        self._failed: list[Completion] = []
+
+    def launch(self, launch: Launch) -> None:
+        launch.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = launch.log_path.open("wb")
+        if not launch.command:
+            log.write(b"[gpulease local] this executor runs commands, not images\n")
+            log.close()
+            self._failed.append(
+                Completion(
+                    launch.job_id,
+                    launch.run,
+                    127,
+                    datetime.now(UTC),
+                    "[gpulease local] this executor runs commands, not images\n",
+                )
+            )
+            return
+        env = dict(os.environ) | launch.environment()
+        process = subprocess.Popen(
+            ["/bin/sh", "-c", launch.command],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        self._procs[launch.job_id] = _Proc(launch, process, log)
+
+    def adopt(self, launch: Launch) -> bool:
+        return launch.job_id in self._procs
+
+    def warn(self, job_id: str, message: str) -> None:
+        proc = self._procs.get(job_id)
+        if proc is not None:
+            proc.log.write(f"[gpulease] {message}\n".encode())
+            proc.log.flush()
+
+    def stop(self, job_id: str, reason: str) -> None:
+        proc = self._procs.pop(job_id, None)
+        if proc is None:
+            return
+        proc.log.write(f"[gpulease] stopping: {reason}\n".encode())
+        proc.log.flush()
+        _signal_group(proc.process, signal.SIGTERM)
+        try:
+            proc.process.wait(self.kill_after_s)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc.process, signal.SIGKILL)
+            proc.process.wait()
+        proc.log.close()
+
+    def poll(self, now: datetime) -> list[Completion]:
+        done, self._failed = self._failed, []
+        for job_id, proc in list(self._procs.items()):
+            code = proc.process.poll()
+            if code is None:
+                continue
+            del self._procs[job_id]
+            proc.log.close()
+            done.append(Completion(job_id, proc.launch.run, code, now, _tail(proc.launch.log_path)))
+        return done
+
+    def active(self) -> set[tuple[str, int]]:
+        return {(job_id, proc.launch.run) for job_id, proc in self._procs.items()}
+
+    def close(self) -> None:
+        for job_id in list(self._procs):
+            self.stop(job_id, "executor shutting down")
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
+
+
+def _tail(path: os.PathLike[str]) -> str:
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(0, size - LOG_CAP))
+        return handle.read().decode(errors="replace")

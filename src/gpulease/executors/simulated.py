@@ -1,0 +1,71 @@
+"""The simulated executor: a run succeeds after its declared duration (default 60 s).
+
+Used by the demo and the tests. It holds no process, so it can adopt any run after a
+failover: the end time is recomputed from the run's start and the job's duration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from gpulease.executors.base import Completion, Launch
+
+DEFAULT_DURATION_S = 60.0
+
+
+@dataclass
+class _Run:
+    launch: Launch
+    ends_at: datetime
+    lines: list[str] = field(default_factory=list)
+
+
+class SimulatedExecutor:
+    name = "simulated"
+
+    def __init__(self, default_duration_s: float = DEFAULT_DURATION_S) -> None:
+        self.default_duration_s = default_duration_s
+        self._runs: dict[str, _Run] = {}
+
+    def launch(self, launch: Launch) -> None:
+        duration = launch.duration_s if launch.duration_s is not None else self.default_duration_s
+        run = _Run(launch, launch.started_at + timedelta(seconds=duration))
+        env = launch.environment()
+        run.lines.append(
+            f"[gpulease simulated] run {launch.run} of {launch.job_id} started at "
+            f"{launch.started_at.isoformat()} on {env['GPULEASE_ALLOCATION']}"
+        )
+        run.lines.append(f"[gpulease simulated] command: {launch.command or launch.image}")
+        run.lines.append(f"[gpulease simulated] will finish after {duration:g} s")
+        self._runs[launch.job_id] = run
+
+    def adopt(self, launch: Launch) -> bool:
+        self.launch(launch)
+        self._runs[launch.job_id].lines.append("[gpulease simulated] adopted after failover")
+        return True
+
+    def warn(self, job_id: str, message: str) -> None:
+        run = self._runs.get(job_id)
+        if run is not None:
+            run.lines.append(f"[gpulease] {message}")
+
+    def stop(self, job_id: str, reason: str) -> None:
+        self._runs.pop(job_id, None)
+
+    def poll(self, now: datetime) -> list[Completion]:
+        done = [run for run in self._runs.values() if run.ends_at <= now]
+        completions = []
+        for run in sorted(done, key=lambda r: (r.ends_at, r.launch.job_id)):
+            del self._runs[run.launch.job_id]
+            run.lines.append(f"[gpulease simulated] finished at {run.ends_at.isoformat()}, exit 0")
+            completions.append(
+                Completion(run.launch.job_id, run.launch.run, 0, run.ends_at, "\n".join(run.lines))
+            )
+        return completions
+
+    def active(self) -> set[tuple[str, int]]:
+        return {(job_id, run.launch.run) for job_id, run in self._runs.items()}
+
+    def close(self) -> None:
+        self._runs.clear()

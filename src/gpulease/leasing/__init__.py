@@ -1,0 +1,1 @@
+"""Leasing: the capacity calendar that refuses overselling, and the price of a lease."""

@@ -1,0 +1,164 @@
+"""Engine, transactions and the few database-specific moves (locks) the services need.
+
+Design. :class:`Database` wraps one SQLAlchemy engine. Services open work with
+``with db.transaction() as tx:``: everything inside commits together or not at all, and a
+database error comes out as a :class:`~gpulease.domain.errors.DomainError` (a unique key
+clash is a ``conflict``; a row changed under a versioned update is a ``conflict``), never
+as a driver exception.
+
+SQLite (the embedded default) runs in WAL mode with foreign keys on, and a write
+transaction starts with ``BEGIN IMMEDIATE`` so two writers serialise at the start instead
+of failing at commit. PostgreSQL runs at READ COMMITTED; where a check-then-write must not
+race (admitting a lease against the calendar) the service takes ``tx.lock(name)``, a
+transaction-scoped advisory lock there and a no-op on SQLite, whose writers are already
+serialised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, TypeVar
+
+from sqlalchemy import create_engine, event, select, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.pool import NullPool
+from sqlalchemy.sql import Select
+
+from gpulease.domain.errors import Conflict, DomainError, NotFound
+from gpulease.persistence.tables import Base
+
+T = TypeVar("T", bound=Base)
+_WRITE: ContextVar[bool] = ContextVar("gpulease_write_tx", default=True)
+
+
+class DatabaseUnavailable(DomainError):
+    code = "database_unavailable"
+
+
+class DuplicateRecord(Conflict):
+    """A unique key clashed: another transaction inserted the same record first."""
+
+
+def normalize_url(url: str) -> str:
+    """Accept ``postgresql://`` and ``postgres://`` and mean psycopg 3."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def advisory_key(name: str) -> int:
+    """A stable signed 64-bit key for PostgreSQL advisory locks."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class Database:
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = normalize_url(url)
+        self.is_sqlite = self.url.startswith("sqlite")
+        if self.is_sqlite:
+            self.engine: Engine = create_engine(
+                self.url, echo=echo, poolclass=NullPool, connect_args={"timeout": 30}
+            )
+            event.listen(self.engine, "connect", _sqlite_connect)
+            event.listen(self.engine, "begin", _sqlite_begin)
+        else:
+            self.engine = create_engine(
+                self.url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True
+            )
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[Tx]:
+        token = _WRITE.set(write)
+        session = self._sessions()
+        try:
+            with session.begin():
+                yield Tx(session, self)
+        except IntegrityError as error:
+            raise DuplicateRecord(f"conflicting record: {_first_line(error)}") from error
+        except StaleDataError as error:
+            raise Conflict("the record changed concurrently; retry the request") from error
+        except OperationalError as error:
+            raise DatabaseUnavailable(f"database error: {_first_line(error)}") from error
+        finally:
+            session.close()
+            _WRITE.reset(token)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def connect(self) -> Connection:
+        return self.engine.connect()
+
+    def create_all(self) -> None:
+        """Create the tables directly (tests of cores only; the service uses migrations)."""
+        Base.metadata.create_all(self.engine)
+
+
+class Tx:
+    """One transaction: typed get/add/query helpers over a session."""
+
+    def __init__(self, session: Session, db: Database) -> None:
+        self.session = session
+        self.db = db
+
+    def get(self, model: type[T], key: Any) -> T | None:
+        return self.session.get(model, key)
+
+    def require(self, model: type[T], key: Any, kind: str, *, for_update: bool = False) -> T:
+        """The row, or NotFound; ``for_update`` locks it until commit (PostgreSQL)."""
+        row = self.session.get(model, key, with_for_update=for_update or None)
+        if row is None:
+            raise NotFound(f"no {kind} {key!r}", **{f"{kind}_id": key})
+        return row
+
+    def add(self, row: Base) -> None:
+        self.session.add(row)
+
+    def add_all(self, rows: Sequence[Base]) -> None:
+        self.session.add_all(rows)
+
+    def flush(self) -> None:
+        self.session.flush()
+
+    def all(self, query: Select[T]) -> list[T]:
+        return list(self.session.scalars(query))
+
+    def first(self, query: Select[T]) -> T | None:
+        return self.session.scalars(query.limit(1)).first()
+
+    def select(self, model: type[T]) -> Select[T]:
+        return select(model)
+
+    def lock(self, name: str) -> None:
+        """Serialise this transaction with others taking the same lock, until commit."""
+        if not self.db.is_sqlite:
+            self.session.execute(
+                text("SELECT pg_advisory_xact_lock(:k)"), {"k": advisory_key(name)}
+            )
+
+
+def _first_line(error: Exception) -> str:
+    return str(getattr(error, "orig", error)).strip().splitlines()[0][:300]
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if _WRITE.get() else "BEGIN")

@@ -1,0 +1,256 @@
+"""Tables. One class per table, typed with SQLAlchemy 2's ``Mapped``.
+
+Invariants the schema enforces:
+* ids are stable strings chosen by the service (``lease-...``, ``job-...``); GPUs are keyed
+  by their serial number;
+* rows that the scheduler decides on (nodes, leases, jobs) carry a ``version`` column used for
+  optimistic concurrency: an UPDATE matches only the version that was read, so a decision
+  taken on a stale snapshot changes nothing;
+* ``audit_log`` and ``gpu_allocations`` are append-only (the service never updates or deletes
+  audit rows; an allocation row only gets its ``end`` set);
+* an ``Idempotency-Key`` is unique per user.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from gpulease.persistence.types import Money, UtcDateTime
+
+# Alembic compares against this naming scheme, so constraint names are stable across databases.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+Base.metadata.naming_convention = NAMING
+
+# An autoincrementing integer key on both SQLite (INTEGER PRIMARY KEY) and PostgreSQL.
+SerialKey = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Site(Base):
+    __tablename__ = "sites"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    country: Mapped[str] = mapped_column(String(2))
+    city: Mapped[str] = mapped_column(String(100))
+    hardware: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Rack(Base):
+    __tablename__ = "racks"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
+    index: Mapped[int] = mapped_column(Integer)  # dense per site, the core's rack index
+    serial: Mapped[str] = mapped_column(String(64), unique=True)
+    model: Mapped[str] = mapped_column(String(40))
+
+
+class Node(Base):
+    __tablename__ = "nodes"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
+    rack_id: Mapped[str] = mapped_column(ForeignKey("racks.id"), index=True)
+    index: Mapped[int] = mapped_column(Integer)  # dense per site, the core's node index
+    serial: Mapped[str] = mapped_column(String(64), unique=True)
+    gpus: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    state_reason: Mapped[str] = mapped_column(String(500), default="")
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+
+
+class Gpu(Base):
+    __tablename__ = "gpus"
+    serial: Mapped[str] = mapped_column(String(64), primary_key=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), index=True)
+    slot: Mapped[int] = mapped_column(Integer)  # index within the node (CUDA_VISIBLE_DEVICES)
+    model: Mapped[str] = mapped_column(String(40))
+    __table_args__ = (UniqueConstraint("node_id", "slot", name="uq_gpus_node_slot"),)
+
+
+class CustodyEvent(Base):
+    """One link of a unit's chain of custody: maker -> builder -> operator -> installed."""
+
+    __tablename__ = "custody_events"
+    id: Mapped[int] = mapped_column(SerialKey, primary_key=True, autoincrement=True)
+    unit_kind: Mapped[str] = mapped_column(String(16))  # rack
+    unit_id: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    event: Mapped[str] = mapped_column(String(40))  # manufactured, sold, delivered, installed
+    holder: Mapped[str] = mapped_column(String(200))
+    location: Mapped[str] = mapped_column(String(200))
+    document: Mapped[str] = mapped_column(String(200), default="")
+
+
+class MaintenanceWindow(Base):
+    __tablename__ = "maintenance_windows"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"))
+    start: Mapped[datetime] = mapped_column(UtcDateTime())
+    end: Mapped[datetime] = mapped_column(UtcDateTime())
+    reason: Mapped[str] = mapped_column(String(500))
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    country: Mapped[str] = mapped_column(String(2))
+    kind: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str | None] = mapped_column(ForeignKey("tenants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(200), unique=True)
+    role: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class ApiToken(Base):
+    """A bearer token, stored as its SHA-256 only; the token itself is shown once."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class Lease(Base):
+    __tablename__ = "leases"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
+    gpus: Mapped[int] = mapped_column(Integer)
+    racks: Mapped[int | None] = mapped_column(Integer, nullable=True)  # asked as whole racks
+    start: Mapped[datetime] = mapped_column(UtcDateTime())
+    end: Mapped[datetime] = mapped_column(UtcDateTime())
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    state_reason: Mapped[str] = mapped_column(String(500), default="")
+    price: Mapped[Decimal] = mapped_column(Money())
+    rate: Mapped[Decimal] = mapped_column(Money())
+    currency: Mapped[str] = mapped_column(String(3))
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
+    lease_id: Mapped[str | None] = mapped_column(ForeignKey("leases.id"), nullable=True)
+    name: Mapped[str] = mapped_column(String(200))
+    image: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    command: Mapped[str | None] = mapped_column(Text, nullable=True)
+    gpus: Mapped[int] = mapped_column(Integer)
+    gpus_per_node: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    topology: Mapped[str] = mapped_column(String(16))
+    segment: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    walltime_s: Mapped[float | None] = mapped_column(nullable=True)
+    duration_s: Mapped[float | None] = mapped_column(nullable=True)  # simulated executor only
+    priority: Mapped[str] = mapped_column(String(16))
+    purpose: Mapped[str] = mapped_column(String(200))
+    preemptible: Mapped[bool]
+    requeueable: Mapped[bool]
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    wait_reason: Mapped[str] = mapped_column(String(500), default="")
+    end_reason: Mapped[str] = mapped_column(String(500), default="")
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    submitted_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    preempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    preempt_reason: Mapped[str] = mapped_column(String(500), default="")
+    attained_gpu_s: Mapped[float] = mapped_column(default=0.0)  # past runs
+    run_s: Mapped[float] = mapped_column(default=0.0)  # wall seconds of past runs
+    starts: Mapped[int] = mapped_column(Integer, default=0)
+    preemptions: Mapped[int] = mapped_column(Integer, default=0)
+    borrowed: Mapped[bool] = mapped_column(default=False)
+    created_by: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+    __table_args__ = (Index("ix_jobs_site_state", "site_id", "state"),)
+
+
+class GpuAllocation(Base):
+    """Who used which chip, when, for what: one row per GPU per run of a job."""
+
+    __tablename__ = "gpu_allocations"
+    id: Mapped[int] = mapped_column(SerialKey, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), index=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"))
+    gpu_serial: Mapped[str] = mapped_column(ForeignKey("gpus.serial"), index=True)
+    slot: Mapped[int] = mapped_column(Integer)
+    purpose: Mapped[str] = mapped_column(String(200))
+    start: Mapped[datetime] = mapped_column(UtcDateTime())
+    end: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class JobLog(Base):
+    __tablename__ = "job_logs"
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+
+
+class IdempotencyRecord(Base):
+    __tablename__ = "idempotency_keys"
+    id: Mapped[int] = mapped_column(SerialKey, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(200))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    __table_args__ = (UniqueConstraint("user_id", "key", name="uq_idempotency_user_key"),)
+
+
+class AuditRecord(Base):
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(SerialKey, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    subject_type: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[str] = mapped_column(String(64))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    reason: Mapped[str] = mapped_column(String(1000), default="")
+    __table_args__ = (Index("ix_audit_subject", "subject_type", "subject_id"),)
+
+
+class SchedulerStatus(Base):
+    """One row per site: which process leads its scheduler and when it last decided."""
+
+    __tablename__ = "scheduler_status"
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), primary_key=True)
+    leader: Mapped[str] = mapped_column(String(200))
+    last_tick_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    ticks: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -1,0 +1,1 @@
+"""Use cases: the only package that opens transactions; cores decide, services persist."""

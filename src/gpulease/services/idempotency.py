@@ -1,0 +1,81 @@
+"""``Idempotency-Key``: a retried create returns the first result instead of a second record.
+
+Design. The key is scoped to the user. The record of a key (its request fingerprint and the
+id it created) is inserted in the *same transaction* as the record it created, so either
+both exist or neither does. Two concurrent requests with one key race on the unique index
+``(user_id, key)``: the loser's transaction rolls back whole, and its retry finds the
+winner's record and returns the winner's id. A key reused with a different request
+(another fingerprint) is refused with ``idempotency_mismatch``. Failures are not
+remembered: retrying a refused request runs it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gpulease.domain.access import Principal
+from gpulease.domain.errors import IdempotencyMismatch, InvalidRequest
+from gpulease.persistence.db import DuplicateRecord, Tx
+from gpulease.persistence.tables import IdempotencyRecord
+from gpulease.services.context import ServiceContext
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotent:
+    key: str
+    fingerprint: str
+
+    @classmethod
+    def of(cls, key: str | None, operation: str, payload: Any) -> Idempotent | None:
+        if key is None:
+            return None
+        if not 1 <= len(key) <= 200:
+            raise InvalidRequest("Idempotency-Key must be 1 to 200 characters", field="key")
+        body = json.dumps([operation, payload], sort_keys=True, default=str)
+        return cls(key, hashlib.sha256(body.encode()).hexdigest())
+
+
+def once(
+    ctx: ServiceContext, actor: Principal, idem: Idempotent | None, create: Callable[[Tx], str]
+) -> str:
+    """Run ``create`` (which returns the new record's id) at most once per key."""
+    if idem is None:
+        with ctx.db.transaction() as tx:
+            return create(tx)
+    for attempt in range(2):
+        try:
+            with ctx.db.transaction() as tx:
+                found = tx.first(
+                    tx.select(IdempotencyRecord).where(
+                        IdempotencyRecord.user_id == actor.user_id,
+                        IdempotencyRecord.key == idem.key,
+                    )
+                )
+                if found is not None:
+                    if found.fingerprint != idem.fingerprint:
+                        raise IdempotencyMismatch(
+                            f"Idempotency-Key {idem.key!r} was used for a different request",
+                            key=idem.key,
+                        )
+                    return str(found.response["id"])
+                record_id = create(tx)
+                tx.add(
+                    IdempotencyRecord(
+                        user_id=actor.user_id,
+                        key=idem.key,
+                        fingerprint=idem.fingerprint,
+                        status_code=201,
+                        response={"id": record_id},
+                        created_at=ctx.now(),
+                    )
+                )
+                tx.flush()
+                return record_id
+        except DuplicateRecord:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")

@@ -1,0 +1,310 @@
+"""Sites, racks, nodes and GPUs: registering a site, its chain of custody, node states.
+
+A site is registered whole from a hardware preset (``gb200-nvl72``: racks of 18 trays x 4
+GPUs). Each rack, tray and GPU gets a serial number; each rack gets its custody chain
+(maker -> builder -> operator -> installed). The scheduler sees the site as the core's
+:class:`~gpulease.inventory.topology.Cluster`, built here from the rows (rack and node
+``index`` columns are the core's dense indices).
+
+Taking a node down requeues (or fails, if not requeueable) the jobs running on it, in the
+same transaction; draining only stops new work landing there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from gpulease.domain.access import Principal, Role
+from gpulease.domain.errors import Conflict, InvalidRequest
+from gpulease.domain.states import NODE_TRANSITIONS, JobState, NodeState, transition
+from gpulease.inventory.hardware import hardware_preset
+from gpulease.inventory.topology import Cluster
+from gpulease.inventory.topology import Node as CoreNode
+from gpulease.inventory.topology import Rack as CoreRack
+from gpulease.persistence.tables import (
+    CustodyEvent,
+    Gpu,
+    GpuAllocation,
+    Job,
+    MaintenanceWindow,
+    Node,
+    Rack,
+    Site,
+)
+from gpulease.services import audit, runs
+from gpulease.services.context import ServiceContext, new_id
+
+
+@dataclass(frozen=True, slots=True)
+class CustodyLink:
+    at: datetime
+    event: str
+    holder: str
+    location: str
+    document: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SiteTopology:
+    """The core's view of a site plus the mapping between row ids and dense indices."""
+
+    cluster: Cluster
+    node_ids: tuple[str, ...]  # by core node index
+    node_index: dict[str, int]
+
+
+def register_site(
+    ctx: ServiceContext,
+    actor: Principal,
+    *,
+    site_id: str,
+    name: str,
+    country: str,
+    city: str,
+    hardware: str,
+    racks: int,
+    serial_prefix: str,
+    custody: Sequence[CustodyLink] = (),
+) -> Site:
+    actor.require(Role.OPERATOR_ADMIN, action="registering a site")
+    preset = hardware_preset(hardware)
+    if racks < 1:
+        raise InvalidRequest("a site needs at least one rack", field="racks")
+    now = ctx.now()
+    with ctx.db.transaction() as tx:
+        if tx.get(Site, site_id) is not None:
+            raise Conflict(f"site {site_id!r} already exists", site_id=site_id)
+        site = Site(
+            id=site_id,
+            name=name,
+            country=country.upper(),
+            city=city,
+            hardware=preset.name,
+            created_at=now,
+        )
+        tx.add(site)
+        tx.flush()
+        rows: list[Rack | Node | Gpu | CustodyEvent] = []
+        node_index = 0
+        for r in range(racks):
+            rack_id = f"{site_id}-r{r:02d}"
+            rack_serial = f"{serial_prefix}-{r + 1:04d}"
+            rows.append(
+                Rack(id=rack_id, site_id=site_id, index=r, serial=rack_serial, model=preset.name)
+            )
+            for link in custody:
+                rows.append(
+                    CustodyEvent(
+                        unit_kind="rack",
+                        unit_id=rack_id,
+                        at=link.at,
+                        event=link.event,
+                        holder=link.holder,
+                        location=link.location,
+                        document=link.document,
+                    )
+                )
+            for n in range(preset.nodes_per_rack):
+                node_id = f"{rack_id}-n{n:02d}"
+                rows.append(
+                    Node(
+                        id=node_id,
+                        site_id=site_id,
+                        rack_id=rack_id,
+                        index=node_index,
+                        serial=f"{rack_serial}-T{n + 1:02d}",
+                        gpus=preset.gpus_per_node,
+                        state=NodeState.UP.value,
+                        state_reason="",
+                    )
+                )
+                for g in range(preset.gpus_per_node):
+                    gpu_number = node_index * preset.gpus_per_node + g
+                    rows.append(
+                        Gpu(
+                            serial=f"{serial_prefix}-G{gpu_number:06d}",
+                            node_id=node_id,
+                            slot=g,
+                            model=preset.gpu_model,
+                        )
+                    )
+                node_index += 1
+        # Parents first so foreign keys hold at every flush.
+        for kind in (Rack, Node, Gpu, CustodyEvent):
+            tx.add_all([row for row in rows if isinstance(row, kind)])
+            tx.flush()
+        audit.record(
+            tx,
+            at=now,
+            actor=actor.user_id,
+            action="site.register",
+            subject_type="site",
+            subject_id=site_id,
+            after={
+                "name": name,
+                "racks": racks,
+                "hardware": preset.name,
+                "gpus": racks * preset.gpus_per_rack,
+            },
+        )
+    return site
+
+
+def site_topology(ctx: ServiceContext, site_id: str) -> SiteTopology:
+    with ctx.db.transaction(write=False) as tx:
+        site = tx.require(Site, site_id, "site")
+        racks = tx.all(tx.select(Rack).where(Rack.site_id == site_id).order_by(Rack.index))
+        nodes = tx.all(tx.select(Node).where(Node.site_id == site_id).order_by(Node.index))
+    rack_index = {rack.id: rack.index for rack in racks}
+    members: dict[int, list[int]] = {rack.index: [] for rack in racks}
+    core_nodes = []
+    for node in nodes:
+        members[rack_index[node.rack_id]].append(node.index)
+        core_nodes.append(CoreNode(node.index, node.id, rack_index[node.rack_id], node.gpus))
+    core_racks = tuple(CoreRack(r.index, r.id, tuple(members[r.index])) for r in racks)
+    cluster = Cluster(site.id, core_racks, tuple(core_nodes), site.hardware)
+    ids = tuple(node.id for node in nodes)
+    return SiteTopology(cluster, ids, {node_id: i for i, node_id in enumerate(ids)})
+
+
+def cached_topology(ctx: ServiceContext, site_id: str) -> SiteTopology:
+    """A site's topology, read once per process (a site's racks and nodes never change)."""
+    key = f"topology:{site_id}"
+    found = ctx.cache.get(key)
+    if not isinstance(found, SiteTopology):
+        found = site_topology(ctx, site_id)
+        ctx.cache[key] = found
+    return found
+
+
+def list_sites(ctx: ServiceContext) -> list[Site]:
+    with ctx.db.transaction(write=False) as tx:
+        return tx.all(tx.select(Site).order_by(Site.id))
+
+
+def default_site(ctx: ServiceContext) -> str:
+    sites = list_sites(ctx)
+    if not sites:
+        raise InvalidRequest("no site is registered; run `gpulease init --demo`", field="site_id")
+    return sites[0].id
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    node: Node
+    rack_index: int
+    used_gpus: int
+    tenants: tuple[str, ...]  # only filled for operators
+
+
+def list_nodes(
+    ctx: ServiceContext, actor: Principal, site_id: str | None = None, state: str | None = None
+) -> list[NodeView]:
+    """Nodes with their use. Tenants see capacity and state, not who else uses a node."""
+    with ctx.db.transaction(write=False) as tx:
+        query = tx.select(Node).order_by(Node.site_id, Node.index)
+        if site_id is not None:
+            query = query.where(Node.site_id == site_id)
+        if state is not None:
+            query = query.where(Node.state == NodeState(state).value)
+        nodes = tx.all(query)
+        racks = {r.id: r.index for r in tx.all(tx.select(Rack))}
+        open_rows = tx.all(tx.select(GpuAllocation).where(GpuAllocation.end.is_(None)))
+    used: dict[str, int] = {}
+    who: dict[str, set[str]] = {}
+    for row in open_rows:
+        used[row.node_id] = used.get(row.node_id, 0) + 1
+        who.setdefault(row.node_id, set()).add(row.tenant_id)
+    return [
+        NodeView(
+            node,
+            racks[node.rack_id],
+            used.get(node.id, 0),
+            tuple(sorted(who.get(node.id, ()))) if actor.is_operator else (),
+        )
+        for node in nodes
+    ]
+
+
+def set_node_state(
+    ctx: ServiceContext, actor: Principal, node_id: str, target: NodeState, reason: str
+) -> tuple[Node, list[str]]:
+    """Change a node's state; going DOWN requeues or fails its running jobs (returned)."""
+    actor.require(Role.OPERATOR_ADMIN, action="changing a node's state")
+    if not reason.strip():
+        raise InvalidRequest("say why the node changes state", field="reason")
+    now = ctx.now()
+    hit: list[str] = []
+    with ctx.db.transaction() as tx:
+        node = tx.require(Node, node_id, "node")
+        before = audit.fields_of(node, ("state", "state_reason"))
+        node.state = transition(NODE_TRANSITIONS, NodeState(node.state), target, subject=node_id)
+        node.state_reason = reason
+        audit.record(
+            tx,
+            at=now,
+            actor=actor.user_id,
+            action="node.state",
+            subject_type="node",
+            subject_id=node_id,
+            before=before,
+            after=audit.fields_of(node, ("state", "state_reason")),
+            reason=reason,
+        )
+        if target is NodeState.DOWN:
+            rows = tx.all(
+                tx.select(GpuAllocation).where(
+                    GpuAllocation.node_id == node_id, GpuAllocation.end.is_(None)
+                )
+            )
+            for job_id in sorted({row.job_id for row in rows}):
+                job = tx.require(Job, job_id, "job")
+                if job.state == JobState.RUNNING:
+                    runs.requeue_or_fail(
+                        tx,
+                        job,
+                        now,
+                        reason=f"node {node_id} went down: {reason}",
+                        actor=actor.user_id,
+                    )
+                    hit.append(job_id)
+    return node, hit
+
+
+def add_maintenance(
+    ctx: ServiceContext,
+    actor: Principal,
+    node_id: str,
+    start: datetime,
+    end: datetime,
+    reason: str,
+) -> MaintenanceWindow:
+    """Plan a node's maintenance: the lease calendar will not sell its GPUs over the window."""
+    actor.require(Role.OPERATOR_ADMIN, action="planning maintenance")
+    if end <= start:
+        raise InvalidRequest("end must be after start", field="end")
+    now = ctx.now()
+    with ctx.db.transaction() as tx:
+        node = tx.require(Node, node_id, "node")
+        window = MaintenanceWindow(
+            id=new_id("maint"),
+            site_id=node.site_id,
+            node_id=node_id,
+            start=start,
+            end=end,
+            reason=reason,
+        )
+        tx.add(window)
+        audit.record(
+            tx,
+            at=now,
+            actor=actor.user_id,
+            action="node.maintenance",
+            subject_type="node",
+            subject_id=node_id,
+            after={"start": start.isoformat(), "end": end.isoformat()},
+            reason=reason,
+        )
+    return window

@@ -1,0 +1,232 @@
+"""Jobs: submit, list, show, cancel, logs. The scheduler (``services.scheduling``) runs them.
+
+A submission is validated whole before anything is written: the core's ``JobSpec`` checks
+shapes (gang size, GPUs per node, segments), and the site's topology says whether the job
+could ever be placed (a ``required`` job larger than an NVLink domain is refused now, with
+the reason, instead of waiting forever). A queued job always carries, in words, why it
+waits; the scheduler rewrites that reason when it changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from gpulease.domain.access import Principal, Role
+from gpulease.domain.clock import to_seconds
+from gpulease.domain.errors import InvalidRequest
+from gpulease.domain.models import JobSpec, PriorityClass, TopologyMode, TopologyRequest
+from gpulease.domain.states import JobState, LeaseState
+from gpulease.persistence.db import Tx
+from gpulease.persistence.tables import Job, JobLog, Lease, Tenant
+from gpulease.scheduler.placement import never_fits
+from gpulease.services import audit, runs
+from gpulease.services.context import ServiceContext, new_id
+from gpulease.services.idempotency import Idempotent, once
+from gpulease.services.inventory import cached_topology, default_site
+
+SUBMITTERS = (Role.OPERATOR_ADMIN, Role.TENANT_ADMIN, Role.TENANT_MEMBER)
+DEAD_LEASE_STATES = frozenset({LeaseState.ENDED, LeaseState.REJECTED, LeaseState.CANCELLED})
+
+
+@dataclass(frozen=True, slots=True)
+class JobSubmission:
+    gpus: int
+    purpose: str
+    name: str = ""
+    command: str | None = None
+    image: str | None = None
+    gpus_per_node: int | None = None
+    topology: str = "preferred"
+    segment: int | None = None
+    walltime_s: float | None = None
+    duration_s: float | None = None  # the simulated executor's run time
+    priority: str = "normal"
+    preemptible: bool = True
+    requeueable: bool = True
+    lease_id: str | None = None
+    site_id: str | None = None
+    tenant_id: str | None = None
+
+
+def spec_of(job: Job) -> JobSpec:
+    """The core's view of a job row (submit time in epoch seconds)."""
+    return JobSpec(
+        id=job.id,
+        tenant=job.tenant_id,
+        gpus=job.gpus,
+        submit_time=to_seconds(job.submitted_at),
+        gpus_per_node=job.gpus_per_node,
+        priority=PriorityClass.parse(job.priority),
+        walltime=job.walltime_s,
+        preemptible=job.preemptible,
+        requeueable=job.requeueable,
+        topology=TopologyRequest(TopologyMode(job.topology), job.segment),
+        purpose=job.purpose,
+    )
+
+
+def submit(
+    ctx: ServiceContext, actor: Principal, sub: JobSubmission, idem: Idempotent | None = None
+) -> Job:
+    actor.require(*SUBMITTERS, action="submitting a job")
+    tenant_id = actor.acting_tenant(sub.tenant_id)
+    site_id = sub.site_id or default_site(ctx)
+    if not sub.purpose.strip():
+        raise InvalidRequest("declare the job's purpose (its end use)", field="purpose")
+    if sub.command is None and sub.image is None:
+        raise InvalidRequest("give a command or an image to run", field="command")
+    if sub.duration_s is not None and sub.duration_s < 0:
+        raise InvalidRequest("duration_s must be >= 0", field="duration_s")
+    try:
+        mode = TopologyMode(sub.topology)
+    except ValueError:
+        raise InvalidRequest(
+            f"topology must be one of {', '.join(m.value for m in TopologyMode)}",
+            field="topology",
+        ) from None
+    priority = PriorityClass.parse(sub.priority)
+    now = ctx.now()
+    job_id = new_id("job")
+    spec = JobSpec(  # validates the shape before anything is written
+        id=job_id,
+        tenant=tenant_id,
+        gpus=sub.gpus,
+        submit_time=to_seconds(now),
+        gpus_per_node=sub.gpus_per_node,
+        priority=priority,
+        walltime=sub.walltime_s,
+        preemptible=sub.preemptible,
+        requeueable=sub.requeueable,
+        topology=TopologyRequest(mode, sub.segment),
+        purpose=sub.purpose,
+    )
+    topology = cached_topology(ctx, site_id)
+    impossible = never_fits(spec, topology.cluster, domain="NVLink domain")
+    if impossible is not None:
+        raise InvalidRequest(impossible.message, field="gpus")
+
+    def create(tx: Tx) -> str:
+        tx.require(Tenant, tenant_id, "tenant")
+        if sub.lease_id is not None:
+            lease = tx.get(Lease, sub.lease_id)
+            if lease is None or lease.tenant_id != tenant_id:
+                raise InvalidRequest(f"no lease {sub.lease_id!r} of yours", field="lease_id")
+            if lease.site_id != site_id:
+                raise InvalidRequest(
+                    f"lease {lease.id} is at site {lease.site_id}", field="lease_id"
+                )
+            if LeaseState(lease.state) in DEAD_LEASE_STATES:
+                raise InvalidRequest(f"lease {lease.id} is {lease.state}", field="lease_id")
+        job = Job(
+            id=job_id,
+            tenant_id=tenant_id,
+            site_id=site_id,
+            lease_id=sub.lease_id,
+            name=sub.name or job_id,
+            image=sub.image,
+            command=sub.command,
+            gpus=sub.gpus,
+            gpus_per_node=sub.gpus_per_node,
+            topology=mode.value,
+            segment=sub.segment,
+            walltime_s=sub.walltime_s,
+            duration_s=sub.duration_s,
+            priority=priority.name.lower(),
+            purpose=sub.purpose.strip(),
+            preemptible=sub.preemptible,
+            requeueable=sub.requeueable,
+            state=JobState.QUEUED.value,
+            wait_reason="waiting for the scheduler's next pass",
+            end_reason="",
+            submitted_at=now,
+            attained_gpu_s=0.0,
+            run_s=0.0,
+            starts=0,
+            preemptions=0,
+            borrowed=False,
+            preempt_reason="",
+            created_by=actor.user_id,
+        )
+        tx.add(job)
+        audit.record(
+            tx,
+            at=now,
+            actor=actor.user_id,
+            action="job.submit",
+            subject_type="job",
+            subject_id=job_id,
+            after={k: v for k, v in asdict(sub).items() if v is not None}
+            | {"tenant_id": tenant_id, "site_id": site_id},
+            reason=f"declared purpose: {sub.purpose.strip()}",
+        )
+        return job_id
+
+    created = once(ctx, actor, idem, create)
+    return get_job(ctx, actor, created)
+
+
+def get_job(ctx: ServiceContext, actor: Principal, job_id: str) -> Job:
+    with ctx.db.transaction(write=False) as tx:
+        job = tx.require(Job, job_id, "job")
+    actor.check_visible(job.tenant_id, "job", job_id)
+    return job
+
+
+def list_jobs(
+    ctx: ServiceContext,
+    actor: Principal,
+    *,
+    state: str | None = None,
+    tenant_id: str | None = None,
+    limit: int = 200,
+) -> list[Job]:
+    if not 1 <= limit <= 5000:
+        raise InvalidRequest("limit must be between 1 and 5000", field="limit")
+    with ctx.db.transaction(write=False) as tx:
+        query = tx.select(Job).order_by(Job.submitted_at.desc(), Job.id).limit(limit)
+        if not actor.is_operator:
+            query = query.where(Job.tenant_id == actor.tenant_id)
+        elif tenant_id is not None:
+            query = query.where(Job.tenant_id == tenant_id)
+        if state is not None:
+            try:
+                query = query.where(Job.state == JobState(state).value)
+            except ValueError:
+                raise InvalidRequest(
+                    f"state must be one of {', '.join(s.value for s in JobState)}", field="state"
+                ) from None
+        return tx.all(query)
+
+
+def cancel(ctx: ServiceContext, actor: Principal, job_id: str, reason: str = "") -> Job:
+    """Cancel a queued or running job; a running job's process is stopped by the executor
+    at the scheduler's next pass (it sees the job is no longer running)."""
+    actor.require(*SUBMITTERS, action="cancelling a job")
+    now = ctx.now()
+    with ctx.db.transaction() as tx:
+        job = tx.require(Job, job_id, "job", for_update=True)
+        actor.check_visible(job.tenant_id, "job", job_id)
+        runs.stop_run(
+            tx,
+            job,
+            now,
+            JobState.CANCELLED,
+            reason=reason or f"cancelled by {actor.user_id}",
+            actor=actor.user_id,
+        )
+    return job
+
+
+def logs(ctx: ServiceContext, actor: Principal, job_id: str) -> str:
+    job = get_job(ctx, actor, job_id)
+    with ctx.db.transaction(write=False) as tx:
+        stored = tx.get(JobLog, job.id)
+    if stored is not None:
+        return stored.text
+    live = log_path(ctx, job.id)
+    return live.read_text(errors="replace") if live.exists() else ""
+
+
+def log_path(ctx: ServiceContext, job_id: str) -> Path:
+    return ctx.settings.data_dir / "logs" / f"{job_id}.log"

@@ -1,0 +1,149 @@
+"""A job's runs in the database: start one on GPUs, stop it. Used inside a transaction.
+
+Invariants:
+* a running job has exactly one open allocation row per GPU it holds (``end`` is NULL), and a
+  job that is not running has none;
+* stopping a run closes its allocation rows at ``now`` and adds the run's GPU-seconds and
+  wall seconds to the job's totals (what LAS and fair share are computed from);
+* the job's state changes through ``JOB_TRANSITIONS`` only, and every change is audited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from gpulease.domain.states import JOB_TRANSITIONS, JobState, transition
+from gpulease.persistence.db import Tx
+from gpulease.persistence.tables import Gpu, GpuAllocation, Job
+from gpulease.services import audit
+
+JOB_AUDIT_FIELDS = ("state", "wait_reason", "end_reason", "exit_code", "preemptions", "starts")
+
+
+def open_allocations(tx: Tx, job_id: str) -> list[GpuAllocation]:
+    return tx.all(
+        tx.select(GpuAllocation)
+        .where(GpuAllocation.job_id == job_id, GpuAllocation.end.is_(None))
+        .order_by(GpuAllocation.node_id, GpuAllocation.slot)
+    )
+
+
+def held_slots(tx: Tx, node_ids: Sequence[str]) -> dict[str, set[int]]:
+    """GPU slots held by open allocations on the given nodes."""
+    held: dict[str, set[int]] = {n: set() for n in node_ids}
+    rows = tx.all(
+        tx.select(GpuAllocation).where(
+            GpuAllocation.node_id.in_(list(node_ids)), GpuAllocation.end.is_(None)
+        )
+    )
+    for row in rows:
+        held[row.node_id].add(row.slot)
+    return held
+
+
+def start_run(
+    tx: Tx,
+    job: Job,
+    placement: Sequence[tuple[str, int]],
+    now: datetime,
+    *,
+    borrowed: bool,
+    actor: str,
+) -> list[GpuAllocation]:
+    """Give ``job`` the lowest free GPU slots of each (node, count) and mark it running."""
+    before = audit.fields_of(job, JOB_AUDIT_FIELDS)
+    job.state = transition(JOB_TRANSITIONS, JobState(job.state), JobState.RUNNING, subject=job.id)
+    nodes = [node for node, _ in placement]
+    held = held_slots(tx, nodes)
+    by_node: dict[str, list[Gpu]] = {n: [] for n in nodes}
+    for gpu in tx.all(tx.select(Gpu).where(Gpu.node_id.in_(nodes)).order_by(Gpu.slot)):
+        by_node[gpu.node_id].append(gpu)
+    rows: list[GpuAllocation] = []
+    for node_id, count in placement:
+        free = [g for g in by_node[node_id] if g.slot not in held[node_id]]
+        if len(free) < count:
+            raise AssertionError(f"node {node_id} has {len(free)} free GPUs, not {count}")
+        for gpu in free[:count]:
+            row = GpuAllocation(
+                job_id=job.id,
+                tenant_id=job.tenant_id,
+                node_id=node_id,
+                gpu_serial=gpu.serial,
+                slot=gpu.slot,
+                purpose=job.purpose,
+                start=now,
+                end=None,
+            )
+            tx.add(row)
+            rows.append(row)
+    job.started_at = now
+    job.starts += 1
+    job.borrowed = borrowed
+    job.wait_reason = ""
+    job.preempt_at = None
+    job.preempt_reason = ""
+    audit.record(
+        tx,
+        at=now,
+        actor=actor,
+        action="job.start",
+        subject_type="job",
+        subject_id=job.id,
+        before=before,
+        after=audit.fields_of(job, JOB_AUDIT_FIELDS),
+        reason=", ".join(f"{n}:{c}" for n, c in placement) + (" (borrowed)" if borrowed else ""),
+    )
+    return rows
+
+
+def stop_run(
+    tx: Tx,
+    job: Job,
+    now: datetime,
+    outcome: JobState,
+    *,
+    reason: str,
+    actor: str,
+    exit_code: int | None = None,
+) -> None:
+    """End the job's current state: a run goes back to the queue or finishes; a queued job
+    may be cancelled or failed."""
+    before = audit.fields_of(job, JOB_AUDIT_FIELDS)
+    was_running = job.state == JobState.RUNNING
+    job.state = transition(JOB_TRANSITIONS, JobState(job.state), outcome, subject=job.id)
+    if was_running:
+        assert job.started_at is not None
+        elapsed = max(0.0, (now - job.started_at).total_seconds())
+        job.attained_gpu_s += elapsed * job.gpus
+        job.run_s += elapsed
+        for row in open_allocations(tx, job.id):
+            row.end = now
+    job.preempt_at = None
+    job.preempt_reason = ""
+    if outcome is JobState.QUEUED:
+        job.preemptions += 1
+        job.wait_reason = f"requeued: {reason}"
+    else:
+        job.ended_at = now
+        job.end_reason = reason
+        job.exit_code = exit_code
+        job.wait_reason = ""
+    audit.record(
+        tx,
+        at=now,
+        actor=actor,
+        action=f"job.{outcome.value}" if outcome is not JobState.QUEUED else "job.requeue",
+        subject_type="job",
+        subject_id=job.id,
+        before=before,
+        after=audit.fields_of(job, JOB_AUDIT_FIELDS),
+        reason=reason,
+    )
+
+
+def requeue_or_fail(tx: Tx, job: Job, now: datetime, *, reason: str, actor: str) -> JobState:
+    """A run lost through no fault of the job (node failure, executor lost)."""
+    outcome = JobState.QUEUED if job.requeueable else JobState.FAILED
+    stop_run(tx, job, now, outcome, reason=reason, actor=actor)
+    return outcome

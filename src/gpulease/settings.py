@@ -1,0 +1,27 @@
+"""Settings from the environment (``GPULEASE_*``), with defaults for one machine.
+
+``GPULEASE_DATABASE_URL`` selects the database: SQLite in a file by default, or PostgreSQL
+(``postgresql+psycopg://user@host/db``). Cores never read settings: services pass values in.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GPULEASE_", extra="ignore")
+
+    database_url: str = "sqlite:///gpulease.db"
+    data_dir: Path = Path("var")  # job logs of the local executor
+    executor: str = Field(default="simulated", pattern="^(simulated|local)$")
+    policy: str = "default"
+    scheduler_interval_s: float = Field(default=1.0, gt=0)
+    preemption_grace_s: float = Field(default=30.0, ge=0)
+    price_per_gpu_hour: Decimal = Decimal("3.50")
+    currency: str = "USD"
+    run_scheduler: bool = True  # `serve` also runs the scheduler loop (leader election decides)
