@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from gpulease import __version__
+from gpulease.cli import remote, server
 from gpulease.domain.errors import DomainError, InvalidRequest
 from gpulease.inventory.topology import build_cluster, parse_cluster_spec
 from gpulease.scheduler.ordering import POLICY_NAMES, make_policy
@@ -34,6 +35,13 @@ app = typer.Typer(
 )
 trace_app = typer.Typer(help="Work with workload traces.", no_args_is_help=True)
 app.add_typer(trace_app, name="trace")
+app.command("init")(server.init_command)
+app.command("serve")(server.serve_command)
+app.command("login")(remote.login_command)
+app.command("whoami")(remote.whoami_command)
+app.command("nodes")(remote.nodes_command)
+app.add_typer(remote.lease_app, name="lease")
+app.add_typer(remote.job_app, name="job")
 console = Console()
 errors = Console(stderr=True)
 

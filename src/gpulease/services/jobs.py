@@ -18,7 +18,7 @@ from gpulease.domain.errors import InvalidRequest
 from gpulease.domain.models import JobSpec, PriorityClass, TopologyMode, TopologyRequest
 from gpulease.domain.states import JobState, LeaseState
 from gpulease.persistence.db import Tx
-from gpulease.persistence.tables import Job, JobLog, Lease, Tenant
+from gpulease.persistence.tables import GpuAllocation, Job, JobLog, Lease, Tenant
 from gpulease.scheduler.placement import never_fits
 from gpulease.services import audit, runs
 from gpulease.services.context import ServiceContext, new_id
@@ -226,6 +226,24 @@ def logs(ctx: ServiceContext, actor: Principal, job_id: str) -> str:
         return stored.text
     live = log_path(ctx, job.id)
     return live.read_text(errors="replace") if live.exists() else ""
+
+
+def allocation(ctx: ServiceContext, job: Job) -> list[tuple[str, list[int], list[str]]]:
+    """The GPUs of the job's current (or last) run: [(node, slots, serials)]."""
+    if job.started_at is None:
+        return []
+    with ctx.db.transaction(write=False) as tx:
+        rows = tx.all(
+            tx.select(GpuAllocation)
+            .where(GpuAllocation.job_id == job.id, GpuAllocation.start == job.started_at)
+            .order_by(GpuAllocation.node_id, GpuAllocation.slot)
+        )
+    grouped: dict[str, tuple[list[int], list[str]]] = {}
+    for row in rows:
+        slots, serials = grouped.setdefault(row.node_id, ([], []))
+        slots.append(row.slot)
+        serials.append(row.gpu_serial)
+    return [(node, slots, serials) for node, (slots, serials) in grouped.items()]
 
 
 def log_path(ctx: ServiceContext, job_id: str) -> Path:

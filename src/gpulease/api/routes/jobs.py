@@ -1,0 +1,71 @@
+"""``/api/v1/jobs``: submit, list, show, cancel, logs."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from gpulease.api.deps import Ctx, IdempotencyKey, Me
+from gpulease.api.schemas import AllocationOut, ErrorOut, JobCancel, JobCreate, JobLogsOut, JobOut
+from gpulease.domain.states import JobState
+from gpulease.persistence.tables import Job
+from gpulease.services import jobs
+from gpulease.services.context import ServiceContext
+from gpulease.services.idempotency import Idempotent
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorOut} for code in (401, 403, 404, 409, 422)
+}
+_SUBMISSION_FIELDS = {f.name for f in fields(jobs.JobSubmission)}
+
+
+def job_out(job: Job, ctx: ServiceContext | None = None) -> JobOut:
+    out = JobOut.model_validate(job)
+    if ctx is not None:
+        out.allocation = [
+            AllocationOut(node_id=node, slots=slots, gpu_serials=serials)
+            for node, slots, serials in jobs.allocation(ctx, job)
+        ]
+    return out
+
+
+@router.post("", status_code=201, response_model=JobOut, responses=ERRORS)
+def submit_job(body: JobCreate, ctx: Ctx, me: Me, idempotency_key: IdempotencyKey = None) -> JobOut:
+    """Queue a gang job; it starts when the scheduler finds it room (see ``wait_reason``)."""
+    values = body.model_dump()
+    submission = jobs.JobSubmission(**{k: v for k, v in values.items() if k in _SUBMISSION_FIELDS})
+    idem = Idempotent.of(idempotency_key, "job.submit", body.model_dump(mode="json"))
+    return job_out(jobs.submit(ctx, me, submission, idem))
+
+
+@router.get("", response_model=list[JobOut], responses=ERRORS)
+def list_jobs(
+    ctx: Ctx,
+    me: Me,
+    state: Annotated[JobState | None, Query()] = None,
+    tenant_id: Annotated[str | None, Query(description="operators only")] = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 200,
+) -> list[JobOut]:
+    found = jobs.list_jobs(
+        ctx, me, state=state.value if state else None, tenant_id=tenant_id, limit=limit
+    )
+    return [job_out(job) for job in found]
+
+
+@router.get("/{job_id}", response_model=JobOut, responses=ERRORS)
+def show_job(job_id: str, ctx: Ctx, me: Me) -> JobOut:
+    return job_out(jobs.get_job(ctx, me, job_id), ctx)
+
+
+@router.post("/{job_id}/cancel", response_model=JobOut, responses=ERRORS)
+def cancel_job(job_id: str, ctx: Ctx, me: Me, body: JobCancel | None = None) -> JobOut:
+    return job_out(jobs.cancel(ctx, me, job_id, body.reason if body else ""), ctx)
+
+
+@router.get("/{job_id}/logs", response_model=JobLogsOut, responses=ERRORS)
+def job_logs(job_id: str, ctx: Ctx, me: Me) -> JobLogsOut:
+    job = jobs.get_job(ctx, me, job_id)
+    return JobLogsOut(job_id=job.id, state=job.state, text=jobs.logs(ctx, me, job_id))

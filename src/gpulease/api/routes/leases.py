@@ -1,0 +1,88 @@
+"""``/api/v1/leases``: request (with a quote), list, show, and decisions on a lease."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from gpulease.api.deps import Ctx, IdempotencyKey, Me
+from gpulease.api.schemas import ErrorOut, LeaseCreate, LeaseDecision, LeaseOut
+from gpulease.domain.states import LeaseState
+from gpulease.persistence.tables import Lease
+from gpulease.services import leases
+from gpulease.services.idempotency import Idempotent
+from gpulease.services.inventory import default_site
+
+router = APIRouter(prefix="/leases", tags=["leases"])
+ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorOut} for code in (401, 403, 404, 409, 422)
+}
+
+
+def lease_out(lease: Lease) -> LeaseOut:
+    return LeaseOut(
+        id=lease.id,
+        tenant_id=lease.tenant_id,
+        site_id=lease.site_id,
+        gpus=lease.gpus,
+        racks=lease.racks,
+        start=lease.start,
+        end=lease.end,
+        state=lease.state,
+        state_reason=lease.state_reason,
+        price=str(lease.price),
+        rate_per_gpu_hour=str(lease.rate),
+        currency=lease.currency,
+        created_at=lease.created_at,
+        updated_at=lease.updated_at,
+    )
+
+
+@router.post("", status_code=201, response_model=LeaseOut, responses=ERRORS)
+def request_lease(
+    body: LeaseCreate, ctx: Ctx, me: Me, idempotency_key: IdempotencyKey = None
+) -> LeaseOut:
+    """Ask for GPUs (or whole racks) over [start, end); refused if it would oversell."""
+    req = leases.LeaseRequest(
+        site_id=body.site_id or default_site(ctx),
+        start=body.start,
+        end=body.end,
+        gpus=body.gpus,
+        racks=body.racks,
+        tenant_id=body.tenant_id,
+    )
+    idem = Idempotent.of(idempotency_key, "lease.request", body.model_dump(mode="json"))
+    return lease_out(leases.request_lease(ctx, me, req, idem))
+
+
+@router.get("", response_model=list[LeaseOut], responses=ERRORS)
+def list_leases(
+    ctx: Ctx, me: Me, state: Annotated[LeaseState | None, Query()] = None
+) -> list[LeaseOut]:
+    return [
+        lease_out(lease)
+        for lease in leases.list_leases(ctx, me, state=state.value if state else None)
+    ]
+
+
+@router.get("/{lease_id}", response_model=LeaseOut, responses=ERRORS)
+def show_lease(lease_id: str, ctx: Ctx, me: Me) -> LeaseOut:
+    return lease_out(leases.get_lease(ctx, me, lease_id))
+
+
+def _decision(action: str, target: LeaseState, doc: str) -> None:
+    def endpoint(lease_id: str, ctx: Ctx, me: Me, body: LeaseDecision | None = None) -> LeaseOut:
+        reason = body.reason if body else ""
+        return lease_out(leases.decide(ctx, me, lease_id, target, reason))
+
+    endpoint.__doc__ = doc
+    endpoint.__name__ = f"{action}_lease"
+    router.post(f"/{{lease_id}}/{action}", response_model=LeaseOut, responses=ERRORS)(endpoint)
+
+
+_decision("approve", LeaseState.APPROVED, "Operator: approve a requested lease.")
+_decision("reject", LeaseState.REJECTED, "Operator: reject a requested lease (reason required).")
+_decision("cancel", LeaseState.CANCELLED, "Cancel a lease before it starts (reason required).")
+_decision("suspend", LeaseState.SUSPENDED, "Operator: suspend an active lease (reason required).")
+_decision("resume", LeaseState.ACTIVE, "Operator: resume a suspended lease.")

@@ -1,0 +1,166 @@
+"""Request and response bodies. Requests refuse unknown fields; times are aware UTC."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ErrorOut(BaseModel):
+    code: str
+    message: str
+    details: dict[str, object]
+
+
+# ------------------------------------------------------------------- leases
+class LeaseCreate(Strict):
+    site_id: str | None = Field(default=None, description="default: the only/first site")
+    start: AwareDatetime
+    end: AwareDatetime
+    gpus: int | None = Field(default=None, ge=1, le=1_000_000)
+    racks: int | None = Field(default=None, ge=1, le=100_000, description="whole NVLink domains")
+    tenant_id: str | None = Field(default=None, description="operators only: for which tenant")
+
+
+class LeaseDecision(Strict):
+    reason: str = Field(default="", max_length=500)
+
+
+class LeaseOut(Out):
+    id: str
+    tenant_id: str
+    site_id: str
+    gpus: int
+    racks: int | None
+    start: datetime
+    end: datetime
+    state: str
+    state_reason: str
+    price: str
+    rate_per_gpu_hour: str
+    currency: str
+    created_at: datetime
+    updated_at: datetime
+
+
+# --------------------------------------------------------------------- jobs
+class JobCreate(Strict):
+    name: str = Field(default="", max_length=200)
+    command: str | None = Field(default=None, max_length=100_000)
+    image: str | None = Field(default=None, max_length=500)
+    gpus: int = Field(ge=1, le=1_000_000)
+    gpus_per_node: int | None = Field(default=None, ge=1, le=64)
+    topology: Literal["required", "preferred", "none"] = "preferred"
+    segment: int | None = Field(default=None, ge=1)
+    walltime_s: float | None = Field(default=None, gt=0)
+    duration_s: float | None = Field(
+        default=None, ge=0, description="simulated executor only: how long the run takes"
+    )
+    priority: Literal["low", "normal", "high", "critical"] = "normal"
+    purpose: str = Field(min_length=1, max_length=200, description="declared end use")
+    preemptible: bool = True
+    requeueable: bool = True
+    lease_id: str | None = None
+    site_id: str | None = None
+    tenant_id: str | None = Field(default=None, description="operators only: for which tenant")
+
+
+class JobCancel(Strict):
+    reason: str = Field(default="", max_length=500)
+
+
+class AllocationOut(BaseModel):
+    node_id: str
+    slots: list[int]
+    gpu_serials: list[str]
+
+
+class JobOut(Out):
+    id: str
+    name: str
+    tenant_id: str
+    site_id: str
+    lease_id: str | None
+    command: str | None
+    image: str | None
+    gpus: int
+    gpus_per_node: int | None
+    topology: str
+    segment: int | None
+    walltime_s: float | None
+    duration_s: float | None
+    priority: str
+    purpose: str
+    preemptible: bool
+    requeueable: bool
+    state: str
+    wait_reason: str
+    end_reason: str
+    exit_code: int | None
+    submitted_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    preempt_at: datetime | None
+    starts: int
+    preemptions: int
+    borrowed: bool
+    allocation: list[AllocationOut] = Field(default_factory=list)
+
+
+class JobLogsOut(BaseModel):
+    job_id: str
+    state: str
+    text: str
+
+
+# -------------------------------------------------------------------- nodes
+class NodeOut(BaseModel):
+    id: str
+    site_id: str
+    rack_id: str
+    rack_index: int
+    index: int
+    serial: str
+    gpus: int
+    used_gpus: int
+    state: str
+    state_reason: str
+    tenants: list[str]
+
+
+class NodeStateChange(Strict):
+    state: Literal["up", "draining", "down"]
+    reason: str = Field(min_length=1, max_length=500)
+
+
+# ------------------------------------------------------------------- misc
+class MeOut(BaseModel):
+    user_id: str
+    role: str
+    tenant_id: str | None
+
+
+class SchedulerStatusOut(BaseModel):
+    site_id: str
+    leader: str
+    last_tick_at: datetime
+    ticks: int
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    version: str
+    database: str
+    executor: str
+    this_process_leads: bool
+    schedulers: list[SchedulerStatusOut]

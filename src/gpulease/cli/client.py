@@ -1,0 +1,108 @@
+"""The CLI's HTTP client: where the server is, who we are, and errors as one line.
+
+Credentials come from ``GPULEASE_URL`` / ``GPULEASE_TOKEN`` or, failing those, from the file
+``gpulease login`` writes (``~/.config/gpulease/config.json``, or ``GPULEASE_CONFIG``), kept
+readable by its owner only. A server error arrives as ``{"code", "message", "details"}`` and
+is raised as :class:`RemoteError` carrying the same code, so the CLI prints it as one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gpulease.domain.errors import DomainError
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+class RemoteError(DomainError):
+    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, **(details or {}))
+        self.code = code  # type: ignore[misc]
+
+
+def config_path() -> Path:
+    explicit = os.environ.get("GPULEASE_CONFIG")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "gpulease" / "config.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    url: str
+    token: str | None
+
+
+def load_credentials() -> Credentials:
+    stored: dict[str, str] = {}
+    path = config_path()
+    if path.exists():
+        try:
+            stored = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            raise RemoteError("invalid_config", f"{path} is not valid JSON; log in again") from None
+    url = os.environ.get("GPULEASE_URL") or stored.get("url") or DEFAULT_URL
+    token = os.environ.get("GPULEASE_TOKEN") or stored.get("token")
+    return Credentials(url.rstrip("/"), token)
+
+
+def save_credentials(creds: Credentials) -> Path:
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"url": creds.url, "token": creds.token}, handle)
+    return path
+
+
+class ApiClient:
+    def __init__(self, creds: Credentials | None = None, timeout: float = 30.0) -> None:
+        self.creds = creds or load_credentials()
+        headers = {"Authorization": f"Bearer {self.creds.token}"} if self.creds.token else {}
+        self._http = httpx.Client(
+            base_url=self.creds.url + "/api/v1",
+            headers=headers,
+            timeout=timeout,
+            transport=httpx.HTTPTransport(retries=3),  # connection retries only
+        )
+
+    def get(self, path: str, **params: Any) -> Any:
+        clean = {k: v for k, v in params.items() if v is not None}
+        return self._send("GET", path, params=clean)
+
+    def post(self, path: str, body: dict[str, Any] | None = None, *, create: bool = False) -> Any:
+        """POST; a create carries a fresh Idempotency-Key so a retry never duplicates it."""
+        headers = {"Idempotency-Key": str(uuid.uuid4())} if create else {}
+        clean = {k: v for k, v in (body or {}).items() if v is not None}
+        return self._send("POST", path, json=clean, headers=headers)
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as error:
+            raise RemoteError(
+                "unreachable",
+                f"cannot reach the gpulease server at {self.creds.url} ({error}); is "
+                "`gpulease serve` running, and is GPULEASE_URL right?",
+            ) from None
+        if response.is_success:
+            return response.json()
+        try:
+            body = response.json()
+            raise RemoteError(body["code"], body["message"], body.get("details"))
+        except (ValueError, KeyError, TypeError):
+            raise RemoteError(
+                "http_error", f"HTTP {response.status_code}: {response.text[:200]}"
+            ) from None
+
+    def close(self) -> None:
+        self._http.close()

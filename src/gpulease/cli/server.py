@@ -1,0 +1,82 @@
+"""Commands that run on the server machine: ``gpulease init`` and ``gpulease serve``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gpulease.domain.errors import Conflict
+from gpulease.persistence import migrate
+from gpulease.persistence.db import Database
+from gpulease.settings import Settings
+
+console = Console()
+
+
+def init_command(
+    demo: Annotated[bool, typer.Option(help="Create the Jakarta demo site and tenants.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the tokens as JSON.")] = False,
+    reset: Annotated[bool, typer.Option(help="Drop every table first (all data is lost).")] = False,
+) -> None:
+    """Create or upgrade the database schema; with --demo, create the reference case."""
+    from gpulease.services.context import ServiceContext
+    from gpulease.services.demo import create_demo
+
+    settings = Settings()
+    db = Database(settings.database_url)
+    try:
+        if reset:
+            migrate.downgrade(db, "base")
+        migrate.upgrade(db)
+        if not demo:
+            if not json_out:
+                console.print(f"schema at {migrate.current_revision(db)}")
+            return
+        ctx = ServiceContext(db, settings)
+        try:
+            users = create_demo(ctx)
+        except Conflict:
+            raise Conflict(
+                "this database already has users; use --reset to recreate the demo"
+            ) from None
+    finally:
+        db.dispose()
+    if json_out:
+        print(json.dumps([asdict(u) for u in users], indent=2))
+        return
+    table = Table(title="Demo site jkt1: 32 GB200 NVL72 racks, 2,304 GPUs", title_justify="left")
+    for column in ("user", "role", "tenant", "token (shown once)"):
+        table.add_column(column)
+    for user in users:
+        table.add_row(user.email, user.role, user.tenant or "(operator)", user.token)
+    console.print(table)
+
+
+def serve_command(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    scheduler: Annotated[
+        bool, typer.Option(help="Run the scheduler loop here (leader election decides).")
+    ] = True,
+) -> None:
+    """Serve the REST API (and the scheduler) until interrupted."""
+    import uvicorn
+
+    from gpulease.api.app import check_schema, create_app
+
+    settings = Settings(run_scheduler=scheduler)
+    db = Database(settings.database_url)
+    try:
+        check_schema(db)
+    finally:
+        db.dispose()
+    console.print(
+        f"gpulease serving on http://{host}:{port} (API docs at /api/v1/docs), "
+        f"executor {settings.executor}, scheduler {'on' if scheduler else 'off'}"
+    )
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
