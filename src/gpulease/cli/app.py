@@ -22,9 +22,6 @@ from gpulease.cli import remote, server
 from gpulease.domain.errors import DomainError, InvalidRequest
 from gpulease.inventory.topology import build_cluster, parse_cluster_spec
 from gpulease.scheduler.ordering import POLICY_NAMES, make_policy
-from gpulease.sim.runner import simulate
-from gpulease.sim.synthetic import rack_scale_mix
-from gpulease.sim.traces import compress_to_load, dump_native, load_trace, offered_load
 
 app = typer.Typer(
     name="gpulease",
@@ -134,6 +131,10 @@ def simulate_command(
     quiet: Annotated[bool, typer.Option(help="No progress bar or tables.")] = False,
 ) -> None:
     """Replay a trace through the scheduling core on a simulated cluster and report figures."""
+    from gpulease.sim.runner import simulate
+    from gpulease.sim.synthetic import rack_scale_mix
+    from gpulease.sim.traces import compress_to_load, load_trace, offered_load
+
     spec = parse_cluster_spec(cluster)
     make_policy(policy)  # refuse an unknown policy before any work
     if (trace is None) == (synthetic is None):
@@ -197,6 +198,9 @@ def trace_generate(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Write a synthetic rack-scale mix with leases in the native trace format."""
+    from gpulease.sim.synthetic import rack_scale_mix
+    from gpulease.sim.traces import dump_native
+
     workload = rack_scale_mix(parse_cluster_spec(cluster), jobs=jobs, load=load, seed=seed)
     dump_native(workload, out)
     console.print(f"wrote {len(workload.jobs):,} jobs and {len(workload.leases)} leases to {out}")

@@ -1,4 +1,8 @@
-"""Commands that run on the server machine: ``gpulease init`` and ``gpulease serve``."""
+"""Commands that run on the server machine: ``gpulease init`` and ``gpulease serve``.
+
+Heavy imports (SQLAlchemy, Alembic, FastAPI) happen inside the commands, so the client
+commands start fast.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,6 @@ from rich.console import Console
 from rich.table import Table
 
 from gpulease.domain.errors import Conflict
-from gpulease.persistence import migrate
-from gpulease.persistence.db import Database
-from gpulease.settings import Settings
 
 console = Console()
 
@@ -24,8 +25,11 @@ def init_command(
     reset: Annotated[bool, typer.Option(help="Drop every table first (all data is lost).")] = False,
 ) -> None:
     """Create or upgrade the database schema; with --demo, create the reference case."""
+    from gpulease.persistence import migrate
+    from gpulease.persistence.db import Database
     from gpulease.services.context import ServiceContext
     from gpulease.services.demo import create_demo
+    from gpulease.settings import Settings
 
     settings = Settings()
     db = Database(settings.database_url)
@@ -68,6 +72,8 @@ def serve_command(
     import uvicorn
 
     from gpulease.api.app import check_schema, create_app
+    from gpulease.persistence.db import Database
+    from gpulease.settings import Settings
 
     settings = Settings(run_scheduler=scheduler)
     db = Database(settings.database_url)

@@ -1,0 +1,116 @@
+"""The ``gpulease`` command against the real server: login, leases, jobs, nodes, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import Server
+
+
+@pytest.fixture
+def cli(demo_server: Server, tmp_path: Path):  # type: ignore[no-untyped-def]
+    env = dict(os.environ, GPULEASE_CONFIG=str(tmp_path / "config.json"), COLUMNS="200")
+    env.pop("GPULEASE_TOKEN", None)
+    env.pop("GPULEASE_URL", None)
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "gpulease.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if check:
+            assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    return run
+
+
+def test_login_then_work_as_a_tenant(cli, demo_server: Server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    token = demo_server.tokens["university"]
+    out = cli("login", "--token", token, "--url", demo_server.url).stdout
+    assert "tenant-admin" in out
+    config = tmp_path / "config.json"
+    assert oct(config.stat().st_mode & 0o777) == "0o600"
+    assert json.loads(config.read_text())["token"] == token
+
+    leases = json.loads(cli("lease", "list", "--json").stdout)
+    assert [lease["gpus"] for lease in leases] == [64]
+
+    job = json.loads(
+        cli(
+            "job",
+            "submit",
+            "--gpus",
+            "8",
+            "--purpose",
+            "teaching",
+            "--command",
+            "python lab.py",
+            "--duration",
+            "0.5",
+            "--wait",
+            "--json",
+        ).stdout
+    )
+    assert job["state"] == "succeeded"
+    assert "python lab.py" in cli("job", "logs", job["id"]).stdout
+    shown = cli("job", "show", job["id"]).stdout
+    assert "succeeded" in shown
+    assert "GPUs 0,1,2,3" in shown
+    assert job["id"] in cli("job", "list").stdout
+    assert "576 nodes in 32 racks" in cli("nodes").stdout
+
+    requested = json.loads(
+        cli(
+            "lease",
+            "request",
+            "--gpus",
+            "16",
+            "--days",
+            "2",
+            "--start",
+            "2030-01-01T00:00:00Z",
+            "--json",
+        ).stdout
+    )
+    assert requested["state"] == "requested"
+    assert requested["gpus"] == 16
+
+
+def test_errors_are_one_line_with_exit_status_2(cli, demo_server: Server) -> None:  # type: ignore[no-untyped-def]
+    cli("login", "--token", demo_server.tokens["bank"], "--url", demo_server.url)
+    missing = cli("job", "show", "job-000000000000", check=False)
+    assert missing.returncode == 2
+    assert "not_found" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    too_big = cli(
+        "job",
+        "submit",
+        "--gpus",
+        "80",
+        "--purpose",
+        "x",
+        "--command",
+        "y",
+        "--topology",
+        "required",
+        check=False,
+    )
+    assert too_big.returncode == 2
+    assert "NVLink domain" in too_big.stderr
+    bad_login = cli("login", "--token", "glt_nope", "--url", demo_server.url, check=False)
+    assert bad_login.returncode == 2
+    assert "unauthenticated" in bad_login.stderr
+    down = cli("login", "--token", "glt_x", "--url", "http://127.0.0.1:9", check=False)
+    assert down.returncode == 2
+    assert "cannot reach" in down.stderr

@@ -1,0 +1,58 @@
+"""Two servers share one database: exactly one leads the scheduler; when it dies, the other
+takes over, adopts the running jobs and keeps scheduling. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+
+from e2e_support import wait_for
+
+from conftest import Server
+
+
+def test_exactly_one_leader_and_failover(start_server: Callable[..., Server]) -> None:
+    first = start_server()
+    wait_for(lambda: first.health()["this_process_leads"], 20, "the first server to lead")
+    second = start_server()
+    # the second serves the API but does not lead while the first lives
+    for _ in range(10):
+        assert second.health()["this_process_leads"] is False
+        assert first.health()["this_process_leads"] is True
+
+    with second.client("inftech") as inf:
+        job = inf.post(
+            "/jobs",
+            json={"gpus": 72, "purpose": "health research", "command": "fold", "duration_s": 4},
+        ).json()
+        wait_for(
+            lambda: inf.get(f"/jobs/{job['id']}").json()["state"] == "running",
+            20,
+            "the leader to start the job",
+        )
+
+        first.kill(signal.SIGKILL)  # no goodbye: the lock must fall with the process
+        wait_for(lambda: second.health()["this_process_leads"], 30, "the second to take over")
+        health = second.health()
+        assert health["schedulers"][0]["leader"] != ""
+
+        done = wait_for(
+            lambda: (
+                (j := inf.get(f"/jobs/{job['id']}").json())["state"] in ("succeeded", "failed")
+                and j
+            ),
+            30,
+            "the adopted job to finish",
+        )
+        assert done["state"] == "succeeded"
+        assert done["starts"] == 1  # adopted, not restarted
+        after = inf.post(
+            "/jobs",
+            json={"gpus": 8, "purpose": "health research", "command": "fold", "duration_s": 0.5},
+        ).json()
+        finished = wait_for(
+            lambda: (j := inf.get(f"/jobs/{after['id']}").json())["state"] == "succeeded" and j,
+            30,
+            "a job under the new leader",
+        )
+        assert finished["exit_code"] == 0
