@@ -1,11 +1,14 @@
-# Quick start: `make run` (simulate the reference site) and `make test` (every test).
+# Quick start: `make run` (the server with the Jakarta demo site) and `make test` (every test).
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PHILLY  ?= ../shared/traces/philly.csv
 
-.PHONY: run test lint typecheck check bench clean
+DEMO_DB ?= sqlite:///var/demo.db
+PORT    ?= 8000
+
+.PHONY: run simulate test lint typecheck check bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -13,8 +16,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# The main job: the reference site (32 GB200 NVL72 racks) replaying the Philly trace.
+# The main job: a fresh demo site (32 GB200 NVL72 racks, three tenants) on SQLite, served on
+# http://127.0.0.1:$(PORT) with the scheduler and the simulated executor.
 run: $(STAMP)
+	mkdir -p var
+	GPULEASE_DATABASE_URL=$(DEMO_DB) $(BIN)/gpulease init --demo --reset
+	@echo "Log in as a tenant with: $(BIN)/gpulease login --token <a token above>"
+	GPULEASE_DATABASE_URL=$(DEMO_DB) GPULEASE_DATA_DIR=var $(BIN)/gpulease serve --port $(PORT)
+
+# The reference site (32 GB200 NVL72 racks) replaying the Philly trace in the simulator.
+simulate: $(STAMP)
 	$(BIN)/gpulease simulate --trace $(PHILLY) --trace-format philly --cluster reference \
 		--load 0.9 --first 20000 --json out/reference.json --plot out/reference.png
 
@@ -25,7 +36,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
 
+# Tests need a real Slurm (slurm-wlm, munge) for the Slurm tests; PostgreSQL is on the machine.
 test: $(STAMP)
+	./scripts/install-slurm.sh || echo "note: Slurm could not be installed; its tests will skip"
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy --strict src
 	$(BIN)/pytest
@@ -34,4 +47,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) out var .pytest_cache .mypy_cache .ruff_cache

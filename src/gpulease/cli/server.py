@@ -7,6 +7,7 @@ commands start fast.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from typing import Annotated
 
@@ -67,6 +68,9 @@ def serve_command(
     scheduler: Annotated[
         bool, typer.Option(help="Run the scheduler loop here (leader election decides).")
     ] = True,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="API processes (stateless; one scheduler leads).")
+    ] = 1,
 ) -> None:
     """Serve the REST API (and the scheduler) until interrupted."""
     import uvicorn
@@ -75,7 +79,9 @@ def serve_command(
     from gpulease.persistence.db import Database
     from gpulease.settings import Settings
 
-    settings = Settings(run_scheduler=scheduler)
+    # Worker processes build their app from the environment, so the choice travels there.
+    os.environ["GPULEASE_RUN_SCHEDULER"] = "true" if scheduler else "false"
+    settings = Settings()
     db = Database(settings.database_url)
     try:
         check_schema(db)
@@ -83,6 +89,17 @@ def serve_command(
         db.dispose()
     console.print(
         f"gpulease serving on http://{host}:{port} (API docs at /api/v1/docs), "
-        f"executor {settings.executor}, scheduler {'on' if scheduler else 'off'}"
+        f"executor {settings.executor}, scheduler {'on' if scheduler else 'off'}, "
+        f"{workers} worker{'s' if workers > 1 else ''}"
     )
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    else:
+        uvicorn.run(
+            "gpulease.api.app:create_app",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level="warning",
+        )

@@ -27,7 +27,6 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
-from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import Select
 
 from gpulease.domain.errors import Conflict, DomainError, NotFound
@@ -64,8 +63,11 @@ class Database:
         self.url = normalize_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         if self.is_sqlite:
+            # A file database keeps a small pool of connections (the PRAGMAs run once per
+            # connection); an in-memory one would be private to each connection.
             self.engine: Engine = create_engine(
-                self.url, echo=echo, poolclass=NullPool, connect_args={"timeout": 30}
+                self.url, echo=echo, connect_args={"timeout": 30, "check_same_thread": False},
+                pool_size=8, max_overflow=8,
             )
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)

@@ -15,13 +15,21 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from gpulease.domain.access import Principal
 from gpulease.domain.errors import IdempotencyMismatch, InvalidRequest
 from gpulease.persistence.db import DuplicateRecord, Tx
 from gpulease.persistence.tables import IdempotencyRecord
 from gpulease.services.context import ServiceContext
+
+
+class Identified(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+R = TypeVar("R", bound=Identified)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +48,14 @@ class Idempotent:
 
 
 def once(
-    ctx: ServiceContext, actor: Principal, idem: Idempotent | None, create: Callable[[Tx], str]
-) -> str:
-    """Run ``create`` (which returns the new record's id) at most once per key."""
+    ctx: ServiceContext,
+    actor: Principal,
+    idem: Idempotent | None,
+    create: Callable[[Tx], R],
+    load: Callable[[Tx, str], R],
+) -> R:
+    """Run ``create`` (which returns the new record) at most once per key; a replay returns
+    ``load(tx, id)`` of the record the first run created."""
     if idem is None:
         with ctx.db.transaction() as tx:
             return create(tx)
@@ -61,8 +74,10 @@ def once(
                             f"Idempotency-Key {idem.key!r} was used for a different request",
                             key=idem.key,
                         )
-                    return str(found.response["id"])
-                record_id = create(tx)
+                    return load(tx, str(found.response["id"]))
+                record = create(tx)
+                tx.flush()
+                record_id = record.id
                 tx.add(
                     IdempotencyRecord(
                         user_id=actor.user_id,
@@ -74,7 +89,7 @@ def once(
                     )
                 )
                 tx.flush()
-                return record_id
+                return record
         except DuplicateRecord:
             if attempt:
                 raise

@@ -185,9 +185,14 @@ def list_sites(ctx: ServiceContext) -> list[Site]:
 
 
 def default_site(ctx: ServiceContext) -> str:
+    """The first site (by id): where a request that names none goes. Cached once known."""
+    found = ctx.cache.get("default_site")
+    if isinstance(found, str):
+        return found
     sites = list_sites(ctx)
     if not sites:
         raise InvalidRequest("no site is registered; run `gpulease init --demo`", field="site_id")
+    ctx.cache["default_site"] = sites[0].id
     return sites[0].id
 
 

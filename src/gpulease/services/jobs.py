@@ -106,7 +106,7 @@ def submit(
     if impossible is not None:
         raise InvalidRequest(impossible.message, field="gpus")
 
-    def create(tx: Tx) -> str:
+    def create(tx: Tx) -> Job:
         tx.require(Tenant, tenant_id, "tenant")
         if sub.lease_id is not None:
             lease = tx.get(Lease, sub.lease_id)
@@ -160,10 +160,9 @@ def submit(
             | {"tenant_id": tenant_id, "site_id": site_id},
             reason=f"declared purpose: {sub.purpose.strip()}",
         )
-        return job_id
+        return job
 
-    created = once(ctx, actor, idem, create)
-    return get_job(ctx, actor, created)
+    return once(ctx, actor, idem, create, lambda tx, found: tx.require(Job, found, "job"))
 
 
 def get_job(ctx: ServiceContext, actor: Principal, job_id: str) -> Job:

@@ -54,7 +54,7 @@ def request_lease(
     now = ctx.now()
     _validate_window(req.start, req.end, now)
 
-    def create(tx: Tx) -> str:
+    def create(tx: Tx) -> Lease:
         tx.require(Tenant, tenant_id, "tenant")
         site = tx.require(Site, req.site_id, "site")
         gpus = _requested_gpus(tx, site.id, req)
@@ -92,10 +92,9 @@ def request_lease(
             after=audit.fields_of(lease, LEASE_AUDIT_FIELDS),
             reason=f"quote {price.amount} {price.currency} for {price.gpu_hours} GPU-hours",
         )
-        return lease.id
+        return lease
 
-    lease_id = once(ctx, actor, idem, create)
-    return get_lease(ctx, actor, lease_id)
+    return once(ctx, actor, idem, create, lambda tx, found: tx.require(Lease, found, "lease"))
 
 
 def get_lease(ctx: ServiceContext, actor: Principal, lease_id: str) -> Lease:
