@@ -164,3 +164,70 @@ class HealthOut(BaseModel):
     executor: str
     this_process_leads: bool
     schedulers: list[SchedulerStatusOut]
+
+
+# ------------------------------------------------------- tenants and users
+class TenantCreate(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    country: str = Field(min_length=2, max_length=2, description="ISO 3166 alpha-2")
+    kind: str = Field(min_length=1, max_length=40, description="e.g. ai-startup, bank")
+
+
+class TenantOut(Out):
+    id: str
+    name: str
+    country: str
+    kind: str
+    created_at: datetime
+
+
+class UserCreate(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    email: str = Field(min_length=3, max_length=200, pattern=r"^[^@\s]+@[^@\s]+$")
+    role: Literal["operator-admin", "compliance-officer", "tenant-admin", "tenant-member"]
+    tenant_id: str | None = None
+
+
+class UserOut(Out):
+    id: str
+    name: str
+    email: str
+    role: str
+    tenant_id: str | None
+    created_at: datetime
+
+
+class UserCreated(BaseModel):
+    user: UserOut
+    token: str = Field(description="shown once; only its hash is stored")
+
+
+class TokenOut(BaseModel):
+    token: str = Field(description="shown once; only its hash is stored")
+
+
+class MaintenanceCreate(Strict):
+    start: AwareDatetime
+    end: AwareDatetime
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class MaintenanceOut(Out):
+    id: str
+    node_id: str
+    site_id: str
+    start: datetime
+    end: datetime
+    reason: str
+
+
+class AuditOut(Out):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    subject_type: str
+    subject_id: str
+    before: dict[str, object] | None
+    after: dict[str, object] | None
+    reason: str

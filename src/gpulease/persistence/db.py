@@ -66,8 +66,11 @@ class Database:
             # A file database keeps a small pool of connections (the PRAGMAs run once per
             # connection); an in-memory one would be private to each connection.
             self.engine: Engine = create_engine(
-                self.url, echo=echo, connect_args={"timeout": 30, "check_same_thread": False},
-                pool_size=8, max_overflow=8,
+                self.url,
+                echo=echo,
+                connect_args={"timeout": 30, "check_same_thread": False},
+                pool_size=8,
+                max_overflow=8,
             )
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)

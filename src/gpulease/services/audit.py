@@ -13,8 +13,11 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+from gpulease.domain.access import OPERATOR_ROLES, Principal
+from gpulease.domain.errors import InvalidRequest
 from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import AuditRecord, Base
+from gpulease.services.context import ServiceContext
 
 
 def fields_of(row: Base, names: Iterable[str]) -> dict[str, Any]:
@@ -56,3 +59,24 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, Enum):
         return value.value
     return value
+
+
+def list_records(
+    ctx: ServiceContext,
+    actor: Principal,
+    *,
+    subject_type: str | None = None,
+    subject_id: str | None = None,
+    limit: int = 500,
+) -> list[AuditRecord]:
+    """The trail, newest first: operator staff only (it spans every tenant)."""
+    actor.require(*OPERATOR_ROLES, action="reading the audit trail")
+    if not 1 <= limit <= 10_000:
+        raise InvalidRequest("limit must be between 1 and 10000", field="limit")
+    with ctx.db.transaction(write=False) as tx:
+        query = tx.select(AuditRecord).order_by(AuditRecord.id.desc()).limit(limit)
+        if subject_type is not None:
+            query = query.where(AuditRecord.subject_type == subject_type)
+        if subject_id is not None:
+            query = query.where(AuditRecord.subject_id == subject_id)
+        return tx.all(query)
