@@ -96,13 +96,13 @@ def init_demo(db_url: str, data_dir: Path) -> dict[str, str]:
     return {short[u["tenant"] or u["role"]]: u["token"] for u in users}
 
 
-def start(db_url: str, data_dir: Path, tokens: dict[str, str], **extra: str) -> Server:
+def start(db_url: str, data_dir: Path, tokens: dict[str, str], *args: str, **extra: str) -> Server:
     port = free_port()
     log = data_dir / f"serve-{port}.log"
     data_dir.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [*GPULEASE, "serve", "--port", str(port)],
+            [*GPULEASE, "serve", "--port", str(port), *args],
             env=server_env(db_url, data_dir, **extra),
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -176,8 +176,8 @@ def start_server(
 ) -> Iterator[Callable[..., Server]]:
     started: list[Server] = []
 
-    def make(**extra: str) -> Server:
-        server = start(e2e_db_url, e2e_data_dir, demo_tokens, **extra)
+    def make(*args: str, **extra: str) -> Server:
+        server = start(e2e_db_url, e2e_data_dir, demo_tokens, *args, **extra)
         started.append(server)
         return server
 

@@ -4,11 +4,14 @@ takes over, adopts the running jobs and keeps scheduling. On SQLite and PostgreS
 from __future__ import annotations
 
 import signal
+import subprocess
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 from e2e_support import wait_for
 
-from conftest import Server
+from conftest import GPULEASE, Server, server_env
 
 
 def test_exactly_one_leader_and_failover(start_server: Callable[..., Server]) -> None:
@@ -56,3 +59,34 @@ def test_exactly_one_leader_and_failover(start_server: Callable[..., Server]) ->
             "a job under the new leader",
         )
         assert finished["exit_code"] == 0
+
+
+def test_a_scheduler_process_beside_api_only_servers(
+    start_server: Callable[..., Server], e2e_db_url: str, e2e_data_dir: Path
+) -> None:
+    api = start_server("--no-scheduler")
+    with api.client("university") as uni:
+        job = uni.post(
+            "/jobs", json={"gpus": 4, "purpose": "teaching", "command": "lab", "duration_s": 0.5}
+        ).json()
+        time.sleep(1.0)
+        waiting = uni.get(f"/jobs/{job['id']}").json()
+        assert waiting["state"] == "queued"
+        assert waiting["wait_reason"] == "waiting for the scheduler's next pass"
+        assert api.health()["this_process_leads"] is False
+        scheduler = subprocess.Popen(
+            [*GPULEASE, "scheduler"],
+            env=server_env(e2e_db_url, e2e_data_dir),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            done = wait_for(
+                lambda: (j := uni.get(f"/jobs/{job['id']}").json())["state"] == "succeeded" and j,
+                30,
+                "the scheduler process to run the job",
+            )
+            assert done["exit_code"] == 0
+        finally:
+            scheduler.send_signal(signal.SIGTERM)
+            assert scheduler.wait(30) == 0

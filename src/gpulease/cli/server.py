@@ -103,3 +103,31 @@ def serve_command(
             port=port,
             log_level="warning",
         )
+
+
+def scheduler_command() -> None:
+    """Run only the scheduler loop (no API) until interrupted; leader election decides."""
+    import signal
+    import threading
+
+    from gpulease.api.app import check_schema, make_executor
+    from gpulease.persistence.db import Database
+    from gpulease.services.context import ServiceContext
+    from gpulease.services.scheduling import LiveScheduler, SchedulerLoop
+    from gpulease.settings import Settings
+
+    settings = Settings()
+    db = Database(settings.database_url)
+    check_schema(db)
+    loop = SchedulerLoop(LiveScheduler(ServiceContext(db, settings), make_executor(settings)))
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    console.print(
+        f"gpulease scheduler: executor {settings.executor}, a pass every "
+        f"{settings.scheduler_interval_s:g} s while this process leads (Ctrl-C stops)"
+    )
+    loop.start()
+    done.wait()
+    loop.stop()
+    db.dispose()
