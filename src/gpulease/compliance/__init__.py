@@ -1,0 +1,1 @@
+"""Compliance: parties and ownership, screening lists, name matching, policy packs, KYC."""
