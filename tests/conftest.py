@@ -1,0 +1,272 @@
+"""Database fixtures shared by every integration test (persistence, services, API, e2e).
+
+Each test that asks for a database runs twice, on SQLite and on the real PostgreSQL:
+
+* ``db_backend``: ``"sqlite"`` or ``"postgresql"`` (the parameter of the run);
+* ``db_url``: the URL of a migrated, **empty** database for this test: a fresh SQLite file
+  in ``tmp_path``, or this session's PostgreSQL database with every table truncated;
+* ``db``: a :class:`~gpulease.persistence.db.Database` on ``db_url`` (disposed afterwards);
+* ``sqlite_url`` / ``postgres_url``: the same, for tests that need one backend only;
+* ``postgres_server``: the admin conninfo of the PostgreSQL server (skips if unreachable);
+* ``clock``, ``settings``, ``ctx``: a ManualClock at :data:`START`, Settings whose data dir
+  is in ``tmp_path``, and a ServiceContext over ``db``;
+* ``demo``: loads the demo installation (``services.demo.create_demo`` run at
+  :data:`START`: Jakarta, 32 NVL72 racks, three tenants with active leases) into ``db_url``
+  and returns its users with their tokens. The demo is built once per session and backend
+  and copied in by SQL (much faster than building it per test).
+
+PostgreSQL: one uniquely named database per test session (``gpulease_test_<pid>_<hex>``),
+created and migrated once, truncated before each test, dropped at the end (leftover
+connections are terminated first). The server is ``GPULEASE_TEST_PG`` (a libpq conninfo,
+default ``host=127.0.0.1 port=5432 user=postgres``); if it cannot be reached, the
+``postgresql`` runs are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from gpulease.domain.clock import ManualClock
+from gpulease.persistence import migrate
+from gpulease.persistence.db import Database
+from gpulease.persistence.tables import Base
+from gpulease.services import demo as demo_service
+from gpulease.services.context import ServiceContext
+from gpulease.settings import Settings
+
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+PG_CONNINFO = os.environ.get("GPULEASE_TEST_PG", "host=127.0.0.1 port=5432 user=postgres")
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def _pg_url(conninfo: str, dbname: str) -> str:
+    params = psycopg.conninfo.conninfo_to_dict(conninfo)
+    user = params.get("user", "postgres")
+    password = f":{params['password']}" if params.get("password") else ""
+    host = params.get("host", "127.0.0.1")
+    port = params.get("port", 5432)
+    return f"postgresql+psycopg://{user}{password}@{host}:{port}/{dbname}"
+
+
+def _admin(conninfo: str) -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(conninfo, dbname="postgres", autocommit=True, connect_timeout=3)
+
+
+def drop_pg_database(conninfo: str, name: str) -> None:
+    with _admin(conninfo) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The PostgreSQL server's admin conninfo; skips the test if it cannot be reached."""
+    try:
+        with _admin(PG_CONNINFO) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as error:
+        pytest.skip(f"PostgreSQL unreachable at {PG_CONNINFO!r}: {error}".strip())
+    return PG_CONNINFO
+
+
+@pytest.fixture(scope="session")
+def postgres_session_url(postgres_server: str) -> Iterator[str]:
+    """A migrated database of this session's own, dropped at the end of the session."""
+    name = f"gpulease_test_{os.getpid()}_{secrets.token_hex(4)}"
+    with _admin(postgres_server) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = _pg_url(postgres_server, name)
+    try:
+        db = Database(url)
+        try:
+            migrate.upgrade(db)
+        finally:
+            db.dispose()
+        yield url
+    finally:
+        drop_pg_database(postgres_server, name)
+
+
+def truncate_all(url: str) -> None:
+    """Empty every table (keeps the schema and ``alembic_version``)."""
+    db = Database(url)
+    try:
+        with db.connect() as conn:
+            tables = [
+                row[0]
+                for row in conn.exec_driver_sql(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                    "AND tablename <> 'alembic_version'"
+                )
+            ]
+            if tables:
+                names = ", ".join(f'"{t}"' for t in tables)
+                conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+            conn.commit()
+    finally:
+        db.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_session_url: str) -> str:
+    """This session's PostgreSQL database, migrated and empty."""
+    truncate_all(postgres_session_url)
+    return postgres_session_url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A fresh, migrated SQLite file in ``tmp_path``."""
+    url = f"sqlite:///{tmp_path / 'gpulease.db'}"
+    db = Database(url)
+    try:
+        migrate.upgrade(db)
+    finally:
+        db.dispose()
+    return url
+
+
+@pytest.fixture(params=BACKENDS)
+def db_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(db_backend: str, request: pytest.FixtureRequest) -> str:
+    """URL of a migrated, empty database: SQLite, then PostgreSQL."""
+    name = "sqlite_url" if db_backend == "sqlite" else "postgres_url"
+    return str(request.getfixturevalue(name))
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    database = Database(db_url)
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    return Settings(database_url=db_url, data_dir=tmp_path / "var", preemption_grace_s=30.0)
+
+
+@pytest.fixture
+def ctx(db: Database, clock: ManualClock, settings: Settings) -> ServiceContext:
+    return ServiceContext(db, settings=settings, clock=clock)
+
+
+# ------------------------------------------------------------------------------ the demo
+SNAPSHOT_SCHEMA = "demo_snapshot"
+
+
+def _build_demo(url: str, data_dir: Path) -> list[demo_service.DemoUser]:
+    db = Database(url)
+    try:
+        ctx = ServiceContext(db, settings=Settings(data_dir=data_dir), clock=ManualClock(START))
+        return demo_service.create_demo(ctx)
+    finally:
+        db.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_demo_template(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, list[demo_service.DemoUser]]:
+    root = tmp_path_factory.mktemp("demo-template")
+    path = root / "demo.db"
+    url = f"sqlite:///{path}"
+    db = Database(url)
+    try:
+        migrate.upgrade(db)
+    finally:
+        db.dispose()
+    return path, _build_demo(url, root / "var")
+
+
+@pytest.fixture(scope="session")
+def postgres_demo_template(
+    postgres_session_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> list[demo_service.DemoUser]:
+    """The demo, built once into the session database and kept in a side schema."""
+    truncate_all(postgres_session_url)
+    users = _build_demo(postgres_session_url, tmp_path_factory.mktemp("demo-var"))
+    db = Database(postgres_session_url)
+    try:
+        with db.connect() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {SNAPSHOT_SCHEMA} CASCADE")
+            conn.exec_driver_sql(f"CREATE SCHEMA {SNAPSHOT_SCHEMA}")
+            for table in Base.metadata.sorted_tables:
+                conn.exec_driver_sql(
+                    f'CREATE TABLE {SNAPSHOT_SCHEMA}."{table.name}" AS TABLE public."{table.name}"'
+                )
+            conn.commit()
+    finally:
+        db.dispose()
+    truncate_all(postgres_session_url)
+    return users
+
+
+def _load_sqlite(template: Path, url: str) -> None:
+    conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        conn.execute("ATTACH DATABASE ? AS snap", (str(template),))
+        conn.execute("BEGIN IMMEDIATE")
+        for table in Base.metadata.sorted_tables:
+            conn.execute(f'INSERT INTO main."{table.name}" SELECT * FROM snap."{table.name}"')
+        conn.execute("COMMIT")
+        conn.execute("DETACH DATABASE snap")
+    finally:
+        conn.close()
+
+
+def _load_postgres(url: str) -> None:
+    db = Database(url)
+    try:
+        with db.connect() as conn:
+            for table in Base.metadata.sorted_tables:
+                source = f'{SNAPSHOT_SCHEMA}."{table.name}"'
+                conn.exec_driver_sql(f'INSERT INTO public."{table.name}" SELECT * FROM {source}')
+                key = list(table.primary_key.columns)
+                if len(key) == 1 and key[0].autoincrement is True:
+                    conn.exec_driver_sql(
+                        f"SELECT setval(pg_get_serial_sequence('public.\"{table.name}\"', "
+                        f"'{key[0].name}'), COALESCE(MAX(\"{key[0].name}\"), 0) + 1, false) "
+                        f'FROM public."{table.name}"'
+                    )
+            conn.commit()
+    finally:
+        db.dispose()
+
+
+@pytest.fixture
+def demo(
+    db_backend: str, db_url: str, request: pytest.FixtureRequest
+) -> list[demo_service.DemoUser]:
+    """The demo installation in this test's database; returns its users (with tokens)."""
+    if db_backend == "sqlite":
+        template, users = request.getfixturevalue("sqlite_demo_template")
+        _load_sqlite(template, db_url)
+        return list(users)
+    users = request.getfixturevalue("postgres_demo_template")
+    _load_postgres(db_url)
+    return list(users)
