@@ -10,10 +10,12 @@ import pytest
 from gpulease.domain.errors import Conflict, InvalidTransition
 from gpulease.domain.states import (
     JOB_TRANSITIONS,
+    KYC_TRANSITIONS,
     LEASE_TRANSITIONS,
     NODE_TRANSITIONS,
     TERMINAL_JOB_STATES,
     JobState,
+    KycState,
     LeaseState,
     NodeState,
     can_transition,
@@ -58,11 +60,25 @@ LEASE_ALLOWED: frozenset[tuple[str, str]] = frozenset(
     }
 )
 
+KYC_ALLOWED: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("submitted", "screening"),
+        ("screening", "needs_review"),
+        ("needs_review", "approved"),
+        ("needs_review", "rejected"),
+        ("needs_review", "screening"),
+        ("approved", "screening"),
+        ("approved", "expired"),
+        ("expired", "screening"),
+    }
+)
+
 Table = dict[Any, frozenset[Any]]
 TABLES: dict[str, tuple[type[StrEnum], Table, frozenset[tuple[str, str]]]] = {
     "node": (NodeState, NODE_TRANSITIONS, NODE_ALLOWED),
     "job": (JobState, JOB_TRANSITIONS, JOB_ALLOWED),
     "lease": (LeaseState, LEASE_TRANSITIONS, LEASE_ALLOWED),
+    "kyc": (KycState, KYC_TRANSITIONS, KYC_ALLOWED),
 }
 
 PAIRS = [

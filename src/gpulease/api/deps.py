@@ -20,10 +20,14 @@ def get_ctx(request: Request) -> ServiceContext:
 
 
 def get_principal(
+    request: Request,
     ctx: Annotated[ServiceContext, Depends(get_ctx)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    return identity.authenticate(ctx, credentials.credentials if credentials else None)
+    principal = identity.authenticate(ctx, credentials.credentials if credentials else None)
+    if request.client is not None:
+        identity.note_access(ctx, principal, request.client.host)
+    return principal
 
 
 Ctx = Annotated[ServiceContext, Depends(get_ctx)]

@@ -91,6 +91,35 @@ CAPACITY_HOLDING_LEASE_STATES: frozenset[LeaseState] = frozenset(
     }
 )
 
+
+class KycState(StrEnum):
+    """A tenant's approval case: the same steps for every tenant, domestic or foreign.
+
+    ``submitted``: identity, owners and declared end uses recorded. ``screening``: the tenant
+    and every owner up the chain are screened against the current lists under the policy in
+    force. ``needs_review``: a compliance officer (two, with four-eyes) must decide; nothing
+    is approved without an officer. ``approved`` until ``expires_at``; a new list import or
+    the expiry sends it back to ``screening``. ``rejected`` is final for this case.
+    """
+
+    SUBMITTED = "submitted"
+    SCREENING = "screening"
+    NEEDS_REVIEW = "needs_review"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+KYC_TRANSITIONS: dict[KycState, frozenset[KycState]] = {
+    KycState.SUBMITTED: frozenset({KycState.SCREENING}),
+    KycState.SCREENING: frozenset({KycState.NEEDS_REVIEW}),
+    KycState.NEEDS_REVIEW: frozenset(
+        {KycState.APPROVED, KycState.REJECTED, KycState.SCREENING}
+    ),
+    KycState.APPROVED: frozenset({KycState.SCREENING, KycState.EXPIRED}),
+    KycState.EXPIRED: frozenset({KycState.SCREENING}),
+}
+
 S = TypeVar("S", bound=StrEnum)
 
 

@@ -115,6 +115,13 @@ class Tenant(Base):
     country: Mapped[str] = mapped_column(String(2))
     kind: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # The standing of its approval, kept beside the tenant so every admission check is one
+    # read: "none" (never approved), "approved", "suspended" (pending review), "rejected".
+    approval: Mapped[str] = mapped_column(String(16), default="none", server_default="none")
+    approval_reason: Mapped[str] = mapped_column(String(1000), default="", server_default="")
+    approved_end_uses: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    approval_case_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    approval_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class User(Base):
@@ -254,3 +261,119 @@ class SchedulerStatus(Base):
     leader: Mapped[str] = mapped_column(String(200))
     last_tick_at: Mapped[datetime] = mapped_column(UtcDateTime())
     ticks: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+# ------------------------------------------------------------------------ compliance
+class PartyRow(Base):
+    """A party we must know: a tenant's organisation, its owners, officers."""
+
+    __tablename__ = "parties"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(500))
+    aliases: Mapped[list[str]] = mapped_column(JSON, default=list)
+    countries: Mapped[list[str]] = mapped_column(JSON, default=list)
+    identifiers: Mapped[list[list[str]]] = mapped_column(JSON, default=list)  # [[type, value]]
+    addresses: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    tenant_id: Mapped[str | None] = mapped_column(ForeignKey("tenants.id"), nullable=True,
+                                                  index=True)  # the tenant this party *is*
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class OwnershipRow(Base):
+    __tablename__ = "ownership_edges"
+    id: Mapped[int] = mapped_column(SerialKey, primary_key=True, autoincrement=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("parties.id"), index=True)
+    owned_id: Mapped[str] = mapped_column(ForeignKey("parties.id"), index=True)
+    percent: Mapped[Decimal] = mapped_column(Money())
+    since: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    evidence: Mapped[str] = mapped_column(String(500), default="")
+
+
+class ControlRow(Base):
+    __tablename__ = "control_edges"
+    id: Mapped[int] = mapped_column(SerialKey, primary_key=True, autoincrement=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("parties.id"), index=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("parties.id"), index=True)
+    role: Mapped[str] = mapped_column(String(40))
+
+
+class ListSnapshotRow(Base):
+    """One imported version of a screening list; entries are written with it, all or none."""
+
+    __tablename__ = "list_snapshots"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source: Mapped[str] = mapped_column(String(40), index=True)
+    format: Mapped[str] = mapped_column(String(40))
+    label: Mapped[str] = mapped_column(String(200))
+    checksum: Mapped[str] = mapped_column(String(64))
+    entries: Mapped[int] = mapped_column(Integer)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON)
+    current: Mapped[bool]
+    imported_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    imported_by: Mapped[str] = mapped_column(String(64))
+    __table_args__ = (UniqueConstraint("source", "checksum", name="uq_list_snapshots_checksum"),)
+
+
+class ListEntryRow(Base):
+    __tablename__ = "list_entries"
+    id: Mapped[int] = mapped_column(SerialKey, primary_key=True, autoincrement=True)
+    snapshot_id: Mapped[str] = mapped_column(ForeignKey("list_snapshots.id"), index=True)
+    source: Mapped[str] = mapped_column(String(40))
+    entry_id: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)  # the whole ListEntry
+
+
+class KycCase(Base):
+    __tablename__ = "kyc_cases"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    party_id: Mapped[str] = mapped_column(ForeignKey("parties.id"))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    state_reason: Mapped[str] = mapped_column(String(1000), default="")
+    end_uses: Mapped[list[str]] = mapped_column(JSON)  # declared (and, once approved, approved)
+    end_use_statement: Mapped[str] = mapped_column(Text, default="")
+    identification: Mapped[dict[str, Any]] = mapped_column(JSON)  # customer identification
+    verdict: Mapped[str] = mapped_column(String(16), default="")  # clear / review / block
+    screening: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    policy_versions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    lists_screened: Mapped[list[str]] = mapped_column(JSON, default=list)  # snapshot ids
+    approvals_needed: Mapped[int] = mapped_column(Integer, default=1)
+    round: Mapped[int] = mapped_column(Integer, default=0)  # screenings so far
+    submitted_by: Mapped[str] = mapped_column(String(64))
+    submitted_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    screened_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+
+
+class KycDecision(Base):
+    """An officer's sign-off (or refusal) on a case; four-eyes needs two distinct officers."""
+
+    __tablename__ = "kyc_decisions"
+    id: Mapped[int] = mapped_column(SerialKey, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("kyc_cases.id"), index=True)
+    officer_id: Mapped[str] = mapped_column(String(64))
+    decision: Mapped[str] = mapped_column(String(16))  # approve / reject
+    reason: Mapped[str] = mapped_column(String(1000))
+    screening_round: Mapped[int] = mapped_column(Integer)  # decisions count per round
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class AccessRecord(Base):
+    """IP addresses a tenant's users reached the API from, with first and last time seen."""
+
+    __tablename__ = "access_records"
+    id: Mapped[int] = mapped_column(SerialKey, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    tenant_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    ip: Mapped[str] = mapped_column(String(64))
+    first_seen: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_seen: Mapped[datetime] = mapped_column(UtcDateTime())
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    __table_args__ = (UniqueConstraint("user_id", "ip", name="uq_access_user_ip"),)

@@ -19,6 +19,14 @@ from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import AuditRecord, Base
 from gpulease.services.context import ServiceContext
 
+REASON_MAX = 500  # the width of the state_reason / wait_reason / end_reason columns
+
+
+def clip(text: str, limit: int = REASON_MAX) -> str:
+    """A reason cut to fit its column (PostgreSQL refuses longer text; the audit record keeps
+    up to 1,000 characters of it)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
 
 def fields_of(row: Base, names: Iterable[str]) -> dict[str, Any]:
     """A JSON-safe picture of some of a row's fields."""

@@ -14,7 +14,7 @@ from datetime import datetime
 from gpulease.domain.access import Principal, Role
 from gpulease.domain.errors import Conflict, InvalidRequest, Unauthenticated
 from gpulease.persistence.db import Tx
-from gpulease.persistence.tables import ApiToken, Tenant, User
+from gpulease.persistence.tables import AccessRecord, ApiToken, Tenant, User
 from gpulease.services import audit
 from gpulease.services.context import ServiceContext, new_id
 
@@ -159,6 +159,41 @@ def authenticate(ctx: ServiceContext, token: str | None) -> Principal:
             raise Unauthenticated("invalid or revoked token")
         user = tx.require(User, row.user_id, "user")
         return Principal(user.id, Role(user.role), user.tenant_id)
+
+
+ACCESS_NOTE_INTERVAL_S = 60.0
+
+
+def note_access(ctx: ServiceContext, principal: Principal, ip: str) -> None:
+    """Record that ``principal`` reached the API from ``ip`` (customer identification rules
+    ask for the IP addresses used and when). Written at most once a minute per user and
+    address per process, so it costs nothing on the hot path."""
+    now = ctx.now()
+    key = f"access:{principal.user_id}:{ip}"
+    last = ctx.cache.get(key)
+    if isinstance(last, datetime) and (now - last).total_seconds() < ACCESS_NOTE_INTERVAL_S:
+        return
+    ctx.cache[key] = now
+    with ctx.db.transaction() as tx:
+        row = tx.first(
+            tx.select(AccessRecord).where(
+                AccessRecord.user_id == principal.user_id, AccessRecord.ip == ip
+            )
+        )
+        if row is None:
+            tx.add(
+                AccessRecord(
+                    user_id=principal.user_id,
+                    tenant_id=principal.tenant_id,
+                    ip=ip,
+                    first_seen=now,
+                    last_seen=now,
+                    requests=1,
+                )
+            )
+        else:
+            row.last_seen = now
+            row.requests += 1
 
 
 def _issue(tx: Tx, user: User, now: datetime, actor: str) -> str:
