@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import StatementError
 
-from gpulease.domain.errors import Conflict
+from gpulease.domain.errors import Conflict, InvalidRequest
 from gpulease.persistence.db import Database, DuplicateRecord
 from gpulease.persistence.tables import Lease, Site, Tenant, User
 
@@ -125,3 +125,22 @@ def test_unique_clash_is_duplicate_record(db: Database) -> None:
 
     with pytest.raises(DuplicateRecord):
         same_key_twice()
+
+
+def test_value_refused_by_the_database_is_invalid_request(postgres_url: str) -> None:
+    """PostgreSQL enforces column widths; the refusal is a DomainError, not a driver error."""
+    db = Database(postgres_url)
+    try:
+
+        def too_long() -> None:
+            with db.transaction() as tx:
+                tx.add(_site("s" * 10, T0))
+                tx.flush()
+                tx.require(Site, "s" * 10, "site").name = "n" * 201
+
+        with pytest.raises(InvalidRequest, match="too long"):
+            too_long()
+        with db.transaction(write=False) as tx:
+            assert tx.all(select(Site)) == []
+    finally:
+        db.dispose()

@@ -489,3 +489,27 @@ def _leases(ctx: ServiceContext) -> list[tuple[str, str]]:
 
     with ctx.db.transaction(write=False) as tx:
         return [(lease.id, lease.tenant_id) for lease in tx.all(select(Lease))]
+
+
+def test_long_reasons_fit_their_columns(
+    ctx: ServiceContext,
+    inftech: Principal,
+    operator: Principal,
+    scheduler: LiveScheduler,
+) -> None:
+    """A reason longer than its column is clipped, on PostgreSQL as on SQLite; the audit
+    record keeps the long text."""
+    job = jobs.submit(ctx, inftech, submission(8, duration_s=3600))
+    scheduler.tick()
+    node_id = allocations(ctx, job.id)[0].node_id
+    long_reason = "thermal alarm " * 50  # 700 characters
+    node, hit = inventory.set_node_state(ctx, operator, node_id, NodeState.DOWN, long_reason)
+    assert hit == [job.id]
+    assert len(node.state_reason) == 500
+    requeued = state_of(ctx, job.id)
+    assert len(requeued.wait_reason) == 500
+    assert requeued.wait_reason.startswith("requeued: node ")
+    cancelled = jobs.cancel(ctx, inftech, job.id, "x" * 600)
+    assert cancelled.state == JobState.CANCELLED
+    assert len(state_of(ctx, job.id).end_reason) == 500
+    assert audit_actions(ctx, job.id)[-1].reason == "x" * 600

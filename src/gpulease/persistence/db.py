@@ -4,7 +4,8 @@ Design. :class:`Database` wraps one SQLAlchemy engine. Services open work with
 ``with db.transaction() as tx:``: everything inside commits together or not at all, and a
 database error comes out as a :class:`~gpulease.domain.errors.DomainError` (a unique key
 clash is a ``conflict``; a row changed under a versioned update is a ``conflict``), never
-as a driver exception.
+as a driver exception (a value the database refuses, such as text longer than its column,
+is an ``invalid_request``).
 
 SQLite (the embedded default) runs in WAL mode with foreign keys on, and a write
 transaction starts with ``BEGIN IMMEDIATE`` so two writers serialise at the start instead
@@ -24,12 +25,12 @@ from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql import Select
 
-from gpulease.domain.errors import Conflict, DomainError, NotFound
+from gpulease.domain.errors import Conflict, DomainError, InvalidRequest, NotFound
 from gpulease.persistence.tables import Base
 
 T = TypeVar("T", bound=Base)
@@ -89,6 +90,8 @@ class Database:
                 yield Tx(session, self)
         except IntegrityError as error:
             raise DuplicateRecord(f"conflicting record: {_first_line(error)}") from error
+        except DataError as error:
+            raise InvalidRequest(f"a value does not fit its field: {_first_line(error)}") from error
         except StaleDataError as error:
             raise Conflict("the record changed concurrently; retry the request") from error
         except OperationalError as error:

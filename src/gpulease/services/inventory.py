@@ -246,7 +246,7 @@ def set_node_state(
         node = tx.require(Node, node_id, "node")
         before = audit.fields_of(node, ("state", "state_reason"))
         node.state = transition(NODE_TRANSITIONS, NodeState(node.state), target, subject=node_id)
-        node.state_reason = reason
+        node.state_reason = audit.clip(reason)
         audit.record(
             tx,
             at=now,

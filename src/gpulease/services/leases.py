@@ -194,7 +194,7 @@ def _move(tx: Tx, lease: Lease, target: LeaseState, now: datetime, actor: str, r
     lease.state = transition(
         LEASE_TRANSITIONS, LeaseState(lease.state), target, subject=f"lease {lease.id}"
     ).value
-    lease.state_reason = reason
+    lease.state_reason = audit.clip(reason)
     lease.updated_at = now
     audit.record(
         tx,

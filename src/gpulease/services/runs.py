@@ -123,10 +123,10 @@ def stop_run(
     job.preempt_reason = ""
     if outcome is JobState.QUEUED:
         job.preemptions += 1
-        job.wait_reason = f"requeued: {reason}"
+        job.wait_reason = audit.clip(f"requeued: {reason}")
     else:
         job.ended_at = now
-        job.end_reason = reason
+        job.end_reason = audit.clip(reason)
         job.exit_code = exit_code
         job.wait_reason = ""
     audit.record(

@@ -301,7 +301,7 @@ class LiveScheduler:
                 job = fresh(preempt.job_id)
                 if job is not None:
                     job.preempt_at = from_seconds(preempt.at)
-                    job.preempt_reason = preempt.reason
+                    job.preempt_reason = audit.clip(preempt.reason)
                     audit.record(
                         tx,
                         at=now,
@@ -331,11 +331,11 @@ class LiveScheduler:
                 report.started.append(job.id)
             for job_id, reason in decisions.waiting.items():
                 job = snap.jobs.get(job_id)
-                if job is None or job.wait_reason == reason.message:
+                if job is None or job.wait_reason == audit.clip(reason.message):
                     continue
                 row = fresh(job_id)
                 if row is not None and row.state == JobState.QUEUED:
-                    row.wait_reason = reason.message
+                    row.wait_reason = audit.clip(reason.message)
         return launches, warnings, stops
 
     def _launch_of(self, tx: Tx, job: Job) -> Launch:
