@@ -251,3 +251,21 @@ def test_lease_isolation(
         leases.decide(ctx, university, theirs, LeaseState.CANCELLED, "not mine")
     assert leases.get_lease(ctx, bank, theirs).state == LeaseState.ACTIVE
     assert len(leases.list_leases(ctx, operator)) == 3
+
+
+def test_overlapping_maintenance_of_one_node_counts_once(
+    ctx: ServiceContext, clock: ManualClock, inftech: Principal, operator: Principal
+) -> None:
+    start = clock.now() + timedelta(days=1)
+    end = start + timedelta(days=1)
+    node = f"{SITE}-r05-n03"
+    inventory.add_maintenance(ctx, operator, node, start, start + timedelta(hours=8), "firmware")
+    inventory.add_maintenance(
+        ctx, operator, node, start + timedelta(hours=4), start + timedelta(hours=12), "cooling"
+    )
+    # 1,536 free minus the node's 4 GPUs (not 8: it is one node, down once)
+    lease = leases.request_lease(ctx, inftech, leases.LeaseRequest(SITE, start, end, gpus=1532))
+    assert lease.gpus == 1532
+    with pytest.raises(InsufficientCapacity) as caught:
+        leases.request_lease(ctx, inftech, leases.LeaseRequest(SITE, start, end, gpus=1))
+    assert caught.value.details["free"] == 0

@@ -513,3 +513,27 @@ def test_long_reasons_fit_their_columns(
     assert cancelled.state == JobState.CANCELLED
     assert len(state_of(ctx, job.id).end_reason) == 500
     assert audit_actions(ctx, job.id)[-1].reason == "x" * 600
+
+
+def test_failover_with_local_executor_requeues_lost_runs(
+    ctx: ServiceContext, inftech: Principal
+) -> None:
+    """A local run started by a dead leader cannot be adopted: it is requeued and run again."""
+    old_executor, new_executor = LocalExecutor(kill_after_s=1), LocalExecutor(kill_after_s=1)
+    try:
+        job = jobs.submit(ctx, inftech, submission(4, command="sleep 30"))
+        LiveScheduler(ctx, old_executor, name="old").tick()
+        assert old_executor.active() == {(job.id, 1)}
+        [report] = LiveScheduler(ctx, new_executor, name="new").tick()
+        assert report.requeued == [job.id]
+        assert report.started == [job.id]
+        restarted = state_of(ctx, job.id)
+        assert restarted.state == JobState.RUNNING
+        assert restarted.starts == 2
+        assert new_executor.active() == {(job.id, 2)}
+        reasons = [r.reason for r in audit_actions(ctx, job.id) if r.action == "job.requeue"]
+        assert reasons == ["its run was lost with the executor that ran it"]
+        assert len([r for r in allocations(ctx, job.id) if r.end is None]) == 4
+    finally:
+        old_executor.close()
+        new_executor.close()

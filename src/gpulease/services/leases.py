@@ -248,6 +248,19 @@ def _holds(tx: Tx, site_id: str) -> list[Hold]:
 
 
 def _maintenance(tx: Tx, site_id: str) -> list[Hold]:
+    """A node's GPUs are out of service while any of its windows is open: overlapping
+    windows of one node are merged, so they take its GPUs out once, not once per window."""
     gpus = {n.id: n.gpus for n in tx.all(tx.select(Node).where(Node.site_id == site_id))}
-    rows = tx.all(tx.select(MaintenanceWindow).where(MaintenanceWindow.site_id == site_id))
-    return [Hold(w.start, w.end, gpus[w.node_id], w.id) for w in rows]
+    rows = tx.all(
+        tx.select(MaintenanceWindow)
+        .where(MaintenanceWindow.site_id == site_id)
+        .order_by(MaintenanceWindow.node_id, MaintenanceWindow.start)
+    )
+    holds: list[Hold] = []
+    for w in rows:
+        last = holds[-1] if holds else None
+        if last is not None and last.what.startswith(w.node_id + ":") and w.start < last.end:
+            holds[-1] = Hold(last.start, max(last.end, w.end), last.gpus, f"{last.what},{w.id}")
+        else:
+            holds.append(Hold(w.start, w.end, gpus[w.node_id], f"{w.node_id}:{w.id}"))
+    return holds
