@@ -1,0 +1,249 @@
+"""End uses: the controlled vocabulary a tenant declares, and the check of a declaration.
+
+A tenant is approved for a set of end-use codes (``financial-services-ai``,
+``drug-discovery``...). Every lease or job declares its purpose as a code or a label,
+optionally followed by free text: ``"drug-discovery: protein folding for oncology"``.
+:func:`check_purpose` refuses a prohibited end use always (the vocabulary marks the weapons
+and military ones; an active policy pack may prohibit more), refuses a code outside the
+tenant's approved set, sends a declaration whose free text mentions a prohibited use to an
+officer, and says why in every case.
+
+Pure: the policy in force is an argument (:class:`~gpulease.compliance.policy.EffectivePolicy`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from gpulease.domain.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from gpulease.compliance.policy import EffectivePolicy
+
+
+@dataclass(frozen=True, slots=True)
+class EndUse:
+    code: str
+    label: str
+    prohibited: bool = False
+    description: str = ""
+
+
+END_USES: tuple[EndUse, ...] = (
+    EndUse(
+        "financial-services-ai",
+        "Financial services AI",
+        False,
+        "credit, fraud, risk and trading models",
+    ),
+    EndUse("health-research", "Health research", False, "clinical and biomedical research"),
+    EndUse("drug-discovery", "Drug discovery", False, "molecular modelling, protein folding"),
+    EndUse(
+        "general-model-training",
+        "General model training",
+        False,
+        "training or fine-tuning general-purpose models",
+    ),
+    EndUse("inference-serving", "Inference serving", False, "serving trained models"),
+    EndUse(
+        "scientific-computing",
+        "Scientific computing",
+        False,
+        "simulation and data analysis for open research",
+    ),
+    EndUse("education", "Education", False, "teaching and coursework"),
+    EndUse("climate-weather", "Climate and weather", False, "forecasting and climate models"),
+    EndUse("media-generation", "Media generation", False, "images, video, audio, text"),
+    EndUse(
+        "autonomous-driving",
+        "Autonomous driving",
+        False,
+        "perception and planning for civilian vehicles",
+    ),
+    EndUse(
+        "industrial-engineering",
+        "Industrial engineering",
+        False,
+        "design, CFD, materials, digital twins",
+    ),
+    EndUse(
+        "military-end-use",
+        "Military end use",
+        True,
+        "use by or for armed forces, or for weapons development, production or maintenance",
+    ),
+    EndUse(
+        "military-intelligence",
+        "Military intelligence",
+        True,
+        "intelligence, surveillance or reconnaissance for a military or intelligence service",
+    ),
+    EndUse(
+        "nuclear-weapons", "Nuclear weapons", True, "nuclear explosive devices and their delivery"
+    ),
+    EndUse("missile-uav", "Missiles and UAVs", True, "rocket systems and unmanned aerial vehicles"),
+    EndUse("chemical-weapons", "Chemical weapons", True, "chemical weapons and precursors"),
+    EndUse("biological-weapons", "Biological weapons", True, "biological weapons and agents"),
+)
+
+_BY_CODE: dict[str, EndUse] = {e.code: e for e in END_USES}
+PROHIBITED_END_USES: frozenset[str] = frozenset(e.code for e in END_USES if e.prohibited)
+
+# Words in free text that suggest a prohibited use whatever code was declared.
+_SUSPECT_WORDS: tuple[str, ...] = (
+    "military",
+    "weapon",
+    "munition",
+    "missile",
+    "warhead",
+    "nuclear",
+    "uranium",
+    "plutonium",
+    "drone",
+    "uav",
+    "chemical agent",
+    "nerve agent",
+    "pathogen",
+    "bioweapon",
+    "surveillance",
+    "intelligence service",
+    "targeting",
+    "reconnaissance",
+)
+
+
+def _key(text: str) -> str:
+    return re.sub(r"[\s\-_]+", " ", text.strip().lower())
+
+
+_BY_KEY: dict[str, str] = {}
+for _e in END_USES:
+    _BY_KEY[_key(_e.code)] = _e.code
+    _BY_KEY[_key(_e.label)] = _e.code
+
+
+def end_use(code: str) -> EndUse:
+    """The end use of ``code``; InvalidRequest naming the known codes otherwise."""
+    try:
+        return _BY_CODE[code]
+    except KeyError:
+        raise InvalidRequest(
+            f"unknown end-use code {code!r}; known codes: {', '.join(_BY_CODE)}",
+            field="end_use",
+            value=code,
+        ) from None
+
+
+def is_end_use(code: str) -> bool:
+    return code in _BY_CODE
+
+
+def parse_purpose(text: str) -> tuple[str | None, str]:
+    """``(code, free_text)`` from a declaration; ``code`` is None if none was recognised.
+
+    Accepts a code or a label, case and spacing ignored (``"Drug Discovery"``,
+    ``"drug_discovery"``), alone or as ``"code: free text"``. Text that names no known
+    end use comes back whole as free text.
+    """
+    stripped = text.strip()
+    whole = _BY_KEY.get(_key(stripped))
+    if whole is not None:
+        return whole, ""
+    head, sep, rest = stripped.partition(":")
+    if sep:
+        code = _BY_KEY.get(_key(head))
+        if code is not None:
+            return code, rest.strip()
+    return None, stripped
+
+
+class PurposeOutcome(StrEnum):
+    ALLOW = "allow"
+    REVIEW = "review"  # allowed code, but the free text needs an officer's look
+    REFUSE = "refuse"
+
+
+@dataclass(frozen=True, slots=True)
+class PurposeDecision:
+    outcome: PurposeOutcome
+    code: str | None
+    free_text: str
+    reason: str
+    policy_rules: tuple[str, ...] = ()  # "pack@version/rule" of the rules that decided
+    packs_in_force: tuple[str, ...] = ()  # "pack@version" in force when decided
+
+    @property
+    def allowed(self) -> bool:
+        return self.outcome is PurposeOutcome.ALLOW
+
+
+def check_purpose(
+    declared: str, approved_codes: Collection[str], effective_policy: EffectivePolicy
+) -> PurposeDecision:
+    """Decide a declared purpose for a tenant approved for ``approved_codes``.
+
+    Refuses: an unrecognised declaration, a prohibited end use (always, even if listed in
+    ``approved_codes``), a code outside ``approved_codes``. Review: an allowed code whose
+    free text mentions a prohibited use. Raises InvalidRequest if ``approved_codes`` holds
+    an unknown code (a configuration error, not a decision).
+    """
+    unknown = sorted(c for c in approved_codes if c not in _BY_CODE)
+    if unknown:
+        raise InvalidRequest(
+            f"the tenant's approved end uses hold unknown codes: {', '.join(unknown)}",
+            field="approved_codes",
+            unknown=unknown,
+        )
+    packs = effective_policy.packs
+    code, free_text = parse_purpose(declared)
+
+    def decide(
+        outcome: PurposeOutcome, reason: str, rules: tuple[str, ...] = ()
+    ) -> PurposeDecision:
+        return PurposeDecision(outcome, code, free_text, reason, rules, packs)
+
+    if code is None:
+        return decide(
+            PurposeOutcome.REFUSE,
+            f"the declared purpose {declared.strip()!r} names no known end use; declare one of "
+            f"{', '.join(sorted(approved_codes)) or 'the codes approved for the tenant'}, "
+            "optionally followed by ': free text'",
+        )
+    use = _BY_CODE[code]
+    by_policy = effective_policy.prohibiting_rules(code)
+    if use.prohibited or by_policy:
+        if by_policy:
+            why = f"prohibited by the policy in force ({', '.join(by_policy)})"
+        else:
+            why = "prohibited in every case (gpulease end-use vocabulary)"
+        return decide(
+            PurposeOutcome.REFUSE,
+            f"{use.label} ({code}) is a prohibited end use: {why}; no approval can allow it",
+            by_policy,
+        )
+    if code not in approved_codes:
+        approved = ", ".join(sorted(approved_codes)) or "none"
+        return decide(
+            PurposeOutcome.REFUSE,
+            f"{use.label} ({code}) is not among the end uses approved for this tenant "
+            f"(approved: {approved}); ask a compliance officer to review the tenant's "
+            "approval before using it",
+        )
+    lowered = free_text.lower()
+    suspect = [w for w in _SUSPECT_WORDS if re.search(rf"\b{re.escape(w)}", lowered)]
+    if suspect:
+        return decide(
+            PurposeOutcome.REVIEW,
+            f"{use.label} ({code}) is approved for this tenant, but the description "
+            f"mentions {', '.join(repr(w) for w in suspect)}; an officer must confirm it "
+            "serves no prohibited end use",
+        )
+    return decide(
+        PurposeOutcome.ALLOW,
+        f"{use.label} ({code}) is approved for this tenant and not prohibited under the "
+        f"policy in force ({', '.join(packs) or 'no policy pack in force'})",
+    )
