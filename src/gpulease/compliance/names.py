@@ -1,0 +1,296 @@
+"""Name normalisation for screening: one canonical Latin form per name, whatever its script.
+
+``normalize_name(name)`` returns a :class:`NormalizedName` with
+
+* ``text``: the canonical form, lower-case ASCII words separated by single spaces, legal
+  forms reduced to canonical tokens (``"Co., Ltd."``, ``"Company Limited"`` and ``有限公司``
+  all become ``"co ltd"``);
+* ``core``: ``text`` without the legal-form tokens and filler words (``the``, ``and``): the
+  part of a name that identifies the party, which the matcher compares;
+* ``tokens``: the set of ``core``'s words; ``compact``: ``core`` without spaces (so that
+  ``"Sino Bright"`` and ``"Sinobright"`` compare equal).
+
+Steps, in order: Unicode NFKC (full-width letters become ASCII), removal of the CSL's
+``"; and any successor, sub-unit, or subsidiary thereof"`` tail, Chinese text (Han runs) via
+a small glossary of legal forms, business words and major places and otherwise pinyin
+(``pypinyin``, which reads polyphones from phrases: 重庆 is *chongqing*), one token per run of
+unglossed characters (华为 -> ``huawei``, as companies spell their names), every other script
+via ``anyascii`` (Cyrillic, Greek, Arabic, Hangul...), case folding, dots and apostrophes
+dropped (``S.A.`` -> ``sa``, ``L.L.C.`` -> ``llc``), other punctuation to spaces, then
+multi-word legal forms and abbreviations (``intl`` -> ``international``) to canonical tokens.
+
+Pure and deterministic; results are cached (``functools.lru_cache``): the same name always
+normalises to the same value. ``normalize_name`` is idempotent on ``text``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+from anyascii import anyascii as _anyascii
+
+__all__ = ["LEGAL_FORM_TOKENS", "NormalizedName", "normalize_identifier", "normalize_name"]
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizedName:
+    original: str
+    text: str
+    core: str
+    tokens: frozenset[str]
+    compact: str
+
+
+# Chinese glossary: legal forms first (canonical Latin tokens), then words that companies
+# translate rather than transliterate, then places that stand apart from the brand. Matched
+# longest first inside each run of Han characters.
+_HAN_GLOSSARY: dict[str, str] = {
+    "股份有限公司": "co ltd",
+    "有限责任公司": "co ltd",
+    "有限公司": "co ltd",
+    "集团有限公司": "group co ltd",
+    "集团公司": "group corp",
+    "集团": "group",
+    "控股": "holdings",
+    "分公司": "branch",
+    "公司": "co",
+    "股份": "",
+    "有限": "ltd",
+    "技术": "technology",
+    "科技": "technology",
+    "微电子": "microelectronics",
+    "电子": "electronics",
+    "通讯": "communication",
+    "通信": "communication",
+    "国际": "international",
+    "贸易": "trading",
+    "商贸": "trading",
+    "进出口": "import export",
+    "研究所": "research institute",
+    "研究院": "research institute",
+    "大学": "university",
+    "工业": "industry",
+    "实业": "industrial",
+    "设备": "equipment",
+    "航空": "aviation",
+    "航天": "aerospace",
+    "半导体": "semiconductor",
+    "信息": "information",
+    "网络": "network",
+    "软件": "software",
+    "智能": "intelligent",
+    "光电": "optoelectronics",
+    "材料": "materials",
+    "能源": "energy",
+    "投资": "investment",
+    "发展": "development",
+    "银行": "bank",
+    "物流": "logistics",
+    "航运": "shipping",
+    "船舶": "shipbuilding",
+    "化工": "chemical",
+    "机械": "machinery",
+    "制造": "manufacturing",
+    "中国": "china",
+    "香港": "hong kong",
+    "北京": "beijing",
+    "上海": "shanghai",
+    "深圳": "shenzhen",
+    "广州": "guangzhou",
+    "天津": "tianjin",
+    "重庆": "chongqing",
+    "杭州": "hangzhou",
+    "武汉": "wuhan",
+    "南京": "nanjing",
+    "成都": "chengdu",
+    "西安": "xian",
+    "苏州": "suzhou",
+    "厦门": "xiamen",
+    "大连": "dalian",
+    "青岛": "qingdao",
+    "长沙": "changsha",
+    "合肥": "hefei",
+    "贵阳": "guiyang",
+    "珠海": "zhuhai",
+    "东莞": "dongguan",
+}
+_HAN_MAX = max(len(k) for k in _HAN_GLOSSARY)
+_HAN_DIGITS = {ch: i for i, ch in enumerate("零一二三四五六七八九")}
+_HAN_ORDINAL = re.compile(r"第([零一二三四五六七八九十百]+)")
+_HAN_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+
+# Multi-word phrases (already lower-case ASCII words) reduced to one canonical token.
+_PHRASES: tuple[tuple[str, str], ...] = (
+    ("obshchestvo s ogranichennoy otvetstvennostyu", "ooo"),
+    ("obshchestvo s ogranichennoi otvetstvennostiu", "ooo"),
+    ("publichnoe aktsionernoe obshchestvo", "pao"),
+    ("otkrytoe aktsionernoe obshchestvo", "oao"),
+    ("zakrytoe aktsionernoe obshchestvo", "zao"),
+    ("aktsionernoe obshchestvo", "ao"),
+    ("public joint stock company", "pjsc"),
+    ("open joint stock company", "ojsc"),
+    ("closed joint stock company", "cjsc"),
+    ("joint stock company", "jsc"),
+    ("limited liability company", "llc"),
+    ("limited liability partnership", "llp"),
+    ("public limited company", "plc"),
+    ("private limited", "pvt ltd"),
+    ("gesellschaft mit beschrankter haftung", "gmbh"),
+    ("sociedad anonima", "sa"),
+    ("societe anonyme", "sa"),
+    ("sdn bhd", "sdn bhd"),
+    ("import and export", "import export"),
+    ("imp and exp", "import export"),
+    ("imp exp", "import export"),
+)
+_PHRASE_RE = re.compile(r"\b(" + "|".join(re.escape(p) for p, _ in _PHRASES) + r")\b")
+_PHRASE_MAP = dict(_PHRASES)
+
+# One-word variants to a canonical spelling.
+_WORDS: dict[str, str] = {
+    "limited": "ltd",
+    "company": "co",
+    "corporation": "corp",
+    "incorporated": "inc",
+    "holding": "holdings",
+    "grp": "group",
+    "aktiengesellschaft": "ag",
+    "intl": "international",
+    "int": "international",
+    "tech": "technology",
+    "techn": "technology",
+    "technologies": "technology",
+    "technological": "technology",
+    "electronic": "electronics",
+    "industries": "industry",
+    "industrial": "industry",
+    "ind": "industry",
+    "mfg": "manufacturing",
+    "svcs": "services",
+    "svc": "services",
+    "service": "services",
+    "natl": "national",
+    "univ": "university",
+    "inst": "institute",
+    "assn": "association",
+    "communications": "communication",
+    "comm": "communication",
+    "trade": "trading",
+    "sys": "systems",
+    "system": "systems",
+    "mgmt": "management",
+    "dev": "development",
+    "eng": "engineering",
+    "bros": "brothers",
+}
+
+#: Canonical tokens of legal forms: kept in ``text``, dropped from ``core``.
+LEGAL_FORM_TOKENS: frozenset[str] = frozenset(
+    {
+        "ltd", "co", "corp", "inc", "llc", "llp", "lp", "plc", "pvt", "pte", "gmbh", "ag",
+        "kg", "sa", "sarl", "sas", "srl", "spa", "bv", "nv", "ab", "as", "oy", "jsc", "ojsc",
+        "cjsc", "pjsc", "ooo", "oao", "zao", "pao", "ao", "tov", "sdn", "bhd", "tbk", "pt",
+        "fze", "fzco", "fzc", "lc", "group", "holdings", "branch",
+    }
+)  # fmt: skip
+_FILLER: frozenset[str] = frozenset({"the", "and", "of", "der", "de", "la", "le", "el", "al"})
+
+_SUCCESSOR_TAIL = re.compile(r";?\s*and any successor.*$", re.IGNORECASE | re.DOTALL)
+_DROP = re.compile(r"['’`´.]")
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+
+
+def _ascii(text: str) -> str:
+    return str(_anyascii(text))
+
+
+@lru_cache(maxsize=4096)
+def _pinyin(run: str) -> str:
+    from pypinyin import lazy_pinyin  # imported on first Chinese name: its dictionaries are big
+
+    return "".join(lazy_pinyin(run))
+
+
+def _han_number(numeral: str) -> int:
+    """一 -> 1, 十三 -> 13, 二十 -> 20, 一百零五 -> 105 (enough for institute numbers)."""
+    total, digit = 0, 0
+    for ch in numeral:
+        if ch == "百":
+            total += (digit or 1) * 100
+            digit = 0
+        elif ch == "十":
+            total += (digit or 1) * 10
+            digit = 0
+        else:
+            digit = _HAN_DIGITS[ch]
+    return total + digit
+
+
+def _ordinal(number: int) -> str:
+    suffix = {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    if 10 <= number % 100 <= 20:
+        suffix = "th"
+    return f" {number}{suffix} "
+
+
+def _han_run(match: re.Match[str]) -> str:
+    run = match.group(0)
+    out: list[str] = []
+    pending: list[str] = []
+    i = 0
+    while i < len(run):
+        for size in range(min(_HAN_MAX, len(run) - i), 0, -1):
+            word = _HAN_GLOSSARY.get(run[i : i + size])
+            if word is not None:
+                if pending:
+                    out.append(_pinyin("".join(pending)))
+                    pending = []
+                out.append(word)
+                i += size
+                break
+        else:
+            pending.append(run[i])
+            i += 1
+    if pending:
+        out.append(_pinyin("".join(pending)))
+    return " " + " ".join(w for w in out if w) + " "
+
+
+@lru_cache(maxsize=262144)
+def normalize_name(name: str) -> NormalizedName:
+    """The canonical form of ``name`` (see the module docstring); never raises."""
+    text = unicodedata.normalize("NFKC", name)
+    text = _SUCCESSOR_TAIL.sub("", text)
+    if _HAN_RUN.search(text):
+        text = _HAN_ORDINAL.sub(lambda m: _ordinal(_han_number(m.group(1))), text)
+        text = _HAN_RUN.sub(_han_run, text)
+    if not text.isascii():
+        text = _ascii(text)
+    text = text.casefold().replace("&", " and ")
+    text = _DROP.sub("", text)
+    text = _NON_ALNUM.sub(" ", text).strip()
+    text = _PHRASE_RE.sub(lambda m: _PHRASE_MAP[m.group(1)], text)
+    words = [_WORDS.get(w, w) for w in text.split()]
+    text = " ".join(words)
+    core_words = [w for w in words if w not in LEGAL_FORM_TOKENS and w not in _FILLER]
+    if not core_words:  # a name made only of legal forms ("Group") is still a name
+        core_words = words
+    core = " ".join(core_words)
+    return NormalizedName(
+        original=name,
+        text=text,
+        core=core,
+        tokens=frozenset(core_words),
+        compact=core.replace(" ", ""),
+    )
+
+
+_ID_JUNK = re.compile(r"[^0-9A-Z]+")
+
+
+def normalize_identifier(value: str) -> str:
+    """An identifier's comparable form: NFKC, upper case, letters and digits only."""
+    return _ID_JUNK.sub("", _ascii(unicodedata.normalize("NFKC", value)).upper())

@@ -1,0 +1,318 @@
+"""List importers on the real samples in shared/lists and on broken copies of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gpulease.compliance.lists import ListFormatError, diff, load, snapshot_from_bytes
+from gpulease.compliance.lists.bis import parse_bis_dpl
+from gpulease.compliance.lists.csl import parse_csl_csv, parse_csl_json
+from gpulease.compliance.lists.ofac import parse_ofac_sdn
+from gpulease.compliance.lists.opensanctions import parse_opensanctions
+from gpulease.compliance.model import Address, ListEntry, PartyKind
+
+LISTS = Path(__file__).resolve().parents[3] / "shared" / "lists"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+CSL_CURRENT = LISTS / "csl-consolidated-sample.csv"
+CSL_LEGACY = LISTS / "csl-legacy-sample.csv"
+OFAC = LISTS / "ofac-sdn"
+BIS = LISTS / "bis-denied-persons.tsv"
+
+pytestmark = pytest.mark.skipif(not LISTS.is_dir(), reason=f"list samples missing at {LISTS}")
+
+
+def by_id(entries: tuple[ListEntry, ...], entry_id: str) -> ListEntry:
+    (entry,) = [e for e in entries if e.entry_id == entry_id]
+    return entry
+
+
+def by_name(entries: tuple[ListEntry, ...], name: str) -> ListEntry:
+    (entry,) = [e for e in entries if e.name == name]
+    return entry
+
+
+@pytest.fixture(scope="module")
+def ofac() -> tuple[ListEntry, ...]:
+    return parse_ofac_sdn(*((OFAC / f"{n}.csv").read_bytes() for n in ("sdn", "alt", "add")))
+
+
+# --- CSL -------------------------------------------------------------------------------------
+
+
+def test_csl_current_layout() -> None:
+    entries = parse_csl_csv(CSL_CURRENT.read_bytes(), file=CSL_CURRENT.name)
+    assert len(entries) == 13
+    rim = by_id(entries, "52291")
+    assert rim.name == "RIM, Ryong Nam"
+    assert rim.kind is PartyKind.PERSON
+    assert rim.countries == ("CN", "KP")
+    assert rim.identifiers == (("Passport", "836238033"),)  # "Gender, Male" is no identifier
+    assert rim.list_name == "Specially Designated Nationals (SDN) - Treasury Department"
+    tnk = by_id(entries, "28603")
+    assert tnk.programs == ("VENEZUELA-EO13850", "UKRAINE-EO13662")
+    assert ("Business Registration Number", "CH-660.0.559.011-2") in tnk.identifiers
+    cetc = by_name(
+        entries, "China Electronics Technology Group Corporation 13th Research Institute (CETC 13)"
+    )
+    assert cetc.entry_id == "99ed1b052fdb09695fae1ba87516d8a0882b0df04652e07aeb5ce7be"
+    assert "CETC Research Institute 13" in cetc.aliases  # the CSL's "; and " artefact dropped
+    assert cetc.kind is PartyKind.UNKNOWN
+    atlas = by_name(entries, "Atlas Sanatgaran")
+    assert atlas.addresses == (
+        Address(street="Komitas 26/114, Yerevan", city="Armenia", country="AM"),
+    )
+    assert atlas.countries == ("AM",)
+
+
+def test_csl_legacy_layout() -> None:
+    entries = parse_csl_csv(CSL_LEGACY.read_bytes(), file=CSL_LEGACY.name)
+    assert len(entries) == 115
+    canada = by_id(entries, "8124")
+    assert canada.aliases == ("CARIBE SOL", "HAVANTUR CANADA INC.")
+    assert canada.countries == ("CA",)
+    tekh = by_id(entries, "18774")
+    # legacy ids read "number, type"
+    assert ("Tax ID No.", "7719265496") in tekh.identifiers
+    assert ("Registration ID", "1037719005873") in tekh.identifiers
+    assert all(kind != "Email Address" for kind, _ in tekh.identifiers)
+    psa = by_id(entries, "20264")
+    assert psa.identifiers == (("Tax ID No.", "80-0890696"),)  # "country, number, type"
+    # lists that publish no id get a digest id, stable across imports
+    el = by_name(entries, "32 Group China Ltd.")
+    assert len(el.entry_id) == 16
+    again = parse_csl_csv(CSL_LEGACY.read_bytes())
+    assert by_name(again, "32 Group China Ltd.").entry_id == el.entry_id
+    assert len({e.entry_id for e in entries}) == len(entries)
+
+
+def test_csl_json_matches_the_csv_it_came_from() -> None:
+    entries = parse_csl_json((FIXTURES / "csl-sample.json").read_bytes(), file="csl-sample.json")
+    assert len(entries) == 5
+    csv_entries = {e.entry_id: e for e in parse_csl_csv(CSL_CURRENT.read_bytes())}
+    for entry in entries:
+        twin = csv_entries[entry.entry_id]
+        assert (entry.name, entry.aliases, entry.kind, entry.programs) == (
+            twin.name,
+            twin.aliases,
+            twin.kind,
+            twin.programs,
+        )
+        assert entry.countries == twin.countries
+        assert entry.identifiers == twin.identifiers
+
+
+# --- OFAC SDN --------------------------------------------------------------------------------
+
+
+def test_ofac_counts_and_types(ofac: tuple[ListEntry, ...]) -> None:
+    assert len(ofac) == 8976
+    assert sum(len(e.aliases) for e in ofac) > 11_800
+    kinds = {k: sum(1 for e in ofac if e.kind is k) for k in PartyKind}
+    assert kinds[PartyKind.PERSON] == 4620
+    assert kinds[PartyKind.ORGANIZATION] == 3673  # SDN_Type -0-
+    assert kinds[PartyKind.VESSEL] == 406
+    assert kinds[PartyKind.AIRCRAFT] == 277
+
+
+def test_ofac_aliases_addresses_and_empty_markers(ofac: tuple[ListEntry, ...]) -> None:
+    bnc = by_id(ofac, "306")
+    assert bnc.name == "BANCO NACIONAL DE CUBA"
+    assert bnc.aliases == ("NATIONAL BANK OF CUBA",)
+    assert bnc.programs == ("CUBA",)
+    assert bnc.addresses[0] == Address(
+        street="Zweierstrasse 35", city="Zurich CH-8022", country="CH"
+    )
+    aero = by_id(ofac, "36")
+    assert aero.addresses == (Address(street="", city="Havana", country="CU"),)  # "-0- " street
+    assert aero.remarks == ""
+    assert all("-0-" not in n for e in ofac for n in e.names)
+    vessel = by_name(ofac, "ARTAVIL")
+    assert vessel.kind is PartyKind.VESSEL
+    assert ("Vessel Registration Identification IMO", "9187629") in vessel.identifiers
+    assert ("Call Sign", "T2EU4") in vessel.identifiers
+    assert "IR" in vessel.countries  # the vessel's flag
+    djibo = by_id(ofac, "32391")
+    assert "NE" in djibo.countries  # "nationality Niger" in the remarks
+
+
+def test_ofac_multi_program_field(ofac: tuple[ListEntry, ...]) -> None:
+    multi = [e for e in ofac if len(e.programs) > 1]
+    assert multi
+    assert all("]" not in p and "[" not in p for e in multi for p in e.programs)
+
+
+# --- BIS DPL and OpenSanctions --------------------------------------------------------------
+
+
+def test_bis_denied_persons() -> None:
+    entries = parse_bis_dpl(BIS.read_bytes(), file=BIS.name)
+    assert len(entries) == 579  # 581 rows, two exact repeats
+    ash = [e for e in entries if e.name == "I. ASH"]
+    assert ash
+    first = ash[0]
+    assert first.start_date == "2003-06-19"
+    assert first.addresses[0].city == "SEAGOVILLE"
+    assert first.addresses[0].region == "TX"
+    assert first.countries == ("US",)
+    assert by_name(entries, "AARON ABRAHAM VILLA").countries == ()
+
+
+def test_opensanctions_entities() -> None:
+    data = (FIXTURES / "opensanctions-sample.ftm.jsonl").read_bytes()
+    entries = parse_opensanctions(data, file="sample.jsonl")
+    assert [e.entry_id for e in entries] == [
+        "fx-huawei-tech",
+        "fx-rim-ryong-nam",
+        "fx-rosneft-trade",
+        "fx-rosneft",
+        "fx-artavil",
+    ]  # the Sanction line is no party
+    huawei = entries[0]
+    assert huawei.name == "Huawei Technologies Co., Ltd."
+    assert huawei.aliases == ("华为技术有限公司", "Huawei")
+    assert huawei.countries == ("CN",)
+    assert huawei.identifiers == (("registrationNumber", "FX-REG-0001"),)
+    assert entries[1].kind is PartyKind.PERSON
+    assert entries[4].kind is PartyKind.VESSEL
+    assert entries[3].aliases == ("ПАО НК Роснефть", "Rosneft")
+
+
+# --- refusals ------------------------------------------------------------------------------
+
+
+def refused(excinfo: pytest.ExceptionInfo[ListFormatError]) -> ListFormatError:
+    err = excinfo.value
+    assert err.code == "invalid_list"
+    assert err.details["file"] == err.file
+    return err
+
+
+def test_csv_row_with_wrong_column_count_is_refused() -> None:
+    lines = CSL_CURRENT.read_bytes().splitlines(keepends=True)
+    lines[5] = lines[5].replace(b',"",', b",", 1)  # one empty field dropped
+    with pytest.raises(ListFormatError) as excinfo:
+        parse_csl_csv(b"".join(lines), file="broken.csv")
+    err = refused(excinfo)
+    assert err.line == 6
+    assert "expected 29 columns, got 28" in err.message
+    assert err.message.startswith("broken.csv, line 6:")
+
+
+def test_truncated_csv_is_refused() -> None:
+    data = CSL_LEGACY.read_bytes()
+    cut = data[: data.index(b"HAVANTUR") + 3]  # ends inside a quoted field
+    with pytest.raises(ListFormatError) as excinfo:
+        parse_csl_csv(cut, file="cut.csv")
+    err = refused(excinfo)
+    assert err.line == 6
+    assert err.reason == "expected 28 columns, got 22"
+    inside_quotes = data[: data.index(b"Sherbrooke")]
+    with pytest.raises(ListFormatError) as excinfo:
+        parse_csl_csv(inside_quotes, file="cut.csv")
+    err = refused(excinfo)
+    assert "unexpected end of data" in err.reason
+
+
+def test_unknown_csv_header_is_refused() -> None:
+    with pytest.raises(ListFormatError) as excinfo:
+        parse_csl_csv(b"name,address\nfoo,bar\n", file="x.csv")
+    assert refused(excinfo).line == 1
+
+
+def test_ofac_truncated_row_and_orphan_alias_are_refused() -> None:
+    sdn = (OFAC / "sdn.csv").read_bytes()
+    alt = (OFAC / "alt.csv").read_bytes()
+    add = (OFAC / "add.csv").read_bytes()
+    lines = sdn.splitlines(keepends=True)
+    lines[2] = b'306,"BANCO NACIONAL DE CUBA",-0- ,"CUBA"\r\n'
+    with pytest.raises(ListFormatError) as excinfo:
+        parse_ofac_sdn(b"".join(lines), alt, add)
+    err = refused(excinfo)
+    assert (err.file, err.line) == ("sdn.csv", 3)
+    assert "expected 12 fields, got 4" in err.reason
+    orphan = alt.rstrip(b"\x1a") + b'99999999,1,"aka","NOBODY",-0- \r\n'
+    with pytest.raises(ListFormatError) as excinfo:
+        parse_ofac_sdn(sdn, orphan, add)
+    err = refused(excinfo)
+    assert err.file == "alt.csv"
+    assert "unknown ent_num 99999999" in err.reason
+
+
+def test_bad_json_is_refused_with_its_line() -> None:
+    with pytest.raises(ListFormatError) as excinfo:
+        parse_csl_json(b'{"results": [\n{"name": "x",}\n]}', file="bad.json")
+    err = refused(excinfo)
+    assert err.line == 2
+    assert "invalid JSON" in err.reason
+    good = (FIXTURES / "opensanctions-sample.ftm.jsonl").read_bytes().splitlines()
+    broken = b"\n".join([*good[:2], good[2][:-5], *good[3:]])
+    with pytest.raises(ListFormatError) as excinfo:
+        parse_opensanctions(broken, file="os.jsonl")
+    assert refused(excinfo).line == 3
+
+
+def test_bis_bad_date_is_refused() -> None:
+    data = BIS.read_bytes().replace(b'"06/19/2003"', b'"2003-19-06"', 1)
+    with pytest.raises(ListFormatError) as excinfo:
+        parse_bis_dpl(data, file="dpl.tsv")
+    err = refused(excinfo)
+    assert err.line == 2
+    assert "MM/DD/YYYY" in err.reason
+
+
+# --- snapshots and diffs -------------------------------------------------------------------
+
+
+def test_load_every_format_with_stable_checksum() -> None:
+    cases = [
+        (CSL_CURRENT, "csl-csv", 13),
+        (CSL_LEGACY, "csl-csv", 115),
+        (FIXTURES / "csl-sample.json", "csl-json", 5),
+        (OFAC, "ofac-sdn", 8976),
+        (BIS, "bis-dpl", 579),
+        (FIXTURES / "opensanctions-sample.ftm.jsonl", "opensanctions", 5),
+    ]
+    for path, fmt, n in cases:
+        snap = load(path, fmt, version_label="v1", published="2026-11-28")
+        assert snap.counts["entries"] == n == len(snap.entries)
+        assert len(snap.checksum) == 64
+        assert load(path, fmt).checksum == snap.checksum
+    snap = load(OFAC, "ofac-sdn")
+    assert snap.source == "ofac-sdn"
+    assert snap.counts["aliases"] == sum(len(e.aliases) for e in snap.entries)
+    assert snap.version_label == snap.checksum[:12]
+
+
+def test_load_refuses_unknown_format_and_missing_files(tmp_path: Path) -> None:
+    with pytest.raises(ListFormatError):
+        load(CSL_CURRENT, "xml")
+    with pytest.raises(ListFormatError, match="missing file"):
+        load(tmp_path, "ofac-sdn")
+    with pytest.raises(ListFormatError, match="cannot read"):
+        load(tmp_path / "nope.csv", "csl-csv")
+
+
+def test_diff_added_removed_changed() -> None:
+    data = CSL_CURRENT.read_bytes()
+    old = snapshot_from_bytes("csl-csv", {"a.csv": data})
+    lines = data.rstrip(b"\n").split(b"\n")
+    lines = [ln + b"\n" for ln in lines]
+    removed_line = lines.pop(2)  # Atlas Sanatgaran
+    lines = [ln.replace(b"TNK TRADE LIMITED", b"TNK TRADING LIMITED") for ln in lines]
+    lines.append(
+        b'"new-1","Entity List (EL) - Bureau of Industry and Security","","","","Example Co",'
+        + b'"",' * 22
+        + b'""\n'
+    )
+    new = snapshot_from_bytes("csl-csv", {"b.csv": b"".join(lines)})
+    assert new.checksum != old.checksum
+    delta = diff(old, new)
+    assert [e.entry_id for e in delta.added] == ["new-1"]
+    assert [e.name for e in delta.removed] == ["Atlas Sanatgaran"]
+    assert b"Atlas" in removed_line
+    (change,) = delta.changed
+    assert change.new.entry_id == "18300"
+    assert change.fields == ("aliases",)
+    assert diff(old, old).empty
