@@ -434,3 +434,25 @@ def test_verdict_does_not_depend_on_edge_order(
             party, as_of=DAY, ownership=shuffled, listed=shuffled_listed, rules=rules
         )
         assert one == two
+
+
+@settings(max_examples=150, deadline=None)
+@given(graph=graphs())
+def test_fixed_point_is_closed_and_every_restriction_is_justified(
+    graph: tuple[list[OwnershipEdge], list[ListedParty]],
+) -> None:
+    edges, listed = graph
+    owners = owners_on(edges, DAY)
+    listings = listings_on(listed, DAY)
+    for rule in (OFAC_50, BIS_AFFILIATES_50):
+        result = apply_fifty_percent_rule(rule, owners=owners, listings=listings)
+        for party in PARTIES:
+            held = [(result.level(o), p) for o, p in owners.get(party, {}).items()]
+            restricted = [(lv, p) for lv, p in held if lv > Restriction.NONE]
+            total = sum((p for _, p in restricted), Decimal(0))
+            # closed: nobody left unrestricted with 50 % in restricted hands
+            assert (total >= rule.threshold) == (party in result.restricted), party
+            if party in result.restricted:
+                # justified: the level is the strictest restricted owner's
+                assert result.restricted[party].restriction == max(lv for lv, _ in restricted)
+                assert result.restricted[party].total == total

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from gpulease.compliance.ownership import Restriction
+from gpulease.compliance.ownership import (
+    ListedParty,
+    OwnershipEdge,
+    RedFlagKind,
+    Restriction,
+    Verdict,
+)
 from gpulease.compliance.policy import (
     RULE_STATUS_TRANSITIONS,
     InvalidPolicyPack,
@@ -369,3 +375,48 @@ def test_malformed_packs_are_refused_naming_the_file(text: str, message: str) ->
     with pytest.raises(InvalidPolicyPack, match=message) as info:
         parse_pack(text, origin="x.toml")
     assert info.value.details["file"] == "x.toml"
+
+
+# ---------------------------------------------------------------- the reference case over time
+
+
+def test_ownership_under_the_policy_in_force_follows_the_affiliates_rule() -> None:
+    edges = [
+        OwnershipEdge("inspur", "aivres", Decimal("33.33")),
+        OwnershipEdge("inspur", "inspur-hk", Decimal(60)),
+    ]
+    listed = [ListedParty("inspur", Restriction.ENTITY_LIST, "Entity List, 2023")]
+    hq = {"inspur": "CN", "aivres": "US", "inspur-hk": "HK"}
+
+    def verdict(day: date, subject: str) -> Verdict:
+        policy = POLICY.evaluate(day)
+        return policy.assess_ownership(
+            subject, ownership=edges, listed=listed, headquarters=hq
+        ).verdict
+
+    for day in (date(2025, 9, 28), date(2025, 10, 15), date(2026, 1, 1), date(2026, 11, 10)):
+        assert verdict(day, "aivres") is Verdict.FLAGGED  # one third: a red flag, never a block
+    assert verdict(date(2025, 9, 28), "inspur-hk") is Verdict.FLAGGED
+    assert verdict(date(2025, 10, 15), "inspur-hk") is Verdict.RESTRICTED
+    assert verdict(date(2026, 1, 1), "inspur-hk") is Verdict.FLAGGED  # rule suspended
+    assert verdict(date(2026, 11, 10), "inspur-hk") is Verdict.RESTRICTED
+
+    result = POLICY.evaluate(date(2025, 10, 15)).assess_ownership(
+        "inspur-hk", ownership=edges, listed=listed, headquarters=hq
+    )
+    assert result.restriction is Restriction.ENTITY_LIST
+    assert [i.rule_id for i in result.inherited] == [f"{AFFILIATES}/affiliates-50"]
+    assert RedFlagKind.HIGH_RISK_OWNER in {f.kind for f in result.flags}
+
+
+def test_missing_customer_fields() -> None:
+    policy = POLICY.evaluate(date(2026, 1, 1))
+    provided = {"name", "address", "emails"}
+    assert policy.missing_customer_fields(provided, foreign=False) == ()
+    assert policy.missing_customer_fields(provided, foreign=True) == (
+        "national_or_registration_id",
+        "payment_means",
+        "payment_source",
+        "phone_numbers",
+        "access_ips_with_times",
+    )

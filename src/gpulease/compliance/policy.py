@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
@@ -44,7 +44,16 @@ from pathlib import Path
 from typing import Any
 
 from gpulease.compliance.end_uses import is_end_use
-from gpulease.compliance.ownership import HUNDRED, FiftyPercentRule, Restriction
+from gpulease.compliance.ownership import (
+    HUNDRED,
+    ControlEdge,
+    FiftyPercentRule,
+    ListedParty,
+    OwnershipAssessment,
+    OwnershipEdge,
+    Restriction,
+    assess_ownership,
+)
 from gpulease.domain.errors import InvalidRequest
 from gpulease.domain.states import can_transition
 
@@ -316,6 +325,37 @@ class EffectivePolicy:
             if isinstance(p, CustomerIdentificationParams) and (foreign or p.applies_to == "all"):
                 fields += [f for f in p.required_fields if f not in fields]
         return tuple(fields)
+
+    def missing_customer_fields(
+        self, provided: Collection[str], *, foreign: bool
+    ) -> tuple[str, ...]:
+        """The required customer fields absent from ``provided`` (names of filled fields)."""
+        return tuple(f for f in self.required_customer_fields(foreign=foreign) if f not in provided)
+
+    def assess_ownership(
+        self,
+        subject: str,
+        *,
+        ownership: Iterable[OwnershipEdge],
+        listed: Iterable[ListedParty],
+        control: Iterable[ControlEdge] = (),
+        headquarters: Mapping[str, str] | None = None,
+        names: Mapping[str, str] | None = None,
+    ) -> OwnershipAssessment:
+        """:func:`~gpulease.compliance.ownership.assess_ownership` on ``as_of`` under the
+        active 50 % rules, minority threshold and high-risk countries of this policy."""
+        return assess_ownership(
+            subject,
+            as_of=self.as_of,
+            ownership=ownership,
+            listed=listed,
+            rules=self.fifty_percent_rules(),
+            control=control,
+            headquarters=headquarters,
+            high_risk_countries=self.high_risk_countries,
+            minority_threshold=self.minority_threshold,
+            names=names,
+        )
 
     def record(self) -> dict[str, Any]:
         """A JSON-ready summary for the audit record of a decision."""
