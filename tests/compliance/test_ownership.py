@@ -66,6 +66,7 @@ def test_faq_401_aggregate_through_a_blocked_entity() -> None:
     assert "40 % by A (blocked: 50 % owned by X)" in b.reason
     assert "10 % by X (listed: sdn, SDN List)" in b.reason
     assert "A is 50 % owned by blocked parties under ofac-50" in b.reason
+    assert b.explanation[0] == "B is restricted (sdn) on 2026-01-01: sdn under ofac-50."
 
 
 def test_two_blocked_owners_of_25_percent_each_block_in_the_aggregate() -> None:

@@ -487,11 +487,16 @@ class OwnershipAssessment:
         return " ".join(self.explanation)
 
 
-def _restriction_words(party: str, level: Restriction, listings: Mapping[str, ListedParty]) -> str:
+def _restriction_words(
+    party: str,
+    level: Restriction,
+    listings: Mapping[str, ListedParty],
+    term: str = "restricted",
+) -> str:
     entry = listings.get(party)
     if entry is not None and entry.restriction >= level:
         return f"listed: {level.code}" + (f", {entry.basis}" if entry.basis else "")
-    return f"restricted by ownership: {level.code}"
+    return f"{term} by ownership: {level.code}"
 
 
 def assess_ownership(
@@ -557,7 +562,11 @@ def assess_ownership(
     lines: list[str] = []
     if restriction > Restriction.NONE:
         verdict = Verdict.RESTRICTED
-        lines.append(f"{name(subject)} is restricted ({restriction.code}) on {as_of}.")
+        how = [f"listed ({listing.restriction.code})"] if listing is not None else []
+        how += [f"{i.restriction.code} under {i.rule_id}" for i in inherited]
+        lines.append(
+            f"{name(subject)} is restricted ({restriction.code}) on {as_of}: {'; '.join(how)}."
+        )
     elif flags:
         verdict = Verdict.FLAGGED
         lines.append(
@@ -570,7 +579,7 @@ def assess_ownership(
     if listing is not None:
         basis = f" ({listing.basis})" if listing.basis else ""
         lines.append(f"{name(subject)} is listed: {listing.restriction.label}{basis}.")
-    for result in results:
+    for result in sorted(results, key=lambda r: subject not in r.restricted):
         if subject in result.restricted:
             lines += _causes(subject, result)
         else:
@@ -614,7 +623,8 @@ def _below_threshold(
         return f"Under {rule.rule_id} no {rule.term} party holds a stake in {name(subject)}."
     total = sum((p for _, p in held), Decimal(0))
     parts = ", ".join(
-        f"{format_percent(p)} by {name(o)} ({_restriction_words(o, result.levels[o], listings)})"
+        f"{format_percent(p)} by {name(o)} "
+        f"({_restriction_words(o, result.levels[o], listings, rule.term)})"
         for o, p in held
     )
     return (
