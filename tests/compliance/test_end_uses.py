@@ -67,6 +67,8 @@ def test_approved_purpose_is_allowed_and_names_the_policy() -> None:
     assert decision.free_text == "credit risk models"
     assert "baseline@1" in decision.reason
     assert decision.packs_in_force == POLICY.packs
+    assert decision.record()["outcome"] == "allow"
+    assert decision.record()["packs_in_force"] == list(POLICY.packs)
 
 
 def test_prohibited_use_is_refused_even_if_approved() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from decimal import Decimal
 
@@ -457,3 +458,19 @@ def test_fixed_point_is_closed_and_every_restriction_is_justified(
                 # justified: the level is the strictest restricted owner's
                 assert result.restricted[party].restriction == max(lv for lv, _ in restricted)
                 assert result.restricted[party].total == total
+
+
+def test_assessment_record_is_json_ready() -> None:
+    edges = [edge("X", "A", "50"), edge("X", "B", "10"), edge("A", "B", "40")]
+    result = assess_ownership("B", as_of=DAY, ownership=edges, listed=sdn("X"))
+    record = json.loads(json.dumps(result.record()))
+    assert record["verdict"] == "restricted"
+    assert record["restriction"] == "sdn"
+    assert record["inherited"][0]["rule"] == "ofac-50"
+    assert record["inherited"][0]["stakes"][0] == {
+        "owner": "A",
+        "percent": "40",
+        "owner_restriction": "sdn",
+        "owner_listed": False,
+    }
+    assert record["explanation"] == list(result.explanation)

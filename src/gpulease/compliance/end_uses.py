@@ -17,7 +17,7 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gpulease.domain.errors import InvalidRequest
 
@@ -179,6 +179,17 @@ class PurposeDecision:
     @property
     def allowed(self) -> bool:
         return self.outcome is PurposeOutcome.ALLOW
+
+    def record(self) -> dict[str, Any]:
+        """A JSON-ready summary for the audit record."""
+        return {
+            "outcome": self.outcome.value,
+            "code": self.code,
+            "free_text": self.free_text,
+            "reason": self.reason,
+            "policy_rules": list(self.policy_rules),
+            "packs_in_force": list(self.packs_in_force),
+        }
 
 
 def check_purpose(

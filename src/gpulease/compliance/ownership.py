@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from enum import IntEnum, StrEnum
+from typing import Any
 
 from gpulease.domain.errors import InvalidRequest
 
@@ -485,6 +486,40 @@ class OwnershipAssessment:
     @property
     def reason(self) -> str:
         return " ".join(self.explanation)
+
+    def record(self) -> dict[str, Any]:
+        """A JSON-ready summary for the audit record (percentages as strings)."""
+        return {
+            "subject": self.subject,
+            "as_of": self.as_of.isoformat(),
+            "verdict": self.verdict.value,
+            "restriction": self.restriction.code,
+            "listing": None
+            if self.listing is None
+            else {"restriction": self.listing.restriction.code, "basis": self.listing.basis},
+            "inherited": [
+                {
+                    "rule": i.rule_id,
+                    "restriction": i.restriction.code,
+                    "total": str(i.total),
+                    "stakes": [
+                        {
+                            "owner": s.owner,
+                            "percent": str(s.percent),
+                            "owner_restriction": s.owner_restriction.code,
+                            "owner_listed": s.owner_listed,
+                        }
+                        for s in i.stakes
+                    ],
+                }
+                for i in self.inherited
+            ],
+            "flags": [
+                {"kind": f.kind.value, "parties": list(f.parties), "reason": f.reason}
+                for f in self.flags
+            ],
+            "explanation": list(self.explanation),
+        }
 
 
 def _restriction_words(
