@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gpulease.compliance.model import ListEntry, PartyKind
 from gpulease.compliance.ownership import (
     BIS_AFFILIATES_50,
     OFAC_50,
@@ -26,6 +27,7 @@ from gpulease.compliance.ownership import (
     format_percent,
     listings_on,
     owners_on,
+    restriction_for_entry,
 )
 from gpulease.domain.errors import InvalidRequest
 
@@ -474,3 +476,31 @@ def test_assessment_record_is_json_ready() -> None:
         "owner_listed": False,
     }
     assert record["explanation"] == list(result.explanation)
+
+
+@pytest.mark.parametrize(
+    ("source", "list_name", "expected"),
+    [
+        ("ofac-sdn", "SDN", SDN),
+        ("bis-dpl", "Denied Persons List", Restriction.DENIED_PERSON),
+        ("csl", "Entity List (EL) - Bureau of Industry and Security", EL),
+        (
+            "csl",
+            "Military End User (MEU) List - Bureau of Industry and Security",
+            Restriction.MEU_LIST,
+        ),
+        (
+            "csl",
+            "Unverified List (UVL) - Bureau of Industry and Security",
+            Restriction.UNVERIFIED_LIST,
+        ),
+        ("csl", "Specially Designated Nationals (SDN) - Treasury Department", SDN),
+        ("csl", "Non-SDN Menu-Based Sanctions List (NS-MBS List) - Treasury Department", None),
+        ("csl", "Non-SDN Chinese Military-Industrial Complex Companies List (CMIC)", None),
+        ("csl", "ITAR Debarred (DTC) - State Department", None),
+        ("opensanctions", "Company", None),
+    ],
+)
+def test_restriction_for_entry(source: str, list_name: str, expected: Restriction | None) -> None:
+    entry = ListEntry(source, "1", PartyKind.ORGANIZATION, "Name", list_name=list_name)
+    assert restriction_for_entry(entry) is expected

@@ -43,6 +43,7 @@ from decimal import Decimal
 from enum import IntEnum, StrEnum
 from typing import Any
 
+from gpulease.compliance.model import ListEntry
 from gpulease.domain.errors import InvalidRequest
 
 HUNDRED = Decimal(100)
@@ -113,6 +114,37 @@ _RESTRICTION_ALIASES: dict[str, str] = {
     "dpl": "denied_person",
     "denied_persons": "denied_person",
 }
+
+
+# Needles in a list entry's ``list_name`` (lower-cased), strictest first.
+_LIST_LEVELS: tuple[tuple[str, Restriction], ...] = (
+    ("specially designated nationals", Restriction.SDN),
+    ("(sdn)", Restriction.SDN),
+    ("denied persons", Restriction.DENIED_PERSON),
+    ("(dpl)", Restriction.DENIED_PERSON),
+    ("entity list", Restriction.ENTITY_LIST),
+    ("(el)", Restriction.ENTITY_LIST),
+    ("military end user", Restriction.MEU_LIST),
+    ("(meu)", Restriction.MEU_LIST),
+    ("unverified list", Restriction.UNVERIFIED_LIST),
+    ("(uvl)", Restriction.UNVERIFIED_LIST),
+)
+
+
+def restriction_for_entry(entry: ListEntry) -> Restriction | None:
+    """The level a list entry gives its party, or None for a list outside the ordering.
+
+    ``ofac-sdn`` entries are SDN, ``bis-dpl`` entries Denied Persons; a Consolidated
+    Screening List entry is placed by its component list (``list_name``). Other lists (ITAR
+    debarred, non-SDN Treasury lists, OpenSanctions collections) return None: a hit on them
+    is for an officer to weigh, it does not enter the 50 % rules.
+    """
+    if entry.source == "ofac-sdn":
+        return Restriction.SDN
+    if entry.source == "bis-dpl":
+        return Restriction.DENIED_PERSON
+    text = entry.list_name.lower()
+    return next((level for needle, level in _LIST_LEVELS if needle in text), None)
 
 
 class ControlRole(StrEnum):
