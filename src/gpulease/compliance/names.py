@@ -94,6 +94,8 @@ _HAN_GLOSSARY: dict[str, str] = {
     "化工": "chemical",
     "机械": "machinery",
     "制造": "manufacturing",
+    "新区": "new district",
+    "省": "province",
     "中国": "china",
     "香港": "hong kong",
     "北京": "beijing",
@@ -199,7 +201,7 @@ LEGAL_FORM_TOKENS: frozenset[str] = frozenset(
 _FILLER: frozenset[str] = frozenset({"the", "and", "of", "der", "de", "la", "le", "el", "al"})
 
 _SUCCESSOR_TAIL = re.compile(r";?\s*and any successor.*$", re.IGNORECASE | re.DOTALL)
-_DROP = re.compile(r"['’`´.]")
+_DROP = re.compile(r"['’‘`´.\u0091\u0092]")  # U+0091/2: cp1252 quotes read as Latin-1
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 
 
@@ -272,6 +274,7 @@ def normalize_name(name: str) -> NormalizedName:
     text = text.casefold().replace("&", " and ")
     text = _DROP.sub("", text)
     text = _NON_ALNUM.sub(" ", text).strip()
+    text = _SUCCESSOR_TAIL.sub("", text)  # again: "& any successor" only reads so now
     text = _PHRASE_RE.sub(lambda m: _PHRASE_MAP[m.group(1)], text)
     words = [_WORDS.get(w, w) for w in text.split()]
     text = " ".join(words)

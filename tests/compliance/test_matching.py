@@ -1,0 +1,212 @@
+"""Screening: variants found and explained, countries and identifiers weigh, unrelated clear."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gpulease.compliance.lists import load
+from gpulease.compliance.matching import Outcome, ScreeningIndex, decide
+from gpulease.compliance.model import Address, Hit, ListEntry, Party, PartyKind
+from gpulease.domain.errors import InvalidRequest
+
+LISTS = Path(__file__).resolve().parents[3] / "shared" / "lists"
+
+HUAWEI = ListEntry(
+    source="test",
+    entry_id="huawei",
+    kind=PartyKind.ORGANIZATION,
+    name="Huawei Technologies Co., Ltd.",
+    countries=("CN",),
+    identifiers=(("Registration Number", "FX-REG-0001"),),
+)
+ROSNEFT_TRADE = ListEntry(
+    source="test",
+    entry_id="18300",
+    kind=PartyKind.ORGANIZATION,
+    name="ROSNEFT TRADE LIMITED",
+    aliases=("TNK TRADE LIMITED",),
+    countries=("CY",),
+    identifiers=(("Registration ID", "C122790"),),
+)
+RIM = ListEntry(
+    source="test",
+    entry_id="52291",
+    kind=PartyKind.PERSON,
+    name="RIM, Ryong Nam",
+    countries=("CN", "KP"),
+    identifiers=(("Passport", "836238033"),),
+)
+CETC = ListEntry(
+    source="test",
+    entry_id="cetc13",
+    kind=PartyKind.UNKNOWN,
+    name="China Electronics Technology Group Corporation 13th Research Institute (CETC 13)",
+    aliases=("Hebei Semiconductor Research Institute", "HSRI"),
+    countries=("CN",),
+)
+ENTRIES = (HUAWEI, ROSNEFT_TRADE, RIM, CETC)
+
+
+@pytest.fixture(scope="module")
+def index() -> ScreeningIndex:
+    return ScreeningIndex(ENTRIES)
+
+
+def org(name: str, *aliases: str, countries: tuple[str, ...] = (), **ids: str) -> Party:
+    return Party(
+        id="p-1",
+        kind=PartyKind.ORGANIZATION,
+        name=name,
+        aliases=aliases,
+        countries=countries,
+        identifiers=tuple(ids.items()),
+    )
+
+
+def top(hits: list[Hit]) -> Hit:
+    assert hits, "expected a hit"
+    return hits[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "entry_id"),
+    [
+        ("Huawei Technologies Co., Ltd.", "huawei"),
+        ("HUAWEI TECHNOLOGIES COMPANY LIMITED", "huawei"),  # legal form spelled out
+        ("Technologies Huawei", "huawei"),  # word order
+        ("Huawei Tech Co", "huawei"),  # abbreviation
+        ("Huawei Technolgies", "huawei"),  # typo
+        ("华为技术有限公司", "huawei"),  # Chinese script
+        ("Ｈｕａｗｅｉ Ｔｅｃｈｎｏｌｏｇｉｅｓ", "huawei"),  # full-width
+        ("Rosneft Trade Ltd", "18300"),
+        ("TNK Trade Limited", "18300"),  # an alias
+        ("China Electronics Technology Group 13th Research Institute", "cetc13"),
+        ("中国电子科技集团公司第十三研究所", "cetc13"),
+        ("Hebei Semiconductor Research Inst.", "cetc13"),
+    ],
+)
+def test_variants_are_found(index: ScreeningIndex, name: str, entry_id: str) -> None:
+    hit = top(index.screen(org(name)))
+    assert hit.entry.entry_id == entry_id
+    assert hit.score >= 85
+    assert hit.our_name == name
+    assert hit.listed_name in hit.entry.names
+    (feature,) = [f for f in hit.features if f.name == "name"]
+    assert repr(name) in feature.detail
+    assert repr(hit.listed_name) in feature.detail
+    assert decide([hit]).outcome in (Outcome.REVIEW, Outcome.BLOCK)
+
+
+def test_person_name_order_and_which_name_matched(index: ScreeningIndex) -> None:
+    party = Party(id="p", kind=PartyKind.PERSON, name="Jane Doe", aliases=("Ryong Nam Rim",))
+    hit = top(index.screen(party))
+    assert hit.entry is RIM
+    assert hit.our_name == "Ryong Nam Rim"
+    assert hit.score == 100
+
+
+def test_country_agreement_raises_and_conflict_lowers(index: ScreeningIndex) -> None:
+    plain = top(index.screen(org("Huawei Technologies")))
+    agree = top(index.screen(org("Huawei Technologies", countries=("CN",))))
+    conflict = top(index.screen(org("Huawei Technologies", countries=("DE",))))
+    assert conflict.score < plain.score <= agree.score
+    (feature,) = [f for f in conflict.features if f.name == "country_conflict"]
+    assert feature.weight < 0
+    assert "DE" in feature.detail
+    assert any(f.name == "country_agrees" and f.weight > 0 for f in agree.features)
+    address_only = Party(
+        id="p",
+        kind=PartyKind.ORGANIZATION,
+        name="Huawei Technologies",
+        addresses=(Address(city="Berlin", country="DE"),),
+    )
+    assert top(index.screen(address_only)).score == conflict.score
+    assert decide([conflict]).outcome is Outcome.REVIEW  # an exact name still needs a look
+
+
+def test_kind_conflict_lowers(index: ScreeningIndex) -> None:
+    person = Party(id="p", kind=PartyKind.PERSON, name="Huawei Technologies")
+    hit = top(index.screen(person))
+    assert any(f.name == "kind_conflict" for f in hit.features)
+    assert hit.score < 100
+
+
+def test_identifier_match_blocks_whatever_the_name(index: ScreeningIndex) -> None:
+    party = org("Mediterranean Fuel Partners", registration="c-122790")
+    (hit,) = index.screen(party)
+    assert hit.identifier_match
+    assert hit.entry is ROSNEFT_TRADE
+    assert hit.score == 100
+    (feature,) = [f for f in hit.features if f.name == "identifier_match"]
+    assert "C122790" in feature.detail
+    verdict = decide([hit])
+    assert verdict.outcome is Outcome.BLOCK
+    assert "identifier" in verdict.reason
+    # an identifier match outranks a higher name score at high thresholds too
+    assert decide([hit], 99, 100).outcome is Outcome.BLOCK
+
+
+def test_identifier_conflict_lowers(index: ScreeningIndex) -> None:
+    same = top(index.screen(org("Huawei Technologies Co Ltd")))
+    other = top(index.screen(org("Huawei Technologies Co Ltd", registration="FX-REG-9999")))
+    assert other.score == same.score - 10
+    assert any(f.name == "identifier_conflict" for f in other.features)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Acme Widgets GmbH",
+        "China Mobile Communications",
+        "Hebei Steel Trading Co., Ltd.",
+        "Rosa Trading Limited",
+        "Huawen Food Co., Ltd.",
+        "Northern Lights Compute LLC",
+        "Ryan Nam",
+        "China",
+    ],
+)
+def test_unrelated_names_clear(index: ScreeningIndex, name: str) -> None:
+    hits = index.screen(org(name))
+    verdict = decide(hits)
+    assert verdict.outcome is Outcome.CLEAR, verdict.reason
+
+
+def test_decide_thresholds() -> None:
+    hit = Hit(entry=HUAWEI, score=90.0, our_name="a", listed_name="b")
+    assert decide([hit]).outcome is Outcome.REVIEW
+    assert decide([hit], 80, 90).outcome is Outcome.BLOCK
+    assert decide([hit], 91, 95).outcome is Outcome.CLEAR
+    assert decide([]).outcome is Outcome.CLEAR
+    with pytest.raises(InvalidRequest):
+        decide([hit], 96, 95)
+    with pytest.raises(InvalidRequest):
+        ScreeningIndex(ENTRIES).screen(org("x"), review_threshold=101, block_threshold=101)
+
+
+def test_lower_review_threshold_returns_more_hits(index: ScreeningIndex) -> None:
+    loose = index.screen(org("Huawei Investment"), review_threshold=50)
+    strict = index.screen(org("Huawei Investment"))
+    assert len(loose) > len(strict)
+    assert all(h.score >= 50 for h in loose)
+
+
+@pytest.mark.skipif(not LISTS.is_dir(), reason="list samples missing")
+def test_against_the_real_sdn_list() -> None:
+    snap = load(LISTS / "ofac-sdn", "ofac-sdn")
+    index = ScreeningIndex(snap.entries)
+    hit = top(index.screen(org("Banco Nacional de Cuba")))
+    assert hit.entry.entry_id == "306"
+    alias = top(index.screen(org("National Bank of Cuba", countries=("CU",))))
+    assert alias.entry.entry_id == "306"
+    assert alias.listed_name == "NATIONAL BANK OF CUBA"
+    assert index.screen(org("Northern Lights Compute LLC")) == []
+    vessel = index.screen(
+        Party(id="v", kind=PartyKind.VESSEL, name="x", identifiers=(("imo", "9187629"),))
+    )
+    assert [h.entry.name for h in vessel if h.identifier_match] == ["ARTAVIL"]
+    assert index.screen(org("Banco Nacional de Cuba")) == index.screen(
+        org("Banco Nacional de Cuba")
+    )
