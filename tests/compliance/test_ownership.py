@@ -51,7 +51,18 @@ def entity_list(*parties: str) -> list[ListedParty]:
 # ---------------------------------------------------------------- OFAC examples
 
 
-def test_faq_401_aggregate_through_a_blocked_entity() -> None:
+def test_faq_401_example_2_indirect_stakes_through_two_blocked_entities() -> None:
+    # X owns 50 % of A and 50 % of B; A and B each own 25 % of C.
+    edges = [edge("X", "A", "50"), edge("X", "B", "50"), edge("A", "C", "25"), edge("B", "C", "25")]
+    result = assess_ownership("C", as_of=DAY, ownership=edges, listed=sdn("X"))
+    assert result.restriction is SDN
+    assert "C is 50 % owned by blocked parties under ofac-50" in result.reason
+    assert "25 % by A (blocked: 50 % owned by X), 25 % by B (blocked: 50 % owned by X)" in (
+        result.reason
+    )
+
+
+def test_faq_401_example_3_aggregate_through_a_blocked_entity() -> None:
     # X (blocked) owns 50 % of A and 10 % of B; A owns 40 % of B.
     edges = [edge("X", "A", "50"), edge("X", "B", "10"), edge("A", "B", "40")]
     a = assess_ownership("A", as_of=DAY, ownership=edges, listed=sdn("X"))
@@ -79,7 +90,7 @@ def test_two_blocked_owners_of_25_percent_each_block_in_the_aggregate() -> None:
     assert result.inherited[0].total == Decimal(50)
 
 
-def test_fifty_percent_down_a_chain_blocks_every_level() -> None:
+def test_faq_401_example_1_fifty_percent_down_a_chain_blocks_every_level() -> None:
     edges = [edge("X", "A", "50"), edge("A", "B", "50"), edge("B", "C", "75")]
     for party in ("A", "B", "C"):
         result = assess_ownership(party, as_of=DAY, ownership=edges, listed=sdn("X"))
