@@ -152,6 +152,11 @@ def register_site(
     return site
 
 
+def placement_lock(site_id: str) -> str:
+    """The lock that serialises the scheduler applying starts with node state changes."""
+    return f"placement:{site_id}"
+
+
 def site_topology(ctx: ServiceContext, site_id: str) -> SiteTopology:
     with ctx.db.transaction(write=False) as tx:
         site = tx.require(Site, site_id, "site")
@@ -244,6 +249,9 @@ def set_node_state(
     hit: list[str] = []
     with ctx.db.transaction() as tx:
         node = tx.require(Node, node_id, "node")
+        # Serialise with the scheduler applying starts: the running jobs read below include
+        # any start committed on this node just now, and no start lands on it after this.
+        tx.lock(placement_lock(node.site_id))
         before = audit.fields_of(node, ("state", "state_reason"))
         node.state = transition(NODE_TRANSITIONS, NodeState(node.state), target, subject=node_id)
         node.state_reason = audit.clip(reason)

@@ -49,7 +49,7 @@ from gpulease.scheduler.ordering import make_policy
 from gpulease.scheduler.state import SchedulerState
 from gpulease.services import audit, leases, runs
 from gpulease.services.context import ServiceContext
-from gpulease.services.inventory import SiteTopology, cached_topology
+from gpulease.services.inventory import SiteTopology, cached_topology, placement_lock
 from gpulease.services.jobs import log_path, spec_of
 
 log = logging.getLogger("gpulease.scheduler")
@@ -275,6 +275,9 @@ class LiveScheduler:
         warnings: list[tuple[str, str]] = []
         stops: list[tuple[str, str]] = []
         with self.ctx.db.transaction() as tx:
+            # Node state changes wait for this apply (and it for them): a node cannot go
+            # down between our check that it is up and the commit of a start on it.
+            tx.lock(placement_lock(site_id))
 
             def fresh(job_id: str) -> Job | None:
                 job = tx.require(Job, job_id, "job", for_update=True)
