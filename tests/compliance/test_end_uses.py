@@ -50,6 +50,9 @@ def test_vocabulary_is_consistent() -> None:
             ("drug-discovery", "protein folding for oncology"),
         ),
         ("Health Research:  trial data", ("health-research", "trial data")),
+        ("Financial AI", ("financial-services-ai", "")),
+        ("Missiles: guidance", ("missile-uav", "guidance")),
+        ("drones: crop surveys", (None, "drones: crop surveys")),
         ("credit scoring models", (None, "credit scoring models")),
         ("note: unknown prefix", (None, "note: unknown prefix")),
         ("", (None, "")),
@@ -129,3 +132,8 @@ def test_suspect_free_text_goes_to_review() -> None:
 def test_unknown_approved_code_is_a_configuration_error() -> None:
     with pytest.raises(InvalidRequest, match="unknown codes: astrology"):
         check_purpose("drug-discovery", {"drug-discovery", "astrology"}, POLICY)
+
+
+def test_ordinary_free_text_is_not_sent_to_review() -> None:
+    decision = check_purpose("health-research: disease surveillance in Java", INF_TECH, POLICY)
+    assert decision.outcome is PurposeOutcome.ALLOW

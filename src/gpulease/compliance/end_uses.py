@@ -31,9 +31,10 @@ class EndUse:
     label: str
     prohibited: bool = False
     description: str = ""
+    aliases: tuple[str, ...] = ()  # other names a tenant may write, e.g. "financial AI"
 
 
-END_USES: tuple[EndUse, ...] = (
+_TABLE: tuple[EndUse, ...] = (
     EndUse(
         "financial-services-ai",
         "Financial services AI",
@@ -90,8 +91,6 @@ END_USES: tuple[EndUse, ...] = (
     EndUse("biological-weapons", "Biological weapons", True, "biological weapons and agents"),
 )
 
-_BY_CODE: dict[str, EndUse] = {e.code: e for e in END_USES}
-PROHIBITED_END_USES: frozenset[str] = frozenset(e.code for e in END_USES if e.prohibited)
 
 # Words in free text that suggest a prohibited use whatever code was declared.
 _SUSPECT_WORDS: tuple[str, ...] = (
@@ -109,9 +108,8 @@ _SUSPECT_WORDS: tuple[str, ...] = (
     "nerve agent",
     "pathogen",
     "bioweapon",
-    "surveillance",
+    "mass surveillance",  # not "surveillance" alone: disease surveillance is health research
     "intelligence service",
-    "targeting",
     "reconnaissance",
 )
 
@@ -120,10 +118,33 @@ def _key(text: str) -> str:
     return re.sub(r"[\s\-_]+", " ", text.strip().lower())
 
 
+# Extra names, kept apart from the table so each entry stays one readable line.
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "financial-services-ai": ("financial AI", "fintech AI"),
+    "health-research": ("medical research", "healthcare research"),
+    "drug-discovery": ("drug research", "pharmaceutical research"),
+    "general-model-training": ("model training", "LLM training", "foundation model training"),
+    "inference-serving": ("inference", "model serving"),
+    "scientific-computing": ("HPC", "scientific research"),
+    "climate-weather": ("weather forecasting", "climate modelling", "climate modeling"),
+    "military-end-use": ("military", "defence", "defense"),
+    "military-intelligence": ("ISR", "military ISR"),
+    "nuclear-weapons": ("nuclear weapon",),
+    "missile-uav": ("missiles", "missile", "military drones"),  # not "drones": crop surveys
+    "chemical-weapons": ("chemical weapon",),
+    "biological-weapons": ("biological weapon", "bioweapons"),
+}
+END_USES: tuple[EndUse, ...] = tuple(
+    EndUse(e.code, e.label, e.prohibited, e.description, _ALIASES.get(e.code, ())) for e in _TABLE
+)
+
+_BY_CODE: dict[str, EndUse] = {e.code: e for e in END_USES}
+PROHIBITED_END_USES: frozenset[str] = frozenset(e.code for e in END_USES if e.prohibited)
 _BY_KEY: dict[str, str] = {}
 for _e in END_USES:
-    _BY_KEY[_key(_e.code)] = _e.code
-    _BY_KEY[_key(_e.label)] = _e.code
+    for _name in (_e.code, _e.label, *_e.aliases):
+        if _BY_KEY.setdefault(_key(_name), _e.code) != _e.code:  # pragma: no cover
+            raise AssertionError(f"end-use name {_name!r} is ambiguous")
 
 
 def end_use(code: str) -> EndUse:
@@ -145,7 +166,7 @@ def is_end_use(code: str) -> bool:
 def parse_purpose(text: str) -> tuple[str | None, str]:
     """``(code, free_text)`` from a declaration; ``code`` is None if none was recognised.
 
-    Accepts a code or a label, case and spacing ignored (``"Drug Discovery"``,
+    Accepts a code, a label or an alias, case and spacing ignored (``"Drug Discovery"``,
     ``"drug_discovery"``), alone or as ``"code: free text"``. Text that names no known
     end use comes back whole as free text.
     """
