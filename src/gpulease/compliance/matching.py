@@ -15,7 +15,7 @@ pair is the best of three rapidfuzz measures on the cores:
   short party name from matching a long listed name that merely contains it;
 * ``ratio`` of the *compact* forms (spaces removed): ``Sino Bright`` = ``Sinobright``, and
   pinyin run together (``huawei``) against pinyin written apart (``hua wei``);
-* ``token_set_ratio`` scaled by the length ratio of the two cores (x 0.6 .. 1.0): it forgives
+* ``token_set_ratio`` scaled by the length ratio of the two cores (x 0.65 .. 1.0): it forgives
   a truncated name (all words of one side present in the other) in proportion to how much
   of the longer name is covered, where plain ``token_set_ratio`` would give 100 to
   ``China`` against any name containing *China*.
@@ -156,7 +156,7 @@ def name_score(a: NormalizedName, b: NormalizedName) -> tuple[float, str]:
     sort = fuzz.token_sort_ratio(a.core, b.core)
     compact = fuzz.ratio(a.compact, b.compact)
     short, long_ = sorted((len(a.core), len(b.core)))
-    token_set = fuzz.token_set_ratio(a.core, b.core) * (0.6 + 0.4 * short / long_)
+    token_set = fuzz.token_set_ratio(a.core, b.core) * (0.65 + 0.35 * short / long_)
     best = max(sort, compact, token_set)
     how = f"token_sort {sort:.0f}, compact {compact:.0f}, token_set(scaled) {token_set:.0f}"
     return best, how

@@ -90,7 +90,25 @@ _HAN_GLOSSARY: dict[str, str] = {
     "银行": "bank",
     "物流": "logistics",
     "航运": "shipping",
-    "船舶": "shipbuilding",
+    "船舶": "ship",
+    "海员": "seaman",
+    "管理": "management",
+    "精密": "precision",
+    "总公司": "corp",
+    "工贸": "industry trading",
+    "石油": "petroleum",
+    "钢铁": "steel",
+    "船务": "shipping",
+    "海运": "shipping",
+    "矿业": "mining",
+    "医药": "pharmaceutical",
+    "汽车": "automobile",
+    "光学": "optics",
+    "仪器": "instruments",
+    "系统": "systems",
+    "工程": "engineering",
+    "建设": "construction",
+    "电力": "power",
     "化工": "chemical",
     "机械": "machinery",
     "制造": "manufacturing",
@@ -124,7 +142,8 @@ _HAN_DIGITS = {ch: i for i, ch in enumerate("零一二三四五六七八九")}
 _HAN_ORDINAL = re.compile(r"第([零一二三四五六七八九十百]+)")
 _HAN_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 
-# Multi-word phrases (already lower-case ASCII words) reduced to one canonical token.
+# Multi-word phrases, written in canonical words (after _WORDS: "company" is already "co"),
+# reduced to canonical tokens.
 _PHRASES: tuple[tuple[str, str], ...] = (
     ("obshchestvo s ogranichennoy otvetstvennostyu", "ooo"),
     ("obshchestvo s ogranichennoi otvetstvennostiu", "ooo"),
@@ -132,21 +151,24 @@ _PHRASES: tuple[tuple[str, str], ...] = (
     ("otkrytoe aktsionernoe obshchestvo", "oao"),
     ("zakrytoe aktsionernoe obshchestvo", "zao"),
     ("aktsionernoe obshchestvo", "ao"),
-    ("public joint stock company", "pjsc"),
-    ("open joint stock company", "ojsc"),
-    ("closed joint stock company", "cjsc"),
-    ("joint stock company", "jsc"),
-    ("limited liability company", "llc"),
-    ("limited liability partnership", "llp"),
-    ("public limited company", "plc"),
-    ("private limited", "pvt ltd"),
+    ("public joint stock co", "pjsc"),
+    ("open joint stock co", "ojsc"),
+    ("closed joint stock co", "cjsc"),
+    ("joint stock co", "jsc"),
+    ("ltd liability co", "llc"),
+    ("ltd liability partnership", "llp"),
+    ("public ltd co", "plc"),
+    ("private ltd", "pvt ltd"),
     ("gesellschaft mit beschrankter haftung", "gmbh"),
     ("sociedad anonima", "sa"),
     ("societe anonyme", "sa"),
-    ("sdn bhd", "sdn bhd"),
     ("import and export", "import export"),
     ("imp and exp", "import export"),
     ("imp exp", "import export"),
+    # pinyin of Chinese legal forms, as some lists spell them
+    ("gufen youxian gongsi", "co ltd"),
+    ("youxian zeren gongsi", "co ltd"),
+    ("youxian gongsi", "co ltd"),
 )
 _PHRASE_RE = re.compile(r"\b(" + "|".join(re.escape(p) for p, _ in _PHRASES) + r")\b")
 _PHRASE_MAP = dict(_PHRASES)
@@ -180,6 +202,7 @@ _WORDS: dict[str, str] = {
     "assn": "association",
     "communications": "communication",
     "comm": "communication",
+    "comms": "communication",
     "trade": "trading",
     "sys": "systems",
     "system": "systems",
@@ -187,6 +210,12 @@ _WORDS: dict[str, str] = {
     "dev": "development",
     "eng": "engineering",
     "bros": "brothers",
+    "gongsi": "co",
+    "zonggongsi": "corp",
+    "jituan": "group",
+    "maoyi": "trading",
+    "jinchukou": "import export",
+    "zhongguo": "china",
 }
 
 #: Canonical tokens of legal forms: kept in ``text``, dropped from ``core``.
@@ -275,9 +304,9 @@ def normalize_name(name: str) -> NormalizedName:
     text = _DROP.sub("", text)
     text = _NON_ALNUM.sub(" ", text).strip()
     text = _SUCCESSOR_TAIL.sub("", text)  # again: "& any successor" only reads so now
+    text = " ".join(_WORDS.get(w, w) for w in text.split())
     text = _PHRASE_RE.sub(lambda m: _PHRASE_MAP[m.group(1)], text)
-    words = [_WORDS.get(w, w) for w in text.split()]
-    text = " ".join(words)
+    words = text.split()
     core_words = [w for w in words if w not in LEGAL_FORM_TOKENS and w not in _FILLER]
     if not core_words:  # a name made only of legal forms ("Group") is still a name
         core_words = words
