@@ -51,7 +51,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 
 from gpulease.compliance.model import Feature, Hit, ListEntry, Party, PartyKind
 from gpulease.compliance.names import NormalizedName, normalize_identifier, normalize_name
@@ -149,17 +149,29 @@ def decide(
     )
 
 
+def _scores(
+    a: NormalizedName, b: NormalizedName, cutoff: float = 0.0
+) -> tuple[float, float, float]:
+    """token_sort, compact and scaled token_set scores; each 0 when below ``cutoff``."""
+    if not a.core or not b.core:
+        return 0.0, 0.0, 0.0
+    sort = fuzz.token_sort_ratio(a.core, b.core, score_cutoff=cutoff)
+    compact = fuzz.ratio(a.compact, b.compact, score_cutoff=cutoff)
+    short, long_ = sorted((len(a.core), len(b.core)))
+    scale = 0.65 + 0.35 * short / long_
+    token_set = 0.0
+    if cutoff / scale <= 100.0:
+        token_set = fuzz.token_set_ratio(a.core, b.core, score_cutoff=cutoff / scale) * scale
+    return sort, compact, token_set
+
+
 def name_score(a: NormalizedName, b: NormalizedName) -> tuple[float, str]:
     """The name score of two normalised names (see the module docstring) and how it came."""
     if not a.core or not b.core:
         return 0.0, "empty name"
-    sort = fuzz.token_sort_ratio(a.core, b.core)
-    compact = fuzz.ratio(a.compact, b.compact)
-    short, long_ = sorted((len(a.core), len(b.core)))
-    token_set = fuzz.token_set_ratio(a.core, b.core) * (0.65 + 0.35 * short / long_)
-    best = max(sort, compact, token_set)
+    sort, compact, token_set = _scores(a, b)
     how = f"token_sort {sort:.0f}, compact {compact:.0f}, token_set(scaled) {token_set:.0f}"
-    return best, how
+    return max(sort, compact, token_set), how
 
 
 def _keys(norm: NormalizedName) -> set[str]:
@@ -249,15 +261,23 @@ class ScreeningIndex:
         first. Each hit names the pair of names that matched and every score adjustment."""
         _check_thresholds(review_threshold, block_threshold)
         ours = [(name, normalize_name(name)) for name in dict.fromkeys(party.names) if name]
-        # best name pair per entry: entry -> (score, how, our name, listed name)
-        best: dict[int, tuple[float, str, str, str]] = {}
+        # no adjustment adds more than COUNTRY_AGREES: below this a name cannot reach review
+        cutoff = max(0.0, review_threshold - COUNTRY_AGREES)
+        # best name pair per entry: entry -> (score, our name, listed name, listed norm)
+        pairs: dict[int, tuple[float, str, NormalizedName, str, NormalizedName]] = {}
         for our_name, our_norm in ours:
-            for n_index in self._candidates(our_norm):
-                indexed = self._names[n_index]
-                score, how = name_score(our_norm, indexed.norm)
-                prior = best.get(indexed.entry)
+            candidates = [self._names[n] for n in self._candidates(our_norm)]
+            if not our_norm.core or not candidates:
+                continue
+            for position, score in self._batch_scores(our_norm, candidates, cutoff).items():
+                indexed = candidates[position]
+                prior = pairs.get(indexed.entry)
                 if prior is None or score > prior[0]:
-                    best[indexed.entry] = (score, how, our_name, indexed.listed)
+                    pairs[indexed.entry] = (score, our_name, our_norm, indexed.listed, indexed.norm)
+        best: dict[int, tuple[float, str, str, str]] = {}
+        for e_index, (_score, our_name, our_norm, listed, listed_norm) in pairs.items():
+            score, how = name_score(our_norm, listed_norm)
+            best[e_index] = (score, how, our_name, listed)
         party_ids = {
             normalize_identifier(v): (k, v)
             for k, v in party.identifiers
@@ -281,6 +301,37 @@ class ScreeningIndex:
                 hits.append(hit)
         hits.sort(key=lambda h: (not h.identifier_match, -h.score, h.entry.key))
         return hits
+
+    @staticmethod
+    def _batch_scores(
+        ours: NormalizedName, candidates: list[_IndexedName], cutoff: float
+    ) -> dict[int, float]:
+        """Candidate position -> name score (as :func:`name_score`), for scores >= cutoff.
+
+        One rapidfuzz ``process.extract`` call per measure keeps the loop over candidates in
+        C++; the result equals ``max(_scores(...))`` per candidate."""
+        cores = [c.norm.core for c in candidates]
+        best: dict[int, float] = {}
+
+        def keep(position: int, score: float) -> None:
+            if score >= cutoff and score > best.get(position, -1.0):
+                best[position] = score
+
+        for _c, score, position in process.extract(
+            ours.core, cores, scorer=fuzz.token_sort_ratio, score_cutoff=cutoff, limit=None
+        ):
+            keep(position, score)
+        compacts = [c.norm.compact for c in candidates]
+        for _c, score, position in process.extract(
+            ours.compact, compacts, scorer=fuzz.ratio, score_cutoff=cutoff, limit=None
+        ):
+            keep(position, score)
+        for _c, score, position in process.extract(
+            ours.core, cores, scorer=fuzz.token_set_ratio, score_cutoff=cutoff, limit=None
+        ):
+            short, long_ = sorted((len(ours.core), len(cores[position])))
+            keep(position, score * (0.65 + 0.35 * short / long_))
+        return best
 
     @staticmethod
     def _best_pair(
