@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from gpulease.compliance.lists import ListFormatError, diff, load, snapshot_from_bytes
+from gpulease.compliance.lists import (
+    ListFormatError,
+    diff,
+    load,
+    normalize_country,
+    snapshot_from_bytes,
+)
 from gpulease.compliance.lists.bis import parse_bis_dpl
 from gpulease.compliance.lists.csl import parse_csl_csv, parse_csl_json
 from gpulease.compliance.lists.ofac import parse_ofac_sdn
@@ -316,3 +322,48 @@ def test_diff_added_removed_changed() -> None:
     assert change.new.entry_id == "18300"
     assert change.fields == ("aliases",)
     assert diff(old, old).empty
+
+
+def test_json_record_refused_with_its_line() -> None:
+    data = (FIXTURES / "csl-sample.json").read_bytes()
+    text = data.decode()
+    broken = text.replace('"name": "RIM, Ryong Nam"', '"name": ""', 1)
+    record_line = text[: text.index('"name": "RIM, Ryong Nam"')].rfind("{")
+    expected_line = text.count("\n", 0, record_line) + 1
+    with pytest.raises(ListFormatError) as excinfo:
+        parse_csl_json(broken.encode(), file="csl.json")
+    err = refused(excinfo)
+    assert err.line == expected_line
+    assert err.details["record"] == 1
+    assert "missing or empty name" in err.reason
+    with pytest.raises(ListFormatError, match="results"):
+        parse_csl_json(b'{"items": []}', file="csl.json")
+
+
+def test_csv_record_id_reused_for_another_record_is_refused() -> None:
+    lines = CSL_CURRENT.read_bytes().rstrip(b"\n").split(b"\n")
+    twin = lines[4].replace(b"Mohammed ABU JHEISHEH", b"Somebody Else")  # same _id 9673
+    with pytest.raises(ListFormatError) as excinfo:
+        parse_csl_csv(b"\n".join([*lines, twin]) + b"\n", file="dup.csv")
+    err = refused(excinfo)
+    assert err.line == 15
+    assert "'9673' already used on line 5" in err.reason
+
+
+@pytest.mark.parametrize(
+    ("given", "code"),
+    [
+        ("China", "CN"),
+        ("Korea, North", "KP"),
+        ("Korea South", "KR"),
+        ("Burma", "MM"),
+        ("United Arab Emirates", "AE"),
+        ("Hong Kong", "HK"),
+        ("ru", "RU"),
+        ("-0- ", ""),
+        ("undetermined", ""),
+        ("Atlantis", "Atlantis"),  # unknown names are kept as given
+    ],
+)
+def test_country_names_to_iso(given: str, code: str) -> None:
+    assert normalize_country(given) == code

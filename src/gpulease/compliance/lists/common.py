@@ -104,7 +104,7 @@ _COUNTRIES: dict[str, str] = {
     "cabo verde": "CV", "chad": "TD", "togo": "TG", "cameroon": "CM", "gabon": "GA",
     "macedonia, the former yugoslav republic of": "MK", "north macedonia": "MK",
     "st. vincent and the grenadines": "VC", "st. kitts & nevis": "KN", "man, isle of": "IM",
-    "korea, republic of": "KR",
+    "korea, republic of": "KR", "korea south": "KR", "korea north": "KP",
 }  # fmt: skip
 _ALPHA2 = re.compile(r"^[A-Z]{2}$")
 

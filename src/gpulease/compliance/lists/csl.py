@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -126,16 +127,18 @@ def _entry(
     )
 
 
-def _unique(entries: list[ListEntry], file: str) -> tuple[ListEntry, ...]:
+def _unique(entries: list[tuple[int | None, ListEntry]], file: str) -> tuple[ListEntry, ...]:
     """Drop exact repeats; a record id used twice for different records is refused."""
-    seen: dict[str, ListEntry] = {}
-    for entry in entries:
+    seen: dict[str, tuple[int | None, ListEntry]] = {}
+    for line, entry in entries:
         prior = seen.get(entry.entry_id)
         if prior is None:
-            seen[entry.entry_id] = entry
-        elif prior != entry:
-            raise ListFormatError(file, None, f"record id {entry.entry_id!r} used twice")
-    return tuple(seen.values())
+            seen[entry.entry_id] = (line, entry)
+        elif prior[1] != entry:
+            raise ListFormatError(
+                file, line, f"record id {entry.entry_id!r} already used on line {prior[0]}"
+            )
+    return tuple(entry for _line, entry in seen.values())
 
 
 def parse_csl_csv(data: bytes, *, file: str = "csl.csv") -> tuple[ListEntry, ...]:
@@ -158,7 +161,7 @@ def parse_csl_csv(data: bytes, *, file: str = "csl.csv") -> tuple[ListEntry, ...
                 "header is neither the current (29 columns, with _id) nor the "
                 f"legacy (28 columns) CSL layout; got {len(columns)} columns",
             )
-        entries: list[ListEntry] = []
+        entries: list[tuple[int | None, ListEntry]] = []
         for row in reader:
             line = reader.line_num
             if not row:
@@ -171,19 +174,22 @@ def parse_csl_csv(data: bytes, *, file: str = "csl.csv") -> tuple[ListEntry, ...
             if not rec["name"].strip():
                 raise ListFormatError(file, line, "empty name")
             entries.append(
-                _entry(
-                    record_id=rec.get("_id", "").strip() or rec["entity_number"].strip(),
-                    list_name=rec["source"],
-                    kind=rec["type"],
-                    name=rec["name"],
-                    aliases=split_multi(rec["alt_names"]),
-                    addresses=tuple(_parse_address(a) for a in split_multi(rec["addresses"])),
-                    citizenships=split_multi(rec["citizenships"])
-                    + split_multi(rec["nationalities"]),
-                    identifiers=_parse_csv_ids(rec["ids"], legacy=legacy),
-                    programs=split_multi(rec["programs"]),
-                    remarks=rec["remarks"],
-                    start_date=rec["start_date"],
+                (
+                    line,
+                    _entry(
+                        record_id=rec.get("_id", "").strip() or rec["entity_number"].strip(),
+                        list_name=rec["source"],
+                        kind=rec["type"],
+                        name=rec["name"],
+                        aliases=split_multi(rec["alt_names"]),
+                        addresses=tuple(_parse_address(a) for a in split_multi(rec["addresses"])),
+                        citizenships=split_multi(rec["citizenships"])
+                        + split_multi(rec["nationalities"]),
+                        identifiers=_parse_csv_ids(rec["ids"], legacy=legacy),
+                        programs=split_multi(rec["programs"]),
+                        remarks=rec["remarks"],
+                        start_date=rec["start_date"],
+                    ),
                 )
             )
     except csv.Error as exc:
@@ -233,6 +239,32 @@ def _json_ids(value: Any, *, file: str, where: str) -> tuple[tuple[str, str], ..
     return tuple(dict.fromkeys(out))
 
 
+_RESULTS = re.compile(r'"results"\s*:\s*\[')
+_DECODER = json.JSONDecoder()
+
+
+def _record_lines(text: str, count: int) -> list[int | None]:
+    """The line on which each element of the ``results`` array starts (None if unknown).
+
+    ``json`` reports no positions for valid documents; this walks the array with
+    ``raw_decode`` so that a record refused for its content can still be located."""
+    lines: list[int | None] = [None] * count
+    match = _RESULTS.search(text)
+    if match is None:
+        return lines
+    pos = match.end()
+    for i in range(count):
+        while pos < len(text) and text[pos] in " \t\r\n,":
+            pos += 1
+        try:
+            _value, end = _DECODER.raw_decode(text, pos)
+        except json.JSONDecodeError:
+            return [None] * count
+        lines[i] = text.count("\n", 0, pos) + 1
+        pos = end
+    return lines
+
+
 def parse_csl_json(data: bytes, *, file: str = "csl.json") -> tuple[ListEntry, ...]:
     """Every record of a CSL JSON document (``{"results": [...]}``)."""
     text = decode(data, file=file)
@@ -242,31 +274,36 @@ def parse_csl_json(data: bytes, *, file: str = "csl.json") -> tuple[ListEntry, .
         raise ListFormatError(file, exc.lineno, f"invalid JSON: {exc.msg}") from exc
     if not isinstance(doc, Mapping) or not isinstance(doc.get("results"), list):
         raise ListFormatError(file, 1, 'expected an object with a "results" list')
-    entries: list[ListEntry] = []
+    entries: list[tuple[int | None, ListEntry]] = []
+    lines = _record_lines(text, len(doc["results"]))
     for index, rec in enumerate(doc["results"]):
-        where = f"results[{index}]"
-        if not isinstance(rec, Mapping):
-            raise ListFormatError(file, None, f"{where}: a record must be an object")
-        name = rec.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise ListFormatError(file, None, f"{where}: missing or empty name")
-        addresses = rec.get("addresses") or []
-        if not isinstance(addresses, list):
-            raise ListFormatError(file, None, f"{where}: addresses must be a list")
-        entries.append(
-            _entry(
-                record_id=str(rec.get("id") or rec.get("_id") or rec.get("entity_number") or ""),
-                list_name=str(rec.get("source") or ""),
-                kind=str(rec.get("type") or ""),
-                name=name,
-                aliases=_strings(rec.get("alt_names"), file=file, where=where),
-                addresses=tuple(_json_address(a, file=file, where=where) for a in addresses),
-                citizenships=_strings(rec.get("citizenships"), file=file, where=where)
-                + _strings(rec.get("nationalities"), file=file, where=where),
-                identifiers=_json_ids(rec.get("ids"), file=file, where=where),
-                programs=_strings(rec.get("programs"), file=file, where=where),
-                remarks=str(rec.get("remarks") or ""),
-                start_date=str(rec.get("start_date") or ""),
-            )
-        )
+        try:
+            entries.append((lines[index], _json_record(rec, file=file, where=f"results[{index}]")))
+        except ListFormatError as exc:
+            raise ListFormatError(file, lines[index], exc.reason, record=index) from None
     return _unique(entries, file)
+
+
+def _json_record(rec: Any, *, file: str, where: str) -> ListEntry:
+    if not isinstance(rec, Mapping):
+        raise ListFormatError(file, None, f"{where}: a record must be an object")
+    name = rec.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ListFormatError(file, None, f"{where}: missing or empty name")
+    addresses = rec.get("addresses") or []
+    if not isinstance(addresses, list):
+        raise ListFormatError(file, None, f"{where}: addresses must be a list")
+    return _entry(
+        record_id=str(rec.get("id") or rec.get("_id") or rec.get("entity_number") or ""),
+        list_name=str(rec.get("source") or ""),
+        kind=str(rec.get("type") or ""),
+        name=name,
+        aliases=_strings(rec.get("alt_names"), file=file, where=where),
+        addresses=tuple(_json_address(a, file=file, where=where) for a in addresses),
+        citizenships=_strings(rec.get("citizenships"), file=file, where=where)
+        + _strings(rec.get("nationalities"), file=file, where=where),
+        identifiers=_json_ids(rec.get("ids"), file=file, where=where),
+        programs=_strings(rec.get("programs"), file=file, where=where),
+        remarks=str(rec.get("remarks") or ""),
+        start_date=str(rec.get("start_date") or ""),
+    )
