@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -280,15 +281,23 @@ def test_load_every_format_with_stable_checksum() -> None:
         (BIS, "bis-dpl", 579),
         (FIXTURES / "opensanctions-sample.ftm.jsonl", "opensanctions", 5),
     ]
+    checksums = set()
     for path, fmt, n in cases:
         snap = load(path, fmt, version_label="v1", published="2026-11-28")
         assert snap.counts["entries"] == n == len(snap.entries)
-        assert len(snap.checksum) == 64
-        assert load(path, fmt).checksum == snap.checksum
-    snap = load(OFAC, "ofac-sdn")
-    assert snap.source == "ofac-sdn"
-    assert snap.counts["aliases"] == sum(len(e.aliases) for e in snap.entries)
-    assert snap.version_label == snap.checksum[:12]
+        assert snap.counts["aliases"] == sum(len(e.aliases) for e in snap.entries)
+        assert (snap.version_label, snap.published) == ("v1", "2026-11-28")
+        checksums.add(snap.checksum)
+    assert len(checksums) == len(cases)
+    again = load(CSL_LEGACY, "csl-csv")
+    assert again.checksum == snapshot_from_bytes("csl-csv", {"x": CSL_LEGACY.read_bytes()}).checksum
+    assert again.version_label == again.checksum[:12]
+    assert again.source == "csl"
+    ofac_files = {f"{n}.csv": (OFAC / f"{n}.csv").read_bytes() for n in ("sdn", "alt", "add")}
+    digest = hashlib.sha256()
+    for name in ("sdn.csv", "alt.csv", "add.csv"):
+        digest.update(name.encode() + b"\0" + ofac_files[name])
+    assert digest.hexdigest() in checksums  # documented: the three files in order, named
 
 
 def test_load_refuses_unknown_format_and_missing_files(tmp_path: Path) -> None:
