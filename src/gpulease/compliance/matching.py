@@ -45,6 +45,7 @@ Pure: no clock, no I/O, no global state; the same entries and party give the sam
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -239,7 +240,9 @@ class ScreeningIndex:
         return len(self._names)
 
     def _candidates(self, norm: NormalizedName) -> list[int]:
-        postings = [p for k in _keys(norm) if (p := self._postings.get(k))]
+        # keys sorted and ties broken by name position: the same candidates in every process
+        # (set order of strings changes with the interpreter's hash seed)
+        postings = [p for k in sorted(_keys(norm)) if (p := self._postings.get(k))]
         if not postings:
             return []
         rare = [p for p in postings if len(p) <= self._max_posting]
@@ -248,7 +251,8 @@ class ScreeningIndex:
         counts: Counter[int] = Counter()
         for posting in rare:
             counts.update(posting)
-        return [n for n, _ in counts.most_common(self._max_candidates)]
+        ranked = heapq.nsmallest(self._max_candidates, counts.items(), key=lambda c: (-c[1], c[0]))
+        return [n for n, _ in ranked]
 
     def screen(
         self,
