@@ -376,3 +376,19 @@ def test_csv_record_id_reused_for_another_record_is_refused() -> None:
 )
 def test_country_names_to_iso(given: str, code: str) -> None:
     assert normalize_country(given) == code
+
+
+def test_undecodable_bytes_are_refused_with_their_line() -> None:
+    data = CSL_CURRENT.read_bytes().replace(b"Atlas", b"\xffAtlas", 1)
+    with pytest.raises(ListFormatError) as excinfo:
+        parse_csl_csv(data, file="x.csv")
+    err = refused(excinfo)
+    assert err.line == 3
+    assert "not UTF-8 text" in err.reason
+    sdn = (OFAC / "sdn.csv").read_bytes()
+    latin = sdn.replace(b"AEROCARIBBEAN", b"AEROCARIBB\xc9AN", 1)  # cp1252 legacy files read
+    entries = parse_ofac_sdn(latin, b"", b"")
+    assert entries[0].name == "AEROCARIBBÉAN AIRLINES"
+    with pytest.raises(ListFormatError) as excinfo:
+        parse_ofac_sdn(sdn.replace(b"AEROCARIBBEAN", b"AERO\x81", 1), b"", b"")
+    assert refused(excinfo).line == 1

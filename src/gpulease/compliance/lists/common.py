@@ -42,10 +42,15 @@ def decode(data: bytes, *, file: str, fallback: str | None = None) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        if fallback is not None:
-            return data.decode(fallback, errors="strict")
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise ListFormatError(file, line, f"not UTF-8 text (byte {exc.start})") from exc
+        error = exc
+    if fallback is not None:
+        try:
+            return data.decode(fallback)
+        except UnicodeDecodeError as exc:
+            error = exc
+    line = data.count(b"\n", 0, error.start) + 1
+    encodings = "UTF-8" + (f" or {fallback}" if fallback else "")
+    raise ListFormatError(file, line, f"not {encodings} text (byte {error.start})")
 
 
 _COUNTRIES: dict[str, str] = {
