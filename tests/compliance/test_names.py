@@ -55,6 +55,10 @@ def test_chinese_legal_forms_glossary_and_pinyin() -> None:
     assert normalize_name("中国电子科技集团公司第十三研究所").core == (
         "china electronics technology 13th research institute"
     )
+    assert (
+        normalize_name("广东工业大学").core
+        == normalize_name("Guangdong University of Technology").core
+    )
     assert normalize_name("海康威视集团").tokens == frozenset({"haikangweishi"})
 
 

@@ -71,6 +71,9 @@ _HAN_GLOSSARY: dict[str, str] = {
     "进出口": "import export",
     "研究所": "research institute",
     "研究院": "research institute",
+    "工业大学": "university technology",  # conventionally "University of Technology"
+    "理工大学": "university technology",
+    "科技大学": "university science technology",
     "大学": "university",
     "工业": "industry",
     "实业": "industrial",
