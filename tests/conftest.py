@@ -34,6 +34,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
+from sqlalchemy.exc import OperationalError
 
 from gpulease.domain.clock import ManualClock
 from gpulease.persistence import migrate
@@ -101,21 +102,38 @@ def postgres_session_url(postgres_server: str) -> Iterator[str]:
 
 
 def truncate_all(url: str) -> None:
-    """Empty every table (keeps the schema and ``alembic_version``)."""
+    """Empty every table (keeps the schema and ``alembic_version``).
+
+    If a connection left over from an earlier test (a server it started, a leaked session)
+    holds a lock on a table, it is terminated after 5 s and the truncation retried."""
     db = Database(url)
     try:
-        with db.connect() as conn:
-            tables = [
-                row[0]
-                for row in conn.exec_driver_sql(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                    "AND tablename <> 'alembic_version'"
-                )
-            ]
-            if tables:
+        for attempt in range(2):
+            with db.connect() as conn:
+                tables = [
+                    row[0]
+                    for row in conn.exec_driver_sql(
+                        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                        "AND tablename <> 'alembic_version'"
+                    )
+                ]
+                if not tables:
+                    return
                 names = ", ".join(f'"{t}"' for t in tables)
-                conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
-            conn.commit()
+                conn.exec_driver_sql("SET lock_timeout = '5s'")
+                try:
+                    conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+                    conn.commit()
+                    return
+                except OperationalError:
+                    if attempt:
+                        raise
+                    conn.rollback()
+                    conn.exec_driver_sql(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                    conn.commit()
     finally:
         db.dispose()
 
