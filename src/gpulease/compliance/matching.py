@@ -27,7 +27,7 @@ default review threshold.
 **Adjustments.** Countries (the party's countries and address countries against the entry's)
 that agree add 3, that are disjoint subtract 8; a known kind that conflicts (a person against
 an organisation) subtracts 5. An identifier equal after normalisation (letters and digits,
-upper case, at least 4 characters) is an *identifier match*: the hit scores 100 and blocks
+upper case, at least 5 characters) is an *identifier match*: the hit scores 100 and blocks
 whatever the names say; identifiers of the same kind (LEI, tax, registration, passport, IMO)
 that differ subtract 10. Final scores are clamped to 0..100.
 
@@ -75,7 +75,7 @@ COUNTRY_AGREES = 3.0
 COUNTRY_CONFLICT = -8.0
 KIND_CONFLICT = -5.0
 IDENTIFIER_CONFLICT = -10.0
-_MIN_IDENTIFIER = 4
+_MIN_IDENTIFIER = 5
 
 _ID_CATEGORIES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("lei", re.compile(r"\blei\b|leicode|legal entity", re.I)),
