@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from gpulease.compliance.lists import load
-from gpulease.compliance.matching import Outcome, ScreeningIndex, decide
+from gpulease.compliance.matching import Outcome, ScreeningIndex, decide, name_score
 from gpulease.compliance.model import Address, Hit, ListEntry, Party, PartyKind
+from gpulease.compliance.names import normalize_name
 from gpulease.domain.errors import InvalidRequest
 
 LISTS = Path(__file__).resolve().parents[3] / "shared" / "lists"
@@ -210,3 +211,12 @@ def test_against_the_real_sdn_list() -> None:
     assert index.screen(org("Banco Nacional de Cuba")) == index.screen(
         org("Banco Nacional de Cuba")
     )
+
+
+def test_hit_name_feature_is_the_pairwise_name_score(index: ScreeningIndex) -> None:
+    for query in ("Huawei Technolgies", "Rosneft Trade Ltd", "Hebei Semiconductor Research Inst."):
+        hit = top(index.screen(org(query)))
+        score, how = name_score(normalize_name(query), normalize_name(hit.listed_name))
+        (feature,) = [f for f in hit.features if f.name == "name"]
+        assert feature.weight == round(score, 1)
+        assert how in feature.detail
