@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 # http://127.0.0.1:$(PORT) with the scheduler and the simulated executor.
 run: $(STAMP)
 	mkdir -p var
-	GPULEASE_DATABASE_URL=$(DEMO_DB) $(BIN)/gpulease init --demo --reset
+	GPULEASE_DATABASE_URL=$(DEMO_DB) $(BIN)/gpulease init --demo --reset --lists ../shared/lists
 	@echo "Log in as a tenant with: $(BIN)/gpulease login --token <a token above>"
 	GPULEASE_DATABASE_URL=$(DEMO_DB) GPULEASE_DATA_DIR=var $(BIN)/gpulease serve --port $(PORT)
 

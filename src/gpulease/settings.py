@@ -25,3 +25,11 @@ class Settings(BaseSettings):
     price_per_gpu_hour: Decimal = Decimal("3.50")
     currency: str = "USD"
     run_scheduler: bool = True  # `serve` also runs the scheduler loop (leader election decides)
+    # Compliance
+    policy_files: list[Path] = Field(default_factory=list)  # operator packs beside the shipped
+    review_threshold: float = Field(default=85.0, ge=0, le=100)
+    block_threshold: float = Field(default=95.0, ge=0, le=100)
+    kyc_approvals: int = Field(default=1, ge=1, le=2)  # 2 = four-eyes
+    kyc_validity_days: int = Field(default=365, ge=1)
+    operator_country: str = "ID"  # customers from elsewhere are foreign
+    suspended_running: str = Field(default="drain", pattern="^(drain|keep)$")

@@ -74,9 +74,17 @@ def test_onboard_a_tenant_and_its_users(demo_server: Server) -> None:
         assert lease.json()["code"] == "denied"
         job = student.post(
             "/jobs",
-            json={"gpus": 1, "purpose": "coursework", "command": "python hw.py", "duration_s": 1},
+            json={
+                "gpus": 1,
+                "purpose": "education: coursework",
+                "command": "python hw.py",
+                "duration_s": 1,
+            },
         )
-        assert job.status_code == 201  # borrowed capacity: the lab has no lease
+        # no KYC case approved yet: the same procedure applies to every tenant
+        assert job.status_code == 403
+        assert job.json()["code"] == "not_approved"
+        assert "not approved" in job.json()["message"]
         assert student.get("/audit").status_code == 403
 
 

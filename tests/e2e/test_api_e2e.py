@@ -138,7 +138,12 @@ def test_cancel_a_queued_and_a_running_job(demo_server: Server) -> None:
     with demo_server.client("bank") as bank:
         long = bank.post(
             "/jobs",
-            json={"gpus": 8, "purpose": "credit risk models", "command": "run", "duration_s": 3600},
+            json={
+                "gpus": 8,
+                "purpose": "financial AI: credit risk models",
+                "command": "run",
+                "duration_s": 3600,
+            },
         ).json()
         wait_for(lambda: _job(bank, long["id"])["state"] == "running", 20, "start")
         cancelled = bank.post(f"/jobs/{long['id']}/cancel", json={"reason": "wrong data"})
@@ -186,7 +191,12 @@ def test_tenant_isolation(demo_server: Server) -> None:
 
 def test_idempotent_retries(demo_server: Server) -> None:
     key = str(uuid.uuid4())
-    body = {"gpus": 4, "purpose": "fraud detection", "command": "train", "duration_s": 1}
+    body = {
+        "gpus": 4,
+        "purpose": "financial AI: fraud detection",
+        "command": "train",
+        "duration_s": 1,
+    }
     with demo_server.client("bank") as bank:
         first = bank.post("/jobs", json=body, headers={"Idempotency-Key": key})
         second = bank.post("/jobs", json=body, headers={"Idempotency-Key": key})
@@ -209,14 +219,20 @@ def test_invalid_input_names_the_field_and_writes_nothing(demo_server: Server) -
     with demo_server.client("university") as uni:
         before = len(uni.get("/jobs", params={"limit": 5000}).json())
         cases = [
-            ({"gpus": 0, "purpose": "x", "command": "y"}, "gpus"),
+            ({"gpus": 0, "purpose": "education", "command": "y"}, "gpus"),
             ({"gpus": 4, "command": "y"}, "purpose"),
-            ({"gpus": 4, "purpose": "x", "command": "y", "colour": "red"}, "colour"),
-            ({"gpus": 4, "purpose": "x", "command": "y", "topology": "tight"}, "topology"),
-            ({"gpus": 6, "purpose": "x", "command": "y", "gpus_per_node": 4}, "gpus_per_node"),
-            ({"gpus": 80, "purpose": "x", "command": "y", "topology": "required"}, "gpus"),
-            ({"gpus": 4, "purpose": "x"}, "command"),
-            ({"gpus": 4, "purpose": "x", "command": "y", "lease_id": "lease-nope"}, "lease_id"),
+            ({"gpus": 4, "purpose": "education", "command": "y", "colour": "red"}, "colour"),
+            ({"gpus": 4, "purpose": "education", "command": "y", "topology": "tight"}, "topology"),
+            (
+                {"gpus": 6, "purpose": "education", "command": "y", "gpus_per_node": 4},
+                "gpus_per_node",
+            ),
+            ({"gpus": 80, "purpose": "education", "command": "y", "topology": "required"}, "gpus"),
+            ({"gpus": 4, "purpose": "education"}, "command"),
+            (
+                {"gpus": 4, "purpose": "education", "command": "y", "lease_id": "lease-nope"},
+                "lease_id",
+            ),
         ]
         for body, field in cases:
             response = uni.post("/jobs", json=body)
@@ -247,7 +263,7 @@ def test_concurrent_submissions_from_many_clients(demo_server: Server) -> None:
                     "/jobs",
                     json={
                         "gpus": 1,
-                        "purpose": "teaching",
+                        "purpose": "education",
                         "command": f"c{n}-{i}",
                         "duration_s": 0.5,
                     },

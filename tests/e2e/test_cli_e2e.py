@@ -53,7 +53,7 @@ def test_login_then_work_as_a_tenant(cli, demo_server: Server, tmp_path: Path) -
             "--gpus",
             "8",
             "--purpose",
-            "teaching",
+            "education",
             "--command",
             "python lab.py",
             "--duration",

@@ -67,7 +67,7 @@ def test_a_scheduler_process_beside_api_only_servers(
     api = start_server("--no-scheduler")
     with api.client("university") as uni:
         job = uni.post(
-            "/jobs", json={"gpus": 4, "purpose": "teaching", "command": "lab", "duration_s": 0.5}
+            "/jobs", json={"gpus": 4, "purpose": "education", "command": "lab", "duration_s": 0.5}
         ).json()
         time.sleep(1.0)
         waiting = uni.get(f"/jobs/{job['id']}").json()

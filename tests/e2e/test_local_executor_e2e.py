@@ -43,19 +43,23 @@ def test_local_executor_runs_commands(start_server: Callable[..., Server], tmp_p
             json={
                 "gpus": 8,
                 "gpus_per_node": 4,
-                "purpose": "credit scoring",
+                "purpose": "financial AI: credit scoring",
                 "command": 'echo "gpus=$CUDA_VISIBLE_DEVICES nodes=$GPULEASE_NODE_COUNT '
                 'job=$GPULEASE_JOB_ID purpose=$GPULEASE_PURPOSE"',
             },
         ).json()
         bad = bank.post(
             "/jobs",
-            json={"gpus": 1, "purpose": "credit scoring", "command": "echo failing >&2; exit 3"},
+            json={
+                "gpus": 1,
+                "purpose": "financial AI: credit scoring",
+                "command": "echo failing >&2; exit 3",
+            },
         ).json()
         done = _wait_state(bank, ok["id"], {"succeeded", "failed"})
         assert done["state"] == "succeeded", done
         text = bank.get(f"/jobs/{ok['id']}/logs").json()["text"]
-        assert f"gpus=0,1,2,3 nodes=2 job={ok['id']} purpose=credit scoring" in text
+        assert f"gpus=0,1,2,3 nodes=2 job={ok['id']} purpose=financial AI: credit scoring" in text
         failed = _wait_state(bank, bad["id"], {"succeeded", "failed"})
         assert failed["state"] == "failed"
         assert failed["exit_code"] == 3
@@ -66,7 +70,7 @@ def test_local_executor_runs_commands(start_server: Callable[..., Server], tmp_p
             "/jobs",
             json={
                 "gpus": 4,
-                "purpose": "credit scoring",
+                "purpose": "financial AI: credit scoring",
                 "command": f"echo $$ > {pid_file}; exec sleep 120",
             },
         ).json()

@@ -2,7 +2,8 @@
 
 * ``demo`` (root conftest): the demo's users with tokens, as of ``clock.now()``;
 * ``operator``, ``inftech``, ``bank``, ``university``: their principals;
-* ``outsider``: the admin of a fourth tenant that holds no lease;
+* ``officer``: the compliance officer;
+* ``outsider``: the admin of a fourth tenant that holds no lease (approved through KYC);
 * ``executor`` / ``scheduler``: a SimulatedExecutor and a LiveScheduler over ``ctx``.
 """
 
@@ -10,10 +11,11 @@ from __future__ import annotations
 
 import pytest
 
+from gpulease.compliance.policy import CUSTOMER_FIELDS
 from gpulease.domain.access import Principal, Role
 from gpulease.executors.simulated import SimulatedExecutor
 from gpulease.services import demo as demo_service
-from gpulease.services import identity
+from gpulease.services import identity, kyc
 from gpulease.services.context import ServiceContext
 from gpulease.services.scheduling import LiveScheduler
 
@@ -44,7 +46,12 @@ def university(ctx: ServiceContext, demo: list[demo_service.DemoUser]) -> Princi
 
 
 @pytest.fixture
-def outsider(ctx: ServiceContext, operator: Principal) -> Principal:
+def officer(ctx: ServiceContext, demo: list[demo_service.DemoUser]) -> Principal:
+    return _principal(ctx, demo, "compliance@indosat.example")
+
+
+@pytest.fixture
+def outsider(ctx: ServiceContext, operator: Principal, officer: Principal) -> Principal:
     tenant = identity.create_tenant(ctx, operator, name="Lease-less Labs", country="SG", kind="lab")
     _user, token = identity.create_user(
         ctx,
@@ -54,7 +61,20 @@ def outsider(ctx: ServiceContext, operator: Principal) -> Principal:
         role=Role.TENANT_ADMIN,
         tenant_id=tenant.id,
     )
-    return identity.authenticate(ctx, token)
+    admin = identity.authenticate(ctx, token)
+    # the same approval procedure as every tenant: submitted, screened, approved by an officer
+    case = kyc.submit_case(
+        ctx,
+        admin,
+        tenant.id,
+        kyc.CaseSubmission(
+            organization=kyc.PartyInput("Lease-less Labs", countries=("SG",)),
+            end_uses=("financial-services-ai", "scientific-computing"),
+            identification=dict.fromkeys(CUSTOMER_FIELDS, "given"),
+        ),
+    )
+    kyc.decide_case(ctx, officer, case.id, approve=True, reason="test: verified")
+    return admin
 
 
 @pytest.fixture

@@ -54,7 +54,9 @@ def test_node_going_down_while_a_start_is_applied(
 ) -> None:
     """A node taken down while the scheduler applies a start on it: either the start is
     dropped or the job is requeued; never a running job holding GPUs of a down node."""
-    job = jobs.submit(ctx, inftech, jobs.JobSubmission(8, "p", command="c", duration_s=600))
+    job = jobs.submit(
+        ctx, inftech, jobs.JobSubmission(8, "financial AI", command="c", duration_s=600)
+    )
     now = clock.now()
     topology = inventory.cached_topology(ctx, SITE)
     snap = scheduler._snapshot(SITE, now)

@@ -25,6 +25,7 @@ HTTP_STATUS: dict[str, int] = {
     "idempotency_mismatch": 422,
     "unauthenticated": 401,
     "denied": 403,
+    "not_approved": 403,
     "not_found": 404,
     "conflict": 409,
     "invalid_transition": 409,

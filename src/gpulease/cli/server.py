@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -24,6 +25,10 @@ def init_command(
     demo: Annotated[bool, typer.Option(help="Create the Jakarta demo site and tenants.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the tokens as JSON.")] = False,
     reset: Annotated[bool, typer.Option(help="Drop every table first (all data is lost).")] = False,
+    lists: Annotated[
+        Path | None,
+        typer.Option(help="With --demo: first import the screening lists of this folder."),
+    ] = None,
 ) -> None:
     """Create or upgrade the database schema; with --demo, create the reference case."""
     from gpulease.persistence import migrate
@@ -44,7 +49,7 @@ def init_command(
             return
         ctx = ServiceContext(db, settings)
         try:
-            users = create_demo(ctx)
+            users = create_demo(ctx, lists_dir=lists)
         except Conflict:
             raise Conflict(
                 "this database already has users; use --reset to recreate the demo"

@@ -8,18 +8,23 @@ and three tenants with approved, active leases:
 * Bank Nusantara Digital (ID), a local bank: 128 GPUs;
 * Universitas Teknologi Jakarta (ID), a university: 64 GPUs.
 
-The bank and the university are invented for the demo; the site, the racks' chain and INF
-Tech are the reported facts of the reference case. Returns every user's token (shown once).
+Every tenant goes through the same KYC procedure (submitted, screened against the imported
+lists, approved by the compliance officer) before its lease can activate. The bank and the
+university are invented for the demo; the site, the racks' chain and INF Tech are the
+reported facts of the reference case. Returns every user's token (shown once).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
 
+from gpulease.compliance.model import Address
 from gpulease.domain.access import Role
 from gpulease.domain.states import LeaseState
-from gpulease.services import identity, inventory, leases
+from gpulease.services import identity, inventory, kyc, leases, screening_lists
 from gpulease.services.context import ServiceContext
 
 SITE_ID = "jkt1"
@@ -59,6 +64,75 @@ TENANTS = (
     ("bank", "Bank Nusantara Digital", "ID", "bank", {"gpus": 128}),
     ("university", "Universitas Teknologi Jakarta", "ID", "university", {"gpus": 64}),
 )
+# The KYC case of each tenant. INF Tech's declared end uses are the reported ones; its owners
+# are not public, so the founder's stake and the employee platform below are invented.
+CASES: dict[str, kyc.CaseSubmission] = {
+    "inftech": kyc.CaseSubmission(
+        organization=kyc.PartyInput(
+            "INF Tech",
+            aliases=("INF Technology (Shanghai) Co., Ltd.",),
+            countries=("CN",),
+            identifiers=(("registration", "DEMO-SH-2021-0001"),),
+            addresses=(Address(city="Shanghai", country="CN"),),
+        ),
+        end_uses=("financial-services-ai", "health-research", "drug-discovery"),
+        end_use_statement="training models for financial AI and for health research "
+        "including drug discovery; no military research",
+        owners=(
+            kyc.OwnerInput(
+                "founder",
+                kyc.PartyInput("INF Tech founder (demo)", kind="person", countries=("US",)),
+                "tenant",
+                Decimal(60),
+            ),
+            kyc.OwnerInput(
+                "esop",
+                kyc.PartyInput("INF Tech employee platform (demo)", countries=("CN",)),
+                "tenant",
+                Decimal(40),
+            ),
+        ),
+        identification={
+            "name": "INF Tech",
+            "address": "Shanghai, CN",
+            "national_or_registration_id": "DEMO-SH-2021-0001",
+            "payment_means": "bank transfer",
+            "payment_source": "INF Tech",
+            "emails": ["admin@inftech.example"],
+            "phone_numbers": ["+86 21 0000 0000"],
+            "access_ips_with_times": [{"ip": "203.0.113.7", "at": "2026-01-05T02:00:00Z"}],
+        },
+    ),
+    "bank": kyc.CaseSubmission(
+        organization=kyc.PartyInput(
+            "Bank Nusantara Digital",
+            countries=("ID",),
+            identifiers=(("registration", "DEMO-JKT-0042"),),
+        ),
+        end_uses=("financial-services-ai",),
+        end_use_statement="credit risk and fraud detection models",
+        owners=(
+            kyc.OwnerInput(
+                "holding",
+                kyc.PartyInput("Nusantara Holdings (demo)", countries=("ID",)),
+                "tenant",
+                Decimal(100),
+            ),
+        ),
+        identification={"name": "Bank Nusantara Digital", "address": "Jakarta, ID"},
+    ),
+    "university": kyc.CaseSubmission(
+        organization=kyc.PartyInput("Universitas Teknologi Jakarta", countries=("ID",)),
+        end_uses=("education", "scientific-computing"),
+        end_use_statement="teaching and open research",
+        identification={"name": "Universitas Teknologi Jakarta", "address": "Jakarta, ID"},
+    ),
+}
+LIST_FILES = (  # (path under the lists folder, format)
+    ("ofac-sdn", "ofac-sdn"),
+    ("csl-legacy-sample.csv", "csl-csv"),
+    ("bis-denied-persons.tsv", "bis-dpl"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +144,11 @@ class DemoUser:
     token: str
 
 
-def create_demo(ctx: ServiceContext, *, lease_days: int = 365) -> list[DemoUser]:
+def create_demo(
+    ctx: ServiceContext, *, lease_days: int = 365, lists_dir: Path | None = None
+) -> list[DemoUser]:
+    """Create the demo; with ``lists_dir`` (``../shared/lists``), import its screening lists
+    first so the tenants are screened against them."""
     now = ctx.now()
     admin, admin_token = identity.bootstrap_operator(
         ctx, name="Indosat operations", email="ops@indosat.example"
@@ -86,6 +164,13 @@ def create_demo(ctx: ServiceContext, *, lease_days: int = 365) -> list[DemoUser]
         tenant_id=None,
     )
     users.append(DemoUser(officer.name, officer.email, officer.role, None, officer_token))
+    if lists_dir is not None:
+        officer_p = identity.principal_of(officer)
+        for name, fmt in LIST_FILES:
+            if (lists_dir / name).exists():
+                screening_lists.import_list(
+                    ctx, officer_p, lists_dir / name, fmt, label=f"demo import of {name}"
+                )
     inventory.register_site(
         ctx,
         operator,
@@ -110,6 +195,14 @@ def create_demo(ctx: ServiceContext, *, lease_days: int = 365) -> list[DemoUser]
             tenant_id=tenant.id,
         )
         users.append(DemoUser(user.name, user.email, user.role, tenant.name, token))
+        case = kyc.submit_case(ctx, identity.principal_of(user), tenant.id, CASES[key])
+        kyc.decide_case(
+            ctx,
+            identity.principal_of(officer),
+            case.id,
+            approve=True,
+            reason="demo: identity, owners and end uses verified",
+        )
         lease = leases.request_lease(
             ctx,
             identity.principal_of(user),

@@ -109,6 +109,7 @@ def bootstrap_operator(ctx: ServiceContext, *, name: str, email: str) -> tuple[U
     """Create the first operator-admin of an empty installation (refused once users exist)."""
     now = ctx.now()
     with ctx.db.transaction() as tx:
+        tx.lock("bootstrap-operator")  # two first starts at once make one operator, not two
         if tx.first(tx.select(User)) is not None:
             raise Conflict("this installation already has users; ask an operator-admin")
         user = User(

@@ -18,9 +18,9 @@ from gpulease.domain.errors import InvalidRequest
 from gpulease.domain.models import JobSpec, PriorityClass, TopologyMode, TopologyRequest
 from gpulease.domain.states import JobState, LeaseState
 from gpulease.persistence.db import Tx
-from gpulease.persistence.tables import GpuAllocation, Job, JobLog, Lease, Tenant
+from gpulease.persistence.tables import GpuAllocation, Job, JobLog, Lease
 from gpulease.scheduler.placement import never_fits
-from gpulease.services import audit, runs
+from gpulease.services import audit, kyc, runs
 from gpulease.services.context import ServiceContext, new_id
 from gpulease.services.idempotency import Idempotent, once
 from gpulease.services.inventory import cached_topology, default_site
@@ -107,7 +107,7 @@ def submit(
         raise InvalidRequest(impossible.message, field="gpus")
 
     def create(tx: Tx) -> Job:
-        tx.require(Tenant, tenant_id, "tenant")
+        kyc.check_admission(ctx, tx, tenant_id, sub.purpose)
         if sub.lease_id is not None:
             lease = tx.get(Lease, sub.lease_id)
             if lease is None or lease.tenant_id != tenant_id:

@@ -31,6 +31,7 @@ from gpulease.persistence.tables import Lease, MaintenanceWindow, Node, Site, Te
 from gpulease.services import audit
 from gpulease.services.context import ServiceContext, new_id
 from gpulease.services.idempotency import Idempotent, once
+from gpulease.services.standing import is_approved, why_not
 
 LEASE_AUDIT_FIELDS = ("state", "state_reason", "gpus", "start", "end", "price")
 MAX_LEASE = timedelta(days=3 * 366)
@@ -173,6 +174,39 @@ def active_guarantees(tx: Tx, site_id: str, now: datetime) -> list[Lease]:
     )
 
 
+HELD_FOR_APPROVAL = "the tenant is not approved"
+
+
+def follow_standing(tx: Tx, tenant: Tenant, now: datetime, actor: str) -> None:
+    """A tenant's leases follow its standing: suspended while it is not approved, active
+    again once it is (only those suspended for that reason; an operator's own suspension
+    stays)."""
+    rows = tx.all(
+        tx.select(Lease).where(
+            Lease.tenant_id == tenant.id,
+            Lease.state.in_([LeaseState.ACTIVE.value, LeaseState.SUSPENDED.value]),
+        )
+    )
+    approved = is_approved(tenant, now)
+    for lease in rows:
+        if not approved and lease.state == LeaseState.ACTIVE:
+            _move(
+                tx,
+                lease,
+                LeaseState.SUSPENDED,
+                now,
+                actor,
+                f"{HELD_FOR_APPROVAL}: {why_not(tenant)}",
+            )
+        elif (
+            approved
+            and lease.state == LeaseState.SUSPENDED
+            and lease.state_reason.startswith(HELD_FOR_APPROVAL)
+            and now < lease.end
+        ):
+            _move(tx, lease, LeaseState.ACTIVE, now, actor, "the tenant is approved again")
+
+
 # --------------------------------------------------------------------------- helpers
 def _advance(tx: Tx, lease: Lease, now: datetime, actor: str) -> int:
     steps = 0
@@ -180,6 +214,22 @@ def _advance(tx: Tx, lease: Lease, now: datetime, actor: str) -> int:
     if state is LeaseState.APPROVED:
         _move(tx, lease, LeaseState.SCHEDULED, now, actor, "capacity reserved in the calendar")
         state, steps = LeaseState.SCHEDULED, steps + 1
+    if state is LeaseState.SCHEDULED and lease.start <= now < lease.end:
+        tenant = tx.require(Tenant, lease.tenant_id, "tenant")
+        if not is_approved(tenant, now):
+            reason = f"waiting: {HELD_FOR_APPROVAL} ({why_not(tenant)})"
+            if lease.state_reason != reason:
+                lease.state_reason = reason
+                audit.record(
+                    tx,
+                    at=now,
+                    actor=actor,
+                    action="lease.held",
+                    subject_type="lease",
+                    subject_id=lease.id,
+                    reason=reason,
+                )
+            return steps
     if state is LeaseState.SCHEDULED and lease.start <= now:
         _move(tx, lease, LeaseState.ACTIVE, now, actor, "lease window began")
         state, steps = LeaseState.ACTIVE, steps + 1

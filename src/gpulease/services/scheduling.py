@@ -43,14 +43,16 @@ from gpulease.persistence.tables import (
     Node,
     SchedulerStatus,
     Site,
+    Tenant,
 )
 from gpulease.scheduler.engine import Decisions, Scheduler, SchedulerConfig
 from gpulease.scheduler.ordering import make_policy
 from gpulease.scheduler.state import SchedulerState
-from gpulease.services import audit, leases, runs
+from gpulease.services import audit, kyc, leases, runs
 from gpulease.services.context import ServiceContext
 from gpulease.services.inventory import SiteTopology, cached_topology, placement_lock
 from gpulease.services.jobs import log_path, spec_of
+from gpulease.services.standing import is_approved, why_not
 
 log = logging.getLogger("gpulease.scheduler")
 ACTOR = "scheduler"
@@ -90,6 +92,7 @@ class LiveScheduler:
     # ------------------------------------------------------------------ one pass
     def tick(self) -> list[PassReport]:
         now = self.ctx.now()
+        kyc.expire(self.ctx, now)
         leases.tick(self.ctx, now)
         completions = self.executor.poll(now)
         reports = []
@@ -103,8 +106,11 @@ class LiveScheduler:
         report = PassReport(site_id)
         topology = cached_topology(self.ctx, site_id)
         self._finish(site_id, completions, report)
+        held = self._held_tenants(now)
+        for job_id, reason in self._hold(site_id, now, held, report):
+            self.executor.stop(job_id, reason)
         self._reconcile(site_id, now, report)
-        snap = self._snapshot(site_id, now)
+        snap = self._snapshot(site_id, now, frozenset(held))
         state = self._rebuild(topology, snap)
         policy = make_policy(self.ctx.settings.policy)
         decisions = Scheduler(policy, self.scheduler_config).step(state, to_seconds(now))
@@ -173,8 +179,47 @@ class LiveScheduler:
                     )
                     report.requeued.append(job.id)
 
+    # ------------------------------------------------------- admission (compliance)
+    def _held_tenants(self, now: datetime) -> dict[str, str]:
+        """Tenants whose work may not start (not approved, suspended, expired), with why."""
+        with self.ctx.db.transaction(write=False) as tx:
+            return {
+                t.id: f"held: the tenant is not approved ({why_not(t)})"
+                for t in tx.all(tx.select(Tenant))
+                if not is_approved(t, now)
+            }
+
+    def _hold(
+        self, site_id: str, now: datetime, held: dict[str, str], report: PassReport
+    ) -> list[tuple[str, str]]:
+        """Say why held tenants' queued jobs wait; drain their running jobs if so set."""
+        if not held:
+            return []
+        stops: list[tuple[str, str]] = []
+        drain = self.ctx.settings.suspended_running == "drain"
+        with self.ctx.db.transaction() as tx:
+            rows = tx.all(
+                tx.select(Job).where(
+                    Job.site_id == site_id,
+                    Job.tenant_id.in_(list(held)),
+                    Job.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]),
+                )
+            )
+            for job in rows:
+                reason = held[job.tenant_id]
+                if job.state == JobState.QUEUED and job.wait_reason != reason:
+                    job.wait_reason = reason
+                elif job.state == JobState.RUNNING and drain:
+                    runs.stop_run(tx, job, now, JobState.QUEUED, reason=reason, actor=ACTOR)
+                    job.wait_reason = reason
+                    stops.append((job.id, reason))
+                    report.requeued.append(job.id)
+        return stops
+
     # ---------------------------------------------------------------- steps 4-5
-    def _snapshot(self, site_id: str, now: datetime) -> Snapshot:
+    def _snapshot(
+        self, site_id: str, now: datetime, held: frozenset[str] = frozenset()
+    ) -> Snapshot:
         with self.ctx.db.transaction(write=False) as tx:
             jobs = tx.all(
                 tx.select(Job)
@@ -184,6 +229,9 @@ class LiveScheduler:
                 )
                 .order_by(Job.submitted_at, Job.id)
             )
+            # A held tenant's queued jobs are not offered to the core; its running jobs,
+            # when kept, still hold their GPUs.
+            jobs = [j for j in jobs if j.tenant_id not in held or j.state == JobState.RUNNING]
             nodes = tx.all(tx.select(Node).where(Node.site_id == site_id))
             running_ids = [j.id for j in jobs if j.state == JobState.RUNNING]
             placements: dict[str, dict[str, int]] = defaultdict(dict)

@@ -1,0 +1,748 @@
+"""KYC: one approval procedure for every tenant, recorded step by step and enforced.
+
+The procedure (``KycState``): a tenant (or the operator for it) **submits** a case: the
+organisation's identity, its owners up the chain with their shares, its officers, the end
+uses it declares and the customer-identification fields. The case is **screened** at once:
+every party of the case against the current lists (``compliance.matching``), the tenant's
+ownership under the 50 % rules and red-flag thresholds in force (``compliance.ownership``
+through the effective policy), its declared end uses (``compliance.end_uses``), its country
+tier, and the customer-identification fields the policy requires for a foreign customer. The
+outcome (clear / review / block, with every reason) goes to **needs_review**: nothing is ever
+approved without a compliance officer (two distinct officers when four-eyes is set). A
+blocked case can only be rejected. Approval sets the tenant's standing (approved end uses,
+expiry) beside the tenant row, which is what admission checks read.
+
+Re-screening: a new list import re-screens every approved or pending case; a new hit (an
+entry not seen at approval, or a worse verdict) sends an approved case back to screening and
+review and **suspends** the tenant (queued jobs held, running jobs drained or kept by
+configuration, active leases suspended). An approval that expires does the same. No path
+skips a step: the transition table allows none, and every step writes an audit record in its
+transaction, naming the policy packs in force and the list snapshots used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from gpulease.compliance.end_uses import PurposeOutcome, check_purpose, is_end_use
+from gpulease.compliance.matching import Outcome, decide
+from gpulease.compliance.model import Address, Party, PartyKind
+from gpulease.compliance.ownership import (
+    ControlEdge,
+    ControlRole,
+    ListedParty,
+    OwnershipEdge,
+    Verdict,
+    restriction_for_entry,
+)
+from gpulease.compliance.policy import EffectivePolicy, PolicySet
+from gpulease.domain.access import Principal, Role
+from gpulease.domain.errors import Conflict, Denied, InvalidRequest
+from gpulease.domain.states import KYC_TRANSITIONS, KycState, transition
+from gpulease.persistence.db import Tx
+from gpulease.persistence.tables import (
+    AccessRecord,
+    ControlRow,
+    KycCase,
+    KycDecision,
+    OwnershipRow,
+    PartyRow,
+    Tenant,
+)
+from gpulease.services import audit, leases
+from gpulease.services.context import ServiceContext, new_id
+from gpulease.services.screening_lists import current_lists
+from gpulease.services.standing import is_approved
+
+OPEN_STATES = frozenset({KycState.SUBMITTED, KycState.SCREENING, KycState.NEEDS_REVIEW})
+CASE_FIELDS = ("state", "state_reason", "verdict", "round", "end_uses", "expires_at")
+
+
+class NotApproved(Denied):
+    """The tenant is not approved (or not for this purpose): the work is refused."""
+
+    code = "not_approved"
+
+
+@dataclass(frozen=True, slots=True)
+class PartyInput:
+    name: str
+    kind: str = "organization"
+    aliases: tuple[str, ...] = ()
+    countries: tuple[str, ...] = ()
+    identifiers: tuple[tuple[str, str], ...] = ()
+    addresses: tuple[Address, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerInput:
+    """``ref`` names this owner inside the submission; ``owns`` is ``"tenant"`` or a ref."""
+
+    ref: str
+    party: PartyInput
+    owns: str
+    percent: Decimal
+    since: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OfficerInput:
+    party: PartyInput
+    role: str
+    of: str = "tenant"
+
+
+@dataclass(frozen=True, slots=True)
+class CaseSubmission:
+    organization: PartyInput
+    end_uses: tuple[str, ...]
+    end_use_statement: str = ""
+    owners: tuple[OwnerInput, ...] = ()
+    officers: tuple[OfficerInput, ...] = ()
+    identification: dict[str, Any] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------- policy
+def policy_on(ctx: ServiceContext, moment: datetime) -> EffectivePolicy:
+    found = ctx.cache.get("policy_set")
+    if not isinstance(found, PolicySet):
+        found = PolicySet.builtin(ctx.settings.policy_files)
+        ctx.cache["policy_set"] = found
+    return found.evaluate(moment.date())
+
+
+# ----------------------------------------------------------------------- submit
+def submit_case(
+    ctx: ServiceContext, actor: Principal, tenant_id: str, sub: CaseSubmission
+) -> KycCase:
+    """Record a case and screen it at once; it then waits for an officer."""
+    actor.require(
+        Role.TENANT_ADMIN,
+        Role.OPERATOR_ADMIN,
+        Role.COMPLIANCE_OFFICER,
+        action="submitting a KYC case",
+    )
+    actor.check_visible(tenant_id, "tenant", tenant_id)
+    _validate(sub)
+    now = ctx.now()
+    with ctx.db.transaction() as tx:
+        tenant = tx.require(Tenant, tenant_id, "tenant", for_update=True)
+        open_case = tx.first(
+            tx.select(KycCase).where(
+                KycCase.tenant_id == tenant_id, KycCase.state.in_([s.value for s in OPEN_STATES])
+            )
+        )
+        if open_case is not None:
+            raise Conflict(
+                f"tenant {tenant.name} already has case {open_case.id} "
+                f"({open_case.state}); wait for its decision",
+                case_id=open_case.id,
+            )
+        party = _add_party(tx, sub.organization, now, tenant_id=tenant_id)
+        refs = {"tenant": party.id}
+        for owner in sub.owners:
+            refs[owner.ref] = _add_party(tx, owner.party, now).id
+        for owner in sub.owners:
+            tx.add(
+                OwnershipRow(
+                    owner_id=refs[owner.ref],
+                    owned_id=refs[owner.owns],
+                    percent=owner.percent,
+                    since=_day(owner.since),
+                    until=None,
+                    evidence="declared at onboarding",
+                )
+            )
+        for officer in sub.officers:
+            person = _add_party(tx, officer.party, now)
+            tx.add(ControlRow(person_id=person.id, org_id=refs[officer.of], role=officer.role))
+        case = KycCase(
+            id=new_id("kyc"),
+            tenant_id=tenant_id,
+            party_id=party.id,
+            state=KycState.SUBMITTED.value,
+            state_reason="submitted for screening",
+            end_uses=list(sub.end_uses),
+            end_use_statement=sub.end_use_statement,
+            identification=dict(sub.identification),
+            verdict="",
+            screening=None,
+            policy_versions=[],
+            lists_screened=[],
+            approvals_needed=ctx.settings.kyc_approvals,
+            round=0,
+            submitted_by=actor.user_id,
+            submitted_at=now,
+        )
+        tx.add(case)
+        audit.record(
+            tx,
+            at=now,
+            actor=actor.user_id,
+            action="kyc.submit",
+            subject_type="tenant",
+            subject_id=tenant_id,
+            after={
+                "case_id": case.id,
+                "party_id": party.id,
+                "owners": len(sub.owners),
+                "officers": len(sub.officers),
+                "end_uses": list(sub.end_uses),
+            },
+            reason=sub.end_use_statement[:500],
+        )
+    return screen_case(ctx, actor.user_id, case.id)
+
+
+def screen_case(ctx: ServiceContext, actor: str, case_id: str) -> KycCase:
+    """Screen a submitted (or re-opened) case and put it before an officer."""
+    now = ctx.now()
+    policy = policy_on(ctx, now)
+    lists = current_lists(ctx, policy.screening_lists or None)
+    with ctx.db.transaction() as tx:
+        case = tx.require(KycCase, case_id, "kyc case", for_update=True)
+        if KycState(case.state) in (
+            KycState.SUBMITTED,
+            KycState.APPROVED,
+            KycState.EXPIRED,
+            KycState.NEEDS_REVIEW,
+        ):
+            _move(
+                tx,
+                case,
+                KycState.SCREENING,
+                now,
+                actor,
+                f"screening against {', '.join(lists.labels) or 'no lists (none imported)'}",
+            )
+        result = _screen(ctx, tx, case, policy, lists.index, now)
+        case.screening = result
+        case.verdict = result["verdict"]
+        case.policy_versions = list(policy.packs)
+        case.lists_screened = list(lists.snapshot_ids)
+        case.screened_at = now
+        case.round += 1
+        _move(
+            tx,
+            case,
+            KycState.NEEDS_REVIEW,
+            now,
+            actor,
+            f"screening verdict {result['verdict']}: " + "; ".join(result["reasons"])[:800],
+        )
+    return case
+
+
+# --------------------------------------------------------------------- decisions
+def decide_case(
+    ctx: ServiceContext,
+    officer: Principal,
+    case_id: str,
+    *,
+    approve: bool,
+    reason: str,
+    end_uses: Iterable[str] | None = None,
+) -> KycCase:
+    """An officer's approval or rejection. Approval of a blocked case is refused."""
+    officer.require(Role.COMPLIANCE_OFFICER, action="deciding a KYC case")
+    if not reason.strip():
+        raise InvalidRequest("say why (the decision is recorded with its reason)", field="reason")
+    now = ctx.now()
+    with ctx.db.transaction() as tx:
+        case = tx.require(KycCase, case_id, "kyc case", for_update=True)
+        if case.state != KycState.NEEDS_REVIEW:
+            raise Conflict(f"case {case_id} is {case.state}, not needs_review", case_id=case_id)
+        tenant = tx.require(Tenant, case.tenant_id, "tenant", for_update=True)
+        if approve:
+            _check_approvable(case)
+            if end_uses is not None:
+                narrowed = list(dict.fromkeys(end_uses))
+                outside = [u for u in narrowed if u not in case.end_uses]
+                if outside:
+                    raise InvalidRequest(
+                        f"{', '.join(outside)} was not declared in the case", field="end_uses"
+                    )
+                case.end_uses = narrowed
+        same_round = tx.all(
+            tx.select(KycDecision).where(
+                KycDecision.case_id == case.id, KycDecision.screening_round == case.round
+            )
+        )
+        if any(d.officer_id == officer.user_id for d in same_round):
+            raise Conflict(
+                "you already decided this case in this round; four-eyes needs another officer",
+                case_id=case_id,
+            )
+        tx.add(
+            KycDecision(
+                case_id=case.id,
+                officer_id=officer.user_id,
+                decision="approve" if approve else "reject",
+                reason=reason,
+                screening_round=case.round,
+                at=now,
+            )
+        )
+        audit.record(
+            tx,
+            at=now,
+            actor=officer.user_id,
+            action="kyc.approve" if approve else "kyc.reject",
+            subject_type="tenant",
+            subject_id=tenant.id,
+            after={"case_id": case.id, "round": case.round},
+            reason=reason,
+        )
+        if not approve:
+            _move(tx, case, KycState.REJECTED, now, officer.user_id, reason)
+            _set_standing(
+                tx, tenant, "rejected", f"rejected by an officer: {reason}", now, officer.user_id
+            )
+            return case
+        approvals = 1 + sum(1 for d in same_round if d.decision == "approve")
+        if approvals < case.approvals_needed:
+            case.state_reason = (
+                f"{approvals} of {case.approvals_needed} approvals; four-eyes needs another officer"
+            )
+            return case
+        _move(tx, case, KycState.APPROVED, now, officer.user_id, reason)
+        case.decided_at = now
+        case.expires_at = now + timedelta(days=ctx.settings.kyc_validity_days)
+        tenant.approved_end_uses = list(case.end_uses)
+        tenant.approval_case_id = case.id
+        tenant.approval_expires_at = case.expires_at
+        _set_standing(
+            tx,
+            tenant,
+            "approved",
+            f"approved for {', '.join(case.end_uses)} until {case.expires_at:%Y-%m-%d}",
+            now,
+            officer.user_id,
+        )
+    return case
+
+
+def _check_approvable(case: KycCase) -> None:
+    result = case.screening or {}
+    if case.verdict == "block":
+        raise Denied("cannot approve a blocked case: " + "; ".join(result.get("reasons", [])))
+    missing = result.get("missing_fields", [])
+    if missing:
+        raise Denied("cannot approve: customer identification lacks " + ", ".join(missing))
+
+
+# ----------------------------------------------------------------- re-screening
+@dataclass(frozen=True, slots=True)
+class Rescreen:
+    case_id: str
+    tenant_id: str
+    outcome: str  # unchanged / reopened / suspended
+    reason: str
+
+
+def rescreen_all(ctx: ServiceContext, actor: str, why: str) -> list[Rescreen]:
+    """Re-screen every approved or pending case (after a list import or a policy change)."""
+    with ctx.db.transaction(write=False) as tx:
+        cases = tx.all(
+            tx.select(KycCase)
+            .where(KycCase.state.in_([KycState.APPROVED.value, KycState.NEEDS_REVIEW.value]))
+            .order_by(KycCase.id)
+        )
+    return [_rescreen(ctx, actor, case.id, why) for case in cases]
+
+
+def _rescreen(ctx: ServiceContext, actor: str, case_id: str, why: str) -> Rescreen:
+    now = ctx.now()
+    policy = policy_on(ctx, now)
+    lists = current_lists(ctx, policy.screening_lists or None)
+    with ctx.db.transaction() as tx:
+        case = tx.require(KycCase, case_id, "kyc case", for_update=True)
+        before = case.screening or {}
+        result = _screen(ctx, tx, case, policy, lists.index, now)
+        new_hits = sorted(set(result["hit_keys"]) - set(before.get("hit_keys", [])))
+        worse = _rank(result["verdict"]) > _rank(case.verdict)
+        tenant = tx.require(Tenant, case.tenant_id, "tenant", for_update=True)
+        if case.state == KycState.APPROVED and not (new_hits or worse):
+            case.screening, case.screened_at = result, now
+            case.lists_screened = list(lists.snapshot_ids)
+            audit.record(
+                tx,
+                at=now,
+                actor=actor,
+                action="kyc.rescreen",
+                subject_type="tenant",
+                subject_id=case.tenant_id,
+                after={"case_id": case.id, "new_hits": 0},
+                reason=f"{why}: no new hit",
+            )
+            return Rescreen(case.id, case.tenant_id, "unchanged", "no new hit")
+        words = (
+            f"new hit(s) {', '.join(new_hits)}"
+            if new_hits
+            else f"verdict {case.verdict or 'none'} -> {result['verdict']}"
+        )
+        reason = f"{why}: {words}"
+        _move(tx, case, KycState.SCREENING, now, actor, reason)
+        case.screening, case.verdict, case.screened_at = result, result["verdict"], now
+        case.policy_versions = list(policy.packs)
+        case.lists_screened = list(lists.snapshot_ids)
+        case.round += 1
+        _move(tx, case, KycState.NEEDS_REVIEW, now, actor, reason)
+        outcome = "reopened"
+        if tenant.approval == "approved":
+            _set_standing(
+                tx, tenant, "suspended", f"suspended pending review: {reason}", now, actor
+            )
+            outcome = "suspended"
+    return Rescreen(case.id, case.tenant_id, outcome, reason)
+
+
+def expire(ctx: ServiceContext, now: datetime) -> list[str]:
+    """Approvals past their expiry go back to screening; their tenants are suspended."""
+    with ctx.db.transaction(write=False) as tx:
+        due = [
+            c.id
+            for c in tx.all(
+                tx.select(KycCase).where(
+                    KycCase.state == KycState.APPROVED.value, KycCase.expires_at <= now
+                )
+            )
+        ]
+    for case_id in due:
+        with ctx.db.transaction() as tx:
+            case = tx.require(KycCase, case_id, "kyc case", for_update=True)
+            if case.state != KycState.APPROVED:
+                continue
+            reason = f"approval expired on {case.expires_at:%Y-%m-%d}"
+            _move(tx, case, KycState.EXPIRED, now, "scheduler", reason)
+            tenant = tx.require(Tenant, case.tenant_id, "tenant", for_update=True)
+            _set_standing(
+                tx, tenant, "suspended", f"suspended: {reason}; re-screening", now, "scheduler"
+            )
+        screen_case(ctx, "scheduler", case_id)
+    return due
+
+
+# ---------------------------------------------------------------- admission
+def check_admission(ctx: ServiceContext, tx: Tx, tenant_id: str, purpose: str) -> str:
+    """Refuse work of a tenant that is not approved, or for a purpose outside its approval;
+    return the end-use code the purpose declares."""
+    tenant = tx.require(Tenant, tenant_id, "tenant")
+    now = ctx.now()
+    if not is_approved(tenant, now):
+        raise NotApproved(
+            f"tenant {tenant.name} is not approved: "
+            f"{tenant.approval_reason or 'no KYC case has been approved'}",
+            tenant_id=tenant_id,
+            approval=tenant.approval,
+        )
+    decision = check_purpose(purpose, tenant.approved_end_uses, policy_on(ctx, now))
+    if decision.outcome is not PurposeOutcome.ALLOW:
+        raise NotApproved(decision.reason, field="purpose", outcome=decision.outcome.value)
+    return decision.code or ""
+
+
+# ------------------------------------------------------------------ queries
+def get_case(ctx: ServiceContext, actor: Principal, case_id: str) -> KycCase:
+    with ctx.db.transaction(write=False) as tx:
+        case = tx.require(KycCase, case_id, "kyc case")
+    actor.check_visible(case.tenant_id, "kyc case", case_id)
+    return case
+
+
+def list_cases(ctx: ServiceContext, actor: Principal, state: str | None = None) -> list[KycCase]:
+    with ctx.db.transaction(write=False) as tx:
+        query = tx.select(KycCase).order_by(KycCase.submitted_at.desc())
+        if not actor.is_operator:
+            query = query.where(KycCase.tenant_id == actor.tenant_id)
+        if state is not None:
+            query = query.where(KycCase.state == KycState(state).value)
+        return tx.all(query)
+
+
+# ------------------------------------------------------------------ helpers
+def _screen(
+    ctx: ServiceContext,
+    tx: Tx,
+    case: KycCase,
+    policy: EffectivePolicy,
+    index: Any,
+    now: datetime,
+) -> dict[str, Any]:
+    settings = ctx.settings
+    edges = tx.all(tx.select(OwnershipRow))
+    controls = tx.all(tx.select(ControlRow))
+    members = _members(case.party_id, edges, controls)
+    parties = {p.id: p for p in tx.all(tx.select(PartyRow).where(PartyRow.id.in_(members)))}
+    reasons: list[str] = []
+    verdict = "clear"
+    listed: list[ListedParty] = []
+    party_results = []
+    hit_keys: list[str] = []
+    for pid in sorted(parties, key=lambda p: (p != case.party_id, parties[p].name)):
+        row = parties[pid]
+        hits = index.screen(
+            _model(row),
+            review_threshold=settings.review_threshold,
+            block_threshold=settings.block_threshold,
+        )
+        found = decide(hits, settings.review_threshold, settings.block_threshold)
+        hit_keys += [f"{h.entry.source}:{h.entry.entry_id}" for h in found.hits]
+        level = restriction_for_entry(found.hits[0].entry) if found.hits else None
+        if found.outcome is Outcome.BLOCK and level is not None:
+            listed.append(
+                ListedParty(
+                    pid, level, f"{found.hits[0].entry.source} {found.hits[0].entry.entry_id}"
+                )
+            )
+        if found.outcome is not Outcome.CLEAR:
+            reasons.append(f"{row.name}: {found.reason}")
+            verdict = _worse(verdict, "review")
+        party_results.append(
+            {
+                "party_id": pid,
+                "name": row.name,
+                "outcome": found.outcome.value,
+                "reason": found.reason,
+                "hits": [
+                    {
+                        "source": h.entry.source,
+                        "entry_id": h.entry.entry_id,
+                        "listed_name": h.listed_name,
+                        "our_name": h.our_name,
+                        "score": round(h.score, 1),
+                        "identifier_match": h.identifier_match,
+                        "programs": list(h.entry.programs),
+                        "list_name": h.entry.list_name,
+                        "features": [
+                            {"name": f.name, "detail": f.detail, "weight": f.weight}
+                            for f in h.features
+                        ],
+                    }
+                    for h in found.hits[:5]
+                ],
+            }
+        )
+    as_of = now.date()
+    assessment = policy.assess_ownership(
+        case.party_id,
+        ownership=[
+            OwnershipEdge(
+                e.owner_id,
+                e.owned_id,
+                e.percent,
+                e.since.date() if e.since else None,
+                e.until.date() if e.until else None,
+            )
+            for e in edges
+            if e.owner_id in members and e.owned_id in members
+        ],
+        listed=listed,
+        control=[
+            ControlEdge(c.person_id, c.org_id, ControlRole(c.role))
+            for c in controls
+            if c.org_id in members
+        ],
+        headquarters={p.id: p.countries[0] for p in parties.values() if p.countries},
+        names={p.id: p.name for p in parties.values()},
+    )
+    if assessment.verdict is Verdict.RESTRICTED:
+        verdict = "block"
+        reasons.append(assessment.reason)
+    elif assessment.verdict is Verdict.FLAGGED:
+        verdict = _worse(verdict, "review")
+        reasons += [f.reason for f in assessment.flags]
+    tenant_party = parties[case.party_id]
+    country = tenant_party.countries[0] if tenant_party.countries else ""
+    tier = policy.country_tier(country) if country else None
+    if tier is not None and tier.licence_required:
+        verdict = "block"
+        reasons.append(
+            f"{country} is a tier-{tier.tier} country: a licence is required "
+            f"({', '.join(tier.rules)})"
+        )
+    end_use_results = []
+    for code in case.end_uses:
+        decision = check_purpose(code, case.end_uses, policy)
+        end_use_results.append(decision.record())
+        if decision.outcome is PurposeOutcome.REFUSE:
+            verdict = "block"
+            reasons.append(decision.reason)
+    if case.end_use_statement:
+        statement = check_purpose(
+            f"{case.end_uses[0]}: {case.end_use_statement}", case.end_uses, policy
+        )
+        if statement.outcome is PurposeOutcome.REVIEW:
+            verdict = _worse(verdict, "review")
+            reasons.append(f"end-use statement: {statement.reason}")
+    foreign = country.upper() != settings.operator_country.upper()
+    provided = {k for k, v in case.identification.items() if v}
+    if tx.first(tx.select(AccessRecord).where(AccessRecord.tenant_id == case.tenant_id)):
+        provided.add("access_ips_with_times")
+    missing = list(policy.missing_customer_fields(provided, foreign=foreign))
+    if missing:
+        verdict = _worse(verdict, "review")
+        reasons.append("customer identification lacks " + ", ".join(missing))
+    if not reasons:
+        reasons.append("no hit, no ownership link to a restricted party, end uses allowed")
+    return {
+        "verdict": verdict,
+        "reasons": reasons,
+        "parties": party_results,
+        "hit_keys": sorted(set(hit_keys)),
+        "ownership": assessment.record(),
+        "end_uses": end_use_results,
+        "missing_fields": missing,
+        "foreign": foreign,
+        "country_tier": None
+        if tier is None
+        else {"tier": tier.tier, "licence_required": tier.licence_required},
+        "policy": policy.record(),
+        "as_of": as_of.isoformat(),
+    }
+
+
+def _members(root: str, edges: list[OwnershipRow], controls: list[ControlRow]) -> set[str]:
+    """The root, its owners up the chain, and the officers of any of them."""
+    owners: dict[str, list[str]] = {}
+    for edge in edges:
+        owners.setdefault(edge.owned_id, []).append(edge.owner_id)
+    found, todo = {root}, [root]
+    while todo:
+        for owner in owners.get(todo.pop(), []):
+            if owner not in found:
+                found.add(owner)
+                todo.append(owner)
+    found |= {c.person_id for c in controls if c.org_id in found}
+    return found
+
+
+def _model(row: PartyRow) -> Party:
+    return Party(
+        id=row.id,
+        kind=PartyKind(row.kind),
+        name=row.name,
+        aliases=tuple(row.aliases),
+        countries=tuple(row.countries),
+        identifiers=tuple((k, v) for k, v in row.identifiers),
+        addresses=tuple(Address(**a) for a in row.addresses),
+    )
+
+
+def _add_party(tx: Tx, data: PartyInput, now: datetime, tenant_id: str | None = None) -> PartyRow:
+    row = PartyRow(
+        id=new_id("party"),
+        kind=PartyKind(data.kind).value,
+        name=data.name.strip(),
+        aliases=list(data.aliases),
+        countries=[c.upper() for c in data.countries],
+        identifiers=[[k, v] for k, v in data.identifiers],
+        addresses=[
+            {
+                "street": a.street,
+                "city": a.city,
+                "region": a.region,
+                "postal_code": a.postal_code,
+                "country": a.country,
+            }
+            for a in data.addresses
+        ],
+        tenant_id=tenant_id,
+        created_at=now,
+    )
+    tx.add(row)
+    tx.flush()
+    return row
+
+
+def _validate(sub: CaseSubmission) -> None:
+    if not sub.organization.name.strip():
+        raise InvalidRequest("the organisation needs a name", field="organization.name")
+    if not sub.end_uses:
+        raise InvalidRequest("declare at least one end use", field="end_uses")
+    unknown = [u for u in sub.end_uses if not is_end_use(u)]
+    if unknown:
+        raise InvalidRequest(f"unknown end use(s): {', '.join(unknown)}", field="end_uses")
+    refs = {"tenant"} | {o.ref for o in sub.owners}
+    if len(refs) != len(sub.owners) + 1:
+        raise InvalidRequest("each owner needs a distinct ref (and not 'tenant')", field="owners")
+    for owner in sub.owners:
+        if owner.owns not in refs or owner.owns == owner.ref:
+            raise InvalidRequest(
+                f"owner {owner.ref}: owns {owner.owns!r}, which is neither "
+                "'tenant' nor another owner's ref",
+                field="owners",
+            )
+        if not Decimal(0) < owner.percent <= Decimal(100):
+            raise InvalidRequest(f"owner {owner.ref}: percent must be in (0, 100]", field="owners")
+    for officer in sub.officers:
+        if officer.of not in refs:
+            raise InvalidRequest(f"officer of {officer.of!r}: unknown ref", field="officers")
+        ControlRole(officer.role)
+    for item in (
+        sub.organization,
+        *(o.party for o in sub.owners),
+        *(o.party for o in sub.officers),
+    ):
+        PartyKind(item.kind)
+
+
+def _move(tx: Tx, case: KycCase, target: KycState, now: datetime, actor: str, reason: str) -> None:
+    before = audit.fields_of(case, CASE_FIELDS)
+    case.state = transition(
+        KYC_TRANSITIONS, KycState(case.state), target, subject=f"case {case.id}"
+    ).value
+    case.state_reason = reason[:1000]
+    audit.record(
+        tx,
+        at=now,
+        actor=actor,
+        action=f"kyc.{target.value}",
+        subject_type="tenant",
+        subject_id=case.tenant_id,
+        before=before,
+        after=audit.fields_of(case, CASE_FIELDS)
+        | {
+            "case_id": case.id,
+            "policy": list(case.policy_versions),
+            "lists": list(case.lists_screened),
+        },
+        reason=reason,
+    )
+
+
+def _set_standing(
+    tx: Tx, tenant: Tenant, approval: str, reason: str, now: datetime, actor: str
+) -> None:
+    """Change a tenant's standing; its leases follow (suspended unless approved)."""
+    before = audit.fields_of(tenant, ("approval", "approval_reason"))
+    tenant.approval = approval
+    tenant.approval_reason = reason[:1000]
+    audit.record(
+        tx,
+        at=now,
+        actor=actor,
+        action=f"tenant.{approval}",
+        subject_type="tenant",
+        subject_id=tenant.id,
+        before=before,
+        after=audit.fields_of(tenant, ("approval", "approval_reason")),
+        reason=reason,
+    )
+    leases.follow_standing(tx, tenant, now, actor)
+
+
+def _rank(verdict: str) -> int:
+    return {"": 0, "clear": 0, "review": 1, "block": 2}.get(verdict, 0)
+
+
+def _worse(a: str, b: str) -> str:
+    return a if _rank(a) >= _rank(b) else b
+
+
+def _day(value: date | None) -> datetime | None:
+    return None if value is None else datetime(value.year, value.month, value.day, tzinfo=UTC)
