@@ -23,6 +23,7 @@ log = logging.getLogger("gpulease.api")
 HTTP_STATUS: dict[str, int] = {
     "invalid_request": 422,
     "idempotency_mismatch": 422,
+    "invalid_list": 422,
     "unauthenticated": 401,
     "denied": 403,
     "not_approved": 403,

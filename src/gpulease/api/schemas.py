@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -231,3 +232,120 @@ class AuditOut(Out):
     before: dict[str, object] | None
     after: dict[str, object] | None
     reason: str
+
+
+# --------------------------------------------------------------------- compliance
+class AddressIn(Strict):
+    street: str = ""
+    city: str = ""
+    region: str = ""
+    postal_code: str = ""
+    country: str = ""
+
+
+class PartyIn(Strict):
+    name: str = Field(min_length=1, max_length=500)
+    kind: Literal["organization", "person"] = "organization"
+    aliases: list[str] = Field(default_factory=list)
+    countries: list[str] = Field(default_factory=list, description="ISO 3166 alpha-2")
+    identifiers: dict[str, str] = Field(
+        default_factory=dict, description="e.g. registration, lei, tax"
+    )
+    addresses: list[AddressIn] = Field(default_factory=list)
+
+
+class OwnerIn(Strict):
+    ref: str = Field(min_length=1, max_length=64, description="names this owner in the case")
+    party: PartyIn
+    owns: str = Field(default="tenant", description="'tenant' or another owner's ref")
+    percent: Decimal = Field(gt=0, le=100)
+    since: date | None = None
+
+
+class OfficerIn(Strict):
+    party: PartyIn
+    role: Literal["director", "officer", "supervisor", "legal_representative", "trustee", "other"]
+    of: str = "tenant"
+
+
+class KycCaseCreate(Strict):
+    tenant_id: str | None = Field(default=None, description="operators: for which tenant")
+    organization: PartyIn
+    end_uses: list[str] = Field(min_length=1, description="codes from GET /end-uses")
+    end_use_statement: str = Field(default="", max_length=5000)
+    owners: list[OwnerIn] = Field(default_factory=list)
+    officers: list[OfficerIn] = Field(default_factory=list)
+    identification: dict[str, object] = Field(default_factory=dict)
+
+
+class KycDecisionIn(Strict):
+    reason: str = Field(min_length=1, max_length=1000)
+    end_uses: list[str] | None = Field(default=None, description="approve only these")
+
+
+class KycCaseOut(Out):
+    id: str
+    tenant_id: str
+    party_id: str
+    state: str
+    state_reason: str
+    verdict: str
+    end_uses: list[str]
+    end_use_statement: str
+    identification: dict[str, object]
+    screening: dict[str, object] | None
+    policy_versions: list[str]
+    lists_screened: list[str]
+    approvals_needed: int
+    round: int
+    submitted_by: str
+    submitted_at: datetime
+    screened_at: datetime | None
+    decided_at: datetime | None
+    expires_at: datetime | None
+
+
+class RescreenIn(Strict):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class RescreenOut(BaseModel):
+    case_id: str
+    tenant_id: str
+    outcome: str
+    reason: str
+
+
+class ListSnapshotOut(Out):
+    id: str
+    source: str
+    format: str
+    label: str
+    checksum: str
+    entries: int
+    counts: dict[str, object]
+    current: bool
+    imported_at: datetime
+    imported_by: str
+
+
+class ListImportOut(BaseModel):
+    snapshot: ListSnapshotOut
+    replaces: str | None
+    added: int
+    removed: int
+    changed: int
+    rescreened: list[RescreenOut]
+
+
+class ListDiffOut(BaseModel):
+    added: list[dict[str, object]]
+    removed: list[dict[str, object]]
+    changed: list[dict[str, object]]
+
+
+class EndUseOut(BaseModel):
+    code: str
+    label: str
+    prohibited: bool
+    description: str

@@ -85,6 +85,11 @@ class ApiClient:
         clean = {k: v for k, v in (body or {}).items() if v is not None}
         return self._send("POST", path, json=clean, headers=headers)
 
+    def upload(self, path: str, files: dict[str, bytes], form: dict[str, str]) -> Any:
+        """POST files as multipart form data (list imports)."""
+        parts = [("files", (name, data)) for name, data in files.items()]
+        return self._send("POST", path, files=parts, data=form)
+
     def _send(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)

@@ -18,13 +18,14 @@ from gpulease.compliance.lists import snapshot as snapshots
 from gpulease.compliance.matching import ScreeningIndex
 from gpulease.compliance.model import Address, ListEntry, PartyKind
 from gpulease.domain.access import OPERATOR_ROLES, Principal, Role
-from gpulease.domain.errors import Conflict, NotFound
+from gpulease.domain.errors import Conflict, InvalidRequest, NotFound
 from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import ListEntryRow, ListSnapshotRow
 from gpulease.services import audit
 from gpulease.services.context import ServiceContext, new_id
 
 IMPORTERS = (Role.OPERATOR_ADMIN, Role.COMPLIANCE_OFFICER)
+OFAC_FILES = ("sdn.csv", "alt.csv", "add.csv")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,14 +67,36 @@ def import_list(
     label: str = "",
     published: str = "",
 ) -> ImportReport:
+    """Import a list file (a folder of sdn.csv, alt.csv, add.csv for ``ofac-sdn``)."""
+    if not path.exists():
+        raise InvalidRequest(f"no such file or folder: {path}", field="path")
+    if fmt == "ofac-sdn":
+        base = path if path.is_dir() else path.parent
+        files = {n: (base / n).read_bytes() for n in OFAC_FILES if (base / n).is_file()}
+    else:
+        files = {path.name: path.read_bytes()} if path.is_file() else {}
+    return import_files(ctx, actor, files, fmt, label=label, published=published)
+
+
+def import_files(
+    ctx: ServiceContext,
+    actor: Principal,
+    files: dict[str, bytes],
+    fmt: str,
+    *,
+    label: str = "",
+    published: str = "",
+) -> ImportReport:
+    """Import a list from its files' bytes (an upload); see the module docstring."""
     actor.require(*IMPORTERS, action="importing a screening list")
-    parsed = snapshots.load(path, fmt, version_label=label, published=published)
+    parsed = snapshots.snapshot_from_bytes(fmt, files, version_label=label, published=published)
     now = ctx.now()
     with ctx.db.transaction() as tx:
         tx.lock(f"list-import:{parsed.source}")
         same = tx.first(
             tx.select(ListSnapshotRow).where(
-                ListSnapshotRow.source == parsed.source, ListSnapshotRow.checksum == parsed.checksum
+                ListSnapshotRow.source == parsed.source,
+                ListSnapshotRow.checksum == parsed.checksum,
             )
         )
         if same is not None:
@@ -137,7 +160,7 @@ def import_list(
                 "changed": len(change.changed),
                 "replaces": previous.id if previous else None,
             },
-            reason=f"imported from {path.name}",
+            reason=f"imported from {', '.join(sorted(files))}",
         )
     return ImportReport(
         row,
