@@ -27,14 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from gpulease.executors.slurm_cluster import LocalSlurmCluster
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile of already sorted values (q in 0..100)."""
-    if not sorted_values:
-        return float("nan")
-    rank = max(1, min(len(sorted_values), round(q / 100.0 * len(sorted_values) + 0.5)))
-    return sorted_values[rank - 1]
+from gpulease.sim.metrics import percentile
 
 
 def submit_all(

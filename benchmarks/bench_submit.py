@@ -36,13 +36,10 @@ import httpx
 import psycopg
 from psycopg import sql
 
+from gpulease.sim.metrics import percentile
+
 ROOT = Path(__file__).resolve().parents[1]
 PG = "host=127.0.0.1 port=5432 user=postgres"
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    rank = max(1, min(len(sorted_values), round(q / 100.0 * len(sorted_values) + 0.5)))
-    return sorted_values[rank - 1]
 
 
 def create_pg_database() -> tuple[str, str]:

@@ -23,6 +23,12 @@ class ErrorOut(BaseModel):
     details: dict[str, object]
 
 
+# The error answers every authenticated route may give, for the OpenAPI document.
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorOut} for code in (401, 403, 404, 409, 422)
+}
+
+
 # ------------------------------------------------------------------- leases
 class LeaseCreate(Strict):
     site_id: str | None = Field(default=None, description="default: the only/first site")

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Query
 
 from gpulease.api.deps import Ctx, Me
 from gpulease.api.schemas import (
+    ERROR_RESPONSES,
     AuditOut,
-    ErrorOut,
     MaintenanceCreate,
     MaintenanceOut,
     TenantCreate,
@@ -23,24 +23,21 @@ from gpulease.domain.access import Role
 from gpulease.services import audit, identity, inventory
 
 router = APIRouter(tags=["administration"])
-ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorOut} for code in (401, 403, 404, 409, 422)
-}
 
 
-@router.post("/tenants", status_code=201, response_model=TenantOut, responses=ERRORS)
+@router.post("/tenants", status_code=201, response_model=TenantOut, responses=ERROR_RESPONSES)
 def create_tenant(body: TenantCreate, ctx: Ctx, me: Me) -> TenantOut:
     """Operator: register a client organisation."""
     tenant = identity.create_tenant(ctx, me, name=body.name, country=body.country, kind=body.kind)
     return TenantOut.model_validate(tenant)
 
 
-@router.get("/tenants", response_model=list[TenantOut], responses=ERRORS)
+@router.get("/tenants", response_model=list[TenantOut], responses=ERROR_RESPONSES)
 def list_tenants(ctx: Ctx, me: Me) -> list[TenantOut]:
     return [TenantOut.model_validate(t) for t in identity.list_tenants(ctx, me)]
 
 
-@router.post("/users", status_code=201, response_model=UserCreated, responses=ERRORS)
+@router.post("/users", status_code=201, response_model=UserCreated, responses=ERROR_RESPONSES)
 def create_user(body: UserCreate, ctx: Ctx, me: Me) -> UserCreated:
     """Create a user and its first token (shown once). Tenant admins create their members."""
     user, token = identity.create_user(
@@ -54,14 +51,19 @@ def create_user(body: UserCreate, ctx: Ctx, me: Me) -> UserCreated:
     return UserCreated(user=UserOut.model_validate(user), token=token)
 
 
-@router.post("/users/{user_id}/tokens", status_code=201, response_model=TokenOut, responses=ERRORS)
+@router.post(
+    "/users/{user_id}/tokens", status_code=201, response_model=TokenOut, responses=ERROR_RESPONSES
+)
 def issue_token(user_id: str, ctx: Ctx, me: Me) -> TokenOut:
     """Issue another token for a user (yourself, or as an admin)."""
     return TokenOut(token=identity.issue_token(ctx, me, user_id))
 
 
 @router.post(
-    "/nodes/{node_id}/maintenance", status_code=201, response_model=MaintenanceOut, responses=ERRORS
+    "/nodes/{node_id}/maintenance",
+    status_code=201,
+    response_model=MaintenanceOut,
+    responses=ERROR_RESPONSES,
 )
 def plan_maintenance(node_id: str, body: MaintenanceCreate, ctx: Ctx, me: Me) -> MaintenanceOut:
     """Operator: plan a node's maintenance; the calendar will not sell its GPUs meanwhile."""
@@ -69,7 +71,7 @@ def plan_maintenance(node_id: str, body: MaintenanceCreate, ctx: Ctx, me: Me) ->
     return MaintenanceOut.model_validate(window)
 
 
-@router.get("/audit", response_model=list[AuditOut], responses=ERRORS)
+@router.get("/audit", response_model=list[AuditOut], responses=ERROR_RESPONSES)
 def audit_trail(
     ctx: Ctx,
     me: Me,

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Form, Query, UploadFile
 
 from gpulease.api.deps import Ctx, Me
 from gpulease.api.schemas import (
+    ERROR_RESPONSES,
     EndUseOut,
-    ErrorOut,
     KycCaseCreate,
     KycCaseOut,
     KycDecisionIn,
@@ -29,9 +29,6 @@ from gpulease.services import kyc, screening_lists
 from gpulease.services.screening_lists import entry_to_json
 
 router = APIRouter(tags=["compliance"])
-ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorOut} for code in (401, 403, 404, 409, 422)
-}
 MAX_UPLOAD = 200 * 1024 * 1024
 
 
@@ -46,7 +43,7 @@ def _party(p: PartyIn) -> kyc.PartyInput:
     )
 
 
-@router.post("/kyc/cases", status_code=201, response_model=KycCaseOut, responses=ERRORS)
+@router.post("/kyc/cases", status_code=201, response_model=KycCaseOut, responses=ERROR_RESPONSES)
 def submit_case(body: KycCaseCreate, ctx: Ctx, me: Me) -> KycCaseOut:
     """Submit a tenant's case (identity, owners, officers, end uses); it is screened at once
     and then waits for a compliance officer."""
@@ -64,7 +61,7 @@ def submit_case(body: KycCaseCreate, ctx: Ctx, me: Me) -> KycCaseOut:
     return KycCaseOut.model_validate(kyc.submit_case(ctx, me, tenant_id, submission))
 
 
-@router.get("/kyc/cases", response_model=list[KycCaseOut], responses=ERRORS)
+@router.get("/kyc/cases", response_model=list[KycCaseOut], responses=ERROR_RESPONSES)
 def list_cases(
     ctx: Ctx, me: Me, state: Annotated[KycState | None, Query()] = None
 ) -> list[KycCaseOut]:
@@ -72,12 +69,12 @@ def list_cases(
     return [KycCaseOut.model_validate(c) for c in cases]
 
 
-@router.get("/kyc/cases/{case_id}", response_model=KycCaseOut, responses=ERRORS)
+@router.get("/kyc/cases/{case_id}", response_model=KycCaseOut, responses=ERROR_RESPONSES)
 def show_case(case_id: str, ctx: Ctx, me: Me) -> KycCaseOut:
     return KycCaseOut.model_validate(kyc.get_case(ctx, me, case_id))
 
 
-@router.post("/kyc/cases/{case_id}/approve", response_model=KycCaseOut, responses=ERRORS)
+@router.post("/kyc/cases/{case_id}/approve", response_model=KycCaseOut, responses=ERROR_RESPONSES)
 def approve_case(case_id: str, body: KycDecisionIn, ctx: Ctx, me: Me) -> KycCaseOut:
     """Compliance officer: approve (optionally for fewer end uses than declared)."""
     case = kyc.decide_case(
@@ -86,14 +83,14 @@ def approve_case(case_id: str, body: KycDecisionIn, ctx: Ctx, me: Me) -> KycCase
     return KycCaseOut.model_validate(case)
 
 
-@router.post("/kyc/cases/{case_id}/reject", response_model=KycCaseOut, responses=ERRORS)
+@router.post("/kyc/cases/{case_id}/reject", response_model=KycCaseOut, responses=ERROR_RESPONSES)
 def reject_case(case_id: str, body: KycDecisionIn, ctx: Ctx, me: Me) -> KycCaseOut:
     return KycCaseOut.model_validate(
         kyc.decide_case(ctx, me, case_id, approve=False, reason=body.reason)
     )
 
 
-@router.post("/kyc/rescreen", response_model=list[RescreenOut], responses=ERRORS)
+@router.post("/kyc/rescreen", response_model=list[RescreenOut], responses=ERROR_RESPONSES)
 def rescreen(body: RescreenIn, ctx: Ctx, me: Me) -> list[RescreenOut]:
     """Compliance officer: re-screen every approved or pending case now."""
     me.require(*screening_lists.IMPORTERS, action="re-screening tenants")
@@ -103,7 +100,7 @@ def rescreen(body: RescreenIn, ctx: Ctx, me: Me) -> list[RescreenOut]:
     ]
 
 
-@router.post("/lists", status_code=201, response_model=ListImportOut, responses=ERRORS)
+@router.post("/lists", status_code=201, response_model=ListImportOut, responses=ERROR_RESPONSES)
 async def import_list(
     ctx: Ctx,
     me: Me,
@@ -143,12 +140,12 @@ def _import(ctx: Ctx, me: Me, contents: dict[str, bytes], fmt: str, label: str) 
     )
 
 
-@router.get("/lists", response_model=list[ListSnapshotOut], responses=ERRORS)
+@router.get("/lists", response_model=list[ListSnapshotOut], responses=ERROR_RESPONSES)
 def list_snapshots(ctx: Ctx, me: Me) -> list[ListSnapshotOut]:
     return [ListSnapshotOut.model_validate(r) for r in screening_lists.list_snapshots(ctx, me)]
 
 
-@router.get("/lists/{old_id}/diff/{new_id}", response_model=ListDiffOut, responses=ERRORS)
+@router.get("/lists/{old_id}/diff/{new_id}", response_model=ListDiffOut, responses=ERROR_RESPONSES)
 def diff_lists(old_id: str, new_id: str, ctx: Ctx, me: Me) -> ListDiffOut:
     change = screening_lists.diff_snapshots(ctx, me, old_id, new_id)
     return ListDiffOut(
@@ -161,7 +158,7 @@ def diff_lists(old_id: str, new_id: str, ctx: Ctx, me: Me) -> ListDiffOut:
     )
 
 
-@router.get("/policy", responses=ERRORS)
+@router.get("/policy", responses=ERROR_RESPONSES)
 def policy(ctx: Ctx, me: Me, as_of: Annotated[date | None, Query()] = None) -> dict[str, object]:
     """The policy packs and rules in force on a day (default: today), and those that are not."""
     moment = ctx.now()

@@ -8,7 +8,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from gpulease.api.deps import Ctx, IdempotencyKey, Me
-from gpulease.api.schemas import AllocationOut, ErrorOut, JobCancel, JobCreate, JobLogsOut, JobOut
+from gpulease.api.schemas import (
+    ERROR_RESPONSES,
+    AllocationOut,
+    JobCancel,
+    JobCreate,
+    JobLogsOut,
+    JobOut,
+)
 from gpulease.domain.states import JobState
 from gpulease.persistence.tables import Job
 from gpulease.services import jobs
@@ -16,9 +23,6 @@ from gpulease.services.context import ServiceContext
 from gpulease.services.idempotency import Idempotent
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
-ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorOut} for code in (401, 403, 404, 409, 422)
-}
 _SUBMISSION_FIELDS = {f.name for f in fields(jobs.JobSubmission)}
 
 
@@ -32,7 +36,7 @@ def job_out(job: Job, ctx: ServiceContext | None = None) -> JobOut:
     return out
 
 
-@router.post("", status_code=201, response_model=JobOut, responses=ERRORS)
+@router.post("", status_code=201, response_model=JobOut, responses=ERROR_RESPONSES)
 def submit_job(body: JobCreate, ctx: Ctx, me: Me, idempotency_key: IdempotencyKey = None) -> JobOut:
     """Queue a gang job; it starts when the scheduler finds it room (see ``wait_reason``)."""
     values = body.model_dump()
@@ -41,7 +45,7 @@ def submit_job(body: JobCreate, ctx: Ctx, me: Me, idempotency_key: IdempotencyKe
     return job_out(jobs.submit(ctx, me, submission, idem))
 
 
-@router.get("", response_model=list[JobOut], responses=ERRORS)
+@router.get("", response_model=list[JobOut], responses=ERROR_RESPONSES)
 def list_jobs(
     ctx: Ctx,
     me: Me,
@@ -55,17 +59,17 @@ def list_jobs(
     return [job_out(job) for job in found]
 
 
-@router.get("/{job_id}", response_model=JobOut, responses=ERRORS)
+@router.get("/{job_id}", response_model=JobOut, responses=ERROR_RESPONSES)
 def show_job(job_id: str, ctx: Ctx, me: Me) -> JobOut:
     return job_out(jobs.get_job(ctx, me, job_id), ctx)
 
 
-@router.post("/{job_id}/cancel", response_model=JobOut, responses=ERRORS)
+@router.post("/{job_id}/cancel", response_model=JobOut, responses=ERROR_RESPONSES)
 def cancel_job(job_id: str, ctx: Ctx, me: Me, body: JobCancel | None = None) -> JobOut:
     return job_out(jobs.cancel(ctx, me, job_id, body.reason if body else ""), ctx)
 
 
-@router.get("/{job_id}/logs", response_model=JobLogsOut, responses=ERRORS)
+@router.get("/{job_id}/logs", response_model=JobLogsOut, responses=ERROR_RESPONSES)
 def job_logs(job_id: str, ctx: Ctx, me: Me) -> JobLogsOut:
     job = jobs.get_job(ctx, me, job_id)
     return JobLogsOut(job_id=job.id, state=job.state, text=jobs.logs(ctx, me, job_id))

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from gpulease.api.deps import Ctx, IdempotencyKey, Me
-from gpulease.api.schemas import ErrorOut, LeaseCreate, LeaseDecision, LeaseOut
+from gpulease.api.schemas import ERROR_RESPONSES, LeaseCreate, LeaseDecision, LeaseOut
 from gpulease.domain.states import LeaseState
 from gpulease.persistence.tables import Lease
 from gpulease.services import leases
@@ -15,9 +15,6 @@ from gpulease.services.idempotency import Idempotent
 from gpulease.services.inventory import default_site
 
 router = APIRouter(prefix="/leases", tags=["leases"])
-ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorOut} for code in (401, 403, 404, 409, 422)
-}
 
 
 def lease_out(lease: Lease) -> LeaseOut:
@@ -39,7 +36,7 @@ def lease_out(lease: Lease) -> LeaseOut:
     )
 
 
-@router.post("", status_code=201, response_model=LeaseOut, responses=ERRORS)
+@router.post("", status_code=201, response_model=LeaseOut, responses=ERROR_RESPONSES)
 def request_lease(
     body: LeaseCreate, ctx: Ctx, me: Me, idempotency_key: IdempotencyKey = None
 ) -> LeaseOut:
@@ -56,7 +53,7 @@ def request_lease(
     return lease_out(leases.request_lease(ctx, me, req, idem))
 
 
-@router.get("", response_model=list[LeaseOut], responses=ERRORS)
+@router.get("", response_model=list[LeaseOut], responses=ERROR_RESPONSES)
 def list_leases(
     ctx: Ctx, me: Me, state: Annotated[LeaseState | None, Query()] = None
 ) -> list[LeaseOut]:
@@ -66,7 +63,7 @@ def list_leases(
     ]
 
 
-@router.get("/{lease_id}", response_model=LeaseOut, responses=ERRORS)
+@router.get("/{lease_id}", response_model=LeaseOut, responses=ERROR_RESPONSES)
 def show_lease(lease_id: str, ctx: Ctx, me: Me) -> LeaseOut:
     return lease_out(leases.get_lease(ctx, me, lease_id))
 
@@ -78,7 +75,9 @@ def _decision(action: str, target: LeaseState, doc: str) -> None:
 
     endpoint.__doc__ = doc
     endpoint.__name__ = f"{action}_lease"
-    router.post(f"/{{lease_id}}/{action}", response_model=LeaseOut, responses=ERRORS)(endpoint)
+    router.post(f"/{{lease_id}}/{action}", response_model=LeaseOut, responses=ERROR_RESPONSES)(
+        endpoint
+    )
 
 
 _decision("approve", LeaseState.APPROVED, "Operator: approve a requested lease.")

@@ -7,14 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from gpulease.api.deps import Ctx, Me
-from gpulease.api.schemas import ErrorOut, NodeOut, NodeStateChange
+from gpulease.api.schemas import ERROR_RESPONSES, NodeOut, NodeStateChange
 from gpulease.domain.states import NodeState
 from gpulease.services import inventory
 
 router = APIRouter(prefix="/nodes", tags=["nodes"])
-ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorOut} for code in (401, 403, 404, 409, 422)
-}
 
 
 def node_out(view: inventory.NodeView) -> NodeOut:
@@ -34,7 +31,7 @@ def node_out(view: inventory.NodeView) -> NodeOut:
     )
 
 
-@router.get("", response_model=list[NodeOut], responses=ERRORS)
+@router.get("", response_model=list[NodeOut], responses=ERROR_RESPONSES)
 def list_nodes(
     ctx: Ctx,
     me: Me,
@@ -45,7 +42,7 @@ def list_nodes(
     return [node_out(v) for v in views]
 
 
-@router.post("/{node_id}/state", response_model=NodeOut, responses=ERRORS)
+@router.post("/{node_id}/state", response_model=NodeOut, responses=ERROR_RESPONSES)
 def change_state(node_id: str, body: NodeStateChange, ctx: Ctx, me: Me) -> NodeOut:
     """Operator: drain, take down (its jobs are requeued) or bring back a node."""
     inventory.set_node_state(ctx, me, node_id, NodeState(body.state), body.reason)
