@@ -24,7 +24,14 @@ from dataclasses import dataclass, field, replace
 from gpulease.domain.states import JobState
 from gpulease.scheduler.backfill import Reservation, ends_before_shadow, may_backfill, reserve
 from gpulease.scheduler.ordering import OrderContext, OrderingPolicy, Queueing
-from gpulease.scheduler.placement import FreeMap, Placement, WaitCode, WaitReason, place
+from gpulease.scheduler.placement import (
+    FreeMap,
+    Placement,
+    WaitCode,
+    WaitReason,
+    place,
+    racks_spanned,
+)
 from gpulease.scheduler.preemption import Ranked, choose_victims, usable
 from gpulease.scheduler.quota import Tier, classify, guarantees_at, next_guarantee_change
 from gpulease.scheduler.running_index import RunningIndex
@@ -153,17 +160,26 @@ class Scheduler:
             soon = pools.soon
             if soon.total and free.total + soon.total >= spec.gpus:
                 later = place(spec, pools.merged(), domain=domain)
+                if not isinstance(later, WaitReason) and soon.total >= spec.gpus:
+                    # Released GPUs alone, if they do as well, leave free ones to jobs that
+                    # can start now (or to a guaranteed job that counts on them).
+                    only_soon = place(spec, soon, domain=domain)
+                    if not isinstance(only_soon, WaitReason) and racks_spanned(
+                        state.cluster, only_soon
+                    ) <= racks_spanned(state.cluster, later):
+                        later = only_soon
                 if not isinstance(later, WaitReason):
                     pools.earmark(later)
                     self._wait(decisions, record, _preempting_reason(spec.gpus))
                     continue
-            # Preempt worse-ranked work?
+            # Preempt worse-ranked work? With a grace period the job waits for its victims
+            # anyway, so GPUs already being released (and not earmarked) count with theirs.
             candidates = self._candidates(state, tiered, excluded)
             found = choose_victims(
                 spec,
                 ranked,
                 candidates,
-                free,
+                pools.merged() if config.preemption_grace_s > 0 and soon.total else free,
                 schedulable,
                 policy_preemptive=policy.preemptive,
                 domain=domain,
