@@ -195,9 +195,15 @@ class Scheduler:
         hopeless = visit.hopeless
         dropped: list[_HeapItem] = []
         clears = visit.clears
+        pools = visit.pools
+        free, soon = pools.free, pools.soon
         while heap:
             item = heap[0]
             key, pos, prefix, shape, group = item
+            if not free.total and not soon.total and not self._may_preempt_any(visit, shape[0]):
+                # Nothing free, nothing being released unclaimed, and no running job ranks
+                # below this one: every job left (ranked at least as low) only waits.
+                break
             if shape in hopeless:
                 heapq.heappop(heap)
                 dropped.append(item)
@@ -224,6 +230,13 @@ class Scheduler:
                         submit, seq, _ = entries[pos]
                         heapq.heappush(heap, ((*prefix, submit, seq), pos, prefix, shape, group))
                 dropped.clear()
+
+    def _may_preempt_any(self, visit: _Visit, coarse: tuple[float, ...]) -> bool:
+        """Does some running job (not already leaving) rank below ``coarse``? If not,
+        ``choose_victims`` stops at its first candidate for this job and every later one."""
+        for worst in self._candidates(visit.state, visit.tiered, visit.excluded):
+            return worst.coarse > coarse
+        return False
 
     def _candidates(
         self, state: SchedulerState, tiered: list[Ranked] | None, excluded: set[str]
@@ -425,18 +438,23 @@ class _Visit:
         state = self.state
         soon = pools.soon
         if soon.total and free.total + soon.total >= spec.gpus:
-            later = place(spec, pools.merged(), domain=domain)
-            if not isinstance(later, WaitReason) and soon.total >= spec.gpus:
-                # Released GPUs alone, if they do as well, leave free ones to jobs that can
-                # start now (or to a guaranteed job that counts on them with its victims).
-                only_soon = place(spec, soon, domain=domain)
-                if not isinstance(only_soon, WaitReason) and racks_spanned(
-                    state.cluster, only_soon
-                ) <= racks_spanned(state.cluster, later):
-                    later = only_soon
+            # Released GPUs alone, if they do as well as with free ones (no more racks),
+            # leave free ones to jobs that can start now or count on them.
+            later: Placement | WaitReason = _UNEXPLAINED
+            if soon.total >= spec.gpus:
+                later = place(spec, soon, domain=domain)
+            cluster = state.cluster
+            if isinstance(later, WaitReason) or racks_spanned(cluster, later) > 1:
+                mixed = place(spec, pools.merged(), domain=domain)
+                if isinstance(later, WaitReason) or (
+                    not isinstance(mixed, WaitReason)
+                    and racks_spanned(cluster, mixed) < racks_spanned(cluster, later)
+                ):
+                    later = mixed
             if not isinstance(later, WaitReason):
                 pools.earmark(later)
-                scheduler._wait(decisions, record, _preempting_reason(spec.gpus))
+                if self.explain:
+                    scheduler._wait(decisions, record, _preempting_reason(spec.gpus))
                 return
         # Preempt worse-ranked work? With a grace period the job waits for its victims
         # anyway, so GPUs already being released (and not earmarked) count with theirs.

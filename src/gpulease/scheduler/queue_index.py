@@ -18,9 +18,8 @@ different state object is indexed from scratch.
 
 from __future__ import annotations
 
+import bisect
 import weakref
-
-from sortedcontainers import SortedList
 
 from gpulease.domain.models import JobSpec, TopologyMode
 from gpulease.scheduler.ordering import OrderingPolicy, SplitKey
@@ -50,7 +49,9 @@ class QueueGroup:
         self.coarse = coarse
         self.tenant = tenant
         self.shape = shape
-        self.entries: SortedList = SortedList()
+        # A plain sorted list: arrivals append at the end, starts leave near the front;
+        # indexing it in the merge costs far less than a SortedList's.
+        self.entries: list[Entry] = []
 
 
 class QueueIndex:
@@ -94,12 +95,17 @@ class QueueIndex:
             coarse = (float(-spec.priority), *self._policy.preempt_key(record, now))
             group = self.groups[key] = QueueGroup(static, coarse, spec.tenant, key[2])
         entry: Entry = (spec.submit_time, record.seq, spec.id)
-        group.entries.add(entry)
+        entries = group.entries
+        if not entries or entries[-1] < entry:
+            entries.append(entry)
+        else:
+            bisect.insort(entries, entry)
         self._where[spec.id] = (key, entry)
 
     def _remove(self, job_id: str) -> None:
         key, entry = self._where.pop(job_id)
         group = self.groups[key]
-        group.entries.remove(entry)
-        if not group.entries:
+        entries = group.entries
+        del entries[bisect.bisect_left(entries, entry)]
+        if not entries:
             del self.groups[key]
