@@ -20,7 +20,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from gpulease.domain.models import TopologyMode
 from gpulease.domain.states import JobState
@@ -188,7 +188,9 @@ class Scheduler:
             if tenant_key is None:
                 tenant_key = tenant_keys[group.tenant] = split.tenant_key(group.tenant, ctx)
             prefix = (borrowed, *group.static, *tenant_key)
-            shape: _Shape = ((borrowed, *group.coarse), *group.shape)
+            shape: _Shape = group.memo  # type: ignore[assignment]
+            if shape is None:
+                shape = group.memo = ((borrowed, *group.coarse), *group.shape)
             submit, seq, _ = group.entries[0]
             heap.append(((*prefix, submit, seq), 0, prefix, shape, group))
         heapq.heapify(heap)
@@ -234,9 +236,12 @@ class Scheduler:
     def _may_preempt_any(self, visit: _Visit, coarse: tuple[float, ...]) -> bool:
         """Does some running job (not already leaving) rank below ``coarse``? If not,
         ``choose_victims`` stops at its first candidate for this job and every later one."""
-        for worst in self._candidates(visit.state, visit.tiered, visit.excluded):
-            return worst.coarse > coarse
-        return False
+        excluded = visit.excluded
+        if visit.worst is None or visit.worst[0] != len(excluded):  # excluded only grows
+            found = next(iter(self._candidates(visit.state, visit.tiered, excluded)), None)
+            visit.worst = (len(excluded), None if found is None else found.coarse)
+        worst = visit.worst[1]
+        return worst is not None and worst > coarse
 
     def _candidates(
         self, state: SchedulerState, tiered: list[Ranked] | None, excluded: set[str]
@@ -300,7 +305,7 @@ class Scheduler:
             if walltime is not None:
                 wake = min(wake, now + walltime - record.run_time)
             if queue_left:
-                change = self.policy.next_key_change(replace(record, run_start=now), now)
+                change = self.policy.next_key_change(_started_at(record, now), now)
                 if change is not None:
                     wake = min(wake, change)
         if queue_left:
@@ -332,6 +337,15 @@ def _apply_tiers(
 
 # Stands for a reason nobody reads (``explain`` off): building the message costs time.
 _UNEXPLAINED = WaitReason(WaitCode.NO_CAPACITY, "not enough free GPUs")
+
+
+def _started_at(record: JobRecord, now: float) -> JobRecord:
+    """``replace(record, run_start=now)``, without ``dataclasses.replace``'s introspection."""
+    copy = JobRecord.__new__(JobRecord)
+    for name in JobRecord.__slots__:
+        setattr(copy, name, getattr(record, name))
+    copy.run_start = now
+    return copy
 
 
 def _short(gpus: int, free: int) -> WaitReason:
@@ -395,6 +409,8 @@ class _Visit:
         self.hopeless: set[_Shape] = set()
         self.clears = 0  # times ``hopeless`` was emptied because the free map grew
         self.explain = scheduler.config.explain
+        # (size of ``excluded`` when computed, coarse key of the worst preemption candidate)
+        self.worst: tuple[int, tuple[float, ...] | None] | None = None
 
     def visit(self, ranked: Ranked) -> None:
         scheduler, decisions, pools = self.scheduler, self.decisions, self.pools

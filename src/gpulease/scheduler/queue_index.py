@@ -40,7 +40,7 @@ class QueueGroup:
     ``coarse`` is ``(-priority, *preempt_key)``, the same for every job of the group (the
     preempt key is a prefix of the queued key)."""
 
-    __slots__ = ("coarse", "entries", "shape", "static", "tenant")
+    __slots__ = ("coarse", "entries", "memo", "shape", "static", "tenant")
 
     def __init__(
         self, static: tuple[float, ...], coarse: tuple[float, ...], tenant: str, shape: Shape
@@ -49,6 +49,7 @@ class QueueGroup:
         self.coarse = coarse
         self.tenant = tenant
         self.shape = shape
+        self.memo: object = None  # the engine's derived constant for this group
         # A plain sorted list: arrivals append at the end, starts leave near the front;
         # indexing it in the merge costs far less than a SortedList's.
         self.entries: list[Entry] = []
