@@ -182,23 +182,28 @@ class Scheduler:
         queued = visit.state.queued
         borrowed = float(Tier.BORROWED)
         tenant_keys: dict[str, tuple[float, ...]] = {}
+        groups = self._queue.groups.values()
+        pools = visit.pools
+        free, soon = pools.free, pools.soon
+        if not free.total and not soon.total and groups:
+            # A full site, nothing being released: only preemption could change anything,
+            # and only for a job ranked above the worst running job.
+            best = min(_group_shape(group, borrowed)[0] for group in groups)
+            if not self._may_preempt_any(visit, best):
+                return
         heap: list[_HeapItem] = []
-        for group in self._queue.groups.values():
+        for group in groups:
             tenant_key = tenant_keys.get(group.tenant)
             if tenant_key is None:
                 tenant_key = tenant_keys[group.tenant] = split.tenant_key(group.tenant, ctx)
             prefix = (borrowed, *group.static, *tenant_key)
-            shape: _Shape = group.memo  # type: ignore[assignment]
-            if shape is None:
-                shape = group.memo = ((borrowed, *group.coarse), *group.shape)
+            shape = _group_shape(group, borrowed)
             submit, seq, _ = group.entries[0]
             heap.append(((*prefix, submit, seq), 0, prefix, shape, group))
         heapq.heapify(heap)
         hopeless = visit.hopeless
         dropped: list[_HeapItem] = []
         clears = visit.clears
-        pools = visit.pools
-        free, soon = pools.free, pools.soon
         while heap:
             item = heap[0]
             key, pos, prefix, shape, group = item
@@ -337,6 +342,14 @@ def _apply_tiers(
 
 # Stands for a reason nobody reads (``explain`` off): building the message costs time.
 _UNEXPLAINED = WaitReason(WaitCode.NO_CAPACITY, "not enough free GPUs")
+
+
+def _group_shape(group: QueueGroup, tier: float) -> _Shape:
+    """The hopeless-set shape of every job of ``group`` (kept on the group: constant)."""
+    shape = group.memo
+    if shape is None:
+        shape = group.memo = ((tier, *group.coarse), *group.shape)
+    return shape  # type: ignore[return-value]
 
 
 def _started_at(record: JobRecord, now: float) -> JobRecord:
