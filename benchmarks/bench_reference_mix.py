@@ -44,6 +44,11 @@ def main() -> None:
         f"days; avg JCT {f['avg_jct_s'] / 3600:,.1f} h; preemptions {f['preemptions']:,}"
     )
     print(
+        f"utilization bound: no scheduler can exceed "
+        f"{f['utilization_bound_while_arriving']:.1%} while jobs arrive on this input "
+        f"(fluid server, no gangs, no topology)"
+    )
+    print(
         f"lease-guarantee wait: {g['jobs']:,} jobs waited within a guarantee; "
         f"p99 {g['p99_s']:,.0f} s, max {g['max_s']:,.0f} s (grace 30 s)"
     )

@@ -855,3 +855,58 @@ def test_next_wakeup_values(
     # A notice that began earlier is a wake-up at its grace end.
     timed.begin_preemption("w", 40.0, "test")
     assert scheduler("fifo").step(timed, 10.0).next_wakeup == 40.0
+
+
+# ------------------------------------------------------------------- memos of the state
+
+
+def test_state_change_journal_lists_jobs_touched_since(make_state: MakeState, job: MakeJob) -> None:
+    state = make_state("1x2x4", jobs=[job("a", 4), job("b", 2)])
+    mark = state.change_count
+    assert state.changed_since(mark) == []
+    state.start("a", ((0, 4),), 1.0, borrowed=True)
+    state.submit(job("c", 1))
+    state.stop("a", 2.0, JobState.QUEUED)
+    # latest change first; "a" appears once although it changed twice
+    assert state.changed_since(mark) == ["a", "c"]
+    assert state.changed_since(0) == ["a", "c", "b"]
+
+
+@pytest.mark.parametrize("policy", ["fifo", "las", "fairshare", "default"])
+def test_split_keys_add_up_to_the_policy_key(
+    policy: str, make_state: MakeState, job: MakeJob
+) -> None:
+    from gpulease.scheduler.ordering import OrderContext, SplitKey, make_policy
+
+    chosen = make_policy(policy)
+    assert isinstance(chosen, SplitKey)
+    state = make_state("1x2x4", jobs=[job("a", 4, tenant="x"), job("b", 2, tenant="y")])
+    state.start("a", ((0, 4),), 0.0, borrowed=True)
+    state.stop("a", 5000.0, JobState.QUEUED)  # attained 20,000 GPU-s: a later LAS level
+    ctx = OrderContext(6000.0, state.usage_by_tenant(6000.0), {"x": 2.0})
+    for record in state.queued.values():
+        queued = chosen.queued_key(record, ctx.now)
+        assert chosen.key(record, ctx) == queued + chosen.tenant_key(record.spec.tenant, ctx)
+        prefix = chosen.preempt_key(record, ctx.now)
+        assert queued[: len(prefix)] == prefix
+
+
+def test_the_queue_index_follows_queue_changes_between_steps(
+    make_state: MakeState, job: MakeJob
+) -> None:
+    from gpulease.scheduler.ordering import make_policy
+    from gpulease.scheduler.queue_index import QueueIndex
+
+    state = make_state("1x2x4", jobs=[job("a", 4), job("b", 2), job("c", 2)])
+    index = QueueIndex(make_policy("las"))
+    index.sync(state, 0.0)
+    assert len(index) == 3
+    state.start("a", ((0, 4),), 0.0, borrowed=True)
+    state.stop("a", 7200.0, JobState.QUEUED)  # back in the queue one LAS level down
+    state.stop("b", 7200.0, JobState.CANCELLED)
+    index.sync(state, 7200.0)
+    held = {e[2]: g.static for g in index.groups.values() for e in g.entries}
+    assert held == {"a": (-1.0, 2.0), "c": (-1.0, 0.0)}
+    other = make_state("1x2x4", jobs=[job("z", 1)])
+    index.sync(other, 0.0)  # another state: indexed from scratch
+    assert [e[2] for g in index.groups.values() for e in g.entries] == ["z"]

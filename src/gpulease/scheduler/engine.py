@@ -17,15 +17,25 @@ One pass:
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
+from gpulease.domain.models import TopologyMode
 from gpulease.domain.states import JobState
 from gpulease.scheduler.backfill import Reservation, ends_before_shadow, may_backfill, reserve
-from gpulease.scheduler.ordering import OrderContext, OrderingPolicy, Queueing
-from gpulease.scheduler.placement import FreeMap, Placement, WaitCode, WaitReason, place
+from gpulease.scheduler.ordering import OrderContext, OrderingPolicy, Queueing, SplitKey
+from gpulease.scheduler.placement import (
+    FreeMap,
+    Placement,
+    WaitCode,
+    WaitReason,
+    place,
+    racks_spanned,
+)
 from gpulease.scheduler.preemption import Ranked, choose_victims, usable
+from gpulease.scheduler.queue_index import QueueGroup, QueueIndex
 from gpulease.scheduler.quota import Tier, classify, guarantees_at, next_guarantee_change
 from gpulease.scheduler.running_index import RunningIndex
 from gpulease.scheduler.state import JobRecord, SchedulerState
@@ -65,6 +75,9 @@ class Decisions:
 class SchedulerConfig:
     preemption_grace_s: float = 30.0
     explain: bool = True  # fill Decisions.waiting for every queued job (costly at scale)
+    # Walk the queue through the kept QueueIndex when that cannot change a decision (see
+    # Scheduler._fast_queue); False always ranks the whole queue (for comparisons).
+    queue_index: bool = True
 
 
 class Scheduler:
@@ -73,10 +86,13 @@ class Scheduler:
         self.config = config or SchedulerConfig()
         # Running jobs in preemption order, kept across steps (a memo of the state).
         self._index = RunningIndex(policy)
+        # Queued jobs in groups of stable order, kept across steps (a memo of the state).
+        self._split: SplitKey | None = policy if isinstance(policy, SplitKey) else None
+        self._queue = QueueIndex(policy) if self._split is not None else None
 
     def step(self, state: SchedulerState, now: float) -> Decisions:
         decisions = Decisions(now)
-        policy, config = self.policy, self.config
+        policy = self.policy
         domain = _domain_word(state)
         schedulable = state.schedulable
         pools = _Pools(state)
@@ -107,91 +123,24 @@ class Scheduler:
             state.usage_by_tenant(now) if policy.needs_usage else {},
             {t: float(g) for t, g in guarantees.items()},
         )
-        queued = [self._rank(r, ctx) for r in state.queued.values()]
-        tiered: list[Ranked] | None = None  # running jobs, worst first, when leases exist
-        if guarantees:
-            running = [self._rank(r, ctx) for r in state.running.values() if r.id not in excluded]
-            queued, running = _apply_tiers(queued, running, guarantees)
-            tiered = sorted(running, key=lambda x: (x.coarse, x.key), reverse=True)
-        queued.sort(key=lambda x: x.key)
-
-        # 3. visit the queue
-        blocked: WaitReason | None = None
-        # Shapes (coarse rank + request) that found neither released GPUs nor victims since
-        # the free map last grew: a later job of the same shape cannot do better.
-        hopeless: set[tuple[object, ...]] = set()
-        for ranked in queued:
-            record = ranked.record
-            spec = record.spec
-            if blocked is not None:
-                self._wait(decisions, record, blocked)
-                continue
-            free = pools.free
-            outcome: Placement | WaitReason
-            outcome = (
-                place(spec, free, domain=domain)
-                if free.total >= spec.gpus
-                else _short(spec.gpus, free.total)
-            )
-            if not isinstance(outcome, WaitReason):
-                reservation = pools.reservation
-                if reservation is not None:
-                    held = may_backfill(spec, reservation, now, domain=domain)
-                    if held is None and not ends_before_shadow(spec, reservation, now):
-                        self._wait(decisions, record, _reservation_reason(reservation))
-                        continue
-                    outcome = held or outcome
-                pools.claim(outcome)
-                self._start(decisions, ranked, outcome)
-                continue
-            topology = spec.topology
-            shape = (ranked.coarse, spec.gpus, spec.gpus_per_node, topology.segment, topology.mode)
-            if shape in hopeless and policy.queueing is Queueing.GREEDY:
-                self._wait(decisions, record, outcome)
-                continue
-            # Not placeable on free GPUs: GPUs about to be released by preempted jobs?
-            soon = pools.soon
-            if soon.total and free.total + soon.total >= spec.gpus:
-                later = place(spec, pools.merged(), domain=domain)
-                if not isinstance(later, WaitReason):
-                    pools.earmark(later)
-                    self._wait(decisions, record, _preempting_reason(spec.gpus))
-                    continue
-            # Preempt worse-ranked work?
-            candidates = self._candidates(state, tiered, excluded)
-            found = choose_victims(
-                spec,
-                ranked,
-                candidates,
-                free,
-                schedulable,
-                policy_preemptive=policy.preemptive,
-                domain=domain,
-            )
-            if found is not None:
-                victims, planned = found
-                self._preempt(decisions, victims, ranked, now)
-                excluded.update(v.record.id for v in victims)
-                gain = [g for v in victims for g in usable(v.record.placement, schedulable)]
-                if config.preemption_grace_s <= 0:
-                    pools.release(gain)
-                    hopeless.clear()
-                    pools.claim(planned)
-                    self._start(decisions, ranked, planned)
-                else:
-                    pools.release_later(gain)
-                    pools.earmark(planned)
-                    self._wait(decisions, record, _preempting_reason(spec.gpus))
-                continue
-            hopeless.add(shape)
-            self._wait(decisions, record, outcome)
-            if policy.queueing is Queueing.STRICT:
-                blocked = WaitReason(
-                    WaitCode.BLOCKED, f"queued behind {record.id}, which cannot start yet"
-                )
-            elif policy.queueing is Queueing.EASY and pools.reservation is None:
-                live = [r for r in state.running.values() if r.id not in excluded]
-                pools.reservation = reserve(spec, free, live, schedulable, domain=domain)
+        visit = _Visit(self, state, decisions, pools, excluded, now, domain)
+        queued: list[Ranked] = []
+        if self._fast_queue(guarantees):
+            assert self._queue is not None
+            self._queue.sync(state, now)
+            self._visit_merged(visit, ctx)
+        else:
+            queued = [self._rank(r, ctx) for r in state.queued.values()]
+            if guarantees:
+                running = [
+                    self._rank(r, ctx) for r in state.running.values() if r.id not in excluded
+                ]
+                queued, running = _apply_tiers(queued, running, guarantees)
+                visit.tiered = sorted(running, key=lambda x: (x.coarse, x.key), reverse=True)
+            queued.sort(key=lambda x: x.key)
+            # 3. visit the queue, best-ranked first
+            for ranked in queued:
+                visit.visit(ranked)
 
         if guarantees:
             started = {s.job_id for s in decisions.starts}
@@ -202,6 +151,102 @@ class Scheduler:
             ]
         decisions.next_wakeup = self._next_wakeup(state, decisions)
         return decisions
+
+    def _fast_queue(self, guarantees: dict[str, int]) -> bool:
+        """May this step walk the queue through the index? Only where skipping a job cannot
+        change a decision: greedy queueing (no reservation, nothing blocks), no reasons to
+        write for every job, and no leases (tiers need every job ranked)."""
+        return (
+            self._queue is not None
+            and self.config.queue_index
+            and not self.config.explain
+            and not guarantees
+            and self.policy.queueing is Queueing.GREEDY
+        )
+
+    def _visit_merged(self, visit: _Visit, ctx: OrderContext) -> None:
+        """Visit queued jobs in rank order by merging the index's groups lazily.
+
+        Exactly the full walk minus no-op visits: with ``explain`` off, a job whose shape is
+        already hopeless (and that cannot fit the free map, which only shrinks until the
+        hopeless set is cleared) has no effect, so a group whose shape turns hopeless is set
+        aside whole. When GPUs are released at once (no grace) the hopeless set is cleared
+        and the groups set aside come back from the first job ranked after the current one,
+        as the full walk would visit them. (Those visits should fail again: the preemptor's
+        victims were open to the job that made the shape hopeless. Emulating the full walk
+        exactly does not rely on that argument.)
+        """
+        split = self._split
+        assert self._queue is not None
+        assert split is not None
+        queued = visit.state.queued
+        borrowed = float(Tier.BORROWED)
+        tenant_keys: dict[str, tuple[float, ...]] = {}
+        groups = self._queue.groups.values()
+        pools = visit.pools
+        free, soon = pools.free, pools.soon
+        if not free.total and not soon.total and groups:
+            # A full site, nothing being released: only preemption could change anything,
+            # and only for a job ranked above the worst running job.
+            best = min(_group_shape(group, borrowed)[0] for group in groups)
+            if not self._may_preempt_any(visit, best):
+                return
+        heap: list[_HeapItem] = []
+        for group in groups:
+            tenant_key = tenant_keys.get(group.tenant)
+            if tenant_key is None:
+                tenant_key = tenant_keys[group.tenant] = split.tenant_key(group.tenant, ctx)
+            prefix = (borrowed, *group.static, *tenant_key)
+            shape = _group_shape(group, borrowed)
+            submit, seq, _ = group.entries[0]
+            heap.append(((*prefix, submit, seq), 0, prefix, shape, group))
+        heapq.heapify(heap)
+        hopeless = visit.hopeless
+        dropped: list[_HeapItem] = []
+        clears = visit.clears
+        while heap:
+            item = heap[0]
+            key, pos, prefix, shape, group = item
+            if not free.total and not soon.total and not self._may_preempt_any(visit, shape[0]):
+                # Nothing free, nothing being released unclaimed, and no running job ranks
+                # below this one: every job left (ranked at least as low) only waits.
+                break
+            if shape in hopeless:
+                heapq.heappop(heap)
+                dropped.append(item)
+                continue
+            entries = group.entries
+            # ``key`` is the rank key ``_rank`` gives (the SplitKey contract), ``shape[0]``
+            # its coarse key: no need to ask the policy again.
+            record = queued[entries[pos][2]]
+            visit.visit(Ranked(key, shape[0], Tier.BORROWED, record))
+            pos += 1
+            if pos < len(entries):
+                submit, seq, _ = entries[pos]
+                heapq.heapreplace(heap, ((*prefix, submit, seq), pos, prefix, shape, group))
+            else:
+                heapq.heappop(heap)
+            if visit.clears != clears:
+                clears = visit.clears
+                for _, pos, prefix, shape, group in dropped:
+                    entries = group.entries
+                    # the full walk passed these while their shape was hopeless: no-ops
+                    while pos < len(entries) and (*prefix, *entries[pos][:2]) < key:
+                        pos += 1
+                    if pos < len(entries):
+                        submit, seq, _ = entries[pos]
+                        heapq.heappush(heap, ((*prefix, submit, seq), pos, prefix, shape, group))
+                dropped.clear()
+
+    def _may_preempt_any(self, visit: _Visit, coarse: tuple[float, ...]) -> bool:
+        """Does some running job (not already leaving) rank below ``coarse``? If not,
+        ``choose_victims`` stops at its first candidate for this job and every later one."""
+        excluded = visit.excluded
+        if visit.worst is None or visit.worst[0] != len(excluded):  # excluded only grows
+            found = next(iter(self._candidates(visit.state, visit.tiered, excluded)), None)
+            visit.worst = (len(excluded), None if found is None else found.coarse)
+        worst = visit.worst[1]
+        return worst is not None and worst > coarse
 
     def _candidates(
         self, state: SchedulerState, tiered: list[Ranked] | None, excluded: set[str]
@@ -265,7 +310,7 @@ class Scheduler:
             if walltime is not None:
                 wake = min(wake, now + walltime - record.run_time)
             if queue_left:
-                change = self.policy.next_key_change(replace(record, run_start=now), now)
+                change = self.policy.next_key_change(_started_at(record, now), now)
                 if change is not None:
                     wake = min(wake, change)
         if queue_left:
@@ -295,6 +340,27 @@ def _apply_tiers(
     return [retier(x) for x in queued], [retier(x) for x in running]
 
 
+# Stands for a reason nobody reads (``explain`` off): building the message costs time.
+_UNEXPLAINED = WaitReason(WaitCode.NO_CAPACITY, "not enough free GPUs")
+
+
+def _group_shape(group: QueueGroup, tier: float) -> _Shape:
+    """The hopeless-set shape of every job of ``group`` (kept on the group: constant)."""
+    shape = group.memo
+    if shape is None:
+        shape = group.memo = ((tier, *group.coarse), *group.shape)
+    return shape  # type: ignore[return-value]
+
+
+def _started_at(record: JobRecord, now: float) -> JobRecord:
+    """``replace(record, run_start=now)``, without ``dataclasses.replace``'s introspection."""
+    copy = JobRecord.__new__(JobRecord)
+    for name in JobRecord.__slots__:
+        setattr(copy, name, getattr(record, name))
+    copy.run_start = now
+    return copy
+
+
 def _short(gpus: int, free: int) -> WaitReason:
     return WaitReason(
         WaitCode.NO_CAPACITY, f"needs {gpus} GPUs; {free} are free on schedulable nodes"
@@ -320,10 +386,152 @@ def _reservation_reason(reservation: Reservation) -> WaitReason:
     )
 
 
+# (coarse rank key, GPUs, GPUs per node, segment, topology mode): what ``hopeless`` holds
+_Shape = tuple[tuple[float, ...], int, int | None, int | None, TopologyMode]
+# (key of the group's next job, its position, group prefix, hopeless shape, group)
+_HeapItem = tuple[tuple[float, ...], int, tuple[float, ...], _Shape, QueueGroup]
+
+
+class _Visit:
+    """The queue walk of one step. :meth:`visit` is called for each queued job, best-ranked
+    first: the job starts, earmarks GPUs being released, preempts, or waits; the queueing
+    discipline decides whether later jobs may still start. The full ranking and the index's
+    merged groups both call it, so both decide alike."""
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        state: SchedulerState,
+        decisions: Decisions,
+        pools: _Pools,
+        excluded: set[str],
+        now: float,
+        domain: str,
+    ) -> None:
+        self.scheduler = scheduler
+        self.state = state
+        self.decisions = decisions
+        self.pools = pools
+        self.excluded = excluded
+        self.now = now
+        self.domain = domain
+        self.tiered: list[Ranked] | None = None  # running jobs, worst first, when leases exist
+        self.blocked: WaitReason | None = None
+        # Shapes (coarse rank + request) that found neither released GPUs nor victims since
+        # the free map last grew: a later job of the same shape cannot do better.
+        self.hopeless: set[_Shape] = set()
+        self.clears = 0  # times ``hopeless`` was emptied because the free map grew
+        self.explain = scheduler.config.explain
+        # (size of ``excluded`` when computed, coarse key of the worst preemption candidate)
+        self.worst: tuple[int, tuple[float, ...] | None] | None = None
+
+    def visit(self, ranked: Ranked) -> None:
+        scheduler, decisions, pools = self.scheduler, self.decisions, self.pools
+        policy, domain, now = scheduler.policy, self.domain, self.now
+        record = ranked.record
+        spec = record.spec
+        if self.blocked is not None:
+            scheduler._wait(decisions, record, self.blocked)
+            return
+        free = pools.free
+        outcome: Placement | WaitReason
+        if free.total >= spec.gpus:
+            outcome = place(spec, free, domain=domain)
+        elif self.explain:
+            outcome = _short(spec.gpus, free.total)
+        else:
+            outcome = _UNEXPLAINED
+        if not isinstance(outcome, WaitReason):
+            reservation = pools.reservation
+            if reservation is not None:
+                held = may_backfill(spec, reservation, now, domain=domain)
+                if held is None and not ends_before_shadow(spec, reservation, now):
+                    scheduler._wait(decisions, record, _reservation_reason(reservation))
+                    return
+                outcome = held or outcome
+            pools.claim(outcome)
+            scheduler._start(decisions, ranked, outcome)
+            return
+        topology = spec.topology
+        shape: _Shape = (
+            ranked.coarse,
+            spec.gpus,
+            spec.gpus_per_node,
+            topology.segment,
+            topology.mode,
+        )
+        if shape in self.hopeless and policy.queueing is Queueing.GREEDY:
+            scheduler._wait(decisions, record, outcome)
+            return
+        # Not placeable on free GPUs: GPUs about to be released by preempted jobs?
+        state = self.state
+        soon = pools.soon
+        if soon.total and free.total + soon.total >= spec.gpus:
+            # Released GPUs alone, if they do as well as with free ones (no more racks),
+            # leave free ones to jobs that can start now or count on them.
+            later: Placement | WaitReason = _UNEXPLAINED
+            if soon.total >= spec.gpus:
+                later = place(spec, soon, domain=domain)
+            cluster = state.cluster
+            if isinstance(later, WaitReason) or racks_spanned(cluster, later) > 1:
+                mixed = place(spec, pools.merged(), domain=domain)
+                if isinstance(later, WaitReason) or (
+                    not isinstance(mixed, WaitReason)
+                    and racks_spanned(cluster, mixed) < racks_spanned(cluster, later)
+                ):
+                    later = mixed
+            if not isinstance(later, WaitReason):
+                pools.earmark(later)
+                if self.explain:
+                    scheduler._wait(decisions, record, _preempting_reason(spec.gpus))
+                return
+        # Preempt worse-ranked work? With a grace period the job waits for its victims
+        # anyway, so GPUs already being released (and not earmarked) count with theirs.
+        excluded = self.excluded
+        schedulable = state.schedulable
+        grace = scheduler.config.preemption_grace_s
+        candidates = scheduler._candidates(state, self.tiered, excluded)
+        found = choose_victims(
+            spec,
+            ranked,
+            candidates,
+            pools.merged() if grace > 0 and soon.total else free,
+            schedulable,
+            policy_preemptive=policy.preemptive,
+            domain=domain,
+        )
+        if found is not None:
+            victims, planned = found
+            scheduler._preempt(decisions, victims, ranked, now)
+            excluded.update(v.record.id for v in victims)
+            gain = [g for v in victims for g in usable(v.record.placement, schedulable)]
+            if grace <= 0:
+                pools.release(gain)
+                self.hopeless.clear()
+                self.clears += 1
+                pools.claim(planned)
+                scheduler._start(decisions, ranked, planned)
+            else:
+                pools.release_later(gain)
+                pools.earmark(planned)
+                scheduler._wait(decisions, record, _preempting_reason(spec.gpus))
+            return
+        self.hopeless.add(shape)
+        scheduler._wait(decisions, record, outcome)
+        if policy.queueing is Queueing.STRICT:
+            self.blocked = WaitReason(
+                WaitCode.BLOCKED, f"queued behind {record.id}, which cannot start yet"
+            )
+        elif policy.queueing is Queueing.EASY and pools.reservation is None:
+            live = [r for r in state.running.values() if r.id not in excluded]
+            pools.reservation = reserve(spec, free, live, schedulable, domain=domain)
+
+
 class _Pools:
     """A step's scratch capacity: ``free`` GPUs, ``soon`` (held by jobs in a grace period),
-    their sum on demand, and the EASY reservation's ``held`` view. Every change goes through
-    a method so the views never disagree (a GPU is promised at most once per step)."""
+    their sum (built on first use, then kept up to date by every change), and the EASY
+    reservation's ``held`` view. Every change goes through a method so the views never
+    disagree (a GPU is promised at most once per step)."""
 
     def __init__(self, state: SchedulerState) -> None:
         self.free = state.free_map()
@@ -331,28 +539,29 @@ class _Pools:
         self.soon = FreeMap.of(cluster, [0] * len(cluster.nodes), [0] * len(cluster.racks), 0)
         self.reservation: Reservation | None = None
         self._merged: FreeMap | None = None
+        self._soon_nodes: set[int] = set()  # nodes ``soon`` ever held GPUs on this step
 
     def merged(self) -> FreeMap:
         if self._merged is None:
             free, soon = self.free, self.soon
-            self._merged = FreeMap.of(
-                free.cluster,
-                [a + b for a, b in zip(free.node_free, soon.node_free, strict=True)],
-                [a + b for a, b in zip(free.rack_free, soon.rack_free, strict=True)],
-                free.total + soon.total,
-            )
+            merged = free.copy()
+            merged.give((node, soon.node_free[node]) for node in self._soon_nodes)
+            self._merged = merged
         return self._merged
 
     def release(self, gpus: list[tuple[int, int]]) -> None:
         """GPUs free now (a timeout, an immediate requeue)."""
         self.free.give(gpus)
-        self._merged = None
+        if self._merged is not None:
+            self._merged.give(gpus)
         if self.reservation is not None:
             self.reservation.held.give(gpus)
 
     def release_later(self, gpus: list[tuple[int, int]]) -> None:
         self.soon.give(gpus)
-        self._merged = None
+        self._soon_nodes.update(node for node, _ in gpus)
+        if self._merged is not None:
+            self._merged.give(gpus)
 
     def claim(self, placement: Placement) -> None:
         """Free GPUs handed to a job starting now."""

@@ -24,7 +24,7 @@ import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from gpulease.domain.errors import InvalidRequest
 from gpulease.scheduler.state import JobRecord
@@ -75,6 +75,23 @@ class OrderingPolicy(Protocol):
     def next_key_change(self, job: JobRecord, now: float) -> float | None: ...
 
 
+@runtime_checkable
+class SplitKey(Protocol):
+    """Optional capability of a policy: its key for a *queued* job splits into a part that
+    stays constant while the job is queued and a part that depends only on the tenant.
+
+    Contract, for every queued job and context (the engine's queue index relies on it):
+    ``key(job, ctx) == queued_key(job, ctx.now) + tenant_key(job.spec.tenant, ctx)``;
+    ``queued_key`` does not change while the job stays queued; ``preempt_key(job, now)`` is a
+    prefix of ``queued_key(job, now)``. A policy without these methods still works: the
+    engine then ranks the whole queue every step.
+    """
+
+    def queued_key(self, job: JobRecord, now: float) -> tuple[float, ...]: ...
+
+    def tenant_key(self, tenant: str, ctx: OrderContext) -> tuple[float, ...]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Fifo:
     name: str = "fifo"
@@ -83,6 +100,12 @@ class Fifo:
     needs_usage: bool = False
 
     def key(self, job: JobRecord, ctx: OrderContext) -> tuple[float, ...]:
+        return ()
+
+    def queued_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
+        return ()
+
+    def tenant_key(self, tenant: str, ctx: OrderContext) -> tuple[float, ...]:
         return ()
 
     def preempt_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
@@ -119,6 +142,12 @@ class Las:
     def key(self, job: JobRecord, ctx: OrderContext) -> tuple[float, ...]:
         return (float(self.level(job, ctx.now)),)
 
+    def queued_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
+        return (float(self.level(job, now)),)  # a queued job's attained service is constant
+
+    def tenant_key(self, tenant: str, ctx: OrderContext) -> tuple[float, ...]:
+        return ()
+
     def preempt_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
         return (float(self.level(job, now)),)
 
@@ -142,7 +171,12 @@ class FairShare:
     needs_usage: bool = True
 
     def key(self, job: JobRecord, ctx: OrderContext) -> tuple[float, ...]:
-        tenant = job.spec.tenant
+        return self.tenant_key(job.spec.tenant, ctx)
+
+    def queued_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
+        return ()
+
+    def tenant_key(self, tenant: str, ctx: OrderContext) -> tuple[float, ...]:
         return (ctx.usage.get(tenant, 0.0) / ctx.weights.get(tenant, 1.0),)
 
     def preempt_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
@@ -165,6 +199,12 @@ class LasFairShare:
 
     def key(self, job: JobRecord, ctx: OrderContext) -> tuple[float, ...]:
         return self.las.key(job, ctx) + self.share.key(job, ctx)
+
+    def queued_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
+        return self.las.queued_key(job, now) + self.share.queued_key(job, now)
+
+    def tenant_key(self, tenant: str, ctx: OrderContext) -> tuple[float, ...]:
+        return self.las.tenant_key(tenant, ctx) + self.share.tenant_key(tenant, ctx)
 
     def preempt_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
         return self.las.preempt_key(job, now)

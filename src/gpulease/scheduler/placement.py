@@ -123,12 +123,26 @@ def _choose_bins(caps: Sequence[tuple[int, int]], need: int) -> list[tuple[int, 
         pos += 1
 
 
+def _smallest_fitting(indices: Sequence[int], caps: Sequence[int], need: int) -> int:
+    """The first of ``indices`` with the least capacity that still covers ``need``, or -1:
+    ``_choose_bins``' one-bin answer without building the list of bins (the common case)."""
+    best, best_cap = -1, 0
+    for index in indices:
+        cap = caps[index]
+        if cap >= need and (best < 0 or cap < best_cap):
+            best, best_cap = index, cap
+    return best
+
+
 def _nodes_in_rack(
     free: FreeMap, rack: int, gpus: int, gpus_per_node: int | None
 ) -> list[tuple[int, int]]:
     node_free = free.node_free
     members = free.cluster.racks[rack].nodes
     if gpus_per_node is None:
+        one = _smallest_fitting(members, node_free, gpus)
+        if one >= 0:
+            return [(one, gpus)]
         chosen = _choose_bins([(n, node_free[n]) for n in members if node_free[n] > 0], gpus)
         assert chosen is not None, "rack capacity was checked by the caller"
         return chosen
@@ -184,6 +198,8 @@ def place(job: JobSpec, free: FreeMap, *, domain: str = "rack") -> Placement | W
                 )
             return WaitReason(WaitCode.NO_DOMAIN_BLOCK, message)
         rack_gpus = [(r, units * segment) for r, units in chosen]
+    elif (one := _smallest_fitting(range(len(caps)), caps, gpus)) >= 0:
+        rack_gpus = [(one, gpus)]
     else:
         chosen_gpus = _choose_bins([(r, c) for r, c in enumerate(caps) if c > 0], gpus)
         assert chosen_gpus is not None, "total capacity was checked above"

@@ -7,15 +7,18 @@ step, which dominates a 2,304-GPU simulation. This index keeps them incrementall
 * a sorted list of ``(coarse key, submit, seq, job)``; the coarse key is
   ``(-priority, *policy.preempt_key)``, constant until the policy says it changes;
 * a heap of ``(moment of next key change, seq, job, run start)``.
-:meth:`sync` brings it up to date with set differences (C speed) plus work only for the jobs
-that started, stopped or changed rank since the last step. Invariant after ``sync``: the
-sorted list holds exactly ``state.running``, each with its key at ``now``.
+:meth:`sync` brings it up to date from the state's change journal
+(``SchedulerState.changed_since``): work only for the jobs that started, stopped or changed
+rank since the last step (a different state object is indexed from scratch). Invariant
+after ``sync``: the sorted list holds exactly ``state.running``, each with its key at
+``now``.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+import weakref
 from collections.abc import Iterator
 
 from sortedcontainers import SortedList
@@ -32,16 +35,33 @@ class RunningIndex:
         self._sorted: SortedList = SortedList()
         self._entries: dict[str, tuple[Entry, float | None]] = {}  # job -> (entry, run start)
         self._changes: list[tuple[float, int, str, float | None]] = []
+        self._state: weakref.ref[SchedulerState] | None = None
+        self._count = 0
 
     def coarse(self, record: JobRecord, now: float) -> tuple[float, ...]:
         return (float(-record.spec.priority), *self._policy.preempt_key(record, now))
 
     def sync(self, state: SchedulerState, now: float) -> None:
         running = state.running
-        for gone in self._entries.keys() - running.keys():
-            self._remove(gone)
-        for new in running.keys() - self._entries.keys():
-            self._add(running[new], now)
+        tracked = self._state() if self._state is not None else None
+        if tracked is not state:
+            self._sorted.clear()
+            self._entries.clear()
+            self._changes.clear()
+            for started in running.values():
+                self._add(started, now)
+            self._state = weakref.ref(state)
+        else:
+            entries = self._entries
+            for job_id in state.changed_since(self._count):
+                held = entries.get(job_id)
+                record = running.get(job_id)
+                if held is not None and (record is None or record.run_start != held[1]):
+                    self._remove(job_id)
+                    held = None
+                if record is not None and held is None:
+                    self._add(record, now)
+        self._count = state.change_count
         changes = self._changes
         while changes and changes[0][0] <= now:
             _, _, job_id, run_start = heapq.heappop(changes)

@@ -11,7 +11,11 @@ Invariants (checked by the property tests):
 * a running job holds exactly ``spec.gpus`` GPUs, all on nodes that were UP when it started;
 * only UP nodes count in the free map handed to the placer;
 * job status changes follow ``JOB_TRANSITIONS``; node status changes follow
-  ``NODE_TRANSITIONS``.
+  ``NODE_TRANSITIONS``;
+* change journal: every time a job enters or leaves ``queued`` or ``running``, ``changes``
+  moves the job to its end with the next ``change_count``. ``changes`` is therefore ordered by
+  change number, and a reader that remembers the last number it saw finds every job touched
+  since by walking it backwards (the engine's memos sync in O(changes), not O(jobs)).
 """
 
 from __future__ import annotations
@@ -105,6 +109,9 @@ class SchedulerState:
         self._usage: dict[str, tuple[float, float]] = {}  # tenant -> (decayed GPU-s, as of)
         self.keep_history = keep_history
         self._seq = 0
+        # job id -> number of its last queued/running membership change, in that order
+        self.changes: dict[str, int] = {}
+        self.change_count = 0
 
     # ----------------------------------------------------------------- views
     def free_map(self) -> FreeMap:
@@ -145,6 +152,7 @@ class SchedulerState:
         self._seq += 1
         self.jobs[spec.id] = record
         self.queued[spec.id] = record
+        self._touch(spec.id)
         self._log(record, spec.submit_time, "submitted")
         return record
 
@@ -177,6 +185,7 @@ class SchedulerState:
             record.first_start = now
         del self.queued[job_id]
         self.running[job_id] = record
+        self._touch(job_id)
         tally = self._tenant_running.setdefault(record.spec.tenant, [0.0, 0.0])
         tally[0] += record.spec.gpus
         tally[1] += now * record.spec.gpus
@@ -207,6 +216,7 @@ class SchedulerState:
         else:
             record.end_time = now
             record.end_reason = reason
+        self._touch(job_id)
         self._log(record, now, f"{outcome.value}: {reason}" if reason else outcome.value)
 
     def set_node_state(self, node: int, target: NodeState, now: float) -> list[str]:
@@ -236,6 +246,17 @@ class SchedulerState:
         decay = 0.5 ** ((as_of - since) / self.usage_half_life)
         self._usage[tenant] = (value * decay + gpu_seconds, as_of)
 
+    def changed_since(self, count: int) -> list[str]:
+        """Jobs whose queued/running membership changed after change number ``count``."""
+        if count >= self.change_count:
+            return []
+        touched: list[str] = []
+        for job_id, number in reversed(self.changes.items()):
+            if number <= count:
+                break
+            touched.append(job_id)
+        return touched
+
     def add_lease(self, lease: LeaseGuarantee) -> None:
         self.leases.append(lease)
 
@@ -261,6 +282,12 @@ class SchedulerState:
         record.preempt_at = None
         record.preempt_reason = ""
         del self.running[record.id]
+
+    def _touch(self, job_id: str) -> None:
+        self.change_count += 1
+        changes = self.changes
+        changes.pop(job_id, None)
+        changes[job_id] = self.change_count
 
     def _add_free(self, node: int, delta: int) -> None:
         self.node_free[node] += delta

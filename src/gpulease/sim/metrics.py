@@ -5,6 +5,10 @@ Definitions (all times in seconds):
 * makespan = last end - first submit; utilisation = busy GPU-seconds / (GPUs x makespan),
   integrated over the step timeline (work later lost to preemption counts as busy);
   ``utilization_while_arriving`` is the same between the first and the last submission;
+* ``utilization_bound_while_arriving``: the most any scheduler could reach over that same
+  window on this input (:func:`fluid_utilization_bound`): a target above it is unattainable
+  whatever the scheduler does (measured utilisation may pass it only by redoing work lost
+  to preemptions);
 * lease-guarantee wait = time a job spent queued while it fitted in its tenant's guarantee;
 * placement quality: starts spanning more racks than the job needs on an empty site.
 Percentiles use the nearest-rank method.
@@ -64,6 +68,34 @@ def _job_figures(outcomes: Sequence[JobOutcome]) -> dict[str, float]:
     }
 
 
+def fluid_utilization_bound(workload: Workload, cluster_gpus: int) -> float:
+    """Upper bound on utilisation between the first and the last submission.
+
+    Busy GPU-seconds over that window are at most both (a) what a work-conserving *fluid*
+    server of ``cluster_gpus`` serves out of the arriving work (Lindley recursion on the
+    backlog: no gangs, no topology, any job at any rate) and (b) the sum over jobs of
+    ``gpus x`` the part of ``[submit, submit + duration]`` inside the window (no job runs
+    before it arrives or faster than its duration). Real schedules only add constraints.
+    """
+    jobs = sorted(workload.jobs, key=lambda j: j.spec.submit_time)
+    if len(jobs) < 2:
+        return 0.0
+    start, end = jobs[0].spec.submit_time, jobs[-1].spec.submit_time
+    if end <= start:
+        return 0.0
+    backlog = served = 0.0
+    last = start
+    for job in jobs:
+        now = job.spec.submit_time
+        done = min(backlog, cluster_gpus * (now - last))
+        served += done
+        backlog -= done
+        last = now
+        backlog += job.spec.gpus * job.duration
+    per_job = sum(j.spec.gpus * min(j.duration, end - j.spec.submit_time) for j in jobs)
+    return min(served, per_job) / (cluster_gpus * (end - start))
+
+
 def _utilization_between(result: SimResult, start: float, end: float) -> float:
     """Utilisation while jobs still arrive: the steady state an offered load describes,
     without the drain at the end, when only the longest jobs are left."""
@@ -87,6 +119,9 @@ def summarize(result: SimResult, workload: Workload, cluster: Cluster) -> dict[s
             "utilization": busy / (result.cluster_gpus * makespan) if makespan else 0.0,
             "utilization_while_arriving": _utilization_between(
                 result, min(submits, default=0.0), max(submits, default=0.0)
+            ),
+            "utilization_bound_while_arriving": fluid_utilization_bound(
+                workload, result.cluster_gpus
             ),
             "preemptions": sum(o.preemptions for o in outcomes),
             "policy": result.policy,
