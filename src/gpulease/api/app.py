@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 import gpulease
 from gpulease.api import errors
-from gpulease.api.routes import admin, compliance, jobs, leases, nodes, system
+from gpulease.api.routes import admin, compliance, jobs, leases, nodes, reports, system
 from gpulease.domain.errors import DomainError
 from gpulease.executors.base import Executor
 from gpulease.executors.local import LocalExecutor
@@ -77,6 +77,6 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
     app.state.ctx = ctx
     app.state.loop = None
     errors.install(app)
-    for module in (system, leases, jobs, nodes, admin, compliance):
+    for module in (system, leases, jobs, nodes, admin, compliance, reports):
         app.include_router(module.router, prefix="/api/v1")
     return app

@@ -1,0 +1,102 @@
+"""``/api/v1/reports``: disclosure reports for operator staff, as JSON or as an HTML page.
+
+Each report answers JSON by default, and a self-contained HTML page when asked with
+``?format=html`` or an ``Accept`` header that names ``text/html`` (a browser).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from gpulease.api.deps import Ctx, Me
+from gpulease.api.schemas import ErrorOut
+from gpulease.domain.errors import InvalidRequest
+from gpulease.services import reports
+
+router = APIRouter(prefix="/reports", tags=["reports"])
+ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorOut} for code in (401, 403, 404, 422)
+}
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The report: JSON, or an HTML page with ?format=html / Accept: text/html",
+        "content": {"application/json": {}, "text/html": {}},
+    },
+    **ERRORS,
+}
+Format = Annotated[
+    str | None,
+    Query(alias="format", pattern="^(json|html)$", description="json (default) or html"),
+]
+
+
+def _wants_html(request: Request, fmt: str | None) -> bool:
+    if fmt is not None:
+        return fmt == "html"
+    return "text/html" in request.headers.get("accept", "")
+
+
+def _answer(request: Request, fmt: str | None, report: dict[str, Any], kind: str) -> Response:
+    if _wants_html(request, fmt):
+        return HTMLResponse(reports.render_html(report, kind))
+    return JSONResponse(report)
+
+
+def _number(text: str | None, field: str) -> str | None:
+    if text is None:
+        return None
+    try:
+        float(text)
+    except ValueError:
+        raise InvalidRequest(f"{field} must be a number such as 1e26", field=field) from None
+    return text
+
+
+@router.get("/tenants/{tenant_id}/disclosure", response_class=Response, responses=RESPONSES)
+def disclosure(
+    tenant_id: str,
+    request: Request,
+    ctx: Ctx,
+    me: Me,
+    fmt: Format = None,
+    as_of: Annotated[datetime | None, Query(description="ISO date-time; default now")] = None,
+) -> Response:
+    """Operator staff: who the end user is, why it uses the compute, who owns it, its links
+    to restricted parties, every decision, its standing, GPU-hours by purpose and its IPs."""
+    report = reports.end_user_disclosure(ctx, me, tenant_id, as_of=as_of)
+    return _answer(request, fmt, report, "disclosure")
+
+
+@router.get("/gpus/{serial}", response_class=Response, responses=RESPONSES)
+def gpu(serial: str, request: Request, ctx: Ctx, me: Me, fmt: Format = None) -> Response:
+    """Operator staff: where a GPU is, its chain of custody, and who used it for what."""
+    return _answer(request, fmt, reports.gpu_provenance(ctx, me, serial), "gpu")
+
+
+@router.get("/large-runs", response_class=Response, responses=RESPONSES)
+def large_runs(
+    request: Request,
+    ctx: Ctx,
+    me: Me,
+    fmt: Format = None,
+    threshold: Annotated[str, Query(description="operations, e.g. 1e26 or 1e25")] = "1e26",
+    peak_flops_per_gpu: Annotated[
+        str | None, Query(description="dense peak FLOP/s per GPU (default 2.5e15, B200 BF16)")
+    ] = None,
+    utilisation: Annotated[str | None, Query(description="fraction of peak (default 0.4)")] = None,
+) -> Response:
+    """Operator staff: jobs whose estimated compute (GPUs x seconds x peak x utilisation)
+    reaches the threshold, with every term shown."""
+    report = reports.large_training_runs(
+        ctx,
+        me,
+        threshold_ops=_number(threshold, "threshold") or "1e26",
+        peak_flops_per_gpu=_number(peak_flops_per_gpu, "peak_flops_per_gpu")
+        or reports.DEFAULT_PEAK_FLOPS_PER_GPU,
+        utilisation=_number(utilisation, "utilisation") or reports.DEFAULT_UTILISATION,
+    )
+    return _answer(request, fmt, report, "large-runs")
