@@ -17,7 +17,8 @@ Each test that asks for a database runs twice, on SQLite and on the real Postgre
 
 PostgreSQL: one uniquely named database per test session (``gpulease_test_<pid>_<hex>``),
 created and migrated once, truncated before each test, dropped at the end (leftover
-connections are terminated first). The server is ``GPULEASE_TEST_PG`` (a libpq conninfo,
+connections are terminated first); databases of earlier sessions whose process is gone are
+dropped when a session starts. The server is ``GPULEASE_TEST_PG`` (a libpq conninfo,
 default ``host=127.0.0.1 port=5432 user=postgres``); if it cannot be reached, the
 ``postgresql`` runs are skipped with the reason.
 """
@@ -83,10 +84,35 @@ def postgres_server() -> str:
     return PG_CONNINFO
 
 
+PG_PREFIX = "gpulease_test_"
+
+
+def _drop_abandoned(conninfo: str) -> None:
+    """Drop the databases of earlier sessions whose process is gone (killed mid-run)."""
+    with _admin(conninfo) as conn:
+        names = [
+            row[0]
+            for row in conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s", (PG_PREFIX + "%",)
+            )
+        ]
+    for name in names:
+        pid = name.removeprefix(PG_PREFIX).split("_")[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            drop_pg_database(conninfo, name)
+        except PermissionError:
+            pass  # alive, another user's
+
+
 @pytest.fixture(scope="session")
 def postgres_session_url(postgres_server: str) -> Iterator[str]:
     """A migrated database of this session's own, dropped at the end of the session."""
-    name = f"gpulease_test_{os.getpid()}_{secrets.token_hex(4)}"
+    _drop_abandoned(postgres_server)
+    name = f"{PG_PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
     with _admin(postgres_server) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = _pg_url(postgres_server, name)
