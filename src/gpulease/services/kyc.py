@@ -310,6 +310,16 @@ def decide_case(
             )
             return case
         _move(tx, case, KycState.APPROVED, now, officer.user_id, reason)
+        # a new approval supersedes the tenant's earlier one: it no longer expires or is
+        # re-screened on its own (that would suspend a tenant standing on this case)
+        for old in tx.all(
+            tx.select(KycCase).where(
+                KycCase.tenant_id == tenant.id,
+                KycCase.state == KycState.APPROVED.value,
+                KycCase.id != case.id,
+            )
+        ):
+            _move(tx, old, KycState.EXPIRED, now, officer.user_id, f"superseded by case {case.id}")
         case.decided_at = now
         case.expires_at = now + timedelta(days=ctx.settings.kyc_validity_days)
         tenant.approved_end_uses = list(case.end_uses)
@@ -362,6 +372,7 @@ def _rescreen(ctx: ServiceContext, actor: str, case_id: str, why: str) -> Rescre
     with ctx.db.transaction() as tx:
         case = tx.require(KycCase, case_id, "kyc case", for_update=True)
         before = case.screening or {}
+        was_approved = case.state == KycState.APPROVED
         result = _screen(ctx, tx, case, policy, lists.index, now)
         new_hits = sorted(set(result["hit_keys"]) - set(before.get("hit_keys", [])))
         worse = _rank(result["verdict"]) > _rank(case.verdict)
@@ -393,7 +404,8 @@ def _rescreen(ctx: ServiceContext, actor: str, case_id: str, why: str) -> Rescre
         case.round += 1
         _move(tx, case, KycState.NEEDS_REVIEW, now, actor, reason)
         outcome = "reopened"
-        if tenant.approval == "approved":
+        # only the case the tenant stands on suspends it; a pending one is just re-screened
+        if was_approved and tenant.approval == "approved":
             _set_standing(
                 tx, tenant, "suspended", f"suspended pending review: {reason}", now, actor
             )
