@@ -537,3 +537,43 @@ def test_failover_with_local_executor_requeues_lost_runs(
     finally:
         old_executor.close()
         new_executor.close()
+
+
+def test_overlong_purpose_or_name_is_refused_on_both_databases(
+    ctx: ServiceContext, inftech: Principal
+) -> None:
+    before = len(jobs.list_jobs(ctx, inftech, limit=5000))
+    for fields in ({"purpose": "financial AI: " + "x" * 300}, {"name": "n" * 201}):
+        with pytest.raises(InvalidRequest) as caught:
+            jobs.submit(ctx, inftech, submission(4, **fields))
+        assert caught.value.details["field"] == next(iter(fields))
+    assert len(jobs.list_jobs(ctx, inftech, limit=5000)) == before
+
+
+def test_fair_share_usage_is_counted_per_site(
+    ctx: ServiceContext,
+    clock: ManualClock,
+    operator: Principal,
+    inftech: Principal,
+    scheduler: LiveScheduler,
+) -> None:
+    inventory.register_site(
+        ctx,
+        operator,
+        site_id="sgp1",
+        name="Singapore",
+        country="SG",
+        city="Singapore",
+        hardware="hgx-8gpu",
+        racks=1,
+        serial_prefix="SGP",
+    )
+    job = jobs.submit(ctx, inftech, submission(8, site_id="sgp1", duration_s=60))
+    scheduler.tick()
+    clock.advance(61)
+    scheduler.tick()
+    assert jobs.get_job(ctx, inftech, job.id).state == JobState.SUCCEEDED
+    away = scheduler._snapshot("sgp1", clock.now()).usage
+    home = scheduler._snapshot(SITE, clock.now()).usage
+    assert [(tenant, round(gpu_s)) for tenant, gpu_s, _ in away] == [(inftech.tenant_id, 60)] * 8
+    assert home == []

@@ -25,6 +25,7 @@ from gpulease.services.context import ServiceContext, new_id
 from gpulease.services.idempotency import Idempotent, once
 from gpulease.services.inventory import cached_topology, default_site
 
+TEXT_LIMIT = 200  # the purpose and name columns
 SUBMITTERS = (Role.OPERATOR_ADMIN, Role.TENANT_ADMIN, Role.TENANT_MEMBER)
 DEAD_LEASE_STATES = frozenset({LeaseState.ENDED, LeaseState.REJECTED, LeaseState.CANCELLED})
 
@@ -74,6 +75,9 @@ def submit(
     site_id = sub.site_id or default_site(ctx)
     if not sub.purpose.strip():
         raise InvalidRequest("declare the job's purpose (its end use)", field="purpose")
+    for field, value in (("purpose", sub.purpose), ("name", sub.name)):
+        if len(value) > TEXT_LIMIT:
+            raise InvalidRequest(f"{field} is longer than {TEXT_LIMIT} characters", field=field)
     if sub.command is None and sub.image is None:
         raise InvalidRequest("give a command or an image to run", field="command")
     if sub.duration_s is not None and sub.duration_s < 0:

@@ -256,6 +256,7 @@ class LiveScheduler:
             closed = tx.all(
                 tx.select(GpuAllocation)
                 .where(
+                    GpuAllocation.node_id.in_([n.id for n in nodes]),  # this site's usage
                     GpuAllocation.end.is_not(None),
                     GpuAllocation.end > now - USAGE_HORIZON,
                 )
