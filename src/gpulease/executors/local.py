@@ -3,9 +3,13 @@
 The job's ``command`` runs under ``/bin/sh -c`` in its own session (process group), with
 ``CUDA_VISIBLE_DEVICES`` and the ``GPULEASE_*`` variables of :meth:`Launch.environment`; its
 standard output and error go to ``<data_dir>/logs/<job>.log``, which the API serves while
-it runs. ``stop`` sends SIGTERM to the group, then SIGKILL after ``kill_after_s``. A run
-started by another process cannot be adopted (its exit code is not ours to collect), so
-after a failover such runs are requeued.
+it runs. ``stop`` sends SIGTERM to the group, then SIGKILL after ``kill_after_s``.
+
+A run started by another process cannot be adopted (its exit code is not ours to collect),
+so after a failover such runs are requeued. So that a requeued run never shares its GPUs
+with the orphan the dead leader left running, each run writes ``<job>.pid`` beside its log;
+``adopt`` stops that process group first, once ``/proc/<pid>/environ`` proves it is the same
+job and run (a recycled pid is left alone).
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO
 
 from gpulease.executors.base import Completion, Launch
@@ -64,9 +70,40 @@ class LocalExecutor:
             start_new_session=True,
         )
         self._procs[launch.job_id] = _Proc(launch, process, log)
+        _pid_file(launch).write_text(f"{process.pid}\n")
 
     def adopt(self, launch: Launch) -> bool:
-        return launch.job_id in self._procs
+        if launch.job_id in self._procs:
+            return True
+        self._stop_orphan(launch)
+        return False
+
+    def _stop_orphan(self, launch: Launch) -> None:
+        """Stop the process group a dead leader left running for this run, if any."""
+        path = _pid_file(launch)
+        try:
+            pid = int(path.read_text().strip())
+        except (OSError, ValueError):
+            return
+        marks = {f"GPULEASE_JOB_ID={launch.job_id}", f"GPULEASE_RUN={launch.run}"}
+        try:
+            environ = set(
+                Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
+            )
+        except OSError:
+            environ = set()
+        if marks <= environ:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + self.kill_after_s
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            with contextlib.suppress(ProcessLookupError):
+                if _alive(pid):
+                    os.killpg(pid, signal.SIGKILL)
+            with contextlib.suppress(OSError), launch.log_path.open("ab") as log:
+                log.write(b"[gpulease] stopped: the process that ran it is gone; requeued\n")
+        path.unlink(missing_ok=True)
 
     def warn(self, job_id: str, message: str) -> None:
         proc = self._procs.get(job_id)
@@ -87,6 +124,7 @@ class LocalExecutor:
             _signal_group(proc.process, signal.SIGKILL)
             proc.process.wait()
         proc.log.close()
+        _pid_file(proc.launch).unlink(missing_ok=True)
 
     def poll(self, now: datetime) -> list[Completion]:
         done, self._failed = self._failed, []
@@ -96,6 +134,7 @@ class LocalExecutor:
                 continue
             del self._procs[job_id]
             proc.log.close()
+            _pid_file(proc.launch).unlink(missing_ok=True)
             done.append(Completion(job_id, proc.launch.run, code, now, _tail(proc.launch.log_path)))
         return done
 
@@ -105,6 +144,19 @@ class LocalExecutor:
     def close(self) -> None:
         for job_id in list(self._procs):
             self.stop(job_id, "executor shutting down")
+
+
+def _pid_file(launch: Launch) -> Path:
+    return launch.log_path.with_suffix(".pid")
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
