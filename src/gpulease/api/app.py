@@ -16,40 +16,16 @@ from fastapi import FastAPI
 import gpulease
 from gpulease.api import errors
 from gpulease.api.routes import admin, compliance, jobs, leases, nodes, reports, system
-from gpulease.domain.errors import DomainError
-from gpulease.executors.base import Executor
-from gpulease.executors.local import LocalExecutor
-from gpulease.executors.simulated import SimulatedExecutor
-from gpulease.persistence import migrate
-from gpulease.persistence.db import Database
 from gpulease.services.context import ServiceContext
 from gpulease.services.scheduling import LiveScheduler, SchedulerLoop
+from gpulease.services.setup import make_executor, open_context
 from gpulease.settings import Settings
-
-
-class NotInitialised(DomainError):
-    code = "not_initialised"
-
-
-def make_executor(settings: Settings) -> Executor:
-    if settings.executor == "local":
-        return LocalExecutor()
-    return SimulatedExecutor()
-
-
-def check_schema(db: Database) -> None:
-    current, head = migrate.current_revision(db), migrate.head_revision()
-    if current != head:
-        raise NotInitialised(
-            f"the database at {db.engine.url.render_as_string(hide_password=True)} is at schema "
-            f"{current or 'none'}, not {head}; run `gpulease init` first"
-        )
 
 
 def create_app(settings: Settings | None = None, ctx: ServiceContext | None = None) -> FastAPI:
     settings = settings or (ctx.settings if ctx else Settings())
     if ctx is None:
-        ctx = ServiceContext(Database(settings.database_url), settings)
+        ctx = open_context(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

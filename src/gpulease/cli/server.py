@@ -16,8 +16,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gpulease.domain.errors import Conflict
-
 console = Console()
 
 
@@ -31,31 +29,15 @@ def init_command(
     ] = None,
 ) -> None:
     """Create or upgrade the database schema; with --demo, create the reference case."""
-    from gpulease.persistence import migrate
-    from gpulease.persistence.db import Database
-    from gpulease.services.context import ServiceContext
-    from gpulease.services.demo import create_demo
+    from gpulease.services.setup import initialise
     from gpulease.settings import Settings
 
-    settings = Settings()
-    db = Database(settings.database_url)
-    try:
-        if reset:
-            migrate.downgrade(db, "base")
-        migrate.upgrade(db)
-        if not demo:
-            if not json_out:
-                console.print(f"schema at {migrate.current_revision(db)}")
-            return
-        ctx = ServiceContext(db, settings)
-        try:
-            users = create_demo(ctx, lists_dir=lists)
-        except Conflict:
-            raise Conflict(
-                "this database already has users; use --reset to recreate the demo"
-            ) from None
-    finally:
-        db.dispose()
+    done = initialise(Settings(), reset=reset, demo=demo, lists=lists)
+    users = done.users
+    if not demo:
+        if not json_out:
+            console.print(f"schema at {done.revision}")
+        return
     if json_out:
         print(json.dumps([asdict(u) for u in users], indent=2))
         return
@@ -80,18 +62,18 @@ def serve_command(
     """Serve the REST API (and the scheduler) until interrupted."""
     import uvicorn
 
-    from gpulease.api.app import check_schema, create_app
-    from gpulease.persistence.db import Database
+    from gpulease.api.app import create_app
+    from gpulease.services.setup import check_schema, open_context
     from gpulease.settings import Settings
 
     # Worker processes build their app from the environment, so the choice travels there.
     os.environ["GPULEASE_RUN_SCHEDULER"] = "true" if scheduler else "false"
     settings = Settings()
-    db = Database(settings.database_url)
+    ctx = open_context(settings)
     try:
-        check_schema(db)
+        check_schema(ctx)
     finally:
-        db.dispose()
+        ctx.db.dispose()
     console.print(
         f"gpulease serving on http://{host}:{port} (API docs at /api/v1/docs), "
         f"executor {settings.executor}, scheduler {'on' if scheduler else 'off'}, "
@@ -115,16 +97,14 @@ def scheduler_command() -> None:
     import signal
     import threading
 
-    from gpulease.api.app import check_schema, make_executor
-    from gpulease.persistence.db import Database
-    from gpulease.services.context import ServiceContext
     from gpulease.services.scheduling import LiveScheduler, SchedulerLoop
+    from gpulease.services.setup import check_schema, make_executor, open_context
     from gpulease.settings import Settings
 
     settings = Settings()
-    db = Database(settings.database_url)
-    check_schema(db)
-    loop = SchedulerLoop(LiveScheduler(ServiceContext(db, settings), make_executor(settings)))
+    ctx = open_context(settings)
+    check_schema(ctx)
+    loop = SchedulerLoop(LiveScheduler(ctx, make_executor(settings)))
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
@@ -135,4 +115,4 @@ def scheduler_command() -> None:
     loop.start()
     done.wait()
     loop.stop()
-    db.dispose()
+    ctx.db.dispose()

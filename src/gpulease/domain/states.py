@@ -113,9 +113,7 @@ class KycState(StrEnum):
 KYC_TRANSITIONS: dict[KycState, frozenset[KycState]] = {
     KycState.SUBMITTED: frozenset({KycState.SCREENING}),
     KycState.SCREENING: frozenset({KycState.NEEDS_REVIEW}),
-    KycState.NEEDS_REVIEW: frozenset(
-        {KycState.APPROVED, KycState.REJECTED, KycState.SCREENING}
-    ),
+    KycState.NEEDS_REVIEW: frozenset({KycState.APPROVED, KycState.REJECTED, KycState.SCREENING}),
     KycState.APPROVED: frozenset({KycState.SCREENING, KycState.EXPIRED}),
     KycState.EXPIRED: frozenset({KycState.SCREENING}),
 }

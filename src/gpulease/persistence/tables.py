@@ -275,8 +275,9 @@ class PartyRow(Base):
     countries: Mapped[list[str]] = mapped_column(JSON, default=list)
     identifiers: Mapped[list[list[str]]] = mapped_column(JSON, default=list)  # [[type, value]]
     addresses: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
-    tenant_id: Mapped[str | None] = mapped_column(ForeignKey("tenants.id"), nullable=True,
-                                                  index=True)  # the tenant this party *is*
+    tenant_id: Mapped[str | None] = mapped_column(
+        ForeignKey("tenants.id"), nullable=True, index=True
+    )  # the tenant this party *is*
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 

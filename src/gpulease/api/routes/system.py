@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 import gpulease
 from gpulease.api.deps import Ctx, Me
 from gpulease.api.schemas import HealthOut, MeOut, SchedulerStatusOut
-from gpulease.persistence.tables import SchedulerStatus
+from gpulease.services import setup
 
 router = APIRouter(tags=["system"])
 
@@ -16,8 +16,7 @@ router = APIRouter(tags=["system"])
 def health(request: Request, ctx: Ctx) -> HealthOut:
     """Liveness and the scheduler's heartbeat (which process leads, when it last decided)."""
     try:
-        with ctx.db.transaction(write=False) as tx:
-            rows = tx.all(tx.select(SchedulerStatus).order_by(SchedulerStatus.site_id))
+        rows = setup.scheduler_status(ctx)
         database, status = "ok", "ok"
     except Exception as error:  # health must answer even when the database does not
         rows, database, status = [], f"unavailable: {type(error).__name__}", "degraded"
