@@ -820,3 +820,53 @@ def test_pending_amendment_does_not_suspend_an_approved_tenant(
     assert amendment.id not in due
     assert tenant_row(ctx, tenant.id).approval == "approved"
     jobs.submit(ctx, admin, jobs.JobSubmission(gpus=8, purpose="health research", command="x"))
+
+
+def test_a_stake_sold_before_the_screening_day_does_not_count(
+    ctx: ServiceContext, clock: ManualClock, staff: tuple[Principal, Principal]
+) -> None:
+    operator, officer = staff
+    screening_lists.import_list(ctx, officer, CSL_SAMPLE, "csl-csv")
+    tenant, admin = new_tenant(ctx, operator, "Bought Out Ltd", "US")
+    today = clock.now().date()
+    sold = kyc.CaseSubmission(
+        organization=kyc.PartyInput("Bought Out Ltd", countries=("US",)),
+        end_uses=("drug-discovery",),
+        owners=(
+            kyc.OwnerInput(
+                "old",
+                kyc.PartyInput(SDN_US[0], countries=(SDN_US[1],)),
+                "tenant",
+                Decimal(60),
+                since=today.replace(year=today.year - 3),
+                until=today.replace(year=today.year - 1),
+            ),
+            kyc.OwnerInput(
+                "new",
+                kyc.PartyInput("New Owner Inc", countries=("US",)),
+                "tenant",
+                Decimal(60),
+                since=today.replace(year=today.year - 1),
+            ),
+        ),
+        identification=dict(FULL_ID),
+    )
+    case = kyc.submit_case(ctx, admin, tenant.id, sold)
+    assert case.screening is not None
+    assert case.screening["ownership"]["verdict"] == "clear"  # the SDN stake ended
+    assert case.verdict != "block"
+    with pytest.raises(InvalidRequest, match="until must be after since"):
+        kyc.submit_case(
+            ctx,
+            admin,
+            tenant.id,
+            kyc.CaseSubmission(
+                organization=kyc.PartyInput("Bought Out Ltd", countries=("US",)),
+                end_uses=("drug-discovery",),
+                owners=(
+                    kyc.OwnerInput(
+                        "x", kyc.PartyInput("X"), "tenant", Decimal(10), since=today, until=today
+                    ),
+                ),
+            ),
+        )

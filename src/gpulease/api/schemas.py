@@ -266,6 +266,7 @@ class OwnerIn(Strict):
     owns: str = Field(default="tenant", description="'tenant' or another owner's ref")
     percent: Decimal = Field(gt=0, le=100)
     since: date | None = None
+    until: date | None = Field(default=None, description="the day the stake was sold")
 
 
 class OfficerIn(Strict):

@@ -87,6 +87,7 @@ class OwnerInput:
     owns: str
     percent: Decimal
     since: date | None = None
+    until: date | None = None  # a stake sold on this day no longer counts from it
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +154,7 @@ def submit_case(
                     owned_id=refs[owner.owns],
                     percent=owner.percent,
                     since=_day(owner.since),
-                    until=None,
+                    until=_day(owner.until),
                     evidence="declared at onboarding",
                 )
             )
@@ -689,6 +690,8 @@ def _validate(sub: CaseSubmission) -> None:
                 "'tenant' nor another owner's ref",
                 field="owners",
             )
+        if owner.since and owner.until and owner.until <= owner.since:
+            raise InvalidRequest(f"owner {owner.ref}: until must be after since", field="owners")
         if not Decimal(0) < owner.percent <= Decimal(100):
             raise InvalidRequest(f"owner {owner.ref}: percent must be in (0, 100]", field="owners")
     for officer in sub.officers:

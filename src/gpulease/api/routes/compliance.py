@@ -52,7 +52,8 @@ def submit_case(body: KycCaseCreate, ctx: Ctx, me: Me) -> KycCaseOut:
         end_uses=tuple(body.end_uses),
         end_use_statement=body.end_use_statement,
         owners=tuple(
-            kyc.OwnerInput(o.ref, _party(o.party), o.owns, o.percent, o.since) for o in body.owners
+            kyc.OwnerInput(o.ref, _party(o.party), o.owns, o.percent, o.since, o.until)
+            for o in body.owners
         ),
         officers=tuple(kyc.OfficerInput(_party(o.party), o.role, o.of) for o in body.officers),
         identification=dict(body.identification),
