@@ -20,7 +20,7 @@ from gpulease.sim.runner import simulate
 from gpulease.sim.traces import load_trace
 
 TIRESIAS = {"fifo": 330_125.0, "dlas-gpu": 179_256.0, "srtf oracle": 144_469.0}
-POLICIES = ("fifo", "easy", "fairshare", "las", "default")
+POLICIES = ("fifo", "easy", "fairshare", "las", "default", "las-gang")
 
 
 def main() -> None:

@@ -872,7 +872,7 @@ def test_state_change_journal_lists_jobs_touched_since(make_state: MakeState, jo
     assert state.changed_since(0) == ["a", "c", "b"]
 
 
-@pytest.mark.parametrize("policy", ["fifo", "las", "fairshare", "default"])
+@pytest.mark.parametrize("policy", ["fifo", "las", "las-gang", "fairshare", "default"])
 def test_split_keys_add_up_to_the_policy_key(
     policy: str, make_state: MakeState, job: MakeJob
 ) -> None:
@@ -910,3 +910,25 @@ def test_the_queue_index_follows_queue_changes_between_steps(
     other = make_state("1x2x4", jobs=[job("z", 1)])
     index.sync(other, 0.0)  # another state: indexed from scratch
     assert [e[2] for g in index.groups.values() for e in g.entries] == ["z"]
+
+
+def test_las_gang_ranks_by_level_then_smaller_gang_then_more_service(
+    make_state: MakeState, job: MakeJob
+) -> None:
+    from gpulease.scheduler.ordering import LasGang, OrderContext
+
+    policy = LasGang()
+    state = make_state(
+        "1x4x8",
+        jobs=[job("big", 16), job("small", 2), job("small-ran", 2), job("old", 1)],
+    )
+    state.start("small-ran", ((0, 2),), 0.0, borrowed=True)
+    state.stop("small-ran", 100.0, JobState.QUEUED)  # 200 GPU-s: still level 0
+    state.start("old", ((0, 1),), 0.0, borrowed=True)
+    state.stop("old", 4000.0, JobState.QUEUED)  # 4,000 GPU-s: past 3,250, level 1
+    ctx = OrderContext(5000.0)
+    ranked = sorted(state.queued.values(), key=lambda r: policy.key(r, ctx))
+    assert [r.id for r in ranked] == ["small-ran", "small", "big", "old"]
+    # one level never preempts itself; a lower level may preempt a higher one
+    assert policy.preempt_key(state.job("big"), 5000.0) == (0.0,)
+    assert policy.preempt_key(state.job("old"), 5000.0) == (1.0,)
