@@ -159,8 +159,13 @@ class LiveScheduler:
             )
             wanted = {(j.id, j.starts) for j in running}
             launches = {j.id: self._launch_of(tx, j) for j in running}
-        for job_id, _run in sorted(self.executor.active() - wanted):
-            self.executor.stop(job_id, "the job is no longer running")
+            # one executor serves every site: leave other sites' runs to their own pass
+            active = self.executor.active()
+            ids = sorted({job_id for job_id, _run in active})
+            site_of = {j.id: j.site_id for j in tx.all(tx.select(Job).where(Job.id.in_(ids)))}
+        for job_id, _run in sorted(active - wanted):
+            if site_of.get(job_id, site_id) == site_id:
+                self.executor.stop(job_id, "the job is no longer running")
         held = self.executor.active()
         lost = [launches[job_id] for job_id, run in sorted(wanted - held)]
         orphans = [launch for launch in lost if not self.executor.adopt(launch)]

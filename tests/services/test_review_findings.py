@@ -1,0 +1,57 @@
+"""Regression tests for correctness bugs found in review (scheduler pass, races, executors).
+Each runs on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gpulease.domain.access import Principal
+from gpulease.domain.states import JobState
+from gpulease.executors.local import LocalExecutor
+from gpulease.persistence.tables import Job
+from gpulease.services import inventory, jobs
+from gpulease.services.context import ServiceContext
+from gpulease.services.scheduling import LiveScheduler
+
+
+def submission(gpus: int = 4, **fields: Any) -> jobs.JobSubmission:
+    fields.setdefault("purpose", "financial AI")
+    fields.setdefault("command", "train")
+    fields.setdefault("duration_s", 600)
+    return jobs.JobSubmission(gpus=gpus, **fields)
+
+
+def state_of(ctx: ServiceContext, job_id: str) -> Job:
+    with ctx.db.transaction(write=False) as tx:
+        return tx.require(Job, job_id, "job")
+
+
+def test_second_site_runs_are_not_stopped_by_the_first_sites_reconcile(
+    ctx: ServiceContext, operator: Principal, inftech: Principal
+) -> None:
+    """One executor serves every site: site A's reconcile must not stop site B's runs (the
+    local executor cannot adopt them back, so each pass killed and requeued them)."""
+    inventory.register_site(
+        ctx,
+        operator,
+        site_id="sgp1",
+        name="Singapore",
+        country="SG",
+        city="Singapore",
+        hardware="hgx-8gpu",
+        racks=1,
+        serial_prefix="SGP",
+    )
+    local = LocalExecutor(kill_after_s=1)
+    scheduler = LiveScheduler(ctx, local, name="two-sites")
+    try:
+        job = jobs.submit(ctx, inftech, submission(8, site_id="sgp1", command="sleep 30"))
+        scheduler.tick()
+        assert local.active() == {(job.id, 1)}
+        scheduler.tick()
+        after = state_of(ctx, job.id)
+        assert after.state == JobState.RUNNING
+        assert (after.starts, after.preemptions) == (1, 0)
+        assert local.active() == {(job.id, 1)}
+    finally:
+        local.close()
