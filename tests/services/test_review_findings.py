@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from gpulease.domain.access import Principal
+from gpulease.domain.clock import ManualClock
 from gpulease.domain.states import JobState
 from gpulease.executors.local import LocalExecutor
-from gpulease.persistence.tables import Job
-from gpulease.services import inventory, jobs
+from gpulease.persistence.tables import Job, Tenant
+from gpulease.services import inventory, jobs, kyc
 from gpulease.services.context import ServiceContext
-from gpulease.services.scheduling import LiveScheduler
+from gpulease.services.scheduling import LiveScheduler, Snapshot
 
 
 def submission(gpus: int = 4, **fields: Any) -> jobs.JobSubmission:
@@ -55,3 +58,33 @@ def test_second_site_runs_are_not_stopped_by_the_first_sites_reconcile(
         assert local.active() == {(job.id, 1)}
     finally:
         local.close()
+
+
+def test_tenant_suspended_after_the_snapshot_gets_no_start(
+    ctx: ServiceContext,
+    clock: ManualClock,
+    inftech: Principal,
+    scheduler: LiveScheduler,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A tenant suspended (re-screen hit, officer) between the pass's snapshot and its apply
+    must not have work started: the apply re-reads the tenant's standing."""
+    job = jobs.submit(ctx, inftech, submission(4))
+    original = scheduler._snapshot
+
+    def snapshot_then_suspend(*args: Any, **kwargs: Any) -> Snapshot:
+        snap = original(*args, **kwargs)
+        with ctx.db.transaction() as tx:
+            tenant = tx.require(Tenant, inftech.tenant_id, "tenant", for_update=True)
+            kyc._set_standing(tx, tenant, "suspended", "suspended: new hit", clock.now(), "t")
+        return snap
+
+    monkeypatch.setattr(scheduler, "_snapshot", snapshot_then_suspend)
+    [report] = scheduler.tick()
+    assert job.id not in report.started
+    assert state_of(ctx, job.id).state == JobState.QUEUED
+    monkeypatch.setattr(scheduler, "_snapshot", original)
+    scheduler.tick()
+    held = state_of(ctx, job.id)
+    assert held.state == JobState.QUEUED
+    assert held.wait_reason.startswith("held: the tenant is not approved")

@@ -382,6 +382,12 @@ class LiveScheduler:
                 if any(n.state != NodeState.UP or n.state != snap.node_states[n.id] for n in nodes):
                     report.stale += 1
                     continue
+                # the tenant's standing may have changed since the snapshot (a re-screen hit,
+                # an officer's decision): read it again, locked until commit
+                tenant = tx.require(Tenant, job.tenant_id, "tenant", for_update=True)
+                if not is_approved(tenant, now):
+                    report.stale += 1
+                    continue
                 runs.start_run(tx, job, placement, now, borrowed=start.borrowed, actor=ACTOR)
                 tx.flush()
                 launches.append(self._launch_of(tx, job))
