@@ -11,7 +11,8 @@ from gpulease.domain.access import Principal
 from gpulease.domain.clock import ManualClock
 from gpulease.domain.states import JobState
 from gpulease.executors.local import LocalExecutor
-from gpulease.persistence.tables import Job, Tenant
+from gpulease.persistence.db import Tx
+from gpulease.persistence.tables import Job, Node, Tenant
 from gpulease.services import inventory, jobs, kyc
 from gpulease.services.context import ServiceContext
 from gpulease.services.scheduling import LiveScheduler, Snapshot
@@ -88,3 +89,34 @@ def test_tenant_suspended_after_the_snapshot_gets_no_start(
     held = state_of(ctx, job.id)
     assert held.state == JobState.QUEUED
     assert held.wait_reason.startswith("held: the tenant is not approved")
+
+
+def test_snapshot_is_consistent_when_a_job_is_cancelled_during_it(
+    ctx: ServiceContext,
+    clock: ManualClock,
+    inftech: Principal,
+    scheduler: LiveScheduler,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The snapshot reads jobs, then nodes and allocations: on PostgreSQL (READ COMMITTED)
+    a cancel committed in between left a RUNNING job without GPUs and the pass crashed."""
+    job = jobs.submit(ctx, inftech, submission(4))
+    scheduler.tick()
+    assert state_of(ctx, job.id).state == JobState.RUNNING
+    clock.advance(5)
+    original_all = Tx.all
+    fired: list[bool] = []
+
+    def all_with_cancel(self: Tx, query: Any) -> Any:
+        entity = query.column_descriptions[0].get("entity")
+        if entity is Node and not fired:
+            fired.append(True)
+            jobs.cancel(ctx, inftech, job.id, "changed my mind")
+        return original_all(self, query)
+
+    monkeypatch.setattr(Tx, "all", all_with_cancel)
+    scheduler.tick()
+    assert fired
+    monkeypatch.setattr(Tx, "all", original_all)
+    assert state_of(ctx, job.id).state == JobState.CANCELLED
+    scheduler.tick()

@@ -12,7 +12,8 @@ transaction starts with ``BEGIN IMMEDIATE`` so two writers serialise at the star
 of failing at commit. PostgreSQL runs at READ COMMITTED; where a check-then-write must not
 race (admitting a lease against the calendar) the service takes ``tx.lock(name)``, a
 transaction-scoped advisory lock there and a no-op on SQLite, whose writers are already
-serialised.
+serialised. A read transaction (``write=False``) on PostgreSQL runs at REPEATABLE READ, so
+that its queries see one snapshot, as on SQLite (the scheduler's snapshot relies on it).
 """
 
 from __future__ import annotations
@@ -87,6 +88,10 @@ class Database:
         session = self._sessions()
         try:
             with session.begin():
+                if not write and not self.is_sqlite:
+                    # a read transaction sees one snapshot (SQLite's deferred BEGIN does):
+                    # at READ COMMITTED each statement would see its own
+                    session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
                 yield Tx(session, self)
         except IntegrityError as error:
             raise DuplicateRecord(f"conflicting record: {_first_line(error)}") from error
