@@ -3,17 +3,19 @@ Each runs on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
 
 from gpulease.domain.access import Principal
 from gpulease.domain.clock import ManualClock
+from gpulease.domain.errors import DomainError
 from gpulease.domain.states import JobState
 from gpulease.executors.local import LocalExecutor
 from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import Job, Node, Tenant
-from gpulease.services import inventory, jobs, kyc
+from gpulease.services import inventory, jobs, kyc, runs
 from gpulease.services.context import ServiceContext
 from gpulease.services.scheduling import LiveScheduler, Snapshot
 
@@ -120,3 +122,44 @@ def test_snapshot_is_consistent_when_a_job_is_cancelled_during_it(
     monkeypatch.setattr(Tx, "all", original_all)
     assert state_of(ctx, job.id).state == JobState.CANCELLED
     scheduler.tick()
+
+
+def test_cancel_racing_the_recording_of_completions_loses_none(
+    ctx: ServiceContext,
+    clock: ManualClock,
+    inftech: Principal,
+    scheduler: LiveScheduler,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A user cancels a job while the pass records its completion: on PostgreSQL the job row
+    was read unlocked, the cancel's commit made the update stale, and the whole batch of
+    completions was lost (the pass failed; a local run that succeeded would be re-run)."""
+    first = jobs.submit(ctx, inftech, submission(4, duration_s=60))
+    second = jobs.submit(ctx, inftech, submission(4, duration_s=60))
+    scheduler.tick()
+    clock.advance(61)
+    original_stop = runs.stop_run
+    racers: list[threading.Thread] = []
+    refused: list[Exception] = []
+
+    def cancel() -> None:
+        try:
+            jobs.cancel(ctx, inftech, second.id, "too late")
+        except DomainError as error:
+            refused.append(error)
+
+    def stop_run_with_a_racing_cancel(tx: Tx, job: Job, *args: Any, **kwargs: Any) -> None:
+        if job.id == second.id and not racers:
+            racer = threading.Thread(target=cancel)
+            racers.append(racer)
+            racer.start()
+            racer.join(timeout=1.0)  # committed at once, or blocked on the row until we commit
+        original_stop(tx, job, *args, **kwargs)
+
+    monkeypatch.setattr(runs, "stop_run", stop_run_with_a_racing_cancel)
+    [report] = scheduler.tick()
+    racers[0].join(timeout=60)
+    assert set(report.finished) == {first.id, second.id}
+    assert state_of(ctx, first.id).state == JobState.SUCCEEDED
+    assert state_of(ctx, second.id).state == JobState.SUCCEEDED
+    assert len(refused) == 1

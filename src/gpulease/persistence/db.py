@@ -123,8 +123,8 @@ class Tx:
         self.session = session
         self.db = db
 
-    def get(self, model: type[T], key: Any) -> T | None:
-        return self.session.get(model, key)
+    def get(self, model: type[T], key: Any, *, for_update: bool = False) -> T | None:
+        return self.session.get(model, key, with_for_update=for_update or None)
 
     def require(self, model: type[T], key: Any, kind: str, *, for_update: bool = False) -> T:
         """The row, or NotFound; ``for_update`` locks it until commit (PostgreSQL)."""

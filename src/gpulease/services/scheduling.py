@@ -130,7 +130,8 @@ class LiveScheduler:
             return
         with self.ctx.db.transaction() as tx:
             for done in completions:
-                job = tx.get(Job, done.job_id)
+                # locked: a concurrent cancel must wait, not make this whole batch stale
+                job = tx.get(Job, done.job_id, for_update=True)
                 if job is None or job.site_id != site_id:
                     continue
                 if job.state != JobState.RUNNING or job.starts != done.run:
