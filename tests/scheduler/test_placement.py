@@ -279,18 +279,17 @@ def test_never_fits(job: MakeJob) -> None:
     assert never_fits(job("a", 144), GB200_2) is None
     assert never_fits(job("b", 145), GB200_2) == WaitReason(
         WaitCode.NEVER_FITS,
-        "never fits this site: needs 145 GPUs; 144 are free on schedulable nodes",
+        "never fits this site: needs 145 GPUs; 144 are installed",
     )
     assert never_fits(job("c", 73, topology="required"), GB200_2, domain="NVLink domain") == (
         WaitReason(
             WaitCode.NEVER_FITS,
-            "never fits this site: needs 73 GPUs in one NVLink domain; the largest free "
-            "block is 72",
+            "never fits this site: needs 73 GPUs in one NVLink domain; the largest holds 72 GPUs",
         )
     )
     assert never_fits(job("d", 16, gpus_per_node=8), GB200_2) == WaitReason(
         WaitCode.NEVER_FITS,
-        "never fits this site: needs 2 nodes with 8 free GPUs each; only 0 such nodes",
+        "never fits this site: needs 2 nodes with 8 GPUs each; the site has only 0 such nodes",
     )
     assert min_racks_needed(job("b", 145), GB200_2) == 0
 
@@ -301,7 +300,7 @@ def test_submit_refuses_a_job_that_never_fits(job: MakeJob) -> None:
         state.submit(job("big", 96, topology="required"), domain="NVLink domain")
     assert caught.value.message == (
         "job big: never fits this site: needs 96 GPUs in one NVLink domain; "
-        "the largest free block is 72"
+        "the largest holds 72 GPUs"
     )
     assert caught.value.details == {"field": "gpus"}
     assert state.jobs == {}

@@ -20,6 +20,7 @@ A failure comes with a :class:`WaitReason` that says, in words, what is missing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -216,8 +217,17 @@ def never_fits(job: JobSpec, cluster: Cluster, *, domain: str = "rack") -> WaitR
     empty = FreeMap(cluster, [n.gpus for n in cluster.nodes])
     outcome = place(job, empty, domain=domain)
     if isinstance(outcome, WaitReason):
-        return WaitReason(WaitCode.NEVER_FITS, f"never fits this site: {outcome.message}")
+        return WaitReason(WaitCode.NEVER_FITS, f"never fits this site: {_installed(outcome)}")
     return None
+
+
+def _installed(reason: WaitReason) -> str:
+    """The placer's words said of an empty site: what is free there is what is installed."""
+    text = re.sub(r"the largest free block is (\d+)", r"the largest holds \1 GPUs", reason.message)
+    text = re.sub(r"\(largest free block (\d+)\)", r"(the largest holds \1)", text)
+    text = text.replace(" are free on schedulable nodes", " are installed")
+    text = text.replace("free GPUs each; only", "GPUs each; the site has only")
+    return text.replace("; free ", "; ")
 
 
 def racks_spanned(cluster: Cluster, placement: Placement) -> int:
