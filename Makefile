@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	mkdir -p var
 	GPULEASE_DATABASE_URL=$(DEMO_DB) $(BIN)/gpulease init --demo --reset --lists ../shared/lists
-	@echo "Log in as a tenant with: $(BIN)/gpulease login --token <a token above>"
+	@echo "Log in as a tenant with: $(BIN)/gpulease login --url http://127.0.0.1:$(PORT) --token <a token above>"
 	GPULEASE_DATABASE_URL=$(DEMO_DB) GPULEASE_DATA_DIR=var $(BIN)/gpulease serve --port $(PORT)
 
 # The reference site (32 GB200 NVL72 racks) replaying the Philly trace in the simulator.

@@ -122,6 +122,14 @@ def test_unrecognised_purpose_is_refused() -> None:
     assert "names no known end use" in decision.reason
 
 
+@pytest.mark.parametrize("text", ["weapons research", "military research", "Missile guidance"])
+def test_unrecognised_purpose_naming_weapons_is_refused_as_prohibited(text: str) -> None:
+    decision = check_purpose(text, INF_TECH, POLICY)
+    assert decision.outcome is PurposeOutcome.REFUSE
+    assert "prohibited kind of end use" in decision.reason
+    assert "never allowed" in decision.reason
+
+
 def test_suspect_free_text_goes_to_review() -> None:
     decision = check_purpose("health-research: pathogen enhancement", INF_TECH, POLICY)
     assert decision.outcome is PurposeOutcome.REVIEW

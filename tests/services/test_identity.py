@@ -7,9 +7,10 @@ import threading
 import pytest
 from sqlalchemy import select
 
-from gpulease.domain.access import Role
+from gpulease.domain.access import Principal, Role
+from gpulease.domain.clock import ManualClock
 from gpulease.domain.errors import Conflict, Unauthenticated
-from gpulease.persistence.tables import ApiToken, User
+from gpulease.persistence.tables import AccessRecord, ApiToken, User
 from gpulease.services import identity
 from gpulease.services.context import ServiceContext
 
@@ -63,3 +64,27 @@ def test_concurrent_bootstraps_make_one_operator(ctx: ServiceContext) -> None:
     assert len(refused) == threads - 1
     with ctx.db.transaction(write=False) as tx:
         assert [u.id for u in tx.all(select(User))] == won
+
+
+def test_access_records_count_every_request_with_at_most_a_minute_of_lag(
+    ctx: ServiceContext, clock: ManualClock, inftech: Principal
+) -> None:
+
+    def row() -> AccessRecord:
+        with ctx.db.transaction(write=False) as tx:
+            found = tx.first(tx.select(AccessRecord).where(AccessRecord.ip == "192.0.2.9"))
+        assert found is not None
+        return found
+
+    first = clock.now()
+    for _ in range(5):
+        identity.note_access(ctx, inftech, "192.0.2.9")
+        clock.advance(5)
+    assert row().requests == 1  # written at the first request, then counted in memory
+    clock.advance(40)
+    identity.note_access(ctx, inftech, "192.0.2.9")  # a minute later: the count is written
+    written = row()
+    assert written.requests == 6
+    assert written.first_seen == first
+    assert written.last_seen == clock.now()
+    assert written.tenant_id == inftech.tenant_id

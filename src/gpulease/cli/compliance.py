@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gpulease.cli.client import ApiClient
+from gpulease.cli.remote import ID_COLUMN
 from gpulease.domain.errors import InvalidRequest
 
 console = Console()
@@ -28,7 +29,7 @@ def _print_json(value: Any) -> None:
 def _cases_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title_justify="left")
     for column in ("case", "tenant", "state", "verdict", "end uses", "why"):
-        table.add_column(column)
+        table.add_column(column, **ID_COLUMN if column in ("case", "tenant") else {})
     for r in rows:
         colour = VERDICT_COLOUR.get(r["verdict"], "white")
         table.add_row(

@@ -18,6 +18,8 @@ console = Console()
 lease_app = typer.Typer(help="Request and inspect leases.", no_args_is_help=True)
 job_app = typer.Typer(help="Submit and follow jobs.", no_args_is_help=True)
 TERMINAL = {"succeeded", "failed", "cancelled"}
+# Ids are what people copy into the next command: never cut them, whatever the width.
+ID_COLUMN: dict[str, Any] = {"no_wrap": True, "min_width": 19}
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
@@ -55,7 +57,11 @@ def login_command(
 def _lease_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title_justify="left")
     for column in ("id", "tenant", "GPUs", "start", "end", "state", "price", "why"):
-        table.add_column(column, justify="right" if column in ("GPUs", "price") else "left")
+        table.add_column(
+            column,
+            justify="right" if column in ("GPUs", "price") else "left",
+            **ID_COLUMN if column in ("id", "tenant") else {},
+        )
     for r in rows:
         table.add_row(
             r["id"],
@@ -131,7 +137,11 @@ def lease_decide(
 def _job_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title_justify="left")
     for column in ("id", "name", "GPUs", "state", "submitted", "why / outcome"):
-        table.add_column(column, justify="right" if column == "GPUs" else "left")
+        table.add_column(
+            column,
+            justify="right" if column == "GPUs" else "left",
+            **ID_COLUMN if column == "id" else {},
+        )
     colours = {"running": "green", "queued": "yellow", "failed": "red", "succeeded": "cyan"}
     for r in rows:
         why = r["wait_reason"] if r["state"] == "queued" else r["end_reason"]

@@ -42,11 +42,15 @@ def init_command(
         print(json.dumps([asdict(u) for u in users], indent=2))
         return
     table = Table(title="Demo site jkt1: 32 GB200 NVL72 racks, 2,304 GPUs", title_justify="left")
-    for column in ("user", "role", "tenant", "token (shown once)"):
+    for column in ("user", "role", "tenant"):
         table.add_column(column)
     for user in users:
-        table.add_row(user.email, user.role, user.tenant or "(operator)", user.token)
+        table.add_row(user.email, user.role, user.tenant or "(operator)")
     console.print(table)
+    # Plain lines, never wrapped or cut: a token is shown once and must be copied whole.
+    print("Tokens (shown once; `gpulease login --token TOKEN --url http://127.0.0.1:PORT`):")
+    for user in users:
+        print(f"  {user.email:<30} {user.token}")
 
 
 def serve_command(

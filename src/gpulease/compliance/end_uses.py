@@ -114,6 +114,11 @@ _SUSPECT_WORDS: tuple[str, ...] = (
 )
 
 
+def _suspect_words(text: str) -> list[str]:
+    lowered = text.lower()
+    return [w for w in _SUSPECT_WORDS if re.search(rf"\b{re.escape(w)}", lowered)]
+
+
 def _key(text: str) -> str:
     return re.sub(r"[\s\-_]+", " ", text.strip().lower())
 
@@ -239,6 +244,14 @@ def check_purpose(
         return PurposeDecision(outcome, code, free_text, reason, rules, packs)
 
     if code is None:
+        suspect = _suspect_words(declared)
+        if suspect:
+            return decide(
+                PurposeOutcome.REFUSE,
+                f"the declared purpose {declared.strip()!r} names a prohibited kind of end use "
+                f"({', '.join(repr(w) for w in suspect)}): weapons and military uses are never "
+                "allowed",
+            )
         return decide(
             PurposeOutcome.REFUSE,
             f"the declared purpose {declared.strip()!r} names no known end use; declare one of "
@@ -265,8 +278,7 @@ def check_purpose(
             f"(approved: {approved}); ask a compliance officer to review the tenant's "
             "approval before using it",
         )
-    lowered = free_text.lower()
-    suspect = [w for w in _SUSPECT_WORDS if re.search(rf"\b{re.escape(w)}", lowered)]
+    suspect = _suspect_words(free_text)
     if suspect:
         return decide(
             PurposeOutcome.REVIEW,

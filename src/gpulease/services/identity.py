@@ -167,14 +167,18 @@ ACCESS_NOTE_INTERVAL_S = 60.0
 
 def note_access(ctx: ServiceContext, principal: Principal, ip: str) -> None:
     """Record that ``principal`` reached the API from ``ip`` (customer identification rules
-    ask for the IP addresses used and when). Written at most once a minute per user and
-    address per process, so it costs nothing on the hot path."""
+    ask for the IP addresses used and when). Requests are counted in the process and written
+    at most once a minute per user and address, so the hot path rarely writes; the row's
+    ``last_seen`` and ``requests`` lag by at most a minute of this process's traffic."""
     now = ctx.now()
     key = f"access:{principal.user_id}:{ip}"
-    last = ctx.cache.get(key)
+    found = ctx.cache.get(key)
+    last, pending = found if isinstance(found, tuple) else (None, 0)
+    pending += 1
     if isinstance(last, datetime) and (now - last).total_seconds() < ACCESS_NOTE_INTERVAL_S:
+        ctx.cache[key] = (last, pending)
         return
-    ctx.cache[key] = now
+    ctx.cache[key] = (now, 0)
     with ctx.db.transaction() as tx:
         row = tx.first(
             tx.select(AccessRecord).where(
@@ -189,12 +193,12 @@ def note_access(ctx: ServiceContext, principal: Principal, ip: str) -> None:
                     ip=ip,
                     first_seen=now,
                     last_seen=now,
-                    requests=1,
+                    requests=pending,
                 )
             )
         else:
             row.last_seen = now
-            row.requests += 1
+            row.requests += pending
 
 
 def _issue(tx: Tx, user: User, now: datetime, actor: str) -> str:
