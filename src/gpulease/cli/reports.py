@@ -100,7 +100,7 @@ def disclosure_command(
         f"{_e(tenant['country'])}, {_e(tenant['kind'])}) as of {_when(report['as_of'])}"
     )
     console.print(
-        f"standing: {_v(standing['approval'])} {_e(standing['reason'])}; "
+        f"standing: {_v(standing['approval'])} ({_e(standing['reason'])}); "
         f"expires {_when(standing['expires_at'])}"
     )
     parties = _table("who", "party", "kind", "countries", "identifiers")
