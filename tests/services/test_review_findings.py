@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from gpulease.compliance.policy import CUSTOMER_FIELDS
 from gpulease.domain.access import Principal
 from gpulease.domain.clock import ManualClock
 from gpulease.domain.errors import DomainError
@@ -163,3 +164,39 @@ def test_cancel_racing_the_recording_of_completions_loses_none(
     assert state_of(ctx, first.id).state == JobState.SUCCEEDED
     assert state_of(ctx, second.id).state == JobState.SUCCEEDED
     assert len(refused) == 1
+
+
+def test_rejecting_a_second_case_keeps_the_approval_the_tenant_stands_on(
+    ctx: ServiceContext,
+    clock: ManualClock,
+    officer: Principal,
+    outsider: Principal,
+    scheduler: LiveScheduler,
+) -> None:
+    """An approved tenant submits a further case (say, to add an end use); its rejection
+    refuses that case only. It used to set the tenant's standing to rejected while the case
+    it stood on stayed approved: its work was drained and refused, its leases suspended."""
+    assert outsider.tenant_id is not None
+    with ctx.db.transaction(write=False) as tx:
+        standing_on = tx.require(Tenant, outsider.tenant_id, "tenant").approval_case_id
+    running = jobs.submit(ctx, outsider, submission(4))
+    scheduler.tick()
+    clock.advance(60)
+    extra = kyc.submit_case(
+        ctx,
+        outsider,
+        outsider.tenant_id,
+        kyc.CaseSubmission(
+            organization=kyc.PartyInput("Lease-less Labs", countries=("SG",)),
+            end_uses=("scientific-computing",),
+            identification=dict.fromkeys(CUSTOMER_FIELDS, "given"),
+        ),
+    )
+    kyc.decide_case(ctx, officer, extra.id, approve=False, reason="not needed")
+    with ctx.db.transaction(write=False) as tx:
+        tenant = tx.require(Tenant, outsider.tenant_id, "tenant")
+    assert (tenant.approval, tenant.approval_case_id) == ("approved", standing_on)
+    [report] = scheduler.tick()
+    assert running.id not in report.requeued
+    assert state_of(ctx, running.id).state == JobState.RUNNING
+    jobs.submit(ctx, outsider, submission(4))  # still admitted

@@ -300,9 +300,16 @@ def decide_case(
         )
         if not approve:
             _move(tx, case, KycState.REJECTED, now, officer.user_id, reason)
-            _set_standing(
-                tx, tenant, "rejected", f"rejected by an officer: {reason}", now, officer.user_id
-            )
+            # refusing a further case leaves the approval the tenant stands on (another case)
+            if tenant.approval != "approved" or tenant.approval_case_id in (None, case.id):
+                _set_standing(
+                    tx,
+                    tenant,
+                    "rejected",
+                    f"rejected by an officer: {reason}",
+                    now,
+                    officer.user_id,
+                )
             return case
         approvals = 1 + sum(1 for d in same_round if d.decision == "approve")
         if approvals < case.approvals_needed:
