@@ -12,11 +12,11 @@ from gpulease.compliance.policy import CUSTOMER_FIELDS
 from gpulease.domain.access import Principal
 from gpulease.domain.clock import ManualClock
 from gpulease.domain.errors import DomainError
-from gpulease.domain.states import JobState
+from gpulease.domain.states import JobState, KycState
 from gpulease.executors.local import LocalExecutor
-from gpulease.persistence.db import Tx
+from gpulease.persistence.db import DatabaseUnavailable, Tx
 from gpulease.persistence.tables import Job, Node, Tenant
-from gpulease.services import inventory, jobs, kyc, runs
+from gpulease.services import identity, inventory, jobs, kyc, runs
 from gpulease.services.context import ServiceContext
 from gpulease.services.scheduling import LiveScheduler, Snapshot
 
@@ -200,3 +200,36 @@ def test_rejecting_a_second_case_keeps_the_approval_the_tenant_stands_on(
     assert running.id not in report.requeued
     assert state_of(ctx, running.id).state == JobState.RUNNING
     jobs.submit(ctx, outsider, submission(4))  # still admitted
+
+
+def test_case_left_unscreened_is_screened_by_the_next_pass(
+    ctx: ServiceContext,
+    operator: Principal,
+    scheduler: LiveScheduler,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Submission commits the case, then screens it in a second transaction. If that step
+    fails (database error, crash), the case stayed ``submitted`` for ever: no officer can
+    decide it and the tenant cannot submit another (it has an open case)."""
+    tenant = identity.create_tenant(ctx, operator, name="Unlucky Labs", country="SG", kind="lab")
+    original = kyc.current_lists
+
+    def unavailable(*args: Any, **kwargs: Any) -> Any:
+        raise DatabaseUnavailable("database error: connection lost")
+
+    sub = kyc.CaseSubmission(
+        organization=kyc.PartyInput("Unlucky Labs", countries=("SG",)),
+        end_uses=("scientific-computing",),
+        identification=dict.fromkeys(CUSTOMER_FIELDS, "given"),
+    )
+    monkeypatch.setattr(kyc, "current_lists", unavailable)
+    with pytest.raises(DatabaseUnavailable):
+        kyc.submit_case(ctx, operator, tenant.id, sub)
+    monkeypatch.setattr(kyc, "current_lists", original)
+    [case] = kyc.list_cases(ctx, operator, state="submitted")
+    scheduler.tick()
+    screened = kyc.get_case(ctx, operator, case.id)
+    assert screened.state == KycState.NEEDS_REVIEW
+    assert screened.round == 1
+    scheduler.tick()
+    assert kyc.get_case(ctx, operator, case.id).round == 1  # screened once, not every pass

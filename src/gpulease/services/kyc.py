@@ -22,6 +22,7 @@ transaction, naming the policy packs in force and the list snapshots used.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -41,7 +42,7 @@ from gpulease.compliance.ownership import (
 )
 from gpulease.compliance.policy import EffectivePolicy, PolicySet
 from gpulease.domain.access import Principal, Role
-from gpulease.domain.errors import Conflict, Denied, InvalidRequest
+from gpulease.domain.errors import Conflict, Denied, DomainError, InvalidRequest
 from gpulease.domain.states import KYC_TRANSITIONS, KycState, transition
 from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import (
@@ -58,6 +59,7 @@ from gpulease.services.context import ServiceContext, new_id
 from gpulease.services.screening_lists import current_lists
 from gpulease.services.standing import is_approved
 
+log = logging.getLogger("gpulease.kyc")
 OPEN_STATES = frozenset({KycState.SUBMITTED, KycState.SCREENING, KycState.NEEDS_REVIEW})
 CASE_FIELDS = ("state", "state_reason", "verdict", "round", "end_uses", "expires_at")
 
@@ -196,16 +198,23 @@ def submit_case(
             },
             reason=sub.end_use_statement[:500],
         )
-    return screen_case(ctx, actor.user_id, case.id)
+    return screen_case(ctx, actor.user_id, case.id, only_submitted=True)
 
 
-def screen_case(ctx: ServiceContext, actor: str, case_id: str) -> KycCase:
-    """Screen a submitted (or re-opened) case and put it before an officer."""
+def screen_case(
+    ctx: ServiceContext, actor: str, case_id: str, *, only_submitted: bool = False
+) -> KycCase:
+    """Screen a submitted (or re-opened) case and put it before an officer.
+
+    ``only_submitted``: leave the case as it is unless it still waits for its first
+    screening (the submission and the scheduler's retry must not both screen it)."""
     now = ctx.now()
     policy = policy_on(ctx, now)
     lists = current_lists(ctx, policy.screening_lists or None)
     with ctx.db.transaction() as tx:
         case = tx.require(KycCase, case_id, "kyc case", for_update=True)
+        if only_submitted and case.state != KycState.SUBMITTED:
+            return case
         if KycState(case.state) in (
             KycState.SUBMITTED,
             KycState.APPROVED,
@@ -445,6 +454,26 @@ def expire(ctx: ServiceContext, now: datetime) -> list[str]:
             )
         screen_case(ctx, "scheduler", case_id)
     return due
+
+
+def screen_unscreened(ctx: ServiceContext) -> list[str]:
+    """Screen cases left ``submitted`` (the submission's screening step failed or its process
+    died): otherwise no officer could decide them and the tenant could not submit again."""
+    with ctx.db.transaction(write=False) as tx:
+        waiting = [
+            c.id
+            for c in tx.all(
+                tx.select(KycCase)
+                .where(KycCase.state == KycState.SUBMITTED.value)
+                .order_by(KycCase.id)
+            )
+        ]
+    for case_id in waiting:
+        try:
+            screen_case(ctx, "scheduler", case_id, only_submitted=True)
+        except DomainError:  # retried next pass; never stops the scheduler's pass
+            log.exception("screening case %s failed", case_id)
+    return waiting
 
 
 # ---------------------------------------------------------------- admission

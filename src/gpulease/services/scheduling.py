@@ -93,6 +93,7 @@ class LiveScheduler:
     def tick(self) -> list[PassReport]:
         now = self.ctx.now()
         kyc.expire(self.ctx, now)
+        kyc.screen_unscreened(self.ctx)
         leases.tick(self.ctx, now)
         completions = self.executor.poll(now)
         reports = []
