@@ -233,3 +233,37 @@ def test_case_left_unscreened_is_screened_by_the_next_pass(
     assert screened.round == 1
     scheduler.tick()
     assert kyc.get_case(ctx, operator, case.id).round == 1  # screened once, not every pass
+
+
+def test_queued_work_for_an_end_use_no_longer_approved_is_held(
+    ctx: ServiceContext,
+    officer: Principal,
+    outsider: Principal,
+    scheduler: LiveScheduler,
+) -> None:
+    """The officer approves a new case for fewer end uses (it supersedes the earlier one).
+    A job queued for a withdrawn end use would be refused at submission now; it used to
+    start all the same. It waits, saying why, until the end use is approved again."""
+    assert outsider.tenant_id is not None
+    queued = jobs.submit(ctx, outsider, submission(4, purpose="financial-services-ai"))
+    narrower = kyc.submit_case(
+        ctx,
+        outsider,
+        outsider.tenant_id,
+        kyc.CaseSubmission(
+            organization=kyc.PartyInput("Lease-less Labs", countries=("SG",)),
+            end_uses=("scientific-computing",),
+            identification=dict.fromkeys(CUSTOMER_FIELDS, "given"),
+        ),
+    )
+    kyc.decide_case(ctx, officer, narrower.id, approve=True, reason="science only now")
+    with pytest.raises(kyc.NotApproved):
+        jobs.submit(ctx, outsider, submission(4, purpose="financial-services-ai"))
+    [report] = scheduler.tick()
+    assert queued.id not in report.started
+    held = state_of(ctx, queued.id)
+    assert held.state == JobState.QUEUED
+    assert held.wait_reason.startswith("held: ")
+    allowed = jobs.submit(ctx, outsider, submission(4, purpose="scientific-computing"))
+    [report] = scheduler.tick()
+    assert report.started == [allowed.id]

@@ -30,7 +30,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from gpulease.compliance.end_uses import PurposeOutcome, check_purpose
+from gpulease.compliance.policy import EffectivePolicy
 from gpulease.domain.clock import from_seconds, to_seconds
+from gpulease.domain.errors import InvalidRequest
 from gpulease.domain.models import LeaseGuarantee
 from gpulease.domain.states import JobState, NodeState
 from gpulease.executors.base import Completion, Executor, Launch, NodeSlice
@@ -69,6 +72,8 @@ class Snapshot:
     placements: dict[str, list[tuple[str, int]]]  # running job -> [(node, GPUs)]
     guarantees: list[LeaseGuarantee]
     usage: list[tuple[str, float, float]]  # (tenant, GPU-seconds, ended at) oldest first
+    # queued jobs held back because their purpose is outside the tenant's approval
+    purpose_held: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -239,6 +244,25 @@ class LiveScheduler:
             # A held tenant's queued jobs are not offered to the core; its running jobs,
             # when kept, still hold their GPUs.
             jobs = [j for j in jobs if j.tenant_id not in held or j.state == JobState.RUNNING]
+            # Nor is a queued job whose end use the tenant's approval no longer covers (an
+            # officer narrowed it): it would be refused if submitted now.
+            end_uses = {t.id: t.approved_end_uses for t in tx.all(tx.select(Tenant))}
+            policy = kyc.policy_on(self.ctx, now)
+            verdicts: dict[tuple[str, str], str | None] = {}
+            excluded: set[str] = set()
+            purpose_held: dict[str, str] = {}  # those whose wait reason must change
+            for j in jobs:
+                if j.state != JobState.QUEUED:
+                    continue
+                key = (j.tenant_id, j.purpose)
+                if key not in verdicts:
+                    verdicts[key] = _purpose_refused(j.purpose, end_uses[j.tenant_id], policy)
+                why = verdicts[key]
+                if why is not None:
+                    excluded.add(j.id)
+                    if j.wait_reason != why:
+                        purpose_held[j.id] = why
+            jobs = [j for j in jobs if j.id not in excluded]
             nodes = tx.all(tx.select(Node).where(Node.site_id == site_id))
             running_ids = [j.id for j in jobs if j.state == JobState.RUNNING]
             placements: dict[str, dict[str, int]] = defaultdict(dict)
@@ -283,6 +307,7 @@ class LiveScheduler:
             placements={job: sorted(p.items()) for job, p in placements.items()},
             guarantees=guarantees,
             usage=usage,
+            purpose_held=purpose_held,
         )
 
     def _rebuild(self, topology: SiteTopology, snap: Snapshot) -> SchedulerState:
@@ -387,13 +412,19 @@ class LiveScheduler:
                 # the tenant's standing may have changed since the snapshot (a re-screen hit,
                 # an officer's decision): read it again, locked until commit
                 tenant = tx.require(Tenant, job.tenant_id, "tenant", for_update=True)
-                if not is_approved(tenant, now):
+                if not is_approved(tenant, now) or _purpose_refused(
+                    job.purpose, tenant.approved_end_uses, kyc.policy_on(self.ctx, now)
+                ):
                     report.stale += 1
                     continue
                 runs.start_run(tx, job, placement, now, borrowed=start.borrowed, actor=ACTOR)
                 tx.flush()
                 launches.append(self._launch_of(tx, job))
                 report.started.append(job.id)
+            for job_id, why in snap.purpose_held.items():
+                held_row = tx.require(Job, job_id, "job", for_update=True)
+                if held_row.state == JobState.QUEUED:
+                    held_row.wait_reason = why
             for job_id, reason in decisions.waiting.items():
                 job = snap.jobs.get(job_id)
                 if job is None or job.wait_reason == audit.clip(reason.message):
@@ -438,6 +469,17 @@ class LiveScheduler:
                 row.leader = self.name
                 row.last_tick_at = now
                 row.ticks += 1
+
+
+def _purpose_refused(purpose: str, end_uses: list[str], policy: EffectivePolicy) -> str | None:
+    """Why a job's purpose may not run under the tenant's approval now, or None."""
+    try:
+        decision = check_purpose(purpose, end_uses, policy)
+    except InvalidRequest as error:  # an approval naming unknown codes holds work, not passes
+        return audit.clip(f"held: {error}")
+    if decision.outcome is PurposeOutcome.ALLOW:
+        return None
+    return audit.clip(f"held: {decision.reason}")
 
 
 class SchedulerLoop:
