@@ -15,7 +15,7 @@ from gpulease.domain.errors import DomainError
 from gpulease.domain.states import JobState, KycState
 from gpulease.executors.local import LocalExecutor
 from gpulease.persistence.db import DatabaseUnavailable, Tx
-from gpulease.persistence.tables import Job, Node, Tenant
+from gpulease.persistence.tables import AuditRecord, Job, Node, Tenant
 from gpulease.services import identity, inventory, jobs, kyc, runs
 from gpulease.services.context import ServiceContext
 from gpulease.services.scheduling import LiveScheduler, Snapshot
@@ -267,3 +267,23 @@ def test_queued_work_for_an_end_use_no_longer_approved_is_held(
     allowed = jobs.submit(ctx, outsider, submission(4, purpose="scientific-computing"))
     [report] = scheduler.tick()
     assert report.started == [allowed.id]
+
+
+def test_approval_audit_record_names_the_expiry(
+    ctx: ServiceContext, clock: ManualClock, operator: Principal, outsider: Principal
+) -> None:
+    """The ``kyc.approved`` record's after-picture was taken before the expiry was set, so
+    the trail showed an approval that never expires."""
+    assert outsider.tenant_id is not None
+    with ctx.db.transaction(write=False) as tx:
+        tenant = tx.require(Tenant, outsider.tenant_id, "tenant")
+        case_id = tenant.approval_case_id
+        expires = tenant.approval_expires_at
+        [approved] = tx.all(
+            tx.select(AuditRecord).where(
+                AuditRecord.action == "kyc.approved", AuditRecord.subject_id == tenant.id
+            )
+        )
+    assert expires is not None
+    assert approved.after["case_id"] == case_id
+    assert approved.after["expires_at"] == expires.isoformat()

@@ -326,7 +326,16 @@ def decide_case(
                 f"{approvals} of {case.approvals_needed} approvals; four-eyes needs another officer"
             )
             return case
-        _move(tx, case, KycState.APPROVED, now, officer.user_id, reason)
+        _move(
+            tx,
+            case,
+            KycState.APPROVED,
+            now,
+            officer.user_id,
+            reason,
+            decided_at=now,  # set inside the move, so its audit record shows the expiry
+            expires_at=now + timedelta(days=ctx.settings.kyc_validity_days),
+        )
         # a new approval supersedes the tenant's earlier one: it no longer expires or is
         # re-screened on its own (that would suspend a tenant standing on this case)
         for old in tx.all(
@@ -337,8 +346,6 @@ def decide_case(
             )
         ):
             _move(tx, old, KycState.EXPIRED, now, officer.user_id, f"superseded by case {case.id}")
-        case.decided_at = now
-        case.expires_at = now + timedelta(days=ctx.settings.kyc_validity_days)
         tenant.approved_end_uses = list(case.end_uses)
         tenant.approval_case_id = case.id
         tenant.approval_expires_at = case.expires_at
@@ -742,8 +749,19 @@ def _validate(sub: CaseSubmission) -> None:
         PartyKind(item.kind)
 
 
-def _move(tx: Tx, case: KycCase, target: KycState, now: datetime, actor: str, reason: str) -> None:
+def _move(
+    tx: Tx,
+    case: KycCase,
+    target: KycState,
+    now: datetime,
+    actor: str,
+    reason: str,
+    **changes: Any,
+) -> None:
+    """Move the case (setting ``changes`` with it) and audit the move."""
     before = audit.fields_of(case, CASE_FIELDS)
+    for name, value in changes.items():
+        setattr(case, name, value)
     case.state = transition(
         KYC_TRANSITIONS, KycState(case.state), target, subject=f"case {case.id}"
     ).value
