@@ -18,7 +18,7 @@ from gpulease.persistence.db import DatabaseUnavailable, Tx
 from gpulease.persistence.tables import AuditRecord, Job, Node, Tenant
 from gpulease.services import identity, inventory, jobs, kyc, runs
 from gpulease.services.context import ServiceContext
-from gpulease.services.scheduling import LiveScheduler, Snapshot
+from gpulease.services.scheduling import LiveScheduler, SchedulerLoop, Snapshot
 
 
 def submission(gpus: int = 4, **fields: Any) -> jobs.JobSubmission:
@@ -287,3 +287,41 @@ def test_approval_audit_record_names_the_expiry(
     assert expires is not None
     assert approved.after["case_id"] == case_id
     assert approved.after["expires_at"] == expires.isoformat()
+
+
+class _RecordingLock:
+    def __init__(self) -> None:
+        self.released = threading.Event()
+
+    def acquire(self) -> bool:
+        return True
+
+    def still_held(self) -> bool:
+        return not self.released.is_set()
+
+    def release(self) -> None:
+        self.released.set()
+
+
+def test_stopping_during_a_long_pass_keeps_the_lock_until_the_pass_ends(
+    ctx: ServiceContext, demo: Any, scheduler: LiveScheduler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``stop`` waited a while for the running pass, then gave up the leader lock anyway: a
+    new leader decided beside a pass still applying decisions (split brain)."""
+    lock = _RecordingLock()
+    loop = SchedulerLoop(scheduler, lock=lock, interval_s=0.01)
+    loop.stop_timeout_s = 0.2
+    in_pass, finish = threading.Event(), threading.Event()
+
+    def long_pass() -> list[Any]:
+        in_pass.set()
+        finish.wait(30)
+        return []
+
+    monkeypatch.setattr(scheduler, "tick", long_pass)
+    loop.start()
+    assert in_pass.wait(10)
+    loop.stop()
+    assert not lock.released.is_set()  # the pass still runs: nobody else may lead yet
+    finish.set()
+    assert lock.released.wait(10)  # given up as soon as the pass ended

@@ -496,7 +496,10 @@ class SchedulerLoop:
         self.interval_s = interval_s or scheduler.ctx.settings.scheduler_interval_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._released = False
+        self._release_guard = threading.Lock()
         self.leading = False
+        self.stop_timeout_s = 30.0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="gpulease-scheduler", daemon=True)
@@ -505,9 +508,20 @@ class SchedulerLoop:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=30)
-        self.lock.release()
-        self.scheduler.executor.close()
+            self._thread.join(timeout=self.stop_timeout_s)
+            if self._thread.is_alive():
+                # a pass still runs: the lock goes when it ends (``_run``), not now, or a new
+                # leader would decide beside it
+                return
+        self._release()
+
+    def _release(self) -> None:
+        with self._release_guard:
+            if self._released:
+                return
+            self._released = True
+            self.lock.release()
+            self.scheduler.executor.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -518,3 +532,5 @@ class SchedulerLoop:
             except Exception:  # a pass must never kill the loop; the next pass retries
                 log.exception("scheduler pass failed")
             self._stop.wait(self.interval_s)
+        self.leading = False
+        self._release()
