@@ -52,6 +52,7 @@ LEASE_ALLOWED: frozenset[tuple[str, str]] = frozenset(
         ("approved", "scheduled"),
         ("approved", "cancelled"),
         ("scheduled", "active"),
+        ("scheduled", "ended"),
         ("scheduled", "cancelled"),
         ("active", "ended"),
         ("active", "suspended"),

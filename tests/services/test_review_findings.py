@@ -4,6 +4,7 @@ Each runs on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -12,11 +13,12 @@ from gpulease.compliance.policy import CUSTOMER_FIELDS
 from gpulease.domain.access import Principal
 from gpulease.domain.clock import ManualClock
 from gpulease.domain.errors import DomainError
-from gpulease.domain.states import JobState, KycState
+from gpulease.domain.states import JobState, KycState, LeaseState
 from gpulease.executors.local import LocalExecutor
 from gpulease.persistence.db import DatabaseUnavailable, Tx
-from gpulease.persistence.tables import AuditRecord, Job, Node, Tenant
-from gpulease.services import identity, inventory, jobs, kyc, runs
+from gpulease.persistence.tables import AuditRecord, Job, Lease, Node, Tenant
+from gpulease.services import demo as demo_service
+from gpulease.services import identity, inventory, jobs, kyc, leases, runs
 from gpulease.services.context import ServiceContext
 from gpulease.services.scheduling import LiveScheduler, SchedulerLoop, Snapshot
 
@@ -325,3 +327,45 @@ def test_stopping_during_a_long_pass_keeps_the_lock_until_the_pass_ends(
     assert not lock.released.is_set()  # the pass still runs: nobody else may lead yet
     finish.set()
     assert lock.released.wait(10)  # given up as soon as the pass ended
+
+
+def test_lease_window_passing_while_the_tenant_is_held_never_activates_it(
+    ctx: ServiceContext,
+    clock: ManualClock,
+    operator: Principal,
+    outsider: Principal,
+) -> None:
+    """A scheduled lease of a tenant that is not approved waits; when its window passed it
+    went scheduled -> active ("lease window began") -> ended: the trail said the lease of an
+    unapproved tenant was activated. It ends without ever being active."""
+    assert outsider.tenant_id is not None
+    now = clock.now()
+    lease = leases.request_lease(
+        ctx,
+        outsider,
+        leases.LeaseRequest(
+            demo_service.SITE_ID, now + timedelta(hours=1), now + timedelta(hours=2), gpus=8
+        ),
+    )
+    leases.decide(ctx, operator, lease.id, LeaseState.APPROVED, "ok")
+    with ctx.db.transaction() as tx:
+        tenant = tx.require(Tenant, outsider.tenant_id, "tenant", for_update=True)
+        kyc._set_standing(tx, tenant, "suspended", "suspended: new hit", clock.now(), "t")
+    clock.advance(90 * 60)
+    leases.tick(ctx, clock.now())  # in its window: held
+    clock.advance(60 * 60)
+    leases.tick(ctx, clock.now())  # its window is over
+    with ctx.db.transaction(write=False) as tx:
+        ended = tx.require(Lease, lease.id, "lease")
+        actions = [
+            a.action
+            for a in tx.all(
+                tx.select(AuditRecord)
+                .where(AuditRecord.subject_type == "lease", AuditRecord.subject_id == lease.id)
+                .order_by(AuditRecord.id)
+            )
+        ]
+    assert ended.state == LeaseState.ENDED
+    assert ended.state_reason.startswith("lease window ended unused")
+    assert "lease.active" not in actions
+    assert actions[-1] == "lease.ended"

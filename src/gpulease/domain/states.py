@@ -75,7 +75,8 @@ LEASE_TRANSITIONS: dict[LeaseState, frozenset[LeaseState]] = {
         {LeaseState.APPROVED, LeaseState.REJECTED, LeaseState.CANCELLED}
     ),
     LeaseState.APPROVED: frozenset({LeaseState.SCHEDULED, LeaseState.CANCELLED}),
-    LeaseState.SCHEDULED: frozenset({LeaseState.ACTIVE, LeaseState.CANCELLED}),
+    # scheduled -> ended: the window passed while the tenant was not approved (never active)
+    LeaseState.SCHEDULED: frozenset({LeaseState.ACTIVE, LeaseState.ENDED, LeaseState.CANCELLED}),
     LeaseState.ACTIVE: frozenset({LeaseState.ENDED, LeaseState.SUSPENDED}),
     LeaseState.SUSPENDED: frozenset({LeaseState.ACTIVE, LeaseState.ENDED}),
 }

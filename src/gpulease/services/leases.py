@@ -214,8 +214,13 @@ def _advance(tx: Tx, lease: Lease, now: datetime, actor: str) -> int:
     if state is LeaseState.APPROVED:
         _move(tx, lease, LeaseState.SCHEDULED, now, actor, "capacity reserved in the calendar")
         state, steps = LeaseState.SCHEDULED, steps + 1
-    if state is LeaseState.SCHEDULED and lease.start <= now < lease.end:
+    if state is LeaseState.SCHEDULED and lease.start <= now:
         tenant = tx.require(Tenant, lease.tenant_id, "tenant")
+        if not is_approved(tenant, now) and now >= lease.end:
+            # never active: the window passed while the tenant was not approved
+            reason = f"lease window ended unused: {HELD_FOR_APPROVAL} ({why_not(tenant)})"
+            _move(tx, lease, LeaseState.ENDED, now, actor, reason)
+            return steps + 1
         if not is_approved(tenant, now):
             reason = f"waiting: {HELD_FOR_APPROVAL} ({why_not(tenant)})"
             if lease.state_reason != reason:
