@@ -74,3 +74,11 @@ def test_a_recycled_pid_is_left_alone(tmp_path: Path) -> None:
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_a_vanished_log_costs_the_text_not_the_completion(tmp_path: Path) -> None:
+    executor = LocalExecutor()
+    launch = launch_of(tmp_path, "sleep 0.3; exit 0", job="job-3")
+    executor.launch(launch)
+    launch.log_path.unlink()  # an operator cleaning up, a full disk...
+    assert wait_done(executor) == [0]

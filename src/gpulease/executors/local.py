@@ -86,13 +86,7 @@ class LocalExecutor:
         except (OSError, ValueError):
             return
         marks = {f"GPULEASE_JOB_ID={launch.job_id}", f"GPULEASE_RUN={launch.run}"}
-        try:
-            environ = set(
-                Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
-            )
-        except OSError:
-            environ = set()
-        if marks <= environ:
+        if marks <= _environ(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
             deadline = time.monotonic() + self.kill_after_s
@@ -101,6 +95,8 @@ class LocalExecutor:
             with contextlib.suppress(ProcessLookupError):
                 if _alive(pid):
                     os.killpg(pid, signal.SIGKILL)
+            while _alive(pid) and time.monotonic() < deadline + self.kill_after_s:
+                time.sleep(0.05)  # SIGKILL is not instant on a loaded machine
             with contextlib.suppress(OSError), launch.log_path.open("ab") as log:
                 log.write(b"[gpulease] stopped: the process that ran it is gone; requeued\n")
         path.unlink(missing_ok=True)
@@ -150,6 +146,20 @@ def _pid_file(launch: Launch) -> Path:
     return launch.log_path.with_suffix(".pid")
 
 
+def _environ(pid: int) -> set[str]:
+    """A live process's environment; read again for a moment while it reads empty (as it
+    does while the process is between ``exec`` calls)."""
+    for _ in range(20):
+        try:
+            found = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            return set()
+        if found or not _alive(pid):
+            return set(found.decode(errors="replace").split("\0"))
+        time.sleep(0.025)
+    return set()
+
+
 def _alive(pid: int) -> bool:
     """True while ``pid`` runs (a zombie counts as gone)."""
     try:
@@ -165,8 +175,12 @@ def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None
 
 
 def _tail(path: os.PathLike[str]) -> str:
-    with open(path, "rb") as handle:
-        handle.seek(0, os.SEEK_END)
-        size = handle.tell()
-        handle.seek(max(0, size - LOG_CAP))
-        return handle.read().decode(errors="replace")
+    """The end of a run's log; a log that vanished costs the text, never the completion."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - LOG_CAP))
+            return handle.read().decode(errors="replace")
+    except OSError as error:
+        return f"[gpulease local] the log could not be read: {error}\n"
