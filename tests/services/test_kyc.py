@@ -696,6 +696,13 @@ def test_expiry_suspends_and_rescreens(
     assert "expired" in held.state_reason
     with pytest.raises(kyc.NotApproved, match="expired"):
         jobs.submit(brief, admin, jobs.JobSubmission(gpus=8, purpose="drug discovery", command="x"))
+    # an operator cannot resume the lease over the tenant's standing
+    with pytest.raises(Conflict, match="cannot be resumed"):
+        leases.decide(brief, operator, lease.id, LeaseState.ACTIVE, "please")
+    assert lease_row(brief, lease.id).state == LeaseState.SUSPENDED
+    # nor approve a tenant for nothing
+    with pytest.raises(InvalidRequest, match="at least one end use"):
+        kyc.decide_case(brief, officer, case.id, approve=True, reason="x", end_uses=[])
 
     renewed = kyc.decide_case(brief, officer, case.id, approve=True, reason="renewed")
     assert renewed.expires_at == clock.now() + timedelta(days=2)

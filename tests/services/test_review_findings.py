@@ -369,3 +369,41 @@ def test_lease_window_passing_while_the_tenant_is_held_never_activates_it(
     assert ended.state_reason.startswith("lease window ended unused")
     assert "lease.active" not in actions
     assert actions[-1] == "lease.ended"
+
+
+def test_one_sites_failing_pass_does_not_stop_the_others(
+    ctx: ServiceContext,
+    clock: ManualClock,
+    operator: Principal,
+    inftech: Principal,
+    scheduler: LiveScheduler,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # "aaa1" sorts before the demo's "jkt1": its pass runs first and fails
+    inventory.register_site(
+        ctx,
+        operator,
+        site_id="aaa1",
+        name="Broken",
+        country="SG",
+        city="Singapore",
+        hardware="hgx-8gpu",
+        racks=1,
+        serial_prefix="AAA",
+    )
+    job = jobs.submit(
+        ctx,
+        inftech,
+        jobs.JobSubmission(8, "financial AI", command="c", site_id=demo_service.SITE_ID),
+    )
+    real = scheduler._site_pass
+
+    def failing(site_id: str, *args: Any) -> Any:
+        if site_id == "aaa1":
+            raise RuntimeError("site aaa1 is broken")
+        return real(site_id, *args)
+
+    monkeypatch.setattr(scheduler, "_site_pass", failing)
+    reports = scheduler.tick()
+    assert [r.site_id for r in reports] == [demo_service.SITE_ID]
+    assert jobs.get_job(ctx, inftech, job.id).state == JobState.RUNNING

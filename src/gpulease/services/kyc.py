@@ -271,6 +271,10 @@ def decide_case(
             _check_approvable(case)
             if end_uses is not None:
                 narrowed = list(dict.fromkeys(end_uses))
+                if not narrowed:
+                    raise InvalidRequest(
+                        "approve at least one end use (or reject the case)", field="end_uses"
+                    )
                 outside = [u for u in narrowed if u not in case.end_uses]
                 if outside:
                     raise InvalidRequest(

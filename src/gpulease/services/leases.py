@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from gpulease.domain.access import Principal, Role
-from gpulease.domain.errors import InvalidRequest
+from gpulease.domain.errors import Conflict, InvalidRequest
 from gpulease.domain.states import (
     CAPACITY_HOLDING_LEASE_STATES,
     LEASE_TRANSITIONS,
@@ -131,8 +131,15 @@ def decide(
     ):
         raise InvalidRequest(f"say why the lease is {target.value}", field="reason")
     with ctx.db.transaction() as tx:
-        lease = tx.require(Lease, lease_id, "lease")
+        lease = tx.require(Lease, lease_id, "lease", for_update=True)
         actor.check_visible(lease.tenant_id, "lease", lease_id)
+        if target is LeaseState.ACTIVE:
+            tenant = tx.require(Tenant, lease.tenant_id, "tenant")
+            if not is_approved(tenant, now):
+                raise Conflict(
+                    f"lease {lease.id} cannot be resumed: {HELD_FOR_APPROVAL} ({why_not(tenant)})",
+                    lease_id=lease.id,
+                )
         _move(tx, lease, target, now, actor.user_id, reason or f"{target.value} by operator")
         if target is LeaseState.APPROVED:
             _advance(tx, lease, now, "scheduler")

@@ -105,7 +105,10 @@ class LiveScheduler:
         with self.ctx.db.transaction(write=False) as tx:
             sites = [s.id for s in tx.all(tx.select(Site).order_by(Site.id))]
         for site_id in sites:
-            reports.append(self._site_pass(site_id, now, completions))
+            try:
+                reports.append(self._site_pass(site_id, now, completions))
+            except Exception:  # one site's failure must not stop the others' passes
+                log.exception("scheduler pass failed for site %s", site_id)
         return reports
 
     def _site_pass(self, site_id: str, now: datetime, completions: list[Completion]) -> PassReport:
