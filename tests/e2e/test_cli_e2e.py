@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from e2e_support import run_cli
 
 from conftest import Server
 
@@ -20,17 +20,7 @@ def cli(demo_server: Server, tmp_path: Path):  # type: ignore[no-untyped-def]
     env.pop("GPULEASE_URL", None)
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [sys.executable, "-m", "gpulease.cli", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if check:
-            assert done.returncode == 0, done.stdout + done.stderr
-        return done
+        return run_cli(env, *args, check=check)
 
     return run
 

@@ -4,11 +4,10 @@ decision, admission by end use, list imports that re-screen."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
+from e2e_support import run_cli
 
 from conftest import Server
 
@@ -176,16 +175,7 @@ def test_cli_for_officers(demo_server: Server, tmp_path: Path) -> None:
     )
 
     def cli(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "gpulease.cli", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        return done.stdout
+        return run_cli(env, *args).stdout
 
     out = cli("lists", "import", str(LISTS / "bis-denied-persons.tsv"), "--format", "bis-dpl")
     assert "bis-dpl" in out

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
-from e2e_support import wait_for
+from e2e_support import run_cli, wait_for
 
 from conftest import Server
 
@@ -137,16 +135,7 @@ def test_report_command(demo_server: Server, tmp_path: Path) -> None:
     )
 
     def cli(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "gpulease.cli", "report", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        return done.stdout
+        return run_cli(env, "report", *args).stdout
 
     with demo_server.client("compliance") as officer:
         inftech = _tenant_id(officer, "INF Tech")
