@@ -20,7 +20,6 @@ A failure comes with a :class:`WaitReason` that says, in words, what is missing.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -162,20 +161,26 @@ def _rack_capacity(free: FreeMap, gpus_per_node: int | None) -> list[int]:
     ]
 
 
-def place(job: JobSpec, free: FreeMap, *, domain: str = "rack") -> Placement | WaitReason:
-    """Place ``job`` on ``free`` (not modified) or say why it cannot be placed now."""
+def place(
+    job: JobSpec, free: FreeMap, *, domain: str = "rack", empty_site: bool = False
+) -> Placement | WaitReason:
+    """Place ``job`` on ``free`` (not modified) or say why it cannot be placed now.
+
+    ``empty_site``: ``free`` is the whole installed site (``never_fits``), so the reasons
+    speak of what the site has rather than of what is free now.
+    """
     gpus = job.gpus
     if free.total < gpus:
-        return WaitReason(
-            WaitCode.NO_CAPACITY, f"needs {gpus} GPUs; {free.total} are free on schedulable nodes"
-        )
+        have = "are installed" if empty_site else "are free on schedulable nodes"
+        return WaitReason(WaitCode.NO_CAPACITY, f"needs {gpus} GPUs; {free.total} {have}")
     gpn = job.gpus_per_node
     caps = _rack_capacity(free, gpn)
     if gpn is not None and sum(caps) < gpus:
+        what, only = ("GPUs", "the site has only") if empty_site else ("free GPUs", "only")
         return WaitReason(
             WaitCode.NO_NODES,
-            f"needs {gpus // gpn} nodes with {gpn} free GPUs each; "
-            f"only {sum(caps) // gpn} such nodes",
+            f"needs {gpus // gpn} nodes with {gpn} {what} each; {only} {sum(caps) // gpn} "
+            "such nodes",
         )
     segment = job.topology.segment
     if segment is None and job.topology.mode is TopologyMode.REQUIRED:
@@ -190,12 +195,22 @@ def place(job: JobSpec, free: FreeMap, *, domain: str = "rack") -> Placement | W
         if chosen is None:
             largest = max(caps, default=0)
             if segment == gpus:
-                message = f"needs {gpus} GPUs in one {domain}; the largest free block is {largest}"
+                biggest = (
+                    f"the largest holds {largest} GPUs"
+                    if empty_site
+                    else f"the largest free block is {largest}"
+                )
+                message = f"needs {gpus} GPUs in one {domain}; {biggest}"
             else:
                 fit = sum(c for _, c in per_rack)
+                hold = (
+                    f"{domain}s hold only {fit} (the largest holds {largest})"
+                    if empty_site
+                    else f"free {domain}s hold only {fit} (largest free block {largest})"
+                )
                 message = (
                     f"needs {gpus // segment} segments of {segment} GPUs, each in one "
-                    f"{domain}; free {domain}s hold only {fit} (largest free block {largest})"
+                    f"{domain}; {hold}"
                 )
             return WaitReason(WaitCode.NO_DOMAIN_BLOCK, message)
         rack_gpus = [(r, units * segment) for r, units in chosen]
@@ -215,19 +230,10 @@ def place(job: JobSpec, free: FreeMap, *, domain: str = "rack") -> Placement | W
 def never_fits(job: JobSpec, cluster: Cluster, *, domain: str = "rack") -> WaitReason | None:
     """Why ``job`` could not run even on an empty cluster, or None if it could."""
     empty = FreeMap(cluster, [n.gpus for n in cluster.nodes])
-    outcome = place(job, empty, domain=domain)
+    outcome = place(job, empty, domain=domain, empty_site=True)
     if isinstance(outcome, WaitReason):
-        return WaitReason(WaitCode.NEVER_FITS, f"never fits this site: {_installed(outcome)}")
+        return WaitReason(WaitCode.NEVER_FITS, f"never fits this site: {outcome.message}")
     return None
-
-
-def _installed(reason: WaitReason) -> str:
-    """The placer's words said of an empty site: what is free there is what is installed."""
-    text = re.sub(r"the largest free block is (\d+)", r"the largest holds \1 GPUs", reason.message)
-    text = re.sub(r"\(largest free block (\d+)\)", r"(the largest holds \1)", text)
-    text = text.replace(" are free on schedulable nodes", " are installed")
-    text = text.replace("free GPUs each; only", "GPUs each; the site has only")
-    return text.replace("; free ", "; ")
 
 
 def racks_spanned(cluster: Cluster, placement: Placement) -> int:
