@@ -8,118 +8,15 @@ a newcomer would, with the simulated executor and a fast scheduler pass (0.2 s).
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import httpx
 import psycopg
 import pytest
+from e2e_support import Server, init_demo, start
 from psycopg import sql
-
-GPULEASE = [sys.executable, "-m", "gpulease.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-    tokens: dict[str, str] = field(default_factory=dict)
-
-    def client(self, who: str) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.url + "/api/v1",
-            headers={"Authorization": f"Bearer {self.tokens[who]}"},
-            timeout=30,
-        )
-
-    def health(self) -> dict[str, Any]:
-        return dict(httpx.get(self.url + "/api/v1/health", timeout=5).json())
-
-    def kill(self, sig: int = signal.SIGTERM) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def server_env(db_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        GPULEASE_DATABASE_URL=db_url,
-        GPULEASE_DATA_DIR=str(data_dir),
-        GPULEASE_SCHEDULER_INTERVAL_S="0.2",
-        GPULEASE_PREEMPTION_GRACE_S="2",
-    )
-    env.update(extra)
-    return env
-
-
-def init_demo(db_url: str, data_dir: Path) -> dict[str, str]:
-    """Run ``gpulease init --demo --json``; return tokens by short name."""
-    done = subprocess.run(
-        [*GPULEASE, "init", "--demo", "--json", "--reset"],
-        env=server_env(db_url, data_dir),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    users = json.loads(done.stdout)
-    short = {
-        "operator-admin": "operator",
-        "compliance-officer": "compliance",
-        "INF Tech": "inftech",
-        "Bank Nusantara Digital": "bank",
-        "Universitas Teknologi Jakarta": "university",
-    }
-    return {short[u["tenant"] or u["role"]]: u["token"] for u in users}
-
-
-def start(db_url: str, data_dir: Path, tokens: dict[str, str], *args: str, **extra: str) -> Server:
-    port = free_port()
-    log = data_dir / f"serve-{port}.log"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [*GPULEASE, "serve", "--port", str(port), *args],
-            env=server_env(db_url, data_dir, **extra),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server = Server(f"http://127.0.0.1:{port}", process, log, tokens)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited {process.returncode}: {log.read_text()}")
-        try:
-            if httpx.get(server.url + "/api/v1/health", timeout=2).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    server.kill()
-    raise AssertionError(f"server did not come up: {log.read_text()}")
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

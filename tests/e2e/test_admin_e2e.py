@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import httpx
-
-from conftest import Server
+from e2e_support import Server
 
 
 def test_onboard_a_tenant_and_its_users(demo_server: Server) -> None:

@@ -9,9 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from e2e_support import wait_for
-
-from conftest import Server
+from e2e_support import Server, wait_for
 
 
 def _job(client: httpx.Client, job_id: str) -> dict[str, Any]:

@@ -8,9 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from e2e_support import run_cli
-
-from conftest import Server
+from e2e_support import Server, run_cli
 
 
 @pytest.fixture

@@ -7,9 +7,7 @@ import os
 from pathlib import Path
 
 import httpx
-from e2e_support import run_cli
-
-from conftest import Server
+from e2e_support import Server, run_cli
 
 LISTS = Path(__file__).resolve().parents[3] / "shared" / "lists"
 

@@ -9,9 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from e2e_support import wait_for
-
-from conftest import GPULEASE, Server, server_env
+from e2e_support import GPULEASE, Server, server_env, wait_for
 
 
 def test_exactly_one_leader_and_failover(start_server: Callable[..., Server]) -> None:

@@ -10,9 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from e2e_support import wait_for
-
-from conftest import Server
+from e2e_support import Server, wait_for
 
 
 def _wait_state(client: httpx.Client, job_id: str, states: set[str]) -> dict[str, Any]:

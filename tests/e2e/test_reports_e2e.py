@@ -9,9 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from e2e_support import run_cli, wait_for
-
-from conftest import Server
+from e2e_support import Server, run_cli, wait_for
 
 PURPOSE = "health-research: protein structure"
 

@@ -210,11 +210,18 @@ class NodeView:
 
 
 def list_nodes(
-    ctx: ServiceContext, actor: Principal, site_id: str | None = None, state: str | None = None
+    ctx: ServiceContext,
+    actor: Principal,
+    site_id: str | None = None,
+    state: str | None = None,
+    *,
+    node_id: str | None = None,
 ) -> list[NodeView]:
     """Nodes with their use. Tenants see capacity and state, not who else uses a node."""
     with ctx.db.transaction(write=False) as tx:
         query = tx.select(Node).order_by(Node.site_id, Node.index)
+        if node_id is not None:
+            query = query.where(Node.id == node_id)
         if site_id is not None:
             query = query.where(Node.site_id == site_id)
         if state is not None:

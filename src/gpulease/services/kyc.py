@@ -54,7 +54,7 @@ from gpulease.persistence.tables import (
     PartyRow,
     Tenant,
 )
-from gpulease.services import audit, leases
+from gpulease.services import audit, leases, screening_lists
 from gpulease.services.context import ServiceContext, new_id
 from gpulease.services.screening_lists import current_lists
 from gpulease.services.standing import is_approved
@@ -380,6 +380,21 @@ class Rescreen:
     tenant_id: str
     outcome: str  # unchanged / reopened / suspended
     reason: str
+
+
+def import_list_and_rescreen(
+    ctx: ServiceContext, actor: Principal, files: dict[str, bytes], fmt: str, *, label: str = ""
+) -> tuple[screening_lists.ImportReport, list[Rescreen]]:
+    """Import a list snapshot, then re-screen every approved or pending tenant against it."""
+    report = screening_lists.import_files(ctx, actor, files, fmt, label=label)
+    why = f"new {report.snapshot.source} list {report.snapshot.label}"
+    return report, rescreen_all(ctx, actor.user_id, why)
+
+
+def rescreen_now(ctx: ServiceContext, actor: Principal, why: str) -> list[Rescreen]:
+    """An officer's re-screening of every approved or pending case (no list changed)."""
+    actor.require(*screening_lists.IMPORTERS, action="re-screening tenants")
+    return rescreen_all(ctx, actor.user_id, why)
 
 
 def rescreen_all(ctx: ServiceContext, actor: str, why: str) -> list[Rescreen]:

@@ -94,10 +94,13 @@ def reject_case(case_id: str, body: KycDecisionIn, ctx: Ctx, me: Me) -> KycCaseO
 @router.post("/kyc/rescreen", response_model=list[RescreenOut], responses=ERROR_RESPONSES)
 def rescreen(body: RescreenIn, ctx: Ctx, me: Me) -> list[RescreenOut]:
     """Compliance officer: re-screen every approved or pending case now."""
-    me.require(*screening_lists.IMPORTERS, action="re-screening tenants")
+    return _rescreen_out(kyc.rescreen_now(ctx, me, body.reason))
+
+
+def _rescreen_out(results: list[kyc.Rescreen]) -> list[RescreenOut]:
     return [
         RescreenOut(case_id=r.case_id, tenant_id=r.tenant_id, outcome=r.outcome, reason=r.reason)
-        for r in kyc.rescreen_all(ctx, me.user_id, body.reason)
+        for r in results
     ]
 
 
@@ -111,6 +114,7 @@ async def import_list(
 ) -> ListImportOut:
     """Import a list (upload its file, or sdn.csv, alt.csv and add.csv for ofac-sdn), then
     re-screen every approved or pending tenant against it."""
+    # refused before reading up to 200 MiB of upload (the service checks again)
     me.require(*screening_lists.IMPORTERS, action="importing a screening list")
     contents: dict[str, bytes] = {}
     for upload in files:
@@ -122,22 +126,14 @@ async def import_list(
 
 
 def _import(ctx: Ctx, me: Me, contents: dict[str, bytes], fmt: str, label: str) -> ListImportOut:
-    report = screening_lists.import_files(ctx, me, contents, fmt, label=label)
-    rescreened = kyc.rescreen_all(
-        ctx, me.user_id, f"new {report.snapshot.source} list {report.snapshot.label}"
-    )
+    report, rescreened = kyc.import_list_and_rescreen(ctx, me, contents, fmt, label=label)
     return ListImportOut(
         snapshot=ListSnapshotOut.model_validate(report.snapshot),
         replaces=report.previous,
         added=report.added,
         removed=report.removed,
         changed=report.changed,
-        rescreened=[
-            RescreenOut(
-                case_id=r.case_id, tenant_id=r.tenant_id, outcome=r.outcome, reason=r.reason
-            )
-            for r in rescreened
-        ],
+        rescreened=_rescreen_out(rescreened),
     )
 
 

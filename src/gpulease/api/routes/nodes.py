@@ -46,5 +46,5 @@ def list_nodes(
 def change_state(node_id: str, body: NodeStateChange, ctx: Ctx, me: Me) -> NodeOut:
     """Operator: drain, take down (its jobs are requeued) or bring back a node."""
     inventory.set_node_state(ctx, me, node_id, NodeState(body.state), body.reason)
-    views = inventory.list_nodes(ctx, me)
-    return node_out(next(v for v in views if v.node.id == node_id))
+    (view,) = inventory.list_nodes(ctx, me, node_id=node_id)
+    return node_out(view)
