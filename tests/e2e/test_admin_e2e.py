@@ -126,3 +126,18 @@ def test_audit_trail_answers_who_did_what(demo_server: Server) -> None:
         assert submitted[0]["reason"] == "declared purpose: drug discovery"
         assert submitted[0]["after"]["gpus"] == 8
         assert inf.get("/audit").status_code == 403
+
+
+def test_operator_drains_and_restores_a_node(demo_server: Server) -> None:
+    with demo_server.client("operator") as op, demo_server.client("bank") as bank:
+        node = op.get("/nodes").json()[-1]["id"]
+        drained = op.post(f"/nodes/{node}/state", json={"state": "draining", "reason": "RMA"})
+        assert drained.status_code == 200, drained.text
+        assert drained.json()["id"] == node
+        assert drained.json()["state"] == "draining"
+        assert drained.json()["state_reason"] == "RMA"
+        assert [n["id"] for n in op.get("/nodes", params={"state": "draining"}).json()] == [node]
+        refused = bank.post(f"/nodes/{node}/state", json={"state": "up", "reason": "mine"})
+        assert refused.status_code == 403
+        back = op.post(f"/nodes/{node}/state", json={"state": "up", "reason": "repaired"})
+        assert back.json()["state"] == "up"

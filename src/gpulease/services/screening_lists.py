@@ -18,7 +18,7 @@ from gpulease.compliance.lists import snapshot as snapshots
 from gpulease.compliance.matching import ScreeningIndex
 from gpulease.compliance.model import Address, ListEntry, PartyKind
 from gpulease.domain.access import OPERATOR_ROLES, Principal, Role
-from gpulease.domain.errors import Conflict, InvalidRequest, NotFound
+from gpulease.domain.errors import Conflict, InvalidRequest
 from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import ListEntryRow, ListSnapshotRow
 from gpulease.services import audit
@@ -225,14 +225,6 @@ def current_lists(ctx: ServiceContext, sources: frozenset[str] | None = None) ->
     )
     ctx.cache[key] = found
     return found
-
-
-def get_snapshot(ctx: ServiceContext, snapshot_id: str) -> ListSnapshotRow:
-    with ctx.db.transaction(write=False) as tx:
-        row = tx.get(ListSnapshotRow, snapshot_id)
-    if row is None:
-        raise NotFound(f"no list {snapshot_id!r}", list_id=snapshot_id)
-    return row
 
 
 def _entries_of(tx: Tx, snapshot_id: str) -> tuple[ListEntry, ...]:
