@@ -9,45 +9,90 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpulease.domain.models import JobSpec, TopologyMode, TopologyRequest
-from gpulease.inventory.topology import ClusterSpec
-from gpulease.sim.metrics import fluid_utilization_bound
+from gpulease.inventory.topology import Cluster, ClusterSpec, build_cluster
+from gpulease.sim.metrics import domain_bound_gpus, fluid_utilization_bound
 from gpulease.sim.runner import simulate
 from gpulease.sim.synthetic import rack_scale_mix
 from gpulease.sim.workload import TraceJob, Workload
 
+NO_TOPOLOGY = TopologyRequest(TopologyMode.NONE)
 
-def job(name: str, gpus: int, submit: float, duration: float) -> TraceJob:
-    spec = JobSpec(name, "t", gpus, submit, topology=TopologyRequest(TopologyMode.NONE))
-    return TraceJob(spec, duration)
+
+def job(
+    name: str,
+    gpus: int,
+    submit: float,
+    duration: float,
+    topology: TopologyRequest = NO_TOPOLOGY,
+) -> TraceJob:
+    return TraceJob(JobSpec(name, "t", gpus, submit, topology=topology), duration)
+
+
+def flat(count: int) -> Cluster:
+    """One rack of ``count`` one-GPU nodes: no rack-bound piece is ever over half of it
+    unless it asks for most of the site."""
+    return build_cluster(ClusterSpec(1, count, 1))
+
+
+NVL72_PAIR = build_cluster(ClusterSpec(2, 18, 4))  # two 72-GPU racks
+SEGMENTED = TopologyRequest(TopologyMode.REQUIRED, segment=64)
 
 
 def test_bound_is_capacity_limited_when_work_arrives_in_a_lump() -> None:
     # 8 GPUs; 80 GPU-s arrive at 0 with a job lasting 10 s; the window is [0, 20].
     workload = Workload("lump", [job("a", 8, 0.0, 10.0), job("b", 1, 20.0, 1.0)])
-    assert fluid_utilization_bound(workload, 8) == pytest.approx(80.0 / (8 * 20.0))
+    assert fluid_utilization_bound(workload, flat(8)) == pytest.approx(80.0 / (8 * 20.0))
     # On 4 GPUs the fluid server needs 20 s for it: busy all window long.
-    assert fluid_utilization_bound(workload, 4) == pytest.approx(1.0)
+    assert fluid_utilization_bound(workload, flat(4)) == pytest.approx(1.0)
 
 
 def test_bound_counts_only_work_a_job_can_do_inside_the_window() -> None:
     # A 1-GPU job of 100 s submitted at 0, the last submission at 10: at most 10 GPU-s.
     workload = Workload("long", [job("a", 1, 0.0, 100.0), job("b", 1, 10.0, 1.0)])
-    assert fluid_utilization_bound(workload, 4) == pytest.approx(10.0 / 40.0)
+    assert fluid_utilization_bound(workload, flat(4)) == pytest.approx(10.0 / 40.0)
 
 
-@settings(max_examples=15, deadline=None)
+def test_segments_over_half_a_rack_never_share_one() -> None:
+    # Three 64-GPU segmented gangs for 20 s on two 72-GPU racks: at most two run at once.
+    gangs = [job(f"g{i}", 64, 0.0, 20.0, SEGMENTED) for i in range(3)]
+    last = job("z", 1, 20.0, 1.0)
+    workload = Workload("gangs", [*gangs, last])
+    bound, held = domain_bound_gpus(workload, NVL72_PAIR)
+    assert bound == {"g0", "g1", "g2"}
+    assert held == 128
+    assert fluid_utilization_bound(workload, NVL72_PAIR) == pytest.approx(128 / 144)
+    # A 16-GPU job beside them fills the spare GPUs: the site can be busy throughout.
+    filler = job("f", 16, 0.0, 20.0)
+    workload = Workload("gangs and filler", [*gangs, filler, last])
+    assert fluid_utilization_bound(workload, NVL72_PAIR) == pytest.approx(1.0)
+
+
+def test_pieces_that_can_share_a_rack_are_not_bound() -> None:
+    # 32-GPU pieces: two fit in a 72-GPU rack, so they may use it all.
+    halves = TopologyRequest(TopologyMode.REQUIRED, segment=32)
+    workload = Workload("halves", [job("a", 64, 0.0, 20.0, halves), job("z", 1, 20.0, 1.0)])
+    assert domain_bound_gpus(workload, NVL72_PAIR) == (frozenset(), 0)
+    # a whole-job REQUIRED request is its own piece
+    whole = TopologyRequest(TopologyMode.REQUIRED)
+    workload = Workload("whole", [job("a", 40, 0.0, 20.0, whole), job("z", 1, 20.0, 1.0)])
+    assert domain_bound_gpus(workload, NVL72_PAIR) == (frozenset({"a"}), 80)
+
+
+@settings(max_examples=20, deadline=None)
 @given(
     seed=st.integers(0, 10_000),
     load=st.sampled_from([0.5, 0.95, 1.5]),
     policy=st.sampled_from(["fifo", "easy"]),
+    spec=st.sampled_from([ClusterSpec(4, 4, 4), ClusterSpec(3, 18, 4)]),
 )
-def test_no_simulated_schedule_beats_the_bound(seed: int, load: float, policy: str) -> None:
+def test_no_simulated_schedule_beats_the_bound(
+    seed: int, load: float, policy: str, spec: ClusterSpec
+) -> None:
     # No leases and a non-preemptive policy: busy time is exactly useful work (work lost to
     # a preemption is done twice and counts as busy twice, which the bound does not cover).
-    spec = ClusterSpec(4, 4, 4)
     workload = replace(rack_scale_mix(spec, jobs=40, load=load, seed=seed), leases=[])
     figures = simulate(workload, spec, policy=policy, grace_s=30.0).figures
     assert figures["preemptions"] == 0
     bound = figures["utilization_bound_while_arriving"]
-    assert bound == fluid_utilization_bound(workload, spec.total_gpus)
+    assert bound == fluid_utilization_bound(workload, build_cluster(spec, site="sim"))
     assert figures["utilization_while_arriving"] <= bound + 1e-9

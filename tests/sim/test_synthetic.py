@@ -18,6 +18,7 @@ from gpulease.sim.synthetic import (
     SPOT_TENANT,
     lease_split,
     rack_scale_mix,
+    segment_capacity,
     segment_gpus,
 )
 from gpulease.sim.traces import dump_native, load_native, offered_load
@@ -118,12 +119,50 @@ def test_reference_segment_is_64_and_large_gangs_run_longer(reference_mix: Workl
     large = [j for j in reference_mix.jobs if j.spec.gpus >= 64]
     small = [j for j in reference_mix.jobs if j.spec.gpus <= 4]
     assert {j.spec.topology.segment for j in large} == {64}
-    assert max(j.spec.gpus for j in large) == 2048
+    assert max(j.spec.gpus for j in large) == 512  # the largest lease-held size
 
     def mean(durations: list[float]) -> float:
         return sum(durations) / len(durations)
 
     assert mean([j.duration for j in large]) > 2 * mean([j.duration for j in small])
+
+
+def test_segment_capacity_counts_whole_segments_of_whole_racks_then_nodes() -> None:
+    assert segment_capacity(REFERENCE, 10 * 72) == 640  # 10 racks hold ten 64-GPU segments
+    assert segment_capacity(REFERENCE, 8 * 72) == 512
+    assert segment_capacity(REFERENCE, 2 * 72 + 64) == 192  # and a partial rack of 64
+    assert segment_capacity(REFERENCE, 2 * 72 + 60) == 128
+    assert segment_capacity(REFERENCE, 0) == 0
+
+
+def test_lease_limit_keeps_each_tenants_gangs_within_what_it_leases(
+    reference_mix: Workload,
+) -> None:
+    # Leases of 10, 7, 5 and 2 racks; spot has the 8 racks nobody leases.
+    limit = {"tenant-a": 512, "tenant-b": 256, "tenant-c": 256, "tenant-d": 128, SPOT_TENANT: 512}
+    seen: dict[str, set[int]] = {}
+    for job in reference_mix.jobs:
+        if job.spec.gpus >= 64:
+            seen.setdefault(job.spec.tenant, set()).add(job.spec.gpus)
+    for tenant, sizes in seen.items():
+        assert max(sizes) == limit[tenant], tenant  # every size up to its limit is drawn
+        assert min(sizes) == 64
+
+
+def test_site_limit_draws_every_size_for_every_tenant() -> None:
+    workload = rack_scale_mix(REFERENCE, jobs=4000, load=0.9, seed=3, gang_limit="site")
+    assert "gangs=site" in workload.name
+    largest: dict[str, int] = {}
+    for job in workload.jobs:
+        largest[job.spec.tenant] = max(largest.get(job.spec.tenant, 0), job.spec.gpus)
+    assert largest["tenant-d"] > 128
+    assert max(largest.values()) == 2048
+
+
+def test_a_lease_too_small_for_any_gang_gets_the_smallest() -> None:
+    # 4x5x8: 40-GPU racks, 32-GPU segments; no lease holds a 64-GPU gang.
+    workload = rack_scale_mix(CLUSTER_PRESETS["tiresias"], jobs=600, load=0.9, seed=4)
+    assert {j.spec.gpus for j in workload.jobs if j.spec.gpus >= 64} == {64}
 
 
 def test_tenants_spot_gets_about_a_tenth(reference_mix: Workload) -> None:
@@ -161,6 +200,8 @@ def test_refuses_bad_arguments() -> None:
         rack_scale_mix(REFERENCE, jobs=10, load=0.5, lease_fraction=1.5)
     with pytest.raises(InvalidRequest, match=r"tenants must be in 1\.\.26"):
         rack_scale_mix(REFERENCE, jobs=10, load=0.5, tenants=0)
+    with pytest.raises(InvalidRequest, match="gang_limit must be one of lease, site"):
+        rack_scale_mix(REFERENCE, jobs=10, load=0.5, gang_limit="rack")  # type: ignore[arg-type]
 
 
 def test_refuses_clusters_it_cannot_shape() -> None:

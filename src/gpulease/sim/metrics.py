@@ -6,7 +6,8 @@ Definitions (all times in seconds):
   integrated over the step timeline (work later lost to preemption counts as busy);
   ``utilization_while_arriving`` is the same between the first and the last submission;
 * ``utilization_bound_while_arriving``: the most any scheduler could reach over that same
-  window on this input (:func:`fluid_utilization_bound`): a target above it is unattainable
+  window on this input (:func:`fluid_utilization_bound`, which knows that rack-bound
+  segments over half a rack never share one): a target above it is unattainable
   whatever the scheduler does (measured utilisation may pass it only by redoing work lost
   to preemptions);
 * lease-guarantee wait = time a job spent queued while it fitted in its tenant's guarantee;
@@ -21,7 +22,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from gpulease.domain.models import JobSpec
+from gpulease.domain.models import JobSpec, TopologyMode
 from gpulease.domain.states import JobState
 from gpulease.inventory.topology import Cluster
 from gpulease.scheduler.placement import min_racks_needed
@@ -68,14 +69,47 @@ def _job_figures(outcomes: Sequence[JobOutcome]) -> dict[str, float]:
     }
 
 
-def fluid_utilization_bound(workload: Workload, cluster_gpus: int) -> float:
+def _domain_piece(spec: JobSpec) -> int | None:
+    """GPUs of each piece of ``spec`` that must sit inside one rack, or None."""
+    topology = spec.topology
+    if topology.segment is not None:
+        return topology.segment
+    if topology.mode is TopologyMode.REQUIRED:
+        return spec.gpus
+    return None
+
+
+def domain_bound_gpus(workload: Workload, cluster: Cluster) -> tuple[frozenset[str], int]:
+    """Jobs whose rack-local pieces are over half the largest rack, and the most GPUs they
+    can hold at once: such pieces never share a rack, so together they hold at most, per
+    rack, the largest of their pieces that fits in it (64 of 72 GPUs on NVL72 racks with
+    64-GPU segments: 2,048 of the reference site's 2,304)."""
+    largest = max((cluster.rack_gpus(r) for r in range(len(cluster.racks))), default=0)
+    pieces: dict[str, int] = {}
+    for job in workload.jobs:
+        piece = _domain_piece(job.spec)
+        if piece is not None and 2 * piece > largest:
+            pieces[job.spec.id] = piece
+    sizes = sorted(set(pieces.values()))
+    held = 0
+    for rack in range(len(cluster.racks)):
+        room = cluster.rack_gpus(rack)
+        held += max((p for p in sizes if p <= room), default=0)
+    return frozenset(pieces), held
+
+
+def fluid_utilization_bound(workload: Workload, cluster: Cluster) -> float:
     """Upper bound on utilisation between the first and the last submission.
 
     Busy GPU-seconds over that window are at most both (a) what a work-conserving *fluid*
-    server of ``cluster_gpus`` serves out of the arriving work (Lindley recursion on the
-    backlog: no gangs, no topology, any job at any rate) and (b) the sum over jobs of
-    ``gpus x`` the part of ``[submit, submit + duration]`` inside the window (no job runs
-    before it arrives or faster than its duration). Real schedules only add constraints.
+    server serves out of the arriving work and (b) the sum over jobs of ``gpus x`` the part
+    of ``[submit, submit + duration]`` inside the window (no job runs before it arrives or
+    faster than its duration). The fluid server (a Lindley recursion on two backlogs) runs
+    any job at any rate on the cluster's GPUs, except that the rack-bound jobs of
+    :func:`domain_bound_gpus` together never use more than the GPUs their pieces can hold;
+    serving those first up to that limit and everything else on the rest maximises the work
+    done by every instant, since the rest can use any GPU. No gangs, no nodes, no fixed
+    placement: real schedules only add constraints.
     """
     jobs = sorted(workload.jobs, key=lambda j: j.spec.submit_time)
     if len(jobs) < 2:
@@ -83,17 +117,26 @@ def fluid_utilization_bound(workload: Workload, cluster_gpus: int) -> float:
     start, end = jobs[0].spec.submit_time, jobs[-1].spec.submit_time
     if end <= start:
         return 0.0
-    backlog = served = 0.0
+    gpus = cluster.total_gpus
+    bound, held = domain_bound_gpus(workload, cluster)
+    tied = free = served = 0.0  # backlogs of rack-bound work and of the rest, GPU-seconds
     last = start
     for job in jobs:
         now = job.spec.submit_time
-        done = min(backlog, cluster_gpus * (now - last))
-        served += done
-        backlog -= done
+        span = now - last
+        done_tied = min(tied, held * span)
+        done_free = min(free, gpus * span - done_tied)
+        served += done_tied + done_free
+        tied -= done_tied
+        free -= done_free
         last = now
-        backlog += job.spec.gpus * job.duration
+        work = job.spec.gpus * job.duration
+        if job.spec.id in bound:
+            tied += work
+        else:
+            free += work
     per_job = sum(j.spec.gpus * min(j.duration, end - j.spec.submit_time) for j in jobs)
-    return min(served, per_job) / (cluster_gpus * (end - start))
+    return min(served, per_job) / (gpus * (end - start))
 
 
 def _utilization_between(result: SimResult, start: float, end: float) -> float:
@@ -120,9 +163,7 @@ def summarize(result: SimResult, workload: Workload, cluster: Cluster) -> dict[s
             "utilization_while_arriving": _utilization_between(
                 result, min(submits, default=0.0), max(submits, default=0.0)
             ),
-            "utilization_bound_while_arriving": fluid_utilization_bound(
-                workload, result.cluster_gpus
-            ),
+            "utilization_bound_while_arriving": fluid_utilization_bound(workload, cluster),
             "preemptions": sum(o.preemptions for o in outcomes),
             "policy": result.policy,
             "cluster_gpus": result.cluster_gpus,

@@ -22,6 +22,14 @@ Design:
   preemptible with a checkpoint every 1,800 s. Medium jobs take 8, 16 or 32 GPUs with
   preferred locality; small jobs 1, 2 or 4 GPUs with default settings. Sizes larger than
   the cluster are never drawn; a class with no size that fits is left out.
+- *Gang limit.* With ``gang_limit="lease"`` (the default) a tenant's large gangs are no
+  larger than the segments its own leased racks hold (the spot tenant: the racks nobody
+  leases), so a 2-rack lease never submits 2,048-GPU runs: a tenant trains on what it
+  rents and borrows idle capacity for its overflow. On the reference site that caps gangs at
+  512 GPUs (tenant-a's 10 racks, the 8 unleased racks), 256 (7 and 5 racks) and 128 (2
+  racks). A tenant whose lease holds no whole large size gets the smallest one (it can
+  only borrow). ``gang_limit="site"`` draws every size up to the site for every tenant:
+  the stress case in which most of the work is gangs no lease covers.
 - *Durations* are lognormal, clipped to [60 s, 14 days]; medians 30 min (small), 3 h
   (medium) and 12 h (large).
 - *Tenants.* A job belongs to ``spot`` with probability 10 %, otherwise to a leased tenant
@@ -42,7 +50,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Literal
+from typing import Literal, get_args
 
 from gpulease.domain.errors import InvalidRequest
 from gpulease.domain.models import JobSpec, LeaseGuarantee, TopologyMode, TopologyRequest
@@ -51,6 +59,8 @@ from gpulease.sim.traces import compress_to_load
 from gpulease.sim.workload import TraceJob, Workload
 
 JobClass = Literal["large", "medium", "small"]
+GangLimit = Literal["lease", "site"]
+GANG_LIMITS: tuple[str, ...] = get_args(GangLimit)
 
 LARGE_FRACTION = 0.125
 MEDIUM_FRACTION = 0.25
@@ -79,6 +89,14 @@ def segment_gpus(spec: ClusterSpec) -> int:
             field="cluster",
         )
     return 1 << ((spec.nodes_per_rack * gpn).bit_length() - 1)
+
+
+def segment_capacity(spec: ClusterSpec, gpus: int) -> int:
+    """GPUs of the whole segments that ``gpus`` GPUs leased in whole racks (then nodes) hold."""
+    segment = segment_gpus(spec)
+    rack_gpus = spec.nodes_per_rack * spec.gpus_per_node
+    racks, rest = divmod(gpus, rack_gpus)
+    return (racks * (rack_gpus // segment) + rest // segment) * segment
 
 
 def _apportion(total: int, weights: list[int]) -> list[int]:
@@ -112,7 +130,14 @@ def lease_split(spec: ClusterSpec, lease_fraction: float, tenants: int) -> list[
     return [n * spec.gpus_per_node for n in _apportion(nodes, weights)]
 
 
-def _check(spec: ClusterSpec, jobs: int, load: float, lease_fraction: float, tenants: int) -> None:
+def _check(
+    spec: ClusterSpec,
+    jobs: int,
+    load: float,
+    lease_fraction: float,
+    tenants: int,
+    gang_limit: str,
+) -> None:
     problems = [
         (jobs < 2, f"jobs must be >= 2 (arrivals need a span), got {jobs}", "jobs"),
         (not (0 < load < math.inf), f"load must be a finite number > 0, got {load}", "load"),
@@ -123,6 +148,11 @@ def _check(spec: ClusterSpec, jobs: int, load: float, lease_fraction: float, ten
         ),
         (not (1 <= tenants <= 26), f"tenants must be in 1..26, got {tenants}", "tenants"),
         (spec.total_gpus < 1, f"cluster {spec} has no GPUs", "cluster"),
+        (
+            gang_limit not in GANG_LIMITS,
+            f"gang_limit must be one of {', '.join(GANG_LIMITS)}, got {gang_limit!r}",
+            "gang_limit",
+        ),
     ]
     for failed, message, field in problems:
         if failed:
@@ -147,9 +177,10 @@ def rack_scale_mix(
     lease_fraction: float = 0.75,
     tenants: int = 4,
     walltime_estimates: bool = False,
+    gang_limit: GangLimit = "lease",
 ) -> Workload:
     """A seeded rack-scale training workload on ``spec`` (see the module docstring)."""
-    _check(spec, jobs, load, lease_fraction, tenants)
+    _check(spec, jobs, load, lease_fraction, tenants, gang_limit)
     rng = random.Random(seed)
     gpn, total = spec.gpus_per_node, spec.total_gpus
     segment = segment_gpus(spec)
@@ -161,6 +192,14 @@ def rack_scale_mix(
     }
     leased = lease_split(spec, lease_fraction, tenants)
     names = [f"tenant-{chr(ord('a') + i)}" for i in range(tenants)]
+    everyone = sizes["large"]
+    large_sizes = dict.fromkeys([*names, SPOT_TENANT], everyone)
+    if gang_limit == "lease" and everyone:
+        held = dict(zip(names, leased, strict=True))
+        held[SPOT_TENANT] = total - sum(leased)
+        for tenant, gpus in held.items():
+            room = segment_capacity(spec, gpus)
+            large_sizes[tenant] = [sw for sw in everyone if sw[0] <= room] or everyone[:1]
 
     n_large = round(LARGE_FRACTION * jobs) if sizes["large"] else 0
     n_medium = round(MEDIUM_FRACTION * jobs) if sizes["medium"] else 0
@@ -178,7 +217,7 @@ def rack_scale_mix(
             tenant = SPOT_TENANT
         else:
             tenant = rng.choices(names, weights=leased)[0]
-        gpus = _pick_size(rng, sizes[kind])
+        gpus = _pick_size(rng, large_sizes[tenant] if kind == "large" else sizes[kind])
         drafts.append((kind, tenant, gpus, _duration(rng, kind), rng.uniform(1.0, 3.0)))
 
     submit = 0.0
@@ -207,7 +246,7 @@ def rack_scale_mix(
         trace.append(TraceJob(job, duration))
         submit += rng.expovariate(1.0)  # unit-rate gaps, rescaled to the load below
 
-    name = f"rack-scale-mix[{spec},jobs={jobs},load={load:g},seed={seed}]"
+    name = f"rack-scale-mix[{spec},jobs={jobs},load={load:g},seed={seed},gangs={gang_limit}]"
     arrivals = compress_to_load(Workload(name, trace), total, load)
     horizon = arrivals.jobs[-1].spec.submit_time + sum(j.duration for j in trace)
     leases = [
