@@ -55,6 +55,17 @@ class TraceFormat(StrEnum):
     native = "native"
 
 
+class GangLimit(StrEnum):
+    lease = "lease"
+    site = "site"
+
+
+GANG_LIMIT_HELP = (
+    "Synthetic mix: 'lease' keeps each tenant's gangs within the racks it leases; "
+    "'site' lets any tenant submit gangs up to the whole site (a stress case)."
+)
+
+
 def _hours(seconds: float) -> str:
     return f"{seconds:,.0f} s ({seconds / 3600:,.1f} h)"
 
@@ -132,6 +143,7 @@ def simulate_command(
     policy: Annotated[str, typer.Option(help=f"One of: {', '.join(POLICY_NAMES)}.")] = "default",
     grace: Annotated[float, typer.Option(help="Preemption grace period, seconds.")] = 30.0,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic generator.")] = 0,
+    gang_limit: Annotated[GangLimit, typer.Option(help=GANG_LIMIT_HELP)] = GangLimit.lease,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write figures as JSON.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Write utilisation/queue PNG.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar or tables.")] = False,
@@ -153,7 +165,9 @@ def simulate_command(
             workload = compress_to_load(workload, spec.total_gpus, load)
     else:
         assert synthetic is not None
-        workload = rack_scale_mix(spec, jobs=synthetic, load=load or 0.9, seed=seed)
+        workload = rack_scale_mix(
+            spec, jobs=synthetic, load=load or 0.9, seed=seed, gang_limit=gang_limit.value
+        )
     if not workload.jobs:
         raise InvalidRequest("the trace holds no job after filtering", field="trace")
     header = (
@@ -202,12 +216,15 @@ def trace_generate(
     jobs: Annotated[int, typer.Option(help="Number of jobs.")] = 2000,
     load: Annotated[float, typer.Option(help="Offered load.")] = 0.95,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    gang_limit: Annotated[GangLimit, typer.Option(help=GANG_LIMIT_HELP)] = GangLimit.lease,
 ) -> None:
     """Write a synthetic rack-scale mix with leases in the native trace format."""
     from gpulease.sim.synthetic import rack_scale_mix
     from gpulease.sim.traces import dump_native
 
-    workload = rack_scale_mix(parse_cluster_spec(cluster), jobs=jobs, load=load, seed=seed)
+    workload = rack_scale_mix(
+        parse_cluster_spec(cluster), jobs=jobs, load=load, seed=seed, gang_limit=gang_limit.value
+    )
     dump_native(workload, out)
     console.print(f"wrote {len(workload.jobs):,} jobs and {len(workload.leases)} leases to {out}")
 
