@@ -1,62 +1,123 @@
 """Benchmark 4: the reference site under a rack-scale mix with leases.
 
 32x18x4 (2,304 GPUs), four tenants with leases covering 75 % of the GPUs plus a spot
-tenant, large segmented gangs (64-2,048 GPUs, 64-GPU segments inside one NVLink domain)
-mixed with small jobs, offered load 0.95, default policy, 30 s preemption grace.
-Targets: utilization above 90 %, guaranteed demand never waits longer than one step plus
-the grace, every fitting job on the fewest racks possible.
+tenant, large segmented gangs (64-GPU segments, each inside one NVLink domain) mixed with
+small jobs, offered load 0.95, 30 s preemption grace. Targets: utilisation above 90 %,
+guaranteed demand never waits longer than one step plus the grace, every fitting job on
+the fewest racks possible.
 
-    .venv/bin/python benchmarks/bench_reference_mix.py [--jobs 3000] [--seed 0]
+Each run prints, besides the targets, the bound no scheduler can pass on its input
+(``utilization_bound_while_arriving``) and where the GPU-time went
+(:mod:`gpulease.sim.occupancy`): busy in gangs or other work, or idle as spare trays beside
+a segment, racks blocked by other work, open racks while gangs wait (a packing loss), open
+racks with nothing to run. Runs go to a pool of worker processes.
+
+    .venv/bin/python benchmarks/bench_reference_mix.py                 # lease-bound gangs
+    .venv/bin/python benchmarks/bench_reference_mix.py --gang-limit site --seeds 0
+    .venv/bin/python benchmarks/bench_reference_mix.py --jobs 3000     # the old, short run
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
 
 from _common import peak_rss_mib
-from gpulease.inventory.topology import parse_cluster_spec
+from gpulease.inventory.topology import build_cluster, parse_cluster_spec
+from gpulease.sim.occupancy import Occupancy
 from gpulease.sim.runner import simulate
-from gpulease.sim.synthetic import rack_scale_mix
+from gpulease.sim.synthetic import rack_scale_mix, segment_gpus
+
+SPEC = "32x18x4"
+
+
+@dataclass(frozen=True)
+class Case:
+    jobs: int
+    seed: int
+    policy: str
+    gang_limit: str
+
+
+def run(case: Case) -> dict[str, Any]:
+    spec = parse_cluster_spec(SPEC)
+    workload = rack_scale_mix(
+        spec, jobs=case.jobs, load=0.95, seed=case.seed, gang_limit=case.gang_limit
+    )
+    first = workload.jobs[0].spec.submit_time
+    last = workload.jobs[-1].spec.submit_time
+    occupancy = Occupancy(build_cluster(spec, site="sim"), segment_gpus(spec), first, last)
+    started = time.perf_counter()
+    result = simulate(workload, spec, policy=case.policy, grace_s=30.0, observe=occupancy)
+    occupancy.finish(result.result.end_time)
+    return {
+        "case": case,
+        "figures": result.figures,
+        "shares": occupancy.shares(),
+        "leased": sum(x.gpus for x in workload.leases),
+        "largest": max(j.spec.gpus for j in workload.jobs),
+        "wall_s": time.perf_counter() - started,
+        "rss_mib": peak_rss_mib(),
+    }
+
+
+def report(out: dict[str, Any]) -> None:
+    case: Case = out["case"]
+    f, s = out["figures"], out["shares"]
+    g, p = f["guarantee_wait"], f["placement"]
+    print(
+        f"\n{case.jobs:,} jobs, seed {case.seed}, gangs bound by {case.gang_limit} "
+        f"(largest {out['largest']:,} GPUs), {out['leased']:,} GPUs leased, "
+        f"policy {case.policy}"
+    )
+    print(
+        f"  utilisation {f['utilization_while_arriving']:.1%} while jobs arrive "
+        f"(bound {f['utilization_bound_while_arriving']:.1%}), {f['utilization']:.1%} over "
+        f"{f['makespan_s'] / 86400:.0f} days; avg JCT {f['avg_jct_s'] / 3600:,.1f} h; "
+        f"preemptions {f['preemptions']:,}"
+    )
+    print(
+        f"  lease-guarantee wait: {g['jobs']:,} jobs, p99 {g['p99_s']:,.0f} s, "
+        f"max {g['max_s']:,.0f} s (grace 30 s); fewest racks: "
+        f"{p['fewest_racks_share']:.2%} of {p['starts']:,} starts"
+    )
+    print(
+        "  GPU-time: "
+        f"gangs {s['gang']:.1%}, other {s['other']:.1%} | idle: spare trays "
+        f"{s['spare']:.1%}, racks blocked by other work {s['blocked']:.1%}, open racks "
+        f"while gangs wait {s['open_waiting']:.1%}, open racks, nothing waiting "
+        f"{s['open']:.1%}"
+    )
+    print(f"  wall {out['wall_s']:.1f} s, peak memory {out['rss_mib']:,.0f} MiB")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--jobs", type=int, default=3000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--policy", default="default")
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    parser.add_argument("--policies", default="default,fairshare")
+    parser.add_argument("--gang-limit", choices=["lease", "site"], default="lease")
+    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    spec = parse_cluster_spec("32x18x4")
-    workload = rack_scale_mix(spec, jobs=args.jobs, load=0.95, seed=args.seed)
+    cases = [
+        Case(args.jobs, int(seed), policy, args.gang_limit)
+        for seed in args.seeds.split(",")
+        for policy in args.policies.split(",")
+    ]
     started = time.perf_counter()
-    run = simulate(workload, spec, policy=args.policy, grace_s=30.0)
-    wall = time.perf_counter() - started
-    f = run.figures
-    g = f["guarantee_wait"]
-    p = f["placement"]
-    print(
-        f"{len(workload.jobs):,} jobs, {len(workload.leases)} leases "
-        f"({sum(x.gpus for x in workload.leases):,} GPUs guaranteed), policy {args.policy}"
-    )
-    print(
-        f"utilization {f['utilization_while_arriving']:.1%} while jobs arrive, "
-        f"{f['utilization']:.1%} over a makespan of {f['makespan_s'] / 86400:.1f} "
-        f"days; avg JCT {f['avg_jct_s'] / 3600:,.1f} h; preemptions {f['preemptions']:,}"
-    )
-    print(
-        f"utilization bound: no scheduler can exceed "
-        f"{f['utilization_bound_while_arriving']:.1%} while jobs arrive on this input "
-        f"(fluid server, no gangs, no topology)"
-    )
-    print(
-        f"lease-guarantee wait: {g['jobs']:,} jobs waited within a guarantee; "
-        f"p99 {g['p99_s']:,.0f} s, max {g['max_s']:,.0f} s (grace 30 s)"
-    )
-    print(
-        f"placement: {p['fewest_racks_share']:.1%} of {p['starts']:,} starts on the fewest "
-        f"racks a job needs on an empty site; {p['multi_rack_starts']:,} multi-rack starts"
-    )
-    print(f"wall {wall:.1f} s, peak memory {peak_rss_mib():,.0f} MiB")
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        outs = list(pool.map(run, cases))
+    for out in outs:
+        report(out)
+    print(f"\n{len(cases)} runs in {time.perf_counter() - started:.0f} s wall")
+    for policy in args.policies.split(","):
+        mine = [o for o in outs if o["case"].policy == policy]
+        low = min(o["figures"]["utilization_while_arriving"] for o in mine)
+        high = max(o["figures"]["utilization_while_arriving"] for o in mine)
+        print(f"{policy}: utilisation {low:.1%} to {high:.1%} over {len(mine)} seeds")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ idempotency, validation, concurrency."""
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -52,6 +53,22 @@ def test_health_and_openapi(demo_server: Server) -> None:
         "/api/v1/health",
     ):
         assert path in spec["paths"], path
+
+
+def test_interactive_docs_are_served_without_a_cdn(demo_server: Server) -> None:
+    page = httpx.get(demo_server.url + "/api/v1/docs")
+    assert page.status_code == 200
+    assert "/api/v1/openapi.json" in page.text
+    assert "cdn." not in page.text  # everything the page loads comes from this server
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert sources
+    for source in sources:
+        assert source.startswith("/api/v1/docs/assets/"), source
+        asset = httpx.get(demo_server.url + source)
+        assert asset.status_code == 200, source
+        assert asset.content, source
+    script = httpx.get(demo_server.url + "/api/v1/docs/assets/swagger-ui-bundle.js")
+    assert "SwaggerUIBundle" in script.text
 
 
 def test_demo_site_is_the_reference_case(demo_server: Server) -> None:

@@ -14,12 +14,15 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 import gpulease
-from gpulease.api import errors
+from gpulease.api import docs, errors
 from gpulease.api.routes import admin, compliance, jobs, leases, nodes, reports, system
 from gpulease.services.context import ServiceContext
 from gpulease.services.scheduling import LiveScheduler, SchedulerLoop
 from gpulease.services.setup import make_executor, open_context
 from gpulease.settings import Settings
+
+
+OPENAPI_URL = "/api/v1/openapi.json"
 
 
 def create_app(settings: Settings | None = None, ctx: ServiceContext | None = None) -> FastAPI:
@@ -46,13 +49,14 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
         version=gpulease.__version__,
         summary="Rent and schedule rack-scale GPU compute (GB200 NVL72) with leases.",
         lifespan=lifespan,
-        openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        openapi_url=OPENAPI_URL,
+        docs_url=None,  # served by ``docs`` from packaged files: the default needs a CDN
         redoc_url=None,
     )
     app.state.ctx = ctx
     app.state.loop = None
     errors.install(app)
+    docs.install(app, openapi_url=OPENAPI_URL)
     for module in (system, leases, jobs, nodes, admin, compliance, reports):
         app.include_router(module.router, prefix="/api/v1")
     return app

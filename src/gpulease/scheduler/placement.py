@@ -161,6 +161,17 @@ def _rack_capacity(free: FreeMap, gpus_per_node: int | None) -> list[int]:
     ]
 
 
+def rack_piece(job: JobSpec) -> int | None:
+    """GPUs of each piece of ``job`` that must sit inside one rack (its ``segment``, or the
+    whole job under ``required`` locality), or None when nothing must."""
+    topology = job.topology
+    if topology.segment is not None:
+        return topology.segment
+    if topology.mode is TopologyMode.REQUIRED:
+        return job.gpus
+    return None
+
+
 def place(
     job: JobSpec, free: FreeMap, *, domain: str = "rack", empty_site: bool = False
 ) -> Placement | WaitReason:
@@ -182,9 +193,7 @@ def place(
             f"needs {gpus // gpn} nodes with {gpn} {what} each; {only} {sum(caps) // gpn} "
             "such nodes",
         )
-    segment = job.topology.segment
-    if segment is None and job.topology.mode is TopologyMode.REQUIRED:
-        segment = gpus
+    segment = rack_piece(job)
     if segment is not None:
         # Ties in whole segments go to the rack with the least capacity left (best fit).
         per_rack = sorted(

@@ -7,6 +7,10 @@ events of an instant are applied, the engine takes one step and its decisions ar
 the engine's ``next_wakeup`` becomes an event. The simulator alone knows each job's true
 remaining work: the scheduler never sees it.
 
+Observers: ``observe(now, state)`` is called after every step's decisions are applied, with
+the state as it stays until the next event (read it, never change it): analyses such as
+:mod:`gpulease.sim.occupancy` integrate over the run without the loop knowing them.
+
 Progress: a run that ends early (preemption, node failure) keeps the work up to its last
 checkpoint (all of it when the job has no checkpoint interval).
 """
@@ -66,6 +70,7 @@ class Simulation:
         *,
         progress: Callable[[int, int], None] | None = None,
         record_events: bool = True,
+        observe: Callable[[float, SchedulerState], None] | None = None,
     ) -> None:
         self.cluster = cluster
         self.workload = workload
@@ -73,6 +78,7 @@ class Simulation:
         self.state = SchedulerState(cluster, leases=workload.leases, keep_history=False)
         self.progress = progress
         self.record_events = record_events
+        self.observe = observe
         self._heap: list[tuple[float, int, int, object]] = []
         self._seq = itertools.count()
         self._remaining: dict[str, float] = {}
@@ -131,6 +137,8 @@ class Simulation:
             elif wake is None:
                 next_wake = math.inf
             self.timeline.append((now, self._busy, len(self.state.queued)))
+            if self.observe is not None:
+                self.observe(now, self.state)
             if self.progress is not None and steps % 512 == 0:
                 self.progress(finished, total)
         if self.progress is not None:

@@ -22,10 +22,10 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from gpulease.domain.models import JobSpec, TopologyMode
+from gpulease.domain.models import JobSpec
 from gpulease.domain.states import JobState
 from gpulease.inventory.topology import Cluster
-from gpulease.scheduler.placement import min_racks_needed
+from gpulease.scheduler.placement import min_racks_needed, rack_piece
 from gpulease.sim.loop import JobOutcome, SimResult
 from gpulease.sim.workload import Workload
 
@@ -69,16 +69,6 @@ def _job_figures(outcomes: Sequence[JobOutcome]) -> dict[str, float]:
     }
 
 
-def _domain_piece(spec: JobSpec) -> int | None:
-    """GPUs of each piece of ``spec`` that must sit inside one rack, or None."""
-    topology = spec.topology
-    if topology.segment is not None:
-        return topology.segment
-    if topology.mode is TopologyMode.REQUIRED:
-        return spec.gpus
-    return None
-
-
 def domain_bound_gpus(workload: Workload, cluster: Cluster) -> tuple[frozenset[str], int]:
     """Jobs whose rack-local pieces are over half the largest rack, and the most GPUs they
     can hold at once: such pieces never share a rack, so together they hold at most, per
@@ -87,7 +77,7 @@ def domain_bound_gpus(workload: Workload, cluster: Cluster) -> tuple[frozenset[s
     largest = max((cluster.rack_gpus(r) for r in range(len(cluster.racks))), default=0)
     pieces: dict[str, int] = {}
     for job in workload.jobs:
-        piece = _domain_piece(job.spec)
+        piece = rack_piece(job.spec)
         if piece is not None and 2 * piece > largest:
             pieces[job.spec.id] = piece
     sizes = sorted(set(pieces.values()))

@@ -9,6 +9,7 @@ from typing import Any
 from gpulease.inventory.topology import Cluster, ClusterSpec, build_cluster
 from gpulease.scheduler.engine import Scheduler, SchedulerConfig
 from gpulease.scheduler.ordering import make_policy
+from gpulease.scheduler.state import SchedulerState
 from gpulease.sim.loop import SimResult, Simulation
 from gpulease.sim.metrics import summarize
 from gpulease.sim.workload import Workload
@@ -30,13 +31,19 @@ def simulate(
     grace_s: float = 30.0,
     progress: Callable[[int, int], None] | None = None,
     record_events: bool = False,
+    observe: Callable[[float, SchedulerState], None] | None = None,
 ) -> Run:
     cluster = build_cluster(spec, site="sim")
     scheduler = Scheduler(
         make_policy(policy), SchedulerConfig(preemption_grace_s=grace_s, explain=False)
     )
     simulation = Simulation(
-        cluster, workload, scheduler, progress=progress, record_events=record_events
+        cluster,
+        workload,
+        scheduler,
+        progress=progress,
+        record_events=record_events,
+        observe=observe,
     )
     result = simulation.run()
     return Run(cluster, workload, result, summarize(result, workload, cluster))
