@@ -224,7 +224,7 @@ def test_las_preempts_a_long_running_job_at_once_with_no_grace(
     state = las_state(make_state, job)
     decisions = run_step(scheduler("las", grace=0), state, 1000.0)
     reason = "preempted: new (t) ranks higher"
-    assert decisions.requeues == [Preempt("long", 1000.0, reason)]
+    assert decisions.requeues == [Preempt("long", 1000.0, reason, "new")]
     assert decisions.notices == []
     assert decisions.starts == [Start("new", ((0, 4),), True)]
     long = state.jobs["long"]
@@ -245,7 +245,7 @@ def test_las_preempts_after_the_grace_period(
     las = scheduler("las", grace=30)
     reason = "preempted: new (t) ranks higher"
     notice = run_step(las, state, 1000.0)
-    assert notice.notices == [Preempt("long", 1030.0, reason)]
+    assert notice.notices == [Preempt("long", 1030.0, reason, "new")]
     assert notice.requeues == []
     assert notice.starts == []
     assert notice.waiting == {
@@ -261,7 +261,7 @@ def test_las_preempts_after_the_grace_period(
     assert codes(during) == {"new": WaitCode.PREEMPTING}
     assert during.next_wakeup == 1030.0
     after = run_step(las, state, 1030.0)
-    assert after.requeues == [Preempt("long", 1030.0, reason)]
+    assert after.requeues == [Preempt("long", 1030.0, reason, "new")]
     assert after.starts == [Start("new", ((0, 4),), True)]
     assert after.notices == []
     assert state.jobs["long"].attained == 4120.0
@@ -273,7 +273,7 @@ def test_next_wakeup_includes_the_grace_end_of_a_new_notice(
 ) -> None:
     state = las_state(make_state, job)
     decisions = scheduler("las", grace=30).step(state, 1000.0)
-    assert decisions.notices == [Preempt("long", 1030.0, "preempted: new (t) ranks higher")]
+    assert decisions.notices == [Preempt("long", 1030.0, "preempted: new (t) ranks higher", "new")]
     assert decisions.next_wakeup == 1030.0  # the engine says 3600.0 (long's next LAS level)
 
 
@@ -310,7 +310,9 @@ def test_las_level_changes_at_the_moment_next_wakeup_announced(
     state = boundary_state(make_state, job)
     assert scheduler("las").step(state, 511.0).next_wakeup == BOUNDARY
     at_wake = scheduler("las").step(state, BOUNDARY)
-    assert at_wake.requeues == [Preempt("big", BOUNDARY, "preempted: probe (t) ranks higher")]
+    assert at_wake.requeues == [
+        Preempt("big", BOUNDARY, "preempted: probe (t) ranks higher", "probe")
+    ]
 
 
 def test_a_used_scheduler_decides_like_a_fresh_one_at_a_las_boundary(
@@ -322,7 +324,7 @@ def test_a_used_scheduler_decides_like_a_fresh_one_at_a_las_boundary(
     used.step(state, BOUNDARY)
     fresh = scheduler("las").step(state, 1100.0)
     # At 1100 big has 4,130 GPU-s (level 1), probe none (level 0): probe preempts big.
-    assert fresh.requeues == [Preempt("big", 1100.0, "preempted: probe (t) ranks higher")]
+    assert fresh.requeues == [Preempt("big", 1100.0, "preempted: probe (t) ranks higher", "probe")]
     assert used.step(state, 1100.0) == fresh
 
 
@@ -344,7 +346,9 @@ def test_high_priority_preempts_normal_preemptible(
     )
     state.submit(job("urgent", 2, submit=5, priority=HIGH))
     decisions = run_step(scheduler(policy, grace=0), state, 5.0)
-    assert decisions.requeues == [Preempt("normal", 5.0, "preempted: urgent (t) ranks higher")]
+    assert decisions.requeues == [
+        Preempt("normal", 5.0, "preempted: urgent (t) ranks higher", "urgent")
+    ]
     assert decisions.starts == [Start("urgent", ((0, 2),), True)]
     assert state.jobs["urgent"].allocation == ((0, (0, 1)),)  # the GPUs `normal` held
     assert "pinned" in state.running
@@ -424,7 +428,7 @@ def test_lease_holder_reclaims_from_a_borrower(
     reclaim = run_step(fifo, state, 10.0)
     # The worst-ranked borrower goes, although it is not preemptible: borrowing is lent.
     assert reclaim.requeues == [
-        Preempt("s2", 10.0, "reclaimed by its lease holder: o1 (owner) ranks higher")
+        Preempt("s2", 10.0, "reclaimed by its lease holder: o1 (owner) ranks higher", "o1")
     ]
     assert reclaim.starts == [Start("o1", ((1, 4),), False)]
     assert state.jobs["o1"].borrowed is False
@@ -450,7 +454,7 @@ def test_lease_holder_reclaims_after_the_grace_period(
     fifo = scheduler("fifo", grace=30)
     notice = run_step(fifo, state, 11.0)
     assert notice.notices == [
-        Preempt("s1", 41.0, "reclaimed by its lease holder: o1 (owner) ranks higher")
+        Preempt("s1", 41.0, "reclaimed by its lease holder: o1 (owner) ranks higher", "o1")
     ]
     assert codes(notice) == {"o1": WaitCode.PREEMPTING, "o2": WaitCode.PREEMPTING}
     assert notice.guaranteed_waiting == ["o1", "o2"]
@@ -458,6 +462,42 @@ def test_lease_holder_reclaims_after_the_grace_period(
     assert [p.job_id for p in after.requeues] == ["s1"]
     assert after.starts == [Start("o1", ((0, 2),), False), Start("o2", ((0, 2), (1, 4)), False)]
     assert after.guaranteed_waiting == []
+
+
+def test_a_later_guaranteed_claim_does_not_take_the_gpus_an_earlier_one_waits_for(
+    make_state: MakeState,
+    job: MakeJob,
+    lease: MakeLease,
+    scheduler: MakeScheduler,
+    run_step: RunStep,
+) -> None:
+    # 4 nodes of 8 GPUs, all lent to a spot tenant; "a" and "b" lease 16 GPUs each.
+    state = make_state(
+        "1x4x8",
+        leases=[lease("a", 16), lease("b", 16)],
+        jobs=[job(f"s{i}", 8, tenant="spot") for i in range(4)],
+        running={f"s{i}": ((i, 8),) for i in range(4)},
+    )
+    state.credit_usage("a", 1e6, 0.0)  # "a" has used far more: fair share ranks "b" first
+    policy = scheduler("default", grace=30)
+    state.submit(job("a1", 16, tenant="a", submit=1.0))
+    first = run_step(policy, state, 1.0)
+    a_victims = sorted(p.job_id for p in first.notices)
+    assert len(a_victims) == 2
+    assert first.guaranteed_waiting == ["a1"]
+    # Mid-grace, "b" claims its guarantee too: it must find its own victims rather than
+    # take those "a" is waiting for (which would cost "a1" a second grace period).
+    state.submit(job("b1", 16, tenant="b", submit=20.0))
+    second = run_step(policy, state, 20.0)
+    b_victims = sorted(p.job_id for p in second.notices)
+    assert len(b_victims) == 2
+    assert set(b_victims).isdisjoint(a_victims)
+    third = run_step(policy, state, 31.0)
+    assert [s.job_id for s in third.starts] == ["a1"]  # one grace after its claim
+    assert sorted(p.job_id for p in third.requeues) == a_victims
+    fourth = run_step(policy, state, 50.0)
+    assert [s.job_id for s in fourth.starts] == ["b1"]
+    assert not fourth.guaranteed_waiting
 
 
 def test_tenant_without_lease_runs_only_borrowed(
@@ -531,7 +571,7 @@ def test_guaranteed_job_is_never_preempted_by_another_tenant(
     state.submit(job("b2", 4, tenant="b", submit=11, priority=CRITICAL))
     decisions = run_step(scheduler("las", grace=0), state, 11.0)
     assert decisions.requeues == [
-        Preempt("a2", 11.0, "reclaimed by its lease holder: b2 (b) ranks higher")
+        Preempt("a2", 11.0, "reclaimed by its lease holder: b2 (b) ranks higher", "b2")
     ]
     assert decisions.starts == [Start("b2", ((1, 4),), False)]
     assert "a1" in state.running
@@ -544,7 +584,7 @@ def test_priority_preemption_between_tenants_is_not_called_a_reclaim(
     state = make_state("1x1x4", jobs=[job("x1", 4)], running={"x1": ((0, 4),)})
     state.submit(job("x2", 4, submit=1, priority=HIGH))
     decisions = run_step(scheduler("fifo", grace=0), state, 1.0)
-    assert decisions.requeues == [Preempt("x1", 1.0, "preempted: x2 (t) ranks higher")]
+    assert decisions.requeues == [Preempt("x1", 1.0, "preempted: x2 (t) ranks higher", "x2")]
 
 
 def test_priority_preemption_without_leases_is_not_a_reclaim(
@@ -554,7 +594,7 @@ def test_priority_preemption_without_leases_is_not_a_reclaim(
     state.submit(job("vip", 4, tenant="spot", submit=1, priority=HIGH))
     decisions = run_step(scheduler("fifo", grace=0), state, 1.0)
     # No tenant holds a lease: the reason must not say "reclaimed by its lease holder".
-    assert decisions.requeues == [Preempt("y1", 1.0, "preempted: vip (spot) ranks higher")]
+    assert decisions.requeues == [Preempt("y1", 1.0, "preempted: vip (spot) ranks higher", "vip")]
 
 
 def test_borrower_of_higher_class_cannot_preempt_a_guaranteed_job(

@@ -21,7 +21,6 @@ from gpulease.services.scheduling import LiveScheduler, SchedulerLoop
 from gpulease.services.setup import make_executor, open_context
 from gpulease.settings import Settings
 
-
 OPENAPI_URL = "/api/v1/openapi.json"
 
 

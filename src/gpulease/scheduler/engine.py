@@ -53,6 +53,7 @@ class Preempt:
     job_id: str
     at: float  # when its GPUs are taken; <= now means at once
     reason: str
+    for_job: str = ""  # the job whose claim this serves
 
 
 @dataclass(slots=True)
@@ -108,7 +109,9 @@ class Scheduler:
                 decisions.timeouts.append(job_id)
                 pools.release(gpus)
             elif record.preempt_at is not None and record.preempt_at <= now:
-                decisions.requeues.append(Preempt(job_id, now, record.preempt_reason))
+                decisions.requeues.append(
+                    Preempt(job_id, now, record.preempt_reason, record.preempt_for)
+                )
                 pools.release(gpus)
             elif record.preempt_at is not None:
                 pools.release_later(gpus)
@@ -135,7 +138,8 @@ class Scheduler:
                 running = [
                     self._rank(r, ctx) for r in state.running.values() if r.id not in excluded
                 ]
-                queued, running = _apply_tiers(queued, running, guarantees)
+                claiming = _claiming(state)
+                queued, running = _apply_tiers(queued, running, guarantees, claiming)
                 visit.tiered = sorted(running, key=lambda x: (x.coarse, x.key), reverse=True)
             queued.sort(key=lambda x: x.key)
             # 3. visit the queue, best-ranked first
@@ -284,7 +288,7 @@ class Scheduler:
             reclaim = claimant.tier is Tier.GUARANTEED and victim.tier is Tier.BORROWED
             why = "reclaimed by its lease holder" if reclaim else "preempted"
             reason = f"{why}: {record.id} ({record.spec.tenant}) ranks higher"
-            notice = Preempt(victim.record.id, now + max(grace, 0.0), reason)
+            notice = Preempt(victim.record.id, now + max(grace, 0.0), reason, record.id)
             (decisions.notices if grace > 0 else decisions.requeues).append(notice)
 
     def _wait(self, decisions: Decisions, record: JobRecord, reason: WaitReason) -> None:
@@ -321,8 +325,22 @@ class Scheduler:
         return None if wake == math.inf else max(wake, now)
 
 
+def _claiming(state: SchedulerState) -> set[str]:
+    """Queued jobs for which running jobs are serving a preemption notice right now."""
+    running = state.running
+    found: set[str] = set()
+    for job_id in state.deadlines:
+        record = running[job_id]
+        if record.preempt_at is not None and record.preempt_for:
+            found.add(record.preempt_for)
+    return found
+
+
 def _apply_tiers(
-    queued: list[Ranked], running: list[Ranked], guarantees: dict[str, int]
+    queued: list[Ranked],
+    running: list[Ranked],
+    guarantees: dict[str, int],
+    claiming: set[str],
 ) -> tuple[list[Ranked], list[Ranked]]:
     everyone = sorted(queued + running, key=lambda x: x.key)
     tiers = classify(
@@ -335,7 +353,18 @@ def _apply_tiers(
 
     def retier(x: Ranked) -> Ranked:
         tier = tier_of[x.record.id]
-        return Ranked((float(tier), *x.key[1:]), (float(tier), *x.coarse[1:]), tier, x.record)
+        coarse = (float(tier), *x.coarse[1:])
+        if tier is Tier.GUARANTEED:
+            # Every guaranteed job is owed its GPUs, so the order among them only decides
+            # who gets GPUs first. A job whose victims are serving their grace period goes
+            # first (within its priority class), then first come, first served: re-ranking
+            # by the policy each step would let another claim take the GPUs a claimant is
+            # waiting for and cost it a second grace period.
+            record = x.record
+            waits = 0.0 if record.id in claiming else 1.0
+            key = (float(tier), x.key[1], waits, record.spec.submit_time, float(record.seq))
+            return Ranked(key, coarse, tier, record)
+        return Ranked((float(tier), *x.key[1:]), coarse, tier, x.record)
 
     return [retier(x) for x in queued], [retier(x) for x in running]
 
@@ -611,6 +640,6 @@ def apply_decisions(state: SchedulerState, decisions: Decisions) -> None:
     for preempt in decisions.requeues:
         state.stop(preempt.job_id, now, JobState.QUEUED, preempt.reason)
     for preempt in decisions.notices:
-        state.begin_preemption(preempt.job_id, preempt.at, preempt.reason)
+        state.begin_preemption(preempt.job_id, preempt.at, preempt.reason, preempt.for_job)
     for start in decisions.starts:
         state.start(start.job_id, start.placement, now, borrowed=start.borrowed)

@@ -51,6 +51,7 @@ class JobRecord:
     allocation: Allocation = ()
     preempt_at: float | None = None  # set while a preemption notice runs its grace period
     preempt_reason: str = ""
+    preempt_for: str = ""  # the queued job whose claim the notice serves ("" if unknown)
     borrowed: bool = False  # started on capacity beyond its tenant's guarantee
     starts: int = 0
     preemptions: int = 0
@@ -193,12 +194,13 @@ class SchedulerState:
             self.deadlines[job_id] = now + record.spec.walltime - record.run_time
         self._log(record, now, "started" + (" (borrowed)" if borrowed else ""))
 
-    def begin_preemption(self, job_id: str, at: float, reason: str) -> None:
+    def begin_preemption(self, job_id: str, at: float, reason: str, for_job: str = "") -> None:
         record = self.job(job_id)
         if record.status is not JobState.RUNNING:
             raise Conflict(f"job {job_id} is {record.status.value}, not running")
         record.preempt_at = at
         record.preempt_reason = reason
+        record.preempt_for = for_job
         self.deadlines[job_id] = min(at, self.deadlines.get(job_id, at))
 
     def stop(self, job_id: str, now: float, outcome: JobState, reason: str = "") -> None:
@@ -281,6 +283,7 @@ class SchedulerState:
         record.run_start = None
         record.preempt_at = None
         record.preempt_reason = ""
+        record.preempt_for = ""
         del self.running[record.id]
 
     def _touch(self, job_id: str) -> None:

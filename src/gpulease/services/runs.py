@@ -83,6 +83,7 @@ def start_run(
     job.wait_reason = ""
     job.preempt_at = None
     job.preempt_reason = ""
+    job.preempt_for = ""
     audit.record(
         tx,
         at=now,
@@ -121,6 +122,7 @@ def stop_run(
             row.end = now
     job.preempt_at = None
     job.preempt_reason = ""
+    job.preempt_for = ""
     if outcome is JobState.QUEUED:
         job.preemptions += 1
         job.wait_reason = audit.clip(f"requeued: {reason}")

@@ -337,7 +337,9 @@ class LiveScheduler:
             )
             state.start(job.id, placement, to_seconds(job.started_at), borrowed=job.borrowed)
             if job.preempt_at is not None:
-                state.begin_preemption(job.id, to_seconds(job.preempt_at), job.preempt_reason)
+                state.begin_preemption(
+                    job.id, to_seconds(job.preempt_at), job.preempt_reason, job.preempt_for
+                )
         for node_id, node_state in snap.node_states.items():
             if node_state != NodeState.UP:
                 state.set_node_state(
@@ -389,6 +391,7 @@ class LiveScheduler:
                 if job is not None:
                     job.preempt_at = from_seconds(preempt.at)
                     job.preempt_reason = audit.clip(preempt.reason)
+                    job.preempt_for = preempt.for_job
                     audit.record(
                         tx,
                         at=now,

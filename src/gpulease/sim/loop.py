@@ -190,6 +190,19 @@ class Simulation:
                 outcome.end, outcome.status = now, JobState.FAILED
                 self._log(now, "fail", name)
 
+    def _track_guarantee_waits(self, decisions: Decisions, now: float) -> None:
+        """Guarantee wait is time spent queued *within* the tenant's guarantee without a
+        break: a queued job that drops out of it (the tenant's better-ranked jobs took the
+        guarantee) is no longer guaranteed demand, and its clock restarts if it comes back."""
+        since = self._guarantee_since
+        waiting = decisions.guaranteed_waiting
+        if since:
+            keep = set(waiting).union(s.job_id for s in decisions.starts)
+            for name in [n for n in since if n not in keep]:
+                del since[name]
+        for name in waiting:
+            since.setdefault(name, now)
+
     def _interrupt(self, record: JobRecord, now: float) -> None:
         """A run stops early: keep its progress up to the last checkpoint."""
         assert record.run_start is not None
@@ -214,8 +227,7 @@ class Simulation:
             self._log(now, "preempt", preempt.job_id)
         for preempt in decisions.notices:
             self._log(now, "notice", preempt.job_id)
-        for name in decisions.guaranteed_waiting:
-            self._guarantee_since.setdefault(name, now)
+        self._track_guarantee_waits(decisions, now)
         apply_decisions(state, decisions)
         for start in decisions.starts:
             name = start.job_id

@@ -10,7 +10,9 @@ Definitions (all times in seconds):
   segments over half a rack never share one): a target above it is unattainable
   whatever the scheduler does (measured utilisation may pass it only by redoing work lost
   to preemptions);
-* lease-guarantee wait = time a job spent queued while it fitted in its tenant's guarantee;
+* lease-guarantee wait = the longest time a job spent queued within its tenant's guarantee
+  without a break (a job that drops out of the guarantee while queued, because the
+  tenant's better-ranked jobs took it, is not guaranteed demand meanwhile);
 * placement quality: starts spanning more racks than the job needs on an empty site.
 Percentiles use the nearest-rank method.
 """
