@@ -81,8 +81,13 @@ def report(out: dict[str, Any]) -> None:
     )
     print(
         f"  lease-guarantee wait: {g['jobs']:,} jobs, p99 {g['p99_s']:,.0f} s, "
-        f"max {g['max_s']:,.0f} s (grace 30 s); fewest racks: "
-        f"{p['fewest_racks_share']:.2%} of {p['starts']:,} starts"
+        f"max {g['max_s']:,.0f} s (grace 30 s)"
+    )
+    over = p["more_racks_by_topology"]
+    print(
+        f"  placement: {p['fewest_racks_share']:.2%} of {p['starts']:,} starts on the fewest "
+        f"racks an empty site allows; over it: required {over['required']:,}, preferred "
+        f"{over['preferred']:,}, none {over['none']:,} (these span rather than wait)"
     )
     print(
         "  GPU-time: "

@@ -500,6 +500,37 @@ def test_a_later_guaranteed_claim_does_not_take_the_gpus_an_earlier_one_waits_fo
     assert not fourth.guaranteed_waiting
 
 
+def test_the_oldest_claim_gets_the_gpus_its_victims_release_first(
+    make_state: MakeState,
+    job: MakeJob,
+    lease: MakeLease,
+    scheduler: MakeScheduler,
+    run_step: RunStep,
+) -> None:
+    # 6 nodes of 8 GPUs. "b" fills its first lease with b0 and queues b1 early; its second
+    # lease starts at 20, making b1 guaranteed only then. Spot borrows the other 4 nodes.
+    state = make_state(
+        "1x6x8",
+        leases=[lease("a", 16), lease("b", 16), lease("b", 16, start=20.0, lease_id="b2")],
+        jobs=[
+            job("b0", 16, tenant="b"),
+            *(job(f"s{i}", 8, tenant="spot") for i in range(2, 6)),
+            job("b1", 16, tenant="b", submit=0.5),
+        ],
+        running={"b0": ((0, 8), (1, 8)), **{f"s{i}": ((i, 8),) for i in range(2, 6)}},
+    )
+    state.credit_usage("a", 1e6, 0.0)  # fair share alone would put "b" first
+    policy = scheduler("default", grace=30)
+    state.submit(job("a1", 16, tenant="a", submit=1.0))
+    first = run_step(policy, state, 1.0)
+    assert {p.for_job for p in first.notices} == {"a1"}
+    second = run_step(policy, state, 20.0)  # b1 becomes guaranteed: its own victims
+    assert {p.for_job for p in second.notices} == {"b1"}
+    third = run_step(policy, state, 31.0)  # a1's victims leave: a1, not the older b1
+    assert [s.job_id for s in third.starts] == ["a1"]
+    assert [s.job_id for s in run_step(policy, state, 50.0).starts] == ["b1"]
+
+
 def test_tenant_without_lease_runs_only_borrowed(
     make_state: MakeState,
     job: MakeJob,

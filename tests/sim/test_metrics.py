@@ -13,8 +13,8 @@ from gpulease.domain.models import JobSpec, TopologyMode, TopologyRequest
 from gpulease.inventory.topology import Cluster, ClusterSpec, build_cluster
 from gpulease.scheduler.engine import Decisions, Start
 from gpulease.scheduler.state import SchedulerState
-from gpulease.sim.loop import Simulation
-from gpulease.sim.metrics import domain_bound_gpus, fluid_utilization_bound
+from gpulease.sim.loop import JobOutcome, Simulation
+from gpulease.sim.metrics import domain_bound_gpus, fluid_utilization_bound, placement_quality
 from gpulease.sim.runner import simulate
 from gpulease.sim.synthetic import rack_scale_mix
 from gpulease.sim.workload import TraceJob, Workload
@@ -128,3 +128,31 @@ def test_guarantee_wait_restarts_when_a_job_drops_out_of_the_guarantee() -> None
     outcome = result.outcomes["j"]
     assert outcome.start == 9.0
     assert outcome.guarantee_wait == 1.0  # from 8 to 9, not from 0
+
+
+def test_placement_quality_counts_starts_over_the_fewest_racks_by_locality() -> None:
+    specs = {
+        "p": JobSpec("p", "t", 8, 0.0, topology=TopologyRequest(TopologyMode.PREFERRED)),
+        "g": JobSpec("g", "t", 128, 0.0, gpus_per_node=4, topology=SEGMENTED),
+    }
+    outcomes = [
+        JobOutcome("p", "t", 8, 0.0, 10.0, racks=[1, 2]),  # second start spanned two racks
+        JobOutcome("g", "t", 128, 0.0, 10.0, racks=[2]),  # two segments need two racks
+    ]
+    quality = placement_quality(outcomes, specs, NVL72_PAIR)
+    assert quality["starts"] == 3
+    assert quality["multi_rack_starts"] == 2
+    assert quality["starts_on_more_racks_than_needed"] == 1
+    assert quality["more_racks_by_topology"] == {"none": 0, "preferred": 1, "required": 0}
+    assert quality["fewest_racks_share"] == pytest.approx(2 / 3)
+
+
+def test_rack_bound_jobs_never_span_more_racks_than_needed_in_a_run() -> None:
+    spec = ClusterSpec(4, 18, 4)
+    figures = simulate(rack_scale_mix(spec, jobs=300, load=1.2, seed=9), spec).figures
+    quality = figures["placement"]
+    assert quality["more_racks_by_topology"]["required"] == 0
+    assert (
+        sum(quality["more_racks_by_topology"].values())
+        == (quality["starts_on_more_racks_than_needed"])
+    )

@@ -325,14 +325,16 @@ class Scheduler:
         return None if wake == math.inf else max(wake, now)
 
 
-def _claiming(state: SchedulerState) -> set[str]:
-    """Queued jobs for which running jobs are serving a preemption notice right now."""
+def _claiming(state: SchedulerState) -> dict[str, float]:
+    """Queued jobs for which running jobs serve a preemption notice, each with the earliest
+    moment its victims' GPUs are due (the oldest claim comes due first)."""
     running = state.running
-    found: set[str] = set()
+    found: dict[str, float] = {}
     for job_id in state.deadlines:
         record = running[job_id]
-        if record.preempt_at is not None and record.preempt_for:
-            found.add(record.preempt_for)
+        due, claimant = record.preempt_at, record.preempt_for
+        if due is not None and claimant:
+            found[claimant] = min(due, found.get(claimant, due))
     return found
 
 
@@ -340,7 +342,7 @@ def _apply_tiers(
     queued: list[Ranked],
     running: list[Ranked],
     guarantees: dict[str, int],
-    claiming: set[str],
+    claiming: dict[str, float],
 ) -> tuple[list[Ranked], list[Ranked]]:
     everyone = sorted(queued + running, key=lambda x: x.key)
     tiers = classify(
@@ -356,13 +358,13 @@ def _apply_tiers(
         coarse = (float(tier), *x.coarse[1:])
         if tier is Tier.GUARANTEED:
             # Every guaranteed job is owed its GPUs, so the order among them only decides
-            # who gets GPUs first. A job whose victims are serving their grace period goes
-            # first (within its priority class), then first come, first served: re-ranking
-            # by the policy each step would let another claim take the GPUs a claimant is
-            # waiting for and cost it a second grace period.
+            # who gets GPUs first. Jobs whose victims serve their grace period go first
+            # (within a priority class), the oldest claim first, then first come, first
+            # served: re-ranking by the policy each step would let another claim take the
+            # GPUs a claimant waits for and cost it a second grace period.
             record = x.record
-            waits = 0.0 if record.id in claiming else 1.0
-            key = (float(tier), x.key[1], waits, record.spec.submit_time, float(record.seq))
+            due = claiming.get(record.id, math.inf)
+            key = (float(tier), x.key[1], due, record.spec.submit_time, float(record.seq))
             return Ranked(key, coarse, tier, record)
         return Ranked((float(tier), *x.key[1:]), coarse, tier, x.record)
 

@@ -13,7 +13,9 @@ Definitions (all times in seconds):
 * lease-guarantee wait = the longest time a job spent queued within its tenant's guarantee
   without a break (a job that drops out of the guarantee while queued, because the
   tenant's better-ranked jobs took it, is not guaranteed demand meanwhile);
-* placement quality: starts spanning more racks than the job needs on an empty site.
+* placement quality: starts spanning more racks than the job needs on an empty site, in
+  all and by locality request (the placer always takes the fewest racks the *free* GPUs
+  allow; ``preferred`` and ``none`` jobs span racks rather than wait when no rack has room).
 Percentiles use the nearest-rank method.
 """
 
@@ -24,7 +26,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from gpulease.domain.models import JobSpec
+from gpulease.domain.models import JobSpec, TopologyMode
 from gpulease.domain.states import JobState
 from gpulease.inventory.topology import Cluster
 from gpulease.scheduler.placement import min_racks_needed, rack_piece
@@ -184,6 +186,7 @@ def placement_quality(
 ) -> dict[str, Any]:
     needed_by_shape: dict[tuple[int, int | None, int | None, str], int] = {}
     starts = extra = multi = 0
+    extra_by_mode = {mode.value: 0 for mode in TopologyMode}
     for outcome in outcomes:
         if not outcome.racks:
             continue
@@ -196,9 +199,13 @@ def placement_quality(
             starts += 1
             multi += racks > 1
             extra += racks > needed
+            extra_by_mode[spec.topology.mode.value] += racks > needed
     return {
         "starts": starts,
         "multi_rack_starts": multi,
         "starts_on_more_racks_than_needed": extra,
+        # by locality request: only ``preferred`` and ``none`` may span racks when no single
+        # rack has room (rather than wait); ``required`` jobs and segments never do
+        "more_racks_by_topology": extra_by_mode,
         "fewest_racks_share": 1.0 - extra / starts if starts else 1.0,
     }
