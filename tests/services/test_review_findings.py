@@ -15,6 +15,7 @@ from gpulease.domain.clock import ManualClock
 from gpulease.domain.errors import DomainError
 from gpulease.domain.states import JobState, KycState, LeaseState
 from gpulease.executors.local import LocalExecutor
+from gpulease.executors.simulated import SimulatedExecutor
 from gpulease.persistence.db import DatabaseUnavailable, Tx
 from gpulease.persistence.tables import AuditRecord, Job, Lease, Node, Tenant
 from gpulease.services import demo as demo_service
@@ -269,6 +270,68 @@ def test_queued_work_for_an_end_use_no_longer_approved_is_held(
     allowed = jobs.submit(ctx, outsider, submission(4, purpose="scientific-computing"))
     [report] = scheduler.tick()
     assert report.started == [allowed.id]
+
+
+def _narrow_to_science(ctx: ServiceContext, officer: Principal, tenant: Principal) -> None:
+    assert tenant.tenant_id is not None
+    narrower = kyc.submit_case(
+        ctx,
+        tenant,
+        tenant.tenant_id,
+        kyc.CaseSubmission(
+            organization=kyc.PartyInput("Lease-less Labs", countries=("SG",)),
+            end_uses=("scientific-computing",),
+            identification=dict.fromkeys(CUSTOMER_FIELDS, "given"),
+        ),
+    )
+    kyc.decide_case(ctx, officer, narrower.id, approve=True, reason="science only now")
+
+
+@pytest.mark.parametrize("setting", ["drain", "keep"])
+def test_running_work_for_a_withdrawn_end_use_is_drained_when_so_set(
+    ctx: ServiceContext,
+    officer: Principal,
+    outsider: Principal,
+    executor: SimulatedExecutor,
+    setting: str,
+) -> None:
+    """Only queued work used to be held when an officer withdrew an end use: a job already
+    running for it kept the chips. Under ``suspended_running = drain`` (the default) it is
+    stopped and requeued, held with the reason, as a suspended tenant's jobs are."""
+    ctx.settings = ctx.settings.model_copy(update={"suspended_running": setting})
+    scheduler = LiveScheduler(ctx, executor, name="test-scheduler")
+    finance = jobs.submit(
+        ctx, outsider, submission(4, purpose="financial-services-ai", duration_s=86400)
+    )
+    science = jobs.submit(
+        ctx, outsider, submission(4, purpose="scientific-computing", duration_s=86400)
+    )
+    [report] = scheduler.tick()
+    assert sorted(report.started) == sorted([finance.id, science.id])
+    _narrow_to_science(ctx, officer, outsider)
+    [report] = scheduler.tick()
+    if setting == "keep":
+        assert report.requeued == []
+        assert state_of(ctx, finance.id).state == JobState.RUNNING
+        return
+    assert report.requeued == [finance.id]
+    drained = state_of(ctx, finance.id)
+    assert drained.state == JobState.QUEUED
+    assert drained.wait_reason.startswith("held: ")
+    assert state_of(ctx, science.id).state == JobState.RUNNING  # its use is still covered
+    assert {job_id for job_id, _run in executor.active()} == {science.id}
+    with ctx.db.transaction(write=False) as tx:
+        actions = [
+            r.action
+            for r in tx.all(
+                tx.select(AuditRecord)
+                .where(AuditRecord.subject_id == finance.id)
+                .order_by(AuditRecord.id)
+            )
+        ]
+    assert actions[-1] == "job.requeue"
+    [report] = scheduler.tick()  # and it stays held
+    assert finance.id not in report.started
 
 
 def test_approval_audit_record_names_the_expiry(

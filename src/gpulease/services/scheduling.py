@@ -207,24 +207,48 @@ class LiveScheduler:
     def _hold(
         self, site_id: str, now: datetime, held: dict[str, str], report: PassReport
     ) -> list[tuple[str, str]]:
-        """Say why held tenants' queued jobs wait; drain their running jobs if so set."""
-        if not held:
+        """Say why held tenants' queued jobs wait. When set to drain, stop their running
+        jobs, and running jobs whose end use the tenant's approval no longer covers (an
+        officer narrowed it): both go back to the queue, held, saying why."""
+        drain = self.ctx.settings.suspended_running == "drain"
+        if not held and not drain:
             return []
         stops: list[tuple[str, str]] = []
-        drain = self.ctx.settings.suspended_running == "drain"
         with self.ctx.db.transaction() as tx:
             rows = tx.all(
                 tx.select(Job).where(
                     Job.site_id == site_id,
+                    Job.state == JobState.QUEUED.value,
                     Job.tenant_id.in_(list(held)),
-                    Job.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]),
                 )
             )
+            if drain:  # every running job: its tenant held, or its end use withdrawn
+                rows += tx.all(
+                    tx.select(Job).where(
+                        Job.site_id == site_id, Job.state == JobState.RUNNING.value
+                    )
+                )
+            end_uses: dict[str, list[str]] = {}
+            verdicts: dict[tuple[str, str], str | None] = {}
             for job in rows:
-                reason = held[job.tenant_id]
-                if job.state == JobState.QUEUED and job.wait_reason != reason:
-                    job.wait_reason = reason
-                elif job.state == JobState.RUNNING and drain:
+                reason = held.get(job.tenant_id)
+                if reason is None:  # an approved tenant's running job: is its use covered?
+                    key = (job.tenant_id, job.purpose)
+                    if key not in verdicts:
+                        if not end_uses:
+                            end_uses = {
+                                t.id: t.approved_end_uses for t in tx.all(tx.select(Tenant))
+                            }
+                        verdicts[key] = _purpose_refused(
+                            job.purpose, end_uses[job.tenant_id], kyc.policy_on(self.ctx, now)
+                        )
+                    reason = verdicts[key]
+                    if reason is None:
+                        continue
+                if job.state == JobState.QUEUED:
+                    if job.wait_reason != reason:
+                        job.wait_reason = reason
+                elif drain:
                     runs.stop_run(tx, job, now, JobState.QUEUED, reason=reason, actor=ACTOR)
                     job.wait_reason = reason
                     stops.append((job.id, reason))
