@@ -10,9 +10,12 @@ Each run prints, besides the targets, the bound no scheduler can pass on its inp
 (``utilization_bound_while_arriving``) and where the GPU-time went
 (:mod:`gpulease.sim.occupancy`): busy in gangs or other work, or idle as spare trays beside
 a segment, racks blocked by other work, open racks while gangs wait (a packing loss), open
-racks with nothing to run. Runs go to a pool of worker processes.
+racks with nothing to run. Each configuration runs with blocks kept and not (``--keep-blocks``:
+work without a rack requirement leaves free 64-GPU blocks whole when other racks have room,
+at the cost of spanning racks). Runs go to a pool of worker processes.
 
     .venv/bin/python benchmarks/bench_reference_mix.py                 # lease-bound gangs
+    .venv/bin/python benchmarks/bench_reference_mix.py --keep-blocks 64 --policies fairshare
     .venv/bin/python benchmarks/bench_reference_mix.py --gang-limit site --seeds 0
     .venv/bin/python benchmarks/bench_reference_mix.py --jobs 3000     # the old, short run
 """
@@ -40,6 +43,7 @@ class Case:
     seed: int
     policy: str
     gang_limit: str
+    keep_blocks: int
 
 
 def run(case: Case) -> dict[str, Any]:
@@ -51,7 +55,14 @@ def run(case: Case) -> dict[str, Any]:
     last = workload.jobs[-1].spec.submit_time
     occupancy = Occupancy(build_cluster(spec, site="sim"), segment_gpus(spec), first, last)
     started = time.perf_counter()
-    result = simulate(workload, spec, policy=case.policy, grace_s=30.0, observe=occupancy)
+    result = simulate(
+        workload,
+        spec,
+        policy=case.policy,
+        grace_s=30.0,
+        observe=occupancy,
+        keep_blocks=case.keep_blocks,
+    )
     occupancy.finish(result.result.end_time)
     return {
         "case": case,
@@ -71,7 +82,8 @@ def report(out: dict[str, Any]) -> None:
     print(
         f"\n{case.jobs:,} jobs, seed {case.seed}, gangs bound by {case.gang_limit} "
         f"(largest {out['largest']:,} GPUs), {out['leased']:,} GPUs leased, "
-        f"policy {case.policy}"
+        f"policy {case.policy}, "
+        + (f"keeping {case.keep_blocks}-GPU blocks" if case.keep_blocks else "blocks not kept")
     )
     print(
         f"  utilisation {f['utilization_while_arriving']:.1%} while jobs arrive "
@@ -105,12 +117,17 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     parser.add_argument("--policies", default="default,fairshare")
     parser.add_argument("--gang-limit", choices=["lease", "site"], default="lease")
+    parser.add_argument(
+        "--keep-blocks", default="0,64", help="comma-separated block sizes to keep (0 = off)"
+    )
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
+    blocks = [int(b) for b in args.keep_blocks.split(",")]
     cases = [
-        Case(args.jobs, int(seed), policy, args.gang_limit)
+        Case(args.jobs, int(seed), policy, args.gang_limit, block)
         for seed in args.seeds.split(",")
         for policy in args.policies.split(",")
+        for block in blocks
     ]
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
@@ -119,10 +136,20 @@ def main() -> None:
         report(out)
     print(f"\n{len(cases)} runs in {time.perf_counter() - started:.0f} s wall")
     for policy in args.policies.split(","):
-        mine = [o for o in outs if o["case"].policy == policy]
-        low = min(o["figures"]["utilization_while_arriving"] for o in mine)
-        high = max(o["figures"]["utilization_while_arriving"] for o in mine)
-        print(f"{policy}: utilisation {low:.1%} to {high:.1%} over {len(mine)} seeds")
+        for block in blocks:
+            mine = [
+                o["figures"]
+                for o in outs
+                if o["case"].policy == policy and o["case"].keep_blocks == block
+            ]
+            util = [f["utilization_while_arriving"] for f in mine]
+            place = [f["placement"]["fewest_racks_share"] for f in mine]
+            wait = max(f["guarantee_wait"]["max_s"] for f in mine)
+            print(
+                f"{policy}, keep blocks {block or 'off'}: utilisation {min(util):.1%} to "
+                f"{max(util):.1%}, fewest racks {min(place):.1%} to {max(place):.1%}, "
+                f"guarantee wait max {wait:,.0f} s ({len(mine)} seeds)"
+            )
 
 
 if __name__ == "__main__":

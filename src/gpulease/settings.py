@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     policy: str = "default"
     scheduler_interval_s: float = Field(default=1.0, gt=0)
     preemption_grace_s: float = Field(default=30.0, ge=0)
+    # GPUs of the rack-local block gangs use (64 on NVL72) that work without a rack
+    # requirement should leave whole when other racks have room; 0 = off
+    keep_blocks: int = Field(default=0, ge=0)
     price_per_gpu_hour: Decimal = Decimal("3.50")
     currency: str = "USD"
     run_scheduler: bool = True  # `serve` also runs the scheduler loop (leader election decides)

@@ -10,7 +10,8 @@ from gpulease.domain.errors import InvalidTransition
 from gpulease.domain.models import JobSpec, LeaseGuarantee, PriorityClass
 from gpulease.domain.states import JobState, NodeState
 from gpulease.inventory.topology import build_cluster, parse_cluster_spec
-from gpulease.scheduler.engine import Decisions, Preempt, Scheduler, Start
+from gpulease.scheduler.engine import Decisions, Preempt, Scheduler, SchedulerConfig, Start
+from gpulease.scheduler.ordering import make_policy
 from gpulease.scheduler.placement import WaitCode, WaitReason
 from gpulease.scheduler.state import SchedulerState
 from gpulease.sim.loop import Simulation
@@ -529,6 +530,24 @@ def test_the_oldest_claim_gets_the_gpus_its_victims_release_first(
     third = run_step(policy, state, 31.0)  # a1's victims leave: a1, not the older b1
     assert [s.job_id for s in third.starts] == ["a1"]
     assert [s.job_id for s in run_step(policy, state, 50.0).starts] == ["b1"]
+
+
+@pytest.mark.parametrize(("keep", "racks"), [(0, {1}), (64, {0, 2})])
+def test_keep_blocks_is_a_scheduler_setting(
+    make_state: MakeState, job: MakeJob, run_step: RunStep, keep: int, racks: set[int]
+) -> None:
+    gang = {"segment": 64, "topology": "required", "gpus_per_node": 4}
+    state = make_state(
+        "3x18x4",
+        jobs=[job("g0", 64, **gang), job("g2", 64, **gang), job("m", 16)],
+        running={
+            "g0": tuple((n, 4) for n in range(0, 16)),
+            "g2": tuple((n, 4) for n in range(36, 52)),
+        },
+    )
+    engine = Scheduler(make_policy("fifo"), SchedulerConfig(keep_blocks=keep))
+    [start] = run_step(engine, state, 1.0).starts
+    assert {state.cluster.nodes[n].rack for n, _ in start.placement} == racks
 
 
 def test_tenant_without_lease_runs_only_borrowed(

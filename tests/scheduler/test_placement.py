@@ -266,6 +266,55 @@ def test_not_enough_gpus_at_all(job: MakeJob) -> None:
     )
 
 
+# ------------------------------------------------------------------------- keep blocks
+
+# Rack 0 hosts a 64-GPU gang (2 trays spare), rack 1 is free, rack 2 has 2 trays free.
+AROUND = [[0] * 16 + [4, 4], NODE, [0] * 16 + [4, 4]]
+
+
+def test_keep_blocks_sends_work_over_racks_without_a_block(job: MakeJob) -> None:
+    free = free_map(GB200_3, AROUND)
+    # best fit alone takes the free rack's last 64-GPU block for a 16-GPU job
+    assert rack_totals(GB200_3, placed(place(job("m", 16), free))) == {1: 16}
+    kept = placed(place(job("m", 16), free, keep_blocks=64))
+    assert rack_totals(GB200_3, kept) == {0: 8, 2: 8}  # the two racks' spare trays
+    assert free.rack_free == [8, 72, 8]  # not modified
+
+
+def test_keep_blocks_only_where_it_matters(job: MakeJob) -> None:
+    free = free_map(GB200_3, AROUND)
+    # 8 GPUs fit in a spare pair of trays: best fit already leaves the block whole
+    assert rack_totals(GB200_3, placed(place(job("s", 8), free, keep_blocks=64))) == {0: 8}
+    # no room elsewhere: the block is used rather than the job kept waiting
+    assert rack_totals(GB200_3, placed(place(job("l", 24), free, keep_blocks=64))) == {1: 24}
+    # required locality and segments are never moved
+    required = job("r", 16, topology="required")
+    assert rack_totals(GB200_3, placed(place(required, free, keep_blocks=64))) == {1: 16}
+    # a rack with a block to spare after the job keeps its block: no need to move
+    two_blocks = cluster_of("2x36x4")  # 144-GPU racks hold two 64-GPU blocks
+    roomy = free_map(two_blocks, [[4] * 36, [0] * 34 + [4, 4]])
+    assert rack_totals(two_blocks, placed(place(job("m", 16), roomy, keep_blocks=64))) == {0: 16}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    per_node=st.lists(st.sampled_from([0, 1, 2, 4]), min_size=54, max_size=54),
+    gpus=st.sampled_from([1, 2, 4, 8, 16, 32, 48]),
+    mode=st.sampled_from(["preferred", "none"]),
+)
+def test_keep_blocks_changes_where_never_whether(
+    job: MakeJob, per_node: list[int], gpus: int, mode: str
+) -> None:
+    free = FreeMap(GB200_3, per_node)
+    spec = job("x", gpus, topology=mode)
+    plain = place(spec, free)
+    kept = place(spec, free, keep_blocks=64)
+    assert isinstance(plain, WaitReason) == isinstance(kept, WaitReason)
+    if not isinstance(kept, WaitReason):
+        assert sum(count for _, count in kept) == gpus
+        assert all(count <= free.node_free[node] for node, count in kept)
+
+
 def test_domain_word_follows_the_hardware() -> None:
     assert _domain_word(SchedulerState(cluster_of("1x18x4"))) == "NVLink domain"
     assert _domain_word(SchedulerState(cluster_of("4x5x8"))) == "rack"

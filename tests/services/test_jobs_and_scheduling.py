@@ -23,6 +23,7 @@ from gpulease.persistence.tables import (
     GpuAllocation,
     IdempotencyRecord,
     Job,
+    Node,
 )
 from gpulease.scheduler.engine import Scheduler
 from gpulease.scheduler.ordering import make_policy
@@ -579,3 +580,24 @@ def test_fair_share_usage_is_counted_per_site(
     home = scheduler._snapshot(SITE, clock.now()).usage
     assert [(tenant, round(gpu_s)) for tenant, gpu_s, _ in away] == [(inftech.tenant_id, 60)] * 8
     assert home == []
+
+
+def test_keep_blocks_setting_reaches_the_live_scheduler(
+    ctx: ServiceContext, inftech: Principal, executor: SimulatedExecutor
+) -> None:
+    """GPULEASE_KEEP_BLOCKS=64: with two gangs running, a 16-GPU job goes to the two trays
+    each gang leaves in its rack, not into a free rack whose 64-GPU block a gang needs."""
+    ctx.settings = ctx.settings.model_copy(update={"keep_blocks": 64})
+    scheduler = LiveScheduler(ctx, executor, name="test-scheduler")
+    gang = {"topology": "required", "segment": 64, "gpus_per_node": 4, "duration_s": 3600}
+    gangs = [jobs.submit(ctx, inftech, submission(64, **gang)) for _ in range(2)]
+    [report] = scheduler.tick()
+    assert sorted(report.started) == sorted(g.id for g in gangs)
+    medium = jobs.submit(ctx, inftech, submission(16, duration_s=3600))
+    [report] = scheduler.tick()
+    assert report.started == [medium.id]
+    with ctx.db.transaction(write=False) as tx:
+        rack_of = {n.id: n.rack_id for n in tx.all(select(Node).where(Node.site_id == SITE))}
+    gang_racks = {rack_of[r.node_id] for g in gangs for r in allocations(ctx, g.id)}
+    assert len(gang_racks) == 2
+    assert {rack_of[r.node_id] for r in allocations(ctx, medium.id)} == gang_racks

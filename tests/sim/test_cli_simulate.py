@@ -180,6 +180,34 @@ def test_synthetic_gang_limits(tmp_path: Path) -> None:
     assert 0.0 < float(f["utilization_bound_while_arriving"]) <= 1.0  # type: ignore[arg-type]
 
 
+def test_keep_blocks_option_changes_placement_not_the_workload(tmp_path: Path) -> None:
+    outs = {}
+    for keep in ("0", "64"):
+        out = tmp_path / f"keep{keep}.json"
+        run_ok(
+            "simulate",
+            "--synthetic",
+            "400",
+            "--cluster",
+            "6x18x4",
+            "--load",
+            "1.1",
+            "--keep-blocks",
+            keep,
+            "--quiet",
+            "--json",
+            str(out),
+        )
+        outs[keep] = figures(out)
+    assert outs["0"]["jobs"] == outs["64"]["jobs"] == 400
+    spans = {}
+    for keep, f in outs.items():
+        placement = f["placement"]
+        assert isinstance(placement, dict)
+        spans[keep] = placement["multi_rack_starts"]
+    assert spans["64"] > spans["0"]  # medium jobs spread over spare trays
+
+
 def test_cluster_describes_the_reference_site() -> None:
     shown = run_ok("cluster", "reference")
     assert "2,304" in shown or "2304" in shown

@@ -142,6 +142,14 @@ def simulate_command(
     ] = None,
     policy: Annotated[str, typer.Option(help=f"One of: {', '.join(POLICY_NAMES)}.")] = "default",
     grace: Annotated[float, typer.Option(help="Preemption grace period, seconds.")] = 30.0,
+    keep_blocks: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Keep free rack blocks of this many GPUs whole for gangs (64 on NVL72): "
+            "work without a rack requirement goes over racks that hold none. 0 = off.",
+        ),
+    ] = 0,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic generator.")] = 0,
     gang_limit: Annotated[GangLimit, typer.Option(help=GANG_LIMIT_HELP)] = GangLimit.lease,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write figures as JSON.")] = None,
@@ -192,7 +200,14 @@ def simulate_command(
         def advance(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        run = simulate(workload, spec, policy=policy, grace_s=grace, progress=advance)
+        run = simulate(
+            workload,
+            spec,
+            policy=policy,
+            grace_s=grace,
+            progress=advance,
+            keep_blocks=keep_blocks,
+        )
     figures = run.figures
     if not quiet:
         console.print(_figures_table(figures, f"{policy} on {spec}"))

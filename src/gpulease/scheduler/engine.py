@@ -79,6 +79,9 @@ class SchedulerConfig:
     # Walk the queue through the kept QueueIndex when that cannot change a decision (see
     # Scheduler._fast_queue); False always ranks the whole queue (for comparisons).
     queue_index: bool = True
+    # Rack-local block (GPUs in whole nodes) that work without a rack requirement should not
+    # break while racks without one have room (``placement.place``); 0 = off.
+    keep_blocks: int = 0
 
 
 class Scheduler:
@@ -467,7 +470,7 @@ class _Visit:
         free = pools.free
         outcome: Placement | WaitReason
         if free.total >= spec.gpus:
-            outcome = place(spec, free, domain=domain)
+            outcome = place(spec, free, domain=domain, keep_blocks=scheduler.config.keep_blocks)
         elif self.explain:
             outcome = _short(spec.gpus, free.total)
         else:

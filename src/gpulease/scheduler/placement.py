@@ -14,7 +14,11 @@ Rules, in order:
 * inside a rack, the fewest nodes, again best-fit; with ``gpus_per_node`` each node used
   gives exactly that many GPUs;
 * ``required`` locality (or a segment) never spans racks; ``preferred`` / ``none`` fall back
-  to spanning when no single rack fits.
+  to spanning when no single rack fits;
+* with ``keep_blocks=B`` (an operator's choice, off by default), a ``preferred`` / ``none``
+  job that would take a rack's last free block of B GPUs in whole nodes (the 64-GPU, 16-tray
+  block rack-scale gangs use on NVL72) goes instead over racks that hold no such block,
+  when they have room: it spans more racks, and the block stays whole for a gang.
 A failure comes with a :class:`WaitReason` that says, in words, what is missing.
 """
 
@@ -172,13 +176,44 @@ def rack_piece(job: JobSpec) -> int | None:
     return None
 
 
+def _whole_node_gpus(free: FreeMap, rack: int) -> int:
+    """GPUs of the rack's nodes that are entirely free."""
+    nodes, node_free = free.cluster.nodes, free.node_free
+    return sum(
+        node_free[n] for n in free.cluster.racks[rack].nodes if node_free[n] == nodes[n].gpus
+    )
+
+
+def _around_blocks(
+    free: FreeMap, caps: Sequence[int], gpus: int, block: int
+) -> list[tuple[int, int]] | None:
+    """Racks (fewest, best fit) holding no free ``block`` that can take ``gpus`` between
+    them, when the one-rack best fit would break that rack's last block; else None."""
+    one = _smallest_fitting(range(len(caps)), caps, gpus)
+    if one < 0:
+        return None  # no single rack fits: the job spans racks anyway
+    whole = _whole_node_gpus(free, one)
+    if whole < block or whole - gpus >= block:
+        return None  # no block there, or one is left whole
+    spare = [(r, c) for r, c in enumerate(caps) if c > 0 and _whole_node_gpus(free, r) < block]
+    if sum(c for _, c in spare) < gpus:
+        return None
+    return _choose_bins(spare, gpus)
+
+
 def place(
-    job: JobSpec, free: FreeMap, *, domain: str = "rack", empty_site: bool = False
+    job: JobSpec,
+    free: FreeMap,
+    *,
+    domain: str = "rack",
+    empty_site: bool = False,
+    keep_blocks: int = 0,
 ) -> Placement | WaitReason:
     """Place ``job`` on ``free`` (not modified) or say why it cannot be placed now.
 
     ``empty_site``: ``free`` is the whole installed site (``never_fits``), so the reasons
-    speak of what the site has rather than of what is free now.
+    speak of what the site has rather than of what is free now. ``keep_blocks``: see the
+    module docstring (never changes *whether* a job can be placed, only where).
     """
     gpus = job.gpus
     if free.total < gpus:
@@ -223,6 +258,8 @@ def place(
                 )
             return WaitReason(WaitCode.NO_DOMAIN_BLOCK, message)
         rack_gpus = [(r, units * segment) for r, units in chosen]
+    elif keep_blocks and (around := _around_blocks(free, caps, gpus, keep_blocks)) is not None:
+        rack_gpus = around
     elif (one := _smallest_fitting(range(len(caps)), caps, gpus)) >= 0:
         rack_gpus = [(one, gpus)]
     else:

@@ -92,7 +92,10 @@ class LiveScheduler:
         self.ctx = ctx
         self.executor = executor
         self.name = name or f"{socket.gethostname()}:{threading.get_native_id()}"
-        self.scheduler_config = SchedulerConfig(preemption_grace_s=ctx.settings.preemption_grace_s)
+        self.scheduler_config = SchedulerConfig(
+            preemption_grace_s=ctx.settings.preemption_grace_s,
+            keep_blocks=ctx.settings.keep_blocks,
+        )
 
     # ------------------------------------------------------------------ one pass
     def tick(self) -> list[PassReport]:

@@ -32,11 +32,11 @@ def simulate(
     progress: Callable[[int, int], None] | None = None,
     record_events: bool = False,
     observe: Callable[[float, SchedulerState], None] | None = None,
+    keep_blocks: int = 0,
 ) -> Run:
     cluster = build_cluster(spec, site="sim")
-    scheduler = Scheduler(
-        make_policy(policy), SchedulerConfig(preemption_grace_s=grace_s, explain=False)
-    )
+    config = SchedulerConfig(preemption_grace_s=grace_s, explain=False, keep_blocks=keep_blocks)
+    scheduler = Scheduler(make_policy(policy), config)
     simulation = Simulation(
         cluster,
         workload,
