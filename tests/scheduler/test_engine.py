@@ -225,7 +225,7 @@ def test_las_preempts_a_long_running_job_at_once_with_no_grace(
     state = las_state(make_state, job)
     decisions = run_step(scheduler("las", grace=0), state, 1000.0)
     reason = "preempted: new (t) ranks higher"
-    assert decisions.requeues == [Preempt("long", 1000.0, reason, "new")]
+    assert decisions.requeues == [Preempt("long", 1000.0, reason)]
     assert decisions.notices == []
     assert decisions.starts == [Start("new", ((0, 4),), True)]
     long = state.jobs["long"]
@@ -246,7 +246,7 @@ def test_las_preempts_after_the_grace_period(
     las = scheduler("las", grace=30)
     reason = "preempted: new (t) ranks higher"
     notice = run_step(las, state, 1000.0)
-    assert notice.notices == [Preempt("long", 1030.0, reason, "new")]
+    assert notice.notices == [Preempt("long", 1030.0, reason)]
     assert notice.requeues == []
     assert notice.starts == []
     assert notice.waiting == {
@@ -262,7 +262,7 @@ def test_las_preempts_after_the_grace_period(
     assert codes(during) == {"new": WaitCode.PREEMPTING}
     assert during.next_wakeup == 1030.0
     after = run_step(las, state, 1030.0)
-    assert after.requeues == [Preempt("long", 1030.0, reason, "new")]
+    assert after.requeues == [Preempt("long", 1030.0, reason)]
     assert after.starts == [Start("new", ((0, 4),), True)]
     assert after.notices == []
     assert state.jobs["long"].attained == 4120.0
@@ -274,7 +274,7 @@ def test_next_wakeup_includes_the_grace_end_of_a_new_notice(
 ) -> None:
     state = las_state(make_state, job)
     decisions = scheduler("las", grace=30).step(state, 1000.0)
-    assert decisions.notices == [Preempt("long", 1030.0, "preempted: new (t) ranks higher", "new")]
+    assert decisions.notices == [Preempt("long", 1030.0, "preempted: new (t) ranks higher")]
     assert decisions.next_wakeup == 1030.0  # the engine says 3600.0 (long's next LAS level)
 
 
@@ -311,9 +311,7 @@ def test_las_level_changes_at_the_moment_next_wakeup_announced(
     state = boundary_state(make_state, job)
     assert scheduler("las").step(state, 511.0).next_wakeup == BOUNDARY
     at_wake = scheduler("las").step(state, BOUNDARY)
-    assert at_wake.requeues == [
-        Preempt("big", BOUNDARY, "preempted: probe (t) ranks higher", "probe")
-    ]
+    assert at_wake.requeues == [Preempt("big", BOUNDARY, "preempted: probe (t) ranks higher")]
 
 
 def test_a_used_scheduler_decides_like_a_fresh_one_at_a_las_boundary(
@@ -325,7 +323,7 @@ def test_a_used_scheduler_decides_like_a_fresh_one_at_a_las_boundary(
     used.step(state, BOUNDARY)
     fresh = scheduler("las").step(state, 1100.0)
     # At 1100 big has 4,130 GPU-s (level 1), probe none (level 0): probe preempts big.
-    assert fresh.requeues == [Preempt("big", 1100.0, "preempted: probe (t) ranks higher", "probe")]
+    assert fresh.requeues == [Preempt("big", 1100.0, "preempted: probe (t) ranks higher")]
     assert used.step(state, 1100.0) == fresh
 
 
@@ -347,9 +345,7 @@ def test_high_priority_preempts_normal_preemptible(
     )
     state.submit(job("urgent", 2, submit=5, priority=HIGH))
     decisions = run_step(scheduler(policy, grace=0), state, 5.0)
-    assert decisions.requeues == [
-        Preempt("normal", 5.0, "preempted: urgent (t) ranks higher", "urgent")
-    ]
+    assert decisions.requeues == [Preempt("normal", 5.0, "preempted: urgent (t) ranks higher")]
     assert decisions.starts == [Start("urgent", ((0, 2),), True)]
     assert state.jobs["urgent"].allocation == ((0, (0, 1)),)  # the GPUs `normal` held
     assert "pinned" in state.running
@@ -429,7 +425,7 @@ def test_lease_holder_reclaims_from_a_borrower(
     reclaim = run_step(fifo, state, 10.0)
     # The worst-ranked borrower goes, although it is not preemptible: borrowing is lent.
     assert reclaim.requeues == [
-        Preempt("s2", 10.0, "reclaimed by its lease holder: o1 (owner) ranks higher", "o1")
+        Preempt("s2", 10.0, "reclaimed by its lease holder: o1 (owner) ranks higher")
     ]
     assert reclaim.starts == [Start("o1", ((1, 4),), False)]
     assert state.jobs["o1"].borrowed is False
@@ -455,7 +451,7 @@ def test_lease_holder_reclaims_after_the_grace_period(
     fifo = scheduler("fifo", grace=30)
     notice = run_step(fifo, state, 11.0)
     assert notice.notices == [
-        Preempt("s1", 41.0, "reclaimed by its lease holder: o1 (owner) ranks higher", "o1")
+        Preempt("s1", 41.0, "reclaimed by its lease holder: o1 (owner) ranks higher")
     ]
     assert codes(notice) == {"o1": WaitCode.PREEMPTING, "o2": WaitCode.PREEMPTING}
     assert notice.guaranteed_waiting == ["o1", "o2"]
@@ -524,9 +520,11 @@ def test_the_oldest_claim_gets_the_gpus_its_victims_release_first(
     policy = scheduler("default", grace=30)
     state.submit(job("a1", 16, tenant="a", submit=1.0))
     first = run_step(policy, state, 1.0)
-    assert {p.for_job for p in first.notices} == {"a1"}
+    assert len(first.notices) == 2
+    assert state.jobs["a1"].guaranteed_since == 1.0
     second = run_step(policy, state, 20.0)  # b1 becomes guaranteed: its own victims
-    assert {p.for_job for p in second.notices} == {"b1"}
+    assert len(second.notices) == 2
+    assert state.jobs["b1"].guaranteed_since == 20.0
     third = run_step(policy, state, 31.0)  # a1's victims leave: a1, not the older b1
     assert [s.job_id for s in third.starts] == ["a1"]
     assert [s.job_id for s in run_step(policy, state, 50.0).starts] == ["b1"]
@@ -548,6 +546,44 @@ def test_keep_blocks_is_a_scheduler_setting(
     engine = Scheduler(make_policy("fifo"), SchedulerConfig(keep_blocks=keep))
     [start] = run_step(engine, state, 1.0).starts
     assert {state.cluster.nodes[n].rack for n, _ in start.placement} == racks
+
+
+def test_a_claim_on_gpus_being_released_keeps_them_against_a_newer_claimant(
+    make_state: MakeState,
+    job: MakeJob,
+    lease: MakeLease,
+    scheduler: MakeScheduler,
+    run_step: RunStep,
+) -> None:
+    # Six 8-GPU nodes lent to spot; "a" leases 24. v16 ranks worst (low priority), so a1's
+    # reclaim takes it, and a2 counts on v16's other 8 GPUs without a victim of its own.
+    state = make_state(
+        "1x6x8",
+        leases=[lease("a", 24)],
+        jobs=[
+            job("v16", 16, tenant="spot", priority=LOW),
+            job("w8", 8, tenant="spot"),
+            job("x8", 8, tenant="spot"),
+            job("y16", 16, tenant="spot"),
+        ],
+        running={
+            "v16": ((0, 8), (1, 8)),
+            "w8": ((2, 8),),
+            "x8": ((3, 8),),
+            "y16": ((4, 8), (5, 8)),
+        },
+    )
+    policy = scheduler("default", grace=30)
+    state.submit(job("a1", 8, tenant="a"))
+    state.submit(job("a2", 8, tenant="a"))
+    first = run_step(policy, state, 0.0)
+    assert [p.job_id for p in first.notices] == ["v16"]
+    assert first.guaranteed_waiting == ["a1", "a2"]
+    state.submit(job("a3", 8, tenant="a", submit=4.0))
+    assert len(run_step(policy, state, 4.0).notices) == 1  # a3 needs a victim of its own
+    # v16 leaves at 30: both claims made at 0 are served, not the claim made at 4
+    assert sorted(s.job_id for s in run_step(policy, state, 30.0).starts) == ["a1", "a2"]
+    assert [s.job_id for s in run_step(policy, state, 34.0).starts] == ["a3"]
 
 
 def test_tenant_without_lease_runs_only_borrowed(
@@ -621,7 +657,7 @@ def test_guaranteed_job_is_never_preempted_by_another_tenant(
     state.submit(job("b2", 4, tenant="b", submit=11, priority=CRITICAL))
     decisions = run_step(scheduler("las", grace=0), state, 11.0)
     assert decisions.requeues == [
-        Preempt("a2", 11.0, "reclaimed by its lease holder: b2 (b) ranks higher", "b2")
+        Preempt("a2", 11.0, "reclaimed by its lease holder: b2 (b) ranks higher")
     ]
     assert decisions.starts == [Start("b2", ((1, 4),), False)]
     assert "a1" in state.running
@@ -634,7 +670,7 @@ def test_priority_preemption_between_tenants_is_not_called_a_reclaim(
     state = make_state("1x1x4", jobs=[job("x1", 4)], running={"x1": ((0, 4),)})
     state.submit(job("x2", 4, submit=1, priority=HIGH))
     decisions = run_step(scheduler("fifo", grace=0), state, 1.0)
-    assert decisions.requeues == [Preempt("x1", 1.0, "preempted: x2 (t) ranks higher", "x2")]
+    assert decisions.requeues == [Preempt("x1", 1.0, "preempted: x2 (t) ranks higher")]
 
 
 def test_priority_preemption_without_leases_is_not_a_reclaim(
@@ -644,7 +680,7 @@ def test_priority_preemption_without_leases_is_not_a_reclaim(
     state.submit(job("vip", 4, tenant="spot", submit=1, priority=HIGH))
     decisions = run_step(scheduler("fifo", grace=0), state, 1.0)
     # No tenant holds a lease: the reason must not say "reclaimed by its lease holder".
-    assert decisions.requeues == [Preempt("y1", 1.0, "preempted: vip (spot) ranks higher", "vip")]
+    assert decisions.requeues == [Preempt("y1", 1.0, "preempted: vip (spot) ranks higher")]
 
 
 def test_borrower_of_higher_class_cannot_preempt_a_guaranteed_job(

@@ -239,7 +239,8 @@ def test_reclaim_preempts_the_borrower_after_the_grace(
     assert noticed.preempt_at is not None
     assert to_seconds(noticed.preempt_at) == to_seconds(clock.now()) + grace
     assert noticed.preempt_reason
-    assert noticed.preempt_for == mine.id  # the claim it serves, kept for the next passes
+    claim = state_of(ctx, mine.id).guaranteed_since
+    assert claim == clock.now()  # its claim began now; kept across passes
     assert state_of(ctx, mine.id).state == JobState.QUEUED
     assert "preempt" in state_of(ctx, mine.id).wait_reason
 
@@ -247,6 +248,7 @@ def test_reclaim_preempts_the_borrower_after_the_grace(
     clock.advance(grace / 2)
     scheduler.tick()
     assert state_of(ctx, borrower.id).state == JobState.RUNNING
+    assert state_of(ctx, mine.id).guaranteed_since == claim
 
     clock.advance(grace / 2 + 1)
     [report] = scheduler.tick()
@@ -254,7 +256,7 @@ def test_reclaim_preempts_the_borrower_after_the_grace(
     assert report.started == [mine.id]
     assert state_of(ctx, borrower.id).state == JobState.QUEUED
     assert state_of(ctx, borrower.id).wait_reason.startswith("requeued:")
-    assert state_of(ctx, borrower.id).preempt_for == ""
+    assert state_of(ctx, mine.id).guaranteed_since is None  # served
     assert state_of(ctx, mine.id).state == JobState.RUNNING
     assert not state_of(ctx, mine.id).borrowed
     assert executor.active() == {(mine.id, 1)}

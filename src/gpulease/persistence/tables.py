@@ -195,8 +195,8 @@ class Job(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     preempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     preempt_reason: Mapped[str] = mapped_column(String(500), default="")
-    # the job whose claim the notice serves (the scheduler keeps it first for those GPUs)
-    preempt_for: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    # queued within its tenant's guarantee since (the scheduler serves the oldest claim first)
+    guaranteed_since: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     attained_gpu_s: Mapped[float] = mapped_column(default=0.0)  # past runs
     run_s: Mapped[float] = mapped_column(default=0.0)  # wall seconds of past runs
     starts: Mapped[int] = mapped_column(Integer, default=0)

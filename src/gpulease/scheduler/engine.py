@@ -53,7 +53,6 @@ class Preempt:
     job_id: str
     at: float  # when its GPUs are taken; <= now means at once
     reason: str
-    for_job: str = ""  # the job whose claim this serves
 
 
 @dataclass(slots=True)
@@ -112,9 +111,7 @@ class Scheduler:
                 decisions.timeouts.append(job_id)
                 pools.release(gpus)
             elif record.preempt_at is not None and record.preempt_at <= now:
-                decisions.requeues.append(
-                    Preempt(job_id, now, record.preempt_reason, record.preempt_for)
-                )
+                decisions.requeues.append(Preempt(job_id, now, record.preempt_reason))
                 pools.release(gpus)
             elif record.preempt_at is not None:
                 pools.release_later(gpus)
@@ -141,8 +138,7 @@ class Scheduler:
                 running = [
                     self._rank(r, ctx) for r in state.running.values() if r.id not in excluded
                 ]
-                claiming = _claiming(state)
-                queued, running = _apply_tiers(queued, running, guarantees, claiming)
+                queued, running = _apply_tiers(queued, running, guarantees, now)
                 visit.tiered = sorted(running, key=lambda x: (x.coarse, x.key), reverse=True)
             queued.sort(key=lambda x: x.key)
             # 3. visit the queue, best-ranked first
@@ -291,7 +287,7 @@ class Scheduler:
             reclaim = claimant.tier is Tier.GUARANTEED and victim.tier is Tier.BORROWED
             why = "reclaimed by its lease holder" if reclaim else "preempted"
             reason = f"{why}: {record.id} ({record.spec.tenant}) ranks higher"
-            notice = Preempt(victim.record.id, now + max(grace, 0.0), reason, record.id)
+            notice = Preempt(victim.record.id, now + max(grace, 0.0), reason)
             (decisions.notices if grace > 0 else decisions.requeues).append(notice)
 
     def _wait(self, decisions: Decisions, record: JobRecord, reason: WaitReason) -> None:
@@ -328,24 +324,11 @@ class Scheduler:
         return None if wake == math.inf else max(wake, now)
 
 
-def _claiming(state: SchedulerState) -> dict[str, float]:
-    """Queued jobs for which running jobs serve a preemption notice, each with the earliest
-    moment its victims' GPUs are due (the oldest claim comes due first)."""
-    running = state.running
-    found: dict[str, float] = {}
-    for job_id in state.deadlines:
-        record = running[job_id]
-        due, claimant = record.preempt_at, record.preempt_for
-        if due is not None and claimant:
-            found[claimant] = min(due, found.get(claimant, due))
-    return found
-
-
 def _apply_tiers(
     queued: list[Ranked],
     running: list[Ranked],
     guarantees: dict[str, int],
-    claiming: dict[str, float],
+    now: float,
 ) -> tuple[list[Ranked], list[Ranked]]:
     everyone = sorted(queued + running, key=lambda x: x.key)
     tiers = classify(
@@ -361,13 +344,15 @@ def _apply_tiers(
         coarse = (float(tier), *x.coarse[1:])
         if tier is Tier.GUARANTEED:
             # Every guaranteed job is owed its GPUs, so the order among them only decides
-            # who gets GPUs first. Jobs whose victims serve their grace period go first
-            # (within a priority class), the oldest claim first, then first come, first
-            # served: re-ranking by the policy each step would let another claim take the
-            # GPUs a claimant waits for and cost it a second grace period.
+            # who gets GPUs first: the oldest claim first (within a priority class), by the
+            # moment the job began to wait within its guarantee (``guaranteed_since``; a
+            # claim made in this step counts from now). Re-ranking by the policy each step
+            # would let a later claim take the GPUs an earlier one waits for (its victims'
+            # or a release it counted on) and cost it a second grace period.
             record = x.record
-            due = claiming.get(record.id, math.inf)
-            key = (float(tier), x.key[1], due, record.spec.submit_time, float(record.seq))
+            since = record.guaranteed_since
+            claim = now if since is None else since
+            key = (float(tier), x.key[1], claim, record.spec.submit_time, float(record.seq))
             return Ranked(key, coarse, tier, record)
         return Ranked((float(tier), *x.key[1:]), coarse, tier, x.record)
 
@@ -637,7 +622,8 @@ def _domain_word(state: SchedulerState) -> str:
 def apply_decisions(state: SchedulerState, decisions: Decisions) -> None:
     """Apply a step's decisions to ``state`` in the only safe order.
 
-    Timeouts and requeues release GPUs before starts take them; notices only mark jobs.
+    Timeouts and requeues release GPUs before starts take them; notices only mark jobs;
+    last, the queued jobs waiting within a guarantee keep (or begin) their claim.
     """
     now = decisions.now
     for job_id in decisions.timeouts:
@@ -645,6 +631,7 @@ def apply_decisions(state: SchedulerState, decisions: Decisions) -> None:
     for preempt in decisions.requeues:
         state.stop(preempt.job_id, now, JobState.QUEUED, preempt.reason)
     for preempt in decisions.notices:
-        state.begin_preemption(preempt.job_id, preempt.at, preempt.reason, preempt.for_job)
+        state.begin_preemption(preempt.job_id, preempt.at, preempt.reason)
     for start in decisions.starts:
         state.start(start.job_id, start.placement, now, borrowed=start.borrowed)
+    state.note_guarantees(decisions.guaranteed_waiting, now)

@@ -20,7 +20,7 @@ Invariants (checked by the property tests):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from gpulease.domain.errors import Conflict, InvalidRequest, NotFound
@@ -51,7 +51,9 @@ class JobRecord:
     allocation: Allocation = ()
     preempt_at: float | None = None  # set while a preemption notice runs its grace period
     preempt_reason: str = ""
-    preempt_for: str = ""  # the queued job whose claim the notice serves ("" if unknown)
+    # while queued within its tenant's guarantee: since when, without a break (drivers
+    # keep it through ``note_guarantees``; the engine serves the oldest claim first)
+    guaranteed_since: float | None = None
     borrowed: bool = False  # started on capacity beyond its tenant's guarantee
     starts: int = 0
     preemptions: int = 0
@@ -112,6 +114,7 @@ class SchedulerState:
         self._seq = 0
         # job id -> number of its last queued/running membership change, in that order
         self.changes: dict[str, int] = {}
+        self.claims: dict[str, float] = {}  # queued job -> guaranteed_since (those set)
         self.change_count = 0
 
     # ----------------------------------------------------------------- views
@@ -186,6 +189,7 @@ class SchedulerState:
             record.first_start = now
         del self.queued[job_id]
         self.running[job_id] = record
+        self._end_claim(record)
         self._touch(job_id)
         tally = self._tenant_running.setdefault(record.spec.tenant, [0.0, 0.0])
         tally[0] += record.spec.gpus
@@ -194,13 +198,12 @@ class SchedulerState:
             self.deadlines[job_id] = now + record.spec.walltime - record.run_time
         self._log(record, now, "started" + (" (borrowed)" if borrowed else ""))
 
-    def begin_preemption(self, job_id: str, at: float, reason: str, for_job: str = "") -> None:
+    def begin_preemption(self, job_id: str, at: float, reason: str) -> None:
         record = self.job(job_id)
         if record.status is not JobState.RUNNING:
             raise Conflict(f"job {job_id} is {record.status.value}, not running")
         record.preempt_at = at
         record.preempt_reason = reason
-        record.preempt_for = for_job
         self.deadlines[job_id] = min(at, self.deadlines.get(job_id, at))
 
     def stop(self, job_id: str, now: float, outcome: JobState, reason: str = "") -> None:
@@ -212,6 +215,7 @@ class SchedulerState:
             self._release(record, now)
         else:
             del self.queued[job_id]
+            self._end_claim(record)
         if outcome is JobState.QUEUED:
             record.preemptions += 1
             self.queued[job_id] = record
@@ -220,6 +224,34 @@ class SchedulerState:
             record.end_reason = reason
         self._touch(job_id)
         self._log(record, now, f"{outcome.value}: {reason}" if reason else outcome.value)
+
+    def note_guarantees(self, waiting: Sequence[str], now: float) -> None:
+        """``waiting``: the queued jobs now waiting within their tenant's guarantee (the
+        engine's ``guaranteed_waiting``). Each keeps the moment its claim began, or begins
+        one now; a queued job missing from the list (its tenant's better-ranked jobs took
+        the guarantee) loses its claim and starts a new one if it comes back."""
+        claims = self.claims
+        if claims:
+            keep = set(waiting)
+            for job_id in [j for j in claims if j not in keep]:
+                self._end_claim(self.jobs[job_id])
+        for job_id in waiting:
+            if job_id not in claims:
+                self.claim_since(job_id, now)
+
+    def claim_since(self, job_id: str, since: float) -> None:
+        """A queued job has waited within its guarantee since ``since`` (drivers restoring
+        a state use it; ``note_guarantees`` otherwise)."""
+        record = self.jobs[job_id]
+        if record.status is not JobState.QUEUED:
+            raise Conflict(f"job {job_id} is {record.status.value}, not queued")
+        record.guaranteed_since = since
+        self.claims[job_id] = since
+
+    def _end_claim(self, record: JobRecord) -> None:
+        if record.guaranteed_since is not None:
+            record.guaranteed_since = None
+            del self.claims[record.id]
 
     def set_node_state(self, node: int, target: NodeState, now: float) -> list[str]:
         """Change a node's state; when it goes DOWN, return the running jobs it hit."""
@@ -283,7 +315,6 @@ class SchedulerState:
         record.run_start = None
         record.preempt_at = None
         record.preempt_reason = ""
-        record.preempt_for = ""
         del self.running[record.id]
 
     def _touch(self, job_id: str) -> None:

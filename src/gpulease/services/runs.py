@@ -83,7 +83,7 @@ def start_run(
     job.wait_reason = ""
     job.preempt_at = None
     job.preempt_reason = ""
-    job.preempt_for = ""
+    job.guaranteed_since = None
     audit.record(
         tx,
         at=now,
@@ -122,7 +122,6 @@ def stop_run(
             row.end = now
     job.preempt_at = None
     job.preempt_reason = ""
-    job.preempt_for = ""
     if outcome is JobState.QUEUED:
         job.preemptions += 1
         job.wait_reason = audit.clip(f"requeued: {reason}")

@@ -27,6 +27,7 @@ import logging
 import socket
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -197,6 +198,24 @@ class LiveScheduler:
                     )
                     report.requeued.append(job.id)
 
+    @staticmethod
+    def _keep_claims(
+        snap: Snapshot, decisions: Decisions, fresh: Callable[[str], Job | None]
+    ) -> None:
+        """Record since when queued jobs wait within their guarantee (the core's
+        ``note_guarantees``, kept in ``jobs.guaranteed_since`` between passes)."""
+        waiting = set(decisions.guaranteed_waiting)
+        started = {start.job_id for start in decisions.starts}
+        for job_id, job in snap.jobs.items():
+            if job.state != JobState.QUEUED or job_id in started:
+                continue
+            claimed = job.guaranteed_since is not None
+            if (job_id in waiting) == claimed:
+                continue  # a claim that goes on, or none
+            row = fresh(job_id)
+            if row is not None and row.state == JobState.QUEUED:
+                row.guaranteed_since = snap.now if job_id in waiting else None
+
     # ------------------------------------------------------- admission (compliance)
     def _held_tenants(self, now: datetime) -> dict[str, str]:
         """Tenants whose work may not start (not approved, suspended, expired), with why."""
@@ -353,6 +372,8 @@ class LiveScheduler:
             record = state.submit(spec_of(job), domain="NVLink domain")
             record.attained = job.attained_gpu_s
             record.run_time = job.run_s
+            if job.guaranteed_since is not None and job.state == JobState.QUEUED:
+                state.claim_since(job.id, to_seconds(job.guaranteed_since))
         running = sorted(
             (j for j in snap.jobs.values() if j.state == JobState.RUNNING),
             key=lambda j: (j.started_at or snap.now, j.id),
@@ -364,9 +385,7 @@ class LiveScheduler:
             )
             state.start(job.id, placement, to_seconds(job.started_at), borrowed=job.borrowed)
             if job.preempt_at is not None:
-                state.begin_preemption(
-                    job.id, to_seconds(job.preempt_at), job.preempt_reason, job.preempt_for
-                )
+                state.begin_preemption(job.id, to_seconds(job.preempt_at), job.preempt_reason)
         for node_id, node_state in snap.node_states.items():
             if node_state != NodeState.UP:
                 state.set_node_state(
@@ -392,11 +411,19 @@ class LiveScheduler:
             # down between our check that it is up and the commit of a start on it.
             tx.lock(placement_lock(site_id))
 
+            checked: dict[str, Job] = {}  # rows found unchanged since the snapshot
+
             def fresh(job_id: str) -> Job | None:
+                """The job's row, locked, if nobody changed it since the snapshot (this
+                apply's own earlier changes to it do not count)."""
+                job = checked.get(job_id)
+                if job is not None:
+                    return job
                 job = tx.require(Job, job_id, "job", for_update=True)
                 if job.version != snap.versions.get(job_id):
                     report.stale += 1
                     return None
+                checked[job_id] = job
                 return job
 
             for job_id in decisions.timeouts:
@@ -418,7 +445,6 @@ class LiveScheduler:
                 if job is not None:
                     job.preempt_at = from_seconds(preempt.at)
                     job.preempt_reason = audit.clip(preempt.reason)
-                    job.preempt_for = preempt.for_job
                     audit.record(
                         tx,
                         at=now,
@@ -454,6 +480,7 @@ class LiveScheduler:
                 tx.flush()
                 launches.append(self._launch_of(tx, job))
                 report.started.append(job.id)
+            self._keep_claims(snap, decisions, fresh)
             for job_id, why in snap.purpose_held.items():
                 held_row = tx.require(Job, job_id, "job", for_update=True)
                 if held_row.state == JobState.QUEUED:

@@ -85,7 +85,6 @@ class Simulation:
         self._run_gen: dict[str, int] = {}  # job -> id of its current run
         self._gens = itertools.count()
         self._trace: dict[str, TraceJob] = {}
-        self._guarantee_since: dict[str, float] = {}
         self.outcomes: dict[str, JobOutcome] = {}
         self.events: list[tuple[float, str, str]] = []
         self.timeline: list[tuple[float, int, int]] = []
@@ -190,19 +189,6 @@ class Simulation:
                 outcome.end, outcome.status = now, JobState.FAILED
                 self._log(now, "fail", name)
 
-    def _track_guarantee_waits(self, decisions: Decisions, now: float) -> None:
-        """Guarantee wait is time spent queued *within* the tenant's guarantee without a
-        break: a queued job that drops out of it (the tenant's better-ranked jobs took the
-        guarantee) is no longer guaranteed demand, and its clock restarts if it comes back."""
-        since = self._guarantee_since
-        waiting = decisions.guaranteed_waiting
-        if since:
-            keep = set(waiting).union(s.job_id for s in decisions.starts)
-            for name in [n for n in since if n not in keep]:
-                del since[name]
-        for name in waiting:
-            since.setdefault(name, now)
-
     def _interrupt(self, record: JobRecord, now: float) -> None:
         """A run stops early: keep its progress up to the last checkpoint."""
         assert record.run_start is not None
@@ -227,7 +213,9 @@ class Simulation:
             self._log(now, "preempt", preempt.job_id)
         for preempt in decisions.notices:
             self._log(now, "notice", preempt.job_id)
-        self._track_guarantee_waits(decisions, now)
+        # Guarantee wait: time queued within the tenant's guarantee without a break (the
+        # state keeps each claim's start; a job that drops out of the guarantee loses it).
+        claimed = {s.job_id: state.jobs[s.job_id].guaranteed_since for s in decisions.starts}
         apply_decisions(state, decisions)
         for start in decisions.starts:
             name = start.job_id
@@ -239,8 +227,7 @@ class Simulation:
                 outcome.start = now
             outcome.racks.append(racks_spanned(self.cluster, start.placement))
             if not start.borrowed:
-                since = self._guarantee_since.pop(name, now)
-                outcome.guarantee_wait = max(outcome.guarantee_wait or 0.0, now - since)
-            else:
-                self._guarantee_since.pop(name, None)
+                since = claimed[name]
+                wait = 0.0 if since is None else now - since
+                outcome.guarantee_wait = max(outcome.guarantee_wait or 0.0, wait)
             self._log(now, "start", name)
