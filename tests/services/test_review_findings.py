@@ -470,3 +470,41 @@ def test_one_sites_failing_pass_does_not_stop_the_others(
     reports = scheduler.tick()
     assert [r.site_id for r in reports] == [demo_service.SITE_ID]
     assert jobs.get_job(ctx, inftech, job.id).state == JobState.RUNNING
+
+
+def test_a_held_job_loses_its_guarantee_claim(
+    ctx: ServiceContext,
+    clock: ManualClock,
+    inftech: Principal,
+    outsider: Principal,
+    executor: SimulatedExecutor,
+) -> None:
+    """Held jobs are left out of the snapshot, so their ``guaranteed_since`` was never
+    cleared: once the hold lifted, the job came back with its old claim and ranked ahead
+    of claims made while it was held. A held job is not waiting within its guarantee."""
+    assert inftech.tenant_id is not None
+    ctx.settings = ctx.settings.model_copy(update={"preemption_grace_s": 1000.0})
+    scheduler = LiveScheduler(ctx, executor, name="test-scheduler")
+    borrower = jobs.submit(ctx, outsider, submission(2304, duration_s=86400))
+    scheduler.tick()
+    assert state_of(ctx, borrower.id).state == JobState.RUNNING
+    clock.advance(5)
+    claim = jobs.submit(ctx, inftech, submission(64, purpose="health-research"))
+    scheduler.tick()
+    assert state_of(ctx, claim.id).guaranteed_since == clock.now()
+
+    def approve(uses: list[str]) -> None:
+        with ctx.db.transaction() as tx:
+            tenant = tx.require(Tenant, inftech.tenant_id, "tenant", for_update=True)
+            tenant.approved_end_uses = uses
+
+    approve(["financial-services-ai", "drug-discovery"])  # health research withdrawn
+    clock.advance(100)
+    scheduler.tick()
+    held = state_of(ctx, claim.id)
+    assert held.wait_reason.startswith("held: ")
+    assert held.guaranteed_since is None
+    approve(["financial-services-ai", "health-research", "drug-discovery"])
+    clock.advance(100)
+    scheduler.tick()
+    assert state_of(ctx, claim.id).guaranteed_since == clock.now()  # a new claim

@@ -75,6 +75,9 @@ class Snapshot:
     usage: list[tuple[str, float, float]]  # (tenant, GPU-seconds, ended at) oldest first
     # queued jobs held back because their purpose is outside the tenant's approval
     purpose_held: dict[str, str] = field(default_factory=dict)
+    # queued jobs held back (tenant or purpose) that still record a guarantee claim: a held
+    # job is not waiting within its guarantee, so the claim ends (as ``note_guarantees``)
+    unclaimed: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -292,6 +295,11 @@ class LiveScheduler:
             )
             # A held tenant's queued jobs are not offered to the core; its running jobs,
             # when kept, still hold their GPUs.
+            unclaimed = [
+                j.id
+                for j in jobs
+                if j.tenant_id in held and j.state == JobState.QUEUED and j.guaranteed_since
+            ]
             jobs = [j for j in jobs if j.tenant_id not in held or j.state == JobState.RUNNING]
             # Nor is a queued job whose end use the tenant's approval no longer covers (an
             # officer narrowed it): it would be refused if submitted now.
@@ -311,6 +319,8 @@ class LiveScheduler:
                     excluded.add(j.id)
                     if j.wait_reason != why:
                         purpose_held[j.id] = why
+                    if j.guaranteed_since is not None:
+                        unclaimed.append(j.id)
             jobs = [j for j in jobs if j.id not in excluded]
             nodes = tx.all(tx.select(Node).where(Node.site_id == site_id))
             running_ids = [j.id for j in jobs if j.state == JobState.RUNNING]
@@ -357,6 +367,7 @@ class LiveScheduler:
             guarantees=guarantees,
             usage=usage,
             purpose_held=purpose_held,
+            unclaimed=unclaimed,
         )
 
     def _rebuild(self, topology: SiteTopology, snap: Snapshot) -> SchedulerState:
@@ -481,6 +492,10 @@ class LiveScheduler:
                 launches.append(self._launch_of(tx, job))
                 report.started.append(job.id)
             self._keep_claims(snap, decisions, fresh)
+            for job_id in snap.unclaimed:  # not in the snapshot's versions: no stale check
+                held_row = tx.require(Job, job_id, "job", for_update=True)
+                if held_row.state == JobState.QUEUED:
+                    held_row.guaranteed_since = None
             for job_id, why in snap.purpose_held.items():
                 held_row = tx.require(Job, job_id, "job", for_update=True)
                 if held_row.state == JobState.QUEUED:
