@@ -296,6 +296,15 @@ def test_keep_blocks_only_where_it_matters(job: MakeJob) -> None:
     assert rack_totals(two_blocks, placed(place(job("m", 16), roomy, keep_blocks=64))) == {0: 16}
 
 
+def test_keep_blocks_leaves_a_job_that_fits_a_partly_used_node_where_it_is(
+    job: MakeJob,
+) -> None:
+    pair = cluster_of("2x18x4")
+    # rack 0: a 64-GPU block and a node with 2 GPUs free; rack 1: no block, 69 free
+    free = free_map(pair, [[4] * 16 + [2, 0], [4] * 15 + [3, 3, 3]])
+    assert placed(place(job("s", 2), free, keep_blocks=64)) == ((16, 2),)  # block intact
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     per_node=st.lists(st.sampled_from([0, 1, 2, 4]), min_size=54, max_size=54),

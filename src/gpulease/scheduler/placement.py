@@ -185,7 +185,7 @@ def _whole_node_gpus(free: FreeMap, rack: int) -> int:
 
 
 def _around_blocks(
-    free: FreeMap, caps: Sequence[int], gpus: int, block: int
+    free: FreeMap, caps: Sequence[int], gpus: int, gpus_per_node: int | None, block: int
 ) -> list[tuple[int, int]] | None:
     """Racks (fewest, best fit) holding no free ``block`` that can take ``gpus`` between
     them, when the one-rack best fit would break that rack's last block; else None."""
@@ -193,8 +193,16 @@ def _around_blocks(
     if one < 0:
         return None  # no single rack fits: the job spans racks anyway
     whole = _whole_node_gpus(free, one)
-    if whole < block or whole - gpus >= block:
-        return None  # no block there, or one is left whole
+    if whole < block:
+        return None  # no block there to break
+    nodes = free.cluster.nodes
+    taken = sum(
+        nodes[node].gpus
+        for node, _ in _nodes_in_rack(free, one, gpus, gpus_per_node)
+        if free.node_free[node] == nodes[node].gpus
+    )  # the whole nodes the job would break into there (a partly used one costs no block)
+    if whole - taken >= block:
+        return None  # a block stays whole
     spare = [(r, c) for r, c in enumerate(caps) if c > 0 and _whole_node_gpus(free, r) < block]
     if sum(c for _, c in spare) < gpus:
         return None
@@ -258,7 +266,7 @@ def place(
                 )
             return WaitReason(WaitCode.NO_DOMAIN_BLOCK, message)
         rack_gpus = [(r, units * segment) for r, units in chosen]
-    elif keep_blocks and (around := _around_blocks(free, caps, gpus, keep_blocks)) is not None:
+    elif keep_blocks and (around := _around_blocks(free, caps, gpus, gpn, keep_blocks)):
         rack_gpus = around
     elif (one := _smallest_fitting(range(len(caps)), caps, gpus)) >= 0:
         rack_gpus = [(one, gpus)]

@@ -422,18 +422,17 @@ class LiveScheduler:
             # down between our check that it is up and the commit of a start on it.
             tx.lock(placement_lock(site_id))
 
-            checked: dict[str, Job] = {}  # rows found unchanged since the snapshot
+            checked: dict[str, Job | None] = {}  # row if unchanged since the snapshot
 
             def fresh(job_id: str) -> Job | None:
                 """The job's row, locked, if nobody changed it since the snapshot (this
-                apply's own earlier changes to it do not count)."""
-                job = checked.get(job_id)
-                if job is not None:
-                    return job
-                job = tx.require(Job, job_id, "job", for_update=True)
-                if job.version != snap.versions.get(job_id):
+                apply's own earlier changes to it do not count; a stale row counts once)."""
+                if job_id in checked:
+                    return checked[job_id]
+                job: Job | None = tx.require(Job, job_id, "job", for_update=True)
+                if job is not None and job.version != snap.versions.get(job_id):
                     report.stale += 1
-                    return None
+                    job = None
                 checked[job_id] = job
                 return job
 
