@@ -551,7 +551,7 @@ def _screen(
     settings = ctx.settings
     edges = tx.all(tx.select(OwnershipRow))
     controls = tx.all(tx.select(ControlRow))
-    members = _members(case.party_id, edges, controls)
+    members = chain_members(case.party_id, edges, controls)
     parties = {p.id: p for p in tx.all(tx.select(PartyRow).where(PartyRow.id.in_(members)))}
     reasons: list[str] = []
     verdict = "clear"
@@ -681,7 +681,7 @@ def _screen(
     }
 
 
-def _members(root: str, edges: list[OwnershipRow], controls: list[ControlRow]) -> set[str]:
+def chain_members(root: str, edges: list[OwnershipRow], controls: list[ControlRow]) -> set[str]:
     """The root, its owners up the chain, and the officers of any of them."""
     owners: dict[str, list[str]] = {}
     for edge in edges:

@@ -51,6 +51,7 @@ from gpulease.persistence.tables import (
     Tenant,
     User,
 )
+from gpulease.services import kyc
 from gpulease.services.context import ServiceContext
 
 REPORT_KINDS = ("disclosure", "gpu", "large-runs")
@@ -145,7 +146,7 @@ def end_user_disclosure(
         controls = tx.all(tx.select(ControlRow))
         latest = cases[-1] if cases else None
         root = latest.party_id if latest is not None else None
-        members = _chain_members(root, edges, controls) if root else set()
+        members = kyc.chain_members(root, edges, controls) if root else set()
         parties = {
             p.id: p
             for p in tx.all(
@@ -244,19 +245,6 @@ def _why(tenant: Tenant, latest: KycCase | None) -> dict[str, Any]:
         "approved_end_uses": [{"code": c, "label": _label(c)} for c in approved],
         "statement": latest.end_use_statement if latest is not None else "",
     }
-
-
-def _chain_members(root: str, edges: list[OwnershipRow], controls: list[ControlRow]) -> set[str]:
-    owners: dict[str, list[str]] = defaultdict(list)
-    for edge in edges:
-        owners[edge.owned_id].append(edge.owner_id)
-    found, todo = {root}, [root]
-    while todo:
-        for owner in owners.get(todo.pop(), []):
-            if owner not in found:
-                found.add(owner)
-                todo.append(owner)
-    return found | {c.person_id for c in controls if c.org_id in found}
 
 
 def _in_force(edge: OwnershipRow, moment: datetime) -> bool:
