@@ -253,23 +253,12 @@ class LiveScheduler:
                         Job.site_id == site_id, Job.state == JobState.RUNNING.value
                     )
                 )
-            end_uses: dict[str, list[str]] = {}
-            verdicts: dict[tuple[str, str], str | None] = {}
+            refused = _PurposeCheck(tx, kyc.policy_on(self.ctx, now))
             for job in rows:
-                reason = held.get(job.tenant_id)
-                if reason is None:  # an approved tenant's running job: is its use covered?
-                    key = (job.tenant_id, job.purpose)
-                    if key not in verdicts:
-                        if not end_uses:
-                            end_uses = {
-                                t.id: t.approved_end_uses for t in tx.all(tx.select(Tenant))
-                            }
-                        verdicts[key] = _purpose_refused(
-                            job.purpose, end_uses[job.tenant_id], kyc.policy_on(self.ctx, now)
-                        )
-                    reason = verdicts[key]
-                    if reason is None:
-                        continue
+                # an approved tenant's running job: is its end use still covered?
+                reason = held.get(job.tenant_id) or refused(job)
+                if reason is None:
+                    continue
                 if job.state == JobState.QUEUED:
                     if job.wait_reason != reason:
                         job.wait_reason = reason
@@ -303,18 +292,13 @@ class LiveScheduler:
             jobs = [j for j in jobs if j.tenant_id not in held or j.state == JobState.RUNNING]
             # Nor is a queued job whose end use the tenant's approval no longer covers (an
             # officer narrowed it): it would be refused if submitted now.
-            end_uses = {t.id: t.approved_end_uses for t in tx.all(tx.select(Tenant))}
-            policy = kyc.policy_on(self.ctx, now)
-            verdicts: dict[tuple[str, str], str | None] = {}
+            refused = _PurposeCheck(tx, kyc.policy_on(self.ctx, now))
             excluded: set[str] = set()
             purpose_held: dict[str, str] = {}  # those whose wait reason must change
             for j in jobs:
                 if j.state != JobState.QUEUED:
                     continue
-                key = (j.tenant_id, j.purpose)
-                if key not in verdicts:
-                    verdicts[key] = _purpose_refused(j.purpose, end_uses[j.tenant_id], policy)
-                why = verdicts[key]
+                why = refused(j)
                 if why is not None:
                     excluded.add(j.id)
                     if j.wait_reason != why:
@@ -429,12 +413,11 @@ class LiveScheduler:
                 apply's own earlier changes to it do not count; a stale row counts once)."""
                 if job_id in checked:
                     return checked[job_id]
-                job: Job | None = tx.require(Job, job_id, "job", for_update=True)
-                if job is not None and job.version != snap.versions.get(job_id):
-                    report.stale += 1
-                    job = None
-                checked[job_id] = job
-                return job
+                row = tx.require(Job, job_id, "job", for_update=True)
+                unchanged = row.version == snap.versions.get(job_id)
+                report.stale += not unchanged
+                checked[job_id] = row if unchanged else None
+                return checked[job_id]
 
             for job_id in decisions.timeouts:
                 job = fresh(job_id)
@@ -543,6 +526,27 @@ class LiveScheduler:
                 row.leader = self.name
                 row.last_tick_at = now
                 row.ticks += 1
+
+
+class _PurposeCheck:
+    """Why a job's purpose may not run under its tenant's approval now, or None: one
+    verdict per tenant and purpose, the tenants' approvals read once, on first use."""
+
+    def __init__(self, tx: Tx, policy: EffectivePolicy) -> None:
+        self._tx = tx
+        self._policy = policy
+        self._end_uses: dict[str, list[str]] | None = None
+        self._verdicts: dict[tuple[str, str], str | None] = {}
+
+    def __call__(self, job: Job) -> str | None:
+        key = (job.tenant_id, job.purpose)
+        if key not in self._verdicts:
+            if self._end_uses is None:
+                tenants = self._tx.all(self._tx.select(Tenant))
+                self._end_uses = {t.id: t.approved_end_uses for t in tenants}
+            end_uses = self._end_uses[job.tenant_id]
+            self._verdicts[key] = _purpose_refused(job.purpose, end_uses, self._policy)
+        return self._verdicts[key]
 
 
 def _purpose_refused(purpose: str, end_uses: list[str], policy: EffectivePolicy) -> str | None:
