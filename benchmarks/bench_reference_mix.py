@@ -95,11 +95,13 @@ def report(out: dict[str, Any]) -> None:
         f"  lease-guarantee wait: {g['jobs']:,} jobs, p99 {g['p99_s']:,.0f} s, "
         f"max {g['max_s']:,.0f} s (grace 30 s)"
     )
-    over = p["more_racks_by_topology"]
+    over, spread = p["more_racks_by_topology"], p["spread_by_topology"]
     print(
-        f"  placement: {p['fewest_racks_share']:.2%} of {p['starts']:,} starts on the fewest "
-        f"racks an empty site allows; over it: required {over['required']:,}, preferred "
-        f"{over['preferred']:,}, none {over['none']:,} (these span rather than wait)"
+        f"  placement: {p['fewest_free_racks_share']:.2%} of {p['starts']:,} starts on the "
+        f"fewest racks the free GPUs allowed (over: required {spread['required']:,}, "
+        f"preferred {spread['preferred']:,}, none {spread['none']:,}); "
+        f"{p['fewest_racks_share']:.2%} on the fewest an empty site allows (over: required "
+        f"{over['required']:,}, preferred {over['preferred']:,}, none {over['none']:,})"
     )
     print(
         "  GPU-time: "
@@ -143,11 +145,13 @@ def main() -> None:
                 if o["case"].policy == policy and o["case"].keep_blocks == block
             ]
             util = [f["utilization_while_arriving"] for f in mine]
-            place = [f["placement"]["fewest_racks_share"] for f in mine]
+            now = [f["placement"]["fewest_free_racks_share"] for f in mine]
+            empty = [f["placement"]["fewest_racks_share"] for f in mine]
             wait = max(f["guarantee_wait"]["max_s"] for f in mine)
             print(
                 f"{policy}, keep blocks {block or 'off'}: utilisation {min(util):.1%} to "
-                f"{max(util):.1%}, fewest racks {min(place):.1%} to {max(place):.1%}, "
+                f"{max(util):.1%}, fewest racks free GPUs allowed {min(now):.2%} to "
+                f"{max(now):.2%} (empty site {min(empty):.1%} to {max(empty):.1%}), "
                 f"guarantee wait max {wait:,.0f} s ({len(mine)} seeds)"
             )
 

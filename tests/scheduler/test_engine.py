@@ -1058,3 +1058,27 @@ def test_las_gang_ranks_by_level_then_smaller_gang_then_more_service(
     # one level never preempts itself; a lower level may preempt a higher one
     assert policy.preempt_key(state.job("big"), 5000.0) == (0.0,)
     assert policy.preempt_key(state.job("old"), 5000.0) == (1.0,)
+
+
+def test_free_gpus_promised_to_a_claimant_waiting_for_preemptions_are_reported(
+    make_state: MakeState,
+    job: MakeJob,
+    lease: MakeLease,
+    scheduler: MakeScheduler,
+    run_step: RunStep,
+) -> None:
+    state = make_state(
+        "1x3x4",
+        leases=[lease("owner", 8)],
+        jobs=[job("s1", 4, tenant="spot"), job("s3", 4, tenant="spot", submit=1)],
+        running={"s1": ((0, 4),), "s3": ((1, 4),)},
+    )
+    state.submit(job("o1", 8, tenant="owner", submit=10))
+    state.submit(job("s2", 2, tenant="spot", submit=11))
+    decisions = run_step(scheduler("fifo", grace=30), state, 12.0)
+    # o1 (within its guarantee) waits for one borrower's GPUs and holds the free node 2,
+    # before any start of this step; s2 finds nothing left
+    assert decisions.starts == []
+    assert [p.job_id for p in decisions.notices] == ["s3"]
+    assert decisions.earmarks == [(0, ((2, 4),))]
+    assert codes(decisions)["s2"] is not WaitCode.PREEMPTING

@@ -136,8 +136,10 @@ def test_placement_quality_counts_starts_over_the_fewest_racks_by_locality() -> 
         "g": JobSpec("g", "t", 128, 0.0, gpus_per_node=4, topology=SEGMENTED),
     }
     outcomes = [
-        JobOutcome("p", "t", 8, 0.0, 10.0, racks=[1, 2]),  # second start spanned two racks
-        JobOutcome("g", "t", 128, 0.0, 10.0, racks=[2]),  # two segments need two racks
+        # second start spanned two racks where the free GPUs allowed one
+        JobOutcome("p", "t", 8, 0.0, 10.0, racks=[1, 2], fewest_free=[0, 1]),
+        # two segments need two racks, and the free GPUs allowed no fewer
+        JobOutcome("g", "t", 128, 0.0, 10.0, racks=[2], fewest_free=[2]),
     ]
     quality = placement_quality(outcomes, specs, NVL72_PAIR)
     assert quality["starts"] == 3
@@ -145,6 +147,9 @@ def test_placement_quality_counts_starts_over_the_fewest_racks_by_locality() -> 
     assert quality["starts_on_more_racks_than_needed"] == 1
     assert quality["more_racks_by_topology"] == {"none": 0, "preferred": 1, "required": 0}
     assert quality["fewest_racks_share"] == pytest.approx(2 / 3)
+    assert quality["starts_on_more_racks_than_free_allowed"] == 1
+    assert quality["spread_by_topology"] == {"none": 0, "preferred": 1, "required": 0}
+    assert quality["fewest_free_racks_share"] == pytest.approx(2 / 3)
 
 
 def test_rack_bound_jobs_never_span_more_racks_than_needed_in_a_run() -> None:
@@ -156,3 +161,29 @@ def test_rack_bound_jobs_never_span_more_racks_than_needed_in_a_run() -> None:
         sum(quality["more_racks_by_topology"].values())
         == (quality["starts_on_more_racks_than_needed"])
     )
+
+
+@pytest.mark.parametrize(("promised_after", "fewest"), [(0, [2]), (1, [1])])
+def test_the_loop_replays_promised_gpus_before_judging_a_spread_start(
+    promised_after: int, fewest: list[int]
+) -> None:
+    # Two racks of two 4-GPU nodes. j starts on nodes 1 and 3 (two racks). Nodes 0 and 2
+    # were promised to a job waiting for preemptions: before j was placed, the free GPUs
+    # allowed no fewer racks; promised after it, one rack (nodes 0 and 1) would have done.
+    cluster = build_cluster(ClusterSpec(2, 2, 4))
+    preferred = TopologyRequest(TopologyMode.PREFERRED)
+    workload = Workload("one", [job("j", 8, 0.0, 10.0, topology=preferred)])
+    script = {
+        0.0: Decisions(
+            0.0,
+            starts=[Start("j", ((1, 4), (3, 4)), False)],
+            earmarks=[(promised_after, ((0, 4), (2, 4)))],
+        )
+    }
+    result = Simulation(cluster, workload, Scripted(script)).run()  # type: ignore[arg-type]
+    outcome = result.outcomes["j"]
+    assert outcome.racks == [2]
+    assert outcome.fewest_free == fewest
+    specs = {"j": workload.jobs[0].spec}
+    spread = placement_quality([outcome], specs, cluster)["starts_on_more_racks_than_free_allowed"]
+    assert spread == (fewest[0] < 2)

@@ -99,8 +99,9 @@ def _figures_table(figures: dict[str, Any], title: str) -> Table:
         )
     placement = figures["placement"]
     table.add_row(
-        "starts on the fewest racks possible",
-        f"{placement['fewest_racks_share']:.1%} of {placement['starts']:,}",
+        "starts on the fewest racks the free GPUs allowed / an empty site allows",
+        f"{placement['fewest_free_racks_share']:.1%} / {placement['fewest_racks_share']:.1%} "
+        f"of {placement['starts']:,}",
     )
     return table
 

@@ -64,6 +64,9 @@ class Decisions:
     timeouts: list[str] = field(default_factory=list)  # walltime exceeded: fail now
     waiting: dict[str, WaitReason] = field(default_factory=dict)
     guaranteed_waiting: list[str] = field(default_factory=list)  # queued within a guarantee
+    # free GPUs promised this step to jobs waiting for preempted ones, with the number of
+    # starts decided before the promise (what an observer needs to replay the free map)
+    earmarks: list[tuple[int, Placement]] = field(default_factory=list)
     next_wakeup: float | None = None
 
     @property
@@ -444,6 +447,11 @@ class _Visit:
         # (size of ``excluded`` when computed, coarse key of the worst preemption candidate)
         self.worst: tuple[int, tuple[float, ...] | None] | None = None
 
+    def _earmark(self, placement: Placement) -> None:
+        promised = self.pools.earmark(placement)
+        if promised:
+            self.decisions.earmarks.append((len(self.decisions.starts), promised))
+
     def visit(self, ranked: Ranked) -> None:
         scheduler, decisions, pools = self.scheduler, self.decisions, self.pools
         policy, domain, now = scheduler.policy, self.domain, self.now
@@ -500,7 +508,7 @@ class _Visit:
                 ):
                     later = mixed
             if not isinstance(later, WaitReason):
-                pools.earmark(later)
+                self._earmark(later)
                 if self.explain:
                     scheduler._wait(decisions, record, _preempting_reason(spec.gpus))
                 return
@@ -532,7 +540,7 @@ class _Visit:
                 scheduler._start(decisions, ranked, planned)
             else:
                 pools.release_later(gain)
-                pools.earmark(planned)
+                self._earmark(planned)
                 scheduler._wait(decisions, record, _preempting_reason(spec.gpus))
             return
         self.hopeless.add(shape)
@@ -589,8 +597,9 @@ class _Pools:
             self._merged.take(placement)
         self._hold(placement)
 
-    def earmark(self, placement: Placement) -> None:
-        """Hold a waiting job's planned GPUs: released-soon ones first, then free ones."""
+    def earmark(self, placement: Placement) -> Placement:
+        """Hold a waiting job's planned GPUs: released-soon ones first, then free ones (which
+        it returns)."""
         free, soon = self.free, self.soon
         from_free: list[tuple[int, int]] = []
         for node, count in placement:
@@ -603,7 +612,9 @@ class _Pools:
                 from_free.append((node, rest))
         if self._merged is not None:
             self._merged.take(placement)
-        self._hold(tuple(from_free))
+        promised = tuple(from_free)
+        self._hold(promised)
+        return promised
 
     def _hold(self, placement: Placement) -> None:
         if self.reservation is None:

@@ -28,6 +28,7 @@ from gpulease.inventory.topology import Cluster
 from gpulease.scheduler.engine import Decisions, Scheduler, apply_decisions
 from gpulease.scheduler.placement import racks_spanned
 from gpulease.scheduler.state import JobRecord, SchedulerState
+from gpulease.sim.locality import fewest_racks_free
 from gpulease.sim.workload import NodeEvent, TraceJob, Workload
 
 _END, _NODE, _ARRIVAL, _WAKE = 0, 1, 2, 3
@@ -47,6 +48,8 @@ class JobOutcome:
     status: JobState = JobState.QUEUED
     preemptions: int = 0
     racks: list[int] = field(default_factory=list)  # racks spanned at each start
+    # racks the GPUs free at each start allowed at least (0: not computed, one rack spanned)
+    fewest_free: list[int] = field(default_factory=list)
     guarantee_wait: float | None = None  # wait while within its tenant's guarantee
 
 
@@ -200,6 +203,30 @@ class Simulation:
         self._busy -= record.spec.gpus
 
     # ------------------------------------------------------------- decisions
+    def _fewest_free(self, decisions: Decisions, spans: list[int]) -> list[int]:
+        """For each start, the fewest racks the GPUs free just before it allowed (0 where
+        the start took one rack, which nothing beats). The engine decided the step's starts
+        and its promises of free GPUs to jobs waiting for preempted ones (``earmarks``) in
+        order, so adding the starts back and replaying both in that order rebuilds the free
+        map each start was placed on."""
+        if all(racks <= 1 for racks in spans):
+            return [0] * len(spans)
+        free = self.state.free_map()
+        for start in decisions.starts:
+            free.give(start.placement)
+        # earmarked GPUs stay free in the state: they count from their promise on
+        earmarks = iter(decisions.earmarks)
+        pending = next(earmarks, None)
+        fewest: list[int] = []
+        for index, (start, racks) in enumerate(zip(decisions.starts, spans, strict=True)):
+            while pending is not None and pending[0] <= index:
+                free.take(pending[1])
+                pending = next(earmarks, None)
+            spec = self.state.jobs[start.job_id].spec
+            fewest.append(fewest_racks_free(spec, free) if racks > 1 else 0)
+            free.take(start.placement)
+        return fewest
+
     def _apply(self, decisions: Decisions, now: float) -> None:
         state = self.state
         for name in decisions.timeouts:
@@ -217,7 +244,9 @@ class Simulation:
         # state keeps each claim's start; a job that drops out of the guarantee loses it).
         claimed = {s.job_id: state.jobs[s.job_id].guaranteed_since for s in decisions.starts}
         apply_decisions(state, decisions)
-        for start in decisions.starts:
+        spans = [racks_spanned(self.cluster, start.placement) for start in decisions.starts]
+        fewest = self._fewest_free(decisions, spans)
+        for start, racks, least in zip(decisions.starts, spans, fewest, strict=True):
             name = start.job_id
             gen = self._run_gen[name] = next(self._gens)
             self._push(now + max(self._remaining[name], 0.0), _END, (name, gen))
@@ -225,7 +254,8 @@ class Simulation:
             outcome = self.outcomes[name]
             if outcome.start is None:
                 outcome.start = now
-            outcome.racks.append(racks_spanned(self.cluster, start.placement))
+            outcome.racks.append(racks)
+            outcome.fewest_free.append(least)
             if not start.borrowed:
                 since = claimed[name]
                 wait = 0.0 if since is None else now - since

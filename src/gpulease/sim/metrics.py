@@ -13,9 +13,11 @@ Definitions (all times in seconds):
 * lease-guarantee wait = the longest time a job spent queued within its tenant's guarantee
   without a break (a job that drops out of the guarantee while queued, because the
   tenant's better-ranked jobs took it, is not guaranteed demand meanwhile);
-* placement quality: starts spanning more racks than the job needs on an empty site, in
-  all and by locality request (the placer always takes the fewest racks the *free* GPUs
-  allow; ``preferred`` and ``none`` jobs span racks rather than wait when no rack has room).
+* placement quality, against two yardsticks (:mod:`gpulease.sim.locality`): starts spanning
+  more racks than the job needs on an empty site, and starts spanning more racks than the
+  GPUs free at that moment allowed, each in all and by locality request. ``preferred`` and
+  ``none`` jobs span racks rather than wait when no rack has room, which counts against
+  the first yardstick only; the placer promises the second (``keep_blocks`` breaks it).
 Percentiles use the nearest-rank method.
 """
 
@@ -185,8 +187,9 @@ def placement_quality(
     outcomes: Sequence[JobOutcome], specs: dict[str, JobSpec], cluster: Cluster
 ) -> dict[str, Any]:
     needed_by_shape: dict[tuple[int, int | None, int | None, str], int] = {}
-    starts = extra = multi = 0
+    starts = extra = multi = spread = 0
     extra_by_mode = {mode.value: 0 for mode in TopologyMode}
+    spread_by_mode = {mode.value: 0 for mode in TopologyMode}
     for outcome in outcomes:
         if not outcome.racks:
             continue
@@ -195,11 +198,15 @@ def placement_quality(
         needed = needed_by_shape.get(shape)
         if needed is None:
             needed = needed_by_shape[shape] = min_racks_needed(spec, cluster)
-        for racks in outcome.racks:
+        mode = spec.topology.mode.value
+        for racks, least in zip(outcome.racks, outcome.fewest_free, strict=True):
             starts += 1
             multi += racks > 1
             extra += racks > needed
-            extra_by_mode[spec.topology.mode.value] += racks > needed
+            extra_by_mode[mode] += racks > needed
+            over = 0 < least < racks
+            spread += over
+            spread_by_mode[mode] += over
     return {
         "starts": starts,
         "multi_rack_starts": multi,
@@ -208,4 +215,9 @@ def placement_quality(
         # rack has room (rather than wait); ``required`` jobs and segments never do
         "more_racks_by_topology": extra_by_mode,
         "fewest_racks_share": 1.0 - extra / starts if starts else 1.0,
+        # against the GPUs free at the start: what the placer promises (keep_blocks breaks
+        # it on purpose, trading locality for whole blocks)
+        "starts_on_more_racks_than_free_allowed": spread,
+        "spread_by_topology": spread_by_mode,
+        "fewest_free_racks_share": 1.0 - spread / starts if starts else 1.0,
     }

@@ -20,8 +20,17 @@ Design:
   with segments of ``S`` GPUs, where S is the largest power of two <= the GPUs of a rack
   (64 on NVL72; a 64-GPU gang on racks of 128+ GPUs uses one 64-GPU segment), and are
   preemptible with a checkpoint every 1,800 s. Medium jobs take 8, 16 or 32 GPUs with
-  preferred locality; small jobs 1, 2 or 4 GPUs with default settings. Sizes larger than
-  the cluster are never drawn; a class with no size that fits is left out.
+  preferred locality; small jobs 1, 2, 4 or 8 GPUs (up to two 4-GPU trays: inference
+  replicas, notebooks, fine-tuning) with default settings. Sizes larger than the cluster
+  are never drawn; a class with no size that fits is left out.
+- *Why small jobs reach 8 GPUs and run for hours.* 64-GPU segments leave two trays (8
+  GPUs, 11 % of an NVL72 rack) beside every segment that only jobs of 8 GPUs or fewer can
+  use without breaking a block a gang needs; an operator sells those trays to small work.
+  With small jobs of 1-4 GPUs and a 30-minute median (the mix before 2026-11-29), work
+  of 8 GPUs or fewer was 2.3 % of the GPU-time, the gangs' share (93 %) exceeded what
+  their segments can hold beside the other work, and no scheduler could pass 90 %
+  utilisation at load 0.95 while keeping every job on the fewest racks (README,
+  benchmark 4). Now it is about 5 %, gangs about 90 %.
 - *Gang limit.* With ``gang_limit="lease"`` (the default) a tenant's large gangs are no
   larger than the segments its own leased racks hold (the spot tenant: the racks nobody
   leases), so a 2-rack lease never submits 2,048-GPU runs: a tenant trains on what it
@@ -30,7 +39,7 @@ Design:
   racks). A tenant whose lease holds no whole large size gets the smallest one (it can
   only borrow). ``gang_limit="site"`` draws every size up to the site for every tenant:
   the stress case in which most of the work is gangs no lease covers.
-- *Durations* are lognormal, clipped to [60 s, 14 days]; medians 30 min (small), 3 h
+- *Durations* are lognormal, clipped to [60 s, 14 days]; medians 2 h (small), 3 h
   (medium) and 12 h (large).
 - *Tenants.* A job belongs to ``spot`` with probability 10 %, otherwise to a leased tenant
   drawn in proportion to its lease.
@@ -71,10 +80,10 @@ MIN_DURATION = 60.0
 MAX_DURATION = 14 * 86400.0
 LARGE_SIZES = tuple(2**k for k in range(6, 12))  # 64 .. 2,048 GPUs
 MEDIUM_SIZES = ((8, 0.5), (16, 0.3), (32, 0.2))  # (GPUs, weight)
-SMALL_SIZES = ((1, 0.5), (2, 0.2), (4, 0.3))
+SMALL_SIZES = ((1, 0.3), (2, 0.2), (4, 0.3), (8, 0.2))
 # Lognormal (median seconds, sigma) of the true run time, per job class.
 DURATIONS: dict[JobClass, tuple[float, float]] = {
-    "small": (1800.0, 1.6),
+    "small": (2 * 3600.0, 1.6),
     "medium": (3 * 3600.0, 1.3),
     "large": (12 * 3600.0, 1.0),
 }

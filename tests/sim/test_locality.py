@@ -1,0 +1,104 @@
+"""The fewest racks a job could span on the free GPUs: literal cases, the placer's promise
+(equal without kept blocks, never fewer with them), and whole runs."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gpulease.domain.models import JobSpec, TopologyMode, TopologyRequest
+from gpulease.inventory.topology import ClusterSpec, build_cluster
+from gpulease.scheduler.placement import FreeMap, place, racks_spanned
+from gpulease.sim.locality import fewest_racks_free
+from gpulease.sim.runner import simulate
+from gpulease.sim.synthetic import rack_scale_mix
+
+NVL72_PAIR = ClusterSpec(2, 18, 4)
+
+
+def free_map(per_node: list[int], spec: ClusterSpec = NVL72_PAIR) -> FreeMap:
+    return FreeMap(build_cluster(spec), per_node)
+
+
+def spec_of(
+    gpus: int,
+    mode: TopologyMode = TopologyMode.PREFERRED,
+    segment: int | None = None,
+    gpus_per_node: int | None = None,
+) -> JobSpec:
+    return JobSpec(
+        "j", "t", gpus, 0.0, gpus_per_node=gpus_per_node, topology=TopologyRequest(mode, segment)
+    )
+
+
+def test_literal_cases_on_two_nvl72_racks() -> None:
+    # rack 0: two free trays (8 GPUs); rack 1: 32 GPUs free, 3 on each of 8 nodes + 8 on two
+    rack0 = [4, 4] + [0] * 16
+    rack1 = [3] * 8 + [4, 4] + [0] * 8
+    free = free_map(rack0 + rack1)
+    assert fewest_racks_free(spec_of(16), free) == 1
+    assert fewest_racks_free(spec_of(36), free) == 2
+    assert fewest_racks_free(spec_of(41), free) == 0  # 40 GPUs free in all
+    assert fewest_racks_free(spec_of(16, TopologyMode.REQUIRED), free) == 1
+    assert fewest_racks_free(spec_of(36, TopologyMode.REQUIRED), free) == 0
+    # whole 4-GPU nodes: rack 1 has only two of them
+    assert fewest_racks_free(spec_of(8, gpus_per_node=4), free) == 1
+    assert fewest_racks_free(spec_of(12, gpus_per_node=4), free) == 2
+    assert fewest_racks_free(spec_of(20, gpus_per_node=4), free) == 0
+    # 64-GPU segments on an empty pair: one per rack
+    empty = free_map([4] * 36)
+    segmented = spec_of(128, TopologyMode.REQUIRED, segment=64, gpus_per_node=4)
+    assert fewest_racks_free(segmented, empty) == 2
+    assert fewest_racks_free(spec_of(192, TopologyMode.REQUIRED, segment=64), empty) == 0
+
+
+SMALL = ClusterSpec(4, 4, 4)
+
+
+@st.composite
+def jobs(draw: st.DrawFn) -> JobSpec:
+    mode = draw(st.sampled_from(list(TopologyMode)))
+    if draw(st.booleans()):
+        segment = draw(st.sampled_from([4, 8, 16]))
+        return spec_of(segment * draw(st.integers(1, 4)), TopologyMode.REQUIRED, segment, 4)
+    gpus = draw(st.integers(1, 40))
+    gpn = draw(st.sampled_from([None, 1, 2, 4]))
+    if gpn is not None:
+        gpus = gpn * max(1, gpus // gpn)
+    return spec_of(gpus, mode, None, gpn)
+
+
+@settings(max_examples=400, deadline=None)
+@given(per_node=st.lists(st.integers(0, 4), min_size=16, max_size=16), job=jobs())
+def test_the_placer_takes_exactly_the_fewest_racks_the_free_gpus_allow(
+    per_node: list[int], job: JobSpec
+) -> None:
+    free = free_map(per_node, SMALL)
+    fewest = fewest_racks_free(job, free)
+    placed = place(job, free)
+    if isinstance(placed, tuple):
+        assert racks_spanned(free.cluster, placed) == fewest
+    else:
+        assert fewest == 0
+    kept = place(job, free, keep_blocks=8)
+    if isinstance(kept, tuple):  # kept blocks may cost racks, never save one
+        assert racks_spanned(free.cluster, kept) >= fewest
+
+
+@pytest.mark.parametrize("keep_blocks", [0, 64])
+def test_runs_without_kept_blocks_never_spread_a_job_the_free_gpus_allowed_on_fewer_racks(
+    keep_blocks: int,
+) -> None:
+    spec = ClusterSpec(6, 18, 4)
+    workload = rack_scale_mix(spec, jobs=400, load=1.1, seed=4)
+    figures = simulate(workload, spec, policy="fairshare", keep_blocks=keep_blocks).figures
+    quality = figures["placement"]
+    assert quality["starts"] > 400  # every job started, some more than once (preemptions)
+    spread = quality["starts_on_more_racks_than_free_allowed"]
+    assert spread == sum(quality["spread_by_topology"].values())
+    assert quality["spread_by_topology"]["required"] == 0
+    if keep_blocks:
+        assert spread > 0  # kept blocks spread jobs on purpose
+    else:
+        assert spread == 0
