@@ -1082,3 +1082,36 @@ def test_free_gpus_promised_to_a_claimant_waiting_for_preemptions_are_reported(
     assert [p.job_id for p in decisions.notices] == ["s3"]
     assert decisions.earmarks == [(0, ((2, 4),))]
     assert codes(decisions)["s2"] is not WaitCode.PREEMPTING
+
+
+def test_a_claim_counts_on_the_earliest_released_gpus_and_keeps_its_free_ones(
+    make_state: MakeState,
+    job: MakeJob,
+    lease: MakeLease,
+    scheduler: MakeScheduler,
+    run_step: RunStep,
+) -> None:
+    # One rack of four 4-GPU nodes: three borrowers, node 3 free. "a" (8 GPUs, guaranteed)
+    # preempts one borrower and counts on node 3; "b" (4, guaranteed, later) preempts
+    # another, whose GPUs come 4 s after a's. Had "a" then planned on both borrowers' GPUs
+    # (one rack either way), "b" would take node 3 at once and "a" would wait 34 s.
+    state = make_state(
+        "1x4x4",
+        leases=[lease("owner", 12)],
+        jobs=[job(f"v{i}", 4, tenant="spot", submit=i) for i in range(3)],
+        running={f"v{i}": ((i, 4),) for i in range(3)},
+    )
+    fifo = scheduler("fifo", grace=30)
+    state.submit(job("a", 8, tenant="owner", submit=1))
+    first = run_step(fifo, state, 1.0)
+    assert first.earmarks == [(0, ((3, 4),))]
+    state.submit(job("b", 4, tenant="owner", submit=5))
+    second = run_step(fifo, state, 5.0)
+    assert len(first.notices) == len(second.notices) == 1
+    state.submit(job("c", 1, tenant="spot", submit=6))
+    third = run_step(fifo, state, 6.0)  # any later step: nothing moves
+    assert third.starts == []
+    assert third.earmarks == [(0, ((3, 4),))]
+    victim_node = int(first.notices[0].job_id[1:])  # v<i> runs on node i
+    at_grace = run_step(fifo, state, 31.0)
+    assert at_grace.starts == [Start("a", tuple(sorted([(victim_node, 4), (3, 4)])), False)]

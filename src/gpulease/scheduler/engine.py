@@ -22,7 +22,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from gpulease.domain.models import TopologyMode
+from gpulease.domain.models import JobSpec, TopologyMode
 from gpulease.domain.states import JobState
 from gpulease.scheduler.backfill import Reservation, ends_before_shadow, may_backfill, reserve
 from gpulease.scheduler.ordering import OrderContext, OrderingPolicy, Queueing, SplitKey
@@ -117,7 +117,7 @@ class Scheduler:
                 decisions.requeues.append(Preempt(job_id, now, record.preempt_reason))
                 pools.release(gpus)
             elif record.preempt_at is not None:
-                pools.release_later(gpus)
+                pools.release_later(gpus, record.preempt_at)
             else:
                 continue
             excluded.add(job_id)
@@ -447,6 +447,23 @@ class _Visit:
         # (size of ``excluded`` when computed, coarse key of the worst preemption candidate)
         self.worst: tuple[int, tuple[float, ...] | None] | None = None
 
+    def _plan(self, spec: JobSpec, early: FreeMap, merged: FreeMap) -> Placement | None:
+        """Where ``spec`` will start on GPUs being released (``early``), with free ones
+        (``merged`` holds both) only if that spans fewer racks: released GPUs alone leave
+        free ones to jobs that can start now or count on them."""
+        domain, cluster = self.domain, self.state.cluster
+        later: Placement | WaitReason = _UNEXPLAINED
+        if early.total >= spec.gpus:
+            later = place(spec, early, domain=domain)
+        if isinstance(later, WaitReason) or racks_spanned(cluster, later) > 1:
+            mixed = place(spec, merged, domain=domain)
+            if isinstance(later, WaitReason) or (
+                not isinstance(mixed, WaitReason)
+                and racks_spanned(cluster, mixed) < racks_spanned(cluster, later)
+            ):
+                later = mixed
+        return None if isinstance(later, WaitReason) else later
+
     def _earmark(self, placement: Placement) -> None:
         promised = self.pools.earmark(placement)
         if promised:
@@ -490,28 +507,22 @@ class _Visit:
         if shape in self.hopeless and policy.queueing is Queueing.GREEDY:
             scheduler._wait(decisions, record, outcome)
             return
-        # Not placeable on free GPUs: GPUs about to be released by preempted jobs?
+        # Not placeable on free GPUs: GPUs about to be released by preempted jobs? The
+        # earliest release that lets the job start decides: a plan counting on GPUs that
+        # come later would let a job ranked below take the free ones and delay this one.
         state = self.state
         soon = pools.soon
         if soon.total and free.total + soon.total >= spec.gpus:
-            # Released GPUs alone, if they do as well as with free ones (no more racks),
-            # leave free ones to jobs that can start now or count on them.
-            later: Placement | WaitReason = _UNEXPLAINED
-            if soon.total >= spec.gpus:
-                later = place(spec, soon, domain=domain)
-            cluster = state.cluster
-            if isinstance(later, WaitReason) or racks_spanned(cluster, later) > 1:
-                mixed = place(spec, pools.merged(), domain=domain)
-                if isinstance(later, WaitReason) or (
-                    not isinstance(mixed, WaitReason)
-                    and racks_spanned(cluster, mixed) < racks_spanned(cluster, later)
-                ):
-                    later = mixed
-            if not isinstance(later, WaitReason):
-                self._earmark(later)
-                if self.explain:
-                    scheduler._wait(decisions, record, _preempting_reason(spec.gpus))
-                return
+            for at in pools.release_times():
+                early, merged = pools.released_by(at)
+                if free.total + early.total < spec.gpus:
+                    continue
+                later = self._plan(spec, early, merged)
+                if later is not None:
+                    self._earmark(later)
+                    if self.explain:
+                        scheduler._wait(decisions, record, _preempting_reason(spec.gpus))
+                    return
         # Preempt worse-ranked work? With a grace period the job waits for its victims
         # anyway, so GPUs already being released (and not earmarked) count with theirs.
         excluded = self.excluded
@@ -539,7 +550,7 @@ class _Visit:
                 pools.claim(planned)
                 scheduler._start(decisions, ranked, planned)
             else:
-                pools.release_later(gain)
+                pools.release_later(gain, now + grace)
                 self._earmark(planned)
                 scheduler._wait(decisions, record, _preempting_reason(spec.gpus))
             return
@@ -567,6 +578,7 @@ class _Pools:
         self.reservation: Reservation | None = None
         self._merged: FreeMap | None = None
         self._soon_nodes: set[int] = set()  # nodes ``soon`` ever held GPUs on this step
+        self._soon_at: dict[int, float] = {}  # node -> latest release of its ``soon`` GPUs
 
     def merged(self) -> FreeMap:
         if self._merged is None:
@@ -584,11 +596,38 @@ class _Pools:
         if self.reservation is not None:
             self.reservation.held.give(gpus)
 
-    def release_later(self, gpus: list[tuple[int, int]]) -> None:
+    def release_later(self, gpus: list[tuple[int, int]], at: float) -> None:
+        """GPUs a job in its grace period releases at ``at``."""
         self.soon.give(gpus)
-        self._soon_nodes.update(node for node, _ in gpus)
+        times = self._soon_at
+        for node, _ in gpus:
+            self._soon_nodes.add(node)
+            if times.get(node, at) <= at:
+                times[node] = at
         if self._merged is not None:
             self._merged.give(gpus)
+
+    def release_times(self) -> list[float]:
+        """When the ``soon`` GPUs not yet earmarked come free, earliest first (a node's
+        GPUs count from its latest release)."""
+        soon = self.soon.node_free
+        return sorted({self._soon_at[node] for node in self._soon_nodes if soon[node]})
+
+    def released_by(self, at: float) -> tuple[FreeMap, FreeMap]:
+        """The ``soon`` GPUs released by ``at``, and those plus the free ones (views:
+        ``soon`` and ``merged()`` themselves when every release is that early)."""
+        soon = self.soon
+        late = [
+            (node, soon.node_free[node])
+            for node in self._soon_nodes
+            if soon.node_free[node] and self._soon_at[node] > at
+        ]
+        if not late:
+            return soon, self.merged()
+        early, merged = soon.copy(), self.merged().copy()
+        early.take(tuple(late))
+        merged.take(tuple(late))
+        return early, merged
 
     def claim(self, placement: Placement) -> None:
         """Free GPUs handed to a job starting now."""
