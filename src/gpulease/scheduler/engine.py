@@ -11,6 +11,9 @@ One pass:
    starts; one that does not may take GPUs that preempted jobs are about to release, or
    preempt worse-ranked running jobs (``preemption``), or else waits with its reason; the
    queueing discipline (strict / EASY / greedy) decides whether later jobs may still start;
+   a job waiting for released GPUs holds the free ones its plan needs (reported in
+   ``Decisions.earmarks``), and a guaranteed claim plans on releases that come within the
+   grace of its claim when it can (so a later claim's victims never delay it);
 4. ``next_wakeup`` is the earliest moment a decision could change without a new event
    (a grace period ends, a walltime expires, a running job's rank changes, a lease starts).
 """
@@ -464,6 +467,26 @@ class _Visit:
                 later = mixed
         return None if isinstance(later, WaitReason) else later
 
+    def _in_time(self, record: JobRecord, plan: Placement) -> Placement:
+        """A guaranteed claim starts within the grace of its claim: if ``plan`` counts on
+        GPUs released after that (another claim's victims), the plan on the earliest
+        releases that let it start instead, so that no job ranked below takes the free
+        GPUs it needs meanwhile."""
+        pools = self.pools
+        ready = pools.ready_at(plan)
+        since = record.guaranteed_since
+        grace = self.scheduler.config.preemption_grace_s
+        if ready <= (self.now if since is None else since) + grace:
+            return plan
+        for at in pools.release_times(record.spec.gpus):
+            if at >= ready:
+                break
+            early, merged = pools.released_by(at)
+            sooner = self._plan(record.spec, early, merged)
+            if sooner is not None:
+                return sooner
+        return plan
+
     def _earmark(self, placement: Placement) -> None:
         promised = self.pools.earmark(placement)
         if promised:
@@ -507,22 +530,18 @@ class _Visit:
         if shape in self.hopeless and policy.queueing is Queueing.GREEDY:
             scheduler._wait(decisions, record, outcome)
             return
-        # Not placeable on free GPUs: GPUs about to be released by preempted jobs? The
-        # earliest release that lets the job start decides: a plan counting on GPUs that
-        # come later would let a job ranked below take the free ones and delay this one.
+        # Not placeable on free GPUs: GPUs about to be released by preempted jobs?
         state = self.state
         soon = pools.soon
         if soon.total and free.total + soon.total >= spec.gpus:
-            for at in pools.release_times():
-                early, merged = pools.released_by(at)
-                if free.total + early.total < spec.gpus:
-                    continue
-                later = self._plan(spec, early, merged)
-                if later is not None:
-                    self._earmark(later)
-                    if self.explain:
-                        scheduler._wait(decisions, record, _preempting_reason(spec.gpus))
-                    return
+            later = self._plan(spec, soon, pools.merged())
+            if later is not None and ranked.tier is Tier.GUARANTEED:
+                later = self._in_time(record, later)
+            if later is not None:
+                self._earmark(later)
+                if self.explain:
+                    scheduler._wait(decisions, record, _preempting_reason(spec.gpus))
+                return
         # Preempt worse-ranked work? With a grace period the job waits for its victims
         # anyway, so GPUs already being released (and not earmarked) count with theirs.
         excluded = self.excluded
@@ -579,6 +598,8 @@ class _Pools:
         self._merged: FreeMap | None = None
         self._soon_nodes: set[int] = set()  # nodes ``soon`` ever held GPUs on this step
         self._soon_at: dict[int, float] = {}  # node -> latest release of its ``soon`` GPUs
+        self._at_nodes: dict[float, list[int]] = {}  # release time -> nodes (maybe stale)
+        self._count_at: dict[float, int] = {}  # release time -> ``soon`` GPUs it gives
 
     def merged(self) -> FreeMap:
         if self._merged is None:
@@ -598,35 +619,57 @@ class _Pools:
 
     def release_later(self, gpus: list[tuple[int, int]], at: float) -> None:
         """GPUs a job in its grace period releases at ``at``."""
-        self.soon.give(gpus)
-        times = self._soon_at
-        for node, _ in gpus:
-            self._soon_nodes.add(node)
-            if times.get(node, at) <= at:
+        soon, times, counts = self.soon, self._soon_at, self._count_at
+        at_nodes = self._at_nodes.setdefault(at, [])
+        for node, count in gpus:
+            before = times.get(node)
+            if before is None or before < at:  # the node's GPUs now all count from ``at``
+                if before is not None:
+                    moved = soon.node_free[node]
+                    counts[before] -= moved
+                    counts[at] = counts.get(at, 0) + moved
                 times[node] = at
+                at_nodes.append(node)
+            latest = times[node]
+            counts[latest] = counts.get(latest, 0) + count
+            self._soon_nodes.add(node)
+        soon.give(gpus)
         if self._merged is not None:
             self._merged.give(gpus)
 
-    def release_times(self) -> list[float]:
-        """When the ``soon`` GPUs not yet earmarked come free, earliest first (a node's
-        GPUs count from its latest release)."""
-        soon = self.soon.node_free
-        return sorted({self._soon_at[node] for node in self._soon_nodes if soon[node]})
+    def release_times(self, need: int) -> list[float]:
+        """Times at which GPUs held by jobs in a grace period come free, earliest first,
+        from the first by which they and the free GPUs add up to ``need`` (a node's GPUs
+        count from its latest release)."""
+        have = self.free.total
+        times: list[float] = []
+        for at in sorted(t for t, count in self._count_at.items() if count > 0):
+            have += self._count_at[at]
+            if times or have >= need:
+                times.append(at)
+        return times
+
+    def ready_at(self, placement: Placement) -> float:
+        """When the ``soon`` GPUs ``placement`` would use are all released (-inf: none)."""
+        soon, times = self.soon.node_free, self._soon_at
+        return max((times[node] for node, _ in placement if soon[node]), default=-math.inf)
 
     def released_by(self, at: float) -> tuple[FreeMap, FreeMap]:
         """The ``soon`` GPUs released by ``at``, and those plus the free ones (views:
-        ``soon`` and ``merged()`` themselves when every release is that early)."""
-        soon = self.soon
-        late = [
-            (node, soon.node_free[node])
-            for node in self._soon_nodes
-            if soon.node_free[node] and self._soon_at[node] > at
-        ]
-        if not late:
+        ``soon`` and ``merged()`` themselves when no release comes later, the usual case)."""
+        soon, times = self.soon, self._soon_at
+        later = [t for t, count in self._count_at.items() if t > at and count > 0]
+        if not later:
             return soon, self.merged()
+        late = {
+            node: soon.node_free[node]
+            for t in later
+            for node in self._at_nodes[t]
+            if soon.node_free[node] and times[node] == t
+        }
         early, merged = soon.copy(), self.merged().copy()
-        early.take(tuple(late))
-        merged.take(tuple(late))
+        early.take(tuple(late.items()))
+        merged.take(tuple(late.items()))
         return early, merged
 
     def claim(self, placement: Placement) -> None:
@@ -645,6 +688,7 @@ class _Pools:
             from_soon = min(count, soon.node_free[node])
             if from_soon:
                 soon.take(((node, from_soon),))
+                self._count_at[self._soon_at[node]] -= from_soon
             rest = min(count - from_soon, free.node_free[node])
             if rest:
                 free.take(((node, rest),))
