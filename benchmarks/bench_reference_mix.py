@@ -4,7 +4,8 @@
 tenant, large segmented gangs (64-GPU segments, each inside one NVLink domain) mixed with
 small jobs, offered load 0.95, 30 s preemption grace. Targets: utilisation above 90 %,
 guaranteed demand never waits longer than one step plus the grace, every fitting job on
-the fewest racks possible.
+the fewest racks possible, measured against the GPUs free at each start
+(:mod:`gpulease.sim.locality`; the count against an empty site is printed too).
 
 Each run prints, besides the targets, the bound no scheduler can pass on its input
 (``utilization_bound_while_arriving``) and where the GPU-time went
