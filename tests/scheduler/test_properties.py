@@ -480,6 +480,14 @@ def test_lease_holder_starts_within_the_grace_in_simulation(
         assert outcome.start <= last + grace, job.spec.id
         assert outcome.guarantee_wait is not None
         assert outcome.guarantee_wait <= last - job.spec.submit_time + grace
+        # Claims of one class are served oldest first, each on the earliest releases that
+        # let it start: unless a later job of a higher class came, the grace is the wait.
+        spec = job.spec
+        if not any(
+            o.spec.submit_time > spec.submit_time and o.spec.priority > spec.priority
+            for o in case.owner_jobs
+        ):
+            assert outcome.guarantee_wait <= grace, spec.id
 
 
 @PROPERTY
