@@ -1115,3 +1115,124 @@ def test_a_claim_counts_on_the_earliest_released_gpus_and_keeps_its_free_ones(
     victim_node = int(first.notices[0].job_id[1:])  # v<i> runs on node i
     at_grace = run_step(fifo, state, 31.0)
     assert at_grace.starts == [Start("a", tuple(sorted([(victim_node, 4), (3, 4)])), False)]
+
+
+def test_an_in_time_plan_holds_the_free_gpus_beside_gpus_released_too_late(
+    make_state: MakeState,
+    job: MakeJob,
+    lease: MakeLease,
+    scheduler: MakeScheduler,
+    run_step: RunStep,
+) -> None:
+    # Node 1 has 2 free GPUs and 2 held by v1. "a" (6) waits for v0 (node 0) and counts
+    # on node 1's free pair; "b" (2, later) preempts v1, released 4 s after v0. On its next
+    # plan "a" must hold node 1's *free* GPUs, not v1's, or "c" takes them and "a" misses
+    # its grace.
+    state = make_state(
+        "1x3x4",
+        leases=[lease("owner", 12)],
+        jobs=[
+            job("v2", 4, tenant="spot", submit=1),
+            job("v1", 2, tenant="spot", submit=2),
+            job("v0", 4, tenant="spot", submit=3),
+        ],
+        running={"v0": ((0, 4),), "v1": ((1, 2),), "v2": ((2, 4),)},
+    )
+    fifo = scheduler("fifo", grace=30)
+    state.submit(job("a", 6, tenant="owner", submit=1, topology="none"))
+    run_step(fifo, state, 1.0)
+    state.submit(job("b", 2, tenant="owner", submit=5, topology="none"))
+    assert [n.job_id for n in run_step(fifo, state, 5.0).notices] == ["v1"]
+    state.submit(job("c", 1, tenant="spot", submit=6, topology="none"))
+    later = run_step(fifo, state, 6.0)
+    assert later.starts == []
+    assert later.earmarks == [(0, ((1, 2),))]
+    assert run_step(fifo, state, 31.0).starts == [Start("a", ((0, 4), (1, 2)), False)]
+
+
+def test_gpus_a_node_releases_at_two_times_count_from_each(
+    make_state: MakeState,
+    job: MakeJob,
+    lease: MakeLease,
+    scheduler: MakeScheduler,
+    run_step: RunStep,
+) -> None:
+    # Node 0 runs v0 and v1 (2 GPUs each); node 1 has 1 free GPU. "a" (3) preempts v0
+    # (released at 31) and holds the free GPU; "b" (1) preempts v1 (released at 35). Node
+    # 0's first pair still comes at 31, so "a" keeps the free GPU and starts at 31 (counted
+    # from node 0's latest release, its plan would wait for 35 and leave the free GPU to c).
+    state = make_state(
+        "1x2x4",
+        leases=[lease("owner", 8)],
+        jobs=[
+            job("v2", 3, tenant="spot", submit=1),
+            job("v1", 2, tenant="spot", submit=2),
+            job("v0", 2, tenant="spot", submit=3),
+        ],
+        running={"v0": ((0, 2),), "v1": ((0, 2),), "v2": ((1, 3),)},
+    )
+    fifo = scheduler("fifo", grace=30)
+    state.submit(job("a", 3, tenant="owner", submit=1, topology="none"))
+    assert [n.job_id for n in run_step(fifo, state, 1.0).notices] == ["v0"]
+    state.submit(job("b", 1, tenant="owner", submit=5, topology="none"))
+    assert [n.job_id for n in run_step(fifo, state, 5.0).notices] == ["v1"]
+    state.submit(job("c", 1, tenant="spot", submit=6, topology="none"))
+    later = run_step(fifo, state, 6.0)
+    assert later.starts == []
+    assert later.earmarks == [(0, ((1, 1),))]
+    assert run_step(fifo, state, 31.0).starts == [Start("a", ((0, 2), (1, 1)), False)]
+
+
+def test_another_tenants_blocked_head_does_not_hold_back_a_guaranteed_job(
+    make_state: MakeState,
+    job: MakeJob,
+    lease: MakeLease,
+    scheduler: MakeScheduler,
+    run_step: RunStep,
+) -> None:
+    # Two racks of 2x4 GPUs; "other" leases 12, "owner" 4. other's head (8 GPUs in one
+    # rack) cannot start while r0 and r1 hold a GPU of each rack; under strict FIFO it
+    # blocks other's later jobs, not owner's guaranteed one.
+    state = make_state(
+        "2x2x4",
+        leases=[lease("other", 12), lease("owner", 4)],
+        jobs=[
+            job("r0", 1, tenant="other", submit=0),
+            job("r1", 1, tenant="other", submit=0),
+            job("head", 8, tenant="other", submit=1, topology="required"),
+            job("next", 1, tenant="other", submit=2),
+            job("o", 2, tenant="owner", submit=3),
+        ],
+        running={"r0": ((0, 1),), "r1": ((2, 1),)},
+    )
+    decisions = run_step(scheduler("fifo"), state, 10.0)
+    assert started(decisions) == ["o"]
+    assert codes(decisions)["next"] is WaitCode.BLOCKED
+
+
+def test_another_tenants_reservation_does_not_hold_back_a_guaranteed_job(
+    make_state: MakeState,
+    job: MakeJob,
+    lease: MakeLease,
+    scheduler: MakeScheduler,
+    run_step: RunStep,
+) -> None:
+    # Three racks of 2x4 GPUs. other's guaranteed head (8 GPUs in one rack) cannot start
+    # and reserves rack 0 for when r0 ends (t=100). Owner's guaranteed job (4 GPUs in one
+    # rack) fits only on rack 0: EASY would hold it back as a backfill that may delay the
+    # head; as owner's own guarantee, it starts.
+    state = make_state(
+        "3x2x4",
+        leases=[lease("other", 14), lease("owner", 4), lease("x", 6)],
+        jobs=[
+            job("r0", 1, tenant="other", submit=0, walltime=100.0),
+            job("s", 6, tenant="x", submit=0, walltime=500.0),
+            job("r2", 5, tenant="other", submit=0, walltime=200.0),
+            job("head", 8, tenant="other", submit=1, topology="required"),
+            job("o", 4, tenant="owner", submit=3, topology="required"),
+        ],
+        running={"r0": ((0, 1),), "s": ((2, 4), (3, 2)), "r2": ((4, 4), (5, 1))},
+    )
+    decisions = run_step(scheduler("easy"), state, 10.0)
+    assert decisions.starts == [Start("o", ((1, 4),), False)]  # node 1, in the reserved rack
+    assert "head" in decisions.waiting

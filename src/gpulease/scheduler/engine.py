@@ -442,6 +442,9 @@ class _Visit:
         self.domain = domain
         self.tiered: list[Ranked] | None = None  # running jobs, worst first, when leases exist
         self.blocked: WaitReason | None = None
+        # tenants whose job blocks the queue (strict) or holds the EASY reservation: their
+        # later jobs wait behind it; other tenants' guaranteed jobs do not (see ``_held``)
+        self.holders: set[str] = set()
         # Shapes (coarse rank + request) that found neither released GPUs nor victims since
         # the free map last grew: a later job of the same shape cannot do better.
         self.hopeless: set[_Shape] = set()
@@ -449,6 +452,14 @@ class _Visit:
         self.explain = scheduler.config.explain
         # (size of ``excluded`` when computed, coarse key of the worst preemption candidate)
         self.worst: tuple[int, tuple[float, ...] | None] | None = None
+
+    def _held_back(self, ranked: Ranked) -> bool:
+        """Does a blocked queue head or the EASY reservation hold this job back? Not when
+        it is a guaranteed job of another tenant: a lease's guarantee is that tenant's
+        own, and another tenant's job that cannot start may not keep it idle."""
+        return not (
+            ranked.tier is Tier.GUARANTEED and ranked.record.spec.tenant not in self.holders
+        )
 
     def _plan(self, spec: JobSpec, early: FreeMap, merged: FreeMap) -> Placement | None:
         """Where ``spec`` will start on GPUs being released (``early``), with free ones
@@ -467,28 +478,28 @@ class _Visit:
                 later = mixed
         return None if isinstance(later, WaitReason) else later
 
-    def _in_time(self, record: JobRecord, plan: Placement) -> Placement:
+    def _in_time(self, record: JobRecord, plan: Placement) -> tuple[Placement, float]:
         """A guaranteed claim starts within the grace of its claim: if ``plan`` counts on
         GPUs released after that (another claim's victims), the plan on the earliest
         releases that let it start instead, so that no job ranked below takes the free
-        GPUs it needs meanwhile."""
+        GPUs it needs meanwhile. Returns the plan and the release it waits for at most."""
         pools = self.pools
         ready = pools.ready_at(plan)
         since = record.guaranteed_since
         grace = self.scheduler.config.preemption_grace_s
         if ready <= (self.now if since is None else since) + grace:
-            return plan
+            return plan, math.inf
         for at in pools.release_times(record.spec.gpus):
             if at >= ready:
                 break
             early, merged = pools.released_by(at)
             sooner = self._plan(record.spec, early, merged)
             if sooner is not None:
-                return sooner
-        return plan
+                return sooner, at
+        return plan, math.inf
 
-    def _earmark(self, placement: Placement) -> None:
-        promised = self.pools.earmark(placement)
+    def _earmark(self, placement: Placement, by: float = math.inf) -> None:
+        promised = self.pools.earmark(placement, by)
         if promised:
             self.decisions.earmarks.append((len(self.decisions.starts), promised))
 
@@ -497,7 +508,8 @@ class _Visit:
         policy, domain, now = scheduler.policy, self.domain, self.now
         record = ranked.record
         spec = record.spec
-        if self.blocked is not None:
+        held_back = self._held_back(ranked)
+        if self.blocked is not None and held_back:
             scheduler._wait(decisions, record, self.blocked)
             return
         free = pools.free
@@ -510,7 +522,7 @@ class _Visit:
             outcome = _UNEXPLAINED
         if not isinstance(outcome, WaitReason):
             reservation = pools.reservation
-            if reservation is not None:
+            if reservation is not None and held_back:
                 held = may_backfill(spec, reservation, now, domain=domain)
                 if held is None and not ends_before_shadow(spec, reservation, now):
                     scheduler._wait(decisions, record, _reservation_reason(reservation))
@@ -535,10 +547,11 @@ class _Visit:
         soon = pools.soon
         if soon.total and free.total + soon.total >= spec.gpus:
             later = self._plan(spec, soon, pools.merged())
+            by = math.inf
             if later is not None and ranked.tier is Tier.GUARANTEED:
-                later = self._in_time(record, later)
+                later, by = self._in_time(record, later)
             if later is not None:
-                self._earmark(later)
+                self._earmark(later, by)
                 if self.explain:
                     scheduler._wait(decisions, record, _preempting_reason(spec.gpus))
                 return
@@ -576,12 +589,15 @@ class _Visit:
         self.hopeless.add(shape)
         scheduler._wait(decisions, record, outcome)
         if policy.queueing is Queueing.STRICT:
-            self.blocked = WaitReason(
-                WaitCode.BLOCKED, f"queued behind {record.id}, which cannot start yet"
-            )
+            self.holders.add(spec.tenant)
+            if self.blocked is None:
+                self.blocked = WaitReason(
+                    WaitCode.BLOCKED, f"queued behind {record.id}, which cannot start yet"
+                )
         elif policy.queueing is Queueing.EASY and pools.reservation is None:
             live = [r for r in state.running.values() if r.id not in excluded]
             pools.reservation = reserve(spec, free, live, schedulable, domain=domain)
+            self.holders.add(spec.tenant)
 
 
 class _Pools:
@@ -597,9 +613,9 @@ class _Pools:
         self.reservation: Reservation | None = None
         self._merged: FreeMap | None = None
         self._soon_nodes: set[int] = set()  # nodes ``soon`` ever held GPUs on this step
-        self._soon_at: dict[int, float] = {}  # node -> latest release of its ``soon`` GPUs
-        self._at_nodes: dict[float, list[int]] = {}  # release time -> nodes (maybe stale)
-        self._count_at: dict[float, int] = {}  # release time -> ``soon`` GPUs it gives
+        # ``soon`` GPUs by node and release time (not yet earmarked), and their totals
+        self._parts: dict[int, dict[float, int]] = {}
+        self._count_at: dict[float, int] = {}
 
     def merged(self) -> FreeMap:
         if self._merged is None:
@@ -619,28 +635,19 @@ class _Pools:
 
     def release_later(self, gpus: list[tuple[int, int]], at: float) -> None:
         """GPUs a job in its grace period releases at ``at``."""
-        soon, times, counts = self.soon, self._soon_at, self._count_at
-        at_nodes = self._at_nodes.setdefault(at, [])
+        parts, counts = self._parts, self._count_at
         for node, count in gpus:
-            before = times.get(node)
-            if before is None or before < at:  # the node's GPUs now all count from ``at``
-                if before is not None:
-                    moved = soon.node_free[node]
-                    counts[before] -= moved
-                    counts[at] = counts.get(at, 0) + moved
-                times[node] = at
-                at_nodes.append(node)
-            latest = times[node]
-            counts[latest] = counts.get(latest, 0) + count
+            by_time = parts.setdefault(node, {})
+            by_time[at] = by_time.get(at, 0) + count
+            counts[at] = counts.get(at, 0) + count
             self._soon_nodes.add(node)
-        soon.give(gpus)
+        self.soon.give(gpus)
         if self._merged is not None:
             self._merged.give(gpus)
 
     def release_times(self, need: int) -> list[float]:
         """Times at which GPUs held by jobs in a grace period come free, earliest first,
-        from the first by which they and the free GPUs add up to ``need`` (a node's GPUs
-        count from its latest release)."""
+        from the first by which they and the free GPUs add up to ``need``."""
         have = self.free.total
         times: list[float] = []
         for at in sorted(t for t, count in self._count_at.items() if count > 0):
@@ -649,27 +656,40 @@ class _Pools:
                 times.append(at)
         return times
 
+    def _soon_taken(self, node: int, count: int, by: float) -> list[tuple[float, int]]:
+        """The ``soon`` GPUs of ``node`` an earmark of ``count`` takes, earliest release
+        first, only those released by ``by``: ``[(time, GPUs), ...]``."""
+        taken: list[tuple[float, int]] = []
+        for at in sorted(self._parts.get(node, ())):
+            if count <= 0 or at > by:
+                break
+            got = min(count, self._parts[node][at])
+            if got:
+                taken.append((at, got))
+                count -= got
+        return taken
+
     def ready_at(self, placement: Placement) -> float:
-        """When the ``soon`` GPUs ``placement`` would use are all released (-inf: none)."""
-        soon, times = self.soon.node_free, self._soon_at
-        return max((times[node] for node, _ in placement if soon[node]), default=-math.inf)
+        """When the ``soon`` GPUs an earmark of ``placement`` takes are all released (-inf:
+        none): the latest release among them."""
+        return max(
+            (at for node, count in placement for at, _ in self._soon_taken(node, count, math.inf)),
+            default=-math.inf,
+        )
 
     def released_by(self, at: float) -> tuple[FreeMap, FreeMap]:
         """The ``soon`` GPUs released by ``at``, and those plus the free ones (views:
         ``soon`` and ``merged()`` themselves when no release comes later, the usual case)."""
-        soon, times = self.soon, self._soon_at
-        later = [t for t, count in self._count_at.items() if t > at and count > 0]
-        if not later:
-            return soon, self.merged()
-        late = {
-            node: soon.node_free[node]
-            for t in later
-            for node in self._at_nodes[t]
-            if soon.node_free[node] and times[node] == t
-        }
-        early, merged = soon.copy(), self.merged().copy()
-        early.take(tuple(late.items()))
-        merged.take(tuple(late.items()))
+        if not any(count > 0 and t > at for t, count in self._count_at.items()):
+            return self.soon, self.merged()
+        late = tuple(
+            (node, sum(c for t, c in by_time.items() if t > at))
+            for node, by_time in self._parts.items()
+            if any(c > 0 and t > at for t, c in by_time.items())
+        )
+        early, merged = self.soon.copy(), self.merged().copy()
+        early.take(late)
+        merged.take(late)
         return early, merged
 
     def claim(self, placement: Placement) -> None:
@@ -679,20 +699,26 @@ class _Pools:
             self._merged.take(placement)
         self._hold(placement)
 
-    def earmark(self, placement: Placement) -> Placement:
-        """Hold a waiting job's planned GPUs: released-soon ones first, then free ones (which
-        it returns)."""
+    def earmark(self, placement: Placement, by: float = math.inf) -> Placement:
+        """Hold a waiting job's planned GPUs: on each node, GPUs being released by ``by``
+        (earliest first), then free ones (which it returns), then later releases (a plan
+        made on :meth:`released_by` ``(by)`` needs none of those)."""
         free, soon = self.free, self.soon
         from_free: list[tuple[int, int]] = []
         for node, count in placement:
-            from_soon = min(count, soon.node_free[node])
-            if from_soon:
-                soon.take(((node, from_soon),))
-                self._count_at[self._soon_at[node]] -= from_soon
-            rest = min(count - from_soon, free.node_free[node])
-            if rest:
-                free.take(((node, rest),))
-                from_free.append((node, rest))
+            rest = count
+            for phase in (by, math.inf):
+                for at, got in self._soon_taken(node, rest, phase):
+                    self._parts[node][at] -= got
+                    self._count_at[at] -= got
+                    soon.take(((node, got),))
+                    rest -= got
+                if phase == by:
+                    now_free = min(rest, free.node_free[node])
+                    if now_free:
+                        free.take(((node, now_free),))
+                        from_free.append((node, now_free))
+                        rest -= now_free
         if self._merged is not None:
             self._merged.take(placement)
         promised = tuple(from_free)
