@@ -7,12 +7,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpulease.domain.models import JobSpec, TopologyMode, TopologyRequest
+from gpulease.domain.models import JobSpec, PriorityClass, TopologyMode, TopologyRequest
 from gpulease.inventory.topology import ClusterSpec, build_cluster
+from gpulease.scheduler.engine import Scheduler, SchedulerConfig
+from gpulease.scheduler.ordering import make_policy
 from gpulease.scheduler.placement import FreeMap, place, racks_spanned
 from gpulease.sim.locality import fewest_racks_free
+from gpulease.sim.loop import Simulation
+from gpulease.sim.metrics import placement_quality
 from gpulease.sim.runner import simulate
 from gpulease.sim.synthetic import rack_scale_mix
+from gpulease.sim.workload import TraceJob, Workload
 
 NVL72_PAIR = ClusterSpec(2, 18, 4)
 
@@ -86,13 +91,17 @@ def test_the_placer_takes_exactly_the_fewest_racks_the_free_gpus_allow(
         assert racks_spanned(free.cluster, kept) >= fewest
 
 
-@pytest.mark.parametrize("keep_blocks", [0, 64])
+@pytest.mark.parametrize(
+    ("policy", "grace", "keep_blocks"),
+    [("fairshare", 30.0, 0), ("fairshare", 30.0, 64), ("default", 0.0, 0), ("default", 30.0, 0)],
+)
 def test_runs_without_kept_blocks_never_spread_a_job_the_free_gpus_allowed_on_fewer_racks(
-    keep_blocks: int,
+    policy: str, grace: float, keep_blocks: int
 ) -> None:
     spec = ClusterSpec(6, 18, 4)
     workload = rack_scale_mix(spec, jobs=400, load=1.1, seed=4)
-    figures = simulate(workload, spec, policy="fairshare", keep_blocks=keep_blocks).figures
+    run = simulate(workload, spec, policy=policy, grace_s=grace, keep_blocks=keep_blocks)
+    figures = run.figures
     quality = figures["placement"]
     assert quality["starts"] > 400  # every job started, some more than once (preemptions)
     spread = quality["starts_on_more_racks_than_free_allowed"]
@@ -102,3 +111,38 @@ def test_runs_without_kept_blocks_never_spread_a_job_the_free_gpus_allowed_on_fe
         assert spread > 0  # kept blocks spread jobs on purpose
     else:
         assert spread == 0
+
+
+@pytest.mark.parametrize("grace", [0.0, 30.0])
+def test_gpus_freed_by_a_later_preemption_in_the_same_step_do_not_count_for_an_earlier_start(
+    grace: float,
+) -> None:
+    # Two racks of two 4-GPU nodes, full of LOW work; a and b end at 5 s. At 10 s x (HIGH,
+    # 8 GPUs) starts on the two free nodes, one per rack (no rack has 8 free); then y (HIGH)
+    # preempts w. With no grace w's GPUs come free in that same step, after x was placed:
+    # x spread over the fewest racks it could.
+    cluster = build_cluster(ClusterSpec(2, 2, 4))
+
+    def trace_job(name: str, gpus: int, submit: float, priority: PriorityClass) -> TraceJob:
+        preferred = TopologyRequest(TopologyMode.PREFERRED)
+        spec = JobSpec(name, "t", gpus, submit, priority=priority, topology=preferred)
+        return TraceJob(spec, 5.0 if name in "ab" else 1000.0)
+
+    low, high = PriorityClass.LOW, PriorityClass.HIGH
+    jobs = [
+        trace_job("a", 4, 0.0, low),
+        trace_job("v", 4, 0.1, low),
+        trace_job("b", 4, 0.2, low),
+        trace_job("w", 4, 0.3, low),
+        trace_job("x", 8, 10.0, high),
+        trace_job("y", 4, 10.0, high),
+    ]
+    scheduler = Scheduler(make_policy("fifo"), SchedulerConfig(preemption_grace_s=grace))
+    result = Simulation(cluster, Workload("same-step", jobs), scheduler).run()
+    x = result.outcomes["x"]
+    assert x.start == 10.0
+    assert x.racks == [2]
+    assert x.fewest_free == [2]
+    specs = {job.spec.id: job.spec for job in jobs}
+    quality = placement_quality(list(result.outcomes.values()), specs, cluster)
+    assert quality["starts_on_more_racks_than_free_allowed"] == 0

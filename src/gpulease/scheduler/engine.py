@@ -70,6 +70,8 @@ class Decisions:
     # free GPUs promised this step to jobs waiting for preempted ones, with the number of
     # starts decided before the promise (what an observer needs to replay the free map)
     earmarks: list[tuple[int, Placement]] = field(default_factory=list)
+    # GPUs freed during the walk (victims preempted with no grace), likewise numbered
+    releases: list[tuple[int, Placement]] = field(default_factory=list)
     next_wakeup: float | None = None
 
     @property
@@ -577,6 +579,7 @@ class _Visit:
             gain = [g for v in victims for g in usable(v.record.placement, schedulable)]
             if grace <= 0:
                 pools.release(gain)
+                decisions.releases.append((len(decisions.starts), tuple(gain)))
                 self.hopeless.clear()
                 self.clears += 1
                 pools.claim(planned)

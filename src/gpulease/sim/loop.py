@@ -205,23 +205,35 @@ class Simulation:
     # ------------------------------------------------------------- decisions
     def _fewest_free(self, decisions: Decisions, spans: list[int]) -> list[int]:
         """For each start, the fewest racks the GPUs free just before it allowed (0 where
-        the start took one rack, which nothing beats). The engine decided the step's starts
-        and its promises of free GPUs to jobs waiting for preempted ones (``earmarks``) in
-        order, so adding the starts back and replaying both in that order rebuilds the free
-        map each start was placed on."""
+        the start took one rack, which nothing beats). The engine decided the step's starts,
+        its promises of free GPUs to jobs waiting for preempted ones (``earmarks``) and
+        the GPUs it freed by preempting with no grace (``releases``) in one order, so
+        giving the starts back, taking the releases out and replaying all three in that
+        order rebuilds the free map each start was placed on. (An EASY backfill is placed
+        around the queue head's reservation, which this map does not show: it may count
+        as spread.)"""
         if all(racks <= 1 for racks in spans):
             return [0] * len(spans)
         free = self.state.free_map()
         for start in decisions.starts:
             free.give(start.placement)
-        # earmarked GPUs stay free in the state: they count from their promise on
-        earmarks = iter(decisions.earmarks)
-        pending = next(earmarks, None)
+        for _, gpus in decisions.releases:
+            free.take(gpus)
+        changes = sorted(
+            [(index, 0, gpus) for index, gpus in decisions.earmarks]
+            + [(index, 1, gpus) for index, gpus in decisions.releases],
+            key=lambda change: change[0],
+        )  # stable: same-index changes keep the engine's order within each kind
+        pending = iter(changes)
+        change = next(pending, None)
         fewest: list[int] = []
         for index, (start, racks) in enumerate(zip(decisions.starts, spans, strict=True)):
-            while pending is not None and pending[0] <= index:
-                free.take(pending[1])
-                pending = next(earmarks, None)
+            while change is not None and change[0] <= index:
+                if change[1]:
+                    free.give(change[2])
+                else:
+                    free.take(change[2])
+                change = next(pending, None)
             spec = self.state.jobs[start.job_id].spec
             fewest.append(fewest_racks_free(spec, free) if racks > 1 else 0)
             free.take(start.placement)

@@ -17,7 +17,8 @@ Definitions (all times in seconds):
   more racks than the job needs on an empty site, and starts spanning more racks than the
   GPUs free at that moment allowed, each in all and by locality request. ``preferred`` and
   ``none`` jobs span racks rather than wait when no rack has room, which counts against
-  the first yardstick only; the placer promises the second (``keep_blocks`` breaks it).
+  the first yardstick only; the placer promises the second (``keep_blocks`` breaks it, and
+  an EASY backfill placed around the queue head's reservation may count against it).
 Percentiles use the nearest-rank method.
 """
 
