@@ -66,7 +66,8 @@ def jobs(draw: st.DrawFn) -> JobSpec:
     mode = draw(st.sampled_from(list(TopologyMode)))
     if draw(st.booleans()):
         segment = draw(st.sampled_from([4, 8, 16]))
-        return spec_of(segment * draw(st.integers(1, 4)), TopologyMode.REQUIRED, segment, 4)
+        gpn = draw(st.sampled_from([None, 1, 2, 4]))
+        return spec_of(segment * draw(st.integers(1, 4)), mode, segment, gpn)
     gpus = draw(st.integers(1, 40))
     gpn = draw(st.sampled_from([None, 1, 2, 4]))
     if gpn is not None:
@@ -103,7 +104,8 @@ def test_runs_without_kept_blocks_never_spread_a_job_the_free_gpus_allowed_on_fe
     run = simulate(workload, spec, policy=policy, grace_s=grace, keep_blocks=keep_blocks)
     figures = run.figures
     quality = figures["placement"]
-    assert quality["starts"] > 400  # every job started, some more than once (preemptions)
+    assert all(o.start is not None for o in run.result.outcomes.values())
+    assert quality["starts"] >= 400
     spread = quality["starts_on_more_racks_than_free_allowed"]
     assert spread == sum(quality["spread_by_topology"].values())
     assert quality["spread_by_topology"]["required"] == 0
