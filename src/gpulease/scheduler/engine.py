@@ -445,7 +445,7 @@ class _Visit:
         self.tiered: list[Ranked] | None = None  # running jobs, worst first, when leases exist
         self.blocked: WaitReason | None = None
         # tenants whose job blocks the queue (strict) or holds the EASY reservation: their
-        # later jobs wait behind it; other tenants' guaranteed jobs do not (see ``_held``)
+        # later jobs wait behind it; other tenants' guaranteed jobs do not (``_held_back``)
         self.holders: set[str] = set()
         # Shapes (coarse rank + request) that found neither released GPUs nor victims since
         # the free map last grew: a later job of the same shape cannot do better.
@@ -615,8 +615,8 @@ class _Pools:
         self.soon = FreeMap.of(cluster, [0] * len(cluster.nodes), [0] * len(cluster.racks), 0)
         self.reservation: Reservation | None = None
         self._merged: FreeMap | None = None
-        self._soon_nodes: set[int] = set()  # nodes ``soon`` ever held GPUs on this step
-        # ``soon`` GPUs by node and release time (not yet earmarked), and their totals
+        # ``soon`` GPUs by node (every node that held some this step) and release time,
+        # not yet earmarked; and their totals by release time
         self._parts: dict[int, dict[float, int]] = {}
         self._count_at: dict[float, int] = {}
 
@@ -624,7 +624,7 @@ class _Pools:
         if self._merged is None:
             free, soon = self.free, self.soon
             merged = free.copy()
-            merged.give((node, soon.node_free[node]) for node in self._soon_nodes)
+            merged.give((node, soon.node_free[node]) for node in self._parts)
             self._merged = merged
         return self._merged
 
@@ -643,7 +643,6 @@ class _Pools:
             by_time = parts.setdefault(node, {})
             by_time[at] = by_time.get(at, 0) + count
             counts[at] = counts.get(at, 0) + count
-            self._soon_nodes.add(node)
         self.soon.give(gpus)
         if self._merged is not None:
             self._merged.give(gpus)
@@ -706,27 +705,32 @@ class _Pools:
         """Hold a waiting job's planned GPUs: on each node, GPUs being released by ``by``
         (earliest first), then free ones (which it returns), then later releases (a plan
         made on :meth:`released_by` ``(by)`` needs none of those)."""
-        free, soon = self.free, self.soon
+        free = self.free
         from_free: list[tuple[int, int]] = []
         for node, count in placement:
-            rest = count
-            for phase in (by, math.inf):
-                for at, got in self._soon_taken(node, rest, phase):
-                    self._parts[node][at] -= got
-                    self._count_at[at] -= got
-                    soon.take(((node, got),))
-                    rest -= got
-                if phase == by:
-                    now_free = min(rest, free.node_free[node])
-                    if now_free:
-                        free.take(((node, now_free),))
-                        from_free.append((node, now_free))
-                        rest -= now_free
+            rest = count - self._take_soon(node, count, by)
+            now_free = min(rest, free.node_free[node])
+            if now_free:
+                free.take(((node, now_free),))
+                from_free.append((node, now_free))
+            self._take_soon(node, rest - now_free, math.inf)
         if self._merged is not None:
             self._merged.take(placement)
         promised = tuple(from_free)
         self._hold(promised)
         return promised
+
+    def _take_soon(self, node: int, count: int, by: float) -> int:
+        """Earmark up to ``count`` of ``node``'s GPUs being released by ``by``, earliest
+        first; returns how many."""
+        taken = 0
+        for at, got in self._soon_taken(node, count, by):
+            self._parts[node][at] -= got
+            self._count_at[at] -= got
+            taken += got
+        if taken:
+            self.soon.take(((node, taken),))
+        return taken
 
     def _hold(self, placement: Placement) -> None:
         if self.reservation is None:
