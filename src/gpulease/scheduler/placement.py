@@ -155,7 +155,9 @@ def _nodes_in_rack(
     return [(n, gpus_per_node) for _, n in fitting[:count]]
 
 
-def _rack_capacity(free: FreeMap, gpus_per_node: int | None) -> list[int]:
+def rack_capacity(free: FreeMap, gpus_per_node: int | None) -> list[int]:
+    """Free GPUs per rack a job could use: with ``gpus_per_node`` set, each node with that
+    many free gives exactly that many, others none (the list is ``free``'s own otherwise)."""
     if gpus_per_node is None:
         return free.rack_free
     node_free = free.node_free
@@ -228,7 +230,7 @@ def place(
         have = "are installed" if empty_site else "are free on schedulable nodes"
         return WaitReason(WaitCode.NO_CAPACITY, f"needs {gpus} GPUs; {free.total} {have}")
     gpn = job.gpus_per_node
-    caps = _rack_capacity(free, gpn)
+    caps = rack_capacity(free, gpn)
     if gpn is not None and sum(caps) < gpus:
         what, only = ("GPUs", "the site has only") if empty_site else ("free GPUs", "only")
         return WaitReason(

@@ -7,8 +7,10 @@ spanning rather than waiting is exactly what ``preferred`` asks for. Against the
 could have put the job on fewer racks right then: the placer's own promise ("a job that
 fits in one rack goes in one rack; larger jobs span the fewest racks").
 
-:func:`fewest_racks_free` is written apart from the placer on purpose, so that it checks
-rather than repeats it. It is a covering count: with per-rack capacity ``c_r`` (free GPUs,
+:func:`fewest_racks_free` is written apart from the placer's choice of racks on purpose,
+so that it checks rather than repeats it; it shares only the definitions of what a rack
+offers a job (``rack_capacity``) and which pieces must stay in one rack (``rack_piece``).
+It is a covering count: with per-rack capacity ``c_r`` (free GPUs,
 or, when the job sets ``gpus_per_node``, that many per node having them) and pieces of
 ``p`` GPUs that must each sit in one rack (the job's segment, the whole job under
 ``required`` locality, or single GPUs), the fewest racks are the smallest ``k`` such that
@@ -23,24 +25,14 @@ promises when ``keep_blocks`` is off.
 from __future__ import annotations
 
 from gpulease.domain.models import JobSpec
-from gpulease.scheduler.placement import FreeMap, rack_piece
-
-
-def rack_capacities(job: JobSpec, free: FreeMap) -> list[int]:
-    """Free GPUs per rack that ``job`` could use: with ``gpus_per_node`` set, each node with
-    that many free GPUs gives exactly that many (the job's shape), others give none."""
-    gpn = job.gpus_per_node
-    if gpn is None:
-        return list(free.rack_free)
-    node_free = free.node_free
-    return [gpn * sum(node_free[n] >= gpn for n in rack.nodes) for rack in free.cluster.racks]
+from gpulease.scheduler.placement import FreeMap, rack_capacity, rack_piece
 
 
 def fewest_racks_free(job: JobSpec, free: FreeMap) -> int:
     """Fewest racks ``job`` could span on ``free``; 0 if it cannot be placed there at all."""
     gpn = job.gpus_per_node
     piece = rack_piece(job) or 1
-    caps = rack_capacities(job, free)
+    caps = rack_capacity(free, gpn)
     if gpn is not None and piece == 1:
         piece = gpn  # whole nodes are the unit then
     units = sorted((cap // piece for cap in caps), reverse=True)
