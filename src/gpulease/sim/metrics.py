@@ -188,7 +188,7 @@ def placement_quality(
     outcomes: Sequence[JobOutcome], specs: dict[str, JobSpec], cluster: Cluster
 ) -> dict[str, Any]:
     needed_by_shape: dict[tuple[int, int | None, int | None, str], int] = {}
-    starts = extra = multi = spread = 0
+    starts = multi = 0
     extra_by_mode = {mode.value: 0 for mode in TopologyMode}
     spread_by_mode = {mode.value: 0 for mode in TopologyMode}
     for outcome in outcomes:
@@ -203,11 +203,9 @@ def placement_quality(
         for racks, least in zip(outcome.racks, outcome.fewest_free, strict=True):
             starts += 1
             multi += racks > 1
-            extra += racks > needed
             extra_by_mode[mode] += racks > needed
-            over = 0 < least < racks
-            spread += over
-            spread_by_mode[mode] += over
+            spread_by_mode[mode] += 0 < least < racks
+    extra, spread = sum(extra_by_mode.values()), sum(spread_by_mode.values())
     return {
         "starts": starts,
         "multi_rack_starts": multi,
