@@ -220,8 +220,8 @@ class Simulation:
         for _, gpus in decisions.releases:
             free.take(gpus)
         changes = sorted(
-            [(index, 0, gpus) for index, gpus in decisions.earmarks]
-            + [(index, 1, gpus) for index, gpus in decisions.releases],
+            [(index, free.take, gpus) for index, gpus in decisions.earmarks]
+            + [(index, free.give, gpus) for index, gpus in decisions.releases],
             key=lambda change: change[0],
         )  # stable: same-index changes keep the engine's order within each kind
         pending = iter(changes)
@@ -229,10 +229,7 @@ class Simulation:
         fewest: list[int] = []
         for index, (start, racks) in enumerate(zip(decisions.starts, spans, strict=True)):
             while change is not None and change[0] <= index:
-                if change[1]:
-                    free.give(change[2])
-                else:
-                    free.take(change[2])
+                change[1](change[2])
                 change = next(pending, None)
             spec = self.state.jobs[start.job_id].spec
             fewest.append(fewest_racks_free(spec, free) if racks > 1 else 0)
