@@ -1084,6 +1084,29 @@ def test_free_gpus_promised_to_a_claimant_waiting_for_preemptions_are_reported(
     assert codes(decisions)["s2"] is not WaitCode.PREEMPTING
 
 
+def two_claims_then_a_bystander(
+    state: SchedulerState,
+    job: MakeJob,
+    scheduler: MakeScheduler,
+    run_step: RunStep,
+    a_gpus: int,
+    b_gpus: int,
+) -> list[Decisions]:
+    """Grace 30 s, FIFO: owner's claim "a" at t=1, owner's claim "b" at t=5, spot job "c"
+    (1 GPU) at t=6; the decisions of the steps at 1, 5, 6 and 31 (when a's grace ends)."""
+    fifo = scheduler("fifo", grace=30)
+    steps = []
+    for name, gpus, tenant, now in (
+        ("a", a_gpus, "owner", 1.0),
+        ("b", b_gpus, "owner", 5.0),
+        ("c", 1, "spot", 6.0),
+    ):
+        state.submit(job(name, gpus, tenant=tenant, submit=now, topology="none"))
+        steps.append(run_step(fifo, state, now))
+    steps.append(run_step(fifo, state, 31.0))
+    return steps
+
+
 def test_a_claim_counts_on_the_earliest_released_gpus_and_keeps_its_free_ones(
     make_state: MakeState,
     job: MakeJob,
@@ -1101,19 +1124,14 @@ def test_a_claim_counts_on_the_earliest_released_gpus_and_keeps_its_free_ones(
         jobs=[job(f"v{i}", 4, tenant="spot", submit=i) for i in range(3)],
         running={f"v{i}": ((i, 4),) for i in range(3)},
     )
-    fifo = scheduler("fifo", grace=30)
-    state.submit(job("a", 8, tenant="owner", submit=1))
-    first = run_step(fifo, state, 1.0)
+    first, second, third, at_grace = two_claims_then_a_bystander(
+        state, job, scheduler, run_step, 8, 4
+    )
     assert first.earmarks == [(0, ((3, 4),))]
-    state.submit(job("b", 4, tenant="owner", submit=5))
-    second = run_step(fifo, state, 5.0)
     assert len(first.notices) == len(second.notices) == 1
-    state.submit(job("c", 1, tenant="spot", submit=6))
-    third = run_step(fifo, state, 6.0)  # any later step: nothing moves
-    assert third.starts == []
+    assert third.starts == []  # any later step: nothing moves
     assert third.earmarks == [(0, ((3, 4),))]
     victim_node = int(first.notices[0].job_id[1:])  # v<i> runs on node i
-    at_grace = run_step(fifo, state, 31.0)
     assert at_grace.starts == [Start("a", tuple(sorted([(victim_node, 4), (3, 4)])), False)]
 
 
@@ -1138,16 +1156,11 @@ def test_an_in_time_plan_holds_the_free_gpus_beside_gpus_released_too_late(
         ],
         running={"v0": ((0, 4),), "v1": ((1, 2),), "v2": ((2, 4),)},
     )
-    fifo = scheduler("fifo", grace=30)
-    state.submit(job("a", 6, tenant="owner", submit=1, topology="none"))
-    run_step(fifo, state, 1.0)
-    state.submit(job("b", 2, tenant="owner", submit=5, topology="none"))
-    assert [n.job_id for n in run_step(fifo, state, 5.0).notices] == ["v1"]
-    state.submit(job("c", 1, tenant="spot", submit=6, topology="none"))
-    later = run_step(fifo, state, 6.0)
+    _, second, later, at_grace = two_claims_then_a_bystander(state, job, scheduler, run_step, 6, 2)
+    assert [n.job_id for n in second.notices] == ["v1"]
     assert later.starts == []
     assert later.earmarks == [(0, ((1, 2),))]
-    assert run_step(fifo, state, 31.0).starts == [Start("a", ((0, 4), (1, 2)), False)]
+    assert at_grace.starts == [Start("a", ((0, 4), (1, 2)), False)]
 
 
 def test_gpus_a_node_releases_at_two_times_count_from_each(
@@ -1171,16 +1184,14 @@ def test_gpus_a_node_releases_at_two_times_count_from_each(
         ],
         running={"v0": ((0, 2),), "v1": ((0, 2),), "v2": ((1, 3),)},
     )
-    fifo = scheduler("fifo", grace=30)
-    state.submit(job("a", 3, tenant="owner", submit=1, topology="none"))
-    assert [n.job_id for n in run_step(fifo, state, 1.0).notices] == ["v0"]
-    state.submit(job("b", 1, tenant="owner", submit=5, topology="none"))
-    assert [n.job_id for n in run_step(fifo, state, 5.0).notices] == ["v1"]
-    state.submit(job("c", 1, tenant="spot", submit=6, topology="none"))
-    later = run_step(fifo, state, 6.0)
+    first, second, later, at_grace = two_claims_then_a_bystander(
+        state, job, scheduler, run_step, 3, 1
+    )
+    assert [n.job_id for n in first.notices] == ["v0"]
+    assert [n.job_id for n in second.notices] == ["v1"]
     assert later.starts == []
     assert later.earmarks == [(0, ((1, 1),))]
-    assert run_step(fifo, state, 31.0).starts == [Start("a", ((0, 2), (1, 1)), False)]
+    assert at_grace.starts == [Start("a", ((0, 2), (1, 1)), False)]
 
 
 def test_another_tenants_blocked_head_does_not_hold_back_a_guaranteed_job(
