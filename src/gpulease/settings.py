@@ -36,3 +36,31 @@ class Settings(BaseSettings):
     kyc_validity_days: int = Field(default=365, ge=1)
     operator_country: str = "ID"  # customers from elsewhere are foreign
     suspended_running: str = Field(default="drain", pattern="^(drain|keep)$")
+    # ------------------------------------------------------------ security and limits
+    token_ttl_days: int = Field(default=90, ge=1, le=3650)  # lifetime of a new API token
+    max_tokens_per_user: int = Field(default=20, ge=1, le=1000)  # live tokens at once
+    max_request_bytes: int = Field(default=1 << 20, ge=1024)  # a request body, before parsing
+    max_upload_bytes: int = Field(default=200 << 20, ge=1024)  # a screening-list upload
+    max_json_depth: int = Field(default=16, ge=2, le=200)  # nesting of a JSON body
+    auth_failures_per_minute: int = Field(default=30, ge=1)  # per client address
+    submissions_per_minute: int = Field(default=1200, ge=1)  # jobs, per tenant
+    # a request not yet approved holds its capacity for this long, then lapses
+    lease_hold_hours: float = Field(default=72.0, gt=0, le=24 * 366)
+    # share of a site's GPUs one tenant's unapproved requests may hold at once
+    lease_hold_share: float = Field(default=0.25, gt=0, le=1)
+    lease_horizon_days: int = Field(default=3 * 366, ge=1, le=20 * 366)  # windows end by then
+    # addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For is believed;
+    # empty: the peer's own address is the client's, whatever the headers say
+    trusted_proxies: list[str] = Field(default_factory=list)
+    # who may submit at which priority class; a class not named is open to every submitter
+    priority_roles: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            "critical": ["operator-admin"],
+            "high": ["operator-admin", "tenant-admin"],
+        }
+    )
+    # local executor: the unprivileged user jobs run as when the server runs as root
+    job_user: str = "nobody"
+    max_log_bytes: int = Field(default=16 << 20, ge=4096)  # a run's log on disk; more is cut
+    # scheduler leadership: a lease renewed every pass; lost when not renewed for this long
+    leader_ttl_s: float = Field(default=15.0, gt=0)

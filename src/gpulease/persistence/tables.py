@@ -132,6 +132,9 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(200), unique=True)
     role: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # A disabled user's tokens stop authenticating at once; the row stays for the audit.
+    disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    disabled_reason: Mapped[str] = mapped_column(String(500), default="", server_default="")
 
 
 class ApiToken(Base):
@@ -144,6 +147,11 @@ class ApiToken(Base):
     prefix: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # Every token expires (NULL only on rows issued before expiry existed: they never do).
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    label: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    created_by: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    revoked_by: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
 
 class Lease(Base):
@@ -163,6 +171,9 @@ class Lease(Base):
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # A request not yet approved holds capacity only until then; ``leases.tick`` lets it
+    # lapse (NULL on requests made before holds expired, and once decided).
+    hold_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     version: Mapped[int] = mapped_column(Integer, nullable=False)
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
 
@@ -253,6 +264,20 @@ class AuditRecord(Base):
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     reason: Mapped[str] = mapped_column(String(1000), default="")
     __table_args__ = (Index("ix_audit_subject", "subject_type", "subject_id"),)
+
+
+class LeaderLease(Base):
+    """Leadership of the scheduler as a lease with a heartbeat: the holder renews
+    ``expires_at`` on every pass; once it passes, any process may take over (``term`` + 1),
+    and a holder that finds a higher term than its own has lost leadership."""
+
+    __tablename__ = "leader_leases"
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    term: Mapped[int] = mapped_column(BigInteger, default=0)
+    acquired_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    renewed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class SchedulerStatus(Base):
