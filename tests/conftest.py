@@ -28,15 +28,17 @@ from __future__ import annotations
 import os
 import secrets
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 from psycopg import sql
 from sqlalchemy.exc import OperationalError
 
+from gpulease.api.app import create_app
 from gpulease.domain.clock import ManualClock
 from gpulease.persistence import migrate
 from gpulease.persistence.db import Database
@@ -226,7 +228,9 @@ SNAPSHOT_SCHEMA = "demo_snapshot"
 def _build_demo(url: str, data_dir: Path) -> list[demo_service.DemoUser]:
     db = Database(url)
     try:
-        ctx = ServiceContext(db, settings=Settings(data_dir=data_dir), clock=ManualClock(START))
+        # Built at START but also served by real servers on the system clock: long-lived tokens.
+        settings = Settings(data_dir=data_dir, token_ttl_days=3650)
+        ctx = ServiceContext(db, settings=settings, clock=ManualClock(START))
         return demo_service.create_demo(ctx)
     finally:
         db.dispose()
@@ -314,3 +318,35 @@ def demo(
     users = request.getfixturevalue("postgres_demo_template")
     _load_postgres(db_url)
     return list(users)
+
+
+# ------------------------------------------------------------------- in-process API
+@pytest.fixture
+def api(ctx: ServiceContext) -> Iterator[Callable[[str | None], TestClient]]:
+    """In-process HTTP clients of the app over ``ctx`` (no scheduler loop, no server).
+
+    ``api(token)`` is a client sending that bearer token (``api(None)``: none). The app's
+    lifespan runs once for the test; every client shares it."""
+    app = create_app(
+        ctx=ServiceContext(
+            ctx.db,
+            settings=ctx.settings.model_copy(update={"run_scheduler": False}),
+            clock=ctx.clock,
+            cache=ctx.cache,
+        )
+    )
+    clients: list[TestClient] = []
+
+    def client(token: str | None) -> TestClient:
+        made = TestClient(app, base_url="http://testserver/api/v1")
+        if token is not None:
+            made.headers["Authorization"] = f"Bearer {token}"
+        made.__enter__()
+        clients.append(made)
+        return made
+
+    try:
+        yield client
+    finally:
+        for made in clients:
+            made.__exit__(None, None, None)
