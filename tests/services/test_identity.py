@@ -11,7 +11,7 @@ from gpulease.domain.access import Principal, Role
 from gpulease.domain.clock import ManualClock
 from gpulease.domain.errors import Conflict, Unauthenticated
 from gpulease.persistence.tables import AccessRecord, ApiToken, User
-from gpulease.services import identity
+from gpulease.services import identity, tokens
 from gpulease.services.context import ServiceContext
 
 
@@ -28,7 +28,7 @@ def test_bootstrap_then_tokens(ctx: ServiceContext) -> None:
     with ctx.db.transaction(write=False) as tx:
         stored = tx.all(select(ApiToken))
     assert len(stored) == 1
-    assert stored[0].token_hash == identity.hash_token(token)
+    assert stored[0].token_hash == tokens.hash_token(token)
     assert token not in {stored[0].token_hash, stored[0].prefix}  # only the hash is kept
     for bad in (None, "", "glt_" + "0" * 40, token + "x"):
         with pytest.raises(Unauthenticated):

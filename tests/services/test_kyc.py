@@ -649,7 +649,7 @@ def test_current_layout_csl_file_is_imported_too(
     assert case.verdict == "review"
     assert case.screening is not None
     assert case.screening["hit_keys"] == ["csl:test-el-0"]
-    with pytest.raises(Denied, match="importing a screening list"):
+    with pytest.raises(Denied, match="may import a screening list"):
         screening_lists.import_list(ctx, admin, path, "csl-csv")
 
 

@@ -202,6 +202,8 @@ class UserOut(Out):
     role: str
     tenant_id: str | None
     created_at: datetime
+    disabled_at: datetime | None = None
+    disabled_reason: str = ""
 
 
 class UserCreated(BaseModel):
@@ -209,8 +211,35 @@ class UserCreated(BaseModel):
     token: str = Field(description="shown once; only its hash is stored")
 
 
+class TokenCreate(Strict):
+    label: str = Field(default="", max_length=100, description="what the token is for")
+    ttl_days: int | None = Field(
+        default=None, ge=1, le=3650, strict=True, description="default: the operator's setting"
+    )
+
+
+class TokenInfoOut(Out):
+    """A token's record: never its value (only the hash is stored)."""
+
+    id: str
+    user_id: str
+    prefix: str
+    label: str
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    revoked_by: str
+
+
 class TokenOut(BaseModel):
     token: str = Field(description="shown once; only its hash is stored")
+    id: str = ""
+    expires_at: datetime | None = None
+
+
+class ReasonIn(Strict):
+    reason: str = Field(min_length=1, max_length=500)
 
 
 class MaintenanceCreate(Strict):

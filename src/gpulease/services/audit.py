@@ -13,7 +13,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from gpulease.domain.access import OPERATOR_ROLES, Principal
+from gpulease.domain.access import Action, Principal
 from gpulease.domain.errors import InvalidRequest
 from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import AuditRecord, Base
@@ -78,7 +78,7 @@ def list_records(
     limit: int = 500,
 ) -> list[AuditRecord]:
     """The trail, newest first: operator staff only (it spans every tenant)."""
-    actor.require(*OPERATOR_ROLES, action="reading the audit trail")
+    actor.scope(Action.AUDIT_READ)
     if not 1 <= limit <= 10_000:
         raise InvalidRequest("limit must be between 1 and 10000", field="limit")
     with ctx.db.transaction(write=False) as tx:

@@ -1,34 +1,32 @@
-"""Tenants, users and API tokens; authentication of a bearer token into a Principal.
+"""Tenants and users; authentication of a bearer token into a Principal.
 
-Tokens are ``glt_`` + 40 random hex characters. Only their SHA-256 is stored, so a leaked
-database does not leak credentials; the token is returned once, when issued. A token is
-looked up by its hash (a unique index), so authentication is one indexed read.
+Tokens themselves (issue, list, revoke, expiry) live in :mod:`gpulease.services.tokens`. A
+token is looked up by its hash (a unique index), so authentication is one indexed read; it
+succeeds only for a token that is unrevoked and unexpired, of a user that is not disabled.
+
+Who may create, read, disable users is :data:`gpulease.domain.access.PERMISSIONS`; operator
+staff are managed only by operator-admins. An email address is unique across the whole
+installation, and a clash is reported without saying whose the address is.
 """
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from datetime import datetime
 
-from gpulease.domain.access import Principal, Role
+from gpulease.domain.access import Action, Principal, Role, Scope
 from gpulease.domain.errors import Conflict, InvalidRequest, Unauthenticated
-from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import AccessRecord, ApiToken, Tenant, User
-from gpulease.services import audit
+from gpulease.services import audit, tokens
 from gpulease.services.context import ServiceContext, new_id
 
-TOKEN_PREFIX = "glt_"
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+USER_AUDIT_FIELDS = ("name", "email", "role", "tenant_id")
+TOKEN_MAX = 100  # a bearer longer than any token we issue is refused unread
 
 
 def create_tenant(
     ctx: ServiceContext, actor: Principal, *, name: str, country: str, kind: str
 ) -> Tenant:
-    actor.require(Role.OPERATOR_ADMIN, action="creating a tenant")
+    actor.scope(Action.TENANT_CREATE)
     if len(country) != 2 or not country.isalpha():
         raise InvalidRequest("country must be an ISO 3166 alpha-2 code", field="country")
     now = ctx.now()
@@ -53,7 +51,7 @@ def list_tenants(ctx: ServiceContext, actor: Principal) -> list[Tenant]:
     """Operators see every tenant; a tenant's users see their own."""
     with ctx.db.transaction(write=False) as tx:
         query = tx.select(Tenant).order_by(Tenant.name)
-        if not actor.is_operator:
+        if actor.scope(Action.TENANT_READ) is not Scope.ALL:
             query = query.where(Tenant.id == actor.tenant_id)
         return tx.all(query)
 
@@ -68,20 +66,19 @@ def create_user(
     tenant_id: str | None,
 ) -> tuple[User, str]:
     """Create a user and its first token; return both (the token is shown only now)."""
-    if role.is_operator:
-        actor.require(Role.OPERATOR_ADMIN, action="creating operator staff")
-    else:
-        actor.require(Role.OPERATOR_ADMIN, Role.TENANT_ADMIN, action="creating a user")
     Principal("new", role, tenant_id)  # validates role/tenant consistency
     if tenant_id is not None:
         actor.check_visible(tenant_id, "tenant", tenant_id)
+    actor.authorize(Action.USER_CREATE, tenant_id=tenant_id)
     now = ctx.now()
     with ctx.db.transaction() as tx:
         if tenant_id is not None:
             tx.require(Tenant, tenant_id, "tenant")
         clash = tx.first(tx.select(User).where(User.email == email))
         if clash is not None:
-            raise Conflict(f"a user with email {email!r} already exists", field="email")
+            raise Conflict(
+                f"the email address {email!r} is already in use; choose another", field="email"
+            )
         user = User(
             id=new_id("user"),
             tenant_id=tenant_id,
@@ -89,10 +86,11 @@ def create_user(
             email=email,
             role=role.value,
             created_at=now,
+            disabled_reason="",
         )
         tx.add(user)
         tx.flush()
-        token = _issue(tx, user, now, actor.user_id)
+        issued = tokens._issue(ctx, tx, user, now, actor.user_id, label="first token")
         audit.record(
             tx,
             at=now,
@@ -100,9 +98,9 @@ def create_user(
             action="user.create",
             subject_type="user",
             subject_id=user.id,
-            after=audit.fields_of(user, ("name", "email", "role", "tenant_id")),
+            after=audit.fields_of(user, USER_AUDIT_FIELDS),
         )
-    return user, token
+    return user, issued.token
 
 
 def bootstrap_operator(ctx: ServiceContext, *, name: str, email: str) -> tuple[User, str]:
@@ -119,10 +117,11 @@ def bootstrap_operator(ctx: ServiceContext, *, name: str, email: str) -> tuple[U
             email=email,
             role=Role.OPERATOR_ADMIN.value,
             created_at=now,
+            disabled_reason="",
         )
         tx.add(user)
         tx.flush()
-        token = _issue(tx, user, now, user.id)
+        issued = tokens._issue(ctx, tx, user, now, user.id, label="first token")
         audit.record(
             tx,
             at=now,
@@ -133,32 +132,94 @@ def bootstrap_operator(ctx: ServiceContext, *, name: str, email: str) -> tuple[U
             after=audit.fields_of(user, ("name", "email", "role")),
             reason="first operator of a new installation",
         )
-    return user, token
+    return user, issued.token
 
 
 def principal_of(user: User) -> Principal:
     return Principal(user.id, Role(user.role), user.tenant_id)
 
 
-def issue_token(ctx: ServiceContext, actor: Principal, user_id: str) -> str:
+def list_users(
+    ctx: ServiceContext, actor: Principal, *, tenant_id: str | None = None
+) -> list[User]:
+    """The users this principal may read: staff all (or one tenant's), a tenant-admin its
+    tenant's, a member itself."""
+    scope = actor.scope(Action.USER_READ)
+    with ctx.db.transaction(write=False) as tx:
+        query = tx.select(User).order_by(User.tenant_id, User.name, User.id)
+        if scope is Scope.ALL:
+            if tenant_id is not None:
+                query = query.where(User.tenant_id == tenant_id)
+        elif scope is Scope.TENANT:
+            if tenant_id is not None:
+                actor.check_visible(tenant_id, "tenant", tenant_id)
+            query = query.where(User.tenant_id == actor.tenant_id)
+        else:
+            query = query.where(User.id == actor.user_id)
+        return tx.all(query)
+
+
+def get_user(ctx: ServiceContext, actor: Principal, user_id: str) -> User:
+    with ctx.db.transaction(write=False) as tx:
+        user = tx.require(User, user_id, "user")
+    actor.authorize(Action.USER_READ, tenant_id=user.tenant_id, owner_id=user.id, record_id=user_id)
+    return user
+
+
+def set_disabled(
+    ctx: ServiceContext, actor: Principal, user_id: str, *, disabled: bool, reason: str
+) -> User:
+    """Disable a user (its tokens stop working at once) or enable it again."""
+    actor.scope(Action.USER_DISABLE)
+    if not reason.strip():
+        raise InvalidRequest("say why (the change is recorded with its reason)", field="reason")
+    if disabled and user_id == actor.user_id:
+        raise InvalidRequest("you cannot disable yourself; ask another admin", field="user_id")
     now = ctx.now()
     with ctx.db.transaction() as tx:
-        user = tx.require(User, user_id, "user")
-        if user.tenant_id is not None:
-            actor.check_visible(user.tenant_id, "user", user_id)
-        if actor.user_id != user_id:
-            actor.require(Role.OPERATOR_ADMIN, Role.TENANT_ADMIN, action="issuing a token")
-        return _issue(tx, user, now, actor.user_id)
+        user = tx.require(User, user_id, "user", for_update=True)
+        actor.authorize(Action.USER_DISABLE, tenant_id=user.tenant_id, record_id=user_id)
+        if (user.disabled_at is not None) == disabled:
+            state = "disabled" if disabled else "enabled"
+            raise Conflict(f"user {user_id} is already {state}; nothing to do", user_id=user_id)
+        before = {"disabled_at": audit.fields_of(user, ("disabled_at",))["disabled_at"]}
+        user.disabled_at = now if disabled else None
+        user.disabled_reason = reason.strip()[:500] if disabled else ""
+        audit.record(
+            tx,
+            at=now,
+            actor=actor.user_id,
+            action="user.disable" if disabled else "user.enable",
+            subject_type="user",
+            subject_id=user.id,
+            before=before,
+            after={"disabled_at": None if user.disabled_at is None else now.isoformat()},
+            reason=reason.strip(),
+        )
+        return user
 
 
 def authenticate(ctx: ServiceContext, token: str | None) -> Principal:
     if not token:
         raise Unauthenticated("missing bearer token; send 'Authorization: Bearer glt_...'")
+    if len(token) > TOKEN_MAX:
+        raise Unauthenticated("invalid or revoked token")
+    now = ctx.now()
     with ctx.db.transaction(write=False) as tx:
-        row = tx.first(tx.select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+        row = tx.first(tx.select(ApiToken).where(ApiToken.token_hash == tokens.hash_token(token)))
         if row is None or row.revoked_at is not None:
-            raise Unauthenticated("invalid or revoked token")
+            raise Unauthenticated(
+                "invalid or revoked token; log in again with a token your admin issues "
+                "(`gpulease login --token ...`)"
+            )
+        if row.expires_at is not None and row.expires_at <= now:
+            raise Unauthenticated(
+                f"this token expired at {row.expires_at:%Y-%m-%d %H:%M} UTC; "
+                "ask your admin for a new one (`gpulease tokens issue`)"
+            )
         user = tx.require(User, row.user_id, "user")
+        if user.disabled_at is not None:
+            raise Unauthenticated("this user is disabled; ask your admin")
         return Principal(user.id, Role(user.role), user.tenant_id)
 
 
@@ -199,25 +260,3 @@ def note_access(ctx: ServiceContext, principal: Principal, ip: str) -> None:
         else:
             row.last_seen = now
             row.requests += pending
-
-
-def _issue(tx: Tx, user: User, now: datetime, actor: str) -> str:
-    token = TOKEN_PREFIX + secrets.token_hex(20)
-    row = ApiToken(
-        id=new_id("token"),
-        user_id=user.id,
-        token_hash=hash_token(token),
-        prefix=token[:8],
-        created_at=now,
-    )
-    tx.add(row)
-    audit.record(
-        tx,
-        at=now,
-        actor=actor,
-        action="token.issue",
-        subject_type="user",
-        subject_id=user.id,
-        after={"token_id": row.id, "prefix": row.prefix},
-    )
-    return token

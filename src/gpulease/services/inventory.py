@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from gpulease.domain.access import Principal, Role
+from gpulease.domain.access import Action, Principal
 from gpulease.domain.errors import Conflict, InvalidRequest
 from gpulease.domain.states import NODE_TRANSITIONS, JobState, NodeState, transition
 from gpulease.inventory.hardware import hardware_preset
@@ -68,7 +68,7 @@ def register_site(
     serial_prefix: str,
     custody: Sequence[CustodyLink] = (),
 ) -> Site:
-    actor.require(Role.OPERATOR_ADMIN, action="registering a site")
+    actor.scope(Action.SITE_REGISTER)
     preset = hardware_preset(hardware)
     if racks < 1:
         raise InvalidRequest("a site needs at least one rack", field="racks")
@@ -249,7 +249,7 @@ def set_node_state(
     ctx: ServiceContext, actor: Principal, node_id: str, target: NodeState, reason: str
 ) -> tuple[Node, list[str]]:
     """Change a node's state; going DOWN requeues or fails its running jobs (returned)."""
-    actor.require(Role.OPERATOR_ADMIN, action="changing a node's state")
+    actor.scope(Action.NODE_CHANGE)
     if not reason.strip():
         raise InvalidRequest("say why the node changes state", field="reason")
     now = ctx.now()
@@ -302,7 +302,7 @@ def add_maintenance(
     reason: str,
 ) -> MaintenanceWindow:
     """Plan a node's maintenance: the lease calendar will not sell its GPUs over the window."""
-    actor.require(Role.OPERATOR_ADMIN, action="planning maintenance")
+    actor.scope(Action.NODE_MAINTAIN)
     if end <= start:
         raise InvalidRequest("end must be after start", field="end")
     now = ctx.now()

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from gpulease.domain.access import Principal, Role
+from gpulease.domain.access import Action, Principal, Scope
 from gpulease.domain.clock import to_seconds
-from gpulease.domain.errors import InvalidRequest
+from gpulease.domain.errors import Denied, InvalidRequest
 from gpulease.domain.models import JobSpec, PriorityClass, TopologyMode, TopologyRequest
 from gpulease.domain.states import JobState, LeaseState
 from gpulease.persistence.db import Tx
@@ -26,7 +26,6 @@ from gpulease.services.idempotency import Idempotent, once
 from gpulease.services.inventory import cached_topology, default_site
 
 TEXT_LIMIT = 200  # the purpose and name columns
-SUBMITTERS = (Role.OPERATOR_ADMIN, Role.TENANT_ADMIN, Role.TENANT_MEMBER)
 DEAD_LEASE_STATES = frozenset({LeaseState.ENDED, LeaseState.REJECTED, LeaseState.CANCELLED})
 
 
@@ -70,8 +69,8 @@ def spec_of(job: Job) -> JobSpec:
 def submit(
     ctx: ServiceContext, actor: Principal, sub: JobSubmission, idem: Idempotent | None = None
 ) -> Job:
-    actor.require(*SUBMITTERS, action="submitting a job")
     tenant_id = actor.acting_tenant(sub.tenant_id)
+    actor.authorize(Action.JOB_SUBMIT, tenant_id=tenant_id)
     site_id = sub.site_id or default_site(ctx)
     if not sub.purpose.strip():
         raise InvalidRequest("declare the job's purpose (its end use)", field="purpose")
@@ -90,6 +89,7 @@ def submit(
             field="topology",
         ) from None
     priority = PriorityClass.parse(sub.priority)
+    _check_priority(ctx, actor, priority)
     now = ctx.now()
     job_id = new_id("job")
     spec = JobSpec(  # validates the shape before anything is written
@@ -169,10 +169,23 @@ def submit(
     return once(ctx, actor, idem, create, lambda tx, found: tx.require(Job, found, "job"))
 
 
+def _check_priority(ctx: ServiceContext, actor: Principal, priority: PriorityClass) -> None:
+    """Who may submit at which class is the operator's setting (``priority_roles``): a class
+    preempts the classes below it, so a tenant must not name itself the most urgent."""
+    name = priority.name.lower()
+    allowed = ctx.settings.priority_roles.get(name)
+    if allowed is not None and actor.role.value not in allowed:
+        raise Denied(
+            f"priority {name!r} is for {', '.join(allowed)}; submit at a lower class "
+            "or ask the operator",
+            field="priority",
+        )
+
+
 def get_job(ctx: ServiceContext, actor: Principal, job_id: str) -> Job:
     with ctx.db.transaction(write=False) as tx:
         job = tx.require(Job, job_id, "job")
-    actor.check_visible(job.tenant_id, "job", job_id)
+    actor.authorize(Action.JOB_READ, tenant_id=job.tenant_id, record_id=job_id)
     return job
 
 
@@ -188,7 +201,7 @@ def list_jobs(
         raise InvalidRequest("limit must be between 1 and 5000", field="limit")
     with ctx.db.transaction(write=False) as tx:
         query = tx.select(Job).order_by(Job.submitted_at.desc(), Job.id).limit(limit)
-        if not actor.is_operator:
+        if actor.scope(Action.JOB_READ) is not Scope.ALL:
             query = query.where(Job.tenant_id == actor.tenant_id)
         elif tenant_id is not None:
             query = query.where(Job.tenant_id == tenant_id)
@@ -205,17 +218,19 @@ def list_jobs(
 def cancel(ctx: ServiceContext, actor: Principal, job_id: str, reason: str = "") -> Job:
     """Cancel a queued or running job; a running job's process is stopped by the executor
     at the scheduler's next pass (it sees the job is no longer running)."""
-    actor.require(*SUBMITTERS, action="cancelling a job")
+    actor.scope(Action.JOB_CANCEL)
     now = ctx.now()
     with ctx.db.transaction() as tx:
         job = tx.require(Job, job_id, "job", for_update=True)
-        actor.check_visible(job.tenant_id, "job", job_id)
+        actor.authorize(
+            Action.JOB_CANCEL, tenant_id=job.tenant_id, owner_id=job.created_by, record_id=job_id
+        )
         runs.stop_run(
             tx,
             job,
             now,
             JobState.CANCELLED,
-            reason=reason or f"cancelled by {actor.user_id}",
+            reason=reason or f"cancelled by {actor.label}",
             actor=actor.user_id,
         )
     return job

@@ -41,7 +41,7 @@ from gpulease.compliance.ownership import (
     restriction_for_entry,
 )
 from gpulease.compliance.policy import EffectivePolicy, PolicySet
-from gpulease.domain.access import Principal, Role
+from gpulease.domain.access import Action, Principal, Scope
 from gpulease.domain.errors import Conflict, Denied, DomainError, InvalidRequest
 from gpulease.domain.states import KYC_TRANSITIONS, KycState, transition
 from gpulease.persistence.db import Tx
@@ -123,13 +123,7 @@ def submit_case(
     ctx: ServiceContext, actor: Principal, tenant_id: str, sub: CaseSubmission
 ) -> KycCase:
     """Record a case and screen it at once; it then waits for an officer."""
-    actor.require(
-        Role.TENANT_ADMIN,
-        Role.OPERATOR_ADMIN,
-        Role.COMPLIANCE_OFFICER,
-        action="submitting a KYC case",
-    )
-    actor.check_visible(tenant_id, "tenant", tenant_id)
+    actor.authorize(Action.KYC_SUBMIT, tenant_id=tenant_id, record_id=tenant_id, kind="tenant")
     _validate(sub)
     now = ctx.now()
     with ctx.db.transaction() as tx:
@@ -258,7 +252,7 @@ def decide_case(
     end_uses: Iterable[str] | None = None,
 ) -> KycCase:
     """An officer's approval or rejection. Approval of a blocked case is refused."""
-    officer.require(Role.COMPLIANCE_OFFICER, action="deciding a KYC case")
+    officer.scope(Action.KYC_DECIDE)
     if not reason.strip():
         raise InvalidRequest("say why (the decision is recorded with its reason)", field="reason")
     now = ctx.now()
@@ -393,7 +387,7 @@ def import_list_and_rescreen(
 
 def rescreen_now(ctx: ServiceContext, actor: Principal, why: str) -> list[Rescreen]:
     """An officer's re-screening of every approved or pending case (no list changed)."""
-    actor.require(*screening_lists.IMPORTERS, action="re-screening tenants")
+    actor.scope(Action.KYC_RESCREEN)
     return rescreen_all(ctx, actor.user_id, why)
 
 
@@ -525,14 +519,14 @@ def check_admission(ctx: ServiceContext, tx: Tx, tenant_id: str, purpose: str) -
 def get_case(ctx: ServiceContext, actor: Principal, case_id: str) -> KycCase:
     with ctx.db.transaction(write=False) as tx:
         case = tx.require(KycCase, case_id, "kyc case")
-    actor.check_visible(case.tenant_id, "kyc case", case_id)
+    actor.authorize(Action.KYC_READ, tenant_id=case.tenant_id, record_id=case_id, kind="kyc case")
     return case
 
 
 def list_cases(ctx: ServiceContext, actor: Principal, state: str | None = None) -> list[KycCase]:
     with ctx.db.transaction(write=False) as tx:
         query = tx.select(KycCase).order_by(KycCase.submitted_at.desc())
-        if not actor.is_operator:
+        if actor.scope(Action.KYC_READ) is not Scope.ALL:
             query = query.where(KycCase.tenant_id == actor.tenant_id)
         if state is not None:
             query = query.where(KycCase.state == KycState(state).value)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from gpulease.domain.access import Principal, Role
+from gpulease.domain.access import Action, Principal, Scope
 from gpulease.domain.errors import Conflict, InvalidRequest
 from gpulease.domain.states import (
     CAPACITY_HOLDING_LEASE_STATES,
@@ -50,8 +50,8 @@ class LeaseRequest:
 def request_lease(
     ctx: ServiceContext, actor: Principal, req: LeaseRequest, idem: Idempotent | None = None
 ) -> Lease:
-    actor.require(Role.OPERATOR_ADMIN, Role.TENANT_ADMIN, action="requesting a lease")
     tenant_id = actor.acting_tenant(req.tenant_id)
+    actor.authorize(Action.LEASE_REQUEST, tenant_id=tenant_id)
     now = ctx.now()
     _validate_window(req.start, req.end, now)
 
@@ -101,7 +101,7 @@ def request_lease(
 def get_lease(ctx: ServiceContext, actor: Principal, lease_id: str) -> Lease:
     with ctx.db.transaction(write=False) as tx:
         lease = tx.require(Lease, lease_id, "lease")
-    actor.check_visible(lease.tenant_id, "lease", lease_id)
+    actor.authorize(Action.LEASE_READ, tenant_id=lease.tenant_id, record_id=lease_id)
     return lease
 
 
@@ -110,7 +110,7 @@ def list_leases(
 ) -> list[Lease]:
     with ctx.db.transaction(write=False) as tx:
         query = tx.select(Lease).order_by(Lease.created_at.desc(), Lease.id).limit(limit)
-        if not actor.is_operator:
+        if actor.scope(Action.LEASE_READ) is not Scope.ALL:
             query = query.where(Lease.tenant_id == actor.tenant_id)
         if state is not None:
             query = query.where(Lease.state == LeaseState(state).value)
@@ -122,17 +122,15 @@ def decide(
 ) -> Lease:
     """An operator's decision (approve, reject, suspend, resume) or a cancellation."""
     now = ctx.now()
-    if target is LeaseState.CANCELLED:
-        actor.require(Role.OPERATOR_ADMIN, Role.TENANT_ADMIN, action="cancelling a lease")
-    else:
-        actor.require(Role.OPERATOR_ADMIN, action=f"moving a lease to {target.value}")
+    action = Action.LEASE_CANCEL if target is LeaseState.CANCELLED else Action.LEASE_DECIDE
+    actor.scope(action)  # refused before any read when the role may not at all
     if target in (LeaseState.REJECTED, LeaseState.SUSPENDED, LeaseState.CANCELLED) and not (
         reason.strip()
     ):
         raise InvalidRequest(f"say why the lease is {target.value}", field="reason")
     with ctx.db.transaction() as tx:
         lease = tx.require(Lease, lease_id, "lease", for_update=True)
-        actor.check_visible(lease.tenant_id, "lease", lease_id)
+        actor.authorize(action, tenant_id=lease.tenant_id, record_id=lease_id)
         if target is LeaseState.ACTIVE:
             tenant = tx.require(Tenant, lease.tenant_id, "tenant")
             if not is_approved(tenant, now):

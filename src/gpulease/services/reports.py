@@ -29,7 +29,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from gpulease.compliance.end_uses import END_USES, parse_purpose
-from gpulease.domain.access import OPERATOR_ROLES, Principal
+from gpulease.domain.access import Action, Principal
 from gpulease.domain.errors import InvalidRequest, NotFound
 from gpulease.domain.states import JobState
 from gpulease.persistence.tables import (
@@ -76,10 +76,6 @@ FINISHED = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 _LABELS = {e.code: e.label for e in END_USES}
 
 
-def _staff(actor: Principal, action: str) -> None:
-    actor.require(*OPERATOR_ROLES, action=action)
-
-
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
@@ -99,7 +95,7 @@ def end_user_disclosure(
     """Everything a regulator asks about the end user behind a tenant account (see module
     docstring). ``as_of`` (default now) bounds the decisions, ownership, compute and access
     shown; the standing is the tenant's current one."""
-    _staff(actor, "reading an end-user disclosure")
+    actor.scope(Action.REPORT_READ)
     now = ctx.now()
     moment = as_of or now
     if moment.tzinfo is None:  # a bare date-time is UTC, like every time gpulease keeps
@@ -533,7 +529,7 @@ def _compute(allocations: Iterable[GpuAllocation], moment: datetime) -> dict[str
 # ------------------------------------------------------------------ GPU provenance
 def gpu_provenance(ctx: ServiceContext, actor: Principal, serial: str) -> dict[str, Any]:
     """Where a GPU is, how it got there, and who used it when for what."""
-    _staff(actor, "reading a GPU's provenance")
+    actor.scope(Action.REPORT_READ)
     now = ctx.now()
     with ctx.db.transaction(write=False) as tx:
         gpu = tx.get(Gpu, serial)
@@ -649,7 +645,7 @@ def large_training_runs(
     job's actual run seconds once it has run (finished or running: past runs plus the
     current one), else its walltime limit, else its declared (simulated) duration; a job
     with none of these cannot be estimated and is counted apart."""
-    _staff(actor, "reading the large training runs report")
+    actor.scope(Action.REPORT_READ)
     threshold = _decimal(threshold_ops, "threshold")
     peak = _decimal(peak_flops_per_gpu, "peak_flops_per_gpu")
     util = _decimal(utilisation, "utilisation")

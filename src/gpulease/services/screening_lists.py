@@ -17,14 +17,13 @@ from typing import Any
 from gpulease.compliance.lists import snapshot as snapshots
 from gpulease.compliance.matching import ScreeningIndex
 from gpulease.compliance.model import Address, ListEntry, PartyKind
-from gpulease.domain.access import OPERATOR_ROLES, Principal, Role
+from gpulease.domain.access import Action, Principal
 from gpulease.domain.errors import Conflict, InvalidRequest
 from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import ListEntryRow, ListSnapshotRow
 from gpulease.services import audit
 from gpulease.services.context import ServiceContext, new_id
 
-IMPORTERS = (Role.OPERATOR_ADMIN, Role.COMPLIANCE_OFFICER)
 OFAC_FILES = ("sdn.csv", "alt.csv", "add.csv")
 
 
@@ -88,7 +87,7 @@ def import_files(
     published: str = "",
 ) -> ImportReport:
     """Import a list from its files' bytes (an upload); see the module docstring."""
-    actor.require(*IMPORTERS, action="importing a screening list")
+    actor.scope(Action.LIST_IMPORT)
     parsed = snapshots.snapshot_from_bytes(fmt, files, version_label=label, published=published)
     now = ctx.now()
     with ctx.db.transaction() as tx:
@@ -172,7 +171,7 @@ def import_files(
 
 
 def list_snapshots(ctx: ServiceContext, actor: Principal) -> list[ListSnapshotRow]:
-    actor.require(*OPERATOR_ROLES, action="reading screening lists")
+    actor.scope(Action.LIST_READ)
     with ctx.db.transaction(write=False) as tx:
         return tx.all(tx.select(ListSnapshotRow).order_by(ListSnapshotRow.imported_at.desc()))
 
@@ -180,7 +179,7 @@ def list_snapshots(ctx: ServiceContext, actor: Principal) -> list[ListSnapshotRo
 def diff_snapshots(
     ctx: ServiceContext, actor: Principal, old_id: str, new_id_: str
 ) -> snapshots.ListDiff:
-    actor.require(*OPERATOR_ROLES, action="comparing screening lists")
+    actor.scope(Action.LIST_READ)
     with ctx.db.transaction(write=False) as tx:
         old = tx.require(ListSnapshotRow, old_id, "list")
         new = tx.require(ListSnapshotRow, new_id_, "list")

@@ -12,15 +12,18 @@ from gpulease.api.schemas import (
     AuditOut,
     MaintenanceCreate,
     MaintenanceOut,
+    ReasonIn,
     TenantCreate,
     TenantOut,
+    TokenCreate,
+    TokenInfoOut,
     TokenOut,
     UserCreate,
     UserCreated,
     UserOut,
 )
 from gpulease.domain.access import Role
-from gpulease.services import audit, identity, inventory
+from gpulease.services import audit, identity, inventory, tokens
 
 router = APIRouter(tags=["administration"])
 
@@ -51,12 +54,53 @@ def create_user(body: UserCreate, ctx: Ctx, me: Me) -> UserCreated:
     return UserCreated(user=UserOut.model_validate(user), token=token)
 
 
+@router.get("/users", response_model=list[UserOut], responses=ERROR_RESPONSES)
+def list_users(
+    ctx: Ctx, me: Me, tenant_id: Annotated[str | None, Query(max_length=64)] = None
+) -> list[UserOut]:
+    """The users you may see: staff every user (or one tenant's), an admin its tenant's."""
+    return [UserOut.model_validate(u) for u in identity.list_users(ctx, me, tenant_id=tenant_id)]
+
+
+@router.get("/users/{user_id}", response_model=UserOut, responses=ERROR_RESPONSES)
+def show_user(user_id: str, ctx: Ctx, me: Me) -> UserOut:
+    return UserOut.model_validate(identity.get_user(ctx, me, user_id))
+
+
+@router.post("/users/{user_id}/disable", response_model=UserOut, responses=ERROR_RESPONSES)
+def disable_user(user_id: str, body: ReasonIn, ctx: Ctx, me: Me) -> UserOut:
+    """Disable a user: every token of it stops working at once (the record stays)."""
+    user = identity.set_disabled(ctx, me, user_id, disabled=True, reason=body.reason)
+    return UserOut.model_validate(user)
+
+
+@router.post("/users/{user_id}/enable", response_model=UserOut, responses=ERROR_RESPONSES)
+def enable_user(user_id: str, body: ReasonIn, ctx: Ctx, me: Me) -> UserOut:
+    user = identity.set_disabled(ctx, me, user_id, disabled=False, reason=body.reason)
+    return UserOut.model_validate(user)
+
+
 @router.post(
     "/users/{user_id}/tokens", status_code=201, response_model=TokenOut, responses=ERROR_RESPONSES
 )
-def issue_token(user_id: str, ctx: Ctx, me: Me) -> TokenOut:
-    """Issue another token for a user (yourself, or as an admin)."""
-    return TokenOut(token=identity.issue_token(ctx, me, user_id))
+def issue_token(user_id: str, ctx: Ctx, me: Me, body: TokenCreate | None = None) -> TokenOut:
+    """Issue another token for a user (yourself, or one you manage); it expires."""
+    wanted = body or TokenCreate()
+    issued = tokens.issue(ctx, me, user_id, label=wanted.label, ttl_days=wanted.ttl_days)
+    return TokenOut(token=issued.token, id=issued.row.id, expires_at=issued.row.expires_at)
+
+
+@router.get("/users/{user_id}/tokens", response_model=list[TokenInfoOut], responses=ERROR_RESPONSES)
+def list_tokens(user_id: str, ctx: Ctx, me: Me) -> list[TokenInfoOut]:
+    """A user's tokens: live, expired and revoked (never their values)."""
+    return [TokenInfoOut.model_validate(t) for t in tokens.list_tokens(ctx, me, user_id)]
+
+
+@router.post("/tokens/{token_id}/revoke", response_model=TokenInfoOut, responses=ERROR_RESPONSES)
+def revoke_token(token_id: str, ctx: Ctx, me: Me, body: ReasonIn | None = None) -> TokenInfoOut:
+    """Revoke a token; the next request that presents it is refused."""
+    row = tokens.revoke(ctx, me, token_id, body.reason if body else "")
+    return TokenInfoOut.model_validate(row)
 
 
 @router.post(

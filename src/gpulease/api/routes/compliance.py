@@ -23,6 +23,7 @@ from gpulease.api.schemas import (
 )
 from gpulease.compliance.end_uses import END_USES
 from gpulease.compliance.model import Address
+from gpulease.domain.access import Action
 from gpulease.domain.errors import InvalidRequest
 from gpulease.domain.states import KycState
 from gpulease.services import kyc, screening_lists
@@ -115,7 +116,7 @@ async def import_list(
     """Import a list (upload its file, or sdn.csv, alt.csv and add.csv for ofac-sdn), then
     re-screen every approved or pending tenant against it."""
     # refused before reading up to 200 MiB of upload (the service checks again)
-    me.require(*screening_lists.IMPORTERS, action="importing a screening list")
+    me.scope(Action.LIST_IMPORT)
     contents: dict[str, bytes] = {}
     for upload in files:
         data = await upload.read(MAX_UPLOAD + 1)
