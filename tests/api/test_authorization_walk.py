@@ -188,7 +188,8 @@ def _setup(ctx: ServiceContext, demo: list[DemoUser]) -> tuple[dict[Role, str], 
     officer = identity.authenticate(ctx, by_email["compliance@indosat.example"].token)
     a_admin = identity.authenticate(ctx, by_email["admin@university.example"].token)
     b_admin = identity.authenticate(ctx, by_email["admin@bank.example"].token)
-    assert a_admin.tenant_id is not None and b_admin.tenant_id is not None
+    assert a_admin.tenant_id is not None
+    assert b_admin.tenant_id is not None
     _member, member_token = identity.create_user(
         ctx,
         a_admin,
