@@ -102,3 +102,24 @@ def test_errors_are_one_line_with_exit_status_2(cli, demo_server: Server) -> Non
     down = cli("login", "--token", "glt_x", "--url", "http://127.0.0.1:9", check=False)
     assert down.returncode == 2
     assert "cannot reach" in down.stderr
+
+
+def test_tokens_and_users_from_the_cli(cli, demo_server: Server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cli("login", "--token", demo_server.tokens["bank"], "--url", demo_server.url)
+    issued = cli("tokens", "issue", "--label", "ci runner", "--days", "3").stdout
+    token = issued.strip().splitlines()[-1]
+    assert token.startswith("glt_")
+    listed = json.loads(cli("tokens", "list", "--json").stdout)
+    (mine,) = [t for t in listed if t["label"] == "ci runner"]
+    assert mine["revoked_at"] is None
+    assert token not in json.dumps(listed)  # never the value
+    assert "ci runner" in cli("tokens", "list").stdout
+    users = json.loads(cli("users", "list", "--json").stdout)
+    assert {u["email"] for u in users} == {"admin@bank.example"}  # its tenant only
+
+    other = dict(os.environ, GPULEASE_CONFIG=str(tmp_path / "other.json"))
+    run_cli(other, "login", "--token", token, "--url", demo_server.url)
+    cli("tokens", "revoke", mine["id"], "--reason", "rotated")
+    refused = run_cli(other, "whoami", check=False)
+    assert refused.returncode == 2
+    assert "revoked" in refused.stderr + refused.stdout

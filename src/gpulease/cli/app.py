@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from gpulease import __version__
-from gpulease.cli import compliance, remote, reports, server
+from gpulease.cli import access, compliance, remote, reports, server
 from gpulease.domain.errors import DomainError, InvalidRequest
 from gpulease.inventory.topology import build_cluster, parse_cluster_spec
 from gpulease.scheduler.ordering import POLICY_NAMES, make_policy
@@ -41,6 +41,8 @@ app.command("nodes")(remote.nodes_command)
 app.add_typer(remote.lease_app, name="lease")
 app.add_typer(remote.job_app, name="job")
 app.add_typer(reports.report_app, name="report")
+app.add_typer(access.users_app, name="users")
+app.add_typer(access.tokens_app, name="tokens")
 app.add_typer(compliance.kyc_app, name="kyc")
 app.add_typer(compliance.lists_app, name="lists")
 app.command("policy")(compliance.policy_command)

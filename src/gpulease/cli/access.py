@@ -1,0 +1,135 @@
+"""``gpulease users`` and ``gpulease tokens``: who may use the API, and their credentials.
+
+Thin over the REST API (``/users``, ``/users/{id}/tokens``, ``/tokens/{id}/revoke``): the
+server decides who may do what (``domain.access.PERMISSIONS``); these commands only ask and
+render. A token is printed once, on its own line, never inside a table (it must be copied
+whole); listings show a token's id and prefix, never its value.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gpulease.cli.client import ApiClient
+
+console = Console()
+users_app = typer.Typer(help="List, disable and enable users.", no_args_is_help=True)
+tokens_app = typer.Typer(help="Issue, list and revoke API tokens.", no_args_is_help=True)
+ID_COLUMN: dict[str, Any] = {"no_wrap": True, "overflow": "fold"}
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+Reason = Annotated[str, typer.Option(help="Why (recorded in the audit trail).")]
+UserOption = Annotated[
+    str | None, typer.Option("--user", help="Whose tokens (a user id; default: yourself).")
+]
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2))
+
+
+def _day(value: str | None) -> str:
+    return value[:16].replace("T", " ") if value else "-"
+
+
+def _me(client: ApiClient, user: str | None) -> str:
+    return user or str(client.get("/me")["user_id"])
+
+
+# ---------------------------------------------------------------------- users
+def _users_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title_justify="left")
+    table.add_column("id", **ID_COLUMN)
+    for column in ("name", "email", "role", "tenant", "state"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        state = f"disabled {_day(row['disabled_at'])}" if row.get("disabled_at") else "active"
+        table.add_row(
+            row["id"], row["name"], row["email"], row["role"], row["tenant_id"] or "-", state
+        )
+    return table
+
+
+@users_app.command("list")
+def users_list(
+    tenant: Annotated[str | None, typer.Option(help="Staff: one tenant's users.")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """The users you may see (staff: all; a tenant-admin: its tenant's)."""
+    rows = ApiClient().get("/users", tenant_id=tenant)
+    if json_out:
+        _print_json(rows)
+    else:
+        console.print(_users_table(rows))
+
+
+@users_app.command("disable")
+def users_disable(user_id: str, reason: Reason) -> None:
+    """Disable a user: its tokens stop working at once."""
+    console.print(_users_table([ApiClient().post(f"/users/{user_id}/disable", {"reason": reason})]))
+
+
+@users_app.command("enable")
+def users_enable(user_id: str, reason: Reason) -> None:
+    """Enable a disabled user again (its unexpired, unrevoked tokens work again)."""
+    console.print(_users_table([ApiClient().post(f"/users/{user_id}/enable", {"reason": reason})]))
+
+
+# --------------------------------------------------------------------- tokens
+def _tokens_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title_justify="left")
+    table.add_column("id", **ID_COLUMN)
+    for column in ("prefix", "label", "created", "expires", "state"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        state = f"revoked {_day(row['revoked_at'])}" if row.get("revoked_at") else "live"
+        table.add_row(
+            row["id"],
+            row["prefix"],
+            row["label"] or "-",
+            _day(row["created_at"]),
+            _day(row["expires_at"]),
+            state,
+        )
+    return table
+
+
+@tokens_app.command("list")
+def tokens_list(user: UserOption = None, json_out: JsonFlag = False) -> None:
+    """A user's tokens: live, expired and revoked (never their values)."""
+    client = ApiClient()
+    rows = client.get(f"/users/{_me(client, user)}/tokens")
+    if json_out:
+        _print_json(rows)
+    else:
+        console.print(_tokens_table(rows))
+
+
+@tokens_app.command("issue")
+def tokens_issue(
+    user: UserOption = None,
+    label: Annotated[str, typer.Option(help="What the token is for.")] = "",
+    days: Annotated[
+        int | None, typer.Option(min=1, help="Lifetime in days (default: the server's).")
+    ] = None,
+) -> None:
+    """Issue a new token (shown once: copy it now)."""
+    client = ApiClient()
+    body: dict[str, Any] = {"label": label}
+    if days is not None:
+        body["ttl_days"] = days
+    made = client.post(f"/users/{_me(client, user)}/tokens", body)
+    console.print(f"token {made['id']}, expires {_day(made['expires_at'])} UTC (shown once):")
+    print(made["token"])
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: str, reason: Reason = "") -> None:
+    """Revoke a token at once (`gpulease tokens list` shows the ids)."""
+    row = ApiClient().post(f"/tokens/{token_id}/revoke", {"reason": reason or "revoked"})
+    console.print(_tokens_table([row]))
