@@ -33,7 +33,7 @@ def _alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
-def test_local_executor_runs_commands(start_server: Callable[..., Server], tmp_path: Path) -> None:
+def test_local_executor_runs_commands(start_server: Callable[..., Server]) -> None:
     server = start_server(GPULEASE_EXECUTOR="local")
     with server.client("bank") as bank:
         ok = bank.post(
@@ -63,23 +63,22 @@ def test_local_executor_runs_commands(start_server: Callable[..., Server], tmp_p
         assert failed["exit_code"] == 3
         assert "failing" in bank.get(f"/jobs/{bad['id']}/logs").json()["text"]
 
-        pid_file = tmp_path / "pid"
+        # the job runs as an unprivileged user: it tells its pid through its log
         long = bank.post(
             "/jobs",
             json={
                 "gpus": 4,
                 "purpose": "financial AI: credit scoring",
-                "command": f"echo $$ > {pid_file}; exec sleep 120",
+                "command": "echo pid=$$; exec sleep 120",
             },
         ).json()
         _wait_state(bank, long["id"], {"running"})
-        pid = int(
-            wait_for(
-                lambda: pid_file.exists() and pid_file.read_text().strip(),
-                20,
-                "the command to write its pid",
-            )
+        said = wait_for(
+            lambda: "\n" in (t := bank.get(f"/jobs/{long['id']}/logs").json()["text"]) and t,
+            20,
+            "the command to print its pid",
         )
+        pid = int(said.split("pid=", 1)[1].split()[0])
         assert _alive(pid)
         bank.post(f"/jobs/{long['id']}/cancel", json={"reason": "no longer needed"})
         wait_for(lambda: not _alive(pid), 20, "the cancelled process to be stopped")

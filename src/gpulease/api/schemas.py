@@ -125,9 +125,15 @@ class JobOut(Out):
 
 
 class JobLogsOut(BaseModel):
+    """One bounded chunk of a job's log; ask again from ``next_offset`` for more."""
+
     job_id: str
     state: str
-    text: str
+    text: str = Field(description="the chunk (UTF-8; invalid bytes replaced)")
+    offset: int = Field(description="byte offset of the chunk in the log")
+    next_offset: int = Field(description="byte offset to ask for next")
+    size: int = Field(description="bytes in the log now")
+    complete: bool = Field(description="the job has ended and nothing more is to be read")
 
 
 # -------------------------------------------------------------------- nodes

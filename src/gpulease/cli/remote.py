@@ -18,6 +18,7 @@ console = Console()
 lease_app = typer.Typer(help="Request and inspect leases.", no_args_is_help=True)
 job_app = typer.Typer(help="Submit and follow jobs.", no_args_is_help=True)
 TERMINAL = {"succeeded", "failed", "cancelled"}
+LOG_POLL_S = 1.0  # how often `job logs -f` asks for more
 # Ids are what people copy into the next command: never cut them, whatever the width.
 ID_COLUMN: dict[str, Any] = {"no_wrap": True, "min_width": 19}
 
@@ -236,17 +237,24 @@ def job_logs(
     job_id: str,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing.")] = False,
 ) -> None:
-    """A job's output."""
+    """A job's output, fetched in bounded chunks; with -f, printed as it comes until the
+    job ends."""
     client = ApiClient()
-    shown = 0
+    offset, ends_line = 0, True
     while True:
-        logs = client.get(f"/jobs/{job_id}/logs")
-        text = logs["text"]
-        print(text[shown:], end="" if text.endswith("\n") or not text else "\n")
-        shown = len(text)
-        if not follow or logs["state"] in TERMINAL:
-            return
-        time.sleep(1)
+        chunk = client.get(f"/jobs/{job_id}/logs", offset=offset)
+        text = chunk["text"]
+        if text:
+            print(text, end="", flush=True)
+            ends_line = text.endswith("\n")
+        moved, offset = chunk["next_offset"] > offset, chunk["next_offset"]
+        if offset < chunk["size"] and moved:
+            continue  # more is there already: the next chunk at once
+        if chunk["complete"] or not follow:
+            break
+        time.sleep(LOG_POLL_S)
+    if not ends_line:
+        print()
 
 
 @job_app.command("cancel")

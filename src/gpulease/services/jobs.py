@@ -18,7 +18,7 @@ from gpulease.domain.errors import Denied, InvalidRequest
 from gpulease.domain.models import JobSpec, PriorityClass, TopologyMode, TopologyRequest
 from gpulease.domain.states import JobState, LeaseState
 from gpulease.persistence.db import Tx
-from gpulease.persistence.tables import GpuAllocation, Job, JobLog, Lease
+from gpulease.persistence.tables import GpuAllocation, Job, Lease
 from gpulease.scheduler.placement import never_fits
 from gpulease.services import audit, kyc, runs
 from gpulease.services.context import ServiceContext, new_id
@@ -236,14 +236,12 @@ def cancel(ctx: ServiceContext, actor: Principal, job_id: str, reason: str = "")
     return job
 
 
-def logs(ctx: ServiceContext, actor: Principal, job_id: str) -> str:
-    job = get_job(ctx, actor, job_id)
-    with ctx.db.transaction(write=False) as tx:
-        stored = tx.get(JobLog, job.id)
-    if stored is not None:
-        return stored.text
-    live = log_path(ctx, job.id)
-    return live.read_text(errors="replace") if live.exists() else ""
+def logs(ctx: ServiceContext, actor: Principal, job_id: str, offset: int = 0) -> str:
+    """The text of one bounded chunk of the job's log from byte ``offset``; reading in
+    chunks (size, next offset, completeness) is ``services.job_logs``."""
+    from gpulease.services import job_logs  # it builds on this module
+
+    return job_logs.read_chunk(ctx, actor, job_id, offset).text
 
 
 def allocation(ctx: ServiceContext, job: Job) -> list[tuple[str, list[int], list[str]]]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from gpulease.domain.errors import Conflict, DomainError
 from gpulease.executors.base import Executor
 from gpulease.executors.local import LocalExecutor
@@ -33,8 +35,22 @@ def open_context(settings: Settings) -> ServiceContext:
 
 def make_executor(settings: Settings) -> Executor:
     if settings.executor == "local":
-        return LocalExecutor()
+        return LocalExecutor(
+            job_user=settings.job_user,
+            data_dir=settings.data_dir,
+            max_log_bytes=settings.max_log_bytes,
+            private_files=_sqlite_files(settings.database_url),
+        )
     return SimulatedExecutor()
+
+
+def _sqlite_files(database_url: str) -> list[Path]:
+    """The SQLite database file of ``database_url`` (none for PostgreSQL or in memory): the
+    local executor makes it owner-only, out of its jobs' reach."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return []
+    return [Path(str(url.database))]
 
 
 def check_schema(ctx: ServiceContext) -> None:

@@ -18,6 +18,7 @@ from gpulease.api.schemas import (
 )
 from gpulease.domain.states import JobState
 from gpulease.persistence.tables import Job
+from gpulease.services import job_logs as job_logs_service
 from gpulease.services import jobs
 from gpulease.services.context import ServiceContext
 from gpulease.services.idempotency import Idempotent
@@ -70,6 +71,24 @@ def cancel_job(job_id: str, ctx: Ctx, me: Me, body: JobCancel | None = None) -> 
 
 
 @router.get("/{job_id}/logs", response_model=JobLogsOut, responses=ERROR_RESPONSES)
-def job_logs(job_id: str, ctx: Ctx, me: Me) -> JobLogsOut:
-    job = jobs.get_job(ctx, me, job_id)
-    return JobLogsOut(job_id=job.id, state=job.state, text=jobs.logs(ctx, me, job_id))
+def job_logs(
+    job_id: str,
+    ctx: Ctx,
+    me: Me,
+    offset: Annotated[int, Query(ge=0, description="byte offset to read from")] = 0,
+    limit: Annotated[
+        int, Query(ge=1, le=job_logs_service.MAX_CHUNK, description="bytes to read at most")
+    ] = job_logs_service.DEFAULT_CHUNK,
+) -> JobLogsOut:
+    """A bounded chunk of the job's log; follow a running job by asking from ``next_offset``
+    until ``complete``."""
+    chunk = job_logs_service.read_chunk(ctx, me, job_id, offset, limit)
+    return JobLogsOut(
+        job_id=chunk.job.id,
+        state=chunk.job.state,
+        text=chunk.text,
+        offset=chunk.offset,
+        next_offset=chunk.next_offset,
+        size=chunk.size,
+        complete=chunk.complete,
+    )
