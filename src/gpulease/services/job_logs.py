@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from gpulease.domain.access import Principal
+from gpulease.domain.access import Action, Principal
 from gpulease.domain.errors import InvalidRequest
 from gpulease.domain.states import JobState
 from gpulease.persistence.tables import Job, JobLog
@@ -60,7 +60,7 @@ def read_chunk(
         raise InvalidRequest("offset must be >= 0", field="offset")
     if not 1 <= limit <= MAX_CHUNK:
         raise InvalidRequest(f"limit must be between 1 and {MAX_CHUNK}", field="limit")
-    job = get_job(ctx, actor, job_id)
+    job = get_job(ctx, actor, job_id, Action.JOB_LOGS)
     ended = JobState(job.state) in ENDED
     try:
         with log_path(ctx, job.id).open("rb") as handle:

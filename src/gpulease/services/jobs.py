@@ -182,10 +182,12 @@ def _check_priority(ctx: ServiceContext, actor: Principal, priority: PriorityCla
         )
 
 
-def get_job(ctx: ServiceContext, actor: Principal, job_id: str) -> Job:
+def get_job(
+    ctx: ServiceContext, actor: Principal, job_id: str, action: Action = Action.JOB_READ
+) -> Job:
     with ctx.db.transaction(write=False) as tx:
         job = tx.require(Job, job_id, "job")
-    actor.authorize(Action.JOB_READ, tenant_id=job.tenant_id, record_id=job_id)
+    actor.authorize(action, tenant_id=job.tenant_id, record_id=job_id)
     return job
 
 
