@@ -217,6 +217,21 @@ def test_tenant_sees_its_case_without_screening_internals(site: Site) -> None:
     assert case["expires_at"]
     assert [c["id"] for c in listed.json()] == [site.inf_case]
 
+    # a tenant-member sees the same (the tenant's) view
+    member = site.operator.post(
+        "/users",
+        json={
+            "name": "INF Tech engineer",
+            "email": "engineer@inftech.example",
+            "role": "tenant-member",
+            "tenant_id": case["tenant_id"],
+        },
+    )
+    assert member.status_code == 201, member.text
+    as_member = site.api(member.json()["token"])
+    assert as_member.get(f"/kyc/cases/{site.inf_case}").json() == case
+    assert_secret_free(as_member.get("/kyc/cases").json())
+
 
 def test_tenant_submission_answer_says_what_to_supply_not_what_matched(
     site: Site, orbital: TestClient
