@@ -20,6 +20,7 @@ STAFF_ONLY = {
     Action.LEASE_DECIDE,
     Action.KYC_DECIDE,
     Action.KYC_RESCREEN,
+    Action.SCREENING_READ,
     Action.LIST_IMPORT,
     Action.LIST_READ,
     Action.REPORT_READ,

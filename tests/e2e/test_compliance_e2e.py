@@ -3,6 +3,7 @@ decision, admission by end use, list imports that re-screen."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -81,8 +82,11 @@ def test_onboarding_screening_decision_and_admission(demo_server: Server) -> Non
         assert case.status_code == 201, case.text
         body = case.json()
         assert body["state"] == "needs_review"
-        assert body["verdict"] == "clear"
-        assert body["policy_versions"]
+        assert body["status"] == "under review by the compliance team"
+        assert "verdict" not in body  # the screening is for officers
+        screened = officer.get(f"/kyc/cases/{body['id']}").json()
+        assert screened["verdict"] == "clear"
+        assert screened["policy_versions"]
         assert (
             quant.post(f"/kyc/cases/{body['id']}/approve", json={"reason": "self"}).status_code
             == 403
@@ -184,3 +188,33 @@ def test_cli_for_officers(demo_server: Server, tmp_path: Path) -> None:
     assert "us-affiliates-rule-2025" in suspended
     assert "suspended" in suspended
     assert "prohibited" in cli("end-uses")
+
+
+def test_cli_for_tenants_shows_status_not_screening(demo_server: Server) -> None:
+    env = dict(
+        os.environ,
+        GPULEASE_URL=demo_server.url,
+        GPULEASE_TOKEN=demo_server.tokens["bank"],
+        COLUMNS="200",
+    )
+
+    def cli(*args: str) -> str:
+        return run_cli(env, *args).stdout
+
+    listed = cli("kyc", "list")
+    assert "approved for financial-services-ai until" in listed
+    assert "verdict" not in listed
+    [case] = json_rows(cli("kyc", "list", "--json"))
+    shown = cli("kyc", "show", case["id"])
+    assert "approved end uses: financial-services-ai" in shown
+    for internal in ("verdict", "score", "policy in force", "clear"):
+        assert internal not in shown
+    policy = cli("policy")
+    assert "prohibited" in policy
+    assert "military-end-use" in policy
+    assert "baseline" not in policy  # the packs and their rules are for operator staff
+
+
+def json_rows(text: str) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = json.loads(text)
+    return rows

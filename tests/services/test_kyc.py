@@ -379,10 +379,13 @@ def test_unapproved_tenant_gets_no_work_and_only_officers_decide(
     assert tenant_row(ctx, other.id).approval == "rejected"
     with pytest.raises(Conflict, match="rejected"):
         kyc.decide_case(ctx, officer, rejected.id, approve=True, reason="second thoughts")
-    with pytest.raises(kyc.NotApproved, match="documents forged"):
+    # the tenant is told it was rejected; the officer's reason stays with the officers
+    assert "documents forged" in tenant_row(ctx, other.id).approval_reason
+    with pytest.raises(kyc.NotApproved, match="rejected by the compliance team") as refused:
         jobs.submit(
             ctx, other_admin, jobs.JobSubmission(gpus=8, purpose="drug discovery", command="x")
         )
+    assert "documents forged" not in refused.value.message
 
 
 def test_owner_restricted_by_the_fifty_percent_rule_blocks_the_case(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -326,6 +326,10 @@ class KycDecisionIn(Strict):
 
 
 class KycCaseOut(Out):
+    """A case as compliance officers and operator admins see it: the whole screening (list
+    entries matched, scores, features, thresholds in the reasons), the lists screened."""
+
+    view: Literal["officer"] = "officer"
     id: str
     tenant_id: str
     party_id: str
@@ -345,6 +349,56 @@ class KycCaseOut(Out):
     screened_at: datetime | None
     decided_at: datetime | None
     expires_at: datetime | None
+
+
+class KycCaseTenantOut(BaseModel):
+    """A case as its tenant sees it (``compliance.disclosure``): where it stands and what to
+    supply; never scores, thresholds, matched list entries, lists screened or officers' notes."""
+
+    view: Literal["tenant"] = "tenant"
+    id: str
+    tenant_id: str
+    state: str
+    status: str = Field(description="where the case stands, in plain words")
+    missing_identification: list[str] = Field(
+        description="customer-identification fields still to supply (see GET /policy)"
+    )
+    prohibited_end_uses: list[str] = Field(
+        description="declared end uses that no approval can allow"
+    )
+    end_uses: list[str]
+    approved_end_uses: list[str]
+    end_use_statement: str
+    identification: dict[str, object]
+    submitted_at: datetime
+    decided_at: datetime | None
+    expires_at: datetime | None
+
+
+KycCaseView = Annotated[KycCaseOut | KycCaseTenantOut, Field(discriminator="view")]
+
+
+class PolicyOut(BaseModel):
+    """The policy in force as operator staff see it: packs, active and inactive rules."""
+
+    view: Literal["officer"] = "officer"
+    as_of: str
+    packs: list[str]
+    rules: list[str]
+    inactive: dict[str, str]
+
+
+class TenantPolicyOut(BaseModel):
+    """The policy in force as a tenant sees it: what is prohibited, what to supply."""
+
+    view: Literal["tenant"] = "tenant"
+    as_of: str
+    prohibited_end_uses: list[str]
+    identification_required_of_foreign_customers: list[str]
+    identification_required_of_all_customers: list[str]
+
+
+PolicyView = Annotated[PolicyOut | TenantPolicyOut, Field(discriminator="view")]
 
 
 class RescreenIn(Strict):

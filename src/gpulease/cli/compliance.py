@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 
 from gpulease.cli.client import ApiClient
 from gpulease.cli.remote import ID_COLUMN
+from gpulease.compliance.policy_packs import CUSTOMER_FIELDS
 from gpulease.domain.errors import InvalidRequest
 
 console = Console()
@@ -26,21 +27,53 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2))
 
 
-def _cases_table(rows: list[dict[str, Any]]) -> Table:
+def cases_table(rows: list[dict[str, Any]]) -> Table:
+    """Cases as a table: officers' rows with the verdict and the internal reason, tenants'
+    rows (``view: tenant``) with the status in plain words (they carry nothing else)."""
     table = Table(title_justify="left")
-    for column in ("case", "tenant", "state", "verdict", "end uses", "why"):
+    officer = any(r.get("view", "officer") == "officer" for r in rows)
+    last = ("verdict", "end uses", "why") if officer else ("end uses", "status")
+    for column in ("case", "tenant", "state", *last):
         table.add_column(column, **ID_COLUMN if column in ("case", "tenant") else {})
     for r in rows:
-        colour = VERDICT_COLOUR.get(r["verdict"], "white")
-        table.add_row(
-            r["id"],
-            r["tenant_id"],
-            r["state"],
-            f"[{colour}]{r['verdict']}[/]",
-            ", ".join(r["end_uses"]),
-            r["state_reason"],
-        )
+        cells: tuple[str, ...]
+        if officer:
+            colour = VERDICT_COLOUR.get(r.get("verdict", ""), "white")
+            verdict = f"[{colour}]{r.get('verdict', '')}[/]"
+            cells = (verdict, ", ".join(r["end_uses"]), r.get("state_reason", ""))
+        else:
+            cells = (", ".join(r["end_uses"]), r["status"])
+        table.add_row(r["id"], r["tenant_id"], r["state"], *cells)
     return table
+
+
+def case_view(case: dict[str, Any]) -> Group:
+    """A case: officers see its screening (hits with scores, reasons, the policy); a tenant
+    sees what it must supply, the end uses no approval allows, the approved ones and dates."""
+    lines: list[RenderableType] = [cases_table([case])]
+    if case.get("view") == "tenant":
+        for field in case["missing_identification"]:
+            lines.append(f"  more information needed: {CUSTOMER_FIELDS.get(field, field)}")
+        for code in case["prohibited_end_uses"]:
+            lines.append(f"  end use no approval can allow (prohibited): {code}")
+        if case["approved_end_uses"]:
+            lines.append(f"  approved end uses: {', '.join(case['approved_end_uses'])}")
+        for label, key in (("submitted", "submitted_at"), ("expires", "expires_at")):
+            if case.get(key):
+                lines.append(f"  {label}: {case[key][:19]}")
+        return Group(*lines)
+    screening = case.get("screening") or {}
+    for reason in screening.get("reasons", []):
+        lines.append(f"  - {reason}")
+    for party in screening.get("parties", []):
+        for hit in party.get("hits", []):
+            lines.append(
+                f"  hit: {party['name']!r} ~ {hit['listed_name']!r} "
+                f"({hit['source']} {hit['entry_id']}, score {hit['score']})"
+            )
+    if case.get("policy_versions"):
+        lines.append(f"  policy in force: {', '.join(case['policy_versions'])}")
+    return Group(*lines)
 
 
 @kyc_app.command("submit")
@@ -67,29 +100,19 @@ def kyc_list(
 ) -> None:
     """Cases, newest first (tenants: their own)."""
     rows = ApiClient().get("/kyc/cases", state=state)
-    _print_json(rows) if json_out else console.print(_cases_table(rows))
+    _print_json(rows) if json_out else console.print(cases_table(rows))
 
 
 @kyc_app.command("show")
 def kyc_show(case_id: str, json_out: JsonFlag = False) -> None:
-    """A case with its screening: hits, ownership, end uses, the policy that decided."""
+    """A case: officers see its screening (hits, reasons, the policy that decided); tenants
+    see its status and what they must supply."""
     case = ApiClient().get(f"/kyc/cases/{case_id}")
     _print_json(case) if json_out else _show(case)
 
 
 def _show(case: dict[str, Any]) -> None:
-    console.print(_cases_table([case]))
-    screening = case.get("screening") or {}
-    for reason in screening.get("reasons", []):
-        console.print(f"  - {reason}")
-    for party in screening.get("parties", []):
-        for hit in party.get("hits", []):
-            console.print(
-                f"  hit: {party['name']!r} ~ {hit['listed_name']!r} "
-                f"({hit['source']} {hit['entry_id']}, score {hit['score']})"
-            )
-    if case.get("policy_versions"):
-        console.print(f"  policy in force: {', '.join(case['policy_versions'])}")
+    console.print(case_view(case))
 
 
 @kyc_app.command("approve")
@@ -100,14 +123,14 @@ def kyc_approve(
 ) -> None:
     """Compliance officer: approve a case."""
     body: dict[str, Any] = {"reason": reason, "end_uses": end_use or None}
-    console.print(_cases_table([ApiClient().post(f"/kyc/cases/{case_id}/approve", body)]))
+    console.print(cases_table([ApiClient().post(f"/kyc/cases/{case_id}/approve", body)]))
 
 
 @kyc_app.command("reject")
 def kyc_reject(case_id: str, reason: Annotated[str, typer.Option(help="Why (recorded).")]) -> None:
     """Compliance officer: reject a case."""
     console.print(
-        _cases_table([ApiClient().post(f"/kyc/cases/{case_id}/reject", {"reason": reason})])
+        cases_table([ApiClient().post(f"/kyc/cases/{case_id}/reject", {"reason": reason})])
     )
 
 
@@ -186,10 +209,22 @@ def policy_command(
     as_of: Annotated[str | None, typer.Option(help="YYYY-MM-DD (default: today).")] = None,
     json_out: JsonFlag = False,
 ) -> None:
-    """The policy packs and rules in force on a day."""
+    """The policy on a day: packs and rules (operator staff), or what is prohibited and what
+    to supply (tenants)."""
     found = ApiClient().get("/policy", as_of=as_of)
     if json_out:
         _print_json(found)
+        return
+    if found.get("view") == "tenant":
+        console.print(f"on {found['as_of']}:")
+        console.print(f"  [red]prohibited[/] end uses: {', '.join(found['prohibited_end_uses'])}")
+        for who, key in (
+            ("every customer", "identification_required_of_all_customers"),
+            ("foreign customers", "identification_required_of_foreign_customers"),
+        ):
+            if found[key]:
+                wanted = "; ".join(CUSTOMER_FIELDS.get(f, f) for f in found[key])
+                console.print(f"  to supply ({who}): {wanted}")
         return
     console.print(f"in force on {found['as_of']}: {', '.join(found['packs'])}")
     for rule in found["rules"]:

@@ -91,6 +91,8 @@ class Action(StrEnum):
     KYC_READ = "kyc.read"
     KYC_DECIDE = "kyc.decide"
     KYC_RESCREEN = "kyc.rescreen"
+    # screening internals: scores, thresholds, matched list entries, officers' reasons
+    SCREENING_READ = "screening.read"
     LIST_IMPORT = "list.import"
     LIST_READ = "list.read"
     POLICY_READ = "policy.read"
@@ -132,6 +134,7 @@ _WORDS: dict[Action, str] = {
     Action.KYC_READ: "read a KYC case",
     Action.KYC_DECIDE: "decide a KYC case",
     Action.KYC_RESCREEN: "re-screen tenants",
+    Action.SCREENING_READ: "read screening scores, thresholds and matches",
     Action.LIST_IMPORT: "import a screening list",
     Action.LIST_READ: "read screening lists",
     Action.POLICY_READ: "read the compliance policy",
@@ -175,6 +178,7 @@ PERMISSIONS: dict[Action, dict[Role, Scope]] = {
     Action.KYC_READ: _EVERYONE_OWN_TENANT,
     Action.KYC_DECIDE: {_CO: _ALL},
     Action.KYC_RESCREEN: _STAFF,
+    Action.SCREENING_READ: _STAFF,
     Action.LIST_IMPORT: _STAFF,
     Action.LIST_READ: _STAFF,
     Action.POLICY_READ: {_OA: _ALL, _CO: _ALL, _TA: _ALL, _TM: _ALL},
@@ -220,6 +224,10 @@ class Principal:
             raise NotFound(
                 f"no {kind} {record_id!r}", **{f"{kind.replace(' ', '_')}_id": record_id}
             )
+
+    def can(self, action: Action) -> bool:
+        """Whether the role may perform ``action`` on some record (no record checked)."""
+        return self.role in PERMISSIONS[action]
 
     def scope(self, action: Action) -> Scope:
         """The scope this principal has for ``action``; Denied when it has none."""

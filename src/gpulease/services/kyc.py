@@ -57,7 +57,7 @@ from gpulease.persistence.tables import (
 from gpulease.services import audit, leases, screening_lists
 from gpulease.services.context import ServiceContext, new_id
 from gpulease.services.screening_lists import current_lists
-from gpulease.services.standing import is_approved
+from gpulease.services.standing import is_approved, why_not
 
 log = logging.getLogger("gpulease.kyc")
 OPEN_STATES = frozenset({KycState.SUBMITTED, KycState.SCREENING, KycState.NEEDS_REVIEW})
@@ -504,8 +504,7 @@ def check_admission(ctx: ServiceContext, tx: Tx, tenant_id: str, purpose: str) -
     now = ctx.now()
     if not is_approved(tenant, now):
         raise NotApproved(
-            f"tenant {tenant.name} is not approved: "
-            f"{tenant.approval_reason or 'no KYC case has been approved'}",
+            f"tenant {tenant.name} is not approved: {why_not(tenant, now)}",
             tenant_id=tenant_id,
             approval=tenant.approval,
         )

@@ -135,7 +135,8 @@ def decide(
             tenant = tx.require(Tenant, lease.tenant_id, "tenant")
             if not is_approved(tenant, now):
                 raise Conflict(
-                    f"lease {lease.id} cannot be resumed: {HELD_FOR_APPROVAL} ({why_not(tenant)})",
+                    f"lease {lease.id} cannot be resumed: "
+                    f"{HELD_FOR_APPROVAL} ({why_not(tenant, now)})",
                     lease_id=lease.id,
                 )
         _move(tx, lease, target, now, actor.user_id, reason or f"{target.value} by operator")
@@ -201,7 +202,7 @@ def follow_standing(tx: Tx, tenant: Tenant, now: datetime, actor: str) -> None:
                 LeaseState.SUSPENDED,
                 now,
                 actor,
-                f"{HELD_FOR_APPROVAL}: {why_not(tenant)}",
+                f"{HELD_FOR_APPROVAL}: {why_not(tenant, now)}",
             )
         elif (
             approved
@@ -223,11 +224,11 @@ def _advance(tx: Tx, lease: Lease, now: datetime, actor: str) -> int:
         tenant = tx.require(Tenant, lease.tenant_id, "tenant")
         if not is_approved(tenant, now) and now >= lease.end:
             # never active: the window passed while the tenant was not approved
-            reason = f"lease window ended unused: {HELD_FOR_APPROVAL} ({why_not(tenant)})"
+            reason = f"lease window ended unused: {HELD_FOR_APPROVAL} ({why_not(tenant, now)})"
             _move(tx, lease, LeaseState.ENDED, now, actor, reason)
             return steps + 1
         if not is_approved(tenant, now):
-            reason = f"waiting: {HELD_FOR_APPROVAL} ({why_not(tenant)})"
+            reason = f"waiting: {HELD_FOR_APPROVAL} ({why_not(tenant, now)})"
             if lease.state_reason != reason:
                 lease.state_reason = reason
                 audit.record(

@@ -224,7 +224,7 @@ class LiveScheduler:
         """Tenants whose work may not start (not approved, suspended, expired), with why."""
         with self.ctx.db.transaction(write=False) as tx:
             return {
-                t.id: f"held: the tenant is not approved ({why_not(t)})"
+                t.id: f"held: the tenant is not approved ({why_not(t, now)})"
                 for t in tx.all(tx.select(Tenant))
                 if not is_approved(t, now)
             }

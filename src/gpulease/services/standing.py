@@ -2,12 +2,18 @@
 
 Kept beside the tenant row by the KYC service (``kyc._set_standing``) so that admitting a
 job, activating a lease or letting the scheduler start work is one read, not a case query.
+
+:func:`why_not` is what the tenant is told (refused jobs and leases, held work): built from
+the standing and its expiry by :func:`~gpulease.compliance.disclosure.tenant_standing`,
+never from the stored ``approval_reason``, which is for officers (it may quote a re-screen's
+new hits: list entries and scores).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from gpulease.compliance.disclosure import tenant_standing
 from gpulease.persistence.tables import Tenant
 
 # What a suspended tenant's running jobs do: "drain" (requeued, held) or "keep" (finish).
@@ -19,5 +25,6 @@ def is_approved(tenant: Tenant, now: datetime) -> bool:
     return tenant.approval == "approved" and (expires is None or expires > now)
 
 
-def why_not(tenant: Tenant) -> str:
-    return tenant.approval_reason or "no KYC case has been approved"
+def why_not(tenant: Tenant, now: datetime) -> str:
+    """Why the tenant may not run work at ``now``, in words the tenant may read."""
+    return tenant_standing(tenant.approval, tenant.approval_expires_at, now)

@@ -1,4 +1,14 @@
-"""Compliance over HTTP: KYC cases, officer decisions, screening lists, policy, end uses."""
+"""Compliance over HTTP: KYC cases, officer decisions, screening lists, policy, end uses.
+
+Secrecy towards tenants: what a route answers depends on who asks. Operator staff
+(compliance officers, operator admins) get a case whole (``KycCaseOut``: screening, scores,
+list entries, lists screened) and the policy whole (``PolicyOut``); a tenant's users get the
+tenant's view (``KycCaseTenantOut``, ``TenantPolicyOut``, built by
+``compliance.disclosure``): state, status in plain words, what to supply, end uses and dates;
+never scores, thresholds, matched entries or screening rules. Both answers carry ``view``
+(``officer`` / ``tenant``), which tells them apart. Screening lists (``/lists``) are for
+operator staff only (refused by the service to anyone else).
+"""
 
 from __future__ import annotations
 
@@ -13,24 +23,53 @@ from gpulease.api.schemas import (
     EndUseOut,
     KycCaseCreate,
     KycCaseOut,
+    KycCaseTenantOut,
+    KycCaseView,
     KycDecisionIn,
     ListDiffOut,
     ListImportOut,
     ListSnapshotOut,
     PartyIn,
+    PolicyOut,
+    PolicyView,
     RescreenIn,
     RescreenOut,
+    TenantPolicyOut,
 )
+from gpulease.compliance.disclosure import tenant_case_view, tenant_policy_view
 from gpulease.compliance.end_uses import END_USES
 from gpulease.compliance.model import Address
-from gpulease.domain.access import Action
+from gpulease.domain.access import Action, Principal
 from gpulease.domain.errors import InvalidRequest
 from gpulease.domain.states import KycState
+from gpulease.persistence.tables import KycCase
 from gpulease.services import kyc, screening_lists
 from gpulease.services.screening_lists import entry_to_json
 
 router = APIRouter(tags=["compliance"])
 MAX_UPLOAD = 200 * 1024 * 1024
+
+
+def _case_out(me: Principal, case: KycCase) -> KycCaseOut | KycCaseTenantOut:
+    """The case as ``me`` may see it: whole for operator staff, the tenant's view otherwise."""
+    if me.can(Action.SCREENING_READ):
+        return KycCaseOut.model_validate(case)
+    view = tenant_case_view(case)
+    return KycCaseTenantOut(
+        id=view.id,
+        tenant_id=view.tenant_id,
+        state=view.state,
+        status=view.status,
+        missing_identification=list(view.missing_identification),
+        prohibited_end_uses=list(view.prohibited_end_uses),
+        end_uses=list(view.end_uses),
+        approved_end_uses=list(view.approved_end_uses),
+        end_use_statement=view.end_use_statement,
+        identification=view.identification,
+        submitted_at=view.submitted_at,
+        decided_at=view.decided_at,
+        expires_at=view.expires_at,
+    )
 
 
 def _party(p: PartyIn) -> kyc.PartyInput:
@@ -44,10 +83,10 @@ def _party(p: PartyIn) -> kyc.PartyInput:
     )
 
 
-@router.post("/kyc/cases", status_code=201, response_model=KycCaseOut, responses=ERROR_RESPONSES)
-def submit_case(body: KycCaseCreate, ctx: Ctx, me: Me) -> KycCaseOut:
+@router.post("/kyc/cases", status_code=201, response_model=KycCaseView, responses=ERROR_RESPONSES)
+def submit_case(body: KycCaseCreate, ctx: Ctx, me: Me) -> KycCaseOut | KycCaseTenantOut:
     """Submit a tenant's case (identity, owners, officers, end uses); it is screened at once
-    and then waits for a compliance officer."""
+    and then waits for a compliance officer. A tenant gets its view of the case back."""
     submission = kyc.CaseSubmission(
         organization=_party(body.organization),
         end_uses=tuple(body.end_uses),
@@ -60,36 +99,40 @@ def submit_case(body: KycCaseCreate, ctx: Ctx, me: Me) -> KycCaseOut:
         identification=dict(body.identification),
     )
     tenant_id = me.acting_tenant(body.tenant_id)
-    return KycCaseOut.model_validate(kyc.submit_case(ctx, me, tenant_id, submission))
+    return _case_out(me, kyc.submit_case(ctx, me, tenant_id, submission))
 
 
-@router.get("/kyc/cases", response_model=list[KycCaseOut], responses=ERROR_RESPONSES)
+@router.get("/kyc/cases", response_model=list[KycCaseView], responses=ERROR_RESPONSES)
 def list_cases(
     ctx: Ctx, me: Me, state: Annotated[KycState | None, Query()] = None
-) -> list[KycCaseOut]:
+) -> list[KycCaseOut | KycCaseTenantOut]:
+    """Cases, newest first: every case for operator staff, a tenant's own (its view) else."""
     cases = kyc.list_cases(ctx, me, state.value if state else None)
-    return [KycCaseOut.model_validate(c) for c in cases]
+    return [_case_out(me, c) for c in cases]
 
 
-@router.get("/kyc/cases/{case_id}", response_model=KycCaseOut, responses=ERROR_RESPONSES)
-def show_case(case_id: str, ctx: Ctx, me: Me) -> KycCaseOut:
-    return KycCaseOut.model_validate(kyc.get_case(ctx, me, case_id))
+@router.get("/kyc/cases/{case_id}", response_model=KycCaseView, responses=ERROR_RESPONSES)
+def show_case(case_id: str, ctx: Ctx, me: Me) -> KycCaseOut | KycCaseTenantOut:
+    return _case_out(me, kyc.get_case(ctx, me, case_id))
 
 
-@router.post("/kyc/cases/{case_id}/approve", response_model=KycCaseOut, responses=ERROR_RESPONSES)
-def approve_case(case_id: str, body: KycDecisionIn, ctx: Ctx, me: Me) -> KycCaseOut:
+@router.post("/kyc/cases/{case_id}/approve", response_model=KycCaseView, responses=ERROR_RESPONSES)
+def approve_case(
+    case_id: str, body: KycDecisionIn, ctx: Ctx, me: Me
+) -> KycCaseOut | KycCaseTenantOut:
     """Compliance officer: approve (optionally for fewer end uses than declared)."""
     case = kyc.decide_case(
         ctx, me, case_id, approve=True, reason=body.reason, end_uses=body.end_uses
     )
-    return KycCaseOut.model_validate(case)
+    return _case_out(me, case)
 
 
-@router.post("/kyc/cases/{case_id}/reject", response_model=KycCaseOut, responses=ERROR_RESPONSES)
-def reject_case(case_id: str, body: KycDecisionIn, ctx: Ctx, me: Me) -> KycCaseOut:
-    return KycCaseOut.model_validate(
-        kyc.decide_case(ctx, me, case_id, approve=False, reason=body.reason)
-    )
+@router.post("/kyc/cases/{case_id}/reject", response_model=KycCaseView, responses=ERROR_RESPONSES)
+def reject_case(
+    case_id: str, body: KycDecisionIn, ctx: Ctx, me: Me
+) -> KycCaseOut | KycCaseTenantOut:
+    """Compliance officer: reject a case."""
+    return _case_out(me, kyc.decide_case(ctx, me, case_id, approve=False, reason=body.reason))
 
 
 @router.post("/kyc/rescreen", response_model=list[RescreenOut], responses=ERROR_RESPONSES)
@@ -140,11 +183,13 @@ def _import(ctx: Ctx, me: Me, contents: dict[str, bytes], fmt: str, label: str) 
 
 @router.get("/lists", response_model=list[ListSnapshotOut], responses=ERROR_RESPONSES)
 def list_snapshots(ctx: Ctx, me: Me) -> list[ListSnapshotOut]:
+    """Operator staff: the imported snapshots, newest first."""
     return [ListSnapshotOut.model_validate(r) for r in screening_lists.list_snapshots(ctx, me)]
 
 
 @router.get("/lists/{old_id}/diff/{new_id}", response_model=ListDiffOut, responses=ERROR_RESPONSES)
 def diff_lists(old_id: str, new_id: str, ctx: Ctx, me: Me) -> ListDiffOut:
+    """Operator staff: the entries added, removed and changed between two snapshots."""
     change = screening_lists.diff_snapshots(ctx, me, old_id, new_id)
     return ListDiffOut(
         added=[entry_to_json(e) for e in change.added],
@@ -156,13 +201,35 @@ def diff_lists(old_id: str, new_id: str, ctx: Ctx, me: Me) -> ListDiffOut:
     )
 
 
-@router.get("/policy", responses=ERROR_RESPONSES)
-def policy(ctx: Ctx, me: Me, as_of: Annotated[date | None, Query()] = None) -> dict[str, object]:
-    """The policy packs and rules in force on a day (default: today), and those that are not."""
+@router.get("/policy", response_model=PolicyView, responses=ERROR_RESPONSES)
+def policy(
+    ctx: Ctx, me: Me, as_of: Annotated[date | None, Query()] = None
+) -> PolicyOut | TenantPolicyOut:
+    """The policy on a day (default: today). Operator staff: the packs and rules in force and
+    those that are not. Tenants: the prohibited end uses and the identification to supply."""
     moment = ctx.now()
     if as_of is not None:
         moment = datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC)
-    return kyc.policy_on(ctx, moment).record()
+    effective = kyc.policy_on(ctx, moment)
+    if me.can(Action.SCREENING_READ):
+        record = effective.record()
+        return PolicyOut(
+            as_of=record["as_of"],
+            packs=record["packs"],
+            rules=record["rules"],
+            inactive=record["inactive"],
+        )
+    view = tenant_policy_view(effective)
+    return TenantPolicyOut(
+        as_of=view.as_of,
+        prohibited_end_uses=list(view.prohibited_end_uses),
+        identification_required_of_foreign_customers=list(
+            view.identification_required_of_foreign_customers
+        ),
+        identification_required_of_all_customers=list(
+            view.identification_required_of_all_customers
+        ),
+    )
 
 
 @router.get("/end-uses", response_model=list[EndUseOut])
