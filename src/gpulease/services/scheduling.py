@@ -219,14 +219,16 @@ class LiveScheduler:
                         if not still_applies(job, defect):
                             continue
                         log.error("scheduler fails job %s: %s", job.id, defect.reason)
-                        if fail_job(tx, job, now, defect.reason, actor=ACTOR):
-                            stopped.append((job.id, defect.reason))
+                        ran = fail_job(tx, job, now, defect.reason, actor=ACTOR)
                         tx.flush()
-                    report.failed.append(defect.job_id)
                 except Exception as error:
                     if is_outage(error):
                         raise
                     log.exception("scheduler could not fail job %s", defect.job_id)
+                    continue
+                report.failed.append(defect.job_id)
+                if ran:
+                    stopped.append((defect.job_id, defect.reason))
         for job_id, reason in stopped:
             self._stop(job_id, reason)
 
