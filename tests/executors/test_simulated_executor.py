@@ -32,9 +32,7 @@ def launch(job_id: str, duration_s: float | None, tmp_path: Path) -> Launch:
 
 
 @pytest.mark.parametrize("duration", [1e12, 1e308, math.inf, math.nan])
-def test_a_duration_beyond_the_calendar_runs_until_stopped(
-    tmp_path: Path, duration: float
-) -> None:
+def test_a_duration_beyond_the_calendar_runs_until_stopped(tmp_path: Path, duration: float) -> None:
     executor = SimulatedExecutor()
     executor.launch(launch("huge", duration, tmp_path))
     executor.launch(launch("short", 30, tmp_path))
