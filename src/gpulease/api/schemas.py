@@ -165,17 +165,28 @@ class MeOut(BaseModel):
 
 class SchedulerStatusOut(BaseModel):
     site_id: str
-    leader: str
+    leader: str = Field(description="the scheduler that made the last pass")
     last_tick_at: datetime
     ticks: int
+    age_s: float = Field(description="seconds since the last pass")
+    stale: bool = Field(
+        description="no pass for longer than max(3 intervals, the leader lease TTL)"
+    )
 
 
 class HealthOut(BaseModel):
-    status: Literal["ok", "degraded"]
+    status: Literal["ok", "degraded"] = Field(
+        description="degraded: the database is unavailable, a scheduler is stale, or the "
+        "leader lease has expired (nobody leads)"
+    )
     version: str
     database: str
     executor: str
     this_process_leads: bool
+    leader: str | None = Field(description="holder of the leader lease, if any ever led")
+    leader_expires_at: datetime | None
+    leader_expired: bool
+    failed_passes: int = Field(description="scheduler passes of this process that failed")
     schedulers: list[SchedulerStatusOut]
 
 

@@ -7,8 +7,8 @@ One pass (:meth:`LiveScheduler.tick`) per site:
 3. **Reconcile** the executor with the database: a run the database no longer wants
    (cancelled, requeued elsewhere) is stopped; a run the database thinks is running but the
    executor does not hold is adopted, or requeued if the executor cannot adopt it.
-4. **Snapshot** (a read transaction): nodes, queued and running jobs with their versions,
-   active lease guarantees, each tenant's decayed usage. The core's
+4. **Snapshot** (a read transaction, ``services.snapshot``): nodes, queued and running jobs
+   with their versions, active lease guarantees, each tenant's decayed usage. The core's
    :class:`~gpulease.scheduler.state.SchedulerState` is rebuilt from it, so the database is
    the only truth and a new leader needs no hand-over.
 5. **Decide** outside any transaction: ``Scheduler.step(state, now)``, the same call the
@@ -18,7 +18,15 @@ One pass (:meth:`LiveScheduler.tick`) per site:
    stale row is dropped and the next pass decides again.
 7. **Side effects after commit**: launch, warn, stop.
 
-Only the leader runs passes (``persistence.leader``); several API processes may serve.
+Only the leader runs passes (``persistence.leader``: a lease renewed every pass); several API
+processes may serve. Every write transaction of a pass first renews the lease on its term
+(``fence``): a process that lost leadership (stalled past the TTL, taken over) commits
+nothing more and ends the pass.
+
+One bad job never stops the site (``services.containment``): a row the scheduler cannot act
+on, a decision that fails to apply (each runs in its own savepoint), a launch or adoption the
+executor refuses: that job is failed with the reason and the pass goes on. A database outage
+fails the pass; the loop logs it, counts it and retries, and its thread never dies.
 """
 
 from __future__ import annotations
@@ -29,17 +37,16 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
+from functools import partial
 
-from gpulease.compliance.end_uses import PurposeOutcome, check_purpose
-from gpulease.compliance.policy import EffectivePolicy
+from sqlalchemy.orm.exc import StaleDataError
+
 from gpulease.domain.clock import from_seconds, to_seconds
-from gpulease.domain.errors import InvalidRequest
-from gpulease.domain.models import LeaseGuarantee
 from gpulease.domain.states import JobState, NodeState
 from gpulease.executors.base import Completion, Executor, Launch, NodeSlice
 from gpulease.persistence.db import Tx
-from gpulease.persistence.leader import LeaderLock, leader_lock
+from gpulease.persistence.leader import Leadership
 from gpulease.persistence.tables import (
     GpuAllocation,
     Job,
@@ -49,35 +56,39 @@ from gpulease.persistence.tables import (
     Site,
     Tenant,
 )
-from gpulease.scheduler.engine import Decisions, Scheduler, SchedulerConfig
+from gpulease.scheduler.engine import Decisions, Preempt, Scheduler, SchedulerConfig, Start
 from gpulease.scheduler.ordering import make_policy
 from gpulease.scheduler.state import SchedulerState
 from gpulease.services import audit, kyc, leases, runs
+from gpulease.services.containment import Defect, defect_of, describe, is_outage, still_applies
+from gpulease.services.containment import fail as fail_job
 from gpulease.services.context import ServiceContext
 from gpulease.services.inventory import SiteTopology, cached_topology, placement_lock
-from gpulease.services.jobs import log_path, spec_of
+from gpulease.services.jobs import log_path
+from gpulease.services.scheduler_loop import SchedulerLoop
+from gpulease.services.snapshot import (
+    PurposeCheck,
+    Snapshot,
+    purpose_refused,
+    rebuild,
+    take_snapshot,
+)
 from gpulease.services.standing import is_approved, why_not
+
+__all__ = [
+    "LiveScheduler",
+    "LostLeadership",
+    "PassReport",
+    "SchedulerLoop",
+    "Snapshot",
+]
 
 log = logging.getLogger("gpulease.scheduler")
 ACTOR = "scheduler"
-USAGE_HALF_LIFE_S = 7 * 24 * 3600.0
-USAGE_HORIZON = timedelta(seconds=4 * USAGE_HALF_LIFE_S)  # older usage weighs < 1/16
 
 
-@dataclass
-class Snapshot:
-    now: datetime
-    jobs: dict[str, Job]  # queued and running, by id
-    versions: dict[str, int]
-    node_states: dict[str, str]
-    placements: dict[str, list[tuple[str, int]]]  # running job -> [(node, GPUs)]
-    guarantees: list[LeaseGuarantee]
-    usage: list[tuple[str, float, float]]  # (tenant, GPU-seconds, ended at) oldest first
-    # queued jobs held back because their purpose is outside the tenant's approval
-    purpose_held: dict[str, str] = field(default_factory=dict)
-    # queued jobs held back (tenant or purpose) that still record a guarantee claim: a held
-    # job is not waiting within its guarantee, so the claim ends (as ``note_guarantees``)
-    unclaimed: list[str] = field(default_factory=list)
+class LostLeadership(Exception):
+    """This process no longer leads: the pass ends and commits nothing more."""
 
 
 @dataclass
@@ -88,6 +99,7 @@ class PassReport:
     requeued: list[str] = field(default_factory=list)
     timed_out: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # bad jobs failed so the pass goes on
     stale: int = 0  # decisions dropped because their rows changed
 
 
@@ -100,21 +112,32 @@ class LiveScheduler:
             preemption_grace_s=ctx.settings.preemption_grace_s,
             keep_blocks=ctx.settings.keep_blocks,
         )
+        # set by SchedulerLoop: every write transaction of a pass renews it (None: tests
+        # that drive passes directly, without leader election)
+        self.leadership: Leadership | None = None
+        self.failed_passes = 0  # site passes (or whole passes) that failed; retried
 
     # ------------------------------------------------------------------ one pass
     def tick(self) -> list[PassReport]:
         now = self.ctx.now()
+        if self.leadership is not None and not self.leadership.still_held():
+            log.warning("scheduler %s does not hold the leader lease: no pass", self.name)
+            return []
         kyc.expire(self.ctx, now)
         kyc.screen_unscreened(self.ctx)
         leases.tick(self.ctx, now)
-        completions = self.executor.poll(now)
+        completions = self._poll(now)
         reports = []
         with self.ctx.db.transaction(write=False) as tx:
             sites = [s.id for s in tx.all(tx.select(Site).order_by(Site.id))]
         for site_id in sites:
             try:
                 reports.append(self._site_pass(site_id, now, completions))
+            except LostLeadership as lost:
+                log.warning("scheduler %s stops deciding: %s", self.name, lost)
+                break
             except Exception:  # one site's failure must not stop the others' passes
+                self.failed_passes += 1
                 log.exception("scheduler pass failed for site %s", site_id)
         return reports
 
@@ -124,27 +147,97 @@ class LiveScheduler:
         self._finish(site_id, completions, report)
         held = self._held_tenants(now)
         for job_id, reason in self._hold(site_id, now, held, report):
-            self.executor.stop(job_id, reason)
+            self._stop(job_id, reason)
         self._reconcile(site_id, now, report)
         snap = self._snapshot(site_id, now, frozenset(held))
         state = self._rebuild(topology, snap)
+        if snap.defects:  # fail them, then decide without them
+            self._fail(site_id, now, snap.defects, report)
+            snap = self._snapshot(site_id, now, frozenset(held))
+            state = self._rebuild(topology, snap)  # any left changed meanwhile: next pass
         policy = make_policy(self.ctx.settings.policy)
         decisions = Scheduler(policy, self.scheduler_config).step(state, to_seconds(now))
         launches, warnings, stops = self._apply(site_id, topology, snap, decisions, report)
+        refused: list[Defect] = []
         for job_id, reason in stops:
-            self.executor.stop(job_id, reason)
+            self._stop(job_id, reason)
         for job_id, message in warnings:
-            self.executor.warn(job_id, message)
+            self._warn(job_id, message)
         for launch in launches:
-            self.executor.launch(launch)
+            try:
+                self.executor.launch(launch)
+            except Exception as error:  # the executor's trouble with this run: fail the job
+                log.exception("executor could not launch job %s run %d", launch.job_id, launch.run)
+                why = f"the executor could not launch it: {describe(error)}"
+                refused.append(Defect(launch.job_id, why, run=launch.run))
+        if refused:
+            self._fail(site_id, now, refused, report)
         self._heartbeat(site_id, now)
         return report
+
+    # ---------------------------------------------------------- leadership, executor
+    def _check_leads(self) -> None:
+        if self.leadership is not None and not self.leadership.still_held():
+            raise LostLeadership("the leader lease is not held")
+
+    def _fence(self, tx: Tx) -> None:
+        """First move of every write transaction of a pass: renew the lease on our term."""
+        if self.leadership is not None and not self.leadership.fence(tx):
+            raise LostLeadership("the leader lease was lost (expired or taken over)")
+
+    def _poll(self, now: datetime) -> list[Completion]:
+        try:
+            return self.executor.poll(now)
+        except Exception:  # completions wait for the next poll; scheduling goes on
+            log.exception("executor poll failed")
+            return []
+
+    def _stop(self, job_id: str, reason: str) -> None:
+        try:
+            self.executor.stop(job_id, reason)
+        except Exception:  # the next pass's reconcile stops it again
+            log.exception("executor could not stop job %s", job_id)
+
+    def _warn(self, job_id: str, message: str) -> None:
+        try:
+            self.executor.warn(job_id, message)
+        except Exception:
+            log.exception("executor could not warn job %s", job_id)
+
+    def _fail(self, site_id: str, now: datetime, defects: list[Defect], report: PassReport) -> None:
+        """Fail each defective job still as it was judged, each in its own savepoint; stop
+        the runs of those that ran."""
+        stopped: list[tuple[str, str]] = []
+        with self.ctx.db.transaction() as tx:
+            self._fence(tx)
+            for defect in defects:
+                try:
+                    with tx.session.begin_nested():
+                        job = tx.get(Job, defect.job_id, for_update=True)
+                        if job is None or job.site_id != site_id:
+                            continue
+                        if not still_applies(job, defect):
+                            continue
+                        log.error("scheduler fails job %s: %s", job.id, defect.reason)
+                        ran = fail_job(tx, job, now, defect.reason, actor=ACTOR)
+                        tx.flush()
+                except Exception as error:
+                    if is_outage(error):
+                        raise
+                    log.exception("scheduler could not fail job %s", defect.job_id)
+                    continue
+                report.failed.append(defect.job_id)
+                if ran:
+                    stopped.append((defect.job_id, defect.reason))
+        for job_id, reason in stopped:
+            self._stop(job_id, reason)
 
     # ---------------------------------------------------------------- steps 2-3
     def _finish(self, site_id: str, completions: list[Completion], report: PassReport) -> None:
         if not completions:
             return
         with self.ctx.db.transaction() as tx:
+            self._fence(tx)
             for done in completions:
                 # locked: a concurrent cancel must wait, not make this whole batch stale
                 job = tx.get(Job, done.job_id, for_update=True)
@@ -175,20 +268,48 @@ class LiveScheduler:
                 tx.select(Job).where(Job.site_id == site_id, Job.state == JobState.RUNNING.value)
             )
             wanted = {(j.id, j.starts) for j in running}
-            launches = {j.id: self._launch_of(tx, j) for j in running}
+            launches: dict[str, Launch] = {}
+            broken: list[Defect] = []
+            for j in running:
+                why = defect_of(j, now)
+                if why is not None:  # failed before the snapshot is taken, never adopted
+                    broken.append(Defect(j.id, why, version=j.version))
+                    continue
+                try:
+                    launches[j.id] = self._launch_of(tx, j)
+                except Exception as error:
+                    if is_outage(error):
+                        raise
+                    why = f"its run cannot be described to the executor: {describe(error)}"
+                    broken.append(Defect(j.id, why, version=j.version))
             # one executor serves every site: leave other sites' runs to their own pass
             active = self.executor.active()
             ids = sorted({job_id for job_id, _run in active})
             site_of = {j.id: j.site_id for j in tx.all(tx.select(Job).where(Job.id.in_(ids)))}
+        if broken:
+            self._fail(site_id, now, broken, report)
+        self._check_leads()  # the executor is ours to command only while we lead
         for job_id, _run in sorted(active - wanted):
             if site_of.get(job_id, site_id) == site_id:
-                self.executor.stop(job_id, "the job is no longer running")
+                self._stop(job_id, "the job is no longer running")
         held = self.executor.active()
-        lost = [launches[job_id] for job_id, run in sorted(wanted - held)]
-        orphans = [launch for launch in lost if not self.executor.adopt(launch)]
+        lost = [launches[job_id] for job_id, run in sorted(wanted - held) if job_id in launches]
+        orphans: list[Launch] = []
+        refused: list[Defect] = []
+        for launch in lost:
+            try:
+                if not self.executor.adopt(launch):
+                    orphans.append(launch)
+            except Exception as error:  # not the executor's to run: fail the job
+                log.exception("executor could not adopt job %s run %d", launch.job_id, launch.run)
+                why = f"the executor could not adopt its run: {describe(error)}"
+                refused.append(Defect(launch.job_id, why, run=launch.run))
+        if refused:
+            self._fail(site_id, now, refused, report)
         if not orphans:
             return
         with self.ctx.db.transaction() as tx:
+            self._fence(tx)
             for launch in orphans:
                 job = tx.require(Job, launch.job_id, "job", for_update=True)
                 if job.state == JobState.RUNNING and job.starts == launch.run:
@@ -240,6 +361,7 @@ class LiveScheduler:
             return []
         stops: list[tuple[str, str]] = []
         with self.ctx.db.transaction() as tx:
+            self._fence(tx)
             rows = tx.all(
                 tx.select(Job).where(
                     Job.site_id == site_id,
@@ -253,7 +375,7 @@ class LiveScheduler:
                         Job.site_id == site_id, Job.state == JobState.RUNNING.value
                     )
                 )
-            refused = _PurposeCheck(tx, kyc.policy_on(self.ctx, now))
+            refused = PurposeCheck(tx, kyc.policy_on(self.ctx, now))
             for job in rows:
                 # an approved tenant's running job: is its end use still covered?
                 reason = held.get(job.tenant_id) or refused(job)
@@ -273,120 +395,10 @@ class LiveScheduler:
     def _snapshot(
         self, site_id: str, now: datetime, held: frozenset[str] = frozenset()
     ) -> Snapshot:
-        with self.ctx.db.transaction(write=False) as tx:
-            jobs = tx.all(
-                tx.select(Job)
-                .where(
-                    Job.site_id == site_id,
-                    Job.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]),
-                )
-                .order_by(Job.submitted_at, Job.id)
-            )
-            # A held tenant's queued jobs are not offered to the core; its running jobs,
-            # when kept, still hold their GPUs.
-            unclaimed = [
-                j.id
-                for j in jobs
-                if j.tenant_id in held and j.state == JobState.QUEUED and j.guaranteed_since
-            ]
-            jobs = [j for j in jobs if j.tenant_id not in held or j.state == JobState.RUNNING]
-            # Nor is a queued job whose end use the tenant's approval no longer covers (an
-            # officer narrowed it): it would be refused if submitted now.
-            refused = _PurposeCheck(tx, kyc.policy_on(self.ctx, now))
-            excluded: set[str] = set()
-            purpose_held: dict[str, str] = {}  # those whose wait reason must change
-            for j in jobs:
-                if j.state != JobState.QUEUED:
-                    continue
-                why = refused(j)
-                if why is not None:
-                    excluded.add(j.id)
-                    if j.wait_reason != why:
-                        purpose_held[j.id] = why
-                    if j.guaranteed_since is not None:
-                        unclaimed.append(j.id)
-            jobs = [j for j in jobs if j.id not in excluded]
-            nodes = tx.all(tx.select(Node).where(Node.site_id == site_id))
-            running_ids = [j.id for j in jobs if j.state == JobState.RUNNING]
-            placements: dict[str, dict[str, int]] = defaultdict(dict)
-            if running_ids:
-                for row in tx.all(
-                    tx.select(GpuAllocation).where(
-                        GpuAllocation.job_id.in_(running_ids), GpuAllocation.end.is_(None)
-                    )
-                ):
-                    per_node = placements[row.job_id]
-                    per_node[row.node_id] = per_node.get(row.node_id, 0) + 1
-            guarantees = [
-                LeaseGuarantee(
-                    lease.id,
-                    lease.tenant_id,
-                    lease.gpus,
-                    to_seconds(lease.start),
-                    to_seconds(lease.end),
-                )
-                for lease in leases.active_guarantees(tx, site_id, now)
-            ]
-            closed = tx.all(
-                tx.select(GpuAllocation)
-                .where(
-                    GpuAllocation.node_id.in_([n.id for n in nodes]),  # this site's usage
-                    GpuAllocation.end.is_not(None),
-                    GpuAllocation.end > now - USAGE_HORIZON,
-                )
-                .order_by(GpuAllocation.end)
-            )
-        usage = []
-        for row in closed:
-            assert row.end is not None
-            usage.append(
-                (row.tenant_id, (row.end - row.start).total_seconds(), to_seconds(row.end))
-            )
-        return Snapshot(
-            now=now,
-            jobs={j.id: j for j in jobs},
-            versions={j.id: j.version for j in jobs},
-            node_states={n.id: n.state for n in nodes},
-            placements={job: sorted(p.items()) for job, p in placements.items()},
-            guarantees=guarantees,
-            usage=usage,
-            purpose_held=purpose_held,
-            unclaimed=unclaimed,
-        )
+        return take_snapshot(self.ctx, site_id, now, held)
 
     def _rebuild(self, topology: SiteTopology, snap: Snapshot) -> SchedulerState:
-        state = SchedulerState(
-            topology.cluster,
-            leases=snap.guarantees,
-            usage_half_life=USAGE_HALF_LIFE_S,
-            keep_history=False,
-        )
-        for tenant, gpu_seconds, ended in snap.usage:
-            state.credit_usage(tenant, gpu_seconds, ended)
-        for job in snap.jobs.values():
-            record = state.submit(spec_of(job), domain="NVLink domain")
-            record.attained = job.attained_gpu_s
-            record.run_time = job.run_s
-            if job.guaranteed_since is not None and job.state == JobState.QUEUED:
-                state.claim_since(job.id, to_seconds(job.guaranteed_since))
-        running = sorted(
-            (j for j in snap.jobs.values() if j.state == JobState.RUNNING),
-            key=lambda j: (j.started_at or snap.now, j.id),
-        )
-        for job in running:
-            assert job.started_at is not None
-            placement = tuple(
-                (topology.node_index[node], count) for node, count in snap.placements[job.id]
-            )
-            state.start(job.id, placement, to_seconds(job.started_at), borrowed=job.borrowed)
-            if job.preempt_at is not None:
-                state.begin_preemption(job.id, to_seconds(job.preempt_at), job.preempt_reason)
-        for node_id, node_state in snap.node_states.items():
-            if node_state != NodeState.UP:
-                state.set_node_state(
-                    topology.node_index[node_id], NodeState(node_state), to_seconds(snap.now)
-                )
-        return state
+        return rebuild(topology, snap)
 
     # ------------------------------------------------------------------ step 6
     def _apply(
@@ -397,11 +409,16 @@ class LiveScheduler:
         decisions: Decisions,
         report: PassReport,
     ) -> tuple[list[Launch], list[tuple[str, str]], list[tuple[str, str]]]:
+        """Apply the decisions in one transaction, each in its own savepoint: a decision
+        that raises (anything but a database outage) is undone alone and its job failed
+        after commit, saying why; the others are applied."""
         now = snap.now
         launches: list[Launch] = []
         warnings: list[tuple[str, str]] = []
         stops: list[tuple[str, str]] = []
+        refused: dict[str, Defect] = {}
         with self.ctx.db.transaction() as tx:
+            self._fence(tx)
             # Node state changes wait for this apply (and it for them): a node cannot go
             # down between our check that it is up and the commit of a start on it.
             tx.lock(placement_lock(site_id))
@@ -411,6 +428,8 @@ class LiveScheduler:
             def fresh(job_id: str) -> Job | None:
                 """The job's row, locked, if nobody changed it since the snapshot (this
                 apply's own earlier changes to it do not count; a stale row counts once)."""
+                if job_id in refused:
+                    return None
                 if job_id in checked:
                     return checked[job_id]
                 row = tx.require(Job, job_id, "job", for_update=True)
@@ -419,77 +438,137 @@ class LiveScheduler:
                 checked[job_id] = row if unchanged else None
                 return checked[job_id]
 
-            for job_id in decisions.timeouts:
-                job = fresh(job_id)
-                if job is not None:
-                    runs.stop_run(
-                        tx, job, now, JobState.FAILED, reason="walltime exceeded", actor=ACTOR
-                    )
-                    stops.append((job_id, "walltime exceeded"))
-                    report.timed_out.append(job_id)
-            for preempt in decisions.requeues:
-                job = fresh(preempt.job_id)
-                if job is not None:
-                    runs.stop_run(tx, job, now, JobState.QUEUED, reason=preempt.reason, actor=ACTOR)
+            def guarded(job_id: str, what: str, act: Callable[[Job], Callable[[], None]]) -> None:
+                """``act`` on the fresh row in a savepoint; what it returns records the
+                outcome (launches, stops, the report) once the savepoint holds."""
+                try:
+                    with tx.session.begin_nested():
+                        job = fresh(job_id)
+                        if job is None:
+                            return
+                        outcome = act(job)
+                        tx.flush()
+                except StaleDataError:
+                    raise  # a concurrent writer, not this job: the pass is retried
+                except Exception as error:
+                    if is_outage(error):
+                        raise
+                    log.exception("scheduler could not %s job %s", what, job_id)
+                    why = f"the scheduler could not {what} it: {describe(error)}"
+                    refused[job_id] = Defect(job_id, why, version=snap.versions.get(job_id))
+                    checked.pop(job_id, None)
+                    return
+                outcome()
+
+            def time_out(job: Job) -> Callable[[], None]:
+                runs.stop_run(
+                    tx, job, now, JobState.FAILED, reason="walltime exceeded", actor=ACTOR
+                )
+
+                def done() -> None:
+                    stops.append((job.id, "walltime exceeded"))
+                    report.timed_out.append(job.id)
+
+                return done
+
+            def requeue(job: Job, preempt: Preempt) -> Callable[[], None]:
+                runs.stop_run(tx, job, now, JobState.QUEUED, reason=preempt.reason, actor=ACTOR)
+
+                def done() -> None:
                     stops.append((job.id, f"preempted: {preempt.reason}"))
                     report.requeued.append(job.id)
-            for preempt in decisions.notices:
-                job = fresh(preempt.job_id)
-                if job is not None:
-                    job.preempt_at = from_seconds(preempt.at)
-                    job.preempt_reason = audit.clip(preempt.reason)
-                    audit.record(
-                        tx,
-                        at=now,
-                        actor=ACTOR,
-                        action="job.preempt_notice",
-                        subject_type="job",
-                        subject_id=job.id,
-                        after={"preempt_at": job.preempt_at.isoformat()},
-                        reason=preempt.reason,
-                    )
-                    warnings.append(
-                        (job.id, f"preemption at {job.preempt_at.isoformat()}: {preempt.reason}")
-                    )
+
+                return done
+
+            def notify(job: Job, preempt: Preempt) -> Callable[[], None]:
+                at = from_seconds(preempt.at)
+                job.preempt_at = at
+                job.preempt_reason = audit.clip(preempt.reason)
+                audit.record(
+                    tx,
+                    at=now,
+                    actor=ACTOR,
+                    action="job.preempt_notice",
+                    subject_type="job",
+                    subject_id=job.id,
+                    after={"preempt_at": at.isoformat()},
+                    reason=preempt.reason,
+                )
+
+                def done() -> None:
+                    warnings.append((job.id, f"preemption at {at.isoformat()}: {preempt.reason}"))
                     report.notices.append(job.id)
-            for start in decisions.starts:
-                job = fresh(start.job_id)
-                if job is None:
-                    continue
+
+                return done
+
+            def begin(job: Job, start: Start) -> Callable[[], None]:
                 placement = [(topology.node_ids[n], count) for n, count in start.placement]
                 nodes = [tx.require(Node, node_id, "node") for node_id, _ in placement]
                 if any(n.state != NodeState.UP or n.state != snap.node_states[n.id] for n in nodes):
-                    report.stale += 1
-                    continue
+                    return self._count_stale(report)
                 # the tenant's standing may have changed since the snapshot (a re-screen hit,
                 # an officer's decision): read it again, locked until commit
                 tenant = tx.require(Tenant, job.tenant_id, "tenant", for_update=True)
-                if not is_approved(tenant, now) or _purpose_refused(
+                if not is_approved(tenant, now) or purpose_refused(
                     job.purpose, tenant.approved_end_uses, kyc.policy_on(self.ctx, now)
                 ):
-                    report.stale += 1
-                    continue
+                    return self._count_stale(report)
                 runs.start_run(tx, job, placement, now, borrowed=start.borrowed, actor=ACTOR)
                 tx.flush()
-                launches.append(self._launch_of(tx, job))
-                report.started.append(job.id)
-            self._keep_claims(snap, decisions, fresh)
-            for job_id in snap.unclaimed:  # not in the snapshot's versions: no stale check
-                held_row = tx.require(Job, job_id, "job", for_update=True)
-                if held_row.state == JobState.QUEUED:
-                    held_row.guaranteed_since = None
-            for job_id, why in snap.purpose_held.items():
-                held_row = tx.require(Job, job_id, "job", for_update=True)
-                if held_row.state == JobState.QUEUED:
-                    held_row.wait_reason = why
-            for job_id, reason in decisions.waiting.items():
-                job = snap.jobs.get(job_id)
-                if job is None or job.wait_reason == audit.clip(reason.message):
-                    continue
-                row = fresh(job_id)
-                if row is not None and row.state == JobState.QUEUED:
-                    row.wait_reason = audit.clip(reason.message)
+                launch = self._launch_of(tx, job)
+
+                def done() -> None:
+                    launches.append(launch)
+                    report.started.append(job.id)
+
+                return done
+
+            for job_id in decisions.timeouts:
+                guarded(job_id, "time out", time_out)
+            for preempt in decisions.requeues:
+                guarded(preempt.job_id, "requeue", partial(requeue, preempt=preempt))
+            for preempt in decisions.notices:
+                guarded(preempt.job_id, "warn", partial(notify, preempt=preempt))
+            for start in decisions.starts:
+                guarded(start.job_id, "start", partial(begin, start=start))
+            try:  # bookkeeping of waiting jobs: never worth failing a job or the pass for
+                with tx.session.begin_nested():
+                    self._keep_waiting(tx, snap, decisions, fresh)
+            except Exception as error:
+                if is_outage(error):
+                    raise
+                log.exception("scheduler could not record why jobs wait at site %s", site_id)
+        if refused:
+            self._fail(site_id, now, list(refused.values()), report)
         return launches, warnings, stops
+
+    @staticmethod
+    def _count_stale(report: PassReport) -> Callable[[], None]:
+        def done() -> None:
+            report.stale += 1
+
+        return done
+
+    def _keep_waiting(
+        self, tx: Tx, snap: Snapshot, decisions: Decisions, fresh: Callable[[str], Job | None]
+    ) -> None:
+        """Guarantee claims and wait reasons of the jobs that still wait."""
+        self._keep_claims(snap, decisions, fresh)
+        for job_id in snap.unclaimed:  # not in the snapshot's versions: no stale check
+            held_row = tx.require(Job, job_id, "job", for_update=True)
+            if held_row.state == JobState.QUEUED:
+                held_row.guaranteed_since = None
+        for job_id, why in snap.purpose_held.items():
+            held_row = tx.require(Job, job_id, "job", for_update=True)
+            if held_row.state == JobState.QUEUED:
+                held_row.wait_reason = why
+        for job_id, reason in decisions.waiting.items():
+            job = snap.jobs.get(job_id)
+            if job is None or job.wait_reason == audit.clip(reason.message):
+                continue
+            row = fresh(job_id)
+            if row is not None and row.state == JobState.QUEUED:
+                row.wait_reason = audit.clip(reason.message)
 
     def _launch_of(self, tx: Tx, job: Job) -> Launch:
         rows = runs.open_allocations(tx, job.id)
@@ -517,6 +596,7 @@ class LiveScheduler:
 
     def _heartbeat(self, site_id: str, now: datetime) -> None:
         with self.ctx.db.transaction() as tx:
+            self._fence(tx)
             row = tx.get(SchedulerStatus, site_id)
             if row is None:
                 tx.add(
@@ -526,89 +606,3 @@ class LiveScheduler:
                 row.leader = self.name
                 row.last_tick_at = now
                 row.ticks += 1
-
-
-class _PurposeCheck:
-    """Why a job's purpose may not run under its tenant's approval now, or None: one
-    verdict per tenant and purpose, the tenants' approvals read once, on first use."""
-
-    def __init__(self, tx: Tx, policy: EffectivePolicy) -> None:
-        self._tx = tx
-        self._policy = policy
-        self._end_uses: dict[str, list[str]] | None = None
-        self._verdicts: dict[tuple[str, str], str | None] = {}
-
-    def __call__(self, job: Job) -> str | None:
-        key = (job.tenant_id, job.purpose)
-        if key not in self._verdicts:
-            if self._end_uses is None:
-                tenants = self._tx.all(self._tx.select(Tenant))
-                self._end_uses = {t.id: t.approved_end_uses for t in tenants}
-            end_uses = self._end_uses[job.tenant_id]
-            self._verdicts[key] = _purpose_refused(job.purpose, end_uses, self._policy)
-        return self._verdicts[key]
-
-
-def _purpose_refused(purpose: str, end_uses: list[str], policy: EffectivePolicy) -> str | None:
-    """Why a job's purpose may not run under the tenant's approval now, or None."""
-    try:
-        decision = check_purpose(purpose, end_uses, policy)
-    except InvalidRequest as error:  # an approval naming unknown codes holds work, not passes
-        return audit.clip(f"held: {error}")
-    if decision.outcome is PurposeOutcome.ALLOW:
-        return None
-    return audit.clip(f"held: {decision.reason}")
-
-
-class SchedulerLoop:
-    """Runs passes every ``interval`` seconds in a thread while this process leads."""
-
-    def __init__(
-        self,
-        scheduler: LiveScheduler,
-        lock: LeaderLock | None = None,
-        interval_s: float | None = None,
-    ) -> None:
-        self.scheduler = scheduler
-        self.lock = lock or leader_lock(scheduler.ctx.db)
-        self.interval_s = interval_s or scheduler.ctx.settings.scheduler_interval_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._released = False
-        self._release_guard = threading.Lock()
-        self.leading = False
-        self.stop_timeout_s = 30.0
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="gpulease-scheduler", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.stop_timeout_s)
-            if self._thread.is_alive():
-                # a pass still runs: the lock goes when it ends (``_run``), not now, or a new
-                # leader would decide beside it
-                return
-        self._release()
-
-    def _release(self) -> None:
-        with self._release_guard:
-            if self._released:
-                return
-            self._released = True
-            self.lock.release()
-            self.scheduler.executor.close()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.leading = self.lock.acquire() and self.lock.still_held()
-                if self.leading:
-                    self.scheduler.tick()
-            except Exception:  # a pass must never kill the loop; the next pass retries
-                log.exception("scheduler pass failed")
-            self._stop.wait(self.interval_s)
-        self.leading = False
-        self._release()

@@ -3,12 +3,14 @@
 The API, the CLI and the scheduler process start here, so none of them touches persistence
 directly: ``open_context`` builds the context from settings, ``initialise`` creates or
 upgrades the schema (Alembic) and optionally the demo, ``check_schema`` refuses to serve a
-database whose schema is not current, and ``scheduler_status`` reads the leader's heartbeat.
+database whose schema is not current, and ``scheduler_status`` reads the scheduler's health:
+the leader lease and each site's last pass, stale when older than ``stale_after_s``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -19,6 +21,7 @@ from gpulease.executors.local import LocalExecutor
 from gpulease.executors.simulated import SimulatedExecutor
 from gpulease.persistence import migrate
 from gpulease.persistence.db import Database
+from gpulease.persistence.leader import current_lease
 from gpulease.persistence.tables import SchedulerStatus
 from gpulease.services.context import ServiceContext
 from gpulease.services.demo import DemoUser, create_demo
@@ -91,7 +94,52 @@ def initialise(
         ctx.db.dispose()
 
 
-def scheduler_status(ctx: ServiceContext) -> list[SchedulerStatus]:
-    """Which process leads each site's scheduler, and when it last decided."""
+@dataclass(frozen=True, slots=True)
+class SitePasses:
+    """A site's scheduler heartbeat: who made the last pass, when, and whether it is stale."""
+
+    site_id: str
+    leader: str
+    last_tick_at: datetime
+    ticks: int
+    age_s: float
+    stale: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerHealth:
+    sites: list[SitePasses]
+    leader: str | None  # holder of the leader lease (None: nobody ever led)
+    leader_expires_at: datetime | None
+    leader_expired: bool
+
+    @property
+    def degraded(self) -> bool:
+        return self.leader_expired or any(site.stale for site in self.sites)
+
+
+def stale_after_s(settings: Settings) -> float:
+    """A scheduler whose last pass is older than this is stale: a few intervals, and never
+    less than the leader lease's TTL (a successor may take that long to take over)."""
+    return max(3 * settings.scheduler_interval_s, settings.leader_ttl_s)
+
+
+def scheduler_status(ctx: ServiceContext) -> SchedulerHealth:
+    """Which process leads, until when, and each site's last pass (stale or not)."""
+    now = ctx.now()
+    limit = stale_after_s(ctx.settings)
     with ctx.db.transaction(write=False) as tx:
-        return tx.all(tx.select(SchedulerStatus).order_by(SchedulerStatus.site_id))
+        rows = tx.all(tx.select(SchedulerStatus).order_by(SchedulerStatus.site_id))
+        lease = current_lease(tx)
+    sites = []
+    for row in rows:
+        age = max(0.0, (now - row.last_tick_at).total_seconds())
+        sites.append(
+            SitePasses(row.site_id, row.leader, row.last_tick_at, row.ticks, age, age > limit)
+        )
+    return SchedulerHealth(
+        sites=sites,
+        leader=None if lease is None else lease.holder,
+        leader_expires_at=None if lease is None else lease.expires_at,
+        leader_expired=lease is not None and lease.expires_at <= now,
+    )

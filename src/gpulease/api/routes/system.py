@@ -14,24 +14,36 @@ router = APIRouter(tags=["system"])
 
 @router.get("/health", response_model=HealthOut)
 def health(request: Request, ctx: Ctx) -> HealthOut:
-    """Liveness and the scheduler's heartbeat (which process leads, when it last decided)."""
-    try:
-        rows = setup.scheduler_status(ctx)
-        database, status = "ok", "ok"
-    except Exception as error:  # health must answer even when the database does not
-        rows, database, status = [], f"unavailable: {type(error).__name__}", "degraded"
+    """Liveness and the scheduler's heartbeat: who holds the leader lease and until when,
+    each site's last pass and whether it is stale. Unauthenticated: it names no tenant, job
+    or user, and a database error only by its kind."""
     loop = getattr(request.app.state, "loop", None)
+    try:
+        found: setup.SchedulerHealth | None = setup.scheduler_status(ctx)
+        database = "ok"
+    except Exception as error:  # health must answer even when the database does not
+        found, database = None, f"unavailable: {type(error).__name__}"
+    degraded = found is None or found.degraded
     return HealthOut(
-        status=status,  # type: ignore[arg-type]
+        status="degraded" if degraded else "ok",
         version=gpulease.__version__,
         database=database,
         executor=ctx.settings.executor,
         this_process_leads=bool(loop is not None and loop.leading),
+        leader=found.leader if found else None,
+        leader_expires_at=found.leader_expires_at if found else None,
+        leader_expired=bool(found and found.leader_expired),
+        failed_passes=loop.failed_passes if loop is not None else 0,
         schedulers=[
             SchedulerStatusOut(
-                site_id=r.site_id, leader=r.leader, last_tick_at=r.last_tick_at, ticks=r.ticks
+                site_id=site.site_id,
+                leader=site.leader,
+                last_tick_at=site.last_tick_at,
+                ticks=site.ticks,
+                age_s=round(site.age_s, 3),
+                stale=site.stale,
             )
-            for r in rows
+            for site in (found.sites if found else [])
         ],
     )
 

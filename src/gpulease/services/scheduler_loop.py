@@ -1,0 +1,107 @@
+"""The scheduler loop: passes every interval, while this process holds the leader lease.
+
+Each iteration takes or renews the lease (``persistence.leader``) first; a pass runs only
+while it is held, and the pass fences its writes on it (``LiveScheduler.leadership``). A pass
+that fails (the database is down) is logged and counted (``failed_passes``) and the next
+iteration retries; nothing a pass raises ends the thread. On ``stop`` the lease is released
+(expired) once the running pass has ended, so another process takes over at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING
+
+from gpulease.persistence.leader import Leadership, leader_lock
+
+if TYPE_CHECKING:
+    from gpulease.services.scheduling import LiveScheduler
+
+log = logging.getLogger("gpulease.scheduler")
+
+
+class SchedulerLoop:
+    """Runs passes every ``interval`` seconds in a thread while this process leads.
+
+    Each iteration takes or renews the leader lease first; a pass runs only while it is
+    held, and its writes are fenced on it (``LiveScheduler.leadership``). A pass that fails
+    (the database is down) is logged and counted (``failed_passes``) and the next iteration
+    retries; nothing a pass raises ends the thread."""
+
+    def __init__(
+        self,
+        scheduler: LiveScheduler,
+        lock: Leadership | None = None,
+        interval_s: float | None = None,
+    ) -> None:
+        ctx = scheduler.ctx
+        self.scheduler = scheduler
+        self.lock = lock or leader_lock(
+            ctx.db, ctx.clock, holder=scheduler.name, ttl_s=ctx.settings.leader_ttl_s
+        )
+        scheduler.leadership = self.lock
+        self.interval_s = interval_s or ctx.settings.scheduler_interval_s
+        if self.interval_s * 2 > ctx.settings.leader_ttl_s:
+            log.warning(
+                "scheduler interval %.3g s is more than half the leader lease TTL %.3g s: "
+                "leadership may lapse between passes",
+                self.interval_s,
+                ctx.settings.leader_ttl_s,
+            )
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._released = False
+        self._release_guard = threading.Lock()
+        self._leading = False
+        self.stop_timeout_s = 30.0
+
+    @property
+    def leading(self) -> bool:
+        """This process leads: it took or renewed the lease, and the lease has not expired."""
+        return self._leading and self.lock.still_held()
+
+    @property
+    def failed_passes(self) -> int:
+        return self.scheduler.failed_passes
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="gpulease-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.stop_timeout_s)
+            if self._thread.is_alive():
+                # a pass still runs: the lease goes when it ends (``_run``), not now, or a new
+                # leader would decide beside it
+                return
+        self._release()
+
+    def _release(self) -> None:
+        with self._release_guard:
+            if self._released:
+                return
+            self._released = True
+            try:
+                self.lock.release()
+            finally:
+                self.scheduler.executor.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._leading = self.lock.acquire()
+            except Exception:  # cannot tell: do not lead; the next iteration asks again
+                self._leading = False
+                log.exception("scheduler leadership check failed")
+            if self._leading:
+                try:
+                    self.scheduler.tick()
+                except Exception:  # a pass must never kill the loop; the next pass retries
+                    self.scheduler.failed_passes += 1
+                    log.exception("scheduler pass failed; retrying in %.3g s", self.interval_s)
+            self._stop.wait(self.interval_s)
+        self._leading = False
+        self._release()
