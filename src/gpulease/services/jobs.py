@@ -27,7 +27,9 @@ from gpulease.services.inventory import cached_topology, default_site
 
 TEXT_LIMIT = 200  # the purpose and name columns
 SUBMITTERS = (Role.OPERATOR_ADMIN, Role.TENANT_ADMIN, Role.TENANT_MEMBER)
-DEAD_LEASE_STATES = frozenset({LeaseState.ENDED, LeaseState.REJECTED, LeaseState.CANCELLED})
+DEAD_LEASE_STATES = frozenset(
+    {LeaseState.ENDED, LeaseState.REJECTED, LeaseState.CANCELLED, LeaseState.EXPIRED}
+)
 
 
 @dataclass(frozen=True, slots=True)
