@@ -6,10 +6,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 from decimal import Decimal
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -64,3 +65,23 @@ class Settings(BaseSettings):
     max_log_bytes: int = Field(default=16 << 20, ge=4096)  # a run's log on disk; more is cut
     # scheduler leadership: a lease renewed every pass; lost when not renewed for this long
     leader_ttl_s: float = Field(default=15.0, gt=0)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses_or_networks(cls, values: list[str]) -> list[str]:
+        """Each an IP address or a CIDR network, written canonically (uvicorn would take a
+        malformed entry as a literal name that never matches, or ``*`` as everyone)."""
+        canonical = []
+        for value in values:
+            text = value.strip()
+            try:
+                if "/" in text:
+                    canonical.append(str(ipaddress.ip_network(text, strict=False)))
+                else:
+                    canonical.append(str(ipaddress.ip_address(text)))
+            except ValueError:
+                raise ValueError(
+                    f"trusted_proxies: {value!r} is not an IP address or network (CIDR); "
+                    "name the proxies (0.0.0.0/0 would trust every peer)"
+                ) from None
+        return canonical

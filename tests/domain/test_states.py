@@ -49,6 +49,7 @@ LEASE_ALLOWED: frozenset[tuple[str, str]] = frozenset(
         ("requested", "approved"),
         ("requested", "rejected"),
         ("requested", "cancelled"),
+        ("requested", "expired"),  # nobody approved it within the hold time
         ("approved", "scheduled"),
         ("approved", "cancelled"),
         ("scheduled", "active"),

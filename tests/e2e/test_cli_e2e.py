@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -67,7 +68,8 @@ def test_login_then_work_as_a_tenant(cli, demo_server: Server, tmp_path: Path) -
             "--days",
             "2",
             "--start",
-            "2030-01-01T00:00:00Z",
+            # far ahead, within the lease horizon (3 years by default)
+            (datetime.now(UTC) + timedelta(days=400)).strftime("%Y-%m-%dT00:00:00Z"),
             "--json",
         ).stdout
     )

@@ -4,6 +4,13 @@
 ``run_scheduler`` is set, runs the scheduler loop in a thread for the app's lifetime; the
 loop decides only while this process holds the leader lock, so any number of API processes
 can share one PostgreSQL.
+
+Client address. ``request.client`` is the TCP peer, unless the peer is one of the configured
+``trusted_proxies``: then uvicorn's ``ProxyHeadersMiddleware`` (installed here, not by the
+server, so the in-process app and the served one agree) takes the client from
+``X-Forwarded-For``. The address feeds the authentication limit and the customer
+identification record of accesses; nothing else may set it. Rate limits live in
+``app.state.limits``, one set per app (per process).
 """
 
 from __future__ import annotations
@@ -12,9 +19,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 import gpulease
 from gpulease.api import docs, errors
+from gpulease.api.ratelimit import ApiLimits
 from gpulease.api.routes import admin, compliance, jobs, leases, nodes, reports, system
 from gpulease.services.context import ServiceContext
 from gpulease.services.scheduling import LiveScheduler, SchedulerLoop
@@ -54,6 +63,11 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
     )
     app.state.ctx = ctx
     app.state.loop = None
+    app.state.limits = ApiLimits.from_settings(settings, ctx.clock)
+    if settings.trusted_proxies:
+        # X-Forwarded-For/-Proto are believed from these peers only; the server itself
+        # (cli.server) never rewrites the client, so the app behaves alike in-process
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     errors.install(app)
     docs.install(app, openapi_url=OPENAPI_URL)
     for module in (system, leases, jobs, nodes, admin, compliance, reports):

@@ -2,8 +2,9 @@
 
 Every error body is ``{"code", "message", "details"}``. Codes are the domain's stable codes;
 the HTTP status follows from the code alone (:data:`HTTP_STATUS`). Request validation
-failures are ``invalid_request`` (422) and name the offending field. Anything unexpected is
-``internal`` (500) with no stack trace in the body (it goes to the server log).
+failures are ``invalid_request`` (422) and name the offending field. ``rate_limited`` (429)
+carries ``Retry-After`` in whole seconds. Anything unexpected is ``internal`` (500) with no
+stack trace in the body (it goes to the server log).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ HTTP_STATUS: dict[str, int] = {
     "conflict": 409,
     "invalid_transition": 409,
     "insufficient_capacity": 409,
+    "rate_limited": 429,
     "database_unavailable": 503,
 }
 
@@ -44,6 +46,8 @@ def install(app: FastAPI) -> None:
     async def domain_error(_request: Request, error: DomainError) -> JSONResponse:
         status = HTTP_STATUS.get(error.code, 400)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if status == 429:
+            headers = {"Retry-After": str(error.details.get("retry_after_s", 60))}
         return JSONResponse(error.to_dict(), status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)

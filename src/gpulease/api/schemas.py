@@ -25,7 +25,7 @@ class ErrorOut(BaseModel):
 
 # The error answers every authenticated route may give, for the OpenAPI document.
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorOut} for code in (401, 403, 404, 409, 422)
+    code: {"model": ErrorOut} for code in (401, 403, 404, 409, 413, 422, 429)
 }
 
 

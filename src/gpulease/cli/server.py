@@ -81,10 +81,20 @@ def serve_command(
     console.print(
         f"gpulease serving on http://{host}:{port} (API docs at /api/v1/docs), "
         f"executor {settings.executor}, scheduler {'on' if scheduler else 'off'}, "
-        f"{workers} worker{'s' if workers > 1 else ''}"
+        f"{workers} worker{'s' if workers > 1 else ''}, "
+        + (
+            f"X-Forwarded-For believed from {', '.join(settings.trusted_proxies)} only"
+            if settings.trusted_proxies
+            else "no trusted proxies (the peer's address is the client's)"
+        )
     )
+    # uvicorn would believe X-Forwarded-For from 127.0.0.1 by default: off. The app installs
+    # the same middleware for GPULEASE_TRUSTED_PROXIES alone (api.app), so nothing else may
+    # set the client address.
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+        uvicorn.run(
+            create_app(settings), host=host, port=port, log_level="warning", proxy_headers=False
+        )
     else:
         uvicorn.run(
             "gpulease.api.app:create_app",
@@ -93,6 +103,7 @@ def serve_command(
             host=host,
             port=port,
             log_level="warning",
+            proxy_headers=False,
         )
 
 

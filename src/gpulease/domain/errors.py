@@ -66,3 +66,10 @@ class IdempotencyMismatch(Conflict):
     """An ``Idempotency-Key`` was reused with a different request."""
 
     code = "idempotency_mismatch"
+
+
+class RateLimited(DomainError):
+    """Too many requests of one kind from one client address or tenant in a short time;
+    ``details.retry_after_s`` says when to try again (HTTP 429 with ``Retry-After``)."""
+
+    code = "rate_limited"

@@ -57,7 +57,10 @@ class LeaseState(StrEnum):
     ``approved``: the operator accepted it. ``scheduled``: its capacity is reserved in the
     calendar and it waits for its start. ``active``: inside its window, a guarantee the
     scheduler honours. ``suspended``: an active lease stopped by the operator (compliance,
-    non-payment); it holds its capacity but guarantees nothing until resumed.
+    non-payment); it holds its capacity but guarantees nothing until resumed. ``expired``:
+    a request nobody approved within the hold time (``lease_hold_hours``); its capacity went
+    back to the calendar. A state of its own, not ``rejected`` (nobody decided against it)
+    nor ``cancelled`` (the tenant did not withdraw it), so the trail says what happened.
     """
 
     REQUESTED = "requested"
@@ -68,11 +71,12 @@ class LeaseState(StrEnum):
     ENDED = "ended"
     REJECTED = "rejected"
     CANCELLED = "cancelled"
+    EXPIRED = "expired"
 
 
 LEASE_TRANSITIONS: dict[LeaseState, frozenset[LeaseState]] = {
     LeaseState.REQUESTED: frozenset(
-        {LeaseState.APPROVED, LeaseState.REJECTED, LeaseState.CANCELLED}
+        {LeaseState.APPROVED, LeaseState.REJECTED, LeaseState.CANCELLED, LeaseState.EXPIRED}
     ),
     LeaseState.APPROVED: frozenset({LeaseState.SCHEDULED, LeaseState.CANCELLED}),
     # scheduled -> ended: the window passed while the tenant was not approved (never active)

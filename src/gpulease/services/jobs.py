@@ -26,7 +26,9 @@ from gpulease.services.idempotency import Idempotent, once
 from gpulease.services.inventory import cached_topology, default_site
 
 TEXT_LIMIT = 200  # the purpose and name columns
-DEAD_LEASE_STATES = frozenset({LeaseState.ENDED, LeaseState.REJECTED, LeaseState.CANCELLED})
+DEAD_LEASE_STATES = frozenset(
+    {LeaseState.ENDED, LeaseState.REJECTED, LeaseState.CANCELLED, LeaseState.EXPIRED}
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,14 +1,27 @@
 """Leases: request with a quote, admission against the calendar, approval, time transitions.
 
-Admission. A request is admitted only if the site's calendar has room at every instant of
-its window (``leasing.calendar.admit``), counting every lease that holds capacity (a pending
-request included) and the nodes' maintenance windows. The check and the insert run in one
-transaction under a per-site lock, so two concurrent requests cannot both take the last
-GPUs. Approval re-checks nothing: the capacity was held from the request on.
+Admission. A request is admitted only if its window starts now or later and ends within
+``lease_horizon_days`` (``leasing.holds.check_window``), and the site's calendar has room at
+every instant of its window (``leasing.calendar.admit``), counting every lease that holds
+capacity (a pending request included, until its hold lapses) and the nodes' maintenance
+windows. The check and the insert run in one transaction under a per-site lock, so two
+concurrent requests cannot both take the last GPUs. Approval re-checks nothing: the capacity
+was held from the request on.
 
-Time. ``tick`` moves leases along as the clock passes their bounds: approved -> scheduled
-(-> active when the window has begun), active/suspended -> ended at ``end``. Every change
-goes through ``LEASE_TRANSITIONS`` and writes an audit record with its reason.
+Holds. A request not yet approved is a claim, bounded twice (``leasing.holds``): it lapses
+``lease_hold_hours`` after it was made (``hold_expires_at``; approval, rejection or
+cancellation clear it), and one tenant's unapproved requests at a site may hold at most
+``lease_hold_share`` of its GPUs at any instant (409 ``conflict`` naming what to do). The
+share binds the tenant, whoever asks: an operator requesting for a tenant is bound the same.
+A lapsed request stops counting in the calendar at once, whether or not ``tick`` has run;
+``tick`` then moves it to ``expired`` with a reason and an audit record, and an operator's
+decision on it is refused (409) after moving it there.
+
+Time. ``tick`` moves leases along as the clock passes their bounds: requested -> expired when
+its hold lapsed, approved -> scheduled (-> active when the window has begun),
+active/suspended -> ended at ``end``. Every change goes through ``LEASE_TRANSITIONS`` and
+writes an audit record with its reason. Requests made before holds expired (no
+``hold_expires_at``) get one at the first ``tick``: a full hold from then, not a lapse.
 """
 
 from __future__ import annotations
@@ -17,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from gpulease.domain.access import Action, Principal, Scope
-from gpulease.domain.errors import Conflict, InvalidRequest
+from gpulease.domain.errors import Conflict, InvalidRequest, InvalidTransition
 from gpulease.domain.states import (
     CAPACITY_HOLDING_LEASE_STATES,
     LEASE_TRANSITIONS,
@@ -25,6 +38,7 @@ from gpulease.domain.states import (
     transition,
 )
 from gpulease.leasing.calendar import Hold, admit
+from gpulease.leasing.holds import check_hold_share, check_window, hold_lapsed
 from gpulease.leasing.pricing import quote
 from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import Lease, MaintenanceWindow, Node, Site, Tenant
@@ -34,7 +48,7 @@ from gpulease.services.idempotency import Idempotent, once
 from gpulease.services.standing import is_approved, why_not
 
 LEASE_AUDIT_FIELDS = ("state", "state_reason", "gpus", "start", "end", "price")
-MAX_LEASE = timedelta(days=3 * 366)
+AWAITING_APPROVAL = "awaiting the operator's approval"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,15 +67,33 @@ def request_lease(
     tenant_id = actor.acting_tenant(req.tenant_id)
     actor.authorize(Action.LEASE_REQUEST, tenant_id=tenant_id)
     now = ctx.now()
-    _validate_window(req.start, req.end, now)
+    settings = ctx.settings
+    check_window(req.start, req.end, now, timedelta(days=settings.lease_horizon_days))
+    hold_expires_at = now + timedelta(hours=settings.lease_hold_hours)
 
     def create(tx: Tx) -> Lease:
-        tx.require(Tenant, tenant_id, "tenant")
+        tenant = tx.require(Tenant, tenant_id, "tenant")
         site = tx.require(Site, req.site_id, "site")
         gpus = _requested_gpus(tx, site.id, req)
         tx.lock(f"lease-calendar:{site.id}")
         total = sum(n.gpus for n in tx.all(tx.select(Node).where(Node.site_id == site.id)))
-        admit(total, gpus, req.start, req.end, _holds(tx, site.id), _maintenance(tx, site.id))
+        holding = _holding(tx, site.id, now)
+        admit(
+            total, gpus, req.start, req.end, [_hold(r) for r in holding], _maintenance(tx, site.id)
+        )
+        check_hold_share(
+            total=total,
+            share=settings.lease_hold_share,
+            gpus=gpus,
+            start=req.start,
+            end=req.end,
+            pending=[
+                _hold(r)
+                for r in holding
+                if r.tenant_id == tenant_id and r.state == LeaseState.REQUESTED
+            ],
+            tenant=tenant.name,
+        )
         price = quote(
             gpus, req.start, req.end, ctx.settings.price_per_gpu_hour, ctx.settings.currency
         )
@@ -74,7 +106,9 @@ def request_lease(
             start=req.start,
             end=req.end,
             state=LeaseState.REQUESTED.value,
-            state_reason="awaiting the operator's approval",
+            state_reason=f"{AWAITING_APPROVAL}; the request lapses at "
+            f"{hold_expires_at.replace(microsecond=0).isoformat()} unless approved",
+            hold_expires_at=hold_expires_at,
             price=price.amount,
             rate=price.rate_per_gpu_hour,
             currency=price.currency,
@@ -131,17 +165,30 @@ def decide(
     with ctx.db.transaction() as tx:
         lease = tx.require(Lease, lease_id, "lease", for_update=True)
         actor.authorize(action, tenant_id=lease.tenant_id, record_id=lease_id)
-        if target is LeaseState.ACTIVE:
-            tenant = tx.require(Tenant, lease.tenant_id, "tenant")
-            if not is_approved(tenant, now):
-                raise Conflict(
-                    f"lease {lease.id} cannot be resumed: "
-                    f"{HELD_FOR_APPROVAL} ({why_not(tenant, now)})",
-                    lease_id=lease.id,
-                )
-        _move(tx, lease, target, now, actor.user_id, reason or f"{target.value} by operator")
-        if target is LeaseState.APPROVED:
-            _advance(tx, lease, now, "scheduler")
+        lapsed_at = lease.hold_expires_at
+        # a lapsed request is moved to expired (committed) and the decision refused below:
+        # its capacity was back in the calendar and may already be promised to another
+        lapsed = _lapse_if_due(tx, lease, now, "scheduler")
+        if not lapsed:
+            if target is LeaseState.ACTIVE:
+                tenant = tx.require(Tenant, lease.tenant_id, "tenant")
+                if not is_approved(tenant, now):
+                    raise Conflict(
+                        f"lease {lease.id} cannot be resumed: {HELD_FOR_APPROVAL} "
+                        f"({why_not(tenant, now)})",
+                        lease_id=lease.id,
+                    )
+            _move(tx, lease, target, now, actor.user_id, reason or f"{target.value} by operator")
+            if target is LeaseState.APPROVED:
+                _advance(tx, lease, now, "scheduler")
+    if lapsed and lapsed_at is not None:
+        raise InvalidTransition(
+            f"lease {lease.id} expired at {lapsed_at.isoformat()}: it was not approved within "
+            f"{ctx.settings.lease_hold_hours:g} hours and its capacity went back to the "
+            "calendar; the tenant may request it again",
+            current=LeaseState.EXPIRED.value,
+            target=target.value,
+        )
     return lease
 
 
@@ -149,6 +196,17 @@ def tick(ctx: ServiceContext, now: datetime) -> int:
     """Move leases along the calendar as time passes; return how many changed."""
     changed = 0
     with ctx.db.transaction() as tx:
+        requests = tx.all(
+            tx.select(Lease).where(
+                Lease.state == LeaseState.REQUESTED.value,
+                (Lease.hold_expires_at <= now) | Lease.hold_expires_at.is_(None),
+            )
+        )
+        for lease in requests:
+            if lease.hold_expires_at is None:
+                _grant_hold(tx, lease, now + timedelta(hours=ctx.settings.lease_hold_hours), now)
+            else:
+                changed += _lapse_if_due(tx, lease, now, "scheduler")
         rows = tx.all(
             tx.select(Lease).where(
                 Lease.state.in_(
@@ -250,11 +308,47 @@ def _advance(tx: Tx, lease: Lease, now: datetime, actor: str) -> int:
     return steps
 
 
+def _lapse_if_due(tx: Tx, lease: Lease, now: datetime, actor: str) -> bool:
+    """Move a request whose hold lapsed to ``expired``; True if it did."""
+    if lease.state != LeaseState.REQUESTED or not hold_lapsed(lease.hold_expires_at, now):
+        return False
+    assert lease.hold_expires_at is not None
+    reason = (
+        f"not approved by {lease.hold_expires_at.replace(microsecond=0).isoformat()}: the hold "
+        f"on {lease.gpus:,} GPUs lapsed and went back to the calendar; request again if "
+        "still needed"
+    )
+    _move(tx, lease, LeaseState.EXPIRED, now, actor, reason)
+    return True
+
+
+def _grant_hold(tx: Tx, lease: Lease, until: datetime, now: datetime) -> None:
+    """A request made before holds expired: it holds until ``until`` from now on."""
+    lease.hold_expires_at = until
+    lease.state_reason = audit.clip(
+        f"{AWAITING_APPROVAL}; the request lapses at "
+        f"{until.replace(microsecond=0).isoformat()} unless approved"
+    )
+    lease.updated_at = now
+    audit.record(
+        tx,
+        at=now,
+        actor="scheduler",
+        action="lease.hold",
+        subject_type="lease",
+        subject_id=lease.id,
+        after={"hold_expires_at": until.isoformat()},
+        reason="a request made before unapproved holds lapsed: it holds until then",
+    )
+
+
 def _move(tx: Tx, lease: Lease, target: LeaseState, now: datetime, actor: str, reason: str) -> None:
     before = audit.fields_of(lease, LEASE_AUDIT_FIELDS)
     lease.state = transition(
         LEASE_TRANSITIONS, LeaseState(lease.state), target, subject=f"lease {lease.id}"
     ).value
+    if target is not LeaseState.REQUESTED:
+        lease.hold_expires_at = None  # decided (or lapsed): no longer a claim that lapses
     lease.state_reason = audit.clip(reason)
     lease.updated_at = now
     audit.record(
@@ -268,17 +362,6 @@ def _move(tx: Tx, lease: Lease, target: LeaseState, now: datetime, actor: str, r
         after=audit.fields_of(lease, LEASE_AUDIT_FIELDS),
         reason=reason,
     )
-
-
-def _validate_window(start: datetime, end: datetime, now: datetime) -> None:
-    if start.tzinfo is None or end.tzinfo is None:
-        raise InvalidRequest("start and end need a timezone (use UTC, e.g. ...Z)", field="start")
-    if end <= start:
-        raise InvalidRequest("end must be after start", field="end")
-    if end <= now:
-        raise InvalidRequest("the lease window is already over", field="end")
-    if end - start > MAX_LEASE:
-        raise InvalidRequest("a lease lasts at most 3 years", field="end")
 
 
 def _requested_gpus(tx: Tx, site_id: str, req: LeaseRequest) -> int:
@@ -298,14 +381,24 @@ def _requested_gpus(tx: Tx, site_id: str, req: LeaseRequest) -> int:
     return req.gpus
 
 
-def _holds(tx: Tx, site_id: str) -> list[Hold]:
+def _holding(tx: Tx, site_id: str, now: datetime) -> list[Lease]:
+    """The leases that hold capacity at the site: every lease in a capacity-holding state
+    but requests whose hold lapsed (whether or not ``tick`` has moved them yet)."""
     rows = tx.all(
         tx.select(Lease).where(
             Lease.site_id == site_id,
             Lease.state.in_([s.value for s in CAPACITY_HOLDING_LEASE_STATES]),
         )
     )
-    return [Hold(r.start, r.end, r.gpus, r.id) for r in rows]
+    return [
+        r
+        for r in rows
+        if not (r.state == LeaseState.REQUESTED and hold_lapsed(r.hold_expires_at, now))
+    ]
+
+
+def _hold(lease: Lease) -> Hold:
+    return Hold(lease.start, lease.end, lease.gpus, lease.id)
 
 
 def _maintenance(tx: Tx, site_id: str) -> list[Hold]:

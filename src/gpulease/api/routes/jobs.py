@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
-from gpulease.api.deps import Ctx, IdempotencyKey, Me
+from gpulease.api.deps import Ctx, IdempotencyKey, Me, count_submission
 from gpulease.api.schemas import (
     ERROR_RESPONSES,
     AllocationOut,
@@ -37,7 +37,13 @@ def job_out(job: Job, ctx: ServiceContext | None = None) -> JobOut:
     return out
 
 
-@router.post("", status_code=201, response_model=JobOut, responses=ERROR_RESPONSES)
+@router.post(
+    "",
+    status_code=201,
+    response_model=JobOut,
+    responses=ERROR_RESPONSES,
+    dependencies=[Depends(count_submission)],  # per tenant: 429 past submissions_per_minute
+)
 def submit_job(body: JobCreate, ctx: Ctx, me: Me, idempotency_key: IdempotencyKey = None) -> JobOut:
     """Queue a gang job; it starts when the scheduler finds it room (see ``wait_reason``)."""
     values = body.model_dump()
