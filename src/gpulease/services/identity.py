@@ -66,10 +66,12 @@ def create_user(
     tenant_id: str | None,
 ) -> tuple[User, str]:
     """Create a user and its first token; return both (the token is shown only now)."""
+    # staff belong to no tenant: whoever asks for a staff role is authorized for that
+    target = None if role.is_operator else tenant_id
+    if target is not None:
+        actor.check_visible(target, "tenant", target)
+    actor.authorize(Action.USER_CREATE, tenant_id=target)
     Principal("new", role, tenant_id)  # validates role/tenant consistency
-    if tenant_id is not None:
-        actor.check_visible(tenant_id, "tenant", tenant_id)
-    actor.authorize(Action.USER_CREATE, tenant_id=tenant_id)
     now = ctx.now()
     with ctx.db.transaction() as tx:
         if tenant_id is not None:
