@@ -39,9 +39,7 @@ def raw_api(ctx: ServiceContext) -> Iterator[Client]:
     clients: list[TestClient] = []
 
     def client(token: str | None) -> TestClient:
-        made = TestClient(
-            app, base_url="http://testserver/api/v1", raise_server_exceptions=False
-        )
+        made = TestClient(app, base_url="http://testserver/api/v1", raise_server_exceptions=False)
         if token is not None:
             made.headers["Authorization"] = f"Bearer {token}"
         made.__enter__()

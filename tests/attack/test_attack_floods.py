@@ -8,15 +8,18 @@ how many requests: one tenant's stream of tiny, disjoint requests is unbounded.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import Client
+from fastapi.testclient import TestClient
 
 from gpulease.domain.clock import ManualClock
 from gpulease.services import demo as demo_service
 from gpulease.settings import Settings
+
+Client = Callable[[str | None], TestClient]  # the ``raw_api`` fixture
 
 BANK = "admin@bank.example"
 LIMIT = 5

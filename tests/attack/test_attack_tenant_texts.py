@@ -6,13 +6,17 @@ tenant reads name operator staff as 'the operator', never by id".
 
 from __future__ import annotations
 
-from conftest import Client
+from collections.abc import Callable
+
+from fastapi.testclient import TestClient
 
 from gpulease.domain.clock import ManualClock
 from gpulease.executors.simulated import SimulatedExecutor
 from gpulease.services import demo as demo_service
 from gpulease.services.context import ServiceContext
 from gpulease.services.scheduling import LiveScheduler
+
+Client = Callable[[str | None], TestClient]  # the ``raw_api`` fixture
 
 OPS = "ops@indosat.example"
 BANK = "admin@bank.example"
@@ -82,4 +86,3 @@ def test_a_tenant_admin_listing_its_tokens_does_not_learn_operator_ids(
     listing = raw_api(bank.token).get(f"/users/{bank_id}/tokens")
     assert listing.status_code == 200, listing.text
     assert operator_id not in listing.text, listing.json()
-

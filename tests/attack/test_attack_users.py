@@ -7,9 +7,13 @@ compliance or abuse decision) must not be brought back by the tenant it belongs 
 
 from __future__ import annotations
 
-from conftest import Client
+from collections.abc import Callable
+
+from fastapi.testclient import TestClient
 
 from gpulease.services import demo as demo_service
+
+Client = Callable[[str | None], TestClient]  # the ``raw_api`` fixture
 
 OPS = "ops@indosat.example"
 BANK = "admin@bank.example"
@@ -39,9 +43,7 @@ def test_a_tenant_admin_cannot_undo_the_operators_disabling_of_its_user(
     assert raw_api(second_token).get("/me").status_code == 401
 
     # the tenant's other admin enables it again, and the old token works again
-    enabled = raw_api(bank.token).post(
-        f"/users/{second_id}/enable", json={"reason": "we disagree"}
-    )
+    enabled = raw_api(bank.token).post(f"/users/{second_id}/enable", json={"reason": "we disagree"})
     assert enabled.status_code in (403, 404), enabled.text
     assert raw_api(second_token).get("/me").status_code == 401
 
@@ -53,10 +55,16 @@ def test_a_disabled_users_old_tokens_stay_dead_after_it_is_enabled(
     # leaked token (the doc: disabling "stops all its tokens at once")
     ops, bank = by_email[OPS], by_email[BANK]
     bank_id = _user_id(raw_api, bank.token)
-    assert raw_api(ops.token).post(
-        f"/users/{bank_id}/disable", json={"reason": "token leaked"}
-    ).status_code == 200
-    assert raw_api(ops.token).post(
-        f"/users/{bank_id}/enable", json={"reason": "new token issued"}
-    ).status_code == 200
+    assert (
+        raw_api(ops.token)
+        .post(f"/users/{bank_id}/disable", json={"reason": "token leaked"})
+        .status_code
+        == 200
+    )
+    assert (
+        raw_api(ops.token)
+        .post(f"/users/{bank_id}/enable", json={"reason": "new token issued"})
+        .status_code
+        == 200
+    )
     assert raw_api(bank.token).get("/me").status_code == 401
