@@ -78,4 +78,3 @@ def test_walltime_beyond_the_calendar_is_refused_at_the_edge(
     answer = raw_api(by_email[BANK].token).post("/jobs", json=JOB | {"walltime_s": 1e300})
     assert answer.status_code == 422, answer.text
     assert answer.json()["details"].get("field") == "walltime_s", answer.text
-
