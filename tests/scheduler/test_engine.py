@@ -10,7 +10,15 @@ from gpulease.domain.errors import InvalidTransition
 from gpulease.domain.models import JobSpec, LeaseGuarantee, PriorityClass
 from gpulease.domain.states import JobState, NodeState
 from gpulease.inventory.topology import build_cluster, parse_cluster_spec
-from gpulease.scheduler.engine import Decisions, Preempt, Scheduler, SchedulerConfig, Start
+from gpulease.scheduler.engine import (
+    PREEMPTED,
+    RECLAIMED,
+    Decisions,
+    Preempt,
+    Scheduler,
+    SchedulerConfig,
+    Start,
+)
 from gpulease.scheduler.ordering import make_policy
 from gpulease.scheduler.placement import WaitCode, WaitReason
 from gpulease.scheduler.state import SchedulerState
@@ -224,8 +232,8 @@ def test_las_preempts_a_long_running_job_at_once_with_no_grace(
 ) -> None:
     state = las_state(make_state, job)
     decisions = run_step(scheduler("las", grace=0), state, 1000.0)
-    reason = "preempted: new (t) ranks higher"
-    assert decisions.requeues == [Preempt("long", 1000.0, reason)]
+    reason = PREEMPTED
+    assert decisions.requeues == [Preempt("long", 1000.0, reason, "new")]
     assert decisions.notices == []
     assert decisions.starts == [Start("new", ((0, 4),), True)]
     long = state.jobs["long"]
@@ -244,9 +252,9 @@ def test_las_preempts_after_the_grace_period(
 ) -> None:
     state = las_state(make_state, job)
     las = scheduler("las", grace=30)
-    reason = "preempted: new (t) ranks higher"
+    reason = PREEMPTED
     notice = run_step(las, state, 1000.0)
-    assert notice.notices == [Preempt("long", 1030.0, reason)]
+    assert notice.notices == [Preempt("long", 1030.0, reason, "new")]
     assert notice.requeues == []
     assert notice.starts == []
     assert notice.waiting == {
@@ -274,7 +282,7 @@ def test_next_wakeup_includes_the_grace_end_of_a_new_notice(
 ) -> None:
     state = las_state(make_state, job)
     decisions = scheduler("las", grace=30).step(state, 1000.0)
-    assert decisions.notices == [Preempt("long", 1030.0, "preempted: new (t) ranks higher")]
+    assert decisions.notices == [Preempt("long", 1030.0, PREEMPTED, "new")]
     assert decisions.next_wakeup == 1030.0  # the engine says 3600.0 (long's next LAS level)
 
 
@@ -311,7 +319,7 @@ def test_las_level_changes_at_the_moment_next_wakeup_announced(
     state = boundary_state(make_state, job)
     assert scheduler("las").step(state, 511.0).next_wakeup == BOUNDARY
     at_wake = scheduler("las").step(state, BOUNDARY)
-    assert at_wake.requeues == [Preempt("big", BOUNDARY, "preempted: probe (t) ranks higher")]
+    assert at_wake.requeues == [Preempt("big", BOUNDARY, PREEMPTED, "probe")]
 
 
 def test_a_used_scheduler_decides_like_a_fresh_one_at_a_las_boundary(
@@ -323,7 +331,7 @@ def test_a_used_scheduler_decides_like_a_fresh_one_at_a_las_boundary(
     used.step(state, BOUNDARY)
     fresh = scheduler("las").step(state, 1100.0)
     # At 1100 big has 4,130 GPU-s (level 1), probe none (level 0): probe preempts big.
-    assert fresh.requeues == [Preempt("big", 1100.0, "preempted: probe (t) ranks higher")]
+    assert fresh.requeues == [Preempt("big", 1100.0, PREEMPTED, "probe")]
     assert used.step(state, 1100.0) == fresh
 
 
@@ -345,7 +353,7 @@ def test_high_priority_preempts_normal_preemptible(
     )
     state.submit(job("urgent", 2, submit=5, priority=HIGH))
     decisions = run_step(scheduler(policy, grace=0), state, 5.0)
-    assert decisions.requeues == [Preempt("normal", 5.0, "preempted: urgent (t) ranks higher")]
+    assert decisions.requeues == [Preempt("normal", 5.0, PREEMPTED, "urgent")]
     assert decisions.starts == [Start("urgent", ((0, 2),), True)]
     assert state.jobs["urgent"].allocation == ((0, (0, 1)),)  # the GPUs `normal` held
     assert "pinned" in state.running
@@ -424,9 +432,7 @@ def test_lease_holder_reclaims_from_a_borrower(
     state.submit(job("o1", 4, tenant="owner", submit=10))
     reclaim = run_step(fifo, state, 10.0)
     # The worst-ranked borrower goes, although it is not preemptible: borrowing is lent.
-    assert reclaim.requeues == [
-        Preempt("s2", 10.0, "reclaimed by its lease holder: o1 (owner) ranks higher")
-    ]
+    assert reclaim.requeues == [Preempt("s2", 10.0, RECLAIMED, "o1")]
     assert reclaim.starts == [Start("o1", ((1, 4),), False)]
     assert state.jobs["o1"].borrowed is False
     assert state.jobs["o1"].history[-1] == (10.0, "started")
@@ -450,9 +456,7 @@ def test_lease_holder_reclaims_after_the_grace_period(
     state.submit(job("o2", 6, tenant="owner", submit=11))
     fifo = scheduler("fifo", grace=30)
     notice = run_step(fifo, state, 11.0)
-    assert notice.notices == [
-        Preempt("s1", 41.0, "reclaimed by its lease holder: o1 (owner) ranks higher")
-    ]
+    assert notice.notices == [Preempt("s1", 41.0, RECLAIMED, "o1")]
     assert codes(notice) == {"o1": WaitCode.PREEMPTING, "o2": WaitCode.PREEMPTING}
     assert notice.guaranteed_waiting == ["o1", "o2"]
     after = run_step(fifo, state, 41.0)
@@ -656,9 +660,7 @@ def test_guaranteed_job_is_never_preempted_by_another_tenant(
     state.stop("b1", 11.0, JobState.CANCELLED, "user")
     state.submit(job("b2", 4, tenant="b", submit=11, priority=CRITICAL))
     decisions = run_step(scheduler("las", grace=0), state, 11.0)
-    assert decisions.requeues == [
-        Preempt("a2", 11.0, "reclaimed by its lease holder: b2 (b) ranks higher")
-    ]
+    assert decisions.requeues == [Preempt("a2", 11.0, RECLAIMED, "b2")]
     assert decisions.starts == [Start("b2", ((1, 4),), False)]
     assert "a1" in state.running
 
@@ -670,7 +672,7 @@ def test_priority_preemption_between_tenants_is_not_called_a_reclaim(
     state = make_state("1x1x4", jobs=[job("x1", 4)], running={"x1": ((0, 4),)})
     state.submit(job("x2", 4, submit=1, priority=HIGH))
     decisions = run_step(scheduler("fifo", grace=0), state, 1.0)
-    assert decisions.requeues == [Preempt("x1", 1.0, "preempted: x2 (t) ranks higher")]
+    assert decisions.requeues == [Preempt("x1", 1.0, PREEMPTED, "x2")]
 
 
 def test_priority_preemption_without_leases_is_not_a_reclaim(
@@ -680,7 +682,7 @@ def test_priority_preemption_without_leases_is_not_a_reclaim(
     state.submit(job("vip", 4, tenant="spot", submit=1, priority=HIGH))
     decisions = run_step(scheduler("fifo", grace=0), state, 1.0)
     # No tenant holds a lease: the reason must not say "reclaimed by its lease holder".
-    assert decisions.requeues == [Preempt("y1", 1.0, "preempted: vip (spot) ranks higher")]
+    assert decisions.requeues == [Preempt("y1", 1.0, PREEMPTED, "vip")]
 
 
 def test_borrower_of_higher_class_cannot_preempt_a_guaranteed_job(

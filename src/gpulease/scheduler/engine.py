@@ -55,7 +55,13 @@ class Start:
 class Preempt:
     job_id: str
     at: float  # when its GPUs are taken; <= now means at once
-    reason: str
+    reason: str  # read by the victim's tenant: names no other job or tenant
+    by: str = ""  # the job that claims the GPUs (for the operator's audit)
+
+
+# The victim's tenant reads these (its job's wait reason): they name no other job or tenant.
+RECLAIMED = "reclaimed by its lease holder: the borrowed GPUs are needed within their lease"
+PREEMPTED = "preempted: a job of a higher rank needs its GPUs"
 
 
 @dataclass(slots=True)
@@ -293,9 +299,8 @@ class Scheduler:
         record = claimant.record
         for victim in victims:
             reclaim = claimant.tier is Tier.GUARANTEED and victim.tier is Tier.BORROWED
-            why = "reclaimed by its lease holder" if reclaim else "preempted"
-            reason = f"{why}: {record.id} ({record.spec.tenant}) ranks higher"
-            notice = Preempt(victim.record.id, now + max(grace, 0.0), reason)
+            reason = RECLAIMED if reclaim else PREEMPTED
+            notice = Preempt(victim.record.id, now + max(grace, 0.0), reason, record.id)
             (decisions.notices if grace > 0 else decisions.requeues).append(notice)
 
     def _wait(self, decisions: Decisions, record: JobRecord, reason: WaitReason) -> None:

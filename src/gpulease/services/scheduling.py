@@ -491,7 +491,7 @@ class LiveScheduler:
                     action="job.preempt_notice",
                     subject_type="job",
                     subject_id=job.id,
-                    after={"preempt_at": at.isoformat()},
+                    after={"preempt_at": at.isoformat(), "for_job": preempt.by},
                     reason=preempt.reason,
                 )
 
