@@ -70,7 +70,7 @@ def test_fifo_head_of_line_blocks_the_queue(
     assert decisions.starts == []
     assert decisions.waiting == {
         "head": WaitReason(WaitCode.NO_CAPACITY, "needs 8 GPUs; 4 are free on schedulable nodes"),
-        "small": WaitReason(WaitCode.BLOCKED, "queued behind head, which cannot start yet"),
+        "small": WaitReason(WaitCode.BLOCKED, "queued behind an earlier job that cannot start yet"),
     }
     # Once a finishes, the head starts first and the small job still waits behind it.
     state.stop("a", 20.0, JobState.SUCCEEDED)
@@ -129,7 +129,8 @@ def test_easy_long_job_does_not_backfill(
     decisions = run_step(scheduler("easy"), state, 10.0)
     assert decisions.starts == []
     assert decisions.waiting["long"] == WaitReason(
-        WaitCode.RESERVATION, "would delay head, which holds a reservation from t=100s"
+        WaitCode.RESERVATION,
+        "would delay the job at the head of the queue, which holds a reservation from t=100s",
     )
 
 
@@ -142,7 +143,8 @@ def test_easy_unknown_walltime_only_uses_gpus_the_head_does_not_need(
     # (not node 1, where best fit on the free map would have put it); u2 must wait.
     assert decisions.starts == [Start("u1", ((2, 2),), True)]
     assert decisions.waiting["u2"] == WaitReason(
-        WaitCode.RESERVATION, "would delay head, which holds a reservation from t=100s"
+        WaitCode.RESERVATION,
+        "would delay the job at the head of the queue, which holds a reservation from t=100s",
     )
     assert codes(decisions) == {"head": WaitCode.NO_CAPACITY, "u2": WaitCode.RESERVATION}
 
@@ -158,7 +160,9 @@ def test_easy_reservation_without_walltimes_is_unbounded(
     decisions = run_step(scheduler("easy"), state, 10.0)
     assert decisions.starts == []
     assert decisions.waiting["small"] == WaitReason(
-        WaitCode.RESERVATION, "would delay head, which holds a reservation from an unknown time"
+        WaitCode.RESERVATION,
+        "would delay the job at the head of the queue, which holds a reservation from "
+        "an unknown time",
     )
     # A job with a walltime ends before an unknown shadow time: it may backfill.
     state.submit(job("timed", 2, submit=3, walltime=5.0))
@@ -783,7 +787,7 @@ def test_draining_node_receives_nothing_but_its_job_continues(
     assert decisions.empty
     assert decisions.waiting == {
         "urgent": WaitReason(WaitCode.NO_CAPACITY, "needs 2 GPUs; 0 are free on schedulable nodes"),
-        "b": WaitReason(WaitCode.BLOCKED, "queued behind urgent, which cannot start yet"),
+        "b": WaitReason(WaitCode.BLOCKED, "queued behind an earlier job that cannot start yet"),
     }
     assert decisions.next_wakeup == 1000.0
     assert state.jobs["a"].status is JobState.RUNNING
@@ -957,7 +961,7 @@ def test_reasons_for_fifo_mix(
         "b": WaitReason(
             WaitCode.NO_DOMAIN_BLOCK, "needs 16 GPUs in one rack; the largest free block is 12"
         ),
-        "c": WaitReason(WaitCode.BLOCKED, "queued behind b, which cannot start yet"),
+        "c": WaitReason(WaitCode.BLOCKED, "queued behind an earlier job that cannot start yet"),
     }
 
 

@@ -414,7 +414,7 @@ def _reservation_reason(reservation: Reservation) -> WaitReason:
     )
     return WaitReason(
         WaitCode.RESERVATION,
-        f"would delay {reservation.job_id}, which holds a reservation from {when}",
+        f"would delay the job at the head of the queue, which holds a reservation from {when}",
     )
 
 
@@ -600,7 +600,7 @@ class _Visit:
             self.holders.add(spec.tenant)
             if self.blocked is None:
                 self.blocked = WaitReason(
-                    WaitCode.BLOCKED, f"queued behind {record.id}, which cannot start yet"
+                    WaitCode.BLOCKED, "queued behind an earlier job that cannot start yet"
                 )
         elif policy.queueing is Queueing.EASY and pools.reservation is None:
             live = [r for r in state.running.values() if r.id not in excluded]
