@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     lease_hold_hours: float = Field(default=72.0, gt=0, le=24 * 366)
     # share of a site's GPUs one tenant's unapproved requests may hold at once
     lease_hold_share: float = Field(default=0.25, gt=0, le=1)
+    # requests one tenant may have awaiting approval at a site at once
+    max_pending_lease_requests: int = Field(default=20, ge=1, le=10_000)
     lease_horizon_days: int = Field(default=3 * 366, ge=1, le=20 * 366)  # windows end by then
     # addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For is believed;
     # empty: the peer's own address is the client's, whatever the headers say

@@ -170,3 +170,16 @@ def test_a_request_from_before_holds_lapsed_gets_a_full_hold_then_lapses(
     clock.advance(HOLD.total_seconds())
     assert leases.tick(ctx, clock.now()) == 1
     assert row(ctx, lease.id).state == LeaseState.EXPIRED
+
+
+def test_one_tenant_may_have_only_so_many_requests_awaiting_approval(
+    ctx: ServiceContext, clock: ManualClock, inftech: Principal, bank: Principal
+) -> None:
+    """The share bounds GPUs; this bounds how many tiny requests a tenant piles up."""
+    ctx.settings.max_pending_lease_requests = 3
+    start = clock.now() + timedelta(days=1)
+    for i in range(3):
+        ask(ctx, inftech, start + timedelta(days=2 * i), 1, 1)
+    with pytest.raises(Conflict, match="3 lease requests awaiting approval"):
+        ask(ctx, inftech, start + timedelta(days=10), 1, 1)
+    ask(ctx, bank, start, 1, 1)  # another tenant is not counted against it

@@ -119,8 +119,21 @@ def test_disabled_users_stop_at_once(ctx: ServiceContext, demo: list[DemoUser]) 
     with pytest.raises(NotFound):  # a tenant-admin cannot reach operator staff
         identity.set_disabled(ctx, admin, operator.user_id, disabled=True, reason="takeover")
     identity.set_disabled(ctx, admin, member.user_id, disabled=False, reason="rehired")
-    assert identity.authenticate(ctx, member_token) == member
-    assert _actions(ctx, member.user_id)[-2:] == ["user.disable", "user.enable"]
+    with pytest.raises(Unauthenticated, match="revoked"):  # disabling revoked its tokens
+        identity.authenticate(ctx, member_token)
+    fresh = tokens.issue(ctx, admin, member.user_id)
+    assert identity.authenticate(ctx, fresh.token) == member
+    assert _actions(ctx, member.user_id)[-3:] == ["user.disable", "user.enable", "token.issue"]
+
+
+def test_only_staff_enable_a_user_staff_disabled(ctx: ServiceContext, demo: list[DemoUser]) -> None:
+    admin = _who(ctx, demo, "admin@bank.example")
+    operator = _who(ctx, demo, "ops@indosat.example")
+    member, _token = _member(ctx, admin, "held@bank.example")
+    identity.set_disabled(ctx, operator, member.user_id, disabled=True, reason="investigation")
+    with pytest.raises(Denied, match="ask the operator"):
+        identity.set_disabled(ctx, admin, member.user_id, disabled=False, reason="we disagree")
+    identity.set_disabled(ctx, operator, member.user_id, disabled=False, reason="cleared")
 
 
 def test_only_operator_admins_create_staff(ctx: ServiceContext, demo: list[DemoUser]) -> None:

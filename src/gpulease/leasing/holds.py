@@ -65,6 +65,20 @@ def hold_lapsed(hold_expires_at: datetime | None, now: datetime) -> bool:
     return hold_expires_at is not None and hold_expires_at <= now
 
 
+def check_pending_count(*, pending: int, limit: int, tenant: str) -> None:
+    """Raise Conflict if the tenant already has ``limit`` requests awaiting approval at the
+    site: the share bounds GPUs, this bounds how many requests (each one is scanned by every
+    later admission under the site's lock)."""
+    if pending >= limit:
+        raise Conflict(
+            f"{tenant} already has {pending:,} lease requests awaiting approval at this site "
+            f"(at most {limit:,}); cancel one or ask the operator to decide them first",
+            field="gpus",
+            pending=pending,
+            limit=limit,
+        )
+
+
 def check_hold_share(
     *,
     total: int,

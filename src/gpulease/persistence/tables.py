@@ -135,6 +135,7 @@ class User(Base):
     # A disabled user's tokens stop authenticating at once; the row stays for the audit.
     disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     disabled_reason: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    disabled_by: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
 
 class ApiToken(Base):

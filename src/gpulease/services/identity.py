@@ -14,12 +14,16 @@ from __future__ import annotations
 from datetime import datetime
 
 from gpulease.domain.access import Action, Principal, Role, Scope
-from gpulease.domain.errors import Conflict, InvalidRequest, Unauthenticated
+from gpulease.domain.errors import Conflict, Denied, InvalidRequest, Unauthenticated
 from gpulease.persistence.tables import AccessRecord, ApiToken, Tenant, User
 from gpulease.services import audit, tokens
 from gpulease.services.context import ServiceContext, new_id
 
 USER_AUDIT_FIELDS = ("name", "email", "role", "tenant_id")
+INVALID_TOKEN = (
+    "invalid or revoked token; log in again with a token your admin issues "
+    "(`gpulease login --token ...`)"
+)
 TOKEN_MAX = 100  # a bearer longer than any token we issue is refused unread
 
 
@@ -89,6 +93,7 @@ def create_user(
             role=role.value,
             created_at=now,
             disabled_reason="",
+            disabled_by="",
         )
         tx.add(user)
         tx.flush()
@@ -120,6 +125,7 @@ def bootstrap_operator(ctx: ServiceContext, *, name: str, email: str) -> tuple[U
             role=Role.OPERATOR_ADMIN.value,
             created_at=now,
             disabled_reason="",
+            disabled_by="",
         )
         tx.add(user)
         tx.flush()
@@ -171,7 +177,11 @@ def get_user(ctx: ServiceContext, actor: Principal, user_id: str) -> User:
 def set_disabled(
     ctx: ServiceContext, actor: Principal, user_id: str, *, disabled: bool, reason: str
 ) -> User:
-    """Disable a user (its tokens stop working at once) or enable it again."""
+    """Disable a user or enable it again.
+
+    Disabling revokes every live token of the user (a user is often disabled because a token
+    leaked: enabling it again must not revive that token; it gets new ones). A user disabled
+    by operator staff is enabled again only by operator staff."""
     actor.scope(Action.USER_DISABLE)
     if not reason.strip():
         raise InvalidRequest("say why (the change is recorded with its reason)", field="reason")
@@ -184,9 +194,22 @@ def set_disabled(
         if (user.disabled_at is not None) == disabled:
             state = "disabled" if disabled else "enabled"
             raise Conflict(f"user {user_id} is already {state}; nothing to do", user_id=user_id)
-        before = {"disabled_at": audit.fields_of(user, ("disabled_at",))["disabled_at"]}
+        if not disabled and not actor.is_operator:
+            disabler = tx.get(User, user.disabled_by) if user.disabled_by else None
+            if disabler is None or disabler.tenant_id != actor.tenant_id:
+                raise Denied(
+                    f"user {user_id} was disabled by the operator; ask the operator to enable it"
+                )
+        revoked: list[str] = []
+        if disabled:
+            for row in tx.all(tx.select(ApiToken).where(ApiToken.user_id == user.id)):
+                if tokens.live(row, now):
+                    row.revoked_at, row.revoked_by = now, actor.user_id
+                    revoked.append(row.id)
+        was = None if user.disabled_at is None else user.disabled_at.isoformat()
         user.disabled_at = now if disabled else None
         user.disabled_reason = reason.strip()[:500] if disabled else ""
+        user.disabled_by = actor.user_id if disabled else ""
         audit.record(
             tx,
             at=now,
@@ -194,8 +217,11 @@ def set_disabled(
             action="user.disable" if disabled else "user.enable",
             subject_type="user",
             subject_id=user.id,
-            before=before,
-            after={"disabled_at": None if user.disabled_at is None else now.isoformat()},
+            before={"disabled_at": was},
+            after={
+                "disabled_at": None if user.disabled_at is None else now.isoformat(),
+                "tokens_revoked": revoked,
+            },
             reason=reason.strip(),
         )
         return user
@@ -209,19 +235,18 @@ def authenticate(ctx: ServiceContext, token: str | None) -> Principal:
     now = ctx.now()
     with ctx.db.transaction(write=False) as tx:
         row = tx.first(tx.select(ApiToken).where(ApiToken.token_hash == tokens.hash_token(token)))
-        if row is None or row.revoked_at is not None:
-            raise Unauthenticated(
-                "invalid or revoked token; log in again with a token your admin issues "
-                "(`gpulease login --token ...`)"
-            )
+        if row is None:
+            raise Unauthenticated(INVALID_TOKEN)
+        user = tx.require(User, row.user_id, "user")
+        if user.disabled_at is not None:
+            raise Unauthenticated("this user is disabled; ask your admin")
+        if row.revoked_at is not None:
+            raise Unauthenticated(INVALID_TOKEN)
         if row.expires_at is not None and row.expires_at <= now:
             raise Unauthenticated(
                 f"this token expired at {row.expires_at:%Y-%m-%d %H:%M} UTC; "
                 "ask your admin for a new one (`gpulease tokens issue`)"
             )
-        user = tx.require(User, row.user_id, "user")
-        if user.disabled_at is not None:
-            raise Unauthenticated("this user is disabled; ask your admin")
         return Principal(user.id, Role(user.role), user.tenant_id)
 
 

@@ -38,7 +38,12 @@ from gpulease.domain.states import (
     transition,
 )
 from gpulease.leasing.calendar import Hold, admit
-from gpulease.leasing.holds import check_hold_share, check_window, hold_lapsed
+from gpulease.leasing.holds import (
+    check_hold_share,
+    check_pending_count,
+    check_window,
+    hold_lapsed,
+)
 from gpulease.leasing.pricing import quote
 from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import Lease, MaintenanceWindow, Node, Site, Tenant
@@ -81,17 +86,17 @@ def request_lease(
         admit(
             total, gpus, req.start, req.end, [_hold(r) for r in holding], _maintenance(tx, site.id)
         )
+        mine = [r for r in holding if r.tenant_id == tenant_id and r.state == LeaseState.REQUESTED]
+        check_pending_count(
+            pending=len(mine), limit=settings.max_pending_lease_requests, tenant=tenant.name
+        )
         check_hold_share(
             total=total,
             share=settings.lease_hold_share,
             gpus=gpus,
             start=req.start,
             end=req.end,
-            pending=[
-                _hold(r)
-                for r in holding
-                if r.tenant_id == tenant_id and r.state == LeaseState.REQUESTED
-            ],
+            pending=[_hold(r) for r in mine],
             tenant=tenant.name,
         )
         price = quote(

@@ -41,6 +41,46 @@ class Issued:
     row: ApiToken
 
 
+@dataclass(frozen=True, slots=True)
+class TokenView:
+    """A token's record as a reader may see it: never its value or hash; who issued or
+    revoked it is named as "the operator" to a tenant when it was operator staff."""
+
+    id: str
+    user_id: str
+    prefix: str
+    label: str
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    revoked_by: str
+
+
+def _views(tx: Tx, actor: Principal, rows: list[ApiToken]) -> list[TokenView]:
+    staff: set[str] = set()
+    if not actor.is_operator:
+        staff = {u.id for u in tx.all(tx.select(User).where(User.tenant_id.is_(None)))}
+
+    def shown(user_id: str) -> str:
+        return "the operator" if user_id in staff else user_id
+
+    return [
+        TokenView(
+            id=row.id,
+            user_id=row.user_id,
+            prefix=row.prefix,
+            label=row.label,
+            created_at=row.created_at,
+            created_by=shown(row.created_by),
+            expires_at=row.expires_at,
+            revoked_at=row.revoked_at,
+            revoked_by=shown(row.revoked_by),
+        )
+        for row in rows
+    ]
+
+
 def live(row: ApiToken, now: datetime) -> bool:
     return row.revoked_at is None and (row.expires_at is None or row.expires_at > now)
 
@@ -78,7 +118,7 @@ def issue(
         return _issue(ctx, tx, user, now, actor.user_id, label=label, ttl_days=ttl_days)
 
 
-def list_tokens(ctx: ServiceContext, actor: Principal, user_id: str) -> list[ApiToken]:
+def list_tokens(ctx: ServiceContext, actor: Principal, user_id: str) -> list[TokenView]:
     """A user's tokens (live, expired and revoked), newest first; never their values."""
     with ctx.db.transaction(write=False) as tx:
         user = tx.require(User, user_id, "user")
@@ -89,14 +129,15 @@ def list_tokens(ctx: ServiceContext, actor: Principal, user_id: str) -> list[Api
             record_id=user_id,
             kind="user",
         )
-        return tx.all(
+        rows = tx.all(
             tx.select(ApiToken)
             .where(ApiToken.user_id == user_id)
             .order_by(ApiToken.created_at.desc(), ApiToken.id)
         )
+        return _views(tx, actor, rows)
 
 
-def revoke(ctx: ServiceContext, actor: Principal, token_id: str, reason: str = "") -> ApiToken:
+def revoke(ctx: ServiceContext, actor: Principal, token_id: str, reason: str = "") -> TokenView:
     """Revoke a token at once; the next request that presents it is refused."""
     actor.scope(Action.TOKEN_REVOKE)
     now = ctx.now()
@@ -128,7 +169,8 @@ def revoke(ctx: ServiceContext, actor: Principal, token_id: str, reason: str = "
             after={"token_id": row.id, "prefix": row.prefix},
             reason=reason or "revoked",
         )
-        return row
+        tx.flush()
+        return _views(tx, actor, [row])[0]
 
 
 def _issue(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
-from gpulease.api.deps import Ctx, IdempotencyKey, Me
+from gpulease.api.deps import Ctx, IdempotencyKey, Me, count_submission
 from gpulease.api.schemas import ERROR_RESPONSES, LeaseCreate, LeaseDecision, LeaseOut
 from gpulease.domain.states import LeaseState
 from gpulease.persistence.tables import Lease
@@ -36,7 +36,13 @@ def lease_out(lease: Lease) -> LeaseOut:
     )
 
 
-@router.post("", status_code=201, response_model=LeaseOut, responses=ERROR_RESPONSES)
+@router.post(
+    "",
+    status_code=201,
+    response_model=LeaseOut,
+    responses=ERROR_RESPONSES,
+    dependencies=[Depends(count_submission)],  # a request is a submission: per tenant
+)
 def request_lease(
     body: LeaseCreate, ctx: Ctx, me: Me, idempotency_key: IdempotencyKey = None
 ) -> LeaseOut:

@@ -29,6 +29,7 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("disabled_reason", sa.String(500), nullable=False, server_default="")
         )
+        batch.add_column(sa.Column("disabled_by", sa.String(64), nullable=False, server_default=""))
     with op.batch_alter_table("api_tokens") as batch:
         batch.add_column(_when("expires_at"))
         batch.add_column(sa.Column("label", sa.String(100), nullable=False, server_default=""))
@@ -56,5 +57,6 @@ def downgrade() -> None:
         for column in ("revoked_by", "created_by", "label", "expires_at"):
             batch.drop_column(column)
     with op.batch_alter_table("users") as batch:
+        batch.drop_column("disabled_by")
         batch.drop_column("disabled_reason")
         batch.drop_column("disabled_at")
