@@ -3,7 +3,8 @@
 ``create_app`` builds the service context from settings (or takes one, in tests) and, when
 ``run_scheduler`` is set, runs the scheduler loop in a thread for the app's lifetime; the
 loop decides only while this process holds the leader lock, so any number of API processes
-can share one PostgreSQL.
+can share one PostgreSQL. Every request body passes :class:`~gpulease.api.limits.BodyLimits`
+(size cap, JSON depth) before a route, a dependency or a parser sees it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from fastapi import FastAPI
 
 import gpulease
 from gpulease.api import docs, errors
+from gpulease.api.limits import BodyLimits
 from gpulease.api.routes import admin, compliance, jobs, leases, nodes, reports, system
 from gpulease.services.context import ServiceContext
 from gpulease.services.scheduling import LiveScheduler, SchedulerLoop
@@ -22,6 +24,7 @@ from gpulease.services.setup import make_executor, open_context
 from gpulease.settings import Settings
 
 OPENAPI_URL = "/api/v1/openapi.json"
+UPLOAD_PATHS = ("/api/v1/lists",)  # multipart uploads: capped at max_upload_bytes
 
 
 def create_app(settings: Settings | None = None, ctx: ServiceContext | None = None) -> FastAPI:
@@ -55,6 +58,13 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
     app.state.ctx = ctx
     app.state.loop = None
     errors.install(app)
+    app.add_middleware(
+        BodyLimits,
+        max_bytes=settings.max_request_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+        max_json_depth=settings.max_json_depth,
+        upload_paths=UPLOAD_PATHS,
+    )
     docs.install(app, openapi_url=OPENAPI_URL)
     for module in (system, leases, jobs, nodes, admin, compliance, reports):
         app.include_router(module.router, prefix="/api/v1")

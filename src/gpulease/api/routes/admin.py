@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from gpulease.api.constraints import Ref
 from gpulease.api.deps import Ctx, Me
 from gpulease.api.schemas import (
     ERROR_RESPONSES,
@@ -54,7 +55,7 @@ def create_user(body: UserCreate, ctx: Ctx, me: Me) -> UserCreated:
 @router.post(
     "/users/{user_id}/tokens", status_code=201, response_model=TokenOut, responses=ERROR_RESPONSES
 )
-def issue_token(user_id: str, ctx: Ctx, me: Me) -> TokenOut:
+def issue_token(user_id: Ref, ctx: Ctx, me: Me) -> TokenOut:
     """Issue another token for a user (yourself, or as an admin)."""
     return TokenOut(token=identity.issue_token(ctx, me, user_id))
 
@@ -65,7 +66,7 @@ def issue_token(user_id: str, ctx: Ctx, me: Me) -> TokenOut:
     response_model=MaintenanceOut,
     responses=ERROR_RESPONSES,
 )
-def plan_maintenance(node_id: str, body: MaintenanceCreate, ctx: Ctx, me: Me) -> MaintenanceOut:
+def plan_maintenance(node_id: Ref, body: MaintenanceCreate, ctx: Ctx, me: Me) -> MaintenanceOut:
     """Operator: plan a node's maintenance; the calendar will not sell its GPUs meanwhile."""
     window = inventory.add_maintenance(ctx, me, node_id, body.start, body.end, body.reason)
     return MaintenanceOut.model_validate(window)
@@ -75,8 +76,8 @@ def plan_maintenance(node_id: str, body: MaintenanceCreate, ctx: Ctx, me: Me) ->
 def audit_trail(
     ctx: Ctx,
     me: Me,
-    subject_type: Annotated[str | None, Query()] = None,
-    subject_id: Annotated[str | None, Query()] = None,
+    subject_type: Annotated[Ref | None, Query()] = None,
+    subject_id: Annotated[Ref | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
 ) -> list[AuditOut]:
     """Operator staff: who did what to which record, before and after, and why."""

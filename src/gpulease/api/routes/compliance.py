@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, UploadFile
 
+from gpulease.api.constraints import Line, Ref, ReportDay
 from gpulease.api.deps import Ctx, Me
 from gpulease.api.schemas import (
     ERROR_RESPONSES,
@@ -29,7 +30,6 @@ from gpulease.services import kyc, screening_lists
 from gpulease.services.screening_lists import entry_to_json
 
 router = APIRouter(tags=["compliance"])
-MAX_UPLOAD = 200 * 1024 * 1024
 
 
 def _party(p: PartyIn) -> kyc.PartyInput:
@@ -71,12 +71,12 @@ def list_cases(
 
 
 @router.get("/kyc/cases/{case_id}", response_model=KycCaseOut, responses=ERROR_RESPONSES)
-def show_case(case_id: str, ctx: Ctx, me: Me) -> KycCaseOut:
+def show_case(case_id: Ref, ctx: Ctx, me: Me) -> KycCaseOut:
     return KycCaseOut.model_validate(kyc.get_case(ctx, me, case_id))
 
 
 @router.post("/kyc/cases/{case_id}/approve", response_model=KycCaseOut, responses=ERROR_RESPONSES)
-def approve_case(case_id: str, body: KycDecisionIn, ctx: Ctx, me: Me) -> KycCaseOut:
+def approve_case(case_id: Ref, body: KycDecisionIn, ctx: Ctx, me: Me) -> KycCaseOut:
     """Compliance officer: approve (optionally for fewer end uses than declared)."""
     case = kyc.decide_case(
         ctx, me, case_id, approve=True, reason=body.reason, end_uses=body.end_uses
@@ -85,7 +85,7 @@ def approve_case(case_id: str, body: KycDecisionIn, ctx: Ctx, me: Me) -> KycCase
 
 
 @router.post("/kyc/cases/{case_id}/reject", response_model=KycCaseOut, responses=ERROR_RESPONSES)
-def reject_case(case_id: str, body: KycDecisionIn, ctx: Ctx, me: Me) -> KycCaseOut:
+def reject_case(case_id: Ref, body: KycDecisionIn, ctx: Ctx, me: Me) -> KycCaseOut:
     return KycCaseOut.model_validate(
         kyc.decide_case(ctx, me, case_id, approve=False, reason=body.reason)
     )
@@ -109,18 +109,21 @@ async def import_list(
     ctx: Ctx,
     me: Me,
     files: list[UploadFile],
-    format: Annotated[str, Form(description="csl-csv, csl-json, ofac-sdn, bis-dpl, opensanctions")],
-    label: Annotated[str, Form()] = "",
+    format: Annotated[
+        Line, Form(max_length=40, description="csl-csv, csl-json, ofac-sdn, bis-dpl, opensanctions")
+    ],
+    label: Annotated[Line, Form(max_length=200)] = "",
 ) -> ListImportOut:
     """Import a list (upload its file, or sdn.csv, alt.csv and add.csv for ofac-sdn), then
     re-screen every approved or pending tenant against it."""
-    # refused before reading up to 200 MiB of upload (the service checks again)
+    # refused before reading the upload into memory (the service checks again)
     me.require(*screening_lists.IMPORTERS, action="importing a screening list")
+    cap = ctx.settings.max_upload_bytes
     contents: dict[str, bytes] = {}
     for upload in files:
-        data = await upload.read(MAX_UPLOAD + 1)
-        if len(data) > MAX_UPLOAD:
-            raise InvalidRequest(f"{upload.filename} is larger than 200 MiB", field="files")
+        data = await upload.read(cap + 1)
+        if len(data) > cap:
+            raise InvalidRequest(f"{upload.filename} is larger than {cap} bytes", field="files")
         contents[upload.filename or "upload"] = data
     return _import(ctx, me, contents, format, label)
 
@@ -143,7 +146,7 @@ def list_snapshots(ctx: Ctx, me: Me) -> list[ListSnapshotOut]:
 
 
 @router.get("/lists/{old_id}/diff/{new_id}", response_model=ListDiffOut, responses=ERROR_RESPONSES)
-def diff_lists(old_id: str, new_id: str, ctx: Ctx, me: Me) -> ListDiffOut:
+def diff_lists(old_id: Ref, new_id: Ref, ctx: Ctx, me: Me) -> ListDiffOut:
     change = screening_lists.diff_snapshots(ctx, me, old_id, new_id)
     return ListDiffOut(
         added=[entry_to_json(e) for e in change.added],
@@ -156,7 +159,9 @@ def diff_lists(old_id: str, new_id: str, ctx: Ctx, me: Me) -> ListDiffOut:
 
 
 @router.get("/policy", responses=ERROR_RESPONSES)
-def policy(ctx: Ctx, me: Me, as_of: Annotated[date | None, Query()] = None) -> dict[str, object]:
+def policy(
+    ctx: Ctx, me: Me, as_of: Annotated[ReportDay | None, Query()] = None
+) -> dict[str, object]:
     """The policy packs and rules in force on a day (default: today), and those that are not."""
     moment = ctx.now()
     if as_of is not None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from gpulease.api.constraints import Ref
 from gpulease.api.deps import Ctx, IdempotencyKey, Me
 from gpulease.api.schemas import ERROR_RESPONSES, LeaseCreate, LeaseDecision, LeaseOut
+from gpulease.domain.errors import InvalidRequest
 from gpulease.domain.states import LeaseState
 from gpulease.persistence.tables import Lease
 from gpulease.services import leases
@@ -41,6 +44,12 @@ def request_lease(
     body: LeaseCreate, ctx: Ctx, me: Me, idempotency_key: IdempotencyKey = None
 ) -> LeaseOut:
     """Ask for GPUs (or whole racks) over [start, end); refused if it would oversell."""
+    horizon = timedelta(days=ctx.settings.lease_horizon_days)
+    if body.end > ctx.now() + horizon:
+        raise InvalidRequest(
+            f"a lease must end within {ctx.settings.lease_horizon_days} days from now",
+            field="end",
+        )
     req = leases.LeaseRequest(
         site_id=body.site_id or default_site(ctx),
         start=body.start,
@@ -64,12 +73,12 @@ def list_leases(
 
 
 @router.get("/{lease_id}", response_model=LeaseOut, responses=ERROR_RESPONSES)
-def show_lease(lease_id: str, ctx: Ctx, me: Me) -> LeaseOut:
+def show_lease(lease_id: Ref, ctx: Ctx, me: Me) -> LeaseOut:
     return lease_out(leases.get_lease(ctx, me, lease_id))
 
 
 def _decision(action: str, target: LeaseState, doc: str) -> None:
-    def endpoint(lease_id: str, ctx: Ctx, me: Me, body: LeaseDecision | None = None) -> LeaseOut:
+    def endpoint(lease_id: Ref, ctx: Ctx, me: Me, body: LeaseDecision | None = None) -> LeaseOut:
         reason = body.reason if body else ""
         return lease_out(leases.decide(ctx, me, lease_id, target, reason))
 
