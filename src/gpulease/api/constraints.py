@@ -53,8 +53,8 @@ def _text(value: str) -> str:
         raise PydanticCustomError(
             "control_character",
             "must not contain control characters or invalid code points "
-            "(found U+{code:04X} at {position})",
-            {"code": ord(found.group()), "position": found.start()},
+            "(found {code} at {position})",
+            {"code": f"U+{ord(found.group()):04X}", "position": found.start()},
         )
     return value
 
@@ -65,8 +65,8 @@ def _line(value: str) -> str:
     if found is not None:
         raise PydanticCustomError(
             "line_break",
-            "must be a single line (found U+{code:04X} at {position})",
-            {"code": ord(found.group()), "position": found.start()},
+            "must be a single line (found {code} at {position})",
+            {"code": f"U+{ord(found.group()):04X}", "position": found.start()},
         )
     return value
 
