@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, Strict
+from pydantic import AfterValidator, AwareDatetime, Field, Strict
 from pydantic_core import PydanticCustomError
 
 MAX_SECONDS = 366 * 24 * 3600.0  # a duration or walltime
@@ -114,12 +114,6 @@ def _percent(value: Decimal) -> Decimal:
     return value
 
 
-def _not_bool(value: object) -> object:
-    if isinstance(value, bool):
-        raise PydanticCustomError("number_type", "must be a number, not true or false")
-    return value
-
-
 # ------------------------------------------------------------------------------ text
 # Length bounds go on each field (``Field(max_length=...)``); a test checks that none is
 # missing. ``Line``: one line of text (names, ids, reasons); ``Text``: may span lines.
@@ -137,11 +131,8 @@ StrictInt = Annotated[int, Strict()]
 StrictBool = Annotated[bool, Strict()]
 GpuCount = Annotated[int, Strict(), Field(ge=1, le=1_000_000)]
 Seconds = Annotated[float, Strict(), Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
-Percent = Annotated[
-    Decimal,
-    BeforeValidator(_not_bool),
-    Field(gt=0, le=100, allow_inf_nan=False),
-    AfterValidator(_percent),
+Percent = Annotated[  # pydantic refuses true/false for a Decimal
+    Decimal, Field(gt=0, le=100, allow_inf_nan=False), AfterValidator(_percent)
 ]
 
 # ------------------------------------------------------------------------------ times
