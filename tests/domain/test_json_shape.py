@@ -73,3 +73,11 @@ def test_agrees_with_json_on_depth(value: object, limit: int) -> None:
     text = json.dumps(value)
     found = json_problem(text, max_depth=limit)
     assert (found is not None) == (_depth(value) > limit)
+
+
+def test_an_open_string_runs_to_the_end_so_quotes_are_scanned_once() -> None:
+    # an open string with escaped quotes: a pattern that gave up on it would retry from every
+    # later quote (quadratic: minutes for a megabyte); json refuses the text at the string
+    text = '["a", "' + '\\"' * 50 + "[" * 40
+    assert json_problem(text, max_depth=16) is None
+    assert json_problem('"\\', max_depth=1) is None

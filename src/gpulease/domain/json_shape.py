@@ -25,7 +25,10 @@ from itertools import accumulate
 
 __all__ = ["JsonProblem", "json_problem"]
 
-_STRING = r'"[^"\\]*(?:\\.[^"\\]*)*"'  # a JSON string, escapes skipped
+# A JSON string, escapes skipped; one left open runs to the end of the text (``json``
+# refuses it there), so that every quote starts a match and the scan stays linear: a
+# pattern that failed on an open string would be retried from every later quote.
+_STRING = r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)'
 _STRINGS = re.compile(_STRING, re.DOTALL)
 _NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
 _DEPTH_CHANGE = {"[": 1, "{": 1, "]": -1, "}": -1}
