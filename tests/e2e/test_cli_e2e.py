@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -66,8 +67,8 @@ def test_login_then_work_as_a_tenant(cli, demo_server: Server, tmp_path: Path) -
             "16",
             "--days",
             "2",
-            "--start",
-            "2030-01-01T00:00:00Z",
+            "--start",  # the server's clock is the real one; leases end within the horizon
+            f"{datetime.now(UTC).date() + timedelta(days=365)}T00:00:00Z",
             "--json",
         ).stdout
     )
