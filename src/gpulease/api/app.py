@@ -3,7 +3,8 @@
 ``create_app`` builds the service context from settings (or takes one, in tests) and, when
 ``run_scheduler`` is set, runs the scheduler loop in a thread for the app's lifetime; the
 loop decides only while this process holds the leader lock, so any number of API processes
-can share one PostgreSQL.
+can share one PostgreSQL. Every request body passes :class:`~gpulease.api.limits.BodyLimits`
+(size cap, JSON depth) before a route, a dependency or a parser sees it.
 
 Client address. ``request.client`` is the TCP peer, unless the peer is one of the configured
 ``trusted_proxies``: then uvicorn's ``ProxyHeadersMiddleware`` (installed here, not by the
@@ -23,6 +24,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 import gpulease
 from gpulease.api import docs, errors
+from gpulease.api.limits import BodyLimits
 from gpulease.api.ratelimit import ApiLimits
 from gpulease.api.routes import admin, compliance, jobs, leases, nodes, reports, system
 from gpulease.services.context import ServiceContext
@@ -31,6 +33,7 @@ from gpulease.services.setup import make_executor, open_context
 from gpulease.settings import Settings
 
 OPENAPI_URL = "/api/v1/openapi.json"
+UPLOAD_PATHS = ("/api/v1/lists",)  # multipart uploads: capped at max_upload_bytes
 
 
 def create_app(settings: Settings | None = None, ctx: ServiceContext | None = None) -> FastAPI:
@@ -69,6 +72,13 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
         # (cli.server) never rewrites the client, so the app behaves alike in-process
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     errors.install(app)
+    app.add_middleware(
+        BodyLimits,
+        max_bytes=settings.max_request_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+        max_json_depth=settings.max_json_depth,
+        upload_paths=UPLOAD_PATHS,
+    )
     docs.install(app, openapi_url=OPENAPI_URL)
     for module in (system, leases, jobs, nodes, admin, compliance, reports):
         app.include_router(module.router, prefix="/api/v1")

@@ -2,9 +2,10 @@
 
 Every error body is ``{"code", "message", "details"}``. Codes are the domain's stable codes;
 the HTTP status follows from the code alone (:data:`HTTP_STATUS`). Request validation
-failures are ``invalid_request`` (422) and name the offending field. ``rate_limited`` (429)
-carries ``Retry-After`` in whole seconds. Anything unexpected is ``internal`` (500) with no
-stack trace in the body (it goes to the server log).
+failures are ``invalid_request`` (422) and name the offending field (``details.field``: the
+parameter's name, or the dotted path inside the body, ``owners.0.percent``). ``rate_limited``
+(429) carries ``Retry-After`` in whole seconds. Anything unexpected is ``internal`` (500) with
+no stack trace in the body (it goes to the server log).
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ HTTP_STATUS: dict[str, int] = {
     "denied": 403,
     "not_approved": 403,
     "not_found": 404,
+    "payload_too_large": 413,
     "conflict": 409,
     "invalid_transition": 409,
     "insufficient_capacity": 409,
     "rate_limited": 429,
     "database_unavailable": 503,
 }
+_LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -54,8 +57,16 @@ def install(app: FastAPI) -> None:
     async def validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
         problems = []
         for item in error.errors():
-            location = [str(part) for part in item.get("loc", ()) if part != "body"]
-            problems.append({"field": ".".join(location), "message": item.get("msg", "")})
+            if item.get("type") == "json_invalid":  # loc is ("body", offset)
+                reason = (item.get("ctx") or {}).get("error", "")
+                offset = item.get("loc", ("", "?"))[-1]
+                problems.append({"field": "body", "message": f"invalid JSON at {offset}: {reason}"})
+                continue
+            loc = list(item.get("loc", ()))
+            if loc and loc[0] in _LOCATIONS:  # body.gpus, query.threshold: the field's name
+                loc = loc[1:]
+            field = ".".join(str(part) for part in loc) or "body"
+            problems.append({"field": field, "message": item.get("msg", "")})
         first = problems[0] if problems else {"field": "", "message": "invalid request"}
         message = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
         details = {"field": first["field"], "errors": problems}
@@ -63,9 +74,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated"}.get(
-            error.status_code, "http_error"
-        )
+        code = {
+            404: "not_found",
+            405: "method_not_allowed",
+            401: "unauthenticated",
+            413: "payload_too_large",
+        }.get(error.status_code, "http_error")
         return JSONResponse(error_body(code, str(error.detail)), status_code=error.status_code)
 
     @app.exception_handler(Exception)

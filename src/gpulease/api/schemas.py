@@ -1,12 +1,33 @@
-"""Request and response bodies. Requests refuse unknown fields; times are aware UTC."""
+"""Request and response bodies. Requests refuse unknown fields; times are aware UTC.
+
+Request models (``Strict``) are built from the constrained types of
+:mod:`gpulease.api.constraints`: strict integers, finite bounded numbers, text without
+control characters and with a length bound, times within a fixed window, bounded free-form
+JSON. A value outside them is a 422 ``invalid_request`` naming its field.
+"""
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from gpulease.api.constraints import (
+    CountryCode,
+    Day,
+    FreeJson,
+    GpuCount,
+    Line,
+    Percent,
+    Ref,
+    Seconds,
+    ShortLine,
+    StrictBool,
+    StrictInt,
+    Text,
+    Timestamp,
+)
 
 
 class Strict(BaseModel):
@@ -31,16 +52,18 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
 
 # ------------------------------------------------------------------- leases
 class LeaseCreate(Strict):
-    site_id: str | None = Field(default=None, description="default: the only/first site")
-    start: AwareDatetime
-    end: AwareDatetime
-    gpus: int | None = Field(default=None, ge=1, le=1_000_000)
-    racks: int | None = Field(default=None, ge=1, le=100_000, description="whole NVLink domains")
-    tenant_id: str | None = Field(default=None, description="operators only: for which tenant")
+    site_id: Ref | None = Field(default=None, description="default: the only/first site")
+    start: Timestamp
+    end: Timestamp = Field(description="at most lease_horizon_days from now")
+    gpus: GpuCount | None = None
+    racks: StrictInt | None = Field(
+        default=None, ge=1, le=100_000, description="whole NVLink domains"
+    )
+    tenant_id: Ref | None = Field(default=None, description="operators only: for which tenant")
 
 
 class LeaseDecision(Strict):
-    reason: str = Field(default="", max_length=500)
+    reason: Text = Field(default="", max_length=500)
 
 
 class LeaseOut(Out):
@@ -62,28 +85,28 @@ class LeaseOut(Out):
 
 # --------------------------------------------------------------------- jobs
 class JobCreate(Strict):
-    name: str = Field(default="", max_length=200)
-    command: str | None = Field(default=None, max_length=100_000)
-    image: str | None = Field(default=None, max_length=500)
-    gpus: int = Field(ge=1, le=1_000_000)
-    gpus_per_node: int | None = Field(default=None, ge=1, le=64)
+    name: Line = Field(default="", max_length=200)
+    command: Text | None = Field(default=None, max_length=100_000)
+    image: Line | None = Field(default=None, max_length=500)
+    gpus: GpuCount
+    gpus_per_node: StrictInt | None = Field(default=None, ge=1, le=64)
     topology: Literal["required", "preferred", "none"] = "preferred"
-    segment: int | None = Field(default=None, ge=1)
-    walltime_s: float | None = Field(default=None, gt=0)
-    duration_s: float | None = Field(
-        default=None, ge=0, description="simulated executor only: how long the run takes"
+    segment: StrictInt | None = Field(default=None, ge=1, le=1_000_000)
+    walltime_s: Seconds | None = Field(default=None, gt=0, description="at most 366 days")
+    duration_s: Seconds | None = Field(
+        default=None, description="simulated executor only: how long the run takes"
     )
     priority: Literal["low", "normal", "high", "critical"] = "normal"
-    purpose: str = Field(min_length=1, max_length=200, description="declared end use")
-    preemptible: bool = True
-    requeueable: bool = True
-    lease_id: str | None = None
-    site_id: str | None = None
-    tenant_id: str | None = Field(default=None, description="operators only: for which tenant")
+    purpose: Line = Field(min_length=1, max_length=200, description="declared end use")
+    preemptible: StrictBool = True
+    requeueable: StrictBool = True
+    lease_id: Ref | None = None
+    site_id: Ref | None = None
+    tenant_id: Ref | None = Field(default=None, description="operators only: for which tenant")
 
 
 class JobCancel(Strict):
-    reason: str = Field(default="", max_length=500)
+    reason: Text = Field(default="", max_length=500)
 
 
 class AllocationOut(BaseModel):
@@ -153,7 +176,7 @@ class NodeOut(BaseModel):
 
 class NodeStateChange(Strict):
     state: Literal["up", "draining", "down"]
-    reason: str = Field(min_length=1, max_length=500)
+    reason: Text = Field(min_length=1, max_length=500)
 
 
 # ------------------------------------------------------------------- misc
@@ -192,9 +215,9 @@ class HealthOut(BaseModel):
 
 # ------------------------------------------------------- tenants and users
 class TenantCreate(Strict):
-    name: str = Field(min_length=1, max_length=200)
-    country: str = Field(min_length=2, max_length=2, description="ISO 3166 alpha-2")
-    kind: str = Field(min_length=1, max_length=40, description="e.g. ai-startup, bank")
+    name: Line = Field(min_length=1, max_length=200)
+    country: CountryCode
+    kind: Line = Field(min_length=1, max_length=40, description="e.g. ai-startup, bank")
 
 
 class TenantOut(Out):
@@ -206,10 +229,10 @@ class TenantOut(Out):
 
 
 class UserCreate(Strict):
-    name: str = Field(min_length=1, max_length=200)
-    email: str = Field(min_length=3, max_length=200, pattern=r"^[^@\s]+@[^@\s]+$")
+    name: Line = Field(min_length=1, max_length=200)
+    email: Line = Field(min_length=3, max_length=200, pattern=r"^[^@\s]+@[^@\s]+$")
     role: Literal["operator-admin", "compliance-officer", "tenant-admin", "tenant-member"]
-    tenant_id: str | None = None
+    tenant_id: Ref | None = None
 
 
 class UserOut(Out):
@@ -229,9 +252,9 @@ class UserCreated(BaseModel):
 
 
 class TokenCreate(Strict):
-    label: str = Field(default="", max_length=100, description="what the token is for")
-    ttl_days: int | None = Field(
-        default=None, ge=1, le=3650, strict=True, description="default: the operator's setting"
+    label: Line = Field(default="", max_length=100, description="what the token is for")
+    ttl_days: StrictInt | None = Field(
+        default=None, ge=1, le=3650, description="default: the operator's setting"
     )
 
 
@@ -256,13 +279,13 @@ class TokenOut(BaseModel):
 
 
 class ReasonIn(Strict):
-    reason: str = Field(min_length=1, max_length=500)
+    reason: Text = Field(min_length=1, max_length=500)
 
 
 class MaintenanceCreate(Strict):
-    start: AwareDatetime
-    end: AwareDatetime
-    reason: str = Field(min_length=1, max_length=500)
+    start: Timestamp
+    end: Timestamp
+    reason: Text = Field(min_length=1, max_length=500)
 
 
 class MaintenanceOut(Out):
@@ -288,52 +311,58 @@ class AuditOut(Out):
 
 # --------------------------------------------------------------------- compliance
 class AddressIn(Strict):
-    street: str = ""
-    city: str = ""
-    region: str = ""
-    postal_code: str = ""
-    country: str = ""
+    street: ShortLine = ""
+    city: ShortLine = ""
+    region: ShortLine = ""
+    postal_code: ShortLine = ""
+    country: ShortLine = ""
 
 
 class PartyIn(Strict):
-    name: str = Field(min_length=1, max_length=500)
+    name: Line = Field(min_length=1, max_length=500)
     kind: Literal["organization", "person"] = "organization"
-    aliases: list[str] = Field(default_factory=list)
-    countries: list[str] = Field(default_factory=list, description="ISO 3166 alpha-2")
-    identifiers: dict[str, str] = Field(
-        default_factory=dict, description="e.g. registration, lei, tax"
+    aliases: list[ShortLine] = Field(default_factory=list, max_length=100)
+    countries: list[CountryCode] = Field(
+        default_factory=list, max_length=50, description="ISO 3166 alpha-2"
     )
-    addresses: list[AddressIn] = Field(default_factory=list)
+    identifiers: dict[Ref, ShortLine] = Field(
+        default_factory=dict, max_length=50, description="e.g. registration, lei, tax"
+    )
+    addresses: list[AddressIn] = Field(default_factory=list, max_length=50)
 
 
 class OwnerIn(Strict):
-    ref: str = Field(min_length=1, max_length=64, description="names this owner in the case")
+    ref: Line = Field(min_length=1, max_length=64, description="names this owner in the case")
     party: PartyIn
-    owns: str = Field(default="tenant", description="'tenant' or another owner's ref")
-    percent: Decimal = Field(gt=0, le=100)
-    since: date | None = None
-    until: date | None = Field(default=None, description="the day the stake was sold")
+    owns: Line = Field(
+        default="tenant", max_length=64, description="'tenant' or another owner's ref"
+    )
+    percent: Percent
+    since: Day | None = None
+    until: Day | None = Field(default=None, description="the day the stake was sold")
 
 
 class OfficerIn(Strict):
     party: PartyIn
     role: Literal["director", "officer", "supervisor", "legal_representative", "trustee", "other"]
-    of: str = "tenant"
+    of: Line = Field(default="tenant", max_length=64)
 
 
 class KycCaseCreate(Strict):
-    tenant_id: str | None = Field(default=None, description="operators: for which tenant")
+    tenant_id: Ref | None = Field(default=None, description="operators: for which tenant")
     organization: PartyIn
-    end_uses: list[str] = Field(min_length=1, description="codes from GET /end-uses")
-    end_use_statement: str = Field(default="", max_length=5000)
-    owners: list[OwnerIn] = Field(default_factory=list)
-    officers: list[OfficerIn] = Field(default_factory=list)
-    identification: dict[str, object] = Field(default_factory=dict)
+    end_uses: list[Ref] = Field(min_length=1, max_length=50, description="codes from GET /end-uses")
+    end_use_statement: Text = Field(default="", max_length=5000)
+    owners: list[OwnerIn] = Field(default_factory=list, max_length=200)
+    officers: list[OfficerIn] = Field(default_factory=list, max_length=200)
+    identification: FreeJson = Field(default_factory=dict)
 
 
 class KycDecisionIn(Strict):
-    reason: str = Field(min_length=1, max_length=1000)
-    end_uses: list[str] | None = Field(default=None, description="approve only these")
+    reason: Text = Field(min_length=1, max_length=1000)
+    end_uses: list[Ref] | None = Field(
+        default=None, max_length=50, description="approve only these"
+    )
 
 
 class KycCaseOut(Out):
@@ -413,7 +442,7 @@ PolicyView = Annotated[PolicyOut | TenantPolicyOut, Field(discriminator="view")]
 
 
 class RescreenIn(Strict):
-    reason: str = Field(min_length=1, max_length=500)
+    reason: Text = Field(min_length=1, max_length=500)
 
 
 class RescreenOut(BaseModel):

@@ -30,6 +30,12 @@ class InvalidRequest(DomainError):
     code = "invalid_request"
 
 
+class PayloadTooLarge(DomainError):
+    """A request body larger than the server takes (refused before it is parsed)."""
+
+    code = "payload_too_large"
+
+
 class NotFound(DomainError):
     code = "not_found"
 

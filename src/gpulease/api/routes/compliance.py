@@ -12,11 +12,12 @@ operator staff only (refused by the service to anyone else).
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, UploadFile
 
+from gpulease.api.constraints import Line, Ref, ReportDay
 from gpulease.api.deps import Ctx, Me
 from gpulease.api.schemas import (
     ERROR_RESPONSES,
@@ -47,7 +48,6 @@ from gpulease.services import kyc, screening_lists
 from gpulease.services.screening_lists import entry_to_json
 
 router = APIRouter(tags=["compliance"])
-MAX_UPLOAD = 200 * 1024 * 1024
 
 
 def _case_out(me: Principal, case: KycCase) -> KycCaseOut | KycCaseTenantOut:
@@ -112,13 +112,13 @@ def list_cases(
 
 
 @router.get("/kyc/cases/{case_id}", response_model=KycCaseView, responses=ERROR_RESPONSES)
-def show_case(case_id: str, ctx: Ctx, me: Me) -> KycCaseOut | KycCaseTenantOut:
+def show_case(case_id: Ref, ctx: Ctx, me: Me) -> KycCaseOut | KycCaseTenantOut:
     return _case_out(me, kyc.get_case(ctx, me, case_id))
 
 
 @router.post("/kyc/cases/{case_id}/approve", response_model=KycCaseView, responses=ERROR_RESPONSES)
 def approve_case(
-    case_id: str, body: KycDecisionIn, ctx: Ctx, me: Me
+    case_id: Ref, body: KycDecisionIn, ctx: Ctx, me: Me
 ) -> KycCaseOut | KycCaseTenantOut:
     """Compliance officer: approve (optionally for fewer end uses than declared)."""
     case = kyc.decide_case(
@@ -129,7 +129,7 @@ def approve_case(
 
 @router.post("/kyc/cases/{case_id}/reject", response_model=KycCaseView, responses=ERROR_RESPONSES)
 def reject_case(
-    case_id: str, body: KycDecisionIn, ctx: Ctx, me: Me
+    case_id: Ref, body: KycDecisionIn, ctx: Ctx, me: Me
 ) -> KycCaseOut | KycCaseTenantOut:
     """Compliance officer: reject a case."""
     return _case_out(me, kyc.decide_case(ctx, me, case_id, approve=False, reason=body.reason))
@@ -153,18 +153,21 @@ async def import_list(
     ctx: Ctx,
     me: Me,
     files: list[UploadFile],
-    format: Annotated[str, Form(description="csl-csv, csl-json, ofac-sdn, bis-dpl, opensanctions")],
-    label: Annotated[str, Form()] = "",
+    format: Annotated[
+        Line, Form(max_length=40, description="csl-csv, csl-json, ofac-sdn, bis-dpl, opensanctions")
+    ],
+    label: Annotated[Line, Form(max_length=200)] = "",
 ) -> ListImportOut:
     """Import a list (upload its file, or sdn.csv, alt.csv and add.csv for ofac-sdn), then
     re-screen every approved or pending tenant against it."""
-    # refused before reading up to 200 MiB of upload (the service checks again)
+    # refused before reading the upload into memory (the service checks again)
     me.scope(Action.LIST_IMPORT)
+    cap = ctx.settings.max_upload_bytes
     contents: dict[str, bytes] = {}
     for upload in files:
-        data = await upload.read(MAX_UPLOAD + 1)
-        if len(data) > MAX_UPLOAD:
-            raise InvalidRequest(f"{upload.filename} is larger than 200 MiB", field="files")
+        data = await upload.read(cap + 1)
+        if len(data) > cap:
+            raise InvalidRequest(f"{upload.filename} is larger than {cap} bytes", field="files")
         contents[upload.filename or "upload"] = data
     return _import(ctx, me, contents, format, label)
 
@@ -188,7 +191,7 @@ def list_snapshots(ctx: Ctx, me: Me) -> list[ListSnapshotOut]:
 
 
 @router.get("/lists/{old_id}/diff/{new_id}", response_model=ListDiffOut, responses=ERROR_RESPONSES)
-def diff_lists(old_id: str, new_id: str, ctx: Ctx, me: Me) -> ListDiffOut:
+def diff_lists(old_id: Ref, new_id: Ref, ctx: Ctx, me: Me) -> ListDiffOut:
     """Operator staff: the entries added, removed and changed between two snapshots."""
     change = screening_lists.diff_snapshots(ctx, me, old_id, new_id)
     return ListDiffOut(
@@ -203,7 +206,7 @@ def diff_lists(old_id: str, new_id: str, ctx: Ctx, me: Me) -> ListDiffOut:
 
 @router.get("/policy", response_model=PolicyView, responses=ERROR_RESPONSES)
 def policy(
-    ctx: Ctx, me: Me, as_of: Annotated[date | None, Query()] = None
+    ctx: Ctx, me: Me, as_of: Annotated[ReportDay | None, Query()] = None
 ) -> PolicyOut | TenantPolicyOut:
     """The policy on a day (default: today). Operator staff: the packs and rules in force and
     those that are not. Tenants: the prohibited end uses and the identification to supply."""

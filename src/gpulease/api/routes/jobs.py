@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+from gpulease.api.constraints import Ref
 from gpulease.api.deps import Ctx, IdempotencyKey, Me, count_submission
 from gpulease.api.schemas import (
     ERROR_RESPONSES,
@@ -57,7 +58,7 @@ def list_jobs(
     ctx: Ctx,
     me: Me,
     state: Annotated[JobState | None, Query()] = None,
-    tenant_id: Annotated[str | None, Query(description="operators only")] = None,
+    tenant_id: Annotated[Ref | None, Query(description="operators only")] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 200,
 ) -> list[JobOut]:
     found = jobs.list_jobs(
@@ -67,18 +68,18 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=ERROR_RESPONSES)
-def show_job(job_id: str, ctx: Ctx, me: Me) -> JobOut:
+def show_job(job_id: Ref, ctx: Ctx, me: Me) -> JobOut:
     return job_out(jobs.get_job(ctx, me, job_id), ctx)
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses=ERROR_RESPONSES)
-def cancel_job(job_id: str, ctx: Ctx, me: Me, body: JobCancel | None = None) -> JobOut:
+def cancel_job(job_id: Ref, ctx: Ctx, me: Me, body: JobCancel | None = None) -> JobOut:
     return job_out(jobs.cancel(ctx, me, job_id, body.reason if body else ""), ctx)
 
 
 @router.get("/{job_id}/logs", response_model=JobLogsOut, responses=ERROR_RESPONSES)
 def job_logs(
-    job_id: str,
+    job_id: Ref,
     ctx: Ctx,
     me: Me,
     offset: Annotated[int, Query(ge=0, description="byte offset to read from")] = 0,

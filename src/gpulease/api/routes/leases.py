@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+from gpulease.api.constraints import Ref
 from gpulease.api.deps import Ctx, IdempotencyKey, Me, count_submission
 from gpulease.api.schemas import ERROR_RESPONSES, LeaseCreate, LeaseDecision, LeaseOut
 from gpulease.domain.states import LeaseState
@@ -47,6 +48,7 @@ def request_lease(
     body: LeaseCreate, ctx: Ctx, me: Me, idempotency_key: IdempotencyKey = None
 ) -> LeaseOut:
     """Ask for GPUs (or whole racks) over [start, end); refused if it would oversell."""
+    # the window's horizon is the service's check (leases.check_window), for every caller
     req = leases.LeaseRequest(
         site_id=body.site_id or default_site(ctx),
         start=body.start,
@@ -70,12 +72,12 @@ def list_leases(
 
 
 @router.get("/{lease_id}", response_model=LeaseOut, responses=ERROR_RESPONSES)
-def show_lease(lease_id: str, ctx: Ctx, me: Me) -> LeaseOut:
+def show_lease(lease_id: Ref, ctx: Ctx, me: Me) -> LeaseOut:
     return lease_out(leases.get_lease(ctx, me, lease_id))
 
 
 def _decision(action: str, target: LeaseState, doc: str) -> None:
-    def endpoint(lease_id: str, ctx: Ctx, me: Me, body: LeaseDecision | None = None) -> LeaseOut:
+    def endpoint(lease_id: Ref, ctx: Ctx, me: Me, body: LeaseDecision | None = None) -> LeaseOut:
         reason = body.reason if body else ""
         return lease_out(leases.decide(ctx, me, lease_id, target, reason))
 

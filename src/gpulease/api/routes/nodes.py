@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from gpulease.api.constraints import Ref
 from gpulease.api.deps import Ctx, Me
 from gpulease.api.schemas import ERROR_RESPONSES, NodeOut, NodeStateChange
 from gpulease.domain.states import NodeState
@@ -35,7 +36,7 @@ def node_out(view: inventory.NodeView) -> NodeOut:
 def list_nodes(
     ctx: Ctx,
     me: Me,
-    site_id: Annotated[str | None, Query()] = None,
+    site_id: Annotated[Ref | None, Query()] = None,
     state: Annotated[NodeState | None, Query()] = None,
 ) -> list[NodeOut]:
     views = inventory.list_nodes(ctx, me, site_id, state.value if state else None)
@@ -43,7 +44,7 @@ def list_nodes(
 
 
 @router.post("/{node_id}/state", response_model=NodeOut, responses=ERROR_RESPONSES)
-def change_state(node_id: str, body: NodeStateChange, ctx: Ctx, me: Me) -> NodeOut:
+def change_state(node_id: Ref, body: NodeStateChange, ctx: Ctx, me: Me) -> NodeOut:
     """Operator: drain, take down (its jobs are requeued) or bring back a node."""
     inventory.set_node_state(ctx, me, node_id, NodeState(body.state), body.reason)
     (view,) = inventory.list_nodes(ctx, me, node_id=node_id)

@@ -2,19 +2,23 @@
 
 Each report answers JSON by default, and a self-contained HTML page when asked with
 ``?format=html`` or an ``Accept`` header that names ``text/html`` (a browser).
+
+Query parameters are bounded here, at the edge: ``as_of`` lies in the constraints'
+``TIME_WINDOW``; the large-runs terms are finite decimals within :data:`THRESHOLD_RANGE`,
+:data:`PEAK_RANGE` and :data:`UTILISATION_RANGE` (``1e-999999`` is not a threshold).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from gpulease.api.constraints import Ref, ReportTime
 from gpulease.api.deps import Ctx, Me
 from gpulease.api.schemas import ErrorOut
-from gpulease.domain.errors import InvalidRequest
 from gpulease.services import reports
 
 router = APIRouter(prefix="/reports", tags=["reports"])
@@ -46,24 +50,37 @@ def _answer(request: Request, fmt: str | None, report: dict[str, Any], kind: str
     return JSONResponse(report)
 
 
-def _number(text: str | None, field: str) -> str | None:
-    if text is None:
-        return None
-    try:
-        float(text)
-    except ValueError:
-        raise InvalidRequest(f"{field} must be a number such as 1e26", field=field) from None
-    return text
+THRESHOLD_RANGE = (1.0, 1e40)  # operations
+PEAK_RANGE = (1e6, 1e20)  # FLOP/s of one GPU
+UTILISATION_RANGE = (1e-6, 1.0)  # a fraction of the peak
+
+
+def _bounded(low: float, high: float, description: str) -> Any:
+    return Query(ge=low, le=high, allow_inf_nan=False, description=description)
+
+
+Threshold = Annotated[
+    Decimal, _bounded(*THRESHOLD_RANGE, "operations, e.g. 1e26 or 1e25 (1 .. 1e40)")
+]
+PeakFlops = Annotated[
+    Decimal | None,
+    _bounded(*PEAK_RANGE, "dense peak FLOP/s per GPU (default 2.5e15, B200 BF16)"),
+]
+Utilisation = Annotated[
+    Decimal | None, _bounded(*UTILISATION_RANGE, "fraction of peak (default 0.4)")
+]
 
 
 @router.get("/tenants/{tenant_id}/disclosure", response_class=Response, responses=RESPONSES)
 def disclosure(
-    tenant_id: str,
+    tenant_id: Ref,
     request: Request,
     ctx: Ctx,
     me: Me,
     fmt: Format = None,
-    as_of: Annotated[datetime | None, Query(description="ISO date-time; default now")] = None,
+    as_of: Annotated[
+        ReportTime | None, Query(description="ISO date-time (UTC if bare); default now")
+    ] = None,
 ) -> Response:
     """Operator staff: who the end user is, why it uses the compute, who owns it, its links
     to restricted parties, every decision, its standing, GPU-hours by purpose and its IPs."""
@@ -72,7 +89,7 @@ def disclosure(
 
 
 @router.get("/gpus/{serial}", response_class=Response, responses=RESPONSES)
-def gpu(serial: str, request: Request, ctx: Ctx, me: Me, fmt: Format = None) -> Response:
+def gpu(serial: Ref, request: Request, ctx: Ctx, me: Me, fmt: Format = None) -> Response:
     """Operator staff: where a GPU is, its chain of custody, and who used it for what."""
     return _answer(request, fmt, reports.gpu_provenance(ctx, me, serial), "gpu")
 
@@ -83,20 +100,17 @@ def large_runs(
     ctx: Ctx,
     me: Me,
     fmt: Format = None,
-    threshold: Annotated[str, Query(description="operations, e.g. 1e26 or 1e25")] = "1e26",
-    peak_flops_per_gpu: Annotated[
-        str | None, Query(description="dense peak FLOP/s per GPU (default 2.5e15, B200 BF16)")
-    ] = None,
-    utilisation: Annotated[str | None, Query(description="fraction of peak (default 0.4)")] = None,
+    threshold: Threshold = reports.THRESHOLD_1E26,
+    peak_flops_per_gpu: PeakFlops = None,
+    utilisation: Utilisation = None,
 ) -> Response:
     """Operator staff: jobs whose estimated compute (GPUs x seconds x peak x utilisation)
     reaches the threshold, with every term shown."""
     report = reports.large_training_runs(
         ctx,
         me,
-        threshold_ops=_number(threshold, "threshold") or "1e26",
-        peak_flops_per_gpu=_number(peak_flops_per_gpu, "peak_flops_per_gpu")
-        or reports.DEFAULT_PEAK_FLOPS_PER_GPU,
-        utilisation=_number(utilisation, "utilisation") or reports.DEFAULT_UTILISATION,
+        threshold_ops=threshold,
+        peak_flops_per_gpu=peak_flops_per_gpu or reports.DEFAULT_PEAK_FLOPS_PER_GPU,
+        utilisation=utilisation or reports.DEFAULT_UTILISATION,
     )
     return _answer(request, fmt, report, "large-runs")

@@ -2,15 +2,21 @@
 
 A list file is accepted whole or refused whole: any defect raises :class:`ListFormatError`
 naming the file, the line (1-based; for JSON documents the record index when no line is
-known) and the reason, so an operator can fix the file and import it again.
+known) and the reason, so an operator can fix the file and import it again. JSON is read
+with :func:`load_json`, which refuses a document nested deeper than :data:`JSON_MAX_DEPTH`
+(real lists nest a few levels) before ``json`` recurses into it, so a hostile file is an
+``invalid_list`` like any other defect, never a ``RecursionError``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+from typing import Any
 
 from gpulease.domain.errors import InvalidRequest
+from gpulease.domain.json_shape import json_problem
 
 __all__ = [
     "ListFormatError",
@@ -18,6 +24,7 @@ __all__ = [
     "dedupe",
     "is_country_code",
     "is_identifier_type",
+    "load_json",
     "normalize_country",
     "split_multi",
     "stable_id",
@@ -51,6 +58,32 @@ def decode(data: bytes, *, file: str, fallback: str | None = None) -> str:
     line = data.count(b"\n", 0, error.start) + 1
     encodings = "UTF-8" + (f" or {fallback}" if fallback else "")
     raise ListFormatError(file, line, f"not {encodings} text (byte {error.start})")
+
+
+JSON_MAX_DEPTH = 32  # arrays and objects within one another
+JSON_MAX_DIGITS = 100  # of a number
+
+
+def load_json(text: str, *, file: str, line: int | None = None) -> Any:
+    """The JSON value of ``text`` (a document, or one line of a JSON-lines file: ``line``).
+
+    Refused as :class:`ListFormatError` when it is not JSON, nests deeper than
+    :data:`JSON_MAX_DEPTH` or writes a number of more than :data:`JSON_MAX_DIGITS` digits;
+    the error names the line and the path to the place."""
+    problem = json_problem(text, max_depth=JSON_MAX_DEPTH, max_digits=JSON_MAX_DIGITS)
+    if problem is not None:
+        where = line
+        if where is None and problem.offset is not None:
+            where = text.count("\n", 0, problem.offset) + 1
+        place = f" at {problem.field}" if problem.path else ""
+        raise ListFormatError(file, where, f"{problem.reason}{place}")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        at = line if line is not None else exc.lineno
+        raise ListFormatError(file, at, f"invalid JSON: {exc.msg}") from exc
+    except (RecursionError, ValueError) as exc:  # belt and braces: the scan prevents these
+        raise ListFormatError(file, line, f"invalid JSON: {exc}") from exc
 
 
 _COUNTRIES: dict[str, str] = {

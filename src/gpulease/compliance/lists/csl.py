@@ -31,6 +31,7 @@ from gpulease.compliance.lists.common import (
     dedupe,
     is_country_code,
     is_identifier_type,
+    load_json,
     normalize_country,
     split_multi,
     stable_id,
@@ -268,10 +269,7 @@ def _record_lines(text: str, count: int) -> list[int | None]:
 def parse_csl_json(data: bytes, *, file: str = "csl.json") -> tuple[ListEntry, ...]:
     """Every record of a CSL JSON document (``{"results": [...]}``)."""
     text = decode(data, file=file)
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ListFormatError(file, exc.lineno, f"invalid JSON: {exc.msg}") from exc
+    doc = load_json(text, file=file)
     if not isinstance(doc, Mapping) or not isinstance(doc.get("results"), list):
         raise ListFormatError(file, 1, 'expected an object with a "results" list')
     entries: list[tuple[int | None, ListEntry]] = []

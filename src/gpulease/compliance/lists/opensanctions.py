@@ -11,7 +11,6 @@ first ``name`` is the entry's name; the other names, ``alias``, ``previousName``
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +18,7 @@ from gpulease.compliance.lists.common import (
     ListFormatError,
     decode,
     dedupe,
+    load_json,
     normalize_country,
 )
 from gpulease.compliance.model import Address, ListEntry, PartyKind
@@ -57,10 +57,7 @@ def parse_opensanctions(data: bytes, *, file: str = "entities.ftm.json") -> tupl
     for line, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ListFormatError(file, line, f"invalid JSON: {exc.msg}") from exc
+        obj = load_json(raw, file=file, line=line)
         if not isinstance(obj, Mapping):
             raise ListFormatError(file, line, "each line must be a JSON object")
         entity_id, schema, props = obj.get("id"), obj.get("schema"), obj.get("properties")
