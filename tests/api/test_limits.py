@@ -84,20 +84,23 @@ def recorded_addresses(ctx: ServiceContext, user_email: str, demo: list[DemoUser
 
 
 # --------------------------------------------------------------- authentication failures
-def test_two_thousand_bad_tokens_from_one_address_meet_429(
+FLOOD = 500  # bad tokens from one address (the finding: 2,000 in 4 s met no limit)
+
+
+def test_a_flood_of_bad_tokens_from_one_address_meets_429(
     served: Client, demo: list[DemoUser], clock: ManualClock, settings: Settings
 ) -> None:
     limit = settings.auth_failures_per_minute  # 30 by default
     attacker = served(None)
     answers = Counter()
     retry_after: set[int] = set()
-    for _ in range(2000):
+    for _ in range(FLOOD):
         answer = attacker.get("/me", headers={"Authorization": f"Bearer {bad_token()}"})
         answers[answer.status_code] += 1
         if answer.status_code == 429:
             assert answer.json()["code"] == "rate_limited"
             retry_after.add(int(answer.headers["Retry-After"]))
-    assert answers == {401: limit, 429: 2000 - limit}
+    assert answers == {401: limit, 429: FLOOD - limit}
     assert retry_after == {60}  # the clock did not move: the whole window is left
     body = attacker.get("/me", headers={"Authorization": f"Bearer {bad_token()}"}).json()
     assert "too many failed authentications from testclient" in body["message"]

@@ -63,6 +63,7 @@ def server_env(db_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
         GPULEASE_DATA_DIR=str(data_dir),
         GPULEASE_SCHEDULER_INTERVAL_S="0.2",
         GPULEASE_PREEMPTION_GRACE_S="2",
+        GPULEASE_LEADER_TTL_S="4",  # a dead leader's lease lapses in 4 s, not 15
     )
     env.update(extra)
     return env
