@@ -214,6 +214,20 @@ def test_an_upload_over_its_cap_is_413_and_one_under_it_is_parsed(
     assert small.json()["code"] == "invalid_list"
 
 
+def test_an_upload_is_read_only_after_authentication_and_the_role_check(
+    api: Api, bank: TestClient
+) -> None:
+    """A form declared as parameters is parsed before the dependencies run; the import reads
+    its form itself, so a caller without the right never has an upload parsed or spooled:
+    a malformed multipart body answers 401 / 403, not a form error."""
+    broken = {"Content-Type": "multipart/form-data; boundary=x"}
+    body = b"--x\r\nContent-Disposition: form-data; name=files; filename=a\r\n\r\n" * 3
+    assert api(None).post("/lists", content=body, headers=broken).status_code == 401
+    assert bank.post("/lists", content=body, headers=broken).status_code == 403
+    files = {"files": ("csl.json", b"[]")}
+    assert bank.post("/lists", data={"format": "csl-json"}, files=files).status_code == 403
+
+
 # --------------------------------------------------------------- nested lists
 @pytest.mark.parametrize(
     ("fmt", "name", "content"),

@@ -15,9 +15,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Query, UploadFile
+from fastapi import APIRouter, Query, Request
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
 
-from gpulease.api.constraints import Line, Ref, ReportDay
+from gpulease.api.constraints import Ref, ReportDay
 from gpulease.api.deps import Ctx, Me
 from gpulease.api.schemas import (
     ERROR_RESPONSES,
@@ -148,28 +150,66 @@ def _rescreen_out(results: list[kyc.Rescreen]) -> list[RescreenOut]:
     ]
 
 
-@router.post("/lists", status_code=201, response_model=ListImportOut, responses=ERROR_RESPONSES)
-async def import_list(
-    ctx: Ctx,
-    me: Me,
-    files: list[UploadFile],
-    format: Annotated[
-        Line, Form(max_length=40, description="csl-csv, csl-json, ofac-sdn, bis-dpl, opensanctions")
-    ],
-    label: Annotated[Line, Form(max_length=200)] = "",
-) -> ListImportOut:
+_UPLOAD_FORM = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["files", "format"],
+                "properties": {
+                    "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                    "format": {
+                        "type": "string",
+                        "maxLength": 40,
+                        "description": "csl-csv, csl-json, ofac-sdn, bis-dpl, opensanctions",
+                    },
+                    "label": {"type": "string", "maxLength": 200},
+                },
+            }
+        }
+    },
+}
+MAX_UPLOAD_FILES = 8  # ofac-sdn takes three
+
+
+@router.post(
+    "/lists",
+    status_code=201,
+    response_model=ListImportOut,
+    responses=ERROR_RESPONSES,
+    openapi_extra={"requestBody": _UPLOAD_FORM},
+)
+async def import_list(request: Request, ctx: Ctx, me: Me) -> ListImportOut:
     """Import a list (upload its file, or sdn.csv, alt.csv and add.csv for ofac-sdn), then
-    re-screen every approved or pending tenant against it."""
-    # refused before reading the upload into memory (the service checks again)
+    re-screen every approved or pending tenant against it.
+
+    The form is read here, after authentication and the role check (a body declared as
+    parameters would be parsed before them): nobody without the right spools an upload."""
     me.scope(Action.LIST_IMPORT)
     cap = ctx.settings.max_upload_bytes
+    try:
+        form = await request.form(
+            max_files=MAX_UPLOAD_FILES, max_fields=MAX_UPLOAD_FILES, max_part_size=64 * 1024
+        )
+    except (MultiPartException, ValueError) as error:
+        raise InvalidRequest(f"the upload is not a valid form: {error}", field="files") from None
+    fmt, label = form.get("format"), form.get("label", "")
+    if not isinstance(fmt, str) or not fmt.strip() or len(fmt) > 40:
+        raise InvalidRequest("say which format the list is in", field="format")
+    if not isinstance(label, str) or len(label) > 200 or not label.isprintable():
+        raise InvalidRequest("a label is at most 200 printable characters", field="label")
+    uploads = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
+    if not uploads:
+        raise InvalidRequest("upload at least one file", field="files")
     contents: dict[str, bytes] = {}
-    for upload in files:
+    for upload in uploads:
         data = await upload.read(cap + 1)
         if len(data) > cap:
             raise InvalidRequest(f"{upload.filename} is larger than {cap} bytes", field="files")
         contents[upload.filename or "upload"] = data
-    return _import(ctx, me, contents, format, label)
+    await form.close()
+    return _import(ctx, me, contents, fmt.strip(), label)
 
 
 def _import(ctx: Ctx, me: Me, contents: dict[str, bytes], fmt: str, label: str) -> ListImportOut:
