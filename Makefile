@@ -41,7 +41,7 @@ test: $(STAMP)
 	./scripts/install-slurm.sh || echo "note: Slurm could not be installed; its tests will skip"
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy --strict src
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile  # two workers; a file's tests (and its server) stay on one
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
