@@ -28,7 +28,7 @@ from gpulease.persistence.tables import (
 from gpulease.scheduler.engine import Scheduler
 from gpulease.scheduler.ordering import make_policy
 from gpulease.services import demo as demo_service
-from gpulease.services import inventory, jobs
+from gpulease.services import inventory, job_logs, jobs
 from gpulease.services.context import ServiceContext
 from gpulease.services.idempotency import Idempotent
 from gpulease.services.scheduling import LiveScheduler, PassReport
@@ -119,7 +119,7 @@ def test_job_lifecycle_with_allocations_and_audit(
     assert len(closed) == 64
     assert all(r.end == done.ended_at for r in closed)
     assert executor.active() == set()
-    assert "finished" in jobs.logs(ctx, inftech, job.id)
+    assert "finished" in job_logs.text(ctx, inftech, job.id)
 
     records = audit_actions(ctx, job.id)
     assert [r.action for r in records] == ["job.submit", "job.start", "job.succeeded"]
@@ -316,7 +316,7 @@ def test_local_executor_runs_a_real_command(
         slots = ",".join(str(r.slot) for r in sorted(rows, key=lambda r: r.slot))
         assert len({r.node_id for r in rows}) == 1
         assert slots == "0,1,2,3"
-        assert f"{slots} {job.id}" in jobs.logs(ctx, inftech, job.id)
+        assert f"{slots} {job.id}" in job_logs.text(ctx, inftech, job.id)
         assert all(r.end is not None for r in rows)
     finally:
         local.close()
@@ -382,7 +382,7 @@ def test_failover_adopts_running_jobs(
     done = state_of(ctx, second.id)
     assert done.state == JobState.SUCCEEDED
     assert done.starts == 1  # adopted, never restarted
-    assert "adopted after failover" in jobs.logs(ctx, bank, second.id)
+    assert "adopted after failover" in job_logs.text(ctx, bank, second.id)
     assert successor_executor.active() == set()
 
 
@@ -470,7 +470,7 @@ def test_tenant_isolation_of_jobs(
     with pytest.raises(NotFound):
         jobs.cancel(ctx, bank, theirs.id)
     with pytest.raises(NotFound):
-        jobs.logs(ctx, bank, theirs.id)
+        job_logs.text(ctx, bank, theirs.id)
     assert state_of(ctx, theirs.id).state == JobState.QUEUED  # untouched
     assert [j.id for j in jobs.list_jobs(ctx, bank)] == [mine.id]
     assert [j.id for j in jobs.list_jobs(ctx, inftech)] == [theirs.id]

@@ -21,7 +21,9 @@ from gpulease.persistence.tables import AuditRecord, Job, Lease, Node, Tenant
 from gpulease.services import demo as demo_service
 from gpulease.services import identity, inventory, jobs, kyc, leases, runs
 from gpulease.services.context import ServiceContext
-from gpulease.services.scheduling import LiveScheduler, SchedulerLoop, Snapshot
+from gpulease.services.scheduler_loop import SchedulerLoop
+from gpulease.services.scheduling import LiveScheduler
+from gpulease.services.snapshot import Snapshot
 
 
 def submission(gpus: int = 4, **fields: Any) -> jobs.JobSubmission:

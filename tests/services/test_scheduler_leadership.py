@@ -21,7 +21,8 @@ from gpulease.scheduler.ordering import make_policy
 from gpulease.services import demo as demo_service
 from gpulease.services import inventory, jobs
 from gpulease.services.context import ServiceContext
-from gpulease.services.scheduling import LiveScheduler, LostLeadership, PassReport, SchedulerLoop
+from gpulease.services.scheduler_loop import SchedulerLoop
+from gpulease.services.scheduling import LiveScheduler, LostLeadership, PassReport
 
 SITE = demo_service.SITE_ID
 

@@ -9,7 +9,8 @@ from gpulease.executors.simulated import SimulatedExecutor
 from gpulease.persistence.tables import SchedulerStatus
 from gpulease.services import demo as demo_service
 from gpulease.services.context import ServiceContext
-from gpulease.services.scheduling import LiveScheduler, SchedulerLoop
+from gpulease.services.scheduler_loop import SchedulerLoop
+from gpulease.services.scheduling import LiveScheduler
 
 
 def _until(condition: Callable[[], bool], timeout: float = 15.0) -> None:

@@ -29,7 +29,8 @@ from gpulease.scheduler.engine import Decisions, Start
 from gpulease.services import demo as demo_service
 from gpulease.services import inventory, jobs
 from gpulease.services.context import ServiceContext
-from gpulease.services.scheduling import LiveScheduler, PassReport, SchedulerLoop
+from gpulease.services.scheduler_loop import SchedulerLoop
+from gpulease.services.scheduling import LiveScheduler, PassReport
 
 SITE = demo_service.SITE_ID
 

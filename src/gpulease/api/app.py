@@ -28,7 +28,8 @@ from gpulease.api.limits import BodyLimits
 from gpulease.api.ratelimit import ApiLimits
 from gpulease.api.routes import admin, compliance, jobs, leases, nodes, reports, system
 from gpulease.services.context import ServiceContext
-from gpulease.services.scheduling import LiveScheduler, SchedulerLoop
+from gpulease.services.scheduler_loop import SchedulerLoop
+from gpulease.services.scheduling import LiveScheduler
 from gpulease.services.setup import make_executor, open_context
 from gpulease.settings import Settings
 

@@ -112,7 +112,8 @@ def scheduler_command() -> None:
     import signal
     import threading
 
-    from gpulease.services.scheduling import LiveScheduler, SchedulerLoop
+    from gpulease.services.scheduler_loop import SchedulerLoop
+    from gpulease.services.scheduling import LiveScheduler
     from gpulease.services.setup import check_schema, make_executor, open_context
     from gpulease.settings import Settings
 

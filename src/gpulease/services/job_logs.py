@@ -102,3 +102,8 @@ def _whole_characters(data: bytes) -> bytes:
             needed = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
             return data if back >= needed else data[:-back]
     return data  # not UTF-8 anyway: decoding replaces it
+
+
+def text(ctx: ServiceContext, actor: Principal, job_id: str, offset: int = 0) -> str:
+    """The text of one bounded chunk of the job's log from byte ``offset``."""
+    return read_chunk(ctx, actor, job_id, offset).text

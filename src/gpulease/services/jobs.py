@@ -240,14 +240,6 @@ def cancel(ctx: ServiceContext, actor: Principal, job_id: str, reason: str = "")
     return job
 
 
-def logs(ctx: ServiceContext, actor: Principal, job_id: str, offset: int = 0) -> str:
-    """The text of one bounded chunk of the job's log from byte ``offset``; reading in
-    chunks (size, next offset, completeness) is ``services.job_logs``."""
-    from gpulease.services import job_logs  # it builds on this module
-
-    return job_logs.read_chunk(ctx, actor, job_id, offset).text
-
-
 def allocation(ctx: ServiceContext, job: Job) -> list[tuple[str, list[int], list[str]]]:
     """The GPUs of the job's current (or last) run: [(node, slots, serials)]."""
     if job.started_at is None:

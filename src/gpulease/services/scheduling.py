@@ -65,7 +65,6 @@ from gpulease.services.containment import fail as fail_job
 from gpulease.services.context import ServiceContext
 from gpulease.services.inventory import SiteTopology, cached_topology, placement_lock
 from gpulease.services.jobs import log_path
-from gpulease.services.scheduler_loop import SchedulerLoop
 from gpulease.services.snapshot import (
     PurposeCheck,
     Snapshot,
@@ -75,13 +74,7 @@ from gpulease.services.snapshot import (
 )
 from gpulease.services.standing import is_approved, why_not
 
-__all__ = [
-    "LiveScheduler",
-    "LostLeadership",
-    "PassReport",
-    "SchedulerLoop",
-    "Snapshot",
-]
+__all__ = ["LiveScheduler", "LostLeadership", "PassReport"]
 
 log = logging.getLogger("gpulease.scheduler")
 ACTOR = "scheduler"
