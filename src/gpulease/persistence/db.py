@@ -22,11 +22,19 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event, select, text
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    OperationalError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql import Select
@@ -46,12 +54,33 @@ class DuplicateRecord(Conflict):
     """A unique key clashed: another transaction inserted the same record first."""
 
 
+# An UPDATE matched no row at the version read: a concurrent writer changed it.
+StaleRow = StaleDataError
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether ``error`` says the database (not the rows being written) is the trouble.
+    Every driver error is one, except a value the database refuses or a clash of keys:
+    those concern the rows written, so the record they belong to."""
+    if isinstance(error, DBAPIError):
+        return not isinstance(error, DataError | IntegrityError)
+    return isinstance(error, DatabaseUnavailable | DisconnectionError | PoolTimeout)
+
+
 def normalize_url(url: str) -> str:
     """Accept ``postgresql://`` and ``postgres://`` and mean psycopg 3."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for another database, or SQLite in memory)."""
+    parsed = make_url(normalize_url(url))
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(str(parsed.database))
 
 
 def advisory_key(name: str) -> int:

@@ -20,21 +20,12 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, IntegrityError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
-
 from gpulease.domain.errors import DomainError
 from gpulease.domain.states import JobState
-from gpulease.persistence.db import DatabaseUnavailable, Tx
+from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import Job
 from gpulease.services import audit, runs
 from gpulease.services.jobs import spec_of
-
-# errors that say the database (not a job) is the trouble: the pass fails and is retried.
-# Every driver error is one, except a value the database refuses (DataError) or a clash of
-# keys (IntegrityError): those concern the rows being written, so the job they belong to.
-OUTAGES: tuple[type[BaseException], ...] = (DatabaseUnavailable, DisconnectionError, PoolTimeout)
-JOB_ERRORS: tuple[type[BaseException], ...] = (DataError, IntegrityError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,12 +36,6 @@ class Defect:
     reason: str
     version: int | None = None  # fail only while the row is at this version
     run: int | None = None  # fail only while the row still runs this run
-
-
-def is_outage(error: BaseException) -> bool:
-    if isinstance(error, DBAPIError):
-        return not isinstance(error, JOB_ERRORS)
-    return isinstance(error, OUTAGES)
 
 
 def describe(error: BaseException) -> str:

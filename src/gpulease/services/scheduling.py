@@ -40,12 +40,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 
-from sqlalchemy.orm.exc import StaleDataError
-
 from gpulease.domain.clock import from_seconds, to_seconds
 from gpulease.domain.states import JobState, NodeState
 from gpulease.executors.base import Completion, Executor, Launch, NodeSlice
-from gpulease.persistence.db import Tx
+from gpulease.persistence.db import StaleRow, Tx, is_outage
 from gpulease.persistence.leader import Leadership
 from gpulease.persistence.tables import (
     GpuAllocation,
@@ -60,7 +58,7 @@ from gpulease.scheduler.engine import Decisions, Preempt, Scheduler, SchedulerCo
 from gpulease.scheduler.ordering import make_policy
 from gpulease.scheduler.state import SchedulerState
 from gpulease.services import audit, kyc, leases, runs
-from gpulease.services.containment import Defect, defect_of, describe, is_outage, still_applies
+from gpulease.services.containment import Defect, defect_of, describe, still_applies
 from gpulease.services.containment import fail as fail_job
 from gpulease.services.context import ServiceContext
 from gpulease.services.inventory import SiteTopology, cached_topology, placement_lock
@@ -441,7 +439,7 @@ class LiveScheduler:
                             return
                         outcome = act(job)
                         tx.flush()
-                except StaleDataError:
+                except StaleRow:
                     raise  # a concurrent writer, not this job: the pass is retried
                 except Exception as error:
                     if is_outage(error):

@@ -13,14 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
 from gpulease.domain.errors import Conflict, DomainError
 from gpulease.executors.base import Executor
 from gpulease.executors.local import LocalExecutor
 from gpulease.executors.simulated import SimulatedExecutor
 from gpulease.persistence import migrate
-from gpulease.persistence.db import Database
+from gpulease.persistence.db import Database, sqlite_file
 from gpulease.persistence.leader import current_lease
 from gpulease.persistence.tables import SchedulerStatus
 from gpulease.services.context import ServiceContext
@@ -50,10 +48,8 @@ def make_executor(settings: Settings) -> Executor:
 def _sqlite_files(database_url: str) -> list[Path]:
     """The SQLite database file of ``database_url`` (none for PostgreSQL or in memory): the
     local executor makes it owner-only, out of its jobs' reach."""
-    url = make_url(database_url)
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return []
-    return [Path(str(url.database))]
+    found = sqlite_file(database_url)
+    return [] if found is None else [found]
 
 
 def check_schema(ctx: ServiceContext) -> None:

@@ -24,11 +24,11 @@ from gpulease.domain.clock import to_seconds
 from gpulease.domain.errors import InvalidRequest
 from gpulease.domain.models import LeaseGuarantee
 from gpulease.domain.states import JobState, NodeState
-from gpulease.persistence.db import Tx
+from gpulease.persistence.db import Tx, is_outage
 from gpulease.persistence.tables import GpuAllocation, Job, Node, Tenant
 from gpulease.scheduler.state import SchedulerState
 from gpulease.services import audit, kyc, leases
-from gpulease.services.containment import Defect, defect_of, describe, is_outage
+from gpulease.services.containment import Defect, defect_of, describe
 from gpulease.services.context import ServiceContext
 from gpulease.services.inventory import SiteTopology
 from gpulease.services.jobs import spec_of
