@@ -321,12 +321,10 @@ def demo(
 
 
 # ------------------------------------------------------------------- in-process API
-@pytest.fixture
-def api(ctx: ServiceContext) -> Iterator[Callable[[str | None], TestClient]]:
-    """In-process HTTP clients of the app over ``ctx`` (no scheduler loop, no server).
+Api = Callable[[str | None], TestClient]
 
-    ``api(token)`` is a client sending that bearer token (``api(None)``: none). The app's
-    lifespan runs once for the test; every client shares it."""
+
+def _in_process(ctx: ServiceContext, *, raise_errors: bool) -> Iterator[Api]:
     app = create_app(
         ctx=ServiceContext(
             ctx.db,
@@ -338,7 +336,9 @@ def api(ctx: ServiceContext) -> Iterator[Callable[[str | None], TestClient]]:
     clients: list[TestClient] = []
 
     def client(token: str | None) -> TestClient:
-        made = TestClient(app, base_url="http://testserver/api/v1")
+        made = TestClient(
+            app, base_url="http://testserver/api/v1", raise_server_exceptions=raise_errors
+        )
         if token is not None:
             made.headers["Authorization"] = f"Bearer {token}"
         made.__enter__()
@@ -350,3 +350,18 @@ def api(ctx: ServiceContext) -> Iterator[Callable[[str | None], TestClient]]:
     finally:
         for made in clients:
             made.__exit__(None, None, None)
+
+
+@pytest.fixture
+def api(ctx: ServiceContext) -> Iterator[Api]:
+    """In-process HTTP clients of the app over ``ctx`` (no scheduler loop, no server).
+
+    ``api(token)`` is a client sending that bearer token (``api(None)``: none). The app's
+    lifespan runs once for the test; every client shares it. A server error is raised."""
+    yield from _in_process(ctx, raise_errors=True)
+
+
+@pytest.fixture
+def raw_api(ctx: ServiceContext) -> Iterator[Api]:
+    """Like ``api``, but a server error comes back as its HTTP response (status 500)."""
+    yield from _in_process(ctx, raise_errors=False)

@@ -22,12 +22,8 @@ log = logging.getLogger("gpulease.scheduler")
 
 
 class SchedulerLoop:
-    """Runs passes every ``interval`` seconds in a thread while this process leads.
-
-    Each iteration takes or renews the leader lease first; a pass runs only while it is
-    held, and its writes are fenced on it (``LiveScheduler.leadership``). A pass that fails
-    (the database is down) is logged and counted (``failed_passes``) and the next iteration
-    retries; nothing a pass raises ends the thread."""
+    """Runs passes every ``interval`` seconds in a thread while this process leads (the
+    module docstring gives the rules)."""
 
     def __init__(
         self,

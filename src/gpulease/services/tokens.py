@@ -81,6 +81,12 @@ def _views(tx: Tx, actor: Principal, rows: list[ApiToken]) -> list[TokenView]:
     ]
 
 
+def _authorize(actor: Principal, action: Action, user: User, token_id: str | None = None) -> None:
+    """A token action is an action on its user's record (a token out of sight: not found)."""
+    record, kind = (token_id, "token") if token_id is not None else (user.id, "user")
+    actor.authorize(action, tenant_id=user.tenant_id, owner_id=user.id, record_id=record, kind=kind)
+
+
 def live(row: ApiToken, now: datetime) -> bool:
     return row.revoked_at is None and (row.expires_at is None or row.expires_at > now)
 
@@ -98,13 +104,7 @@ def issue(
     now = ctx.now()
     with ctx.db.transaction() as tx:
         user = tx.require(User, user_id, "user", for_update=True)
-        actor.authorize(
-            Action.TOKEN_ISSUE,
-            tenant_id=user.tenant_id,
-            owner_id=user.id,
-            record_id=user_id,
-            kind="user",
-        )
+        _authorize(actor, Action.TOKEN_ISSUE, user)
         if user.disabled_at is not None:
             raise Conflict(f"user {user_id} is disabled; enable it first", user_id=user_id)
         held = tx.all(tx.select(ApiToken).where(ApiToken.user_id == user.id))
@@ -122,13 +122,7 @@ def list_tokens(ctx: ServiceContext, actor: Principal, user_id: str) -> list[Tok
     """A user's tokens (live, expired and revoked), newest first; never their values."""
     with ctx.db.transaction(write=False) as tx:
         user = tx.require(User, user_id, "user")
-        actor.authorize(
-            Action.TOKEN_READ,
-            tenant_id=user.tenant_id,
-            owner_id=user.id,
-            record_id=user_id,
-            kind="user",
-        )
+        _authorize(actor, Action.TOKEN_READ, user)
         rows = tx.all(
             tx.select(ApiToken)
             .where(ApiToken.user_id == user_id)
@@ -144,13 +138,7 @@ def revoke(ctx: ServiceContext, actor: Principal, token_id: str, reason: str = "
     with ctx.db.transaction() as tx:
         row = tx.require(ApiToken, token_id, "token", for_update=True)
         user = tx.require(User, row.user_id, "user")
-        actor.authorize(
-            Action.TOKEN_REVOKE,
-            tenant_id=user.tenant_id,
-            owner_id=user.id,
-            record_id=token_id,
-            kind="token",
-        )
+        _authorize(actor, Action.TOKEN_REVOKE, user, token_id=token_id)
         if row.revoked_at is not None:
             raise Conflict(
                 f"token {token_id} was already revoked at {row.revoked_at:%Y-%m-%d %H:%M} UTC; "
