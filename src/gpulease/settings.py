@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     executor: str = Field(default="simulated", pattern="^(simulated|local)$")
     policy: str = "default"
     scheduler_interval_s: float = Field(default=1.0, gt=0)
+    # The leader keeps its state between passes; every so often it rebuilds it from the
+    # database, compares, logs any divergence and keeps the rebuilt one.
+    consistency_check_s: float = Field(default=300.0, gt=0)
     preemption_grace_s: float = Field(default=30.0, ge=0)
     # GPUs of the rack-local block gangs use (64 on NVL72) that work without a rack
     # requirement should leave whole when other racks have room; 0 = off

@@ -342,7 +342,7 @@ def test_stale_decision_is_dropped(
     jobs.cancel(ctx, inftech, job.id, "changed my mind")  # between snapshot and apply
 
     report = PassReport(SITE)
-    launches, _warnings, _stops = scheduler._apply(SITE, topology, snap, decisions, report)
+    launches = scheduler._apply(SITE, topology, snap, decisions, report).launches
     assert launches == []
     assert report.stale == 1
     assert report.started == []

@@ -192,6 +192,8 @@ def test_a_running_job_without_gpus_is_failed_not_the_pass(
     with ctx.db.transaction() as tx:
         for row in tx.all(select(GpuAllocation).where(GpuAllocation.job_id == broken.id)):
             row.end = clock.now()
+    # an edit by hand reaches the scheduler when it next rebuilds (a consistency check)
+    scheduler.reset_state()
     good = submit(ctx, bank, duration_s=30)
     [report] = run_passes(scheduler, clock, ctx, passes=1, step_s=60)
     assert report.failed == [broken.id]
@@ -242,7 +244,7 @@ def test_a_start_that_fails_to_apply_fails_that_job_and_the_rest_is_applied(
         ],
     )
     report = PassReport(SITE)
-    launches, _warnings, _stops = scheduler._apply(SITE, topology, snap, decisions, report)
+    launches = scheduler._apply(SITE, topology, snap, decisions, report).launches
     assert [launch.job_id for launch in launches] == [fine.id]
     assert report.started == [fine.id]
     assert report.failed == [doomed.id]

@@ -40,6 +40,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql import Select
 
 from gpulease.domain.errors import Conflict, DomainError, InvalidRequest, NotFound
+from gpulease.persistence.change_feed import forget_announced, record_changes
 from gpulease.persistence.tables import Base
 
 T = TypeVar("T", bound=Base)
@@ -110,6 +111,9 @@ class Database:
                 self.url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True
             )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
+        # every job and node change is announced to the scheduler in its own transaction
+        event.listen(self._sessions, "before_flush", record_changes)
+        event.listen(self._sessions, "after_soft_rollback", forget_announced)
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[Tx]:

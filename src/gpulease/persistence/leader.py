@@ -59,6 +59,11 @@ class Leadership(Protocol):
 
     def release(self) -> None: ...
 
+    @property
+    def term(self) -> int | None:
+        """The term this process holds (a new term: state kept under another is stale)."""
+        ...
+
 
 class LeaderLock:
     """The scheduler's leadership as a lease renewed on every pass (see the module doc)."""

@@ -291,6 +291,20 @@ class SchedulerStatus(Base):
     ticks: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class SchedulerChange(Base):
+    """The scheduler's change feed: one row per job or node change, written by a session
+    hook in the same transaction as the change (``persistence.change_feed``). The leader
+    reads rows past its position and reloads the rows they name; it deletes what it has read."""
+
+    __tablename__ = "scheduler_changes"
+    seq: Mapped[int] = mapped_column(SerialKey, primary_key=True, autoincrement=True)
+    site_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(8))  # "job" or "node"
+    ref: Mapped[str] = mapped_column(String(64))
+    origin: Mapped[str] = mapped_column(String(200), default="")  # the leader's own writes
+    __table_args__ = (Index("ix_scheduler_changes_site_seq", "site_id", "seq"),)
+
+
 # ------------------------------------------------------------------------ compliance
 class PartyRow(Base):
     """A party we must know: a tenant's organisation, its owners, officers."""

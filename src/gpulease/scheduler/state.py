@@ -291,6 +291,15 @@ class SchedulerState:
             touched.append(job_id)
         return touched
 
+    def forget(self, job_ids: Iterable[str]) -> None:
+        """Drop ended jobs' records (a long-running driver keeps memory flat). Jobs still
+        queued or running are kept; the change journal keeps their last change, so the
+        engine's indexes still see them leave."""
+        for job_id in job_ids:
+            record = self.jobs.get(job_id)
+            if record is not None and record.status not in (JobState.QUEUED, JobState.RUNNING):
+                del self.jobs[job_id]
+
     def add_lease(self, lease: LeaseGuarantee) -> None:
         self.leases.append(lease)
 

@@ -50,33 +50,35 @@ def start_run(
     *,
     borrowed: bool,
     actor: str,
+    free: dict[str, list[tuple[int, str]]] | None = None,
 ) -> list[GpuAllocation]:
-    """Give ``job`` the lowest free GPU slots of each (node, count) and mark it running."""
+    """Give ``job`` the lowest free GPU slots of each (node, count) and mark it running.
+
+    ``free``: each node's free GPUs as (slot, serial), lowest first, read once for many
+    starts (``persistence.bulk.free_gpus``); the slots taken are removed from it."""
     before = audit.fields_of(job, JOB_AUDIT_FIELDS)
     job.state = transition(JOB_TRANSITIONS, JobState(job.state), JobState.RUNNING, subject=job.id)
-    nodes = [node for node, _ in placement]
-    held = held_slots(tx, nodes)
-    by_node: dict[str, list[Gpu]] = {n: [] for n in nodes}
-    for gpu in tx.all(tx.select(Gpu).where(Gpu.node_id.in_(nodes)).order_by(Gpu.slot)):
-        by_node[gpu.node_id].append(gpu)
+    if free is None:
+        free = _free_gpus(tx, [node for node, _ in placement])
     rows: list[GpuAllocation] = []
     for node_id, count in placement:
-        free = [g for g in by_node[node_id] if g.slot not in held[node_id]]
-        if len(free) < count:
-            raise AssertionError(f"node {node_id} has {len(free)} free GPUs, not {count}")
-        for gpu in free[:count]:
+        available = free.get(node_id, [])
+        if len(available) < count:
+            raise AssertionError(f"node {node_id} has {len(available)} free GPUs, not {count}")
+        for slot, serial in available[:count]:
             row = GpuAllocation(
                 job_id=job.id,
                 tenant_id=job.tenant_id,
                 node_id=node_id,
-                gpu_serial=gpu.serial,
-                slot=gpu.slot,
+                gpu_serial=serial,
+                slot=slot,
                 purpose=job.purpose,
                 start=now,
                 end=None,
             )
             tx.add(row)
             rows.append(row)
+        del available[:count]
     job.started_at = now
     job.starts += 1
     job.borrowed = borrowed
@@ -107,9 +109,11 @@ def stop_run(
     reason: str,
     actor: str,
     exit_code: int | None = None,
+    allocations: Sequence[GpuAllocation] | None = None,
 ) -> None:
     """End the job's current state: a run goes back to the queue or finishes; a queued job
-    may be cancelled or failed."""
+    may be cancelled or failed. ``allocations``: the run's open allocation rows, when read
+    already for many jobs at once."""
     before = audit.fields_of(job, JOB_AUDIT_FIELDS)
     was_running = job.state == JobState.RUNNING
     job.state = transition(JOB_TRANSITIONS, JobState(job.state), outcome, subject=job.id)
@@ -118,7 +122,7 @@ def stop_run(
         elapsed = max(0.0, (now - job.started_at).total_seconds())
         job.attained_gpu_s += elapsed * job.gpus
         job.run_s += elapsed
-        for row in open_allocations(tx, job.id):
+        for row in open_allocations(tx, job.id) if allocations is None else allocations:
             row.end = now
     job.preempt_at = None
     job.preempt_reason = ""
@@ -141,6 +145,15 @@ def stop_run(
         after=audit.fields_of(job, JOB_AUDIT_FIELDS),
         reason=reason,
     )
+
+
+def _free_gpus(tx: Tx, nodes: Sequence[str]) -> dict[str, list[tuple[int, str]]]:
+    held = held_slots(tx, nodes)
+    free: dict[str, list[tuple[int, str]]] = {n: [] for n in nodes}
+    for gpu in tx.all(tx.select(Gpu).where(Gpu.node_id.in_(nodes)).order_by(Gpu.slot)):
+        if gpu.slot not in held[gpu.node_id]:
+            free[gpu.node_id].append((gpu.slot, gpu.serial))
+    return free
 
 
 def requeue_or_fail(tx: Tx, job: Job, now: datetime, *, reason: str, actor: str) -> JobState:

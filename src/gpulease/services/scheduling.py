@@ -2,20 +2,22 @@
 
 One pass (:meth:`LiveScheduler.tick`) per site:
 
-1. **Leases** move along the calendar (``leases.tick``).
-2. **Completions**: runs the executor reports ended become succeeded / failed.
-3. **Reconcile** the executor with the database: a run the database no longer wants
-   (cancelled, requeued elsewhere) is stopped; a run the database thinks is running but the
-   executor does not hold is adopted, or requeued if the executor cannot adopt it.
-4. **Snapshot** (a read transaction, ``services.snapshot``): nodes, queued and running jobs
-   with their versions, active lease guarantees, each tenant's decayed usage. The core's
-   :class:`~gpulease.scheduler.state.SchedulerState` is rebuilt from it, so the database is
-   the only truth and a new leader needs no hand-over.
+1. **Leases** move along the calendar (``leases.tick``); **admission** is read: which tenants
+   are held and which end uses each may run (``compliance.admission``, a pure function).
+2. **Completions**: runs the executor reports ended become succeeded / failed (set at a
+   time). When admission changed, held tenants' work is held (and drained, if so set).
+3. **State**: the leader keeps the core's state between passes (``services.live_state``)
+   and applies what changed since the last pass from the change feed; it rebuilds from a
+   full snapshot (``services.snapshot``) on taking leadership, when admission changed, when
+   a change cannot be taken as a delta, and every ``consistency_check_s`` (then it compares
+   the kept state with the rebuilt one, logs any divergence and keeps the rebuilt one).
+4. **Reconcile** the executor with the kept state: a run nobody wants is stopped; a run the
+   state holds but the executor does not is adopted, or requeued if it cannot be.
 5. **Decide** outside any transaction: ``Scheduler.step(state, now)``, the same call the
-   simulator makes.
-6. **Apply** in one write transaction, each decision only if its rows are unchanged since
-   the snapshot (job ``version``; for starts, every node still ``up``); a decision on a
-   stale row is dropped and the next pass decides again.
+   simulator makes, on the same kept ``Scheduler`` (its indexes survive between passes).
+6. **Apply** in one write transaction, set at a time, each decision only if its row is
+   unchanged since the state it was taken on (``services.decision_apply``); then the same
+   ``apply_decisions`` the simulator uses brings the kept state up to date.
 7. **Side effects after commit**: launch, warn, stop.
 
 Only the leader runs passes (``persistence.leader``: a lease renewed every pass); several API
@@ -35,47 +37,35 @@ import logging
 import socket
 import threading
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 
-from gpulease.domain.clock import from_seconds, to_seconds
-from gpulease.domain.states import JobState, NodeState
+from gpulease.compliance.admission import Admission, Standing, admission
+from gpulease.domain.clock import to_seconds
+from gpulease.domain.models import LeaseGuarantee
+from gpulease.domain.states import JobState
 from gpulease.executors.base import Completion, Executor, Launch, NodeSlice
-from gpulease.persistence.db import StaleRow, Tx, is_outage
+from gpulease.persistence import bulk
+from gpulease.persistence.change_feed import ChangeFeed, writing_as
+from gpulease.persistence.db import Tx, is_outage
 from gpulease.persistence.leader import Leadership
-from gpulease.persistence.tables import (
-    GpuAllocation,
-    Job,
-    JobLog,
-    Node,
-    SchedulerStatus,
-    Site,
-    Tenant,
-)
-from gpulease.scheduler.engine import Decisions, Preempt, Scheduler, SchedulerConfig, Start
+from gpulease.persistence.tables import GpuAllocation, Job, JobLog, SchedulerStatus, Site, Tenant
+from gpulease.scheduler.engine import Decisions, Scheduler, SchedulerConfig, apply_decisions
 from gpulease.scheduler.ordering import make_policy
 from gpulease.scheduler.state import SchedulerState
-from gpulease.services import audit, kyc, leases, runs
-from gpulease.services.containment import Defect, defect_of, describe, still_applies
+from gpulease.services import kyc, leases, runs
+from gpulease.services.containment import Defect, describe, still_applies
 from gpulease.services.containment import fail as fail_job
 from gpulease.services.context import ServiceContext
-from gpulease.services.inventory import SiteTopology, cached_topology, placement_lock
+from gpulease.services.decision_apply import ACTOR, Applied, Applier, Basis
+from gpulease.services.inventory import SiteTopology, cached_topology
 from gpulease.services.jobs import log_path
-from gpulease.services.snapshot import (
-    PurposeCheck,
-    Snapshot,
-    purpose_refused,
-    rebuild,
-    take_snapshot,
-)
-from gpulease.services.standing import is_approved, why_not
+from gpulease.services.live_state import NeedsRebuild, SiteState, divergences
+from gpulease.services.snapshot import Snapshot, rebuild, take_snapshot
 
 __all__ = ["LiveScheduler", "LostLeadership", "PassReport"]
 
 log = logging.getLogger("gpulease.scheduler")
-ACTOR = "scheduler"
 
 
 class LostLeadership(Exception):
@@ -92,6 +82,9 @@ class PassReport:
     notices: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # bad jobs failed so the pass goes on
     stale: int = 0  # decisions dropped because their rows changed
+    rebuilt: str = ""  # why the kept state was rebuilt this pass ("" = kept, deltas applied)
+    changes: int = 0  # rows reloaded from the change feed
+    divergences: list[str] = field(default_factory=list)  # found by a consistency check
 
 
 class LiveScheduler:
@@ -107,54 +100,68 @@ class LiveScheduler:
         # that drive passes directly, without leader election)
         self.leadership: Leadership | None = None
         self.failed_passes = 0  # site passes (or whole passes) that failed; retried
+        self.divergences = 0  # consistency checks that found the kept state wrong
+        self._sites: dict[str, SiteState] = {}  # kept state per site (this leader's)
+        self._term: int | None = None
+
+    def reset_state(self) -> None:
+        """Drop the kept state: the next pass rebuilds every site from the database."""
+        self._sites.clear()
 
     # ------------------------------------------------------------------ one pass
     def tick(self) -> list[PassReport]:
         now = self.ctx.now()
         if self.leadership is not None and not self.leadership.still_held():
             log.warning("scheduler %s does not hold the leader lease: no pass", self.name)
+            self._sites.clear()
             return []
+        term = self.leadership.term if self.leadership is not None else None
+        if term != self._term:  # leadership (re)taken: nothing kept is trusted
+            self._sites.clear()
+            self._term = term
         kyc.expire(self.ctx, now)
         kyc.screen_unscreened(self.ctx)
         leases.tick(self.ctx, now)
         completions = self._poll(now)
+        admit = self._admission(now)
         reports = []
         with self.ctx.db.transaction(write=False) as tx:
             sites = [s.id for s in tx.all(tx.select(Site).order_by(Site.id))]
         for site_id in sites:
             try:
-                reports.append(self._site_pass(site_id, now, completions))
+                reports.append(self._site_pass(site_id, now, completions, admit))
             except LostLeadership as lost:
                 log.warning("scheduler %s stops deciding: %s", self.name, lost)
+                self._sites.clear()
                 break
             except Exception:  # one site's failure must not stop the others' passes
                 self.failed_passes += 1
+                self._sites.pop(site_id, None)  # rebuilt by the next pass
                 log.exception("scheduler pass failed for site %s", site_id)
         return reports
 
-    def _site_pass(self, site_id: str, now: datetime, completions: list[Completion]) -> PassReport:
+    def _site_pass(
+        self, site_id: str, now: datetime, completions: list[Completion], admit: Admission
+    ) -> PassReport:
         report = PassReport(site_id)
         topology = cached_topology(self.ctx, site_id)
         self._finish(site_id, completions, report)
-        held = self._held_tenants(now)
-        for job_id, reason in self._hold(site_id, now, held, report):
+        kept = self._sites.get(site_id)
+        if kept is None or kept.admission_key != admit.key:
+            for job_id, reason in self._hold(site_id, now, admit, report):
+                self._stop(job_id, reason)
+        site = self._current(site_id, topology, now, admit, report)
+        if self._reconcile(site, now, report):
+            site = self._current(site_id, topology, now, admit, report)
+        decisions = site.scheduler.step(site.state, to_seconds(now))
+        applied = self._apply_to(site, decisions, report)
+        self._absorb(site, applied)
+        refused = list(applied.refused)
+        for job_id, reason in applied.stops:
             self._stop(job_id, reason)
-        self._reconcile(site_id, now, report)
-        snap = self._snapshot(site_id, now, frozenset(held))
-        state = self._rebuild(topology, snap)
-        if snap.defects:  # fail them, then decide without them
-            self._fail(site_id, now, snap.defects, report)
-            snap = self._snapshot(site_id, now, frozenset(held))
-            state = self._rebuild(topology, snap)  # any left changed meanwhile: next pass
-        policy = make_policy(self.ctx.settings.policy)
-        decisions = Scheduler(policy, self.scheduler_config).step(state, to_seconds(now))
-        launches, warnings, stops = self._apply(site_id, topology, snap, decisions, report)
-        refused: list[Defect] = []
-        for job_id, reason in stops:
-            self._stop(job_id, reason)
-        for job_id, message in warnings:
+        for job_id, message in applied.warnings:
             self._warn(job_id, message)
-        for launch in launches:
+        for launch in applied.launches:
             try:
                 self.executor.launch(launch)
             except Exception as error:  # the executor's trouble with this run: fail the job
@@ -163,7 +170,7 @@ class LiveScheduler:
                 refused.append(Defect(launch.job_id, why, run=launch.run))
         if refused:
             self._fail(site_id, now, refused, report)
-        self._heartbeat(site_id, now)
+        self._heartbeat(site, now)
         return report
 
     # ---------------------------------------------------------- leadership, executor
@@ -223,130 +230,24 @@ class LiveScheduler:
         for job_id, reason in stopped:
             self._stop(job_id, reason)
 
-    # ---------------------------------------------------------------- steps 2-3
-    def _finish(self, site_id: str, completions: list[Completion], report: PassReport) -> None:
-        if not completions:
-            return
-        with self.ctx.db.transaction() as tx:
-            self._fence(tx)
-            for done in completions:
-                # locked: a concurrent cancel must wait, not make this whole batch stale
-                job = tx.get(Job, done.job_id, for_update=True)
-                if job is None or job.site_id != site_id:
-                    continue
-                if job.state != JobState.RUNNING or job.starts != done.run:
-                    continue  # an old run's late news
-                outcome = JobState.SUCCEEDED if done.exit_code == 0 else JobState.FAILED
-                runs.stop_run(
-                    tx,
-                    job,
-                    done.ended_at,
-                    outcome,
-                    actor=ACTOR,
-                    exit_code=done.exit_code,
-                    reason="exit 0" if done.exit_code == 0 else f"exit {done.exit_code}",
-                )
-                stored = tx.get(JobLog, job.id)
-                if stored is None:
-                    tx.add(JobLog(job_id=job.id, text=done.log))
-                else:
-                    stored.text = (stored.text + "\n" + done.log)[-(1 << 20) :]
-                report.finished.append(job.id)
-
-    def _reconcile(self, site_id: str, now: datetime, report: PassReport) -> None:
+    # ---------------------------------------------------------------- admission
+    def _admission(self, now: datetime) -> Admission:
+        """Who may run work and for what, as of now (one read of the tenants)."""
         with self.ctx.db.transaction(write=False) as tx:
-            running = tx.all(
-                tx.select(Job).where(Job.site_id == site_id, Job.state == JobState.RUNNING.value)
-            )
-            wanted = {(j.id, j.starts) for j in running}
-            launches: dict[str, Launch] = {}
-            broken: list[Defect] = []
-            for j in running:
-                why = defect_of(j, now)
-                if why is not None:  # failed before the snapshot is taken, never adopted
-                    broken.append(Defect(j.id, why, version=j.version))
-                    continue
-                try:
-                    launches[j.id] = self._launch_of(tx, j)
-                except Exception as error:
-                    if is_outage(error):
-                        raise
-                    why = f"its run cannot be described to the executor: {describe(error)}"
-                    broken.append(Defect(j.id, why, version=j.version))
-            # one executor serves every site: leave other sites' runs to their own pass
-            active = self.executor.active()
-            ids = sorted({job_id for job_id, _run in active})
-            site_of = {j.id: j.site_id for j in tx.all(tx.select(Job).where(Job.id.in_(ids)))}
-        if broken:
-            self._fail(site_id, now, broken, report)
-        self._check_leads()  # the executor is ours to command only while we lead
-        for job_id, _run in sorted(active - wanted):
-            if site_of.get(job_id, site_id) == site_id:
-                self._stop(job_id, "the job is no longer running")
-        held = self.executor.active()
-        lost = [launches[job_id] for job_id, run in sorted(wanted - held) if job_id in launches]
-        orphans: list[Launch] = []
-        refused: list[Defect] = []
-        for launch in lost:
-            try:
-                if not self.executor.adopt(launch):
-                    orphans.append(launch)
-            except Exception as error:  # not the executor's to run: fail the job
-                log.exception("executor could not adopt job %s run %d", launch.job_id, launch.run)
-                why = f"the executor could not adopt its run: {describe(error)}"
-                refused.append(Defect(launch.job_id, why, run=launch.run))
-        if refused:
-            self._fail(site_id, now, refused, report)
-        if not orphans:
-            return
-        with self.ctx.db.transaction() as tx:
-            self._fence(tx)
-            for launch in orphans:
-                job = tx.require(Job, launch.job_id, "job", for_update=True)
-                if job.state == JobState.RUNNING and job.starts == launch.run:
-                    runs.requeue_or_fail(
-                        tx,
-                        job,
-                        now,
-                        actor=ACTOR,
-                        reason="its run was lost with the executor that ran it",
-                    )
-                    report.requeued.append(job.id)
-
-    @staticmethod
-    def _keep_claims(
-        snap: Snapshot, decisions: Decisions, fresh: Callable[[str], Job | None]
-    ) -> None:
-        """Record since when queued jobs wait within their guarantee (the core's
-        ``note_guarantees``, kept in ``jobs.guaranteed_since`` between passes)."""
-        waiting = set(decisions.guaranteed_waiting)
-        started = {start.job_id for start in decisions.starts}
-        for job_id, job in snap.jobs.items():
-            if job.state != JobState.QUEUED or job_id in started:
-                continue
-            claimed = job.guaranteed_since is not None
-            if (job_id in waiting) == claimed:
-                continue  # a claim that goes on, or none
-            row = fresh(job_id)
-            if row is not None and row.state == JobState.QUEUED:
-                row.guaranteed_since = snap.now if job_id in waiting else None
-
-    # ------------------------------------------------------- admission (compliance)
-    def _held_tenants(self, now: datetime) -> dict[str, str]:
-        """Tenants whose work may not start (not approved, suspended, expired), with why."""
-        with self.ctx.db.transaction(write=False) as tx:
-            return {
-                t.id: f"held: the tenant is not approved ({why_not(t, now)})"
+            tenants = [
+                Standing(t.id, t.approval, t.approval_expires_at, tuple(t.approved_end_uses))
                 for t in tx.all(tx.select(Tenant))
-                if not is_approved(t, now)
-            }
+            ]
+        return admission(tenants, kyc.policy_on(self.ctx, now), now)
 
     def _hold(
-        self, site_id: str, now: datetime, held: dict[str, str], report: PassReport
+        self, site_id: str, now: datetime, admit: Admission, report: PassReport
     ) -> list[tuple[str, str]]:
         """Say why held tenants' queued jobs wait. When set to drain, stop their running
         jobs, and running jobs whose end use the tenant's approval no longer covers (an
-        officer narrowed it): both go back to the queue, held, saying why."""
+        officer narrowed it): both go back to the queue, held, saying why. Runs when
+        admission changed (and on a leader's first pass)."""
+        held = admit.held
         drain = self.ctx.settings.suspended_running == "drain"
         if not held and not drain:
             return []
@@ -366,10 +267,8 @@ class LiveScheduler:
                         Job.site_id == site_id, Job.state == JobState.RUNNING.value
                     )
                 )
-            refused = PurposeCheck(tx, kyc.policy_on(self.ctx, now))
             for job in rows:
-                # an approved tenant's running job: is its end use still covered?
-                reason = held.get(job.tenant_id) or refused(job)
+                reason = admit.refusal(job.tenant_id, job.purpose)
                 if reason is None:
                     continue
                 if job.state == JobState.QUEUED:
@@ -382,7 +281,213 @@ class LiveScheduler:
                     report.requeued.append(job.id)
         return stops
 
-    # ---------------------------------------------------------------- steps 4-5
+    # ---------------------------------------------------------------- completions
+    def _finish(self, site_id: str, completions: list[Completion], report: PassReport) -> None:
+        if not completions:
+            return
+        with self.ctx.db.transaction() as tx:
+            self._fence(tx)
+            # locked: a concurrent cancel must wait, not make this whole batch stale
+            jobs = bulk.lock_jobs(tx, [done.job_id for done in completions])
+            ending = [
+                done
+                for done in completions
+                if (job := jobs.get(done.job_id)) is not None
+                and job.site_id == site_id
+                and job.state == JobState.RUNNING
+                and job.starts == done.run  # else an old run's late news
+            ]
+            if not ending:
+                return
+            allocations = bulk.open_allocations(tx, [done.job_id for done in ending])
+            ids = [done.job_id for done in ending]
+            logs = {
+                row.job_id: row for row in tx.all(tx.select(JobLog).where(JobLog.job_id.in_(ids)))
+            }
+            for done in ending:
+                job = jobs[done.job_id]
+                outcome = JobState.SUCCEEDED if done.exit_code == 0 else JobState.FAILED
+                runs.stop_run(
+                    tx,
+                    job,
+                    done.ended_at,
+                    outcome,
+                    actor=ACTOR,
+                    exit_code=done.exit_code,
+                    reason="exit 0" if done.exit_code == 0 else f"exit {done.exit_code}",
+                    allocations=allocations.get(job.id, []),
+                )
+                stored = logs.get(job.id)
+                if stored is None:
+                    tx.add(JobLog(job_id=job.id, text=done.log))
+                else:
+                    stored.text = (stored.text + "\n" + done.log)[-(1 << 20) :]
+                report.finished.append(job.id)
+
+    # ------------------------------------------------------------ the kept state
+    def _current(
+        self,
+        site_id: str,
+        topology: SiteTopology,
+        now: datetime,
+        admit: Admission,
+        report: PassReport,
+    ) -> SiteState:
+        """The site's kept state brought up to date: deltas, or a rebuild (module doc)."""
+        site = self._sites.get(site_id)
+        why = ""
+        if site is None:
+            why = "no kept state (leadership taken)"
+        elif site.admission_key != admit.key:
+            why = "admission changed"
+        elif site.age_s >= self.ctx.settings.consistency_check_s:
+            why = "consistency check"
+        if site is not None and not why:
+            try:
+                with self.ctx.db.transaction(write=False) as tx:
+                    changes = site.feed.read(tx)
+                    report.changes += site.sync(tx, changes, now, self.name, admit)
+                    self._follow_leases(tx, site, now)
+                if site.defects:
+                    defects, site.defects = site.defects, []
+                    self._fail(site_id, now, defects, report)
+                return site
+            except NeedsRebuild as error:
+                why = f"a change it cannot apply: {error}"
+        report.rebuilt = why
+        fresh = self._build(site_id, topology, now, admit, report)
+        if site is not None and why == "consistency check":
+            self._compare(site, fresh, now, admit, report)
+        self._sites[site_id] = fresh
+        return fresh
+
+    def _build(
+        self,
+        site_id: str,
+        topology: SiteTopology,
+        now: datetime,
+        admit: Admission,
+        report: PassReport,
+    ) -> SiteState:
+        feed = ChangeFeed(site_id)
+        with self.ctx.db.transaction(write=False) as tx:
+            feed.reset(tx)  # first: a change committed during the snapshot is read again
+        held = frozenset(admit.held)
+        snap = self._snapshot(site_id, now, held)
+        state = self._rebuild(topology, snap)
+        if snap.defects:  # fail them, then decide without them
+            self._fail(site_id, now, snap.defects, report)
+            snap = self._snapshot(site_id, now, held)
+            state = self._rebuild(topology, snap)  # any left changed meanwhile: next pass
+        scheduler = Scheduler(make_policy(self.ctx.settings.policy), self.scheduler_config)
+        site = SiteState.built(site_id, topology, snap, state, scheduler, feed, admit.key)
+        site.held_reasons.update(snap.purpose_held)
+        site.unclaimed.extend(snap.unclaimed)
+        return site
+
+    def _compare(
+        self, kept: SiteState, fresh: SiteState, now: datetime, admit: Admission, report: PassReport
+    ) -> None:
+        """The consistency check: the kept state, brought up to the rebuild's moment, must
+        equal the rebuilt one (jobs changed meanwhile are left out of the comparison)."""
+        try:
+            with self.ctx.db.transaction(write=False) as tx:
+                changes = kept.feed.read(tx)
+                kept.sync(tx, changes, now, self.name, admit)
+                self._follow_leases(tx, kept, now)
+        except NeedsRebuild as error:
+            report.divergences = [f"the kept state could not follow a change: {error}"]
+        else:
+            moving = {c.ref for c in changes}
+            report.divergences = divergences(kept.state, fresh.state, skip=moving)
+        if report.divergences:
+            self.divergences += 1
+            log.error(
+                "scheduler state for site %s diverged from the database (repaired): %s",
+                kept.site_id,
+                "; ".join(report.divergences),
+            )
+
+    def _follow_leases(self, tx: Tx, site: SiteState, now: datetime) -> None:
+        guarantees = [
+            LeaseGuarantee(
+                lease.id,
+                lease.tenant_id,
+                lease.gpus,
+                to_seconds(lease.start),
+                to_seconds(lease.end),
+            )
+            for lease in leases.active_guarantees(tx, site.site_id, now)
+        ]
+        if set(guarantees) != set(site.state.leases):
+            site.state.leases = guarantees
+
+    # ------------------------------------------------------------------ reconcile
+    def _reconcile(self, site: SiteState, now: datetime, report: PassReport) -> bool:
+        """Bring the executor in line with the kept state; True if rows were written (the
+        caller syncs again)."""
+        wanted = {
+            (job_id, site.jobs[job_id].run) for job_id in site.state.running if job_id in site.jobs
+        }
+        elsewhere = {
+            job_id
+            for other in self._sites.values()
+            if other is not site
+            for job_id in other.state.running
+        }
+        active = self.executor.active()
+        unknown = sorted({job_id for job_id, _ in active - wanted if job_id not in elsewhere})
+        site_of: dict[str, str] = {}
+        if unknown:  # one executor serves every site: leave other sites' runs alone
+            with self.ctx.db.transaction(write=False) as tx:
+                site_of = {j.id: j.site_id for j in bulk.load_jobs(tx, unknown)}
+        self._check_leads()  # the executor is ours to command only while we lead
+        for job_id, _run in sorted(active - wanted):
+            if job_id in elsewhere:
+                continue
+            if site_of.get(job_id, site.site_id) == site.site_id:
+                self._stop(job_id, "the job is no longer running")
+        held = self.executor.active()
+        lost = sorted(wanted - held)
+        if not lost:
+            return False
+        with self.ctx.db.transaction(write=False) as tx:
+            rows = {j.id: j for j in bulk.load_jobs(tx, [job_id for job_id, _ in lost])}
+            allocations = bulk.open_allocations(tx, list(rows))
+            launches = [
+                self._launch_of(tx, rows[job_id], allocations.get(job_id, []))
+                for job_id, run in lost
+                if job_id in rows and rows[job_id].starts == run
+            ]
+        orphans: list[Launch] = []
+        refused: list[Defect] = []
+        for launch in launches:
+            try:
+                if not self.executor.adopt(launch):
+                    orphans.append(launch)
+            except Exception as error:  # not the executor's to run: fail the job
+                log.exception("executor could not adopt job %s run %d", launch.job_id, launch.run)
+                why = f"the executor could not adopt its run: {describe(error)}"
+                refused.append(Defect(launch.job_id, why, run=launch.run))
+        if refused:
+            self._fail(site.site_id, now, refused, report)
+        if orphans:
+            with self.ctx.db.transaction() as tx:
+                self._fence(tx)
+                for launch in orphans:
+                    job = tx.require(Job, launch.job_id, "job", for_update=True)
+                    if job.state == JobState.RUNNING and job.starts == launch.run:
+                        runs.requeue_or_fail(
+                            tx,
+                            job,
+                            now,
+                            actor=ACTOR,
+                            reason="its run was lost with the executor that ran it",
+                        )
+                        report.requeued.append(job.id)
+        return bool(refused or orphans)
+
+    # ---------------------------------------------------------------- snapshot
     def _snapshot(
         self, site_id: str, now: datetime, held: frozenset[str] = frozenset()
     ) -> Snapshot:
@@ -391,178 +496,80 @@ class LiveScheduler:
     def _rebuild(self, topology: SiteTopology, snap: Snapshot) -> SchedulerState:
         return rebuild(topology, snap)
 
-    # ------------------------------------------------------------------ step 6
+    # ------------------------------------------------------------------ apply
     def _apply(
         self,
         site_id: str,
         topology: SiteTopology,
-        snap: Snapshot,
+        basis: Basis,
         decisions: Decisions,
         report: PassReport,
-    ) -> tuple[list[Launch], list[tuple[str, str]], list[tuple[str, str]]]:
-        """Apply the decisions in one transaction, each in its own savepoint: a decision
-        that raises (anything but a database outage) is undone alone and its job failed
-        after commit, saying why; the others are applied."""
-        now = snap.now
-        launches: list[Launch] = []
-        warnings: list[tuple[str, str]] = []
-        stops: list[tuple[str, str]] = []
-        refused: dict[str, Defect] = {}
-        with self.ctx.db.transaction() as tx:
-            self._fence(tx)
-            # Node state changes wait for this apply (and it for them): a node cannot go
-            # down between our check that it is up and the commit of a start on it.
-            tx.lock(placement_lock(site_id))
+        *,
+        extra_reasons: dict[str, str] | None = None,
+        unclaimed: list[str] | None = None,
+    ) -> Applied:
+        """Apply the decisions in one transaction (``services.decision_apply``); jobs whose
+        decision could not be applied are failed after commit, saying why."""
+        applier = Applier(
+            self.ctx,
+            site_id,
+            topology,
+            basis,
+            decisions,
+            fence=self._fence,
+            launch_of=self._launch_of,
+            extra_reasons=extra_reasons or {},
+            unclaimed=unclaimed or [],
+        )
+        with writing_as(self.name):
+            applied = applier.apply()
+        report.stale += applied.stale
+        report.started += applied.started
+        report.requeued += applied.requeued
+        report.timed_out += applied.timed_out
+        report.notices += applied.notices
+        if applied.refused:
+            self._fail(site_id, basis.now, applied.refused, report)
+            applied.refused = []
+        return applied
 
-            checked: dict[str, Job | None] = {}  # row if unchanged since the snapshot
+    def _apply_to(self, site: SiteState, decisions: Decisions, report: PassReport) -> Applied:
+        extra, site.held_reasons = site.held_reasons, {}
+        unclaimed, site.unclaimed = site.unclaimed, []
+        return self._apply(
+            site.site_id,
+            site.topology,
+            site,
+            decisions,
+            report,
+            extra_reasons=extra,
+            unclaimed=unclaimed,
+        )
 
-            def fresh(job_id: str) -> Job | None:
-                """The job's row, locked, if nobody changed it since the snapshot (this
-                apply's own earlier changes to it do not count; a stale row counts once)."""
-                if job_id in refused:
-                    return None
-                if job_id in checked:
-                    return checked[job_id]
-                row = tx.require(Job, job_id, "job", for_update=True)
-                unchanged = row.version == snap.versions.get(job_id)
-                report.stale += not unchanged
-                checked[job_id] = row if unchanged else None
-                return checked[job_id]
+    def _absorb(self, site: SiteState, applied: Applied) -> None:
+        """Bring the kept state up to what was committed (the simulator's applier)."""
+        for job_id, row in applied.rows.items():
+            site.wrote(job_id, row)
+        for job_id, text in applied.reasons.items():
+            view = site.jobs.get(job_id)
+            if view is not None:
+                view.wait_reason = text
+        for job_id, since in applied.claims.items():
+            view = site.jobs.get(job_id)
+            if view is not None:
+                view.guaranteed_since = since
+        assert applied.decisions is not None
+        try:
+            apply_decisions(site.state, applied.decisions)
+        except Exception:  # the kept state cannot follow: rebuild it next pass
+            log.exception(
+                "scheduler state for site %s could not follow its decisions", site.site_id
+            )
+            self._sites.pop(site.site_id, None)
 
-            def guarded(job_id: str, what: str, act: Callable[[Job], Callable[[], None]]) -> None:
-                """``act`` on the fresh row in a savepoint; what it returns records the
-                outcome (launches, stops, the report) once the savepoint holds."""
-                try:
-                    with tx.session.begin_nested():
-                        job = fresh(job_id)
-                        if job is None:
-                            return
-                        outcome = act(job)
-                        tx.flush()
-                except StaleRow:
-                    raise  # a concurrent writer, not this job: the pass is retried
-                except Exception as error:
-                    if is_outage(error):
-                        raise
-                    log.exception("scheduler could not %s job %s", what, job_id)
-                    why = f"the scheduler could not {what} it: {describe(error)}"
-                    refused[job_id] = Defect(job_id, why, version=snap.versions.get(job_id))
-                    checked.pop(job_id, None)
-                    return
-                outcome()
-
-            def time_out(job: Job) -> Callable[[], None]:
-                runs.stop_run(
-                    tx, job, now, JobState.FAILED, reason="walltime exceeded", actor=ACTOR
-                )
-
-                def done() -> None:
-                    stops.append((job.id, "walltime exceeded"))
-                    report.timed_out.append(job.id)
-
-                return done
-
-            def requeue(job: Job, preempt: Preempt) -> Callable[[], None]:
-                runs.stop_run(tx, job, now, JobState.QUEUED, reason=preempt.reason, actor=ACTOR)
-
-                def done() -> None:
-                    stops.append((job.id, f"preempted: {preempt.reason}"))
-                    report.requeued.append(job.id)
-
-                return done
-
-            def notify(job: Job, preempt: Preempt) -> Callable[[], None]:
-                at = from_seconds(preempt.at)
-                job.preempt_at = at
-                job.preempt_reason = audit.clip(preempt.reason)
-                audit.record(
-                    tx,
-                    at=now,
-                    actor=ACTOR,
-                    action="job.preempt_notice",
-                    subject_type="job",
-                    subject_id=job.id,
-                    after={"preempt_at": at.isoformat(), "for_job": preempt.by},
-                    reason=preempt.reason,
-                )
-
-                def done() -> None:
-                    warnings.append((job.id, f"preemption at {at.isoformat()}: {preempt.reason}"))
-                    report.notices.append(job.id)
-
-                return done
-
-            def begin(job: Job, start: Start) -> Callable[[], None]:
-                placement = [(topology.node_ids[n], count) for n, count in start.placement]
-                nodes = [tx.require(Node, node_id, "node") for node_id, _ in placement]
-                if any(n.state != NodeState.UP or n.state != snap.node_states[n.id] for n in nodes):
-                    return self._count_stale(report)
-                # the tenant's standing may have changed since the snapshot (a re-screen hit,
-                # an officer's decision): read it again, locked until commit
-                tenant = tx.require(Tenant, job.tenant_id, "tenant", for_update=True)
-                if not is_approved(tenant, now) or purpose_refused(
-                    job.purpose, tenant.approved_end_uses, kyc.policy_on(self.ctx, now)
-                ):
-                    return self._count_stale(report)
-                runs.start_run(tx, job, placement, now, borrowed=start.borrowed, actor=ACTOR)
-                tx.flush()
-                launch = self._launch_of(tx, job)
-
-                def done() -> None:
-                    launches.append(launch)
-                    report.started.append(job.id)
-
-                return done
-
-            for job_id in decisions.timeouts:
-                guarded(job_id, "time out", time_out)
-            for preempt in decisions.requeues:
-                guarded(preempt.job_id, "requeue", partial(requeue, preempt=preempt))
-            for preempt in decisions.notices:
-                guarded(preempt.job_id, "warn", partial(notify, preempt=preempt))
-            for start in decisions.starts:
-                guarded(start.job_id, "start", partial(begin, start=start))
-            try:  # bookkeeping of waiting jobs: never worth failing a job or the pass for
-                with tx.session.begin_nested():
-                    self._keep_waiting(tx, snap, decisions, fresh)
-            except Exception as error:
-                if is_outage(error):
-                    raise
-                log.exception("scheduler could not record why jobs wait at site %s", site_id)
-        if refused:
-            self._fail(site_id, now, list(refused.values()), report)
-        return launches, warnings, stops
-
-    @staticmethod
-    def _count_stale(report: PassReport) -> Callable[[], None]:
-        def done() -> None:
-            report.stale += 1
-
-        return done
-
-    def _keep_waiting(
-        self, tx: Tx, snap: Snapshot, decisions: Decisions, fresh: Callable[[str], Job | None]
-    ) -> None:
-        """Guarantee claims and wait reasons of the jobs that still wait."""
-        self._keep_claims(snap, decisions, fresh)
-        for job_id in snap.unclaimed:  # not in the snapshot's versions: no stale check
-            held_row = tx.require(Job, job_id, "job", for_update=True)
-            if held_row.state == JobState.QUEUED:
-                held_row.guaranteed_since = None
-        for job_id, why in snap.purpose_held.items():
-            held_row = tx.require(Job, job_id, "job", for_update=True)
-            if held_row.state == JobState.QUEUED:
-                held_row.wait_reason = why
-        for job_id, reason in decisions.waiting.items():
-            job = snap.jobs.get(job_id)
-            if job is None or job.wait_reason == audit.clip(reason.message):
-                continue
-            row = fresh(job_id)
-            if row is not None and row.state == JobState.QUEUED:
-                row.wait_reason = audit.clip(reason.message)
-
-    def _launch_of(self, tx: Tx, job: Job) -> Launch:
-        rows = runs.open_allocations(tx, job.id)
+    def _launch_of(self, tx: Tx, job: Job, rows: list[GpuAllocation] | None = None) -> Launch:
+        if rows is None:
+            rows = runs.open_allocations(tx, job.id)
         by_node: dict[str, list[GpuAllocation]] = defaultdict(list)
         for row in rows:
             by_node[row.node_id].append(row)
@@ -585,15 +592,18 @@ class LiveScheduler:
             log_path=log_path(self.ctx, job.id),
         )
 
-    def _heartbeat(self, site_id: str, now: datetime) -> None:
+    def _heartbeat(self, site: SiteState, now: datetime) -> None:
         with self.ctx.db.transaction() as tx:
             self._fence(tx)
-            row = tx.get(SchedulerStatus, site_id)
+            row = tx.get(SchedulerStatus, site.site_id)
             if row is None:
                 tx.add(
-                    SchedulerStatus(site_id=site_id, leader=self.name, last_tick_at=now, ticks=1)
+                    SchedulerStatus(
+                        site_id=site.site_id, leader=self.name, last_tick_at=now, ticks=1
+                    )
                 )
             else:
                 row.leader = self.name
                 row.last_tick_at = now
                 row.ticks += 1
+            site.feed.purge(tx)

@@ -18,16 +18,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from gpulease.compliance.end_uses import PurposeOutcome, check_purpose
+from gpulease.compliance.admission import purpose_refused
 from gpulease.compliance.policy import EffectivePolicy
 from gpulease.domain.clock import to_seconds
-from gpulease.domain.errors import InvalidRequest
 from gpulease.domain.models import LeaseGuarantee
 from gpulease.domain.states import JobState, NodeState
 from gpulease.persistence.db import Tx, is_outage
 from gpulease.persistence.tables import GpuAllocation, Job, Node, Tenant
 from gpulease.scheduler.state import SchedulerState
-from gpulease.services import audit, kyc, leases
+from gpulease.services import kyc, leases
 from gpulease.services.containment import Defect, defect_of, describe
 from gpulease.services.context import ServiceContext
 from gpulease.services.inventory import SiteTopology
@@ -222,14 +221,3 @@ class PurposeCheck:
             end_uses = self._end_uses[job.tenant_id]
             self._verdicts[key] = purpose_refused(job.purpose, end_uses, self._policy)
         return self._verdicts[key]
-
-
-def purpose_refused(purpose: str, end_uses: list[str], policy: EffectivePolicy) -> str | None:
-    """Why a job's purpose may not run under the tenant's approval now, or None."""
-    try:
-        decision = check_purpose(purpose, end_uses, policy)
-    except InvalidRequest as error:  # an approval naming unknown codes holds work, not passes
-        return audit.clip(f"held: {error}")
-    if decision.outcome is PurposeOutcome.ALLOW:
-        return None
-    return audit.clip(f"held: {decision.reason}")
