@@ -20,7 +20,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import String, Table, bindparam, select, update
+from sqlalchemy import column as sa_column
+from sqlalchemy import values as sa_values
 
 from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import Gpu, GpuAllocation, Job, Node, Tenant
@@ -123,14 +125,28 @@ def set_claims(tx: Tx, claims: dict[str, datetime | None]) -> None:
 
 
 def _set_queued(tx: Tx, column: str, values: Mapping[str, object]) -> None:
+    """On PostgreSQL ``UPDATE jobs SET column = v.value FROM (VALUES ...) v WHERE id = v.id
+    AND state = 'queued'``, one statement per chunk; on SQLite (in-process, no round trips,
+    no column aliases on VALUES) one executemany."""
     if not values:
         return
     table = Job.__table__
     assert isinstance(table, Table)
-    statement = (
-        update(table)
-        .where(table.c.id == bindparam("b_id"), table.c.state == "queued")
-        .values({column: bindparam("b_value")})
-    )
+    target = table.c[column]
+    if tx.db.is_sqlite:
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("b_id"), table.c.state == "queued")
+            .values({column: bindparam("b_value", type_=target.type)})
+        )
+        tx.session.execute(statement, [{"b_id": k, "b_value": v} for k, v in values.items()])
+        return
     for part in chunks(sorted(values)):
-        tx.session.execute(statement, [{"b_id": key, "b_value": values[key]} for key in part])
+        rows = sa_values(
+            sa_column("b_id", String()), sa_column("b_value", target.type), name="b_rows"
+        ).data([(key, values[key]) for key in part])
+        tx.session.execute(
+            update(table)
+            .where(table.c.id == rows.c.b_id, table.c.state == "queued")
+            .values({column: rows.c.b_value})
+        )
