@@ -113,3 +113,42 @@ def test_node_going_down_while_a_start_is_applied(
     assert node.state == NodeState.DOWN
     assert open_on_down == []
     assert row.state == JobState.QUEUED
+
+
+@pytest.mark.parametrize("db_backend", ["postgresql"])
+def test_a_tenants_submission_is_not_blocked_by_the_scheduler_starting_its_jobs(
+    ctx: ServiceContext,
+    clock: ManualClock,
+    inftech: Principal,
+    scheduler: LiveScheduler,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The apply reads the tenants of its starts under a share lock: a new job of that tenant
+    (whose foreign-key check takes a key-share lock on the tenant row) commits while the
+    apply's transaction is still open, instead of waiting for the whole pass."""
+    from gpulease.services import decision_apply
+
+    jobs.submit(ctx, inftech, jobs.JobSubmission(8, "financial AI", command="c", duration_s=600))
+    original = decision_apply.bulk.share_tenants
+    results: dict[str, Any] = {}
+
+    def share_then_submit(tx: Any, ids: Any) -> Any:
+        found = original(tx, ids)  # the apply now holds its lock on the tenant row
+
+        def submit() -> None:
+            job = jobs.submit(
+                ctx, inftech, jobs.JobSubmission(8, "financial AI", command="c", duration_s=60)
+            )
+            results["submitted"] = job.id
+
+        other = threading.Thread(target=submit)
+        other.start()
+        other.join(timeout=15)
+        results["blocked"] = other.is_alive()
+        return found
+
+    monkeypatch.setattr(decision_apply.bulk, "share_tenants", share_then_submit)
+    [report] = scheduler.tick()
+    assert results.get("blocked") is False, "the submission waited for the scheduler's apply"
+    assert "submitted" in results
+    assert len(report.started) == 1
