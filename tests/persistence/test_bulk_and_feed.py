@@ -62,8 +62,8 @@ def test_every_job_change_is_announced_once_per_transaction_with_its_origin(
         row.priority = "high"
         tx.flush()
         row.preemptible = False  # a second flush in the same transaction: no second row
-    with ctx.db.transaction() as tx:  # a wait reason alone is not announced
-        tx.require(Job, job.id, "job").wait_reason = "waits: test"
+    with ctx.db.transaction() as tx:  # bookkeeping set at a time is not announced
+        bulk.set_wait_reasons(tx, {job.id: "waits: test"})
     with ctx.db.transaction(write=False) as tx:
         changes = feed.read(tx)
         assert feed.read(tx) == []  # each number is read once

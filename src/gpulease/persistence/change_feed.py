@@ -3,8 +3,9 @@
 Design. A session hook (:func:`record_changes`, installed on every session by
 ``persistence.db.Database``) adds one ``scheduler_changes`` row per job or node a flush
 inserts or changes, in the same transaction, so no service can forget to tell the scheduler
-and a rolled-back change is never announced. A job change that only rewrites its
-``wait_reason`` is not announced (the scheduler writes those itself). Writes made under
+and a rolled-back change is never announced. (The scheduler's bookkeeping, wait reasons and
+guarantee claims written set at a time by ``persistence.bulk``, bypasses the hook and keeps
+the row version: it changes nothing the scheduler must reload.) Writes made under
 :func:`writing_as` carry that origin: the leader skips its own changes, which it has already
 applied to its state.
 
@@ -41,8 +42,8 @@ if TYPE_CHECKING:
     from gpulease.persistence.db import Tx
 
 _ORIGIN: ContextVar[str] = ContextVar("gpulease_change_origin", default="")
-# Job columns whose change alone the scheduler need not hear about (it writes them itself).
-_QUIET_JOB_COLUMNS = frozenset({"wait_reason", "version"})
+# Columns whose change alone is not news (the version moves with every other change).
+_QUIET = frozenset({"version"})
 _SESSION_KEY = "gpulease_announced"
 
 
@@ -75,9 +76,7 @@ def record_changes(session: Session, _flush_context: Any, _instances: Any) -> No
         if isinstance(obj, Job | Node):
             rows.extend(_announce(obj, announced, origin))
     for obj in session.dirty:
-        if (isinstance(obj, Job) and _changed(obj, _QUIET_JOB_COLUMNS)) or (
-            isinstance(obj, Node) and _changed(obj, frozenset({"version"}))
-        ):
+        if isinstance(obj, Job | Node) and _changed(obj, _QUIET):
             rows.extend(_announce(obj, announced, origin))
     if rows:
         session.add_all(rows)
