@@ -19,3 +19,49 @@ def peak_rss_mib() -> float:
 def need_philly() -> None:
     if not PHILLY.exists():
         sys.exit(f"the Philly trace is missing at {PHILLY}")
+
+
+# ---------------------------------------------------------------- added for bench_live_pass
+PG_DSN = "host=127.0.0.1 port=5432 user=postgres"
+
+
+def create_pg_database(prefix: str) -> tuple[str, str]:
+    """A fresh, uniquely named PostgreSQL database: (name, SQLAlchemy URL)."""
+    import secrets
+
+    import psycopg
+    from psycopg import sql
+
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_DSN, dbname="postgres", autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return name, f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+
+
+def drop_pg_database(name: str) -> None:
+    """Drop a database made by ``create_pg_database``, ending its sessions first."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(PG_DSN, dbname="postgres", autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (the simulator's ``percentile``, without importing gpulease,
+    so a driver script can run beside any version of the package)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))
+    return ordered[int(rank) - 1]
+
+
+def rss_mib() -> float:
+    """Current resident memory of this process (Linux /proc)."""
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[1])
+    return pages * resource.getpagesize() / (1 << 20)
