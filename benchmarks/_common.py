@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import cProfile
+import io
+import logging
+import pstats
+import re
 import resource
 import sys
 from pathlib import Path
@@ -65,3 +70,30 @@ def rss_mib() -> float:
     with open("/proc/self/statm") as statm:
         pages = int(statm.read().split()[1])
     return pages * resource.getpagesize() / (1 << 20)
+
+
+class WarningCounter(logging.Handler):
+    """Counts warnings and errors logged (e.g. a scheduler that lost leadership)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+def profile_report(profile: cProfile.Profile, rows: int) -> str:
+    """A profile's gpulease functions by cumulative time, then everything by own time."""
+    text = io.StringIO()
+    stats = pstats.Stats(profile, stream=text)
+    text.write(f"-- gpulease functions, top {rows} by cumulative time\n")
+    stats.sort_stats("cumulative").print_stats(r"gpulease/", rows)
+    text.write(f"-- all functions, top {rows} by own time\n")
+    stats.sort_stats("tottime").print_stats(rows)
+    lines = [
+        re.sub(r"\S*/site-packages/", "", re.sub(r"\S*/src/gpulease/", "gpulease/", line))
+        for line in text.getvalue().splitlines()
+        if line.strip() and not line.lstrip().startswith(("Ordered by", "List reduced"))
+    ]
+    return "\n".join(lines)

@@ -39,13 +39,11 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import io
 import json
+import logging
 import math
 import os
-import pstats
 import random
-import re
 import shutil
 import subprocess
 import sys
@@ -54,7 +52,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, create_pg_database, drop_pg_database, pct, rss_mib
+from _common import (
+    ROOT,
+    WarningCounter,
+    create_pg_database,
+    drop_pg_database,
+    pct,
+    profile_report,
+    rss_mib,
+)
 
 SIZES = ((1, 0.4), (2, 0.3), (4, 0.3))  # GPUs per job, weight: about 2.2 GPUs a job
 # (tenant admin email, weight, approved end use): the demo's three tenants
@@ -133,13 +139,24 @@ def _wait_all(procs: list[subprocess.Popen[bytes]], what: str) -> None:
 
 
 # ------------------------------------------------------------------ one side
-def _count_jobs(url: str) -> dict[str, int]:
+def _count_jobs(url: str, since: float = 0.0, until: float = 0.0) -> dict[str, int]:
+    """Jobs by state, and (from the rows' times) how many started and ended in a window:
+    a pass that loses leadership midway returns no report, but its commits count here."""
     import psycopg
 
     dsn = url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(dsn) as conn:
         rows = conn.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall()
-    return {str(state): int(n) for state, n in rows}
+        window = conn.execute(
+            "SELECT count(*) FILTER (WHERE started_at >= to_timestamp(%s)"
+            " AND started_at < to_timestamp(%s)),"
+            " count(*) FILTER (WHERE ended_at >= to_timestamp(%s)"
+            " AND ended_at < to_timestamp(%s) AND state IN ('succeeded', 'failed'))"
+            " FROM jobs",
+            (since, until, since, until),
+        ).fetchone() or (0, 0)
+    counts = {str(state): int(n) for state, n in rows}
+    return counts | {"started_in_window": window[0], "ended_in_window": window[1]}
 
 
 def _side(args: argparse.Namespace) -> None:
@@ -234,12 +251,15 @@ def _drive(
         statements[0] += 1
 
     event.listen(ctx.db.engine, "before_cursor_execute", count)
+    warnings = WarningCounter()
+    logging.getLogger("gpulease").addHandler(warnings)
 
     def one_pass(profile: cProfile.Profile | None = None) -> dict[str, float]:
         a0 = time.perf_counter()
-        if lock is not None and not lock.acquire():
-            raise SystemExit("this process could not take the leader lease")
+        if lock is not None and not lock.acquire():  # the loop would wait, then ask again
+            return {"at": time.time(), "not_leading": 1.0, "started": 0.0, "finished": 0.0}
         s0, w0, c0 = statements[0], time.perf_counter(), time.process_time()
+        n0 = warnings.count
         reports = profile.runcall(scheduler.tick) if profile is not None else scheduler.tick()
         c1, w1 = time.process_time(), time.perf_counter()
         return {
@@ -251,6 +271,7 @@ def _drive(
             "started": sum(len(getattr(r, "started", ())) for r in reports),
             "finished": sum(len(getattr(r, "finished", ())) for r in reports),
             "rss_mib": rss_mib(),
+            "warnings": warnings.count - n0,
         }
 
     try:
@@ -261,7 +282,7 @@ def _drive(
             ramp.append(one_pass())
             running = len(executor.active())
             log(
-                f"ramp pass {len(ramp)}: {ramp[-1]['wall_ms']:,.0f} ms, "
+                f"ramp pass {len(ramp)}: {ramp[-1].get('wall_ms', 0):,.0f} ms, "
                 f"{int(ramp[-1]['started'])} started, {running} running"
             )
             if running >= 0.9 * args.running or (len(ramp) > 2 and ramp[-1]["started"] == 0):
@@ -298,11 +319,11 @@ def _drive(
                 profile = cProfile.Profile()
                 profiled = one_pass(profile) | {"profiled": 1.0}
                 passes.append(profiled)  # its starts count, its time does not
-                profile_text = _profile_text(profile, args.profile)
+                profile_text = profile_report(profile, args.profile)
                 log(f"profiled pass: {profiled['wall_ms']:,.0f} ms (not in the figures)")
             else:
                 passes.append(one_pass())
-                if len(passes) % 20 == 0:
+                if len(passes) % 20 == 0 and "wall_ms" in passes[-1]:
                     last = passes[-1]
                     log(
                         f"pass {len(passes)}: {last['wall_ms']:,.0f} ms wall, "
@@ -313,7 +334,7 @@ def _drive(
         measured_s = time.time() - start_at
         _wait_all(clients, "client")
         clients.clear()
-        counts = _count_jobs(url)
+        counts = _count_jobs(url, start_at, end)  # rates over the arrivals' window
         submit = [json.loads(out.read_text()) for out in outs]
     finally:
         executor.close()
@@ -323,22 +344,6 @@ def _drive(
     return _summarise(
         args, ramp, passes, measured_s, submit, counts, running_at_start, queued_at_start
     ) | {"profile": profile_text}
-
-
-def _profile_text(profile: cProfile.Profile, rows: int) -> str:
-    """The pass's gpulease functions by cumulative time, then everything by own time."""
-    text = io.StringIO()
-    stats = pstats.Stats(profile, stream=text)
-    text.write(f"-- gpulease functions, top {rows} by cumulative time\n")
-    stats.sort_stats("cumulative").print_stats(r"gpulease/", rows)
-    text.write(f"-- all functions, top {rows} by own time\n")
-    stats.sort_stats("tottime").print_stats(rows)
-    lines = [
-        re.sub(r"\S*/site-packages/", "", re.sub(r"\S*/src/gpulease/", "gpulease/", line))
-        for line in text.getvalue().splitlines()
-        if line.strip() and not line.lstrip().startswith(("Ordered by", "List reduced"))
-    ]
-    return "\n".join(lines)
 
 
 def _summarise(
@@ -352,20 +357,21 @@ def _summarise(
     queued_at_start: int,
 ) -> dict[str, Any]:
     def col(rows: list[dict[str, float]], key: str) -> list[float]:
-        return [row[key] for row in rows]
+        return [row[key] for row in rows if key in row]
 
-    timed = [row for row in passes if not row.get("profiled")]
+    timed = [row for row in passes if "wall_ms" in row and not row.get("profiled")]
     wall, cpu, stmts = col(timed, "wall_ms"), col(timed, "cpu_ms"), col(timed, "statements")
     latencies = [lat for s in submit for lat in s["latencies"]]
     submitted = sum(s["submitted"] for s in submit)
     rss = col(timed, "rss_mib") or [0.0]
+    window_s = args.minutes * 60
     return {
         "minutes": args.minutes,
         "leader": args.leader,
         "ramp": {
             "passes": len(ramp),
-            "first_pass_ms": round(ramp[0]["wall_ms"]) if ramp else None,
-            "first_pass_statements": int(ramp[0]["statements"]) if ramp else None,
+            "first_pass_ms": round(ramp[0].get("wall_ms", 0)) if ramp else None,
+            "first_pass_statements": int(ramp[0].get("statements", 0)) if ramp else None,
             "max_pass_ms": round(max(col(ramp, "wall_ms"), default=0.0)),
         },
         "running_at_start": running_at_start,
@@ -391,9 +397,12 @@ def _summarise(
             "end": round(rss[-1], 1),
             "max": round(max(rss), 1),
         },
-        "started_per_s": round(sum(col(passes, "started")) / measured_s, 1),
-        "finished_per_s": round(sum(col(passes, "finished")) / measured_s, 1),
-        "submitted_per_s": round(submitted / measured_s, 1),
+        "not_leading": int(sum(row.get("not_leading", 0) for row in passes)),
+        "passes_with_warnings": sum(1 for row in passes if row.get("warnings")),
+        "started_per_s": round(counts["started_in_window"] / window_s, 1),
+        "finished_per_s": round(counts["ended_in_window"] / window_s, 1),
+        "reported_started_per_s": round(sum(col(passes, "started")) / measured_s, 1),
+        "submitted_per_s": round(submitted / window_s, 1),
         "submit_ms": {
             "p50": round(pct(latencies, 50) * 1000, 1),
             "p99": round(pct(latencies, 99) * 1000, 1),
@@ -470,7 +479,10 @@ ROWS = (  # (label, path in the JSON, lower is better)
     ("first ramp pass statements", "ramp.first_pass_statements"),
     ("running at start", "running_at_start"),
     ("queued at start", "queued_at_start"),
+    ("passes warning (lease lost)", "passes_with_warnings"),
+    ("iterations not leading", "not_leading"),
     ("started/s", "started_per_s"),
+    ("started/s in pass reports", "reported_started_per_s"),
     ("finished/s", "finished_per_s"),
     ("submitted/s", "submitted_per_s"),
     ("submit p50 ms", "submit_ms.p50"),
