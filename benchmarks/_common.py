@@ -1,4 +1,5 @@
-"""Shared bits of the benchmark scripts (paths, resource figures)."""
+"""Shared bits of the benchmark scripts: paths, resource figures, throwaway PostgreSQL
+databases, percentiles, profile and side-by-side reports."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import re
 import resource
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -96,4 +98,28 @@ def profile_report(profile: cProfile.Profile, rows: int) -> str:
         for line in text.getvalue().splitlines()
         if line.strip() and not line.lstrip().startswith(("Ordered by", "List reduced"))
     ]
+    return "\n".join(lines)
+
+
+def _get(data: dict[str, Any], path: str) -> Any:
+    for key in path.split("."):
+        data = data.get(key) if isinstance(data, dict) else None  # type: ignore[assignment]
+    return data
+
+
+def side_by_side(sides: dict[str, dict[str, Any]], rows: tuple[tuple[str, str], ...]) -> str:
+    """One row per (label, dotted path into each side's dict), with after/before ratios."""
+    names = list(sides)
+    lines = [
+        f"{'':28}"
+        + "".join(f"{n:>14}" for n in names)
+        + ("   after/before" if len(names) == 2 else "")
+    ]
+    for label, path in rows:
+        values = [_get(sides[n], path) for n in names]
+        cells = "".join(f"{'-' if v is None else f'{v:,}':>14}" for v in values)
+        ratio = ""
+        if len(values) == 2 and all(isinstance(v, (int, float)) for v in values) and values[0]:
+            ratio = f"   {values[1] / values[0]:.3g}x"
+        lines.append(f"{label:28}{cells}{ratio}")
     return "\n".join(lines)
