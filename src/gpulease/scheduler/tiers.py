@@ -1,0 +1,206 @@
+"""Tiers and preemption candidates from the kept indexes: work proportional to the jobs
+that matter, not to the queue.
+
+Design. With leases, the full walk (``engine._apply_tiers``) ranks every queued and running
+job, sorts them all and first-fits each leased tenant's jobs into its guarantee. The same
+answer comes from the indexes the engine keeps across steps (``QueueIndex`` groups and the
+``RunningIndex`` lists by tenant and gang size), for a policy whose rank inside a tenant is
+its coarse key (``coarse_ordered``: the queued key *is* the preempt key, so a tenant's jobs
+are ordered by ``(-priority, *preempt_key, submit, seq)`` whether queued or running):
+
+* :func:`guaranteed` merges, per leased tenant, the tenant's queue groups and running lists
+  in that order and first-fits them into the guarantee, dropping a list as soon as its gang
+  size exceeds the room left and stopping when the room is 0: O(guaranteed jobs + lists)
+  per tenant, whatever the queue's length. A tenant without a lease has every job BORROWED
+  and costs nothing.
+* :func:`tiered_candidates` yields running jobs in the full walk's preemption order
+  (worst first by ``(tier, coarse, tenant key, submit, seq)``): borrowed ones by a lazy merge
+  of the running lists, then the guaranteed ones.
+* :class:`CandidateList` shares one such stream across a step's ``choose_victims`` calls and
+  skips jobs already chosen as victims once (path compression), not at every call.
+
+Invariant: for ``coarse_ordered`` policies, the guaranteed jobs and the candidate order are
+exactly those of the full walk (checked by the differential property test).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from sortedcontainers import SortedList
+
+from gpulease.scheduler.preemption import Ranked
+from gpulease.scheduler.queue_index import QueueGroup, QueueIndex
+from gpulease.scheduler.quota import Tier
+from gpulease.scheduler.running_index import RunningIndex
+from gpulease.scheduler.state import SchedulerState
+
+_GUARANTEED = float(Tier.GUARANTEED)
+_BORROWED = float(Tier.BORROWED)
+
+
+class CandidateList:
+    """Running jobs that could be preempted, worst first, pulled lazily from ``source``
+    and shared by every ``choose_victims`` call of a step. A job in ``excluded`` (chosen
+    as a victim, or leaving anyway) is skipped once: ``_next`` links jump over it after."""
+
+    __slots__ = ("_excluded", "_items", "_next", "_source")
+
+    def __init__(self, source: Iterator[Ranked], excluded: set[str]) -> None:
+        self._source = source
+        self._excluded = excluded
+        self._items: list[Ranked] = []
+        self._next: list[int] = []  # i -> an index <= the first live one at or after i
+
+    def _live(self, i: int) -> int:
+        """The first index >= ``i`` whose job is not excluded, or -1 when none is left."""
+        items, links, excluded = self._items, self._next, self._excluded
+        path: list[int] = []
+        while True:
+            if i >= len(items):
+                pulled = next(self._source, None)
+                if pulled is None:
+                    i = -1
+                    break
+                items.append(pulled)
+                links.append(len(links))
+            link = links[i]
+            if link != i:
+                path.append(i)
+                i = link
+                continue
+            if items[i].record.id in excluded:  # excluded only grows during a step
+                links[i] = i + 1
+                path.append(i)
+                i += 1
+                continue
+            break
+        if i >= 0:
+            for p in path:
+                links[p] = i
+        return i
+
+    def first(self) -> Ranked | None:
+        i = self._live(0)
+        return None if i < 0 else self._items[i]
+
+    def __iter__(self) -> Iterator[Ranked]:
+        i = self._live(0)
+        while i >= 0:
+            yield self._items[i]
+            i = self._live(i + 1)
+
+
+def index_candidates(index: RunningIndex, state: SchedulerState) -> Iterator[Ranked]:
+    """Without leases: every running job is BORROWED, in the running index's order."""
+    running = state.running
+    for coarse, job_id in index.worst_first():
+        full = (_BORROWED, *coarse)
+        yield Ranked(full, full, Tier.BORROWED, running[job_id])
+
+
+@dataclass(slots=True)
+class Tiers:
+    queued: list[Ranked]  # guaranteed queued jobs, best-ranked first (their visit order)
+    running: set[str]  # guaranteed running jobs
+
+
+def guaranteed(
+    queue: QueueIndex,
+    index: RunningIndex,
+    state: SchedulerState,
+    guarantees: dict[str, int],
+    excluded: set[str],
+    now: float,
+) -> Tiers:
+    """Each leased tenant's jobs in rank order, first-fit into its guarantee (``classify``)."""
+    groups: dict[str, list[QueueGroup]] = {}
+    for group in queue.groups.values():
+        if group.tenant in guarantees:
+            groups.setdefault(group.tenant, []).append(group)
+    queued = state.queued
+    tiers = Tiers([], set())
+    for tenant, room in guarantees.items():
+        if room <= 0:
+            continue
+        # heap of (key, n, gpus, entries, position, kind): kind 0 queued group, 1 running
+        heap: list[tuple[tuple[object, ...], int, int, object, int, int]] = []
+        for group in groups.get(tenant, ()):
+            submit, seq, _ = group.entries[0]
+            heap.append(((group.static, submit, seq), len(heap), group.shape[0], group, 0, 0))
+        for gpus, entries in index.by_tenant.get(tenant, {}).items():
+            coarse, submit, seq, _ = entries[0]
+            heap.append(((coarse, submit, seq), len(heap), gpus, entries, 0, 1))
+        heapq.heapify(heap)
+        while heap and room > 0:
+            _, n, gpus, source, pos, kind = heap[0]
+            if gpus > room:
+                heapq.heappop(heap)  # the room only shrinks: none of these fits any more
+                continue
+            if kind == 0:
+                assert isinstance(source, QueueGroup)
+                entries = source.entries
+                submit, seq, job_id = entries[pos]
+                record = queued[job_id]
+                since = record.guaranteed_since
+                claim = now if since is None else since
+                key = (_GUARANTEED, source.static[0], claim, submit, float(seq))
+                coarse = (_GUARANTEED, *source.coarse)
+                tiers.queued.append(Ranked(key, coarse, Tier.GUARANTEED, record))
+                room -= gpus
+                pos += 1
+                if pos < len(entries):
+                    submit, seq, _ = entries[pos]
+                    heapq.heapreplace(heap, ((source.static, submit, seq), n, gpus, source, pos, 0))
+                else:
+                    heapq.heappop(heap)
+            else:
+                running = source
+                job_id = running[pos][3]  # type: ignore[index]
+                if job_id not in excluded:
+                    tiers.running.add(job_id)
+                    room -= gpus
+                pos += 1
+                if pos < len(running):  # type: ignore[arg-type]
+                    coarse, submit, seq, _ = running[pos]  # type: ignore[index]
+                    heapq.heapreplace(heap, ((coarse, submit, seq), n, gpus, running, pos, 1))
+                else:
+                    heapq.heappop(heap)
+    tiers.queued.sort(key=lambda x: x.key)
+    return tiers
+
+
+def _keyed(
+    entries: SortedList, key: tuple[float, ...]
+) -> Iterator[tuple[tuple[float, ...], tuple[float, ...], float, int, str]]:
+    for coarse, submit, seq, job_id in reversed(entries):
+        yield coarse, key, submit, seq, job_id
+
+
+def tiered_candidates(
+    index: RunningIndex,
+    state: SchedulerState,
+    guaranteed_running: set[str],
+    tenant_key: Callable[[str], tuple[float, ...]],
+) -> Iterator[Ranked]:
+    """Running jobs worst first as the full walk sorts them once tiered: BORROWED ones by
+    (coarse, the tenant's key, submit, seq) descending, then the GUARANTEED ones by
+    (coarse, submit, seq) descending."""
+    running = state.running
+    streams = [
+        _keyed(entries, tenant_key(tenant))
+        for tenant, sizes in index.by_tenant.items()
+        for entries in sizes.values()
+    ]
+    for coarse, _, _, _, job_id in heapq.merge(*streams, reverse=True):
+        if job_id in guaranteed_running:
+            continue
+        full = (_BORROWED, *coarse)
+        yield Ranked(full, full, Tier.BORROWED, running[job_id])
+    for coarse, _, _, job_id in sorted(
+        (index.entry(job_id) for job_id in guaranteed_running), reverse=True
+    ):
+        full = (_GUARANTEED, *coarse)
+        yield Ranked(full, full, Tier.GUARANTEED, running[job_id])
