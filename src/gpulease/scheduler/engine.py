@@ -20,6 +20,7 @@ One pass:
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 from collections.abc import Sequence
@@ -416,6 +417,7 @@ def _started_at(record: JobRecord, now: float) -> JobRecord:
     return copy
 
 
+@functools.cache
 def _short(gpus: int) -> WaitReason:
     return WaitReason(WaitCode.NO_CAPACITY, short_message(gpus))
 
@@ -426,6 +428,7 @@ def _left_waiting(hopeless: dict[_Shape, WaitReason], shape: _Shape) -> WaitReas
     return hopeless.get(shape) or _short(shape[1])
 
 
+@functools.cache
 def _preempting_reason(gpus: int) -> WaitReason:
     return WaitReason(
         WaitCode.PREEMPTING,
@@ -526,8 +529,8 @@ class _Visit:
         for at in pools.release_times(record.spec.gpus):
             if at >= ready:
                 break
-            early, merged = pools.released_by(at)
-            sooner = self._plan(record.spec, early, merged)
+            with pools.released_by(at) as (early, merged):
+                sooner = self._plan(record.spec, early, merged)
             if sooner is not None:
                 return sooner, at
         return plan, math.inf

@@ -9,6 +9,8 @@ promised at most once per step. The engine builds one per step from the state's 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from gpulease.scheduler.backfill import Reservation
 from gpulease.scheduler.placement import FreeMap, Placement
@@ -31,6 +33,8 @@ class Pools:
         # not yet earmarked; and their totals by release time
         self._parts: dict[int, dict[float, int]] = {}
         self._count_at: dict[float, int] = {}
+        # the same GPUs by release time, then node (what ``released_by`` holds back)
+        self._nodes_at: dict[float, dict[int, int]] = {}
 
     def merged(self) -> FreeMap:
         if self._merged is None:
@@ -51,10 +55,12 @@ class Pools:
     def release_later(self, gpus: list[tuple[int, int]], at: float) -> None:
         """GPUs a job in its grace period releases at ``at``."""
         parts, counts = self._parts, self._count_at
+        nodes_at = self._nodes_at.setdefault(at, {})
         for node, count in gpus:
             by_time = parts.setdefault(node, {})
             by_time[at] = by_time.get(at, 0) + count
             counts[at] = counts.get(at, 0) + count
+            nodes_at[node] = nodes_at.get(node, 0) + count
         self.soon.give(gpus)
         if self._merged is not None:
             self._merged.give(gpus)
@@ -74,10 +80,18 @@ class Pools:
         """The ``soon`` GPUs of ``node`` an earmark of ``count`` takes, earliest release
         first, only those released by ``by``: ``[(time, GPUs), ...]``."""
         taken: list[tuple[float, int]] = []
-        for at in sorted(self._parts.get(node, ())):
+        parts = self._parts.get(node)
+        if not parts or count <= 0:
+            return taken
+        if len(parts) == 1:  # the usual case: one release time on the node
+            for at, held in parts.items():
+                if at <= by and held:
+                    taken.append((at, min(count, held)))
+            return taken
+        for at in sorted(parts):
             if count <= 0 or at > by:
                 break
-            got = min(count, self._parts[node][at])
+            got = min(count, parts[at])
             if got:
                 taken.append((at, got))
                 count -= got
@@ -91,20 +105,30 @@ class Pools:
             default=-math.inf,
         )
 
-    def released_by(self, at: float) -> tuple[FreeMap, FreeMap]:
-        """The ``soon`` GPUs released by ``at``, and those plus the free ones (views:
-        ``soon`` and ``merged()`` themselves when no release comes later, the usual case)."""
-        if not any(count > 0 and t > at for t, count in self._count_at.items()):
-            return self.soon, self.merged()
-        late = tuple(
-            (node, sum(c for t, c in by_time.items() if t > at))
-            for node, by_time in self._parts.items()
-            if any(c > 0 and t > at for t, c in by_time.items())
-        )
-        early, merged = self.soon.copy(), self.merged().copy()
-        early.take(late)
-        merged.take(late)
-        return early, merged
+    @contextmanager
+    def released_by(self, at: float) -> Iterator[tuple[FreeMap, FreeMap]]:
+        """The ``soon`` GPUs released by ``at``, and those plus the free ones, for the
+        duration of a ``with`` block: ``soon`` and ``merged()`` themselves, with the GPUs
+        released later held back in place and given back after the block (no copies)."""
+        counts = self._count_at
+        late_times = [t for t, count in counts.items() if count > 0 and t > at]
+        if not late_times:
+            yield self.soon, self.merged()
+            return
+        late: dict[int, int] = {}
+        for t in late_times:
+            for node, count in self._nodes_at[t].items():
+                if count > 0:
+                    late[node] = late.get(node, 0) + count
+        held = tuple(late.items())
+        soon, merged = self.soon, self.merged()
+        soon.take(held)
+        merged.take(held)
+        try:
+            yield soon, merged
+        finally:
+            soon.give(held)
+            merged.give(held)
 
     def claim(self, placement: Placement) -> None:
         """Free GPUs handed to a job starting now."""
@@ -121,11 +145,14 @@ class Pools:
         from_free: list[tuple[int, int]] = []
         for node, count in placement:
             rest = count - self._take_soon(node, count, by)
+            if not rest:
+                continue
             now_free = min(rest, free.node_free[node])
             if now_free:
                 free.take(((node, now_free),))
                 from_free.append((node, now_free))
-            self._take_soon(node, rest - now_free, math.inf)
+            if rest > now_free:
+                self._take_soon(node, rest - now_free, math.inf)
         if self._merged is not None:
             self._merged.take(placement)
         promised = tuple(from_free)
@@ -139,6 +166,7 @@ class Pools:
         for at, got in self._soon_taken(node, count, by):
             self._parts[node][at] -= got
             self._count_at[at] -= got
+            self._nodes_at[at][node] -= got
             taken += got
         if taken:
             self.soon.take(((node, taken),))

@@ -7,9 +7,9 @@ step, which dominates a 2,304-GPU simulation. This index keeps them incrementall
 * a sorted list of ``(coarse key, submit, seq, job)``; the coarse key is
   ``(-priority, *policy.preempt_key)``, constant until the policy says it changes;
 * a heap of ``(moment of next key change, seq, job, run start)``;
-* the same entries split by tenant and gang size (``by_tenant``), each list sorted the
-  same way: the engine's tiers walk a leased tenant's jobs in rank order from them, and
-  merge them into the preemption order when leases exist (``tiers``).
+* the same jobs by tenant (``by_tenant``: ``(coarse, submit, seq, job id, GPUs)``, sorted
+  the same way): the engine's tiers walk a leased tenant's jobs in rank order from them,
+  and merge them into the preemption order when leases exist (``tiers``).
 :meth:`sync` brings it up to date from the state's change journal
 (``SchedulerState.changed_since``): work only for the jobs that started, stopped or changed
 rank since the last step (a different state object is indexed from scratch). Invariant
@@ -37,8 +37,8 @@ class RunningIndex:
         self._policy = policy
         self._sorted: SortedList = SortedList()
         self._entries: dict[str, tuple[Entry, float | None]] = {}  # job -> (entry, run start)
-        # tenant -> GPUs of the gang -> entries of its running jobs, sorted
-        self.by_tenant: dict[str, dict[int, SortedList]] = {}
+        # tenant -> its running jobs' (coarse, submit, seq, job id, GPUs), sorted
+        self.by_tenant: dict[str, SortedList] = {}
         self._owner: dict[str, tuple[str, int]] = {}  # job -> (tenant, GPUs)
         self._changes: list[tuple[float, int, str, float | None]] = []
         self._state: weakref.ref[SchedulerState] | None = None
@@ -102,11 +102,10 @@ class RunningIndex:
         entry: Entry = (self.coarse(record, now), spec.submit_time, record.seq, record.id)
         self._sorted.add(entry)
         self._entries[record.id] = (entry, record.run_start)
-        sizes = self.by_tenant.setdefault(spec.tenant, {})
-        same = sizes.get(spec.gpus)
-        if same is None:
-            same = sizes[spec.gpus] = SortedList()
-        same.add(entry)
+        mine = self.by_tenant.get(spec.tenant)
+        if mine is None:
+            mine = self.by_tenant[spec.tenant] = SortedList()
+        mine.add((*entry, spec.gpus))
         self._owner[record.id] = (spec.tenant, spec.gpus)
         moment = self._policy.next_key_change(record, now)
         if moment is not None and moment > now:
@@ -115,11 +114,8 @@ class RunningIndex:
     def _remove(self, job_id: str) -> None:
         entry, _ = self._entries.pop(job_id)
         self._sorted.remove(entry)
-        record_tenant, gpus = self._owner.pop(job_id)
-        sizes = self.by_tenant[record_tenant]
-        same = sizes[gpus]
-        same.remove(entry)
-        if not same:
-            del sizes[gpus]
-            if not sizes:
-                del self.by_tenant[record_tenant]
+        tenant, gpus = self._owner.pop(job_id)
+        mine = self.by_tenant[tenant]
+        mine.remove((*entry, gpus))
+        if not mine:
+            del self.by_tenant[tenant]

@@ -9,9 +9,10 @@ its coarse key (``coarse_ordered``: the queued key *is* the preempt key, so a te
 are ordered by ``(-priority, *preempt_key, submit, seq)`` whether queued or running):
 
 * :func:`guaranteed` merges, per leased tenant, the tenant's queue groups and running lists
-  in that order and first-fits them into the guarantee, dropping a list as soon as its gang
-  size exceeds the room left and stopping when the room is 0: O(guaranteed jobs + lists)
-  per tenant, whatever the queue's length. A tenant without a lease has every job BORROWED
+  in that order and first-fits them into the guarantee, dropping a queue group as soon as
+  its gang size exceeds the room left and stopping when the room is 0: O(guaranteed jobs +
+  groups) per tenant, whatever the queue's length (a run of running jobs ranked before the
+  next queued one is taken in one tight loop). A tenant without a lease has every job BORROWED
   and costs nothing.
 * :func:`tiered_candidates` yields running jobs in the full walk's preemption order
   (worst first by ``(tier, coarse, tenant key, submit, seq)``): borrowed ones by a lazy merge
@@ -122,52 +123,49 @@ def guaranteed(
             groups.setdefault(group.tenant, []).append(group)
     queued = state.queued
     tiers = Tiers([], set())
+    taken = tiers.running
     for tenant, room in guarantees.items():
         if room <= 0:
             continue
-        # heap of (key, n, gpus, entries, position, kind): kind 0 queued group, 1 running
-        heap: list[tuple[tuple[object, ...], int, int, object, int, int]] = []
+        # queue groups: heap of (key of the next job, n, GPUs, group, its position)
+        heap: list[tuple[tuple[object, ...], int, int, QueueGroup, int]] = []
         for group in groups.get(tenant, ()):
             submit, seq, _ = group.entries[0]
-            heap.append(((group.static, submit, seq), len(heap), group.shape[0], group, 0, 0))
-        for gpus, entries in index.by_tenant.get(tenant, {}).items():
-            coarse, submit, seq, _ = entries[0]
-            heap.append(((coarse, submit, seq), len(heap), gpus, entries, 0, 1))
+            heap.append(((group.static, submit, seq), len(heap), group.shape[0], group, 0))
         heapq.heapify(heap)
-        while heap and room > 0:
-            _, n, gpus, source, pos, kind = heap[0]
+        # running jobs: one sorted list, (coarse, submit, seq, job id, GPUs)
+        running = iter(index.by_tenant.get(tenant, ()))
+        head = next(running, None)
+        while room > 0 and (heap or head is not None):
+            if head is not None and (not heap or head < heap[0][0]):
+                # a run of running jobs ranked before the next queued one, in one loop
+                bound = heap[0][0] if heap else None
+                while head is not None and room > 0 and (bound is None or head < bound):
+                    gpus = head[4]
+                    if gpus <= room and head[3] not in excluded:
+                        taken.add(head[3])
+                        room -= gpus
+                    head = next(running, None)
+                continue
+            _, n, gpus, group, pos = heap[0]
             if gpus > room:
                 heapq.heappop(heap)  # the room only shrinks: none of these fits any more
                 continue
-            if kind == 0:
-                assert isinstance(source, QueueGroup)
-                entries = source.entries
-                submit, seq, job_id = entries[pos]
-                record = queued[job_id]
-                since = record.guaranteed_since
-                claim = now if since is None else since
-                key = (_GUARANTEED, source.static[0], claim, submit, float(seq))
-                coarse = (_GUARANTEED, *source.coarse)
-                tiers.queued.append(Ranked(key, coarse, Tier.GUARANTEED, record))
-                room -= gpus
-                pos += 1
-                if pos < len(entries):
-                    submit, seq, _ = entries[pos]
-                    heapq.heapreplace(heap, ((source.static, submit, seq), n, gpus, source, pos, 0))
-                else:
-                    heapq.heappop(heap)
+            entries = group.entries
+            submit, seq, job_id = entries[pos]
+            record = queued[job_id]
+            since = record.guaranteed_since
+            claim = now if since is None else since
+            rank = (_GUARANTEED, group.static[0], claim, submit, float(seq))
+            coarse = (_GUARANTEED, *group.coarse)
+            tiers.queued.append(Ranked(rank, coarse, Tier.GUARANTEED, record))
+            room -= gpus
+            pos += 1
+            if pos < len(entries):
+                submit, seq, _ = entries[pos]
+                heapq.heapreplace(heap, ((group.static, submit, seq), n, gpus, group, pos))
             else:
-                running = source
-                job_id = running[pos][3]  # type: ignore[index]
-                if job_id not in excluded:
-                    tiers.running.add(job_id)
-                    room -= gpus
-                pos += 1
-                if pos < len(running):  # type: ignore[arg-type]
-                    coarse, submit, seq, _ = running[pos]  # type: ignore[index]
-                    heapq.heapreplace(heap, ((coarse, submit, seq), n, gpus, running, pos, 1))
-                else:
-                    heapq.heappop(heap)
+                heapq.heappop(heap)
     tiers.queued.sort(key=lambda x: x.key)
     return tiers
 
@@ -175,7 +173,7 @@ def guaranteed(
 def _keyed(
     entries: SortedList, key: tuple[float, ...]
 ) -> Iterator[tuple[tuple[float, ...], tuple[float, ...], float, int, str]]:
-    for coarse, submit, seq, job_id in reversed(entries):
+    for coarse, submit, seq, job_id, _ in reversed(entries):
         yield coarse, key, submit, seq, job_id
 
 
@@ -189,11 +187,7 @@ def tiered_candidates(
     (coarse, the tenant's key, submit, seq) descending, then the GUARANTEED ones by
     (coarse, submit, seq) descending."""
     running = state.running
-    streams = [
-        _keyed(entries, tenant_key(tenant))
-        for tenant, sizes in index.by_tenant.items()
-        for entries in sizes.values()
-    ]
+    streams = [_keyed(entries, tenant_key(tenant)) for tenant, entries in index.by_tenant.items()]
     for coarse, _, _, _, job_id in heapq.merge(*streams, reverse=True):
         if job_id in guaranteed_running:
             continue
