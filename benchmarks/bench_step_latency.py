@@ -9,13 +9,14 @@ mixed sizes and attained service. Default policy, reasons explained. Two modes:
   running-jobs index and is reported apart.
 * ``steady``: the live service's shape. Four of the eight tenants hold leases (10 % of the
   site each), reasons are explained, the grace period is 30 s. The queued jobs arrive at
-  once (the *burst* step: leased tenants reclaim, LAS level 0 preempts, thousands of
-  notices); then every simulated second ``--arrivals`` jobs arrive, as many running jobs
-  finish, the step runs and its decisions are applied. Reported: the burst step and p50 /
-  p99 / max of the steady steps, *before* (``SchedulerConfig(queue_index=False)``: rank,
-  tier and explain every job, as the live service did) and *after* (the indexed walk), on
-  the same initial state, in the same run; and whether both decided alike on the steps
-  both ran.
+  once (the *burst* step: leased tenants reclaim, LAS level 0 preempts nearly every
+  running job); then every simulated second ``--arrivals`` jobs arrive, as many running
+  jobs finish, the step runs and its decisions are applied: first through the burst's
+  grace period, then ``--steps`` steady steps (LAS level crossings keep preempting). The
+  burst step and the first ``--before-steps`` steady steps are timed *before*
+  (``SchedulerConfig(queue_index=False)``: rank, tier and explain every job, as the live
+  service did) and *after* (the indexed walk) on the same states, in the same run, and
+  their decisions compared. Wall and CPU time per step (the machine may be shared).
 
     .venv/bin/python benchmarks/bench_step_latency.py [--mode repeat|steady|both]
         [--repeat 20] [--racks 1389] [--queued 100000] [--steps 120] [--before-steps 5]
@@ -28,6 +29,7 @@ import gc
 import random
 import statistics
 import time
+from dataclasses import replace
 
 from _common import peak_rss_mib
 from gpulease.domain.models import JobSpec, LeaseGuarantee
@@ -91,10 +93,36 @@ def measure(spec_text: str, queued: int, repeat: int) -> None:
     )
 
 
-def steady_run(
-    spec_text: str, queued: int, steps: int, arrivals: int, *, indexed: bool
-) -> tuple[float, list[float], list[Decisions], int]:
-    """Burst step time, steady step times, every step's decisions, starts in the run."""
+class _Timed:
+    """Wall and CPU seconds of each timed step (CPU: this process only, so other work on
+    a shared machine does not count)."""
+
+    def __init__(self) -> None:
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    def step(self, scheduler: Scheduler, state: SchedulerState, now: float) -> Decisions:
+        wall, cpu = time.perf_counter(), time.process_time()
+        decisions = scheduler.step(state, now)
+        self.cpu.append(time.process_time() - cpu)
+        self.wall.append(time.perf_counter() - wall)
+        return decisions
+
+    def figures(self) -> str:
+        if not self.wall:
+            return "no steps"
+        wall = [t * 1000 for t in self.wall]
+        cpu = [t * 1000 for t in self.cpu]
+        return (
+            f"{len(wall)} steps, wall p50 {statistics.median(wall):,.1f} / p99 "
+            f"{percentile(wall, 99):,.1f} / max {max(wall):,.1f} ms, CPU p50 "
+            f"{statistics.median(cpu):,.1f} / p99 {percentile(cpu, 99):,.1f} / max "
+            f"{max(cpu):,.1f} ms"
+        )
+
+
+def steady(spec_text: str, queued: int, steps: int, before_steps: int, arrivals: int) -> None:
+    """The burst, its grace period, then steady steps; before and after on the same states."""
     state, now = build(spec_text, queued, seed=7, submit=False)
     share = state.cluster.total_gpus // 10
     for tenant in ("t0", "t1", "t2", "t3"):
@@ -104,63 +132,67 @@ def steady_run(
         state.submit(JobSpec(f"q-{i}", f"t{rng.randrange(8)}", rng.choice(SIZES), now))
     gc.collect()
     gc.freeze()  # as a long-lived leader would: the built state is not garbage
-    config = SchedulerConfig(preemption_grace_s=30.0, explain=True, queue_index=indexed)
-    scheduler = Scheduler(make_policy("default"), config)
-    scheduler.step(state, now)  # builds the running-jobs index (a leader's first pass)
+    grace = 30.0
+    config = SchedulerConfig(preemption_grace_s=grace, explain=True)
+    policy = make_policy("default")
+    after = Scheduler(policy, config)
+    before = Scheduler(policy, replace(config, queue_index=False))
+    print(
+        f"steady state, {spec_text} ({state.cluster.total_gpus:,} GPUs), "
+        f"{len(state.running):,} running, {queued:,} queued at once (the burst), then "
+        f"{arrivals} arrivals and up to {arrivals} completions per simulated second; "
+        "4 leases of 10 %, reasons explained, grace 30 s, default policy:"
+    )
+    after.step(state, now)  # each builds its running-jobs index (a leader's first pass)
+    before.step(state, now)
     now += 1.0
-    started = time.perf_counter()
-    burst = scheduler.step(state, now)
-    burst_s = time.perf_counter() - started
+    burst_before, burst_after = _Timed(), _Timed()
+    full = burst_before.step(before, state, now)
+    burst = burst_after.step(after, state, now)
+    same = full == burst
+    print(
+        f"  burst step: {len(burst.starts)} starts, "
+        f"{len(burst.notices) + len(burst.requeues)} preemptions, "
+        f"{len(burst.guaranteed_waiting):,} guaranteed jobs waiting; before "
+        f"{burst_before.wall[0] * 1000:,.0f} ms (CPU {burst_before.cpu[0] * 1000:,.0f}), after "
+        f"{burst_after.wall[0] * 1000:,.0f} ms (CPU {burst_after.cpu[0] * 1000:,.0f})"
+    )
     apply_decisions(state, burst)
-    log = [burst]
-    starts = len(burst.starts)
-    times: list[float] = []
     n = 0
-    for _ in range(steps):
+
+    def tick() -> None:
+        nonlocal now, n
         now += 1.0
         ending = rng.sample(sorted(state.running), min(arrivals, len(state.running)))
         for job_id in ending:
             if state.running[job_id].preempt_at is None:
                 state.stop(job_id, now, JobState.SUCCEEDED)
         for _ in range(arrivals):
-            spec = JobSpec(f"s-{n}", f"t{rng.randrange(8)}", rng.choice(SIZES), now)
-            state.submit(spec)
+            state.submit(JobSpec(f"s-{n}", f"t{rng.randrange(8)}", rng.choice(SIZES), now))
             n += 1
-        started = time.perf_counter()
-        decisions = scheduler.step(state, now)
-        times.append(time.perf_counter() - started)
-        apply_decisions(state, decisions)
-        log.append(decisions)
+
+    aftermath = _Timed()
+    for _ in range(int(grace) + 1):  # the burst's grace period: its victims leave at the end
+        tick()
+        apply_decisions(state, aftermath.step(after, state, now))
+    print(f"  after, during the burst's grace period: {aftermath.figures()}")
+    timed_before, timed_after = _Timed(), _Timed()
+    starts = preemptions = 0
+    for i in range(steps):
+        tick()
+        if i < before_steps:
+            full = timed_before.step(before, state, now)
+        decisions = timed_after.step(after, state, now)
+        if i < before_steps:
+            same = same and full == decisions
         starts += len(decisions.starts)
-    return burst_s, times, log, starts
-
-
-def _figures(label: str, burst_s: float, times: list[float], first: Decisions) -> str:
-    ms = [t * 1000 for t in times]
-    return (
-        f"  {label}: burst step {burst_s * 1000:,.0f} ms ({len(first.starts)} starts, "
-        f"{len(first.notices) + len(first.requeues)} preemptions, "
-        f"{len(first.guaranteed_waiting)} guaranteed waiting); steady over {len(ms)} steps: "
-        f"p50 {statistics.median(ms):,.1f} ms, p99 {percentile(ms, 99):,.1f} ms, "
-        f"max {max(ms):,.1f} ms"
-    )
-
-
-def steady(spec_text: str, queued: int, steps: int, before_steps: int, arrivals: int) -> None:
-    racks = spec_text.split("x")[0]
+        preemptions += len(decisions.notices) + len(decisions.requeues)
+        apply_decisions(state, decisions)
+    print(f"  steady, before (full walk): {timed_before.figures()}")
+    print(f"  steady, after (indexed):    {timed_after.figures()}")
     print(
-        f"steady state, {spec_text} ({int(racks) * 72:,} GPUs), {queued:,} queued, "
-        f"{arrivals} arrivals and up to {arrivals} completions per simulated second, "
-        "4 leases of 10 %, reasons explained, grace 30 s:"
-    )
-    before = steady_run(spec_text, queued, before_steps, arrivals, indexed=False)
-    print(_figures("before (full walk)", before[0], before[1], before[2][0]))
-    after = steady_run(spec_text, queued, steps, arrivals, indexed=True)
-    print(_figures("after (indexed)   ", after[0], after[1], after[2][0]))
-    same = all(a == b for a, b in zip(before[2], after[2], strict=False))
-    print(
-        f"  same decisions on the {len(before[2])} steps both ran: {same}; "
-        f"starts after {len(after[2])} steps: {after[3]:,}; peak memory "
+        f"  steady steps: {starts:,} starts, {preemptions:,} preemptions; same decisions "
+        f"before and after on every step both ran: {same}; peak memory "
         f"{peak_rss_mib():,.0f} MiB"
     )
 

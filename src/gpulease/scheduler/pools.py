@@ -143,8 +143,21 @@ class Pools:
         made on :meth:`released_by` ``(by)`` needs none of those)."""
         free = self.free
         from_free: list[tuple[int, int]] = []
+        from_soon: list[tuple[int, int]] = []
+        all_parts = self._parts
         for node, count in placement:
-            rest = count - self._take_soon(node, count, by)
+            parts = all_parts.get(node)
+            if parts is not None and len(parts) == 1:  # one release time: inline
+                ((at, held),) = parts.items()
+                got = min(count, held) if at <= by else 0
+                if got:
+                    parts[at] = held - got
+                    self._count_at[at] -= got
+                    self._nodes_at[at][node] -= got
+                    from_soon.append((node, got))
+                rest = count - got
+            else:
+                rest = count - self._take_soon(node, count, by)
             if not rest:
                 continue
             now_free = min(rest, free.node_free[node])
@@ -153,6 +166,8 @@ class Pools:
                 from_free.append((node, now_free))
             if rest > now_free:
                 self._take_soon(node, rest - now_free, math.inf)
+        if from_soon:
+            self.soon.take(tuple(from_soon))
         if self._merged is not None:
             self._merged.take(placement)
         promised = tuple(from_free)
