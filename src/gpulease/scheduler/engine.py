@@ -16,11 +16,23 @@ One pass:
    grace of its claim when it can (so a later claim's victims never delay it);
 4. ``next_wakeup`` is the earliest moment a decision could change without a new event
    (a grace period ends, a walltime expires, a running job's rank changes, a lease starts).
+
+Two walks, one visit. The *full walk* ranks every queued job (and, with leases, every
+running one: ``tiers.apply_tiers``) and visits them all. The *indexed walk* (greedy queueing, a
+``SplitKey`` policy; with leases also ``coarse_ordered``) takes the same decisions from
+indexes kept across steps, paying for what changed and for the jobs whose visit can change
+something: tiers from the kept indexes (``tiers.guaranteed``: guaranteed jobs visited
+first), borrowed jobs by a lazy merge of the queue groups that sets a hopeless shape aside
+whole, preemption candidates from a stream shared by the step (``tiers.CandidateList``).
+Reasons of jobs not visited are recorded per run of a queue group and resolved on read
+(``waiting.WaitingMap``); a job of a shape already hopeless in this walk waits for that
+shape's reason, in both walks, and reason texts carry no free-GPU counts, so a stored
+reason changes only when its meaning does. Invariant (differential property test): both
+walks return equal ``Decisions``, reasons included.
 """
 
 from __future__ import annotations
 
-import functools
 import heapq
 import math
 from collections.abc import Sequence
@@ -28,7 +40,7 @@ from dataclasses import dataclass, field
 
 from gpulease.domain.models import JobSpec, TopologyMode
 from gpulease.domain.states import JobState
-from gpulease.scheduler.backfill import Reservation, ends_before_shadow, may_backfill, reserve
+from gpulease.scheduler.backfill import ends_before_shadow, may_backfill, reserve
 from gpulease.scheduler.ordering import OrderContext, OrderingPolicy, Queueing, SplitKey
 from gpulease.scheduler.placement import (
     FreeMap,
@@ -37,21 +49,26 @@ from gpulease.scheduler.placement import (
     WaitReason,
     place,
     racks_spanned,
-    short_message,
 )
 from gpulease.scheduler.pools import Pools
 from gpulease.scheduler.preemption import Ranked, choose_victims, usable
 from gpulease.scheduler.queue_index import QueueGroup, QueueIndex
-from gpulease.scheduler.quota import Tier, classify, guarantees_at, next_guarantee_change
+from gpulease.scheduler.quota import Tier, guarantees_at, next_guarantee_change
 from gpulease.scheduler.running_index import RunningIndex
 from gpulease.scheduler.state import JobRecord, SchedulerState
 from gpulease.scheduler.tiers import (
     CandidateList,
+    apply_tiers,
     guaranteed,
     index_candidates,
     tiered_candidates,
 )
-from gpulease.scheduler.waiting import WaitingMap
+from gpulease.scheduler.waiting import (
+    WaitingMap,
+    preempting_reason,
+    reservation_reason,
+    short_reason,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +193,7 @@ class Scheduler:
                 running = [
                     self._rank(r, ctx) for r in state.running.values() if r.id not in excluded
                 ]
-                queued, running = _apply_tiers(queued, running, guarantees, now)
+                queued, running = apply_tiers(queued, running, guarantees, now)
                 running.sort(key=lambda x: (x.coarse, x.key), reverse=True)
                 visit.candidates = CandidateList(iter(running), excluded)
             queued.sort(key=lambda x: x.key)
@@ -361,41 +378,6 @@ class Scheduler:
         return None if wake == math.inf else max(wake, now)
 
 
-def _apply_tiers(
-    queued: list[Ranked],
-    running: list[Ranked],
-    guarantees: dict[str, int],
-    now: float,
-) -> tuple[list[Ranked], list[Ranked]]:
-    everyone = sorted(queued + running, key=lambda x: x.key)
-    tiers = classify(
-        everyone,
-        guarantees,
-        tenant_of=lambda x: x.record.spec.tenant,
-        gpus_of=lambda x: x.record.spec.gpus,
-    )
-    tier_of = {x.record.id: tier for x, tier in zip(everyone, tiers, strict=True)}
-
-    def retier(x: Ranked) -> Ranked:
-        tier = tier_of[x.record.id]
-        coarse = (float(tier), *x.coarse[1:])
-        if tier is Tier.GUARANTEED:
-            # Every guaranteed job is owed its GPUs, so the order among them only decides
-            # who gets GPUs first: the oldest claim first (within a priority class), by the
-            # moment the job began to wait within its guarantee (``guaranteed_since``; a
-            # claim made in this step counts from now). Re-ranking by the policy each step
-            # would let a later claim take the GPUs an earlier one waits for (its victims'
-            # or a release it counted on) and cost it a second grace period.
-            record = x.record
-            since = record.guaranteed_since
-            claim = now if since is None else since
-            key = (float(tier), x.key[1], claim, record.spec.submit_time, float(record.seq))
-            return Ranked(key, coarse, tier, record)
-        return Ranked((float(tier), *x.key[1:]), coarse, tier, x.record)
-
-    return [retier(x) for x in queued], [retier(x) for x in running]
-
-
 # Stands for a reason nobody reads (``explain`` off): building the message costs time.
 _UNEXPLAINED = WaitReason(WaitCode.NO_CAPACITY, "not enough free GPUs")
 
@@ -417,35 +399,10 @@ def _started_at(record: JobRecord, now: float) -> JobRecord:
     return copy
 
 
-@functools.cache
-def _short(gpus: int) -> WaitReason:
-    return WaitReason(WaitCode.NO_CAPACITY, short_message(gpus))
-
-
 def _left_waiting(hopeless: dict[_Shape, WaitReason], shape: _Shape) -> WaitReason:
     """The reason of a job the walk no longer needs to visit (nothing free, nothing to
     preempt): its shape's reason if the shape is hopeless, else not enough free GPUs."""
-    return hopeless.get(shape) or _short(shape[1])
-
-
-@functools.cache
-def _preempting_reason(gpus: int) -> WaitReason:
-    return WaitReason(
-        WaitCode.PREEMPTING,
-        f"{gpus} GPUs are being released by preempted jobs (grace period running)",
-    )
-
-
-def _reservation_reason(reservation: Reservation) -> WaitReason:
-    when = (
-        "an unknown time"
-        if math.isinf(reservation.shadow_time)
-        else (f"t={reservation.shadow_time:.0f}s")
-    )
-    return WaitReason(
-        WaitCode.RESERVATION,
-        f"would delay the job at the head of the queue, which holds a reservation from {when}",
-    )
+    return hopeless.get(shape) or short_reason(shape[1])
 
 
 # (coarse rank key, GPUs, GPUs per node, segment, topology mode): what ``hopeless`` holds
@@ -567,7 +524,7 @@ class _Visit:
         if free.total >= spec.gpus:
             outcome = place(spec, free, domain=domain, keep_blocks=scheduler.config.keep_blocks)
         elif self.explain:
-            outcome = _short(spec.gpus)
+            outcome = short_reason(spec.gpus)
         else:
             outcome = _UNEXPLAINED
         if not isinstance(outcome, WaitReason):
@@ -575,7 +532,7 @@ class _Visit:
             if reservation is not None and held_back:
                 held = may_backfill(spec, reservation, now, domain=domain)
                 if held is None and not ends_before_shadow(spec, reservation, now):
-                    scheduler._wait(decisions, record, _reservation_reason(reservation))
+                    scheduler._wait(decisions, record, reservation_reason(reservation))
                     return
                 outcome = held or outcome
             pools.claim(outcome)
@@ -592,7 +549,7 @@ class _Visit:
             if later is not None:
                 self._earmark(later, by)
                 if self.explain:
-                    scheduler._wait(decisions, record, _preempting_reason(spec.gpus))
+                    scheduler._wait(decisions, record, preempting_reason(spec.gpus))
                 return
         # Preempt worse-ranked work? With a grace period the job waits for its victims
         # anyway, so GPUs already being released (and not earmarked) count with theirs.
@@ -623,7 +580,7 @@ class _Visit:
             else:
                 pools.release_later(gain, now + grace)
                 self._earmark(planned)
-                scheduler._wait(decisions, record, _preempting_reason(spec.gpus))
+                scheduler._wait(decisions, record, preempting_reason(spec.gpus))
             return
         self.hopeless[shape] = outcome
         scheduler._wait(decisions, record, outcome)

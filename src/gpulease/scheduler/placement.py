@@ -273,6 +273,18 @@ def place(
             return WaitReason(WaitCode.NO_CAPACITY, message)
         return WaitReason(WaitCode.NO_CAPACITY, short_message(gpus))
     gpn = job.gpus_per_node
+    topology = job.topology
+    if (
+        gpn is None
+        and topology.segment is None
+        and topology.mode is not TopologyMode.REQUIRED
+        and not keep_blocks
+    ):  # the common request: the best-fit rack from the index when one holds the job
+        one = free.smallest_rack(gpus)
+        if one >= 0:
+            nodes = _nodes_in_rack(free, one, gpus, None)
+            nodes.sort()
+            return tuple(nodes)
     caps = rack_capacity(free, gpn)
     if gpn is not None and sum(caps) < gpus:
         if empty_site:
@@ -360,6 +372,8 @@ def never_fits(job: JobSpec, cluster: Cluster, *, domain: str = "rack") -> WaitR
 
 
 def racks_spanned(cluster: Cluster, placement: Placement) -> int:
+    if len(placement) == 1:
+        return 1
     return len({cluster.nodes[node].rack for node, _ in placement})
 
 

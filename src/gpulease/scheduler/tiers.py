@@ -1,7 +1,7 @@
 """Tiers and preemption candidates from the kept indexes: work proportional to the jobs
 that matter, not to the queue.
 
-Design. With leases, the full walk (``engine._apply_tiers``) ranks every queued and running
+Design. With leases, the full walk (:func:`apply_tiers`) ranks every queued and running
 job, sorts them all and first-fits each leased tenant's jobs into its guarantee. The same
 answer comes from the indexes the engine keeps across steps (``QueueIndex`` groups and the
 ``RunningIndex`` lists by tenant and gang size), for a policy whose rank inside a tenant is
@@ -34,7 +34,7 @@ from sortedcontainers import SortedList
 
 from gpulease.scheduler.preemption import Ranked
 from gpulease.scheduler.queue_index import QueueGroup, QueueIndex
-from gpulease.scheduler.quota import Tier
+from gpulease.scheduler.quota import Tier, classify
 from gpulease.scheduler.running_index import RunningIndex
 from gpulease.scheduler.state import SchedulerState
 
@@ -198,3 +198,39 @@ def tiered_candidates(
     ):
         full = (_GUARANTEED, *coarse)
         yield Ranked(full, full, Tier.GUARANTEED, running[job_id])
+
+
+def apply_tiers(
+    queued: list[Ranked],
+    running: list[Ranked],
+    guarantees: dict[str, int],
+    now: float,
+) -> tuple[list[Ranked], list[Ranked]]:
+    """The full walk's tiers: every job ranked, first-fit per tenant (``classify``)."""
+    everyone = sorted(queued + running, key=lambda x: x.key)
+    tiers = classify(
+        everyone,
+        guarantees,
+        tenant_of=lambda x: x.record.spec.tenant,
+        gpus_of=lambda x: x.record.spec.gpus,
+    )
+    tier_of = {x.record.id: tier for x, tier in zip(everyone, tiers, strict=True)}
+
+    def retier(x: Ranked) -> Ranked:
+        tier = tier_of[x.record.id]
+        coarse = (float(tier), *x.coarse[1:])
+        if tier is Tier.GUARANTEED:
+            # Every guaranteed job is owed its GPUs, so the order among them only decides
+            # who gets GPUs first: the oldest claim first (within a priority class), by the
+            # moment the job began to wait within its guarantee (``guaranteed_since``; a
+            # claim made in this step counts from now). Re-ranking by the policy each step
+            # would let a later claim take the GPUs an earlier one waits for (its victims'
+            # or a release it counted on) and cost it a second grace period.
+            record = x.record
+            since = record.guaranteed_since
+            claim = now if since is None else since
+            key = (float(tier), x.key[1], claim, record.spec.submit_time, float(record.seq))
+            return Ranked(key, coarse, tier, record)
+        return Ranked((float(tier), *x.key[1:]), coarse, tier, x.record)
+
+    return [retier(x) for x in queued], [retier(x) for x in running]

@@ -12,15 +12,21 @@ A reason's text depends only on the job's request and its code (no free-GPU coun
 driver that stores reasons can write only those whose meaning changed: ``runs()`` hands
 it one reason per run of jobs, ``explicit`` the jobs explained one by one.
 
+The reasons the engine gives are built here (``short_reason``, ``preempting_reason``: one
+object per request size, texts without counts that move).
+
 Invariants: a job is in at most one run or in ``explicit``, never both; jobs in ``skip``
 (visited before the runs were recorded, e.g. guaranteed jobs) are never read from a run.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import ItemsView, Iterator, Mapping, Sequence
 
-from gpulease.scheduler.placement import WaitReason
+from gpulease.scheduler.backfill import Reservation
+from gpulease.scheduler.placement import WaitCode, WaitReason, short_message
 
 Entry = tuple[float, int, str]  # a queue group's entry: (submit, seq, job id)
 
@@ -93,3 +99,28 @@ class _Items(ItemsView[str, WaitReason]):
 
     def __iter__(self) -> Iterator[tuple[str, WaitReason]]:
         return self._mapping._pairs()
+
+
+@functools.cache
+def short_reason(gpus: int) -> WaitReason:
+    return WaitReason(WaitCode.NO_CAPACITY, short_message(gpus))
+
+
+@functools.cache
+def preempting_reason(gpus: int) -> WaitReason:
+    return WaitReason(
+        WaitCode.PREEMPTING,
+        f"{gpus} GPUs are being released by preempted jobs (grace period running)",
+    )
+
+
+def reservation_reason(reservation: Reservation) -> WaitReason:
+    when = (
+        "an unknown time"
+        if math.isinf(reservation.shadow_time)
+        else (f"t={reservation.shadow_time:.0f}s")
+    )
+    return WaitReason(
+        WaitCode.RESERVATION,
+        f"would delay the job at the head of the queue, which holds a reservation from {when}",
+    )
