@@ -145,8 +145,15 @@ class Scheduler:
 
         # 1. walltimes and grace periods (only jobs with a deadline are looked at)
         excluded: set[str] = set()  # running jobs that are not preemption candidates
-        for job_id in state.deadlines:
-            record = state.running[job_id]
+        live = state.running
+        due = now + 1e-9 * max(1.0, abs(now))  # far beyond any rounding of a deadline
+        ahead = math.inf  # the earliest deadline of a job that keeps running
+        for job_id, deadline in state.deadlines.items():
+            record = live[job_id]
+            if deadline > due and record.preempt_at is None:
+                # a walltime that cannot have passed: nothing to do (the usual case)
+                ahead = min(ahead, deadline)
+                continue
             walltime = record.spec.walltime
             gpus = usable(record.placement, schedulable)
             if walltime is not None and record.run_time_at(now) >= walltime:
@@ -155,10 +162,11 @@ class Scheduler:
             elif record.preempt_at is not None and record.preempt_at <= now:
                 decisions.requeues.append(Preempt(job_id, now, record.preempt_reason))
                 pools.release(gpus)
-            elif record.preempt_at is not None:
-                pools.release_later(gpus, record.preempt_at)
             else:
-                continue
+                ahead = min(ahead, deadline)
+                if record.preempt_at is None:
+                    continue
+                pools.release_later(gpus, record.preempt_at)
             excluded.add(job_id)
 
         # 2. ranks
@@ -208,7 +216,7 @@ class Scheduler:
                 for x in queued
                 if x.tier is Tier.GUARANTEED and x.record.id not in started
             ]
-        decisions.next_wakeup = self._next_wakeup(state, decisions)
+        decisions.next_wakeup = self._next_wakeup(state, decisions, ahead)
         return decisions
 
     def _fast_queue(self, guarantees: dict[str, int]) -> bool:
@@ -348,16 +356,14 @@ class Scheduler:
         if self.config.explain:
             decisions.waiting.put(record.id, reason)
 
-    def _next_wakeup(self, state: SchedulerState, decisions: Decisions) -> float | None:
+    def _next_wakeup(
+        self, state: SchedulerState, decisions: Decisions, ahead: float
+    ) -> float | None:
         """The earliest moment a decision could change without a new event, as the state will
         be once ``decisions`` are applied: a grace period or walltime ends (this step's
         notices and starts included), a running job's rank changes, a lease starts or ends."""
         now = decisions.now
-        ended = set(decisions.timeouts) | {p.job_id for p in decisions.requeues}
-        wake = min(
-            (t for job_id, t in state.deadlines.items() if job_id not in ended),
-            default=math.inf,
-        )
+        wake = ahead  # deadlines of the jobs this step does not end
         for notice in decisions.notices:
             wake = min(wake, notice.at)
         queue_left = len(state.queued) - len(decisions.starts) + len(decisions.requeues) > 0
