@@ -9,6 +9,7 @@ promised at most once per step. The engine builds one per step from the state's 
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -39,8 +40,16 @@ class Pools:
     def merged(self) -> FreeMap:
         if self._merged is None:
             free, soon = self.free, self.soon
-            merged = free.copy()
-            merged.give((node, soon.node_free[node]) for node in self._parts)
+            if len(self._parts) > 64:  # many nodes: add the lists whole (C speed)
+                merged = FreeMap.of(
+                    free.cluster,
+                    list(map(operator.add, free.node_free, soon.node_free)),
+                    list(map(operator.add, free.rack_free, soon.rack_free)),
+                    free.total + soon.total,
+                )
+            else:
+                merged = free.copy()
+                merged.give((node, soon.node_free[node]) for node in self._parts)
             self._merged = merged
         return self._merged
 
