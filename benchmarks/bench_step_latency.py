@@ -79,16 +79,19 @@ def measure(spec_text: str, queued: int, repeat: int) -> None:
     first = scheduler.step(state, now)
     first_s = time.perf_counter() - started
     times = []
+    cpu = []
     for _ in range(repeat):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         scheduler.step(state, now)
+        cpu.append(time.process_time() - started_cpu)
         times.append(time.perf_counter() - started)
     print(
         f"{spec_text} ({state.cluster.total_gpus:,} GPUs), {len(state.running):,} running, "
         f"{len(state.queued):,} queued: first step {first_s * 1000:,.0f} ms "
         f"({len(first.starts)} starts, {len(first.requeues) + len(first.notices)} preemptions)"
         f"; then p50 {statistics.median(times) * 1000:,.0f} ms, "
-        f"p99 {percentile(times, 99) * 1000:,.0f} ms over {repeat} steps; "
+        f"p99 {percentile(times, 99) * 1000:,.0f} ms (CPU p50 {statistics.median(cpu) * 1000:,.0f}"
+        f" ms) over {repeat} steps; "
         f"peak memory {peak_rss_mib():,.0f} MiB"
     )
 
