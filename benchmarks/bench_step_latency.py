@@ -2,24 +2,40 @@
 
 Two cases: 2,304 GPUs (32 NVL72 racks) with 10,000 queued jobs, and 100,008 GPUs (1,389
 racks) with 100,000 queued jobs. The cluster is first filled to ~97 % with running jobs of
-mixed sizes and attained service; then ``Scheduler.step`` is timed repeatedly on that same
-state (decisions are not applied, so every step sees the same input). The first step also
-builds the running-jobs index and is reported apart. Default policy, reasons explained.
+mixed sizes and attained service. Default policy, reasons explained. Two modes:
 
-    .venv/bin/python benchmarks/bench_step_latency.py [--repeat 20]
+* ``repeat``: ``Scheduler.step`` is timed repeatedly on that same state (decisions are not
+  applied, so every step sees the same input; no leases). The first step also builds the
+  running-jobs index and is reported apart.
+* ``steady``: the live service's shape. Four of the eight tenants hold leases (10 % of the
+  site each), reasons are explained, the grace period is 30 s. The queued jobs arrive at
+  once (the *burst* step: leased tenants reclaim, LAS level 0 preempts nearly every
+  running job); then every simulated second ``--arrivals`` jobs arrive, as many running
+  jobs finish, the step runs and its decisions are applied: first through the burst's
+  grace period, then ``--steps`` steady steps (LAS level crossings keep preempting). The
+  burst step and the first ``--before-steps`` steady steps are timed *before*
+  (``SchedulerConfig(queue_index=False)``: rank, tier and explain every job, as the live
+  service did) and *after* (the indexed walk) on the same states, in the same run, and
+  their decisions compared. Wall and CPU time per step (the machine may be shared).
+
+    .venv/bin/python benchmarks/bench_step_latency.py [--mode repeat|steady|both]
+        [--repeat 20] [--racks 1389] [--queued 100000] [--steps 120] [--before-steps 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import random
 import statistics
 import time
+from dataclasses import replace
 
 from _common import peak_rss_mib
-from gpulease.domain.models import JobSpec
+from gpulease.domain.models import JobSpec, LeaseGuarantee
+from gpulease.domain.states import JobState
 from gpulease.inventory.topology import build_cluster, parse_cluster_spec
-from gpulease.scheduler.engine import Scheduler, SchedulerConfig, apply_decisions
+from gpulease.scheduler.engine import Decisions, Scheduler, SchedulerConfig, apply_decisions
 from gpulease.scheduler.ordering import make_policy
 from gpulease.scheduler.state import SchedulerState
 from gpulease.sim.metrics import percentile
@@ -27,7 +43,9 @@ from gpulease.sim.metrics import percentile
 SIZES = (1, 1, 1, 2, 4, 4, 8, 8, 16, 32, 64)
 
 
-def build(spec_text: str, queued: int, seed: int) -> tuple[SchedulerState, float]:
+def build(
+    spec_text: str, queued: int, seed: int, *, submit: bool = True
+) -> tuple[SchedulerState, float]:
     rng = random.Random(seed)
     cluster = build_cluster(parse_cluster_spec(spec_text))
     state = SchedulerState(cluster, keep_history=False)
@@ -47,6 +65,8 @@ def build(spec_text: str, queued: int, seed: int) -> tuple[SchedulerState, float
         for job_id in list(state.queued):
             state.stop(job_id, now, state.jobs[job_id].status.CANCELLED)
         now += rng.uniform(600, 7200)
+    if not submit:
+        return state, now
     for i in range(queued):
         state.submit(JobSpec(f"q-{i}", f"t{rng.randrange(8)}", rng.choice(SIZES), now + i * 0.01))
     return state, now + queued * 0.01 + 1.0
@@ -59,26 +79,142 @@ def measure(spec_text: str, queued: int, repeat: int) -> None:
     first = scheduler.step(state, now)
     first_s = time.perf_counter() - started
     times = []
+    cpu = []
     for _ in range(repeat):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         scheduler.step(state, now)
+        cpu.append(time.process_time() - started_cpu)
         times.append(time.perf_counter() - started)
     print(
         f"{spec_text} ({state.cluster.total_gpus:,} GPUs), {len(state.running):,} running, "
         f"{len(state.queued):,} queued: first step {first_s * 1000:,.0f} ms "
         f"({len(first.starts)} starts, {len(first.requeues) + len(first.notices)} preemptions)"
         f"; then p50 {statistics.median(times) * 1000:,.0f} ms, "
-        f"p99 {percentile(times, 99) * 1000:,.0f} ms over {repeat} steps; "
+        f"p99 {percentile(times, 99) * 1000:,.0f} ms (CPU p50 {statistics.median(cpu) * 1000:,.0f}"
+        f" ms) over {repeat} steps; "
         f"peak memory {peak_rss_mib():,.0f} MiB"
+    )
+
+
+class _Timed:
+    """Wall and CPU seconds of each timed step (CPU: this process only, so other work on
+    a shared machine does not count)."""
+
+    def __init__(self) -> None:
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    def step(self, scheduler: Scheduler, state: SchedulerState, now: float) -> Decisions:
+        wall, cpu = time.perf_counter(), time.process_time()
+        decisions = scheduler.step(state, now)
+        self.cpu.append(time.process_time() - cpu)
+        self.wall.append(time.perf_counter() - wall)
+        return decisions
+
+    def figures(self) -> str:
+        if not self.wall:
+            return "no steps"
+        wall = [t * 1000 for t in self.wall]
+        cpu = [t * 1000 for t in self.cpu]
+        return (
+            f"{len(wall)} steps, wall p50 {statistics.median(wall):,.1f} / p99 "
+            f"{percentile(wall, 99):,.1f} / max {max(wall):,.1f} ms, CPU p50 "
+            f"{statistics.median(cpu):,.1f} / p99 {percentile(cpu, 99):,.1f} / max "
+            f"{max(cpu):,.1f} ms"
+        )
+
+
+def steady(spec_text: str, queued: int, steps: int, before_steps: int, arrivals: int) -> None:
+    """The burst, its grace period, then steady steps; before and after on the same states."""
+    state, now = build(spec_text, queued, seed=7, submit=False)
+    share = state.cluster.total_gpus // 10
+    for tenant in ("t0", "t1", "t2", "t3"):
+        state.add_lease(LeaseGuarantee(f"lease-{tenant}", tenant, share, 0.0, 1e12))
+    rng = random.Random(11)
+    for i in range(queued):
+        state.submit(JobSpec(f"q-{i}", f"t{rng.randrange(8)}", rng.choice(SIZES), now))
+    gc.collect()
+    gc.freeze()  # as a long-lived leader would: the built state is not garbage
+    grace = 30.0
+    config = SchedulerConfig(preemption_grace_s=grace, explain=True)
+    policy = make_policy("default")
+    after = Scheduler(policy, config)
+    before = Scheduler(policy, replace(config, queue_index=False))
+    print(
+        f"steady state, {spec_text} ({state.cluster.total_gpus:,} GPUs), "
+        f"{len(state.running):,} running, {queued:,} queued at once (the burst), then "
+        f"{arrivals} arrivals and up to {arrivals} completions per simulated second; "
+        "4 leases of 10 %, reasons explained, grace 30 s, default policy:"
+    )
+    after.step(state, now)  # each builds its running-jobs index (a leader's first pass)
+    before.step(state, now)
+    now += 1.0
+    burst_before, burst_after = _Timed(), _Timed()
+    full = burst_before.step(before, state, now)
+    burst = burst_after.step(after, state, now)
+    same = full == burst
+    print(
+        f"  burst step: {len(burst.starts)} starts, "
+        f"{len(burst.notices) + len(burst.requeues)} preemptions, "
+        f"{len(burst.guaranteed_waiting):,} guaranteed jobs waiting; before "
+        f"{burst_before.wall[0] * 1000:,.0f} ms (CPU {burst_before.cpu[0] * 1000:,.0f}), after "
+        f"{burst_after.wall[0] * 1000:,.0f} ms (CPU {burst_after.cpu[0] * 1000:,.0f})"
+    )
+    apply_decisions(state, burst)
+    n = 0
+
+    def tick() -> None:
+        nonlocal now, n
+        now += 1.0
+        ending = rng.sample(sorted(state.running), min(arrivals, len(state.running)))
+        for job_id in ending:
+            if state.running[job_id].preempt_at is None:
+                state.stop(job_id, now, JobState.SUCCEEDED)
+        for _ in range(arrivals):
+            state.submit(JobSpec(f"s-{n}", f"t{rng.randrange(8)}", rng.choice(SIZES), now))
+            n += 1
+
+    aftermath = _Timed()
+    for _ in range(int(grace) + 1):  # the burst's grace period: its victims leave at the end
+        tick()
+        apply_decisions(state, aftermath.step(after, state, now))
+    print(f"  after, during the burst's grace period: {aftermath.figures()}")
+    timed_before, timed_after = _Timed(), _Timed()
+    starts = preemptions = 0
+    for i in range(steps):
+        tick()
+        if i < before_steps:
+            full = timed_before.step(before, state, now)
+        decisions = timed_after.step(after, state, now)
+        if i < before_steps:
+            same = same and full == decisions
+        starts += len(decisions.starts)
+        preemptions += len(decisions.notices) + len(decisions.requeues)
+        apply_decisions(state, decisions)
+    print(f"  steady, before (full walk): {timed_before.figures()}")
+    print(f"  steady, after (indexed):    {timed_after.figures()}")
+    print(
+        f"  steady steps: {starts:,} starts, {preemptions:,} preemptions; same decisions "
+        f"before and after on every step both ran: {same}; peak memory "
+        f"{peak_rss_mib():,.0f} MiB"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--mode", choices=("repeat", "steady", "both"), default="both")
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--racks", type=int, default=1389, help="steady mode: NVL72 racks")
+    parser.add_argument("--queued", type=int, default=100_000, help="steady mode")
+    parser.add_argument("--steps", type=int, default=120, help="steady mode: indexed steps")
+    parser.add_argument("--before-steps", type=int, default=5, help="steady: full-walk steps")
+    parser.add_argument("--arrivals", type=int, default=100, help="steady: jobs per second")
     args = parser.parse_args()
-    measure("32x18x4", 10_000, args.repeat)
-    measure("1389x18x4", 100_000, max(3, args.repeat // 4))
+    if args.mode in ("repeat", "both"):
+        measure("32x18x4", 10_000, args.repeat)
+        measure("1389x18x4", 100_000, max(3, args.repeat // 4))
+    if args.mode in ("steady", "both"):
+        steady(f"{args.racks}x18x4", args.queued, args.steps, args.before_steps, args.arrivals)
 
 
 if __name__ == "__main__":

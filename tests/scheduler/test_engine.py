@@ -69,7 +69,9 @@ def test_fifo_head_of_line_blocks_the_queue(
     decisions = run_step(scheduler("fifo"), state, 10.0)
     assert decisions.starts == []
     assert decisions.waiting == {
-        "head": WaitReason(WaitCode.NO_CAPACITY, "needs 8 GPUs; 4 are free on schedulable nodes"),
+        "head": WaitReason(
+            WaitCode.NO_CAPACITY, "needs 8 GPUs; not enough free GPUs on schedulable nodes"
+        ),
         "small": WaitReason(WaitCode.BLOCKED, "queued behind an earlier job that cannot start yet"),
     }
     # Once a finishes, the head starts first and the small job still waits behind it.
@@ -77,7 +79,9 @@ def test_fifo_head_of_line_blocks_the_queue(
     decisions = run_step(scheduler("fifo"), state, 20.0)
     assert started(decisions) == ["head"]
     assert decisions.waiting == {
-        "small": WaitReason(WaitCode.NO_CAPACITY, "needs 2 GPUs; 0 are free on schedulable nodes")
+        "small": WaitReason(
+            WaitCode.NO_CAPACITY, "needs 2 GPUs; not enough free GPUs on schedulable nodes"
+        )
     }
 
 
@@ -118,7 +122,9 @@ def test_easy_short_job_backfills_before_the_shadow_time(
     decisions = run_step(scheduler("easy"), state, 10.0)
     assert decisions.starts == [Start("short", ((1, 4), (2, 2)), True)]
     assert decisions.waiting == {
-        "head": WaitReason(WaitCode.NO_CAPACITY, "needs 10 GPUs; 8 are free on schedulable nodes")
+        "head": WaitReason(
+            WaitCode.NO_CAPACITY, "needs 10 GPUs; not enough free GPUs on schedulable nodes"
+        )
     }
 
 
@@ -377,7 +383,9 @@ def test_high_priority_never_preempts_a_non_preemptible_job(
     assert decisions.requeues == []
     assert decisions.notices == []
     assert decisions.waiting == {
-        "urgent": WaitReason(WaitCode.NO_CAPACITY, "needs 4 GPUs; 0 are free on schedulable nodes")
+        "urgent": WaitReason(
+            WaitCode.NO_CAPACITY, "needs 4 GPUs; not enough free GPUs on schedulable nodes"
+        )
     }
 
 
@@ -764,7 +772,9 @@ def test_down_node_gives_nothing_until_it_is_up(
     decisions = run_step(scheduler("fifo"), state, 6.0)
     assert decisions.starts == [Start("a", ((1, 4),), True)]
     assert decisions.waiting == {
-        "b": WaitReason(WaitCode.NO_CAPACITY, "needs 8 GPUs; 0 are free on schedulable nodes")
+        "b": WaitReason(
+            WaitCode.NO_CAPACITY, "needs 8 GPUs; not enough free GPUs on schedulable nodes"
+        )
     }
     state.set_node_state(0, NodeState.UP, 7.0)
     assert state.free_map().node_free == [4, 0]
@@ -786,7 +796,9 @@ def test_draining_node_receives_nothing_but_its_job_continues(
     # map, so it is not a useful victim either.
     assert decisions.empty
     assert decisions.waiting == {
-        "urgent": WaitReason(WaitCode.NO_CAPACITY, "needs 2 GPUs; 0 are free on schedulable nodes"),
+        "urgent": WaitReason(
+            WaitCode.NO_CAPACITY, "needs 2 GPUs; not enough free GPUs on schedulable nodes"
+        ),
         "b": WaitReason(WaitCode.BLOCKED, "queued behind an earlier job that cannot start yet"),
     }
     assert decisions.next_wakeup == 1000.0
@@ -959,7 +971,7 @@ def test_reasons_for_fifo_mix(
     decisions = run_step(scheduler("fifo"), state, 10.0)
     assert decisions.waiting == {
         "b": WaitReason(
-            WaitCode.NO_DOMAIN_BLOCK, "needs 16 GPUs in one rack; the largest free block is 12"
+            WaitCode.NO_DOMAIN_BLOCK, "needs 16 GPUs in one rack; no rack has that many free"
         ),
         "c": WaitReason(WaitCode.BLOCKED, "queued behind an earlier job that cannot start yet"),
     }

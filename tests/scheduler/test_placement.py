@@ -148,7 +148,7 @@ def test_gpus_per_node_counts_only_nodes_with_enough_free(job: MakeJob) -> None:
     free = free_map(cluster, [[8, 3, 3, 3]])
     reason = waited(place(job("a", 12, gpus_per_node=4), free))
     assert reason == WaitReason(
-        WaitCode.NO_NODES, "needs 3 nodes with 4 free GPUs each; only 1 such nodes"
+        WaitCode.NO_NODES, "needs 3 nodes with 4 free GPUs each; not enough are free"
     )
 
 
@@ -160,7 +160,7 @@ def test_gpus_per_node_across_racks(job: MakeJob) -> None:
     assert placement == ((0, 4), (2, 4))
     reason = waited(place(job("b", 8, gpus_per_node=4, topology="required"), free))
     assert reason == WaitReason(
-        WaitCode.NO_DOMAIN_BLOCK, "needs 8 GPUs in one rack; the largest free block is 4"
+        WaitCode.NO_DOMAIN_BLOCK, "needs 8 GPUs in one rack; no rack has that many free"
     )
 
 
@@ -190,8 +190,7 @@ def test_segments_that_do_not_fit(job: MakeJob) -> None:
     reason = waited(place(job("a", 12, segment=6), free))
     assert reason == WaitReason(
         WaitCode.NO_DOMAIN_BLOCK,
-        "needs 2 segments of 6 GPUs, each in one rack; free racks hold only 1 "
-        "(largest free block 6)",
+        "needs 2 segments of 6 GPUs, each in one rack; free racks do not hold that many",
     )
     # Segments of 4 fit: one per rack (6, 5 and 4 free each hold one segment).
     assert rack_totals(cluster, placed(place(job("b", 12, segment=4), free))) == {
@@ -233,7 +232,7 @@ def test_required_failure_says_what_is_missing(job: MakeJob) -> None:
     reason = waited(place(job("a", 64, topology="required"), free, domain=domain))
     assert reason == WaitReason(
         WaitCode.NO_DOMAIN_BLOCK,
-        "needs 64 GPUs in one NVLink domain; the largest free block is 40",
+        "needs 64 GPUs in one NVLink domain; no NVLink domain has that many free",
     )
 
 
@@ -262,7 +261,7 @@ def test_required_takes_one_rack_when_one_fits(job: MakeJob) -> None:
 def test_not_enough_gpus_at_all(job: MakeJob) -> None:
     free = free_map(GB200_2, [[4] * 10 + [0] * 8, [0] * 18])
     assert waited(place(job("a", 41), free)) == WaitReason(
-        WaitCode.NO_CAPACITY, "needs 41 GPUs; 40 are free on schedulable nodes"
+        WaitCode.NO_CAPACITY, "needs 41 GPUs; not enough free GPUs on schedulable nodes"
     )
 
 

@@ -343,10 +343,10 @@ def test_a_used_scheduler_decides_like_a_fresh_one(
 def test_the_queue_index_decides_like_the_full_walk(
     policy: str, data: st.DataObject, check_state_fn: CheckState, check_decisions_fn: CheckDecisions
 ) -> None:
-    """Without reasons to explain, the engine walks the queue through its kept index and
-    skips jobs whose shape is hopeless; a used one, a fresh one and one that ranks the whole
-    queue every step decide exactly the same (leases off half the time: the index is used
-    only without guarantees)."""
+    """The engine walks the queue through its kept index (tiers from its kept indexes when
+    leases exist, reasons resolved per run of jobs) and skips jobs whose shape is hopeless;
+    a used one, a fresh one and one that ranks the whole queue every step decide exactly
+    the same, reasons included (leases off half the time, reasons on half the time)."""
     scenario = data.draw(scenarios(policy, power_of_two=True))
     if data.draw(st.booleans()):
         scenario = replace(scenario, workload=replace(scenario.workload, leases=[]))
@@ -356,7 +356,7 @@ def test_the_queue_index_decides_like_the_full_walk(
         check_decisions_fn,
         compare_fresh=True,
         compare_full_walk=True,
-        explain=False,
+        explain=data.draw(st.booleans()),
     )
 
 

@@ -16,18 +16,31 @@ One pass:
    grace of its claim when it can (so a later claim's victims never delay it);
 4. ``next_wakeup`` is the earliest moment a decision could change without a new event
    (a grace period ends, a walltime expires, a running job's rank changes, a lease starts).
+
+Two walks, one visit. The *full walk* ranks every queued job (and, with leases, every
+running one: ``tiers.apply_tiers``) and visits them all. The *indexed walk* (greedy queueing, a
+``SplitKey`` policy; with leases also ``coarse_ordered``) takes the same decisions from
+indexes kept across steps, paying for what changed and for the jobs whose visit can change
+something: tiers from the kept indexes (``tiers.guaranteed``: guaranteed jobs visited
+first), borrowed jobs by a lazy merge of the queue groups that sets a hopeless shape aside
+whole, preemption candidates from a stream shared by the step (``tiers.CandidateList``).
+Reasons of jobs not visited are recorded per run of a queue group and resolved on read
+(``waiting.WaitingMap``); a job of a shape already hopeless in this walk waits for that
+shape's reason, in both walks, and reason texts carry no free-GPU counts, so a stored
+reason changes only when its meaning does. Invariant (differential property test): both
+walks return equal ``Decisions``, reasons included.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gpulease.domain.models import JobSpec, TopologyMode
 from gpulease.domain.states import JobState
-from gpulease.scheduler.backfill import Reservation, ends_before_shadow, may_backfill, reserve
+from gpulease.scheduler.backfill import ends_before_shadow, may_backfill, reserve
 from gpulease.scheduler.ordering import OrderContext, OrderingPolicy, Queueing, SplitKey
 from gpulease.scheduler.placement import (
     FreeMap,
@@ -37,11 +50,25 @@ from gpulease.scheduler.placement import (
     place,
     racks_spanned,
 )
+from gpulease.scheduler.pools import Pools
 from gpulease.scheduler.preemption import Ranked, choose_victims, usable
 from gpulease.scheduler.queue_index import QueueGroup, QueueIndex
-from gpulease.scheduler.quota import Tier, classify, guarantees_at, next_guarantee_change
+from gpulease.scheduler.quota import Tier, guarantees_at, next_guarantee_change
 from gpulease.scheduler.running_index import RunningIndex
 from gpulease.scheduler.state import JobRecord, SchedulerState
+from gpulease.scheduler.tiers import (
+    CandidateList,
+    apply_tiers,
+    guaranteed,
+    index_candidates,
+    tiered_candidates,
+)
+from gpulease.scheduler.waiting import (
+    WaitingMap,
+    preempting_reason,
+    reservation_reason,
+    short_reason,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +98,8 @@ class Decisions:
     notices: list[Preempt] = field(default_factory=list)  # grace period begins
     requeues: list[Preempt] = field(default_factory=list)  # stop now, back to the queue
     timeouts: list[str] = field(default_factory=list)  # walltime exceeded: fail now
-    waiting: dict[str, WaitReason] = field(default_factory=dict)
+    # why each queued job that does not start waits (resolved on demand: ``waiting``)
+    waiting: WaitingMap = field(default_factory=WaitingMap)
     guaranteed_waiting: list[str] = field(default_factory=list)  # queued within a guarantee
     # free GPUs promised this step to jobs waiting for preempted ones, with the number of
     # starts decided before the promise (what an observer needs to replay the free map)
@@ -88,7 +116,7 @@ class Decisions:
 @dataclass(frozen=True, slots=True)
 class SchedulerConfig:
     preemption_grace_s: float = 30.0
-    explain: bool = True  # fill Decisions.waiting for every queued job (costly at scale)
+    explain: bool = True  # fill Decisions.waiting for every queued job
     # Walk the queue through the kept QueueIndex when that cannot change a decision (see
     # Scheduler._fast_queue); False always ranks the whole queue (for comparisons).
     queue_index: bool = True
@@ -112,13 +140,20 @@ class Scheduler:
         policy = self.policy
         domain = _domain_word(state)
         schedulable = state.schedulable
-        pools = _Pools(state)
+        pools = Pools(state)
         self._index.sync(state, now)
 
         # 1. walltimes and grace periods (only jobs with a deadline are looked at)
         excluded: set[str] = set()  # running jobs that are not preemption candidates
-        for job_id in state.deadlines:
-            record = state.running[job_id]
+        live = state.running
+        due = now + 1e-9 * max(1.0, abs(now))  # far beyond any rounding of a deadline
+        ahead = math.inf  # the earliest deadline of a job that keeps running
+        for job_id, deadline in state.deadlines.items():
+            record = live[job_id]
+            if deadline > due and record.preempt_at is None:
+                # a walltime that cannot have passed: nothing to do (the usual case)
+                ahead = min(ahead, deadline)
+                continue
             walltime = record.spec.walltime
             gpus = usable(record.placement, schedulable)
             if walltime is not None and record.run_time_at(now) >= walltime:
@@ -127,10 +162,11 @@ class Scheduler:
             elif record.preempt_at is not None and record.preempt_at <= now:
                 decisions.requeues.append(Preempt(job_id, now, record.preempt_reason))
                 pools.release(gpus)
-            elif record.preempt_at is not None:
-                pools.release_later(gpus, record.preempt_at)
             else:
-                continue
+                ahead = min(ahead, deadline)
+                if record.preempt_at is None:
+                    continue
+                pools.release_later(gpus, record.preempt_at)
             excluded.add(job_id)
 
         # 2. ranks
@@ -145,15 +181,29 @@ class Scheduler:
         if self._fast_queue(guarantees):
             assert self._queue is not None
             self._queue.sync(state, now)
-            self._visit_merged(visit, ctx)
+            if guarantees:
+                split = self._split
+                assert split is not None
+                tiers = guaranteed(self._queue, self._index, state, guarantees, excluded, now)
+                queued = tiers.queued
+                visit.candidates = CandidateList(
+                    tiered_candidates(
+                        self._index, state, tiers.running, lambda t: split.tenant_key(t, ctx)
+                    ),
+                    excluded,
+                )
+                for ranked in queued:  # guaranteed jobs rank before every borrowed one
+                    visit.visit(ranked)
+            self._visit_merged(visit, ctx, {x.record.id for x in queued})
         else:
             queued = [self._rank(r, ctx) for r in state.queued.values()]
             if guarantees:
                 running = [
                     self._rank(r, ctx) for r in state.running.values() if r.id not in excluded
                 ]
-                queued, running = _apply_tiers(queued, running, guarantees, now)
-                visit.tiered = sorted(running, key=lambda x: (x.coarse, x.key), reverse=True)
+                queued, running = apply_tiers(queued, running, guarantees, now)
+                running.sort(key=lambda x: (x.coarse, x.key), reverse=True)
+                visit.candidates = CandidateList(iter(running), excluded)
             queued.sort(key=lambda x: x.key)
             # 3. visit the queue, best-ranked first
             for ranked in queued:
@@ -166,32 +216,33 @@ class Scheduler:
                 for x in queued
                 if x.tier is Tier.GUARANTEED and x.record.id not in started
             ]
-        decisions.next_wakeup = self._next_wakeup(state, decisions)
+        decisions.next_wakeup = self._next_wakeup(state, decisions, ahead)
         return decisions
 
     def _fast_queue(self, guarantees: dict[str, int]) -> bool:
         """May this step walk the queue through the index? Only where skipping a job cannot
-        change a decision: greedy queueing (no reservation, nothing blocks), no reasons to
-        write for every job, and no leases (tiers need every job ranked)."""
+        change a decision: greedy queueing (no reservation, nothing blocks); with leases,
+        only for a policy whose rank inside a tenant is its coarse key (``tiers``). Strict
+        and EASY queueing, and las-gang with leases, rank the whole queue every step."""
         return (
             self._queue is not None
             and self.config.queue_index
-            and not self.config.explain
-            and not guarantees
             and self.policy.queueing is Queueing.GREEDY
+            and (not guarantees or bool(getattr(self.policy, "coarse_ordered", False)))
         )
 
-    def _visit_merged(self, visit: _Visit, ctx: OrderContext) -> None:
-        """Visit queued jobs in rank order by merging the index's groups lazily.
+    def _visit_merged(self, visit: _Visit, ctx: OrderContext, skip: set[str]) -> None:
+        """Visit borrowed queued jobs in rank order by merging the index's groups lazily.
 
-        Exactly the full walk minus no-op visits: with ``explain`` off, a job whose shape is
-        already hopeless (and that cannot fit the free map, which only shrinks until the
-        hopeless set is cleared) has no effect, so a group whose shape turns hopeless is set
-        aside whole. When GPUs are released at once (no grace) the hopeless set is cleared
-        and the groups set aside come back from the first job ranked after the current one,
-        as the full walk would visit them. (Those visits should fail again: the preemptor's
-        victims were open to the job that made the shape hopeless. Emulating the full walk
-        exactly does not rely on that argument.)
+        Exactly the full walk minus no-op visits: a job whose shape is already hopeless (and
+        that cannot fit the free map, which only shrinks until the hopeless set is cleared)
+        only waits for its shape's reason, so a group whose shape turns hopeless is set
+        aside whole, its jobs recorded as one run of ``Decisions.waiting``. When GPUs are
+        released at once (no grace) the hopeless set is cleared and the groups set aside
+        come back from the first job ranked after the current one, as the full walk would
+        visit them. Once nothing is free or being released and no running job ranks below
+        the next job, every job left only waits: the walk stops. Jobs in ``skip`` (the
+        guaranteed ones, already visited) are passed over.
         """
         split = self._split
         assert self._queue is not None
@@ -202,11 +253,19 @@ class Scheduler:
         groups = self._queue.groups.values()
         pools = visit.pools
         free, soon = pools.free, pools.soon
+        explain = visit.explain
+        waiting = visit.decisions.waiting
+        waiting.skip = skip
+        hopeless = visit.hopeless
         if not free.total and not soon.total and groups:
             # A full site, nothing being released: only preemption could change anything,
             # and only for a job ranked above the worst running job.
             best = min(_group_shape(group, borrowed)[0] for group in groups)
             if not self._may_preempt_any(visit, best):
+                if explain:
+                    for group in groups:
+                        shape = _group_shape(group, borrowed)
+                        waiting.add_run(group.entries[:], _left_waiting(hopeless, shape))
                 return
         heap: list[_HeapItem] = []
         for group in groups:
@@ -218,8 +277,7 @@ class Scheduler:
             submit, seq, _ = group.entries[0]
             heap.append(((*prefix, submit, seq), 0, prefix, shape, group))
         heapq.heapify(heap)
-        hopeless = visit.hopeless
-        dropped: list[_HeapItem] = []
+        dropped: list[tuple[_HeapItem, WaitReason]] = []
         clears = visit.clears
         while heap:
             item = heap[0]
@@ -227,16 +285,20 @@ class Scheduler:
             if not free.total and not soon.total and not self._may_preempt_any(visit, shape[0]):
                 # Nothing free, nothing being released unclaimed, and no running job ranks
                 # below this one: every job left (ranked at least as low) only waits.
+                if explain:
+                    for _, pos, _, shape, group in heap:
+                        waiting.add_run(group.entries[pos:], _left_waiting(hopeless, shape))
                 break
             if shape in hopeless:
                 heapq.heappop(heap)
-                dropped.append(item)
+                dropped.append((item, hopeless[shape]))
                 continue
             entries = group.entries
-            # ``key`` is the rank key ``_rank`` gives (the SplitKey contract), ``shape[0]``
-            # its coarse key: no need to ask the policy again.
-            record = queued[entries[pos][2]]
-            visit.visit(Ranked(key, shape[0], Tier.BORROWED, record))
+            job_id = entries[pos][2]
+            if job_id not in skip:
+                # ``key`` is the rank key ``_rank`` gives (the SplitKey contract),
+                # ``shape[0]`` its coarse key: no need to ask the policy again.
+                visit.visit(Ranked(key, shape[0], Tier.BORROWED, queued[job_id]))
             pos += 1
             if pos < len(entries):
                 submit, seq, _ = entries[pos]
@@ -245,40 +307,27 @@ class Scheduler:
                 heapq.heappop(heap)
             if visit.clears != clears:
                 clears = visit.clears
-                for _, pos, prefix, shape, group in dropped:
+                for (_, pos, prefix, shape, group), reason in dropped:
                     entries = group.entries
-                    # the full walk passed these while their shape was hopeless: no-ops
+                    # the full walk passed these while their shape was hopeless: they wait
+                    start = pos
                     while pos < len(entries) and (*prefix, *entries[pos][:2]) < key:
                         pos += 1
+                    if explain:
+                        waiting.add_run(entries[start:pos], reason)
                     if pos < len(entries):
                         submit, seq, _ = entries[pos]
                         heapq.heappush(heap, ((*prefix, submit, seq), pos, prefix, shape, group))
                 dropped.clear()
+        if explain:
+            for (_, pos, _, _, group), reason in dropped:
+                waiting.add_run(group.entries[pos:], reason)
 
     def _may_preempt_any(self, visit: _Visit, coarse: tuple[float, ...]) -> bool:
         """Does some running job (not already leaving) rank below ``coarse``? If not,
         ``choose_victims`` stops at its first candidate for this job and every later one."""
-        excluded = visit.excluded
-        if visit.worst is None or visit.worst[0] != len(excluded):  # excluded only grows
-            found = next(iter(self._candidates(visit.state, visit.tiered, excluded)), None)
-            visit.worst = (len(excluded), None if found is None else found.coarse)
-        worst = visit.worst[1]
-        return worst is not None and worst > coarse
-
-    def _candidates(
-        self, state: SchedulerState, tiered: list[Ranked] | None, excluded: set[str]
-    ) -> Iterator[Ranked]:
-        """Running jobs that could be preempted, worst-ranked first."""
-        if tiered is not None:
-            yield from (x for x in tiered if x.record.id not in excluded)
-            return
-        borrowed = float(Tier.BORROWED)
-        for coarse, job_id in self._index.worst_first():
-            if job_id in excluded:
-                continue
-            record = state.running[job_id]
-            full = (borrowed, *coarse)
-            yield Ranked(full, full, Tier.BORROWED, record)
+        worst = visit.candidates.first()
+        return worst is not None and worst.coarse > coarse
 
     # ------------------------------------------------------------------ parts
     def _rank(self, record: JobRecord, ctx: OrderContext) -> Ranked:
@@ -305,18 +354,16 @@ class Scheduler:
 
     def _wait(self, decisions: Decisions, record: JobRecord, reason: WaitReason) -> None:
         if self.config.explain:
-            decisions.waiting[record.id] = reason
+            decisions.waiting.put(record.id, reason)
 
-    def _next_wakeup(self, state: SchedulerState, decisions: Decisions) -> float | None:
+    def _next_wakeup(
+        self, state: SchedulerState, decisions: Decisions, ahead: float
+    ) -> float | None:
         """The earliest moment a decision could change without a new event, as the state will
         be once ``decisions`` are applied: a grace period or walltime ends (this step's
         notices and starts included), a running job's rank changes, a lease starts or ends."""
         now = decisions.now
-        ended = set(decisions.timeouts) | {p.job_id for p in decisions.requeues}
-        wake = min(
-            (t for job_id, t in state.deadlines.items() if job_id not in ended),
-            default=math.inf,
-        )
+        wake = ahead  # deadlines of the jobs this step does not end
         for notice in decisions.notices:
             wake = min(wake, notice.at)
         queue_left = len(state.queued) - len(decisions.starts) + len(decisions.requeues) > 0
@@ -335,41 +382,6 @@ class Scheduler:
         if lease_change is not None:
             wake = min(wake, lease_change)
         return None if wake == math.inf else max(wake, now)
-
-
-def _apply_tiers(
-    queued: list[Ranked],
-    running: list[Ranked],
-    guarantees: dict[str, int],
-    now: float,
-) -> tuple[list[Ranked], list[Ranked]]:
-    everyone = sorted(queued + running, key=lambda x: x.key)
-    tiers = classify(
-        everyone,
-        guarantees,
-        tenant_of=lambda x: x.record.spec.tenant,
-        gpus_of=lambda x: x.record.spec.gpus,
-    )
-    tier_of = {x.record.id: tier for x, tier in zip(everyone, tiers, strict=True)}
-
-    def retier(x: Ranked) -> Ranked:
-        tier = tier_of[x.record.id]
-        coarse = (float(tier), *x.coarse[1:])
-        if tier is Tier.GUARANTEED:
-            # Every guaranteed job is owed its GPUs, so the order among them only decides
-            # who gets GPUs first: the oldest claim first (within a priority class), by the
-            # moment the job began to wait within its guarantee (``guaranteed_since``; a
-            # claim made in this step counts from now). Re-ranking by the policy each step
-            # would let a later claim take the GPUs an earlier one waits for (its victims'
-            # or a release it counted on) and cost it a second grace period.
-            record = x.record
-            since = record.guaranteed_since
-            claim = now if since is None else since
-            key = (float(tier), x.key[1], claim, record.spec.submit_time, float(record.seq))
-            return Ranked(key, coarse, tier, record)
-        return Ranked((float(tier), *x.key[1:]), coarse, tier, x.record)
-
-    return [retier(x) for x in queued], [retier(x) for x in running]
 
 
 # Stands for a reason nobody reads (``explain`` off): building the message costs time.
@@ -393,29 +405,10 @@ def _started_at(record: JobRecord, now: float) -> JobRecord:
     return copy
 
 
-def _short(gpus: int, free: int) -> WaitReason:
-    return WaitReason(
-        WaitCode.NO_CAPACITY, f"needs {gpus} GPUs; {free} are free on schedulable nodes"
-    )
-
-
-def _preempting_reason(gpus: int) -> WaitReason:
-    return WaitReason(
-        WaitCode.PREEMPTING,
-        f"{gpus} GPUs are being released by preempted jobs (grace period running)",
-    )
-
-
-def _reservation_reason(reservation: Reservation) -> WaitReason:
-    when = (
-        "an unknown time"
-        if math.isinf(reservation.shadow_time)
-        else (f"t={reservation.shadow_time:.0f}s")
-    )
-    return WaitReason(
-        WaitCode.RESERVATION,
-        f"would delay the job at the head of the queue, which holds a reservation from {when}",
-    )
+def _left_waiting(hopeless: dict[_Shape, WaitReason], shape: _Shape) -> WaitReason:
+    """The reason of a job the walk no longer needs to visit (nothing free, nothing to
+    preempt): its shape's reason if the shape is hopeless, else not enough free GPUs."""
+    return hopeless.get(shape) or short_reason(shape[1])
 
 
 # (coarse rank key, GPUs, GPUs per node, segment, topology mode): what ``hopeless`` holds
@@ -435,7 +428,7 @@ class _Visit:
         scheduler: Scheduler,
         state: SchedulerState,
         decisions: Decisions,
-        pools: _Pools,
+        pools: Pools,
         excluded: set[str],
         now: float,
         domain: str,
@@ -447,18 +440,18 @@ class _Visit:
         self.excluded = excluded
         self.now = now
         self.domain = domain
-        self.tiered: list[Ranked] | None = None  # running jobs, worst first, when leases exist
+        # running jobs that could be preempted, worst first (tiered when leases exist)
+        self.candidates = CandidateList(index_candidates(scheduler._index, state), excluded)
         self.blocked: WaitReason | None = None
         # tenants whose job blocks the queue (strict) or holds the EASY reservation: their
         # later jobs wait behind it; other tenants' guaranteed jobs do not (``_held_back``)
         self.holders: set[str] = set()
         # Shapes (coarse rank + request) that found neither released GPUs nor victims since
-        # the free map last grew: a later job of the same shape cannot do better.
-        self.hopeless: set[_Shape] = set()
+        # the free map last grew, with the reason they got: a later job of the same shape
+        # cannot do better, and waits for the same reason.
+        self.hopeless: dict[_Shape, WaitReason] = {}
         self.clears = 0  # times ``hopeless`` was emptied because the free map grew
         self.explain = scheduler.config.explain
-        # (size of ``excluded`` when computed, coarse key of the worst preemption candidate)
-        self.worst: tuple[int, tuple[float, ...] | None] | None = None
 
     def _held_back(self, ranked: Ranked) -> bool:
         """Does a blocked queue head or the EASY reservation hold this job back? Not when
@@ -499,8 +492,8 @@ class _Visit:
         for at in pools.release_times(record.spec.gpus):
             if at >= ready:
                 break
-            early, merged = pools.released_by(at)
-            sooner = self._plan(record.spec, early, merged)
+            with pools.released_by(at) as (early, merged):
+                sooner = self._plan(record.spec, early, merged)
             if sooner is not None:
                 return sooner, at
         return plan, math.inf
@@ -519,25 +512,6 @@ class _Visit:
         if self.blocked is not None and held_back:
             scheduler._wait(decisions, record, self.blocked)
             return
-        free = pools.free
-        outcome: Placement | WaitReason
-        if free.total >= spec.gpus:
-            outcome = place(spec, free, domain=domain, keep_blocks=scheduler.config.keep_blocks)
-        elif self.explain:
-            outcome = _short(spec.gpus, free.total)
-        else:
-            outcome = _UNEXPLAINED
-        if not isinstance(outcome, WaitReason):
-            reservation = pools.reservation
-            if reservation is not None and held_back:
-                held = may_backfill(spec, reservation, now, domain=domain)
-                if held is None and not ends_before_shadow(spec, reservation, now):
-                    scheduler._wait(decisions, record, _reservation_reason(reservation))
-                    return
-                outcome = held or outcome
-            pools.claim(outcome)
-            scheduler._start(decisions, ranked, outcome)
-            return
         topology = spec.topology
         shape: _Shape = (
             ranked.coarse,
@@ -546,8 +520,29 @@ class _Visit:
             topology.segment,
             topology.mode,
         )
-        if shape in self.hopeless and policy.queueing is Queueing.GREEDY:
-            scheduler._wait(decisions, record, outcome)
+        hopeless = self.hopeless.get(shape)
+        if hopeless is not None and policy.queueing is Queueing.GREEDY:
+            # The free map only shrank since a job of this shape failed: so would this one.
+            scheduler._wait(decisions, record, hopeless)
+            return
+        free = pools.free
+        outcome: Placement | WaitReason
+        if free.total >= spec.gpus:
+            outcome = place(spec, free, domain=domain, keep_blocks=scheduler.config.keep_blocks)
+        elif self.explain:
+            outcome = short_reason(spec.gpus)
+        else:
+            outcome = _UNEXPLAINED
+        if not isinstance(outcome, WaitReason):
+            reservation = pools.reservation
+            if reservation is not None and held_back:
+                held = may_backfill(spec, reservation, now, domain=domain)
+                if held is None and not ends_before_shadow(spec, reservation, now):
+                    scheduler._wait(decisions, record, reservation_reason(reservation))
+                    return
+                outcome = held or outcome
+            pools.claim(outcome)
+            scheduler._start(decisions, ranked, outcome)
             return
         # Not placeable on free GPUs: GPUs about to be released by preempted jobs?
         state = self.state
@@ -560,18 +555,17 @@ class _Visit:
             if later is not None:
                 self._earmark(later, by)
                 if self.explain:
-                    scheduler._wait(decisions, record, _preempting_reason(spec.gpus))
+                    scheduler._wait(decisions, record, preempting_reason(spec.gpus))
                 return
         # Preempt worse-ranked work? With a grace period the job waits for its victims
         # anyway, so GPUs already being released (and not earmarked) count with theirs.
         excluded = self.excluded
         schedulable = state.schedulable
         grace = scheduler.config.preemption_grace_s
-        candidates = scheduler._candidates(state, self.tiered, excluded)
         found = choose_victims(
             spec,
             ranked,
-            candidates,
+            self.candidates,
             pools.merged() if grace > 0 and soon.total else free,
             schedulable,
             policy_preemptive=policy.preemptive,
@@ -592,9 +586,9 @@ class _Visit:
             else:
                 pools.release_later(gain, now + grace)
                 self._earmark(planned)
-                scheduler._wait(decisions, record, _preempting_reason(spec.gpus))
+                scheduler._wait(decisions, record, preempting_reason(spec.gpus))
             return
-        self.hopeless.add(shape)
+        self.hopeless[shape] = outcome
         scheduler._wait(decisions, record, outcome)
         if policy.queueing is Queueing.STRICT:
             self.holders.add(spec.tenant)
@@ -606,145 +600,6 @@ class _Visit:
             live = [r for r in state.running.values() if r.id not in excluded]
             pools.reservation = reserve(spec, free, live, schedulable, domain=domain)
             self.holders.add(spec.tenant)
-
-
-class _Pools:
-    """A step's scratch capacity: ``free`` GPUs, ``soon`` (held by jobs in a grace period),
-    their sum (built on first use, then kept up to date by every change), and the EASY
-    reservation's ``held`` view. Every change goes through a method so the views never
-    disagree (a GPU is promised at most once per step)."""
-
-    def __init__(self, state: SchedulerState) -> None:
-        self.free = state.free_map()
-        cluster = state.cluster
-        self.soon = FreeMap.of(cluster, [0] * len(cluster.nodes), [0] * len(cluster.racks), 0)
-        self.reservation: Reservation | None = None
-        self._merged: FreeMap | None = None
-        # ``soon`` GPUs by node (every node that held some this step) and release time,
-        # not yet earmarked; and their totals by release time
-        self._parts: dict[int, dict[float, int]] = {}
-        self._count_at: dict[float, int] = {}
-
-    def merged(self) -> FreeMap:
-        if self._merged is None:
-            free, soon = self.free, self.soon
-            merged = free.copy()
-            merged.give((node, soon.node_free[node]) for node in self._parts)
-            self._merged = merged
-        return self._merged
-
-    def release(self, gpus: list[tuple[int, int]]) -> None:
-        """GPUs free now (a timeout, an immediate requeue)."""
-        self.free.give(gpus)
-        if self._merged is not None:
-            self._merged.give(gpus)
-        if self.reservation is not None:
-            self.reservation.held.give(gpus)
-
-    def release_later(self, gpus: list[tuple[int, int]], at: float) -> None:
-        """GPUs a job in its grace period releases at ``at``."""
-        parts, counts = self._parts, self._count_at
-        for node, count in gpus:
-            by_time = parts.setdefault(node, {})
-            by_time[at] = by_time.get(at, 0) + count
-            counts[at] = counts.get(at, 0) + count
-        self.soon.give(gpus)
-        if self._merged is not None:
-            self._merged.give(gpus)
-
-    def release_times(self, need: int) -> list[float]:
-        """Times at which GPUs held by jobs in a grace period come free, earliest first,
-        from the first by which they and the free GPUs add up to ``need``."""
-        have = self.free.total
-        times: list[float] = []
-        for at in sorted(t for t, count in self._count_at.items() if count > 0):
-            have += self._count_at[at]
-            if times or have >= need:
-                times.append(at)
-        return times
-
-    def _soon_taken(self, node: int, count: int, by: float) -> list[tuple[float, int]]:
-        """The ``soon`` GPUs of ``node`` an earmark of ``count`` takes, earliest release
-        first, only those released by ``by``: ``[(time, GPUs), ...]``."""
-        taken: list[tuple[float, int]] = []
-        for at in sorted(self._parts.get(node, ())):
-            if count <= 0 or at > by:
-                break
-            got = min(count, self._parts[node][at])
-            if got:
-                taken.append((at, got))
-                count -= got
-        return taken
-
-    def ready_at(self, placement: Placement) -> float:
-        """When the ``soon`` GPUs an earmark of ``placement`` takes are all released (-inf:
-        none): the latest release among them."""
-        return max(
-            (at for node, count in placement for at, _ in self._soon_taken(node, count, math.inf)),
-            default=-math.inf,
-        )
-
-    def released_by(self, at: float) -> tuple[FreeMap, FreeMap]:
-        """The ``soon`` GPUs released by ``at``, and those plus the free ones (views:
-        ``soon`` and ``merged()`` themselves when no release comes later, the usual case)."""
-        if not any(count > 0 and t > at for t, count in self._count_at.items()):
-            return self.soon, self.merged()
-        late = tuple(
-            (node, sum(c for t, c in by_time.items() if t > at))
-            for node, by_time in self._parts.items()
-            if any(c > 0 and t > at for t, c in by_time.items())
-        )
-        early, merged = self.soon.copy(), self.merged().copy()
-        early.take(late)
-        merged.take(late)
-        return early, merged
-
-    def claim(self, placement: Placement) -> None:
-        """Free GPUs handed to a job starting now."""
-        self.free.take(placement)
-        if self._merged is not None:
-            self._merged.take(placement)
-        self._hold(placement)
-
-    def earmark(self, placement: Placement, by: float = math.inf) -> Placement:
-        """Hold a waiting job's planned GPUs: on each node, GPUs being released by ``by``
-        (earliest first), then free ones (which it returns), then later releases (a plan
-        made on :meth:`released_by` ``(by)`` needs none of those)."""
-        free = self.free
-        from_free: list[tuple[int, int]] = []
-        for node, count in placement:
-            rest = count - self._take_soon(node, count, by)
-            now_free = min(rest, free.node_free[node])
-            if now_free:
-                free.take(((node, now_free),))
-                from_free.append((node, now_free))
-            self._take_soon(node, rest - now_free, math.inf)
-        if self._merged is not None:
-            self._merged.take(placement)
-        promised = tuple(from_free)
-        self._hold(promised)
-        return promised
-
-    def _take_soon(self, node: int, count: int, by: float) -> int:
-        """Earmark up to ``count`` of ``node``'s GPUs being released by ``by``, earliest
-        first; returns how many."""
-        taken = 0
-        for at, got in self._soon_taken(node, count, by):
-            self._parts[node][at] -= got
-            self._count_at[at] -= got
-            taken += got
-        if taken:
-            self.soon.take(((node, taken),))
-        return taken
-
-    def _hold(self, placement: Placement) -> None:
-        if self.reservation is None:
-            return
-        held = self.reservation.held
-        for node, count in placement:
-            take = min(count, held.node_free[node])
-            if take:
-                held.take(((node, take),))
 
 
 def _domain_word(state: SchedulerState) -> str:

@@ -27,7 +27,7 @@ import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 from gpulease.domain.errors import InvalidRequest
 from gpulease.scheduler.state import JobRecord
@@ -95,12 +95,19 @@ class SplitKey(Protocol):
     def tenant_key(self, tenant: str, ctx: OrderContext) -> tuple[float, ...]: ...
 
 
+# A policy may also say ``coarse_ordered = True``: its ``queued_key`` is its ``preempt_key``
+# (for running jobs too), so inside one tenant jobs rank by ``(-priority, *preempt_key,
+# submit, seq)``. With leases, the engine then computes tiers from its kept indexes
+# (``tiers``) instead of ranking every job; without the flag it ranks the whole queue.
+
+
 @dataclass(frozen=True, slots=True)
 class Fifo:
     name: str = "fifo"
     preemptive: bool = False
     queueing: Queueing = Queueing.STRICT
     needs_usage: bool = False
+    coarse_ordered: ClassVar[bool] = True
 
     def key(self, job: JobRecord, ctx: OrderContext) -> tuple[float, ...]:
         return ()
@@ -138,6 +145,7 @@ class Las:
     preemptive: bool = True
     queueing: Queueing = Queueing.GREEDY
     needs_usage: bool = False
+    coarse_ordered: ClassVar[bool] = True
 
     def level(self, job: JobRecord, now: float) -> int:
         return bisect.bisect_right(self.limits, _settled(job.attained_at(now)))
@@ -180,6 +188,7 @@ class LasGang(Las):
 
     limits: Sequence[float] = LAS_GANG_LIMITS
     name: str = "las-gang"
+    coarse_ordered: ClassVar[bool] = False  # gang size and service rank inside a level
 
     def key(self, job: JobRecord, ctx: OrderContext) -> tuple[float, ...]:
         return self.queued_key(job, ctx.now)
@@ -197,6 +206,7 @@ class FairShare:
     preemptive: bool = False
     queueing: Queueing = Queueing.GREEDY
     needs_usage: bool = True
+    coarse_ordered: ClassVar[bool] = True  # the key is the tenant's: one value per tenant
 
     def key(self, job: JobRecord, ctx: OrderContext) -> tuple[float, ...]:
         return self.tenant_key(job.spec.tenant, ctx)
@@ -224,6 +234,10 @@ class LasFairShare:
     preemptive: bool = True
     queueing: Queueing = Queueing.GREEDY
     needs_usage: bool = True
+
+    @property
+    def coarse_ordered(self) -> bool:
+        return bool(getattr(self.las, "coarse_ordered", False))
 
     def key(self, job: JobRecord, ctx: OrderContext) -> tuple[float, ...]:
         return self.las.key(job, ctx) + self.share.key(job, ctx)

@@ -52,15 +52,21 @@ class WaitReason:
 
 
 class FreeMap:
-    """Free GPUs per node (0 for nodes that are not schedulable) and per rack."""
+    """Free GPUs per node (0 for nodes that are not schedulable) and per rack.
 
-    __slots__ = ("cluster", "node_free", "rack_free", "total")
+    A best-fit index by free capacity (``_by_cap[c]``: a bit per rack holding exactly
+    ``c`` free GPUs) is built on the first :func:`smallest_rack` query and then kept up to
+    date by :meth:`take` / :meth:`give`, so a best-fit rack costs O(rack size), not a scan
+    of every rack."""
+
+    __slots__ = ("_by_cap", "cluster", "node_free", "rack_free", "total")
 
     def __init__(self, cluster: Cluster, node_free: list[int]) -> None:
         self.cluster = cluster
         self.node_free = node_free
         self.rack_free = [sum(node_free[n] for n in rack.nodes) for rack in cluster.racks]
         self.total = sum(self.rack_free)
+        self._by_cap: list[int] | None = None
 
     @classmethod
     def of(
@@ -72,24 +78,59 @@ class FreeMap:
         made.node_free = node_free
         made.rack_free = rack_free
         made.total = total
+        made._by_cap = None
         return made
 
     def copy(self) -> FreeMap:
-        return FreeMap.of(self.cluster, list(self.node_free), list(self.rack_free), self.total)
+        made = FreeMap.of(self.cluster, list(self.node_free), list(self.rack_free), self.total)
+        if self._by_cap is not None:
+            made._by_cap = list(self._by_cap)
+        return made
 
     def take(self, placement: Placement) -> None:
         nodes = self.cluster.nodes
+        rack_free, by_cap = self.rack_free, self._by_cap
         for node, count in placement:
             self.node_free[node] -= count
-            self.rack_free[nodes[node].rack] -= count
+            rack = nodes[node].rack
+            before = rack_free[rack]
+            rack_free[rack] = before - count
             self.total -= count
+            if by_cap is not None and count:
+                bit = 1 << rack
+                by_cap[before] ^= bit
+                by_cap[before - count] |= bit
 
     def give(self, placement: Iterable[tuple[int, int]]) -> None:
         nodes = self.cluster.nodes
+        rack_free, by_cap = self.rack_free, self._by_cap
         for node, count in placement:
             self.node_free[node] += count
-            self.rack_free[nodes[node].rack] += count
+            rack = nodes[node].rack
+            before = rack_free[rack]
+            rack_free[rack] = before + count
             self.total += count
+            if by_cap is not None and count:
+                bit = 1 << rack
+                by_cap[before] ^= bit
+                if before + count >= len(by_cap):
+                    by_cap.extend([0] * (before + count + 1 - len(by_cap)))
+                by_cap[before + count] |= bit
+
+    def smallest_rack(self, need: int) -> int:
+        """The rack with the least free GPUs that still has ``need``, lowest index first
+        among equals, or -1: ``_smallest_fitting`` over every rack, from the index."""
+        by_cap = self._by_cap
+        if by_cap is None:
+            by_cap = [0] * (max(self.rack_free, default=0) + 1)
+            for rack, cap in enumerate(self.rack_free):
+                by_cap[cap] |= 1 << rack
+            self._by_cap = by_cap
+        for cap in range(max(need, 0), len(by_cap)):
+            mask = by_cap[cap]
+            if mask:
+                return (mask & -mask).bit_length() - 1
+        return -1
 
 
 def _choose_bins(caps: Sequence[tuple[int, int]], need: int) -> list[tuple[int, int]] | None:
@@ -191,7 +232,7 @@ def _around_blocks(
 ) -> list[tuple[int, int]] | None:
     """Racks (fewest, best fit) holding no free ``block`` that can take ``gpus`` between
     them, when the one-rack best fit would break that rack's last block; else None."""
-    one = _smallest_fitting(range(len(caps)), caps, gpus)
+    one = _best_rack(free, caps, gpus)
     if one < 0:
         return None  # no single rack fits: the job spans racks anyway
     whole = _whole_node_gpus(free, one)
@@ -227,50 +268,54 @@ def place(
     """
     gpus = job.gpus
     if free.total < gpus:
-        have = "are installed" if empty_site else "are free on schedulable nodes"
-        return WaitReason(WaitCode.NO_CAPACITY, f"needs {gpus} GPUs; {free.total} {have}")
+        if empty_site:
+            message = f"needs {gpus} GPUs; {free.total} are installed"
+            return WaitReason(WaitCode.NO_CAPACITY, message)
+        return WaitReason(WaitCode.NO_CAPACITY, short_message(gpus))
     gpn = job.gpus_per_node
+    topology = job.topology
+    if (
+        gpn is None
+        and topology.segment is None
+        and topology.mode is not TopologyMode.REQUIRED
+        and not keep_blocks
+    ):  # the common request: the best-fit rack from the index when one holds the job
+        one = free.smallest_rack(gpus)
+        if one >= 0:
+            nodes = _nodes_in_rack(free, one, gpus, None)
+            nodes.sort()
+            return tuple(nodes)
     caps = rack_capacity(free, gpn)
     if gpn is not None and sum(caps) < gpus:
-        what, only = ("GPUs", "the site has only") if empty_site else ("free GPUs", "only")
-        return WaitReason(
-            WaitCode.NO_NODES,
-            f"needs {gpus // gpn} nodes with {gpn} {what} each; {only} {sum(caps) // gpn} "
-            "such nodes",
-        )
+        if empty_site:
+            message = (
+                f"needs {gpus // gpn} nodes with {gpn} GPUs each; the site has only "
+                f"{sum(caps) // gpn} such nodes"
+            )
+        else:
+            message = f"needs {gpus // gpn} nodes with {gpn} free GPUs each; not enough are free"
+        return WaitReason(WaitCode.NO_NODES, message)
     segment = rack_piece(job)
     if segment is not None:
-        # Ties in whole segments go to the rack with the least capacity left (best fit).
-        per_rack = sorted(
-            ((r, cap // segment) for r, cap in enumerate(caps) if cap >= segment),
-            key=lambda rc: caps[rc[0]],
-        )
-        chosen = _choose_bins(per_rack, gpus // segment)
+        chosen: list[tuple[int, int]] | None
+        if segment == gpus and caps is free.rack_free:
+            one = free.smallest_rack(gpus)  # one segment: the best-fit rack, from the index
+            chosen = None if one < 0 else [(one, 1)]
+        else:
+            # Ties in whole segments go to the rack with the least capacity left (best fit).
+            per_rack = sorted(
+                ((r, cap // segment) for r, cap in enumerate(caps) if cap >= segment),
+                key=lambda rc: caps[rc[0]],
+            )
+            chosen = _choose_bins(per_rack, gpus // segment)
         if chosen is None:
-            largest = max(caps, default=0)
-            if segment == gpus:
-                biggest = (
-                    f"the largest holds {largest} GPUs"
-                    if empty_site
-                    else f"the largest free block is {largest}"
-                )
-                message = f"needs {gpus} GPUs in one {domain}; {biggest}"
-            else:
-                fit = sum(c for _, c in per_rack)
-                hold = (
-                    f"{domain}s hold only {fit} (the largest holds {largest})"
-                    if empty_site
-                    else f"free {domain}s hold only {fit} (largest free block {largest})"
-                )
-                message = (
-                    f"needs {gpus // segment} segments of {segment} GPUs, each in one "
-                    f"{domain}; {hold}"
-                )
-            return WaitReason(WaitCode.NO_DOMAIN_BLOCK, message)
+            return WaitReason(
+                WaitCode.NO_DOMAIN_BLOCK, _block_message(gpus, segment, caps, domain, empty_site)
+            )
         rack_gpus = [(r, units * segment) for r, units in chosen]
     elif keep_blocks and (around := _around_blocks(free, caps, gpus, gpn, keep_blocks)):
         rack_gpus = around
-    elif (one := _smallest_fitting(range(len(caps)), caps, gpus)) >= 0:
+    elif (one := _best_rack(free, caps, gpus)) >= 0:
         rack_gpus = [(one, gpus)]
     else:
         chosen_gpus = _choose_bins([(r, c) for r, c in enumerate(caps) if c > 0], gpus)
@@ -283,6 +328,40 @@ def place(
     return tuple(result)
 
 
+def short_message(gpus: int) -> str:
+    """Why a job of ``gpus`` GPUs waits when fewer are free: no count that moves with every
+    start, so the text of a waiting job's reason changes only when its meaning does."""
+    return f"needs {gpus} GPUs; not enough free GPUs on schedulable nodes"
+
+
+def _block_message(
+    gpus: int, segment: int, caps: Sequence[int], domain: str, empty_site: bool
+) -> str:
+    if not empty_site:  # no free-GPU counts: they move with every start
+        if segment == gpus:
+            return f"needs {gpus} GPUs in one {domain}; no {domain} has that many free"
+        return (
+            f"needs {gpus // segment} segments of {segment} GPUs, each in one {domain}; "
+            f"free {domain}s do not hold that many"
+        )
+    largest = max(caps, default=0)
+    if segment == gpus:
+        return f"needs {gpus} GPUs in one {domain}; the largest holds {largest} GPUs"
+    fit = sum(c // segment for c in caps if c >= segment)
+    return (
+        f"needs {gpus // segment} segments of {segment} GPUs, each in one {domain}; "
+        f"{domain}s hold only {fit} (the largest holds {largest})"
+    )
+
+
+def _best_rack(free: FreeMap, caps: Sequence[int], need: int) -> int:
+    """``_smallest_fitting`` over every rack: from the map's index when ``caps`` is its own
+    rack list, else by a scan."""
+    if caps is free.rack_free:
+        return free.smallest_rack(need)
+    return _smallest_fitting(range(len(caps)), caps, need)
+
+
 def never_fits(job: JobSpec, cluster: Cluster, *, domain: str = "rack") -> WaitReason | None:
     """Why ``job`` could not run even on an empty cluster, or None if it could."""
     empty = FreeMap(cluster, [n.gpus for n in cluster.nodes])
@@ -293,6 +372,8 @@ def never_fits(job: JobSpec, cluster: Cluster, *, domain: str = "rack") -> WaitR
 
 
 def racks_spanned(cluster: Cluster, placement: Placement) -> int:
+    if len(placement) == 1:
+        return 1
     return len({cluster.nodes[node].rack for node, _ in placement})
 
 

@@ -7,9 +7,11 @@ Rules (``may_preempt``), for a preemptor P and a running job V ranked below P:
   same class under a preemptive ordering policy (LAS).
 
 Victim choice (``choose_victims``): candidates are taken worst-ranked first and added to a
-trial free map until the preemptor can be placed; victims whose GPUs the resulting placement
-does not touch are then released from the list. The preempted get a grace period (the
-driver's notice) before their GPUs are taken.
+trial free map (an overlay on the step's own map, restored before returning) until the
+preemptor can be placed; victims whose GPUs the resulting placement does not touch are then
+released from the list. The preempted get a grace period (the driver's notice) before their
+GPUs are taken. The engine hands each call a stream that skips victims already chosen in
+the step once (``candidates.CandidateList``), not at every call.
 """
 
 from __future__ import annotations
@@ -68,27 +70,31 @@ def choose_victims(
 ) -> tuple[list[Ranked], Placement] | None:
     """Victims (worst first) whose GPUs, with ``free``, let ``job`` be placed; else None.
 
-    ``candidates`` come worst-ranked (coarse key) first. ``free`` is not modified.
+    ``candidates`` come worst-ranked (coarse key) first. ``free`` is left as it was: the
+    trial lends each candidate's GPUs to ``free`` itself and takes them back before
+    returning (an overlay costing O(victims' GPUs), instead of a copy of the site per call).
     """
-    trial: FreeMap | None = None  # copied on the first eligible victim only
+    lent: list[tuple[int, int]] = []
     chosen: list[Ranked] = []
     outcome: Placement | WaitReason | None = None
-    for candidate in candidates:
-        if candidate.coarse <= preemptor.coarse:
-            break  # the rest rank at least as high as the preemptor
-        if not may_preempt(preemptor, candidate, policy_preemptive=policy_preemptive):
-            continue
-        gain = usable(candidate.record.placement, schedulable)
-        if not gain:
-            continue
-        if trial is None:
-            trial = free.copy()
-        trial.give(gain)
-        chosen.append(candidate)
-        if trial.total >= job.gpus:
-            outcome = place(job, trial, domain=domain)
-            if not isinstance(outcome, WaitReason):
-                break
+    try:
+        for candidate in candidates:
+            if candidate.coarse <= preemptor.coarse:
+                break  # the rest rank at least as high as the preemptor
+            if not may_preempt(preemptor, candidate, policy_preemptive=policy_preemptive):
+                continue
+            gain = usable(candidate.record.placement, schedulable)
+            if not gain:
+                continue
+            free.give(gain)
+            lent.extend(gain)
+            chosen.append(candidate)
+            if free.total >= job.gpus:
+                outcome = place(job, free, domain=domain)
+                if not isinstance(outcome, WaitReason):
+                    break
+    finally:
+        free.take(tuple(lent))
     if outcome is None or isinstance(outcome, WaitReason):
         return None
     used_nodes = {node for node, _ in outcome}

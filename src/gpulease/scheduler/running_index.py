@@ -6,7 +6,10 @@ Both are pure functions of the state and ``now``; recomputing them is O(running 
 step, which dominates a 2,304-GPU simulation. This index keeps them incrementally:
 * a sorted list of ``(coarse key, submit, seq, job)``; the coarse key is
   ``(-priority, *policy.preempt_key)``, constant until the policy says it changes;
-* a heap of ``(moment of next key change, seq, job, run start)``.
+* a heap of ``(moment of next key change, seq, job, run start)``;
+* the same jobs by tenant (``by_tenant``: ``(coarse, submit, seq, job id, GPUs)``, sorted
+  the same way): the engine's tiers walk a leased tenant's jobs in rank order from them,
+  and merge them into the preemption order when leases exist (``tiers``).
 :meth:`sync` brings it up to date from the state's change journal
 (``SchedulerState.changed_since``): work only for the jobs that started, stopped or changed
 rank since the last step (a different state object is indexed from scratch). Invariant
@@ -34,6 +37,9 @@ class RunningIndex:
         self._policy = policy
         self._sorted: SortedList = SortedList()
         self._entries: dict[str, tuple[Entry, float | None]] = {}  # job -> (entry, run start)
+        # tenant -> its running jobs' (coarse, submit, seq, job id, GPUs), sorted
+        self.by_tenant: dict[str, SortedList] = {}
+        self._owner: dict[str, tuple[str, int]] = {}  # job -> (tenant, GPUs)
         self._changes: list[tuple[float, int, str, float | None]] = []
         self._state: weakref.ref[SchedulerState] | None = None
         self._count = 0
@@ -47,6 +53,8 @@ class RunningIndex:
         if tracked is not state:
             self._sorted.clear()
             self._entries.clear()
+            self.by_tenant.clear()
+            self._owner.clear()
             self._changes.clear()
             for started in running.values():
                 self._add(started, now)
@@ -86,10 +94,19 @@ class RunningIndex:
         for coarse, _, _, job_id in reversed(self._sorted):
             yield coarse, job_id
 
+    def entry(self, job_id: str) -> Entry:
+        return self._entries[job_id][0]
+
     def _add(self, record: JobRecord, now: float) -> None:
-        entry: Entry = (self.coarse(record, now), record.spec.submit_time, record.seq, record.id)
+        spec = record.spec
+        entry: Entry = (self.coarse(record, now), spec.submit_time, record.seq, record.id)
         self._sorted.add(entry)
         self._entries[record.id] = (entry, record.run_start)
+        mine = self.by_tenant.get(spec.tenant)
+        if mine is None:
+            mine = self.by_tenant[spec.tenant] = SortedList()
+        mine.add((*entry, spec.gpus))
+        self._owner[record.id] = (spec.tenant, spec.gpus)
         moment = self._policy.next_key_change(record, now)
         if moment is not None and moment > now:
             heapq.heappush(self._changes, (moment, record.seq, record.id, record.run_start))
@@ -97,3 +114,8 @@ class RunningIndex:
     def _remove(self, job_id: str) -> None:
         entry, _ = self._entries.pop(job_id)
         self._sorted.remove(entry)
+        tenant, gpus = self._owner.pop(job_id)
+        mine = self.by_tenant[tenant]
+        mine.remove((*entry, gpus))
+        if not mine:
+            del self.by_tenant[tenant]

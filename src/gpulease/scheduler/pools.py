@@ -1,0 +1,206 @@
+"""A step's scratch capacity: free GPUs, GPUs being released, the EASY reservation's view.
+
+Design. :class:`Pools` holds ``free`` GPUs, ``soon`` (held by jobs in a grace period), their
+sum (built on first use, then kept up to date by every change), and the EASY reservation's
+``held`` view. Every change goes through a method so the views never disagree: a GPU is
+promised at most once per step. The engine builds one per step from the state's free map.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from gpulease.scheduler.backfill import Reservation
+from gpulease.scheduler.placement import FreeMap, Placement
+from gpulease.scheduler.state import SchedulerState
+
+
+class Pools:
+    """A step's scratch capacity: ``free`` GPUs, ``soon`` (held by jobs in a grace period),
+    their sum (built on first use, then kept up to date by every change), and the EASY
+    reservation's ``held`` view. Every change goes through a method so the views never
+    disagree (a GPU is promised at most once per step)."""
+
+    def __init__(self, state: SchedulerState) -> None:
+        self.free = state.free_map()
+        cluster = state.cluster
+        self.soon = FreeMap.of(cluster, [0] * len(cluster.nodes), [0] * len(cluster.racks), 0)
+        self.reservation: Reservation | None = None
+        self._merged: FreeMap | None = None
+        # ``soon`` GPUs by node (every node that held some this step) and release time,
+        # not yet earmarked; and their totals by release time
+        self._parts: dict[int, dict[float, int]] = {}
+        self._count_at: dict[float, int] = {}
+        # the same GPUs by release time, then node (what ``released_by`` holds back)
+        self._nodes_at: dict[float, dict[int, int]] = {}
+
+    def merged(self) -> FreeMap:
+        if self._merged is None:
+            free, soon = self.free, self.soon
+            if len(self._parts) > 64:  # many nodes: add the lists whole (C speed)
+                merged = FreeMap.of(
+                    free.cluster,
+                    list(map(operator.add, free.node_free, soon.node_free)),
+                    list(map(operator.add, free.rack_free, soon.rack_free)),
+                    free.total + soon.total,
+                )
+            else:
+                merged = free.copy()
+                merged.give((node, soon.node_free[node]) for node in self._parts)
+            self._merged = merged
+        return self._merged
+
+    def release(self, gpus: list[tuple[int, int]]) -> None:
+        """GPUs free now (a timeout, an immediate requeue)."""
+        self.free.give(gpus)
+        if self._merged is not None:
+            self._merged.give(gpus)
+        if self.reservation is not None:
+            self.reservation.held.give(gpus)
+
+    def release_later(self, gpus: list[tuple[int, int]], at: float) -> None:
+        """GPUs a job in its grace period releases at ``at``."""
+        parts, counts = self._parts, self._count_at
+        nodes_at = self._nodes_at.setdefault(at, {})
+        for node, count in gpus:
+            by_time = parts.setdefault(node, {})
+            by_time[at] = by_time.get(at, 0) + count
+            counts[at] = counts.get(at, 0) + count
+            nodes_at[node] = nodes_at.get(node, 0) + count
+        self.soon.give(gpus)
+        if self._merged is not None:
+            self._merged.give(gpus)
+
+    def release_times(self, need: int) -> list[float]:
+        """Times at which GPUs held by jobs in a grace period come free, earliest first,
+        from the first by which they and the free GPUs add up to ``need``."""
+        have = self.free.total
+        times: list[float] = []
+        for at in sorted(t for t, count in self._count_at.items() if count > 0):
+            have += self._count_at[at]
+            if times or have >= need:
+                times.append(at)
+        return times
+
+    def _soon_taken(self, node: int, count: int, by: float) -> list[tuple[float, int]]:
+        """The ``soon`` GPUs of ``node`` an earmark of ``count`` takes, earliest release
+        first, only those released by ``by``: ``[(time, GPUs), ...]``."""
+        taken: list[tuple[float, int]] = []
+        parts = self._parts.get(node)
+        if not parts or count <= 0:
+            return taken
+        if len(parts) == 1:  # the usual case: one release time on the node
+            for at, held in parts.items():
+                if at <= by and held:
+                    taken.append((at, min(count, held)))
+            return taken
+        for at in sorted(parts):
+            if count <= 0 or at > by:
+                break
+            got = min(count, parts[at])
+            if got:
+                taken.append((at, got))
+                count -= got
+        return taken
+
+    def ready_at(self, placement: Placement) -> float:
+        """When the ``soon`` GPUs an earmark of ``placement`` takes are all released (-inf:
+        none): the latest release among them."""
+        return max(
+            (at for node, count in placement for at, _ in self._soon_taken(node, count, math.inf)),
+            default=-math.inf,
+        )
+
+    @contextmanager
+    def released_by(self, at: float) -> Iterator[tuple[FreeMap, FreeMap]]:
+        """The ``soon`` GPUs released by ``at``, and those plus the free ones, for the
+        duration of a ``with`` block: ``soon`` and ``merged()`` themselves, with the GPUs
+        released later held back in place and given back after the block (no copies)."""
+        counts = self._count_at
+        late_times = [t for t, count in counts.items() if count > 0 and t > at]
+        if not late_times:
+            yield self.soon, self.merged()
+            return
+        late: dict[int, int] = {}
+        for t in late_times:
+            for node, count in self._nodes_at[t].items():
+                if count > 0:
+                    late[node] = late.get(node, 0) + count
+        held = tuple(late.items())
+        soon, merged = self.soon, self.merged()
+        soon.take(held)
+        merged.take(held)
+        try:
+            yield soon, merged
+        finally:
+            soon.give(held)
+            merged.give(held)
+
+    def claim(self, placement: Placement) -> None:
+        """Free GPUs handed to a job starting now."""
+        self.free.take(placement)
+        if self._merged is not None:
+            self._merged.take(placement)
+        self._hold(placement)
+
+    def earmark(self, placement: Placement, by: float = math.inf) -> Placement:
+        """Hold a waiting job's planned GPUs: on each node, GPUs being released by ``by``
+        (earliest first), then free ones (which it returns), then later releases (a plan
+        made on :meth:`released_by` ``(by)`` needs none of those)."""
+        free = self.free
+        from_free: list[tuple[int, int]] = []
+        from_soon: list[tuple[int, int]] = []
+        all_parts = self._parts
+        for node, count in placement:
+            parts = all_parts.get(node)
+            if parts is not None and len(parts) == 1:  # one release time: inline
+                ((at, held),) = parts.items()
+                got = min(count, held) if at <= by else 0
+                if got:
+                    parts[at] = held - got
+                    self._count_at[at] -= got
+                    self._nodes_at[at][node] -= got
+                    from_soon.append((node, got))
+                rest = count - got
+            else:
+                rest = count - self._take_soon(node, count, by)
+            if not rest:
+                continue
+            now_free = min(rest, free.node_free[node])
+            if now_free:
+                free.take(((node, now_free),))
+                from_free.append((node, now_free))
+            if rest > now_free:
+                self._take_soon(node, rest - now_free, math.inf)
+        if from_soon:
+            self.soon.take(tuple(from_soon))
+        if self._merged is not None:
+            self._merged.take(placement)
+        promised = tuple(from_free)
+        self._hold(promised)
+        return promised
+
+    def _take_soon(self, node: int, count: int, by: float) -> int:
+        """Earmark up to ``count`` of ``node``'s GPUs being released by ``by``, earliest
+        first; returns how many."""
+        taken = 0
+        for at, got in self._soon_taken(node, count, by):
+            self._parts[node][at] -= got
+            self._count_at[at] -= got
+            self._nodes_at[at][node] -= got
+            taken += got
+        if taken:
+            self.soon.take(((node, taken),))
+        return taken
+
+    def _hold(self, placement: Placement) -> None:
+        if self.reservation is None:
+            return
+        held = self.reservation.held
+        for node, count in placement:
+            take = min(count, held.node_free[node])
+            if take:
+                held.take(((node, take),))

@@ -1,0 +1,236 @@
+"""Tiers and preemption candidates from the kept indexes: work proportional to the jobs
+that matter, not to the queue.
+
+Design. With leases, the full walk (:func:`apply_tiers`) ranks every queued and running
+job, sorts them all and first-fits each leased tenant's jobs into its guarantee. The same
+answer comes from the indexes the engine keeps across steps (``QueueIndex`` groups and the
+``RunningIndex`` lists by tenant and gang size), for a policy whose rank inside a tenant is
+its coarse key (``coarse_ordered``: the queued key *is* the preempt key, so a tenant's jobs
+are ordered by ``(-priority, *preempt_key, submit, seq)`` whether queued or running):
+
+* :func:`guaranteed` merges, per leased tenant, the tenant's queue groups and running lists
+  in that order and first-fits them into the guarantee, dropping a queue group as soon as
+  its gang size exceeds the room left and stopping when the room is 0: O(guaranteed jobs +
+  groups) per tenant, whatever the queue's length (a run of running jobs ranked before the
+  next queued one is taken in one tight loop). A tenant without a lease has every job BORROWED
+  and costs nothing.
+* :func:`tiered_candidates` yields running jobs in the full walk's preemption order
+  (worst first by ``(tier, coarse, tenant key, submit, seq)``): borrowed ones by a lazy merge
+  of the running lists, then the guaranteed ones.
+* :class:`CandidateList` shares one such stream across a step's ``choose_victims`` calls and
+  skips jobs already chosen as victims once (path compression), not at every call.
+
+Invariant: for ``coarse_ordered`` policies, the guaranteed jobs and the candidate order are
+exactly those of the full walk (checked by the differential property test).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from sortedcontainers import SortedList
+
+from gpulease.scheduler.preemption import Ranked
+from gpulease.scheduler.queue_index import QueueGroup, QueueIndex
+from gpulease.scheduler.quota import Tier, classify
+from gpulease.scheduler.running_index import RunningIndex
+from gpulease.scheduler.state import SchedulerState
+
+_GUARANTEED = float(Tier.GUARANTEED)
+_BORROWED = float(Tier.BORROWED)
+
+
+class CandidateList:
+    """Running jobs that could be preempted, worst first, pulled lazily from ``source``
+    and shared by every ``choose_victims`` call of a step. A job in ``excluded`` (chosen
+    as a victim, or leaving anyway) is skipped once: ``_next`` links jump over it after."""
+
+    __slots__ = ("_excluded", "_items", "_next", "_source")
+
+    def __init__(self, source: Iterator[Ranked], excluded: set[str]) -> None:
+        self._source = source
+        self._excluded = excluded
+        self._items: list[Ranked] = []
+        self._next: list[int] = []  # i -> an index <= the first live one at or after i
+
+    def _live(self, i: int) -> int:
+        """The first index >= ``i`` whose job is not excluded, or -1 when none is left."""
+        items, links, excluded = self._items, self._next, self._excluded
+        path: list[int] = []
+        while True:
+            if i >= len(items):
+                pulled = next(self._source, None)
+                if pulled is None:
+                    i = -1
+                    break
+                items.append(pulled)
+                links.append(len(links))
+            link = links[i]
+            if link != i:
+                path.append(i)
+                i = link
+                continue
+            if items[i].record.id in excluded:  # excluded only grows during a step
+                links[i] = i + 1
+                path.append(i)
+                i += 1
+                continue
+            break
+        if i >= 0:
+            for p in path:
+                links[p] = i
+        return i
+
+    def first(self) -> Ranked | None:
+        i = self._live(0)
+        return None if i < 0 else self._items[i]
+
+    def __iter__(self) -> Iterator[Ranked]:
+        i = self._live(0)
+        while i >= 0:
+            yield self._items[i]
+            i = self._live(i + 1)
+
+
+def index_candidates(index: RunningIndex, state: SchedulerState) -> Iterator[Ranked]:
+    """Without leases: every running job is BORROWED, in the running index's order."""
+    running = state.running
+    for coarse, job_id in index.worst_first():
+        full = (_BORROWED, *coarse)
+        yield Ranked(full, full, Tier.BORROWED, running[job_id])
+
+
+@dataclass(slots=True)
+class Tiers:
+    queued: list[Ranked]  # guaranteed queued jobs, best-ranked first (their visit order)
+    running: set[str]  # guaranteed running jobs
+
+
+def guaranteed(
+    queue: QueueIndex,
+    index: RunningIndex,
+    state: SchedulerState,
+    guarantees: dict[str, int],
+    excluded: set[str],
+    now: float,
+) -> Tiers:
+    """Each leased tenant's jobs in rank order, first-fit into its guarantee (``classify``)."""
+    groups: dict[str, list[QueueGroup]] = {}
+    for group in queue.groups.values():
+        if group.tenant in guarantees:
+            groups.setdefault(group.tenant, []).append(group)
+    queued = state.queued
+    tiers = Tiers([], set())
+    taken = tiers.running
+    for tenant, room in guarantees.items():
+        if room <= 0:
+            continue
+        # queue groups: heap of (key of the next job, n, GPUs, group, its position)
+        heap: list[tuple[tuple[object, ...], int, int, QueueGroup, int]] = []
+        for group in groups.get(tenant, ()):
+            submit, seq, _ = group.entries[0]
+            heap.append(((group.static, submit, seq), len(heap), group.shape[0], group, 0))
+        heapq.heapify(heap)
+        # running jobs: one sorted list, (coarse, submit, seq, job id, GPUs)
+        running = iter(index.by_tenant.get(tenant, ()))
+        head = next(running, None)
+        while room > 0 and (heap or head is not None):
+            if head is not None and (not heap or head < heap[0][0]):
+                # a run of running jobs ranked before the next queued one, in one loop
+                bound = heap[0][0] if heap else None
+                while head is not None and room > 0 and (bound is None or head < bound):
+                    gpus = head[4]
+                    if gpus <= room and head[3] not in excluded:
+                        taken.add(head[3])
+                        room -= gpus
+                    head = next(running, None)
+                continue
+            _, n, gpus, group, pos = heap[0]
+            if gpus > room:
+                heapq.heappop(heap)  # the room only shrinks: none of these fits any more
+                continue
+            entries = group.entries
+            submit, seq, job_id = entries[pos]
+            record = queued[job_id]
+            since = record.guaranteed_since
+            claim = now if since is None else since
+            rank = (_GUARANTEED, group.static[0], claim, submit, float(seq))
+            coarse = (_GUARANTEED, *group.coarse)
+            tiers.queued.append(Ranked(rank, coarse, Tier.GUARANTEED, record))
+            room -= gpus
+            pos += 1
+            if pos < len(entries):
+                submit, seq, _ = entries[pos]
+                heapq.heapreplace(heap, ((group.static, submit, seq), n, gpus, group, pos))
+            else:
+                heapq.heappop(heap)
+    tiers.queued.sort(key=lambda x: x.key)
+    return tiers
+
+
+def _keyed(
+    entries: SortedList, key: tuple[float, ...]
+) -> Iterator[tuple[tuple[float, ...], tuple[float, ...], float, int, str]]:
+    for coarse, submit, seq, job_id, _ in reversed(entries):
+        yield coarse, key, submit, seq, job_id
+
+
+def tiered_candidates(
+    index: RunningIndex,
+    state: SchedulerState,
+    guaranteed_running: set[str],
+    tenant_key: Callable[[str], tuple[float, ...]],
+) -> Iterator[Ranked]:
+    """Running jobs worst first as the full walk sorts them once tiered: BORROWED ones by
+    (coarse, the tenant's key, submit, seq) descending, then the GUARANTEED ones by
+    (coarse, submit, seq) descending."""
+    running = state.running
+    streams = [_keyed(entries, tenant_key(tenant)) for tenant, entries in index.by_tenant.items()]
+    for coarse, _, _, _, job_id in heapq.merge(*streams, reverse=True):
+        if job_id in guaranteed_running:
+            continue
+        full = (_BORROWED, *coarse)
+        yield Ranked(full, full, Tier.BORROWED, running[job_id])
+    for coarse, _, _, job_id in sorted(
+        (index.entry(job_id) for job_id in guaranteed_running), reverse=True
+    ):
+        full = (_GUARANTEED, *coarse)
+        yield Ranked(full, full, Tier.GUARANTEED, running[job_id])
+
+
+def apply_tiers(
+    queued: list[Ranked],
+    running: list[Ranked],
+    guarantees: dict[str, int],
+    now: float,
+) -> tuple[list[Ranked], list[Ranked]]:
+    """The full walk's tiers: every job ranked, first-fit per tenant (``classify``)."""
+    everyone = sorted(queued + running, key=lambda x: x.key)
+    tiers = classify(
+        everyone,
+        guarantees,
+        tenant_of=lambda x: x.record.spec.tenant,
+        gpus_of=lambda x: x.record.spec.gpus,
+    )
+    tier_of = {x.record.id: tier for x, tier in zip(everyone, tiers, strict=True)}
+
+    def retier(x: Ranked) -> Ranked:
+        tier = tier_of[x.record.id]
+        coarse = (float(tier), *x.coarse[1:])
+        if tier is Tier.GUARANTEED:
+            # Every guaranteed job is owed its GPUs, so the order among them only decides
+            # who gets GPUs first: the oldest claim first (within a priority class), by the
+            # moment the job began to wait within its guarantee (``guaranteed_since``; a
+            # claim made in this step counts from now). Re-ranking by the policy each step
+            # would let a later claim take the GPUs an earlier one waits for (its victims'
+            # or a release it counted on) and cost it a second grace period.
+            record = x.record
+            since = record.guaranteed_since
+            claim = now if since is None else since
+            key = (float(tier), x.key[1], claim, record.spec.submit_time, float(record.seq))
+            return Ranked(key, coarse, tier, record)
+        return Ranked((float(tier), *x.key[1:]), coarse, tier, x.record)
+
+    return [retier(x) for x in queued], [retier(x) for x in running]
