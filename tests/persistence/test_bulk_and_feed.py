@@ -46,6 +46,11 @@ def test_bookkeeping_writes_touch_only_queued_rows_and_keep_versions(
     assert rows[cancelled.id].wait_reason != "waits: test"
     assert rows[cancelled.id].guaranteed_since is None
     assert {j.id: j.version for j in rows.values()} == before
+    with ctx.db.transaction() as tx:  # a claim ended: NULLs alone (no type to infer from)
+        bulk.set_claims(tx, {queued.id: None})
+    with ctx.db.transaction(write=False) as tx:
+        [row] = bulk.load_jobs(tx, [queued.id])
+    assert row.guaranteed_since is None
 
 
 def test_every_job_change_is_announced_once_per_transaction_with_its_origin(

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import String, Table, bindparam, select, update
+from sqlalchemy import String, Table, bindparam, cast, select, update
 from sqlalchemy import column as sa_column
 from sqlalchemy import values as sa_values
 
@@ -148,5 +148,5 @@ def _set_queued(tx: Tx, column: str, values: Mapping[str, object]) -> None:
         tx.session.execute(
             update(table)
             .where(table.c.id == rows.c.b_id, table.c.state == "queued")
-            .values({column: rows.c.b_value})
+            .values({column: cast(rows.c.b_value, target.type)})  # NULLs alone read as text
         )

@@ -312,13 +312,19 @@ class Applier:
         for job_id in self.unclaimed:
             claims[job_id] = None
         reasons: dict[str, str] = dict(self.extra_reasons)
-        for job_id, reason in d.waiting.items():
-            if job_id in decided:
-                continue
+
+        def note(job_id: str, text: str) -> None:
             job = jobs.get(job_id)
-            text = audit.clip(reason.message)
-            if job is not None and job.wait_reason != text and job.state == JobState.QUEUED:
+            if job is not None and job.wait_reason != text and job_id not in decided:
                 reasons[job_id] = text
+
+        # one text per run of jobs the walk set aside together, then those it explained
+        for reason, job_ids in d.waiting.runs():
+            text = audit.clip(reason.message)
+            for job_id in job_ids:
+                note(job_id, text)
+        for job_id, reason in d.waiting.explicit.items():
+            note(job_id, audit.clip(reason.message))
         bulk.set_claims(tx, claims)
         bulk.set_wait_reasons(tx, reasons)
         out.claims, out.reasons = claims, reasons
