@@ -58,13 +58,10 @@ def writing_as(origin: str) -> Iterator[None]:
 
 
 def _changed(obj: Any, quiet: frozenset[str]) -> bool:
-    state = inspect(obj)
-    for attr in state.mapper.column_attrs:
-        if attr.key in quiet:
-            continue
-        if state.attrs[attr.key].history.has_changes():
-            return True
-    return False
+    """Whether a loaded row has pending changes beyond ``quiet`` columns. Reads the keys the
+    ORM recorded when attributes were set (``committed_state``), no history per column: a
+    value set back to what it was still counts (announcing it is harmless)."""
+    return any(key not in quiet for key in inspect(obj).committed_state)
 
 
 def record_changes(session: Session, _flush_context: Any, _instances: Any) -> None:
