@@ -33,6 +33,7 @@ fails the pass; the loop logs it, counts it and retries, and its thread never di
 
 from __future__ import annotations
 
+import gc
 import logging
 import socket
 import threading
@@ -381,6 +382,10 @@ class LiveScheduler:
             state = self._rebuild(topology, snap)  # any left changed meanwhile: next pass
         scheduler = Scheduler(make_policy(self.ctx.settings.policy), self.scheduler_config)
         site = SiteState.built(site_id, topology, snap, state, scheduler, feed, admit.key)
+        # The kept state lives for minutes: keep the cyclic collector from re-scanning it on
+        # every full collection (its records are freed by reference counting when they end).
+        gc.unfreeze()
+        gc.freeze()
         site.held_reasons.update(snap.purpose_held)
         site.unclaimed.extend(snap.unclaimed)
         return site
