@@ -306,8 +306,10 @@ def test_load_refuses_unknown_format_and_missing_files(tmp_path: Path) -> None:
         load(CSL_CURRENT, "xml")
     with pytest.raises(ListFormatError, match="missing file"):
         load(tmp_path, "ofac-sdn")
-    with pytest.raises(ListFormatError, match="cannot read"):
+    with pytest.raises(ListFormatError, match="cannot read: no such file or folder"):
         load(tmp_path / "nope.csv", "csl-csv")
+    with pytest.raises(ListFormatError, match="nope: cannot read: no such file or folder"):
+        load(tmp_path / "nope", "ofac-sdn")  # names the folder, not a file inside it
 
 
 def test_diff_added_removed_changed() -> None:

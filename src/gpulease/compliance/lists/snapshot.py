@@ -146,6 +146,8 @@ def read_files(path: str | Path, fmt: str) -> dict[str, bytes]:
     OFAC file ``sdn.csv.xz`` stands for ``sdn.csv``). Raises :class:`ListFormatError` naming
     what is missing or unreadable."""
     path = Path(path)
+    if not path.exists():
+        raise ListFormatError(str(path), None, "cannot read: no such file or folder")
     try:
         if fmt == "ofac-sdn":
             base = path if path.is_dir() else path.parent
