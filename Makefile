@@ -3,7 +3,7 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-PHILLY  ?= ../shared/traces/philly.csv
+PHILLY  ?= src/gpulease/data/traces/philly.csv.xz
 
 DEMO_DB ?= sqlite:///var/demo.db
 PORT    ?= 8000
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 # http://127.0.0.1:$(PORT) with the scheduler and the simulated executor.
 run: $(STAMP)
 	mkdir -p var
-	GPULEASE_DATABASE_URL=$(DEMO_DB) $(BIN)/gpulease init --demo --reset --lists ../shared/lists
+	GPULEASE_DATABASE_URL=$(DEMO_DB) $(BIN)/gpulease init --demo --reset
 	@echo "Log in as a tenant with: $(BIN)/gpulease login --url http://127.0.0.1:$(PORT) --token <a token above>"
 	GPULEASE_DATABASE_URL=$(DEMO_DB) GPULEASE_DATA_DIR=var $(BIN)/gpulease serve --port $(PORT)
 

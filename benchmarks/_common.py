@@ -1,5 +1,9 @@
 """Shared bits of the benchmark scripts: paths, resource figures, throwaway PostgreSQL
-databases, percentiles, profile and side-by-side reports."""
+databases, percentiles, profile and side-by-side reports.
+
+The data is what gpulease ships (``gpulease.data``: the screening lists and the Philly trace,
+xz-compressed, read as they are), so the benchmarks run on a clone with nothing beside it.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +13,19 @@ import logging
 import pstats
 import re
 import resource
-import sys
 from pathlib import Path
 from typing import Any
 
+from gpulease.data import shipped_lists, shipped_trace
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-PHILLY = SHARED / "traces" / "philly.csv"
+LISTS = shipped_lists()
+PHILLY = shipped_trace()
 
 
 def peak_rss_mib() -> float:
     """Peak resident memory of this process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def need_philly() -> None:
-    if not PHILLY.exists():
-        sys.exit(f"the Philly trace is missing at {PHILLY}")
 
 
 # ---------------------------------------------------------------- added for bench_live_pass

@@ -1,11 +1,12 @@
 """Screening quality: recall on variants of real listed names, false alarms on look-alikes.
 
 Index: the OFAC SDN files (with aliases), both CSL samples and the BIS Denied Persons List
-from shared/lists. Queries (seeded): for a sample of listed entries, one variant of each
-kind (exact, word order, legal form changed, abbreviation, one typo, last word dropped),
-the Chinese and Russian names of listed parties written by hand (transliteration), and
-negatives: real-sounding unlisted names written by hand, names invented from common words,
-and look-alikes made by swapping the longest word of a listed organisation's name.
+that gpulease ships (``gpulease.data``). Queries (seeded): for a sample of listed entries,
+one variant of each kind (exact, word order, legal form changed, abbreviation, one typo,
+last word dropped), the Chinese and Russian names of listed parties written by hand
+(transliteration), and negatives: real-sounding unlisted names written by hand, names
+invented from common words, and look-alikes made by swapping the longest word of a listed
+organisation's name.
 
 A variant is *found* when its source entry is among the hits at the review threshold;
 *blocked* when that hit reaches the block threshold. A negative is a *false alarm* when it
@@ -22,7 +23,7 @@ import random
 import time
 from collections import defaultdict
 
-from _common import SHARED
+from _common import LISTS
 from _name_variants import (
     TRANSLITERATIONS,
     UNRELATED,
@@ -48,13 +49,12 @@ def main() -> None:
     parser.add_argument("--block", type=float, default=DEFAULT_BLOCK_THRESHOLD)
     parser.add_argument("--show", type=int, default=3, help="examples of misses per kind")
     args = parser.parse_args()
-    lists = SHARED / "lists"
     entries: list[ListEntry] = []
     for path, fmt in [
-        (lists / "ofac-sdn", "ofac-sdn"),
-        (lists / "csl-legacy-sample.csv", "csl-csv"),
-        (lists / "csl-consolidated-sample.csv", "csl-csv"),
-        (lists / "bis-denied-persons.tsv", "bis-dpl"),
+        (LISTS / "ofac-sdn", "ofac-sdn"),
+        (LISTS / "csl-legacy-sample.csv.xz", "csl-csv"),
+        (LISTS / "csl-consolidated-sample.csv.xz", "csl-csv"),
+        (LISTS / "bis-denied-persons.tsv.xz", "bis-dpl"),
     ]:
         entries += load(path, fmt).entries
     started = time.perf_counter()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from _common import PHILLY, need_philly
+from _common import PHILLY
 from gpulease.inventory.topology import parse_cluster_spec
 from gpulease.sim.runner import simulate
 from gpulease.sim.traces import load_trace
@@ -34,7 +34,6 @@ POLICIES = ("las", "las-gang", "default")
 
 
 def main() -> None:
-    need_philly()
     spec = parse_cluster_spec("4x5x8")
     table = Table(title="average JCT (s), first 1,000 jobs >= 60 s of each VC, 4x5x8")
     for column in ("VC", "jobs", *POLICIES, "las-gang / las"):

@@ -1,6 +1,6 @@
 """Screening speed: 10,000 names against the full OFAC SDN list with its aliases.
 
-Builds a ScreeningIndex over the SDN files in shared/lists (about 9,000 entries and 12,000
+Builds a ScreeningIndex over the SDN files gpulease ships (about 9,000 entries and 12,000
 aliases), then screens N parties (seeded): half are variants of listed names (word order,
 legal form, abbreviation, typo, truncation), half invented real-sounding company names.
 Each query is a fresh name (the normalisation cache is cleared before the run), so the
@@ -16,7 +16,7 @@ import argparse
 import random
 import time
 
-from _common import SHARED, peak_rss_mib
+from _common import LISTS, peak_rss_mib
 from _name_variants import VARIANTS, invented
 from gpulease.compliance.lists import load
 from gpulease.compliance.matching import ScreeningIndex, decide
@@ -31,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     rss_start = peak_rss_mib()
     started = time.perf_counter()
-    snapshot = load(SHARED / "lists" / "ofac-sdn", "ofac-sdn")
+    snapshot = load(LISTS / "ofac-sdn", "ofac-sdn")
     loaded = time.perf_counter()
     index = ScreeningIndex(snapshot.entries)
     built = time.perf_counter()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from _common import PHILLY, need_philly, peak_rss_mib
+from _common import PHILLY, peak_rss_mib
 from gpulease.inventory.topology import parse_cluster_spec
 from gpulease.sim.runner import simulate
 from gpulease.sim.traces import compress_to_load, load_trace
@@ -22,7 +22,6 @@ def main() -> None:
     parser.add_argument("--policy", default="default")
     parser.add_argument("--first", type=int, default=None)
     args = parser.parse_args()
-    need_philly()
     spec = parse_cluster_spec("32x18x4")
     started = time.perf_counter()
     workload = load_trace(PHILLY, "philly", first=args.first)

@@ -14,7 +14,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from _common import PHILLY, need_philly
+from _common import PHILLY
 from gpulease.inventory.topology import parse_cluster_spec
 from gpulease.sim.runner import simulate
 from gpulease.sim.traces import load_trace
@@ -24,7 +24,6 @@ POLICIES = ("fifo", "easy", "fairshare", "las", "default", "las-gang")
 
 
 def main() -> None:
-    need_philly()
     workload = load_trace(PHILLY, "philly", tenant="ee9e8c", min_duration=60, first=1000)
     spec = parse_cluster_spec("4x5x8")
     table = Table(title="ee9e8c, first 1,000 jobs >= 60 s, 4x5x8 (160 GPUs)")

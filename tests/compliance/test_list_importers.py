@@ -1,7 +1,9 @@
-"""List importers on the real samples in shared/lists and on broken copies of them."""
+"""List importers on the real lists gpulease ships (``gpulease.data``, xz-compressed) and on
+broken copies of them."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 from pathlib import Path
 
@@ -19,15 +21,14 @@ from gpulease.compliance.lists.csl import parse_csl_csv, parse_csl_json
 from gpulease.compliance.lists.ofac import parse_ofac_sdn
 from gpulease.compliance.lists.opensanctions import parse_opensanctions
 from gpulease.compliance.model import Address, ListEntry, PartyKind
+from gpulease.data import read_bytes, shipped_lists
 
-LISTS = Path(__file__).resolve().parents[3] / "shared" / "lists"
+LISTS = shipped_lists()
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-CSL_CURRENT = LISTS / "csl-consolidated-sample.csv"
-CSL_LEGACY = LISTS / "csl-legacy-sample.csv"
+CSL_CURRENT = LISTS / "csl-consolidated-sample.csv.xz"
+CSL_LEGACY = LISTS / "csl-legacy-sample.csv.xz"
 OFAC = LISTS / "ofac-sdn"
-BIS = LISTS / "bis-denied-persons.tsv"
-
-pytestmark = pytest.mark.skipif(not LISTS.is_dir(), reason=f"list samples missing at {LISTS}")
+BIS = LISTS / "bis-denied-persons.tsv.xz"
 
 
 def by_id(entries: tuple[ListEntry, ...], entry_id: str) -> ListEntry:
@@ -42,14 +43,14 @@ def by_name(entries: tuple[ListEntry, ...], name: str) -> ListEntry:
 
 @pytest.fixture(scope="module")
 def ofac() -> tuple[ListEntry, ...]:
-    return parse_ofac_sdn(*((OFAC / f"{n}.csv").read_bytes() for n in ("sdn", "alt", "add")))
+    return parse_ofac_sdn(*(read_bytes(OFAC / f"{n}.csv.xz") for n in ("sdn", "alt", "add")))
 
 
 # --- CSL -------------------------------------------------------------------------------------
 
 
 def test_csl_current_layout() -> None:
-    entries = parse_csl_csv(CSL_CURRENT.read_bytes(), file=CSL_CURRENT.name)
+    entries = parse_csl_csv(read_bytes(CSL_CURRENT), file=CSL_CURRENT.name)
     assert len(entries) == 13
     rim = by_id(entries, "52291")
     assert rim.name == "RIM, Ryong Nam"
@@ -74,7 +75,7 @@ def test_csl_current_layout() -> None:
 
 
 def test_csl_legacy_layout() -> None:
-    entries = parse_csl_csv(CSL_LEGACY.read_bytes(), file=CSL_LEGACY.name)
+    entries = parse_csl_csv(read_bytes(CSL_LEGACY), file=CSL_LEGACY.name)
     assert len(entries) == 115
     canada = by_id(entries, "8124")
     assert canada.aliases == ("CARIBE SOL", "HAVANTUR CANADA INC.")
@@ -89,7 +90,7 @@ def test_csl_legacy_layout() -> None:
     # lists that publish no id get a digest id, stable across imports
     el = by_name(entries, "32 Group China Ltd.")
     assert len(el.entry_id) == 16
-    again = parse_csl_csv(CSL_LEGACY.read_bytes())
+    again = parse_csl_csv(read_bytes(CSL_LEGACY))
     assert by_name(again, "32 Group China Ltd.").entry_id == el.entry_id
     assert len({e.entry_id for e in entries}) == len(entries)
 
@@ -97,7 +98,7 @@ def test_csl_legacy_layout() -> None:
 def test_csl_json_matches_the_csv_it_came_from() -> None:
     entries = parse_csl_json((FIXTURES / "csl-sample.json").read_bytes(), file="csl-sample.json")
     assert len(entries) == 5
-    csv_entries = {e.entry_id: e for e in parse_csl_csv(CSL_CURRENT.read_bytes())}
+    csv_entries = {e.entry_id: e for e in parse_csl_csv(read_bytes(CSL_CURRENT))}
     for entry in entries:
         twin = csv_entries[entry.entry_id]
         assert (entry.name, entry.aliases, entry.kind, entry.programs) == (
@@ -154,7 +155,7 @@ def test_ofac_multi_program_field(ofac: tuple[ListEntry, ...]) -> None:
 
 
 def test_bis_denied_persons() -> None:
-    entries = parse_bis_dpl(BIS.read_bytes(), file=BIS.name)
+    entries = parse_bis_dpl(read_bytes(BIS), file=BIS.name)
     assert len(entries) == 579  # 581 rows, two exact repeats
     ash = [e for e in entries if e.name == "I. ASH"]
     assert ash
@@ -197,7 +198,7 @@ def refused(excinfo: pytest.ExceptionInfo[ListFormatError]) -> ListFormatError:
 
 
 def test_csv_row_with_wrong_column_count_is_refused() -> None:
-    lines = CSL_CURRENT.read_bytes().splitlines(keepends=True)
+    lines = read_bytes(CSL_CURRENT).splitlines(keepends=True)
     lines[5] = lines[5].replace(b',"",', b",", 1)  # one empty field dropped
     with pytest.raises(ListFormatError) as excinfo:
         parse_csl_csv(b"".join(lines), file="broken.csv")
@@ -208,7 +209,7 @@ def test_csv_row_with_wrong_column_count_is_refused() -> None:
 
 
 def test_truncated_csv_is_refused() -> None:
-    data = CSL_LEGACY.read_bytes()
+    data = read_bytes(CSL_LEGACY)
     cut = data[: data.index(b"HAVANTUR") + 3]  # ends inside a quoted field
     with pytest.raises(ListFormatError) as excinfo:
         parse_csl_csv(cut, file="cut.csv")
@@ -229,9 +230,9 @@ def test_unknown_csv_header_is_refused() -> None:
 
 
 def test_ofac_truncated_row_and_orphan_alias_are_refused() -> None:
-    sdn = (OFAC / "sdn.csv").read_bytes()
-    alt = (OFAC / "alt.csv").read_bytes()
-    add = (OFAC / "add.csv").read_bytes()
+    sdn = read_bytes(OFAC / "sdn.csv.xz")
+    alt = read_bytes(OFAC / "alt.csv.xz")
+    add = read_bytes(OFAC / "add.csv.xz")
     lines = sdn.splitlines(keepends=True)
     lines[2] = b'306,"BANCO NACIONAL DE CUBA",-0- ,"CUBA"\r\n'
     with pytest.raises(ListFormatError) as excinfo:
@@ -261,7 +262,7 @@ def test_bad_json_is_refused_with_its_line() -> None:
 
 
 def test_bis_bad_date_is_refused() -> None:
-    data = BIS.read_bytes().replace(b'"06/19/2003"', b'"2003-19-06"', 1)
+    data = read_bytes(BIS).replace(b'"06/19/2003"', b'"2003-19-06"', 1)
     with pytest.raises(ListFormatError) as excinfo:
         parse_bis_dpl(data, file="dpl.tsv")
     err = refused(excinfo)
@@ -290,10 +291,10 @@ def test_load_every_format_with_stable_checksum() -> None:
         checksums.add(snap.checksum)
     assert len(checksums) == len(cases)
     again = load(CSL_LEGACY, "csl-csv")
-    assert again.checksum == snapshot_from_bytes("csl-csv", {"x": CSL_LEGACY.read_bytes()}).checksum
+    assert again.checksum == snapshot_from_bytes("csl-csv", {"x": read_bytes(CSL_LEGACY)}).checksum
     assert again.version_label == again.checksum[:12]
     assert again.source == "csl"
-    ofac_files = {f"{n}.csv": (OFAC / f"{n}.csv").read_bytes() for n in ("sdn", "alt", "add")}
+    ofac_files = {f"{n}.csv": read_bytes(OFAC / f"{n}.csv.xz") for n in ("sdn", "alt", "add")}
     digest = hashlib.sha256()
     for name in ("sdn.csv", "alt.csv", "add.csv"):
         digest.update(name.encode() + b"\0" + ofac_files[name])
@@ -305,12 +306,14 @@ def test_load_refuses_unknown_format_and_missing_files(tmp_path: Path) -> None:
         load(CSL_CURRENT, "xml")
     with pytest.raises(ListFormatError, match="missing file"):
         load(tmp_path, "ofac-sdn")
-    with pytest.raises(ListFormatError, match="cannot read"):
+    with pytest.raises(ListFormatError, match="cannot read: no such file or folder"):
         load(tmp_path / "nope.csv", "csl-csv")
+    with pytest.raises(ListFormatError, match="nope: cannot read: no such file or folder"):
+        load(tmp_path / "nope", "ofac-sdn")  # names the folder, not a file inside it
 
 
 def test_diff_added_removed_changed() -> None:
-    data = CSL_CURRENT.read_bytes()
+    data = read_bytes(CSL_CURRENT)
     old = snapshot_from_bytes("csl-csv", {"a.csv": data})
     lines = data.rstrip(b"\n").split(b"\n")
     lines = [ln + b"\n" for ln in lines]
@@ -350,7 +353,7 @@ def test_json_record_refused_with_its_line() -> None:
 
 
 def test_csv_record_id_reused_for_another_record_is_refused() -> None:
-    lines = CSL_CURRENT.read_bytes().rstrip(b"\n").split(b"\n")
+    lines = read_bytes(CSL_CURRENT).rstrip(b"\n").split(b"\n")
     twin = lines[4].replace(b"Mohammed ABU JHEISHEH", b"Somebody Else")  # same _id 9673
     with pytest.raises(ListFormatError) as excinfo:
         parse_csl_csv(b"\n".join([*lines, twin]) + b"\n", file="dup.csv")
@@ -379,16 +382,49 @@ def test_country_names_to_iso(given: str, code: str) -> None:
 
 
 def test_undecodable_bytes_are_refused_with_their_line() -> None:
-    data = CSL_CURRENT.read_bytes().replace(b"Atlas", b"\xffAtlas", 1)
+    data = read_bytes(CSL_CURRENT).replace(b"Atlas", b"\xffAtlas", 1)
     with pytest.raises(ListFormatError) as excinfo:
         parse_csl_csv(data, file="x.csv")
     err = refused(excinfo)
     assert err.line == 3
     assert "not UTF-8 text" in err.reason
-    sdn = (OFAC / "sdn.csv").read_bytes()
+    sdn = read_bytes(OFAC / "sdn.csv.xz")
     latin = sdn.replace(b"AEROCARIBBEAN", b"AEROCARIBB\xc9AN", 1)  # cp1252 legacy files read
     entries = parse_ofac_sdn(latin, b"", b"")
     assert entries[0].name == "AEROCARIBBÉAN AIRLINES"
     with pytest.raises(ListFormatError) as excinfo:
         parse_ofac_sdn(sdn.replace(b"AEROCARIBBEAN", b"AERO\x81", 1), b"", b"")
     assert refused(excinfo).line == 1
+
+
+# --- compressed files ---------------------------------------------------------------------
+
+
+def test_compressed_and_plain_files_give_the_same_snapshot(tmp_path: Path) -> None:
+    """A list reads the same from .xz, .gz or plain bytes: same entries, same checksum (of
+    the decompressed bytes), so re-importing a decompressed copy is the same snapshot."""
+    plain = tmp_path / "bis.tsv"
+    plain.write_bytes(read_bytes(BIS))
+    gz = tmp_path / "bis.tsv.gz"
+    gz.write_bytes(gzip.compress(plain.read_bytes()))
+    snaps = [load(p, "bis-dpl") for p in (BIS, plain, gz)]
+    assert len({s.checksum for s in snaps}) == 1
+    assert snaps[0].entries == snaps[1].entries == snaps[2].entries
+    folder = tmp_path / "ofac"
+    folder.mkdir()
+    for n in ("sdn", "alt", "add"):  # a folder may mix plain and compressed files
+        target = folder / (f"{n}.csv" if n == "alt" else f"{n}.csv.gz")
+        data = read_bytes(OFAC / f"{n}.csv.xz")
+        target.write_bytes(data if n == "alt" else gzip.compress(data))
+    assert load(folder, "ofac-sdn").checksum == load(OFAC, "ofac-sdn").checksum
+
+
+def test_a_damaged_compressed_file_is_refused_whole(tmp_path: Path) -> None:
+    cut = tmp_path / "csl.csv.xz"
+    cut.write_bytes(CSL_LEGACY.read_bytes()[:-40])  # truncated stream
+    with pytest.raises(ListFormatError, match=r"cannot read: not a valid \.xz file"):
+        load(cut, "csl-csv")
+    fake = tmp_path / "csl.csv.gz"
+    fake.write_bytes(read_bytes(CSL_LEGACY))  # plain text named .gz
+    with pytest.raises(ListFormatError, match=r"not a valid \.gz file"):
+        load(fake, "csl-csv")

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from gpulease.compliance.lists import load
 from gpulease.compliance.matching import Outcome, ScreeningIndex, decide, name_score
 from gpulease.compliance.model import Address, Hit, ListEntry, Party, PartyKind
 from gpulease.compliance.names import normalize_name
+from gpulease.data import shipped_lists
 from gpulease.domain.errors import InvalidRequest
-
-LISTS = Path(__file__).resolve().parents[3] / "shared" / "lists"
 
 HUAWEI = ListEntry(
     source="test",
@@ -194,9 +191,8 @@ def test_lower_review_threshold_returns_more_hits(index: ScreeningIndex) -> None
     assert all(h.score >= 50 for h in loose)
 
 
-@pytest.mark.skipif(not LISTS.is_dir(), reason="list samples missing")
 def test_against_the_real_sdn_list() -> None:
-    snap = load(LISTS / "ofac-sdn", "ofac-sdn")
+    snap = load(shipped_lists() / "ofac-sdn", "ofac-sdn")
     index = ScreeningIndex(snap.entries)
     hit = top(index.screen(org("Banco Nacional de Cuba")))
     assert hit.entry.entry_id == "306"

@@ -4,13 +4,18 @@ decision, admission by end use, list imports that re-screen."""
 from __future__ import annotations
 
 import json
+import lzma
 import os
 from pathlib import Path
 
 import httpx
 from e2e_support import Server, run_cli
 
-LISTS = Path(__file__).resolve().parents[3] / "shared" / "lists"
+from gpulease.data import read_bytes, shipped_lists
+
+FIXTURES = Path(__file__).resolve().parents[1] / "compliance" / "fixtures"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+# `gpulease init --demo` imported the shipped OFAC SDN, CSL legacy sample and BIS lists
 
 
 def _client(server: Server, token: str) -> httpx.Client:
@@ -133,8 +138,10 @@ def test_onboarding_screening_decision_and_admission(demo_server: Server) -> Non
 
 
 def test_list_import_over_http_rescreens_and_refuses_bad_files(demo_server: Server) -> None:
-    sample = (LISTS / "csl-legacy-sample.csv").read_bytes()
+    sample = read_bytes(shipped_lists() / "csl-consolidated-sample.csv.xz")
     with demo_server.client("compliance") as officer, demo_server.client("bank") as bank:
+        before = officer.get("/lists").json()
+        assert {s["source"] for s in before} == {"ofac-sdn", "csl", "bis-dpl"}  # the demo's
         first = officer.post(
             "/lists",
             files=[("files", ("csl.csv", sample))],
@@ -142,7 +149,8 @@ def test_list_import_over_http_rescreens_and_refuses_bad_files(demo_server: Serv
         )
         assert first.status_code == 201, first.text
         report = first.json()
-        assert report["snapshot"]["entries"] == 115
+        assert report["snapshot"]["entries"] == 13
+        assert report["replaces"] == next(s["id"] for s in before if s["source"] == "csl")
         assert len(report["rescreened"]) >= 3
         assert {r["outcome"] for r in report["rescreened"]} <= {
             "unchanged",
@@ -159,7 +167,7 @@ def test_list_import_over_http_rescreens_and_refuses_bad_files(demo_server: Serv
         assert broken.status_code == 422
         assert broken.json()["code"] == "invalid_list"
         assert "line" in broken.json()["message"]
-        assert len(officer.get("/lists").json()) == 1  # nothing half-written
+        assert len(officer.get("/lists").json()) == len(before) + 1  # nothing half-written
         assert (
             bank.post(
                 "/lists", files=[("files", ("csl.csv", sample))], data={"format": "csl-csv"}
@@ -179,10 +187,13 @@ def test_cli_for_officers(demo_server: Server, tmp_path: Path) -> None:
     def cli(*args: str) -> str:
         return run_cli(env, *args).stdout
 
-    out = cli("lists", "import", str(LISTS / "bis-denied-persons.tsv"), "--format", "bis-dpl")
-    assert "bis-dpl" in out
-    assert "579 entries" in out
-    assert "bis-dpl" in cli("lists", "list")
+    # the CLI reads a compressed file itself and uploads its content
+    packed = tmp_path / "opensanctions.ftm.jsonl.xz"
+    packed.write_bytes(lzma.compress((FIXTURES / "opensanctions-sample.ftm.jsonl").read_bytes()))
+    out = cli("lists", "import", str(packed), "--format", "opensanctions")
+    assert "opensanctions" in out
+    assert "5 entries" in out
+    assert "opensanctions" in cli("lists", "list")
     assert "approved" in cli("kyc", "list")
     suspended = cli("policy", "--as-of", "2026-01-01")
     assert "us-affiliates-rule-2025" in suspended
@@ -218,3 +229,45 @@ def test_cli_for_tenants_shows_status_not_screening(demo_server: Server) -> None
 def json_rows(text: str) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = json.loads(text)
     return rows
+
+
+def test_example_cases_submit_with_the_cli(demo_server: Server) -> None:
+    """``examples/case.json`` is a valid case for ``gpulease kyc submit``: screened against
+    the lists ``init --demo`` imported, it comes out clear; ``examples/case-listed-owner.json``
+    (60 % owned by an SDN entry) comes out blocked, naming the owner and the 50 % rule."""
+    with demo_server.client("operator") as op:
+        borneo = op.post(
+            "/tenants", json={"name": "Borneo Climate Analytics", "country": "ID", "kind": "ai"}
+        ).json()
+        gulf = op.post(
+            "/tenants", json={"name": "Gulf Harbour Compute", "country": "AE", "kind": "ai"}
+        ).json()
+        made = op.post(
+            "/users",
+            json={
+                "name": "Borneo admin",
+                "email": "admin@borneo-climate.example",
+                "role": "tenant-admin",
+                "tenant_id": borneo["id"],
+            },
+        )
+    tenant_env = dict(os.environ, GPULEASE_URL=demo_server.url, GPULEASE_TOKEN=made.json()["token"])
+    operator_env = dict(tenant_env, GPULEASE_TOKEN=demo_server.tokens["operator"])
+    officer_env = dict(tenant_env, GPULEASE_TOKEN=demo_server.tokens["compliance"])
+
+    out = run_cli(tenant_env, "kyc", "submit", str(EXAMPLES / "case.json"), "--json").stdout
+    submitted = json.loads(out)
+    assert (submitted["tenant_id"], submitted["state"]) == (borneo["id"], "needs_review")
+    case = json.loads(run_cli(officer_env, "kyc", "show", submitted["id"], "--json").stdout)
+    assert len(case["lists_screened"]) >= 3  # the demo's OFAC SDN, CSL and BIS lists
+    assert case["verdict"] == "clear", case["screening"]["reasons"]
+
+    listed = EXAMPLES / "case-listed-owner.json"
+    out = run_cli(operator_env, "kyc", "submit", str(listed), "--tenant", gulf["id"], "--json")
+    case = json.loads(
+        run_cli(officer_env, "kyc", "show", json.loads(out.stdout)["id"], "--json").stdout
+    )
+    assert case["verdict"] == "block"
+    assert any(
+        "200G PSA HOLDINGS LLC" in r and "ofac-50" in r for r in case["screening"]["reasons"]
+    )

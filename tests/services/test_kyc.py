@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from gpulease.compliance.lists.csl import LEGACY_COLUMNS
 from gpulease.compliance.policy import CUSTOMER_FIELDS
+from gpulease.data import read_bytes, shipped_lists
 from gpulease.domain.access import Principal, Role
 from gpulease.domain.clock import ManualClock
 from gpulease.domain.errors import Conflict, Denied, InvalidRequest
@@ -34,8 +35,8 @@ from gpulease.services import identity, jobs, kyc, leases, screening_lists
 from gpulease.services.context import ServiceContext
 from gpulease.services.scheduling import LiveScheduler
 
-LISTS = Path(__file__).resolve().parents[3] / "shared" / "lists"
-CSL_SAMPLE = LISTS / "csl-legacy-sample.csv"
+LISTS = shipped_lists()
+CSL_SAMPLE = LISTS / "csl-legacy-sample.csv.xz"
 # Entity List entries of the CSL legacy sample (exact names and countries)
 EL_CN = ("54th Research Institute of China", "CN")
 EL_HK = ("32 Group China Ltd.", "HK")
@@ -573,7 +574,7 @@ def test_list_import_rescreens_suspends_and_reapproval_resumes(
     # a malformed file is refused with its line and reason; nothing is written
     before = snapshot_count(ctx)
     broken = tmp_path / "broken.csv"
-    broken.write_bytes(CSL_SAMPLE.read_bytes()[:300])
+    broken.write_bytes(read_bytes(CSL_SAMPLE)[:300])
     with pytest.raises(InvalidRequest) as bad:
         screening_lists.import_list(ctx, officer, broken, "csl-csv")
     assert bad.value.code == "invalid_list"
@@ -757,6 +758,39 @@ def test_decisions_record_the_policy_in_force_on_their_day(
     assert tenant_row(ctx, early.id).approval == "suspended"
     with pytest.raises(Denied, match="blocked"):
         kyc.decide_case(ctx, officer, first.id, approve=True, reason="as before")
+
+
+# ------------------------------------------------------------- 7b. no list in force
+def test_screening_with_no_list_in_force_is_never_clear(
+    ctx: ServiceContext, operator: Principal, officer: Principal, clock: ManualClock
+) -> None:
+    """With no screening list imported, a case is not called clear: its verdict is review,
+    its first reason and every party's say that no list was in force; once a list is in
+    force, re-screening screens it for real."""
+    tenant, admin = new_tenant(ctx, operator, "Quiet Harbour Analytics", "ID")
+    case = kyc.submit_case(ctx, admin, tenant.id, case_of("Quiet Harbour Analytics", "ID"))
+    assert case.state == KycState.NEEDS_REVIEW
+    assert case.lists_screened == []
+    assert case.verdict == "review"
+    assert case.screening is not None
+    assert case.screening["reasons"][0] == kyc.NO_LIST_REASON
+    assert "no screening list was in force" in case.state_reason
+    assert [(p["outcome"], p["reason"]) for p in case.screening["parties"]] == [
+        ("review", kyc.NO_LIST_PARTY)
+    ]
+    assert tenant_row(ctx, tenant.id).approval != "approved"  # nothing approves it but an officer
+
+    clock.advance(60)
+    imported = screening_lists.import_list(ctx, officer, CSL_SAMPLE, "csl-csv")
+    kyc.rescreen_all(ctx, officer.user_id, "list imported")
+    again = case_row(ctx, case.id)
+    assert again.lists_screened == [imported.snapshot.id]
+    assert again.screening is not None
+    assert kyc.NO_LIST_REASON not in again.screening["reasons"]
+    assert again.verdict == "clear"
+    assert [p["reason"] for p in again.screening["parties"]] == [
+        "no list entry resembles the party"
+    ]
 
 
 # ------------------------------------------------------------------------ 8. the demo

@@ -16,9 +16,10 @@ import pytest
 from typer.testing import CliRunner
 
 from gpulease.cli.app import app
+from gpulease.data import shipped_trace
 from gpulease.sim.traces import load_native
 
-PHILLY_TRACE = Path(__file__).resolve().parents[3] / "shared" / "traces" / "philly.csv"
+PHILLY_TRACE = shipped_trace()
 REQUIRED_KEYS = {
     "jobs",
     "avg_jct_s",
@@ -54,7 +55,6 @@ def figures(path: Path) -> dict[str, object]:
     return loaded
 
 
-@pytest.mark.skipif(not PHILLY_TRACE.exists(), reason=f"no shared trace at {PHILLY_TRACE}")
 def test_philly_subset_with_json_and_plot(tmp_path: Path) -> None:
     out, png = tmp_path / "run.json", tmp_path / "run.png"
     shown = run_ok(

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import gzip
+import lzma
 import math
 import re
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from gpulease.data import shipped_trace
 from gpulease.domain.errors import InvalidRequest
 from gpulease.domain.models import (
     JobSpec,
@@ -32,7 +36,7 @@ from gpulease.sim.traces import (
 )
 from gpulease.sim.workload import NodeEvent, TraceJob, Workload
 
-PHILLY_TRACE = Path(__file__).resolve().parents[3] / "shared" / "traces" / "philly.csv"
+PHILLY_TRACE = shipped_trace()  # xz-compressed; the loader reads it as it is
 
 PHILLY_HEADER = "timestamp,duration,num_gpus,gpu_time,cluster\n"
 PHILLY = (
@@ -138,6 +142,26 @@ def test_missing_file_and_unknown_format(tmp_path: Path) -> None:
         load_trace(tmp_path / "nope.csv", "philly")
     with pytest.raises(InvalidRequest, match="unknown trace format 'slurm'; use one of philly, "):
         load_trace(write(tmp_path, "philly.csv", PHILLY), "slurm")
+
+
+@pytest.mark.parametrize(("suffix", "compress"), [(".xz", lzma.compress), (".gz", gzip.compress)])
+def test_compressed_traces_load_like_plain_ones(
+    tmp_path: Path, suffix: str, compress: Callable[[bytes], bytes]
+) -> None:
+    plain = read_trace(write(tmp_path, "philly.csv", PHILLY), "philly")
+    packed = tmp_path / f"philly.csv{suffix}"
+    packed.write_bytes(compress(PHILLY.encode()))
+    assert read_trace(packed, "philly") == plain  # same jobs, same report, name "philly"
+    native = tmp_path / f"mix.jsonl{suffix}"
+    native.write_bytes(compress(NATIVE.encode()))
+    assert load_native(native) == load_native(write(tmp_path, "mix.jsonl", NATIVE))
+
+
+def test_a_damaged_compressed_trace_is_one_clear_error(tmp_path: Path) -> None:
+    cut = tmp_path / "philly.csv.xz"
+    cut.write_bytes(lzma.compress(PHILLY.encode())[:-30])
+    with pytest.raises(InvalidRequest, match=r"^philly\.csv\.xz: cannot read \(not a valid \.xz"):
+        load_trace(cut, "philly")
 
 
 # --- tiresias -------------------------------------------------------------------------------
@@ -288,15 +312,11 @@ def test_compress_to_load_refuses_bad_load_and_zero_span() -> None:
 
 # --- the real Philly trace ------------------------------------------------------------------
 
-needs_trace = pytest.mark.skipif(
-    not PHILLY_TRACE.exists(), reason=f"the shared Philly trace is not at {PHILLY_TRACE}"
-)
 
-
-@needs_trace
 def test_real_philly_trace_loads_every_job() -> None:
     workload, report = read_trace(PHILLY_TRACE, "philly")
     assert report == LoadReport(records=82_247, skipped=0, kept=82_247)
+    assert workload.name == "philly"  # the stem without .csv.xz
     assert len(workload.jobs) == 82_247
     assert workload.jobs[0].spec.submit_time == 0.0
     times = [j.spec.submit_time for j in workload.jobs]
@@ -304,7 +324,6 @@ def test_real_philly_trace_loads_every_job() -> None:
     assert len({j.spec.id for j in workload.jobs}) == 82_247
 
 
-@needs_trace
 def test_real_philly_tenant_slice_and_compression() -> None:
     workload = load_philly(PHILLY_TRACE, tenant="ee9e8c", min_duration=60, first=1000)
     assert len(workload.jobs) == 1000

@@ -14,6 +14,7 @@ from rich.table import Table
 from gpulease.cli.client import ApiClient
 from gpulease.cli.remote import ID_COLUMN
 from gpulease.compliance.policy_packs import CUSTOMER_FIELDS
+from gpulease.data import plain_name
 from gpulease.domain.errors import InvalidRequest
 
 console = Console()
@@ -136,7 +137,10 @@ def kyc_reject(case_id: str, reason: Annotated[str, typer.Option(help="Why (reco
 
 @lists_app.command("import")
 def lists_import(
-    path: Annotated[Path, typer.Argument(help="The list file (a folder for ofac-sdn).")],
+    path: Annotated[
+        Path,
+        typer.Argument(help="The list file (a folder for ofac-sdn); .xz and .gz are read too."),
+    ],
     format: Annotated[
         str, typer.Option(help="csl-csv, csl-json, ofac-sdn, bis-dpl, opensanctions")
     ],
@@ -144,14 +148,10 @@ def lists_import(
     json_out: JsonFlag = False,
 ) -> None:
     """Import a list snapshot; every tenant is then re-screened."""
-    if format == "ofac-sdn":
-        folder = path if path.is_dir() else path.parent
-        names = ("sdn.csv", "alt.csv", "add.csv")
-        files = {n: (folder / n).read_bytes() for n in names if (folder / n).is_file()}
-    elif path.is_file():
-        files = {path.name: path.read_bytes()}
-    else:
-        raise InvalidRequest(f"no such file: {path}", field="path")
+    from gpulease.compliance.lists.snapshot import read_files  # here: other commands skip it
+
+    # read (and decompress: .xz, .gz) here, so a missing file is named before any upload
+    files = {plain_name(n): b for n, b in read_files(path, format).items()}
     with console.status(f"uploading and screening {path.name}..."):
         report = ApiClient(timeout=600).upload("/lists", files, {"format": format, "label": label})
     if json_out:

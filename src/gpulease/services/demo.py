@@ -9,8 +9,10 @@ and three tenants with approved, active leases:
 * Universitas Teknologi Jakarta (ID), a university: 64 GPUs.
 
 Every tenant goes through the same KYC procedure (submitted, screened against the imported
-lists, approved by the compliance officer) before its lease can activate. The bank and the
-university are invented for the demo; the site, the racks' chain and INF Tech are the
+lists, approved by the compliance officer) before its lease can activate. The lists are the
+ones in ``lists_dir`` (``gpulease init --demo`` passes the shipped ones, see
+:mod:`gpulease.data`); without lists the cases say that no list was in force. The bank and
+the university are invented for the demo; the site, the racks' chain and INF Tech are the
 reported facts of the reference case. Returns every user's token (shown once).
 """
 
@@ -21,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from gpulease import data
 from gpulease.compliance.model import Address
 from gpulease.domain.access import Role
 from gpulease.domain.states import LeaseState
@@ -128,7 +131,7 @@ CASES: dict[str, kyc.CaseSubmission] = {
         identification={"name": "Universitas Teknologi Jakarta", "address": "Jakarta, ID"},
     ),
 }
-LIST_FILES = (  # (path under the lists folder, format)
+LIST_FILES = (  # (path under the lists folder, or that path + .xz / .gz; format)
     ("ofac-sdn", "ofac-sdn"),
     ("csl-legacy-sample.csv", "csl-csv"),
     ("bis-denied-persons.tsv", "bis-dpl"),
@@ -147,8 +150,8 @@ class DemoUser:
 def create_demo(
     ctx: ServiceContext, *, lease_days: int = 365, lists_dir: Path | None = None
 ) -> list[DemoUser]:
-    """Create the demo; with ``lists_dir`` (``../shared/lists``), import its screening lists
-    first so the tenants are screened against them."""
+    """Create the demo; with ``lists_dir`` (e.g. :func:`gpulease.data.shipped_lists`),
+    import its screening lists first so the tenants are screened against them."""
     now = ctx.now()
     admin, admin_token = identity.bootstrap_operator(
         ctx, name="Indosat operations", email="ops@indosat.example"
@@ -167,9 +170,10 @@ def create_demo(
     if lists_dir is not None:
         officer_p = identity.principal_of(officer)
         for name, fmt in LIST_FILES:
-            if (lists_dir / name).exists():
+            found = data.locate(lists_dir / name)
+            if found is not None:
                 screening_lists.import_list(
-                    ctx, officer_p, lists_dir / name, fmt, label=f"demo import of {name}"
+                    ctx, officer_p, found, fmt, label=f"demo import of {name}"
                 )
     inventory.register_site(
         ctx,

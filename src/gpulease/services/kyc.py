@@ -9,8 +9,10 @@ through the effective policy), its declared end uses (``compliance.end_uses``), 
 tier, and the customer-identification fields the policy requires for a foreign customer. The
 outcome (clear / review / block, with every reason) goes to **needs_review**: nothing is ever
 approved without a compliance officer (two distinct officers when four-eyes is set). A
-blocked case can only be rejected. Approval sets the tenant's standing (approved end uses,
-expiry) beside the tenant row, which is what admission checks read.
+blocked case can only be rejected. A case screened while no list is in force is never
+clear: its verdict is at least review, its first reason and each party's say that no list
+was in force. Approval sets the tenant's standing (approved end uses, expiry) beside the
+tenant row, which is what admission checks read.
 
 Re-screening: a new list import re-screens every approved or pending case; a new hit (an
 entry not seen at approval, or a worse verdict) sends an approved case back to screening and
@@ -56,12 +58,17 @@ from gpulease.persistence.tables import (
 )
 from gpulease.services import audit, leases, screening_lists
 from gpulease.services.context import ServiceContext, new_id
-from gpulease.services.screening_lists import current_lists
+from gpulease.services.screening_lists import CurrentLists, current_lists
 from gpulease.services.standing import is_approved, why_not
 
 log = logging.getLogger("gpulease.kyc")
 OPEN_STATES = frozenset({KycState.SUBMITTED, KycState.SCREENING, KycState.NEEDS_REVIEW})
 CASE_FIELDS = ("state", "state_reason", "verdict", "round", "end_uses", "expires_at")
+NO_LIST_REASON = (
+    "no screening list was in force: no party was screened against any list; import the "
+    "lists (`gpulease lists import`) and the case is screened again"
+)
+NO_LIST_PARTY = "not screened: no screening list was in force"
 
 
 class NotApproved(Denied):
@@ -223,7 +230,7 @@ def screen_case(
                 actor,
                 f"screening against {', '.join(lists.labels) or 'no lists (none imported)'}",
             )
-        result = _screen(ctx, tx, case, policy, lists.index, now)
+        result = _screen(ctx, tx, case, policy, lists, now)
         case.screening = result
         case.verdict = result["verdict"]
         case.policy_versions = list(policy.packs)
@@ -410,7 +417,7 @@ def _rescreen(ctx: ServiceContext, actor: str, case_id: str, why: str) -> Rescre
         case = tx.require(KycCase, case_id, "kyc case", for_update=True)
         before = case.screening or {}
         was_approved = case.state == KycState.APPROVED
-        result = _screen(ctx, tx, case, policy, lists.index, now)
+        result = _screen(ctx, tx, case, policy, lists, now)
         new_hits = sorted(set(result["hit_keys"]) - set(before.get("hit_keys", [])))
         worse = _rank(result["verdict"]) > _rank(case.verdict)
         tenant = tx.require(Tenant, case.tenant_id, "tenant", for_update=True)
@@ -538,16 +545,21 @@ def _screen(
     tx: Tx,
     case: KycCase,
     policy: EffectivePolicy,
-    index: Any,
+    lists: CurrentLists,
     now: datetime,
 ) -> dict[str, Any]:
     settings = ctx.settings
+    index = lists.index
     edges = tx.all(tx.select(OwnershipRow))
     controls = tx.all(tx.select(ControlRow))
     members = chain_members(case.party_id, edges, controls)
     parties = {p.id: p for p in tx.all(tx.select(PartyRow).where(PartyRow.id.in_(members)))}
     reasons: list[str] = []
     verdict = "clear"
+    unscreened = not lists.snapshot_ids  # no list in force: nothing can be called clear
+    if unscreened:
+        verdict = "review"
+        reasons.append(NO_LIST_REASON)
     listed: list[ListedParty] = []
     party_results = []
     hit_keys: list[str] = []
@@ -574,8 +586,8 @@ def _screen(
             {
                 "party_id": pid,
                 "name": row.name,
-                "outcome": found.outcome.value,
-                "reason": found.reason,
+                "outcome": "review" if unscreened else found.outcome.value,
+                "reason": NO_LIST_PARTY if unscreened else found.reason,
                 "hits": [
                     {
                         "source": h.entry.source,

@@ -10,7 +10,7 @@ caller re-screens every tenant (``kyc.rescreen_all``).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,31 @@ class ImportReport:
 
 
 def entry_to_json(entry: ListEntry) -> dict[str, Any]:
-    return asdict(entry)
+    """The entry as JSON values (what ``dataclasses.asdict`` gives, built directly: an import
+    writes one per entry, and the generic deep copy cost seconds on the full SDN list)."""
+    return {
+        "source": entry.source,
+        "entry_id": entry.entry_id,
+        "kind": entry.kind.value,
+        "name": entry.name,
+        "aliases": list(entry.aliases),
+        "countries": list(entry.countries),
+        "identifiers": [[k, v] for k, v in entry.identifiers],
+        "addresses": [
+            {
+                "street": a.street,
+                "city": a.city,
+                "region": a.region,
+                "postal_code": a.postal_code,
+                "country": a.country,
+            }
+            for a in entry.addresses
+        ],
+        "programs": list(entry.programs),
+        "list_name": entry.list_name,
+        "remarks": entry.remarks,
+        "start_date": entry.start_date,
+    }
 
 
 def entry_from_json(data: dict[str, Any]) -> ListEntry:
@@ -66,14 +90,11 @@ def import_list(
     label: str = "",
     published: str = "",
 ) -> ImportReport:
-    """Import a list file (a folder of sdn.csv, alt.csv, add.csv for ``ofac-sdn``)."""
+    """Import a list file (a folder of sdn.csv, alt.csv, add.csv for ``ofac-sdn``); the files
+    may be compressed (``.xz``, ``.gz``), see :func:`snapshots.read_files`."""
     if not path.exists():
         raise InvalidRequest(f"no such file or folder: {path}", field="path")
-    if fmt == "ofac-sdn":
-        base = path if path.is_dir() else path.parent
-        files = {n: (base / n).read_bytes() for n in OFAC_FILES if (base / n).is_file()}
-    else:
-        files = {path.name: path.read_bytes()} if path.is_file() else {}
+    files = snapshots.read_files(path, fmt)
     return import_files(ctx, actor, files, fmt, label=label, published=published)
 
 
@@ -200,6 +221,17 @@ class CurrentLists:
     snapshot_ids: tuple[str, ...]
     labels: tuple[str, ...]  # "source label" of each snapshot
     index: ScreeningIndex
+
+
+def in_force(ctx: ServiceContext) -> list[str]:
+    """The current snapshot of every source, as ``"source label"`` (no entry is read)."""
+    with ctx.db.transaction(write=False) as tx:
+        rows = tx.all(
+            tx.select(ListSnapshotRow)
+            .where(ListSnapshotRow.current.is_(True))
+            .order_by(ListSnapshotRow.source)
+        )
+        return [f"{r.source} {r.label}" for r in rows]
 
 
 def current_lists(ctx: ServiceContext, sources: frozenset[str] | None = None) -> CurrentLists:

@@ -2,17 +2,21 @@
 
 The API, the CLI and the scheduler process start here, so none of them touches persistence
 directly: ``open_context`` builds the context from settings, ``initialise`` creates or
-upgrades the schema (Alembic) and optionally the demo, ``check_schema`` refuses to serve a
-database whose schema is not current, and ``scheduler_status`` reads the scheduler's health:
-the leader lease and each site's last pass, stale when older than ``stale_after_s``.
+upgrades the schema (Alembic) and optionally the demo (screened against the shipped lists
+unless a folder is given) and warns when no screening list is in force, ``check_schema``
+refuses to serve a database whose schema is not current, and ``scheduler_status`` reads the
+scheduler's health: the leader lease and each site's last pass, stale when older than
+``stale_after_s``.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from gpulease import data
 from gpulease.domain.errors import Conflict, DomainError
 from gpulease.executors.base import Executor
 from gpulease.executors.local import LocalExecutor
@@ -21,9 +25,17 @@ from gpulease.persistence import migrate
 from gpulease.persistence.db import Database, sqlite_file
 from gpulease.persistence.leader import current_lease
 from gpulease.persistence.tables import SchedulerStatus
+from gpulease.services import screening_lists
 from gpulease.services.context import ServiceContext
 from gpulease.services.demo import DemoUser, create_demo
 from gpulease.settings import Settings
+
+log = logging.getLogger("gpulease.setup")
+NO_LISTS_WARNING = (
+    "no screening list is in force: KYC cases are screened against no list (each case says "
+    "so and waits for an officer). Import lists with `gpulease lists import PATH --format "
+    "FORMAT`; dated samples ship in {shipped}."
+)
 
 
 class NotInitialised(DomainError):
@@ -66,12 +78,16 @@ def check_schema(ctx: ServiceContext) -> None:
 class Initialised:
     revision: str | None
     users: list[DemoUser]
+    lists: tuple[str, ...] = ()  # the screening lists in force ("source label")
+    warnings: tuple[str, ...] = ()  # also logged (on stderr when logging is not set up)
 
 
 def initialise(
     settings: Settings, *, reset: bool = False, demo: bool = False, lists: Path | None = None
 ) -> Initialised:
-    """Create or upgrade the schema; with ``demo``, create the reference case."""
+    """Create or upgrade the schema; with ``demo``, create the reference case, screened
+    against the lists of the folder ``lists`` (default: the shipped ones). Warns when no
+    screening list is in force afterwards: every KYC case would be screened against none."""
     ctx = open_context(settings)
     try:
         if reset:
@@ -80,12 +96,16 @@ def initialise(
         users: list[DemoUser] = []
         if demo:
             try:
-                users = create_demo(ctx, lists_dir=lists)
+                users = create_demo(ctx, lists_dir=data.shipped_lists() if lists is None else lists)
             except Conflict:
                 raise Conflict(
                     "this database already has users; use --reset to recreate the demo"
                 ) from None
-        return Initialised(migrate.current_revision(ctx.db), users)
+        in_force = tuple(screening_lists.in_force(ctx))
+        warnings = () if in_force else (NO_LISTS_WARNING.format(shipped=data.shipped_lists()),)
+        for warning in warnings:
+            log.warning("warning: %s", warning)
+        return Initialised(migrate.current_revision(ctx.db), users, in_force, warnings)
     finally:
         ctx.db.dispose()
 

@@ -32,6 +32,9 @@ Formats (``load_trace(path, fmt)``; ``fmt`` is one of :data:`FORMATS`):
     in order, omitting optional fields at their default, so ``load_native(dump_native(w))``
     equals ``w`` exactly when the file is named ``<w.name>.jsonl``.
 
+Every file may be compressed (``.xz``, ``.gz``, by suffix: ``philly.csv.xz``); the name of
+the workload is then the stem of the name without that suffix (``philly``).
+
 Invariants: every loader either returns a valid workload or raises :class:`InvalidRequest`
 whose message starts with ``<file name> line <n>:`` (or ``<file name>:`` for file-level
 problems); no raw Python exception escapes. Job ids are unique within a workload. The CSV
@@ -56,6 +59,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypedDict, TypeVar, Unpack
 
+from gpulease import data
 from gpulease.domain.errors import InvalidRequest
 from gpulease.domain.models import (
     JobSpec,
@@ -89,9 +93,15 @@ def _fail(path: Path, line: int | None, reason: str) -> InvalidRequest:
     return InvalidRequest(f"{where}: {reason}", file=str(path), line=line)
 
 
+def _stem(path: Path) -> str:
+    """The workload's name: the file's name without its compression and format suffixes."""
+    return Path(data.plain_name(path)).stem
+
+
 def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8-sig")
+    try:  # decompressed by suffix; newlines translated as a text-mode read does
+        raw = data.read_bytes(path)
+        return io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8-sig").read()
     except FileNotFoundError:
         raise _fail(path, None, f"no such file ({path})") from None
     except UnicodeDecodeError as exc:
@@ -188,7 +198,7 @@ def _csv_workload(path: Path, rows: list[_Row], records: int) -> tuple[Workload,
     except InvalidRequest as exc:
         raise _where(path, line, exc) from None
     report = LoadReport(records, records - len(jobs), len(jobs))
-    return Workload(path.stem, _unique_ids(path, jobs)), report
+    return Workload(_stem(path), _unique_ids(path, jobs)), report
 
 
 def _read_philly(path: Path) -> tuple[Workload, LoadReport]:
@@ -363,7 +373,7 @@ def load_native(path: str | Path) -> Workload:
             events.append(_native_node(_Fields(path, line, obj, "time node state")))
         else:
             raise _fail(path, line, f"kind {kind!r} is not one of job, lease, node")
-    return Workload(path.stem, _unique_ids(path, jobs), leases, events)
+    return Workload(_stem(path), _unique_ids(path, jobs), leases, events)
 
 
 def _job_record(job: TraceJob) -> dict[str, Any]:

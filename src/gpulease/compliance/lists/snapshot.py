@@ -2,10 +2,12 @@
 
 ``load(path, format)`` reads a file (or, for ``ofac-sdn``, a directory holding sdn.csv,
 alt.csv and add.csv), parses it with the format's importer and returns a
-:class:`ListSnapshot`. A defect anywhere raises :class:`ListFormatError` and yields nothing:
-there is no partial snapshot. The checksum is the SHA-256 of the input bytes (for the OFAC
-set, of the three files in the order sdn, alt, add, each preceded by its name), so the same
-files always give the same checksum.
+:class:`ListSnapshot`. Every file may be compressed (``.xz``, ``.gz``; ``sdn.csv.xz`` stands
+for ``sdn.csv``): :func:`read_files` decompresses it by its suffix. A defect anywhere raises
+:class:`ListFormatError` and yields nothing: there is no partial snapshot. The checksum is
+the SHA-256 of the (decompressed) input bytes (for the OFAC set, of the three files in the
+order sdn, alt, add, each preceded by its name), so the same lists always give the same
+checksum, compressed or not.
 
 ``diff(old, new)`` compares entries by :attr:`ListEntry.key`: added, removed, and changed
 (any field differs; the changed fields are named).
@@ -19,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from gpulease import data
 from gpulease.compliance.lists.bis import parse_bis_dpl
 from gpulease.compliance.lists.common import ListFormatError
 from gpulease.compliance.lists.csl import parse_csl_csv, parse_csl_json
@@ -34,6 +37,7 @@ __all__ = [
     "ListSnapshot",
     "diff",
     "load",
+    "read_files",
     "snapshot_from_bytes",
 ]
 
@@ -135,6 +139,32 @@ def snapshot_from_bytes(
     )
 
 
+def read_files(path: str | Path, fmt: str) -> dict[str, bytes]:
+    """The files of a list as ``snapshot_from_bytes`` takes them (name -> bytes): the file at
+    ``path``, or for ``ofac-sdn`` sdn.csv, alt.csv and add.csv of the folder ``path`` (or of
+    the folder of the file ``path``). Compressed files are decompressed by their suffix (an
+    OFAC file ``sdn.csv.xz`` stands for ``sdn.csv``). Raises :class:`ListFormatError` naming
+    what is missing or unreadable."""
+    path = Path(path)
+    if not path.exists():
+        raise ListFormatError(str(path), None, "cannot read: no such file or folder")
+    try:
+        if fmt == "ofac-sdn":
+            base = path if path.is_dir() else path.parent
+            files = {}
+            for name in _OFAC_FILES:
+                target = data.locate(base / name)
+                if target is None or not target.is_file():
+                    raise ListFormatError(
+                        str(base / name), None, "missing file of the OFAC SDN set"
+                    )
+                files[name] = data.read_bytes(target)
+            return files
+        return {path.name: data.read_bytes(path)}
+    except OSError as exc:
+        raise ListFormatError(str(path), None, f"cannot read: {exc.strerror or exc}") from exc
+
+
 def load(
     path: str | Path,
     fmt: str,
@@ -143,20 +173,7 @@ def load(
     published: str = "",
 ) -> ListSnapshot:
     """Read and parse a list file (a directory for ``ofac-sdn``); see the module docstring."""
-    path = Path(path)
-    try:
-        if fmt == "ofac-sdn":
-            base = path if path.is_dir() else path.parent
-            files = {}
-            for name in _OFAC_FILES:
-                target = base / name
-                if not target.is_file():
-                    raise ListFormatError(str(target), None, "missing file of the OFAC SDN set")
-                files[name] = target.read_bytes()
-        else:
-            files = {str(path): path.read_bytes()}
-    except OSError as exc:
-        raise ListFormatError(str(path), None, f"cannot read: {exc.strerror or exc}") from exc
+    files = read_files(path, fmt)
     return snapshot_from_bytes(fmt, files, version_label=version_label, published=published)
 
 
