@@ -20,9 +20,11 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import String, Table, bindparam, cast, select, update
+from sqlalchemy import ColumnElement, String, Table, any_, bindparam, cast, select, update
 from sqlalchemy import column as sa_column
 from sqlalchemy import values as sa_values
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import InstrumentedAttribute
 
 from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import Gpu, GpuAllocation, Job, Node, Tenant
@@ -42,12 +44,21 @@ def chunks(items: Iterable[T], size: int = CHUNK) -> Iterator[list[T]]:
         yield batch
 
 
+def among(tx: Tx, column: InstrumentedAttribute[str], ids: list[str]) -> ColumnElement[bool]:
+    """``column IN (ids)``; on PostgreSQL ``column = ANY(:ids)``, one array parameter, so
+    the statement's text (parsed by the driver, planned by the server) does not grow with
+    the number of ids."""
+    if tx.db.is_sqlite:
+        return column.in_(ids)
+    return column == any_(bindparam(None, ids, type_=ARRAY(String())))
+
+
 def lock_jobs(tx: Tx, ids: Iterable[str]) -> dict[str, Job]:
     """The job rows, locked until commit, in one statement per chunk."""
     rows: dict[str, Job] = {}
     for part in chunks(sorted(set(ids))):
         for job in tx.session.scalars(
-            select(Job).where(Job.id.in_(part)).order_by(Job.id).with_for_update()
+            select(Job).where(among(tx, Job.id, part)).order_by(Job.id).with_for_update()
         ):
             rows[job.id] = job
     return rows
@@ -56,7 +67,7 @@ def lock_jobs(tx: Tx, ids: Iterable[str]) -> dict[str, Job]:
 def load_jobs(tx: Tx, ids: Iterable[str]) -> list[Job]:
     rows: list[Job] = []
     for part in chunks(sorted(set(ids))):
-        rows.extend(tx.session.scalars(select(Job).where(Job.id.in_(part))))
+        rows.extend(tx.session.scalars(select(Job).where(among(tx, Job.id, part))))
     return rows
 
 
@@ -65,7 +76,7 @@ def share_tenants(tx: Tx, ids: Iterable[str]) -> dict[str, Tenant]:
     jobs of those tenants are not blocked."""
     rows: dict[str, Tenant] = {}
     for part in chunks(sorted(set(ids))):
-        query = select(Tenant).where(Tenant.id.in_(part)).with_for_update(read=True)
+        query = select(Tenant).where(among(tx, Tenant.id, part)).with_for_update(read=True)
         for tenant in tx.session.scalars(query):
             rows[tenant.id] = tenant
     return rows
@@ -74,7 +85,7 @@ def share_tenants(tx: Tx, ids: Iterable[str]) -> dict[str, Tenant]:
 def nodes_by_id(tx: Tx, ids: Iterable[str]) -> dict[str, Node]:
     rows: dict[str, Node] = {}
     for part in chunks(sorted(set(ids))):
-        for node in tx.session.scalars(select(Node).where(Node.id.in_(part))):
+        for node in tx.session.scalars(select(Node).where(among(tx, Node.id, part))):
             rows[node.id] = node
     return rows
 
@@ -85,7 +96,7 @@ def open_allocations(tx: Tx, job_ids: Iterable[str]) -> dict[str, list[GpuAlloca
     for part in chunks(sorted(set(job_ids))):
         query = (
             select(GpuAllocation)
-            .where(GpuAllocation.job_id.in_(part), GpuAllocation.end.is_(None))
+            .where(among(tx, GpuAllocation.job_id, part), GpuAllocation.end.is_(None))
             .order_by(GpuAllocation.node_id, GpuAllocation.slot)
         )
         for row in tx.session.scalars(query):
@@ -100,13 +111,13 @@ def free_gpus(tx: Tx, node_ids: Sequence[str]) -> dict[str, list[tuple[int, str]
     for part in chunks(sorted(set(node_ids))):
         for node_id, slot in tx.session.execute(
             select(GpuAllocation.node_id, GpuAllocation.slot).where(
-                GpuAllocation.node_id.in_(part), GpuAllocation.end.is_(None)
+                among(tx, GpuAllocation.node_id, part), GpuAllocation.end.is_(None)
             )
         ):
             held[node_id].add(slot)
         for node_id, slot, serial in tx.session.execute(
             select(Gpu.node_id, Gpu.slot, Gpu.serial)
-            .where(Gpu.node_id.in_(part))
+            .where(among(tx, Gpu.node_id, part))
             .order_by(Gpu.node_id, Gpu.slot)
         ):
             if slot not in held[node_id]:
