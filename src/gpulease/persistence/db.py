@@ -89,25 +89,46 @@ def advisory_key(name: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+DEFAULT_POOL_SIZE = 10
+DEFAULT_MAX_OVERFLOW = 10
+
+
 class Database:
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    """One engine and its pool. ``pool_size`` connections are kept open; up to
+    ``max_overflow`` more are opened under a burst and closed again when returned, so the
+    pool should hold as many connections as the process has threads that use the database
+    at once (``Settings.pool_size_for``)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        max_overflow: int = DEFAULT_MAX_OVERFLOW,
+    ) -> None:
         self.url = normalize_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
+        self.pool_size, self.max_overflow = pool_size, max_overflow
         if self.is_sqlite:
-            # A file database keeps a small pool of connections (the PRAGMAs run once per
+            # A file database keeps a pool of connections (the PRAGMAs run once per
             # connection); an in-memory one would be private to each connection.
             self.engine: Engine = create_engine(
                 self.url,
                 echo=echo,
                 connect_args={"timeout": 30, "check_same_thread": False},
-                pool_size=8,
-                max_overflow=8,
+                pool_size=pool_size,
+                max_overflow=max_overflow,
             )
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
         else:
             self.engine = create_engine(
-                self.url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True
+                self.url,
+                echo=echo,
+                pool_size=pool_size,
+                max_overflow=max_overflow,
+                pool_pre_ping=True,
             )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
 
@@ -132,6 +153,20 @@ class Database:
             raise DatabaseUnavailable(f"database error: {_first_line(error)}") from error
         finally:
             session.close()
+            _WRITE.reset(token)
+
+    def scalar_now(self, query: Select[Any]) -> Any:
+        """The first column of the first row of ``query``, read outside any transaction: one
+        statement (PostgreSQL runs it in autocommit; SQLite in a deferred read)."""
+        token = _WRITE.set(False)
+        try:
+            with self.engine.connect() as conn:
+                if not self.is_sqlite:
+                    conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                return conn.execute(query).scalar()
+        except OperationalError as error:
+            raise DatabaseUnavailable(f"database error: {_first_line(error)}") from error
+        finally:
             _WRITE.reset(token)
 
     def dispose(self) -> None:
