@@ -7,6 +7,7 @@ are warm is refused by the very next request in both."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,7 +21,7 @@ from gpulease.domain.access import Principal, Role
 from gpulease.domain.clock import ManualClock
 from gpulease.domain.errors import InvalidRequest, Unauthenticated
 from gpulease.persistence.db import Database
-from gpulease.persistence.tables import ApiToken, AuditRecord, IdempotencyRecord, Job
+from gpulease.persistence.tables import ApiToken, AuditRecord, IdempotencyRecord, Job, Tenant
 from gpulease.services import auth_cache, identity, jobs, tokens
 from gpulease.services.context import ServiceContext
 from gpulease.services.demo import DemoUser
@@ -238,3 +239,26 @@ def test_the_api_refuses_a_revoked_cached_token_on_submit(
         row = tx.first(tx.select(ApiToken).where(ApiToken.id == issued.row.id))
     assert row is not None
     assert row.revoked_at is not None
+
+
+def test_a_submission_does_not_wait_for_a_locked_tenant_row(
+    ctx: ServiceContext, other: ServiceContext, demo: list[DemoUser], db_backend: str
+) -> None:
+    """A row locked to be changed (the scheduler re-reading a tenant's standing) does not
+    block a submission's foreign-key check (PostgreSQL; SQLite serialises writers)."""
+    if db_backend == "sqlite":
+        pytest.skip("SQLite has no row locks: its writers are serialised")
+    me = identity.recall(ctx, _token(demo, "admin@inftech.example"))
+    assert me.principal.tenant_id is not None
+    done: list[str] = []
+    with other.db.transaction() as tx:
+        tenant = tx.require(Tenant, me.principal.tenant_id, "tenant", for_update=True)
+        worker = threading.Thread(
+            target=lambda: done.append(jobs.submit(ctx, me, _submission()).id)
+        )
+        worker.start()
+        worker.join(timeout=20)
+        finished_while_locked = bool(done)
+        tenant.approval_reason = tenant.approval_reason  # the holder still owns the lock
+    worker.join(timeout=20)
+    assert finished_while_locked

@@ -13,7 +13,9 @@ of failing at commit. PostgreSQL runs at READ COMMITTED; where a check-then-writ
 race (admitting a lease against the calendar) the service takes ``tx.lock(name)``, a
 transaction-scoped advisory lock there and a no-op on SQLite, whose writers are already
 serialised. A read transaction (``write=False``) on PostgreSQL runs at REPEATABLE READ, so
-that its queries see one snapshot, as on SQLite (the scheduler's snapshot relies on it).
+that its queries see one snapshot, as on SQLite (the scheduler's snapshot relies on it). A
+row read ``for_update`` is locked ``FOR NO KEY UPDATE``: writers of that row wait, inserts
+of rows that reference it (foreign keys) do not.
 """
 
 from __future__ import annotations
@@ -180,6 +182,13 @@ class Database:
         Base.metadata.create_all(self.engine)
 
 
+# A row locked to be changed is locked ``FOR NO KEY UPDATE`` (what an UPDATE of non-key
+# columns takes itself): it excludes other writers and lockers of the row until commit, but
+# not the key-share lock a foreign-key check takes, so inserting a row that references it (a
+# job of a tenant whose row the scheduler holds) does not wait. No service changes a key.
+_ROW_LOCK = {"key_share": True}
+
+
 class Tx:
     """One transaction: typed get/add/query helpers over a session."""
 
@@ -188,11 +197,11 @@ class Tx:
         self.db = db
 
     def get(self, model: type[T], key: Any, *, for_update: bool = False) -> T | None:
-        return self.session.get(model, key, with_for_update=for_update or None)
+        return self.session.get(model, key, with_for_update=_ROW_LOCK if for_update else None)
 
     def require(self, model: type[T], key: Any, kind: str, *, for_update: bool = False) -> T:
         """The row, or NotFound; ``for_update`` locks it until commit (PostgreSQL)."""
-        row = self.session.get(model, key, with_for_update=for_update or None)
+        row = self.session.get(model, key, with_for_update=_ROW_LOCK if for_update else None)
         if row is None:
             raise NotFound(f"no {kind} {key!r}", **{f"{kind}_id": key})
         return row
