@@ -156,9 +156,11 @@ def test_failures_are_never_cached(ctx: ServiceContext, demo: list[DemoUser]) ->
     assert len(auth_cache.of(ctx)) == 0
 
 
-def test_a_submission_is_one_transaction_of_four_statements(
-    ctx: ServiceContext, demo: list[DemoUser]
+def test_a_submission_is_one_transaction_of_two_statements(
+    ctx: ServiceContext, demo: list[DemoUser], db_backend: str
 ) -> None:
+    """One read, then one insert of the job, its audit record and its idempotency record
+    (PostgreSQL; SQLite has no data-modifying WITH: three inserts)."""
     token = _token(demo, "admin@inftech.example")
     identity.recall(ctx, token)  # checked once: the cache is warm
     jobs.submit(ctx, identity.recall(ctx, token), _submission())  # the site, the shape known
@@ -167,7 +169,7 @@ def test_a_submission_is_one_transaction_of_four_statements(
         job = jobs.submit(ctx, identity.recall(ctx, token), _submission(), idem)
     assert len(begun) == 1
     assert [s.split(None, 1)[0].upper() for s in seen].count("SELECT") == 1
-    assert len(seen) == 4, seen
+    assert len(seen) == (4 if db_backend == "sqlite" else 2), seen
     with _statements(ctx.db) as seen:  # a retry with the key: one read, nothing written
         again = jobs.submit(ctx, identity.recall(ctx, token), _submission(), idem)
     assert again.id == job.id
@@ -220,7 +222,7 @@ def test_never_fits_is_decided_once_per_shape(
 
 
 def test_the_api_refuses_a_revoked_cached_token_on_submit(
-    ctx: ServiceContext, other: ServiceContext, api: Api, demo: list[DemoUser]
+    ctx: ServiceContext, other: ServiceContext, api: Api, demo: list[DemoUser], db_backend: str
 ) -> None:
     admin = identity.authenticate(other, _token(demo, "admin@inftech.example"))
     issued = tokens.issue(other, admin, admin.user_id, label="ci")
@@ -230,7 +232,8 @@ def test_the_api_refuses_a_revoked_cached_token_on_submit(
     keyed = {"Idempotency-Key": str(uuid.uuid4())}
     with _statements(ctx.db) as seen:
         assert client.post("/jobs", json=body, headers=keyed).status_code == 201
-    assert len(seen) == 4, seen  # the API adds no statement of its own to a submission
+    # the API adds no statement of its own to a submission
+    assert len(seen) == (4 if db_backend == "sqlite" else 2), seen
     tokens.revoke(other, admin, issued.row.id, "leaked")
     refused = client.post("/jobs", json=body)
     assert refused.status_code == 401, refused.text

@@ -27,7 +27,8 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import create_engine, event, select, text
+from sqlalchemy import create_engine, event, insert, select, text
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import (
     DataError,
@@ -108,6 +109,7 @@ class Database:
         echo: bool = False,
         pool_size: int = DEFAULT_POOL_SIZE,
         max_overflow: int = DEFAULT_MAX_OVERFLOW,
+        pre_ping: bool = True,
     ) -> None:
         self.url = normalize_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
@@ -130,7 +132,9 @@ class Database:
                 echo=echo,
                 pool_size=pool_size,
                 max_overflow=max_overflow,
-                pool_pre_ping=True,
+                # a round trip per checkout; without it a connection the server dropped fails
+                # one transaction (database_unavailable) and the pool is renewed
+                pool_pre_ping=pre_ping,
             )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
 
@@ -212,6 +216,23 @@ class Tx:
     def add_all(self, rows: Sequence[Base]) -> None:
         self.session.add_all(rows)
 
+    def insert_new(self, rows: Sequence[Base]) -> None:
+        """Insert new rows (which must not reference one another) now. On PostgreSQL in one
+        statement, each row but the last in a data-modifying ``WITH``; elsewhere through the
+        session. The rows are not tracked afterwards: they keep the values they were given
+        (a versioned row starts at version 1), and a key the database assigns is not read
+        back."""
+        if self.db.is_sqlite or len(rows) < 2:
+            self.session.add_all(rows)
+            self.session.flush()
+            return
+        ctes = [
+            insert(type(row)).values(_new_values(row)).cte(f"new_{n}")
+            for n, row in enumerate(rows[:-1])
+        ]
+        last = rows[-1]
+        self.session.execute(insert(type(last)).values(_new_values(last)).add_cte(*ctes))
+
     def flush(self) -> None:
         self.session.flush()
 
@@ -230,6 +251,24 @@ class Tx:
             self.session.execute(
                 text("SELECT pg_advisory_xact_lock(:k)"), {"k": advisory_key(name)}
             )
+
+
+def _new_values(row: Base) -> dict[str, Any]:
+    """The column values given to a new row (its Python defaults apply to the rest)."""
+    mapper = sa_inspect(type(row))
+    given = row.__dict__
+    values = {
+        column.key: given[prop.key]
+        for prop in mapper.column_attrs
+        for column in prop.columns
+        if prop.key in given
+    }
+    if mapper.version_id_col is not None:
+        version = mapper.get_property_by_column(mapper.version_id_col).key
+        if values.get(version) is None:
+            values[version] = 1
+            setattr(row, version, 1)
+    return values
 
 
 def _first_line(error: Exception) -> str:

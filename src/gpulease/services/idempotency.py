@@ -64,15 +64,18 @@ def replayed(
 
 def remember(tx: Tx, user_id: str, idem: Idempotent, record_id: str, at: datetime) -> None:
     """Record in ``tx`` that ``idem`` created ``record_id`` (commits with the record)."""
-    tx.add(
-        IdempotencyRecord(
-            user_id=user_id,
-            key=idem.key,
-            fingerprint=idem.fingerprint,
-            status_code=201,
-            response={"id": record_id},
-            created_at=at,
-        )
+    tx.add(record_of(user_id, idem, record_id, at))
+
+
+def record_of(user_id: str, idem: Idempotent, record_id: str, at: datetime) -> IdempotencyRecord:
+    """The row saying ``idem`` created ``record_id``, for the caller to insert with it."""
+    return IdempotencyRecord(
+        user_id=user_id,
+        key=idem.key,
+        fingerprint=idem.fingerprint,
+        status_code=201,
+        response={"id": record_id},
+        created_at=at,
     )
 
 

@@ -6,9 +6,10 @@ could ever be placed (a ``required`` job larger than an NVLink domain is refused
 the reason, instead of waiting forever; decided once per job shape). A queued job always
 carries, in words, why it waits; the scheduler rewrites that reason when it changes.
 
-A submission is one short transaction of four statements: one read (the authentication
-epoch, the tenant's standing and the ``Idempotency-Key`` record, ``persistence.auth``), then
-the inserts of the job, its audit record and its idempotency record. Everything else is
+A submission is one short transaction of two statements on PostgreSQL: one read (the
+authentication epoch, the tenant's standing and the ``Idempotency-Key`` record,
+``persistence.auth``), then one insert of the job, its audit record and its idempotency
+record (``Tx.insert_new``; three inserts on SQLite). Everything else is
 decided before it from memory: the token checked recently (``services.auth_cache``, confirmed
 against the epoch the read returns), the site's topology, ``never_fits`` per shape.
 """
@@ -26,12 +27,12 @@ from gpulease.domain.models import JobSpec, PriorityClass, TopologyMode, Topolog
 from gpulease.domain.states import JobState, LeaseState
 from gpulease.persistence import auth as auth_store
 from gpulease.persistence.db import DuplicateRecord, Tx
-from gpulease.persistence.tables import GpuAllocation, Job, Lease
+from gpulease.persistence.tables import AuditRecord, Base, GpuAllocation, Job, Lease
 from gpulease.scheduler.placement import never_fits
 from gpulease.services import audit, identity, kyc, runs
 from gpulease.services.auth_cache import Credential
 from gpulease.services.context import ServiceContext, new_id
-from gpulease.services.idempotency import Idempotent, remember, replayed
+from gpulease.services.idempotency import Idempotent, record_of, replayed
 from gpulease.services.inventory import cached_topology, default_site
 
 TEXT_LIMIT = 200  # the purpose and name columns
@@ -113,10 +114,11 @@ def submit(
                 if earlier is not None:
                     return tx.require(Job, earlier, "job")
                 kyc.admit(ctx, facts.tenant, sub.purpose)
-                job = _create(ctx, tx, principal, sub, checked)
+                job, trail = _create(tx, principal, sub, checked)
+                rows: list[Base] = [job, trail]
                 if idem is not None:
-                    remember(tx, principal.user_id, idem, job.id, checked.now)
-                tx.flush()
+                    rows.append(record_of(principal.user_id, idem, job.id, checked.now))
+                tx.insert_new(rows)  # PostgreSQL: one statement for the three rows
                 return job
         except DuplicateRecord:
             if attempt or idem is None:  # a racing request with the key won: replay it
@@ -200,9 +202,10 @@ def _never_fits(ctx: ServiceContext, site_id: str, spec: JobSpec) -> str | None:
 
 
 def _create(
-    ctx: ServiceContext, tx: Tx, actor: Principal, sub: JobSubmission, checked: _Checked
-) -> Job:
-    """Write the job and its audit record in ``tx`` (admission checked by the caller)."""
+    tx: Tx, actor: Principal, sub: JobSubmission, checked: _Checked
+) -> tuple[Job, AuditRecord]:
+    """The new job and its audit record, for the caller to insert (admission checked by the
+    caller; a named lease is read in ``tx``)."""
     tenant_id, site_id, job_id, now = (
         checked.tenant_id,
         checked.site_id,
@@ -247,9 +250,7 @@ def _create(
         preempt_reason="",
         created_by=actor.user_id,
     )
-    tx.add(job)
-    audit.record(
-        tx,
+    trail = audit.entry(
         at=now,
         actor=actor.user_id,
         action="job.submit",
@@ -259,7 +260,7 @@ def _create(
         | {"tenant_id": tenant_id, "site_id": site_id},
         reason=f"declared purpose: {sub.purpose.strip()}",
     )
-    return job
+    return job, trail
 
 
 def _check_priority(ctx: ServiceContext, actor: Principal, priority: PriorityClass) -> None:

@@ -41,7 +41,12 @@ def open_context(settings: Settings, *, threads: int = TOOL_CONNECTIONS) -> Serv
     keeps that many connections (``Settings.db_pool_size`` overrides it) so a request never
     waits for a connection nor opens and closes one under load."""
     pool_size = settings.db_pool_size or max(1, threads)
-    db = Database(settings.database_url, pool_size=pool_size, max_overflow=settings.db_max_overflow)
+    db = Database(
+        settings.database_url,
+        pool_size=pool_size,
+        max_overflow=settings.db_max_overflow,
+        pre_ping=settings.db_pre_ping,
+    )
     return ServiceContext(db, settings)
 
 
