@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.elements import ColumnElement
@@ -58,7 +58,7 @@ def bump_epoch(tx: Tx) -> None:
 
 def current_epoch(db: Database) -> int:
     """The epoch now, read in one statement outside any transaction."""
-    return int(db.scalar_now(select(_epoch_column())) or 0)
+    return int(db.scalar_now(_EPOCH) or 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,19 +74,7 @@ class TokenFacts:
 
 def token_facts(tx: Tx, token_hash: str) -> TokenFacts | None:
     """The token with this hash, its user and the epoch (None: no such token)."""
-    row = tx.session.execute(
-        select(
-            ApiToken.user_id,
-            User.role,
-            User.tenant_id,
-            User.disabled_at,
-            ApiToken.revoked_at,
-            ApiToken.expires_at,
-            _epoch_column(),
-        )
-        .join(User, User.id == ApiToken.user_id)
-        .where(ApiToken.token_hash == token_hash)
-    ).first()
+    row = tx.session.execute(_TOKEN, {"token_hash": token_hash}).first()
     if row is None:
         return None
     user_id, role, tenant_id, disabled_at, revoked_at, expires_at, epoch = row
@@ -113,21 +101,43 @@ def submission_facts(
     tx: Tx, tenant_id: str, user_id: str, idempotency_key: str | None
 ) -> SubmissionFacts | None:
     """What a submission reads before it writes, in one statement (None: no such tenant)."""
-    query = select(_epoch_column(), Tenant).where(Tenant.id == tenant_id)
-    if idempotency_key is not None:
-        query = (
-            query.add_columns(IdempotencyRecord.fingerprint, IdempotencyRecord.response)
-            .select_from(Tenant)
-            .outerjoin(
-                IdempotencyRecord,
-                and_(
-                    IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == idempotency_key
-                ),
-            )
-        )
-    found: tuple[Any, ...] | None = tx.session.execute(query).first()
+    if idempotency_key is None:
+        query, params = _FACTS, {"tenant_id": tenant_id}
+    else:
+        query = _FACTS_KEYED
+        params = {"tenant_id": tenant_id, "user_id": user_id, "key": idempotency_key}
+    found: tuple[Any, ...] | None = tx.session.execute(query, params).first()
     if found is None:
         return None
     epoch, tenant, *replay = found
     fingerprint, response = replay if replay else (None, None)
     return SubmissionFacts(int(epoch), tenant, fingerprint, response)
+
+
+# The statements, built once (executed with parameters; SQLAlchemy caches their compiled form).
+_EPOCH = select(_epoch_column())
+_TOKEN = (
+    select(
+        ApiToken.user_id,
+        User.role,
+        User.tenant_id,
+        User.disabled_at,
+        ApiToken.revoked_at,
+        ApiToken.expires_at,
+        _epoch_column(),
+    )
+    .join(User, User.id == ApiToken.user_id)
+    .where(ApiToken.token_hash == bindparam("token_hash"))
+)
+_FACTS = select(_epoch_column(), Tenant).where(Tenant.id == bindparam("tenant_id"))
+_FACTS_KEYED = (
+    _FACTS.add_columns(IdempotencyRecord.fingerprint, IdempotencyRecord.response)
+    .select_from(Tenant)
+    .outerjoin(
+        IdempotencyRecord,
+        and_(
+            IdempotencyRecord.user_id == bindparam("user_id"),
+            IdempotencyRecord.key == bindparam("key"),
+        ),
+    )
+)

@@ -27,7 +27,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import create_engine, event, insert, select, text
+from sqlalchemy import Insert, Table, bindparam, create_engine, event, insert, select, text
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import (
@@ -40,7 +40,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import Executable, Select
 
 from gpulease.domain.errors import Conflict, DomainError, InvalidRequest, NotFound
 from gpulease.persistence.tables import Base
@@ -226,12 +226,17 @@ class Tx:
             self.session.add_all(rows)
             self.session.flush()
             return
-        ctes = [
-            insert(type(row)).values(_new_values(row)).cte(f"new_{n}")
-            for n, row in enumerate(rows[:-1])
-        ]
-        last = rows[-1]
-        self.session.execute(insert(type(last)).values(_new_values(last)).add_cte(*ctes))
+        given = [_new_values(row) for row in rows]
+        shape = tuple((type(row), tuple(values)) for row, values in zip(rows, given, strict=True))
+        statement = _INSERTS.get(shape)
+        if statement is None:
+            statement = _insert_with(shape)
+            if len(_INSERTS) < 256:
+                _INSERTS[shape] = statement
+        params = {
+            f"p{n}_{key}": value for n, values in enumerate(given) for key, value in values.items()
+        }
+        self.session.execute(statement, params)
 
     def flush(self) -> None:
         self.session.flush()
@@ -251,6 +256,23 @@ class Tx:
             self.session.execute(
                 text("SELECT pg_advisory_xact_lock(:k)"), {"k": advisory_key(name)}
             )
+
+
+# One compiled INSERT ... WITH per shape (tables and columns given): built once, cached by
+# SQLAlchemy's compiled cache, executed with fresh parameters.
+_Shape = tuple[tuple[type[Base], tuple[str, ...]], ...]
+_INSERTS: dict[_Shape, Executable] = {}
+
+
+def _insert_with(shape: _Shape) -> Executable:
+    def one(n: int, model: type[Base], keys: tuple[str, ...]) -> Insert:
+        table = model.__table__
+        assert isinstance(table, Table)
+        return insert(table).values({key: bindparam(f"p{n}_{key}") for key in keys})
+
+    ctes = [one(n, model, keys).cte(f"new_{n}") for n, (model, keys) in enumerate(shape[:-1])]
+    last_model, last_keys = shape[-1]
+    return one(len(shape) - 1, last_model, last_keys).add_cte(*ctes)
 
 
 def _new_values(row: Base) -> dict[str, Any]:
