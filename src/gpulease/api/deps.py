@@ -28,12 +28,14 @@ _bearer = HTTPBearer(auto_error=False, description="an API token: glt_...")
 UNKNOWN_ADDRESS = "unknown"  # a transport that gives no peer address (not HTTP over TCP)
 
 
-def get_ctx(request: Request) -> ServiceContext:
+# The dependencies that only read memory are ``async``: FastAPI runs them on the event loop
+# instead of handing each to a worker thread (a thread hop per dependency per request).
+async def get_ctx(request: Request) -> ServiceContext:
     ctx: ServiceContext = request.app.state.ctx
     return ctx
 
 
-def get_limits(request: Request) -> ApiLimits:
+async def get_limits(request: Request) -> ApiLimits:
     limits: ApiLimits = request.app.state.limits
     return limits
 
@@ -105,7 +107,9 @@ IdempotencyKey = Annotated[
 Caller = Annotated[Credential, Depends(get_credential)]
 
 
-def count_submission(caller: Caller, limits: Annotated[ApiLimits, Depends(get_limits)]) -> None:
+async def count_submission(
+    caller: Caller, limits: Annotated[ApiLimits, Depends(get_limits)]
+) -> None:
     """One job submission of the principal's tenant (an operator: of the operator); 429 with
     ``Retry-After`` past ``submissions_per_minute``."""
     me = caller.principal
