@@ -6,12 +6,13 @@ Authentication is limited per client address (``api.ratelimit.AuthFailures``): t
 
 Every route authenticates through :func:`get_principal` (``identity.check``: a token checked
 recently costs one read of the authentication epoch), except a job submission, which takes
-the cached :func:`get_credential` and confirms it inside its single transaction.
+the cached credential (:func:`get_submitter`) and confirms it inside its single transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -54,17 +55,30 @@ def get_principal(
     return _authenticated(request, ctx, limits, credentials, identity.check).principal
 
 
-def get_credential(
+@dataclass(frozen=True, slots=True)
+class Submitter:
+    """What a job submission takes from its request, resolved in one dependency (each
+    dependency costs FastAPI a resolution per request): the context, the limits, and the
+    caller's credential as this process last checked it, from no database for a known token.
+    The service confirms the credential inside its own transaction (``identity.confirm``)
+    and the route reports a refusal there with :func:`auth_failed`."""
+
+    ctx: ServiceContext
+    limits: ApiLimits
+    credential: Credential
+    address: str
+
+
+def get_submitter(
     request: Request,
-    ctx: Annotated[ServiceContext, Depends(get_ctx)],
-    limits: Annotated[ApiLimits, Depends(get_limits)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Credential:
-    """The caller's credential as this process last checked it, read from no database for a
-    known token: only for a route whose service confirms it inside its own transaction
-    (``identity.confirm``; a job submission), and which reports a refusal there with
-    :func:`auth_failed`."""
-    return _authenticated(request, ctx, limits, credentials, identity.recall)
+) -> Submitter:
+    """Authenticate from memory (``identity.recall``) and count one submission."""
+    ctx: ServiceContext = request.app.state.ctx
+    limits: ApiLimits = request.app.state.limits
+    credential = _authenticated(request, ctx, limits, credentials, identity.recall)
+    _count(limits, credential.principal)
+    return Submitter(ctx, limits, credential, client_address(request))
 
 
 def _authenticated(
@@ -90,29 +104,29 @@ def _authenticated(
     return credential
 
 
-def auth_failed(request: Request, limits: ApiLimits) -> None:
-    """A credential from :func:`get_credential` was refused inside the service."""
-    limits.auth.failed(client_address(request))
+def auth_failed(submitter: Submitter) -> None:
+    """The credential of :func:`get_submitter` was refused inside the service."""
+    submitter.limits.auth.failed(submitter.address)
 
 
 Ctx = Annotated[ServiceContext, Depends(get_ctx)]
 Me = Annotated[Principal, Depends(get_principal)]
-Limits = Annotated[ApiLimits, Depends(get_limits)]
 IdempotencyKey = Annotated[
     str | None,
     Header(alias="Idempotency-Key", description="a retried request with this key creates nothing"),
 ]
 
 
-Caller = Annotated[Credential, Depends(get_credential)]
+Submitting = Annotated[Submitter, Depends(get_submitter)]
 
 
-async def count_submission(
-    caller: Caller, limits: Annotated[ApiLimits, Depends(get_limits)]
-) -> None:
-    """One job submission of the principal's tenant (an operator: of the operator); 429 with
+async def count_submission(me: Me, limits: Annotated[ApiLimits, Depends(get_limits)]) -> None:
+    """One submission of the principal's tenant (an operator: of the operator); 429 with
     ``Retry-After`` past ``submissions_per_minute``."""
-    me = caller.principal
+    _count(limits, me)
+
+
+def _count(limits: ApiLimits, me: Principal) -> None:
     if me.tenant_id is not None:
         limits.submissions.count(f"tenant {me.tenant_id}", f"tenant {me.tenant_id}")
     else:

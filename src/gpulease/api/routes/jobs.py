@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 
 from gpulease.api.constraints import Ref
-from gpulease.api.deps import Caller, Ctx, IdempotencyKey, Limits, Me, auth_failed, count_submission
+from gpulease.api.deps import Ctx, IdempotencyKey, Me, Submitting, auth_failed
 from gpulease.api.schemas import (
     ERROR_RESPONSES,
     AllocationOut,
@@ -39,29 +39,17 @@ def job_out(job: Job, ctx: ServiceContext | None = None) -> JobOut:
     return out
 
 
-@router.post(
-    "",
-    status_code=201,
-    response_model=JobOut,
-    responses=ERROR_RESPONSES,
-    dependencies=[Depends(count_submission)],  # per tenant: 429 past submissions_per_minute
-)
-def submit_job(
-    body: JobCreate,
-    request: Request,
-    ctx: Ctx,
-    caller: Caller,
-    limits: Limits,
-    idempotency_key: IdempotencyKey = None,
-) -> JobOut:
-    """Queue a gang job; it starts when the scheduler finds it room (see ``wait_reason``)."""
+@router.post("", status_code=201, response_model=JobOut, responses=ERROR_RESPONSES)
+def submit_job(body: JobCreate, who: Submitting, idempotency_key: IdempotencyKey = None) -> JobOut:
+    """Queue a gang job; it starts when the scheduler finds it room (see ``wait_reason``).
+    Counted per tenant: 429 past ``submissions_per_minute``."""
     values = body.model_dump()
     submission = jobs.JobSubmission(**{k: v for k, v in values.items() if k in _SUBMISSION_FIELDS})
     idem = Idempotent.of(idempotency_key, "job.submit", body.model_dump(mode="json"))
     try:  # one transaction: the credential is confirmed in it (revoked since: 401)
-        return job_out(jobs.submit(ctx, caller, submission, idem))
+        return job_out(jobs.submit(who.ctx, who.credential, submission, idem))
     except Unauthenticated:
-        auth_failed(request, limits)
+        auth_failed(who)
         raise
 
 
