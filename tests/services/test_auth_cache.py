@@ -19,9 +19,10 @@ from sqlalchemy import event, func, select
 
 from gpulease.domain.access import Principal, Role
 from gpulease.domain.clock import ManualClock
-from gpulease.domain.errors import InvalidRequest, Unauthenticated
+from gpulease.domain.errors import Denied, InvalidRequest, Unauthenticated
+from gpulease.persistence import auth as auth_store
 from gpulease.persistence.db import Database
-from gpulease.persistence.tables import ApiToken, AuditRecord, IdempotencyRecord, Job, Tenant
+from gpulease.persistence.tables import ApiToken, AuditRecord, IdempotencyRecord, Job, Tenant, User
 from gpulease.services import auth_cache, identity, jobs, tokens
 from gpulease.services.context import ServiceContext
 from gpulease.services.demo import DemoUser
@@ -265,3 +266,20 @@ def test_a_submission_does_not_wait_for_a_locked_tenant_row(
         tenant.approval_reason = tenant.approval_reason  # the holder still owns the lock
     worker.join(timeout=20)
     assert finished_while_locked
+
+
+def test_a_role_changed_with_the_epoch_holds_on_the_next_submission(
+    ctx: ServiceContext, other: ServiceContext, demo: list[DemoUser]
+) -> None:
+    """A role change (no use case makes one yet) must bump the epoch in its transaction, as
+    revoke and disable do: then a cached credential is read again, with the new role."""
+    token = _token(demo, "admin@inftech.example")  # a tenant-admin may submit at "high"
+    cached = identity.recall(other, token)
+    assert jobs.submit(other, cached, _submission(priority="high")).priority == "high"
+    with ctx.db.transaction() as tx:
+        user = tx.require(User, cached.principal.user_id, "user", for_update=True)
+        user.role = Role.TENANT_MEMBER.value
+        auth_store.bump_epoch(tx)
+    with pytest.raises(Denied, match="priority 'high'"):
+        jobs.submit(other, identity.recall(other, token), _submission(priority="high"))
+    assert identity.authenticate(other, token).role is Role.TENANT_MEMBER

@@ -103,7 +103,7 @@ def submit(
                     epoch = facts.epoch if facts is not None else auth_store.UNKNOWN_EPOCH
                     confirmed = identity.confirm(ctx, tx, credential, epoch).principal
                     if confirmed != principal:  # its role changed since it was cached
-                        checked = _checked(ctx, confirmed, sub)
+                        principal, checked = confirmed, _checked(ctx, confirmed, sub)
                 if facts is None:
                     raise NotFound(f"no tenant {checked.tenant_id!r}", tenant_id=checked.tenant_id)
                 earlier = (
