@@ -184,21 +184,24 @@ def _checked(ctx: ServiceContext, actor: Principal, sub: JobSubmission) -> _Chec
 
 
 NEVER_FITS_SHAPES = 4096  # shapes remembered per process; more empties the memo
+_UNDECIDED = object()
 
 
 def _never_fits(ctx: ServiceContext, site_id: str, spec: JobSpec) -> str | None:
     """Why a job of this shape could never be placed at the site (None: it could), decided
     once per shape: placement on an empty site depends on the shape and the (fixed) topology
     only."""
-    memo = ctx.cache.setdefault("never_fits", {})
+    memo: dict[tuple[object, ...], str | None] = ctx.cache.setdefault("never_fits", {})
     key = (site_id, spec.gpus, spec.gpus_per_node, spec.topology)
-    if key not in memo:
-        if len(memo) >= NEVER_FITS_SHAPES:
-            memo.clear()
-        found = never_fits(spec, cached_topology(ctx, site_id).cluster, domain="NVLink domain")
-        memo[key] = None if found is None else found.message
-    result: str | None = memo[key]
-    return result
+    found = memo.get(key, _UNDECIDED)  # one lookup: another thread may empty the memo
+    if isinstance(found, str) or found is None:
+        return found
+    reason = never_fits(spec, cached_topology(ctx, site_id).cluster, domain="NVLink domain")
+    decided = None if reason is None else reason.message
+    if len(memo) >= NEVER_FITS_SHAPES:
+        memo.clear()
+    memo[key] = decided
+    return decided
 
 
 def _create(
