@@ -17,12 +17,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The main job: a fresh demo site (32 GB200 NVL72 racks, three tenants) on SQLite, served on
-# http://127.0.0.1:$(PORT) with the scheduler and the simulated executor.
+# http://127.0.0.1:$(PORT) by two processes, the API and the scheduler (simulated executor).
+# Ctrl-C stops both.
 run: $(STAMP)
 	mkdir -p var
 	GPULEASE_DATABASE_URL=$(DEMO_DB) $(BIN)/gpulease init --demo --reset
 	@echo "Log in as a tenant with: $(BIN)/gpulease login --url http://127.0.0.1:$(PORT) --token <a token above>"
-	GPULEASE_DATABASE_URL=$(DEMO_DB) GPULEASE_DATA_DIR=var $(BIN)/gpulease serve --port $(PORT)
+	GPULEASE_DATABASE_URL=$(DEMO_DB) GPULEASE_DATA_DIR=var GPULEASE_BIN=$(BIN)/gpulease \
+		./scripts/run-both.sh --port $(PORT)
 
 # The reference site (32 GB200 NVL72 racks) replaying the Philly trace in the simulator.
 simulate: $(STAMP)

@@ -1,18 +1,25 @@
-"""Benchmark: job submissions per second through the real API, beside sbatch.
+"""Benchmark: job submissions per second through the real API, beside sbatch and the baseline.
 
-Starts ``gpulease serve`` (uvicorn, one process, scheduler running with the simulated
-executor) on a fresh PostgreSQL database (or SQLite with ``--database sqlite``) holding the
-demo site, then C client threads (default 16) each POST ``/api/v1/jobs`` with its own
-``Idempotency-Key`` until N jobs are submitted. Prints submissions/s and the p50/p99 latency
-of one submission (HTTP round trip: auth, validation, one write transaction with its audit
-record and idempotency record). With ``--sbatch`` it then runs ``bench_sbatch.py`` with the
-same number of clients on a throwaway local Slurm controller and prints both side by side.
+For each variant it creates a fresh PostgreSQL database (or SQLite with ``--database sqlite``)
+holding the demo site, starts the server as deployed, then C client threads (default 16) each
+POST ``/api/v1/jobs`` with its own ``Idempotency-Key`` until N jobs are submitted, while the
+scheduler runs (simulated executor: the jobs start, run 5 s and end). Prints submissions/s
+and the p50/p99 latency of one submission (the HTTP round trip).
 
-    python benchmarks/bench_submit.py [--jobs 2000] [--clients 16] [--database postgresql]
-                                      [--sbatch] [--json OUT]
+* this tree: ``gpulease serve`` (API only, ``--workers`` processes) and ``gpulease scheduler``
+  in its own process;
+* ``--baseline REF``: the same load against the code at REF, checked out in a temporary
+  ``git worktree`` and run as it was deployed (``gpulease serve``, which ran the scheduler
+  loop in the API process), in the same run;
+* ``--sbatch``: ``bench_sbatch.py`` with the same number of clients on a throwaway local
+  Slurm controller, and the ratio of each gpulease variant to it.
 
-The clients run on the same 2-core machine as the server and the database, so the figure is
-a floor for the server alone, and timing varies with what else the machine does.
+    python benchmarks/bench_submit.py [--jobs 2000] [--clients 16] [--workers 1]
+        [--database postgresql] [--baseline REF] [--sbatch] [--json OUT]
+
+The clients run on the same 2-core machine as the servers and the database, so the figures
+are a floor for the server alone and vary with what else the machine does. The per-tenant
+submission limit (``GPULEASE_SUBMISSIONS_PER_MINUTE``) is lifted for every variant.
 """
 
 from __future__ import annotations
@@ -29,6 +36,10 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +51,15 @@ from gpulease.sim.metrics import percentile
 
 ROOT = Path(__file__).resolve().parents[1]
 PG = "host=127.0.0.1 port=5432 user=postgres"
+BODY = {"gpus": 4, "purpose": "financial AI", "command": "train", "duration_s": 5}
+
+
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    src: Path  # the gpulease sources to run (PYTHONPATH)
+    scheduler_apart: bool  # a `gpulease scheduler` process beside an API-only server
+    scheduler: bool = True  # False: no scheduler at all (the API's own ceiling)
 
 
 def create_pg_database() -> tuple[str, str]:
@@ -57,10 +77,44 @@ def drop_pg_database(name: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
 
 
-def start_server(
-    url: str, data_dir: Path, workers: int
-) -> tuple[subprocess.Popen[bytes], str, str]:
-    env = dict(os.environ, GPULEASE_DATABASE_URL=url, GPULEASE_DATA_DIR=str(data_dir))
+@contextmanager
+def baseline_tree(ref: str) -> Iterator[Path]:
+    """The sources at ``ref`` in a temporary worktree, removed afterwards."""
+    where = Path(tempfile.mkdtemp(prefix="gpulease-baseline-"))
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(where), ref],
+        check=True,
+    )
+    try:
+        yield where / "src"
+    finally:
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(where)], check=False
+        )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def deployed(variant: Variant, url: str, data_dir: Path, workers: int) -> Iterator[tuple[str, str]]:
+    """The variant's demo installation served on ``url``: (base URL, a tenant's token)."""
+    env = dict(
+        os.environ,
+        GPULEASE_DATABASE_URL=url,
+        GPULEASE_DATA_DIR=str(data_dir),
+        PYTHONPATH=str(variant.src),
+        # the per-tenant submission limit (1,200 a minute per process by default) is not
+        # what is measured: lifted for every variant alike
+        GPULEASE_SUBMISSIONS_PER_MINUTE="10000000",
+    )
     cli = [sys.executable, "-m", "gpulease.cli"]
     init = subprocess.run(
         [*cli, "init", "--demo", "--json"], env=env, capture_output=True, text=True, check=True
@@ -69,49 +123,66 @@ def start_server(
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    process = subprocess.Popen(
-        [*cli, "serve", "--port", str(port), "--workers", str(workers)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    serve = [*cli, "serve", "--port", str(port), "--workers", str(workers)]
+    if not variant.scheduler:
+        serve.append("--no-scheduler")
+    processes = [subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL)]
+    if variant.scheduler and variant.scheduler_apart:
+        processes.append(subprocess.Popen([*cli, "scheduler"], env=env, stdout=subprocess.DEVNULL))
     base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(base + "/api/v1/health", timeout=1).status_code == 200:
-                return process, base, token
-        except httpx.TransportError:
+    try:
+        for _ in range(600):
+            try:
+                health = httpx.get(base + "/api/v1/health", timeout=1).json()
+                if health.get("schedulers") or not variant.scheduler:  # up, and it has passed
+                    break
+            except (httpx.TransportError, ValueError):
+                pass
             time.sleep(0.1)
-    process.kill()
-    raise SystemExit("the server did not start")
+        else:
+            raise SystemExit(f"{variant.label}: the server or its scheduler did not start")
+        yield base, token
+    finally:
+        for process in reversed(processes):
+            stop(process)
 
 
 def submit_all(base: str, token: str, jobs: int, clients: int) -> dict[str, Any]:
+    """``jobs`` submissions from ``clients`` threads, each on its own keep-alive connection
+    (``http.client``: the lightest client, so the clients take little of the machine's CPU
+    from the servers; the same for every variant)."""
+    host, port = base.removeprefix("http://").split(":")
     lock = threading.Lock()
     remaining = [jobs]
     latencies: list[float] = []
     failures: list[str] = []
+    payload = json.dumps(BODY).encode()
 
     def client() -> None:
-        with httpx.Client(
-            base_url=base + "/api/v1", timeout=60, headers={"Authorization": f"Bearer {token}"}
-        ) as http:
+        http = HTTPConnection(host, int(port), timeout=60)
+        try:
             while True:
                 with lock:
                     if remaining[0] == 0:
                         return
                     remaining[0] -= 1
-                body = {"gpus": 4, "purpose": "financial AI", "command": "train", "duration_s": 5}
+                headers = {
+                    "Authorization": f"Bearer {token}",
+                    "Content-Type": "application/json",
+                    "Idempotency-Key": str(uuid.uuid4()),
+                }
                 t0 = time.perf_counter()
-                response = http.post(
-                    "/jobs", json=body, headers={"Idempotency-Key": str(uuid.uuid4())}
-                )
+                http.request("POST", "/api/v1/jobs", body=payload, headers=headers)
+                response = http.getresponse()
+                text = response.read()
                 elapsed = time.perf_counter() - t0
                 with lock:
-                    if response.status_code == 201:
+                    if response.status == 201:
                         latencies.append(elapsed)
                     else:
-                        failures.append(response.text[:200])
+                        failures.append(text[:200].decode(errors="replace"))
+        finally:
+            http.close()
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     t0 = time.perf_counter()
@@ -132,59 +203,126 @@ def submit_all(base: str, token: str, jobs: int, clients: int) -> dict[str, Any]
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=2000)
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
-    parser.add_argument("--workers", type=int, default=1, help="API server processes")
-    parser.add_argument("--sbatch", action="store_true", help="also run bench_sbatch.py")
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+def scheduler_state(base: str, token: str) -> dict[str, Any]:
+    """What the scheduler did meanwhile: its passes, and how many jobs it started."""
+    health = httpx.get(base + "/api/v1/health", timeout=10).json()
+    jobs = httpx.get(
+        base + "/api/v1/jobs",
+        params={"limit": 5000},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    ).json()
+    started = sum(1 for job in jobs if job.get("started_at"))
+    ticks = sum(site["ticks"] for site in health.get("schedulers", []))
+    return {"scheduler_passes": ticks, "jobs_started": started}
 
-    with tempfile.TemporaryDirectory(prefix="gpulease-bench-") as tmp:
-        pg_name = None
-        if args.database == "postgresql":
-            pg_name, url = create_pg_database()
-        else:
-            url = f"sqlite:///{tmp}/bench.db"
-        process = None
-        try:
-            process, base, token = start_server(url, Path(tmp), args.workers)
+
+def run_variant(variant: Variant, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    pg_name = None
+    if args.database == "postgresql":
+        pg_name, url = create_pg_database()
+    else:
+        url = f"sqlite:///{tmp}/{variant.label}.db"
+    try:
+        data_dir = tmp / variant.label
+        with deployed(variant, url, data_dir, args.workers) as (base, token):
             submit_all(base, token, min(50, args.jobs), args.clients)  # warm-up
             result = submit_all(base, token, args.jobs, args.clients)
-        finally:
-            if process is not None:
-                process.send_signal(signal.SIGTERM)
-                process.wait(30)
-            if pg_name:
-                drop_pg_database(pg_name)
-    result |= {"database": args.database, "clients": args.clients, "workers": args.workers}
+            result |= scheduler_state(base, token)
+    finally:
+        if pg_name:
+            drop_pg_database(pg_name)
+    scheduler = "its own process" if variant.scheduler_apart else "inside the API process"
+    if not variant.scheduler:
+        scheduler = "no process (--no-scheduler)"
     print(
-        f"gpulease API on {args.database} ({args.workers} worker process(es)), {args.clients} "
-        f"clients, {result['submitted']:,} "
-        f"jobs: {result['per_second']:,.1f} submissions/s, p50 {result['p50_ms']} ms, "
-        f"p99 {result['p99_ms']} ms ({result['failed']} failed)"
+        f"{variant.label:>9}: {result['per_second']:8,.1f} submissions/s, p50 "
+        f"{result['p50_ms']:7.1f} ms, p99 {result['p99_ms']:7.1f} ms, {result['submitted']:,} "
+        f"jobs ({result['failed']} failed); scheduler in {scheduler}: "
+        f"{result['scheduler_passes']} passes, {result['jobs_started']} jobs started",
+        flush=True,
     )
-    if args.sbatch:
-        out = Path(tempfile.mkstemp(suffix=".json")[1])
+    if result["errors"]:
+        print("           first errors:", *result["errors"], sep="\n             ")
+    return result | {"scheduler": scheduler}
+
+
+def run_sbatch(jobs: int, clients: int) -> dict[str, Any]:
+    out = Path(tempfile.mkstemp(suffix=".json")[1])
+    try:
         subprocess.run(
             [
                 sys.executable,
                 str(ROOT / "benchmarks" / "bench_sbatch.py"),
                 "--jobs",
-                str(min(args.jobs, 1000)),
+                str(jobs),
                 "--clients",
-                str(args.clients),
+                str(clients),
                 "--json",
                 str(out),
             ],
             check=True,
+            stdout=subprocess.DEVNULL,
         )
-        result["sbatch"] = json.loads(out.read_text())
+        found: dict[str, Any] = json.loads(out.read_text())
+    finally:
         out.unlink()
+    print(
+        f"{'sbatch':>9}: {found['submissions_per_s']:8,.1f} submissions/s, p50 "
+        f"{found['latency_ms']['p50']:7.1f} ms, p99 {found['latency_ms']['p99']:7.1f} ms, "
+        f"{found['submitted']:,} jobs ({found['failed']} failed); {found['slurm']}, "
+        f"{found['mode']} mode",
+        flush=True,
+    )
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument("--workers", type=int, default=1, help="API server processes")
+    parser.add_argument(
+        "--no-scheduler",
+        action="store_true",
+        help="run no scheduler (the API's own ceiling; not the benchmark's figure)",
+    )
+    parser.add_argument("--baseline", metavar="REF", help="also run the code at this git ref")
+    parser.add_argument("--sbatch", action="store_true", help="also run bench_sbatch.py")
+    parser.add_argument("--sbatch-jobs", type=int, default=1000)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    print(
+        f"{args.jobs:,} submissions from {args.clients} clients on {args.database}, "
+        f"{args.workers} API worker process(es), {os.cpu_count()} CPUs",
+        flush=True,
+    )
+    results: dict[str, Any] = {
+        "jobs": args.jobs,
+        "clients": args.clients,
+        "database": args.database,
+        "workers": args.workers,
+    }
+    with tempfile.TemporaryDirectory(prefix="gpulease-bench-") as tmp:
+        if args.baseline:
+            with baseline_tree(args.baseline) as src:
+                base = Variant("baseline", src, False, not args.no_scheduler)
+                results["baseline"] = run_variant(base, args, Path(tmp))
+                results["baseline"]["ref"] = args.baseline
+        ours = Variant("gpulease", ROOT / "src", True, not args.no_scheduler)
+        results["gpulease"] = run_variant(ours, args, Path(tmp))
+    if args.sbatch:
+        results["sbatch"] = found = run_sbatch(min(args.jobs, args.sbatch_jobs), args.clients)
+        rate = found["submissions_per_s"] or 0.0
+        for label in ("baseline", "gpulease"):
+            if label in results and rate:
+                ratio = results[label]["per_second"] / rate
+                results[label]["ratio_to_sbatch"] = round(ratio, 2)
+                print(f"{label:>9} / sbatch: {ratio:.2f}x")
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,19 @@ class Settings(BaseSettings):
     keep_blocks: int = Field(default=0, ge=0)
     price_per_gpu_hour: Decimal = Decimal("3.50")
     currency: str = "USD"
-    run_scheduler: bool = True  # `serve` also runs the scheduler loop (leader election decides)
+    # `serve` also runs the scheduler loop (leader election decides); off by default: the
+    # scheduler runs in its own process (`gpulease scheduler`), so passes and requests do not
+    # compete for one interpreter
+    run_scheduler: bool = False
+    # threads of an API process serving requests at once (each may hold a connection)
+    api_threads: int = Field(default=32, ge=1, le=512)
+    # database connections kept open per process; None: sized to the process's threads
+    # (api_threads in an API process, a few for the scheduler loop, both when together)
+    db_pool_size: int | None = Field(default=None, ge=1, le=1000)
+    db_max_overflow: int = Field(default=8, ge=0, le=1000)  # more, opened under a burst
+    # test each pooled connection with a round trip before use (PostgreSQL); off, a connection
+    # the server dropped fails one transaction (503, database_unavailable), then the pool renews
+    db_pre_ping: bool = True
     # Compliance
     policy_files: list[Path] = Field(default_factory=list)  # operator packs beside the shipped
     review_threshold: float = Field(default=85.0, ge=0, le=100)

@@ -31,10 +31,14 @@ def free_port() -> int:
 
 @dataclass
 class Server:
+    """An API server, and the scheduler process started beside it (None: no scheduler, or
+    the server runs the loop itself with ``--scheduler``)."""
+
     url: str
     process: subprocess.Popen[bytes]
     log: Path
     tokens: dict[str, str] = field(default_factory=dict)
+    scheduler: subprocess.Popen[bytes] | None = None
 
     def client(self, who: str) -> httpx.Client:
         return httpx.Client(
@@ -47,13 +51,14 @@ class Server:
         return dict(httpx.get(self.url + "/api/v1/health", timeout=5).json())
 
     def kill(self, sig: int = signal.SIGTERM) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        for process in (self.process, self.scheduler):
+            if process is not None and process.poll() is None:
+                process.send_signal(sig)
+                try:
+                    process.wait(20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
 
 
 def server_env(db_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
@@ -92,21 +97,32 @@ def init_demo(db_url: str, data_dir: Path) -> dict[str, str]:
 
 
 def start(db_url: str, data_dir: Path, tokens: dict[str, str], *args: str, **extra: str) -> Server:
+    """``gpulease serve ARGS`` and, as deployed by default, a ``gpulease scheduler`` process
+    beside it; with ``--no-scheduler`` the API alone, with ``--scheduler`` the API running
+    the loop itself."""
     port = free_port()
     log = data_dir / f"serve-{port}.log"
     data_dir.mkdir(parents=True, exist_ok=True)
+    env = server_env(db_url, data_dir, **extra)
+    scheduler = None
     with log.open("wb") as out:
         process = subprocess.Popen(
             [*GPULEASE, "serve", "--port", str(port), *args],
-            env=server_env(db_url, data_dir, **extra),
+            env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    server = Server(f"http://127.0.0.1:{port}", process, log, tokens)
+        if "--scheduler" not in args and "--no-scheduler" not in args:
+            scheduler = subprocess.Popen(
+                [*GPULEASE, "scheduler"], env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+    server = Server(f"http://127.0.0.1:{port}", process, log, tokens, scheduler)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited {process.returncode}: {log.read_text()}")
+        for started in (process, scheduler):
+            if started is not None and started.poll() is not None:
+                server.kill()
+                raise AssertionError(f"server exited {started.returncode}: {log.read_text()}")
         try:
             if httpx.get(server.url + "/api/v1/health", timeout=2).status_code == 200:
                 return server

@@ -13,9 +13,9 @@ from e2e_support import GPULEASE, Server, server_env, wait_for
 
 
 def test_exactly_one_leader_and_failover(start_server: Callable[..., Server]) -> None:
-    first = start_server()
+    first = start_server("--scheduler")  # each runs the loop in its own process
     wait_for(lambda: first.health()["this_process_leads"], 20, "the first server to lead")
-    second = start_server()
+    second = start_server("--scheduler")
     # the second serves the API but does not lead while the first lives
     for _ in range(10):
         assert second.health()["this_process_leads"] is False

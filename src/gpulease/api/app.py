@@ -1,10 +1,14 @@
 """The FastAPI application: routes under ``/api/v1``, errors mapped in one place.
 
-``create_app`` builds the service context from settings (or takes one, in tests) and, when
-``run_scheduler`` is set, runs the scheduler loop in a thread for the app's lifetime; the
-loop decides only while this process holds the leader lock, so any number of API processes
-can share one PostgreSQL. Every request body passes :class:`~gpulease.api.limits.BodyLimits`
-(size cap, JSON depth) before a route, a dependency or a parser sees it.
+``create_app`` builds the service context from settings (or takes one, in tests) with a pool
+of as many connections as the process has request threads (``Settings.api_threads``, the
+size of the thread pool sync routes run in). The scheduler runs in its own process by
+default (``gpulease scheduler``); when ``run_scheduler`` is set, the app runs the loop in a
+thread for its lifetime instead. The loop decides only while its process holds the leader
+lease, so any number of API processes can share one PostgreSQL, and ``/health`` reports
+the scheduler's state from the database wherever it runs. Every request body passes
+:class:`~gpulease.api.limits.BodyLimits` (size cap, JSON depth) before a route, a dependency
+or a parser sees it.
 
 Client address. ``request.client`` is the TCP peer, unless the peer is one of the configured
 ``trusted_proxies``: then uvicorn's ``ProxyHeadersMiddleware`` (installed here, not by the
@@ -19,6 +23,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -30,7 +35,7 @@ from gpulease.api.routes import admin, compliance, jobs, leases, nodes, reports,
 from gpulease.services.context import ServiceContext
 from gpulease.services.scheduler_loop import SchedulerLoop
 from gpulease.services.scheduling import LiveScheduler
-from gpulease.services.setup import make_executor, open_context
+from gpulease.services.setup import api_threads, make_executor, open_context
 from gpulease.settings import Settings
 
 OPENAPI_URL = "/api/v1/openapi.json"
@@ -40,10 +45,12 @@ UPLOAD_PATHS = ("/api/v1/lists",)  # multipart uploads: capped at max_upload_byt
 def create_app(settings: Settings | None = None, ctx: ServiceContext | None = None) -> FastAPI:
     settings = settings or (ctx.settings if ctx else Settings())
     if ctx is None:
-        ctx = open_context(settings)
+        ctx = open_context(settings, threads=api_threads(settings))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # requests run in this many threads at once; the pool holds as many connections
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         loop: SchedulerLoop | None = None
         if settings.run_scheduler:
             loop = SchedulerLoop(LiveScheduler(ctx, make_executor(settings)))

@@ -3,10 +3,16 @@
 Authentication is limited per client address (``api.ratelimit.AuthFailures``): the address is
 ``request.client.host``, which only a configured trusted proxy may have rewritten (see
 ``api.app``). Job submissions are limited per tenant (:func:`count_submission`).
+
+Every route authenticates through :func:`get_principal` (``identity.check``: a token checked
+recently costs one read of the authentication epoch), except a job submission, which takes
+the cached credential (:func:`get_submitter`) and confirms it inside its single transaction.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -16,18 +22,21 @@ from gpulease.api.ratelimit import ApiLimits
 from gpulease.domain.access import Principal
 from gpulease.domain.errors import Unauthenticated
 from gpulease.services import identity
+from gpulease.services.auth_cache import Credential
 from gpulease.services.context import ServiceContext
 
 _bearer = HTTPBearer(auto_error=False, description="an API token: glt_...")
 UNKNOWN_ADDRESS = "unknown"  # a transport that gives no peer address (not HTTP over TCP)
 
 
-def get_ctx(request: Request) -> ServiceContext:
+# The dependencies that only read memory are ``async``: FastAPI runs them on the event loop
+# instead of handing each to a worker thread (a thread hop per dependency per request).
+async def get_ctx(request: Request) -> ServiceContext:
     ctx: ServiceContext = request.app.state.ctx
     return ctx
 
 
-def get_limits(request: Request) -> ApiLimits:
+async def get_limits(request: Request) -> ApiLimits:
     limits: ApiLimits = request.app.state.limits
     return limits
 
@@ -42,11 +51,48 @@ def get_principal(
     limits: Annotated[ApiLimits, Depends(get_limits)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    """The caller, authenticated now (a token checked recently: one read of the epoch)."""
+    return _authenticated(request, ctx, limits, credentials, identity.check).principal
+
+
+@dataclass(frozen=True, slots=True)
+class Submitter:
+    """What a job submission takes from its request, resolved in one dependency (each
+    dependency costs FastAPI a resolution per request): the context, the limits, and the
+    caller's credential as this process last checked it, from no database for a known token.
+    The service confirms the credential inside its own transaction (``identity.confirm``)
+    and the route reports a refusal there with :func:`auth_failed`."""
+
+    ctx: ServiceContext
+    limits: ApiLimits
+    credential: Credential
+    address: str
+
+
+def get_submitter(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Submitter:
+    """Authenticate from memory (``identity.recall``) and count one submission."""
+    ctx: ServiceContext = request.app.state.ctx
+    limits: ApiLimits = request.app.state.limits
+    credential = _authenticated(request, ctx, limits, credentials, identity.recall)
+    _count(limits, credential.principal)
+    return Submitter(ctx, limits, credential, client_address(request))
+
+
+def _authenticated(
+    request: Request,
+    ctx: ServiceContext,
+    limits: ApiLimits,
+    credentials: HTTPAuthorizationCredentials | None,
+    how: Callable[[ServiceContext, str | None], Credential],
+) -> Credential:
     address = client_address(request)
     token = credentials.credentials if credentials else None
     limits.auth.check(address, token)  # 429 before any lookup once the address is blocked
     try:
-        principal = identity.authenticate(ctx, token)
+        credential = how(ctx, token)
     except Unauthenticated:
         if token:
             limits.auth.failed(address)
@@ -54,8 +100,13 @@ def get_principal(
     assert token is not None
     limits.auth.succeeded(address, token)
     if request.client is not None:
-        identity.note_access(ctx, principal, address)
-    return principal
+        identity.note_access(ctx, credential.principal, address)
+    return credential
+
+
+def auth_failed(submitter: Submitter) -> None:
+    """The credential of :func:`get_submitter` was refused inside the service."""
+    submitter.limits.auth.failed(submitter.address)
 
 
 Ctx = Annotated[ServiceContext, Depends(get_ctx)]
@@ -66,9 +117,16 @@ IdempotencyKey = Annotated[
 ]
 
 
-def count_submission(me: Me, limits: Annotated[ApiLimits, Depends(get_limits)]) -> None:
-    """One job submission of the principal's tenant (an operator: of the operator); 429 with
+Submitting = Annotated[Submitter, Depends(get_submitter)]
+
+
+async def count_submission(me: Me, limits: Annotated[ApiLimits, Depends(get_limits)]) -> None:
+    """One submission of the principal's tenant (an operator: of the operator); 429 with
     ``Retry-After`` past ``submissions_per_minute``."""
+    _count(limits, me)
+
+
+def _count(limits: ApiLimits, me: Principal) -> None:
     if me.tenant_id is not None:
         limits.submissions.count(f"tenant {me.tenant_id}", f"tenant {me.tenant_id}")
     else:

@@ -1,4 +1,6 @@
-"""Commands that run on the server machine: ``gpulease init`` and ``gpulease serve``.
+"""Commands that run on the server machine: ``gpulease init``, ``gpulease serve`` (the API)
+and ``gpulease scheduler`` (the scheduler loop, in its own process by default, so passes and
+requests do not compete for one interpreter; ``serve --scheduler`` runs both in one).
 
 Heavy imports (SQLAlchemy, Alembic, FastAPI) happen inside the commands, so the client
 commands start fast.
@@ -57,13 +59,17 @@ def serve_command(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     scheduler: Annotated[
-        bool, typer.Option(help="Run the scheduler loop here (leader election decides).")
-    ] = True,
+        bool,
+        typer.Option(
+            help="Also run the scheduler loop in this process (leader election decides). "
+            "By default it runs apart: `gpulease scheduler`, or `make run` for both."
+        ),
+    ] = False,
     workers: Annotated[
         int, typer.Option(min=1, max=64, help="API processes (stateless; one scheduler leads).")
     ] = 1,
 ) -> None:
-    """Serve the REST API (and the scheduler) until interrupted."""
+    """Serve the REST API until interrupted (the scheduler runs in its own process)."""
     import uvicorn
 
     from gpulease.api.app import create_app
@@ -80,7 +86,8 @@ def serve_command(
         ctx.db.dispose()
     console.print(
         f"gpulease serving on http://{host}:{port} (API docs at /api/v1/docs), "
-        f"executor {settings.executor}, scheduler {'on' if scheduler else 'off'}, "
+        f"executor {settings.executor}, scheduler "
+        f"{'in this process' if scheduler else 'apart (`gpulease scheduler`)'}, "
         f"{workers} worker{'s' if workers > 1 else ''}, "
         + (
             f"X-Forwarded-For believed from {', '.join(settings.trusted_proxies)} only"
@@ -114,11 +121,16 @@ def scheduler_command() -> None:
 
     from gpulease.services.scheduler_loop import SchedulerLoop
     from gpulease.services.scheduling import LiveScheduler
-    from gpulease.services.setup import check_schema, make_executor, open_context
+    from gpulease.services.setup import (
+        SCHEDULER_CONNECTIONS,
+        check_schema,
+        make_executor,
+        open_context,
+    )
     from gpulease.settings import Settings
 
     settings = Settings()
-    ctx = open_context(settings)
+    ctx = open_context(settings, threads=SCHEDULER_CONNECTIONS)
     check_schema(ctx)
     loop = SchedulerLoop(LiveScheduler(ctx, make_executor(settings)))
     done = threading.Event()

@@ -27,7 +27,7 @@ most once between resets.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -77,6 +77,18 @@ def record_changes(session: Session, _flush_context: Any, _instances: Any) -> No
             rows.extend(_announce(obj, announced, origin))
     if rows:
         session.add_all(rows)
+
+
+def announcements(session: Session, rows: Iterable[object]) -> list[SchedulerChange]:
+    """The change rows for new rows inserted without the ORM's flush (``Tx.insert_new``
+    writes them in the same statement)."""
+    announced: set[tuple[str, str]] = session.info.setdefault(_SESSION_KEY, set())
+    origin = _ORIGIN.get()
+    found: list[SchedulerChange] = []
+    for row in rows:
+        if isinstance(row, Job | Node):
+            found.extend(_announce(row, announced, origin))
+    return found
 
 
 def _announce(

@@ -13,7 +13,9 @@ of failing at commit. PostgreSQL runs at READ COMMITTED; where a check-then-writ
 race (admitting a lease against the calendar) the service takes ``tx.lock(name)``, a
 transaction-scoped advisory lock there and a no-op on SQLite, whose writers are already
 serialised. A read transaction (``write=False``) on PostgreSQL runs at REPEATABLE READ, so
-that its queries see one snapshot, as on SQLite (the scheduler's snapshot relies on it).
+that its queries see one snapshot, as on SQLite (the scheduler's snapshot relies on it). A
+row read ``for_update`` is locked ``FOR NO KEY UPDATE``: writers of that row wait, inserts
+of rows that reference it (foreign keys) do not.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import create_engine, event, select, text
+from sqlalchemy import Insert, Table, bindparam, create_engine, event, insert, select, text
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import (
     DataError,
@@ -37,10 +40,10 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import Executable, Select
 
 from gpulease.domain.errors import Conflict, DomainError, InvalidRequest, NotFound
-from gpulease.persistence.change_feed import forget_announced, record_changes
+from gpulease.persistence.change_feed import announcements, forget_announced, record_changes
 from gpulease.persistence.tables import Base
 
 T = TypeVar("T", bound=Base)
@@ -90,25 +93,49 @@ def advisory_key(name: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+DEFAULT_POOL_SIZE = 10
+DEFAULT_MAX_OVERFLOW = 10
+
+
 class Database:
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    """One engine and its pool. ``pool_size`` connections are kept open; up to
+    ``max_overflow`` more are opened under a burst and closed again when returned, so the
+    pool should hold as many connections as the process has threads that use the database
+    at once (``Settings.pool_size_for``)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        max_overflow: int = DEFAULT_MAX_OVERFLOW,
+        pre_ping: bool = True,
+    ) -> None:
         self.url = normalize_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
+        self.pool_size, self.max_overflow = pool_size, max_overflow
         if self.is_sqlite:
-            # A file database keeps a small pool of connections (the PRAGMAs run once per
+            # A file database keeps a pool of connections (the PRAGMAs run once per
             # connection); an in-memory one would be private to each connection.
             self.engine: Engine = create_engine(
                 self.url,
                 echo=echo,
                 connect_args={"timeout": 30, "check_same_thread": False},
-                pool_size=8,
-                max_overflow=8,
+                pool_size=pool_size,
+                max_overflow=max_overflow,
             )
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
         else:
             self.engine = create_engine(
-                self.url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True
+                self.url,
+                echo=echo,
+                pool_size=pool_size,
+                max_overflow=max_overflow,
+                # a round trip per checkout; without it a connection the server dropped fails
+                # one transaction (database_unavailable) and the pool is renewed
+                pool_pre_ping=pre_ping,
             )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
         # every job and node change is announced to the scheduler in its own transaction
@@ -138,6 +165,20 @@ class Database:
             session.close()
             _WRITE.reset(token)
 
+    def scalar_now(self, query: Select[Any]) -> Any:
+        """The first column of the first row of ``query``, read outside any transaction: one
+        statement (PostgreSQL runs it in autocommit; SQLite in a deferred read)."""
+        token = _WRITE.set(False)
+        try:
+            with self.engine.connect() as conn:
+                if not self.is_sqlite:
+                    conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                return conn.execute(query).scalar()
+        except OperationalError as error:
+            raise DatabaseUnavailable(f"database error: {_first_line(error)}") from error
+        finally:
+            _WRITE.reset(token)
+
     def dispose(self) -> None:
         self.engine.dispose()
 
@@ -149,6 +190,13 @@ class Database:
         Base.metadata.create_all(self.engine)
 
 
+# A row locked to be changed is locked ``FOR NO KEY UPDATE`` (what an UPDATE of non-key
+# columns takes itself): it excludes other writers and lockers of the row until commit, but
+# not the key-share lock a foreign-key check takes, so inserting a row that references it (a
+# job of a tenant whose row the scheduler holds) does not wait. No service changes a key.
+_ROW_LOCK = {"key_share": True}
+
+
 class Tx:
     """One transaction: typed get/add/query helpers over a session."""
 
@@ -157,11 +205,11 @@ class Tx:
         self.db = db
 
     def get(self, model: type[T], key: Any, *, for_update: bool = False) -> T | None:
-        return self.session.get(model, key, with_for_update=for_update or None)
+        return self.session.get(model, key, with_for_update=_ROW_LOCK if for_update else None)
 
     def require(self, model: type[T], key: Any, kind: str, *, for_update: bool = False) -> T:
         """The row, or NotFound; ``for_update`` locks it until commit (PostgreSQL)."""
-        row = self.session.get(model, key, with_for_update=for_update or None)
+        row = self.session.get(model, key, with_for_update=_ROW_LOCK if for_update else None)
         if row is None:
             raise NotFound(f"no {kind} {key!r}", **{f"{kind}_id": key})
         return row
@@ -171,6 +219,29 @@ class Tx:
 
     def add_all(self, rows: Sequence[Base]) -> None:
         self.session.add_all(rows)
+
+    def insert_new(self, rows: Sequence[Base]) -> None:
+        """Insert new rows (which must not reference one another) now. On PostgreSQL in one
+        statement, each row but the last in a data-modifying ``WITH``; elsewhere through the
+        session. The rows are not tracked afterwards: they keep the values they were given
+        (a versioned row starts at version 1), and a key the database assigns is not read
+        back."""
+        if self.db.is_sqlite or len(rows) < 2:
+            self.session.add_all(rows)
+            self.session.flush()
+            return
+        rows = [*rows, *announcements(self.session, rows)]  # the change feed, same statement
+        given = [_new_values(row) for row in rows]
+        shape = tuple((type(row), tuple(values)) for row, values in zip(rows, given, strict=True))
+        statement = _INSERTS.get(shape)
+        if statement is None:
+            statement = _insert_with(shape)
+            if len(_INSERTS) < 256:
+                _INSERTS[shape] = statement
+        params = {
+            f"p{n}_{key}": value for n, values in enumerate(given) for key, value in values.items()
+        }
+        self.session.execute(statement, params)
 
     def flush(self) -> None:
         self.session.flush()
@@ -190,6 +261,41 @@ class Tx:
             self.session.execute(
                 text("SELECT pg_advisory_xact_lock(:k)"), {"k": advisory_key(name)}
             )
+
+
+# One compiled INSERT ... WITH per shape (tables and columns given): built once, cached by
+# SQLAlchemy's compiled cache, executed with fresh parameters.
+_Shape = tuple[tuple[type[Base], tuple[str, ...]], ...]
+_INSERTS: dict[_Shape, Executable] = {}
+
+
+def _insert_with(shape: _Shape) -> Executable:
+    def one(n: int, model: type[Base], keys: tuple[str, ...]) -> Insert:
+        table = model.__table__
+        assert isinstance(table, Table)
+        return insert(table).values({key: bindparam(f"p{n}_{key}") for key in keys})
+
+    ctes = [one(n, model, keys).cte(f"new_{n}") for n, (model, keys) in enumerate(shape[:-1])]
+    last_model, last_keys = shape[-1]
+    return one(len(shape) - 1, last_model, last_keys).add_cte(*ctes)
+
+
+def _new_values(row: Base) -> dict[str, Any]:
+    """The column values given to a new row (its Python defaults apply to the rest)."""
+    mapper = sa_inspect(type(row))
+    given = row.__dict__
+    values = {
+        column.key: given[prop.key]
+        for prop in mapper.column_attrs
+        for column in prop.columns
+        if prop.key in given
+    }
+    if mapper.version_id_col is not None:
+        version = mapper.get_property_by_column(mapper.version_id_col).key
+        if values.get(version) is None:
+            values[version] = 1
+            setattr(row, version, 1)
+    return values
 
 
 def _first_line(error: Exception) -> str:

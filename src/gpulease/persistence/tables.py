@@ -155,6 +155,17 @@ class ApiToken(Base):
     revoked_by: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
 
+class AuthEpoch(Base):
+    """One row (``id`` 1): a counter bumped in the same transaction as every change that can
+    withdraw a credential (a token revoked, a user disabled or enabled, a role changed). API
+    processes cache checked tokens and trust an entry only while this counter is unchanged
+    (``services.auth_cache``); a missing row reads as epoch 0."""
+
+    __tablename__ = "auth_epoch"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    epoch: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class Lease(Base):
     __tablename__ = "leases"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -46,7 +46,7 @@ def record(
     reason: str = "",
 ) -> None:
     tx.add(
-        AuditRecord(
+        entry(
             at=at,
             actor=actor,
             action=action,
@@ -54,8 +54,33 @@ def record(
             subject_id=subject_id,
             before=before,
             after=after,
-            reason=reason[:1000],
+            reason=reason,
         )
+    )
+
+
+def entry(
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    subject_type: str,
+    subject_id: str,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    reason: str = "",
+) -> AuditRecord:
+    """An audit row not yet written: the caller inserts it in the change's transaction
+    (``Tx.insert_new``, with the rows it describes)."""
+    return AuditRecord(
+        at=at,
+        actor=actor,
+        action=action,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        before=before,
+        after=after,
+        reason=reason[:1000],
     )
 
 

@@ -15,6 +15,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from gpulease.domain.access import Principal
@@ -47,6 +48,37 @@ class Idempotent:
         return cls(key, hashlib.sha256(body.encode()).hexdigest())
 
 
+def replayed(
+    idem: Idempotent, fingerprint: str | None, response: dict[str, Any] | None
+) -> str | None:
+    """The id an earlier request with this key created (None: the key is new), read by the
+    caller in its own transaction; a different request under the key is refused."""
+    if fingerprint is None:
+        return None
+    if fingerprint != idem.fingerprint:
+        raise IdempotencyMismatch(
+            f"Idempotency-Key {idem.key!r} was used for a different request", key=idem.key
+        )
+    return str((response or {})["id"])
+
+
+def remember(tx: Tx, user_id: str, idem: Idempotent, record_id: str, at: datetime) -> None:
+    """Record in ``tx`` that ``idem`` created ``record_id`` (commits with the record)."""
+    tx.add(record_of(user_id, idem, record_id, at))
+
+
+def record_of(user_id: str, idem: Idempotent, record_id: str, at: datetime) -> IdempotencyRecord:
+    """The row saying ``idem`` created ``record_id``, for the caller to insert with it."""
+    return IdempotencyRecord(
+        user_id=user_id,
+        key=idem.key,
+        fingerprint=idem.fingerprint,
+        status_code=201,
+        response={"id": record_id},
+        created_at=at,
+    )
+
+
 def once(
     ctx: ServiceContext,
     actor: Principal,
@@ -69,25 +101,12 @@ def once(
                     )
                 )
                 if found is not None:
-                    if found.fingerprint != idem.fingerprint:
-                        raise IdempotencyMismatch(
-                            f"Idempotency-Key {idem.key!r} was used for a different request",
-                            key=idem.key,
-                        )
-                    return load(tx, str(found.response["id"]))
+                    earlier = replayed(idem, found.fingerprint, found.response)
+                    assert earlier is not None
+                    return load(tx, earlier)
                 record = create(tx)
                 tx.flush()
-                record_id = record.id
-                tx.add(
-                    IdempotencyRecord(
-                        user_id=actor.user_id,
-                        key=idem.key,
-                        fingerprint=idem.fingerprint,
-                        status_code=201,
-                        response={"id": record_id},
-                        created_at=ctx.now(),
-                    )
-                )
+                remember(tx, actor.user_id, idem, record.id, ctx.now())
                 tx.flush()
                 return record
         except DuplicateRecord:

@@ -1,8 +1,11 @@
 """Tenants and users; authentication of a bearer token into a Principal.
 
 Tokens themselves (issue, list, revoke, expiry) live in :mod:`gpulease.services.tokens`. A
-token is looked up by its hash (a unique index), so authentication is one indexed read; it
-succeeds only for a token that is unrevoked and unexpired, of a user that is not disabled.
+token is looked up by its hash (a unique index) with its user in one read; it succeeds only
+for a token that is unrevoked and unexpired, of a user that is not disabled. A checked token
+is kept in the process (``services.auth_cache``) and re-used while the authentication epoch
+is unchanged; disabling or enabling a user bumps the epoch in the same transaction, so the
+change holds from the very next request in every process.
 
 Who may create, read, disable users is :data:`gpulease.domain.access.PERMISSIONS`; operator
 staff are managed only by operator-admins. An email address is unique across the whole
@@ -15,8 +18,11 @@ from datetime import datetime
 
 from gpulease.domain.access import Action, Principal, Role, Scope
 from gpulease.domain.errors import Conflict, Denied, InvalidRequest, Unauthenticated
+from gpulease.persistence import auth as auth_store
+from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import AccessRecord, ApiToken, Tenant, User
-from gpulease.services import audit, tokens
+from gpulease.services import audit, auth_cache, tokens
+from gpulease.services.auth_cache import Credential
 from gpulease.services.context import ServiceContext, new_id
 
 USER_AUDIT_FIELDS = ("name", "email", "role", "tenant_id")
@@ -206,6 +212,7 @@ def set_disabled(
                 if tokens.live(row, now):
                     row.revoked_at, row.revoked_by = now, actor.user_id
                     revoked.append(row.id)
+        auth_store.bump_epoch(tx)  # every process re-reads its cached tokens at once
         was = None if user.disabled_at is None else user.disabled_at.isoformat()
         user.disabled_at = now if disabled else None
         user.disabled_reason = reason.strip()[:500] if disabled else ""
@@ -228,26 +235,75 @@ def set_disabled(
 
 
 def authenticate(ctx: ServiceContext, token: str | None) -> Principal:
+    """The principal of a bearer token, or Unauthenticated: one indexed read of the
+    authentication epoch when the token was checked recently, else one read of the token and
+    its user (``services.auth_cache`` gives the rules)."""
+    return check(ctx, token).principal
+
+
+def check(ctx: ServiceContext, token: str | None) -> Credential:
+    """:func:`authenticate`, keeping the checked :class:`Credential`."""
+    token_hash = _hash_of(token)
+    cache = auth_cache.of(ctx)
+    now = ctx.now()
+    known = cache.peek(token_hash)
+    if known is not None and cache.valid(known, auth_store.current_epoch(ctx.db), now):
+        return known
+    with ctx.db.transaction(write=False) as tx:
+        return _load(ctx, tx, token_hash, now)
+
+
+def recall(ctx: ServiceContext, token: str | None) -> Credential:
+    """The token's credential as this process last checked it, read no database for a token
+    checked before: a work item that calls :func:`confirm` inside its own transaction (a job
+    submission) pays for authentication with no statement of its own. A token not known here
+    is checked now (:func:`check`)."""
+    token_hash = _hash_of(token)
+    known = auth_cache.of(ctx).peek(token_hash)
+    if known is not None and not known.expired(ctx.now()):
+        return known
+    return check(ctx, token)
+
+
+def confirm(ctx: ServiceContext, tx: Tx, credential: Credential, epoch: int) -> Credential:
+    """Inside ``tx``: ``credential`` still holds at ``epoch`` (read in ``tx``), or its token
+    read again in ``tx`` (Unauthenticated if revoked, expired or its user disabled since)."""
+    now = ctx.now()
+    if auth_cache.of(ctx).valid(credential, epoch, now):
+        return credential
+    return _load(ctx, tx, credential.token_hash, now)
+
+
+def _hash_of(token: str | None) -> str:
     if not token:
         raise Unauthenticated("missing bearer token; send 'Authorization: Bearer glt_...'")
     if len(token) > TOKEN_MAX:
         raise Unauthenticated("invalid or revoked token")
-    now = ctx.now()
-    with ctx.db.transaction(write=False) as tx:
-        row = tx.first(tx.select(ApiToken).where(ApiToken.token_hash == tokens.hash_token(token)))
-        if row is None:
-            raise Unauthenticated(INVALID_TOKEN)
-        user = tx.require(User, row.user_id, "user")
-        if user.disabled_at is not None:
-            raise Unauthenticated("this user is disabled; ask your admin")
-        if row.revoked_at is not None:
-            raise Unauthenticated(INVALID_TOKEN)
-        if row.expires_at is not None and row.expires_at <= now:
-            raise Unauthenticated(
-                f"this token expired at {row.expires_at:%Y-%m-%d %H:%M} UTC; "
-                "ask your admin for a new one (`gpulease tokens issue`)"
-            )
-        return Principal(user.id, Role(user.role), user.tenant_id)
+    return tokens.hash_token(token)
+
+
+def _load(ctx: ServiceContext, tx: Tx, token_hash: str, now: datetime) -> Credential:
+    """Read the token and its user in ``tx``; keep the credential if it authenticates."""
+    found = auth_store.token_facts(tx, token_hash)
+    if found is None:
+        raise Unauthenticated(INVALID_TOKEN)
+    if found.disabled:
+        raise Unauthenticated("this user is disabled; ask your admin")
+    if found.revoked:
+        raise Unauthenticated(INVALID_TOKEN)
+    if found.expires_at is not None and found.expires_at <= now:
+        raise Unauthenticated(
+            f"this token expired at {found.expires_at:%Y-%m-%d %H:%M} UTC; "
+            "ask your admin for a new one (`gpulease tokens issue`)"
+        )
+    credential = Credential(
+        token_hash=token_hash,
+        principal=Principal(found.user_id, Role(found.role), found.tenant_id),
+        epoch=found.epoch,
+        expires_at=found.expires_at,
+    )
+    auth_cache.of(ctx).put(credential)
+    return credential
 
 
 ACCESS_NOTE_INTERVAL_S = 60.0

@@ -3,26 +3,36 @@
 A submission is validated whole before anything is written: the core's ``JobSpec`` checks
 shapes (gang size, GPUs per node, segments), and the site's topology says whether the job
 could ever be placed (a ``required`` job larger than an NVLink domain is refused now, with
-the reason, instead of waiting forever). A queued job always carries, in words, why it
-waits; the scheduler rewrites that reason when it changes.
+the reason, instead of waiting forever; decided once per job shape). A queued job always
+carries, in words, why it waits; the scheduler rewrites that reason when it changes.
+
+A submission is one short transaction of two statements on PostgreSQL: one read (the
+authentication epoch, the tenant's standing and the ``Idempotency-Key`` record,
+``persistence.auth``), then one insert of the job, its audit record and its idempotency
+record (``Tx.insert_new``; three inserts on SQLite). Everything else is
+decided before it from memory: the token checked recently (``services.auth_cache``, confirmed
+against the epoch the read returns), the site's topology, ``never_fits`` per shape.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 
 from gpulease.domain.access import Action, Principal, Scope
 from gpulease.domain.clock import to_seconds
-from gpulease.domain.errors import Denied, InvalidRequest
+from gpulease.domain.errors import Denied, InvalidRequest, NotFound
 from gpulease.domain.models import JobSpec, PriorityClass, TopologyMode, TopologyRequest
 from gpulease.domain.states import JobState, LeaseState
-from gpulease.persistence.db import Tx
-from gpulease.persistence.tables import GpuAllocation, Job, Lease
+from gpulease.persistence import auth as auth_store
+from gpulease.persistence.db import DuplicateRecord, Tx
+from gpulease.persistence.tables import AuditRecord, Base, GpuAllocation, Job, Lease
 from gpulease.scheduler.placement import never_fits
-from gpulease.services import audit, kyc, runs
+from gpulease.services import audit, identity, kyc, runs
+from gpulease.services.auth_cache import Credential
 from gpulease.services.context import ServiceContext, new_id
-from gpulease.services.idempotency import Idempotent, once
+from gpulease.services.idempotency import Idempotent, record_of, replayed
 from gpulease.services.inventory import cached_topology, default_site
 
 TEXT_LIMIT = 200  # the purpose and name columns
@@ -69,8 +79,68 @@ def spec_of(job: Job) -> JobSpec:
 
 
 def submit(
-    ctx: ServiceContext, actor: Principal, sub: JobSubmission, idem: Idempotent | None = None
+    ctx: ServiceContext,
+    actor: Principal | Credential,
+    sub: JobSubmission,
+    idem: Idempotent | None = None,
 ) -> Job:
+    """Queue a job in one short transaction (the module docstring lists its statements).
+
+    ``actor`` is a principal the caller has authenticated, or a :class:`Credential` recalled
+    from the authentication cache, which is confirmed inside the transaction (a token revoked
+    since is refused here)."""
+    credential = actor if isinstance(actor, Credential) else None
+    principal = credential.principal if credential is not None else actor
+    assert isinstance(principal, Principal)
+    checked = _checked(ctx, principal, sub)
+    for attempt in range(2):
+        try:
+            with ctx.db.transaction() as tx:
+                facts = auth_store.submission_facts(
+                    tx, checked.tenant_id, principal.user_id, idem.key if idem else None
+                )
+                if credential is not None:
+                    epoch = facts.epoch if facts is not None else auth_store.UNKNOWN_EPOCH
+                    confirmed = identity.confirm(ctx, tx, credential, epoch).principal
+                    if confirmed != principal:  # its role changed since it was cached
+                        principal, checked = confirmed, _checked(ctx, confirmed, sub)
+                if facts is None:
+                    raise NotFound(f"no tenant {checked.tenant_id!r}", tenant_id=checked.tenant_id)
+                earlier = (
+                    replayed(idem, facts.replay_fingerprint, facts.replay_response)
+                    if idem is not None
+                    else None
+                )
+                if earlier is not None:
+                    return tx.require(Job, earlier, "job")
+                kyc.admit(ctx, facts.tenant, sub.purpose)
+                job, trail = _create(tx, principal, sub, checked)
+                rows: list[Base] = [job, trail]
+                if idem is not None:
+                    rows.append(record_of(principal.user_id, idem, job.id, checked.now))
+                tx.insert_new(rows)  # PostgreSQL: one statement for the three rows
+                return job
+        except DuplicateRecord:
+            if attempt or idem is None:  # a racing request with the key won: replay it
+                raise
+    raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """A submission validated before any database work."""
+
+    tenant_id: str
+    site_id: str
+    job_id: str
+    now: datetime
+    mode: TopologyMode
+    priority: PriorityClass
+
+
+def _checked(ctx: ServiceContext, actor: Principal, sub: JobSubmission) -> _Checked:
+    """Authorize and validate ``sub`` whole, reading no database (the default site and the
+    site's topology are cached in the process, ``never_fits`` per job shape)."""
     tenant_id = actor.acting_tenant(sub.tenant_id)
     actor.authorize(Action.JOB_SUBMIT, tenant_id=tenant_id)
     site_id = sub.site_id or default_site(ctx)
@@ -107,68 +177,93 @@ def submit(
         topology=TopologyRequest(mode, sub.segment),
         purpose=sub.purpose,
     )
-    topology = cached_topology(ctx, site_id)
-    impossible = never_fits(spec, topology.cluster, domain="NVLink domain")
+    impossible = _never_fits(ctx, site_id, spec)
     if impossible is not None:
-        raise InvalidRequest(impossible.message, field="gpus")
+        raise InvalidRequest(impossible, field="gpus")
+    return _Checked(tenant_id, site_id, job_id, now, mode, priority)
 
-    def create(tx: Tx) -> Job:
-        kyc.check_admission(ctx, tx, tenant_id, sub.purpose)
-        if sub.lease_id is not None:
-            lease = tx.get(Lease, sub.lease_id)
-            if lease is None or lease.tenant_id != tenant_id:
-                raise InvalidRequest(f"no lease {sub.lease_id!r} of yours", field="lease_id")
-            if lease.site_id != site_id:
-                raise InvalidRequest(
-                    f"lease {lease.id} is at site {lease.site_id}", field="lease_id"
-                )
-            if LeaseState(lease.state) in DEAD_LEASE_STATES:
-                raise InvalidRequest(f"lease {lease.id} is {lease.state}", field="lease_id")
-        job = Job(
-            id=job_id,
-            tenant_id=tenant_id,
-            site_id=site_id,
-            lease_id=sub.lease_id,
-            name=sub.name or job_id,
-            image=sub.image,
-            command=sub.command,
-            gpus=sub.gpus,
-            gpus_per_node=sub.gpus_per_node,
-            topology=mode.value,
-            segment=sub.segment,
-            walltime_s=sub.walltime_s,
-            duration_s=sub.duration_s,
-            priority=priority.name.lower(),
-            purpose=sub.purpose.strip(),
-            preemptible=sub.preemptible,
-            requeueable=sub.requeueable,
-            state=JobState.QUEUED.value,
-            wait_reason="waiting for the scheduler's next pass",
-            end_reason="",
-            submitted_at=now,
-            attained_gpu_s=0.0,
-            run_s=0.0,
-            starts=0,
-            preemptions=0,
-            borrowed=False,
-            preempt_reason="",
-            created_by=actor.user_id,
-        )
-        tx.add(job)
-        audit.record(
-            tx,
-            at=now,
-            actor=actor.user_id,
-            action="job.submit",
-            subject_type="job",
-            subject_id=job_id,
-            after={k: v for k, v in asdict(sub).items() if v is not None}
-            | {"tenant_id": tenant_id, "site_id": site_id},
-            reason=f"declared purpose: {sub.purpose.strip()}",
-        )
-        return job
 
-    return once(ctx, actor, idem, create, lambda tx, found: tx.require(Job, found, "job"))
+NEVER_FITS_SHAPES = 4096  # shapes remembered per process; more empties the memo
+_UNDECIDED = object()
+
+
+def _never_fits(ctx: ServiceContext, site_id: str, spec: JobSpec) -> str | None:
+    """Why a job of this shape could never be placed at the site (None: it could), decided
+    once per shape: placement on an empty site depends on the shape and the (fixed) topology
+    only."""
+    memo: dict[tuple[object, ...], str | None] = ctx.cache.setdefault("never_fits", {})
+    key = (site_id, spec.gpus, spec.gpus_per_node, spec.topology)
+    found = memo.get(key, _UNDECIDED)  # one lookup: another thread may empty the memo
+    if isinstance(found, str) or found is None:
+        return found
+    reason = never_fits(spec, cached_topology(ctx, site_id).cluster, domain="NVLink domain")
+    decided = None if reason is None else reason.message
+    if len(memo) >= NEVER_FITS_SHAPES:
+        memo.clear()
+    memo[key] = decided
+    return decided
+
+
+def _create(
+    tx: Tx, actor: Principal, sub: JobSubmission, checked: _Checked
+) -> tuple[Job, AuditRecord]:
+    """The new job and its audit record, for the caller to insert (admission checked by the
+    caller; a named lease is read in ``tx``)."""
+    tenant_id, site_id, job_id, now = (
+        checked.tenant_id,
+        checked.site_id,
+        checked.job_id,
+        checked.now,
+    )
+    if sub.lease_id is not None:
+        lease = tx.get(Lease, sub.lease_id)
+        if lease is None or lease.tenant_id != tenant_id:
+            raise InvalidRequest(f"no lease {sub.lease_id!r} of yours", field="lease_id")
+        if lease.site_id != site_id:
+            raise InvalidRequest(f"lease {lease.id} is at site {lease.site_id}", field="lease_id")
+        if LeaseState(lease.state) in DEAD_LEASE_STATES:
+            raise InvalidRequest(f"lease {lease.id} is {lease.state}", field="lease_id")
+    job = Job(
+        id=job_id,
+        tenant_id=tenant_id,
+        site_id=site_id,
+        lease_id=sub.lease_id,
+        name=sub.name or job_id,
+        image=sub.image,
+        command=sub.command,
+        gpus=sub.gpus,
+        gpus_per_node=sub.gpus_per_node,
+        topology=checked.mode.value,
+        segment=sub.segment,
+        walltime_s=sub.walltime_s,
+        duration_s=sub.duration_s,
+        priority=checked.priority.name.lower(),
+        purpose=sub.purpose.strip(),
+        preemptible=sub.preemptible,
+        requeueable=sub.requeueable,
+        state=JobState.QUEUED.value,
+        wait_reason="waiting for the scheduler's next pass",
+        end_reason="",
+        submitted_at=now,
+        attained_gpu_s=0.0,
+        run_s=0.0,
+        starts=0,
+        preemptions=0,
+        borrowed=False,
+        preempt_reason="",
+        created_by=actor.user_id,
+    )
+    trail = audit.entry(
+        at=now,
+        actor=actor.user_id,
+        action="job.submit",
+        subject_type="job",
+        subject_id=job_id,
+        after={k: v for k, v in asdict(sub).items() if v is not None}
+        | {"tenant_id": tenant_id, "site_id": site_id},
+        reason=f"declared purpose: {sub.purpose.strip()}",
+    )
+    return job, trail
 
 
 def _check_priority(ctx: ServiceContext, actor: Principal, priority: PriorityClass) -> None:

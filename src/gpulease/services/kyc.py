@@ -507,7 +507,12 @@ def screen_unscreened(ctx: ServiceContext) -> list[str]:
 def check_admission(ctx: ServiceContext, tx: Tx, tenant_id: str, purpose: str) -> str:
     """Refuse work of a tenant that is not approved, or for a purpose outside its approval;
     return the end-use code the purpose declares."""
-    tenant = tx.require(Tenant, tenant_id, "tenant")
+    return admit(ctx, tx.require(Tenant, tenant_id, "tenant"), purpose)
+
+
+def admit(ctx: ServiceContext, tenant: Tenant, purpose: str) -> str:
+    """:func:`check_admission` on a tenant row already read in the caller's transaction."""
+    tenant_id = tenant.id
     now = ctx.now()
     if not is_approved(tenant, now):
         raise NotApproved(

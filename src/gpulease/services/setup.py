@@ -42,8 +42,30 @@ class NotInitialised(DomainError):
     code = "not_initialised"
 
 
-def open_context(settings: Settings) -> ServiceContext:
-    return ServiceContext(Database(settings.database_url), settings)
+# connections the scheduler loop uses at once: its pass, the leader heartbeat, the executor's
+# callbacks, one spare
+SCHEDULER_CONNECTIONS = 4
+TOOL_CONNECTIONS = 2  # a command-line tool (init, reports) does one thing at a time
+
+
+def open_context(settings: Settings, *, threads: int = TOOL_CONNECTIONS) -> ServiceContext:
+    """The context of a process whose ``threads`` may use the database at once; the pool
+    keeps that many connections (``Settings.db_pool_size`` overrides it) so a request never
+    waits for a connection nor opens and closes one under load."""
+    pool_size = settings.db_pool_size or max(1, threads)
+    db = Database(
+        settings.database_url,
+        pool_size=pool_size,
+        max_overflow=settings.db_max_overflow,
+        pre_ping=settings.db_pre_ping,
+    )
+    return ServiceContext(db, settings)
+
+
+def api_threads(settings: Settings) -> int:
+    """Threads of an API process that may hold a connection: its request threads, and the
+    scheduler loop's when it runs there too."""
+    return settings.api_threads + (SCHEDULER_CONNECTIONS if settings.run_scheduler else 0)
 
 
 def make_executor(settings: Settings) -> Executor:

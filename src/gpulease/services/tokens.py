@@ -4,7 +4,9 @@ Design. A token is ``glt_`` + 40 random hex characters; only its SHA-256 is stor
 database leaks no credential, and the token itself is shown once, when issued. Every token
 expires (``Settings.token_ttl_days`` at most; a shorter life may be asked for), may be revoked
 at any time by whoever may manage its user (``Action.TOKEN_REVOKE``), and stops working at
-once when its user is disabled (``identity.authenticate`` checks all three on every request).
+once when its user is disabled (``identity.authenticate`` checks all three on every request;
+a token it checked before is trusted from memory only while the authentication epoch, bumped
+in the same transaction as every revocation, is unchanged: ``services.auth_cache``).
 
 Invariants: a user holds at most ``Settings.max_tokens_per_user`` live tokens (unrevoked and
 unexpired), so a stolen token cannot mint an unbounded number of others; every issue and
@@ -20,6 +22,7 @@ from datetime import datetime, timedelta
 
 from gpulease.domain.access import Action, Principal
 from gpulease.domain.errors import Conflict, InvalidRequest
+from gpulease.persistence import auth as auth_store
 from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import ApiToken, User
 from gpulease.services import audit
@@ -147,6 +150,7 @@ def revoke(ctx: ServiceContext, actor: Principal, token_id: str, reason: str = "
             )
         row.revoked_at = now
         row.revoked_by = actor.user_id
+        auth_store.bump_epoch(tx)  # cached credentials everywhere are re-read at once
         audit.record(
             tx,
             at=now,

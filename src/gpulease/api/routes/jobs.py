@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
 from gpulease.api.constraints import Ref
-from gpulease.api.deps import Ctx, IdempotencyKey, Me, count_submission
+from gpulease.api.deps import Ctx, IdempotencyKey, Me, Submitting, auth_failed
 from gpulease.api.schemas import (
     ERROR_RESPONSES,
     AllocationOut,
@@ -17,6 +17,7 @@ from gpulease.api.schemas import (
     JobLogsOut,
     JobOut,
 )
+from gpulease.domain.errors import Unauthenticated
 from gpulease.domain.states import JobState
 from gpulease.persistence.tables import Job
 from gpulease.services import job_logs as job_logs_service
@@ -38,19 +39,18 @@ def job_out(job: Job, ctx: ServiceContext | None = None) -> JobOut:
     return out
 
 
-@router.post(
-    "",
-    status_code=201,
-    response_model=JobOut,
-    responses=ERROR_RESPONSES,
-    dependencies=[Depends(count_submission)],  # per tenant: 429 past submissions_per_minute
-)
-def submit_job(body: JobCreate, ctx: Ctx, me: Me, idempotency_key: IdempotencyKey = None) -> JobOut:
-    """Queue a gang job; it starts when the scheduler finds it room (see ``wait_reason``)."""
+@router.post("", status_code=201, response_model=JobOut, responses=ERROR_RESPONSES)
+def submit_job(body: JobCreate, who: Submitting, idempotency_key: IdempotencyKey = None) -> JobOut:
+    """Queue a gang job; it starts when the scheduler finds it room (see ``wait_reason``).
+    Counted per tenant: 429 past ``submissions_per_minute``."""
     values = body.model_dump()
     submission = jobs.JobSubmission(**{k: v for k, v in values.items() if k in _SUBMISSION_FIELDS})
     idem = Idempotent.of(idempotency_key, "job.submit", body.model_dump(mode="json"))
-    return job_out(jobs.submit(ctx, me, submission, idem))
+    try:  # one transaction: the credential is confirmed in it (revoked since: 401)
+        return job_out(jobs.submit(who.ctx, who.credential, submission, idem))
+    except Unauthenticated:
+        auth_failed(who)
+        raise
 
 
 @router.get("", response_model=list[JobOut], responses=ERROR_RESPONSES)
