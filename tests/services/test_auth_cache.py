@@ -160,8 +160,9 @@ def test_failures_are_never_cached(ctx: ServiceContext, demo: list[DemoUser]) ->
 def test_a_submission_is_one_transaction_of_two_statements(
     ctx: ServiceContext, demo: list[DemoUser], db_backend: str
 ) -> None:
-    """One read, then one insert of the job, its audit record and its idempotency record
-    (PostgreSQL; SQLite has no data-modifying WITH: three inserts)."""
+    """One read, then one insert of the job, its audit record, its idempotency record and
+    the scheduler's change-feed row (PostgreSQL; SQLite has no data-modifying WITH: four
+    inserts)."""
     token = _token(demo, "admin@inftech.example")
     identity.recall(ctx, token)  # checked once: the cache is warm
     jobs.submit(ctx, identity.recall(ctx, token), _submission())  # the site, the shape known
@@ -170,7 +171,8 @@ def test_a_submission_is_one_transaction_of_two_statements(
         job = jobs.submit(ctx, identity.recall(ctx, token), _submission(), idem)
     assert len(begun) == 1
     assert [s.split(None, 1)[0].upper() for s in seen].count("SELECT") == 1
-    assert len(seen) == (4 if db_backend == "sqlite" else 2), seen
+    assert len(seen) == (5 if db_backend == "sqlite" else 2), seen
+    assert "scheduler_changes" in seen[-1 if db_backend == "sqlite" else 1]
     with _statements(ctx.db) as seen:  # a retry with the key: one read, nothing written
         again = jobs.submit(ctx, identity.recall(ctx, token), _submission(), idem)
     assert again.id == job.id
@@ -234,7 +236,7 @@ def test_the_api_refuses_a_revoked_cached_token_on_submit(
     with _statements(ctx.db) as seen:
         assert client.post("/jobs", json=body, headers=keyed).status_code == 201
     # the API adds no statement of its own to a submission
-    assert len(seen) == (4 if db_backend == "sqlite" else 2), seen
+    assert len(seen) == (5 if db_backend == "sqlite" else 2), seen
     tokens.revoke(other, admin, issued.row.id, "leaked")
     refused = client.post("/jobs", json=body)
     assert refused.status_code == 401, refused.text
