@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from gpulease.domain.access import Principal
 from gpulease.domain.clock import ManualClock
 from gpulease.persistence import bulk
-from gpulease.persistence.change_feed import ChangeFeed, writing_as
+from gpulease.persistence.change_feed import writing_as
+from gpulease.persistence.change_reader import ChangeFeed
 from gpulease.persistence.tables import Job, SchedulerChange
 from gpulease.services import demo as demo_service
 from gpulease.services import identity, jobs

@@ -9,37 +9,30 @@ the row version: it changes nothing the scheduler must reload.) Writes made unde
 :func:`writing_as` carry that origin: the leader skips its own changes, which it has already
 applied to its state.
 
-:class:`ChangeFeed` is the leader's reader, one per site. A change row carries only what
-changed, never how: the reader reloads the named rows, so reading a change twice is harmless.
-Sequence numbers are allocated when a transaction writes and become visible when it commits,
-so on PostgreSQL a lower number can appear after a higher one was read. The reader therefore
-keeps ``low`` (every number at or below it was read or given up) and the numbers read above
-it; a missing number (a gap) is waited for ``gap_timeout_s`` (a transaction still running),
-then given up (it rolled back). On :meth:`ChangeFeed.reset` (a full rebuild) the reader starts
-``lookback`` numbers back, so a change committed just after the rebuild's snapshot but
-numbered before it is still read. The periodic consistency check catches anything else.
+The leader reads the feed with ``persistence.change_reader.ChangeFeed`` (one per site). A
+change row carries only what changed, never how: the reader reloads the named rows, so
+reading a change twice is harmless. Sequence numbers are allocated when a transaction writes
+and become visible when it commits, so on PostgreSQL a lower number can appear after a
+higher one was read; the reader waits for gaps a while (module ``change_reader``). The
+periodic consistency check catches anything else.
 
 Invariants: the hook adds rows only for jobs and nodes (``kind`` "job" / "node"), at most one
-per row per transaction and origin; :meth:`ChangeFeed.read` returns each sequence number at
-most once between resets.
+per row per transaction and origin (again after a savepoint rolls back); rows inserted
+without a flush (``Tx.insert_new``) get theirs from :func:`announcements`, in the same
+statement.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import delete, func, inspect, select
+from sqlalchemy import inspect
 from sqlalchemy.orm import Session
 
 from gpulease.persistence.tables import Job, Node, SchedulerChange
-
-if TYPE_CHECKING:
-    from gpulease.persistence.db import Tx
 
 _ORIGIN: ContextVar[str] = ContextVar("gpulease_change_origin", default="")
 # Columns whose change alone is not news (the version moves with every other change).
@@ -106,82 +99,3 @@ def forget_announced(session: Session, _previous: Any = None) -> None:
     """``after_soft_rollback`` hook: what a rolled-back savepoint announced is gone, so the
     next change to those rows is announced again (twice is harmless)."""
     session.info.pop(_SESSION_KEY, None)
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    seq: int
-    kind: str
-    ref: str
-    origin: str
-
-
-@dataclass
-class ChangeFeed:
-    """One site's reader (the module docstring gives the rules)."""
-
-    site_id: str
-    gap_timeout_s: float = 30.0
-    lookback: int = 2000
-    max_gap: int = 100_000  # a jump this large is not waited for (the next check repairs)
-    low: int = 0
-    seen: set[int] = field(default_factory=set)
-    gaps: dict[int, float] = field(default_factory=dict)  # missing number -> first noticed
-
-    def reset(self, tx: Tx) -> None:
-        """Start over at a full rebuild: re-read the last ``lookback`` numbers."""
-        top = self._top(tx)
-        self.low = max(0, top - self.lookback)
-        self.seen.clear()
-        self.gaps.clear()
-
-    def read(self, tx: Tx, clock: float | None = None) -> list[Change]:
-        """Changes not read before, in number order."""
-        mono = time.monotonic() if clock is None else clock
-        rows = tx.session.execute(
-            select(
-                SchedulerChange.seq,
-                SchedulerChange.kind,
-                SchedulerChange.ref,
-                SchedulerChange.origin,
-            )
-            .where(SchedulerChange.site_id == self.site_id, SchedulerChange.seq > self.low)
-            .order_by(SchedulerChange.seq)
-        ).all()
-        fresh = [Change(*row) for row in rows if row[0] not in self.seen]
-        self.seen.update(c.seq for c in fresh)
-        for change in fresh:
-            self.gaps.pop(change.seq, None)
-        top = max(self.seen, default=self.low)
-        if top - self.low > self.max_gap:
-            self.low, self.seen, self.gaps = top, set(), {}
-            return fresh
-        for seq in range(self.low + 1, top):
-            if seq not in self.seen:
-                self.gaps.setdefault(seq, mono)
-        for seq, since in list(self.gaps.items()):
-            if mono - since >= self.gap_timeout_s:  # rolled back: never coming
-                del self.gaps[seq]
-                self.seen.add(seq)
-        while self.low + 1 in self.seen:
-            self.low += 1
-            self.seen.discard(self.low)
-        return fresh
-
-    def purge(self, tx: Tx) -> int:
-        """Delete rows well behind the position (a successor re-reads ``lookback``)."""
-        upto = self.low - self.lookback
-        if upto <= 0:
-            return 0
-        result: Any = tx.session.execute(
-            delete(SchedulerChange).where(
-                SchedulerChange.site_id == self.site_id, SchedulerChange.seq <= upto
-            )
-        )
-        return int(result.rowcount or 0)
-
-    def _top(self, tx: Tx) -> int:
-        value = tx.session.execute(
-            select(func.max(SchedulerChange.seq)).where(SchedulerChange.site_id == self.site_id)
-        ).scalar()
-        return int(value or 0)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,7 +33,7 @@ from typing import Protocol
 from gpulease.compliance.admission import is_approved, purpose_refused
 from gpulease.domain.clock import from_seconds
 from gpulease.domain.states import JobState, NodeState
-from gpulease.executors.base import Launch
+from gpulease.executors.base import Launch, NodeSlice
 from gpulease.persistence import bulk
 from gpulease.persistence.db import StaleRow, Tx, is_outage
 from gpulease.persistence.tables import GpuAllocation, Job, Tenant
@@ -41,6 +42,7 @@ from gpulease.services import audit, kyc, runs
 from gpulease.services.containment import Defect, describe
 from gpulease.services.context import ServiceContext
 from gpulease.services.inventory import SiteTopology, placement_lock
+from gpulease.services.jobs import log_path
 
 log = logging.getLogger("gpulease.scheduler")
 ACTOR = "scheduler"
@@ -328,3 +330,33 @@ class Applier:
         bulk.set_claims(tx, claims)
         bulk.set_wait_reasons(tx, reasons)
         out.claims, out.reasons = claims, reasons
+
+
+def launch_of(
+    ctx: ServiceContext, tx: Tx, job: Job, rows: list[GpuAllocation] | None = None
+) -> Launch:
+    """What the executor needs to run (or adopt) the job's current run; ``rows``: its open
+    allocations, when already read."""
+    if rows is None:
+        rows = runs.open_allocations(tx, job.id)
+    by_node: dict[str, list[GpuAllocation]] = defaultdict(list)
+    for row in rows:
+        by_node[row.node_id].append(row)
+    slices = tuple(
+        NodeSlice(node, tuple(r.slot for r in group), tuple(r.gpu_serial for r in group))
+        for node, group in sorted(by_node.items())
+    )
+    assert job.started_at is not None
+    return Launch(
+        job_id=job.id,
+        run=job.starts,
+        tenant_id=job.tenant_id,
+        purpose=job.purpose,
+        command=job.command,
+        image=job.image,
+        gpus=job.gpus,
+        slices=slices,
+        started_at=job.started_at,
+        duration_s=job.duration_s,
+        log_path=log_path(ctx, job.id),
+    )

@@ -34,7 +34,7 @@ from gpulease.domain.clock import to_seconds
 from gpulease.domain.errors import DomainError
 from gpulease.domain.states import JobState, NodeState
 from gpulease.persistence import bulk
-from gpulease.persistence.change_feed import Change, ChangeFeed
+from gpulease.persistence.change_reader import Change, ChangeFeed
 from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import Job
 from gpulease.scheduler.engine import Scheduler

@@ -37,7 +37,6 @@ import gc
 import logging
 import socket
 import threading
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -45,9 +44,10 @@ from gpulease.compliance.admission import Admission, Standing, admission
 from gpulease.domain.clock import to_seconds
 from gpulease.domain.models import LeaseGuarantee
 from gpulease.domain.states import JobState
-from gpulease.executors.base import Completion, Executor, Launch, NodeSlice
+from gpulease.executors.base import Completion, Executor, Launch
 from gpulease.persistence import bulk
-from gpulease.persistence.change_feed import ChangeFeed, writing_as
+from gpulease.persistence.change_feed import writing_as
+from gpulease.persistence.change_reader import ChangeFeed
 from gpulease.persistence.db import Tx, is_outage
 from gpulease.persistence.leader import Leadership
 from gpulease.persistence.tables import GpuAllocation, Job, JobLog, SchedulerStatus, Site, Tenant
@@ -58,9 +58,8 @@ from gpulease.services import kyc, leases, runs
 from gpulease.services.containment import Defect, describe, still_applies
 from gpulease.services.containment import fail as fail_job
 from gpulease.services.context import ServiceContext
-from gpulease.services.decision_apply import ACTOR, Applied, Applier, Basis
+from gpulease.services.decision_apply import ACTOR, Applied, Applier, Basis, launch_of
 from gpulease.services.inventory import SiteTopology, cached_topology
-from gpulease.services.jobs import log_path
 from gpulease.services.live_state import NeedsRebuild, SiteState, divergences
 from gpulease.services.snapshot import Snapshot, rebuild, take_snapshot
 
@@ -573,29 +572,7 @@ class LiveScheduler:
             self._sites.pop(site.site_id, None)
 
     def _launch_of(self, tx: Tx, job: Job, rows: list[GpuAllocation] | None = None) -> Launch:
-        if rows is None:
-            rows = runs.open_allocations(tx, job.id)
-        by_node: dict[str, list[GpuAllocation]] = defaultdict(list)
-        for row in rows:
-            by_node[row.node_id].append(row)
-        slices = tuple(
-            NodeSlice(node, tuple(r.slot for r in group), tuple(r.gpu_serial for r in group))
-            for node, group in sorted(by_node.items())
-        )
-        assert job.started_at is not None
-        return Launch(
-            job_id=job.id,
-            run=job.starts,
-            tenant_id=job.tenant_id,
-            purpose=job.purpose,
-            command=job.command,
-            image=job.image,
-            gpus=job.gpus,
-            slices=slices,
-            started_at=job.started_at,
-            duration_s=job.duration_s,
-            log_path=log_path(self.ctx, job.id),
-        )
+        return launch_of(self.ctx, tx, job, rows)
 
     def _heartbeat(self, site: SiteState, now: datetime) -> None:
         with self.ctx.db.transaction() as tx:
