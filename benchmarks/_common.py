@@ -16,11 +16,15 @@ import resource
 from pathlib import Path
 from typing import Any
 
-from gpulease.data import shipped_lists, shipped_trace
-
 ROOT = Path(__file__).resolve().parents[1]
-LISTS = shipped_lists()
-PHILLY = shipped_trace()
+try:  # a benchmark that runs older code beside this tree (``--baseline``) may lack it
+    from gpulease.data import shipped_lists, shipped_trace
+except ImportError:
+    LISTS: Path | None = None
+    PHILLY: Path | None = None
+else:
+    LISTS = shipped_lists()
+    PHILLY = shipped_trace()
 
 
 def peak_rss_mib() -> float:
