@@ -333,3 +333,35 @@ def test_a_pass_that_fails_whole_is_counted_and_the_loop_goes_on(
             with ctx.db.connect() as conn:
                 conn.execute(text("ALTER TABLE sites_away RENAME TO sites"))
                 conn.commit()
+
+
+def test_a_row_the_database_refuses_at_the_batch_flush_fails_only_its_job(
+    ctx: ServiceContext,
+    clock: ManualClock,
+    inftech: Principal,
+    bank: Principal,
+    scheduler: LiveScheduler,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The applier writes a pass's decisions with one flush; when the database refuses one
+    row there (here an allocation naming a GPU that does not exist), the pass is redone one
+    decision at a time: that job is failed, saying why, and the others start."""
+    from gpulease.services import decision_apply
+
+    doomed = submit(ctx, inftech, gpus=4, duration_s=600)
+    fine = submit(ctx, bank, gpus=4, duration_s=600)
+    original = decision_apply.runs.start_run
+
+    def start_run(tx: Any, job: Job, *args: Any, **kwargs: Any) -> Any:
+        taken = original(tx, job, *args, **kwargs)
+        if job.id == doomed.id:
+            taken[0].gpu_serial = "NO-SUCH-GPU"  # the foreign key refuses it at flush
+        return taken
+
+    monkeypatch.setattr(decision_apply.runs, "start_run", start_run)
+    [report] = run_passes(scheduler, clock, ctx, passes=1, step_s=5)
+    assert report.started == [fine.id]
+    assert report.failed == [doomed.id]
+    assert row_of(ctx, fine.id).state == JobState.RUNNING
+    assert open_gpus(ctx, fine.id) == 4
+    assert_failed_with_reason(ctx, doomed.id, "could not start it")

@@ -280,7 +280,13 @@ class Applier:
                 act(preempt.job_id, "warn", notify(preempt))
             for start in d.starts:
                 act(start.job_id, "start", begin(start))
-            tx.flush()
+            try:
+                tx.flush()  # the fast path's one flush: a row the database refuses -> one by one
+            except Exception as error:
+                if each or is_outage(error) or isinstance(error, StaleRow):
+                    raise
+                log.warning("scheduler could not write this pass's decisions: one by one")
+                raise _Redo from error
             try:  # bookkeeping of waiting jobs: never worth failing a job or the pass for
                 with tx.session.begin_nested():
                     self._keep_waiting(tx, out, set(rows) | set(refused))
