@@ -1,0 +1,179 @@
+"""Attacks on the live scheduler's kept state (issue 11): where the state the leader keeps
+between passes diverges from the database, or the leader misbehaves because of it.
+
+Each test names the scenario and the behaviour promised by docs/live-scheduler.md: the
+kept state must equal one rebuilt from the database (``divergences`` empty) and decide the
+same way, whatever other processes, operators and officers do meanwhile.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from gpulease.domain.access import Principal
+from gpulease.domain.clock import ManualClock
+from gpulease.domain.states import JobState, NodeState
+from gpulease.executors.simulated import SimulatedExecutor
+from gpulease.persistence.tables import Job, Tenant
+from gpulease.services import demo as demo_service
+from gpulease.services import identity, inventory, jobs, runs
+from gpulease.services.context import ServiceContext
+from gpulease.services.live_state import SiteState, divergences
+from gpulease.services.scheduling import LiveScheduler, PassReport
+
+SITE = demo_service.SITE_ID
+
+
+def _principal(ctx: ServiceContext, users: list[demo_service.DemoUser], email: str) -> Principal:
+    token = next(u.token for u in users if u.email == email)
+    return identity.authenticate(ctx, token)
+
+
+@pytest.fixture
+def operator(ctx: ServiceContext, demo: list[demo_service.DemoUser]) -> Principal:
+    return _principal(ctx, demo, "ops@indosat.example")
+
+
+@pytest.fixture
+def inftech(ctx: ServiceContext, demo: list[demo_service.DemoUser]) -> Principal:
+    return _principal(ctx, demo, "admin@inftech.example")
+
+
+@pytest.fixture
+def bank(ctx: ServiceContext, demo: list[demo_service.DemoUser]) -> Principal:
+    return _principal(ctx, demo, "admin@bank.example")
+
+
+@pytest.fixture
+def executor() -> SimulatedExecutor:
+    return SimulatedExecutor()
+
+
+@pytest.fixture
+def scheduler(ctx: ServiceContext, executor: SimulatedExecutor) -> LiveScheduler:
+    return LiveScheduler(ctx, executor, name="attack-scheduler")
+
+
+def job_of(gpus: int, duration_s: float) -> jobs.JobSubmission:
+    return jobs.JobSubmission(
+        gpus=gpus, purpose="financial AI", command="train", duration_s=duration_s
+    )
+
+
+def kept_and_rebuilt(
+    scheduler: LiveScheduler, ctx: ServiceContext, clock: ManualClock
+) -> tuple[SiteState, SiteState]:
+    """The leader's kept state brought up to now, and a state rebuilt from the database."""
+    now = clock.now()
+    admit = scheduler._admission(now)
+    topology = inventory.cached_topology(ctx, SITE)
+    kept = scheduler._current(SITE, topology, now, admit, PassReport(SITE))
+    fresh = scheduler._build(SITE, topology, now, admit, PassReport(SITE))
+    return kept, fresh
+
+
+def state_of(ctx: ServiceContext, job_id: str) -> str:
+    with ctx.db.transaction(write=False) as tx:
+        row = tx.get(Job, job_id)
+        assert row is not None
+        return row.state
+
+
+def node_of(ctx: ServiceContext, job_id: str) -> str:
+    with ctx.db.transaction(write=False) as tx:
+        return runs.open_allocations(tx, job_id)[0].node_id
+
+
+# ------------------------------------------------------------------ held tenants' requeues
+def test_a_suspended_tenants_run_requeued_by_a_node_failure_stays_held(
+    ctx: ServiceContext,
+    clock: ManualClock,
+    scheduler: LiveScheduler,
+    inftech: Principal,
+    operator: Principal,
+) -> None:
+    """With ``suspended_running=keep`` a suspended tenant's run goes on; when its node goes
+    down the run is requeued. A queued job of a held tenant is never offered to the core (the
+    snapshot leaves it out, ``_admit`` holds a new one), so the requeued job must not enter
+    the kept queue either: the kept state must equal a rebuilt one, and the leader must not
+    decide to start it (a start the apply then drops as stale, every pass; or worse, a
+    preemption of other tenants' runs on behalf of a held tenant).
+
+    Today ``SiteState._sync_job`` puts a RUNNING -> QUEUED job back into the core's queue
+    without asking admission."""
+    ctx.settings.suspended_running = "keep"
+    job = jobs.submit(ctx, inftech, job_of(8, 7200))
+    scheduler.tick()
+    assert state_of(ctx, job.id) == JobState.RUNNING
+    clock.advance(2)
+    with ctx.db.transaction() as tx:  # an officer suspends the tenant
+        tenant = tx.get(Tenant, inftech.tenant_id)
+        assert tenant is not None
+        tenant.approval = "suspended"
+    scheduler.tick()  # admission changed: rebuilt, the run is kept
+    assert state_of(ctx, job.id) == JobState.RUNNING
+    clock.advance(2)
+    inventory.set_node_state(ctx, operator, node_of(ctx, job.id), NodeState.DOWN, "PSU failed")
+    assert state_of(ctx, job.id) == JobState.QUEUED
+    clock.advance(2)
+    scheduler.tick()
+    clock.advance(2)
+    [report] = scheduler.tick()
+    assert job.id not in report.started
+    assert report.stale == 0, "the leader keeps deciding for a held tenant's job"
+    kept, fresh = kept_and_rebuilt(scheduler, ctx, clock)
+    assert job.id not in kept.state.queued
+    assert divergences(kept.state, fresh.state) == []
+
+
+# ------------------------------------------------------------- the feed's sequence numbers
+@pytest.mark.parametrize("db_backend", ["postgresql"])
+def test_a_change_committed_out_of_order_after_a_long_quiet_spell_is_read(
+    ctx: ServiceContext,
+    clock: ManualClock,
+    scheduler: LiveScheduler,
+    executor: SimulatedExecutor,
+    inftech: Principal,
+    bank: Principal,
+) -> None:
+    """``scheduler_changes.seq`` is one sequence for every site, but each site's reader
+    treats a jump of more than ``max_gap`` (100,000) numbers past its position as "not worth
+    waiting for" and drops every gap below it. A site that was quiet while other sites wrote
+    100,000 changes (here: the sequence moved on, as a busy second site whose leader purged
+    its rows leaves it) then loses any of its own changes still in flight at its next read:
+    a cancel that allocated its number first and commits just after a later submission was
+    read. The leader must still learn of the cancel (the run is stopped, its GPUs freed)
+    within a few passes, not only at the next consistency check (300 s)."""
+    running = jobs.submit(ctx, inftech, job_of(8, 7200))
+    scheduler.tick()
+    clock.advance(2)
+    scheduler.tick()  # the lookback after the first rebuild is read
+    assert state_of(ctx, running.id) == JobState.RUNNING
+    with ctx.db.connect() as conn:  # another site's 150,000 changes, since purged
+        conn.execute(
+            text(
+                "SELECT setval(pg_get_serial_sequence('scheduler_changes', 'seq'), "
+                "(SELECT max(seq) FROM scheduler_changes) + 150000)"
+            )
+        )
+        conn.commit()
+    clock.advance(2)
+    with ctx.db.transaction() as tx:  # the tenant cancels: number n, still in flight
+        row = tx.get(Job, running.id, for_update=True)
+        assert row is not None
+        runs.stop_run(
+            tx, row, clock.now(), JobState.CANCELLED, reason="changed plans", actor="user"
+        )
+        tx.flush()
+        jobs.submit(ctx, bank, job_of(8, 600))  # number n + 1, committed first
+        [report] = scheduler.tick()
+        assert report.changes >= 1
+    # the cancel is committed now
+    assert state_of(ctx, running.id) == JobState.CANCELLED
+    for _ in range(3):
+        clock.advance(2)
+        scheduler.tick()
+    [kept] = scheduler._sites.values()
+    assert running.id not in kept.state.running, "the leader never heard of the cancel"
+    assert running.id not in {job_id for job_id, _ in executor.active()}
