@@ -201,6 +201,48 @@ def test_a_suspended_tenants_run_preempted_by_the_leader_stays_held(
     assert divergences(kept.state, fresh.state) == []
 
 
+def test_no_run_is_preempted_for_a_suspended_tenants_requeued_job(
+    ctx: ServiceContext,
+    clock: ManualClock,
+    scheduler: LiveScheduler,
+    outsider: Principal,
+    inftech: Principal,
+    operator: Principal,
+) -> None:
+    """The harm the two tests above lead to: a suspended tenant's high-priority run (runs
+    kept) is requeued by a node failure; the site is full of an approved tenant's normal
+    run. A leader rebuilt from the database does not see the held job, so nothing happens;
+    the kept leader offers it to the core, which warns (and after the grace requeues) the
+    approved tenant's run to make room for a tenant that may not run at all."""
+    ctx.settings.suspended_running = "keep"
+    urgent = jobs.submit(
+        ctx,
+        outsider,
+        jobs.JobSubmission(
+            gpus=64, purpose="financial AI", command="train", duration_s=86400, priority="high"
+        ),
+    )
+    scheduler.tick()
+    assert state_of(ctx, urgent.id) == JobState.RUNNING
+    clock.advance(2)
+    filler = jobs.submit(ctx, inftech, job_of(2240, 86400))
+    scheduler.tick()
+    assert state_of(ctx, filler.id) == JobState.RUNNING
+    clock.advance(2)
+    suspend(ctx, outsider.tenant_id)
+    scheduler.tick()  # admission changed: rebuilt, both runs kept
+    clock.advance(2)
+    inventory.set_node_state(ctx, operator, node_of(ctx, urgent.id), NodeState.DOWN, "PSU")
+    assert state_of(ctx, urgent.id) == JobState.QUEUED
+    notices: list[str] = []
+    for _ in range(3):
+        clock.advance(2)
+        [report] = scheduler.tick()
+        notices += report.notices
+    assert notices == [], "an approved tenant's run was noticed for a held tenant's job"
+    assert state_of(ctx, filler.id) == JobState.RUNNING
+
+
 # ------------------------------------------------------------- the feed's sequence numbers
 @pytest.mark.parametrize("db_backend", ["postgresql"])
 def test_a_change_committed_out_of_order_after_a_long_quiet_spell_is_read(
