@@ -6,17 +6,24 @@ and become visible when it commits, so on PostgreSQL a lower number can appear a
 higher one was read. The reader keeps ``low`` (every number at or below it was read or given
 up) and the numbers read above it; a missing number (a gap) is waited for ``gap_timeout_s``
 (a transaction still running), then given up (it rolled back). On :meth:`ChangeFeed.reset`
-(a full rebuild) it starts ``lookback`` numbers back, so a change committed just after the
+(a new leader) it starts at the oldest row still kept, so a change committed just after the
 rebuild's snapshot but numbered before it is still read.
 
+One sequence numbers every site's changes, so each reader reads every site's rows for its
+position (another site's number is not a gap) and returns its own. A gap is a range of
+numbers, waited for as one, however long. A state rebuilt by the same leader keeps its
+reader's position (:meth:`ChangeFeed.copy`), so a change in flight across the rebuild is
+still read; only a new leader starts again from the oldest row kept.
+
 Invariants: :meth:`ChangeFeed.read` returns each sequence number at most once between
-resets; ``purge`` deletes only rows ``lookback`` numbers behind ``low``.
+resets; ``low`` only grows, past a missing number only after ``gap_timeout_s``; ``purge``
+deletes only this site's rows ``lookback`` numbers behind ``low``.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -39,54 +46,79 @@ class ChangeFeed:
 
     site_id: str
     gap_timeout_s: float = 30.0
-    lookback: int = 2000
-    max_gap: int = 100_000  # a jump this large is not waited for (the next check repairs)
+    lookback: int = 2000  # rows kept behind the position for a new leader's reset
+    max_reread: int = 100_000  # most a new leader reads again
     low: int = 0
-    seen: set[int] = field(default_factory=set)
-    gaps: dict[int, float] = field(default_factory=dict)  # missing number -> first noticed
+    seen: set[int] = field(default_factory=set)  # numbers read above ``low``
+    gaps: dict[int, float] = field(default_factory=dict)  # first missing number -> noticed
 
     def reset(self, tx: Tx) -> None:
-        """Start over at a full rebuild: re-read the last ``lookback`` numbers."""
-        top = self._top(tx)
-        self.low = max(0, top - self.lookback)
+        """Start afresh (a new leader): from the oldest row still kept (the last leader
+        purged only ``lookback`` behind its position, which never passed a number still in
+        flight), at most ``max_reread`` numbers back."""
+        oldest, top = tx.session.execute(
+            select(func.min(SchedulerChange.seq), func.max(SchedulerChange.seq))
+        ).one()
+        top = int(top or 0)
+        self.low = max(0, int(oldest or 1) - 1, top - self.max_reread)
         self.seen.clear()
         self.gaps.clear()
 
+    def copy(self) -> ChangeFeed:
+        """The same position, for a state rebuilt by the same leader: what the old reader
+        had not read yet (in-flight numbers included) is read after the rebuild too."""
+        return replace(self, seen=set(self.seen), gaps=dict(self.gaps))
+
     def read(self, tx: Tx, clock: float | None = None) -> list[Change]:
-        """Changes not read before, in number order."""
+        """This site's changes not read before, in number order. Every site's rows are
+        read for the position (one sequence numbers them all: another site's number is no
+        gap); a gap is a range of numbers, waited for as one."""
         mono = time.monotonic() if clock is None else clock
         rows = tx.session.execute(
             select(
                 SchedulerChange.seq,
+                SchedulerChange.site_id,
                 SchedulerChange.kind,
                 SchedulerChange.ref,
                 SchedulerChange.origin,
             )
-            .where(SchedulerChange.site_id == self.site_id, SchedulerChange.seq > self.low)
+            .where(SchedulerChange.seq > self.low)
             .order_by(SchedulerChange.seq)
         ).all()
-        fresh = [Change(*row) for row in rows if row[0] not in self.seen]
-        self.seen.update(c.seq for c in fresh)
-        for change in fresh:
-            self.gaps.pop(change.seq, None)
-        top = max(self.seen, default=self.low)
-        if top - self.low > self.max_gap:
-            self.low, self.seen, self.gaps = top, set(), {}
-            return fresh
-        for seq in range(self.low + 1, top):
-            if seq not in self.seen:
-                self.gaps.setdefault(seq, mono)
-        for seq, since in list(self.gaps.items()):
-            if mono - since >= self.gap_timeout_s:  # rolled back: never coming
-                del self.gaps[seq]
-                self.seen.add(seq)
-        while self.low + 1 in self.seen:
-            self.low += 1
-            self.seen.discard(self.low)
-        return fresh
+        seen = self.seen
+        mine: list[Change] = []
+        for seq, site_id, kind, ref, origin in rows:
+            if seq in seen:
+                continue
+            seen.add(seq)
+            if site_id == self.site_id:
+                mine.append(Change(seq, kind, ref, origin))
+        # the gaps, as ranges keyed by their first number; a range that shrank from below
+        # keeps the time its older part was noticed
+        before = sorted(self.gaps.items())
+        gaps: dict[int, float] = {}
+        last = self.low
+        for seq in sorted(seen):
+            if seq > last + 1:
+                start = last + 1
+                older = [since for first, since in before if first <= start]
+                gaps[start] = self.gaps.get(start, min(older, default=mono))
+            last = seq
+        self.gaps = gaps
+        while True:
+            while self.low + 1 in seen:
+                self.low += 1
+                seen.discard(self.low)
+            start = self.low + 1
+            if start in gaps and mono - gaps[start] >= self.gap_timeout_s:
+                del gaps[start]  # rolled back: never coming
+                self.low = min(seen) - 1
+                continue
+            return mine
 
     def purge(self, tx: Tx) -> int:
-        """Delete rows well behind the position (a successor re-reads ``lookback``)."""
+        """Delete this site's rows well behind the position (a new leader re-reads
+        ``lookback``)."""
         upto = self.low - self.lookback
         if upto <= 0:
             return 0
@@ -96,9 +128,3 @@ class ChangeFeed:
             )
         )
         return int(result.rowcount or 0)
-
-    def _top(self, tx: Tx) -> int:
-        value = tx.session.execute(
-            select(func.max(SchedulerChange.seq)).where(SchedulerChange.site_id == self.site_id)
-        ).scalar()
-        return int(value or 0)

@@ -291,6 +291,17 @@ class SchedulerState:
             touched.append(job_id)
         return touched
 
+    def withdraw(self, job_id: str) -> None:
+        """Take a queued job out of the scheduler's view without ending it (admission no
+        longer lets it run: its tenant is held); a driver submits it again when admitted."""
+        record = self.job(job_id)
+        if record.status is not JobState.QUEUED:
+            raise Conflict(f"job {job_id} is {record.status.value}, not queued")
+        self._end_claim(record)
+        del self.queued[job_id]
+        del self.jobs[job_id]
+        self._touch(job_id)
+
     def forget(self, job_ids: Iterable[str]) -> None:
         """Drop ended jobs' records (a long-running driver keeps memory flat). Jobs still
         queued or running are kept; the change journal keeps their last change, so the

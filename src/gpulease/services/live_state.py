@@ -164,6 +164,9 @@ class SiteState:
             if held is JobState.RUNNING and record is not None:
                 self.state.stop(row.id, to_seconds(now), JobState.QUEUED, row.wait_reason)
                 record.attained, record.run_time = row.attained_gpu_s, row.run_s
+                self._remember(row)
+                self.admit_requeued([row.id], admit)
+                return
             elif held is not JobState.QUEUED or record is None:
                 raise NeedsRebuild(f"job {row.id} came back to the queue")
             elif spec_of(row) != record.spec:
@@ -213,6 +216,22 @@ class SiteState:
     def _drop(self, job_id: str) -> None:
         self.jobs.pop(job_id, None)
         self.versions.pop(job_id, None)
+
+    def admit_requeued(self, job_ids: Iterable[str], admit: Admission) -> None:
+        """Jobs back in the queue (requeued by a node failure, a lost run, a preemption)
+        pass admission again: a held tenant's job leaves the scheduler's view, as a rebuilt
+        state would leave it out, and its stored reason says why."""
+        for job_id in job_ids:
+            record = self.state.queued.get(job_id)
+            if record is None:
+                continue
+            why = admit.refusal(record.spec.tenant, record.spec.purpose or "")
+            if why is None:
+                continue
+            self.state.withdraw(job_id)
+            self._drop(job_id)
+            self.held_reasons[job_id] = why
+            self.unclaimed.append(job_id)
 
     # ------------------------------------------------------- the leader's own writes
     def wrote(self, job_id: str, row: Job | None) -> None:

@@ -155,7 +155,7 @@ class LiveScheduler:
             site = self._current(site_id, topology, now, admit, report)
         decisions = site.scheduler.step(site.state, to_seconds(now))
         applied = self._apply_to(site, decisions, report)
-        self._absorb(site, applied)
+        self._absorb(site, applied, admit)
         refused = list(applied.refused)
         for job_id, reason in applied.stops:
             self._stop(job_id, reason)
@@ -369,9 +369,13 @@ class LiveScheduler:
         admit: Admission,
         report: PassReport,
     ) -> SiteState:
-        feed = ChangeFeed(site_id)
-        with self.ctx.db.transaction(write=False) as tx:
-            feed.reset(tx)  # first: a change committed during the snapshot is read again
+        previous = self._sites.get(site_id)
+        if previous is not None:  # the same leader: its reader's position holds
+            feed = previous.feed.copy()
+        else:  # first: a change committed during the snapshot is read again
+            feed = ChangeFeed(site_id)
+            with self.ctx.db.transaction(write=False) as tx:
+                feed.reset(tx)
         held = frozenset(admit.held)
         snap = self._snapshot(site_id, now, held)
         state = self._rebuild(topology, snap)
@@ -550,7 +554,7 @@ class LiveScheduler:
             unclaimed=unclaimed,
         )
 
-    def _absorb(self, site: SiteState, applied: Applied) -> None:
+    def _absorb(self, site: SiteState, applied: Applied, admit: Admission) -> None:
         """Bring the kept state up to what was committed (the simulator's applier)."""
         for job_id, row in applied.rows.items():
             site.wrote(job_id, row)
@@ -565,6 +569,7 @@ class LiveScheduler:
         assert applied.decisions is not None
         try:
             apply_decisions(site.state, applied.decisions)
+            site.admit_requeued([p.job_id for p in applied.decisions.requeues], admit)
         except Exception:  # the kept state cannot follow: rebuild it next pass
             log.exception(
                 "scheduler state for site %s could not follow its decisions", site.site_id
