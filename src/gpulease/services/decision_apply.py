@@ -25,7 +25,7 @@ from __future__ import annotations
 import bisect
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -69,6 +69,10 @@ class Basis(Protocol):
     @property
     def node_states(self) -> Mapping[str, str]: ...
 
+    def claimed_ids(self) -> Iterable[str]:
+        """Jobs whose stored row records a guarantee claim."""
+        ...
+
 
 @dataclass
 class Applied:
@@ -105,6 +109,7 @@ class Applier:
     launch_of: Callable[[Tx, Job, list[GpuAllocation] | None], Launch]
     extra_reasons: Mapping[str, str] = field(default_factory=dict)  # held jobs' reasons
     unclaimed: list[str] = field(default_factory=list)  # held jobs whose claim ends
+    also: Callable[[Tx], None] | None = None  # more writes of the pass, in this transaction
 
     def apply(self) -> Applied:
         try:
@@ -122,6 +127,8 @@ class Applier:
         with self.ctx.db.transaction() as tx:
             self.fence(tx)
             tx.lock(placement_lock(self.site_id))
+            if self.also is not None:
+                self.also(tx)
             ids = [*d.timeouts, *(p.job_id for p in d.requeues), *(p.job_id for p in d.notices)]
             ids += [s.job_id for s in d.starts]
             rows = bulk.lock_jobs(tx, ids)
@@ -300,7 +307,8 @@ class Applier:
         return out
 
     def _keep_waiting(self, tx: Tx, out: Applied, decided: set[str]) -> None:
-        """Guarantee claims and wait reasons of the jobs that still wait, where they change."""
+        """Guarantee claims and wait reasons of the jobs that still wait, where they change.
+        Runs once per pass over every queued job: kept tight (no call per job)."""
         d, basis = self.decisions, self.basis
         jobs = basis.jobs
         waiting = set(d.guaranteed_waiting)
@@ -309,9 +317,10 @@ class Applier:
             job = jobs.get(job_id)
             if job is not None and job.guaranteed_since is None and job_id not in decided:
                 claims[job_id] = basis.now
-        for job_id, job in jobs.items():
+        for job_id in basis.claimed_ids():
+            job = jobs.get(job_id)
             if (
-                job.guaranteed_since is not None
+                job is not None
                 and job_id not in waiting
                 and job_id not in decided
                 and job.state == JobState.QUEUED
@@ -320,19 +329,21 @@ class Applier:
         for job_id in self.unclaimed:
             claims[job_id] = None
         reasons: dict[str, str] = dict(self.extra_reasons)
-
-        def note(job_id: str, text: str) -> None:
-            job = jobs.get(job_id)
-            if job is not None and job.wait_reason != text and job_id not in decided:
-                reasons[job_id] = text
-
+        get = jobs.get
         # one text per run of jobs the walk set aside together, then those it explained
         for reason, job_ids in d.waiting.runs():
             text = audit.clip(reason.message)
             for job_id in job_ids:
-                note(job_id, text)
+                job = get(job_id)
+                if job is not None and job.wait_reason != text:
+                    reasons[job_id] = text
         for job_id, reason in d.waiting.explicit.items():
-            note(job_id, audit.clip(reason.message))
+            job = get(job_id)
+            text = audit.clip(reason.message)
+            if job is not None and job.wait_reason != text:
+                reasons[job_id] = text
+        for job_id in decided.intersection(reasons):
+            del reasons[job_id]
         bulk.set_claims(tx, claims)
         bulk.set_wait_reasons(tx, reasons)
         out.claims, out.reasons = claims, reasons

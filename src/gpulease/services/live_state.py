@@ -83,6 +83,7 @@ class SiteState:
     defects: list[Defect] = field(default_factory=list)  # rows to fail (read in sync)
     held_reasons: dict[str, str] = field(default_factory=dict)  # new jobs held by admission
     unclaimed: list[str] = field(default_factory=list)  # held jobs whose stored claim ends
+    claimed: set[str] = field(default_factory=set)  # jobs whose stored row has a claim
 
     @classmethod
     def built(
@@ -102,6 +103,8 @@ class SiteState:
                 continue
             kept.jobs[job_id] = view_of(job)
             kept.versions[job_id] = snap.versions[job_id]
+            if job.guaranteed_since is not None:
+                kept.claimed.add(job_id)
         kept.node_states = dict(snap.node_states)
         return kept
 
@@ -212,10 +215,26 @@ class SiteState:
     def _remember(self, row: Job) -> None:
         self.jobs[row.id] = view_of(row)
         self.versions[row.id] = row.version
+        self.set_claim(row.id, row.guaranteed_since)
 
     def _drop(self, job_id: str) -> None:
         self.jobs.pop(job_id, None)
         self.versions.pop(job_id, None)
+        self.claimed.discard(job_id)
+
+    def claimed_ids(self) -> set[str]:
+        return self.claimed
+
+    def set_claim(self, job_id: str, since: datetime | None) -> None:
+        """The stored claim of a job the state holds (read or written by the leader)."""
+        view = self.jobs.get(job_id)
+        if view is None:
+            return
+        view.guaranteed_since = since
+        if since is None:
+            self.claimed.discard(job_id)
+        else:
+            self.claimed.add(job_id)
 
     def admit_requeued(self, job_ids: Iterable[str], admit: Admission) -> None:
         """Jobs back in the queue (requeued by a node failure, a lost run, a preemption)

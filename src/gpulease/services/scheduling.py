@@ -37,6 +37,7 @@ import gc
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -123,10 +124,10 @@ class LiveScheduler:
         kyc.screen_unscreened(self.ctx)
         leases.tick(self.ctx, now)
         completions = self._poll(now)
-        admit = self._admission(now)
-        reports = []
-        with self.ctx.db.transaction(write=False) as tx:
+        with self.ctx.db.transaction(write=False) as tx:  # one read: sites and admission
             sites = [s.id for s in tx.all(tx.select(Site).order_by(Site.id))]
+            admit = self._admission(now, tx)
+        reports = []
         for site_id in sites:
             try:
                 reports.append(self._site_pass(site_id, now, completions, admit))
@@ -170,7 +171,6 @@ class LiveScheduler:
                 refused.append(Defect(launch.job_id, why, run=launch.run))
         if refused:
             self._fail(site_id, now, refused, report)
-        self._heartbeat(site, now)
         return report
 
     # ---------------------------------------------------------- leadership, executor
@@ -231,13 +231,15 @@ class LiveScheduler:
             self._stop(job_id, reason)
 
     # ---------------------------------------------------------------- admission
-    def _admission(self, now: datetime) -> Admission:
+    def _admission(self, now: datetime, tx: Tx | None = None) -> Admission:
         """Who may run work and for what, as of now (one read of the tenants)."""
-        with self.ctx.db.transaction(write=False) as tx:
-            tenants = [
-                Standing(t.id, t.approval, t.approval_expires_at, tuple(t.approved_end_uses))
-                for t in tx.all(tx.select(Tenant))
-            ]
+        if tx is None:
+            with self.ctx.db.transaction(write=False) as own:
+                return self._admission(now, own)
+        tenants = [
+            Standing(t.id, t.approval, t.approval_expires_at, tuple(t.approved_end_uses))
+            for t in tx.all(tx.select(Tenant))
+        ]
         return admission(tenants, kyc.policy_on(self.ctx, now), now)
 
     def _hold(
@@ -515,6 +517,7 @@ class LiveScheduler:
         *,
         extra_reasons: dict[str, str] | None = None,
         unclaimed: list[str] | None = None,
+        also: Callable[[Tx], None] | None = None,
     ) -> Applied:
         """Apply the decisions in one transaction (``services.decision_apply``); jobs whose
         decision could not be applied are failed after commit, saying why."""
@@ -528,6 +531,7 @@ class LiveScheduler:
             launch_of=self._launch_of,
             extra_reasons=extra_reasons or {},
             unclaimed=unclaimed or [],
+            also=also,
         )
         with writing_as(self.name):
             applied = applier.apply()
@@ -552,6 +556,7 @@ class LiveScheduler:
             report,
             extra_reasons=extra,
             unclaimed=unclaimed,
+            also=lambda tx: self._heartbeat(tx, site, site.now),
         )
 
     def _absorb(self, site: SiteState, applied: Applied, admit: Admission) -> None:
@@ -563,9 +568,7 @@ class LiveScheduler:
             if view is not None:
                 view.wait_reason = text
         for job_id, since in applied.claims.items():
-            view = site.jobs.get(job_id)
-            if view is not None:
-                view.guaranteed_since = since
+            site.set_claim(job_id, since)
         assert applied.decisions is not None
         try:
             apply_decisions(site.state, applied.decisions)
@@ -579,18 +582,15 @@ class LiveScheduler:
     def _launch_of(self, tx: Tx, job: Job, rows: list[GpuAllocation] | None = None) -> Launch:
         return launch_of(self.ctx, tx, job, rows)
 
-    def _heartbeat(self, site: SiteState, now: datetime) -> None:
-        with self.ctx.db.transaction() as tx:
-            self._fence(tx)
-            row = tx.get(SchedulerStatus, site.site_id)
-            if row is None:
-                tx.add(
-                    SchedulerStatus(
-                        site_id=site.site_id, leader=self.name, last_tick_at=now, ticks=1
-                    )
-                )
-            else:
-                row.leader = self.name
-                row.last_tick_at = now
-                row.ticks += 1
-            site.feed.purge(tx)
+    def _heartbeat(self, tx: Tx, site: SiteState, now: datetime) -> None:
+        """In the apply's transaction (fenced): this pass happened; old feed rows go."""
+        row = tx.get(SchedulerStatus, site.site_id)
+        if row is None:
+            tx.add(
+                SchedulerStatus(site_id=site.site_id, leader=self.name, last_tick_at=now, ticks=1)
+            )
+        else:
+            row.leader = self.name
+            row.last_tick_at = now
+            row.ticks += 1
+        site.feed.purge(tx)

@@ -54,6 +54,9 @@ class Snapshot:
     # queued and running jobs whose rows the scheduler cannot act on, left out: to fail
     defects: list[Defect] = field(default_factory=list)
 
+    def claimed_ids(self) -> list[str]:
+        return [job_id for job_id, job in self.jobs.items() if job.guaranteed_since is not None]
+
 
 def take_snapshot(
     ctx: ServiceContext, site_id: str, now: datetime, held: frozenset[str] = frozenset()
