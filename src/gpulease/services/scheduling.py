@@ -67,6 +67,8 @@ from gpulease.services.snapshot import Snapshot, rebuild, take_snapshot
 __all__ = ["LiveScheduler", "LostLeadership", "PassReport"]
 
 log = logging.getLogger("gpulease.scheduler")
+# The scheduler process's cyclic-collector thresholds (Python's default: 700, 10, 10).
+GC_THRESHOLDS = (50_000, 20, 20)
 
 
 class LostLeadership(Exception):
@@ -388,9 +390,12 @@ class LiveScheduler:
         scheduler = Scheduler(make_policy(self.ctx.settings.policy), self.scheduler_config)
         site = SiteState.built(site_id, topology, snap, state, scheduler, feed, admit.key)
         # The kept state lives for minutes: keep the cyclic collector from re-scanning it on
-        # every full collection (its records are freed by reference counting when they end).
+        # every full collection (its records are freed by reference counting when they end),
+        # and collect less often: a pass allocates thousands of short-lived rows, and with
+        # the default thresholds full collections (up to 140 ms each) made the passes' tail.
         gc.unfreeze()
         gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         site.held_reasons.update(snap.purpose_held)
         site.unclaimed.extend(snap.unclaimed)
         return site
