@@ -11,71 +11,16 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from gpulease.compliance.policy import CUSTOMER_FIELDS
-from gpulease.domain.access import Principal, Role
+from gpulease.domain.access import Principal
 from gpulease.domain.clock import ManualClock
 from gpulease.domain.states import JobState, NodeState
 from gpulease.executors.simulated import SimulatedExecutor
 from gpulease.persistence.tables import Job, Tenant
-from gpulease.services import demo as demo_service
-from gpulease.services import identity, inventory, jobs, kyc, runs
+from gpulease.services import inventory, jobs, runs
 from gpulease.services.context import ServiceContext
-from gpulease.services.live_state import SiteState, divergences
-from gpulease.services.scheduling import LiveScheduler, PassReport
-
-SITE = demo_service.SITE_ID
-
-
-def _principal(ctx: ServiceContext, users: list[demo_service.DemoUser], email: str) -> Principal:
-    token = next(u.token for u in users if u.email == email)
-    return identity.authenticate(ctx, token)
-
-
-@pytest.fixture
-def operator(ctx: ServiceContext, demo: list[demo_service.DemoUser]) -> Principal:
-    return _principal(ctx, demo, "ops@indosat.example")
-
-
-@pytest.fixture
-def inftech(ctx: ServiceContext, demo: list[demo_service.DemoUser]) -> Principal:
-    return _principal(ctx, demo, "admin@inftech.example")
-
-
-@pytest.fixture
-def bank(ctx: ServiceContext, demo: list[demo_service.DemoUser]) -> Principal:
-    return _principal(ctx, demo, "admin@bank.example")
-
-
-@pytest.fixture
-def officer(ctx: ServiceContext, demo: list[demo_service.DemoUser]) -> Principal:
-    return _principal(ctx, demo, "compliance@indosat.example")
-
-
-@pytest.fixture
-def outsider(ctx: ServiceContext, operator: Principal, officer: Principal) -> Principal:
-    """The admin of a fourth tenant, approved through KYC, that holds no lease."""
-    tenant = identity.create_tenant(ctx, operator, name="Lease-less Labs", country="SG", kind="lab")
-    _user, token = identity.create_user(
-        ctx,
-        operator,
-        name="Labs admin",
-        email="admin@labs.example",
-        role=Role.TENANT_ADMIN,
-        tenant_id=tenant.id,
-    )
-    admin = identity.authenticate(ctx, token)
-    case = kyc.submit_case(
-        ctx,
-        admin,
-        tenant.id,
-        kyc.CaseSubmission(
-            organization=kyc.PartyInput("Lease-less Labs", countries=("SG",)),
-            end_uses=("financial-services-ai", "scientific-computing"),
-            identification=dict.fromkeys(CUSTOMER_FIELDS, "given"),
-        ),
-    )
-    kyc.decide_case(ctx, officer, case.id, approve=True, reason="test: verified")
-    return admin
+from gpulease.services.live_state import divergences
+from gpulease.services.scheduling import LiveScheduler
+from live_support import job_of, kept_and_rebuilt
 
 
 def suspend(ctx: ServiceContext, tenant_id: str) -> None:
@@ -84,34 +29,6 @@ def suspend(ctx: ServiceContext, tenant_id: str) -> None:
         tenant = tx.get(Tenant, tenant_id)
         assert tenant is not None
         tenant.approval = "suspended"
-
-
-@pytest.fixture
-def executor() -> SimulatedExecutor:
-    return SimulatedExecutor()
-
-
-@pytest.fixture
-def scheduler(ctx: ServiceContext, executor: SimulatedExecutor) -> LiveScheduler:
-    return LiveScheduler(ctx, executor, name="attack-scheduler")
-
-
-def job_of(gpus: int, duration_s: float) -> jobs.JobSubmission:
-    return jobs.JobSubmission(
-        gpus=gpus, purpose="financial AI", command="train", duration_s=duration_s
-    )
-
-
-def kept_and_rebuilt(
-    scheduler: LiveScheduler, ctx: ServiceContext, clock: ManualClock
-) -> tuple[SiteState, SiteState]:
-    """The leader's kept state brought up to now, and a state rebuilt from the database."""
-    now = clock.now()
-    admit = scheduler._admission(now)
-    topology = inventory.cached_topology(ctx, SITE)
-    kept = scheduler._current(SITE, topology, now, admit, PassReport(SITE))
-    fresh = scheduler._build(SITE, topology, now, admit, PassReport(SITE))
-    return kept, fresh
 
 
 def state_of(ctx: ServiceContext, job_id: str) -> str:

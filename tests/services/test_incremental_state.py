@@ -23,13 +23,12 @@ from gpulease.domain.states import InvalidTransition, JobState, NodeState
 from gpulease.executors.simulated import SimulatedExecutor
 from gpulease.persistence.tables import SchedulerChange
 from gpulease.scheduler.engine import Decisions
-from gpulease.services import demo as demo_service
 from gpulease.services import inventory, jobs
 from gpulease.services.context import ServiceContext
-from gpulease.services.live_state import SiteState, divergences
-from gpulease.services.scheduling import LiveScheduler, PassReport
+from gpulease.services.live_state import divergences
+from gpulease.services.scheduling import LiveScheduler
+from live_support import SITE, job_of, kept_and_rebuilt
 
-SITE = demo_service.SITE_ID
 SIZES = (1, 2, 4, 8, 16, 36, 72, 144)
 
 Op = tuple[str, int, int]
@@ -42,23 +41,6 @@ ops = st.lists(
     min_size=4,
     max_size=18,
 )
-
-
-def job_of(gpus: int, duration_s: float) -> jobs.JobSubmission:
-    return jobs.JobSubmission(
-        gpus=gpus, purpose="financial AI", command="train", duration_s=duration_s
-    )
-
-
-def kept_and_rebuilt(
-    scheduler: LiveScheduler, ctx: ServiceContext, clock: ManualClock
-) -> tuple[SiteState, SiteState]:
-    now = clock.now()
-    admit = scheduler._admission(now)
-    topology = inventory.cached_topology(ctx, SITE)
-    kept = scheduler._current(SITE, topology, now, admit, PassReport(SITE))
-    fresh = scheduler._build(SITE, topology, now, admit, PassReport(SITE))
-    return kept, fresh
 
 
 def decided(d: Decisions) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The demo installation (Jakarta, 32 NVL72 racks, three tenants with leases) on each DB.
+"""Fixtures over the demo installation (Jakarta, 32 NVL72 racks, three tenants with leases),
+loaded by the root conftest for every folder (``pytest_plugins``).
 
 * ``demo`` (root conftest): the demo's users with tokens, as of ``clock.now()``;
 * ``operator``, ``inftech``, ``bank``, ``university``: their principals;
