@@ -13,6 +13,10 @@ import logging
 import pstats
 import re
 import resource
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +63,23 @@ def drop_pg_database(name: str) -> None:
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
         )
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+@contextmanager
+def git_tree(ref: str) -> Iterator[Path]:
+    """The sources of ``ref`` in a temporary ``git worktree`` (its ``src``), removed after:
+    how a benchmark runs the code before a change beside this tree, in the same run."""
+    where = Path(tempfile.mkdtemp(prefix="gpulease-baseline-"))
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(where), ref],
+        check=True,
+    )
+    try:
+        yield where / "src"
+    finally:
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(where)], check=False
+        )
 
 
 def pct(values: list[float], q: float) -> float:

@@ -44,6 +44,7 @@ at 6-9: read ratios far from 1 only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import json
 import logging
@@ -63,6 +64,7 @@ from _common import (
     WarningCounter,
     create_pg_database,
     drop_pg_database,
+    git_tree,
     pct,
     profile_report,
     rss_mib,
@@ -422,14 +424,6 @@ def _summarise(
 
 
 # ------------------------------------------------------------------ the two sides
-def _worktree(ref: str, where: Path) -> Path:
-    subprocess.run(
-        ["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(where), ref],
-        check=True,
-    )
-    return where
-
-
 ENTRY_POINTS = (  # (file under src/gpulease, text it must hold): what the sides call
     ("services/scheduling.py", "class LiveScheduler"),
     ("services/scheduling.py", "def tick(self)"),
@@ -547,25 +541,14 @@ def main() -> None:
     sides: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="gpulease-livebench-") as tmp_text:
         tmp = Path(tmp_text)
-        trees: list[Path] = []
-        try:
+        with contextlib.ExitStack() as trees:
             plan: list[tuple[str, Path]] = []
             if args.baseline:
-                trees.append(_worktree(args.baseline, tmp / "before"))
-                plan.append(("before", trees[-1] / "src"))
-            if args.after:
-                trees.append(_worktree(args.after, tmp / "after"))
-                plan.append(("after", trees[-1] / "src"))
-            else:
-                plan.append(("after", ROOT / "src"))
+                plan.append(("before", trees.enter_context(git_tree(args.baseline))))
+            after = trees.enter_context(git_tree(args.after)) if args.after else ROOT / "src"
+            plan.append(("after", after))
             for label, src in plan:
                 sides[label] = _run_side(label, src, args, tmp / f"{label}.json")
-        finally:
-            for tree in trees:
-                subprocess.run(
-                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
-                    check=False,
-                )
     refs = {"before": args.baseline, "after": args.after or "this tree"}
     print(
         f"\nLive passes on PostgreSQL, demo site (2,304 GPUs), {args.queued:,} queued + "

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -44,13 +43,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
-from psycopg import sql
 
+from _common import create_pg_database, drop_pg_database, git_tree
 from gpulease.sim.metrics import percentile
 
 ROOT = Path(__file__).resolve().parents[1]
-PG = "host=127.0.0.1 port=5432 user=postgres"
 BODY = {"gpus": 4, "purpose": "financial AI", "command": "train", "duration_s": 5}
 
 
@@ -60,37 +57,6 @@ class Variant:
     src: Path  # the gpulease sources to run (PYTHONPATH)
     scheduler_apart: bool  # a `gpulease scheduler` process beside an API-only server
     scheduler: bool = True  # False: no scheduler at all (the API's own ceiling)
-
-
-def create_pg_database() -> tuple[str, str]:
-    name = f"gpulease_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(PG, dbname="postgres", autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return name, f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-
-
-def drop_pg_database(name: str) -> None:
-    with psycopg.connect(PG, dbname="postgres", autocommit=True) as conn:
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
-        )
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-
-
-@contextmanager
-def baseline_tree(ref: str) -> Iterator[Path]:
-    """The sources at ``ref`` in a temporary worktree, removed afterwards."""
-    where = Path(tempfile.mkdtemp(prefix="gpulease-baseline-"))
-    subprocess.run(
-        ["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(where), ref],
-        check=True,
-    )
-    try:
-        yield where / "src"
-    finally:
-        subprocess.run(
-            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(where)], check=False
-        )
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -220,7 +186,7 @@ def scheduler_state(base: str, token: str) -> dict[str, Any]:
 def run_variant(variant: Variant, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     pg_name = None
     if args.database == "postgresql":
-        pg_name, url = create_pg_database()
+        pg_name, url = create_pg_database("gpulease_bench")
     else:
         url = f"sqlite:///{tmp}/{variant.label}.db"
     try:
@@ -307,7 +273,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="gpulease-bench-") as tmp:
         if args.baseline:
-            with baseline_tree(args.baseline) as src:
+            with git_tree(args.baseline) as src:
                 base = Variant("baseline", src, False, not args.no_scheduler)
                 results["baseline"] = run_variant(base, args, Path(tmp))
                 results["baseline"]["ref"] = args.baseline
