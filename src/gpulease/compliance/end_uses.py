@@ -8,7 +8,8 @@ and military ones; an active policy pack may prohibit more), refuses a code outs
 tenant's approved set, sends a declaration whose free text mentions a prohibited use to an
 officer, and says why in every case.
 
-Pure: the policy in force is an argument (:class:`~gpulease.compliance.policy.EffectivePolicy`).
+Pure: the policy in force is an argument (a :class:`PoliciesInForce`, such as
+``compliance.policy.EffectivePolicy``).
 """
 
 from __future__ import annotations
@@ -17,12 +18,19 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from gpulease.domain.errors import InvalidRequest
 
-if TYPE_CHECKING:
-    from gpulease.compliance.policy import EffectivePolicy
+
+class PoliciesInForce(Protocol):
+    """What a purpose decision records of the policy in force (``policy.EffectivePolicy``
+    is one; naming it here would make the policy modules import each other in a circle)."""
+
+    @property
+    def packs(self) -> tuple[str, ...]: ...
+
+    def prohibiting_rules(self, end_use: str) -> tuple[str, ...]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +227,7 @@ class PurposeDecision:
 
 
 def check_purpose(
-    declared: str, approved_codes: Collection[str], effective_policy: EffectivePolicy
+    declared: str, approved_codes: Collection[str], effective_policy: PoliciesInForce
 ) -> PurposeDecision:
     """Decide a declared purpose for a tenant approved for ``approved_codes``.
 
