@@ -132,6 +132,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         lambda r: {"start": r.start, "end": r.end, "reason": "walk"},
     ),
     ("GET", "/tenants"): Op(Action.TENANT_READ, listing=True),
+    ("GET", "/tenants/{tenant_id}"): Op(Action.TENANT_READ, "b"),
     ("POST", "/tenants"): Op(
         Action.TENANT_CREATE, "operator", lambda r: {"name": "X", "country": "SG", "kind": "x"}
     ),
