@@ -147,7 +147,8 @@ def test_cancel_twice_is_harmless_and_an_ended_job_says_so(
     client = api(_token(demo, "admin@bank.example"))
     job = _submit(ctx, bank)
     first = client.post(f"/jobs/{job}/cancel", json={"reason": "not needed"})
-    assert first.status_code == 200 and first.json()["state"] == "cancelled"
+    assert first.status_code == 200
+    assert first.json()["state"] == "cancelled"
     written = _audit_count(ctx)
     again = client.post(f"/jobs/{job[:10]}/cancel", json={"reason": "twice"})
     assert again.status_code == 200, again.text
