@@ -62,7 +62,14 @@ class Records:
     end: str
 
     def path(self, template: str, target: str, *, missing: bool = False) -> str:
-        values = {
+        values = self.values(target)
+        if missing:
+            values = {k: v.split("-")[0] + "-000000000000" for k, v in values.items()}
+        return template.format(**values)
+
+    def values(self, target: str) -> dict[str, str]:
+        """The record each path parameter names when the walk aims at ``target``."""
+        return {
             "lease_id": self.b_lease,
             "job_id": self.b_job,
             "case_id": self.b_case,
@@ -76,9 +83,6 @@ class Records:
             ),
             "token_id": self.operator_token if target == "operator" else self.b_token,
         }
-        if missing:
-            values = {k: v.split("-")[0] + "-000000000000" for k, v in values.items()}
-        return template.format(**values)
 
 
 def _lease_body(r: Records) -> dict[str, Any]:

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+import test_authorization_walk as walk
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from gpulease.domain.access import Principal
+from gpulease.domain.access import Principal, Role
 from gpulease.domain.clock import ManualClock
 from gpulease.persistence.tables import ApiToken, AuditRecord, Tenant, User
 from gpulease.services import jobs, tokens
 from gpulease.services.context import ServiceContext
 from gpulease.services.demo import DemoUser
+from gpulease.services.lookup import FULL_ID
 from gpulease.services.scheduling import LiveScheduler
 
 Api = Callable[[str | None], TestClient]
@@ -227,3 +231,45 @@ def test_audit_filters_by_actor_record_and_since_in_pages(
     assert [r["id"] for r in following] == [page[-1]["id"] - 1, page[-1]["id"] - 2]
     refused = api(_token(demo, "admin@bank.example")).get("/audit", params={"actor": "x"})
     assert refused.status_code == 403
+
+
+def _prefixed(values: dict[str, str], *, random: bool) -> dict[str, str]:
+    """Each generated id cut to its kind and 8 characters (or a random one of that form)."""
+    out = {}
+    for key, value in values.items():
+        kind, _, rest = value.partition("-")
+        if FULL_ID.match(value):
+            out[key] = f"{kind}-{secrets.token_hex(4) if random else rest[:8]}"
+        else:
+            out[key] = value
+    return out
+
+
+@pytest.mark.parametrize("role", [Role.TENANT_ADMIN, Role.TENANT_MEMBER])
+def test_every_route_answers_a_foreign_prefix_like_a_random_one(
+    role: Role, api: Api, ctx: ServiceContext, demo: list[DemoUser]
+) -> None:
+    """The authorization walk, with every record named by a prefix instead of its id."""
+    tokens_by_role, records = walk._setup(ctx, demo)
+    client = api(tokens_by_role[role])
+    before = _audit_count(ctx)
+    for (method, template), op in sorted(walk.OPERATIONS.items()):
+        if op.action is None or "{" not in template:
+            continue
+        for target in walk._targets(template, op):
+            real = records.values(target)
+            foreign = template.format(**_prefixed(real, random=False))
+            random = template.format(**_prefixed(real, random=True))
+            seen_status, seen = walk._call(client, method, foreign, op, records)
+            unseen_status, unseen = walk._call(client, method, random, op, records)
+            where = f"{role.value} {method} {foreign}"
+            assert seen_status in (403, 404), (where, seen)
+            assert (seen_status, seen.get("code")) == (unseen_status, unseen.get("code")), where
+            refs = [p for p in foreign.split("/") if p not in random.split("/")]
+            randoms = [p for p in random.split("/") if p not in foreign.split("/")]
+            text_seen, text_unseen = json.dumps(seen), json.dumps(unseen)
+            for ref, other in zip(refs, randoms, strict=True):
+                text_seen = text_seen.replace(ref, "<ref>")
+                text_unseen = text_unseen.replace(other, "<ref>")
+            assert text_seen == text_unseen, where
+    assert _audit_count(ctx) == before
