@@ -190,6 +190,7 @@ def _id_prefix(kind: Kind, spec: KindSpec, ref: str) -> str | None:
     if not spec.id_prefix:
         return None
     head = f"{spec.id_prefix}-"
+    ref = ref.lower()  # generated ids are lower case: JOB-3F9A1C is job-3f9a1c
     body = ref[len(head) :] if ref.startswith(head) else ref
     if not _HEX.match(body):
         if ref.startswith(head):
