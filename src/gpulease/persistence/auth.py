@@ -136,7 +136,8 @@ _TOKEN = (
 )
 _TENANTS = Tenant.__table__
 _KEYS = IdempotencyRecord.__table__
-assert isinstance(_TENANTS, Table) and isinstance(_KEYS, Table)
+assert isinstance(_TENANTS, Table)
+assert isinstance(_KEYS, Table)
 # Table columns, not mapped attributes: Core statements, whose rows skip the ORM's loading.
 _FACTS = select(_epoch_column().label("epoch"), *_TENANTS.c).where(
     _TENANTS.c.id == bindparam("tenant_id")
