@@ -16,7 +16,7 @@ from sqlalchemy import select
 from gpulease.api.schemas import JobOut
 from gpulease.domain.clock import ManualClock
 from gpulease.persistence.tables import AccessRecord
-from gpulease.services import identity, tokens
+from gpulease.services import auth_cache, identity, tokens
 from gpulease.services.context import ServiceContext
 from gpulease.services.demo import DemoUser
 
@@ -60,8 +60,10 @@ def test_every_submission_is_recorded_as_an_access_on_either_path(
         assert row is not None
         return row.requests
 
+    assert auth_cache.of(ctx).peek(tokens.hash_token(issued.token)) is None
     assert client.post("/jobs", json=JOB).status_code == 201  # read from the database
     assert requests() == 1
+    assert auth_cache.of(ctx).peek(tokens.hash_token(issued.token)) is not None
     assert client.post("/jobs", json=JOB).status_code == 201  # recalled from the cache
     clock.advance(61)
     assert client.post("/jobs", json=JOB).status_code == 201  # the minute's count is written
