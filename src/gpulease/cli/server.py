@@ -21,7 +21,8 @@ from rich.table import Table
 console = Console()
 
 # How uvicorn serves the API: libuv's event loop and the llhttp parser (uvloop, httptools:
-# pinned dependencies) take about a fifth less CPU per request than asyncio's loop and h11;
+# pinned dependencies) take less CPU per request than asyncio's loop and h11 (about 7 % of
+# a job submission's, measured with both servers up, docs/benchmarks.md);
 # no access log (the audit trail and the access records say who did what).
 SERVER_OPTIONS: dict[str, Any] = {
     "loop": "uvloop",
