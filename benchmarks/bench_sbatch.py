@@ -3,8 +3,8 @@
 Starts a LocalSlurmCluster (4 nodes x 4 fake GPUs on this host), then C client threads each
 run ``sbatch --parsable --gres=gpu:1 --wrap true`` subprocesses until N jobs are submitted,
 and prints submissions/s and the p50/p99 latency of one submission (the whole ``sbatch``
-process: start-up, munge credential, RPC to slurmctld, reply). At the end every job is
-cancelled and the cluster stopped.
+process: start-up, munge credential, RPC to slurmctld, reply), and the CPU the ``sbatch``
+processes took per submission. At the end every job is cancelled and the cluster stopped.
 
 By default jobs are submitted with ``--hold`` (mode ``hold``) so that none runs: the figure
 is then the controller's submission path alone, not mixed with the scheduling, launching and
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import threading
 import time
@@ -85,9 +86,13 @@ def main() -> None:
         version = cluster.run(["sbatch", "--version"]).stdout.strip()
         # Warm-up, not timed: page cache, plugin loading, the controller's first RPCs.
         warm = submit_all(cluster, min(args.clients, 8), min(args.clients, 8), hold=True)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
         elapsed, latencies, job_ids, errors = submit_all(
             cluster, args.jobs, args.clients, hold=args.mode == "hold"
         )
+        # the sbatch processes' CPU (waited-for children: the daemons are not waited yet)
+        done = resource.getrusage(resource.RUSAGE_CHILDREN)
+        sbatch_cpu = (done.ru_utime + done.ru_stime) - (children.ru_utime + children.ru_stime)
         queued = cluster.run(["squeue", "-h", "-o", "%i"]).stdout.split()
         cluster.run(["scancel", f"--user={os.getuid()}"], check=False)
         deadline = time.monotonic() + 30
@@ -118,6 +123,7 @@ def main() -> None:
             "p99": round(1000 * percentile(latencies, 99), 1),
             "max": round(1000 * latencies[-1], 1) if latencies else None,
         },
+        "client_cpu_ms_per_submission": round(1000 * sbatch_cpu / max(1, len(latencies)), 2),
         "queue_length_at_end": len(queued),
         "warmup_submissions": len(warm[2]),
     }

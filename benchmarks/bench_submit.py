@@ -4,18 +4,26 @@ For each variant it creates a fresh PostgreSQL database (or SQLite with ``--data
 holding the demo site, starts the server as deployed, then C client threads (default 16) each
 POST ``/api/v1/jobs`` with its own ``Idempotency-Key`` until N jobs are submitted, while the
 scheduler runs (simulated executor: the jobs start, run 5 s and end). Prints submissions/s
-and the p50/p99 latency of one submission (the HTTP round trip).
+and the p50/p99 latency of one submission (the HTTP round trip), and the CPU time each part
+spent per submission while the clients ran: the API server processes, the scheduler, the
+variant's PostgreSQL backends and the client threads themselves (``/proc`` and
+``getrusage``), so the figures can be read against the machine's 2 cores.
 
 * this tree: ``gpulease serve`` (API only, ``--workers`` processes) and ``gpulease scheduler``
   in its own process;
-* ``--baseline REF``: the same load against the code at REF, checked out in a temporary
-  ``git worktree`` and run as it was deployed (``gpulease serve``, which ran the scheduler
-  loop in the API process), in the same run;
+* ``--baseline REF`` (repeatable): the same load against the code at REF, checked out in a
+  temporary ``git worktree`` and run as it was deployed (``gpulease serve``, which ran the
+  scheduler loop in the API process until ``serve`` stopped running it by default; then
+  beside a ``gpulease scheduler`` process), in the same run;
 * ``--sbatch``: ``bench_sbatch.py`` with the same number of clients on a throwaway local
   Slurm controller, and the ratio of each gpulease variant to it.
 
     python benchmarks/bench_submit.py [--jobs 2000] [--clients 16] [--workers 1]
-        [--database postgresql] [--baseline REF] [--sbatch] [--json OUT]
+        [--database postgresql] [--baseline REF ...] [--sbatch] [--runs 1] [--json OUT]
+
+The clients are ``http.client`` threads, one keep-alive connection each: about 0.2 ms of
+CPU per submission, a tenth of the server's; ``bench_sbatch.py``'s clients are the same
+number of threads, each running ``sbatch`` processes (the CPU of those is sbatch's own).
 
 The clients run on the same 2-core machine as the servers and the database, so the figures
 are a floor for the server alone and vary with what else the machine does. The per-tenant
@@ -27,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -43,8 +52,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 
-from _common import create_pg_database, drop_pg_database, git_tree
+from _common import PG_DSN, create_pg_database, drop_pg_database, git_tree
 from gpulease.sim.metrics import percentile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +69,54 @@ class Variant:
     scheduler: bool = True  # False: no scheduler at all (the API's own ceiling)
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process and, recursively, its children (uvicorn's
+    worker processes): /proc/PID/stat, and /proc/PID/task/PID/children."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        with open(f"/proc/{pid}/task/{pid}/children") as found:
+            children = [int(child) for child in found.read().split()]
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS + sum(map(process_cpu, children))
+
+
+def pg_backends(url: str) -> list[int]:
+    """The PostgreSQL server processes serving the database of ``url`` (on this host)."""
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_DSN, dbname="postgres", autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        ).fetchall()
+    return [int(pid) for (pid,) in rows]
+
+
+@dataclass(frozen=True)
+class Processes:
+    """What runs a variant: the API server, the scheduler process (if apart), the database."""
+
+    server: int
+    scheduler: int | None
+    database_url: str
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far of the server, the scheduler, this process (the clients) and
+        the PostgreSQL backends of the variant's database (PostgreSQL only)."""
+        mine = resource.getrusage(resource.RUSAGE_SELF)
+        backends = pg_backends(self.database_url) if "postgresql" in self.database_url else []
+        return {
+            "server": process_cpu(self.server),
+            "scheduler": process_cpu(self.scheduler) if self.scheduler else 0.0,
+            "postgres": sum(process_cpu(pid) for pid in backends),
+            "clients": mine.ru_utime + mine.ru_stime,
+        }
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -70,8 +128,11 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def deployed(variant: Variant, url: str, data_dir: Path, workers: int) -> Iterator[tuple[str, str]]:
-    """The variant's demo installation served on ``url``: (base URL, a tenant's token)."""
+def deployed(
+    variant: Variant, url: str, data_dir: Path, workers: int
+) -> Iterator[tuple[str, str, Processes]]:
+    """The variant's demo installation served on ``url``: (base URL, a tenant's token, its
+    processes)."""
     env = dict(
         os.environ,
         GPULEASE_DATABASE_URL=url,
@@ -107,7 +168,8 @@ def deployed(variant: Variant, url: str, data_dir: Path, workers: int) -> Iterat
             time.sleep(0.1)
         else:
             raise SystemExit(f"{variant.label}: the server or its scheduler did not start")
-        yield base, token
+        scheduler = processes[1].pid if len(processes) > 1 else None
+        yield base, token, Processes(processes[0].pid, scheduler, url)
     finally:
         for process in reversed(processes):
             stop(process)
@@ -191,9 +253,15 @@ def run_variant(variant: Variant, args: argparse.Namespace, tmp: Path) -> dict[s
         url = f"sqlite:///{tmp}/{variant.label}.db"
     try:
         data_dir = tmp / variant.label
-        with deployed(variant, url, data_dir, args.workers) as (base, token):
+        with deployed(variant, url, data_dir, args.workers) as (base, token, processes):
             submit_all(base, token, min(50, args.jobs), args.clients)  # warm-up
+            before = processes.cpu()
             result = submit_all(base, token, args.jobs, args.clients)
+            after = processes.cpu()
+            result["cpu_ms_per_submission"] = {
+                part: round(1000 * (after[part] - before[part]) / max(1, result["submitted"]), 2)
+                for part in before
+            }
             result |= scheduler_state(base, token)
     finally:
         if pg_name:
@@ -201,11 +269,14 @@ def run_variant(variant: Variant, args: argparse.Namespace, tmp: Path) -> dict[s
     scheduler = "its own process" if variant.scheduler_apart else "inside the API process"
     if not variant.scheduler:
         scheduler = "no process (--no-scheduler)"
+    cpu = result["cpu_ms_per_submission"]
     print(
-        f"{variant.label:>9}: {result['per_second']:8,.1f} submissions/s, p50 "
+        f"{variant.label:>12}: {result['per_second']:8,.1f} submissions/s, p50 "
         f"{result['p50_ms']:7.1f} ms, p99 {result['p99_ms']:7.1f} ms, {result['submitted']:,} "
         f"jobs ({result['failed']} failed); scheduler in {scheduler}: "
-        f"{result['scheduler_passes']} passes, {result['jobs_started']} jobs started",
+        f"{result['scheduler_passes']} passes, {result['jobs_started']} jobs started\n"
+        f"{'':>12}  CPU ms per submission: server {cpu['server']:.2f}, scheduler "
+        f"{cpu['scheduler']:.2f}, PostgreSQL {cpu['postgres']:.2f}, clients {cpu['clients']:.2f}",
         flush=True,
     )
     if result["errors"]:
@@ -234,13 +305,48 @@ def run_sbatch(jobs: int, clients: int) -> dict[str, Any]:
     finally:
         out.unlink()
     print(
-        f"{'sbatch':>9}: {found['submissions_per_s']:8,.1f} submissions/s, p50 "
+        f"{'sbatch':>12}: {found['submissions_per_s']:8,.1f} submissions/s, p50 "
         f"{found['latency_ms']['p50']:7.1f} ms, p99 {found['latency_ms']['p99']:7.1f} ms, "
         f"{found['submitted']:,} jobs ({found['failed']} failed); {found['slurm']}, "
-        f"{found['mode']} mode",
+        f"{found['mode']} mode\n{'':>12}  CPU ms per submission: sbatch processes "
+        f"{found.get('client_cpu_ms_per_submission', float('nan')):.2f}",
         flush=True,
     )
     return found
+
+
+def compare(args: argparse.Namespace) -> dict[str, Any]:
+    """One run: every baseline, this tree, then sbatch, one after the other."""
+    results: dict[str, Any] = {
+        "jobs": args.jobs,
+        "clients": args.clients,
+        "database": args.database,
+        "workers": args.workers,
+    }
+    labels = []
+    with tempfile.TemporaryDirectory(prefix="gpulease-bench-") as tmp:
+        for ref in args.baseline:
+            with git_tree(ref) as src:
+                # as REF was deployed: the scheduler apart once `serve` stopped running it
+                settings = (src / "gpulease" / "settings.py").read_text()
+                apart = "run_scheduler: bool = False" in settings
+                label = f"@{ref}"
+                base = Variant(label, src, apart, not args.no_scheduler)
+                results[label] = run_variant(base, args, Path(tmp))
+                results[label]["ref"] = ref
+                labels.append(label)
+        ours = Variant("this tree", ROOT / "src", True, not args.no_scheduler)
+        results["this tree"] = run_variant(ours, args, Path(tmp))
+        labels.append("this tree")
+    if args.sbatch:
+        results["sbatch"] = found = run_sbatch(min(args.jobs, args.sbatch_jobs), args.clients)
+        rate = found["submissions_per_s"] or 0.0
+        for label in labels:
+            if rate:
+                ratio = results[label]["per_second"] / rate
+                results[label]["ratio_to_sbatch"] = round(ratio, 2)
+                print(f"{label:>12} / sbatch: {ratio:.2f}x", flush=True)
+    return results
 
 
 def main() -> None:
@@ -254,7 +360,14 @@ def main() -> None:
         action="store_true",
         help="run no scheduler (the API's own ceiling; not the benchmark's figure)",
     )
-    parser.add_argument("--baseline", metavar="REF", help="also run the code at this git ref")
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        action="append",
+        default=[],
+        help="also run the code at this git ref (repeatable)",
+    )
+    parser.add_argument("--runs", type=int, default=1, help="repeat the whole comparison")
     parser.add_argument("--sbatch", action="store_true", help="also run bench_sbatch.py")
     parser.add_argument("--sbatch-jobs", type=int, default=1000)
     parser.add_argument("--json", type=Path)
@@ -265,30 +378,9 @@ def main() -> None:
         f"{args.workers} API worker process(es), {os.cpu_count()} CPUs",
         flush=True,
     )
-    results: dict[str, Any] = {
-        "jobs": args.jobs,
-        "clients": args.clients,
-        "database": args.database,
-        "workers": args.workers,
-    }
-    with tempfile.TemporaryDirectory(prefix="gpulease-bench-") as tmp:
-        if args.baseline:
-            with git_tree(args.baseline) as src:
-                base = Variant("baseline", src, False, not args.no_scheduler)
-                results["baseline"] = run_variant(base, args, Path(tmp))
-                results["baseline"]["ref"] = args.baseline
-        ours = Variant("gpulease", ROOT / "src", True, not args.no_scheduler)
-        results["gpulease"] = run_variant(ours, args, Path(tmp))
-    if args.sbatch:
-        results["sbatch"] = found = run_sbatch(min(args.jobs, args.sbatch_jobs), args.clients)
-        rate = found["submissions_per_s"] or 0.0
-        for label in ("baseline", "gpulease"):
-            if label in results and rate:
-                ratio = results[label]["per_second"] / rate
-                results[label]["ratio_to_sbatch"] = round(ratio, 2)
-                print(f"{label:>9} / sbatch: {ratio:.2f}x")
+    runs = [compare(args) for _ in range(args.runs)]
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        args.json.write_text(json.dumps(runs[0] if len(runs) == 1 else runs, indent=2) + "\n")
 
 
 if __name__ == "__main__":

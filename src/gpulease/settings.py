@@ -41,8 +41,9 @@ class Settings(BaseSettings):
     # (api_threads in an API process, a few for the scheduler loop, both when together)
     db_pool_size: int | None = Field(default=None, ge=1, le=1000)
     db_max_overflow: int = Field(default=8, ge=0, le=1000)  # more, opened under a burst
-    # test each pooled connection with a round trip before use (PostgreSQL); off, a connection
-    # the server dropped fails one transaction (503, database_unavailable), then the pool renews
+    # test a pooled connection that lay idle a second with a round trip before use
+    # (PostgreSQL); off, a connection the server dropped fails one transaction (503,
+    # database_unavailable), then the pool renews
     db_pre_ping: bool = True
     # Compliance
     policy_files: list[Path] = Field(default_factory=list)  # operator packs beside the shipped

@@ -6,7 +6,8 @@ Authentication is limited per client address (``api.ratelimit.AuthFailures``): t
 
 Every route authenticates through :func:`get_principal` (``identity.check``: a token checked
 recently costs one read of the authentication epoch), except a job submission, which takes
-the cached credential (:func:`get_submitter`) and confirms it inside its single transaction.
+the cached credential (:func:`get_submitter`, on the event loop, no database) and confirms it
+inside its single transaction.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
+from anyio.to_thread import run_sync
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gpulease.api.ratelimit import ApiLimits
 from gpulease.domain.access import Principal
 from gpulease.domain.errors import Unauthenticated
-from gpulease.services import identity
+from gpulease.services import auth_cache, identity
 from gpulease.services.auth_cache import Credential
 from gpulease.services.context import ServiceContext
 
@@ -57,28 +59,52 @@ def get_principal(
 
 @dataclass(frozen=True, slots=True)
 class Submitter:
-    """What a job submission takes from its request, resolved in one dependency (each
-    dependency costs FastAPI a resolution per request): the context, the limits, and the
-    caller's credential as this process last checked it, from no database for a known token.
-    The service confirms the credential inside its own transaction (``identity.confirm``)
-    and the route reports a refusal there with :func:`auth_failed`."""
+    """What a job submission takes from its request, resolved in one ``async`` dependency on
+    the event loop (a sync dependency would cost a hop to a worker thread per request): the
+    context, the limits, the caller's credential as this process last checked it (from no
+    database for a known token) and the client's address. The service confirms the
+    credential inside its own transaction (``identity.confirm``) and the route reports a
+    refusal there with :func:`auth_failed`; the route notes the access
+    (:meth:`note_access`) in the worker thread that runs the submission."""
 
     ctx: ServiceContext
     limits: ApiLimits
     credential: Credential
     address: str
+    peer: bool  # the transport gave a client address (HTTP over TCP)
+    noted: bool  # the access was noted already (a token read from the database now)
+
+    def note_access(self) -> None:
+        """Record the access (``identity.note_access``; may write: call it in a worker
+        thread)."""
+        if self.peer and not self.noted:
+            identity.note_access(self.ctx, self.credential.principal, self.address)
 
 
-def get_submitter(
+async def get_submitter(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Submitter:
-    """Authenticate from memory (``identity.recall``) and count one submission."""
+    """Authenticate and count one submission. A token this process has checked is
+    recalled from memory on the event loop (``auth_cache.recall``); any other request (no
+    token, an unknown or expired one) is authenticated in a worker thread as every route's
+    is (:func:`get_principal`), so the event loop never waits on the database."""
     ctx: ServiceContext = request.app.state.ctx
     limits: ApiLimits = request.app.state.limits
-    credential = _authenticated(request, ctx, limits, credentials, identity.recall)
+    address = client_address(request)
+    token = credentials.credentials if credentials else None
+    limits.auth.check(address, token)  # 429 before any lookup once the address is blocked
+    known = auth_cache.recall(ctx, token, ctx.now())
+    if known is not None:
+        limits.auth.succeeded(address, known.token_hash)
+        credential, noted = known, False
+    else:
+        credential = await run_sync(
+            _authenticated, request, ctx, limits, credentials, identity.recall
+        )
+        noted = True
     _count(limits, credential.principal)
-    return Submitter(ctx, limits, credential, client_address(request))
+    return Submitter(ctx, limits, credential, address, request.client is not None, noted)
 
 
 def _authenticated(
@@ -97,8 +123,7 @@ def _authenticated(
         if token:
             limits.auth.failed(address)
         raise
-    assert token is not None
-    limits.auth.succeeded(address, token)
+    limits.auth.succeeded(address, credential.token_hash)
     if request.client is not None:
         identity.note_access(ctx, credential.principal, address)
     return credential

@@ -35,7 +35,6 @@ blocked address waits for the window (a minute by default).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 from collections.abc import Callable
@@ -45,6 +44,7 @@ from cachetools import TTLCache
 
 from gpulease.domain.clock import Clock, to_seconds
 from gpulease.domain.errors import RateLimited
+from gpulease.services.tokens import hash_token
 from gpulease.settings import Settings
 
 MAX_KEYS = 65_536  # addresses or tenants remembered per limit
@@ -140,7 +140,7 @@ class AuthFailures:
             return
         if token:
             with self._lock:
-                if _known_key(address, token) in self._known:
+                if _known_key(address, hash_token(token)) in self._known:
                     return
         seconds = whole_seconds(wait)
         raise RateLimited(
@@ -153,13 +153,14 @@ class AuthFailures:
     def failed(self, address: str) -> None:
         self.failures.hit(address)
 
-    def succeeded(self, address: str, token: str) -> None:
+    def succeeded(self, address: str, token_hash: str) -> None:
+        """The token of this hash (``tokens.hash_token``) authenticated from ``address``."""
         with self._lock:
-            self._known[_known_key(address, token)] = True
+            self._known[_known_key(address, token_hash)] = True
 
 
-def _known_key(address: str, token: str) -> str:
-    return f"{address} {hashlib.sha256(token.encode()).hexdigest()}"
+def _known_key(address: str, token_hash: str) -> str:
+    return f"{address} {token_hash}"
 
 
 class Submissions:

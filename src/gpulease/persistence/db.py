@@ -21,6 +21,7 @@ of rows that reference it (foreign keys) do not.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -95,6 +96,9 @@ def advisory_key(name: str) -> int:
 
 DEFAULT_POOL_SIZE = 10
 DEFAULT_MAX_OVERFLOW = 10
+# A pooled connection is pinged when it is checked out after lying idle this long: one that
+# is in constant use (a busy API process) is not pinged before every transaction.
+PING_IDLE_S = 1.0
 
 
 class Database:
@@ -111,6 +115,7 @@ class Database:
         pool_size: int = DEFAULT_POOL_SIZE,
         max_overflow: int = DEFAULT_MAX_OVERFLOW,
         pre_ping: bool = True,
+        ping_idle_s: float = PING_IDLE_S,
     ) -> None:
         self.url = normalize_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
@@ -129,14 +134,16 @@ class Database:
             event.listen(self.engine, "begin", _sqlite_begin)
         else:
             self.engine = create_engine(
-                self.url,
-                echo=echo,
-                pool_size=pool_size,
-                max_overflow=max_overflow,
-                # a round trip per checkout; without it a connection the server dropped fails
-                # one transaction (database_unavailable) and the pool is renewed
-                pool_pre_ping=pre_ping,
+                self.url, echo=echo, pool_size=pool_size, max_overflow=max_overflow
             )
+            if pre_ping:
+                # A connection the server dropped (a restart, an idle timeout) is found by a
+                # ping at checkout and replaced, instead of failing a transaction. Only after
+                # ``ping_idle_s`` idle: a ping is a round trip, a fifth of a job submission's.
+                # A connection dropped within that time of its last use fails one
+                # transaction (database_unavailable), and the pool renews every connection
+                # older than the failure.
+                _ping_when_idle(self.engine, ping_idle_s)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
         # every job and node change is announced to the scheduler in its own transaction
         event.listen(self._sessions, "before_flush", record_changes)
@@ -296,6 +303,26 @@ def _new_values(row: Base) -> dict[str, Any]:
             values[version] = 1
             setattr(row, version, 1)
     return values
+
+
+def _ping_when_idle(engine: Engine, idle_s: float) -> None:
+    """Ping a connection at checkout when it has lain idle ``idle_s`` (SQLAlchemy's
+    ``pool_pre_ping`` pings at every checkout); raising ``DisconnectionError`` there makes
+    the pool discard it and check out another (PoolEvents.checkout)."""
+
+    @event.listens_for(engine, "checkin")
+    def _idle_since(_dbapi: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < idle_s:
+            return  # new (just connected), or in use a moment ago
+        try:
+            engine.dialect.do_ping(dbapi)
+        except Exception as error:  # unusable, whatever the reason: the pool replaces it
+            raise DisconnectionError(_first_line(error)) from error
 
 
 def _first_line(error: Exception) -> str:

@@ -27,6 +27,7 @@ from datetime import datetime
 
 from gpulease.domain.access import Principal
 from gpulease.services.context import ServiceContext
+from gpulease.services.tokens import hash_token
 
 CACHE_KEY = "auth_cache"
 DEFAULT_LIMIT = 10_000
@@ -79,6 +80,20 @@ class AuthCache:
             stale = [h for h, c in self._entries.items() if c.epoch != epoch]
             for token_hash in stale:
                 del self._entries[token_hash]
+
+
+def recall(ctx: ServiceContext, token: str | None, now: datetime) -> Credential | None:
+    """The credential this process keeps for ``token``, unexpired at ``now``, from memory
+    alone (None: no token, or none kept: check it against the database, which refuses what
+    it must, a token longer than any issued included). Its epoch is not confirmed here: the
+    caller confirms it in the transaction of the work it authorizes (``identity.confirm``; a
+    job submission)."""
+    if not token:
+        return None
+    known = of(ctx).peek(hash_token(token))
+    if known is None or known.expired(now):
+        return None
+    return known
 
 
 def of(ctx: ServiceContext) -> AuthCache:
