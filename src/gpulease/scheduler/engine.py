@@ -53,6 +53,7 @@ from gpulease.scheduler.pools import Pools
 from gpulease.scheduler.preemption import Ranked, usable
 from gpulease.scheduler.queue_index import QueueGroup, QueueIndex
 from gpulease.scheduler.quota import Tier, guarantees_at, next_guarantee_change
+from gpulease.scheduler.releases import GraceReleases
 from gpulease.scheduler.running_index import RunningIndex
 from gpulease.scheduler.state import JobRecord, SchedulerState
 from gpulease.scheduler.tiers import CandidateList, apply_tiers, guaranteed, tiered_candidates
@@ -90,6 +91,8 @@ class Scheduler:
         self.config = config or SchedulerConfig()
         # Running jobs in preemption order, kept across steps (a memo of the state).
         self._index = RunningIndex(policy)
+        # GPUs of jobs in their grace period, kept across steps (a memo of the state).
+        self._grace = GraceReleases()
         # Queued jobs in groups of stable order, kept across steps (a memo of the state).
         self._split: SplitKey | None = policy if isinstance(policy, SplitKey) else None
         self._queue = QueueIndex(policy) if self._split is not None else None
@@ -99,7 +102,6 @@ class Scheduler:
         policy = self.policy
         domain = _domain_word(state)
         schedulable = state.schedulable
-        pools = Pools(state)
         self._index.sync(state, now)
 
         # 1. walltimes and grace periods (only jobs with a deadline are looked at)
@@ -107,26 +109,37 @@ class Scheduler:
         live = state.running
         due = now + 1e-9 * max(1.0, abs(now))  # far beyond any rounding of a deadline
         ahead = math.inf  # the earliest deadline of a job that keeps running
+        freed: list[list[tuple[int, int]]] = []  # GPUs of jobs that stop now
+        kept = self._grace.kept(state)
+        leaving: dict[str, float] = {}  # jobs in their grace period -> release time
+        fresh: list[str] = []  # those of them the kept map does not hold as they are
         for job_id, deadline in state.deadlines.items():
             record = live[job_id]
-            if deadline > due and record.preempt_at is None:
+            at = record.preempt_at
+            if deadline > due and at is None:
                 # a walltime that cannot have passed: nothing to do (the usual case)
                 ahead = min(ahead, deadline)
                 continue
             walltime = record.spec.walltime
-            gpus = usable(record.placement, schedulable)
             if walltime is not None and record.run_time_at(now) >= walltime:
                 decisions.timeouts.append(job_id)
-                pools.release(gpus)
-            elif record.preempt_at is not None and record.preempt_at <= now:
+                freed.append(usable(record.placement, schedulable))
+            elif at is not None and at <= now:
                 decisions.requeues.append(Preempt(job_id, now, record.preempt_reason))
-                pools.release(gpus)
+                freed.append(usable(record.placement, schedulable))
             else:
                 ahead = min(ahead, deadline)
-                if record.preempt_at is None:
+                if at is None:
                     continue
-                pools.release_later(gpus, record.preempt_at)
+                leaving[job_id] = at
+                held = kept.get(job_id)
+                if held is None or held[0] != at or held[1] != record.run_start:
+                    fresh.append(job_id)
             excluded.add(job_id)
+        self._grace.sync(state, leaving, fresh)
+        pools = Pools(state, self._grace)
+        for gpus in freed:
+            pools.release(gpus)
 
         # 2. ranks
         guarantees = guarantees_at(state.leases, now)

@@ -114,16 +114,17 @@ class QueueWalk:
             ranked.tier is Tier.GUARANTEED and ranked.record.spec.tenant not in self.holders
         )
 
-    def _plan(self, spec: JobSpec, early: FreeMap, merged: FreeMap) -> Placement | None:
+    def _plan(self, spec: JobSpec, early: FreeMap, merged: FreeMap | None) -> Placement | None:
         """Where ``spec`` will start on GPUs being released (``early``), with free ones
-        (``merged`` holds both) only if that spans fewer racks: released GPUs alone leave
-        free ones to jobs that can start now or count on them."""
+        (``merged`` holds both; None: ``pools.merged()``, built only when needed) only if
+        that spans fewer racks: released GPUs alone leave free ones to jobs that can start
+        now or count on them."""
         domain, cluster = self.domain, self.state.cluster
         later: Placement | WaitReason = UNEXPLAINED
         if early.total >= spec.gpus:
             later = place(spec, early, domain=domain)
         if isinstance(later, WaitReason) or racks_spanned(cluster, later) > 1:
-            mixed = place(spec, merged, domain=domain)
+            mixed = place(spec, self.pools.merged() if merged is None else merged, domain=domain)
             if isinstance(later, WaitReason) or (
                 not isinstance(mixed, WaitReason)
                 and racks_spanned(cluster, mixed) < racks_spanned(cluster, later)
@@ -201,7 +202,7 @@ class QueueWalk:
         state = self.state
         soon = pools.soon
         if soon.total and free.total + soon.total >= spec.gpus:
-            later = self._plan(spec, soon, pools.merged())
+            later = self._plan(spec, soon, None)
             by = math.inf
             if later is not None and ranked.tier is Tier.GUARANTEED:
                 later, by = self._in_time(record, later)
