@@ -56,7 +56,13 @@ from gpulease.scheduler.quota import Tier, guarantees_at, next_guarantee_change
 from gpulease.scheduler.releases import GraceReleases
 from gpulease.scheduler.running_index import RunningIndex
 from gpulease.scheduler.state import JobRecord, SchedulerState
-from gpulease.scheduler.tiers import CandidateList, apply_tiers, guaranteed, tiered_candidates
+from gpulease.scheduler.tiers import (
+    CandidateList,
+    TierMemo,
+    apply_tiers,
+    guaranteed,
+    tiered_candidates,
+)
 from gpulease.scheduler.visit import QueueWalk, Shape
 from gpulease.scheduler.waiting import short_reason
 
@@ -93,6 +99,8 @@ class Scheduler:
         self._index = RunningIndex(policy)
         # GPUs of jobs in their grace period, kept across steps (a memo of the state).
         self._grace = GraceReleases()
+        # Each leased tenant's first-fit into its guarantee, kept while its inputs hold.
+        self._tiers = TierMemo()
         # Queued jobs in groups of stable order, kept across steps (a memo of the state).
         self._split: SplitKey | None = policy if isinstance(policy, SplitKey) else None
         self._queue = QueueIndex(policy) if self._split is not None else None
@@ -158,7 +166,9 @@ class Scheduler:
             if guarantees:
                 split = self._split
                 assert split is not None
-                tiers = guaranteed(self._queue, self._index, state, guarantees, excluded, now)
+                tiers = guaranteed(
+                    self._queue, self._index, state, guarantees, excluded, now, self._tiers
+                )
                 queued = tiers.queued
                 visit.candidates = CandidateList(
                     tiered_candidates(
