@@ -19,17 +19,19 @@ mixed sizes and attained service. Default policy, reasons explained. Two modes:
   their decisions compared. Wall and CPU time per step (the machine may be shared).
 
 Before and after a change in the same run: ``--baseline REF`` runs the steady mode on the
-code at REF (a temporary ``git worktree``) and on this tree, one process each, alternately
-``--pairs`` times, and prints CPU figures side by side (median over the pairs).
+code at REF (a temporary ``git worktree``) and on this tree (or ``--after REF``), one
+process each, alternately ``--pairs`` times, and prints CPU figures side by side (median
+over the pairs).
 
     .venv/bin/python benchmarks/bench_step_latency.py [--mode repeat|steady|both]
         [--repeat 20] [--racks 1389] [--queued 100000] [--steps 120] [--before-steps 5]
-        [--baseline REF [--pairs 3]]
+        [--baseline REF [--after REF] [--pairs 3]]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -256,9 +258,13 @@ def paired(args: argparse.Namespace) -> None:
         f"--arrivals={args.arrivals}",
     ]
     runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
-    with git_tree(args.baseline) as base, tempfile.TemporaryDirectory() as tmp:
+    refs = {"before": args.baseline, "after": args.after or "this tree"}
+    with contextlib.ExitStack() as trees:
+        base = trees.enter_context(git_tree(args.baseline))
+        after = trees.enter_context(git_tree(args.after)) if args.after else ROOT / "src"
+        tmp = trees.enter_context(tempfile.TemporaryDirectory())
         for n in range(args.pairs):
-            for label, src in (("before", base), ("after", ROOT / "src")):
+            for label, src in (("before", base), ("after", after)):
                 out = Path(tmp) / f"{label}-{n}.json"
                 print(
                     f"-- {label} ({args.baseline if label == 'before' else 'this tree'}),"
@@ -272,7 +278,7 @@ def paired(args: argparse.Namespace) -> None:
     sides = {label: _median(found) for label, found in runs.items()}
     print(
         f"\nsteady mode, {args.racks} racks, {args.queued:,} queued, {args.steps} steps: "
-        f"before = {args.baseline}, after = this tree, median of {args.pairs} runs each"
+        f"before = {refs['before']}, after = {refs['after']}, median of {args.pairs} runs each"
     )
     print(side_by_side(sides, ROWS))
     for label, found in runs.items():
@@ -303,6 +309,7 @@ def main() -> None:
     parser.add_argument("--before-steps", type=int, default=5, help="steady: full-walk steps")
     parser.add_argument("--arrivals", type=int, default=100, help="steady: jobs per second")
     parser.add_argument("--baseline", metavar="REF", help="steady mode before (REF) and after")
+    parser.add_argument("--after", metavar="REF", help="--baseline: after (default this tree)")
     parser.add_argument("--pairs", type=int, default=3, help="--baseline: runs of each side")
     parser.add_argument("--side-json", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
