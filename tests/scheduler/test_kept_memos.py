@@ -3,7 +3,8 @@
 Two memos added for the large site: the GPUs of jobs in their grace period
 (``releases.GraceReleases``, what jobs waiting for preempted GPUs plan on) and each leased
 tenant's first-fit into its guarantee (``tiers.TierMemo``). Random step sequences stress
-what should invalidate them: preemption notices (grace periods begin), victims that finish
+what should invalidate them: preemption notices (grace periods begin, the engine's or a
+driver's), victims that finish
 or are cancelled inside their grace, grace periods ending, arrivals ranked above the waiting
 jobs, cancels, node failures, drains and repairs, leases that start, end or are added.
 
@@ -135,7 +136,7 @@ def test_a_kept_scheduler_plans_like_a_fresh_one_through_grace_periods(
             count += 1
             if spec is not None:
                 state.submit(spec)
-        action = data.draw(st.sampled_from(["none", "end", "cancel", "node", "lease"]))
+        action = data.draw(st.sampled_from(["none", "end", "cancel", "node", "lease", "notice"]))
         if action == "end" and state.running:  # a run ends, perhaps inside its grace
             ended = data.draw(st.sampled_from(sorted(state.running)))
             state.stop(ended, now, JobState.SUCCEEDED)
@@ -146,6 +147,10 @@ def test_a_kept_scheduler_plans_like_a_fresh_one_through_grace_periods(
             target = data.draw(st.sampled_from(sorted(NODE_TRANSITIONS[state.node_state[node]])))
             for job_id in state.set_node_state(node, target, now):
                 state.stop(job_id, now, JobState.QUEUED, "node down")
+        elif action == "notice" and state.running:  # a driver preempts a job (an operator)
+            victim = data.draw(st.sampled_from(sorted(state.running)))
+            if state.running[victim].preempt_at is None:
+                state.begin_preemption(victim, now + config.preemption_grace_s, "operator")
         elif action == "lease":
             gpus = data.draw(st.integers(1, total))
             state.add_lease(LeaseGuarantee(f"lease-c{count}", "c", gpus, now, now + 60.0))
