@@ -16,7 +16,9 @@ mixed sizes and attained service. Default policy, reasons explained. Two modes:
   burst step and the first ``--before-steps`` steady steps are timed *before*
   (``SchedulerConfig(queue_index=False)``: rank, tier and explain every job, as the live
   service did) and *after* (the indexed walk) on the same states, in the same run, and
-  their decisions compared. Wall and CPU time per step (the machine may be shared).
+  their decisions compared. Wall and CPU time per step (the machine may be shared). As
+  the live leader, the process freezes the built state and indexes out of the collector's
+  sight and collects with the leader's thresholds.
 
 Before and after a change in the same run: ``--baseline REF`` runs the steady mode on the
 code at REF (a temporary ``git worktree``) and on this tree (or ``--after REF``), one
@@ -55,6 +57,7 @@ from gpulease.scheduler.state import SchedulerState
 from gpulease.sim.metrics import percentile
 
 SIZES = (1, 1, 1, 2, 4, 4, 8, 8, 16, 32, 64)
+LEADER_GC_THRESHOLDS = (50_000, 20, 20)  # services.scheduling.GC_THRESHOLDS
 
 
 def build(
@@ -173,6 +176,11 @@ def steady(
     )
     after.step(state, now)  # each builds its running-jobs index (a leader's first pass)
     before.step(state, now)
+    # As the live leader does after each rebuild: its kept state and the indexes are not
+    # garbage, and its collector runs less often (``services.scheduling.GC_THRESHOLDS``).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*LEADER_GC_THRESHOLDS)
     now += 1.0
     burst_before, burst_after = _Timed(), _Timed()
     full = burst_before.step(before, state, now)
