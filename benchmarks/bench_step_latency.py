@@ -16,22 +16,38 @@ mixed sizes and attained service. Default policy, reasons explained. Two modes:
   burst step and the first ``--before-steps`` steady steps are timed *before*
   (``SchedulerConfig(queue_index=False)``: rank, tier and explain every job, as the live
   service did) and *after* (the indexed walk) on the same states, in the same run, and
-  their decisions compared. Wall and CPU time per step (the machine may be shared).
+  their decisions compared. Wall and CPU time per step (the machine may be shared). As
+  the live leader, the process freezes the built state and indexes out of the collector's
+  sight and collects with the leader's thresholds.
+
+Before and after a change in the same run: ``--baseline REF`` runs the steady mode on the
+code at REF (a temporary ``git worktree``) and on this tree (or ``--after REF``), one
+process each, alternately ``--pairs`` times, and prints CPU figures side by side (median
+over the pairs).
 
     .venv/bin/python benchmarks/bench_step_latency.py [--mode repeat|steady|both]
         [--repeat 20] [--racks 1389] [--queued 100000] [--steps 120] [--before-steps 5]
+        [--baseline REF [--after REF] [--pairs 3]]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
+import json
+import os
 import random
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
-from _common import peak_rss_mib
+from _common import ROOT, git_tree, peak_rss_mib, side_by_side
 from gpulease.domain.models import JobSpec, LeaseGuarantee
 from gpulease.domain.states import JobState
 from gpulease.inventory.topology import build_cluster, parse_cluster_spec
@@ -41,6 +57,7 @@ from gpulease.scheduler.state import SchedulerState
 from gpulease.sim.metrics import percentile
 
 SIZES = (1, 1, 1, 2, 4, 4, 8, 8, 16, 32, 64)
+LEADER_GC_THRESHOLDS = (50_000, 20, 20)  # services.scheduling.GC_THRESHOLDS
 
 
 def build(
@@ -111,6 +128,14 @@ class _Timed:
         self.wall.append(time.perf_counter() - wall)
         return decisions
 
+    def cpu_ms(self) -> dict[str, float]:
+        cpu = [t * 1000 for t in self.cpu] or [0.0]
+        return {
+            "p50": round(statistics.median(cpu), 1),
+            "p99": round(percentile(cpu, 99), 1),
+            "max": round(max(cpu), 1),
+        }
+
     def figures(self) -> str:
         if not self.wall:
             return "no steps"
@@ -124,8 +149,11 @@ class _Timed:
         )
 
 
-def steady(spec_text: str, queued: int, steps: int, before_steps: int, arrivals: int) -> None:
-    """The burst, its grace period, then steady steps; before and after on the same states."""
+def steady(
+    spec_text: str, queued: int, steps: int, before_steps: int, arrivals: int
+) -> dict[str, Any]:
+    """The burst, its grace period, then steady steps; before and after on the same states.
+    Returns the CPU figures (for ``--baseline``)."""
     state, now = build(spec_text, queued, seed=7, submit=False)
     share = state.cluster.total_gpus // 10
     for tenant in ("t0", "t1", "t2", "t3"):
@@ -148,6 +176,11 @@ def steady(spec_text: str, queued: int, steps: int, before_steps: int, arrivals:
     )
     after.step(state, now)  # each builds its running-jobs index (a leader's first pass)
     before.step(state, now)
+    # As the live leader does after each rebuild: its kept state and the indexes are not
+    # garbage, and its collector runs less often (``services.scheduling.GC_THRESHOLDS``).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*LEADER_GC_THRESHOLDS)
     now += 1.0
     burst_before, burst_after = _Timed(), _Timed()
     full = burst_before.step(before, state, now)
@@ -156,8 +189,8 @@ def steady(spec_text: str, queued: int, steps: int, before_steps: int, arrivals:
     print(
         f"  burst step: {len(burst.starts)} starts, "
         f"{len(burst.notices) + len(burst.requeues)} preemptions, "
-        f"{len(burst.guaranteed_waiting):,} guaranteed jobs waiting; before "
-        f"{burst_before.wall[0] * 1000:,.0f} ms (CPU {burst_before.cpu[0] * 1000:,.0f}), after "
+        f"{len(burst.guaranteed_waiting):,} guaranteed jobs waiting; full walk "
+        f"{burst_before.wall[0] * 1000:,.0f} ms (CPU {burst_before.cpu[0] * 1000:,.0f}), indexed "
         f"{burst_after.wall[0] * 1000:,.0f} ms (CPU {burst_after.cpu[0] * 1000:,.0f})"
     )
     apply_decisions(state, burst)
@@ -198,6 +231,80 @@ def steady(spec_text: str, queued: int, steps: int, before_steps: int, arrivals:
         f"before and after on every step both ran: {same}; peak memory "
         f"{peak_rss_mib():,.0f} MiB"
     )
+    return {
+        "burst_cpu_ms": round(burst_after.cpu[0] * 1000, 1),
+        "grace_cpu_ms": aftermath.cpu_ms(),
+        "steady_cpu_ms": timed_after.cpu_ms(),
+        "starts": starts,
+        "preemptions": preemptions,
+        "same": same,
+        "peak_mib": round(peak_rss_mib()),
+    }
+
+
+ROWS = (
+    ("burst step CPU ms", "burst_cpu_ms"),
+    ("grace steps CPU p50 ms", "grace_cpu_ms.p50"),
+    ("grace steps CPU p99 ms", "grace_cpu_ms.p99"),
+    ("steady CPU p50 ms", "steady_cpu_ms.p50"),
+    ("steady CPU p99 ms", "steady_cpu_ms.p99"),
+    ("steady CPU max ms", "steady_cpu_ms.max"),
+    ("steady starts", "starts"),
+    ("steady preemptions", "preemptions"),
+    ("peak memory MiB", "peak_mib"),
+)
+
+
+def paired(args: argparse.Namespace) -> None:
+    """Steady mode on the code at ``args.baseline`` and on this tree, alternately, one
+    process per run; CPU figures side by side (median over the pairs)."""
+    flags = [
+        f"--racks={args.racks}",
+        f"--queued={args.queued}",
+        f"--steps={args.steps}",
+        f"--before-steps={args.before_steps}",
+        f"--arrivals={args.arrivals}",
+    ]
+    runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
+    refs = {"before": args.baseline, "after": args.after or "this tree"}
+    with contextlib.ExitStack() as trees:
+        base = trees.enter_context(git_tree(args.baseline))
+        after = trees.enter_context(git_tree(args.after)) if args.after else ROOT / "src"
+        tmp = trees.enter_context(tempfile.TemporaryDirectory())
+        for n in range(args.pairs):
+            for label, src in (("before", base), ("after", after)):
+                out = Path(tmp) / f"{label}-{n}.json"
+                print(
+                    f"-- {label} ({args.baseline if label == 'before' else 'this tree'}),"
+                    f" run {n + 1} of {args.pairs}",
+                    flush=True,
+                )
+                env = dict(os.environ, PYTHONPATH=str(src))
+                cmd = [sys.executable, __file__, "--mode=steady", f"--side-json={out}", *flags]
+                subprocess.run(cmd, env=env, check=True)
+                runs[label].append(json.loads(out.read_text()))
+    sides = {label: _median(found) for label, found in runs.items()}
+    print(
+        f"\nsteady mode, {args.racks} racks, {args.queued:,} queued, {args.steps} steps: "
+        f"before = {refs['before']}, after = {refs['after']}, median of {args.pairs} runs each"
+    )
+    print(side_by_side(sides, ROWS))
+    for label, found in runs.items():
+        print(f"{label} steady CPU p99 per run: {[r['steady_cpu_ms']['p99'] for r in found]}")
+
+
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over ``runs`` (nested dicts likewise)."""
+    first = runs[0]
+    merged: dict[str, Any] = {}
+    for key, value in first.items():
+        if isinstance(value, dict):
+            merged[key] = _median([r[key] for r in runs])
+        elif isinstance(value, bool):
+            merged[key] = all(r[key] for r in runs)
+        else:
+            merged[key] = statistics.median(r[key] for r in runs)
+    return merged
 
 
 def main() -> None:
@@ -209,12 +316,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=120, help="steady mode: indexed steps")
     parser.add_argument("--before-steps", type=int, default=5, help="steady: full-walk steps")
     parser.add_argument("--arrivals", type=int, default=100, help="steady: jobs per second")
+    parser.add_argument("--baseline", metavar="REF", help="steady mode before (REF) and after")
+    parser.add_argument("--after", metavar="REF", help="--baseline: after (default this tree)")
+    parser.add_argument("--pairs", type=int, default=3, help="--baseline: runs of each side")
+    parser.add_argument("--side-json", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.baseline:
+        return paired(args)
     if args.mode in ("repeat", "both"):
         measure("32x18x4", 10_000, args.repeat)
         measure("1389x18x4", 100_000, max(3, args.repeat // 4))
     if args.mode in ("steady", "both"):
-        steady(f"{args.racks}x18x4", args.queued, args.steps, args.before_steps, args.arrivals)
+        found = steady(
+            f"{args.racks}x18x4", args.queued, args.steps, args.before_steps, args.arrivals
+        )
+        if args.side_json:
+            args.side_json.write_text(json.dumps(found))
 
 
 if __name__ == "__main__":

@@ -1,15 +1,17 @@
 """``Scheduler.step(state, now) -> Decisions``: one pure scheduling pass.
 
 Design. The engine reads a :class:`SchedulerState`, never writes it, never reads a clock;
-the driver applies the returned :class:`Decisions` (``SchedulerState.apply`` order:
-timeouts, requeues, notices, starts). Same state, same ``now``, same decisions.
+the driver applies the returned :class:`Decisions` (``decisions.apply_decisions`` order:
+timeouts, requeues, notices, starts). Same state, same ``now``, same decisions. What one
+queued job's visit decides is ``visit.QueueWalk``; this module ranks, orders the visits and
+keeps the memos (indexes) that make a step pay for what changed.
 
 One pass:
 1. running jobs past their walltime time out; preempted jobs whose grace ended requeue;
 2. every job gets a rank key: (quota tier, -priority class, policy key, submit, sequence);
 3. queued jobs are visited best-ranked first against a scratch free map: a job that fits
    starts; one that does not may take GPUs that preempted jobs are about to release, or
-   preempt worse-ranked running jobs (``preemption``), or else waits with its reason; the
+   preempt worse-ranked running jobs (``visit``, ``preemption``), or else waits with its reason; the
    queueing discipline (strict / EASY / greedy) decides whether later jobs may still start;
    a job waiting for released GPUs holds the free ones its plan needs (reported in
    ``Decisions.earmarks``), and a guaranteed claim plans on releases that come within the
@@ -35,82 +37,46 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from gpulease.domain.models import JobSpec, TopologyMode
-from gpulease.domain.states import JobState
-from gpulease.scheduler.backfill import ends_before_shadow, may_backfill, reserve
-from gpulease.scheduler.ordering import OrderContext, OrderingPolicy, Queueing, SplitKey
-from gpulease.scheduler.placement import (
-    FreeMap,
-    Placement,
-    WaitCode,
-    WaitReason,
-    place,
-    racks_spanned,
+from gpulease.scheduler.decisions import (
+    PREEMPTED,
+    RECLAIMED,
+    Decisions,
+    Preempt,
+    Start,
+    apply_decisions,
 )
+from gpulease.scheduler.ordering import OrderContext, OrderingPolicy, Queueing, SplitKey
+from gpulease.scheduler.placement import WaitReason
 from gpulease.scheduler.pools import Pools
-from gpulease.scheduler.preemption import Ranked, choose_victims, usable
+from gpulease.scheduler.preemption import Ranked, usable
 from gpulease.scheduler.queue_index import QueueGroup, QueueIndex
 from gpulease.scheduler.quota import Tier, guarantees_at, next_guarantee_change
+from gpulease.scheduler.releases import GraceReleases
 from gpulease.scheduler.running_index import RunningIndex
 from gpulease.scheduler.state import JobRecord, SchedulerState
 from gpulease.scheduler.tiers import (
     CandidateList,
+    TierMemo,
     apply_tiers,
     guaranteed,
-    index_candidates,
     tiered_candidates,
 )
-from gpulease.scheduler.waiting import (
-    WaitingMap,
-    preempting_reason,
-    reservation_reason,
-    short_reason,
-)
+from gpulease.scheduler.visit import QueueWalk, Shape
+from gpulease.scheduler.waiting import short_reason
 
-
-@dataclass(frozen=True, slots=True)
-class Start:
-    job_id: str
-    placement: Placement
-    borrowed: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Preempt:
-    job_id: str
-    at: float  # when its GPUs are taken; <= now means at once
-    reason: str  # read by the victim's tenant: names no other job or tenant
-    by: str = ""  # the job that claims the GPUs (for the operator's audit)
-
-
-# The victim's tenant reads these (its job's wait reason): they name no other job or tenant.
-RECLAIMED = "reclaimed by its lease holder: the borrowed GPUs are needed within their lease"
-PREEMPTED = "preempted: a job of a higher rank needs its GPUs"
-
-
-@dataclass(slots=True)
-class Decisions:
-    now: float
-    starts: list[Start] = field(default_factory=list)
-    notices: list[Preempt] = field(default_factory=list)  # grace period begins
-    requeues: list[Preempt] = field(default_factory=list)  # stop now, back to the queue
-    timeouts: list[str] = field(default_factory=list)  # walltime exceeded: fail now
-    # why each queued job that does not start waits (resolved on demand: ``waiting``)
-    waiting: WaitingMap = field(default_factory=WaitingMap)
-    guaranteed_waiting: list[str] = field(default_factory=list)  # queued within a guarantee
-    # free GPUs promised this step to jobs waiting for preempted ones, with the number of
-    # starts decided before the promise (what an observer needs to replay the free map)
-    earmarks: list[tuple[int, Placement]] = field(default_factory=list)
-    # GPUs freed during the walk (victims preempted with no grace), likewise numbered
-    releases: list[tuple[int, Placement]] = field(default_factory=list)
-    next_wakeup: float | None = None
-
-    @property
-    def empty(self) -> bool:
-        return not (self.starts or self.notices or self.requeues or self.timeouts)
+# Kept importable from here (the drivers' and tests' long-standing names).
+__all__ = [
+    "PREEMPTED",
+    "RECLAIMED",
+    "Decisions",
+    "Preempt",
+    "Scheduler",
+    "SchedulerConfig",
+    "Start",
+    "apply_decisions",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +97,10 @@ class Scheduler:
         self.config = config or SchedulerConfig()
         # Running jobs in preemption order, kept across steps (a memo of the state).
         self._index = RunningIndex(policy)
+        # GPUs of jobs in their grace period, kept across steps (a memo of the state).
+        self._grace = GraceReleases()
+        # Each leased tenant's first-fit into its guarantee, kept while its inputs hold.
+        self._tiers = TierMemo()
         # Queued jobs in groups of stable order, kept across steps (a memo of the state).
         self._split: SplitKey | None = policy if isinstance(policy, SplitKey) else None
         self._queue = QueueIndex(policy) if self._split is not None else None
@@ -140,7 +110,6 @@ class Scheduler:
         policy = self.policy
         domain = _domain_word(state)
         schedulable = state.schedulable
-        pools = Pools(state)
         self._index.sync(state, now)
 
         # 1. walltimes and grace periods (only jobs with a deadline are looked at)
@@ -148,26 +117,37 @@ class Scheduler:
         live = state.running
         due = now + 1e-9 * max(1.0, abs(now))  # far beyond any rounding of a deadline
         ahead = math.inf  # the earliest deadline of a job that keeps running
+        freed: list[list[tuple[int, int]]] = []  # GPUs of jobs that stop now
+        kept = self._grace.kept(state)
+        leaving: dict[str, float] = {}  # jobs in their grace period -> release time
+        fresh: list[str] = []  # those of them the kept map does not hold as they are
         for job_id, deadline in state.deadlines.items():
             record = live[job_id]
-            if deadline > due and record.preempt_at is None:
+            at = record.preempt_at
+            if deadline > due and at is None:
                 # a walltime that cannot have passed: nothing to do (the usual case)
                 ahead = min(ahead, deadline)
                 continue
             walltime = record.spec.walltime
-            gpus = usable(record.placement, schedulable)
             if walltime is not None and record.run_time_at(now) >= walltime:
                 decisions.timeouts.append(job_id)
-                pools.release(gpus)
-            elif record.preempt_at is not None and record.preempt_at <= now:
+                freed.append(usable(record.placement, schedulable))
+            elif at is not None and at <= now:
                 decisions.requeues.append(Preempt(job_id, now, record.preempt_reason))
-                pools.release(gpus)
+                freed.append(usable(record.placement, schedulable))
             else:
                 ahead = min(ahead, deadline)
-                if record.preempt_at is None:
+                if at is None:
                     continue
-                pools.release_later(gpus, record.preempt_at)
+                leaving[job_id] = at
+                held = kept.get(job_id)
+                if held is None or held[0] != at or held[1] != record.run_start:
+                    fresh.append(job_id)
             excluded.add(job_id)
+        self._grace.sync(state, leaving, fresh)
+        pools = Pools(state, self._grace)
+        for gpus in freed:
+            pools.release(gpus)
 
         # 2. ranks
         guarantees = guarantees_at(state.leases, now)
@@ -176,7 +156,9 @@ class Scheduler:
             state.usage_by_tenant(now) if policy.needs_usage else {},
             {t: float(g) for t, g in guarantees.items()},
         )
-        visit = _Visit(self, state, decisions, pools, excluded, now, domain)
+        visit = QueueWalk(
+            policy, self.config, self._index, state, decisions, pools, excluded, now, domain
+        )
         queued: list[Ranked] = []
         if self._fast_queue(guarantees):
             assert self._queue is not None
@@ -184,7 +166,9 @@ class Scheduler:
             if guarantees:
                 split = self._split
                 assert split is not None
-                tiers = guaranteed(self._queue, self._index, state, guarantees, excluded, now)
+                tiers = guaranteed(
+                    self._queue, self._index, state, guarantees, excluded, now, self._tiers
+                )
                 queued = tiers.queued
                 visit.candidates = CandidateList(
                     tiered_candidates(
@@ -231,7 +215,7 @@ class Scheduler:
             and (not guarantees or bool(getattr(self.policy, "coarse_ordered", False)))
         )
 
-    def _visit_merged(self, visit: _Visit, ctx: OrderContext, skip: set[str]) -> None:
+    def _visit_merged(self, visit: QueueWalk, ctx: OrderContext, skip: set[str]) -> None:
         """Visit borrowed queued jobs in rank order by merging the index's groups lazily.
 
         Exactly the full walk minus no-op visits: a job whose shape is already hopeless (and
@@ -323,7 +307,7 @@ class Scheduler:
             for (_, pos, _, _, group), reason in dropped:
                 waiting.add_run(group.entries[pos:], reason)
 
-    def _may_preempt_any(self, visit: _Visit, coarse: tuple[float, ...]) -> bool:
+    def _may_preempt_any(self, visit: QueueWalk, coarse: tuple[float, ...]) -> bool:
         """Does some running job (not already leaving) rank below ``coarse``? If not,
         ``choose_victims`` stops at its first candidate for this job and every later one."""
         worst = visit.candidates.first()
@@ -337,24 +321,6 @@ class Scheduler:
         key = (tier, prio, *self.policy.key(record, ctx), spec.submit_time, float(record.seq))
         coarse = (tier, prio, *self.policy.preempt_key(record, ctx.now))
         return Ranked(key, coarse, Tier.BORROWED, record)
-
-    def _start(self, decisions: Decisions, ranked: Ranked, p: Placement) -> None:
-        decisions.starts.append(Start(ranked.record.id, p, ranked.tier is Tier.BORROWED))
-
-    def _preempt(
-        self, decisions: Decisions, victims: Sequence[Ranked], claimant: Ranked, now: float
-    ) -> None:
-        grace = self.config.preemption_grace_s
-        record = claimant.record
-        for victim in victims:
-            reclaim = claimant.tier is Tier.GUARANTEED and victim.tier is Tier.BORROWED
-            reason = RECLAIMED if reclaim else PREEMPTED
-            notice = Preempt(victim.record.id, now + max(grace, 0.0), reason, record.id)
-            (decisions.notices if grace > 0 else decisions.requeues).append(notice)
-
-    def _wait(self, decisions: Decisions, record: JobRecord, reason: WaitReason) -> None:
-        if self.config.explain:
-            decisions.waiting.put(record.id, reason)
 
     def _next_wakeup(
         self, state: SchedulerState, decisions: Decisions, ahead: float
@@ -384,11 +350,7 @@ class Scheduler:
         return None if wake == math.inf else max(wake, now)
 
 
-# Stands for a reason nobody reads (``explain`` off): building the message costs time.
-_UNEXPLAINED = WaitReason(WaitCode.NO_CAPACITY, "not enough free GPUs")
-
-
-def _group_shape(group: QueueGroup, tier: float) -> _Shape:
+def _group_shape(group: QueueGroup, tier: float) -> Shape:
     """The hopeless-set shape of every job of ``group`` (kept on the group: constant)."""
     shape = group.memo
     if shape is None:
@@ -405,220 +367,15 @@ def _started_at(record: JobRecord, now: float) -> JobRecord:
     return copy
 
 
-def _left_waiting(hopeless: dict[_Shape, WaitReason], shape: _Shape) -> WaitReason:
+def _left_waiting(hopeless: dict[Shape, WaitReason], shape: Shape) -> WaitReason:
     """The reason of a job the walk no longer needs to visit (nothing free, nothing to
     preempt): its shape's reason if the shape is hopeless, else not enough free GPUs."""
     return hopeless.get(shape) or short_reason(shape[1])
 
 
-# (coarse rank key, GPUs, GPUs per node, segment, topology mode): what ``hopeless`` holds
-_Shape = tuple[tuple[float, ...], int, int | None, int | None, TopologyMode]
 # (key of the group's next job, its position, group prefix, hopeless shape, group)
-_HeapItem = tuple[tuple[float, ...], int, tuple[float, ...], _Shape, QueueGroup]
-
-
-class _Visit:
-    """The queue walk of one step. :meth:`visit` is called for each queued job, best-ranked
-    first: the job starts, earmarks GPUs being released, preempts, or waits; the queueing
-    discipline decides whether later jobs may still start. The full ranking and the index's
-    merged groups both call it, so both decide alike."""
-
-    def __init__(
-        self,
-        scheduler: Scheduler,
-        state: SchedulerState,
-        decisions: Decisions,
-        pools: Pools,
-        excluded: set[str],
-        now: float,
-        domain: str,
-    ) -> None:
-        self.scheduler = scheduler
-        self.state = state
-        self.decisions = decisions
-        self.pools = pools
-        self.excluded = excluded
-        self.now = now
-        self.domain = domain
-        # running jobs that could be preempted, worst first (tiered when leases exist)
-        self.candidates = CandidateList(index_candidates(scheduler._index, state), excluded)
-        self.blocked: WaitReason | None = None
-        # tenants whose job blocks the queue (strict) or holds the EASY reservation: their
-        # later jobs wait behind it; other tenants' guaranteed jobs do not (``_held_back``)
-        self.holders: set[str] = set()
-        # Shapes (coarse rank + request) that found neither released GPUs nor victims since
-        # the free map last grew, with the reason they got: a later job of the same shape
-        # cannot do better, and waits for the same reason.
-        self.hopeless: dict[_Shape, WaitReason] = {}
-        self.clears = 0  # times ``hopeless`` was emptied because the free map grew
-        self.explain = scheduler.config.explain
-
-    def _held_back(self, ranked: Ranked) -> bool:
-        """Does a blocked queue head or the EASY reservation hold this job back? Not when
-        it is a guaranteed job of another tenant: a lease's guarantee is that tenant's
-        own, and another tenant's job that cannot start may not keep it idle."""
-        return not (
-            ranked.tier is Tier.GUARANTEED and ranked.record.spec.tenant not in self.holders
-        )
-
-    def _plan(self, spec: JobSpec, early: FreeMap, merged: FreeMap) -> Placement | None:
-        """Where ``spec`` will start on GPUs being released (``early``), with free ones
-        (``merged`` holds both) only if that spans fewer racks: released GPUs alone leave
-        free ones to jobs that can start now or count on them."""
-        domain, cluster = self.domain, self.state.cluster
-        later: Placement | WaitReason = _UNEXPLAINED
-        if early.total >= spec.gpus:
-            later = place(spec, early, domain=domain)
-        if isinstance(later, WaitReason) or racks_spanned(cluster, later) > 1:
-            mixed = place(spec, merged, domain=domain)
-            if isinstance(later, WaitReason) or (
-                not isinstance(mixed, WaitReason)
-                and racks_spanned(cluster, mixed) < racks_spanned(cluster, later)
-            ):
-                later = mixed
-        return None if isinstance(later, WaitReason) else later
-
-    def _in_time(self, record: JobRecord, plan: Placement) -> tuple[Placement, float]:
-        """A guaranteed claim starts within the grace of its claim: if ``plan`` counts on
-        GPUs released after that (another claim's victims), the plan on the earliest
-        releases that let it start instead, so that no job ranked below takes the free
-        GPUs it needs meanwhile. Returns the plan and the release it waits for at most."""
-        pools = self.pools
-        ready = pools.ready_at(plan)
-        since = record.guaranteed_since
-        grace = self.scheduler.config.preemption_grace_s
-        if ready <= (self.now if since is None else since) + grace:
-            return plan, math.inf
-        for at in pools.release_times(record.spec.gpus):
-            if at >= ready:
-                break
-            with pools.released_by(at) as (early, merged):
-                sooner = self._plan(record.spec, early, merged)
-            if sooner is not None:
-                return sooner, at
-        return plan, math.inf
-
-    def _earmark(self, placement: Placement, by: float = math.inf) -> None:
-        promised = self.pools.earmark(placement, by)
-        if promised:
-            self.decisions.earmarks.append((len(self.decisions.starts), promised))
-
-    def visit(self, ranked: Ranked) -> None:
-        scheduler, decisions, pools = self.scheduler, self.decisions, self.pools
-        policy, domain, now = scheduler.policy, self.domain, self.now
-        record = ranked.record
-        spec = record.spec
-        held_back = self._held_back(ranked)
-        if self.blocked is not None and held_back:
-            scheduler._wait(decisions, record, self.blocked)
-            return
-        topology = spec.topology
-        shape: _Shape = (
-            ranked.coarse,
-            spec.gpus,
-            spec.gpus_per_node,
-            topology.segment,
-            topology.mode,
-        )
-        hopeless = self.hopeless.get(shape)
-        if hopeless is not None and policy.queueing is Queueing.GREEDY:
-            # The free map only shrank since a job of this shape failed: so would this one.
-            scheduler._wait(decisions, record, hopeless)
-            return
-        free = pools.free
-        outcome: Placement | WaitReason
-        if free.total >= spec.gpus:
-            outcome = place(spec, free, domain=domain, keep_blocks=scheduler.config.keep_blocks)
-        elif self.explain:
-            outcome = short_reason(spec.gpus)
-        else:
-            outcome = _UNEXPLAINED
-        if not isinstance(outcome, WaitReason):
-            reservation = pools.reservation
-            if reservation is not None and held_back:
-                held = may_backfill(spec, reservation, now, domain=domain)
-                if held is None and not ends_before_shadow(spec, reservation, now):
-                    scheduler._wait(decisions, record, reservation_reason(reservation))
-                    return
-                outcome = held or outcome
-            pools.claim(outcome)
-            scheduler._start(decisions, ranked, outcome)
-            return
-        # Not placeable on free GPUs: GPUs about to be released by preempted jobs?
-        state = self.state
-        soon = pools.soon
-        if soon.total and free.total + soon.total >= spec.gpus:
-            later = self._plan(spec, soon, pools.merged())
-            by = math.inf
-            if later is not None and ranked.tier is Tier.GUARANTEED:
-                later, by = self._in_time(record, later)
-            if later is not None:
-                self._earmark(later, by)
-                if self.explain:
-                    scheduler._wait(decisions, record, preempting_reason(spec.gpus))
-                return
-        # Preempt worse-ranked work? With a grace period the job waits for its victims
-        # anyway, so GPUs already being released (and not earmarked) count with theirs.
-        excluded = self.excluded
-        schedulable = state.schedulable
-        grace = scheduler.config.preemption_grace_s
-        found = choose_victims(
-            spec,
-            ranked,
-            self.candidates,
-            pools.merged() if grace > 0 and soon.total else free,
-            schedulable,
-            policy_preemptive=policy.preemptive,
-            domain=domain,
-        )
-        if found is not None:
-            victims, planned = found
-            scheduler._preempt(decisions, victims, ranked, now)
-            excluded.update(v.record.id for v in victims)
-            gain = [g for v in victims for g in usable(v.record.placement, schedulable)]
-            if grace <= 0:
-                pools.release(gain)
-                decisions.releases.append((len(decisions.starts), tuple(gain)))
-                self.hopeless.clear()
-                self.clears += 1
-                pools.claim(planned)
-                scheduler._start(decisions, ranked, planned)
-            else:
-                pools.release_later(gain, now + grace)
-                self._earmark(planned)
-                scheduler._wait(decisions, record, preempting_reason(spec.gpus))
-            return
-        self.hopeless[shape] = outcome
-        scheduler._wait(decisions, record, outcome)
-        if policy.queueing is Queueing.STRICT:
-            self.holders.add(spec.tenant)
-            if self.blocked is None:
-                self.blocked = WaitReason(
-                    WaitCode.BLOCKED, "queued behind an earlier job that cannot start yet"
-                )
-        elif policy.queueing is Queueing.EASY and pools.reservation is None:
-            live = [r for r in state.running.values() if r.id not in excluded]
-            pools.reservation = reserve(spec, free, live, schedulable, domain=domain)
-            self.holders.add(spec.tenant)
+_HeapItem = tuple[tuple[float, ...], int, tuple[float, ...], Shape, QueueGroup]
 
 
 def _domain_word(state: SchedulerState) -> str:
     return "NVLink domain" if state.cluster.hardware == "gb200-nvl72" else "rack"
-
-
-def apply_decisions(state: SchedulerState, decisions: Decisions) -> None:
-    """Apply a step's decisions to ``state`` in the only safe order.
-
-    Timeouts and requeues release GPUs before starts take them; notices only mark jobs;
-    last, the queued jobs waiting within a guarantee keep (or begin) their claim.
-    """
-    now = decisions.now
-    for job_id in decisions.timeouts:
-        state.stop(job_id, now, JobState.FAILED, "walltime exceeded")
-    for preempt in decisions.requeues:
-        state.stop(preempt.job_id, now, JobState.QUEUED, preempt.reason)
-    for preempt in decisions.notices:
-        state.begin_preemption(preempt.job_id, preempt.at, preempt.reason)
-    for start in decisions.starts:
-        state.start(start.job_id, start.placement, now, borrowed=start.borrowed)
-    state.note_guarantees(decisions.guaranteed_waiting, now)

@@ -24,6 +24,7 @@ A failure comes with a :class:`WaitReason` that says, in words, what is missing.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -150,17 +151,17 @@ def _choose_bins(caps: Sequence[tuple[int, int]], need: int) -> list[tuple[int, 
     if total < need:
         return None
     ordered = sorted(caps, key=lambda ic: (-ic[1], ic[0]))
+    negated = [-cap for _, cap in ordered]  # ascending
     taken: list[tuple[int, int]] = []
     remaining = need
     pos = 0
     while True:
-        # Can one of the bins not yet taken cover the remainder? Take the smallest such.
-        fit: tuple[int, int] | None = None
-        for index, cap in ordered[pos:]:
-            if cap >= remaining and (fit is None or cap < fit[1]):
-                fit = (index, cap)
-        if fit is not None:
-            taken.append((fit[0], remaining))
+        # Can one of the bins not yet taken cover the remainder? Take the smallest such (the
+        # first of the smallest capacity that covers it, in ``ordered``'s order).
+        last = bisect.bisect_right(negated, -remaining, pos) - 1
+        if last >= pos:
+            first = bisect.bisect_left(negated, negated[last], pos)
+            taken.append((ordered[first][0], remaining))
             return taken
         index, cap = ordered[pos]
         taken.append((index, cap))

@@ -3,7 +3,10 @@
 Design. :class:`Pools` holds ``free`` GPUs, ``soon`` (held by jobs in a grace period), their
 sum (built on first use, then kept up to date by every change), and the EASY reservation's
 ``held`` view. Every change goes through a method so the views never disagree: a GPU is
-promised at most once per step. The engine builds one per step from the state's free map.
+promised at most once per step. The engine builds one per step from the state's free map
+and the kept map of GPUs in a grace period (``releases.GraceReleases``): their per-node and
+per-release-time entries are copied on first touch, so a step pays for the nodes its plans
+touch, and the kept memo is never written.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from contextlib import contextmanager
 
 from gpulease.scheduler.backfill import Reservation
 from gpulease.scheduler.placement import FreeMap, Placement
+from gpulease.scheduler.releases import GraceReleases
 from gpulease.scheduler.state import SchedulerState
 
 
@@ -24,23 +28,50 @@ class Pools:
     reservation's ``held`` view. Every change goes through a method so the views never
     disagree (a GPU is promised at most once per step)."""
 
-    def __init__(self, state: SchedulerState) -> None:
+    def __init__(self, state: SchedulerState, grace: GraceReleases | None = None) -> None:
         self.free = state.free_map()
         cluster = state.cluster
-        self.soon = FreeMap.of(cluster, [0] * len(cluster.nodes), [0] * len(cluster.racks), 0)
         self.reservation: Reservation | None = None
         self._merged: FreeMap | None = None
         # ``soon`` GPUs by node (every node that held some this step) and release time,
-        # not yet earmarked; and their totals by release time
+        # not yet earmarked; and their totals by release time. ``_parts`` and ``_nodes_at``
+        # hold this step's copies; ``_base_parts`` / ``_base_nodes_at`` the kept entries
+        # not copied yet (read through ``_part`` / ``_nodes``, never written).
         self._parts: dict[int, dict[float, int]] = {}
-        self._count_at: dict[float, int] = {}
-        # the same GPUs by release time, then node (what ``released_by`` holds back)
         self._nodes_at: dict[float, dict[int, int]] = {}
+        if grace is None or grace.soon is None:
+            self.soon = FreeMap.of(cluster, [0] * len(cluster.nodes), [0] * len(cluster.racks), 0)
+            self._base_parts: dict[int, dict[float, int]] = {}
+            self._base_nodes_at: dict[float, dict[int, int]] = {}
+            self._count_at: dict[float, int] = {}
+        else:
+            kept = grace.soon
+            self.soon = FreeMap.of(cluster, list(kept.node_free), list(kept.rack_free), kept.total)
+            self._base_parts = grace.parts
+            self._base_nodes_at = grace.nodes_at
+            self._count_at = dict(grace.count_at)
+
+    def _part(self, node: int) -> dict[float, int] | None:
+        """This step's ``soon`` GPUs of ``node`` by release time (copied on first touch)."""
+        part = self._parts.get(node)
+        if part is None:
+            base = self._base_parts.get(node)
+            if base is None:
+                return None
+            part = self._parts[node] = dict(base)
+        return part
+
+    def _nodes(self, at: float) -> dict[int, int]:
+        """This step's ``soon`` GPUs released at ``at``, by node (copied on first touch)."""
+        nodes = self._nodes_at.get(at)
+        if nodes is None:
+            nodes = self._nodes_at[at] = dict(self._base_nodes_at.get(at, ()))
+        return nodes
 
     def merged(self) -> FreeMap:
         if self._merged is None:
             free, soon = self.free, self.soon
-            if len(self._parts) > 64:  # many nodes: add the lists whole (C speed)
+            if len(self._parts) + len(self._base_parts) > 64:  # add the lists whole (C speed)
                 merged = FreeMap.of(
                     free.cluster,
                     list(map(operator.add, free.node_free, soon.node_free)),
@@ -49,7 +80,8 @@ class Pools:
                 )
             else:
                 merged = free.copy()
-                merged.give((node, soon.node_free[node]) for node in self._parts)
+                nodes = self._parts.keys() | self._base_parts.keys()
+                merged.give((node, soon.node_free[node]) for node in sorted(nodes))
             self._merged = merged
         return self._merged
 
@@ -64,9 +96,11 @@ class Pools:
     def release_later(self, gpus: list[tuple[int, int]], at: float) -> None:
         """GPUs a job in its grace period releases at ``at``."""
         parts, counts = self._parts, self._count_at
-        nodes_at = self._nodes_at.setdefault(at, {})
+        nodes_at = self._nodes(at)
         for node, count in gpus:
-            by_time = parts.setdefault(node, {})
+            by_time = self._part(node)
+            if by_time is None:
+                by_time = parts[node] = {}
             by_time[at] = by_time.get(at, 0) + count
             counts[at] = counts.get(at, 0) + count
             nodes_at[node] = nodes_at.get(node, 0) + count
@@ -89,7 +123,7 @@ class Pools:
         """The ``soon`` GPUs of ``node`` an earmark of ``count`` takes, earliest release
         first, only those released by ``by``: ``[(time, GPUs), ...]``."""
         taken: list[tuple[float, int]] = []
-        parts = self._parts.get(node)
+        parts = self._part(node)
         if not parts or count <= 0:
             return taken
         if len(parts) == 1:  # the usual case: one release time on the node
@@ -126,7 +160,7 @@ class Pools:
             return
         late: dict[int, int] = {}
         for t in late_times:
-            for node, count in self._nodes_at[t].items():
+            for node, count in self._nodes(t).items():
                 if count > 0:
                     late[node] = late.get(node, 0) + count
         held = tuple(late.items())
@@ -153,16 +187,15 @@ class Pools:
         free = self.free
         from_free: list[tuple[int, int]] = []
         from_soon: list[tuple[int, int]] = []
-        all_parts = self._parts
         for node, count in placement:
-            parts = all_parts.get(node)
+            parts = self._part(node)
             if parts is not None and len(parts) == 1:  # one release time: inline
                 ((at, held),) = parts.items()
                 got = min(count, held) if at <= by else 0
                 if got:
                     parts[at] = held - got
                     self._count_at[at] -= got
-                    self._nodes_at[at][node] -= got
+                    self._nodes(at)[node] -= got
                     from_soon.append((node, got))
                 rest = count - got
             else:
@@ -188,9 +221,9 @@ class Pools:
         first; returns how many."""
         taken = 0
         for at, got in self._soon_taken(node, count, by):
-            self._parts[node][at] -= got
+            self._parts[node][at] -= got  # copied by ``_soon_taken``
             self._count_at[at] -= got
-            self._nodes_at[at][node] -= got
+            self._nodes(at)[node] -= got
             taken += got
         if taken:
             self.soon.take(((node, taken),))

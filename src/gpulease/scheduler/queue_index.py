@@ -11,9 +11,11 @@ request shape (GPUs, GPUs per node, segment, topology mode) is part of the group
 engine can set aside, in one move, every remaining job of a shape that cannot start.
 
 Invariant after :meth:`QueueIndex.sync`: the groups hold exactly ``state.queued``, each job
-under the key its policy gives it now. Sync reads the state's change journal
-(``SchedulerState.changed_since``), so it costs O(jobs changed since the last step); a
-different state object is indexed from scratch.
+under the key its policy gives it now; ``versions[tenant]`` changes whenever a job of that
+tenant joins or leaves the groups, and ``epoch`` whenever the index is rebuilt (an answer
+about a tenant kept with both is current while neither changed). Sync reads the state's
+change journal (``SchedulerState.changed_since``), so it costs O(jobs changed since the last
+step); a different state object is indexed from scratch.
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ class QueueIndex:
         self._where: dict[str, tuple[GroupKey, Entry]] = {}
         self._state: weakref.ref[SchedulerState] | None = None
         self._count = 0
+        self.epoch = 0  # changes when the index is rebuilt from scratch
+        self.versions: dict[str, int] = {}  # tenant -> number of its last change
+        self._changes = 0
 
     def sync(self, state: SchedulerState, now: float) -> None:
         tracked = self._state() if self._state is not None else None
@@ -71,6 +76,8 @@ class QueueIndex:
         if tracked is not state:
             self.groups.clear()
             self._where.clear()
+            self.versions.clear()
+            self.epoch += 1
             for waiting in queued.values():
                 self._add(waiting, now)
             self._state = weakref.ref(state)
@@ -96,6 +103,8 @@ class QueueIndex:
             coarse = (float(-spec.priority), *self._policy.preempt_key(record, now))
             group = self.groups[key] = QueueGroup(static, coarse, spec.tenant, key[2])
         entry: Entry = (spec.submit_time, record.seq, spec.id)
+        self._changes += 1
+        self.versions[spec.tenant] = self._changes
         entries = group.entries
         if not entries or entries[-1] < entry:
             entries.append(entry)
@@ -106,6 +115,8 @@ class QueueIndex:
     def _remove(self, job_id: str) -> None:
         key, entry = self._where.pop(job_id)
         group = self.groups[key]
+        self._changes += 1
+        self.versions[group.tenant] = self._changes
         entries = group.entries
         del entries[bisect.bisect_left(entries, entry)]
         if not entries:

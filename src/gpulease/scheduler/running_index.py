@@ -14,7 +14,8 @@ step, which dominates a 2,304-GPU simulation. This index keeps them incrementall
 (``SchedulerState.changed_since``): work only for the jobs that started, stopped or changed
 rank since the last step (a different state object is indexed from scratch). Invariant
 after ``sync``: the sorted list holds exactly ``state.running``, each with its key at
-``now``.
+``now``; ``versions[tenant]`` changes whenever the tenant's list does, and ``epoch``
+whenever the index is rebuilt.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class RunningIndex:
         self._changes: list[tuple[float, int, str, float | None]] = []
         self._state: weakref.ref[SchedulerState] | None = None
         self._count = 0
+        self.epoch = 0  # changes when the index is rebuilt from scratch
+        self.versions: dict[str, int] = {}  # tenant -> number of its list's last change
+        self._version = 0
 
     def coarse(self, record: JobRecord, now: float) -> tuple[float, ...]:
         return (float(-record.spec.priority), *self._policy.preempt_key(record, now))
@@ -56,6 +60,8 @@ class RunningIndex:
             self.by_tenant.clear()
             self._owner.clear()
             self._changes.clear()
+            self.versions.clear()
+            self.epoch += 1
             for started in running.values():
                 self._add(started, now)
             self._state = weakref.ref(state)
@@ -106,6 +112,8 @@ class RunningIndex:
         if mine is None:
             mine = self.by_tenant[spec.tenant] = SortedList()
         mine.add((*entry, spec.gpus))
+        self._version += 1
+        self.versions[spec.tenant] = self._version
         self._owner[record.id] = (spec.tenant, spec.gpus)
         moment = self._policy.next_key_change(record, now)
         if moment is not None and moment > now:
@@ -117,5 +125,7 @@ class RunningIndex:
         tenant, gpus = self._owner.pop(job_id)
         mine = self.by_tenant[tenant]
         mine.remove((*entry, gpus))
+        self._version += 1
+        self.versions[tenant] = self._version
         if not mine:
             del self.by_tenant[tenant]

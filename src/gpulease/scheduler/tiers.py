@@ -13,7 +13,9 @@ are ordered by ``(-priority, *preempt_key, submit, seq)`` whether queued or runn
   its gang size exceeds the room left and stopping when the room is 0: O(guaranteed jobs +
   groups) per tenant, whatever the queue's length (a run of running jobs ranked before the
   next queued one is taken in one tight loop). A tenant without a lease has every job BORROWED
-  and costs nothing.
+  and costs nothing. With a :class:`TierMemo` a tenant's first-fit is kept across steps and
+  recomputed only when its queued or running jobs, its guarantee or its leaving jobs changed
+  (the indexes' per-tenant ``versions``).
 * :func:`tiered_candidates` yields running jobs in the full walk's preemption order
   (worst first by ``(tier, coarse, tenant key, submit, seq)``): borrowed ones by a lazy merge
   of the running lists, then the guaranteed ones.
@@ -27,7 +29,7 @@ exactly those of the full walk (checked by the differential property test).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from sortedcontainers import SortedList
@@ -108,6 +110,26 @@ class Tiers:
     running: set[str]  # guaranteed running jobs
 
 
+# A tenant's first-fit: its guaranteed queued jobs as (job id, -priority, coarse key with the
+# tier, submit, seq), in the tenant's rank order, and its guaranteed running jobs.
+_Picks = tuple[list[tuple[str, float, tuple[float, ...], float, int]], list[str]]
+# What a tenant's first-fit reads: both indexes' epochs and the tenant's versions in them,
+# its guarantee, and which of its running jobs are leaving (not candidates for the tier).
+_FitKey = tuple[int, int, int, int, int, frozenset[str]]
+
+
+class TierMemo:
+    """Each leased tenant's first-fit into its guarantee, kept across steps: recomputed
+    only for a tenant whose queued or running jobs changed (the indexes' ``versions``),
+    whose guarantee changed, or whose set of leaving running jobs changed. The ranks of
+    its guaranteed queued jobs are rebuilt every step (a new claim counts from now)."""
+
+    __slots__ = ("_kept",)
+
+    def __init__(self) -> None:
+        self._kept: dict[str, tuple[_FitKey, _Picks]] = {}
+
+
 def guaranteed(
     queue: QueueIndex,
     index: RunningIndex,
@@ -115,59 +137,103 @@ def guaranteed(
     guarantees: dict[str, int],
     excluded: set[str],
     now: float,
+    memo: TierMemo | None = None,
 ) -> Tiers:
-    """Each leased tenant's jobs in rank order, first-fit into its guarantee (``classify``)."""
-    groups: dict[str, list[QueueGroup]] = {}
-    for group in queue.groups.values():
-        if group.tenant in guarantees:
-            groups.setdefault(group.tenant, []).append(group)
+    """Each leased tenant's jobs in rank order, first-fit into its guarantee (``classify``);
+    with ``memo``, a tenant whose inputs did not change keeps its last first-fit."""
+    kept = memo._kept if memo is not None else {}
+    running = state.running
+    leaving: dict[str, set[str]] = {}
+    for job_id in excluded:
+        tenant = running[job_id].spec.tenant
+        if tenant in guarantees:
+            leaving.setdefault(tenant, set()).add(job_id)
+    groups: dict[str, list[QueueGroup]] | None = None
     queued = state.queued
     tiers = Tiers([], set())
     taken = tiers.running
+    fresh: dict[str, tuple[_FitKey, _Picks]] = {}
     for tenant, room in guarantees.items():
         if room <= 0:
             continue
-        # queue groups: heap of (key of the next job, n, GPUs, group, its position)
-        heap: list[tuple[tuple[object, ...], int, int, QueueGroup, int]] = []
-        for group in groups.get(tenant, ()):
-            submit, seq, _ = group.entries[0]
-            heap.append(((group.static, submit, seq), len(heap), group.shape[0], group, 0))
-        heapq.heapify(heap)
-        # running jobs: one sorted list, (coarse, submit, seq, job id, GPUs)
-        running = iter(index.by_tenant.get(tenant, ()))
-        head = next(running, None)
-        while room > 0 and (heap or head is not None):
-            if head is not None and (not heap or head < heap[0][0]):
-                # a run of running jobs ranked before the next queued one, in one loop
-                bound = heap[0][0] if heap else None
-                while head is not None and room > 0 and (bound is None or head < bound):
-                    gpus = head[4]
-                    if gpus <= room and head[3] not in excluded:
-                        taken.add(head[3])
-                        room -= gpus
-                    head = next(running, None)
-                continue
-            _, n, gpus, group, pos = heap[0]
-            if gpus > room:
-                heapq.heappop(heap)  # the room only shrinks: none of these fits any more
-                continue
-            entries = group.entries
-            submit, seq, job_id = entries[pos]
+        key: _FitKey = (
+            queue.epoch,
+            queue.versions.get(tenant, 0),
+            index.epoch,
+            index.versions.get(tenant, 0),
+            room,
+            frozenset(leaving.get(tenant, ())),
+        )
+        held = kept.get(tenant)
+        if held is not None and held[0] == key:
+            picks = held[1]
+        else:
+            if groups is None:
+                groups = {}
+                for group in queue.groups.values():
+                    if group.tenant in guarantees:
+                        groups.setdefault(group.tenant, []).append(group)
+            picks = _first_fit(groups.get(tenant, ()), index, tenant, room, excluded)
+        fresh[tenant] = (key, picks)
+        for job_id, prio, coarse, submit, seq in picks[0]:
             record = queued[job_id]
             since = record.guaranteed_since
             claim = now if since is None else since
-            rank = (_GUARANTEED, group.static[0], claim, submit, float(seq))
-            coarse = (_GUARANTEED, *group.coarse)
+            rank = (_GUARANTEED, prio, claim, submit, float(seq))
             tiers.queued.append(Ranked(rank, coarse, Tier.GUARANTEED, record))
-            room -= gpus
-            pos += 1
-            if pos < len(entries):
-                submit, seq, _ = entries[pos]
-                heapq.heapreplace(heap, ((group.static, submit, seq), n, gpus, group, pos))
-            else:
-                heapq.heappop(heap)
+        taken.update(picks[1])
+    if memo is not None:
+        memo._kept = fresh
     tiers.queued.sort(key=lambda x: x.key)
     return tiers
+
+
+def _first_fit(
+    groups: Iterable[QueueGroup],
+    index: RunningIndex,
+    tenant: str,
+    room: int,
+    excluded: set[str],
+) -> _Picks:
+    """One tenant's queue groups and running list merged in rank order, first-fit into
+    ``room`` GPUs: O(guaranteed jobs + groups), whatever the queue's length."""
+    picked: list[tuple[str, float, tuple[float, ...], float, int]] = []
+    taken: list[str] = []
+    # queue groups: heap of (key of the next job, n, GPUs, group, its position)
+    heap: list[tuple[tuple[object, ...], int, int, QueueGroup, int]] = []
+    for group in groups:
+        submit, seq, _ = group.entries[0]
+        heap.append(((group.static, submit, seq), len(heap), group.shape[0], group, 0))
+    heapq.heapify(heap)
+    # running jobs: one sorted list, (coarse, submit, seq, job id, GPUs)
+    running = iter(index.by_tenant.get(tenant, ()))
+    head = next(running, None)
+    while room > 0 and (heap or head is not None):
+        if head is not None and (not heap or head < heap[0][0]):
+            # a run of running jobs ranked before the next queued one, in one loop
+            bound = heap[0][0] if heap else None
+            while head is not None and room > 0 and (bound is None or head < bound):
+                gpus = head[4]
+                if gpus <= room and head[3] not in excluded:
+                    taken.append(head[3])
+                    room -= gpus
+                head = next(running, None)
+            continue
+        _, n, gpus, group, pos = heap[0]
+        if gpus > room:
+            heapq.heappop(heap)  # the room only shrinks: none of these fits any more
+            continue
+        entries = group.entries
+        submit, seq, job_id = entries[pos]
+        picked.append((job_id, group.static[0], (_GUARANTEED, *group.coarse), submit, seq))
+        room -= gpus
+        pos += 1
+        if pos < len(entries):
+            submit, seq, _ = entries[pos]
+            heapq.heapreplace(heap, ((group.static, submit, seq), n, gpus, group, pos))
+        else:
+            heapq.heappop(heap)
+    return picked, taken
 
 
 def _keyed(
