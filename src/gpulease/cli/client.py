@@ -4,6 +4,12 @@ Credentials come from ``GPULEASE_URL`` / ``GPULEASE_TOKEN`` or, failing those, f
 ``gpulease login`` writes (``~/.config/gpulease/config.json``, or ``GPULEASE_CONFIG``), kept
 readable by its owner only. A server error arrives as ``{"code", "message", "details"}`` and
 is raised as :class:`RemoteError` carrying the same code, so the CLI prints it as one line.
+
+Tests (and embedders) can run every command against an app in the same process:
+``with injected(http): ...`` makes each :class:`ApiClient` send through ``http`` (an
+``httpx.Client`` whose base URL ends in ``/api/v1``, such as Starlette's ``TestClient``)
+instead of opening a connection to ``GPULEASE_URL``; the bearer token still comes from the
+credentials, per request.
 """
 
 from __future__ import annotations
@@ -11,6 +17,9 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +29,17 @@ import httpx
 from gpulease.domain.errors import DomainError
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+_injected: ContextVar[httpx.Client | None] = ContextVar("gpulease_cli_http", default=None)
+
+
+@contextmanager
+def injected(http: httpx.Client) -> Iterator[None]:
+    """Inside: every :class:`ApiClient` made without its own client sends through ``http``."""
+    mark = _injected.set(http)
+    try:
+        yield
+    finally:
+        _injected.reset(mark)
 
 
 class RemoteError(DomainError):
@@ -65,12 +85,19 @@ def save_credentials(creds: Credentials) -> Path:
 
 
 class ApiClient:
-    def __init__(self, creds: Credentials | None = None, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        creds: Credentials | None = None,
+        timeout: float = 30.0,
+        *,
+        http: httpx.Client | None = None,
+    ) -> None:
         self.creds = creds or load_credentials()
-        headers = {"Authorization": f"Bearer {self.creds.token}"} if self.creds.token else {}
-        self._http = httpx.Client(
+        self._auth = {"Authorization": f"Bearer {self.creds.token}"} if self.creds.token else {}
+        given = http or _injected.get()
+        self._owned = given is None
+        self._http = given or httpx.Client(
             base_url=self.creds.url + "/api/v1",
-            headers=headers,
             timeout=timeout,
             transport=httpx.HTTPTransport(retries=3),  # connection retries only
         )
@@ -81,7 +108,7 @@ class ApiClient:
 
     def post(self, path: str, body: dict[str, Any] | None = None, *, create: bool = False) -> Any:
         """POST; a create carries a fresh Idempotency-Key so a retry never duplicates it."""
-        headers = {"Idempotency-Key": str(uuid.uuid4())} if create else {}
+        headers = {"Idempotency-Key": str(uuid.uuid4())} if create else None
         clean = {k: v for k, v in (body or {}).items() if v is not None}
         return self._send("POST", path, json=clean, headers=headers)
 
@@ -90,9 +117,13 @@ class ApiClient:
         parts = [("files", (name, data)) for name, data in files.items()]
         return self._send("POST", path, files=parts, data=form)
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _send(
+        self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> Any:
         try:
-            response = self._http.request(method, path, **kwargs)
+            response = self._http.request(
+                method, path, headers=self._auth | (headers or {}), **kwargs
+            )
         except httpx.TransportError as error:
             raise RemoteError(
                 "unreachable",
@@ -110,4 +141,5 @@ class ApiClient:
             ) from None
 
     def close(self) -> None:
-        self._http.close()
+        if self._owned:
+            self._http.close()
