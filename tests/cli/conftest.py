@@ -61,9 +61,7 @@ Cli = Callable[..., Run]
 
 
 @pytest.fixture
-def cli(
-    api: Callable[[str | None], TestClient], demo: list[DemoUser], tmp_path: Path
-) -> Cli:
+def cli(api: Callable[[str | None], TestClient], demo: list[DemoUser], tmp_path: Path) -> Cli:
     tokens = {who: next(u.token for u in demo if u.email == email) for who, email in USERS.items()}
     http = api(None)
     runner = CliRunner()

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Group, RenderableType
 from rich.markup import escape
+from rich.padding import Padding
 from rich.text import Text
 
 from gpulease.cli import tables
@@ -122,16 +123,14 @@ def case_view(case: dict[str, Any]) -> Group:
     ]
     screening = case.get("screening") or {}
     for reason in screening.get("reasons", []):
-        lines.append(Text(f"- {reason}", overflow="fold"))
+        lines.append(Padding(Text(f"- {reason}", overflow="fold"), (0, 0, 0, 2)))
     for party in screening.get("parties", []):
         for hit in party.get("hits", []):
-            lines.append(
-                Text(
-                    f"hit: {party['name']!r} ~ {hit['listed_name']!r} "
-                    f"({hit['source']} {hit['entry_id']}, score {hit['score']})",
-                    overflow="fold",
-                )
+            hit_line = (
+                f"hit: {party['name']!r} ~ {hit['listed_name']!r} "
+                f"({hit['source']} {hit['entry_id']}, score {hit['score']})"
             )
+            lines.append(Padding(Text(hit_line, overflow="fold"), (0, 0, 0, 2)))
     return Group(tables.fields(pairs), *lines)
 
 

@@ -62,12 +62,12 @@ def login_command(
 # --------------------------------------------------------------------- leases
 LEASE_COLUMNS = (
     tables.key("id"),
-    tables.key("tenant", 3),
+    tables.key("tenant", 1),
     tables.num("GPUs", 0),
     tables.when("start", 4),
-    tables.when("end", 2),
+    tables.when("end", 3),
     tables.text("state", 1),
-    tables.num("price", 1),
+    tables.num("price", 2),
     tables.text("why", 5),
 )
 
@@ -236,12 +236,13 @@ def show_job(job: dict[str, Any]) -> None:
         ("purpose", escape(job["purpose"])),
         ("GPUs", _shape(job)),
         ("priority", job["priority"] + ("" if job["preemptible"] else ", not preemptible")),
-        ("lease", job["lease_id"] or "none (pay as you go)"),
+        ("lease", job["lease_id"] or "none named"),
         ("borrowed", "yes: runs on GPUs another lease holds" if job["borrowed"] else ""),
         ("site", job["site_id"]),
         ("command", escape(job["command"] or "")),
         ("image", escape(job["image"] or "")),
         ("walltime", _seconds(job["walltime_s"])),
+        ("duration", _seconds(job["duration_s"]) + " (simulated)" if job["duration_s"] else ""),
         ("submitted", tables.moment(job["submitted_at"], seconds=True)),
         ("started", tables.moment(job["started_at"], seconds=True) if job["started_at"] else ""),
         ("ended", tables.moment(job["ended_at"], seconds=True) if ended else ""),
@@ -250,7 +251,8 @@ def show_job(job: dict[str, Any]) -> None:
     ]
     for part in job["allocation"]:
         slots = ",".join(str(s) for s in part["slots"])
-        pairs.append(("on", f"{part['node_id']}: GPUs {slots} ({', '.join(part['gpu_serials'])})"))
+        serials = ", ".join(part["gpu_serials"])
+        pairs.append(("ran on" if ended else "on", f"{part['node_id']}: GPUs {slots} ({serials})"))
     stdout().print(fields(pairs))
 
 

@@ -39,6 +39,7 @@ WideFlag = Annotated[
     bool, typer.Option("--wide", help="Every column, however wide the table gets.")
 ]
 FOLD_MIN = 12  # the narrowest a foldable column is folded to (unless it needs less)
+WORD_MAX = 24  # a foldable column is kept as wide as its longest word up to this
 GAP = 2  # blank columns between two columns
 
 
@@ -102,19 +103,34 @@ def natural_widths(cols: Sequence[Col], rows: Sequence[Sequence[str]]) -> list[i
     return widths
 
 
+def least_widths(cols: Sequence[Col], rows: Sequence[Sequence[str]]) -> list[int]:
+    """The narrowest each column may be: a kept column its widest cell; a folded one
+    ``FOLD_MIN`` (or its header), widened to its longest word up to ``WORD_MAX`` so words
+    such as ``financial-services-ai`` are not broken."""
+    natural = natural_widths(cols, rows)
+    least = []
+    for i, col in enumerate(cols):
+        if col.keep:
+            least.append(natural[i])
+            continue
+        words = (w for row in rows for w in Text.from_markup(row[i]).plain.split())
+        longest = max((len(w) for w in words), default=0)
+        least.append(min(natural[i], max(FOLD_MIN, len(col.header), min(longest, WORD_MAX))))
+    return least
+
+
 def layout(
     cols: Sequence[Col], rows: Sequence[Sequence[str]], width: int, *, wide: bool = False
 ) -> Layout:
-    """Which columns fit in ``width`` and how wide each is (module doc)."""
+    """Which columns fit in ``width`` and how wide each is (module doc). A column whose
+    every cell is empty is left out without a word (there is nothing to hide)."""
     natural = natural_widths(cols, rows)
-    least = [
-        n if c.keep else min(n, max(FOLD_MIN, len(c.header)))
-        for c, n in zip(cols, natural, strict=True)
-    ]
-    shown = list(range(len(cols)))
+    least = least_widths(cols, rows)
+    empty = {i for i in range(len(cols)) if rows and not any(row[i] for row in rows)}
+    shown = [i for i in range(len(cols)) if i not in empty]
     if not wide:
         droppable = sorted(
-            (i for i, c in enumerate(cols) if c.priority > 0),
+            (i for i in shown if cols[i].priority > 0),
             key=lambda i: (-cols[i].priority, -i),
         )
         for i in droppable:
@@ -130,7 +146,7 @@ def layout(
         grow = min(room, natural[i] - widths[i])
         widths[i] += grow
         room -= grow
-    hidden = tuple(cols[i].header for i in range(len(cols)) if i not in shown)
+    hidden = tuple(cols[i].header for i in range(len(cols)) if i not in shown and i not in empty)
     return Layout(tuple(shown), tuple(widths[i] for i in shown), hidden)
 
 
@@ -176,7 +192,9 @@ def render(
     title: str | None = None,
 ) -> Group:
     """The table laid out for ``width`` and, when columns were left out, the footer that
-    names them."""
+    names them; ``none`` for no rows."""
+    if not rows:
+        return Group(Text("none"))
     made, plan = table(cols, rows, width, wide=wide, title=title)
     parts: list[RenderableType] = [made]
     if plan.hidden:
