@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -354,26 +355,43 @@ def job_show(job_id: str, json_out: JsonFlag = False) -> None:
 @job_app.command("logs")
 def job_logs(
     job_id: str,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing as it runs, until it ends.")
+    ] = False,
 ) -> None:
-    """A job's output, fetched in bounded chunks; with -f, printed as it comes until the
+    """A job's output, fetched in bounded chunks; with -f, printed as it arrives until the
     job ends."""
-    client = ApiClient()
+
+    def write(text: str) -> None:
+        print(text, end="", flush=True)
+
+    if not follow_log(ApiClient(), job_id, write, follow=follow):
+        print()
+
+
+def follow_log(
+    client: ApiClient,
+    job_id: str,
+    write: Callable[[str], None],
+    *,
+    follow: bool,
+    poll_s: float = LOG_POLL_S,
+) -> bool:
+    """Hand the job's log to ``write`` chunk by chunk as the server has it (``?offset=``);
+    with ``follow``, ask again every ``poll_s`` seconds until the server says the log is
+    complete (the job ended and every byte was read). True if the text ended a line."""
     offset, ends_line = 0, True
     while True:
         chunk = client.get(f"/jobs/{job_id}/logs", offset=offset)
-        text = chunk["text"]
-        if text:
-            print(text, end="", flush=True)
-            ends_line = text.endswith("\n")
+        if chunk["text"]:
+            write(chunk["text"])
+            ends_line = chunk["text"].endswith("\n")
         moved, offset = chunk["next_offset"] > offset, chunk["next_offset"]
         if offset < chunk["size"] and moved:
             continue  # more is there already: the next chunk at once
         if chunk["complete"] or not follow:
-            break
-        time.sleep(LOG_POLL_S)
-    if not ends_line:
-        print()
+            return ends_line
+        time.sleep(poll_s)
 
 
 @job_app.command("cancel")
