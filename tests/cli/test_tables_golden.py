@@ -46,6 +46,9 @@ def test_lease_list_keeps_ids_and_prices_whole(cli: Cli, ctx: ServiceContext) ->
     leases = json.loads(cli("operator", "lease", "list", "--json").stdout)
     whole_ids(out, [r["id"] for r in leases] + [r["tenant_id"] for r in leases])
     whole_ids(out, [f"{r['price']} {r['currency']}" for r in leases])
+    names = {r["tenant_name"] for r in leases}  # the server puts names beside ids
+    assert names == {"Bank Nusantara Digital", "INF Tech", "Universitas Teknologi Jakarta"}
+    whole_ids(out, sorted(names))
     assert "hidden: start, end, why; use --wide" in out
 
     wide = cli("operator", "lease", "list", "--wide").stdout

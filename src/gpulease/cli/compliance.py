@@ -32,7 +32,7 @@ def _print_json(value: Any) -> None:
 
 CASE_COLUMNS = (
     tables.key("case"),
-    tables.key("tenant", 3),
+    tables.text("tenant", 3),
     tables.text("state", 1),
     tables.text("verdict", 0),
     tables.text("end uses", 2),
@@ -54,7 +54,7 @@ def _case_cells(rows: list[dict[str, Any]]) -> tuple[tuple[tables.Col, ...], lis
     return CASE_COLUMNS, [
         [
             r["id"],
-            _named(r.get("tenant_name"), r["tenant_id"]),
+            tables.named_cell(r.get("tenant_name"), r["tenant_id"]),
             escape(r["state"]),
             _verdict(r.get("verdict", "")),
             escape(", ".join(r["end_uses"])),
@@ -86,17 +86,13 @@ def _verdict(verdict: str) -> str:
     return f"[{VERDICT_COLOUR.get(verdict, 'white')}]{escape(verdict)}[/]"
 
 
-def _named(name: str | None, ident: str) -> str:
-    return f"{escape(name)} ({ident})" if name else ident
-
-
 def case_view(case: dict[str, Any]) -> Group:
     """A case: officers see its screening (hits with scores, reasons, the policy); a tenant
     sees what it must supply, the end uses no approval allows, the approved ones and dates.
     Every value folds to the width, never cut."""
     pairs = [
         ("case", case["id"]),
-        ("tenant", _named(case.get("tenant_name"), case["tenant_id"])),
+        ("tenant", tables.named(case.get("tenant_name"), case["tenant_id"])),
         ("state", escape(case["state"])),
     ]
     lines: list[RenderableType] = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -63,7 +63,7 @@ def login_command(
 # --------------------------------------------------------------------- leases
 LEASE_COLUMNS = (
     tables.key("id"),
-    tables.key("tenant", 1),
+    tables.text("tenant", 1),
     tables.num("GPUs", 0),
     tables.when("start", 4),
     tables.when("end", 3),
@@ -73,16 +73,21 @@ LEASE_COLUMNS = (
 )
 
 
-def _named(name: str | None, ident: str) -> str:
-    """A name beside its id (the id alone when the server sends no name)."""
-    return f"{escape(name)} ({ident})" if name else ident
+def _show(
+    cols: tuple[tables.Col, ...], rows: list[dict[str, Any]], cells: list[list[str]], wide: bool
+) -> None:
+    """Print the table; the tenant column only when the rows are of more than one tenant."""
+    shown: Sequence[tables.Col] = cols
+    if len({r["tenant_id"] for r in rows}) <= 1:
+        shown, cells = tables.without(cols, cells, "tenant")
+    tables.show(stdout(), shown, cells, wide=wide)
 
 
 def _show_leases(rows: list[dict[str, Any]], wide: bool = False) -> None:
     cells = [
         [
             r["id"],
-            _named(r.get("tenant_name"), r["tenant_id"]),
+            tables.named_cell(r.get("tenant_name"), r["tenant_id"]),
             f"{r['gpus']:,}",
             _minute(r["start"]),
             _minute(r["end"]),
@@ -92,7 +97,7 @@ def _show_leases(rows: list[dict[str, Any]], wide: bool = False) -> None:
         ]
         for r in rows
     ]
-    tables.show(stdout(), LEASE_COLUMNS, cells, wide=wide)
+    _show(LEASE_COLUMNS, rows, cells, wide)
 
 
 @lease_app.command("request")
@@ -144,7 +149,7 @@ def lease_show(lease_id: str, json_out: JsonFlag = False) -> None:
         fields(
             [
                 ("lease", lease["id"]),
-                ("tenant", _named(lease.get("tenant_name"), lease["tenant_id"])),
+                ("tenant", tables.named(lease.get("tenant_name"), lease["tenant_id"])),
                 ("site", lease["site_id"]),
                 (
                     "GPUs",
@@ -179,6 +184,7 @@ def lease_decide(
 # ----------------------------------------------------------------------- jobs
 JOB_COLUMNS = (
     tables.key("id"),
+    tables.text("tenant", 2),
     tables.text("name", 3),
     tables.num("GPUs", 0),
     tables.text("state", 0),
@@ -196,6 +202,7 @@ def _show_jobs(rows: list[dict[str, Any]], wide: bool = False) -> None:
     cells = [
         [
             r["id"],
+            tables.named_cell(r.get("tenant_name"), r["tenant_id"]),
             escape(r["name"]),
             f"{r['gpus']:,}",
             f"[{COLOURS.get(r['state'], 'white')}]{escape(r['state'])}[/]",
@@ -204,7 +211,7 @@ def _show_jobs(rows: list[dict[str, Any]], wide: bool = False) -> None:
         ]
         for r in rows
     ]
-    tables.show(stdout(), JOB_COLUMNS, cells, wide=wide)
+    _show(JOB_COLUMNS, rows, cells, wide)
 
 
 def _shape(job: dict[str, Any]) -> str:
@@ -230,7 +237,7 @@ def show_job(job: dict[str, Any]) -> None:
     runs = f"{job['starts']} start(s), {job['preemptions']} preemption(s)"
     pairs = [
         ("job", job["id"] + (f"  {escape(job['name'])}" if job["name"] else "")),
-        ("tenant", _named(job.get("tenant_name"), job["tenant_id"])),
+        ("tenant", tables.named(job.get("tenant_name"), job["tenant_id"])),
         ("state", f"[{COLOURS.get(job['state'], 'white')}]{escape(job['state'])}[/]"),
         ("waits because" if job["state"] == "queued" else "outcome", escape(_why(job))),
         ("exit code", "" if exit_code is None else str(exit_code)),

@@ -32,6 +32,7 @@ from typing import Annotated, Literal
 import typer
 from rich import box
 from rich.console import Console, Group, RenderableType
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -258,3 +259,23 @@ def moment(value: str | None, *, seconds: bool = False) -> str:
     if not value:
         return "-"
     return value[: 19 if seconds else 16].replace("T", " ")
+
+
+def named(name: str | None, ident: str) -> str:
+    """A name beside its id on one line, ``Name (id)`` (the id alone without a name)."""
+    return f"{escape(name)} ({ident})" if name else ident
+
+
+def named_cell(name: str | None, ident: str) -> str:
+    """A table cell with the name above the id: the name folds, the id stays whole (a
+    foldable column is at least as wide as its longest word, the id)."""
+    return f"{escape(name)}\n{ident}" if name else ident
+
+
+def without(
+    cols: Sequence[Col], rows: Sequence[Sequence[str]], header: str
+) -> tuple[list[Col], list[list[str]]]:
+    """The table without the column ``header`` (one that says nothing here: every row's
+    tenant is the same)."""
+    keep = [i for i, c in enumerate(cols) if c.header != header]
+    return [cols[i] for i in keep], [[row[i] for i in keep] for row in rows]

@@ -11,17 +11,20 @@ from gpulease.api.deps import Ctx, IdempotencyKey, Me, count_submission
 from gpulease.api.schemas import ERROR_RESPONSES, LeaseCreate, LeaseDecision, LeaseOut
 from gpulease.domain.states import LeaseState
 from gpulease.persistence.tables import Lease
-from gpulease.services import leases
+from gpulease.services import leases, names
+from gpulease.services.context import ServiceContext
 from gpulease.services.idempotency import Idempotent
 from gpulease.services.inventory import default_site
 
 router = APIRouter(prefix="/leases", tags=["leases"])
 
 
-def lease_out(lease: Lease) -> LeaseOut:
+def lease_out(lease: Lease, ctx: ServiceContext | None = None) -> LeaseOut:
+    """The lease's answer; with ``ctx``, its tenant's name beside the id."""
     return LeaseOut(
         id=lease.id,
         tenant_id=lease.tenant_id,
+        tenant_name=names.tenant_name(ctx, lease.tenant_id) if ctx is not None else "",
         site_id=lease.site_id,
         gpus=lease.gpus,
         racks=lease.racks,
@@ -58,7 +61,7 @@ def request_lease(
         tenant_id=body.tenant_id,
     )
     idem = Idempotent.of(idempotency_key, "lease.request", body.model_dump(mode="json"))
-    return lease_out(leases.request_lease(ctx, me, req, idem))
+    return lease_out(leases.request_lease(ctx, me, req, idem), ctx)
 
 
 @router.get("", response_model=list[LeaseOut], responses=ERROR_RESPONSES)
@@ -66,20 +69,20 @@ def list_leases(
     ctx: Ctx, me: Me, state: Annotated[LeaseState | None, Query()] = None
 ) -> list[LeaseOut]:
     return [
-        lease_out(lease)
+        lease_out(lease, ctx)
         for lease in leases.list_leases(ctx, me, state=state.value if state else None)
     ]
 
 
 @router.get("/{lease_id}", response_model=LeaseOut, responses=ERROR_RESPONSES)
 def show_lease(lease_id: Ref, ctx: Ctx, me: Me) -> LeaseOut:
-    return lease_out(leases.get_lease(ctx, me, lease_id))
+    return lease_out(leases.get_lease(ctx, me, lease_id), ctx)
 
 
 def _decision(action: str, target: LeaseState, doc: str) -> None:
     def endpoint(lease_id: Ref, ctx: Ctx, me: Me, body: LeaseDecision | None = None) -> LeaseOut:
         reason = body.reason if body else ""
-        return lease_out(leases.decide(ctx, me, lease_id, target, reason))
+        return lease_out(leases.decide(ctx, me, lease_id, target, reason), ctx)
 
     endpoint.__doc__ = doc
     endpoint.__name__ = f"{action}_lease"
