@@ -41,7 +41,10 @@ USERS = {
     "bank": "admin@bank.example",
     "university": "admin@university.example",
 }
-ID = re.compile(r"\b(lease|job|tenant|user|kyc|party|list|token|maint)-[0-9a-f]{12}\b")
+ID = re.compile(
+    r"\b(lease|job|tenant|user|kyc|party|list|token|maint)-[0-9a-f]{12}\b"
+    r"|\b(glt)_[0-9a-f]{4}\b"  # a token's prefix
+)
 
 
 @pytest.fixture
@@ -94,8 +97,10 @@ def normalise(text: str) -> str:
     def placeholder(match: re.Match[str]) -> str:
         found = match.group(0)
         if found not in seen:
-            prefix = match.group(1)
-            seen[found] = f"{prefix}-{len(seen) + 1:012d}"
+            if match.group(1):
+                seen[found] = f"{match.group(1)}-{len(seen) + 1:012d}"
+            else:
+                seen[found] = f"glt_{len(seen) + 1:04d}"
         return seen[found]
 
     return "\n".join(ID.sub(placeholder, line).rstrip() for line in text.splitlines()) + "\n"

@@ -198,3 +198,24 @@ def test_users_and_end_uses(cli: Cli) -> None:
     vocabulary = cli("bank", "end-uses").stdout
     golden("end-uses", vocabulary)
     fits(vocabulary)
+
+
+def test_disclosure_names_the_officer_beside_the_id(cli: Cli) -> None:
+    leases = json.loads(cli("operator", "lease", "list", "--json").stdout)
+    tenant = next(r["tenant_id"] for r in leases if r["tenant_name"] == "INF Tech")
+    out = cli("officer", "report", "disclosure", tenant).stdout
+    golden("report-disclosure", out)
+    fits(out)
+    report = json.loads(cli("officer", "report", "disclosure", tenant, "--json").stdout)
+    decision = report["decisions"][0]["decisions"][0]
+    whole_ids(out, [tenant, report["decisions"][0]["case_id"], decision["officer_id"]])
+    whole_ids(out, [decision["officer"]])
+
+
+def test_tokens_list(cli: Cli) -> None:
+    out = cli("bank", "tokens", "list").stdout
+    golden("tokens-list", out)
+    fits(out)
+    whole_ids(
+        out, ids(cli, "bank", "tokens", "list") + ids(cli, "bank", "tokens", "list", key="prefix")
+    )

@@ -44,7 +44,7 @@ def _me(client: ApiClient, user: str | None) -> str:
 USER_COLUMNS = (
     tables.key("id"),
     tables.text("name", 1),
-    tables.text("email", 2),
+    tables.Col("email", 2, keep=True),
     tables.text("role", 1),
     tables.key("tenant", 3),
     tables.text("state", 4),

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.markup import escape
 from rich.padding import Padding
 from rich.text import Text
@@ -204,8 +205,17 @@ def lists_import(
 
     # read (and decompress: .xz, .gz) here, so a missing file is named before any upload
     files = {plain_name(n): b for n, b in read_files(path, format).items()}
-    with stdout().status(f"uploading and screening {path.name}..."):
+    progress = Console(stderr=True)
+    doing = f"uploading and screening {path.name}"
+    if progress.is_terminal:
+        with progress.status(f"{doing}..."):
+            report = ApiClient(timeout=600).upload(
+                "/lists", files, {"format": format, "label": label}
+            )
+    else:  # a pipe or a log: one line when it starts, one when it is done
+        progress.print(f"{datetime.now(UTC):%H:%M:%S} {doing}", highlight=False, soft_wrap=True)
         report = ApiClient(timeout=600).upload("/lists", files, {"format": format, "label": label})
+        progress.print(f"{datetime.now(UTC):%H:%M:%S} done", highlight=False)
     if json_out:
         _print_json(report)
         return

@@ -232,9 +232,8 @@ def disclosure_command(
 
 
 def _officer(decision: dict[str, Any]) -> str:
-    """The officer's name beside the id (the id alone when the name is unknown)."""
-    name = decision.get("officer") or ""
-    return f"{_e(name)} ({_e(decision['officer_id'])})" if name else _e(decision["officer_id"])
+    """The officer's name above the id (the id alone when the name is unknown)."""
+    return tables.named_cell(decision.get("officer"), _e(decision["officer_id"]))
 
 
 def _ownership_tree(root: dict[str, Any]) -> Tree:

@@ -195,7 +195,7 @@ def render(
     """The table laid out for ``width`` and, when columns were left out, the footer that
     names them; ``none`` for no rows."""
     if not rows:
-        return Group(Text("none"))
+        return Group(Text(f"{title}: none" if title else "none"))
     made, plan = table(cols, rows, width, wide=wide, title=title)
     parts: list[RenderableType] = [made]
     if plan.hidden:
