@@ -16,9 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from cli_support import USERS, Cli
 from fastapi.testclient import TestClient
 
-from conftest import USERS, Cli
 from gpulease.cli.client import ApiClient, Credentials
 from gpulease.cli.remote import follow_log
 from gpulease.domain.clock import ManualClock

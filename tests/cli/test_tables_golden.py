@@ -9,9 +9,9 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
+from cli_support import Cli, fits, golden, whole_ids
 from sqlalchemy import select
 
-from conftest import Cli, fits, golden, whole_ids
 from gpulease.compliance.lists.csl import LEGACY_COLUMNS
 from gpulease.domain.clock import ManualClock
 from gpulease.persistence.tables import KycCase, Lease, Tenant

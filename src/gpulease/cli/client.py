@@ -85,6 +85,8 @@ def save_credentials(creds: Credentials) -> Path:
 
 
 class ApiClient:
+    _owned = True  # this client made its httpx client (and closes it)
+
     def __init__(
         self,
         creds: Credentials | None = None,
@@ -93,7 +95,6 @@ class ApiClient:
         http: httpx.Client | None = None,
     ) -> None:
         self.creds = creds or load_credentials()
-        self._auth = {"Authorization": f"Bearer {self.creds.token}"} if self.creds.token else {}
         given = http or _injected.get()
         self._owned = given is None
         self._http = given or httpx.Client(
@@ -117,12 +118,15 @@ class ApiClient:
         parts = [("files", (name, data)) for name, data in files.items()]
         return self._send("POST", path, files=parts, data=form)
 
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.creds.token}"} if self.creds.token else {}
+
     def _send(
         self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any
     ) -> Any:
         try:
             response = self._http.request(
-                method, path, headers=self._auth | (headers or {}), **kwargs
+                method, path, headers=self._auth() | (headers or {}), **kwargs
             )
         except httpx.TransportError as error:
             raise RemoteError(

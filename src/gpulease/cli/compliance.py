@@ -101,7 +101,6 @@ def case_view(case: dict[str, Any]) -> Group:
         pairs += [
             ("status", escape(case["status"])),
             ("end uses", escape(", ".join(case["end_uses"]))),
-            ("approved", escape(", ".join(case["approved_end_uses"]))),
             ("submitted", tables.moment(case.get("submitted_at"), seconds=True)),
             ("expires", tables.moment(case["expires_at"]) if case.get("expires_at") else ""),
         ]
@@ -109,6 +108,9 @@ def case_view(case: dict[str, Any]) -> Group:
             lines.append(Text(f"more information needed: {CUSTOMER_FIELDS.get(field, field)}"))
         for code in case["prohibited_end_uses"]:
             lines.append(Text(f"end use no approval can allow (prohibited): {code}"))
+        if case["approved_end_uses"]:
+            approved = ", ".join(case["approved_end_uses"])
+            lines.append(Text(f"approved end uses: {approved}", overflow="fold"))
         return Group(tables.fields(pairs), *lines)
     pairs += [
         ("verdict", _verdict(case.get("verdict", ""))),

@@ -1,4 +1,11 @@
-"""Commands that talk to a gpulease server over HTTP: login, lease, job, nodes."""
+"""Commands that talk to a gpulease server over HTTP: login, lease, job, nodes.
+
+Listings go through :mod:`gpulease.cli.tables` (ids, numbers and money whole at any width;
+``--wide`` for every column); a single lease or job prints every field a person asks about.
+Following a job: ``--wait`` shows a spinner on a terminal and, off one, one timestamped line
+per change of state on standard error (standard output keeps the result); ``job logs -f``
+prints the log as the server has it, chunk by chunk (``?offset=``), until the job ends.
+"""
 
 from __future__ import annotations
 

@@ -10,9 +10,12 @@ Invariants.
 * A cell of a ``keep`` column (ids, numbers, money, times) is printed whole, on one line:
   never ellipsized, never folded while the table fits. Its column is as wide as its widest
   cell.
-* A foldable column (names, reasons, free text) is given at least ``min(natural,
-  FOLD_MIN)`` columns and folds (wraps at words, then within words) below its natural
-  width; nothing is ellipsized.
+* A foldable column (names, reasons, free text) is given at least ``FOLD_MIN`` columns (or
+  its header, or its natural width if less), widened to its longest word up to
+  ``WORD_MAX``, and folds below its natural width (at words, then within a word longer than
+  ``WORD_MAX``); nothing is ellipsized. A name above an id in one cell (:func:`named_cell`)
+  thus keeps the id whole.
+* A column whose every cell is empty is left out silently (there is nothing to hide).
 * Columns are dropped lowest priority first (the largest ``priority`` number; among equals
   the rightmost) until the table fits; a column of ``priority`` 0 is never dropped.
 * The table is exactly as wide as the sum of its column widths plus :func:`overhead`, so
@@ -20,7 +23,9 @@ Invariants.
 * ``wide``: every column, at its natural width, whatever the terminal.
 
 Paragraphs (a screening's reasons, a long statement) do not belong in a column: commands
-print them below the table (:func:`paragraphs`).
+print them below the table (:func:`paragraphs`). A single record prints as ``label  value``
+lines (:func:`fields`). Every command makes its console when it prints (:func:`stdout`), so
+the width is the terminal's (or ``COLUMNS``) at that moment; off a terminal it is 80.
 """
 
 from __future__ import annotations
