@@ -62,7 +62,14 @@ class Records:
     end: str
 
     def path(self, template: str, target: str, *, missing: bool = False) -> str:
-        values = {
+        values = self.values(target)
+        if missing:
+            values = {k: v.split("-")[0] + "-000000000000" for k, v in values.items()}
+        return template.format(**values)
+
+    def values(self, target: str) -> dict[str, str]:
+        """The record each path parameter names when the walk aims at ``target``."""
+        return {
             "lease_id": self.b_lease,
             "job_id": self.b_job,
             "case_id": self.b_case,
@@ -76,9 +83,6 @@ class Records:
             ),
             "token_id": self.operator_token if target == "operator" else self.b_token,
         }
-        if missing:
-            values = {k: v.split("-")[0] + "-000000000000" for k, v in values.items()}
-        return template.format(**values)
 
 
 def _lease_body(r: Records) -> dict[str, Any]:
@@ -132,6 +136,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         lambda r: {"start": r.start, "end": r.end, "reason": "walk"},
     ),
     ("GET", "/tenants"): Op(Action.TENANT_READ, listing=True),
+    ("GET", "/tenants/{tenant_id}"): Op(Action.TENANT_READ, "b"),
     ("POST", "/tenants"): Op(
         Action.TENANT_CREATE, "operator", lambda r: {"name": "X", "country": "SG", "kind": "x"}
     ),

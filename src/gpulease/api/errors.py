@@ -4,8 +4,9 @@ Every error body is ``{"code", "message", "details"}``. Codes are the domain's s
 the HTTP status follows from the code alone (:data:`HTTP_STATUS`). Request validation
 failures are ``invalid_request`` (422) and name the offending field (``details.field``: the
 parameter's name, or the dotted path inside the body, ``owners.0.percent``). ``rate_limited``
-(429) carries ``Retry-After`` in whole seconds. Anything unexpected is ``internal`` (500) with
-no stack trace in the body (it goes to the server log).
+(429) carries ``Retry-After`` in whole seconds. A path no route serves is ``not_found`` with
+a message that says what to do (:func:`no_route_message`). Anything unexpected is
+``internal`` (500) with no stack trace in the body (it goes to the server log).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ HTTP_STATUS: dict[str, int] = {
     "payload_too_large": 413,
     "conflict": 409,
     "invalid_transition": 409,
+    "ambiguous": 409,
+    "already_ended": 409,
     "insufficient_capacity": 409,
     "rate_limited": 429,
     "database_unavailable": 503,
@@ -42,6 +45,20 @@ _LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"code": code, "message": message, "details": details or {}}
+
+
+def no_route_message(method: str, path: str) -> str:
+    """What to do about a path no route serves (the usual slip: a base URL that already ends
+    in ``/api/v1``, so every path repeats it)."""
+    shown = path if len(path) <= 120 else path[:117] + "..."
+    if "/api/v1/api/v1" in path:
+        return (
+            f"no route {method} {shown}: the URL repeats /api/v1; use the server's base URL "
+            "(e.g. http://127.0.0.1:8000, without /api/v1)"
+        )
+    if not path.startswith("/api/v1/"):
+        return f"no route {method} {shown}: the API is under /api/v1 (see /api/v1/docs)"
+    return f"no route {method} {shown}; the routes are listed at /api/v1/docs"
 
 
 def install(app: FastAPI) -> None:
@@ -73,14 +90,17 @@ def install(app: FastAPI) -> None:
         return JSONResponse(error_body("invalid_request", message, details), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         code = {
             404: "not_found",
             405: "method_not_allowed",
             401: "unauthenticated",
             413: "payload_too_large",
         }.get(error.status_code, "http_error")
-        return JSONResponse(error_body(code, str(error.detail)), status_code=error.status_code)
+        message = str(error.detail)
+        if error.status_code == 404 and message == "Not Found":  # no route: say what to do
+            message = no_route_message(request.method, request.url.path)
+        return JSONResponse(error_body(code, message), status_code=error.status_code)
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, error: Exception) -> JSONResponse:

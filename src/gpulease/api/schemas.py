@@ -186,6 +186,8 @@ class MeOut(BaseModel):
     user_id: str
     role: str
     tenant_id: str | None
+    user_name: str = Field(default="", description="the user's name, for people")
+    tenant_name: str = Field(default="", description="the tenant's name ('' for staff)")
 
 
 class SchedulerStatusOut(BaseModel):
@@ -228,6 +230,15 @@ class TenantOut(Out):
     country: str
     kind: str
     created_at: datetime
+
+
+class TenantSummaryOut(TenantOut):
+    approval: str = Field(description="none, approved, suspended or rejected")
+    standing: str = Field(description="approved, or why the tenant may not run work")
+    approval_expires_at: datetime | None
+    kyc_case_id: str | None = Field(description="the tenant's latest KYC case")
+    kyc_state: str | None
+    users: int
 
 
 class UserCreate(Strict):

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from gpulease import __version__
-from gpulease.cli import access, compliance, remote, reports, server
+from gpulease.cli import access, audit, compliance, nodes, remote, reports, server, tenants
 from gpulease.domain.errors import DomainError, InvalidRequest
 from gpulease.inventory.topology import build_cluster, parse_cluster_spec
 from gpulease.scheduler.ordering import POLICY_NAMES, make_policy
@@ -37,7 +37,9 @@ app.command("serve")(server.serve_command)
 app.command("scheduler")(server.scheduler_command)
 app.command("login")(remote.login_command)
 app.command("whoami")(remote.whoami_command)
-app.command("nodes")(remote.nodes_command)
+app.add_typer(nodes.nodes_app, name="nodes")
+app.add_typer(tenants.tenants_app, name="tenants")
+app.command("audit")(audit.audit_command)
 app.add_typer(remote.lease_app, name="lease")
 app.add_typer(remote.job_app, name="job")
 app.add_typer(reports.report_app, name="report")

@@ -3,7 +3,11 @@
 Credentials come from ``GPULEASE_URL`` / ``GPULEASE_TOKEN`` or, failing those, from the file
 ``gpulease login`` writes (``~/.config/gpulease/config.json``, or ``GPULEASE_CONFIG``), kept
 readable by its owner only. A server error arrives as ``{"code", "message", "details"}`` and
-is raised as :class:`RemoteError` carrying the same code, so the CLI prints it as one line.
+is raised as :class:`RemoteError` carrying the same code, so the CLI prints it as one line;
+where the client knows better what to do (a saved token this server does not know), the
+message says so. A URL is the server's base URL: one ending in ``/api/v1`` is cut back to it
+(:func:`base_url`). Records named in a path go through :func:`segment` (a name may hold a
+space or a slash).
 
 Tests (and embedders) can run every command against an app in the same process:
 ``with injected(http): ...`` makes each :class:`ApiClient` send through ``http`` (an
@@ -23,12 +27,15 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from gpulease.domain.errors import DomainError
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+API_PREFIX = "/api/v1"
+UNKNOWN_TOKEN = "unknown_token"  # services.identity: a token the server does not know
 _injected: ContextVar[httpx.Client | None] = ContextVar("gpulease_cli_http", default=None)
 
 
@@ -48,6 +55,20 @@ class RemoteError(DomainError):
         self.code = code  # type: ignore[misc]
 
 
+def base_url(url: str) -> str:
+    """The server's base URL: ``http://host:8000/api/v1/`` is ``http://host:8000`` (the
+    client adds ``/api/v1`` itself)."""
+    clean = url.strip().rstrip("/")
+    while clean.endswith(API_PREFIX):
+        clean = clean[: -len(API_PREFIX)].rstrip("/")
+    return clean
+
+
+def segment(ref: str) -> str:
+    """A record's id or name as one path segment."""
+    return quote(ref.strip(), safe="")
+
+
 def config_path() -> Path:
     explicit = os.environ.get("GPULEASE_CONFIG")
     if explicit:
@@ -60,6 +81,7 @@ def config_path() -> Path:
 class Credentials:
     url: str
     token: str | None
+    source: str = "given"  # where the token came from: "saved", "GPULEASE_TOKEN" or "given"
 
 
 def load_credentials() -> Credentials:
@@ -71,8 +93,11 @@ def load_credentials() -> Credentials:
         except json.JSONDecodeError:
             raise RemoteError("invalid_config", f"{path} is not valid JSON; log in again") from None
     url = os.environ.get("GPULEASE_URL") or stored.get("url") or DEFAULT_URL
-    token = os.environ.get("GPULEASE_TOKEN") or stored.get("token")
-    return Credentials(url.rstrip("/"), token)
+    token = os.environ.get("GPULEASE_TOKEN")
+    source = "GPULEASE_TOKEN"
+    if not token:
+        token, source = stored.get("token"), "saved"
+    return Credentials(base_url(url), token, source)
 
 
 def save_credentials(creds: Credentials) -> Path:
@@ -98,7 +123,7 @@ class ApiClient:
         given = http or _injected.get()
         self._owned = given is None
         self._http = given or httpx.Client(
-            base_url=self.creds.url + "/api/v1",
+            base_url=base_url(self.creds.url) + API_PREFIX,
             timeout=timeout,
             transport=httpx.HTTPTransport(retries=3),  # connection retries only
         )
@@ -138,11 +163,29 @@ class ApiClient:
             return response.json()
         try:
             body = response.json()
-            raise RemoteError(body["code"], body["message"], body.get("details"))
+            code, message, details = body["code"], body["message"], body.get("details")
         except (ValueError, KeyError, TypeError):
             raise RemoteError(
-                "http_error", f"HTTP {response.status_code}: {response.text[:200]}"
+                "http_error",
+                f"HTTP {response.status_code} from {self.creds.url}: {response.text[:200]} "
+                "(is this the gpulease server's base URL?)",
             ) from None
+        raise RemoteError(code, self._advice(code, message, details or {}), details)
+
+    def _advice(self, code: str, message: str, details: dict[str, Any]) -> str:
+        """The server's message, or what to do where this client knows better."""
+        if code != "unauthenticated" or details.get("reason") != UNKNOWN_TOKEN:
+            return message
+        url = self.creds.url
+        whose = {
+            "saved": "your saved token",
+            "GPULEASE_TOKEN": "the token in GPULEASE_TOKEN",
+        }.get(self.creds.source, "this token")
+        return (
+            f"this server ({url}) does not know {whose}, or it was revoked (the site may have "
+            f"been re-initialised): log in again with `gpulease login --url {url} --token ...` "
+            "using a token your admin issues"
+        )
 
     def close(self) -> None:
         if self._owned:

@@ -21,7 +21,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from gpulease.cli import tables
-from gpulease.cli.client import ApiClient, Credentials, load_credentials, save_credentials
+from gpulease.cli.client import (
+    ApiClient,
+    Credentials,
+    base_url,
+    load_credentials,
+    save_credentials,
+    segment,
+)
 from gpulease.cli.tables import WideFlag, fields, stdout
 from gpulease.domain.errors import InvalidRequest
 
@@ -60,11 +67,22 @@ def login_command(
     url: Annotated[str, typer.Option(help="The server.")] = "http://127.0.0.1:8000",
 ) -> None:
     """Check a token against the server and remember both."""
-    creds = Credentials(url.rstrip("/"), token)
+    creds = Credentials(base_url(url), token)
+    if creds.url != url.strip().rstrip("/"):
+        stdout().print(f"using the server's base URL {creds.url} (the client adds /api/v1)")
     me = ApiClient(creds).get("/me")
     path = save_credentials(creds)
-    tenant = me["tenant_id"] or "the operator"
-    stdout().print(f"logged in as {me['user_id']} ({me['role']}, {tenant}); saved to {path}")
+    stdout().print(f"logged in as {who_is(me)}; saved to {path}")
+
+
+def who_is(me: dict[str, Any]) -> str:
+    """``Bank admin (user-...), tenant-admin of Bank Nusantara Digital (tenant-...)``."""
+    user = f"{me['user_name']} ({me['user_id']})" if me.get("user_name") else me["user_id"]
+    if me["tenant_id"] is None:
+        return f"{user}, {me['role']} of the operator"
+    tenant = me.get("tenant_name") or ""
+    where = f"{tenant} ({me['tenant_id']})" if tenant else me["tenant_id"]
+    return f"{user}, {me['role']} of {where}"
 
 
 # --------------------------------------------------------------------- leases
@@ -410,8 +428,14 @@ def follow_log(
 
 @job_app.command("cancel")
 def job_cancel(job_id: str, reason: Annotated[str, typer.Option(help="Why.")] = "") -> None:
-    """Cancel a queued or running job."""
-    _show_jobs([ApiClient().post(f"/jobs/{job_id}/cancel", {"reason": reason})])
+    """Cancel a queued or running job (by its id, a unique prefix of it, or its name)."""
+    client = ApiClient()
+    job = client.get(f"/jobs/{segment(job_id)}")
+    if job["state"] in TERMINAL:  # the server would change nothing: say so
+        ended = (job.get("ended_at") or "")[:19].replace("T", " ")
+        stdout().print(f"job {job['id']} already ended ({job['state']} at {ended}); nothing to do")
+        return
+    _show_jobs([client.post(f"/jobs/{job['id']}/cancel", {"reason": reason})])
 
 
 # ---------------------------------------------------------------------- nodes
@@ -446,5 +470,4 @@ def whoami_command() -> None:
     """Who the saved (or GPULEASE_TOKEN) credentials belong to."""
     creds = load_credentials()
     me = ApiClient(creds).get("/me")
-    who = me["tenant_id"] or "operator"
-    stdout().print(f"{me['user_id']} ({me['role']}, {who}) at {creds.url}")
+    stdout().print(f"{who_is(me)} at {creds.url}")

@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.tree import Tree
 
 from gpulease.cli import tables
-from gpulease.cli.client import ApiClient
+from gpulease.cli.client import ApiClient, segment
 from gpulease.cli.tables import WideFlag, key, num, stdout, text, when
 from gpulease.services.reports import render_html
 
@@ -137,14 +137,16 @@ RUNS = (
 # ---------------------------------------------------------------------- disclosure
 @report_app.command("disclosure")
 def disclosure_command(
-    tenant_id: Annotated[str, typer.Argument(help="The tenant's id.")],
+    tenant_id: Annotated[
+        str, typer.Argument(help="The tenant: its id, a unique prefix of it, or its name.")
+    ],
     html: HtmlOut = None,
     as_of: Annotated[str | None, typer.Option(help="ISO date-time (default: now).")] = None,
     wide: WideFlag = False,
     json_out: JsonFlag = False,
 ) -> None:
     """A tenant's end user: who, why, owners, restricted-party links, decisions, use, IPs."""
-    report = ApiClient().get(f"/reports/tenants/{tenant_id}/disclosure", as_of=as_of)
+    report = ApiClient().get(f"/reports/tenants/{segment(tenant_id)}/disclosure", as_of=as_of)
     if not _finish(report, "disclosure", html, json_out):
         return
     tenant, standing = report["tenant"], report["standing"]

@@ -79,3 +79,17 @@ class RateLimited(DomainError):
     ``details.retry_after_s`` says when to try again (HTTP 429 with ``Retry-After``)."""
 
     code = "rate_limited"
+
+
+class Ambiguous(Conflict):
+    """A prefix or name that matches several records the caller can see;
+    ``details.candidates`` lists them (visible ones only) so the caller can type more."""
+
+    code = "ambiguous"
+
+
+class AlreadyEnded(Conflict):
+    """An action on a record that has already ended (a job that succeeded or failed): there
+    is nothing left to do; the message says how and when it ended."""
+
+    code = "already_ended"

@@ -135,10 +135,14 @@ def transition(table: dict[S, frozenset[S]], current: S, target: S, *, subject: 
     if not can_transition(table, current, target):
         allowed = sorted(table.get(current, frozenset()))
         what = f"{subject} " if subject else ""
-        raise InvalidTransition(
-            f"{what}cannot go from {current.value!r} to {target.value!r}; "
-            f"allowed: {', '.join(a.value for a in allowed) or 'none (terminal)'}",
-            current=current.value,
-            target=target.value,
-        )
+        if current == target:  # asked twice: say so, not "cannot go from X to X"
+            message = f"{what}is already {current.value!r}; nothing to do"
+        elif not allowed:
+            message = f"{what}has ended ({current.value!r}); it cannot become {target.value!r}"
+        else:
+            message = (
+                f"{what}cannot go from {current.value!r} to {target.value!r}; "
+                f"allowed: {', '.join(a.value for a in allowed)}"
+            )
+        raise InvalidTransition(message, current=current.value, target=target.value)
     return target

@@ -101,13 +101,24 @@ def list_records(
     subject_type: str | None = None,
     subject_id: str | None = None,
     limit: int = 500,
+    by: str | None = None,
+    since: datetime | None = None,
+    before_id: int | None = None,
 ) -> list[AuditRecord]:
-    """The trail, newest first: operator staff only (it spans every tenant)."""
+    """The trail, newest first: operator staff only (it spans every tenant). Filters: the
+    record (``subject_type``, ``subject_id``), who (``by``: an actor), ``since`` a moment;
+    paged by ``before_id`` (the next page starts below the last id of this one)."""
     actor.scope(Action.AUDIT_READ)
     if not 1 <= limit <= 10_000:
         raise InvalidRequest("limit must be between 1 and 10000", field="limit")
     with ctx.db.transaction(write=False) as tx:
         query = tx.select(AuditRecord).order_by(AuditRecord.id.desc()).limit(limit)
+        if by is not None:
+            query = query.where(AuditRecord.actor == by)
+        if since is not None:
+            query = query.where(AuditRecord.at >= since)
+        if before_id is not None:
+            query = query.where(AuditRecord.id < before_id)
         if subject_type is not None:
             query = query.where(AuditRecord.subject_type == subject_type)
         if subject_id is not None:

@@ -26,10 +26,15 @@ from gpulease.services.auth_cache import Credential
 from gpulease.services.context import ServiceContext, new_id
 
 USER_AUDIT_FIELDS = ("name", "email", "role", "tenant_id")
+# One answer for a token this server never issued (the site re-initialised, another server)
+# and one it revoked, so the answer never says whether a token existed; ``details.reason``
+# lets a client say what to do with a saved login.
 INVALID_TOKEN = (
-    "invalid or revoked token; log in again with a token your admin issues "
-    "(`gpulease login --token ...`)"
+    "this server does not know this token, or it was revoked (the site may have been "
+    "re-initialised since it was issued): log in again with a token your admin issues "
+    "(`gpulease login --url URL --token TOKEN`)"
 )
+UNKNOWN_TOKEN = "unknown_token"
 TOKEN_MAX = 100  # a bearer longer than any token we issue is refused unread
 
 
@@ -278,7 +283,7 @@ def _hash_of(token: str | None) -> str:
     if not token:
         raise Unauthenticated("missing bearer token; send 'Authorization: Bearer glt_...'")
     if len(token) > TOKEN_MAX:
-        raise Unauthenticated("invalid or revoked token")
+        raise Unauthenticated(INVALID_TOKEN, reason=UNKNOWN_TOKEN)
     return tokens.hash_token(token)
 
 
@@ -286,11 +291,11 @@ def _load(ctx: ServiceContext, tx: Tx, token_hash: str, now: datetime) -> Creden
     """Read the token and its user in ``tx``; keep the credential if it authenticates."""
     found = auth_store.token_facts(tx, token_hash)
     if found is None:
-        raise Unauthenticated(INVALID_TOKEN)
+        raise Unauthenticated(INVALID_TOKEN, reason=UNKNOWN_TOKEN)
     if found.disabled:
         raise Unauthenticated("this user is disabled; ask your admin")
     if found.revoked:
-        raise Unauthenticated(INVALID_TOKEN)
+        raise Unauthenticated(INVALID_TOKEN, reason=UNKNOWN_TOKEN)
     if found.expires_at is not None and found.expires_at <= now:
         raise Unauthenticated(
             f"this token expired at {found.expires_at:%Y-%m-%d %H:%M} UTC; "

@@ -22,9 +22,9 @@ from pathlib import Path
 
 from gpulease.domain.access import Action, Principal, Scope
 from gpulease.domain.clock import to_seconds
-from gpulease.domain.errors import Denied, InvalidRequest, NotFound
+from gpulease.domain.errors import AlreadyEnded, Denied, InvalidRequest, NotFound
 from gpulease.domain.models import JobSpec, PriorityClass, TopologyMode, TopologyRequest
-from gpulease.domain.states import JobState, LeaseState
+from gpulease.domain.states import TERMINAL_JOB_STATES, JobState, LeaseState
 from gpulease.persistence import auth as auth_store
 from gpulease.persistence.db import DuplicateRecord, Tx
 from gpulease.persistence.tables import AuditRecord, Base, GpuAllocation, Job, Lease
@@ -316,7 +316,10 @@ def list_jobs(
 
 def cancel(ctx: ServiceContext, actor: Principal, job_id: str, reason: str = "") -> Job:
     """Cancel a queued or running job; a running job's process is stopped by the executor
-    at the scheduler's next pass (it sees the job is no longer running)."""
+    at the scheduler's next pass (it sees the job is no longer running).
+
+    Idempotent: a job already cancelled is returned as it is (nothing changes, nothing is
+    audited), so a retried cancel is harmless; one that ended otherwise is AlreadyEnded."""
     actor.scope(Action.JOB_CANCEL)
     now = ctx.now()
     with ctx.db.transaction() as tx:
@@ -324,6 +327,15 @@ def cancel(ctx: ServiceContext, actor: Principal, job_id: str, reason: str = "")
         actor.authorize(
             Action.JOB_CANCEL, tenant_id=job.tenant_id, owner_id=job.created_by, record_id=job_id
         )
+        if job.state == JobState.CANCELLED:
+            return job
+        if job.state in TERMINAL_JOB_STATES:
+            ended = f" at {job.ended_at:%Y-%m-%d %H:%M:%S} UTC" if job.ended_at else ""
+            raise AlreadyEnded(
+                f"job {job.id} already ended ({job.state}{ended}); nothing to do",
+                job_id=job.id,
+                state=job.state,
+            )
         runs.stop_run(
             tx,
             job,

@@ -48,6 +48,7 @@ from gpulease.domain.states import KycState
 from gpulease.persistence.tables import KycCase
 from gpulease.services import kyc, names, screening_lists
 from gpulease.services.context import ServiceContext
+from gpulease.services.lookup import Kind, resolve, resolve_optional
 from gpulease.services.screening_lists import entry_to_json
 
 router = APIRouter(tags=["compliance"])
@@ -107,7 +108,9 @@ def submit_case(body: KycCaseCreate, ctx: Ctx, me: Me) -> KycCaseOut | KycCaseTe
         officers=tuple(kyc.OfficerInput(_party(o.party), o.role, o.of) for o in body.officers),
         identification=dict(body.identification),
     )
-    tenant_id = me.acting_tenant(body.tenant_id)
+    tenant_id = me.acting_tenant(
+        resolve_optional(ctx, me, Kind.TENANT, body.tenant_id, Action.KYC_SUBMIT)
+    )
     return _case_out(me, kyc.submit_case(ctx, me, tenant_id, submission), ctx)
 
 
@@ -122,6 +125,7 @@ def list_cases(
 
 @router.get("/kyc/cases/{case_id}", response_model=KycCaseView, responses=ERROR_RESPONSES)
 def show_case(case_id: Ref, ctx: Ctx, me: Me) -> KycCaseOut | KycCaseTenantOut:
+    case_id = resolve(ctx, me, Kind.KYC_CASE, case_id, Action.KYC_READ)
     return _case_out(me, kyc.get_case(ctx, me, case_id), ctx)
 
 
@@ -130,6 +134,7 @@ def approve_case(
     case_id: Ref, body: KycDecisionIn, ctx: Ctx, me: Me
 ) -> KycCaseOut | KycCaseTenantOut:
     """Compliance officer: approve (optionally for fewer end uses than declared)."""
+    case_id = resolve(ctx, me, Kind.KYC_CASE, case_id, Action.KYC_DECIDE)
     case = kyc.decide_case(
         ctx, me, case_id, approve=True, reason=body.reason, end_uses=body.end_uses
     )
@@ -141,6 +146,7 @@ def reject_case(
     case_id: Ref, body: KycDecisionIn, ctx: Ctx, me: Me
 ) -> KycCaseOut | KycCaseTenantOut:
     """Compliance officer: reject a case."""
+    case_id = resolve(ctx, me, Kind.KYC_CASE, case_id, Action.KYC_DECIDE)
     return _case_out(me, kyc.decide_case(ctx, me, case_id, approve=False, reason=body.reason), ctx)
 
 
@@ -240,6 +246,8 @@ def list_snapshots(ctx: Ctx, me: Me) -> list[ListSnapshotOut]:
 @router.get("/lists/{old_id}/diff/{new_id}", response_model=ListDiffOut, responses=ERROR_RESPONSES)
 def diff_lists(old_id: Ref, new_id: Ref, ctx: Ctx, me: Me) -> ListDiffOut:
     """Operator staff: the entries added, removed and changed between two snapshots."""
+    old_id = resolve(ctx, me, Kind.LIST, old_id, Action.LIST_READ)
+    new_id = resolve(ctx, me, Kind.LIST, new_id, Action.LIST_READ)
     change = screening_lists.diff_snapshots(ctx, me, old_id, new_id)
     return ListDiffOut(
         added=[entry_to_json(e) for e in change.added],

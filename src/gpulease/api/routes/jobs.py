@@ -1,4 +1,9 @@
-"""``/api/v1/jobs``: submit, list, show, cancel, logs."""
+"""``/api/v1/jobs``: submit, list, show, cancel, logs.
+
+A job may be named by its id, a unique prefix of it or its name (``services.lookup``), a
+tenant filter by the tenant's id, prefix or name. Cancelling a job that is already
+cancelled answers 200 with the job as it is (a retried cancel changes nothing); cancelling
+one that ended otherwise is 409 ``already_ended``."""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from gpulease.api.schemas import (
     JobLogsOut,
     JobOut,
 )
+from gpulease.domain.access import Action
 from gpulease.domain.errors import Unauthenticated
 from gpulease.domain.states import JobState
 from gpulease.persistence.tables import Job
@@ -24,6 +30,7 @@ from gpulease.services import job_logs as job_logs_service
 from gpulease.services import jobs, names
 from gpulease.services.context import ServiceContext
 from gpulease.services.idempotency import Idempotent
+from gpulease.services.lookup import Kind, resolve, resolve_optional
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 _SUBMISSION_FIELDS = {f.name for f in fields(jobs.JobSubmission)}
@@ -65,19 +72,22 @@ def list_jobs(
     tenant_id: Annotated[Ref | None, Query(description="operators only")] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 200,
 ) -> list[JobOut]:
+    tenant = resolve_optional(ctx, me, Kind.TENANT, tenant_id, Action.JOB_READ)
     found = jobs.list_jobs(
-        ctx, me, state=state.value if state else None, tenant_id=tenant_id, limit=limit
+        ctx, me, state=state.value if state else None, tenant_id=tenant, limit=limit
     )
     return [job_out(job, ctx, allocation=False) for job in found]
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=ERROR_RESPONSES)
 def show_job(job_id: Ref, ctx: Ctx, me: Me) -> JobOut:
+    job_id = resolve(ctx, me, Kind.JOB, job_id, Action.JOB_READ)
     return job_out(jobs.get_job(ctx, me, job_id), ctx)
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses=ERROR_RESPONSES)
 def cancel_job(job_id: Ref, ctx: Ctx, me: Me, body: JobCancel | None = None) -> JobOut:
+    job_id = resolve(ctx, me, Kind.JOB, job_id, Action.JOB_CANCEL)
     return job_out(jobs.cancel(ctx, me, job_id, body.reason if body else ""), ctx)
 
 
@@ -93,6 +103,7 @@ def job_logs(
 ) -> JobLogsOut:
     """A bounded chunk of the job's log; follow a running job by asking from ``next_offset``
     until ``complete``."""
+    job_id = resolve(ctx, me, Kind.JOB, job_id, Action.JOB_LOGS)
     chunk = job_logs_service.read_chunk(ctx, me, job_id, offset, limit)
     return JobLogsOut(
         job_id=chunk.job.id,

@@ -1,4 +1,7 @@
-"""``/api/v1/leases``: request (with a quote), list, show, and decisions on a lease."""
+"""``/api/v1/leases``: request (with a quote), list, show, and decisions on a lease.
+
+A lease may be named by its id or a unique prefix of it, a tenant by its id, a unique prefix
+or its name (``services.lookup``)."""
 
 from __future__ import annotations
 
@@ -9,12 +12,14 @@ from fastapi import APIRouter, Depends, Query
 from gpulease.api.constraints import Ref
 from gpulease.api.deps import Ctx, IdempotencyKey, Me, count_submission
 from gpulease.api.schemas import ERROR_RESPONSES, LeaseCreate, LeaseDecision, LeaseOut
+from gpulease.domain.access import Action
 from gpulease.domain.states import LeaseState
 from gpulease.persistence.tables import Lease
 from gpulease.services import leases, names
 from gpulease.services.context import ServiceContext
 from gpulease.services.idempotency import Idempotent
 from gpulease.services.inventory import default_site
+from gpulease.services.lookup import Kind, resolve, resolve_optional
 
 router = APIRouter(prefix="/leases", tags=["leases"])
 
@@ -58,7 +63,7 @@ def request_lease(
         end=body.end,
         gpus=body.gpus,
         racks=body.racks,
-        tenant_id=body.tenant_id,
+        tenant_id=resolve_optional(ctx, me, Kind.TENANT, body.tenant_id, Action.LEASE_REQUEST),
     )
     idem = Idempotent.of(idempotency_key, "lease.request", body.model_dump(mode="json"))
     return lease_out(leases.request_lease(ctx, me, req, idem), ctx)
@@ -76,13 +81,17 @@ def list_leases(
 
 @router.get("/{lease_id}", response_model=LeaseOut, responses=ERROR_RESPONSES)
 def show_lease(lease_id: Ref, ctx: Ctx, me: Me) -> LeaseOut:
+    lease_id = resolve(ctx, me, Kind.LEASE, lease_id, Action.LEASE_READ)
     return lease_out(leases.get_lease(ctx, me, lease_id), ctx)
 
 
 def _decision(action: str, target: LeaseState, doc: str) -> None:
+    needs = Action.LEASE_CANCEL if target is LeaseState.CANCELLED else Action.LEASE_DECIDE
+
     def endpoint(lease_id: Ref, ctx: Ctx, me: Me, body: LeaseDecision | None = None) -> LeaseOut:
         reason = body.reason if body else ""
-        return lease_out(leases.decide(ctx, me, lease_id, target, reason), ctx)
+        found = resolve(ctx, me, Kind.LEASE, lease_id, needs)
+        return lease_out(leases.decide(ctx, me, found, target, reason), ctx)
 
     endpoint.__doc__ = doc
     endpoint.__name__ = f"{action}_lease"

@@ -9,8 +9,10 @@ from fastapi import APIRouter, Query
 from gpulease.api.constraints import Ref
 from gpulease.api.deps import Ctx, Me
 from gpulease.api.schemas import ERROR_RESPONSES, NodeOut, NodeStateChange
+from gpulease.domain.access import Action
 from gpulease.domain.states import NodeState
 from gpulease.services import inventory
+from gpulease.services.lookup import Kind, resolve
 
 router = APIRouter(prefix="/nodes", tags=["nodes"])
 
@@ -45,7 +47,9 @@ def list_nodes(
 
 @router.post("/{node_id}/state", response_model=NodeOut, responses=ERROR_RESPONSES)
 def change_state(node_id: Ref, body: NodeStateChange, ctx: Ctx, me: Me) -> NodeOut:
-    """Operator: drain, take down (its jobs are requeued) or bring back a node."""
+    """Operator: drain, take down (its jobs are requeued) or bring back a node (named by its
+    id or its serial)."""
+    node_id = resolve(ctx, me, Kind.NODE, node_id, Action.NODE_CHANGE)
     inventory.set_node_state(ctx, me, node_id, NodeState(body.state), body.reason)
     (view,) = inventory.list_nodes(ctx, me, node_id=node_id)
     return node_out(view)

@@ -19,7 +19,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from gpulease.api.constraints import Ref, ReportTime
 from gpulease.api.deps import Ctx, Me
 from gpulease.api.schemas import ErrorOut
+from gpulease.domain.access import Action
 from gpulease.services import reports
+from gpulease.services.lookup import Kind, resolve
 
 router = APIRouter(prefix="/reports", tags=["reports"])
 ERRORS: dict[int | str, dict[str, object]] = {
@@ -82,8 +84,10 @@ def disclosure(
         ReportTime | None, Query(description="ISO date-time (UTC if bare); default now")
     ] = None,
 ) -> Response:
-    """Operator staff: who the end user is, why it uses the compute, who owns it, its links
+    """Operator staff (the tenant named by its id, a unique prefix or its name): who the end
+    user is, why it uses the compute, who owns it, its links
     to restricted parties, every decision, its standing, GPU-hours by purpose and its IPs."""
+    tenant_id = resolve(ctx, me, Kind.TENANT, tenant_id, Action.REPORT_READ)
     report = reports.end_user_disclosure(ctx, me, tenant_id, as_of=as_of)
     return _answer(request, fmt, report, "disclosure")
 

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 import gpulease
 from gpulease.api.deps import Ctx, Me
 from gpulease.api.schemas import HealthOut, MeOut, SchedulerStatusOut
-from gpulease.services import setup
+from gpulease.services import lookup, setup
 
 router = APIRouter(tags=["system"])
 
@@ -49,7 +49,13 @@ def health(request: Request, ctx: Ctx) -> HealthOut:
 
 
 @router.get("/me", response_model=MeOut)
-def me(principal: Me) -> MeOut:
+def me(principal: Me, ctx: Ctx) -> MeOut:
+    """Who the token belongs to: ids, and the names people know them by."""
+    user_name, tenant_name = lookup.display_names(ctx, principal.user_id, principal.tenant_id)
     return MeOut(
-        user_id=principal.user_id, role=principal.role.value, tenant_id=principal.tenant_id
+        user_id=principal.user_id,
+        role=principal.role.value,
+        tenant_id=principal.tenant_id,
+        user_name=user_name,
+        tenant_name=tenant_name,
     )

@@ -1,0 +1,245 @@
+"""Find a record by what a person types: its whole id, a unique prefix of it, or its name.
+
+Design. Every route that takes an id passes it through :func:`resolve` with the record's
+:class:`Kind` first; the service then gets the record's whole id and behaves exactly as it
+did for one typed in full. What may be typed, tried in this order:
+
+1. the whole id (``job-3f9a1c2b7d4e``). A reference shaped like a generated id
+   (:data:`FULL_ID`) is returned unread: the service reads the record anyway and answers a
+   missing or invisible one as it always has;
+2. a name, where the kind has one (:data:`KINDS`: a tenant's or a job's name, a user's name
+   or email, a node's serial): exact first, then case-insensitively;
+3. a unique prefix of the id, with or without the kind's prefix (``job-3f9a1c`` or
+   ``3f9a1c``), of at least :data:`MIN_PREFIX` characters after the kind's prefix.
+
+Invariants (security):
+
+* Resolution is scoped to what the caller may see (:meth:`Principal.sees`): the queries
+  themselves are filtered to the caller's tenant, so another tenant's record is never a
+  match, never a candidate, and a reference that would only match it is answered exactly
+  like one that matches nothing (404 ``not_found``, same message and details).
+* A prefix shorter than :data:`MIN_PREFIX` is refused (422 ``invalid_request``) before any
+  read, whatever exists: guessing ids a few characters at a time is not a search.
+* Several visible matches answer 409 ``ambiguous`` listing at most :data:`MAX_CANDIDATES`
+  of them (visible ones only) and asking for more characters.
+* Resolution never authorizes: it only turns a reference into an id; the service still
+  decides whether the caller may read or act on the record.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, literal, select
+from sqlalchemy.orm import InstrumentedAttribute
+
+from gpulease.domain.access import Action, Principal
+from gpulease.domain.errors import Ambiguous, InvalidRequest, NotFound
+from gpulease.persistence.db import Tx
+from gpulease.persistence.tables import (
+    ApiToken,
+    AuditRecord,
+    Base,
+    Job,
+    KycCase,
+    Lease,
+    ListSnapshotRow,
+    Node,
+    Tenant,
+    User,
+)
+from gpulease.services.context import ServiceContext
+
+MIN_PREFIX = 6  # characters after the kind's prefix (16^6 ids per guess at least)
+MAX_CANDIDATES = 10  # listed in an ambiguity (visible records only)
+FULL_ID = re.compile(r"^[a-z]+-[0-9a-f]{12}$")  # services.context.new_id
+_HEX = re.compile(r"^[0-9a-f]+$")
+
+
+class Kind(StrEnum):
+    """A kind of record a reference may name (its value is the word used in messages)."""
+
+    TENANT = "tenant"
+    USER = "user"
+    TOKEN = "token"
+    LEASE = "lease"
+    JOB = "job"
+    KYC_CASE = "kyc case"
+    LIST = "list"
+    NODE = "node"
+
+
+@dataclass(frozen=True, slots=True)
+class KindSpec:
+    model: type[Base]
+    id_prefix: str  # "job" for job-3f9a1c2b7d4e; "" for ids that are not generated
+    names: tuple[str, ...]  # columns a person may name the record by
+    tenant_column: str | None  # the column holding the record's tenant (None: see below)
+    staff_only: bool = False  # records of no tenant (visible to operator staff only)
+
+
+KINDS: dict[Kind, KindSpec] = {
+    Kind.TENANT: KindSpec(Tenant, "tenant", ("name",), "id"),
+    Kind.USER: KindSpec(User, "user", ("name", "email"), "tenant_id"),
+    Kind.TOKEN: KindSpec(ApiToken, "token", (), None),  # its user's tenant (a join)
+    Kind.LEASE: KindSpec(Lease, "lease", (), "tenant_id"),
+    Kind.JOB: KindSpec(Job, "job", ("name",), "tenant_id"),
+    Kind.KYC_CASE: KindSpec(KycCase, "kyc", (), "tenant_id"),
+    Kind.LIST: KindSpec(ListSnapshotRow, "list", ("label",), None, staff_only=True),
+    Kind.NODE: KindSpec(Node, "", ("serial",), None),  # every role reads the inventory
+}
+KIND_OF_PREFIX: dict[str, Kind] = {
+    spec.id_prefix: kind for kind, spec in KINDS.items() if spec.id_prefix
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    id: str
+    name: str
+
+
+def resolve(
+    ctx: ServiceContext, actor: Principal, kind: Kind, ref: str, action: Action | None = None
+) -> str:
+    """The whole id of the one record of ``kind`` visible to ``actor`` that ``ref`` names.
+
+    ``action``: what the caller means to do with it; a role that may never do it is refused
+    (403, as the service would) before anything is looked up."""
+    text = ref.strip()
+    if FULL_ID.match(text) or not text:
+        return text
+    if action is not None:
+        actor.scope(action)
+    with ctx.db.transaction(write=False) as tx:
+        return resolve_in(tx, actor, kind, text)
+
+
+def resolve_optional(
+    ctx: ServiceContext, actor: Principal, kind: Kind, ref: str | None, action: Action | None = None
+) -> str | None:
+    return None if ref is None else resolve(ctx, actor, kind, ref, action)
+
+
+def resolve_in(tx: Tx, actor: Principal, kind: Kind, ref: str) -> str:
+    """:func:`resolve` inside a transaction the caller holds."""
+    spec = KINDS[kind]
+    if FULL_ID.match(ref):
+        return ref
+    exact = _find(tx, actor, spec, _column(spec, "id") == ref)
+    if exact:
+        return exact[0].id
+    for column in spec.names:
+        found = _find(tx, actor, spec, _column(spec, column) == ref)
+        if not found:
+            found = _find(tx, actor, spec, func.lower(_column(spec, column)) == ref.lower())
+        if len(found) == 1:
+            return found[0].id
+        if found:
+            raise _ambiguous(kind, ref, found, by="name")
+    prefix = _id_prefix(kind, spec, ref)
+    if prefix is not None:
+        found = _find(tx, actor, spec, _column(spec, "id").startswith(prefix, autoescape=True))
+        if len(found) == 1:
+            return found[0].id
+        if found:
+            raise _ambiguous(kind, ref, found, by="prefix")
+    raise not_found(kind, ref)
+
+
+def not_found(kind: Kind, ref: str) -> NotFound:
+    """The answer for a reference that names nothing the caller may see (the same words as
+    a service's ``no job 'job-...'`` for an id typed in full)."""
+    return NotFound(f"no {kind.value} {ref!r}", **{f"{kind.value.replace(' ', '_')}_id": ref})
+
+
+def audit_subject(ctx: ServiceContext, actor: Principal, ref: str) -> str:
+    """An audit filter's record: an id, or a prefix or name of a kind its prefix says
+    (``job-3f9a1c``); anything else is taken as typed (a site, a GPU serial)."""
+    text = ref.strip()
+    kind = KIND_OF_PREFIX.get(text.split("-", 1)[0]) if "-" in text else None
+    if kind is None or FULL_ID.match(text):
+        return text
+    with ctx.db.transaction(write=False) as tx:
+        typed = select(AuditRecord.id).where(AuditRecord.subject_id == text).limit(1)
+        if tx.session.scalar(typed) is not None:
+            return text
+        return resolve_in(tx, actor, kind, text)
+
+
+def display_names(ctx: ServiceContext, user_id: str, tenant_id: str | None) -> tuple[str, str]:
+    """The names of a user and its tenant ("" where there is none), for ``/me``."""
+    with ctx.db.transaction(write=False) as tx:
+        user = tx.get(User, user_id)
+        tenant = tx.get(Tenant, tenant_id) if tenant_id is not None else None
+    return (user.name if user else "", tenant.name if tenant else "")
+
+
+# --------------------------------------------------------------------- internals
+def _column(spec: KindSpec, name: str) -> InstrumentedAttribute[Any]:
+    column: InstrumentedAttribute[Any] = getattr(spec.model, name)
+    return column
+
+
+def _id_prefix(kind: Kind, spec: KindSpec, ref: str) -> str | None:
+    """The id prefix ``ref`` stands for, or None when it cannot be one; refuses one that is
+    too short (before any read, so the answer says nothing about what exists)."""
+    if not spec.id_prefix:
+        return None
+    head = f"{spec.id_prefix}-"
+    ref = ref.lower()  # generated ids are lower case: JOB-3F9A1C is job-3f9a1c
+    body = ref[len(head) :] if ref.startswith(head) else ref
+    if not _HEX.match(body):
+        if ref.startswith(head):
+            return None if body else _too_short(kind, head)
+        return None
+    if len(body) < MIN_PREFIX:
+        _too_short(kind, head)
+    return head + body
+
+
+def _too_short(kind: Kind, head: str) -> str:
+    raise InvalidRequest(
+        f"type at least {MIN_PREFIX} characters of the {kind.value}'s id after {head!r} "
+        "(or its whole id)",
+        field=f"{kind.value.replace(' ', '_')}_id",
+        min_prefix=MIN_PREFIX,
+    )
+
+
+def _visible(actor: Principal, spec: KindSpec) -> ColumnElement[bool]:
+    if actor.is_operator:
+        return literal(True)
+    if spec.staff_only:
+        return literal(False)
+    if spec.model is ApiToken:
+        mine = select(User.id).where(User.tenant_id == actor.tenant_id)
+        return ApiToken.user_id.in_(mine)
+    if spec.tenant_column is None:
+        return literal(True)
+    return _column(spec, spec.tenant_column) == actor.tenant_id
+
+
+def _find(tx: Tx, actor: Principal, spec: KindSpec, where: ColumnElement[bool]) -> list[Match]:
+    label = _column(spec, spec.names[0]) if spec.names else _column(spec, "id")
+    query = (
+        select(_column(spec, "id"), label)
+        .where(where, _visible(actor, spec))
+        .order_by(_column(spec, "id"))
+        .limit(MAX_CANDIDATES + 1)
+    )
+    return [Match(str(row[0]), str(row[1] or "")) for row in tx.session.execute(query)]
+
+
+def _ambiguous(kind: Kind, ref: str, found: list[Match], *, by: str) -> Ambiguous:
+    shown = found[:MAX_CANDIDATES]
+    more = " and more" if len(found) > MAX_CANDIDATES else ""
+    listed = ", ".join(m.id if m.name in ("", m.id) else f"{m.id} ({m.name})" for m in shown)
+    advice = "type more characters of the id" if by == "prefix" else "use the id instead"
+    return Ambiguous(
+        f"{ref!r} matches several {kind.value}s you can see: {listed}{more}; {advice}",
+        candidates=[{"id": m.id, "name": m.name} for m in shown],
+    )
