@@ -69,6 +69,7 @@ class LeaseDecision(Strict):
 class LeaseOut(Out):
     id: str
     tenant_id: str
+    tenant_name: str = Field(default="", description="the tenant's name, for people")
     site_id: str
     gpus: int
     racks: int | None
@@ -119,6 +120,7 @@ class JobOut(Out):
     id: str
     name: str
     tenant_id: str
+    tenant_name: str = Field(default="", description="the tenant's name, for people")
     site_id: str
     lease_id: str | None
     command: str | None
@@ -383,6 +385,7 @@ class KycCaseOut(Out):
     view: Literal["officer"] = "officer"
     id: str
     tenant_id: str
+    tenant_name: str = Field(default="", description="the tenant's name, for people")
     party_id: str
     state: str
     state_reason: str

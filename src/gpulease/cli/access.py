@@ -12,15 +12,14 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
+from gpulease.cli import tables
 from gpulease.cli.client import ApiClient
+from gpulease.cli.tables import WideFlag, stdout
 
-console = Console()
 users_app = typer.Typer(help="List, disable and enable users.", no_args_is_help=True)
 tokens_app = typer.Typer(help="Issue, list and revoke API tokens.", no_args_is_help=True)
-ID_COLUMN: dict[str, Any] = {"no_wrap": True, "overflow": "fold"}
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 Reason = Annotated[str, typer.Option(help="Why (recorded in the audit trail).")]
@@ -42,22 +41,33 @@ def _me(client: ApiClient, user: str | None) -> str:
 
 
 # ---------------------------------------------------------------------- users
-def _users_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title_justify="left")
-    table.add_column("id", **ID_COLUMN)
-    for column in ("name", "email", "role", "tenant", "state"):
-        table.add_column(column, overflow="fold")
+USER_COLUMNS = (
+    tables.key("id"),
+    tables.text("name", 1),
+    tables.Col("email", 2, keep=True),
+    tables.text("role", 1),
+    tables.key("tenant", 3),
+    tables.text("state", 4),
+)
+
+
+def _show_users(rows: list[dict[str, Any]], wide: bool = False) -> None:
+    cells = []
     for row in rows:
         state = f"disabled {_day(row['disabled_at'])}" if row.get("disabled_at") else "active"
-        table.add_row(
-            row["id"], row["name"], row["email"], row["role"], row["tenant_id"] or "-", state
+        tenant = row["tenant_id"] or "-"
+        if row.get("tenant_name"):
+            tenant = f"{escape(row['tenant_name'])} ({tenant})"
+        cells.append(
+            [row["id"], escape(row["name"]), escape(row["email"]), row["role"], tenant, state]
         )
-    return table
+    tables.show(stdout(), USER_COLUMNS, cells, wide=wide)
 
 
 @users_app.command("list")
 def users_list(
     tenant: Annotated[str | None, typer.Option(help="Staff: one tenant's users.")] = None,
+    wide: WideFlag = False,
     json_out: JsonFlag = False,
 ) -> None:
     """The users you may see (staff: all; a tenant-admin: its tenant's)."""
@@ -65,49 +75,58 @@ def users_list(
     if json_out:
         _print_json(rows)
     else:
-        console.print(_users_table(rows))
+        _show_users(rows, wide)
 
 
 @users_app.command("disable")
 def users_disable(user_id: str, reason: Reason) -> None:
     """Disable a user: its tokens stop working at once."""
-    console.print(_users_table([ApiClient().post(f"/users/{user_id}/disable", {"reason": reason})]))
+    _show_users([ApiClient().post(f"/users/{user_id}/disable", {"reason": reason})])
 
 
 @users_app.command("enable")
 def users_enable(user_id: str, reason: Reason) -> None:
     """Enable a disabled user again (its unexpired, unrevoked tokens work again)."""
-    console.print(_users_table([ApiClient().post(f"/users/{user_id}/enable", {"reason": reason})]))
+    _show_users([ApiClient().post(f"/users/{user_id}/enable", {"reason": reason})])
 
 
 # --------------------------------------------------------------------- tokens
-def _tokens_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title_justify="left")
-    table.add_column("id", **ID_COLUMN)
-    for column in ("prefix", "label", "created", "expires", "state"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        state = f"revoked {_day(row['revoked_at'])}" if row.get("revoked_at") else "live"
-        table.add_row(
+TOKEN_COLUMNS = (
+    tables.key("id"),
+    tables.key("prefix", 2),
+    tables.text("label", 1),
+    tables.when("created", 3),
+    tables.when("expires", 2),
+    tables.text("state", 0),
+)
+
+
+def _show_tokens(rows: list[dict[str, Any]], wide: bool = False) -> None:
+    cells = [
+        [
             row["id"],
             row["prefix"],
-            row["label"] or "-",
+            escape(row["label"] or "-"),
             _day(row["created_at"]),
             _day(row["expires_at"]),
-            state,
-        )
-    return table
+            f"revoked {_day(row['revoked_at'])}" if row.get("revoked_at") else "live",
+        ]
+        for row in rows
+    ]
+    tables.show(stdout(), TOKEN_COLUMNS, cells, wide=wide)
 
 
 @tokens_app.command("list")
-def tokens_list(user: UserOption = None, json_out: JsonFlag = False) -> None:
+def tokens_list(
+    user: UserOption = None, wide: WideFlag = False, json_out: JsonFlag = False
+) -> None:
     """A user's tokens: live, expired and revoked (never their values)."""
     client = ApiClient()
     rows = client.get(f"/users/{_me(client, user)}/tokens")
     if json_out:
         _print_json(rows)
     else:
-        console.print(_tokens_table(rows))
+        _show_tokens(rows, wide)
 
 
 @tokens_app.command("issue")
@@ -124,7 +143,7 @@ def tokens_issue(
     if days is not None:
         body["ttl_days"] = days
     made = client.post(f"/users/{_me(client, user)}/tokens", body)
-    console.print(f"token {made['id']}, expires {_day(made['expires_at'])} UTC (shown once):")
+    stdout().print(f"token {made['id']}, expires {_day(made['expires_at'])} UTC (shown once):")
     print(made["token"])
 
 
@@ -132,4 +151,4 @@ def tokens_issue(
 def tokens_revoke(token_id: str, reason: Reason = "") -> None:
     """Revoke a token at once (`gpulease tokens list` shows the ids)."""
     row = ApiClient().post(f"/tokens/{token_id}/revoke", {"reason": reason or "revoked"})
-    console.print(_tokens_table([row]))
+    _show_tokens([row])

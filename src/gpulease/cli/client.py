@@ -8,6 +8,12 @@ where the client knows better what to do (a saved token this server does not kno
 message says so. A URL is the server's base URL: one ending in ``/api/v1`` is cut back to it
 (:func:`base_url`). Records named in a path go through :func:`segment` (a name may hold a
 space or a slash).
+
+Tests (and embedders) can run every command against an app in the same process:
+``with injected(http): ...`` makes each :class:`ApiClient` send through ``http`` (an
+``httpx.Client`` whose base URL ends in ``/api/v1``, such as Starlette's ``TestClient``)
+instead of opening a connection to ``GPULEASE_URL``; the bearer token still comes from the
+credentials, per request.
 """
 
 from __future__ import annotations
@@ -15,6 +21,9 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +36,17 @@ from gpulease.domain.errors import DomainError
 DEFAULT_URL = "http://127.0.0.1:8000"
 API_PREFIX = "/api/v1"
 UNKNOWN_TOKEN = "unknown_token"  # services.identity: a token the server does not know
+_injected: ContextVar[httpx.Client | None] = ContextVar("gpulease_cli_http", default=None)
+
+
+@contextmanager
+def injected(http: httpx.Client) -> Iterator[None]:
+    """Inside: every :class:`ApiClient` made without its own client sends through ``http``."""
+    mark = _injected.set(http)
+    try:
+        yield
+    finally:
+        _injected.reset(mark)
 
 
 class RemoteError(DomainError):
@@ -90,12 +110,20 @@ def save_credentials(creds: Credentials) -> Path:
 
 
 class ApiClient:
-    def __init__(self, creds: Credentials | None = None, timeout: float = 30.0) -> None:
+    _owned = True  # this client made its httpx client (and closes it)
+
+    def __init__(
+        self,
+        creds: Credentials | None = None,
+        timeout: float = 30.0,
+        *,
+        http: httpx.Client | None = None,
+    ) -> None:
         self.creds = creds or load_credentials()
-        headers = {"Authorization": f"Bearer {self.creds.token}"} if self.creds.token else {}
-        self._http = httpx.Client(
+        given = http or _injected.get()
+        self._owned = given is None
+        self._http = given or httpx.Client(
             base_url=base_url(self.creds.url) + API_PREFIX,
-            headers=headers,
             timeout=timeout,
             transport=httpx.HTTPTransport(retries=3),  # connection retries only
         )
@@ -106,7 +134,7 @@ class ApiClient:
 
     def post(self, path: str, body: dict[str, Any] | None = None, *, create: bool = False) -> Any:
         """POST; a create carries a fresh Idempotency-Key so a retry never duplicates it."""
-        headers = {"Idempotency-Key": str(uuid.uuid4())} if create else {}
+        headers = {"Idempotency-Key": str(uuid.uuid4())} if create else None
         clean = {k: v for k, v in (body or {}).items() if v is not None}
         return self._send("POST", path, json=clean, headers=headers)
 
@@ -115,9 +143,16 @@ class ApiClient:
         parts = [("files", (name, data)) for name, data in files.items()]
         return self._send("POST", path, files=parts, data=form)
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.creds.token}"} if self.creds.token else {}
+
+    def _send(
+        self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> Any:
         try:
-            response = self._http.request(method, path, **kwargs)
+            response = self._http.request(
+                method, path, headers=self._auth() | (headers or {}), **kwargs
+            )
         except httpx.TransportError as error:
             raise RemoteError(
                 "unreachable",
@@ -153,4 +188,5 @@ class ApiClient:
         )
 
     def close(self) -> None:
-        self._http.close()
+        if self._owned:
+            self._http.close()

@@ -4,20 +4,23 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console, Group, RenderableType
-from rich.table import Table
+from rich.markup import escape
+from rich.padding import Padding
+from rich.text import Text
 
+from gpulease.cli import tables
 from gpulease.cli.client import ApiClient
-from gpulease.cli.remote import ID_COLUMN
+from gpulease.cli.tables import WideFlag, stdout
 from gpulease.compliance.policy_packs import CUSTOMER_FIELDS
 from gpulease.data import plain_name
 from gpulease.domain.errors import InvalidRequest
 
-console = Console()
 kyc_app = typer.Typer(help="Tenant approval cases (KYC).", no_args_is_help=True)
 lists_app = typer.Typer(help="Screening lists: import, versions, diff.", no_args_is_help=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -28,53 +31,106 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2))
 
 
-def cases_table(rows: list[dict[str, Any]]) -> Table:
-    """Cases as a table: officers' rows with the verdict and the internal reason, tenants'
-    rows (``view: tenant``) with the status in plain words (they carry nothing else)."""
-    table = Table(title_justify="left")
-    officer = any(r.get("view", "officer") == "officer" for r in rows)
-    last = ("verdict", "end uses", "why") if officer else ("end uses", "status")
-    for column in ("case", "tenant", "state", *last):
-        table.add_column(column, **ID_COLUMN if column in ("case", "tenant") else {})
-    for r in rows:
-        cells: tuple[str, ...]
-        if officer:
-            colour = VERDICT_COLOUR.get(r.get("verdict", ""), "white")
-            verdict = f"[{colour}]{r.get('verdict', '')}[/]"
-            cells = (verdict, ", ".join(r["end_uses"]), r.get("state_reason", ""))
-        else:
-            cells = (", ".join(r["end_uses"]), r["status"])
-        table.add_row(r["id"], r["tenant_id"], r["state"], *cells)
-    return table
+CASE_COLUMNS = (
+    tables.key("case"),
+    tables.text("tenant", 3),
+    tables.text("state", 1),
+    tables.text("verdict", 0),
+    tables.text("end uses", 2),
+)
+TENANT_CASE_COLUMNS = (
+    tables.key("case"),
+    tables.text("state", 1),
+    tables.text("end uses", 2),
+    tables.text("status", 0),
+)
+
+
+def _case_cells(rows: list[dict[str, Any]]) -> tuple[tuple[tables.Col, ...], list[list[str]]]:
+    if not any(r.get("view", "officer") == "officer" for r in rows):
+        return TENANT_CASE_COLUMNS, [
+            [r["id"], escape(r["state"]), escape(", ".join(r["end_uses"])), escape(r["status"])]
+            for r in rows
+        ]
+    return CASE_COLUMNS, [
+        [
+            r["id"],
+            tables.named_cell(r.get("tenant_name"), r["tenant_id"]),
+            escape(r["state"]),
+            _verdict(r.get("verdict", "")),
+            escape(", ".join(r["end_uses"])),
+        ]
+        for r in rows
+    ]
+
+
+def cases_table(
+    rows: list[dict[str, Any]], *, width: int | None = None, wide: bool = False
+) -> Group:
+    """Cases as a table: officers' rows with the verdict, tenants' rows (``view: tenant``)
+    with the status in plain words (they carry nothing else). An officer's reason is a
+    paragraph: printed below the table, one per case, never squeezed into a column."""
+    cols, cells = _case_cells(rows)
+    parts: list[RenderableType] = [tables.render(cols, cells, width or stdout().width, wide=wide)]
+    if cols is CASE_COLUMNS:
+        parts += tables.paragraphs((r["id"], escape(r.get("state_reason", ""))) for r in rows)
+    return Group(*parts)
+
+
+def show_cases(rows: list[dict[str, Any]], *, wide: bool = False) -> None:
+    cols, cells = _case_cells(rows)
+    console = tables.widened(stdout(), cols, cells) if wide else stdout()
+    console.print(cases_table(rows, width=console.width, wide=wide))
+
+
+def _verdict(verdict: str) -> str:
+    return f"[{VERDICT_COLOUR.get(verdict, 'white')}]{escape(verdict)}[/]"
 
 
 def case_view(case: dict[str, Any]) -> Group:
     """A case: officers see its screening (hits with scores, reasons, the policy); a tenant
-    sees what it must supply, the end uses no approval allows, the approved ones and dates."""
-    lines: list[RenderableType] = [cases_table([case])]
+    sees what it must supply, the end uses no approval allows, the approved ones and dates.
+    Every value folds to the width, never cut."""
+    pairs = [
+        ("case", case["id"]),
+        ("tenant", tables.named(case.get("tenant_name"), case["tenant_id"])),
+        ("state", escape(case["state"])),
+    ]
+    lines: list[RenderableType] = []
     if case.get("view") == "tenant":
+        pairs += [
+            ("status", escape(case["status"])),
+            ("end uses", escape(", ".join(case["end_uses"]))),
+            ("submitted", tables.moment(case.get("submitted_at"), seconds=True)),
+            ("expires", tables.moment(case["expires_at"]) if case.get("expires_at") else ""),
+        ]
         for field in case["missing_identification"]:
-            lines.append(f"  more information needed: {CUSTOMER_FIELDS.get(field, field)}")
+            lines.append(Text(f"more information needed: {CUSTOMER_FIELDS.get(field, field)}"))
         for code in case["prohibited_end_uses"]:
-            lines.append(f"  end use no approval can allow (prohibited): {code}")
+            lines.append(Text(f"end use no approval can allow (prohibited): {code}"))
         if case["approved_end_uses"]:
-            lines.append(f"  approved end uses: {', '.join(case['approved_end_uses'])}")
-        for label, key in (("submitted", "submitted_at"), ("expires", "expires_at")):
-            if case.get(key):
-                lines.append(f"  {label}: {case[key][:19]}")
-        return Group(*lines)
+            approved = ", ".join(case["approved_end_uses"])
+            lines.append(Text(f"approved end uses: {approved}", overflow="fold"))
+        return Group(tables.fields(pairs), *lines)
+    pairs += [
+        ("verdict", _verdict(case.get("verdict", ""))),
+        ("end uses", escape(", ".join(case["end_uses"]))),
+        ("why", escape(case.get("state_reason", ""))),
+        ("submitted", tables.moment(case.get("submitted_at"), seconds=True)),
+        ("expires", tables.moment(case["expires_at"]) if case.get("expires_at") else ""),
+        ("policy", escape(", ".join(case.get("policy_versions") or []))),
+    ]
     screening = case.get("screening") or {}
     for reason in screening.get("reasons", []):
-        lines.append(f"  - {reason}")
+        lines.append(Padding(Text(f"- {reason}", overflow="fold"), (0, 0, 0, 2)))
     for party in screening.get("parties", []):
         for hit in party.get("hits", []):
-            lines.append(
-                f"  hit: {party['name']!r} ~ {hit['listed_name']!r} "
+            hit_line = (
+                f"hit: {party['name']!r} ~ {hit['listed_name']!r} "
                 f"({hit['source']} {hit['entry_id']}, score {hit['score']})"
             )
-    if case.get("policy_versions"):
-        lines.append(f"  policy in force: {', '.join(case['policy_versions'])}")
-    return Group(*lines)
+            lines.append(Padding(Text(hit_line, overflow="fold"), (0, 0, 0, 2)))
+    return Group(tables.fields(pairs), *lines)
 
 
 @kyc_app.command("submit")
@@ -97,11 +153,12 @@ def kyc_submit(
 @kyc_app.command("list")
 def kyc_list(
     state: Annotated[str | None, typer.Option(help="Only cases in this state.")] = None,
+    wide: WideFlag = False,
     json_out: JsonFlag = False,
 ) -> None:
-    """Cases, newest first (tenants: their own)."""
+    """Cases, newest first (tenants: their own); officers' reasons below the table."""
     rows = ApiClient().get("/kyc/cases", state=state)
-    _print_json(rows) if json_out else console.print(cases_table(rows))
+    _print_json(rows) if json_out else show_cases(rows, wide=wide)
 
 
 @kyc_app.command("show")
@@ -113,7 +170,7 @@ def kyc_show(case_id: str, json_out: JsonFlag = False) -> None:
 
 
 def _show(case: dict[str, Any]) -> None:
-    console.print(case_view(case))
+    stdout().print(case_view(case))
 
 
 @kyc_app.command("approve")
@@ -124,15 +181,13 @@ def kyc_approve(
 ) -> None:
     """Compliance officer: approve a case."""
     body: dict[str, Any] = {"reason": reason, "end_uses": end_use or None}
-    console.print(cases_table([ApiClient().post(f"/kyc/cases/{case_id}/approve", body)]))
+    show_cases([ApiClient().post(f"/kyc/cases/{case_id}/approve", body)])
 
 
 @kyc_app.command("reject")
 def kyc_reject(case_id: str, reason: Annotated[str, typer.Option(help="Why (recorded).")]) -> None:
     """Compliance officer: reject a case."""
-    console.print(
-        cases_table([ApiClient().post(f"/kyc/cases/{case_id}/reject", {"reason": reason})])
-    )
+    show_cases([ApiClient().post(f"/kyc/cases/{case_id}/reject", {"reason": reason})])
 
 
 @lists_app.command("import")
@@ -152,40 +207,58 @@ def lists_import(
 
     # read (and decompress: .xz, .gz) here, so a missing file is named before any upload
     files = {plain_name(n): b for n, b in read_files(path, format).items()}
-    with console.status(f"uploading and screening {path.name}..."):
+    progress = Console(stderr=True)
+    doing = f"uploading and screening {path.name}"
+    if progress.is_terminal:
+        with progress.status(f"{doing}..."):
+            report = ApiClient(timeout=600).upload(
+                "/lists", files, {"format": format, "label": label}
+            )
+    else:  # a pipe or a log: one line when it starts, one when it is done
+        progress.print(f"{datetime.now(UTC):%H:%M:%S} {doing}", highlight=False, soft_wrap=True)
         report = ApiClient(timeout=600).upload("/lists", files, {"format": format, "label": label})
+        progress.print(f"{datetime.now(UTC):%H:%M:%S} done", highlight=False)
     if json_out:
         _print_json(report)
         return
     snap = report["snapshot"]
-    console.print(
+    stdout().print(
         f"{snap['id']}: {snap['source']} {snap['label']}, {snap['entries']:,} "
         f"entries (+{report['added']} -{report['removed']} ~{report['changed']})"
     )
     for r in report["rescreened"]:
-        console.print(f"  {r['tenant_id']}: {r['outcome']} ({r['reason']})")
+        stdout().print(f"  {r['tenant_id']}: {r['outcome']} ({r['reason']})")
+
+
+LIST_COLUMNS = (
+    tables.key("id"),
+    tables.text("source", 1),
+    tables.text("label", 3),
+    tables.num("entries", 0),
+    tables.text("current", 2),
+    tables.when("imported", 4),
+)
 
 
 @lists_app.command("list")
-def lists_list(json_out: JsonFlag = False) -> None:
-    """Imported snapshots, newest first."""
+def lists_list(wide: WideFlag = False, json_out: JsonFlag = False) -> None:
+    """Imported snapshots, newest first (``lists diff OLD NEW`` takes two of the ids)."""
     rows = ApiClient().get("/lists")
     if json_out:
         _print_json(rows)
         return
-    table = Table(title_justify="left")
-    for column in ("id", "source", "label", "entries", "current", "imported"):
-        table.add_column(column)
-    for r in rows:
-        table.add_row(
+    cells = [
+        [
             r["id"],
-            r["source"],
-            r["label"],
+            escape(r["source"]),
+            escape(r["label"]),
             f"{r['entries']:,}",
             "yes" if r["current"] else "",
-            r["imported_at"][:19],
-        )
-    console.print(table)
+            tables.moment(r["imported_at"]),
+        ]
+        for r in rows
+    ]
+    tables.show(stdout(), LIST_COLUMNS, cells, wide=wide)
 
 
 @lists_app.command("diff")
@@ -196,11 +269,11 @@ def lists_diff(old: str, new: str, json_out: JsonFlag = False) -> None:
         _print_json(change)
         return
     for entry in change["added"]:
-        console.print(f"[green]+[/] {entry['entry_id']} {entry['name']}")
+        stdout().print(f"[green]+[/] {entry['entry_id']} {entry['name']}")
     for entry in change["removed"]:
-        console.print(f"[red]-[/] {entry['entry_id']} {entry['name']}")
+        stdout().print(f"[red]-[/] {entry['entry_id']} {entry['name']}")
     for entry in change["changed"]:
-        console.print(
+        stdout().print(
             f"[yellow]~[/] {entry['entry_id']} {entry['name']}: {', '.join(entry['fields'])}"
         )
 
@@ -216,32 +289,34 @@ def policy_command(
         _print_json(found)
         return
     if found.get("view") == "tenant":
-        console.print(f"on {found['as_of']}:")
-        console.print(f"  [red]prohibited[/] end uses: {', '.join(found['prohibited_end_uses'])}")
+        stdout().print(f"on {found['as_of']}:")
+        stdout().print(f"  [red]prohibited[/] end uses: {', '.join(found['prohibited_end_uses'])}")
         for who, key in (
             ("every customer", "identification_required_of_all_customers"),
             ("foreign customers", "identification_required_of_foreign_customers"),
         ):
             if found[key]:
                 wanted = "; ".join(CUSTOMER_FIELDS.get(f, f) for f in found[key])
-                console.print(f"  to supply ({who}): {wanted}")
+                stdout().print(f"  to supply ({who}): {wanted}")
         return
-    console.print(f"in force on {found['as_of']}: {', '.join(found['packs'])}")
+    stdout().print(f"in force on {found['as_of']}: {', '.join(found['packs'])}")
     for rule in found["rules"]:
-        console.print(f"  [green]active[/] {rule}")
+        stdout().print(f"  [green]active[/] {rule}")
     for rule, why in found["inactive"].items():
-        console.print(f"  [dim]inactive {rule}: {why}[/]")
+        stdout().print(f"  [dim]inactive {rule}: {why}[/]")
 
 
-def end_uses_command(json_out: JsonFlag = False) -> None:
+END_USE_COLUMNS = (tables.key("code"), tables.text("label", 1), tables.text("prohibited", 0))
+
+
+def end_uses_command(wide: WideFlag = False, json_out: JsonFlag = False) -> None:
     """The end-use vocabulary."""
     rows = ApiClient().get("/end-uses")
     if json_out:
         _print_json(rows)
         return
-    table = Table(title_justify="left")
-    for column in ("code", "label", "prohibited"):
-        table.add_column(column)
-    for r in rows:
-        table.add_row(r["code"], r["label"], "[red]prohibited[/]" if r["prohibited"] else "")
-    console.print(table)
+    cells = [
+        [r["code"], escape(r["label"]), "[red]prohibited[/]" if r["prohibited"] else ""]
+        for r in rows
+    ]
+    tables.show(stdout(), END_USE_COLUMNS, cells, wide=wide)

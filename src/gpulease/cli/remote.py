@@ -1,16 +1,26 @@
-"""Commands that talk to a gpulease server over HTTP: login, lease, job, nodes."""
+"""Commands that talk to a gpulease server over HTTP: login, lease, job, nodes.
+
+Listings go through :mod:`gpulease.cli.tables` (ids, numbers and money whole at any width;
+``--wide`` for every column); a single lease or job prints every field a person asks about.
+Following a job: ``--wait`` shows a spinner on a terminal and, off one, one timestamped line
+per change of state on standard error (standard output keeps the result); ``job logs -f``
+prints the log as the server has it, chunk by chunk (``?offset=``), until the job ends.
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from gpulease.cli import tables
 from gpulease.cli.client import (
     ApiClient,
     Credentials,
@@ -19,21 +29,24 @@ from gpulease.cli.client import (
     save_credentials,
     segment,
 )
+from gpulease.cli.tables import WideFlag, fields, stdout
 from gpulease.domain.errors import InvalidRequest
 
-console = Console()
 lease_app = typer.Typer(help="Request and inspect leases.", no_args_is_help=True)
 job_app = typer.Typer(help="Submit and follow jobs.", no_args_is_help=True)
 TERMINAL = {"succeeded", "failed", "cancelled"}
 LOG_POLL_S = 1.0  # how often `job logs -f` asks for more
-# Ids are what people copy into the next command: never cut them, whatever the width.
-ID_COLUMN: dict[str, Any] = {"no_wrap": True, "min_width": 19}
+WAIT_POLL_S = 0.5  # how often `--wait` asks for the job's state
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2))
+
+
+def _minute(value: str | None) -> str:
+    return tables.moment(value)
 
 
 def _moment(text: str) -> datetime:
@@ -56,10 +69,10 @@ def login_command(
     """Check a token against the server and remember both."""
     creds = Credentials(base_url(url), token)
     if creds.url != url.strip().rstrip("/"):
-        console.print(f"using the server's base URL {creds.url} (the client adds /api/v1)")
+        stdout().print(f"using the server's base URL {creds.url} (the client adds /api/v1)")
     me = ApiClient(creds).get("/me")
     path = save_credentials(creds)
-    console.print(f"logged in as {who_is(me)}; saved to {path}")
+    stdout().print(f"logged in as {who_is(me)}; saved to {path}")
 
 
 def who_is(me: dict[str, Any]) -> str:
@@ -73,26 +86,43 @@ def who_is(me: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------- leases
-def _lease_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title_justify="left")
-    for column in ("id", "tenant", "GPUs", "start", "end", "state", "price", "why"):
-        table.add_column(
-            column,
-            justify="right" if column in ("GPUs", "price") else "left",
-            **ID_COLUMN if column in ("id", "tenant") else {},
-        )
-    for r in rows:
-        table.add_row(
+LEASE_COLUMNS = (
+    tables.key("id"),
+    tables.text("tenant", 1),
+    tables.num("GPUs", 0),
+    tables.when("start", 4),
+    tables.when("end", 3),
+    tables.text("state", 1),
+    tables.num("price", 2),
+    tables.text("why", 5),
+)
+
+
+def _show(
+    cols: tuple[tables.Col, ...], rows: list[dict[str, Any]], cells: list[list[str]], wide: bool
+) -> None:
+    """Print the table; the tenant column only when the rows are of more than one tenant."""
+    shown: Sequence[tables.Col] = cols
+    if len({r["tenant_id"] for r in rows}) <= 1:
+        shown, cells = tables.without(cols, cells, "tenant")
+    tables.show(stdout(), shown, cells, wide=wide)
+
+
+def _show_leases(rows: list[dict[str, Any]], wide: bool = False) -> None:
+    cells = [
+        [
             r["id"],
-            r["tenant_id"],
+            tables.named_cell(r.get("tenant_name"), r["tenant_id"]),
             f"{r['gpus']:,}",
-            r["start"][:16],
-            r["end"][:16],
-            r["state"],
+            _minute(r["start"]),
+            _minute(r["end"]),
+            escape(r["state"]),
             f"{r['price']} {r['currency']}",
-            r["state_reason"],
-        )
-    return table
+            escape(r["state_reason"]),
+        ]
+        for r in rows
+    ]
+    _show(LEASE_COLUMNS, rows, cells, wide)
 
 
 @lease_app.command("request")
@@ -119,24 +149,48 @@ def lease_request(
     if json_out:
         _print_json(lease)
     else:
-        console.print(_lease_table([lease]))
+        _show_leases([lease])
 
 
 @lease_app.command("list")
 def lease_list(
     state: Annotated[str | None, typer.Option(help="Only leases in this state.")] = None,
+    wide: WideFlag = False,
     json_out: JsonFlag = False,
 ) -> None:
     """Your tenant's leases (operators: all)."""
     rows = ApiClient().get("/leases", state=state)
-    _print_json(rows) if json_out else console.print(_lease_table(rows))
+    _print_json(rows) if json_out else _show_leases(rows, wide)
 
 
 @lease_app.command("show")
 def lease_show(lease_id: str, json_out: JsonFlag = False) -> None:
-    """One lease."""
+    """One lease, every field."""
     lease = ApiClient().get(f"/leases/{lease_id}")
-    _print_json(lease) if json_out else console.print(_lease_table([lease]))
+    if json_out:
+        _print_json(lease)
+        return
+    stdout().print(
+        fields(
+            [
+                ("lease", lease["id"]),
+                ("tenant", tables.named(lease.get("tenant_name"), lease["tenant_id"])),
+                ("site", lease["site_id"]),
+                (
+                    "GPUs",
+                    f"{lease['gpus']:,}" + (f", {lease['racks']} racks" if lease["racks"] else ""),
+                ),
+                ("from", _minute(lease["start"])),
+                ("to", _minute(lease["end"])),
+                ("state", escape(lease["state"])),
+                ("why", escape(lease["state_reason"])),
+                ("price", f"{lease['price']} {lease['currency']}"),
+                ("rate", f"{lease['rate_per_gpu_hour']} {lease['currency']} per GPU-hour"),
+                ("created", _minute(lease["created_at"])),
+                ("updated", _minute(lease["updated_at"])),
+            ]
+        )
+    )
 
 
 @lease_app.command("decide")
@@ -149,24 +203,90 @@ def lease_decide(
     if action not in ("approve", "reject", "cancel", "suspend", "resume"):
         raise InvalidRequest(f"unknown action {action!r}", field="action")
     lease = ApiClient().post(f"/leases/{lease_id}/{action}", {"reason": reason})
-    console.print(_lease_table([lease]))
+    _show_leases([lease])
 
 
 # ----------------------------------------------------------------------- jobs
-def _job_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title_justify="left")
-    for column in ("id", "name", "GPUs", "state", "submitted", "why / outcome"):
-        table.add_column(
-            column,
-            justify="right" if column == "GPUs" else "left",
-            **ID_COLUMN if column == "id" else {},
-        )
-    colours = {"running": "green", "queued": "yellow", "failed": "red", "succeeded": "cyan"}
-    for r in rows:
-        why = r["wait_reason"] if r["state"] == "queued" else r["end_reason"]
-        state = f"[{colours.get(r['state'], 'white')}]{r['state']}[/]"
-        table.add_row(r["id"], r["name"], f"{r['gpus']:,}", state, r["submitted_at"][:19], why)
-    return table
+JOB_COLUMNS = (
+    tables.key("id"),
+    tables.text("tenant", 2),
+    tables.text("name", 3),
+    tables.num("GPUs", 0),
+    tables.text("state", 0),
+    tables.when("submitted", 4),
+    tables.text("why / outcome", 2),
+)
+COLOURS = {"running": "green", "queued": "yellow", "failed": "red", "succeeded": "cyan"}
+
+
+def _why(job: dict[str, Any]) -> str:
+    return str(job["wait_reason"] if job["state"] == "queued" else job["end_reason"])
+
+
+def _show_jobs(rows: list[dict[str, Any]], wide: bool = False) -> None:
+    cells = [
+        [
+            r["id"],
+            tables.named_cell(r.get("tenant_name"), r["tenant_id"]),
+            escape(r["name"]),
+            f"{r['gpus']:,}",
+            f"[{COLOURS.get(r['state'], 'white')}]{escape(r['state'])}[/]",
+            _minute(r["submitted_at"]),
+            escape(_why(r)),
+        ]
+        for r in rows
+    ]
+    _show(JOB_COLUMNS, rows, cells, wide)
+
+
+def _shape(job: dict[str, Any]) -> str:
+    """GPUs, how they are laid out and the topology asked for, in words."""
+    parts = [f"{job['gpus']:,}"]
+    if job["gpus_per_node"]:
+        parts.append(f"{job['gpus_per_node']} per node")
+    parts.append(f"topology {job['topology']}")
+    if job["segment"]:
+        parts.append(f"segments of {job['segment']:,} in one rack")
+    return ", ".join(parts)
+
+
+def _seconds(value: float | None) -> str:
+    return f"{value:,.0f} s" if value is not None else ""
+
+
+def show_job(job: dict[str, Any]) -> None:
+    """Everything a person asks about a job: what, whose, why it waits or how it ended,
+    when, and the GPUs it runs on."""
+    ended = job["state"] in TERMINAL
+    exit_code = job["exit_code"]
+    runs = f"{job['starts']} start(s), {job['preemptions']} preemption(s)"
+    pairs = [
+        ("job", job["id"] + (f"  {escape(job['name'])}" if job["name"] else "")),
+        ("tenant", tables.named(job.get("tenant_name"), job["tenant_id"])),
+        ("state", f"[{COLOURS.get(job['state'], 'white')}]{escape(job['state'])}[/]"),
+        ("waits because" if job["state"] == "queued" else "outcome", escape(_why(job))),
+        ("exit code", "" if exit_code is None else str(exit_code)),
+        ("purpose", escape(job["purpose"])),
+        ("GPUs", _shape(job)),
+        ("priority", job["priority"] + ("" if job["preemptible"] else ", not preemptible")),
+        ("lease", job["lease_id"] or "none named"),
+        ("borrowed", "yes: runs on GPUs another lease holds" if job["borrowed"] else ""),
+        ("site", job["site_id"]),
+        ("command", escape(job["command"] or "")),
+        ("image", escape(job["image"] or "")),
+        ("walltime", _seconds(job["walltime_s"])),
+        ("duration", _seconds(job["duration_s"]) + " (simulated)" if job["duration_s"] else ""),
+        ("submitted", tables.moment(job["submitted_at"], seconds=True)),
+        ("started", tables.moment(job["started_at"], seconds=True) if job["started_at"] else ""),
+        ("ended", tables.moment(job["ended_at"], seconds=True) if ended else ""),
+        ("preempt at", tables.moment(job["preempt_at"], seconds=True) if job["preempt_at"] else ""),
+        ("runs", runs if job["starts"] else ""),
+    ]
+    for part in job["allocation"]:
+        slots = ",".join(str(s) for s in part["slots"])
+        serials = ", ".join(part["gpu_serials"])
+        pairs.append(("ran on" if ended else "on", f"{part['node_id']}: GPUs {slots} ({serials})"))
+    stdout().print(fields(pairs))
 
 
 @job_app.command("submit")
@@ -183,7 +303,10 @@ def job_submit(
     duration: Annotated[float | None, typer.Option(help="Simulated executor: run time.")] = None,
     priority: Annotated[str, typer.Option(help="low, normal, high or critical.")] = "normal",
     lease: Annotated[str | None, typer.Option(help="Lease id to charge.")] = None,
-    wait: Annotated[bool, typer.Option(help="Wait until the job ends, showing its state.")] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(help="Wait until the job ends, showing each change of its state."),
+    ] = False,
     json_out: JsonFlag = False,
 ) -> None:
     """Submit a job."""
@@ -208,71 +331,99 @@ def job_submit(
     if json_out:
         _print_json(job)
     else:
-        console.print(_job_table([job]))
+        _show_jobs([job])
     if wait and job["state"] != "succeeded":
         raise typer.Exit(1)
 
 
 def _follow(client: ApiClient, job: dict[str, Any]) -> dict[str, Any]:
+    """Poll the job until it ends. On a terminal, a spinner with its state; otherwise (a
+    pipe, a log file, CI) one line per change of state, with the time, on standard error
+    (standard output keeps the result, JSON or table)."""
+    progress = Console(stderr=True)
     last = ""
-    with console.status(f"{job['id']}: {job['state']}") as status:
-        while job["state"] not in TERMINAL:
-            line = f"{job['id']}: {job['state']} {job['wait_reason']}".strip()
-            if line != last:
-                status.update(line)
-                last = line
-            time.sleep(0.5)
-            job = client.get(f"/jobs/{job['id']}")
-    return job
+
+    def line(job: dict[str, Any]) -> str:
+        return f"{job['id']}: {job['state']} {_why(job)}".strip()
+
+    if progress.is_terminal:
+        with progress.status(line(job)) as status:
+            while job["state"] not in TERMINAL:
+                time.sleep(WAIT_POLL_S)
+                job = client.get(f"/jobs/{job['id']}")
+                status.update(line(job))
+        return job
+    while True:
+        now = line(job)
+        if now != last:
+            stamp = datetime.now(UTC).strftime("%H:%M:%S")
+            progress.print(f"{stamp} {now}", highlight=False, soft_wrap=True)
+            last = now
+        if job["state"] in TERMINAL:
+            return job
+        time.sleep(WAIT_POLL_S)
+        job = client.get(f"/jobs/{job['id']}")
 
 
 @job_app.command("list")
 def job_list(
     state: Annotated[str | None, typer.Option(help="Only jobs in this state.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many.")] = 50,
+    limit: Annotated[int, typer.Option(min=1, max=5000, help="At most this many.")] = 50,
+    wide: WideFlag = False,
     json_out: JsonFlag = False,
 ) -> None:
     """Your tenant's jobs, newest first (operators: all)."""
     rows = ApiClient().get("/jobs", state=state, limit=limit)
-    _print_json(rows) if json_out else console.print(_job_table(rows))
+    _print_json(rows) if json_out else _show_jobs(rows, wide)
 
 
 @job_app.command("show")
 def job_show(job_id: str, json_out: JsonFlag = False) -> None:
-    """One job, with the GPUs it runs on."""
+    """One job: purpose, shape, lease, times, why it waits or how it ended, its GPUs."""
     job = ApiClient().get(f"/jobs/{job_id}")
-    if json_out:
-        _print_json(job)
-        return
-    console.print(_job_table([job]))
-    for part in job["allocation"]:
-        slots = ",".join(str(s) for s in part["slots"])
-        console.print(f"  {part['node_id']}: GPUs {slots} ({', '.join(part['gpu_serials'])})")
+    _print_json(job) if json_out else show_job(job)
 
 
 @job_app.command("logs")
 def job_logs(
     job_id: str,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing as it runs, until it ends.")
+    ] = False,
 ) -> None:
-    """A job's output, fetched in bounded chunks; with -f, printed as it comes until the
+    """A job's output, fetched in bounded chunks; with -f, printed as it arrives until the
     job ends."""
-    client = ApiClient()
+
+    def write(text: str) -> None:
+        print(text, end="", flush=True)
+
+    if not follow_log(ApiClient(), job_id, write, follow=follow):
+        print()
+
+
+def follow_log(
+    client: ApiClient,
+    job_id: str,
+    write: Callable[[str], None],
+    *,
+    follow: bool,
+    poll_s: float = LOG_POLL_S,
+) -> bool:
+    """Hand the job's log to ``write`` chunk by chunk as the server has it (``?offset=``);
+    with ``follow``, ask again every ``poll_s`` seconds until the server says the log is
+    complete (the job ended and every byte was read). True if the text ended a line."""
     offset, ends_line = 0, True
     while True:
         chunk = client.get(f"/jobs/{job_id}/logs", offset=offset)
-        text = chunk["text"]
-        if text:
-            print(text, end="", flush=True)
-            ends_line = text.endswith("\n")
+        if chunk["text"]:
+            write(chunk["text"])
+            ends_line = chunk["text"].endswith("\n")
         moved, offset = chunk["next_offset"] > offset, chunk["next_offset"]
         if offset < chunk["size"] and moved:
             continue  # more is there already: the next chunk at once
         if chunk["complete"] or not follow:
-            break
-        time.sleep(LOG_POLL_S)
-    if not ends_line:
-        print()
+            return ends_line
+        time.sleep(poll_s)
 
 
 @job_app.command("cancel")
@@ -282,9 +433,9 @@ def job_cancel(job_id: str, reason: Annotated[str, typer.Option(help="Why.")] = 
     job = client.get(f"/jobs/{segment(job_id)}")
     if job["state"] in TERMINAL:  # the server would change nothing: say so
         ended = (job.get("ended_at") or "")[:19].replace("T", " ")
-        console.print(f"job {job['id']} already ended ({job['state']} at {ended}); nothing to do")
+        stdout().print(f"job {job['id']} already ended ({job['state']} at {ended}); nothing to do")
         return
-    console.print(_job_table([client.post(f"/jobs/{job['id']}/cancel", {"reason": reason})]))
+    _show_jobs([client.post(f"/jobs/{job['id']}/cancel", {"reason": reason})])
 
 
 # ---------------------------------------------------------------------- nodes
@@ -312,11 +463,11 @@ def nodes_command(
         )
         down = ", ".join(f"{n['id']} {n['state']}" for n in nodes if n["state"] != "up")
         table.add_row(rack_id, f"{up}/{len(nodes)}", f"{used}/{total}", bar, down)
-    console.print(table)
+    stdout().print(table)
 
 
 def whoami_command() -> None:
     """Who the saved (or GPULEASE_TOKEN) credentials belong to."""
     creds = load_credentials()
     me = ApiClient(creds).get("/me")
-    console.print(f"{who_is(me)} at {creds.url}")
+    stdout().print(f"{who_is(me)} at {creds.url}")

@@ -11,15 +11,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 from rich.tree import Tree
 
+from gpulease.cli import tables
 from gpulease.cli.client import ApiClient, segment
+from gpulease.cli.tables import WideFlag, key, num, stdout, text, when
 from gpulease.services.reports import render_html
 
-console = Console()
 report_app = typer.Typer(
     help="Disclosure reports: end users, GPU provenance, large training runs.",
     no_args_is_help=True,
@@ -53,12 +52,16 @@ def _v(value: Any) -> str:
     return f"[{COLOURS[_CLASSES.get(text, 'neutral')]}]{escape(text)}[/]"
 
 
+def _day(value: Any) -> str:
+    return str(value)[:10] if value else "-"
+
+
 def _e(value: Any) -> str:
     return escape("" if value is None else str(value))
 
 
 def _when(value: Any) -> str:
-    return str(value)[:19].replace("T", " ") if value else "—"
+    return str(value)[:19].replace("T", " ") if value else "-"
 
 
 def _finish(report: dict[str, Any], kind: str, html: Path | None, json_out: bool) -> bool:
@@ -70,16 +73,65 @@ def _finish(report: dict[str, Any], kind: str, html: Path | None, json_out: bool
         print(json.dumps(report, indent=2))
         return False
     if html is not None:
-        console.print(f"HTML report written to {escape(str(html))}")
+        stdout().print(f"HTML report written to {escape(str(html))}")
     return True
 
 
-def _table(title: str, *columns: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        right = column in ("%", "effective %", "GPU-hours", "jobs", "requests", "GPUs", "seconds")
-        table.add_column(column, justify="right" if right else "left")
-    return table
+def _table(title: str, cols: tuple[tables.Col, ...], cells: list[list[str]], wide: bool) -> None:
+    tables.show(stdout(), cols, cells, wide=wide, title=title)
+
+
+WHO = (text("party", 0), text("kind", 2), text("countries", 3), text("identifiers", 1))
+HITS = (
+    text("party", 0),
+    text("outcome", 0),
+    text("list", 2),
+    key("entry", 1),
+    text("listed name", 1),
+    num("score", 1),
+)
+DECISIONS = (
+    key("case"),
+    text("verdict", 1),
+    text("officer", 1),
+    text("decision", 0),
+    when("at", 3),
+    text("reason", 2),
+    text("policy packs", 4),
+)
+USED = (text("purpose", 0), text("end use", 1), num("GPU-hours", 0), num("jobs", 0))
+ACCESS = (
+    key("IP address"),
+    text("user", 1),
+    when("first seen", 3),
+    when("last seen", 2),
+    num("requests", 0),
+)
+CUSTODY = (
+    when("when", 0),
+    text("event", 0),
+    text("holder", 1),
+    text("location", 2),
+    text("document", 3),
+)
+USAGE = (
+    text("tenant", 1),
+    key("job"),
+    text("purpose", 2),
+    when("start", 3),
+    when("end", 3),
+    num("GPU-hours", 0),
+)
+RUNS = (
+    key("job"),
+    text("tenant", 2),
+    text("purpose", 3),
+    text("state", 1),
+    num("GPUs", 0),
+    num("seconds", 1),
+    text("basis", 4),
+    num("estimate", 0),
+)
 
 
 # ---------------------------------------------------------------------- disclosure
@@ -90,6 +142,7 @@ def disclosure_command(
     ],
     html: HtmlOut = None,
     as_of: Annotated[str | None, typer.Option(help="ISO date-time (default: now).")] = None,
+    wide: WideFlag = False,
     json_out: JsonFlag = False,
 ) -> None:
     """A tenant's end user: who, why, owners, restricted-party links, decisions, use, IPs."""
@@ -97,25 +150,26 @@ def disclosure_command(
     if not _finish(report, "disclosure", html, json_out):
         return
     tenant, standing = report["tenant"], report["standing"]
-    console.print(
+    stdout().print(
         f"[bold]End-user disclosure: {_e(tenant['name'])}[/] ({_e(tenant['id'])}, "
         f"{_e(tenant['country'])}, {_e(tenant['kind'])}) as of {_when(report['as_of'])}"
     )
-    console.print(
+    stdout().print(
         f"standing: {_v(standing['approval'])} ({_e(standing['reason'])}); "
         f"expires {_when(standing['expires_at'])}"
     )
-    parties = _table("who", "party", "kind", "countries", "identifiers")
-    for p in report["who"]["parties"]:
-        parties.add_row(
+    parties = [
+        [
             _e(p["name"]) + (" [dim](tenant)[/]" if p["is_tenant"] else ""),
             _e(p["kind"]),
             _e(", ".join(p["countries"])),
             _e("; ".join(f"{i['type']}: {i['value']}" for i in p["identifiers"])),
-        )
-    console.print(parties)
+        ]
+        for p in report["who"]["parties"]
+    ]
+    _table("who", WHO, parties, wide)
     why = report["why"]
-    console.print(
+    stdout().print(
         "declared end uses: "
         + _e(", ".join(u["code"] for u in why["declared_end_uses"]) or "—")
         + "\napproved end uses: "
@@ -124,65 +178,64 @@ def disclosure_command(
     )
     root = report["ownership"]["tree"]
     if root is not None:
-        console.print(_ownership_tree(root))
+        stdout().print(_ownership_tree(root))
     links = report["restricted_links"]
-    console.print(
+    stdout().print(
         f"screening verdict: {_v(links['verdict'])}; ownership: {_v(links['ownership']['verdict'])}"
     )
     for reason in links["reasons"]:
-        console.print(f"  - {_e(reason)}")
+        stdout().print(f"  - {_e(reason)}")
     if links["hits"]:
-        hits = _table("list hits", "party", "outcome", "list", "entry", "listed name", "score")
-        for h in links["hits"]:
-            hits.add_row(
+        hits = [
+            [
                 _e(h["party"]),
                 _v(h["outcome"]),
                 _e(h["source"]),
                 _e(h["entry_id"]),
                 _e(h["listed_name"]),
                 _e(h["score"]),
-            )
-        console.print(hits)
+            ]
+            for h in links["hits"]
+        ]
+        _table("list hits", HITS, hits, wide)
     for flag in links["red_flags"]:
-        console.print(f"  [yellow]red flag[/] {_e(flag['kind'])}: {_e(flag['reason'])}")
-    decisions = _table(
-        "decisions", "case", "verdict", "officer", "decision", "at", "reason", "policy packs"
-    )
-    for case in report["decisions"]:
-        for d in case["decisions"] or [None]:
-            decisions.add_row(
-                _e(case["case_id"]),
-                _v(case["verdict"]),
-                _e(d["officer_id"]) if d else "—",
-                _v(d["decision"]) if d else _v(case["state"]),
-                _when(d["at"]) if d else "—",
-                _e(d["reason"]) if d else _e(case["state_reason"]),
-                _e(", ".join(d["policy_packs"] if d else case["policy_packs"])),
-            )
-    console.print(decisions)
+        stdout().print(f"  [yellow]red flag[/] {_e(flag['kind'])}: {_e(flag['reason'])}")
+    decisions = [
+        [
+            _e(case["case_id"]),
+            _v(case["verdict"]),
+            _officer(d) if d else "-",
+            _v(d["decision"]) if d else _v(case["state"]),
+            _when(d["at"]) if d else "-",
+            _e(d["reason"]) if d else _e(case["state_reason"]),
+            _e(", ".join(d["policy_packs"] if d else case["policy_packs"])),
+        ]
+        for case in report["decisions"]
+        for d in case["decisions"] or [None]
+    ]
+    _table("decisions", DECISIONS, decisions, wide)
     compute = report["compute"]
-    used = _table(
-        f"compute used: {compute['gpu_hours']:,.1f} GPU-hours",
-        "purpose",
-        "end use",
-        "GPU-hours",
-        "jobs",
-    )
-    for p in compute["by_purpose"]:
-        used.add_row(
-            _e(p["purpose"]), _e(p["end_use"] or "—"), f"{p['gpu_hours']:,.2f}", str(p["jobs"])
-        )
-    console.print(used)
-    access = _table("access", "IP address", "user", "first seen", "last seen", "requests")
-    for a in report["access"]:
-        access.add_row(
+    used = [
+        [_e(p["purpose"]), _e(p["end_use"] or "-"), f"{p['gpu_hours']:,.2f}", f"{p['jobs']:,}"]
+        for p in compute["by_purpose"]
+    ]
+    _table(f"compute used: {compute['gpu_hours']:,.1f} GPU-hours", USED, used, wide)
+    access = [
+        [
             _e(a["ip"]),
             _e(a["user"] or a["user_id"]),
             _when(a["first_seen"]),
             _when(a["last_seen"]),
             f"{a['requests']:,}",
-        )
-    console.print(access)
+        ]
+        for a in report["access"]
+    ]
+    _table("access", ACCESS, access, wide)
+
+
+def _officer(decision: dict[str, Any]) -> str:
+    """The officer's name above the id (the id alone when the name is unknown)."""
+    return tables.named_cell(decision.get("officer"), _e(decision["officer_id"]))
 
 
 def _ownership_tree(root: dict[str, Any]) -> Tree:
@@ -210,6 +263,7 @@ def _ownership_tree(root: dict[str, Any]) -> Tree:
 def gpu_command(
     serial: Annotated[str, typer.Argument(help="The GPU's serial number.")],
     html: HtmlOut = None,
+    wide: WideFlag = False,
     json_out: JsonFlag = False,
 ) -> None:
     """Where a GPU is, its chain of custody, and which tenants used it for what."""
@@ -217,28 +271,28 @@ def gpu_command(
     if not _finish(report, "gpu", html, json_out):
         return
     where = report["location"]
-    console.print(
+    stdout().print(
         f"[bold]GPU {_e(report['gpu']['serial'])}[/] ({_e(report['gpu']['model'])}): "
         f"{_e(where['site'])}, {_e(where['city'])} {_e(where['country'])}; rack "
         f"{_e(where['rack_serial'])}, tray {_e(where['node_serial'])}, slot {where['slot']}"
     )
-    custody = _table("chain of custody", "when", "event", "holder", "location", "document")
-    for e in report["custody"]:
-        custody.add_row(
-            _when(e["at"]), _e(e["event"]), _e(e["holder"]), _e(e["location"]), _e(e["document"])
-        )
-    console.print(custody)
-    usage = _table("who used it", "tenant", "job", "purpose", "start", "end", "GPU-hours")
-    for u in report["usage"]:
-        usage.add_row(
+    custody = [
+        [_day(e["at"]), _e(e["event"]), _e(e["holder"]), _e(e["location"]), _e(e["document"])]
+        for e in report["custody"]
+    ]
+    _table("chain of custody", CUSTODY, custody, wide)
+    usage = [
+        [
             _e(u["tenant"]),
             _e(u["job_id"]),
             _e(u["purpose"]),
             _when(u["start"]),
             "[green]running[/]" if u["running"] else _when(u["end"]),
             f"{u['gpu_hours']:,.3f}",
-        )
-    console.print(usage)
+        ]
+        for u in report["usage"]
+    ]
+    _table("who used it", USAGE, usage, wide)
 
 
 # ------------------------------------------------------------------- large runs
@@ -254,6 +308,7 @@ def large_runs_command(
         str | None, typer.Option(help="Fraction of peak sustained (default 0.4).")
     ] = None,
     html: HtmlOut = None,
+    wide: WideFlag = False,
     json_out: JsonFlag = False,
 ) -> None:
     """Jobs whose estimated compute (GPUs x seconds x peak x utilisation) passes a threshold."""
@@ -266,27 +321,16 @@ def large_runs_command(
     if not _finish(report, "large-runs", html, json_out):
         return
     terms = report["terms"]
-    console.print(f"[bold]Large training runs: at least {report['threshold_sci']} operations[/]")
+    stdout().print(f"[bold]Large training runs: at least {report['threshold_sci']} operations[/]")
     if report["threshold_note"]:
-        console.print(f"[dim]{_e(report['threshold_note'])}[/]")
-    console.print(
+        stdout().print(f"[dim]{_e(report['threshold_note'])}[/]")
+    stdout().print(
         f"{_e(report['formula'])}\n  peak {terms['peak_flops_per_gpu_sci']} FLOP/s per GPU "
         f"({_e(terms['peak_source'])}); utilisation {terms['utilisation']}\n"
         f"  seconds: {_e(terms['seconds'])}"
     )
-    table = _table(
-        f"{len(report['runs'])} of {report['jobs_considered']} jobs",
-        "job",
-        "tenant",
-        "purpose",
-        "state",
-        "GPUs",
-        "seconds",
-        "basis",
-        "estimate",
-    )
-    for j in report["runs"]:
-        table.add_row(
+    runs = [
+        [
             _e(j["job_id"]),
             _e(j["tenant"]),
             _e(j["purpose"]),
@@ -295,5 +339,7 @@ def large_runs_command(
             f"{j['seconds']:,.0f}",
             _e(j["seconds_basis"]),
             f"[red]{j['estimated_ops_sci']}[/]",
-        )
-    console.print(table)
+        ]
+        for j in report["runs"]
+    ]
+    _table(f"{len(report['runs'])} of {report['jobs_considered']} jobs", RUNS, runs, wide)

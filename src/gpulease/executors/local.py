@@ -7,7 +7,9 @@ and the kernel); Slurm is for that.
 Isolation. A run is ``/bin/sh -c <command>`` in its own session (process group) with:
 
 * a minimal environment, built from nothing: ``PATH`` (:data:`SAFE_PATH`), ``HOME`` and
-  ``TMPDIR`` (its scratch directory), ``LANG=C.UTF-8`` and the variables of
+  ``TMPDIR`` (its scratch directory), ``LANG=C.UTF-8``, ``PYTHONUNBUFFERED=1`` (a Python
+  run's output reaches its log as it prints, not when a buffer fills, and is not lost when
+  the run is stopped: a pipe would make it block-buffered) and the variables of
   :meth:`Launch.environment` (``CUDA_VISIBLE_DEVICES``, ``GPULEASE_JOB_ID``,
   ``GPULEASE_RUN``...). Nothing of the server's environment reaches it (no database URL,
   no secrets);
@@ -200,9 +202,13 @@ class LocalExecutor:
     def environment(self, launch: Launch, scratch: Path) -> dict[str, str]:
         """The run's whole environment: nothing inherited from the server."""
         home = str(scratch)
-        return {"PATH": SAFE_PATH, "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8"} | (
-            launch.environment()
-        )
+        return {
+            "PATH": SAFE_PATH,
+            "HOME": home,
+            "TMPDIR": home,
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",
+        } | launch.environment()
 
     def _make_scratch(self, launch: Launch, run_as: RunAs) -> Path:
         # mode 0700, a name no other run shares

@@ -46,17 +46,24 @@ from gpulease.domain.access import Action, Principal
 from gpulease.domain.errors import InvalidRequest
 from gpulease.domain.states import KycState
 from gpulease.persistence.tables import KycCase
-from gpulease.services import kyc, screening_lists
+from gpulease.services import kyc, names, screening_lists
+from gpulease.services.context import ServiceContext
 from gpulease.services.lookup import Kind, resolve, resolve_optional
 from gpulease.services.screening_lists import entry_to_json
 
 router = APIRouter(tags=["compliance"])
 
 
-def _case_out(me: Principal, case: KycCase) -> KycCaseOut | KycCaseTenantOut:
-    """The case as ``me`` may see it: whole for operator staff, the tenant's view otherwise."""
+def _case_out(
+    me: Principal, case: KycCase, ctx: ServiceContext | None = None
+) -> KycCaseOut | KycCaseTenantOut:
+    """The case as ``me`` may see it: whole for operator staff (with ``ctx``, the tenant's
+    name beside its id), the tenant's view otherwise."""
     if me.can(Action.SCREENING_READ):
-        return KycCaseOut.model_validate(case)
+        out = KycCaseOut.model_validate(case)
+        if ctx is not None:
+            out.tenant_name = names.tenant_name(ctx, case.tenant_id)
+        return out
     view = tenant_case_view(case)
     return KycCaseTenantOut(
         id=view.id,
@@ -104,7 +111,7 @@ def submit_case(body: KycCaseCreate, ctx: Ctx, me: Me) -> KycCaseOut | KycCaseTe
     tenant_id = me.acting_tenant(
         resolve_optional(ctx, me, Kind.TENANT, body.tenant_id, Action.KYC_SUBMIT)
     )
-    return _case_out(me, kyc.submit_case(ctx, me, tenant_id, submission))
+    return _case_out(me, kyc.submit_case(ctx, me, tenant_id, submission), ctx)
 
 
 @router.get("/kyc/cases", response_model=list[KycCaseView], responses=ERROR_RESPONSES)
@@ -113,13 +120,13 @@ def list_cases(
 ) -> list[KycCaseOut | KycCaseTenantOut]:
     """Cases, newest first: every case for operator staff, a tenant's own (its view) else."""
     cases = kyc.list_cases(ctx, me, state.value if state else None)
-    return [_case_out(me, c) for c in cases]
+    return [_case_out(me, c, ctx) for c in cases]
 
 
 @router.get("/kyc/cases/{case_id}", response_model=KycCaseView, responses=ERROR_RESPONSES)
 def show_case(case_id: Ref, ctx: Ctx, me: Me) -> KycCaseOut | KycCaseTenantOut:
     case_id = resolve(ctx, me, Kind.KYC_CASE, case_id, Action.KYC_READ)
-    return _case_out(me, kyc.get_case(ctx, me, case_id))
+    return _case_out(me, kyc.get_case(ctx, me, case_id), ctx)
 
 
 @router.post("/kyc/cases/{case_id}/approve", response_model=KycCaseView, responses=ERROR_RESPONSES)
@@ -131,7 +138,7 @@ def approve_case(
     case = kyc.decide_case(
         ctx, me, case_id, approve=True, reason=body.reason, end_uses=body.end_uses
     )
-    return _case_out(me, case)
+    return _case_out(me, case, ctx)
 
 
 @router.post("/kyc/cases/{case_id}/reject", response_model=KycCaseView, responses=ERROR_RESPONSES)
@@ -140,7 +147,7 @@ def reject_case(
 ) -> KycCaseOut | KycCaseTenantOut:
     """Compliance officer: reject a case."""
     case_id = resolve(ctx, me, Kind.KYC_CASE, case_id, Action.KYC_DECIDE)
-    return _case_out(me, kyc.decide_case(ctx, me, case_id, approve=False, reason=body.reason))
+    return _case_out(me, kyc.decide_case(ctx, me, case_id, approve=False, reason=body.reason), ctx)
 
 
 @router.post("/kyc/rescreen", response_model=list[RescreenOut], responses=ERROR_RESPONSES)

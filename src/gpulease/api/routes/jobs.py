@@ -28,7 +28,7 @@ from gpulease.domain.errors import Unauthenticated
 from gpulease.domain.states import JobState
 from gpulease.persistence.tables import Job
 from gpulease.services import job_logs as job_logs_service
-from gpulease.services import jobs
+from gpulease.services import jobs, names
 from gpulease.services.context import ServiceContext
 from gpulease.services.idempotency import Idempotent
 from gpulease.services.lookup import Kind, resolve, resolve_optional
@@ -37,9 +37,13 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 _SUBMISSION_FIELDS = {f.name for f in fields(jobs.JobSubmission)}
 
 
-def job_out(job: Job, ctx: ServiceContext | None = None) -> JobOut:
+def job_out(job: Job, ctx: ServiceContext | None = None, *, allocation: bool = True) -> JobOut:
+    """The job's answer; with ``ctx``, its tenant's name beside the id and (unless
+    ``allocation`` is False, as in listings) the GPUs it holds."""
     out = JobOut.model_validate(job)
     if ctx is not None:
+        out.tenant_name = names.tenant_name(ctx, job.tenant_id)
+    if ctx is not None and allocation:
         out.allocation = [
             AllocationOut(node_id=node, slots=slots, gpu_serials=serials)
             for node, slots, serials in jobs.allocation(ctx, job)
@@ -84,7 +88,7 @@ def list_jobs(
     found = jobs.list_jobs(
         ctx, me, state=state.value if state else None, tenant_id=tenant, limit=limit
     )
-    return [job_out(job) for job in found]
+    return [job_out(job, ctx, allocation=False) for job in found]
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=ERROR_RESPONSES)

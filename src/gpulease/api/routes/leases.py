@@ -15,7 +15,8 @@ from gpulease.api.schemas import ERROR_RESPONSES, LeaseCreate, LeaseDecision, Le
 from gpulease.domain.access import Action
 from gpulease.domain.states import LeaseState
 from gpulease.persistence.tables import Lease
-from gpulease.services import leases
+from gpulease.services import leases, names
+from gpulease.services.context import ServiceContext
 from gpulease.services.idempotency import Idempotent
 from gpulease.services.inventory import default_site
 from gpulease.services.lookup import Kind, resolve, resolve_optional
@@ -23,10 +24,12 @@ from gpulease.services.lookup import Kind, resolve, resolve_optional
 router = APIRouter(prefix="/leases", tags=["leases"])
 
 
-def lease_out(lease: Lease) -> LeaseOut:
+def lease_out(lease: Lease, ctx: ServiceContext | None = None) -> LeaseOut:
+    """The lease's answer; with ``ctx``, its tenant's name beside the id."""
     return LeaseOut(
         id=lease.id,
         tenant_id=lease.tenant_id,
+        tenant_name=names.tenant_name(ctx, lease.tenant_id) if ctx is not None else "",
         site_id=lease.site_id,
         gpus=lease.gpus,
         racks=lease.racks,
@@ -63,7 +66,7 @@ def request_lease(
         tenant_id=resolve_optional(ctx, me, Kind.TENANT, body.tenant_id, Action.LEASE_REQUEST),
     )
     idem = Idempotent.of(idempotency_key, "lease.request", body.model_dump(mode="json"))
-    return lease_out(leases.request_lease(ctx, me, req, idem))
+    return lease_out(leases.request_lease(ctx, me, req, idem), ctx)
 
 
 @router.get("", response_model=list[LeaseOut], responses=ERROR_RESPONSES)
@@ -71,7 +74,7 @@ def list_leases(
     ctx: Ctx, me: Me, state: Annotated[LeaseState | None, Query()] = None
 ) -> list[LeaseOut]:
     return [
-        lease_out(lease)
+        lease_out(lease, ctx)
         for lease in leases.list_leases(ctx, me, state=state.value if state else None)
     ]
 
@@ -79,7 +82,7 @@ def list_leases(
 @router.get("/{lease_id}", response_model=LeaseOut, responses=ERROR_RESPONSES)
 def show_lease(lease_id: Ref, ctx: Ctx, me: Me) -> LeaseOut:
     lease_id = resolve(ctx, me, Kind.LEASE, lease_id, Action.LEASE_READ)
-    return lease_out(leases.get_lease(ctx, me, lease_id))
+    return lease_out(leases.get_lease(ctx, me, lease_id), ctx)
 
 
 def _decision(action: str, target: LeaseState, doc: str) -> None:
@@ -88,7 +91,7 @@ def _decision(action: str, target: LeaseState, doc: str) -> None:
     def endpoint(lease_id: Ref, ctx: Ctx, me: Me, body: LeaseDecision | None = None) -> LeaseOut:
         reason = body.reason if body else ""
         found = resolve(ctx, me, Kind.LEASE, lease_id, needs)
-        return lease_out(leases.decide(ctx, me, found, target, reason))
+        return lease_out(leases.decide(ctx, me, found, target, reason), ctx)
 
     endpoint.__doc__ = doc
     endpoint.__name__ = f"{action}_lease"
