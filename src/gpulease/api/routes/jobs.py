@@ -73,7 +73,8 @@ def _submit(body: JobCreate, who: Submitter, idempotency_key: str | None) -> byt
     except Unauthenticated:
         auth_failed(who)
         raise
-    return job_out(job).model_dump_json().encode()
+    # A new job holds no GPUs; its tenant's name comes from the process's cache.
+    return job_out(job, who.ctx, allocation=False).model_dump_json().encode()
 
 
 @router.get("", response_model=list[JobOut], responses=ERROR_RESPONSES)
