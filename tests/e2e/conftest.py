@@ -4,6 +4,9 @@
 database of the module's own), initialised with ``gpulease init --demo --json`` exactly as
 a newcomer would, with the simulated executor and a fast scheduler pass (0.2 s).
 ``start_server`` starts more servers on a database (leader failover, local executor).
+
+Every test in this folder is marked ``e2e`` and ``slow``: ``make test-fast`` (``-m "not
+slow"``) leaves them out, ``make test`` runs them.
 """
 
 from __future__ import annotations
@@ -17,6 +20,15 @@ import psycopg
 import pytest
 from e2e_support import Server, init_demo, start
 from psycopg import sql
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
