@@ -37,6 +37,7 @@ class ProgressByFile:
         self.total = 0
         self.finished = 0
         self.worst: dict[str, str] = {}  # nodeid -> its outcome so far
+        self.letters = False  # pytest printed a letter (a failure) on the current line
 
     # ------------------------------------------------------------------ what will run
     def expect(self, nodeids: list[str]) -> None:
@@ -71,6 +72,8 @@ class ProgressByFile:
         if not entry.started:
             entry.started = time.monotonic()
         outcome = self._outcome(report)
+        if outcome in ("failed", "error", "xpassed"):
+            self.letters = True
         if outcome is not None and self.worst.get(report.nodeid) in (None, "passed"):
             self.worst[report.nodeid] = outcome
         if report.when != "teardown":
@@ -99,6 +102,9 @@ class ProgressByFile:
         seconds = time.monotonic() - entry.started
         width = len(f"{self.total:,}")
         progress = f"[{self.finished:>{width},}/{self.total:,}]"
+        if self.letters:
+            reporter.write("\n")
+            self.letters = False
         reporter.write_line(f"{path:<52} {counts:<24} {seconds:6.1f} s   {progress}")
 
 

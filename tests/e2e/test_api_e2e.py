@@ -86,6 +86,28 @@ def test_job_lifecycle_on_the_simulated_executor(demo_server: Server) -> None:
         assert "exit 0" in logs["text"]
 
 
+def test_the_terminal_shows_requests_and_busy_passes(demo_server: Server) -> None:
+    """The API prints a line per request (no token in it) and the scheduler process a line
+    per pass that started or ended something, none for idle passes."""
+    with demo_server.client("bank") as bank:
+        job = bank.post(
+            "/jobs",
+            json={"gpus": 4, "purpose": "financial AI", "command": "x", "duration_s": 0.5},
+        ).json()
+        wait_for(lambda: _job(bank, job["id"])["state"] == "succeeded", 30, "the job to end")
+    wait_for(lambda: " ended" in demo_server.log.read_text(), 10, "the pass lines")
+    ticks = demo_server.health()["schedulers"][0]["ticks"]
+    text = demo_server.log.read_text()
+    assert '"POST /api/v1/jobs HTTP/1.1" 201' in text
+    assert f'"GET /api/v1/jobs/{job["id"]} HTTP/1.1" 200' in text
+    assert demo_server.tokens["bank"] not in text
+    passes = [line for line in text.splitlines() if "gpulease.scheduler: pass at jkt1" in line]
+    assert any("1 started" in line for line in passes)
+    assert any("1 ended" in line for line in passes)
+    # a pass every 0.2 s since the server started, but lines only for the busy ones
+    assert len(passes) <= ticks // 2
+
+
 def test_concurrent_submissions_from_many_clients(demo_server: Server) -> None:
     results: list[tuple[int, str]] = []
     lock = threading.Lock()

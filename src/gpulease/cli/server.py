@@ -72,6 +72,7 @@ def serve_command(
     """Serve the REST API until interrupted (the scheduler runs in its own process)."""
     import uvicorn
 
+    from gpulease.activity import uvicorn_log_config
     from gpulease.api.app import create_app
     from gpulease.services.setup import check_schema, open_context
     from gpulease.settings import Settings
@@ -100,7 +101,11 @@ def serve_command(
     # set the client address.
     if workers == 1:
         uvicorn.run(
-            create_app(settings), host=host, port=port, log_level="warning", proxy_headers=False
+            create_app(settings),
+            host=host,
+            port=port,
+            log_config=uvicorn_log_config(),  # a line per request and per busy pass
+            proxy_headers=False,
         )
     else:
         uvicorn.run(
@@ -109,7 +114,7 @@ def serve_command(
             workers=workers,
             host=host,
             port=port,
-            log_level="warning",
+            log_config=uvicorn_log_config(),
             proxy_headers=False,
         )
 
@@ -119,6 +124,7 @@ def scheduler_command() -> None:
     import signal
     import threading
 
+    from gpulease.activity import configure
     from gpulease.services.scheduler_loop import SchedulerLoop
     from gpulease.services.scheduling import LiveScheduler
     from gpulease.services.setup import (
@@ -129,6 +135,7 @@ def scheduler_command() -> None:
     )
     from gpulease.settings import Settings
 
+    configure()  # a line per pass that did something
     settings = Settings()
     ctx = open_context(settings, threads=SCHEDULER_CONNECTIONS)
     check_schema(ctx)
