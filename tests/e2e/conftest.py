@@ -41,6 +41,7 @@ SQLITE_ONLY = {
 }
 
 
+@pytest.hookimpl(tryfirst=True)  # marked before ``-m`` selects
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     kept, dropped = [], []
     for item in items:
