@@ -1,4 +1,5 @@
-# Quick start: `make run` (the server with the Jakarta demo site) and `make test` (every test).
+# Quick start: `make run` (the server with the Jakarta demo site) and `make test` (every test;
+# `make test-fast` for the in-process tier alone).
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
@@ -8,7 +9,7 @@ PHILLY  ?= src/gpulease/data/traces/philly.csv.xz
 DEMO_DB ?= sqlite:///var/demo.db
 PORT    ?= 8000
 
-.PHONY: run simulate test lint typecheck check bench clean
+.PHONY: run simulate test test-fast lint typecheck check bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -38,12 +39,20 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
 
-# Tests need a real Slurm (slurm-wlm, munge) for the Slurm tests; PostgreSQL is on the machine.
+# Every test. It installs Debian packages when missing (as root): slurm-wlm and munge for the
+# Slurm test (and a munge key), chromium for the docs page's browser test; PostgreSQL is on
+# the machine. munged, slurmctld and slurmd are stopped again when the tests end.
 test: $(STAMP)
 	./scripts/install-slurm.sh || echo "note: Slurm could not be installed; its tests will skip"
+	./scripts/install-chromium.sh || echo "note: Chromium could not be installed; the docs page's browser test will skip"
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy --strict src
 	$(BIN)/pytest -n 2 --dist loadfile  # two workers; a file's tests (and its server) stay on one
+
+# The fast tier: every test not marked slow (no server, CLI or scheduler subprocess, no long
+# property runs, no Slurm); installs nothing.
+test-fast: $(STAMP)
+	$(BIN)/pytest -n 2 --dist loadfile -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -35,6 +35,7 @@ from gpulease.services.context import ServiceContext
 from gpulease.services.demo import DemoUser
 from gpulease.services.scheduling import LiveScheduler
 
+pytestmark = pytest.mark.slow  # 400 generated requests per backend: make test, not test-fast
 EXAMPLES = 400
 # the writes whose rows the scheduler and the officers' views read: fuzzed more often
 WRITE_WEIGHT = {"POST /api/v1/jobs": 8, "POST /api/v1/leases": 4, "POST /api/v1/kyc/cases": 4}

@@ -1,15 +1,28 @@
 """End-to-end fixtures: a real ``gpulease serve`` (uvicorn) in a subprocess, over HTTP.
 
 ``demo_server`` is one server per test module and backend (SQLite file, or a PostgreSQL
-database of the module's own), initialised with ``gpulease init --demo --json`` exactly as
-a newcomer would, with the simulated executor and a fast scheduler pass (0.2 s).
+database of the module's own) holding the demo made by ``gpulease init --demo --json``
+exactly as a newcomer would, with the simulated executor and a fast scheduler pass (0.2 s).
 ``start_server`` starts more servers on a database (leader failover, local executor).
+
+The demo is made once per session and backend (``demo_template``: ``gpulease init`` into
+a template database) and each module gets a copy: the SQLite file copied, or a PostgreSQL
+``CREATE DATABASE ... TEMPLATE``. The copy has the same users and tokens.
+
+Backends: the modules in :data:`SQLITE_ONLY` test what does not depend on the database
+(the CLI, the proxy-header rule, the local executor, the docs page), so their PostgreSQL
+runs are deselected; the database's behaviour on both backends is tested in-process
+(tests/api, tests/services) and through processes by test_api_e2e and test_failover_e2e.
+
+Every test in this folder is marked ``e2e`` and ``slow``: ``make test-fast`` (``-m "not
+slow"``) leaves them out, ``make test`` runs them.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,32 +31,108 @@ import pytest
 from e2e_support import Server, init_demo, start
 from psycopg import sql
 
+HERE = Path(__file__).resolve().parent
+SQLITE_ONLY = {
+    "test_cli_e2e.py",
+    "test_admin_cli_e2e.py",
+    "test_compliance_e2e.py",
+    "test_limits_e2e.py",
+    "test_local_executor_e2e.py",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # marked before ``-m`` selects
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    kept, dropped = [], []
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.slow)
+            if item.path.name in SQLITE_ONLY and "[postgresql" in item.nodeid:
+                dropped.append(item)
+                continue
+        kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+def _pg_url(conninfo: str, name: str) -> str:
+    params = psycopg.conninfo.conninfo_to_dict(conninfo)
+    return (
+        f"postgresql+psycopg://{params.get('user', 'postgres')}@"
+        f"{params.get('host', '127.0.0.1')}:{params.get('port', 5432)}/{name}"
+    )
+
+
+def _drop(conninfo: str, name: str) -> None:
+    with psycopg.connect(conninfo, dbname="postgres", autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def demo_template(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[str], tuple[str, dict[str, str]]]]:
+    """``demo_template(backend)``: (the template's path or database name, the tokens), the
+    demo made by ``gpulease init --demo`` the first time a backend is asked for."""
+    made: dict[str, tuple[str, dict[str, str]]] = {}
+    conninfo: list[str] = []
+
+    def template(backend: str) -> tuple[str, dict[str, str]]:
+        if backend in made:
+            return made[backend]
+        data = tmp_path_factory.mktemp(f"e2e-template-{backend}")
+        if backend == "sqlite":
+            path = data / "gpulease.db"
+            made[backend] = (str(path), init_demo(f"sqlite:///{path}", data))
+            return made[backend]
+        server = str(request.getfixturevalue("postgres_server"))  # skips if unreachable
+        name = f"gpulease_e2e_{os.getpid()}_{secrets.token_hex(4)}_tmpl"
+        with psycopg.connect(server, dbname="postgres", autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        conninfo.append(server)
+        made[backend] = (name, init_demo(_pg_url(server, name), data))
+        return made[backend]
+
+    try:
+        yield template
+    finally:
+        if "postgresql" in made:
+            _drop(conninfo[0], made["postgresql"][0])
+
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def e2e_db_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    demo_template: Callable[[str], tuple[str, dict[str, str]]],
 ) -> Iterator[str]:
-    """A database of this module's own on each backend (created empty, dropped after)."""
+    """A database of this module's own on each backend holding the demo (dropped after)."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'gpulease.db'}"
+        source, _tokens = demo_template("sqlite")
+        path = tmp_path_factory.mktemp("e2e") / "gpulease.db"
+        for suffix in ("", "-wal", "-shm"):  # a WAL left by the init, if any
+            if Path(source + suffix).exists():
+                shutil.copyfile(source + suffix, str(path) + suffix)
+        yield f"sqlite:///{path}"
         return
     conninfo = str(request.getfixturevalue("postgres_server"))
+    template, _tokens = demo_template("postgresql")
     name = f"gpulease_e2e_{os.getpid()}_{secrets.token_hex(4)}"
-    params = psycopg.conninfo.conninfo_to_dict(conninfo)
     with psycopg.connect(conninfo, dbname="postgres", autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield (
-            f"postgresql+psycopg://{params.get('user', 'postgres')}@"
-            f"{params.get('host', '127.0.0.1')}:{params.get('port', 5432)}/{name}"
-        )
-    finally:
-        with psycopg.connect(conninfo, dbname="postgres", autocommit=True) as conn:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                (name,),
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template)
             )
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        )
+    try:
+        yield _pg_url(conninfo, name)
+    finally:
+        _drop(conninfo, name)
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +141,11 @@ def e2e_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def demo_tokens(e2e_db_url: str, e2e_data_dir: Path) -> dict[str, str]:
-    return init_demo(e2e_db_url, e2e_data_dir)
+def demo_tokens(
+    e2e_db_url: str, demo_template: Callable[[str], tuple[str, dict[str, str]]]
+) -> dict[str, str]:
+    """The demo users' tokens by short name (the module's copy has the template's)."""
+    return demo_template("sqlite" if e2e_db_url.startswith("sqlite") else "postgresql")[1]
 
 
 @pytest.fixture(scope="module")

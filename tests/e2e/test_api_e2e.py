@@ -1,12 +1,11 @@
-"""The real server over HTTP, on SQLite and on PostgreSQL: leases, jobs, isolation,
-idempotency, validation, concurrency."""
+"""The real server over HTTP, on SQLite and on PostgreSQL: what only processes show. The API
+reports the scheduler process's heartbeat, that process runs a job end to end, and many
+clients submit at once through uvicorn's threads. The API's behaviour itself (leases, jobs,
+isolation, idempotency, validation) is tested in-process: tests/api/test_api_flows.py."""
 
 from __future__ import annotations
 
-import re
 import threading
-import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -31,11 +30,6 @@ def _ended(client: httpx.Client, job_id: str, timeout: float = 30) -> dict[str, 
     )
 
 
-def _window(days_from_now: float, days: float) -> dict[str, str]:
-    start = datetime.now(UTC) + timedelta(days=days_from_now)
-    return {"start": start.isoformat(), "end": (start + timedelta(days=days)).isoformat()}
-
-
 def test_health_and_openapi(demo_server: Server) -> None:
     health = demo_server.health()
     assert health["status"] == "ok"
@@ -48,7 +42,8 @@ def test_health_and_openapi(demo_server: Server) -> None:
     assert health["leader"]
     assert health["leader_expired"] is False
     assert health["schedulers"][0]["stale"] is False
-    spec = httpx.get(demo_server.url + "/api/v1/openapi.json").json()
+    # the first request builds the document: seconds of CPU on a busy machine
+    spec = httpx.get(demo_server.url + "/api/v1/openapi.json", timeout=60).json()
     for path in (
         "/api/v1/leases",
         "/api/v1/leases/{lease_id}",
@@ -59,69 +54,6 @@ def test_health_and_openapi(demo_server: Server) -> None:
         "/api/v1/health",
     ):
         assert path in spec["paths"], path
-
-
-def test_interactive_docs_are_served_without_a_cdn(demo_server: Server) -> None:
-    page = httpx.get(demo_server.url + "/api/v1/docs")
-    assert page.status_code == 200
-    assert "/api/v1/openapi.json" in page.text
-    assert "cdn." not in page.text  # everything the page loads comes from this server
-    sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
-    assert sources
-    for source in sources:
-        assert source.startswith("/api/v1/docs/assets/"), source
-        asset = httpx.get(demo_server.url + source)
-        assert asset.status_code == 200, source
-        assert asset.content, source
-    script = httpx.get(demo_server.url + "/api/v1/docs/assets/swagger-ui-bundle.js")
-    assert "SwaggerUIBundle" in script.text
-
-
-def test_demo_site_is_the_reference_case(demo_server: Server) -> None:
-    with demo_server.client("operator") as op:
-        nodes = op.get("/nodes").json()
-        leases = op.get("/leases").json()
-    assert len(nodes) == 32 * 18
-    assert sum(n["gpus"] for n in nodes) == 2304
-    assert len({n["rack_id"] for n in nodes}) == 32
-    assert sorted(lease["gpus"] for lease in leases) == [64, 128, 576]
-    assert {lease["state"] for lease in leases} == {"active"}
-
-
-def test_lease_lifecycle(demo_server: Server) -> None:
-    with demo_server.client("university") as uni, demo_server.client("operator") as op:
-        created = uni.post("/leases", json={"gpus": 72, **_window(10, 30)})
-        assert created.status_code == 201, created.text
-        lease = created.json()
-        assert lease["state"] == "requested"
-        assert lease["price"] == f"{72 * 30 * 24 * 3.5:.2f}"  # 72 GPUs x 720 h x 3.50
-        refused = uni.post(f"/leases/{lease['id']}/approve")
-        assert refused.status_code == 403
-        assert refused.json()["code"] == "denied"
-        approved = op.post(f"/leases/{lease['id']}/approve", json={"reason": "KYC passed"})
-        assert approved.status_code == 200
-        assert approved.json()["state"] == "scheduled"  # window starts in 10 days
-        assert uni.get(f"/leases/{lease['id']}").json()["state"] == "scheduled"
-        no_reason = op.post(f"/leases/{lease['id']}/cancel", json={"reason": ""})
-        assert no_reason.status_code == 422
-        assert no_reason.json()["details"]["field"] == "reason"
-        cancelled = uni.post(f"/leases/{lease['id']}/cancel", json={"reason": "plans changed"})
-        assert cancelled.json()["state"] == "cancelled"
-        again = op.post(f"/leases/{lease['id']}/approve")
-        assert again.status_code == 409
-        assert again.json()["code"] == "invalid_transition"
-
-
-def test_overselling_is_refused_with_the_instant(demo_server: Server) -> None:
-    with demo_server.client("bank") as bank:
-        before = len(bank.get("/leases").json())
-        # 768 GPUs are leased by the demo; 2,304 - 768 = 1,536 remain.
-        response = bank.post("/leases", json={"gpus": 1537, **_window(0.01, 7)})
-        assert response.status_code == 409, response.text
-        body = response.json()
-        assert body["code"] == "insufficient_capacity"
-        assert "1,536 of 2,304 GPUs are free" in body["message"]
-        assert len(bank.get("/leases").json()) == before  # nothing half-written
 
 
 def test_job_lifecycle_on_the_simulated_executor(demo_server: Server) -> None:
@@ -155,123 +87,26 @@ def test_job_lifecycle_on_the_simulated_executor(demo_server: Server) -> None:
         assert "exit 0" in logs["text"]
 
 
-def test_cancel_a_queued_and_a_running_job(demo_server: Server) -> None:
+def test_the_terminal_shows_requests_and_busy_passes(demo_server: Server) -> None:
+    """The API prints a line per request (no token in it) and the scheduler process a line
+    per pass that started or ended something, none for idle passes."""
     with demo_server.client("bank") as bank:
-        long = bank.post(
+        job = bank.post(
             "/jobs",
-            json={
-                "gpus": 8,
-                "purpose": "financial AI: credit risk models",
-                "command": "run",
-                "duration_s": 3600,
-            },
+            json={"gpus": 4, "purpose": "financial AI", "command": "x", "duration_s": 0.5},
         ).json()
-        wait_for(lambda: _job(bank, long["id"])["state"] == "running", 20, "start")
-        cancelled = bank.post(f"/jobs/{long['id']}/cancel", json={"reason": "wrong data"})
-        assert cancelled.status_code == 200
-        assert cancelled.json()["state"] == "cancelled"
-        assert cancelled.json()["end_reason"] == "wrong data"
-        twice = bank.post(f"/jobs/{long['id']}/cancel")  # idempotent: the job as it is
-        assert twice.status_code == 200
-        assert twice.json()["state"] == "cancelled"
-        assert twice.json()["end_reason"] == "wrong data"
-
-
-def test_tenant_isolation(demo_server: Server) -> None:
-    with (
-        demo_server.client("inftech") as inf,
-        demo_server.client("bank") as bank,
-        demo_server.client("operator") as op,
-    ):
-        job = inf.post(
-            "/jobs",
-            json={"gpus": 4, "purpose": "drug discovery", "command": "dock", "duration_s": 600},
-        ).json()
-        lease = inf.get("/leases").json()[0]
-        for path in (f"/jobs/{job['id']}", f"/jobs/{job['id']}/logs", f"/leases/{lease['id']}"):
-            other = bank.get(path)
-            assert other.status_code == 404, path
-            assert other.json()["code"] == "not_found"
-        assert bank.post(f"/jobs/{job['id']}/cancel").status_code == 404
-        # the answer for another tenant's job is the answer for a job that does not exist
-        real = bank.get(f"/jobs/{job['id']}").json()
-        ghost = bank.get("/jobs/job-000000000000").json()
-        assert real == {
-            "code": "not_found",
-            "message": f"no job {job['id']!r}",
-            "details": {"job_id": job["id"]},
-        }
-        assert ghost["message"] == "no job 'job-000000000000'"
-        assert job["id"] not in {j["id"] for j in bank.get("/jobs").json()}
-        assert {lease["tenant_id"] for lease in bank.get("/leases").json()} == {
-            bank.get("/me").json()["tenant_id"]
-        }
-        assert job["id"] in {j["id"] for j in op.get("/jobs", params={"limit": 5000}).json()}
-        assert _job(inf, job["id"])["state"] in ("queued", "running")
-        inf.post(f"/jobs/{job['id']}/cancel")
-
-
-def test_idempotent_retries(demo_server: Server) -> None:
-    key = str(uuid.uuid4())
-    body = {
-        "gpus": 4,
-        "purpose": "financial AI: fraud detection",
-        "command": "train",
-        "duration_s": 1,
-    }
-    with demo_server.client("bank") as bank:
-        first = bank.post("/jobs", json=body, headers={"Idempotency-Key": key})
-        second = bank.post("/jobs", json=body, headers={"Idempotency-Key": key})
-        assert first.status_code == second.status_code == 201
-        assert first.json()["id"] == second.json()["id"]
-        ids = [j["id"] for j in bank.get("/jobs", params={"limit": 5000}).json()]
-        assert ids.count(first.json()["id"]) == 1
-        changed = bank.post("/jobs", json=body | {"gpus": 8}, headers={"Idempotency-Key": key})
-        assert changed.status_code == 422
-        assert changed.json()["code"] == "idempotency_mismatch"
-        lease_key = str(uuid.uuid4())
-        lease_body = {"gpus": 8, **_window(20, 1)}
-        a = bank.post("/leases", json=lease_body, headers={"Idempotency-Key": lease_key})
-        b = bank.post("/leases", json=lease_body, headers={"Idempotency-Key": lease_key})
-        assert a.status_code == 201
-        assert a.json()["id"] == b.json()["id"]
-
-
-def test_invalid_input_names_the_field_and_writes_nothing(demo_server: Server) -> None:
-    with demo_server.client("university") as uni:
-        before = len(uni.get("/jobs", params={"limit": 5000}).json())
-        cases = [
-            ({"gpus": 0, "purpose": "education", "command": "y"}, "gpus"),
-            ({"gpus": 4, "command": "y"}, "purpose"),
-            ({"gpus": 4, "purpose": "education", "command": "y", "colour": "red"}, "colour"),
-            ({"gpus": 4, "purpose": "education", "command": "y", "topology": "tight"}, "topology"),
-            (
-                {"gpus": 6, "purpose": "education", "command": "y", "gpus_per_node": 4},
-                "gpus_per_node",
-            ),
-            ({"gpus": 80, "purpose": "education", "command": "y", "topology": "required"}, "gpus"),
-            ({"gpus": 4, "purpose": "education"}, "command"),
-            (
-                {"gpus": 4, "purpose": "education", "command": "y", "lease_id": "lease-nope"},
-                "lease_id",
-            ),
-        ]
-        for body, field in cases:
-            response = uni.post("/jobs", json=body)
-            assert response.status_code == 422, (body, response.text)
-            error = response.json()
-            assert set(error) == {"code", "message", "details"}
-            assert error["code"] == "invalid_request"
-            assert error["details"]["field"] == field, (body, error)
-        assert "never fits" in uni.post("/jobs", json=cases[5][0]).json()["message"]
-        assert len(uni.get("/jobs", params={"limit": 5000}).json()) == before
-    anonymous = httpx.get(demo_server.url + "/api/v1/jobs")
-    assert anonymous.status_code == 401
-    assert anonymous.json()["code"] == "unauthenticated"
-    forged = httpx.get(
-        demo_server.url + "/api/v1/jobs", headers={"Authorization": "Bearer glt_forged"}
-    )
-    assert forged.status_code == 401
+        wait_for(lambda: _job(bank, job["id"])["state"] == "succeeded", 30, "the job to end")
+    wait_for(lambda: " ended" in demo_server.log.read_text(), 10, "the pass lines")
+    ticks = demo_server.health()["schedulers"][0]["ticks"]
+    text = demo_server.log.read_text()
+    assert '"POST /api/v1/jobs HTTP/1.1" 201' in text
+    assert f'"GET /api/v1/jobs/{job["id"]} HTTP/1.1" 200' in text
+    assert demo_server.tokens["bank"] not in text
+    passes = [line for line in text.splitlines() if "gpulease.scheduler: pass at jkt1" in line]
+    assert any("1 started" in line for line in passes)
+    assert any("1 ended" in line for line in passes)
+    # a pass every 0.2 s since the server started, but lines only for the busy ones
+    assert len(passes) <= ticks // 2
 
 
 def test_concurrent_submissions_from_many_clients(demo_server: Server) -> None:

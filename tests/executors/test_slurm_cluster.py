@@ -1,8 +1,16 @@
-"""A real throwaway Slurm cluster: a 2-node job sees all four fake GPUs on its node."""
+"""A real throwaway Slurm cluster: a 2-node job sees all four fake GPUs on its node.
+
+The cluster starts ``munged`` (a host service) when it is not running and never stops it;
+``munged_stopped_if_started_here`` stops it after this file's tests if it was not running
+before them, so the suite leaves nothing running (slurmctld and slurmd are stopped by the
+cluster itself).
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Iterator
@@ -21,6 +29,37 @@ pytestmark = [
         reason=f"Slurm binaries absent: {', '.join(MISSING)} (scripts/install-slurm.sh)",
     ),
 ]
+
+
+MUNGED_PID_FILE = Path("/run/munge/munged.pid")
+
+
+def running_munged(pid_file: Path = MUNGED_PID_FILE) -> int | None:
+    """The pid of the munged named by ``pid_file``, if that process is alive and is munged."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+    except (OSError, ValueError):
+        return None
+    return pid if pid_alive(pid) and Path(command.decode()).name == "munged" else None
+
+
+def stop_munged_started_since(before: int | None, pid_file: Path = MUNGED_PID_FILE) -> None:
+    """Stop the munged of ``pid_file`` unless it is the one that ran before (``before``)."""
+    pid = running_munged(pid_file)
+    if pid is None or pid == before:
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def munged_stopped_if_started_here() -> Iterator[None]:
+    before = running_munged()
+    yield
+    stop_munged_started_since(before)
 
 
 @pytest.fixture

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING
 
+from gpulease.activity import log_passes
 from gpulease.persistence.leader import Leadership, leader_lock
 
 if TYPE_CHECKING:
@@ -94,7 +96,9 @@ class SchedulerLoop:
                 log.exception("scheduler leadership check failed")
             if self._leading:
                 try:
-                    self.scheduler.tick()
+                    began = time.perf_counter()
+                    reports = self.scheduler.tick()
+                    log_passes(reports, time.perf_counter() - began)  # busy passes only
                 except Exception:  # a pass must never kill the loop; the next pass retries
                     self.scheduler.failed_passes += 1
                     log.exception("scheduler pass failed; retrying in %.3g s", self.interval_s)

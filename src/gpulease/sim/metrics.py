@@ -4,7 +4,9 @@ Definitions (all times in seconds):
 * JCT = end - submit of completed jobs; wait = first start - submit;
 * makespan = last end - first submit; utilisation = busy GPU-seconds / (GPUs x makespan),
   integrated over the step timeline (work later lost to preemption counts as busy);
-  ``utilization_while_arriving`` is the same between the first and the last submission;
+  ``utilization_while_arriving`` is the same between the first and the last submission
+  (``arrival_span_s``, the span an offered load is defined over): a trace's longest jobs
+  run long after the last arrival, so the whole-run figure mostly measures that idle tail;
 * ``utilization_bound_while_arriving``: the most any scheduler could reach over that same
   window on this input (:func:`fluid_utilization_bound`, which knows that rack-bound
   segments over half a rack never share one): a target above it is unattainable
@@ -156,6 +158,7 @@ def summarize(result: SimResult, workload: Workload, cluster: Cluster) -> dict[s
             "failed": sum(1 for o in outcomes if o.status is JobState.FAILED),
             "unfinished": sum(1 for o in outcomes if o.end is None),
             "makespan_s": makespan,
+            "arrival_span_s": (max(submits) - min(submits)) if submits else 0.0,
             "utilization": busy / (result.cluster_gpus * makespan) if makespan else 0.0,
             "utilization_while_arriving": _utilization_between(
                 result, min(submits, default=0.0), max(submits, default=0.0)
