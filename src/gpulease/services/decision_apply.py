@@ -25,7 +25,7 @@ from __future__ import annotations
 import bisect
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -36,13 +36,14 @@ from gpulease.domain.states import JobState, NodeState
 from gpulease.executors.base import Launch, NodeSlice
 from gpulease.persistence import bulk
 from gpulease.persistence.db import StaleRow, Tx, is_outage
-from gpulease.persistence.tables import GpuAllocation, Job, Tenant
+from gpulease.persistence.tables import Job, Tenant
 from gpulease.scheduler.engine import Decisions, Preempt, Start
 from gpulease.services import audit, kyc, runs
 from gpulease.services.containment import Defect, describe
 from gpulease.services.context import ServiceContext
 from gpulease.services.inventory import SiteTopology, placement_lock
 from gpulease.services.jobs import log_path
+from gpulease.services.runs import GpuRow
 
 log = logging.getLogger("gpulease.scheduler")
 ACTOR = "scheduler"
@@ -106,7 +107,7 @@ class Applier:
     basis: Basis
     decisions: Decisions
     fence: Callable[[Tx], None]
-    launch_of: Callable[[Tx, Job, list[GpuAllocation] | None], Launch]
+    launch_of: Callable[[Tx, Job, Sequence[GpuRow] | None], Launch]
     extra_reasons: Mapping[str, str] = field(default_factory=dict)  # held jobs' reasons
     unclaimed: list[str] = field(default_factory=list)  # held jobs whose claim ends
     also: Callable[[Tx], None] | None = None  # more writes of the pass, in this transaction
@@ -133,7 +134,11 @@ class Applier:
             ids += [s.job_id for s in d.starts]
             rows = bulk.lock_jobs(tx, ids)
             stopping = [*d.timeouts, *(p.job_id for p in d.requeues)]
-            allocations = bulk.open_allocations(tx, stopping) if stopping else {}
+            # the fast path leaves allocation and audit rows to one batch, written set at a
+            # time after the flush; one by one, each decision's rows go through the session
+            batch = None if each else bulk.RowBatch()
+            allocations = bulk.open_allocations(tx, stopping) if each and stopping else {}
+            held = bulk.open_slots(tx, stopping) if not each and stopping else {}
             starts = [s for s in d.starts if s.job_id in rows]
             node_ids = sorted({self.topology.node_ids[n] for s in starts for n, _ in s.placement})
             nodes = bulk.nodes_by_id(tx, node_ids)
@@ -184,14 +189,15 @@ class Applier:
 
             def give_back(job: Job) -> None:
                 """A stopped run's GPUs are free for the starts of this same apply."""
-                for row in allocations.get(job.id, []):
+                slots = held.get(job.id) or allocations.get(job.id, [])
+                for row in slots:
                     if row.node_id in free:
                         bisect.insort(free[row.node_id], (row.slot, row.gpu_serial))
 
             def time_out(job: Job) -> Done:
                 runs.stop_run(
                     tx, job, now, JobState.FAILED, reason="walltime exceeded", actor=ACTOR,
-                    allocations=allocations.get(job.id, []),
+                    allocations=allocations.get(job.id, []), batch=batch,
                 )  # fmt: skip
                 give_back(job)
 
@@ -206,7 +212,7 @@ class Applier:
                 def do(job: Job) -> Done:
                     runs.stop_run(
                         tx, job, now, JobState.QUEUED, reason=preempt.reason, actor=ACTOR,
-                        allocations=allocations.get(job.id, []),
+                        allocations=allocations.get(job.id, []), batch=batch,
                     )  # fmt: skip
                     give_back(job)
 
@@ -224,12 +230,16 @@ class Applier:
                     at = from_seconds(preempt.at)
                     job.preempt_at = at
                     job.preempt_reason = audit.clip(preempt.reason)
-                    audit.record(
-                        tx, at=now, actor=ACTOR, action="job.preempt_notice",
+                    trail = audit.values(
+                        at=now, actor=ACTOR, action="job.preempt_notice",
                         subject_type="job", subject_id=job.id,
                         after={"preempt_at": at.isoformat(), "for_job": preempt.by},
                         reason=preempt.reason,
                     )  # fmt: skip
+                    if batch is None:
+                        tx.add(audit.entry(**trail))
+                    else:
+                        batch.audit.append(trail)
 
                     def done() -> None:
                         committed.notices.append(preempt)
@@ -266,8 +276,9 @@ class Applier:
                         out.stale += 1
                         return None
                     taken = runs.start_run(
-                        tx, job, placement, now, borrowed=start.borrowed, actor=ACTOR, free=free
-                    )
+                        tx, job, placement, now, borrowed=start.borrowed, actor=ACTOR,
+                        free=free, batch=batch,
+                    )  # fmt: skip
                     launch = self.launch_of(tx, job, taken)
 
                     def done() -> None:
@@ -289,6 +300,8 @@ class Applier:
                 act(start.job_id, "start", begin(start))
             try:
                 tx.flush()  # the fast path's one flush: a row the database refuses -> one by one
+                if batch is not None:
+                    batch.write(tx)
             except Exception as error:
                 if each or is_outage(error) or isinstance(error, StaleRow):
                     raise
@@ -350,13 +363,13 @@ class Applier:
 
 
 def launch_of(
-    ctx: ServiceContext, tx: Tx, job: Job, rows: list[GpuAllocation] | None = None
+    ctx: ServiceContext, tx: Tx, job: Job, rows: Sequence[GpuRow] | None = None
 ) -> Launch:
     """What the executor needs to run (or adopt) the job's current run; ``rows``: its open
     allocations, when already read."""
     if rows is None:
         rows = runs.open_allocations(tx, job.id)
-    by_node: dict[str, list[GpuAllocation]] = defaultdict(list)
+    by_node: dict[str, list[GpuRow]] = defaultdict(list)
     for row in rows:
         by_node[row.node_id].append(row)
     slices = tuple(

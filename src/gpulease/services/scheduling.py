@@ -37,7 +37,7 @@ import gc
 import logging
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -51,7 +51,7 @@ from gpulease.persistence.change_feed import writing_as
 from gpulease.persistence.change_reader import ChangeFeed
 from gpulease.persistence.db import Tx, is_outage
 from gpulease.persistence.leader import Leadership
-from gpulease.persistence.tables import GpuAllocation, Job, JobLog, SchedulerStatus, Site, Tenant
+from gpulease.persistence.tables import Job, JobLog, SchedulerStatus, Site, Tenant
 from gpulease.scheduler.engine import Decisions, Scheduler, SchedulerConfig, apply_decisions
 from gpulease.scheduler.ordering import make_policy
 from gpulease.scheduler.state import SchedulerState
@@ -62,6 +62,7 @@ from gpulease.services.context import ServiceContext
 from gpulease.services.decision_apply import ACTOR, Applied, Applier, Basis, launch_of
 from gpulease.services.inventory import SiteTopology, cached_topology
 from gpulease.services.live_state import NeedsRebuild, SiteState, divergences
+from gpulease.services.runs import GpuRow
 from gpulease.services.snapshot import Snapshot, rebuild, take_snapshot
 
 __all__ = ["LiveScheduler", "LostLeadership", "PassReport"]
@@ -303,7 +304,7 @@ class LiveScheduler:
             ]
             if not ending:
                 return
-            allocations = bulk.open_allocations(tx, [done.job_id for done in ending])
+            batch = bulk.RowBatch()  # allocations closed and audit rows written set at a time
             ids = [done.job_id for done in ending]
             logs = {
                 row.job_id: row for row in tx.all(tx.select(JobLog).where(JobLog.job_id.in_(ids)))
@@ -319,7 +320,7 @@ class LiveScheduler:
                     actor=ACTOR,
                     exit_code=done.exit_code,
                     reason="exit 0" if done.exit_code == 0 else f"exit {done.exit_code}",
-                    allocations=allocations.get(job.id, []),
+                    batch=batch,
                 )
                 stored = logs.get(job.id)
                 if stored is None:
@@ -327,6 +328,8 @@ class LiveScheduler:
                 else:
                     stored.text = (stored.text + "\n" + done.log)[-(1 << 20) :]
                 report.finished.append(job.id)
+            tx.flush()
+            batch.write(tx)
 
     # ------------------------------------------------------------ the kept state
     def _current(
@@ -584,7 +587,7 @@ class LiveScheduler:
             )
             self._sites.pop(site.site_id, None)
 
-    def _launch_of(self, tx: Tx, job: Job, rows: list[GpuAllocation] | None = None) -> Launch:
+    def _launch_of(self, tx: Tx, job: Job, rows: Sequence[GpuRow] | None = None) -> Launch:
         return launch_of(self.ctx, tx, job, rows)
 
     def _heartbeat(self, tx: Tx, site: SiteState, now: datetime) -> None:
