@@ -595,10 +595,17 @@ class LiveScheduler:
         row = tx.get(SchedulerStatus, site.site_id)
         if row is None:
             tx.add(
-                SchedulerStatus(site_id=site.site_id, leader=self.name, last_tick_at=now, ticks=1)
+                SchedulerStatus(
+                    site_id=site.site_id,
+                    leader=self.name,
+                    last_tick_at=now,
+                    ticks=1,
+                    failed_passes=self.failed_passes,
+                )
             )
         else:
             row.leader = self.name
             row.last_tick_at = now
             row.ticks += 1
+            row.failed_passes = self.failed_passes
         site.feed.purge(tx)
