@@ -6,14 +6,17 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from gpulease.domain.access import Principal
 from gpulease.domain.clock import ManualClock
+from gpulease.domain.errors import Conflict
 from gpulease.domain.states import JobState
 from gpulease.persistence import bulk
+from gpulease.persistence.change_feed import writing_as
 from gpulease.persistence.db import Tx
-from gpulease.persistence.tables import AuditRecord, GpuAllocation, Job
+from gpulease.persistence.tables import AuditRecord, GpuAllocation, Job, SchedulerChange
 from gpulease.services import audit, inventory, jobs, runs
 from gpulease.services.context import ServiceContext
 from live_support import SITE, job_of
@@ -156,3 +159,53 @@ def test_a_batch_closes_only_open_allocations(
             select(GpuAllocation).where(GpuAllocation.job_id == job.id).order_by(GpuAllocation.id)
         )
     assert [r.end for r in rows] == ends
+
+
+def test_job_rows_written_in_one_statement_keep_versions_and_the_feed(
+    ctx: ServiceContext, clock: ManualClock, inftech: Principal, db_backend: str
+) -> None:
+    """``update_jobs`` writes like the session's flush: the row's version moves on by one,
+    the change is announced with the writer's origin, a row changed meanwhile is stale, and
+    a change outside a run's columns is left to the flush."""
+    one, other, third = (jobs.submit(ctx, inftech, job_of(1, 60.0)) for _ in range(3))
+    with ctx.db.transaction() as tx, writing_as("leader-x"):
+        rows = bulk.lock_jobs(tx, [one.id, other.id, third.id])
+        rows[one.id].wait_reason = "waits: test"
+        rows[other.id].wait_reason = "waits: test"
+        rows[other.id].name = "renamed"  # not a run's column: the flush writes this row
+        written = bulk.update_jobs(tx, rows.values())
+        assert written == (0 if db_backend == "sqlite" else 1)
+        tx.flush()  # the rest, as the applier flushes, under the same origin
+    with ctx.db.transaction(write=False) as tx:
+        stored = {j.id: j for j in bulk.load_jobs(tx, [one.id, other.id, third.id])}
+        origins = tx.session.execute(
+            select(SchedulerChange.ref, SchedulerChange.origin).where(
+                SchedulerChange.ref.in_([one.id, other.id, third.id]),
+                SchedulerChange.origin == "leader-x",
+            )
+        ).all()
+    assert (stored[one.id].wait_reason, stored[one.id].version) == ("waits: test", 2)
+    assert (stored[other.id].name, stored[other.id].version) == ("renamed", 2)
+    assert stored[third.id].version == 1
+    assert sorted(origins) == sorted([(one.id, "leader-x"), (other.id, "leader-x")])
+
+    # a row changed since it was read: stale, nothing written
+    with ctx.db.transaction() as tx:
+        row = bulk.lock_jobs(tx, [third.id])[third.id]
+        tx.session.expunge(row)
+    with ctx.db.transaction() as tx:
+        tx.require(Job, third.id, "job").priority = "high"
+
+    def late() -> None:
+        with ctx.db.transaction() as tx:
+            tx.session.add(row)
+            row.wait_reason = "too late"
+            bulk.update_jobs(tx, [row])
+            tx.flush()
+
+    with pytest.raises(Conflict):
+        late()
+    with ctx.db.transaction(write=False) as tx:
+        [again] = bulk.load_jobs(tx, [third.id])
+    assert (again.wait_reason, again.version) != ("too late", 3)
+    assert again.version == 2

@@ -6,9 +6,14 @@ a concurrent cancel waits for the commit), the tenants of the starts under a sha
 officer's suspension waits; a tenant's new job does not), the nodes, the open allocations
 and the free GPU slots. A decision whose job row changed since the state it was decided on
 (its version differs) is dropped and counted stale; a start whose nodes are no longer up or
-whose tenant is no longer admitted likewise. Everything else is applied in memory and
-flushed once, so the ORM sends batched statements. Bookkeeping (why jobs wait, guarantee
-claims) is written only where it changed, in one executemany without a version bump.
+whose tenant is no longer admitted likewise. Everything else is applied in memory: the job
+rows through the session (flushed once: batched statements, each change announced on the
+feed), the allocation rows, closed runs and audit records in a ``bulk.RowBatch`` written
+set at a time after that flush. Bookkeeping (why jobs wait, guarantee claims) is written
+only where it changed, in one statement without a version bump. The jobs the walk set
+aside together share one reason per run; :class:`Explained` remembers, between passes,
+which jobs already store which run's text, so a pass compares only the jobs new to a run
+instead of every queued job's stored reason.
 
 If any decision raises (anything but a database outage), the transaction is rolled back and
 redone one decision at a time, each in its own savepoint (:func:`apply_each`): the one that
@@ -75,6 +80,43 @@ class Basis(Protocol):
         ...
 
 
+class Explained:
+    """Which jobs' stored wait reason is which set-aside run's text, kept between passes by
+    the leader (``SiteState.explained``).
+
+    Invariant: a job is listed under a text only while its stored reason is that text as the
+    leader last read or wrote it. The kept state calls :meth:`forget` whenever it re-reads
+    or re-writes a job (its stored reason may have changed); the applier lists what it
+    wrote or found already stored, and :meth:`note` records it once committed."""
+
+    __slots__ = ("by_text", "text_of")
+
+    def __init__(self) -> None:
+        self.by_text: dict[str, set[str]] = {}
+        self.text_of: dict[str, str] = {}
+
+    def new_to(self, text: str, job_ids: Iterable[str]) -> set[str]:
+        """The jobs of a run not known to store ``text`` (set operations, no call per job)."""
+        ids = set(job_ids)
+        known = self.by_text.get(text)
+        if known:
+            ids.difference_update(known)
+        return ids
+
+    def note(self, job_id: str, text: str) -> None:
+        self.forget(job_id)
+        self.text_of[job_id] = text
+        self.by_text.setdefault(text, set()).add(job_id)
+
+    def forget(self, job_id: str) -> None:
+        text = self.text_of.pop(job_id, None)
+        if text is not None:
+            members = self.by_text[text]
+            members.discard(job_id)
+            if not members:
+                del self.by_text[text]
+
+
 @dataclass
 class Applied:
     launches: list[Launch] = field(default_factory=list)
@@ -85,6 +127,7 @@ class Applied:
     rows: dict[str, Job] = field(default_factory=dict)  # committed job rows, by id
     reasons: dict[str, str] = field(default_factory=dict)  # wait reasons written
     claims: dict[str, datetime | None] = field(default_factory=dict)  # claims written
+    explained: list[tuple[str, str]] = field(default_factory=list)  # (job, run text) stored
     started: list[str] = field(default_factory=list)
     requeued: list[str] = field(default_factory=list)
     timed_out: list[str] = field(default_factory=list)
@@ -111,6 +154,7 @@ class Applier:
     extra_reasons: Mapping[str, str] = field(default_factory=dict)  # held jobs' reasons
     unclaimed: list[str] = field(default_factory=list)  # held jobs whose claim ends
     also: Callable[[Tx], None] | None = None  # more writes of the pass, in this transaction
+    explained: Explained | None = None  # the leader's memory of run texts stored (or none)
 
     def apply(self) -> Applied:
         try:
@@ -298,8 +342,10 @@ class Applier:
                 act(preempt.job_id, "warn", notify(preempt))
             for start in d.starts:
                 act(start.job_id, "start", begin(start))
-            try:
-                tx.flush()  # the fast path's one flush: a row the database refuses -> one by one
+            try:  # the fast path's writes: a row the database refuses -> one by one
+                if batch is not None:
+                    bulk.update_jobs(tx, out.rows.values())  # one statement, not one per job
+                tx.flush()
                 if batch is not None:
                     batch.write(tx)
             except Exception as error:
@@ -316,12 +362,14 @@ class Applier:
                 log.exception("scheduler could not record why jobs wait at %s", self.site_id)
                 out.reasons.clear()
                 out.claims.clear()
+                out.explained.clear()
         out.refused = list(refused.values())
         return out
 
     def _keep_waiting(self, tx: Tx, out: Applied, decided: set[str]) -> None:
         """Guarantee claims and wait reasons of the jobs that still wait, where they change.
-        Runs once per pass over every queued job: kept tight (no call per job)."""
+        A set-aside run's jobs are compared only where the run is new to them
+        (:class:`Explained`); without that memory, every queued job's stored reason is."""
         d, basis = self.decisions, self.basis
         jobs = basis.jobs
         waiting = set(d.guaranteed_waiting)
@@ -343,13 +391,18 @@ class Applier:
             claims[job_id] = None
         reasons: dict[str, str] = dict(self.extra_reasons)
         get = jobs.get
+        memo = self.explained
+        stored: list[tuple[str, str]] = []  # (job, run text) its row holds after this pass
         # one text per run of jobs the walk set aside together, then those it explained
         for reason, job_ids in d.waiting.runs():
             text = audit.clip(reason.message)
-            for job_id in job_ids:
+            for job_id in job_ids if memo is None else memo.new_to(text, job_ids):
                 job = get(job_id)
-                if job is not None and job.wait_reason != text:
+                if job is None or job_id in decided:
+                    continue
+                if job.wait_reason != text:
                     reasons[job_id] = text
+                stored.append((job_id, text))
         for job_id, reason in d.waiting.explicit.items():
             job = get(job_id)
             text = audit.clip(reason.message)
@@ -360,6 +413,8 @@ class Applier:
         bulk.set_claims(tx, claims)
         bulk.set_wait_reasons(tx, reasons)
         out.claims, out.reasons = claims, reasons
+        if memo is not None:  # an explicit reason or a held one replaces a run's text
+            out.explained = [(j, text) for j, text in stored if reasons.get(j, text) == text]
 
 
 def launch_of(

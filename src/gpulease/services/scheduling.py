@@ -59,7 +59,7 @@ from gpulease.services import kyc, leases, runs
 from gpulease.services.containment import Defect, describe, still_applies
 from gpulease.services.containment import fail as fail_job
 from gpulease.services.context import ServiceContext
-from gpulease.services.decision_apply import ACTOR, Applied, Applier, Basis, launch_of
+from gpulease.services.decision_apply import ACTOR, Applied, Applier, Basis, Explained, launch_of
 from gpulease.services.inventory import SiteTopology, cached_topology
 from gpulease.services.live_state import NeedsRebuild, SiteState, divergences
 from gpulease.services.runs import GpuRow
@@ -328,6 +328,7 @@ class LiveScheduler:
                 else:
                     stored.text = (stored.text + "\n" + done.log)[-(1 << 20) :]
                 report.finished.append(job.id)
+            bulk.update_jobs(tx, (jobs[done.job_id] for done in ending))
             tx.flush()
             batch.write(tx)
 
@@ -526,6 +527,7 @@ class LiveScheduler:
         extra_reasons: dict[str, str] | None = None,
         unclaimed: list[str] | None = None,
         also: Callable[[Tx], None] | None = None,
+        explained: Explained | None = None,
     ) -> Applied:
         """Apply the decisions in one transaction (``services.decision_apply``); jobs whose
         decision could not be applied are failed after commit, saying why."""
@@ -540,6 +542,7 @@ class LiveScheduler:
             extra_reasons=extra_reasons or {},
             unclaimed=unclaimed or [],
             also=also,
+            explained=explained,
         )
         with writing_as(self.name):
             applied = applier.apply()
@@ -565,6 +568,7 @@ class LiveScheduler:
             extra_reasons=extra,
             unclaimed=unclaimed,
             also=lambda tx: self._heartbeat(tx, site, site.now),
+            explained=site.explained,
         )
 
     def _absorb(self, site: SiteState, applied: Applied, admit: Admission) -> None:
@@ -572,9 +576,13 @@ class LiveScheduler:
         for job_id, row in applied.rows.items():
             site.wrote(job_id, row)
         for job_id, text in applied.reasons.items():
+            site.explained.forget(job_id)
             view = site.jobs.get(job_id)
             if view is not None:
                 view.wait_reason = text
+        for job_id, text in applied.explained:  # stored as its run's text: next pass skips it
+            if job_id in site.jobs:
+                site.explained.note(job_id, text)
         for job_id, since in applied.claims.items():
             site.set_claim(job_id, since)
         assert applied.decisions is not None
