@@ -297,6 +297,15 @@ class Applier:
                 return do
 
             policy = kyc.policy_on(self.ctx, now)
+            verdicts: dict[tuple[str, tuple[str, ...]], str | None] = {}
+
+            def refused_use(purpose: str, end_uses: list[str]) -> str | None:
+                """``purpose_refused``, once per purpose and approval in this apply (the same
+                inputs under one policy give the same verdict)."""
+                key = (purpose, tuple(end_uses))
+                if key not in verdicts:
+                    verdicts[key] = purpose_refused(purpose, end_uses, policy)
+                return verdicts[key]
 
             def begin(start: Start) -> Callable[[Job], Done]:
                 def do(job: Job) -> Done:
@@ -315,7 +324,7 @@ class Applier:
                     if (
                         tenant is None
                         or not is_approved(tenant.approval, tenant.approval_expires_at, now)
-                        or purpose_refused(job.purpose, tenant.approved_end_uses, policy)
+                        or refused_use(job.purpose, tenant.approved_end_uses)
                     ):
                         out.stale += 1
                         return None

@@ -34,6 +34,7 @@ from datetime import datetime
 from gpulease.compliance.admission import Admission
 from gpulease.domain.clock import to_seconds
 from gpulease.domain.errors import DomainError
+from gpulease.domain.models import LeaseGuarantee
 from gpulease.domain.states import JobState, NodeState
 from gpulease.persistence import bulk
 from gpulease.persistence.change_reader import Change, ChangeFeed
@@ -41,6 +42,7 @@ from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import Job
 from gpulease.scheduler.engine import Scheduler
 from gpulease.scheduler.state import SchedulerState
+from gpulease.services import leases
 from gpulease.services.containment import Defect, defect_of, describe
 from gpulease.services.decision_apply import Explained
 from gpulease.services.inventory import SiteTopology
@@ -258,6 +260,21 @@ class SiteState:
             self._drop(job_id)
             self.held_reasons[job_id] = why
             self.unclaimed.append(job_id)
+
+    def follow_leases(self, tx: Tx, now: datetime) -> None:
+        """The active lease guarantees as of now (replaced only when they changed)."""
+        guarantees = [
+            LeaseGuarantee(
+                lease.id,
+                lease.tenant_id,
+                lease.gpus,
+                to_seconds(lease.start),
+                to_seconds(lease.end),
+            )
+            for lease in leases.active_guarantees(tx, self.site_id, now)
+        ]
+        if set(guarantees) != set(self.state.leases):
+            self.state.leases = guarantees
 
     # ------------------------------------------------------- the leader's own writes
     def wrote(self, job_id: str, row: Job | None) -> None:

@@ -43,7 +43,6 @@ from datetime import datetime
 
 from gpulease.compliance.admission import Admission, Standing, admission
 from gpulease.domain.clock import to_seconds
-from gpulease.domain.models import LeaseGuarantee
 from gpulease.domain.states import JobState
 from gpulease.executors.base import Completion, Executor, Launch
 from gpulease.persistence import bulk
@@ -355,7 +354,7 @@ class LiveScheduler:
                 with self.ctx.db.transaction(write=False) as tx:
                     changes = site.feed.read(tx)
                     report.changes += site.sync(tx, changes, now, self.name, admit)
-                    self._follow_leases(tx, site, now)
+                    site.follow_leases(tx, now)
                 if site.defects:
                     defects, site.defects = site.defects, []
                     self._fail(site_id, now, defects, report)
@@ -413,7 +412,7 @@ class LiveScheduler:
             with self.ctx.db.transaction(write=False) as tx:
                 changes = kept.feed.read(tx)
                 kept.sync(tx, changes, now, self.name, admit)
-                self._follow_leases(tx, kept, now)
+                kept.follow_leases(tx, now)
         except NeedsRebuild as error:
             report.divergences = [f"the kept state could not follow a change: {error}"]
         else:
@@ -426,20 +425,6 @@ class LiveScheduler:
                 kept.site_id,
                 "; ".join(report.divergences),
             )
-
-    def _follow_leases(self, tx: Tx, site: SiteState, now: datetime) -> None:
-        guarantees = [
-            LeaseGuarantee(
-                lease.id,
-                lease.tenant_id,
-                lease.gpus,
-                to_seconds(lease.start),
-                to_seconds(lease.end),
-            )
-            for lease in leases.active_guarantees(tx, site.site_id, now)
-        ]
-        if set(guarantees) != set(site.state.leases):
-            site.state.leases = guarantees
 
     # ------------------------------------------------------------------ reconcile
     def _reconcile(self, site: SiteState, now: datetime, report: PassReport) -> bool:
@@ -602,18 +587,8 @@ class LiveScheduler:
         """In the apply's transaction (fenced): this pass happened; old feed rows go."""
         row = tx.get(SchedulerStatus, site.site_id)
         if row is None:
-            tx.add(
-                SchedulerStatus(
-                    site_id=site.site_id,
-                    leader=self.name,
-                    last_tick_at=now,
-                    ticks=1,
-                    failed_passes=self.failed_passes,
-                )
-            )
-        else:
-            row.leader = self.name
-            row.last_tick_at = now
-            row.ticks += 1
-            row.failed_passes = self.failed_passes
+            row = SchedulerStatus(site_id=site.site_id, ticks=0)
+            tx.add(row)
+        row.leader, row.last_tick_at, row.ticks = self.name, now, row.ticks + 1
+        row.failed_passes = self.failed_passes  # this process's: /health reads it anywhere
         site.feed.purge(tx)
