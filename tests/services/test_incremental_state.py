@@ -21,12 +21,13 @@ from gpulease.domain.access import Principal
 from gpulease.domain.clock import ManualClock, to_seconds
 from gpulease.domain.states import InvalidTransition, JobState, NodeState
 from gpulease.executors.simulated import SimulatedExecutor
+from gpulease.persistence import bulk
 from gpulease.persistence.tables import SchedulerChange
 from gpulease.scheduler.engine import Decisions
-from gpulease.services import inventory, jobs
+from gpulease.services import audit, inventory, jobs
 from gpulease.services.context import ServiceContext
 from gpulease.services.live_state import divergences
-from gpulease.services.scheduling import LiveScheduler
+from gpulease.services.scheduling import LiveScheduler, PassReport
 from live_support import SITE, job_of, kept_and_rebuilt
 
 SIZES = (1, 2, 4, 8, 16, 36, 72, 144)
@@ -121,9 +122,24 @@ def test_the_kept_state_decides_like_a_rebuilt_one(
         mine = kept.scheduler.step(kept.state, now)
         theirs = fresh.scheduler.step(fresh.state, now)
         assert decided(mine) == decided(theirs)
+        texts = {job_id: audit.clip(reason.message) for job_id, reason in mine.waiting.items()}
         [report] = scheduler.tick()
         assert report.rebuilt == "", report.rebuilt  # deltas only, after the first pass
+        assert_reasons_stored(ctx, texts, report)
         clock.advance(3)
+
+
+def assert_reasons_stored(ctx: ServiceContext, texts: dict[str, str], report: PassReport) -> None:
+    """After a pass, every job it left waiting stores the text of its reason (written only
+    where it changed: a job new to a set-aside run, or whose reason moved)."""
+    if report.stale:
+        return
+    moved = {*report.started, *report.requeued, *report.timed_out, *report.failed}
+    with ctx.db.transaction(write=False) as tx:
+        rows = bulk.load_jobs(tx, list(texts))
+    stored = {r.id: r.wait_reason for r in rows if r.state == JobState.QUEUED}
+    expected = {job_id: texts[job_id] for job_id in stored if job_id not in moved}
+    assert {job_id: stored[job_id] for job_id in expected} == expected
 
 
 def test_a_steady_pass_reads_only_what_changed(

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from gpulease.domain.clock import ManualClock
 from gpulease.persistence.leader import LeaderLock
@@ -90,3 +91,41 @@ def test_health_reports_stale_passes_and_an_expired_leader(
     assert back["status"] == "ok"
     assert back["schedulers"][0]["stale"] is False
     assert back["leader_expired"] is False
+
+
+def test_health_reports_the_scheduler_processs_failed_passes(
+    ctx: ServiceContext,
+    clock: ManualClock,
+    demo: list[demo_service.DemoUser],
+    scheduler: LiveScheduler,
+    api: Callable[[str | None], TestClient],
+) -> None:
+    """The API process runs no scheduler: ``failed_passes`` is the figure of the process
+    that leads, from its heartbeat, not this process's zero."""
+    lock = LeaderLock(ctx.db, clock, holder=scheduler.name, ttl_s=ctx.settings.leader_ttl_s)
+    scheduler.leadership = lock
+    assert lock.acquire()
+    scheduler.tick()
+    assert _health(api)["failed_passes"] == 0
+
+    with ctx.db.connect() as conn:  # the site's passes fail: the change feed is gone
+        conn.execute(text("ALTER TABLE scheduler_changes RENAME TO scheduler_changes_away"))
+        conn.commit()
+    try:
+        for _ in range(2):
+            clock.advance(1)
+            assert scheduler.tick() == []
+    finally:
+        with ctx.db.connect() as conn:
+            conn.execute(text("ALTER TABLE scheduler_changes_away RENAME TO scheduler_changes"))
+            conn.commit()
+    assert scheduler.failed_passes == 2
+    assert _health(api)["failed_passes"] == 0  # no heartbeat since: nothing known yet
+
+    clock.advance(1)
+    assert lock.acquire()
+    [report] = scheduler.tick()  # the next pass's heartbeat carries the count
+    assert report.rebuilt
+    body = _health(api)
+    assert body["failed_passes"] == 2
+    assert body["schedulers"][0]["ticks"] == 2

@@ -213,7 +213,10 @@ class HealthOut(BaseModel):
     leader: str | None = Field(description="holder of the leader lease, if any ever led")
     leader_expires_at: datetime | None
     leader_expired: bool
-    failed_passes: int = Field(description="scheduler passes of this process that failed")
+    failed_passes: int = Field(
+        description="scheduler passes that failed in the process that leads (as of its "
+        "last heartbeat), or in this process if it runs the scheduler"
+    )
     schedulers: list[SchedulerStatusOut]
 
 

@@ -4,30 +4,55 @@ never one round trip per row.
 Design. The scheduler applies hundreds of decisions per pass. Each helper here does for a
 set of ids what the row-at-a-time ORM calls did for one: lock job rows (one ``SELECT ... FOR
 UPDATE``), read tenants with a share lock (``FOR SHARE``: an officer's change waits for the
-pass, a new job's foreign-key check does not), read open allocations and free GPU slots, and
-write wait reasons and guarantee claims with one executemany. Ids go in chunks so a statement
-stays within every database's parameter limit.
+pass, a new job's foreign-key check does not), read open allocations and free GPU slots,
+write wait reasons and guarantee claims, and insert the rows a pass adds without the ORM
+(:class:`RowBatch`: allocation rows, audit records; closing runs' allocations). Reads pass
+their ids in chunks so a statement stays within every database's parameter limit.
+
+On PostgreSQL the writes send one array per column (``unnest``): one statement whose text
+does not depend on the number of rows, so the driver parses it once and the server plans it
+once (``INSERT ... SELECT * FROM unnest(...)``, ``UPDATE ... FROM unnest(...)``). On SQLite
+(in-process, no round trips) they are plain executemany.
 
 Invariants: the bookkeeping writes (:func:`set_wait_reasons`, :func:`set_claims`) touch only
 rows still queued and do not bump the row version (they never contradict a user's change, so
-they must not make the user's next versioned write stale).
+they must not make the user's next versioned write stale). Nothing here writes a job or node
+row's columns the scheduler must reload, so nothing here needs a change-feed row (the jobs a
+:class:`RowBatch` belongs to are updated through the session, which announces them).
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import ColumnElement, String, Table, any_, bindparam, cast, select, update
-from sqlalchemy import column as sa_column
-from sqlalchemy import values as sa_values
+from sqlalchemy import (
+    JSON,
+    Column,
+    ColumnElement,
+    String,
+    Table,
+    TextClause,
+    any_,
+    bindparam,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.types import TypeDecorator
 
-from gpulease.persistence.db import Tx
-from gpulease.persistence.tables import Gpu, GpuAllocation, Job, Node, Tenant
+from gpulease.persistence.change_feed import announcements
+from gpulease.persistence.db import StaleRow, Tx
+from gpulease.persistence.tables import AuditRecord, Base, Gpu, GpuAllocation, Job, Node, Tenant
 
 CHUNK = 900
 T = TypeVar("T")
@@ -104,6 +129,30 @@ def open_allocations(tx: Tx, job_ids: Iterable[str]) -> dict[str, list[GpuAlloca
     return found
 
 
+def open_slots(tx: Tx, job_ids: Iterable[str]) -> dict[str, list[HeldGpu]]:
+    """Each job's open allocations as (node, slot, serial), by node then slot: what a
+    stopping run gives back, without loading the rows."""
+    found: dict[str, list[HeldGpu]] = defaultdict(list)
+    a = GpuAllocation
+    for part in chunks(sorted(set(job_ids))):
+        query = (
+            select(a.job_id, a.node_id, a.slot, a.gpu_serial)
+            .where(among(tx, a.job_id, part), a.end.is_(None))
+            .order_by(a.node_id, a.slot)
+        )
+        for job_id, node_id, slot, serial in tx.session.execute(query):
+            found[job_id].append(HeldGpu(node_id, slot, serial))
+    return found
+
+
+class HeldGpu(NamedTuple):
+    """One GPU a run holds: what a launch or a give-back needs of its allocation row."""
+
+    node_id: str
+    slot: int
+    gpu_serial: str
+
+
 def free_gpus(tx: Tx, node_ids: Sequence[str]) -> dict[str, list[tuple[int, str]]]:
     """Each node's free GPUs as (slot, serial), lowest slot first."""
     held: dict[str, set[int]] = defaultdict(set)
@@ -136,28 +185,212 @@ def set_claims(tx: Tx, claims: dict[str, datetime | None]) -> None:
 
 
 def _set_queued(tx: Tx, column: str, values: Mapping[str, object]) -> None:
-    """On PostgreSQL ``UPDATE jobs SET column = v.value FROM (VALUES ...) v WHERE id = v.id
-    AND state = 'queued'``, one statement per chunk; on SQLite (in-process, no round trips,
-    no column aliases on VALUES) one executemany."""
+    """``UPDATE jobs SET column = value WHERE id = key AND state = 'queued'`` for every
+    (key, value): on PostgreSQL one statement (``FROM unnest``), on SQLite one executemany."""
     if not values:
         return
-    table = Job.__table__
-    assert isinstance(table, Table)
-    target = table.c[column]
+    table = _table(Job)
     if tx.db.is_sqlite:
-        statement = (
+        update_each = (
             update(table)
             .where(table.c.id == bindparam("b_id"), table.c.state == "queued")
-            .values({column: bindparam("b_value", type_=target.type)})
+            .values({column: bindparam("b_value", type_=table.c[column].type)})
         )
-        tx.session.execute(statement, [{"b_id": k, "b_value": v} for k, v in values.items()])
+        tx.session.execute(update_each, [{"b_id": k, "b_value": v} for k, v in values.items()])
         return
-    for part in chunks(sorted(values)):
-        rows = sa_values(
-            sa_column("b_id", String()), sa_column("b_value", target.type), name="b_rows"
-        ).data([(key, values[key]) for key in part])
-        tx.session.execute(
+    statement = _statement(
+        ("queued", column),
+        lambda: text(
+            f"UPDATE jobs SET {column} = u.value FROM {_unnest(table, ['id', column])} "
+            "AS u(id, value) WHERE jobs.id = u.id AND jobs.state = 'queued'"
+        ),
+    )
+    keys = sorted(values)  # rows locked in one order: two writers never wait on each other
+    tx.session.execute(statement, _arrays(table, ["id", column], [(k, values[k]) for k in keys]))
+
+
+def close_allocations(tx: Tx, ends: Mapping[str, datetime]) -> None:
+    """Close every open allocation row of each job at its end time (job id -> end)."""
+    if not ends:
+        return
+    table = _table(GpuAllocation)
+    if tx.db.is_sqlite:
+        close_each = (
             update(table)
-            .where(table.c.id == rows.c.b_id, table.c.state == "queued")
-            .values({column: cast(rows.c.b_value, target.type)})  # NULLs alone read as text
+            .where(table.c.job_id == bindparam("b_job"), table.c.end.is_(None))
+            .values(end=bindparam("b_end", type_=table.c.end.type))
         )
+        tx.session.execute(close_each, [{"b_job": k, "b_end": v} for k, v in ends.items()])
+        return
+    statement = _statement(
+        ("close",),
+        lambda: text(
+            f'UPDATE gpu_allocations SET "end" = u.ended FROM '
+            f"{_unnest(table, ['job_id', 'end'])} AS u(job_id, ended) "
+            'WHERE gpu_allocations.job_id = u.job_id AND gpu_allocations."end" IS NULL'
+        ),
+    )
+    keys = sorted(ends)
+    tx.session.execute(statement, _arrays(table, ["job_id", "end"], [(k, ends[k]) for k in keys]))
+
+
+def insert_rows(tx: Tx, model: type[Base], rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert new rows (each a mapping of the same columns to values) in one statement, in
+    order (a key the database assigns follows the order given). Rows inserted here are not
+    announced on the change feed: not for jobs or nodes."""
+    if not rows:
+        return
+    assert model not in (Job, Node), "jobs and nodes go through the session (change feed)"
+    table = _table(model)
+    names = list(rows[0])
+    if tx.db.is_sqlite:
+        tx.session.execute(insert(table), list(rows))
+        return
+    statement = _statement(
+        ("insert", table.name, *names),
+        lambda: text(
+            f"INSERT INTO {table.name} ({', '.join(_quoted(n) for n in names)}) "
+            f"SELECT * FROM {_unnest(table, names)}"
+        ),
+    )
+    tx.session.execute(statement, _arrays(table, names, [tuple(r[n] for n in names) for r in rows]))
+
+
+# The job columns a run's start or end changes (``services.runs``): what update_jobs writes.
+RUN_COLUMNS = (
+    "state",
+    "wait_reason",
+    "end_reason",
+    "exit_code",
+    "started_at",
+    "ended_at",
+    "preempt_at",
+    "preempt_reason",
+    "guaranteed_since",
+    "attained_gpu_s",
+    "run_s",
+    "starts",
+    "preemptions",
+    "borrowed",
+)
+_RUN_KEYS = frozenset(RUN_COLUMNS)
+
+
+def update_jobs(tx: Tx, rows: Iterable[Job]) -> int:
+    """Write the pending changes of loaded job rows in one statement instead of one
+    versioned UPDATE per row at the session's flush (PostgreSQL; elsewhere, and for a row
+    with a change outside :data:`RUN_COLUMNS`, the flush writes them as usual).
+
+    Each row is written only at the version it was read (a row changed meanwhile raises
+    ``StaleRow``, as the flush would) and its version moves on by one; each is announced on
+    the change feed with the writer's origin, as the flush's hook would; the rows leave the
+    session (detached, they keep the values written). Returns how many were written."""
+    if tx.db.is_sqlite:
+        return 0
+    session = tx.session
+    taken: list[Job] = []
+    for row in rows:
+        state = inspect(row)
+        changed = state.committed_state
+        if state.session is session and changed and _RUN_KEYS.issuperset(changed):
+            taken.append(row)
+    if not taken:
+        return 0
+    taken.sort(key=lambda row: row.id)
+    table = _table(Job)
+    names = ["id", "version", *RUN_COLUMNS]
+    statement = _statement(
+        ("jobs",),
+        lambda: text(
+            f"UPDATE jobs SET {', '.join(f'{_quoted(c)} = u.{_quoted(c)}' for c in RUN_COLUMNS)},"
+            f" version = u.version + 1 FROM {_unnest(table, names)} "
+            f"AS u({', '.join(_quoted(n) for n in names)}) "
+            "WHERE jobs.id = u.id AND jobs.version = u.version RETURNING jobs.id"
+        ),
+    )
+    values = [tuple(getattr(row, name) for name in names) for row in taken]
+    with session.no_autoflush:  # the session must not write these rows first
+        written = set(session.execute(statement, _arrays(table, names, values)).scalars())
+    if len(written) != len(taken):
+        raise StaleRow(
+            f"UPDATE statement on table 'jobs' expected to update {len(taken)} row(s); "
+            f"{len(written)} were matched."
+        )
+    session.add_all(announcements(session, taken))
+    for row in taken:
+        session.expunge(row)
+        row.version += 1  # as the flush would (detached: nothing more is written)
+    return len(taken)
+
+
+@dataclass
+class RowBatch:
+    """Rows a pass writes set at a time instead of through the session (``services.runs``
+    fills it): allocation rows to add, runs whose open allocations close (job id -> end),
+    audit records. :meth:`write` sends them, in that transaction, then empties it."""
+
+    allocations: list[dict[str, Any]] = field(default_factory=list)
+    closes: dict[str, datetime] = field(default_factory=dict)
+    audit: list[dict[str, Any]] = field(default_factory=list)
+
+    def write(self, tx: Tx) -> None:
+        close_allocations(tx, self.closes)  # first: a row added below stays open
+        insert_rows(tx, GpuAllocation, self.allocations)
+        insert_rows(tx, AuditRecord, self.audit)
+        self.allocations, self.closes, self.audit = [], {}, []
+
+
+# ----------------------------------------------------------- PostgreSQL arrays
+_PG = postgresql.dialect()  # type: ignore[no-untyped-call]
+_STATEMENTS: dict[tuple[str, ...], TextClause] = {}
+
+
+def _table(model: type[Base]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def _quoted(name: str) -> str:
+    return str(_PG.identifier_preparer.quote(name))
+
+
+def _statement(key: tuple[str, ...], build: Callable[[], TextClause]) -> TextClause:
+    """One statement per key, built once (its text never depends on the rows)."""
+    statement = _STATEMENTS.get(key)
+    if statement is None:
+        statement = _STATEMENTS[key] = build()
+    return statement
+
+
+def _unnest(table: Table, names: Sequence[str]) -> str:
+    """``unnest(CAST(:a0 AS type[]), ...)``: one array parameter per column."""
+    casts = [
+        f"CAST(:a{n} AS {table.c[name].type.compile(dialect=_PG)}[])"
+        for n, name in enumerate(names)
+    ]
+    return f"unnest({', '.join(casts)})"
+
+
+def _arrays(
+    table: Table, names: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> dict[str, list[Any]]:
+    """The array parameters of :func:`_unnest`: each column's values as the column's type
+    binds them (UTC datetimes checked, JSON serialised as the ORM stores it)."""
+    params: dict[str, list[Any]] = {}
+    for n, name in enumerate(names):
+        bind = _binder(table.c[name])
+        column = [row[n] for row in rows]
+        params[f"a{n}"] = column if bind is None else [bind(v) for v in column]
+    return params
+
+
+def _binder(column: Column[Any]) -> Callable[[Any], Any] | None:
+    kind = column.type
+    if isinstance(kind, JSON):
+        # JSON columns store Python None as JSON null unless ``none_as_null``, as the ORM
+        keep_null = kind.none_as_null
+        return lambda v: None if v is None and keep_null else json.dumps(v)
+    if isinstance(kind, TypeDecorator):
+        return lambda v: kind.process_bind_param(v, _PG)
+    return None

@@ -300,6 +300,8 @@ class SchedulerStatus(Base):
     leader: Mapped[str] = mapped_column(String(200))
     last_tick_at: Mapped[datetime] = mapped_column(UtcDateTime())
     ticks: Mapped[int] = mapped_column(BigInteger, default=0)
+    # the leader process's failed passes so far (as of this pass): /health on any process
+    failed_passes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class SchedulerChange(Base):

@@ -73,15 +73,42 @@ def entry(
     """An audit row not yet written: the caller inserts it in the change's transaction
     (``Tx.insert_new``, with the rows it describes)."""
     return AuditRecord(
-        at=at,
-        actor=actor,
-        action=action,
-        subject_type=subject_type,
-        subject_id=subject_id,
-        before=before,
-        after=after,
-        reason=reason[:1000],
+        **values(
+            at=at,
+            actor=actor,
+            action=action,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            before=before,
+            after=after,
+            reason=reason,
+        )
     )
+
+
+def values(
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    subject_type: str,
+    subject_id: str,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    reason: str = "",
+) -> dict[str, Any]:
+    """An audit row's column values, for a caller that inserts many set at a time
+    (``persistence.bulk.RowBatch``): the same fields :func:`entry` gives."""
+    return {
+        "at": at,
+        "actor": actor,
+        "action": action,
+        "subject_type": subject_type,
+        "subject_id": subject_id,
+        "before": before,
+        "after": after,
+        "reason": reason[:1000],
+    }
 
 
 def _json_safe(value: Any) -> Any:

@@ -6,9 +6,14 @@ a concurrent cancel waits for the commit), the tenants of the starts under a sha
 officer's suspension waits; a tenant's new job does not), the nodes, the open allocations
 and the free GPU slots. A decision whose job row changed since the state it was decided on
 (its version differs) is dropped and counted stale; a start whose nodes are no longer up or
-whose tenant is no longer admitted likewise. Everything else is applied in memory and
-flushed once, so the ORM sends batched statements. Bookkeeping (why jobs wait, guarantee
-claims) is written only where it changed, in one executemany without a version bump.
+whose tenant is no longer admitted likewise. Everything else is applied in memory: the job
+rows through the session (flushed once: batched statements, each change announced on the
+feed), the allocation rows, closed runs and audit records in a ``bulk.RowBatch`` written
+set at a time after that flush. Bookkeeping (why jobs wait, guarantee claims) is written
+only where it changed, in one statement without a version bump. The jobs the walk set
+aside together share one reason per run; :class:`Explained` remembers, between passes,
+which jobs already store which run's text, so a pass compares only the jobs new to a run
+instead of every queued job's stored reason.
 
 If any decision raises (anything but a database outage), the transaction is rolled back and
 redone one decision at a time, each in its own savepoint (:func:`apply_each`): the one that
@@ -25,7 +30,7 @@ from __future__ import annotations
 import bisect
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -36,13 +41,14 @@ from gpulease.domain.states import JobState, NodeState
 from gpulease.executors.base import Launch, NodeSlice
 from gpulease.persistence import bulk
 from gpulease.persistence.db import StaleRow, Tx, is_outage
-from gpulease.persistence.tables import GpuAllocation, Job, Tenant
+from gpulease.persistence.tables import Job, Tenant
 from gpulease.scheduler.engine import Decisions, Preempt, Start
 from gpulease.services import audit, kyc, runs
 from gpulease.services.containment import Defect, describe
 from gpulease.services.context import ServiceContext
 from gpulease.services.inventory import SiteTopology, placement_lock
 from gpulease.services.jobs import log_path
+from gpulease.services.runs import GpuRow
 
 log = logging.getLogger("gpulease.scheduler")
 ACTOR = "scheduler"
@@ -74,6 +80,43 @@ class Basis(Protocol):
         ...
 
 
+class Explained:
+    """Which jobs' stored wait reason is which set-aside run's text, kept between passes by
+    the leader (``SiteState.explained``).
+
+    Invariant: a job is listed under a text only while its stored reason is that text as the
+    leader last read or wrote it. The kept state calls :meth:`forget` whenever it re-reads
+    or re-writes a job (its stored reason may have changed); the applier lists what it
+    wrote or found already stored, and :meth:`note` records it once committed."""
+
+    __slots__ = ("by_text", "text_of")
+
+    def __init__(self) -> None:
+        self.by_text: dict[str, set[str]] = {}
+        self.text_of: dict[str, str] = {}
+
+    def new_to(self, text: str, job_ids: Iterable[str]) -> set[str]:
+        """The jobs of a run not known to store ``text`` (set operations, no call per job)."""
+        ids = set(job_ids)
+        known = self.by_text.get(text)
+        if known:
+            ids.difference_update(known)
+        return ids
+
+    def note(self, job_id: str, text: str) -> None:
+        self.forget(job_id)
+        self.text_of[job_id] = text
+        self.by_text.setdefault(text, set()).add(job_id)
+
+    def forget(self, job_id: str) -> None:
+        text = self.text_of.pop(job_id, None)
+        if text is not None:
+            members = self.by_text[text]
+            members.discard(job_id)
+            if not members:
+                del self.by_text[text]
+
+
 @dataclass
 class Applied:
     launches: list[Launch] = field(default_factory=list)
@@ -84,6 +127,7 @@ class Applied:
     rows: dict[str, Job] = field(default_factory=dict)  # committed job rows, by id
     reasons: dict[str, str] = field(default_factory=dict)  # wait reasons written
     claims: dict[str, datetime | None] = field(default_factory=dict)  # claims written
+    explained: list[tuple[str, str]] = field(default_factory=list)  # (job, run text) stored
     started: list[str] = field(default_factory=list)
     requeued: list[str] = field(default_factory=list)
     timed_out: list[str] = field(default_factory=list)
@@ -106,10 +150,11 @@ class Applier:
     basis: Basis
     decisions: Decisions
     fence: Callable[[Tx], None]
-    launch_of: Callable[[Tx, Job, list[GpuAllocation] | None], Launch]
+    launch_of: Callable[[Tx, Job, Sequence[GpuRow] | None], Launch]
     extra_reasons: Mapping[str, str] = field(default_factory=dict)  # held jobs' reasons
     unclaimed: list[str] = field(default_factory=list)  # held jobs whose claim ends
     also: Callable[[Tx], None] | None = None  # more writes of the pass, in this transaction
+    explained: Explained | None = None  # the leader's memory of run texts stored (or none)
 
     def apply(self) -> Applied:
         try:
@@ -133,7 +178,11 @@ class Applier:
             ids += [s.job_id for s in d.starts]
             rows = bulk.lock_jobs(tx, ids)
             stopping = [*d.timeouts, *(p.job_id for p in d.requeues)]
-            allocations = bulk.open_allocations(tx, stopping) if stopping else {}
+            # the fast path leaves allocation and audit rows to one batch, written set at a
+            # time after the flush; one by one, each decision's rows go through the session
+            batch = None if each else bulk.RowBatch()
+            allocations = bulk.open_allocations(tx, stopping) if each and stopping else {}
+            held = bulk.open_slots(tx, stopping) if not each and stopping else {}
             starts = [s for s in d.starts if s.job_id in rows]
             node_ids = sorted({self.topology.node_ids[n] for s in starts for n, _ in s.placement})
             nodes = bulk.nodes_by_id(tx, node_ids)
@@ -184,14 +233,15 @@ class Applier:
 
             def give_back(job: Job) -> None:
                 """A stopped run's GPUs are free for the starts of this same apply."""
-                for row in allocations.get(job.id, []):
+                slots = held.get(job.id) or allocations.get(job.id, [])
+                for row in slots:
                     if row.node_id in free:
                         bisect.insort(free[row.node_id], (row.slot, row.gpu_serial))
 
             def time_out(job: Job) -> Done:
                 runs.stop_run(
                     tx, job, now, JobState.FAILED, reason="walltime exceeded", actor=ACTOR,
-                    allocations=allocations.get(job.id, []),
+                    allocations=allocations.get(job.id, []), batch=batch,
                 )  # fmt: skip
                 give_back(job)
 
@@ -206,7 +256,7 @@ class Applier:
                 def do(job: Job) -> Done:
                     runs.stop_run(
                         tx, job, now, JobState.QUEUED, reason=preempt.reason, actor=ACTOR,
-                        allocations=allocations.get(job.id, []),
+                        allocations=allocations.get(job.id, []), batch=batch,
                     )  # fmt: skip
                     give_back(job)
 
@@ -224,12 +274,16 @@ class Applier:
                     at = from_seconds(preempt.at)
                     job.preempt_at = at
                     job.preempt_reason = audit.clip(preempt.reason)
-                    audit.record(
-                        tx, at=now, actor=ACTOR, action="job.preempt_notice",
+                    trail = audit.values(
+                        at=now, actor=ACTOR, action="job.preempt_notice",
                         subject_type="job", subject_id=job.id,
                         after={"preempt_at": at.isoformat(), "for_job": preempt.by},
                         reason=preempt.reason,
                     )  # fmt: skip
+                    if batch is None:
+                        tx.add(audit.entry(**trail))
+                    else:
+                        batch.audit.append(trail)
 
                     def done() -> None:
                         committed.notices.append(preempt)
@@ -243,6 +297,15 @@ class Applier:
                 return do
 
             policy = kyc.policy_on(self.ctx, now)
+            verdicts: dict[tuple[str, tuple[str, ...]], str | None] = {}
+
+            def refused_use(purpose: str, end_uses: list[str]) -> str | None:
+                """``purpose_refused``, once per purpose and approval in this apply (the same
+                inputs under one policy give the same verdict)."""
+                key = (purpose, tuple(end_uses))
+                if key not in verdicts:
+                    verdicts[key] = purpose_refused(purpose, end_uses, policy)
+                return verdicts[key]
 
             def begin(start: Start) -> Callable[[Job], Done]:
                 def do(job: Job) -> Done:
@@ -261,13 +324,14 @@ class Applier:
                     if (
                         tenant is None
                         or not is_approved(tenant.approval, tenant.approval_expires_at, now)
-                        or purpose_refused(job.purpose, tenant.approved_end_uses, policy)
+                        or refused_use(job.purpose, tenant.approved_end_uses)
                     ):
                         out.stale += 1
                         return None
                     taken = runs.start_run(
-                        tx, job, placement, now, borrowed=start.borrowed, actor=ACTOR, free=free
-                    )
+                        tx, job, placement, now, borrowed=start.borrowed, actor=ACTOR,
+                        free=free, batch=batch,
+                    )  # fmt: skip
                     launch = self.launch_of(tx, job, taken)
 
                     def done() -> None:
@@ -287,8 +351,12 @@ class Applier:
                 act(preempt.job_id, "warn", notify(preempt))
             for start in d.starts:
                 act(start.job_id, "start", begin(start))
-            try:
-                tx.flush()  # the fast path's one flush: a row the database refuses -> one by one
+            try:  # the fast path's writes: a row the database refuses -> one by one
+                if batch is not None:
+                    bulk.update_jobs(tx, out.rows.values())  # one statement, not one per job
+                tx.flush()
+                if batch is not None:
+                    batch.write(tx)
             except Exception as error:
                 if each or is_outage(error) or isinstance(error, StaleRow):
                     raise
@@ -303,12 +371,14 @@ class Applier:
                 log.exception("scheduler could not record why jobs wait at %s", self.site_id)
                 out.reasons.clear()
                 out.claims.clear()
+                out.explained.clear()
         out.refused = list(refused.values())
         return out
 
     def _keep_waiting(self, tx: Tx, out: Applied, decided: set[str]) -> None:
         """Guarantee claims and wait reasons of the jobs that still wait, where they change.
-        Runs once per pass over every queued job: kept tight (no call per job)."""
+        A set-aside run's jobs are compared only where the run is new to them
+        (:class:`Explained`); without that memory, every queued job's stored reason is."""
         d, basis = self.decisions, self.basis
         jobs = basis.jobs
         waiting = set(d.guaranteed_waiting)
@@ -330,13 +400,18 @@ class Applier:
             claims[job_id] = None
         reasons: dict[str, str] = dict(self.extra_reasons)
         get = jobs.get
+        memo = self.explained
+        stored: list[tuple[str, str]] = []  # (job, run text) its row holds after this pass
         # one text per run of jobs the walk set aside together, then those it explained
         for reason, job_ids in d.waiting.runs():
             text = audit.clip(reason.message)
-            for job_id in job_ids:
+            for job_id in job_ids if memo is None else memo.new_to(text, job_ids):
                 job = get(job_id)
-                if job is not None and job.wait_reason != text:
+                if job is None or job_id in decided:
+                    continue
+                if job.wait_reason != text:
                     reasons[job_id] = text
+                stored.append((job_id, text))
         for job_id, reason in d.waiting.explicit.items():
             job = get(job_id)
             text = audit.clip(reason.message)
@@ -347,16 +422,18 @@ class Applier:
         bulk.set_claims(tx, claims)
         bulk.set_wait_reasons(tx, reasons)
         out.claims, out.reasons = claims, reasons
+        if memo is not None:  # an explicit reason or a held one replaces a run's text
+            out.explained = [(j, text) for j, text in stored if reasons.get(j, text) == text]
 
 
 def launch_of(
-    ctx: ServiceContext, tx: Tx, job: Job, rows: list[GpuAllocation] | None = None
+    ctx: ServiceContext, tx: Tx, job: Job, rows: Sequence[GpuRow] | None = None
 ) -> Launch:
     """What the executor needs to run (or adopt) the job's current run; ``rows``: its open
     allocations, when already read."""
     if rows is None:
         rows = runs.open_allocations(tx, job.id)
-    by_node: dict[str, list[GpuAllocation]] = defaultdict(list)
+    by_node: dict[str, list[GpuRow]] = defaultdict(list)
     for row in rows:
         by_node[row.node_id].append(row)
     slices = tuple(

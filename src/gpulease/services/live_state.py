@@ -17,8 +17,10 @@ compares (:func:`divergences`), logs what differed and keeps the rebuilt state (
 
 Invariants: ``versions`` holds the row version of every job the state holds (queued or
 running) as last read or written by the leader; ``jobs`` holds the same jobs' stored wait
-reason and claim, so bookkeeping writes happen only when they change; ended jobs are dropped
-from the core's state after their ending was applied (memory stays flat).
+reason and claim, so bookkeeping writes happen only when they change; ``explained`` lists a
+job under a set-aside run's text only while ``jobs`` holds that text as its stored reason
+(every re-read or re-write of the job forgets it there); ended jobs are dropped from the
+core's state after their ending was applied (memory stays flat).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from datetime import datetime
 from gpulease.compliance.admission import Admission
 from gpulease.domain.clock import to_seconds
 from gpulease.domain.errors import DomainError
+from gpulease.domain.models import LeaseGuarantee
 from gpulease.domain.states import JobState, NodeState
 from gpulease.persistence import bulk
 from gpulease.persistence.change_reader import Change, ChangeFeed
@@ -39,7 +42,9 @@ from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import Job
 from gpulease.scheduler.engine import Scheduler
 from gpulease.scheduler.state import SchedulerState
+from gpulease.services import leases
 from gpulease.services.containment import Defect, defect_of, describe
+from gpulease.services.decision_apply import Explained
 from gpulease.services.inventory import SiteTopology
 from gpulease.services.jobs import spec_of
 from gpulease.services.snapshot import Snapshot
@@ -84,6 +89,8 @@ class SiteState:
     held_reasons: dict[str, str] = field(default_factory=dict)  # new jobs held by admission
     unclaimed: list[str] = field(default_factory=list)  # held jobs whose stored claim ends
     claimed: set[str] = field(default_factory=set)  # jobs whose stored row has a claim
+    # which jobs store which set-aside run's wait reason (the applier compares only the rest)
+    explained: Explained = field(default_factory=Explained)
 
     @classmethod
     def built(
@@ -213,11 +220,13 @@ class SiteState:
         self._remember(row)
 
     def _remember(self, row: Job) -> None:
+        self.explained.forget(row.id)  # its stored reason is the row's, read or written now
         self.jobs[row.id] = view_of(row)
         self.versions[row.id] = row.version
         self.set_claim(row.id, row.guaranteed_since)
 
     def _drop(self, job_id: str) -> None:
+        self.explained.forget(job_id)
         self.jobs.pop(job_id, None)
         self.versions.pop(job_id, None)
         self.claimed.discard(job_id)
@@ -251,6 +260,21 @@ class SiteState:
             self._drop(job_id)
             self.held_reasons[job_id] = why
             self.unclaimed.append(job_id)
+
+    def follow_leases(self, tx: Tx, now: datetime) -> None:
+        """The active lease guarantees as of now (replaced only when they changed)."""
+        guarantees = [
+            LeaseGuarantee(
+                lease.id,
+                lease.tenant_id,
+                lease.gpus,
+                to_seconds(lease.start),
+                to_seconds(lease.end),
+            )
+            for lease in leases.active_guarantees(tx, self.site_id, now)
+        ]
+        if set(guarantees) != set(self.state.leases):
+            self.state.leases = guarantees
 
     # ------------------------------------------------------- the leader's own writes
     def wrote(self, job_id: str, row: Job | None) -> None:

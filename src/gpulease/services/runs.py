@@ -6,19 +6,44 @@ Invariants:
 * stopping a run closes its allocation rows at ``now`` and adds the run's GPU-seconds and
   wall seconds to the job's totals (what LAS and fair share are computed from);
 * the job's state changes through ``JOB_TRANSITIONS`` only, and every change is audited.
+
+Given a ``batch`` (``persistence.bulk.RowBatch``), :func:`start_run` and :func:`stop_run`
+change the job row through the session as always, and leave the allocation rows and the
+audit record in the batch, which the caller writes set at a time in the same transaction
+(the scheduler's pass); without one, everything goes through the session.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any, Protocol
 
 from gpulease.domain.states import JOB_TRANSITIONS, JobState, transition
+from gpulease.persistence.bulk import HeldGpu, RowBatch
 from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import Gpu, GpuAllocation, Job
 from gpulease.services import audit
 
 JOB_AUDIT_FIELDS = ("state", "wait_reason", "end_reason", "exit_code", "preemptions", "starts")
+
+
+class GpuRow(Protocol):
+    """What a run's launch needs of each GPU it holds (an allocation row, or its values)."""
+
+    @property
+    def node_id(self) -> str: ...
+    @property
+    def slot(self) -> int: ...
+    @property
+    def gpu_serial(self) -> str: ...
+
+
+def _audit(tx: Tx, batch: RowBatch | None, **fields: Any) -> None:
+    if batch is None:
+        audit.record(tx, **fields)
+    else:
+        batch.audit.append(audit.values(**fields))
 
 
 def open_allocations(tx: Tx, job_id: str) -> list[GpuAllocation]:
@@ -51,33 +76,40 @@ def start_run(
     borrowed: bool,
     actor: str,
     free: dict[str, list[tuple[int, str]]] | None = None,
-) -> list[GpuAllocation]:
+    batch: RowBatch | None = None,
+) -> list[GpuRow]:
     """Give ``job`` the lowest free GPU slots of each (node, count) and mark it running.
 
     ``free``: each node's free GPUs as (slot, serial), lowest first, read once for many
-    starts (``persistence.bulk.free_gpus``); the slots taken are removed from it."""
+    starts (``persistence.bulk.free_gpus``); the slots taken are removed from it.
+    ``batch``: the allocation rows and the audit record go there (module doc)."""
     before = audit.fields_of(job, JOB_AUDIT_FIELDS)
     job.state = transition(JOB_TRANSITIONS, JobState(job.state), JobState.RUNNING, subject=job.id)
     if free is None:
         free = _free_gpus(tx, [node for node, _ in placement])
-    rows: list[GpuAllocation] = []
+    rows: list[GpuRow] = []
     for node_id, count in placement:
         available = free.get(node_id, [])
         if len(available) < count:
             raise AssertionError(f"node {node_id} has {len(available)} free GPUs, not {count}")
         for slot, serial in available[:count]:
-            row = GpuAllocation(
-                job_id=job.id,
-                tenant_id=job.tenant_id,
-                node_id=node_id,
-                gpu_serial=serial,
-                slot=slot,
-                purpose=job.purpose,
-                start=now,
-                end=None,
-            )
-            tx.add(row)
-            rows.append(row)
+            values = {
+                "job_id": job.id,
+                "tenant_id": job.tenant_id,
+                "node_id": node_id,
+                "gpu_serial": serial,
+                "slot": slot,
+                "purpose": job.purpose,
+                "start": now,
+                "end": None,
+            }
+            if batch is None:
+                row = GpuAllocation(**values)
+                tx.add(row)
+                rows.append(row)
+            else:
+                batch.allocations.append(values)
+                rows.append(HeldGpu(node_id, slot, serial))
         del available[:count]
     job.started_at = now
     job.starts += 1
@@ -86,8 +118,9 @@ def start_run(
     job.preempt_at = None
     job.preempt_reason = ""
     job.guaranteed_since = None
-    audit.record(
+    _audit(
         tx,
+        batch,
         at=now,
         actor=actor,
         action="job.start",
@@ -110,10 +143,12 @@ def stop_run(
     actor: str,
     exit_code: int | None = None,
     allocations: Sequence[GpuAllocation] | None = None,
+    batch: RowBatch | None = None,
 ) -> None:
     """End the job's current state: a run goes back to the queue or finishes; a queued job
     may be cancelled or failed. ``allocations``: the run's open allocation rows, when read
-    already for many jobs at once."""
+    already for many jobs at once; ``batch``: the run's allocations are closed and the
+    audit record written there instead (module doc)."""
     before = audit.fields_of(job, JOB_AUDIT_FIELDS)
     was_running = job.state == JobState.RUNNING
     job.state = transition(JOB_TRANSITIONS, JobState(job.state), outcome, subject=job.id)
@@ -122,8 +157,11 @@ def stop_run(
         elapsed = max(0.0, (now - job.started_at).total_seconds())
         job.attained_gpu_s += elapsed * job.gpus
         job.run_s += elapsed
-        for row in open_allocations(tx, job.id) if allocations is None else allocations:
-            row.end = now
+        if batch is not None:
+            batch.closes[job.id] = now
+        else:
+            for row in open_allocations(tx, job.id) if allocations is None else allocations:
+                row.end = now
     job.preempt_at = None
     job.preempt_reason = ""
     if outcome is JobState.QUEUED:
@@ -134,8 +172,9 @@ def stop_run(
         job.end_reason = audit.clip(reason)
         job.exit_code = exit_code
         job.wait_reason = ""
-    audit.record(
+    _audit(
         tx,
+        batch,
         at=now,
         actor=actor,
         action=f"job.{outcome.value}" if outcome is not JobState.QUEUED else "job.requeue",

@@ -37,13 +37,12 @@ import gc
 import logging
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from gpulease.compliance.admission import Admission, Standing, admission
 from gpulease.domain.clock import to_seconds
-from gpulease.domain.models import LeaseGuarantee
 from gpulease.domain.states import JobState
 from gpulease.executors.base import Completion, Executor, Launch
 from gpulease.persistence import bulk
@@ -51,7 +50,7 @@ from gpulease.persistence.change_feed import writing_as
 from gpulease.persistence.change_reader import ChangeFeed
 from gpulease.persistence.db import Tx, is_outage
 from gpulease.persistence.leader import Leadership
-from gpulease.persistence.tables import GpuAllocation, Job, JobLog, SchedulerStatus, Site, Tenant
+from gpulease.persistence.tables import Job, JobLog, SchedulerStatus, Site, Tenant
 from gpulease.scheduler.engine import Decisions, Scheduler, SchedulerConfig, apply_decisions
 from gpulease.scheduler.ordering import make_policy
 from gpulease.scheduler.state import SchedulerState
@@ -59,9 +58,10 @@ from gpulease.services import kyc, leases, runs
 from gpulease.services.containment import Defect, describe, still_applies
 from gpulease.services.containment import fail as fail_job
 from gpulease.services.context import ServiceContext
-from gpulease.services.decision_apply import ACTOR, Applied, Applier, Basis, launch_of
+from gpulease.services.decision_apply import ACTOR, Applied, Applier, Basis, Explained, launch_of
 from gpulease.services.inventory import SiteTopology, cached_topology
 from gpulease.services.live_state import NeedsRebuild, SiteState, divergences
+from gpulease.services.runs import GpuRow
 from gpulease.services.snapshot import Snapshot, rebuild, take_snapshot
 
 __all__ = ["LiveScheduler", "LostLeadership", "PassReport"]
@@ -303,7 +303,7 @@ class LiveScheduler:
             ]
             if not ending:
                 return
-            allocations = bulk.open_allocations(tx, [done.job_id for done in ending])
+            batch = bulk.RowBatch()  # allocations closed and audit rows written set at a time
             ids = [done.job_id for done in ending]
             logs = {
                 row.job_id: row for row in tx.all(tx.select(JobLog).where(JobLog.job_id.in_(ids)))
@@ -319,7 +319,7 @@ class LiveScheduler:
                     actor=ACTOR,
                     exit_code=done.exit_code,
                     reason="exit 0" if done.exit_code == 0 else f"exit {done.exit_code}",
-                    allocations=allocations.get(job.id, []),
+                    batch=batch,
                 )
                 stored = logs.get(job.id)
                 if stored is None:
@@ -327,6 +327,9 @@ class LiveScheduler:
                 else:
                     stored.text = (stored.text + "\n" + done.log)[-(1 << 20) :]
                 report.finished.append(job.id)
+            bulk.update_jobs(tx, (jobs[done.job_id] for done in ending))
+            tx.flush()
+            batch.write(tx)
 
     # ------------------------------------------------------------ the kept state
     def _current(
@@ -351,7 +354,7 @@ class LiveScheduler:
                 with self.ctx.db.transaction(write=False) as tx:
                     changes = site.feed.read(tx)
                     report.changes += site.sync(tx, changes, now, self.name, admit)
-                    self._follow_leases(tx, site, now)
+                    site.follow_leases(tx, now)
                 if site.defects:
                     defects, site.defects = site.defects, []
                     self._fail(site_id, now, defects, report)
@@ -409,7 +412,7 @@ class LiveScheduler:
             with self.ctx.db.transaction(write=False) as tx:
                 changes = kept.feed.read(tx)
                 kept.sync(tx, changes, now, self.name, admit)
-                self._follow_leases(tx, kept, now)
+                kept.follow_leases(tx, now)
         except NeedsRebuild as error:
             report.divergences = [f"the kept state could not follow a change: {error}"]
         else:
@@ -422,20 +425,6 @@ class LiveScheduler:
                 kept.site_id,
                 "; ".join(report.divergences),
             )
-
-    def _follow_leases(self, tx: Tx, site: SiteState, now: datetime) -> None:
-        guarantees = [
-            LeaseGuarantee(
-                lease.id,
-                lease.tenant_id,
-                lease.gpus,
-                to_seconds(lease.start),
-                to_seconds(lease.end),
-            )
-            for lease in leases.active_guarantees(tx, site.site_id, now)
-        ]
-        if set(guarantees) != set(site.state.leases):
-            site.state.leases = guarantees
 
     # ------------------------------------------------------------------ reconcile
     def _reconcile(self, site: SiteState, now: datetime, report: PassReport) -> bool:
@@ -523,6 +512,7 @@ class LiveScheduler:
         extra_reasons: dict[str, str] | None = None,
         unclaimed: list[str] | None = None,
         also: Callable[[Tx], None] | None = None,
+        explained: Explained | None = None,
     ) -> Applied:
         """Apply the decisions in one transaction (``services.decision_apply``); jobs whose
         decision could not be applied are failed after commit, saying why."""
@@ -537,6 +527,7 @@ class LiveScheduler:
             extra_reasons=extra_reasons or {},
             unclaimed=unclaimed or [],
             also=also,
+            explained=explained,
         )
         with writing_as(self.name):
             applied = applier.apply()
@@ -562,6 +553,7 @@ class LiveScheduler:
             extra_reasons=extra,
             unclaimed=unclaimed,
             also=lambda tx: self._heartbeat(tx, site, site.now),
+            explained=site.explained,
         )
 
     def _absorb(self, site: SiteState, applied: Applied, admit: Admission) -> None:
@@ -569,9 +561,13 @@ class LiveScheduler:
         for job_id, row in applied.rows.items():
             site.wrote(job_id, row)
         for job_id, text in applied.reasons.items():
+            site.explained.forget(job_id)
             view = site.jobs.get(job_id)
             if view is not None:
                 view.wait_reason = text
+        for job_id, text in applied.explained:  # stored as its run's text: next pass skips it
+            if job_id in site.jobs:
+                site.explained.note(job_id, text)
         for job_id, since in applied.claims.items():
             site.set_claim(job_id, since)
         assert applied.decisions is not None
@@ -584,18 +580,15 @@ class LiveScheduler:
             )
             self._sites.pop(site.site_id, None)
 
-    def _launch_of(self, tx: Tx, job: Job, rows: list[GpuAllocation] | None = None) -> Launch:
+    def _launch_of(self, tx: Tx, job: Job, rows: Sequence[GpuRow] | None = None) -> Launch:
         return launch_of(self.ctx, tx, job, rows)
 
     def _heartbeat(self, tx: Tx, site: SiteState, now: datetime) -> None:
         """In the apply's transaction (fenced): this pass happened; old feed rows go."""
         row = tx.get(SchedulerStatus, site.site_id)
         if row is None:
-            tx.add(
-                SchedulerStatus(site_id=site.site_id, leader=self.name, last_tick_at=now, ticks=1)
-            )
-        else:
-            row.leader = self.name
-            row.last_tick_at = now
-            row.ticks += 1
+            row = SchedulerStatus(site_id=site.site_id, ticks=0)
+            tx.add(row)
+        row.leader, row.last_tick_at, row.ticks = self.name, now, row.ticks + 1
+        row.failed_passes = self.failed_passes  # this process's: /health reads it anywhere
         site.feed.purge(tx)

@@ -142,6 +142,7 @@ class SitePasses:
     ticks: int
     age_s: float
     stale: bool
+    failed_passes: int  # the leader's failed passes as of its last pass here
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +155,16 @@ class SchedulerHealth:
     @property
     def degraded(self) -> bool:
         return self.leader_expired or any(site.stale for site in self.sites)
+
+    @property
+    def failed_passes(self) -> int:
+        """The failed passes of the process that leads (or last led), as its heartbeat
+        recorded them: the counter lives in the scheduler process, not in an API one."""
+        latest = max(self.sites, key=lambda site: site.last_tick_at, default=None)
+        if latest is None:
+            return 0
+        leader = self.leader if self.leader is not None else latest.leader
+        return max((s.failed_passes for s in self.sites if s.leader == leader), default=0)
 
 
 def stale_after_s(settings: Settings) -> float:
@@ -173,7 +184,15 @@ def scheduler_status(ctx: ServiceContext) -> SchedulerHealth:
     for row in rows:
         age = max(0.0, (now - row.last_tick_at).total_seconds())
         sites.append(
-            SitePasses(row.site_id, row.leader, row.last_tick_at, row.ticks, age, age > limit)
+            SitePasses(
+                row.site_id,
+                row.leader,
+                row.last_tick_at,
+                row.ticks,
+                age,
+                age > limit,
+                row.failed_passes,
+            )
         )
     return SchedulerHealth(
         sites=sites,

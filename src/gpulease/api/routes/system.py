@@ -33,7 +33,12 @@ def health(request: Request, ctx: Ctx) -> HealthOut:
         leader=found.leader if found else None,
         leader_expires_at=found.leader_expires_at if found else None,
         leader_expired=bool(found and found.leader_expired),
-        failed_passes=loop.failed_passes if loop is not None else 0,
+        # the scheduler process's count (its heartbeat); this process's own when it runs
+        # the loop (fresher: a pass that failed has written no heartbeat yet)
+        failed_passes=max(
+            found.failed_passes if found else 0,
+            loop.failed_passes if loop is not None else 0,
+        ),
         schedulers=[
             SchedulerStatusOut(
                 site_id=site.site_id,
