@@ -5,8 +5,8 @@ sum (built on first use, then kept up to date by every change), and the EASY res
 ``held`` view. Every change goes through a method so the views never disagree: a GPU is
 promised at most once per step. The engine builds one per step from the state's free map
 and the kept map of GPUs in a grace period (``releases.GraceReleases``): their per-node and
-per-release-time entries are copied on first write (reads go to the kept entry), so a step
-pays for the nodes its plans take GPUs from, and the kept memo is never written.
+per-release-time entries are copied on first touch, so a step pays for the nodes its plans
+touch, and the kept memo is never written.
 """
 
 from __future__ import annotations
@@ -123,9 +123,7 @@ class Pools:
         """The ``soon`` GPUs of ``node`` an earmark of ``count`` takes, earliest release
         first, only those released by ``by``: ``[(time, GPUs), ...]``."""
         taken: list[tuple[float, int]] = []
-        parts = self._parts.get(node)
-        if parts is None:  # read only: the kept entry, not a copy
-            parts = self._base_parts.get(node)
+        parts = self._part(node)
         if not parts or count <= 0:
             return taken
         if len(parts) == 1:  # the usual case: one release time on the node
@@ -161,12 +159,8 @@ class Pools:
             yield self.soon, self.merged()
             return
         late: dict[int, int] = {}
-        own, base = self._nodes_at, self._base_nodes_at
         for t in late_times:
-            nodes = own.get(t)
-            if nodes is None:  # read only: no copy
-                nodes = base.get(t, {})
-            for node, count in nodes.items():
+            for node, count in self._nodes(t).items():
                 if count > 0:
                     late[node] = late.get(node, 0) + count
         held = tuple(late.items())
@@ -193,24 +187,15 @@ class Pools:
         free = self.free
         from_free: list[tuple[int, int]] = []
         from_soon: list[tuple[int, int]] = []
-        own, base_parts, nodes_at = self._parts, self._base_parts, self._nodes_at
         for node, count in placement:
-            # ``_part`` inlined, and a kept entry is copied only when it is written
-            parts = own.get(node)
-            if parts is None:
-                parts = base_parts.get(node)
+            parts = self._part(node)
             if parts is not None and len(parts) == 1:  # one release time: inline
                 ((at, held),) = parts.items()
                 got = min(count, held) if at <= by else 0
                 if got:
-                    if node not in own:
-                        parts = own[node] = dict(parts)
                     parts[at] = held - got
                     self._count_at[at] -= got
-                    nodes = nodes_at.get(at)
-                    if nodes is None:
-                        nodes = self._nodes(at)
-                    nodes[node] -= got
+                    self._nodes(at)[node] -= got
                     from_soon.append((node, got))
                 rest = count - got
             else:
@@ -236,9 +221,7 @@ class Pools:
         first; returns how many."""
         taken = 0
         for at, got in self._soon_taken(node, count, by):
-            parts = self._part(node)
-            assert parts is not None  # ``_soon_taken`` found GPUs on the node
-            parts[at] -= got
+            self._parts[node][at] -= got  # copied by ``_soon_taken``
             self._count_at[at] -= got
             self._nodes(at)[node] -= got
             taken += got
