@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gpulease.cli.client import ApiClient, RemoteError
+from gpulease.cli.tables import safe
 
 console = Console()
 PAGE = 50
@@ -79,14 +80,14 @@ def audit_command(
         table.add_column(column, overflow="fold", no_wrap=column in ("id", "record"))
     for row in rows:
         who = row["actor"]
-        table.add_row(
+        table.add_row(  # every cell as written (a reason or a name is a tenant's words)
             str(row["id"]),
-            row["at"][:19].replace("T", " "),
-            f"{names[who]} ({who})" if who in names else who,
-            row["action"],
-            row["subject_id"],
-            _change(row),
-            row["reason"],
+            safe(row["at"][:19].replace("T", " ")),
+            safe(f"{names[who]} ({who})" if who in names else who),
+            safe(row["action"]),
+            safe(row["subject_id"]),
+            safe(_change(row)),
+            safe(row["reason"]),
         )
     console.print(table)
     if len(rows) == limit:

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gpulease.cli.client import ApiClient, segment
+from gpulease.cli.tables import safe
 
 console = Console()
 tenants_app = typer.Typer(
@@ -30,13 +31,13 @@ def tenants_table(rows: list[dict[str, Any]]) -> Table:
         table.add_column(column, overflow="fold", justify="right" if column == "users" else "left")
     for row in rows:
         kyc = row["kyc_state"] or "no case"
-        table.add_row(
-            row["id"],
-            row["name"],
-            row["country"],
-            row["kind"],
-            row["standing"],
-            kyc,
+        table.add_row(  # as written: a name is not markup
+            safe(row["id"]),
+            safe(row["name"]),
+            safe(row["country"]),
+            safe(row["kind"]),
+            safe(row["standing"]),
+            safe(kyc),
             str(row["users"]),
         )
     return table
@@ -64,6 +65,6 @@ def tenants_show(
         return
     console.print(tenants_table([row]))
     if row["kyc_case_id"]:
-        console.print(f"latest KYC case: {row['kyc_case_id']} ({row['kyc_state']})")
+        console.print(f"latest KYC case: {safe(row['kyc_case_id'])} ({safe(row['kyc_state'])})")
     if row["approval_expires_at"]:
-        console.print(f"approval expires: {row['approval_expires_at'][:10]}")
+        console.print(f"approval expires: {safe(row['approval_expires_at'][:10])}")
