@@ -136,11 +136,11 @@ def gpulease(
     (code, stdout, stderr)."""
     http = api(None)
 
-    def run(who: str, *args: str) -> tuple[int, str, str]:
+    def run(who: str, *args: str, columns: int = 200) -> tuple[int, str, str]:
         env = {
             "GPULEASE_TOKEN": by_email[who].token if who in by_email else who,
             "GPULEASE_URL": "http://testserver",
-            "COLUMNS": "200",
+            "COLUMNS": str(columns),
             "GPULEASE_CONFIG": str(tmp_path / "no-config.json"),
         }
         with injected(http):
@@ -242,6 +242,31 @@ def test_tenant_and_user_names_print_as_written(
     code, out, _err = gpulease(made.json()["token"], "whoami")
     assert code == 0
     assert DRESSED in _flat(out)
+
+
+def test_audit_and_tenant_tables_never_cut_an_id(
+    gpulease: Callable[..., tuple[int, str, str]],
+    api: Client,
+    by_email: dict[str, demo_service.DemoUser],
+    ctx: Any,
+    bank: Principal,
+) -> None:
+    # An operator copies ids out of these tables into the next command: an id folded over
+    # two lines (``(user-b9`` / ``fad2d338`` / ``b4)``) is a wrong id pasted.
+    jobs.cancel(ctx, bank, _submit(ctx, bank), reason="not needed")
+    ops = api(by_email[OPS].token)
+    records = ops.get("/audit", params={"limit": 5}).json()
+    tenant_ids = [t["id"] for t in ops.get("/tenants").json()]
+    for columns in (80, 60):
+        code, out, _err = gpulease(OPS, "audit", "--limit", "5", columns=columns)
+        assert code == 0
+        for row in records:
+            assert row["actor"] in out, (columns, row["actor"])  # whole, on one line
+            assert row["subject_id"] in out, (columns, row["subject_id"])
+        code, out, _err = gpulease(OPS, "tenants", "list", columns=columns)
+        assert code == 0
+        for tenant_id in tenant_ids:
+            assert tenant_id in out, (columns, tenant_id)
 
 
 def test_control_characters_from_the_server_never_reach_the_terminal() -> None:
