@@ -21,6 +21,9 @@ Invariants.
 * The table is exactly as wide as the sum of its column widths plus :func:`overhead`, so
   what :func:`layout` computes is what Rich prints: Rich never has to shrink a column.
 * ``wide``: every column, at its natural width, whatever the terminal.
+* Text from the server goes into a cell (or any printed markup) through :func:`safe`
+  (:func:`named` and :func:`named_cell` do it): a tenant's words print as written, never as
+  Rich markup, a terminal escape sequence, a carriage return or a bidi override.
 
 Paragraphs (a screening's reasons, a long statement) do not belong in a column: commands
 print them below the table (:func:`paragraphs`). A single record prints as ``label  value``
