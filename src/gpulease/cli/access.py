@@ -12,7 +12,6 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from gpulease.cli import tables
 from gpulease.cli.client import ApiClient
@@ -57,9 +56,16 @@ def _show_users(rows: list[dict[str, Any]], wide: bool = False) -> None:
         state = f"disabled {_day(row['disabled_at'])}" if row.get("disabled_at") else "active"
         tenant = row["tenant_id"] or "-"
         if row.get("tenant_name"):
-            tenant = f"{escape(row['tenant_name'])} ({tenant})"
+            tenant = f"{tables.safe(row['tenant_name'])} ({tenant})"
         cells.append(
-            [row["id"], escape(row["name"]), escape(row["email"]), row["role"], tenant, state]
+            [
+                row["id"],
+                tables.safe(row["name"]),
+                tables.safe(row["email"]),
+                row["role"],
+                tenant,
+                state,
+            ]
         )
     tables.show(stdout(), USER_COLUMNS, cells, wide=wide)
 
@@ -106,7 +112,7 @@ def _show_tokens(rows: list[dict[str, Any]], wide: bool = False) -> None:
         [
             row["id"],
             row["prefix"],
-            escape(row["label"] or "-"),
+            tables.safe(row["label"] or "-"),
             _day(row["created_at"]),
             _day(row["expires_at"]),
             f"revoked {_day(row['revoked_at'])}" if row.get("revoked_at") else "live",

@@ -18,7 +18,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from gpulease import __version__
-from gpulease.cli import access, audit, compliance, nodes, remote, reports, server, tenants
+from gpulease.cli import (
+    access,
+    audit,
+    compliance,
+    nodes,
+    remote,
+    reports,
+    server,
+    tables,
+    tenants,
+)
 from gpulease.domain.errors import DomainError, InvalidRequest
 from gpulease.inventory.topology import build_cluster, parse_cluster_spec
 from gpulease.scheduler.ordering import POLICY_NAMES, make_policy
@@ -273,5 +283,5 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except DomainError as error:
-        errors.print(f"[red]error[/red] ({error.code}): {error.message}")
+        errors.print(f"[red]error[/red] ({tables.safe(error.code)}): {tables.safe(error.message)}")
         sys.exit(2)

@@ -12,13 +12,21 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from gpulease.cli import tables
 from gpulease.cli.client import ApiClient, RemoteError
+from gpulease.cli.tables import safe
 
-console = Console()
 PAGE = 50
+AUDIT_COLUMNS = (  # ids whole (cli/tables): the actor's name above its id
+    tables.num("id", 0),
+    tables.when("at", 2),
+    tables.text("actor", 1),
+    tables.text("action", 0),
+    tables.key("record", 0),
+    tables.text("change", 4),
+    tables.text("reason", 3),
+)
 
 
 def _names(client: ApiClient) -> dict[str, str]:
@@ -58,6 +66,7 @@ def audit_command(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print JSON instead of a table.")
     ] = False,
+    wide: tables.WideFlag = False,
 ) -> None:
     """Operator staff: who did what to which record, and why, newest first."""
     client = ApiClient()
@@ -74,20 +83,19 @@ def audit_command(
         print(json.dumps(rows, indent=2))
         return
     names = _names(client)
-    table = Table(title=f"{len(rows)} audit records", title_justify="left")
-    for column in ("id", "at", "actor", "action", "record", "change", "reason"):
-        table.add_column(column, overflow="fold", no_wrap=column in ("id", "record"))
-    for row in rows:
-        who = row["actor"]
-        table.add_row(
+    cells = [  # every cell as written (a reason or a name is a tenant's words)
+        [
             str(row["id"]),
-            row["at"][:19].replace("T", " "),
-            f"{names[who]} ({who})" if who in names else who,
-            row["action"],
-            row["subject_id"],
-            _change(row),
-            row["reason"],
-        )
-    console.print(table)
+            tables.moment(row["at"], seconds=True),
+            tables.named_cell(names.get(row["actor"]), row["actor"]),
+            safe(row["action"]),
+            safe(row["subject_id"]),
+            safe(_change(row)),
+            safe(row["reason"]),
+        ]
+        for row in rows
+    ]
+    out = tables.stdout()
+    tables.show(out, AUDIT_COLUMNS, cells, title=f"{len(rows)} audit records", wide=wide)
     if len(rows) == limit:
-        console.print(f"more: add --before {rows[-1]['id']}")
+        out.print(f"more: add --before {rows[-1]['id']}")

@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console, Group, RenderableType
-from rich.markup import escape
 from rich.padding import Padding
 from rich.text import Text
 
@@ -49,16 +48,21 @@ TENANT_CASE_COLUMNS = (
 def _case_cells(rows: list[dict[str, Any]]) -> tuple[tuple[tables.Col, ...], list[list[str]]]:
     if not any(r.get("view", "officer") == "officer" for r in rows):
         return TENANT_CASE_COLUMNS, [
-            [r["id"], escape(r["state"]), escape(", ".join(r["end_uses"])), escape(r["status"])]
+            [
+                r["id"],
+                tables.safe(r["state"]),
+                tables.safe(", ".join(r["end_uses"])),
+                tables.safe(r["status"]),
+            ]
             for r in rows
         ]
     return CASE_COLUMNS, [
         [
             r["id"],
             tables.named_cell(r.get("tenant_name"), r["tenant_id"]),
-            escape(r["state"]),
+            tables.safe(r["state"]),
             _verdict(r.get("verdict", "")),
-            escape(", ".join(r["end_uses"])),
+            tables.safe(", ".join(r["end_uses"])),
         ]
         for r in rows
     ]
@@ -73,7 +77,7 @@ def cases_table(
     cols, cells = _case_cells(rows)
     parts: list[RenderableType] = [tables.render(cols, cells, width or stdout().width, wide=wide)]
     if cols is CASE_COLUMNS:
-        parts += tables.paragraphs((r["id"], escape(r.get("state_reason", ""))) for r in rows)
+        parts += tables.paragraphs((r["id"], tables.safe(r.get("state_reason", ""))) for r in rows)
     return Group(*parts)
 
 
@@ -84,7 +88,7 @@ def show_cases(rows: list[dict[str, Any]], *, wide: bool = False) -> None:
 
 
 def _verdict(verdict: str) -> str:
-    return f"[{VERDICT_COLOUR.get(verdict, 'white')}]{escape(verdict)}[/]"
+    return f"[{VERDICT_COLOUR.get(verdict, 'white')}]{tables.safe(verdict)}[/]"
 
 
 def case_view(case: dict[str, Any]) -> Group:
@@ -94,13 +98,13 @@ def case_view(case: dict[str, Any]) -> Group:
     pairs = [
         ("case", case["id"]),
         ("tenant", tables.named(case.get("tenant_name"), case["tenant_id"])),
-        ("state", escape(case["state"])),
+        ("state", tables.safe(case["state"])),
     ]
     lines: list[RenderableType] = []
     if case.get("view") == "tenant":
         pairs += [
-            ("status", escape(case["status"])),
-            ("end uses", escape(", ".join(case["end_uses"]))),
+            ("status", tables.safe(case["status"])),
+            ("end uses", tables.safe(", ".join(case["end_uses"]))),
             ("submitted", tables.moment(case.get("submitted_at"), seconds=True)),
             ("expires", tables.moment(case["expires_at"]) if case.get("expires_at") else ""),
         ]
@@ -114,11 +118,11 @@ def case_view(case: dict[str, Any]) -> Group:
         return Group(tables.fields(pairs), *lines)
     pairs += [
         ("verdict", _verdict(case.get("verdict", ""))),
-        ("end uses", escape(", ".join(case["end_uses"]))),
-        ("why", escape(case.get("state_reason", ""))),
+        ("end uses", tables.safe(", ".join(case["end_uses"]))),
+        ("why", tables.safe(case.get("state_reason", ""))),
         ("submitted", tables.moment(case.get("submitted_at"), seconds=True)),
         ("expires", tables.moment(case["expires_at"]) if case.get("expires_at") else ""),
-        ("policy", escape(", ".join(case.get("policy_versions") or []))),
+        ("policy", tables.safe(", ".join(case.get("policy_versions") or []))),
     ]
     screening = case.get("screening") or {}
     for reason in screening.get("reasons", []):
@@ -223,11 +227,15 @@ def lists_import(
         return
     snap = report["snapshot"]
     stdout().print(
-        f"{snap['id']}: {snap['source']} {snap['label']}, {snap['entries']:,} "
+        f"{tables.safe(snap['id'])}: {tables.safe(snap['source'])} {tables.safe(snap['label'])}, "
+        f"{snap['entries']:,} "
         f"entries (+{report['added']} -{report['removed']} ~{report['changed']})"
     )
     for r in report["rescreened"]:
-        stdout().print(f"  {r['tenant_id']}: {r['outcome']} ({r['reason']})")
+        stdout().print(
+            f"  {tables.safe(r['tenant_id'])}: {tables.safe(r['outcome'])} "
+            f"({tables.safe(r['reason'])})"
+        )
 
 
 LIST_COLUMNS = (
@@ -250,8 +258,8 @@ def lists_list(wide: WideFlag = False, json_out: JsonFlag = False) -> None:
     cells = [
         [
             r["id"],
-            escape(r["source"]),
-            escape(r["label"]),
+            tables.safe(r["source"]),
+            tables.safe(r["label"]),
             f"{r['entries']:,}",
             "yes" if r["current"] else "",
             tables.moment(r["imported_at"]),
@@ -269,12 +277,13 @@ def lists_diff(old: str, new: str, json_out: JsonFlag = False) -> None:
         _print_json(change)
         return
     for entry in change["added"]:
-        stdout().print(f"[green]+[/] {entry['entry_id']} {entry['name']}")
+        stdout().print(f"[green]+[/] {tables.safe(entry['entry_id'])} {tables.safe(entry['name'])}")
     for entry in change["removed"]:
-        stdout().print(f"[red]-[/] {entry['entry_id']} {entry['name']}")
+        stdout().print(f"[red]-[/] {tables.safe(entry['entry_id'])} {tables.safe(entry['name'])}")
     for entry in change["changed"]:
         stdout().print(
-            f"[yellow]~[/] {entry['entry_id']} {entry['name']}: {', '.join(entry['fields'])}"
+            f"[yellow]~[/] {tables.safe(entry['entry_id'])} {tables.safe(entry['name'])}: "
+            f"{tables.safe(', '.join(entry['fields']))}"
         )
 
 
@@ -316,7 +325,7 @@ def end_uses_command(wide: WideFlag = False, json_out: JsonFlag = False) -> None
         _print_json(rows)
         return
     cells = [
-        [r["code"], escape(r["label"]), "[red]prohibited[/]" if r["prohibited"] else ""]
+        [r["code"], tables.safe(r["label"]), "[red]prohibited[/]" if r["prohibited"] else ""]
         for r in rows
     ]
     tables.show(stdout(), END_USE_COLUMNS, cells, wide=wide)

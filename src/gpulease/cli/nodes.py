@@ -18,6 +18,7 @@ from rich.console import Console
 
 from gpulease.cli import remote
 from gpulease.cli.client import ApiClient, segment
+from gpulease.cli.tables import safe
 from gpulease.domain.errors import InvalidRequest
 
 console = Console()
@@ -72,7 +73,10 @@ def maintenance(
         row = client.post(f"{path}/state", {"state": state, "reason": f"maintenance: {reason}"})
     else:
         row = client.post(f"{path}/state", {"state": "up", "reason": f"maintenance over: {reason}"})
-    console.print(f"node {row['id']} ({row['serial']}) is {row['state']}: {row['state_reason']}")
+    console.print(
+        f"node {safe(row['id'])} ({safe(row['serial'])}) is {safe(row['state'])}: "
+        f"{safe(row['state_reason'])}"
+    )
     if on and until is not None:
         end = _moment(until)
         start = datetime.now(UTC).replace(microsecond=0)

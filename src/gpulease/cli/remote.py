@@ -17,7 +17,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from gpulease.cli import tables
@@ -77,12 +76,11 @@ def login_command(
 
 def who_is(me: dict[str, Any]) -> str:
     """``Bank admin (user-...), tenant-admin of Bank Nusantara Digital (tenant-...)``."""
-    user = f"{me['user_name']} ({me['user_id']})" if me.get("user_name") else me["user_id"]
+    user = tables.named(me.get("user_name"), me["user_id"])  # markup: names printed as written
     if me["tenant_id"] is None:
-        return f"{user}, {me['role']} of the operator"
-    tenant = me.get("tenant_name") or ""
-    where = f"{tenant} ({me['tenant_id']})" if tenant else me["tenant_id"]
-    return f"{user}, {me['role']} of {where}"
+        return f"{user}, {tables.safe(me['role'])} of the operator"
+    where = tables.named(me.get("tenant_name"), me["tenant_id"])
+    return f"{user}, {tables.safe(me['role'])} of {where}"
 
 
 # --------------------------------------------------------------------- leases
@@ -116,9 +114,9 @@ def _show_leases(rows: list[dict[str, Any]], wide: bool = False) -> None:
             f"{r['gpus']:,}",
             _minute(r["start"]),
             _minute(r["end"]),
-            escape(r["state"]),
+            tables.safe(r["state"]),
             f"{r['price']} {r['currency']}",
-            escape(r["state_reason"]),
+            tables.safe(r["state_reason"]),
         ]
         for r in rows
     ]
@@ -182,8 +180,8 @@ def lease_show(lease_id: str, json_out: JsonFlag = False) -> None:
                 ),
                 ("from", _minute(lease["start"])),
                 ("to", _minute(lease["end"])),
-                ("state", escape(lease["state"])),
-                ("why", escape(lease["state_reason"])),
+                ("state", tables.safe(lease["state"])),
+                ("why", tables.safe(lease["state_reason"])),
                 ("price", f"{lease['price']} {lease['currency']}"),
                 ("rate", f"{lease['rate_per_gpu_hour']} {lease['currency']} per GPU-hour"),
                 ("created", _minute(lease["created_at"])),
@@ -228,11 +226,11 @@ def _show_jobs(rows: list[dict[str, Any]], wide: bool = False) -> None:
         [
             r["id"],
             tables.named_cell(r.get("tenant_name"), r["tenant_id"]),
-            escape(r["name"]),
+            tables.safe(r["name"]),
             f"{r['gpus']:,}",
-            f"[{COLOURS.get(r['state'], 'white')}]{escape(r['state'])}[/]",
+            f"[{COLOURS.get(r['state'], 'white')}]{tables.safe(r['state'])}[/]",
             _minute(r["submitted_at"]),
-            escape(_why(r)),
+            tables.safe(_why(r)),
         ]
         for r in rows
     ]
@@ -261,19 +259,19 @@ def show_job(job: dict[str, Any]) -> None:
     exit_code = job["exit_code"]
     runs = f"{job['starts']} start(s), {job['preemptions']} preemption(s)"
     pairs = [
-        ("job", job["id"] + (f"  {escape(job['name'])}" if job["name"] else "")),
+        ("job", job["id"] + (f"  {tables.safe(job['name'])}" if job["name"] else "")),
         ("tenant", tables.named(job.get("tenant_name"), job["tenant_id"])),
-        ("state", f"[{COLOURS.get(job['state'], 'white')}]{escape(job['state'])}[/]"),
-        ("waits because" if job["state"] == "queued" else "outcome", escape(_why(job))),
+        ("state", f"[{COLOURS.get(job['state'], 'white')}]{tables.safe(job['state'])}[/]"),
+        ("waits because" if job["state"] == "queued" else "outcome", tables.safe(_why(job))),
         ("exit code", "" if exit_code is None else str(exit_code)),
-        ("purpose", escape(job["purpose"])),
+        ("purpose", tables.safe(job["purpose"])),
         ("GPUs", _shape(job)),
         ("priority", job["priority"] + ("" if job["preemptible"] else ", not preemptible")),
         ("lease", job["lease_id"] or "none named"),
         ("borrowed", "yes: runs on GPUs another lease holds" if job["borrowed"] else ""),
         ("site", job["site_id"]),
-        ("command", escape(job["command"] or "")),
-        ("image", escape(job["image"] or "")),
+        ("command", tables.safe(job["command"] or "")),
+        ("image", tables.safe(job["image"] or "")),
         ("walltime", _seconds(job["walltime_s"])),
         ("duration", _seconds(job["duration_s"]) + " (simulated)" if job["duration_s"] else ""),
         ("submitted", tables.moment(job["submitted_at"], seconds=True)),

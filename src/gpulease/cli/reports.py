@@ -49,7 +49,7 @@ _CLASSES = {
 def _v(value: Any) -> str:
     """A verdict or state, coloured."""
     text = str(value or "none")
-    return f"[{COLOURS[_CLASSES.get(text, 'neutral')]}]{escape(text)}[/]"
+    return f"[{COLOURS[_CLASSES.get(text, 'neutral')]}]{tables.safe(text)}[/]"
 
 
 def _day(value: Any) -> str:
@@ -57,7 +57,7 @@ def _day(value: Any) -> str:
 
 
 def _e(value: Any) -> str:
-    return escape("" if value is None else str(value))
+    return tables.safe("" if value is None else value)
 
 
 def _when(value: Any) -> str:

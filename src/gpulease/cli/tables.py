@@ -21,6 +21,9 @@ Invariants.
 * The table is exactly as wide as the sum of its column widths plus :func:`overhead`, so
   what :func:`layout` computes is what Rich prints: Rich never has to shrink a column.
 * ``wide``: every column, at its natural width, whatever the terminal.
+* Text from the server goes into a cell (or any printed markup) through :func:`safe`
+  (:func:`named` and :func:`named_cell` do it): a tenant's words print as written, never as
+  Rich markup, a terminal escape sequence, a carriage return or a bidi override.
 
 Paragraphs (a screening's reasons, a long statement) do not belong in a column: commands
 print them below the table (:func:`paragraphs`). A single record prints as ``label  value``
@@ -30,6 +33,7 @@ the width is the terminal's (or ``COLUMNS``) at that moment; off a terminal it i
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Literal
@@ -266,15 +270,34 @@ def moment(value: str | None, *, seconds: bool = False) -> str:
     return value[: 19 if seconds else 16].replace("T", " ")
 
 
+# C0 controls but tab and LF (ESC starts an escape sequence, CR rewrites a line), DEL, C1
+# controls, and the bidirectional overrides and isolates that reorder what a line shows
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def safe(value: object) -> str:
+    """Text from the server (names, reasons: often a tenant's words) as Rich markup that
+    prints exactly as written: markup escaped, and every control character (an escape
+    sequence, a carriage return, a bidi override) shown as its code (``\\x1b``), so no text
+    can colour, move, hide or rewrite what the command prints around it."""
+    text = _UNSAFE.sub(
+        lambda m: (
+            f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}"
+        ),
+        str(value),
+    )
+    return escape(text)
+
+
 def named(name: str | None, ident: str) -> str:
     """A name beside its id on one line, ``Name (id)`` (the id alone without a name)."""
-    return f"{escape(name)} ({ident})" if name else ident
+    return f"{safe(name)} ({safe(ident)})" if name else safe(ident)
 
 
 def named_cell(name: str | None, ident: str) -> str:
     """A table cell with the name above the id: the name folds, the id stays whole (a
     foldable column is at least as wide as its longest word, the id)."""
-    return f"{escape(name)}\n{ident}" if name else ident
+    return f"{safe(name)}\n{safe(ident)}" if name else safe(ident)
 
 
 def without(

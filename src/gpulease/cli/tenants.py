@@ -11,35 +11,42 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from gpulease.cli import tables
 from gpulease.cli.client import ApiClient, segment
+from gpulease.cli.tables import safe
 
-console = Console()
 tenants_app = typer.Typer(
     help="List and show tenants (names, standing, KYC).", no_args_is_help=True
 )
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-def tenants_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title_justify="left")
-    table.add_column("id", no_wrap=True, overflow="fold")
-    for column in ("name", "country", "kind", "standing", "KYC", "users"):
-        table.add_column(column, overflow="fold", justify="right" if column == "users" else "left")
-    for row in rows:
-        kyc = row["kyc_state"] or "no case"
-        table.add_row(
-            row["id"],
-            row["name"],
-            row["country"],
-            row["kind"],
-            row["standing"],
-            kyc,
+TENANT_COLUMNS = (
+    tables.key("id"),
+    tables.text("name", 0),
+    tables.text("country", 3),
+    tables.text("kind", 4),
+    tables.text("standing", 1),
+    tables.text("KYC", 2),
+    tables.num("users", 5),
+)
+
+
+def tenants_cells(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """The table's cells, every text as written (a name is not markup)."""
+    return [
+        [
+            safe(row["id"]),
+            safe(row["name"]),
+            safe(row["country"]),
+            safe(row["kind"]),
+            safe(row["standing"]),
+            safe(row["kyc_state"] or "no case"),
             str(row["users"]),
-        )
-    return table
+        ]
+        for row in rows
+    ]
 
 
 @tenants_app.command("list")
@@ -49,7 +56,7 @@ def tenants_list(json_out: JsonFlag = False) -> None:
     if json_out:
         print(json.dumps(rows, indent=2))
     else:
-        console.print(tenants_table(rows))
+        tables.show(tables.stdout(), TENANT_COLUMNS, tenants_cells(rows))
 
 
 @tenants_app.command("show")
@@ -62,8 +69,9 @@ def tenants_show(
     if json_out:
         print(json.dumps(row, indent=2))
         return
-    console.print(tenants_table([row]))
+    console = tables.stdout()
+    tables.show(console, TENANT_COLUMNS, tenants_cells([row]))
     if row["kyc_case_id"]:
-        console.print(f"latest KYC case: {row['kyc_case_id']} ({row['kyc_state']})")
+        console.print(f"latest KYC case: {safe(row['kyc_case_id'])} ({safe(row['kyc_state'])})")
     if row["approval_expires_at"]:
-        console.print(f"approval expires: {row['approval_expires_at'][:10]}")
+        console.print(f"approval expires: {safe(row['approval_expires_at'][:10])}")

@@ -215,10 +215,12 @@ class Tx:
         return self.session.get(model, key, with_for_update=_ROW_LOCK if for_update else None)
 
     def require(self, model: type[T], key: Any, kind: str, *, for_update: bool = False) -> T:
-        """The row, or NotFound; ``for_update`` locks it until commit (PostgreSQL)."""
+        """The row, or NotFound; ``for_update`` locks it until commit (PostgreSQL). The
+        answer is worded as ``Principal.check_visible`` words a record out of sight (``no kyc
+        case 'kyc-...'``, ``details.kyc_case_id``): missing and foreign are one answer."""
         row = self.session.get(model, key, with_for_update=_ROW_LOCK if for_update else None)
         if row is None:
-            raise NotFound(f"no {kind} {key!r}", **{f"{kind}_id": key})
+            raise NotFound(f"no {kind} {key!r}", **{f"{kind.replace(' ', '_')}_id": key})
         return row
 
     def add(self, row: Base) -> None:

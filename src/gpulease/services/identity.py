@@ -292,10 +292,11 @@ def _load(ctx: ServiceContext, tx: Tx, token_hash: str, now: datetime) -> Creden
     found = auth_store.token_facts(tx, token_hash)
     if found is None:
         raise Unauthenticated(INVALID_TOKEN, reason=UNKNOWN_TOKEN)
+    if found.revoked:  # first: a revoked token answers exactly like one never issued, even
+        # when its user was disabled since (a leaked token must not confirm its user exists)
+        raise Unauthenticated(INVALID_TOKEN, reason=UNKNOWN_TOKEN)
     if found.disabled:
         raise Unauthenticated("this user is disabled; ask your admin")
-    if found.revoked:
-        raise Unauthenticated(INVALID_TOKEN, reason=UNKNOWN_TOKEN)
     if found.expires_at is not None and found.expires_at <= now:
         raise Unauthenticated(
             f"this token expired at {found.expires_at:%Y-%m-%d %H:%M} UTC; "

@@ -12,6 +12,10 @@ did for one typed in full. What may be typed, tried in this order:
 3. a unique prefix of the id, with or without the kind's prefix (``job-3f9a1c`` or
    ``3f9a1c``), of at least :data:`MIN_PREFIX` characters after the kind's prefix.
 
+Names and prefixes are matched together: a reference is resolved only when every record
+it names (by name or by id prefix) is one record, so a name chosen to look like another
+record's id prefix (a tenant's job named ``job-3f9a1c``) makes it ambiguous, never wins.
+
 Invariants (security):
 
 * Resolution is scoped to what the caller may see (:meth:`Principal.sees`): the queries
@@ -132,21 +136,29 @@ def resolve_in(tx: Tx, actor: Principal, kind: Kind, ref: str) -> str:
     exact = _find(tx, actor, spec, _column(spec, "id") == ref)
     if exact:
         return exact[0].id
+    named: list[Match] = []
     for column in spec.names:
-        found = _find(tx, actor, spec, _column(spec, column) == ref)
-        if not found:
-            found = _find(tx, actor, spec, func.lower(_column(spec, column)) == ref.lower())
-        if len(found) == 1:
-            return found[0].id
-        if found:
-            raise _ambiguous(kind, ref, found, by="name")
-    prefix = _id_prefix(kind, spec, ref)
+        named = _find(tx, actor, spec, _column(spec, column) == ref)
+        if not named:
+            named = _find(tx, actor, spec, func.lower(_column(spec, column)) == ref.lower())
+        if named:
+            break
+    try:
+        prefix = _id_prefix(kind, spec, ref)
+    except InvalidRequest:
+        if not named:
+            raise
+        prefix = None  # a short name that looks like hex ("cafe") is a name
+    prefixed: list[Match] = []
     if prefix is not None:
-        found = _find(tx, actor, spec, _column(spec, "id").startswith(prefix, autoescape=True))
-        if len(found) == 1:
-            return found[0].id
-        if found:
-            raise _ambiguous(kind, ref, found, by="prefix")
+        prefixed = _find(tx, actor, spec, _column(spec, "id").startswith(prefix, autoescape=True))
+    # A name never shadows an id: a record named like another's id prefix (a job named
+    # "job-3f9a1c") makes the reference ambiguous, so nobody acts on the wrong record.
+    found = list({m.id: m for m in named + prefixed}.values())
+    if len(found) == 1:
+        return found[0].id
+    if found:
+        raise _ambiguous(kind, ref, found, by="name" if named else "prefix")
     raise not_found(kind, ref)
 
 
