@@ -268,15 +268,22 @@ def _drive(
     warnings = WarningCounter()
     logging.getLogger("gpulease").addHandler(warnings)
 
+    try:  # the loop's collector policy (collections between passes), where the side has it
+        from gpulease.services.collection import collected_after as between_passes
+    except ImportError:  # an older side: the collector runs whenever it runs
+        between_passes = contextlib.nullcontext
+
     def one_pass(profile: cProfile.Profile | None = None) -> dict[str, float]:
         a0 = time.perf_counter()
         if lock is not None and not lock.acquire():  # the loop would wait, then ask again
             return {"at": time.time(), "not_leading": 1.0, "started": 0.0, "finished": 0.0}
         s0, w0, c0 = statements[0], time.perf_counter(), time.process_time()
         n0 = warnings.count
-        reports = profile.runcall(scheduler.tick) if profile is not None else scheduler.tick()
-        c1, w1 = time.process_time(), time.perf_counter()
+        with between_passes():
+            reports = profile.runcall(scheduler.tick) if profile is not None else scheduler.tick()
+            c1, w1 = time.process_time(), time.perf_counter()
         return {
+            "collect_ms": (time.perf_counter() - w1) * 1000,  # after the pass, not in it
             "at": time.time(),
             "lease_ms": (w0 - a0) * 1000,
             "wall_ms": (w1 - w0) * 1000,
@@ -402,6 +409,7 @@ def _summarise(
             "max": round(max(wall, default=0.0), 1),
         },
         "cpu_ms": {"p50": round(pct(cpu, 50), 1), "p99": round(pct(cpu, 99), 1)},
+        "collect_ms_p99": round(pct(col(timed, "collect_ms"), 99), 1),
         "lease_ms_p99": round(pct(col(timed, "lease_ms"), 99), 1),
         "statements": {
             "mean": round(sum(stmts) / max(1, len(stmts)), 1),
@@ -487,6 +495,7 @@ ROWS = (  # (label, path in the side's JSON)
     ("pass CPU p50 ms", "cpu_ms.p50"),
     ("pass CPU p99 ms", "cpu_ms.p99"),
     ("lease acquire p99 ms", "lease_ms_p99"),
+    ("collection between passes p99 ms", "collect_ms_p99"),
     ("statements/pass mean", "statements.mean"),
     ("statements/pass max", "statements.max"),
     ("passes/s", "passes_per_s"),

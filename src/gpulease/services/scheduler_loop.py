@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from gpulease.activity import log_passes
 from gpulease.persistence.leader import Leadership, leader_lock
+from gpulease.services.collection import collected_after
 
 if TYPE_CHECKING:
     from gpulease.services.scheduling import LiveScheduler
@@ -97,8 +98,10 @@ class SchedulerLoop:
             if self._leading:
                 try:
                     began = time.perf_counter()
-                    reports = self.scheduler.tick()
-                    log_passes(reports, time.perf_counter() - began)  # busy passes only
+                    with collected_after():  # the collector runs after the pass, not in it
+                        reports = self.scheduler.tick()
+                        took = time.perf_counter() - began
+                    log_passes(reports, took)  # busy passes only
                 except Exception:  # a pass must never kill the loop; the next pass retries
                     self.scheduler.failed_passes += 1
                     log.exception("scheduler pass failed; retrying in %.3g s", self.interval_s)
