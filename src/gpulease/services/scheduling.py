@@ -397,6 +397,7 @@ class LiveScheduler:
         # and collect less often: a pass allocates thousands of short-lived rows, and with
         # the default thresholds full collections (up to 140 ms each) made the passes' tail.
         gc.unfreeze()
+        gc.collect()  # garbage alive now would otherwise stay frozen, never collected
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
         site.held_reasons.update(snap.purpose_held)
