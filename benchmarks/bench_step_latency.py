@@ -117,15 +117,24 @@ class _Timed:
     """Wall and CPU seconds of each timed step (CPU: this process only, so other work on
     a shared machine does not count)."""
 
+    collect_between = False  # --collect-between: as services.collection does for a pass
+    steps_collected = 0
+
     def __init__(self) -> None:
         self.wall: list[float] = []
         self.cpu: list[float] = []
 
     def step(self, scheduler: Scheduler, state: SchedulerState, now: float) -> Decisions:
+        if self.collect_between:
+            gc.disable()
         wall, cpu = time.perf_counter(), time.process_time()
         decisions = scheduler.step(state, now)
         self.cpu.append(time.process_time() - cpu)
         self.wall.append(time.perf_counter() - wall)
+        if self.collect_between:  # young generations after the step, all every 60 (untimed)
+            gc.enable()
+            _Timed.steps_collected += 1
+            gc.collect(2 if _Timed.steps_collected % 60 == 0 else 1)
         return decisions
 
     def cpu_ms(self) -> dict[str, float]:
@@ -264,6 +273,7 @@ def paired(args: argparse.Namespace) -> None:
         f"--steps={args.steps}",
         f"--before-steps={args.before_steps}",
         f"--arrivals={args.arrivals}",
+        *(["--collect-between"] if args.collect_between else []),
     ]
     runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
     refs = {"before": args.baseline, "after": args.after or "this tree"}
@@ -316,11 +326,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=120, help="steady mode: indexed steps")
     parser.add_argument("--before-steps", type=int, default=5, help="steady: full-walk steps")
     parser.add_argument("--arrivals", type=int, default=100, help="steady: jobs per second")
+    parser.add_argument(
+        "--collect-between",
+        action="store_true",
+        help="collect garbage between steps, not in them, as the live leader does since "
+        "services/collection.py",
+    )
     parser.add_argument("--baseline", metavar="REF", help="steady mode before (REF) and after")
     parser.add_argument("--after", metavar="REF", help="--baseline: after (default this tree)")
     parser.add_argument("--pairs", type=int, default=3, help="--baseline: runs of each side")
     parser.add_argument("--side-json", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    _Timed.collect_between = args.collect_between
     if args.baseline:
         return paired(args)
     if args.mode in ("repeat", "both"):
