@@ -125,7 +125,6 @@ def serve_command(
 def scheduler_command() -> None:
     """Run only the scheduler loop (no API) until interrupted; leader election decides."""
     import signal
-    import threading
 
     from gpulease.activity import configure
     from gpulease.services.scheduler_loop import SchedulerLoop
@@ -143,14 +142,19 @@ def scheduler_command() -> None:
     ctx = open_context(settings, threads=SCHEDULER_CONNECTIONS)
     check_schema(ctx)
     loop = SchedulerLoop(LiveScheduler(ctx, make_executor(settings)))
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
+    # INT and TERM are blocked, in this thread and in every thread started after, and the
+    # main thread waits for the first with sigwait. No Python handler: one that sets an
+    # Event deadlocks when a second signal lands while the first wakes the waiter (the
+    # Event's lock is then held by the very thread the handler interrupts).
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    for sig in stop_signals:  # a shell starts background jobs with INT ignored
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     console.print(
         f"gpulease scheduler: executor {settings.executor}, a pass every "
         f"{settings.scheduler_interval_s:g} s while this process leads (Ctrl-C stops)"
     )
     loop.start()
-    done.wait()
+    signal.sigwait(stop_signals)
     loop.stop()
     ctx.db.dispose()
