@@ -8,6 +8,10 @@ for the pause between them: :func:`collected_after` turns automatic collection o
 pass and, once it has ended, collects the young generations, and every
 :data:`FULL_EVERY` passes all of them (objects frozen after a rebuild are never scanned).
 
+A rebuild asks (:func:`freeze_after_pass`) for the new kept state to be frozen out of later
+collections; that happens after the pass too, after a full collection, so that no garbage
+is frozen with it.
+
 Invariants. Automatic collection is on again whenever no pass runs, whatever a pass
 raised, so API threads in the same process are never left without a collector for longer
 than a pass; garbage made by a pass is collected right after it, so memory stays bounded by
@@ -25,6 +29,15 @@ FULL_EVERY = 60  # passes between full collections (about a minute at the defaul
 
 _lock = threading.Lock()
 _passes = 0
+_freeze_requested = False
+
+
+def freeze_after_pass() -> None:
+    """Ask for the objects alive after this pass to be frozen out of later collections
+    (a rebuild's new kept state), once the pass's garbage has been collected."""
+    global _freeze_requested
+    with _lock:
+        _freeze_requested = True
 
 
 @contextmanager
@@ -38,7 +51,14 @@ def collected_after() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+        global _freeze_requested
         with _lock:
             _passes += 1
             full = _passes % FULL_EVERY == 0
-        gc.collect(2 if full else 1)
+            freeze, _freeze_requested = _freeze_requested, False
+        if freeze:  # collect everything first, or garbage alive now stays frozen for good
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
+        else:
+            gc.collect(2 if full else 1)

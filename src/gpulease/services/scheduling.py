@@ -54,7 +54,7 @@ from gpulease.persistence.tables import Job, JobLog, SchedulerStatus, Site, Tena
 from gpulease.scheduler.engine import Decisions, Scheduler, SchedulerConfig, apply_decisions
 from gpulease.scheduler.ordering import make_policy
 from gpulease.scheduler.state import SchedulerState
-from gpulease.services import kyc, leases, runs
+from gpulease.services import collection, kyc, leases, runs
 from gpulease.services.containment import Defect, describe, still_applies
 from gpulease.services.containment import fail as fail_job
 from gpulease.services.context import ServiceContext
@@ -396,9 +396,7 @@ class LiveScheduler:
         # every full collection (its records are freed by reference counting when they end),
         # and collect less often: a pass allocates thousands of short-lived rows, and with
         # the default thresholds full collections (up to 140 ms each) made the passes' tail.
-        gc.unfreeze()
-        gc.collect()  # garbage alive now would otherwise stay frozen, never collected
-        gc.freeze()
+        collection.freeze_after_pass()  # once this pass's garbage is collected
         gc.set_threshold(*GC_THRESHOLDS)
         site.held_reasons.update(snap.purpose_held)
         site.unclaimed.extend(snap.unclaimed)
