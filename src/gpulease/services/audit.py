@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 from gpulease.domain.access import Action, Principal
 from gpulease.domain.errors import InvalidRequest
@@ -33,81 +33,37 @@ def fields_of(row: Base, names: Iterable[str]) -> dict[str, Any]:
     return {name: _json_safe(getattr(row, name)) for name in names}
 
 
-def record(
-    tx: Tx,
-    *,
-    at: datetime,
-    actor: str,
-    action: str,
-    subject_type: str,
-    subject_id: str,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-    reason: str = "",
-) -> None:
-    tx.add(
-        entry(
-            at=at,
-            actor=actor,
-            action=action,
-            subject_type=subject_type,
-            subject_id=subject_id,
-            before=before,
-            after=after,
-            reason=reason,
-        )
-    )
+class AuditFields(TypedDict, total=False):
+    """What an audit record says; ``before``, ``after`` and ``reason`` may be left out."""
+
+    at: Required[datetime]
+    actor: Required[str]
+    action: Required[str]
+    subject_type: Required[str]
+    subject_id: Required[str]
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    reason: str
 
 
-def entry(
-    *,
-    at: datetime,
-    actor: str,
-    action: str,
-    subject_type: str,
-    subject_id: str,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-    reason: str = "",
-) -> AuditRecord:
+def record(tx: Tx, **fields: Unpack[AuditFields]) -> None:
+    tx.add(entry(**fields))
+
+
+def entry(**fields: Unpack[AuditFields]) -> AuditRecord:
     """An audit row not yet written: the caller inserts it in the change's transaction
     (``Tx.insert_new``, with the rows it describes)."""
-    return AuditRecord(
-        **values(
-            at=at,
-            actor=actor,
-            action=action,
-            subject_type=subject_type,
-            subject_id=subject_id,
-            before=before,
-            after=after,
-            reason=reason,
-        )
-    )
+    return AuditRecord(**values(**fields))
 
 
-def values(
-    *,
-    at: datetime,
-    actor: str,
-    action: str,
-    subject_type: str,
-    subject_id: str,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-    reason: str = "",
-) -> dict[str, Any]:
+def values(**fields: Unpack[AuditFields]) -> dict[str, Any]:
     """An audit row's column values, for a caller that inserts many set at a time
     (``persistence.bulk.RowBatch``): the same fields :func:`entry` gives."""
     return {
-        "at": at,
-        "actor": actor,
-        "action": action,
-        "subject_type": subject_type,
-        "subject_id": subject_id,
-        "before": before,
-        "after": after,
-        "reason": reason[:1000],
+        "before": None,
+        "after": None,
+        **fields,
+        "reason": fields.get("reason", "")[:1000],
     }
 
 
