@@ -23,12 +23,13 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from e2e_support import Server, init_demo, start
+from e2e_support import Server, init_demo, run_cli, start
 from psycopg import sql
 
 HERE = Path(__file__).resolve().parent
@@ -173,3 +174,16 @@ def start_server(
     yield make
     for server in started:
         server.kill()
+
+
+@pytest.fixture
+def cli(demo_server: Server, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """The real CLI in a subprocess, logged in nowhere yet (its own config file), wide."""
+    env = dict(os.environ, GPULEASE_CONFIG=str(tmp_path / "config.json"), COLUMNS="250")
+    env.pop("GPULEASE_TOKEN", None)
+    env.pop("GPULEASE_URL", None)
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run_cli(env, *args, check=check)
+
+    return run

@@ -4,25 +4,10 @@ named by name or prefix, and errors that say what to do next."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-from e2e_support import Server, run_cli
-
-
-@pytest.fixture
-def cli(demo_server: Server, tmp_path: Path):  # type: ignore[no-untyped-def]
-    env = dict(os.environ, GPULEASE_CONFIG=str(tmp_path / "config.json"), COLUMNS="250")
-    env.pop("GPULEASE_TOKEN", None)
-    env.pop("GPULEASE_URL", None)
-
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return run_cli(env, *args, check=check)
-
-    return run
+from e2e_support import Server
 
 
 def test_login_names_people_and_takes_a_url_ending_in_api_v1(cli, demo_server: Server) -> None:  # type: ignore[no-untyped-def]

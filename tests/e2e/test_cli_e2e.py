@@ -4,24 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from e2e_support import Server, run_cli
-
-
-@pytest.fixture
-def cli(demo_server: Server, tmp_path: Path):  # type: ignore[no-untyped-def]
-    env = dict(os.environ, GPULEASE_CONFIG=str(tmp_path / "config.json"), COLUMNS="200")
-    env.pop("GPULEASE_TOKEN", None)
-    env.pop("GPULEASE_URL", None)
-
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return run_cli(env, *args, check=check)
-
-    return run
 
 
 def test_login_then_work_as_a_tenant(cli, demo_server: Server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
