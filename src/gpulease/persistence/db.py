@@ -28,7 +28,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Insert, Table, bindparam, create_engine, event, insert, select, text
+from sqlalchemy import Insert, Table, bindparam, create_engine, event, func, insert, select, text
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import (
@@ -39,7 +39,7 @@ from sqlalchemy.exc import (
     OperationalError,
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql import Executable, Select
 
@@ -263,6 +263,11 @@ class Tx:
 
     def select(self, model: type[T]) -> Select[T]:
         return select(model)
+
+    def count_by(self, key: InstrumentedAttribute[Any], among: Sequence[Any]) -> dict[Any, int]:
+        """How many rows hold each of ``among`` in the column ``key`` (absent: none)."""
+        query = select(key, func.count()).where(key.in_(among)).group_by(key)
+        return {value: int(n) for value, n in self.session.execute(query)}
 
     def lock(self, name: str) -> None:
         """Serialise this transaction with others taking the same lock, until commit."""

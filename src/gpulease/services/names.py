@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import select
-
 from gpulease.persistence.tables import Tenant
 from gpulease.services.context import ServiceContext
 
@@ -31,7 +29,7 @@ def tenant_names(ctx: ServiceContext, ids: Iterable[str]) -> dict[str, str]:
     missing = sorted(wanted - known.keys())
     if missing:
         with ctx.db.transaction(write=False) as tx:
-            rows = tx.all(select(Tenant).where(Tenant.id.in_(missing)))
+            rows = tx.all(tx.select(Tenant).where(Tenant.id.in_(missing)))
             found = {row.id: row.name for row in rows}
         if len(known) + len(found) > MAX_CACHED:
             known = ctx.cache[CACHE_KEY] = {}

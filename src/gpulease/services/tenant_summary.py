@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
-
 from gpulease.compliance.disclosure import tenant_standing
 from gpulease.domain.access import Action, Principal, Scope
 from gpulease.persistence.tables import KycCase, Tenant, User
@@ -39,25 +37,20 @@ def summaries(
     scope = actor.scope(Action.TENANT_READ)
     now = ctx.now()
     with ctx.db.transaction(write=False) as tx:
-        query = select(Tenant).order_by(Tenant.name, Tenant.id)
+        query = tx.select(Tenant).order_by(Tenant.name, Tenant.id)
         if scope is not Scope.ALL:
             query = query.where(Tenant.id == actor.tenant_id)
         if tenant_id is not None:
             query = query.where(Tenant.id == tenant_id)
-        tenants = list(tx.session.scalars(query))
+        tenants = tx.all(query)
         ids = [t.id for t in tenants]
         cases: dict[str, KycCase] = {}
         newest_last = (KycCase.submitted_at, KycCase.id)
-        for case in tx.session.scalars(
-            select(KycCase).where(KycCase.tenant_id.in_(ids)).order_by(*newest_last)
+        for case in tx.all(
+            tx.select(KycCase).where(KycCase.tenant_id.in_(ids)).order_by(*newest_last)
         ):
             cases[case.tenant_id] = case  # the latest wins
-        per_tenant = (
-            select(User.tenant_id, func.count())
-            .where(User.tenant_id.in_(ids))
-            .group_by(User.tenant_id)
-        )
-        counts = {str(tenant): int(n) for tenant, n in tx.session.execute(per_tenant)}
+        counts = tx.count_by(User.tenant_id, ids)
     if tenant_id is not None and not tenants:  # missing, or another tenant's: the same answer
         raise not_found(Kind.TENANT, tenant_id)
     return [
