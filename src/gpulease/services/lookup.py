@@ -35,26 +35,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
-
-from sqlalchemy import ColumnElement, func, literal, select
-from sqlalchemy.orm import InstrumentedAttribute
 
 from gpulease.domain.access import Action, Principal
 from gpulease.domain.errors import Ambiguous, InvalidRequest, NotFound
+from gpulease.persistence import record_search
 from gpulease.persistence.db import Tx
-from gpulease.persistence.tables import (
-    ApiToken,
-    AuditRecord,
-    Base,
-    Job,
-    KycCase,
-    Lease,
-    ListSnapshotRow,
-    Node,
-    Tenant,
-    User,
-)
+from gpulease.persistence.record_search import Match, Searchable
+from gpulease.persistence.tables import Tenant, User
 from gpulease.services.context import ServiceContext
 
 MIN_PREFIX = 6  # characters after the kind's prefix (16^6 ids per guess at least)
@@ -78,32 +65,23 @@ class Kind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class KindSpec:
-    model: type[Base]
+    table: Searchable  # where the records are and how they are named
     id_prefix: str  # "job" for job-3f9a1c2b7d4e; "" for ids that are not generated
-    names: tuple[str, ...]  # columns a person may name the record by
-    tenant_column: str | None  # the column holding the record's tenant (None: see below)
-    staff_only: bool = False  # records of no tenant (visible to operator staff only)
 
 
 KINDS: dict[Kind, KindSpec] = {
-    Kind.TENANT: KindSpec(Tenant, "tenant", ("name",), "id"),
-    Kind.USER: KindSpec(User, "user", ("name", "email"), "tenant_id"),
-    Kind.TOKEN: KindSpec(ApiToken, "token", (), None),  # its user's tenant (a join)
-    Kind.LEASE: KindSpec(Lease, "lease", (), "tenant_id"),
-    Kind.JOB: KindSpec(Job, "job", ("name",), "tenant_id"),
-    Kind.KYC_CASE: KindSpec(KycCase, "kyc", (), "tenant_id"),
-    Kind.LIST: KindSpec(ListSnapshotRow, "list", ("label",), None, staff_only=True),
-    Kind.NODE: KindSpec(Node, "", ("serial",), None),  # every role reads the inventory
+    Kind.TENANT: KindSpec(record_search.TENANTS, "tenant"),
+    Kind.USER: KindSpec(record_search.USERS, "user"),
+    Kind.TOKEN: KindSpec(record_search.TOKENS, "token"),
+    Kind.LEASE: KindSpec(record_search.LEASES, "lease"),
+    Kind.JOB: KindSpec(record_search.JOBS, "job"),
+    Kind.KYC_CASE: KindSpec(record_search.KYC_CASES, "kyc"),
+    Kind.LIST: KindSpec(record_search.LISTS, "list"),
+    Kind.NODE: KindSpec(record_search.NODES, ""),
 }
 KIND_OF_PREFIX: dict[str, Kind] = {
     spec.id_prefix: kind for kind, spec in KINDS.items() if spec.id_prefix
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Match:
-    id: str
-    name: str
 
 
 def resolve(
@@ -133,14 +111,15 @@ def resolve_in(tx: Tx, actor: Principal, kind: Kind, ref: str) -> str:
     spec = KINDS[kind]
     if FULL_ID.match(ref):
         return ref
-    exact = _find(tx, actor, spec, _column(spec, "id") == ref)
+    table, scope, limit = spec.table, actor.tenant_id, MAX_CANDIDATES + 1
+    exact = record_search.by_id(tx, table, scope, ref, limit)
     if exact:
         return exact[0].id
     named: list[Match] = []
-    for column in spec.names:
-        named = _find(tx, actor, spec, _column(spec, column) == ref)
+    for column in table.names:
+        named = record_search.by_name(tx, table, scope, column, ref, limit)
         if not named:
-            named = _find(tx, actor, spec, func.lower(_column(spec, column)) == ref.lower())
+            named = record_search.by_name(tx, table, scope, column, ref, limit, ignore_case=True)
         if named:
             break
     try:
@@ -151,7 +130,7 @@ def resolve_in(tx: Tx, actor: Principal, kind: Kind, ref: str) -> str:
         prefix = None  # a short name that looks like hex ("cafe") is a name
     prefixed: list[Match] = []
     if prefix is not None:
-        prefixed = _find(tx, actor, spec, _column(spec, "id").startswith(prefix, autoescape=True))
+        prefixed = record_search.by_id_prefix(tx, table, scope, prefix, limit)
     # A name never shadows an id: a record named like another's id prefix (a job named
     # "job-3f9a1c") makes the reference ambiguous, so nobody acts on the wrong record.
     found = list({m.id: m for m in named + prefixed}.values())
@@ -176,8 +155,7 @@ def audit_subject(ctx: ServiceContext, actor: Principal, ref: str) -> str:
     if kind is None or FULL_ID.match(text):
         return text
     with ctx.db.transaction(write=False) as tx:
-        typed = select(AuditRecord.id).where(AuditRecord.subject_id == text).limit(1)
-        if tx.session.scalar(typed) is not None:
+        if record_search.audit_subject_exists(tx, text):
             return text
         return resolve_in(tx, actor, kind, text)
 
@@ -191,11 +169,6 @@ def display_names(ctx: ServiceContext, user_id: str, tenant_id: str | None) -> t
 
 
 # --------------------------------------------------------------------- internals
-def _column(spec: KindSpec, name: str) -> InstrumentedAttribute[Any]:
-    column: InstrumentedAttribute[Any] = getattr(spec.model, name)
-    return column
-
-
 def _id_prefix(kind: Kind, spec: KindSpec, ref: str) -> str | None:
     """The id prefix ``ref`` stands for, or None when it cannot be one; refuses one that is
     too short (before any read, so the answer says nothing about what exists)."""
@@ -220,30 +193,6 @@ def _too_short(kind: Kind, head: str) -> str:
         field=f"{kind.value.replace(' ', '_')}_id",
         min_prefix=MIN_PREFIX,
     )
-
-
-def _visible(actor: Principal, spec: KindSpec) -> ColumnElement[bool]:
-    if actor.is_operator:
-        return literal(True)
-    if spec.staff_only:
-        return literal(False)
-    if spec.model is ApiToken:
-        mine = select(User.id).where(User.tenant_id == actor.tenant_id)
-        return ApiToken.user_id.in_(mine)
-    if spec.tenant_column is None:
-        return literal(True)
-    return _column(spec, spec.tenant_column) == actor.tenant_id
-
-
-def _find(tx: Tx, actor: Principal, spec: KindSpec, where: ColumnElement[bool]) -> list[Match]:
-    label = _column(spec, spec.names[0]) if spec.names else _column(spec, "id")
-    query = (
-        select(_column(spec, "id"), label)
-        .where(where, _visible(actor, spec))
-        .order_by(_column(spec, "id"))
-        .limit(MAX_CANDIDATES + 1)
-    )
-    return [Match(str(row[0]), str(row[1] or "")) for row in tx.session.execute(query)]
 
 
 def _ambiguous(kind: Kind, ref: str, found: list[Match], *, by: str) -> Ambiguous:
