@@ -47,12 +47,12 @@ test: $(STAMP)
 	./scripts/install-chromium.sh || echo "note: Chromium could not be installed; the docs page's browser test will skip"
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy --strict src
-	$(BIN)/pytest -n 2 --dist loadfile  # two workers; a file's tests (and its server) stay on one
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder  # two workers; a file's tests (and its server) stay on one; slow files first (tests/conftest.py)
 
 # The fast tier: every test not marked slow (no server, CLI or scheduler subprocess, no long
 # property runs, no Slurm); installs nothing.
 test-fast: $(STAMP)
-	$(BIN)/pytest -n 2 --dist loadfile -m "not slow"
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -17,7 +17,6 @@ from rich.tree import Tree
 from gpulease.cli import tables
 from gpulease.cli.client import ApiClient, segment
 from gpulease.cli.tables import WideFlag, key, num, stdout, text, when
-from gpulease.services.reports import render_html
 
 report_app = typer.Typer(
     help="Disclosure reports: end users, GPU provenance, large training runs.",
@@ -67,6 +66,10 @@ def _when(value: Any) -> str:
 def _finish(report: dict[str, Any], kind: str, html: Path | None, json_out: bool) -> bool:
     """Write the HTML page if asked; print JSON if asked. True when tables are still due."""
     if html is not None:
+        # Imported here: the report templates pull in the services and SQLAlchemy, which
+        # every other command (a remote call) does without; it halves the CLI's start.
+        from gpulease.services.reports import render_html
+
         html.parent.mkdir(parents=True, exist_ok=True)
         html.write_text(render_html(report, kind), encoding="utf-8")
     if json_out:
