@@ -69,6 +69,14 @@ def test_errors_are_one_line_with_exit_status_2(cli, demo_server: Server) -> Non
     assert missing.returncode == 2
     assert "not_found" in missing.stderr
     assert "Traceback" not in missing.stderr
+    # What was typed is one path segment, decoded once by the real server (the in-process
+    # TestClient decodes twice, so tests/cli/test_typed_paths.py cannot check this one).
+    escaped = cli("job", "show", "%2e%2e", check=False)
+    assert escaped.returncode == 2, escaped.stdout
+    assert "no job '%2e%2e'" in escaped.stderr, escaped.stderr
+    dotted = cli("job", "show", "../leases", check=False)  # never the lease list
+    assert (dotted.returncode, dotted.stdout) == (2, ""), dotted.stdout
+    assert "no route GET /api/v1/jobs/../leases" in dotted.stderr, dotted.stderr
     too_big = cli(
         "job",
         "submit",

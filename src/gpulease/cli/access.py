@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from gpulease.cli import tables
-from gpulease.cli.client import ApiClient
+from gpulease.cli.client import ApiClient, segment
 from gpulease.cli.tables import WideFlag, stdout
 
 users_app = typer.Typer(help="List, disable and enable users.", no_args_is_help=True)
@@ -87,13 +87,13 @@ def users_list(
 @users_app.command("disable")
 def users_disable(user_id: str, reason: Reason) -> None:
     """Disable a user: its tokens stop working at once."""
-    _show_users([ApiClient().post(f"/users/{user_id}/disable", {"reason": reason})])
+    _show_users([ApiClient().post(f"/users/{segment(user_id)}/disable", {"reason": reason})])
 
 
 @users_app.command("enable")
 def users_enable(user_id: str, reason: Reason) -> None:
     """Enable a disabled user again (its unexpired, unrevoked tokens work again)."""
-    _show_users([ApiClient().post(f"/users/{user_id}/enable", {"reason": reason})])
+    _show_users([ApiClient().post(f"/users/{segment(user_id)}/enable", {"reason": reason})])
 
 
 # --------------------------------------------------------------------- tokens
@@ -128,7 +128,7 @@ def tokens_list(
 ) -> None:
     """A user's tokens: live, expired and revoked (never their values)."""
     client = ApiClient()
-    rows = client.get(f"/users/{_me(client, user)}/tokens")
+    rows = client.get(f"/users/{segment(_me(client, user))}/tokens")
     if json_out:
         _print_json(rows)
     else:
@@ -148,7 +148,7 @@ def tokens_issue(
     body: dict[str, Any] = {"label": label}
     if days is not None:
         body["ttl_days"] = days
-    made = client.post(f"/users/{_me(client, user)}/tokens", body)
+    made = client.post(f"/users/{segment(_me(client, user))}/tokens", body)
     stdout().print(f"token {made['id']}, expires {_day(made['expires_at'])} UTC (shown once):")
     print(made["token"])
 
@@ -156,5 +156,5 @@ def tokens_issue(
 @tokens_app.command("revoke")
 def tokens_revoke(token_id: str, reason: Reason = "") -> None:
     """Revoke a token at once (`gpulease tokens list` shows the ids)."""
-    row = ApiClient().post(f"/tokens/{token_id}/revoke", {"reason": reason or "revoked"})
+    row = ApiClient().post(f"/tokens/{segment(token_id)}/revoke", {"reason": reason or "revoked"})
     _show_tokens([row])

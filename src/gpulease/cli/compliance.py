@@ -14,7 +14,7 @@ from rich.padding import Padding
 from rich.text import Text
 
 from gpulease.cli import tables
-from gpulease.cli.client import ApiClient
+from gpulease.cli.client import ApiClient, segment
 from gpulease.cli.tables import WideFlag, stdout
 from gpulease.compliance.policy_packs import CUSTOMER_FIELDS
 from gpulease.data import plain_name
@@ -169,7 +169,7 @@ def kyc_list(
 def kyc_show(case_id: str, json_out: JsonFlag = False) -> None:
     """A case: officers see its screening (hits, reasons, the policy that decided); tenants
     see its status and what they must supply."""
-    case = ApiClient().get(f"/kyc/cases/{case_id}")
+    case = ApiClient().get(f"/kyc/cases/{segment(case_id)}")
     _print_json(case) if json_out else _show(case)
 
 
@@ -185,13 +185,13 @@ def kyc_approve(
 ) -> None:
     """Compliance officer: approve a case."""
     body: dict[str, Any] = {"reason": reason, "end_uses": end_use or None}
-    show_cases([ApiClient().post(f"/kyc/cases/{case_id}/approve", body)])
+    show_cases([ApiClient().post(f"/kyc/cases/{segment(case_id)}/approve", body)])
 
 
 @kyc_app.command("reject")
 def kyc_reject(case_id: str, reason: Annotated[str, typer.Option(help="Why (recorded).")]) -> None:
     """Compliance officer: reject a case."""
-    show_cases([ApiClient().post(f"/kyc/cases/{case_id}/reject", {"reason": reason})])
+    show_cases([ApiClient().post(f"/kyc/cases/{segment(case_id)}/reject", {"reason": reason})])
 
 
 @lists_app.command("import")
@@ -272,7 +272,7 @@ def lists_list(wide: WideFlag = False, json_out: JsonFlag = False) -> None:
 @lists_app.command("diff")
 def lists_diff(old: str, new: str, json_out: JsonFlag = False) -> None:
     """What changed between two snapshots of one source."""
-    change = ApiClient().get(f"/lists/{old}/diff/{new}")
+    change = ApiClient().get(f"/lists/{segment(old)}/diff/{segment(new)}")
     if json_out:
         _print_json(change)
         return

@@ -164,7 +164,7 @@ def lease_list(
 @lease_app.command("show")
 def lease_show(lease_id: str, json_out: JsonFlag = False) -> None:
     """One lease, every field."""
-    lease = ApiClient().get(f"/leases/{lease_id}")
+    lease = ApiClient().get(f"/leases/{segment(lease_id)}")
     if json_out:
         _print_json(lease)
         return
@@ -200,7 +200,7 @@ def lease_decide(
     """Operators: decide on a lease."""
     if action not in ("approve", "reject", "cancel", "suspend", "resume"):
         raise InvalidRequest(f"unknown action {action!r}", field="action")
-    lease = ApiClient().post(f"/leases/{lease_id}/{action}", {"reason": reason})
+    lease = ApiClient().post(f"/leases/{segment(lease_id)}/{action}", {"reason": reason})
     _show_leases([lease])
 
 
@@ -348,7 +348,7 @@ def _follow(client: ApiClient, job: dict[str, Any]) -> dict[str, Any]:
         with progress.status(line(job)) as status:
             while job["state"] not in TERMINAL:
                 time.sleep(WAIT_POLL_S)
-                job = client.get(f"/jobs/{job['id']}")
+                job = client.get(f"/jobs/{segment(job['id'])}")
                 status.update(line(job))
         return job
     while True:
@@ -360,7 +360,7 @@ def _follow(client: ApiClient, job: dict[str, Any]) -> dict[str, Any]:
         if job["state"] in TERMINAL:
             return job
         time.sleep(WAIT_POLL_S)
-        job = client.get(f"/jobs/{job['id']}")
+        job = client.get(f"/jobs/{segment(job['id'])}")
 
 
 @job_app.command("list")
@@ -378,7 +378,7 @@ def job_list(
 @job_app.command("show")
 def job_show(job_id: str, json_out: JsonFlag = False) -> None:
     """One job: purpose, shape, lease, times, why it waits or how it ended, its GPUs."""
-    job = ApiClient().get(f"/jobs/{job_id}")
+    job = ApiClient().get(f"/jobs/{segment(job_id)}")
     _print_json(job) if json_out else show_job(job)
 
 
@@ -412,7 +412,7 @@ def follow_log(
     complete (the job ended and every byte was read). True if the text ended a line."""
     offset, ends_line = 0, True
     while True:
-        chunk = client.get(f"/jobs/{job_id}/logs", offset=offset)
+        chunk = client.get(f"/jobs/{segment(job_id)}/logs", offset=offset)
         if chunk["text"]:
             write(chunk["text"])
             ends_line = chunk["text"].endswith("\n")
@@ -433,7 +433,7 @@ def job_cancel(job_id: str, reason: Annotated[str, typer.Option(help="Why.")] = 
         ended = (job.get("ended_at") or "")[:19].replace("T", " ")
         stdout().print(f"job {job['id']} already ended ({job['state']} at {ended}); nothing to do")
         return
-    _show_jobs([client.post(f"/jobs/{job['id']}/cancel", {"reason": reason})])
+    _show_jobs([client.post(f"/jobs/{segment(job['id'])}/cancel", {"reason": reason})])
 
 
 # ---------------------------------------------------------------------- nodes

@@ -270,7 +270,7 @@ def gpu_command(
     json_out: JsonFlag = False,
 ) -> None:
     """Where a GPU is, its chain of custody, and which tenants used it for what."""
-    report = ApiClient().get(f"/reports/gpus/{serial}")
+    report = ApiClient().get(f"/reports/gpus/{segment(serial)}")
     if not _finish(report, "gpu", html, json_out):
         return
     where = report["location"]
