@@ -31,7 +31,15 @@ from gpulease.persistence.tables import (
     Tenant,
 )
 from gpulease.services import demo as demo_service
-from gpulease.services import identity, jobs, kyc, leases, screening_lists
+from gpulease.services import (
+    identity,
+    jobs,
+    kyc,
+    kyc_screening,
+    leases,
+    rescreening,
+    screening_lists,
+)
 from gpulease.services.context import ServiceContext
 from gpulease.services.scheduling import LiveScheduler
 
@@ -552,7 +560,9 @@ def test_list_import_rescreens_suspends_and_reapproval_resumes(
 
     # approved against lists that do not name its owner: unchanged
     first = screening_lists.import_list(ctx, officer, CSL_SAMPLE, "csl-csv", label="sample")
-    outcomes = {r.tenant_id: r.outcome for r in kyc.rescreen_all(ctx, officer.user_id, "import")}
+    outcomes = {
+        r.tenant_id: r.outcome for r in rescreening.rescreen_all(ctx, officer.user_id, "import")
+    }
     assert outcomes[bank.tenant_id] == "unchanged"
     assert case_row(ctx, case_id).lists_screened == [first.snapshot.id]
 
@@ -593,7 +603,7 @@ def test_list_import_rescreens_suspends_and_reapproval_resumes(
     assert snapshot_count(ctx) == before + 1
     change = screening_lists.diff_snapshots(ctx, officer, first.snapshot.id, second.snapshot.id)
     assert [e.name for e in change.added] == ["Nusantara Holdings (demo)"]
-    results = {r.tenant_id: r for r in kyc.rescreen_all(ctx, officer.user_id, "csl import")}
+    results = {r.tenant_id: r for r in rescreening.rescreen_all(ctx, officer.user_id, "csl import")}
     assert results[bank.tenant_id].outcome == "suspended"
     assert "new hit" in results[bank.tenant_id].reason
     assert {r.outcome for t, r in results.items() if t != bank.tenant_id} == {"unchanged"}
@@ -748,7 +758,9 @@ def test_decisions_record_the_policy_in_force_on_their_day(
 
     # the early approval, re-screened under the rule back in force, is a block: no new list
     # entry, but a worse verdict reopens the case and suspends the tenant
-    results = {r.case_id: r for r in kyc.rescreen_all(ctx, officer.user_id, "policy change")}
+    results = {
+        r.case_id: r for r in rescreening.rescreen_all(ctx, officer.user_id, "policy change")
+    }
     assert results[first.id].outcome == "suspended"
     assert "review -> block" in results[first.id].reason
     again = case_row(ctx, first.id)
@@ -773,20 +785,20 @@ def test_screening_with_no_list_in_force_is_never_clear(
     assert case.lists_screened == []
     assert case.verdict == "review"
     assert case.screening is not None
-    assert case.screening["reasons"][0] == kyc.NO_LIST_REASON
+    assert case.screening["reasons"][0] == kyc_screening.NO_LIST_REASON
     assert "no screening list was in force" in case.state_reason
     assert [(p["outcome"], p["reason"]) for p in case.screening["parties"]] == [
-        ("review", kyc.NO_LIST_PARTY)
+        ("review", kyc_screening.NO_LIST_PARTY)
     ]
     assert tenant_row(ctx, tenant.id).approval != "approved"  # nothing approves it but an officer
 
     clock.advance(60)
     imported = screening_lists.import_list(ctx, officer, CSL_SAMPLE, "csl-csv")
-    kyc.rescreen_all(ctx, officer.user_id, "list imported")
+    rescreening.rescreen_all(ctx, officer.user_id, "list imported")
     again = case_row(ctx, case.id)
     assert again.lists_screened == [imported.snapshot.id]
     assert again.screening is not None
-    assert kyc.NO_LIST_REASON not in again.screening["reasons"]
+    assert kyc_screening.NO_LIST_REASON not in again.screening["reasons"]
     assert again.verdict == "clear"
     assert [p["reason"] for p in again.screening["parties"]] == [
         "no list entry resembles the party"
@@ -847,7 +859,9 @@ def test_pending_amendment_does_not_suspend_an_approved_tenant(
     assert amendment.state == KycState.NEEDS_REVIEW
     # an import that names nobody of theirs changes nothing for them
     screening_lists.import_list(ctx, officer, CSL_SAMPLE, "csl-csv")
-    outcomes = {r.case_id: r.outcome for r in kyc.rescreen_all(ctx, officer.user_id, "import")}
+    outcomes = {
+        r.case_id: r.outcome for r in rescreening.rescreen_all(ctx, officer.user_id, "import")
+    }
     assert outcomes[first.id] == "unchanged"
     assert outcomes[amendment.id] != "suspended"
     assert tenant_row(ctx, tenant.id).approval == "approved"

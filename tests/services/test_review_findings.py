@@ -85,7 +85,7 @@ def test_tenant_suspended_after_the_snapshot_gets_no_start(
         snap = original(*args, **kwargs)
         with ctx.db.transaction() as tx:
             tenant = tx.require(Tenant, inftech.tenant_id, "tenant", for_update=True)
-            kyc._set_standing(tx, tenant, "suspended", "suspended: new hit", clock.now(), "t")
+            kyc.set_standing(tx, tenant, "suspended", "suspended: new hit", clock.now(), "t")
         return snap
 
     monkeypatch.setattr(scheduler, "_snapshot", snapshot_then_suspend)
@@ -416,7 +416,7 @@ def test_lease_window_passing_while_the_tenant_is_held_never_activates_it(
     leases.decide(ctx, operator, lease.id, LeaseState.APPROVED, "ok")
     with ctx.db.transaction() as tx:
         tenant = tx.require(Tenant, outsider.tenant_id, "tenant", for_update=True)
-        kyc._set_standing(tx, tenant, "suspended", "suspended: new hit", clock.now(), "t")
+        kyc.set_standing(tx, tenant, "suspended", "suspended: new hit", clock.now(), "t")
     clock.advance(90 * 60)
     leases.tick(ctx, clock.now())  # in its window: held
     clock.advance(60 * 60)

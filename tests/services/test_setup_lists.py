@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from gpulease.persistence.tables import KycCase, Tenant
-from gpulease.services import kyc
+from gpulease.services import kyc_screening
 from gpulease.services.setup import initialise, open_context
 from gpulease.settings import Settings
 
@@ -45,7 +45,7 @@ def test_demo_imports_the_shipped_lists_by_default(
     for name, case in demo_cases(settings).items():
         assert len(case.lists_screened) == 3, name
         assert case.screening is not None
-        assert kyc.NO_LIST_REASON not in case.screening["reasons"], name
+        assert kyc_screening.NO_LIST_REASON not in case.screening["reasons"], name
     # a later `init` (an upgrade) of the same database: the lists are still in force
     assert initialise(settings).warnings == ()
 
@@ -69,7 +69,7 @@ def test_no_list_in_force_warns_and_no_case_is_clear(
         assert case.lists_screened == [], name
         assert case.verdict in ("review", "block"), name
         assert case.screening is not None
-        assert case.screening["reasons"][0] == kyc.NO_LIST_REASON, name
+        assert case.screening["reasons"][0] == kyc_screening.NO_LIST_REASON, name
 
 
 def test_gpulease_init_prints_the_warning_on_stderr(tmp_path: Path) -> None:

@@ -20,6 +20,10 @@ review and **suspends** the tenant (queued jobs held, running jobs drained or ke
 configuration, active leases suspended). An approval that expires does the same. No path
 skips a step: the transition table allows none, and every step writes an audit record in its
 transaction, naming the policy packs in force and the list snapshots used.
+
+This module holds the procedure's steps (submit, screen, decide, expire) and the tenant's
+standing; the screening of one case is :mod:`gpulease.services.kyc_screening`, the
+re-screening of every case :mod:`gpulease.services.rescreening`.
 """
 
 from __future__ import annotations
@@ -32,15 +36,9 @@ from decimal import Decimal
 from typing import Any
 
 from gpulease.compliance.end_uses import PurposeOutcome, check_purpose, is_end_use
-from gpulease.compliance.matching import Outcome, decide
-from gpulease.compliance.model import Address, Party, PartyKind
+from gpulease.compliance.model import Address, PartyKind
 from gpulease.compliance.ownership import (
-    ControlEdge,
     ControlRole,
-    ListedParty,
-    OwnershipEdge,
-    Verdict,
-    restriction_for_entry,
 )
 from gpulease.compliance.policy import EffectivePolicy, PolicySet
 from gpulease.domain.access import Action, Principal, Scope
@@ -48,7 +46,6 @@ from gpulease.domain.errors import Conflict, Denied, DomainError, InvalidRequest
 from gpulease.domain.states import KYC_TRANSITIONS, KycState, transition
 from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import (
-    AccessRecord,
     ControlRow,
     KycCase,
     KycDecision,
@@ -56,19 +53,14 @@ from gpulease.persistence.tables import (
     PartyRow,
     Tenant,
 )
-from gpulease.services import audit, leases, screening_lists
+from gpulease.services import audit, kyc_screening, leases
 from gpulease.services.context import ServiceContext, new_id
-from gpulease.services.screening_lists import CurrentLists, current_lists
+from gpulease.services.screening_lists import current_lists
 from gpulease.services.standing import is_approved, why_not
 
 log = logging.getLogger("gpulease.kyc")
 OPEN_STATES = frozenset({KycState.SUBMITTED, KycState.SCREENING, KycState.NEEDS_REVIEW})
 CASE_FIELDS = ("state", "state_reason", "verdict", "round", "end_uses", "expires_at")
-NO_LIST_REASON = (
-    "no screening list was in force: no party was screened against any list; import the "
-    "lists (`gpulease lists import`) and the case is screened again"
-)
-NO_LIST_PARTY = "not screened: no screening list was in force"
 
 
 class NotApproved(Denied):
@@ -222,7 +214,7 @@ def screen_case(
             KycState.EXPIRED,
             KycState.NEEDS_REVIEW,
         ):
-            _move(
+            move_case(
                 tx,
                 case,
                 KycState.SCREENING,
@@ -230,14 +222,14 @@ def screen_case(
                 actor,
                 f"screening against {', '.join(lists.labels) or 'no lists (none imported)'}",
             )
-        result = _screen(ctx, tx, case, policy, lists, now)
+        result = kyc_screening.screen(ctx, tx, case, policy, lists, now)
         case.screening = result
         case.verdict = result["verdict"]
         case.policy_versions = list(policy.packs)
         case.lists_screened = list(lists.snapshot_ids)
         case.screened_at = now
         case.round += 1
-        _move(
+        move_case(
             tx,
             case,
             KycState.NEEDS_REVIEW,
@@ -313,10 +305,10 @@ def decide_case(
             reason=reason,
         )
         if not approve:
-            _move(tx, case, KycState.REJECTED, now, officer.user_id, reason)
+            move_case(tx, case, KycState.REJECTED, now, officer.user_id, reason)
             # refusing a further case leaves the approval the tenant stands on (another case)
             if tenant.approval != "approved" or tenant.approval_case_id in (None, case.id):
-                _set_standing(
+                set_standing(
                     tx,
                     tenant,
                     "rejected",
@@ -331,7 +323,7 @@ def decide_case(
                 f"{approvals} of {case.approvals_needed} approvals; four-eyes needs another officer"
             )
             return case
-        _move(
+        move_case(
             tx,
             case,
             KycState.APPROVED,
@@ -350,11 +342,13 @@ def decide_case(
                 KycCase.id != case.id,
             )
         ):
-            _move(tx, old, KycState.EXPIRED, now, officer.user_id, f"superseded by case {case.id}")
+            move_case(
+                tx, old, KycState.EXPIRED, now, officer.user_id, f"superseded by case {case.id}"
+            )
         tenant.approved_end_uses = list(case.end_uses)
         tenant.approval_case_id = case.id
         tenant.approval_expires_at = case.expires_at
-        _set_standing(
+        set_standing(
             tx,
             tenant,
             "approved",
@@ -374,89 +368,7 @@ def _check_approvable(case: KycCase) -> None:
         raise Denied("cannot approve: customer identification lacks " + ", ".join(missing))
 
 
-# ----------------------------------------------------------------- re-screening
-@dataclass(frozen=True, slots=True)
-class Rescreen:
-    case_id: str
-    tenant_id: str
-    outcome: str  # unchanged / reopened / suspended
-    reason: str
-
-
-def import_list_and_rescreen(
-    ctx: ServiceContext, actor: Principal, files: dict[str, bytes], fmt: str, *, label: str = ""
-) -> tuple[screening_lists.ImportReport, list[Rescreen]]:
-    """Import a list snapshot, then re-screen every approved or pending tenant against it."""
-    report = screening_lists.import_files(ctx, actor, files, fmt, label=label)
-    why = f"new {report.snapshot.source} list {report.snapshot.label}"
-    return report, rescreen_all(ctx, actor.user_id, why)
-
-
-def rescreen_now(ctx: ServiceContext, actor: Principal, why: str) -> list[Rescreen]:
-    """An officer's re-screening of every approved or pending case (no list changed)."""
-    actor.scope(Action.KYC_RESCREEN)
-    return rescreen_all(ctx, actor.user_id, why)
-
-
-def rescreen_all(ctx: ServiceContext, actor: str, why: str) -> list[Rescreen]:
-    """Re-screen every approved or pending case (after a list import or a policy change)."""
-    with ctx.db.transaction(write=False) as tx:
-        cases = tx.all(
-            tx.select(KycCase)
-            .where(KycCase.state.in_([KycState.APPROVED.value, KycState.NEEDS_REVIEW.value]))
-            .order_by(KycCase.id)
-        )
-    return [_rescreen(ctx, actor, case.id, why) for case in cases]
-
-
-def _rescreen(ctx: ServiceContext, actor: str, case_id: str, why: str) -> Rescreen:
-    now = ctx.now()
-    policy = policy_on(ctx, now)
-    lists = current_lists(ctx, policy.screening_lists or None)
-    with ctx.db.transaction() as tx:
-        case = tx.require(KycCase, case_id, "kyc case", for_update=True)
-        before = case.screening or {}
-        was_approved = case.state == KycState.APPROVED
-        result = _screen(ctx, tx, case, policy, lists, now)
-        new_hits = sorted(set(result["hit_keys"]) - set(before.get("hit_keys", [])))
-        worse = _rank(result["verdict"]) > _rank(case.verdict)
-        tenant = tx.require(Tenant, case.tenant_id, "tenant", for_update=True)
-        if case.state == KycState.APPROVED and not (new_hits or worse):
-            case.screening, case.screened_at = result, now
-            case.lists_screened = list(lists.snapshot_ids)
-            audit.record(
-                tx,
-                at=now,
-                actor=actor,
-                action="kyc.rescreen",
-                subject_type="tenant",
-                subject_id=case.tenant_id,
-                after={"case_id": case.id, "new_hits": 0},
-                reason=f"{why}: no new hit",
-            )
-            return Rescreen(case.id, case.tenant_id, "unchanged", "no new hit")
-        words = (
-            f"new hit(s) {', '.join(new_hits)}"
-            if new_hits
-            else f"verdict {case.verdict or 'none'} -> {result['verdict']}"
-        )
-        reason = f"{why}: {words}"
-        _move(tx, case, KycState.SCREENING, now, actor, reason)
-        case.screening, case.verdict, case.screened_at = result, result["verdict"], now
-        case.policy_versions = list(policy.packs)
-        case.lists_screened = list(lists.snapshot_ids)
-        case.round += 1
-        _move(tx, case, KycState.NEEDS_REVIEW, now, actor, reason)
-        outcome = "reopened"
-        # only the case the tenant stands on suspends it; a pending one is just re-screened
-        if was_approved and tenant.approval == "approved":
-            _set_standing(
-                tx, tenant, "suspended", f"suspended pending review: {reason}", now, actor
-            )
-            outcome = "suspended"
-    return Rescreen(case.id, case.tenant_id, outcome, reason)
-
-
+# ------------------------------------------------------------ expiry and retries
 def expire(ctx: ServiceContext, now: datetime) -> list[str]:
     """Approvals past their expiry go back to screening; their tenants are suspended."""
     with ctx.db.transaction(write=False) as tx:
@@ -474,9 +386,9 @@ def expire(ctx: ServiceContext, now: datetime) -> list[str]:
             if case.state != KycState.APPROVED:
                 continue
             reason = f"approval expired on {case.expires_at:%Y-%m-%d}"
-            _move(tx, case, KycState.EXPIRED, now, "scheduler", reason)
+            move_case(tx, case, KycState.EXPIRED, now, "scheduler", reason)
             tenant = tx.require(Tenant, case.tenant_id, "tenant", for_update=True)
-            _set_standing(
+            set_standing(
                 tx, tenant, "suspended", f"suspended: {reason}; re-screening", now, "scheduler"
             )
         screen_case(ctx, "scheduler", case_id)
@@ -545,179 +457,6 @@ def list_cases(ctx: ServiceContext, actor: Principal, state: str | None = None) 
 
 
 # ------------------------------------------------------------------ helpers
-def _screen(
-    ctx: ServiceContext,
-    tx: Tx,
-    case: KycCase,
-    policy: EffectivePolicy,
-    lists: CurrentLists,
-    now: datetime,
-) -> dict[str, Any]:
-    settings = ctx.settings
-    index = lists.index
-    edges = tx.all(tx.select(OwnershipRow))
-    controls = tx.all(tx.select(ControlRow))
-    members = chain_members(case.party_id, edges, controls)
-    parties = {p.id: p for p in tx.all(tx.select(PartyRow).where(PartyRow.id.in_(members)))}
-    reasons: list[str] = []
-    verdict = "clear"
-    unscreened = not lists.snapshot_ids  # no list in force: nothing can be called clear
-    if unscreened:
-        verdict = "review"
-        reasons.append(NO_LIST_REASON)
-    listed: list[ListedParty] = []
-    party_results = []
-    hit_keys: list[str] = []
-    for pid in sorted(parties, key=lambda p: (p != case.party_id, parties[p].name)):
-        row = parties[pid]
-        hits = index.screen(
-            _model(row),
-            review_threshold=settings.review_threshold,
-            block_threshold=settings.block_threshold,
-        )
-        found = decide(hits, settings.review_threshold, settings.block_threshold)
-        hit_keys += [f"{h.entry.source}:{h.entry.entry_id}" for h in found.hits]
-        level = restriction_for_entry(found.hits[0].entry) if found.hits else None
-        if found.outcome is Outcome.BLOCK and level is not None:
-            listed.append(
-                ListedParty(
-                    pid, level, f"{found.hits[0].entry.source} {found.hits[0].entry.entry_id}"
-                )
-            )
-        if found.outcome is not Outcome.CLEAR:
-            reasons.append(f"{row.name}: {found.reason}")
-            verdict = _worse(verdict, "review")
-        party_results.append(
-            {
-                "party_id": pid,
-                "name": row.name,
-                "outcome": "review" if unscreened else found.outcome.value,
-                "reason": NO_LIST_PARTY if unscreened else found.reason,
-                "hits": [
-                    {
-                        "source": h.entry.source,
-                        "entry_id": h.entry.entry_id,
-                        "listed_name": h.listed_name,
-                        "our_name": h.our_name,
-                        "score": round(h.score, 1),
-                        "identifier_match": h.identifier_match,
-                        "programs": list(h.entry.programs),
-                        "list_name": h.entry.list_name,
-                        "features": [
-                            {"name": f.name, "detail": f.detail, "weight": f.weight}
-                            for f in h.features
-                        ],
-                    }
-                    for h in found.hits[:5]
-                ],
-            }
-        )
-    as_of = now.date()
-    assessment = policy.assess_ownership(
-        case.party_id,
-        ownership=[
-            OwnershipEdge(
-                e.owner_id,
-                e.owned_id,
-                e.percent,
-                e.since.date() if e.since else None,
-                e.until.date() if e.until else None,
-            )
-            for e in edges
-            if e.owner_id in members and e.owned_id in members
-        ],
-        listed=listed,
-        control=[
-            ControlEdge(c.person_id, c.org_id, ControlRole(c.role))
-            for c in controls
-            if c.org_id in members
-        ],
-        headquarters={p.id: p.countries[0] for p in parties.values() if p.countries},
-        names={p.id: p.name for p in parties.values()},
-    )
-    if assessment.verdict is Verdict.RESTRICTED:
-        verdict = "block"
-        reasons.append(assessment.reason)
-    elif assessment.verdict is Verdict.FLAGGED:
-        verdict = _worse(verdict, "review")
-        reasons += [f.reason for f in assessment.flags]
-    tenant_party = parties[case.party_id]
-    country = tenant_party.countries[0] if tenant_party.countries else ""
-    tier = policy.country_tier(country) if country else None
-    if tier is not None and tier.licence_required:
-        verdict = "block"
-        reasons.append(
-            f"{country} is a tier-{tier.tier} country: a licence is required "
-            f"({', '.join(tier.rules)})"
-        )
-    end_use_results = []
-    for code in case.end_uses:
-        decision = check_purpose(code, case.end_uses, policy)
-        end_use_results.append(decision.record())
-        if decision.outcome is PurposeOutcome.REFUSE:
-            verdict = "block"
-            reasons.append(decision.reason)
-    if case.end_use_statement:
-        statement = check_purpose(
-            f"{case.end_uses[0]}: {case.end_use_statement}", case.end_uses, policy
-        )
-        if statement.outcome is PurposeOutcome.REVIEW:
-            verdict = _worse(verdict, "review")
-            reasons.append(f"end-use statement: {statement.reason}")
-    foreign = country.upper() != settings.operator_country.upper()
-    provided = {k for k, v in case.identification.items() if v}
-    if tx.first(tx.select(AccessRecord).where(AccessRecord.tenant_id == case.tenant_id)):
-        provided.add("access_ips_with_times")
-    missing = list(policy.missing_customer_fields(provided, foreign=foreign))
-    if missing:
-        verdict = _worse(verdict, "review")
-        reasons.append("customer identification lacks " + ", ".join(missing))
-    if not reasons:
-        reasons.append("no hit, no ownership link to a restricted party, end uses allowed")
-    return {
-        "verdict": verdict,
-        "reasons": reasons,
-        "parties": party_results,
-        "hit_keys": sorted(set(hit_keys)),
-        "ownership": assessment.record(),
-        "end_uses": end_use_results,
-        "missing_fields": missing,
-        "foreign": foreign,
-        "country_tier": None
-        if tier is None
-        else {"tier": tier.tier, "licence_required": tier.licence_required},
-        "policy": policy.record(),
-        "as_of": as_of.isoformat(),
-    }
-
-
-def chain_members(root: str, edges: list[OwnershipRow], controls: list[ControlRow]) -> set[str]:
-    """The root, its owners up the chain, and the officers of any of them."""
-    owners: dict[str, list[str]] = {}
-    for edge in edges:
-        owners.setdefault(edge.owned_id, []).append(edge.owner_id)
-    found, todo = {root}, [root]
-    while todo:
-        for owner in owners.get(todo.pop(), []):
-            if owner not in found:
-                found.add(owner)
-                todo.append(owner)
-    found |= {c.person_id for c in controls if c.org_id in found}
-    return found
-
-
-def _model(row: PartyRow) -> Party:
-    return Party(
-        id=row.id,
-        kind=PartyKind(row.kind),
-        name=row.name,
-        aliases=tuple(row.aliases),
-        countries=tuple(row.countries),
-        identifiers=tuple((k, v) for k, v in row.identifiers),
-        addresses=tuple(Address(**a) for a in row.addresses),
-    )
-
-
 def _add_party(tx: Tx, data: PartyInput, now: datetime, tenant_id: str | None = None) -> PartyRow:
     row = PartyRow(
         id=new_id("party"),
@@ -778,7 +517,7 @@ def _validate(sub: CaseSubmission) -> None:
         PartyKind(item.kind)
 
 
-def _move(
+def move_case(
     tx: Tx,
     case: KycCase,
     target: KycState,
@@ -813,7 +552,7 @@ def _move(
     )
 
 
-def _set_standing(
+def set_standing(
     tx: Tx, tenant: Tenant, approval: str, reason: str, now: datetime, actor: str
 ) -> None:
     """Change a tenant's standing; its leases follow (suspended unless approved)."""
@@ -832,14 +571,6 @@ def _set_standing(
         reason=reason,
     )
     leases.follow_standing(tx, tenant, now, actor)
-
-
-def _rank(verdict: str) -> int:
-    return {"": 0, "clear": 0, "review": 1, "block": 2}.get(verdict, 0)
-
-
-def _worse(a: str, b: str) -> str:
-    return a if _rank(a) >= _rank(b) else b
 
 
 def _day(value: date | None) -> datetime | None:

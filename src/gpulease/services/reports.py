@@ -51,7 +51,7 @@ from gpulease.persistence.tables import (
     Tenant,
     User,
 )
-from gpulease.services import kyc
+from gpulease.services import kyc_screening
 from gpulease.services.context import ServiceContext
 
 REPORT_KINDS = ("disclosure", "gpu", "large-runs")
@@ -142,7 +142,7 @@ def end_user_disclosure(
         controls = tx.all(tx.select(ControlRow))
         latest = cases[-1] if cases else None
         root = latest.party_id if latest is not None else None
-        members = kyc.chain_members(root, edges, controls) if root else set()
+        members = kyc_screening.chain_members(root, edges, controls) if root else set()
         parties = {
             p.id: p
             for p in tx.all(

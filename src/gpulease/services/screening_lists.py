@@ -5,7 +5,7 @@ An import parses the whole file first (a malformed file is refused with its line
 before anything is written), then writes the snapshot row and all its entries in one
 transaction and makes it the source's current snapshot: never half-loaded. Importing the
 same bytes twice is refused as a conflict naming the earlier snapshot. After an import the
-caller re-screens every tenant (``kyc.rescreen_all``).
+caller re-screens every tenant (``rescreening.rescreen_all``).
 """
 
 from __future__ import annotations

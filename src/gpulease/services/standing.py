@@ -1,6 +1,6 @@
 """A tenant's standing, as admission checks read it: approved (and not expired), or not.
 
-Kept beside the tenant row by the KYC service (``kyc._set_standing``) so that admitting a
+Kept beside the tenant row by the KYC service (``kyc.set_standing``) so that admitting a
 job, activating a lease or letting the scheduler start work is one read, not a case query.
 
 :func:`why_not` is what the tenant is told (refused jobs and leases, held work): built from

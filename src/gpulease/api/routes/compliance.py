@@ -46,7 +46,7 @@ from gpulease.domain.access import Action, Principal
 from gpulease.domain.errors import InvalidRequest
 from gpulease.domain.states import KycState
 from gpulease.persistence.tables import KycCase
-from gpulease.services import kyc, names, screening_lists
+from gpulease.services import kyc, names, rescreening, screening_lists
 from gpulease.services.context import ServiceContext
 from gpulease.services.lookup import Kind, resolve, resolve_optional
 from gpulease.services.screening_lists import entry_to_json
@@ -153,10 +153,10 @@ def reject_case(
 @router.post("/kyc/rescreen", response_model=list[RescreenOut], responses=ERROR_RESPONSES)
 def rescreen(body: RescreenIn, ctx: Ctx, me: Me) -> list[RescreenOut]:
     """Compliance officer: re-screen every approved or pending case now."""
-    return _rescreen_out(kyc.rescreen_now(ctx, me, body.reason))
+    return _rescreen_out(rescreening.rescreen_now(ctx, me, body.reason))
 
 
-def _rescreen_out(results: list[kyc.Rescreen]) -> list[RescreenOut]:
+def _rescreen_out(results: list[rescreening.Rescreen]) -> list[RescreenOut]:
     return [
         RescreenOut(case_id=r.case_id, tenant_id=r.tenant_id, outcome=r.outcome, reason=r.reason)
         for r in results
@@ -226,7 +226,7 @@ async def import_list(request: Request, ctx: Ctx, me: Me) -> ListImportOut:
 
 
 def _import(ctx: Ctx, me: Me, contents: dict[str, bytes], fmt: str, label: str) -> ListImportOut:
-    report, rescreened = kyc.import_list_and_rescreen(ctx, me, contents, fmt, label=label)
+    report, rescreened = rescreening.import_list_and_rescreen(ctx, me, contents, fmt, label=label)
     return ListImportOut(
         snapshot=ListSnapshotOut.model_validate(report.snapshot),
         replaces=report.previous,
