@@ -13,7 +13,7 @@ from gpulease.domain.clock import ManualClock
 from gpulease.domain.errors import Denied, InvalidRequest, NotFound
 from gpulease.executors.simulated import SimulatedExecutor
 from gpulease.persistence.tables import GpuAllocation, Job
-from gpulease.services import identity, jobs, reports
+from gpulease.services import identity, jobs, report_disclosure, report_templates, reports
 from gpulease.services.context import ServiceContext
 from gpulease.services.scheduling import LiveScheduler
 
@@ -61,7 +61,7 @@ def test_disclosure_of_a_tenant(
     assert inftech.tenant_id is not None
     job = _run_job(ctx, clock, scheduler, inftech)
     identity.note_access(ctx, inftech, "198.51.100.23")
-    report = reports.end_user_disclosure(ctx, officer, inftech.tenant_id)
+    report = report_disclosure.end_user_disclosure(ctx, officer, inftech.tenant_id)
 
     assert report["tenant"]["name"] == "INF Tech"
     assert report["tenant"]["country"] == "CN"
@@ -107,14 +107,14 @@ def test_disclosure_of_a_tenant(
     assert [a["ip"] for a in report["access"]] == ["198.51.100.23"]
     assert report["access"][0]["first_seen"] == clock.now().isoformat()
 
-    assert reports.end_user_disclosure(ctx, operator, inftech.tenant_id)["tenant"]["id"] == (
-        inftech.tenant_id
-    )
+    assert report_disclosure.end_user_disclosure(ctx, operator, inftech.tenant_id)["tenant"][
+        "id"
+    ] == (inftech.tenant_id)
     with pytest.raises(NotFound):
-        reports.end_user_disclosure(ctx, officer, "tenant-nope")
+        report_disclosure.end_user_disclosure(ctx, officer, "tenant-nope")
 
     # as of a moment before the onboarding: no case, no decision, no compute, no access
-    before = reports.end_user_disclosure(
+    before = report_disclosure.end_user_disclosure(
         ctx,
         officer,
         inftech.tenant_id,
@@ -250,9 +250,9 @@ def test_reports_are_for_operator_staff(
 ) -> None:
     assert inftech.tenant_id is not None
     with pytest.raises(Denied):
-        reports.end_user_disclosure(ctx, inftech, inftech.tenant_id)
+        report_disclosure.end_user_disclosure(ctx, inftech, inftech.tenant_id)
     with pytest.raises(Denied):
-        reports.end_user_disclosure(ctx, bank, inftech.tenant_id)
+        report_disclosure.end_user_disclosure(ctx, bank, inftech.tenant_id)
     with pytest.raises(Denied):
         reports.gpu_provenance(ctx, inftech, "AIV-NVL72-G000000")
     with pytest.raises(Denied):
@@ -270,8 +270,8 @@ def test_html_pages(
 ) -> None:
     assert inftech.tenant_id is not None
     job = _run_job(ctx, clock, scheduler, inftech)
-    report = reports.end_user_disclosure(ctx, officer, inftech.tenant_id)
-    page = reports.render_html(report, "disclosure")
+    report = report_disclosure.end_user_disclosure(ctx, officer, inftech.tenant_id)
+    page = report_templates.render_html(report, "disclosure")
     assert page.startswith("<!DOCTYPE html>")
     assert "<style>" in page
     assert "http://" not in page  # self-contained
@@ -284,19 +284,21 @@ def test_html_pages(
     assert officer.user_id in page
 
     odd = identity.create_tenant(ctx, operator, name='Ace & <Sons> "Ltd"', country="SG", kind="lab")
-    page = reports.render_html(reports.end_user_disclosure(ctx, officer, odd.id), "disclosure")
+    page = report_templates.render_html(
+        report_disclosure.end_user_disclosure(ctx, officer, odd.id), "disclosure"
+    )
     assert "Ace &amp; &lt;Sons&gt; &#34;Ltd&#34;" in page
     assert "<Sons>" not in page
 
-    gpu_page = reports.render_html(
+    gpu_page = report_templates.render_html(
         reports.gpu_provenance(ctx, operator, _serial_of(ctx, job.id)), "gpu"
     )
     assert "Aivres Systems Inc." in gpu_page
     assert PURPOSE in gpu_page
-    runs_page = reports.render_html(
+    runs_page = report_templates.render_html(
         reports.large_training_runs(ctx, operator, threshold_ops="1e15"), "large-runs"
     )
     assert job.id in runs_page
     assert "2.500e+15" in runs_page
     with pytest.raises(InvalidRequest):
-        reports.render_html(report, "nonsense")
+        report_templates.render_html(report, "nonsense")

@@ -68,7 +68,7 @@ def _finish(report: dict[str, Any], kind: str, html: Path | None, json_out: bool
     if html is not None:
         # Imported here: the report templates pull in the services and SQLAlchemy, which
         # every other command (a remote call) does without; it halves the CLI's start.
-        from gpulease.services.reports import render_html
+        from gpulease.services.report_templates import render_html
 
         html.parent.mkdir(parents=True, exist_ok=True)
         html.write_text(render_html(report, kind), encoding="utf-8")

@@ -8,6 +8,13 @@ filter (ok / warn / bad / neutral).
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
+from gpulease.domain.errors import InvalidRequest
+
+REPORT_KINDS = ("disclosure", "gpu", "large-runs")  # one template each
+
 _BASE = """<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -247,3 +254,58 @@ TEMPLATES = {
     "gpu.html": _GPU,
     "large-runs.html": _LARGE_RUNS,
 }
+
+
+# ----------------------------------------------------------------------- rendering
+@functools.cache
+def _environment() -> Any:
+    import jinja2  # only the HTML rendering needs it
+
+    env = jinja2.Environment(
+        loader=jinja2.DictLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["when"] = _when
+    env.filters["verdict_class"] = _verdict_class
+    env.filters["show"] = _show
+    return env
+
+
+def _when(value: Any) -> str:
+    if not value:
+        return "—"
+    text = str(value)
+    return text[:19].replace("T", " ") + (" UTC" if len(text) >= 19 else "")
+
+
+def _show(value: Any) -> str:
+    """A JSON value in words: lists joined, mappings as ``key: value``."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_show(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return "; ".join(_show(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def _verdict_class(value: Any) -> str:
+    text = str(value or "").lower()
+    if text in ("clear", "approved", "approve", "allow", "succeeded", "clean"):
+        return "ok"
+    if text in ("review", "flagged", "needs_review", "suspended", "submitted", "screening"):
+        return "warn"
+    if text in ("block", "blocked", "restricted", "rejected", "reject", "refuse", "expired"):
+        return "bad"
+    return "neutral"
+
+
+def render_html(report: dict[str, Any], kind: str) -> str:
+    """A self-contained page (inline CSS, no external asset, every value escaped)."""
+    if kind not in REPORT_KINDS:
+        raise InvalidRequest(
+            f"unknown report kind {kind!r}; use one of {', '.join(REPORT_KINDS)}", field="kind"
+        )
+    template = _environment().get_template(f"{kind}.html")
+    return str(template.render(r=report, kind=kind))

@@ -20,7 +20,7 @@ from gpulease.api.constraints import Ref, ReportTime
 from gpulease.api.deps import Ctx, Me
 from gpulease.api.schemas import ErrorOut
 from gpulease.domain.access import Action
-from gpulease.services import reports
+from gpulease.services import report_disclosure, report_templates, reports
 from gpulease.services.lookup import Kind, resolve
 
 router = APIRouter(prefix="/reports", tags=["reports"])
@@ -48,7 +48,7 @@ def _wants_html(request: Request, fmt: str | None) -> bool:
 
 def _answer(request: Request, fmt: str | None, report: dict[str, Any], kind: str) -> Response:
     if _wants_html(request, fmt):
-        return HTMLResponse(reports.render_html(report, kind))
+        return HTMLResponse(report_templates.render_html(report, kind))
     return JSONResponse(report)
 
 
@@ -88,7 +88,7 @@ def disclosure(
     user is, why it uses the compute, who owns it, its links
     to restricted parties, every decision, its standing, GPU-hours by purpose and its IPs."""
     tenant_id = resolve(ctx, me, Kind.TENANT, tenant_id, Action.REPORT_READ)
-    report = reports.end_user_disclosure(ctx, me, tenant_id, as_of=as_of)
+    report = report_disclosure.end_user_disclosure(ctx, me, tenant_id, as_of=as_of)
     return _answer(request, fmt, report, "disclosure")
 
 
