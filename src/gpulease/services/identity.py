@@ -62,15 +62,6 @@ def create_tenant(
     return tenant
 
 
-def list_tenants(ctx: ServiceContext, actor: Principal) -> list[Tenant]:
-    """Operators see every tenant; a tenant's users see their own."""
-    with ctx.db.transaction(write=False) as tx:
-        query = tx.select(Tenant).order_by(Tenant.name)
-        if actor.scope(Action.TENANT_READ) is not Scope.ALL:
-            query = query.where(Tenant.id == actor.tenant_id)
-        return tx.all(query)
-
-
 def create_user(
     ctx: ServiceContext,
     actor: Principal,
