@@ -13,6 +13,8 @@ Backends: the modules in :data:`SQLITE_ONLY` test what does not depend on the da
 (the CLI, the proxy-header rule, the local executor, the docs page), so their PostgreSQL
 runs are deselected; the database's behaviour on both backends is tested in-process
 (tests/api, tests/services) and through processes by test_api_e2e and test_failover_e2e.
+The modules in :data:`POSTGRESQL_ONLY` (several API servers on one database) run on
+PostgreSQL alone.
 
 Every test in this folder is marked ``e2e`` and ``slow``: ``make test-fast`` (``-m "not
 slow"``) leaves them out, ``make test`` runs them.
@@ -40,6 +42,7 @@ SQLITE_ONLY = {
     "test_limits_e2e.py",
     "test_local_executor_e2e.py",
 }
+POSTGRESQL_ONLY = {"test_scale_out_e2e.py"}  # several servers on one database server
 
 
 @pytest.hookimpl(tryfirst=True)  # marked before ``-m`` selects
@@ -49,7 +52,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if HERE in item.path.parents:
             item.add_marker(pytest.mark.e2e)
             item.add_marker(pytest.mark.slow)
-            if item.path.name in SQLITE_ONLY and "[postgresql" in item.nodeid:
+            if (item.path.name in SQLITE_ONLY and "[postgresql" in item.nodeid) or (
+                item.path.name in POSTGRESQL_ONLY and "[sqlite" in item.nodeid
+            ):
                 dropped.append(item)
                 continue
         kept.append(item)
