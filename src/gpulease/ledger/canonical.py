@@ -1,0 +1,213 @@
+"""RFC 8785 JSON Canonicalization Scheme (JCS) for the values a ledger record holds.
+
+A ledger leaf is the SHA-256 of a record's canonical bytes, so two parties that hold the
+same record must produce the same bytes, whatever their JSON library. JCS fixes every
+freedom JSON leaves open:
+
+* no whitespace; UTF-8 output;
+* object members sorted by their names compared as arrays of UTF-16 code units
+  (RFC 8785 section 3.2.3: not by code points, so U+1F600, stored as the surrogates
+  D83D DE00, sorts before U+FB33);
+* strings (section 3.2.2.2): ``"`` and ``\\`` escaped, U+0008/09/0A/0C/0D as ``\\b \\t
+  \\n \\f \\r``, the other controls below U+0020 as ``\\u00hh`` in lower case, everything
+  else (U+007F, U+2028, non-ASCII) written as itself;
+* numbers (section 3.2.2.3): the ECMAScript ``Number.prototype.toString`` form of the
+  IEEE 754 double.
+
+Accepted values: ``str``, ``int``, ``float``, ``bool``, ``None``, ``list``/``tuple`` and
+``dict`` with ``str`` keys. The caller converts ``Decimal`` (money) and ``datetime`` to
+strings first: a ``Decimal`` through a double would lose digits, so it is refused rather
+than guessed at.
+
+Decisions, and why:
+
+* Floats are **supported** (RFC 8785 defines them, and its own examples use them), with the
+  ECMAScript serialisation: Python's ``repr`` gives the shortest digits that round-trip
+  (the same digit choice as ECMAScript, including round-half-even, checked against the
+  RFC's Appendix B table) and :func:`_number` lays them out by ECMAScript's rules.
+  NaN and the infinities have no JSON form and are refused. ``-0.0`` is written ``0``.
+* Integers are written exactly, but only within the I-JSON safe range
+  ``|n| <= 2**53 - 1``: beyond it a JCS reader holding doubles would read another number,
+  so such an integer is refused with a message telling the caller to pass a string.
+* Strings must be valid Unicode (a lone surrogate is refused: I-JSON forbids it and it has
+  no UTF-8 form).
+* Nesting is capped at :data:`MAX_DEPTH` so a hostile value cannot exhaust the stack.
+
+Invariants: pure and deterministic; ``canonical_json(parse_json(canonical_json(v)))`` equals
+``canonical_json(v)``; parsing canonical output and canonicalising again is the identity on
+bytes. :func:`parse_json` is the strict reader the bundle verifier uses: duplicate member
+names and non-finite numbers are refused instead of silently resolved.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from json.encoder import encode_basestring
+from typing import Any, TypeAlias
+
+from gpulease.domain.errors import InvalidRequest
+
+JsonValue: TypeAlias = (
+    "str | int | float | bool | None | Sequence[JsonValue] | Mapping[str, JsonValue]"
+)
+
+MAX_DEPTH = 64
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+class CanonicalJsonError(InvalidRequest):
+    """A value has no RFC 8785 canonical form (names the offending path in ``details``)."""
+
+
+def canonical_json(value: Any) -> bytes:
+    """The RFC 8785 canonical UTF-8 bytes of ``value``.
+
+    Raises :class:`CanonicalJsonError` naming the path (``$.a[2]``) of the first value that
+    has no canonical form.
+    """
+    parts: list[str] = []
+    _write(value, parts, "$", 0)
+    text = "".join(parts)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as error:  # a lone surrogate slipped through a key or string
+        raise CanonicalJsonError(
+            "a string holds a lone surrogate, which has no UTF-8 form: pass valid Unicode",
+            position=error.start,
+        ) from error
+
+
+def canonical_text(value: Any) -> str:
+    """:func:`canonical_json` as a ``str`` (for embedding in documents)."""
+    return canonical_json(value).decode("utf-8")
+
+
+def _write(value: Any, out: list[str], path: str, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise CanonicalJsonError(f"{path}: nested deeper than {MAX_DEPTH} levels", path=path)
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, str):
+        out.append(_string(value, path))
+    elif isinstance(value, int):
+        if abs(value) > MAX_SAFE_INTEGER:
+            raise CanonicalJsonError(
+                f"{path}: the integer {value} is outside the exact range of a JSON number "
+                f"(|n| <= 2**53 - 1); pass it as a string",
+                path=path,
+            )
+        out.append(str(value))
+    elif isinstance(value, float):
+        out.append(_number(value, path))
+    elif isinstance(value, Mapping):
+        out.append("{")
+        items: list[tuple[bytes, str, Any]] = []
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise CanonicalJsonError(
+                    f"{path}: object member names must be strings, not {type(key).__name__}",
+                    path=path,
+                )
+            items.append((_utf16_key(key, path), key, item))
+        items.sort(key=lambda entry: entry[0])
+        for index, (_, key, item) in enumerate(items):
+            if index:
+                out.append(",")
+            out.append(_string(key, path))
+            out.append(":")
+            _write(item, out, f"{path}.{key}", depth + 1)
+        out.append("}")
+    elif isinstance(value, list | tuple):
+        out.append("[")
+        for index, item in enumerate(value):
+            if index:
+                out.append(",")
+            _write(item, out, f"{path}[{index}]", depth + 1)
+        out.append("]")
+    else:
+        hint = " (convert it to a string first)" if isinstance(value, Decimal) else ""
+        raise CanonicalJsonError(
+            f"{path}: a {type(value).__name__} has no canonical JSON form{hint}",
+            path=path,
+        )
+
+
+def _utf16_key(key: str, path: str) -> bytes:
+    try:
+        return key.encode("utf-16-be")  # big-endian bytes compare as the code units do
+    except UnicodeEncodeError as error:
+        raise CanonicalJsonError(
+            f"{path}: a member name holds a lone surrogate; pass valid Unicode", path=path
+        ) from error
+
+
+def _string(text: str, path: str) -> str:
+    # json's C encoder (ensure_ascii off) escapes exactly what RFC 8785 3.2.2.2 asks:
+    # quote, backslash, \b \t \n \f \r and the other C0 controls as lower-case \u00hh.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise CanonicalJsonError(
+            f"{path}: a string holds a lone surrogate; pass valid Unicode", path=path
+        ) from error
+    return encode_basestring(text)
+
+
+def _number(value: float, path: str) -> str:
+    """ECMAScript Number::toString (ECMA-262 7.1.12.1) of a finite double."""
+    if not math.isfinite(value):
+        raise CanonicalJsonError(
+            f"{path}: {value!r} has no JSON form; only finite numbers can be canonicalised",
+            path=path,
+        )
+    if value == 0:
+        return "0"  # also -0.0
+    if value < 0:
+        return "-" + _number(-value, path)
+    # repr: the shortest digit string that reads back as this double (closest on ties).
+    sign, digit_tuple, exponent = Decimal(repr(value)).as_tuple()
+    assert isinstance(exponent, int) and sign == 0
+    digits = "".join(map(str, digit_tuple)).rstrip("0")
+    exponent += len(digit_tuple) - len(digits)
+    k = len(digits)
+    n = exponent + k  # value = 0.digits * 10**n
+    if k <= n <= 21:
+        return digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return f"{digits[:n]}.{digits[n:]}"
+    if -6 < n <= 0:
+        return "0." + "0" * -n + digits
+    e = n - 1
+    mantissa = digits if k == 1 else f"{digits[0]}.{digits[1:]}"
+    return f"{mantissa}e{'+' if e > 0 else '-'}{abs(e)}"
+
+
+def parse_json(text: str | bytes) -> Any:
+    """Read JSON strictly: duplicate member names and NaN/Infinity are refused.
+
+    Numbers written with a fraction or exponent are read as floats, the others as ints, so
+    canonical output read back canonicalises to the same bytes.
+    """
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, item in pairs:
+            if key in result:
+                raise CanonicalJsonError(f"duplicate member name {key!r}", name=key)
+            result[key] = item
+        return result
+
+    def no_constant(name: str) -> Any:
+        raise CanonicalJsonError(f"{name} is not a JSON number", constant=name)
+
+    try:
+        return json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constant)
+    except (ValueError, RecursionError) as error:  # the hooks' own error is no ValueError
+        raise CanonicalJsonError(f"not valid JSON: {error}") from error
