@@ -218,8 +218,9 @@ def test_consistency_proofs_match_the_rfc_up_to_260(case: tuple[int, int]) -> No
     assert consistency == proof(m, BIG_LEAVES[:n])
     assert verify_consistency(m, n, BIG_TREE.root(m), mth(BIG_LEAVES[:n]), consistency)
     if m < n:  # a changed leaf anywhere breaks it
-        assert not verify_consistency(m, n, mth([b"forged", *BIG_LEAVES[1:m]]), BIG_TREE.root(n),
-                                      consistency)
+        assert not verify_consistency(
+            m, n, mth([b"forged", *BIG_LEAVES[1:m]]), BIG_TREE.root(n), consistency
+        )
 
 
 @settings(max_examples=60, deadline=None)

@@ -51,7 +51,7 @@ from typing import Any, TypeAlias
 from gpulease.domain.errors import InvalidRequest
 
 JsonValue: TypeAlias = (
-    "str | int | float | bool | None | Sequence[JsonValue] | Mapping[str, JsonValue]"
+    "str | int | float | bool | Sequence[JsonValue] | Mapping[str, JsonValue] | None"
 )
 
 MAX_DEPTH = 64
@@ -173,7 +173,8 @@ def _number(value: float, path: str) -> str:
         return "-" + _number(-value, path)
     # repr: the shortest digit string that reads back as this double (closest on ties).
     sign, digit_tuple, exponent = Decimal(repr(value)).as_tuple()
-    assert isinstance(exponent, int) and sign == 0
+    assert isinstance(exponent, int)
+    assert sign == 0
     digits = "".join(map(str, digit_tuple)).rstrip("0")
     exponent += len(digit_tuple) - len(digits)
     k = len(digits)
@@ -192,9 +193,15 @@ def _number(value: float, path: str) -> str:
 def parse_json(text: str | bytes) -> Any:
     """Read JSON strictly: duplicate member names and NaN/Infinity are refused.
 
-    Numbers written with a fraction or exponent are read as floats, the others as ints, so
-    canonical output read back canonicalises to the same bytes.
+    Numbers written with a fraction or exponent are read as floats, the others as ints;
+    an integer beyond the safe range can only be a double written by ECMAScript's rules
+    (``1e20`` is written ``100000000000000000000``), so it is read as a float. Canonical output
+    read back therefore canonicalises to the same bytes.
     """
+
+    def integer(text: str) -> int | float:
+        number = int(text)
+        return number if abs(number) <= MAX_SAFE_INTEGER else float(text)
 
     def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -208,6 +215,11 @@ def parse_json(text: str | bytes) -> Any:
         raise CanonicalJsonError(f"{name} is not a JSON number", constant=name)
 
     try:
-        return json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constant)
+        return json.loads(
+            text,
+            object_pairs_hook=no_duplicates,
+            parse_constant=no_constant,
+            parse_int=integer,
+        )
     except (ValueError, RecursionError) as error:  # the hooks' own error is no ValueError
         raise CanonicalJsonError(f"not valid JSON: {error}") from error

@@ -56,7 +56,7 @@ def leaf_hash(data: bytes) -> bytes:
     return sha256(_LEAF + data).digest()
 
 
-def node_hash(left: bytes, right: bytes) -> bytes:
+def node_hash(left: bytes | bytearray, right: bytes | bytearray) -> bytes:
     """RFC 9162 interior node hash: ``SHA-256(0x01 || left || right)``."""
     return sha256(_NODE + left + right).digest()
 
