@@ -214,3 +214,23 @@ def test_every_float_reads_back_exactly(value: float) -> None:
 def test_member_names_are_sorted_by_utf16_code_units(value: dict[str, int]) -> None:
     names = list(json.loads(canonical_json(value)))
     assert names == sorted(value, key=lambda name: name.encode("utf-16-be"))
+
+
+def test_enum_members_are_written_as_their_values() -> None:
+    from enum import IntEnum, StrEnum
+
+    class Kind(StrEnum):
+        STARTED = "job.started"
+
+    class Level(IntEnum):
+        HIGH = 3
+
+    assert canonical_json({"kind": Kind.STARTED, "level": Level.HIGH}) == (
+        b'{"kind":"job.started","level":3}'
+    )
+
+
+def test_the_path_names_the_refused_value_at_any_depth() -> None:
+    with pytest.raises(CanonicalJsonError, match=r"^\$\.a\[1\]\.b\[0\]: a bytes") as caught:
+        canonical_json({"a": [0, {"b": [b"x"]}], "z": 1})
+    assert caught.value.details == {"path": "$.a[1].b[0]"}

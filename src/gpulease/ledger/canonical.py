@@ -69,15 +69,12 @@ def canonical_json(value: Any) -> bytes:
     has no canonical form.
     """
     parts: list[str] = []
-    _write(value, parts, "$", 0)
-    text = "".join(parts)
     try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError as error:  # a lone surrogate slipped through a key or string
-        raise CanonicalJsonError(
-            "a string holds a lone surrogate, which has no UTF-8 form: pass valid Unicode",
-            position=error.start,
-        ) from error
+        _write(value, parts, 0)
+    except _Refusal as refusal:
+        path = "$" + "".join(reversed(refusal.segments))
+        raise CanonicalJsonError(f"{path}: {refusal.message}", path=path) from None
+    return "".join(parts).encode("utf-8")  # every string was checked: this cannot fail
 
 
 def canonical_text(value: Any) -> str:
@@ -85,92 +82,120 @@ def canonical_text(value: Any) -> str:
     return canonical_json(value).decode("utf-8")
 
 
-def _write(value: Any, out: list[str], path: str, depth: int) -> None:
-    if depth > MAX_DEPTH:
-        raise CanonicalJsonError(f"{path}: nested deeper than {MAX_DEPTH} levels", path=path)
-    if value is None:
+class _Refusal(Exception):
+    """Raised where a value fails; each container adds its path segment on the way out, so
+    the walk builds no path strings unless something is refused."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.segments: list[str] = []
+
+
+def _write(value: Any, out: list[str], depth: int) -> None:
+    kind = type(value)  # exact types first: the common case skips the isinstance chain
+    if kind is str:
+        out.append(_string(value))
+    elif kind is int:
+        out.append(_integer(value))
+    elif value is None:
         out.append("null")
     elif value is True:
         out.append("true")
     elif value is False:
         out.append("false")
-    elif isinstance(value, str):
-        out.append(_string(value, path))
-    elif isinstance(value, int):
-        if abs(value) > MAX_SAFE_INTEGER:
-            raise CanonicalJsonError(
-                f"{path}: the integer {value} is outside the exact range of a JSON number "
-                f"(|n| <= 2**53 - 1); pass it as a string",
-                path=path,
-            )
-        out.append(str(value))
-    elif isinstance(value, float):
-        out.append(_number(value, path))
+    elif kind is float:
+        out.append(_number(value))
     elif isinstance(value, Mapping):
-        out.append("{")
-        items: list[tuple[bytes, str, Any]] = []
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise CanonicalJsonError(
-                    f"{path}: object member names must be strings, not {type(key).__name__}",
-                    path=path,
-                )
-            items.append((_utf16_key(key, path), key, item))
-        items.sort(key=lambda entry: entry[0])
-        for index, (_, key, item) in enumerate(items):
-            if index:
-                out.append(",")
-            out.append(_string(key, path))
-            out.append(":")
-            _write(item, out, f"{path}.{key}", depth + 1)
-        out.append("}")
+        _write_object(value, out, depth)
     elif isinstance(value, list | tuple):
-        out.append("[")
-        for index, item in enumerate(value):
-            if index:
-                out.append(",")
-            _write(item, out, f"{path}[{index}]", depth + 1)
-        out.append("]")
+        _write_array(value, out, depth)
+    elif isinstance(value, str):  # a str subclass (StrEnum): its string value
+        out.append(_string(str.__str__(value)))
+    elif isinstance(value, int):  # an int subclass (IntEnum): its number
+        out.append(_integer(int(value)))
+    elif isinstance(value, float):
+        out.append(_number(float(value)))
     else:
         hint = " (convert it to a string first)" if isinstance(value, Decimal) else ""
-        raise CanonicalJsonError(
-            f"{path}: a {type(value).__name__} has no canonical JSON form{hint}",
-            path=path,
-        )
+        raise _Refusal(f"a {type(value).__name__} has no canonical JSON form{hint}")
 
 
-def _utf16_key(key: str, path: str) -> bytes:
+def _write_object(value: Mapping[Any, Any], out: list[str], depth: int) -> None:
+    if depth >= MAX_DEPTH:
+        raise _Refusal(f"nested deeper than {MAX_DEPTH} levels")
+    keys = list(value)
+    for key in keys:
+        if not isinstance(key, str):
+            raise _Refusal(f"object member names must be strings, not {type(key).__name__}")
+    if all(key.isascii() for key in keys):
+        keys.sort()  # ASCII: code points and UTF-16 code units order alike
+    else:
+        keys.sort(key=_utf16)
+    out.append("{")
+    for index, key in enumerate(keys):
+        if index:
+            out.append(",")
+        out.append(_string(key))
+        out.append(":")
+        try:
+            _write(value[key], out, depth + 1)
+        except _Refusal as refusal:
+            refusal.segments.append(f".{key}")
+            raise
+    out.append("}")
+
+
+def _write_array(value: Sequence[Any], out: list[str], depth: int) -> None:
+    if depth >= MAX_DEPTH:
+        raise _Refusal(f"nested deeper than {MAX_DEPTH} levels")
+    out.append("[")
+    for index, item in enumerate(value):
+        if index:
+            out.append(",")
+        try:
+            _write(item, out, depth + 1)
+        except _Refusal as refusal:
+            refusal.segments.append(f"[{index}]")
+            raise
+    out.append("]")
+
+
+def _utf16(key: str) -> bytes:
     try:
         return key.encode("utf-16-be")  # big-endian bytes compare as the code units do
     except UnicodeEncodeError as error:
-        raise CanonicalJsonError(
-            f"{path}: a member name holds a lone surrogate; pass valid Unicode", path=path
-        ) from error
+        raise _Refusal("a member name holds a lone surrogate; pass valid Unicode") from error
 
 
-def _string(text: str, path: str) -> str:
+def _string(text: str) -> str:
     # json's C encoder (ensure_ascii off) escapes exactly what RFC 8785 3.2.2.2 asks:
     # quote, backslash, \b \t \n \f \r and the other C0 controls as lower-case \u00hh.
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise CanonicalJsonError(
-            f"{path}: a string holds a lone surrogate; pass valid Unicode", path=path
-        ) from error
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise _Refusal("a string holds a lone surrogate; pass valid Unicode") from error
     return encode_basestring(text)
 
 
-def _number(value: float, path: str) -> str:
+def _integer(value: int) -> str:
+    if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        return str(value)
+    raise _Refusal(
+        f"the integer {value} is outside the exact range of a JSON number "
+        "(|n| <= 2**53 - 1); pass it as a string"
+    )
+
+
+def _number(value: float) -> str:
     """ECMAScript Number::toString (ECMA-262 7.1.12.1) of a finite double."""
     if not math.isfinite(value):
-        raise CanonicalJsonError(
-            f"{path}: {value!r} has no JSON form; only finite numbers can be canonicalised",
-            path=path,
-        )
+        raise _Refusal(f"{value!r} has no JSON form; only finite numbers can be canonicalised")
     if value == 0:
         return "0"  # also -0.0
     if value < 0:
-        return "-" + _number(-value, path)
+        return "-" + _number(-value)
     # repr: the shortest digit string that reads back as this double (closest on ties).
     sign, digit_tuple, exponent = Decimal(repr(value)).as_tuple()
     assert isinstance(exponent, int)
