@@ -233,3 +233,37 @@ def test_frontier_and_tree_agree_on_any_leaves(leaves: list[bytes]) -> None:
         tree.append(leaf)
     assert frontier.root() == tree.root() == mth(leaves)
     assert frontier.size == tree.size == len(leaves)
+
+
+# ---------------------------------------------------------------- cost, counted in hashes
+def test_appends_and_proofs_cost_logarithmic_node_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The docstring's costs, counted (not timed): amortised one node hash per append, and a
+    root or proof in a tree of ~140,000 leaves within (log2 n)^2 node hashes."""
+    from gpulease.ledger import merkle
+
+    calls = 0
+    real = merkle.node_hash
+
+    def counting(left: bytes | bytearray, right: bytes | bytearray) -> bytes:
+        nonlocal calls
+        calls += 1
+        return real(left, right)
+
+    monkeypatch.setattr(merkle, "node_hash", counting)
+    size = 2**17 + 12_345
+    tree = MerkleTree()
+    for index in range(size):
+        tree.append_leaf_hash(sha256(index.to_bytes(4, "big")).digest())
+    assert calls < size  # a perfect subtree is hashed once, when its last leaf arrives
+    bound = size.bit_length() ** 2
+    for action in (
+        lambda: tree.root(),
+        lambda: tree.root(size // 3),
+        lambda: tree.inclusion_proof(size - 1),
+        lambda: tree.inclusion_proof(77_777),
+        lambda: tree.consistency_proof(size // 3),
+        lambda: tree.consistency_proof(99_999, size - 5),
+    ):
+        calls = 0
+        action()
+        assert calls <= bound, calls
