@@ -5,6 +5,8 @@
   consistency proofs and their verification).
 * :mod:`~gpulease.ledger.keys` and :mod:`~gpulease.ledger.heads`: the Ed25519 signing key
   file and signed tree heads, verified against keys with validity periods.
+* :mod:`~gpulease.ledger.proofs`: a record's inclusion proof under a signed head, and the
+  consistency of two heads, in the JSON form reports carry.
 * :mod:`~gpulease.ledger.bundle`: the export bundle and ``verify_bundle``, an auditor's
   offline check that names the first bad record.
 
