@@ -255,8 +255,10 @@ def verify_bundle(
             )
     stored = bundle.leaf_hashes
 
-    covered, mismatch, stored_ok = _signed_prefix(hashes, stored, [valid[s] for s in sizes])
+    signed = [valid[s] for s in sizes]
+    covered, mismatch = _signed_prefix(hashes, signed)
     if mismatch is not None:
+        stored_ok = _stored_reproduce(stored, [h for h in signed if h.tree_size <= mismatch])
         findings.append(_locate(hashes, stored, covered, mismatch, stored_ok))
     else:
         tail = _first_difference(hashes, stored, covered, max(len(hashes), len(stored)))
@@ -280,28 +282,34 @@ def verify_bundle(
 
 
 def _signed_prefix(
-    hashes: Sequence[bytes], stored: Sequence[bytes], heads: Sequence[SignedTreeHead]
-) -> tuple[int, int | None, bool]:
-    """Stream records and stored hashes through frontiers, comparing roots at each head.
+    hashes: Sequence[bytes], heads: Sequence[SignedTreeHead]
+) -> tuple[int, int | None]:
+    """Stream the records' leaf hashes through a frontier, comparing roots at each head.
 
-    Returns (covered, size of the first head the records fail or None, whether the stored
-    hashes reproduce every head up to and including that one).
+    Returns (covered, the size of the first head the records fail, or None).
     """
-    records = MerkleFrontier()
-    kept = MerkleFrontier()
-    stored_ok = True
+    frontier = MerkleFrontier()
     covered = 0
     for head in heads:
         size = head.tree_size
-        while records.size < min(size, len(hashes)):
-            records.append_leaf_hash(hashes[records.size])
-        while kept.size < min(size, len(stored)):
-            kept.append_leaf_hash(stored[kept.size])
-        stored_ok = stored_ok and kept.size == size and kept.root() == head.root_hash
-        if records.size < size or records.root() != head.root_hash:
-            return covered, size, stored_ok
+        while frontier.size < min(size, len(hashes)):
+            frontier.append_leaf_hash(hashes[frontier.size])
+        if frontier.size < size or frontier.root() != head.root_hash:
+            return covered, size
         covered = size
-    return covered, None, stored_ok
+    return covered, None
+
+
+def _stored_reproduce(stored: Sequence[bytes], heads: Sequence[SignedTreeHead]) -> bool:
+    """Do the stored leaf hashes give every one of ``heads``' roots? (Only asked once the
+    records have failed a head, so an untouched bundle is hashed once.)"""
+    frontier = MerkleFrontier()
+    for head in heads:
+        while frontier.size < min(head.tree_size, len(stored)):
+            frontier.append_leaf_hash(stored[frontier.size])
+        if frontier.size < head.tree_size or frontier.root() != head.root_hash:
+            return False
+    return True
 
 
 def _locate(

@@ -46,13 +46,9 @@ import math
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from json.encoder import encode_basestring
-from typing import Any, TypeAlias
+from typing import Any
 
 from gpulease.domain.errors import InvalidRequest
-
-JsonValue: TypeAlias = (
-    "str | int | float | bool | Sequence[JsonValue] | Mapping[str, JsonValue] | None"
-)
 
 MAX_DEPTH = 64
 MAX_SAFE_INTEGER = 2**53 - 1
