@@ -134,6 +134,15 @@ def test_rewritten_hashes_leave_the_signed_interval_named() -> None:
     assert report.covered == 32
 
 
+def test_an_edited_stored_hash_is_reported_though_no_record_is_bad() -> None:
+    stored = list(BUNDLE.leaf_hashes)
+    stored[10] = bytes(32)
+    report = verify_bundle(replace(BUNDLE, leaf_hashes=tuple(stored)))
+    assert [(f.kind, f.index) for f in report.findings] == [(FindingKind.STORED_HASH_CHANGED, 10)]
+    assert report.first_bad_record is None
+    assert report.covered == 96
+
+
 def test_a_change_after_the_last_head_is_still_found() -> None:
     records = list(RECORDS)
     records[98] = {**records[98], "tenant": "x"}

@@ -16,7 +16,8 @@ How the first bad record is named. A signed head commits to the root of the firs
    (constant memory) and the recomputed root compared at each ``s_j``. If the roots agree up
    to ``s_(j-1)`` and differ at ``s_j``, records ``[0, s_(j-1))`` are exactly what was signed
    (SHA-256 is collision resistant) and the first bad record lies in ``[s_(j-1), s_j)``.
-2. *Which record.* The stored leaf hashes are streamed through a second frontier. If they
+2. *Which record.* The stored leaf hashes are streamed through a second frontier (only
+   once the records have failed a head: an untouched bundle is hashed once). If they
    reproduce the roots of every head up to ``s_j``, they are what was signed, and the first
    index ``i >= s_(j-1)`` where a record's hash differs from its stored leaf hash is the
    first bad record, named exactly. It is classified by where the two hashes are found
@@ -33,7 +34,9 @@ How the first bad record is named. A signed head commits to the root of the firs
    thousand records, and on demand) to keep it small.
 
 Records after the last signed head are not covered by any signature; the report counts them,
-and one whose hash differs from its stored leaf hash is still a finding. A head whose
+and one whose hash differs from its stored leaf hash is still a finding. A stored leaf hash
+that differs from a record the heads prove intact is reported too (someone edited the
+ledger's hash column), though no record is bad. A head whose
 signature or key period fails, and two valid heads of one size with different roots (the log
 forked), are findings too. The keys in a bundle are the operator's own word: an auditor who
 holds published key ids or earlier heads passes them (``trusted_keys``, ``known_heads``) so a
@@ -42,8 +45,8 @@ the verdict rests on, to compare with the published ones.
 
 Invariants: pure (no clock, no files); the verdict depends only on the bundle and the
 auditor's arguments; ``verify_bundle(build_bundle(...))`` of an untouched ledger has no
-finding; memory beyond the bundle itself is the two frontiers plus, only when classifying,
-an index of the hashes after the first bad record.
+finding; memory beyond the bundle itself is the records' leaf hashes (32 bytes each), the
+frontiers and, only when classifying, a set of the hashes after the first bad record.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ class FindingKind(StrEnum):
     REORDERED = "reordered"
     CHANGED_IN_RANGE = "changed_in_range"  # stored hashes rewritten too: a range, not a record
     UNCANONICAL = "uncanonical"  # a record with no RFC 8785 form
+    STORED_HASH_CHANGED = "stored_hash_changed"  # the record is intact, its stored hash not
     BAD_HEAD = "bad_head"
     FORKED = "forked"
     NO_HEAD = "no_head"
@@ -257,6 +261,16 @@ def verify_bundle(
 
     signed = [valid[s] for s in sizes]
     covered, mismatch = _signed_prefix(hashes, signed)
+    edited = _first_difference(hashes, stored, 0, min(covered, len(stored)))
+    if edited is not None:
+        findings.append(
+            Finding(
+                FindingKind.STORED_HASH_CHANGED,
+                f"the stored leaf hash of record {edited} was changed; the record itself is "
+                "what a signed head committed to",
+                index=edited,
+            )
+        )
     if mismatch is not None:
         stored_ok = _stored_reproduce(stored, [h for h in signed if h.tree_size <= mismatch])
         findings.append(_locate(hashes, stored, covered, mismatch, stored_ok))
