@@ -7,9 +7,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("cryptography", reason="cryptography is not installed (see pyproject)")
-
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gpulease.domain.errors import InvalidRequest
