@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from gpulease.executors.slurm_cluster import REQUIRED_BINARIES, LocalSlurmCluster, pid_alive
+from support.slurm_cluster import REQUIRED_BINARIES, LocalSlurmCluster, pid_alive
 
 MISSING = [b for b in REQUIRED_BINARIES if shutil.which(b) is None]
 
