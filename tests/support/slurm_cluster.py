@@ -75,7 +75,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-__all__ = ["LocalSlurmCluster", "SlurmError", "SlurmStartError", "SlurmUnavailable"]
+__all__ = [
+    "LocalSlurmCluster",
+    "SlurmError",
+    "SlurmStartError",
+    "SlurmUnavailable",
+    "running_munged",
+    "stop_munged_started_since",
+]
 
 REQUIRED_BINARIES = (
     "slurmctld",
@@ -87,12 +94,16 @@ REQUIRED_BINARIES = (
     "sinfo",
     "scontrol",
 )
+# the test site: its nodes are named after gpulease node ids ("<site>-r<rack>-n<node>")
+SITE_ID = "jkt1"
+SLURM_NODES = [f"{SITE_ID}-r00-n{n:02d}" for n in range(4)]
 MUNGE_KEY = Path("/etc/munge/munge.key")
 MUNGE_RUN_DIR = Path("/run/munge")
 NVIDIA_MAJOR = 195
 PORT_RANGE = (20000, 32000)
 MAX_BASE_DIR_LEN = 64
 _NODE_STATE_FLAGS = "*~#!%$@^-+"
+IDLE = ("idle", "plnd")  # "plnd": held for a pending job by backfill, stale once it is gone
 
 
 class SlurmError(RuntimeError):
@@ -139,6 +150,30 @@ def pid_alive(pid: int) -> bool:
     # The state follows the parenthesised command name, which may itself contain ')'.
     state = text.rpartition(")")[2].split()[0]
     return state not in ("Z", "X")
+
+
+MUNGED_PID_FILE = Path("/run/munge/munged.pid")
+
+
+def running_munged(pid_file: Path = MUNGED_PID_FILE) -> int | None:
+    """The pid of the munged named by ``pid_file``, if that process is alive and is munged."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+    except (OSError, ValueError):
+        return None
+    return pid if pid_alive(pid) and Path(command.decode()).name == "munged" else None
+
+
+def stop_munged_started_since(before: int | None, pid_file: Path = MUNGED_PID_FILE) -> None:
+    """Stop the munged of ``pid_file`` unless it is the one that ran before (``before``)."""
+    pid = running_munged(pid_file)
+    if pid is None or pid == before:
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _cmdline(pid: int) -> str:
@@ -490,7 +525,7 @@ class LocalSlurmCluster:
         while True:
             self._check_children()
             states = self.node_states()
-            if len(states) == self.nodes and all(s == "idle" for s in states.values()):
+            if len(states) == self.nodes and all(s in IDLE for s in states.values()):
                 return
             now = time.monotonic()
             for node, state in states.items():

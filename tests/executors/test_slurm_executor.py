@@ -1,0 +1,336 @@
+"""The Slurm executor on a real Slurm 22.05 cluster (four ``slurmd`` on this host, fake GPUs):
+jobs that write files on the nodes gpulease chose, the node list and GPU counts Slurm
+reports, exit codes, cancel, preemption (SIGTERM, then stop), adoption by a fresh executor
+(a new leader), a job cancelled behind gpulease's back, runs that cannot start. The first
+tests need no Slurm: the command line and the parsing of Slurm's answers."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from gpulease.executors.base import Completion, Launch, NodeSlice
+from gpulease.executors.slurm import (
+    CANNOT_START,
+    SlurmExecutor,
+    SlurmSite,
+    _parse_squeue,
+    exit_code,
+    parse_scontrol,
+)
+from gpulease.services.setup import make_executor
+from gpulease.settings import Settings
+from support.slurm_cluster import SITE_ID, SLURM_NODES, LocalSlurmCluster
+
+T = TypeVar("T")
+
+
+@pytest.fixture
+def work() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="slw-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def launch_of(
+    work: Path,
+    command: str | None,
+    nodes: Sequence[tuple[str, Sequence[int]]] = ((SLURM_NODES[0], (0,)),),
+    job: str = "job-1",
+    run: int = 1,
+) -> Launch:
+    slices = tuple(
+        NodeSlice(node, tuple(slots), tuple(f"SN-{node}-{g}" for g in slots))
+        for node, slots in nodes
+    )
+    return Launch(
+        job_id=job,
+        run=run,
+        tenant_id="tenant-a",
+        purpose="model training",
+        command=command,
+        image=None,
+        gpus=sum(len(s.slots) for s in slices),
+        slices=slices,
+        started_at=datetime.now(UTC),
+        duration_s=None,
+        log_path=work / "logs" / f"{job}.log",
+    )
+
+
+def site_of(cluster: LocalSlurmCluster) -> SlurmSite:
+    return SlurmSite(SITE_ID, partition=cluster.partition, conf=cluster.conf_path)
+
+
+def wait_for(probe: Callable[[], T | None], timeout: float = 30.0, what: str = "") -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = probe()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def completions_of(
+    executor: SlurmExecutor, jobs: Sequence[str], timeout: float = 30.0
+) -> dict[str, Completion]:
+    """Poll until each of ``jobs`` has completed; each completion is reported once."""
+    done: dict[str, Completion] = {}
+
+    def probe() -> dict[str, Completion] | None:
+        for c in executor.poll(datetime.now(UTC)):
+            assert c.job_id not in done, f"{c.job_id} completed twice"
+            done[c.job_id] = c
+        return done if set(jobs) <= set(done) else None
+
+    return wait_for(probe, timeout, f"the completions of {', '.join(jobs)}")
+
+
+def completion_of(executor: SlurmExecutor, job: str, timeout: float = 30.0) -> Completion:
+    return completions_of(executor, [job], timeout)[job]
+
+
+def slurm_state(cluster: LocalSlurmCluster, slurm_id: int) -> dict[str, str]:
+    out = cluster.run(["scontrol", "-o", "-d", "show", "job", str(slurm_id)]).stdout
+    return parse_scontrol(out)
+
+
+def gpus_per_node(cluster: LocalSlurmCluster, slurm_id: int) -> dict[str, int]:
+    """Node -> GPUs Slurm allocated there, every component of a heterogeneous job."""
+    found: dict[str, int] = {}
+    out = cluster.run(["scontrol", "-d", "show", "job", str(slurm_id)]).stdout
+    for node, count in re.findall(r"Nodes=(\S+) .*?GRES=gpu:(\d+)", out):
+        for name in cluster.run(["scontrol", "show", "hostnames", node]).stdout.split():
+            found[name] = int(count)
+    return found
+
+
+# --------------------------------------------------------------- no Slurm needed
+def test_exit_codes_map_from_slurm_states() -> None:
+    assert exit_code("COMPLETED", "0:0") == 0
+    assert exit_code("FAILED", "3:0") == 3
+    assert exit_code("FAILED", "0:9") == 137
+    assert exit_code("FAILED", "0:0") == 1
+    assert exit_code("CANCELLED", "0:15") == 143
+    assert exit_code("CANCELLED", "") == 143
+    assert exit_code("TIMEOUT", "0:15") == 124
+    assert exit_code("OUT_OF_MEMORY", "0:125") == 137
+
+
+def test_unequal_gpus_per_node_make_a_heterogeneous_job(work: Path) -> None:
+    site = SlurmSite(SITE_ID, nodes={"jkt1-r00-n01": "gpu-b"}, node_name="x-{local}")
+    launch = launch_of(
+        work,
+        "true",
+        [("jkt1-r00-n00", (0, 1, 2, 3)), ("jkt1-r00-n01", (2,)), ("jkt1-r00-n02", (1,))],
+    )
+    argv = SlurmExecutor([site]).sbatch_args(site, launch)
+    assert argv.count(":") == 1
+    first, second = " ".join(argv).split(" : ")
+    assert "--nodes=1 --nodelist=x-r00-n00 --gres=gpu:4" in first
+    assert "--nodes=2 --nodelist=gpu-b,x-r00-n02 --gres=gpu:1" in second
+    assert "--job-name=gpulease-job-1.1" in first
+    assert "--job-name=gpulease-job-1.1" in second
+    assert f"--output={launch.log_path}" in argv
+    assert "--no-requeue" in argv
+
+
+def test_squeue_rows_of_a_heterogeneous_job_merge() -> None:
+    out = "7+0|7|RUNNING|n1|gpulease-j.2\n7+1|8|RUNNING|n[2-3]|gpulease-j.2\n9|9|PENDING||x|y\n"
+    jobs = _parse_squeue(out)
+    assert (jobs[7].nodes, jobs[7].state) == (("n1", "n[2-3]"), "RUNNING")
+    assert jobs[9].name == "x|y"
+    assert SlurmSite(SITE_ID).parse_name("gpulease-job-abc.12") == ("job-abc", 12)
+
+
+def test_make_executor_builds_the_slurm_sites_from_settings() -> None:
+    settings = Settings(
+        executor="slurm",
+        slurm_sites={SITE_ID: {"partition": "p1", "conf": "/etc/x.conf", "node_name": "{local}"}},
+    )
+    executor = make_executor(settings)
+    assert isinstance(executor, SlurmExecutor)
+    (site,) = executor.sites
+    assert (site.site_id, site.partition, site.conf) == (SITE_ID, "p1", Path("/etc/x.conf"))
+    assert site.slurm_node("jkt1-r03-n07") == "r03-n07"
+
+
+# ------------------------------------------------------------------ real Slurm
+slow = pytest.mark.slow
+
+
+@slow
+def test_job_writes_a_file_on_the_chosen_node_with_gpulease_variables(
+    slurm: LocalSlurmCluster, work: Path
+) -> None:
+    executor = SlurmExecutor([site_of(slurm)])
+    out = work / "out.txt"
+    command = (
+        f"echo $SLURMD_NODENAME $CUDA_VISIBLE_DEVICES $GPULEASE_JOB_ID $GPULEASE_TENANT "
+        f'"$GPULEASE_PURPOSE" > {out}; echo printed'
+    )
+    launch = launch_of(work, command, [(SLURM_NODES[2], (0, 1))])
+    executor.launch(launch)
+    assert executor.active() == {("job-1", 1)}
+    slurm_id = executor.slurm_id("job-1")
+    assert slurm_id is not None
+    done = completion_of(executor, "job-1")
+    assert (done.exit_code, done.run) == (0, 1)
+    assert out.read_text().split() == [
+        SLURM_NODES[2],
+        "0,1",
+        "job-1",
+        "tenant-a",
+        "model",
+        "training",
+    ]
+    assert "printed" in done.log
+    assert "printed" in launch.log_path.read_text()
+    record = slurm_state(slurm, slurm_id)
+    assert record["NodeList"] == SLURM_NODES[2]
+    assert record["Comment"] == "gpulease"  # the comment's first word (scontrol splits at spaces)
+    assert executor.active() == set()
+
+
+@slow
+def test_slurm_places_the_job_on_gpuleases_nodes_and_gpu_counts(
+    slurm: LocalSlurmCluster, work: Path
+) -> None:
+    executor = SlurmExecutor([site_of(slurm)])
+    go = work / "go"
+    wait = f"while [ ! -e {go} ]; do sleep 0.1; done"
+    even = [(SLURM_NODES[0], (0, 1)), (SLURM_NODES[3], (2, 3))]
+    uneven = [(SLURM_NODES[1], (0, 1, 2)), (SLURM_NODES[2], (3,))]
+    executor.launch(launch_of(work, wait, even, job="job-even"))
+    executor.launch(launch_of(work, wait, uneven, job="job-het"))
+    for job, nodes in (("job-even", even), ("job-het", uneven)):
+        slurm_id = executor.slurm_id(job)
+        assert slurm_id is not None
+
+        def running(slurm_id: int = slurm_id) -> dict[str, int] | None:
+            executor.poll(datetime.now(UTC))
+            seen = executor.last_seen[SITE_ID].get(slurm_id)
+            return gpus_per_node(slurm, slurm_id) if seen and seen.state == "RUNNING" else None
+
+        assert wait_for(running, what=f"{job} running") == {n: len(s) for n, s in nodes}
+    go.touch()
+    done = completions_of(executor, ["job-even", "job-het"])
+    assert {c.exit_code for c in done.values()} == {0}
+
+
+@slow
+def test_exit_codes_reach_gpulease(slurm: LocalSlurmCluster, work: Path) -> None:
+    executor = SlurmExecutor([site_of(slurm)])
+    executor.launch(launch_of(work, "exit 3", job="job-three"))
+    executor.launch(launch_of(work, "kill -9 $$", [(SLURM_NODES[1], (0,))], job="job-nine"))
+    done = completions_of(executor, ["job-three", "job-nine"])
+    assert done["job-three"].exit_code == 3
+    assert done["job-nine"].exit_code == 137
+
+
+@slow
+def test_stop_cancels_the_job_and_reports_no_completion(
+    slurm: LocalSlurmCluster, work: Path
+) -> None:
+    executor = SlurmExecutor([site_of(slurm)])
+    launch = launch_of(work, "sleep 300")
+    executor.launch(launch)
+    slurm_id = executor.slurm_id("job-1")
+    assert slurm_id is not None
+    wait_for(lambda: slurm_state(slurm, slurm_id)["JobState"] == "RUNNING", what="running")
+    executor.stop("job-1", "cancelled by its owner")
+    assert executor.active() == set()
+    wait_for(lambda: slurm_state(slurm, slurm_id)["JobState"] == "CANCELLED", what="cancel")
+    assert executor.poll(datetime.now(UTC)) == []
+    assert "[gpulease] stopping: cancelled by its owner" in launch.log_path.read_text()
+
+
+@slow
+def test_preemption_warns_with_sigterm_then_stops(slurm: LocalSlurmCluster, work: Path) -> None:
+    executor = SlurmExecutor([site_of(slurm)])
+    flag = work / "term"
+    command = f"trap 'echo checkpoint > {flag}' TERM; while true; do sleep 0.2; done"
+    launch = launch_of(work, command)
+    executor.launch(launch)
+    slurm_id = executor.slurm_id("job-1")
+    assert slurm_id is not None
+    wait_for(lambda: slurm_state(slurm, slurm_id)["JobState"] == "RUNNING", what="running")
+    time.sleep(0.5)  # the batch shell has set its trap
+    executor.warn("job-1", "preempted: stop within 30 s")
+    wait_for(flag.exists, what="the job's SIGTERM handler")
+    assert executor.poll(datetime.now(UTC)) == []  # it handled the signal and runs on
+    assert slurm_state(slurm, slurm_id)["JobState"] == "RUNNING"
+    executor.stop("job-1", "preempted")
+    wait_for(lambda: slurm_state(slurm, slurm_id)["JobState"] == "CANCELLED", what="cancel")
+    log = launch.log_path.read_text()
+    assert "[gpulease] preempted: stop within 30 s" in log
+    assert "[gpulease] stopping" in log
+
+
+@slow
+def test_a_new_leader_adopts_the_job_another_started(slurm: LocalSlurmCluster, work: Path) -> None:
+    old = SlurmExecutor([site_of(slurm)])
+    go = work / "go"
+    launch = launch_of(work, f"while [ ! -e {go} ]; do sleep 0.1; done; echo after; exit 5")
+    old.launch(launch)
+    del old  # the leader dies; its Slurm job does not
+
+    new = SlurmExecutor([site_of(slurm)])
+    assert new.active() == set()
+    assert new.adopt(launch)
+    assert new.active() == {("job-1", 1)}
+    assert not new.adopt(launch_of(work, "true", job="job-never"))  # nothing to adopt
+    go.touch()
+    done = completion_of(new, "job-1")
+    assert (done.exit_code, done.run) == (5, 1)
+    assert "after" in done.log
+
+
+@slow
+def test_a_new_leader_holds_the_old_ones_jobs_from_its_first_poll(
+    slurm: LocalSlurmCluster, work: Path
+) -> None:
+    old = SlurmExecutor([site_of(slurm)])
+    old.launch(launch_of(work, "sleep 300", job="job-a", run=2))
+    new = SlurmExecutor([site_of(slurm)])
+    assert new.poll(datetime.now(UTC)) == []
+    assert new.active() == {("job-a", 2)}
+    new.stop("job-a", "no longer wanted")  # what the core's reconcile does with such a run
+    slurm_id = old.slurm_id("job-a")
+    assert slurm_id is not None
+    wait_for(lambda: slurm_state(slurm, slurm_id)["JobState"] == "CANCELLED", what="cancel")
+
+
+@slow
+def test_a_job_cancelled_behind_gpuleases_back_ends(slurm: LocalSlurmCluster, work: Path) -> None:
+    executor = SlurmExecutor([site_of(slurm)])
+    executor.launch(launch_of(work, "sleep 300"))
+    slurm_id = executor.slurm_id("job-1")
+    assert slurm_id is not None
+    wait_for(lambda: slurm_state(slurm, slurm_id)["JobState"] == "RUNNING", what="running")
+    slurm.run(["scancel", str(slurm_id)])
+    done = completion_of(executor, "job-1")
+    assert done.exit_code == 143
+    assert executor.active() == set()
+
+
+@slow
+def test_runs_that_cannot_start_fail_with_the_reason(slurm: LocalSlurmCluster, work: Path) -> None:
+    executor = SlurmExecutor([site_of(slurm)])
+    executor.launch(launch_of(work, None, job="job-image"))
+    executor.launch(launch_of(work, "true", [("jkt1-r09-n09", (0,))], job="job-nowhere"))
+    failed = {c.job_id: c for c in executor.poll(datetime.now(UTC))}
+    assert {c.exit_code for c in failed.values()} == {CANNOT_START}
+    assert "runs commands, not images" in failed["job-image"].log
+    assert "sbatch refused it" in failed["job-nowhere"].log
+    assert executor.active() == set()
