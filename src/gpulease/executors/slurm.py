@@ -463,9 +463,9 @@ def _parse_squeue(out: str) -> dict[int, SlurmJob]:
     rows: dict[int, list[list[str]]] = defaultdict(list)
     for line in out.splitlines():
         parts = line.split("|", 4)
-        het_id = parts[0].partition("+")[0]  # a component of heterogeneous job N is "N+k"
-        if len(parts) == 5 and het_id.isdigit() and parts[1].isdigit():
-            rows[int(het_id)].append(parts)
+        head = parts[0].partition("+")[0]  # a component of heterogeneous job N is "N+k"
+        if len(parts) == 5 and head.isdigit() and parts[1].isdigit():
+            rows[int(head)].append(parts)
     jobs: dict[int, SlurmJob] = {}
     for het_id, components in rows.items():
         leader = next((c for c in components if int(c[1]) == het_id), components[0])
