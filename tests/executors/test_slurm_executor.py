@@ -17,11 +17,13 @@ from typing import TypeVar
 
 import pytest
 
+from gpulease.domain.states import NodeState
 from gpulease.executors.base import Completion, Launch, NodeSlice
 from gpulease.executors.slurm import (
     CANNOT_START,
     SlurmExecutor,
     SlurmSite,
+    _node_state,
     _parse_squeue,
     exit_code,
     parse_scontrol,
@@ -116,6 +118,13 @@ def gpus_per_node(cluster: LocalSlurmCluster, slurm_id: int) -> dict[str, int]:
 
 
 # --------------------------------------------------------------- no Slurm needed
+def test_node_states_map_from_sinfo() -> None:
+    assert [_node_state(s) for s in ("idle", "mix", "alloc", "plnd", "idle~")] == [NodeState.UP] * 5
+    draining = ("drain", "drng", "idle*", "alloc*", "boot", "unk", "maint", "failg")
+    assert {_node_state(s) for s in draining} == {NodeState.DRAINING}
+    assert {_node_state(s) for s in ("down", "down*", "fail", "inval")} == {NodeState.DOWN}
+
+
 def test_exit_codes_map_from_slurm_states() -> None:
     assert exit_code("COMPLETED", "0:0") == 0
     assert exit_code("FAILED", "3:0") == 3
@@ -334,3 +343,26 @@ def test_runs_that_cannot_start_fail_with_the_reason(slurm: LocalSlurmCluster, w
     assert "runs commands, not images" in failed["job-image"].log
     assert "sbatch refused it" in failed["job-nowhere"].log
     assert executor.active() == set()
+
+
+@slow
+def test_node_states_follow_slurm_and_gpulease_drains_reach_slurm(
+    slurm: LocalSlurmCluster,
+) -> None:
+    executor = SlurmExecutor([site_of(slurm)])
+    ids = list(SLURM_NODES)  # the test cluster's nodes are named after gpulease node ids
+    assert {s for s, _ in executor.node_states(ids).values()} == {NodeState.UP}
+
+    slurm.run(["scontrol", "update", f"nodename={SLURM_NODES[1]}", "state=drain", "reason=fan"])
+    slurm.run(["scontrol", "update", f"nodename={SLURM_NODES[2]}", "state=down", "reason=psu"])
+    states = executor.node_states([*ids, f"{SITE_ID}-r07-n00"])
+    assert states[ids[0]] == (NodeState.UP, "")
+    assert states[ids[1]] == (NodeState.DRAINING, "fan")
+    assert states[ids[2]] == (NodeState.DOWN, "psu")
+    assert states[f"{SITE_ID}-r07-n00"][0] == NodeState.DOWN  # Slurm has no such node
+
+    executor.set_node_state(ids[3], NodeState.DRAINING, "maintenance window")
+    executor.set_node_state(ids[1], NodeState.UP, "")
+    assert executor.node_states(ids)[ids[3]] == (NodeState.DRAINING, "gpulease: maintenance window")
+    # a resumed node answers Slurm's next ping: draining (not responding) until then
+    wait_for(lambda: executor.node_states(ids)[ids[1]][0] == NodeState.UP, what="resume")

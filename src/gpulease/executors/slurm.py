@@ -64,6 +64,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gpulease.domain.states import NodeState
 from gpulease.executors.base import Completion, Launch, NodeSlice
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,11 @@ ACTIVE_STATES = frozenset(
 )
 LOST_STATES = frozenset({"NODE_FAIL", "BOOT_FAIL"})  # requeued by the core, not completed
 FIXED_CODES = {"TIMEOUT": 124, "OUT_OF_MEMORY": 137, "PREEMPTED": 143, "DEADLINE": 143}
+# ``sinfo %t`` states (flags such as ``*``, not responding, stripped first)
+DRAINING_STATES = frozenset({"drain", "drng", "drained", "draining", "maint", "failg"})
+DOWN_STATES = frozenset({"down", "fail", "inval"})
+UP_STATES = frozenset({"idle", "alloc", "mix", "comp", "plnd", "resv", "npc"})
+SET_STATE = {NodeState.UP: "resume", NodeState.DRAINING: "drain", NodeState.DOWN: "down"}
 
 
 class CannotStart(Exception):
@@ -408,6 +414,51 @@ class SlurmExecutor:
     def close(self) -> None:
         """Slurm jobs outlive the executor: a new leader adopts them. Nothing to stop."""
 
+    # ------------------------------------------------------------------------ node sync
+    def node_states(self, node_ids: Iterable[str]) -> dict[str, tuple[NodeState, str]]:
+        """gpulease node id -> (state, reason) as Slurm sees the node it maps to, for the
+        given ids (one ``sinfo`` per site): down or failed -> ``DOWN``; drained, draining,
+        failing, in maintenance, not responding, booting or unknown -> ``DRAINING``; else
+        ``UP``. A node Slurm does not list is ``DOWN``."""
+        wanted: dict[str, list[tuple[str, SlurmSite]]] = defaultdict(list)
+        for node_id in node_ids:
+            site = self._site_of_node(node_id)
+            if site is not None:
+                wanted[site.site_id].append((node_id, site))
+        found: dict[str, tuple[NodeState, str]] = {}
+        for site in self.sites:
+            if site.site_id not in wanted:
+                continue
+            out = self.run_command(
+                site, ["sinfo", "-h", "-N", f"--partition={site.partition}", "-o", "%N|%t|%E"]
+            ).stdout
+            slurm: dict[str, tuple[NodeState, str]] = {}
+            for line in out.splitlines():
+                name, _, rest = line.partition("|")
+                state, _, reason = rest.partition("|")
+                slurm[name] = (_node_state(state), "" if reason == "none" else reason)
+            for node_id, _site in wanted[site.site_id]:
+                name = site.slurm_node(node_id)
+                found[node_id] = slurm.get(name, (NodeState.DOWN, f"Slurm has no node {name}"))
+        return found
+
+    def set_node_state(self, node_id: str, state: NodeState, reason: str) -> None:
+        """Push gpulease's node state to Slurm: drain (running jobs go on), down, resume."""
+        site = self._site_of_node(node_id)
+        if site is None:
+            raise ValueError(f"no Slurm site is configured for node {node_id!r}")
+        argv = ["scontrol", "update", f"nodename={site.slurm_node(node_id)}"]
+        argv.append(f"state={SET_STATE[state]}")
+        if state != NodeState.UP:
+            argv.append(f"reason=gpulease: {_one_line(reason) or state.value}")
+        self.run_command(site, argv)
+
+    def _site_of_node(self, node_id: str) -> SlurmSite | None:
+        for site in self.sites:
+            if site.claims(node_id):
+                return site
+        return self.sites[0] if len(self.sites) == 1 else None
+
     # ------------------------------------------------------------------------- logs
     def _note(self, held: _Run, line: str) -> None:
         if held.log_path is not None:
@@ -478,6 +529,18 @@ def parse_scontrol(out: str) -> dict[str, str]:
     """The first record of ``scontrol -o show job`` as ``Key -> value``."""
     line = out.splitlines()[0] if out else ""
     return dict(re.findall(r"(\w[\w/:]*)=(\S*)", line))
+
+
+def _node_state(compact: str) -> NodeState:
+    """A ``sinfo %t`` state as gpulease's. Only what Slurm itself calls down is ``DOWN``
+    (gpulease requeues the work of a down node); a node that misses a ping (``*``) or is
+    booting, powering up or unknown is ``DRAINING`` until Slurm decides."""
+    base = compact.rstrip("*~#!%$@^-+")
+    if base in DOWN_STATES:
+        return NodeState.DOWN
+    if base in DRAINING_STATES or compact.endswith(("*", "#", "%")):
+        return NodeState.DRAINING
+    return NodeState.UP if base in UP_STATES else NodeState.DRAINING
 
 
 def exit_code(state: str, code: str) -> int:
