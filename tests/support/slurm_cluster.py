@@ -409,6 +409,9 @@ class LocalSlurmCluster:
 
     def _write_config(self) -> None:
         b = self.base_dir
+        # a kept base_dir may hold an earlier cluster's state (its ClusterName differs, which
+        # slurmctld refuses): the cluster is throwaway, its state starts empty
+        shutil.rmtree(b / "state", ignore_errors=True)
         subdirs = ["etc", "state", "run", "log", *(f"spool/{n}" for n in self.node_names)]
         for sub in subdirs:
             (b / sub).mkdir(parents=True, exist_ok=True)
