@@ -6,8 +6,10 @@ tests need no Slurm: the command line and the parsing of Slurm's answers."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -26,7 +28,6 @@ from gpulease.executors.slurm import (
     _node_state,
     _parse_squeue,
     exit_code,
-    parse_scontrol,
 )
 from gpulease.services.setup import make_executor
 from gpulease.settings import Settings
@@ -102,6 +103,12 @@ def completion_of(executor: SlurmExecutor, job: str, timeout: float = 30.0) -> C
     return completions_of(executor, [job], timeout)[job]
 
 
+def parse_scontrol(out: str) -> dict[str, str]:
+    """The first record of ``scontrol -o show job`` as ``Key -> value``."""
+    line = out.splitlines()[0] if out else ""
+    return dict(re.findall(r"(\w[\w/:]*)=(\S*)", line))
+
+
 def slurm_state(cluster: LocalSlurmCluster, slurm_id: int) -> dict[str, str]:
     out = cluster.run(["scontrol", "-o", "-d", "show", "job", str(slurm_id)]).stdout
     return parse_scontrol(out)
@@ -126,14 +133,15 @@ def test_node_states_map_from_sinfo() -> None:
 
 
 def test_exit_codes_map_from_slurm_states() -> None:
-    assert exit_code("COMPLETED", "0:0") == 0
-    assert exit_code("FAILED", "3:0") == 3
-    assert exit_code("FAILED", "0:9") == 137
-    assert exit_code("FAILED", "0:0") == 1
-    assert exit_code("CANCELLED", "0:15") == 143
-    assert exit_code("CANCELLED", "") == 143
-    assert exit_code("TIMEOUT", "0:15") == 124
-    assert exit_code("OUT_OF_MEMORY", "0:125") == 137
+    assert exit_code("COMPLETED", 0) == 0
+    assert exit_code("FAILED", 3 << 8) == 3
+    assert exit_code("FAILED", 9) == 137  # killed by SIGKILL
+    assert exit_code("FAILED", 0) == 1
+    assert exit_code("CANCELLED", 143 << 8) == 143  # the shell ended by scancel's SIGTERM
+    assert exit_code("CANCELLED", 15) == 143
+    assert exit_code("CANCELLED", None) == 143
+    assert exit_code("TIMEOUT", 15) == 124
+    assert exit_code("OUT_OF_MEMORY", 9) == 137
 
 
 def test_unequal_gpus_per_node_make_a_heterogeneous_job(work: Path) -> None:
@@ -155,10 +163,16 @@ def test_unequal_gpus_per_node_make_a_heterogeneous_job(work: Path) -> None:
 
 
 def test_squeue_rows_of_a_heterogeneous_job_merge() -> None:
-    out = "7+0|7|RUNNING|n1|gpulease-j.2\n7+1|8|RUNNING|n[2-3]|gpulease-j.2\n9|9|PENDING||x|y\n"
+    out = (
+        "7|7|FAILED|768|/l/j.log|n1|gpulease-j.2\n"
+        "8|7|FAILED|0|/l/j.log|n[2-3]|gpulease-j.2\n"
+        "9|N/A|PENDING|0|/l/x.log||x|y\n"
+    )
     jobs = _parse_squeue(out)
-    assert (jobs[7].nodes, jobs[7].state) == (("n1", "n[2-3]"), "RUNNING")
-    assert jobs[9].name == "x|y"
+    assert (jobs[7].nodes, jobs[7].state, jobs[7].status) == (("n1", "n[2-3]"), "FAILED", 768)
+    assert exit_code(jobs[7].state, jobs[7].status) == 3
+    assert (jobs[9].name, jobs[9].stdout) == ("x|y", "/l/x.log")
+    assert 8 not in jobs
     assert SlurmSite(SITE_ID).parse_name("gpulease-job-abc.12") == ("job-abc", 12)
 
 
@@ -366,3 +380,47 @@ def test_node_states_follow_slurm_and_gpulease_drains_reach_slurm(
     assert executor.node_states(ids)[ids[3]] == (NodeState.DRAINING, "gpulease: maintenance window")
     # a resumed node answers Slurm's next ping: draining (not responding) until then
     wait_for(lambda: executor.node_states(ids)[ids[1]][0] == NodeState.UP, what="resume")
+
+
+@slow
+def test_a_job_lost_with_its_node_is_left_to_the_core_to_requeue(work: Path) -> None:
+    """A node dies (its ``slurmd`` killed, then its job's process): Slurm marks the node
+    down and the job NODE_FAIL; the executor reports no completion, drops the run from
+    ``active`` and refuses to adopt it, which is how the core's reconcile requeues a run."""
+    nodes = SLURM_NODES[:2]
+    cluster = LocalSlurmCluster(
+        nodes=2, gpus_per_node=4, base_dir=work / "c", node_names=nodes, slurmd_timeout=5
+    )
+    pid_file = work / "job.pid"
+    with cluster:
+        executor = SlurmExecutor([site_of(cluster)])
+        launch = launch_of(work, f"echo $$ > {pid_file}; exec sleep 120", [(nodes[1], (0, 1))])
+        executor.launch(launch)
+        slurm_id = executor.slurm_id("job-1")
+        assert slurm_id is not None
+        pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), what="pid"))
+        try:
+            cluster.kill_node(nodes[1])
+
+            def lost() -> bool:
+                assert executor.poll(datetime.now(UTC)) == []
+                return executor.active() == set()
+
+            wait_for(lost, timeout=90, what="the run lost with its node")
+            assert slurm_state(cluster, slurm_id)["JobState"] == "NODE_FAIL"
+            assert not executor.adopt(launch)
+            assert executor.node_states(nodes)[nodes[1]][0] == NodeState.DOWN
+            assert "lost: Slurm reports NODE_FAIL" in launch.log_path.read_text()
+        finally:  # the rest of the dead node: its job's process and that job's slurmstepd
+            kill_dead_node_job(pid, slurm_id)
+
+
+def kill_dead_node_job(pid: int, slurm_id: int) -> None:
+    """SIGKILL the job's ``sleep`` (pid from its pid file) and its parent, the job's
+    ``slurmstepd``, each only if its command line proves it is that process."""
+    stepd = int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+    if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", b"120"]:
+        os.kill(pid, signal.SIGKILL)
+    step = f"slurmstepd: [{slurm_id}.batch]".encode()
+    if Path(f"/proc/{stepd}/cmdline").read_bytes().startswith(step):
+        os.kill(stepd, signal.SIGKILL)

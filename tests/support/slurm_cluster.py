@@ -211,6 +211,7 @@ class LocalSlurmCluster:
         stop_timeout: float = 10.0,
         partition: str = "gpu",
         node_names: Sequence[str] | None = None,
+        slurmd_timeout: int = 60,
     ) -> None:
         if nodes < 1 or gpus_per_node < 1:
             raise ValueError("nodes and gpus_per_node must be at least 1")
@@ -224,6 +225,7 @@ class LocalSlurmCluster:
         self.gpus_per_node = gpus_per_node
         self.cpus_per_node = cpus_per_node if cpus_per_node is not None else max(2, gpus_per_node)
         self.partition = partition
+        self.slurmd_timeout = slurmd_timeout  # a node silent this long is marked down
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self._owns_base_dir = base_dir is None
@@ -455,7 +457,7 @@ class LocalSlurmCluster:
             "InactiveLimit=0",
             "KillWait=5",
             "SlurmctldTimeout=30",
-            "SlurmdTimeout=60",
+            f"SlurmdTimeout={self.slurmd_timeout}",
         ]
         for k, node in enumerate(self.node_names, start=1):
             lines.append(

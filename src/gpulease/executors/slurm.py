@@ -27,10 +27,10 @@ Submission (``launch``). One ``sbatch`` per run, the batch script on its standar
 * ``--no-requeue``: Slurm never restarts a run on its own; gpulease's core requeues.
 
 Tracking. Each ``poll`` makes one ``squeue`` call per site for every job of its partition
-(``-t all``: finished jobs stay listed for Slurm's ``MinJobAge``), not one per job, plus one
-``scontrol show job`` per run seen finished (its exit code). Every job named with the prefix
-is tracked, whoever submitted it, so a new leader holds the runs of the old one from its
-first poll (``active``), and ``adopt`` finds one by name on demand.
+(``-t all``: finished jobs stay listed for Slurm's ``MinJobAge``), not one per job: its
+state, the batch script's wait status (the exit code) and output file come in that call.
+Every job named with the prefix is tracked, whoever submitted it, so a new leader holds the
+runs of the old one from its first poll (``active``), and ``adopt`` finds one by name.
 
 Invariants.
 
@@ -56,7 +56,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import subprocess
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -73,7 +72,9 @@ LOG_CAP = 1 << 20  # bytes of a finished run's log handed back (kept in the data
 CANNOT_START = 127
 COMMAND_TIMEOUT_S = 30.0
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-SQUEUE_FORMAT = "%i|%A|%T|%N|%j"  # id (het: N+k), job id, state, nodes, name (last: free text)
+# job id, heterogeneous job id (N/A), state, wait status, stdout, nodes, name (last: free text);
+# a field with a suffix and no width is never cut
+SQUEUE_FIELDS = "JobID:|,HetJobID:|,State:|,exit_code:|,STDOUT:|,NodeList:|,Name:"
 
 # Slurm states in which the job still holds (or waits for) its nodes
 ACTIVE_STATES = frozenset(
@@ -153,6 +154,8 @@ class SlurmJob:
     state: str
     nodes: tuple[str, ...]  # hostlist expressions, one per component
     name: str
+    status: int | None = None  # the batch script's wait status, once it ended
+    stdout: str = ""  # its output file
 
 
 @dataclass
@@ -161,7 +164,7 @@ class _Run:
     run: int
     site: SlurmSite
     slurm_id: int
-    log_path: Path | None  # None: a run found in Slurm, its log named by scontrol at the end
+    log_path: Path | None  # None: a run found in Slurm; squeue names its log at the end
     log_start: int | None  # offset of this run's part of the log; None: find its header
 
 
@@ -303,8 +306,8 @@ class SlurmExecutor:
                 "all",
                 f"--partition={site.partition}",
                 f"--name={name}",
-                "-o",
-                SQUEUE_FORMAT,
+                "-O",
+                SQUEUE_FIELDS,
             ],
         ).stdout
         # the newest Slurm job of that name, one still running first
@@ -343,12 +346,12 @@ class SlurmExecutor:
     def _poll_site(self, site: SlurmSite, now: datetime) -> list[Completion]:
         out = self.run_command(
             site,
-            ["squeue", "-h", "-t", "all", f"--partition={site.partition}", "-o", SQUEUE_FORMAT],
+            ["squeue", "-h", "-t", "all", f"--partition={site.partition}", "-O", SQUEUE_FIELDS],
         ).stdout
         seen = _parse_squeue(out)
         self.last_seen[site.site_id] = seen
         self._discover(site, seen)
-        finished: list[_Run] = []
+        finished: list[tuple[_Run, SlurmJob]] = []
         for job_id, held in list(self._runs.items()):
             if held.site is not site:
                 continue
@@ -361,14 +364,13 @@ class SlurmExecutor:
                 self._note(held, f"lost: {why}; the scheduler requeues it")
                 del self._runs[job_id]  # leaves active(): the core's reconcile requeues it
                 continue
-            finished.append(held)
+            finished.append((held, job))
         completions = []
-        for held in finished:
-            record = self._show_job(held)
+        for held, job in finished:
             del self._runs[held.job_id]
-            if held.log_path is None and record.get("StdOut"):
-                held.log_path = Path(record["StdOut"])
-            code = exit_code(record.get("JobState", ""), record.get("ExitCode", ""))
+            if held.log_path is None and job.stdout.startswith("/"):
+                held.log_path = Path(job.stdout)
+            code = exit_code(job.state, job.status)
             completions.append(Completion(held.job_id, held.run, code, now, self._log_of(held)))
         return completions
 
@@ -393,15 +395,6 @@ class SlurmExecutor:
             if held is not None:  # we hold an older run: that one is the stale one
                 self.run_command(held.site, ["scancel", str(held.slurm_id)])
             self._runs[job_id] = _Run(job_id, run, site, job.slurm_id, None, None)
-
-    def _show_job(self, held: _Run) -> dict[str, str]:
-        try:
-            out = self.run_command(
-                held.site, ["scontrol", "-o", "show", "job", str(held.slurm_id)]
-            ).stdout
-        except subprocess.CalledProcessError:
-            return {}
-        return parse_scontrol(out)
 
     def active(self) -> set[tuple[str, int]]:
         return {(held.job_id, held.run) for held in self._runs.values()}
@@ -510,25 +503,22 @@ def _one_line(text: str) -> str:
 
 
 def _parse_squeue(out: str) -> dict[int, SlurmJob]:
-    """``squeue -o SQUEUE_FORMAT`` lines -> jobs by (heterogeneous) job id."""
+    """``squeue -O SQUEUE_FIELDS`` lines -> jobs by (heterogeneous) job id, the
+    components of a heterogeneous job merged (its leader's state, status and output)."""
     rows: dict[int, list[list[str]]] = defaultdict(list)
     for line in out.splitlines():
-        parts = line.split("|", 4)
-        head = parts[0].partition("+")[0]  # a component of heterogeneous job N is "N+k"
-        if len(parts) == 5 and head.isdigit() and parts[1].isdigit():
-            rows[int(head)].append(parts)
+        parts = line.split("|", 6)
+        if len(parts) != 7 or not parts[0].isdigit():
+            continue
+        rows[int(parts[1]) if parts[1].isdigit() else int(parts[0])].append(parts)
     jobs: dict[int, SlurmJob] = {}
     for het_id, components in rows.items():
-        leader = next((c for c in components if int(c[1]) == het_id), components[0])
-        nodes = tuple(c[3] for c in components if c[3])
-        jobs[het_id] = SlurmJob(het_id, leader[2].split()[0], nodes, leader[4])
+        leader = next((c for c in components if int(c[0]) == het_id), components[0])
+        nodes = tuple(c[5] for c in components if c[5])
+        status = int(leader[3]) if leader[3].isdigit() else None
+        state = leader[2].split()[0] if leader[2].split() else ""
+        jobs[het_id] = SlurmJob(het_id, state, nodes, leader[6], status, leader[4])
     return jobs
-
-
-def parse_scontrol(out: str) -> dict[str, str]:
-    """The first record of ``scontrol -o show job`` as ``Key -> value``."""
-    line = out.splitlines()[0] if out else ""
-    return dict(re.findall(r"(\w[\w/:]*)=(\S*)", line))
 
 
 def _node_state(compact: str) -> NodeState:
@@ -543,17 +533,17 @@ def _node_state(compact: str) -> NodeState:
     return NodeState.UP if base in UP_STATES else NodeState.DRAINING
 
 
-def exit_code(state: str, code: str) -> int:
-    """A gpulease exit code from Slurm's ``JobState`` and ``ExitCode`` (``rc:signal``)."""
-    rc_text, _, sig_text = code.partition(":")
-    rc = int(rc_text) if rc_text.isdigit() else 0
-    sig = int(sig_text) if sig_text.isdigit() else 0
+def exit_code(state: str, status: int | None) -> int:
+    """A gpulease exit code from Slurm's job state and the batch script's wait status
+    (``squeue -O exit_code``: the exit code in bits 8-15, a terminating signal in 0-6)."""
+    rc = (status >> 8) & 0xFF if status is not None else 0
+    sig = status & 0x7F if status is not None else 0
     if state in ("COMPLETED", "FAILED"):
         if rc or sig:
             return rc or 128 + sig
         return 0 if state == "COMPLETED" else 1
     if state == "CANCELLED":
-        return 128 + (sig or 15)
+        return rc if rc > 128 else 128 + (sig or 15)
     if state in FIXED_CODES:
         return FIXED_CODES[state]
     return rc or 1
