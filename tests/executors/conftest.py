@@ -5,7 +5,8 @@ reset between tests.
 a test asks for it (four nodes named after the demo-like site's node ids,
 :data:`SLURM_NODES`, four fake GPUs each) and stops it at the end of the session, with the
 ``munged`` it started, if any; ``slurm`` hands a test that cluster reset to fresh (no job,
-every node idle). A host without Slurm skips those tests with the reason.
+every node idle); ``work`` is a short directory for the jobs' files. A host without Slurm
+skips those tests with the reason.
 """
 
 from __future__ import annotations
@@ -49,6 +50,16 @@ def slurm_cluster() -> Iterator[LocalSlurmCluster]:
         cluster.stop()
         shutil.rmtree(base, ignore_errors=True)
         stop_munged_started_since(before)
+
+
+@pytest.fixture
+def work() -> Iterator[Path]:
+    """A short, world-readable directory for jobs' files and logs (pytest's tmp_path can be
+    too long for Slurm's job-step sockets when a cluster lives under it)."""
+    path = Path(tempfile.mkdtemp(prefix="slw-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -6,21 +6,13 @@ tests need no Slurm: the command line and the parsing of Slurm's answers."""
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import signal
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
 from gpulease.domain.states import NodeState
-from gpulease.executors.base import Completion, Launch, NodeSlice
 from gpulease.executors.slurm import (
     CANNOT_START,
     SlurmExecutor,
@@ -32,96 +24,15 @@ from gpulease.executors.slurm import (
 from gpulease.services.setup import make_executor
 from gpulease.settings import Settings
 from support.slurm_cluster import SITE_ID, SLURM_NODES, LocalSlurmCluster
-
-T = TypeVar("T")
-
-
-@pytest.fixture
-def work() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="slw-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def launch_of(
-    work: Path,
-    command: str | None,
-    nodes: Sequence[tuple[str, Sequence[int]]] = ((SLURM_NODES[0], (0,)),),
-    job: str = "job-1",
-    run: int = 1,
-) -> Launch:
-    slices = tuple(
-        NodeSlice(node, tuple(slots), tuple(f"SN-{node}-{g}" for g in slots))
-        for node, slots in nodes
-    )
-    return Launch(
-        job_id=job,
-        run=run,
-        tenant_id="tenant-a",
-        purpose="model training",
-        command=command,
-        image=None,
-        gpus=sum(len(s.slots) for s in slices),
-        slices=slices,
-        started_at=datetime.now(UTC),
-        duration_s=None,
-        log_path=work / "logs" / f"{job}.log",
-    )
-
-
-def site_of(cluster: LocalSlurmCluster) -> SlurmSite:
-    return SlurmSite(SITE_ID, partition=cluster.partition, conf=cluster.conf_path)
-
-
-def wait_for(probe: Callable[[], T | None], timeout: float = 30.0, what: str = "") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-
-
-def completions_of(
-    executor: SlurmExecutor, jobs: Sequence[str], timeout: float = 30.0
-) -> dict[str, Completion]:
-    """Poll until each of ``jobs`` has completed; each completion is reported once."""
-    done: dict[str, Completion] = {}
-
-    def probe() -> dict[str, Completion] | None:
-        for c in executor.poll(datetime.now(UTC)):
-            assert c.job_id not in done, f"{c.job_id} completed twice"
-            done[c.job_id] = c
-        return done if set(jobs) <= set(done) else None
-
-    return wait_for(probe, timeout, f"the completions of {', '.join(jobs)}")
-
-
-def completion_of(executor: SlurmExecutor, job: str, timeout: float = 30.0) -> Completion:
-    return completions_of(executor, [job], timeout)[job]
-
-
-def parse_scontrol(out: str) -> dict[str, str]:
-    """The first record of ``scontrol -o show job`` as ``Key -> value``."""
-    line = out.splitlines()[0] if out else ""
-    return dict(re.findall(r"(\w[\w/:]*)=(\S*)", line))
-
-
-def slurm_state(cluster: LocalSlurmCluster, slurm_id: int) -> dict[str, str]:
-    out = cluster.run(["scontrol", "-o", "-d", "show", "job", str(slurm_id)]).stdout
-    return parse_scontrol(out)
-
-
-def gpus_per_node(cluster: LocalSlurmCluster, slurm_id: int) -> dict[str, int]:
-    """Node -> GPUs Slurm allocated there, every component of a heterogeneous job."""
-    found: dict[str, int] = {}
-    out = cluster.run(["scontrol", "-d", "show", "job", str(slurm_id)]).stdout
-    for node, count in re.findall(r"Nodes=(\S+) .*?GRES=gpu:(\d+)", out):
-        for name in cluster.run(["scontrol", "show", "hostnames", node]).stdout.split():
-            found[name] = int(count)
-    return found
+from support.slurm_jobs import (
+    completion_of,
+    completions_of,
+    gpus_per_node,
+    launch_of,
+    site_of,
+    slurm_state,
+    wait_for,
+)
 
 
 # --------------------------------------------------------------- no Slurm needed
@@ -380,47 +291,3 @@ def test_node_states_follow_slurm_and_gpulease_drains_reach_slurm(
     assert executor.node_states(ids)[ids[3]] == (NodeState.DRAINING, "gpulease: maintenance window")
     # a resumed node answers Slurm's next ping: draining (not responding) until then
     wait_for(lambda: executor.node_states(ids)[ids[1]][0] == NodeState.UP, what="resume")
-
-
-@slow
-def test_a_job_lost_with_its_node_is_left_to_the_core_to_requeue(work: Path) -> None:
-    """A node dies (its ``slurmd`` killed, then its job's process): Slurm marks the node
-    down and the job NODE_FAIL; the executor reports no completion, drops the run from
-    ``active`` and refuses to adopt it, which is how the core's reconcile requeues a run."""
-    nodes = SLURM_NODES[:2]
-    cluster = LocalSlurmCluster(
-        nodes=2, gpus_per_node=4, base_dir=work / "c", node_names=nodes, slurmd_timeout=5
-    )
-    pid_file = work / "job.pid"
-    with cluster:
-        executor = SlurmExecutor([site_of(cluster)])
-        launch = launch_of(work, f"echo $$ > {pid_file}; exec sleep 120", [(nodes[1], (0, 1))])
-        executor.launch(launch)
-        slurm_id = executor.slurm_id("job-1")
-        assert slurm_id is not None
-        pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), what="pid"))
-        try:
-            cluster.kill_node(nodes[1])
-
-            def lost() -> bool:
-                assert executor.poll(datetime.now(UTC)) == []
-                return executor.active() == set()
-
-            wait_for(lost, timeout=90, what="the run lost with its node")
-            assert slurm_state(cluster, slurm_id)["JobState"] == "NODE_FAIL"
-            assert not executor.adopt(launch)
-            assert executor.node_states(nodes)[nodes[1]][0] == NodeState.DOWN
-            assert "lost: Slurm reports NODE_FAIL" in launch.log_path.read_text()
-        finally:  # the rest of the dead node: its job's process and that job's slurmstepd
-            kill_dead_node_job(pid, slurm_id)
-
-
-def kill_dead_node_job(pid: int, slurm_id: int) -> None:
-    """SIGKILL the job's ``sleep`` (pid from its pid file) and its parent, the job's
-    ``slurmstepd``, each only if its command line proves it is that process."""
-    stepd = int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
-    if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", b"120"]:
-        os.kill(pid, signal.SIGKILL)
-    step = f"slurmstepd: [{slurm_id}.batch]".encode()
-    if Path(f"/proc/{stepd}/cmdline").read_bytes().startswith(step):
-        os.kill(stepd, signal.SIGKILL)

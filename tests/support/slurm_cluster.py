@@ -94,6 +94,7 @@ REQUIRED_BINARIES = (
     "sinfo",
     "scontrol",
 )
+MISSING_BINARIES = [b for b in REQUIRED_BINARIES if shutil.which(b) is None]
 # the test site: its nodes are named after gpulease node ids ("<site>-r<rack>-n<node>")
 SITE_ID = "jkt1"
 SLURM_NODES = [f"{SITE_ID}-r00-n{n:02d}" for n in range(4)]
