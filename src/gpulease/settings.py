@@ -26,6 +26,9 @@ class SlurmSiteSettings(BaseModel):
     node_name: str = "{node_id}"
     workdir: Path = Path("/tmp")  # the jobs' working directory on their nodes
     job_prefix: str = Field(default="gpulease-", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+    # each GPU its own GRES type (gres.conf Type=s0 ...): the type's format, e.g. "s{slot}";
+    # jobs then run on exactly gpulease's GPUs, not merely as many
+    slot_type: str | None = None
 
 
 class Settings(BaseSettings):

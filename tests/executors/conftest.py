@@ -3,10 +3,10 @@ reset between tests.
 
 ``slurm_cluster`` starts a :class:`~support.slurm_cluster.LocalSlurmCluster` the first time
 a test asks for it (four nodes named after the demo-like site's node ids,
-:data:`SLURM_NODES`, four fake GPUs each) and stops it at the end of the session, with the
-``munged`` it started, if any; ``slurm`` hands a test that cluster reset to fresh (no job,
-every node idle); ``work`` is a short directory for the jobs' files. A host without Slurm
-skips those tests with the reason.
+:data:`SLURM_NODES`, four fake GPUs each, each GPU its own GRES type ``s0``..``s3``) and
+stops it at the end of the session, with the ``munged`` it started, if any; ``slurm`` hands
+a test that cluster reset to fresh (no job, every node idle); ``work`` is a short directory
+for the jobs' files. A host without Slurm skips those tests with the reason.
 """
 
 from __future__ import annotations
@@ -37,7 +37,11 @@ def slurm_cluster() -> Iterator[LocalSlurmCluster]:
     before = running_munged()
     base = Path(tempfile.mkdtemp(prefix="sle-"))  # short: job-step socket paths live there
     cluster = LocalSlurmCluster(
-        nodes=len(SLURM_NODES), gpus_per_node=4, base_dir=base / "c", node_names=SLURM_NODES
+        nodes=len(SLURM_NODES),
+        gpus_per_node=4,
+        base_dir=base / "c",
+        node_names=SLURM_NODES,
+        slot_types=True,  # each GPU its own GRES type: untyped requests (gpu:N) work too
     )
     try:
         cluster.start()

@@ -6,6 +6,7 @@ tests need no Slurm: the command line and the parsing of Slurm's answers."""
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,6 +72,15 @@ def test_unequal_gpus_per_node_make_a_heterogeneous_job(work: Path) -> None:
     assert "--job-name=gpulease-job-1.1" in second
     assert f"--output={launch.log_path}" in argv
     assert "--no-requeue" in argv
+
+
+def test_typed_slots_ask_for_exactly_gpuleases_gpus(work: Path) -> None:
+    site = SlurmSite(SITE_ID, slot_type="s{slot}")
+    nodes = [("jkt1-r00-n00", (3, 1)), ("jkt1-r00-n01", (1, 3)), ("jkt1-r00-n02", (0, 2))]
+    argv = " ".join(SlurmExecutor([site]).sbatch_args(site, launch_of(work, "true", nodes)))
+    first, second = argv.split(" : ")
+    assert "--nodelist=jkt1-r00-n00,jkt1-r00-n01 --gres=gpu:s1:1,gpu:s3:1" in first
+    assert "--nodelist=jkt1-r00-n02 --gres=gpu:s0:1,gpu:s2:1" in second
 
 
 def test_squeue_rows_of_a_heterogeneous_job_merge() -> None:
@@ -159,6 +169,39 @@ def test_slurm_places_the_job_on_gpuleases_nodes_and_gpu_counts(
         assert wait_for(running, what=f"{job} running") == {n: len(s) for n, s in nodes}
     go.touch()
     done = completions_of(executor, ["job-even", "job-het"])
+    assert {c.exit_code for c in done.values()} == {0}
+
+
+@slow
+def test_with_typed_slots_jobs_get_exactly_gpuleases_gpus(
+    slurm: LocalSlurmCluster, work: Path
+) -> None:
+    site = SlurmSite(SITE_ID, partition=slurm.partition, conf=slurm.conf_path, slot_type="s{slot}")
+    executor = SlurmExecutor([site])
+    go = work / "go"
+    chosen = {"job-a": (1, 3), "job-b": (0, 2)}  # both on one node, side by side
+    for job, slots in chosen.items():
+        command = (
+            f"echo $CUDA_VISIBLE_DEVICES > {work / job}; while [ ! -e {go} ]; do sleep 0.1; done"
+        )
+        executor.launch(launch_of(work, command, [(SLURM_NODES[1], slots)], job=job))
+    het = [(SLURM_NODES[2], (2,)), (SLURM_NODES[3], (0, 3))]
+    executor.launch(launch_of(work, f"while [ ! -e {go} ]; do sleep 0.1; done", het, job="job-c"))
+    for job, slots in chosen.items():
+        seen = wait_for(
+            lambda job=job: (work / job).exists() and (work / job).read_text(), what=job
+        )
+        assert seen.strip() == ",".join(map(str, slots))
+    slurm_id = executor.slurm_id("job-c")
+    assert slurm_id is not None
+    wait_for(lambda: slurm_state(slurm, slurm_id)["JobState"] == "RUNNING", what="job-c")
+    detail = slurm.run(["scontrol", "-d", "show", "job", str(slurm_id)]).stdout
+    assert dict(re.findall(r"Nodes=(\S+) .*?GRES=(\S+)", detail)) == {
+        SLURM_NODES[2]: "gpu:s2:1(IDX:2)",
+        SLURM_NODES[3]: "gpu:s0:1(IDX:0),gpu:s3:1(IDX:3)",
+    }
+    go.touch()
+    done = completions_of(executor, ["job-a", "job-b", "job-c"])
     assert {c.exit_code for c in done.values()} == {0}
 
 

@@ -1,10 +1,12 @@
 """End to end: the LiveScheduler places jobs of the demo site (Jakarta) and the Slurm
-executor runs them on a real Slurm cluster whose four nodes the site's nodes map onto.
+executor runs them on a real Slurm cluster whose four nodes the site's nodes map onto, each
+GPU a GRES type of its own (``s0``..``s3``).
 
 Each gpulease node ``i`` (by index) maps to Slurm node ``i mod 4``, so every placement
 gpulease makes has a Slurm node; the tests check that the job ran on the Slurm node mapped
-from the node gpulease chose, that its exit code and output reach gpulease, and that a new
-leader (a fresh scheduler and executor) adopts the running job instead of requeueing it.
+from the node gpulease chose and on the very GPUs it chose, that its exit code and output
+reach gpulease, and that a new leader (a fresh scheduler and executor) adopts the running
+job instead of requeueing it.
 """
 
 from __future__ import annotations
@@ -37,7 +39,13 @@ def node_map(ctx: ServiceContext) -> dict[str, str]:
 
 
 def executor_for(ctx: ServiceContext, slurm: LocalSlurmCluster) -> SlurmExecutor:
-    site = SlurmSite(SITE, partition=slurm.partition, conf=slurm.conf_path, nodes=node_map(ctx))
+    site = SlurmSite(
+        SITE,
+        partition=slurm.partition,
+        conf=slurm.conf_path,
+        nodes=node_map(ctx),
+        slot_type="s{slot}",  # the test cluster types each GPU: jobs get exactly gpulease's
+    )
     return SlurmExecutor([site])
 
 
@@ -46,10 +54,14 @@ def job_row(ctx: ServiceContext, job_id: str) -> Job:
         return tx.require(Job, job_id, "job")
 
 
-def chosen_nodes(ctx: ServiceContext, job_id: str) -> set[str]:
+def chosen_gpus(ctx: ServiceContext, job_id: str) -> dict[str, list[int]]:
+    """Node -> GPU slots gpulease allocated to the job."""
     with ctx.db.transaction(write=False) as tx:
         rows = tx.all(tx.select(GpuAllocation).where(GpuAllocation.job_id == job_id))
-    return {r.node_id for r in rows}
+    found: dict[str, list[int]] = {}
+    for row in rows:
+        found.setdefault(row.node_id, []).append(row.slot)
+    return {node: sorted(slots) for node, slots in found.items()}
 
 
 def tick_until(
@@ -72,23 +84,24 @@ def test_live_scheduler_runs_a_job_on_slurm_where_gpulease_placed_it(
         ctx,
         inftech,
         jobs.JobSubmission(
-            gpus=4,
+            gpus=2,
             purpose="financial AI",
-            command="echo ran-on $SLURMD_NODENAME $GPULEASE_TENANT; exit 3",
+            command="echo ran-on $SLURMD_NODENAME $GPULEASE_TENANT $CUDA_VISIBLE_DEVICES; exit 3",
         ),
     )
     scheduler.tick()
     assert job_row(ctx, job.id).state == JobState.RUNNING
     slurm_id = executor.slurm_id(job.id)
     assert slurm_id is not None
-    (node,) = chosen_nodes(ctx, job.id)
+    ((node, slots),) = chosen_gpus(ctx, job.id).items()
     tick_until(scheduler, clock, lambda: job_row(ctx, job.id).state != JobState.RUNNING)
     done = job_row(ctx, job.id)
     assert (done.state, done.exit_code) == (JobState.FAILED, 3)
     expected = node_map(ctx)[node]
     record = slurm.run(["scontrol", "-o", "show", "job", str(slurm_id)]).stdout
     assert f" NodeList={expected} " in record
-    assert f"ran-on {expected} {job.tenant_id}" in job_logs.text(ctx, inftech, job.id)
+    gpus = ",".join(map(str, slots))  # the very GPUs gpulease chose, bound by Slurm
+    assert f"ran-on {expected} {job.tenant_id} {gpus}" in job_logs.text(ctx, inftech, job.id)
 
 
 def test_a_new_leader_adopts_the_running_slurm_job(

@@ -213,6 +213,7 @@ class LocalSlurmCluster:
         partition: str = "gpu",
         node_names: Sequence[str] | None = None,
         slurmd_timeout: int = 60,
+        slot_types: bool = False,
     ) -> None:
         if nodes < 1 or gpus_per_node < 1:
             raise ValueError("nodes and gpus_per_node must be at least 1")
@@ -227,6 +228,9 @@ class LocalSlurmCluster:
         self.cpus_per_node = cpus_per_node if cpus_per_node is not None else max(2, gpus_per_node)
         self.partition = partition
         self.slurmd_timeout = slurmd_timeout  # a node silent this long is marked down
+        # each GPU its own GRES type, named after its index (gpu:s0 ... gpu:s3), so a job can
+        # ask for exactly the GPUs gpulease chose (--gres=gpu:s1:1,gpu:s3:1)
+        self.slot_types = slot_types
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self._owns_base_dir = base_dir is None
@@ -460,20 +464,22 @@ class LocalSlurmCluster:
             "SlurmctldTimeout=30",
             f"SlurmdTimeout={self.slurmd_timeout}",
         ]
+        gpus = range(self.gpus_per_node)
+        node_gres = ",".join(f"gpu:s{g}:1" for g in gpus) if self.slot_types else f"gpu:{len(gpus)}"
         for k, node in enumerate(self.node_names, start=1):
             lines.append(
                 f"NodeName={node} NodeHostname=localhost Port={p + k} "
-                f"CPUs={self.cpus_per_node} RealMemory=1000 Gres=gpu:{self.gpus_per_node} "
-                "State=UNKNOWN"
+                f"CPUs={self.cpus_per_node} RealMemory=1000 Gres={node_gres} State=UNKNOWN"
             )
         lines.append(
             f"PartitionName={self.partition} Nodes={nodes} Default=YES MaxTime=INFINITE State=UP"
         )
         self.conf_path.write_text("\n".join(lines) + "\n")
-        gres = [
-            "AutoDetect=off",
-            f"NodeName={nodes} Name=gpu File={_range('/dev/nvidia', 0, self.gpus_per_node - 1)}",
-        ]
+        if self.slot_types:
+            gres = [f"NodeName={nodes} Name=gpu Type=s{g} File=/dev/nvidia{g}" for g in gpus]
+        else:
+            gres = [f"NodeName={nodes} Name=gpu File={_range('/dev/nvidia', 0, len(gpus) - 1)}"]
+        gres.insert(0, "AutoDetect=off")
         (b / "etc" / "gres.conf").write_text("\n".join(gres) + "\n")
 
     def _spawn(self, name: str, argv: list[str]) -> None:

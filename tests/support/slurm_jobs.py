@@ -90,7 +90,9 @@ def gpus_per_node(cluster: LocalSlurmCluster, slurm_id: int) -> dict[str, int]:
     """Node -> GPUs Slurm allocated there, every component of a heterogeneous job."""
     found: dict[str, int] = {}
     out = cluster.run(["scontrol", "-d", "show", "job", str(slurm_id)]).stdout
-    for node, count in re.findall(r"Nodes=(\S+) .*?GRES=gpu:(\d+)", out):
+    for node, gres in re.findall(r"Nodes=(\S+) .*?GRES=(\S+)", out):
+        # "gpu:2(IDX:0-1)" or, with typed GPUs, "gpu:s0:1(IDX:0),gpu:s3:1(IDX:3)"
+        count = sum(int(n) for n in re.findall(r"gpu:(?:\w+:)?(\d+)\(", gres))
         for name in cluster.run(["scontrol", "show", "hostnames", node]).stdout.split():
-            found[name] = int(count)
+            found[name] = count
     return found

@@ -8,13 +8,15 @@ Submission (``launch``). One ``sbatch`` per run, the batch script on its standar
 (``#!/bin/sh`` then the job's command), with:
 
 * ``--partition`` of the site, ``--nodelist`` / ``-N`` naming exactly the Slurm nodes mapped
-  from gpulease's node ids (:meth:`SlurmSite.slurm_node`), ``--gres=gpu:N`` per node and
-  ``--ntasks-per-node=1``. ``--gres`` counts per node, so when gpulease's nodes do not all
-  hold the same number of GPUs the job is a heterogeneous job (``sbatch A : B``), one
-  component per count, which Slurm schedules through its backfill plugin. Slurm's GRES
-  accounting keeps each job's GPUs apart from every other job's; *which* indices of a node
-  Slurm binds (``CUDA_VISIBLE_DEVICES``, set by Slurm) is Slurm's choice, the count is
-  gpulease's (``GPULEASE_ALLOCATION`` still names gpulease's slots).
+  from gpulease's node ids (:meth:`SlurmSite.slurm_node`), ``--gres`` per node and
+  ``--ntasks-per-node=1``. Slurm's GRES accounting keeps each job's GPUs apart from every
+  other job's. By default ``--gres=gpu:N``: the count is gpulease's, *which* indices of the
+  node Slurm binds (``CUDA_VISIBLE_DEVICES``, set by Slurm) is Slurm's choice. Where the
+  site gives each GPU its own GRES type (``slot_type``, e.g. ``s{slot}`` for gres.conf
+  lines ``Type=s0 File=/dev/nvidia0``...), the job asks for exactly gpulease's GPUs
+  (``--gres=gpu:s1:1,gpu:s3:1``) and Slurm binds those. ``--gres`` applies to every node of
+  a job, so nodes asking different ``--gres`` make a heterogeneous job (``sbatch A : B``),
+  one component per ``--gres``, which Slurm schedules through its backfill plugin.
 * ``--job-name=<prefix><job id>.<run>`` (how runs are found again: ids hold no dot) and
   ``--comment="gpulease job=... run=... tenant=... purpose=..."``; the environment the job
   gets is built from nothing but ``PATH``, ``LANG``, ``HOME`` and :meth:`Launch.environment`
@@ -125,6 +127,9 @@ class SlurmSite:
     node_name: str = "{node_id}"
     workdir: Path = Path("/tmp")  # the job's working directory on its node
     job_prefix: str = "gpulease-"
+    # where each GPU is its own GRES type named after its index (gres.conf ``Type=s0``...),
+    # the format of that type: the job then gets exactly gpulease's GPUs, not just as many
+    slot_type: str | None = None
 
     def slurm_node(self, node_id: str) -> str:
         explicit = self.nodes.get(node_id)
@@ -263,12 +268,11 @@ class SlurmExecutor:
             f"--chdir={site.workdir}",
             "--export=ALL",
         ]
-        for index, (count, slices) in enumerate(_by_count(launch.slices)):
+        for index, (gres, slices) in enumerate(_by_gres(launch.slices, site.slot_type)):
             if index:
                 argv.append(":")
             names = ",".join(site.slurm_node(s.node_id) for s in slices)
-            argv += [*common, f"--nodes={len(slices)}", f"--nodelist={names}"]
-            argv.append(f"--gres=gpu:{count}")
+            argv += [*common, f"--nodes={len(slices)}", f"--nodelist={names}", f"--gres={gres}"]
         return argv
 
     def _submit(self, launch: Launch) -> None:
@@ -475,12 +479,20 @@ class SlurmExecutor:
 
 
 # ----------------------------------------------------------------------------- helpers
-def _by_count(slices: Iterable[NodeSlice]) -> list[tuple[int, list[NodeSlice]]]:
-    """Slices grouped by GPU count (one ``sbatch`` component each), largest count first."""
-    groups: dict[int, list[NodeSlice]] = defaultdict(list)
+def _by_gres(
+    slices: Iterable[NodeSlice], slot_type: str | None
+) -> list[tuple[str, list[NodeSlice]]]:
+    """Slices grouped by the ``--gres`` of their node (one ``sbatch`` component each), the
+    most GPUs first: ``gpu:N``, or with ``slot_type`` one typed GPU per slot gpulease
+    chose (``gpu:s1:1,gpu:s3:1``)."""
+    groups: dict[str, list[NodeSlice]] = defaultdict(list)
     for s in slices:
-        groups[len(s.slots)].append(s)
-    return sorted(groups.items(), key=lambda item: -item[0])
+        if slot_type is None:
+            gres = f"gpu:{len(s.slots)}"
+        else:
+            gres = ",".join(f"gpu:{slot_type.format(slot=slot)}:1" for slot in sorted(s.slots))
+        groups[gres].append(s)
+    return sorted(groups.items(), key=lambda item: -len(item[1][0].slots))
 
 
 def _header(run: int, site: SlurmSite) -> str:
