@@ -15,6 +15,7 @@ import pytest
 
 from gpulease.domain.states import NodeState
 from gpulease.executors.slurm import (
+    ACTIVE_STATES,
     CANNOT_START,
     SlurmExecutor,
     SlurmSite,
@@ -220,16 +221,39 @@ def test_stop_cancels_the_job_and_reports_no_completion(
     slurm: LocalSlurmCluster, work: Path
 ) -> None:
     executor = SlurmExecutor([site_of(slurm)])
-    launch = launch_of(work, "sleep 300")
+    launch = launch_of(work, "trap '' TERM; sleep 300")  # lingers until SIGKILL (KillWait)
     executor.launch(launch)
     slurm_id = executor.slurm_id("job-1")
     assert slurm_id is not None
     wait_for(lambda: slurm_state(slurm, slurm_id)["JobState"] == "RUNNING", what="running")
     executor.stop("job-1", "cancelled by its owner")
     assert executor.active() == set()
-    wait_for(lambda: slurm_state(slurm, slurm_id)["JobState"] == "CANCELLED", what="cancel")
+    states: list[str] = []  # as squeue shows the job: COMPLETING until SIGKILL, KillWait on
+    while not states or states[-1] in ACTIVE_STATES:
+        assert executor.poll(datetime.now(UTC)) == []
+        assert executor.active() == set()  # not taken back as a stray while it winds down
+        states.append(executor.last_seen[SITE_ID][slurm_id].state)
+        assert len(states) < 100, states
+        time.sleep(0.2)
+    assert "COMPLETING" in states
     assert executor.poll(datetime.now(UTC)) == []
     assert "[gpulease] stopping: cancelled by its owner" in launch.log_path.read_text()
+
+
+@slow
+def test_a_finished_runs_log_is_its_own_part_cut_to_the_last_mib(
+    slurm: LocalSlurmCluster, work: Path
+) -> None:
+    executor = SlurmExecutor([site_of(slurm)])
+    launch = launch_of(work, "head -c 3000000 /dev/zero | tr '\\0' x; echo; echo the-end")
+    launch.log_path.parent.mkdir(parents=True)
+    launch.log_path.write_text("an earlier run's output\n")
+    executor.launch(launch)
+    done = completion_of(executor, "job-1")
+    assert done.exit_code == 0
+    assert done.log.endswith("the-end\n")
+    assert len(done.log.encode()) <= 1 << 20
+    assert launch.log_path.stat().st_size > 3_000_000  # Slurm does not cap the file itself
 
 
 @slow

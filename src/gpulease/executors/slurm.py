@@ -37,7 +37,8 @@ runs of the old one from its first poll (``active``), and ``adopt`` finds one by
 Invariants.
 
 * A run ends once: its completion is reported by the ``poll`` that first sees it finished,
-  then it is forgotten. ``stop`` (``scancel``) forgets it at once: no completion follows.
+  then it is forgotten. ``stop`` (``scancel``) forgets it at once: no completion follows,
+  and the cancelled job is not taken for a stray while Slurm winds it down.
 * Exit codes: ``COMPLETED`` / ``FAILED`` give the job's own code (``128 + signal`` when a
   signal ended it); ``CANCELLED`` (by anyone but gpulease) ``128 + signal`` (143 for
   ``scancel``'s SIGTERM); ``TIMEOUT`` 124; ``OUT_OF_MEMORY`` 137; ``PREEMPTED`` /
@@ -184,6 +185,7 @@ class SlurmExecutor:
         self._failed: list[Completion] = []
         self.last_seen: dict[str, dict[int, SlurmJob]] = {}  # site -> Slurm id -> job
         self.commands = 0  # client commands run (squeue, sbatch...): for tests and benchmarks
+        self._stopped: set[int] = set()  # Slurm ids cancelled by stop, until squeue drops them
 
     # ------------------------------------------------------------------------ commands
     def run_command(
@@ -339,6 +341,7 @@ class SlurmExecutor:
         if held is None:
             return
         self._note(held, f"stopping: {reason}")
+        self._stopped.add(held.slurm_id)  # not to be taken for a stray while it winds down
         self.run_command(held.site, ["scancel", str(held.slurm_id)])
 
     def poll(self, now: datetime) -> list[Completion]:
@@ -381,8 +384,9 @@ class SlurmExecutor:
     def _discover(self, site: SlurmSite, seen: Mapping[int, SlurmJob]) -> None:
         """Track the runs Slurm holds that this executor did not submit (a dead leader's);
         cancel a run older than one already held for the same job."""
+        self._stopped &= {job.slurm_id for job in seen.values() if job.state in ACTIVE_STATES}
         for job in seen.values():
-            if job.state not in ACTIVE_STATES:
+            if job.state not in ACTIVE_STATES or job.slurm_id in self._stopped:
                 continue
             parsed = site.parse_name(job.name)
             if parsed is None:
@@ -465,16 +469,18 @@ class SlurmExecutor:
     def _log_of(self, held: _Run) -> str:
         if held.log_path is None:
             return ""
-        try:
+        try:  # at most the last LOG_CAP bytes are read: Slurm does not cap a job's output
             with held.log_path.open("rb") as handle:
-                data = handle.read()
+                size = handle.seek(0, os.SEEK_END)
+                first = max(0, size - LOG_CAP)
+                handle.seek(first)
+                data = handle.read(LOG_CAP)
         except OSError as error:
             return f"[gpulease slurm] the log could not be read: {error}\n"
-        start = held.log_start
-        if start is None or start > len(data):
-            found = data.rfind(f"[gpulease] run {held.run} submitted to Slurm".encode())
-            start = max(found, 0)
-        start = max(start, len(data) - LOG_CAP)
+        if held.log_start is not None and held.log_start <= size:
+            start = max(held.log_start - first, 0)
+        else:  # a run found in Slurm: its part starts at its header, if in reach
+            start = max(data.rfind(f"[gpulease] run {held.run} submitted to Slurm".encode()), 0)
         return data[start:].decode(errors="replace")
 
 
