@@ -145,8 +145,11 @@ def main() -> None:
             nodes=len(SLURM_NODES), gpus_per_node=4, base_dir=work / "c", node_names=SLURM_NODES
         )
         with cluster:
-            version = cluster.run(["sbatch", "--version"]).stdout.strip()
-            result = run(cluster, work, args.jobs, args.interval)
+            try:
+                version = cluster.run(["sbatch", "--version"]).stdout.strip()
+                result = run(cluster, work, args.jobs, args.interval)
+            finally:  # no job's slurmstepd may outlive the cluster
+                cluster.cancel_all()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result = {"benchmark": "slurm_executor", "slurm": version, "host_cpus": os.cpu_count()} | result

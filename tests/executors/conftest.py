@@ -51,6 +51,7 @@ def slurm_cluster() -> Iterator[LocalSlurmCluster]:
     try:
         yield cluster
     finally:
+        cluster.cancel_all()  # no job's slurmstepd may outlive the cluster
         cluster.stop()
         shutil.rmtree(base, ignore_errors=True)
         stop_munged_started_since(before)

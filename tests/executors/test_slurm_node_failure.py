@@ -52,6 +52,7 @@ def test_a_job_lost_with_its_node_is_left_to_the_core_to_requeue(work: Path) -> 
             assert "lost: Slurm reports NODE_FAIL" in launch.log_path.read_text()
         finally:  # the rest of the dead node: its job's process and that job's slurmstepd
             kill_dead_node_job(pid, slurm_id)
+            cluster.cancel_all()
 
 
 def kill_dead_node_job(pid: int, slurm_id: int) -> None:

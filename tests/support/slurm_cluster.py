@@ -572,12 +572,8 @@ class LocalSlurmCluster:
         restarted, every node idle."""
         if not self._started:
             raise SlurmError("reset() of a cluster that is not started")
-        self.run(["scancel", "--partition", self.partition], check=False, timeout=10)
-        deadline = time.monotonic() + self.start_timeout
-        while self.run(["squeue", "-h", "-o", "%i"], check=False, timeout=10).stdout.strip():
-            if time.monotonic() > deadline:
-                raise SlurmStartError("jobs still queued after scancel: " + self._squeue())
-            time.sleep(0.1)
+        if not self.cancel_all():
+            raise SlurmStartError("jobs still queued after scancel: " + self._squeue())
         for node in self.node_names:
             name = f"slurmd-{node}"
             proc = self._procs.get(name)
@@ -586,6 +582,18 @@ class LocalSlurmCluster:
         self._wait_nodes_idle()
         for name in self._procs:
             self._pids[name] = self._read_pid(name) or self._procs[name].pid
+
+    def cancel_all(self, timeout: float | None = None) -> bool:
+        """Cancel every job and wait until ``squeue`` lists none (True) or ``timeout``
+        (default ``start_timeout``) passes (False). Call it before :meth:`stop`: a job still
+        running then leaves its ``slurmstepd`` behind the cluster."""
+        self.run(["scancel", "--partition", self.partition], check=False, timeout=10)
+        deadline = time.monotonic() + (self.start_timeout if timeout is None else timeout)
+        while self.run(["squeue", "-h", "-o", "%i"], check=False, timeout=10).stdout.strip():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
 
     def _squeue(self) -> str:
         return self.run(["squeue"], check=False, timeout=10).stdout
