@@ -11,6 +11,7 @@ job instead of requeueing it.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -133,3 +134,35 @@ def test_a_new_leader_adopts_the_running_slurm_job(
     done = job_row(ctx, job.id)
     assert (done.state, done.exit_code, done.starts) == (JobState.SUCCEEDED, 0, 1)
     assert "finished" in job_logs.text(ctx, inftech, job.id)
+
+
+def test_cancel_in_gpulease_reaches_slurm_and_a_slurm_cancel_reaches_gpulease(
+    ctx: ServiceContext, inftech: Principal, clock: ManualClock, slurm: LocalSlurmCluster
+) -> None:
+    executor = executor_for(ctx, slurm)
+    scheduler = LiveScheduler(ctx, executor, name="slurm-live")
+    submission = jobs.JobSubmission(gpus=1, purpose="financial AI", command="sleep 300")
+    ours, theirs = jobs.submit(ctx, inftech, submission), jobs.submit(ctx, inftech, submission)
+    scheduler.tick()
+    slurm_ids = {job.id: executor.slurm_id(job.id) for job in (ours, theirs)}
+    assert None not in slurm_ids.values()
+
+    def slurm_state(job_id: str) -> str:
+        out = slurm.run(["scontrol", "-o", "show", "job", str(slurm_ids[job_id])]).stdout
+        found = re.search(r"JobState=(\S+)", out)
+        return found.group(1) if found else ""
+
+    jobs.cancel(ctx, inftech, ours.id, "not needed")  # gpulease's cancel: Slurm's job ends
+    slurm.run(["scancel", str(slurm_ids[theirs.id])])  # behind gpulease's back
+    tick_until(
+        scheduler,
+        clock,
+        lambda: (
+            slurm_state(ours.id) == "CANCELLED"
+            and job_row(ctx, theirs.id).state != JobState.RUNNING
+        ),
+    )
+    assert job_row(ctx, ours.id).state == JobState.CANCELLED
+    lost = job_row(ctx, theirs.id)
+    assert (lost.state, lost.exit_code) == (JobState.FAILED, 143)
+    assert executor.active() == set()
