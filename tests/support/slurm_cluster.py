@@ -61,12 +61,9 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import random
 import re
 import shutil
 import signal
-import socket
-import stat
 import subprocess
 import tempfile
 import time
@@ -75,11 +72,28 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from support.slurm_host import (
+    MUNGED_PID_FILE,
+    SlurmError,
+    SlurmStartError,
+    SlurmUnavailable,
+    cmdline,
+    ensure_devices,
+    ensure_munge,
+    pick_port_block,
+    pid_alive,
+    running_munged,
+    stop_munged_started_since,
+    tail,
+)
+
 __all__ = [
+    "MUNGED_PID_FILE",
     "LocalSlurmCluster",
     "SlurmError",
     "SlurmStartError",
     "SlurmUnavailable",
+    "pid_alive",
     "running_munged",
     "stop_munged_started_since",
 ]
@@ -98,99 +112,9 @@ MISSING_BINARIES = [b for b in REQUIRED_BINARIES if shutil.which(b) is None]
 # the test site: its nodes are named after gpulease node ids ("<site>-r<rack>-n<node>")
 SITE_ID = "jkt1"
 SLURM_NODES = [f"{SITE_ID}-r00-n{n:02d}" for n in range(4)]
-MUNGE_KEY = Path("/etc/munge/munge.key")
-MUNGE_RUN_DIR = Path("/run/munge")
-NVIDIA_MAJOR = 195
-PORT_RANGE = (20000, 32000)
 MAX_BASE_DIR_LEN = 64
 _NODE_STATE_FLAGS = "*~#!%$@^-+"
 IDLE = ("idle", "plnd")  # "plnd": held for a pending job by backfill, stale once it is gone
-
-
-class SlurmError(RuntimeError):
-    """Base class of the local Slurm cluster's errors."""
-
-
-class SlurmUnavailable(SlurmError):
-    """Slurm cannot run here at all (binary missing, munge broken, no root for devices)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"Slurm is unavailable: {reason}")
-        self.reason = reason
-
-
-class SlurmStartError(SlurmError):
-    """The daemons were started but the cluster did not become ready."""
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("", port))
-        except OSError:
-            return False
-    return True
-
-
-def _pick_port_block(count: int) -> int:
-    rng = random.Random()
-    low, high = PORT_RANGE
-    for _ in range(500):
-        base = rng.randrange(low, high - count)
-        if all(_port_free(base + i) for i in range(count)):
-            return base
-    raise SlurmStartError(f"no block of {count} free TCP ports in {low}-{high}")
-
-
-def pid_alive(pid: int) -> bool:
-    """True if ``pid`` is a live process (zombies count as gone)."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    # The state follows the parenthesised command name, which may itself contain ')'.
-    state = text.rpartition(")")[2].split()[0]
-    return state not in ("Z", "X")
-
-
-MUNGED_PID_FILE = Path("/run/munge/munged.pid")
-
-
-def running_munged(pid_file: Path = MUNGED_PID_FILE) -> int | None:
-    """The pid of the munged named by ``pid_file``, if that process is alive and is munged."""
-    try:
-        pid = int(pid_file.read_text().strip())
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
-    except (OSError, ValueError):
-        return None
-    return pid if pid_alive(pid) and Path(command.decode()).name == "munged" else None
-
-
-def stop_munged_started_since(before: int | None, pid_file: Path = MUNGED_PID_FILE) -> None:
-    """Stop the munged of ``pid_file`` unless it is the one that ran before (``before``)."""
-    pid = running_munged(pid_file)
-    if pid is None or pid == before:
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return ""
-    return raw.replace(b"\0", b" ").decode(errors="replace")
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return f"({path} unreadable)"
-    return "\n".join(text.splitlines()[-lines:])
 
 
 def _range(prefix: str, first: int, last: int) -> str:
@@ -341,12 +265,12 @@ class LocalSlurmCluster:
                 f"base_dir {self._base_dir} is longer than {MAX_BASE_DIR_LEN} characters; "
                 "job-step socket paths under it would exceed the 108-byte Unix limit"
             )
-        self._ensure_munge()
-        self._ensure_devices()
+        ensure_munge()
+        ensure_devices(self.gpus_per_node)
         if self._requested_port_base is not None:
             self._port_base = self._requested_port_base
         else:
-            self._port_base = _pick_port_block(self.nodes + 1)
+            self._port_base = pick_port_block(self.nodes + 1)
         self._write_config()
         self._started = True
         atexit.register(self.stop)
@@ -363,56 +287,6 @@ class LocalSlurmCluster:
             self.stop()
             raise
         return self
-
-    def _ensure_munge(self) -> None:
-        if self._munge_works():
-            return
-        if not MUNGE_KEY.exists():
-            raise SlurmUnavailable(f"{MUNGE_KEY} is missing (run scripts/install-slurm.sh)")
-        try:
-            MUNGE_RUN_DIR.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(LookupError):
-                shutil.chown(MUNGE_RUN_DIR, "munge", "munge")
-            MUNGE_RUN_DIR.chmod(0o755)
-            result = subprocess.run(
-                ["munged", "--force"], capture_output=True, text=True, timeout=15
-            )
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise SlurmUnavailable(f"cannot start munged: {exc}") from exc
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline:
-            if self._munge_works():
-                return
-            time.sleep(0.1)
-        raise SlurmUnavailable(
-            "munge -n | unmunge fails even after starting munged "
-            f"(rc={result.returncode}): {result.stderr.strip()}"
-        )
-
-    @staticmethod
-    def _munge_works() -> bool:
-        try:
-            cred = subprocess.run(["munge", "-n"], capture_output=True, timeout=10)
-            if cred.returncode != 0:
-                return False
-            check = subprocess.run(["unmunge"], input=cred.stdout, capture_output=True, timeout=10)
-        except (OSError, subprocess.SubprocessError):
-            return False
-        return check.returncode == 0
-
-    def _ensure_devices(self) -> None:
-        for n in range(self.gpus_per_node):
-            path = Path(f"/dev/nvidia{n}")
-            try:
-                mode = path.stat().st_mode
-            except FileNotFoundError:
-                try:
-                    os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(NVIDIA_MAJOR, n))
-                except OSError as exc:
-                    raise SlurmUnavailable(f"cannot create {path}: {exc}") from exc
-                continue
-            if not stat.S_ISCHR(mode):
-                raise SlurmUnavailable(f"{path} exists but is not a character device")
 
     def _write_config(self) -> None:
         b = self.base_dir
@@ -502,7 +376,7 @@ class LocalSlurmCluster:
             if rc is not None:
                 raise SlurmStartError(
                     f"{name} exited with status {rc} during start-up; log tail:\n"
-                    f"{_tail(self._log_file(name))}\n{_tail(self.log_dir / f'{name}.stdout')}"
+                    f"{tail(self._log_file(name))}\n{tail(self.log_dir / f'{name}.stdout')}"
                 )
 
     def _wait_controller(self) -> None:
@@ -516,7 +390,7 @@ class LocalSlurmCluster:
             if time.monotonic() > deadline:
                 raise SlurmStartError(
                     f"slurmctld not up after {self.start_timeout:.0f} s; log tail:\n"
-                    f"{_tail(self._log_file('slurmctld'))}"
+                    f"{tail(self._log_file('slurmctld'))}"
                 )
             time.sleep(0.1)
 
@@ -557,7 +431,7 @@ class LocalSlurmCluster:
             if now > deadline:
                 reasons = self.run(["sinfo", "-R", "-h"], check=False, timeout=10).stdout
                 tails = "\n".join(
-                    f"--- slurmd-{n}:\n{_tail(self._log_file(f'slurmd-{n}'), 5)}"
+                    f"--- slurmd-{n}:\n{tail(self._log_file(f'slurmd-{n}'), 5)}"
                     for n in self.node_names
                 )
                 raise SlurmStartError(
@@ -616,7 +490,7 @@ class LocalSlurmCluster:
         return int(text) if text.isdigit() else None
 
     def _ours(self, pid: int) -> bool:
-        return pid_alive(pid) and str(self.conf_path) in _cmdline(pid)
+        return pid_alive(pid) and str(self.conf_path) in cmdline(pid)
 
     def stop(self) -> None:
         """Stop the daemons (SIGTERM, then SIGKILL) by their pid-file pids; idempotent."""
