@@ -22,13 +22,17 @@ import json
 import os
 import resource
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from gpulease.executors.slurm_cluster import LocalSlurmCluster
 from gpulease.sim.metrics import percentile
+
+# the throwaway cluster is test support, not part of the product
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.slurm_cluster import LocalSlurmCluster
 
 
 def submit_all(

@@ -10,8 +10,25 @@ import ipaddress
 from decimal import Decimal
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SlurmSiteSettings(BaseModel):
+    """How the ``slurm`` executor reaches one site's cluster (``executors.slurm.SlurmSite``)."""
+
+    partition: str = "gpu"
+    conf: Path | None = None  # SLURM_CONF of the client commands; None: Slurm's default
+    bin_dir: Path | None = None  # directory of sbatch, squeue, scancel, scontrol; None: PATH
+    # gpulease node id -> Slurm node name; ids not named map through node_name, a format of
+    # {node_id} and {local} (the id without "<site id>-")
+    nodes: dict[str, str] = Field(default_factory=dict)
+    node_name: str = "{node_id}"
+    workdir: Path = Path("/tmp")  # the jobs' working directory on their nodes
+    job_prefix: str = Field(default="gpulease-", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+    # each GPU its own GRES type (gres.conf Type=s0 ...): the type's format, e.g. "s{slot}";
+    # jobs then run on exactly gpulease's GPUs, not merely as many
+    slot_type: str | None = None
 
 
 class Settings(BaseSettings):
@@ -19,7 +36,10 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///gpulease.db"
     data_dir: Path = Path("var")  # job logs of the local executor
-    executor: str = Field(default="simulated", pattern="^(simulated|local)$")
+    executor: str = Field(default="simulated", pattern="^(simulated|local|slurm)$")
+    # slurm executor: site id -> its cluster, as JSON in GPULEASE_SLURM_SITES, e.g.
+    # {"jkt1": {"partition": "gpu", "conf": "/etc/slurm/slurm.conf", "node_name": "{local}"}}
+    slurm_sites: dict[str, SlurmSiteSettings] = Field(default_factory=dict)
     policy: str = "default"
     scheduler_interval_s: float = Field(default=1.0, gt=0)
     # The leader keeps its state between passes; every so often it rebuilds it from the

@@ -8,9 +8,7 @@ cluster itself).
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import tempfile
 import time
 from collections.abc import Iterator
@@ -18,7 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from gpulease.executors.slurm_cluster import REQUIRED_BINARIES, LocalSlurmCluster, pid_alive
+from support.slurm_cluster import (
+    REQUIRED_BINARIES,
+    LocalSlurmCluster,
+    pid_alive,
+    running_munged,
+    stop_munged_started_since,
+)
 
 MISSING = [b for b in REQUIRED_BINARIES if shutil.which(b) is None]
 
@@ -29,30 +33,6 @@ pytestmark = [
         reason=f"Slurm binaries absent: {', '.join(MISSING)} (scripts/install-slurm.sh)",
     ),
 ]
-
-
-MUNGED_PID_FILE = Path("/run/munge/munged.pid")
-
-
-def running_munged(pid_file: Path = MUNGED_PID_FILE) -> int | None:
-    """The pid of the munged named by ``pid_file``, if that process is alive and is munged."""
-    try:
-        pid = int(pid_file.read_text().strip())
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
-    except (OSError, ValueError):
-        return None
-    return pid if pid_alive(pid) and Path(command.decode()).name == "munged" else None
-
-
-def stop_munged_started_since(before: int | None, pid_file: Path = MUNGED_PID_FILE) -> None:
-    """Stop the munged of ``pid_file`` unless it is the one that ran before (``before``)."""
-    pid = running_munged(pid_file)
-    if pid is None or pid == before:
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module", autouse=True)

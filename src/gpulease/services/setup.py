@@ -21,6 +21,7 @@ from gpulease.domain.errors import Conflict, DomainError
 from gpulease.executors.base import Executor
 from gpulease.executors.local import LocalExecutor
 from gpulease.executors.simulated import SimulatedExecutor
+from gpulease.executors.slurm import SlurmExecutor, SlurmSite
 from gpulease.persistence import migrate
 from gpulease.persistence.db import Database, sqlite_file
 from gpulease.persistence.leader import current_lease
@@ -75,6 +76,13 @@ def make_executor(settings: Settings) -> Executor:
             data_dir=settings.data_dir,
             max_log_bytes=settings.max_log_bytes,
             private_files=_sqlite_files(settings.database_url),
+        )
+    if settings.executor == "slurm":
+        return SlurmExecutor(
+            [
+                SlurmSite(site_id, **config.model_dump())
+                for site_id, config in sorted(settings.slurm_sites.items())
+            ]
         )
     return SimulatedExecutor()
 

@@ -1,10 +1,15 @@
 """A throwaway Slurm cluster on one host, for tests and benchmarks of the Slurm executor.
 
+Test support, not product: ``gpulease`` never imports it (tests import it as
+``support.slurm_cluster``, benchmarks by path).
+
 Design
 ------
 ``LocalSlurmCluster`` runs one ``slurmctld`` and ``nodes`` ``slurmd`` daemons on this host,
-each ``slurmd`` pretending to be a separate node (``slurmd -N nodeK``) with
-``gpus_per_node`` GPUs. Everything the cluster writes (``slurm.conf``, ``gres.conf``, state,
+each ``slurmd`` pretending to be a separate node (``slurmd -N <name>``) with
+``gpus_per_node`` GPUs. Nodes are named ``node1..nodeN`` unless ``node_names`` names them
+(e.g. after gpulease node ids, ``jkt1-r00-n00``, so a site maps onto the cluster one to one).
+Everything the cluster writes (``slurm.conf``, ``gres.conf``, state,
 spool, pid and log files, the ``jobcomp/filetxt`` record of finished jobs) lives under
 ``base_dir``; nothing under ``/etc/slurm`` is read or written. Client commands (``sbatch``,
 ``squeue``, ``scontrol``, ``scancel``, ``sinfo``) reach the cluster through ``SLURM_CONF``,
@@ -43,6 +48,9 @@ Invariants
   host service; it is started if needed but never stopped. Device files are left in place.
   ``slurmstepd`` daemonizes away from this process; where PID 1 does not reap orphans it
   lingers as a zombie after its job ends (harmless; :func:`pid_alive` counts zombies as gone).
+* :meth:`LocalSlurmCluster.reset` brings a used cluster back to its fresh state for the next
+  test: every job cancelled and gone from ``squeue``, a dead ``slurmd`` restarted, every node
+  ``idle`` (drained or down ones resumed).
 * A ``base_dir`` created by the cluster (none given) is deleted by ``stop()``; a given one
   is kept, logs included. Its path must be short (Unix socket paths of job steps live in the
   spool directory and are limited to 108 bytes).
@@ -53,12 +61,9 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import random
 import re
 import shutil
 import signal
-import socket
-import stat
 import subprocess
 import tempfile
 import time
@@ -67,7 +72,31 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-__all__ = ["LocalSlurmCluster", "SlurmError", "SlurmStartError", "SlurmUnavailable"]
+from support.slurm_host import (
+    MUNGED_PID_FILE,
+    SlurmError,
+    SlurmStartError,
+    SlurmUnavailable,
+    cmdline,
+    ensure_devices,
+    ensure_munge,
+    pick_port_block,
+    pid_alive,
+    running_munged,
+    stop_munged_started_since,
+    tail,
+)
+
+__all__ = [
+    "MUNGED_PID_FILE",
+    "LocalSlurmCluster",
+    "SlurmError",
+    "SlurmStartError",
+    "SlurmUnavailable",
+    "pid_alive",
+    "running_munged",
+    "stop_munged_started_since",
+]
 
 REQUIRED_BINARIES = (
     "slurmctld",
@@ -79,74 +108,13 @@ REQUIRED_BINARIES = (
     "sinfo",
     "scontrol",
 )
-MUNGE_KEY = Path("/etc/munge/munge.key")
-MUNGE_RUN_DIR = Path("/run/munge")
-NVIDIA_MAJOR = 195
-PORT_RANGE = (20000, 32000)
+MISSING_BINARIES = [b for b in REQUIRED_BINARIES if shutil.which(b) is None]
+# the test site: its nodes are named after gpulease node ids ("<site>-r<rack>-n<node>")
+SITE_ID = "jkt1"
+SLURM_NODES = [f"{SITE_ID}-r00-n{n:02d}" for n in range(4)]
 MAX_BASE_DIR_LEN = 64
 _NODE_STATE_FLAGS = "*~#!%$@^-+"
-
-
-class SlurmError(RuntimeError):
-    """Base class of the local Slurm cluster's errors."""
-
-
-class SlurmUnavailable(SlurmError):
-    """Slurm cannot run here at all (binary missing, munge broken, no root for devices)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"Slurm is unavailable: {reason}")
-        self.reason = reason
-
-
-class SlurmStartError(SlurmError):
-    """The daemons were started but the cluster did not become ready."""
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("", port))
-        except OSError:
-            return False
-    return True
-
-
-def _pick_port_block(count: int) -> int:
-    rng = random.Random()
-    low, high = PORT_RANGE
-    for _ in range(500):
-        base = rng.randrange(low, high - count)
-        if all(_port_free(base + i) for i in range(count)):
-            return base
-    raise SlurmStartError(f"no block of {count} free TCP ports in {low}-{high}")
-
-
-def pid_alive(pid: int) -> bool:
-    """True if ``pid`` is a live process (zombies count as gone)."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    # The state follows the parenthesised command name, which may itself contain ')'.
-    state = text.rpartition(")")[2].split()[0]
-    return state not in ("Z", "X")
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return ""
-    return raw.replace(b"\0", b" ").decode(errors="replace")
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return f"({path} unreadable)"
-    return "\n".join(text.splitlines()[-lines:])
+IDLE = ("idle", "plnd")  # "plnd": held for a pending job by backfill, stale once it is gone
 
 
 def _range(prefix: str, first: int, last: int) -> str:
@@ -167,13 +135,26 @@ class LocalSlurmCluster:
         start_timeout: float = 30.0,
         stop_timeout: float = 10.0,
         partition: str = "gpu",
+        node_names: Sequence[str] | None = None,
+        slurmd_timeout: int = 60,
+        slot_types: bool = False,
     ) -> None:
         if nodes < 1 or gpus_per_node < 1:
             raise ValueError("nodes and gpus_per_node must be at least 1")
+        names = list(node_names) if node_names is not None else []
+        if node_names is not None and (len(names) != nodes or len(set(names)) != nodes):
+            raise ValueError("node_names must name each of the nodes once")
+        if any(not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]*", n) for n in names):
+            raise ValueError("node names are letters, digits and '-', starting with a letter")
+        self._node_names = names or [f"node{k}" for k in range(1, nodes + 1)]
         self.nodes = nodes
         self.gpus_per_node = gpus_per_node
         self.cpus_per_node = cpus_per_node if cpus_per_node is not None else max(2, gpus_per_node)
         self.partition = partition
+        self.slurmd_timeout = slurmd_timeout  # a node silent this long is marked down
+        # each GPU its own GRES type, named after its index (gpu:s0 ... gpu:s3), so a job can
+        # ask for exactly the GPUs gpulease chose (--gres=gpu:s1:1,gpu:s3:1)
+        self.slot_types = slot_types
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self._owns_base_dir = base_dir is None
@@ -206,7 +187,7 @@ class LocalSlurmCluster:
 
     @property
     def node_names(self) -> list[str]:
-        return [f"node{k}" for k in range(1, self.nodes + 1)]
+        return list(self._node_names)
 
     @property
     def port_base(self) -> int:
@@ -284,12 +265,12 @@ class LocalSlurmCluster:
                 f"base_dir {self._base_dir} is longer than {MAX_BASE_DIR_LEN} characters; "
                 "job-step socket paths under it would exceed the 108-byte Unix limit"
             )
-        self._ensure_munge()
-        self._ensure_devices()
+        ensure_munge()
+        ensure_devices(self.gpus_per_node)
         if self._requested_port_base is not None:
             self._port_base = self._requested_port_base
         else:
-            self._port_base = _pick_port_block(self.nodes + 1)
+            self._port_base = pick_port_block(self.nodes + 1)
         self._write_config()
         self._started = True
         atexit.register(self.stop)
@@ -307,65 +288,18 @@ class LocalSlurmCluster:
             raise
         return self
 
-    def _ensure_munge(self) -> None:
-        if self._munge_works():
-            return
-        if not MUNGE_KEY.exists():
-            raise SlurmUnavailable(f"{MUNGE_KEY} is missing (run scripts/install-slurm.sh)")
-        try:
-            MUNGE_RUN_DIR.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(LookupError):
-                shutil.chown(MUNGE_RUN_DIR, "munge", "munge")
-            MUNGE_RUN_DIR.chmod(0o755)
-            result = subprocess.run(
-                ["munged", "--force"], capture_output=True, text=True, timeout=15
-            )
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise SlurmUnavailable(f"cannot start munged: {exc}") from exc
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline:
-            if self._munge_works():
-                return
-            time.sleep(0.1)
-        raise SlurmUnavailable(
-            "munge -n | unmunge fails even after starting munged "
-            f"(rc={result.returncode}): {result.stderr.strip()}"
-        )
-
-    @staticmethod
-    def _munge_works() -> bool:
-        try:
-            cred = subprocess.run(["munge", "-n"], capture_output=True, timeout=10)
-            if cred.returncode != 0:
-                return False
-            check = subprocess.run(["unmunge"], input=cred.stdout, capture_output=True, timeout=10)
-        except (OSError, subprocess.SubprocessError):
-            return False
-        return check.returncode == 0
-
-    def _ensure_devices(self) -> None:
-        for n in range(self.gpus_per_node):
-            path = Path(f"/dev/nvidia{n}")
-            try:
-                mode = path.stat().st_mode
-            except FileNotFoundError:
-                try:
-                    os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(NVIDIA_MAJOR, n))
-                except OSError as exc:
-                    raise SlurmUnavailable(f"cannot create {path}: {exc}") from exc
-                continue
-            if not stat.S_ISCHR(mode):
-                raise SlurmUnavailable(f"{path} exists but is not a character device")
-
     def _write_config(self) -> None:
         b = self.base_dir
+        # a kept base_dir may hold an earlier cluster's state (its ClusterName differs, which
+        # slurmctld refuses): the cluster is throwaway, its state starts empty
+        shutil.rmtree(b / "state", ignore_errors=True)
         subdirs = ["etc", "state", "run", "log", *(f"spool/{n}" for n in self.node_names)]
         for sub in subdirs:
             (b / sub).mkdir(parents=True, exist_ok=True)
         p = self.port_base
-        last = self.nodes
+        nodes = ",".join(self.node_names)
         lines = [
-            "# Generated by gpulease.executors.slurm_cluster: a throwaway local cluster.",
+            "# Generated by tests/support/slurm_cluster.py: a throwaway local cluster.",
             f"ClusterName={self.cluster_name}",
             "SlurmctldHost=localhost",
             f"SlurmctldPort={p}",
@@ -389,6 +323,8 @@ class LocalSlurmCluster:
             "GresTypes=gpu",
             "ReturnToService=2",
             "MpiDefault=none",
+            # heterogeneous jobs are started by backfill only: pass every second, not 30 s
+            "SchedulerParameters=bf_interval=1",
             "SlurmdParameters=config_overrides",
             "AccountingStorageType=accounting_storage/none",
             "JobAcctGatherType=jobacct_gather/none",
@@ -400,24 +336,24 @@ class LocalSlurmCluster:
             "InactiveLimit=0",
             "KillWait=5",
             "SlurmctldTimeout=30",
-            "SlurmdTimeout=60",
+            f"SlurmdTimeout={self.slurmd_timeout}",
         ]
+        gpus = range(self.gpus_per_node)
+        node_gres = ",".join(f"gpu:s{g}:1" for g in gpus) if self.slot_types else f"gpu:{len(gpus)}"
         for k, node in enumerate(self.node_names, start=1):
             lines.append(
                 f"NodeName={node} NodeHostname=localhost Port={p + k} "
-                f"CPUs={self.cpus_per_node} RealMemory=1000 Gres=gpu:{self.gpus_per_node} "
-                "State=UNKNOWN"
+                f"CPUs={self.cpus_per_node} RealMemory=1000 Gres={node_gres} State=UNKNOWN"
             )
         lines.append(
-            f"PartitionName={self.partition} Nodes={_range('node', 1, last)} Default=YES "
-            "MaxTime=INFINITE State=UP"
+            f"PartitionName={self.partition} Nodes={nodes} Default=YES MaxTime=INFINITE State=UP"
         )
         self.conf_path.write_text("\n".join(lines) + "\n")
-        gres = [
-            "AutoDetect=off",
-            f"NodeName={_range('node', 1, last)} Name=gpu "
-            f"File={_range('/dev/nvidia', 0, self.gpus_per_node - 1)}",
-        ]
+        if self.slot_types:
+            gres = [f"NodeName={nodes} Name=gpu Type=s{g} File=/dev/nvidia{g}" for g in gpus]
+        else:
+            gres = [f"NodeName={nodes} Name=gpu File={_range('/dev/nvidia', 0, len(gpus) - 1)}"]
+        gres.insert(0, "AutoDetect=off")
         (b / "etc" / "gres.conf").write_text("\n".join(gres) + "\n")
 
     def _spawn(self, name: str, argv: list[str]) -> None:
@@ -440,7 +376,7 @@ class LocalSlurmCluster:
             if rc is not None:
                 raise SlurmStartError(
                     f"{name} exited with status {rc} during start-up; log tail:\n"
-                    f"{_tail(self._log_file(name))}\n{_tail(self.log_dir / f'{name}.stdout')}"
+                    f"{tail(self._log_file(name))}\n{tail(self.log_dir / f'{name}.stdout')}"
                 )
 
     def _wait_controller(self) -> None:
@@ -454,7 +390,7 @@ class LocalSlurmCluster:
             if time.monotonic() > deadline:
                 raise SlurmStartError(
                     f"slurmctld not up after {self.start_timeout:.0f} s; log tail:\n"
-                    f"{_tail(self._log_file('slurmctld'))}"
+                    f"{tail(self._log_file('slurmctld'))}"
                 )
             time.sleep(0.1)
 
@@ -475,7 +411,7 @@ class LocalSlurmCluster:
         while True:
             self._check_children()
             states = self.node_states()
-            if len(states) == self.nodes and all(s == "idle" for s in states.values()):
+            if len(states) == self.nodes and all(s in IDLE for s in states.values()):
                 return
             now = time.monotonic()
             for node, state in states.items():
@@ -495,7 +431,7 @@ class LocalSlurmCluster:
             if now > deadline:
                 reasons = self.run(["sinfo", "-R", "-h"], check=False, timeout=10).stdout
                 tails = "\n".join(
-                    f"--- slurmd-{n}:\n{_tail(self._log_file(f'slurmd-{n}'), 5)}"
+                    f"--- slurmd-{n}:\n{tail(self._log_file(f'slurmd-{n}'), 5)}"
                     for n in self.node_names
                 )
                 raise SlurmStartError(
@@ -503,6 +439,47 @@ class LocalSlurmCluster:
                     f"reasons: {reasons.strip() or '(none)'}\n{tails}"
                 )
             time.sleep(0.2)
+
+    # ----------------------------------------------------------------- reset
+    def reset(self) -> None:
+        """Back to a fresh cluster for the next test: jobs cancelled and gone, dead ``slurmd``
+        restarted, every node idle."""
+        if not self._started:
+            raise SlurmError("reset() of a cluster that is not started")
+        if not self.cancel_all():
+            raise SlurmStartError("jobs still queued after scancel: " + self._squeue())
+        for node in self.node_names:
+            name = f"slurmd-{node}"
+            proc = self._procs.get(name)
+            if proc is None or proc.poll() is not None:
+                self._spawn(name, ["slurmd", "-D", "-N", node, "-f", str(self.conf_path)])
+        self._wait_nodes_idle()
+        for name in self._procs:
+            self._pids[name] = self._read_pid(name) or self._procs[name].pid
+
+    def cancel_all(self, timeout: float | None = None) -> bool:
+        """Cancel every job and wait until ``squeue`` lists none (True) or ``timeout``
+        (default ``start_timeout``) passes (False). Call it before :meth:`stop`: a job still
+        running then leaves its ``slurmstepd`` behind the cluster."""
+        self.run(["scancel", "--partition", self.partition], check=False, timeout=10)
+        deadline = time.monotonic() + (self.start_timeout if timeout is None else timeout)
+        while self.run(["squeue", "-h", "-o", "%i"], check=False, timeout=10).stdout.strip():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
+    def _squeue(self) -> str:
+        return self.run(["squeue"], check=False, timeout=10).stdout
+
+    def kill_node(self, node: str) -> None:
+        """SIGKILL the ``slurmd`` of ``node`` (a node failure); :meth:`reset` restarts it."""
+        name = f"slurmd-{node}"
+        pid = self._read_pid(name) or self._procs[name].pid
+        if self._ours(pid):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._procs[name].wait(timeout=5)
 
     # ----------------------------------------------------------------- stop
     def _read_pid(self, name: str) -> int | None:
@@ -513,7 +490,7 @@ class LocalSlurmCluster:
         return int(text) if text.isdigit() else None
 
     def _ours(self, pid: int) -> bool:
-        return pid_alive(pid) and str(self.conf_path) in _cmdline(pid)
+        return pid_alive(pid) and str(self.conf_path) in cmdline(pid)
 
     def stop(self) -> None:
         """Stop the daemons (SIGTERM, then SIGKILL) by their pid-file pids; idempotent."""
