@@ -32,6 +32,7 @@ from gpulease.api import docs, errors
 from gpulease.api.limits import BodyLimits
 from gpulease.api.ratelimit import ApiLimits
 from gpulease.api.routes import admin, compliance, jobs, leases, nodes, reports, system
+from gpulease.persistence import submission
 from gpulease.services.context import ServiceContext
 from gpulease.services.scheduler_loop import SchedulerLoop
 from gpulease.services.scheduling import LiveScheduler
@@ -40,6 +41,9 @@ from gpulease.settings import Settings
 
 OPENAPI_URL = "/api/v1/openapi.json"
 UPLOAD_PATHS = ("/api/v1/lists",)  # multipart uploads: capped at max_upload_bytes
+# Connections of the event loop's pool for job submissions: each holds one for two short
+# statements, so a few keep up with many concurrent requests on one interpreter.
+SUBMISSION_CONNECTIONS = 4
 
 
 def create_app(settings: Settings | None = None, ctx: ServiceContext | None = None) -> FastAPI:
@@ -61,6 +65,8 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
         finally:
             if loop is not None:
                 loop.stop()
+            if app.state.submissions is not None:
+                await app.state.submissions.close()
             ctx.db.dispose()
 
     app = FastAPI(
@@ -75,6 +81,8 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
     app.state.ctx = ctx
     app.state.loop = None
     app.state.limits = ApiLimits.from_settings(settings, ctx.clock)
+    # a job submission's statements on the event loop (PostgreSQL; routes.jobs)
+    app.state.submissions = submission.for_url(ctx.db.url, SUBMISSION_CONNECTIONS)
     if settings.trusted_proxies:
         # X-Forwarded-For/-Proto are believed from these peers only; the server itself
         # (cli.server) never rewrites the client, so the app behaves alike in-process

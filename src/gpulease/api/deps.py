@@ -23,6 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from gpulease.api.ratelimit import ApiLimits
 from gpulease.domain.access import Principal
 from gpulease.domain.errors import Unauthenticated
+from gpulease.persistence.submission import LeanSubmissions
 from gpulease.services import auth_cache, identity
 from gpulease.services.auth_cache import Credential
 from gpulease.services.context import ServiceContext
@@ -73,12 +74,20 @@ class Submitter:
     address: str
     peer: bool  # the transport gave a client address (HTTP over TCP)
     noted: bool  # the access was noted already (a token read from the database now)
+    lean: LeanSubmissions | None  # the event loop's statements (PostgreSQL), or None
 
     def note_access(self) -> None:
         """Record the access (``identity.note_access``; may write: call it in a worker
         thread)."""
         if self.peer and not self.noted:
             identity.note_access(self.ctx, self.credential.principal, self.address)
+
+    def note_access_in_memory(self) -> bool:
+        """Record the access if that writes nothing now (``identity.note_access_in_memory``,
+        safe on the event loop); False: call :meth:`note_access` in a worker thread."""
+        if not self.peer or self.noted:
+            return True
+        return identity.note_access_in_memory(self.ctx, self.credential.principal, self.address)
 
 
 async def get_submitter(
@@ -104,7 +113,8 @@ async def get_submitter(
         )
         noted = True
     _count(limits, credential.principal)
-    return Submitter(ctx, limits, credential, address, request.client is not None, noted)
+    lean: LeanSubmissions | None = request.app.state.submissions
+    return Submitter(ctx, limits, credential, address, request.client is not None, noted, lean)
 
 
 def _authenticated(

@@ -35,6 +35,7 @@ from gpulease.services.lookup import Kind, resolve, resolve_optional
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 _SUBMISSION_FIELDS = {f.name for f in fields(jobs.JobSubmission)}
+_NOT_STARTED = {"exit_code": None, "started_at": None, "ended_at": None, "preempt_at": None}
 
 
 def job_out(job: Job, ctx: ServiceContext | None = None, *, allocation: bool = True) -> JobOut:
@@ -57,17 +58,40 @@ async def submit_job(
 ) -> Response:
     """Queue a gang job; it starts when the scheduler finds it room (see ``wait_reason``).
     Counted per tenant: 429 past ``submissions_per_minute``."""
-    # The hot path: the dependencies ran on the event loop; the submission runs in one
-    # worker thread and returns the response's bytes (no second hop to validate them).
-    content = await run_sync(_submit, body, who, idempotency_key)
+    # The hot path: the dependencies ran on the event loop. On PostgreSQL a fresh
+    # submission runs there too, two statements without a session (jobs.submit_lean);
+    # anything else (SQLite, a replay, a credential to re-read, an access to write) runs
+    # in one worker thread. Either returns the response's bytes (no second validation).
+    submission, idem = _parsed(body, idempotency_key)
+    if who.lean is not None and who.note_access_in_memory():
+        made = await jobs.submit_lean(who.ctx, who.lean, who.credential, submission, idem)
+        if made is not None:
+            job, tenant_name = made  # a new job: not started, holds no GPUs
+            out = JobOut.model_validate(job | _NOT_STARTED | {"tenant_name": tenant_name})
+            return _created(out.model_dump_json().encode())
+        content = await run_sync(_submit, submission, idem, who, False)
+    else:
+        content = await run_sync(_submit, submission, idem, who, True)
+    return _created(content)
+
+
+def _created(content: bytes) -> Response:
     return Response(content, status_code=201, media_type="application/json")
 
 
-def _submit(body: JobCreate, who: Submitter, idempotency_key: str | None) -> bytes:
-    who.note_access()
+def _parsed(
+    body: JobCreate, idempotency_key: str | None
+) -> tuple[jobs.JobSubmission, Idempotent | None]:
     values = body.model_dump()
     submission = jobs.JobSubmission(**{k: v for k, v in values.items() if k in _SUBMISSION_FIELDS})
-    idem = Idempotent.of(idempotency_key, "job.submit", body.model_dump(mode="json"))
+    return submission, Idempotent.of(idempotency_key, "job.submit", body.model_dump(mode="json"))
+
+
+def _submit(
+    submission: jobs.JobSubmission, idem: Idempotent | None, who: Submitter, note: bool
+) -> bytes:
+    if note:
+        who.note_access()
     try:  # one transaction: the credential is confirmed in it (revoked since: 401)
         job = jobs.submit(who.ctx, who.credential, submission, idem)
     except Unauthenticated:

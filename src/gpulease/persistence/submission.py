@@ -1,0 +1,286 @@
+"""A job submission's two statements on PostgreSQL, run on the event loop (psycopg async).
+
+Design. The API's submission route (``services.jobs.submit_lean``) needs one read and one
+write. Through SQLAlchemy's session in a worker thread they cost more CPU than the rest of
+the request (the thread hop, the session, the unit of work, the compiled-statement cache);
+here they are two fixed statements sent by psycopg's ``AsyncConnection`` on the server's own
+event loop, each prepared by the server after its first uses (``prepare_threshold``):
+
+* :meth:`LeanSubmissions.facts`: the authentication epoch, the tenant's row (its standing)
+  and the user's ``Idempotency-Key`` record, the same statement as
+  ``persistence.auth.submission_facts``;
+* :meth:`LeanSubmissions.insert`: the job, its audit record, its idempotency record and its
+  change-feed row (:func:`announcement`: the row ``persistence.change_feed`` announces a new
+  job with) in one ``INSERT`` with data-modifying ``WITH`` clauses, as ``Tx.insert_new``
+  writes them; the rows are given as column values, no ORM instance is built.
+
+Both run on autocommit connections, so neither needs ``BEGIN`` nor ``COMMIT``: two round
+trips instead of four. That is safe because nothing is decided on a lock: at READ COMMITTED
+(the isolation ``persistence.db`` uses) a read followed by a write in one transaction sees
+nothing the same read and write made apart would not, and the single ``INSERT`` is atomic
+on its own (every row, or none). A racing request with the same key loses on the unique
+index and nothing of it is written.
+
+Connections. A small pool per event loop (a test client runs its own loop; the served app
+one), sized to the route's concurrency; a connection whose statement failed other than by
+the rows' values is dropped. :meth:`LeanSubmissions.close` closes the running loop's pool
+(the app's lifespan calls it).
+
+Invariants: only PostgreSQL (:func:`for_url` gives None for SQLite, whose submissions take
+the session path); a statement's failure is reported as :class:`RowsRefused` when it wrote
+nothing because of the rows (the caller then takes the session path, which decides and
+reports it as it always has) and as ``DatabaseUnavailable`` otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.pq import TransactionStatus
+from psycopg.types.json import Json
+from sqlalchemy import JSON, Table, and_, bindparam, func, literal_column, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import TypeDecorator
+
+from gpulease.persistence.auth import SubmissionFacts
+from gpulease.persistence.db import DatabaseUnavailable
+from gpulease.persistence.tables import (
+    AuditRecord,
+    AuthEpoch,
+    Base,
+    IdempotencyRecord,
+    Job,
+    SchedulerChange,
+    Tenant,
+)
+
+_DIALECT = make_url("postgresql+psycopg://").get_dialect()()
+
+
+class RowsRefused(Exception):
+    """The insert wrote nothing because of the rows (a key taken, a value refused)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """How a table's columns are written and read: (key, to database, from database)."""
+
+    names: tuple[str, ...]
+    to_db: dict[str, Callable[[Any], Any]]
+    from_db: dict[str, Callable[[Any], Any]]
+
+
+def _columns(table: Table) -> _Columns:
+    to_db: dict[str, Callable[[Any], Any]] = {}
+    from_db: dict[str, Callable[[Any], Any]] = {}
+    for column in table.columns:
+        kind = column.type
+        if isinstance(kind, TypeDecorator):
+            to_db[column.key], from_db[column.key] = _decorated(kind)
+        elif isinstance(kind, JSON):
+            to_db[column.key] = _json
+    return _Columns(tuple(c.key for c in table.columns), to_db, from_db)
+
+
+def _decorated(
+    kind: TypeDecorator[Any],
+) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """A column type's own conversions (``UtcDateTime``: aware UTC in, aware UTC out)."""
+
+    def to_db(value: Any) -> Any:
+        return kind.process_bind_param(value, _DIALECT)
+
+    def from_db(value: Any) -> Any:
+        return kind.process_result_value(value, _DIALECT)
+
+    return to_db, from_db
+
+
+def _json(value: Any) -> Any:
+    return None if value is None else Json(value)
+
+
+def _table(model: type[Base]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+_TENANTS = _table(Tenant)
+_KEYS = _table(IdempotencyRecord)
+_JOBS = _table(Job)
+_AUDIT = _table(AuditRecord)
+_CHANGES = _table(SchedulerChange)
+_WRITERS = {table.name: _columns(table).to_db for table in (_JOBS, _AUDIT, _KEYS, _CHANGES)}
+_EPOCH_ROW = 1  # persistence.auth.EPOCH_ROW
+
+
+def _facts_sql() -> str:
+    """``persistence.auth``'s keyed facts statement, compiled for psycopg once."""
+    epoch_row: ColumnElement[int] = literal_column(str(_EPOCH_ROW))
+    epoch = select(AuthEpoch.epoch).where(AuthEpoch.id == epoch_row).scalar_subquery()
+    query = (
+        select(func.coalesce(epoch, literal_column("0")).label("epoch"), *_TENANTS.c)
+        .add_columns(_KEYS.c.fingerprint, _KEYS.c.response)
+        .select_from(_TENANTS)
+        .outerjoin(
+            _KEYS,
+            and_(_KEYS.c.user_id == bindparam("user_id"), _KEYS.c.key == bindparam("key")),
+        )
+        .where(_TENANTS.c.id == bindparam("tenant_id"))
+    )
+    return str(query.compile(dialect=_DIALECT))
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class LeanSubmissions:
+    """The two statements of a submission, on pools of async connections (one per loop)."""
+
+    def __init__(self, conninfo: str, size: int) -> None:
+        self.conninfo = conninfo
+        self.size = size
+        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pool] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._facts = _facts_sql()
+        self._tenant_columns = _columns(_TENANTS)
+        self._inserts: dict[tuple[tuple[str, tuple[str, ...]], ...], str] = {}
+
+    def _pool(self) -> _Pool:
+        loop = asyncio.get_running_loop()
+        pool = self._pools.get(loop)
+        if pool is None:
+            pool = self._pools[loop] = _Pool(self.conninfo, self.size)
+        return pool
+
+    async def close(self) -> None:
+        """Close the running loop's connections (the app's lifespan ends)."""
+        pool = self._pools.pop(asyncio.get_running_loop(), None)
+        if pool is not None:
+            await pool.close()
+
+    async def facts(
+        self, tenant_id: str, user_id: str, idempotency_key: str | None
+    ) -> SubmissionFacts | None:
+        """What a submission reads before it writes (None: no such tenant); the same as
+        ``persistence.auth.submission_facts``."""
+        params = {"tenant_id": tenant_id, "user_id": user_id, "key": idempotency_key}
+        async with self._pool().connection() as conn:
+            cursor = await conn.execute(self._facts, params)
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        epoch, *tenant, fingerprint, response = row
+        columns = self._tenant_columns
+        values = dict(zip(columns.names, tenant, strict=True))
+        for key, convert in columns.from_db.items():
+            values[key] = convert(values[key])
+        return SubmissionFacts(int(epoch), Tenant(**values), fingerprint, response)
+
+    async def insert(
+        self, job: dict[str, Any], trail: dict[str, Any], key: dict[str, Any] | None
+    ) -> None:
+        """Insert a new job (its column values), its audit record, its ``Idempotency-Key``
+        record (if any) and its change-feed row in one statement. :class:`RowsRefused`:
+        nothing was written because of the rows."""
+        rows = [(_JOBS, {**job, "version": job.get("version") or 1}), (_AUDIT, trail)]
+        if key is not None:
+            rows.append((_KEYS, key))
+        rows.append((_CHANGES, announcement(job["site_id"], job["id"])))
+        shape = tuple((table.name, tuple(values)) for table, values in rows)
+        sql = self._inserts.get(shape)
+        if sql is None:
+            sql = self._inserts[shape] = _insert_sql(shape)
+        params: dict[str, Any] = {}
+        for n, (table, values) in enumerate(rows):
+            writers = _WRITERS[table.name]
+            for name, value in values.items():
+                convert = writers.get(name)
+                params[f"p{n}_{name}"] = value if convert is None else convert(value)
+        try:
+            async with self._pool().connection() as conn:
+                await conn.execute(sql, params)
+        except (psycopg.IntegrityError, psycopg.DataError) as error:
+            raise RowsRefused(str(error)) from error
+
+
+def announcement(site_id: str, job_id: str) -> dict[str, Any]:
+    """The change-feed row of a new job, as ``persistence.change_feed`` announces a job a
+    request inserts (kind "job", the job's id; a request writes with no origin: only the
+    scheduler leader writes under ``change_feed.writing_as``)."""
+    return {"site_id": site_id, "kind": "job", "ref": job_id, "origin": ""}
+
+
+def _insert_sql(shape: tuple[tuple[str, tuple[str, ...]], ...]) -> str:
+    def one(n: int, table: str, keys: tuple[str, ...]) -> str:
+        columns = ", ".join(_quoted(key) for key in keys)
+        values = ", ".join(f"%(p{n}_{key})s" for key in keys)
+        return f"INSERT INTO {_quoted(table)} ({columns}) VALUES ({values})"
+
+    parts = [one(n, table, keys) for n, (table, keys) in enumerate(shape)]
+    ctes = [f"new_{n} AS ({sql})" for n, sql in enumerate(parts[:-1])]
+    return (f"WITH {', '.join(ctes)} " if ctes else "") + parts[-1]
+
+
+class _Pool:
+    """Autocommit connections of one event loop, at most ``size`` in use at once."""
+
+    def __init__(self, conninfo: str, size: int) -> None:
+        self.conninfo = conninfo
+        self._idle: list[psycopg.AsyncConnection[Any]] = []
+        self._slots = asyncio.Semaphore(size)
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        async with self._slots:
+            if self._idle:
+                conn = self._idle.pop()
+            else:
+                try:
+                    conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+                except psycopg.OperationalError as error:
+                    raise DatabaseUnavailable(_first_line(error)) from error
+            try:
+                yield conn
+            except (psycopg.IntegrityError, psycopg.DataError):
+                self._keep(conn)
+                raise
+            except psycopg.Error as error:
+                await conn.close()
+                raise DatabaseUnavailable(_first_line(error)) from error
+            except BaseException:
+                await conn.close()  # cancelled mid-statement: its state is unknown
+                raise
+            self._keep(conn)
+
+    def _keep(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        if not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE:
+            self._idle.append(conn)
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.close()
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or ["database error"])[0][:300]
+
+
+def for_url(url: str, size: int) -> LeanSubmissions | None:
+    """The lean statements for the database at ``url`` (None: not PostgreSQL)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return None
+    conninfo = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    return LeanSubmissions(conninfo, size)
