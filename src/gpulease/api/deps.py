@@ -98,23 +98,50 @@ async def get_submitter(
     recalled from memory on the event loop (``auth_cache.recall``); any other request (no
     token, an unknown or expired one) is authenticated in a worker thread as every route's
     is (:func:`get_principal`), so the event loop never waits on the database."""
+    token = credentials.credentials if credentials else None
+    recalled = recalled_submitter(request, token)
+    if recalled is not None:
+        return recalled
+    ctx: ServiceContext = request.app.state.ctx
+    limits: ApiLimits = request.app.state.limits
+    credential = await run_sync(_authenticated, request, ctx, limits, credentials, identity.recall)
+    return _submitter(request, credential, noted=True)
+
+
+def recalled_submitter(request: Request, token: str | None) -> Submitter | None:
+    """:func:`get_submitter` for a token this process keeps (on the event loop, reading no
+    database), with its checks and counts; None (nothing counted): the token must be read
+    in a worker thread. 429 once the client's address is blocked, before any lookup."""
     ctx: ServiceContext = request.app.state.ctx
     limits: ApiLimits = request.app.state.limits
     address = client_address(request)
-    token = credentials.credentials if credentials else None
     limits.auth.check(address, token)  # 429 before any lookup once the address is blocked
     known = auth_cache.recall(ctx, token, ctx.now())
-    if known is not None:
-        limits.auth.succeeded(address, known.token_hash)
-        credential, noted = known, False
-    else:
-        credential = await run_sync(
-            _authenticated, request, ctx, limits, credentials, identity.recall
-        )
-        noted = True
+    if known is None:
+        return None
+    limits.auth.succeeded(address, known.token_hash)
+    return _submitter(request, known, noted=False)
+
+
+def _submitter(request: Request, credential: Credential, *, noted: bool) -> Submitter:
+    ctx: ServiceContext = request.app.state.ctx
+    limits: ApiLimits = request.app.state.limits
     _count(limits, credential.principal)
     lean: LeanSubmissions | None = request.app.state.submissions
+    address = client_address(request)
     return Submitter(ctx, limits, credential, address, request.client is not None, noted, lean)
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer TOKEN`` header, exactly as the routes'
+    ``HTTPBearer`` reads it (None: no header, another scheme or no token)."""
+    if not authorization:
+        return None
+    scheme, _, param = authorization.partition(" ")
+    token = param.strip()
+    if not scheme or not token or scheme.lower() != "bearer":
+        return None
+    return token
 
 
 def _authenticated(

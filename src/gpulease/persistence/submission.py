@@ -61,6 +61,7 @@ from gpulease.persistence.tables import (
     Tenant,
 )
 
+KEPT_TENANTS = 1024  # tenant rows kept as read (per process); more empties the memo
 _DIALECT = make_url("postgresql+psycopg://").get_dialect()()
 
 
@@ -154,6 +155,7 @@ class LeanSubmissions:
         )
         self._facts = _facts_sql()
         self._tenant_columns = _columns(_TENANTS)
+        self._tenants: dict[tuple[Any, ...], Tenant] = {}
         self._inserts: dict[tuple[tuple[str, tuple[str, ...]], ...], str] = {}
 
     def _pool(self) -> _Pool:
@@ -181,11 +183,23 @@ class LeanSubmissions:
         if row is None:
             return None
         epoch, *tenant, fingerprint, response = row
-        columns = self._tenant_columns
-        values = dict(zip(columns.names, tenant, strict=True))
-        for key, convert in columns.from_db.items():
-            values[key] = convert(values[key])
-        return SubmissionFacts(int(epoch), Tenant(**values), fingerprint, response)
+        return SubmissionFacts(int(epoch), self._tenant(tenant), fingerprint, response)
+
+    def _tenant(self, found: list[Any]) -> Tenant:
+        """The tenant row read as a transient, read-only ``Tenant`` (never added to a
+        session), the same instance again while the row reads the same: building an ORM
+        instance cost more than the rest of the read."""
+        key = tuple(tuple(v) if isinstance(v, list) else v for v in found)
+        tenant = self._tenants.get(key)
+        if tenant is None:
+            columns = self._tenant_columns
+            values = dict(zip(columns.names, found, strict=True))
+            for name, convert in columns.from_db.items():
+                values[name] = convert(values[name])
+            if len(self._tenants) >= KEPT_TENANTS:
+                self._tenants.clear()
+            tenant = self._tenants[key] = Tenant(**values)
+        return tenant
 
     async def insert(
         self, job: dict[str, Any], trail: dict[str, Any], key: dict[str, Any] | None

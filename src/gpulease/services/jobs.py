@@ -32,9 +32,9 @@ from gpulease.domain.states import TERMINAL_JOB_STATES, JobState, LeaseState
 from gpulease.persistence import auth as auth_store
 from gpulease.persistence.db import DuplicateRecord, Tx
 from gpulease.persistence.submission import LeanSubmissions, RowsRefused
-from gpulease.persistence.tables import AuditRecord, Base, GpuAllocation, Job, Lease
+from gpulease.persistence.tables import AuditRecord, Base, GpuAllocation, Job, Lease, Tenant
 from gpulease.scheduler.placement import never_fits
-from gpulease.services import audit, auth_cache, identity, kyc, runs
+from gpulease.services import audit, auth_cache, identity, kyc, runs, standing
 from gpulease.services.auth_cache import Credential
 from gpulease.services.context import ServiceContext, new_id
 from gpulease.services.idempotency import Idempotent, record_of, record_values, replayed
@@ -154,7 +154,7 @@ async def submit_lean(
         return None
     if not auth_cache.of(ctx).valid(credential, facts.epoch, ctx.now()):
         return None  # the epoch moved: submit() reads the token again
-    kyc.admit(ctx, facts.tenant, sub.purpose)
+    _admit(ctx, facts.tenant, sub.purpose)
     job, trail = _values(principal, sub, checked)
     key = None if idem is None else record_values(principal.user_id, idem, job["id"], checked.now)
     try:
@@ -162,6 +162,27 @@ async def submit_lean(
     except RowsRefused:
         return None
     return job, facts.tenant.name
+
+
+ADMITTED_PURPOSES = 4096  # end-use decisions remembered per process; more empties the memo
+
+
+def _admit(ctx: ServiceContext, tenant: Tenant, purpose: str) -> None:
+    """``kyc.admit``, its end-use decision remembered: that decision (``check_purpose``)
+    depends only on the declared purpose, the tenant's approved end uses and the policy in
+    force on the day, so an allowed one is recalled for the same three while the tenant's
+    standing (checked every time) is approved. A refusal is never remembered: it is decided
+    and raised by ``kyc.admit`` each time."""
+    now = ctx.now()
+    policies = id(ctx.cache.get("policy_set"))  # kyc.policy_on's policy set, loaded once
+    key = (purpose, tuple(tenant.approved_end_uses), now.date(), policies)
+    memo: dict[tuple[object, ...], bool] = ctx.cache.setdefault("admitted_purposes", {})
+    if memo.get(key) and standing.is_approved(tenant, now):
+        return
+    kyc.admit(ctx, tenant, purpose)
+    if len(memo) >= ADMITTED_PURPOSES:
+        memo.clear()
+    memo[key] = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,14 +7,26 @@ one that ended otherwise is 409 ``already_ended``."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Coroutine
 from dataclasses import fields
-from typing import Annotated
+from typing import Annotated, Any
 
 from anyio.to_thread import run_sync
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.routing import APIRoute
 
 from gpulease.api.constraints import Ref
-from gpulease.api.deps import Ctx, IdempotencyKey, Me, Submitter, Submitting, auth_failed
+from gpulease.api.deps import (
+    Ctx,
+    IdempotencyKey,
+    Me,
+    Submitter,
+    Submitting,
+    auth_failed,
+    bearer_token,
+    recalled_submitter,
+)
 from gpulease.api.schemas import (
     ERROR_RESPONSES,
     AllocationOut,
@@ -27,8 +39,8 @@ from gpulease.domain.access import Action
 from gpulease.domain.errors import Unauthenticated
 from gpulease.domain.states import JobState
 from gpulease.persistence.tables import Job
+from gpulease.services import auth_cache, jobs, names
 from gpulease.services import job_logs as job_logs_service
-from gpulease.services import jobs, names
 from gpulease.services.context import ServiceContext
 from gpulease.services.idempotency import Idempotent
 from gpulease.services.lookup import Kind, resolve, resolve_optional
@@ -52,13 +64,53 @@ def job_out(job: Job, ctx: ServiceContext | None = None, *, allocation: bool = T
     return out
 
 
-@router.post("", status_code=201, response_model=JobOut, responses=ERROR_RESPONSES)
+class SubmitRoute(APIRoute):
+    """The submission's route: FastAPI's request handling, except for the common request
+    (a JSON body that validates, a bearer token this process keeps), which is handled
+    here without FastAPI's dependency solving (a fifth of the request's CPU). Every other
+    request goes to FastAPI's handler unchanged, which answers it as it always has (the
+    same 401, 422 or 429), and nothing is counted twice: this handler counts nothing
+    before it knows it will answer."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        fastapi_handler = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            answered = await _submit_common(request)
+            return answered if answered is not None else await fastapi_handler(request)
+
+        return handler
+
+
+async def _submit_common(request: Request) -> Response | None:
+    """The common submission, decided as :func:`submit_job`'s dependencies and FastAPI's
+    body validation would decide it; None: not the common case (nothing done)."""
+    if request.headers.get("content-type") != "application/json":
+        return None  # FastAPI's content-type rules decide the rest
+    token = bearer_token(request.headers.get("authorization"))
+    ctx: ServiceContext = request.app.state.ctx
+    if token is None or auth_cache.recall(ctx, token, ctx.now()) is None:
+        return None
+    try:  # as FastAPI: the body parsed by json.loads, then validated in Python mode
+        body = JobCreate.model_validate(json.loads(await request.body()))
+    except ValueError:  # not JSON, or invalid (ValidationError): FastAPI's 422
+        return None
+    who = recalled_submitter(request, token)  # checked and counted from here on
+    if who is None:
+        return None  # expired in between: nothing was counted
+    return await _submitted(body, who, request.headers.get("idempotency-key"))
+
+
 async def submit_job(
     body: JobCreate, who: Submitting, idempotency_key: IdempotencyKey = None
 ) -> Response:
     """Queue a gang job; it starts when the scheduler finds it room (see ``wait_reason``).
     Counted per tenant: 429 past ``submissions_per_minute``."""
-    # The hot path: the dependencies ran on the event loop. On PostgreSQL a fresh
+    return await _submitted(body, who, idempotency_key)
+
+
+async def _submitted(body: JobCreate, who: Submitter, idempotency_key: str | None) -> Response:
+    # The hot path: the submitter was resolved on the event loop. On PostgreSQL a fresh
     # submission runs there too, two statements without a session (jobs.submit_lean);
     # anything else (SQLite, a replay, a credential to re-read, an access to write) runs
     # in one worker thread. Either returns the response's bytes (no second validation).
@@ -73,6 +125,17 @@ async def submit_job(
     else:
         content = await run_sync(_submit, submission, idem, who, True)
     return _created(content)
+
+
+router.add_api_route(
+    "",
+    submit_job,
+    methods=["POST"],
+    status_code=201,
+    response_model=JobOut,
+    responses=ERROR_RESPONSES,
+    route_class_override=SubmitRoute,
+)
 
 
 def _created(content: bytes) -> Response:
