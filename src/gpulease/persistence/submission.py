@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -124,12 +124,14 @@ _EPOCH_ROW = 1  # persistence.auth.EPOCH_ROW
 
 
 def _facts_sql() -> str:
-    """``persistence.auth``'s keyed facts statement, compiled for psycopg once."""
+    """``persistence.auth``'s keyed facts statement, compiled for psycopg once, with the
+    digest of the tenant's row (``md5`` of its text: any change of any column changes it)."""
     epoch_row: ColumnElement[int] = literal_column(str(_EPOCH_ROW))
     epoch = select(AuthEpoch.epoch).where(AuthEpoch.id == epoch_row).scalar_subquery()
     query = (
         select(func.coalesce(epoch, literal_column("0")).label("epoch"), *_TENANTS.c)
         .add_columns(_KEYS.c.fingerprint, _KEYS.c.response)
+        .add_columns(literal_column(f"md5(CAST({_TENANTS.name} AS TEXT))").label("digest"))
         .select_from(_TENANTS)
         .outerjoin(
             _KEYS,
@@ -144,8 +146,19 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """A tenant's row as this process last read it, and its digest."""
+
+    tenant: Tenant
+    digest: str
+
+
+_Shape = tuple[tuple[str, tuple[str, ...]], ...]
+
+
 class LeanSubmissions:
-    """The two statements of a submission, on pools of async connections (one per loop)."""
+    """The statements of a submission, on pools of async connections (one per loop)."""
 
     def __init__(self, conninfo: str, size: int) -> None:
         self.conninfo = conninfo
@@ -155,8 +168,8 @@ class LeanSubmissions:
         )
         self._facts = _facts_sql()
         self._tenant_columns = _columns(_TENANTS)
-        self._tenants: dict[tuple[Any, ...], Tenant] = {}
-        self._inserts: dict[tuple[tuple[str, tuple[str, ...]], ...], str] = {}
+        self._kept: dict[str, Kept] = {}
+        self._inserts: dict[tuple[bool, _Shape], str] = {}
 
     def _pool(self) -> _Pool:
         loop = asyncio.get_running_loop()
@@ -171,35 +184,36 @@ class LeanSubmissions:
         if pool is not None:
             await pool.close()
 
+    def kept(self, tenant_id: str) -> Kept | None:
+        """The tenant's row as last read here (by :meth:`facts` or :meth:`insert_if`)."""
+        return self._kept.get(tenant_id)
+
     async def facts(
         self, tenant_id: str, user_id: str, idempotency_key: str | None
     ) -> SubmissionFacts | None:
         """What a submission reads before it writes (None: no such tenant); the same as
-        ``persistence.auth.submission_facts``."""
+        ``persistence.auth.submission_facts``. The tenant's row is kept (:meth:`kept`)."""
         params = {"tenant_id": tenant_id, "user_id": user_id, "key": idempotency_key}
         async with self._pool().connection() as conn:
             cursor = await conn.execute(self._facts, params)
             row = await cursor.fetchone()
-        if row is None:
-            return None
-        epoch, *tenant, fingerprint, response = row
-        return SubmissionFacts(int(epoch), self._tenant(tenant), fingerprint, response)
+        return None if row is None else self._read(row)
 
-    def _tenant(self, found: list[Any]) -> Tenant:
-        """The tenant row read as a transient, read-only ``Tenant`` (never added to a
-        session), the same instance again while the row reads the same: building an ORM
-        instance cost more than the rest of the read."""
-        key = tuple(tuple(v) if isinstance(v, list) else v for v in found)
-        tenant = self._tenants.get(key)
-        if tenant is None:
+    def _read(self, row: Sequence[Any]) -> SubmissionFacts:
+        """The facts of a row of the facts statement; the tenant's row kept, as the same
+        transient, read-only ``Tenant`` (never added to a session) while its digest holds:
+        building an ORM instance cost more than the rest of the read."""
+        epoch, *tenant, fingerprint, response, digest = row
+        kept = self._kept.get(tenant[0])
+        if kept is None or kept.digest != digest:
             columns = self._tenant_columns
-            values = dict(zip(columns.names, found, strict=True))
+            values = dict(zip(columns.names, tenant, strict=True))
             for name, convert in columns.from_db.items():
                 values[name] = convert(values[name])
-            if len(self._tenants) >= KEPT_TENANTS:
-                self._tenants.clear()
-            tenant = self._tenants[key] = Tenant(**values)
-        return tenant
+            if len(self._kept) >= KEPT_TENANTS:
+                self._kept.clear()
+            kept = self._kept[tenant[0]] = Kept(Tenant(**values), digest)
+        return SubmissionFacts(int(epoch), kept.tenant, fingerprint, response)
 
     async def insert(
         self, job: dict[str, Any], trail: dict[str, Any], key: dict[str, Any] | None
@@ -207,23 +221,67 @@ class LeanSubmissions:
         """Insert a new job (its column values), its audit record, its ``Idempotency-Key``
         record (if any) and its change-feed row in one statement. :class:`RowsRefused`:
         nothing was written because of the rows."""
+        sql, params = self._statement(False, job, trail, key)
+        await self._execute(sql, params)
+
+    async def insert_if(
+        self,
+        job: dict[str, Any],
+        trail: dict[str, Any],
+        key: dict[str, Any] | None,
+        *,
+        user_id: str,
+        epoch: int,
+        kept: Kept,
+    ) -> tuple[bool, SubmissionFacts | None]:
+        """:meth:`insert`, in the same statement as :meth:`facts`' read and only if what it
+        reads is what the caller decided on: the authentication epoch ``epoch``, the
+        tenant's row as ``kept`` (its digest) and no record of the key. One round trip
+        instead of two. Returns whether the rows were inserted and the facts read (None:
+        no such tenant); when they were not, the caller decides again on those facts."""
+        sql, params = self._statement(True, job, trail, key)
+        params |= {
+            "tenant_id": job["tenant_id"],
+            "user_id": user_id,
+            "key": None if key is None else key["key"],
+            "x_epoch": epoch,
+            "x_digest": kept.digest,
+        }
+        row = await self._execute(sql, params)
+        if row is None:
+            return False, None
+        *found, inserted = row
+        return bool(inserted), self._read(found)
+
+    def _statement(
+        self,
+        conditional: bool,
+        job: dict[str, Any],
+        trail: dict[str, Any],
+        key: dict[str, Any] | None,
+    ) -> tuple[str, dict[str, Any]]:
         rows = [(_JOBS, {**job, "version": job.get("version") or 1}), (_AUDIT, trail)]
         if key is not None:
             rows.append((_KEYS, key))
         rows.append((_CHANGES, announcement(job["site_id"], job["id"])))
         shape = tuple((table.name, tuple(values)) for table, values in rows)
-        sql = self._inserts.get(shape)
+        sql = self._inserts.get((conditional, shape))
         if sql is None:
-            sql = self._inserts[shape] = _insert_sql(shape)
+            made = _conditional_sql(self._facts, shape) if conditional else _insert_sql(shape)
+            sql = self._inserts[(conditional, shape)] = made
         params: dict[str, Any] = {}
         for n, (table, values) in enumerate(rows):
             writers = _WRITERS[table.name]
             for name, value in values.items():
                 convert = writers.get(name)
                 params[f"p{n}_{name}"] = value if convert is None else convert(value)
+        return sql, params
+
+    async def _execute(self, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
         try:
             async with self._pool().connection() as conn:
-                await conn.execute(sql, params)
+                cursor = await conn.execute(sql, params)
+                return await cursor.fetchone() if cursor.description else None
         except (psycopg.IntegrityError, psycopg.DataError) as error:
             raise RowsRefused(str(error)) from error
 
@@ -235,7 +293,9 @@ def announcement(site_id: str, job_id: str) -> dict[str, Any]:
     return {"site_id": site_id, "kind": "job", "ref": job_id, "origin": ""}
 
 
-def _insert_sql(shape: tuple[tuple[str, tuple[str, ...]], ...]) -> str:
+def _insert_sql(shape: _Shape) -> str:
+    """One ``INSERT`` of every row of ``shape``, each but the last in a ``WITH`` clause."""
+
     def one(n: int, table: str, keys: tuple[str, ...]) -> str:
         columns = ", ".join(_quoted(key) for key in keys)
         values = ", ".join(f"%(p{n}_{key})s" for key in keys)
@@ -244,6 +304,25 @@ def _insert_sql(shape: tuple[tuple[str, tuple[str, ...]], ...]) -> str:
     parts = [one(n, table, keys) for n, (table, keys) in enumerate(shape)]
     ctes = [f"new_{n} AS ({sql})" for n, sql in enumerate(parts[:-1])]
     return (f"WITH {', '.join(ctes)} " if ctes else "") + parts[-1]
+
+
+def _conditional_sql(facts: str, shape: _Shape) -> str:
+    """The facts read, and the rows of ``shape`` inserted only if the facts are as
+    expected (``x_epoch``, ``x_digest``, no key record), in one statement (all of its
+    clauses see one snapshot); it returns the facts and how many times it inserted."""
+
+    def one(n: int, table: str, keys: tuple[str, ...]) -> str:
+        columns = ", ".join(_quoted(key) for key in keys)
+        values = ", ".join(f"%(p{n}_{key})s" for key in keys)
+        return f"new_{n} AS (INSERT INTO {_quoted(table)} ({columns}) SELECT {values} FROM ok)"
+
+    inserts = ", ".join(one(n, table, keys) for n, (table, keys) in enumerate(shape))
+    return (
+        f"WITH facts AS ({facts}), "
+        "ok AS (SELECT 1 FROM facts WHERE facts.epoch = %(x_epoch)s "
+        "AND facts.digest = %(x_digest)s AND facts.fingerprint IS NULL), "
+        f"{inserts} SELECT facts.*, (SELECT count(*) FROM ok) FROM facts"
+    )
 
 
 class _Pool:

@@ -26,7 +26,7 @@ from typing import Any
 
 from gpulease.domain.access import Action, Principal, Scope
 from gpulease.domain.clock import to_seconds
-from gpulease.domain.errors import AlreadyEnded, Denied, InvalidRequest, NotFound
+from gpulease.domain.errors import AlreadyEnded, Denied, DomainError, InvalidRequest, NotFound
 from gpulease.domain.models import JobSpec, PriorityClass, TopologyMode, TopologyRequest
 from gpulease.domain.states import TERMINAL_JOB_STATES, JobState, LeaseState
 from gpulease.persistence import auth as auth_store
@@ -139,29 +139,57 @@ async def submit_lean(
     idem: Idempotent | None = None,
 ) -> tuple[dict[str, Any], str] | None:
     """:func:`submit` on the event loop, for the common case: the credential still holds,
-    the key is new, no lease is named. Two statements (``persistence.submission``), the
-    same checks in the same order; returns the queued job's column values and its tenant's
-    name, or None
-    when nothing was written and the caller must take :func:`submit`, which decides every
-    other case as it always has (a revoked or re-read credential, an unknown tenant, a
-    replayed or mismatched key, a named lease, a key taken by a racing request)."""
+    the key is new, no lease is named. The same checks (``persistence.submission``): the
+    facts read, then the rows inserted; or, when the tenant's row was read before and
+    admits the job, one statement that reads the facts and inserts only if they are the
+    ones decided on (else the job is decided again on what it read). Returns the queued
+    job's column values and its tenant's name, or None when nothing was written and the
+    caller must take :func:`submit`, which decides every other case as it always has (a
+    revoked or re-read credential, an unknown tenant, a replayed or mismatched key, a
+    named lease, a key taken by a racing request)."""
     principal = credential.principal
     checked = _checked(ctx, principal, sub)
     if sub.lease_id is not None:
         return None
-    facts = await store.facts(checked.tenant_id, principal.user_id, idem.key if idem else None)
-    if facts is None or facts.replay_fingerprint is not None:
-        return None
-    if not auth_cache.of(ctx).valid(credential, facts.epoch, ctx.now()):
-        return None  # the epoch moved: submit() reads the token again
-    _admit(ctx, facts.tenant, sub.purpose)
-    job, trail = _values(principal, sub, checked)
+    job, said = _values(principal, sub, checked)
+    trail = audit.values(**said)
     key = None if idem is None else record_values(principal.user_id, idem, job["id"], checked.now)
+    kept = store.kept(checked.tenant_id)
     try:
-        await store.insert(job, audit.values(**trail), key)
+        if kept is not None and _admitted(ctx, credential, kept.tenant, sub.purpose):
+            # decided on the tenant's row as last read: inserted only if it still reads so,
+            # with the credential's epoch and no record of the key (one round trip)
+            inserted, facts = await store.insert_if(
+                job, trail, key, user_id=principal.user_id, epoch=credential.epoch, kept=kept
+            )
+            if inserted:
+                return job, kept.tenant.name
+        else:
+            facts = await store.facts(
+                checked.tenant_id, principal.user_id, idem.key if idem else None
+            )
+        # decided on what was read now (nothing was written)
+        if facts is None or facts.replay_fingerprint is not None:
+            return None
+        if not auth_cache.of(ctx).valid(credential, facts.epoch, ctx.now()):
+            return None  # the epoch moved: submit() reads the token again
+        _admit(ctx, facts.tenant, sub.purpose)
+        await store.insert(job, trail, key)
     except RowsRefused:
         return None
     return job, facts.tenant.name
+
+
+def _admitted(ctx: ServiceContext, credential: Credential, tenant: Tenant, purpose: str) -> bool:
+    """Whether the submission is admitted on a kept tenant row and the credential as kept
+    (False: decide on a fresh read; a refusal is never raised on a kept row)."""
+    if credential.expired(ctx.now()):
+        return False
+    try:
+        _admit(ctx, tenant, purpose)
+    except DomainError:
+        return False
+    return True
 
 
 ADMITTED_PURPOSES = 4096  # end-use decisions remembered per process; more empties the memo
