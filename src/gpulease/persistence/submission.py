@@ -63,6 +63,9 @@ from gpulease.persistence.tables import (
 
 KEPT_TENANTS = 1024  # tenant rows kept as read (per process); more empties the memo
 _DIALECT = make_url("postgresql+psycopg://").get_dialect()()
+# PostgreSQL's $1 placeholders: psycopg's raw cursor sends them as they are (its usual
+# %(name)s are rewritten per execution, and not cached past 50 parameters)
+_NUMBERED = make_url("postgresql+psycopg://").get_dialect()(paramstyle="numeric_dollar")  # type: ignore[call-arg]
 
 
 class RowsRefused(Exception):
@@ -124,8 +127,9 @@ _EPOCH_ROW = 1  # persistence.auth.EPOCH_ROW
 
 
 def _facts_sql() -> str:
-    """``persistence.auth``'s keyed facts statement, compiled for psycopg once, with the
-    digest of the tenant's row (``md5`` of its text: any change of any column changes it)."""
+    """``persistence.auth``'s keyed facts statement, compiled once with PostgreSQL's own
+    placeholders (``$1`` the tenant, ``$2`` the user, ``$3`` the key), with the digest of
+    the tenant's row (``md5`` of its text: any change of any column changes it)."""
     epoch_row: ColumnElement[int] = literal_column(str(_EPOCH_ROW))
     epoch = select(AuthEpoch.epoch).where(AuthEpoch.id == epoch_row).scalar_subquery()
     query = (
@@ -139,7 +143,15 @@ def _facts_sql() -> str:
         )
         .where(_TENANTS.c.id == bindparam("tenant_id"))
     )
-    return str(query.compile(dialect=_DIALECT))
+    compiled = query.compile(dialect=_NUMBERED)
+    sql = str(compiled)
+    order = list(compiled.positiontup or [])
+    for name, number in (("tenant_id", 1), ("user_id", 2), ("key", 3)):
+        sql = sql.replace(f"${order.index(name) + 1}", f"$__{number}")
+    return sql.replace("$__", "$")
+
+
+_FACT_PARAMS = 3  # $1 to $3 in the facts statement
 
 
 def _quoted(name: str) -> str:
@@ -193,10 +205,7 @@ class LeanSubmissions:
     ) -> SubmissionFacts | None:
         """What a submission reads before it writes (None: no such tenant); the same as
         ``persistence.auth.submission_facts``. The tenant's row is kept (:meth:`kept`)."""
-        params = {"tenant_id": tenant_id, "user_id": user_id, "key": idempotency_key}
-        async with self._pool().connection() as conn:
-            cursor = await conn.execute(self._facts, params)
-            row = await cursor.fetchone()
+        row = await self._execute(self._facts, [tenant_id, user_id, idempotency_key])
         return None if row is None else self._read(row)
 
     def _read(self, row: Sequence[Any]) -> SubmissionFacts:
@@ -222,7 +231,7 @@ class LeanSubmissions:
         record (if any) and its change-feed row in one statement. :class:`RowsRefused`:
         nothing was written because of the rows."""
         sql, params = self._statement(False, job, trail, key)
-        await self._execute(sql, params)
+        await self._execute(sql, params, rows=False)
 
     async def insert_if(
         self,
@@ -239,15 +248,9 @@ class LeanSubmissions:
         tenant's row as ``kept`` (its digest) and no record of the key. One round trip
         instead of two. Returns whether the rows were inserted and the facts read (None:
         no such tenant); when they were not, the caller decides again on those facts."""
-        sql, params = self._statement(True, job, trail, key)
-        params |= {
-            "tenant_id": job["tenant_id"],
-            "user_id": user_id,
-            "key": None if key is None else key["key"],
-            "x_epoch": epoch,
-            "x_digest": kept.digest,
-        }
-        row = await self._execute(sql, params)
+        sql, values = self._statement(True, job, trail, key)
+        facts = [job["tenant_id"], user_id, None if key is None else key["key"]]
+        row = await self._execute(sql, [*facts, epoch, kept.digest, *values])
         if row is None:
             return False, None
         *found, inserted = row
@@ -259,7 +262,8 @@ class LeanSubmissions:
         job: dict[str, Any],
         trail: dict[str, Any],
         key: dict[str, Any] | None,
-    ) -> tuple[str, dict[str, Any]]:
+    ) -> tuple[str, list[Any]]:
+        """The insert's text and its values, in placeholder order."""
         rows = [(_JOBS, {**job, "version": job.get("version") or 1}), (_AUDIT, trail)]
         if key is not None:
             rows.append((_KEYS, key))
@@ -269,19 +273,21 @@ class LeanSubmissions:
         if sql is None:
             made = _conditional_sql(self._facts, shape) if conditional else _insert_sql(shape)
             sql = self._inserts[(conditional, shape)] = made
-        params: dict[str, Any] = {}
-        for n, (table, values) in enumerate(rows):
+        params: list[Any] = []
+        for table, values in rows:
             writers = _WRITERS[table.name]
             for name, value in values.items():
                 convert = writers.get(name)
-                params[f"p{n}_{name}"] = value if convert is None else convert(value)
+                params.append(value if convert is None else convert(value))
         return sql, params
 
-    async def _execute(self, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    async def _execute(
+        self, sql: str, params: list[Any], *, rows: bool = True
+    ) -> tuple[Any, ...] | None:
         try:
             async with self._pool().connection() as conn:
                 cursor = await conn.execute(sql, params)
-                return await cursor.fetchone() if cursor.description else None
+                return await cursor.fetchone() if rows else None
         except (psycopg.IntegrityError, psycopg.DataError) as error:
             raise RowsRefused(str(error)) from error
 
@@ -293,34 +299,38 @@ def announcement(site_id: str, job_id: str) -> dict[str, Any]:
     return {"site_id": site_id, "kind": "job", "ref": job_id, "origin": ""}
 
 
+def _inserts(shape: _Shape, first: int, source: str) -> list[str]:
+    """One ``INSERT`` per row of ``shape``, its values ``$first`` onwards, in order;
+    ``source``: ``VALUES`` or ``SELECT ... FROM ok`` (inserted only if ``ok`` has a row)."""
+    made = []
+    number = first
+    for table, keys in shape:
+        columns = ", ".join(_quoted(key) for key in keys)
+        values = ", ".join(f"${n}" for n in range(number, number + len(keys)))
+        number += len(keys)
+        rows = f"VALUES ({values})" if source == "values" else f"SELECT {values} FROM ok"
+        made.append(f"INSERT INTO {_quoted(table)} ({columns}) {rows}")
+    return made
+
+
 def _insert_sql(shape: _Shape) -> str:
     """One ``INSERT`` of every row of ``shape``, each but the last in a ``WITH`` clause."""
-
-    def one(n: int, table: str, keys: tuple[str, ...]) -> str:
-        columns = ", ".join(_quoted(key) for key in keys)
-        values = ", ".join(f"%(p{n}_{key})s" for key in keys)
-        return f"INSERT INTO {_quoted(table)} ({columns}) VALUES ({values})"
-
-    parts = [one(n, table, keys) for n, (table, keys) in enumerate(shape)]
+    parts = _inserts(shape, 1, "values")
     ctes = [f"new_{n} AS ({sql})" for n, sql in enumerate(parts[:-1])]
     return (f"WITH {', '.join(ctes)} " if ctes else "") + parts[-1]
 
 
 def _conditional_sql(facts: str, shape: _Shape) -> str:
     """The facts read, and the rows of ``shape`` inserted only if the facts are as
-    expected (``x_epoch``, ``x_digest``, no key record), in one statement (all of its
+    expected (epoch ``$4``, digest ``$5``, no key record), in one statement (all of its
     clauses see one snapshot); it returns the facts and how many times it inserted."""
-
-    def one(n: int, table: str, keys: tuple[str, ...]) -> str:
-        columns = ", ".join(_quoted(key) for key in keys)
-        values = ", ".join(f"%(p{n}_{key})s" for key in keys)
-        return f"new_{n} AS (INSERT INTO {_quoted(table)} ({columns}) SELECT {values} FROM ok)"
-
-    inserts = ", ".join(one(n, table, keys) for n, (table, keys) in enumerate(shape))
+    first = _FACT_PARAMS + 3
+    parts = _inserts(shape, first, "select")
+    inserts = ", ".join(f"new_{n} AS ({sql})" for n, sql in enumerate(parts))
     return (
         f"WITH facts AS ({facts}), "
-        "ok AS (SELECT 1 FROM facts WHERE facts.epoch = %(x_epoch)s "
-        "AND facts.digest = %(x_digest)s AND facts.fingerprint IS NULL), "
+        f"ok AS (SELECT 1 FROM facts WHERE facts.epoch = ${_FACT_PARAMS + 1} "
+        f"AND facts.digest = ${_FACT_PARAMS + 2} AND facts.fingerprint IS NULL), "
         f"{inserts} SELECT facts.*, (SELECT count(*) FROM ok) FROM facts"
     )
 
@@ -340,7 +350,9 @@ class _Pool:
                 conn = self._idle.pop()
             else:
                 try:
-                    conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+                    conn = await psycopg.AsyncConnection.connect(
+                        self.conninfo, autocommit=True, cursor_factory=psycopg.AsyncRawCursor
+                    )
                 except psycopg.OperationalError as error:
                     raise DatabaseUnavailable(_first_line(error)) from error
             try:
