@@ -127,7 +127,10 @@ async def _submitted(body: JobCreate, who: Submitter, idempotency_key: str | Non
     return _created(content)
 
 
-router.add_api_route(
+# The submission's route alone, included in the app before every other router: the app
+# matches a request against routes in order, and submissions are by far the most frequent.
+submissions = APIRouter(prefix="/jobs", tags=["jobs"])
+submissions.add_api_route(
     "",
     submit_job,
     methods=["POST"],
