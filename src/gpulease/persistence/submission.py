@@ -181,6 +181,7 @@ class LeanSubmissions:
         self._facts = _facts_sql()
         self._tenant_columns = _columns(_TENANTS)
         self._kept: dict[str, Kept] = {}
+        self.sent = 0  # statements sent so far (what a submission costs the database)
         self._inserts: dict[tuple[bool, _Shape], str] = {}
 
     def _pool(self) -> _Pool:
@@ -284,6 +285,7 @@ class LeanSubmissions:
     async def _execute(
         self, sql: str, params: list[Any], *, rows: bool = True
     ) -> tuple[Any, ...] | None:
+        self.sent += 1
         try:
             async with self._pool().connection() as conn:
                 cursor = await conn.execute(sql, params)
