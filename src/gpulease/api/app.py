@@ -8,7 +8,9 @@ thread for its lifetime instead. The loop decides only while its process holds t
 lease, so any number of API processes can share one PostgreSQL, and ``/health`` reports
 the scheduler's state from the database wherever it runs. Every request body passes
 :class:`~gpulease.api.limits.BodyLimits` (size cap, JSON depth) before a route, a dependency
-or a parser sees it.
+or a parser sees it. On PostgreSQL, job submissions also have a few connections of their
+own on the event loop (``app.state.submissions``, ``persistence.submission``; closed with
+the app's lifespan).
 
 Client address. ``request.client`` is the TCP peer, unless the peer is one of the configured
 ``trusted_proxies``: then uvicorn's ``ProxyHeadersMiddleware`` (installed here, not by the

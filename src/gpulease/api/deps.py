@@ -6,8 +6,9 @@ Authentication is limited per client address (``api.ratelimit.AuthFailures``): t
 
 Every route authenticates through :func:`get_principal` (``identity.check``: a token checked
 recently costs one read of the authentication epoch), except a job submission, which takes
-the cached credential (:func:`get_submitter`, on the event loop, no database) and confirms it
-inside its single transaction.
+the cached credential (:func:`get_submitter`, on the event loop, no database; the
+submission's own handler calls :func:`recalled_submitter` and :func:`bearer_token` to do
+the same without FastAPI) and confirms it inside its single transaction or statement.
 """
 
 from __future__ import annotations

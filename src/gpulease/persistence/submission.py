@@ -1,25 +1,33 @@
-"""A job submission's two statements on PostgreSQL, run on the event loop (psycopg async).
+"""A job submission's statements on PostgreSQL, run on the event loop (psycopg async).
 
 Design. The API's submission route (``services.jobs.submit_lean``) needs one read and one
 write. Through SQLAlchemy's session in a worker thread they cost more CPU than the rest of
 the request (the thread hop, the session, the unit of work, the compiled-statement cache);
-here they are two fixed statements sent by psycopg's ``AsyncConnection`` on the server's own
-event loop, each prepared by the server after its first uses (``prepare_threshold``):
+here they are fixed statements sent by psycopg's ``AsyncConnection`` on the server's own
+event loop, with PostgreSQL's ``$n`` placeholders on a raw cursor (psycopg rewrites its
+``%(name)s`` form at every execution past 50 parameters), each prepared by the server after
+its first uses (``prepare_threshold``):
 
 * :meth:`LeanSubmissions.facts`: the authentication epoch, the tenant's row (its standing)
-  and the user's ``Idempotency-Key`` record, the same statement as
-  ``persistence.auth.submission_facts``;
+  and the user's ``Idempotency-Key`` record, the statement of
+  ``persistence.auth.submission_facts``, plus the digest of the tenant's row;
 * :meth:`LeanSubmissions.insert`: the job, its audit record, its idempotency record and its
   change-feed row (:func:`announcement`: the row ``persistence.change_feed`` announces a new
   job with) in one ``INSERT`` with data-modifying ``WITH`` clauses, as ``Tx.insert_new``
-  writes them; the rows are given as column values, no ORM instance is built.
+  writes them; the rows are given as column values, no ORM instance is built;
+* :meth:`LeanSubmissions.insert_if`: both in one statement, once the tenant's row is kept
+  (:meth:`LeanSubmissions.kept`, the row the last read returned and its digest): the
+  caller decides on the kept row, and the rows are inserted only if the statement reads
+  the same facts (the credential's epoch, the row's digest, no record of the key); else
+  it returns what it read, nothing written, and the caller decides again on that.
 
-Both run on autocommit connections, so neither needs ``BEGIN`` nor ``COMMIT``: two round
-trips instead of four. That is safe because nothing is decided on a lock: at READ COMMITTED
-(the isolation ``persistence.db`` uses) a read followed by a write in one transaction sees
-nothing the same read and write made apart would not, and the single ``INSERT`` is atomic
-on its own (every row, or none). A racing request with the same key loses on the unique
-index and nothing of it is written.
+They run on autocommit connections, so none needs ``BEGIN`` nor ``COMMIT``: one or two
+round trips instead of four. That is safe because nothing is decided on a lock: at READ
+COMMITTED (the isolation ``persistence.db`` uses) a read followed by a write in one
+transaction sees nothing the same read and write made apart would not, and each
+statement is atomic on its own (every row, or none; the conditional one reads and writes
+in one snapshot). A racing request with the same key loses on the unique index and
+nothing of it is written.
 
 Connections. A small pool per event loop (a test client runs its own loop; the served app
 one), sized to the route's concurrency; a connection whose statement failed other than by
@@ -27,9 +35,10 @@ the rows' values is dropped. :meth:`LeanSubmissions.close` closes the running lo
 (the app's lifespan calls it).
 
 Invariants: only PostgreSQL (:func:`for_url` gives None for SQLite, whose submissions take
-the session path); a statement's failure is reported as :class:`RowsRefused` when it wrote
-nothing because of the rows (the caller then takes the session path, which decides and
-reports it as it always has) and as ``DatabaseUnavailable`` otherwise.
+the session path); a kept row is only ever a guess that the database confirms in the
+statement that writes; a statement's failure is reported as :class:`RowsRefused` when it
+wrote nothing because of the rows (the caller then takes the session path, which decides
+and reports it as it always has) and as ``DatabaseUnavailable`` otherwise.
 """
 
 from __future__ import annotations

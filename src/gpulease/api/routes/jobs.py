@@ -3,7 +3,14 @@
 A job may be named by its id, a unique prefix of it or its name (``services.lookup``), a
 tenant filter by the tenant's id, prefix or name. Cancelling a job that is already
 cancelled answers 200 with the job as it is (a retried cancel changes nothing); cancelling
-one that ended otherwise is 409 ``already_ended``."""
+one that ended otherwise is 409 ``already_ended``.
+
+Submissions, the most frequent request, take a short path: their route is matched first
+(``submissions``, included before every router), and its handler (:class:`SubmitRoute`)
+answers the common request itself, without FastAPI's dependency solving, and on PostgreSQL
+without a worker thread (``services.jobs.submit_lean``). Invariant: whatever it does not
+answer goes to FastAPI's handler with nothing done, so every request is checked, counted
+and answered exactly as the route's declared dependencies say (401, 422, 429 included)."""
 
 from __future__ import annotations
 
