@@ -20,10 +20,17 @@ variant's PostgreSQL backends and the client threads themselves (``/proc`` and
 
     python benchmarks/bench_submit.py [--jobs 2000] [--clients 16] [--workers 1]
         [--database postgresql] [--baseline REF ...] [--sbatch] [--runs 1] [--json OUT]
+        [--profile STATS] [--no-access-log]
 
 The clients are ``http.client`` threads, one keep-alive connection each: about 0.2 ms of
 CPU per submission, a tenth of the server's; ``bench_sbatch.py``'s clients are the same
 number of threads, each running ``sbatch`` processes (the CPU of those is sbatch's own).
+
+The servers run as deployed, with their access log (a line per request on stderr, about
+0.1 ms of the server's CPU; ``slurmctld`` too logs every submission, at ``info``);
+``--no-access-log`` serves every variant that has the option without it.
+``--profile OUT`` serves this tree under cProfile (``_profiled.py``; the event loop's thread)
+to see where its CPU goes; the figures of such a run are not the server's.
 
 The clients run on the same 2-core machine as the servers and the database, so the figures
 are a floor for the server alone and vary with what else the machine does. The per-tenant
@@ -58,6 +65,7 @@ from _common import PG_DSN, create_pg_database, drop_pg_database, git_tree
 from gpulease.sim.metrics import percentile
 
 ROOT = Path(__file__).resolve().parents[1]
+PROFILED = Path(__file__).resolve().parent / "_profiled.py"
 BODY = {"gpus": 4, "purpose": "financial AI", "command": "train", "duration_s": 5}
 
 
@@ -67,6 +75,7 @@ class Variant:
     src: Path  # the gpulease sources to run (PYTHONPATH)
     scheduler_apart: bool  # a `gpulease scheduler` process beside an API-only server
     scheduler: bool = True  # False: no scheduler at all (the API's own ceiling)
+    profile: Path | None = None  # run the API server under cProfile, its stats here
 
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -129,7 +138,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def deployed(
-    variant: Variant, url: str, data_dir: Path, workers: int
+    variant: Variant, url: str, data_dir: Path, workers: int, access_log: bool
 ) -> Iterator[tuple[str, str, Processes]]:
     """The variant's demo installation served on ``url``: (base URL, a tenant's token, its
     processes)."""
@@ -143,6 +152,10 @@ def deployed(
         GPULEASE_SUBMISSIONS_PER_MINUTE="10000000",
     )
     cli = [sys.executable, "-m", "gpulease.cli"]
+    # the server under cProfile (the event loop's thread only: the submission's path)
+    server = (
+        cli if variant.profile is None else [sys.executable, str(PROFILED), str(variant.profile)]
+    )
     init = subprocess.run(
         [*cli, "init", "--demo", "--json"], env=env, capture_output=True, text=True, check=True
     )
@@ -150,9 +163,11 @@ def deployed(
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    serve = [*cli, "serve", "--port", str(port), "--workers", str(workers)]
+    serve = [*server, "serve", "--port", str(port), "--workers", str(workers)]
     if not variant.scheduler:
         serve.append("--no-scheduler")
+    if not access_log and "access_log" in (variant.src / "gpulease/cli/server.py").read_text():
+        serve.append("--no-access-log")  # every variant alike, where `serve` has the option
     processes = [subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL)]
     if variant.scheduler and variant.scheduler_apart:
         processes.append(subprocess.Popen([*cli, "scheduler"], env=env, stdout=subprocess.DEVNULL))
@@ -253,7 +268,11 @@ def run_variant(variant: Variant, args: argparse.Namespace, tmp: Path) -> dict[s
         url = f"sqlite:///{tmp}/{variant.label}.db"
     try:
         data_dir = tmp / variant.label
-        with deployed(variant, url, data_dir, args.workers) as (base, token, processes):
+        with deployed(variant, url, data_dir, args.workers, args.access_log) as (
+            base,
+            token,
+            processes,
+        ):
             submit_all(base, token, min(50, args.jobs), args.clients)  # warm-up
             before = processes.cpu()
             result = submit_all(base, token, args.jobs, args.clients)
@@ -335,7 +354,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
                 results[label] = run_variant(base, args, Path(tmp))
                 results[label]["ref"] = ref
                 labels.append(label)
-        ours = Variant("this tree", ROOT / "src", True, not args.no_scheduler)
+        ours = Variant("this tree", ROOT / "src", True, not args.no_scheduler, args.profile)
         results["this tree"] = run_variant(ours, args, Path(tmp))
         labels.append("this tree")
     if args.sbatch:
@@ -366,6 +385,19 @@ def main() -> None:
         action="append",
         default=[],
         help="also run the code at this git ref (repeatable)",
+    )
+    parser.add_argument(
+        "--no-access-log",
+        dest="access_log",
+        action="store_false",
+        help="serve every variant whose `serve` has the option without its access log",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="OUT",
+        help="run this tree's API server under cProfile and write its stats to OUT "
+        "(pstats; slows the server: not for the figures)",
     )
     parser.add_argument("--runs", type=int, default=1, help="repeat the whole comparison")
     parser.add_argument("--sbatch", action="store_true", help="also run bench_sbatch.py")

@@ -8,7 +8,9 @@ thread for its lifetime instead. The loop decides only while its process holds t
 lease, so any number of API processes can share one PostgreSQL, and ``/health`` reports
 the scheduler's state from the database wherever it runs. Every request body passes
 :class:`~gpulease.api.limits.BodyLimits` (size cap, JSON depth) before a route, a dependency
-or a parser sees it.
+or a parser sees it. On PostgreSQL, job submissions also have a few connections of their
+own on the event loop (``app.state.submissions``, ``persistence.submission``; closed with
+the app's lifespan).
 
 Client address. ``request.client`` is the TCP peer, unless the peer is one of the configured
 ``trusted_proxies``: then uvicorn's ``ProxyHeadersMiddleware`` (installed here, not by the
@@ -32,6 +34,7 @@ from gpulease.api import docs, errors
 from gpulease.api.limits import BodyLimits
 from gpulease.api.ratelimit import ApiLimits
 from gpulease.api.routes import admin, compliance, jobs, leases, nodes, reports, system
+from gpulease.persistence import submission
 from gpulease.services.context import ServiceContext
 from gpulease.services.scheduler_loop import SchedulerLoop
 from gpulease.services.scheduling import LiveScheduler
@@ -40,6 +43,10 @@ from gpulease.settings import Settings
 
 OPENAPI_URL = "/api/v1/openapi.json"
 UPLOAD_PATHS = ("/api/v1/lists",)  # multipart uploads: capped at max_upload_bytes
+# Connections of the event loop's pool for job submissions: each holds one for two short
+# statements, so a few keep up with many concurrent requests on one interpreter.
+SUBMISSION_CONNECTIONS = 4
+TAGS = ("system", "leases", "jobs", "nodes", "administration", "compliance", "reports")
 
 
 def create_app(settings: Settings | None = None, ctx: ServiceContext | None = None) -> FastAPI:
@@ -61,6 +68,8 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
         finally:
             if loop is not None:
                 loop.stop()
+            if app.state.submissions is not None:
+                await app.state.submissions.close()
             ctx.db.dispose()
 
     app = FastAPI(
@@ -71,10 +80,14 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
         openapi_url=OPENAPI_URL,
         docs_url=None,  # served by ``docs`` from packaged files: the default needs a CDN
         redoc_url=None,
+        # the documentation's order of sections (the submission's route is matched first)
+        openapi_tags=[{"name": tag} for tag in TAGS],
     )
     app.state.ctx = ctx
     app.state.loop = None
     app.state.limits = ApiLimits.from_settings(settings, ctx.clock)
+    # a job submission's statements on the event loop (PostgreSQL; routes.jobs)
+    app.state.submissions = submission.for_url(ctx.db.url, SUBMISSION_CONNECTIONS)
     if settings.trusted_proxies:
         # X-Forwarded-For/-Proto are believed from these peers only; the server itself
         # (cli.server) never rewrites the client, so the app behaves alike in-process
@@ -88,6 +101,7 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
         upload_paths=UPLOAD_PATHS,
     )
     docs.install(app, openapi_url=OPENAPI_URL)
+    app.include_router(jobs.submissions, prefix="/api/v1")  # first: the most frequent route
     for module in (system, leases, jobs, nodes, admin, compliance, reports):
         app.include_router(module.router, prefix="/api/v1")
     return app

@@ -6,8 +6,9 @@ Authentication is limited per client address (``api.ratelimit.AuthFailures``): t
 
 Every route authenticates through :func:`get_principal` (``identity.check``: a token checked
 recently costs one read of the authentication epoch), except a job submission, which takes
-the cached credential (:func:`get_submitter`, on the event loop, no database) and confirms it
-inside its single transaction.
+the cached credential (:func:`get_submitter`, on the event loop, no database; the
+submission's own handler calls :func:`recalled_submitter` and :func:`bearer_token` to do
+the same without FastAPI) and confirms it inside its single transaction or statement.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from gpulease.api.ratelimit import ApiLimits
 from gpulease.domain.access import Principal
 from gpulease.domain.errors import Unauthenticated
+from gpulease.persistence.submission import LeanSubmissions
 from gpulease.services import auth_cache, identity
 from gpulease.services.auth_cache import Credential
 from gpulease.services.context import ServiceContext
@@ -73,12 +75,20 @@ class Submitter:
     address: str
     peer: bool  # the transport gave a client address (HTTP over TCP)
     noted: bool  # the access was noted already (a token read from the database now)
+    lean: LeanSubmissions | None  # the event loop's statements (PostgreSQL), or None
 
     def note_access(self) -> None:
         """Record the access (``identity.note_access``; may write: call it in a worker
         thread)."""
         if self.peer and not self.noted:
             identity.note_access(self.ctx, self.credential.principal, self.address)
+
+    def note_access_in_memory(self) -> bool:
+        """Record the access if that writes nothing now (``identity.note_access_in_memory``,
+        safe on the event loop); False: call :meth:`note_access` in a worker thread."""
+        if not self.peer or self.noted:
+            return True
+        return identity.note_access_in_memory(self.ctx, self.credential.principal, self.address)
 
 
 async def get_submitter(
@@ -89,22 +99,50 @@ async def get_submitter(
     recalled from memory on the event loop (``auth_cache.recall``); any other request (no
     token, an unknown or expired one) is authenticated in a worker thread as every route's
     is (:func:`get_principal`), so the event loop never waits on the database."""
+    token = credentials.credentials if credentials else None
+    recalled = recalled_submitter(request, token)
+    if recalled is not None:
+        return recalled
+    ctx: ServiceContext = request.app.state.ctx
+    limits: ApiLimits = request.app.state.limits
+    credential = await run_sync(_authenticated, request, ctx, limits, credentials, identity.recall)
+    return _submitter(request, credential, noted=True)
+
+
+def recalled_submitter(request: Request, token: str | None) -> Submitter | None:
+    """:func:`get_submitter` for a token this process keeps (on the event loop, reading no
+    database), with its checks and counts; None (nothing counted): the token must be read
+    in a worker thread. 429 once the client's address is blocked, before any lookup."""
     ctx: ServiceContext = request.app.state.ctx
     limits: ApiLimits = request.app.state.limits
     address = client_address(request)
-    token = credentials.credentials if credentials else None
     limits.auth.check(address, token)  # 429 before any lookup once the address is blocked
     known = auth_cache.recall(ctx, token, ctx.now())
-    if known is not None:
-        limits.auth.succeeded(address, known.token_hash)
-        credential, noted = known, False
-    else:
-        credential = await run_sync(
-            _authenticated, request, ctx, limits, credentials, identity.recall
-        )
-        noted = True
+    if known is None:
+        return None
+    limits.auth.succeeded(address, known.token_hash)
+    return _submitter(request, known, noted=False)
+
+
+def _submitter(request: Request, credential: Credential, *, noted: bool) -> Submitter:
+    ctx: ServiceContext = request.app.state.ctx
+    limits: ApiLimits = request.app.state.limits
     _count(limits, credential.principal)
-    return Submitter(ctx, limits, credential, address, request.client is not None, noted)
+    lean: LeanSubmissions | None = request.app.state.submissions
+    address = client_address(request)
+    return Submitter(ctx, limits, credential, address, request.client is not None, noted, lean)
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer TOKEN`` header, exactly as the routes'
+    ``HTTPBearer`` reads it (None: no header, another scheme or no token)."""
+    if not authorization:
+        return None
+    scheme, _, param = authorization.partition(" ")
+    token = param.strip()
+    if not scheme or not token or scheme.lower() != "bearer":
+        return None
+    return token
 
 
 def _authenticated(

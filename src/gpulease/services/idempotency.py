@@ -69,14 +69,19 @@ def remember(tx: Tx, user_id: str, idem: Idempotent, record_id: str, at: datetim
 
 def record_of(user_id: str, idem: Idempotent, record_id: str, at: datetime) -> IdempotencyRecord:
     """The row saying ``idem`` created ``record_id``, for the caller to insert with it."""
-    return IdempotencyRecord(
-        user_id=user_id,
-        key=idem.key,
-        fingerprint=idem.fingerprint,
-        status_code=201,
-        response={"id": record_id},
-        created_at=at,
-    )
+    return IdempotencyRecord(**record_values(user_id, idem, record_id, at))
+
+
+def record_values(user_id: str, idem: Idempotent, record_id: str, at: datetime) -> dict[str, Any]:
+    """:func:`record_of`'s column values (a caller that inserts without the ORM)."""
+    return {
+        "user_id": user_id,
+        "key": idem.key,
+        "fingerprint": idem.fingerprint,
+        "status_code": 201,
+        "response": {"id": record_id},
+        "created_at": at,
+    }
 
 
 def once(

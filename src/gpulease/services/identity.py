@@ -306,19 +306,32 @@ def _load(ctx: ServiceContext, tx: Tx, token_hash: str, now: datetime) -> Creden
 ACCESS_NOTE_INTERVAL_S = 60.0
 
 
+def note_access_in_memory(ctx: ServiceContext, principal: Principal, ip: str) -> bool:
+    """Count one request of ``principal`` from ``ip`` in the process if its record need not
+    be written now (written less than ``ACCESS_NOTE_INTERVAL_S`` ago); False: nothing was
+    counted, :func:`note_access` must run (it writes). Reads no database."""
+    now = ctx.now()
+    key = f"access:{principal.user_id}:{ip}"
+    found = ctx.cache.get(key)
+    last, pending = found if isinstance(found, tuple) else (None, 0)
+    if isinstance(last, datetime) and (now - last).total_seconds() < ACCESS_NOTE_INTERVAL_S:
+        ctx.cache[key] = (last, pending + 1)
+        return True
+    return False
+
+
 def note_access(ctx: ServiceContext, principal: Principal, ip: str) -> None:
     """Record that ``principal`` reached the API from ``ip`` (customer identification rules
     ask for the IP addresses used and when). Requests are counted in the process and written
     at most once a minute per user and address, so the hot path rarely writes; the row's
     ``last_seen`` and ``requests`` lag by at most a minute of this process's traffic."""
+    if note_access_in_memory(ctx, principal, ip):
+        return
     now = ctx.now()
     key = f"access:{principal.user_id}:{ip}"
     found = ctx.cache.get(key)
-    last, pending = found if isinstance(found, tuple) else (None, 0)
+    _last, pending = found if isinstance(found, tuple) else (None, 0)
     pending += 1
-    if isinstance(last, datetime) and (now - last).total_seconds() < ACCESS_NOTE_INTERVAL_S:
-        ctx.cache[key] = (last, pending)
-        return
     ctx.cache[key] = (now, 0)
     with ctx.db.transaction() as tx:
         row = tx.first(

@@ -6,33 +6,38 @@ could ever be placed (a ``required`` job larger than an NVLink domain is refused
 the reason, instead of waiting forever; decided once per job shape). A queued job always
 carries, in words, why it waits; the scheduler rewrites that reason when it changes.
 
-A submission is one short transaction of two statements on PostgreSQL: one read (the
-authentication epoch, the tenant's standing and the ``Idempotency-Key`` record,
-``persistence.auth``), then one insert of the job, its audit record and its idempotency
-record (``Tx.insert_new``; three inserts on SQLite). Everything else is
-decided before it from memory: the token checked recently (``services.auth_cache``, confirmed
-against the epoch the read returns), the site's topology, ``never_fits`` per shape.
+A submission is two statements on PostgreSQL: one read (the authentication epoch, the
+tenant's standing and the ``Idempotency-Key`` record, ``persistence.auth``), then one insert
+of the job, its audit record, its idempotency record and its change-feed row
+(``Tx.insert_new``; three inserts on SQLite). Everything else is decided before it from
+memory: the token checked recently (``services.auth_cache``, confirmed against the epoch the
+read returns), the site's topology, ``never_fits`` per shape. :func:`submit` runs them in one
+transaction through the session (a worker thread); :func:`submit_lean`, the API's path, runs
+the same two on the event loop without a session (``persistence.submission``) when nothing
+but a fresh insert is to be decided, and otherwise leaves the request to :func:`submit`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from gpulease.domain.access import Action, Principal, Scope
 from gpulease.domain.clock import to_seconds
-from gpulease.domain.errors import AlreadyEnded, Denied, InvalidRequest, NotFound
+from gpulease.domain.errors import AlreadyEnded, Denied, DomainError, InvalidRequest, NotFound
 from gpulease.domain.models import JobSpec, PriorityClass, TopologyMode, TopologyRequest
 from gpulease.domain.states import TERMINAL_JOB_STATES, JobState, LeaseState
 from gpulease.persistence import auth as auth_store
 from gpulease.persistence.db import DuplicateRecord, Tx
-from gpulease.persistence.tables import AuditRecord, Base, GpuAllocation, Job, Lease
+from gpulease.persistence.submission import LeanSubmissions, RowsRefused
+from gpulease.persistence.tables import AuditRecord, Base, GpuAllocation, Job, Lease, Tenant
 from gpulease.scheduler.placement import never_fits
-from gpulease.services import audit, identity, kyc, runs
+from gpulease.services import audit, auth_cache, identity, kyc, runs, standing
 from gpulease.services.auth_cache import Credential
 from gpulease.services.context import ServiceContext, new_id
-from gpulease.services.idempotency import Idempotent, record_of, replayed
+from gpulease.services.idempotency import Idempotent, record_of, record_values, replayed
 from gpulease.services.inventory import cached_topology, default_site
 
 TEXT_LIMIT = 200  # the purpose and name columns
@@ -126,6 +131,88 @@ def submit(
     raise AssertionError("unreachable")
 
 
+async def submit_lean(
+    ctx: ServiceContext,
+    store: LeanSubmissions,
+    credential: Credential,
+    sub: JobSubmission,
+    idem: Idempotent | None = None,
+) -> tuple[dict[str, Any], str] | None:
+    """:func:`submit` on the event loop, for the common case: the credential still holds,
+    the key is new, no lease is named. The same checks (``persistence.submission``): the
+    facts read, then the rows inserted; or, when the tenant's row was read before and
+    admits the job, one statement that reads the facts and inserts only if they are the
+    ones decided on (else the job is decided again on what it read). Returns the queued
+    job's column values and its tenant's name, or None when nothing was written and the
+    caller must take :func:`submit`, which decides every other case as it always has (a
+    revoked or re-read credential, an unknown tenant, a replayed or mismatched key, a
+    named lease, a key taken by a racing request)."""
+    principal = credential.principal
+    checked = _checked(ctx, principal, sub)
+    if sub.lease_id is not None:
+        return None
+    job, said = _values(principal, sub, checked)
+    trail = audit.values(**said)
+    key = None if idem is None else record_values(principal.user_id, idem, job["id"], checked.now)
+    kept = store.kept(checked.tenant_id)
+    try:
+        if kept is not None and _admitted(ctx, credential, kept.tenant, sub.purpose):
+            # decided on the tenant's row as last read: inserted only if it still reads so,
+            # with the credential's epoch and no record of the key (one round trip)
+            inserted, facts = await store.insert_if(
+                job, trail, key, user_id=principal.user_id, epoch=credential.epoch, kept=kept
+            )
+            if inserted:
+                return job, kept.tenant.name
+        else:
+            facts = await store.facts(
+                checked.tenant_id, principal.user_id, idem.key if idem else None
+            )
+        # decided on what was read now (nothing was written)
+        if facts is None or facts.replay_fingerprint is not None:
+            return None
+        if not auth_cache.of(ctx).valid(credential, facts.epoch, ctx.now()):
+            return None  # the epoch moved: submit() reads the token again
+        _admit(ctx, facts.tenant, sub.purpose)
+        await store.insert(job, trail, key)
+    except RowsRefused:
+        return None
+    return job, facts.tenant.name
+
+
+def _admitted(ctx: ServiceContext, credential: Credential, tenant: Tenant, purpose: str) -> bool:
+    """Whether the submission is admitted on a kept tenant row and the credential as kept
+    (False: decide on a fresh read; a refusal is never raised on a kept row)."""
+    if credential.expired(ctx.now()):
+        return False
+    try:
+        _admit(ctx, tenant, purpose)
+    except DomainError:
+        return False
+    return True
+
+
+ADMITTED_PURPOSES = 4096  # end-use decisions remembered per process; more empties the memo
+
+
+def _admit(ctx: ServiceContext, tenant: Tenant, purpose: str) -> None:
+    """``kyc.admit``, its end-use decision remembered: that decision (``check_purpose``)
+    depends only on the declared purpose, the tenant's approved end uses and the policy in
+    force on the day, so an allowed one is recalled for the same three while the tenant's
+    standing (checked every time) is approved. A refusal is never remembered: it is decided
+    and raised by ``kyc.admit`` each time."""
+    now = ctx.now()
+    policies = id(ctx.cache.get("policy_set"))  # kyc.policy_on's policy set, loaded once
+    key = (purpose, tuple(tenant.approved_end_uses), now.date(), policies)
+    memo: dict[tuple[object, ...], bool] = ctx.cache.setdefault("admitted_purposes", {})
+    if memo.get(key) and standing.is_approved(tenant, now):
+        return
+    kyc.admit(ctx, tenant, purpose)
+    if len(memo) >= ADMITTED_PURPOSES:
+        memo.clear()
+    memo[key] = True
+
+
 @dataclass(frozen=True, slots=True)
 class _Checked:
     """A submission validated before any database work."""
@@ -209,12 +296,7 @@ def _create(
 ) -> tuple[Job, AuditRecord]:
     """The new job and its audit record, for the caller to insert (admission checked by the
     caller; a named lease is read in ``tx``)."""
-    tenant_id, site_id, job_id, now = (
-        checked.tenant_id,
-        checked.site_id,
-        checked.job_id,
-        checked.now,
-    )
+    tenant_id, site_id = checked.tenant_id, checked.site_id
     if sub.lease_id is not None:
         lease = tx.get(Lease, sub.lease_id)
         if lease is None or lease.tenant_id != tenant_id:
@@ -223,46 +305,70 @@ def _create(
             raise InvalidRequest(f"lease {lease.id} is at site {lease.site_id}", field="lease_id")
         if LeaseState(lease.state) in DEAD_LEASE_STATES:
             raise InvalidRequest(f"lease {lease.id} is {lease.state}", field="lease_id")
-    job = Job(
-        id=job_id,
-        tenant_id=tenant_id,
-        site_id=site_id,
-        lease_id=sub.lease_id,
-        name=sub.name or job_id,
-        image=sub.image,
-        command=sub.command,
-        gpus=sub.gpus,
-        gpus_per_node=sub.gpus_per_node,
-        topology=checked.mode.value,
-        segment=sub.segment,
-        walltime_s=sub.walltime_s,
-        duration_s=sub.duration_s,
-        priority=checked.priority.name.lower(),
-        purpose=sub.purpose.strip(),
-        preemptible=sub.preemptible,
-        requeueable=sub.requeueable,
-        state=JobState.QUEUED.value,
-        wait_reason="waiting for the scheduler's next pass",
-        end_reason="",
-        submitted_at=now,
-        attained_gpu_s=0.0,
-        run_s=0.0,
-        starts=0,
-        preemptions=0,
-        borrowed=False,
-        preempt_reason="",
-        created_by=actor.user_id,
+    return _rows(actor, sub, checked)
+
+
+def _rows(actor: Principal, sub: JobSubmission, checked: _Checked) -> tuple[Job, AuditRecord]:
+    """The new job and its audit record (its lease, if any, checked by the caller)."""
+    job, trail = _values(actor, sub, checked)
+    return Job(**job), audit.entry(**trail)
+
+
+_SUBMISSION_FIELDS = tuple(f.name for f in fields(JobSubmission))
+
+
+def _values(
+    actor: Principal, sub: JobSubmission, checked: _Checked
+) -> tuple[dict[str, Any], audit.AuditFields]:
+    """The column values of the new job and what its audit record says."""
+    tenant_id, site_id, job_id, now = (
+        checked.tenant_id,
+        checked.site_id,
+        checked.job_id,
+        checked.now,
     )
-    trail = audit.entry(
-        at=now,
-        actor=actor.user_id,
-        action="job.submit",
-        subject_type="job",
-        subject_id=job_id,
-        after={k: v for k, v in asdict(sub).items() if v is not None}
+    purpose = sub.purpose.strip()
+    job = {
+        "id": job_id,
+        "tenant_id": tenant_id,
+        "site_id": site_id,
+        "lease_id": sub.lease_id,
+        "name": sub.name or job_id,
+        "image": sub.image,
+        "command": sub.command,
+        "gpus": sub.gpus,
+        "gpus_per_node": sub.gpus_per_node,
+        "topology": checked.mode.value,
+        "segment": sub.segment,
+        "walltime_s": sub.walltime_s,
+        "duration_s": sub.duration_s,
+        "priority": checked.priority.name.lower(),
+        "purpose": purpose,
+        "preemptible": sub.preemptible,
+        "requeueable": sub.requeueable,
+        "state": JobState.QUEUED.value,
+        "wait_reason": "waiting for the scheduler's next pass",
+        "end_reason": "",
+        "submitted_at": now,
+        "attained_gpu_s": 0.0,
+        "run_s": 0.0,
+        "starts": 0,
+        "preemptions": 0,
+        "borrowed": False,
+        "preempt_reason": "",
+        "created_by": actor.user_id,
+    }
+    given = ((name, getattr(sub, name)) for name in _SUBMISSION_FIELDS)
+    trail: audit.AuditFields = {
+        "at": now,
+        "actor": actor.user_id,
+        "action": "job.submit",
+        "subject_type": "job",
+        "subject_id": job_id,
+        "after": {k: v for k, v in given if v is not None}
         | {"tenant_id": tenant_id, "site_id": site_id},
-        reason=f"declared purpose: {sub.purpose.strip()}",
-    )
+        "reason": f"declared purpose: {purpose}",
+    }
     return job, trail
 
 
