@@ -8,9 +8,11 @@ One pass (:meth:`LiveScheduler.tick`) per site:
    time). When admission changed, held tenants' work is held (and drained, if so set).
 3. **State**: the leader keeps the core's state between passes (``services.live_state``)
    and applies what changed since the last pass from the change feed; it rebuilds from a
-   full snapshot (``services.snapshot``) on taking leadership, when admission changed, when
-   a change cannot be taken as a delta, and every ``consistency_check_s`` (then it compares
-   the kept state with the rebuilt one, logs any divergence and keeps the rebuilt one).
+   full snapshot (``services.snapshot``) on taking leadership, when admission changed, and
+   when a change cannot be taken as a delta. Every ``consistency_check_s`` a check builds a
+   fresh state beside the passes (``services.consistency``: a thread that waits while a
+   pass runs); the pass after it is built compares, logs any divergence and, if there is
+   one, rebuilds (repair).
 4. **Reconcile** the executor with the kept state: a run nobody wants is stopped; a run the
    state holds but the executor does not is adopted, or requeued if it cannot be.
 5. **Decide** outside any transaction: ``Scheduler.step(state, now)``, the same call the
@@ -37,6 +39,7 @@ import gc
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -55,14 +58,15 @@ from gpulease.scheduler.engine import Decisions, Scheduler, SchedulerConfig, app
 from gpulease.scheduler.ordering import make_policy
 from gpulease.scheduler.state import SchedulerState
 from gpulease.services import collection, kyc, leases, runs
+from gpulease.services.consistency import Check, Gate
 from gpulease.services.containment import Defect, describe, still_applies
 from gpulease.services.containment import fail as fail_job
 from gpulease.services.context import ServiceContext
 from gpulease.services.decision_apply import ACTOR, Applied, Applier, Basis, Explained, launch_of
 from gpulease.services.inventory import SiteTopology, cached_topology
-from gpulease.services.live_state import NeedsRebuild, SiteState, divergences
+from gpulease.services.live_state import NeedsRebuild, SiteState
 from gpulease.services.runs import GpuRow
-from gpulease.services.snapshot import Snapshot, rebuild, take_snapshot
+from gpulease.services.snapshot import Pause, Snapshot, rebuild, take_snapshot
 
 __all__ = ["LiveScheduler", "LostLeadership", "PassReport"]
 
@@ -88,6 +92,7 @@ class PassReport:
     rebuilt: str = ""  # why the kept state was rebuilt this pass ("" = kept, deltas applied)
     changes: int = 0  # rows reloaded from the change feed
     divergences: list[str] = field(default_factory=list)  # found by a consistency check
+    checked: str = ""  # a consistency check: "started", "equal", "diverged", "failed: ..."
 
 
 class LiveScheduler:
@@ -105,22 +110,33 @@ class LiveScheduler:
         self.failed_passes = 0  # site passes (or whole passes) that failed; retried
         self.divergences = 0  # consistency checks that found the kept state wrong
         self._sites: dict[str, SiteState] = {}  # kept state per site (this leader's)
+        self._checks: dict[str, Check] = {}  # consistency checks under way, per site
+        self._gate = Gate()  # shut while a pass runs: the checks' threads wait
         self._term: int | None = None
 
     def reset_state(self) -> None:
         """Drop the kept state: the next pass rebuilds every site from the database."""
         self._sites.clear()
+        self._checks.clear()  # their threads end on their own; nobody reads them
+
+    def wait_for_checks(self, timeout: float | None = None) -> bool:
+        """Wait until the consistency checks under way are built (True: all are)."""
+        return all(check.wait(timeout) for check in list(self._checks.values()))
 
     # ------------------------------------------------------------------ one pass
     def tick(self) -> list[PassReport]:
+        with self._gate.shut():
+            return self._tick()
+
+    def _tick(self) -> list[PassReport]:
         now = self.ctx.now()
         if self.leadership is not None and not self.leadership.still_held():
             log.warning("scheduler %s does not hold the leader lease: no pass", self.name)
-            self._sites.clear()
+            self.reset_state()
             return []
         term = self.leadership.term if self.leadership is not None else None
         if term != self._term:  # leadership (re)taken: nothing kept is trusted
-            self._sites.clear()
+            self.reset_state()
             self._term = term
         kyc.expire(self.ctx, now)
         kyc.screen_unscreened(self.ctx)
@@ -135,7 +151,7 @@ class LiveScheduler:
                 reports.append(self._site_pass(site_id, now, completions, admit))
             except LostLeadership as lost:
                 log.warning("scheduler %s stops deciding: %s", self.name, lost)
-                self._sites.clear()
+                self.reset_state()
                 break
             except Exception:  # one site's failure must not stop the others' passes
                 self.failed_passes += 1
@@ -347,24 +363,26 @@ class LiveScheduler:
             why = "no kept state (leadership taken)"
         elif site.admission_key != admit.key:
             why = "admission changed"
-        elif site.age_s >= self.ctx.settings.consistency_check_s:
-            why = "consistency check"
         if site is not None and not why:
+            check = self._check_of(site, now, admit, report)
             try:
                 with self.ctx.db.transaction(write=False) as tx:
                     changes = site.feed.read(tx)
                     report.changes += site.sync(tx, changes, now, self.name, admit)
                     site.follow_leases(tx, now)
+                if check is not None:
+                    check.saw(changes)
                 if site.defects:
                     defects, site.defects = site.defects, []
                     self._fail(site_id, now, defects, report)
-                return site
+                if check is None or not check.done.is_set() or not self._diverged(check, report):
+                    return site
+                why = "consistency check"
             except NeedsRebuild as error:
                 why = f"a change it cannot apply: {error}"
         report.rebuilt = why
+        self._checks.pop(site_id, None)
         fresh = self._build(site_id, topology, now, admit, report)
-        if site is not None and why == "consistency check":
-            self._compare(site, fresh, now, admit, report)
         self._sites[site_id] = fresh
         return fresh
 
@@ -402,28 +420,61 @@ class LiveScheduler:
         site.unclaimed.extend(snap.unclaimed)
         return site
 
-    def _compare(
-        self, kept: SiteState, fresh: SiteState, now: datetime, admit: Admission, report: PassReport
-    ) -> None:
-        """The consistency check: the kept state, brought up to the rebuild's moment, must
-        equal the rebuilt one (jobs changed meanwhile are left out of the comparison)."""
+    # --------------------------------------------------------- consistency check
+    def _check_of(
+        self, site: SiteState, now: datetime, admit: Admission, report: PassReport
+    ) -> Check | None:
+        """The site's check under way, or one begun now if due (``services.consistency``)."""
+        check = self._checks.get(site.site_id)
+        if check is not None and check.kept is site:
+            return check
+        if site.age_s < self.ctx.settings.consistency_check_s:
+            self._checks.pop(site.site_id, None)
+            return None
+        held = frozenset(admit.held)
+
+        def build(pause: Pause) -> tuple[Snapshot, SchedulerState]:
+            return self._build_beside(site.site_id, site.topology, now, held, pause)
+
+        check = self._checks[site.site_id] = Check.begin(site, now, build, self._gate)
+        report.checked = "started"
+        return check
+
+    def _build_beside(
+        self,
+        site_id: str,
+        topology: SiteTopology,
+        now: datetime,
+        held: frozenset[str],
+        pause: Pause,
+    ) -> tuple[Snapshot, SchedulerState]:
+        """A check's fresh state (in the check's thread: reads, never writes)."""
+        snap = take_snapshot(self.ctx, site_id, now, held, pause)
+        return snap, rebuild(topology, snap, pause)
+
+    def _diverged(self, check: Check, report: PassReport) -> bool:
+        """Read a built check: log what diverged; True if the kept state must be rebuilt."""
+        kept = check.kept
+        del self._checks[kept.site_id]
+        kept.built_at = time.monotonic()  # the next check is due a period from now
         try:
-            with self.ctx.db.transaction(write=False) as tx:
-                changes = kept.feed.read(tx)
-                kept.sync(tx, changes, now, self.name, admit)
-                kept.follow_leases(tx, now)
-        except NeedsRebuild as error:
-            report.divergences = [f"the kept state could not follow a change: {error}"]
-        else:
-            moving = {c.ref for c in changes}
-            report.divergences = divergences(kept.state, fresh.state, skip=moving)
-        if report.divergences:
-            self.divergences += 1
-            log.error(
-                "scheduler state for site %s diverged from the database (repaired): %s",
-                kept.site_id,
-                "; ".join(report.divergences),
-            )
+            report.divergences = check.verdict()
+        except Exception as error:
+            report.checked = f"failed: {describe(error)}"
+            log.error("consistency check of site %s failed: %s", kept.site_id, describe(error))
+            return False
+        collection.freeze_after_pass()  # the records kept since the last freeze too
+        if not report.divergences:
+            report.checked = "equal"
+            return False
+        report.checked = "diverged"
+        self.divergences += 1
+        log.error(
+            "scheduler state for site %s diverged from the database (repaired): %s",
+            kept.site_id,
+            "; ".join(report.divergences),
+        )
+        return True
 
     # ------------------------------------------------------------------ reconcile
     def _reconcile(self, site: SiteState, now: datetime, report: PassReport) -> bool:
@@ -570,6 +621,9 @@ class LiveScheduler:
         for job_id, since in applied.claims.items():
             site.set_claim(job_id, since)
         assert applied.decisions is not None
+        check = self._checks.get(site.site_id)
+        if check is not None:  # what the decisions moved is not compared
+            check.decided(applied.decisions, [*applied.rows, *applied.claims])
         try:
             apply_decisions(site.state, applied.decisions)
             site.admit_requeued([p.job_id for p in applied.decisions.requeues], admit)
