@@ -53,7 +53,7 @@ from gpulease.persistence.change_feed import writing_as
 from gpulease.persistence.change_reader import ChangeFeed
 from gpulease.persistence.db import Tx, is_outage
 from gpulease.persistence.leader import Leadership
-from gpulease.persistence.tables import Job, JobLog, SchedulerStatus, Site, Tenant
+from gpulease.persistence.tables import Job, SchedulerStatus, Site, Tenant
 from gpulease.scheduler.engine import Decisions, Scheduler, SchedulerConfig, apply_decisions
 from gpulease.scheduler.ordering import make_policy
 from gpulease.scheduler.state import SchedulerState
@@ -307,45 +307,7 @@ class LiveScheduler:
             return
         with self.ctx.db.transaction() as tx:
             self._fence(tx)
-            # locked: a concurrent cancel must wait, not make this whole batch stale
-            jobs = bulk.lock_jobs(tx, [done.job_id for done in completions])
-            ending = [
-                done
-                for done in completions
-                if (job := jobs.get(done.job_id)) is not None
-                and job.site_id == site_id
-                and job.state == JobState.RUNNING
-                and job.starts == done.run  # else an old run's late news
-            ]
-            if not ending:
-                return
-            batch = bulk.RowBatch()  # allocations closed and audit rows written set at a time
-            ids = [done.job_id for done in ending]
-            logs = {
-                row.job_id: row for row in tx.all(tx.select(JobLog).where(JobLog.job_id.in_(ids)))
-            }
-            for done in ending:
-                job = jobs[done.job_id]
-                outcome = JobState.SUCCEEDED if done.exit_code == 0 else JobState.FAILED
-                runs.stop_run(
-                    tx,
-                    job,
-                    done.ended_at,
-                    outcome,
-                    actor=ACTOR,
-                    exit_code=done.exit_code,
-                    reason="exit 0" if done.exit_code == 0 else f"exit {done.exit_code}",
-                    batch=batch,
-                )
-                stored = logs.get(job.id)
-                if stored is None:
-                    tx.add(JobLog(job_id=job.id, text=done.log))
-                else:
-                    stored.text = (stored.text + "\n" + done.log)[-(1 << 20) :]
-                report.finished.append(job.id)
-            bulk.update_jobs(tx, (jobs[done.job_id] for done in ending))
-            tx.flush()
-            batch.write(tx)
+            report.finished += runs.finish_runs(tx, site_id, completions, actor=ACTOR)
 
     # ------------------------------------------------------------ the kept state
     def _current(
