@@ -143,7 +143,7 @@ class SiteState:
         rows.sort(key=lambda j: (j.submitted_at, j.id))
         for row in rows:
             if row.site_id == self.site_id:
-                self._sync_job(tx, row, now, admit)
+                self._sync_job(row, now, admit)
         return len(rows) + len(node_ids)
 
     def _sync_nodes(self, tx: Tx, node_ids: set[str], now: datetime) -> None:
@@ -159,7 +159,7 @@ class SiteState:
                 raise NeedsRebuild(f"node {node.id}: {error}") from error
             self.node_states[node.id] = node.state
 
-    def _sync_job(self, tx: Tx, row: Job, now: datetime, admit: Admission) -> None:
+    def _sync_job(self, row: Job, now: datetime, admit: Admission) -> None:
         record = self.state.jobs.get(row.id)
         known = self.versions.get(row.id)
         if record is not None and known == row.version:
@@ -194,11 +194,21 @@ class SiteState:
                 self.state.begin_preemption(row.id, to_seconds(row.preempt_at), row.preempt_reason)
             self._remember(row)
         else:  # ended: succeeded, failed, cancelled
-            if held in (JobState.QUEUED, JobState.RUNNING):
-                end = to_seconds(row.ended_at or now)
-                self.state.stop(row.id, end, target, row.end_reason)
-                self.ended.append(row.id)
-            self._drop(row.id)
+            self._end(row, target, now)
+
+    def _end(self, row: Job, target: JobState, now: datetime) -> None:
+        record = self.state.jobs.get(row.id)
+        if record is not None and record.status in (JobState.QUEUED, JobState.RUNNING):
+            self.state.stop(row.id, to_seconds(row.ended_at or now), target, row.end_reason)
+            self.ended.append(row.id)
+        self._drop(row.id)
+
+    def finished(self, rows: Iterable[Job], now: datetime) -> None:
+        """Runs the leader itself ended (completions it wrote under its name, which the feed
+        skips), as their reload would have ended them, after this pass's :meth:`sync`."""
+        for row in rows:
+            if row.site_id == self.site_id:
+                self._end(row, JobState(row.state), now)
 
     def _admit(self, row: Job, now: datetime, admit: Admission) -> None:
         """A queued job new to the state: held, defective, or submitted to the core."""

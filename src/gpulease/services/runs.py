@@ -207,10 +207,10 @@ def requeue_or_fail(tx: Tx, job: Job, now: datetime, *, reason: str, actor: str)
 
 def finish_runs(
     tx: Tx, site_id: str, completions: Sequence[Completion], *, actor: str
-) -> list[str]:
+) -> list[Job]:
     """The runs the executor reports ended become succeeded / failed, set at a time (the
     scheduler's pass); a report of another site's job or of an old run is ignored. Returns
-    the jobs finished."""
+    the job rows finished, as written."""
     # locked: a concurrent cancel must wait, not make this whole batch stale
     jobs = bulk.lock_jobs(tx, [done.job_id for done in completions])
     ending = [
@@ -226,6 +226,7 @@ def finish_runs(
     batch = RowBatch()  # allocations closed and audit rows written set at a time
     ids = [done.job_id for done in ending]
     logs = {row.job_id: row for row in tx.all(tx.select(JobLog).where(JobLog.job_id.in_(ids)))}
+    new_logs: list[dict[str, str]] = []
     for done in ending:
         job = jobs[done.job_id]
         outcome = JobState.SUCCEEDED if done.exit_code == 0 else JobState.FAILED
@@ -241,10 +242,12 @@ def finish_runs(
         )
         stored = logs.get(job.id)
         if stored is None:
-            tx.add(JobLog(job_id=job.id, text=done.log))
+            new_logs.append({"job_id": job.id, "text": done.log})
         else:
             stored.text = (stored.text + "\n" + done.log)[-(1 << 20) :]
-    bulk.update_jobs(tx, (jobs[done.job_id] for done in ending))
+    finished = [jobs[done.job_id] for done in ending]
+    bulk.update_jobs(tx, finished)
     tx.flush()
     batch.write(tx)
-    return ids
+    bulk.insert_rows(tx, JobLog, new_logs)  # after the flush: a log row needs its job's
+    return finished

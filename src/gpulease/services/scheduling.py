@@ -164,12 +164,14 @@ class LiveScheduler:
     ) -> PassReport:
         report = PassReport(site_id)
         topology = cached_topology(self.ctx, site_id)
-        self._finish(site_id, completions, report)
+        finished = self._finish(site_id, completions, report)
         kept = self._sites.get(site_id)
         if kept is None or kept.admission_key != admit.key:
             for job_id, reason in self._hold(site_id, now, admit, report):
                 self._stop(job_id, reason)
         site = self._current(site_id, topology, now, admit, report)
+        if not report.rebuilt:  # else the rebuild read them
+            site.finished(finished, now)
         if self._reconcile(site, now, report):
             site = self._current(site_id, topology, now, admit, report)
         decisions = site.scheduler.step(site.state, to_seconds(now))
@@ -302,12 +304,16 @@ class LiveScheduler:
         return stops
 
     # ---------------------------------------------------------------- completions
-    def _finish(self, site_id: str, completions: list[Completion], report: PassReport) -> None:
+    def _finish(self, site_id: str, completions: list[Completion], report: PassReport) -> list[Job]:
+        """End the runs the executor reports ended; written as the leader's own (the feed
+        skips them): the caller brings the kept state up to them (``SiteState.finished``)."""
         if not completions:
-            return
-        with self.ctx.db.transaction() as tx:
+            return []
+        with self.ctx.db.transaction() as tx, writing_as(self.name):
             self._fence(tx)
-            report.finished += runs.finish_runs(tx, site_id, completions, actor=ACTOR)
+            finished = runs.finish_runs(tx, site_id, completions, actor=ACTOR)
+        report.finished += [job.id for job in finished]
+        return finished
 
     # ------------------------------------------------------------ the kept state
     def _current(
