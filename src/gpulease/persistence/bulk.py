@@ -53,9 +53,18 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.types import TypeDecorator
 
-from gpulease.persistence.change_feed import announcements
+from gpulease.persistence.change_feed import announcement_values
 from gpulease.persistence.db import StaleRow, Tx
-from gpulease.persistence.tables import AuditRecord, Base, Gpu, GpuAllocation, Job, Node, Tenant
+from gpulease.persistence.tables import (
+    AuditRecord,
+    Base,
+    Gpu,
+    GpuAllocation,
+    Job,
+    Node,
+    SchedulerChange,
+    Tenant,
+)
 
 CHUNK = 900
 T = TypeVar("T")
@@ -319,10 +328,11 @@ def update_jobs(tx: Tx, rows: Iterable[Job]) -> int:
             f"UPDATE statement on table 'jobs' expected to update {len(taken)} row(s); "
             f"{len(written)} were matched."
         )
-    session.add_all(announcements(session, taken))
+    changes = announcement_values(session, taken)
     for row in taken:
         session.expunge(row)
         row.version += 1  # as the flush would (detached: nothing more is written)
+    insert_rows(tx, SchedulerChange, changes)  # after: its statement may autoflush
     return len(taken)
 
 
