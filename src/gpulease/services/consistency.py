@@ -93,6 +93,7 @@ class Check:
 
     def _run(self, build: Build, gate: Gate) -> None:
         try:
+            gate.wait()  # begun by a pass: read once it has ended
             snap, self.fresh = build(gate.wait)
             self.left_out = {d.job_id for d in snap.defects}
         except BaseException as error:  # reported by the pass that reads the check
