@@ -36,6 +36,7 @@ from datetime import datetime
 from gpulease.persistence.change_reader import Change
 from gpulease.scheduler.engine import Decisions
 from gpulease.scheduler.state import SchedulerState
+from gpulease.services.containment import describe
 from gpulease.services.live_state import SiteState, divergences
 from gpulease.services.snapshot import Pause, Snapshot
 
@@ -120,6 +121,24 @@ class Check:
         self.jobs.update(decisions.guaranteed_waiting)
 
     # ---------------------------------------------------------------- the verdict
+    def conclude(self) -> tuple[str, list[str]]:
+        """Once :attr:`done`: ("equal", []), ("diverged", what differs) or ("failed: why",
+        []), logged."""
+        site_id = self.kept.site_id
+        try:
+            found = self.verdict()
+        except Exception as error:
+            log.error("consistency check of site %s failed: %s", site_id, describe(error))
+            return f"failed: {describe(error)}", []
+        if not found:
+            return "equal", []
+        log.error(
+            "scheduler state for site %s diverged from the database (repaired): %s",
+            site_id,
+            "; ".join(found),
+        )
+        return "diverged", found
+
     def verdict(self) -> list[str]:
         """The divergences found (empty: none); only once :attr:`done`. A failed build
         raises its error."""

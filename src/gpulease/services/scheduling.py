@@ -421,28 +421,14 @@ class LiveScheduler:
         return snap, rebuild(topology, snap, pause)
 
     def _diverged(self, check: Check, report: PassReport) -> bool:
-        """Read a built check: log what diverged; True if the kept state must be rebuilt."""
-        kept = check.kept
-        del self._checks[kept.site_id]
-        kept.built_at = time.monotonic()  # the next check is due a period from now
-        try:
-            report.divergences = check.verdict()
-        except Exception as error:
-            report.checked = f"failed: {describe(error)}"
-            log.error("consistency check of site %s failed: %s", kept.site_id, describe(error))
-            return False
+        """Read a built check (logged there); True if the kept state must be rebuilt."""
+        del self._checks[check.kept.site_id]
+        check.kept.built_at = time.monotonic()  # the next check is due a period from now
         collection.freeze_after_pass()  # the records kept since the last freeze too
-        if not report.divergences:
-            report.checked = "equal"
-            return False
-        report.checked = "diverged"
-        self.divergences += 1
-        log.error(
-            "scheduler state for site %s diverged from the database (repaired): %s",
-            kept.site_id,
-            "; ".join(report.divergences),
-        )
-        return True
+        report.checked, report.divergences = check.conclude()
+        diverged = report.checked == "diverged"
+        self.divergences += 1 if diverged else 0
+        return diverged
 
     # ------------------------------------------------------------------ reconcile
     def _reconcile(self, site: SiteState, now: datetime, report: PassReport) -> bool:
