@@ -10,9 +10,10 @@ per second (default 100) through ``services.jobs.submit`` while this process dri
 scheduler the way the server does: ``LiveScheduler(ctx, executor)`` with the simulated
 executor, the leader lease taken before each pass (``SchedulerLoop``'s lock, as ``serve``
 runs it; ``--no-leader`` drives ``tick()`` without it), ``tick()`` then a sleep of
-``scheduler_interval_s``. Per pass: wall time and its thread's CPU time of ``tick()`` (a consistency check
-builds in a thread of its own; the lease's acquire is timed apart), SQL statements the engine issued (a ``before_cursor_execute`` listener), jobs
-started and finished, and the process RSS. Printed: p50/p95/p99/max pass time, statements
+``scheduler_interval_s``. Per pass: wall time of ``tick()`` and its thread's CPU time (a
+consistency check builds in a thread of its own; the lease's acquire is timed apart), SQL
+statements the engine issued (a ``before_cursor_execute`` listener), jobs started and
+finished, and the process RSS. Printed: p50/p95/p99/max pass time, statements
 per pass, RSS at start/middle/end, starts and completions per second achieved, submissions
 per second achieved with their latency, and the queue at the end. One pass in the middle is
 run under cProfile (``--profile N``: top N by cumulative time; the pass thread's CPU time,
