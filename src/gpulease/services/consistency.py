@@ -25,6 +25,9 @@ unread; a check whose thread failed is logged and the next one is due a period l
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import logging
 import threading
 import time
@@ -43,6 +46,25 @@ from gpulease.services.snapshot import Pause, Snapshot
 log = logging.getLogger("gpulease.scheduler")
 
 Build = Callable[[Pause], tuple[Snapshot, SchedulerState]]
+
+
+def _trim() -> None:
+    """Hand the C allocator's free pages back to the system (glibc's ``malloc_trim``; a
+    no-op elsewhere): a thread allocates in a malloc arena of its own, which otherwise keeps
+    the high-water mark of the snapshot it read."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim  # noqa: B018 (glibc only)
+    except (OSError, AttributeError):
+        return None
+    return libc
 
 
 class Gate:
@@ -100,6 +122,7 @@ class Check:
         except BaseException as error:  # reported by the pass that reads the check
             self.error = error
         finally:
+            _trim()  # the snapshot's rows are freed: their pages go back to the system
             self.done.set()
 
     def wait(self, timeout: float | None = None) -> bool:
