@@ -10,12 +10,15 @@ per second (default 100) through ``services.jobs.submit`` while this process dri
 scheduler the way the server does: ``LiveScheduler(ctx, executor)`` with the simulated
 executor, the leader lease taken before each pass (``SchedulerLoop``'s lock, as ``serve``
 runs it; ``--no-leader`` drives ``tick()`` without it), ``tick()`` then a sleep of
-``scheduler_interval_s``. Per pass: wall and CPU time of ``tick()`` (the lease's acquire is
-timed apart), SQL statements the engine issued (a ``before_cursor_execute`` listener), jobs
-started and finished, and the process RSS. Printed: p50/p95/p99/max pass time, statements
+``scheduler_interval_s``. Per pass: wall time of ``tick()`` and its thread's CPU time (a
+consistency check builds in a thread of its own; the lease's acquire is timed apart), SQL
+statements the engine issued (a ``before_cursor_execute`` listener), jobs started and
+finished, and the process RSS. Printed: p50/p95/p99/max pass time, statements
 per pass, RSS at start/middle/end, starts and completions per second achieved, submissions
 per second achieved with their latency, and the queue at the end. One pass in the middle is
-run under cProfile (``--profile N``: top N by cumulative time) and left out of the figures.
+run under cProfile (``--profile N``: top N by cumulative time; the pass thread's CPU time,
+not wall time, so waiting for a core or for PostgreSQL is left out) and left out of the
+figures; ``GPULEASE_BENCH_PSTATS=FILE`` dumps its statistics (for pstats' callers).
 
 Before and after in the same run: ``--baseline REF`` checks REF out in a temporary
 ``git worktree`` and runs the same measurement with ``PYTHONPATH`` on that tree's ``src``
@@ -277,11 +280,12 @@ def _drive(
         a0 = time.perf_counter()
         if lock is not None and not lock.acquire():  # the loop would wait, then ask again
             return {"at": time.time(), "not_leading": 1.0, "started": 0.0, "finished": 0.0}
-        s0, w0, c0 = statements[0], time.perf_counter(), time.process_time()
+        # CPU of the pass's own thread: a consistency check builds in a thread of its own
+        s0, w0, c0 = statements[0], time.perf_counter(), time.thread_time()
         n0 = warnings.count
         with between_passes():
             reports = profile.runcall(scheduler.tick) if profile is not None else scheduler.tick()
-            c1, w1 = time.process_time(), time.perf_counter()
+            c1, w1 = time.thread_time(), time.perf_counter()
         return {
             "collect_ms": (time.perf_counter() - w1) * 1000,  # after the pass, not in it
             "at": time.time(),
@@ -337,13 +341,15 @@ def _drive(
         profile_text = ""
         while time.time() < end:
             if passes and not profile_text and args.profile and time.time() >= middle:
-                profile = cProfile.Profile()
+                profile = cProfile.Profile(time.thread_time)  # CPU: waits for a core left out
                 profiled = one_pass(profile)
                 if profiled.get("not_leading"):  # no pass ran: profile the next one
                     passes.append(profiled)
                 else:
                     passes.append(profiled | {"profiled": 1.0})  # its starts count, not its time
                     profile_text = profile_report(profile, args.profile)
+                    if os.environ.get("GPULEASE_BENCH_PSTATS"):  # for pstats' callers
+                        profile.dump_stats(os.environ["GPULEASE_BENCH_PSTATS"])
                     log(f"profiled pass: {profiled['wall_ms']:,.0f} ms (not in the figures)")
             else:
                 passes.append(one_pass())

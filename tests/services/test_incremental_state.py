@@ -3,14 +3,17 @@
 The differential property: after any sequence of submissions, cancellations, completions,
 node failures and repairs, passes and time, the state the leader kept by deltas equals the
 state rebuilt from the database, and both decide exactly alike. Then the consistency check:
-a kept state corrupted in memory is found, logged and repaired.
+a kept state corrupted in memory is found, logged and repaired, and passes go on while
+the check builds its fresh state beside them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -24,10 +27,12 @@ from gpulease.executors.simulated import SimulatedExecutor
 from gpulease.persistence import bulk
 from gpulease.persistence.tables import SchedulerChange
 from gpulease.scheduler.engine import Decisions
+from gpulease.scheduler.state import SchedulerState
 from gpulease.services import audit, inventory, jobs
 from gpulease.services.context import ServiceContext
 from gpulease.services.live_state import divergences
 from gpulease.services.scheduling import LiveScheduler, PassReport
+from gpulease.services.snapshot import Pause, Snapshot
 from live_support import SITE, job_of, kept_and_rebuilt
 
 SIZES = (1, 2, 4, 8, 16, 36, 72, 144)
@@ -186,7 +191,12 @@ def test_the_consistency_check_finds_and_repairs_a_corrupted_state(
     scheduler.tick()  # the feed's lookback after the first rebuild is read
     clock.advance(2)
     [kept] = scheduler._sites.values()
-    state = kept.state
+    period = ctx.settings.consistency_check_s
+    ctx.settings.consistency_check_s = 1e-9  # the next pass begins a check
+    [began] = scheduler.tick()
+    ctx.settings.consistency_check_s = period
+    assert (began.checked, began.rebuilt) == ("started", "")
+    state = kept.state  # corrupted while the check is built beside the passes
     if corruption == "lost start":  # memory forgets a run: its GPUs look free
         state.stop(running.id, to_seconds(clock.now()), JobState.QUEUED, "corrupted")
     elif corruption == "phantom job":  # memory holds a job the database never had
@@ -194,12 +204,10 @@ def test_the_consistency_check_finds_and_repairs_a_corrupted_state(
         state.submit(replace(spec, id="job-phantom"), domain="NVLink domain")
     else:
         state.set_node_state(0, NodeState.DRAINING, to_seconds(clock.now()))
-    period = ctx.settings.consistency_check_s
-    ctx.settings.consistency_check_s = 1e-9  # the next pass checks
+    assert scheduler.wait_for_checks(timeout=60)
     with caplog.at_level(logging.ERROR, logger="gpulease.scheduler"):
-        [report] = scheduler.tick()
-    ctx.settings.consistency_check_s = period
-    assert report.rebuilt == "consistency check"
+        [report] = scheduler.tick()  # the first pass after the check was built compares
+    assert (report.checked, report.rebuilt) == ("diverged", "consistency check")
     assert report.divergences, "the corruption was not found"
     assert scheduler.divergences == 1
     assert "diverged from the database (repaired)" in caplog.text
@@ -208,3 +216,113 @@ def test_the_consistency_check_finds_and_repairs_a_corrupted_state(
     assert repaired is not kept
     assert divergences(kept2.state, fresh.state) == []
     assert running.id in kept2.state.running
+
+
+class HeldCheck(LiveScheduler):
+    """A leader whose consistency check, once its snapshot's first rows are read, waits
+    for the test to let it go on (``release``): passes run while it is under way."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        super().__init__(ctx, SimulatedExecutor(), name="held-check")
+        self.reading = threading.Event()
+        self.release = threading.Event()
+
+    def _build_beside(
+        self,
+        site_id: str,
+        topology: inventory.SiteTopology,
+        now: datetime,
+        held: frozenset[str],
+        pause: Pause,
+    ) -> tuple[Snapshot, SchedulerState]:
+        def held_pause() -> None:
+            self.reading.set()
+            self.release.wait(60)
+            pause()
+
+        return super()._build_beside(site_id, topology, now, held, held_pause)
+
+
+def begin_check(scheduler: LiveScheduler, ctx: ServiceContext) -> PassReport:
+    period = ctx.settings.consistency_check_s
+    ctx.settings.consistency_check_s = 1e-9  # the next pass begins a check
+    try:
+        [began] = scheduler.tick()
+    finally:
+        ctx.settings.consistency_check_s = period
+    assert (began.checked, began.rebuilt) == ("started", "")
+    return began
+
+
+def test_passes_go_on_while_a_consistency_check_is_built(
+    ctx: ServiceContext, clock: ManualClock, inftech: Principal, bank: Principal
+) -> None:
+    scheduler = HeldCheck(ctx)
+    first = jobs.submit(ctx, inftech, job_of(8, 900))
+    doomed = jobs.submit(ctx, bank, job_of(4, 900))
+    scheduler.tick()
+    clock.advance(2)
+    scheduler.tick()  # the feed's lookback after the first rebuild is read
+    clock.advance(2)
+    [kept] = scheduler._sites.values()
+    begin_check(scheduler, ctx)
+    assert scheduler.reading.wait(60), "the check never read its snapshot"
+    # while the check waits, midway through its snapshot: submissions, a cancel, passes
+    late = [jobs.submit(ctx, who, job_of(16, 600)) for who in (inftech, bank)]
+    jobs.cancel(ctx, bank, doomed.id, "changed plans")
+    for _ in range(3):
+        clock.advance(2)
+        [report] = scheduler.tick()
+        assert (report.rebuilt, report.checked) == ("", "")
+    assert not scheduler.wait_for_checks(timeout=0), "the check did not wait"
+    [same] = scheduler._sites.values()
+    assert same is kept  # the passes went on with the kept state, deltas only
+    assert {first.id, *(j.id for j in late)} <= set(kept.state.running)
+    assert doomed.id not in kept.state.jobs
+    scheduler.release.set()
+    assert scheduler.wait_for_checks(timeout=60)
+    clock.advance(2)
+    [verdict] = scheduler.tick()
+    assert (verdict.checked, verdict.divergences, verdict.rebuilt) == ("equal", [], "")
+    assert scheduler.divergences == 0
+    [after] = scheduler._sites.values()
+    assert after is kept
+    clock.advance(2)
+    [quiet] = scheduler.tick()
+    assert quiet.checked == ""  # the next check is due a period later
+
+
+def test_a_divergence_found_beside_the_passes_is_repaired(
+    ctx: ServiceContext,
+    clock: ManualClock,
+    inftech: Principal,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The kept state goes wrong while a check is built (memory forgets a run, through
+    no change on the feed): the pass that reads the check finds it and rebuilds."""
+    scheduler = HeldCheck(ctx)
+    running = jobs.submit(ctx, inftech, job_of(8, 900))
+    scheduler.tick()
+    clock.advance(2)
+    scheduler.tick()
+    clock.advance(2)
+    [kept] = scheduler._sites.values()
+    begin_check(scheduler, ctx)
+    assert scheduler.reading.wait(60)
+    kept.state.set_node_state(3, NodeState.DOWN, to_seconds(clock.now()))
+    kept.state.stop(running.id, to_seconds(clock.now()), JobState.QUEUED, "corrupted")
+    kept.state.withdraw(running.id)  # nor queued: the kept state lost the job
+    scheduler.release.set()
+    assert scheduler.wait_for_checks(timeout=60)
+    with caplog.at_level(logging.ERROR, logger="gpulease.scheduler"):
+        [report] = scheduler.tick()
+    assert (report.checked, report.rebuilt) == ("diverged", "consistency check")
+    assert any(running.id in text for text in report.divergences)
+    assert any("node" in text for text in report.divergences)
+    assert "diverged from the database (repaired)" in caplog.text
+    [repaired] = scheduler._sites.values()
+    assert repaired is not kept
+    assert running.id in repaired.state.running
+    assert report.started == []  # the job was never started twice
+    kept2, fresh = kept_and_rebuilt(scheduler, ctx, clock)
+    assert divergences(kept2.state, fresh.state) == []

@@ -18,8 +18,8 @@ periodic consistency check catches anything else.
 
 Invariants: the hook adds rows only for jobs and nodes (``kind`` "job" / "node"), at most one
 per row per transaction and origin (again after a savepoint rolls back); rows inserted
-without a flush (``Tx.insert_new``) get theirs from :func:`announcements`, in the same
-statement.
+without a flush (``Tx.insert_new``, ``bulk.update_jobs``) get theirs from
+:func:`announcements` (or :func:`announcement_values`), in the same transaction.
 """
 
 from __future__ import annotations
@@ -82,6 +82,15 @@ def announcements(session: Session, rows: Iterable[object]) -> list[SchedulerCha
         if isinstance(row, Job | Node):
             found.extend(_announce(row, announced, origin))
     return found
+
+
+def announcement_values(session: Session, rows: Iterable[object]) -> list[dict[str, str]]:
+    """As :func:`announcements`, as column values for a set-at-a-time insert (no ORM
+    objects to flush: ``persistence.bulk.update_jobs``)."""
+    return [
+        {"site_id": c.site_id, "kind": c.kind, "ref": c.ref, "origin": c.origin}
+        for c in announcements(session, rows)
+    ]
 
 
 def _announce(

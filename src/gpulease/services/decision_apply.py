@@ -96,8 +96,9 @@ class Explained:
         self.text_of: dict[str, str] = {}
 
     def new_to(self, text: str, job_ids: Iterable[str]) -> set[str]:
-        """The jobs of a run not known to store ``text`` (set operations, no call per job)."""
-        ids = set(job_ids)
+        """The jobs of a run not known to store ``text`` (set operations, no call per job;
+        a set given is taken over and changed)."""
+        ids = job_ids if isinstance(job_ids, set) else set(job_ids)
         known = self.by_text.get(text)
         if known:
             ids.difference_update(known)
@@ -403,7 +404,7 @@ class Applier:
         memo = self.explained
         stored: list[tuple[str, str]] = []  # (job, run text) its row holds after this pass
         # one text per run of jobs the walk set aside together, then those it explained
-        for reason, job_ids in d.waiting.runs():
+        for reason, job_ids in d.waiting.run_id_sets():
             text = audit.clip(reason.message)
             for job_id in job_ids if memo is None else memo.new_to(text, job_ids):
                 job = get(job_id)

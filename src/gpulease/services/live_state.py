@@ -12,8 +12,9 @@ as long as the state, so a step costs what changed.
 
 Anything :meth:`sync` cannot explain as a delta (a job started by someone else, a node the
 topology does not know, an impossible transition) raises :class:`NeedsRebuild`: the pass
-rebuilds from the database instead. A periodic consistency check rebuilds in any case,
-compares (:func:`divergences`), logs what differed and keeps the rebuilt state (repair).
+rebuilds from the database instead. A periodic consistency check (``services.consistency``)
+builds a fresh state beside the passes, compares (:func:`divergences`), logs what differed
+and, if anything did, rebuilds (repair).
 
 Invariants: ``versions`` holds the row version of every job the state holds (queued or
 running) as last read or written by the leader; ``jobs`` holds the same jobs' stored wait
@@ -83,7 +84,8 @@ class SiteState:
     jobs: dict[str, JobView] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)
     node_states: dict[str, str] = field(default_factory=dict)
-    built_at: float = field(default_factory=time.monotonic)
+    built_at: float = field(default_factory=time.monotonic)  # or last checked
+    lease_changes: int = 0  # times ``follow_leases`` replaced the guarantees
     ended: list[str] = field(default_factory=list)  # to drop once a step has seen them
     defects: list[Defect] = field(default_factory=list)  # rows to fail (read in sync)
     held_reasons: dict[str, str] = field(default_factory=dict)  # new jobs held by admission
@@ -141,7 +143,7 @@ class SiteState:
         rows.sort(key=lambda j: (j.submitted_at, j.id))
         for row in rows:
             if row.site_id == self.site_id:
-                self._sync_job(tx, row, now, admit)
+                self._sync_job(row, now, admit)
         return len(rows) + len(node_ids)
 
     def _sync_nodes(self, tx: Tx, node_ids: set[str], now: datetime) -> None:
@@ -157,7 +159,7 @@ class SiteState:
                 raise NeedsRebuild(f"node {node.id}: {error}") from error
             self.node_states[node.id] = node.state
 
-    def _sync_job(self, tx: Tx, row: Job, now: datetime, admit: Admission) -> None:
+    def _sync_job(self, row: Job, now: datetime, admit: Admission) -> None:
         record = self.state.jobs.get(row.id)
         known = self.versions.get(row.id)
         if record is not None and known == row.version:
@@ -192,11 +194,21 @@ class SiteState:
                 self.state.begin_preemption(row.id, to_seconds(row.preempt_at), row.preempt_reason)
             self._remember(row)
         else:  # ended: succeeded, failed, cancelled
-            if held in (JobState.QUEUED, JobState.RUNNING):
-                end = to_seconds(row.ended_at or now)
-                self.state.stop(row.id, end, target, row.end_reason)
-                self.ended.append(row.id)
-            self._drop(row.id)
+            self._end(row, target, now)
+
+    def _end(self, row: Job, target: JobState, now: datetime) -> None:
+        record = self.state.jobs.get(row.id)
+        if record is not None and record.status in (JobState.QUEUED, JobState.RUNNING):
+            self.state.stop(row.id, to_seconds(row.ended_at or now), target, row.end_reason)
+            self.ended.append(row.id)
+        self._drop(row.id)
+
+    def finished(self, rows: Iterable[Job], now: datetime) -> None:
+        """Runs the leader itself ended (completions it wrote under its name, which the feed
+        skips), as their reload would have ended them, after this pass's :meth:`sync`."""
+        for row in rows:
+            if row.site_id == self.site_id:
+                self._end(row, JobState(row.state), now)
 
     def _admit(self, row: Job, now: datetime, admit: Admission) -> None:
         """A queued job new to the state: held, defective, or submitted to the core."""
@@ -275,6 +287,7 @@ class SiteState:
         ]
         if set(guarantees) != set(self.state.leases):
             self.state.leases = guarantees
+            self.lease_changes += 1
 
     # ------------------------------------------------------- the leader's own writes
     def wrote(self, job_id: str, row: Job | None) -> None:
@@ -292,10 +305,13 @@ def divergences(
     fresh: SchedulerState,
     *,
     skip: Collection[str] = frozenset(),
+    skip_nodes: Collection[str] = frozenset(),
+    leases: bool = True,
     limit: int = 20,
 ) -> list[str]:
     """How a kept state differs from one rebuilt from the database (empty: the same);
-    jobs in ``skip`` (changed while the two were read) are not compared."""
+    jobs in ``skip`` and nodes in ``skip_nodes`` (changed while the two were read) are not
+    compared, nor the lease guarantees unless ``leases``."""
     found: list[str] = []
 
     def note(text: str) -> None:
@@ -319,13 +335,13 @@ def divergences(
     if kept.node_state != fresh.node_state:
         pairs = zip(kept.node_state, fresh.node_state, strict=True)
         for index, (in_memory, stored) in enumerate(pairs):
-            if in_memory != stored:
-                node = kept.cluster.nodes[index].id
+            node = kept.cluster.nodes[index].id
+            if in_memory != stored and node not in skip_nodes:
                 note(f"node {node} is {in_memory.value} in memory, {stored.value} stored")
     if {k: v for k, v in kept.claims.items() if k not in skip} != {
         k: v for k, v in fresh.claims.items() if k not in skip
     }:
         note(f"guarantee claims differ: {len(kept.claims)} in memory, {len(fresh.claims)} stored")
-    if set(kept.leases) != set(fresh.leases):
+    if leases and set(kept.leases) != set(fresh.leases):
         note("active lease guarantees differ")
     return found

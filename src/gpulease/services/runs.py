@@ -11,6 +11,7 @@ Given a ``batch`` (``persistence.bulk.RowBatch``), :func:`start_run` and :func:`
 change the job row through the session as always, and leave the allocation rows and the
 audit record in the batch, which the caller writes set at a time in the same transaction
 (the scheduler's pass); without one, everything goes through the session.
+:func:`finish_runs` ends the runs an executor reports ended that way, set at a time.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from gpulease.domain.states import JOB_TRANSITIONS, JobState, transition
+from gpulease.executors.base import Completion
+from gpulease.persistence import bulk
 from gpulease.persistence.bulk import HeldGpu, RowBatch
 from gpulease.persistence.db import Tx
-from gpulease.persistence.tables import Gpu, GpuAllocation, Job
+from gpulease.persistence.tables import Gpu, GpuAllocation, Job, JobLog
 from gpulease.services import audit
 
 JOB_AUDIT_FIELDS = ("state", "wait_reason", "end_reason", "exit_code", "preemptions", "starts")
@@ -200,3 +203,51 @@ def requeue_or_fail(tx: Tx, job: Job, now: datetime, *, reason: str, actor: str)
     outcome = JobState.QUEUED if job.requeueable else JobState.FAILED
     stop_run(tx, job, now, outcome, reason=reason, actor=actor)
     return outcome
+
+
+def finish_runs(
+    tx: Tx, site_id: str, completions: Sequence[Completion], *, actor: str
+) -> list[Job]:
+    """The runs the executor reports ended become succeeded / failed, set at a time (the
+    scheduler's pass); a report of another site's job or of an old run is ignored. Returns
+    the job rows finished, as written."""
+    # locked: a concurrent cancel must wait, not make this whole batch stale
+    jobs = bulk.lock_jobs(tx, [done.job_id for done in completions])
+    ending = [
+        done
+        for done in completions
+        if (job := jobs.get(done.job_id)) is not None
+        and job.site_id == site_id
+        and job.state == JobState.RUNNING
+        and job.starts == done.run  # else an old run's late news
+    ]
+    if not ending:
+        return []
+    batch = RowBatch()  # allocations closed and audit rows written set at a time
+    ids = [done.job_id for done in ending]
+    logs = {row.job_id: row for row in tx.all(tx.select(JobLog).where(JobLog.job_id.in_(ids)))}
+    new_logs: list[dict[str, str]] = []
+    for done in ending:
+        job = jobs[done.job_id]
+        outcome = JobState.SUCCEEDED if done.exit_code == 0 else JobState.FAILED
+        stop_run(
+            tx,
+            job,
+            done.ended_at,
+            outcome,
+            actor=actor,
+            exit_code=done.exit_code,
+            reason="exit 0" if done.exit_code == 0 else f"exit {done.exit_code}",
+            batch=batch,
+        )
+        stored = logs.get(job.id)
+        if stored is None:
+            new_logs.append({"job_id": job.id, "text": done.log})
+        else:
+            stored.text = (stored.text + "\n" + done.log)[-(1 << 20) :]
+    finished = [jobs[done.job_id] for done in ending]
+    bulk.update_jobs(tx, finished)
+    tx.flush()
+    batch.write(tx)
+    bulk.insert_rows(tx, JobLog, new_logs)  # after the flush: a log row needs its job's
+    return finished

@@ -8,9 +8,11 @@ One pass (:meth:`LiveScheduler.tick`) per site:
    time). When admission changed, held tenants' work is held (and drained, if so set).
 3. **State**: the leader keeps the core's state between passes (``services.live_state``)
    and applies what changed since the last pass from the change feed; it rebuilds from a
-   full snapshot (``services.snapshot``) on taking leadership, when admission changed, when
-   a change cannot be taken as a delta, and every ``consistency_check_s`` (then it compares
-   the kept state with the rebuilt one, logs any divergence and keeps the rebuilt one).
+   full snapshot (``services.snapshot``) on taking leadership, when admission changed, and
+   when a change cannot be taken as a delta. Every ``consistency_check_s`` a check builds a
+   fresh state beside the passes (``services.consistency``: a thread that waits while a
+   pass runs); the pass after it is built compares, logs any divergence and, if there is
+   one, rebuilds (repair).
 4. **Reconcile** the executor with the kept state: a run nobody wants is stopped; a run the
    state holds but the executor does not is adopted, or requeued if it cannot be.
 5. **Decide** outside any transaction: ``Scheduler.step(state, now)``, the same call the
@@ -37,6 +39,7 @@ import gc
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -50,19 +53,20 @@ from gpulease.persistence.change_feed import writing_as
 from gpulease.persistence.change_reader import ChangeFeed
 from gpulease.persistence.db import Tx, is_outage
 from gpulease.persistence.leader import Leadership
-from gpulease.persistence.tables import Job, JobLog, SchedulerStatus, Site, Tenant
+from gpulease.persistence.tables import Job, SchedulerStatus, Site, Tenant
 from gpulease.scheduler.engine import Decisions, Scheduler, SchedulerConfig, apply_decisions
 from gpulease.scheduler.ordering import make_policy
 from gpulease.scheduler.state import SchedulerState
 from gpulease.services import collection, kyc, leases, runs
+from gpulease.services.consistency import Check, Gate
 from gpulease.services.containment import Defect, describe, still_applies
 from gpulease.services.containment import fail as fail_job
 from gpulease.services.context import ServiceContext
 from gpulease.services.decision_apply import ACTOR, Applied, Applier, Basis, Explained, launch_of
 from gpulease.services.inventory import SiteTopology, cached_topology
-from gpulease.services.live_state import NeedsRebuild, SiteState, divergences
+from gpulease.services.live_state import NeedsRebuild, SiteState
 from gpulease.services.runs import GpuRow
-from gpulease.services.snapshot import Snapshot, rebuild, take_snapshot
+from gpulease.services.snapshot import Pause, Snapshot, rebuild, take_snapshot
 
 __all__ = ["LiveScheduler", "LostLeadership", "PassReport"]
 
@@ -88,6 +92,7 @@ class PassReport:
     rebuilt: str = ""  # why the kept state was rebuilt this pass ("" = kept, deltas applied)
     changes: int = 0  # rows reloaded from the change feed
     divergences: list[str] = field(default_factory=list)  # found by a consistency check
+    checked: str = ""  # a consistency check: "started", "equal", "diverged", "failed: ..."
 
 
 class LiveScheduler:
@@ -105,22 +110,33 @@ class LiveScheduler:
         self.failed_passes = 0  # site passes (or whole passes) that failed; retried
         self.divergences = 0  # consistency checks that found the kept state wrong
         self._sites: dict[str, SiteState] = {}  # kept state per site (this leader's)
+        self._checks: dict[str, Check] = {}  # consistency checks under way, per site
+        self._gate = Gate()  # shut while a pass runs: the checks' threads wait
         self._term: int | None = None
 
     def reset_state(self) -> None:
         """Drop the kept state: the next pass rebuilds every site from the database."""
         self._sites.clear()
+        self._checks.clear()  # their threads end on their own; nobody reads them
+
+    def wait_for_checks(self, timeout: float | None = None) -> bool:
+        """Wait until the consistency checks under way are built (True: all are)."""
+        return all(check.wait(timeout) for check in list(self._checks.values()))
 
     # ------------------------------------------------------------------ one pass
     def tick(self) -> list[PassReport]:
+        with self._gate.shut():
+            return self._tick()
+
+    def _tick(self) -> list[PassReport]:
         now = self.ctx.now()
         if self.leadership is not None and not self.leadership.still_held():
             log.warning("scheduler %s does not hold the leader lease: no pass", self.name)
-            self._sites.clear()
+            self.reset_state()
             return []
         term = self.leadership.term if self.leadership is not None else None
         if term != self._term:  # leadership (re)taken: nothing kept is trusted
-            self._sites.clear()
+            self.reset_state()
             self._term = term
         kyc.expire(self.ctx, now)
         kyc.screen_unscreened(self.ctx)
@@ -135,7 +151,7 @@ class LiveScheduler:
                 reports.append(self._site_pass(site_id, now, completions, admit))
             except LostLeadership as lost:
                 log.warning("scheduler %s stops deciding: %s", self.name, lost)
-                self._sites.clear()
+                self.reset_state()
                 break
             except Exception:  # one site's failure must not stop the others' passes
                 self.failed_passes += 1
@@ -148,12 +164,14 @@ class LiveScheduler:
     ) -> PassReport:
         report = PassReport(site_id)
         topology = cached_topology(self.ctx, site_id)
-        self._finish(site_id, completions, report)
+        finished = self._finish(site_id, completions, report)
         kept = self._sites.get(site_id)
         if kept is None or kept.admission_key != admit.key:
             for job_id, reason in self._hold(site_id, now, admit, report):
                 self._stop(job_id, reason)
         site = self._current(site_id, topology, now, admit, report)
+        if not report.rebuilt:  # else the rebuild read them
+            site.finished(finished, now)
         if self._reconcile(site, now, report):
             site = self._current(site_id, topology, now, admit, report)
         decisions = site.scheduler.step(site.state, to_seconds(now))
@@ -286,50 +304,16 @@ class LiveScheduler:
         return stops
 
     # ---------------------------------------------------------------- completions
-    def _finish(self, site_id: str, completions: list[Completion], report: PassReport) -> None:
+    def _finish(self, site_id: str, completions: list[Completion], report: PassReport) -> list[Job]:
+        """End the runs the executor reports ended; written as the leader's own (the feed
+        skips them): the caller brings the kept state up to them (``SiteState.finished``)."""
         if not completions:
-            return
-        with self.ctx.db.transaction() as tx:
+            return []
+        with self.ctx.db.transaction() as tx, writing_as(self.name):
             self._fence(tx)
-            # locked: a concurrent cancel must wait, not make this whole batch stale
-            jobs = bulk.lock_jobs(tx, [done.job_id for done in completions])
-            ending = [
-                done
-                for done in completions
-                if (job := jobs.get(done.job_id)) is not None
-                and job.site_id == site_id
-                and job.state == JobState.RUNNING
-                and job.starts == done.run  # else an old run's late news
-            ]
-            if not ending:
-                return
-            batch = bulk.RowBatch()  # allocations closed and audit rows written set at a time
-            ids = [done.job_id for done in ending]
-            logs = {
-                row.job_id: row for row in tx.all(tx.select(JobLog).where(JobLog.job_id.in_(ids)))
-            }
-            for done in ending:
-                job = jobs[done.job_id]
-                outcome = JobState.SUCCEEDED if done.exit_code == 0 else JobState.FAILED
-                runs.stop_run(
-                    tx,
-                    job,
-                    done.ended_at,
-                    outcome,
-                    actor=ACTOR,
-                    exit_code=done.exit_code,
-                    reason="exit 0" if done.exit_code == 0 else f"exit {done.exit_code}",
-                    batch=batch,
-                )
-                stored = logs.get(job.id)
-                if stored is None:
-                    tx.add(JobLog(job_id=job.id, text=done.log))
-                else:
-                    stored.text = (stored.text + "\n" + done.log)[-(1 << 20) :]
-                report.finished.append(job.id)
-            bulk.update_jobs(tx, (jobs[done.job_id] for done in ending))
-            tx.flush()
-            batch.write(tx)
+            finished = runs.finish_runs(tx, site_id, completions, actor=ACTOR)
+        report.finished += [job.id for job in finished]
+        return finished
 
     # ------------------------------------------------------------ the kept state
     def _current(
@@ -347,24 +331,26 @@ class LiveScheduler:
             why = "no kept state (leadership taken)"
         elif site.admission_key != admit.key:
             why = "admission changed"
-        elif site.age_s >= self.ctx.settings.consistency_check_s:
-            why = "consistency check"
         if site is not None and not why:
+            check = self._check_of(site, now, admit, report)
             try:
                 with self.ctx.db.transaction(write=False) as tx:
                     changes = site.feed.read(tx)
                     report.changes += site.sync(tx, changes, now, self.name, admit)
                     site.follow_leases(tx, now)
+                if check is not None:
+                    check.saw(changes)
                 if site.defects:
                     defects, site.defects = site.defects, []
                     self._fail(site_id, now, defects, report)
-                return site
+                if check is None or not check.done.is_set() or not self._diverged(check, report):
+                    return site
+                why = "consistency check"
             except NeedsRebuild as error:
                 why = f"a change it cannot apply: {error}"
         report.rebuilt = why
+        self._checks.pop(site_id, None)
         fresh = self._build(site_id, topology, now, admit, report)
-        if site is not None and why == "consistency check":
-            self._compare(site, fresh, now, admit, report)
         self._sites[site_id] = fresh
         return fresh
 
@@ -402,28 +388,47 @@ class LiveScheduler:
         site.unclaimed.extend(snap.unclaimed)
         return site
 
-    def _compare(
-        self, kept: SiteState, fresh: SiteState, now: datetime, admit: Admission, report: PassReport
-    ) -> None:
-        """The consistency check: the kept state, brought up to the rebuild's moment, must
-        equal the rebuilt one (jobs changed meanwhile are left out of the comparison)."""
-        try:
-            with self.ctx.db.transaction(write=False) as tx:
-                changes = kept.feed.read(tx)
-                kept.sync(tx, changes, now, self.name, admit)
-                kept.follow_leases(tx, now)
-        except NeedsRebuild as error:
-            report.divergences = [f"the kept state could not follow a change: {error}"]
-        else:
-            moving = {c.ref for c in changes}
-            report.divergences = divergences(kept.state, fresh.state, skip=moving)
-        if report.divergences:
-            self.divergences += 1
-            log.error(
-                "scheduler state for site %s diverged from the database (repaired): %s",
-                kept.site_id,
-                "; ".join(report.divergences),
-            )
+    # --------------------------------------------------------- consistency check
+    def _check_of(
+        self, site: SiteState, now: datetime, admit: Admission, report: PassReport
+    ) -> Check | None:
+        """The site's check under way, or one begun now if due (``services.consistency``)."""
+        check = self._checks.get(site.site_id)
+        if check is not None and check.kept is site:
+            return check
+        if site.age_s < self.ctx.settings.consistency_check_s:
+            self._checks.pop(site.site_id, None)
+            return None
+        held = frozenset(admit.held)
+
+        def build(pause: Pause) -> tuple[Snapshot, SchedulerState]:
+            return self._build_beside(site.site_id, site.topology, now, held, pause)
+
+        check = self._checks[site.site_id] = Check.begin(site, now, build, self._gate)
+        report.checked = "started"
+        return check
+
+    def _build_beside(
+        self,
+        site_id: str,
+        topology: SiteTopology,
+        now: datetime,
+        held: frozenset[str],
+        pause: Pause,
+    ) -> tuple[Snapshot, SchedulerState]:
+        """A check's fresh state (in the check's thread: reads, never writes)."""
+        snap = take_snapshot(self.ctx, site_id, now, held, pause)
+        return snap, rebuild(topology, snap, pause)
+
+    def _diverged(self, check: Check, report: PassReport) -> bool:
+        """Read a built check (logged there); True if the kept state must be rebuilt."""
+        del self._checks[check.kept.site_id]
+        check.kept.built_at = time.monotonic()  # the next check is due a period from now
+        collection.freeze_after_pass()  # the records kept since the last freeze too
+        report.checked, report.divergences = check.conclude()
+        diverged = report.checked == "diverged"
+        self.divergences += 1 if diverged else 0
+        return diverged
 
     # ------------------------------------------------------------------ reconcile
     def _reconcile(self, site: SiteState, now: datetime, report: PassReport) -> bool:
@@ -570,6 +575,9 @@ class LiveScheduler:
         for job_id, since in applied.claims.items():
             site.set_claim(job_id, since)
         assert applied.decisions is not None
+        check = self._checks.get(site.site_id)
+        if check is not None:  # what the decisions moved is not compared
+            check.decided(applied.decisions, [*applied.rows, *applied.claims])
         try:
             apply_decisions(site.state, applied.decisions)
             site.admit_requeued([p.job_id for p in applied.decisions.requeues], admit)

@@ -9,14 +9,20 @@ job whose row the scheduler cannot act on (``containment.defect_of``: recorded i
 :class:`~gpulease.scheduler.state.SchedulerState` from it; a job the core refuses (a shape it
 cannot take, a run whose rows contradict another's) is left out and added to the defects, so
 one bad row never stops the pass.
+
+Both take a ``pause``: called between slices of rows (``SLICE``), it lets the consistency
+check (``services.consistency``) build beside the passes in a thread that waits while a pass
+runs. The snapshot stays one read transaction (one database snapshot) however long it pauses.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from gpulease.compliance.admission import purpose_refused
 from gpulease.compliance.policy import EffectivePolicy
@@ -35,6 +41,12 @@ from gpulease.services.jobs import spec_of
 log = logging.getLogger("gpulease.scheduler")
 USAGE_HALF_LIFE_S = 7 * 24 * 3600.0
 USAGE_HORIZON = timedelta(seconds=4 * USAGE_HALF_LIFE_S)  # older usage weighs < 1/16
+SLICE = 500  # rows read or jobs built between two calls of a ``pause``
+Pause = Callable[[], None]
+
+
+def _no_pause() -> None:
+    return None
 
 
 @dataclass
@@ -58,17 +70,35 @@ class Snapshot:
         return [job_id for job_id, job in self.jobs.items() if job.guaranteed_since is not None]
 
 
+def _sliced(tx: Tx, query: Any, pause: Pause | None) -> list[Any]:
+    """All rows of ``query``; with a ``pause``, fetched ``SLICE`` at a time, pausing between."""
+    if pause is None:
+        return tx.all(query)
+    rows: list[Any] = []
+    result = tx.session.execute(query.execution_options(yield_per=SLICE)).scalars()
+    for part in result.partitions():
+        rows.extend(part)
+        pause()
+    return rows
+
+
 def take_snapshot(
-    ctx: ServiceContext, site_id: str, now: datetime, held: frozenset[str] = frozenset()
+    ctx: ServiceContext,
+    site_id: str,
+    now: datetime,
+    held: frozenset[str] = frozenset(),
+    pause: Pause | None = None,
 ) -> Snapshot:
     with ctx.db.transaction(write=False) as tx:
-        jobs = tx.all(
+        jobs = _sliced(
+            tx,
             tx.select(Job)
             .where(
                 Job.site_id == site_id,
                 Job.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]),
             )
-            .order_by(Job.submitted_at, Job.id)
+            .order_by(Job.submitted_at, Job.id),
+            pause,
         )
         # A held tenant's queued jobs are not offered to the core; its running jobs,
         # when kept, still hold their GPUs.
@@ -122,14 +152,16 @@ def take_snapshot(
             )
             for lease in leases.active_guarantees(tx, site_id, now)
         ]
-        closed = tx.all(
+        closed = _sliced(
+            tx,
             tx.select(GpuAllocation)
             .where(
                 GpuAllocation.node_id.in_([n.id for n in nodes]),  # this site's usage
                 GpuAllocation.end.is_not(None),
                 GpuAllocation.end > now - USAGE_HORIZON,
             )
-            .order_by(GpuAllocation.end)
+            .order_by(GpuAllocation.end),
+            pause,
         )
     usage = []
     for row in closed:
@@ -149,9 +181,10 @@ def take_snapshot(
     )
 
 
-def rebuild(topology: SiteTopology, snap: Snapshot) -> SchedulerState:
+def rebuild(topology: SiteTopology, snap: Snapshot, pause: Pause | None = None) -> SchedulerState:
     """The core's state from the snapshot; a job the core refuses is left out of it and
-    added to ``snap.defects``."""
+    added to ``snap.defects``. ``pause`` is called every ``SLICE`` jobs."""
+    pause = pause or _no_pause
 
     def refused(job: Job, error: Exception) -> None:
         if is_outage(error):
@@ -168,7 +201,9 @@ def rebuild(topology: SiteTopology, snap: Snapshot) -> SchedulerState:
     for tenant, gpu_seconds, ended in snap.usage:
         state.credit_usage(tenant, gpu_seconds, ended)
     submitted: list[Job] = []
-    for job in snap.jobs.values():
+    for count, job in enumerate(snap.jobs.values(), 1):
+        if count % SLICE == 0:
+            pause()
         try:
             record = state.submit(spec_of(job), domain="NVLink domain")
         except Exception as error:  # checks come before changes: nothing to undo
