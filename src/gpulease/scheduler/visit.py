@@ -146,8 +146,8 @@ class QueueWalk:
         for at in pools.release_times(record.spec.gpus):
             if at >= ready:
                 break
-            with pools.released_by(at) as (early, merged):
-                sooner = self._plan(record.spec, early, merged)
+            early, merged = pools.released_by(at)
+            sooner = self._plan(record.spec, early, merged)
             if sooner is not None:
                 return sooner, at
         return plan, math.inf
