@@ -25,6 +25,7 @@ A failure comes with a :class:`WaitReason` that says, in words, what is missing.
 from __future__ import annotations
 
 import bisect
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -150,7 +151,13 @@ def _choose_bins(caps: Sequence[tuple[int, int]], need: int) -> list[tuple[int, 
         return [(best[0], need)]
     if total < need:
         return None
-    ordered = sorted(caps, key=lambda ic: (-ic[1], ic[0]))
+    return _spread(sorted(caps, key=lambda ic: (-ic[1], ic[0])), need)
+
+
+def _spread(ordered: Sequence[tuple[int, int]], need: int) -> list[tuple[int, int]]:
+    """``_choose_bins`` when no single bin holds ``need`` and the bins together do:
+    ``ordered`` by (-capacity, index), the largest bins first, then the smallest that
+    covers the remainder."""
     negated = [-cap for _, cap in ordered]  # ascending
     taken: list[tuple[int, int]] = []
     remaining = need
@@ -167,6 +174,9 @@ def _choose_bins(caps: Sequence[tuple[int, int]], need: int) -> list[tuple[int, 
         taken.append((index, cap))
         remaining -= cap
         pos += 1
+
+
+_capacity = operator.itemgetter(1)
 
 
 def _smallest_fitting(indices: Sequence[int], caps: Sequence[int], need: int) -> int:
@@ -186,12 +196,21 @@ def _nodes_in_rack(
     node_free = free.node_free
     members = free.cluster.racks[rack].nodes
     if gpus_per_node is None:
-        one = _smallest_fitting(members, node_free, gpus)
-        if one >= 0:
-            return [(one, gpus)]
-        chosen = _choose_bins([(n, node_free[n]) for n in members if node_free[n] > 0], gpus)
-        assert chosen is not None, "rack capacity was checked by the caller"
-        return chosen
+        # ``_choose_bins`` over the rack's nodes with free GPUs, in one pass: the best-fit
+        # node, else the nodes by free GPUs (a stable sort of nodes in index order keeps
+        # the lowest index first among equals). The caller checked the rack holds ``gpus``.
+        best, best_cap = -1, 0
+        bins: list[tuple[int, int]] = []
+        for n in members:
+            cap = node_free[n]
+            if cap > 0:
+                if cap >= gpus and (best < 0 or cap < best_cap):
+                    best, best_cap = n, cap
+                bins.append((n, cap))
+        if best >= 0:
+            return [(best, gpus)]
+        bins.sort(key=_capacity, reverse=True)
+        return _spread(bins, gpus)
     fitting = sorted((node_free[n], n) for n in members if node_free[n] >= gpus_per_node)
     count = gpus // gpus_per_node
     return [(n, gpus_per_node) for _, n in fitting[:count]]

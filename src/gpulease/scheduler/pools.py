@@ -208,15 +208,28 @@ class Pools:
         journal = self._journal if self._views else None
         from_free: list[tuple[int, int]] = []
         from_soon: list[tuple[int, int]] = []
+        copies, kept, count_at, nodes_at = (
+            self._parts,
+            self._base_parts,
+            self._count_at,
+            self._nodes_at,
+        )
         for node, count in placement:
-            parts = self._part(node)
+            parts = copies.get(node)  # ``_part``, inline
+            if parts is None:
+                base = kept.get(node)
+                if base is not None:
+                    parts = copies[node] = dict(base)
             if parts is not None and len(parts) == 1:  # one release time: inline
                 ((at, held),) = parts.items()
-                got = min(count, held) if at <= by else 0
+                got = (count if count < held else held) if at <= by else 0
                 if got:
                     parts[at] = held - got
-                    self._count_at[at] -= got
-                    self._nodes(at)[node] -= got
+                    count_at[at] -= got
+                    nodes = nodes_at.get(at)
+                    if nodes is None:
+                        nodes = self._nodes(at)
+                    nodes[node] -= got
                     from_soon.append((node, got))
                     if journal is not None:
                         journal.append((at, ((node, got),), -1))
