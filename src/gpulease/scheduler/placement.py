@@ -61,7 +61,7 @@ class FreeMap:
     date by :meth:`take` / :meth:`give`, so a best-fit rack costs O(rack size), not a scan
     of every rack."""
 
-    __slots__ = ("_by_cap", "cluster", "node_free", "rack_free", "total")
+    __slots__ = ("_bits", "_by_cap", "_rack_of", "cluster", "node_free", "rack_free", "total")
 
     def __init__(self, cluster: Cluster, node_free: list[int]) -> None:
         self.cluster = cluster
@@ -69,6 +69,7 @@ class FreeMap:
         self.rack_free = [sum(node_free[n] for n in rack.nodes) for rack in cluster.racks]
         self.total = sum(self.rack_free)
         self._by_cap: list[int] | None = None
+        self._rack_of, self._bits = _layout(cluster)
 
     @classmethod
     def of(
@@ -81,6 +82,7 @@ class FreeMap:
         made.rack_free = rack_free
         made.total = total
         made._by_cap = None
+        made._rack_of, made._bits = _layout(cluster)
         return made
 
     def copy(self) -> FreeMap:
@@ -90,30 +92,30 @@ class FreeMap:
         return made
 
     def take(self, placement: Placement) -> None:
-        nodes = self.cluster.nodes
+        rack_of = self._rack_of
         rack_free, by_cap = self.rack_free, self._by_cap
         for node, count in placement:
             self.node_free[node] -= count
-            rack = nodes[node].rack
+            rack = rack_of[node]
             before = rack_free[rack]
             rack_free[rack] = before - count
             self.total -= count
             if by_cap is not None and count:
-                bit = 1 << rack
+                bit = self._bits[rack]
                 by_cap[before] ^= bit
                 by_cap[before - count] |= bit
 
     def give(self, placement: Iterable[tuple[int, int]]) -> None:
-        nodes = self.cluster.nodes
+        rack_of = self._rack_of
         rack_free, by_cap = self.rack_free, self._by_cap
         for node, count in placement:
             self.node_free[node] += count
-            rack = nodes[node].rack
+            rack = rack_of[node]
             before = rack_free[rack]
             rack_free[rack] = before + count
             self.total += count
             if by_cap is not None and count:
-                bit = 1 << rack
+                bit = self._bits[rack]
                 by_cap[before] ^= bit
                 if before + count >= len(by_cap):
                     by_cap.extend([0] * (before + count + 1 - len(by_cap)))
@@ -125,14 +127,30 @@ class FreeMap:
         by_cap = self._by_cap
         if by_cap is None:
             by_cap = [0] * (max(self.rack_free, default=0) + 1)
+            bits = self._bits
             for rack, cap in enumerate(self.rack_free):
-                by_cap[cap] |= 1 << rack
+                by_cap[cap] |= bits[rack]
             self._by_cap = by_cap
         for cap in range(max(need, 0), len(by_cap)):
             mask = by_cap[cap]
             if mask:
                 return (mask & -mask).bit_length() - 1
         return -1
+
+
+_last_layout: tuple[Cluster, tuple[list[int], list[int]]] | None = None
+
+
+def _layout(cluster: Cluster) -> tuple[list[int], list[int]]:
+    """Each node's rack, and each rack's bit in ``FreeMap._by_cap`` (read-only lists,
+    kept for the last site asked about: a step builds several maps of one site)."""
+    global _last_layout
+    last = _last_layout
+    if last is not None and last[0] is cluster:
+        return last[1]
+    layout = ([n.rack for n in cluster.nodes], [1 << r for r in range(len(cluster.racks))])
+    _last_layout = (cluster, layout)
+    return layout
 
 
 def _choose_bins(caps: Sequence[tuple[int, int]], need: int) -> list[tuple[int, int]] | None:
@@ -199,6 +217,7 @@ def _nodes_in_rack(
         # ``_choose_bins`` over the rack's nodes with free GPUs, in one pass: the best-fit
         # node, else the nodes by free GPUs (a stable sort of nodes in index order keeps
         # the lowest index first among equals). The caller checked the rack holds ``gpus``.
+        # (Fewer instructions than comprehensions or a first pass for one node.)
         best, best_cap = -1, 0
         bins: list[tuple[int, int]] = []
         for n in members:
@@ -394,7 +413,8 @@ def never_fits(job: JobSpec, cluster: Cluster, *, domain: str = "rack") -> WaitR
 def racks_spanned(cluster: Cluster, placement: Placement) -> int:
     if len(placement) == 1:
         return 1
-    return len({cluster.nodes[node].rack for node, _ in placement})
+    rack_of = _layout(cluster)[0]
+    return len({rack_of[node] for node, _ in placement})
 
 
 def min_racks_needed(job: JobSpec, cluster: Cluster) -> int:
