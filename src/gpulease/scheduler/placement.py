@@ -137,6 +137,33 @@ class FreeMap:
                 return (mask & -mask).bit_length() - 1
         return -1
 
+    def spread_racks(self, need: int) -> list[tuple[int, int]]:
+        """``_choose_bins`` over the racks when none holds ``need`` and all together do
+        (the caller checked both; :meth:`smallest_rack` built the index): the largest
+        racks first (lowest index among equals), then the smallest rack not taken that
+        covers the rest. Read from the index: O(racks taken x capacities), not a sort of
+        every rack."""
+        by_cap = self._by_cap
+        assert by_cap is not None, "smallest_rack builds the index"
+        taken: list[tuple[int, int]] = []
+        taken_bits = 0
+        remaining = need
+        top = len(by_cap) - 1
+        while True:
+            spare = ~taken_bits
+            for cap in range(remaining, top + 1):
+                mask = by_cap[cap] & spare
+                if mask:
+                    taken.append(((mask & -mask).bit_length() - 1, remaining))
+                    return taken
+            while not by_cap[top] & spare:
+                top -= 1
+            low = by_cap[top] & spare
+            low &= -low
+            taken.append((low.bit_length() - 1, top))
+            taken_bits |= low
+            remaining -= top
+
 
 _last_layout: tuple[Cluster, tuple[list[int], list[int]]] | None = None
 
@@ -356,6 +383,8 @@ def place(
         rack_gpus = around
     elif (one := _best_rack(free, caps, gpus)) >= 0:
         rack_gpus = [(one, gpus)]
+    elif caps is free.rack_free:
+        rack_gpus = free.spread_racks(gpus)  # ``_choose_bins`` from the index
     else:
         chosen_gpus = _choose_bins([(r, c) for r, c in enumerate(caps) if c > 0], gpus)
         assert chosen_gpus is not None, "total capacity was checked above"
