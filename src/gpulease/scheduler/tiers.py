@@ -11,11 +11,13 @@ are ordered by ``(-priority, *preempt_key, submit, seq)`` whether queued or runn
 * :func:`guaranteed` merges, per leased tenant, the tenant's queue groups and running lists
   in that order and first-fits them into the guarantee, dropping a queue group as soon as
   its gang size exceeds the room left and stopping when the room is 0: O(guaranteed jobs +
-  groups) per tenant, whatever the queue's length (a run of running jobs ranked before the
-  next queued one is taken in one tight loop). A tenant without a lease has every job BORROWED
-  and costs nothing. With a :class:`TierMemo` a tenant's first-fit is kept across steps and
-  recomputed only when its queued or running jobs, its guarantee or its leaving jobs changed
-  (the indexes' per-tenant ``versions``).
+  groups) per tenant, whatever the queue's length. A run of running jobs ranked before the
+  next queued one is found by bisection and first-fit at once (``_fit_run``: the longest
+  prefix whose GPUs add up to at most the room all fit, since prefix sums only grow; after
+  it only jobs no larger than the room left can fit). A tenant without a lease has every
+  job BORROWED and costs nothing. With a :class:`TierMemo` a tenant's first-fit is kept
+  across steps and recomputed only when its queued or running jobs, its guarantee or its
+  leaving jobs changed (the indexes' per-tenant ``versions``).
 * :func:`tiered_candidates` yields running jobs in the full walk's preemption order
   (worst first by ``(tier, coarse, tenant key, submit, seq)``): borrowed ones by a lazy merge
   of the running lists, then the guaranteed ones.
