@@ -313,7 +313,8 @@ def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
         elif isinstance(value, bool):
             merged[key] = all(r[key] for r in runs)
         else:
-            merged[key] = statistics.median(r[key] for r in runs)
+            # rounded: the median of an even count is a mean (no float noise in the table)
+            merged[key] = round(statistics.median(r[key] for r in runs), 1)
     return merged
 
 

@@ -18,6 +18,7 @@ from gpulease.scheduler.placement import (
     Placement,
     WaitCode,
     WaitReason,
+    _choose_bins,
     min_racks_needed,
     never_fits,
     place,
@@ -423,3 +424,32 @@ def test_placement_properties(free: FreeMap, data: st.DataObject) -> None:
     else:
         assert mode is not TopologyMode.REQUIRED
         assert spanned == fewest_racks(caps, gpus)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    caps=st.lists(st.integers(0, 12), min_size=1, max_size=40),
+    data=st.data(),
+    moves=st.lists(st.tuples(st.integers(0, 39), st.integers(-4, 4)), max_size=30),
+)
+def test_spread_racks_from_the_index_is_choose_bins(
+    caps: list[int], data: st.DataObject, moves: list[tuple[int, int]]
+) -> None:
+    """The index's spread over racks (no rack holds the job) picks exactly the racks and
+    counts of ``_choose_bins`` over every rack, also once takes and gives moved the index."""
+    cluster = build_cluster(ClusterSpec(len(caps), 1, 12))
+    free = FreeMap(cluster, list(caps))
+    free.smallest_rack(1)  # builds the index, kept up to date from here
+    for node, delta in moves:
+        if node < len(caps):
+            if delta > 0 and free.node_free[node] + delta <= 12:
+                free.give(((node, delta),))
+            elif delta < 0 and free.node_free[node] + delta >= 0:
+                free.take(((node, -delta),))
+    largest = max(free.rack_free)
+    if free.total <= largest:
+        return  # one rack holds every job the site can take: nothing to spread
+    need = data.draw(st.integers(largest + 1, free.total))
+    assert free.smallest_rack(need) == -1
+    expected = _choose_bins([(r, c) for r, c in enumerate(free.rack_free) if c > 0], need)
+    assert free.spread_racks(need) == expected

@@ -282,7 +282,7 @@ class Scheduler:
             if job_id not in skip:
                 # ``key`` is the rank key ``_rank`` gives (the SplitKey contract),
                 # ``shape[0]`` its coarse key: no need to ask the policy again.
-                visit.visit(Ranked(key, shape[0], Tier.BORROWED, queued[job_id]))
+                visit.visit(Ranked(key, shape[0], Tier.BORROWED, queued[job_id]), shape)
             pos += 1
             if pos < len(entries):
                 submit, seq, _ = entries[pos]

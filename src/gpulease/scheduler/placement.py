@@ -25,6 +25,7 @@ A failure comes with a :class:`WaitReason` that says, in words, what is missing.
 from __future__ import annotations
 
 import bisect
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -58,9 +59,11 @@ class FreeMap:
     A best-fit index by free capacity (``_by_cap[c]``: a bit per rack holding exactly
     ``c`` free GPUs) is built on the first :func:`smallest_rack` query and then kept up to
     date by :meth:`take` / :meth:`give`, so a best-fit rack costs O(rack size), not a scan
-    of every rack."""
+    of every rack; a job no rack holds spreads over racks read from the same index
+    (:meth:`spread_racks`). Each node's rack and each rack's bit come from lists kept per
+    site (``_layout``)."""
 
-    __slots__ = ("_by_cap", "cluster", "node_free", "rack_free", "total")
+    __slots__ = ("_bits", "_by_cap", "_rack_of", "cluster", "node_free", "rack_free", "total")
 
     def __init__(self, cluster: Cluster, node_free: list[int]) -> None:
         self.cluster = cluster
@@ -68,6 +71,7 @@ class FreeMap:
         self.rack_free = [sum(node_free[n] for n in rack.nodes) for rack in cluster.racks]
         self.total = sum(self.rack_free)
         self._by_cap: list[int] | None = None
+        self._rack_of, self._bits = _layout(cluster)
 
     @classmethod
     def of(
@@ -80,6 +84,7 @@ class FreeMap:
         made.rack_free = rack_free
         made.total = total
         made._by_cap = None
+        made._rack_of, made._bits = _layout(cluster)
         return made
 
     def copy(self) -> FreeMap:
@@ -89,30 +94,30 @@ class FreeMap:
         return made
 
     def take(self, placement: Placement) -> None:
-        nodes = self.cluster.nodes
+        rack_of = self._rack_of
         rack_free, by_cap = self.rack_free, self._by_cap
         for node, count in placement:
             self.node_free[node] -= count
-            rack = nodes[node].rack
+            rack = rack_of[node]
             before = rack_free[rack]
             rack_free[rack] = before - count
             self.total -= count
             if by_cap is not None and count:
-                bit = 1 << rack
+                bit = self._bits[rack]
                 by_cap[before] ^= bit
                 by_cap[before - count] |= bit
 
     def give(self, placement: Iterable[tuple[int, int]]) -> None:
-        nodes = self.cluster.nodes
+        rack_of = self._rack_of
         rack_free, by_cap = self.rack_free, self._by_cap
         for node, count in placement:
             self.node_free[node] += count
-            rack = nodes[node].rack
+            rack = rack_of[node]
             before = rack_free[rack]
             rack_free[rack] = before + count
             self.total += count
             if by_cap is not None and count:
-                bit = 1 << rack
+                bit = self._bits[rack]
                 by_cap[before] ^= bit
                 if before + count >= len(by_cap):
                     by_cap.extend([0] * (before + count + 1 - len(by_cap)))
@@ -124,14 +129,57 @@ class FreeMap:
         by_cap = self._by_cap
         if by_cap is None:
             by_cap = [0] * (max(self.rack_free, default=0) + 1)
+            bits = self._bits
             for rack, cap in enumerate(self.rack_free):
-                by_cap[cap] |= 1 << rack
+                by_cap[cap] |= bits[rack]
             self._by_cap = by_cap
         for cap in range(max(need, 0), len(by_cap)):
             mask = by_cap[cap]
             if mask:
                 return (mask & -mask).bit_length() - 1
         return -1
+
+    def spread_racks(self, need: int) -> list[tuple[int, int]]:
+        """``_choose_bins`` over the racks when none holds ``need`` and all together do
+        (the caller checked both; :meth:`smallest_rack` built the index): the largest
+        racks first (lowest index among equals), then the smallest rack not taken that
+        covers the rest. Read from the index: O(racks taken x capacities), not a sort of
+        every rack."""
+        by_cap = self._by_cap
+        assert by_cap is not None, "smallest_rack builds the index"
+        taken: list[tuple[int, int]] = []
+        taken_bits = 0
+        remaining = need
+        top = len(by_cap) - 1
+        while True:
+            spare = ~taken_bits
+            for cap in range(remaining, top + 1):
+                mask = by_cap[cap] & spare
+                if mask:
+                    taken.append(((mask & -mask).bit_length() - 1, remaining))
+                    return taken
+            while not by_cap[top] & spare:
+                top -= 1
+            low = by_cap[top] & spare
+            low &= -low
+            taken.append((low.bit_length() - 1, top))
+            taken_bits |= low
+            remaining -= top
+
+
+_last_layout: tuple[Cluster, tuple[list[int], list[int]]] | None = None
+
+
+def _layout(cluster: Cluster) -> tuple[list[int], list[int]]:
+    """Each node's rack, and each rack's bit in ``FreeMap._by_cap`` (read-only lists,
+    kept for the last site asked about: a step builds several maps of one site)."""
+    global _last_layout
+    last = _last_layout
+    if last is not None and last[0] is cluster:
+        return last[1]
+    layout = ([n.rack for n in cluster.nodes], [1 << r for r in range(len(cluster.racks))])
+    _last_layout = (cluster, layout)
+    return layout
 
 
 def _choose_bins(caps: Sequence[tuple[int, int]], need: int) -> list[tuple[int, int]] | None:
@@ -150,7 +198,13 @@ def _choose_bins(caps: Sequence[tuple[int, int]], need: int) -> list[tuple[int, 
         return [(best[0], need)]
     if total < need:
         return None
-    ordered = sorted(caps, key=lambda ic: (-ic[1], ic[0]))
+    return _spread(sorted(caps, key=lambda ic: (-ic[1], ic[0])), need)
+
+
+def _spread(ordered: Sequence[tuple[int, int]], need: int) -> list[tuple[int, int]]:
+    """``_choose_bins`` when no single bin holds ``need`` and the bins together do:
+    ``ordered`` by (-capacity, index), the largest bins first, then the smallest that
+    covers the remainder."""
     negated = [-cap for _, cap in ordered]  # ascending
     taken: list[tuple[int, int]] = []
     remaining = need
@@ -167,6 +221,9 @@ def _choose_bins(caps: Sequence[tuple[int, int]], need: int) -> list[tuple[int, 
         taken.append((index, cap))
         remaining -= cap
         pos += 1
+
+
+_capacity = operator.itemgetter(1)
 
 
 def _smallest_fitting(indices: Sequence[int], caps: Sequence[int], need: int) -> int:
@@ -186,12 +243,22 @@ def _nodes_in_rack(
     node_free = free.node_free
     members = free.cluster.racks[rack].nodes
     if gpus_per_node is None:
-        one = _smallest_fitting(members, node_free, gpus)
-        if one >= 0:
-            return [(one, gpus)]
-        chosen = _choose_bins([(n, node_free[n]) for n in members if node_free[n] > 0], gpus)
-        assert chosen is not None, "rack capacity was checked by the caller"
-        return chosen
+        # ``_choose_bins`` over the rack's nodes with free GPUs, in one pass: the best-fit
+        # node, else the nodes by free GPUs (a stable sort of nodes in index order keeps
+        # the lowest index first among equals). The caller checked the rack holds ``gpus``.
+        # (Fewer instructions than comprehensions or a first pass for one node.)
+        best, best_cap = -1, 0
+        bins: list[tuple[int, int]] = []
+        for n in members:
+            cap = node_free[n]
+            if cap > 0:
+                if cap >= gpus and (best < 0 or cap < best_cap):
+                    best, best_cap = n, cap
+                bins.append((n, cap))
+        if best >= 0:
+            return [(best, gpus)]
+        bins.sort(key=_capacity, reverse=True)
+        return _spread(bins, gpus)
     fitting = sorted((node_free[n], n) for n in members if node_free[n] >= gpus_per_node)
     count = gpus // gpus_per_node
     return [(n, gpus_per_node) for _, n in fitting[:count]]
@@ -318,6 +385,8 @@ def place(
         rack_gpus = around
     elif (one := _best_rack(free, caps, gpus)) >= 0:
         rack_gpus = [(one, gpus)]
+    elif caps is free.rack_free:
+        rack_gpus = free.spread_racks(gpus)  # ``_choose_bins`` from the index
     else:
         chosen_gpus = _choose_bins([(r, c) for r, c in enumerate(caps) if c > 0], gpus)
         assert chosen_gpus is not None, "total capacity was checked above"
@@ -375,7 +444,8 @@ def never_fits(job: JobSpec, cluster: Cluster, *, domain: str = "rack") -> WaitR
 def racks_spanned(cluster: Cluster, placement: Placement) -> int:
     if len(placement) == 1:
         return 1
-    return len({cluster.nodes[node].rack for node, _ in placement})
+    rack_of = _layout(cluster)[0]
+    return len({rack_of[node] for node, _ in placement})
 
 
 def min_racks_needed(job: JobSpec, cluster: Cluster) -> int:

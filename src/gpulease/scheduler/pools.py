@@ -7,14 +7,24 @@ promised at most once per step. The engine builds one per step from the state's 
 and the kept map of GPUs in a grace period (``releases.GraceReleases``): their per-node and
 per-release-time entries are copied on first touch, so a step pays for the nodes its plans
 touch, and the kept memo is never written.
+
+A guaranteed claim may plan on the GPUs released by a given time (``released_by``). Those
+maps (``soon`` without the later releases, and that plus ``free``) are built once per
+release time a step asks about (:class:`_Early`) and then kept up to date from a journal
+of the changes made since (every take and give of ``free`` and ``soon``, with the release
+time of the ``soon`` GPUs concerned), so a later question about the same time pays for the
+changes since the last one, not for every GPU released later.
+
+Invariants: ``soon`` holds, per node, the sum over release times of ``_nodes(at)``; after
+``released_by(at)`` syncs a view, its ``early`` map equals ``soon`` minus the GPUs released
+after ``at`` and its ``merged`` map equals ``free`` plus ``early`` (node, rack and total
+counts; ``tests/scheduler/test_pools.py``).
 """
 
 from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from gpulease.scheduler.backfill import Reservation
 from gpulease.scheduler.placement import FreeMap, Placement
@@ -39,6 +49,10 @@ class Pools:
         # not copied yet (read through ``_part`` / ``_nodes``, never written).
         self._parts: dict[int, dict[float, int]] = {}
         self._nodes_at: dict[float, dict[int, int]] = {}
+        # ``released_by`` maps by release time, and the changes they have not seen yet:
+        # (release time of the ``soon`` GPUs, or None for free ones; GPUs; +1 given, -1 taken)
+        self._views: dict[float, _Early] = {}
+        self._journal: list[tuple[float | None, Placement, int]] = []
         if grace is None or grace.soon is None:
             self.soon = FreeMap.of(cluster, [0] * len(cluster.nodes), [0] * len(cluster.racks), 0)
             self._base_parts: dict[int, dict[float, int]] = {}
@@ -90,6 +104,8 @@ class Pools:
         self.free.give(gpus)
         if self._merged is not None:
             self._merged.give(gpus)
+        if self._views:
+            self._journal.append((None, tuple(gpus), 1))
         if self.reservation is not None:
             self.reservation.held.give(gpus)
 
@@ -107,6 +123,8 @@ class Pools:
         self.soon.give(gpus)
         if self._merged is not None:
             self._merged.give(gpus)
+        if self._views:
+            self._journal.append((at, tuple(gpus), 1))
 
     def release_times(self, need: int) -> list[float]:
         """Times at which GPUs held by jobs in a grace period come free, earliest first,
@@ -148,36 +166,38 @@ class Pools:
             default=-math.inf,
         )
 
-    @contextmanager
-    def released_by(self, at: float) -> Iterator[tuple[FreeMap, FreeMap]]:
-        """The ``soon`` GPUs released by ``at``, and those plus the free ones, for the
-        duration of a ``with`` block: ``soon`` and ``merged()`` themselves, with the GPUs
-        released later held back in place and given back after the block (no copies)."""
+    def released_by(self, at: float) -> tuple[FreeMap, FreeMap]:
+        """The ``soon`` GPUs released by ``at``, and those plus the free ones: read-only
+        maps, valid until the next change of the pools. ``soon`` and ``merged()``
+        themselves when nothing is released later; else this time's kept view, built on
+        the first question about ``at`` and brought up to date from the journal."""
         counts = self._count_at
         late_times = [t for t, count in counts.items() if count > 0 and t > at]
         if not late_times:
-            yield self.soon, self.merged()
-            return
-        late: dict[int, int] = {}
-        for t in late_times:
-            for node, count in self._nodes(t).items():
-                if count > 0:
-                    late[node] = late.get(node, 0) + count
-        held = tuple(late.items())
-        soon, merged = self.soon, self.merged()
-        soon.take(held)
-        merged.take(held)
-        try:
-            yield soon, merged
-        finally:
-            soon.give(held)
-            merged.give(held)
+            return self.soon, self.merged()
+        view = self._views.get(at)
+        if view is None:
+            late: dict[int, int] = {}
+            for t in late_times:
+                for node, count in self._nodes(t).items():
+                    if count > 0:
+                        late[node] = late.get(node, 0) + count
+            held = tuple(late.items())
+            early, merged = self.soon.copy(), self.merged().copy()
+            early.take(held)
+            merged.take(held)
+            view = self._views[at] = _Early(at, early, merged, len(self._journal))
+        else:
+            view.catch_up(self._journal)
+        return view.early, view.merged
 
     def claim(self, placement: Placement) -> None:
         """Free GPUs handed to a job starting now."""
         self.free.take(placement)
         if self._merged is not None:
             self._merged.take(placement)
+        if self._views:
+            self._journal.append((None, placement, -1))
         self._hold(placement)
 
     def earmark(self, placement: Placement, by: float = math.inf) -> Placement:
@@ -185,18 +205,34 @@ class Pools:
         (earliest first), then free ones (which it returns), then later releases (a plan
         made on :meth:`released_by` ``(by)`` needs none of those)."""
         free = self.free
+        journal = self._journal if self._views else None
         from_free: list[tuple[int, int]] = []
         from_soon: list[tuple[int, int]] = []
+        copies, kept, count_at, nodes_at = (
+            self._parts,
+            self._base_parts,
+            self._count_at,
+            self._nodes_at,
+        )
         for node, count in placement:
-            parts = self._part(node)
+            parts = copies.get(node)  # ``_part``, inline
+            if parts is None:
+                base = kept.get(node)
+                if base is not None:
+                    parts = copies[node] = dict(base)
             if parts is not None and len(parts) == 1:  # one release time: inline
                 ((at, held),) = parts.items()
-                got = min(count, held) if at <= by else 0
+                got = (count if count < held else held) if at <= by else 0
                 if got:
                     parts[at] = held - got
-                    self._count_at[at] -= got
-                    self._nodes(at)[node] -= got
+                    count_at[at] -= got
+                    nodes = nodes_at.get(at)
+                    if nodes is None:
+                        nodes = self._nodes(at)
+                    nodes[node] -= got
                     from_soon.append((node, got))
+                    if journal is not None:
+                        journal.append((at, ((node, got),), -1))
                 rest = count - got
             else:
                 rest = count - self._take_soon(node, count, by)
@@ -206,6 +242,8 @@ class Pools:
             if now_free:
                 free.take(((node, now_free),))
                 from_free.append((node, now_free))
+                if journal is not None:
+                    journal.append((None, ((node, now_free),), -1))
             if rest > now_free:
                 self._take_soon(node, rest - now_free, math.inf)
         if from_soon:
@@ -225,6 +263,8 @@ class Pools:
             self._count_at[at] -= got
             self._nodes(at)[node] -= got
             taken += got
+            if self._views:
+                self._journal.append((at, ((node, got),), -1))
         if taken:
             self.soon.take(((node, taken),))
         return taken
@@ -237,3 +277,37 @@ class Pools:
             take = min(count, held.node_free[node])
             if take:
                 held.take(((node, take),))
+
+
+class _Early:
+    """``Pools.released_by(at)``'s maps, kept for the step: ``early`` (the GPUs being
+    released by ``at``) and ``merged`` (those plus the free ones), with how much of the
+    pools' journal they have seen."""
+
+    __slots__ = ("at", "early", "merged", "seen")
+
+    def __init__(self, at: float, early: FreeMap, merged: FreeMap, seen: int) -> None:
+        self.at = at
+        self.early = early
+        self.merged = merged
+        self.seen = seen
+
+    def catch_up(self, journal: list[tuple[float | None, Placement, int]]) -> None:
+        """Apply the changes made since the last call, in order: free GPUs change
+        ``merged``; GPUs released by ``at`` change both maps; later ones neither."""
+        if self.seen == len(journal):
+            return
+        early, merged, at = self.early, self.merged, self.at
+        for when, gpus, sign in journal[self.seen :]:
+            if when is not None:
+                if when > at:
+                    continue
+                if sign > 0:
+                    early.give(gpus)
+                else:
+                    early.take(gpus)
+            if sign > 0:
+                merged.give(gpus)
+            else:
+                merged.take(gpus)
+        self.seen = len(journal)

@@ -11,11 +11,13 @@ are ordered by ``(-priority, *preempt_key, submit, seq)`` whether queued or runn
 * :func:`guaranteed` merges, per leased tenant, the tenant's queue groups and running lists
   in that order and first-fits them into the guarantee, dropping a queue group as soon as
   its gang size exceeds the room left and stopping when the room is 0: O(guaranteed jobs +
-  groups) per tenant, whatever the queue's length (a run of running jobs ranked before the
-  next queued one is taken in one tight loop). A tenant without a lease has every job BORROWED
-  and costs nothing. With a :class:`TierMemo` a tenant's first-fit is kept across steps and
-  recomputed only when its queued or running jobs, its guarantee or its leaving jobs changed
-  (the indexes' per-tenant ``versions``).
+  groups) per tenant, whatever the queue's length. A run of running jobs ranked before the
+  next queued one is found by bisection and first-fit at once (``_fit_run``: the longest
+  prefix whose GPUs add up to at most the room all fit, since prefix sums only grow; after
+  it only jobs no larger than the room left can fit). A tenant without a lease has every
+  job BORROWED and costs nothing. With a :class:`TierMemo` a tenant's first-fit is kept
+  across steps and recomputed only when its queued or running jobs, its guarantee or its
+  leaving jobs changed (the indexes' per-tenant ``versions``).
 * :func:`tiered_candidates` yields running jobs in the full walk's preemption order
   (worst first by ``(tier, coarse, tenant key, submit, seq)``): borrowed ones by a lazy merge
   of the running lists, then the guaranteed ones.
@@ -28,7 +30,10 @@ exactly those of the full walk (checked by the differential property test).
 
 from __future__ import annotations
 
+import bisect
 import heapq
+import itertools
+import operator
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -206,18 +211,23 @@ def _first_fit(
         heap.append(((group.static, submit, seq), len(heap), group.shape[0], group, 0))
     heapq.heapify(heap)
     # running jobs: one sorted list, (coarse, submit, seq, job id, GPUs)
-    running = iter(index.by_tenant.get(tenant, ()))
-    head = next(running, None)
-    while room > 0 and (heap or head is not None):
-        if head is not None and (not heap or head < heap[0][0]):
-            # a run of running jobs ranked before the next queued one, in one loop
-            bound = heap[0][0] if heap else None
-            while head is not None and room > 0 and (bound is None or head < bound):
-                gpus = head[4]
-                if gpus <= room and head[3] not in excluded:
-                    taken.append(head[3])
-                    room -= gpus
-                head = next(running, None)
+    running = list(index.by_tenant.get(tenant, ()))  # a plain list: cheap to index
+    at, end = 0, len(running)
+    while room > 0 and (heap or at < end):
+        if at < end and (not heap or running[at] < heap[0][0]):
+            # the run of running jobs ranked before the next queued one
+            stop = bisect.bisect_left(running, heap[0][0], at) if heap else end
+            if stop - at > _LONG_RUN:
+                room = _fit_run(running[at:stop], room, excluded, taken)
+            else:
+                for head in running[at:stop]:
+                    gpus = head[4]
+                    if gpus <= room and head[3] not in excluded:
+                        taken.append(head[3])
+                        room -= gpus
+                        if not room:
+                            break
+            at = stop
             continue
         _, n, gpus, group, pos = heap[0]
         if gpus > room:
@@ -234,6 +244,37 @@ def _first_fit(
         else:
             heapq.heappop(heap)
     return picked, taken
+
+
+_JOB, _GPUS = operator.itemgetter(3), operator.itemgetter(4)  # of a ``by_tenant`` entry
+_LONG_RUN = 16  # a run of running jobs longer than this is first-fit by ``_fit_run``
+
+
+def _fit_run(
+    run: Iterable[tuple[tuple[float, ...], float, int, str, int]],
+    room: int,
+    excluded: set[str],
+    taken: list[str],
+) -> int:
+    """First-fit a run of running jobs into ``room``: each job not ``excluded`` that fits
+    what is left is taken (appended to ``taken``); returns the room left. The longest
+    prefix whose GPUs add up to at most ``room`` all fit (prefix sums only grow), so it is
+    found by bisection; after it, only jobs no larger than the room left can still fit."""
+    live = [entry for entry in run if entry[3] not in excluded] if excluded else list(run)
+    sums = list(itertools.accumulate(map(_GPUS, live)))
+    fit = bisect.bisect_right(sums, room)
+    if fit:
+        taken.extend(map(_JOB, live[:fit]))
+        room -= sums[fit - 1]
+    if room > 0 and fit < len(live):
+        for entry in [e for e in live[fit:] if e[4] <= room]:
+            gpus = entry[4]
+            if gpus <= room:
+                taken.append(entry[3])
+                room -= gpus
+                if not room:
+                    break
+    return room
 
 
 def _keyed(

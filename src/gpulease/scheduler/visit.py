@@ -146,8 +146,8 @@ class QueueWalk:
         for at in pools.release_times(record.spec.gpus):
             if at >= ready:
                 break
-            with pools.released_by(at) as (early, merged):
-                sooner = self._plan(record.spec, early, merged)
+            early, merged = pools.released_by(at)
+            sooner = self._plan(record.spec, early, merged)
             if sooner is not None:
                 return sooner, at
         return plan, math.inf
@@ -157,7 +157,8 @@ class QueueWalk:
         if promised:
             self.decisions.earmarks.append((len(self.decisions.starts), promised))
 
-    def visit(self, ranked: Ranked) -> None:
+    def visit(self, ranked: Ranked, shape: Shape | None = None) -> None:
+        """Decide one job; ``shape``: its hopeless-set shape when the caller has it."""
         decisions, pools = self.decisions, self.pools
         policy, domain, now = self.policy, self.domain, self.now
         record = ranked.record
@@ -166,14 +167,9 @@ class QueueWalk:
         if self.blocked is not None and held_back:
             self._wait(record, self.blocked)
             return
-        topology = spec.topology
-        shape: Shape = (
-            ranked.coarse,
-            spec.gpus,
-            spec.gpus_per_node,
-            topology.segment,
-            topology.mode,
-        )
+        if shape is None:
+            topology = spec.topology
+            shape = (ranked.coarse, spec.gpus, spec.gpus_per_node, topology.segment, topology.mode)
         hopeless = self.hopeless.get(shape)
         if hopeless is not None and policy.queueing is Queueing.GREEDY:
             # The free map only shrank since a job of this shape failed: so would this one.
