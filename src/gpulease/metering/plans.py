@@ -17,8 +17,8 @@ the next one's ``effective_from``. Unit prices stay exact Decimals; only amounts
 
 Invariants: versions share one currency and are strictly increasing in ``version`` and
 ``effective_from``; rates are finite and non-negative; fractions lie in [0, 1]; the currency
-is a CLDR currency. Exactly one version is in force at any instant from the first ``effective_from`` on; before it no
-price exists and asking is an error.
+is a CLDR currency. Exactly one version is in force at any instant from the first
+``effective_from`` on; before it no price exists and asking is an error.
 """
 
 from __future__ import annotations
