@@ -35,4 +35,4 @@ V2 = PlanVersion(
     lending_share=Decimal("0.30"),
 )
 STD = PlanSchedule([V1, V2])
-PLANS = {t: STD for t in ("acme", "bravo", "cargo", "delta")}
+PLANS = dict.fromkeys(("acme", "bravo", "cargo", "delta"), STD)

@@ -160,7 +160,8 @@ def test_sla_credit_with_its_evidence() -> None:
     assert (wait.quantity, wait.unit_price, wait.amount) == (
         Decimal("3.000000"), Decimal("-4.00"), Decimal("-12.00")
     )  # fmt: skip
-    assert len(wait.evidence) == 1 and "job-w1" in wait.evidence[0]
+    assert len(wait.evidence) == 1
+    assert "job-w1" in wait.evidence[0]
     assert "2026-02-10T06:30:00+00:00..2026-02-10T07:15:00+00:00" in wait.evidence[0]
     degraded = only(rated.lines, LineKind.SLA_DEGRADED)
     assert (degraded.quantity, degraded.amount) == (Decimal("12.000000"), Decimal("-24.00"))
