@@ -82,6 +82,7 @@ class PlanVersion:
 @dataclass(frozen=True, slots=True)
 class PlanSchedule:
     versions: tuple[PlanVersion, ...]
+    starts: tuple[datetime, ...]  # each version's ``effective_from``, for bisection
 
     def __init__(self, versions: Sequence[PlanVersion]) -> None:
         vs = tuple(versions)
@@ -98,6 +99,7 @@ class PlanSchedule:
                     versions=[a.version, b.version],
                 )
         object.__setattr__(self, "versions", vs)
+        object.__setattr__(self, "starts", tuple(v.effective_from for v in vs))
 
     def change_times(self) -> list[datetime]:
         """Instants at which a new version comes into force (cut usage there)."""
@@ -106,7 +108,7 @@ class PlanSchedule:
     def at(self, t: datetime) -> PlanVersion:
         """The version in force at ``t``."""
         t = utc(t)
-        i = bisect.bisect_right([v.effective_from for v in self.versions], t) - 1
+        i = bisect.bisect_right(self.starts, t) - 1
         if i < 0:
             raise NoPlanInForce(
                 f"plan {self.versions[0].plan_id} has no version in force at {t.isoformat()}"

@@ -36,6 +36,7 @@ Invariants (checked by the property test):
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 from collections.abc import Iterable, Sequence
@@ -183,7 +184,7 @@ def meter(
     records: list[UsageRecord] = []
     for a in unique:
         end = ends[a.id]
-        inside = [t for t in changes if a.start < t < end]
+        inside = changes[bisect.bisect_right(changes, a.start) : bisect.bisect_left(changes, end)]
         cuts = list(heapq.merge(cut_points(a.start, end, granularity), inside))
         bounds = [a.start, *sorted(set(cuts)), end]
         for lo, hi in itertools.pairwise(bounds):
