@@ -249,6 +249,28 @@ def test_price_change_mid_period() -> None:
     assert only(rated.lines, LineKind.RESERVED).amount == Decimal("12.50")  # 10 h x 1.25
 
 
+def test_sla_inputs_are_validated() -> None:
+    with pytest.raises(InvalidRequest, match="before its claim"):
+        GuaranteeWait("w", "L1", 1, at("2026-02-10 06:00"), at("2026-02-10 05:00"))
+    with pytest.raises(InvalidRequest, match="positive"):
+        Degradation("d", "L1", 0, at("2026-02-10 06:00"))
+    with pytest.raises(InvalidRequest, match="cap_share"):
+        SlaRule(timedelta(0), Decimal(1), Decimal(1), Decimal(-1))
+
+
+def test_open_evidence_counts_up_to_the_period_end() -> None:
+    # Trays down from Feb 11 23:00 and still down: 1 h left of L1's window (ends Feb 12 00:00)
+    # x 2 GPUs = 2 GPU-h x -2.00 = -4.00; a claim of 1 GPU from Feb 11 22:00 still waiting:
+    # late from 22:30 to the window's end = 1.5 GPU-h x -4.00 = -6.00.
+    evidence = SlaEvidence(
+        waits=[GuaranteeWait("job-w9", "L1", 1, at("2026-02-11 22:00"))],
+        degradations=[Degradation("tray-9", "L1", 2, at("2026-02-11 23:00"))],
+    )
+    rated = rate_period("acme", FEB, [], [L1], PLANS, RULE, evidence)
+    assert only(rated.lines, LineKind.SLA_DEGRADED).amount == Decimal("-4.00")
+    assert only(rated.lines, LineKind.SLA_WAIT).amount == Decimal("-6.00")
+
+
 def test_record_straddling_the_period_is_refused() -> None:
     recs = meter(
         [alloc("s1", "bravo", "S1", "2026-02-28 23:00", "2026-03-01 01:00",

@@ -99,6 +99,9 @@ def test_allocation_fields_are_consistent() -> None:
         Allocation("g", "acme", "j", "S1", NOW, None, CapacityClass.GUARANTEED)
     with pytest.raises(MeteringError, match="borrowed"):
         Allocation("g", "acme", "j", "S1", NOW, None, CapacityClass.ON_DEMAND,
+                   lender_lease_id="L1", lender_tenant="bravo")  # fmt: skip
+    with pytest.raises(MeteringError, match="itself"):
+        Allocation("g", "acme", "j", "S1", NOW, None, CapacityClass.BORROWED,
                    lender_lease_id="L1", lender_tenant="acme")  # fmt: skip
 
 
@@ -140,7 +143,7 @@ def week_of_allocations(draw: st.DrawFn) -> tuple[list[Allocation], datetime]:
             job = f"job-{draw(st.integers(0, 4))}"  # shared ids: failovers and requeues
             cap = draw(st.sampled_from(list(CapacityClass)))
             lender = None
-            if cap is CapacityClass.BORROWED and draw(st.booleans()):
+            if cap is CapacityClass.BORROWED and tenant != "acme" and draw(st.booleans()):
                 lender = ("L-acme", "acme")
             n += 1
             start = WEEK_START + timedelta(microseconds=t)

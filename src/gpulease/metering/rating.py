@@ -121,6 +121,15 @@ class GuaranteeWait:
     claimed_at: datetime
     started_at: datetime | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "claimed_at", utc(self.claimed_at, "wait.claimed_at"))
+        if self.started_at is not None:
+            object.__setattr__(self, "started_at", utc(self.started_at, "wait.started_at"))
+            if self.started_at < self.claimed_at:
+                raise InvalidRequest(f"wait {self.id} starts before its claim", id=self.id)
+        if self.gpus <= 0:
+            raise InvalidRequest(f"wait {self.id}: a positive number of GPUs", id=self.id)
+
 
 @dataclass(frozen=True, slots=True)
 class Degradation:
@@ -132,6 +141,15 @@ class Degradation:
     start: datetime
     end: datetime | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "start", utc(self.start, "degradation.start"))
+        if self.end is not None:
+            object.__setattr__(self, "end", utc(self.end, "degradation.end"))
+            if self.end < self.start:
+                raise InvalidRequest(f"degradation {self.id} ends before it starts", id=self.id)
+        if self.gpus_down <= 0:
+            raise InvalidRequest(f"degradation {self.id}: a positive number of GPUs", id=self.id)
+
 
 @dataclass(frozen=True, slots=True)
 class SlaRule:
@@ -142,6 +160,14 @@ class SlaRule:
     wait_multiple: Decimal
     degraded_multiple: Decimal
     cap_share: Decimal = Decimal(1)
+
+    def __post_init__(self) -> None:
+        if self.slo_wait < timedelta(0):
+            raise InvalidRequest("the wait SLO is not negative", field="slo_wait")
+        for name in ("wait_multiple", "degraded_multiple", "cap_share"):
+            value = getattr(self, name)
+            if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
+                raise InvalidRequest(f"{name} must be a finite non-negative Decimal", field=name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,13 +302,13 @@ def _sla_lines(
     for w in sorted(evidence.waits, key=lambda w: (w.claimed_at, w.id)):
         if w.lease_id != lease.id:
             continue
-        started = utc(w.started_at) if w.started_at is not None else scope.end
-        late = scope.clip(utc(w.claimed_at) + rule.slo_wait, started)
+        started = w.started_at if w.started_at is not None else scope.end
+        late = scope.clip(w.claimed_at + rule.slo_wait, started)
         if late is None:
             continue
         late_micros += w.gpus * micros_between(*late)
         notes.append(
-            f"wait {w.id}: {w.gpus} GPUs claimed {utc(w.claimed_at).isoformat()}, "
+            f"wait {w.id}: {w.gpus} GPUs claimed {w.claimed_at.isoformat()}, "
             f"started {'-' if w.started_at is None else started.isoformat()}, "
             f"SLO {rule.slo_wait}, late {late[0].isoformat()}..{late[1].isoformat()}"
         )
@@ -303,7 +329,7 @@ def _sla_lines(
     for d in sorted(evidence.degradations, key=lambda d: (d.start, d.id)):
         if d.lease_id != lease.id:
             continue
-        span = scope.clip(utc(d.start), utc(d.end) if d.end is not None else scope.end)
+        span = scope.clip(d.start, d.end if d.end is not None else scope.end)
         if span is None:
             continue
         down_micros += d.gpus_down * micros_between(*span)

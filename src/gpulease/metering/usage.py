@@ -98,6 +98,8 @@ class Allocation:
             raise MeteringError(f"allocation {self.id}: lender lease and tenant go together")
         if self.lender_lease_id is not None and self.capacity is not CapacityClass.BORROWED:
             raise MeteringError(f"allocation {self.id}: only borrowed capacity has a lender")
+        if self.lender_tenant is not None and self.lender_tenant == self.tenant:
+            raise MeteringError(f"allocation {self.id}: a tenant does not borrow from itself")
 
 
 @dataclass(frozen=True, slots=True)
