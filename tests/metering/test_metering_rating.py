@@ -27,6 +27,7 @@ from gpulease.metering.rating import (
     LineKind,
     SlaEvidence,
     SlaRule,
+    UncoveredUsage,
     rate_period,
 )
 from gpulease.metering.usage import Allocation, CapacityClass, UsageRecord, meter
@@ -269,6 +270,16 @@ def test_open_evidence_counts_up_to_the_period_end() -> None:
     rated = rate_period("acme", FEB, [], [L1], PLANS, RULE, evidence)
     assert only(rated.lines, LineKind.SLA_DEGRADED).amount == Decimal("-4.00")
     assert only(rated.lines, LineKind.SLA_WAIT).amount == Decimal("-6.00")
+
+
+def test_guaranteed_usage_outside_its_lease_is_never_free() -> None:
+    # 1 h of "guaranteed" use after L1 ended (Feb 12 00:00): refused, not billed at 0.
+    late = alloc("u1", "acme", "S1", "2026-02-12 00:00", "2026-02-12 01:00",
+                 CapacityClass.GUARANTEED, lease="L1")  # fmt: skip
+    with pytest.raises(UncoveredUsage):
+        rate_period("acme", FEB, records_of(late), [L1], PLANS)
+    with pytest.raises(UncoveredUsage):
+        rate_period("acme", FEB, records_of(late), [], PLANS)
 
 
 def test_record_straddling_the_period_is_refused() -> None:

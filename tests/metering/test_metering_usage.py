@@ -20,7 +20,7 @@ from gpulease.metering.periods import (
     next_boundary,
     period_start,
 )
-from gpulease.metering.rating import USAGE_KINDS, rate_period
+from gpulease.metering.rating import USAGE_KINDS, LeaseTerm, rate_period
 from gpulease.metering.usage import (
     Allocation,
     CapacityClass,
@@ -120,6 +120,8 @@ def test_periods_tile_the_time_line() -> None:
 WEEK_START = at("2026-03-13 00:00")  # the week holds plan v2's start (Mar 15 12:00)
 WEEK = 7 * 86_400 * 10**6  # microseconds
 TENANTS = ("acme", "bravo", "cargo")
+# one lease per tenant over the whole simulated week: its guaranteed runs are covered
+LEASES = [LeaseTerm(f"L-{t}", t, 4, WEEK_START, WEEK_START + timedelta(days=8)) for t in TENANTS]
 
 
 @st.composite
@@ -144,13 +146,13 @@ def week_of_allocations(draw: st.DrawFn) -> tuple[list[Allocation], datetime]:
             cap = draw(st.sampled_from(list(CapacityClass)))
             lender = None
             if cap is CapacityClass.BORROWED and tenant != "acme" and draw(st.booleans()):
-                lender = ("L-acme", "acme")
+                lender = ("L-acme", "acme")  # acme's idle guaranteed GPUs
             n += 1
             start = WEEK_START + timedelta(microseconds=t)
             end = None if is_open else start + timedelta(microseconds=length)
             allocations.append(
                 Allocation(f"a{n}", tenant, job, f"S{g}", start, end, cap,
-                           lease_id="L" if cap is CapacityClass.GUARANTEED else None,
+                           lease_id=f"L-{tenant}" if cap is CapacityClass.GUARANTEED else None,
                            lender_lease_id=None if lender is None else lender[0],
                            lender_tenant=None if lender is None else lender[1])
             )  # fmt: skip
@@ -191,7 +193,7 @@ def test_metered_gpu_seconds_equal_allocated(
     for month in {Period.of(r.start, Granularity.MONTH) for r in records}:
         in_month = [r for r in records if month.start <= r.start < month.end]
         for tenant in TENANTS:
-            rated = rate_period(tenant, month, in_month, [], PLANS)
+            rated = rate_period(tenant, month, in_month, LEASES, PLANS)
             invoice = issue(rated, f"{tenant}-{month.start:%Y%m}", month.end)
             check(invoice, by_id)
             assert invoice.total == sum((ln.amount for ln in invoice.lines), Decimal(0))

@@ -11,7 +11,8 @@ Lines (:class:`Line`), in this order:
   rate``, billed whether used or not; the committed rate is the lease's own or the plan's
   ``reserved_rate`` in force when the lease starts;
 * ``included``: per lease and plan version, the guaranteed usage it covered, at price 0
-  (shown so utilisation can be checked against the commitment);
+  (shown so utilisation can be checked against the commitment); guaranteed usage outside
+  the window of the tenant's lease it names is an :class:`UncoveredUsage` error, never free;
 * ``on_demand`` / ``borrowed``: per plan version, the usage of that class at that version's
   rate (records are cut at plan changes, so each lies under one version);
 * ``lending_credit``: per lent lease and the borrower's plan version, minus
@@ -58,6 +59,13 @@ class LineKind(StrEnum):
 
 
 USAGE_KINDS = frozenset({LineKind.INCLUDED, LineKind.ON_DEMAND, LineKind.BORROWED})
+
+
+class UncoveredUsage(InvalidRequest):
+    """Guaranteed usage outside the window of the tenant's lease it names: it would be free
+    without a reservation paying for it (a run must change class when its lease ends)."""
+
+    code = "uncovered_usage"
 
 
 def price(gpu_seconds: Decimal, unit_price: Decimal, currency: str) -> Decimal:
@@ -394,11 +402,19 @@ def rate_period(
         if r.start < period.start or r.end > period.end:
             raise InvalidRequest(f"usage record {r.id} straddles the period", record=r.id)
         inside.append(r)
+    own = sorted((x for x in leases if x.tenant == tenant), key=lambda x: (x.start, x.id))
+    by_id = {x.id: x for x in own}
+    for r in inside:
+        if r.tenant == tenant and r.capacity is CapacityClass.GUARANTEED:
+            lease = by_id.get(r.lease_id or "")
+            if lease is None or r.start < lease.start or r.end > lease.end:
+                raise UncoveredUsage(
+                    f"guaranteed usage {r.id} lies outside lease {r.lease_id} of {tenant}",
+                    record=r.id,
+                )
     lines: list[Line] = []
     sla: list[Line] = []
-    for lease in sorted(leases, key=lambda x: (x.start, x.id)):
-        if lease.tenant != tenant:
-            continue
+    for lease in own:
         if lease.currency is not None and lease.currency != currency:
             raise InvalidRequest(f"lease {lease.id} is in {lease.currency}, plan in {currency}")
         window = period.clip(lease.start, lease.end)
