@@ -34,6 +34,13 @@ state, the batch script's wait status (the exit code) and output file come in th
 Every job named with the prefix is tracked, whoever submitted it, so a new leader holds the
 runs of the old one from its first poll (``active``), and ``adopt`` finds one by name.
 
+Completions that outlive ``squeue``. Where the site names its job-completion file
+(``jobcomp``: Slurm's ``JobCompLoc`` with ``JobCompType=jobcomp/filetxt``), a run ``squeue``
+no longer lists (it ended more than ``MinJobAge`` ago, e.g. while no scheduler led) is
+looked up there (:mod:`gpulease.executors.slurm_jobcomp`, read incrementally): ``poll``
+reports its end with its exit code, ``adopt`` takes it (found by name) so the next ``poll``
+reports it. Only a run found in neither is lost.
+
 Invariants.
 
 * A run ends once: its completion is reported by the ``poll`` that first sees it finished,
@@ -43,8 +50,9 @@ Invariants.
   signal ended it); ``CANCELLED`` (by anyone but gpulease) ``128 + signal`` (143 for
   ``scancel``'s SIGTERM); ``TIMEOUT`` 124; ``OUT_OF_MEMORY`` 137; ``PREEMPTED`` /
   ``DEADLINE`` 143. A run lost to its node (``NODE_FAIL``, ``BOOT_FAIL``) or gone from Slurm
-  altogether is *not* a completion: it leaves ``active``, ``adopt`` refuses it, and the core
-  requeues the job ("its run was lost with the executor that ran it").
+  altogether (``squeue`` and the job-completion file) is *not* a completion: it leaves
+  ``active``, ``adopt`` refuses it, and the core requeues the job ("its run was lost with
+  the executor that ran it").
 * Only the newest run of a job is kept: an older run still in Slurm (left by a dead leader)
   is cancelled when a newer one is seen.
 * ``warn`` writes the message to the log and sends SIGTERM to the whole job (batch shell
@@ -68,6 +76,7 @@ from pathlib import Path
 
 from gpulease.domain.states import NodeState
 from gpulease.executors.base import Completion, Launch, NodeSlice
+from gpulease.executors.slurm_jobcomp import JobCompReader
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +140,9 @@ class SlurmSite:
     # where each GPU is its own GRES type named after its index (gres.conf ``Type=s0``...),
     # the format of that type: the job then gets exactly gpulease's GPUs, not just as many
     slot_type: str | None = None
+    # Slurm's job-completion file (JobCompLoc of jobcomp/filetxt), readable from here: the
+    # end of runs squeue no longer lists is found there; None: such runs are lost
+    jobcomp: Path | None = None
 
     def slurm_node(self, node_id: str) -> str:
         explicit = self.nodes.get(node_id)
@@ -186,6 +198,7 @@ class SlurmExecutor:
         self.last_seen: dict[str, dict[int, SlurmJob]] = {}  # site -> Slurm id -> job
         self.commands = 0  # client commands run (squeue, sbatch...): for tests and benchmarks
         self._stopped: set[int] = set()  # Slurm ids cancelled by stop, until squeue drops them
+        self._jobcomp: dict[str, JobCompReader] = {}  # by site id, for sites naming the file
 
     # ------------------------------------------------------------------------ commands
     def run_command(
@@ -199,6 +212,7 @@ class SlurmExecutor:
         """Run a Slurm client command of ``site``; raises on a non-zero exit."""
         program = str(site.bin_dir / argv[0]) if site.bin_dir is not None else argv[0]
         base = dict(env) if env is not None else {"PATH": SAFE_PATH, "LANG": "C.UTF-8"}
+        base["TZ"] = "UTC"  # times given to and read from Slurm's clients are UTC
         if site.conf is not None:
             base["SLURM_CONF"] = str(site.conf)
         self.commands += 1
@@ -321,12 +335,29 @@ class SlurmExecutor:
             (job for job in _parse_squeue(out).values() if job.name == name),
             key=lambda job: (job.state in ACTIVE_STATES, job.slurm_id),
         )
-        if not found or found[-1].state in LOST_STATES:
+        if found:
+            slurm_id, state = found[-1].slurm_id, found[-1].state
+        else:  # ended longer than MinJobAge ago: its end is in the job-completion file
+            reader = self.jobcomp_reader(site)
+            ended = reader.find_name(name) if reader is not None else None
+            if ended is None:
+                return False
+            slurm_id, state = ended.slurm_id, ended.state
+        if state in LOST_STATES:
             return False
         self._runs[launch.job_id] = _Run(
-            launch.job_id, launch.run, site, found[-1].slurm_id, launch.log_path, None
+            launch.job_id, launch.run, site, slurm_id, launch.log_path, None
         )
         return True
+
+    def jobcomp_reader(self, site: SlurmSite) -> JobCompReader | None:
+        """The reader of the site's job-completion file; None if it names none."""
+        if site.jobcomp is None:
+            return None
+        reader = self._jobcomp.get(site.site_id)
+        if reader is None:
+            reader = self._jobcomp[site.site_id] = JobCompReader(site.jobcomp, site.job_prefix)
+        return reader
 
     # ------------------------------------------------------------------ while it runs
     def warn(self, job_id: str, message: str) -> None:
@@ -365,6 +396,8 @@ class SlurmExecutor:
             job = seen.get(held.slurm_id)
             if job is not None and job.state in ACTIVE_STATES:
                 continue
+            if job is None:  # gone from squeue: ended longer than MinJobAge ago?
+                job = self._ended(site, held)
             if job is None or job.state in LOST_STATES:
                 why = "gone from Slurm" if job is None else f"Slurm reports {job.state}"
                 logger.warning("run %s/%d lost: %s", job_id, held.run, why)
@@ -380,6 +413,17 @@ class SlurmExecutor:
             code = exit_code(job.state, job.status)
             completions.append(Completion(held.job_id, held.run, code, now, self._log_of(held)))
         return completions
+
+    def _ended(self, site: SlurmSite, held: _Run) -> SlurmJob | None:
+        """The run as the job-completion file recorded its end; None if it is not there."""
+        reader = self.jobcomp_reader(site)
+        if reader is None:
+            return None
+        record = reader.find(held.slurm_id)
+        if record is None or record.name != site.job_name(held.job_id, held.run):
+            return None
+        logger.info("run %s/%d: its end read from %s", held.job_id, held.run, reader.path)
+        return SlurmJob(record.slurm_id, record.state, (record.nodes,), record.name, record.status)
 
     def _discover(self, site: SlurmSite, seen: Mapping[int, SlurmJob]) -> None:
         """Track the runs Slurm holds that this executor did not submit (a dead leader's);
