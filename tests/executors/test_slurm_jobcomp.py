@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from gpulease.executors import slurm_jobcomp
-from gpulease.executors.slurm import SlurmExecutor, SlurmSite, exit_code
+from gpulease.executors.slurm import SlurmExecutor, SlurmSite
+from gpulease.executors.slurm_commands import exit_code
 from gpulease.executors.slurm_jobcomp import JobCompReader, parse_line
 from support.slurm_cluster import MISSING_BINARIES, SITE_ID, SLURM_NODES, LocalSlurmCluster
 from support.slurm_jobs import launch_of, wait_for
