@@ -16,6 +16,8 @@ from gpulease.executors import slurm_jobcomp
 from gpulease.executors.slurm import SlurmExecutor, SlurmSite
 from gpulease.executors.slurm_commands import exit_code
 from gpulease.executors.slurm_jobcomp import JobCompReader, parse_line
+from gpulease.services.setup import make_executor
+from gpulease.settings import Settings
 from support.slurm_cluster import MISSING_BINARIES, SITE_ID, SLURM_NODES, LocalSlurmCluster
 from support.slurm_jobs import launch_of, wait_for
 
@@ -113,6 +115,25 @@ def test_a_new_reader_starts_near_the_end_and_a_rotated_file_is_read_anew(
     assert exit_code(again.state, again.status) == 2
 
 
+def test_reused_ids_and_the_record_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slurmctld started afresh numbers jobs from 1 again: by id the newest line wins, by
+    name each job keeps its own; at most MAX_RECORDS are kept, the oldest dropped."""
+    path = tmp_path / "jobcomp.txt"
+    path.write_text(
+        line(1, "gpulease-old.1", "FAILED", "2:0") + line(1, "gpulease-new.1", "COMPLETED", "0:0")
+    )
+    reader = JobCompReader(path, "gpulease-")
+    assert reader.find(1) == reader.find_name("gpulease-new.1")
+    old = reader.find_name("gpulease-old.1")
+    assert old is not None
+    assert exit_code(old.state, old.status) == 2
+    monkeypatch.setattr(slurm_jobcomp, "MAX_RECORDS", 3)
+    with path.open("a") as handle:
+        handle.write("".join(line(n, f"gpulease-j{n}.1", "COMPLETED", "0:0") for n in range(2, 7)))
+    assert [n for n in range(1, 7) if reader.find(n)] == [4, 5, 6]
+    assert reader.find_name("gpulease-old.1") is None
+
+
 def test_the_site_setting_reaches_the_executor(tmp_path: Path) -> None:
     site = SlurmSite(SITE_ID, jobcomp=tmp_path / "jobcomp.txt")
     executor = SlurmExecutor([site, SlurmSite("other")])
@@ -120,6 +141,11 @@ def test_the_site_setting_reaches_the_executor(tmp_path: Path) -> None:
     assert reader is not None
     assert reader.path == tmp_path / "jobcomp.txt"
     assert executor.jobcomp_reader(SlurmSite("other")) is None
+    configured = make_executor(
+        Settings(executor="slurm", slurm_sites={SITE_ID: {"jobcomp": "/var/log/slurm/jobcomp.txt"}})
+    )
+    assert isinstance(configured, SlurmExecutor)
+    assert configured.sites[0].jobcomp == Path("/var/log/slurm/jobcomp.txt")
 
 
 # ------------------------------------------------------------------ real Slurm

@@ -92,8 +92,10 @@ class JobCompReader:
         self.prefix = prefix
         self._offset: int | None = None  # None: not opened yet (start near the end)
         self._inode: tuple[int, int] | None = None
+        # by Slurm id and by job name, the line written last winning (a slurmctld started
+        # afresh numbers jobs from 1 again); each bounded, oldest dropped first
         self._by_id: OrderedDict[int, JobCompRecord] = OrderedDict()
-        self._by_name: dict[str, int] = {}  # job name -> its newest Slurm id
+        self._by_name: OrderedDict[str, JobCompRecord] = OrderedDict()
         self.bytes_read = 0  # for tests and benchmarks
 
     def find(self, slurm_id: int) -> JobCompRecord | None:
@@ -104,8 +106,7 @@ class JobCompReader:
     def find_name(self, name: str) -> JobCompRecord | None:
         """The newest record of a job named ``name``, after reading what was appended."""
         self.refresh()
-        slurm_id = self._by_name.get(name)
-        return None if slurm_id is None else self._by_id.get(slurm_id)
+        return self._by_name.get(name)
 
     def refresh(self) -> None:
         try:
@@ -154,13 +155,13 @@ class JobCompReader:
                 self._keep(record, "HetJobOffset=" not in line or "HetJobOffset=0 " in line)
 
     def _keep(self, record: JobCompRecord, leader: bool) -> None:
-        if record.slurm_id in self._by_id and not leader:
-            return  # a heterogeneous job's leader line is already there
+        held = self._by_id.get(record.slurm_id)
+        if not leader and held is not None and held.name == record.name:
+            return  # another component of a heterogeneous job whose line is there
         self._by_id[record.slurm_id] = record
         self._by_id.move_to_end(record.slurm_id)
-        if self._by_name.get(record.name, -1) <= record.slurm_id:
-            self._by_name[record.name] = record.slurm_id
-        while len(self._by_id) > MAX_RECORDS:
-            _old_id, old = self._by_id.popitem(last=False)
-            if self._by_name.get(old.name) == _old_id:
-                del self._by_name[old.name]
+        self._by_name[record.name] = record
+        self._by_name.move_to_end(record.name)
+        for index in (self._by_id, self._by_name):
+            while len(index) > MAX_RECORDS:
+                index.popitem(last=False)
