@@ -44,7 +44,7 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-TAIL_BYTES = 8 << 20  # at most this much of the file is read at once (~25,000 jobs)
+TAIL_BYTES = 8 << 20  # at most this much of the file is read at once (~20,000 lines)
 MAX_RECORDS = 100_000  # gpulease jobs remembered per site
 _FIELD = re.compile(r"(?:^|\s)(\w+)=(\S*)")
 
