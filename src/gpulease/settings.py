@@ -29,6 +29,10 @@ class SlurmSiteSettings(BaseModel):
     # each GPU its own GRES type (gres.conf Type=s0 ...): the type's format, e.g. "s{slot}";
     # jobs then run on exactly gpulease's GPUs, not merely as many
     slot_type: str | None = None
+    # Slurm's job-completion file (JobCompLoc, JobCompType=jobcomp/filetxt) as this host sees
+    # it: runs that ended longer than MinJobAge ago (e.g. while no scheduler led) are found
+    # there with their exit code instead of being taken for lost and run again
+    jobcomp: Path | None = None
 
 
 class Settings(BaseSettings):

@@ -14,15 +14,8 @@ from pathlib import Path
 import pytest
 
 from gpulease.domain.states import NodeState
-from gpulease.executors.slurm import (
-    ACTIVE_STATES,
-    CANNOT_START,
-    SlurmExecutor,
-    SlurmSite,
-    _node_state,
-    _parse_squeue,
-    exit_code,
-)
+from gpulease.executors.slurm import CANNOT_START, SlurmExecutor, SlurmSite
+from gpulease.executors.slurm_commands import ACTIVE_STATES, exit_code, node_state, parse_squeue
 from gpulease.services.setup import make_executor
 from gpulease.settings import Settings
 from support.slurm_cluster import SITE_ID, SLURM_NODES, LocalSlurmCluster
@@ -39,10 +32,10 @@ from support.slurm_jobs import (
 
 # --------------------------------------------------------------- no Slurm needed
 def test_node_states_map_from_sinfo() -> None:
-    assert [_node_state(s) for s in ("idle", "mix", "alloc", "plnd", "idle~")] == [NodeState.UP] * 5
+    assert [node_state(s) for s in ("idle", "mix", "alloc", "plnd", "idle~")] == [NodeState.UP] * 5
     draining = ("drain", "drng", "idle*", "alloc*", "boot", "unk", "maint", "failg")
-    assert {_node_state(s) for s in draining} == {NodeState.DRAINING}
-    assert {_node_state(s) for s in ("down", "down*", "fail", "inval")} == {NodeState.DOWN}
+    assert {node_state(s) for s in draining} == {NodeState.DRAINING}
+    assert {node_state(s) for s in ("down", "down*", "fail", "inval")} == {NodeState.DOWN}
 
 
 def test_exit_codes_map_from_slurm_states() -> None:
@@ -90,7 +83,7 @@ def test_squeue_rows_of_a_heterogeneous_job_merge() -> None:
         "8|7|FAILED|0|/l/j.log|n[2-3]|gpulease-j.2\n"
         "9|N/A|PENDING|0|/l/x.log||x|y\n"
     )
-    jobs = _parse_squeue(out)
+    jobs = parse_squeue(out)
     assert (jobs[7].nodes, jobs[7].state, jobs[7].status) == (("n1", "n[2-3]"), "FAILED", 768)
     assert exit_code(jobs[7].state, jobs[7].status) == 3
     assert (jobs[9].name, jobs[9].stdout) == ("x|y", "/l/x.log")
@@ -353,8 +346,8 @@ def test_node_states_follow_slurm_and_gpulease_drains_reach_slurm(
     assert states[ids[2]] == (NodeState.DOWN, "psu")
     assert states[f"{SITE_ID}-r07-n00"][0] == NodeState.DOWN  # Slurm has no such node
 
-    executor.set_node_state(ids[3], NodeState.DRAINING, "maintenance window")
-    executor.set_node_state(ids[1], NodeState.UP, "")
+    executor.setnode_state(ids[3], NodeState.DRAINING, "maintenance window")
+    executor.setnode_state(ids[1], NodeState.UP, "")
     assert executor.node_states(ids)[ids[3]] == (NodeState.DRAINING, "gpulease: maintenance window")
     # a resumed node answers Slurm's next ping: draining (not responding) until then
     wait_for(lambda: executor.node_states(ids)[ids[1]][0] == NodeState.UP, what="resume")

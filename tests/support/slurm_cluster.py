@@ -138,6 +138,7 @@ class LocalSlurmCluster:
         node_names: Sequence[str] | None = None,
         slurmd_timeout: int = 60,
         slot_types: bool = False,
+        min_job_age: int = 300,
     ) -> None:
         if nodes < 1 or gpus_per_node < 1:
             raise ValueError("nodes and gpus_per_node must be at least 1")
@@ -152,6 +153,9 @@ class LocalSlurmCluster:
         self.cpus_per_node = cpus_per_node if cpus_per_node is not None else max(2, gpus_per_node)
         self.partition = partition
         self.slurmd_timeout = slurmd_timeout  # a node silent this long is marked down
+        # seconds a finished job stays in squeue (slurmctld purges older ones every 60 s);
+        # short, a test can make squeue forget a job (its jobcomp line remains)
+        self.min_job_age = min_job_age
         # each GPU its own GRES type, named after its index (gpu:s0 ... gpu:s3), so a job can
         # ask for exactly the GPUs gpulease chose (--gres=gpu:s1:1,gpu:s3:1)
         self.slot_types = slot_types
@@ -332,7 +336,7 @@ class LocalSlurmCluster:
             f"JobCompLoc={self.jobcomp_path}",
             "MailProg=/bin/true",
             "MaxJobCount=100000",
-            "MinJobAge=300",
+            f"MinJobAge={self.min_job_age}",
             "InactiveLimit=0",
             "KillWait=5",
             "SlurmctldTimeout=30",

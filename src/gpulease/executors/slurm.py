@@ -34,6 +34,21 @@ state, the batch script's wait status (the exit code) and output file come in th
 Every job named with the prefix is tracked, whoever submitted it, so a new leader holds the
 runs of the old one from its first poll (``active``), and ``adopt`` finds one by name.
 
+Completions that outlive ``squeue``. Where the site names its job-completion file
+(``jobcomp``: Slurm's ``JobCompLoc`` with ``JobCompType=jobcomp/filetxt``), a run ``squeue``
+no longer lists (it ended more than ``MinJobAge`` ago, e.g. while no scheduler led) is
+looked up there (:mod:`gpulease.executors.slurm_jobcomp`, read incrementally): ``poll``
+reports its end with its exit code, ``adopt`` takes it (found by name) so the next ``poll``
+reports it. Only a run found in neither is lost.
+
+Leases as reservations. ``mirror_reservation`` / ``drop_reservation`` / ``reservations``
+keep a Slurm reservation per gpulease lease, named after the lease id, for operators who
+let tenants submit to Slurm directly (:mod:`gpulease.executors.slurm_reservations`).
+
+Modules: this one runs the commands and holds the runs; ``slurm_commands`` reads Slurm's
+answers (``squeue``, ``sinfo``, states and exit codes); ``slurm_jobcomp`` the
+job-completion file; ``slurm_reservations`` the reservations.
+
 Invariants.
 
 * A run ends once: its completion is reported by the ``poll`` that first sees it finished,
@@ -43,8 +58,9 @@ Invariants.
   signal ended it); ``CANCELLED`` (by anyone but gpulease) ``128 + signal`` (143 for
   ``scancel``'s SIGTERM); ``TIMEOUT`` 124; ``OUT_OF_MEMORY`` 137; ``PREEMPTED`` /
   ``DEADLINE`` 143. A run lost to its node (``NODE_FAIL``, ``BOOT_FAIL``) or gone from Slurm
-  altogether is *not* a completion: it leaves ``active``, ``adopt`` refuses it, and the core
-  requeues the job ("its run was lost with the executor that ran it").
+  altogether (``squeue`` and the job-completion file) is *not* a completion: it leaves
+  ``active``, ``adopt`` refuses it, and the core requeues the job ("its run was lost with
+  the executor that ran it").
 * Only the newest run of a job is kept: an older run still in Slurm (left by a dead leader)
   is cancelled when a newer one is seen.
 * ``warn`` writes the message to the log and sends SIGTERM to the whole job (batch shell
@@ -67,7 +83,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gpulease.domain.states import NodeState
+from gpulease.executors import slurm_reservations as resv
 from gpulease.executors.base import Completion, Launch, NodeSlice
+from gpulease.executors.slurm_commands import (
+    ACTIVE_STATES,
+    LOST_STATES,
+    SET_STATE,
+    SQUEUE_FIELDS,
+    SlurmJob,
+    exit_code,
+    node_state,
+    one_line,
+    parse_squeue,
+)
+from gpulease.executors.slurm_jobcomp import JobCompReader
+from gpulease.executors.slurm_reservations import SlurmReservation
 
 logger = logging.getLogger(__name__)
 
@@ -75,36 +105,6 @@ LOG_CAP = 1 << 20  # bytes of a finished run's log handed back (kept in the data
 CANNOT_START = 127
 COMMAND_TIMEOUT_S = 30.0
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# job id, heterogeneous job id (N/A), state, wait status, stdout, nodes, name (last: free text);
-# a field with a suffix and no width is never cut
-SQUEUE_FIELDS = "JobID:|,HetJobID:|,State:|,exit_code:|,STDOUT:|,NodeList:|,Name:"
-
-# Slurm states in which the job still holds (or waits for) its nodes
-ACTIVE_STATES = frozenset(
-    {
-        "PENDING",
-        "CONFIGURING",
-        "RUNNING",
-        "COMPLETING",
-        "SUSPENDED",
-        "SIGNALING",
-        "STAGE_OUT",
-        "STOPPED",
-        "RESIZING",
-        "REQUEUED",
-        "REQUEUE_FED",
-        "REQUEUE_HOLD",
-        "RESV_DEL_HOLD",
-        "SPECIAL_EXIT",
-    }
-)
-LOST_STATES = frozenset({"NODE_FAIL", "BOOT_FAIL"})  # requeued by the core, not completed
-FIXED_CODES = {"TIMEOUT": 124, "OUT_OF_MEMORY": 137, "PREEMPTED": 143, "DEADLINE": 143}
-# ``sinfo %t`` states (flags such as ``*``, not responding, stripped first)
-DRAINING_STATES = frozenset({"drain", "drng", "drained", "draining", "maint", "failg"})
-DOWN_STATES = frozenset({"down", "fail", "inval"})
-UP_STATES = frozenset({"idle", "alloc", "mix", "comp", "plnd", "resv", "npc"})
-SET_STATE = {NodeState.UP: "resume", NodeState.DRAINING: "drain", NodeState.DOWN: "down"}
 
 
 class CannotStart(Exception):
@@ -131,6 +131,9 @@ class SlurmSite:
     # where each GPU is its own GRES type named after its index (gres.conf ``Type=s0``...),
     # the format of that type: the job then gets exactly gpulease's GPUs, not just as many
     slot_type: str | None = None
+    # Slurm's job-completion file (JobCompLoc of jobcomp/filetxt), readable from here: the
+    # end of runs squeue no longer lists is found there; None: such runs are lost
+    jobcomp: Path | None = None
 
     def slurm_node(self, node_id: str) -> str:
         explicit = self.nodes.get(node_id)
@@ -150,18 +153,6 @@ class SlurmSite:
             return None
         job_id, _, run = name[len(self.job_prefix) :].rpartition(".")
         return (job_id, int(run)) if job_id and run.isdigit() else None
-
-
-@dataclass(frozen=True, slots=True)
-class SlurmJob:
-    """One job as ``squeue`` lists it (a heterogeneous job's components merged)."""
-
-    slurm_id: int
-    state: str
-    nodes: tuple[str, ...]  # hostlist expressions, one per component
-    name: str
-    status: int | None = None  # the batch script's wait status, once it ended
-    stdout: str = ""  # its output file
 
 
 @dataclass
@@ -186,6 +177,7 @@ class SlurmExecutor:
         self.last_seen: dict[str, dict[int, SlurmJob]] = {}  # site -> Slurm id -> job
         self.commands = 0  # client commands run (squeue, sbatch...): for tests and benchmarks
         self._stopped: set[int] = set()  # Slurm ids cancelled by stop, until squeue drops them
+        self._jobcomp: dict[str, JobCompReader] = {}  # by site id, for sites naming the file
 
     # ------------------------------------------------------------------------ commands
     def run_command(
@@ -199,6 +191,7 @@ class SlurmExecutor:
         """Run a Slurm client command of ``site``; raises on a non-zero exit."""
         program = str(site.bin_dir / argv[0]) if site.bin_dir is not None else argv[0]
         base = dict(env) if env is not None else {"PATH": SAFE_PATH, "LANG": "C.UTF-8"}
+        base["TZ"] = "UTC"  # times given to and read from Slurm's clients are UTC
         if site.conf is not None:
             base["SLURM_CONF"] = str(site.conf)
         self.commands += 1
@@ -253,7 +246,7 @@ class SlurmExecutor:
         name = site.job_name(launch.job_id, launch.run)
         comment = (
             f"gpulease job={launch.job_id} run={launch.run} tenant={launch.tenant_id} "
-            f"purpose={_one_line(launch.purpose)}"
+            f"purpose={one_line(launch.purpose)}"
         )
         common = [
             f"--partition={site.partition}",
@@ -318,15 +311,32 @@ class SlurmExecutor:
         ).stdout
         # the newest Slurm job of that name, one still running first
         found = sorted(
-            (job for job in _parse_squeue(out).values() if job.name == name),
+            (job for job in parse_squeue(out).values() if job.name == name),
             key=lambda job: (job.state in ACTIVE_STATES, job.slurm_id),
         )
-        if not found or found[-1].state in LOST_STATES:
+        if found:
+            slurm_id, state = found[-1].slurm_id, found[-1].state
+        else:  # ended longer than MinJobAge ago: its end is in the job-completion file
+            reader = self.jobcomp_reader(site)
+            ended = reader.find_name(name) if reader is not None else None
+            if ended is None:
+                return False
+            slurm_id, state = ended.slurm_id, ended.state
+        if state in LOST_STATES:
             return False
         self._runs[launch.job_id] = _Run(
-            launch.job_id, launch.run, site, found[-1].slurm_id, launch.log_path, None
+            launch.job_id, launch.run, site, slurm_id, launch.log_path, None
         )
         return True
+
+    def jobcomp_reader(self, site: SlurmSite) -> JobCompReader | None:
+        """The reader of the site's job-completion file; None if it names none."""
+        if site.jobcomp is None:
+            return None
+        reader = self._jobcomp.get(site.site_id)
+        if reader is None:
+            reader = self._jobcomp[site.site_id] = JobCompReader(site.jobcomp, site.job_prefix)
+        return reader
 
     # ------------------------------------------------------------------ while it runs
     def warn(self, job_id: str, message: str) -> None:
@@ -355,7 +365,7 @@ class SlurmExecutor:
             site,
             ["squeue", "-h", "-t", "all", f"--partition={site.partition}", "-O", SQUEUE_FIELDS],
         ).stdout
-        seen = _parse_squeue(out)
+        seen = parse_squeue(out)
         self.last_seen[site.site_id] = seen
         self._discover(site, seen)
         finished: list[tuple[_Run, SlurmJob]] = []
@@ -365,6 +375,8 @@ class SlurmExecutor:
             job = seen.get(held.slurm_id)
             if job is not None and job.state in ACTIVE_STATES:
                 continue
+            if job is None:  # gone from squeue: ended longer than MinJobAge ago?
+                job = self._ended(site, held)
             if job is None or job.state in LOST_STATES:
                 why = "gone from Slurm" if job is None else f"Slurm reports {job.state}"
                 logger.warning("run %s/%d lost: %s", job_id, held.run, why)
@@ -380,6 +392,17 @@ class SlurmExecutor:
             code = exit_code(job.state, job.status)
             completions.append(Completion(held.job_id, held.run, code, now, self._log_of(held)))
         return completions
+
+    def _ended(self, site: SlurmSite, held: _Run) -> SlurmJob | None:
+        """The run as the job-completion file recorded its end; None if it is not there."""
+        reader = self.jobcomp_reader(site)
+        if reader is None:
+            return None
+        record = reader.find(held.slurm_id)
+        if record is None or record.name != site.job_name(held.job_id, held.run):
+            return None
+        logger.info("run %s/%d: its end read from %s", held.job_id, held.run, reader.path)
+        return SlurmJob(record.slurm_id, record.state, (record.nodes,), record.name, record.status)
 
     def _discover(self, site: SlurmSite, seen: Mapping[int, SlurmJob]) -> None:
         """Track the runs Slurm holds that this executor did not submit (a dead leader's);
@@ -437,13 +460,13 @@ class SlurmExecutor:
             for line in out.splitlines():
                 name, _, rest = line.partition("|")
                 state, _, reason = rest.partition("|")
-                slurm[name] = (_node_state(state), "" if reason == "none" else reason)
+                slurm[name] = (node_state(state), "" if reason == "none" else reason)
             for node_id, _site in wanted[site.site_id]:
                 name = site.slurm_node(node_id)
                 found[node_id] = slurm.get(name, (NodeState.DOWN, f"Slurm has no node {name}"))
         return found
 
-    def set_node_state(self, node_id: str, state: NodeState, reason: str) -> None:
+    def setnode_state(self, node_id: str, state: NodeState, reason: str) -> None:
         """Push gpulease's node state to Slurm: drain (running jobs go on), down, resume."""
         site = self._site_of_node(node_id)
         if site is None:
@@ -451,8 +474,53 @@ class SlurmExecutor:
         argv = ["scontrol", "update", f"nodename={site.slurm_node(node_id)}"]
         argv.append(f"state={SET_STATE[state]}")
         if state != NodeState.UP:
-            argv.append(f"reason=gpulease: {_one_line(reason) or state.value}")
+            argv.append(f"reason=gpulease: {one_line(reason) or state.value}")
         self.run_command(site, argv)
+
+    # ------------------------------------------------------------------- reservations
+    def mirror_reservation(
+        self,
+        lease_id: str,
+        node_ids: Sequence[str],
+        start: datetime,
+        end: datetime,
+        *,
+        users: Sequence[str] = (),
+        accounts: Sequence[str] = (),
+        flags: Iterable[str] = (),
+    ) -> str:
+        """Make the lease's Slurm reservation (named after ``lease_id``) hold exactly
+        these gpulease nodes, window (aware datetimes), users and/or accounts and flags:
+        created, updated in what differs, or left alone (``slurm_reservations.mirror``).
+        The nodes must all be of one site. Returns what was done."""
+        found = [self._site_of_node(node_id) for node_id in node_ids]
+        site = found[0] if found else None
+        if site is None or any(other is not site for other in found):
+            raise ValueError(f"the nodes of lease {lease_id} are not all of one Slurm site")
+        name = resv.reservation_name(site.job_prefix, lease_id)
+        nodes = [site.slurm_node(node_id) for node_id in node_ids]
+        return resv.mirror(self._runner(site), name, nodes, start, end, users, accounts, flags)
+
+    def drop_reservation(self, lease_id: str) -> bool:
+        """Delete the lease's reservation from every site holding one; False if none did."""
+        dropped = False
+        for site in self.sites:
+            name = resv.reservation_name(site.job_prefix, lease_id)
+            dropped |= resv.drop(self._runner(site), name)
+        return dropped
+
+    def reservations(self) -> list[SlurmReservation]:
+        """gpulease's reservations (named with a site's prefix), every site, by name."""
+        found = []
+        for site in self.sites:
+            out = self.run_command(site, ["scontrol", "-o", "show", "reservation"]).stdout
+            for name, fields in resv.parse_reservations(out).items():
+                if resv.lease_of(site.job_prefix, name) is not None:
+                    found.append(resv.to_reservation(site.site_id, site.job_prefix, fields))
+        return sorted(found, key=lambda r: (r.site_id, r.name))
+
+    def _runner(self, site: SlurmSite) -> resv.Run:
+        return lambda argv: self.run_command(site, argv).stdout
 
     def _site_of_node(self, node_id: str) -> SlurmSite | None:
         for site in self.sites:
@@ -514,54 +582,3 @@ def _append(path: Path, text: str) -> int:
     finally:
         os.close(fd)
     return size
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())[:200]
-
-
-def _parse_squeue(out: str) -> dict[int, SlurmJob]:
-    """``squeue -O SQUEUE_FIELDS`` lines -> jobs by (heterogeneous) job id, the
-    components of a heterogeneous job merged (its leader's state, status and output)."""
-    rows: dict[int, list[list[str]]] = defaultdict(list)
-    for line in out.splitlines():
-        parts = line.split("|", 6)
-        if len(parts) != 7 or not parts[0].isdigit():
-            continue
-        rows[int(parts[1]) if parts[1].isdigit() else int(parts[0])].append(parts)
-    jobs: dict[int, SlurmJob] = {}
-    for het_id, components in rows.items():
-        leader = next((c for c in components if int(c[0]) == het_id), components[0])
-        nodes = tuple(c[5] for c in components if c[5])
-        status = int(leader[3]) if leader[3].isdigit() else None
-        state = leader[2].split()[0] if leader[2].split() else ""
-        jobs[het_id] = SlurmJob(het_id, state, nodes, leader[6], status, leader[4])
-    return jobs
-
-
-def _node_state(compact: str) -> NodeState:
-    """A ``sinfo %t`` state as gpulease's. Only what Slurm itself calls down is ``DOWN``
-    (gpulease requeues the work of a down node); a node that misses a ping (``*``) or is
-    booting, powering up or unknown is ``DRAINING`` until Slurm decides."""
-    base = compact.rstrip("*~#!%$@^-+")
-    if base in DOWN_STATES:
-        return NodeState.DOWN
-    if base in DRAINING_STATES or compact.endswith(("*", "#", "%")):
-        return NodeState.DRAINING
-    return NodeState.UP if base in UP_STATES else NodeState.DRAINING
-
-
-def exit_code(state: str, status: int | None) -> int:
-    """A gpulease exit code from Slurm's job state and the batch script's wait status
-    (``squeue -O exit_code``: the exit code in bits 8-15, a terminating signal in 0-6)."""
-    rc = (status >> 8) & 0xFF if status is not None else 0
-    sig = status & 0x7F if status is not None else 0
-    if state in ("COMPLETED", "FAILED"):
-        if rc or sig:
-            return rc or 128 + sig
-        return 0 if state == "COMPLETED" else 1
-    if state == "CANCELLED":
-        return rc if rc > 128 else 128 + (sig or 15)
-    if state in FIXED_CODES:
-        return FIXED_CODES[state]
-    return rc or 1
