@@ -14,10 +14,16 @@ own by :func:`plan`, a pure function of the two sides' (state, reason):
   has it up again.
 * **gpulease's maintenance** (a node an operator drained or downed: any other reason) is
   pushed to Slurm (``scontrol update state=drain|down``) with the reason ``gpulease:
-  <node id>: <reason>``; when the operator brings the node up, a Slurm node whose reason
-  names that node id is resumed. Naming the node id lets several gpulease nodes share one
-  Slurm node (the test cluster does) without one's "up" resuming another's maintenance,
+  <node id>: <state>: <reason>``, and pushed again when gpulease's state or reason changes
+  (the reasons are compared: Slurm shows a drained node later downed as ``drain``). When
+  the operator brings the node up, a Slurm node whose reason names that node id is
+  resumed. Naming the node id lets several gpulease nodes share one Slurm node (the test
+  cluster does) without one's "up" resuming another's maintenance,
   and survives a change of leader (the memory is in Slurm).
+
+A node Slurm has just resumed shows as not responding until its next ping; for
+``RESUME_SETTLE_S`` after a resume it pushed, the sync does not pull such a state (no reason,
+not responding) for any node: it cannot tell which gpulease nodes share the Slurm node.
 
 Invariants (never flap): gpulease's maintenance wins over Slurm's states, up or not (a node
 drained in both stays drained; nothing is pulled over it); gpulease's own pushes are never
@@ -29,6 +35,7 @@ counted and never stop the pass; the next sync retries.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -47,6 +54,10 @@ ACTOR = "slurm-sync"
 SYNC_PRINCIPAL = Principal(ACTOR, Role.OPERATOR_ADMIN, None)
 FROM_SLURM = "slurm-sync: "  # gpulease's reason of a state taken from Slurm
 PUSHED = "gpulease:"  # how Slurm's reason of a state gpulease pushed starts (SlurmExecutor)
+# Slurm has a node it resumes not responding ("idle*", no reason) until its next ping
+# (every SlurmdTimeout / 3, 100 s by default): for this long after a resume gpulease pushed,
+# such a state is not pulled, or the operator's "up" would flap to "draining" and back.
+RESUME_SETTLE_S = 150.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,13 +76,21 @@ def pushed_by(node_id: str, slurm_reason: str) -> bool:
 
 
 def plan(
-    node_id: str, ours: NodeState, our_reason: str, theirs: NodeState, their_reason: str
+    node_id: str,
+    ours: NodeState,
+    our_reason: str,
+    theirs: NodeState,
+    their_reason: str,
+    *,
+    settling: bool = False,
 ) -> Move | None:
-    """What one sync does for one node (module doc), or None when nothing is to be done."""
+    """What one sync does for one node (module doc), or None when nothing is to be done.
+    ``settling``: a resume was pushed lately, so a node Slurm has not responding without a
+    reason (as it has a node it just resumed, until its next ping) is not pulled."""
     from_slurm = ours is not NodeState.UP and our_reason.startswith(FROM_SLURM)
     slurm_own = theirs is not NodeState.UP and not their_reason.startswith(PUSHED)
     if ours is NodeState.UP:
-        if slurm_own:
+        if slurm_own and not (settling and not their_reason):
             why = f"{FROM_SLURM}Slurm reports {theirs.value}: {their_reason or 'no reason'}"
             return Move(node_id, True, theirs, why)
         if theirs is not NodeState.UP and pushed_by(node_id, their_reason):
@@ -84,10 +103,20 @@ def plan(
             why = f"{FROM_SLURM}Slurm reports {theirs.value}: {their_reason or 'no reason'}"
             return Move(node_id, True, theirs, why)
         return None
-    # gpulease's maintenance: pushed unless Slurm agrees or holds the node for its own reasons
-    if theirs is NodeState.UP or (theirs is not ours and pushed_by(node_id, their_reason)):
-        return Move(node_id, False, ours, f"{node_id}: {our_reason or ours.value}")
+    # gpulease's maintenance: pushed unless Slurm has this very push or holds the node for
+    # its own reasons. Compared by reason, which names the state: Slurm shows a drained
+    # node it was then told is down as "drain" (DOWN+DRAIN), so states alone would differ.
+    reason = f"{node_id}: {ours.value}: {our_reason}"
+    if theirs is NodeState.UP or (
+        pushed_by(node_id, their_reason) and their_reason != f"{PUSHED} {one_line(reason)}"
+    ):
+        return Move(node_id, False, ours, reason)
     return None
+
+
+def one_line(text: str) -> str:
+    """A reason as Slurm keeps it (``SlurmExecutor.set_node_state`` writes it so)."""
+    return " ".join(text.split())[:200]
 
 
 class NodeSync:
@@ -98,6 +127,8 @@ class NodeSync:
         self.nodes: NodeStates | None = executor if isinstance(executor, NodeStates) else None
         self.due: datetime | None = None  # None: at the next tick
         self.failures = 0  # syncs or single moves that failed (logged; retried next sync)
+        # when this sync last resumed a Slurm node (monotonic: Slurm pings in real time)
+        self.resumed_at: float | None = None
 
     def tick(self, now: datetime) -> list[Move]:
         """Sync when due; never raises (the pass goes on)."""
@@ -120,10 +151,13 @@ class NodeSync:
             ]
         theirs = nodes.node_states(node_id for node_id, _, _ in ours)
         made: list[Move] = []
+        settling = (
+            self.resumed_at is not None and time.monotonic() - self.resumed_at < RESUME_SETTLE_S
+        )
         for node_id, state, reason in ours:
             if node_id not in theirs:
                 continue  # a node of no site the executor serves
-            move = plan(node_id, state, reason, *theirs[node_id])
+            move = plan(node_id, state, reason, *theirs[node_id], settling=settling)
             if move is None:
                 continue
             try:
@@ -133,6 +167,8 @@ class NodeSync:
                     )
                 else:
                     nodes.set_node_state(move.node_id, move.state, move.reason)
+                    if move.state is NodeState.UP:
+                        self.resumed_at = time.monotonic()
             except Exception:  # one node's trouble must not stop the others' sync
                 self.failures += 1
                 log.exception("node sync could not apply %s", move)
