@@ -305,14 +305,20 @@ def test_an_operators_maintenance_reaches_slurm_and_its_end_resumes_the_node(
     assert sync_audit(ctx, node) == []
 
 
-@pytest.mark.slow
 def test_a_failing_sinfo_is_logged_and_the_pass_goes_on(
-    ctx: ServiceContext, inftech: Principal, tmp_path: Path, slurm: LocalSlurmCluster
+    ctx: ServiceContext, demo: object, tmp_path: Path
 ) -> None:
-    broken = SlurmSite(SITE, partition=slurm.partition, conf=tmp_path / "absent.conf")
+    """``sinfo`` that cannot reach its controller (the other Slurm commands absent too)."""
+    sinfo_bin = tmp_path / "sinfo"
+    sinfo_bin.write_text("#!/bin/sh\necho 'Unable to contact slurm controller' >&2\nexit 1\n")
+    sinfo_bin.chmod(0o755)
+    broken = SlurmSite(SITE, bin_dir=tmp_path)
     scheduler = LiveScheduler(ctx, SlurmExecutor([broken]), name="broken")
     reports = scheduler.tick()
     assert [r.site_id for r in reports] == [SITE]
     assert scheduler.node_sync.failures == 1
     assert scheduler.failed_passes == 0
+    assert nodes_of(ctx)
     assert all(n.state == "up" for n in nodes_of(ctx))
+    scheduler.tick()  # not due again yet: no second try within node_sync_s
+    assert scheduler.node_sync.failures == 1
