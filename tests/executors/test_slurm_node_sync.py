@@ -322,3 +322,43 @@ def test_a_failing_sinfo_is_logged_and_the_pass_goes_on(
     assert all(n.state == "up" for n in nodes_of(ctx))
     scheduler.tick()  # not due again yet: no second try within node_sync_s
     assert scheduler.node_sync.failures == 1
+
+
+@pytest.mark.slow
+def test_a_node_slurm_puts_down_goes_down_in_gpulease_and_its_job_is_requeued(
+    ctx: ServiceContext,
+    inftech: Principal,
+    clock: ManualClock,
+    slurm: LocalSlurmCluster,
+    tmp_path: Path,
+) -> None:
+    scheduler = LiveScheduler(ctx, executor_for(ctx, slurm), name="sync")
+    go = tmp_path / "go"
+    job = jobs.submit(ctx, inftech, two_gpus(f"while [ ! -e {go} ]; do sleep 0.1; done"))
+    scheduler.tick()
+    assert job_row(ctx, job.id).state == JobState.RUNNING
+    (node,) = nodes_of_job(ctx, job.id)
+    name = slurm_of(ctx, node)
+    try:
+        slurm.run(["scontrol", "update", f"nodename={name}", "state=down", "reason=psu dead"])
+        next_sync(scheduler, ctx, clock)
+        assert on_slurm_node(ctx, name)[node] == (
+            "down",
+            f"{FROM_SLURM}Slurm reports down: psu dead",
+        )
+        requeued = job_row(ctx, job.id)
+        assert (requeued.starts, requeued.state) in ((1, JobState.QUEUED), (2, JobState.RUNNING))
+        [record] = sync_audit(ctx, node)
+        assert record.after == {
+            "state": "down",
+            "state_reason": f"{FROM_SLURM}Slurm reports down: psu dead",
+        }
+    finally:
+        go.touch()
+
+    # Slurm refuses to resume a down node while its killed job completes: retried meanwhile
+    def back_up() -> bool:
+        slurm.run(["scontrol", "update", f"nodename={name}", "state=resume"], check=False)
+        return on_slurm_node(ctx, name)[node][0] == "up"
+
+    sync_until(scheduler, ctx, clock, back_up)
