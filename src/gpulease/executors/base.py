@@ -9,16 +9,23 @@ list with the database every pass (a run the database no longer wants is stopped
 database thinks is running but the executor does not hold is ``adopt``-ed, or requeued if the
 executor cannot adopt it, e.g. after the process that ran it died).
 
+An executor that runs work on a cluster with its own idea of its nodes (Slurm) also offers
+:class:`NodeStates`, an optional capability: ``services.node_sync`` keeps both sides' node
+states in step through it; executors without it (``simulated``, ``local``) are left alone.
+
 Implementations: ``simulated`` (a run ends after its declared duration; demo and tests),
 ``local`` (a subprocess on this machine), and later ``slurm`` (sbatch on a real cluster).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
+
+from gpulease.domain.states import NodeState
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,3 +93,19 @@ class Executor(Protocol):
     def active(self) -> set[tuple[str, int]]: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class NodeStates(Protocol):
+    """Optional: the executor's workload manager has node states of its own.
+
+    ``node_states`` reads them for the given gpulease node ids in bulk (one call per site,
+    e.g. one ``sinfo``): node id -> (state, the manager's reason, "" if none); an id the
+    executor serves but the manager does not list is ``DOWN``; ids of no site it serves are
+    left out. ``set_node_state`` pushes gpulease's state to the manager (drain, down, resume);
+    a reason it stores there starts with ``gpulease:`` so that a read can tell gpulease's own
+    pushes from the manager's states."""
+
+    def node_states(self, node_ids: Iterable[str]) -> dict[str, tuple[NodeState, str]]: ...
+
+    def set_node_state(self, node_id: str, state: NodeState, reason: str) -> None: ...
