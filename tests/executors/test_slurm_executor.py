@@ -346,8 +346,8 @@ def test_node_states_follow_slurm_and_gpulease_drains_reach_slurm(
     assert states[ids[2]] == (NodeState.DOWN, "psu")
     assert states[f"{SITE_ID}-r07-n00"][0] == NodeState.DOWN  # Slurm has no such node
 
-    executor.setnode_state(ids[3], NodeState.DRAINING, "maintenance window")
-    executor.setnode_state(ids[1], NodeState.UP, "")
+    executor.set_node_state(ids[3], NodeState.DRAINING, "maintenance window")
+    executor.set_node_state(ids[1], NodeState.UP, "")
     assert executor.node_states(ids)[ids[3]] == (NodeState.DRAINING, "gpulease: maintenance window")
     # a resumed node answers Slurm's next ping: draining (not responding) until then
     wait_for(lambda: executor.node_states(ids)[ids[1]][0] == NodeState.UP, what="resume")

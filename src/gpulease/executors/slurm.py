@@ -466,7 +466,7 @@ class SlurmExecutor:
                 found[node_id] = slurm.get(name, (NodeState.DOWN, f"Slurm has no node {name}"))
         return found
 
-    def setnode_state(self, node_id: str, state: NodeState, reason: str) -> None:
+    def set_node_state(self, node_id: str, state: NodeState, reason: str) -> None:
         """Push gpulease's node state to Slurm: drain (running jobs go on), down, resume."""
         site = self._site_of_node(node_id)
         if site is None:
