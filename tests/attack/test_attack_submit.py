@@ -12,11 +12,13 @@ exactly one audit record and one change-feed row.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -499,4 +501,30 @@ def test_accepted_bodies_answer_and_store_as_the_old_path(
     }, label
     shown = pair.short.get(f"/jobs/{a['id']}", headers={"Authorization": f"Bearer {token}"})
     assert dict(shown.json(), allocation=[]) == dict(a, allocation=[]), label
+    _whole(ctx)
+
+
+def test_a_connection_the_server_dropped_while_idle_is_not_a_refusal(
+    ctx: ServiceContext, pair: Pair, demo: list[DemoUser]
+) -> None:
+    """A database restart, a failover or an idle timeout ends the short path's idle
+    connections; the old path pings a connection that lay idle and takes another, so the
+    short path must not answer 503 for a connection that was dead before it was used."""
+    token = _token(demo)
+    _warm(pair, token)
+    store = pair.short.app.state.submissions  # type: ignore[attr-defined]
+    pids = [c.info.backend_pid for pool in store._pools.values() for c in pool._idle]
+    assert pids
+    with psycopg.connect(store.conninfo, autocommit=True) as admin:
+        for pid in pids:
+            admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+        while admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", [pids]
+        ).fetchone() != (0,):
+            time.sleep(0.01)
+    before = _rows(ctx)
+    for _ in range(len(pids) + 1):
+        short, _old = pair.both(token, json.dumps(JOB).encode())
+        assert short.status_code == 201, short.text
+    assert _rows(ctx)["Job"] == before["Job"] + 2 * (len(pids) + 1)
     _whole(ctx)
