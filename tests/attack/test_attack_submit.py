@@ -528,3 +528,39 @@ def test_a_connection_the_server_dropped_while_idle_is_not_a_refusal(
         assert short.status_code == 201, short.text
     assert _rows(ctx)["Job"] == before["Job"] + 2 * (len(pids) + 1)
     _whole(ctx)
+
+
+@pytest.mark.parametrize("table", ["audit_log", "scheduler_changes", "idempotency_keys"])
+@pytest.mark.parametrize("errcode", ["check_violation", "raise_exception"])
+def test_a_refused_audit_or_feed_row_leaves_no_job_behind(
+    ctx: ServiceContext, pair: Pair, demo: list[DemoUser], table: str, errcode: str
+) -> None:
+    """The job, its audit record, its key record and its change-feed row are written
+    together or not at all, on both paths, whatever the database refuses; never a 500."""
+    token = _token(demo)
+    _warm(pair, token)
+    store = pair.short.app.state.submissions  # type: ignore[attr-defined]
+    body = json.dumps(JOB).encode()
+    before = _rows(ctx)
+    with psycopg.connect(store.conninfo, autocommit=True) as admin:
+        admin.execute(
+            "CREATE FUNCTION attack_refuse() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN RAISE EXCEPTION 'refused by the attack' USING ERRCODE = '{errcode}'; "
+            "END $$"
+        )
+        admin.execute(
+            f"CREATE TRIGGER attack_refuse BEFORE INSERT ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION attack_refuse()"
+        )
+        try:
+            for n in range(2):  # the kept row's one statement, then the read and insert
+                key = {"Idempotency-Key": f"refused-{n}"}
+                short, old = pair.both(token, body, key)
+                assert short.status_code not in (201, 500), short.text
+                assert _answer(short) == _answer(old), (short.text, old.text)
+                assert "Traceback" not in short.text
+        finally:
+            admin.execute(f"DROP TRIGGER attack_refuse ON {table}")
+            admin.execute("DROP FUNCTION attack_refuse()")
+    assert _rows(ctx) == before
+    _whole(ctx)

@@ -366,15 +366,15 @@ class _Pool:
                         self.conninfo, autocommit=True, cursor_factory=psycopg.AsyncRawCursor
                     )
                 except psycopg.OperationalError as error:
-                    raise DatabaseUnavailable(_first_line(error)) from error
+                    raise DatabaseUnavailable(f"database error: {_first_line(error)}") from error
             try:
                 yield conn
             except (psycopg.IntegrityError, psycopg.DataError):
                 self._keep(conn)
                 raise
-            except psycopg.Error as error:
+            except psycopg.Error as error:  # as the session path says it (persistence.db)
                 await conn.close()
-                raise DatabaseUnavailable(_first_line(error)) from error
+                raise DatabaseUnavailable(f"database error: {_first_line(error)}") from error
             except BaseException:
                 await conn.close()  # cancelled mid-statement: its state is unknown
                 raise
