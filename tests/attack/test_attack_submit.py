@@ -564,3 +564,42 @@ def test_a_refused_audit_or_feed_row_leaves_no_job_behind(
             admin.execute("DROP FUNCTION attack_refuse()")
     assert _rows(ctx) == before
     _whole(ctx)
+
+
+def test_one_key_raced_across_both_paths_makes_exactly_one_job(
+    ctx: ServiceContext, pair: Pair, demo: list[DemoUser]
+) -> None:
+    token = _token(demo)
+    _warm(pair, token)
+    before = _rows(ctx)
+    auth = {"Authorization": f"Bearer {token}", "Idempotency-Key": "raced-across"}
+
+    def post(n: int) -> Any:
+        client, content = (pair.short, SHORT) if n % 2 else (pair.old, OLD)
+        return client.post("/jobs", content=json.dumps(JOB), headers={**content, **auth})
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(post, range(16)))
+    assert {a.status_code for a in answers} == {201}, [a.text for a in answers]
+    assert len({a.json()["id"] for a in answers}) == 1
+    after = _rows(ctx)
+    assert after["Job"] == before["Job"] + 1
+    assert after["IdempotencyRecord"] == before["IdempotencyRecord"] + 1
+    _whole(ctx)
+
+
+def test_an_unreachable_database_is_a_503_on_the_short_path(
+    ctx: ServiceContext, pair: Pair, demo: list[DemoUser]
+) -> None:
+    token = _token(demo)
+    _warm(pair, token)
+    store = pair.short.app.state.submissions  # type: ignore[attr-defined]
+    pair.short.portal.call(store.close)  # type: ignore[union-attr]  # the next one is new
+    store.conninfo = "host=127.0.0.1 port=1 user=postgres dbname=nowhere connect_timeout=2"
+    before = _rows(ctx)
+    short = pair.short.post(
+        "/jobs", content=json.dumps(JOB), headers={**SHORT, "Authorization": f"Bearer {token}"}
+    )
+    assert _answer(short)[:2] == (503, "database_unavailable"), short.text
+    assert "Traceback" not in short.text
+    assert _rows(ctx) == before
