@@ -11,7 +11,9 @@ exactly one audit record and one change-feed row.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +28,7 @@ from sqlalchemy import select
 
 from gpulease.api.app import create_app
 from gpulease.domain.access import Role
+from gpulease.persistence import submission
 from gpulease.persistence.tables import (
     AccessRecord,
     AuditRecord,
@@ -603,3 +606,34 @@ def test_an_unreachable_database_is_a_503_on_the_short_path(
     assert _answer(short)[:2] == (503, "database_unavailable"), short.text
     assert "Traceback" not in short.text
     assert _rows(ctx) == before
+
+
+def test_an_idle_connection_is_judged_past_descriptor_1023(ctx: ServiceContext) -> None:
+    """A busy server holds more than 1024 descriptors: the check of an idle connection
+    (``submission._ended``) must not refuse those (``select`` does), or every submission
+    would open a new connection."""
+    store = submission.for_url(ctx.db.url, 1)
+    assert store is not None
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+
+    async def judged() -> tuple[int, bool, bool]:
+        conn = await psycopg.AsyncConnection.connect(store.conninfo, autocommit=True)
+        alive = submission._ended(conn)
+        with psycopg.connect(store.conninfo, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [conn.info.backend_pid])
+        for _ in range(500):
+            if submission._ended(conn):
+                break
+            await asyncio.sleep(0.01)
+        ended = submission._ended(conn)
+        fd = conn.fileno()
+        await conn.close()
+        return fd, alive, ended
+
+    try:
+        fd, alive, ended = asyncio.run(judged())
+    finally:
+        for descriptor in held:
+            os.close(descriptor)
+    assert fd > 1023
+    assert (alive, ended) == (False, True)

@@ -405,12 +405,14 @@ class _Pool:
 
 def _ended(conn: psycopg.AsyncConnection[Any]) -> bool:
     """Whether the server sent something to an idle connection (it ended it), without
-    waiting: one ``select`` of its socket."""
+    waiting: one ``poll`` of its socket (``select`` refuses descriptors past 1023, which a
+    busy server has)."""
     try:
-        readable, _, _ = io_select.select([conn.fileno()], [], [], 0)
+        poller = io_select.poll()
+        poller.register(conn.fileno(), io_select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError, psycopg.OperationalError):
         return True
-    return bool(readable)
 
 
 def _first_line(error: Exception) -> str:
