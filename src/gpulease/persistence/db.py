@@ -166,7 +166,7 @@ class Database:
             raise InvalidRequest(f"a value does not fit its field: {_first_line(error)}") from error
         except StaleDataError as error:
             raise Conflict("the record changed concurrently; retry the request") from error
-        except OperationalError as error:
+        except DBAPIError as error:  # any other driver error is an outage (is_outage)
             raise DatabaseUnavailable(f"database error: {_first_line(error)}") from error
         finally:
             session.close()

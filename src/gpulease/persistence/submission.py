@@ -31,8 +31,9 @@ nothing of it is written.
 
 Connections. A small pool per event loop (a test client runs its own loop; the served app
 one), sized to the route's concurrency; a connection whose statement failed other than by
-the rows' values is dropped. :meth:`LeanSubmissions.close` closes the running loop's pool
-(the app's lifespan calls it).
+the rows' values is dropped, and an idle one the server ended meanwhile (a restart, a
+failover, an idle timeout) is closed before a statement is sent on it.
+:meth:`LeanSubmissions.close` closes the running loop's pool (the app's lifespan calls it).
 
 Invariants: only PostgreSQL (:func:`for_url` gives None for SQLite, whose submissions take
 the session path); a kept row is only ever a guess that the database confirms in the
@@ -44,6 +45,7 @@ and reports it as it always has) and as ``DatabaseUnavailable`` otherwise.
 from __future__ import annotations
 
 import asyncio
+import select as io_select
 import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -357,27 +359,39 @@ class _Pool:
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         async with self._slots:
-            if self._idle:
-                conn = self._idle.pop()
-            else:
+            conn = await self._reusable()
+            if conn is None:
                 try:
                     conn = await psycopg.AsyncConnection.connect(
                         self.conninfo, autocommit=True, cursor_factory=psycopg.AsyncRawCursor
                     )
                 except psycopg.OperationalError as error:
-                    raise DatabaseUnavailable(_first_line(error)) from error
+                    raise DatabaseUnavailable(f"database error: {_first_line(error)}") from error
             try:
                 yield conn
             except (psycopg.IntegrityError, psycopg.DataError):
                 self._keep(conn)
                 raise
-            except psycopg.Error as error:
+            except psycopg.Error as error:  # as the session path says it (persistence.db)
                 await conn.close()
-                raise DatabaseUnavailable(_first_line(error)) from error
+                raise DatabaseUnavailable(f"database error: {_first_line(error)}") from error
             except BaseException:
                 await conn.close()  # cancelled mid-statement: its state is unknown
                 raise
             self._keep(conn)
+
+    async def _reusable(self) -> psycopg.AsyncConnection[Any] | None:
+        """An idle connection the server has not ended. An idle autocommit connection has
+        nothing to read unless the server ended it (its last message, or the socket closed:
+        a restart, a failover, ``pg_terminate_backend``, an idle timeout); one that has is
+        closed here, before a statement is sent on it, and the next one tried (the session
+        path pings a connection that lay idle for the same reason)."""
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.closed and not _ended(conn):
+                return conn
+            await conn.close()
+        return None
 
     def _keep(self, conn: psycopg.AsyncConnection[Any]) -> None:
         if not conn.closed and conn.info.transaction_status == TransactionStatus.IDLE:
@@ -387,6 +401,18 @@ class _Pool:
         idle, self._idle = self._idle, []
         for conn in idle:
             await conn.close()
+
+
+def _ended(conn: psycopg.AsyncConnection[Any]) -> bool:
+    """Whether the server sent something to an idle connection (it ended it), without
+    waiting: one ``poll`` of its socket (``select`` refuses descriptors past 1023, which a
+    busy server has)."""
+    try:
+        poller = io_select.poll()
+        poller.register(conn.fileno(), io_select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError, psycopg.OperationalError):
+        return True
 
 
 def _first_line(error: Exception) -> str:
