@@ -47,7 +47,7 @@ test: $(STAMP)
 	./scripts/install-chromium.sh || echo "note: Chromium could not be installed; the docs page's browser test will skip"
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy --strict src
-	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder  # two workers; a file's tests (and its server) stay on one; slow files first (tests/conftest.py)
+	$(BIN)/pytest -n 3 --dist loadfile --no-loadscope-reorder  # three workers on 2 cores (Slurm and server tests wait a lot); a file's tests stay on one; slow files first (tests/conftest.py)
 
 # The fast tier: every test not marked slow (no server, CLI or scheduler subprocess, no long
 # property runs, no Slurm); installs nothing.

@@ -33,6 +33,13 @@ pytestmark = pytest.mark.slow
 SITE = demo_service.SITE_ID
 
 
+@pytest.fixture
+def db_backend() -> str:
+    """PostgreSQL only: these tests are about Slurm; the database's behaviour under the live
+    scheduler is tested on both backends in tests/services (a real Slurm test costs seconds)."""
+    return "postgresql"
+
+
 def node_map(ctx: ServiceContext) -> dict[str, str]:
     with ctx.db.transaction(write=False) as tx:
         nodes = tx.all(tx.select(Node).where(Node.site_id == SITE))

@@ -32,6 +32,13 @@ SITE = demo_service.SITE_ID
 UP, DRAINING, DOWN = NodeState.UP, NodeState.DRAINING, NodeState.DOWN
 
 
+@pytest.fixture
+def db_backend() -> str:
+    """PostgreSQL only: these tests are about Slurm; the database's behaviour under the live
+    scheduler is tested on both backends in tests/services (a real Slurm test costs seconds)."""
+    return "postgresql"
+
+
 # ------------------------------------------------------------------ the plan, no Slurm
 @pytest.mark.parametrize(
     ("ours", "our_reason", "theirs", "their_reason", "expected"),
