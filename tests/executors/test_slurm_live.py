@@ -12,8 +12,6 @@ job instead of requeueing it.
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,13 +19,13 @@ import pytest
 from gpulease.domain.access import Principal
 from gpulease.domain.clock import ManualClock
 from gpulease.domain.states import JobState
-from gpulease.executors.slurm import SlurmExecutor, SlurmSite
-from gpulease.persistence.tables import GpuAllocation, Job, Node
+from gpulease.persistence.tables import GpuAllocation
 from gpulease.services import demo as demo_service
 from gpulease.services import job_logs, jobs
 from gpulease.services.context import ServiceContext
 from gpulease.services.scheduling import LiveScheduler
-from support.slurm_cluster import SLURM_NODES, LocalSlurmCluster
+from support.slurm_cluster import LocalSlurmCluster
+from support.slurm_live import executor_for, job_row, node_map, tick_until
 
 pytestmark = pytest.mark.slow
 SITE = demo_service.SITE_ID
@@ -40,28 +38,6 @@ def db_backend() -> str:
     return "postgresql"
 
 
-def node_map(ctx: ServiceContext) -> dict[str, str]:
-    with ctx.db.transaction(write=False) as tx:
-        nodes = tx.all(tx.select(Node).where(Node.site_id == SITE))
-    return {n.id: SLURM_NODES[n.index % len(SLURM_NODES)] for n in nodes}
-
-
-def executor_for(ctx: ServiceContext, slurm: LocalSlurmCluster) -> SlurmExecutor:
-    site = SlurmSite(
-        SITE,
-        partition=slurm.partition,
-        conf=slurm.conf_path,
-        nodes=node_map(ctx),
-        slot_type="s{slot}",  # the test cluster types each GPU: jobs get exactly gpulease's
-    )
-    return SlurmExecutor([site])
-
-
-def job_row(ctx: ServiceContext, job_id: str) -> Job:
-    with ctx.db.transaction(write=False) as tx:
-        return tx.require(Job, job_id, "job")
-
-
 def chosen_gpus(ctx: ServiceContext, job_id: str) -> dict[str, list[int]]:
     """Node -> GPU slots gpulease allocated to the job."""
     with ctx.db.transaction(write=False) as tx:
@@ -70,17 +46,6 @@ def chosen_gpus(ctx: ServiceContext, job_id: str) -> dict[str, list[int]]:
     for row in rows:
         found.setdefault(row.node_id, []).append(row.slot)
     return {node: sorted(slots) for node, slots in found.items()}
-
-
-def tick_until(
-    scheduler: LiveScheduler, clock: ManualClock, done: Callable[[], bool], timeout: float = 30
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, "the scheduler did not get there"
-        time.sleep(0.2)
-        clock.advance(1)
-        scheduler.tick()
 
 
 def test_live_scheduler_runs_a_job_on_slurm_where_gpulease_placed_it(

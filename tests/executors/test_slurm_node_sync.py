@@ -20,13 +20,14 @@ from gpulease.domain.clock import ManualClock
 from gpulease.domain.states import JobState, NodeState
 from gpulease.executors.simulated import SimulatedExecutor
 from gpulease.executors.slurm import SlurmExecutor, SlurmSite
-from gpulease.persistence.tables import AuditRecord, GpuAllocation, Job, Node
+from gpulease.persistence.tables import AuditRecord, GpuAllocation
 from gpulease.services import demo as demo_service
 from gpulease.services import inventory, jobs
 from gpulease.services.context import ServiceContext
 from gpulease.services.node_sync import ACTOR, FROM_SLURM, Move, plan
 from gpulease.services.scheduling import LiveScheduler
-from support.slurm_cluster import SLURM_NODES, LocalSlurmCluster
+from support.slurm_cluster import LocalSlurmCluster
+from support.slurm_live import executor_for, job_row, nodes_of, slurm_name, tick_until
 
 SITE = demo_service.SITE_ID
 UP, DRAINING, DOWN = NodeState.UP, NodeState.DRAINING, NodeState.DOWN
@@ -125,42 +126,19 @@ def test_executors_without_node_states_are_left_alone(ctx: ServiceContext) -> No
 
 
 # ------------------------------------------------------------------ on a real Slurm
-def nodes_of(ctx: ServiceContext) -> list[Node]:
-    with ctx.db.transaction(write=False) as tx:
-        return tx.all(tx.select(Node).where(Node.site_id == SITE).order_by(Node.index))
-
-
-def executor_for(ctx: ServiceContext, slurm: LocalSlurmCluster) -> SlurmExecutor:
-    mapping = {n.id: SLURM_NODES[n.index % len(SLURM_NODES)] for n in nodes_of(ctx)}
-    site = SlurmSite(
-        SITE, partition=slurm.partition, conf=slurm.conf_path, nodes=mapping, slot_type="s{slot}"
-    )
-    return SlurmExecutor([site])
-
-
 def slurm_of(ctx: ServiceContext, node_id: str) -> str:
-    index = next(n.index for n in nodes_of(ctx) if n.id == node_id)
-    return SLURM_NODES[index % len(SLURM_NODES)]
+    return next(slurm_name(n) for n in nodes_of(ctx) if n.id == node_id)
 
 
 def on_slurm_node(ctx: ServiceContext, name: str) -> dict[str, tuple[str, str]]:
     """gpulease node id -> (state, reason) of every node mapped onto Slurm node ``name``."""
-    return {
-        n.id: (n.state, n.state_reason)
-        for n in nodes_of(ctx)
-        if SLURM_NODES[n.index % len(SLURM_NODES)] == name
-    }
+    return {n.id: (n.state, n.state_reason) for n in nodes_of(ctx) if slurm_name(n) == name}
 
 
 def sinfo(slurm: LocalSlurmCluster, name: str) -> tuple[str, str]:
     out = slurm.run(["sinfo", "-h", "-N", "-n", name, "-o", "%t|%E"]).stdout.strip()
     state, _, reason = out.partition("|")
     return state, reason
-
-
-def job_row(ctx: ServiceContext, job_id: str) -> Job:
-    with ctx.db.transaction(write=False) as tx:
-        return tx.require(Job, job_id, "job")
 
 
 def nodes_of_job(ctx: ServiceContext, job_id: str) -> set[str]:
@@ -176,17 +154,6 @@ def sync_audit(ctx: ServiceContext, node_id: str) -> list[AuditRecord]:
             .where(AuditRecord.subject_id == node_id, AuditRecord.actor == ACTOR)
             .order_by(AuditRecord.id)
         )
-
-
-def tick_until(
-    scheduler: LiveScheduler, clock: ManualClock, done: Callable[[], bool], timeout: float = 30
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, "the scheduler did not get there"
-        time.sleep(0.2)
-        clock.advance(1)
-        scheduler.tick()
 
 
 def two_gpus(command: str) -> jobs.JobSubmission:
