@@ -130,13 +130,7 @@ class GuaranteeWait:
     started_at: datetime | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "claimed_at", utc(self.claimed_at, "wait.claimed_at"))
-        if self.started_at is not None:
-            object.__setattr__(self, "started_at", utc(self.started_at, "wait.started_at"))
-            if self.started_at < self.claimed_at:
-                raise InvalidRequest(f"wait {self.id} starts before its claim", id=self.id)
-        if self.gpus <= 0:
-            raise InvalidRequest(f"wait {self.id}: a positive number of GPUs", id=self.id)
+        _check_span(self, "wait", "claimed_at", "started_at", self.gpus, "starts before its claim")
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,13 +144,24 @@ class Degradation:
     end: datetime | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "start", utc(self.start, "degradation.start"))
-        if self.end is not None:
-            object.__setattr__(self, "end", utc(self.end, "degradation.end"))
-            if self.end < self.start:
-                raise InvalidRequest(f"degradation {self.id} ends before it starts", id=self.id)
-        if self.gpus_down <= 0:
-            raise InvalidRequest(f"degradation {self.id}: a positive number of GPUs", id=self.id)
+        _check_span(self, "degradation", "start", "end", self.gpus_down, "ends before it starts")
+
+
+def _check_span(
+    record: GuaranteeWait | Degradation, kind: str, first: str, last: str, gpus: int, early: str
+) -> None:
+    """Make ``record``'s two times UTC (the second may be None: still open) and refuse a
+    second time before the first, or no GPUs."""
+    start = utc(getattr(record, first), f"{kind}.{first}")
+    object.__setattr__(record, first, start)
+    end = getattr(record, last)
+    if end is not None:
+        end = utc(end, f"{kind}.{last}")
+        object.__setattr__(record, last, end)
+        if end < start:
+            raise InvalidRequest(f"{kind} {record.id} {early}", id=record.id)
+    if gpus <= 0:
+        raise InvalidRequest(f"{kind} {record.id}: a positive number of GPUs", id=record.id)
 
 
 @dataclass(frozen=True, slots=True)
