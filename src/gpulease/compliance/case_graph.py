@@ -225,8 +225,8 @@ def validate_graph(graph: CaseGraph, *, max_chains: int = MAX_CHAINS) -> None:
             )
         if stake.since and stake.until and stake.until <= stake.since:
             raise _refuse(
-                f"{field}: the stake of {stake.owner!r} in {stake.owned!r} ends "
-                f"({stake.until}) before it starts ({stake.since})",
+                f"{field}: the stake of {stake.owner!r} in {stake.owned!r}: until "
+                f"({stake.until}) must be after since ({stake.since})",
                 f"{field}.until",
                 [stake.owner, stake.owned],
             )
