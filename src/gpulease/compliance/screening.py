@@ -288,7 +288,10 @@ def screen_case(
         )
     except InvalidRequest as error:  # refused at submission; an older case may still have it
         verdict = worse(verdict, ScreeningVerdict.REVIEW)
-        reasons.append(f"the ownership could not be assessed: {error.message}")
+        message = error.message
+        for pid, name in names.items():  # the officer reads names, not party ids
+            message = message.replace(pid, name)
+        reasons.append(f"the ownership could not be assessed: {message}")
         own = next((x for x in listed if x.party == facts.subject), None)
         if own is not None:
             blocks.append(_listed_block(own, names))
