@@ -431,6 +431,9 @@ class KycCaseOut(Out):
     screening: dict[str, object] | None
     policy_versions: list[str]
     lists_screened: list[str]
+    declared_parties: dict[str, str] | None = Field(
+        default=None, description="the submitter's ref -> the party's id, for every declared party"
+    )
     approvals_needed: int
     round: int
     submitted_by: str

@@ -1,29 +1,35 @@
 """KYC: one approval procedure for every tenant, recorded step by step and enforced.
 
 The procedure (``KycState``): a tenant (or the operator for it) **submits** a case: the
-organisation's identity, its owners up the chain with their shares, its officers, the end
-uses it declares and the customer-identification fields. The case is **screened** at once:
-every party of the case against the current lists (``compliance.matching``), the tenant's
+organisation's identity, its declared parties (each once) with their ownership and control
+edges (``compliance.case_graph``; the older owners/officers lists are still accepted), the
+end uses it declares and the customer-identification fields. The whole case is validated
+before anything is stored (refs, self-ownership, stakes above 100 % in any entity: a 422
+naming the refs). The case is **screened** at once (``compliance.screening``, a pure core):
+every declared party against the current lists (``compliance.matching``), the tenant's
 ownership under the 50 % rules and red-flag thresholds in force (``compliance.ownership``
 through the effective policy), its declared end uses (``compliance.end_uses``), its country
 tier, and the customer-identification fields the policy requires for a foreign customer. The
 outcome (clear / review / block, with every reason) goes to **needs_review**: nothing is ever
 approved without a compliance officer (two distinct officers when four-eyes is set). A
-blocked case can only be rejected. A case screened while no list is in force is never
-clear: its verdict is at least review, its first reason and each party's say that no list
-was in force. Approval sets the tenant's standing (approved end uses, expiry) beside the
-tenant row, which is what admission checks read.
+blocked case can only be rejected. A case whose stored facts cannot be screened goes to
+review with the error as its reason (never left ``submitted``). A case screened while no
+list is in force is never clear: its verdict is at least review, its first reason and each
+party's say that no list was in force. Approval sets the tenant's standing (approved end
+uses, expiry) beside the tenant row, which is what admission checks read.
 
-Re-screening: a new list import re-screens every approved or pending case; a new hit (an
-entry not seen at approval, or a worse verdict) sends an approved case back to screening and
-review and **suspends** the tenant (queued jobs held, running jobs drained or kept by
+Re-screening: a new list import, or a change of the policy rules in force (the scheduler's
+pass notices it), re-screens every approved or pending case; a new hit (an entry not seen
+at approval, or a worse verdict) sends an approved case back to screening and review and
+**suspends** the tenant (queued jobs held, running jobs drained or kept by
 configuration, active leases suspended). An approval that expires does the same. No path
 skips a step: the transition table allows none, and every step writes an audit record in its
 transaction, naming the policy packs in force and the list snapshots used.
 
 This module holds the procedure's steps (submit, screen, decide, expire) and the tenant's
-standing; the screening of one case is :mod:`gpulease.services.kyc_screening`, the
-re-screening of every case :mod:`gpulease.services.rescreening`.
+standing (``TenantStanding``, moved by ``STANDING_TRANSITIONS``); the screening of one case
+is :mod:`gpulease.services.kyc_screening`, the re-screening of every case
+:mod:`gpulease.services.rescreening`.
 """
 
 from __future__ import annotations
