@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -43,6 +44,7 @@ from gpulease.services.scheduling import LiveScheduler
 AFFILIATES_RULE = "us-affiliates-rule-2025@1/affiliates-50"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 Api = Callable[[str | None], TestClient]
+MINUTE = timedelta(minutes=1)
 
 
 @pytest.fixture
@@ -121,6 +123,28 @@ def test_a_policy_change_rescreens_approved_tenants_from_the_scheduler_pass(
     restarted = ServiceContext(ctx.db, settings=ctx.settings, clock=ctx.clock)
     assert rescreening.on_policy_change(restarted, restarted.now()) == []
     assert len(tenant_audit(ctx, early.id)) + len(tenant_audit(ctx, clean.id)) == trail
+
+
+def test_a_case_screened_elsewhere_just_before_midnight_is_caught_after_the_check(
+    ctx: ServiceContext, clock: ManualClock, people: tuple[Principal, Principal, str, str]
+) -> None:
+    """Another process screens a case under yesterday's rules and commits it after this
+    process checked every case against today's: the passes of the first minutes of the
+    day still take it."""
+    operator, officer, _, _ = people
+    screening_lists.import_list(ctx, officer, CSL_SAMPLE, "csl-csv")
+    midnight = AFFILIATES_BACK.replace(hour=0)
+    advance_to(clock, midnight + timedelta(minutes=1))
+    assert rescreening.on_policy_change(ctx, ctx.now()) == []  # nothing yet: checked
+    late = ServiceContext(ctx.db, settings=ctx.settings, clock=ManualClock(midnight - MINUTE))
+    tenant, admin = new_tenant(late, operator, "Late Night", "SG")
+    owners = ((*EL_CN, 60), ("Local partner", "SG", 40))
+    case = kyc.submit_case(late, admin, tenant.id, case_of("Late Night", "SG", owners))
+    kyc.decide_case(late, officer, case.id, approve=True, reason="reviewed")
+    advance_to(clock, midnight + 2 * MINUTE)
+    [done] = rescreening.on_policy_change(ctx, ctx.now())
+    assert (done.case_id, done.outcome) == (case.id, "suspended")
+    assert tenant_row(ctx, tenant.id).approval == TenantStanding.SUSPENDED
 
 
 # ------------------------------------------------------- defect 2: the whole case validated

@@ -43,6 +43,9 @@ from gpulease.services import audit, kyc, kyc_screening, screening_lists
 from gpulease.services.context import ServiceContext
 from gpulease.services.screening_lists import current_lists
 
+POLICY_CHECKED = "rescreening.policy_checked"  # (rules checked, day) in ctx.cache
+SETTLE = timedelta(minutes=5)  # every pass re-checks in the first minutes of a day
+
 
 @dataclass(frozen=True, slots=True)
 class Rescreen:
@@ -83,17 +86,23 @@ def on_policy_change(ctx: ServiceContext, now: datetime) -> list[Rescreen]:
     """Re-screen every approved or pending case whose last screening was made under other
     policy rules than those in force at ``now`` (the scheduler's pass calls it)."""
     rules = frozenset(r.ref for r in kyc.policy_on(ctx, now).rules)
-    checked = ctx.cache.get(POLICY_CHECKED)
     day_start = datetime(now.year, now.month, now.day, tzinfo=UTC)
-    if checked == (rules, day_start) and now >= day_start + SETTLE:
-        return []
+    since: datetime | None = None
+    if ctx.cache.get(POLICY_CHECKED) == (rules, day_start):  # all checked today
+        if now >= day_start + SETTLE:
+            return []
+        # only a case screened around midnight, committed after that check, can be stale
+        since = day_start - SETTLE
     with ctx.db.transaction(write=False) as tx:
-        cases = tx.all(
-            tx.select(KycCase)
-            .where(KycCase.state.in_([KycState.APPROVED.value, KycState.NEEDS_REVIEW.value]))
-            .order_by(KycCase.id)
+        query = tx.select(KycCase).where(
+            KycCase.state.in_([KycState.APPROVED.value, KycState.NEEDS_REVIEW.value])
         )
-        due = [(c.id, recorded_rules(c.screening) or frozenset()) for c in cases]
+        if since is not None:
+            query = query.where(KycCase.screened_at >= since)
+        due = [
+            (c.id, recorded_rules(c.screening) or frozenset())
+            for c in tx.all(query.order_by(KycCase.id))
+        ]
     done = []
     for case_id, before in due:
         if before == rules:
@@ -104,10 +113,6 @@ def on_policy_change(ctx: ServiceContext, now: datetime) -> list[Rescreen]:
         done.append(_rescreen(ctx, "scheduler", case_id, why, only_if_rules_differ=True))
     ctx.cache[POLICY_CHECKED] = (rules, day_start)
     return [r for r in done if r is not None]
-
-
-POLICY_CHECKED = "rescreening.policy_checked"  # (rules checked, day) in ctx.cache
-SETTLE = timedelta(minutes=5)  # every pass re-checks in the first minutes of a day
 
 
 def _rescreen(
