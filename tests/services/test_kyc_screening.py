@@ -79,14 +79,14 @@ def count(ctx: ServiceContext, table: type[KycCase] | type[PartyRow]) -> int:
 def test_a_policy_change_rescreens_approved_tenants_from_the_scheduler_pass(
     winter: ServiceContext, clock: ManualClock, people: tuple[Principal, Principal, str, str]
 ) -> None:
-    """A tenant approved while the affiliates rule was suspended, 60 % owned by an Entity
+    """A tenant approved while the affiliates rule was suspended, 50 % owned by an Entity
     List party, is re-screened and suspended by the first scheduler pass once the rule is
     back in force; a clean tenant keeps its approval; the step is idempotent and a restarted
     process (an empty cache) finds nothing left to do."""
     ctx = winter
     operator, officer, _, _ = people
     screening_lists.import_list(ctx, officer, CSL_SAMPLE, "csl-csv")
-    owners = ((*EL_CN, 60), ("Local partner", "SG", 40))
+    owners = ((*EL_CN, 50), ("Local partner", "SG", 50))  # 50 %: the threshold itself
     early, early_admin = new_tenant(ctx, operator, "Early Bird", "SG")
     listed = kyc.submit_case(ctx, early_admin, early.id, case_of("Early Bird", "SG", owners))
     clean, clean_admin = new_tenant(ctx, operator, "Clean Co", "SG")
