@@ -161,6 +161,28 @@ def test_a_block_under_the_affiliates_rule_names_the_rule_and_the_lists_not_sdn(
     assert reasons["sdn"].endswith(f"on the {SDN}")
 
 
+def test_a_block_through_an_intermediate_names_the_lists_above_it() -> None:
+    mid = org("mid", "Midway Holdings")
+    result = screen_case(
+        facts(
+            (mid, EL_OWNER, CLEAN),
+            (stake("el", "mid", 60), stake("clean", "mid", 40), stake("mid", "t", 70)),
+        ),
+        index=INDEX,
+        lists_in_force=True,
+        thresholds=THRESHOLDS,
+        policy=AFFILIATES,
+    )
+    [block] = result.blocks
+    assert (block.rule, block.lists, block.parties) == (
+        AFFILIATES_RULE,
+        (f"{EL}, csl el-1",),
+        ("mid",),
+    )
+    assert "Midway Holdings (itself restricted" in block.reason
+    assert "through Northern Lights Microwave Institute" in block.reason
+
+
 def test_a_listed_tenant_is_blocked_as_listed() -> None:
     listed_tenant = Party("t", PartyKind.ORGANIZATION, "Black Reef Maritime Holdings")
     case = CaseFacts("t", (listed_tenant,), identification=ALL_FIELDS, end_uses=("education",))

@@ -298,7 +298,9 @@ def screen_case(
     if assessment is not None:
         if assessment.listing is not None:
             blocks.append(_listed_block(assessment.listing, names))
-        blocks += [_rule_block(i, assessment, listed, names) for i in assessment.inherited]
+        blocks += [
+            _rule_block(i, assessment, listed, facts.ownership, names) for i in assessment.inherited
+        ]
         if assessment.inherited or assessment.listing is not None:
             reasons += [b.reason for b in blocks]
             reasons.append(assessment.reason)
@@ -392,10 +394,16 @@ def _rule_block(
     found: OwnershipRestriction,
     assessment: OwnershipAssessment,
     listed: Sequence[ListedParty],
+    ownership: Sequence[OwnershipEdge],
     names: Mapping[str, str],
 ) -> Block:
-    """A block by ownership under one 50 % rule: the rule, the stakes and their lists."""
+    """A block by ownership under one 50 % rule: the rule, the stakes and their lists (an
+    owner restricted through its own owners names the lists of the listed parties above)."""
     basis = {x.party: x.basis for x in listed}
+    owners: dict[str, set[str]] = {}
+    for edge in ownership:
+        if edge.held_on(assessment.as_of):
+            owners.setdefault(edge.owned, set()).add(edge.owner)
     parts: list[str] = []
     lists: list[str] = []
     for stake in found.stakes:
@@ -403,11 +411,14 @@ def _rule_block(
         if stake.owner_listed and stake.owner in basis:
             lists.append(basis[stake.owner])
             parts.append(f"{format_percent(stake.percent)} by {who} ({basis[stake.owner]})")
-        else:
-            parts.append(
-                f"{format_percent(stake.percent)} by {who} (itself owned by listed parties "
-                f"under {found.rule_id})"
-            )
+            continue
+        above = sorted(p for p in _ancestors(stake.owner, owners) if p in basis)
+        lists += [basis[p] for p in above]
+        by = ", ".join(names.get(p, p) for p in above) or "listed parties"
+        parts.append(
+            f"{format_percent(stake.percent)} by {who} (itself restricted under "
+            f"{found.rule_id} through {by})"
+        )
     subject = names.get(assessment.subject, assessment.subject)
     reason = (
         f"{subject} is blocked under {found.rule_id}: {format_percent(found.total)} owned by "
@@ -419,3 +430,14 @@ def _rule_block(
         tuple(s.owner for s in found.stakes),
         reason,
     )
+
+
+def _ancestors(party: str, owners: Mapping[str, set[str]]) -> set[str]:
+    found: set[str] = set()
+    todo = [party]
+    while todo:
+        for owner in owners.get(todo.pop(), ()):
+            if owner not in found and owner != party:
+                found.add(owner)
+                todo.append(owner)
+    return found
