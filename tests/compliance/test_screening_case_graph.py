@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from itertools import pairwise
 
 import pytest
 
@@ -121,6 +122,18 @@ def test_each_refusal_names_the_field_and_the_refs(
 ) -> None:
     error = refused(graph)
     assert (error.details["field"], error.details["refs"]) == (field, refs)
+
+
+def test_a_graph_with_too_many_ownership_chains_is_refused() -> None:
+    layers = [[f"l{i}-{j}" for j in range(3)] for i in range(4)]
+    stakes = [stake(p, TENANT, 10) for p in layers[0]]
+    stakes += [stake(p, q, 10) for lower, upper in pairwise(layers) for p in upper for q in lower]
+    graph = CaseGraph(ORG, tuple(party(p) for layer in layers for p in layer), tuple(stakes))
+    validate_graph(graph, max_chains=200)  # 3 + 9 + 27 + 81 = 120 chains
+    with pytest.raises(InvalidRequest) as caught:
+        validate_graph(graph, max_chains=100)
+    assert caught.value.details["field"] == "ownership"
+    assert "more than 100 chains" in caught.value.message
 
 
 def test_the_list_form_becomes_the_same_graph() -> None:

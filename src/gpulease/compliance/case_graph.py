@@ -34,7 +34,6 @@ from gpulease.compliance.fifty_percent import (
     ControlRole,
     OwnershipEdge,
     format_percent,
-    owners_on,
 )
 from gpulease.compliance.model import Address, PartyKind
 from gpulease.compliance.ownership import MAX_CHAINS, ownership_chains
@@ -278,7 +277,11 @@ def _check_totals(stakes: Sequence[DeclaredStake], max_chains: int) -> None:
                     "ownership",
                     [owned, *sorted(o for o, _ in owners)],
                 )
-        try:
-            ownership_chains(TENANT, owners_on(edges, day), max_chains=max_chains)
-        except InvalidRequest as error:
-            raise _refuse(error.message, "ownership", [TENANT]) from None
+    # chains only grow with edges: bounded over every stake ever held, bounded on every day
+    every: dict[str, dict[str, Decimal]] = {}
+    for edge in edges:
+        every.setdefault(edge.owned, {})[edge.owner] = edge.percent
+    try:
+        ownership_chains(TENANT, every, max_chains=max_chains)
+    except InvalidRequest as error:
+        raise _refuse(error.message, "ownership", [TENANT]) from None
