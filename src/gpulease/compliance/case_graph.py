@@ -259,13 +259,13 @@ def _check_totals(stakes: Sequence[DeclaredStake], max_chains: int) -> None:
     The stakes held on a day only grow where a stake starts, so checking the first day of
     every stake (and a day before them all, for open-ended stakes) covers every day."""
     edges = [OwnershipEdge(s.owner, s.owned, s.percent, s.since, s.until) for s in stakes]
-    days = sorted({date.min} | {s.since for s in stakes if s.since is not None})
-    for day in days:
-        held: dict[str, list[tuple[str, Decimal]]] = {}
-        for edge in edges:
-            if edge.held_on(day):
-                held.setdefault(edge.owned, []).append((edge.owner, edge.percent))
-        for owned, owners in sorted(held.items()):
+    into: dict[str, list[OwnershipEdge]] = {}
+    for edge in edges:
+        into.setdefault(edge.owned, []).append(edge)
+    for owned, held_in in sorted(into.items()):
+        days = sorted({date.min} | {e.since for e in held_in if e.since is not None})
+        for day in days:
+            owners = [(e.owner, e.percent) for e in held_in if e.held_on(day)]
             total = sum((p for _, p in owners), Decimal(0))
             if total > HUNDRED:
                 when = "" if day == date.min else f" on {day}"
