@@ -80,7 +80,10 @@ def test_faq_401_example_3_aggregate_through_a_blocked_entity() -> None:
     assert "40 % by A (blocked: 50 % owned by X)" in b.reason
     assert "10 % by X (listed: sdn, SDN List)" in b.reason
     assert "A is 50 % owned by blocked parties under ofac-50" in b.reason
-    assert b.explanation[0] == "B is restricted (sdn) on 2026-01-01: sdn under ofac-50."
+    assert b.explanation[0] == (
+        "B is restricted on 2026-01-01: under ofac-50, 50 % owned by blocked parties "
+        "(OFAC SDN (blocked))."
+    )
 
 
 def test_two_blocked_owners_of_25_percent_each_block_in_the_aggregate() -> None:

@@ -13,11 +13,13 @@ from gpulease.domain.states import (
     KYC_TRANSITIONS,
     LEASE_TRANSITIONS,
     NODE_TRANSITIONS,
+    STANDING_TRANSITIONS,
     TERMINAL_JOB_STATES,
     JobState,
     KycState,
     LeaseState,
     NodeState,
+    TenantStanding,
     can_transition,
     transition,
 )
@@ -75,12 +77,25 @@ KYC_ALLOWED: frozenset[tuple[str, str]] = frozenset(
     }
 )
 
+STANDING_ALLOWED: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("none", "approved"),
+        ("none", "rejected"),
+        ("approved", "suspended"),  # a re-screening or the expiry reopened its case
+        ("approved", "rejected"),
+        ("suspended", "approved"),
+        ("suspended", "rejected"),
+        ("rejected", "approved"),  # a new case approved
+    }
+)
+
 Table = dict[Any, frozenset[Any]]
 TABLES: dict[str, tuple[type[StrEnum], Table, frozenset[tuple[str, str]]]] = {
     "node": (NodeState, NODE_TRANSITIONS, NODE_ALLOWED),
     "job": (JobState, JOB_TRANSITIONS, JOB_ALLOWED),
     "lease": (LeaseState, LEASE_TRANSITIONS, LEASE_ALLOWED),
     "kyc": (KycState, KYC_TRANSITIONS, KYC_ALLOWED),
+    "standing": (TenantStanding, STANDING_TRANSITIONS, STANDING_ALLOWED),
 }
 
 PAIRS = [

@@ -364,11 +364,43 @@ class OfficerIn(Strict):
     of: Line = Field(default="tenant", max_length=64)
 
 
+class DeclaredPartyIn(PartyIn):
+    """A party of the case, declared once; its stakes and roles are edges that name its ref."""
+
+    ref: Line = Field(
+        min_length=1, max_length=64, description="names this party in the case (not 'tenant')"
+    )
+
+
+class StakeIn(Strict):
+    owner: Line = Field(min_length=1, max_length=64, description="a declared party's ref")
+    owns: Line = Field(
+        default="tenant", min_length=1, max_length=64, description="'tenant' or a party's ref"
+    )
+    percent: Percent
+    since: Day | None = None
+    until: Day | None = Field(default=None, description="the day the stake was sold")
+
+
+class RoleIn(Strict):
+    party: Line = Field(min_length=1, max_length=64, description="a declared party's ref")
+    role: Literal["director", "officer", "supervisor", "legal_representative", "trustee", "other"]
+    of: Line = Field(
+        default="tenant", min_length=1, max_length=64, description="'tenant' or a party's ref"
+    )
+
+
 class KycCaseCreate(Strict):
+    """A case: the organisation, its declared parties (each once) with their ownership and
+    control edges; ``owners`` and ``officers`` are the older list form (a party per edge)."""
+
     tenant_id: Ref | None = Field(default=None, description="operators: for which tenant")
     organization: PartyIn
     end_uses: list[Ref] = Field(min_length=1, max_length=50, description="codes from GET /end-uses")
     end_use_statement: Text = Field(default="", max_length=5000)
+    parties: list[DeclaredPartyIn] = Field(default_factory=list, max_length=500)
+    ownership: list[StakeIn] = Field(default_factory=list, max_length=1000)
+    control: list[RoleIn] = Field(default_factory=list, max_length=1000)
     owners: list[OwnerIn] = Field(default_factory=list, max_length=200)
     officers: list[OfficerIn] = Field(default_factory=list, max_length=200)
     identification: FreeJson = Field(default_factory=dict)
@@ -399,6 +431,9 @@ class KycCaseOut(Out):
     screening: dict[str, object] | None
     policy_versions: list[str]
     lists_screened: list[str]
+    declared_parties: dict[str, str] | None = Field(
+        default=None, description="the submitter's ref -> the party's id, for every declared party"
+    )
     approvals_needed: int
     round: int
     submitted_by: str

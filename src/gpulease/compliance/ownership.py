@@ -288,11 +288,17 @@ def assess_ownership(
     lines: list[str] = []
     if restriction > Restriction.NONE:
         verdict = Verdict.RESTRICTED
-        how = [f"listed ({listing.restriction.code})"] if listing is not None else []
-        how += [f"{i.restriction.code} under {i.rule_id}" for i in inherited]
-        lines.append(
-            f"{name(subject)} is restricted ({restriction.code}) on {as_of}: {'; '.join(how)}."
-        )
+        # which rule and which lists, never a bare level: an affiliate of an SDN party under
+        # the BIS affiliates rule is restricted by that rule, it is not itself an SDN
+        how = [f"listed on the {listing.restriction.label}"] if listing is not None else []
+        terms = {r.rule.rule_id: r.rule.term for r in results}
+        for i in inherited:
+            owner_levels = sorted({s.owner_restriction for s in i.stakes}, reverse=True)
+            how.append(
+                f"under {i.rule_id}, {format_percent(i.total)} owned by {terms[i.rule_id]} "
+                f"parties ({', '.join(level.label for level in owner_levels)})"
+            )
+        lines.append(f"{name(subject)} is restricted on {as_of}: {'; '.join(how)}.")
     elif flags:
         verdict = Verdict.FLAGGED
         lines.append(

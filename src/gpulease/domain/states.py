@@ -123,6 +123,29 @@ KYC_TRANSITIONS: dict[KycState, frozenset[KycState]] = {
     KycState.EXPIRED: frozenset({KycState.SCREENING}),
 }
 
+
+class TenantStanding(StrEnum):
+    """A tenant's standing, kept beside the tenant row (``tenants.approval``) so that every
+    admission check is one read. ``none``: no case approved yet. ``approved``: an officer
+    approved a case (until its expiry). ``suspended``: a re-screening (new list, policy
+    change) or the expiry reopened the case it stands on; its work is held until an officer
+    decides again. ``rejected``: an officer refused its case; a new case may be approved.
+    Nothing returns to ``none``; a standing restated with a new reason (a new approval of an
+    approved tenant) is not a transition."""
+
+    NONE = "none"
+    APPROVED = "approved"
+    SUSPENDED = "suspended"
+    REJECTED = "rejected"
+
+
+STANDING_TRANSITIONS: dict[TenantStanding, frozenset[TenantStanding]] = {
+    TenantStanding.NONE: frozenset({TenantStanding.APPROVED, TenantStanding.REJECTED}),
+    TenantStanding.APPROVED: frozenset({TenantStanding.SUSPENDED, TenantStanding.REJECTED}),
+    TenantStanding.SUSPENDED: frozenset({TenantStanding.APPROVED, TenantStanding.REJECTED}),
+    TenantStanding.REJECTED: frozenset({TenantStanding.APPROVED}),
+}
+
 S = TypeVar("S", bound=StrEnum)
 
 

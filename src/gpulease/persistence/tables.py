@@ -397,6 +397,8 @@ class KycCase(Base):
     screening: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     policy_versions: Mapped[list[str]] = mapped_column(JSON, default=list)
     lists_screened: Mapped[list[str]] = mapped_column(JSON, default=list)  # snapshot ids
+    # ref -> party id of every party the case declared (None: a case from before graphs)
+    declared_parties: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
     approvals_needed: Mapped[int] = mapped_column(Integer, default=1)
     round: Mapped[int] = mapped_column(Integer, default=0)  # screenings so far
     submitted_by: Mapped[str] = mapped_column(String(64))

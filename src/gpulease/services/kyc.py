@@ -1,29 +1,35 @@
 """KYC: one approval procedure for every tenant, recorded step by step and enforced.
 
 The procedure (``KycState``): a tenant (or the operator for it) **submits** a case: the
-organisation's identity, its owners up the chain with their shares, its officers, the end
-uses it declares and the customer-identification fields. The case is **screened** at once:
-every party of the case against the current lists (``compliance.matching``), the tenant's
+organisation's identity, its declared parties (each once) with their ownership and control
+edges (``compliance.case_graph``; the older owners/officers lists are still accepted), the
+end uses it declares and the customer-identification fields. The whole case is validated
+before anything is stored (refs, self-ownership, stakes above 100 % in any entity: a 422
+naming the refs). The case is **screened** at once (``compliance.screening``, a pure core):
+every declared party against the current lists (``compliance.matching``), the tenant's
 ownership under the 50 % rules and red-flag thresholds in force (``compliance.ownership``
 through the effective policy), its declared end uses (``compliance.end_uses``), its country
 tier, and the customer-identification fields the policy requires for a foreign customer. The
 outcome (clear / review / block, with every reason) goes to **needs_review**: nothing is ever
 approved without a compliance officer (two distinct officers when four-eyes is set). A
-blocked case can only be rejected. A case screened while no list is in force is never
-clear: its verdict is at least review, its first reason and each party's say that no list
-was in force. Approval sets the tenant's standing (approved end uses, expiry) beside the
-tenant row, which is what admission checks read.
+blocked case can only be rejected. A case whose stored facts cannot be screened goes to
+review with the error as its reason (never left ``submitted``). A case screened while no
+list is in force is never clear: its verdict is at least review, its first reason and each
+party's say that no list was in force. Approval sets the tenant's standing (approved end
+uses, expiry) beside the tenant row, which is what admission checks read.
 
-Re-screening: a new list import re-screens every approved or pending case; a new hit (an
-entry not seen at approval, or a worse verdict) sends an approved case back to screening and
-review and **suspends** the tenant (queued jobs held, running jobs drained or kept by
+Re-screening: a new list import, or a change of the policy rules in force (the scheduler's
+pass notices it), re-screens every approved or pending case; a new hit (an entry not seen
+at approval, or a worse verdict) sends an approved case back to screening and review and
+**suspends** the tenant (queued jobs held, running jobs drained or kept by
 configuration, active leases suspended). An approval that expires does the same. No path
 skips a step: the transition table allows none, and every step writes an audit record in its
 transaction, naming the policy packs in force and the list snapshots used.
 
 This module holds the procedure's steps (submit, screen, decide, expire) and the tenant's
-standing; the screening of one case is :mod:`gpulease.services.kyc_screening`, the
-re-screening of every case :mod:`gpulease.services.rescreening`.
+standing (``TenantStanding``, moved by ``STANDING_TRANSITIONS``); the screening of one case
+is :mod:`gpulease.services.kyc_screening`, the re-screening of every case
+:mod:`gpulease.services.rescreening`.
 """
 
 from __future__ import annotations
@@ -32,18 +38,31 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
-from gpulease.compliance.end_uses import PurposeOutcome, check_purpose, is_end_use
-from gpulease.compliance.model import Address, PartyKind
-from gpulease.compliance.ownership import (
-    ControlRole,
+from gpulease.compliance.case_graph import (
+    TENANT,
+    CaseGraph,
+    DeclaredParty,
+    DeclaredRole,
+    DeclaredStake,
+    LegacyOfficer,
+    LegacyOwner,
+    PartyDetails,
+    validate_graph,
 )
+from gpulease.compliance.end_uses import PurposeOutcome, check_purpose, is_end_use
+from gpulease.compliance.model import PartyKind
 from gpulease.compliance.policy import EffectivePolicy, PolicySet
 from gpulease.domain.access import Action, Principal, Scope
 from gpulease.domain.errors import Conflict, Denied, DomainError, InvalidRequest
-from gpulease.domain.states import KYC_TRANSITIONS, KycState, transition
+from gpulease.domain.states import (
+    KYC_TRANSITIONS,
+    STANDING_TRANSITIONS,
+    KycState,
+    TenantStanding,
+    transition,
+)
 from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import (
     ControlRow,
@@ -69,43 +88,36 @@ class NotApproved(Denied):
     code = "not_approved"
 
 
-@dataclass(frozen=True, slots=True)
-class PartyInput:
-    name: str
-    kind: str = "organization"
-    aliases: tuple[str, ...] = ()
-    countries: tuple[str, ...] = ()
-    identifiers: tuple[tuple[str, str], ...] = ()
-    addresses: tuple[Address, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class OwnerInput:
-    """``ref`` names this owner inside the submission; ``owns`` is ``"tenant"`` or a ref."""
-
-    ref: str
-    party: PartyInput
-    owns: str
-    percent: Decimal
-    since: date | None = None
-    until: date | None = None  # a stake sold on this day no longer counts from it
-
-
-@dataclass(frozen=True, slots=True)
-class OfficerInput:
-    party: PartyInput
-    role: str
-    of: str = "tenant"
+# The case's parties and edges (``compliance.case_graph``); the list form is still accepted.
+PartyInput = PartyDetails
+OwnerInput = LegacyOwner
+OfficerInput = LegacyOfficer
 
 
 @dataclass(frozen=True, slots=True)
 class CaseSubmission:
+    """A case: the organisation, its declared parties with their ownership and control edges
+    (or, in the older list form, ``owners`` and ``officers``), end uses, identification."""
+
     organization: PartyInput
     end_uses: tuple[str, ...]
     end_use_statement: str = ""
     owners: tuple[OwnerInput, ...] = ()
     officers: tuple[OfficerInput, ...] = ()
     identification: dict[str, Any] = field(default_factory=dict)
+    parties: tuple[DeclaredParty, ...] = ()
+    ownership: tuple[DeclaredStake, ...] = ()
+    control: tuple[DeclaredRole, ...] = ()
+
+    def graph(self) -> CaseGraph:
+        return CaseGraph.build(
+            self.organization,
+            parties=self.parties,
+            stakes=self.ownership,
+            roles=self.control,
+            owners=self.owners,
+            officers=self.officers,
+        )
 
 
 # ----------------------------------------------------------------------- policy
@@ -123,7 +135,7 @@ def submit_case(
 ) -> KycCase:
     """Record a case and screen it at once; it then waits for an officer."""
     actor.authorize(Action.KYC_SUBMIT, tenant_id=tenant_id, record_id=tenant_id, kind="tenant")
-    _validate(sub)
+    graph = _validate(sub)
     now = ctx.now()
     with ctx.db.transaction() as tx:
         tenant = tx.require(Tenant, tenant_id, "tenant", for_update=True)
@@ -138,24 +150,23 @@ def submit_case(
                 f"({open_case.state}); wait for its decision",
                 case_id=open_case.id,
             )
-        party = _add_party(tx, sub.organization, now, tenant_id=tenant_id)
-        refs = {"tenant": party.id}
-        for owner in sub.owners:
-            refs[owner.ref] = _add_party(tx, owner.party, now).id
-        for owner in sub.owners:
+        party = _add_party(tx, graph.organization, now, tenant_id=tenant_id)
+        refs = {TENANT: party.id}
+        for declared in graph.parties:
+            refs[declared.ref] = _add_party(tx, declared.details, now).id
+        for stake in graph.stakes:
             tx.add(
                 OwnershipRow(
-                    owner_id=refs[owner.ref],
-                    owned_id=refs[owner.owns],
-                    percent=owner.percent,
-                    since=_day(owner.since),
-                    until=_day(owner.until),
+                    owner_id=refs[stake.owner],
+                    owned_id=refs[stake.owned],
+                    percent=stake.percent,
+                    since=_day(stake.since),
+                    until=_day(stake.until),
                     evidence="declared at onboarding",
                 )
             )
-        for officer in sub.officers:
-            person = _add_party(tx, officer.party, now)
-            tx.add(ControlRow(person_id=person.id, org_id=refs[officer.of], role=officer.role))
+        for role in graph.roles:
+            tx.add(ControlRow(person_id=refs[role.holder], org_id=refs[role.org], role=role.role))
         case = KycCase(
             id=new_id("kyc"),
             tenant_id=tenant_id,
@@ -169,6 +180,7 @@ def submit_case(
             screening=None,
             policy_versions=[],
             lists_screened=[],
+            declared_parties=refs,
             approvals_needed=ctx.settings.kyc_approvals,
             round=0,
             submitted_by=actor.user_id,
@@ -185,8 +197,9 @@ def submit_case(
             after={
                 "case_id": case.id,
                 "party_id": party.id,
-                "owners": len(sub.owners),
-                "officers": len(sub.officers),
+                "parties": len(graph.parties),
+                "ownership": len(graph.stakes),
+                "control": len(graph.roles),
                 "end_uses": list(sub.end_uses),
             },
             reason=sub.end_use_statement[:500],
@@ -222,12 +235,11 @@ def screen_case(
                 actor,
                 f"screening against {', '.join(lists.labels) or 'no lists (none imported)'}",
             )
-        result = kyc_screening.screen(ctx, tx, case, policy, lists, now)
-        case.screening = result
-        case.verdict = result["verdict"]
-        case.policy_versions = list(policy.packs)
-        case.lists_screened = list(lists.snapshot_ids)
-        case.screened_at = now
+        try:
+            result = kyc_screening.screen(ctx, tx, case, policy, lists)
+        except DomainError as error:  # bad stored facts: before an officer, saying why
+            result = kyc_screening.failed(policy, lists, error)
+        kyc_screening.store(case, result, policy, lists, now)
         case.round += 1
         move_case(
             tx,
@@ -235,7 +247,7 @@ def screen_case(
             KycState.NEEDS_REVIEW,
             now,
             actor,
-            f"screening verdict {result['verdict']}: " + "; ".join(result["reasons"])[:800],
+            f"screening verdict {result.verdict}: " + "; ".join(result.reasons)[:800],
         )
     return case
 
@@ -410,8 +422,8 @@ def screen_unscreened(ctx: ServiceContext) -> list[str]:
     for case_id in waiting:
         try:
             screen_case(ctx, "scheduler", case_id, only_submitted=True)
-        except DomainError:  # retried next pass; never stops the scheduler's pass
-            log.exception("screening case %s failed", case_id)
+        except DomainError as error:  # retried next pass; never stops the scheduler's pass
+            log.warning("screening case %s failed: %s", case_id, error.message)
     return waiting
 
 
@@ -483,38 +495,17 @@ def _add_party(tx: Tx, data: PartyInput, now: datetime, tenant_id: str | None = 
     return row
 
 
-def _validate(sub: CaseSubmission) -> None:
-    if not sub.organization.name.strip():
-        raise InvalidRequest("the organisation needs a name", field="organization.name")
+def _validate(sub: CaseSubmission) -> CaseGraph:
+    """The submission's graph, refused whole (422 naming the field and the refs the
+    submitter typed) unless it can be screened; nothing is stored before this passes."""
     if not sub.end_uses:
         raise InvalidRequest("declare at least one end use", field="end_uses")
     unknown = [u for u in sub.end_uses if not is_end_use(u)]
     if unknown:
         raise InvalidRequest(f"unknown end use(s): {', '.join(unknown)}", field="end_uses")
-    refs = {"tenant"} | {o.ref for o in sub.owners}
-    if len(refs) != len(sub.owners) + 1:
-        raise InvalidRequest("each owner needs a distinct ref (and not 'tenant')", field="owners")
-    for owner in sub.owners:
-        if owner.owns not in refs or owner.owns == owner.ref:
-            raise InvalidRequest(
-                f"owner {owner.ref}: owns {owner.owns!r}, which is neither "
-                "'tenant' nor another owner's ref",
-                field="owners",
-            )
-        if owner.since and owner.until and owner.until <= owner.since:
-            raise InvalidRequest(f"owner {owner.ref}: until must be after since", field="owners")
-        if not Decimal(0) < owner.percent <= Decimal(100):
-            raise InvalidRequest(f"owner {owner.ref}: percent must be in (0, 100]", field="owners")
-    for officer in sub.officers:
-        if officer.of not in refs:
-            raise InvalidRequest(f"officer of {officer.of!r}: unknown ref", field="officers")
-        ControlRole(officer.role)
-    for item in (
-        sub.organization,
-        *(o.party for o in sub.owners),
-        *(o.party for o in sub.officers),
-    ):
-        PartyKind(item.kind)
+    graph = sub.graph()
+    validate_graph(graph)
+    return graph
 
 
 def move_case(
@@ -553,17 +544,27 @@ def move_case(
 
 
 def set_standing(
-    tx: Tx, tenant: Tenant, approval: str, reason: str, now: datetime, actor: str
+    tx: Tx,
+    tenant: Tenant,
+    approval: TenantStanding | str,
+    reason: str,
+    now: datetime,
+    actor: str,
 ) -> None:
-    """Change a tenant's standing; its leases follow (suspended unless approved)."""
+    """Change a tenant's standing (``STANDING_TRANSITIONS``; the same standing with a new
+    reason is restated, not moved); its leases follow (suspended unless approved)."""
+    target = TenantStanding(approval)
+    current = TenantStanding(tenant.approval)
+    if target is not current:
+        transition(STANDING_TRANSITIONS, current, target, subject=f"tenant {tenant.name}")
     before = audit.fields_of(tenant, ("approval", "approval_reason"))
-    tenant.approval = approval
+    tenant.approval = target.value
     tenant.approval_reason = reason[:1000]
     audit.record(
         tx,
         at=now,
         actor=actor,
-        action=f"tenant.{approval}",
+        action=f"tenant.{target.value}",
         subject_type="tenant",
         subject_id=tenant.id,
         before=before,

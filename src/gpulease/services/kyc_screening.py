@@ -1,47 +1,55 @@
-"""Screening one KYC case: every party of its ownership chain against the lists in force.
+"""Screening one KYC case: load its declared parties and edges, call the core, store the result.
 
-Design. :func:`screen` is the one screening step of the KYC procedure (a case's first
-screening, a re-screening after a list import or a policy change, a retry): it reads the
-case's ownership and control graph, screens each party of the chain (the organisation, its
-owners up the chain, their officers) with the current lists' index, applies the 50 % rules
-and red flags of the policy in force, the declared end uses, the country tier and the
-customer-identification fields, and returns the case's ``screening`` record (verdict,
-reasons, each party's outcome and hits, hit keys, lists and policy packs used). It writes
-nothing: the caller moves the case and audits the move.
+Design. The decision is :func:`gpulease.compliance.screening.screen_case` (pure, typed);
+this module only loads what it needs (:func:`load_facts`), calls it (:func:`screen`) and
+writes the typed result onto the case (:func:`store`, through
+:meth:`~gpulease.compliance.screening.ScreeningResult.record`, the one serialisation). The
+caller (``kyc.screen_case``, ``rescreening``) moves the case and audits the move.
 
-Invariants: a case screened while no list is in force is never clear (its verdict is at
-least review, its first reason and each party's say so); verdicts only worsen within one
-screening (:func:`worse`); the parties are screened in a fixed order (the organisation
-first, then by name), so the same inputs give the same record.
+A case records the parties it declared (``kyc_cases.declared_parties``: ref -> party id), and
+every one of them is screened, linked to the tenant's chain or not. A case from before that
+column has its parties found as they were then: the organisation, its owners up the chain,
+the holders of a role in any of them.
+
+A case whose facts cannot be screened (stored data a submission would now refuse) is not
+left waiting: :func:`failed` is a review verdict whose reason is the error, so an officer
+sees it, the tenant can be told, and nobody retries it every pass.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from gpulease.compliance.end_uses import PurposeOutcome, check_purpose
-from gpulease.compliance.matching import Outcome, decide
 from gpulease.compliance.model import Address, Party, PartyKind
-from gpulease.compliance.ownership import (
-    ControlEdge,
-    ControlRole,
-    ListedParty,
-    OwnershipEdge,
-    Verdict,
-    restriction_for_entry,
-)
+from gpulease.compliance.ownership import ControlEdge, ControlRole, OwnershipEdge
 from gpulease.compliance.policy import EffectivePolicy
+from gpulease.compliance.screening import (
+    NO_LIST_PARTY,
+    NO_LIST_REASON,
+    CaseFacts,
+    ScreeningResult,
+    ScreeningVerdict,
+    Thresholds,
+    screen_case,
+)
+from gpulease.domain.errors import DomainError
 from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import AccessRecord, ControlRow, KycCase, OwnershipRow, PartyRow
 from gpulease.services.context import ServiceContext
 from gpulease.services.screening_lists import CurrentLists
 
-NO_LIST_REASON = (
-    "no screening list was in force: no party was screened against any list; import the "
-    "lists (`gpulease lists import`) and the case is screened again"
-)
-NO_LIST_PARTY = "not screened: no screening list was in force"
+__all__ = [
+    "NO_LIST_PARTY",
+    "NO_LIST_REASON",
+    "chain_members",
+    "failed",
+    "load_facts",
+    "party_model",
+    "screen",
+    "store",
+]
+
+ACCESS_FIELD = "access_ips_with_times"  # provided by the API's own access records
 
 
 def screen(
@@ -50,71 +58,71 @@ def screen(
     case: KycCase,
     policy: EffectivePolicy,
     lists: CurrentLists,
-    now: datetime,
-) -> dict[str, Any]:
+) -> ScreeningResult:
+    """The case screened against ``lists`` under ``policy``, on ``policy``'s day.
+
+    Raises DomainError if the stored facts cannot be screened (see :func:`failed`)."""
     settings = ctx.settings
-    index = lists.index
-    edges = tx.all(tx.select(OwnershipRow))
-    controls = tx.all(tx.select(ControlRow))
-    members = chain_members(case.party_id, edges, controls)
-    parties = {p.id: p for p in tx.all(tx.select(PartyRow).where(PartyRow.id.in_(members)))}
-    reasons: list[str] = []
-    verdict = "clear"
-    unscreened = not lists.snapshot_ids  # no list in force: nothing can be called clear
-    if unscreened:
-        verdict = "review"
-        reasons.append(NO_LIST_REASON)
-    listed: list[ListedParty] = []
-    party_results = []
-    hit_keys: list[str] = []
-    for pid in sorted(parties, key=lambda p: (p != case.party_id, parties[p].name)):
-        row = parties[pid]
-        hits = index.screen(
-            party_model(row),
-            review_threshold=settings.review_threshold,
-            block_threshold=settings.block_threshold,
-        )
-        found = decide(hits, settings.review_threshold, settings.block_threshold)
-        hit_keys += [f"{h.entry.source}:{h.entry.entry_id}" for h in found.hits]
-        level = restriction_for_entry(found.hits[0].entry) if found.hits else None
-        if found.outcome is Outcome.BLOCK and level is not None:
-            listed.append(
-                ListedParty(
-                    pid, level, f"{found.hits[0].entry.source} {found.hits[0].entry.entry_id}"
-                )
-            )
-        if found.outcome is not Outcome.CLEAR:
-            reasons.append(f"{row.name}: {found.reason}")
-            verdict = worse(verdict, "review")
-        party_results.append(
-            {
-                "party_id": pid,
-                "name": row.name,
-                "outcome": "review" if unscreened else found.outcome.value,
-                "reason": NO_LIST_PARTY if unscreened else found.reason,
-                "hits": [
-                    {
-                        "source": h.entry.source,
-                        "entry_id": h.entry.entry_id,
-                        "listed_name": h.listed_name,
-                        "our_name": h.our_name,
-                        "score": round(h.score, 1),
-                        "identifier_match": h.identifier_match,
-                        "programs": list(h.entry.programs),
-                        "list_name": h.entry.list_name,
-                        "features": [
-                            {"name": f.name, "detail": f.detail, "weight": f.weight}
-                            for f in h.features
-                        ],
-                    }
-                    for h in found.hits[:5]
-                ],
-            }
-        )
-    as_of = now.date()
-    assessment = policy.assess_ownership(
-        case.party_id,
-        ownership=[
+    return screen_case(
+        load_facts(ctx, tx, case),
+        index=lists.index,
+        lists_in_force=bool(lists.snapshot_ids),
+        thresholds=Thresholds(settings.review_threshold, settings.block_threshold),
+        policy=policy,
+    )
+
+
+def failed(policy: EffectivePolicy, lists: CurrentLists, error: DomainError) -> ScreeningResult:
+    """The result of a case that could not be screened: review, the error as the reason."""
+    return ScreeningResult(
+        as_of=policy.as_of,
+        verdict=ScreeningVerdict.REVIEW,
+        reasons=(f"the case could not be screened: {error.message}",),
+        parties=(),
+        blocks=(),
+        ownership=None,
+        end_uses=(),
+        missing_fields=(),
+        foreign=False,
+        country_tier=None,
+        policy=policy,
+        lists_in_force=bool(lists.snapshot_ids),
+    )
+
+
+def store(
+    case: KycCase,
+    result: ScreeningResult,
+    policy: EffectivePolicy,
+    lists: CurrentLists,
+    now: datetime,
+) -> None:
+    """Write the screening onto the case (its record, verdict, policy and lists used)."""
+    case.screening = result.record()
+    case.verdict = result.verdict.value
+    case.policy_versions = list(policy.packs)
+    case.lists_screened = list(lists.snapshot_ids)
+    case.screened_at = now
+
+
+def load_facts(ctx: ServiceContext, tx: Tx, case: KycCase) -> CaseFacts:
+    """Every declared party of the case with the edges among them."""
+    if case.declared_parties is not None:
+        ids = {case.party_id, *case.declared_parties.values()}
+        edge_rows = tx.all(tx.select(OwnershipRow).where(OwnershipRow.owned_id.in_(sorted(ids))))
+        control_rows = tx.all(tx.select(ControlRow).where(ControlRow.org_id.in_(sorted(ids))))
+    else:  # a case from before: its chain, as it was screened then
+        edge_rows = tx.all(tx.select(OwnershipRow))
+        control_rows = tx.all(tx.select(ControlRow))
+        ids = chain_members(case.party_id, edge_rows, control_rows)
+    rows = tx.all(tx.select(PartyRow).where(PartyRow.id.in_(sorted(ids))))
+    provided = {k for k, v in case.identification.items() if v}
+    if tx.first(tx.select(AccessRecord).where(AccessRecord.tenant_id == case.tenant_id)):
+        provided.add(ACCESS_FIELD)
+    return CaseFacts(
+        subject=case.party_id,
+        parties=tuple(party_model(r) for r in sorted(rows, key=lambda r: r.id)),
+        ownership=tuple(
             OwnershipEdge(
                 e.owner_id,
                 e.owned_id,
@@ -122,76 +130,23 @@ def screen(
                 e.since.date() if e.since else None,
                 e.until.date() if e.until else None,
             )
-            for e in edges
-            if e.owner_id in members and e.owned_id in members
-        ],
-        listed=listed,
-        control=[
+            for e in sorted(edge_rows, key=lambda e: e.id)
+            if e.owner_id in ids and e.owned_id in ids
+        ),
+        control=tuple(
             ControlEdge(c.person_id, c.org_id, ControlRole(c.role))
-            for c in controls
-            if c.org_id in members
-        ],
-        headquarters={p.id: p.countries[0] for p in parties.values() if p.countries},
-        names={p.id: p.name for p in parties.values()},
+            for c in sorted(control_rows, key=lambda c: c.id)
+            if c.person_id in ids and c.org_id in ids
+        ),
+        end_uses=tuple(case.end_uses),
+        end_use_statement=case.end_use_statement,
+        identification=frozenset(provided),
+        operator_country=ctx.settings.operator_country,
     )
-    if assessment.verdict is Verdict.RESTRICTED:
-        verdict = "block"
-        reasons.append(assessment.reason)
-    elif assessment.verdict is Verdict.FLAGGED:
-        verdict = worse(verdict, "review")
-        reasons += [f.reason for f in assessment.flags]
-    tenant_party = parties[case.party_id]
-    country = tenant_party.countries[0] if tenant_party.countries else ""
-    tier = policy.country_tier(country) if country else None
-    if tier is not None and tier.licence_required:
-        verdict = "block"
-        reasons.append(
-            f"{country} is a tier-{tier.tier} country: a licence is required "
-            f"({', '.join(tier.rules)})"
-        )
-    end_use_results = []
-    for code in case.end_uses:
-        decision = check_purpose(code, case.end_uses, policy)
-        end_use_results.append(decision.record())
-        if decision.outcome is PurposeOutcome.REFUSE:
-            verdict = "block"
-            reasons.append(decision.reason)
-    if case.end_use_statement:
-        statement = check_purpose(
-            f"{case.end_uses[0]}: {case.end_use_statement}", case.end_uses, policy
-        )
-        if statement.outcome is PurposeOutcome.REVIEW:
-            verdict = worse(verdict, "review")
-            reasons.append(f"end-use statement: {statement.reason}")
-    foreign = country.upper() != settings.operator_country.upper()
-    provided = {k for k, v in case.identification.items() if v}
-    if tx.first(tx.select(AccessRecord).where(AccessRecord.tenant_id == case.tenant_id)):
-        provided.add("access_ips_with_times")
-    missing = list(policy.missing_customer_fields(provided, foreign=foreign))
-    if missing:
-        verdict = worse(verdict, "review")
-        reasons.append("customer identification lacks " + ", ".join(missing))
-    if not reasons:
-        reasons.append("no hit, no ownership link to a restricted party, end uses allowed")
-    return {
-        "verdict": verdict,
-        "reasons": reasons,
-        "parties": party_results,
-        "hit_keys": sorted(set(hit_keys)),
-        "ownership": assessment.record(),
-        "end_uses": end_use_results,
-        "missing_fields": missing,
-        "foreign": foreign,
-        "country_tier": None
-        if tier is None
-        else {"tier": tier.tier, "licence_required": tier.licence_required},
-        "policy": policy.record(),
-        "as_of": as_of.isoformat(),
-    }
 
 
 def chain_members(root: str, edges: list[OwnershipRow], controls: list[ControlRow]) -> set[str]:
-    """The root, its owners up the chain, and the officers of any of them."""
+    """The root, its owners up the chain, and the officers of any of them (stored rows)."""
     owners: dict[str, list[str]] = {}
     for edge in edges:
         owners.setdefault(edge.owned_id, []).append(edge.owner_id)
@@ -215,11 +170,3 @@ def party_model(row: PartyRow) -> Party:
         identifiers=tuple((k, v) for k, v in row.identifiers),
         addresses=tuple(Address(**a) for a in row.addresses),
     )
-
-
-def rank(verdict: str) -> int:
-    return {"": 0, "clear": 0, "review": 1, "block": 2}.get(verdict, 0)
-
-
-def worse(a: str, b: str) -> str:
-    return a if rank(a) >= rank(b) else b

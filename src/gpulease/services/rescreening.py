@@ -1,10 +1,11 @@
-"""Re-screening: every approved or pending KYC case again, after a list import or on demand.
+"""Re-screening: every approved or pending KYC case again, after a list import, a change of
+the policy in force, or on demand.
 
-Design. A new list snapshot (``screening_lists.import_files``), an officer's request or a
-policy change re-screens every case that is approved or waiting for review, one case per
-transaction (a failure leaves the others done). For each case the screening step
-(:func:`gpulease.services.kyc_screening.screen`) runs against the lists and policy in force
-now, and the outcome is one of:
+Design. A new list snapshot (``screening_lists.import_files``), a change of the policy rules
+in force (:func:`on_policy_change`), or an officer's request re-screens every case that is
+approved or waiting for review, one case per transaction (a failure leaves the others done).
+For each case the screening step (:func:`gpulease.services.kyc_screening.screen`) runs against
+the lists and policy in force now, and the outcome is one of:
 
 * ``unchanged``: an approved case with no new hit and no worse verdict keeps its approval;
   the new screening record and the lists used are stored, and audited;
@@ -13,6 +14,13 @@ now, and the outcome is one of:
 * ``suspended``: the same for the case the tenant stands on, which also suspends the tenant
   (its leases follow its standing: ``kyc.set_standing``).
 
+A policy change is found by comparing the rules in force today with the rules each case's
+last screening recorded (``screening.policy.rules``), so it survives restarts and is
+idempotent: a re-screened case records today's rules and is not taken again. Rules change
+only from one day to the next (packs give days), so a process that has checked every case
+against today's rules skips the check until the rules differ, except for the first minutes
+of a day (a case screened elsewhere just before midnight may commit after the check).
+
 Invariant: no re-screening ever approves or clears anything; only an officer's decision
 does (``kyc.decide_case``).
 """
@@ -20,13 +28,23 @@ does (``kyc.decide_case``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
+from gpulease.compliance.screening import (
+    ScreeningVerdict,
+    recorded_hit_keys,
+    recorded_rules,
+)
 from gpulease.domain.access import Action, Principal
-from gpulease.domain.states import KycState
+from gpulease.domain.errors import DomainError
+from gpulease.domain.states import KycState, TenantStanding
 from gpulease.persistence.tables import KycCase, Tenant
 from gpulease.services import audit, kyc, kyc_screening, screening_lists
 from gpulease.services.context import ServiceContext
 from gpulease.services.screening_lists import current_lists
+
+POLICY_CHECKED = "rescreening.policy_checked"  # (rules checked, day) in ctx.cache
+SETTLE = timedelta(minutes=5)  # every pass re-checks in the first minutes of a day
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,24 +78,67 @@ def rescreen_all(ctx: ServiceContext, actor: str, why: str) -> list[Rescreen]:
             .where(KycCase.state.in_([KycState.APPROVED.value, KycState.NEEDS_REVIEW.value]))
             .order_by(KycCase.id)
         )
-    return [_rescreen(ctx, actor, case.id, why) for case in cases]
+    done = [_rescreen(ctx, actor, case.id, why) for case in cases]
+    return [r for r in done if r is not None]
 
 
-def _rescreen(ctx: ServiceContext, actor: str, case_id: str, why: str) -> Rescreen:
+def on_policy_change(ctx: ServiceContext, now: datetime) -> list[Rescreen]:
+    """Re-screen every approved or pending case whose last screening was made under other
+    policy rules than those in force at ``now`` (the scheduler's pass calls it)."""
+    rules = frozenset(r.ref for r in kyc.policy_on(ctx, now).rules)
+    day_start = datetime(now.year, now.month, now.day, tzinfo=UTC)
+    since: datetime | None = None
+    if ctx.cache.get(POLICY_CHECKED) == (rules, day_start):  # all checked today
+        if now >= day_start + SETTLE:
+            return []
+        # only a case screened around midnight, committed after that check, can be stale
+        since = day_start - SETTLE
+    with ctx.db.transaction(write=False) as tx:
+        query = tx.select(KycCase).where(
+            KycCase.state.in_([KycState.APPROVED.value, KycState.NEEDS_REVIEW.value])
+        )
+        if since is not None:
+            query = query.where(KycCase.screened_at >= since)
+        due = [
+            (c.id, recorded_rules(c.screening) or frozenset())
+            for c in tx.all(query.order_by(KycCase.id))
+        ]
+    done = []
+    for case_id, before in due:
+        if before == rules:
+            continue
+        changes = [f"now in force: {r}" for r in sorted(rules - before)]
+        changes += [f"no longer in force: {r}" for r in sorted(before - rules)]
+        why = "the policy in force changed (" + "; ".join(changes) + ")"
+        done.append(_rescreen(ctx, "scheduler", case_id, why, only_if_rules_differ=True))
+    ctx.cache[POLICY_CHECKED] = (rules, day_start)
+    return [r for r in done if r is not None]
+
+
+def _rescreen(
+    ctx: ServiceContext, actor: str, case_id: str, why: str, *, only_if_rules_differ: bool = False
+) -> Rescreen | None:
     now = ctx.now()
     policy = kyc.policy_on(ctx, now)
     lists = current_lists(ctx, policy.screening_lists or None)
     with ctx.db.transaction() as tx:
         case = tx.require(KycCase, case_id, "kyc case", for_update=True)
-        before = case.screening or {}
+        if case.state not in (KycState.APPROVED, KycState.NEEDS_REVIEW):
+            return None  # decided or moved since it was listed
+        rules = frozenset(r.ref for r in policy.rules)
+        if only_if_rules_differ and recorded_rules(case.screening) == rules:
+            return None  # another pass or process re-screened it meanwhile
         was_approved = case.state == KycState.APPROVED
-        result = kyc_screening.screen(ctx, tx, case, policy, lists, now)
-        new_hits = sorted(set(result["hit_keys"]) - set(before.get("hit_keys", [])))
-        worse = kyc_screening.rank(result["verdict"]) > kyc_screening.rank(case.verdict)
+        try:
+            result = kyc_screening.screen(ctx, tx, case, policy, lists)
+        except DomainError as error:  # bad stored facts: before an officer, saying why
+            result = kyc_screening.failed(policy, lists, error)
+        new_hits = sorted(set(result.hit_keys) - recorded_hit_keys(case.screening))
+        before = ScreeningVerdict.parse(case.verdict) or ScreeningVerdict.CLEAR
+        worse = result.verdict.rank > before.rank
         tenant = tx.require(Tenant, case.tenant_id, "tenant", for_update=True)
-        if case.state == KycState.APPROVED and not (new_hits or worse):
-            case.screening, case.screened_at = result, now
-            case.lists_screened = list(lists.snapshot_ids)
+        if was_approved and not (new_hits or worse):
+            kyc_screening.store(case, result, policy, lists, now)
             audit.record(
                 tx,
                 at=now,
@@ -85,27 +146,30 @@ def _rescreen(ctx: ServiceContext, actor: str, case_id: str, why: str) -> Rescre
                 action="kyc.rescreen",
                 subject_type="tenant",
                 subject_id=case.tenant_id,
-                after={"case_id": case.id, "new_hits": 0},
+                after={"case_id": case.id, "new_hits": 0, "policy": list(result.policy.packs)},
                 reason=f"{why}: no new hit",
             )
             return Rescreen(case.id, case.tenant_id, "unchanged", "no new hit")
         words = (
             f"new hit(s) {', '.join(new_hits)}"
             if new_hits
-            else f"verdict {case.verdict or 'none'} -> {result['verdict']}"
+            else f"verdict {case.verdict or 'none'} -> {result.verdict}"
         )
         reason = f"{why}: {words}"
         kyc.move_case(tx, case, KycState.SCREENING, now, actor, reason)
-        case.screening, case.verdict, case.screened_at = result, result["verdict"], now
-        case.policy_versions = list(policy.packs)
-        case.lists_screened = list(lists.snapshot_ids)
+        kyc_screening.store(case, result, policy, lists, now)
         case.round += 1
         kyc.move_case(tx, case, KycState.NEEDS_REVIEW, now, actor, reason)
         outcome = "reopened"
         # only the case the tenant stands on suspends it; a pending one is just re-screened
-        if was_approved and tenant.approval == "approved":
+        if was_approved and tenant.approval == TenantStanding.APPROVED:
             kyc.set_standing(
-                tx, tenant, "suspended", f"suspended pending review: {reason}", now, actor
+                tx,
+                tenant,
+                TenantStanding.SUSPENDED,
+                f"suspended pending review: {reason}",
+                now,
+                actor,
             )
             outcome = "suspended"
     return Rescreen(case.id, case.tenant_id, outcome, reason)

@@ -57,7 +57,7 @@ from gpulease.persistence.tables import Job, SchedulerStatus, Site, Tenant
 from gpulease.scheduler.engine import Decisions, Scheduler, SchedulerConfig, apply_decisions
 from gpulease.scheduler.ordering import make_policy
 from gpulease.scheduler.state import SchedulerState
-from gpulease.services import collection, kyc, leases, node_sync, runs
+from gpulease.services import collection, kyc, leases, node_sync, rescreening, runs
 from gpulease.services.consistency import Check, Gate
 from gpulease.services.containment import Defect, describe, still_applies
 from gpulease.services.containment import fail as fail_job
@@ -141,6 +141,7 @@ class LiveScheduler:
             self._term = term
         kyc.expire(self.ctx, now)
         kyc.screen_unscreened(self.ctx)
+        rescreening.on_policy_change(self.ctx, now)  # rules in force changed: re-screen
         leases.tick(self.ctx, now)
         self.node_sync.tick(now)  # never raises; node changes reach the passes by the feed
         completions = self._poll(now)

@@ -39,6 +39,7 @@ from gpulease.api.schemas import (
     RescreenOut,
     TenantPolicyOut,
 )
+from gpulease.compliance.case_graph import DeclaredParty, DeclaredRole, DeclaredStake
 from gpulease.compliance.disclosure import tenant_case_view, tenant_policy_view
 from gpulease.compliance.end_uses import END_USES
 from gpulease.compliance.model import Address
@@ -107,6 +108,11 @@ def submit_case(body: KycCaseCreate, ctx: Ctx, me: Me) -> KycCaseOut | KycCaseTe
         ),
         officers=tuple(kyc.OfficerInput(_party(o.party), o.role, o.of) for o in body.officers),
         identification=dict(body.identification),
+        parties=tuple(DeclaredParty(p.ref, _party(p)) for p in body.parties),
+        ownership=tuple(
+            DeclaredStake(s.owner, s.owns, s.percent, s.since, s.until) for s in body.ownership
+        ),
+        control=tuple(DeclaredRole(c.party, c.of, c.role) for c in body.control),
     )
     tenant_id = me.acting_tenant(
         resolve_optional(ctx, me, Kind.TENANT, body.tenant_id, Action.KYC_SUBMIT)
