@@ -260,6 +260,9 @@ class UserOut(Out):
     created_at: datetime
     disabled_at: datetime | None = None
     disabled_reason: str = ""
+    created_by: str = Field(
+        default="", description='who created the account ("the operator" to tenant users)'
+    )
 
 
 class UserCreated(BaseModel):

@@ -35,6 +35,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from gpulease.compliance import four_eyes
 from gpulease.compliance.end_uses import PurposeOutcome, check_purpose, is_end_use
 from gpulease.compliance.model import Address, PartyKind
 from gpulease.compliance.ownership import (
@@ -46,14 +47,16 @@ from gpulease.domain.errors import Conflict, Denied, DomainError, InvalidRequest
 from gpulease.domain.states import KYC_TRANSITIONS, KycState, transition
 from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import (
+    ApiToken,
     ControlRow,
     KycCase,
     KycDecision,
     OwnershipRow,
     PartyRow,
     Tenant,
+    User,
 )
-from gpulease.services import audit, kyc_screening, leases
+from gpulease.services import audit, kyc_screening, leases, tokens
 from gpulease.services.context import ServiceContext, new_id
 from gpulease.services.screening_lists import current_lists
 from gpulease.services.standing import is_approved, why_not
@@ -284,6 +287,16 @@ def decide_case(
                 "you already decided this case in this round; four-eyes needs another officer",
                 case_id=case_id,
             )
+        # the setting in force now counts, not the one at submission: four-eyes switched on
+        # while a case waits applies to it
+        needed = ctx.settings.kyc_approvals
+        case.approvals_needed = needed
+        me = _approver(tx, officer.user_id, now)
+        earlier = [d for d in same_round if d.decision == "approve"]
+        if approve and needed > 1:
+            refused = four_eyes.refusal(_approvers(tx, earlier), me)
+            if refused is not None:
+                raise Denied(refused, case_id=case_id)
         tx.add(
             KycDecision(
                 case_id=case.id,
@@ -292,6 +305,7 @@ def decide_case(
                 reason=reason,
                 screening_round=case.round,
                 at=now,
+                controllers=sorted(me.controllers),
             )
         )
         audit.record(
@@ -301,7 +315,13 @@ def decide_case(
             action="kyc.approve" if approve else "kyc.reject",
             subject_type="tenant",
             subject_id=tenant.id,
-            after={"case_id": case.id, "round": case.round},
+            after={
+                "case_id": case.id,
+                "round": case.round,
+                "approvals_needed": needed,
+                "officer_created_by": me.created_by,
+                "controllers": sorted(me.controllers),
+            },
             reason=reason,
         )
         if not approve:
@@ -317,10 +337,12 @@ def decide_case(
                     officer.user_id,
                 )
             return case
-        approvals = 1 + sum(1 for d in same_round if d.decision == "approve")
-        if approvals < case.approvals_needed:
+        approvals = 1 + len(earlier)
+        if approvals < needed:
             case.state_reason = (
-                f"{approvals} of {case.approvals_needed} approvals; four-eyes needs another officer"
+                f"{approvals} of {needed} approvals; four-eyes needs another officer, "
+                "independent of the first (neither created the other, no one issued a live "
+                "token of both)"
             )
             return case
         move_case(
@@ -357,6 +379,33 @@ def decide_case(
             officer.user_id,
         )
     return case
+
+
+def _approver(tx: Tx, user_id: str, now: datetime) -> four_eyes.Approver:
+    """The officer as four-eyes sees it now: its creator and who holds its live tokens."""
+    user = tx.get(User, user_id)
+    issuers = [
+        t.created_by
+        for t in tx.all(tx.select(ApiToken).where(ApiToken.user_id == user_id))
+        if tokens.live(t, now)
+    ]
+    return four_eyes.Approver.of(user_id, user.created_by if user else "", issuers)
+
+
+def _approvers(tx: Tx, decisions: list[KycDecision]) -> list[four_eyes.Approver]:
+    """The earlier approvals as recorded when each was given (their controllers then)."""
+    creators = {
+        u.id: u.created_by
+        for u in tx.all(tx.select(User).where(User.id.in_([d.officer_id for d in decisions])))
+    }
+    return [
+        four_eyes.Approver(
+            d.officer_id,
+            creators.get(d.officer_id, ""),
+            frozenset({d.officer_id, *d.controllers}),
+        )
+        for d in decisions
+    ]
 
 
 def _check_approvable(case: KycCase) -> None:
@@ -547,7 +596,10 @@ def move_case(
             "case_id": case.id,
             "policy": list(case.policy_versions),
             "lists": list(case.lists_screened),
-        },
+        }
+        # the screening a round put before the officers, so a disclosure as of a past day
+        # shows that round's, not a later one's (``services.disclosure_history``)
+        | ({"screening": case.screening} if target is KycState.NEEDS_REVIEW else {}),
         reason=reason,
     )
 
