@@ -483,11 +483,17 @@ class ListSnapshotOut(Out):
     current: bool
     imported_at: datetime
     imported_by: str
+    reverts: str | None = Field(
+        default=None, description="the earlier snapshot whose content this one repeats"
+    )
 
 
 class ListImportOut(BaseModel):
     snapshot: ListSnapshotOut
     replaces: str | None
+    reverts: str | None = Field(
+        default=None, description="an import of an earlier snapshot's content: that snapshot"
+    )
     added: int
     removed: int
     changed: int
