@@ -229,7 +229,7 @@ def disclosure_command(
             _e(a["user"] or a["user_id"]),
             _when(a["first_seen"]),
             _when(a["last_seen"]),
-            f"{a['requests']:,}",
+            "after as-of" if a["requests"] is None else f"{a['requests']:,}",
         ]
         for a in report["access"]
     ]

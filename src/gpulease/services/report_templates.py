@@ -77,12 +77,16 @@ _DISCLOSURE = """{% extends "base.html" %}
 <p class="meta">Tenant <code>{{ r.tenant.id }}</code> · {{ r.tenant.country }} · {{ r.tenant.kind }}
  · as of {{ r.as_of | when }}</p>
 
-<h2>Current standing</h2>
+<h2>Standing</h2>
 <dl class="kv">
 <dt>Approval</dt><dd>{{ badge(r.standing.approval) }} {{ r.standing.reason }}</dd>
 <dt>Approved end uses</dt><dd>{{ r.standing.approved_end_uses | join(", ") or "—" }}</dd>
 <dt>Expires</dt><dd>{{ r.standing.expires_at | when }}{% if r.standing.expired %} <span class="badge bad">expired</span>{% endif %}</dd>
 <dt>Case</dt><dd><code>{{ r.standing.case_id or "—" }}</code></dd>
+{% if r.in_force %}
+<dt>Lists in force</dt><dd>{% for s in r.in_force.lists %}{{ s.source }} {{ s.label }} (<code>{{ s.id }}</code>, {{ s.imported_at | when }}){% if not loop.last %}; {% endif %}{% else %}none{% endfor %}</dd>
+<dt>Policy packs in force</dt><dd>{{ r.in_force.policy_packs | join(", ") or "—" }}</dd>
+{% endif %}
 </dl>
 
 <h2>Who: the end user and its parties</h2>
@@ -176,7 +180,7 @@ _DISCLOSURE = """{% extends "base.html" %}
 <h2>Access: IP addresses</h2>
 <table><thead><tr><th>IP address</th><th>User</th><th>First seen</th><th>Last seen</th><th class="num">Requests</th></tr></thead><tbody>
 {% for a in r.access %}
-<tr><td><code>{{ a.ip }}</code></td><td>{{ a.user or a.user_id }}</td><td>{{ a.first_seen | when }}</td><td>{{ a.last_seen | when }}</td><td class="num">{{ a.requests }}</td></tr>
+<tr><td><code>{{ a.ip }}</code></td><td>{{ a.user or a.user_id }}</td><td>{{ a.first_seen | when }}</td><td>{{ a.last_seen | when }}</td><td class="num">{{ "used after this moment" if a.requests is none else a.requests }}</td></tr>
 {% else %}<tr><td colspan="5" class="muted">no access recorded</td></tr>
 {% endfor %}
 </tbody></table>
