@@ -135,6 +135,13 @@ RUNS = (
     text("basis", 4),
     num("estimate", 0),
 )
+TOTALS = (
+    text("tenant", 0),
+    text("campaign", 1),
+    num("jobs", 0),
+    num("days", 2),
+    num("estimate", 0),
+)
 
 
 # ---------------------------------------------------------------------- disclosure
@@ -302,8 +309,12 @@ def gpu_command(
 @report_app.command("large-runs")
 def large_runs_command(
     threshold: Annotated[
-        str, typer.Option(help="Operations: 1e26 (default) or e.g. 1e25.")
-    ] = "1e26",
+        str | None,
+        typer.Option(help="Operations, e.g. 1e25 (default: the policy packs' thresholds)."),
+    ] = None,
+    window_days: Annotated[
+        int | None, typer.Option(help="Days a tenant's or campaign's jobs are added up over.")
+    ] = None,
     peak_flops: Annotated[
         str | None, typer.Option(help="Dense peak FLOP/s per GPU (default 2.5e15, B200 BF16).")
     ] = None,
@@ -320,6 +331,7 @@ def large_runs_command(
         threshold=threshold,
         peak_flops_per_gpu=peak_flops,
         utilisation=utilisation,
+        window_days=window_days,
     )
     if not _finish(report, "large-runs", html, json_out):
         return
@@ -346,3 +358,16 @@ def large_runs_command(
         for j in report["runs"]
     ]
     _table(f"{len(report['runs'])} of {report['jobs_considered']} jobs", RUNS, runs, wide)
+    totals = [
+        [
+            _e(a["tenant"]),
+            _e(a["campaign"] or "(all its jobs)"),
+            f"{a['jobs']:,}",
+            f"{a['window_days']:,}",
+            f"[red]{a['estimated_ops_sci']}[/]",
+        ]
+        for a in report.get("aggregates", [])
+    ]
+    _table("tenants and campaigns (jobs added up over the window)", TOTALS, totals, wide)
+    for t in report.get("thresholds", []):
+        stdout().print(f"[dim]{t['sci']}: {_e(t['ref'])}[/]")

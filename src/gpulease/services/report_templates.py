@@ -249,6 +249,17 @@ _LARGE_RUNS = """{% extends "base.html" %}
 {% else %}<tr><td colspan="9" class="muted"><span class="badge ok">none</span> no job reaches the threshold</td></tr>
 {% endfor %}
 </tbody></table>
+<h2>Tenants and campaigns over a threshold</h2>
+<p class="meta">{{ r.terms.aggregation }}</p>
+<table><thead><tr><th>Tenant</th><th>Campaign (declared purpose)</th><th class="num">Jobs</th><th class="num">Window (days)</th><th class="num">Estimated ops</th><th>Reaches</th></tr></thead><tbody>
+{% for a in r.aggregates %}
+<tr><td>{{ a.tenant }}</td><td>{{ a.campaign or "all its jobs" }}</td><td class="num">{{ a.jobs }}</td><td class="num">{{ a.window_days }}</td>
+<td class="num"><span class="badge bad">{{ a.estimated_ops_sci }}</span></td><td>{{ a.passes | join(", ") }}</td></tr>
+{% else %}<tr><td colspan="6" class="muted"><span class="badge ok">none</span> no tenant or campaign reaches a threshold</td></tr>
+{% endfor %}
+</tbody></table>
+<h2>Thresholds</h2>
+<ul>{% for t in r.thresholds %}<li>{{ t.sci }} operations over {{ t.window_days }} days: <code>{{ t.ref }}</code>{% if t.note %} — {{ t.note }}{% endif %}</li>{% endfor %}</ul>
 {% endblock %}
 """
 
