@@ -8,7 +8,8 @@ ownership under the 50 % rules and red-flag thresholds in force (``compliance.ow
 through the effective policy), its declared end uses (``compliance.end_uses``), its country
 tier, and the customer-identification fields the policy requires for a foreign customer. The
 outcome (clear / review / block, with every reason) goes to **needs_review**: nothing is ever
-approved without a compliance officer (two distinct officers when four-eyes is set). A
+approved without a compliance officer (two independent officers when four-eyes is set, under
+the setting in force at each decision: :mod:`gpulease.compliance.four_eyes`). A
 blocked case can only be rejected. A case screened while no list is in force is never
 clear: its verdict is at least review, its first reason and each party's say that no list
 was in force. Approval sets the tenant's standing (approved end uses, expiry) beside the
@@ -47,16 +48,14 @@ from gpulease.domain.errors import Conflict, Denied, DomainError, InvalidRequest
 from gpulease.domain.states import KYC_TRANSITIONS, KycState, transition
 from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import (
-    ApiToken,
     ControlRow,
     KycCase,
     KycDecision,
     OwnershipRow,
     PartyRow,
     Tenant,
-    User,
 )
-from gpulease.services import audit, kyc_screening, leases, tokens
+from gpulease.services import approvers, audit, kyc_screening, leases
 from gpulease.services.context import ServiceContext, new_id
 from gpulease.services.screening_lists import current_lists
 from gpulease.services.standing import is_approved, why_not
@@ -291,10 +290,10 @@ def decide_case(
         # while a case waits applies to it
         needed = ctx.settings.kyc_approvals
         case.approvals_needed = needed
-        me = _approver(tx, officer.user_id, now)
+        me = approvers.now(tx, officer.user_id, now)
         earlier = [d for d in same_round if d.decision == "approve"]
         if approve and needed > 1:
-            refused = four_eyes.refusal(_approvers(tx, earlier), me)
+            refused = four_eyes.refusal(approvers.recorded(tx, earlier), me)
             if refused is not None:
                 raise Denied(refused, case_id=case_id)
         tx.add(
@@ -379,33 +378,6 @@ def decide_case(
             officer.user_id,
         )
     return case
-
-
-def _approver(tx: Tx, user_id: str, now: datetime) -> four_eyes.Approver:
-    """The officer as four-eyes sees it now: its creator and who holds its live tokens."""
-    user = tx.get(User, user_id)
-    issuers = [
-        t.created_by
-        for t in tx.all(tx.select(ApiToken).where(ApiToken.user_id == user_id))
-        if tokens.live(t, now)
-    ]
-    return four_eyes.Approver.of(user_id, user.created_by if user else "", issuers)
-
-
-def _approvers(tx: Tx, decisions: list[KycDecision]) -> list[four_eyes.Approver]:
-    """The earlier approvals as recorded when each was given (their controllers then)."""
-    creators = {
-        u.id: u.created_by
-        for u in tx.all(tx.select(User).where(User.id.in_([d.officer_id for d in decisions])))
-    }
-    return [
-        four_eyes.Approver(
-            d.officer_id,
-            creators.get(d.officer_id, ""),
-            frozenset({d.officer_id, *d.controllers}),
-        )
-        for d in decisions
-    ]
 
 
 def _check_approvable(case: KycCase) -> None:
