@@ -168,6 +168,12 @@ def disclosure_command(
         f"standing: {_v(standing['approval'])} ({_e(standing['reason'])}); "
         f"expires {_when(standing['expires_at'])}"
     )
+    in_force = report.get("in_force") or {}
+    if in_force:
+        lists = ", ".join(f"{s['source']} {s['label']}" for s in in_force["lists"]) or "none"
+        stdout().print(
+            f"in force: lists {_e(lists)}; packs {_e(', '.join(in_force['policy_packs']))}"
+        )
     parties = [
         [
             _e(p["name"]) + (" [dim](tenant)[/]" if p["is_tenant"] else ""),
