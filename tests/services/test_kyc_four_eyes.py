@@ -13,7 +13,7 @@ from gpulease.domain.access import Principal, Role
 from gpulease.domain.errors import Denied
 from gpulease.domain.states import KycState
 from gpulease.persistence.tables import AuditRecord, KycCase, KycDecision, Tenant
-from gpulease.services import identity, kyc, report_disclosure, tokens
+from gpulease.services import identity, kyc, report_disclosure, report_templates, tokens
 from gpulease.services.context import ServiceContext
 
 
@@ -162,6 +162,8 @@ def test_the_creator_is_recorded_and_shown(ctx: ServiceContext, admin: Principal
         (bob.user_id, admin.user_id),
     ]
     assert shown["decisions"][1]["controllers"] == [bob.user_id]
+    page = report_templates.render_html(report, "disclosure")
+    assert f"account created by <code>{admin.user_id}</code>" in page
 
 
 # ---------------------------------------------------------------------- the pure rule

@@ -159,7 +159,7 @@ _DISCLOSURE = """{% extends "base.html" %}
 </tbody></table>
 <table><thead><tr><th>Officer</th><th>Decision</th><th>At</th><th>Round</th><th>Reason</th><th>Policy packs</th></tr></thead><tbody>
 {% for d in c.decisions %}
-<tr><td>{{ d.officer }} <code>{{ d.officer_id }}</code></td><td>{{ badge(d.decision) }}</td><td>{{ d.at | when }}</td>
+<tr><td>{{ d.officer }} <code>{{ d.officer_id }}</code>{% if d.officer_created_by %}<br><span class="muted">account created by <code>{{ d.officer_created_by }}</code>{% if d.controllers and d.controllers | length > 1 %}; could act as it: {% for c in d.controllers %}<code>{{ c }}</code>{% if not loop.last %}, {% endif %}{% endfor %}{% endif %}</span>{% endif %}</td><td>{{ badge(d.decision) }}</td><td>{{ d.at | when }}</td>
 <td class="num">{{ d.round }}</td><td>{{ d.reason }}</td><td>{{ d.policy_packs | join(", ") }}</td></tr>
 {% else %}<tr><td colspan="6" class="muted">no officer decision yet</td></tr>
 {% endfor %}
