@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(default=16, ge=2, le=200)  # nesting of a JSON body
     auth_failures_per_minute: int = Field(default=30, ge=1)  # per client address
     submissions_per_minute: int = Field(default=1200, ge=1)  # jobs, per tenant
+    screenings_per_minute: int = Field(default=60, ge=1)  # ad-hoc screenings, per officer
     # a request not yet approved holds its capacity for this long, then lapses
     lease_hold_hours: float = Field(default=72.0, gt=0, le=24 * 366)
     # share of a site's GPUs one tenant's unapproved requests may hold at once

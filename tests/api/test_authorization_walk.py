@@ -168,6 +168,9 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("POST", "/lists"): Op(Action.LIST_IMPORT, "operator"),
     ("GET", "/lists/{old_id}/diff/{new_id}"): Op(Action.LIST_READ, "operator", exists=False),
     ("GET", "/policy"): Op(Action.POLICY_READ, listing=True),
+    ("POST", "/screening"): Op(
+        Action.SCREENING_SEARCH, "operator", lambda r: {"queries": [{"name": "walk"}]}
+    ),
     ("GET", "/end-uses"): Op(None),
     ("GET", "/reports/tenants/{tenant_id}/disclosure"): Op(Action.REPORT_READ, "b"),
     ("GET", "/reports/gpus/{serial}"): Op(Action.REPORT_READ, "operator"),

@@ -21,6 +21,7 @@ STAFF_ONLY = {
     Action.KYC_DECIDE,
     Action.KYC_RESCREEN,
     Action.SCREENING_READ,
+    Action.SCREENING_SEARCH,
     Action.LIST_IMPORT,
     Action.LIST_READ,
     Action.REPORT_READ,

@@ -39,6 +39,7 @@ from gpulease.services import (
     leases,
     rescreening,
     screening_lists,
+    tokens,
 )
 from gpulease.services.context import ServiceContext
 from gpulease.services.scheduling import LiveScheduler
@@ -509,6 +510,13 @@ def test_four_eyes_needs_two_distinct_officers(
         tenant_id=None,
     )
     second = identity.authenticate(strict, token)
+    # the operator saw both officers' first tokens: each holds only its own before four-eyes
+    # can count them as two people (tests/services/test_kyc_four_eyes.py)
+    for person in (officer, second):
+        tokens.issue(strict, person, person.user_id, label="my own")
+        for view in tokens.list_tokens(strict, person, person.user_id):
+            if view.created_by != person.user_id and view.revoked_at is None:
+                tokens.revoke(strict, person, view.id, "issued by the operator")
     tenant, admin = new_tenant(strict, operator, "Careful Capital", "SG")
     case = kyc.submit_case(strict, admin, tenant.id, case_of("Careful Capital", "SG"))
     assert case.approvals_needed == 2

@@ -196,11 +196,20 @@ def test_large_training_runs(
     )
     assert Decimal("1e25") < expected < Decimal("1e26")
 
+    # the thresholds of the packs in force: 10^25 (EU AI Act) and 10^26 (baseline)
     report = reports.large_training_runs(ctx, officer)
-    assert report["runs"] == []
-    assert report["threshold_sci"] == "1.000e+26"
+    assert [t["ref"] for t in report["thresholds"]] == [
+        "baseline@1/training-compute-1e25",
+        "baseline@1/training-compute-1e26",
+    ]
+    assert report["threshold_sci"] == "1.000e+25"
+    [run] = report["runs"]
+    assert run["passes"] == ["baseline@1/training-compute-1e25"]
     assert "NVIDIA GB200 NVL72 product brief" in report["terms"]["peak_source"]
     assert report["terms"]["utilisation"] == "0.4"
+    report = reports.large_training_runs(ctx, officer, threshold_ops=reports.THRESHOLD_1E26)
+    assert report["runs"] == []
+    assert report["threshold_sci"] == "1.000e+26"
 
     report = reports.large_training_runs(ctx, officer, threshold_ops=reports.THRESHOLD_1E25)
     [run] = report["runs"]

@@ -1,5 +1,5 @@
 """Rate limits of the API: failed authentications per client address, job submissions per
-tenant. Per API process, in memory, bounded.
+tenant, ad-hoc screening requests per officer. Per API process, in memory, bounded.
 
 Counting. A fixed window per key (:class:`FixedWindowLimit`): the window opens at the key's
 first counted event and lasts ``window_s``; at most ``limit`` events count in it; past that
@@ -185,12 +185,36 @@ class Submissions:
         )
 
 
+class Screenings:
+    """Ad-hoc screening requests per officer (each screens up to a hundred names against
+    every list: a flood would take the process's CPU from everyone else)."""
+
+    def __init__(
+        self, per_minute: int, clock: Callable[[], float], max_keys: int = MAX_KEYS
+    ) -> None:
+        self.limit = FixedWindowLimit(per_minute, MINUTE, clock, max_keys)
+
+    def count(self, user_id: str) -> None:
+        """Count one screening request of ``user_id``; RateLimited past the limit."""
+        wait = self.limit.hit(user_id)
+        if wait is None:
+            return
+        seconds = whole_seconds(wait)
+        raise RateLimited(
+            f"you sent {self.limit.limit:,} screening requests in the last minute, the most "
+            f"allowed; retry in {seconds} s (a batch file is sent 100 names per request)",
+            retry_after_s=seconds,
+            limit=self.limit.limit,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class ApiLimits:
     """The limits of one API process (``app.state.limits``)."""
 
     auth: AuthFailures
     submissions: Submissions
+    screenings: Screenings
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Clock) -> ApiLimits:
@@ -198,4 +222,5 @@ class ApiLimits:
         return cls(
             AuthFailures(settings.auth_failures_per_minute, seconds),
             Submissions(settings.submissions_per_minute, seconds),
+            Screenings(settings.screenings_per_minute, seconds),
         )

@@ -260,6 +260,9 @@ class UserOut(Out):
     created_at: datetime
     disabled_at: datetime | None = None
     disabled_reason: str = ""
+    created_by: str = Field(
+        default="", description='who created the account ("the operator" to tenant users)'
+    )
 
 
 class UserCreated(BaseModel):
@@ -515,11 +518,17 @@ class ListSnapshotOut(Out):
     current: bool
     imported_at: datetime
     imported_by: str
+    reverts: str | None = Field(
+        default=None, description="the earlier snapshot whose content this one repeats"
+    )
 
 
 class ListImportOut(BaseModel):
     snapshot: ListSnapshotOut
     replaces: str | None
+    reverts: str | None = Field(
+        default=None, description="an import of an earlier snapshot's content: that snapshot"
+    )
     added: int
     removed: int
     changed: int
@@ -537,3 +546,70 @@ class EndUseOut(BaseModel):
     label: str
     prohibited: bool
     description: str
+
+
+# ------------------------------------------------------------------ ad-hoc screening
+class ScreeningQueryIn(Strict):
+    """One name to screen (yente's ``/match`` query, flattened to what the index uses)."""
+
+    id: Line = Field(default="", max_length=64, description="your id for it (default q1, q2...)")
+    name: Line = Field(min_length=1, max_length=300)
+    kind: Literal["organization", "person", "vessel", "aircraft", "unknown"] = "unknown"
+    aliases: list[Annotated[Line, Field(min_length=1, max_length=300)]] = Field(
+        default_factory=list, max_length=10
+    )
+    countries: list[CountryCode] = Field(
+        default_factory=list, max_length=10, description="ISO 3166 alpha-2"
+    )
+    identifiers: dict[Annotated[Line, Field(min_length=1, max_length=40)], ShortLine] = Field(
+        default_factory=dict, max_length=10, description="e.g. registration, lei, passport"
+    )
+
+
+class ScreeningIn(Strict):
+    queries: list[ScreeningQueryIn] = Field(min_length=1, max_length=100)
+
+
+class ScreeningFeatureOut(BaseModel):
+    name: str
+    detail: str
+    weight: float
+
+
+class ScreeningResultOut(BaseModel):
+    source: str
+    entry_id: str
+    caption: str = Field(description="the entry's primary name")
+    kind: str
+    listed_name: str = Field(description="the entry's name that matched (primary or alias)")
+    our_name: str = Field(description="the query's name that matched")
+    score: float
+    match: bool
+    identifier_match: bool
+    programs: list[str]
+    list_name: str
+    countries: list[str]
+    features: list[ScreeningFeatureOut]
+
+
+class ScreeningResponseOut(BaseModel):
+    query: dict[str, object]
+    outcome: Literal["clear", "review", "block"]
+    reason: str
+    total: int
+    results: list[ScreeningResultOut]
+
+
+class ScreeningListOut(BaseModel):
+    snapshot_id: str
+    label: str
+
+
+class ScreeningOut(BaseModel):
+    id: str = Field(description="the audit record's subject: who screened what, when")
+    screened_at: datetime
+    screened_by: str
+    thresholds: dict[str, float]
+    lists: list[ScreeningListOut]
+    policy_packs: list[str]
+    responses: dict[str, ScreeningResponseOut]

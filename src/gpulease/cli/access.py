@@ -47,6 +47,7 @@ USER_COLUMNS = (
     tables.text("role", 1),
     tables.key("tenant", 3),
     tables.text("state", 4),
+    tables.key("created by", 5),
 )
 
 
@@ -65,6 +66,7 @@ def _show_users(rows: list[dict[str, Any]], wide: bool = False) -> None:
                 row["role"],
                 tenant,
                 state,
+                tables.safe(row.get("created_by") or "-"),
             ]
         )
     tables.show(stdout(), USER_COLUMNS, cells, wide=wide)

@@ -25,6 +25,7 @@ from gpulease.cli import (
     nodes,
     remote,
     reports,
+    screening,
     server,
     tables,
     tenants,
@@ -59,6 +60,7 @@ app.add_typer(compliance.kyc_app, name="kyc")
 app.add_typer(compliance.lists_app, name="lists")
 app.command("policy")(compliance.policy_command)
 app.command("end-uses")(compliance.end_uses_command)
+app.command("screen")(screening.screen_command)
 console = Console()
 errors = Console(stderr=True)
 

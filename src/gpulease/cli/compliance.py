@@ -231,6 +231,8 @@ def lists_import(
         f"{snap['entries']:,} "
         f"entries (+{report['added']} -{report['removed']} ~{report['changed']})"
     )
+    if report.get("reverts"):
+        stdout().print(f"  a revert: the same content as snapshot {tables.safe(report['reverts'])}")
     for r in report["rescreened"]:
         stdout().print(
             f"  {tables.safe(r['tenant_id'])}: {tables.safe(r['outcome'])} "
@@ -261,7 +263,8 @@ def lists_list(wide: WideFlag = False, json_out: JsonFlag = False) -> None:
             tables.safe(r["source"]),
             tables.safe(r["label"]),
             f"{r['entries']:,}",
-            "yes" if r["current"] else "",
+            ("yes" if r["current"] else "")
+            + (f" (reverts {r['reverts']})" if r.get("reverts") else ""),
             tables.moment(r["imported_at"]),
         ]
         for r in rows

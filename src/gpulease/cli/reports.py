@@ -135,6 +135,13 @@ RUNS = (
     text("basis", 4),
     num("estimate", 0),
 )
+TOTALS = (
+    text("tenant", 0),
+    text("campaign", 1),
+    num("jobs", 0),
+    num("days", 2),
+    num("estimate", 0),
+)
 
 
 # ---------------------------------------------------------------------- disclosure
@@ -161,6 +168,12 @@ def disclosure_command(
         f"standing: {_v(standing['approval'])} ({_e(standing['reason'])}); "
         f"expires {_when(standing['expires_at'])}"
     )
+    in_force = report.get("in_force") or {}
+    if in_force:
+        lists = ", ".join(f"{s['source']} {s['label']}" for s in in_force["lists"]) or "none"
+        stdout().print(
+            f"in force: lists {_e(lists)}; packs {_e(', '.join(in_force['policy_packs']))}"
+        )
     parties = [
         [
             _e(p["name"]) + (" [dim](tenant)[/]" if p["is_tenant"] else ""),
@@ -229,7 +242,7 @@ def disclosure_command(
             _e(a["user"] or a["user_id"]),
             _when(a["first_seen"]),
             _when(a["last_seen"]),
-            f"{a['requests']:,}",
+            "after as-of" if a["requests"] is None else f"{a['requests']:,}",
         ]
         for a in report["access"]
     ]
@@ -302,8 +315,12 @@ def gpu_command(
 @report_app.command("large-runs")
 def large_runs_command(
     threshold: Annotated[
-        str, typer.Option(help="Operations: 1e26 (default) or e.g. 1e25.")
-    ] = "1e26",
+        str | None,
+        typer.Option(help="Operations, e.g. 1e25 (default: the policy packs' thresholds)."),
+    ] = None,
+    window_days: Annotated[
+        int | None, typer.Option(help="Days a tenant's or campaign's jobs are added up over.")
+    ] = None,
     peak_flops: Annotated[
         str | None, typer.Option(help="Dense peak FLOP/s per GPU (default 2.5e15, B200 BF16).")
     ] = None,
@@ -320,6 +337,7 @@ def large_runs_command(
         threshold=threshold,
         peak_flops_per_gpu=peak_flops,
         utilisation=utilisation,
+        window_days=window_days,
     )
     if not _finish(report, "large-runs", html, json_out):
         return
@@ -346,3 +364,16 @@ def large_runs_command(
         for j in report["runs"]
     ]
     _table(f"{len(report['runs'])} of {report['jobs_considered']} jobs", RUNS, runs, wide)
+    totals = [
+        [
+            _e(a["tenant"]),
+            _e(a["campaign"] or "(all its jobs)"),
+            f"{a['jobs']:,}",
+            f"{a['window_days']:,}",
+            f"[red]{a['estimated_ops_sci']}[/]",
+        ]
+        for a in report.get("aggregates", [])
+    ]
+    _table("tenants and campaigns (jobs added up over the window)", TOTALS, totals, wide)
+    for t in report.get("thresholds", []):
+        stdout().print(f"[dim]{t['sci']}: {_e(t['ref'])}[/]")

@@ -43,6 +43,7 @@ from gpulease.compliance.policy_packs import (
     RuleParams,
     RuleStatus,
     ScreeningParams,
+    TrainingComputeParams,
     builtin_packs,
     load_pack_file,
     parse_pack,
@@ -69,6 +70,7 @@ __all__ = [
     "RuleParams",
     "RuleStatus",
     "ScreeningParams",
+    "TrainingComputeParams",
     "builtin_packs",
     "load_pack_file",
     "parse_pack",
@@ -158,6 +160,15 @@ class EffectivePolicy:
             if isinstance(p, MinorityStakeParams)
         ]
         return min(found) if found else None
+
+    def training_compute_thresholds(self) -> tuple[tuple[str, TrainingComputeParams], ...]:
+        """Each active training-compute rule's ref and parameters, lowest threshold first."""
+        found = [
+            (ref, p)
+            for ref, p in self._params(RuleKind.TRAINING_COMPUTE)
+            if isinstance(p, TrainingComputeParams)
+        ]
+        return tuple(sorted(found, key=lambda item: (item[1].threshold_ops, item[0])))
 
     @property
     def high_risk_countries(self) -> frozenset[str]:

@@ -62,6 +62,7 @@ class RuleKind(StrEnum):
     CUSTOMER_IDENTIFICATION = "customer_identification"  # applies_to, required_fields
     MINORITY_STAKE_FLAG = "minority_stake_flag"  # threshold = 25
     HIGH_RISK_COUNTRIES = "high_risk_countries"  # countries = [...]: owners there flag
+    TRAINING_COMPUTE = "training_compute"  # threshold_ops = "1e26", window_days = 365
 
 
 class RuleStatus(StrEnum):
@@ -140,6 +141,15 @@ class HighRiskCountriesParams:
     countries: frozenset[str]
 
 
+@dataclass(frozen=True, slots=True)
+class TrainingComputeParams:
+    """Report training compute of ``threshold_ops`` operations or more: one job's, or the
+    sum of a tenant's (or one of its campaigns') jobs active in the last ``window_days``."""
+
+    threshold_ops: Decimal
+    window_days: int
+
+
 RuleParams = (
     ScreeningParams
     | Ownership50Params
@@ -148,6 +158,7 @@ RuleParams = (
     | CustomerIdentificationParams
     | MinorityStakeParams
     | HighRiskCountriesParams
+    | TrainingComputeParams
 )
 
 
@@ -307,6 +318,7 @@ _KIND_KEYS: dict[RuleKind, set[str]] = {
     RuleKind.CUSTOMER_IDENTIFICATION: {"applies_to", "required_fields"},
     RuleKind.MINORITY_STAKE_FLAG: {"threshold"},
     RuleKind.HIGH_RISK_COUNTRIES: {"countries"},
+    RuleKind.TRAINING_COMPUTE: {"threshold_ops", "window_days"},
 }
 
 
@@ -416,9 +428,27 @@ def _parse_params(kind: RuleKind, raw: Mapping[str, Any], where: _Where) -> Rule
         return CustomerIdentificationParams(applies_to, fields)
     if kind is RuleKind.MINORITY_STAKE_FLAG:
         return MinorityStakeParams(where.percent(raw, "threshold", Decimal(25)))
+    if kind is RuleKind.TRAINING_COMPUTE:
+        return _parse_training_compute(raw, where)
     return HighRiskCountriesParams(
         frozenset(where.countries(where.strings(raw, "countries"), "countries"))
     )
+
+
+def _parse_training_compute(raw: Mapping[str, Any], where: _Where) -> TrainingComputeParams:
+    text = raw.get("threshold_ops")
+    try:
+        ops = Decimal(str(text)) if isinstance(text, str | int) else Decimal("NaN")
+    except InvalidOperation:
+        ops = Decimal("NaN")
+    if not ops.is_finite() or ops <= 0:
+        raise where.error(
+            f'a positive number of operations such as "1e26", got {text!r}', "threshold_ops"
+        )
+    days = raw.get("window_days", 365)
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 3660:
+        raise where.error(f"whole days from 1 to 3660, got {days!r}", "window_days")
+    return TrainingComputeParams(ops, days)
 
 
 def _tier_number(value: Any, where: _Where, field: str) -> int:

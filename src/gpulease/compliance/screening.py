@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 from gpulease.compliance.end_uses import PurposeDecision, PurposeOutcome, check_purpose
 from gpulease.compliance.matching import Outcome, decide
+from gpulease.compliance.matching import Verdict as NameVerdict
 from gpulease.compliance.model import Hit, ListEntry, Party
 from gpulease.compliance.ownership import (
     ControlEdge,
@@ -358,16 +359,23 @@ def screen_case(
     )
 
 
+def party_reason(found: NameVerdict) -> str:
+    """Why a name screened as it did: the matcher's reason and, unless clear, the list its best
+    hit is on (a case's party and an officer's ad-hoc screening say it alike)."""
+    if found.hits and found.outcome is not Outcome.CLEAR:
+        return f"{found.reason}; on the {list_label(found.hits[0].entry)}"
+    return found.reason
+
+
 def _screen_party(
     party: Party, index: PartyIndex, thresholds: Thresholds, linked: bool
 ) -> PartyScreening:
     hits = index.screen(party, review_threshold=thresholds.review, block_threshold=thresholds.block)
     found = decide(hits, thresholds.review, thresholds.block)
     listing: ListedParty | None = None
-    reason = found.reason
+    reason = party_reason(found)
     if found.hits and found.outcome is not Outcome.CLEAR:
         top = found.hits[0].entry
-        reason += f"; on the {list_label(top)}"
         level = restriction_for_entry(top)
         if found.outcome is Outcome.BLOCK and level is not None:
             listing = ListedParty(

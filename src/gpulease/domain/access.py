@@ -93,6 +93,7 @@ class Action(StrEnum):
     KYC_RESCREEN = "kyc.rescreen"
     # screening internals: scores, thresholds, matched list entries, officers' reasons
     SCREENING_READ = "screening.read"
+    SCREENING_SEARCH = "screening.search"  # screen names outside any case (ad hoc)
     LIST_IMPORT = "list.import"
     LIST_READ = "list.read"
     POLICY_READ = "policy.read"
@@ -135,6 +136,7 @@ _WORDS: dict[Action, str] = {
     Action.KYC_DECIDE: "decide a KYC case",
     Action.KYC_RESCREEN: "re-screen tenants",
     Action.SCREENING_READ: "read screening scores, thresholds and matches",
+    Action.SCREENING_SEARCH: "screen names against the lists",
     Action.LIST_IMPORT: "import a screening list",
     Action.LIST_READ: "read screening lists",
     Action.POLICY_READ: "read the compliance policy",
@@ -179,6 +181,7 @@ PERMISSIONS: dict[Action, dict[Role, Scope]] = {
     Action.KYC_DECIDE: {_CO: _ALL},
     Action.KYC_RESCREEN: _STAFF,
     Action.SCREENING_READ: _STAFF,
+    Action.SCREENING_SEARCH: {_CO: _ALL},
     Action.LIST_IMPORT: _STAFF,
     Action.LIST_READ: _STAFF,
     Action.POLICY_READ: {_OA: _ALL, _CO: _ALL, _TA: _ALL, _TM: _ALL},

@@ -136,6 +136,9 @@ class User(Base):
     disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     disabled_reason: Mapped[str] = mapped_column(String(500), default="", server_default="")
     disabled_by: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    # who created the account ("bootstrap" for the first operator; "" on rows created
+    # before it was recorded): four-eyes refuses a pair where one officer created the other
+    created_by: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
 
 class ApiToken(Base):
@@ -369,7 +372,9 @@ class ListSnapshotRow(Base):
     current: Mapped[bool]
     imported_at: Mapped[datetime] = mapped_column(UtcDateTime())
     imported_by: Mapped[str] = mapped_column(String(64))
-    __table_args__ = (UniqueConstraint("source", "checksum", name="uq_list_snapshots_checksum"),)
+    # a re-import of an earlier snapshot's content (a revert): the snapshot it repeats
+    reverts: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    __table_args__ = (Index("ix_list_snapshots_source_checksum", "source", "checksum"),)
 
 
 class ListEntryRow(Base):
@@ -421,6 +426,9 @@ class KycDecision(Base):
     reason: Mapped[str] = mapped_column(String(1000))
     screening_round: Mapped[int] = mapped_column(Integer)  # decisions count per round
     at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # who could have presented this officer's credentials when it decided: the officer and
+    # the issuers of its live tokens (four-eyes needs two approvals with no one in common)
+    controllers: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
 
 
 class AccessRecord(Base):

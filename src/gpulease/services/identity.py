@@ -25,7 +25,8 @@ from gpulease.services import audit, auth_cache, tokens
 from gpulease.services.auth_cache import Credential
 from gpulease.services.context import ServiceContext, new_id
 
-USER_AUDIT_FIELDS = ("name", "email", "role", "tenant_id")
+USER_AUDIT_FIELDS = ("name", "email", "role", "tenant_id", "created_by")
+BOOTSTRAP = "bootstrap"  # the creator recorded for the first operator of an installation
 # One answer for a token this server never issued (the site re-initialised, another server)
 # and one it revoked, so the answer never says whether a token existed; ``details.reason``
 # lets a client say what to do with a saved login.
@@ -96,6 +97,7 @@ def create_user(
             created_at=now,
             disabled_reason="",
             disabled_by="",
+            created_by=actor.user_id,
         )
         tx.add(user)
         tx.flush()
@@ -128,6 +130,7 @@ def bootstrap_operator(ctx: ServiceContext, *, name: str, email: str) -> tuple[U
             created_at=now,
             disabled_reason="",
             disabled_by="",
+            created_by=BOOTSTRAP,
         )
         tx.add(user)
         tx.flush()
@@ -135,7 +138,7 @@ def bootstrap_operator(ctx: ServiceContext, *, name: str, email: str) -> tuple[U
         audit.record(
             tx,
             at=now,
-            actor="bootstrap",
+            actor=BOOTSTRAP,
             action="user.create",
             subject_type="user",
             subject_id=user.id,
@@ -167,6 +170,26 @@ def list_users(
         else:
             query = query.where(User.id == actor.user_id)
         return tx.all(query)
+
+
+def creators_shown(ctx: ServiceContext, actor: Principal, users: list[User]) -> dict[str, str]:
+    """Who created each user, as ``actor`` may be told: a user id, ``"bootstrap"`` for the
+    first operator, or "the operator" to a tenant user when operator staff created it (staff
+    ids stay inside, as :class:`~gpulease.services.tokens.TokenView` names them)."""
+    if actor.is_operator:
+        return {u.id: u.created_by for u in users}
+    creator_ids = sorted({u.created_by for u in users if u.created_by})
+    with ctx.db.transaction(write=False) as tx:
+        tenant_of = {
+            u.id: u.tenant_id for u in tx.all(tx.select(User).where(User.id.in_(creator_ids)))
+        }
+
+    def shown(creator: str) -> str:
+        if not creator or tenant_of.get(creator) == actor.tenant_id:
+            return creator
+        return "the operator"
+
+    return {u.id: shown(u.created_by) for u in users}
 
 
 def get_user(ctx: ServiceContext, actor: Principal, user_id: str) -> User:

@@ -11,7 +11,8 @@ ownership under the 50 % rules and red-flag thresholds in force (``compliance.ow
 through the effective policy), its declared end uses (``compliance.end_uses``), its country
 tier, and the customer-identification fields the policy requires for a foreign customer. The
 outcome (clear / review / block, with every reason) goes to **needs_review**: nothing is ever
-approved without a compliance officer (two distinct officers when four-eyes is set). A
+approved without a compliance officer (two independent officers when four-eyes is set, under
+the setting in force at each decision: :mod:`gpulease.compliance.four_eyes`). A
 blocked case can only be rejected. A case whose stored facts cannot be screened goes to
 review with the error as its reason (never left ``submitted``). A case screened while no
 list is in force is never clear: its verdict is at least review, its first reason and each
@@ -40,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from gpulease.compliance import four_eyes
 from gpulease.compliance.case_graph import (
     TENANT,
     CaseGraph,
@@ -72,7 +74,7 @@ from gpulease.persistence.tables import (
     PartyRow,
     Tenant,
 )
-from gpulease.services import audit, kyc_screening, leases
+from gpulease.services import approvers, audit, kyc_screening, leases
 from gpulease.services.context import ServiceContext, new_id
 from gpulease.services.screening_lists import current_lists
 from gpulease.services.standing import is_approved, why_not
@@ -296,6 +298,16 @@ def decide_case(
                 "you already decided this case in this round; four-eyes needs another officer",
                 case_id=case_id,
             )
+        # the setting in force now counts, not the one at submission: four-eyes switched on
+        # while a case waits applies to it
+        needed = ctx.settings.kyc_approvals
+        case.approvals_needed = needed
+        me = approvers.now(tx, officer.user_id, now)
+        earlier = [d for d in same_round if d.decision == "approve"]
+        if approve and needed > 1:
+            refused = four_eyes.refusal(approvers.recorded(tx, earlier), me)
+            if refused is not None:
+                raise Denied(refused, case_id=case_id)
         tx.add(
             KycDecision(
                 case_id=case.id,
@@ -304,6 +316,7 @@ def decide_case(
                 reason=reason,
                 screening_round=case.round,
                 at=now,
+                controllers=sorted(me.controllers),
             )
         )
         audit.record(
@@ -313,7 +326,13 @@ def decide_case(
             action="kyc.approve" if approve else "kyc.reject",
             subject_type="tenant",
             subject_id=tenant.id,
-            after={"case_id": case.id, "round": case.round},
+            after={
+                "case_id": case.id,
+                "round": case.round,
+                "approvals_needed": needed,
+                "officer_created_by": me.created_by,
+                "controllers": sorted(me.controllers),
+            },
             reason=reason,
         )
         if not approve:
@@ -329,10 +348,12 @@ def decide_case(
                     officer.user_id,
                 )
             return case
-        approvals = 1 + sum(1 for d in same_round if d.decision == "approve")
-        if approvals < case.approvals_needed:
+        approvals = 1 + len(earlier)
+        if approvals < needed:
             case.state_reason = (
-                f"{approvals} of {case.approvals_needed} approvals; four-eyes needs another officer"
+                f"{approvals} of {needed} approvals; four-eyes needs another officer, "
+                "independent of the first (neither created the other, no one issued a live "
+                "token of both)"
             )
             return case
         move_case(
@@ -538,7 +559,10 @@ def move_case(
             "case_id": case.id,
             "policy": list(case.policy_versions),
             "lists": list(case.lists_screened),
-        },
+        }
+        # the screening a round put before the officers, so a disclosure as of a past day
+        # shows that round's, not a later one's (``services.disclosure_history``)
+        | ({"screening": case.screening} if target is KycState.NEEDS_REVIEW else {}),
         reason=reason,
     )
 

@@ -6,8 +6,16 @@ for the conventions and the other two reports): the parties and their identifier
 declared and approved end uses, the owners up the chain with their shares in force at the
 report's moment and the officers, the links to restricted parties (the latest screening's
 hits, ownership assessment and red flags), every KYC case and officer decision (with the
-policy packs and list snapshots used), the current standing, the GPU-hours used by declared
-purpose, and the IP addresses the tenant reached the API from.
+policy packs and list snapshots used), the standing, the lists and policy packs in force, the
+GPU-hours used by declared purpose, and the IP addresses the tenant reached the API from.
+
+Point in time. A report ``as_of`` a past moment shows what was true then, never today's
+state: cases, decisions and standing are rebuilt from the audit trail
+(:mod:`gpulease.services.disclosure_history`); parties and ownership edges declared later
+are left out; the lists in force are the last imported per source by then (not today's
+``current`` flag), the packs those in force on that day; compute is clipped at the moment;
+an address used again after it shows no running figures (its count and last use are
+today's).
 
 Invariants: operator staff only (it spans a tenant's owners and officers, who are other
 parties); it reads, never writes; the same database and moment give the same report.
@@ -35,7 +43,7 @@ from gpulease.persistence.tables import (
     Tenant,
     User,
 )
-from gpulease.services import kyc_screening, reports
+from gpulease.services import disclosure_history, kyc, kyc_screening, reports
 from gpulease.services.context import ServiceContext
 
 
@@ -43,8 +51,9 @@ def end_user_disclosure(
     ctx: ServiceContext, actor: Principal, tenant_id: str, as_of: datetime | None = None
 ) -> dict[str, Any]:
     """Everything a regulator asks about the end user behind a tenant account (see module
-    docstring). ``as_of`` (default now) bounds the decisions, ownership, compute and access
-    shown; the standing is the tenant's current one."""
+    docstring), as it stood at ``as_of`` (default now): cases, decisions, standing,
+    parties, ownership, compute, access, and the lists and policy packs in force, each
+    from what was recorded at or before that moment (``services.disclosure_history``)."""
     actor.scope(Action.REPORT_READ)
     now = ctx.now()
     moment = as_of or now
@@ -69,17 +78,19 @@ def end_user_disclosure(
             if case_ids
             else []
         )
-        trail = tx.all(
+        history = tx.all(
             tx.select(AuditRecord)
             .where(
                 AuditRecord.subject_type == "tenant",
                 AuditRecord.subject_id == tenant_id,
-                AuditRecord.action.like("kyc.%"),
+                AuditRecord.action.like("kyc.%") | AuditRecord.action.like("tenant.%"),
                 AuditRecord.at <= moment,
             )
             .order_by(AuditRecord.id)
         )
-        snapshot_ids = sorted({s for c in cases for s in c.lists_screened})
+        trail = [r for r in history if r.action.startswith("kyc.")]
+        past = {c.id: disclosure_history.case_as_of(c, trail, moment) for c in cases}
+        snapshot_ids = sorted({s for c in past.values() for s in c.lists_screened})
         for record in trail:
             snapshot_ids += [str(s) for s in (record.after or {}).get("lists", [])]
         snapshots = {
@@ -88,19 +99,27 @@ def end_user_disclosure(
                 tx.select(ListSnapshotRow).where(ListSnapshotRow.id.in_(sorted(set(snapshot_ids))))
             )
         }
-        edges = tx.all(tx.select(OwnershipRow))
-        controls = tx.all(tx.select(ControlRow))
-        latest = cases[-1] if cases else None
-        root = latest.party_id if latest is not None else None
-        members = kyc_screening.chain_members(root, edges, controls) if root else set()
-        parties = {
-            p.id: p
-            for p in tx.all(
-                tx.select(PartyRow).where(
-                    (PartyRow.tenant_id == tenant_id) | PartyRow.id.in_(sorted(members))
-                )
+        lists_then = _lists_in_force(
+            tx.all(
+                tx.select(ListSnapshotRow)
+                .where(ListSnapshotRow.imported_at <= moment)
+                .order_by(ListSnapshotRow.imported_at, ListSnapshotRow.id)
             )
-        }
+        )
+        # parties declared after the moment, and edges touching them, were not known then
+        known = {p.id: p for p in tx.all(tx.select(PartyRow).where(PartyRow.created_at <= moment))}
+        edges = [
+            e
+            for e in tx.all(tx.select(OwnershipRow))
+            if e.owner_id in known and e.owned_id in known
+        ]
+        controls = [
+            c for c in tx.all(tx.select(ControlRow)) if c.person_id in known and c.org_id in known
+        ]
+        latest_row = cases[-1] if cases else None
+        root = latest_row.party_id if latest_row is not None else None
+        members = kyc_screening.chain_members(root, edges, controls) if root else set()
+        parties = {pid: p for pid, p in known.items() if p.tenant_id == tenant_id or pid in members}
         users = {u.id: u for u in tx.all(tx.select(User))}
         allocations = tx.all(
             tx.select(GpuAllocation)
@@ -112,8 +131,10 @@ def end_user_disclosure(
             .where(AccessRecord.tenant_id == tenant_id, AccessRecord.first_seen <= moment)
             .order_by(AccessRecord.first_seen, AccessRecord.id)
         )
+    latest = past[latest_row.id] if latest_row is not None else None
     screening = (latest.screening or {}) if latest is not None else {}
-    identification = dict(latest.identification) if latest is not None else {}
+    identification = dict(latest_row.identification) if latest_row is not None else {}
+    standing = disclosure_history.standing_as_of(history, moment)
     return {
         "kind": "disclosure",
         "generated_at": now.isoformat(),
@@ -136,30 +157,41 @@ def end_user_disclosure(
             ],
             "identification": identification,
         },
-        "why": _why(tenant, latest),
+        "why": _why(standing["approved_end_uses"], latest, latest_row),
         "ownership": _ownership(root, edges, controls, parties, moment),
         "restricted_links": _restricted_links(screening, parties),
-        "decisions": _decisions(cases, decisions, trail, snapshots, users),
-        "standing": {
-            "approval": tenant.approval,
-            "reason": tenant.approval_reason,
-            "approved_end_uses": list(tenant.approved_end_uses),
-            "case_id": tenant.approval_case_id,
-            "expires_at": reports.iso(tenant.approval_expires_at),
-            "expired": tenant.approval_expires_at is not None and tenant.approval_expires_at <= now,
+        "decisions": _decisions(cases, past, decisions, trail, snapshots, users),
+        "standing": standing,
+        "in_force": {
+            "lists": [_snapshot(s.id, {s.id: s}) for s in lists_then],
+            "policy_packs": list(kyc.policy_on(ctx, moment).packs),
         },
         "compute": reports.compute_used(allocations, moment),
-        "access": [
-            {
-                "ip": a.ip,
-                "user_id": a.user_id,
-                "user": users[a.user_id].email if a.user_id in users else "",
-                "first_seen": a.first_seen.isoformat(),
-                "last_seen": a.last_seen.isoformat(),
-                "requests": int(a.requests),
-            }
-            for a in access
-        ],
+        "access": [_access_out(a, users, moment) for a in access],
+    }
+
+
+def _lists_in_force(imported: list[ListSnapshotRow]) -> list[ListSnapshotRow]:
+    """The snapshot of each source in force after these imports (the last one imported):
+    the ``current`` flag is today's, not the moment's."""
+    last: dict[str, ListSnapshotRow] = {}
+    for row in imported:
+        last[row.source] = row
+    return [last[source] for source in sorted(last)]
+
+
+def _access_out(a: AccessRecord, users: dict[str, User], moment: datetime) -> dict[str, Any]:
+    """An address the tenant used. Its request count and last use are kept as running
+    figures: when it was used after the moment they are today's, so they are not shown."""
+    later = a.last_seen > moment
+    return {
+        "ip": a.ip,
+        "user_id": a.user_id,
+        "user": users[a.user_id].email if a.user_id in users else "",
+        "first_seen": a.first_seen.isoformat(),
+        "last_seen": None if later else a.last_seen.isoformat(),
+        "requests": None if later else int(a.requests),
+        "used_after_as_of": later,
     }
 
 
@@ -179,17 +211,20 @@ def _party_out(p: PartyRow, *, is_tenant: bool) -> dict[str, Any]:
     }
 
 
-def _why(tenant: Tenant, latest: KycCase | None) -> dict[str, Any]:
-    declared = list(latest.end_uses) if latest is not None else []
-    approved = list(tenant.approved_end_uses)
-    if latest is not None and latest.screening:
-        declared = [
-            str(r.get("code")) for r in latest.screening.get("end_uses", []) if r.get("code")
-        ] or declared
+def _why(
+    approved: list[str], latest: disclosure_history.CaseAsOf | None, row: KycCase | None
+) -> dict[str, Any]:
+    declared = list(row.end_uses) if row is not None else []
+    if latest is not None:
+        declared = list(latest.end_uses) or declared
+        if latest.screening:
+            declared = [
+                str(r.get("code")) for r in latest.screening.get("end_uses", []) if r.get("code")
+            ] or declared
     return {
         "declared_end_uses": [{"code": c, "label": reports.end_use_label(c)} for c in declared],
         "approved_end_uses": [{"code": c, "label": reports.end_use_label(c)} for c in approved],
-        "statement": latest.end_use_statement if latest is not None else "",
+        "statement": row.end_use_statement if row is not None else "",
     }
 
 
@@ -340,15 +375,18 @@ def _restricted_links(screening: dict[str, Any], parties: dict[str, PartyRow]) -
 
 def _decisions(
     cases: list[KycCase],
+    past: dict[str, disclosure_history.CaseAsOf],
     decisions: list[KycDecision],
     trail: list[AuditRecord],
     snapshots: dict[str, ListSnapshotRow],
     users: dict[str, User],
 ) -> list[dict[str, Any]]:
-    """Each case with its screening rounds (packs in force and lists used, from the audit
-    trail) and its officers' decisions, each tied to the round it decided."""
+    """Each case as it stood (``past``) with its screening rounds (packs in force and lists
+    used, from the audit trail) and its officers' decisions, each tied to the round it
+    decided, with who created the officer's account and who could act as it then."""
     rounds: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
     steps: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    needed: dict[str, int] = {}
     for record in trail:
         after = record.after or {}
         case_id = after.get("case_id")
@@ -362,6 +400,8 @@ def _decisions(
                 "reason": record.reason,
             }
         )
+        if isinstance(after.get("approvals_needed"), int):
+            needed[case_id] = after["approvals_needed"]
         if record.action == "kyc.needs_review" and isinstance(after.get("round"), int):
             rounds[case_id][after["round"]] = {
                 "round": after["round"],
@@ -375,7 +415,8 @@ def _decisions(
     for d in decisions:
         by_case[d.case_id].append(d)
     out = []
-    for case in cases:
+    for row in cases:
+        case = past[row.id]
         case_rounds = rounds.get(case.id, {})
         if case.round and case.round not in case_rounds:  # no trail: the case's own record
             case_rounds[case.round] = {
@@ -392,12 +433,12 @@ def _decisions(
                 "state": case.state,
                 "state_reason": case.state_reason,
                 "verdict": case.verdict,
-                "submitted_by": case.submitted_by,
-                "submitted_at": case.submitted_at.isoformat(),
+                "submitted_by": row.submitted_by,
+                "submitted_at": row.submitted_at.isoformat(),
                 "screened_at": reports.iso(case.screened_at),
                 "decided_at": reports.iso(case.decided_at),
                 "expires_at": reports.iso(case.expires_at),
-                "approvals_needed": case.approvals_needed,
+                "approvals_needed": needed.get(case.id, row.approvals_needed),
                 "policy_packs": list(case.policy_versions),
                 "lists": [_snapshot(s, snapshots) for s in case.lists_screened],
                 "rounds": [case_rounds[r] for r in sorted(case_rounds)],
@@ -405,6 +446,10 @@ def _decisions(
                     {
                         "officer_id": d.officer_id,
                         "officer": users[d.officer_id].name if d.officer_id in users else "",
+                        "officer_created_by": users[d.officer_id].created_by
+                        if d.officer_id in users
+                        else "",
+                        "controllers": list(d.controllers),
                         "decision": d.decision,
                         "reason": d.reason,
                         "at": d.at.isoformat(),

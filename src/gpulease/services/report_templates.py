@@ -77,12 +77,16 @@ _DISCLOSURE = """{% extends "base.html" %}
 <p class="meta">Tenant <code>{{ r.tenant.id }}</code> · {{ r.tenant.country }} · {{ r.tenant.kind }}
  · as of {{ r.as_of | when }}</p>
 
-<h2>Current standing</h2>
+<h2>Standing</h2>
 <dl class="kv">
 <dt>Approval</dt><dd>{{ badge(r.standing.approval) }} {{ r.standing.reason }}</dd>
 <dt>Approved end uses</dt><dd>{{ r.standing.approved_end_uses | join(", ") or "—" }}</dd>
 <dt>Expires</dt><dd>{{ r.standing.expires_at | when }}{% if r.standing.expired %} <span class="badge bad">expired</span>{% endif %}</dd>
 <dt>Case</dt><dd><code>{{ r.standing.case_id or "—" }}</code></dd>
+{% if r.in_force %}
+<dt>Lists in force</dt><dd>{% for s in r.in_force.lists %}{{ s.source }} {{ s.label }} (<code>{{ s.id }}</code>, {{ s.imported_at | when }}){% if not loop.last %}; {% endif %}{% else %}none{% endfor %}</dd>
+<dt>Policy packs in force</dt><dd>{{ r.in_force.policy_packs | join(", ") or "—" }}</dd>
+{% endif %}
 </dl>
 
 <h2>Who: the end user and its parties</h2>
@@ -155,7 +159,7 @@ _DISCLOSURE = """{% extends "base.html" %}
 </tbody></table>
 <table><thead><tr><th>Officer</th><th>Decision</th><th>At</th><th>Round</th><th>Reason</th><th>Policy packs</th></tr></thead><tbody>
 {% for d in c.decisions %}
-<tr><td>{{ d.officer }} <code>{{ d.officer_id }}</code></td><td>{{ badge(d.decision) }}</td><td>{{ d.at | when }}</td>
+<tr><td>{{ d.officer }} <code>{{ d.officer_id }}</code>{% if d.officer_created_by %}<br><span class="muted">account created by <code>{{ d.officer_created_by }}</code>{% if d.controllers and d.controllers | length > 1 %}; could act as it: {% for c in d.controllers %}<code>{{ c }}</code>{% if not loop.last %}, {% endif %}{% endfor %}{% endif %}</span>{% endif %}</td><td>{{ badge(d.decision) }}</td><td>{{ d.at | when }}</td>
 <td class="num">{{ d.round }}</td><td>{{ d.reason }}</td><td>{{ d.policy_packs | join(", ") }}</td></tr>
 {% else %}<tr><td colspan="6" class="muted">no officer decision yet</td></tr>
 {% endfor %}
@@ -176,7 +180,7 @@ _DISCLOSURE = """{% extends "base.html" %}
 <h2>Access: IP addresses</h2>
 <table><thead><tr><th>IP address</th><th>User</th><th>First seen</th><th>Last seen</th><th class="num">Requests</th></tr></thead><tbody>
 {% for a in r.access %}
-<tr><td><code>{{ a.ip }}</code></td><td>{{ a.user or a.user_id }}</td><td>{{ a.first_seen | when }}</td><td>{{ a.last_seen | when }}</td><td class="num">{{ a.requests }}</td></tr>
+<tr><td><code>{{ a.ip }}</code></td><td>{{ a.user or a.user_id }}</td><td>{{ a.first_seen | when }}</td><td>{{ a.last_seen | when }}</td><td class="num">{{ "used after this moment" if a.requests is none else a.requests }}</td></tr>
 {% else %}<tr><td colspan="5" class="muted">no access recorded</td></tr>
 {% endfor %}
 </tbody></table>
@@ -245,6 +249,17 @@ _LARGE_RUNS = """{% extends "base.html" %}
 {% else %}<tr><td colspan="9" class="muted"><span class="badge ok">none</span> no job reaches the threshold</td></tr>
 {% endfor %}
 </tbody></table>
+<h2>Tenants and campaigns over a threshold</h2>
+<p class="meta">{{ r.terms.aggregation }}</p>
+<table><thead><tr><th>Tenant</th><th>Campaign (declared purpose)</th><th class="num">Jobs</th><th class="num">Window (days)</th><th class="num">Estimated ops</th><th>Reaches</th></tr></thead><tbody>
+{% for a in r.aggregates %}
+<tr><td>{{ a.tenant }}</td><td>{{ a.campaign or "all its jobs" }}</td><td class="num">{{ a.jobs }}</td><td class="num">{{ a.window_days }}</td>
+<td class="num"><span class="badge bad">{{ a.estimated_ops_sci }}</span></td><td>{{ a.passes | join(", ") }}</td></tr>
+{% else %}<tr><td colspan="6" class="muted"><span class="badge ok">none</span> no tenant or campaign reaches a threshold</td></tr>
+{% endfor %}
+</tbody></table>
+<h2>Thresholds</h2>
+<ul>{% for t in r.thresholds %}<li>{{ t.sci }} operations over {{ t.window_days }} days: <code>{{ t.ref }}</code>{% if t.note %} — {{ t.note }}{% endif %}</li>{% endfor %}</ul>
 {% endblock %}
 """
 

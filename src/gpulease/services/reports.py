@@ -13,8 +13,9 @@ turns into a self-contained page:
   reached the API from;
 * :func:`gpu_provenance`: for one GPU serial: where it is, its chain of custody (maker ->
   builder -> operator -> installed) and which tenants used it, when, for which purpose;
-* :func:`large_training_runs`: jobs whose estimated training compute passes a threshold
-  (10^26 operations by default), with every term of the estimate shown.
+* :func:`large_training_runs`: jobs, tenants and campaigns (a tenant's jobs declaring one
+  purpose) whose estimated training compute passes a threshold (the ``training_compute``
+  rules of the packs in force, or the caller's), with every term of the estimate shown.
 
 This module holds the last two and what the three share (times, hours, end-use labels, the
 compute a set of allocations used); the disclosure is :mod:`report_disclosure`.
@@ -31,7 +32,9 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from gpulease.compliance import training_compute
 from gpulease.compliance.end_uses import END_USES, parse_purpose
+from gpulease.compliance.policy_packs import RuleKind, TrainingComputeParams
 from gpulease.domain.access import Action, Principal
 from gpulease.domain.errors import InvalidRequest, NotFound
 from gpulease.domain.states import JobState
@@ -45,6 +48,7 @@ from gpulease.persistence.tables import (
     Site,
     Tenant,
 )
+from gpulease.services import kyc
 from gpulease.services.context import ServiceContext
 
 # Per-GPU peak of a B200-class GPU, dense BF16: 180 PFLOP/s per 72-GPU rack, 2.5 PFLOP/s each.
@@ -223,21 +227,56 @@ def _sci(value: Decimal) -> str:
     return f"{value:.3e}"
 
 
+def _thresholds(
+    ctx: ServiceContext, threshold_ops: Decimal | float | str | None, window_days: int | None
+) -> list[tuple[training_compute.Threshold, str]]:
+    """The caller's threshold, else the ``training_compute`` rules of the packs in force
+    today (else 10^26), each with the note that says where it comes from."""
+    if window_days is not None and not 1 <= window_days <= 3660:
+        raise InvalidRequest(
+            "window_days is a whole number of days, 1 to 3660", field="window_days"
+        )
+    if threshold_ops is not None:
+        ops = _decimal(threshold_ops, "threshold")
+        note = THRESHOLD_NOTES.get(f"{ops:.0e}".replace("+", ""), "")
+        return [(training_compute.Threshold("given by the caller", ops, window_days or 365), note)]
+    found = [
+        (
+            training_compute.Threshold(
+                active.ref,
+                active.rule.params.threshold_ops,
+                window_days or active.rule.params.window_days,
+            ),
+            active.rule.title,
+        )
+        for active in kyc.policy_on(ctx, ctx.now()).of_kind(RuleKind.TRAINING_COMPUTE)
+        if isinstance(active.rule.params, TrainingComputeParams)
+    ]
+    if not found:
+        note = THRESHOLD_NOTES["1e26"]
+        return [(training_compute.Threshold("default", THRESHOLD_1E26, window_days or 365), note)]
+    return sorted(found, key=lambda item: (item[0].ops, item[0].ref))
+
+
 def large_training_runs(
     ctx: ServiceContext,
     actor: Principal,
-    threshold_ops: Decimal | float | str = THRESHOLD_1E26,
+    threshold_ops: Decimal | float | str | None = None,
     peak_flops_per_gpu: Decimal | float | str = DEFAULT_PEAK_FLOPS_PER_GPU,
     utilisation: Decimal | float | str = DEFAULT_UTILISATION,
+    window_days: int | None = None,
 ) -> dict[str, Any]:
-    """Jobs whose estimated compute passes ``threshold_ops``.
+    """Jobs, tenants and campaigns whose estimated compute reaches a threshold.
 
-    estimate = GPUs x seconds x peak FLOP/s per GPU x utilisation, where seconds are the
-    job's actual run seconds once it has run (finished or running: past runs plus the
-    current one), else its walltime limit, else its declared (simulated) duration; a job
-    with none of these cannot be estimated and is counted apart."""
+    estimate = GPUs x seconds x peak FLOP/s per GPU x utilisation, seconds as
+    :func:`gpulease.compliance.training_compute.job_seconds` gives them (a running job keeps
+    its projected total); a job with no way to estimate is counted apart. The thresholds are
+    ``threshold_ops`` if given, else the ``training_compute`` rules of the packs in force;
+    a tenant's jobs, and each of its campaigns (jobs declaring the same purpose), are added
+    up over each threshold's window (:func:`training_compute.aggregate`)."""
     actor.scope(Action.REPORT_READ)
-    threshold = _decimal(threshold_ops, "threshold")
+    limits = _thresholds(ctx, threshold_ops, window_days)
+    lowest = limits[0][0].ops
     peak = _decimal(peak_flops_per_gpu, "peak_flops_per_gpu")
     util = _decimal(utilisation, "utilisation")
     if util > 1:
@@ -247,26 +286,34 @@ def large_training_runs(
         jobs = tx.all(tx.select(Job).order_by(Job.submitted_at, Job.id))
         tenants = {t.id: t for t in tx.all(tx.select(Tenant))}
     runs: list[dict[str, Any]] = []
+    computed: list[training_compute.JobCompute] = []
     unestimated = 0
     for job in jobs:
         state = JobState(job.state)
-        if state is JobState.RUNNING and job.started_at is not None:
-            seconds = job.run_s + max(0.0, (now - job.started_at).total_seconds())
-            basis = "actual run time (running)"
-        elif state in FINISHED and job.starts > 0:
-            seconds, basis = job.run_s, "actual run time"
-        elif state in FINISHED:
-            seconds, basis = 0.0, "never ran"
-        elif job.walltime_s is not None:
-            seconds, basis = job.walltime_s, "walltime limit (not yet run)"
-        elif job.duration_s is not None:
-            seconds, basis = job.duration_s, "declared duration (not yet run)"
-        else:
+        running = state is JobState.RUNNING and job.started_at is not None
+        current = (
+            max(0.0, (now - job.started_at).total_seconds()) if running and job.started_at else 0.0
+        )
+        found = training_compute.job_seconds(
+            running=running,
+            finished=state in FINISHED,
+            starts=job.starts,
+            run_s=job.run_s,
+            current_run_s=current,
+            walltime_s=job.walltime_s,
+            duration_s=job.duration_s,
+        )
+        if found is None:
             unestimated += 1
             continue
+        seconds, basis = found
         secs = Decimal(repr(float(seconds)))
         estimate = Decimal(job.gpus) * secs * peak * util
-        if estimate < threshold:
+        computed.append(
+            training_compute.JobCompute(job.id, job.tenant_id, job.purpose, job.ended_at, estimate)
+        )
+        passes = [t.ref for t, _note in limits if estimate >= t.ops]
+        if not passes:
             continue
         code, _free = parse_purpose(job.purpose)
         tenant = tenants.get(job.tenant_id)
@@ -285,22 +332,35 @@ def large_training_runs(
                 "ended_at": iso(job.ended_at),
                 "gpus": job.gpus,
                 "seconds": float(secs),
+                "seconds_so_far": job.run_s + current,
                 "seconds_basis": basis,
                 "gpu_hours": hours(job.gpus * float(secs)),
                 "peak_flops_per_gpu": str(peak),
                 "utilisation": str(util),
                 "estimated_ops": str(estimate),
                 "estimated_ops_sci": _sci(estimate),
-                "times_threshold": round(float(estimate / threshold), 3),
+                "times_threshold": round(float(estimate / lowest), 3),
+                "passes": passes,
             }
         )
     runs.sort(key=lambda r: -Decimal(r["estimated_ops"]))
+    totals = training_compute.aggregate(computed, [t for t, _note in limits], now)
     return {
         "kind": "large-runs",
         "generated_at": now.isoformat(),
-        "threshold_ops": str(threshold),
-        "threshold_sci": _sci(threshold),
-        "threshold_note": THRESHOLD_NOTES.get(f"{threshold:.0e}".replace("+", ""), ""),
+        "threshold_ops": str(lowest),
+        "threshold_sci": _sci(lowest),
+        "threshold_note": limits[0][1],
+        "thresholds": [
+            {
+                "ref": t.ref,
+                "ops": str(t.ops),
+                "sci": _sci(t.ops),
+                "window_days": t.window_days,
+                "note": note,
+            }
+            for t, note in limits
+        ],
         "formula": "estimated operations = GPUs x seconds x peak FLOP/s per GPU x utilisation",
         "terms": {
             "peak_flops_per_gpu": str(peak),
@@ -309,10 +369,30 @@ def large_training_runs(
             if peak == DEFAULT_PEAK_FLOPS_PER_GPU
             else "given by the caller",
             "utilisation": str(util),
-            "seconds": "actual run seconds for a job that has run (finished or running), "
-            "else its walltime limit, else its declared duration",
+            "seconds": "actual run seconds for a finished job; for a running job the larger "
+            "of its run so far and its walltime limit (else declared duration); else its "
+            "walltime limit, else its declared duration",
+            "aggregation": "a tenant's jobs, and each campaign's (the jobs of a tenant that "
+            "declare the same purpose), added up over each threshold's window: every job "
+            "that had not ended before the window opened",
         },
         "jobs_considered": len(jobs),
         "jobs_without_estimate": unestimated,
         "runs": runs,
+        "aggregates": [
+            {
+                "kind": a.kind,
+                "tenant_id": a.tenant_id,
+                "tenant": tenants[a.tenant_id].name if a.tenant_id in tenants else a.tenant_id,
+                "campaign": a.campaign,
+                "window_days": a.window_days,
+                "window_start": a.window_start.isoformat(),
+                "jobs": len(a.job_ids),
+                "job_ids": list(a.job_ids),
+                "estimated_ops": str(a.ops),
+                "estimated_ops_sci": _sci(a.ops),
+                "passes": list(a.passes),
+            }
+            for a in totals
+        ],
     }

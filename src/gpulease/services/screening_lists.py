@@ -3,9 +3,15 @@ serve the current entries (as a ready :class:`ScreeningIndex`) to the KYC screen
 
 An import parses the whole file first (a malformed file is refused with its line and reason
 before anything is written), then writes the snapshot row and all its entries in one
-transaction and makes it the source's current snapshot: never half-loaded. Importing the
-same bytes twice is refused as a conflict naming the earlier snapshot. After an import the
-caller re-screens every tenant (``rescreening.rescreen_all``).
+transaction and makes it the source's current snapshot: never half-loaded. After an import
+the caller re-screens every tenant (``rescreening.rescreen_all``).
+
+Reverts. Importing content identical to the source's *current* snapshot changes nothing: it
+is refused as a conflict that says so and names that snapshot (no row, no re-screening).
+Importing content identical to an *earlier* snapshot is how an officer undoes a bad import:
+it makes a new snapshot (new id, new import time, the same checksum and entries) recorded
+as a revert (``reverts`` names the snapshot it repeats, in the row and its audit record), so
+the history keeps the bad import and its undoing, in the order they happened.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ class ImportReport:
     added: int
     removed: int
     changed: int
+    reverts: str | None = None  # the earlier snapshot this import repeats
 
 
 def entry_to_json(entry: ListEntry) -> dict[str, Any]:
@@ -113,23 +120,28 @@ def import_files(
     now = ctx.now()
     with ctx.db.transaction() as tx:
         tx.lock(f"list-import:{parsed.source}")
-        same = tx.first(
-            tx.select(ListSnapshotRow).where(
-                ListSnapshotRow.source == parsed.source,
-                ListSnapshotRow.checksum == parsed.checksum,
-            )
-        )
-        if same is not None:
-            raise Conflict(
-                f"this {parsed.source} list was already imported as snapshot {same.id} "
-                f"({same.label}, {same.imported_at:%Y-%m-%d})",
-                snapshot_id=same.id,
-            )
         previous = tx.first(
             tx.select(ListSnapshotRow).where(
                 ListSnapshotRow.source == parsed.source, ListSnapshotRow.current.is_(True)
             )
         )
+        if previous is not None and previous.checksum == parsed.checksum:
+            raise Conflict(
+                f"this {parsed.source} list is already the current one, snapshot "
+                f"{previous.id} ({previous.label}, imported {previous.imported_at:%Y-%m-%d}): "
+                "nothing to do",
+                snapshot_id=previous.id,
+            )
+        repeated = tx.first(
+            tx.select(ListSnapshotRow)
+            .where(
+                ListSnapshotRow.source == parsed.source,
+                ListSnapshotRow.checksum == parsed.checksum,
+            )
+            .order_by(ListSnapshotRow.imported_at, ListSnapshotRow.id)
+        )
+        # the first import of this content (a revert of a revert names the original)
+        reverts = None if repeated is None else (repeated.reverts or repeated.id)
         old_entries = _entries_of(tx, previous.id) if previous is not None else ()
         change = snapshots.diff(
             snapshots.ListSnapshot(parsed.source, "", "", "", old_entries), parsed
@@ -147,6 +159,7 @@ def import_files(
             current=True,
             imported_at=now,
             imported_by=actor.user_id,
+            reverts=reverts,
         )
         tx.add(row)
         tx.flush()
@@ -179,8 +192,10 @@ def import_files(
                 "removed": len(change.removed),
                 "changed": len(change.changed),
                 "replaces": previous.id if previous else None,
+                "reverts": reverts,
             },
-            reason=f"imported from {', '.join(sorted(files))}",
+            reason=f"imported from {', '.join(sorted(files))}"
+            + (f"; reverts to the content of snapshot {reverts}" if reverts else ""),
         )
     return ImportReport(
         row,
@@ -188,6 +203,7 @@ def import_files(
         len(change.added),
         len(change.removed),
         len(change.changed),
+        reverts,
     )
 
 

@@ -31,6 +31,7 @@ from gpulease.api.schemas import (
 )
 from gpulease.domain.access import Action, Role
 from gpulease.domain.errors import NotFound
+from gpulease.persistence.tables import User
 from gpulease.services import audit, identity, inventory, tenant_summary, tokens
 from gpulease.services.lookup import Kind, audit_subject, resolve, resolve_optional
 
@@ -88,20 +89,27 @@ def create_user(body: UserCreate, ctx: Ctx, me: Me) -> UserCreated:
         role=Role(body.role),
         tenant_id=tenant if me.is_operator else (tenant or me.tenant_id),
     )
-    return UserCreated(user=UserOut.model_validate(user), token=token)
+    return UserCreated(user=_user_out(ctx, me, [user])[0], token=token)
+
+
+def _user_out(ctx: Ctx, me: Me, users: list[User]) -> list[UserOut]:
+    creators = identity.creators_shown(ctx, me, users)
+    return [
+        UserOut.model_validate(u).model_copy(update={"created_by": creators[u.id]}) for u in users
+    ]
 
 
 @router.get("/users", response_model=list[UserOut], responses=ERROR_RESPONSES)
 def list_users(ctx: Ctx, me: Me, tenant_id: Annotated[Ref | None, Query()] = None) -> list[UserOut]:
     """The users you may see: staff every user (or one tenant's), an admin its tenant's."""
     tenant = resolve_optional(ctx, me, Kind.TENANT, tenant_id, Action.USER_READ)
-    return [UserOut.model_validate(u) for u in identity.list_users(ctx, me, tenant_id=tenant)]
+    return _user_out(ctx, me, identity.list_users(ctx, me, tenant_id=tenant))
 
 
 @router.get("/users/{user_id}", response_model=UserOut, responses=ERROR_RESPONSES)
 def show_user(user_id: Ref, ctx: Ctx, me: Me) -> UserOut:
     user_id = resolve(ctx, me, Kind.USER, user_id, Action.USER_READ)
-    return UserOut.model_validate(identity.get_user(ctx, me, user_id))
+    return _user_out(ctx, me, [identity.get_user(ctx, me, user_id)])[0]
 
 
 @router.post("/users/{user_id}/disable", response_model=UserOut, responses=ERROR_RESPONSES)
@@ -109,14 +117,14 @@ def disable_user(user_id: Ref, body: ReasonIn, ctx: Ctx, me: Me) -> UserOut:
     """Disable a user: every token of it stops working at once (the record stays)."""
     user_id = resolve(ctx, me, Kind.USER, user_id, Action.USER_DISABLE)
     user = identity.set_disabled(ctx, me, user_id, disabled=True, reason=body.reason)
-    return UserOut.model_validate(user)
+    return _user_out(ctx, me, [user])[0]
 
 
 @router.post("/users/{user_id}/enable", response_model=UserOut, responses=ERROR_RESPONSES)
 def enable_user(user_id: Ref, body: ReasonIn, ctx: Ctx, me: Me) -> UserOut:
     user_id = resolve(ctx, me, Kind.USER, user_id, Action.USER_DISABLE)
     user = identity.set_disabled(ctx, me, user_id, disabled=False, reason=body.reason)
-    return UserOut.model_validate(user)
+    return _user_out(ctx, me, [user])[0]
 
 
 @router.post(

@@ -236,6 +236,7 @@ def _import(ctx: Ctx, me: Me, contents: dict[str, bytes], fmt: str, label: str) 
     return ListImportOut(
         snapshot=ListSnapshotOut.model_validate(report.snapshot),
         replaces=report.previous,
+        reverts=report.reverts,
         added=report.added,
         removed=report.removed,
         changed=report.changed,

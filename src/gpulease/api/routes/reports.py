@@ -62,7 +62,16 @@ def _bounded(low: float, high: float, description: str) -> Any:
 
 
 Threshold = Annotated[
-    Decimal, _bounded(*THRESHOLD_RANGE, "operations, e.g. 1e26 or 1e25 (1 .. 1e40)")
+    Decimal | None,
+    _bounded(
+        *THRESHOLD_RANGE,
+        "operations, e.g. 1e26 or 1e25 (1 .. 1e40); default: the thresholds of the policy "
+        "packs in force",
+    ),
+]
+WindowDays = Annotated[
+    int | None,
+    Query(ge=1, le=3660, description="days a tenant's or campaign's jobs are added up over"),
 ]
 PeakFlops = Annotated[
     Decimal | None,
@@ -104,17 +113,19 @@ def large_runs(
     ctx: Ctx,
     me: Me,
     fmt: Format = None,
-    threshold: Threshold = reports.THRESHOLD_1E26,
+    threshold: Threshold = None,
     peak_flops_per_gpu: PeakFlops = None,
     utilisation: Utilisation = None,
+    window_days: WindowDays = None,
 ) -> Response:
-    """Operator staff: jobs whose estimated compute (GPUs x seconds x peak x utilisation)
-    reaches the threshold, with every term shown."""
+    """Operator staff: jobs, tenants and campaigns whose estimated compute (GPUs x seconds
+    x peak x utilisation) reaches a threshold, with every term shown."""
     report = reports.large_training_runs(
         ctx,
         me,
         threshold_ops=threshold,
         peak_flops_per_gpu=peak_flops_per_gpu or reports.DEFAULT_PEAK_FLOPS_PER_GPU,
         utilisation=utilisation or reports.DEFAULT_UTILISATION,
+        window_days=window_days,
     )
     return _answer(request, fmt, report, "large-runs")

@@ -3,7 +3,7 @@
 party is screened, linked to the tenant's chain or not. NULL for cases submitted before: their
 parties are found by walking the chain, as before.
 
-Revision ID: 0010
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-07
 """

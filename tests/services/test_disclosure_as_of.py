@@ -1,0 +1,152 @@
+"""The point-in-time disclosure (issue 14, defect 8), on SQLite and PostgreSQL: a report as of
+a past moment shows what was true then (standing, case state, screening round and its hits,
+end uses, lists and packs in force, compute, access, parties), never today's state."""
+
+from __future__ import annotations
+
+import csv
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from gpulease.compliance.lists.csl import LEGACY_COLUMNS
+from gpulease.compliance.policy import CUSTOMER_FIELDS
+from gpulease.domain.access import Principal, Role
+from gpulease.domain.clock import ManualClock
+from gpulease.persistence.tables import OwnershipRow, PartyRow
+from gpulease.services import (
+    identity,
+    kyc,
+    report_disclosure,
+    rescreening,
+    screening_lists,
+)
+from gpulease.services.context import ServiceContext
+
+ENTITY_LIST = "Entity List (EL) - Bureau of Industry and Security"
+OWNER = "Harbour Crane Holdings"
+AFFILIATES_BACK = datetime(2026, 11, 11, 9, 0, tzinfo=UTC)  # the affiliates rule in force
+
+
+def _csl(path: Path, names: list[str]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=LEGACY_COLUMNS)
+        writer.writeheader()
+        for name in names:
+            row = dict.fromkeys(LEGACY_COLUMNS, "")
+            row |= {"source": ENTITY_LIST, "name": name, "addresses": "1 Road, Shanghai, CN"}
+            writer.writerow(row)
+    return path
+
+
+def test_as_of_shows_the_past_not_the_present(
+    ctx: ServiceContext, clock: ManualClock, tmp_path: Path
+) -> None:
+    admin_user, _ = identity.bootstrap_operator(ctx, name="Ops", email="ops@op.example")
+    admin = identity.principal_of(admin_user)
+    officer_user, _ = identity.create_user(
+        ctx,
+        admin,
+        name="Officer",
+        email="kyc@op.example",
+        role=Role.COMPLIANCE_OFFICER,
+        tenant_id=None,
+    )
+    officer = identity.principal_of(officer_user)
+    first = screening_lists.import_list(
+        ctx, officer, _csl(tmp_path / "a.csv", ["Unrelated Institute"]), "csl-csv", label="A"
+    )
+    tenant = identity.create_tenant(ctx, admin, name="Harbour AI", country="SG", kind="lab")
+    tenant_user, _ = identity.create_user(
+        ctx,
+        admin,
+        name="T",
+        email="t@harbour.example",
+        role=Role.TENANT_ADMIN,
+        tenant_id=tenant.id,
+    )
+    tenant_p: Principal = identity.principal_of(tenant_user)
+    identity.note_access(ctx, tenant_p, "198.51.100.7")
+    case = kyc.submit_case(
+        ctx,
+        admin,
+        tenant.id,
+        kyc.CaseSubmission(
+            organization=kyc.PartyInput("Harbour AI", countries=("SG",)),
+            end_uses=("drug-discovery", "health-research"),
+            owners=(
+                kyc.OwnerInput(
+                    "o1", kyc.PartyInput(OWNER, countries=("CN",)), "tenant", Decimal(60)
+                ),
+            ),
+            identification=dict.fromkeys(CUSTOMER_FIELDS, "given"),
+        ),
+    )
+    clock.advance(600)
+    kyc.decide_case(ctx, officer, case.id, approve=True, reason="fine", end_uses=["drug-discovery"])
+    clock.advance(600)
+    moment = clock.now()
+    then_packs = list(kyc.policy_on(ctx, moment).packs)
+    then = report_disclosure.end_user_disclosure(ctx, officer, tenant.id, as_of=moment)
+
+    # --- later: the affiliates rule is back, a new list names the owner, the tenant is
+    # re-screened and suspended, it uses the API again, a party is declared
+    clock.advance((AFFILIATES_BACK - clock.now()).total_seconds())
+    identity.note_access(ctx, tenant_p, "198.51.100.7")
+    second = screening_lists.import_list(
+        ctx, officer, _csl(tmp_path / "b.csv", [OWNER]), "csl-csv", label="B"
+    )
+    rescreening.rescreen_all(ctx, officer.user_id, "new list B")
+    with ctx.db.transaction() as tx:  # an owner declared later (e.g. by an amendment)
+        tx.add(
+            PartyRow(
+                id="party-later00000",
+                kind="organization",
+                name="Later Party",
+                aliases=[],
+                countries=[],
+                identifiers=[],
+                addresses=[],
+                created_at=clock.now(),
+            )
+        )
+        tx.flush()
+        tx.add(
+            OwnershipRow(owner_id="party-later00000", owned_id=case.party_id, percent=Decimal(5))
+        )
+    now_report = report_disclosure.end_user_disclosure(ctx, officer, tenant.id)
+    assert now_report["standing"]["approval"] == "suspended"
+    assert now_report["restricted_links"]["hits"]
+    assert list(kyc.policy_on(ctx, clock.now()).packs) != then_packs
+
+    again = report_disclosure.end_user_disclosure(ctx, officer, tenant.id, as_of=moment)
+    assert again["standing"] == then["standing"]  # the same report, whatever happened since
+    assert again["decisions"] == then["decisions"]
+    assert again["restricted_links"] == then["restricted_links"]
+    assert again["in_force"] == then["in_force"]
+    assert again["access"] == [
+        a | {"last_seen": None, "requests": None, "used_after_as_of": True} for a in then["access"]
+    ]
+
+    standing = again["standing"]
+    assert standing["approval"] == "approved"
+    assert standing["approved_end_uses"] == ["drug-discovery"]
+    assert standing["case_id"] == case.id
+    assert standing["expired"] is False
+    [shown] = again["decisions"]
+    assert shown["state"] == "approved"
+    assert shown["verdict"] == then["decisions"][0]["verdict"] != "block"
+    assert [r["round"] for r in shown["rounds"]] == [1]
+    assert [s["id"] for s in shown["lists"]] == [first.snapshot.id]
+    assert again["restricted_links"]["hits"] == []
+    assert [u["code"] for u in again["why"]["approved_end_uses"]] == ["drug-discovery"]
+    assert [x["id"] for x in again["in_force"]["lists"]] == [first.snapshot.id]
+    assert second.snapshot.id not in str(again)
+    assert again["in_force"]["policy_packs"] == then_packs
+    [address] = again["access"]
+    assert address["ip"] == "198.51.100.7"
+    assert "Later Party" not in str(again)
+    assert "Later Party" in str(now_report)
+    assert now_report["decisions"][0]["state"] == "needs_review"
+    assert again["as_of"] == moment.isoformat()
+    assert moment < clock.now() - timedelta(days=200)
