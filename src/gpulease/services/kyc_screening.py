@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from gpulease.compliance.end_uses import PurposeOutcome, check_purpose
+from gpulease.compliance.end_uses import PurposeOutcome, check_purpose, check_statement
 from gpulease.compliance.matching import Outcome, decide
 from gpulease.compliance.model import Address, Party, PartyKind
 from gpulease.compliance.ownership import (
@@ -157,11 +157,10 @@ def screen(
             verdict = "block"
             reasons.append(decision.reason)
     if case.end_use_statement:
-        statement = check_purpose(
-            f"{case.end_uses[0]}: {case.end_use_statement}", case.end_uses, policy
-        )
-        if statement.outcome is PurposeOutcome.REVIEW:
-            verdict = worse(verdict, "review")
+        statement = check_statement(case.end_use_statement, case.end_uses, policy)
+        if statement.outcome is not PurposeOutcome.ALLOW:
+            refused = statement.outcome is PurposeOutcome.REFUSE
+            verdict = worse(verdict, "block" if refused else "review")
             reasons.append(f"end-use statement: {statement.reason}")
     foreign = country.upper() != settings.operator_country.upper()
     provided = {k for k, v in case.identification.items() if v}
