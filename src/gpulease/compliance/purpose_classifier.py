@@ -35,7 +35,7 @@ import re
 import tomllib
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cache
 from importlib import resources
@@ -154,10 +154,7 @@ class Term:
     kind: str  # "use" or "agent"
     upper: bool
     source: str  # key of Vocabulary.sources
-
-    @property
-    def squashed(self) -> str:
-        return _collapse("".join(w.rstrip("*") for w in self.words))
+    squashed: str = ""  # the words run together, for the separator-free search
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +201,8 @@ def _terms(entry: dict[str, Any], **defaults: Any) -> tuple[Term, ...]:
     return tuple(
         Term(
             text=t,
-            words=_words(t),
+            words=(words := _words(t)),
+            squashed=_collapse("".join(w.rstrip("*") for w in words)),
             category=str(entry.get("category", defaults.get("category", ""))),
             level=Level(entry.get("level", defaults.get("level", "review"))),
             kind=str(entry.get("kind", "use")),
@@ -505,8 +503,25 @@ def classify(text: str, vocab: Vocabulary | None = None) -> Classification:
             negated=_negated(vocab, tokens, s),
             rule=rule,
         )
+        if not finding.negated and negated and _listed_after(tokens, negated[-1].end, s):
+            finding = replace(finding, negated=True)  # "no weapons or armed forces"
         (negated if finding.negated else findings).append(finding)
     return Classification(tuple(findings), tuple(negated), vocab.version)
+
+
+_LIST_WORDS = frozenset({"or", "nor", "and", "any", "the", "a", "an", "for", "of", "to"})
+
+
+def _listed_after(tokens: Sequence[Token], end: int, start: int) -> bool:
+    """Whether the term at ``start`` continues a list begun by the negated term ending at
+    ``end``: only "or", "nor", "and" and articles between them, in one clause."""
+    between = tokens[end:start]
+    return (
+        0 < len(between) <= 3
+        and any(t.skel in ("or", "nor", "and") for t in between)
+        and all(t.skel in _LIST_WORDS and not t.break_before for t in between)
+        and not tokens[start].break_before
+    )
 
 
 def _disguised(term: Term, span: Sequence[Token]) -> bool:
