@@ -13,11 +13,13 @@ from gpulease.domain.states import (
     KYC_TRANSITIONS,
     LEASE_TRANSITIONS,
     NODE_TRANSITIONS,
+    PURPOSE_REVIEW_TRANSITIONS,
     TERMINAL_JOB_STATES,
     JobState,
     KycState,
     LeaseState,
     NodeState,
+    PurposeReviewState,
     can_transition,
     transition,
 )
@@ -75,12 +77,21 @@ KYC_ALLOWED: frozenset[tuple[str, str]] = frozenset(
     }
 )
 
+PURPOSE_REVIEW_ALLOWED: frozenset[tuple[str, str]] = frozenset(
+    {("pending", "approved"), ("pending", "rejected")}
+)
+
 Table = dict[Any, frozenset[Any]]
 TABLES: dict[str, tuple[type[StrEnum], Table, frozenset[tuple[str, str]]]] = {
     "node": (NodeState, NODE_TRANSITIONS, NODE_ALLOWED),
     "job": (JobState, JOB_TRANSITIONS, JOB_ALLOWED),
     "lease": (LeaseState, LEASE_TRANSITIONS, LEASE_ALLOWED),
     "kyc": (KycState, KYC_TRANSITIONS, KYC_ALLOWED),
+    "purpose_review": (
+        PurposeReviewState,
+        PURPOSE_REVIEW_TRANSITIONS,
+        PURPOSE_REVIEW_ALLOWED,
+    ),
 }
 
 PAIRS = [

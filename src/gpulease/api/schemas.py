@@ -497,6 +497,28 @@ class ListDiffOut(BaseModel):
     changed: list[dict[str, object]]
 
 
+class PurposeReviewOut(Out):
+    """A declared purpose held for a compliance officer (officers only)."""
+
+    id: str
+    tenant_id: str
+    subject_type: str = Field(description="what is held: a job")
+    subject_id: str
+    purpose: str
+    code: str
+    reason: str = Field(description="why it was sent to review: the terms found, their sources")
+    decision: dict[str, object] = Field(description="the classifier's record")
+    state: str = Field(description="pending, approved or rejected")
+    opened_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_reason: str
+
+
+class PurposeReviewDecisionIn(Strict):
+    reason: Text = Field(min_length=1, max_length=1000)
+
+
 class EndUseOut(BaseModel):
     code: str
     label: str

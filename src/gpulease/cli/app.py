@@ -23,6 +23,7 @@ from gpulease.cli import (
     audit,
     compliance,
     nodes,
+    purpose_reviews,
     remote,
     reports,
     server,
@@ -59,6 +60,7 @@ app.add_typer(compliance.kyc_app, name="kyc")
 app.add_typer(compliance.lists_app, name="lists")
 app.command("policy")(compliance.policy_command)
 app.command("end-uses")(compliance.end_uses_command)
+app.add_typer(purpose_reviews.reviews_app, name="purpose-reviews")
 console = Console()
 errors = Console(stderr=True)
 
