@@ -10,11 +10,12 @@ import pytest
 from sqlalchemy import func, select
 
 from gpulease.compliance.admission import REVIEW_HOLD
+from gpulease.compliance.policy import CUSTOMER_FIELDS
 from gpulease.domain.access import Principal
 from gpulease.domain.errors import Conflict, Denied, DomainError, InvalidRequest, NotFound
 from gpulease.domain.states import JobState, PurposeReviewState
 from gpulease.persistence.tables import AuditRecord, Job, PurposeReview, Tenant
-from gpulease.services import jobs, purpose_reviews
+from gpulease.services import identity, jobs, kyc, purpose_reviews
 from gpulease.services.context import ServiceContext
 from gpulease.services.kyc import NotApproved
 from gpulease.services.scheduling import LiveScheduler
@@ -51,7 +52,7 @@ def test_a_purpose_needing_review_is_held_until_an_officer_approves_it(
     job = jobs.submit(ctx, inftech, submission(AGENT))
     assert job.state == JobState.QUEUED
     assert job.wait_reason.startswith(REVIEW_HOLD)
-    assert "'ricin' (chemical; Chemical Weapons Convention)" in job.wait_reason
+    assert "'ricin' (chemical; CWC Schedule 1)" in job.wait_reason
     [review] = purpose_reviews.list_reviews(ctx, officer, state="pending")
     assert (review.subject_id, review.tenant_id, review.purpose) == (
         job.id,
@@ -187,3 +188,25 @@ def test_clearing_a_purpose_never_lifts_a_refusal(
         tenant.cleared_purposes = [purpose]
     with pytest.raises(DomainError, match="not among the end uses approved"):
         jobs.submit(ctx, inftech, submission(purpose))
+
+
+def test_a_kyc_statement_about_surveilling_a_minority_is_not_clear(
+    ctx: ServiceContext, operator: Principal
+) -> None:
+    tenant = identity.create_tenant(ctx, operator, name="Watchful AI", country="SG", kind="lab")
+    case = kyc.submit_case(
+        ctx,
+        operator,
+        tenant.id,
+        kyc.CaseSubmission(
+            organization=kyc.PartyInput("Watchful AI", countries=("SG",)),
+            end_uses=("general-model-training",),
+            end_use_statement="vision models that help the police in surveilling a minority",
+            identification=dict.fromkeys(CUSTOMER_FIELDS, "given"),
+        ),
+    )
+    assert case.verdict == "block"
+    assert case.screening is not None
+    [why] = [r for r in case.screening["reasons"] if r.startswith("end-use statement")]
+    assert "surveillance" in why
+    assert "15 CFR 744.11" in why

@@ -184,8 +184,9 @@ class Vocabulary:
     _long: tuple[Term, ...] = ()
 
     def citation(self, key: str) -> str:
-        """The short form of a source: ``15 CFR 744.4`` (the text before its first comma)."""
-        return self.sources.get(key, key).split(",", 1)[0]
+        """The short form of a source: ``15 CFR 744.4``, ``CWC Schedule 1`` (its text before
+        the first comma or parenthesis)."""
+        return re.split(r"[,(]", self.sources.get(key, key), maxsplit=1)[0].strip()
 
 
 def _words(text: str) -> tuple[str, ...]:
