@@ -19,6 +19,7 @@ from gpulease.api.constraints import (
     FreeJson,
     GpuCount,
     Line,
+    OptionalCountry,
     Percent,
     Ref,
     Seconds,
@@ -331,7 +332,7 @@ class AddressIn(Strict):
     city: ShortLine = ""
     region: ShortLine = ""
     postal_code: ShortLine = ""
-    country: ShortLine = ""
+    country: OptionalCountry = ""
 
 
 class PartyIn(Strict):
@@ -339,7 +340,9 @@ class PartyIn(Strict):
     kind: Literal["organization", "person"] = "organization"
     aliases: list[ShortLine] = Field(default_factory=list, max_length=100)
     countries: list[CountryCode] = Field(
-        default_factory=list, max_length=50, description="ISO 3166 alpha-2"
+        default_factory=list,
+        max_length=50,
+        description="ISO 3166-1 alpha-2 (names and alpha-3 accepted), the first the home country",
     )
     identifiers: dict[Ref, ShortLine] = Field(
         default_factory=dict, max_length=50, description="e.g. registration, lei, tax"

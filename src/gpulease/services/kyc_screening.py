@@ -20,6 +20,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from gpulease.compliance.countries import home_country
 from gpulease.compliance.end_uses import PurposeOutcome, check_purpose, check_statement
 from gpulease.compliance.matching import Outcome, decide
 from gpulease.compliance.model import Address, Party, PartyKind
@@ -141,7 +142,15 @@ def screen(
         verdict = worse(verdict, "review")
         reasons += [f.reason for f in assessment.flags]
     tenant_party = parties[case.party_id]
-    country = tenant_party.countries[0] if tenant_party.countries else ""
+    home = home_country(
+        tenant_party.countries,
+        operator_country=settings.operator_country,
+        high_risk=policy.high_risk_countries,
+    )
+    country = home.country
+    if home.flags:  # missing, unknown, or the policy's high-risk set
+        verdict = worse(verdict, "review")
+        reasons += list(home.flags)
     tier = policy.country_tier(country) if country else None
     if tier is not None and tier.licence_required:
         verdict = "block"
@@ -162,7 +171,7 @@ def screen(
             refused = statement.outcome is PurposeOutcome.REFUSE
             verdict = worse(verdict, "block" if refused else "review")
             reasons.append(f"end-use statement: {statement.reason}")
-    foreign = country.upper() != settings.operator_country.upper()
+    foreign = home.foreign
     provided = {k for k, v in case.identification.items() if v}
     if tx.first(tx.select(AccessRecord).where(AccessRecord.tenant_id == case.tenant_id)):
         provided.add("access_ips_with_times")
