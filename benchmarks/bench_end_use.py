@@ -19,6 +19,7 @@ declared purposes; the held-out half was never tuned on) and prints, for each sp
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -47,6 +48,20 @@ def load(split: str) -> list[Case]:
     return cases
 
 
+# The check on main before the classifier (compliance/end_uses.py, ``_SUSPECT_WORDS``): a
+# word list matched at word starts, every hit sent to review. Kept here as the baseline.
+_OLD_WORDS = (
+    "military", "weapon", "munition", "missile", "warhead", "nuclear", "uranium", "plutonium",
+    "drone", "uav", "chemical agent", "nerve agent", "pathogen", "bioweapon",
+    "mass surveillance", "intelligence service", "reconnaissance",
+)  # fmt: skip
+
+
+def baseline(text: str) -> str:
+    low = text.lower()
+    return "review" if any(re.search(rf"\b{re.escape(w)}", low) for w in _OLD_WORDS) else "clear"
+
+
 def outcome(text: str) -> tuple[str, set[str]]:
     found = classify(text)
     if found.level is None:
@@ -56,6 +71,14 @@ def outcome(text: str) -> tuple[str, set[str]]:
 
 def report(split: str, cases: list[Case]) -> None:
     print(f"\n=== {split}: {len(cases)} texts")
+    old = [baseline(c.text) for c in cases]
+    old_recall = sum(o != "clear" for c, o in zip(cases, old, strict=True) if c.expected != "clear")
+    old_fp = sum(o != "clear" for c, o in zip(cases, old, strict=True) if c.expected == "clear")
+    n_flag = sum(c.expected != "clear" for c in cases)
+    print(
+        f"before (main's word list): flagged {old_recall / n_flag:.1%} of {n_flag}, "
+        f"false positives {old_fp / (len(cases) - n_flag):.1%} of {len(cases) - n_flag}"
+    )
     got = [outcome(c.text) for c in cases]
     confusion = Counter((c.expected, g[0]) for c, g in zip(cases, got, strict=True))
     labels = ("clear", "review", "refuse")
