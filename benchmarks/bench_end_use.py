@@ -1,7 +1,8 @@
 """End-use classifier quality: the labelled purposes, per split, per category, per kind.
 
-Reads ``tests/compliance/fixtures/purposes/{tune,heldout}.tsv`` (hand-labelled free text of
-declared purposes; the held-out half was never tuned on) and prints, for each split:
+Reads ``tests/compliance/fixtures/purposes/{tune,heldout,probe}.tsv`` (hand-labelled free
+text of declared purposes; the held-out half was never tuned on, the probe set was written
+after the classifier, to find its weaknesses) and prints, for each split:
 
 * the outcome confusion (expected clear / review / refuse against the classifier's);
 * **flagging** (review or refuse, what keeps a purpose from running unattended): recall of
@@ -13,7 +14,7 @@ declared purposes; the held-out half was never tuned on) and prints, for each sp
 * every disagreement, so the figures can be checked by eye;
 * the classifier's speed (texts per second, CPU time).
 
-    PYTHONPATH=src .venv/bin/python benchmarks/bench_end_use.py [--split heldout|tune|all]
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_end_use.py [--split heldout|tune|probe|all]
 """
 
 from __future__ import annotations
@@ -125,9 +126,9 @@ def report(split: str, cases: list[Case]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--split", choices=("heldout", "tune", "all"), default="all")
+    parser.add_argument("--split", choices=("heldout", "tune", "probe", "all"), default="all")
     args = parser.parse_args()
-    splits = ("tune", "heldout") if args.split == "all" else (args.split,)
+    splits = ("tune", "heldout", "probe") if args.split == "all" else (args.split,)
     everything: list[Case] = []
     for split in splits:
         cases = load(split)
