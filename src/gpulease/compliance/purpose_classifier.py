@@ -417,26 +417,24 @@ def _term_hits(vocab: Vocabulary, tokens: Sequence[Token]) -> list[tuple[Term, i
 
 
 def _negated(vocab: Vocabulary, tokens: Sequence[Token], start: int) -> bool:
-    """Whether a negation cue governs the term starting at token ``start``."""
-    cues = [(s, e) for _, s, e in _find(vocab.cues, tokens[max(0, start - 8) : start])]
+    """Whether a negation cue governs the term starting at token ``start`` (the nearest cue
+    before it decides)."""
     offset = max(0, start - 8)
-    cues = [(s + offset, e + offset) for s, e in cues]
-    for s, e in sorted(cues, key=lambda c: -c[1]):
-        between = tokens[e:start]
-        if start - e > vocab.negation_window:
-            return False
-        if any(t.break_before for t in tokens[e : start + 1]):
-            return False
-        if any(t.skel in vocab.blockers for t in between):
-            return False
-        clause = _find(vocab.clause_words, between)
-        if clause:
-            return False
-        # a cue right after or before another cue: a double negation negates nothing
-        return not any(
-            c_end == s or c_start == e for c_start, c_end in cues if (c_start, c_end) != (s, e)
-        )
-    return False
+    cues = [(s + offset, e + offset) for _, s, e in _find(vocab.cues, tokens[offset:start])]
+    if not cues:
+        return False
+    s, e = max(cues, key=lambda c: c[1])
+    between = tokens[e:start]
+    if start - e > vocab.negation_window:
+        return False
+    if any(t.break_before for t in tokens[e : start + 1]):
+        return False  # another clause
+    if any(t.skel in vocab.blockers for t in between) or _find(vocab.clause_words, between):
+        return False  # "not only for", "no use other than", "not ..., but"
+    # a cue right after or before another cue: a double negation negates nothing
+    return not any(
+        c_end == s or c_start == e for c_start, c_end in cues if (c_start, c_end) != (s, e)
+    )
 
 
 def classify(text: str, vocab: Vocabulary | None = None) -> Classification:
