@@ -7,6 +7,8 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gpulease.compliance.end_uses import PurposeOutcome, check_purpose, check_statement
 from gpulease.compliance.policy import PolicySet
@@ -164,6 +166,14 @@ def test_classify_never_raises() -> None:
     for text in ("", " ", "...", "\u200b", "a" * 5000, "𝔴𝔢𝔞𝔭𝔬𝔫", "武器", "no", "not not not"):
         classify(text)
     assert classify("𝔴𝔢𝔞𝔭𝔬𝔫").level is Level.REFUSE  # mathematical letters, NFKC
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=300))
+def test_any_text_is_classified_the_same_way_twice(text: str) -> None:
+    first = classify(text)
+    assert first == classify(text)
+    assert all(f.term and f.source for f in first.findings)
 
 
 # ---------------------------------------------------------------------- vocabulary
