@@ -77,6 +77,7 @@ class Records:
             "node_id": self.node,
             "serial": self.serial,
             "old_id": "list-000000000000",
+            "review_id": "review-000000000000",
             "new_id": "list-000000000001",
             "user_id": {"b": self.b_admin, "operator": self.operator, "officer": self.officer}.get(
                 target, self.b_admin
@@ -167,6 +168,16 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("GET", "/lists"): Op(Action.LIST_READ, listing=True),
     ("POST", "/lists"): Op(Action.LIST_IMPORT, "operator"),
     ("GET", "/lists/{old_id}/diff/{new_id}"): Op(Action.LIST_READ, "operator", exists=False),
+    ("GET", "/compliance/purpose-reviews"): Op(Action.PURPOSE_REVIEW_READ, listing=True),
+    ("GET", "/compliance/purpose-reviews/{review_id}"): Op(
+        Action.PURPOSE_REVIEW_READ, "operator", exists=False
+    ),
+    ("POST", "/compliance/purpose-reviews/{review_id}/approve"): Op(
+        Action.PURPOSE_REVIEW_DECIDE, "operator", _reason, exists=False
+    ),
+    ("POST", "/compliance/purpose-reviews/{review_id}/reject"): Op(
+        Action.PURPOSE_REVIEW_DECIDE, "operator", _reason, exists=False
+    ),
     ("GET", "/policy"): Op(Action.POLICY_READ, listing=True),
     ("POST", "/screening"): Op(
         Action.SCREENING_SEARCH, "operator", lambda r: {"queries": [{"name": "walk"}]}

@@ -133,7 +133,7 @@ def test_unrecognised_purpose_naming_weapons_is_refused_as_prohibited(text: str)
 def test_suspect_free_text_goes_to_review() -> None:
     decision = check_purpose("health-research: pathogen enhancement", INF_TECH, POLICY)
     assert decision.outcome is PurposeOutcome.REVIEW
-    assert "'pathogen'" in decision.reason
+    assert "'pathogen enhancement' (biological; BWC Article I)" in decision.reason
     assert not decision.allowed
 
 

@@ -20,6 +20,8 @@ STAFF_ONLY = {
     Action.LEASE_DECIDE,
     Action.KYC_DECIDE,
     Action.KYC_RESCREEN,
+    Action.PURPOSE_REVIEW_READ,
+    Action.PURPOSE_REVIEW_DECIDE,
     Action.SCREENING_READ,
     Action.SCREENING_SEARCH,
     Action.LIST_IMPORT,

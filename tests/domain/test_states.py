@@ -13,12 +13,14 @@ from gpulease.domain.states import (
     KYC_TRANSITIONS,
     LEASE_TRANSITIONS,
     NODE_TRANSITIONS,
+    PURPOSE_REVIEW_TRANSITIONS,
     STANDING_TRANSITIONS,
     TERMINAL_JOB_STATES,
     JobState,
     KycState,
     LeaseState,
     NodeState,
+    PurposeReviewState,
     TenantStanding,
     can_transition,
     transition,
@@ -89,6 +91,11 @@ STANDING_ALLOWED: frozenset[tuple[str, str]] = frozenset(
     }
 )
 
+
+PURPOSE_REVIEW_ALLOWED: frozenset[tuple[str, str]] = frozenset(
+    {("pending", "approved"), ("pending", "rejected")}
+)
+
 Table = dict[Any, frozenset[Any]]
 TABLES: dict[str, tuple[type[StrEnum], Table, frozenset[tuple[str, str]]]] = {
     "node": (NodeState, NODE_TRANSITIONS, NODE_ALLOWED),
@@ -96,6 +103,11 @@ TABLES: dict[str, tuple[type[StrEnum], Table, frozenset[tuple[str, str]]]] = {
     "lease": (LeaseState, LEASE_TRANSITIONS, LEASE_ALLOWED),
     "kyc": (KycState, KYC_TRANSITIONS, KYC_ALLOWED),
     "standing": (TenantStanding, STANDING_TRANSITIONS, STANDING_ALLOWED),
+    "purpose_review": (
+        PurposeReviewState,
+        PURPOSE_REVIEW_TRANSITIONS,
+        PURPOSE_REVIEW_ALLOWED,
+    ),
 }
 
 PAIRS = [

@@ -39,6 +39,7 @@ from gpulease.api.routes import (
     jobs,
     leases,
     nodes,
+    purpose_reviews,
     reports,
     screening,
     system,
@@ -111,6 +112,16 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
     )
     docs.install(app, openapi_url=OPENAPI_URL)
     app.include_router(jobs.submissions, prefix="/api/v1")  # first: the most frequent route
-    for module in (system, leases, jobs, nodes, admin, compliance, screening, reports):
+    for module in (
+        system,
+        leases,
+        jobs,
+        nodes,
+        admin,
+        compliance,
+        purpose_reviews,
+        screening,
+        reports,
+    ):
         app.include_router(module.router, prefix="/api/v1")
     return app

@@ -31,6 +31,9 @@ from typing import Annotated
 from pydantic import AfterValidator, AwareDatetime, Field, Strict
 from pydantic_core import PydanticCustomError
 
+from gpulease.compliance.countries import country_code
+from gpulease.domain.errors import InvalidRequest
+
 MAX_SECONDS = 366 * 24 * 3600.0  # a duration or walltime
 TIME_WINDOW = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 DATE_WINDOW = (date(1800, 1, 1), date(2100, 1, 1))
@@ -122,8 +125,33 @@ Text = Annotated[str, AfterValidator(_text)]
 # an id or code given by reference (tenant, site, lease, end use...): one short line
 Ref = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_line)]
 ShortLine = Annotated[str, Field(max_length=500), AfterValidator(_line)]
+
+
+def _country(value: str) -> str:
+    """ISO 3166-1 alpha-2 of a code or name (``compliance.countries``); 422 suggesting the
+    nearest countries otherwise."""
+    try:
+        return country_code(value)
+    except InvalidRequest as error:
+        raise PydanticCustomError("country", "{message}", {"message": error.message}) from None
+
+
+def _optional_country(value: str) -> str:
+    return _country(value) if value.strip() else ""
+
+
+COUNTRY_HELP = (
+    "ISO 3166-1 alpha-2; an alpha-3 code or the country's name is accepted and stored as "
+    "its alpha-2 code"
+)
 CountryCode = Annotated[
-    str, Field(pattern=r"^[A-Za-z]{2}$", description="ISO 3166 alpha-2", examples=["ID"])
+    str,
+    Field(min_length=2, max_length=100, description=COUNTRY_HELP, examples=["ID"]),
+    AfterValidator(_country),
+]
+# a country that may be left empty (an address's)
+OptionalCountry = Annotated[
+    str, Field(max_length=100, description=COUNTRY_HELP), AfterValidator(_optional_country)
 ]
 
 # ---------------------------------------------------------------------------- numbers

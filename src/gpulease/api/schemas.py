@@ -19,6 +19,7 @@ from gpulease.api.constraints import (
     FreeJson,
     GpuCount,
     Line,
+    OptionalCountry,
     Percent,
     Ref,
     Seconds,
@@ -334,7 +335,7 @@ class AddressIn(Strict):
     city: ShortLine = ""
     region: ShortLine = ""
     postal_code: ShortLine = ""
-    country: ShortLine = ""
+    country: OptionalCountry = ""
 
 
 class PartyIn(Strict):
@@ -342,7 +343,9 @@ class PartyIn(Strict):
     kind: Literal["organization", "person"] = "organization"
     aliases: list[ShortLine] = Field(default_factory=list, max_length=100)
     countries: list[CountryCode] = Field(
-        default_factory=list, max_length=50, description="ISO 3166 alpha-2"
+        default_factory=list,
+        max_length=50,
+        description="ISO 3166-1 alpha-2 (names and alpha-3 accepted), the first the home country",
     )
     identifiers: dict[Ref, ShortLine] = Field(
         default_factory=dict, max_length=50, description="e.g. registration, lei, tax"
@@ -539,6 +542,28 @@ class ListDiffOut(BaseModel):
     added: list[dict[str, object]]
     removed: list[dict[str, object]]
     changed: list[dict[str, object]]
+
+
+class PurposeReviewOut(Out):
+    """A declared purpose held for a compliance officer (officers only)."""
+
+    id: str
+    tenant_id: str
+    subject_type: str = Field(description="what is held: a job")
+    subject_id: str
+    purpose: str
+    code: str
+    reason: str = Field(description="why it was sent to review: the terms found, their sources")
+    decision: dict[str, object] = Field(description="the classifier's record")
+    state: str = Field(description="pending, approved or rejected")
+    opened_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_reason: str
+
+
+class PurposeReviewDecisionIn(Strict):
+    reason: Text = Field(min_length=1, max_length=1000)
 
 
 class EndUseOut(BaseModel):

@@ -23,6 +23,7 @@ from gpulease.cli import (
     audit,
     compliance,
     nodes,
+    purpose_reviews,
     remote,
     reports,
     screening,
@@ -61,6 +62,7 @@ app.add_typer(compliance.lists_app, name="lists")
 app.command("policy")(compliance.policy_command)
 app.command("end-uses")(compliance.end_uses_command)
 app.command("screen")(screening.screen_command)
+app.add_typer(purpose_reviews.reviews_app, name="purpose-reviews")
 console = Console()
 errors = Console(stderr=True)
 

@@ -6,6 +6,10 @@ its tenant's approval no longer covers under the policy in force (an officer nar
 policy pack changed) is held too. The scheduling cycle only sees admitted work.
 :func:`admission` builds an :class:`Admission` from the tenants' standing and the effective
 policy; :meth:`Admission.refusal` answers for one job, one verdict per tenant and purpose.
+A purpose the end-use classifier sends to review is held until an officer decides it
+(``services.purpose_reviews``); one the officer cleared for the tenant (``cleared``) is
+admitted, unless it is refused on other grounds (a code no longer approved, a prohibited
+use): clearance lifts a review, never a refusal.
 
 Invariants: no I/O, no clock (``now`` is an argument); two admissions built from the same
 standing and policy are equal (``key``), so the live scheduler rebuilds its kept state only
@@ -15,7 +19,7 @@ officers' notes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -35,6 +39,7 @@ class Standing:
     approval: str
     expires_at: datetime | None
     end_uses: tuple[str, ...]
+    cleared: tuple[str, ...] = ()  # purposes an officer cleared after review
 
 
 def is_approved(approval: str, expires_at: datetime | None, now: datetime) -> bool:
@@ -45,15 +50,28 @@ def clip(text: str, limit: int = REASON_MAX) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def purpose_refused(purpose: str, end_uses: Iterable[str], policy: EffectivePolicy) -> str | None:
-    """Why a job's purpose may not run under the tenant's approval now, or None."""
+def purpose_refused(
+    purpose: str,
+    end_uses: Iterable[str],
+    policy: EffectivePolicy,
+    cleared: Collection[str] = (),
+) -> str | None:
+    """Why a job's purpose may not run under the tenant's approval now, or None.
+    ``cleared``: the purposes an officer cleared for the tenant after review."""
     try:
         decision = check_purpose(purpose, list(end_uses), policy)
     except InvalidRequest as error:  # an approval naming unknown codes holds work, not passes
         return clip(f"held: {error}")
     if decision.outcome is PurposeOutcome.ALLOW:
         return None
+    if decision.outcome is PurposeOutcome.REVIEW:
+        if purpose.strip() in cleared:
+            return None
+        return clip(f"{REVIEW_HOLD}: {decision.reason}")
     return clip(f"held: {decision.reason}")
+
+
+REVIEW_HOLD = "held until a compliance officer reviews the declared purpose"
 
 
 @dataclass
@@ -63,6 +81,7 @@ class Admission:
     held: dict[str, str]
     end_uses: dict[str, tuple[str, ...]]
     policy: EffectivePolicy
+    cleared: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _verdicts: dict[tuple[str, str], str | None] = field(default_factory=dict, repr=False)
 
     @property
@@ -71,6 +90,7 @@ class Admission:
         return (
             tuple(sorted(self.held.items())),
             tuple(sorted(self.end_uses.items())),
+            tuple(sorted((t, c) for t, c in self.cleared.items() if c)),
             self.policy.packs,
         )
 
@@ -79,7 +99,10 @@ class Admission:
         key = (tenant_id, purpose)
         if key not in self._verdicts:
             self._verdicts[key] = purpose_refused(
-                purpose, self.end_uses.get(tenant_id, ()), self.policy
+                purpose,
+                self.end_uses.get(tenant_id, ()),
+                self.policy,
+                self.cleared.get(tenant_id, ()),
             )
         return self._verdicts[key]
 
@@ -91,9 +114,11 @@ class Admission:
 def admission(tenants: Iterable[Standing], policy: EffectivePolicy, now: datetime) -> Admission:
     held: dict[str, str] = {}
     end_uses: dict[str, tuple[str, ...]] = {}
+    cleared: dict[str, tuple[str, ...]] = {}
     for tenant in tenants:
         end_uses[tenant.tenant_id] = tenant.end_uses
+        cleared[tenant.tenant_id] = tenant.cleared
         if not is_approved(tenant.approval, tenant.expires_at, now):
             why = tenant_standing(tenant.approval, tenant.expires_at, now)
             held[tenant.tenant_id] = f"held: the tenant is not approved ({why})"
-    return Admission(held, end_uses, policy)
+    return Admission(held, end_uses, policy, cleared)

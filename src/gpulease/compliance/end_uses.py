@@ -5,8 +5,11 @@ A tenant is approved for a set of end-use codes (``financial-services-ai``,
 optionally followed by free text: ``"drug-discovery: protein folding for oncology"``.
 :func:`check_purpose` refuses a prohibited end use always (the vocabulary marks the weapons
 and military ones; an active policy pack may prohibit more), refuses a code outside the
-tenant's approved set, sends a declaration whose free text mentions a prohibited use to an
-officer, and says why in every case.
+tenant's approved set, and reads the free text with the purpose classifier
+(:mod:`gpulease.compliance.purpose_classifier`): free text naming a prohibited end use is
+refused, free text naming an agent or a dual-use activity goes to an officer (review), and
+every reason names the term, its category and its source. :func:`check_statement` reads a
+KYC end-use statement the same way.
 
 Pure: the policy in force is an argument (a :class:`PoliciesInForce`, such as
 ``compliance.policy.EffectivePolicy``).
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from gpulease.compliance.purpose_classifier import Classification, Level, classify
 from gpulease.domain.errors import InvalidRequest
 
 
@@ -98,33 +102,6 @@ _TABLE: tuple[EndUse, ...] = (
     EndUse("chemical-weapons", "Chemical weapons", True, "chemical weapons and precursors"),
     EndUse("biological-weapons", "Biological weapons", True, "biological weapons and agents"),
 )
-
-
-# Words in free text that suggest a prohibited use whatever code was declared.
-_SUSPECT_WORDS: tuple[str, ...] = (
-    "military",
-    "weapon",
-    "munition",
-    "missile",
-    "warhead",
-    "nuclear",
-    "uranium",
-    "plutonium",
-    "drone",
-    "uav",
-    "chemical agent",
-    "nerve agent",
-    "pathogen",
-    "bioweapon",
-    "mass surveillance",  # not "surveillance" alone: disease surveillance is health research
-    "intelligence service",
-    "reconnaissance",
-)
-
-
-def _suspect_words(text: str) -> list[str]:
-    lowered = text.lower()
-    return [w for w in _SUSPECT_WORDS if re.search(rf"\b{re.escape(w)}", lowered)]
 
 
 def _key(text: str) -> str:
@@ -209,6 +186,7 @@ class PurposeDecision:
     reason: str
     policy_rules: tuple[str, ...] = ()  # "pack@version/rule" of the rules that decided
     packs_in_force: tuple[str, ...] = ()  # "pack@version" in force when decided
+    classification: Classification | None = None  # of the free text, when it was read
 
     @property
     def allowed(self) -> bool:
@@ -223,7 +201,15 @@ class PurposeDecision:
             "reason": self.reason,
             "policy_rules": list(self.policy_rules),
             "packs_in_force": list(self.packs_in_force),
+            "classification": None if self.classification is None else self.classification.record(),
         }
+
+
+def _negations(found: Classification) -> str:
+    if not found.negated:
+        return ""
+    terms = ", ".join(repr(f.term) for f in found.negated[:3])
+    return f" (negated, so not counted: {terms})"
 
 
 def check_purpose(
@@ -247,24 +233,29 @@ def check_purpose(
     code, free_text = parse_purpose(declared)
 
     def decide(
-        outcome: PurposeOutcome, reason: str, rules: tuple[str, ...] = ()
+        outcome: PurposeOutcome,
+        reason: str,
+        rules: tuple[str, ...] = (),
+        found: Classification | None = None,
     ) -> PurposeDecision:
-        return PurposeDecision(outcome, code, free_text, reason, rules, packs)
+        return PurposeDecision(outcome, code, free_text, reason, rules, packs, found)
 
     if code is None:
-        suspect = _suspect_words(declared)
-        if suspect:
+        found = classify(declared)
+        if found.level is not None:
             return decide(
                 PurposeOutcome.REFUSE,
                 f"the declared purpose {declared.strip()!r} names a prohibited kind of end use "
-                f"({', '.join(repr(w) for w in suspect)}): weapons and military uses are never "
-                "allowed",
+                f"({found.describe()}): weapons, military and the other end uses of EAR "
+                "part 744 are never allowed",
+                found=found,
             )
         return decide(
             PurposeOutcome.REFUSE,
             f"the declared purpose {declared.strip()!r} names no known end use; declare one of "
             f"{', '.join(sorted(approved_codes)) or 'the codes approved for the tenant'}, "
             "optionally followed by ': free text'",
+            found=found,
         )
     use = _BY_CODE[code]
     by_policy = effective_policy.prohibiting_rules(code)
@@ -286,16 +277,49 @@ def check_purpose(
             f"(approved: {approved}); ask a compliance officer to review the tenant's "
             "approval before using it",
         )
-    suspect = _suspect_words(free_text)
-    if suspect:
+    found = classify(free_text)
+    if found.level is Level.REFUSE:
+        return decide(
+            PurposeOutcome.REFUSE,
+            f"{use.label} ({code}) is approved for this tenant, but the description names a "
+            f"prohibited end use: {found.describe()}; no approval can allow it",
+            found=found,
+        )
+    if found.level is Level.REVIEW:
         return decide(
             PurposeOutcome.REVIEW,
             f"{use.label} ({code}) is approved for this tenant, but the description "
-            f"mentions {', '.join(repr(w) for w in suspect)}; an officer must confirm it "
-            "serves no prohibited end use",
+            f"mentions {found.describe()}; an officer must confirm it serves no prohibited "
+            "end use",
+            found=found,
         )
     return decide(
         PurposeOutcome.ALLOW,
         f"{use.label} ({code}) is approved for this tenant and not prohibited under the "
-        f"policy in force ({', '.join(packs) or 'no policy pack in force'})",
+        f"policy in force ({', '.join(packs) or 'no policy pack in force'})" + _negations(found),
+        found=found,
     )
+
+
+def check_statement(
+    statement: str, approved_codes: Collection[str], effective_policy: PoliciesInForce
+) -> PurposeDecision:
+    """Read a KYC end-use statement (free text, no code): refuse when it names a prohibited
+    end use, review when it names an agent or a dual-use activity, allow otherwise. The
+    declared codes themselves are decided by :func:`check_purpose`, one by one."""
+    found = classify(statement)
+    packs = effective_policy.packs
+    code = next(iter(sorted(approved_codes)), None)
+    if found.level is Level.REFUSE:
+        outcome = PurposeOutcome.REFUSE
+        reason = f"the statement names a prohibited end use: {found.describe()}"
+    elif found.level is Level.REVIEW:
+        outcome = PurposeOutcome.REVIEW
+        reason = (
+            f"the statement mentions {found.describe()}; an officer must confirm it serves "
+            "no prohibited end use"
+        )
+    else:
+        outcome = PurposeOutcome.ALLOW
+        reason = "the statement names no prohibited end use" + _negations(found)
+    return PurposeDecision(outcome, code, statement, reason, (), packs, found)

@@ -31,7 +31,13 @@ from datetime import date
 from enum import StrEnum
 from typing import Any, Protocol
 
-from gpulease.compliance.end_uses import PurposeDecision, PurposeOutcome, check_purpose
+from gpulease.compliance.countries import home_country
+from gpulease.compliance.end_uses import (
+    PurposeDecision,
+    PurposeOutcome,
+    check_purpose,
+    check_statement,
+)
 from gpulease.compliance.matching import Outcome, decide
 from gpulease.compliance.matching import Verdict as NameVerdict
 from gpulease.compliance.model import Hit, ListEntry, Party
@@ -311,7 +317,15 @@ def screen_case(
     elif blocks:
         reasons += [b.reason for b in blocks]
 
-    country = subject.countries[0].upper() if subject.countries else ""
+    home = home_country(
+        subject.countries,
+        operator_country=facts.operator_country,
+        high_risk=policy.high_risk_countries,
+    )
+    country = home.country
+    if home.flags:  # missing, unknown, or in the policy's high-risk set
+        verdict = worse(verdict, ScreeningVerdict.REVIEW)
+        reasons += list(home.flags)
     tier = policy.country_tier(country) if country else None
     if tier is not None and tier.licence_required:
         why = f"{country} is a tier-{tier.tier} country: a licence is required"
@@ -327,14 +341,16 @@ def screen_case(
             blocks.append(Block(rules, (), (facts.subject,), decision.reason))
             reasons.append(decision.reason)
     if facts.end_use_statement and facts.end_uses:
-        statement = check_purpose(
-            f"{facts.end_uses[0]}: {facts.end_use_statement}", facts.end_uses, policy
-        )
-        if statement.outcome is PurposeOutcome.REVIEW:
+        statement = check_statement(facts.end_use_statement, facts.end_uses, policy)
+        if statement.outcome is PurposeOutcome.REFUSE:
+            why = f"end-use statement: {statement.reason}"
+            blocks.append(Block("prohibited end use", (), (facts.subject,), why))
+            reasons.append(why)
+        elif statement.outcome is PurposeOutcome.REVIEW:
             verdict = worse(verdict, ScreeningVerdict.REVIEW)
             reasons.append(f"end-use statement: {statement.reason}")
 
-    foreign = country != facts.operator_country.upper()
+    foreign = home.foreign
     missing = policy.missing_customer_fields(facts.identification, foreign=foreign)
     if missing:
         verdict = worse(verdict, ScreeningVerdict.REVIEW)

@@ -91,6 +91,8 @@ class Action(StrEnum):
     KYC_READ = "kyc.read"
     KYC_DECIDE = "kyc.decide"
     KYC_RESCREEN = "kyc.rescreen"
+    PURPOSE_REVIEW_READ = "purpose_review.read"
+    PURPOSE_REVIEW_DECIDE = "purpose_review.decide"  # approve or reject a held purpose
     # screening internals: scores, thresholds, matched list entries, officers' reasons
     SCREENING_READ = "screening.read"
     SCREENING_SEARCH = "screening.search"  # screen names outside any case (ad hoc)
@@ -135,6 +137,8 @@ _WORDS: dict[Action, str] = {
     Action.KYC_READ: "read a KYC case",
     Action.KYC_DECIDE: "decide a KYC case",
     Action.KYC_RESCREEN: "re-screen tenants",
+    Action.PURPOSE_REVIEW_READ: "read the purpose review queue",
+    Action.PURPOSE_REVIEW_DECIDE: "decide a purpose review",
     Action.SCREENING_READ: "read screening scores, thresholds and matches",
     Action.SCREENING_SEARCH: "screen names against the lists",
     Action.LIST_IMPORT: "import a screening list",
@@ -180,6 +184,8 @@ PERMISSIONS: dict[Action, dict[Role, Scope]] = {
     Action.KYC_READ: _EVERYONE_OWN_TENANT,
     Action.KYC_DECIDE: {_CO: _ALL},
     Action.KYC_RESCREEN: _STAFF,
+    Action.PURPOSE_REVIEW_READ: {_CO: _ALL},
+    Action.PURPOSE_REVIEW_DECIDE: {_CO: _ALL},
     Action.SCREENING_READ: _STAFF,
     Action.SCREENING_SEARCH: {_CO: _ALL},
     Action.LIST_IMPORT: _STAFF,

@@ -146,6 +146,26 @@ STANDING_TRANSITIONS: dict[TenantStanding, frozenset[TenantStanding]] = {
     TenantStanding.REJECTED: frozenset({TenantStanding.APPROVED}),
 }
 
+
+class PurposeReviewState(StrEnum):
+    """An officer's review of a declared purpose the classifier sent to review.
+
+    ``pending``: the work declaring it is held (queued, never started). ``approved``: the
+    purpose is cleared for its tenant; the held work is admitted. ``rejected``: the held
+    work is refused (failed, with the officer's reason). Both decisions are final.
+    """
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+PURPOSE_REVIEW_TRANSITIONS: dict[PurposeReviewState, frozenset[PurposeReviewState]] = {
+    PurposeReviewState.PENDING: frozenset(
+        {PurposeReviewState.APPROVED, PurposeReviewState.REJECTED}
+    ),
+}
+
 S = TypeVar("S", bound=StrEnum)
 
 

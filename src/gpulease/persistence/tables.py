@@ -122,6 +122,8 @@ class Tenant(Base):
     approved_end_uses: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     approval_case_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     approval_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # declared purposes an officer cleared after review (services.purpose_reviews)
+    cleared_purposes: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
 
 
 class User(Base):
@@ -429,6 +431,25 @@ class KycDecision(Base):
     # who could have presented this officer's credentials when it decided: the officer and
     # the issuers of its live tokens (four-eyes needs two approvals with no one in common)
     controllers: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+
+
+class PurposeReview(Base):
+    """A declared purpose the classifier sent to an officer, and the work it holds."""
+
+    __tablename__ = "purpose_reviews"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    subject_type: Mapped[str] = mapped_column(String(16))  # "job"
+    subject_id: Mapped[str] = mapped_column(String(64), index=True)
+    purpose: Mapped[str] = mapped_column(String(200))
+    code: Mapped[str] = mapped_column(String(64), default="")
+    reason: Mapped[str] = mapped_column(String(1000))
+    decision: Mapped[dict[str, Any]] = mapped_column(JSON)  # the classifier's record
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    opened_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    decided_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    decision_reason: Mapped[str] = mapped_column(String(1000), default="")
 
 
 class AccessRecord(Base):

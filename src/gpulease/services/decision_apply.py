@@ -298,14 +298,14 @@ class Applier:
                 return do
 
             policy = kyc.policy_on(self.ctx, now)
-            verdicts: dict[tuple[str, tuple[str, ...]], str | None] = {}
+            verdicts: dict[tuple[str, tuple[str, ...], tuple[str, ...]], str | None] = {}
 
-            def refused_use(purpose: str, end_uses: list[str]) -> str | None:
+            def refused_use(purpose: str, end_uses: list[str], cleared: list[str]) -> str | None:
                 """``purpose_refused``, once per purpose and approval in this apply (the same
                 inputs under one policy give the same verdict)."""
-                key = (purpose, tuple(end_uses))
+                key = (purpose, tuple(end_uses), tuple(cleared))
                 if key not in verdicts:
-                    verdicts[key] = purpose_refused(purpose, end_uses, policy)
+                    verdicts[key] = purpose_refused(purpose, end_uses, policy, cleared)
                 return verdicts[key]
 
             def begin(start: Start) -> Callable[[Job], Done]:
@@ -325,7 +325,9 @@ class Applier:
                     if (
                         tenant is None
                         or not is_approved(tenant.approval, tenant.approval_expires_at, now)
-                        or refused_use(job.purpose, tenant.approved_end_uses)
+                        or refused_use(
+                            job.purpose, tenant.approved_end_uses, tenant.cleared_purposes
+                        )
                     ):
                         out.stale += 1
                         return None

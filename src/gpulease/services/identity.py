@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from gpulease.compliance.countries import country_code
 from gpulease.domain.access import Action, Principal, Role, Scope
 from gpulease.domain.errors import Conflict, Denied, InvalidRequest, Unauthenticated
 from gpulease.persistence import auth as auth_store
@@ -43,12 +44,9 @@ def create_tenant(
     ctx: ServiceContext, actor: Principal, *, name: str, country: str, kind: str
 ) -> Tenant:
     actor.scope(Action.TENANT_CREATE)
-    if len(country) != 2 or not country.isalpha():
-        raise InvalidRequest("country must be an ISO 3166 alpha-2 code", field="country")
+    code = country_code(country, field="country")  # a name or alpha-3 is stored as alpha-2
     now = ctx.now()
-    tenant = Tenant(
-        id=new_id("tenant"), name=name, country=country.upper(), kind=kind, created_at=now
-    )
+    tenant = Tenant(id=new_id("tenant"), name=name, country=code, kind=kind, created_at=now)
     with ctx.db.transaction() as tx:
         tx.add(tenant)
         audit.record(

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from gpulease.compliance.countries import country_code
 from gpulease.domain.access import Action, Principal
 from gpulease.domain.errors import Conflict, InvalidRequest
 from gpulease.domain.states import NODE_TRANSITIONS, JobState, NodeState, transition
@@ -79,7 +80,7 @@ def register_site(
         site = Site(
             id=site_id,
             name=name,
-            country=country.upper(),
+            country=country_code(country, field="country"),
             city=city,
             hardware=preset.name,
             created_at=now,

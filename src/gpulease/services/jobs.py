@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from gpulease.compliance.end_uses import PurposeDecision, PurposeOutcome
 from gpulease.domain.access import Action, Principal, Scope
 from gpulease.domain.clock import to_seconds
 from gpulease.domain.errors import AlreadyEnded, Denied, DomainError, InvalidRequest, NotFound
@@ -34,7 +35,7 @@ from gpulease.persistence.db import DuplicateRecord, Tx
 from gpulease.persistence.submission import LeanSubmissions, RowsRefused
 from gpulease.persistence.tables import AuditRecord, Base, GpuAllocation, Job, Lease, Tenant
 from gpulease.scheduler.placement import never_fits
-from gpulease.services import audit, auth_cache, identity, kyc, runs, standing
+from gpulease.services import audit, auth_cache, identity, purpose_reviews, runs, standing
 from gpulease.services.auth_cache import Credential
 from gpulease.services.context import ServiceContext, new_id
 from gpulease.services.idempotency import Idempotent, record_of, record_values, replayed
@@ -98,6 +99,21 @@ def submit(
     principal = credential.principal if credential is not None else actor
     assert isinstance(principal, Principal)
     checked = _checked(ctx, principal, sub)
+    try:
+        return _submit(ctx, credential, principal, sub, checked, idem)
+    except purpose_reviews.PurposeRefused as refused:  # audited once the request rolled back
+        purpose_reviews.audit_refusal(ctx, principal.user_id, refused, "job.submit")
+        raise
+
+
+def _submit(
+    ctx: ServiceContext,
+    credential: Credential | None,
+    principal: Principal,
+    sub: JobSubmission,
+    checked: _Checked,
+    idem: Idempotent | None,
+) -> Job:
     for attempt in range(2):
         try:
             with ctx.db.transaction() as tx:
@@ -118,9 +134,11 @@ def submit(
                 )
                 if earlier is not None:
                     return tx.require(Job, earlier, "job")
-                kyc.admit(ctx, facts.tenant, sub.purpose)
+                held = _admit(ctx, facts.tenant, sub.purpose)  # a review: the job is held
                 job, trail = _create(tx, principal, sub, checked)
                 rows: list[Base] = [job, trail]
+                if held is not None:
+                    rows += purpose_reviews.open_review(principal.user_id, job, held, checked.now)
                 if idem is not None:
                     rows.append(record_of(principal.user_id, idem, job.id, checked.now))
                 tx.insert_new(rows)  # PostgreSQL: one statement for the three rows
@@ -173,7 +191,12 @@ async def submit_lean(
             return None
         if not auth_cache.of(ctx).valid(credential, facts.epoch, ctx.now()):
             return None  # the epoch moved: submit() reads the token again
-        _admit(ctx, facts.tenant, sub.purpose)
+        try:
+            held = _admit(ctx, facts.tenant, sub.purpose)
+        except purpose_reviews.PurposeRefused:
+            return None  # submit() refuses it again and audits the refusal
+        if held is not None:
+            return None  # submit() holds it and opens its review
         await store.insert(job, trail, key)
     except RowsRefused:
         return None
@@ -186,31 +209,40 @@ def _admitted(ctx: ServiceContext, credential: Credential, tenant: Tenant, purpo
     if credential.expired(ctx.now()):
         return False
     try:
-        _admit(ctx, tenant, purpose)
+        return _admit(ctx, tenant, purpose) is None
     except DomainError:
         return False
-    return True
 
 
 ADMITTED_PURPOSES = 4096  # end-use decisions remembered per process; more empties the memo
 
 
-def _admit(ctx: ServiceContext, tenant: Tenant, purpose: str) -> None:
-    """``kyc.admit``, its end-use decision remembered: that decision (``check_purpose``)
-    depends only on the declared purpose, the tenant's approved end uses and the policy in
-    force on the day, so an allowed one is recalled for the same three while the tenant's
-    standing (checked every time) is approved. A refusal is never remembered: it is decided
-    and raised by ``kyc.admit`` each time."""
+def _admit(ctx: ServiceContext, tenant: Tenant, purpose: str) -> PurposeDecision | None:
+    """``purpose_reviews.decide``, an allowed decision remembered: that decision
+    (``check_purpose``) depends only on the declared purpose, the tenant's approved end uses
+    and cleared purposes and the policy in force on the day, so an allowed one is recalled
+    for the same four while the tenant's standing (checked every time) is approved. None:
+    allowed; a decision: the purpose goes to an officer's review (the job is held). A
+    refusal is never remembered: it is decided and raised each time."""
     now = ctx.now()
     policies = id(ctx.cache.get("policy_set"))  # kyc.policy_on's policy set, loaded once
-    key = (purpose, tuple(tenant.approved_end_uses), now.date(), policies)
+    key = (
+        purpose,
+        tuple(tenant.approved_end_uses),
+        tuple(tenant.cleared_purposes),
+        now.date(),
+        policies,
+    )
     memo: dict[tuple[object, ...], bool] = ctx.cache.setdefault("admitted_purposes", {})
     if memo.get(key) and standing.is_approved(tenant, now):
-        return
-    kyc.admit(ctx, tenant, purpose)
+        return None
+    decision = purpose_reviews.decide(ctx, tenant, purpose)
+    if decision.outcome is PurposeOutcome.REVIEW:
+        return decision
     if len(memo) >= ADMITTED_PURPOSES:
         memo.clear()
     memo[key] = True
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -260,7 +260,13 @@ class LiveScheduler:
             with self.ctx.db.transaction(write=False) as own:
                 return self._admission(now, own)
         tenants = [
-            Standing(t.id, t.approval, t.approval_expires_at, tuple(t.approved_end_uses))
+            Standing(
+                t.id,
+                t.approval,
+                t.approval_expires_at,
+                tuple(t.approved_end_uses),
+                tuple(t.cleared_purposes),
+            )
             for t in tx.all(tx.select(Tenant))
         ]
         return admission(tenants, kyc.policy_on(self.ctx, now), now)

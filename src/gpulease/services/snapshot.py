@@ -248,6 +248,7 @@ class PurposeCheck:
         self._tx = tx
         self._policy = policy
         self._end_uses: dict[str, list[str]] | None = None
+        self._cleared: dict[str, list[str]] = {}
         self._verdicts: dict[tuple[str, str], str | None] = {}
 
     def __call__(self, job: Job) -> str | None:
@@ -256,6 +257,8 @@ class PurposeCheck:
             if self._end_uses is None:
                 tenants = self._tx.all(self._tx.select(Tenant))
                 self._end_uses = {t.id: t.approved_end_uses for t in tenants}
+                self._cleared = {t.id: t.cleared_purposes for t in tenants}
             end_uses = self._end_uses[job.tenant_id]
-            self._verdicts[key] = purpose_refused(job.purpose, end_uses, self._policy)
+            cleared = self._cleared.get(job.tenant_id, [])
+            self._verdicts[key] = purpose_refused(job.purpose, end_uses, self._policy, cleared)
         return self._verdicts[key]
