@@ -33,7 +33,7 @@ import gpulease
 from gpulease.api import docs, errors
 from gpulease.api.limits import BodyLimits
 from gpulease.api.ratelimit import ApiLimits
-from gpulease.api.routes import admin, compliance, jobs, leases, nodes, reports, system
+from gpulease.api.routes import admin, compliance, custody, jobs, leases, nodes, reports, system
 from gpulease.persistence import submission
 from gpulease.services.context import ServiceContext
 from gpulease.services.scheduler_loop import SchedulerLoop
@@ -46,7 +46,8 @@ UPLOAD_PATHS = ("/api/v1/lists",)  # multipart uploads: capped at max_upload_byt
 # Connections of the event loop's pool for job submissions: each holds one for two short
 # statements, so a few keep up with many concurrent requests on one interpreter.
 SUBMISSION_CONNECTIONS = 4
-TAGS = ("system", "leases", "jobs", "nodes", "administration", "compliance", "reports")
+TAGS: tuple[str, ...] = ("system", "leases", "jobs", "nodes", "administration", "compliance")
+TAGS += ("reports", "custody")
 
 
 def create_app(settings: Settings | None = None, ctx: ServiceContext | None = None) -> FastAPI:
@@ -102,6 +103,6 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
     )
     docs.install(app, openapi_url=OPENAPI_URL)
     app.include_router(jobs.submissions, prefix="/api/v1")  # first: the most frequent route
-    for module in (system, leases, jobs, nodes, admin, compliance, reports):
+    for module in (system, leases, jobs, nodes, admin, compliance, reports, custody):
         app.include_router(module.router, prefix="/api/v1")
     return app

@@ -11,9 +11,10 @@ executor cannot adopt it, e.g. after the process that ran it died).
 
 An executor that runs work on a cluster with its own idea of its nodes (Slurm) also offers
 :class:`NodeStates`, an optional capability: ``services.node_sync`` keeps both sides' node
-states in step through it; executors without it (``simulated``, ``local``) are left alone. An executor may also offer
-:class:`LocationReports`: where it sees each node, for location attestation
-(``services.attestation``: the simulated and local executors report every node each sweep).
+states in step through it; executors without it (``simulated``, ``local``) are left alone.
+An executor may also offer :class:`LocationReports`: where it sees each node, for location
+attestation (``services.attestation``: the simulated and local executors report every node
+each sweep).
 
 Implementations: ``simulated`` (a run ends after its declared duration; demo and tests),
 ``local`` (a subprocess on this machine), and later ``slurm`` (sbatch on a real cluster).
@@ -133,8 +134,8 @@ class SeenWhereRecorded:
     unseen: set[str]
 
     def locations(self, nodes: Mapping[str, str]) -> dict[str, str]:
-        relocated = getattr(self, "relocated", {})
-        unseen = getattr(self, "unseen", set())
+        relocated: dict[str, str] = getattr(self, "relocated", {})
+        unseen: set[str] = getattr(self, "unseen", set())
         return {
             node_id: relocated.get(node_id, site_id)
             for node_id, site_id in nodes.items()

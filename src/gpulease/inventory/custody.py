@@ -120,7 +120,9 @@ def parse_unit(text: str) -> UnitKind:
         return UnitKind(text.strip().lower())
     except ValueError:
         names = ", ".join(k.value for k in UnitKind)
-        raise InvalidRequest(f"unknown unit kind {text!r}; use one of {names}", field="unit_kind")
+        raise InvalidRequest(
+            f"unknown unit kind {text!r}; use one of {names}", field="unit_kind"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +245,7 @@ def check_next(
                 f"{unit} cannot be {new.kind.value} before it was manufactured", field="event"
             )
     elif new.kind not in PHASE_TRANSITIONS[phase]:
-        allowed = ", ".join(sorted(k.value for k in PHASE_TRANSITIONS[phase]) + ["sold"])
+        allowed = ", ".join([*sorted(k.value for k in PHASE_TRANSITIONS[phase]), "sold"])
         why = _NEEDS.get(new.kind, f"its last event was {phase.value}")
         raise InvalidRequest(
             f"{unit} cannot be {new.kind.value} now: {why} (it is {phase.value}; "

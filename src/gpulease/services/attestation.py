@@ -33,16 +33,16 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from gpulease.domain.access import Action, Principal, Role
-from gpulease.domain.errors import InvalidRequest, Unauthenticated
+from gpulease.domain.errors import InvalidRequest, NotFound, Unauthenticated
 from gpulease.domain.states import NodeState, transition
 from gpulease.executors.base import Executor, LocationReports
 from gpulease.inventory import attestation as core
 from gpulease.inventory.attestation import AlertKind, AlertState, AttestationSource, Statement
 from gpulease.ledger.heads import format_time
 from gpulease.ledger.keys import key_id
+from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import AttestationAlert, Node, NodeAttestation, NodeKey
 from gpulease.services import audit, inventory
 from gpulease.services.context import ServiceContext, new_id
@@ -64,13 +64,13 @@ PRINCIPAL = Principal(ACTOR, Role.OPERATOR_ADMIN, None)
 REASON_PREFIX = "attestation "
 
 
-def _node(ctx_tx: Any, ref: str) -> Node:
-    node = ctx_tx.get(Node, ref)
+def _node(tx: Tx, ref: str) -> Node:
+    node = tx.get(Node, ref)
     if node is None:
-        node = ctx_tx.first(ctx_tx.select(Node).where(Node.serial == ref))
+        node = tx.first(tx.select(Node).where(Node.serial == ref))
     if node is None:
-        raise InvalidRequest(f"no node {ref!r}", field="node_id")
-    return node  # type: ignore[no-any-return]
+        raise NotFound(f"no node {ref!r}", node_id=ref)
+    return node
 
 
 # ------------------------------------------------------------------------- keys
@@ -146,7 +146,7 @@ def submit(ctx: ServiceContext, statement: dict[str, object], signature: str) ->
 
 
 def _seen(
-    tx: Any, row: NodeAttestation | None, node_id: str, site_id: str, at: datetime, now: datetime
+    tx: Tx, row: NodeAttestation | None, node_id: str, site_id: str, at: datetime, now: datetime
 ) -> NodeAttestation:
     if row is None:
         row = NodeAttestation(node_id=node_id, first_at=at, key_id="", nonce="", signature="")
@@ -207,8 +207,8 @@ def check(ctx: ServiceContext, now: datetime, *, nodes: list[str] | None = None)
         cleared: dict[tuple[str, str], datetime] = {}
         for a in alerts:
             if a.cleared_at is not None:
-                key = (a.node_id, a.kind)
-                cleared[key] = max(cleared.get(key, a.cleared_at), a.cleared_at)
+                pair = (a.node_id, a.kind)
+                cleared[pair] = max(cleared.get(pair, a.cleared_at), a.cleared_at)
         sightings = []
         for node_id in sorted(set(seen) | set(keys)):
             row, key = seen.get(node_id), keys.get(node_id)
