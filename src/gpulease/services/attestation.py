@@ -42,6 +42,7 @@ from gpulease.inventory import attestation as core
 from gpulease.inventory.attestation import AlertKind, AlertState, AttestationSource, Statement
 from gpulease.ledger.heads import format_time
 from gpulease.ledger.keys import key_id
+from gpulease.persistence import attestation_store
 from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import AttestationAlert, Node, NodeAttestation, NodeKey
 from gpulease.services import audit, inventory
@@ -160,23 +161,17 @@ def _seen(
 # ------------------------------------------------------------------- executor sweep
 def sweep(ctx: ServiceContext, reports: LocationReports, now: datetime) -> int:
     """Record where the executor sees every node (one audit record per site); returns the
-    number of nodes attested."""
+    number of nodes attested (a node with an agent key is left to its agent)."""
     with ctx.db.transaction(write=False) as tx:
         recorded = {n.id: n.site_id for n in tx.all(tx.select(Node))}
-    seen = reports.locations(recorded)
+    seen = {n: s for n, s in reports.locations(recorded).items() if n in recorded}
     if not seen:
         return 0
     with ctx.db.transaction() as tx:
-        rows = {r.node_id: r for r in tx.all(tx.select(NodeAttestation))}
-        for node_id, site_id in seen.items():
-            if node_id not in recorded:
-                continue
-            row = _seen(tx, rows.get(node_id), node_id, site_id, now, now)
-            row.source = AttestationSource.EXECUTOR.value
-            row.key_id = row.nonce = row.signature = ""
+        written = attestation_store.refresh(tx, seen, now)
         by_site: dict[str, Counter[str]] = {}
         for node_id, site_id in seen.items():
-            by_site.setdefault(recorded.get(node_id, "?"), Counter())[site_id] += 1
+            by_site.setdefault(recorded[node_id], Counter())[site_id] += 1
         for site_id, counts in sorted(by_site.items()):
             audit.record(
                 tx,
@@ -187,56 +182,39 @@ def sweep(ctx: ServiceContext, reports: LocationReports, now: datetime) -> int:
                 subject_id=site_id,
                 after={"seen_at": dict(sorted(counts.items())), "at": format_time(now)},
             )
-    return len(seen)
+    return written
 
 
 # ----------------------------------------------------------------------- alerts
 def check(ctx: ServiceContext, now: datetime, *, nodes: list[str] | None = None) -> list[str]:
     """Open the alerts due and drain their nodes (module doc); returns the new alerts' ids."""
     stale_after = timedelta(seconds=ctx.settings.attestation_stale_s)
-    opened: list[tuple[str, str, str]] = []  # (alert id, node id, reason)
+    opened: list[tuple[str, str]] = []  # (alert id, node id)
     with ctx.db.transaction() as tx:
-        query = tx.select(Node)
-        if nodes is not None:
-            query = query.where(Node.id.in_(nodes))
-        node_rows = {n.id: n for n in tx.all(query)}
-        seen = {r.node_id: r for r in tx.all(tx.select(NodeAttestation)) if r.node_id in node_rows}
-        keys = {k.node_id: k for k in tx.all(tx.select(NodeKey)) if k.node_id in node_rows}
-        alerts = [a for a in tx.all(tx.select(AttestationAlert)) if a.node_id in node_rows]
-        open_now = {(a.node_id, a.kind) for a in alerts if a.state == AlertState.OPEN.value}
-        cleared: dict[tuple[str, str], datetime] = {}
-        for a in alerts:
-            if a.cleared_at is not None:
-                pair = (a.node_id, a.kind)
-                cleared[pair] = max(cleared.get(pair, a.cleared_at), a.cleared_at)
-        sightings = []
-        for node_id in sorted(set(seen) | set(keys)):
-            row, key = seen.get(node_id), keys.get(node_id)
-            since = min(
-                [
-                    m
-                    for m in (row.first_at if row else None, key.registered_at if key else None)
-                    if m
-                ]
+        rows = attestation_store.sightings(tx, nodes)
+        open_alerts = attestation_store.open_alerts(tx, nodes)
+        cleared = attestation_store.last_cleared(tx, nodes)
+        open_now = {(a.node_id, a.kind) for a in open_alerts}
+        site_of = {row.node_id: row.recorded_site for row in rows}
+        sightings = [
+            core.NodeSighting(
+                node_id=row.node_id,
+                recorded_site=row.recorded_site,
+                since=min(m for m in (row.first_at, row.key_registered_at) if m is not None),
+                last_at=row.last_at,
+                last_site=row.last_site,
+                cleared_stale=cleared.get((row.node_id, AlertKind.STALE.value)),
+                cleared_mismatch=cleared.get((row.node_id, AlertKind.MISMATCH.value)),
             )
-            sightings.append(
-                core.NodeSighting(
-                    node_id=node_id,
-                    recorded_site=node_rows[node_id].site_id,
-                    since=since,
-                    last_at=row.at if row else None,
-                    last_site=row.site_id if row else None,
-                    cleared_stale=cleared.get((node_id, AlertKind.STALE.value)),
-                    cleared_mismatch=cleared.get((node_id, AlertKind.MISMATCH.value)),
-                )
-            )
+            for row in rows
+        ]
         for finding in core.assess(sightings, now, stale_after):
             if (finding.node_id, finding.kind.value) in open_now:
                 continue
             alert = AttestationAlert(
                 id=new_id("alert"),
                 node_id=finding.node_id,
-                site_id=node_rows[finding.node_id].site_id,
+                site_id=site_of[finding.node_id],
                 kind=finding.kind.value,
                 state=AlertState.OPEN.value,
                 detail=audit.clip(finding.detail),
@@ -245,6 +223,7 @@ def check(ctx: ServiceContext, now: datetime, *, nodes: list[str] | None = None)
                 clear_reason="",
             )
             tx.add(alert)
+            open_alerts.append(alert)
             audit.record(
                 tx,
                 at=now,
@@ -255,33 +234,19 @@ def check(ctx: ServiceContext, now: datetime, *, nodes: list[str] | None = None)
                 after={"alert": alert.id, "kind": alert.kind, "detail": alert.detail},
                 reason=finding.detail,
             )
-            opened.append(
-                (
-                    alert.id,
-                    finding.node_id,
-                    f"{REASON_PREFIX}{finding.kind.value}: {finding.detail}",
-                )
-            )
+            opened.append((alert.id, finding.node_id))
             open_now.add((finding.node_id, finding.kind.value))
         # every node with an open alert is kept out of new work (repairs a drain that failed,
         # or an operator bringing the node up without clearing the alert)
-        due = {
-            a.node_id: f"{REASON_PREFIX}{a.kind}: {a.detail}"
-            for a in alerts
-            if a.state == AlertState.OPEN.value
-        }
-        due.update({node_id: reason for _id, node_id, reason in opened})
-        to_drain = {
-            node_id: reason
-            for node_id, reason in due.items()
-            if node_rows[node_id].state == NodeState.UP.value
-        }
+        due = {a.node_id: f"{REASON_PREFIX}{a.kind}: {a.detail}" for a in open_alerts}
+        states = attestation_store.node_states(tx, sorted(due))
+        to_drain = {n: why for n, why in due.items() if states.get(n) == NodeState.UP.value}
     for node_id, reason in sorted(to_drain.items()):
         try:
             inventory.set_node_state(ctx, PRINCIPAL, node_id, NodeState.DRAINING, reason)
         except Exception:  # the next check drains it again
             log.exception("could not drain node %s for its attestation alert", node_id)
-    return [alert_id for alert_id, _n, _r in opened]
+    return [alert_id for alert_id, _node in opened]
 
 
 def list_alerts(

@@ -5,7 +5,6 @@ decides, and node agents' signed statements (a forged or replayed one refused)."
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,10 +13,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gpulease.domain.access import Principal
 from gpulease.domain.clock import ManualClock
 from gpulease.domain.errors import Denied, InvalidRequest, NotFound, Unauthenticated
+from gpulease.domain.states import NodeState
 from gpulease.executors.simulated import SimulatedExecutor
 from gpulease.inventory.attestation import Statement, sign
 from gpulease.persistence.tables import AuditRecord, GpuAllocation, Node, NodeAttestation
-from gpulease.services import attestation, custody, jobs
+from gpulease.services import attestation, custody, inventory, jobs
 from gpulease.services.context import ServiceContext
 from gpulease.services.scheduling import LiveScheduler
 
@@ -192,9 +192,6 @@ def test_a_silent_node_is_flagged_and_drained_until_an_operator_clears_it(
         attestation.list_alerts(ctx, inftech)
 
     # bringing the node up without deciding the alert does not stick
-    from gpulease.domain.states import NodeState
-    from gpulease.services import inventory
-
     inventory.set_node_state(ctx, operator, NODE, NodeState.UP, "try")
     clock.advance(interval)
     scheduler.tick()
