@@ -58,10 +58,9 @@ CHAIN = (
 JOBS = (
     text("tenant", 0),
     key("job"),
-    text("purpose", 1),
-    when("start", 2),
-    when("end", 3),
-    num("GPU-hours", 1),
+    text("purpose", 0),
+    when("when (UTC)", 1),
+    num("GPU-hours", 2),
 )
 ALERTS = (
     key("alert"),
@@ -164,11 +163,12 @@ def show_command(
         out.print(f"[yellow]chain problem[/]: {safe(problem)}")
     jobs = [
         [
-            tables.named_cell(j["tenant"], j["tenant_id"]),
+            safe(j["tenant"]),
             safe(j["job_id"]),
             safe(j["purpose"]),
-            _when(j["start"]),
-            "[green]running[/]" if j["running"] else _when(j["end"]),
+            tables.moment(j["start"])
+            + "\n-> "
+            + ("[green]running[/]" if j["running"] else tables.moment(j["end"])[5:]),
             f"{j['gpu_hours']:,.3f}",
         ]
         for j in story["jobs"]
@@ -315,11 +315,9 @@ def attest_command(
     if new_key:
         made = generate_private_key()
         save_private_key(key_file, made)
-        stdout().print(
-            f"key written to {safe(key_file)}; register its public key with\n"
-            f"  gpulease custody register-key {safe(node)} --public-key "
-            f"{public_key_bytes(made).hex()}"
-        )
+        # plain lines, whole whatever the terminal's width (a key cut in two is useless)
+        print(f"key written to {key_file}; an operator registers its public key with:")
+        print(f"gpulease custody register-key {node} --public-key {public_key_bytes(made).hex()}")
         return
     private = load_private_key(key_file)
     statement = Statement(node, site, datetime.now(UTC), secrets.token_hex(16))
