@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from cli_support import Cli, fits, golden
 from fastapi.testclient import TestClient
 
@@ -120,6 +121,7 @@ def test_operators_record_events_in_order(
     assert tenant.get("/custody/alerts").status_code == 403
 
 
+@pytest.mark.slow  # two keys made, six commands
 def test_the_node_agent_attests_with_its_own_key(
     cli: Cli, clock: ManualClock, tmp_path: Path
 ) -> None:

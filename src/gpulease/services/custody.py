@@ -132,7 +132,8 @@ def _row(entry: CustodyEntry, actor: str, now: datetime) -> dict[str, Any]:
         "event": entry.kind.value,
         "holder": entry.holder,
         "location": entry.location,
-        "document": "; ".join(f"{name}: {value}" for name, value in docs.listed())[:200],
+        # the one-line reference the GPU report shows: the invoice of a sale, else the note
+        "document": (docs.invoice or entry.note)[:200],
         "from_party": entry.from_party,
         "to_party": entry.to_party,
         "invoice": docs.invoice,
