@@ -28,6 +28,7 @@ NODE = "jkt1-r00-n00"
 def test_the_story_of_a_demo_chip(
     cli: Cli,
     ctx: ServiceContext,
+    clock: ManualClock,
     scheduler: LiveScheduler,
     inftech: Principal,
 ) -> None:
@@ -38,8 +39,10 @@ def test_the_story_of_a_demo_chip(
             gpus=72, purpose="financial AI: credit risk", command="train", duration_s=600
         ),
     )
-    [report] = scheduler.tick()  # the job starts on rack 1; the executor attests every node
+    [report] = scheduler.tick()  # the job starts on rack 1
     assert report.started == [job.id]
+    clock.advance(ctx.settings.attestation_interval_s)
+    scheduler.tick()  # one interval on: the executor attests every node
 
     out = cli("officer", "custody", SERIAL).stdout
     fits(out)

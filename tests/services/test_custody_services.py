@@ -48,10 +48,12 @@ def test_the_story_of_a_demo_chip(
     job = jobs.submit(
         ctx,
         inftech,
-        jobs.JobSubmission(gpus=72, purpose="financial AI: risk", command="t", duration_s=60),
+        jobs.JobSubmission(gpus=72, purpose="financial AI: risk", command="t", duration_s=600),
     )
     [report] = scheduler.tick()
     assert report.started == [job.id]
+    clock.advance(ctx.settings.attestation_interval_s)
+    scheduler.tick()  # the executor's first sweep: one interval after the first pass
     with ctx.db.transaction(write=False) as tx:
         used = tx.first(tx.select(GpuAllocation).where(GpuAllocation.job_id == job.id))
     assert used is not None
@@ -174,6 +176,10 @@ def test_a_silent_node_is_flagged_and_drained_until_an_operator_clears_it(
 ) -> None:
     scheduler.tick()
     with ctx.db.transaction(write=False) as tx:
+        assert tx.all(tx.select(NodeAttestation)) == []  # the first sweep waits an interval
+    clock.advance(ctx.settings.attestation_interval_s)
+    scheduler.tick()
+    with ctx.db.transaction(write=False) as tx:
         assert len(tx.all(tx.select(NodeAttestation))) == 576
     assert len(_audit(ctx, "attestation.sweep")) == 1
     executor.unseen.add(NODE)  # its attestations stop
@@ -226,7 +232,7 @@ def test_a_node_seen_at_another_site_is_drained(
     scheduler.tick()
     executor.relocated[NODE] = "sgp1"
     clock.advance(ctx.settings.attestation_interval_s)
-    scheduler.tick()
+    scheduler.tick()  # the first sweep sees it elsewhere
     [alert] = attestation.list_alerts(ctx, officer)
     assert (alert.node_id, alert.kind, alert.state) == (NODE, "mismatch", "open")
     assert "attested at site sgp1" in alert.detail

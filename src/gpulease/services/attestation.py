@@ -342,10 +342,17 @@ class Attestor:
         self.failures = 0
 
     def tick(self, now: datetime) -> list[str]:
-        """Sweep and check when due; never raises (the pass goes on). Returns new alerts."""
-        if self.due is not None and now < self.due:
+        """Sweep and check when due; never raises (the pass goes on). Returns new alerts.
+        The first sweep comes one interval after the first pass: a new leader's first pass
+        has more urgent work, and the sweep always precedes the check, so a leader back
+        after a long gap never takes its own silence for the nodes'."""
+        interval = timedelta(seconds=self.ctx.settings.attestation_interval_s)
+        if self.due is None:
+            self.due = now + interval
             return []
-        self.due = now + timedelta(seconds=self.ctx.settings.attestation_interval_s)
+        if now < self.due:
+            return []
+        self.due = now + interval
         try:
             if self.reports is not None:
                 sweep(self.ctx, self.reports, now)
