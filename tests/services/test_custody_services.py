@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import update
 
 from gpulease.domain.access import Principal
 from gpulease.domain.clock import ManualClock
@@ -16,7 +17,13 @@ from gpulease.domain.errors import Denied, InvalidRequest, NotFound, Unauthentic
 from gpulease.domain.states import NodeState
 from gpulease.executors.simulated import SimulatedExecutor
 from gpulease.inventory.attestation import Statement, sign
-from gpulease.persistence.tables import AuditRecord, GpuAllocation, Node, NodeAttestation
+from gpulease.persistence.tables import (
+    AuditRecord,
+    CustodyEvent,
+    GpuAllocation,
+    Node,
+    NodeAttestation,
+)
 from gpulease.services import attestation, custody, inventory, jobs
 from gpulease.services.context import ServiceContext
 from gpulease.services.scheduling import LiveScheduler
@@ -79,6 +86,7 @@ def test_the_story_of_a_demo_chip(
     ]
     assert story["holder"] == indosat
     assert story["chain_problems"] == []
+    assert all(e["audit_id"] is not None for e in story["chain"])  # each one in the trail
     sales = [e for e in story["chain"] if e["event"] == "sold"]
     assert [(s["from_party"], s["to_party"]) for s in sales] == [
         (nvidia, aivres),
@@ -291,3 +299,31 @@ def test_signed_agent_attestations(
     assert found == [(NODE, "mismatch"), ("jkt1-r00-n01", "stale")]
     assert _node(ctx, "jkt1-r00-n01").state == "draining"
     assert _node(ctx, "jkt1-r00-n02").state == "up"
+
+
+def test_a_custody_row_changed_in_sql_is_named(ctx: ServiceContext, officer: Principal) -> None:
+    """The audit trail (which the ledger covers) says what each event was: a row changed,
+    or added, in SQL behind gpulease's back matches none, and the story names it."""
+    with ctx.db.transaction() as tx:
+        tx.session.execute(
+            update(CustodyEvent)
+            .where(CustodyEvent.unit_id == SERIAL, CustodyEvent.event == "sold")
+            .values(to_party="Someone Else", holder="Someone Else")
+        )
+        tx.add(
+            CustodyEvent(
+                unit_kind="gpu",
+                unit_id=SERIAL,
+                at=ctx.now(),
+                event="repaired",
+                holder="Indosat Ooredoo Hutchison",
+                location="",
+            )
+        )
+    story = custody.story(ctx, officer, SERIAL)
+    unmatched = [(e["event"], e["holder"]) for e in story["chain"] if e["audit_id"] is None]
+    assert unmatched == [("sold", "Someone Else"), ("repaired", "Indosat Ooredoo Hutchison")]
+    assert len([p for p in story["chain_problems"] if "matches no audit record" in p]) == 2
+    # another chip of the same rack: untouched, nothing to say
+    other = custody.story(ctx, officer, "AIV-NVL72-G000001")
+    assert other["chain_problems"] == []

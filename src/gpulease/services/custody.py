@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from gpulease.domain.access import Action, Principal
@@ -32,6 +32,7 @@ from gpulease.persistence import bulk
 from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import (
     AttestationAlert,
+    AuditRecord,
     CustodyEvent,
     Gpu,
     GpuAllocation,
@@ -149,7 +150,7 @@ def _audited(entry: CustodyEntry) -> dict[str, Any]:
     docs = entry.documents
     return {
         "event": entry.kind.value,
-        "at": entry.at.isoformat(),
+        "at": entry.at.astimezone(UTC).isoformat(),
         "holder": entry.holder,
         "location": entry.location,
         "from_party": entry.from_party,
@@ -287,10 +288,62 @@ def _event_out(row: CustodyEvent, serial: str) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class Chains:
-    """A GPU's own, tray's and rack's stored events, merged by time."""
+    """A GPU's own, tray's and rack's stored events, merged by time, each with the id of
+    the audit record that recorded it (None: none says so: the row was added or changed
+    outside gpulease)."""
 
-    rows: list[tuple[CustodyEvent, str]]  # (event, the serial of its unit)
+    rows: list[tuple[CustodyEvent, str, int | None]]  # (event, its unit's serial, audit id)
     problems: list[str]
+
+
+def _fields_key(fields: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(str(fields.get(name, "")) for name in _AUDITED_FIELDS)
+
+
+_AUDITED_FIELDS = (
+    "event",
+    "at",
+    "holder",
+    "location",
+    "from_party",
+    "to_party",
+    "invoice",
+    "export_authorization",
+    "end_user_statement",
+    "note",
+)
+
+
+def audit_matches(tx: Tx, rows: Sequence[CustodyEvent]) -> dict[int, int]:
+    """Custody row id -> the id of the audit record that recorded exactly it. The audit
+    trail is what the tamper-evident ledger covers: a row edited or inserted in SQL has no
+    match, so the story names it."""
+    units = sorted({row.unit_id for row in rows})
+    if not units:
+        return {}
+    records = tx.all(
+        tx.select(AuditRecord)
+        .where(
+            AuditRecord.action == "custody.record",
+            AuditRecord.subject_type.in_(sorted({row.unit_kind for row in rows})),
+            AuditRecord.subject_id.in_(units) | AuditRecord.subject_id.like("% %"),
+        )
+        .order_by(AuditRecord.id)
+    )
+    recorded: dict[tuple[str, str, tuple[str, ...]], int] = {}
+    for record in records:
+        after = record.after or {}
+        named = after.get("units") or [record.subject_id]
+        for unit_id in named if isinstance(named, list) else []:
+            recorded.setdefault((record.subject_type, str(unit_id), _fields_key(after)), record.id)
+    found = {}
+    for row in rows:
+        if not _known(row):
+            continue
+        key = (row.unit_kind, row.unit_id, _fields_key(_audited(entry_of(row))))
+        if key in recorded:
+            found[row.id] = recorded[key]
+    return found
 
 
 def gpu_chains(tx: Tx, gpu: Gpu, node: Node, rack: Rack) -> Chains:
@@ -309,7 +362,17 @@ def gpu_chains(tx: Tx, gpu: Gpu, node: Node, rack: Rack) -> Chains:
     problems = []
     for label, rows in (("rack", racked), ("tray", tray), ("GPU", own)):
         problems += [f"{label}: {p}" for p in problems_of(rows)]
-    return Chains([(row, serials[row.unit_kind]) for *_k, row in merged], problems)
+    audited = audit_matches(tx, own + tray + racked)
+    for *_k, row in merged:
+        if row.id not in audited:
+            problems.append(
+                f"{row.unit_kind} {serials[row.unit_kind]}: {row.event} of "
+                f"{row.at.isoformat()} matches no audit record: added or changed outside "
+                "gpulease"
+            )
+    return Chains(
+        [(row, serials[row.unit_kind], audited.get(row.id)) for *_k, row in merged], problems
+    )
 
 
 def story(ctx: ServiceContext, actor: Principal, serial: str) -> dict[str, Any]:
@@ -348,7 +411,10 @@ def story(ctx: ServiceContext, actor: Principal, serial: str) -> dict[str, Any]:
                 tx.select(Job).where(Job.id.in_(sorted({a.job_id for a in allocations})))
             )
         }
-    chain = [_event_out(row, unit_serial) for row, unit_serial in chains.rows]
+    chain = [
+        {**_event_out(row, unit_serial), "audit_id": audit_id}
+        for row, unit_serial, audit_id in chains.rows
+    ]
     jobs = []
     for a in allocations:
         end = a.end if a.end is not None and a.end <= now else now

@@ -190,7 +190,7 @@ def gpu_provenance(ctx: ServiceContext, actor: Principal, serial: str) -> dict[s
                 "document": e.document,
                 "unit": f"{e.unit_kind} {unit_serial}",
             }
-            for e, unit_serial in custody
+            for e, unit_serial, _audit_id in custody
         ],
         "usage": usage,
         "by_tenant": [
