@@ -16,18 +16,20 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from typer._click.core import Context
 from typer.core import TyperGroup
 
 from gpulease.cli import tables
 from gpulease.cli.client import ApiClient, Credentials, load_credentials, segment
 from gpulease.cli.tables import WideFlag, key, num, safe, stdout, text, when
-from gpulease.domain.errors import InvalidRequest
+from gpulease.domain.errors import DomainError, InvalidRequest
 
 
 class _StoryByDefault(TyperGroup):
@@ -70,6 +72,10 @@ ALERTS = (
     when("opened", 2),
     text("detail", 3),
 )
+
+
+def errors() -> Console:
+    return Console(stderr=True)
 
 
 def _day(value: Any) -> str:
@@ -301,8 +307,16 @@ def attest_command(
         bool, typer.Option(help="Create the key file (mode 0600) and print its public key.")
     ] = False,
     url: Annotated[str | None, typer.Option(help="The server (default: as logged in).")] = None,
+    every: Annotated[
+        float | None,
+        typer.Option(min=0, help="Attest again every this many seconds, until stopped."),
+    ] = None,
+    times: Annotated[
+        int, typer.Option(min=0, help="With --every: stop after this many (0: never).")
+    ] = 0,
 ) -> None:
-    """Node agent: sign "this node is at this site now" with the node's key and send it."""
+    """Node agent: sign "this node is at this site now" with the node's key and send it
+    (once, or every --every seconds: a failed attempt is reported and the next one made)."""
     # the ledger core's key handling: a file of mode 0600 at most, never overwritten
     from gpulease.inventory.attestation import Statement, sign
     from gpulease.ledger.keys import (
@@ -320,17 +334,29 @@ def attest_command(
         print(f"gpulease custody register-key {node} --public-key {public_key_bytes(made).hex()}")
         return
     private = load_private_key(key_file)
-    statement = Statement(node, site, datetime.now(UTC), secrets.token_hex(16))
-    creds = load_credentials()
-    client = ApiClient(Credentials(url or creds.url, None) if url else Credentials(creds.url, None))
-    row = client.post(
-        "/custody/attestations",
-        {"statement": statement.as_dict(), "signature": sign(private, statement)},
-    )
-    stdout().print(
-        f"attested: node {safe(row['node_id'])} at {safe(row['site_id'])}, "
-        f"{_when(row['at'])} UTC (key {safe(row['key_id'])})"
-    )
+    # no API token: the node's signature is its credential
+    client = ApiClient(Credentials(url or load_credentials().url, None))
+    sent = 0
+    while True:
+        statement = Statement(node, site, datetime.now(UTC), secrets.token_hex(16))
+        try:
+            row = client.post(
+                "/custody/attestations",
+                {"statement": statement.as_dict(), "signature": sign(private, statement)},
+            )
+        except DomainError as refused:
+            if every is None:
+                raise
+            errors().print(f"[red]error[/red] ({safe(refused.code)}): {safe(refused.message)}")
+        else:
+            stdout().print(
+                f"attested: node {safe(row['node_id'])} at {safe(row['site_id'])}, "
+                f"{_when(row['at'])} UTC (key {safe(row['key_id'])})"
+            )
+        sent += 1
+        if every is None or (times and sent >= times):
+            return
+        time.sleep(every)
 
 
 def _moment(value: str) -> datetime:
