@@ -330,12 +330,14 @@ def audit_matches(tx: Tx, rows: Sequence[CustodyEvent]) -> dict[int, int]:
         )
         .order_by(AuditRecord.id)
     )
+    wanted = set(units)
     recorded: dict[tuple[str, str, tuple[str, ...]], int] = {}
     for record in records:
         after = record.after or {}
         named = after.get("units") or [record.subject_id]
-        for unit_id in named if isinstance(named, list) else []:
-            recorded.setdefault((record.subject_type, str(unit_id), _fields_key(after)), record.id)
+        fields = _fields_key(after)
+        for unit_id in wanted.intersection(named if isinstance(named, list) else []):
+            recorded.setdefault((record.subject_type, unit_id, fields), record.id)
     found = {}
     for row in rows:
         if not _known(row):
