@@ -191,6 +191,9 @@ def check(ctx: ServiceContext, now: datetime, *, nodes: list[str] | None = None)
     stale_after = timedelta(seconds=ctx.settings.attestation_stale_s)
     opened: list[tuple[str, str]] = []  # (alert id, node id)
     with ctx.db.transaction() as tx:
+        # one check at a time (the scheduler's, an API process's after a statement): two
+        # must not both find a node without its alert and open two
+        tx.lock("attestation:check")
         rows = attestation_store.sightings(tx, nodes)
         open_alerts = attestation_store.open_alerts(tx, nodes)
         cleared = attestation_store.last_cleared(tx, nodes)
