@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 from cli_support import Cli, fits, golden
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 
 from gpulease.domain.access import Principal
 from gpulease.domain.clock import ManualClock
+from gpulease.inventory.attestation import Statement, sign
 from gpulease.services import jobs
 from gpulease.services.context import ServiceContext
 from gpulease.services.demo import DemoUser
@@ -174,3 +176,26 @@ def test_the_node_agent_attests_with_its_own_key(
     [alert] = json.loads(cli("officer", "custody", "alerts", "--json").stdout)
     cleared = cli("operator", "custody", "clear", alert["id"], "--reason", "moved back; checked")
     assert f"node {NODE} is up" in cleared.stdout
+
+
+def test_forging_attestations_is_throttled_like_token_guessing(
+    api: Callable[[str | None], TestClient], clock: ManualClock
+) -> None:
+    """No bearer token on the agent's route: each statement that does not verify counts as
+    a failed authentication of the address, which is then blocked (429)."""
+    http = api(None)
+    key = Ed25519PrivateKey.generate()
+    limit = 30  # Settings.auth_failures_per_minute
+    for i in range(limit):
+        statement = Statement(NODE, "jkt1", clock.now(), f"{i:032x}")
+        answer = http.post(
+            "/custody/attestations",
+            json={"statement": statement.as_dict(), "signature": sign(key, statement)},
+        )
+        assert answer.status_code == 401, answer.text
+    answer = http.post(
+        "/custody/attestations",
+        json={"statement": statement.as_dict(), "signature": sign(key, statement)},
+    )
+    assert answer.status_code == 429
+    assert answer.headers["Retry-After"]
