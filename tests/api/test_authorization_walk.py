@@ -60,6 +60,7 @@ class Records:
     serial: str
     start: str
     end: str
+    now: str
 
     def path(self, template: str, target: str, *, missing: bool = False) -> str:
         values = self.values(target)
@@ -83,6 +84,7 @@ class Records:
                 target, self.b_admin
             ),
             "token_id": self.operator_token if target == "operator" else self.b_token,
+            "alert_id": "alert-000000000000",
         }
 
 
@@ -186,6 +188,26 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("GET", "/reports/tenants/{tenant_id}/disclosure"): Op(Action.REPORT_READ, "b"),
     ("GET", "/reports/gpus/{serial}"): Op(Action.REPORT_READ, "operator"),
     ("GET", "/reports/large-runs"): Op(Action.REPORT_READ, "operator"),
+    ("GET", "/custody/{serial}"): Op(Action.CUSTODY_READ, "operator"),
+    ("GET", "/custody/alerts"): Op(Action.CUSTODY_READ, listing=True),
+    ("POST", "/custody/alerts/{alert_id}/clear"): Op(
+        Action.CUSTODY_RECORD, "operator", _reason, exists=False
+    ),
+    ("POST", "/custody/events"): Op(
+        Action.CUSTODY_RECORD,
+        "operator",
+        lambda r: {
+            "unit_kind": "gpu",
+            "unit": r.serial,
+            "event": "repaired",
+            "at": r.now,
+            "holder": "Indosat Ooredoo Hutchison",
+        },
+    ),
+    ("POST", "/custody/nodes/{node_id}/key"): Op(
+        Action.CUSTODY_RECORD, "operator", lambda r: {"public_key": "ab" * 32}
+    ),
+    ("POST", "/custody/attestations"): Op(None),  # no bearer: the node's signature
 }
 # Operations whose record-naming path parameter is the user: walk them against B's admin and
 # against each kind of operator staff.
@@ -244,6 +266,7 @@ def _setup(ctx: ServiceContext, demo: list[DemoUser]) -> tuple[dict[Role, str], 
         serial=gpu.serial,
         start=(now + timedelta(days=1)).isoformat(),
         end=(now + timedelta(days=30)).isoformat(),
+        now=now.isoformat(),
     )
     tokens = {
         Role.OPERATOR_ADMIN: by_email["ops@indosat.example"].token,

@@ -28,6 +28,8 @@ STAFF_ONLY = {
     Action.LIST_READ,
     Action.REPORT_READ,
     Action.AUDIT_READ,
+    Action.CUSTODY_READ,
+    Action.CUSTODY_RECORD,
 }
 SHARED_READS = {Action.NODE_READ, Action.POLICY_READ}  # the site and the rules, not records
 

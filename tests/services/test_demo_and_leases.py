@@ -64,14 +64,13 @@ def test_demo_inventory_and_leases(
     assert len(set(serials)) == 2304
     assert len(set(node_serials)) == 576
     assert len({r.serial for r in racks}) == 32
-    per_rack: dict[str, list[str]] = {}
-    for event in custody:
-        per_rack.setdefault(event.unit_id, []).append(event.event)
-    assert set(per_rack) == {r.id for r in racks}
-    assert all(
-        events == ["manufactured", "integrated", "sold", "installed"]
-        for events in per_rack.values()
-    )
+    per_unit: dict[tuple[str, str], list[str]] = {}
+    for event in sorted(custody, key=lambda e: (e.at, e.id)):
+        per_unit.setdefault((event.unit_kind, event.unit_id), []).append(event.event)
+    chain = ["manufactured", "sold", "shipped", "received", "installed"]
+    assert {unit for kind, unit in per_unit if kind == "rack"} == {r.id for r in racks}
+    assert {unit for kind, unit in per_unit if kind == "gpu"} == set(serials)
+    assert all(events == chain for events in per_unit.values())
     active = leases.list_leases(ctx, operator, state="active")
     assert sorted(lease.gpus for lease in active) == [64, 128, 576]
     assert all(lease.site_id == SITE for lease in active)

@@ -36,6 +36,7 @@ from gpulease.api.ratelimit import ApiLimits
 from gpulease.api.routes import (
     admin,
     compliance,
+    custody,
     jobs,
     leases,
     nodes,
@@ -56,7 +57,8 @@ UPLOAD_PATHS = ("/api/v1/lists",)  # multipart uploads: capped at max_upload_byt
 # Connections of the event loop's pool for job submissions: each holds one for two short
 # statements, so a few keep up with many concurrent requests on one interpreter.
 SUBMISSION_CONNECTIONS = 4
-TAGS = ("system", "leases", "jobs", "nodes", "administration", "compliance", "reports")
+TAGS: tuple[str, ...] = ("system", "leases", "jobs", "nodes", "administration", "compliance")
+TAGS += ("reports", "custody")
 
 
 def create_app(settings: Settings | None = None, ctx: ServiceContext | None = None) -> FastAPI:
@@ -122,6 +124,7 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
         purpose_reviews,
         screening,
         reports,
+        custody,
     ):
         app.include_router(module.router, prefix="/api/v1")
     return app

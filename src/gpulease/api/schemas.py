@@ -638,3 +638,107 @@ class ScreeningOut(BaseModel):
     lists: list[ScreeningListOut]
     policy_packs: list[str]
     responses: dict[str, ScreeningResponseOut]
+
+
+# ---------------------------------------------------------- custody, attestation
+class CustodyEventCreate(Strict):
+    """One provenance event of a rack, a tray or a GPU (``inventory.custody``)."""
+
+    unit_kind: Literal["rack", "tray", "gpu"]
+    unit: Ref = Field(description="a rack or tray by id or serial, a GPU by serial")
+    event: Literal[
+        "manufactured",
+        "sold",
+        "shipped",
+        "received",
+        "installed",
+        "moved",
+        "repaired",
+        "decommissioned",
+    ]
+    at: Timestamp
+    holder: Line = Field(default="", max_length=200, description="who holds it afterwards")
+    location: Line = Field(default="", max_length=200, description="site / rack / slot, place")
+    from_party: Line = Field(default="", max_length=200, description="a sale's seller")
+    to_party: Line = Field(default="", max_length=200, description="a sale's buyer")
+    invoice: Line = Field(default="", max_length=200)
+    export_authorization: Line = Field(
+        default="", max_length=200, description="export licence or licence exception"
+    )
+    end_user_statement: Line = Field(default="", max_length=200)
+    note: Line = Field(default="", max_length=500)
+
+
+class CustodyEventOut(Out):
+    id: int
+    unit_kind: str
+    unit_id: str
+    at: datetime
+    event: str
+    holder: str
+    location: str
+    from_party: str
+    to_party: str
+    invoice: str
+    export_authorization: str
+    end_user_statement: str
+    note: str
+    recorded_by: str
+
+
+class NodeKeyCreate(Strict):
+    public_key: str = Field(pattern=r"^[0-9a-fA-F]{64}$", description="raw Ed25519, hex")
+
+
+class NodeKeyOut(Out):
+    node_id: str
+    key_id: str
+    public_key: str
+    registered_at: datetime
+
+
+class AttestationStatementIn(Strict):
+    kind: Literal["gpulease-location-attestation/1"]
+    node_id: Ref
+    site_id: Ref
+    at: str = Field(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+    nonce: str = Field(pattern=r"^[0-9a-f]{16,64}$")
+
+
+class AttestationIn(Strict):
+    """A node agent's statement and its Ed25519 signature (hex) over the statement's
+    RFC 8785 canonical JSON."""
+
+    statement: AttestationStatementIn
+    signature: str = Field(pattern=r"^[0-9a-f]{128}$")
+
+
+class AttestationOut(Out):
+    node_id: str
+    site_id: str
+    at: datetime
+    source: str
+    key_id: str
+
+
+class AlertOut(Out):
+    id: str
+    node_id: str
+    site_id: str
+    kind: str
+    state: str
+    detail: str
+    opened_at: datetime
+    cleared_at: datetime | None
+    cleared_by: str
+    clear_reason: str
+
+
+class AlertClear(Strict):
+    reason: Text = Field(min_length=1, max_length=500)
+    resume: StrictBool = Field(default=True, description="bring the drained node back up")
+
+
+class AlertClearedOut(BaseModel):
+    alert: AlertOut
+    node_state: str

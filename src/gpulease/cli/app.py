@@ -22,6 +22,7 @@ from gpulease.cli import (
     access,
     audit,
     compliance,
+    custody,
     nodes,
     purpose_reviews,
     remote,
@@ -63,6 +64,8 @@ app.command("policy")(compliance.policy_command)
 app.command("end-uses")(compliance.end_uses_command)
 app.command("screen")(screening.screen_command)
 app.add_typer(purpose_reviews.reviews_app, name="purpose-reviews")
+app.add_typer(custody.custody_app, name="custody")
+app.command("attest")(custody.attest_command)
 console = Console()
 errors = Console(stderr=True)
 

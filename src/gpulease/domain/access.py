@@ -101,6 +101,9 @@ class Action(StrEnum):
     POLICY_READ = "policy.read"
     REPORT_READ = "report.read"
     AUDIT_READ = "audit.read"
+    # chain of custody and location attestation of racks, trays and GPUs
+    CUSTODY_READ = "custody.read"
+    CUSTODY_RECORD = "custody.record"  # record events, register node keys, clear alerts
 
     @property
     def kind(self) -> str:
@@ -146,6 +149,8 @@ _WORDS: dict[Action, str] = {
     Action.POLICY_READ: "read the compliance policy",
     Action.REPORT_READ: "read regulator reports",
     Action.AUDIT_READ: "read the audit trail",
+    Action.CUSTODY_READ: "read the chain of custody and location attestations",
+    Action.CUSTODY_RECORD: "record custody events, node keys and attestation decisions",
 }
 
 _OA, _CO, _TA, _TM = (
@@ -193,6 +198,8 @@ PERMISSIONS: dict[Action, dict[Role, Scope]] = {
     Action.POLICY_READ: {_OA: _ALL, _CO: _ALL, _TA: _ALL, _TM: _ALL},
     Action.REPORT_READ: _STAFF,
     Action.AUDIT_READ: _STAFF,
+    Action.CUSTODY_READ: _STAFF,
+    Action.CUSTODY_RECORD: {_OA: _ALL},
 }
 
 

@@ -12,6 +12,9 @@ executor cannot adopt it, e.g. after the process that ran it died).
 An executor that runs work on a cluster with its own idea of its nodes (Slurm) also offers
 :class:`NodeStates`, an optional capability: ``services.node_sync`` keeps both sides' node
 states in step through it; executors without it (``simulated``, ``local``) are left alone.
+An executor may also offer :class:`LocationReports`: where it sees each node, for location
+attestation (``services.attestation``: the simulated and local executors report every node
+each sweep).
 
 Implementations: ``simulated`` (a run ends after its declared duration; demo and tests),
 ``local`` (a subprocess on this machine), and later ``slurm`` (sbatch on a real cluster).
@@ -19,7 +22,7 @@ Implementations: ``simulated`` (a run ends after its declared duration; demo and
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -109,3 +112,32 @@ class NodeStates(Protocol):
     def node_states(self, node_ids: Iterable[str]) -> dict[str, tuple[NodeState, str]]: ...
 
     def set_node_state(self, node_id: str, state: NodeState, reason: str) -> None: ...
+
+
+@runtime_checkable
+class LocationReports(Protocol):
+    """Optional: the executor can say at which site it sees each node.
+
+    ``locations`` takes gpulease node id -> the site the inventory records and answers node
+    id -> the site the executor sees it at, for the nodes it sees now (a node it does not see
+    is left out: its attestations stop)."""
+
+    def locations(self, nodes: Mapping[str, str]) -> dict[str, str]: ...
+
+
+class SeenWhereRecorded:
+    """:class:`LocationReports` of an executor that runs every node itself (simulated, local):
+    each node is where the inventory records it, unless a test or a drill says otherwise
+    (``relocated``: seen at another site; ``unseen``: not seen at all)."""
+
+    relocated: dict[str, str]
+    unseen: set[str]
+
+    def locations(self, nodes: Mapping[str, str]) -> dict[str, str]:
+        relocated: dict[str, str] = getattr(self, "relocated", {})
+        unseen: set[str] = getattr(self, "unseen", set())
+        return {
+            node_id: relocated.get(node_id, site_id)
+            for node_id, site_id in nodes.items()
+            if node_id not in unseen
+        }

@@ -60,7 +60,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gpulease.executors.base import Completion, Launch
+from gpulease.executors.base import Completion, Launch, SeenWhereRecorded
 from gpulease.executors.log_pump import LogPump
 
 logger = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class _Proc:
     scratch: Path
 
 
-class LocalExecutor:
+class LocalExecutor(SeenWhereRecorded):
     name = "local"
 
     def __init__(

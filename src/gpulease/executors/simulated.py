@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from gpulease.executors.base import Completion, Launch
+from gpulease.executors.base import Completion, Launch, SeenWhereRecorded
 
 DEFAULT_DURATION_S = 60.0
 
@@ -36,11 +36,13 @@ class _Run:
     lines: list[str] = field(default_factory=list)
 
 
-class SimulatedExecutor:
+class SimulatedExecutor(SeenWhereRecorded):
     name = "simulated"
 
     def __init__(self, default_duration_s: float = DEFAULT_DURATION_S) -> None:
         self.default_duration_s = default_duration_s
+        self.relocated: dict[str, str] = {}  # location attestation drills (base.py)
+        self.unseen: set[str] = set()
         self._runs: dict[str, _Run] = {}
 
     def launch(self, launch: Launch) -> None:

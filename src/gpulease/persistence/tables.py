@@ -89,13 +89,64 @@ class CustodyEvent(Base):
 
     __tablename__ = "custody_events"
     id: Mapped[int] = mapped_column(SerialKey, primary_key=True, autoincrement=True)
-    unit_kind: Mapped[str] = mapped_column(String(16))  # rack
+    unit_kind: Mapped[str] = mapped_column(String(16))  # rack, tray, gpu
     unit_id: Mapped[str] = mapped_column(String(64), index=True)
     at: Mapped[datetime] = mapped_column(UtcDateTime())
-    event: Mapped[str] = mapped_column(String(40))  # manufactured, sold, delivered, installed
+    event: Mapped[str] = mapped_column(String(40))  # inventory.custody.CustodyKind
     holder: Mapped[str] = mapped_column(String(200))
     location: Mapped[str] = mapped_column(String(200))
     document: Mapped[str] = mapped_column(String(200), default="")
+    # (revision 0009) a sale's parties and papers, who recorded the event and when
+    from_party: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    to_party: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    invoice: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    export_authorization: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    end_user_statement: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    note: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    recorded_by: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    recorded_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class NodeKey(Base):
+    """A node agent's Ed25519 public key, registered by an operator (one per node)."""
+
+    __tablename__ = "node_keys"
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), primary_key=True)
+    public_key: Mapped[str] = mapped_column(String(64))  # raw 32 bytes, hex
+    key_id: Mapped[str] = mapped_column(String(64))
+    registered_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    registered_by: Mapped[str] = mapped_column(String(64))
+
+
+class NodeAttestation(Base):
+    """A node's last accepted attestation (the audit trail, hence the ledger, keeps each)."""
+
+    __tablename__ = "node_attestations"
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), primary_key=True)
+    site_id: Mapped[str] = mapped_column(String(64))  # the site it was seen at
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    source: Mapped[str] = mapped_column(String(16))  # agent (signed) or executor
+    key_id: Mapped[str] = mapped_column(String(64), default="")
+    nonce: Mapped[str] = mapped_column(String(64), default="")
+    signature: Mapped[str] = mapped_column(String(128), default="")
+    first_at: Mapped[datetime] = mapped_column(UtcDateTime())  # attested since
+
+
+class AttestationAlert(Base):
+    """A node whose attestations stopped or disagree with its site: open until cleared."""
+
+    __tablename__ = "attestation_alerts"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), index=True)
+    site_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    detail: Mapped[str] = mapped_column(String(500))
+    opened_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    cleared_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    cleared_by: Mapped[str] = mapped_column(String(64), default="")
+    clear_reason: Mapped[str] = mapped_column(String(500), default="")
 
 
 class MaintenanceWindow(Base):

@@ -1,8 +1,10 @@
 """The demo site: the reference case of SCENARIO.md, ready to take jobs.
 
-Creates the Jakarta site (32 GB200 NVL72 racks, 2,304 GPUs with serials and each rack's
-custody chain NVIDIA -> Aivres -> Indosat -> installed in Jakarta), the operator's staff,
-and three tenants with approved, active leases:
+Creates the Jakarta site (32 GB200 NVL72 racks, 2,304 GPUs with serials), the chain of
+custody of every chip (NVIDIA -> Aivres: manufactured, sold with its papers, shipped,
+received, installed in its tray) and every rack (Aivres -> Indosat: manufactured, sold with
+invoice, export authorization and end-user statement, shipped, received and installed in
+Jakarta), the operator's staff, and three tenants with approved, active leases:
 
 * INF Tech (CN): an AI start-up training finance and health models: 8 racks (576 GPUs);
 * Bank Nusantara Digital (ID), a local bank: 128 GPUs;
@@ -25,40 +27,113 @@ from pathlib import Path
 
 from gpulease import data
 from gpulease.compliance.model import Address
-from gpulease.domain.access import Role
+from gpulease.domain.access import Principal, Role
 from gpulease.domain.states import LeaseState
-from gpulease.services import identity, inventory, kyc, leases, screening_lists
+from gpulease.inventory.custody import UnitKind
+from gpulease.persistence.tables import Gpu, Node, Rack
+from gpulease.services import custody, identity, inventory, kyc, leases, screening_lists
 from gpulease.services.context import ServiceContext
 
 SITE_ID = "jkt1"
-CUSTODY = (
-    inventory.CustodyLink(
-        datetime(2024, 8, 15, tzinfo=UTC),
+# The reference chain (SCENARIO.md): the chips NVIDIA -> Aivres (a US sale NVIDIA's
+# compliance team approved), the racks Aivres -> Indosat (contract mid-2024, delivered to
+# Jakarta in October). Dates, invoice numbers and document references are the demo's own.
+_AIVRES = "Aivres Systems Inc."
+_INDOSAT = "Indosat Ooredoo Hutchison"
+GPU_CHAIN = (
+    custody.EventRequest(
+        "gpu",
+        "",
         "manufactured",
-        "NVIDIA Corporation",
-        "Santa Clara, US",
-        "GB200 Grace Blackwell superchips",
+        datetime(2024, 7, 15, tzinfo=UTC),
+        holder="NVIDIA Corporation",
+        location="Santa Clara, US",
+        note="B200 GPU of a GB200 Grace Blackwell superchip",
     ),
-    inventory.CustodyLink(
-        datetime(2024, 9, 20, tzinfo=UTC),
-        "integrated",
-        "Aivres Systems Inc.",
-        "San Jose, US",
-        "rack integration and burn-in",
-    ),
-    inventory.CustodyLink(
-        datetime(2024, 10, 10, tzinfo=UTC),
+    custody.EventRequest(
+        "gpu",
+        "",
         "sold",
-        "Indosat Ooredoo Hutchison",
-        "Jakarta, ID",
-        "purchase contract 2024 (about USD 100 million)",
+        datetime(2024, 7, 22, tzinfo=UTC),
+        from_party="NVIDIA Corporation",
+        to_party=_AIVRES,
+        invoice="NVIDIA invoice NV-2024-AIV-0722 (demo)",
+        export_authorization="none required: a sale within the US",
+        end_user_statement="Aivres statement: integration into GB200 NVL72 racks for "
+        "Indosat Ooredoo Hutchison, Jakarta (demo)",
+        note="sale approved by NVIDIA's compliance team",
     ),
-    inventory.CustodyLink(
-        datetime(2024, 10, 28, tzinfo=UTC),
+    custody.EventRequest(
+        "gpu",
+        "",
+        "shipped",
+        datetime(2024, 7, 29, tzinfo=UTC),
+        holder=_AIVRES,
+        location="Santa Clara, US -> San Jose, US",
+    ),
+    custody.EventRequest(
+        "gpu",
+        "",
+        "received",
+        datetime(2024, 8, 2, tzinfo=UTC),
+        holder=_AIVRES,
+        location="Aivres integration plant, San Jose, US",
+    ),
+    custody.EventRequest(
+        "gpu",
+        "",
         "installed",
-        "Indosat Ooredoo Hutchison",
-        "Jakarta DC1, ID",
-        "installation record",
+        datetime(2024, 8, 20, tzinfo=UTC),
+        holder=_AIVRES,
+        location="its compute tray, Aivres integration plant, San Jose, US",
+    ),
+)
+RACK_CHAIN = (
+    custody.EventRequest(
+        "rack",
+        "",
+        "manufactured",
+        datetime(2024, 9, 20, tzinfo=UTC),
+        holder=_AIVRES,
+        location="San Jose, US",
+        note="GB200 NVL72 rack integration and burn-in",
+    ),
+    custody.EventRequest(
+        "rack",
+        "",
+        "sold",
+        datetime(2024, 10, 1, tzinfo=UTC),
+        from_party=_AIVRES,
+        to_party=_INDOSAT,
+        invoice="Aivres invoice AIV-IOH-2024-0032: 32 racks, about USD 100 million (demo)",
+        export_authorization="NLR: no licence required for Indonesia in 2024 (demo)",
+        end_user_statement="Indosat end-user statement: cloud compute in Jakarta for vetted "
+        "customers, first INF Tech; no military end use (demo)",
+        note="contract signed mid-2024; title passes on shipment",
+    ),
+    custody.EventRequest(
+        "rack",
+        "",
+        "shipped",
+        datetime(2024, 10, 8, tzinfo=UTC),
+        holder=_INDOSAT,
+        location="San Jose, US -> Jakarta, ID",
+    ),
+    custody.EventRequest(
+        "rack",
+        "",
+        "received",
+        datetime(2024, 10, 25, tzinfo=UTC),
+        holder=_INDOSAT,
+        location="Jakarta DC1, ID",
+    ),
+    custody.EventRequest(
+        "rack",
+        "",
+        "installed",
+        datetime(2024, 10, 28, tzinfo=UTC),
+        holder=_INDOSAT,
+        location="Jakarta DC1 (site jkt1), ID",
     ),
 )
 TENANTS = (
@@ -185,8 +260,8 @@ def create_demo(
         hardware="gb200-nvl72",
         racks=32,
         serial_prefix="AIV-NVL72",
-        custody=CUSTODY,
     )
+    record_reference_chain(ctx, operator, SITE_ID)
     start = now.replace(microsecond=0)
     for key, name, country, kind, size in TENANTS:
         tenant = identity.create_tenant(ctx, operator, name=name, country=country, kind=kind)
@@ -227,3 +302,23 @@ def create_demo(
         )
     leases.tick(ctx, now)
     return users
+
+
+def record_reference_chain(ctx: ServiceContext, operator: Principal, site_id: str) -> None:
+    """The reference chain for every GPU (per rack: one audit record per event names the
+    rack's chips) and every rack of ``site_id``."""
+    with ctx.db.transaction(write=False) as tx:
+        racks = tx.all(tx.select(Rack).where(Rack.site_id == site_id).order_by(Rack.index))
+        rack_of = {n.id: n.rack_id for n in tx.all(tx.select(Node).where(Node.site_id == site_id))}
+        gpus = tx.all(
+            tx.select(Gpu)
+            .join(Node, Gpu.node_id == Node.id)
+            .where(Node.site_id == site_id)
+            .order_by(Node.index, Gpu.slot)
+        )
+    chips: dict[str, list[str]] = {rack.id: [] for rack in racks}
+    for gpu in gpus:
+        chips[rack_of[gpu.node_id]].append(gpu.serial)
+    for rack in racks:
+        custody.record_batch(ctx, operator, UnitKind.GPU, chips[rack.id], GPU_CHAIN)
+    custody.record_batch(ctx, operator, UnitKind.RACK, [r.id for r in racks], RACK_CHAIN)

@@ -1,10 +1,10 @@
-"""Sites, racks, nodes and GPUs: registering a site, its chain of custody, node states.
+"""Sites, racks, nodes and GPUs: registering a site, its topology, node states.
 
 A site is registered whole from a hardware preset (``gb200-nvl72``: racks of 18 trays x 4
-GPUs). Each rack, tray and GPU gets a serial number; each rack gets its custody chain
-(maker -> builder -> operator -> installed). The scheduler sees the site as the core's
-:class:`~gpulease.inventory.topology.Cluster`, built here from the rows (rack and node
-``index`` columns are the core's dense indices).
+GPUs). Each rack, tray and GPU gets a serial number; their chains of custody are recorded
+through ``services.custody`` (checked and audited), as the demo does. The scheduler sees
+the site as the core's :class:`~gpulease.inventory.topology.Cluster`, built here from the
+rows (rack and node ``index`` columns are the core's dense indices).
 
 Taking a node down requeues (or fails, if not requeueable) the jobs running on it, in the
 same transaction; draining only stops new work landing there.
@@ -12,7 +12,6 @@ same transaction; draining only stops new work landing there.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,7 +24,6 @@ from gpulease.inventory.topology import Cluster
 from gpulease.inventory.topology import Node as CoreNode
 from gpulease.inventory.topology import Rack as CoreRack
 from gpulease.persistence.tables import (
-    CustodyEvent,
     Gpu,
     GpuAllocation,
     Job,
@@ -36,15 +34,6 @@ from gpulease.persistence.tables import (
 )
 from gpulease.services import audit, runs
 from gpulease.services.context import ServiceContext, new_id
-
-
-@dataclass(frozen=True, slots=True)
-class CustodyLink:
-    at: datetime
-    event: str
-    holder: str
-    location: str
-    document: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +56,6 @@ def register_site(
     hardware: str,
     racks: int,
     serial_prefix: str,
-    custody: Sequence[CustodyLink] = (),
 ) -> Site:
     actor.scope(Action.SITE_REGISTER)
     preset = hardware_preset(hardware)
@@ -87,7 +75,7 @@ def register_site(
         )
         tx.add(site)
         tx.flush()
-        rows: list[Rack | Node | Gpu | CustodyEvent] = []
+        rows: list[Rack | Node | Gpu] = []
         node_index = 0
         for r in range(racks):
             rack_id = f"{site_id}-r{r:02d}"
@@ -95,18 +83,6 @@ def register_site(
             rows.append(
                 Rack(id=rack_id, site_id=site_id, index=r, serial=rack_serial, model=preset.name)
             )
-            for link in custody:
-                rows.append(
-                    CustodyEvent(
-                        unit_kind="rack",
-                        unit_id=rack_id,
-                        at=link.at,
-                        event=link.event,
-                        holder=link.holder,
-                        location=link.location,
-                        document=link.document,
-                    )
-                )
             for n in range(preset.nodes_per_rack):
                 node_id = f"{rack_id}-n{n:02d}"
                 rows.append(
@@ -133,7 +109,7 @@ def register_site(
                     )
                 node_index += 1
         # Parents first so foreign keys hold at every flush.
-        for kind in (Rack, Node, Gpu, CustodyEvent):
+        for kind in (Rack, Node, Gpu):
             tx.add_all([row for row in rows if isinstance(row, kind)])
             tx.flush()
         audit.record(

@@ -39,7 +39,6 @@ from gpulease.domain.access import Action, Principal
 from gpulease.domain.errors import InvalidRequest, NotFound
 from gpulease.domain.states import JobState
 from gpulease.persistence.tables import (
-    CustodyEvent,
     Gpu,
     GpuAllocation,
     Job,
@@ -48,6 +47,7 @@ from gpulease.persistence.tables import (
     Site,
     Tenant,
 )
+from gpulease.services import custody as custody_service
 from gpulease.services import kyc
 from gpulease.services.context import ServiceContext
 
@@ -133,11 +133,8 @@ def gpu_provenance(ctx: ServiceContext, actor: Principal, serial: str) -> dict[s
         node = tx.require(Node, gpu.node_id, "node")
         rack = tx.require(Rack, node.rack_id, "rack")
         site = tx.require(Site, rack.site_id, "site")
-        custody = tx.all(
-            tx.select(CustodyEvent)
-            .where(CustodyEvent.unit_kind == "rack", CustodyEvent.unit_id == rack.id)
-            .order_by(CustodyEvent.at, CustodyEvent.id)
-        )
+        # the chip's own chain, its tray's and its rack's, merged (services.custody)
+        custody = custody_service.gpu_chains(tx, gpu, node, rack).rows
         rows = tx.all(
             tx.select(GpuAllocation)
             .where(GpuAllocation.gpu_serial == serial)
@@ -169,7 +166,7 @@ def gpu_provenance(ctx: ServiceContext, actor: Principal, serial: str) -> dict[s
                 "gpu_hours": hours(seconds),
             }
         )
-    holder = custody[-1].holder if custody else ""
+    holder = custody[-1][0].holder if custody else ""
     return {
         "kind": "gpu",
         "generated_at": now.isoformat(),
@@ -195,9 +192,9 @@ def gpu_provenance(ctx: ServiceContext, actor: Principal, serial: str) -> dict[s
                 "holder": e.holder,
                 "location": e.location,
                 "document": e.document,
-                "unit": f"{e.unit_kind} {rack.serial}",
+                "unit": f"{e.unit_kind} {unit_serial}",
             }
-            for e in custody
+            for e, unit_serial, _audit_id in custody
         ],
         "usage": usage,
         "by_tenant": [

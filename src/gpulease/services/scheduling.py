@@ -57,7 +57,7 @@ from gpulease.persistence.tables import Job, SchedulerStatus, Site, Tenant
 from gpulease.scheduler.engine import Decisions, Scheduler, SchedulerConfig, apply_decisions
 from gpulease.scheduler.ordering import make_policy
 from gpulease.scheduler.state import SchedulerState
-from gpulease.services import collection, kyc, leases, node_sync, rescreening, runs
+from gpulease.services import attestation, collection, kyc, leases, node_sync, rescreening, runs
 from gpulease.services.consistency import Check, Gate
 from gpulease.services.containment import Defect, describe, still_applies
 from gpulease.services.containment import fail as fail_job
@@ -114,6 +114,8 @@ class LiveScheduler:
         self._gate = Gate()  # shut while a pass runs: the checks' threads wait
         self._term: int | None = None
         self.node_sync = node_sync.NodeSync(ctx, executor)  # with Slurm, every node_sync_s
+        # location attestation: the executor's sweep and the check, every attestation_interval_s
+        self.attestor = attestation.Attestor(ctx, executor)
 
     def reset_state(self) -> None:
         """Drop the kept state: the next pass rebuilds every site from the database."""
@@ -144,6 +146,7 @@ class LiveScheduler:
         rescreening.on_policy_change(self.ctx, now)  # rules in force changed: re-screen
         leases.tick(self.ctx, now)
         self.node_sync.tick(now)  # never raises; node changes reach the passes by the feed
+        self.attestor.tick(now)  # never raises; a drained node reaches the passes by the feed
         completions = self._poll(now)
         with self.ctx.db.transaction(write=False) as tx:  # one read: sites and admission
             sites = [s.id for s in tx.all(tx.select(Site).order_by(Site.id))]
