@@ -52,8 +52,9 @@ START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 PG_CONNINFO = os.environ.get("GPULEASE_TEST_PG", "host=127.0.0.1 port=5432 user=postgres")
 BACKENDS = ["sqlite", "postgresql"]
 
-# the demo's principals, executor and live scheduler, for every folder; a line per test file
-pytest_plugins = ["demo_principals", "progress_by_file"]
+# the demo's principals, executor and live scheduler, for every folder; a line per test file;
+# the munged the run started stopped once at the end
+pytest_plugins = ["demo_principals", "progress_by_file", "munge_guard"]
 
 
 @pytest.hookimpl(trylast=True)  # after tests/e2e/conftest.py has marked its tests slow

@@ -4,7 +4,8 @@ reset between tests.
 ``slurm_cluster`` starts a :class:`~support.slurm_cluster.LocalSlurmCluster` the first time
 a test asks for it (four nodes named after the demo-like site's node ids,
 :data:`SLURM_NODES`, four fake GPUs each, each GPU its own GRES type ``s0``..``s3``) and
-stops it at the end of the session, with the ``munged`` it started, if any; ``slurm`` hands
+stops it at the end of the session (the ``munged`` a cluster may start is stopped once, by
+the controlling pytest process: ``tests/munge_guard.py``); ``slurm`` hands
 a test that cluster reset to fresh (no job, every node idle); ``work`` is a short directory
 for the jobs' files. A host without Slurm skips those tests with the reason.
 """
@@ -23,8 +24,6 @@ from support.slurm_cluster import (
     SLURM_NODES,
     LocalSlurmCluster,
     SlurmUnavailable,
-    running_munged,
-    stop_munged_started_since,
 )
 
 MISSING_SLURM = [b for b in REQUIRED_BINARIES if shutil.which(b) is None]
@@ -34,7 +33,6 @@ MISSING_SLURM = [b for b in REQUIRED_BINARIES if shutil.which(b) is None]
 def slurm_cluster() -> Iterator[LocalSlurmCluster]:
     if MISSING_SLURM:
         pytest.skip(f"Slurm binaries absent: {', '.join(MISSING_SLURM)} (install-slurm.sh)")
-    before = running_munged()
     base = Path(tempfile.mkdtemp(prefix="sle-"))  # short: job-step socket paths live there
     cluster = LocalSlurmCluster(
         nodes=len(SLURM_NODES),
@@ -54,7 +52,6 @@ def slurm_cluster() -> Iterator[LocalSlurmCluster]:
         cluster.cancel_all()  # no job's slurmstepd may outlive the cluster
         cluster.stop()
         shutil.rmtree(base, ignore_errors=True)
-        stop_munged_started_since(before)
 
 
 @pytest.fixture

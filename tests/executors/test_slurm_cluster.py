@@ -20,8 +20,6 @@ from support.slurm_cluster import (
     REQUIRED_BINARIES,
     LocalSlurmCluster,
     pid_alive,
-    running_munged,
-    stop_munged_started_since,
 )
 
 MISSING = [b for b in REQUIRED_BINARIES if shutil.which(b) is None]
@@ -33,13 +31,6 @@ pytestmark = [
         reason=f"Slurm binaries absent: {', '.join(MISSING)} (scripts/install-slurm.sh)",
     ),
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def munged_stopped_if_started_here() -> Iterator[None]:
-    before = running_munged()
-    yield
-    stop_munged_started_since(before)
 
 
 @pytest.fixture
