@@ -28,3 +28,10 @@ def kept_and_rebuilt(
     kept = scheduler._current(SITE, topology, now, admit, PassReport(SITE))
     fresh = scheduler._build(SITE, topology, now, admit, PassReport(SITE))
     return kept, fresh
+
+
+def tick_and_attest(scheduler: LiveScheduler) -> list[PassReport]:
+    """A pass, then the attestation sweep it may have started beside it, finished."""
+    reports = scheduler.tick()
+    assert scheduler.attestor.wait(30)
+    return reports

@@ -22,6 +22,7 @@ from gpulease.services import jobs
 from gpulease.services.context import ServiceContext
 from gpulease.services.demo import DemoUser
 from gpulease.services.scheduling import LiveScheduler
+from live_support import tick_and_attest
 
 SERIAL = "AIV-NVL72-G000000"
 NODE = "jkt1-r00-n00"
@@ -41,10 +42,10 @@ def test_the_story_of_a_demo_chip(
             gpus=72, purpose="financial AI: credit risk", command="train", duration_s=600
         ),
     )
-    [report] = scheduler.tick()  # the job starts on rack 1
+    [report] = tick_and_attest(scheduler)  # the job starts on rack 1
     assert report.started == [job.id]
     clock.advance(ctx.settings.attestation_interval_s)
-    scheduler.tick()  # one interval on: the executor attests every node
+    tick_and_attest(scheduler)  # one interval on: the executor attests every node
 
     out = cli("officer", "custody", SERIAL).stdout
     fits(out)

@@ -5,6 +5,8 @@ decides, and node agents' signed statements (a forged or replayed one refused)."
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -26,7 +28,9 @@ from gpulease.persistence.tables import (
 )
 from gpulease.services import attestation, custody, inventory, jobs
 from gpulease.services.context import ServiceContext
+from gpulease.services.demo import DemoUser
 from gpulease.services.scheduling import LiveScheduler
+from live_support import tick_and_attest
 
 SERIAL = "AIV-NVL72-G000000"  # rack 1, tray 1, slot 0
 NODE = "jkt1-r00-n00"
@@ -57,10 +61,10 @@ def test_the_story_of_a_demo_chip(
         inftech,
         jobs.JobSubmission(gpus=72, purpose="financial AI: risk", command="t", duration_s=600),
     )
-    [report] = scheduler.tick()
+    [report] = tick_and_attest(scheduler)
     assert report.started == [job.id]
     clock.advance(ctx.settings.attestation_interval_s)
-    scheduler.tick()  # the executor's first sweep: one interval after the first pass
+    tick_and_attest(scheduler)  # the executor's first sweep: one interval after the first pass
     with ctx.db.transaction(write=False) as tx:
         used = tx.first(tx.select(GpuAllocation).where(GpuAllocation.job_id == job.id))
     assert used is not None
@@ -182,21 +186,21 @@ def test_a_silent_node_is_flagged_and_drained_until_an_operator_clears_it(
     scheduler: LiveScheduler,
     executor: SimulatedExecutor,
 ) -> None:
-    scheduler.tick()
+    tick_and_attest(scheduler)
     with ctx.db.transaction(write=False) as tx:
         assert tx.all(tx.select(NodeAttestation)) == []  # the first sweep waits an interval
     clock.advance(ctx.settings.attestation_interval_s)
-    scheduler.tick()
+    tick_and_attest(scheduler)
     with ctx.db.transaction(write=False) as tx:
         assert len(tx.all(tx.select(NodeAttestation))) == 576
     assert len(_audit(ctx, "attestation.sweep")) == 1
     executor.unseen.add(NODE)  # its attestations stop
     interval = ctx.settings.attestation_interval_s
     clock.advance(ctx.settings.attestation_stale_s - interval)
-    scheduler.tick()  # not yet stale
+    tick_and_attest(scheduler)  # not yet stale
     assert _alerts(ctx, officer) == []
     clock.advance(2 * interval)
-    scheduler.tick()
+    tick_and_attest(scheduler)
     assert _alerts(ctx, officer) == [(NODE, "stale")]  # the officer sees it too
     node = _node(ctx)
     assert node.state == "draining"
@@ -208,7 +212,7 @@ def test_a_silent_node_is_flagged_and_drained_until_an_operator_clears_it(
     # bringing the node up without deciding the alert does not stick
     inventory.set_node_state(ctx, operator, NODE, NodeState.UP, "try")
     clock.advance(interval)
-    scheduler.tick()
+    tick_and_attest(scheduler)
     assert _node(ctx).state == "draining"
     assert _alerts(ctx, officer) == [(NODE, "stale")]  # one open alert, not two
 
@@ -223,7 +227,7 @@ def test_a_silent_node_is_flagged_and_drained_until_an_operator_clears_it(
     # the executor sees it again: no new alert
     executor.unseen.discard(NODE)
     clock.advance(interval)
-    scheduler.tick()
+    tick_and_attest(scheduler)
     assert _alerts(ctx, officer, state="open") == []
     actions = [r.action for r in _audit(ctx, "attestation.alert")]
     actions += [r.action for r in _audit(ctx, "attestation.clear")]
@@ -237,10 +241,10 @@ def test_a_node_seen_at_another_site_is_drained(
     scheduler: LiveScheduler,
     executor: SimulatedExecutor,
 ) -> None:
-    scheduler.tick()
+    tick_and_attest(scheduler)
     executor.relocated[NODE] = "sgp1"
     clock.advance(ctx.settings.attestation_interval_s)
-    scheduler.tick()  # the first sweep sees it elsewhere
+    tick_and_attest(scheduler)  # the first sweep sees it elsewhere
     [alert] = attestation.list_alerts(ctx, officer)
     assert (alert.node_id, alert.kind, alert.state) == (NODE, "mismatch", "open")
     assert "attested at site sgp1" in alert.detail
@@ -327,3 +331,38 @@ def test_a_custody_row_changed_in_sql_is_named(ctx: ServiceContext, officer: Pri
     # another chip of the same rack: untouched, nothing to say
     other = custody.story(ctx, officer, "AIV-NVL72-G000001")
     assert other["chain_problems"] == []
+
+
+class HeldReports:
+    """An executor's location reports that hold the sweep until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def locations(self, nodes: Mapping[str, str]) -> dict[str, str]:
+        self.entered.set()
+        assert self.release.wait(30)
+        return dict(nodes)
+
+
+def test_the_sweep_runs_beside_the_pass_never_inside_it(
+    ctx: ServiceContext, clock: ManualClock, demo: list[DemoUser], scheduler: LiveScheduler
+) -> None:
+    """A pass that finds a sweep due starts it and returns without waiting for it; a sweep
+    still running when the next one is due makes that one skip, never a second beside it."""
+    held = HeldReports()
+    scheduler.attestor.reports = held
+    scheduler.tick()  # the first sweep is due one interval on
+    clock.advance(ctx.settings.attestation_interval_s)
+    scheduler.tick()  # returns while the sweep is held
+    assert held.entered.wait(30)
+    with ctx.db.transaction(write=False) as tx:
+        assert tx.all(tx.select(NodeAttestation)) == []
+    clock.advance(ctx.settings.attestation_interval_s)
+    scheduler.tick()
+    assert scheduler.attestor.skipped == 1
+    held.release.set()
+    assert scheduler.attestor.wait(30)
+    with ctx.db.transaction(write=False) as tx:
+        assert len(tx.all(tx.select(NodeAttestation))) == 576

@@ -10,8 +10,9 @@ Design. Two sources say where a node is (``inventory.attestation``):
   (``node_attestations``) and an audit record holding the signed statement, so the ledger
   keeps evidence anyone can re-check with the public key;
 * the **executor** (simulated, local) reports where it sees each node
-  (``executors.base.LocationReports``); :class:`Attestor`, run from the scheduler loop every
-  ``attestation_interval_s``, records that, one audit record per site sweep.
+  (``executors.base.LocationReports``); :class:`Attestor`, started by the scheduler loop every
+  ``attestation_interval_s`` in a thread beside the pass (never inside it), records that,
+  one audit record per site sweep.
 
 :func:`check` (every sweep, and after each agent statement) assesses every node that is
 expected to attest (it has a registered key or has attested): one attested at another site
@@ -30,6 +31,7 @@ record in its transaction.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -336,8 +338,16 @@ def clear_alert(
 
 # ----------------------------------------------------------- the scheduler's hook
 class Attestor:
-    """The scheduler loop's attestation: :meth:`tick` every pass, a sweep and a check every
-    ``attestation_interval_s``."""
+    """The scheduler loop's attestation: :meth:`tick` every pass starts a sweep and a check
+    every ``attestation_interval_s``, in a thread of its own.
+
+    The sweep and the check read every node (tens of milliseconds on the demo site, more on
+    a bigger one); run inside the pass they would make one pass a minute that much longer.
+    So the pass only notes that one is due and starts it beside itself: the work writes in
+    its own transactions, and a drain it decides reaches the passes through the change feed
+    like an operator's. At most one runs at a time: when the previous one is still running,
+    the due one is skipped (the next interval covers it). :meth:`wait` waits for the one
+    under way (tests, and a scheduler stopping)."""
 
     def __init__(self, ctx: ServiceContext, executor: Executor) -> None:
         self.ctx = ctx
@@ -346,24 +356,45 @@ class Attestor:
         )
         self.due: datetime | None = None
         self.failures = 0
+        self.skipped = 0
+        self.alerts: list[str] = []  # the alerts opened by the last sweep and check
+        self._worker: threading.Thread | None = None
 
-    def tick(self, now: datetime) -> list[str]:
-        """Sweep and check when due; never raises (the pass goes on). Returns new alerts.
-        The first sweep comes one interval after the first pass: a new leader's first pass
-        has more urgent work, and the sweep always precedes the check, so a leader back
-        after a long gap never takes its own silence for the nodes'."""
+    def tick(self, now: datetime) -> bool:
+        """Start a sweep and a check when due; never raises (the pass goes on). Returns True
+        if one was started. The first sweep comes one interval after the first pass: a new
+        leader's first pass has more urgent work, and the sweep always precedes the check,
+        so a leader back after a long gap never takes its own silence for the nodes'."""
         interval = timedelta(seconds=self.ctx.settings.attestation_interval_s)
         if self.due is None:
             self.due = now + interval
-            return []
+            return False
         if now < self.due:
-            return []
+            return False
         self.due = now + interval
+        if self._worker is not None and self._worker.is_alive():
+            self.skipped += 1
+            log.warning("attestation sweep still running after an interval; this one skipped")
+            return False
+        self._worker = threading.Thread(
+            target=self._sweep_and_check, args=(now,), name="attestation", daemon=True
+        )
+        self._worker.start()
+        return True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the sweep and check under way, if any (True: none is running now)."""
+        worker = self._worker
+        if worker is not None:
+            worker.join(timeout)
+            return not worker.is_alive()
+        return True
+
+    def _sweep_and_check(self, now: datetime) -> None:
         try:
             if self.reports is not None:
                 sweep(self.ctx, self.reports, now)
-            return check(self.ctx, now)
+            self.alerts = check(self.ctx, now)
         except Exception:
             self.failures += 1
             log.exception("attestation sweep failed; retried in the next interval")
-            return []

@@ -76,6 +76,7 @@ class SchedulerLoop:
                 # a pass still runs: the lease goes when it ends (``_run``), not now, or a new
                 # leader would decide beside it
                 return
+        self.scheduler.attestor.wait(self.stop_timeout_s)  # a sweep under way, beside the passes
         self._release()
 
     def _release(self) -> None:

@@ -146,7 +146,7 @@ class LiveScheduler:
         rescreening.on_policy_change(self.ctx, now)  # rules in force changed: re-screen
         leases.tick(self.ctx, now)
         self.node_sync.tick(now)  # never raises; node changes reach the passes by the feed
-        self.attestor.tick(now)  # never raises; a drained node reaches the passes by the feed
+        self.attestor.tick(now)  # starts a sweep beside the pass when due; never raises
         completions = self._poll(now)
         with self.ctx.db.transaction(write=False) as tx:  # one read: sites and admission
             sites = [s.id for s in tx.all(tx.select(Site).order_by(Site.id))]
