@@ -110,6 +110,13 @@ class Settings(BaseSettings):
     max_log_bytes: int = Field(default=16 << 20, ge=4096)  # a run's log on disk; more is cut
     # scheduler leadership: a lease renewed every pass; lost when not renewed for this long
     leader_ttl_s: float = Field(default=15.0, gt=0)
+    # ------------------------------------------------------------ the ledger (docs/ledger.md)
+    # the signing keys' private files (mode 0600, never in the database); None: data_dir/ledger
+    ledger_key_dir: Path | None = None
+    # signed tree heads are published as JSON lines here; None: data_dir/ledger/heads.jsonl
+    ledger_heads_file: Path | None = None
+    # the scheduler's leader signs a head this often when the ledger grew
+    ledger_head_interval_s: float = Field(default=60.0, gt=0)
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -22,6 +22,7 @@ from gpulease.cli import (
     access,
     audit,
     compliance,
+    ledger,
     nodes,
     remote,
     reports,
@@ -59,6 +60,7 @@ app.add_typer(compliance.kyc_app, name="kyc")
 app.add_typer(compliance.lists_app, name="lists")
 app.command("policy")(compliance.policy_command)
 app.command("end-uses")(compliance.end_uses_command)
+app.add_typer(ledger.ledger_app, name="ledger")
 console = Console()
 errors = Console(stderr=True)
 

@@ -98,6 +98,9 @@ class Action(StrEnum):
     POLICY_READ = "policy.read"
     REPORT_READ = "report.read"
     AUDIT_READ = "audit.read"
+    # a ledger record's inclusion proof (signed heads and consistency proofs are public)
+    LEDGER_PROVE = "ledger.prove"
+    LEDGER_SIGN = "ledger.sign"  # sign a tree head now
 
     @property
     def kind(self) -> str:
@@ -140,6 +143,8 @@ _WORDS: dict[Action, str] = {
     Action.POLICY_READ: "read the compliance policy",
     Action.REPORT_READ: "read regulator reports",
     Action.AUDIT_READ: "read the audit trail",
+    Action.LEDGER_PROVE: "read a ledger record and its proof",
+    Action.LEDGER_SIGN: "sign a ledger tree head",
 }
 
 _OA, _CO, _TA, _TM = (
@@ -184,6 +189,8 @@ PERMISSIONS: dict[Action, dict[Role, Scope]] = {
     Action.POLICY_READ: {_OA: _ALL, _CO: _ALL, _TA: _ALL, _TM: _ALL},
     Action.REPORT_READ: _STAFF,
     Action.AUDIT_READ: _STAFF,
+    Action.LEDGER_PROVE: _EVERYONE_OWN_TENANT,  # a tenant: records about itself
+    Action.LEDGER_SIGN: {_OA: _ALL},
 }
 
 
