@@ -40,8 +40,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from gpulease.domain.access import Action, Principal, Scope
 from gpulease.domain.errors import Conflict, InvalidRequest, NotFound
 from gpulease.ledger.bundle import Bundle, FindingKind, build_bundle, verify_leaves
@@ -57,7 +55,7 @@ from gpulease.ledger.merkle import HASH_SIZE, MerkleFrontier, MerkleTree
 from gpulease.ledger.proofs import ConsistencyProof, InclusionProof, RecordProof
 from gpulease.ledger.records import audit_record, record_leaf
 from gpulease.persistence import ledger_store
-from gpulease.persistence.db import DuplicateRecord
+from gpulease.persistence.db import DuplicateRecord, Tx
 from gpulease.persistence.tables import Job, Lease, LedgerHead, LedgerKey, User
 from gpulease.services import audit
 from gpulease.services.context import ServiceContext
@@ -440,9 +438,10 @@ _TREES: dict[str, MerkleTree] = {}
 _TREES_GUARD = threading.Lock()
 
 
-def _tree(session: Session, url: str, size: int) -> MerkleTree:
+def _tree(tx: Tx, url: str, size: int) -> MerkleTree:
     """A Merkle tree of at least the first ``size`` stored leaves (kept per database and
     extended; rebuilt when its last leaf is no longer the stored one)."""
+    session = tx.session
     with _TREES_GUARD:
         tree = _TREES.get(url)
         if tree is not None and tree.size > 0:
@@ -468,10 +467,11 @@ def _tree(session: Session, url: str, size: int) -> MerkleTree:
         return tree
 
 
-def _subject_tenant(session: Session, subject_type: str, subject_id: str) -> str | None:
+def _subject_tenant(tx: Tx, subject_type: str, subject_id: str) -> str | None:
     """The tenant an audit record is about (None: the operator's own records)."""
     if subject_type == "tenant":
         return subject_id
+    session = tx.session
     row: Job | Lease | User | None
     if subject_type == "job":
         row = session.get(Job, subject_id)
@@ -519,9 +519,7 @@ def prove(
         if entry is None or entry.fields is None:
             raise missing
         if scope is not Scope.ALL:
-            tenant = _subject_tenant(
-                tx.session, entry.fields["subject_type"], entry.fields["subject_id"]
-            )
+            tenant = _subject_tenant(tx, entry.fields["subject_type"], entry.fields["subject_id"])
             if tenant is None or tenant != principal.tenant_id:
                 raise missing  # another tenant's record answers as a missing one
         head_row = ledger_store.head(tx.session, tree_size)
@@ -545,7 +543,7 @@ def cite(
 ) -> list[Cited]:
     """Inclusion proofs of ``entries`` (with their audit rows) under ``head``."""
     with ctx.db.transaction(write=False) as tx:
-        tree = _tree(tx.session, ctx.db.url, head.tree_size)
+        tree = _tree(tx, ctx.db.url, head.tree_size)
     cited = []
     for entry in entries:
         assert entry.fields is not None
@@ -587,6 +585,6 @@ def consistency(ctx: ServiceContext, first: int, second: int) -> dict[str, Any]:
         raise InvalidRequest("need 0 < first <= second", field="first")
     older, newer = latest_head(ctx, first), latest_head(ctx, second)
     with ctx.db.transaction(write=False) as tx:
-        tree = _tree(tx.session, ctx.db.url, second)
+        tree = _tree(tx, ctx.db.url, second)
     proof = ConsistencyProof.from_tree(tree, first, second)
     return {"first": older.to_json(), "second": newer.to_json(), "proof": proof.to_json()}
