@@ -217,7 +217,9 @@ def leaf_hashes(session: Session, upto: int | None = None) -> list[bytes]:
     query = select(LedgerEntry.leaf_hash).order_by(LedgerEntry.position)
     if upto is not None:
         query = query.where(LedgerEntry.position < upto)
-    return [bytes(leaf) for leaf in session.execute(query.execution_options(yield_per=20000))]
+    return [
+        bytes(leaf) for leaf in session.execute(query.execution_options(yield_per=20000)).scalars()
+    ]
 
 
 def outside(session: Session, limit: int = 100) -> list[int]:
