@@ -33,7 +33,16 @@ import gpulease
 from gpulease.api import docs, errors
 from gpulease.api.limits import BodyLimits
 from gpulease.api.ratelimit import ApiLimits
-from gpulease.api.routes import admin, compliance, jobs, leases, nodes, reports, system
+from gpulease.api.routes import (
+    admin,
+    compliance,
+    jobs,
+    leases,
+    ledger,
+    nodes,
+    reports,
+    system,
+)
 from gpulease.persistence import submission
 from gpulease.services.context import ServiceContext
 from gpulease.services.scheduler_loop import SchedulerLoop
@@ -102,6 +111,6 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
     )
     docs.install(app, openapi_url=OPENAPI_URL)
     app.include_router(jobs.submissions, prefix="/api/v1")  # first: the most frequent route
-    for module in (system, leases, jobs, nodes, admin, compliance, reports):
+    for module in (system, leases, jobs, nodes, admin, compliance, reports, ledger):
         app.include_router(module.router, prefix="/api/v1")
     return app

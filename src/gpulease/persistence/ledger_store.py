@@ -254,8 +254,12 @@ def count(session: Session) -> int:
 
 
 # ------------------------------------------------------------------ heads and keys
-def heads(session: Session) -> list[LedgerHead]:
-    return list(session.scalars(select(LedgerHead).order_by(LedgerHead.tree_size)))
+def heads(session: Session, *, after: int = -1, limit: int | None = None) -> list[LedgerHead]:
+    """Signed heads of sizes above ``after``, smallest first (at most ``limit``)."""
+    query = select(LedgerHead).where(LedgerHead.tree_size > after).order_by(LedgerHead.tree_size)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query))
 
 
 def head(session: Session, tree_size: int | None = None) -> LedgerHead | None:

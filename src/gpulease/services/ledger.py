@@ -588,3 +588,12 @@ def consistency(ctx: ServiceContext, first: int, second: int) -> dict[str, Any]:
         tree = _tree(tx, ctx.db.url, second)
     proof = ConsistencyProof.from_tree(tree, first, second)
     return {"first": older.to_json(), "second": newer.to_json(), "proof": proof.to_json()}
+
+
+def list_heads(ctx: ServiceContext, *, after: int = 0, limit: int = 100) -> list[SignedTreeHead]:
+    """Signed heads of sizes above ``after``, smallest first (the published sequence)."""
+    if not 1 <= limit <= 1000:
+        raise InvalidRequest("limit must be between 1 and 1000", field="limit")
+    with ctx.db.transaction(write=False) as tx:
+        rows = ledger_store.heads(tx.session, after=after, limit=limit)
+        return [_signed(row) for row in rows]
