@@ -15,6 +15,7 @@ from gpulease.domain.clock import ManualClock
 from gpulease.domain.errors import Conflict
 from gpulease.ledger.bundle import verify_bundle
 from gpulease.ledger.heads import verify_tree_head
+from gpulease.ledger.records import record_leaf
 from gpulease.persistence import ledger_store
 from gpulease.persistence.db import Database
 from gpulease.services import audit, ledger
@@ -143,19 +144,19 @@ def test_a_record_rewritten_with_its_stored_hash_fails_its_head(filled: ServiceC
     _sql(filled.db, f"UPDATE audit_log SET reason = 'rewritten' WHERE id = {victim}")
     with filled.db.transaction(write=False) as tx:
         entry = ledger_store.entry_at(tx.session, 8)
-        assert entry is not None and entry.fields is not None
-    from gpulease.ledger.records import record_leaf
-
+        assert entry is not None
+        assert entry.fields is not None
     forged = record_leaf(entry.fields).hex()
     hex_literal = f"X'{forged}'" if filled.db.is_sqlite else f"'\\x{forged}'::bytea"
     _sql(filled.db, f"UPDATE ledger_entries SET leaf_hash = {hex_literal} WHERE position = 8")
     verdict = ledger.verify(filled)
     assert not verdict.ok
     first = verdict.first_bad_record
-    assert first is not None and first.kind == "changed_in_range"
+    assert first is not None
+    assert first.kind == "changed_in_range"
     assert "[6, 11)" in first.message
+    _write(filled, ManualClock(filled.now()), 1, "d")
     with pytest.raises(Conflict, match="no longer reproduces"):
-        _write(filled, ManualClock(filled.now()), 1, "d")
         ledger.sign_head(filled)
 
 
@@ -175,7 +176,8 @@ def test_key_rotation_is_in_the_ledger_and_old_heads_still_verify(
     assert verify_tree_head(old, periods)
     with filled.db.transaction(write=False) as tx:
         rotated = ledger_store.entry_at(tx.session, 14)
-    assert rotated is not None and rotated.fields is not None
+    assert rotated is not None
+    assert rotated.fields is not None
     assert rotated.fields["action"] == "ledger.key_rotated"
     assert rotated.fields["after"]["key_id"] == after
     bundle = ledger.export(filled)
@@ -188,7 +190,8 @@ def test_the_key_file_is_private_and_outside_the_database(filled: ServiceContext
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     with filled.db.connect() as conn:
         dumped = " ".join(str(row) for row in conn.execute(text("SELECT * FROM ledger_keys")))
-    assert "PRIVATE" not in dumped and path.read_text() not in dumped
+    assert "PRIVATE" not in dumped
+    assert path.read_text() not in dumped
 
 
 def test_heads_are_published_as_json_lines(filled: ServiceContext) -> None:
