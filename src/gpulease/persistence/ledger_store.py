@@ -244,6 +244,28 @@ def entry_of(session: Session, audit_id: int) -> Entry | None:
     return next(entries(session, start=int(position), batch=1), None)
 
 
+def entries_of(session: Session, audit_ids: Sequence[int]) -> dict[int, Entry]:
+    """The entries of these audit rows (with the rows), by audit id; absent: not in it."""
+    a = AuditRecord
+    found: dict[int, Entry] = {}
+    ids = sorted(set(audit_ids))
+    for start in range(0, len(ids), 900):
+        query = (
+            select(
+                LedgerEntry.position,
+                LedgerEntry.audit_id,
+                LedgerEntry.leaf_hash,
+                *(getattr(a, name) for name in FIELDS),
+            )
+            .join(a, a.id == LedgerEntry.audit_id)
+            .where(LedgerEntry.audit_id.in_(ids[start : start + 900]))
+        )
+        for position, audit_id, leaf, *values in session.execute(query):
+            fields = dict(zip(FIELDS, values, strict=True))
+            found[int(audit_id)] = Entry(int(position), int(audit_id), bytes(leaf), fields)
+    return found
+
+
 def entry_at(session: Session, position: int) -> Entry | None:
     found = next(entries(session, start=position, batch=1), None)
     return found if found is not None and found.position == position else None

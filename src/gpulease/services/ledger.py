@@ -554,29 +554,36 @@ def cite(
 
 
 def cite_audit_ids(ctx: ServiceContext, audit_ids: Sequence[int]) -> dict[str, Any]:
-    """A report's ``ledger`` section: each cited audit record's position and proof under
-    the latest head (signed now when it does not cover them), and the keys to check them.
-    Records not (yet) in the ledger are listed apart, never silently dropped."""
+    """A report's ``ledger`` section: each cited audit record's position and inclusion
+    proof under the latest head (signed now when it does not cover them), and the key
+    periods to check them; records not in the ledger are listed apart, never dropped. With
+    no signing key on this host the positions are given without proofs (``head`` None)."""
     with ctx.db.transaction(write=False) as tx:
-        found = [ledger_store.entry_of(tx.session, audit_id) for audit_id in audit_ids]
-    entries = [e for e in found if e is not None and e.fields is not None]
-    missing = [a for a, e in zip(audit_ids, found, strict=True) if e is None or e.fields is None]
+        found = ledger_store.entries_of(tx.session, audit_ids)
+    entries = sorted(found.values(), key=lambda e: e.position)
+    section: dict[str, Any] = {
+        "head": None,
+        "keys": [],
+        "records": [{"position": e.position, "audit_id": e.audit_id} for e in entries],
+        "not_in_ledger": [a for a in audit_ids if a not in found],
+    }
     if not entries:
-        return {"records": [], "not_in_ledger": missing, "head": None, "keys": []}
-    head: SignedTreeHead | None
+        return section
     try:
-        head = latest_head(ctx)
+        head: SignedTreeHead | None = latest_head(ctx)
     except NotFound:
         head = None
-    if head is None or head.tree_size <= max(e.position for e in entries):
-        head = sign_head(ctx)
+    if head is None or head.tree_size <= entries[-1].position:
+        try:
+            head = sign_head(ctx)
+        except NoKey:
+            section["note"] = "no signing key on this host: positions without proofs"
+            return section
     assert head is not None
-    return {
-        "head": head.to_json(),
-        "keys": [period.to_json() for period in key_periods(ctx)],
-        "records": [c.to_json() for c in cite(ctx, entries, head)],
-        "not_in_ledger": missing,
-    }
+    section["head"] = head.to_json()
+    section["keys"] = [period.to_json() for period in key_periods(ctx)]
+    section["records"] = [c.to_json() for c in cite(ctx, entries, head)]
+    return section
 
 
 def consistency(ctx: ServiceContext, first: int, second: int) -> dict[str, Any]:
