@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -40,6 +41,7 @@ def _audit_id(ctx: ServiceContext, subject_id: str) -> int:
         return tx.all(select(AuditRecord).where(AuditRecord.subject_id == subject_id))[0].id
 
 
+@pytest.mark.slow  # the API's lifespan, a submission, a head signed
 def test_a_tenant_proves_its_own_records_only(
     ctx: ServiceContext, api: Api, demo: list[DemoUser]
 ) -> None:
@@ -82,6 +84,7 @@ def test_a_tenant_proves_its_own_records_only(
     assert officer.get(f"/ledger/records/{audit_id}/proof").status_code == 200
 
 
+@pytest.mark.slow
 def test_heads_and_consistency_proofs(ctx: ServiceContext, api: Api, demo: list[DemoUser]) -> None:
     ledger.ensure_key(ctx)
     tokens = _tokens(demo)

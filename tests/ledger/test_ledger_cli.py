@@ -74,6 +74,7 @@ def _auditor(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # three Python subprocesses
 def test_export_then_verify_the_bundle_with_nothing_else(
     ctx: ServiceContext, clock: ManualClock, tmp_path: Path
 ) -> None:

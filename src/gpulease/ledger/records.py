@@ -37,17 +37,20 @@ RECORD_KIND = "gpulease-audit/1"
 FIELDS = ("at", "actor", "action", "subject_type", "subject_id", "before", "after", "reason")
 
 
-def audit_record(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """The ledger record of an audit row given as its column values (``FIELDS``)."""
+def audit_record(fields: Mapping[str, Any], *, read_back: bool = False) -> dict[str, Any]:
+    """The ledger record of an audit row given as its column values (``FIELDS``);
+    ``read_back``: the values were read from the database (their JSON already parsed, so
+    the trip through JSON text is skipped: it would change nothing)."""
+    stored = _exact if read_back else _stored
     at = fields["at"]
     if not isinstance(at, datetime):
         raise TypeError(f"an audit record's 'at' is a datetime, not {type(at).__name__}")
     return {
         "action": fields["action"],
         "actor": fields["actor"],
-        "after": _stored(fields.get("after")),
+        "after": stored(fields.get("after")),
         "at": format_time(at),
-        "before": _stored(fields.get("before")),
+        "before": stored(fields.get("before")),
         "kind": RECORD_KIND,
         "reason": fields.get("reason") or "",
         "subject_id": fields["subject_id"],
@@ -55,9 +58,9 @@ def audit_record(fields: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def record_leaf(fields: Mapping[str, Any]) -> bytes:
+def record_leaf(fields: Mapping[str, Any], *, read_back: bool = False) -> bytes:
     """The leaf hash of the audit row given as its column values."""
-    return leaf_hash(canonical_json(audit_record(fields)))
+    return leaf_hash(canonical_json(audit_record(fields, read_back=read_back)))
 
 
 def _stored(value: Any) -> Any:

@@ -377,7 +377,7 @@ def verify(ctx: ServiceContext) -> Verdict:
                 )
                 hashes.append(_GONE)
             else:
-                hashes.append(record_leaf(entry.fields))
+                hashes.append(record_leaf(entry.fields, read_back=True))
         outside = ledger_store.outside(tx.session)
     if counter != len(stored):
         problems.append(
@@ -426,7 +426,9 @@ def export(ctx: ServiceContext) -> Bundle:
     leaves: list[bytes] = []
     with ctx.db.transaction(write=False) as tx:
         for entry in ledger_store.entries(tx.session):
-            records.append(None if entry.fields is None else audit_record(entry.fields))
+            records.append(
+                None if entry.fields is None else audit_record(entry.fields, read_back=True)
+            )
             leaves.append(entry.leaf_hash)
         heads = [_signed(row) for row in ledger_store.heads(tx.session)]
         keys = [_period(row) for row in ledger_store.keys(tx.session)]
@@ -548,7 +550,7 @@ def cite(
     for entry in entries:
         assert entry.fields is not None
         proof = InclusionProof.from_tree(tree, entry.position, head.tree_size)
-        record = RecordProof(audit_record(entry.fields), proof, head)
+        record = RecordProof(audit_record(entry.fields, read_back=True), proof, head)
         cited.append(Cited(entry.position, entry.audit_id, record))
     return cited
 
