@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     # ------------------------------------------------------------ the ledger (docs/ledger.md)
     # the signing keys' private files (mode 0600, never in the database); None: data_dir/ledger
     ledger_key_dir: Path | None = None
-    # signed tree heads are published as JSON lines here; None: data_dir/ledger/heads.jsonl
+    # signed tree heads are published as JSON lines here; None: data_dir/ledger-heads.jsonl
     ledger_heads_file: Path | None = None
     # the scheduler's leader signs a head this often when the ledger grew
     ledger_head_interval_s: float = Field(default=60.0, gt=0)

@@ -52,6 +52,10 @@ def test_a_tenant_proves_its_own_records_only(
     job = bank.post("/jobs", json=JOB)
     assert job.status_code == 201, job.text
     audit_id = _audit_id(ctx, job.json()["id"])
+    early = bank.get(f"/ledger/records/{audit_id}/proof")  # no head covers it yet
+    assert early.status_code == 409, early.text
+    assert "not yet covered by a signed head" in early.json()["message"]
+    ledger.sign_head(ctx)  # the periodic head
 
     answer = bank.get(f"/ledger/records/{audit_id}/proof")
     assert answer.status_code == 200, answer.text

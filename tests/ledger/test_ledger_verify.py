@@ -198,3 +198,16 @@ def test_heads_are_published_as_json_lines(filled: ServiceContext) -> None:
     lines = ledger.heads_file(filled.settings).read_text().splitlines()
     assert len(lines) == 2
     assert '"tree_size":11' in lines[1]
+
+
+def test_the_scheduler_hook_signs_when_due_in_its_own_thread(
+    filled: ServiceContext, clock: ManualClock
+) -> None:
+    signer = ledger.HeadSigner(filled, interval_s=3600)
+    thread = signer()
+    assert thread is not None
+    thread.join(timeout=30)
+    assert ledger.latest_head(filled).tree_size == 14
+    _write(filled, clock, 1, "d")
+    assert signer() is None  # not due for an hour
+    assert ledger.latest_head(filled).tree_size == 14

@@ -72,7 +72,8 @@ def key_dir(settings: Settings) -> Path:
 
 
 def heads_file(settings: Settings) -> Path:
-    return settings.ledger_heads_file or settings.data_dir / "ledger" / "heads.jsonl"
+    """Published: beside the key directory, never in it (that one is 0700)."""
+    return settings.ledger_heads_file or settings.data_dir / "ledger-heads.jsonl"
 
 
 def key_file(settings: Settings, kid: str) -> Path:
@@ -268,21 +269,29 @@ def sign_now(ctx: ServiceContext, principal: Principal) -> SignedTreeHead | None
 
 class HeadSigner:
     """The scheduler leader's periodic hook: a head every ``interval_s`` when the ledger
-    grew. A failure (no key file on this host) is logged once and retried next time."""
+    grew, signed in a thread of its own (it reads every leaf hash to check the last head:
+    about a second per million records, which must not delay the next pass). A failure
+    (no key file on this host) is logged once and retried at the next interval."""
 
     def __init__(self, ctx: ServiceContext, interval_s: float | None = None) -> None:
         self.ctx = ctx
         self.interval_s = interval_s or ctx.settings.ledger_head_interval_s
         self._next = 0.0
         self._warned = False
-        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
 
-    def __call__(self) -> SignedTreeHead | None:
+    def __call__(self) -> threading.Thread | None:
+        """Start signing if it is due and none is under way; returns the thread started."""
         now = time.monotonic()
-        if now < self._next or not self._lock.acquire(blocking=False):
+        if now < self._next or (self._thread is not None and self._thread.is_alive()):
             return None
+        self._next = now + self.interval_s
+        self._thread = threading.Thread(target=self.sign, name="gpulease-ledger-head", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def sign(self) -> SignedTreeHead | None:
         try:
-            self._next = now + self.interval_s
             signed = sign_head(self.ctx)
             self._warned = False
             return signed
@@ -290,16 +299,13 @@ class HeadSigner:
             if not self._warned:
                 log.info("the ledger has no signing key (run `gpulease init`): no heads signed")
                 self._warned = True
-            return None
         except Exception:
             if not self._warned:
                 log.exception(
                     "could not sign a ledger head; retrying every %.3g s", self.interval_s
                 )
                 self._warned = True
-            return None
-        finally:
-            self._lock.release()
+        return None
 
 
 # ------------------------------------------------------------------ verification
@@ -507,7 +513,8 @@ def prove(
     tree_size: int | None = None,
 ) -> Cited:
     """A record's inclusion proof under the head of ``tree_size`` (default: the latest,
-    signed now if none covers the record yet)."""
+    signed now if none covers the record yet and the caller is staff: a tenant asks again
+    after the next periodic head)."""
     scope = principal.scope(Action.LEDGER_PROVE)
     what = f"audit record {audit_id}" if audit_id is not None else f"position {position}"
     missing = NotFound(f"no ledger record at {what}", record=what)
@@ -532,6 +539,12 @@ def prove(
             raise InvalidRequest(
                 f"the head of size {tree_size} does not cover position {entry.position}",
                 field="tree_size",
+            )
+        if scope is not Scope.ALL:  # signing reads every leaf: staff's to ask for
+            raise Conflict(
+                f"position {entry.position} is not yet covered by a signed head; heads are "
+                f"signed every {ctx.settings.ledger_head_interval_s:g} s: ask again then",
+                position=entry.position,
             )
         signed = sign_head(ctx)
         assert signed is not None
