@@ -10,7 +10,7 @@ from gpulease.domain.clock import ManualClock
 from gpulease.ledger.heads import KeyPeriod, SignedTreeHead
 from gpulease.ledger.proofs import RecordProof, check_record_proof
 from gpulease.persistence.tables import GpuAllocation
-from gpulease.services import jobs, ledger, report_disclosure, reports
+from gpulease.services import jobs, ledger, report_disclosure, report_templates, reports
 from gpulease.services.context import ServiceContext
 from gpulease.services.scheduling import LiveScheduler
 
@@ -60,3 +60,7 @@ def test_reports_cite_positions_and_proofs(
     [start] = _checked(gpu["ledger"])
     assert (start["record"]["action"], start["record"]["subject_id"]) == ("job.start", job.id)
     assert gpu["ledger"]["head"]["tree_size"] > start["position"]
+    page = report_templates.render_html(gpu, "gpu")
+    assert "<h2>Ledger</h2>" in page
+    assert f'<td class="num">{start["position"]}</td>' in page
+    assert "<h2>Ledger</h2>" in report_templates.render_html(unsigned, "disclosure")
