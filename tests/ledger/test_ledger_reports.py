@@ -1,17 +1,23 @@
 """The disclosure and GPU reports cite ledger positions with inclusion proofs that a
-regulator checks against the keys (and a published head) alone."""
+regulator checks against the keys (and a published head) alone; the scheduler's leader signs
+heads on its own."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from gpulease.domain.access import Principal
 from gpulease.domain.clock import ManualClock
+from gpulease.domain.errors import NotFound
+from gpulease.executors.simulated import SimulatedExecutor
 from gpulease.ledger.heads import KeyPeriod, SignedTreeHead
 from gpulease.ledger.proofs import RecordProof, check_record_proof
 from gpulease.persistence.tables import GpuAllocation
 from gpulease.services import jobs, ledger, report_disclosure, report_templates, reports
 from gpulease.services.context import ServiceContext
+from gpulease.services.demo import DemoUser
+from gpulease.services.scheduler_loop import SchedulerLoop
 from gpulease.services.scheduling import LiveScheduler
 
 
@@ -64,3 +70,25 @@ def test_reports_cite_positions_and_proofs(
     assert "<h2>Ledger</h2>" in page
     assert f'<td class="num">{start["position"]}</td>' in page
     assert "<h2>Ledger</h2>" in report_templates.render_html(unsigned, "disclosure")
+
+
+def test_the_scheduler_leader_signs_heads(
+    ctx: ServiceContext, demo: list[DemoUser], db_backend: str
+) -> None:
+    """The leader's loop signs a head over the demo's records after its first pass."""
+    ledger.ensure_key(ctx)
+    loop = SchedulerLoop(LiveScheduler(ctx, SimulatedExecutor(), name="leader"), interval_s=0.05)
+    loop.start()
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                head = ledger.latest_head(ctx)
+                break
+            except NotFound:
+                assert time.monotonic() < deadline, "no head signed"
+                time.sleep(0.05)
+    finally:
+        loop.stop()
+    assert head.tree_size > 0
+    assert ledger.verify(ctx).ok
