@@ -15,7 +15,10 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from gpulease.cli.app import app
+from gpulease.cli.ledger import check_bundle
 from gpulease.domain.clock import ManualClock
+from gpulease.ledger.heads import KeyPeriod
+from gpulease.ledger.keys import generate_private_key, public_key_bytes
 from gpulease.services import audit, ledger
 from gpulease.services.context import ServiceContext
 
@@ -132,3 +135,26 @@ def test_verify_fails_and_names_the_record(ctx: ServiceContext, clock: ManualClo
     assert answer.exit_code == 1
     assert "first bad record: position 3" in answer.stdout
     assert "modified" in answer.stdout
+
+
+def test_a_bundle_with_a_key_its_records_never_named_fails(
+    ctx: ServiceContext, clock: ManualClock, tmp_path: Path
+) -> None:
+    ledger.ensure_key(ctx)
+    _fill(ctx, clock, 3)
+    clock.advance(60)
+    ledger.rotate_key(ctx, reason="drill")
+    bundle = tmp_path / "b.json"
+    bundle.write_bytes(ledger.export(ctx).dumps())
+    status, result = check_bundle(bundle)
+    assert status == 0, result
+    assert result["warnings"] == []
+
+    document = json.loads(bundle.read_text())
+    extra = KeyPeriod(public_key_bytes(generate_private_key()), clock.now())
+    document["keys"].append(extra.to_json())
+    bundle.write_text(json.dumps(document))
+    status, result = check_bundle(bundle)
+    assert status == 1
+    assert [f["kind"] for f in result["findings"]] == ["bad_key"]
+    assert extra.key_id in result["findings"][0]["message"]

@@ -14,8 +14,9 @@ from sqlalchemy import text
 from gpulease.domain.clock import ManualClock
 from gpulease.domain.errors import Conflict
 from gpulease.ledger.bundle import verify_bundle
-from gpulease.ledger.heads import verify_tree_head
+from gpulease.ledger.heads import parse_time, verify_tree_head
 from gpulease.ledger.records import record_leaf
+from gpulease.ledger.rotation import check_rotation
 from gpulease.persistence import ledger_store
 from gpulease.persistence.db import Database
 from gpulease.services import audit, ledger
@@ -211,3 +212,53 @@ def test_the_scheduler_hook_signs_when_due_in_its_own_thread(
     _write(filled, clock, 1, "d")
     assert signer() is None  # not due for an hour
     assert ledger.latest_head(filled).tree_size == 14
+
+
+def test_a_rotation_is_endorsed_by_the_old_key(filled: ServiceContext, clock: ManualClock) -> None:
+    clock.advance(60)
+    old, new = ledger.rotate_key(filled, reason="yearly")
+    with filled.db.transaction(write=False) as tx:
+        rotated = ledger_store.entry_at(tx.session, 14)
+        created = ledger_store.entry_at(tx.session, 0)
+    assert rotated is not None
+    assert rotated.fields is not None
+    assert created is not None
+    assert created.fields is not None
+    after = rotated.fields["after"]
+    assert (rotated.fields["before"]["key_id"], after["key_id"]) == (old, new)
+    old_public = bytes.fromhex(created.fields["after"]["public_key"])
+    endorsement = bytes.fromhex(after["endorsement"])
+    moment = parse_time(after["valid_from"])
+    assert (
+        check_rotation(old_public, bytes.fromhex(after["public_key"]), moment, endorsement) is None
+    )
+    forged = bytes.fromhex(after["public_key"])[:-1] + b"\x00"
+    assert check_rotation(old_public, forged, moment, endorsement) is not None
+
+
+def test_a_key_substituted_in_the_key_table_is_named(filled: ServiceContext) -> None:
+    """A rewritten history re-signed with a fresh key, the key table pointed at it: the
+    ledger's own records never created that key."""
+    from gpulease.ledger.keys import generate_private_key, key_id, public_key_bytes
+
+    public = public_key_bytes(generate_private_key())
+    kid = key_id(public)
+    literal = f"X'{public.hex()}'" if filled.db.is_sqlite else f"'\\x{public.hex()}'::bytea"
+    _sql(
+        filled.db,
+        f"INSERT INTO ledger_keys (key_id, public_key, valid_from) "
+        f"VALUES ('{kid}', {literal}, '2026-01-01 00:00:00')",
+    )
+    verdict = ledger.verify(filled)
+    assert [p.kind for p in verdict.problems] == ["bad_key"]
+    assert kid in verdict.problems[0].message
+
+
+def test_an_unendorsed_rotation_is_a_warning(filled: ServiceContext, clock: ManualClock) -> None:
+    clock.advance(60)
+    _old, new = ledger.rotate_key(filled, endorsed=False)
+    verdict = ledger.verify(filled)
+    assert verdict.ok, verdict.problems
+    [warning] = verdict.warnings
+    assert new in warning
+    assert "not endorsed" in warning

@@ -35,8 +35,9 @@ def check_bundle(
 ) -> tuple[int, dict[str, Any]]:
     """Verify a bundle file; returns (exit status, what to print). Imports the core only."""
     from gpulease.domain.errors import DomainError
-    from gpulease.ledger.bundle import verify_bundle
+    from gpulease.ledger.bundle import Bundle, verify_bundle
     from gpulease.ledger.heads import KeyPeriod, SignedTreeHead
+    from gpulease.ledger.rotation import KeyChain
 
     try:
         data = path.read_bytes()
@@ -50,11 +51,24 @@ def check_bundle(
                 for line in known_heads.read_text().splitlines()
                 if line.strip()
             ]
-        report = verify_bundle(data, trusted_keys=keys, known_heads=heads)
+        bundle = Bundle.loads(data)
+        report = verify_bundle(bundle, trusted_keys=keys, known_heads=heads)
     except (OSError, ValueError, DomainError) as error:
         message = getattr(error, "message", None) or str(error)
         return 2, {"ok": False, "error": f"{path}: {message}"}
-    return (0 if report.ok else 1), _report_json(report)
+    chain = KeyChain()  # the keys as the bundle's own records created and rotated them
+    for position, record in enumerate(bundle.records):
+        if isinstance(record, dict):
+            chain.see(position, record)
+    chain.check_periods(bundle.keys if keys is None else keys)
+    result = _report_json(report)
+    result["findings"] += [
+        {"kind": kind, "position": position, "message": message}
+        for kind, message, position in chain.problems
+    ]
+    result["warnings"] = chain.warnings
+    result["ok"] = report.ok and not chain.problems
+    return (0 if result["ok"] else 1), result
 
 
 def _report_json(report: Report) -> dict[str, Any]:
@@ -90,6 +104,8 @@ def _print_check(status: int, result: dict[str, Any], json_out: bool) -> None:
             print(f"first bad record: {first['message']}")
         for finding in result["findings"]:
             print(f"- {finding['message']}")
+    for warning in result.get("warnings", []):
+        print(f"warning: {warning}")
 
 
 TrustedKeys = Annotated[
@@ -147,6 +163,7 @@ def verify_command(json_out: JsonFlag = False) -> None:
                     "key_ids": list(verdict.key_ids),
                     "first_bad_record": None if first is None else _problem(first),
                     "problems": [_problem(p) for p in verdict.problems],
+                    "warnings": list(verdict.warnings),
                 },
                 indent=2,
             )
@@ -155,6 +172,8 @@ def verify_command(json_out: JsonFlag = False) -> None:
         print(verdict.summary())
         for problem in verdict.problems:
             print(f"- {problem.message}")
+        for warning in verdict.warnings:
+            print(f"warning: {warning}")
     raise typer.Exit(0 if verdict.ok else 1)
 
 
@@ -203,13 +222,17 @@ def head_command(
 @ledger_app.command("rotate-key")
 def rotate_key_command(
     reason: Annotated[str, typer.Option(help="Why (recorded in the ledger).")] = "",
+    unendorsed: Annotated[
+        bool,
+        typer.Option(help="The old key file was lost: rotate without its endorsement."),
+    ] = False,
 ) -> None:
-    """Start a new signing key; the rotation is recorded in the ledger itself."""
+    """Start a new signing key, endorsed by the old one; recorded in the ledger itself."""
     from gpulease.services import ledger
 
     ctx = _context()
     try:
-        old, new = ledger.rotate_key(ctx, reason=reason[:1000])
+        old, new = ledger.rotate_key(ctx, reason=reason[:1000], endorsed=not unendorsed)
     finally:
         ctx.db.dispose()
     print(f"rotated: {old} -> {new}")

@@ -43,7 +43,13 @@ from typing import Any
 from gpulease.domain.access import Action, Principal, Scope
 from gpulease.domain.errors import Conflict, InvalidRequest, NotFound
 from gpulease.ledger.bundle import Bundle, FindingKind, build_bundle, verify_leaves
-from gpulease.ledger.heads import KeyPeriod, SignedTreeHead, TreeHead, sign_tree_head
+from gpulease.ledger.heads import (
+    KeyPeriod,
+    SignedTreeHead,
+    TreeHead,
+    format_time,
+    sign_tree_head,
+)
 from gpulease.ledger.keys import (
     generate_private_key,
     key_id,
@@ -54,6 +60,7 @@ from gpulease.ledger.keys import (
 from gpulease.ledger.merkle import HASH_SIZE, MerkleFrontier, MerkleTree
 from gpulease.ledger.proofs import ConsistencyProof, InclusionProof, RecordProof
 from gpulease.ledger.records import audit_record, record_leaf
+from gpulease.ledger.rotation import KeyChain, endorse
 from gpulease.persistence import ledger_store
 from gpulease.persistence.db import DuplicateRecord, Tx
 from gpulease.persistence.tables import Job, Lease, LedgerHead, LedgerKey, User
@@ -125,26 +132,33 @@ def ensure_key(ctx: ServiceContext) -> str:
             action="ledger.key_created",
             subject_type="ledger_key",
             subject_id=kid,
-            after={"key_id": kid, "public_key": public.hex(), "valid_from": now.isoformat()},
+            after={"key_id": kid, "public_key": public.hex(), "valid_from": format_time(now)},
         )
     return kid
 
 
-def rotate_key(ctx: ServiceContext, *, reason: str = "") -> tuple[str, str]:
-    """End the current key's period and start a new key's; recorded in the ledger, then
-    covered by a head the new key signs. Returns (old key id, new key id)."""
+def rotate_key(ctx: ServiceContext, *, reason: str = "", endorsed: bool = True) -> tuple[str, str]:
+    """End the current key's period and start a new key's; recorded in the ledger with the
+    outgoing key's endorsement (``ledger.rotation``), then covered by a head the new key
+    signs. ``endorsed=False`` is for a lost old key file only (the record says so).
+    Returns (old key id, new key id)."""
     with ctx.db.transaction(write=False) as tx:
-        if ledger_store.current_key(tx.session) is None:
+        first = ledger_store.current_key(tx.session)
+        if first is None:
             raise Conflict("the ledger has no key yet: run `gpulease init`")
+    old_private = load_private_key(key_file(ctx.settings, first.key_id)) if endorsed else None
     kid, public = _new_key_file(ctx.settings)
     with ctx.db.transaction() as tx:
         tx.lock("ledger-keys")
         current = ledger_store.current_key(tx.session, lock=True)
         assert current is not None
+        if current.key_id != first.key_id:
+            raise Conflict("the key was rotated meanwhile; run the rotation again")
         latest = ledger_store.head(tx.session)
         now = ctx.now()
         if latest is not None and latest.key_id == current.key_id and latest.signed_at >= now:
             now = latest.signed_at + timedelta(microseconds=1)  # the old key's heads stay in
+        endorsement = None if old_private is None else endorse(old_private, public, now)
         ledger_store.end_key(tx.session, current.key_id, now)
         ledger_store.add_key(tx.session, key_id=kid, public_key=public, valid_from=now)
         audit.record(
@@ -155,7 +169,12 @@ def rotate_key(ctx: ServiceContext, *, reason: str = "") -> tuple[str, str]:
             subject_type="ledger_key",
             subject_id=kid,
             before={"key_id": current.key_id},
-            after={"key_id": kid, "public_key": public.hex(), "valid_from": now.isoformat()},
+            after={
+                "key_id": kid,
+                "public_key": public.hex(),
+                "valid_from": format_time(now),
+                "endorsement": None if endorsement is None else endorsement.hex(),
+            },
             reason=reason,
         )
         old = current.key_id
@@ -324,6 +343,7 @@ class Verdict:
     heads: tuple[int, ...]
     key_ids: tuple[str, ...]
     problems: tuple[Problem, ...] = field(default=())
+    warnings: tuple[str, ...] = field(default=())  # worth a look, not a failure
 
     @property
     def ok(self) -> bool:
@@ -357,6 +377,7 @@ def verify(ctx: ServiceContext) -> Verdict:
     hashes: list[bytes] = []
     stored: list[bytes] = []
     ids: list[int | None] = []
+    chain = KeyChain()  # the keys as the ledger's own records created and rotated them
     with ctx.db.transaction(write=False) as tx:
         counter = ledger_store.size(tx.session)
         heads = [_signed(row) for row in ledger_store.heads(tx.session)]
@@ -384,6 +405,7 @@ def verify(ctx: ServiceContext) -> Verdict:
                 hashes.append(_GONE)
             else:
                 hashes.append(record_leaf(entry.fields, read_back=True))
+                chain.see(entry.position, entry.fields)
         outside = ledger_store.outside(tx.session)
     if counter != len(stored):
         problems.append(
@@ -404,6 +426,10 @@ def verify(ctx: ServiceContext) -> Verdict:
                 audit_id,
             )
         )
+    chain.check_periods(keys)  # every key the heads are checked against, the ledger named
+    for kind, message, spot in chain.problems:
+        owner = ids[spot] if spot is not None and spot < len(ids) else None
+        problems.append(Problem(kind, message, spot, owner))
     report = verify_leaves(hashes, stored, heads, keys)
     placed = {p.position for p in problems if p.position is not None}
     for finding in report.findings:
@@ -421,6 +447,7 @@ def verify(ctx: ServiceContext) -> Verdict:
         heads=report.verified_heads,
         key_ids=report.key_ids,
         problems=tuple(problems),
+        warnings=tuple(chain.warnings),
     )
 
 
