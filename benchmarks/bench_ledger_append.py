@@ -43,7 +43,7 @@ from gpulease.domain.clock import ManualClock
 from gpulease.persistence import ledger_store, migrate
 from gpulease.persistence.db import Database
 from gpulease.persistence.tables import LedgerEntry
-from gpulease.services import audit, ledger
+from gpulease.services import audit, ledger, ledger_proofs
 from gpulease.services.context import ServiceContext
 from gpulease.settings import Settings
 
@@ -231,10 +231,10 @@ def main() -> None:
                     for i in conn.execute(text("SELECT audit_id FROM ledger_entries")).scalars()
                 ]
             times, sizes = [], []
-            ledger.prove(ctx, staff, audit_id=ids[0])  # builds the proof tree once
+            ledger_proofs.prove(ctx, staff, audit_id=ids[0])  # builds the proof tree once
             for audit_id in rng.sample(ids, min(args.proofs, len(ids))):
                 began = time.perf_counter()
-                cited = ledger.prove(ctx, staff, audit_id=audit_id)
+                cited = ledger_proofs.prove(ctx, staff, audit_id=audit_id)
                 times.append(time.perf_counter() - began)
                 sizes.append(len(cited.proof.inclusion.path))
             mean = statistics.mean(sizes)

@@ -1,4 +1,4 @@
-"""The ledger as the operator runs it: keys, signed tree heads, verification, export, proofs.
+"""The ledger as the operator runs it: keys, signed tree heads, verification, export.
 
 Design (docs/ledger.md). Every audit record is appended in its own transaction
 (``persistence.ledger_store``); this module does the rest, each use case thin over the pure
@@ -8,23 +8,23 @@ core (``gpulease.ledger``):
   half a file of mode 0600 under the key directory (``Settings.ledger_key_dir``, default
   ``data_dir/ledger``), its public half and period in ``ledger_keys``, and an audit record
   ``ledger.key_created``; :func:`rotate_key` ends the current key's period, starts a new
-  key's and says so in the ledger itself (``ledger.key_rotated``: old and new key ids and
-  the new public key), then signs a head with the new key so the rotation is covered.
+  key's and says so in the ledger itself (``ledger.key_rotated``: old and new key ids, the
+  new public key and the old key's endorsement, ``ledger.rotation``), then signs a head with
+  the new key so the rotation is covered.
 * heads: :func:`sign_head` signs the committed prefix (counter and leaves read in one
   snapshot), only after checking that the stored leaves reproduce the latest head (a
   ledger rewritten underneath is never signed over), stores it and appends it to the
   published file (JSON lines). :class:`HeadSigner` is the scheduler leader's periodic hook.
 * :func:`verify` recomputes every leaf from the audit rows, checks positions, the counter,
-  audit rows outside the ledger, every stored head's signature, key period and root, and
-  names the first record modified, deleted, inserted or reordered (``ledger.bundle``).
+  audit rows outside the ledger, every stored head's signature, key period and root, the
+  chain of key endorsements, and names the first record modified, deleted, inserted or
+  reordered (``ledger.bundle``).
 * :func:`export` writes a bundle an auditor checks offline (``gpulease ledger
-  verify-bundle``); :func:`prove` and :func:`consistency` answer the API's proofs.
+  verify-bundle``); ``services.ledger_proofs`` answers the API's and the reports' proofs.
 
-Who may do what: heads and consistency proofs are public (publishing them is the point);
-a record's inclusion proof is staff's for every record and a tenant's only for records
-about itself (its tenant, its users, leases and jobs); another tenant's record answers
-exactly as a missing one. Signing on demand is the operator-admin's; keys are handled
-only on the host that holds the key directory (the CLI).
+Who may do what: heads are public (publishing them is the point); signing on demand is the
+operator-admin's (:func:`sign_now`); keys are handled only on the host that holds the key
+directory (the CLI).
 """
 
 from __future__ import annotations
@@ -34,13 +34,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from gpulease.domain.access import Action, Principal, Scope
+from gpulease.domain.access import Action, Principal
 from gpulease.domain.errors import Conflict, InvalidRequest, NotFound
 from gpulease.ledger.bundle import Bundle, FindingKind, build_bundle, verify_leaves
 from gpulease.ledger.heads import (
@@ -57,13 +57,12 @@ from gpulease.ledger.keys import (
     public_key_bytes,
     save_private_key,
 )
-from gpulease.ledger.merkle import HASH_SIZE, MerkleFrontier, MerkleTree
-from gpulease.ledger.proofs import ConsistencyProof, InclusionProof, RecordProof
+from gpulease.ledger.merkle import HASH_SIZE, MerkleFrontier
 from gpulease.ledger.records import audit_record, record_leaf
 from gpulease.ledger.rotation import KeyChain, endorse
 from gpulease.persistence import ledger_store
-from gpulease.persistence.db import DuplicateRecord, Tx
-from gpulease.persistence.tables import Job, Lease, LedgerHead, LedgerKey, User
+from gpulease.persistence.db import DuplicateRecord
+from gpulease.persistence.tables import LedgerHead, LedgerKey
 from gpulease.services import audit
 from gpulease.services.context import ServiceContext
 from gpulease.settings import Settings
@@ -95,7 +94,8 @@ def _period(row: LedgerKey) -> KeyPeriod:
     return KeyPeriod(bytes(row.public_key), row.valid_from, row.valid_until)
 
 
-def _signed(row: LedgerHead) -> SignedTreeHead:
+def signed_of(row: LedgerHead) -> SignedTreeHead:
+    """A stored head as the core's signed head."""
     head = TreeHead(row.tree_size, bytes(row.root_hash), row.signed_at, row.key_id)
     return SignedTreeHead(head, bytes(row.signature))
 
@@ -219,7 +219,7 @@ def sign_head(ctx: ServiceContext, *, at_least: datetime | None = None) -> Signe
         if size == 0:
             return None
         if latest is not None and latest.tree_size == size:
-            return _signed(latest)
+            return signed_of(latest)
         leaves = ledger_store.leaf_hashes(tx.session, size)
     if current is None:
         raise NoKey("the ledger has no signing key: run `gpulease init`")
@@ -254,7 +254,7 @@ def sign_head(ctx: ServiceContext, *, at_least: datetime | None = None) -> Signe
         with ctx.db.transaction(write=False) as tx:
             row = ledger_store.head(tx.session, size)
             assert row is not None
-            return _signed(row)
+            return signed_of(row)
     publish(ctx.settings, signed)
     return signed
 
@@ -277,7 +277,7 @@ def latest_head(ctx: ServiceContext, tree_size: int | None = None) -> SignedTree
         if row is None:
             what = "no signed head yet" if tree_size is None else f"no head of size {tree_size}"
             raise NotFound(what, tree_size=tree_size)
-        return _signed(row)
+        return signed_of(row)
 
 
 def sign_now(ctx: ServiceContext, principal: Principal) -> SignedTreeHead | None:
@@ -380,7 +380,7 @@ def verify(ctx: ServiceContext) -> Verdict:
     chain = KeyChain()  # the keys as the ledger's own records created and rotated them
     with ctx.db.transaction(write=False) as tx:
         counter = ledger_store.size(tx.session)
-        heads = [_signed(row) for row in ledger_store.heads(tx.session)]
+        heads = [signed_of(row) for row in ledger_store.heads(tx.session)]
         keys = [_period(row) for row in ledger_store.keys(tx.session)]
         for entry in ledger_store.entries(tx.session):
             while len(stored) < entry.position:  # a position missing: deleted
@@ -463,180 +463,9 @@ def export(ctx: ServiceContext) -> Bundle:
                 None if entry.fields is None else audit_record(entry.fields, read_back=True)
             )
             leaves.append(entry.leaf_hash)
-        heads = [_signed(row) for row in ledger_store.heads(tx.session)]
+        heads = [signed_of(row) for row in ledger_store.heads(tx.session)]
         keys = [_period(row) for row in ledger_store.keys(tx.session)]
     return build_bundle(records, heads, keys, leaf_hashes=leaves)
-
-
-# ------------------------------------------------------------------ proofs
-_TREES: dict[str, MerkleTree] = {}
-_TREES_GUARD = threading.Lock()
-
-
-def _tree(tx: Tx, url: str, size: int) -> MerkleTree:
-    """A Merkle tree of at least the first ``size`` stored leaves (kept per database and
-    extended; rebuilt when its last leaf is no longer the stored one)."""
-    session = tx.session
-    with _TREES_GUARD:
-        tree = _TREES.get(url)
-        if tree is not None and tree.size > 0:
-            last = ledger_store.entry_at(session, tree.size - 1)
-            if last is None or last.leaf_hash != tree.leaf_hash(tree.size - 1):
-                tree = None
-        if tree is None:
-            tree = MerkleTree()
-        if tree.size < size:
-            for entry in ledger_store.entries(session, start=tree.size):
-                if entry.position != tree.size:
-                    raise Conflict(
-                        "the ledger has a missing position: run `gpulease ledger verify`"
-                    )
-                tree.append_leaf_hash(entry.leaf_hash)
-                if tree.size >= size:
-                    break
-        if tree.size < size:
-            raise Conflict(
-                f"the ledger holds fewer than {size} positions: run `gpulease ledger verify`"
-            )
-        _TREES[url] = tree
-        return tree
-
-
-def _subject_tenant(tx: Tx, subject_type: str, subject_id: str) -> str | None:
-    """The tenant an audit record is about (None: the operator's own records)."""
-    if subject_type == "tenant":
-        return subject_id
-    session = tx.session
-    row: Job | Lease | User | None
-    if subject_type == "job":
-        row = session.get(Job, subject_id)
-    elif subject_type == "lease":
-        row = session.get(Lease, subject_id)
-    elif subject_type == "user":
-        row = session.get(User, subject_id)
-    else:
-        return None
-    return None if row is None else row.tenant_id
-
-
-@dataclass(frozen=True, slots=True)
-class Cited:
-    """A ledger record as a report cites it: its position, audit id and proof."""
-
-    position: int
-    audit_id: int
-    proof: RecordProof
-
-    def to_json(self) -> dict[str, Any]:
-        return {"position": self.position, "audit_id": self.audit_id, **self.proof.to_json()}
-
-
-def prove(
-    ctx: ServiceContext,
-    principal: Principal,
-    *,
-    audit_id: int | None = None,
-    position: int | None = None,
-    tree_size: int | None = None,
-) -> Cited:
-    """A record's inclusion proof under the head of ``tree_size`` (default: the latest,
-    signed now if none covers the record yet and the caller is staff: a tenant asks again
-    after the next periodic head)."""
-    scope = principal.scope(Action.LEDGER_PROVE)
-    what = f"audit record {audit_id}" if audit_id is not None else f"position {position}"
-    missing = NotFound(f"no ledger record at {what}", record=what)
-    with ctx.db.transaction(write=False) as tx:
-        if audit_id is not None:
-            entry = ledger_store.entry_of(tx.session, audit_id)
-        elif position is not None:
-            entry = ledger_store.entry_at(tx.session, position)
-        else:
-            raise InvalidRequest("name an audit record or a position", field="audit_id")
-        if entry is None or entry.fields is None:
-            raise missing
-        if scope is not Scope.ALL:
-            tenant = _subject_tenant(tx, entry.fields["subject_type"], entry.fields["subject_id"])
-            if tenant is None or tenant != principal.tenant_id:
-                raise missing  # another tenant's record answers as a missing one
-        head_row = ledger_store.head(tx.session, tree_size)
-    if tree_size is not None and head_row is None:
-        raise NotFound(f"no head of size {tree_size}", tree_size=tree_size)
-    if head_row is None or head_row.tree_size <= entry.position:
-        if tree_size is not None:
-            raise InvalidRequest(
-                f"the head of size {tree_size} does not cover position {entry.position}",
-                field="tree_size",
-            )
-        if scope is not Scope.ALL:  # signing reads every leaf: staff's to ask for
-            raise Conflict(
-                f"position {entry.position} is not yet covered by a signed head; heads are "
-                f"signed every {ctx.settings.ledger_head_interval_s:g} s: ask again then",
-                position=entry.position,
-            )
-        signed = sign_head(ctx)
-        assert signed is not None
-    else:
-        signed = _signed(head_row)
-    return cite(ctx, [entry], signed)[0]
-
-
-def cite(
-    ctx: ServiceContext, entries: Iterable[ledger_store.Entry], head: SignedTreeHead
-) -> list[Cited]:
-    """Inclusion proofs of ``entries`` (with their audit rows) under ``head``."""
-    with ctx.db.transaction(write=False) as tx:
-        tree = _tree(tx, ctx.db.url, head.tree_size)
-    cited = []
-    for entry in entries:
-        assert entry.fields is not None
-        proof = InclusionProof.from_tree(tree, entry.position, head.tree_size)
-        record = RecordProof(audit_record(entry.fields, read_back=True), proof, head)
-        cited.append(Cited(entry.position, entry.audit_id, record))
-    return cited
-
-
-def cite_audit_ids(ctx: ServiceContext, audit_ids: Sequence[int]) -> dict[str, Any]:
-    """A report's ``ledger`` section: each cited audit record's position and inclusion
-    proof under the latest head (signed now when it does not cover them), and the key
-    periods to check them; records not in the ledger are listed apart, never dropped. With
-    no signing key on this host the positions are given without proofs (``head`` None)."""
-    with ctx.db.transaction(write=False) as tx:
-        found = ledger_store.entries_of(tx.session, audit_ids)
-    entries = sorted(found.values(), key=lambda e: e.position)
-    section: dict[str, Any] = {
-        "head": None,
-        "keys": [],
-        "records": [{"position": e.position, "audit_id": e.audit_id} for e in entries],
-        "not_in_ledger": [a for a in audit_ids if a not in found],
-    }
-    if not entries:
-        return section
-    try:
-        head: SignedTreeHead | None = latest_head(ctx)
-    except NotFound:
-        head = None
-    if head is None or head.tree_size <= entries[-1].position:
-        try:
-            head = sign_head(ctx)
-        except NoKey:
-            section["note"] = "no signing key on this host: positions without proofs"
-            return section
-    assert head is not None
-    section["head"] = head.to_json()
-    section["keys"] = [period.to_json() for period in key_periods(ctx)]
-    section["records"] = [c.to_json() for c in cite(ctx, entries, head)]
-    return section
-
-
-def consistency(ctx: ServiceContext, first: int, second: int) -> dict[str, Any]:
-    """The consistency proof between two signed heads, with both heads."""
-    if not 0 < first <= second:
-        raise InvalidRequest("need 0 < first <= second", field="first")
-    older, newer = latest_head(ctx, first), latest_head(ctx, second)
-    with ctx.db.transaction(write=False) as tx:
-        tree = _tree(tx, ctx.db.url, second)
-    proof = ConsistencyProof.from_tree(tree, first, second)
-    return {"first": older.to_json(), "second": newer.to_json(), "proof": proof.to_json()}
 
 
 def list_heads(ctx: ServiceContext, *, after: int = 0, limit: int = 100) -> list[SignedTreeHead]:
@@ -645,4 +474,4 @@ def list_heads(ctx: ServiceContext, *, after: int = 0, limit: int = 100) -> list
         raise InvalidRequest("limit must be between 1 and 1000", field="limit")
     with ctx.db.transaction(write=False) as tx:
         rows = ledger_store.heads(tx.session, after=after, limit=limit)
-        return [_signed(row) for row in rows]
+        return [signed_of(row) for row in rows]

@@ -35,7 +35,7 @@ from gpulease.persistence.tables import (
     Tenant,
     User,
 )
-from gpulease.services import kyc_screening, ledger, reports
+from gpulease.services import kyc_screening, ledger_proofs, reports
 from gpulease.services.context import ServiceContext
 
 
@@ -161,7 +161,7 @@ def end_user_disclosure(
             for a in access
         ],
         # the KYC decisions' audit records: ledger positions and inclusion proofs
-        "ledger": ledger.cite_audit_ids(ctx, [record.id for record in trail]),
+        "ledger": ledger_proofs.cite_audit_ids(ctx, [record.id for record in trail]),
     }
 
 

@@ -46,7 +46,7 @@ from gpulease.persistence.tables import (
     Site,
     Tenant,
 )
-from gpulease.services import ledger
+from gpulease.services import ledger_proofs
 from gpulease.services.context import ServiceContext
 
 # Per-GPU peak of a B200-class GPU, dense BF16: 180 PFLOP/s per 72-GPU rack, 2.5 PFLOP/s each.
@@ -219,7 +219,7 @@ def gpu_provenance(ctx: ServiceContext, actor: Principal, serial: str) -> dict[s
             for (tid, purpose), seconds in sorted(by_tenant.items(), key=lambda kv: -kv[1])
         ],
         # the runs' start records: ledger positions and inclusion proofs
-        "ledger": ledger.cite_audit_ids(ctx, [record.id for record in reversed(starts)]),
+        "ledger": ledger_proofs.cite_audit_ids(ctx, [record.id for record in reversed(starts)]),
     }
 
 

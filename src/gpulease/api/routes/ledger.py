@@ -18,7 +18,7 @@ from gpulease.api.deps import Ctx, Me
 from gpulease.api.schemas import ErrorOut
 from gpulease.domain.errors import NotFound
 from gpulease.ledger.canonical import MAX_SAFE_INTEGER
-from gpulease.services import ledger
+from gpulease.services import ledger, ledger_proofs
 
 router = APIRouter(prefix="/ledger", tags=["ledger"])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -78,7 +78,7 @@ def consistency(
     second: Annotated[int, _size_query("the newer head's size")],
 ) -> dict[str, Any]:
     """RFC 9162 consistency proof that the head of size ``second`` extends ``first``."""
-    return ledger.consistency(ctx, first, second)
+    return ledger_proofs.consistency(ctx, first, second)
 
 
 @router.get("/records/{audit_id}/proof", responses=ERRORS)
@@ -89,4 +89,4 @@ def proof(
     tree_size: Annotated[int | None, _size_query("under this head (default: the latest)")] = None,
 ) -> dict[str, Any]:
     """An audit record, its ledger position and its inclusion proof under a signed head."""
-    return ledger.prove(ctx, me, audit_id=audit_id, tree_size=tree_size).to_json()
+    return ledger_proofs.prove(ctx, me, audit_id=audit_id, tree_size=tree_size).to_json()
