@@ -119,6 +119,14 @@ class Settings(BaseSettings):
     attestation_stale_s: float = Field(default=900.0, gt=0)
     attestation_skew_s: float = Field(default=300.0, gt=0, le=86_400)
 
+    # ------------------------------------------------------------ the ledger (docs/ledger.md)
+    # the signing keys' private files (mode 0600, never in the database); None: data_dir/ledger
+    ledger_key_dir: Path | None = None
+    # signed tree heads are published as JSON lines here; None: data_dir/ledger-heads.jsonl
+    ledger_heads_file: Path | None = None
+    # the scheduler's leader signs a head this often when the ledger grew
+    ledger_head_interval_s: float = Field(default=60.0, gt=0)
+
     @field_validator("trusted_proxies")
     @classmethod
     def _addresses_or_networks(cls, values: list[str]) -> list[str]:

@@ -61,11 +61,15 @@ class Records:
     start: str
     end: str
     now: str
+    b_audit: str  # an audit record about B (its job's submission)
 
     def path(self, template: str, target: str, *, missing: bool = False) -> str:
         values = self.values(target)
-        if missing:
-            values = {k: v.split("-")[0] + "-000000000000" for k, v in values.items()}
+        if missing:  # ids like job-3f9a1c2b7d4e, or numbers (an audit record's id)
+            values = {
+                k: "9" * 12 if v.isdigit() else v.split("-")[0] + "-000000000000"
+                for k, v in values.items()
+            }
         return template.format(**values)
 
     def values(self, target: str) -> dict[str, str]:
@@ -85,6 +89,8 @@ class Records:
             ),
             "token_id": self.operator_token if target == "operator" else self.b_token,
             "alert_id": "alert-000000000000",
+            "audit_id": self.b_audit,
+            "tree_size": "1",
         }
 
 
@@ -208,6 +214,13 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         Action.CUSTODY_RECORD, "operator", lambda r: {"public_key": "ab" * 32}
     ),
     ("POST", "/custody/attestations"): Op(None),  # no bearer: the node's signature
+    ("GET", "/ledger/heads"): Op(None),
+    ("POST", "/ledger/heads"): Op(Action.LEDGER_SIGN, "operator"),
+    ("GET", "/ledger/heads/latest"): Op(None),
+    ("GET", "/ledger/heads/{tree_size}"): Op(None),
+    ("GET", "/ledger/keys"): Op(None),
+    ("GET", "/ledger/consistency"): Op(None),
+    ("GET", "/ledger/records/{audit_id}/proof"): Op(Action.LEDGER_PROVE, "b"),
 }
 # Operations whose record-naming path parameter is the user: walk them against B's admin and
 # against each kind of operator staff.
@@ -252,6 +265,7 @@ def _setup(ctx: ServiceContext, demo: list[DemoUser]) -> tuple[dict[Role, str], 
         gpu = tx.all(select(Gpu).where(Gpu.node_id == node.id).limit(1))[0]
         b_token = tx.all(select(ApiToken).where(ApiToken.user_id == b_admin.user_id))[0]
         op_token = tx.all(select(ApiToken).where(ApiToken.user_id == operator.user_id))[0]
+        b_audit = tx.all(select(AuditRecord).where(AuditRecord.subject_id == job.id))[0]
     records = Records(
         tenant_b=b_admin.tenant_id,
         b_admin=b_admin.user_id,
@@ -267,6 +281,7 @@ def _setup(ctx: ServiceContext, demo: list[DemoUser]) -> tuple[dict[Role, str], 
         start=(now + timedelta(days=1)).isoformat(),
         end=(now + timedelta(days=30)).isoformat(),
         now=now.isoformat(),
+        b_audit=str(b_audit.id),
     )
     tokens = {
         Role.OPERATOR_ADMIN: by_email["ops@indosat.example"].token,

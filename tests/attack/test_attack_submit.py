@@ -246,11 +246,22 @@ def _tenant_of(ctx: ServiceContext, demo: list[DemoUser], email: str = ADMIN) ->
     return tenant
 
 
-def _refused_alike(pair: Pair, ctx: ServiceContext, token: str, body: bytes) -> tuple[int, str]:
-    before = _rows(ctx)
+def _refusals_audited(ctx: ServiceContext) -> int:
+    with ctx.db.transaction(write=False) as tx:
+        return len(tx.all(select(AuditRecord).where(AuditRecord.action == "purpose.refuse")))
+
+
+def _refused_alike(
+    pair: Pair, ctx: ServiceContext, token: str, body: bytes, *, purpose_refused: bool = False
+) -> tuple[int, str]:
+    """Both paths refuse alike and store nothing, but for the audit record of a refused
+    purpose, which each path writes (once per request) when ``purpose_refused``."""
+    before, refusals = _rows(ctx), _refusals_audited(ctx)
     short, old = pair.both(token, body)
     assert _answer(short) == _answer(old), (short.text, old.text)
-    assert _rows(ctx) == before
+    audited = 2 if purpose_refused else 0
+    assert _refusals_audited(ctx) == refusals + audited
+    assert _rows(ctx) == before | {"AuditRecord": before["AuditRecord"] + audited}
     return short.status_code, str(short.json().get("code"))
 
 
@@ -317,7 +328,7 @@ def test_a_tenants_standing_lost_between_two_submissions_is_refused_on_both_path
         row = tx.get(Tenant, tenant.id)
         assert row is not None
         row.approved_end_uses = uses[1:]  # the end use withdrawn
-    assert _refused_alike(pair, ctx, token, body)[0] == 403
+    assert _refused_alike(pair, ctx, token, body, purpose_refused=True)[0] == 403
     _whole(ctx)
 
 

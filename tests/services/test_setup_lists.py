@@ -73,7 +73,11 @@ def test_no_list_in_force_warns_and_no_case_is_clear(
 
 
 def test_gpulease_init_prints_the_warning_on_stderr(tmp_path: Path) -> None:
-    env = dict(os.environ, GPULEASE_DATABASE_URL=f"sqlite:///{tmp_path / 'cli.db'}")
+    env = dict(
+        os.environ,
+        GPULEASE_DATABASE_URL=f"sqlite:///{tmp_path / 'cli.db'}",
+        GPULEASE_DATA_DIR=str(tmp_path / "var"),  # the ledger's key file goes there
+    )
     done = subprocess.run(
         [sys.executable, "-m", "gpulease.cli", "init"],
         env=env,

@@ -39,6 +39,7 @@ from gpulease.api.routes import (
     custody,
     jobs,
     leases,
+    ledger,
     nodes,
     purpose_reviews,
     reports,
@@ -125,6 +126,7 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
         screening,
         reports,
         custody,
+        ledger,
     ):
         app.include_router(module.router, prefix="/api/v1")
     return app

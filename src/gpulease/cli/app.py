@@ -23,6 +23,7 @@ from gpulease.cli import (
     audit,
     compliance,
     custody,
+    ledger,
     nodes,
     purpose_reviews,
     remote,
@@ -66,6 +67,7 @@ app.command("screen")(screening.screen_command)
 app.add_typer(purpose_reviews.reviews_app, name="purpose-reviews")
 app.add_typer(custody.custody_app, name="custody")
 app.command("attest")(custody.attest_command)
+app.add_typer(ledger.ledger_app, name="ledger")
 console = Console()
 errors = Console(stderr=True)
 

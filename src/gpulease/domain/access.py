@@ -104,6 +104,9 @@ class Action(StrEnum):
     # chain of custody and location attestation of racks, trays and GPUs
     CUSTODY_READ = "custody.read"
     CUSTODY_RECORD = "custody.record"  # record events, register node keys, clear alerts
+    # a ledger record's inclusion proof (signed heads and consistency proofs are public)
+    LEDGER_PROVE = "ledger.prove"
+    LEDGER_SIGN = "ledger.sign"  # sign a tree head now
 
     @property
     def kind(self) -> str:
@@ -151,6 +154,8 @@ _WORDS: dict[Action, str] = {
     Action.AUDIT_READ: "read the audit trail",
     Action.CUSTODY_READ: "read the chain of custody and location attestations",
     Action.CUSTODY_RECORD: "record custody events, node keys and attestation decisions",
+    Action.LEDGER_PROVE: "read a ledger record and its proof",
+    Action.LEDGER_SIGN: "sign a ledger tree head",
 }
 
 _OA, _CO, _TA, _TM = (
@@ -200,6 +205,8 @@ PERMISSIONS: dict[Action, dict[Role, Scope]] = {
     Action.AUDIT_READ: _STAFF,
     Action.CUSTODY_READ: _STAFF,
     Action.CUSTODY_RECORD: {_OA: _ALL},
+    Action.LEDGER_PROVE: _EVERYONE_OWN_TENANT,  # a tenant: records about itself
+    Action.LEDGER_SIGN: {_OA: _ALL},
 }
 
 

@@ -218,11 +218,48 @@ def verify_bundle(
     """
     if not isinstance(bundle, Bundle):
         bundle = Bundle.loads(bundle)
-    keys = tuple(trusted_keys) if trusted_keys is not None else bundle.keys
     findings: list[Finding] = []
+    hashes: list[bytes] = []
+    for index, record in enumerate(bundle.records):
+        try:
+            hashes.append(record_leaf_hash(record))
+        except CanonicalJsonError as error:
+            hashes.append(_UNHASHABLE)
+            if any(f.kind is FindingKind.UNCANONICAL for f in findings):
+                continue  # the first is the one to fix; the tree check names the rest
+            findings.append(
+                Finding(
+                    FindingKind.UNCANONICAL,
+                    f"record {index} has no canonical form: {error.message}",
+                    index=index,
+                )
+            )
+    return verify_leaves(
+        hashes,
+        bundle.leaf_hashes,
+        bundle.heads,
+        tuple(trusted_keys) if trusted_keys is not None else bundle.keys,
+        known_heads=known_heads,
+        findings=findings,
+    )
 
+
+def verify_leaves(
+    hashes: Sequence[bytes],
+    stored: Sequence[bytes],
+    heads: Iterable[SignedTreeHead],
+    keys: Sequence[KeyPeriod],
+    *,
+    known_heads: Iterable[SignedTreeHead] = (),
+    findings: Iterable[Finding] = (),
+) -> Report:
+    """:func:`verify_bundle` once the records are hashed: ``hashes`` the records' leaf
+    hashes as recomputed, ``stored`` the leaf hashes the ledger stored (the database's
+    own verifier streams the records and keeps only their hashes). ``findings`` are
+    reported first (what the caller found while hashing)."""
+    findings = list(findings)
     valid: dict[int, SignedTreeHead] = {}
-    for head in (*bundle.heads, *known_heads):
+    for head in (*heads, *known_heads):
         reason = check_tree_head(head, keys)
         if reason is not None:
             findings.append(Finding(FindingKind.BAD_HEAD, reason))
@@ -241,23 +278,6 @@ def verify_bundle(
     sizes = sorted(size for size in valid if size > 0)
     if not sizes:
         findings.append(Finding(FindingKind.NO_HEAD, "no valid signed head commits to records"))
-
-    hashes: list[bytes] = []
-    for index, record in enumerate(bundle.records):
-        try:
-            hashes.append(record_leaf_hash(record))
-        except CanonicalJsonError as error:
-            hashes.append(_UNHASHABLE)
-            if any(f.kind is FindingKind.UNCANONICAL for f in findings):
-                continue  # the first is the one to fix; the tree check names the rest
-            findings.append(
-                Finding(
-                    FindingKind.UNCANONICAL,
-                    f"record {index} has no canonical form: {error.message}",
-                    index=index,
-                )
-            )
-    stored = bundle.leaf_hashes
 
     signed = [valid[s] for s in sizes]
     covered, mismatch = _signed_prefix(hashes, signed)

@@ -53,6 +53,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.types import TypeDecorator
 
+from gpulease.persistence import ledger_store
 from gpulease.persistence.change_feed import announcement_values
 from gpulease.persistence.db import StaleRow, Tx
 from gpulease.persistence.tables import (
@@ -253,6 +254,7 @@ def insert_rows(tx: Tx, model: type[Base], rows: Sequence[Mapping[str, Any]]) ->
     if not rows:
         return
     assert model not in (Job, Node), "jobs and nodes go through the session (change feed)"
+    assert model is not AuditRecord, "audit records go through insert_audit_rows (ledger)"
     table = _table(model)
     names = list(rows[0])
     if tx.db.is_sqlite:
@@ -266,6 +268,31 @@ def insert_rows(tx: Tx, model: type[Base], rows: Sequence[Mapping[str, Any]]) ->
         ),
     )
     tx.session.execute(statement, _rows(table, names, [tuple(r[n] for n in names) for r in rows]))
+
+
+def insert_audit_rows(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert audit records (``services.audit.values``) in one statement, as
+    :func:`insert_rows`, and tell the ledger their ids (``ledger_store.register``): they
+    enter it at the end of the transaction, like the rows the session writes."""
+    if not rows:
+        return
+    table = _table(AuditRecord)
+    names = list(rows[0])
+    if tx.db.is_sqlite:
+        statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+        ids = list(tx.session.execute(statement, list(rows)).scalars())
+    else:
+        returning = _statement(
+            ("insert-audit", *names),
+            lambda: text(
+                f"INSERT INTO {table.name} ({', '.join(_quoted(n) for n in names)}) "
+                f"SELECT * FROM {_unnest(table, names)} AS u RETURNING id"
+            ),
+        )
+        values = _rows(table, names, [tuple(r[n] for n in names) for r in rows])
+        # ids follow the order given (the SELECT's ORDER BY): sorted, they pair with the rows
+        ids = sorted(tx.session.execute(returning, values).scalars())
+    ledger_store.register(tx.session, ids, rows)
 
 
 # The job columns a run's start or end changes (``services.runs``): what update_jobs writes.
@@ -349,7 +376,7 @@ class RowBatch:
     def write(self, tx: Tx) -> None:
         close_allocations(tx, self.closes)  # first: a row added below stays open
         insert_rows(tx, GpuAllocation, self.allocations)
-        insert_rows(tx, AuditRecord, self.audit)
+        insert_audit_rows(tx, self.audit)
         self.allocations, self.closes, self.audit = [], {}, []
 
 

@@ -44,8 +44,9 @@ from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql import Executable, Select
 
 from gpulease.domain.errors import Conflict, DomainError, InvalidRequest, NotFound
+from gpulease.persistence import ledger_store
 from gpulease.persistence.change_feed import announcements, forget_announced, record_changes
-from gpulease.persistence.tables import Base
+from gpulease.persistence.tables import AuditRecord, Base
 
 T = TypeVar("T", bound=Base)
 _WRITE: ContextVar[bool] = ContextVar("gpulease_write_tx", default=True)
@@ -148,6 +149,8 @@ class Database:
         # every job and node change is announced to the scheduler in its own transaction
         event.listen(self._sessions, "before_flush", record_changes)
         event.listen(self._sessions, "after_soft_rollback", forget_announced)
+        # every audit record enters the ledger in its own transaction, at its end
+        ledger_store.install(self._sessions)
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[Tx]:
@@ -234,12 +237,19 @@ class Tx:
         statement, each row but the last in a data-modifying ``WITH``; elsewhere through the
         session. The rows are not tracked afterwards: they keep the values they were given
         (a versioned row starts at version 1), and a key the database assigns is not read
-        back."""
+        back, but an audit row's, which the ledger is told (``ledger_store.register``)."""
         if self.db.is_sqlite or len(rows) < 2:
             self.session.add_all(rows)
             self.session.flush()
             return
         rows = [*rows, *announcements(self.session, rows)]  # the change feed, same statement
+        trails: list[Base] = [row for row in rows if isinstance(row, AuditRecord)]
+        if len(trails) > 1:  # the ledger needs each one's id: let the flush assign them
+            self.session.add_all(rows)
+            self.session.flush()
+            return
+        # an audit row goes last, its id returned, for the ledger (ledger_store.register)
+        rows = [row for row in rows if row not in trails] + trails
         given = [_new_values(row) for row in rows]
         shape = tuple((type(row), tuple(values)) for row, values in zip(rows, given, strict=True))
         statement = _INSERTS.get(shape)
@@ -250,7 +260,9 @@ class Tx:
         params = {
             f"p{n}_{key}": value for n, values in enumerate(given) for key, value in values.items()
         }
-        self.session.execute(statement, params)
+        result = self.session.execute(statement, params)
+        if trails:
+            ledger_store.register(self.session, [result.scalar_one()], trails)
 
     def flush(self) -> None:
         self.session.flush()
@@ -291,7 +303,10 @@ def _insert_with(shape: _Shape) -> Executable:
 
     ctes = [one(n, model, keys).cte(f"new_{n}") for n, (model, keys) in enumerate(shape[:-1])]
     last_model, last_keys = shape[-1]
-    return one(len(shape) - 1, last_model, last_keys).add_cte(*ctes)
+    last = one(len(shape) - 1, last_model, last_keys)
+    if last_model is AuditRecord:  # its id, for the ledger
+        return last.returning(AuditRecord.id).add_cte(*ctes)
+    return last.add_cte(*ctes)
 
 
 def _new_values(row: Base) -> dict[str, Any]:

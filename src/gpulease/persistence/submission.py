@@ -14,7 +14,9 @@ its first uses (``prepare_threshold``):
 * :meth:`LeanSubmissions.insert`: the job, its audit record, its idempotency record and its
   change-feed row (:func:`announcement`: the row ``persistence.change_feed`` announces a new
   job with) in one ``INSERT`` with data-modifying ``WITH`` clauses, as ``Tx.insert_new``
-  writes them; the rows are given as column values, no ORM instance is built;
+  writes them; the rows are given as column values, no ORM instance is built; the audit
+  record enters the ledger in the same statement (``ledger_store.submission_ctes``: its
+  position taken from the counter row only if the record was inserted);
 * :meth:`LeanSubmissions.insert_if`: both in one statement, once the tenant's row is kept
   (:meth:`LeanSubmissions.kept`, the row the last read returned and its digest): the
   caller decides on the kept row, and the rows are inserted only if the statement reads
@@ -60,6 +62,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
+from gpulease.ledger.records import record_leaf
+from gpulease.persistence import ledger_store
 from gpulease.persistence.auth import SubmissionFacts
 from gpulease.persistence.db import DatabaseUnavailable
 from gpulease.persistence.tables import (
@@ -291,6 +295,7 @@ class LeanSubmissions:
             for name, value in values.items():
                 convert = writers.get(name)
                 params.append(value if convert is None else convert(value))
+        params.append(record_leaf(trail))  # the ledger's leaf hash: the statement's last $n
         return sql, params
 
     async def _execute(
@@ -322,15 +327,24 @@ def _inserts(shape: _Shape, first: int, source: str) -> list[str]:
         values = ", ".join(f"${n}" for n in range(number, number + len(keys)))
         number += len(keys)
         rows = f"VALUES ({values})" if source == "values" else f"SELECT {values} FROM ok"
-        made.append(f"INSERT INTO {_quoted(table)} ({columns}) {rows}")
+        returning = " RETURNING id" if table == _AUDIT.name else ""  # the ledger's entry
+        made.append(f"INSERT INTO {_quoted(table)} ({columns}) {rows}{returning}")
     return made
+
+
+def _ledger(shape: _Shape, first: int) -> list[str]:
+    """The ledger's ``WITH`` clauses for the audit row of ``shape`` (``ledger_store``): its
+    leaf hash is the parameter after the rows' values, which start at ``$first``."""
+    audit = next(n for n, (table, _keys) in enumerate(shape) if table == _AUDIT.name)
+    leaf = first + sum(len(keys) for _table, keys in shape)
+    return ledger_store.submission_ctes(f"new_{audit}", f"${leaf}")
 
 
 def _insert_sql(shape: _Shape) -> str:
     """One ``INSERT`` of every row of ``shape``, each but the last in a ``WITH`` clause."""
     parts = _inserts(shape, 1, "values")
-    ctes = [f"new_{n} AS ({sql})" for n, sql in enumerate(parts[:-1])]
-    return (f"WITH {', '.join(ctes)} " if ctes else "") + parts[-1]
+    ctes = [f"new_{n} AS ({sql})" for n, sql in enumerate(parts[:-1])] + _ledger(shape, 1)
+    return f"WITH {', '.join(ctes)} " + parts[-1]
 
 
 def _conditional_sql(facts: str, shape: _Shape) -> str:
@@ -339,7 +353,9 @@ def _conditional_sql(facts: str, shape: _Shape) -> str:
     clauses see one snapshot); it returns the facts and how many times it inserted."""
     first = _FACT_PARAMS + 3
     parts = _inserts(shape, first, "select")
-    inserts = ", ".join(f"new_{n} AS ({sql})" for n, sql in enumerate(parts))
+    inserts = ", ".join(
+        [f"new_{n} AS ({sql})" for n, sql in enumerate(parts)] + _ledger(shape, first)
+    )
     return (
         f"WITH facts AS ({facts}), "
         f"ok AS (SELECT 1 FROM facts WHERE facts.epoch = ${_FACT_PARAMS + 1} "

@@ -17,7 +17,17 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from gpulease.persistence.types import Money, UtcDateTime
@@ -332,6 +342,49 @@ class AuditRecord(Base):
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     reason: Mapped[str] = mapped_column(String(1000), default="")
     __table_args__ = (Index("ix_audit_subject", "subject_type", "subject_id"),)
+
+
+class LedgerEntry(Base):
+    """The ledger: audit record ``audit_id`` at ``position`` (0, 1, 2, ... without gaps), with
+    the RFC 9162 leaf hash of its canonical form (``ledger.records``), written in the
+    audit record's transaction (``persistence.ledger_store``). No foreign key: the verifier
+    reports an audit row gone, and an insert pays no check."""
+
+    __tablename__ = "ledger_entries"
+    position: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    audit_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class LedgerState(Base):
+    """One row (``id`` 1): the ledger's size, the next position. Locked by the append at the
+    end of each writing transaction, so positions are handed out in commit order."""
+
+    __tablename__ = "ledger_state"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class LedgerHead(Base):
+    """A signed tree head (``ledger.heads``): the root of the first ``tree_size`` entries."""
+
+    __tablename__ = "ledger_heads"
+    tree_size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    signed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    key_id: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[bytes] = mapped_column(LargeBinary(64))
+
+
+class LedgerKey(Base):
+    """A signing key's public half and the period ``[valid_from, valid_until)`` it signs in
+    (the private half is a file, never in the database)."""
+
+    __tablename__ = "ledger_keys"
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    valid_from: Mapped[datetime] = mapped_column(UtcDateTime())
+    valid_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class LeaderLease(Base):

@@ -43,7 +43,7 @@ from gpulease.persistence.tables import (
     Tenant,
     User,
 )
-from gpulease.services import disclosure_history, kyc, kyc_screening, reports
+from gpulease.services import disclosure_history, kyc, kyc_screening, ledger_proofs, reports
 from gpulease.services.context import ServiceContext
 
 
@@ -168,6 +168,8 @@ def end_user_disclosure(
         },
         "compute": reports.compute_used(allocations, moment),
         "access": [_access_out(a, users, moment) for a in access],
+        # the KYC decisions' audit records: ledger positions and inclusion proofs
+        "ledger": ledger_proofs.cite_audit_ids(ctx, [record.id for record in trail]),
     }
 
 

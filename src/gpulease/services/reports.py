@@ -39,6 +39,7 @@ from gpulease.domain.access import Action, Principal
 from gpulease.domain.errors import InvalidRequest, NotFound
 from gpulease.domain.states import JobState
 from gpulease.persistence.tables import (
+    AuditRecord,
     Gpu,
     GpuAllocation,
     Job,
@@ -48,7 +49,7 @@ from gpulease.persistence.tables import (
     Tenant,
 )
 from gpulease.services import custody as custody_service
-from gpulease.services import kyc
+from gpulease.services import kyc, ledger_proofs
 from gpulease.services.context import ServiceContext
 
 # Per-GPU peak of a B200-class GPU, dense BF16: 180 PFLOP/s per 72-GPU rack, 2.5 PFLOP/s each.
@@ -58,6 +59,7 @@ PEAK_SOURCE = (
     "= 2.5e15 FLOP/s per Blackwell GPU (a configurable parameter)"
 )
 DEFAULT_UTILISATION = Decimal("0.4")
+LEDGER_CITED = 200  # a GPU report cites the latest runs' start records, with proofs
 THRESHOLD_1E26 = Decimal("1e26")
 THRESHOLD_1E25 = Decimal("1e25")
 THRESHOLD_NOTES = {
@@ -144,6 +146,16 @@ def gpu_provenance(ctx: ServiceContext, actor: Principal, serial: str) -> dict[s
         tenants = {t.id: t for t in tx.all(tx.select(Tenant).where(Tenant.id.in_(tenant_ids)))}
         job_ids = sorted({r.job_id for r in rows})
         job_rows = {j.id: j for j in tx.all(tx.select(Job).where(Job.id.in_(job_ids)))}
+        starts = tx.all(  # the runs' start records, cited with ledger proofs (latest first)
+            tx.select(AuditRecord)
+            .where(
+                AuditRecord.subject_type == "job",
+                AuditRecord.subject_id.in_(job_ids),
+                AuditRecord.action == "job.start",
+            )
+            .order_by(AuditRecord.id.desc())
+            .limit(LEDGER_CITED)
+        )
     usage = []
     by_tenant: dict[tuple[str, str], float] = defaultdict(float)
     for r in rows:
@@ -206,6 +218,8 @@ def gpu_provenance(ctx: ServiceContext, actor: Principal, serial: str) -> dict[s
             }
             for (tid, purpose), seconds in sorted(by_tenant.items(), key=lambda kv: -kv[1])
         ],
+        # the runs' start records: ledger positions and inclusion proofs
+        "ledger": ledger_proofs.cite_audit_ids(ctx, [record.id for record in reversed(starts)]),
     }
 
 

@@ -4,7 +4,9 @@ Each iteration takes or renews the lease (``persistence.leader``) first; a pass 
 while it is held, and the pass fences its writes on it (``LiveScheduler.leadership``). A pass
 that fails (the database is down) is logged and counted (``failed_passes``) and the next
 iteration retries; nothing a pass raises ends the thread. On ``stop`` the lease is released
-(expired) once the running pass has ended, so another process takes over at once.
+(expired) once the running pass has ended, so another process takes over at once. After a
+pass the leader signs a ledger tree head when the interval has passed and the ledger grew
+(``services.ledger.HeadSigner``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING
 from gpulease.activity import log_passes
 from gpulease.persistence.leader import Leadership, leader_lock
 from gpulease.services.collection import collected_after
+from gpulease.services.ledger import HeadSigner
 
 if TYPE_CHECKING:
     from gpulease.services.scheduling import LiveScheduler
@@ -54,6 +57,8 @@ class SchedulerLoop:
         self._release_guard = threading.Lock()
         self._leading = False
         self.stop_timeout_s = 30.0
+        # the leader signs a ledger head after a pass, every so often when the ledger grew
+        self.sign_heads = HeadSigner(ctx)
 
     @property
     def leading(self) -> bool:
@@ -103,6 +108,7 @@ class SchedulerLoop:
                         reports = self.scheduler.tick()
                         took = time.perf_counter() - began
                     log_passes(reports, took)  # busy passes only
+                    self.sign_heads()  # never raises; a no-op until the interval has passed
                 except Exception:  # a pass must never kill the loop; the next pass retries
                     self.scheduler.failed_passes += 1
                     log.exception("scheduler pass failed; retrying in %.3g s", self.interval_s)

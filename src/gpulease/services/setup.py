@@ -26,7 +26,7 @@ from gpulease.persistence import migrate
 from gpulease.persistence.db import Database, sqlite_file
 from gpulease.persistence.leader import current_lease
 from gpulease.persistence.tables import SchedulerStatus
-from gpulease.services import screening_lists
+from gpulease.services import ledger, screening_lists
 from gpulease.services.context import ServiceContext
 from gpulease.services.demo import DemoUser, create_demo
 from gpulease.settings import Settings
@@ -123,6 +123,7 @@ def initialise(
         if reset:
             migrate.downgrade(ctx.db, "base")
         migrate.upgrade(ctx.db)
+        ledger.ensure_key(ctx)  # the ledger's signing key: a 0600 file under the key dir
         users: list[DemoUser] = []
         if demo:
             try:
