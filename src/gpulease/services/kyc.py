@@ -135,8 +135,8 @@ def submit_case(
 ) -> KycCase:
     """Record a case and screen it at once; it then waits for an officer."""
     actor.authorize(Action.KYC_SUBMIT, tenant_id=tenant_id, record_id=tenant_id, kind="tenant")
-    graph = _validate(sub)
     now = ctx.now()
+    graph = _validate(sub, now.date())
     with ctx.db.transaction() as tx:
         tenant = tx.require(Tenant, tenant_id, "tenant", for_update=True)
         open_case = tx.first(
@@ -495,16 +495,17 @@ def _add_party(tx: Tx, data: PartyInput, now: datetime, tenant_id: str | None = 
     return row
 
 
-def _validate(sub: CaseSubmission) -> CaseGraph:
+def _validate(sub: CaseSubmission, today: date) -> CaseGraph:
     """The submission's graph, refused whole (422 naming the field and the refs the
-    submitter typed) unless it can be screened; nothing is stored before this passes."""
+    submitter typed) unless it can be screened on ``today`` (no stake starting later);
+    nothing is stored before this passes."""
     if not sub.end_uses:
         raise InvalidRequest("declare at least one end use", field="end_uses")
     unknown = [u for u in sub.end_uses if not is_end_use(u)]
     if unknown:
         raise InvalidRequest(f"unknown end use(s): {', '.join(unknown)}", field="end_uses")
     graph = sub.graph()
-    validate_graph(graph)
+    validate_graph(graph, today=today)
     return graph
 
 

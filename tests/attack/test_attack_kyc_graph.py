@@ -1,0 +1,255 @@
+"""Attacks on the KYC case graph and the screening core, as a hostile tenant sends them.
+
+A tenant admin of the demo (Bank Nusantara Digital, SQLite, the CSL legacy sample imported)
+submits case bodies through the in-process API and reads its answers; a compliance officer's
+client reads what was screened. Each test states what the KYC work promises:
+
+* a listed owner never gets past screening by dating its stake after the submission day
+  (screened today, never re-screened on that day);
+* validating the largest accepted bodies does bounded work (no work per day per stake, no
+  ownership chains built to count them), whatever the dates and the shape of the chains;
+* a stored case that cannot be screened never stops the scheduler's pass (policy change,
+  expiry, retry): it goes before an officer saying why, and the other cases are re-screened;
+* another tenant's case, by id or prefix, answers exactly like a missing one.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from gpulease.compliance.case_graph import (
+    CaseGraph,
+    DeclaredParty,
+    DeclaredStake,
+    PartyDetails,
+    validate_graph,
+)
+from gpulease.compliance.ownership import OwnershipEdge
+from gpulease.data import shipped_lists
+from gpulease.domain.access import Principal
+from gpulease.domain.clock import ManualClock
+from gpulease.domain.errors import InvalidRequest
+from gpulease.domain.states import KycState
+from gpulease.persistence.tables import KycCase, PartyRow
+from gpulease.services import rescreening, screening_lists
+from gpulease.services.context import ServiceContext
+from gpulease.services.demo import DemoUser
+from gpulease.services.scheduling import LiveScheduler
+
+CSL_SAMPLE = shipped_lists() / "csl-legacy-sample.csv.xz"
+SDN_US = "200G PSA HOLDINGS LLC"  # an SDN entry of the CSL legacy sample
+BANK = "admin@bank.example"
+INFTECH = "admin@inftech.example"
+OFFICER = "compliance@indosat.example"
+
+
+@pytest.fixture
+def db_backend() -> str:
+    """The graph checks are pure; one backend keeps the file fast."""
+    return "sqlite"
+
+
+@pytest.fixture
+def lists(ctx: ServiceContext, officer: Principal) -> None:
+    screening_lists.import_list(ctx, officer, CSL_SAMPLE, "csl-csv")
+
+
+def _client(raw_api: Any, demo: list[DemoUser], email: str) -> TestClient:
+    return raw_api(next(u.token for u in demo if u.email == email))  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def bank(raw_api: Any, demo: list[DemoUser]) -> TestClient:
+    return _client(raw_api, demo, BANK)
+
+
+@pytest.fixture
+def officer_api(raw_api: Any, demo: list[DemoUser]) -> TestClient:
+    return _client(raw_api, demo, OFFICER)
+
+
+def body(**more: Any) -> dict[str, Any]:
+    return {
+        "organization": {"name": "Bank Nusantara Digital", "countries": ["ID"]},
+        "end_uses": ["financial-services-ai"],
+        **more,
+    }
+
+
+def case_count(ctx: ServiceContext) -> int:
+    with ctx.db.transaction(write=False) as tx:
+        return len(tx.all(select(KycCase)))
+
+
+# --------------------------------------------- a listed owner's stake dated after today
+@pytest.mark.parametrize("form", ["graph", "list"])
+def test_a_listed_owners_stake_from_a_later_day_is_refused_not_screened_as_absent(
+    ctx: ServiceContext,
+    clock: ManualClock,
+    lists: None,
+    bank: TestClient,
+    officer_api: TestClient,
+    form: str,
+) -> None:
+    """60 % by an SDN entry from tomorrow: screened today the stake is not held, so the case
+    was only 'review' (approvable), and nothing re-screens it on the day the stake starts.
+    A case declares the ownership held on the day it is submitted: a later stake is a 422
+    naming the field, nothing stored; the same stake held today blocks."""
+    today = clock.now().date()
+    stake = {"percent": 60, "since": (today + timedelta(days=1)).isoformat()}
+    party = {"name": SDN_US, "countries": ["US"]}
+    if form == "graph":
+        sent = body(parties=[{"ref": "x", **party}], ownership=[{"owner": "x", **stake}])
+    else:
+        sent = body(owners=[{"ref": "x", "party": party, **stake}])
+    before = case_count(ctx)
+    answer = bank.post("/kyc/cases", json=sent)
+    assert answer.status_code == 422, answer.text
+    error = answer.json()
+    assert error["details"]["field"] == "ownership[0].since"
+    assert error["details"]["refs"] == ["x", "tenant"]
+    assert case_count(ctx) == before
+    if form == "graph":
+        sent["ownership"][0]["since"] = today.isoformat()
+    else:
+        sent["owners"][0]["since"] = today.isoformat()
+    made = bank.post("/kyc/cases", json=sent)
+    assert made.status_code == 201, made.text
+    case = officer_api.get(f"/kyc/cases/{made.json()['id']}").json()
+    assert case["verdict"] == "block"
+    assert case["screening"]["blocks"][0]["rule"].endswith("ofac-50")
+
+
+# ------------------------------------------------------- bounded validation work
+def _graph(refs: list[str], stakes: list[DeclaredStake]) -> CaseGraph:
+    return CaseGraph.build(
+        PartyDetails("Org"),
+        parties=[DeclaredParty(r, PartyDetails(f"Party {r}")) for r in refs],
+        stakes=stakes,
+    )
+
+
+def test_stakes_on_a_thousand_days_are_summed_without_a_pass_per_day(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """1,000 stakes in the tenant, each from its own day (the body's maximum): the 100 %
+    check must not test every stake on every day (a million tests per body)."""
+    refs = [f"p{i}" for i in range(500)]
+    first = date(2000, 1, 1)
+    stakes = [
+        DeclaredStake(f"p{i % 500}", "tenant", Decimal("0.05"), first + timedelta(days=i))
+        for i in range(1000)
+    ]
+    calls = 0
+    held_on = OwnershipEdge.held_on
+
+    def counted(self: OwnershipEdge, as_of: Any) -> bool:
+        nonlocal calls
+        calls += 1
+        return held_on(self, as_of)
+
+    monkeypatch.setattr(OwnershipEdge, "held_on", counted)
+    validate_graph(_graph(refs, stakes))
+    assert calls <= 10 * len(stakes)
+    # the sweep still sees every day: the 1,000th stake of 0.1 % tips one day over 100 %
+    over = [DeclaredStake("p0", "tenant", Decimal("50.01"), first + timedelta(days=999))]
+    with pytest.raises(InvalidRequest) as refused:
+        validate_graph(_graph(refs, [*stakes, *over]))
+    assert "2002-09-26" in refused.value.message
+    assert "100.01 %" in refused.value.message
+
+
+def test_counting_the_ownership_chains_of_a_deep_fan_does_not_build_them() -> None:
+    """20 owners of the tenant, all owned by a 479-party chain: 9,600 chains, 2.4 million
+    links. Validation only needs to know there are at most 10,000: it must not hold them
+    all in memory (tens of megabytes per request) to count them."""
+    k, tail = 20, 479
+    refs = [f"b{i}" for i in range(k)] + [f"t{j}" for j in range(tail)]
+    stakes = [DeclaredStake(f"b{i}", "tenant", Decimal(4)) for i in range(k)]
+    stakes += [DeclaredStake("t0", f"b{i}", Decimal(100)) for i in range(k)]
+    stakes += [DeclaredStake(f"t{j + 1}", f"t{j}", Decimal(100)) for j in range(tail - 1)]
+    graph = _graph(refs, stakes)
+    tracemalloc.start()
+    try:
+        validate_graph(graph)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000
+    # one more branch: 10,080 chains, refused as before
+    wider = _graph([*refs, "b20"], [*stakes, DeclaredStake("t0", "b20", Decimal(100))])
+    wider = CaseGraph(
+        wider.organization,
+        wider.parties,
+        (*wider.stakes, DeclaredStake("b20", "tenant", Decimal(1))),
+    )
+    with pytest.raises(InvalidRequest) as refused:
+        validate_graph(wider)
+    assert "more than 10000 chains" in refused.value.message
+    assert refused.value.details["field"] == "ownership"
+
+
+# ------------------------------------------------------------- the scheduler's pass
+def test_a_case_that_cannot_be_loaded_does_not_stop_the_scheduler_pass(
+    ctx: ServiceContext,
+    demo: list[DemoUser],
+    scheduler: LiveScheduler,
+) -> None:
+    """Two approved demo cases under older policy rules; the first one's organisation is
+    stored with a kind no longer known (data from before validation). The pass re-screens
+    both: the bad one goes before an officer saying why, the other is re-screened, and the
+    sites' passes run, on this pass and the next."""
+    with ctx.db.transaction() as tx:
+        cases = tx.all(
+            select(KycCase).where(KycCase.state == KycState.APPROVED.value).order_by(KycCase.id)
+        )
+        assert len(cases) >= 2
+        bad, good = cases[0], cases[1]
+        for case in cases:
+            assert case.screening is not None
+            case.screening = {**case.screening, "policy": {"rules": ["old-pack@0/gone"]}}
+        tx.require(PartyRow, bad.party_id, "party").kind = "partnership"
+        bad_id, good_id = bad.id, good.id
+    reports = scheduler.tick()
+    assert reports  # the sites' passes ran
+    with ctx.db.transaction(write=False) as tx:
+        bad = tx.require(KycCase, bad_id, "kyc case")
+        good = tx.require(KycCase, good_id, "kyc case")
+        assert bad.state == KycState.NEEDS_REVIEW
+        assert bad.verdict == "review"
+        assert "could not be screened" in bad.state_reason
+        assert "partnership" in bad.state_reason
+        assert good.screening is not None
+        assert good.screening["policy"]["rules"] != ["old-pack@0/gone"]
+    assert rescreening.on_policy_change(ctx, ctx.now()) == []  # not taken again
+    assert scheduler.tick()
+
+
+# ----------------------------------------------------------- another tenant's case
+def test_another_tenants_case_answers_like_a_missing_one(
+    ctx: ServiceContext, raw_api: Any, demo: list[DemoUser], bank: TestClient
+) -> None:
+    """By its id, its id's prefix, or by naming the other tenant in a submission: the same
+    404 as a case or tenant that does not exist, and nothing stored."""
+    inftech = _client(raw_api, demo, INFTECH)
+    theirs = inftech.get("/kyc/cases").json()[0]["id"]
+    for ref in (theirs, theirs[:8], theirs.upper()):
+        answer = bank.get(f"/kyc/cases/{ref}")
+        missing = bank.get(f"/kyc/cases/kyc-{'0' * (len(ref) - 4)}")
+        assert (answer.status_code, answer.json()["code"]) == (
+            missing.status_code,
+            missing.json()["code"],
+        )
+    their_tenant = inftech.get("/kyc/cases").json()[0]["tenant_id"]
+    before = case_count(ctx)
+    sent = bank.post("/kyc/cases", json=body(tenant_id=their_tenant))
+    nobody = bank.post("/kyc/cases", json=body(tenant_id="tenant-000000000000"))
+    assert (sent.status_code, sent.json()["code"]) == (nobody.status_code, nobody.json()["code"])
+    assert case_count(ctx) == before
