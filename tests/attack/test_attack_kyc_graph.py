@@ -36,8 +36,8 @@ from gpulease.data import shipped_lists
 from gpulease.domain.access import Principal
 from gpulease.domain.clock import ManualClock
 from gpulease.domain.errors import InvalidRequest
-from gpulease.domain.states import KycState
-from gpulease.persistence.tables import KycCase, PartyRow
+from gpulease.domain.states import KycState, TenantStanding
+from gpulease.persistence.tables import KycCase, PartyRow, Tenant
 from gpulease.services import rescreening, screening_lists
 from gpulease.services.context import ServiceContext
 from gpulease.services.demo import DemoUser
@@ -205,7 +205,8 @@ def test_a_case_that_cannot_be_loaded_does_not_stop_the_scheduler_pass(
     """Two approved demo cases under older policy rules; the first one's organisation is
     stored with a kind no longer known (data from before validation). The pass re-screens
     both: the bad one goes before an officer saying why, the other is re-screened, and the
-    sites' passes run, on this pass and the next."""
+    sites' passes run, on this pass and the next. An approved case that can no longer be
+    screened does not keep its approval as "no new hit"."""
     with ctx.db.transaction() as tx:
         cases = tx.all(
             select(KycCase).where(KycCase.state == KycState.APPROVED.value).order_by(KycCase.id)
@@ -226,6 +227,8 @@ def test_a_case_that_cannot_be_loaded_does_not_stop_the_scheduler_pass(
         assert bad.verdict == "review"
         assert "could not be screened" in bad.state_reason
         assert "partnership" in bad.state_reason
+        # its "review" is not the one an officer approved: the tenant stands on it no more
+        assert tx.require(Tenant, bad.tenant_id, "tenant").approval == TenantStanding.SUSPENDED
         assert good.screening is not None
         assert good.screening["policy"]["rules"] != ["old-pack@0/gone"]
     assert rescreening.on_policy_change(ctx, ctx.now()) == []  # not taken again

@@ -9,8 +9,10 @@ the lists and policy in force now, and the outcome is one of:
 
 * ``unchanged``: an approved case with no new hit and no worse verdict keeps its approval;
   the new screening record and the lists used are stored, and audited;
-* ``reopened``: a new hit (an entry not seen before) or a worse verdict sends the case back
-  through screening to review (a new round);
+* ``reopened``: a new hit (an entry not seen before), a worse verdict, or a case that can no
+  longer be screened (stored facts the code cannot read: its "review" is not the review an
+  officer approved, its record lists no party) sends the case back through screening to
+  review (a new round);
 * ``suspended``: the same for the case the tenant stands on, which also suspends the tenant
   (its leases follow its standing: ``kyc.set_standing``).
 
@@ -129,15 +131,17 @@ def _rescreen(
         if only_if_rules_differ and recorded_rules(case.screening) == rules:
             return None  # another pass or process re-screened it meanwhile
         was_approved = case.state == KycState.APPROVED
+        unscreened = ""
         try:
             result = kyc_screening.screen(ctx, tx, case, policy, lists)
         except DomainError as error:  # bad stored facts: before an officer, saying why
             result = kyc_screening.failed(policy, lists, error)
+            unscreened = result.reasons[0]
         new_hits = sorted(set(result.hit_keys) - recorded_hit_keys(case.screening))
         before = ScreeningVerdict.parse(case.verdict) or ScreeningVerdict.CLEAR
         worse = result.verdict.rank > before.rank
         tenant = tx.require(Tenant, case.tenant_id, "tenant", for_update=True)
-        if was_approved and not (new_hits or worse):
+        if was_approved and not (new_hits or worse or unscreened):
             kyc_screening.store(case, result, policy, lists, now)
             audit.record(
                 tx,
@@ -151,9 +155,9 @@ def _rescreen(
             )
             return Rescreen(case.id, case.tenant_id, "unchanged", "no new hit")
         words = (
-            f"new hit(s) {', '.join(new_hits)}"
-            if new_hits
-            else f"verdict {case.verdict or 'none'} -> {result.verdict}"
+            unscreened
+            or (f"new hit(s) {', '.join(new_hits)}" if new_hits else "")
+            or f"verdict {case.verdict or 'none'} -> {result.verdict}"
         )
         reason = f"{why}: {words}"
         kyc.move_case(tx, case, KycState.SCREENING, now, actor, reason)
