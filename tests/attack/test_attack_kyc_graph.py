@@ -113,7 +113,7 @@ def test_a_listed_owners_stake_from_a_later_day_is_refused_not_screened_as_absen
     answer = bank.post("/kyc/cases", json=sent)
     assert answer.status_code == 422, answer.text
     error = answer.json()
-    assert error["details"]["field"] == "ownership[0].since"
+    assert error["details"]["field"] == ("ownership" if form == "graph" else "owners") + "[0].since"
     assert error["details"]["refs"] == ["x", "tenant"]
     assert case_count(ctx) == before
     if form == "graph":
@@ -125,6 +125,43 @@ def test_a_listed_owners_stake_from_a_later_day_is_refused_not_screened_as_absen
     case = officer_api.get(f"/kyc/cases/{made.json()['id']}").json()
     assert case["verdict"] == "block"
     assert case["screening"]["blocks"][0]["rule"].endswith("ofac-50")
+
+
+# ------------------------------------------- the list form's errors name its own fields
+OWNER = {"ref": "o", "party": {"name": "Owner Pte"}, "percent": 10}
+OFFICER_IN = {"party": {"name": "Tan Example", "kind": "person"}, "role": "director"}
+
+
+@pytest.mark.parametrize(
+    ("more", "field"),
+    [
+        ({"owners": [{**OWNER, "owns": "nobody"}]}, "owners[0].owns"),
+        ({"owners": [{**OWNER, "ref": "tenant"}]}, "owners[0].ref"),
+        ({"owners": [OWNER, OWNER]}, "owners[1].ref"),
+        ({"owners": [{**OWNER, "party": {"name": " "}}]}, "owners[0].party.name"),
+        ({"officers": [OFFICER_IN, {**OFFICER_IN, "of": "nobody"}]}, "officers[1].of"),
+        (
+            {
+                "parties": [{"ref": "p", "name": "P Ltd"}],
+                "ownership": [{"owner": "p", "percent": 5}],
+                "owners": [{**OWNER, "owns": "p"}, {**OWNER, "ref": "q", "owns": "nobody"}],
+            },
+            "owners[1].owns",
+        ),
+    ],
+    ids=["dangling-owns", "ref-tenant", "ref-twice", "blank-name", "officer-of", "mixed"],
+)
+def test_a_refusal_in_the_list_form_names_the_field_the_body_has(
+    ctx: ServiceContext, bank: TestClient, more: dict[str, Any], field: str
+) -> None:
+    """The list form's owners and officers were validated as graph edges and their errors
+    named ``ownership[i]``/``parties[i]`` fields the body does not have (i counted over
+    both forms): a 422 must name the field the submitter sent."""
+    before = case_count(ctx)
+    answer = bank.post("/kyc/cases", json=body(**more))
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["details"]["field"] == field
+    assert case_count(ctx) == before
 
 
 # ------------------------------------------------------- bounded validation work

@@ -107,6 +107,8 @@ class CaseGraph:
     parties: tuple[DeclaredParty, ...] = ()
     stakes: tuple[DeclaredStake, ...] = ()
     roles: tuple[DeclaredRole, ...] = ()
+    # how many parties, stakes and roles came in the graph form (the rest: owners, officers)
+    graph_form: tuple[int, int, int] | None = None
 
     @classmethod
     def build(
@@ -123,6 +125,7 @@ class CaseGraph:
         all_parties = list(parties)
         all_stakes = list(stakes)
         all_roles = list(roles)
+        counts = (len(all_parties), len(all_stakes), len(all_roles))
         for owner in owners:
             all_parties.append(DeclaredParty(owner.ref, owner.party))
             all_stakes.append(
@@ -132,7 +135,33 @@ class CaseGraph:
             ref = f"officers[{i}]"
             all_parties.append(DeclaredParty(ref, officer.party))
             all_roles.append(DeclaredRole(ref, officer.of, officer.role))
-        return cls(organization, tuple(all_parties), tuple(all_stakes), tuple(all_roles))
+        return cls(organization, tuple(all_parties), tuple(all_stakes), tuple(all_roles), counts)
+
+    def party_field(self, i: int) -> tuple[str, str]:
+        """Where the body declared party ``i``: its ref's field and its details' field."""
+        parties, _, _ = self.graph_form or (len(self.parties), 0, 0)
+        if i < parties:
+            return f"parties[{i}].ref", f"parties[{i}]"
+        owners = len(self.stakes) - (self.graph_form or (0, len(self.stakes), 0))[1]
+        if i < parties + owners:
+            return f"owners[{i - parties}].ref", f"owners[{i - parties}].party"
+        k = i - parties - owners
+        return f"officers[{k}]", f"officers[{k}].party"
+
+    def stake_field(self, i: int, end: str = "") -> str:
+        """Where the body declared stake ``i`` (``end``: owner, owns, percent, since...)."""
+        stakes = (self.graph_form or (0, len(self.stakes), 0))[1]
+        if i < stakes:
+            return f"ownership[{i}]" + (f".{end}" if end else "")
+        end = "ref" if end == "owner" else end
+        return f"owners[{i - stakes}]" + (f".{end}" if end else "")
+
+    def role_field(self, i: int, end: str = "") -> str:
+        """Where the body declared role ``i`` (``end``: party, of, role)."""
+        roles = (self.graph_form or (0, 0, len(self.roles)))[2]
+        if i < roles:
+            return f"control[{i}]" + (f".{end}" if end else "")
+        return f"officers[{i - roles}]" + (f".{end}" if end else "")
 
     @property
     def refs(self) -> tuple[str, ...]:
@@ -183,32 +212,33 @@ def validate_graph(
     seen: set[str] = set()
     for i, party in enumerate(graph.parties):
         ref = party.ref
+        ref_field, details_field = graph.party_field(i)
         if not ref.strip() or ref == TENANT:
             raise _refuse(
-                f"parties[{i}]: a ref must be a non-empty name other than 'tenant' "
+                f"{ref_field}: a ref must be a non-empty name other than 'tenant' "
                 "(which is the organisation itself)",
-                f"parties[{i}].ref",
+                ref_field,
                 [ref],
             )
         if ref in seen:
             raise _refuse(
                 f"ref {ref!r} is declared twice; declare each party once and give it as many "
                 "ownership and control edges as it has",
-                f"parties[{i}].ref",
+                ref_field,
                 [ref],
             )
         seen.add(ref)
-        _check_party(party.details, f"parties[{i}]", ref)
+        _check_party(party.details, details_field, ref)
     known = seen | {TENANT}
 
     for i, stake in enumerate(graph.stakes):
-        field = f"ownership[{i}]"
+        field = graph.stake_field(i)
         for end, ref in (("owner", stake.owner), ("owns", stake.owned)):
             if ref not in known:
                 raise _refuse(
                     f"{field}: {end} {ref!r} is not a declared party (declared: "
                     f"{', '.join(sorted(known))})",
-                    f"{field}.{end}",
+                    graph.stake_field(i, end),
                     [ref],
                 )
         if stake.owner == stake.owned:
@@ -222,14 +252,14 @@ def validate_graph(
             raise _refuse(
                 f"{field}: the stake of {stake.owner!r} in {stake.owned!r} must be above 0 "
                 f"and at most 100 %, got {pct}",
-                f"{field}.percent",
+                graph.stake_field(i, "percent"),
                 [stake.owner, stake.owned],
             )
         if stake.since and stake.until and stake.until <= stake.since:
             raise _refuse(
                 f"{field}: the stake of {stake.owner!r} in {stake.owned!r}: until "
                 f"({stake.until}) must be after since ({stake.since})",
-                f"{field}.until",
+                graph.stake_field(i, "until"),
                 [stake.owner, stake.owned],
             )
         if today is not None and stake.since is not None and stake.since > today:
@@ -237,18 +267,18 @@ def validate_graph(
                 f"{field}: the stake of {stake.owner!r} in {stake.owned!r} starts on "
                 f"{stake.since}, after today ({today}); declare the ownership held today and "
                 "submit a new case once a later stake is held",
-                f"{field}.since",
+                graph.stake_field(i, "since"),
                 [stake.owner, stake.owned],
             )
 
     for i, role in enumerate(graph.roles):
-        field = f"control[{i}]"
+        field = graph.role_field(i)
         for end, ref in (("party", role.holder), ("of", role.org)):
             if ref not in known:
                 raise _refuse(
                     f"{field}: {end} {ref!r} is not a declared party (declared: "
                     f"{', '.join(sorted(known))})",
-                    f"{field}.{end}",
+                    graph.role_field(i, end),
                     [ref],
                 )
         if role.holder == role.org:
@@ -258,7 +288,9 @@ def validate_graph(
         if role.role not in {r.value for r in ControlRole}:
             roles = ", ".join(r.value for r in ControlRole)
             raise _refuse(
-                f"{field}: role {role.role!r} is not one of {roles}", f"{field}.role", [role.holder]
+                f"{field}: role {role.role!r} is not one of {roles}",
+                graph.role_field(i, "role"),
+                [role.holder],
             )
 
     _check_totals(graph.stakes, max_chains)
