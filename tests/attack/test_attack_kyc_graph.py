@@ -272,6 +272,23 @@ def test_a_case_that_cannot_be_loaded_does_not_stop_the_scheduler_pass(
     assert scheduler.tick()
 
 
+def test_a_policy_change_over_many_cases_is_spread_over_passes(
+    ctx: ServiceContext, demo: list[DemoUser], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every case re-screened inside one pass holds up the leases' and sites' passes behind
+    it for as long as thousands of cases take: a pass takes a bounded number, the next
+    passes the rest, and then nothing is left."""
+    monkeypatch.setattr(rescreening, "RESCREENS_PER_PASS", 1)
+    with ctx.db.transaction() as tx:
+        cases = tx.all(select(KycCase).where(KycCase.state == KycState.APPROVED.value))
+        for case in cases:
+            assert case.screening is not None
+            case.screening = {**case.screening, "policy": {"rules": ["old-pack@0/gone"]}}
+    passes = [rescreening.on_policy_change(ctx, ctx.now()) for _ in range(len(cases) + 1)]
+    assert [len(p) for p in passes] == [1] * len(cases) + [0]
+    assert len({p[0].case_id for p in passes[:-1]}) == len(cases)
+
+
 # ----------------------------------------------------------- another tenant's case
 def test_another_tenants_case_answers_like_a_missing_one(
     ctx: ServiceContext, raw_api: Any, demo: list[DemoUser], bank: TestClient

@@ -21,7 +21,10 @@ last screening recorded (``screening.policy.rules``), so it survives restarts an
 idempotent: a re-screened case records today's rules and is not taken again. Rules change
 only from one day to the next (packs give days), so a process that has checked every case
 against today's rules skips the check until the rules differ, except for the first minutes
-of a day (a case screened elsewhere just before midnight may commit after the check).
+of a day (a case screened elsewhere just before midnight may commit after the check). A pass
+re-screens at most ``RESCREENS_PER_PASS`` cases (oldest ids first) and leaves the rest to the
+next passes, so a policy change over thousands of cases never holds up the leases' and sites'
+passes that follow it for minutes.
 
 Invariant: no re-screening ever approves or clears anything; only an officer's decision
 does (``kyc.decide_case``).
@@ -46,6 +49,7 @@ from gpulease.services.context import ServiceContext
 from gpulease.services.screening_lists import current_lists
 
 POLICY_CHECKED = "rescreening.policy_checked"  # (rules checked, day) in ctx.cache
+RESCREENS_PER_PASS = 25  # cases a scheduler pass re-screens after a policy change; the rest next
 SETTLE = timedelta(minutes=5)  # every pass re-checks in the first minutes of a day
 
 
@@ -105,15 +109,15 @@ def on_policy_change(ctx: ServiceContext, now: datetime) -> list[Rescreen]:
             (c.id, recorded_rules(c.screening) or frozenset())
             for c in tx.all(query.order_by(KycCase.id))
         ]
+    stale = [(case_id, before) for case_id, before in due if before != rules]
     done = []
-    for case_id, before in due:
-        if before == rules:
-            continue
+    for case_id, before in stale[:RESCREENS_PER_PASS]:
         changes = [f"now in force: {r}" for r in sorted(rules - before)]
         changes += [f"no longer in force: {r}" for r in sorted(before - rules)]
         why = "the policy in force changed (" + "; ".join(changes) + ")"
         done.append(_rescreen(ctx, "scheduler", case_id, why, only_if_rules_differ=True))
-    ctx.cache[POLICY_CHECKED] = (rules, day_start)
+    if len(stale) <= RESCREENS_PER_PASS:  # else the next pass takes the next ones
+        ctx.cache[POLICY_CHECKED] = (rules, day_start)
     return [r for r in done if r is not None]
 
 
