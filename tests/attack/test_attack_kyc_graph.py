@@ -5,7 +5,8 @@ submits case bodies through the in-process API and reads its answers; a complian
 client reads what was screened. Each test states what the KYC work promises:
 
 * a listed owner never gets past screening by dating its stake after the submission day
-  (screened today, never re-screened on that day);
+  (screened today, never re-screened on that day), nor by writing its name with dots
+  between the words or letter by letter;
 * validating the largest accepted bodies does bounded work (no work per day per stake, no
   ownership chains built to count them), whatever the dates and the shape of the chains;
 * a stored case that cannot be screened never stops the scheduler's pass (policy change,
@@ -125,6 +126,27 @@ def test_a_listed_owners_stake_from_a_later_day_is_refused_not_screened_as_absen
     case = officer_api.get(f"/kyc/cases/{made.json()['id']}").json()
     assert case["verdict"] == "block"
     assert case["screening"]["blocks"][0]["rule"].endswith("ofac-50")
+
+
+# ------------------------------------------------------- a listed name written apart
+@pytest.mark.parametrize(
+    "name",
+    ["200G.PSA.HOLDINGS.LLC", "200G PSA H O L D I N G S LLC", "200G PSA HOLDINGS.LLC"],
+    ids=["dots-between-words", "spelt-letter-by-letter", "dot-before-legal-form"],
+)
+def test_a_listed_owner_written_with_dots_or_letter_by_letter_is_still_found(
+    lists: None, bank: TestClient, officer_api: TestClient, name: str
+) -> None:
+    """Dots were dropped (``S.A.`` -> ``sa``), so ``200G.PSA.HOLDINGS`` became one word, and
+    single letters stayed words: the SDN entry's 60 % owner was screened clear."""
+    party = {"ref": "x", "name": name}
+    made = bank.post(
+        "/kyc/cases", json=body(parties=[party], ownership=[{"owner": "x", "percent": 60}])
+    )
+    assert made.status_code == 201, made.text
+    case = officer_api.get(f"/kyc/cases/{made.json()['id']}").json()
+    assert case["verdict"] == "block"
+    assert {p["name"]: p["outcome"] for p in case["screening"]["parties"]}[name] == "block"
 
 
 # ------------------------------------------- the list form's errors name its own fields
