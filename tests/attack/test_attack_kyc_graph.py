@@ -8,7 +8,8 @@ client reads what was screened. Each test states what the KYC work promises:
   (screened today, never re-screened on that day), nor by writing its name with dots
   between the words or letter by letter;
 * validating the largest accepted bodies does bounded work (no work per day per stake, no
-  ownership chains built to count them), whatever the dates and the shape of the chains;
+  ownership chains built to count them), whatever the dates and the shape of the chains, and
+  so does the 50 % fixed point of the screening (no round over every party per step);
 * a stored case that cannot be screened never stops the scheduler's pass (policy change,
   expiry, retry): it goes before an officer saying why, and the other cases are re-screened;
 * another tenant's case, by id or prefix, answers exactly like a missing one.
@@ -31,6 +32,12 @@ from gpulease.compliance.case_graph import (
     DeclaredStake,
     PartyDetails,
     validate_graph,
+)
+from gpulease.compliance.fifty_percent import (
+    OFAC_50,
+    ListedParty,
+    Restriction,
+    apply_fifty_percent_rule,
 )
 from gpulease.compliance.ownership import OwnershipEdge
 from gpulease.data import shipped_lists
@@ -253,6 +260,34 @@ def test_counting_the_ownership_chains_of_a_deep_fan_does_not_build_them() -> No
         validate_graph(wider)
     assert "more than 10000 chains" in refused.value.message
     assert refused.value.details["field"] == "ownership"
+
+
+class _Counted(dict[str, dict[str, Decimal]]):
+    """An owners map that counts how often a party's owners are read."""
+
+    reads = 0
+
+    def __getitem__(self, key: str) -> dict[str, Decimal]:
+        _Counted.reads += 1
+        return super().__getitem__(key)
+
+
+def test_the_fifty_percent_fixed_point_of_a_deep_chain_reads_each_party_a_few_times() -> None:
+    """A listed party at the top of a 480-deep chain of 100 % stakes, named so that every
+    round over the parties in order moved the restriction one step down: 480 rounds of 480
+    parties for every screening and re-screening of the case. The restriction still reaches
+    the bottom, reading each party's owners a bounded number of times."""
+    depth = 480
+    owners = _Counted(
+        {f"p{j:03d}": {f"p{j + 1:03d}": Decimal(100)} for j in range(depth - 1)}
+        | {"tenant": {"p000": Decimal(60)}}
+    )
+    top = ListedParty(f"p{depth - 1:03d}", Restriction.SDN, "SDN")
+    _Counted.reads = 0
+    result = apply_fifty_percent_rule(OFAC_50, owners=owners, listings={top.party: top})
+    assert result.level("tenant") is Restriction.SDN
+    assert result.level("p000") is Restriction.SDN
+    assert _Counted.reads <= 4 * len(owners)
 
 
 # ------------------------------------------------------------- the scheduler's pass
