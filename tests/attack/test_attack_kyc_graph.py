@@ -46,7 +46,7 @@ from gpulease.domain.clock import ManualClock
 from gpulease.domain.errors import InvalidRequest
 from gpulease.domain.states import KycState, TenantStanding
 from gpulease.persistence.tables import KycCase, PartyRow, Tenant
-from gpulease.services import rescreening, screening_lists
+from gpulease.services import identity, rescreening, screening_lists
 from gpulease.services.context import ServiceContext
 from gpulease.services.demo import DemoUser
 from gpulease.services.scheduling import LiveScheduler
@@ -133,6 +133,71 @@ def test_a_listed_owners_stake_from_a_later_day_is_refused_not_screened_as_absen
     case = officer_api.get(f"/kyc/cases/{made.json()['id']}").json()
     assert case["verdict"] == "block"
     assert case["screening"]["blocks"][0]["rule"].endswith("ofac-50")
+
+
+# ------------------------------------------- ways round the 50 % rule that must not work
+X = {"ref": "x", "name": SDN_US, "countries": ["US"]}
+BYPASSES: dict[str, dict[str, Any]] = {
+    # 49.99 % direct and 0.02 % through an entity X owns half of (itself restricted)
+    "two-paths": {
+        "parties": [X, {"ref": "a", "name": "Alder Nominees"}],
+        "ownership": [
+            {"owner": "x", "percent": "49.99"},
+            {"owner": "x", "owns": "a", "percent": 50},
+            {"owner": "a", "percent": "0.02"},
+        ],
+    },
+    # 30 % bought in 2020 and 30 % more in 2025, both still held
+    "split-periods": {
+        "parties": [X],
+        "ownership": [
+            {"owner": "x", "percent": 30, "since": "2020-01-01", "until": "2030-01-01"},
+            {"owner": "x", "percent": 30, "since": "2025-01-01"},
+        ],
+    },
+    # X reaches the tenant only through a cross-shareholding
+    "cycle": {
+        "parties": [X, {"ref": "a", "name": "Alder Holdco"}, {"ref": "b", "name": "Birch Holdco"}],
+        "ownership": [
+            {"owner": "a", "percent": 100},
+            {"owner": "b", "owns": "a", "percent": 50},
+            {"owner": "a", "owns": "b", "percent": 50},
+            {"owner": "x", "owns": "b", "percent": 50},
+        ],
+    },
+    # half declared in the list form, half as a graph edge of the same ref
+    "mixed-forms": {
+        "owners": [{"ref": "x", "party": {"name": SDN_US}, "percent": 30}],
+        "ownership": [{"owner": "x", "percent": 30}],
+    },
+    # a party whose ref is 'Tenant' owning the real tenant
+    "ref-shadowing-tenant": {
+        "parties": [{**X, "ref": "Tenant"}],
+        "ownership": [{"owner": "Tenant", "owns": "tenant", "percent": 60}],
+    },
+}
+
+
+@pytest.mark.parametrize("shape", sorted(BYPASSES))
+def test_a_listed_owner_is_blocked_however_the_stakes_are_arranged(
+    ctx: ServiceContext,
+    operator: Principal,
+    lists: None,
+    raw_api: Any,
+    demo: list[DemoUser],
+    officer_api: TestClient,
+    shape: str,
+) -> None:
+    """50 % or more held by an SDN entry, directly or through restricted entities, written
+    in ways meant to hide it: every one is blocked under the OFAC rule."""
+    tenant = identity.create_tenant(ctx, operator, name=f"Shape {shape}", country="SG", kind="lab")
+    ops = _client(raw_api, demo, "ops@indosat.example")
+    sent = body(tenant_id=tenant.id, **BYPASSES[shape])
+    made = ops.post("/kyc/cases", json=sent)
+    assert made.status_code == 201, made.text
+    case = officer_api.get(f"/kyc/cases/{made.json()['id']}").json()
+    assert case["verdict"] == "block", case["screening"]["reasons"]
+    assert [b["rule"].rsplit("/", 1)[-1] for b in case["screening"]["blocks"]] == ["ofac-50"]
 
 
 # ------------------------------------------------------- a listed name written apart
