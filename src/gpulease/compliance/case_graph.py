@@ -15,11 +15,16 @@ and a role.
 Invariants, checked by :func:`validate_graph` before anything is stored (each refusal is an
 :class:`InvalidRequest` naming the field and the refs the submitter typed):
 refs are distinct and not ``"tenant"``; every edge joins two declared refs and never a ref to
-itself; a stake is above 0 and at most 100 %, its period ends after it starts; the stakes held
-in any one party on any one day add up to at most 100 % (the organisation and every
-intermediate owner alike); the tenant's ownership chains stay within ``max_chains``. A graph
-that passes can be screened: the screening core never meets these errors later.
-Pure: no I/O, no clock.
+itself; a stake is above 0 and at most 100 %, its period ends after it starts and, given the
+submission day (``today``), it starts no later than that day: a case is screened on the day it
+is submitted and only re-screened on a list or policy change, so a stake dated later (a listed
+owner's 60 % from tomorrow, say) would never be screened as held; the stakes held in any one
+party on any one day add up to at most 100 % (the organisation and every intermediate owner
+alike); the tenant's ownership chains stay within ``max_chains``. A graph that passes can be
+screened: the screening core never meets these errors later. The checks do bounded work on
+any body the API accepts: the 100 % check is one sweep over the stakes' start and end days,
+the chains are counted, not built.
+Pure: no I/O, no clock (the submission day is an argument).
 """
 
 from __future__ import annotations
@@ -29,14 +34,9 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from gpulease.compliance.fifty_percent import (
-    HUNDRED,
-    ControlRole,
-    OwnershipEdge,
-    format_percent,
-)
+from gpulease.compliance.fifty_percent import HUNDRED, ControlRole, format_percent
 from gpulease.compliance.model import Address, PartyKind
-from gpulease.compliance.ownership import MAX_CHAINS, ownership_chains
+from gpulease.compliance.ownership import MAX_CHAINS, count_chains
 from gpulease.domain.errors import InvalidRequest
 
 TENANT = "tenant"  # the ref of the organisation the case is about
@@ -107,6 +107,8 @@ class CaseGraph:
     parties: tuple[DeclaredParty, ...] = ()
     stakes: tuple[DeclaredStake, ...] = ()
     roles: tuple[DeclaredRole, ...] = ()
+    # how many parties, stakes and roles came in the graph form (the rest: owners, officers)
+    graph_form: tuple[int, int, int] | None = None
 
     @classmethod
     def build(
@@ -123,6 +125,7 @@ class CaseGraph:
         all_parties = list(parties)
         all_stakes = list(stakes)
         all_roles = list(roles)
+        counts = (len(all_parties), len(all_stakes), len(all_roles))
         for owner in owners:
             all_parties.append(DeclaredParty(owner.ref, owner.party))
             all_stakes.append(
@@ -132,7 +135,33 @@ class CaseGraph:
             ref = f"officers[{i}]"
             all_parties.append(DeclaredParty(ref, officer.party))
             all_roles.append(DeclaredRole(ref, officer.of, officer.role))
-        return cls(organization, tuple(all_parties), tuple(all_stakes), tuple(all_roles))
+        return cls(organization, tuple(all_parties), tuple(all_stakes), tuple(all_roles), counts)
+
+    def party_field(self, i: int) -> tuple[str, str]:
+        """Where the body declared party ``i``: its ref's field and its details' field."""
+        parties, _, _ = self.graph_form or (len(self.parties), 0, 0)
+        if i < parties:
+            return f"parties[{i}].ref", f"parties[{i}]"
+        owners = len(self.stakes) - (self.graph_form or (0, len(self.stakes), 0))[1]
+        if i < parties + owners:
+            return f"owners[{i - parties}].ref", f"owners[{i - parties}].party"
+        k = i - parties - owners
+        return f"officers[{k}]", f"officers[{k}].party"
+
+    def stake_field(self, i: int, end: str = "") -> str:
+        """Where the body declared stake ``i`` (``end``: owner, owns, percent, since...)."""
+        stakes = (self.graph_form or (0, len(self.stakes), 0))[1]
+        if i < stakes:
+            return f"ownership[{i}]" + (f".{end}" if end else "")
+        end = "ref" if end == "owner" else end
+        return f"owners[{i - stakes}]" + (f".{end}" if end else "")
+
+    def role_field(self, i: int, end: str = "") -> str:
+        """Where the body declared role ``i`` (``end``: party, of, role)."""
+        roles = (self.graph_form or (0, 0, len(self.roles)))[2]
+        if i < roles:
+            return f"control[{i}]" + (f".{end}" if end else "")
+        return f"officers[{i - roles}]" + (f".{end}" if end else "")
 
     @property
     def refs(self) -> tuple[str, ...]:
@@ -174,38 +203,42 @@ def _check_party(details: PartyDetails, field: str, ref: str) -> None:
         )
 
 
-def validate_graph(graph: CaseGraph, *, max_chains: int = MAX_CHAINS) -> None:
-    """Refuse a graph that could not be screened (the module docstring lists the checks)."""
+def validate_graph(
+    graph: CaseGraph, *, max_chains: int = MAX_CHAINS, today: date | None = None
+) -> None:
+    """Refuse a graph that could not be screened (the module docstring lists the checks);
+    ``today``: the submission day, no stake may start after it."""
     _check_party(graph.organization, "organization", TENANT)
     seen: set[str] = set()
     for i, party in enumerate(graph.parties):
         ref = party.ref
+        ref_field, details_field = graph.party_field(i)
         if not ref.strip() or ref == TENANT:
             raise _refuse(
-                f"parties[{i}]: a ref must be a non-empty name other than 'tenant' "
+                f"{ref_field}: a ref must be a non-empty name other than 'tenant' "
                 "(which is the organisation itself)",
-                f"parties[{i}].ref",
+                ref_field,
                 [ref],
             )
         if ref in seen:
             raise _refuse(
                 f"ref {ref!r} is declared twice; declare each party once and give it as many "
                 "ownership and control edges as it has",
-                f"parties[{i}].ref",
+                ref_field,
                 [ref],
             )
         seen.add(ref)
-        _check_party(party.details, f"parties[{i}]", ref)
+        _check_party(party.details, details_field, ref)
     known = seen | {TENANT}
 
     for i, stake in enumerate(graph.stakes):
-        field = f"ownership[{i}]"
+        field = graph.stake_field(i)
         for end, ref in (("owner", stake.owner), ("owns", stake.owned)):
             if ref not in known:
                 raise _refuse(
                     f"{field}: {end} {ref!r} is not a declared party (declared: "
                     f"{', '.join(sorted(known))})",
-                    f"{field}.{end}",
+                    graph.stake_field(i, end),
                     [ref],
                 )
         if stake.owner == stake.owned:
@@ -219,25 +252,33 @@ def validate_graph(graph: CaseGraph, *, max_chains: int = MAX_CHAINS) -> None:
             raise _refuse(
                 f"{field}: the stake of {stake.owner!r} in {stake.owned!r} must be above 0 "
                 f"and at most 100 %, got {pct}",
-                f"{field}.percent",
+                graph.stake_field(i, "percent"),
                 [stake.owner, stake.owned],
             )
         if stake.since and stake.until and stake.until <= stake.since:
             raise _refuse(
                 f"{field}: the stake of {stake.owner!r} in {stake.owned!r}: until "
                 f"({stake.until}) must be after since ({stake.since})",
-                f"{field}.until",
+                graph.stake_field(i, "until"),
+                [stake.owner, stake.owned],
+            )
+        if today is not None and stake.since is not None and stake.since > today:
+            raise _refuse(
+                f"{field}: the stake of {stake.owner!r} in {stake.owned!r} starts on "
+                f"{stake.since}, after today ({today}); declare the ownership held today and "
+                "submit a new case once a later stake is held",
+                graph.stake_field(i, "since"),
                 [stake.owner, stake.owned],
             )
 
     for i, role in enumerate(graph.roles):
-        field = f"control[{i}]"
+        field = graph.role_field(i)
         for end, ref in (("party", role.holder), ("of", role.org)):
             if ref not in known:
                 raise _refuse(
                     f"{field}: {end} {ref!r} is not a declared party (declared: "
                     f"{', '.join(sorted(known))})",
-                    f"{field}.{end}",
+                    graph.role_field(i, end),
                     [ref],
                 )
         if role.holder == role.org:
@@ -247,7 +288,9 @@ def validate_graph(graph: CaseGraph, *, max_chains: int = MAX_CHAINS) -> None:
         if role.role not in {r.value for r in ControlRole}:
             roles = ", ".join(r.value for r in ControlRole)
             raise _refuse(
-                f"{field}: role {role.role!r} is not one of {roles}", f"{field}.role", [role.holder]
+                f"{field}: role {role.role!r} is not one of {roles}",
+                graph.role_field(i, "role"),
+                [role.holder],
             )
 
     _check_totals(graph.stakes, max_chains)
@@ -256,20 +299,35 @@ def validate_graph(graph: CaseGraph, *, max_chains: int = MAX_CHAINS) -> None:
 def _check_totals(stakes: Sequence[DeclaredStake], max_chains: int) -> None:
     """At most 100 % held in any party on any day, and a bounded number of chains.
 
-    The stakes held on a day only grow where a stake starts, so checking the first day of
-    every stake (and a day before them all, for open-ended stakes) covers every day."""
-    edges = [OwnershipEdge(s.owner, s.owned, s.percent, s.since, s.until) for s in stakes]
-    into: dict[str, list[OwnershipEdge]] = {}
-    for edge in edges:
-        into.setdefault(edge.owned, []).append(edge)
+    One sweep per owned party over the days its stakes start and end (``until`` is
+    exclusive: a stake sold on a day and one bought that day never count together): the
+    total only grows where a stake starts, so checking after each day's changes covers every
+    day, in time linear in the stakes (after sorting), not stakes times days."""
+    into: dict[str, list[tuple[int, DeclaredStake]]] = {}
+    for i, stake in enumerate(stakes):
+        into.setdefault(stake.owned, []).append((i, stake))
     for owned, held_in in sorted(into.items()):
-        days = sorted({date.min} | {e.since for e in held_in if e.since is not None})
-        for day in days:
-            owners = [(e.owner, e.percent) for e in held_in if e.held_on(day)]
-            total = sum((p for _, p in owners), Decimal(0))
-            if total > HUNDRED:
+        events: list[tuple[date, int, int]] = []  # (day, +1 starts / -1 ends, stake)
+        for i, stake in held_in:
+            events.append((stake.since or date.min, 1, i))
+            if stake.until is not None:
+                events.append((stake.until, -1, i))
+        events.sort(key=lambda e: (e[0], e[1]))  # a day's ends before its starts
+        held: dict[int, DeclaredStake] = {}
+        total = Decimal(0)
+        for n, (day, change, i) in enumerate(events):
+            stake = stakes[i]
+            if change > 0:
+                held[i] = stake
+                total += stake.percent
+            else:
+                del held[i]
+                total -= stake.percent
+            last_of_day = n + 1 == len(events) or events[n + 1][0] != day
+            if last_of_day and total > HUNDRED:
+                owners = sorted((s.owner, s.percent) for s in held.values())
                 when = "" if day == date.min else f" on {day}"
-                parts = ", ".join(f"{format_percent(p)} by {o!r}" for o, p in sorted(owners))
+                parts = ", ".join(f"{format_percent(p)} by {o!r}" for o, p in owners)
                 raise _refuse(
                     f"the stakes in {owned!r}{when} add up to {format_percent(total)}, more "
                     f"than 100 % ({parts}); correct the percentages or close the stakes that "
@@ -277,11 +335,12 @@ def _check_totals(stakes: Sequence[DeclaredStake], max_chains: int) -> None:
                     "ownership",
                     [owned, *sorted(o for o, _ in owners)],
                 )
-    # chains only grow with edges: bounded over every stake ever held, bounded on every day
-    every: dict[str, dict[str, Decimal]] = {}
-    for edge in edges:
-        every.setdefault(edge.owned, {})[edge.owner] = edge.percent
+    # chains only grow with edges: bounded over every stake ever held, bounded on every day;
+    # counted without building them (the screening builds those of one day)
+    every: dict[str, dict[str, None]] = {}
+    for stake in stakes:
+        every.setdefault(stake.owned, {})[stake.owner] = None
     try:
-        ownership_chains(TENANT, every, max_chains=max_chains)
+        count_chains(TENANT, every, max_chains=max_chains)
     except InvalidRequest as error:
         raise _refuse(error.message, "ownership", [TENANT]) from None

@@ -16,8 +16,11 @@ a small glossary of legal forms, business words and major places and otherwise p
 (``pypinyin``, which reads polyphones from phrases: 重庆 is *chongqing*), one token per run of
 unglossed characters (华为 -> ``huawei``, as companies spell their names), every other script
 via ``anyascii`` (Cyrillic, Greek, Arabic, Hangul...), case folding, dots and apostrophes
-dropped (``S.A.`` -> ``sa``, ``L.L.C.`` -> ``llc``), other punctuation to spaces, then
-multi-word legal forms and abbreviations (``intl`` -> ``international``) to canonical tokens.
+dropped (``S.A.`` -> ``sa``, ``L.L.C.`` -> ``llc``) except a dot between words, which
+separates them (``200G.PSA.HOLDINGS`` -> ``200g psa holdings``), other punctuation to spaces,
+a word spelt out letter by letter joined (``H O L D I N G S`` -> ``holdings``, four letters
+or more: a listed name must not pass screening written that way), then multi-word legal
+forms and abbreviations (``intl`` -> ``international``) to canonical tokens.
 
 Pure and deterministic; results are cached (``functools.lru_cache``): the same name always
 normalises to the same value. ``normalize_name`` is idempotent on ``text``.
@@ -234,6 +237,10 @@ _FILLER: frozenset[str] = frozenset({"the", "and", "of", "der", "de", "la", "le"
 
 _SUCCESSOR_TAIL = re.compile(r";?\s*and any successor.*$", re.IGNORECASE | re.DOTALL)
 _DROP = re.compile(r"['’‘`´.\u0091\u0092]")  # U+0091/2: cp1252 quotes read as Latin-1
+# a dot between words is a separator ("200G.PSA.HOLDINGS"), not an abbreviation's ("S.A.")
+_DOT_BETWEEN_WORDS = re.compile(r"(?<=[a-z0-9][a-z])\.(?=[a-z])")
+# a word written letter by letter ("H O L D I N G S") is one word
+_SPACED_LETTERS = re.compile(r"\b[a-z0-9](?: [a-z0-9]\b){3,}")
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 
 
@@ -304,8 +311,10 @@ def normalize_name(name: str) -> NormalizedName:
     if not text.isascii():
         text = _ascii(text)
     text = text.casefold().replace("&", " and ")
+    text = _DOT_BETWEEN_WORDS.sub(" ", text)
     text = _DROP.sub("", text)
     text = _NON_ALNUM.sub(" ", text).strip()
+    text = _SPACED_LETTERS.sub(lambda m: m.group().replace(" ", ""), text)
     text = _SUCCESSOR_TAIL.sub("", text)  # again: "& any successor" only reads so now
     text = " ".join(_WORDS.get(w, w) for w in text.split())
     text = _PHRASE_RE.sub(lambda m: _PHRASE_MAP[m.group(1)], text)

@@ -11,9 +11,12 @@ every one of them is screened, linked to the tenant's chain or not. A case from 
 column has its parties found as they were then: the organisation, its owners up the chain,
 the holders of a role in any of them.
 
-A case whose facts cannot be screened (stored data a submission would now refuse) is not
-left waiting: :func:`failed` is a review verdict whose reason is the error, so an officer
-sees it, the tenant can be told, and nobody retries it every pass.
+A case whose facts cannot be screened (stored data a submission would now refuse: stakes
+above 100 %, a party kind, role or address the code no longer knows) is not left waiting:
+:func:`screen` raises it as an :class:`InvalidRequest` (never a ``ValueError`` that would
+stop the scheduler's pass at the first such case), and :func:`failed` is a review verdict
+whose reason is the error, so an officer sees it, the tenant can be told, and nobody retries
+it every pass.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from gpulease.compliance.screening import (
     Thresholds,
     screen_case,
 )
-from gpulease.domain.errors import DomainError
+from gpulease.domain.errors import DomainError, InvalidRequest
 from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import AccessRecord, ControlRow, KycCase, OwnershipRow, PartyRow
 from gpulease.services.context import ServiceContext
@@ -50,6 +53,8 @@ __all__ = [
 ]
 
 ACCESS_FIELD = "access_ips_with_times"  # provided by the API's own access records
+# what stored data a submission would now refuse raises when read back into the core's types
+UNREADABLE = (ValueError, TypeError, KeyError, ArithmeticError)
 
 
 def screen(
@@ -63,13 +68,18 @@ def screen(
 
     Raises DomainError if the stored facts cannot be screened (see :func:`failed`)."""
     settings = ctx.settings
-    return screen_case(
-        load_facts(ctx, tx, case),
-        index=lists.index,
-        lists_in_force=bool(lists.snapshot_ids),
-        thresholds=Thresholds(settings.review_threshold, settings.block_threshold),
-        policy=policy,
-    )
+    try:
+        return screen_case(
+            load_facts(ctx, tx, case),
+            index=lists.index,
+            lists_in_force=bool(lists.snapshot_ids),
+            thresholds=Thresholds(settings.review_threshold, settings.block_threshold),
+            policy=policy,
+        )
+    except UNREADABLE as error:  # a kind, role or address no longer known: never a crash
+        raise InvalidRequest(
+            f"its stored parties or edges cannot be read ({error})", case_id=case.id
+        ) from None
 
 
 def failed(policy: EffectivePolicy, lists: CurrentLists, error: DomainError) -> ScreeningResult:

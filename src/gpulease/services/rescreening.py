@@ -9,8 +9,10 @@ the lists and policy in force now, and the outcome is one of:
 
 * ``unchanged``: an approved case with no new hit and no worse verdict keeps its approval;
   the new screening record and the lists used are stored, and audited;
-* ``reopened``: a new hit (an entry not seen before) or a worse verdict sends the case back
-  through screening to review (a new round);
+* ``reopened``: a new hit (an entry not seen before), a worse verdict, or a case that can no
+  longer be screened (stored facts the code cannot read: its "review" is not the review an
+  officer approved, its record lists no party) sends the case back through screening to
+  review (a new round);
 * ``suspended``: the same for the case the tenant stands on, which also suspends the tenant
   (its leases follow its standing: ``kyc.set_standing``).
 
@@ -19,7 +21,10 @@ last screening recorded (``screening.policy.rules``), so it survives restarts an
 idempotent: a re-screened case records today's rules and is not taken again. Rules change
 only from one day to the next (packs give days), so a process that has checked every case
 against today's rules skips the check until the rules differ, except for the first minutes
-of a day (a case screened elsewhere just before midnight may commit after the check).
+of a day (a case screened elsewhere just before midnight may commit after the check). A pass
+re-screens at most ``RESCREENS_PER_PASS`` cases (oldest ids first) and leaves the rest to the
+next passes, so a policy change over thousands of cases never holds up the leases' and sites'
+passes that follow it for minutes.
 
 Invariant: no re-screening ever approves or clears anything; only an officer's decision
 does (``kyc.decide_case``).
@@ -44,6 +49,7 @@ from gpulease.services.context import ServiceContext
 from gpulease.services.screening_lists import current_lists
 
 POLICY_CHECKED = "rescreening.policy_checked"  # (rules checked, day) in ctx.cache
+RESCREENS_PER_PASS = 25  # cases a scheduler pass re-screens after a policy change; the rest next
 SETTLE = timedelta(minutes=5)  # every pass re-checks in the first minutes of a day
 
 
@@ -103,15 +109,15 @@ def on_policy_change(ctx: ServiceContext, now: datetime) -> list[Rescreen]:
             (c.id, recorded_rules(c.screening) or frozenset())
             for c in tx.all(query.order_by(KycCase.id))
         ]
+    stale = [(case_id, before) for case_id, before in due if before != rules]
     done = []
-    for case_id, before in due:
-        if before == rules:
-            continue
+    for case_id, before in stale[:RESCREENS_PER_PASS]:
         changes = [f"now in force: {r}" for r in sorted(rules - before)]
         changes += [f"no longer in force: {r}" for r in sorted(before - rules)]
         why = "the policy in force changed (" + "; ".join(changes) + ")"
         done.append(_rescreen(ctx, "scheduler", case_id, why, only_if_rules_differ=True))
-    ctx.cache[POLICY_CHECKED] = (rules, day_start)
+    if len(stale) <= RESCREENS_PER_PASS:  # else the next pass takes the next ones
+        ctx.cache[POLICY_CHECKED] = (rules, day_start)
     return [r for r in done if r is not None]
 
 
@@ -129,15 +135,17 @@ def _rescreen(
         if only_if_rules_differ and recorded_rules(case.screening) == rules:
             return None  # another pass or process re-screened it meanwhile
         was_approved = case.state == KycState.APPROVED
+        unscreened = ""
         try:
             result = kyc_screening.screen(ctx, tx, case, policy, lists)
         except DomainError as error:  # bad stored facts: before an officer, saying why
             result = kyc_screening.failed(policy, lists, error)
+            unscreened = result.reasons[0]
         new_hits = sorted(set(result.hit_keys) - recorded_hit_keys(case.screening))
         before = ScreeningVerdict.parse(case.verdict) or ScreeningVerdict.CLEAR
         worse = result.verdict.rank > before.rank
         tenant = tx.require(Tenant, case.tenant_id, "tenant", for_update=True)
-        if was_approved and not (new_hits or worse):
+        if was_approved and not (new_hits or worse or unscreened):
             kyc_screening.store(case, result, policy, lists, now)
             audit.record(
                 tx,
@@ -151,9 +159,9 @@ def _rescreen(
             )
             return Rescreen(case.id, case.tenant_id, "unchanged", "no new hit")
         words = (
-            f"new hit(s) {', '.join(new_hits)}"
-            if new_hits
-            else f"verdict {case.verdict or 'none'} -> {result.verdict}"
+            unscreened
+            or (f"new hit(s) {', '.join(new_hits)}" if new_hits else "")
+            or f"verdict {case.verdict or 'none'} -> {result.verdict}"
         )
         reason = f"{why}: {words}"
         kyc.move_case(tx, case, KycState.SCREENING, now, actor, reason)
