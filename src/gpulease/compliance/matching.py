@@ -49,9 +49,13 @@ from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
+from rapidfuzz import fuzz
 
 from gpulease.compliance.model import Feature, Hit, ListEntry, Party, PartyKind
 from gpulease.compliance.name_scoring import (
+    MISSING_NAME_WEIGHT,
+    ONE_WORD_SHARE,
+    OURS_SHARE,
     UNIFORM,
     Alignment,
     Prepared,
@@ -318,12 +322,21 @@ class ScreeningIndex:
                 continue
             query = Prepared.of(our_norm, self.weights)
             chosen = self._candidates(our_norm)
-            vocabulary = list(dict.fromkeys(w for n in chosen for w in self._prepared[n].words))
-            sims = similarities(query.words, vocabulary)
+            vocabulary: dict[str, str] = {}  # listed word -> its skeleton
+            for n in chosen:
+                prepared = self._prepared[n]
+                vocabulary.update(zip(prepared.words, prepared.skeletons, strict=True))
+            sims = similarities(query.words, list(vocabulary), list(vocabulary.values()))
+            alike = {w for row in sims for w in row}
+            # our words like no listed word stay unmatched: a floor under our total weight
+            unmatched = sum(w for w, row in zip(query.weights, sims, strict=True) if not row)
             scored: dict[int, tuple[float, int]] = {}  # entry -> (score, name)
             for n in chosen:
+                prepared = self._prepared[n]
                 e_index = self._names[n].entry
-                score = aligned_score(query, self._prepared[n], sims, self._persons[e_index])
+                if self._bound(query, prepared, alike, unmatched, e_index) + COUNTRY_AGREES < floor:
+                    continue
+                score = aligned_score(query, prepared, sims, self._persons[e_index])
                 if e_index not in scored or score > scored[e_index][0]:
                     scored[e_index] = (score, n)
             for e_index, (score, n) in scored.items():
@@ -356,6 +369,27 @@ class ScreeningIndex:
                 hits.append(hit)
         hits.sort(key=lambda h: (not h.identifier_match, -h.score, h.entry.key))
         return hits
+
+    def _bound(
+        self, query: Prepared, listed: Prepared, alike: set[str], unmatched: float, entry: int
+    ) -> float:
+        """A cheap upper bound of ``aligned_score(query, listed)``: as if every listed word
+        like one of ours aligned perfectly (and a person's missing name were discounted)."""
+        matched = sum(
+            w for w, word in zip(listed.weights, listed.words, strict=True) if word in alike
+        )
+        theirs = listed.total
+        if self._persons[entry] and len(listed.words) == len(query.words) + 1:
+            theirs -= (1.0 - MISSING_NAME_WEIGHT) * max(listed.weights)
+        bound = 0.0
+        if matched:
+            ours, theirs = matched / (matched + unmatched), min(1.0, matched / theirs)
+            bound = 100.0 * max(
+                share * ours + (1.0 - share) * theirs for share in (OURS_SHARE, ONE_WORD_SHARE)
+            )
+        if len(listed.words) != len(query.words):
+            bound = max(bound, fuzz.ratio(query.norm.compact, listed.norm.compact))
+        return bound
 
     @staticmethod
     def _best_pair(

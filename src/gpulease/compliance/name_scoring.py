@@ -53,6 +53,9 @@ from gpulease.compliance.names import NormalizedName
 __all__ = [
     "GENERIC_WORDS",
     "INITIAL",
+    "MISSING_NAME_WEIGHT",
+    "ONE_WORD_SHARE",
+    "OURS_SHARE",
     "Alignment",
     "Prepared",
     "TermWeights",
@@ -68,8 +71,10 @@ INITIAL = 0.85
 INITIAL_CAP = 94.0  # a name that needs an initial to match stays below the default block
 ONE_WORD_CAP = 80.0  # one word of ours against a listed person's full name: below review
 MIN_WORD_SIMILARITY = 0.8
+SHORT_TYPO = 0.75
 MISSING_NAME_WEIGHT = 0.3
-OURS_SHARE = 0.65
+OURS_SHARE = 0.7
+ONE_WORD_SHARE = 0.5  # one word of ours inside a longer listed name: both sides count alike
 GENERIC_FACTOR = 0.5
 LEGAL_TYPO_FACTOR = 0.05
 
@@ -137,9 +142,11 @@ UNIFORM = TermWeights(())
 # Spelling differences that transliteration makes (``kh``/``h``, ``ou``/``u``, ``c``/``k``):
 # two words with the same skeleton are the same name written through another script.
 _SKELETON_RULES: tuple[tuple[str, str], ...] = (
-    ("shch", "sh"), ("sch", "sh"), ("tch", "ch"), ("dzh", "j"), ("zh", "j"), ("kh", "h"), ("gh", "g"), ("ph", "f"),
-    ("th", "t"), ("dh", "d"), ("ck", "k"), ("ch", "h"), ("ou", "u"), ("oy", "u"), ("oo", "u"), ("ee", "i"),
-    ("ij", "i"), ("iy", "i"), ("yi", "i"), ("ey", "i"), ("y", "i"), ("j", "i"), ("w", "v"),
+    ("shch", "sh"), ("sch", "sh"), ("tch", "ch"), ("dzh", "j"), ("zh", "j"), ("tz", "j"),
+    ("dj", "j"), ("kh", "h"),
+    ("gh", "g"), ("ph", "f"), ("th", "t"), ("dh", "d"), ("ck", "k"), ("ch", "h"), ("ou", "u"),
+    ("oy", "u"), ("oo", "u"), ("ee", "i"), ("ij", "i"), ("iy", "i"), ("yi", "i"), ("ey", "i"),
+    ("y", "i"), ("j", "i"), ("w", "v"),
     ("c", "k"), ("q", "k"), ("x", "ks"), ("z", "s"), ("e", "i"), ("b", "v"),
 )  # fmt: skip
 _SKELETON_SIMILARITY = 0.9  # a skeleton match counts this much of an equal word
@@ -163,29 +170,29 @@ def word_similarity(a: str, b: str) -> float:
     if min(len(a), len(b)) < 4:
         return _SKELETON_SIMILARITY if skeleton(a) == skeleton(b) else 0.0
     sim = OSA.normalized_similarity(a, b)
-    if sim < MIN_WORD_SIMILARITY:
-        if len(a) == len(b) and sorted(a) == sorted(b) and OSA.distance(a, b) == 1:
-            sim = MIN_WORD_SIMILARITY  # one transposition in a short word
-        else:
-            sim = 0.0
+    if sim < MIN_WORD_SIMILARITY:  # one edit in a four-letter word, or too different
+        sim = SHORT_TYPO if OSA.distance(a, b) == 1 else 0.0
     folded = OSA.normalized_similarity(skeleton(a), skeleton(b))
     if folded >= MIN_WORD_SIMILARITY:
         sim = max(sim, _SKELETON_SIMILARITY * folded)
     return sim
 
 
-def similarities(ours: Sequence[str], theirs: Sequence[str]) -> list[dict[str, float]]:
+def similarities(
+    ours: Sequence[str], theirs: Sequence[str], theirs_folded: Sequence[str] | None = None
+) -> list[dict[str, float]]:
     """For each of our words, the listed words it resembles (``word_similarity`` > 0).
 
     One rapidfuzz ``cdist`` per measure (words, then skeletons) keeps the pairs in C++;
-    Python only looks at the few pairs above the cut."""
+    Python only looks at the few pairs above the cut. ``theirs_folded``: the skeletons of
+    ``theirs``, when known."""
     out: list[dict[str, float]] = [{} for _ in ours]
     if not ours or not theirs:
         return out
     plain = cdist(ours, theirs, scorer=OSA.normalized_similarity, score_cutoff=0.74)
     folded = cdist(
         [skeleton(w) for w in ours],
-        [skeleton(w) for w in theirs],
+        [skeleton(w) for w in theirs] if theirs_folded is None else theirs_folded,
         scorer=OSA.normalized_similarity,
         score_cutoff=MIN_WORD_SIMILARITY,
     )
@@ -226,11 +233,14 @@ class Prepared:
     norm: NormalizedName
     words: tuple[str, ...]
     weights: tuple[float, ...]
+    total: float
+    skeletons: tuple[str, ...]
 
     @classmethod
     def of(cls, norm: NormalizedName, weights: TermWeights) -> Prepared:
         words = tuple(norm.core.split())
-        return cls(norm, words, tuple(weights(w) for w in words))
+        own = tuple(weights(w) for w in words)
+        return cls(norm, words, own, sum(own), tuple(skeleton(w) for w in words))
 
 
 def align(
@@ -310,7 +320,7 @@ def _aligned(
             ours_total -= neg_w
     n_a, n_b = len(a.words), len(b.words)
     ours_total += sum(w for i, w in enumerate(a.weights) if not used_a >> i & 1)
-    theirs_total = sum(weight_b)
+    theirs_total = b.total
     discounted = False
     if listed_is_person and n_b >= 3 and len(pairs_ij) == n_a == n_b - 1:
         missing = next(j for j in range(n_b) if not used_b >> j & 1)
@@ -318,7 +328,8 @@ def _aligned(
         discounted = True
     share_ours = matched / ours_total if ours_total else 0.0
     share_theirs = matched / theirs_total if theirs_total else 0.0
-    score = 100.0 * (OURS_SHARE * share_ours + (1.0 - OURS_SHARE) * share_theirs)
+    ours_share = ONE_WORD_SHARE if n_a == 1 < n_b else OURS_SHARE
+    score = 100.0 * (ours_share * share_ours + (1.0 - ours_share) * share_theirs)
     if n_a == 1 and n_b > 1 and listed_is_person:
         score = min(score, ONE_WORD_CAP)
     elif score > INITIAL_CAP and any(sim == INITIAL for _i, _j, sim in pairs_ij):
