@@ -28,7 +28,7 @@ that differ subtract 10. Final scores are clamped to 0..100.
 inverted map from keys to names: each core word; the first and last three letters and the
 sorted letters of each word of four letters or more (a typo in the middle or at one end, or
 a transposed pair of letters, still shares a key); the first and last three letters of the
-compact form; each pair of the first six words (``&ali|hassan``: selective where every word
+compact form; each pair of the first four words (``&ali|hassan``: selective where every word
 is common); and each initial with another word (``^a|rahman``: ``A. RAHMAN`` finds
 ``RAHMAN, Abdul``). A key weighs log(names / names with the key). Keys shared by more than
 ``max_posting`` names are used only when the rarer keys find fewer than ``max_candidates``
@@ -46,6 +46,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import chain
 
 import numpy as np
 import numpy.typing as npt
@@ -192,10 +193,12 @@ def name_score(
     return alignment.score, explain(alignment)
 
 
-_PAIR_WORDS = 6
+_PAIR_WORDS = 4
+_INITIAL_WORDS = 5  # initials keys for names of up to five words (persons' names)
+_NAMED_BY_INITIALS = (PartyKind.PERSON, PartyKind.UNKNOWN)  # entries indexed by initials
 
 
-def _keys(norm: NormalizedName) -> set[str]:
+def _keys(norm: NormalizedName, initials: bool = True) -> set[str]:
     keys: set[str] = set()
     words = norm.core.split()
     for word in words:
@@ -208,14 +211,15 @@ def _keys(norm: NormalizedName) -> set[str]:
         keys.add("<" + norm.compact[:3])
         keys.add(">" + norm.compact[-3:])
     head = list(dict.fromkeys(words))[:_PAIR_WORDS]
+    initials = initials and len(head) <= _INITIAL_WORDS
     for i, first in enumerate(head):
         for second in head[i + 1 :]:
-            low, high = sorted((first, second))
-            if len(low) > 1 and len(high) > 1:
-                keys.add(f"&{low}|{high}")
-        for other in head:
-            if other != first and len(other) > 1:
-                keys.add(f"^{first[0]}|{other}")
+            if len(first) > 1 and len(second) > 1:
+                keys.add(f"&{first}|{second}" if first < second else f"&{second}|{first}")
+            if initials and len(second) > 1:
+                keys.add(f"^{first[0]}|{second}")
+            if initials and len(first) > 1:
+                keys.add(f"^{second[0]}|{first}")
     return keys
 
 
@@ -259,19 +263,23 @@ class ScreeningIndex:
                     seen.add(norm.core)
                     n_index = len(self._names)
                     self._names.append(_IndexedName(e_index, listed, norm))
-                    for key in _keys(norm):
+                    for key in _keys(norm, initials=entry.kind in _NAMED_BY_INITIALS):
                         self._postings.setdefault(key, []).append(n_index)
             for _kind, value in entry.identifiers:
                 ident = normalize_identifier(value)
                 if len(ident) >= _MIN_IDENTIFIER:
                     self._identifiers.setdefault(ident, set()).add(e_index)
         self.weights = TermWeights(n.norm.core.split() for n in self._names)
-        self._prepared = [Prepared.of(n.norm, self.weights) for n in self._names]
+        self._prepared: list[Prepared | None] = [None] * len(self._names)  # on first use
         self._persons = [e.kind is PartyKind.PERSON for e in self.entries]
-        self._arrays = {k: np.array(p, dtype=np.int32) for k, p in self._postings.items()}
-        del self._postings
         self._core_lengths = np.array([len(n.norm.core) for n in self._names], dtype=np.int64)
         self._log_names = math.log(len(self._names) + 1)
+
+    def _prepare(self, n: int) -> Prepared:
+        prepared = self._prepared[n]
+        if prepared is None:
+            prepared = self._prepared[n] = Prepared.of(self._names[n].norm, self.weights)
+        return prepared
 
     @property
     def name_count(self) -> int:
@@ -280,7 +288,7 @@ class ScreeningIndex:
     def _candidates(self, norm: NormalizedName) -> list[int]:
         # keys sorted, ties broken by length and position: the same candidates in every
         # process (set order of strings changes with the interpreter's hash seed)
-        found = [p for k in sorted(_keys(norm)) if (p := self._arrays.get(k)) is not None]
+        found = [p for k in sorted(_keys(norm)) if (p := self._postings.get(k))]
         if not found:
             return []
         rare = [p for p in found if len(p) <= self._max_posting]
@@ -295,13 +303,15 @@ class ScreeningIndex:
             names = names[order[: self._max_candidates]]
         return [int(n) for n in names]
 
-    def _key_weights(self, postings: list[npt.NDArray[np.int32]]) -> npt.NDArray[np.float64]:
+    def _key_weights(self, postings: list[list[int]]) -> npt.NDArray[np.float64]:
         """Per indexed name, the summed weight (log names / posting size) of the postings."""
         if not postings:
             return np.zeros(len(self._names))
         sizes = [len(p) for p in postings]
         weights = np.repeat([self._log_names - math.log(n) for n in sizes], sizes)
-        return np.bincount(np.concatenate(postings), weights=weights, minlength=len(self._names))
+        names = np.fromiter(chain.from_iterable(postings), dtype=np.int64, count=sum(sizes))
+        summed = np.bincount(names, weights=weights, minlength=len(self._names))
+        return summed.astype(np.float64)
 
     def screen(
         self,
@@ -324,7 +334,7 @@ class ScreeningIndex:
             chosen = self._candidates(our_norm)
             vocabulary: dict[str, str] = {}  # listed word -> its skeleton
             for n in chosen:
-                prepared = self._prepared[n]
+                prepared = self._prepare(n)
                 vocabulary.update(zip(prepared.words, prepared.skeletons, strict=True))
             sims = similarities(query.words, list(vocabulary), list(vocabulary.values()))
             alike = {w for row in sims for w in row}
@@ -332,7 +342,7 @@ class ScreeningIndex:
             unmatched = sum(w for w, row in zip(query.weights, sims, strict=True) if not row)
             scored: dict[int, tuple[float, int]] = {}  # entry -> (score, name)
             for n in chosen:
-                prepared = self._prepared[n]
+                prepared = self._prepare(n)
                 e_index = self._names[n].entry
                 if self._bound(query, prepared, alike, unmatched, e_index) + COUNTRY_AGREES < floor:
                     continue
@@ -343,7 +353,7 @@ class ScreeningIndex:
                 prior = best.get(e_index)
                 if (prior is None or score > prior[0]) and score + COUNTRY_AGREES >= floor:
                     alignment = align_prepared(
-                        query, self._prepared[n], sims, self._persons[e_index]
+                        query, self._prepare(n), sims, self._persons[e_index]
                     )
                     best[e_index] = (score, explain(alignment), our_name, self._names[n].listed)
         party_ids = {

@@ -48,7 +48,7 @@ from rapidfuzz import fuzz
 from rapidfuzz.distance import OSA
 from rapidfuzz.process import cdist
 
-from gpulease.compliance.names import NormalizedName
+from gpulease.compliance.names import SPELLINGS, NormalizedName
 
 __all__ = [
     "GENERIC_WORDS",
@@ -189,17 +189,25 @@ def similarities(
     out: list[dict[str, float]] = [{} for _ in ours]
     if not ours or not theirs:
         return out
-    plain = cdist(ours, theirs, scorer=OSA.normalized_similarity, score_cutoff=0.74)
+    folded_theirs = [skeleton(w) for w in theirs] if theirs_folded is None else theirs_folded
+    columns = list(theirs)
+    owner = list(range(len(theirs)))
+    for j, word in enumerate(theirs):  # "technolgies" against "technology"'s long spellings
+        for spelling in SPELLINGS.get(word, ()):
+            columns.append(spelling)
+            owner.append(j)
+    plain = cdist(ours, columns, scorer=OSA.normalized_similarity, score_cutoff=0.74)
     folded = cdist(
         [skeleton(w) for w in ours],
-        [skeleton(w) for w in theirs] if theirs_folded is None else theirs_folded,
+        folded_theirs,
         scorer=OSA.normalized_similarity,
         score_cutoff=MIN_WORD_SIMILARITY,
     )
-    rows, cols = (plain + folded).nonzero()
-    for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
-        sim = word_similarity(ours[i], theirs[j])
-        if sim > 0.0:
+    pairs = {(int(i), int(owner[j]), columns[j]) for i, j in zip(*plain.nonzero(), strict=True)}
+    pairs |= {(int(i), int(j), theirs[j]) for i, j in zip(*folded.nonzero(), strict=True)}
+    for i, j, spelled in sorted(pairs):
+        sim = word_similarity(ours[i], spelled)
+        if sim > out[i].get(theirs[j], 0.0):
             out[i][theirs[j]] = sim
     for i, word in enumerate(ours):  # initials (OSA of one letter is never near enough)
         if len(word) == 1:
