@@ -119,7 +119,9 @@ def _is_org(entry: ListEntry) -> bool:
 
 def _looks_person(entry: ListEntry) -> bool:
     return entry.kind is PartyKind.PERSON or (
-        entry.kind is PartyKind.UNKNOWN and entry.source == "bis-dpl" and "," not in entry.name
+        entry.kind is PartyKind.UNKNOWN
+        and entry.source == "bis-dpl"
+        and "," not in entry.name
         and not any(normalize_name(w).text in LEGAL_FORM_TOKENS for w in entry.name.split())
         and len(entry.name.split()) <= 4
     )
@@ -412,7 +414,7 @@ def negatives(entries: Sequence[ListEntry], split: Split) -> list[Row]:
     for entry in persons:
         if made == NEGATIVE_COUNTS["hard_negative_person"]:
             break
-        given, family = _person_parts(entry.name)
+        given, _family = _person_parts(entry.name)
         if not given:
             continue
         other = people[rng.choice(split.person_locales)].last_name()

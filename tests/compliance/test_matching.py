@@ -309,7 +309,8 @@ def test_added_generic_word_and_dropped_word_reach_review(weak: ScreeningIndex) 
         ("Shenzhen Huaxing Technology Co Ltd", "brand"),  # "Electronics" dropped
     ]:
         hit = hit_on(weak.screen(anyone(query)), entry_id)
-        assert hit is not None and hit.score >= 85, query
+        assert hit is not None, query
+        assert hit.score >= 85, query
 
 
 def test_a_repeated_word_entry_does_not_match_everything(weak: ScreeningIndex) -> None:

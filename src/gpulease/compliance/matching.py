@@ -1,8 +1,8 @@
 """Screening a party against list entries: fuzzy names, countries and identifiers, explained.
 
 Build a :class:`ScreeningIndex` once per list snapshot; :meth:`ScreeningIndex.screen`
-compares every name of a party (name and aliases) with every name of the entries that share
-a rare key with it, and returns :class:`~gpulease.compliance.model.Hit` records whose
+compares every name of a party (name and aliases) with the names of the entries that share
+the rarest keys with it, and returns :class:`~gpulease.compliance.model.Hit` records whose
 features say why the score is what it is. :func:`decide` turns hits into a
 :class:`Verdict`: clear, review or block. Thresholds are arguments (defaults 85 and 95).
 
@@ -34,9 +34,14 @@ is common); and each initial with another word (``^a|rahman``: ``A. RAHMAN`` fin
 ``max_posting`` names are used only when the rarer keys find fewer than ``max_candidates``
 names, and then in full (never the first names in list order). The names of highest total
 key weight, at most ``max_candidates`` per query name (ties to the name closest in length),
-are scored. Entries sharing an identifier with the party are always scored.
+are scored: first a cheap upper bound (every listed word like one of ours counted as
+aligned) drops those that cannot reach the review threshold, then the alignment. Entries
+sharing an identifier with the party are always scored. Initials keys are kept for persons
+and entries of unknown kind of up to five words (organisations are not named by initials).
 
-Pure: no clock, no I/O, no global state; the same entries and party give the same hits.
+Pure: no clock, no I/O, no global state; the same entries and party give the same hits
+(a name's prepared words are computed on first use and kept: a cache, not state that
+changes a result).
 """
 
 from __future__ import annotations
@@ -331,18 +336,16 @@ class ScreeningIndex:
             if not our_norm.core:
                 continue
             query = Prepared.of(our_norm, self.weights)
-            chosen = self._candidates(our_norm)
+            chosen = [(n, self._prepare(n)) for n in self._candidates(our_norm)]
             vocabulary: dict[str, str] = {}  # listed word -> its skeleton
-            for n in chosen:
-                prepared = self._prepare(n)
+            for _n, prepared in chosen:
                 vocabulary.update(zip(prepared.words, prepared.skeletons, strict=True))
             sims = similarities(query.words, list(vocabulary), list(vocabulary.values()))
             alike = {w for row in sims for w in row}
             # our words like no listed word stay unmatched: a floor under our total weight
             unmatched = sum(w for w, row in zip(query.weights, sims, strict=True) if not row)
             scored: dict[int, tuple[float, int]] = {}  # entry -> (score, name)
-            for n in chosen:
-                prepared = self._prepare(n)
+            for n, prepared in chosen:
                 e_index = self._names[n].entry
                 if self._bound(query, prepared, alike, unmatched, e_index) + COUNTRY_AGREES < floor:
                     continue
@@ -385,18 +388,20 @@ class ScreeningIndex:
     ) -> float:
         """A cheap upper bound of ``aligned_score(query, listed)``: as if every listed word
         like one of ours aligned perfectly (and a person's missing name were discounted)."""
-        matched = sum(
-            w for w, word in zip(listed.weights, listed.words, strict=True) if word in alike
-        )
-        theirs = listed.total
-        if self._persons[entry] and len(listed.words) == len(query.words) + 1:
-            theirs -= (1.0 - MISSING_NAME_WEIGHT) * max(listed.weights)
         bound = 0.0
-        if matched:
-            ours, theirs = matched / (matched + unmatched), min(1.0, matched / theirs)
-            bound = 100.0 * max(
-                share * ours + (1.0 - share) * theirs for share in (OURS_SHARE, ONE_WORD_SHARE)
-            )
+        if not alike.isdisjoint(listed.words):
+            matched = 0.0
+            for w, word in zip(listed.weights, listed.words, strict=True):
+                if word in alike:
+                    matched += w
+            theirs = listed.total
+            if len(listed.words) == len(query.words) + 1 and self._persons[entry]:
+                theirs -= (1.0 - MISSING_NAME_WEIGHT) * max(listed.weights)
+            ours = matched / (matched + unmatched)
+            theirs = min(1.0, matched / theirs)
+            # the larger of the two mixes (ours counts more, or both alike for one word)
+            share = OURS_SHARE if ours >= theirs else ONE_WORD_SHARE
+            bound = 100.0 * (share * ours + (1.0 - share) * theirs)
         if len(listed.words) != len(query.words):
             bound = max(bound, fuzz.ratio(query.norm.compact, listed.norm.compact))
         return bound

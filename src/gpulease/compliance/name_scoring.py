@@ -2,39 +2,52 @@
 
 A name is a list of words (the *core* of :func:`~gpulease.compliance.names.normalize_name`:
 legal forms and fillers already dropped). Two names are compared by **aligning their words
-one to one** (greedy, best pair first), each pair scoring:
+one to one** (greedy, most alike pair first), a pair scoring:
 
 * 1.0 for equal words;
-* ``INITIAL`` (0.75) for an initial against a word it begins (``k`` ~ ``karim``): enough for
-  review with the other words matching, never enough alone to block;
-* the OSA similarity (edits, a transposition counting as one) for words of four letters or
-  more at least ``MIN_WORD_SIMILARITY`` (0.8) alike, or differing by one transposition: a typo;
-* 0 otherwise (short words must be equal: ``ali`` is not ``all``).
+* ``INITIAL`` (0.85) for an initial and a word it begins (``k`` ~ ``karim``);
+* the OSA similarity (edits, a transposition counting one) of words of four letters or more
+  when at least ``MIN_WORD_SIMILARITY`` (0.8), ``SHORT_TYPO`` (0.75) for one edit in a
+  four-letter word, also against the long spellings of a canonical word
+  (:data:`~gpulease.compliance.names.SPELLINGS`: ``technolgies`` ~ ``technology``);
+* 0.9 x the similarity of the words' *skeletons* (:func:`skeleton`: ``kh``/``h``, ``ou``/``u``,
+  ``c``/``k``, ``w``/``v``... folded, doubled letters single) when that is higher: the same
+  name through another script (``mukhammad`` ~ ``muhammad``);
+* 0 otherwise (words under four letters must be equal or fold equal: ``ali`` is not ``all``).
 
 Each word weighs its **rarity in the list** (:class:`TermWeights`: IDF over the indexed names,
-squared, so that a distinctive word outweighs a common one many times), a generic business
-word (:data:`GENERIC_WORDS`) half that, a word the list never uses the most. Then
+squared, so a distinctive word outweighs a common one many times), a generic business word
+(:data:`GENERIC_WORDS`) half that, a word the list never uses the most, except one a typo away
+from a spelled-out legal form (``CMPANY``), which weighs almost nothing. Then
 
-* ``ours`` = matched weight / weight of our words (unmatched ones weigh their own rarity:
-  a brand we have and the listed name lacks counts fully against the match);
-* ``theirs`` = matched weight / weight of the listed words;
-* ``score = 100 * (0.55 * ours + 0.45 * theirs)``.
+* ``ours`` = aligned weight (similarity x the listed word's weight) / weight of our words,
+  our unaligned words counting their own weight: a brand we have and the listed name lacks
+  counts fully against the match;
+* ``theirs`` = aligned weight / weight of the listed words;
+* ``score = 100 * (0.7 * ours + 0.3 * theirs)``; 0.5 / 0.5 when our name is one word and
+  the listed name longer (a lone word inside a longer name is no match by itself).
 
 So a generic word added or a word dropped costs a little, a different distinctive word costs
 much (hard negatives that share a listed name's first words, long names differing only in
-the brand), a short name inside a long listed name scores low, and a listed name of one
-repeated word matches only a name that repeats it (one-to-one alignment).
+the brand), and a listed name of one repeated word matches only a name that repeats it
+(one-to-one alignment).
 
 **Persons.** When the listed entry is a person, all our words align and exactly one listed
-word does not (a middle name dropped, ``RIM Ryong`` for ``RIM Ryong Nam``), that word weighs
-``MISSING_NAME_WEIGHT`` (0.3) of its weight: a dropped middle name can still block.
+word does not (a middle name dropped: ``RIM Ryong`` for ``RIM Ryong Nam``), that word weighs
+``MISSING_NAME_WEIGHT`` (0.3) of its weight, so a dropped middle name can still block. One
+word of ours against a person's longer name scores at most ``ONE_WORD_CAP`` (80: a surname
+alone is not a match). A score that needs an initial stays at most ``INITIAL_CAP`` (94:
+review at the default thresholds, never block).
 
 **Spacing.** Names equal without spaces score 100 (``Sino Bright`` = ``Sinobright``); names
 with a different number of words score at least their compact ``ratio`` when that is 92 or
 more (pinyin written apart).
 
-Pure and deterministic; :func:`align` returns the pairs so that a hit can say which words
-matched, which were missing and which were extra.
+Pure and deterministic. :func:`align` returns the aligned pairs, our extra words and the
+listed name's missing ones, so that a hit can say why; the screening index uses
+:func:`similarities` (one rapidfuzz ``cdist`` per query against every candidate's words) and
+:func:`aligned_score` (no explanation) on :class:`Prepared` names, and explains only the
+best pair of each entry.
 """
 
 from __future__ import annotations
@@ -124,9 +137,13 @@ class TermWeights:
         weight = max(idf, 0.5) ** 2
         if word in GENERIC_WORDS:
             weight *= GENERIC_FACTOR
-        elif df is None and len(word) >= 5 and any(
-            OSA.normalized_similarity(word, form) >= MIN_WORD_SIMILARITY
-            for form in _LEGAL_SPELLED
+        elif (
+            df is None
+            and len(word) >= 5
+            and any(
+                OSA.normalized_similarity(word, form) >= MIN_WORD_SIMILARITY
+                for form in _LEGAL_SPELLED
+            )
         ):
             weight *= LEGAL_TYPO_FACTOR  # "CMPANY", "LIMTED": a legal form with a typo
         if len(self._cache) < 200_000:
