@@ -297,26 +297,28 @@ class ScreeningIndex:
         if not found:
             return []
         rare = [p for p in found if len(p) <= self._max_posting]
-        weight = self._key_weights(rare)
-        if np.count_nonzero(weight) < self._max_candidates:
+        names, weight = self._key_weights(rare)
+        if len(names) < self._max_candidates and len(rare) < len(found):
             # every word common: all their names, never a list-order cut
-            weight = weight + self._key_weights([p for p in found if len(p) > self._max_posting])
-        names = np.flatnonzero(weight)
+            names, weight = self._key_weights(found)
         if len(names) > self._max_candidates:
             length_gap = np.abs(self._core_lengths[names] - len(norm.core))
-            order = np.lexsort((names, length_gap, -np.round(weight[names], 6)))
+            order = np.lexsort((names, length_gap, -np.round(weight, 6)))
             names = names[order[: self._max_candidates]]
         return [int(n) for n in names]
 
-    def _key_weights(self, postings: list[list[int]]) -> npt.NDArray[np.float64]:
-        """Per indexed name, the summed weight (log names / posting size) of the postings."""
+    def _key_weights(
+        self, postings: list[list[int]]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """The names of the postings (ascending) and each one's summed key weight
+        (log names / posting size)."""
         if not postings:
-            return np.zeros(len(self._names))
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
         sizes = [len(p) for p in postings]
         weights = np.repeat([self._log_names - math.log(n) for n in sizes], sizes)
         names = np.fromiter(chain.from_iterable(postings), dtype=np.int64, count=sum(sizes))
-        summed = np.bincount(names, weights=weights, minlength=len(self._names))
-        return summed.astype(np.float64)
+        unique, position = np.unique(names, return_inverse=True)
+        return unique, np.bincount(position, weights=weights).astype(np.float64)
 
     def screen(
         self,

@@ -226,15 +226,14 @@ def similarities(
         sim = word_similarity(ours[i], spelled)
         if sim > out[i].get(theirs[j], 0.0):
             out[i][theirs[j]] = sim
+    singles = [w for w in theirs if len(w) == 1]
     for i, word in enumerate(ours):  # initials (OSA of one letter is never near enough)
         if len(word) == 1:
             for other in theirs:
                 if len(other) > 1 and other[0] == word:
                     out[i][other] = INITIAL
-        else:
-            for other in theirs:
-                if len(other) == 1 and word[0] == other:
-                    out[i][other] = INITIAL
+        elif word[0] in singles:
+            out[i][word[0]] = INITIAL
     return out
 
 
