@@ -85,6 +85,7 @@ INITIAL_CAP = 94.0  # a name that needs an initial to match stays below the defa
 ONE_WORD_CAP = 80.0  # one word of ours against a listed person's full name: below review
 MIN_WORD_SIMILARITY = 0.8
 SHORT_TYPO = 0.75
+TRANSPOSITION = 0.5  # a transposition costs half an edit
 MISSING_NAME_WEIGHT = 0.3
 OURS_SHARE = 0.7
 ONE_WORD_SHARE = 0.5  # one word of ours inside a longer listed name: both sides count alike
@@ -185,9 +186,14 @@ def word_similarity(a: str, b: str) -> float:
         short, long_ = (a, b) if len(a) == 1 else (b, a)
         return INITIAL if len(long_) > 1 and long_[0] == short else 0.0
     if min(len(a), len(b)) < 4:
-        return _SKELETON_SIMILARITY if skeleton(a) == skeleton(b) else 0.0
+        if skeleton(a) == skeleton(b):
+            return _SKELETON_SIMILARITY
+        # a letter dropped from or added to a four-letter word ("irn" ~ "iran")
+        return SHORT_TYPO if max(len(a), len(b)) >= 4 and OSA.distance(a, b) == 1 else 0.0
     sim = OSA.normalized_similarity(a, b)
-    if sim < MIN_WORD_SIMILARITY:  # one edit in a four-letter word, or too different
+    if len(a) == len(b) and sim < 1.0 and sorted(a) == sorted(b) and OSA.distance(a, b) == 1:
+        sim = 1.0 - TRANSPOSITION / len(a)  # two letters swapped: the commonest slip
+    elif sim < MIN_WORD_SIMILARITY:  # one edit in a four-letter word, or too different
         sim = SHORT_TYPO if OSA.distance(a, b) == 1 else 0.0
     folded = OSA.normalized_similarity(skeleton(a), skeleton(b))
     if folded >= MIN_WORD_SIMILARITY:
