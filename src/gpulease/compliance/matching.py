@@ -40,8 +40,8 @@ sharing an identifier with the party are always scored. Initials keys are kept f
 and entries of unknown kind of up to five words (organisations are not named by initials).
 
 Pure: no clock, no I/O, no global state; the same entries and party give the same hits
-(a name's prepared words are computed on first use and kept: a cache, not state that
-changes a result).
+(a name's prepared words and a key's posting array are made on first use and kept: caches,
+not state that changes a result; two threads making one at once make the same value).
 """
 
 from __future__ import annotations
@@ -51,7 +51,6 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from itertools import chain
 
 import numpy as np
 import numpy.typing as npt
@@ -276,6 +275,7 @@ class ScreeningIndex:
                     self._identifiers.setdefault(ident, set()).add(e_index)
         self.weights = TermWeights(n.norm.core.split() for n in self._names)
         self._prepared: list[Prepared | None] = [None] * len(self._names)  # on first use
+        self._arrays: dict[str, npt.NDArray[np.int64]] = {}  # postings as arrays, on first use
         self._persons = [e.kind is PartyKind.PERSON for e in self.entries]
         self._core_lengths = np.array([len(n.norm.core) for n in self._names], dtype=np.int64)
         self._log_names = math.log(len(self._names) + 1)
@@ -293,7 +293,7 @@ class ScreeningIndex:
     def _candidates(self, norm: NormalizedName) -> list[int]:
         # keys sorted, ties broken by length and position: the same candidates in every
         # process (set order of strings changes with the interpreter's hash seed)
-        found = [p for k in sorted(_keys(norm)) if (p := self._postings.get(k))]
+        found = [p for k in sorted(_keys(norm)) if (p := self._posting(k)) is not None]
         if not found:
             return []
         rare = [p for p in found if len(p) <= self._max_posting]
@@ -307,8 +307,18 @@ class ScreeningIndex:
             names = names[order[: self._max_candidates]]
         return [int(n) for n in names]
 
+    def _posting(self, key: str) -> npt.NDArray[np.int64] | None:
+        """The names with ``key``, as an array made on first use (most keys never are)."""
+        array = self._arrays.get(key)
+        if array is None:
+            names = self._postings.get(key)
+            if names is None:
+                return None
+            array = self._arrays[key] = np.array(names, dtype=np.int64)
+        return array
+
     def _key_weights(
-        self, postings: list[list[int]]
+        self, postings: list[npt.NDArray[np.int64]]
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         """The names of the postings (ascending) and each one's summed key weight
         (log names / posting size)."""
@@ -316,8 +326,7 @@ class ScreeningIndex:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
         sizes = [len(p) for p in postings]
         weights = np.repeat([self._log_names - math.log(n) for n in sizes], sizes)
-        names = np.fromiter(chain.from_iterable(postings), dtype=np.int64, count=sum(sizes))
-        unique, position = np.unique(names, return_inverse=True)
+        unique, position = np.unique(np.concatenate(postings), return_inverse=True)
         return unique, np.bincount(position, weights=weights).astype(np.float64)
 
     def screen(
