@@ -1,28 +1,21 @@
 """Screening a party against list entries: fuzzy names, countries and identifiers, explained.
 
 Build a :class:`ScreeningIndex` once per list snapshot; :meth:`ScreeningIndex.screen`
-compares every name of a party (name and aliases) with every name of the entries that share
-a rare key with it, and returns :class:`~gpulease.compliance.model.Hit` records whose
+compares every name of a party (name and aliases) with the names of the entries that share
+the rarest keys with it, and returns :class:`~gpulease.compliance.model.Hit` records whose
 features say why the score is what it is. :func:`decide` turns hits into a
 :class:`Verdict`: clear, review or block. Thresholds are arguments (defaults 85 and 95).
 
 **Names.** Both sides go through :func:`~gpulease.compliance.names.normalize_name` (scripts
 transliterated, legal forms canonical, then dropped from the *core*). The name score of a
-pair is the best of three rapidfuzz measures on the cores:
-
-* ``token_sort_ratio``: an edit-distance ratio after sorting the words, so word order does
-  not matter (``RIM, Ryong Nam`` = ``Ryong Nam Rim``) but every word counts, which keeps a
-  short party name from matching a long listed name that merely contains it;
-* ``ratio`` of the *compact* forms (spaces removed): ``Sino Bright`` = ``Sinobright``, and
-  pinyin run together (``huawei``) against pinyin written apart (``hua wei``);
-* ``token_set_ratio`` scaled by the length ratio of the two cores (x 0.65 .. 1.0): it forgives
-  a truncated name (all words of one side present in the other) in proportion to how much
-  of the longer name is covered, where plain ``token_set_ratio`` would give 100 to
-  ``China`` against any name containing *China*.
-
-``WRatio`` was rejected: its partial-ratio branch scores any short name found inside a long
-one at 90 (``China`` vs ``China Electronics Technology Group``), a false positive at the
-default review threshold.
+pair is :func:`~gpulease.compliance.name_scoring.align`: the words of the two cores aligned
+one to one (equal, an initial, a typo or a transposition), each weighing its rarity in the
+indexed list (IDF squared; generic business words half), scored by how much of our name and
+how much of the listed name the aligned words cover. The hit's name feature lists the
+aligned words, our extra words and the listed name's missing ones. Earlier versions took the
+best of rapidfuzz ``token_sort_ratio``, a compact ``ratio`` and a scaled ``token_set_ratio``;
+every word then counted the same, so a distinctive word replaced cost no more than a generic
+one added, and a listed name of one repeated word matched any name containing it.
 
 **Adjustments.** Countries (the party's countries and address countries against the entry's)
 that agree add 3, that are disjoint subtract 8; a known kind that conflicts (a person against
@@ -32,29 +25,51 @@ whatever the names say; identifiers of the same kind (LEI, tax, registration, pa
 that differ subtract 10. Final scores are clamped to 0..100.
 
 **Candidates.** Scoring every listed name for every query is quadratic; the index keeps an
-inverted map from keys to names: each core word, and the first and last three letters of
-each word of four letters or more and of the compact form (so a typo in the middle or at
-one end of a word still shares a key). Keys shared by more than ``max_posting`` names
-(``china``, ``trading``...) are too common to choose candidates with; a query whose keys are
-all common falls back on the rarest of them. The names sharing most keys with the query,
-at most ``max_candidates`` per query name, are scored. Entries sharing an identifier with the
-party are always scored.
+inverted map from keys to names: each core word; the first and last three letters and the
+sorted letters of each word of four letters or more (a typo in the middle or at one end, or
+a transposed pair of letters, still shares a key); the first and last three letters of the
+compact form; each pair of the first four words (``&ali|hassan``: selective where every word
+is common); and each initial with another word (``^a|rahman``: ``A. RAHMAN`` finds
+``RAHMAN, Abdul``). A key weighs log(names / names with the key). Keys shared by more than
+``max_posting`` names are used only when the rarer keys find fewer than ``max_candidates``
+names, and then in full (never the first names in list order). The names of highest total
+key weight, at most ``max_candidates`` per query name (ties to the name closest in length),
+are scored: first a cheap upper bound (every listed word like one of ours counted as
+aligned) drops those that cannot reach the review threshold, then the alignment. Entries
+sharing an identifier with the party are always scored. Initials keys are kept for persons
+and entries of unknown kind of up to five words (organisations are not named by initials).
 
-Pure: no clock, no I/O, no global state; the same entries and party give the same hits.
+Pure: no clock, no I/O, no global state; the same entries and party give the same hits
+(a name's prepared words and a key's posting array are made on first use and kept: caches,
+not state that changes a result; two threads making one at once make the same value).
 """
 
 from __future__ import annotations
 
-import heapq
+import math
 import re
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from rapidfuzz import fuzz, process
+import numpy as np
+import numpy.typing as npt
+from rapidfuzz import fuzz
 
 from gpulease.compliance.model import Feature, Hit, ListEntry, Party, PartyKind
+from gpulease.compliance.name_scoring import (
+    MISSING_NAME_WEIGHT,
+    ONE_WORD_SHARE,
+    OURS_SHARE,
+    UNIFORM,
+    Alignment,
+    Prepared,
+    TermWeights,
+    align,
+    align_prepared,
+    aligned_score,
+    similarities,
+)
 from gpulease.compliance.names import NormalizedName, normalize_identifier, normalize_name
 from gpulease.domain.errors import InvalidRequest
 
@@ -150,41 +165,65 @@ def decide(
     )
 
 
-def _scores(
-    a: NormalizedName, b: NormalizedName, cutoff: float = 0.0
-) -> tuple[float, float, float]:
-    """token_sort, compact and scaled token_set scores; each 0 when below ``cutoff``."""
-    if not a.core or not b.core:
-        return 0.0, 0.0, 0.0
-    sort = fuzz.token_sort_ratio(a.core, b.core, score_cutoff=cutoff)
-    compact = fuzz.ratio(a.compact, b.compact, score_cutoff=cutoff)
-    short, long_ = sorted((len(a.core), len(b.core)))
-    scale = 0.65 + 0.35 * short / long_
-    token_set = 0.0
-    if cutoff / scale <= 100.0:
-        token_set = fuzz.token_set_ratio(a.core, b.core, score_cutoff=cutoff / scale) * scale
-    return sort, compact, token_set
+def explain(alignment: Alignment) -> str:
+    """The words behind a name score, for a hit's name feature."""
+    parts = [alignment.how]
+    if alignment.pairs:
+        parts.append(
+            "aligned "
+            + ", ".join(
+                a if a == b else f"{a}~{b}" + (" (initial)" if min(len(a), len(b)) == 1 else "")
+                for a, b, _sim in alignment.pairs
+            )
+        )
+    if alignment.extra:
+        parts.append("ours only " + ", ".join(alignment.extra))
+    if alignment.missing:
+        parts.append("listed only " + ", ".join(alignment.missing))
+    return "; ".join(parts)
 
 
-def name_score(a: NormalizedName, b: NormalizedName) -> tuple[float, str]:
-    """The name score of two normalised names (see the module docstring) and how it came."""
+def name_score(
+    a: NormalizedName,
+    b: NormalizedName,
+    weights: TermWeights = UNIFORM,
+    *,
+    listed_is_person: bool = False,
+) -> tuple[float, str]:
+    """The name score of ``a`` (ours) against ``b`` (listed) and how it came."""
     if not a.core or not b.core:
         return 0.0, "empty name"
-    sort, compact, token_set = _scores(a, b)
-    how = f"token_sort {sort:.0f}, compact {compact:.0f}, token_set(scaled) {token_set:.0f}"
-    return max(sort, compact, token_set), how
+    alignment = align(a, b, weights, listed_is_person=listed_is_person)
+    return alignment.score, explain(alignment)
 
 
-def _keys(norm: NormalizedName) -> set[str]:
+_PAIR_WORDS = 4
+_INITIAL_WORDS = 5  # initials keys for names of up to five words (persons' names)
+_NAMED_BY_INITIALS = (PartyKind.PERSON, PartyKind.UNKNOWN)  # entries indexed by initials
+
+
+def _keys(norm: NormalizedName, initials: bool = True) -> set[str]:
     keys: set[str] = set()
-    for word in norm.tokens:
+    words = norm.core.split()
+    for word in words:
         keys.add(word)
         if len(word) >= 4:
             keys.add("<" + word[:3])
             keys.add(">" + word[-3:])
+            keys.add("~" + "".join(sorted(word)))
     if len(norm.compact) >= 4:
         keys.add("<" + norm.compact[:3])
         keys.add(">" + norm.compact[-3:])
+    head = list(dict.fromkeys(words))[:_PAIR_WORDS]
+    initials = initials and len(head) <= _INITIAL_WORDS
+    for i, first in enumerate(head):
+        for second in head[i + 1 :]:
+            if len(first) > 1 and len(second) > 1:
+                keys.add(f"&{first}|{second}" if first < second else f"&{second}|{first}")
+            if initials and len(second) > 1:
+                keys.add(f"^{first[0]}|{second}")
+            if initials and len(first) > 1:
+                keys.add(f"^{second[0]}|{first}")
     return keys
 
 
@@ -228,31 +267,67 @@ class ScreeningIndex:
                     seen.add(norm.core)
                     n_index = len(self._names)
                     self._names.append(_IndexedName(e_index, listed, norm))
-                    for key in _keys(norm):
+                    for key in _keys(norm, initials=entry.kind in _NAMED_BY_INITIALS):
                         self._postings.setdefault(key, []).append(n_index)
             for _kind, value in entry.identifiers:
                 ident = normalize_identifier(value)
                 if len(ident) >= _MIN_IDENTIFIER:
                     self._identifiers.setdefault(ident, set()).add(e_index)
+        self.weights = TermWeights(n.norm.core.split() for n in self._names)
+        self._prepared: list[Prepared | None] = [None] * len(self._names)  # on first use
+        self._arrays: dict[str, npt.NDArray[np.int64]] = {}  # postings as arrays, on first use
+        self._persons = [e.kind is PartyKind.PERSON for e in self.entries]
+        self._core_lengths = np.array([len(n.norm.core) for n in self._names], dtype=np.int64)
+        self._log_names = math.log(len(self._names) + 1)
+
+    def _prepare(self, n: int) -> Prepared:
+        prepared = self._prepared[n]
+        if prepared is None:
+            prepared = self._prepared[n] = Prepared.of(self._names[n].norm, self.weights)
+        return prepared
 
     @property
     def name_count(self) -> int:
         return len(self._names)
 
     def _candidates(self, norm: NormalizedName) -> list[int]:
-        # keys sorted and ties broken by name position: the same candidates in every process
-        # (set order of strings changes with the interpreter's hash seed)
-        postings = [p for k in sorted(_keys(norm)) if (p := self._postings.get(k))]
-        if not postings:
+        # keys sorted, ties broken by length and position: the same candidates in every
+        # process (set order of strings changes with the interpreter's hash seed)
+        found = [p for k in sorted(_keys(norm)) if (p := self._posting(k)) is not None]
+        if not found:
             return []
-        rare = [p for p in postings if len(p) <= self._max_posting]
-        if not rare:
-            rare = [min(postings, key=len)[: self._max_posting]]
-        counts: Counter[int] = Counter()
-        for posting in rare:
-            counts.update(posting)
-        ranked = heapq.nsmallest(self._max_candidates, counts.items(), key=lambda c: (-c[1], c[0]))
-        return [n for n, _ in ranked]
+        rare = [p for p in found if len(p) <= self._max_posting]
+        names, weight = self._key_weights(rare)
+        if len(names) < self._max_candidates and len(rare) < len(found):
+            # every word common: all their names, never a list-order cut
+            names, weight = self._key_weights(found)
+        if len(names) > self._max_candidates:
+            length_gap = np.abs(self._core_lengths[names] - len(norm.core))
+            order = np.lexsort((names, length_gap, -np.round(weight, 6)))
+            names = names[order[: self._max_candidates]]
+        return [int(n) for n in names]
+
+    def _posting(self, key: str) -> npt.NDArray[np.int64] | None:
+        """The names with ``key``, as an array made on first use (most keys never are)."""
+        array = self._arrays.get(key)
+        if array is None:
+            names = self._postings.get(key)
+            if names is None:
+                return None
+            array = self._arrays[key] = np.array(names, dtype=np.int64)
+        return array
+
+    def _key_weights(
+        self, postings: list[npt.NDArray[np.int64]]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """The names of the postings (ascending) and each one's summed key weight
+        (log names / posting size)."""
+        if not postings:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        sizes = [len(p) for p in postings]
+        weights = np.repeat([self._log_names - math.log(n) for n in sizes], sizes)
+        unique, position = np.unique(np.concatenate(postings), return_inverse=True)
+        return unique, np.bincount(position, weights=weights).astype(np.float64)
 
     def screen(
         self,
@@ -265,23 +340,36 @@ class ScreeningIndex:
         first. Each hit names the pair of names that matched and every score adjustment."""
         _check_thresholds(review_threshold, block_threshold)
         ours = [(name, normalize_name(name)) for name in dict.fromkeys(party.names) if name]
-        # no adjustment adds more than COUNTRY_AGREES: below this a name cannot reach review
-        cutoff = max(0.0, review_threshold - COUNTRY_AGREES)
-        # best name pair per entry: entry -> (score, our name, listed name, listed norm)
-        pairs: dict[int, tuple[float, str, NormalizedName, str, NormalizedName]] = {}
-        for our_name, our_norm in ours:
-            candidates = [self._names[n] for n in self._candidates(our_norm)]
-            if not our_norm.core or not candidates:
-                continue
-            for position, score in self._batch_scores(our_norm, candidates, cutoff).items():
-                indexed = candidates[position]
-                prior = pairs.get(indexed.entry)
-                if prior is None or score > prior[0]:
-                    pairs[indexed.entry] = (score, our_name, our_norm, indexed.listed, indexed.norm)
+        floor = review_threshold  # no adjustment adds more than COUNTRY_AGREES
+        # best name pair per entry: entry -> (score, how, our name, listed name)
         best: dict[int, tuple[float, str, str, str]] = {}
-        for e_index, (_score, our_name, our_norm, listed, listed_norm) in pairs.items():
-            score, how = name_score(our_norm, listed_norm)
-            best[e_index] = (score, how, our_name, listed)
+        for our_name, our_norm in ours:
+            if not our_norm.core:
+                continue
+            query = Prepared.of(our_norm, self.weights)
+            chosen = [(n, self._prepare(n)) for n in self._candidates(our_norm)]
+            vocabulary: dict[str, str] = {}  # listed word -> its skeleton
+            for _n, prepared in chosen:
+                vocabulary.update(zip(prepared.words, prepared.skeletons, strict=True))
+            sims = similarities(query.words, list(vocabulary), list(vocabulary.values()))
+            alike = {w for row in sims for w in row}
+            # our words like no listed word stay unmatched: a floor under our total weight
+            unmatched = sum(w for w, row in zip(query.weights, sims, strict=True) if not row)
+            scored: dict[int, tuple[float, int]] = {}  # entry -> (score, name)
+            for n, prepared in chosen:
+                e_index = self._names[n].entry
+                if self._bound(query, prepared, alike, unmatched, e_index) + COUNTRY_AGREES < floor:
+                    continue
+                score = aligned_score(query, prepared, sims, self._persons[e_index])
+                if e_index not in scored or score > scored[e_index][0]:
+                    scored[e_index] = (score, n)
+            for e_index, (score, n) in scored.items():
+                prior = best.get(e_index)
+                if (prior is None or score > prior[0]) and score + COUNTRY_AGREES >= floor:
+                    alignment = align_prepared(
+                        query, self._prepare(n), sims, self._persons[e_index]
+                    )
+                    best[e_index] = (score, explain(alignment), our_name, self._names[n].listed)
         party_ids = {
             normalize_identifier(v): (k, v)
             for k, v in party.identifiers
@@ -291,7 +379,7 @@ class ScreeningIndex:
         for ident in party_ids:
             id_entries |= self._identifiers.get(ident, set())
         for e_index in id_entries - best.keys():
-            best[e_index] = self._best_pair(ours, self.entries[e_index])
+            best[e_index] = self._best_pair(ours, self.entries[e_index], self.weights)
         countries = {c for c in party.countries if c} | {
             a.country for a in party.addresses if a.country
         }
@@ -306,45 +394,40 @@ class ScreeningIndex:
         hits.sort(key=lambda h: (not h.identifier_match, -h.score, h.entry.key))
         return hits
 
-    @staticmethod
-    def _batch_scores(
-        ours: NormalizedName, candidates: list[_IndexedName], cutoff: float
-    ) -> dict[int, float]:
-        """Candidate position -> name score (as :func:`name_score`), for scores >= cutoff.
-
-        One rapidfuzz ``process.extract`` call per measure keeps the loop over candidates in
-        C++; the result equals ``max(_scores(...))`` per candidate."""
-        cores = [c.norm.core for c in candidates]
-        best: dict[int, float] = {}
-
-        def keep(position: int, score: float) -> None:
-            if score >= cutoff and score > best.get(position, -1.0):
-                best[position] = score
-
-        for _c, score, position in process.extract(
-            ours.core, cores, scorer=fuzz.token_sort_ratio, score_cutoff=cutoff, limit=None
-        ):
-            keep(position, score)
-        compacts = [c.norm.compact for c in candidates]
-        for _c, score, position in process.extract(
-            ours.compact, compacts, scorer=fuzz.ratio, score_cutoff=cutoff, limit=None
-        ):
-            keep(position, score)
-        for _c, score, position in process.extract(
-            ours.core, cores, scorer=fuzz.token_set_ratio, score_cutoff=cutoff, limit=None
-        ):
-            short, long_ = sorted((len(ours.core), len(cores[position])))
-            keep(position, score * (0.65 + 0.35 * short / long_))
-        return best
+    def _bound(
+        self, query: Prepared, listed: Prepared, alike: set[str], unmatched: float, entry: int
+    ) -> float:
+        """A cheap upper bound of ``aligned_score(query, listed)``: as if every listed word
+        like one of ours aligned perfectly (and a person's missing name were discounted)."""
+        bound = 0.0
+        if not alike.isdisjoint(listed.words):
+            matched = 0.0
+            for w, word in zip(listed.weights, listed.words, strict=True):
+                if word in alike:
+                    matched += w
+            theirs = listed.total
+            if len(listed.words) == len(query.words) + 1 and self._persons[entry]:
+                theirs -= (1.0 - MISSING_NAME_WEIGHT) * max(listed.weights)
+            ours = matched / (matched + unmatched)
+            theirs = min(1.0, matched / theirs)
+            # the larger of the two mixes (ours counts more, or both alike for one word)
+            share = OURS_SHARE if ours >= theirs else ONE_WORD_SHARE
+            bound = 100.0 * (share * ours + (1.0 - share) * theirs)
+        if len(listed.words) != len(query.words):
+            bound = max(bound, fuzz.ratio(query.norm.compact, listed.norm.compact))
+        return bound
 
     @staticmethod
     def _best_pair(
-        ours: list[tuple[str, NormalizedName]], entry: ListEntry
+        ours: list[tuple[str, NormalizedName]], entry: ListEntry, weights: TermWeights
     ) -> tuple[float, str, str, str]:
         result = (0.0, "no name compared", ours[0][0] if ours else "", entry.name)
+        person = entry.kind is PartyKind.PERSON
         for our_name, our_norm in ours:
             for listed in entry.names:
-                score, how = name_score(our_norm, normalize_name(listed))
+                score, how = name_score(
+                    our_norm, normalize_name(listed), weights, listed_is_person=person
+                )
                 if score > result[0]:
                     result = (score, how, our_name, listed)
         return result

@@ -35,7 +35,13 @@ from functools import lru_cache
 
 from anyascii import anyascii as _anyascii
 
-__all__ = ["LEGAL_FORM_TOKENS", "NormalizedName", "normalize_identifier", "normalize_name"]
+__all__ = [
+    "LEGAL_FORM_TOKENS",
+    "SPELLINGS",
+    "NormalizedName",
+    "normalize_identifier",
+    "normalize_name",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +229,14 @@ _WORDS: dict[str, str] = {
     "jinchukou": "import export",
     "zhongguo": "china",
 }
+
+#: Canonical one-word spellings -> the longer spellings that normalise to them (``technology``
+#: -> ``technologies``, ``technological``...): a misspelt long form (``Technolgies``) is not
+#: canonicalised, so the matcher compares it with these.
+SPELLINGS: dict[str, tuple[str, ...]] = {}
+for _variant, _canonical in _WORDS.items():
+    if len(_variant) >= 5 and " " not in _canonical:
+        SPELLINGS[_canonical] = (*SPELLINGS.get(_canonical, ()), _variant)
 
 #: Canonical tokens of legal forms: kept in ``text``, dropped from ``core``.
 LEGAL_FORM_TOKENS: frozenset[str] = frozenset(
