@@ -31,6 +31,10 @@ What Tiresias' simulator does, and this module therefore does:
   (preempted if it was running, at no cost: it keeps all its service). No job blocks the
   ones after it. Then each queue is stably partitioned: running jobs first, pending after,
   each in their previous order; new arrivals are appended to Q0.
+* **The SRTF oracle** (``tiresias-srtf``, Tiresias' ``shortest-gpu``, clairvoyant: a
+  yardstick, not a policy): at every arrival or end, the runnable jobs are stably sorted by
+  remaining GPU-seconds (a waiting job keeps the figure it had when it last ran) and any
+  job that fits runs, in that order.
 * **JCT** = end - submit of every job; the run needs a cluster at least as large as the
   largest job (Tiresias stops with "not large enough" otherwise; so does :func:`run`).
 
@@ -47,7 +51,7 @@ from gpulease.domain.states import JobState
 from gpulease.sim.loop import JobOutcome, SimResult
 from gpulease.sim.workload import Workload
 
-REFERENCE_POLICIES: tuple[str, ...] = ("tiresias-dlas-gpu",)
+REFERENCE_POLICIES: tuple[str, ...] = ("tiresias-dlas-gpu", "tiresias-srtf")
 TIRESIAS_LIMITS: tuple[int, ...] = (3250, 7200)  # GPU-seconds: Q0 -> Q1 -> Q2
 
 
@@ -72,10 +76,7 @@ class _Trace:
     points: list[tuple[float, int, int]] = field(default_factory=list)
 
 
-def run(
-    workload: Workload, total_gpus: int, limits: tuple[int, ...] = TIRESIAS_LIMITS
-) -> SimResult:
-    """Simulate ``workload`` under Tiresias ``dlas-gpu`` on ``total_gpus`` counted GPUs."""
+def _load(workload: Workload, total_gpus: int) -> tuple[list[_Job], dict[str, JobOutcome]]:
     jobs = [
         _Job(j.spec.id, j.spec.gpus, int(j.spec.submit_time), int(j.duration))
         for j in workload.jobs
@@ -87,16 +88,27 @@ def run(
             field="cluster",
         )
     jobs.sort(key=lambda j: j.submit)  # stable, as Tiresias' list.sort
+    tenants = {j.spec.id: j.spec.tenant for j in workload.jobs}
+    outcomes = {j.id: JobOutcome(j.id, tenants[j.id], j.gpus, j.submit, j.duration) for j in jobs}
+    return jobs, outcomes
+
+
+def _arrivals(jobs: list[_Job]) -> list[tuple[int, list[_Job]]]:
     arrivals: list[tuple[int, list[_Job]]] = []
     for job in jobs:
         if arrivals and arrivals[-1][0] == job.submit:
             arrivals[-1][1].append(job)
         else:
             arrivals.append((job.submit, [job]))
-    outcomes = {j.id: JobOutcome(j.id, "default", j.gpus, j.submit, j.duration) for j in jobs}
-    tenants = {j.spec.id: j.spec.tenant for j in workload.jobs}
-    for name, outcome in outcomes.items():
-        outcome.tenant = tenants[name]
+    return arrivals
+
+
+def run(
+    workload: Workload, total_gpus: int, limits: tuple[int, ...] = TIRESIAS_LIMITS
+) -> SimResult:
+    """Simulate ``workload`` under Tiresias ``dlas-gpu`` on ``total_gpus`` counted GPUs."""
+    jobs, outcomes = _load(workload, total_gpus)
+    arrivals = _arrivals(jobs)
     queues: list[list[_Job]] = [[] for _ in range(len(limits) + 1)]
     runnable: list[_Job] = []
     trace = _Trace()
@@ -188,3 +200,68 @@ def _next_events(
             if jump_at is None or jump < jump_at:
                 jump_at = jump
     return end_at, end_jobs, jump_at
+
+
+def run_srtf(workload: Workload, total_gpus: int) -> SimResult:
+    """Simulate ``workload`` under Tiresias' ``shortest-gpu`` oracle (knows every duration)."""
+    jobs, outcomes = _load(workload, total_gpus)
+    arrivals = _arrivals(jobs)
+    runnable: list[_Job] = []
+    remaining: dict[str, int] = {}  # GPU-seconds left, as of the job's last run
+    points: list[tuple[float, int, int]] = []
+    next_arrival = 0
+    end_at: int | None = None
+    steps = 0
+    now = 0
+    while next_arrival < len(arrivals) or runnable:
+        candidates = [] if end_at is None else [end_at]
+        if next_arrival < len(arrivals):
+            candidates.append(arrivals[next_arrival][0])
+        now = min(candidates)
+        for job in runnable:
+            if job.running:
+                job.executed += now - job.last_check
+                remaining[job.id] = (job.duration - job.executed) * job.gpus
+            job.last_check = now
+        if end_at == now:
+            for job in [j for j in runnable if j.running and j.executed >= j.duration]:
+                runnable.remove(job)
+                outcomes[job.id].end = float(now)
+                outcomes[job.id].status = JobState.SUCCEEDED
+        if next_arrival < len(arrivals) and arrivals[next_arrival][0] == now:
+            for job in arrivals[next_arrival][1]:
+                job.last_check = now
+                remaining[job.id] = job.duration * job.gpus
+                runnable.append(job)
+            next_arrival += 1
+        runnable.sort(key=lambda j: remaining[j.id])
+        free = total_gpus
+        for job in runnable:
+            if free >= job.gpus:
+                free -= job.gpus
+                job.running = True
+                if outcomes[job.id].start is None:
+                    outcomes[job.id].start = float(now)
+            elif job.running:
+                job.running = False
+                job.preemptions += 1
+        ends = [now + j.duration - j.executed for j in runnable if j.running]
+        end_at = min(ends) if ends else None
+        steps += 1
+        busy = total_gpus - free
+        points.append((float(now), busy, sum(1 for j in runnable if not j.running)))
+    for job in jobs:
+        outcomes[job.id].preemptions = job.preemptions
+    return SimResult(total_gpus, REFERENCE_POLICIES[1], outcomes, points, [], steps, now)
+
+
+def run_reference(policy: str, workload: Workload, total_gpus: int) -> SimResult:
+    """Run one of :data:`REFERENCE_POLICIES` by name."""
+    if policy == "tiresias-dlas-gpu":
+        return run(workload, total_gpus)
+    if policy == "tiresias-srtf":
+        return run_srtf(workload, total_gpus)
+    raise InvalidRequest(
+        f"unknown reference {policy!r}; choose one of {', '.join(REFERENCE_POLICIES)}",
+        field="policy",
+    )
