@@ -71,12 +71,13 @@ def test_reference_runs_through_simulate_and_refuses_a_cluster_too_small() -> No
     assert "needs 2 GPUs" in refused.value.message
 
 
-def test_las_gang_is_no_worse_than_the_reference_on_a_committed_slice() -> None:
-    """First 200 jobs >= 60 s of Philly VC b436b2 on 24 GPUs, grace 0 (an overloaded slice
-    with gangs of 1 to 16 GPUs): las-gang 1,457,126 s against dlas-gpu's 1,575,857 s."""
-    workload = load_trace(shipped_trace(), "philly", tenant="b436b2", min_duration=60, first=200)
-    spec = parse_cluster_spec("1x3x8")
+@pytest.mark.slow
+def test_las_gang_is_no_worse_than_the_reference_on_a_committed_input() -> None:
+    """First 1,000 jobs >= 60 s of Philly VC b436b2 on 96 GPUs (a quarter of its peak
+    demand), grace 0: the input on which the former las-gang lost most to dlas-gpu (7.6 %)."""
+    workload = load_trace(shipped_trace(), "philly", tenant="b436b2", min_duration=60, first=1000)
+    spec = parse_cluster_spec("1x12x8")
     ours = simulate(workload, spec, policy="las-gang", grace_s=0.0).figures["avg_jct_s"]
     reference = simulate(workload, spec, policy="tiresias-dlas-gpu").figures["avg_jct_s"]
-    assert reference == pytest.approx(1_575_857, abs=1)
+    assert reference == pytest.approx(76_588, abs=1)
     assert ours <= reference
