@@ -3,8 +3,13 @@ by Tiresias' own simulator, and ``las-gang`` against the reference on a committe
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from typer.testing import CliRunner
+
+from gpulease.cli.app import app
 from gpulease.data import shipped_trace
 from gpulease.domain.errors import InvalidRequest
 from gpulease.domain.models import JobSpec
@@ -69,6 +74,24 @@ def test_reference_runs_through_simulate_and_refuses_a_cluster_too_small() -> No
         simulate(HAND, parse_cluster_spec("1x1x1"), policy="tiresias-dlas-gpu")
     assert refused.value.details == {"field": "cluster"}
     assert "needs 2 GPUs" in refused.value.message
+
+
+def test_the_cli_runs_the_reference(tmp_path: Path) -> None:
+    trace = tmp_path / "hand.csv"
+    trace.write_text(
+        "job_id,num_gpu,submit_time,iterations,model_name,duration,interval\n"
+        "0,2,0,1,vgg19,4000,1\n1,1,1000,1,vgg19,100,1\n"
+    )
+    out = tmp_path / "out.json"
+    args = ["simulate", "--trace", str(trace), "--trace-format", "tiresias", "--cluster", "1x1x2"]
+    result = CliRunner().invoke(
+        app, [*args, "--policy", "tiresias-dlas-gpu", "--json", str(out), "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    assert '"avg_jct_s": 2662.5' in out.read_text()
+    refused = CliRunner().invoke(app, [*args, "--policy", "tiresias-nope", "--quiet"])
+    assert isinstance(refused.exception, InvalidRequest)
+    assert "unknown policy 'tiresias-nope'" in refused.exception.message
 
 
 @pytest.mark.slow

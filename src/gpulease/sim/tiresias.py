@@ -35,6 +35,8 @@ What Tiresias' simulator does, and this module therefore does:
   yardstick, not a policy): at every arrival or end, the runnable jobs are stably sorted by
   remaining GPU-seconds (a waiting job keeps the figure it had when it last ran) and any
   job that fits runs, in that order.
+* **One pool.** Leases, tenants, priority classes, walltimes and checkpoints play no part
+  (Tiresias has none); a workload with node events is refused.
 * **JCT** = end - submit of every job; the run needs a cluster at least as large as the
   largest job (Tiresias stops with "not large enough" otherwise; so does :func:`run`).
 
@@ -77,6 +79,10 @@ class _Trace:
 
 
 def _load(workload: Workload, total_gpus: int) -> tuple[list[_Job], dict[str, JobOutcome]]:
+    if workload.node_events:
+        raise InvalidRequest(
+            "the Tiresias reference models no node events (its nodes never fail)", field="trace"
+        )
     jobs = [
         _Job(j.spec.id, j.spec.gpus, int(j.spec.submit_time), int(j.duration))
         for j in workload.jobs
