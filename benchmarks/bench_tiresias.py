@@ -20,7 +20,16 @@ from gpulease.sim.runner import simulate
 from gpulease.sim.traces import load_trace
 
 TIRESIAS = {"fifo": 330_125.0, "dlas-gpu": 179_256.0, "srtf oracle": 144_469.0}
-POLICIES = ("fifo", "easy", "fairshare", "las", "default", "las-gang")
+POLICIES = (
+    "fifo",
+    "easy",
+    "fairshare",
+    "las",
+    "default",
+    "las-gang",
+    "tiresias-dlas-gpu",  # the reference mode: Tiresias' own scheduler (gpulease.sim.tiresias)
+    "tiresias-srtf",  # its clairvoyant oracle
+)
 
 
 def main() -> None:

@@ -1073,9 +1073,37 @@ def test_las_gang_ranks_by_level_then_smaller_gang_then_more_service(
     ctx = OrderContext(5000.0)
     ranked = sorted(state.queued.values(), key=lambda r: policy.key(r, ctx))
     assert [r.id for r in ranked] == ["small-ran", "small", "big", "old"]
-    # one level never preempts itself; a lower level may preempt a higher one
-    assert policy.preempt_key(state.job("big"), 5000.0) == (0.0,)
-    assert policy.preempt_key(state.job("old"), 5000.0) == (1.0,)
+    # a lower level may preempt a higher one; waiting jobs of one level share a preempt key
+    assert policy.preempt_key(state.job("big"), 5000.0) == (0.0, 0.5)
+    assert policy.preempt_key(state.job("small"), 5000.0) == (0.0, 0.5)
+    assert policy.preempt_key(state.job("old"), 5000.0) == (1.0, 0.5)
+    # level 2 starts at 7,200 x sqrt(GPUs) GPU-seconds: 7,200 for one GPU, 28,800 for 16
+    assert policy.job_limits(state.job("old")) == (3250.0, 7200.0)
+    assert policy.job_limits(state.job("big")) == (3250.0, 28800.0)
+
+
+def test_las_gang_a_job_entering_a_level_yields_to_its_waiting_jobs_then_keeps_its_gpus(
+    make_state: MakeState, job: MakeJob
+) -> None:
+    """Tiresias' queues: a job demoted while running joins its new level behind the jobs
+    already waiting there (they may preempt it at that step), and keeps its GPUs after."""
+    from gpulease.scheduler.ordering import LasGang
+
+    policy = LasGang()
+    state = make_state("1x1x8", jobs=[job("waiting", 1), job("runner", 1, submit=1)])
+    state.start("waiting", ((0, 1),), 0.0, borrowed=True)
+    state.stop("waiting", 4000.0, JobState.QUEUED)  # level 1 since 3,250 s, now waiting
+    state.start("runner", ((0, 1),), 4000.0, borrowed=True)
+    runner, waiting = state.job("runner"), state.job("waiting")
+    assert policy.level(runner, 7249.0) == 0
+    assert policy.next_key_change(runner, 5000.0) == 7250.0  # 3,250 GPU-s on one GPU
+    entering = policy.preempt_key(runner, 7250.0)
+    assert entering == (1.0, 1.0, 7250.0)
+    assert policy.preempt_key(waiting, 7250.0) < entering  # the waiting job may preempt it
+    assert policy.next_key_change(runner, 7250.0) == 7250.0 + 1e-3
+    kept = policy.preempt_key(runner, 7260.0)
+    assert kept == (1.0, 0.0, 7250.0)
+    assert policy.preempt_key(waiting, 7260.0) > kept  # ... but not after that step
 
 
 def test_free_gpus_promised_to_a_claimant_waiting_for_preemptions_are_reported(

@@ -169,7 +169,13 @@ def simulate_command(
         float | None,
         typer.Option(help="Compress arrivals to this offered load on the cluster (e.g. 0.9)."),
     ] = None,
-    policy: Annotated[str, typer.Option(help=f"One of: {', '.join(POLICY_NAMES)}.")] = "default",
+    policy: Annotated[
+        str,
+        typer.Option(
+            help=f"One of: {', '.join(POLICY_NAMES)}; or a reference run as Tiresias' own "
+            "simulator would (tiresias-dlas-gpu, tiresias-srtf: GPUs counted, not placed)."
+        ),
+    ] = "default",
     grace: Annotated[float, typer.Option(help="Preemption grace period, seconds.")] = 30.0,
     keep_blocks: Annotated[
         int,
@@ -188,10 +194,12 @@ def simulate_command(
     """Replay a trace through the scheduling core on a simulated cluster and report figures."""
     from gpulease.sim.runner import simulate
     from gpulease.sim.synthetic import rack_scale_mix
+    from gpulease.sim.tiresias import REFERENCE_POLICIES
     from gpulease.sim.traces import compress_to_load, load_trace, offered_load
 
     spec = parse_cluster_spec(cluster)
-    make_policy(policy)  # refuse an unknown policy before any work
+    if policy not in REFERENCE_POLICIES:
+        make_policy(policy)  # refuse an unknown policy before any work
     if (trace is None) == (synthetic is None):
         raise InvalidRequest("give exactly one of --trace PATH or --synthetic JOBS", field="trace")
     if trace is not None:

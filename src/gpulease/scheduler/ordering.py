@@ -13,9 +13,10 @@ Policies:
 * ``easy``     submit order with EASY backfill (a reservation for the head, walltimes used).
 * ``las``      discretised least-attained-service (Tiresias' 2D-LAS, non-clairvoyant):
                GPU-seconds of service decide a queue level; lower levels first and preempt.
-* ``las-gang`` LAS with three levels (3,250 / 7,200 / 18,000 GPU-seconds) and, inside a
-               level, smaller gangs first, then the job with more service already attained
-               (closer to finishing a run it has started): still non-clairvoyant.
+* ``las-gang`` LAS with three levels (3,250 / 7,200 x sqrt(GPUs) GPU-seconds), Tiresias'
+               discipline inside a level (a job entering a level joins it behind the waiting
+               ones; victims latest entry first) and, among waiting jobs, smaller gangs
+               first, then the one that has run longer: still non-clairvoyant.
 * ``fairshare``decayed fair share: tenants with the least recent usage per leased GPU first.
 * ``default``  LAS levels, then fair share inside a level, greedy work-conserving placement
                with preemption; leases and priority classes on top (see ``quota``).
@@ -172,30 +173,93 @@ class Las:
         return job.run_start + (self.limits[index] - job.attained) / job.spec.gpus
 
 
-# Level limits of ``las-gang`` (GPU-seconds), from a search on Philly VC ee9e8c and checked
-# on seven other VCs (never worse than ``las`` there; see the README's performance section).
-LAS_GANG_LIMITS: tuple[float, ...] = (3250.0, 7200.0, 18000.0)
+# Level limits of ``las-gang`` (GPU-seconds): Tiresias' 3,250, then 7,200 x sqrt(GPUs) (7,200
+# for one GPU, 20,365 for 8, 40,729 for 32): a long job leaves the middle level later the
+# wider it is. From a search against the Tiresias reference on eight Philly inputs
+# (docs/scheduling.md: "Against Tiresias").
+LAS_GANG_LIMITS: tuple[float, ...] = (3250.0, 7200.0)
+LAS_GANG_WIDTH_EXPONENTS: tuple[float, ...] = (0.0, 0.5)  # limit i x GPUs ** exponent i
+
+# The middle element of a ``las-gang`` preempt key: inside one level, running jobs that have
+# run there at least once rank first (waiting jobs of their level do not preempt them), then
+# the waiting jobs, then a running job at the step at which it enters the level.
+_KEPT, _WAITING, _ENTERING = 0.0, 0.5, 1.0
+# How long a running job counts as entering its new level: the step at the moment it crosses
+# the limit (the engine is woken for it by ``next_key_change``), and no other.
+ENTRY_S = 1e-3
 
 
 @dataclass(frozen=True, slots=True)
 class LasGang(Las):
-    """LAS levels; inside a level, fewer GPUs first, then more attained service first.
+    """LAS levels with Tiresias' discipline inside a level, and smaller gangs first.
 
-    Small gangs fit into the holes large ones leave, and of two equal gangs the one that has
-    run longer is (by the attained-service heuristic) closer to its end. Jobs in one level
-    still never preempt each other (``preempt_key`` is the level alone).
+    * Levels: ``LAS_GANG_LIMITS`` scaled by the job's width (``LAS_GANG_WIDTH_EXPONENTS``).
+    * Waiting jobs of a level: fewer GPUs first (small gangs fit into the holes large ones
+      leave), then the one that has run longer (closer to the end of a run it started).
+    * A running job keeps its GPUs against waiting jobs of its level, except at the step at
+      which it enters the level: a job demoted while running joins its new level behind the
+      jobs already waiting there, which may take its GPUs (as in Tiresias' queues).
+    * Victims inside a level: latest entry first (the moment the job entered the level
+      during its run, else its run's start; arrival in level 0), as Tiresias preempts the
+      tail of a queue. Everything is non-clairvoyant: service, width, arrival.
     """
 
     limits: Sequence[float] = LAS_GANG_LIMITS
+    exponents: Sequence[float] = LAS_GANG_WIDTH_EXPONENTS
     name: str = "las-gang"
     coarse_ordered: ClassVar[bool] = False  # gang size and service rank inside a level
 
+    def job_limits(self, job: JobRecord) -> tuple[float, ...]:
+        gpus = job.spec.gpus
+        return tuple(
+            limit * gpus**exponent
+            for limit, exponent in zip(self.limits, self.exponents, strict=True)
+        )
+
+    def level(self, job: JobRecord, now: float) -> int:
+        return bisect.bisect_right(self.job_limits(job), _settled(job.attained_at(now)))
+
+    def entered(self, job: JobRecord, now: float) -> float | None:
+        """When a running job crossed into its current level during this run, else None."""
+        limits = self.job_limits(job)
+        level = bisect.bisect_right(limits, _settled(job.attained_at(now)))
+        if level == 0 or job.run_start is None or job.attained >= limits[level - 1]:
+            return None
+        return job.run_start + (limits[level - 1] - job.attained) / job.spec.gpus
+
     def key(self, job: JobRecord, ctx: OrderContext) -> tuple[float, ...]:
+        if job.run_start is not None:
+            return self.preempt_key(job, ctx.now)
         return self.queued_key(job, ctx.now)
 
     def queued_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
         # constant while queued: a queued job's attained service does not move
-        return (float(self.level(job, now)), float(job.spec.gpus), -job.attained_at(now))
+        gpus = float(job.spec.gpus)
+        return (float(self.level(job, now)), _WAITING, gpus, -job.attained / gpus)
+
+    def preempt_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
+        level = float(self.level(job, now))
+        if job.run_start is None:
+            return (level, _WAITING)
+        entered = self.entered(job, now)
+        if entered is not None and now < entered + ENTRY_S:
+            return (level, _ENTERING, entered)
+        if level == 0:
+            return (level, _KEPT, job.spec.submit_time)
+        return (level, _KEPT, job.run_start if entered is None else entered)
+
+    def next_key_change(self, job: JobRecord, now: float) -> float | None:
+        if job.run_start is None:
+            return None
+        entered = self.entered(job, now)
+        if entered is not None and now < entered + ENTRY_S:
+            return entered + ENTRY_S  # it has met its level's waiting jobs: it keeps its GPUs
+        limits = self.job_limits(job)
+        index = bisect.bisect_right(limits, _settled(job.attained_at(now)))
+        if index >= len(limits):
+            return None
+        # From the run's start, not from ``now``: the same moment whenever it is asked.
+        return job.run_start + (limits[index] - job.attained) / job.spec.gpus
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from gpulease.scheduler.ordering import make_policy
 from gpulease.scheduler.state import SchedulerState
 from gpulease.sim.loop import SimResult, Simulation
 from gpulease.sim.metrics import summarize
+from gpulease.sim.tiresias import REFERENCE_POLICIES, run_reference
 from gpulease.sim.workload import Workload
 
 
@@ -35,6 +36,9 @@ def simulate(
     keep_blocks: int = 0,
 ) -> Run:
     cluster = build_cluster(spec, site="sim")
+    if policy in REFERENCE_POLICIES:  # Tiresias' own scheduler, GPUs counted, not placed
+        result = run_reference(policy, workload, cluster.total_gpus)
+        return Run(cluster, workload, result, summarize(result, workload, cluster))
     config = SchedulerConfig(preemption_grace_s=grace_s, explain=False, keep_blocks=keep_blocks)
     scheduler = Scheduler(make_policy(policy), config)
     simulation = Simulation(
