@@ -23,7 +23,8 @@ unless asked not to. A node never attested and without a key is not expected to 
 Slurm site without agents): the story says "never attested", nothing is drained.
 
 Invariants: at most one open alert per node and kind; a forged or replayed statement
-changes nothing; every accepted statement, sweep, alert and clearance writes an audit
+changes nothing; a public key is registered for one node at most (an agent holding one
+node's key must not vouch for another: a stolen node's agent keeping a sibling "at home"); every accepted statement, sweep, alert and clearance writes an audit
 record in its transaction.
 """
 
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from gpulease.domain.access import Action, Principal, Role
-from gpulease.domain.errors import InvalidRequest, NotFound, Unauthenticated
+from gpulease.domain.errors import Conflict, InvalidRequest, NotFound, Unauthenticated
 from gpulease.domain.states import NodeState, transition
 from gpulease.executors.base import Executor, LocationReports
 from gpulease.inventory import attestation as core
@@ -76,12 +77,23 @@ def _node(tx: Tx, ref: str) -> Node:
 
 # ------------------------------------------------------------------------- keys
 def register_key(ctx: ServiceContext, actor: Principal, node_ref: str, public_key: str) -> NodeKey:
-    """Register (or replace) the public key a node's agent signs with; operator-admins."""
+    """Register (or replace) the public key a node's agent signs with; operator-admins. A key
+    registered for another node is a conflict (module doc)."""
     actor.scope(Action.CUSTODY_RECORD)
     raw = core.public_key_from_hex(public_key)
     now = ctx.now()
     with ctx.db.transaction() as tx:
         node = _node(tx, node_ref.strip())
+        tx.lock("attestation:keys")  # two registrations of one key never both pass
+        holder = tx.first(
+            tx.select(NodeKey).where(NodeKey.public_key == raw.hex(), NodeKey.node_id != node.id)
+        )
+        if holder is not None:  # its agent could sign for this node too
+            raise Conflict(
+                "this key is registered for another node; each node's agent has a key of its "
+                "own, or one node's agent could vouch for another",
+                field="public_key",
+            )
         row = tx.get(NodeKey, node.id)
         before = None if row is None else {"key_id": row.key_id}
         if row is None:

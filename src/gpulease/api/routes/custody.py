@@ -4,8 +4,10 @@ Who: operator staff read (``CUSTODY_READ``: the story, the alerts); operator-adm
 events, register node keys and clear alerts (``CUSTODY_RECORD``); tenants are refused. A
 node agent posts its signed statement to ``POST /custody/attestations`` with no bearer
 token: the signature, checked against the key registered for the node, is its credential;
-a statement that does not verify counts as a failed authentication of the client address
-(``api.ratelimit``), so guessing is throttled like token guessing.
+a statement refused for any reason (its signature does not verify, or it verifies but is a
+replay or mis-dated) counts as a failed authentication of the client address
+(``api.ratelimit``), so guessing, and replaying a statement captured on the wire (each
+costs a signature check in a write transaction), are throttled like token guessing.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from gpulease.api.schemas import (
     NodeKeyCreate,
     NodeKeyOut,
 )
-from gpulease.domain.errors import Unauthenticated
+from gpulease.domain.errors import InvalidRequest, Unauthenticated
 from gpulease.services import attestation, custody
 
 router = APIRouter(prefix="/custody", tags=["custody"])
@@ -84,7 +86,7 @@ def attest(body: AttestationIn, request: Request, ctx: Ctx) -> AttestationOut:
     limits.auth.check(address, None)
     try:
         row = attestation.submit(ctx, body.statement.model_dump(), body.signature)
-    except Unauthenticated:
+    except (Unauthenticated, InvalidRequest):  # forged, replayed or mis-dated
         limits.auth.failed(address)
         raise
     return AttestationOut.model_validate(row)
