@@ -24,8 +24,9 @@ Slurm site without agents): the story says "never attested", nothing is drained.
 
 Invariants: at most one open alert per node and kind; a forged or replayed statement
 changes nothing; a public key is registered for one node at most (an agent holding one
-node's key must not vouch for another: a stolen node's agent keeping a sibling "at home"); every accepted statement, sweep, alert and clearance writes an audit
-record in its transaction.
+node's key must not vouch for another: a stolen node's agent keeping a sibling "at
+home"); every accepted statement, sweep, alert and clearance writes an audit record in its
+transaction.
 """
 
 from __future__ import annotations
