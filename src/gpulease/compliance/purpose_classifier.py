@@ -9,9 +9,13 @@ finds two terms near each other (an agent with a production or weaponisation wor
 unless a protective word such as "vaccine" is near; surveillance of a protected group).
 
 Normalisation against obfuscation, applied identically to the text and to the vocabulary
-(so the two meet in one *skeleton* form): NFKC; invisible format characters dropped;
-confusable letters of other scripts mapped to the Latin ones they imitate (a subset of
-Unicode TR39 ``confusables.txt``: Cyrillic and Greek look-alikes), then ``anyascii``;
+(so the two meet in one *skeleton* form): NFKC; a run under a right-to-left override
+(U+202E, to its PDF or the line's end) turned around, as it is shown (U+202E then
+"snopaew" is displayed "weapons"); invisible format characters dropped; confusable letters of other
+scripts mapped to the Latin ones they imitate (Unicode TR39 ``confusables.txt``, from
+``confusable_homoglyphs``, every single character drawn like a Latin letter: Cherokee, Lisu,
+Canadian syllabics...; the Cyrillic and Greek table below decides where they differ), then
+``anyascii``; a backslash and a slash read as "v", two of them or "vv" as "w";
 contractions expanded ("isn't" -> "is not"); letters split by punctuation or spacing joined
 ("w.e.a.p.o.n", "w e a p o n"); digits and symbols inside a word read as letters
 ("w3ap0ns", "@nthr@x"); ``l`` read as ``i`` and doubled letters collapsed (so "1" for "l"
@@ -32,6 +36,7 @@ raises on any string.
 from __future__ import annotations
 
 import re
+import string
 import tomllib
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -91,16 +96,90 @@ def _collapse(text: str) -> str:
 
 def skeleton(word: str) -> str:
     """One word's matching form: lower case, digits and symbols read as letters when the
-    word has a letter, ``l`` as ``i``, runs of one letter collapsed."""
-    low = word.lower()
+    word has a letter, ``l`` as ``i``, "vv" as "w", runs of one letter collapsed."""
+    low = word.lower().replace("vv", "w")
     low = low.translate(_LEET) if _LETTER.search(low) else low.replace("l", "i")
     return _collapse(low)
 
 
+_RLO, _PDF = "\u202e", "\u202c"
+_EMBEDDINGS = frozenset("\u202a\u202b\u202d\u202e")  # each closed by a PDF
+_PARAGRAPH_ENDS = frozenset("\n\r\u2029")
+_SLASHES = (("\\/\\/", "w"), ("\\/", "v"))  # a "w" drawn as backslash, slash, twice
+
+
+def _displayed(text: str) -> str:
+    """``text`` in the order it is shown where a right-to-left override turns Latin letters
+    around: each override's run (to its matching PDF, or the paragraph's end) reversed,
+    embeddings inside it counted. Linear: each character is looked at twice at most."""
+    if _RLO not in text:
+        return text
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if text[i] != _RLO:
+            out.append(text[i])
+            i += 1
+            continue
+        depth, j = 1, i + 1
+        while j < len(text) and text[j] not in _PARAGRAPH_ENDS:
+            if text[j] in _EMBEDDINGS:
+                depth += 1
+            elif text[j] == _PDF:
+                depth -= 1
+                if depth == 0:
+                    break
+            j += 1
+        out.append(text[i + 1 : j][::-1])
+        i = j + 1 if j < len(text) and text[j] == _PDF else j
+    return "".join(out)
+
+
+@cache
+def _lookalikes() -> dict[int, str]:
+    """Every single character that TR39 lists as drawn like a Latin letter, to that letter
+    (lower case wins a tie); the hand-made Cyrillic and Greek table on top. Built once, on
+    the first text read (the data takes a fifth of a second to load: not at import)."""
+    from confusable_homoglyphs.confusables import (  # type: ignore[import-untyped]
+        confusables_data,
+    )
+
+    table: dict[int, str] = {}
+    for letter in string.ascii_lowercase + string.ascii_uppercase:
+        for entry in confusables_data.get(letter, ()):
+            glyph = str(entry["c"]).strip("\u200e\u200f")
+            if len(glyph) == 1 and not glyph.isascii():
+                table.setdefault(ord(glyph), letter)
+    # one more step: drawn like a Latin letter with a mark ("O" and a stroke), or like a
+    # Latin letter of another form (a small capital), or like a glyph mapped above
+    for char, entries in confusables_data.items():
+        if len(char) != 1 or char.isascii() or ord(char) in table:
+            continue
+        for entry in entries:
+            glyph = "".join(c for c in str(entry["c"]) if not unicodedata.combining(c))
+            if len(glyph) != 1:
+                continue
+            if glyph.isascii() and glyph.isalpha():
+                table[ord(char)] = glyph
+            elif ord(glyph) in table:
+                table[ord(char)] = table[ord(glyph)]
+            elif unicodedata.name(glyph, "").startswith("LATIN "):
+                plain = anyascii(glyph)
+                if len(plain) == 1 and plain.isalpha():
+                    table[ord(char)] = plain
+            if ord(char) in table:
+                break
+    table.update(_CONFUSABLES)
+    return table
+
+
 def _ascii(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text)
+    text = _displayed(unicodedata.normalize("NFKC", text))
     text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
-    return anyascii(text.translate(_CONFUSABLES))
+    text = anyascii(text.translate(_lookalikes()))
+    for slashes, letter in _SLASHES:
+        text = text.replace(slashes, letter)
+    return text
 
 
 @dataclass(frozen=True, slots=True)
