@@ -94,6 +94,33 @@ def test_one_nodes_key_never_vouches_for_another_node(
     assert again.status_code == 201, again.text
 
 
+NEUTRAL = "01" + "00" * 31  # the neutral point of the curve, a valid encoding
+SMALL_ORDER = [
+    NEUTRAL,
+    "00" * 32,  # order 4
+    "ec" + "ff" * 30 + "7f",  # p - 1: order 2
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",  # order 8
+]
+
+
+def test_a_key_under_which_anyone_can_sign_is_refused(
+    raw_api: Client, by_email: dict[str, demo_service.DemoUser], clock: ManualClock
+) -> None:
+    """Ed25519 as verified here accepts, under a public key of small order (the neutral
+    point ``01 00..00``, or ``00..00`` typed as a placeholder), the signature R = neutral,
+    S = 0 for every statement (or for one nonce in a few): with such a key registered,
+    anyone on the network attests for the node. Such keys are a 422 naming the field."""
+    operator = raw_api(by_email[OPERATOR].token)
+    for weak in SMALL_ORDER:
+        refused = operator.post(f"/custody/nodes/{NODE}/key", json={"public_key": weak})
+        assert refused.status_code == 422, (weak, refused.text)
+        assert refused.json()["details"]["field"] == "public_key"
+    # nothing was registered: the forgery that verifies under the neutral key is refused
+    forged = Statement(NODE, "jkt1", clock.now(), "ab" * 8)
+    body = {"statement": forged.as_dict(), "signature": NEUTRAL + "00" * 32}
+    assert raw_api(None).post("/custody/attestations", json=body).status_code == 401
+
+
 def test_tenants_read_nothing_of_custody_and_decide_nothing(
     raw_api: Client, by_email: dict[str, demo_service.DemoUser]
 ) -> None:
