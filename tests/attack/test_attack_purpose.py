@@ -42,8 +42,9 @@ EVASIONS = {
     "cherokee-small": "\uab83\uab7c\uab7a\uabb2\uab8ens",
     "lisu": "\ua4ea\ua4f0\ua4ee\ua4d1\ua4f3\ua4e0\ua4e2",
     "canadian-syllabics": "\u15f0\u144cNITION",
-    # leetspeak for w
+    # leetspeak for w, and "rn" for "m"
     "vv": "vv3apons",
+    "rn": "rnilitary end use",
     "slashes": "\\/\\/eapons",
 }
 

@@ -15,7 +15,8 @@ Normalisation against obfuscation, applied identically to the text and to the vo
 scripts mapped to the Latin ones they imitate (Unicode TR39 ``confusables.txt``, from
 ``confusable_homoglyphs``, every single character drawn like a Latin letter: Cherokee, Lisu,
 Canadian syllabics...; the Cyrillic and Greek table below decides where they differ), then
-``anyascii``; a backslash and a slash read as "v", two of them or "vv" as "w";
+``anyascii``; a backslash and a slash read as "v", two of them or "vv" as "w", "rn" as
+"m";
 contractions expanded ("isn't" -> "is not"); letters split by punctuation or spacing joined
 ("w.e.a.p.o.n", "w e a p o n"); digits and symbols inside a word read as letters
 ("w3ap0ns", "@nthr@x"); ``l`` read as ``i`` and doubled letters collapsed (so "1" for "l"
@@ -96,8 +97,9 @@ def _collapse(text: str) -> str:
 
 def skeleton(word: str) -> str:
     """One word's matching form: lower case, digits and symbols read as letters when the
-    word has a letter, ``l`` as ``i``, "vv" as "w", runs of one letter collapsed."""
-    low = word.lower().replace("vv", "w")
+    word has a letter, ``l`` as ``i``, "vv" as "w" and "rn" as "m" (TR39's two-letter
+    look-alikes), runs of one letter collapsed."""
+    low = word.lower().replace("vv", "w").replace("rn", "m")
     low = low.translate(_LEET) if _LETTER.search(low) else low.replace("l", "i")
     return _collapse(low)
 
