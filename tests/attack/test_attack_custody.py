@@ -47,9 +47,10 @@ def _body(key: Ed25519PrivateKey, statement: Statement) -> dict[str, object]:
 def test_a_replayed_statement_is_throttled_like_a_forged_one(
     raw_api: Client, by_email: dict[str, demo_service.DemoUser], clock: ManualClock
 ) -> None:
-    """A statement captured on the wire verifies (an Ed25519 check, a write transaction
-    holding the node's lock) and is then refused as a replay: sent again and again, it must
-    meet the failed-authentication limit like a forged one, not cost that work forever."""
+    """A statement captured on the wire verifies (an Ed25519 check, then a write
+    transaction holding the node's lock) and is then refused as a replay: sent again and
+    again from the eavesdropper's address, it must meet the failed-authentication limit like
+    a forged one, not cost that work forever."""
     operator = raw_api(by_email[OPERATOR].token)
     key = Ed25519PrivateKey.generate()
     made = operator.post(f"/custody/nodes/{NODE}/key", json={"public_key": _public(key)})
@@ -58,16 +59,54 @@ def test_a_replayed_statement_is_throttled_like_a_forged_one(
     captured = Statement(NODE, "jkt1", clock.now(), "ab" * 8)
     assert agent.post("/custody/attestations", json=_body(key, captured)).status_code == 201
     clock.advance(1)
+    eve = TestClient(
+        agent.app,
+        base_url=str(agent.base_url),
+        raise_server_exceptions=False,
+        client=("198.51.100.7", 40000),
+    )
     codes = [
-        agent.post("/custody/attestations", json=_body(key, captured)).status_code
+        eve.post("/custody/attestations", json=_body(key, captured)).status_code
         for _ in range(LIMIT + 1)
     ]
     assert codes[:LIMIT] == [422] * LIMIT  # refused as a replay, naming the field
     assert codes[LIMIT] == 429
-    # the real agent elsewhere (its own address) is unaffected: only this address waits
-    clock.advance(61)
+    # the real agent (its own address) is unaffected: only the eavesdropper's address waits
     fresh = Statement(NODE, "jkt1", clock.now(), "cd" * 8)
     assert agent.post("/custody/attestations", json=_body(key, fresh)).status_code == 201
+
+
+def test_a_host_behind_the_sites_nat_cannot_silence_its_neighbours(
+    raw_api: Client, by_email: dict[str, demo_service.DemoUser], clock: ManualClock
+) -> None:
+    """Agents of one site often leave through one address. A compromised host there sends
+    forged statements until the address is blocked; before the fix the neighbours' genuine
+    statements were then refused too (429), so they went stale and were drained by the
+    attacker's doing. A node accepted from the address keeps attesting; new names wait."""
+    operator = raw_api(by_email[OPERATOR].token)
+    key = Ed25519PrivateKey.generate()
+    assert (
+        operator.post(f"/custody/nodes/{NODE}/key", json={"public_key": _public(key)}).status_code
+        == 201
+    )
+    agent = raw_api(None)  # every in-process client comes from one address: a NAT
+    first = Statement(NODE, "jkt1", clock.now(), "ab" * 8)
+    assert agent.post("/custody/attestations", json=_body(key, first)).status_code == 201
+    mallory = Ed25519PrivateKey.generate()
+    for i in range(LIMIT):
+        forged = Statement(OTHER, "jkt1", clock.now(), f"{i:016x}")
+        answer = agent.post("/custody/attestations", json=_body(mallory, forged))
+        assert answer.status_code == 401
+    late = Statement(OTHER, "jkt1", clock.now(), "ef" * 8)
+    assert agent.post("/custody/attestations", json=_body(mallory, late)).status_code == 429
+    clock.advance(30)
+    honest = Statement(NODE, "jkt1", clock.now(), "cd" * 8)
+    assert agent.post("/custody/attestations", json=_body(key, honest)).status_code == 201
+    # a forgery naming the known node is checked and refused, and changes nothing
+    fake = Statement(NODE, "sgp1", clock.now(), "ee" * 8)
+    assert agent.post("/custody/attestations", json=_body(mallory, fake)).status_code == 401
+    alerts = operator.get("/custody/alerts", params={"state": "open"}).json()
+    assert [a for a in alerts if a["node_id"] == NODE] == []
 
 
 def test_one_nodes_key_never_vouches_for_another_node(

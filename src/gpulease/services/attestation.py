@@ -125,16 +125,24 @@ def submit(ctx: ServiceContext, statement: dict[str, object], signature: str) ->
     parsed = Statement.from_dict(statement)
     now = ctx.now()
     skew = timedelta(seconds=ctx.settings.attestation_skew_s)
+    refused = Unauthenticated(
+        "the statement's signature does not verify against the key registered for "
+        f"node {parsed.node_id!r}"
+    )
+    # checked first in a read: a forged or replayed statement never takes the write lock
+    with ctx.db.transaction(write=False) as tx:
+        key = tx.get(NodeKey, parsed.node_id)
+        public = None if key is None else key.public_key
+        seen = tx.get(NodeAttestation, parsed.node_id)
+        seen_at = None if seen is None else seen.at
+    if public is None or not core.signature_valid(bytes.fromhex(public), parsed, signature):
+        raise refused
+    core.check_freshness(parsed, seen_at, now, skew)
     with ctx.db.transaction() as tx:
         tx.lock(f"attestation:{parsed.node_id}")
         key = tx.get(NodeKey, parsed.node_id)
-        if key is None or not core.signature_valid(
-            bytes.fromhex(key.public_key), parsed, signature
-        ):
-            raise Unauthenticated(
-                "the statement's signature does not verify against the key registered for "
-                f"node {parsed.node_id!r}"
-            )
+        if key is None or key.public_key != public:  # replaced since it was read
+            raise refused
         last = tx.get(NodeAttestation, parsed.node_id)
         core.check_freshness(parsed, last.at if last is not None else None, now, skew)
         row = _seen(tx, last, parsed.node_id, parsed.site_id, parsed.at, now)
