@@ -49,17 +49,33 @@ EVASIONS = {
 }
 
 
+# Shown "weapons" by reordering pieces, which no reading of the stored text predicts: an
+# officer must look (the invisible formatting is itself a review finding)
+REORDERED = {
+    "rlm-separated": "\u200fpons\u200fwea",
+    "rlo-nested-lro": f"{RLO}\u202dpons{PDF}\u202dwea{PDF}{PDF}",
+    "rli-nested-lri": "\u2067\u2066pons\u2069\u2066wea\u2069\u2069",
+    "rli-alone": "\u2067snopaew\u2069",
+}
+
+
 @pytest.mark.parametrize("text", EVASIONS.values(), ids=EVASIONS.keys())
 def test_a_disguised_weapons_purpose_is_refused(text: str) -> None:
     found = classify(text)
     assert found.level is Level.REFUSE, (text, found.record())
 
 
+@pytest.mark.parametrize("text", REORDERED.values(), ids=REORDERED.keys())
+def test_a_purpose_shown_in_another_order_goes_to_an_officer(text: str) -> None:
+    found = classify(text)
+    assert found.level is Level.REVIEW, (text, found.record())
+    assert "directional formatting" in found.describe()
+
+
 def test_the_fixes_leave_plain_and_rtl_text_alone() -> None:
-    """Right-to-left text without an override is not turned around (an Arabic or Hebrew
-    purpose reads as written), and the look-alike table does not invent terms."""
+    """Right-to-left text without directional formatting is not turned around (an Arabic or
+    Hebrew purpose reads as written), and the look-alike table does not invent terms."""
     assert classify("model training for a savvy retailer").level is None
-    assert classify("\u2067snopaew\u2069").level is None  # an isolate displays as stored
     assert classify("\u05de\u05d7\u05e7\u05e8 \u05e8\u05e4\u05d5\u05d0\u05d9").level is None
     assert classify("\u0628\u062d\u062b \u0637\u0628\u064a").level is None
     assert classify(f"no {RLO}snopaew{PDF} at all").negated  # negation still read

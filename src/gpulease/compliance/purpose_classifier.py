@@ -11,23 +11,27 @@ unless a protective word such as "vaccine" is near; surveillance of a protected 
 Normalisation against obfuscation, applied identically to the text and to the vocabulary
 (so the two meet in one *skeleton* form): NFKC; a run under a right-to-left override
 (U+202E, to its PDF or the line's end) turned around, as it is shown (U+202E then
-"snopaew" is displayed "weapons"); invisible format characters dropped; confusable letters of other
-scripts mapped to the Latin ones they imitate (Unicode TR39 ``confusables.txt``, from
-``confusable_homoglyphs``, every single character drawn like a Latin letter: Cherokee, Lisu,
-Canadian syllabics...; the Cyrillic and Greek table below decides where they differ), then
-``anyascii``; a backslash and a slash read as "v", two of them or "vv" as "w", "rn" as
-"m";
-contractions expanded ("isn't" -> "is not"); letters split by punctuation or spacing joined
-("w.e.a.p.o.n", "w e a p o n"); digits and symbols inside a word read as letters
-("w3ap0ns", "@nthr@x"); ``l`` read as ``i`` and doubled letters collapsed (so "1" for "l"
-and "mi1itary" meet "military"). Long terms (six letters or more in skeleton) are also
-sought in the text with every separator removed ("mi litary", "nerve_agent").
+"snopaew" is displayed "weapons"); invisible format characters dropped; confusable letters
+of other scripts mapped to the Latin ones they imitate (Unicode TR39 ``confusables.txt``,
+from ``confusable_homoglyphs``: every single character drawn like a Latin letter, Cherokee,
+Lisu, Canadian syllabics...; the Cyrillic and Greek table below decides where they
+differ), then ``anyascii``; a backslash and a slash read as "v", two of them, "vv" as "w",
+"rn" as "m"; contractions expanded ("isn't" -> "is not"); letters split by punctuation or
+spacing joined ("w.e.a.p.o.n", "w e a p o n"); digits and symbols inside a word read as
+letters ("w3ap0ns", "@nthr@x"); ``l`` read as ``i`` and doubled letters collapsed (so "1"
+for "l" and "mi1itary" meet "military"). Long terms (six letters or more in skeleton) are
+also sought in the text with every separator removed ("mi litary", "nerve_agent").
 
 Negation. A cue ("no", "not", "without", "non"...) followed within a few words by a term,
 in the same clause, with no blocker between ("only", "just", "limited", "other than"...),
 negates it: "no military use" and "not for weapons" are clear, "not only for weapons" and
 "no use other than military" are not. A cue right after another cue negates nothing ("not
 without military use"). Negated findings are reported but never decide.
+
+Display order. Invisible directional formatting (UAX #9 marks, embeddings, overrides,
+isolates) is itself a ``review`` finding: nested, such characters show a text in an order
+no reading of the stored one predicts (a right-to-left mark between "pons" and "wea" shows
+"weapons"), so an officer looks at it.
 
 Invariants. Pure and deterministic: the vocabulary is read once from the package; the same
 text always gives the same :class:`Classification` (findings in text order). It never
@@ -586,7 +590,27 @@ def classify(text: str, vocab: Vocabulary | None = None) -> Classification:
         if not finding.negated and negated and _listed_after(tokens, negated[-1].end, s):
             finding = replace(finding, negated=True)  # "no weapons or armed forces"
         (negated if finding.negated else findings).append(finding)
+    if _BIDI_CONTROLS.search(text):
+        findings.append(BIDI_FINDING)
     return Classification(tuple(findings), tuple(negated), vocab.version)
+
+
+# Invisible directional formatting (UAX #9: marks, embeddings, overrides, isolates). With
+# them a text can be displayed in another order than it is stored ("\u200fpons\u200fwea" is
+# shown "weapons"): no reading of the stored order can be trusted, so an officer looks.
+_BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+BIDI_FINDING = Finding(
+    term="directional formatting characters",
+    category="obfuscation",
+    level=Level.REVIEW,
+    source="unicode-uax9",
+    citation="Unicode UAX #9",
+    start=0,
+    end=0,
+    written="",
+    obfuscated=False,
+    rule="the text may be displayed in another order than it is stored",
+)
 
 
 _LIST_WORDS = frozenset({"or", "nor", "and", "any", "the", "a", "an", "for", "of", "to"})
