@@ -108,6 +108,9 @@ def test_a_tenant_cannot_run_a_disguised_purpose_or_decide_a_review(
     clients = {who: raw_api(by_email[email].token) for who, email in EMAILS.items()}
     as_user = clients.__getitem__
     tenant = as_user("inftech")
+    for huge in ("drug-discovery: " + "a" * 1_000_000, "drug-discovery: " + "w e " * 100):
+        refused = tenant.post("/jobs", json=_job(huge))  # bounded at the edge, never a 500
+        assert refused.status_code in (413, 422), refused.text[:300]
     hidden = tenant.post("/jobs", json=_job(f"drug-discovery: {RLO}snopaew rof"))
     assert hidden.status_code == 403, hidden.text  # shown "drug-discovery: for weapons"
     assert hidden.json()["details"]["field"] == "purpose"
