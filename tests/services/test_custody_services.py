@@ -15,7 +15,7 @@ from sqlalchemy import update
 
 from gpulease.domain.access import Principal
 from gpulease.domain.clock import ManualClock
-from gpulease.domain.errors import Denied, InvalidRequest, NotFound, Unauthenticated
+from gpulease.domain.errors import Conflict, Denied, InvalidRequest, NotFound, Unauthenticated
 from gpulease.domain.states import NodeState
 from gpulease.executors.simulated import SimulatedExecutor
 from gpulease.inventory.attestation import Statement, sign
@@ -296,7 +296,10 @@ def test_signed_agent_attestations(
     assert _node(ctx).state == "draining"
 
     # a node with a key that never attests goes stale; nodes with neither are not expected
-    attestation.register_key(ctx, operator, "jkt1-r00-n01", public)
+    with pytest.raises(Conflict):  # one node's key never vouches for another node
+        attestation.register_key(ctx, operator, "jkt1-r00-n01", public)
+    other = Ed25519PrivateKey.generate().public_key().public_bytes_raw().hex()
+    attestation.register_key(ctx, operator, "jkt1-r00-n01", other)
     clock.advance(ctx.settings.attestation_stale_s + 1)
     attestation.check(ctx, clock.now())
     found = sorted((a.node_id, a.kind) for a in attestation.list_alerts(ctx, officer))

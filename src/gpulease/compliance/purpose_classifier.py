@@ -9,20 +9,29 @@ finds two terms near each other (an agent with a production or weaponisation wor
 unless a protective word such as "vaccine" is near; surveillance of a protected group).
 
 Normalisation against obfuscation, applied identically to the text and to the vocabulary
-(so the two meet in one *skeleton* form): NFKC; invisible format characters dropped;
-confusable letters of other scripts mapped to the Latin ones they imitate (a subset of
-Unicode TR39 ``confusables.txt``: Cyrillic and Greek look-alikes), then ``anyascii``;
-contractions expanded ("isn't" -> "is not"); letters split by punctuation or spacing joined
-("w.e.a.p.o.n", "w e a p o n"); digits and symbols inside a word read as letters
-("w3ap0ns", "@nthr@x"); ``l`` read as ``i`` and doubled letters collapsed (so "1" for "l"
-and "mi1itary" meet "military"). Long terms (six letters or more in skeleton) are also
-sought in the text with every separator removed ("mi litary", "nerve_agent").
+(so the two meet in one *skeleton* form): NFKC; a run under a right-to-left override
+(U+202E, to its PDF or the line's end) turned around, as it is shown (U+202E then
+"snopaew" is displayed "weapons"); invisible format characters dropped; confusable letters
+of other scripts mapped to the Latin ones they imitate (Unicode TR39 ``confusables.txt``,
+from ``confusable_homoglyphs``: every single character drawn like a Latin letter, Cherokee,
+Lisu, Canadian syllabics...; the Cyrillic and Greek table below decides where they
+differ), then ``anyascii``; a backslash and a slash read as "v", two of them, "vv" as "w",
+"rn" as "m"; contractions expanded ("isn't" -> "is not"); letters split by punctuation or
+spacing joined ("w.e.a.p.o.n", "w e a p o n"); digits and symbols inside a word read as
+letters ("w3ap0ns", "@nthr@x"); ``l`` read as ``i`` and doubled letters collapsed (so "1"
+for "l" and "mi1itary" meet "military"). Long terms (six letters or more in skeleton) are
+also sought in the text with every separator removed ("mi litary", "nerve_agent").
 
 Negation. A cue ("no", "not", "without", "non"...) followed within a few words by a term,
 in the same clause, with no blocker between ("only", "just", "limited", "other than"...),
 negates it: "no military use" and "not for weapons" are clear, "not only for weapons" and
 "no use other than military" are not. A cue right after another cue negates nothing ("not
 without military use"). Negated findings are reported but never decide.
+
+Display order. Invisible directional formatting (UAX #9 marks, embeddings, overrides,
+isolates) is itself a ``review`` finding: nested, such characters show a text in an order
+no reading of the stored one predicts (a right-to-left mark between "pons" and "wea" shows
+"weapons"), so an officer looks at it.
 
 Invariants. Pure and deterministic: the vocabulary is read once from the package; the same
 text always gives the same :class:`Classification` (findings in text order). It never
@@ -32,6 +41,7 @@ raises on any string.
 from __future__ import annotations
 
 import re
+import string
 import tomllib
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -91,16 +101,91 @@ def _collapse(text: str) -> str:
 
 def skeleton(word: str) -> str:
     """One word's matching form: lower case, digits and symbols read as letters when the
-    word has a letter, ``l`` as ``i``, runs of one letter collapsed."""
-    low = word.lower()
+    word has a letter, ``l`` as ``i``, "vv" as "w" and "rn" as "m" (TR39's two-letter
+    look-alikes), runs of one letter collapsed."""
+    low = word.lower().replace("vv", "w").replace("rn", "m")
     low = low.translate(_LEET) if _LETTER.search(low) else low.replace("l", "i")
     return _collapse(low)
 
 
+_RLO, _PDF = "\u202e", "\u202c"
+_EMBEDDINGS = frozenset("\u202a\u202b\u202d\u202e")  # each closed by a PDF
+_PARAGRAPH_ENDS = frozenset("\n\r\u2029")
+_SLASHES = (("\\/\\/", "w"), ("\\/", "v"))  # a "w" drawn as backslash, slash, twice
+
+
+def _displayed(text: str) -> str:
+    """``text`` in the order it is shown where a right-to-left override turns Latin letters
+    around: each override's run (to its matching PDF, or the paragraph's end) reversed,
+    embeddings inside it counted. Linear: each character is looked at twice at most."""
+    if _RLO not in text:
+        return text
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if text[i] != _RLO:
+            out.append(text[i])
+            i += 1
+            continue
+        depth, j = 1, i + 1
+        while j < len(text) and text[j] not in _PARAGRAPH_ENDS:
+            if text[j] in _EMBEDDINGS:
+                depth += 1
+            elif text[j] == _PDF:
+                depth -= 1
+                if depth == 0:
+                    break
+            j += 1
+        out.append(text[i + 1 : j][::-1])
+        i = j + 1 if j < len(text) and text[j] == _PDF else j
+    return "".join(out)
+
+
+@cache
+def _lookalikes() -> dict[int, str]:
+    """Every single character that TR39 lists as drawn like a Latin letter, to that letter
+    (lower case wins a tie); the hand-made Cyrillic and Greek table on top. Built once, on
+    the first text read (the data takes a fifth of a second to load: not at import)."""
+    from confusable_homoglyphs.confusables import (  # type: ignore[import-untyped]
+        confusables_data,
+    )
+
+    table: dict[int, str] = {}
+    for letter in string.ascii_lowercase + string.ascii_uppercase:
+        for entry in confusables_data.get(letter, ()):
+            glyph = str(entry["c"]).strip("\u200e\u200f")
+            if len(glyph) == 1 and not glyph.isascii():
+                table.setdefault(ord(glyph), letter)
+    # one more step: drawn like a Latin letter with a mark ("O" and a stroke), or like a
+    # Latin letter of another form (a small capital), or like a glyph mapped above
+    for char, entries in confusables_data.items():
+        if len(char) != 1 or char.isascii() or ord(char) in table:
+            continue
+        for entry in entries:
+            glyph = "".join(c for c in str(entry["c"]) if not unicodedata.combining(c))
+            if len(glyph) != 1:
+                continue
+            if glyph.isascii() and glyph.isalpha():
+                table[ord(char)] = glyph
+            elif ord(glyph) in table:
+                table[ord(char)] = table[ord(glyph)]
+            elif unicodedata.name(glyph, "").startswith("LATIN "):
+                plain = anyascii(glyph)
+                if len(plain) == 1 and plain.isalpha():
+                    table[ord(char)] = plain
+            if ord(char) in table:
+                break
+    table.update(_CONFUSABLES)
+    return table
+
+
 def _ascii(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text)
+    text = _displayed(unicodedata.normalize("NFKC", text))
     text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
-    return anyascii(text.translate(_CONFUSABLES))
+    text = anyascii(text.translate(_lookalikes()))
+    for slashes, letter in _SLASHES:
+        text = text.replace(slashes, letter)
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -505,7 +590,27 @@ def classify(text: str, vocab: Vocabulary | None = None) -> Classification:
         if not finding.negated and negated and _listed_after(tokens, negated[-1].end, s):
             finding = replace(finding, negated=True)  # "no weapons or armed forces"
         (negated if finding.negated else findings).append(finding)
+    if _BIDI_CONTROLS.search(text):
+        findings.append(BIDI_FINDING)
     return Classification(tuple(findings), tuple(negated), vocab.version)
+
+
+# Invisible directional formatting (UAX #9: marks, embeddings, overrides, isolates). With
+# them a text can be displayed in another order than it is stored ("\u200fpons\u200fwea" is
+# shown "weapons"): no reading of the stored order can be trusted, so an officer looks.
+_BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+BIDI_FINDING = Finding(
+    term="directional formatting characters",
+    category="obfuscation",
+    level=Level.REVIEW,
+    source="unicode-uax9",
+    citation="Unicode UAX #9",
+    start=0,
+    end=0,
+    written="",
+    obfuscated=False,
+    rule="the text may be displayed in another order than it is stored",
+)
 
 
 _LIST_WORDS = frozenset({"or", "nor", "and", "any", "the", "a", "an", "for", "of", "to"})

@@ -116,6 +116,7 @@ def sign(key: Ed25519PrivateKey, statement: Statement) -> str:
 
 
 def public_key_from_hex(text: str) -> bytes:
+    """The raw key of ``text``; refused unless it is a point of the curve of large order."""
     try:
         raw = bytes.fromhex(text.strip())
     except ValueError:
@@ -125,7 +126,49 @@ def public_key_from_hex(text: str) -> bytes:
             f"an Ed25519 public key has {PUBLIC_KEY_SIZE} bytes, not {len(raw)}",
             field="public_key",
         )
+    if weak_key(raw):
+        raise InvalidRequest(
+            "not an Ed25519 public key anyone holds the private key of (a point of small "
+            "order, or none of the curve: with such a key a signature of any statement can "
+            "be made without a private key)",
+            field="public_key",
+        )
     return raw
+
+
+# Edwards25519 (RFC 8032 5.1): -x^2 + y^2 = 1 + d x^2 y^2 over GF(p)
+_P = 2**255 - 19
+_D = -121665 * pow(121666, _P - 2, _P) % _P
+
+
+def _add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    (x1, y1), (x2, y2) = a, b
+    t = _D * x1 * x2 * y1 * y2 % _P
+    x3 = (x1 * y2 + y1 * x2) * pow(1 + t, _P - 2, _P) % _P
+    y3 = (y1 * y2 + x1 * x2) * pow(1 - t, _P - 2, _P) % _P
+    return x3, y3
+
+
+def weak_key(public_key: bytes) -> bool:
+    """Whether ``public_key`` encodes no point of the curve (or not canonically), or a point
+    of small order (eight times it is the neutral point). Verification of Ed25519 as the
+    ``cryptography`` package does it does not refuse these: under the neutral point
+    ``01 00..00`` the signature R = neutral, S = 0 verifies for every message, and under
+    another point of small order for one message in 2, 4 or 8 (the agent picks the nonce)."""
+    y = int.from_bytes(public_key, "little") & ((1 << 255) - 1)
+    if y >= _P:
+        return True
+    u, v = (y * y - 1) % _P, (_D * y * y + 1) % _P
+    x2 = u * pow(v, _P - 2, _P) % _P
+    x = pow(x2, (_P + 3) // 8, _P)  # a square root of x2, if it has one (RFC 8032 5.1.3)
+    if x * x % _P != x2:
+        x = x * pow(2, (_P - 1) // 4, _P) % _P
+        if x * x % _P != x2:
+            return True
+    point = (x, y)
+    for _ in range(3):
+        point = _add(point, point)
+    return point == (0, 1)
 
 
 def signature_valid(public_key: bytes, statement: Statement, signature_hex: str) -> bool:

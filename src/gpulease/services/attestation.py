@@ -24,8 +24,10 @@ unless asked not to. A node never attested and without a key is not expected to 
 Slurm site without agents): the story says "never attested", nothing is drained.
 
 Invariants: at most one open alert per node and kind; a forged or replayed statement
-changes nothing; every accepted statement, sweep, alert and clearance writes an audit
-record in its transaction.
+changes nothing; a public key is registered for one node at most (an agent holding one
+node's key must not vouch for another: a stolen node's agent keeping a sibling "at
+home"); every accepted statement, sweep, alert and clearance writes an audit record in its
+transaction.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from gpulease.domain.access import Action, Principal, Role
-from gpulease.domain.errors import InvalidRequest, NotFound, Unauthenticated
+from gpulease.domain.errors import Conflict, InvalidRequest, NotFound, Unauthenticated
 from gpulease.domain.states import NodeState, transition
 from gpulease.executors.base import Executor, LocationReports
 from gpulease.inventory import attestation as core
@@ -78,12 +80,23 @@ def _node(tx: Tx, ref: str) -> Node:
 
 # ------------------------------------------------------------------------- keys
 def register_key(ctx: ServiceContext, actor: Principal, node_ref: str, public_key: str) -> NodeKey:
-    """Register (or replace) the public key a node's agent signs with; operator-admins."""
+    """Register (or replace) the public key a node's agent signs with; operator-admins. A key
+    registered for another node is a conflict (module doc)."""
     actor.scope(Action.CUSTODY_RECORD)
     raw = core.public_key_from_hex(public_key)
     now = ctx.now()
     with ctx.db.transaction() as tx:
         node = _node(tx, node_ref.strip())
+        tx.lock("attestation:keys")  # two registrations of one key never both pass
+        holder = tx.first(
+            tx.select(NodeKey).where(NodeKey.public_key == raw.hex(), NodeKey.node_id != node.id)
+        )
+        if holder is not None:  # its agent could sign for this node too
+            raise Conflict(
+                "this key is registered for another node; each node's agent has a key of its "
+                "own, or one node's agent could vouch for another",
+                field="public_key",
+            )
         row = tx.get(NodeKey, node.id)
         before = None if row is None else {"key_id": row.key_id}
         if row is None:
@@ -114,16 +127,24 @@ def submit(ctx: ServiceContext, statement: dict[str, object], signature: str) ->
     parsed = Statement.from_dict(statement)
     now = ctx.now()
     skew = timedelta(seconds=ctx.settings.attestation_skew_s)
+    refused = Unauthenticated(
+        "the statement's signature does not verify against the key registered for "
+        f"node {parsed.node_id!r}"
+    )
+    # checked first in a read: a forged or replayed statement never takes the write lock
+    with ctx.db.transaction(write=False) as tx:
+        key = tx.get(NodeKey, parsed.node_id)
+        public = None if key is None else key.public_key
+        seen = tx.get(NodeAttestation, parsed.node_id)
+        seen_at = None if seen is None else seen.at
+    if public is None or not core.signature_valid(bytes.fromhex(public), parsed, signature):
+        raise refused
+    core.check_freshness(parsed, seen_at, now, skew)
     with ctx.db.transaction() as tx:
         tx.lock(f"attestation:{parsed.node_id}")
         key = tx.get(NodeKey, parsed.node_id)
-        if key is None or not core.signature_valid(
-            bytes.fromhex(key.public_key), parsed, signature
-        ):
-            raise Unauthenticated(
-                "the statement's signature does not verify against the key registered for "
-                f"node {parsed.node_id!r}"
-            )
+        if key is None or key.public_key != public:  # replaced since it was read
+            raise refused
         last = tx.get(NodeAttestation, parsed.node_id)
         core.check_freshness(parsed, last.at if last is not None else None, now, skew)
         row = _seen(tx, last, parsed.node_id, parsed.site_id, parsed.at, now)

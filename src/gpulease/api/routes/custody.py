@@ -4,8 +4,15 @@ Who: operator staff read (``CUSTODY_READ``: the story, the alerts); operator-adm
 events, register node keys and clear alerts (``CUSTODY_RECORD``); tenants are refused. A
 node agent posts its signed statement to ``POST /custody/attestations`` with no bearer
 token: the signature, checked against the key registered for the node, is its credential;
-a statement that does not verify counts as a failed authentication of the client address
-(``api.ratelimit``), so guessing is throttled like token guessing.
+a statement refused for any reason (its signature does not verify, or it verifies but is a
+replay or mis-dated) counts as a failed authentication of the client address
+(``api.ratelimit``), so guessing, and replaying a statement captured on the wire, are
+throttled like token guessing. As a token that authenticated from a blocked address still
+works there (a NAT), a node whose statement was accepted from an address in the last
+minutes still attests from it while the address is blocked: a compromised host behind the
+site's NAT must not silence its neighbours' agents until they go stale and are drained.
+Its statements naming those nodes still reach the check, which is a read and a signature
+verification (``services.attestation.submit``: no write, no lock, for a refused one).
 """
 
 from __future__ import annotations
@@ -30,8 +37,9 @@ from gpulease.api.schemas import (
     NodeKeyCreate,
     NodeKeyOut,
 )
-from gpulease.domain.errors import Unauthenticated
+from gpulease.domain.errors import InvalidRequest, Unauthenticated
 from gpulease.services import attestation, custody
+from gpulease.services.tokens import hash_token
 
 router = APIRouter(prefix="/custody", tags=["custody"])
 
@@ -81,12 +89,14 @@ def attest(body: AttestationIn, request: Request, ctx: Ctx) -> AttestationOut:
     token; see the module doc)."""
     limits: ApiLimits = request.app.state.limits
     address = client_address(request)
-    limits.auth.check(address, None)
+    agent = f"attestation-agent {body.statement.node_id}"  # known here: passes a block
+    limits.auth.check(address, agent)
     try:
         row = attestation.submit(ctx, body.statement.model_dump(), body.signature)
-    except Unauthenticated:
+    except (Unauthenticated, InvalidRequest):  # forged, replayed or mis-dated
         limits.auth.failed(address)
         raise
+    limits.auth.succeeded(address, hash_token(agent))
     return AttestationOut.model_validate(row)
 
 
