@@ -118,6 +118,16 @@ class Settings(BaseSettings):
     attestation_interval_s: float = Field(default=60.0, gt=0)
     attestation_stale_s: float = Field(default=900.0, gt=0)
     attestation_skew_s: float = Field(default=300.0, gt=0, le=86_400)
+    # ------------------------------------------------------------ operations
+    # `/metrics` (Prometheus) answers only `Authorization: Bearer <metrics_token>`; unset, it
+    # answers 404 like any unknown path: the figures name tenants (docs/operations.md)
+    metrics_token: str | None = Field(default=None, min_length=24, max_length=256)
+    metrics_cache_s: float = Field(default=5.0, ge=0, le=600)  # fleet figures kept between scrapes
+    # the scheduler process serves its own figures (pass latency, decisions) here; None: not
+    scheduler_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    scheduler_metrics_host: str = "127.0.0.1"
+    # server logs: "text" (lines for a terminal) or "json" (one object a line, with request ids)
+    log_format: str = Field(default="text", pattern="^(text|json)$")
 
     @field_validator("trusted_proxies")
     @classmethod
