@@ -53,9 +53,17 @@ def request_id_of(given: bytes | None) -> str:
 
 
 def route_of(scope: Scope) -> str:
-    """The matched route's template, or ``unmatched``: a bounded label."""
-    route = scope.get("route")
-    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    """The matched route's full template, or ``unmatched``: a bounded label.
+
+    FastAPI (0.16x) keeps an included router's routes with their own paths and records the
+    full one (prefixes included) in the request's effective route context; a route added
+    to the app itself carries it. The test of this module checks both against real routes.
+    """
+    effective = (scope.get("fastapi") or {}).get("effective_route_context")
+    template = getattr(effective, "path_format", None)
+    if not template:
+        route = scope.get("route")
+        template = getattr(route, "path_format", None) or getattr(route, "path", None)
     return template if isinstance(template, str) and template else "unmatched"
 
 

@@ -105,20 +105,21 @@ def read_fleet(db: Database) -> FleetFigures:
             QueueFigures(site_id, tenant_id, int(n), int(gpus or 0), oldest)
             for site_id, tenant_id, n, gpus, oldest in queued
         ]
-        used = dict(
-            session.execute(
+        used: dict[str, int] = {
+            lease_id: int(gpus or 0)
+            for lease_id, gpus in session.execute(
                 select(Job.lease_id, func.sum(Job.gpus))
                 .where(Job.state == running, Job.lease_id.is_not(None))
                 .group_by(Job.lease_id)
-            ).tuples()
-        )
+            )
+        }
         leases = session.execute(
             select(Lease.id, Lease.site_id, Lease.tenant_id, Lease.gpus).where(
                 Lease.state == LeaseState.ACTIVE.value
             )
         )
         figures.leases = [
-            LeaseFigures(lease_id, site_id, tenant_id, gpus, int(used.get(lease_id) or 0))
+            LeaseFigures(lease_id, site_id, tenant_id, gpus, used.get(lease_id, 0))
             for lease_id, site_id, tenant_id, gpus in leases
         ]
         figures.schedulers = [
