@@ -106,7 +106,7 @@ def read_fleet(db: Database) -> FleetFigures:
             for site_id, tenant_id, n, gpus, oldest in queued
         ]
         used: dict[str, int] = {
-            lease_id: int(gpus or 0)
+            str(lease_id): int(gpus or 0)
             for lease_id, gpus in session.execute(
                 select(Job.lease_id, func.sum(Job.gpus))
                 .where(Job.state == running, Job.lease_id.is_not(None))
