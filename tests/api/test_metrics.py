@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -129,6 +130,13 @@ def test_figures_follow_submissions_passes_and_screenings(
         "gpulease_screening_decisions",
     ):
         assert family in families, family
+    # the shipped Grafana dashboard asks only for families that exist
+    dashboard = (Path(__file__).parents[2] / "docs" / "grafana-gpulease.json").read_text()
+    asked = {
+        re.sub(r"_(bucket|total|count|sum)$", "", n) for n in re.findall(r"gpulease_\w+", dashboard)
+    }
+    assert asked <= families, asked - families
+    assert len(asked) >= 12
     site = "jkt1"
     idle_before = total(before, "gpulease_gpus", site=site, state="idle")
     assert idle_before > 0
