@@ -10,7 +10,7 @@ import ipaddress
 from decimal import Decimal
 from pathlib import Path
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     # ------------------------------------------------------------ operations
     # `/metrics` (Prometheus) answers only `Authorization: Bearer <metrics_token>`; unset, it
     # answers 404 like any unknown path: the figures name tenants (docs/operations.md)
-    metrics_token: str | None = Field(default=None, min_length=24, max_length=256)
+    metrics_token: SecretStr | None = Field(default=None, min_length=24, max_length=256)
     metrics_cache_s: float = Field(default=5.0, ge=0, le=600)  # fleet figures kept between scrapes
     # the scheduler process serves its own figures (pass latency, decisions) here; None: not
     scheduler_metrics_port: int | None = Field(default=None, ge=1, le=65535)

@@ -140,6 +140,7 @@ def test_figures_follow_submissions_passes_and_screenings(
     site = "jkt1"
     idle_before = total(before, "gpulease_gpus", site=site, state="idle")
     assert idle_before > 0
+    assert value(before, "gpulease_fleet_up") == 1
 
     job = bank.post("/jobs", json={**JOB, "duration_s": 3600})
     assert job.status_code == 201, job.text
@@ -274,3 +275,19 @@ def test_the_scheduler_process_serves_its_own_figures_to_the_token() -> None:
         {"PATH_INFO": "/metrics"}, lambda s, h: answered.append(s)
     )
     assert answered[-1].startswith("404")
+
+
+def test_a_database_outage_leaves_the_process_figures_and_says_so() -> None:
+    from gpulease.domain.clock import ManualClock
+    from gpulease.persistence.db import Database
+
+    nowhere = Database("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
+    try:
+        registry = metrics.fleet_registry(nowhere, ManualClock(), max_age_s=0)
+        body = metrics.exposition(registry).decode()
+    finally:
+        nowhere.dispose()
+    samples = {s.name: s.value for f in text_string_to_metric_families(body) for s in f.samples}
+    assert samples["gpulease_fleet_up"] == 0
+    assert "gpulease_scheduler_pass_seconds_count" in samples
+    assert "gpulease_queue_jobs" not in {f.name for f in text_string_to_metric_families(body)}

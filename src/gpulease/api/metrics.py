@@ -110,7 +110,7 @@ class RequestObserver:
 
 def install(app: FastAPI, settings: Settings) -> None:
     """The observer (outermost) and ``GET /metrics``."""
-    token = settings.metrics_token
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
     fleet = metrics.fleet_registry(app.state.ctx.db, app.state.ctx.clock, settings.metrics_cache_s)
 
     def scrape(request: Request) -> Response:

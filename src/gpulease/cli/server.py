@@ -159,7 +159,8 @@ def scheduler_command() -> None:
         from gpulease.services.metrics import serve_process_metrics
 
         host, port = settings.scheduler_metrics_host, settings.scheduler_metrics_port
-        stop_metrics = serve_process_metrics(host, port, settings.metrics_token)
+        token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+        stop_metrics = serve_process_metrics(host, port, token)
         console.print(f"scheduler metrics on http://{host}:{port}/metrics (scrape token)")
     loop.start()
     signal.sigwait(stop_signals)

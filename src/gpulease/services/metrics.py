@@ -29,6 +29,7 @@ scrape is authenticated (``metrics_token``; ``api.metrics``).
 from __future__ import annotations
 
 import hmac
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -55,6 +56,8 @@ from gpulease.persistence.fleet_figures import FleetFigures, read_fleet
 if TYPE_CHECKING:
     from gpulease.persistence.tables import Job
     from gpulease.services.decision_apply import Applied
+
+log = logging.getLogger("gpulease.metrics")
 
 # Latency buckets: a request or a pass takes milliseconds to seconds.
 SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -177,7 +180,17 @@ class FleetCollector(Collector):
             return self._figures
 
     def collect(self) -> Iterable[Metric]:
-        return list(fleet_metrics(self.figures(), self.clock))
+        up = GaugeMetricFamily(
+            "gpulease_fleet_up", "1 if this scrape read the fleet's figures, 0 if it failed"
+        )
+        try:
+            families = list(fleet_metrics(self.figures(), self.clock))
+        except Exception:  # the database is down: the process's own figures still answer
+            log.warning("metrics: the fleet's figures could not be read", exc_info=True)
+            up.add_metric([], 0)
+            return [up]
+        up.add_metric([], 1)
+        return [up, *families]
 
 
 def fleet_metrics(figures: FleetFigures, clock: Clock) -> Iterator[Metric]:
