@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 import pytest
 
+from gpulease import activity
 from gpulease.activity import log_decision, log_passes, log_request, pass_line, uvicorn_log_config
 from gpulease.services.scheduling import PassReport
 
@@ -117,3 +118,24 @@ def test_serve_prints_busy_passes_and_access_lines(captured: io.StringIO) -> Non
     assert len(lines) == 2
     assert lines[0].endswith("gpulease.scheduler: pass at sgp1 in 2 ms: 1 started")
     assert lines[1].endswith('access  10.0.0.7:5123 "GET /api/v1/jobs%0Aforged HTTP/1.1" 200 OK')
+
+
+def test_a_json_line_written_while_a_request_is_served_carries_its_id() -> None:
+    with configured("json") as buffer:
+        bound = activity.request_id.set("req-9")
+        try:
+            logging.getLogger("gpulease.jobs").warning("something to look into")
+        finally:
+            activity.request_id.reset(bound)
+        logging.getLogger("gpulease.jobs").warning("outside any request")
+    inside, outside = (json.loads(line) for line in buffer.getvalue().splitlines())
+    assert inside["request_id"] == "req-9"
+    assert "request_id" not in outside
+
+
+def test_no_access_log_means_no_request_line_in_json_either() -> None:
+    config = uvicorn_log_config(fmt="json", access=False)
+    assert config["loggers"]["gpulease.access"]["level"] == "WARNING"
+    assert config["loggers"]["uvicorn.access"]["level"] == "WARNING"
+    with pytest.raises(ValueError, match="log format"):
+        uvicorn_log_config(fmt="yaml")

@@ -28,6 +28,7 @@ import json
 import logging
 import logging.config
 from collections.abc import Sequence
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -35,6 +36,9 @@ log = logging.getLogger("gpulease.scheduler")
 access_log = logging.getLogger("gpulease.access")  # json: a line per request
 decision_log = logging.getLogger("gpulease.decisions")  # json: a line per decision
 FORMATS = ("text", "json")
+# the request being served (set by ``api.metrics``): every JSON line written meanwhile,
+# in the event loop or the worker thread the route runs in, carries it
+request_id: ContextVar[str | None] = ContextVar("gpulease_request_id", default=None)
 
 LINE_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 ACCESS_FORMAT = '%(asctime)s access  %(client_addr)s "%(request_line)s" %(status_code)s'
@@ -92,6 +96,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        current = request_id.get()
+        if current is not None:
+            line["request_id"] = current
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             line.update(fields)
@@ -189,11 +196,15 @@ def _handlers(level: str, fmt: str = "text") -> dict[str, Any]:
     }
 
 
-def uvicorn_log_config(level: str = "INFO", fmt: str = "text") -> dict[str, Any]:
+def uvicorn_log_config(
+    level: str = "INFO", fmt: str = "text", access: bool = True
+) -> dict[str, Any]:
     """uvicorn's ``log_config``: its errors and one access line per request (uvicorn's in
-    ``text``, ``gpulease.access`` in ``json``), and the ``gpulease`` loggers (a scheduler
-    loop in the API process included)."""
+    ``text``, ``gpulease.access`` in ``json``; none when ``access`` is off), and the
+    ``gpulease`` loggers (a scheduler loop in the API process included)."""
     config = _handlers(level, fmt)
+    if not access:
+        config["loggers"]["gpulease.access"]["level"] = "WARNING"
     config["loggers"].update(
         {
             "uvicorn.error": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -252,29 +253,24 @@ def test_a_json_line_per_scheduler_decision(
 
 
 def test_the_scheduler_process_serves_its_own_figures_to_the_token() -> None:
-    app = metrics.process_metrics_app(TOKEN)
-    answered: list[str] = []
-
-    def call(path: str, authorization: str | None) -> bytes:
-        environ = {"PATH_INFO": path}
-        if authorization is not None:
-            environ["HTTP_AUTHORIZATION"] = authorization
-        return b"".join(app(environ, lambda status, _headers: answered.append(status)))
-
     metrics.observe_pass(0.01)
-    body = call("/metrics", f"Bearer {TOKEN}").decode()
-    assert answered[-1].startswith("200")
-    names = {f.name for f in text_string_to_metric_families(body)}
-    assert "gpulease_scheduler_pass_seconds" in names
-    assert "gpulease_queue_jobs" not in names  # the fleet is the API's to serve
-    call("/metrics", None)
-    assert answered[-1].startswith("404")
-    call("/metrics", "Bearer nope")
-    assert answered[-1].startswith("404")
-    assert metrics.process_metrics_app(None)(
-        {"PATH_INFO": "/metrics"}, lambda s, h: answered.append(s)
-    )
-    assert answered[-1].startswith("404")
+    served = metrics.MetricsServer("127.0.0.1", 0, TOKEN)
+    try:
+        url = f"http://127.0.0.1:{served.port}/metrics"
+        answer = httpx.get(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
+        assert answer.status_code == 200
+        names = {f.name for f in text_string_to_metric_families(answer.text)}
+        assert "gpulease_scheduler_pass_seconds" in names
+        assert "gpulease_queue_jobs" not in names  # the fleet is the API's to serve
+        for headers in ({}, {"Authorization": "Bearer nope"}):
+            assert httpx.get(url, headers=headers, timeout=5).status_code == 404
+        assert httpx.get(url + "x", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 404
+    finally:
+        served.stop()
+    closed = metrics.process_metrics_app(None)  # no token configured: nobody scrapes
+    said: list[str] = []
+    closed({"PATH_INFO": "/metrics", "HTTP_AUTHORIZATION": "Bearer "}, lambda s, _h: said.append(s))
+    assert said == ["404 Not Found"]
 
 
 def test_a_database_outage_leaves_the_process_figures_and_says_so() -> None:

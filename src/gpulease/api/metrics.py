@@ -10,7 +10,9 @@ records, once it has answered:
 * the request's JSON log line (``activity.log_request``: method, route, status, duration,
   request id, principal id; never a token, body or query);
 * ``X-Request-ID`` on the response: the client's if well formed (1-64 characters of
-  ``[A-Za-z0-9._:-]``), else a new random one, so a client's id never forges a log line.
+  ``[A-Za-z0-9._:-]``), else a new random one, so a client's id never forges a log line;
+  it is also the context's ``activity.request_id`` while the request is served, so any
+  JSON line logged meanwhile (a warning in the route's thread) carries it.
 
 ``GET /metrics`` (outside ``/api/v1``, not in the OpenAPI document) answers the text
 exposition (``services.metrics``) to ``Authorization: Bearer <metrics_token>`` only: the
@@ -31,6 +33,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gpulease import activity
 from gpulease.activity import log_request
 from gpulease.services import metrics
 from gpulease.settings import Settings
@@ -95,9 +98,11 @@ class RequestObserver:
                 MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
             await send(message)
 
+        bound = activity.request_id.set(request_id)
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            activity.request_id.reset(bound)
             seconds = time.perf_counter() - began
             method = scope.get("method", "")
             method = method if method in METHODS else "other"

@@ -115,7 +115,8 @@ def serve_command(
     options = dict(SERVER_OPTIONS, host=host, port=port)
     # A line per request (and per busy pass of a scheduler loop in this process) unless
     # turned off: about 0.1 ms of CPU per request at high submission rates.
-    options.update(log_config=uvicorn_log_config(fmt=settings.log_format), access_log=access_log)
+    log_config = uvicorn_log_config(fmt=settings.log_format, access=access_log)
+    options.update(log_config=log_config, access_log=access_log)
     if workers == 1:
         uvicorn.run(create_app(settings), **options)
     else:
@@ -154,17 +155,17 @@ def scheduler_command() -> None:
         f"gpulease scheduler: executor {settings.executor}, a pass every "
         f"{settings.scheduler_interval_s:g} s while this process leads (Ctrl-C stops)"
     )
-    stop_metrics = None
+    served = None
     if settings.scheduler_metrics_port is not None:  # its pass and step figures (operations.md)
-        from gpulease.services.metrics import serve_process_metrics
+        from gpulease.services.metrics import MetricsServer
 
         host, port = settings.scheduler_metrics_host, settings.scheduler_metrics_port
         token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
-        stop_metrics = serve_process_metrics(host, port, token)
+        served = MetricsServer(host, port, token)
         console.print(f"scheduler metrics on http://{host}:{port}/metrics (scrape token)")
     loop.start()
     signal.sigwait(stop_signals)
     loop.stop()
-    if stop_metrics is not None:
-        stop_metrics()
+    if served is not None:
+        served.stop()
     ctx.db.dispose()

@@ -18,7 +18,7 @@ Processes. The API and the scheduler are separate processes (``make run``). The 
 figures come from the database, so any API process serves them at ``/metrics``. The
 scheduler's own figures (pass and step latency, decisions) live in the scheduler process:
 it serves them on a port of its own (``GPULEASE_SCHEDULER_METRICS_PORT``,
-:func:`serve_process_metrics`), a second scrape target. With the loop inside the API
+:class:`MetricsServer`), a second scrape target. With the loop inside the API
 process (``serve --scheduler``) they share its registry and ``/metrics`` shows them.
 
 Labels are bounded: a route's template (never its raw path), a site, rack, tenant or lease
@@ -327,14 +327,18 @@ class _Quiet(WSGIRequestHandler):
         """Scrapes are not logged (one every few seconds)."""
 
 
-def serve_process_metrics(host: str, port: int, token: str | None) -> Callable[[], None]:
-    """Serve :func:`process_metrics_app` in a daemon thread; returns its stop."""
-    server = make_server(host, port, process_metrics_app(token), handler_class=_Quiet)
-    thread = threading.Thread(target=server.serve_forever, name="gpulease-metrics", daemon=True)
-    thread.start()
+class MetricsServer:
+    """:func:`process_metrics_app` served in a daemon thread (one scrape at a time)."""
 
-    def stop() -> None:
-        server.shutdown()
-        server.server_close()
+    def __init__(self, host: str, port: int, token: str | None) -> None:
+        self._server = make_server(host, port, process_metrics_app(token), handler_class=_Quiet)
+        self.port: int = self._server.server_port  # the one bound (port 0: any free one)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="gpulease-metrics", daemon=True
+        )
+        self._thread.start()
 
-    return stop
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
