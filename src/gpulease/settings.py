@@ -109,15 +109,6 @@ class Settings(BaseSettings):
     # local executor: the unprivileged user jobs run as when the server runs as root
     job_user: str = "nobody"
     max_log_bytes: int = Field(default=16 << 20, ge=4096)  # a run's log on disk; more is cut
-    # scheduler leadership: a lease renewed every pass; lost when not renewed for this long
-    leader_ttl_s: float = Field(default=15.0, gt=0)
-    # location attestation (services.attestation): how often the scheduler loop has the
-    # executor attest its nodes and checks every node's last attestation; a node attested
-    # longer ago than attestation_stale_s is flagged and drained; a signed statement dated
-    # more than attestation_skew_s from this clock is refused
-    attestation_interval_s: float = Field(default=60.0, gt=0)
-    attestation_stale_s: float = Field(default=900.0, gt=0)
-    attestation_skew_s: float = Field(default=300.0, gt=0, le=86_400)
     # ------------------------------------------------------------ operations
     # `/metrics` (Prometheus) answers only `Authorization: Bearer <metrics_token>`; unset, it
     # answers 404 like any unknown path: the figures name tenants (docs/operations.md)
@@ -128,6 +119,15 @@ class Settings(BaseSettings):
     scheduler_metrics_host: str = "127.0.0.1"
     # server logs: "text" (lines for a terminal) or "json" (one object a line, with request ids)
     log_format: str = Field(default="text", pattern="^(text|json)$")
+    # scheduler leadership: a lease renewed every pass; lost when not renewed for this long
+    leader_ttl_s: float = Field(default=15.0, gt=0)
+    # location attestation (services.attestation): how often the scheduler loop has the
+    # executor attest its nodes and checks every node's last attestation; a node attested
+    # longer ago than attestation_stale_s is flagged and drained; a signed statement dated
+    # more than attestation_skew_s from this clock is refused
+    attestation_interval_s: float = Field(default=60.0, gt=0)
+    attestation_stale_s: float = Field(default=900.0, gt=0)
+    attestation_skew_s: float = Field(default=300.0, gt=0, le=86_400)
 
     @field_validator("trusted_proxies")
     @classmethod
