@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from gpulease.activity import JsonFormatter
+from gpulease.domain.clock import ManualClock
 from gpulease.services import metrics
 from gpulease.services.scheduling import LiveScheduler
 from gpulease.settings import Settings
@@ -240,16 +241,25 @@ def demo_tokens(tokens: dict[str, str]) -> dict[str, str]:
 
 
 def test_a_json_line_per_scheduler_decision(
-    as_user: AsUser, scheduler: LiveScheduler, caplog: pytest.LogCaptureFixture
+    as_user: AsUser,
+    scheduler: LiveScheduler,
+    clock: ManualClock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="gpulease.decisions")
-    job = as_user("bank").post("/jobs", json={**JOB, "duration_s": 3600}).json()
+    job = as_user("bank").post("/jobs", json={**JOB, "duration_s": 1}).json()
     scheduler.tick()
     starts = [line for line in _lines(caplog, "gpulease.decisions") if line["event"] == "start"]
     assert [line["job_id"] for line in starts] == [job["id"]]
     assert starts[0]["tenant_id"] == job["tenant_id"]
     assert starts[0]["gpus"] == 8
     assert starts[0]["reason"]
+    clock.advance(2)  # the simulated run ends; the next pass finishes it
+    scheduler.tick()
+    ends = [line for line in _lines(caplog, "gpulease.decisions") if line["event"] == "finish"]
+    assert [line["job_id"] for line in ends] == [job["id"]]
+    assert (ends[0]["tenant_id"], ends[0]["gpus"]) == (job["tenant_id"], 8)
+    assert ends[0]["reason"] == "exit 0"  # the run's end reason
 
 
 def test_the_scheduler_process_serves_its_own_figures_to_the_token() -> None:
