@@ -10,7 +10,7 @@ import ipaddress
 from decimal import Decimal
 from pathlib import Path
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -109,6 +109,16 @@ class Settings(BaseSettings):
     # local executor: the unprivileged user jobs run as when the server runs as root
     job_user: str = "nobody"
     max_log_bytes: int = Field(default=16 << 20, ge=4096)  # a run's log on disk; more is cut
+    # ------------------------------------------------------------ operations
+    # `/metrics` (Prometheus) answers only `Authorization: Bearer <metrics_token>`; unset, it
+    # answers 404 like any unknown path: the figures name tenants (docs/operations.md)
+    metrics_token: SecretStr | None = Field(default=None, min_length=24, max_length=256)
+    metrics_cache_s: float = Field(default=5.0, ge=0, le=600)  # fleet figures kept between scrapes
+    # the scheduler process serves its own figures (pass latency, decisions) here; None: not
+    scheduler_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    scheduler_metrics_host: str = "127.0.0.1"
+    # server logs: "text" (lines for a terminal) or "json" (one object a line, with request ids)
+    log_format: str = Field(default="text", pattern="^(text|json)$")
     # scheduler leadership: a lease renewed every pass; lost when not renewed for this long
     leader_ttl_s: float = Field(default=15.0, gt=0)
     # location attestation (services.attestation): how often the scheduler loop has the

@@ -30,7 +30,7 @@ from fastapi import FastAPI
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 import gpulease
-from gpulease.api import docs, errors
+from gpulease.api import docs, errors, metrics
 from gpulease.api.limits import BodyLimits
 from gpulease.api.ratelimit import ApiLimits
 from gpulease.api.routes import (
@@ -113,6 +113,7 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
         max_json_depth=settings.max_json_depth,
         upload_paths=UPLOAD_PATHS,
     )
+    metrics.install(app, settings)  # outermost: times, logs and ids every request; /metrics
     docs.install(app, openapi_url=OPENAPI_URL)
     app.include_router(jobs.submissions, prefix="/api/v1")  # first: the most frequent route
     for module in (

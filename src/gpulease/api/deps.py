@@ -128,6 +128,7 @@ def _submitter(request: Request, credential: Credential, *, noted: bool) -> Subm
     ctx: ServiceContext = request.app.state.ctx
     limits: ApiLimits = request.app.state.limits
     _count(limits, credential.principal)
+    request.state.principal_id = credential.principal.user_id  # the request's log line
     lean: LeanSubmissions | None = request.app.state.submissions
     address = client_address(request)
     return Submitter(ctx, limits, credential, address, request.client is not None, noted, lean)
@@ -162,6 +163,7 @@ def _authenticated(
             limits.auth.failed(address)
         raise
     limits.auth.succeeded(address, credential.token_hash)
+    request.state.principal_id = credential.principal.user_id  # the request's log line
     if request.client is not None:
         identity.note_access(ctx, credential.principal, address)
     return credential

@@ -115,7 +115,8 @@ def serve_command(
     options = dict(SERVER_OPTIONS, host=host, port=port)
     # A line per request (and per busy pass of a scheduler loop in this process) unless
     # turned off: about 0.1 ms of CPU per request at high submission rates.
-    options.update(log_config=uvicorn_log_config(), access_log=access_log)
+    log_config = uvicorn_log_config(fmt=settings.log_format, access=access_log)
+    options.update(log_config=log_config, access_log=access_log)
     if workers == 1:
         uvicorn.run(create_app(settings), **options)
     else:
@@ -137,8 +138,8 @@ def scheduler_command() -> None:
     )
     from gpulease.settings import Settings
 
-    configure()  # a line per pass that did something
     settings = Settings()
+    configure(fmt=settings.log_format)  # a line per pass that did something (json: per decision)
     ctx = open_context(settings, threads=SCHEDULER_CONNECTIONS)
     check_schema(ctx)
     loop = SchedulerLoop(LiveScheduler(ctx, make_executor(settings)))
@@ -154,7 +155,17 @@ def scheduler_command() -> None:
         f"gpulease scheduler: executor {settings.executor}, a pass every "
         f"{settings.scheduler_interval_s:g} s while this process leads (Ctrl-C stops)"
     )
+    served = None
+    if settings.scheduler_metrics_port is not None:  # its pass and step figures (operations.md)
+        from gpulease.services.metrics import MetricsServer
+
+        host, port = settings.scheduler_metrics_host, settings.scheduler_metrics_port
+        token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+        served = MetricsServer(host, port, token)
+        console.print(f"scheduler metrics on http://{host}:{port}/metrics (scrape token)")
     loop.start()
     signal.sigwait(stop_signals)
     loop.stop()
+    if served is not None:
+        served.stop()
     ctx.db.dispose()

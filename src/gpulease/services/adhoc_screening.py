@@ -32,7 +32,7 @@ from gpulease.compliance.model import Hit, Party, PartyKind
 from gpulease.compliance.screening import party_reason
 from gpulease.domain.access import Action, Principal
 from gpulease.domain.errors import InvalidRequest
-from gpulease.services import audit, kyc
+from gpulease.services import audit, kyc, metrics
 from gpulease.services.context import ServiceContext, new_id
 from gpulease.services.kyc_screening import NO_LIST_PARTY
 from gpulease.services.screening_lists import current_lists
@@ -180,6 +180,8 @@ def screen_names(
             },
             reason=f"ad-hoc screening of {len(checked)} name(s)",
         )
+    for response in responses.values():  # once recorded
+        metrics.count_screening("adhoc", response["outcome"])
     return {
         "id": screening_id,
         "screened_at": now.isoformat(),

@@ -38,6 +38,7 @@ from gpulease.compliance.screening import (
 from gpulease.domain.errors import DomainError, InvalidRequest
 from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import AccessRecord, ControlRow, KycCase, OwnershipRow, PartyRow
+from gpulease.services import metrics
 from gpulease.services.context import ServiceContext
 from gpulease.services.screening_lists import CurrentLists
 
@@ -113,6 +114,7 @@ def store(
     case.policy_versions = list(policy.packs)
     case.lists_screened = list(lists.snapshot_ids)
     case.screened_at = now
+    metrics.count_screening("kyc", result.verdict.value)
 
 
 def load_facts(ctx: ServiceContext, tx: Tx, case: KycCase) -> CaseFacts:

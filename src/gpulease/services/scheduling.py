@@ -44,6 +44,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from gpulease.activity import decisions_logged
 from gpulease.compliance.admission import Admission, Standing, admission
 from gpulease.domain.clock import to_seconds
 from gpulease.domain.states import JobState
@@ -57,7 +58,16 @@ from gpulease.persistence.tables import Job, SchedulerStatus, Site, Tenant
 from gpulease.scheduler.engine import Decisions, Scheduler, SchedulerConfig, apply_decisions
 from gpulease.scheduler.ordering import make_policy
 from gpulease.scheduler.state import SchedulerState
-from gpulease.services import attestation, collection, kyc, leases, node_sync, rescreening, runs
+from gpulease.services import (
+    attestation,
+    collection,
+    kyc,
+    leases,
+    metrics,
+    node_sync,
+    rescreening,
+    runs,
+)
 from gpulease.services.consistency import Check, Gate
 from gpulease.services.containment import Defect, describe, still_applies
 from gpulease.services.containment import fail as fail_job
@@ -128,8 +138,12 @@ class LiveScheduler:
 
     # ------------------------------------------------------------------ one pass
     def tick(self) -> list[PassReport]:
-        with self._gate.shut():
-            return self._tick()
+        began = time.perf_counter()
+        try:
+            with self._gate.shut():
+                return self._tick()
+        finally:
+            metrics.observe_pass(time.perf_counter() - began)
 
     def _tick(self) -> list[PassReport]:
         now = self.ctx.now()
@@ -154,13 +168,17 @@ class LiveScheduler:
         reports = []
         for site_id in sites:
             try:
-                reports.append(self._site_pass(site_id, now, completions, admit))
+                began = time.perf_counter()
+                report = self._site_pass(site_id, now, completions, admit)
+                metrics.observe_site_pass(report, time.perf_counter() - began)
+                reports.append(report)
             except LostLeadership as lost:
                 log.warning("scheduler %s stops deciding: %s", self.name, lost)
                 self.reset_state()
                 break
             except Exception:  # one site's failure must not stop the others' passes
                 self.failed_passes += 1
+                metrics.FAILED_PASSES.inc()
                 self._sites.pop(site_id, None)  # rebuilt by the next pass
                 log.exception("scheduler pass failed for site %s", site_id)
         return reports
@@ -180,8 +198,12 @@ class LiveScheduler:
             site.finished(finished, now)
         if self._reconcile(site, now, report):
             site = self._current(site_id, topology, now, admit, report)
+        began = time.perf_counter()
         decisions = site.scheduler.step(site.state, to_seconds(now))
+        metrics.observe_step(site_id, time.perf_counter() - began)
         applied = self._apply_to(site, decisions, report)
+        if decisions_logged():
+            metrics.log_applied(site_id, applied, finished)
         self._absorb(site, applied, admit)
         refused = list(applied.refused)
         for job_id, reason in applied.stops:
