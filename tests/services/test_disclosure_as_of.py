@@ -8,16 +8,19 @@ import csv
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+from gpulease.compliance.case_graph import TENANT, DeclaredParty, DeclaredRole, DeclaredStake
 from gpulease.compliance.lists.csl import LEGACY_COLUMNS
 from gpulease.compliance.policy import CUSTOMER_FIELDS
 from gpulease.domain.access import Principal, Role
 from gpulease.domain.clock import ManualClock
-from gpulease.persistence.tables import OwnershipRow, PartyRow
+from gpulease.persistence.tables import KycCase, OwnershipRow, PartyRow
 from gpulease.services import (
     identity,
     kyc,
     report_disclosure,
+    report_templates,
     rescreening,
     screening_lists,
 )
@@ -114,6 +117,8 @@ def test_as_of_shows_the_past_not_the_present(
         tx.add(
             OwnershipRow(owner_id="party-later00000", owned_id=case.party_id, percent=Decimal(5))
         )
+        stored = tx.require(KycCase, case.id, "kyc case")
+        stored.declared_parties = {**(stored.declared_parties or {}), "later": "party-later00000"}
     now_report = report_disclosure.end_user_disclosure(ctx, officer, tenant.id)
     assert now_report["standing"]["approval"] == "suspended"
     assert now_report["restricted_links"]["hits"]
@@ -150,3 +155,83 @@ def test_as_of_shows_the_past_not_the_present(
     assert now_report["decisions"][0]["state"] == "needs_review"
     assert again["as_of"] == moment.isoformat()
     assert moment < clock.now() - timedelta(days=200)
+
+
+def _staff(ctx: ServiceContext) -> tuple[Principal, Principal]:
+    admin_user, _ = identity.bootstrap_operator(ctx, name="Ops", email="ops@op.example")
+    admin = identity.principal_of(admin_user)
+    officer_user, _ = identity.create_user(
+        ctx,
+        admin,
+        name="Officer",
+        email="kyc@op.example",
+        role=Role.COMPLIANCE_OFFICER,
+        tenant_id=None,
+    )
+    return admin, identity.principal_of(officer_user)
+
+
+def _graph_case(unlinked: str) -> kyc.CaseSubmission:
+    """Harbour AI 60 % owned by a holding; ``unlinked`` holds 30 % of a fund whose director
+    is a person, none of them linked to the tenant's chain (declared all the same)."""
+    return kyc.CaseSubmission(
+        organization=kyc.PartyInput("Harbour AI", countries=("SG",)),
+        end_uses=("drug-discovery",),
+        parties=(
+            DeclaredParty("hold", kyc.PartyInput("Harbour Holdings", countries=("SG",))),
+            DeclaredParty("side", kyc.PartyInput(unlinked, countries=("CN",))),
+            DeclaredParty("fund", kyc.PartyInput(f"{unlinked} Fund", countries=("CN",))),
+            DeclaredParty("boss", kyc.PartyInput("Li Wei", kind="person", countries=("CN",))),
+        ),
+        ownership=(
+            DeclaredStake("hold", TENANT, Decimal(60)),
+            DeclaredStake("side", "fund", Decimal(30)),
+        ),
+        control=(DeclaredRole("boss", "fund", "director"),),
+        identification=dict.fromkeys(CUSTOMER_FIELDS, "given"),
+    )
+
+
+def test_disclosure_shows_every_declared_party_then_and_now(
+    ctx: ServiceContext, clock: ManualClock
+) -> None:
+    """Parties a case declared without linking them to the tenant's chain are disclosed with
+    their edges (they were screened); as of a past moment, those of the case then."""
+    admin, officer = _staff(ctx)
+    tenant = identity.create_tenant(ctx, admin, name="Harbour AI", country="SG", kind="lab")
+    first = kyc.submit_case(ctx, admin, tenant.id, _graph_case("Side Investor One"))
+    clock.advance(600)
+    moment = clock.now()
+    kyc.decide_case(ctx, officer, first.id, approve=False, reason="resubmit")
+    clock.advance(600)
+    kyc.submit_case(ctx, admin, tenant.id, _graph_case("Side Investor Two"))
+
+    def shown(report: dict[str, Any]) -> tuple[set[str], list[tuple[str, str, str]]]:
+        names = {p["name"] for p in report["who"]["parties"]}
+        outside = [
+            (e["name"], e["percent"] or e["role"], e["of"])
+            for e in report["ownership"]["outside_chain"]
+        ]
+        return names, outside
+
+    then = report_disclosure.end_user_disclosure(ctx, officer, tenant.id, as_of=moment)
+    now = report_disclosure.end_user_disclosure(ctx, officer, tenant.id)
+    for report, side, other in ((then, "One", "Two"), (now, "Two", "One")):
+        names, outside = shown(report)
+        assert names == {
+            "Harbour AI",
+            "Harbour Holdings",
+            f"Side Investor {side}",
+            f"Side Investor {side} Fund",
+            "Li Wei",
+        }
+        assert outside == [
+            (f"Side Investor {side}", "30", f"Side Investor {side} Fund"),
+            ("Li Wei", "director", f"Side Investor {side} Fund"),
+        ]
+        assert f"Side Investor {other}" not in str(report["who"])
+        assert [o["owner"] for o in report["ownership"]["owners"]] == ["Harbour Holdings"]
+        assert report["restricted_links"]["screened_parties"] == 5
+    page = report_templates.render_html(now, "disclosure")
+    assert "Declared outside the chain" in page
+    assert "Side Investor Two Fund" in page

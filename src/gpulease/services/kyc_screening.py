@@ -41,6 +41,7 @@ from gpulease.services.screening_lists import CurrentLists
 __all__ = [
     "NO_LIST_PARTY",
     "NO_LIST_REASON",
+    "case_parties",
     "chain_members",
     "failed",
     "load_facts",
@@ -108,13 +109,13 @@ def store(
 def load_facts(ctx: ServiceContext, tx: Tx, case: KycCase) -> CaseFacts:
     """Every declared party of the case with the edges among them."""
     if case.declared_parties is not None:
-        ids = {case.party_id, *case.declared_parties.values()}
+        ids = case_parties(case, [], [])
         edge_rows = tx.all(tx.select(OwnershipRow).where(OwnershipRow.owned_id.in_(sorted(ids))))
         control_rows = tx.all(tx.select(ControlRow).where(ControlRow.org_id.in_(sorted(ids))))
     else:  # a case from before: its chain, as it was screened then
         edge_rows = tx.all(tx.select(OwnershipRow))
         control_rows = tx.all(tx.select(ControlRow))
-        ids = chain_members(case.party_id, edge_rows, control_rows)
+        ids = case_parties(case, edge_rows, control_rows)
     rows = tx.all(tx.select(PartyRow).where(PartyRow.id.in_(sorted(ids))))
     provided = {k for k, v in case.identification.items() if v}
     if tx.first(tx.select(AccessRecord).where(AccessRecord.tenant_id == case.tenant_id)):
@@ -143,6 +144,15 @@ def load_facts(ctx: ServiceContext, tx: Tx, case: KycCase) -> CaseFacts:
         identification=frozenset(provided),
         operator_country=ctx.settings.operator_country,
     )
+
+
+def case_parties(case: KycCase, edges: list[OwnershipRow], controls: list[ControlRow]) -> set[str]:
+    """The parties of ``case``: every party it declared (linked to the tenant's chain or
+    not), or for a case from before ``declared_parties``, its chain in ``edges`` and
+    ``controls`` (:func:`chain_members`). What the case was screened on and is disclosed as."""
+    if case.declared_parties is not None:
+        return {case.party_id, *case.declared_parties.values()}
+    return chain_members(case.party_id, edges, controls)
 
 
 def chain_members(root: str, edges: list[OwnershipRow], controls: list[ControlRow]) -> set[str]:
