@@ -6,6 +6,7 @@ demo screened against the real lists."""
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -13,7 +14,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from gpulease.compliance.case_graph import TENANT, DeclaredParty, DeclaredStake
 from gpulease.compliance.lists.csl import LEGACY_COLUMNS
+from gpulease.compliance.model import Address
 from gpulease.compliance.policy import CUSTOMER_FIELDS
 from gpulease.data import read_bytes, shipped_lists
 from gpulease.domain.access import Principal, Role
@@ -28,6 +31,7 @@ from gpulease.persistence.tables import (
     KycDecision,
     Lease,
     ListSnapshotRow,
+    PartyRow,
     Tenant,
 )
 from gpulease.services import demo as demo_service
@@ -936,3 +940,48 @@ def test_a_stake_sold_before_the_screening_day_does_not_count(
                 ),
             ),
         )
+
+
+def test_countries_are_stored_as_iso_codes_as_through_the_api(
+    ctx: ServiceContext, staff: tuple[Principal, Principal]
+) -> None:
+    """A case submitted through the service (the CLI, the demo) stores countries as the API
+    does: names and alpha-3 codes become alpha-2 codes; an unknown country is a 422 naming
+    the field and the ref, and nothing of the case is stored."""
+    operator, _ = staff
+    tenant, admin = new_tenant(ctx, operator, "Harbour Compute", "SG")
+    submission = kyc.CaseSubmission(
+        organization=kyc.PartyInput(
+            "Harbour Compute",
+            countries=("Singapore", "idn"),
+            addresses=(Address(street="1 Bay Road", city="Singapore", country="SGP"),),
+        ),
+        end_uses=("drug-discovery",),
+        parties=(DeclaredParty("owner", kyc.PartyInput("Gulf Holdings", countries=("Iran",))),),
+        ownership=(DeclaredStake("owner", TENANT, Decimal(40)),),
+        identification=dict(FULL_ID),
+    )
+    case = kyc.submit_case(ctx, admin, tenant.id, submission)
+    assert case.declared_parties is not None
+    with ctx.db.transaction(write=False) as tx:
+        org = tx.require(PartyRow, case.party_id, "party")
+        owner = tx.require(PartyRow, case.declared_parties["owner"], "party")
+    assert org.countries == ["SG", "ID"]
+    assert org.addresses[0]["country"] == "SG"
+    assert owner.countries == ["IR"]
+    assert case.screening is not None
+    assert not any("ISO 3166" in r for r in case.screening["reasons"])
+
+    other, other_admin = new_tenant(ctx, operator, "Atlantis Compute", "SG")
+    bad = replace(
+        submission,
+        parties=(DeclaredParty("owner", kyc.PartyInput("Gulf Holdings", countries=("Atlantis",))),),
+    )
+    with pytest.raises(InvalidRequest) as refused:
+        kyc.submit_case(ctx, other_admin, other.id, bad)
+    assert refused.value.details["field"] == "parties[0].countries[0]"
+    assert refused.value.details["refs"] == ["owner"]
+    assert "'Atlantis' is not a country" in refused.value.message
+    with ctx.db.transaction(write=False) as tx:
+        assert tx.all(tx.select(KycCase).where(KycCase.tenant_id == other.id)) == []
+        assert len(tx.all(tx.select(PartyRow))) == 2  # the first case's two, nothing more

@@ -12,6 +12,10 @@ owner's ref; ``officers``: a party per role) is still accepted: :meth:`CaseGraph
 turns each owner into a party and a stake, each officer into a party (ref ``officers[i]``)
 and a role.
 
+Countries. :func:`with_country_codes` turns every party's countries (and its addresses'
+country) into ISO 3166-1 alpha-2 codes, names and alpha-3 codes accepted, as the API does,
+so a case submitted through the service or the CLI is stored as one through the API.
+
 Invariants, checked by :func:`validate_graph` before anything is stored (each refusal is an
 :class:`InvalidRequest` naming the field and the refs the submitter typed):
 refs are distinct and not ``"tenant"``; every edge joins two declared refs and never a ref to
@@ -25,10 +29,11 @@ Pure: no I/O, no clock.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 
+from gpulease.compliance.countries import country_code
 from gpulease.compliance.fifty_percent import (
     HUNDRED,
     ControlRole,
@@ -172,6 +177,41 @@ def _check_party(details: PartyDetails, field: str, ref: str) -> None:
         raise _refuse(
             f"party {ref!r}: kind {details.kind!r} is not one of {kinds}", f"{field}.kind", [ref]
         )
+
+
+def with_country_codes(graph: CaseGraph) -> CaseGraph:
+    """The graph with every party's countries and address countries as ISO 3166-1 alpha-2
+    codes (``compliance.countries``: codes, alpha-3 and names accepted), as the API stores
+    them; an unknown country is an :class:`InvalidRequest` naming the field and the ref."""
+
+    def coded(details: PartyDetails, field: str, ref: str) -> PartyDetails:
+        def code(value: str, at: str) -> str:
+            try:
+                return country_code(value, field=at)
+            except InvalidRequest as error:
+                raise _refuse(error.message, at, [ref]) from None
+
+        return replace(
+            details,
+            countries=tuple(
+                code(c, f"{field}.countries[{j}]") for j, c in enumerate(details.countries)
+            ),
+            addresses=tuple(
+                replace(a, country=code(a.country, f"{field}.addresses[{k}].country"))
+                if a.country.strip()
+                else replace(a, country="")
+                for k, a in enumerate(details.addresses)
+            ),
+        )
+
+    return replace(
+        graph,
+        organization=coded(graph.organization, "organization", TENANT),
+        parties=tuple(
+            DeclaredParty(p.ref, coded(p.details, f"parties[{i}]", p.ref))
+            for i, p in enumerate(graph.parties)
+        ),
+    )
 
 
 def validate_graph(graph: CaseGraph, *, max_chains: int = MAX_CHAINS) -> None:

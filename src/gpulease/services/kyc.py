@@ -4,13 +4,15 @@ The procedure (``KycState``): a tenant (or the operator for it) **submits** a ca
 organisation's identity, its declared parties (each once) with their ownership and control
 edges (``compliance.case_graph``; the older owners/officers lists are still accepted), the
 end uses it declares and the customer-identification fields. The whole case is validated
-before anything is stored (refs, self-ownership, stakes above 100 % in any entity: a 422
-naming the refs). The case is **screened** at once (``compliance.screening``, a pure core):
-every declared party against the current lists (``compliance.matching``), the tenant's
-ownership under the 50 % rules and red-flag thresholds in force (``compliance.ownership``
-through the effective policy), its declared end uses (``compliance.end_uses``), its country
-tier, and the customer-identification fields the policy requires for a foreign customer. The
-outcome (clear / review / block, with every reason) goes to **needs_review**: nothing is ever
+before anything is stored (refs, self-ownership, stakes above 100 % in any entity, countries
+that are not ISO 3166 ones: a 422 naming the field and the refs); countries are stored as
+alpha-2 codes, names and alpha-3 codes accepted, as through the API. The case is
+**screened** at once (``compliance.screening``, a pure core): every declared party
+against the current lists (``compliance.matching``), the tenant's ownership under the 50 %
+rules and red-flag thresholds in force (``compliance.ownership`` through the effective
+policy), its declared end uses (``compliance.end_uses``), its country tier, and the
+customer-identification fields the policy requires for a foreign customer. The outcome
+(clear / review / block, with every reason) goes to **needs_review**: nothing is ever
 approved without a compliance officer (two independent officers when four-eyes is set, under
 the setting in force at each decision: :mod:`gpulease.compliance.four_eyes`). A
 blocked case can only be rejected. A case whose stored facts cannot be screened goes to
@@ -52,6 +54,7 @@ from gpulease.compliance.case_graph import (
     LegacyOwner,
     PartyDetails,
     validate_graph,
+    with_country_codes,
 )
 from gpulease.compliance.end_uses import PurposeOutcome, check_purpose, is_end_use
 from gpulease.compliance.model import PartyKind
@@ -496,7 +499,7 @@ def _add_party(tx: Tx, data: PartyInput, now: datetime, tenant_id: str | None = 
         kind=PartyKind(data.kind).value,
         name=data.name.strip(),
         aliases=list(data.aliases),
-        countries=[c.upper() for c in data.countries],
+        countries=list(data.countries),  # alpha-2 codes (``case_graph.with_country_codes``)
         identifiers=[[k, v] for k, v in data.identifiers],
         addresses=[
             {
@@ -524,7 +527,7 @@ def _validate(sub: CaseSubmission) -> CaseGraph:
     unknown = [u for u in sub.end_uses if not is_end_use(u)]
     if unknown:
         raise InvalidRequest(f"unknown end use(s): {', '.join(unknown)}", field="end_uses")
-    graph = sub.graph()
+    graph = with_country_codes(sub.graph())
     validate_graph(graph)
     return graph
 
