@@ -4,12 +4,15 @@ the request fails, officers alone see and decide the queue; on SQLite and Postgr
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from gpulease.compliance.admission import REVIEW_HOLD
+from gpulease.compliance.end_uses import PurposeOutcome
 from gpulease.compliance.policy import CUSTOMER_FIELDS
 from gpulease.domain.access import Principal
 from gpulease.domain.errors import Conflict, Denied, DomainError, InvalidRequest, NotFound
@@ -210,3 +213,24 @@ def test_a_kyc_statement_about_surveilling_a_minority_is_not_clear(
     [why] = [r for r in case.screening["reasons"] if r.startswith("end-use statement")]
     assert "surveillance" in why
     assert "15 CFR 744.11" in why
+
+
+def test_a_purpose_is_decided_in_one_place_and_review_is_a_hold(
+    ctx: ServiceContext, inftech: Principal
+) -> None:
+    """The services decide a work purpose only through ``purpose_reviews.decide``, where
+    "review" holds the work for an officer: no second admission path (there was one in
+    ``kyc``, left behind when jobs moved to the queue) refuses what the queue would hold."""
+    services = Path(purpose_reviews.__file__).parent
+    deciders = set()
+    for path in sorted(services.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            for call in ast.walk(node):
+                if isinstance(call, ast.Call) and "check_purpose" in ast.unparse(call.func):
+                    deciders.add(f"{path.stem}.{node.name}")
+    assert deciders == {"purpose_reviews.decide"}
+    with ctx.db.transaction(write=False) as tx:
+        tenant = tx.require(Tenant, inftech.tenant_id or "", "tenant")
+    assert purpose_reviews.decide(ctx, tenant, AGENT).outcome is PurposeOutcome.REVIEW

@@ -19,7 +19,9 @@ blocked case can only be rejected. A case whose stored facts cannot be screened 
 review with the error as its reason (never left ``submitted``). A case screened while no
 list is in force is never clear: its verdict is at least review, its first reason and each
 party's say that no list was in force. Approval sets the tenant's standing (approved end
-uses, expiry) beside the tenant row, which is what admission checks read.
+uses, expiry) beside the tenant row, which is what admission checks read: a submitted job's
+purpose is decided by ``services.purpose_reviews.decide`` (a purpose sent to review is held
+for an officer, not refused), the scheduler's admission by ``compliance.admission``.
 
 Re-screening: a new list import, or a change of the policy rules in force (the scheduler's
 pass notices it), re-screens every approved or pending case; a new hit (an entry not seen
@@ -56,7 +58,7 @@ from gpulease.compliance.case_graph import (
     validate_graph,
     with_country_codes,
 )
-from gpulease.compliance.end_uses import PurposeOutcome, check_purpose, is_end_use
+from gpulease.compliance.end_uses import is_end_use
 from gpulease.compliance.model import PartyKind
 from gpulease.compliance.policy import EffectivePolicy, PolicySet
 from gpulease.domain.access import Action, Principal, Scope
@@ -80,7 +82,6 @@ from gpulease.persistence.tables import (
 from gpulease.services import approvers, audit, kyc_screening, leases
 from gpulease.services.context import ServiceContext, new_id
 from gpulease.services.screening_lists import current_lists
-from gpulease.services.standing import is_approved, why_not
 
 log = logging.getLogger("gpulease.kyc")
 OPEN_STATES = frozenset({KycState.SUBMITTED, KycState.SCREENING, KycState.NEEDS_REVIEW})
@@ -449,29 +450,6 @@ def screen_unscreened(ctx: ServiceContext) -> list[str]:
         except DomainError as error:  # retried next pass; never stops the scheduler's pass
             log.warning("screening case %s failed: %s", case_id, error.message)
     return waiting
-
-
-# ---------------------------------------------------------------- admission
-def check_admission(ctx: ServiceContext, tx: Tx, tenant_id: str, purpose: str) -> str:
-    """Refuse work of a tenant that is not approved, or for a purpose outside its approval;
-    return the end-use code the purpose declares."""
-    return admit(ctx, tx.require(Tenant, tenant_id, "tenant"), purpose)
-
-
-def admit(ctx: ServiceContext, tenant: Tenant, purpose: str) -> str:
-    """:func:`check_admission` on a tenant row already read in the caller's transaction."""
-    tenant_id = tenant.id
-    now = ctx.now()
-    if not is_approved(tenant, now):
-        raise NotApproved(
-            f"tenant {tenant.name} is not approved: {why_not(tenant, now)}",
-            tenant_id=tenant_id,
-            approval=tenant.approval,
-        )
-    decision = check_purpose(purpose, tenant.approved_end_uses, policy_on(ctx, now))
-    if decision.outcome is not PurposeOutcome.ALLOW:
-        raise NotApproved(decision.reason, field="purpose", outcome=decision.outcome.value)
-    return decision.code or ""
 
 
 # ------------------------------------------------------------------ queries
