@@ -31,6 +31,7 @@ from gpulease.persistence.tables import (
     KycDecision,
     Lease,
     ListSnapshotRow,
+    OwnershipRow,
     PartyRow,
     Tenant,
 )
@@ -985,3 +986,51 @@ def test_countries_are_stored_as_iso_codes_as_through_the_api(
     with ctx.db.transaction(write=False) as tx:
         assert tx.all(tx.select(KycCase).where(KycCase.tenant_id == other.id)) == []
         assert len(tx.all(tx.select(PartyRow))) == 2  # the first case's two, nothing more
+
+
+def _in_list_form(case: kyc.CaseSubmission) -> kyc.CaseSubmission:
+    """The same case in the older owners/officers form (a party per edge)."""
+    details = {p.ref: p.details for p in case.parties}
+    return replace(
+        case,
+        parties=(),
+        ownership=(),
+        control=(),
+        owners=tuple(
+            kyc.OwnerInput(s.owner, details[s.owner], s.owned, s.percent, s.since, s.until)
+            for s in case.ownership
+        ),
+        officers=tuple(kyc.OfficerInput(details[r.holder], r.role, r.org) for r in case.control),
+    )
+
+
+def test_demo_cases_declare_parties_once_and_the_list_form_is_stored_alike(
+    ctx: ServiceContext, staff: tuple[Principal, Principal]
+) -> None:
+    """The demo's cases are written as declared parties with edges; the older list form of
+    the same case is still accepted and stored and screened the same way."""
+    operator, _ = staff
+    screening_lists.import_list(ctx, staff[1], CSL_SAMPLE, "csl-csv")
+    assert all(not c.owners and not c.officers for c in demo_service.CASES.values())
+    assert sum(len(c.parties) for c in demo_service.CASES.values()) == 3
+
+    def stored(case: KycCase) -> tuple[object, ...]:
+        assert case.declared_parties is not None
+        assert case.screening is not None
+        refs = {pid: ref for ref, pid in case.declared_parties.items()}
+        with ctx.db.transaction(write=False) as tx:
+            parties = tx.all(select(PartyRow).where(PartyRow.id.in_(list(refs))))
+            edges = tx.all(select(OwnershipRow).where(OwnershipRow.owned_id.in_(list(refs))))
+        return (
+            sorted((refs[p.id], p.name, p.kind, tuple(p.countries)) for p in parties),
+            sorted((refs[e.owner_id], refs[e.owned_id], e.percent) for e in edges),
+            case.verdict,
+            sorted((p["name"], p["outcome"]) for p in case.screening["parties"]),
+        )
+
+    for key, graph_case in demo_service.CASES.items():
+        first, first_admin = new_tenant(ctx, operator, f"{key} graph", "ID")
+        second, second_admin = new_tenant(ctx, operator, f"{key} list", "ID")
+        as_graph = kyc.submit_case(ctx, first_admin, first.id, graph_case)
+        as_list = kyc.submit_case(ctx, second_admin, second.id, _in_list_form(graph_case))
+        assert stored(as_list) == stored(as_graph)
