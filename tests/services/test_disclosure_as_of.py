@@ -42,9 +42,7 @@ def _csl(path: Path, names: list[str]) -> Path:
     return path
 
 
-def test_as_of_shows_the_past_not_the_present(
-    ctx: ServiceContext, clock: ManualClock, tmp_path: Path
-) -> None:
+def _staff(ctx: ServiceContext) -> tuple[Principal, Principal]:
     admin_user, _ = identity.bootstrap_operator(ctx, name="Ops", email="ops@op.example")
     admin = identity.principal_of(admin_user)
     officer_user, _ = identity.create_user(
@@ -55,7 +53,13 @@ def test_as_of_shows_the_past_not_the_present(
         role=Role.COMPLIANCE_OFFICER,
         tenant_id=None,
     )
-    officer = identity.principal_of(officer_user)
+    return admin, identity.principal_of(officer_user)
+
+
+def test_as_of_shows_the_past_not_the_present(
+    ctx: ServiceContext, clock: ManualClock, tmp_path: Path
+) -> None:
+    admin, officer = _staff(ctx)
     first = screening_lists.import_list(
         ctx, officer, _csl(tmp_path / "a.csv", ["Unrelated Institute"]), "csl-csv", label="A"
     )
@@ -155,20 +159,6 @@ def test_as_of_shows_the_past_not_the_present(
     assert now_report["decisions"][0]["state"] == "needs_review"
     assert again["as_of"] == moment.isoformat()
     assert moment < clock.now() - timedelta(days=200)
-
-
-def _staff(ctx: ServiceContext) -> tuple[Principal, Principal]:
-    admin_user, _ = identity.bootstrap_operator(ctx, name="Ops", email="ops@op.example")
-    admin = identity.principal_of(admin_user)
-    officer_user, _ = identity.create_user(
-        ctx,
-        admin,
-        name="Officer",
-        email="kyc@op.example",
-        role=Role.COMPLIANCE_OFFICER,
-        tenant_id=None,
-    )
-    return admin, identity.principal_of(officer_user)
 
 
 def _graph_case(unlinked: str) -> kyc.CaseSubmission:
