@@ -41,7 +41,7 @@ from gpulease.compliance.fifty_percent import (
     format_percent,
 )
 from gpulease.compliance.model import Address, PartyKind
-from gpulease.compliance.ownership import MAX_CHAINS, ownership_chains
+from gpulease.compliance.ownership import MAX_CHAINS, chain_members, ownership_chains
 from gpulease.domain.errors import InvalidRequest
 
 TENANT = "tenant"  # the ref of the organisation the case is about
@@ -149,17 +149,11 @@ class CaseGraph:
     def linked(self) -> frozenset[str]:
         """The refs reached from the tenant: its owners up the chain, and the holders of a
         role in any of them (the parties a chain-only screening would have seen)."""
-        owners: dict[str, set[str]] = {}
-        for stake in self.stakes:
-            owners.setdefault(stake.owned, set()).add(stake.owner)
-        found, todo = {TENANT}, [TENANT]
-        while todo:
-            for owner in sorted(owners.get(todo.pop(), ())):
-                if owner not in found:
-                    found.add(owner)
-                    todo.append(owner)
-        found |= {r.holder for r in self.roles if r.org in found}
-        return frozenset(found)
+        return chain_members(
+            TENANT,
+            ((s.owner, s.owned) for s in self.stakes),
+            ((r.holder, r.org) for r in self.roles),
+        )
 
 
 # ---------------------------------------------------------------- validation
@@ -214,6 +208,18 @@ def with_country_codes(graph: CaseGraph) -> CaseGraph:
     )
 
 
+def _check_ends(field: str, ends: Iterable[tuple[str, str]], known: set[str]) -> None:
+    """Each ``(end, ref)`` of an edge names a declared party."""
+    for end, ref in ends:
+        if ref not in known:
+            raise _refuse(
+                f"{field}: {end} {ref!r} is not a declared party (declared: "
+                f"{', '.join(sorted(known))})",
+                f"{field}.{end}",
+                [ref],
+            )
+
+
 def validate_graph(graph: CaseGraph, *, max_chains: int = MAX_CHAINS) -> None:
     """Refuse a graph that could not be screened (the module docstring lists the checks)."""
     _check_party(graph.organization, "organization", TENANT)
@@ -240,14 +246,7 @@ def validate_graph(graph: CaseGraph, *, max_chains: int = MAX_CHAINS) -> None:
 
     for i, stake in enumerate(graph.stakes):
         field = f"ownership[{i}]"
-        for end, ref in (("owner", stake.owner), ("owns", stake.owned)):
-            if ref not in known:
-                raise _refuse(
-                    f"{field}: {end} {ref!r} is not a declared party (declared: "
-                    f"{', '.join(sorted(known))})",
-                    f"{field}.{end}",
-                    [ref],
-                )
+        _check_ends(field, (("owner", stake.owner), ("owns", stake.owned)), known)
         if stake.owner == stake.owned:
             raise _refuse(
                 f"{field}: {stake.owner!r} cannot own itself; leave treasury shares out",
@@ -272,14 +271,7 @@ def validate_graph(graph: CaseGraph, *, max_chains: int = MAX_CHAINS) -> None:
 
     for i, role in enumerate(graph.roles):
         field = f"control[{i}]"
-        for end, ref in (("party", role.holder), ("of", role.org)):
-            if ref not in known:
-                raise _refuse(
-                    f"{field}: {end} {ref!r} is not a declared party (declared: "
-                    f"{', '.join(sorted(known))})",
-                    f"{field}.{end}",
-                    [ref],
-                )
+        _check_ends(field, (("party", role.holder), ("of", role.org)), known)
         if role.holder == role.org:
             raise _refuse(
                 f"{field}: {role.holder!r} cannot hold a role in itself", field, [role.holder]

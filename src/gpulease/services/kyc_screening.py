@@ -22,6 +22,7 @@ from datetime import datetime
 
 from gpulease.compliance.model import Address, Party, PartyKind
 from gpulease.compliance.ownership import ControlEdge, ControlRole, OwnershipEdge
+from gpulease.compliance.ownership import chain_members as walk_chain
 from gpulease.compliance.policy import EffectivePolicy
 from gpulease.compliance.screening import (
     NO_LIST_PARTY,
@@ -157,17 +158,13 @@ def case_parties(case: KycCase, edges: list[OwnershipRow], controls: list[Contro
 
 def chain_members(root: str, edges: list[OwnershipRow], controls: list[ControlRow]) -> set[str]:
     """The root, its owners up the chain, and the officers of any of them (stored rows)."""
-    owners: dict[str, list[str]] = {}
-    for edge in edges:
-        owners.setdefault(edge.owned_id, []).append(edge.owner_id)
-    found, todo = {root}, [root]
-    while todo:
-        for owner in owners.get(todo.pop(), []):
-            if owner not in found:
-                found.add(owner)
-                todo.append(owner)
-    found |= {c.person_id for c in controls if c.org_id in found}
-    return found
+    return set(
+        walk_chain(
+            root,
+            ((e.owner_id, e.owned_id) for e in edges),
+            ((c.person_id, c.org_id) for c in controls),
+        )
+    )
 
 
 def party_model(row: PartyRow) -> Party:
