@@ -4,7 +4,6 @@ in-process API on SQLite and PostgreSQL; the CLI in tests/cli/test_screen_cli.py
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +11,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from gpulease.compliance.lists.csl import LEGACY_COLUMNS
 from gpulease.compliance.policy import CUSTOMER_FIELDS
 from gpulease.domain.access import Principal
 from gpulease.domain.errors import Denied, InvalidRequest
@@ -22,8 +20,8 @@ from gpulease.services.adhoc_screening import ScreeningQuery
 from gpulease.services.context import ServiceContext
 from gpulease.services.demo import DemoUser
 from gpulease.settings import Settings
+from support.lists import ENTITY_LIST, entity_list_csv
 
-ENTITY_LIST = "Entity List (EL) - Bureau of Industry and Security"
 LISTED = "Jade Harbour Microelectronics Institute"
 
 
@@ -34,19 +32,17 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
 
 
 def _import(ctx: ServiceContext, officer: Principal, tmp_path: Path) -> None:
-    path = tmp_path / "el.csv"
-    with path.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.DictWriter(out, fieldnames=LEGACY_COLUMNS)
-        writer.writeheader()
-        for name, country in ((LISTED, "CN"), ("Northwind Avionics Bureau", "RU")):
-            row = dict.fromkeys(LEGACY_COLUMNS, "")
-            row |= {
-                "source": ENTITY_LIST,
+    path = entity_list_csv(
+        tmp_path / "el.csv",
+        (
+            {
                 "name": name,
                 "addresses": f"1 Road, City, {country}",
                 "license_requirement": "For all items subject to the EAR.",
             }
-            writer.writerow(row)
+            for name, country in ((LISTED, "CN"), ("Northwind Avionics Bureau", "RU"))
+        ),
+    )
     screening_lists.import_list(ctx, officer, path, "csl-csv", label="test EL")
 
 

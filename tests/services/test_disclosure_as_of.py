@@ -4,14 +4,12 @@ end uses, lists and packs in force, compute, access, parties), never today's sta
 
 from __future__ import annotations
 
-import csv
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from gpulease.compliance.case_graph import TENANT, DeclaredParty, DeclaredRole, DeclaredStake
-from gpulease.compliance.lists.csl import LEGACY_COLUMNS
 from gpulease.compliance.policy import CUSTOMER_FIELDS
 from gpulease.domain.access import Principal, Role
 from gpulease.domain.clock import ManualClock
@@ -25,21 +23,10 @@ from gpulease.services import (
     screening_lists,
 )
 from gpulease.services.context import ServiceContext
+from support.lists import entity_list_of
 
-ENTITY_LIST = "Entity List (EL) - Bureau of Industry and Security"
 OWNER = "Harbour Crane Holdings"
 AFFILIATES_BACK = datetime(2026, 11, 11, 9, 0, tzinfo=UTC)  # the affiliates rule in force
-
-
-def _csl(path: Path, names: list[str]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.DictWriter(out, fieldnames=LEGACY_COLUMNS)
-        writer.writeheader()
-        for name in names:
-            row = dict.fromkeys(LEGACY_COLUMNS, "")
-            row |= {"source": ENTITY_LIST, "name": name, "addresses": "1 Road, Shanghai, CN"}
-            writer.writerow(row)
-    return path
 
 
 def _staff(ctx: ServiceContext) -> tuple[Principal, Principal]:
@@ -61,7 +48,11 @@ def test_as_of_shows_the_past_not_the_present(
 ) -> None:
     admin, officer = _staff(ctx)
     first = screening_lists.import_list(
-        ctx, officer, _csl(tmp_path / "a.csv", ["Unrelated Institute"]), "csl-csv", label="A"
+        ctx,
+        officer,
+        entity_list_of(tmp_path / "a.csv", ["Unrelated Institute"]),
+        "csl-csv",
+        label="A",
     )
     tenant = identity.create_tenant(ctx, admin, name="Harbour AI", country="SG", kind="lab")
     tenant_user, _ = identity.create_user(
@@ -101,7 +92,7 @@ def test_as_of_shows_the_past_not_the_present(
     clock.advance((AFFILIATES_BACK - clock.now()).total_seconds())
     identity.note_access(ctx, tenant_p, "198.51.100.7")
     second = screening_lists.import_list(
-        ctx, officer, _csl(tmp_path / "b.csv", [OWNER]), "csl-csv", label="B"
+        ctx, officer, entity_list_of(tmp_path / "b.csv", [OWNER]), "csl-csv", label="B"
     )
     rescreening.rescreen_all(ctx, officer.user_id, "new list B")
     with ctx.db.transaction() as tx:  # an owner declared later (e.g. by an amendment)

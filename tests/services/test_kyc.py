@@ -5,7 +5,6 @@ demo screened against the real lists."""
 
 from __future__ import annotations
 
-import csv
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -15,7 +14,6 @@ import pytest
 from sqlalchemy import func, select
 
 from gpulease.compliance.case_graph import TENANT, DeclaredParty, DeclaredStake
-from gpulease.compliance.lists.csl import LEGACY_COLUMNS
 from gpulease.compliance.model import Address
 from gpulease.compliance.policy import CUSTOMER_FIELDS
 from gpulease.data import read_bytes, shipped_lists
@@ -48,6 +46,7 @@ from gpulease.services import (
 )
 from gpulease.services.context import ServiceContext
 from gpulease.services.scheduling import LiveScheduler
+from support.lists import entity_list_csv
 
 LISTS = shipped_lists()
 CSL_SAMPLE = LISTS / "csl-legacy-sample.csv.xz"
@@ -57,7 +56,6 @@ EL_HK = ("32 Group China Ltd.", "HK")
 SDN_US = ("200G PSA HOLDINGS LLC", "US")  # an SDN entry of the same sample
 SUSPENDED_DAY = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)  # affiliates rule suspended
 AFFILIATES_BACK = datetime(2026, 11, 10, 9, 0, tzinfo=UTC)  # in force again
-ENTITY_LIST = "Entity List (EL) - Bureau of Industry and Security"
 FULL_ID = dict.fromkeys(CUSTOMER_FIELDS, "given")
 
 
@@ -159,14 +157,10 @@ def lease_of(ctx: ServiceContext, tenant_id: str) -> Lease:
 
 def write_csl(path: Path, rows: list[tuple[str, str]], *, current: bool = False) -> Path:
     """A CSL CSV (legacy 28 columns, or current 29 with ``_id``) of Entity List rows."""
-    columns = ("_id", *LEGACY_COLUMNS) if current else LEGACY_COLUMNS
-    with path.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.DictWriter(out, fieldnames=columns)
-        writer.writeheader()
-        for i, (name, country) in enumerate(rows):
-            row = dict.fromkeys(columns, "")
-            row |= {
-                "source": ENTITY_LIST,
+    return entity_list_csv(
+        path,
+        (
+            {
                 "name": name,
                 "addresses": f"1 Test Road, Jakarta, {country}",
                 "federal_register_notice": "91 FR 12345",
@@ -174,10 +168,11 @@ def write_csl(path: Path, rows: list[tuple[str, str]], *, current: bool = False)
                 "license_requirement": "For all items subject to the EAR.",
                 "license_policy": "Presumption of denial.",
             }
-            if current:
-                row["_id"] = f"test-el-{i}"
-            writer.writerow(row)
-    return path
+            | ({"_id": f"test-el-{i}"} if current else {})
+            for i, (name, country) in enumerate(rows)
+        ),
+        with_ids=current,
+    )
 
 
 def advance_to(clock: ManualClock, moment: datetime) -> None:
