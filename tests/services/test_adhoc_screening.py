@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from test_kyc import case_of
 
-from gpulease.compliance.policy import CUSTOMER_FIELDS
 from gpulease.domain.access import Principal
 from gpulease.domain.errors import Denied, InvalidRequest
 from gpulease.persistence.tables import AuditRecord
@@ -76,16 +76,7 @@ def test_officer_screens_names_like_a_case(
 
     # the same name as a KYC case's organisation gets the same score, features and reason
     tenant = identity.create_tenant(ctx, operator, name="JH", country="CN", kind="lab")
-    case = kyc.submit_case(
-        ctx,
-        operator,
-        tenant.id,
-        kyc.CaseSubmission(
-            organization=kyc.PartyInput(LISTED, countries=("CN",)),
-            end_uses=("drug-discovery",),
-            identification=dict.fromkeys(CUSTOMER_FIELDS, "given"),
-        ),
-    )
+    case = kyc.submit_case(ctx, operator, tenant.id, case_of(LISTED, "CN"))
     assert case.screening is not None
     [party] = case.screening["parties"]
     [hit] = party["hits"]

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from test_kyc import case_of
 
 from gpulease.compliance.admission import REVIEW_HOLD
 from gpulease.compliance.end_uses import PurposeOutcome
-from gpulease.compliance.policy import CUSTOMER_FIELDS
 from gpulease.domain.access import Principal
 from gpulease.domain.errors import Conflict, Denied, DomainError, InvalidRequest, NotFound
 from gpulease.domain.states import JobState, PurposeReviewState
@@ -197,16 +197,12 @@ def test_a_kyc_statement_about_surveilling_a_minority_is_not_clear(
     ctx: ServiceContext, operator: Principal
 ) -> None:
     tenant = identity.create_tenant(ctx, operator, name="Watchful AI", country="SG", kind="lab")
+    statement = "vision models that help the police in surveilling a minority"
     case = kyc.submit_case(
         ctx,
         operator,
         tenant.id,
-        kyc.CaseSubmission(
-            organization=kyc.PartyInput("Watchful AI", countries=("SG",)),
-            end_uses=("general-model-training",),
-            end_use_statement="vision models that help the police in surveilling a minority",
-            identification=dict.fromkeys(CUSTOMER_FIELDS, "given"),
-        ),
+        case_of("Watchful AI", "SG", end_uses=("general-model-training",), statement=statement),
     )
     assert case.verdict == "block"
     assert case.screening is not None
