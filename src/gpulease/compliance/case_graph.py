@@ -156,23 +156,6 @@ class CaseGraph:
         )
 
 
-# ---------------------------------------------------------------- validation
-
-
-def _refuse(message: str, field: str, refs: Sequence[str]) -> InvalidRequest:
-    return InvalidRequest(message, field=field, refs=list(refs))
-
-
-def _check_party(details: PartyDetails, field: str, ref: str) -> None:
-    if not details.name.strip():
-        raise _refuse(f"party {ref!r} needs a name", f"{field}.name", [ref])
-    if details.kind not in {k.value for k in PartyKind}:
-        kinds = ", ".join(k.value for k in PartyKind)
-        raise _refuse(
-            f"party {ref!r}: kind {details.kind!r} is not one of {kinds}", f"{field}.kind", [ref]
-        )
-
-
 def with_country_codes(graph: CaseGraph) -> CaseGraph:
     """The graph with every party's countries and address countries as ISO 3166-1 alpha-2
     codes (``compliance.countries``: codes, alpha-3 and names accepted), as the API stores
@@ -208,16 +191,21 @@ def with_country_codes(graph: CaseGraph) -> CaseGraph:
     )
 
 
-def _check_ends(field: str, ends: Iterable[tuple[str, str]], known: set[str]) -> None:
-    """Each ``(end, ref)`` of an edge names a declared party."""
-    for end, ref in ends:
-        if ref not in known:
-            raise _refuse(
-                f"{field}: {end} {ref!r} is not a declared party (declared: "
-                f"{', '.join(sorted(known))})",
-                f"{field}.{end}",
-                [ref],
-            )
+# ---------------------------------------------------------------- validation
+
+
+def _refuse(message: str, field: str, refs: Sequence[str]) -> InvalidRequest:
+    return InvalidRequest(message, field=field, refs=list(refs))
+
+
+def _check_party(details: PartyDetails, field: str, ref: str) -> None:
+    if not details.name.strip():
+        raise _refuse(f"party {ref!r} needs a name", f"{field}.name", [ref])
+    if details.kind not in {k.value for k in PartyKind}:
+        kinds = ", ".join(k.value for k in PartyKind)
+        raise _refuse(
+            f"party {ref!r}: kind {details.kind!r} is not one of {kinds}", f"{field}.kind", [ref]
+        )
 
 
 def validate_graph(graph: CaseGraph, *, max_chains: int = MAX_CHAINS) -> None:
@@ -246,7 +234,14 @@ def validate_graph(graph: CaseGraph, *, max_chains: int = MAX_CHAINS) -> None:
 
     for i, stake in enumerate(graph.stakes):
         field = f"ownership[{i}]"
-        _check_ends(field, (("owner", stake.owner), ("owns", stake.owned)), known)
+        for end, ref in (("owner", stake.owner), ("owns", stake.owned)):
+            if ref not in known:
+                raise _refuse(
+                    f"{field}: {end} {ref!r} is not a declared party (declared: "
+                    f"{', '.join(sorted(known))})",
+                    f"{field}.{end}",
+                    [ref],
+                )
         if stake.owner == stake.owned:
             raise _refuse(
                 f"{field}: {stake.owner!r} cannot own itself; leave treasury shares out",
@@ -271,7 +266,14 @@ def validate_graph(graph: CaseGraph, *, max_chains: int = MAX_CHAINS) -> None:
 
     for i, role in enumerate(graph.roles):
         field = f"control[{i}]"
-        _check_ends(field, (("party", role.holder), ("of", role.org)), known)
+        for end, ref in (("party", role.holder), ("of", role.org)):
+            if ref not in known:
+                raise _refuse(
+                    f"{field}: {end} {ref!r} is not a declared party (declared: "
+                    f"{', '.join(sorted(known))})",
+                    f"{field}.{end}",
+                    [ref],
+                )
         if role.holder == role.org:
             raise _refuse(
                 f"{field}: {role.holder!r} cannot hold a role in itself", field, [role.holder]
