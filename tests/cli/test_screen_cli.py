@@ -3,26 +3,19 @@ the command line, a CSV batch with ``--json``, officers only."""
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 from cli_support import Cli, fits
 
 from gpulease.cli.screening import read_names
-from gpulease.compliance.lists.csl import LEGACY_COLUMNS
+from support.lists import entity_list_of
 
-ENTITY_LIST = "Entity List (EL) - Bureau of Industry and Security"
 LISTED = "Jade Harbour Microelectronics Institute"
 
 
 def _list_file(path: Path) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.DictWriter(out, fieldnames=LEGACY_COLUMNS)
-        writer.writeheader()
-        row = dict.fromkeys(LEGACY_COLUMNS, "")
-        writer.writerow(row | {"source": ENTITY_LIST, "name": LISTED, "addresses": "Road, CN"})
-    return path
+    return entity_list_of(path, [LISTED], address="Road, CN")
 
 
 def test_screen_names_and_a_batch_file(cli: Cli, tmp_path: Path) -> None:

@@ -3,7 +3,6 @@ wider than 80 columns, every id whole (the same as the JSON's)."""
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from datetime import timedelta
@@ -12,13 +11,11 @@ from pathlib import Path
 from cli_support import Cli, fits, golden, whole_ids
 from sqlalchemy import select
 
-from gpulease.compliance.lists.csl import LEGACY_COLUMNS
 from gpulease.domain.clock import ManualClock
 from gpulease.persistence.tables import KycCase, Lease, Tenant
 from gpulease.services.context import ServiceContext
 from gpulease.services.scheduling import LiveScheduler
-
-ENTITY_LIST = "Entity List (EL) - Bureau of Industry and Security"
+from support.lists import entity_list_csv
 
 
 def spread_demo_times(ctx: ServiceContext) -> None:
@@ -102,19 +99,13 @@ def test_kyc_submit_shows_the_screening_as_text(cli: Cli, tmp_path: Path) -> Non
 
 
 def write_csl(path: Path, names: list[str]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.DictWriter(out, fieldnames=LEGACY_COLUMNS)
-        writer.writeheader()
-        for name in names:
-            row = dict.fromkeys(LEGACY_COLUMNS, "")
-            row |= {
-                "source": ENTITY_LIST,
-                "name": name,
-                "addresses": "1 Test Road, Jakarta, ID",
-                "start_date": "2026-03-01",
-            }
-            writer.writerow(row)
-    return path
+    return entity_list_csv(
+        path,
+        (
+            {"name": name, "addresses": "1 Test Road, Jakarta, ID", "start_date": "2026-03-01"}
+            for name in names
+        ),
+    )
 
 
 def test_lists_list_keeps_the_ids_lists_diff_needs(

@@ -24,6 +24,7 @@ from gpulease.compliance.ownership import (
     Verdict,
     apply_fifty_percent_rule,
     assess_ownership,
+    chain_members,
     format_percent,
     listings_on,
     owners_on,
@@ -518,3 +519,14 @@ def test_assessment_record_is_json_ready() -> None:
 def test_restriction_for_entry(source: str, list_name: str, expected: Restriction | None) -> None:
     entry = ListEntry(source, "1", PartyKind.ORGANIZATION, "Name", list_name=list_name)
     assert restriction_for_entry(entry) is expected
+
+
+def test_the_chain_walk_reaches_owners_through_cycles_and_their_officers_only() -> None:
+    """``chain_members``, the one walk of the case graph, the screening core and the stored
+    rows: owners up the chain at any depth (a cycle followed once), holders of a role in any
+    of them; a party owned by the chain, or beside it, and its officers are not reached."""
+    stakes = [("a", "t"), ("b", "a"), ("a", "b"), ("t", "sub"), ("x", "y")]
+    roles = [("chair", "b"), ("boss", "sub"), ("head", "y"), ("t", "a")]
+    assert chain_members("t", stakes, roles) == {"t", "a", "b", "chair"}
+    assert chain_members("t", [], []) == {"t"}
+    assert chain_members("y", stakes, roles) == {"y", "x", "head"}

@@ -19,6 +19,7 @@ from gpulease.compliance.screening import (
     LISTED,
     NO_LIST_REASON,
     CaseFacts,
+    ScreeningResult,
     ScreeningVerdict,
     Thresholds,
     recorded_hit_keys,
@@ -70,6 +71,11 @@ def facts(
     )
 
 
+def screened(case: CaseFacts, policy: EffectivePolicy = AFFILIATES) -> ScreeningResult:
+    """``case`` screened against the test lists at the default thresholds under ``policy``."""
+    return screen_case(case, index=INDEX, lists_in_force=True, thresholds=THRESHOLDS, policy=policy)
+
+
 def stake(owner: str, owned: str, pct: int) -> OwnershipEdge:
     return OwnershipEdge(owner, owned, Decimal(pct))
 
@@ -84,12 +90,8 @@ def test_verdicts_are_ordered_and_only_worsen() -> None:
 
 
 def test_clean_case_is_clear_and_records_the_policy_rules() -> None:
-    result = screen_case(
+    result = screened(
         facts((CLEAN,), (stake("clean", "t", 100),)),
-        index=INDEX,
-        lists_in_force=True,
-        thresholds=THRESHOLDS,
-        policy=AFFILIATES,
     )
     assert result.verdict is ScreeningVerdict.CLEAR
     assert result.blocks == ()
@@ -117,12 +119,8 @@ def test_no_list_in_force_is_never_clear() -> None:
 
 def test_the_affiliates_rule_decides_only_while_in_force() -> None:
     case = facts((EL_OWNER, CLEAN), (stake("el", "t", 60), stake("clean", "t", 40)))
-    during = screen_case(
-        case, index=INDEX, lists_in_force=True, thresholds=THRESHOLDS, policy=SUSPENDED
-    )
-    after = screen_case(
-        case, index=INDEX, lists_in_force=True, thresholds=THRESHOLDS, policy=AFFILIATES
-    )
+    during = screened(case, SUSPENDED)
+    after = screened(case, AFFILIATES)
     assert during.verdict is ScreeningVerdict.REVIEW  # the listed owner is a hit, not a block
     assert during.blocks == ()
     assert after.verdict is ScreeningVerdict.BLOCK
@@ -136,15 +134,11 @@ def test_a_block_under_the_affiliates_rule_names_the_rule_and_the_lists_not_sdn(
     """Defect 10: 30 % SDN + 30 % Entity List owners block under the affiliates rule (not
     under the OFAC rule, which counts only the SDN stake): the block names that rule and
     both lists; no sentence calls the tenant "restricted (sdn)"."""
-    result = screen_case(
+    result = screened(
         facts(
             (EL_OWNER, SDN_OWNER, CLEAN),
             (stake("el", "t", 30), stake("sdn", "t", 30), stake("clean", "t", 40)),
         ),
-        index=INDEX,
-        lists_in_force=True,
-        thresholds=THRESHOLDS,
-        policy=AFFILIATES,
     )
     assert result.verdict is ScreeningVerdict.BLOCK
     [block] = result.blocks
@@ -163,15 +157,11 @@ def test_a_block_under_the_affiliates_rule_names_the_rule_and_the_lists_not_sdn(
 
 def test_a_block_through_an_intermediate_names_the_lists_above_it() -> None:
     mid = org("mid", "Midway Holdings")
-    result = screen_case(
+    result = screened(
         facts(
             (mid, EL_OWNER, CLEAN),
             (stake("el", "mid", 60), stake("clean", "mid", 40), stake("mid", "t", 70)),
         ),
-        index=INDEX,
-        lists_in_force=True,
-        thresholds=THRESHOLDS,
-        policy=AFFILIATES,
     )
     [block] = result.blocks
     assert (block.rule, block.lists, block.parties) == (
@@ -186,9 +176,7 @@ def test_a_block_through_an_intermediate_names_the_lists_above_it() -> None:
 def test_a_listed_tenant_is_blocked_as_listed() -> None:
     listed_tenant = Party("t", PartyKind.ORGANIZATION, "Black Reef Maritime Holdings")
     case = CaseFacts("t", (listed_tenant,), identification=ALL_FIELDS, end_uses=("education",))
-    result = screen_case(
-        case, index=INDEX, lists_in_force=True, thresholds=THRESHOLDS, policy=SUSPENDED
-    )
+    result = screened(case, SUSPENDED)
     assert result.verdict is ScreeningVerdict.BLOCK
     assert [(b.rule, b.lists) for b in result.blocks] == [(LISTED, (f"{SDN}, csl sdn-1",))]
 
@@ -196,15 +184,11 @@ def test_a_listed_tenant_is_blocked_as_listed() -> None:
 def test_every_declared_party_is_screened_even_outside_the_chain() -> None:
     """Defect 3: a listed party inside a cycle of its own, declared but not linked to the
     tenant, is screened and is a finding that says it is not linked."""
-    result = screen_case(
+    result = screened(
         facts(
             (CLEAN, EL_OWNER, org("shell", "Cycle Shell Ltd")),
             (stake("clean", "t", 100), stake("el", "shell", 50), stake("shell", "el", 50)),
         ),
-        index=INDEX,
-        lists_in_force=True,
-        thresholds=THRESHOLDS,
-        policy=AFFILIATES,
     )
     by_id = {p.party_id: p for p in result.parties}
     assert set(by_id) == {"t", "clean", "el", "shell"}
@@ -220,7 +204,7 @@ def test_every_declared_party_is_screened_even_outside_the_chain() -> None:
 def test_a_controller_shared_with_a_listed_owner_is_a_red_flag() -> None:
     """One person declared once, director of the tenant and of its 10 % listed owner."""
     person = Party("p", PartyKind.PERSON, "Wei Zhang Example")
-    result = screen_case(
+    result = screened(
         facts(
             (EL_OWNER, CLEAN, person),
             (stake("el", "t", 10), stake("clean", "t", 90)),
@@ -229,10 +213,7 @@ def test_a_controller_shared_with_a_listed_owner_is_a_red_flag() -> None:
                 ControlEdge("p", "el", ControlRole.DIRECTOR),
             ),
         ),
-        index=INDEX,
-        lists_in_force=True,
-        thresholds=THRESHOLDS,
-        policy=SUSPENDED,
+        SUSPENDED,
     )
     assert result.ownership is not None
     kinds = {f.kind.value for f in result.ownership.flags}
@@ -244,15 +225,11 @@ def test_an_ownership_that_cannot_be_assessed_goes_to_review_with_the_error() ->
     """Stored data a submission now refuses (130 % at an intermediate owner) never raises:
     review, the error as the reason; a listed party is still found by name."""
     mid = org("mid", "Midway Holdings")
-    result = screen_case(
+    result = screened(
         facts(
             (mid, EL_OWNER, CLEAN),
             (stake("mid", "t", 100), stake("el", "mid", 70), stake("clean", "mid", 60)),
         ),
-        index=INDEX,
-        lists_in_force=True,
-        thresholds=THRESHOLDS,
-        policy=AFFILIATES,
     )
     assert result.verdict is ScreeningVerdict.REVIEW
     assert result.ownership is None
@@ -270,8 +247,5 @@ def test_the_same_inputs_give_the_same_record(policy: EffectivePolicy) -> None:
         end_uses=case.end_uses,
         identification=case.identification,
     )
-    runs = [
-        screen_case(c, index=INDEX, lists_in_force=True, thresholds=THRESHOLDS, policy=policy)
-        for c in (case, shuffled)
-    ]
+    runs = [screened(c, policy) for c in (case, shuffled)]
     assert runs[0].record() == runs[1].record()

@@ -4,6 +4,7 @@ anything is stored (each refusal names the field and the refs the submitter type
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from itertools import pairwise
@@ -20,7 +21,9 @@ from gpulease.compliance.case_graph import (
     LegacyOwner,
     PartyDetails,
     validate_graph,
+    with_country_codes,
 )
+from gpulease.compliance.model import Address
 from gpulease.domain.errors import InvalidRequest
 
 ORG = PartyDetails("Harbourfront Compute", countries=("SG",))
@@ -147,3 +150,36 @@ def test_the_list_form_becomes_the_same_graph() -> None:
     assert graph.stakes == (DeclaredStake("fund", TENANT, Decimal(30)),)
     assert graph.roles == (DeclaredRole("officers[0]", TENANT, "director"),)
     validate_graph(graph)
+
+
+def test_countries_become_alpha_2_codes_and_an_unknown_one_names_its_field() -> None:
+    graph = CaseGraph.build(
+        PartyDetails(
+            "Harbourfront Compute",
+            countries=("singapore", "IDN"),
+            addresses=(Address(city="Jakarta", country="Indonesia"), Address(city="x")),
+        ),
+        owners=(
+            LegacyOwner("gulf", PartyDetails("Gulf Co", countries=("Iran",)), TENANT, Decimal(5)),
+        ),
+    )
+    coded = with_country_codes(graph)
+    assert coded.organization.countries == ("SG", "ID")
+    assert [a.country for a in coded.organization.addresses] == ["ID", ""]
+    assert coded.parties[0].details.countries == ("IR",)
+    assert coded.stakes == graph.stakes
+    validate_graph(coded)
+
+    typo = replace(
+        graph, parties=(DeclaredParty("gulf", PartyDetails("Gulf Co", countries=("Irann",))),)
+    )
+    with pytest.raises(InvalidRequest) as caught:
+        with_country_codes(typo)
+    assert caught.value.details["field"] == "owners[0].party.countries[0]"  # as the body wrote it
+    assert caught.value.details["refs"] == ["gulf"]
+    assert "IR (Iran" in caught.value.message  # the nearest country suggested
+    address = replace(graph, organization=PartyDetails("X", addresses=(Address(country="Narnia"),)))
+    with pytest.raises(InvalidRequest) as caught:
+        with_country_codes(address)
+    assert caught.value.details["field"] == "organization.addresses[0].country"
+    assert caught.value.details["refs"] == [TENANT]

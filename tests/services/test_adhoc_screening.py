@@ -4,16 +4,14 @@ in-process API on SQLite and PostgreSQL; the CLI in tests/cli/test_screen_cli.py
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from test_kyc import case_of
 
-from gpulease.compliance.lists.csl import LEGACY_COLUMNS
-from gpulease.compliance.policy import CUSTOMER_FIELDS
 from gpulease.domain.access import Principal
 from gpulease.domain.errors import Denied, InvalidRequest
 from gpulease.persistence.tables import AuditRecord
@@ -22,8 +20,8 @@ from gpulease.services.adhoc_screening import ScreeningQuery
 from gpulease.services.context import ServiceContext
 from gpulease.services.demo import DemoUser
 from gpulease.settings import Settings
+from support.lists import ENTITY_LIST, entity_list_csv
 
-ENTITY_LIST = "Entity List (EL) - Bureau of Industry and Security"
 LISTED = "Jade Harbour Microelectronics Institute"
 
 
@@ -34,19 +32,17 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
 
 
 def _import(ctx: ServiceContext, officer: Principal, tmp_path: Path) -> None:
-    path = tmp_path / "el.csv"
-    with path.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.DictWriter(out, fieldnames=LEGACY_COLUMNS)
-        writer.writeheader()
-        for name, country in ((LISTED, "CN"), ("Northwind Avionics Bureau", "RU")):
-            row = dict.fromkeys(LEGACY_COLUMNS, "")
-            row |= {
-                "source": ENTITY_LIST,
+    path = entity_list_csv(
+        tmp_path / "el.csv",
+        (
+            {
                 "name": name,
                 "addresses": f"1 Road, City, {country}",
                 "license_requirement": "For all items subject to the EAR.",
             }
-            writer.writerow(row)
+            for name, country in ((LISTED, "CN"), ("Northwind Avionics Bureau", "RU"))
+        ),
+    )
     screening_lists.import_list(ctx, officer, path, "csl-csv", label="test EL")
 
 
@@ -80,16 +76,7 @@ def test_officer_screens_names_like_a_case(
 
     # the same name as a KYC case's organisation gets the same score, features and reason
     tenant = identity.create_tenant(ctx, operator, name="JH", country="CN", kind="lab")
-    case = kyc.submit_case(
-        ctx,
-        operator,
-        tenant.id,
-        kyc.CaseSubmission(
-            organization=kyc.PartyInput(LISTED, countries=("CN",)),
-            end_uses=("drug-discovery",),
-            identification=dict.fromkeys(CUSTOMER_FIELDS, "given"),
-        ),
-    )
+    case = kyc.submit_case(ctx, operator, tenant.id, case_of(LISTED, "CN"))
     assert case.screening is not None
     [party] = case.screening["parties"]
     [hit] = party["hits"]

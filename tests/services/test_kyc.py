@@ -5,7 +5,7 @@ demo screened against the real lists."""
 
 from __future__ import annotations
 
-import csv
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from gpulease.compliance.lists.csl import LEGACY_COLUMNS
+from gpulease.compliance.case_graph import TENANT, DeclaredParty, DeclaredStake
+from gpulease.compliance.model import Address
 from gpulease.compliance.policy import CUSTOMER_FIELDS
 from gpulease.data import read_bytes, shipped_lists
 from gpulease.domain.access import Principal, Role
@@ -28,6 +29,8 @@ from gpulease.persistence.tables import (
     KycDecision,
     Lease,
     ListSnapshotRow,
+    OwnershipRow,
+    PartyRow,
     Tenant,
 )
 from gpulease.services import demo as demo_service
@@ -43,6 +46,7 @@ from gpulease.services import (
 )
 from gpulease.services.context import ServiceContext
 from gpulease.services.scheduling import LiveScheduler
+from support.lists import entity_list_csv
 
 LISTS = shipped_lists()
 CSL_SAMPLE = LISTS / "csl-legacy-sample.csv.xz"
@@ -52,7 +56,6 @@ EL_HK = ("32 Group China Ltd.", "HK")
 SDN_US = ("200G PSA HOLDINGS LLC", "US")  # an SDN entry of the same sample
 SUSPENDED_DAY = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)  # affiliates rule suspended
 AFFILIATES_BACK = datetime(2026, 11, 10, 9, 0, tzinfo=UTC)  # in force again
-ENTITY_LIST = "Entity List (EL) - Bureau of Industry and Security"
 FULL_ID = dict.fromkeys(CUSTOMER_FIELDS, "given")
 
 
@@ -154,14 +157,10 @@ def lease_of(ctx: ServiceContext, tenant_id: str) -> Lease:
 
 def write_csl(path: Path, rows: list[tuple[str, str]], *, current: bool = False) -> Path:
     """A CSL CSV (legacy 28 columns, or current 29 with ``_id``) of Entity List rows."""
-    columns = ("_id", *LEGACY_COLUMNS) if current else LEGACY_COLUMNS
-    with path.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.DictWriter(out, fieldnames=columns)
-        writer.writeheader()
-        for i, (name, country) in enumerate(rows):
-            row = dict.fromkeys(columns, "")
-            row |= {
-                "source": ENTITY_LIST,
+    return entity_list_csv(
+        path,
+        (
+            {
                 "name": name,
                 "addresses": f"1 Test Road, Jakarta, {country}",
                 "federal_register_notice": "91 FR 12345",
@@ -169,10 +168,11 @@ def write_csl(path: Path, rows: list[tuple[str, str]], *, current: bool = False)
                 "license_requirement": "For all items subject to the EAR.",
                 "license_policy": "Presumption of denial.",
             }
-            if current:
-                row["_id"] = f"test-el-{i}"
-            writer.writerow(row)
-    return path
+            | ({"_id": f"test-el-{i}"} if current else {})
+            for i, (name, country) in enumerate(rows)
+        ),
+        with_ids=current,
+    )
 
 
 def advance_to(clock: ManualClock, moment: datetime) -> None:
@@ -936,3 +936,96 @@ def test_a_stake_sold_before_the_screening_day_does_not_count(
                 ),
             ),
         )
+
+
+def test_countries_are_stored_as_iso_codes_as_through_the_api(
+    ctx: ServiceContext, staff: tuple[Principal, Principal]
+) -> None:
+    """A case submitted through the service (the CLI, the demo) stores countries as the API
+    does: names and alpha-3 codes become alpha-2 codes; an unknown country is a 422 naming
+    the field and the ref, and nothing of the case is stored."""
+    operator, _ = staff
+    tenant, admin = new_tenant(ctx, operator, "Harbour Compute", "SG")
+    submission = kyc.CaseSubmission(
+        organization=kyc.PartyInput(
+            "Harbour Compute",
+            countries=("Singapore", "idn"),
+            addresses=(Address(street="1 Bay Road", city="Singapore", country="SGP"),),
+        ),
+        end_uses=("drug-discovery",),
+        parties=(DeclaredParty("owner", kyc.PartyInput("Gulf Holdings", countries=("Iran",))),),
+        ownership=(DeclaredStake("owner", TENANT, Decimal(40)),),
+        identification=dict(FULL_ID),
+    )
+    case = kyc.submit_case(ctx, admin, tenant.id, submission)
+    assert case.declared_parties is not None
+    with ctx.db.transaction(write=False) as tx:
+        org = tx.require(PartyRow, case.party_id, "party")
+        owner = tx.require(PartyRow, case.declared_parties["owner"], "party")
+    assert org.countries == ["SG", "ID"]
+    assert org.addresses[0]["country"] == "SG"
+    assert owner.countries == ["IR"]
+    assert case.screening is not None
+    assert not any("ISO 3166" in r for r in case.screening["reasons"])
+
+    other, other_admin = new_tenant(ctx, operator, "Atlantis Compute", "SG")
+    bad = replace(
+        submission,
+        parties=(DeclaredParty("owner", kyc.PartyInput("Gulf Holdings", countries=("Atlantis",))),),
+    )
+    with pytest.raises(InvalidRequest) as refused:
+        kyc.submit_case(ctx, other_admin, other.id, bad)
+    assert refused.value.details["field"] == "parties[0].countries[0]"
+    assert refused.value.details["refs"] == ["owner"]
+    assert "'Atlantis' is not a country" in refused.value.message
+    with ctx.db.transaction(write=False) as tx:
+        assert tx.all(tx.select(KycCase).where(KycCase.tenant_id == other.id)) == []
+        assert len(tx.all(tx.select(PartyRow))) == 2  # the first case's two, nothing more
+
+
+def _in_list_form(case: kyc.CaseSubmission) -> kyc.CaseSubmission:
+    """The same case in the older owners/officers form (a party per edge)."""
+    details = {p.ref: p.details for p in case.parties}
+    return replace(
+        case,
+        parties=(),
+        ownership=(),
+        control=(),
+        owners=tuple(
+            kyc.OwnerInput(s.owner, details[s.owner], s.owned, s.percent, s.since, s.until)
+            for s in case.ownership
+        ),
+        officers=tuple(kyc.OfficerInput(details[r.holder], r.role, r.org) for r in case.control),
+    )
+
+
+def test_demo_cases_declare_parties_once_and_the_list_form_is_stored_alike(
+    ctx: ServiceContext, staff: tuple[Principal, Principal]
+) -> None:
+    """The demo's cases are written as declared parties with edges; the older list form of
+    the same case is still accepted and stored and screened the same way."""
+    operator, _ = staff
+    screening_lists.import_list(ctx, staff[1], CSL_SAMPLE, "csl-csv")
+    assert all(not c.owners and not c.officers for c in demo_service.CASES.values())
+    assert sum(len(c.parties) for c in demo_service.CASES.values()) == 3
+
+    def stored(case: KycCase) -> tuple[object, ...]:
+        assert case.declared_parties is not None
+        assert case.screening is not None
+        refs = {pid: ref for ref, pid in case.declared_parties.items()}
+        with ctx.db.transaction(write=False) as tx:
+            parties = tx.all(select(PartyRow).where(PartyRow.id.in_(list(refs))))
+            edges = tx.all(select(OwnershipRow).where(OwnershipRow.owned_id.in_(list(refs))))
+        return (
+            sorted((refs[p.id], p.name, p.kind, tuple(p.countries)) for p in parties),
+            sorted((refs[e.owner_id], refs[e.owned_id], e.percent) for e in edges),
+            case.verdict,
+            sorted((p["name"], p["outcome"]) for p in case.screening["parties"]),
+        )
+
+    for key, graph_case in demo_service.CASES.items():
+        first, first_admin = new_tenant(ctx, operator, f"{key} graph", "ID")
+        second, second_admin = new_tenant(ctx, operator, f"{key} list", "ID")
+        as_graph = kyc.submit_case(ctx, first_admin, first.id, graph_case)
+        as_list = kyc.submit_case(ctx, second_admin, second.id, _in_list_form(graph_case))
+        assert stored(as_list) == stored(as_graph)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import select
+from test_kyc import case_of
 
 from gpulease.compliance.four_eyes import Approver, refusal
-from gpulease.compliance.policy import CUSTOMER_FIELDS
 from gpulease.domain.access import Principal, Role
 from gpulease.domain.errors import Denied
 from gpulease.domain.states import KycState
@@ -46,16 +46,7 @@ def _own_token(ctx: ServiceContext, officer: Principal) -> None:
 
 def _pending_case(ctx: ServiceContext, admin: Principal, name: str) -> tuple[Tenant, KycCase]:
     tenant = identity.create_tenant(ctx, admin, name=name, country="SG", kind="ai-startup")
-    case = kyc.submit_case(
-        ctx,
-        admin,
-        tenant.id,
-        kyc.CaseSubmission(
-            organization=kyc.PartyInput(name, countries=("SG",)),
-            end_uses=("drug-discovery",),
-            identification=dict.fromkeys(CUSTOMER_FIELDS, "given"),
-        ),
-    )
+    case = kyc.submit_case(ctx, admin, tenant.id, case_of(name, "SG"))
     assert case.state == KycState.NEEDS_REVIEW
     return tenant, case
 

@@ -37,7 +37,7 @@ from gpulease.domain.errors import InvalidRequest
 from gpulease.domain.states import KycState, TenantStanding
 from gpulease.executors.simulated import SimulatedExecutor
 from gpulease.persistence.tables import KycCase, OwnershipRow, PartyRow
-from gpulease.services import identity, kyc, rescreening, screening_lists
+from gpulease.services import identity, kyc, purpose_reviews, rescreening, screening_lists
 from gpulease.services.context import ServiceContext
 from gpulease.services.scheduling import LiveScheduler
 
@@ -111,7 +111,7 @@ def test_a_policy_change_rescreens_approved_tenants_from_the_scheduler_pass(
     tenant = tenant_row(ctx, early.id)
     assert tenant.approval == TenantStanding.SUSPENDED
     with pytest.raises(kyc.NotApproved):  # its work is held
-        kyc.admit(ctx, tenant, "drug discovery")
+        purpose_reviews.decide(ctx, tenant, "drug discovery")
     assert tenant_row(ctx, clean.id).approval == TenantStanding.APPROVED
     kept = case_row(ctx, plain.id)
     assert kept.state == KycState.APPROVED

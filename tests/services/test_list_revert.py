@@ -4,32 +4,18 @@ no-op that says so."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from gpulease.compliance.lists.csl import LEGACY_COLUMNS
 from gpulease.domain.access import Principal, Role
 from gpulease.domain.clock import ManualClock
 from gpulease.domain.errors import Conflict
 from gpulease.persistence.tables import AuditRecord, ListSnapshotRow
 from gpulease.services import identity, screening_lists
 from gpulease.services.context import ServiceContext
-
-ENTITY_LIST = "Entity List (EL) - Bureau of Industry and Security"
-
-
-def _csl(path: Path, names: list[str]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.DictWriter(out, fieldnames=LEGACY_COLUMNS)
-        writer.writeheader()
-        for name in names:
-            row = dict.fromkeys(LEGACY_COLUMNS, "")
-            row |= {"source": ENTITY_LIST, "name": name, "addresses": "1 Road, Shanghai, CN"}
-            writer.writerow(row)
-    return path
+from support.lists import entity_list_of
 
 
 @pytest.fixture
@@ -54,8 +40,8 @@ def _rows(ctx: ServiceContext) -> list[ListSnapshotRow]:
 def test_reimporting_an_earlier_file_reverts_to_it(
     ctx: ServiceContext, clock: ManualClock, officer: Principal, tmp_path: Path
 ) -> None:
-    good = _csl(tmp_path / "good.csv", ["Alpha Research Institute", "Beta Trading Co."])
-    bad = _csl(tmp_path / "bad.csv", ["Alpha Research Institute"])  # Beta lost by mistake
+    good = entity_list_of(tmp_path / "good.csv", ["Alpha Research Institute", "Beta Trading Co."])
+    bad = entity_list_of(tmp_path / "bad.csv", ["Alpha Research Institute"])  # Beta lost by mistake
     first = screening_lists.import_list(ctx, officer, good, "csl-csv", label="May")
     clock.advance(60)
     wrong = screening_lists.import_list(ctx, officer, bad, "csl-csv", label="June (bad)")

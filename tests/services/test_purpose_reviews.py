@@ -4,13 +4,16 @@ the request fails, officers alone see and decide the queue; on SQLite and Postgr
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from test_kyc import case_of
 
 from gpulease.compliance.admission import REVIEW_HOLD
-from gpulease.compliance.policy import CUSTOMER_FIELDS
+from gpulease.compliance.end_uses import PurposeOutcome
 from gpulease.domain.access import Principal
 from gpulease.domain.errors import Conflict, Denied, DomainError, InvalidRequest, NotFound
 from gpulease.domain.states import JobState, PurposeReviewState
@@ -194,19 +197,36 @@ def test_a_kyc_statement_about_surveilling_a_minority_is_not_clear(
     ctx: ServiceContext, operator: Principal
 ) -> None:
     tenant = identity.create_tenant(ctx, operator, name="Watchful AI", country="SG", kind="lab")
+    statement = "vision models that help the police in surveilling a minority"
     case = kyc.submit_case(
         ctx,
         operator,
         tenant.id,
-        kyc.CaseSubmission(
-            organization=kyc.PartyInput("Watchful AI", countries=("SG",)),
-            end_uses=("general-model-training",),
-            end_use_statement="vision models that help the police in surveilling a minority",
-            identification=dict.fromkeys(CUSTOMER_FIELDS, "given"),
-        ),
+        case_of("Watchful AI", "SG", end_uses=("general-model-training",), statement=statement),
     )
     assert case.verdict == "block"
     assert case.screening is not None
     [why] = [r for r in case.screening["reasons"] if r.startswith("end-use statement")]
     assert "surveillance" in why
     assert "15 CFR 744.11" in why
+
+
+def test_a_purpose_is_decided_in_one_place_and_review_is_a_hold(
+    ctx: ServiceContext, inftech: Principal
+) -> None:
+    """The services decide a work purpose only through ``purpose_reviews.decide``, where
+    "review" holds the work for an officer: no second admission path (there was one in
+    ``kyc``, left behind when jobs moved to the queue) refuses what the queue would hold."""
+    services = Path(purpose_reviews.__file__).parent
+    deciders = set()
+    for path in sorted(services.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            for call in ast.walk(node):
+                if isinstance(call, ast.Call) and "check_purpose" in ast.unparse(call.func):
+                    deciders.add(f"{path.stem}.{node.name}")
+    assert deciders == {"purpose_reviews.decide"}
+    with ctx.db.transaction(write=False) as tx:
+        tenant = tx.require(Tenant, inftech.tenant_id or "", "tenant")
+    assert purpose_reviews.decide(ctx, tenant, AGENT).outcome is PurposeOutcome.REVIEW

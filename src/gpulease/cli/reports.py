@@ -195,6 +195,13 @@ def disclosure_command(
     root = report["ownership"]["tree"]
     if root is not None:
         stdout().print(_ownership_tree(root))
+    for edge in report["ownership"].get("outside_chain", []):
+        held = (
+            f"{_e(edge['percent'])} % of {_e(edge['of'])}"
+            if edge["kind"] == "stake"
+            else f"{_e(edge['role'])} of {_e(edge['of'])}"
+        )
+        stdout().print(f"  outside the chain: {_e(edge['name'])}: {held}")
     links = report["restricted_links"]
     stdout().print(
         f"screening verdict: {_v(links['verdict'])}; ownership: {_v(links['ownership']['verdict'])}"

@@ -12,6 +12,10 @@ owner's ref; ``officers``: a party per role) is still accepted: :meth:`CaseGraph
 turns each owner into a party and a stake, each officer into a party (ref ``officers[i]``)
 and a role.
 
+Countries. :func:`with_country_codes` turns every party's countries (and its addresses'
+country) into ISO 3166-1 alpha-2 codes, names and alpha-3 codes accepted, as the API does,
+so a case submitted through the service or the CLI is stored as one through the API.
+
 Invariants, checked by :func:`validate_graph` before anything is stored (each refusal is an
 :class:`InvalidRequest` naming the field and the refs the submitter typed):
 refs are distinct and not ``"tenant"``; every edge joins two declared refs and never a ref to
@@ -30,13 +34,14 @@ Pure: no I/O, no clock (the submission day is an argument).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 
+from gpulease.compliance.countries import country_code
 from gpulease.compliance.fifty_percent import HUNDRED, ControlRole, format_percent
 from gpulease.compliance.model import Address, PartyKind
-from gpulease.compliance.ownership import MAX_CHAINS, count_chains
+from gpulease.compliance.ownership import MAX_CHAINS, chain_members, count_chains
 from gpulease.domain.errors import InvalidRequest
 
 TENANT = "tenant"  # the ref of the organisation the case is about
@@ -173,17 +178,46 @@ class CaseGraph:
     def linked(self) -> frozenset[str]:
         """The refs reached from the tenant: its owners up the chain, and the holders of a
         role in any of them (the parties a chain-only screening would have seen)."""
-        owners: dict[str, set[str]] = {}
-        for stake in self.stakes:
-            owners.setdefault(stake.owned, set()).add(stake.owner)
-        found, todo = {TENANT}, [TENANT]
-        while todo:
-            for owner in sorted(owners.get(todo.pop(), ())):
-                if owner not in found:
-                    found.add(owner)
-                    todo.append(owner)
-        found |= {r.holder for r in self.roles if r.org in found}
-        return frozenset(found)
+        return chain_members(
+            TENANT,
+            ((s.owner, s.owned) for s in self.stakes),
+            ((r.holder, r.org) for r in self.roles),
+        )
+
+
+def with_country_codes(graph: CaseGraph) -> CaseGraph:
+    """The graph with every party's countries and address countries as ISO 3166-1 alpha-2
+    codes (``compliance.countries``: codes, alpha-3 and names accepted), as the API stores
+    them; an unknown country is an :class:`InvalidRequest` naming the field and the ref."""
+
+    def coded(details: PartyDetails, field: str, ref: str) -> PartyDetails:
+        def code(value: str, at: str) -> str:
+            try:
+                return country_code(value, field=at)
+            except InvalidRequest as error:
+                raise _refuse(error.message, at, [ref]) from None
+
+        return replace(
+            details,
+            countries=tuple(
+                code(c, f"{field}.countries[{j}]") for j, c in enumerate(details.countries)
+            ),
+            addresses=tuple(
+                replace(a, country=code(a.country, f"{field}.addresses[{k}].country"))
+                if a.country.strip()
+                else replace(a, country="")
+                for k, a in enumerate(details.addresses)
+            ),
+        )
+
+    return replace(
+        graph,
+        organization=coded(graph.organization, "organization", TENANT),
+        parties=tuple(
+            DeclaredParty(p.ref, coded(p.details, graph.party_field(i)[1], p.ref))
+            for i, p in enumerate(graph.parties)
+        ),
+    )
 
 
 # ---------------------------------------------------------------- validation

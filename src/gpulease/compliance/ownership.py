@@ -5,6 +5,7 @@
 :mod:`gpulease.compliance.fifty_percent`: indirect ownership counts only through restricted
 entities; the strictest owner's level is inherited), and the red flags of its ownership and
 control. The graph's types are re-exported here, so callers import from this module.
+:func:`chain_members` is the one walk up a subject's chain (its owners and their officers).
 
 Red flags do not restrict; they send a case to an officer: a significant minority stake
 (default 25 %, looked through unrestricted intermediaries and attributed to the nearest
@@ -107,6 +108,24 @@ class Chain:
         if len(self.percents) > 1:
             text += f" ({format_percent(self.look_through)} look-through)"
         return text
+
+
+def chain_members(
+    subject: str, stakes: Iterable[tuple[str, str]], roles: Iterable[tuple[str, str]]
+) -> frozenset[str]:
+    """The subject, its owners up the chain (every ``(owner, owned)`` stake, on any day) and
+    the holders of a role in any of them (every ``(holder, org)``): the parties a screening
+    of the subject's chain sees. The one walk, for graphs, typed edges and stored rows."""
+    owners: dict[str, set[str]] = {}
+    for owner, owned in stakes:
+        owners.setdefault(owned, set()).add(owner)
+    found, todo = {subject}, [subject]
+    while todo:
+        for owner in sorted(owners.get(todo.pop(), ())):
+            if owner not in found:
+                found.add(owner)
+                todo.append(owner)
+    return frozenset(found | {holder for holder, org in roles if org in found})
 
 
 def ownership_chains(

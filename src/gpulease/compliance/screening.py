@@ -25,7 +25,7 @@ the verdict review with the error as its reason; it never raises.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -47,6 +47,7 @@ from gpulease.compliance.ownership import (
     OwnershipAssessment,
     OwnershipEdge,
     OwnershipRestriction,
+    chain_members,
     format_percent,
     restriction_for_entry,
 )
@@ -233,23 +234,6 @@ def list_label(entry: ListEntry) -> str:
     return entry.list_name or (level.label if level is not None else entry.source)
 
 
-def chain_members(
-    subject: str, ownership: Iterable[OwnershipEdge], control: Iterable[ControlEdge]
-) -> frozenset[str]:
-    """The subject, its owners up the chain (on any day), and the role holders of any."""
-    owners: dict[str, set[str]] = {}
-    for edge in ownership:
-        owners.setdefault(edge.owned, set()).add(edge.owner)
-    found, todo = {subject}, [subject]
-    while todo:
-        for owner in sorted(owners.get(todo.pop(), ())):
-            if owner not in found:
-                found.add(owner)
-                todo.append(owner)
-    found |= {c.person_or_org for c in control if c.org in found}
-    return frozenset(found)
-
-
 # ---------------------------------------------------------------- the screening
 
 
@@ -264,7 +248,11 @@ def screen_case(
     """Screen ``facts`` on ``policy.as_of`` (the module docstring gives the rules)."""
     by_id = {p.id: p for p in facts.parties}
     subject = by_id[facts.subject]
-    linked = chain_members(facts.subject, facts.ownership, facts.control)
+    linked = chain_members(
+        facts.subject,
+        ((e.owner, e.owned) for e in facts.ownership),
+        ((c.person_or_org, c.org) for c in facts.control),
+    )
     verdict = ScreeningVerdict.CLEAR
     reasons: list[str] = []
     if not lists_in_force:

@@ -26,6 +26,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from gpulease import data
+from gpulease.compliance.case_graph import TENANT, DeclaredParty, DeclaredStake
 from gpulease.compliance.model import Address
 from gpulease.domain.access import Principal, Role
 from gpulease.domain.states import LeaseState
@@ -142,8 +143,9 @@ TENANTS = (
     ("bank", "Bank Nusantara Digital", "ID", "bank", {"gpus": 128}),
     ("university", "Universitas Teknologi Jakarta", "ID", "university", {"gpus": 64}),
 )
-# The KYC case of each tenant. INF Tech's declared end uses are the reported ones; its owners
-# are not public, so the founder's stake and the employee platform below are invented.
+# The KYC case of each tenant, each party declared once with its edges (``case_graph``).
+# INF Tech's declared end uses are the reported ones; its owners are not public, so the
+# founder's stake and the employee platform below are invented.
 CASES: dict[str, kyc.CaseSubmission] = {
     "inftech": kyc.CaseSubmission(
         organization=kyc.PartyInput(
@@ -156,19 +158,18 @@ CASES: dict[str, kyc.CaseSubmission] = {
         end_uses=("financial-services-ai", "health-research", "drug-discovery"),
         end_use_statement="training models for financial AI and for health research "
         "including drug discovery; no military research",
-        owners=(
-            kyc.OwnerInput(
+        parties=(
+            DeclaredParty(
                 "founder",
                 kyc.PartyInput("INF Tech founder (demo)", kind="person", countries=("US",)),
-                "tenant",
-                Decimal(60),
             ),
-            kyc.OwnerInput(
-                "esop",
-                kyc.PartyInput("INF Tech employee platform (demo)", countries=("CN",)),
-                "tenant",
-                Decimal(40),
+            DeclaredParty(
+                "esop", kyc.PartyInput("INF Tech employee platform (demo)", countries=("CN",))
             ),
+        ),
+        ownership=(
+            DeclaredStake("founder", TENANT, Decimal(60)),
+            DeclaredStake("esop", TENANT, Decimal(40)),
         ),
         identification={
             "name": "INF Tech",
@@ -189,14 +190,12 @@ CASES: dict[str, kyc.CaseSubmission] = {
         ),
         end_uses=("financial-services-ai",),
         end_use_statement="credit risk and fraud detection models",
-        owners=(
-            kyc.OwnerInput(
-                "holding",
-                kyc.PartyInput("Nusantara Holdings (demo)", countries=("ID",)),
-                "tenant",
-                Decimal(100),
+        parties=(
+            DeclaredParty(
+                "holding", kyc.PartyInput("Nusantara Holdings (demo)", countries=("ID",))
             ),
         ),
+        ownership=(DeclaredStake("holding", TENANT, Decimal(100)),),
         identification={"name": "Bank Nusantara Digital", "address": "Jakarta, ID"},
     ),
     "university": kyc.CaseSubmission(

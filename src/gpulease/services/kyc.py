@@ -4,20 +4,24 @@ The procedure (``KycState``): a tenant (or the operator for it) **submits** a ca
 organisation's identity, its declared parties (each once) with their ownership and control
 edges (``compliance.case_graph``; the older owners/officers lists are still accepted), the
 end uses it declares and the customer-identification fields. The whole case is validated
-before anything is stored (refs, self-ownership, stakes above 100 % in any entity: a 422
-naming the refs). The case is **screened** at once (``compliance.screening``, a pure core):
-every declared party against the current lists (``compliance.matching``), the tenant's
-ownership under the 50 % rules and red-flag thresholds in force (``compliance.ownership``
-through the effective policy), its declared end uses (``compliance.end_uses``), its country
-tier, and the customer-identification fields the policy requires for a foreign customer. The
-outcome (clear / review / block, with every reason) goes to **needs_review**: nothing is ever
+before anything is stored (refs, self-ownership, stakes above 100 % in any entity, countries
+that are not ISO 3166 ones: a 422 naming the field and the refs); countries are stored as
+alpha-2 codes, names and alpha-3 codes accepted, as through the API. The case is
+**screened** at once (``compliance.screening``, a pure core): every declared party
+against the current lists (``compliance.matching``), the tenant's ownership under the 50 %
+rules and red-flag thresholds in force (``compliance.ownership`` through the effective
+policy), its declared end uses (``compliance.end_uses``), its country tier, and the
+customer-identification fields the policy requires for a foreign customer. The outcome
+(clear / review / block, with every reason) goes to **needs_review**: nothing is ever
 approved without a compliance officer (two independent officers when four-eyes is set, under
 the setting in force at each decision: :mod:`gpulease.compliance.four_eyes`). A
 blocked case can only be rejected. A case whose stored facts cannot be screened goes to
 review with the error as its reason (never left ``submitted``). A case screened while no
 list is in force is never clear: its verdict is at least review, its first reason and each
 party's say that no list was in force. Approval sets the tenant's standing (approved end
-uses, expiry) beside the tenant row, which is what admission checks read.
+uses, expiry) beside the tenant row, which is what admission checks read: a submitted job's
+purpose is decided by ``services.purpose_reviews.decide`` (a purpose sent to review is held
+for an officer, not refused), the scheduler's admission by ``compliance.admission``.
 
 Re-screening: a new list import, or a change of the policy rules in force (the scheduler's
 pass notices it), re-screens every approved or pending case; a new hit (an entry not seen
@@ -52,8 +56,9 @@ from gpulease.compliance.case_graph import (
     LegacyOwner,
     PartyDetails,
     validate_graph,
+    with_country_codes,
 )
-from gpulease.compliance.end_uses import PurposeOutcome, check_purpose, is_end_use
+from gpulease.compliance.end_uses import is_end_use
 from gpulease.compliance.model import PartyKind
 from gpulease.compliance.policy import EffectivePolicy, PolicySet
 from gpulease.domain.access import Action, Principal, Scope
@@ -77,7 +82,6 @@ from gpulease.persistence.tables import (
 from gpulease.services import approvers, audit, kyc_screening, leases
 from gpulease.services.context import ServiceContext, new_id
 from gpulease.services.screening_lists import current_lists
-from gpulease.services.standing import is_approved, why_not
 
 log = logging.getLogger("gpulease.kyc")
 OPEN_STATES = frozenset({KycState.SUBMITTED, KycState.SCREENING, KycState.NEEDS_REVIEW})
@@ -449,29 +453,6 @@ def screen_unscreened(ctx: ServiceContext) -> list[str]:
     return waiting
 
 
-# ---------------------------------------------------------------- admission
-def check_admission(ctx: ServiceContext, tx: Tx, tenant_id: str, purpose: str) -> str:
-    """Refuse work of a tenant that is not approved, or for a purpose outside its approval;
-    return the end-use code the purpose declares."""
-    return admit(ctx, tx.require(Tenant, tenant_id, "tenant"), purpose)
-
-
-def admit(ctx: ServiceContext, tenant: Tenant, purpose: str) -> str:
-    """:func:`check_admission` on a tenant row already read in the caller's transaction."""
-    tenant_id = tenant.id
-    now = ctx.now()
-    if not is_approved(tenant, now):
-        raise NotApproved(
-            f"tenant {tenant.name} is not approved: {why_not(tenant, now)}",
-            tenant_id=tenant_id,
-            approval=tenant.approval,
-        )
-    decision = check_purpose(purpose, tenant.approved_end_uses, policy_on(ctx, now))
-    if decision.outcome is not PurposeOutcome.ALLOW:
-        raise NotApproved(decision.reason, field="purpose", outcome=decision.outcome.value)
-    return decision.code or ""
-
-
 # ------------------------------------------------------------------ queries
 def get_case(ctx: ServiceContext, actor: Principal, case_id: str) -> KycCase:
     with ctx.db.transaction(write=False) as tx:
@@ -497,7 +478,7 @@ def _add_party(tx: Tx, data: PartyInput, now: datetime, tenant_id: str | None = 
         kind=PartyKind(data.kind).value,
         name=data.name.strip(),
         aliases=list(data.aliases),
-        countries=[c.upper() for c in data.countries],
+        countries=list(data.countries),  # alpha-2 codes (``case_graph.with_country_codes``)
         identifiers=[[k, v] for k, v in data.identifiers],
         addresses=[
             {
@@ -525,7 +506,7 @@ def _validate(sub: CaseSubmission, today: date) -> CaseGraph:
     unknown = [u for u in sub.end_uses if not is_end_use(u)]
     if unknown:
         raise InvalidRequest(f"unknown end use(s): {', '.join(unknown)}", field="end_uses")
-    graph = sub.graph()
+    graph = with_country_codes(sub.graph())
     validate_graph(graph, today=today)
     return graph
 

@@ -25,6 +25,7 @@ from datetime import datetime
 
 from gpulease.compliance.model import Address, Party, PartyKind
 from gpulease.compliance.ownership import ControlEdge, ControlRole, OwnershipEdge
+from gpulease.compliance.ownership import chain_members as walk_chain
 from gpulease.compliance.policy import EffectivePolicy
 from gpulease.compliance.screening import (
     NO_LIST_PARTY,
@@ -45,6 +46,7 @@ from gpulease.services.screening_lists import CurrentLists
 __all__ = [
     "NO_LIST_PARTY",
     "NO_LIST_REASON",
+    "case_parties",
     "chain_members",
     "failed",
     "load_facts",
@@ -120,13 +122,13 @@ def store(
 def load_facts(ctx: ServiceContext, tx: Tx, case: KycCase) -> CaseFacts:
     """Every declared party of the case with the edges among them."""
     if case.declared_parties is not None:
-        ids = {case.party_id, *case.declared_parties.values()}
+        ids = case_parties(case, [], [])
         edge_rows = tx.all(tx.select(OwnershipRow).where(OwnershipRow.owned_id.in_(sorted(ids))))
         control_rows = tx.all(tx.select(ControlRow).where(ControlRow.org_id.in_(sorted(ids))))
     else:  # a case from before: its chain, as it was screened then
         edge_rows = tx.all(tx.select(OwnershipRow))
         control_rows = tx.all(tx.select(ControlRow))
-        ids = chain_members(case.party_id, edge_rows, control_rows)
+        ids = case_parties(case, edge_rows, control_rows)
     rows = tx.all(tx.select(PartyRow).where(PartyRow.id.in_(sorted(ids))))
     provided = {k for k, v in case.identification.items() if v}
     if tx.first(tx.select(AccessRecord).where(AccessRecord.tenant_id == case.tenant_id)):
@@ -157,19 +159,24 @@ def load_facts(ctx: ServiceContext, tx: Tx, case: KycCase) -> CaseFacts:
     )
 
 
+def case_parties(case: KycCase, edges: list[OwnershipRow], controls: list[ControlRow]) -> set[str]:
+    """The parties of ``case``: every party it declared (linked to the tenant's chain or
+    not), or for a case from before ``declared_parties``, its chain in ``edges`` and
+    ``controls`` (:func:`chain_members`). What the case was screened on and is disclosed as."""
+    if case.declared_parties is not None:
+        return {case.party_id, *case.declared_parties.values()}
+    return chain_members(case.party_id, edges, controls)
+
+
 def chain_members(root: str, edges: list[OwnershipRow], controls: list[ControlRow]) -> set[str]:
     """The root, its owners up the chain, and the officers of any of them (stored rows)."""
-    owners: dict[str, list[str]] = {}
-    for edge in edges:
-        owners.setdefault(edge.owned_id, []).append(edge.owner_id)
-    found, todo = {root}, [root]
-    while todo:
-        for owner in owners.get(todo.pop(), []):
-            if owner not in found:
-                found.add(owner)
-                todo.append(owner)
-    found |= {c.person_id for c in controls if c.org_id in found}
-    return found
+    return set(
+        walk_chain(
+            root,
+            ((e.owner_id, e.owned_id) for e in edges),
+            ((c.person_id, c.org_id) for c in controls),
+        )
+    )
 
 
 def party_model(row: PartyRow) -> Party:

@@ -3,11 +3,14 @@
 Design. :func:`end_user_disclosure` reads, for one tenant, everything a regulator asks of
 an end user and returns it as one JSON-ready ``dict`` (see :mod:`gpulease.services.reports`
 for the conventions and the other two reports): the parties and their identifiers, the
-declared and approved end uses, the owners up the chain with their shares in force at the
-report's moment and the officers, the links to restricted parties (the latest screening's
-hits, ownership assessment and red flags), every KYC case and officer decision (with the
-policy packs and list snapshots used), the standing, the lists and policy packs in force, the
-GPU-hours used by declared purpose, and the IP addresses the tenant reached the API from.
+declared and approved end uses, the parties the latest case declared (every one, linked to
+the tenant's chain or not; a case from before ``declared_parties``: its chain), the owners
+up the chain with their shares in force at the report's moment and the officers, the
+declared stakes and roles outside the chain, the links to restricted parties (the latest
+screening's hits, ownership assessment and red flags), every KYC case and officer decision
+(with the policy packs and list snapshots used), the standing, the lists and policy packs
+in force, the GPU-hours used by declared purpose, and the IP addresses the tenant reached
+the API from.
 
 Point in time. A report ``as_of`` a past moment shows what was true then, never today's
 state: cases, decisions and standing are rebuilt from the audit trail
@@ -118,7 +121,14 @@ def end_user_disclosure(
         ]
         latest_row = cases[-1] if cases else None
         root = latest_row.party_id if latest_row is not None else None
-        members = kyc_screening.chain_members(root, edges, controls) if root else set()
+        # the latest case's parties: every one it declared, linked to the chain or not
+        members = (
+            kyc_screening.case_parties(latest_row, edges, controls) & known.keys()
+            if latest_row is not None
+            else set()
+        )
+        edges = [e for e in edges if e.owner_id in members and e.owned_id in members]
+        controls = [c for c in controls if c.person_id in members and c.org_id in members]
         parties = {pid: p for pid, p in known.items() if p.tenant_id == tenant_id or pid in members}
         users = {u.id: u for u in tx.all(tx.select(User))}
         allocations = tx.all(
@@ -244,9 +254,10 @@ def _ownership(
     moment: datetime,
 ) -> dict[str, Any]:
     """The chain up from the tenant's party, as a tree: each node's owners nest under it,
-    with the direct share, the effective (multiplied) share in the tenant and officers."""
+    with the direct share, the effective (multiplied) share in the tenant and officers; and
+    the case's declared stakes and roles the chain does not reach (``outside_chain``)."""
     if root is None:
-        return {"tree": None, "officers": [], "owners": []}
+        return {"tree": None, "officers": [], "owners": [], "outside_chain": []}
     by_owned: dict[str, list[OwnershipRow]] = defaultdict(list)
     for edge in edges:
         if _in_force(edge, moment):
@@ -314,12 +325,43 @@ def _ownership(
         }
 
     tree = node(root, Decimal(100), frozenset({root}), 0)
+    reached = {root, *(f["owner_id"] for f in flat)}
     officers = [
         {"party_id": c.person_id, "name": name(c.person_id), "role": c.role, "of": name(c.org_id)}
         for c in controls
-        if c.org_id in {root, *(f["owner_id"] for f in flat)}
+        if c.org_id in reached
     ]
-    return {"tree": tree, "owners": flat, "officers": officers}
+    # declared edges the walk up from the tenant does not reach: they were screened too
+    outside = [
+        {
+            "kind": "stake",
+            "party_id": e.owner_id,
+            "name": name(e.owner_id),
+            "of_id": e.owned_id,
+            "of": name(e.owned_id),
+            "percent": _pct(e.percent),
+            "role": "",
+            "since": reports.iso(e.since),
+            "until": reports.iso(e.until),
+        }
+        for e in sorted(edges, key=lambda e: (e.owned_id, -e.percent, e.owner_id))
+        if _in_force(e, moment) and e.owned_id not in reached
+    ] + [
+        {
+            "kind": "role",
+            "party_id": c.person_id,
+            "name": name(c.person_id),
+            "of_id": c.org_id,
+            "of": name(c.org_id),
+            "percent": None,
+            "role": c.role,
+            "since": None,
+            "until": None,
+        }
+        for c in sorted(controls, key=lambda c: (c.org_id, c.role, c.person_id))
+        if c.org_id not in reached
+    ]
+    return {"tree": tree, "owners": flat, "officers": officers, "outside_chain": outside}
 
 
 def _pct(value: Decimal) -> str:

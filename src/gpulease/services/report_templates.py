@@ -126,6 +126,10 @@ _DISCLOSURE = """{% extends "base.html" %}
 <h2>Ownership chain</h2>
 {% if r.ownership.tree %}<ul class="tree">{{ owner_tree(r.ownership.tree) }}</ul>
 {% else %}<p class="muted">no ownership recorded</p>{% endif %}
+{% if r.ownership.outside_chain %}
+<h3>Declared outside the chain</h3>
+<ul>{% for e in r.ownership.outside_chain %}<li>{{ e.name }}: {% if e.kind == "stake" %}{{ e.percent }} % of {{ e.of }}{% if e.since %}, since {{ e.since[:10] }}{% endif %}{% else %}{{ e.role }} of {{ e.of }}{% endif %}</li>{% endfor %}</ul>
+{% endif %}
 
 <h2>Links to restricted parties</h2>
 <dl class="kv">
