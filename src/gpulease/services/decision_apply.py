@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from gpulease.activity import log_decision
 from gpulease.compliance.admission import is_approved, purpose_refused
 from gpulease.domain.clock import from_seconds
 from gpulease.domain.states import JobState, NodeState
@@ -457,3 +458,27 @@ def launch_of(
         duration_s=job.duration_s,
         log_path=log_path(ctx, job.id),
     )
+
+
+def log_decisions(site_id: str, applied: Applied, finished: Sequence[Job]) -> None:
+    """A JSON line per decision committed this pass (``activity.log_decision``)."""
+    for job in finished:
+        reason = job.end_reason or f"{job.state} (exit code {job.exit_code})"
+        log_decision("finish", site_id, job.id, job.tenant_id, job.gpus, reason)
+    decided = applied.decisions
+    if decided is None:
+        return
+
+    def of(job_id: str) -> tuple[str | None, int | None]:
+        row = applied.rows.get(job_id)
+        return (row.tenant_id, row.gpus) if row is not None else (None, None)
+
+    for start in decided.starts:
+        why = "borrowed capacity" if start.borrowed else "own capacity"
+        log_decision("start", site_id, start.job_id, *of(start.job_id), why)
+    for notice in decided.notices:
+        log_decision("notice", site_id, notice.job_id, *of(notice.job_id), notice.reason)
+    for requeue in decided.requeues:
+        log_decision("preempt", site_id, requeue.job_id, *of(requeue.job_id), requeue.reason)
+    for job_id in decided.timeouts:
+        log_decision("timeout", site_id, job_id, *of(job_id), "walltime exceeded")

@@ -32,8 +32,8 @@ import hmac
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import (
@@ -47,15 +47,10 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gpulease.activity import log_decision
 from gpulease.domain.clock import Clock
 from gpulease.domain.states import NodeState
 from gpulease.persistence.db import Database
 from gpulease.persistence.fleet_figures import FleetFigures, read_fleet
-
-if TYPE_CHECKING:
-    from gpulease.persistence.tables import Job
-    from gpulease.services.decision_apply import Applied
 
 log = logging.getLogger("gpulease.metrics")
 
@@ -134,30 +129,6 @@ def observe_step(site_id: str, seconds: float) -> None:
 
 def count_screening(kind: str, outcome: str) -> None:
     SCREENINGS.labels(kind, outcome).inc()
-
-
-def log_applied(site_id: str, applied: Applied, finished: Sequence[Job]) -> None:
-    """A JSON line per decision committed this pass (``activity.log_decision``)."""
-    for job in finished:
-        reason = job.end_reason or f"{job.state} (exit code {job.exit_code})"
-        log_decision("finish", site_id, job.id, job.tenant_id, job.gpus, reason)
-    decided = applied.decisions
-    if decided is None:
-        return
-
-    def of(job_id: str) -> tuple[str | None, int | None]:
-        row = applied.rows.get(job_id)
-        return (row.tenant_id, row.gpus) if row is not None else (None, None)
-
-    for start in decided.starts:
-        why = "borrowed capacity" if start.borrowed else "own capacity"
-        log_decision("start", site_id, start.job_id, *of(start.job_id), why)
-    for notice in decided.notices:
-        log_decision("notice", site_id, notice.job_id, *of(notice.job_id), notice.reason)
-    for requeue in decided.requeues:
-        log_decision("preempt", site_id, requeue.job_id, *of(requeue.job_id), requeue.reason)
-    for job_id in decided.timeouts:
-        log_decision("timeout", site_id, job_id, *of(job_id), "walltime exceeded")
 
 
 # ------------------------------------------------------------------ fleet figures

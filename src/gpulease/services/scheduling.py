@@ -72,7 +72,15 @@ from gpulease.services.consistency import Check, Gate
 from gpulease.services.containment import Defect, describe, still_applies
 from gpulease.services.containment import fail as fail_job
 from gpulease.services.context import ServiceContext
-from gpulease.services.decision_apply import ACTOR, Applied, Applier, Basis, Explained, launch_of
+from gpulease.services.decision_apply import (
+    ACTOR,
+    Applied,
+    Applier,
+    Basis,
+    Explained,
+    launch_of,
+    log_decisions,
+)
 from gpulease.services.inventory import SiteTopology, cached_topology
 from gpulease.services.live_state import NeedsRebuild, SiteState
 from gpulease.services.runs import GpuRow
@@ -203,7 +211,7 @@ class LiveScheduler:
         metrics.observe_step(site_id, time.perf_counter() - began)
         applied = self._apply_to(site, decisions, report)
         if decisions_logged():
-            metrics.log_applied(site_id, applied, finished)
+            log_decisions(site_id, applied, finished)
         self._absorb(site, applied, admit)
         refused = list(applied.refused)
         for job_id, reason in applied.stops:
