@@ -33,7 +33,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Protocol
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import (
@@ -47,6 +47,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from gpulease.activity import PassFigures
 from gpulease.domain.clock import Clock
 from gpulease.domain.states import NodeState
 from gpulease.persistence.db import Database
@@ -91,18 +92,6 @@ SCREENINGS = Counter(
     "Screening decisions by kind (adhoc, kyc) and outcome",
     ["kind", "outcome"],
 )
-
-
-class PassFigures(Protocol):
-    """What a site's pass report tells (``services.scheduling.PassReport``)."""
-
-    site_id: str
-    started: list[str]
-    finished: list[str]
-    requeued: list[str]
-    timed_out: list[str]
-    notices: list[str]
-    failed: list[str]
 
 
 def observe_pass(seconds: float) -> None:
