@@ -6,12 +6,15 @@ in the tree, ``import conftest`` finds whichever was imported first).
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -61,11 +64,19 @@ class Server:
                     process.wait()
 
 
+# One ledger key directory for every process this test process starts: `init --demo` makes
+# a template's signing key there, and each server on a copy of that template finds it, as a
+# deployment's servers share the key the operator installed (removed when the tests end).
+E2E_KEY_DIR = Path(tempfile.mkdtemp(prefix="gpulease-e2e-keys-"))
+atexit.register(shutil.rmtree, E2E_KEY_DIR, True)
+
+
 def server_env(db_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         GPULEASE_DATABASE_URL=db_url,
         GPULEASE_DATA_DIR=str(data_dir),
+        GPULEASE_LEDGER_KEY_DIR=str(E2E_KEY_DIR),
         GPULEASE_SCHEDULER_INTERVAL_S="0.2",
         GPULEASE_PREEMPTION_GRACE_S="2",
         GPULEASE_LEADER_TTL_S="4",  # a dead leader's lease lapses in 4 s, not 15

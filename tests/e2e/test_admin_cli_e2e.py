@@ -44,6 +44,8 @@ def test_tenants_and_a_report_by_name(cli, demo_server: Server) -> None:  # type
     assert json.loads(cli("tenants", "show", inf[:13], "--json").stdout)["id"] == inf
     report = json.loads(cli("report", "disclosure", "INF Tech", "--json").stdout)
     assert report["tenant"]["id"] == inf
+    assert report["ledger"]["head"] is not None  # the server holds the key `init` made
+    assert report["ledger"]["records"][0]["inclusion"]["leaf_index"] >= 0
     users = json.loads(cli("users", "list", "--tenant", "INF Tech", "--json").stdout)
     assert users
     assert {u["tenant_id"] for u in users} == {inf}

@@ -209,6 +209,21 @@ def test_exit_codes_reach_gpulease(slurm: LocalSlurmCluster, work: Path) -> None
     assert done["job-nine"].exit_code == 137
 
 
+def test_a_site_whose_slurm_does_not_answer_never_stops_the_others(
+    slurm: LocalSlurmCluster, work: Path
+) -> None:
+    """One site's ``squeue`` failing (here its client commands are not where the site's
+    configuration says) leaves that site out of this poll only: the other site's completions
+    come, nothing raises, and the silent site's runs are not taken for lost."""
+    silent = SlurmSite("dead1", conf=slurm.conf_path, bin_dir=work / "no-slurm-here")
+    executor = SlurmExecutor([site_of(slurm), silent])
+    executor.launch(launch_of(work, "exit 3", job="job-three"))
+    done = completions_of(executor, ["job-three"])
+    assert done["job-three"].exit_code == 3
+    assert executor.unanswered["dead1"] >= 1
+    assert SITE_ID not in executor.unanswered
+
+
 @slow
 def test_stop_cancels_the_job_and_reports_no_completion(
     slurm: LocalSlurmCluster, work: Path

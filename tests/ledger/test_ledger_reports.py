@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from gpulease.domain.access import Principal
 from gpulease.domain.clock import ManualClock
 from gpulease.domain.errors import NotFound
@@ -92,3 +94,24 @@ def test_the_scheduler_leader_signs_heads(
         loop.stop()
     assert head.tree_size > 0
     assert ledger.verify(ctx).ok
+
+
+def test_a_host_without_the_key_file_gives_positions_and_never_names_the_file(
+    ctx: ServiceContext, operator: Principal, inftech: Principal
+) -> None:
+    """An API-only server does not hold the signing key that ``init`` made on another host:
+    a report there cites positions without proofs (never an error), and asking that server
+    to sign answers a conflict that does not reveal where keys live."""
+    assert inftech.tenant_id is not None
+    ledger.ensure_key(ctx)
+    for path in ledger.key_dir(ctx.settings).glob("*.pem"):
+        path.unlink()  # the key is in the database's key table, its file elsewhere
+    jobs.submit(ctx, inftech, jobs.JobSubmission(gpus=8, purpose="financial AI", command="t"))
+    disclosure = report_disclosure.end_user_disclosure(ctx, operator, inftech.tenant_id)
+    assert disclosure["ledger"]["head"] is None
+    assert disclosure["ledger"]["records"]
+    assert "no signing key on this host" in disclosure["ledger"]["note"]
+    with pytest.raises(ledger.NoKey) as refused:
+        ledger.sign_head(ctx)
+    assert "does not hold the ledger's signing key" in refused.value.message
+    assert str(ledger.key_dir(ctx.settings)) not in refused.value.message

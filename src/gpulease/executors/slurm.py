@@ -176,6 +176,7 @@ class SlurmExecutor:
         self._failed: list[Completion] = []
         self.last_seen: dict[str, dict[int, SlurmJob]] = {}  # site -> Slurm id -> job
         self.commands = 0  # client commands run (squeue, sbatch...): for tests and benchmarks
+        self.unanswered: dict[str, int] = {}  # site -> polls its Slurm did not answer
         self._stopped: set[int] = set()  # Slurm ids cancelled by stop, until squeue drops them
         self._jobcomp: dict[str, JobCompReader] = {}  # by site id, for sites naming the file
 
@@ -355,9 +356,20 @@ class SlurmExecutor:
         self.run_command(held.site, ["scancel", str(held.slurm_id)])
 
     def poll(self, now: datetime) -> list[Completion]:
+        """Completions from every site; a site whose Slurm does not answer this time (its
+        ``squeue`` failed or timed out) is skipped, never the others: its runs stay active
+        and are polled again at the next pass, and none is taken for lost meanwhile."""
         done, self._failed = self._failed, []
         for site in self.sites:
-            done += self._poll_site(site, now)
+            try:
+                done += self._poll_site(site, now)
+            except (subprocess.SubprocessError, OSError) as error:
+                self.unanswered[site.site_id] = self.unanswered.get(site.site_id, 0) + 1
+                logger.warning(
+                    "site %s: Slurm did not answer (%s); its runs are polled again next pass",
+                    site.site_id,
+                    _brief(error),
+                )
         return done
 
     def _poll_site(self, site: SlurmSite, now: datetime) -> list[Completion]:
@@ -553,6 +565,13 @@ class SlurmExecutor:
 
 
 # ----------------------------------------------------------------------------- helpers
+def _brief(error: BaseException) -> str:
+    """A failed client command in one line: its stderr when it wrote one."""
+    stderr = getattr(error, "stderr", None)
+    text = stderr.strip() if isinstance(stderr, str) and stderr.strip() else str(error)
+    return text.splitlines()[0][:300] if text else type(error).__name__
+
+
 def _by_gres(
     slices: Iterable[NodeSlice], slot_type: str | None
 ) -> list[tuple[str, list[NodeSlice]]]:

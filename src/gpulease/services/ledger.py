@@ -51,6 +51,7 @@ from gpulease.ledger.heads import (
     sign_tree_head,
 )
 from gpulease.ledger.keys import (
+    KeyFileError,
     generate_private_key,
     key_id,
     load_private_key,
@@ -87,7 +88,9 @@ def key_file(settings: Settings, kid: str) -> Path:
 
 
 class NoKey(Conflict):
-    """The ledger has no signing key yet (``gpulease init`` makes it)."""
+    """No head can be signed here: the ledger has no signing key yet (``gpulease init``
+    makes it), or this host does not hold its private key file (the message never names
+    the file's path)."""
 
 
 def _period(row: LedgerKey) -> KeyPeriod:
@@ -231,7 +234,14 @@ def sign_head(ctx: ServiceContext, *, at_least: datetime | None = None) -> Signe
     if latest is not None and latest.tree_size > size:
         raise Conflict(f"a head of size {latest.tree_size} exceeds the ledger's {size} records")
     root = _frontier_root(leaves, latest)
-    private = load_private_key(key_file(ctx.settings, current.key_id))
+    try:
+        private = load_private_key(key_file(ctx.settings, current.key_id))
+    except KeyFileError as error:  # this host does not hold the key (an API-only server)
+        log.warning("cannot sign a ledger head here: %s", error.message)
+        raise NoKey(
+            f"this server does not hold the ledger's signing key {current.key_id}; heads "
+            "are signed where it is (the scheduler's host, or `gpulease ledger head --sign`)"
+        ) from None
     if key_id(public_key_bytes(private)) != current.key_id:
         raise Conflict(f"the key file of {current.key_id} holds another key")
     moment = ctx.now()
