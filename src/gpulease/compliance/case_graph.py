@@ -33,10 +33,11 @@ Pure: no I/O, no clock (the submission day is an argument).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
+from functools import partial
 
 from gpulease.compliance.countries import country_code
 from gpulease.compliance.fifty_percent import HUNDRED, ControlRole, format_percent
@@ -227,6 +228,20 @@ def _refuse(message: str, field: str, refs: Sequence[str]) -> InvalidRequest:
     return InvalidRequest(message, field=field, refs=list(refs))
 
 
+def _check_ends(
+    field: str, ends: dict[str, str], known: set[str], field_of: Callable[[str], str]
+) -> None:
+    """Each end of an edge (its name in the body -> the ref given) names a declared party."""
+    for end, ref in ends.items():
+        if ref not in known:
+            raise _refuse(
+                f"{field}: {end} {ref!r} is not a declared party (declared: "
+                f"{', '.join(sorted(known))})",
+                field_of(end),
+                [ref],
+            )
+
+
 def _check_party(details: PartyDetails, field: str, ref: str) -> None:
     if not details.name.strip():
         raise _refuse(f"party {ref!r} needs a name", f"{field}.name", [ref])
@@ -267,14 +282,9 @@ def validate_graph(
 
     for i, stake in enumerate(graph.stakes):
         field = graph.stake_field(i)
-        for end, ref in (("owner", stake.owner), ("owns", stake.owned)):
-            if ref not in known:
-                raise _refuse(
-                    f"{field}: {end} {ref!r} is not a declared party (declared: "
-                    f"{', '.join(sorted(known))})",
-                    graph.stake_field(i, end),
-                    [ref],
-                )
+        _check_ends(
+            field, {"owner": stake.owner, "owns": stake.owned}, known, partial(graph.stake_field, i)
+        )
         if stake.owner == stake.owned:
             raise _refuse(
                 f"{field}: {stake.owner!r} cannot own itself; leave treasury shares out",
@@ -307,14 +317,9 @@ def validate_graph(
 
     for i, role in enumerate(graph.roles):
         field = graph.role_field(i)
-        for end, ref in (("party", role.holder), ("of", role.org)):
-            if ref not in known:
-                raise _refuse(
-                    f"{field}: {end} {ref!r} is not a declared party (declared: "
-                    f"{', '.join(sorted(known))})",
-                    graph.role_field(i, end),
-                    [ref],
-                )
+        _check_ends(
+            field, {"party": role.holder, "of": role.org}, known, partial(graph.role_field, i)
+        )
         if role.holder == role.org:
             raise _refuse(
                 f"{field}: {role.holder!r} cannot hold a role in itself", field, [role.holder]
