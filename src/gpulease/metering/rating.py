@@ -208,6 +208,29 @@ def _committed_rate(lease: LeaseTerm, plan: PlanSchedule) -> tuple[Decimal, str]
     return version.reserved_rate, version.ref
 
 
+def _usage_line(
+    kind: LineKind,
+    what: str,
+    records: Sequence[UsageRecord],
+    unit_price: Decimal,
+    currency: str,
+    lease: str | None,
+    plan: str,
+) -> Line:
+    """One invoice line over usage records: their GPU-seconds at ``unit_price``, citing them."""
+    secs = sum((r.gpu_seconds for r in records), Decimal(0))
+    return Line(
+        kind,
+        what,
+        secs,
+        unit_price,
+        price(secs, unit_price, currency),
+        lease_id=lease,
+        plan=plan,
+        usage_ids=tuple(sorted(r.id for r in records)),
+    )
+
+
 def _usage_lines(
     tenant: str, records: Sequence[UsageRecord], plan: PlanSchedule, currency: str
 ) -> list[Line]:
@@ -231,7 +254,6 @@ def _usage_lines(
 
     for (cap, lease, ref), rs in sorted(groups.items(), key=key):
         v = versions[ref]
-        secs = sum((r.gpu_seconds for r in rs), Decimal(0))
         if cap is CapacityClass.GUARANTEED:
             kind, unit_price, what = LineKind.INCLUDED, Decimal(0), f"used within lease {lease}"
         elif cap is CapacityClass.ON_DEMAND:
@@ -242,18 +264,7 @@ def _usage_lines(
                 v.borrowed_rate,
                 f"borrowed, preemptible ({v.borrowed_discount:%} off on-demand)",
             )
-        lines.append(
-            Line(
-                kind,
-                f"{what} ({ref})",
-                secs,
-                unit_price,
-                price(secs, unit_price, currency),
-                lease_id=lease,
-                plan=ref,
-                usage_ids=tuple(sorted(r.id for r in rs)),
-            )
-        )
+        lines.append(_usage_line(kind, f"{what} ({ref})", rs, unit_price, currency, lease, ref))
     return lines
 
 
@@ -279,20 +290,13 @@ def _lending_lines(
     lines = []
     for (lease, ref), rs in sorted(groups.items()):
         v = versions[ref]
-        secs = sum((r.gpu_seconds for r in rs), Decimal(0))
+        what = (
+            f"lending credit: {v.lending_share:%} of borrowed revenue on idle GPUs of "
+            f"lease {lease} ({ref})"
+        )
         unit_price = -(v.borrowed_rate * v.lending_share)
         lines.append(
-            Line(
-                LineKind.LENDING_CREDIT,
-                f"lending credit: {v.lending_share:%} of borrowed revenue on idle GPUs of "
-                f"lease {lease} ({ref})",
-                secs,
-                unit_price,
-                price(secs, unit_price, currency),
-                lease_id=lease,
-                plan=ref,
-                usage_ids=tuple(sorted(r.id for r in rs)),
-            )
+            _usage_line(LineKind.LENDING_CREDIT, what, rs, unit_price, currency, lease, ref)
         )
     return lines
 
