@@ -124,41 +124,40 @@ def _chain(tx: Tx, kind: UnitKind, unit_id: str) -> list[CustodyEvent]:
     )
 
 
-def _row(entry: CustodyEntry, actor: str, now: datetime) -> dict[str, Any]:
+def _facts(entry: CustodyEntry) -> dict[str, Any]:
+    """What an event says of its unit: who holds it where, who sold it to whom, its papers."""
     docs = entry.documents
     return {
-        "unit_kind": entry.unit_kind.value,
-        "unit_id": entry.unit_id,
-        "at": entry.at,
-        "event": entry.kind.value,
         "holder": entry.holder,
         "location": entry.location,
-        # the one-line reference the GPU report shows: the invoice of a sale, else the note
-        "document": (docs.invoice or entry.note)[:200],
         "from_party": entry.from_party,
         "to_party": entry.to_party,
         "invoice": docs.invoice,
         "export_authorization": docs.export_authorization,
         "end_user_statement": docs.end_user_statement,
         "note": entry.note,
+    }
+
+
+def _row(entry: CustodyEntry, actor: str, now: datetime) -> dict[str, Any]:
+    return {
+        "unit_kind": entry.unit_kind.value,
+        "unit_id": entry.unit_id,
+        "at": entry.at,
+        "event": entry.kind.value,
+        # the one-line reference the GPU report shows: the invoice of a sale, else the note
+        "document": (entry.documents.invoice or entry.note)[:200],
+        **_facts(entry),
         "recorded_by": actor,
         "recorded_at": now,
     }
 
 
 def _audited(entry: CustodyEntry) -> dict[str, Any]:
-    docs = entry.documents
     return {
         "event": entry.kind.value,
         "at": entry.at.astimezone(UTC).isoformat(),
-        "holder": entry.holder,
-        "location": entry.location,
-        "from_party": entry.from_party,
-        "to_party": entry.to_party,
-        "invoice": docs.invoice,
-        "export_authorization": docs.export_authorization,
-        "end_user_statement": docs.end_user_statement,
-        "note": entry.note,
+        **_facts(entry),
     }
 
 
