@@ -16,9 +16,9 @@ from gpulease.compliance.purpose_classifier import (
     Level,
     classify,
     parse_vocabulary,
-    tokenize,
     vocabulary,
 )
+from gpulease.compliance.purpose_text import tokenize
 
 POLICY = PolicySet.builtin().evaluate(date(2026, 1, 1))
 INF_TECH = {"financial-services-ai", "health-research", "drug-discovery"}
