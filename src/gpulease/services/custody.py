@@ -376,17 +376,51 @@ def gpu_chains(tx: Tx, gpu: Gpu, node: Node, rack: Rack) -> Chains:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class GpuPlace:
+    """Where a chip is: its row and those of its node, rack and site."""
+
+    gpu: Gpu
+    node: Node
+    rack: Rack
+    site: Site
+
+    def where(self) -> dict[str, Any]:
+        """The place as the custody story and the GPU report both give it."""
+        site, rack, node = self.site, self.rack, self.node
+        return {
+            "site_id": site.id,
+            "site": site.name,
+            "city": site.city,
+            "country": site.country,
+            "rack_id": rack.id,
+            "rack_serial": rack.serial,
+            "rack_model": rack.model,
+            "node_id": node.id,
+            "node_serial": node.serial,
+            "node_state": node.state,
+            "node_state_reason": node.state_reason,
+            "slot": self.gpu.slot,
+        }
+
+
+def locate_gpu(tx: Tx, serial: str) -> GpuPlace:
+    """The chip ``serial`` and its node, rack and site; :class:`NotFound` if there is none."""
+    gpu = tx.get(Gpu, serial.strip())
+    if gpu is None:
+        raise NotFound(f"no GPU with serial {serial!r}", serial=serial)
+    node = tx.require(Node, gpu.node_id, "node")
+    rack = tx.require(Rack, node.rack_id, "rack")
+    return GpuPlace(gpu, node, rack, tx.require(Site, rack.site_id, "site"))
+
+
 def story(ctx: ServiceContext, actor: Principal, serial: str) -> dict[str, Any]:
     """The full story of one chip (module doc), JSON-ready."""
     actor.scope(Action.CUSTODY_READ)
     now = ctx.now()
     with ctx.db.transaction(write=False) as tx:
-        gpu = tx.get(Gpu, serial.strip())
-        if gpu is None:
-            raise NotFound(f"no GPU with serial {serial!r}", serial=serial)
-        node = tx.require(Node, gpu.node_id, "node")
-        rack = tx.require(Rack, node.rack_id, "rack")
-        site = tx.require(Site, node.site_id, "site")
+        place = locate_gpu(tx, serial)
+        gpu, node, rack, site = place.gpu, place.node, place.rack, place.site
         chains = gpu_chains(tx, gpu, node, rack)
         seen = tx.get(NodeAttestation, node.id)
         alerts = tx.all(
@@ -440,19 +474,7 @@ def story(ctx: ServiceContext, actor: Principal, serial: str) -> dict[str, Any]:
         "kind": "custody",
         "generated_at": now.isoformat(),
         "gpu": {"serial": gpu.serial, "model": gpu.model},
-        "where": {
-            "site_id": site.id,
-            "site": site.name,
-            "city": site.city,
-            "country": site.country,
-            "rack_id": rack.id,
-            "rack_serial": rack.serial,
-            "node_id": node.id,
-            "node_serial": node.serial,
-            "node_state": node.state,
-            "node_state_reason": node.state_reason,
-            "slot": gpu.slot,
-        },
+        "where": place.where(),
         "holder": chain[-1]["holder"] if chain else "",
         "chain": chain,
         "chain_problems": chains.problems,

@@ -36,16 +36,12 @@ from gpulease.compliance import training_compute
 from gpulease.compliance.end_uses import END_USES, parse_purpose
 from gpulease.compliance.policy_packs import RuleKind, TrainingComputeParams
 from gpulease.domain.access import Action, Principal
-from gpulease.domain.errors import InvalidRequest, NotFound
+from gpulease.domain.errors import InvalidRequest
 from gpulease.domain.states import JobState
 from gpulease.persistence.tables import (
     AuditRecord,
-    Gpu,
     GpuAllocation,
     Job,
-    Node,
-    Rack,
-    Site,
     Tenant,
 )
 from gpulease.services import custody as custody_service
@@ -129,12 +125,8 @@ def gpu_provenance(ctx: ServiceContext, actor: Principal, serial: str) -> dict[s
     actor.scope(Action.REPORT_READ)
     now = ctx.now()
     with ctx.db.transaction(write=False) as tx:
-        gpu = tx.get(Gpu, serial)
-        if gpu is None:
-            raise NotFound(f"no GPU with serial {serial!r}", serial=serial)
-        node = tx.require(Node, gpu.node_id, "node")
-        rack = tx.require(Rack, node.rack_id, "rack")
-        site = tx.require(Site, rack.site_id, "site")
+        place = custody_service.locate_gpu(tx, serial)
+        gpu, node, rack = place.gpu, place.node, place.rack
         # the chip's own chain, its tray's and its rack's, merged (services.custody)
         custody = custody_service.gpu_chains(tx, gpu, node, rack).rows
         rows = tx.all(
@@ -183,19 +175,7 @@ def gpu_provenance(ctx: ServiceContext, actor: Principal, serial: str) -> dict[s
         "kind": "gpu",
         "generated_at": now.isoformat(),
         "gpu": {"serial": gpu.serial, "model": gpu.model},
-        "location": {
-            "site_id": site.id,
-            "site": site.name,
-            "city": site.city,
-            "country": site.country,
-            "rack_id": rack.id,
-            "rack_serial": rack.serial,
-            "rack_model": rack.model,
-            "node_id": node.id,
-            "node_serial": node.serial,
-            "node_state": node.state,
-            "slot": gpu.slot,
-        },
+        "location": place.where(),
         "owner": holder,
         "custody": [
             {
