@@ -16,8 +16,11 @@ In a real browser (one module at a time, SQLite only; see ``test_browser.py``):
   uvicorn in a thread on a free port of 127.0.0.1; stopped at the end of the module;
 * ``browser`` (module scope): headless Chromium (Debian's, ``/usr/bin/chromium`` or
   ``GPULEASE_TEST_CHROMIUM``) through Playwright's sync API; skipped with the reason when
-  either is missing. ``new_page(site, who)`` opens a context logged in through the form.
-* ``screenshot(page, name)`` saves ``out/screenshots/<name>.png`` (gitignored).
+  either is missing;
+* ``visit(who, dark=False)``: a new browser context (1280 x 900) logged in through the form
+  as that demo user (``web_support.Visit``: ``.page``, ``.go(path)``, ``.problems`` (console
+  errors, CSP violations), requests outside 127.0.0.1 refused and asserted at the end);
+* ``web_support.screenshot(page, name)`` saves ``out/screenshots/<name>.png`` (gitignored).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,7 @@ from web_support import (
     DEMO_START,
     LiveSite,
     Ui,
+    Visit,
     add_member,
     busy_demo,
     chromium_path,
@@ -135,3 +139,17 @@ def browser() -> Iterator[Any]:
             yield launched
         finally:
             launched.close()
+
+
+@pytest.fixture
+def visit(browser: Any, live_site: LiveSite) -> Iterator[Callable[..., Visit]]:
+    opened: list[Visit] = []
+
+    def open_as(who: str, *, dark: bool = False) -> Visit:
+        made = Visit(browser, live_site, who, dark=dark)
+        opened.append(made)
+        return made
+
+    yield open_as
+    for made in opened:
+        made.close()

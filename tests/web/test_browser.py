@@ -8,9 +8,7 @@ do; screenshots go to ``out/screenshots/``. Every page is loaded with nothing fr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from web_support import LiveSite, screenshot
@@ -19,61 +17,6 @@ from gpulease.domain.states import NodeState
 from gpulease.services import fleet_map, identity, inventory, tokens
 
 pytestmark = pytest.mark.slow
-VIEWPORT = {"width": 1280, "height": 900}
-
-
-class Visit:
-    """A logged-in page and what went wrong while it was open."""
-
-    def __init__(self, browser: Any, site: LiveSite, who: str, *, dark: bool = False) -> None:
-        self.site = site
-        self.context = browser.new_context(
-            viewport=VIEWPORT, color_scheme="dark" if dark else "light"
-        )
-        self.page = self.context.new_page()
-        self.problems: list[str] = []
-        self.outside: list[str] = []
-        self.page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
-        self.page.on("console", self._console)
-        self.page.route("**/*", self._guard)
-        self.page.goto(site.url + "/ui/login")
-        self.page.fill("#token", site.tokens[who])
-        self.page.click("button[type=submit]")
-        self.page.wait_for_url("**/ui/fleet")
-
-    def _console(self, message: Any) -> None:
-        if message.type == "error" or "Content Security Policy" in message.text:
-            self.problems.append(f"console {message.type}: {message.text}")
-
-    def _guard(self, route: Any) -> None:
-        parts = urlsplit(route.request.url)
-        if parts.scheme in ("http", "https") and parts.hostname != "127.0.0.1":
-            self.outside.append(route.request.url)
-            route.abort()
-        else:
-            route.continue_()
-
-    def go(self, path: str) -> Any:
-        self.page.goto(self.site.url + path)
-        return self.page
-
-    def close(self) -> None:
-        self.context.close()
-        assert self.outside == [], "the page loads from outside the machine"
-
-
-@pytest.fixture
-def visit(browser: Any, live_site: LiveSite) -> Iterator[Any]:
-    opened: list[Visit] = []
-
-    def open_as(who: str, *, dark: bool = False) -> Visit:
-        made = Visit(browser, live_site, who, dark=dark)
-        opened.append(made)
-        return made
-
-    yield open_as
-    for made in opened:
-        made.close()
 
 
 def _held_by(site: LiveSite, who: str) -> str:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
@@ -27,6 +28,7 @@ SCREENSHOTS = ROOT / "out" / "screenshots"
 CHROMIUM = os.environ.get("GPULEASE_TEST_CHROMIUM", "/usr/bin/chromium")
 HOST = "http://testserver"
 Ui = Callable[[str | None], TestClient]  # the ``ui`` fixture: a client with a session
+VIEWPORT = {"width": 1280, "height": 900}  # a laptop
 DEMO_START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # tests/conftest.py's START: the demo's
 SHORT = {
     "operator-admin": "operator",
@@ -137,3 +139,43 @@ def screenshot(page: Any, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+class Visit:
+    """A logged-in page and what went wrong while it was open."""
+
+    def __init__(self, browser: Any, site: LiveSite, who: str, *, dark: bool = False) -> None:
+        self.site = site
+        self.context = browser.new_context(
+            viewport=VIEWPORT, color_scheme="dark" if dark else "light"
+        )
+        self.page = self.context.new_page()
+        self.problems: list[str] = []
+        self.outside: list[str] = []
+        self.page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
+        self.page.on("console", self._console)
+        self.page.route("**/*", self._guard)
+        self.page.goto(site.url + "/ui/login")
+        self.page.fill("#token", site.tokens[who])
+        self.page.click("button[type=submit]")
+        self.page.wait_for_url("**/ui/fleet")
+
+    def _console(self, message: Any) -> None:
+        if message.type == "error" or "Content Security Policy" in message.text:
+            self.problems.append(f"console {message.type}: {message.text}")
+
+    def _guard(self, route: Any) -> None:
+        parts = urlsplit(route.request.url)
+        if parts.scheme in ("http", "https") and parts.hostname != "127.0.0.1":
+            self.outside.append(route.request.url)
+            route.abort()
+        else:
+            route.continue_()
+
+    def go(self, path: str) -> Any:
+        self.page.goto(self.site.url + path)
+        return self.page
+
+    def close(self) -> None:
+        self.context.close()
+        assert self.outside == [], "the page loads from outside the machine"
