@@ -28,7 +28,7 @@ def test_gantt_places_bars_on_the_time_axis() -> None:
         svg.Row("B · 64 GPUs", (svg.Bar(T0 + timedelta(days=10), T0 + timedelta(days=20), "x"),)),
     ]
     markup = svg.gantt(
-        rows, start=T0, end=T0 + timedelta(days=20), width=1010, label_width=200, title="t"
+        rows, start=T0, end=T0 + timedelta(days=20), width=1030, label_width=200, title="t"
     )
     root = _parse(markup)
     first, second = _rects(root, "bar")
@@ -45,7 +45,9 @@ def test_gantt_clips_bars_to_the_window_and_skips_those_outside() -> None:
         svg.Row("long", (svg.Bar(T0 - timedelta(days=30), T0 + timedelta(days=300), "l"),)),
         svg.Row("past", (svg.Bar(T0 - timedelta(days=30), T0 - timedelta(days=1), "p"),)),
     ]
-    root = _parse(svg.gantt(rows, start=T0, end=T0 + timedelta(days=10), width=1010))
+    root = _parse(
+        svg.gantt(rows, start=T0, end=T0 + timedelta(days=10), width=1030, label_width=200)
+    )
     (bar,) = _rects(root, "bar")
     assert float(bar.get("x") or 0) == 200.0
     assert float(bar.get("width") or 0) == 800.0
@@ -75,7 +77,7 @@ def test_gantt_draws_the_headroom_as_a_step_area_and_now() -> None:
 
 
 def test_text_is_escaped_and_no_style_attribute_is_written() -> None:
-    evil = '<script>alert("x")</script> & "quotes"'
+    evil = '<script>alert("x")</script> & "quotes" and a long tail'
     markup = svg.gantt(
         [svg.Row(evil, (svg.Bar(T0, T0 + timedelta(days=1), evil, tip=evil),))],
         start=T0,
@@ -84,6 +86,7 @@ def test_text_is_escaped_and_no_style_attribute_is_written() -> None:
     )
     markup += svg.bars([(evil, 3.0)], title=evil)
     assert "<script>" not in markup
+    assert "…" in markup  # the long label was cut (its tooltip keeps it whole)
     assert "style=" not in markup
     _parse(svg.bars([(evil, 3.0)], title=evil))
 

@@ -34,6 +34,7 @@ TICK_STEPS = (
     timedelta(days=91),
 )
 MAX_TICKS = 12
+LABEL_MAX = 38  # characters of a row's label; longer ones are cut
 MAX_ROWS = 200  # a chart taller than this is unreadable: the caller pages or filters
 
 
@@ -45,6 +46,11 @@ def _n(value: float) -> str:
 
 def _e(text: str) -> str:
     return escape(text, quote=True)
+
+
+def _short(label: str, most: int = LABEL_MAX) -> str:
+    """A label cut to ``most`` characters (an ellipsis says so; the tooltip has it whole)."""
+    return label if len(label) <= most else label[: most - 1] + "…"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +108,7 @@ def gantt(
     capacity: int = 0,
     title: str = "Calendar",
     width: int = 1100,
-    label_width: int = 200,
+    label_width: int = 260,
     row_height: int = 22,
     headroom_height: int = 70,
 ) -> str:
@@ -112,7 +118,7 @@ def gantt(
         raise ValueError("a chart's window must end after it starts")
     rows = list(rows)[:MAX_ROWS]
     top, axis_h = 6, 18
-    plot_w = width - label_width - 10
+    plot_w = width - label_width - 30  # room for the last tick's date
     body_h = max(1, len(rows)) * row_height
     band = headroom_height + 24 if headroom and capacity > 0 else 0
     height = top + body_h + axis_h + band + 6
@@ -138,7 +144,7 @@ def gantt(
         y = top + i * row_height
         out.append(
             f'<text x="{label_width - 6}" y="{_n(y + row_height * 0.68)}" '
-            f'text-anchor="end">{_e(row.label[:40])}</text>'
+            f'text-anchor="end">{_e(_short(row.label))}</text>'
         )
         for bar in row.bars:
             if bar.end <= start or bar.start >= end:
@@ -245,7 +251,7 @@ def bars(
         shown = f"{value:,.2f}".rstrip("0").rstrip(".") + (f" {unit}" if unit else "")
         out.append(
             f'<text x="{label_width - 6}" y="{_n(y + bar_height * 0.72)}" text-anchor="end">'
-            f"{_e(label[:40])}</text>"
+            f"{_e(_short(label))}</text>"
             f'<rect class="{_e(css)}" x="{label_width}" y="{y}" width="{_n(w)}" '
             f'height="{bar_height}" rx="2"><title>{_e(label)}: {_e(shown)}</title></rect>'
             f'<text x="{_n(label_width + w + 6)}" y="{_n(y + bar_height * 0.72)}">'
