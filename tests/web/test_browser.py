@@ -134,12 +134,13 @@ def test_a_revoked_token_logs_the_page_out_with_a_message(visit: Any, live_site:
     page = v.go("/ui/leases")
     assert page.locator("figure.chart svg").count() == 1
     assert "Ledger" in page.inner_text("header nav")
+    page = v.go("/ui/fleet")
     ctx = live_site.ctx
     member = identity.authenticate(ctx, live_site.tokens["member"])
     (live,) = [t for t in tokens.list_tokens(ctx, member, member.user_id) if t.revoked_at is None]
     tokens.revoke(ctx, member, live.id, reason="test: the page must log out")
-    page = v.go("/ui/queue")
-    page.wait_for_url("**/ui/login?ended=1")
+    # no click: the map's next refresh finds the token revoked and the page goes to login
+    page.wait_for_url("**/ui/login?ended=1", timeout=12_000)
     assert "Your session ended" in page.inner_text("main")
     screenshot(page, "session-ended")
-    assert v.problems == []
+    assert v.problems == [] or all("401" in p for p in v.problems), v.problems

@@ -12,8 +12,9 @@ GPU as ``allocated`` with no tenant, no job and no name: the map's ``tenants`` t
 its own tenant only. The cell list is the same length and order for every reader.
 
 The site's GPUs (serial, node, slot) never change once registered, so their listing is kept
-in the process (``ctx.cache``) like ``inventory.cached_topology``; states and allocations
-are read on every call.
+in the process (``ctx.cache``) like ``inventory.cached_topology``; node states and the
+running jobs' allocations are read on every call (``persistence.fleet_rows``: column reads
+bounded by the hardware and the running jobs, never by history).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from enum import StrEnum
 from gpulease.domain.access import Action, Principal
 from gpulease.domain.errors import NotFound
 from gpulease.domain.states import NodeState
+from gpulease.persistence import fleet_rows
 from gpulease.persistence.tables import Gpu, GpuAllocation, Job, Node, Rack, Tenant
 from gpulease.services import names
 from gpulease.services.context import ServiceContext
@@ -88,21 +90,11 @@ def _layout(ctx: ServiceContext, site_id: str) -> _Layout:
     if isinstance(found, _Layout):
         return found
     with ctx.db.transaction(write=False) as tx:
-        racks = tx.all(tx.select(Rack).where(Rack.site_id == site_id).order_by(Rack.index))
-        nodes = tx.all(tx.select(Node).where(Node.site_id == site_id).order_by(Node.index))
-        gpus = tx.all(
-            tx.select(Gpu)
-            .join(Node, Node.id == Gpu.node_id)
-            .where(Node.site_id == site_id)
-            .order_by(Node.index, Gpu.slot)
-        )
-    if not racks:
+        rack_rows = fleet_rows.racks(tx.session, site_id)
+        gpu_rows = fleet_rows.gpus(tx.session, site_id)
+    if not rack_rows:
         raise NotFound(f"no site {site_id!r}", site_id=site_id)
-    rack_of = {n.id: n.rack_id for n in nodes}
-    layout = _Layout(
-        tuple((r.id, r.serial, r.index) for r in racks),
-        tuple((rack_of[g.node_id], g.serial, g.node_id, g.slot) for g in gpus),
-    )
+    layout = _Layout(tuple(rack_rows), tuple(gpu_rows))
     ctx.cache[key] = layout
     return layout
 
@@ -113,23 +105,20 @@ def fleet_map(ctx: ServiceContext, actor: Principal, site_id: str | None = None)
     site = site_id or default_site(ctx)
     layout = _layout(ctx, site)
     with ctx.db.transaction(write=False) as tx:
-        states = {
-            n.id: NodeState(n.state) for n in tx.all(tx.select(Node).where(Node.site_id == site))
-        }
-        held = tx.all(tx.select(GpuAllocation).where(GpuAllocation.end.is_(None)))
-    holder = {row.gpu_serial: row for row in held}
+        states = {n: NodeState(s) for n, s in fleet_rows.node_states(tx.session, site).items()}
+        holder = fleet_rows.holders(tx.session, site)
     sees_all = actor.can(Action.JOB_READ) and actor.is_operator
     cells_by_rack: dict[str, list[GpuCell]] = {rack_id: [] for rack_id, _, _ in layout.racks}
     counts = dict.fromkeys(CellState, 0)
     shown_tenants: set[str] = set()
     for rack_id, serial, node_id, slot in layout.gpus:
         node_state = states.get(node_id, NodeState.DOWN)
-        row = holder.get(serial)
-        state = _state(node_state, row is not None)
-        mine = row is not None and row.tenant_id == actor.tenant_id
-        visible = row is not None and (sees_all or mine)
-        if visible and row is not None:
-            shown_tenants.add(row.tenant_id)
+        tenant_id, job_id = holder.get(serial, (None, None))
+        state = _state(node_state, job_id is not None)
+        mine = tenant_id is not None and tenant_id == actor.tenant_id
+        visible = tenant_id is not None and (sees_all or mine)
+        if visible and tenant_id is not None:
+            shown_tenants.add(tenant_id)
         counts[state] += 1
         cells_by_rack[rack_id].append(
             GpuCell(
@@ -138,8 +127,8 @@ def fleet_map(ctx: ServiceContext, actor: Principal, site_id: str | None = None)
                 slot=slot,
                 state=state,
                 node_state=node_state,
-                tenant_id=row.tenant_id if visible and row is not None else None,
-                job_id=row.job_id if visible and row is not None else None,
+                tenant_id=tenant_id if visible else None,
+                job_id=job_id if visible else None,
                 mine=mine,
             )
         )
