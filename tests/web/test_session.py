@@ -18,6 +18,10 @@ from gpulease.services.demo import DemoUser
 from gpulease.web.session import LOGIN_COOKIE, SESSION_COOKIE
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "src" / "gpulease" / "web" / "templates"
+# Checks of the session's own rules (flags, origins, CSRF, the in-memory limit) read the
+# database as any login does: on SQLite only. The login itself and a revocation, which
+# depend on the database (the token's row, the authentication epoch), run on both.
+SQLITE_ONLY = pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
 
 
 def _login(client: TestClient, token: str, *, origin: str = "", next_path: str = "") -> object:
@@ -55,6 +59,7 @@ def test_login_sets_a_strict_httponly_cookie_and_logout_clears_it(
     assert client.get("/ui/fleet").status_code == 303  # logged out
 
 
+@SQLITE_ONLY
 def test_secure_cookie_when_configured(ctx: ServiceContext, demo: list[DemoUser]) -> None:
     settings = ctx.settings.model_copy(update={"ui_cookie_secure": "always"})
     app = create_app(ctx=ServiceContext(ctx.db, settings=settings, clock=ctx.clock))
@@ -69,6 +74,7 @@ def test_secure_cookie_when_configured(ctx: ServiceContext, demo: list[DemoUser]
         assert "secure" in answer.headers["set-cookie"].lower()
 
 
+@SQLITE_ONLY
 def test_login_refuses_another_origin_a_missing_nonce_and_a_bad_token(
     ui: Ui, demo: list[DemoUser]
 ) -> None:
@@ -87,6 +93,7 @@ def test_login_refuses_another_origin_a_missing_nonce_and_a_bad_token(
     assert client.cookies.get(SESSION_COOKIE) is None
 
 
+@SQLITE_ONLY
 def test_login_goes_back_only_to_a_dashboard_path(ui: Ui, demo: list[DemoUser]) -> None:
     token = short_tokens(demo)["operator"]
     for target, expected in [
@@ -100,6 +107,7 @@ def test_login_goes_back_only_to_a_dashboard_path(ui: Ui, demo: list[DemoUser]) 
         assert answer.headers["location"] == expected, target
 
 
+@SQLITE_ONLY
 def test_login_is_rate_limited_per_address_like_the_api(
     ctx: ServiceContext, demo: list[DemoUser]
 ) -> None:
@@ -120,6 +128,7 @@ def test_login_is_rate_limited_per_address_like_the_api(
         assert _login(client, short_tokens(demo)["bank"]).status_code == 303
 
 
+@SQLITE_ONLY
 def test_a_cookie_with_a_bad_token_counts_as_a_failed_authentication(
     ctx: ServiceContext, demo: list[DemoUser]
 ) -> None:
@@ -132,6 +141,7 @@ def test_a_cookie_with_a_bad_token_counts_as_a_failed_authentication(
         assert guess.get("/ui/fleet").status_code == 429
 
 
+@SQLITE_ONLY
 def test_no_session_goes_to_the_login_page(ui: Ui) -> None:
     client = ui(None)
     answer = client.get("/ui/queue")
@@ -161,6 +171,7 @@ def test_a_revoked_token_ends_the_session_with_a_message(
     assert (polled.status_code, polled.headers["HX-Redirect"]) == (401, "/ui/login?ended=1")
 
 
+@SQLITE_ONLY
 def test_posts_need_the_csrf_token_and_this_origin(ui: Ui, demo: list[DemoUser]) -> None:
     client = ui(short_tokens(demo)["operator"])
     csrf = client.csrf  # type: ignore[attr-defined]
@@ -175,6 +186,7 @@ def test_posts_need_the_csrf_token_and_this_origin(ui: Ui, demo: list[DemoUser])
     assert done.status_code == 303
 
 
+@SQLITE_ONLY
 def test_pages_carry_the_security_headers(ui: Ui, demo: list[DemoUser]) -> None:
     client = ui(short_tokens(demo)["operator"])
     for path in ("/ui/login", "/ui/fleet", "/ui/queue", "/ui/leases", "/ui/ledger"):
