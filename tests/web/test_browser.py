@@ -122,6 +122,7 @@ def test_the_officer_verifies_the_ledger_and_reads_a_gpus_story(
     page.fill("#serial", serial)
     page.click("form.filters button[type=submit]")
     page.wait_for_selector("table[aria-label='Chain of custody']")
+    page.wait_for_selector("[data-verdict]")  # verified again after the page (htmx, on load)
     story = page.inner_text("article")
     assert "NVIDIA Corporation" in story
     assert "INF Tech" in story  # the job that runs on it
