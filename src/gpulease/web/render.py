@@ -11,8 +11,9 @@ dependencies included) it:
 * turns :class:`~gpulease.web.session.LoginNeeded` into the login page (a 303 redirect, or
   for an htmx request ``HX-Redirect``) and clears a session cookie that no longer checks;
 * turns a :class:`~gpulease.domain.errors.DomainError` into an error page with the status
-  of ``api.errors.HTTP_STATUS`` (the one mapping of codes to HTTP), and a request that
-  fails validation into a 422 page naming the field;
+  of ``api.errors.HTTP_STATUS`` (the one mapping of codes to HTTP), a request that fails
+  validation into a 422 page naming the field, anything else into a 500 page (the trace
+  goes to the log, never to the page);
 * sets the security headers of :data:`SECURITY_HEADERS` on every answer: a
   Content-Security-Policy with scripts and styles from this origin only (no inline script,
   no ``eval``), no framing, no sniffing, no caching of pages that name tenants.
@@ -30,6 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gpulease.api.errors import HTTP_STATUS
 from gpulease.domain.errors import DomainError
@@ -142,6 +144,12 @@ class PageRoute(APIRoute):
                 where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
                 message = f"{where}: {first.get('msg', 'invalid')}"
                 response = _error_page(request, 422, "invalid_request", message)
+            except StarletteHTTPException as error:  # a body FastAPI could not parse, say
+                response = _error_page(request, error.status_code, "http_error", str(error.detail))
+            except Exception:  # as the API answers: no trace in the page, all in the log
+                log.exception("unhandled error on %s", request.url.path)
+                message = "internal error; the operator's log has the details"
+                response = _error_page(request, 500, "internal", message)
             return secured(response)
 
         return page_handler
