@@ -28,6 +28,7 @@ from gpulease.services.context import ServiceContext
 from gpulease.services.demo import DemoUser
 from gpulease.web import app as web
 from gpulease.web import login, pages
+from gpulease.web.pages import fleet as fleet_page
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,14 @@ def test_a_tenant_sees_its_own_gpus_and_jobs_and_the_others_anonymous(
     assert made["inftech"][0] not in fleet
     for job_id in made["bank"][:1]:
         assert job_id in fleet  # its own running job, in the cells' titles
+    grid = bank.get("/ui/fleet/grid?n=1")
+    assert grid.headers["content-encoding"] == "gzip"  # the polled grid only: no secret in it
+    assert 'hx-trigger="every' in grid.text
+    assert "content-encoding" not in bank.get("/ui/fleet").headers  # its CSRF token: plain
+    last = bank.get(f"/ui/fleet/grid?n={fleet_page.MAX_POLLS}")
+    assert last.status_code == fleet_page.STOP_POLLING  # htmx stops polling
+    assert "hx-trigger" not in last.text
+    assert "live refresh paused" in last.text
     staff_fleet = operator.get("/ui/fleet").text
     for name in ("INF Tech", "Bank Nusantara Digital", "Universitas Teknologi Jakarta"):
         assert name in staff_fleet
