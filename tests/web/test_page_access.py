@@ -15,6 +15,7 @@ follows from :data:`gpulease.domain.access.PERMISSIONS`:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from fastapi.routing import APIRoute
@@ -24,11 +25,13 @@ from web_support import Ui, add_member, busy_demo, short_tokens, sign_ledger
 
 from gpulease.domain.access import PERMISSIONS, Action, Role
 from gpulease.persistence.tables import AuditRecord, GpuAllocation, Lease, Tenant, User
+from gpulease.services import identity, jobs
 from gpulease.services.context import ServiceContext
 from gpulease.services.demo import DemoUser
 from gpulease.web import app as web
 from gpulease.web import login, pages
 from gpulease.web.pages import fleet as fleet_page
+from gpulease.web.pages import queue as queue_page
 
 
 @dataclass(frozen=True)
@@ -172,3 +175,30 @@ def test_a_tenant_sees_its_own_gpus_and_jobs_and_the_others_anonymous(
     waiting = ui(tokens["university"]).get("/ui/queue").text
     assert made["university"][-1] in waiting  # the job too large to place waits, with why
     assert "waiting" in waiting
+
+
+def test_the_queue_pages_by_fifty_and_bounds_the_page(
+    ui: Ui, ctx: ServiceContext, demo: list[DemoUser]
+) -> None:
+    tokens = short_tokens(demo)
+    bank = identity.authenticate(ctx, tokens["bank"])
+    made = [
+        jobs.submit(
+            ctx,
+            bank,
+            jobs.JobSubmission(gpus=1, purpose="financial-services-ai: batch", command="t"),
+        ).id
+        for _ in range(queue_page.PAGE_SIZE + 5)
+    ]
+    client = ui(tokens["bank"])
+    first = client.get("/ui/queue")
+    assert first.text.count("<tr data-job=") == queue_page.PAGE_SIZE
+    assert 'rel="next"' in first.text
+    assert 'rel="prev"' not in first.text
+    second = client.get("/ui/queue?state=active&page=2")
+    assert second.text.count("<tr data-job=") == 5
+    assert 'rel="next"' not in second.text
+    shown = re.findall(r'<tr data-job="([^"]+)"', first.text + second.text)
+    assert sorted(shown) == sorted(made)  # every job once, across the pages
+    assert client.get(f"/ui/queue?page={queue_page.MAX_PAGE + 1}").status_code == 422
+    assert client.get("/ui/queue?state=nonsense").status_code == 422
