@@ -137,6 +137,13 @@ class Settings(BaseSettings):
     # the scheduler's leader signs a head this often when the ledger grew
     ledger_head_interval_s: float = Field(default=60.0, gt=0)
 
+    # ------------------------------------------------------------ the web dashboard (web/)
+    # the session cookie's Secure flag: "auto" (when the request came over https, as the
+    # trusted-proxy rule gives the scheme), "always" or "never"
+    ui_cookie_secure: str = Field(default="auto", pattern="^(auto|always|never)$")
+    ui_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)  # the cookie's life
+    ui_refresh_s: int = Field(default=15, ge=5, le=3600)  # the fleet page's live refresh
+
     @field_validator("trusted_proxies")
     @classmethod
     def _addresses_or_networks(cls, values: list[str]) -> list[str]:

@@ -52,6 +52,7 @@ from gpulease.services.scheduler_loop import SchedulerLoop
 from gpulease.services.scheduling import LiveScheduler
 from gpulease.services.setup import api_threads, make_executor, open_context
 from gpulease.settings import Settings
+from gpulease.web import app as web
 
 OPENAPI_URL = "/api/v1/openapi.json"
 UPLOAD_PATHS = ("/api/v1/lists",)  # multipart uploads: capped at max_upload_bytes
@@ -130,4 +131,5 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
         ledger,
     ):
         app.include_router(module.router, prefix="/api/v1")
+    web.install(app)  # the dashboard: /ui (same principals and services; not in OpenAPI)
     return app

@@ -88,3 +88,23 @@ def admit(
             at=found.at.isoformat(),
         )
     return found
+
+
+def free_steps(
+    total: int, start: datetime, end: datetime, holds: Iterable[Hold], maintenance: Iterable[Hold]
+) -> list[tuple[datetime, int]]:
+    """The free GPUs over ``[start, end)`` as a step function: ``(t, free)`` at ``start`` and
+    at every instant inside the window where the number changes (the headroom a calendar
+    draws). ``free`` may be negative only if the holds already oversell the site."""
+    if end <= start:
+        raise InvalidRequest("end must be after start", field="end")
+    leases = [h for h in holds if h.start < end and start < h.end]
+    windows = [h for h in maintenance if h.start < end and start < h.end]
+    edges = {start} | {t for h in leases + windows for t in (h.start, h.end) if start < t < end}
+    steps: list[tuple[datetime, int]] = []
+    for t in sorted(edges):
+        taken = sum(h.gpus for h in leases + windows if h.start <= t < h.end)
+        free = total - taken
+        if not steps or steps[-1][1] != free:
+            steps.append((t, free))
+    return steps

@@ -19,6 +19,7 @@ but a fresh insert is to be decided, and otherwise leaves the request to :func:`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
@@ -42,6 +43,7 @@ from gpulease.services.idempotency import Idempotent, record_of, record_values, 
 from gpulease.services.inventory import cached_topology, default_site
 
 TEXT_LIMIT = 200  # the purpose and name columns
+MAX_OFFSET = 100_000  # a listing's deepest page (deeper: filter instead)
 DEAD_LEASE_STATES = frozenset(
     {LeaseState.ENDED, LeaseState.REJECTED, LeaseState.CANCELLED, LeaseState.EXPIRED}
 )
@@ -433,22 +435,31 @@ def list_jobs(
     state: str | None = None,
     tenant_id: str | None = None,
     limit: int = 200,
+    states: Sequence[str] = (),
+    offset: int = 0,
 ) -> list[Job]:
+    """Jobs ``actor`` may read, newest first: of one ``state`` or any of ``states`` (none
+    given: every state), ``limit`` of them from ``offset`` (0 .. :data:`MAX_OFFSET`)."""
     if not 1 <= limit <= 5000:
         raise InvalidRequest("limit must be between 1 and 5000", field="limit")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise InvalidRequest(f"offset must be between 0 and {MAX_OFFSET}", field="offset")
+    wanted = [*states, *([state] if state is not None else [])]
+    try:
+        values = sorted({JobState(s).value for s in wanted})
+    except ValueError:
+        raise InvalidRequest(
+            f"state must be one of {', '.join(s.value for s in JobState)}", field="state"
+        ) from None
     with ctx.db.transaction(write=False) as tx:
-        query = tx.select(Job).order_by(Job.submitted_at.desc(), Job.id).limit(limit)
+        query = tx.select(Job).order_by(Job.submitted_at.desc(), Job.id)
+        query = query.offset(offset).limit(limit)
         if actor.scope(Action.JOB_READ) is not Scope.ALL:
             query = query.where(Job.tenant_id == actor.tenant_id)
         elif tenant_id is not None:
             query = query.where(Job.tenant_id == tenant_id)
-        if state is not None:
-            try:
-                query = query.where(Job.state == JobState(state).value)
-            except ValueError:
-                raise InvalidRequest(
-                    f"state must be one of {', '.join(s.value for s in JobState)}", field="state"
-                ) from None
+        if values:
+            query = query.where(Job.state.in_(values))
         return tx.all(query)
 
 

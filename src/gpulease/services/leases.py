@@ -37,7 +37,7 @@ from gpulease.domain.states import (
     LeaseState,
     transition,
 )
-from gpulease.leasing.calendar import Hold, admit
+from gpulease.leasing.calendar import Hold, admit, free_steps
 from gpulease.leasing.holds import (
     check_hold_share,
     check_pending_count,
@@ -154,6 +154,47 @@ def list_leases(
         if state is not None:
             query = query.where(Lease.state == LeaseState(state).value)
         return tx.all(query)
+
+
+@dataclass(frozen=True, slots=True)
+class Calendar:
+    """A site's leases over a window as ``actor`` may read them, and the site's headroom:
+    the GPUs no lease (of any tenant) nor maintenance holds, as a step function."""
+
+    site_id: str
+    total: int
+    start: datetime
+    end: datetime
+    leases: list[Lease]  # overlapping the window, visible to the reader, by start
+    headroom: list[tuple[datetime, int]]  # leasing.calendar.free_steps
+
+
+CALENDAR_LEASES = 1000  # leases drawn at most (the earliest-starting ones)
+
+
+def calendar(
+    ctx: ServiceContext, actor: Principal, *, site_id: str, start: datetime, end: datetime
+) -> Calendar:
+    """The lease calendar of ``site_id`` over ``[start, end)`` (see :class:`Calendar`). The
+    headroom counts every tenant's holds, as a quote's refusal does; it names none."""
+    scope = actor.scope(Action.LEASE_READ)
+    now = ctx.now()
+    with ctx.db.transaction(write=False) as tx:
+        tx.require(Site, site_id, "site")
+        total = sum(n.gpus for n in tx.all(tx.select(Node).where(Node.site_id == site_id)))
+        holds = [_hold(lease) for lease in _holding(tx, site_id, now)]
+        maintenance = _maintenance(tx, site_id)
+        query = (
+            tx.select(Lease)
+            .where(Lease.site_id == site_id, Lease.start < end, Lease.end > start)
+            .order_by(Lease.start, Lease.id)
+            .limit(CALENDAR_LEASES)
+        )
+        if scope is not Scope.ALL:
+            query = query.where(Lease.tenant_id == actor.tenant_id)
+        shown = tx.all(query)
+    steps = free_steps(total, start, end, holds, maintenance)
+    return Calendar(site_id, total, start, end, shown, steps)
 
 
 def decide(
