@@ -135,14 +135,14 @@ def site_refusal(country: str, policy: EffectivePolicy) -> SiteRefusal | None:
         if code not in params.countries:
             continue
         reason = (
-            f"tenant not admitted under pack {active.pack.ref} ({active.pack.title}), rule "
-            f"{active.rule.id}: {active.rule.title or 'tenants headquartered here'}: the tenant "
+            f"tenant not admitted under pack {active.pack.ref}, rule {active.rule.id} "
+            f"({active.rule.title or 'tenants headquartered in listed countries'}): the tenant "
             f"is headquartered in {country_name(code)} ({code})"
         )
+        if params.notice_days:
+            reason += f"; {params.notice_days} days' notice first"
         if params.permit:
             reason += f"; needs {params.permit}"
-        if params.notice_days:
-            reason += f" ({params.notice_days} days' notice to the authority first)"
         return SiteRefusal(active.ref, clip(reason))
     return None
 

@@ -345,6 +345,13 @@ def _dispatched(ctx: ServiceContext, sub: JobSubmission, checked: _Checked) -> _
         topology=TopologyRequest(checked.mode, sub.segment),
         purpose=sub.purpose,
     )
+    if sub.lease_id is not None:  # a named lease: its site, if it is a candidate
+        home = sites.lease_site(ctx, sub.lease_id, checked.tenant_id)
+        if home is not None and home in checked.candidates:
+            impossible = _never_fits(ctx, home, spec)
+            if impossible is not None:
+                raise InvalidRequest(impossible, field="gpus")
+            return replace(checked, site_id=home)
     decision = sites.choose(
         ctx,
         checked.tenant_id,

@@ -298,6 +298,7 @@ def large_training_runs(
         tenants = {t.id: t for t in tx.all(tx.select(Tenant))}
     runs: list[dict[str, Any]] = []
     computed: list[training_compute.JobCompute] = []
+    site_of = {job.id: job.site_id for job in jobs}
     unestimated = 0
     for job in jobs:
         state = JobState(job.state)
@@ -335,6 +336,7 @@ def large_training_runs(
                 "tenant_id": job.tenant_id,
                 "tenant": tenant.name if tenant else job.tenant_id,
                 "tenant_country": tenant.country if tenant else "",
+                "site_id": job.site_id,
                 "purpose": job.purpose,
                 "end_use": code,
                 "state": job.state,
@@ -356,6 +358,7 @@ def large_training_runs(
         )
     runs.sort(key=lambda r: -Decimal(r["estimated_ops"]))
     totals = training_compute.aggregate(computed, [t for t, _note in limits], now)
+    estimates = {c.job_id: c.ops for c in computed}
     return {
         "kind": "large-runs",
         "generated_at": now.isoformat(),
@@ -384,8 +387,9 @@ def large_training_runs(
             "of its run so far and its walltime limit (else declared duration); else its "
             "walltime limit, else its declared duration",
             "aggregation": "a tenant's jobs, and each campaign's (the jobs of a tenant that "
-            "declare the same purpose), added up over each threshold's window: every job "
-            "that had not ended before the window opened",
+            "declare the same purpose), added up over each threshold's window across every "
+            "site (by_site: each site's share): every job that had not ended before the "
+            "window opened",
         },
         "jobs_considered": len(jobs),
         "jobs_without_estimate": unestimated,
@@ -403,7 +407,19 @@ def large_training_runs(
                 "estimated_ops": str(a.ops),
                 "estimated_ops_sci": _sci(a.ops),
                 "passes": list(a.passes),
+                "by_site": _by_site(a.job_ids, site_of, estimates),
             }
             for a in totals
         ],
     }
+
+
+def _by_site(
+    job_ids: Iterable[str], site_of: dict[str, str], estimates: dict[str, Decimal]
+) -> dict[str, str]:
+    """An aggregate's estimated operations per site: a campaign split across sites is one
+    total (the aggregate), shown with each site's share."""
+    found: dict[str, Decimal] = defaultdict(Decimal)
+    for job_id in job_ids:
+        found[site_of[job_id]] += estimates[job_id]
+    return {site: str(ops) for site, ops in sorted(found.items())}

@@ -160,6 +160,14 @@ def site_ids(ctx: ServiceContext) -> tuple[str, ...]:
     return ids
 
 
+def lease_site(ctx: ServiceContext, lease_id: str, tenant_id: str) -> str | None:
+    """The site of the tenant's lease ``lease_id`` (None: no such lease of this tenant; the
+    submission then says so)."""
+    with ctx.db.transaction(write=False) as tx:
+        lease = tx.get(Lease, lease_id)
+    return lease.site_id if lease is not None and lease.tenant_id == tenant_id else None
+
+
 def choose(
     ctx: ServiceContext,
     tenant_id: str,
