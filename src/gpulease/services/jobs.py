@@ -429,7 +429,7 @@ def _values(
         checked.now,
     )
     purpose = sub.purpose.strip()
-    job = {
+    job: dict[str, Any] = {
         "id": job_id,
         "tenant_id": tenant_id,
         "site_id": site_id,

@@ -210,6 +210,12 @@ def recorded_site(screening: dict[str, object] | None, site_id: str) -> dict[str
     return entry if isinstance(entry, dict) else {}
 
 
+def site_rules_of(entry: dict[str, object]) -> frozenset[str]:
+    """The site rules a recorded site re-screening was made under."""
+    rules = entry.get("rules")
+    return frozenset(str(r) for r in rules) if isinstance(rules, list) else frozenset()
+
+
 def on_site_policy_change(ctx: ServiceContext, now: datetime, *, budget: int) -> list[Rescreen]:
     """Re-screen the tenants of every site whose own rules in force (its packs) differ from
     those their cases recorded for it (module docstring); at most ``budget`` cases."""
@@ -241,8 +247,7 @@ def on_site_policy_change(ctx: ServiceContext, now: datetime, *, budget: int) ->
         for site in where
         for case in cases
         if (site.site_id, case.tenant_id) in present
-        and frozenset(map(str, recorded_site(case.screening, site.site_id).get("rules") or []))
-        != rules[site.site_id]
+        and site_rules_of(recorded_site(case.screening, site.site_id)) != rules[site.site_id]
     ]
     done = [_rescreen_site(ctx, case_id, site, now) for case_id, site in stale[:budget]]
     if len(stale) <= budget:
@@ -263,7 +268,7 @@ def _rescreen_site(
         if case.state not in (KycState.APPROVED, KycState.NEEDS_REVIEW):
             return None
         before = recorded_site(case.screening, site.site_id)
-        if sorted(map(str, before.get("rules") or [])) == rules:
+        if site_rules_of(before) == frozenset(rules):
             return None  # another pass or process did it meanwhile
         try:
             result = kyc_screening.screen(ctx, tx, case, policy, lists)
@@ -285,8 +290,8 @@ def _rescreen_site(
         recorded = dict((case.screening or {}).get(kyc_screening.SITES_KEY) or {})
         recorded[site.site_id] = entry
         case.screening = {**(case.screening or {}), kyc_screening.SITES_KEY: recorded}
-        added = sorted(set(rules) - set(map(str, before.get("rules") or [])))
-        gone = sorted(set(map(str, before.get("rules") or [])) - set(rules))
+        added = sorted(set(rules) - site_rules_of(before))
+        gone = sorted(site_rules_of(before) - set(rules))
         changes = [f"now in force: {r}" for r in added] + [f"no longer in force: {r}" for r in gone]
         outcome = "admitted" if held is None else "refused"
         words = f"admitted at {site.site_id}" if held is None else held
