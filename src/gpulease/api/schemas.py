@@ -439,6 +439,11 @@ class SiteAdmissionOut(BaseModel):
     admitted: bool
     reason: str = Field(description="why not, naming the pack and rule ('' when admitted)")
     rule: str | None = Field(description="the site's rule that refuses (pack@version/rule)")
+
+
+class SiteAdmissionOfficerOut(SiteAdmissionOut):
+    """Officers also see the packs in force at the site."""
+
     packs: list[str] = Field(description="the packs in force at the site")
 
 
@@ -465,7 +470,7 @@ class KycCaseOut(Out):
     )
     approvals_needed: int
     round: int
-    sites: list[SiteAdmissionOut] = Field(
+    sites: list[SiteAdmissionOfficerOut] = Field(
         default_factory=list, description="admission at every site (one approval, per-site rules)"
     )
     submitted_by: str

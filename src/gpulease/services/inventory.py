@@ -134,7 +134,7 @@ def register_site(
                 "timezone": zone,
             },
         )
-    for key in ("site_ids", "default_site"):  # a new site: the process's lists are stale
+    for key in ("site_infos", "default_site"):  # a new site: the process's lists are stale
         ctx.cache.pop(key, None)
     return site
 

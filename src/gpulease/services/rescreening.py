@@ -219,8 +219,7 @@ def site_rules_of(entry: dict[str, object]) -> frozenset[str]:
 def on_site_policy_change(ctx: ServiceContext, now: datetime, *, budget: int) -> list[Rescreen]:
     """Re-screen the tenants of every site whose own rules in force (its packs) differ from
     those their cases recorded for it (module docstring); at most ``budget`` cases."""
-    with ctx.db.transaction(write=False) as tx:
-        where = sites.site_infos(tx)
+    where = sites.cached_infos(ctx)  # no read per pass: sites change by register_site only
     rules = {s.site_id: frozenset(sites.policy_at(ctx, s, now).site_rules) for s in where}
     key = (tuple(sorted((k, tuple(sorted(v))) for k, v in rules.items())), now.date())
     if ctx.cache.get(SITES_CHECKED) == key or budget <= 0:

@@ -177,6 +177,7 @@ class LiveScheduler:
         with self.ctx.db.transaction(write=False) as tx:  # one read: sites and admission
             standings = self._standings(tx)
             where = sites.site_infos(tx)
+        self.ctx.cache["site_infos"] = tuple(where)  # fresh for the next pass's re-screening
         reports = []
         for site in where:
             site_id = site.site_id

@@ -149,15 +149,20 @@ def candidates(
     return tuple(sites)
 
 
-def site_ids(ctx: ServiceContext) -> tuple[str, ...]:
-    """Every site's id, read once per process (``inventory.register_site`` forgets it)."""
-    found = ctx.cache.get("site_ids")
+def cached_infos(ctx: ServiceContext) -> tuple[SiteInfo, ...]:
+    """Every site, read once per process (``inventory.register_site`` forgets them)."""
+    found = ctx.cache.get("site_infos")
     if isinstance(found, tuple):
         return found
     with ctx.db.transaction(write=False) as tx:
-        ids = tuple(s.site_id for s in site_infos(tx))
-    ctx.cache["site_ids"] = ids
-    return ids
+        infos = tuple(site_infos(tx))
+    ctx.cache["site_infos"] = infos
+    return infos
+
+
+def site_ids(ctx: ServiceContext) -> tuple[str, ...]:
+    """Every site's id (:func:`cached_infos`)."""
+    return tuple(s.site_id for s in cached_infos(ctx))
 
 
 def lease_site(ctx: ServiceContext, lease_id: str, tenant_id: str) -> str | None:

@@ -37,6 +37,7 @@ from gpulease.api.schemas import (
     PolicyView,
     RescreenIn,
     RescreenOut,
+    SiteAdmissionOfficerOut,
     SiteAdmissionOut,
     TenantPolicyOut,
 )
@@ -72,7 +73,9 @@ def _case_out(
         return out
     view = tenant_case_view(case)
     return KycCaseTenantOut(
-        sites=admissions,
+        sites=[
+            SiteAdmissionOut.model_validate(a.model_dump(exclude={"packs"})) for a in admissions
+        ],
         id=view.id,
         tenant_id=view.tenant_id,
         state=view.state,
@@ -141,10 +144,10 @@ def show_case(case_id: Ref, ctx: Ctx, me: Me) -> KycCaseOut | KycCaseTenantOut:
     return _case_out(me, kyc.get_case(ctx, me, case_id), ctx, sites=True)
 
 
-def _site_admissions(ctx: ServiceContext, case: KycCase) -> list[SiteAdmissionOut]:
+def _site_admissions(ctx: ServiceContext, case: KycCase) -> list[SiteAdmissionOfficerOut]:
     """The case's tenant at every site (the case was read under the caller's authority)."""
     return [
-        SiteAdmissionOut(
+        SiteAdmissionOfficerOut(
             site_id=a.site_id,
             country=a.country,
             timezone=a.timezone,
