@@ -345,4 +345,7 @@ def test_large_runs_add_up_across_sites_and_tenants_under_one_owner(
     [group] = found["aggregates"]
     assert group["tenant"] == "Harbour Holdings Pte Ltd"
     assert {t["tenant_id"] for t in group["tenants"]} == {one.tenant_id, two.tenant_id}
-    assert group["by_site"] == {"bkk1": "2.88E+19", "sgp1": "2.88E+19"}
+    assert {s: Decimal(v) for s, v in group["by_site"].items()} == {
+        "bkk1": Decimal("2.88e19"),
+        "sgp1": Decimal("2.88e19"),
+    }
