@@ -116,7 +116,7 @@ def admissions_of(ctx: ServiceContext, tenant_id: str, now: datetime) -> list[Si
                 site.timezone,
                 held is None,
                 held or "",
-                refused.rule if refused is not None and held is not None else None,
+                refused.rule if refused is not None and held and refused.reason in held else None,
                 policy.packs,
             )
         )
