@@ -23,7 +23,7 @@ def kept_and_rebuilt(
 ) -> tuple[SiteState, SiteState]:
     """The leader's kept state brought up to now, and a state rebuilt from the database."""
     now = clock.now()
-    admit = scheduler._admission(now)
+    admit = scheduler._admission(now, SITE)
     topology = inventory.cached_topology(ctx, SITE)
     kept = scheduler._current(SITE, topology, now, admit, PassReport(SITE))
     fresh = scheduler._build(SITE, topology, now, admit, PassReport(SITE))

@@ -194,6 +194,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("GET", "/reports/tenants/{tenant_id}/disclosure"): Op(Action.REPORT_READ, "b"),
     ("GET", "/reports/gpus/{serial}"): Op(Action.REPORT_READ, "operator"),
     ("GET", "/reports/large-runs"): Op(Action.REPORT_READ, "operator"),
+    ("GET", "/reports/sites"): Op(Action.REPORT_READ, "operator"),
     ("GET", "/custody/{serial}"): Op(Action.CUSTODY_READ, "operator"),
     ("GET", "/custody/alerts"): Op(Action.CUSTODY_READ, listing=True),
     ("POST", "/custody/alerts/{alert_id}/clear"): Op(

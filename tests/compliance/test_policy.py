@@ -37,6 +37,9 @@ def test_builtin_packs_load() -> None:
         "ai-diffusion-2025@1",
         "baseline@1",
         "iaas-customer-identification@1",
+        "my-strategic-trade-2010@1",  # the country packs: scoped to their sites' countries
+        "sg-strategic-goods-control@1",
+        "th-wmd-trade-controls@1",
         "us-affiliates-rule-2025@1",
     ]
 

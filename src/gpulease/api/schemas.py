@@ -104,6 +104,12 @@ class JobCreate(Strict):
     requeueable: StrictBool = True
     lease_id: Ref | None = None
     site_id: Ref | None = None
+    sites: list[Ref] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=32,
+        description="dispatch among these sites (no site_id, no sites: among every site)",
+    )
     tenant_id: Ref | None = Field(default=None, description="operators only: for which tenant")
 
 
@@ -123,6 +129,11 @@ class JobOut(Out):
     tenant_id: str
     tenant_name: str = Field(default="", description="the tenant's name, for people")
     site_id: str
+    dispatch: dict[str, object] | None = Field(
+        default=None,
+        description="how the site was chosen among several: the sites asked, the one chosen "
+        "and why, and a reason for every site not chosen (null: the job named its site)",
+    )
     lease_id: str | None
     command: str | None
     image: str | None
@@ -419,6 +430,23 @@ class KycDecisionIn(Strict):
     )
 
 
+class SiteAdmissionOut(BaseModel):
+    """Whether the case's tenant is admitted at a site under the packs in force there."""
+
+    site_id: str
+    country: str
+    timezone: str
+    admitted: bool
+    reason: str = Field(description="why not, naming the pack and rule ('' when admitted)")
+    rule: str | None = Field(description="the site's rule that refuses (pack@version/rule)")
+
+
+class SiteAdmissionOfficerOut(SiteAdmissionOut):
+    """Officers also see the packs in force at the site."""
+
+    packs: list[str] = Field(description="the packs in force at the site")
+
+
 class KycCaseOut(Out):
     """A case as compliance officers and operator admins see it: the whole screening (list
     entries matched, scores, features, thresholds in the reasons), the lists screened."""
@@ -442,6 +470,9 @@ class KycCaseOut(Out):
     )
     approvals_needed: int
     round: int
+    sites: list[SiteAdmissionOfficerOut] = Field(
+        default_factory=list, description="admission at every site (one approval, per-site rules)"
+    )
     submitted_by: str
     submitted_at: datetime
     screened_at: datetime | None
@@ -471,6 +502,9 @@ class KycCaseTenantOut(BaseModel):
     submitted_at: datetime
     decided_at: datetime | None
     expires_at: datetime | None
+    sites: list[SiteAdmissionOut] = Field(
+        default_factory=list, description="admission at every site (one approval, per-site rules)"
+    )
 
 
 KycCaseView = Annotated[KycCaseOut | KycCaseTenantOut, Field(discriminator="view")]

@@ -115,7 +115,7 @@ def case_view(case: dict[str, Any]) -> Group:
         if case["approved_end_uses"]:
             approved = ", ".join(case["approved_end_uses"])
             lines.append(Text(f"approved end uses: {approved}", overflow="fold"))
-        return Group(tables.fields(pairs), *lines)
+        return Group(tables.fields(pairs), *lines, *_site_lines(case))
     pairs += [
         ("verdict", _verdict(case.get("verdict", ""))),
         ("end uses", tables.safe(", ".join(case["end_uses"]))),
@@ -134,7 +134,19 @@ def case_view(case: dict[str, Any]) -> Group:
                 f"({hit['source']} {hit['entry_id']}, score {hit['score']})"
             )
             lines.append(Padding(Text(hit_line, overflow="fold"), (0, 0, 0, 2)))
-    return Group(tables.fields(pairs), *lines)
+    return Group(tables.fields(pairs), *lines, *_site_lines(case))
+
+
+def _site_lines(case: dict[str, Any]) -> list[RenderableType]:
+    """One line per site: admitted there, or not and under which rule (in words)."""
+    lines: list[RenderableType] = []
+    for site in case.get("sites") or []:
+        where = f"{site['site_id']} ({site['country']})"
+        text = f"{where}: admitted" if site["admitted"] else f"{where}: {site['reason']}"
+        lines.append(Text.from_markup(tables.safe(text), overflow="fold"))
+    if lines:
+        lines.insert(0, Text("admission per site:"))
+    return lines
 
 
 @kyc_app.command("submit")

@@ -280,6 +280,11 @@ def show_job(job: dict[str, Any]) -> None:
         ("preempt at", tables.moment(job["preempt_at"], seconds=True) if job["preempt_at"] else ""),
         ("runs", runs if job["starts"] else ""),
     ]
+    dispatch = job.get("dispatch") or {}
+    if dispatch:
+        pairs.append(("dispatched", tables.safe(f"{job['site_id']}: {dispatch['reason']}")))
+        for passed in dispatch.get("passed", []):
+            pairs.append(("not chosen", tables.safe(f"{passed['site_id']}: {passed['reason']}")))
     for part in job["allocation"]:
         slots = ",".join(str(s) for s in part["slots"])
         serials = ", ".join(part["gpu_serials"])
@@ -301,6 +306,13 @@ def job_submit(
     duration: Annotated[float | None, typer.Option(help="Simulated executor: run time.")] = None,
     priority: Annotated[str, typer.Option(help="low, normal, high or critical.")] = "normal",
     lease: Annotated[str | None, typer.Option(help="Lease id to charge.")] = None,
+    site: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A site; repeat to let the control plane pick among several "
+            "(none: among every site)."
+        ),
+    ] = None,
     wait: Annotated[
         bool,
         typer.Option(help="Wait until the job ends, showing each change of its state."),
@@ -308,7 +320,7 @@ def job_submit(
     json_out: JsonFlag = False,
 ) -> None:
     """Submit a job."""
-    body = {
+    body: dict[str, Any] = {
         "gpus": gpus,
         "purpose": purpose,
         "command": command,
@@ -322,6 +334,10 @@ def job_submit(
         "priority": priority,
         "lease_id": lease,
     }
+    if site and len(site) == 1:
+        body["site_id"] = site[0]
+    elif site:
+        body["sites"] = site
     client = ApiClient()
     job = client.post("/jobs", body, create=True)
     if wait:

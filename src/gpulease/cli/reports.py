@@ -384,3 +384,51 @@ def large_runs_command(
     _table("tenants and campaigns (jobs added up over the window)", TOTALS, totals, wide)
     for t in report.get("thresholds", []):
         stdout().print(f"[dim]{t['sci']}: {_e(t['ref'])}[/]")
+
+
+SITE_TENANTS = (
+    key("site"),
+    text("tenant", 0),
+    num("GPU-hours", 0),
+    text("leases", 2),
+    text("admission", 1),
+)
+
+
+@report_app.command("sites")
+def sites_command(
+    site: Annotated[str | None, typer.Option(help="One site (its id).")] = None,
+    country: Annotated[str | None, typer.Option(help="One country (ISO code or name).")] = None,
+    as_of: Annotated[str | None, typer.Option(help="ISO date-time (default: now).")] = None,
+    wide: WideFlag = False,
+    json_out: JsonFlag = False,
+) -> None:
+    """Every site, one site or one country: packs in force, tenants' use and admission."""
+    report = ApiClient().get("/reports/sites", site_id=site, country=country, as_of=as_of)
+    if json_out:
+        print(json.dumps(report, indent=2))
+        return
+    stdout().print(f"[bold]Sites as of {_when(report['as_of'])}[/]")
+    for found in report["sites"]:
+        stdout().print(
+            f"{_e(found['site_id'])}: {_e(found['name'])}, {_e(found['city'])} "
+            f"{_e(found['country'])} ({_e(found['timezone'])}, local day "
+            f"{_e(found['local_day'])}); packs: {_e(', '.join(found['packs_in_force']))}"
+        )
+    rows = [
+        [
+            _e(found["site_id"]),
+            _e(t["tenant"]),
+            f"{t['compute']['gpu_hours']:,.2f}",
+            _e(", ".join(f"{lease['gpus']} GPUs" for lease in t["leases"])),
+            _e(t["admission"]),
+        ]
+        for found in report["sites"]
+        for t in found["tenants"]
+    ]
+    _table("tenants by site", SITE_TENANTS, rows, wide)
+    totals = report["totals"]["by_country"]
+    stdout().print(
+        "GPU-hours by country: "
+        + (_e(", ".join(f"{c} {h:,.2f}" for c, h in totals.items())) or "none")
+    )

@@ -11,6 +11,12 @@ A purpose the end-use classifier sends to review is held until an officer decide
 admitted, unless it is refused on other grounds (a code no longer approved, a prohibited
 use): clearance lifts a review, never a refusal.
 
+Sites. Admission is evaluated per site: the policy given is the one in force at the site
+(operator-wide packs plus the site's country packs, ``PolicySet.evaluate(day, site)``), so a
+site's prohibited end uses hold work there only, and a ``tenant_countries`` rule of the
+site's packs holds a tenant headquartered in a listed country there only
+(:func:`site_refusal`, the rule named in words): one KYC approval, admission per site.
+
 Invariants: no I/O, no clock (``now`` is an argument); two admissions built from the same
 standing and policy are equal (``key``), so the live scheduler rebuilds its kept state only
 when the key changes. The texts are those the tenant reads: they never quote list entries or
@@ -23,6 +29,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from gpulease.compliance.countries import country_name
 from gpulease.compliance.disclosure import tenant_standing
 from gpulease.compliance.end_uses import PurposeOutcome, check_purpose
 from gpulease.compliance.policy import EffectivePolicy
@@ -40,6 +47,7 @@ class Standing:
     expires_at: datetime | None
     end_uses: tuple[str, ...]
     cleared: tuple[str, ...] = ()  # purposes an officer cleared after review
+    country: str = ""  # headquarters (ISO alpha-2): what a site's tenant_countries rules read
 
 
 def is_approved(approval: str, expires_at: datetime | None, now: datetime) -> bool:
@@ -111,14 +119,48 @@ class Admission:
         return self.held.get(tenant_id) or self.purpose(tenant_id, purpose)
 
 
+@dataclass(frozen=True, slots=True)
+class SiteRefusal:
+    """Why a site's own rules do not admit a tenant: the rule's ref and the words."""
+
+    rule: str  # pack@version/rule
+    reason: str
+
+
+def site_refusal(country: str, policy: EffectivePolicy) -> SiteRefusal | None:
+    """The first ``tenant_countries`` rule in force at the policy's site that refuses a
+    tenant headquartered in ``country`` (None: the site's rules admit it)."""
+    code = country.strip().upper()
+    for active, params in policy.tenant_country_rules():
+        if code not in params.countries:
+            continue
+        reason = (
+            f"tenant not admitted under pack {active.pack.ref}, rule {active.rule.id} "
+            f"({active.rule.title or 'tenants headquartered in listed countries'}): the tenant "
+            f"is headquartered in {country_name(code)} ({code})"
+        )
+        if params.notice_days:
+            reason += f"; {params.notice_days} days' notice first"
+        if params.permit:
+            reason += f"; needs {params.permit}"
+        return SiteRefusal(active.ref, clip(reason))
+    return None
+
+
 def admission(tenants: Iterable[Standing], policy: EffectivePolicy, now: datetime) -> Admission:
+    """Who is held and what each may run, under ``policy`` (at its site, if it has one)."""
     held: dict[str, str] = {}
     end_uses: dict[str, tuple[str, ...]] = {}
     cleared: dict[str, tuple[str, ...]] = {}
+    where = f" at {policy.site.site_id}" if policy.site is not None else ""
     for tenant in tenants:
         end_uses[tenant.tenant_id] = tenant.end_uses
         cleared[tenant.tenant_id] = tenant.cleared
         if not is_approved(tenant.approval, tenant.expires_at, now):
             why = tenant_standing(tenant.approval, tenant.expires_at, now)
             held[tenant.tenant_id] = f"held: the tenant is not approved ({why})"
+            continue
+        refused = site_refusal(tenant.country, policy) if tenant.country else None
+        if refused is not None:
+            held[tenant.tenant_id] = clip(f"held{where}: {refused.reason}")
     return Admission(held, end_uses, policy, cleared)

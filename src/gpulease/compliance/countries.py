@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from functools import cache
+from zoneinfo import available_timezones
 
 import pycountry
 from rapidfuzz import fuzz, process
@@ -131,6 +132,44 @@ def suggestions(value: str, limit: int = 3) -> list[str]:
         if len(picked) == limit:
             break
     return [f"{code} ({country_name(code)})" for code in picked]
+
+
+# The zone of the capital, for countries whose sites take it unless told otherwise (a country
+# with several zones in common use, Indonesia's WIB/WITA/WIT, takes its capital's).
+DEFAULT_TIMEZONES: dict[str, str] = {
+    "ID": "Asia/Jakarta",
+    "MY": "Asia/Kuala_Lumpur",
+    "SG": "Asia/Singapore",
+    "TH": "Asia/Bangkok",
+    "VN": "Asia/Ho_Chi_Minh",
+    "PH": "Asia/Manila",
+    "JP": "Asia/Tokyo",
+    "KR": "Asia/Seoul",
+    "IN": "Asia/Kolkata",
+}
+
+
+@cache
+def _zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def site_timezone(value: str | None, country: str, *, field: str = "timezone") -> str:
+    """An IANA time zone name (``Asia/Jakarta``), checked against the zone database; without
+    one, the country's default (:data:`DEFAULT_TIMEZONES`), else InvalidRequest."""
+    if value is None or not value.strip():
+        found = DEFAULT_TIMEZONES.get(country)
+        if found is None:
+            raise InvalidRequest(
+                f"give the site's IANA time zone (no default for {country})", field=field
+            )
+        return found
+    zone = value.strip()
+    if zone not in _zones():
+        raise InvalidRequest(
+            f"{zone!r} is not an IANA time zone (e.g. Asia/Jakarta, UTC)", field=field
+        )
+    return zone
 
 
 def country_code(value: str, *, field: str = "country") -> str:

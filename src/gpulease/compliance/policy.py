@@ -8,6 +8,10 @@ status in words, and accessors for what the cores need (50 % rules, screening li
 prohibited end uses, country tiers, customer fields, red-flag settings). Pure once loaded:
 the day is an argument. Two versions of one pack may not be in force on the same day.
 The pack types are re-exported here.
+
+Sites. ``evaluate(day)`` is the operator-wide policy (packs without a scope: what KYC
+screening applies to every tenant); ``evaluate(day, SiteScope(site, country))`` adds the
+packs scoped to that site or its country (what admission at that site applies).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from gpulease.compliance.policy_packs import (
     RuleParams,
     RuleStatus,
     ScreeningParams,
+    TenantCountriesParams,
     TrainingComputeParams,
     builtin_packs,
     load_pack_file,
@@ -70,6 +75,8 @@ __all__ = [
     "RuleParams",
     "RuleStatus",
     "ScreeningParams",
+    "SiteScope",
+    "TenantCountriesParams",
     "TrainingComputeParams",
     "builtin_packs",
     "load_pack_file",
@@ -104,13 +111,35 @@ class CountryTier:
 
 
 @dataclass(frozen=True, slots=True)
+class SiteScope:
+    """Where a policy is evaluated: a site and its country (ISO alpha-2)."""
+
+    site_id: str
+    country: str
+
+
+@dataclass(frozen=True, slots=True)
 class EffectivePolicy:
-    """The rules in force on ``as_of``, and the accessors a decision needs."""
+    """The rules in force on ``as_of`` (at ``site``, or operator-wide), and the accessors a
+    decision needs."""
 
     as_of: date
     packs: tuple[str, ...]  # "id@version" of every pack in force
     rules: tuple[ActiveRule, ...]
     inactive: tuple[InactiveRule, ...]
+    site: SiteScope | None = None
+
+    @property
+    def site_rules(self) -> frozenset[str]:
+        """Refs of the active rules that apply here only (packs scoped to the site)."""
+        return frozenset(r.ref for r in self.rules if not r.pack.operator_wide)
+
+    def tenant_country_rules(self) -> tuple[tuple[ActiveRule, TenantCountriesParams], ...]:
+        return tuple(
+            (r, r.rule.params)
+            for r in self.of_kind(RuleKind.TENANT_COUNTRIES)
+            if isinstance(r.rule.params, TenantCountriesParams)
+        )
 
     def of_kind(self, kind: RuleKind) -> tuple[ActiveRule, ...]:
         return tuple(r for r in self.rules if r.rule.kind is kind)
@@ -266,10 +295,16 @@ class PolicySet:
     def with_packs(self, *packs: PolicyPack) -> PolicySet:
         return PolicySet([*self._packs, *packs])
 
-    def evaluate(self, as_of: date) -> EffectivePolicy:
+    def evaluate(self, as_of: date, site: SiteScope | None = None) -> EffectivePolicy:
+        """The rules in force on ``as_of``: operator-wide, or at ``site`` (module doc)."""
         active: list[ActiveRule] = []
         inactive: list[InactiveRule] = []
-        for pack in self._packs:
+        here = tuple(
+            p
+            for p in self._packs
+            if p.operator_wide or (site is not None and p.applies_at(site.site_id, site.country))
+        )
+        for pack in here:
             for rule in pack.rules:
                 if rule.active_on(as_of):
                     active.append(ActiveRule(pack, rule))
@@ -281,8 +316,8 @@ class PolicySet:
                             rule.describe_status(as_of),
                         )
                     )
-        packs = tuple(p.ref for p in self._packs if p.in_force(as_of))
-        return EffectivePolicy(as_of, packs, tuple(active), tuple(inactive))
+        packs = tuple(p.ref for p in here if p.in_force(as_of))
+        return EffectivePolicy(as_of, packs, tuple(active), tuple(inactive), site)
 
     def _check_versions_do_not_overlap(self) -> None:
         # status is constant between changes, so checking every change day is exact

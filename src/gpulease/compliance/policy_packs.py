@@ -8,6 +8,8 @@ A *pack* is a TOML file (``packs/*.toml`` ship with gpulease; an operator may lo
     source = "..."                       # who issued it
     citation = "..."                     # optional: the instrument
     status = [ { state = "in_force", from = 2025-09-29 } ]   # optional default for rules
+    scope = { countries = ["MY"] }       # optional: only at sites in these countries
+                                         # (or sites = ["jhb1"]); none: operator-wide
 
     [[rules]]
     id = "affiliates-50"
@@ -25,6 +27,12 @@ turned into a timeline of :class:`RuleStatus` changes checked against
 :data:`RULE_STATUS_TRANSITIONS`, so a suspension before the rule is in force, overlapping
 suspensions or a rule revived after its rescission are refused on load. A rule is *active*
 on a day iff its status that day is ``in_force``; a pack is in force iff one of its rules is.
+
+Scope. A pack without ``scope`` applies operator-wide (the US rules on US-origin chips follow
+the chips to every site); one with ``scope.countries`` (ISO 3166 alpha-2) and/or
+``scope.sites`` (site ids) applies only at those sites (:meth:`PolicyPack.applies_at`): a
+country's own trade controls. KYC screening uses the operator-wide packs; admission at a site
+uses those plus the site's (:meth:`gpulease.compliance.policy.PolicySet.evaluate`).
 :mod:`gpulease.compliance.policy` evaluates a set of packs on a day.
 
 Every error names the file, the rule and the field. Parsing (:func:`parse_pack`) is pure;
@@ -63,6 +71,9 @@ class RuleKind(StrEnum):
     MINORITY_STAKE_FLAG = "minority_stake_flag"  # threshold = 25
     HIGH_RISK_COUNTRIES = "high_risk_countries"  # countries = [...]: owners there flag
     TRAINING_COMPUTE = "training_compute"  # threshold_ops = "1e26", window_days = 365
+    # countries = [...], notice_days = 30, permit = "...": at the pack's sites, a tenant
+    # headquartered there is not admitted (until the notice/permit named is on record)
+    TENANT_COUNTRIES = "tenant_countries"
 
 
 class RuleStatus(StrEnum):
@@ -150,6 +161,16 @@ class TrainingComputeParams:
     window_days: int
 
 
+@dataclass(frozen=True, slots=True)
+class TenantCountriesParams:
+    """Tenants headquartered in ``countries`` are not admitted where the pack applies; the
+    refusal says what would lift it (``permit``) and the notice the rule asks for."""
+
+    countries: frozenset[str]
+    notice_days: int
+    permit: str
+
+
 RuleParams = (
     ScreeningParams
     | Ownership50Params
@@ -159,6 +180,7 @@ RuleParams = (
     | MinorityStakeParams
     | HighRiskCountriesParams
     | TrainingComputeParams
+    | TenantCountriesParams
 )
 
 
@@ -204,10 +226,31 @@ class PolicyPack:
     citation: str = ""
     description: str = ""
     origin: str = ""  # the file it came from
+    countries: frozenset[str] = frozenset()  # scope: sites in these countries (ISO alpha-2)
+    sites: frozenset[str] = frozenset()  # scope: these site ids
 
     @property
     def ref(self) -> str:
         return f"{self.id}@{self.version}"
+
+    @property
+    def operator_wide(self) -> bool:
+        return not self.countries and not self.sites
+
+    def applies_at(self, site_id: str | None, country: str | None) -> bool:
+        """Whether the pack applies at a site (``None``: the operator-wide view)."""
+        if self.operator_wide:
+            return True
+        return (site_id is not None and site_id in self.sites) or (
+            country is not None and country.upper() in self.countries
+        )
+
+    @property
+    def scope_text(self) -> str:
+        """E.g. ``"sites in MY"``, ``"operator-wide"``."""
+        parts = [f"sites in {', '.join(sorted(self.countries))}"] if self.countries else []
+        parts += [f"site {', '.join(sorted(self.sites))}"] if self.sites else []
+        return "; ".join(parts) or "operator-wide"
 
     def in_force(self, as_of: date) -> bool:
         return any(r.active_on(as_of) for r in self.rules)
@@ -308,7 +351,17 @@ class _Where:
             )
 
 
-_PACK_KEYS = {"id", "version", "title", "source", "citation", "description", "status", "rules"}
+_PACK_KEYS = {
+    "id",
+    "version",
+    "title",
+    "source",
+    "citation",
+    "description",
+    "status",
+    "rules",
+    "scope",
+}
 _RULE_KEYS = {"id", "kind", "title", "description", "status"}
 _KIND_KEYS: dict[RuleKind, set[str]] = {
     RuleKind.SCREENING: {"lists"},
@@ -319,6 +372,7 @@ _KIND_KEYS: dict[RuleKind, set[str]] = {
     RuleKind.MINORITY_STAKE_FLAG: {"threshold"},
     RuleKind.HIGH_RISK_COUNTRIES: {"countries"},
     RuleKind.TRAINING_COMPUTE: {"threshold_ops", "window_days"},
+    RuleKind.TENANT_COUNTRIES: {"countries", "notice_days", "permit"},
 }
 
 
@@ -349,6 +403,7 @@ def parse_pack(text: str, *, origin: str) -> PolicyPack:
         if any(r.id == rule.id for r in rules):
             raise _Where(origin, rule.id).error("rule id used twice in the pack", "id")
         rules.append(rule)
+    countries, sites = _scope(doc.get("scope"), where)
     return PolicyPack(
         id=pack_id,
         version=version,
@@ -358,7 +413,28 @@ def parse_pack(text: str, *, origin: str) -> PolicyPack:
         citation=where.text(doc, "citation", required=False),
         description=where.text(doc, "description", required=False),
         origin=origin,
+        countries=countries,
+        sites=sites,
     )
+
+
+def _scope(raw: Any, where: _Where) -> tuple[frozenset[str], frozenset[str]]:
+    """``scope = { countries = [...], sites = [...] }`` (absent: operator-wide)."""
+    if raw is None:
+        return frozenset(), frozenset()
+    if not isinstance(raw, dict) or not raw:
+        raise where.error("must be a table such as { countries = ['MY'] }", "scope")
+    where.unknown_keys(raw, {"countries", "sites"})
+    countries: tuple[str, ...] = ()
+    sites: tuple[str, ...] = ()
+    if "countries" in raw:
+        countries = where.countries(where.strings(raw, "countries"), "scope.countries")
+    if "sites" in raw:
+        sites = where.strings(raw, "sites")
+        bad = [s for s in sites if not _SLUG.match(s)]
+        if bad:
+            raise where.error(f"not site ids: {', '.join(bad)}", "scope.sites")
+    return frozenset(countries), frozenset(sites)
 
 
 def _parse_rule(raw: Mapping[str, Any], index: int, origin: str, default_status: Any) -> PolicyRule:
@@ -430,6 +506,15 @@ def _parse_params(kind: RuleKind, raw: Mapping[str, Any], where: _Where) -> Rule
         return MinorityStakeParams(where.percent(raw, "threshold", Decimal(25)))
     if kind is RuleKind.TRAINING_COMPUTE:
         return _parse_training_compute(raw, where)
+    if kind is RuleKind.TENANT_COUNTRIES:
+        days = raw.get("notice_days", 0)
+        if isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= 365:
+            raise where.error(f"whole days from 0 to 365, got {days!r}", "notice_days")
+        return TenantCountriesParams(
+            frozenset(where.countries(where.strings(raw, "countries"), "countries")),
+            days,
+            where.text(raw, "permit", required=False),
+        )
     return HighRiskCountriesParams(
         frozenset(where.countries(where.strings(raw, "countries"), "countries"))
     )

@@ -13,7 +13,10 @@ unless it ended before the window opened.
 The rule (:func:`aggregate`). Each threshold in force (``training_compute`` rules of the
 policy packs, or one the caller gives) is passed by a single job whose estimate reaches it,
 and by the sum over a window of a tenant's jobs, or of one campaign's jobs, that reaches it:
-splitting a run into many jobs below the threshold does not hide it.
+splitting a run into many jobs below the threshold does not hide it. Jobs count wherever
+they ran: a tenant's or a campaign's total is over every site. Given ``groups`` (tenants under
+common ownership or control, :mod:`gpulease.compliance.ownership_groups`), the sum of a
+group's jobs is a total too (kind ``group``): shell tenants do not hide a run either.
 
 Pure: the clock is an argument; the same jobs and thresholds give the same result.
 """
@@ -21,7 +24,7 @@ Pure: the clock is an argument; the same jobs and thresholds give the same resul
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -45,14 +48,15 @@ class JobCompute:
 
 @dataclass(frozen=True, slots=True)
 class Aggregate:
-    kind: str  # "tenant" or "campaign"
-    tenant_id: str
-    campaign: str  # the normalised purpose ("" for a tenant's total)
+    kind: str  # "tenant", "campaign" or "group"
+    tenant_id: str  # a group's: the identity that controls its tenants
+    campaign: str  # the normalised purpose ("" for a tenant's or a group's total)
     window_days: int
     window_start: datetime
     job_ids: tuple[str, ...]
     ops: Decimal
     passes: tuple[str, ...]  # refs of the thresholds reached
+    tenants: tuple[str, ...] = ()  # a group's tenants
 
 
 def job_seconds(
@@ -87,23 +91,30 @@ def campaign_key(purpose: str) -> str:
 
 
 def aggregate(
-    jobs: Iterable[JobCompute], thresholds: Iterable[Threshold], now: datetime
+    jobs: Iterable[JobCompute],
+    thresholds: Iterable[Threshold],
+    now: datetime,
+    groups: Mapping[str, tuple[str, ...]] | None = None,
 ) -> list[Aggregate]:
-    """The tenant totals and campaign totals that reach a threshold, largest first."""
+    """The tenant, campaign and (with ``groups``: controller -> tenants) group totals that
+    reach a threshold, largest first."""
     jobs = list(jobs)
+    group_of = {t: g for g, members in (groups or {}).items() for t in members}
     by_window: dict[int, list[Threshold]] = defaultdict(list)
     for threshold in thresholds:
         by_window[threshold.window_days].append(threshold)
     found: list[Aggregate] = []
     for days, limits in sorted(by_window.items()):
         start = now - timedelta(days=days)
-        groups: dict[tuple[str, str, str], list[JobCompute]] = defaultdict(list)
+        totals: dict[tuple[str, str, str], list[JobCompute]] = defaultdict(list)
         for job in jobs:
             if job.ended_at is not None and job.ended_at < start:
                 continue
-            groups[("tenant", job.tenant_id, "")].append(job)
-            groups[("campaign", job.tenant_id, campaign_key(job.purpose))].append(job)
-        for (kind, tenant, campaign), members in groups.items():
+            totals[("tenant", job.tenant_id, "")].append(job)
+            totals[("campaign", job.tenant_id, campaign_key(job.purpose))].append(job)
+            if job.tenant_id in group_of:
+                totals[("group", group_of[job.tenant_id], "")].append(job)
+        for (kind, tenant, campaign), members in totals.items():
             total = sum((j.ops for j in members), Decimal(0))
             passes = tuple(t.ref for t in limits if total >= t.ops)
             if passes:
@@ -117,6 +128,7 @@ def aggregate(
                         tuple(sorted(j.job_id for j in members)),
                         total,
                         passes,
+                        (groups or {}).get(tenant, ()) if kind == "group" else (),
                     )
                 )
     found.sort(key=lambda a: (-a.ops, a.kind != "tenant", a.tenant_id, a.campaign))

@@ -60,6 +60,8 @@ class Site(Base):
     city: Mapped[str] = mapped_column(String(100))
     hardware: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # IANA time zone of the site (a site is a jurisdiction: its days are local days)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
 
 
 class Rack(Base):
@@ -284,6 +286,9 @@ class Job(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     preempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     preempt_reason: Mapped[str] = mapped_column(String(500), default="")
+    # how the control plane chose the site among several (scheduler.dispatch): the sites
+    # asked, the one chosen and why every other was not; None when the job named one site
+    dispatch: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     # queued within its tenant's guarantee since (the scheduler serves the oldest claim first)
     guaranteed_since: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     attained_gpu_s: Mapped[float] = mapped_column(default=0.0)  # past runs

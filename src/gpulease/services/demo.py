@@ -32,7 +32,15 @@ from gpulease.domain.access import Principal, Role
 from gpulease.domain.states import LeaseState
 from gpulease.inventory.custody import UnitKind
 from gpulease.persistence.tables import Gpu, Node, Rack
-from gpulease.services import custody, identity, inventory, kyc, leases, screening_lists
+from gpulease.services import (
+    custody,
+    demo_sites,
+    identity,
+    inventory,
+    kyc,
+    leases,
+    screening_lists,
+)
 from gpulease.services.context import ServiceContext
 
 SITE_ID = "jkt1"
@@ -222,7 +230,11 @@ class DemoUser:
 
 
 def create_demo(
-    ctx: ServiceContext, *, lease_days: int = 365, lists_dir: Path | None = None
+    ctx: ServiceContext,
+    *,
+    lease_days: int = 365,
+    lists_dir: Path | None = None,
+    regional_sites: bool = False,
 ) -> list[DemoUser]:
     """Create the demo; with ``lists_dir`` (e.g. :func:`gpulease.data.shipped_lists`),
     import its screening lists first so the tenants are screened against them."""
@@ -300,6 +312,8 @@ def create_demo(
             "demo: approved after the standard procedure",
         )
     leases.tick(ctx, now)
+    if regional_sites:  # Singapore, Johor Bahru, Bangkok (services.demo_sites)
+        demo_sites.add_regional_sites(ctx, operator)
     return users
 
 

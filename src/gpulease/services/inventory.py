@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from gpulease.compliance.countries import country_code
+from gpulease.compliance.countries import country_code, site_timezone
 from gpulease.domain.access import Action, Principal
 from gpulease.domain.errors import Conflict, InvalidRequest
 from gpulease.domain.states import NODE_TRANSITIONS, JobState, NodeState, transition
@@ -56,11 +56,16 @@ def register_site(
     hardware: str,
     racks: int,
     serial_prefix: str,
+    timezone: str | None = None,
 ) -> Site:
+    """A site in a country (its jurisdiction) and IANA ``timezone`` (default: the country's,
+    ``compliance.countries.DEFAULT_TIMEZONES``), with every rack, node and GPU."""
     actor.scope(Action.SITE_REGISTER)
     preset = hardware_preset(hardware)
     if racks < 1:
         raise InvalidRequest("a site needs at least one rack", field="racks")
+    code = country_code(country, field="country")
+    zone = site_timezone(timezone, code)
     now = ctx.now()
     with ctx.db.transaction() as tx:
         if tx.get(Site, site_id) is not None:
@@ -68,10 +73,11 @@ def register_site(
         site = Site(
             id=site_id,
             name=name,
-            country=country_code(country, field="country"),
+            country=code,
             city=city,
             hardware=preset.name,
             created_at=now,
+            timezone=zone,
         )
         tx.add(site)
         tx.flush()
@@ -124,8 +130,12 @@ def register_site(
                 "racks": racks,
                 "hardware": preset.name,
                 "gpus": racks * preset.gpus_per_rack,
+                "country": code,
+                "timezone": zone,
             },
         )
+    for key in ("site_infos", "default_site"):  # a new site: the process's lists are stale
+        ctx.cache.pop(key, None)
     return site
 
 
@@ -167,15 +177,19 @@ def list_sites(ctx: ServiceContext) -> list[Site]:
 
 
 def default_site(ctx: ServiceContext) -> str:
-    """The first site (by id): where a request that names none goes. Cached once known."""
+    """Where a lease request that names no site goes: the largest site (most GPUs; ties:
+    the first by id), the main site of an operator with regional ones. Cached once known.
+    (A job that names no site is dispatched among them all: ``services.sites``.)"""
     found = ctx.cache.get("default_site")
     if isinstance(found, str):
         return found
     sites = list_sites(ctx)
     if not sites:
         raise InvalidRequest("no site is registered; run `gpulease init --demo`", field="site_id")
-    ctx.cache["default_site"] = sites[0].id
-    return sites[0].id
+    size = {s.id: cached_topology(ctx, s.id).cluster.total_gpus for s in sites}
+    chosen = min(sites, key=lambda s: (-size[s.id], s.id)).id
+    ctx.cache["default_site"] = chosen
+    return chosen
 
 
 @dataclass(frozen=True, slots=True)

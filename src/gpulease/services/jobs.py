@@ -15,16 +15,25 @@ read returns), the site's topology, ``never_fits`` per shape. :func:`submit` run
 transaction through the session (a worker thread); :func:`submit_lean`, the API's path, runs
 the same two on the event loop without a session (``persistence.submission``) when nothing
 but a fresh insert is to be decided, and otherwise leaves the request to :func:`submit`.
+
+Sites. A job names one site (``site_id``), a set of sites (``sites``) or none (every site).
+With one candidate nothing changes; with several, :func:`submit` first reads what the
+dispatch core needs (``services.sites.choose``: admission at each site under its packs, the
+shape's fit, the tenant's leases, idle GPUs) and the job goes to the site chosen, its
+``dispatch`` column keeping the decision with a reason for every site not chosen. A job no
+candidate site admits is refused with those reasons. :func:`submit_lean` leaves such
+submissions to :func:`submit`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from gpulease.compliance.admission import REVIEW_HOLD
 from gpulease.compliance.end_uses import PurposeDecision, PurposeOutcome
 from gpulease.domain.access import Action, Principal, Scope
 from gpulease.domain.clock import to_seconds
@@ -36,11 +45,20 @@ from gpulease.persistence.db import DuplicateRecord, Tx
 from gpulease.persistence.submission import LeanSubmissions, RowsRefused
 from gpulease.persistence.tables import AuditRecord, Base, GpuAllocation, Job, Lease, Tenant
 from gpulease.scheduler.placement import never_fits
-from gpulease.services import audit, auth_cache, identity, purpose_reviews, runs, standing
+from gpulease.services import (
+    audit,
+    auth_cache,
+    identity,
+    kyc,
+    purpose_reviews,
+    runs,
+    sites,
+    standing,
+)
 from gpulease.services.auth_cache import Credential
 from gpulease.services.context import ServiceContext, new_id
 from gpulease.services.idempotency import Idempotent, record_of, record_values, replayed
-from gpulease.services.inventory import cached_topology, default_site
+from gpulease.services.inventory import cached_topology
 
 TEXT_LIMIT = 200  # the purpose and name columns
 MAX_OFFSET = 100_000  # a listing's deepest page (deeper: filter instead)
@@ -67,6 +85,7 @@ class JobSubmission:
     lease_id: str | None = None
     site_id: str | None = None
     tenant_id: str | None = None
+    sites: tuple[str, ...] | None = None  # dispatch among these (None: every site)
 
 
 def spec_of(job: Job) -> JobSpec:
@@ -100,7 +119,7 @@ def submit(
     credential = actor if isinstance(actor, Credential) else None
     principal = credential.principal if credential is not None else actor
     assert isinstance(principal, Principal)
-    checked = _checked(ctx, principal, sub)
+    checked = _dispatched(ctx, sub, _checked(ctx, principal, sub))
     try:
         return _submit(ctx, credential, principal, sub, checked, idem)
     except purpose_reviews.PurposeRefused as refused:  # audited once the request rolled back
@@ -126,7 +145,8 @@ def _submit(
                     epoch = facts.epoch if facts is not None else auth_store.UNKNOWN_EPOCH
                     confirmed = identity.confirm(ctx, tx, credential, epoch).principal
                     if confirmed != principal:  # its role changed since it was cached
-                        principal, checked = confirmed, _checked(ctx, confirmed, sub)
+                        principal = confirmed
+                        checked = _dispatched(ctx, sub, _checked(ctx, confirmed, sub))
                 if facts is None:
                     raise NotFound(f"no tenant {checked.tenant_id!r}", tenant_id=checked.tenant_id)
                 earlier = (
@@ -169,7 +189,7 @@ async def submit_lean(
     named lease, a key taken by a racing request)."""
     principal = credential.principal
     checked = _checked(ctx, principal, sub)
-    if sub.lease_id is not None:
+    if sub.lease_id is not None or not checked.site_id:  # a named lease, or to dispatch
         return None
     job, said = _values(principal, sub, checked)
     trail = audit.values(**said)
@@ -252,11 +272,13 @@ class _Checked:
     """A submission validated before any database work."""
 
     tenant_id: str
-    site_id: str
+    site_id: str  # "" while several candidate sites wait for dispatch
     job_id: str
     now: datetime
     mode: TopologyMode
     priority: PriorityClass
+    candidates: tuple[str, ...] = ()
+    dispatch: dict[str, Any] | None = None  # the dispatch decision's record
 
 
 def _checked(ctx: ServiceContext, actor: Principal, sub: JobSubmission) -> _Checked:
@@ -264,7 +286,7 @@ def _checked(ctx: ServiceContext, actor: Principal, sub: JobSubmission) -> _Chec
     site's topology are cached in the process, ``never_fits`` per job shape)."""
     tenant_id = actor.acting_tenant(sub.tenant_id)
     actor.authorize(Action.JOB_SUBMIT, tenant_id=tenant_id)
-    site_id = sub.site_id or default_site(ctx)
+    asked = sites.candidates(ctx, sub.site_id, sub.sites)
     if not sub.purpose.strip():
         raise InvalidRequest("declare the job's purpose (its end use)", field="purpose")
     for field, value in (("purpose", sub.purpose), ("name", sub.name)):
@@ -298,10 +320,57 @@ def _checked(ctx: ServiceContext, actor: Principal, sub: JobSubmission) -> _Chec
         topology=TopologyRequest(mode, sub.segment),
         purpose=sub.purpose,
     )
-    impossible = _never_fits(ctx, site_id, spec)
+    if len(asked) > 1:  # decided by _dispatched, which says why a site cannot place it
+        return _Checked(tenant_id, "", job_id, now, mode, priority, asked)
+    impossible = _never_fits(ctx, asked[0], spec)
     if impossible is not None:
         raise InvalidRequest(impossible, field="gpus")
-    return _Checked(tenant_id, site_id, job_id, now, mode, priority)
+    return _Checked(tenant_id, asked[0], job_id, now, mode, priority, asked)
+
+
+def _dispatched(ctx: ServiceContext, sub: JobSubmission, checked: _Checked) -> _Checked:
+    """``checked`` with its site chosen among its candidates (``services.sites.choose``);
+    unchanged when it names one site. Refused (with every site's reason) when no candidate
+    admits the job and could place it."""
+    if checked.site_id:
+        return checked
+    spec = JobSpec(
+        id=checked.job_id,
+        tenant=checked.tenant_id,
+        gpus=sub.gpus,
+        submit_time=to_seconds(checked.now),
+        gpus_per_node=sub.gpus_per_node,
+        priority=checked.priority,
+        walltime=sub.walltime_s,
+        preemptible=sub.preemptible,
+        requeueable=sub.requeueable,
+        topology=TopologyRequest(checked.mode, sub.segment),
+        purpose=sub.purpose,
+    )
+    if sub.lease_id is not None:  # a named lease: its site, if it is a candidate
+        home = sites.lease_site(ctx, sub.lease_id, checked.tenant_id)
+        if home is not None and home in checked.candidates:
+            impossible = _never_fits(ctx, home, spec)
+            if impossible is not None:
+                raise InvalidRequest(impossible, field="gpus")
+            return replace(checked, site_id=home)
+    decision = sites.choose(
+        ctx,
+        checked.tenant_id,
+        sub.purpose.strip(),
+        sub.gpus,
+        checked.candidates,
+        lambda site_id: _never_fits(ctx, site_id, spec),
+        checked.now,
+        ignore=REVIEW_HOLD,
+    )
+    if decision.site_id is None:
+        words = "; ".join(f"{site}: {why}" for site, why in decision.passed)
+        details = {"sites": dict(decision.passed)}
+        if any(not why.startswith("never fits") for _, why in decision.passed):
+            raise kyc.NotApproved(f"no site can take this job: {words}", **details)
+        raise InvalidRequest(f"no site can take this job: {words}", field="gpus", **details)
+    return replace(checked, site_id=decision.site_id, dispatch=decision.record())
 
 
 NEVER_FITS_SHAPES = 4096  # shapes remembered per process; more empties the memo
@@ -362,7 +431,7 @@ def _values(
         checked.now,
     )
     purpose = sub.purpose.strip()
-    job = {
+    job: dict[str, Any] = {
         "id": job_id,
         "tenant_id": tenant_id,
         "site_id": site_id,
@@ -392,6 +461,8 @@ def _values(
         "preempt_reason": "",
         "created_by": actor.user_id,
     }
+    if checked.dispatch is not None:
+        job["dispatch"] = checked.dispatch
     given = ((name, getattr(sub, name)) for name in _SUBMISSION_FIELDS)
     trail: audit.AuditFields = {
         "at": now,
@@ -400,7 +471,8 @@ def _values(
         "subject_type": "job",
         "subject_id": job_id,
         "after": {k: v for k, v in given if v is not None}
-        | {"tenant_id": tenant_id, "site_id": site_id},
+        | {"tenant_id": tenant_id, "site_id": site_id}
+        | ({"dispatch": checked.dispatch} if checked.dispatch is not None else {}),
         "reason": f"declared purpose: {purpose}",
     }
     return job, trail

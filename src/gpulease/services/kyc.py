@@ -127,12 +127,18 @@ class CaseSubmission:
 
 
 # ----------------------------------------------------------------------- policy
-def policy_on(ctx: ServiceContext, moment: datetime) -> EffectivePolicy:
+def policy_set(ctx: ServiceContext) -> PolicySet:
+    """Every loaded pack (shipped and the operator's files), loaded once per process."""
     found = ctx.cache.get("policy_set")
     if not isinstance(found, PolicySet):
         found = PolicySet.builtin(ctx.settings.policy_files)
         ctx.cache["policy_set"] = found
-    return found.evaluate(moment.date())
+    return found
+
+
+def policy_on(ctx: ServiceContext, moment: datetime) -> EffectivePolicy:
+    """The operator-wide policy on ``moment``'s day (a site's: ``services.sites``)."""
+    return policy_set(ctx).evaluate(moment.date())
 
 
 # ----------------------------------------------------------------------- submit

@@ -55,6 +55,7 @@ __all__ = [
     "store",
 ]
 
+SITES_KEY = "sites"  # screening[...]: site id -> that site's last re-screening (rescreening)
 ACCESS_FIELD = "access_ips_with_times"  # provided by the API's own access records
 # what stored data a submission would now refuse raises when read back into the core's types
 UNREADABLE = (ValueError, TypeError, KeyError, ArithmeticError)
@@ -110,8 +111,10 @@ def store(
     lists: CurrentLists,
     now: datetime,
 ) -> None:
-    """Write the screening onto the case (its record, verdict, policy and lists used)."""
-    case.screening = result.record()
+    """Write the screening onto the case (its record, verdict, policy and lists used); the
+    per-site records a site's re-screening keeps there (``sites``) are carried over."""
+    kept = (case.screening or {}).get(SITES_KEY)
+    case.screening = result.record() | ({SITES_KEY: kept} if isinstance(kept, dict) else {})
     case.verdict = result.verdict.value
     case.policy_versions = list(policy.packs)
     case.lists_screened = list(lists.snapshot_ids)

@@ -32,16 +32,19 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from gpulease.compliance import training_compute
+from gpulease.compliance import ownership_groups, training_compute
 from gpulease.compliance.end_uses import END_USES, parse_purpose
 from gpulease.compliance.policy_packs import RuleKind, TrainingComputeParams
 from gpulease.domain.access import Action, Principal
 from gpulease.domain.errors import InvalidRequest
 from gpulease.domain.states import JobState
+from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import (
     AuditRecord,
     GpuAllocation,
     Job,
+    OwnershipRow,
+    PartyRow,
     Tenant,
 )
 from gpulease.services import custody as custody_service
@@ -276,8 +279,10 @@ def large_training_runs(
     with ctx.db.transaction(write=False) as tx:
         jobs = tx.all(tx.select(Job).order_by(Job.submitted_at, Job.id))
         tenants = {t.id: t for t in tx.all(tx.select(Tenant))}
+        groups, controller_names = _ownership_groups(tx, now)
     runs: list[dict[str, Any]] = []
     computed: list[training_compute.JobCompute] = []
+    site_of = {job.id: job.site_id for job in jobs}
     unestimated = 0
     for job in jobs:
         state = JobState(job.state)
@@ -315,6 +320,7 @@ def large_training_runs(
                 "tenant_id": job.tenant_id,
                 "tenant": tenant.name if tenant else job.tenant_id,
                 "tenant_country": tenant.country if tenant else "",
+                "site_id": job.site_id,
                 "purpose": job.purpose,
                 "end_use": code,
                 "state": job.state,
@@ -335,7 +341,8 @@ def large_training_runs(
             }
         )
     runs.sort(key=lambda r: -Decimal(r["estimated_ops"]))
-    totals = training_compute.aggregate(computed, [t for t, _note in limits], now)
+    totals = training_compute.aggregate(computed, [t for t, _note in limits], now, groups)
+    estimates = {c.job_id: c.ops for c in computed}
     return {
         "kind": "large-runs",
         "generated_at": now.isoformat(),
@@ -364,8 +371,10 @@ def large_training_runs(
             "of its run so far and its walltime limit (else declared duration); else its "
             "walltime limit, else its declared duration",
             "aggregation": "a tenant's jobs, and each campaign's (the jobs of a tenant that "
-            "declare the same purpose), added up over each threshold's window: every job "
-            "that had not ended before the window opened",
+            "declare the same purpose), added up over each threshold's window across every "
+            "site (by_site: each site's share), and a group's (tenants whose majority owners "
+            "lead to one controller, compliance.ownership_groups): every job that had not "
+            "ended before the window opened",
         },
         "jobs_considered": len(jobs),
         "jobs_without_estimate": unestimated,
@@ -374,7 +383,13 @@ def large_training_runs(
             {
                 "kind": a.kind,
                 "tenant_id": a.tenant_id,
-                "tenant": tenants[a.tenant_id].name if a.tenant_id in tenants else a.tenant_id,
+                "tenant": tenants[a.tenant_id].name
+                if a.tenant_id in tenants
+                else controller_names.get(a.tenant_id, a.tenant_id),
+                "tenants": [
+                    {"tenant_id": t, "tenant": tenants[t].name if t in tenants else t}
+                    for t in a.tenants
+                ],
                 "campaign": a.campaign,
                 "window_days": a.window_days,
                 "window_start": a.window_start.isoformat(),
@@ -383,7 +398,48 @@ def large_training_runs(
                 "estimated_ops": str(a.ops),
                 "estimated_ops_sci": _sci(a.ops),
                 "passes": list(a.passes),
+                "by_site": _by_site(a.job_ids, site_of, estimates),
             }
             for a in totals
         ],
     }
+
+
+def _by_site(
+    job_ids: Iterable[str], site_of: dict[str, str], estimates: dict[str, Decimal]
+) -> dict[str, str]:
+    """An aggregate's estimated operations per site: a campaign split across sites is one
+    total (the aggregate), shown with each site's share."""
+    found: dict[str, Decimal] = defaultdict(Decimal)
+    for job_id in job_ids:
+        found[site_of[job_id]] += estimates[job_id]
+    return {site: str(ops) for site, ops in sorted(found.items())}
+
+
+def _ownership_groups(
+    tx: Tx, moment: datetime
+) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
+    """Tenants under common control (``compliance.ownership_groups``) from the declared
+    parties and the stakes in force at ``moment``; and each controller's name."""
+    parties = tx.all(tx.select(PartyRow))
+    stakes = [
+        ownership_groups.Stake(e.owner_id, e.owned_id, e.percent)
+        for e in tx.all(tx.select(OwnershipRow))
+        if (e.since is None or e.since <= moment) and (e.until is None or e.until > moment)
+    ]
+    declared = [
+        ownership_groups.GroupParty(
+            p.id,
+            p.name,
+            tuple(p.countries or ()),
+            tuple((str(i[0]), str(i[1])) for i in p.identifiers or () if len(i) == 2),
+            p.tenant_id,
+        )
+        for p in parties
+    ]
+    tenant_parties: dict[str, str] = {}
+    for p in sorted(parties, key=lambda p: p.id):
+        if p.tenant_id is not None:
+            tenant_parties.setdefault(p.tenant_id, p.id)
+    names = {p.id: p.name for p in parties}
+    return ownership_groups.groups(tenant_parties, declared, stakes), names

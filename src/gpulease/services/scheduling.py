@@ -3,7 +3,9 @@
 One pass (:meth:`LiveScheduler.tick`) per site:
 
 1. **Leases** move along the calendar (``leases.tick``); **admission** is read: which tenants
-   are held and which end uses each may run (``compliance.admission``, a pure function).
+   are held and which end uses each may run (``compliance.admission``, a pure function),
+   per site, under the packs in force there (``services.sites``: a tenant may be admitted
+   in Jakarta and held in Johor Bahru).
 2. **Completions**: runs the executor reports ended become succeeded / failed (set at a
    time). When admission changed, held tenants' work is held (and drained, if so set).
 3. **State**: the leader keeps the core's state between passes (``services.live_state``)
@@ -45,8 +47,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from gpulease.activity import decisions_logged
-from gpulease.compliance.admission import Admission, Standing, admission
+from gpulease.compliance.admission import Admission, Standing
 from gpulease.domain.clock import to_seconds
+from gpulease.domain.errors import NotFound
 from gpulease.domain.states import JobState
 from gpulease.executors.base import Completion, Executor, Launch
 from gpulease.persistence import bulk
@@ -54,7 +57,7 @@ from gpulease.persistence.change_feed import writing_as
 from gpulease.persistence.change_reader import ChangeFeed
 from gpulease.persistence.db import Tx, is_outage
 from gpulease.persistence.leader import Leadership
-from gpulease.persistence.tables import Job, SchedulerStatus, Site, Tenant
+from gpulease.persistence.tables import Job, SchedulerStatus, Tenant
 from gpulease.scheduler.engine import Decisions, Scheduler, SchedulerConfig, apply_decisions
 from gpulease.scheduler.ordering import make_policy
 from gpulease.scheduler.state import SchedulerState
@@ -67,6 +70,7 @@ from gpulease.services import (
     node_sync,
     rescreening,
     runs,
+    sites,
 )
 from gpulease.services.consistency import Check, Gate
 from gpulease.services.containment import Defect, describe, still_applies
@@ -171,12 +175,15 @@ class LiveScheduler:
         self.attestor.tick(now)  # starts a sweep beside the pass when due; never raises
         completions = self._poll(now)
         with self.ctx.db.transaction(write=False) as tx:  # one read: sites and admission
-            sites = [s.id for s in tx.all(tx.select(Site).order_by(Site.id))]
-            admit = self._admission(now, tx)
+            standings = self._standings(tx)
+            where = sites.site_infos(tx)
+        self.ctx.cache["site_infos"] = tuple(where)  # fresh for the next pass's re-screening
         reports = []
-        for site_id in sites:
+        for site in where:
+            site_id = site.site_id
             try:
                 began = time.perf_counter()
+                admit = sites.admission_at(self.ctx, site, standings, now)  # its own packs
                 report = self._site_pass(site_id, now, completions, admit)
                 metrics.observe_site_pass(report, time.perf_counter() - began)
                 reports.append(report)
@@ -287,22 +294,21 @@ class LiveScheduler:
             self._stop(job_id, reason)
 
     # ---------------------------------------------------------------- admission
-    def _admission(self, now: datetime, tx: Tx | None = None) -> Admission:
-        """Who may run work and for what, as of now (one read of the tenants)."""
-        if tx is None:
-            with self.ctx.db.transaction(write=False) as own:
-                return self._admission(now, own)
-        tenants = [
-            Standing(
-                t.id,
-                t.approval,
-                t.approval_expires_at,
-                tuple(t.approved_end_uses),
-                tuple(t.cleared_purposes),
-            )
-            for t in tx.all(tx.select(Tenant))
-        ]
-        return admission(tenants, kyc.policy_on(self.ctx, now), now)
+    def _admission(self, now: datetime, site_id: str | None = None) -> Admission:
+        """Who may run work at a site (default: the first) and for what, as of now, under
+        the packs in force there (``services.sites``)."""
+        with self.ctx.db.transaction(write=False) as tx:
+            standings = self._standings(tx)
+            where = sites.site_infos(tx)
+        site = next((s for s in where if s.site_id == site_id or site_id is None), None)
+        if site is None:
+            raise NotFound(f"no site {site_id!r}", site_id=site_id)
+        return sites.admission_at(self.ctx, site, standings, now)
+
+    @staticmethod
+    def _standings(tx: Tx) -> list[Standing]:
+        """Every tenant's standing (one read): what admission at each site starts from."""
+        return [sites.standing_of(t) for t in tx.all(tx.select(Tenant))]
 
     def _hold(
         self, site_id: str, now: datetime, admit: Admission, report: PassReport

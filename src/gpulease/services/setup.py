@@ -127,7 +127,11 @@ def initialise(
         users: list[DemoUser] = []
         if demo:
             try:
-                users = create_demo(ctx, lists_dir=data.shipped_lists() if lists is None else lists)
+                users = create_demo(
+                    ctx,
+                    lists_dir=data.shipped_lists() if lists is None else lists,
+                    regional_sites=True,
+                )
             except Conflict:
                 raise Conflict(
                     "this database already has users; use --reset to recreate the demo"

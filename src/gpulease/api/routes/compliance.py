@@ -37,6 +37,8 @@ from gpulease.api.schemas import (
     PolicyView,
     RescreenIn,
     RescreenOut,
+    SiteAdmissionOfficerOut,
+    SiteAdmissionOut,
     TenantPolicyOut,
 )
 from gpulease.compliance.case_graph import DeclaredParty, DeclaredRole, DeclaredStake
@@ -48,6 +50,7 @@ from gpulease.domain.errors import InvalidRequest
 from gpulease.domain.states import KycState
 from gpulease.persistence.tables import KycCase
 from gpulease.services import kyc, names, rescreening, screening_lists
+from gpulease.services import sites as sites_service
 from gpulease.services.context import ServiceContext
 from gpulease.services.lookup import Kind, resolve, resolve_optional
 from gpulease.services.screening_lists import entry_to_json
@@ -56,17 +59,23 @@ router = APIRouter(tags=["compliance"])
 
 
 def _case_out(
-    me: Principal, case: KycCase, ctx: ServiceContext | None = None
+    me: Principal, case: KycCase, ctx: ServiceContext | None = None, *, sites: bool = False
 ) -> KycCaseOut | KycCaseTenantOut:
     """The case as ``me`` may see it: whole for operator staff (with ``ctx``, the tenant's
-    name beside its id), the tenant's view otherwise."""
+    name beside its id), the tenant's view otherwise; with ``sites`` (one case shown), the
+    tenant's admission at every site."""
+    admissions = _site_admissions(ctx, case) if sites and ctx is not None else []
     if me.can(Action.SCREENING_READ):
         out = KycCaseOut.model_validate(case)
         if ctx is not None:
             out.tenant_name = names.tenant_name(ctx, case.tenant_id)
+        out.sites = admissions
         return out
     view = tenant_case_view(case)
     return KycCaseTenantOut(
+        sites=[
+            SiteAdmissionOut.model_validate(a.model_dump(exclude={"packs"})) for a in admissions
+        ],
         id=view.id,
         tenant_id=view.tenant_id,
         state=view.state,
@@ -132,7 +141,23 @@ def list_cases(
 @router.get("/kyc/cases/{case_id}", response_model=KycCaseView, responses=ERROR_RESPONSES)
 def show_case(case_id: Ref, ctx: Ctx, me: Me) -> KycCaseOut | KycCaseTenantOut:
     case_id = resolve(ctx, me, Kind.KYC_CASE, case_id, Action.KYC_READ)
-    return _case_out(me, kyc.get_case(ctx, me, case_id), ctx)
+    return _case_out(me, kyc.get_case(ctx, me, case_id), ctx, sites=True)
+
+
+def _site_admissions(ctx: ServiceContext, case: KycCase) -> list[SiteAdmissionOfficerOut]:
+    """The case's tenant at every site (the case was read under the caller's authority)."""
+    return [
+        SiteAdmissionOfficerOut(
+            site_id=a.site_id,
+            country=a.country,
+            timezone=a.timezone,
+            admitted=a.admitted,
+            reason=a.reason,
+            rule=a.rule,
+            packs=list(a.packs),
+        )
+        for a in sites_service.admissions_of(ctx, case.tenant_id, ctx.now())
+    ]
 
 
 @router.post("/kyc/cases/{case_id}/approve", response_model=KycCaseView, responses=ERROR_RESPONSES)

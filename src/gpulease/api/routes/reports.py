@@ -20,7 +20,7 @@ from gpulease.api.constraints import Ref, ReportTime
 from gpulease.api.deps import Ctx, Me
 from gpulease.api.schemas import ErrorOut
 from gpulease.domain.access import Action
-from gpulease.services import report_disclosure, report_templates, reports
+from gpulease.services import report_disclosure, report_sites, report_templates, reports
 from gpulease.services.lookup import Kind, resolve
 
 router = APIRouter(prefix="/reports", tags=["reports"])
@@ -129,3 +129,22 @@ def large_runs(
         window_days=window_days,
     )
     return _answer(request, fmt, report, "large-runs")
+
+
+@router.get("/sites", responses=ERRORS)
+def sites_report(
+    ctx: Ctx,
+    me: Me,
+    site_id: Annotated[Ref | None, Query(description="one site")] = None,
+    country: Annotated[
+        str | None,
+        Query(min_length=2, max_length=60, description="one country (ISO code or name)"),
+    ] = None,
+    as_of: Annotated[
+        ReportTime | None, Query(description="ISO date-time (UTC if bare); default now")
+    ] = None,
+) -> dict[str, Any]:
+    """Operator staff: every site, one site or one country at a moment: its jurisdiction,
+    the packs in force there, each tenant's GPU-hours, leases and admission there, and the
+    totals per tenant and per country across the sites chosen (JSON)."""
+    return report_sites.sites_disclosure(ctx, me, as_of=as_of, site_id=site_id, country=country)
