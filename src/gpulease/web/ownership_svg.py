@@ -122,17 +122,23 @@ class Layout:
 def distances(graph: OwnershipGraph) -> dict[str, int]:
     """Each party's distance from the subject walking from owned to owner (and from an
     organisation to its role holders); parties not reached are absent."""
+    return {party: depth for party, (depth, _via) in _walk(graph).items()}
+
+
+def _walk(graph: OwnershipGraph) -> dict[str, tuple[int, str | None]]:
+    """Breadth first from the subject up the edges: each reached party's distance and the
+    party one step nearer the subject it was reached from."""
     up: dict[str, list[str]] = {}
     for edge in graph.edges:
         up.setdefault(edge.target, []).append(edge.source)
-    found = {graph.subject: 0}
+    found: dict[str, tuple[int, str | None]] = {graph.subject: (0, None)}
     frontier = [graph.subject]
     while frontier:
         following: list[str] = []
         for party in frontier:
             for above in sorted(up.get(party, ())):
                 if above not in found:
-                    found[above] = found[party] + 1
+                    found[above] = (found[party][0] + 1, party)
                     following.append(above)
         frontier = following
     return found
@@ -141,7 +147,8 @@ def distances(graph: OwnershipGraph) -> dict[str, int]:
 def layout(graph: OwnershipGraph, *, max_nodes: int = MAX_NODES) -> Layout:
     """Where each drawn party goes (see the module docstring)."""
     nodes = _unique(graph.nodes)
-    depth = distances(graph)
+    walk = _walk(graph)
+    depth = {party: d for party, (d, _via) in walk.items()}
     unlinked_layer = max((d for p, d in depth.items() if p in nodes), default=0) + 1
 
     def layer_of(party: str) -> int:
@@ -151,9 +158,18 @@ def layout(graph: OwnershipGraph, *, max_nodes: int = MAX_NODES) -> Layout:
         flagged = bool(node.marks & {NodeMark.LISTED, NodeMark.BLOCKED, NodeMark.POSSIBLE})
         return (node.id != graph.subject, not flagged, layer_of(node.id), node.name, node.id)
 
-    chosen = sorted(nodes.values(), key=priority)
-    drawn = {n.id for n in chosen[: max(1, max_nodes)]}
-    omitted = tuple(n for n in chosen if n.id not in drawn)
+    # a flagged party comes with the parties between it and the subject, so it is never
+    # drawn floating apart from the chain that makes it matter
+    order: dict[str, None] = {}
+    for node in sorted(nodes.values(), key=priority):
+        path = [node.id]
+        while (via := walk.get(path[-1], (0, None))[1]) is not None:
+            path.append(via)
+        for party in reversed(path):
+            if party in nodes:
+                order.setdefault(party)
+    drawn = set(list(order)[: max(1, max_nodes)])
+    omitted = tuple(nodes[p] for p in order if p not in drawn)
 
     below: dict[str, list[str]] = {}  # a party -> the parties it owns or serves
     for edge in graph.edges:
