@@ -237,12 +237,14 @@ def render(
         "</defs>",
     ]
     names = {n.id: n.name for n in graph.nodes}
-    pair_count: dict[tuple[str, str], int] = {}
-    for edge in graph.edges:
-        if edge.source in drawn.placed and edge.target in drawn.placed:
-            key = (edge.source, edge.target)
-            out.append(_edge(edge, drawn.placed, names, arrow, pair_count.get(key, 0)))
-            pair_count[key] = pair_count.get(key, 0) + 1
+    shown = [e for e in graph.edges if e.source in drawn.placed and e.target in drawn.placed]
+    ports = _ports(shown, drawn.placed)
+    pair_count: dict[frozenset[str], int] = {}
+    for i, edge in enumerate(shown):
+        key = frozenset((edge.source, edge.target))
+        repeat = pair_count.get(key, 0)
+        pair_count[key] = repeat + 1
+        out.append(_edge(edge, drawn.placed, names, arrow, repeat, ports[i]))
     out += [_node(p) for p in sorted(drawn.placed.values(), key=lambda p: (p.y, p.x))]
     out.append("</svg>")
     return "\n".join(out)
@@ -285,30 +287,55 @@ def _node(placed: Placed) -> str:
     )
 
 
+def _ports(edges: list[GraphEdge], placed: Mapping[str, Placed]) -> list[tuple[float, float]]:
+    """Where each edge leaves its source and enters its target, as x offsets from the boxes'
+    centres: the edges at one side of a box are spread along it, ordered by where their other
+    end lies, so arrows into one box do not meet in one point."""
+    sides: dict[tuple[str, bool], list[tuple[float, int, int]]] = {}
+    for i, edge in enumerate(edges):
+        a, b = placed[edge.source], placed[edge.target]
+        down = b.y > a.y + 1
+        if abs(b.y - a.y) > 1:  # rows apart: ports on the facing sides
+            sides.setdefault((edge.source, down), []).append((b.x, i, 0))
+            sides.setdefault((edge.target, not down), []).append((a.x, i, 1))
+    offsets = [[0.0, 0.0] for _ in edges]
+    for members in sides.values():
+        members.sort()
+        step = min(28.0, (BOX_W - 24) / max(len(members), 1))
+        for k, (_x, i, end) in enumerate(members):
+            offsets[i][end] = (k - (len(members) - 1) / 2) * step
+    return [(o[0], o[1]) for o in offsets]
+
+
+_BENDS = (0.0, 70.0, -70.0, 140.0, -140.0)
+
+
 def _edge(
     edge: GraphEdge,
     placed: Mapping[str, Placed],
     names: Mapping[str, str],
     arrow: str,
     repeat: int,
+    port: tuple[float, float],
 ) -> str:
     a, b = placed[edge.source], placed[edge.target]
-    bend = 0.0
+    bend = _BENDS[repeat % len(_BENDS)]
     if b.y > a.y + 1:  # downwards, the usual case: bottom of the owner to top of the owned
-        x1, y1, x2, y2 = a.x, a.y + BOX_H / 2, b.x, b.y - BOX_H / 2
+        x1, y1, x2, y2 = a.x + port[0], a.y + BOX_H / 2, b.x + port[1], b.y - BOX_H / 2
+        mx, my = (x1 + x2) / 2 + bend, (y1 + y2) / 2
     elif b.y < a.y - 1:  # upwards (a cycle): top of the source to bottom of the target
-        x1, y1, x2, y2 = a.x, a.y - BOX_H / 2, b.x, b.y + BOX_H / 2
-        bend = 40.0
-    else:  # the same row: side to side, curved over the row
-        side = 1 if b.x > a.x else -1
-        x1, y1, x2, y2 = a.x + side * BOX_W / 2, a.y, b.x - side * BOX_W / 2, b.y
-        bend = -40.0
-    bend += repeat * 22.0
-    mx, my = (x1 + x2) / 2 + bend, (y1 + y2) / 2 - (abs(bend) if y1 == y2 else 0)
+        x1, y1, x2, y2 = a.x + port[0], a.y - BOX_H / 2, b.x + port[1], b.y + BOX_H / 2
+        mx, my = (x1 + x2) / 2 + bend, (y1 + y2) / 2
+    else:  # the same row: top to top, arched over the boxes between them
+        x1, y1 = a.x + (12 if b.x > a.x else -12), a.y - BOX_H / 2
+        x2, y2 = b.x - (12 if b.x > a.x else -12), b.y - BOX_H / 2
+        lift = min(100.0, 48.0 + 0.08 * abs(x2 - x1) + 16.0 * repeat)
+        mx, my = (x1 + x2) / 2, y1 - lift
     path = f"M{num(x1)},{num(y1)} Q{num(mx)},{num(my)} {num(x2)},{num(y2)}"
-    # the label on the curve's midpoint (a quadratic Bezier at t = 0.5), nudged per repeat
+    # the label on the curve's midpoint (a quadratic Bezier at t = 0.5); the edges between
+    # one pair of parties have their labels one under the other
     lx = (x1 + 2 * mx + x2) / 4
-    ly = (y1 + 2 * my + y2) / 4 + repeat * 14
+    ly = (y1 + 2 * my + y2) / 4 + 4 + (15 * repeat if y1 != y2 else 0)
     label = edge.label if edge.current else f"{edge.label} (not held)"
     verb = "owns" if edge.kind is EdgeKind.STAKE else "is"
     said = (
