@@ -180,15 +180,18 @@ def test_a_purpose_held_for_review_is_decided_from_the_queue(
     url = f"/ui/compliance/purpose-reviews/{review_id}/decide"
     assert officer_ui.post(url, data={"decision": "approve", "reason": "ok"}).status_code == 403
     tenant_try = viewers["inftech"].post(
-        url, data={"decision": "approve", "reason": "mine", "csrf": viewers["inftech"].csrf}  # type: ignore[attr-defined]
+        url,
+        data={"decision": "approve", "reason": "mine", "csrf": viewers["inftech"].csrf},  # type: ignore[attr-defined]
     )
     assert tenant_try.status_code == 403
     empty = officer_ui.post(
-        url, data={"decision": "approve", "reason": " ", "csrf": officer_ui.csrf}  # type: ignore[attr-defined]
+        url,
+        data={"decision": "approve", "reason": " ", "csrf": officer_ui.csrf},  # type: ignore[attr-defined]
     )
     assert empty.status_code == 422
     done = officer_ui.post(
-        url, data={"decision": "approve", "reason": "vaccine work", "csrf": officer_ui.csrf}  # type: ignore[attr-defined]
+        url,
+        data={"decision": "approve", "reason": "vaccine work", "csrf": officer_ui.csrf},  # type: ignore[attr-defined]
     )
     assert done.status_code == 303
     with ctx.db.transaction(write=False) as tx:

@@ -89,7 +89,9 @@ def compliance_home(request: Request, viewer: Looking, done: Done = "") -> HTMLR
 
 
 @router.get("/compliance/cases/{case_id}")
-def case_page(request: Request, viewer: Looking, case_id: RecordId, done: Done = "") -> HTMLResponse:
+def case_page(
+    request: Request, viewer: Looking, case_id: RecordId, done: Done = ""
+) -> HTMLResponse:
     ctx, me = _ctx(request), viewer.principal
     if not me.can(Action.SCREENING_READ):  # a tenant: its own case, in its words
         return _tenant_page(request, viewer, [kyc.get_case(ctx, me, case_id)], title="KYC case")
