@@ -144,7 +144,7 @@ def test_four_eyes_through_the_page(
     assert "you already decided this case in this round" in again.text
     assert ">still fine</textarea>" in again.text  # what the officer typed is kept
 
-    bob, bob_token = new_officer(ctx, operator, "Bob Officer")  # the admin holds his token too
+    _bob, bob_token = new_officer(ctx, operator, "Bob Officer")  # the admin holds his token too
     shared = _decide(ui(bob_token), case.id, "approve", "agree")
     assert shared.status_code == 403
     assert "four-eyes" in shared.text

@@ -32,6 +32,8 @@ from typing import Annotated, Literal
 
 from fastapi import Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from gpulease.web.render import page, page_router
+from gpulease.web.session import Looking, Posting, Viewer
 from markupsafe import Markup
 
 from gpulease.api.constraints import ReportDay
@@ -50,8 +52,6 @@ from gpulease.web.compliance_views import (
 )
 from gpulease.web.ownership_svg import layout
 from gpulease.web.ownership_svg import render as render_graph
-from gpulease.web.render import page, page_router
-from gpulease.web.session import Looking, Posting, Viewer
 
 router = page_router()
 NAV_ITEM = nav.register(nav.NavItem("Compliance", "/ui/compliance", Action.KYC_READ, order=50))
