@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 from compliance_support import HOSTILE, LISTED, TENANT_NAME, new_officer, own_token, waiting_case
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 from web_support import Ui
 
 from gpulease.domain.access import Principal
-from gpulease.persistence.tables import KycCase, KycDecision, PurposeReview
+from gpulease.persistence.tables import AuditRecord, KycCase, KycDecision, PurposeReview
 from gpulease.services import jobs, kyc
 from gpulease.services.context import ServiceContext
 from gpulease.settings import Settings
@@ -253,3 +254,37 @@ def test_the_policy_in_force_on_a_chosen_day(viewers: dict[str, TestClient]) -> 
     assert "End uses no approval can allow" in tenant.text
     assert AFFILIATES not in tenant.text
     assert "@" not in re.sub(r"<[^>]+>", "", tenant.text)  # no pack or rule reference
+
+
+def test_every_role_but_an_officer_is_refused_each_decision_and_nothing_changes(
+    viewers: dict[str, TestClient], ctx: ServiceContext, inftech: Principal, bank: Principal
+) -> None:
+    """The POST half of tests/web/test_page_access.py's walk: another tenant's case and
+    purpose review, for every role; an officer without the session's CSRF token."""
+    job = jobs.submit(
+        ctx, inftech, jobs.JobSubmission(gpus=8, purpose="drug-discovery: anthrax", command="x")
+    )
+    with ctx.db.transaction(write=False) as tx:
+        [review] = tx.all(tx.select(PurposeReview).where(PurposeReview.subject_id == job.id))
+        before = tx.session.scalar(select(func.count()).select_from(AuditRecord))
+    [bank_case] = kyc.list_cases(ctx, bank)
+    paths = (
+        f"/ui/compliance/cases/{bank_case.id}/decide",
+        f"/ui/compliance/purpose-reviews/{review.id}/decide",
+    )
+    for who in ("operator", "inftech", "bank", "university", "member"):
+        client = viewers[who]
+        for path in paths:
+            for decision in ("approve", "reject"):
+                data = {"decision": decision, "reason": "walk", "csrf": client.csrf}  # type: ignore[attr-defined]
+                answer = client.post(path, data=data)
+                assert answer.status_code in (403, 404), (who, path, answer.status_code)
+                if who not in ("operator", "bank"):
+                    assert "Bank Nusantara" not in answer.text
+    for path in paths:
+        answer = viewers["compliance"].post(path, data={"decision": "reject", "reason": "walk"})
+        assert answer.status_code == 403
+    with ctx.db.transaction(write=False) as tx:
+        assert tx.session.scalar(select(func.count()).select_from(AuditRecord)) == before
+        assert tx.require(PurposeReview, review.id, "review").state == "pending"
+    assert _state(ctx, bank_case.id) == "approved"

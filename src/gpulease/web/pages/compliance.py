@@ -32,8 +32,6 @@ from typing import Annotated, Literal
 
 from fastapi import Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from gpulease.web.render import page, page_router
-from gpulease.web.session import Looking, Posting, Viewer
 from markupsafe import Markup
 
 from gpulease.api.constraints import ReportDay
@@ -52,9 +50,11 @@ from gpulease.web.compliance_views import (
 )
 from gpulease.web.ownership_svg import layout
 from gpulease.web.ownership_svg import render as render_graph
+from gpulease.web.render import page, page_router
+from gpulease.web.session import Looking, Posting, Viewer
 
 router = page_router()
-NAV_ITEM = nav.register(nav.NavItem("Compliance", "/ui/compliance", Action.KYC_READ, order=50))
+NAV_ITEM = nav.register(nav.NavItem("Compliance", "/ui/compliance", Action.KYC_READ, order=40))
 RecordId = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
 Reason = Annotated[str, Form(max_length=1000)]
 DONE = {
