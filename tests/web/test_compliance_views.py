@@ -186,6 +186,16 @@ def test_missing_identification_prevents_approval_and_says_which() -> None:
     assert not closed.approvable
 
 
+def test_a_spoofed_name_is_shown_as_typed_in_every_view() -> None:
+    record = _screened()
+    for party in record["parties"]:  # type: ignore[attr-defined]
+        if party["party_id"] == "clean":
+            party["name"] = "Lion \u202eytiC\u202c Partners"
+    view = case_view(_dossier(_case(record)), today=date(2026, 12, 1))
+    [clean] = [p for p in view.parties if p.party_id == "clean"]
+    assert clean.name == "Lion \u27e8U+202E\u27e9ytiC\u27e8U+202C\u27e9 Partners"
+
+
 def test_an_old_or_broken_record_still_renders() -> None:
     for record in (None, {}, {"parties": "not a list", "blocks": [None, 3]}, {"as_of": "never"}):
         view = case_view(_dossier(_case(record)), today=date(2026, 12, 1))  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ from gpulease.web.ownership_svg import (
     render,
     stake_label,
 )
-from gpulease.web.svg_text import shorten
+from gpulease.web.svg_text import shorten, visible
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -166,3 +166,18 @@ def test_stake_labels_are_the_declared_percentage() -> None:
     assert stake_label(Decimal("33.3300")) == "33.33 %"
     assert stake_label(Decimal("1E+2")) == "100 %"
     assert stake_label("0.5") == "0.5 %"
+
+
+def test_invisible_characters_are_shown_not_obeyed() -> None:
+    """A right-to-left override or a zero-width space in a name would show the officer a name
+    other than the one screened: each is written out."""
+    spoof = "Acme \u202eaweiuh\u202c Ltd\u200b"
+    svg = render(OwnershipGraph("a", (GraphNode("a", spoof),)), title=spoof)
+    root = ET.fromstring(svg)
+    shown = "".join(root.itertext())
+    assert "\u202e" not in shown
+    assert "\u200b" not in shown
+    assert "Acme \u27e8U+202E\u27e9aweiuh\u27e8U+202C\u27e9 Ltd\u27e8U+200B\u27e9" in shown
+    assert visible("plain ASCII & <b>") == "plain ASCII & <b>"
+    assert visible("Zürich 北京") == "Zürich 北京"  # letters of any script stay as they are
+    assert visible("a\x85b") == "a\u27e8U+0085\u27e9b"

@@ -22,7 +22,10 @@ frozen dataclasses of strings and numbers:
 
 Invariants. A stored screening record is read, never trusted to be well formed: missing or
 mistyped fields give empty values, never an exception (a record written by an older version
-still renders). The officer's view shows screening internals; nothing built by
+still renders). Every text a tenant typed (names, statements) or that quotes one (reasons) is
+passed through :func:`~gpulease.web.svg_text.visible`: a right-to-left override or a
+zero-width character is shown, not obeyed, so the officer reads the name that was screened
+(the templates escape the rest). The officer's view shows screening internals; nothing built by
 :func:`tenant_cases_view` reads the screening record except through the tenant's view.
 Pure: no I/O, no clock (``today`` is an argument).
 """
@@ -51,6 +54,7 @@ from gpulease.web.ownership_svg import (
     role_words,
     stake_label,
 )
+from gpulease.web.svg_text import visible
 
 LISTED_RULE = "listed"
 
@@ -100,23 +104,23 @@ def queue_view(queue: ReviewQueue) -> QueueView:
             QueueRow(
                 case_id=case.id,
                 tenant_id=case.tenant_id,
-                tenant_name=queue.tenant_names.get(case.tenant_id, "") or case.tenant_id,
+                tenant_name=visible(queue.tenant_names.get(case.tenant_id, "") or case.tenant_id),
                 verdict=case.verdict or "not screened",
                 round=case.round,
                 approvals=f"{so_far.get(case.id, 0)} of {case.approvals_needed}",
                 flagged=sum(1 for p in parties if p.get("outcome") not in (None, "clear")),
                 submitted_at=case.submitted_at,
-                reason=reasons[0] if reasons else case.state_reason,
+                reason=visible(reasons[0] if reasons else case.state_reason),
             )
         )
     purposes = tuple(
         PurposeRow(
             review_id=r.id,
-            tenant_name=queue.tenant_names.get(r.tenant_id, "") or r.tenant_id,
+            tenant_name=visible(queue.tenant_names.get(r.tenant_id, "") or r.tenant_id),
             subject=f"{r.subject_type} {r.subject_id}",
-            purpose=r.purpose,
+            purpose=visible(r.purpose),
             code=r.code,
-            reason=r.reason,
+            reason=visible(r.reason),
             opened_at=r.opened_at,
         )
         for r in queue.purposes
@@ -237,8 +241,8 @@ def case_view(dossier: CaseDossier, *, today: date) -> CaseView:
         BlockView(
             rule=str(b.get("rule", "")),
             lists=tuple(str(x) for x in _list(b.get("lists"))),
-            parties=tuple(names.get(str(x), str(x)) for x in _list(b.get("parties"))),
-            reason=str(b.get("reason", "")),
+            parties=tuple(visible(names.get(str(x), str(x))) for x in _list(b.get("parties"))),
+            reason=visible(str(b.get("reason", ""))),
         )
         for b in (_mapping(x) for x in _list(record.get("blocks")))
     )
@@ -254,25 +258,25 @@ def case_view(dossier: CaseDossier, *, today: date) -> CaseView:
     return CaseView(
         case_id=case.id,
         tenant_id=case.tenant_id,
-        tenant_name=dossier.tenant_name or case.tenant_id,
+        tenant_name=visible(dossier.tenant_name or case.tenant_id),
         state=case.state,
-        state_reason=case.state_reason,
+        state_reason=visible(case.state_reason),
         verdict=case.verdict or "not screened",
         round=case.round,
         as_of=as_of.isoformat(),
-        reasons=tuple(str(r) for r in _list(record.get("reasons"))),
+        reasons=tuple(visible(str(r)) for r in _list(record.get("reasons"))),
         blocks=blocks,
         parties=parties,
         graph=graph,
         edges=() if dossier.facts is None else _edge_rows(dossier.facts, as_of),
         unreadable=dossier.unreadable,
         end_uses=tuple(case.end_uses),
-        end_use_statement=case.end_use_statement,
+        end_use_statement=visible(case.end_use_statement),
         missing_fields=missing,
         policy_packs=tuple(case.policy_versions),
         lists_screened=tuple(case.lists_screened),
         decisions=tuple(
-            DecisionView(d.officer_id, d.decision, d.reason, d.screening_round, d.at)
+            DecisionView(d.officer_id, d.decision, visible(d.reason), d.screening_round, d.at)
             for d in dossier.decisions
         ),
         approvals_this_round=sum(1 for d in this_round if d.decision == "approve"),
@@ -346,11 +350,11 @@ def _party_view(record: Mapping[str, Any], facts: CaseFacts | None) -> PartyView
     name = str(record.get("name", "")) or (model.name if model else pid)
     return PartyView(
         party_id=pid,
-        name=name,
+        name=visible(name),
         kind=model.kind.value if model else "",
         countries=model.countries if model else (),
         outcome=str(record.get("outcome", "")),
-        reason=str(record.get("reason", "")),
+        reason=visible(str(record.get("reason", ""))),
         linked=bool(record.get("linked", True)),
         matches=tuple(match_view(pid, name, _mapping(h)) for h in _list(record.get("hits"))),
     )
@@ -363,20 +367,22 @@ def match_view(party_id: str, party_name: str, hit: Mapping[str, Any]) -> MatchV
     alignment = align(normalize_name(ours), normalize_name(theirs))
     return MatchView(
         party_id=party_id,
-        party_name=party_name,
-        our_name=ours,
-        listed_name=theirs,
+        party_name=visible(party_name),
+        our_name=visible(ours),
+        listed_name=visible(theirs),
         score=_number(hit.get("score")),
         source=str(hit.get("source", "")),
         entry_id=str(hit.get("entry_id", "")),
         list_label=str(hit.get("list", "") or hit.get("list_name", "") or hit.get("source", "")),
         programs=tuple(str(p) for p in _list(hit.get("programs"))),
         identifier_match=bool(hit.get("identifier_match", False)),
-        words=tuple(WordPair(a, b, float(s)) for a, b, s in alignment.pairs),
+        words=tuple(WordPair(visible(a), visible(b), float(s)) for a, b, s in alignment.pairs),
         ours_only=alignment.extra,
         listed_only=alignment.missing,
         features=tuple(
-            FeatureView(str(f.get("name", "")), str(f.get("detail", "")), _number(f.get("weight")))
+            FeatureView(
+                str(f.get("name", "")), visible(str(f.get("detail", ""))), _number(f.get("weight"))
+            )
             for f in (_mapping(x) for x in _list(hit.get("features")))
         ),
     )
@@ -410,7 +416,7 @@ def _edge_rows(facts: CaseFacts, as_of: date) -> tuple[EdgeRow, ...]:
 
 
 def _party_names(facts: CaseFacts | None) -> dict[str, str]:
-    return {} if facts is None else {p.id: p.name for p in facts.parties}
+    return {} if facts is None else {p.id: visible(p.name) for p in facts.parties}
 
 
 def _period(since: date | None, until: date | None) -> str:
