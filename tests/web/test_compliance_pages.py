@@ -109,6 +109,15 @@ def test_an_officer_reviews_a_case_side_by_side_with_its_ownership_graph(
     assert "only compliance-officer may decide a KYC case" in refused.text
     assert _decisions(ctx, case.id) == []
 
+    # the officer rejects it, with its reason; the case page then offers nothing to decide
+    rejected = _decide(viewers["compliance"], case.id, "reject", "a listed owner holds 60 %")
+    assert rejected.status_code == 303
+    assert _state(ctx, case.id) == "rejected"
+    after = viewers["compliance"].get(rejected.headers["location"]).text
+    assert "Your rejection is recorded." in after
+    assert "<td>a listed owner holds 60 %</td>" in after
+    assert "/decide" not in after
+
 
 def test_four_eyes_through_the_page(
     ui: Ui,
