@@ -141,7 +141,13 @@ def test_four_eyes_through_the_page(
     assert elsewhere.status_code == 403
     assert _decisions(ctx, case.id) == []
 
-    first = _decide(alice, case.id, "approve", "owners verified", end_uses="scientific-computing")
+    # every end-use box unchecked: refused, not read as "approve every declared end use"
+    none_chosen = _decide(alice, case.id, "approve", "owners verified", narrow="true")
+    assert none_chosen.status_code == 422
+    assert "approve at least one end use" in none_chosen.text
+    first = _decide(
+        alice, case.id, "approve", "owners verified", end_uses="scientific-computing", narrow="true"
+    )
     assert first.status_code == 303
     assert first.headers["location"] == f"/ui/compliance/cases/{case.id}?done=approve"
     after = alice.get(first.headers["location"]).text

@@ -140,8 +140,12 @@ def decide_case(
     decision: Annotated[Literal["approve", "reject"], Form()],
     reason: Reason = "",
     end_uses: Annotated[list[str] | None, Form(max_length=50)] = None,
+    narrow: Annotated[bool, Form()] = False,
 ) -> Response:
     ctx, me = _ctx(request), viewer.principal
+    # the form's end-use boxes (``narrow``): every box unchecked sends none, which must be
+    # refused ("approve at least one end use"), not read as "approve every declared one"
+    chosen = (end_uses or []) if narrow else end_uses
     try:
         kyc.decide_case(
             ctx,
@@ -149,7 +153,7 @@ def decide_case(
             case_id,
             approve=decision == "approve",
             reason=reason,
-            end_uses=end_uses if decision == "approve" and end_uses else None,
+            end_uses=chosen if decision == "approve" else None,
         )
     except DomainError as error:
         if not me.can(Action.SCREENING_READ) or error.code == "not_found":
