@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from web_support import Ui, add_member, busy_demo, short_tokens, sign_ledger
 
 from gpulease.domain.access import PERMISSIONS, Action, Role
-from gpulease.persistence.tables import AuditRecord, GpuAllocation, Lease, Tenant, User
+from gpulease.persistence.tables import AuditRecord, GpuAllocation, KycCase, Lease, Tenant, User
 from gpulease.services import identity, jobs
 from gpulease.services.context import ServiceContext
 from gpulease.services.demo import DemoUser
@@ -58,6 +58,18 @@ WALK: dict[tuple[str, str], list[Visit]] = {
         Visit("/ui/ledger?serial={b_gpu}", Action.CUSTODY_READ),
     ],
     ("GET", "/ui/ledger/verify"): [Visit("/ui/ledger/verify", Action.AUDIT_READ)],
+    # a tenant's users see their own cases; staff the review queue (pages/compliance.py)
+    ("GET", "/ui/compliance"): [Visit("/ui/compliance", Action.KYC_READ)],
+    ("GET", "/ui/compliance/cases/{case_id}"): [
+        Visit("/ui/compliance/cases/{b_case}", Action.KYC_READ, foreign=True)
+    ],
+    ("GET", "/ui/compliance/policy"): [
+        Visit("/ui/compliance/policy", Action.POLICY_READ),
+        Visit("/ui/compliance/policy?as_of=2026-11-10", Action.POLICY_READ),
+    ],
+    # POSTs that decide: walked for every role in test_compliance_pages.py
+    ("POST", "/ui/compliance/cases/{case_id}/decide"): [],
+    ("POST", "/ui/compliance/purpose-reviews/{review_id}/decide"): [],
 }
 # the session's own routes, tested in test_session.py
 SESSION_ROUTES = {("GET", "/ui/"), ("GET", "/ui/login"), ("POST", "/ui/login")}
@@ -89,10 +101,15 @@ def _records(ctx: ServiceContext, made: dict[str, list[str]]) -> tuple[dict[str,
                 GpuAllocation.job_id == made["bank"][0], GpuAllocation.end.is_(None)
             )
         )
+        [b_case] = tx.all(
+            tx.select(KycCase).where(KycCase.tenant_id == tenants["Bank Nusantara Digital"])
+        )
     assert held, "the bank's first job runs"
     ids = {"b_tenant": tenants["Bank Nusantara Digital"], "b_job": made["bank"][0]}
     ids["b_gpu"] = held[0].gpu_serial
+    ids["b_case"] = b_case.id
     foreign = {"Bank Nusantara Digital", "INF Tech", tenants["Bank Nusantara Digital"]}
+    foreign |= {b_case.id, "Nusantara Holdings (demo)"}
     foreign |= {tenants["INF Tech"], *made["bank"], *made["inftech"]}
     foreign |= {lease.id for lease in foreign_leases}
     foreign |= {u.id for u in staff} | {u.name for u in staff}

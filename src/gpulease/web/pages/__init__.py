@@ -8,6 +8,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from gpulease.web.pages import fleet, leases, ledger, queue
+from gpulease.web.pages import compliance, fleet, leases, ledger, queue
 
-MODULES: tuple[ModuleType, ...] = (fleet, queue, leases, ledger)
+MODULES: tuple[ModuleType, ...] = (fleet, queue, leases, ledger, compliance)
