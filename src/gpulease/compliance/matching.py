@@ -69,6 +69,7 @@ from gpulease.compliance.name_scoring import (
     align_prepared,
     aligned_score,
     similarities,
+    skeleton,
 )
 from gpulease.compliance.names import NormalizedName, normalize_identifier, normalize_name
 from gpulease.domain.errors import InvalidRequest
@@ -207,6 +208,7 @@ def _keys(norm: NormalizedName, initials: bool = True) -> set[str]:
     words = norm.core.split()
     for word in words:
         keys.add(word)
+        keys.add("=" + skeleton(word))  # the word through another script (muhammad, mukhammad)
         if len(word) >= 4:
             keys.add("<" + word[:3])
             keys.add(">" + word[-3:])

@@ -56,6 +56,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib import resources
 
 from rapidfuzz import fuzz
 from rapidfuzz.distance import OSA
@@ -64,6 +65,7 @@ from rapidfuzz.process import cdist
 from gpulease.compliance.names import SPELLINGS, NormalizedName
 
 __all__ = [
+    "GENERIC_IDF",
     "GENERIC_WORDS",
     "INITIAL",
     "MISSING_NAME_WEIGHT",
@@ -99,16 +101,42 @@ _LEGAL_SPELLED = (
     "sociedad", "societe", "gesellschaft", "private", "public",
 )  # fmt: skip
 
-#: Words that describe a business rather than name it (canonical spellings of names.py).
-GENERIC_WORDS: frozenset[str] = frozenset(
-    {
-        "international", "global", "trading", "services", "technology", "industry",
-        "national", "general", "company", "companies", "enterprise", "enterprises",
-        "management", "development", "investment", "investments", "systems", "solutions",
-        "communication", "engineering", "manufacturing", "import", "export", "commercial",
-        "bank", "shipping", "logistics", "consulting", "products", "resources",
-    }
-)  # fmt: skip
+GENERIC_FILE = "generic_words.tsv"
+
+
+def parse_generic_words(text: str) -> dict[str, float]:
+    """``generic_words.tsv`` (see :data:`GENERIC_FILE`; ``#`` lines are comments): word ->
+    the IDF its share of names gives it (``log(1 / share)``), share being the larger of its
+    document frequency among the register's company names and among the listed
+    organisations."""
+    out: dict[str, float] = {}
+    header: list[str] | None = None
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if header is None:
+            header = fields
+            continue
+        row = dict(zip(header, fields, strict=True))
+        share = max(
+            int(row["register_names"]) / int(row["register_total"]),
+            int(row["list_entries"]) / int(row["list_total"]),
+        )
+        out[row["word"]] = math.log(1.0 / share)
+    return out
+
+
+def _load_generic_words() -> dict[str, float]:
+    text = resources.files("gpulease.compliance").joinpath(GENERIC_FILE).read_text("utf-8")
+    return parse_generic_words(text)
+
+
+#: Words that describe a business rather than name it, derived from name frequencies (a
+#: register of company names and the shipped lists' organisations: see GENERIC_FILE and
+#: ``scripts/derive_generic_words.py``) -> the IDF their share of company names gives them.
+GENERIC_IDF: dict[str, float] = _load_generic_words()
+GENERIC_WORDS: frozenset[str] = frozenset(GENERIC_IDF)
 
 
 class TermWeights:
@@ -135,8 +163,11 @@ class TermWeights:
             return cached
         df = self._df.get(word)
         idf = self._unknown if df is None else self._idf(df)
+        generic = GENERIC_IDF.get(word)
+        if generic is not None:  # as rare as company names in general say, at most
+            idf = min(idf, generic)
         weight = max(idf, 0.5) ** 2
-        if word in GENERIC_WORDS:
+        if generic is not None:
             weight *= GENERIC_FACTOR
         elif (
             df is None
@@ -265,12 +296,14 @@ class Prepared:
     weights: tuple[float, ...]
     total: float
     skeletons: tuple[str, ...]
+    generic: int  # bit i set: words[i] is a generic word
 
     @classmethod
     def of(cls, norm: NormalizedName, weights: TermWeights) -> Prepared:
         words = tuple(norm.core.split())
         own = tuple(weights(w) for w in words)
-        return cls(norm, words, own, sum(own), tuple(skeleton(w) for w in words))
+        generic = sum(1 << i for i, w in enumerate(words) if w in GENERIC_IDF)
+        return cls(norm, words, own, sum(own), tuple(skeleton(w) for w in words), generic)
 
 
 def align(
@@ -350,6 +383,13 @@ def _aligned(
             ours_total -= neg_w
     n_a, n_b = len(a.words), len(b.words)
     ours_total += sum(w for i, w in enumerate(a.weights) if not used_a >> i & 1)
+    extra_generic = a.generic & ~used_a
+    if extra_generic and b.generic & ~used_b:
+        # one generic word for another ("Sambouk Pharma" for "Sambouk Shipping"): another
+        # line of business, so our generic word counts in full, not discounted
+        ours_total += sum(w for i, w in enumerate(a.weights) if extra_generic >> i & 1) * (
+            1.0 / GENERIC_FACTOR - 1.0
+        )
     theirs_total = b.total
     discounted = False
     if listed_is_person and n_b >= 3 and len(pairs_ij) == n_a == n_b - 1:
