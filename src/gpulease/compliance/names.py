@@ -260,7 +260,7 @@ _DOT_BETWEEN_WORDS = re.compile(r"(?<=[a-z0-9][a-z])\.(?=[a-z])")
 _SPACED_LETTERS = re.compile(r"\b[a-z0-9](?: [a-z0-9]\b){3,}")
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 # A legal form run together with the name ("200gpsaholdingsllc", "ooogazprom"): split off
-# when what remains is at least four characters (three before a leading form). Only forms
+# when what remains is at least four characters. Only forms
 # that end (or begin) almost no other word: "co" (tesco), "sa" (mimosa), "ag", "pt" never;
 # "bancorp" is a word of bank names.
 _GLUED_TRAILING = re.compile(
@@ -268,7 +268,7 @@ _GLUED_TRAILING = re.compile(
     r"plc|pjsc|ojsc|cjsc|jsc|corp|bhd|fzco|fze)$"
 )
 _GLUED_INC = re.compile(r"^([a-z0-9]{4,}?)(inc)$")  # not "zinc"
-_GLUED_LEADING = re.compile(r"^(ooo|oao|zao|pao|pjsc|ojsc|cjsc)([a-z0-9]{3,})$")
+_GLUED_LEADING = re.compile(r"^(ooo|oao|zao|pao|pjsc|ojsc|cjsc)([a-z0-9]{4,})$")
 
 
 def _ascii(text: str) -> str:
