@@ -10,7 +10,9 @@ features say why the score is what it is. :func:`decide` turns hits into a
 transliterated, legal forms canonical, then dropped from the *core*). The name score of a
 pair is :func:`~gpulease.compliance.name_scoring.align`: the words of the two cores aligned
 one to one (equal, an initial, a typo or a transposition), each weighing its rarity in the
-indexed list (IDF squared; generic business words half), scored by how much of our name and
+indexed list (IDF squared; generic business words, derived from a register of company
+names and the lists, weigh as their share of company names says, then half), scored by how
+much of our name and
 how much of the listed name the aligned words cover. The hit's name feature lists the
 aligned words, our extra words and the listed name's missing ones. Earlier versions took the
 best of rapidfuzz ``token_sort_ratio``, a compact ``ratio`` and a scaled ``token_set_ratio``;
@@ -25,7 +27,9 @@ whatever the names say; identifiers of the same kind (LEI, tax, registration, pa
 that differ subtract 10. Final scores are clamped to 0..100.
 
 **Candidates.** Scoring every listed name for every query is quadratic; the index keeps an
-inverted map from keys to names: each core word; the first and last three letters and the
+inverted map from keys to names: each core word and its skeleton (``=muhamad``: the word
+through another script, ``mukhammad``, ``kosailing`` for ``cosailing``); the first and last
+three letters and the
 sorted letters of each word of four letters or more (a typo in the middle or at one end, or
 a transposed pair of letters, still shares a key); the first and last three letters of the
 compact form; each pair of the first four words (``&ali|hassan``: selective where every word

@@ -8,7 +8,8 @@ one to one** (greedy, most alike pair first), a pair scoring:
 * ``INITIAL`` (0.85) for an initial and a word it begins (``k`` ~ ``karim``);
 * the OSA similarity (edits, a transposition counting one) of words of four letters or more
   when at least ``MIN_WORD_SIMILARITY`` (0.8), ``SHORT_TYPO`` (0.75) for one edit in a
-  four-letter word, also against the long spellings of a canonical word
+  four-letter word, at least ``ONE_EDIT`` (0.85) for one edit in a longer word (``atlgs`` ~
+  ``atlas``), also against the long spellings of a canonical word
   (:data:`~gpulease.compliance.names.SPELLINGS`: ``technolgies`` ~ ``technology``);
 * 0.9 x the similarity of the words' *skeletons* (:func:`skeleton`: ``kh``/``h``, ``ou``/``u``,
   ``c``/``k``, ``w``/``v``... folded, doubled letters single) when that is higher: the same
@@ -16,16 +17,32 @@ one to one** (greedy, most alike pair first), a pair scoring:
 * 0 otherwise (words under four letters must be equal or fold equal: ``ali`` is not ``all``).
 
 Each word weighs its **rarity in the list** (:class:`TermWeights`: IDF over the indexed names,
-squared, so a distinctive word outweighs a common one many times), a generic business word
-(:data:`GENERIC_WORDS`) half that, a word the list never uses the most, except one a typo away
-from a spelled-out legal form (``CMPANY``), which weighs almost nothing. Then
+squared, so a distinctive word outweighs a common one many times), a word the list never
+uses the most, except one a typo away from a spelled-out legal form (``CMPANY``), which
+weighs almost nothing.
+
+**Generic words** (:data:`GENERIC_IDF`, read from ``generic_words.tsv``) describe a business
+rather than name it (``therapeutics``, ``acquisition``, ``shipping``, ``trading``). The list
+is *derived*, not written by hand: ``scripts/derive_generic_words.py`` counts, over a
+register of company names (the SEC's EDGAR company tickers, 6,108 unrelated families of
+names) and over the organisations of the shipped lists (4,027), how many unrelated names use
+each word (names of one family, ``BlackRock ... Fund``, count once), and keeps the words
+that at least 0.2 % of the register's names (and ten of them) or twenty unrelated listed
+organisations use. Such a word's IDF is at most what its share of those names gives
+(``log(1 / share)``: a word no listed name uses but one company in a hundred does is not a
+brand), and its weight is then ``GENERIC_FACTOR`` (0.5) of the square. Without the register,
+a generic word the lists happen not to use (``Therapeutics``) weighed as the most
+distinctive of brands, and adding it to a listed name cleared it. Then
 
 * ``ours`` = aligned weight (similarity x the listed word's weight) / weight of our words,
   our unaligned words counting their own weight: a brand we have and the listed name lacks
-  counts fully against the match;
+  counts fully against the match; when our unaligned words include a generic word and the
+  listed name's unaligned words do too (``Sambouk Pharma`` for ``Sambouk Shipping``: one
+  line of business for another), our generic words count without the generic discount;
 * ``theirs`` = aligned weight / weight of the listed words;
-* ``score = 100 * (0.7 * ours + 0.3 * theirs)``; 0.5 / 0.5 when our name is one word and
-  the listed name longer (a lone word inside a longer name is no match by itself).
+* ``score = 100 * (0.75 * ours + 0.25 * theirs)`` (``OURS_SHARE``); 0.5 / 0.5 when our name
+  is one word and the listed name longer (a lone word inside a longer name is no match by
+  itself).
 
 So a generic word added or a word dropped costs a little, a different distinctive word costs
 much (hard negatives that share a listed name's first words, long names differing only in
@@ -87,9 +104,10 @@ INITIAL_CAP = 94.0  # a name that needs an initial to match stays below the defa
 ONE_WORD_CAP = 80.0  # one word of ours against a listed person's full name: below review
 MIN_WORD_SIMILARITY = 0.8
 SHORT_TYPO = 0.75
+ONE_EDIT = 0.85  # one edit in a word of five letters or more counts at least this much
 TRANSPOSITION = 0.5  # a transposition costs half an edit
 MISSING_NAME_WEIGHT = 0.3
-OURS_SHARE = 0.7
+OURS_SHARE = 0.75
 ONE_WORD_SHARE = 0.5  # one word of ours inside a longer listed name: both sides count alike
 GENERIC_FACTOR = 0.5
 LEGAL_TYPO_FACTOR = 0.05
@@ -226,6 +244,8 @@ def word_similarity(a: str, b: str) -> float:
         sim = 1.0 - TRANSPOSITION / len(a)  # two letters swapped: the commonest slip
     elif sim < MIN_WORD_SIMILARITY:  # one edit in a four-letter word, or too different
         sim = SHORT_TYPO if OSA.distance(a, b) == 1 else 0.0
+    elif sim < ONE_EDIT and OSA.distance(a, b) == 1:  # one letter wrong in five or six
+        sim = ONE_EDIT
     folded = OSA.normalized_similarity(skeleton(a), skeleton(b))
     if folded >= MIN_WORD_SIMILARITY:
         sim = max(sim, _SKELETON_SIMILARITY * folded)
