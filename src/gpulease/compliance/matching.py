@@ -332,8 +332,10 @@ class ScreeningIndex:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
         sizes = [len(p) for p in postings]
         weights = np.repeat([self._log_names - math.log(n) for n in sizes], sizes)
-        unique, position = np.unique(np.concatenate(postings), return_inverse=True)
-        return unique, np.bincount(position, weights=weights).astype(np.float64)
+        # one pass over a slot per indexed name (no sort): every key weighs more than 0
+        summed = np.bincount(np.concatenate(postings), weights=weights, minlength=len(self._names))
+        names = np.flatnonzero(summed)
+        return names.astype(np.int64), summed[names]
 
     def screen(
         self,
@@ -358,7 +360,11 @@ class ScreeningIndex:
             for _n, prepared in chosen:
                 vocabulary.update(zip(prepared.words, prepared.skeletons, strict=True))
             sims = similarities(query.words, list(vocabulary), list(vocabulary.values()))
-            alike = {w for row in sims for w in row}
+            alike: dict[str, float] = {}  # listed word -> its best similarity to ours
+            for row in sims:
+                for word, sim in row.items():
+                    if sim > alike.get(word, 0.0):
+                        alike[word] = sim
             # our words like no listed word stay unmatched: a floor under our total weight
             unmatched = sum(w for w, row in zip(query.weights, sims, strict=True) if not row)
             scored: dict[int, tuple[float, int]] = {}  # entry -> (score, name)
@@ -401,16 +407,25 @@ class ScreeningIndex:
         return hits
 
     def _bound(
-        self, query: Prepared, listed: Prepared, alike: set[str], unmatched: float, entry: int
+        self,
+        query: Prepared,
+        listed: Prepared,
+        alike: dict[str, float],
+        unmatched: float,
+        entry: int,
     ) -> float:
         """A cheap upper bound of ``aligned_score(query, listed)``: as if every listed word
-        like one of ours aligned perfectly (and a person's missing name were discounted)."""
+        like one of ours aligned at its best similarity to any of ours (and a person's
+        missing name were discounted). The aligned similarity x weight is at most that, and
+        ours = aligned / (aligned weight + our unaligned weight) at most aligned / (aligned +
+        the weight of our words like no listed word)."""
         bound = 0.0
-        if not alike.isdisjoint(listed.words):
+        if not alike.keys().isdisjoint(listed.words):
             matched = 0.0
             for w, word in zip(listed.weights, listed.words, strict=True):
-                if word in alike:
-                    matched += w
+                sim = alike.get(word)
+                if sim is not None:
+                    matched += w * sim
             theirs = listed.total
             if len(listed.words) == len(query.words) + 1 and self._persons[entry]:
                 theirs -= (1.0 - MISSING_NAME_WEIGHT) * max(listed.weights)
