@@ -333,9 +333,11 @@ class ScreeningIndex:
         sizes = [len(p) for p in postings]
         weights = np.repeat([self._log_names - math.log(n) for n in sizes], sizes)
         # one pass over a slot per indexed name (no sort): every key weighs more than 0
-        summed = np.bincount(np.concatenate(postings), weights=weights, minlength=len(self._names))
-        names = np.flatnonzero(summed)
-        return names.astype(np.int64), summed[names]
+        summed: npt.NDArray[np.float64] = np.bincount(
+            np.concatenate(postings), weights=weights, minlength=len(self._names)
+        ).astype(np.float64)
+        names = np.flatnonzero(summed).astype(np.int64)
+        return names, summed[names]
 
     def screen(
         self,
