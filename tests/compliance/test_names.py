@@ -88,6 +88,16 @@ def test_other_scripts_are_transliterated() -> None:
     assert normalize_name("Ελληνική Εταιρεία").text.isascii()
 
 
+def test_a_legal_form_written_letter_by_letter_in_another_script_is_one() -> None:
+    # Latin letters put one by one into Greek or Cyrillic come back as "gmvch", "llk"
+    assert normalize_name("ειγχθ οκεαν γμβχ").core == "eigchth okean"
+    assert normalize_name("ειγχθ οκεαν γμβχ").text == "eigchth okean gmbh"
+    assert normalize_name("чеапшоп4ыоу ллк").text == "cheapshop4you llc"
+    assert normalize_name("κομπανυ λιμιτεδ").text == "co ltd"
+    # a name in Latin letters keeps such words: only a transliteration is read so
+    assert normalize_name("Gmvch Llk").core == "gmvch llk"
+
+
 def test_nfkc_full_width_and_case() -> None:
     assert normalize_name("ＨＵＡＷＥＩ　Ｔｅｃｈｎｏｌｏｇｉｅｓ").text == "huawei technology"
     assert normalize_name("STRASSE").text == normalize_name("straße").text

@@ -361,7 +361,12 @@ class ScreeningIndex:
             vocabulary: dict[str, str] = {}  # listed word -> its skeleton
             for _n, prepared in chosen:
                 vocabulary.update(zip(prepared.words, prepared.skeletons, strict=True))
-            sims = similarities(query.words, list(vocabulary), list(vocabulary.values()))
+            sims = similarities(
+                query.words,
+                list(vocabulary),
+                list(vocabulary.values()),
+                transliterated=not our_name.isascii(),
+            )
             alike: dict[str, float] = {}  # listed word -> its best similarity to ours
             for row in sims:
                 for word, sim in row.items():

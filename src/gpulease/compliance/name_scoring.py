@@ -13,7 +13,9 @@ one to one** (greedy, most alike pair first), a pair scoring:
   (:data:`~gpulease.compliance.names.SPELLINGS`: ``technolgies`` ~ ``technology``);
 * 0.9 x the similarity of the words' *skeletons* (:func:`skeleton`: ``kh``/``h``, ``ou``/``u``,
   ``c``/``k``, ``w``/``v``... folded, doubled letters single) when that is higher: the same
-  name through another script (``mukhammad`` ~ ``muhammad``);
+  name through another script (``mukhammad`` ~ ``muhammad``); 0.95 x when our name is
+  written in another script (``Мухаммад``), whose spelling in Latin letters is only ever a
+  transliteration;
 * 0 otherwise (words under four letters must be equal or fold equal: ``ali`` is not ``all``).
 
 Each word weighs its **rarity in the list** (:class:`TermWeights`: IDF over the indexed names,
@@ -72,14 +74,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from importlib import resources
 
 from rapidfuzz import fuzz
 from rapidfuzz.distance import OSA
 from rapidfuzz.process import cdist
 
-from gpulease.compliance.names import SPELLINGS, NormalizedName
+from gpulease.compliance.names import SPELLINGS, NormalizedName, skeleton
 
 __all__ = [
     "GENERIC_IDF",
@@ -206,28 +207,13 @@ class TermWeights:
 
 UNIFORM = TermWeights(())
 
-# Spelling differences that transliteration makes (``kh``/``h``, ``ou``/``u``, ``c``/``k``):
-# two words with the same skeleton are the same name written through another script.
-_SKELETON_RULES: tuple[tuple[str, str], ...] = (
-    ("shch", "sh"), ("sch", "sh"), ("tch", "ch"), ("dzh", "j"), ("zh", "j"), ("tz", "j"),
-    ("dj", "j"), ("kh", "h"),
-    ("gh", "g"), ("ph", "f"), ("th", "t"), ("dh", "d"), ("ck", "k"), ("ch", "h"), ("ou", "u"),
-    ("oy", "u"), ("oo", "u"), ("ee", "i"), ("ij", "i"), ("iy", "i"), ("yi", "i"), ("ey", "i"),
-    ("y", "i"), ("j", "i"), ("w", "v"),
-    ("c", "k"), ("q", "k"), ("x", "ks"), ("z", "s"), ("e", "i"), ("b", "v"),
-)  # fmt: skip
 _SKELETON_SIMILARITY = 0.9  # a skeleton match counts this much of an equal word
+#: ... and this much when our name was written in another script: transliterated letter by
+#: letter, its spelling can only be compared through the skeleton
+SCRIPT_SKELETON_SIMILARITY = 0.95
 
 
-@lru_cache(maxsize=65536)
-def skeleton(word: str) -> str:
-    """``word`` with transliteration's spelling differences folded, doubled letters single."""
-    for old, new in _SKELETON_RULES:
-        word = word.replace(old, new)
-    return "".join(ch for k, ch in enumerate(word) if k == 0 or ch != word[k - 1])
-
-
-def word_similarity(a: str, b: str) -> float:
+def word_similarity(a: str, b: str, folded_weight: float = _SKELETON_SIMILARITY) -> float:
     """How alike two words are, 0..1 (see the module docstring)."""
     if a == b:
         return 1.0
@@ -236,7 +222,7 @@ def word_similarity(a: str, b: str) -> float:
         return INITIAL if len(long_) > 1 and long_[0] == short else 0.0
     if min(len(a), len(b)) < 4:
         if skeleton(a) == skeleton(b):
-            return _SKELETON_SIMILARITY
+            return folded_weight
         # a letter dropped from or added to a four-letter word ("irn" ~ "iran")
         return SHORT_TYPO if max(len(a), len(b)) >= 4 and OSA.distance(a, b) == 1 else 0.0
     sim = OSA.normalized_similarity(a, b)
@@ -248,12 +234,16 @@ def word_similarity(a: str, b: str) -> float:
         sim = ONE_EDIT
     folded = OSA.normalized_similarity(skeleton(a), skeleton(b))
     if folded >= MIN_WORD_SIMILARITY:
-        sim = max(sim, _SKELETON_SIMILARITY * folded)
+        sim = max(sim, folded_weight * folded)
     return sim
 
 
 def similarities(
-    ours: Sequence[str], theirs: Sequence[str], theirs_folded: Sequence[str] | None = None
+    ours: Sequence[str],
+    theirs: Sequence[str],
+    theirs_folded: Sequence[str] | None = None,
+    *,
+    transliterated: bool = False,
 ) -> list[dict[str, float]]:
     """For each of our words, the listed words it resembles (``word_similarity`` > 0).
 
@@ -263,6 +253,7 @@ def similarities(
     out: list[dict[str, float]] = [{} for _ in ours]
     if not ours or not theirs:
         return out
+    folded_weight = SCRIPT_SKELETON_SIMILARITY if transliterated else _SKELETON_SIMILARITY
     folded_theirs = [skeleton(w) for w in theirs] if theirs_folded is None else theirs_folded
     columns = list(theirs)
     owner = list(range(len(theirs)))
@@ -280,7 +271,7 @@ def similarities(
     pairs = {(int(i), int(owner[j]), columns[j]) for i, j in zip(*plain.nonzero(), strict=True)}
     pairs |= {(int(i), int(j), theirs[j]) for i, j in zip(*folded.nonzero(), strict=True)}
     for i, j, spelled in sorted(pairs):
-        sim = word_similarity(ours[i], spelled)
+        sim = word_similarity(ours[i], spelled, folded_weight)
         if sim > out[i].get(theirs[j], 0.0):
             out[i][theirs[j]] = sim
     singles = [w for w in theirs if len(w) == 1]
@@ -336,7 +327,8 @@ def align(
     """The aligned score of ``ours`` against ``listed`` (see the module docstring)."""
     a = Prepared.of(ours, weights)
     b = Prepared.of(listed, weights)
-    return align_prepared(a, b, similarities(a.words, b.words), listed_is_person)
+    sims = similarities(a.words, b.words, transliterated=not ours.original.isascii())
+    return align_prepared(a, b, sims, listed_is_person)
 
 
 def align_prepared(

@@ -44,6 +44,7 @@ __all__ = [
     "NormalizedName",
     "normalize_identifier",
     "normalize_name",
+    "skeleton",
 ]
 
 
@@ -250,6 +251,10 @@ LEGAL_FORM_TOKENS: frozenset[str] = frozenset(
         "fze", "fzco", "fzc", "lc", "group", "holdings", "branch",
     }
 )  # fmt: skip
+# Legal forms written in another script letter by letter come back with other letters
+# ("gmvch", "llk", "kompany"): their skeletons are those of the forms (three letters or more).
+_LEGAL_SKELETONS: dict[str, str] = {}
+
 _FILLER: frozenset[str] = frozenset({"the", "and", "of", "der", "de", "la", "le", "el", "al"})
 
 _SUCCESSOR_TAIL = re.compile(r";?\s*and any successor.*$", re.IGNORECASE | re.DOTALL)
@@ -269,6 +274,26 @@ _GLUED_TRAILING = re.compile(
 )
 _GLUED_INC = re.compile(r"^([a-z0-9]{4,}?)(inc)$")  # not "zinc"
 _GLUED_LEADING = re.compile(r"^(ooo|oao|zao|pao|pjsc|ojsc|cjsc)([a-z0-9]{4,})$")
+
+
+# Spelling differences that transliteration makes (``kh``/``h``, ``ou``/``u``, ``c``/``k``):
+# two words with the same skeleton are the same name written through another script.
+_SKELETON_RULES: tuple[tuple[str, str], ...] = (
+    ("shch", "sh"), ("sch", "sh"), ("tch", "ch"), ("dzh", "j"), ("zh", "j"), ("tz", "j"),
+    ("dj", "j"), ("kh", "h"),
+    ("gh", "g"), ("ph", "f"), ("th", "t"), ("dh", "d"), ("ck", "k"), ("ch", "h"), ("ou", "u"),
+    ("oy", "u"), ("oo", "u"), ("ee", "i"), ("ij", "i"), ("iy", "i"), ("yi", "i"), ("ey", "i"),
+    ("y", "i"), ("j", "i"), ("w", "v"),
+    ("c", "k"), ("q", "k"), ("x", "ks"), ("z", "s"), ("e", "i"), ("b", "v"),
+)  # fmt: skip
+
+
+@lru_cache(maxsize=65536)
+def skeleton(word: str) -> str:
+    """``word`` with transliteration's spelling differences folded, doubled letters single."""
+    for old, new in _SKELETON_RULES:
+        word = word.replace(old, new)
+    return "".join(ch for k, ch in enumerate(word) if k == 0 or ch != word[k - 1])
 
 
 def _ascii(text: str) -> str:
@@ -351,6 +376,15 @@ def _unglue(words: list[str]) -> list[str]:
     return out
 
 
+_LEGAL_SKELETONS.update(
+    (skeleton(form), _WORDS.get(form, form))
+    for form in (
+        "company", "limited", "corporation", "incorporated", "holding", "holdings", "group",
+        "llc", "ltd", "gmbh", "inc", "jsc", "ojsc", "pjsc", "cjsc", "llp", "plc", "sarl",
+    )
+)  # fmt: skip
+
+
 @lru_cache(maxsize=262144)
 def normalize_name(name: str) -> NormalizedName:
     """The canonical form of ``name`` (see the module docstring); never raises."""
@@ -359,7 +393,8 @@ def normalize_name(name: str) -> NormalizedName:
     if _HAN_RUN.search(text):
         text = _HAN_ORDINAL.sub(lambda m: _ordinal(_han_number(m.group(1))), text)
         text = _HAN_RUN.sub(_han_run, text)
-    if not text.isascii():
+    transliterated = not text.isascii()
+    if transliterated:
         text = _ascii(text)
     text = text.casefold().replace("&", " and ")
     text = _DOT_BETWEEN_WORDS.sub(" ", text)
@@ -367,7 +402,10 @@ def normalize_name(name: str) -> NormalizedName:
     text = _NON_ALNUM.sub(" ", text).strip()
     text = _SPACED_LETTERS.sub(lambda m: m.group().replace(" ", ""), text)
     text = _SUCCESSOR_TAIL.sub("", text)  # again: "& any successor" only reads so now
-    text = " ".join(_WORDS.get(w, w) for w in _unglue(text.split()))
+    words = _unglue(text.split())
+    if transliterated:  # "ΓΜΒΧ" -> gmvch, "ЛЛК" -> llk: a legal form letter by letter
+        words = [_LEGAL_SKELETONS.get(skeleton(w), w) if len(w) >= 3 else w for w in words]
+    text = " ".join(_WORDS.get(w, w) for w in words)
     text = _PHRASE_RE.sub(lambda m: _PHRASE_MAP[m.group(1)], text)
     words = text.split()
     core_words = [w for w in words if w not in LEGAL_FORM_TOKENS and w not in _FILLER]
