@@ -8,7 +8,8 @@ Two independent corpora, neither of them the evaluation set:
   Commission, a US government work in the public domain). The copy read is the one the
   ``edgartools`` package ships (``edgar/reference/data/company_tickers.parquet``, 10,365
   rows, 7,962 distinct names), or the JSON itself: ``pip download --no-deps
-  edgartools==5.62.1`` and unzip the wheel; reading the Parquet file needs ``pyarrow``;
+  edgartools==5.62.1`` and unzip the wheel; reading the Parquet file needs ``pyarrow``
+  (26.0.1 was used; not a dependency of gpulease: the derived list ships);
 * **the organisations of the screening lists gpulease ships** (OFAC SDN with aliases, the
   CSL samples, the BIS Denied Persons List).
 
@@ -136,7 +137,7 @@ def main() -> None:
         out.write(
             "# Generic words of company names, derived by scripts/derive_generic_words.py\n"
             f"# register: SEC EDGAR company_tickers ({reg_total} families of names; "
-            "US government work, public domain), as shipped by edgartools\n"
+            "US government work, public domain), as shipped by edgartools 5.62.1\n"
             f"# lists: the organisations of the shipped screening lists ({list_total} families)"
             "\n# counts: names using the word, once per distinct leading word (unrelated names); "
             "totals: distinct leading words\n"
