@@ -7,6 +7,7 @@ import pytest
 from gpulease.compliance.lists import load
 from gpulease.compliance.matching import Outcome, ScreeningIndex, decide, name_score
 from gpulease.compliance.model import Address, Hit, ListEntry, Party, PartyKind
+from gpulease.compliance.name_scoring import GENERIC_WORDS
 from gpulease.compliance.names import normalize_name
 from gpulease.data import shipped_lists
 from gpulease.domain.errors import InvalidRequest
@@ -185,15 +186,19 @@ def test_decide_thresholds() -> None:
 
 
 def test_lower_review_threshold_returns_more_hits(index: ScreeningIndex) -> None:
-    loose = index.screen(org("Huawei Investment"), review_threshold=50)
+    loose = index.screen(org("Huawei Investment"), review_threshold=30)
     strict = index.screen(org("Huawei Investment"))
     assert len(loose) > len(strict)
-    assert all(h.score >= 50 for h in loose)
+    assert all(h.score >= 30 for h in loose)
 
 
-def test_against_the_real_sdn_list() -> None:
-    snap = load(shipped_lists() / "ofac-sdn", "ofac-sdn")
-    index = ScreeningIndex(snap.entries)
+@pytest.fixture(scope="module")
+def sdn() -> ScreeningIndex:
+    return ScreeningIndex(load(shipped_lists() / "ofac-sdn", "ofac-sdn").entries)
+
+
+def test_against_the_real_sdn_list(sdn: ScreeningIndex) -> None:
+    index = sdn
     hit = top(index.screen(org("Banco Nacional de Cuba")))
     assert hit.entry.entry_id == "306"
     alias = top(index.screen(org("National Bank of Cuba", countries=("CU",))))
@@ -310,6 +315,59 @@ def test_added_generic_word_and_dropped_word_reach_review(weak: ScreeningIndex) 
     ]:
         hit = hit_on(weak.screen(anyone(query)), entry_id)
         assert hit is not None, query
+        assert hit.score >= 85, query
+
+
+def test_a_generic_word_the_list_never_uses_costs_little() -> None:
+    # "Therapeutics", "Acquisition" and "Realty": no listed name uses them, so by the list's
+    # rarity alone they would weigh as a brand; the register of company names says they are
+    # generic (generic_words.tsv)
+    assert {"therapeutics", "acquisition", "realty"} <= GENERIC_WORDS
+    index = ScreeningIndex(WEAK_SPOTS + BACKGROUND)
+    for query, entry_id in [
+        ("Zolal Iran Therapeutics Company", "zolal"),
+        ("Kalaye Electric Acquisition Co", "kalaye"),
+        ("Shahid Hemmat Industrial Realty Group", "hemmat"),
+    ]:
+        hit = hit_on(index.screen(anyone(query)), entry_id)
+        assert hit is not None, query
+        assert hit.score >= 85, query
+    # a brand added is no generic word: it still costs the match
+    assert hit_on(index.screen(anyone("Zolal Iran Kowalski Company")), "zolal") is None
+
+
+def test_one_generic_word_for_another_is_another_business() -> None:
+    # "Kalaye Therapeutics" adds a generic word to KALAYE and leaves ELECTRIC out: one line
+    # of business for another, so ours counts in full (review needs more than the brand)
+    index = ScreeningIndex(WEAK_SPOTS + BACKGROUND)
+    hit = hit_on(index.screen(anyone("Kalaye Therapeutics"), review_threshold=30), "kalaye")
+    assert hit is not None
+    assert hit.score < 85
+    added = hit_on(index.screen(anyone("Kalaye Electric Therapeutics")), "kalaye")
+    assert added is not None
+    assert added.score > hit.score + 10
+
+
+def test_a_name_run_together_with_its_legal_form_is_found() -> None:
+    index = ScreeningIndex(
+        [organisation("200g", "200G.PSA.HOLDINGS"), organisation("gaz", "OOO GAZPROMTRANS")]
+    )
+    for query, entry_id in [("200gpsaholdingsllc", "200g"), ("ooogazpromtrans", "gaz")]:
+        hit = top(index.screen(anyone(query)))
+        assert hit.entry.entry_id == entry_id, query
+        assert hit.score >= 95, query
+
+
+def test_a_name_through_another_script_is_a_candidate(sdn: ScreeningIndex) -> None:
+    # letter for letter into Greek or Cyrillic and back: "kosailing voysiness" shares no
+    # prefix, suffix or sorted-letters key with COSAILING BUSINESS, only keys that hundreds
+    # of listed names share; the words' skeletons are equal
+    for query, entry_id in [
+        ("κοσαιλινγ βουσινεσσ τραδινγ κομπανυ λιμιτεδ", "21552"),
+        ("таллудж мухаммад гхассан", "21973"),
+    ]:
+        hit = top(sdn.screen(anyone(query)))
+        assert hit.entry.entry_id == entry_id, query
         assert hit.score >= 85, query
 
 

@@ -44,6 +44,26 @@ def test_legal_forms_and_abbreviations(name: str, text: str, core: str) -> None:
     assert norm.compact == core.replace(" ", "")
 
 
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("200gpsaholdingsllc", "200gpsa holdings llc"),  # two forms run into the name
+        ("ACMEHOLDINGS", "acme holdings"),
+        ("Rosnefttrading LTD", "rosnefttrading ltd"),  # "trading" is no legal form
+        ("Romashkagmbh", "romashka gmbh"),
+        ("ooogazprom", "ooo gazprom"),
+        ("Megacorp", "mega corp"),
+        ("Acmeinc", "acme inc"),
+        # words that end (or begin) like a form stay whole
+        ("Zinc Bancorp Bancorporation", "zinc bancorp bancorporation"),
+        ("Unlimited Accompany Tesco Mimosa", "unlimited accompany tesco mimosa"),
+        ("Al Zaoura Network", "al zaoura network"),
+    ],
+)
+def test_a_legal_form_run_into_a_word_is_split_off(name: str, text: str) -> None:
+    assert normalize_name(name).text == text
+
+
 def test_chinese_legal_forms_glossary_and_pinyin() -> None:
     assert normalize_name("华为技术有限公司").text == "huawei technology co ltd"
     assert (
@@ -66,6 +86,16 @@ def test_other_scripts_are_transliterated() -> None:
     assert normalize_name("ПАО НК Роснефть").text == "pao nk rosneft"  # soft sign dropped
     assert normalize_name("ООО «Ромашка»").core == "romashka"
     assert normalize_name("Ελληνική Εταιρεία").text.isascii()
+
+
+def test_a_legal_form_written_letter_by_letter_in_another_script_is_one() -> None:
+    # Latin letters put one by one into Greek or Cyrillic come back as "gmvch", "llk"
+    assert normalize_name("ειγχθ οκεαν γμβχ").core == "eigchth okean"
+    assert normalize_name("ειγχθ οκεαν γμβχ").text == "eigchth okean gmbh"
+    assert normalize_name("чеапшоп4ыоу ллк").text == "cheapshop4you llc"
+    assert normalize_name("κομπανυ λιμιτεδ").text == "co ltd"
+    # a name in Latin letters keeps such words: only a transliteration is read so
+    assert normalize_name("Gmvch Llk").core == "gmvch llk"
 
 
 def test_nfkc_full_width_and_case() -> None:

@@ -4,6 +4,7 @@ in-process API on SQLite and PostgreSQL; the CLI in tests/cli/test_screen_cli.py
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -95,6 +96,44 @@ def test_officer_screens_names_like_a_case(
         "Bakery of the Seven Hills",
     ]
     assert record.after["outcomes"]["supplier"] == "block"
+
+
+def test_the_answer_is_bounded_however_many_names_match(
+    ctx: ServiceContext, officer: Principal, tmp_path: Path
+) -> None:
+    # twelve entries that all match the name: a hundred queries would show 1,200 results
+    forms = ("Co", "Ltd", "LLC", "GmbH", "S.A.", "Inc", "Corp", "PLC", "JSC", "AG", "Pte", "BV")
+    path = entity_list_csv(
+        tmp_path / "many.csv",
+        (
+            {
+                "name": f"{LISTED} {form}",
+                "addresses": "1 Road, City, CN",
+                "license_requirement": "For all items subject to the EAR.",
+            }
+            for form in forms
+        ),
+    )
+    screening_lists.import_list(ctx, officer, path, "csl-csv", label="many")
+    one = adhoc_screening.screen_names(ctx, officer, [ScreeningQuery(LISTED)])
+    assert one["results_per_query"] == adhoc_screening.MAX_RESULTS == 10
+    assert (one["responses"]["q1"]["total"], one["responses"]["q1"]["omitted"]) == (12, 2)
+    assert len(one["responses"]["q1"]["results"]) == 10
+
+    answer = adhoc_screening.screen_names(
+        ctx, officer, [ScreeningQuery(LISTED, ref=f"r{i}") for i in range(100)]
+    )
+    assert answer["results_per_query"] == 2
+    shown = 0
+    for response in answer["responses"].values():
+        assert response["outcome"] == "block"  # decided on every hit, not the ones shown
+        assert (response["total"], response["omitted"]) == (12, 10)
+        assert len(response["results"]) == 2
+        assert response["results"][0]["score"] == 100.0  # the best first
+        shown += len(response["results"])
+    assert shown <= adhoc_screening.RESULT_BUDGET
+    # a few hundred kilobytes, not the megabytes of every hit's features
+    assert len(json.dumps(answer)) < 400_000
 
 
 def test_no_list_in_force_is_never_clear(ctx: ServiceContext, officer: Principal) -> None:

@@ -655,7 +655,8 @@ class ScreeningResponseOut(BaseModel):
     query: dict[str, object]
     outcome: Literal["clear", "review", "block"]
     reason: str
-    total: int
+    total: int = Field(description="hits at the review threshold, all counted")
+    omitted: int = Field(0, description="hits not shown (see results_per_query)")
     results: list[ScreeningResultOut]
 
 
@@ -669,6 +670,10 @@ class ScreeningOut(BaseModel):
     screened_at: datetime
     screened_by: str
     thresholds: dict[str, float]
+    results_per_query: int = Field(
+        description="results shown per response: 10, fewer when many names are screened at "
+        "once (at most 200 results in one answer)"
+    )
     lists: list[ScreeningListOut]
     policy_packs: list[str]
     responses: dict[str, ScreeningResponseOut]

@@ -10,7 +10,9 @@ features say why the score is what it is. :func:`decide` turns hits into a
 transliterated, legal forms canonical, then dropped from the *core*). The name score of a
 pair is :func:`~gpulease.compliance.name_scoring.align`: the words of the two cores aligned
 one to one (equal, an initial, a typo or a transposition), each weighing its rarity in the
-indexed list (IDF squared; generic business words half), scored by how much of our name and
+indexed list (IDF squared; generic business words, derived from a register of company
+names and the lists, weigh as their share of company names says, then half), scored by how
+much of our name and
 how much of the listed name the aligned words cover. The hit's name feature lists the
 aligned words, our extra words and the listed name's missing ones. Earlier versions took the
 best of rapidfuzz ``token_sort_ratio``, a compact ``ratio`` and a scaled ``token_set_ratio``;
@@ -25,7 +27,9 @@ whatever the names say; identifiers of the same kind (LEI, tax, registration, pa
 that differ subtract 10. Final scores are clamped to 0..100.
 
 **Candidates.** Scoring every listed name for every query is quadratic; the index keeps an
-inverted map from keys to names: each core word; the first and last three letters and the
+inverted map from keys to names: each core word and its skeleton (``=muhamad``: the word
+through another script, ``mukhammad``, ``kosailing`` for ``cosailing``); the first and last
+three letters and the
 sorted letters of each word of four letters or more (a typo in the middle or at one end, or
 a transposed pair of letters, still shares a key); the first and last three letters of the
 compact form; each pair of the first four words (``&ali|hassan``: selective where every word
@@ -69,6 +73,7 @@ from gpulease.compliance.name_scoring import (
     align_prepared,
     aligned_score,
     similarities,
+    skeleton,
 )
 from gpulease.compliance.names import NormalizedName, normalize_identifier, normalize_name
 from gpulease.domain.errors import InvalidRequest
@@ -207,6 +212,7 @@ def _keys(norm: NormalizedName, initials: bool = True) -> set[str]:
     words = norm.core.split()
     for word in words:
         keys.add(word)
+        keys.add("=" + skeleton(word))  # the word through another script (muhammad, mukhammad)
         if len(word) >= 4:
             keys.add("<" + word[:3])
             keys.add(">" + word[-3:])
@@ -326,8 +332,12 @@ class ScreeningIndex:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
         sizes = [len(p) for p in postings]
         weights = np.repeat([self._log_names - math.log(n) for n in sizes], sizes)
-        unique, position = np.unique(np.concatenate(postings), return_inverse=True)
-        return unique, np.bincount(position, weights=weights).astype(np.float64)
+        # one pass over a slot per indexed name (no sort): every key weighs more than 0
+        summed: npt.NDArray[np.float64] = np.bincount(
+            np.concatenate(postings), weights=weights, minlength=len(self._names)
+        ).astype(np.float64)
+        names = np.flatnonzero(summed).astype(np.int64)
+        return names, summed[names]
 
     def screen(
         self,
@@ -351,8 +361,17 @@ class ScreeningIndex:
             vocabulary: dict[str, str] = {}  # listed word -> its skeleton
             for _n, prepared in chosen:
                 vocabulary.update(zip(prepared.words, prepared.skeletons, strict=True))
-            sims = similarities(query.words, list(vocabulary), list(vocabulary.values()))
-            alike = {w for row in sims for w in row}
+            sims = similarities(
+                query.words,
+                list(vocabulary),
+                list(vocabulary.values()),
+                transliterated=not our_name.isascii(),
+            )
+            alike: dict[str, float] = {}  # listed word -> its best similarity to ours
+            for row in sims:
+                for word, sim in row.items():
+                    if sim > alike.get(word, 0.0):
+                        alike[word] = sim
             # our words like no listed word stay unmatched: a floor under our total weight
             unmatched = sum(w for w, row in zip(query.weights, sims, strict=True) if not row)
             scored: dict[int, tuple[float, int]] = {}  # entry -> (score, name)
@@ -395,16 +414,25 @@ class ScreeningIndex:
         return hits
 
     def _bound(
-        self, query: Prepared, listed: Prepared, alike: set[str], unmatched: float, entry: int
+        self,
+        query: Prepared,
+        listed: Prepared,
+        alike: dict[str, float],
+        unmatched: float,
+        entry: int,
     ) -> float:
         """A cheap upper bound of ``aligned_score(query, listed)``: as if every listed word
-        like one of ours aligned perfectly (and a person's missing name were discounted)."""
+        like one of ours aligned at its best similarity to any of ours (and a person's
+        missing name were discounted). The aligned similarity x weight is at most that, and
+        ours = aligned / (aligned weight + our unaligned weight) at most aligned / (aligned +
+        the weight of our words like no listed word)."""
         bound = 0.0
-        if not alike.isdisjoint(listed.words):
+        if not alike.keys().isdisjoint(listed.words):
             matched = 0.0
             for w, word in zip(listed.weights, listed.words, strict=True):
-                if word in alike:
-                    matched += w
+                sim = alike.get(word)
+                if sim is not None:
+                    matched += w * sim
             theirs = listed.total
             if len(listed.words) == len(query.words) + 1 and self._persons[entry]:
                 theirs -= (1.0 - MISSING_NAME_WEIGHT) * max(listed.weights)

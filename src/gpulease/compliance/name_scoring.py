@@ -8,24 +8,43 @@ one to one** (greedy, most alike pair first), a pair scoring:
 * ``INITIAL`` (0.85) for an initial and a word it begins (``k`` ~ ``karim``);
 * the OSA similarity (edits, a transposition counting one) of words of four letters or more
   when at least ``MIN_WORD_SIMILARITY`` (0.8), ``SHORT_TYPO`` (0.75) for one edit in a
-  four-letter word, also against the long spellings of a canonical word
+  four-letter word, at least ``ONE_EDIT`` (0.85) for one edit in a longer word (``atlgs`` ~
+  ``atlas``), also against the long spellings of a canonical word
   (:data:`~gpulease.compliance.names.SPELLINGS`: ``technolgies`` ~ ``technology``);
 * 0.9 x the similarity of the words' *skeletons* (:func:`skeleton`: ``kh``/``h``, ``ou``/``u``,
   ``c``/``k``, ``w``/``v``... folded, doubled letters single) when that is higher: the same
-  name through another script (``mukhammad`` ~ ``muhammad``);
+  name through another script (``mukhammad`` ~ ``muhammad``); 0.95 x when our name is
+  written in another script (``Мухаммад``), whose spelling in Latin letters is only ever a
+  transliteration;
 * 0 otherwise (words under four letters must be equal or fold equal: ``ali`` is not ``all``).
 
 Each word weighs its **rarity in the list** (:class:`TermWeights`: IDF over the indexed names,
-squared, so a distinctive word outweighs a common one many times), a generic business word
-(:data:`GENERIC_WORDS`) half that, a word the list never uses the most, except one a typo away
-from a spelled-out legal form (``CMPANY``), which weighs almost nothing. Then
+squared, so a distinctive word outweighs a common one many times), a word the list never
+uses the most, except one a typo away from a spelled-out legal form (``CMPANY``), which
+weighs almost nothing.
+
+**Generic words** (:data:`GENERIC_IDF`, read from ``generic_words.tsv``) describe a business
+rather than name it (``therapeutics``, ``acquisition``, ``shipping``, ``trading``). The list
+is *derived*, not written by hand: ``scripts/derive_generic_words.py`` counts, over a
+register of company names (the SEC's EDGAR company tickers, 6,108 unrelated families of
+names) and over the organisations of the shipped lists (4,027), how many unrelated names use
+each word (names of one family, ``BlackRock ... Fund``, count once), and keeps the words
+that at least 0.2 % of the register's names (and ten of them) or twenty unrelated listed
+organisations use. Such a word's IDF is at most what its share of those names gives
+(``log(1 / share)``: a word no listed name uses but one company in a hundred does is not a
+brand), and its weight is then ``GENERIC_FACTOR`` (0.5) of the square. Without the register,
+a generic word the lists happen not to use (``Therapeutics``) weighed as the most
+distinctive of brands, and adding it to a listed name cleared it. Then
 
 * ``ours`` = aligned weight (similarity x the listed word's weight) / weight of our words,
   our unaligned words counting their own weight: a brand we have and the listed name lacks
-  counts fully against the match;
+  counts fully against the match; when our unaligned words include a generic word and the
+  listed name's unaligned words do too (``Sambouk Pharma`` for ``Sambouk Shipping``: one
+  line of business for another), our generic words count without the generic discount;
 * ``theirs`` = aligned weight / weight of the listed words;
-* ``score = 100 * (0.7 * ours + 0.3 * theirs)``; 0.5 / 0.5 when our name is one word and
-  the listed name longer (a lone word inside a longer name is no match by itself).
+* ``score = 100 * (0.75 * ours + 0.25 * theirs)`` (``OURS_SHARE``); 0.5 / 0.5 when our name
+  is one word and the listed name longer (a lone word inside a longer name is no match by
+  itself).
 
 So a generic word added or a word dropped costs a little, a different distinctive word costs
 much (hard negatives that share a listed name's first words, long names differing only in
@@ -55,15 +74,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from importlib import resources
 
 from rapidfuzz import fuzz
 from rapidfuzz.distance import OSA
 from rapidfuzz.process import cdist
 
-from gpulease.compliance.names import SPELLINGS, NormalizedName
+from gpulease.compliance.names import SPELLINGS, NormalizedName, skeleton
 
 __all__ = [
+    "GENERIC_IDF",
     "GENERIC_WORDS",
     "INITIAL",
     "MISSING_NAME_WEIGHT",
@@ -85,9 +105,10 @@ INITIAL_CAP = 94.0  # a name that needs an initial to match stays below the defa
 ONE_WORD_CAP = 80.0  # one word of ours against a listed person's full name: below review
 MIN_WORD_SIMILARITY = 0.8
 SHORT_TYPO = 0.75
+ONE_EDIT = 0.85  # one edit in a word of five letters or more counts at least this much
 TRANSPOSITION = 0.5  # a transposition costs half an edit
 MISSING_NAME_WEIGHT = 0.3
-OURS_SHARE = 0.7
+OURS_SHARE = 0.75
 ONE_WORD_SHARE = 0.5  # one word of ours inside a longer listed name: both sides count alike
 GENERIC_FACTOR = 0.5
 LEGAL_TYPO_FACTOR = 0.05
@@ -99,16 +120,42 @@ _LEGAL_SPELLED = (
     "sociedad", "societe", "gesellschaft", "private", "public",
 )  # fmt: skip
 
-#: Words that describe a business rather than name it (canonical spellings of names.py).
-GENERIC_WORDS: frozenset[str] = frozenset(
-    {
-        "international", "global", "trading", "services", "technology", "industry",
-        "national", "general", "company", "companies", "enterprise", "enterprises",
-        "management", "development", "investment", "investments", "systems", "solutions",
-        "communication", "engineering", "manufacturing", "import", "export", "commercial",
-        "bank", "shipping", "logistics", "consulting", "products", "resources",
-    }
-)  # fmt: skip
+GENERIC_FILE = "generic_words.tsv"
+
+
+def parse_generic_words(text: str) -> dict[str, float]:
+    """``generic_words.tsv`` (see :data:`GENERIC_FILE`; ``#`` lines are comments): word ->
+    the IDF its share of names gives it (``log(1 / share)``), share being the larger of its
+    document frequency among the register's company names and among the listed
+    organisations."""
+    out: dict[str, float] = {}
+    header: list[str] | None = None
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if header is None:
+            header = fields
+            continue
+        row = dict(zip(header, fields, strict=True))
+        share = max(
+            int(row["register_names"]) / int(row["register_total"]),
+            int(row["list_entries"]) / int(row["list_total"]),
+        )
+        out[row["word"]] = math.log(1.0 / share)
+    return out
+
+
+def _load_generic_words() -> dict[str, float]:
+    text = resources.files("gpulease.compliance").joinpath(GENERIC_FILE).read_text("utf-8")
+    return parse_generic_words(text)
+
+
+#: Words that describe a business rather than name it, derived from name frequencies (a
+#: register of company names and the shipped lists' organisations: see GENERIC_FILE and
+#: ``scripts/derive_generic_words.py``) -> the IDF their share of company names gives them.
+GENERIC_IDF: dict[str, float] = _load_generic_words()
+GENERIC_WORDS: frozenset[str] = frozenset(GENERIC_IDF)
 
 
 class TermWeights:
@@ -135,8 +182,11 @@ class TermWeights:
             return cached
         df = self._df.get(word)
         idf = self._unknown if df is None else self._idf(df)
+        generic = GENERIC_IDF.get(word)
+        if generic is not None:  # as rare as company names in general say, at most
+            idf = min(idf, generic)
         weight = max(idf, 0.5) ** 2
-        if word in GENERIC_WORDS:
+        if generic is not None:
             weight *= GENERIC_FACTOR
         elif (
             df is None
@@ -157,28 +207,13 @@ class TermWeights:
 
 UNIFORM = TermWeights(())
 
-# Spelling differences that transliteration makes (``kh``/``h``, ``ou``/``u``, ``c``/``k``):
-# two words with the same skeleton are the same name written through another script.
-_SKELETON_RULES: tuple[tuple[str, str], ...] = (
-    ("shch", "sh"), ("sch", "sh"), ("tch", "ch"), ("dzh", "j"), ("zh", "j"), ("tz", "j"),
-    ("dj", "j"), ("kh", "h"),
-    ("gh", "g"), ("ph", "f"), ("th", "t"), ("dh", "d"), ("ck", "k"), ("ch", "h"), ("ou", "u"),
-    ("oy", "u"), ("oo", "u"), ("ee", "i"), ("ij", "i"), ("iy", "i"), ("yi", "i"), ("ey", "i"),
-    ("y", "i"), ("j", "i"), ("w", "v"),
-    ("c", "k"), ("q", "k"), ("x", "ks"), ("z", "s"), ("e", "i"), ("b", "v"),
-)  # fmt: skip
 _SKELETON_SIMILARITY = 0.9  # a skeleton match counts this much of an equal word
+#: ... and this much when our name was written in another script: transliterated letter by
+#: letter, its spelling can only be compared through the skeleton
+SCRIPT_SKELETON_SIMILARITY = 0.95
 
 
-@lru_cache(maxsize=65536)
-def skeleton(word: str) -> str:
-    """``word`` with transliteration's spelling differences folded, doubled letters single."""
-    for old, new in _SKELETON_RULES:
-        word = word.replace(old, new)
-    return "".join(ch for k, ch in enumerate(word) if k == 0 or ch != word[k - 1])
-
-
-def word_similarity(a: str, b: str) -> float:
+def word_similarity(a: str, b: str, folded_weight: float = _SKELETON_SIMILARITY) -> float:
     """How alike two words are, 0..1 (see the module docstring)."""
     if a == b:
         return 1.0
@@ -187,7 +222,7 @@ def word_similarity(a: str, b: str) -> float:
         return INITIAL if len(long_) > 1 and long_[0] == short else 0.0
     if min(len(a), len(b)) < 4:
         if skeleton(a) == skeleton(b):
-            return _SKELETON_SIMILARITY
+            return folded_weight
         # a letter dropped from or added to a four-letter word ("irn" ~ "iran")
         return SHORT_TYPO if max(len(a), len(b)) >= 4 and OSA.distance(a, b) == 1 else 0.0
     sim = OSA.normalized_similarity(a, b)
@@ -195,14 +230,20 @@ def word_similarity(a: str, b: str) -> float:
         sim = 1.0 - TRANSPOSITION / len(a)  # two letters swapped: the commonest slip
     elif sim < MIN_WORD_SIMILARITY:  # one edit in a four-letter word, or too different
         sim = SHORT_TYPO if OSA.distance(a, b) == 1 else 0.0
+    elif sim < ONE_EDIT and OSA.distance(a, b) == 1:  # one letter wrong in five or six
+        sim = ONE_EDIT
     folded = OSA.normalized_similarity(skeleton(a), skeleton(b))
     if folded >= MIN_WORD_SIMILARITY:
-        sim = max(sim, _SKELETON_SIMILARITY * folded)
+        sim = max(sim, folded_weight * folded)
     return sim
 
 
 def similarities(
-    ours: Sequence[str], theirs: Sequence[str], theirs_folded: Sequence[str] | None = None
+    ours: Sequence[str],
+    theirs: Sequence[str],
+    theirs_folded: Sequence[str] | None = None,
+    *,
+    transliterated: bool = False,
 ) -> list[dict[str, float]]:
     """For each of our words, the listed words it resembles (``word_similarity`` > 0).
 
@@ -212,6 +253,7 @@ def similarities(
     out: list[dict[str, float]] = [{} for _ in ours]
     if not ours or not theirs:
         return out
+    folded_weight = SCRIPT_SKELETON_SIMILARITY if transliterated else _SKELETON_SIMILARITY
     folded_theirs = [skeleton(w) for w in theirs] if theirs_folded is None else theirs_folded
     columns = list(theirs)
     owner = list(range(len(theirs)))
@@ -229,7 +271,7 @@ def similarities(
     pairs = {(int(i), int(owner[j]), columns[j]) for i, j in zip(*plain.nonzero(), strict=True)}
     pairs |= {(int(i), int(j), theirs[j]) for i, j in zip(*folded.nonzero(), strict=True)}
     for i, j, spelled in sorted(pairs):
-        sim = word_similarity(ours[i], spelled)
+        sim = word_similarity(ours[i], spelled, folded_weight)
         if sim > out[i].get(theirs[j], 0.0):
             out[i][theirs[j]] = sim
     singles = [w for w in theirs if len(w) == 1]
@@ -265,12 +307,14 @@ class Prepared:
     weights: tuple[float, ...]
     total: float
     skeletons: tuple[str, ...]
+    generic: int  # bit i set: words[i] is a generic word
 
     @classmethod
     def of(cls, norm: NormalizedName, weights: TermWeights) -> Prepared:
         words = tuple(norm.core.split())
         own = tuple(weights(w) for w in words)
-        return cls(norm, words, own, sum(own), tuple(skeleton(w) for w in words))
+        generic = sum(1 << i for i, w in enumerate(words) if w in GENERIC_IDF)
+        return cls(norm, words, own, sum(own), tuple(skeleton(w) for w in words), generic)
 
 
 def align(
@@ -283,7 +327,8 @@ def align(
     """The aligned score of ``ours`` against ``listed`` (see the module docstring)."""
     a = Prepared.of(ours, weights)
     b = Prepared.of(listed, weights)
-    return align_prepared(a, b, similarities(a.words, b.words), listed_is_person)
+    sims = similarities(a.words, b.words, transliterated=not ours.original.isascii())
+    return align_prepared(a, b, sims, listed_is_person)
 
 
 def align_prepared(
@@ -350,6 +395,13 @@ def _aligned(
             ours_total -= neg_w
     n_a, n_b = len(a.words), len(b.words)
     ours_total += sum(w for i, w in enumerate(a.weights) if not used_a >> i & 1)
+    extra_generic = a.generic & ~used_a
+    if extra_generic and b.generic & ~used_b:
+        # one generic word for another ("Sambouk Pharma" for "Sambouk Shipping"): another
+        # line of business, so our generic word counts in full, not discounted
+        ours_total += sum(w for i, w in enumerate(a.weights) if extra_generic >> i & 1) * (
+            1.0 / GENERIC_FACTOR - 1.0
+        )
     theirs_total = b.total
     discounted = False
     if listed_is_person and n_b >= 3 and len(pairs_ij) == n_a == n_b - 1:

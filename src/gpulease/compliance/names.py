@@ -19,8 +19,11 @@ via ``anyascii`` (Cyrillic, Greek, Arabic, Hangul...), case folding, dots and ap
 dropped (``S.A.`` -> ``sa``, ``L.L.C.`` -> ``llc``) except a dot between words, which
 separates them (``200G.PSA.HOLDINGS`` -> ``200g psa holdings``), other punctuation to spaces,
 a word spelt out letter by letter joined (``H O L D I N G S`` -> ``holdings``, four letters
-or more: a listed name must not pass screening written that way), then multi-word legal
-forms and abbreviations (``intl`` -> ``international``) to canonical tokens.
+or more: a listed name must not pass screening written that way), a legal form run together
+with a word split off (``200gpsaholdingsllc`` -> ``200gpsa holdings llc``, ``ooogazprom`` ->
+``ooo gazprom``; only forms that end or begin almost no other word, and only when four
+characters or more remain), then multi-word legal forms and abbreviations (``intl`` ->
+``international``) to canonical tokens.
 
 Pure and deterministic; results are cached (``functools.lru_cache``): the same name always
 normalises to the same value. ``normalize_name`` is idempotent on ``text``.
@@ -41,6 +44,7 @@ __all__ = [
     "NormalizedName",
     "normalize_identifier",
     "normalize_name",
+    "skeleton",
 ]
 
 
@@ -247,6 +251,10 @@ LEGAL_FORM_TOKENS: frozenset[str] = frozenset(
         "fze", "fzco", "fzc", "lc", "group", "holdings", "branch",
     }
 )  # fmt: skip
+# Legal forms written in another script letter by letter come back with other letters
+# ("gmvch", "llk", "kompany"): their skeletons are those of the forms (three letters or more).
+_LEGAL_SKELETONS: dict[str, str] = {}
+
 _FILLER: frozenset[str] = frozenset({"the", "and", "of", "der", "de", "la", "le", "el", "al"})
 
 _SUCCESSOR_TAIL = re.compile(r";?\s*and any successor.*$", re.IGNORECASE | re.DOTALL)
@@ -256,6 +264,36 @@ _DOT_BETWEEN_WORDS = re.compile(r"(?<=[a-z0-9][a-z])\.(?=[a-z])")
 # a word written letter by letter ("H O L D I N G S") is one word
 _SPACED_LETTERS = re.compile(r"\b[a-z0-9](?: [a-z0-9]\b){3,}")
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
+# A legal form run together with the name ("200gpsaholdingsllc", "ooogazprom"): split off
+# when what remains is at least four characters. Only forms
+# that end (or begin) almost no other word: "co" (tesco), "sa" (mimosa), "ag", "pt" never;
+# "bancorp" is a word of bank names.
+_GLUED_TRAILING = re.compile(
+    r"^([a-z0-9]{4,}?)(?<!ban)(holdings|holding|limited|company|corporation|group|llc|ltd|gmbh|llp|"
+    r"plc|pjsc|ojsc|cjsc|jsc|corp|bhd|fzco|fze)$"
+)
+_GLUED_INC = re.compile(r"^([a-z0-9]{4,}?)(inc)$")  # not "zinc"
+_GLUED_LEADING = re.compile(r"^(ooo|oao|zao|pao|pjsc|ojsc|cjsc)([a-z0-9]{4,})$")
+
+
+# Spelling differences that transliteration makes (``kh``/``h``, ``ou``/``u``, ``c``/``k``):
+# two words with the same skeleton are the same name written through another script.
+_SKELETON_RULES: tuple[tuple[str, str], ...] = (
+    ("shch", "sh"), ("sch", "sh"), ("tch", "ch"), ("dzh", "j"), ("zh", "j"), ("tz", "j"),
+    ("dj", "j"), ("kh", "h"),
+    ("gh", "g"), ("ph", "f"), ("th", "t"), ("dh", "d"), ("ck", "k"), ("ch", "h"), ("ou", "u"),
+    ("oy", "u"), ("oo", "u"), ("ee", "i"), ("ij", "i"), ("iy", "i"), ("yi", "i"), ("ey", "i"),
+    ("y", "i"), ("j", "i"), ("w", "v"),
+    ("c", "k"), ("q", "k"), ("x", "ks"), ("z", "s"), ("e", "i"), ("b", "v"),
+)  # fmt: skip
+
+
+@lru_cache(maxsize=65536)
+def skeleton(word: str) -> str:
+    """``word`` with transliteration's spelling differences folded, doubled letters single."""
+    for old, new in _SKELETON_RULES:
+        word = word.replace(old, new)
+    return "".join(ch for k, ch in enumerate(word) if k == 0 or ch != word[k - 1])
 
 
 def _ascii(text: str) -> str:
@@ -314,6 +352,39 @@ def _han_run(match: re.Match[str]) -> str:
     return " " + " ".join(w for w in out if w) + " "
 
 
+def _unglue(words: list[str]) -> list[str]:
+    """Each word with a legal form run into it split off (``200gpsaholdingsllc`` ->
+    ``200gpsa holdings llc``, ``ooogazprom`` -> ``ooo gazprom``); other words unchanged."""
+    out: list[str] = []
+    for word in words:
+        if len(word) < 6 or word in _WORDS or word in LEGAL_FORM_TOKENS:
+            out.append(word)
+            continue
+        tail: list[str] = []
+        head = _GLUED_LEADING.match(word)
+        if head:
+            out.append(head.group(1))
+            word = head.group(2)
+        for _ in range(3):  # "holdingsllc": two forms
+            glued = _GLUED_TRAILING.match(word) or _GLUED_INC.match(word)
+            if glued is None:
+                break
+            word, form = glued.group(1), glued.group(2)
+            tail.insert(0, form)
+        out.append(word)
+        out.extend(tail)
+    return out
+
+
+_LEGAL_SKELETONS.update(
+    (skeleton(form), _WORDS.get(form, form))
+    for form in (
+        "company", "limited", "corporation", "incorporated", "holding", "holdings", "group",
+        "llc", "ltd", "gmbh", "inc", "jsc", "ojsc", "pjsc", "cjsc", "llp", "plc", "sarl",
+    )
+)  # fmt: skip
+
+
 @lru_cache(maxsize=262144)
 def normalize_name(name: str) -> NormalizedName:
     """The canonical form of ``name`` (see the module docstring); never raises."""
@@ -322,7 +393,8 @@ def normalize_name(name: str) -> NormalizedName:
     if _HAN_RUN.search(text):
         text = _HAN_ORDINAL.sub(lambda m: _ordinal(_han_number(m.group(1))), text)
         text = _HAN_RUN.sub(_han_run, text)
-    if not text.isascii():
+    transliterated = not text.isascii()
+    if transliterated:
         text = _ascii(text)
     text = text.casefold().replace("&", " and ")
     text = _DOT_BETWEEN_WORDS.sub(" ", text)
@@ -330,7 +402,10 @@ def normalize_name(name: str) -> NormalizedName:
     text = _NON_ALNUM.sub(" ", text).strip()
     text = _SPACED_LETTERS.sub(lambda m: m.group().replace(" ", ""), text)
     text = _SUCCESSOR_TAIL.sub("", text)  # again: "& any successor" only reads so now
-    text = " ".join(_WORDS.get(w, w) for w in text.split())
+    words = _unglue(text.split())
+    if transliterated:  # "ΓΜΒΧ" -> gmvch, "ЛЛК" -> llk: a legal form letter by letter
+        words = [_LEGAL_SKELETONS.get(skeleton(w), w) if len(w) >= 3 else w for w in words]
+    text = " ".join(_WORDS.get(w, w) for w in words)
     text = _PHRASE_RE.sub(lambda m: _PHRASE_MAP[m.group(1)], text)
     words = text.split()
     core_words = [w for w in words if w not in LEGAL_FORM_TOKENS and w not in _FILLER]

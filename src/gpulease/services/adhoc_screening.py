@@ -6,7 +6,11 @@ its kind, countries, aliases and identifiers, which adjust the score exactly as 
 a case's party), screens each with :meth:`ScreeningIndex.screen` against the lists in force
 under today's policy (``kyc.policy_on``, ``screening_lists.current_lists``: the very index a
 case is screened with) and decides it with :func:`~gpulease.compliance.matching.decide` at
-the installation's thresholds. The answer follows the shape of yente's ``/match`` (one
+the installation's thresholds. The answer is bounded: at most :data:`RESULT_BUDGET` results
+in all (:func:`results_per_query`: ten for one name, two each for a hundred; every response
+keeps its outcome, reason and ``total``, and says how many results it ``omitted``), where an
+answer of a hundred names with ten results each ran to megabytes of features. The answer
+follows the shape of yente's ``/match`` (one
 response per query, keyed by the query's id, each with its results best first, a total, and
 per result a score, a ``match`` flag and the features that made the score) and of the
 Consolidated Screening List search API (each result names its source list, entry id,
@@ -43,6 +47,7 @@ MAX_ALIASES = 10
 MAX_COUNTRIES = 10
 MAX_IDENTIFIERS = 10
 MAX_RESULTS = 10  # results shown per query (``total`` counts them all)
+RESULT_BUDGET = 200  # results shown in one answer, all queries together
 REF_MAX = 64
 
 
@@ -136,6 +141,7 @@ def screen_names(
     policy = kyc.policy_on(ctx, now)
     lists = current_lists(ctx, policy.screening_lists or None)
     unscreened = not lists.snapshot_ids
+    shown = results_per_query(len(checked))
     responses: dict[str, dict[str, Any]] = {}
     for q in checked:
         party = Party(
@@ -160,7 +166,8 @@ def screen_names(
             "outcome": outcome.value,
             "reason": NO_LIST_PARTY if unscreened else party_reason(verdict),
             "total": len(verdict.hits),
-            "results": [_result(h, review) for h in verdict.hits[:MAX_RESULTS]],
+            "omitted": max(0, len(verdict.hits) - shown),
+            "results": [_result(h, review) for h in verdict.hits[:shown]],
         }
     screening_id = new_id("screen")
     with ctx.db.transaction() as tx:
@@ -187,6 +194,7 @@ def screen_names(
         "screened_at": now.isoformat(),
         "screened_by": actor.user_id,
         "thresholds": {"review": review, "block": block},
+        "results_per_query": shown,
         "lists": [
             {"snapshot_id": sid, "label": label}
             for sid, label in zip(lists.snapshot_ids, lists.labels, strict=True)
@@ -194,6 +202,15 @@ def screen_names(
         "policy_packs": list(policy.packs),
         "responses": responses,
     }
+
+
+def results_per_query(queries: int) -> int:
+    """How many results each response shows: :data:`MAX_RESULTS`, fewer when many names
+    are screened at once, so that one answer shows at most :data:`RESULT_BUDGET` results
+    (a hundred names, two each; the best always): each response's outcome and reason are
+    decided on all its hits, ``total`` counts them and ``omitted`` says how many are not
+    shown. Screen fewer names at once to see more of each."""
+    return max(1, min(MAX_RESULTS, RESULT_BUDGET // max(1, queries)))
 
 
 def _result(hit: Hit, review: float) -> dict[str, Any]:
