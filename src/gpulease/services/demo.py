@@ -32,7 +32,15 @@ from gpulease.domain.access import Principal, Role
 from gpulease.domain.states import LeaseState
 from gpulease.inventory.custody import UnitKind
 from gpulease.persistence.tables import Gpu, Node, Rack
-from gpulease.services import custody, identity, inventory, kyc, leases, screening_lists
+from gpulease.services import (
+    custody,
+    identity,
+    inventory,
+    kyc,
+    leases,
+    ledger_sequencer,
+    screening_lists,
+)
 from gpulease.services.context import ServiceContext
 
 SITE_ID = "jkt1"
@@ -300,6 +308,7 @@ def create_demo(
             "demo: approved after the standard procedure",
         )
     leases.tick(ctx, now)
+    ledger_sequencer.sequence(ctx)  # the demo's records at their positions, as init leaves them
     return users
 
 
