@@ -38,14 +38,14 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from gpulease.domain.access import Action, Principal
 from gpulease.domain.errors import Conflict, InvalidRequest, NotFound
-from gpulease.ledger.bundle import Bundle, FindingKind, build_bundle, verify_leaves
+from gpulease.ledger.bundle import Bundle, FindingKind, LeafStream, build_bundle, verify_leaves
 from gpulease.ledger.heads import (
     KeyPeriod,
     SignedTreeHead,
@@ -407,9 +407,57 @@ def _stuck(ctx: ServiceContext) -> list[Problem]:
 
 
 def verify(ctx: ServiceContext) -> Verdict:
-    """Check the whole ledger against the database (see the module docstring)."""
-    problems: list[Problem] = _late(ctx)
+    """Check the whole ledger against the database (see the module docstring): records
+    queued too long are reported, the queue sequenced, then the ledger checked in one
+    streamed pass with bounded memory (:func:`_streamed`); only when that pass finds
+    anything wrong is the ledger read again whole to name the first bad record
+    (:func:`_whole`)."""
+    late = _late(ctx)
     sequence(ctx)
+    verdict = _streamed(ctx) or _whole(ctx)
+    extra = late + _stuck(ctx)
+    if not extra:
+        return verdict
+    return replace(verdict, problems=verdict.problems + tuple(extra))
+
+
+def _streamed(ctx: ServiceContext) -> Verdict | None:
+    """The verdict of a ledger with nothing wrong, in one pass holding one Merkle frontier
+    (``bundle.LeafStream``) and the key records; None at the first sign of anything wrong
+    (a position missing, an audit row gone or changed, a counter off, a row outside, a key
+    problem, a head that does not match)."""
+    chain = KeyChain()
+    with ctx.db.transaction(write=False) as tx:
+        counter = ledger_store.size(tx.session)
+        heads = [signed_of(row) for row in ledger_store.heads(tx.session)]
+        keys = [_period(row) for row in ledger_store.keys(tx.session)]
+        check = LeafStream(heads, keys)
+        count = 0
+        for entry in ledger_store.entries(tx.session):
+            if not check.clean or entry.position != count or entry.fields is None:
+                return None
+            check.add(record_leaf(entry.fields, read_back=True), entry.leaf_hash)
+            chain.see(entry.position, entry.fields)
+            count += 1
+        if counter != count or ledger_store.outside(tx.session, limit=1):
+            return None
+    chain.check_periods(keys)
+    report = check.report()
+    if report is None or chain.problems:
+        return None
+    return Verdict(
+        size=count,
+        covered=report.covered,
+        heads=report.verified_heads,
+        key_ids=report.key_ids,
+        warnings=tuple(chain.warnings),
+    )
+
+
+def _whole(ctx: ServiceContext) -> Verdict:
+    """The verdict from the whole ledger held in memory (three lists of a record's size),
+    naming the first bad record (``bundle.verify_leaves``)."""
+    problems: list[Problem] = []
     hashes: list[bytes] = []
     stored: list[bytes] = []
     ids: list[int | None] = []
@@ -443,7 +491,6 @@ def verify(ctx: ServiceContext) -> Verdict:
                 hashes.append(record_leaf(entry.fields, read_back=True))
                 chain.see(entry.position, entry.fields)
         outside = ledger_store.outside(tx.session)
-    problems.extend(_stuck(ctx))
     if counter != len(stored):
         problems.append(
             Problem(
