@@ -199,6 +199,11 @@ class Sequenced:
     count: int
 
 
+# ("WHERE true": SQLite's upsert after a SELECT needs it to parse)
+_MAKE_STATE = text(
+    f"INSERT INTO ledger_state (id, size) SELECT {STATE_ROW}, count(*) FROM ledger_entries "
+    "WHERE true ON CONFLICT (id) DO NOTHING"
+)
 ANY_PENDING = select(exists().where(LedgerPending.audit_id.is_not(None)))
 
 
@@ -207,13 +212,8 @@ def sequence(session: Session, *, batch: int = SEQUENCE_BATCH) -> Sequenced:
     (call in a write transaction of its own; the module docstring gives the rules)."""
     lock = select(LedgerState.size).where(LedgerState.id == STATE_ROW).with_for_update()
     size = session.execute(lock).scalar_one_or_none()
-    if size is None:  # a database made without migrations: make the counter row, then lock
-        session.execute(
-            insert(LedgerState).from_select(
-                ["id", "size"],
-                select(text(str(STATE_ROW)), func.count()).select_from(LedgerEntry),
-            )
-        )
+    if size is None:  # emptied by hand (tests): make the counter row, then lock it
+        session.execute(_MAKE_STATE)
         size = session.execute(lock).scalar_one()
     placed = exists().where(LedgerEntry.audit_id == LedgerPending.audit_id)
     taken = session.execute(
