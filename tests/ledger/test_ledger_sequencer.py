@@ -178,33 +178,33 @@ def test_concurrent_writers_and_sequencers_never_leave_a_gap_or_a_repeat(
 def test_verify_reports_a_record_queued_longer_than_the_merge_delay(
     ctx: ServiceContext, clock: ManualClock
 ) -> None:
+    ledger.ensure_key(ctx)
+    assert ledger.sign_head(ctx) is not None  # the key's record, signed
     with ctx.db.transaction() as tx:
         _say(tx, clock, "waited")
-    ledger.ensure_key(ctx)  # queued too, young
-    _sql(
-        ctx.db,
-        "UPDATE ledger_pending SET queued_at = queued_at - 30 WHERE audit_id = "
-        "(SELECT min(audit_id) FROM ledger_pending)",
-    )
+    with ctx.db.transaction() as tx:
+        _say(tx, clock, "young")
+    waited = _audit_ids(ctx.db)[1]
+    _sql(ctx.db, f"UPDATE ledger_pending SET queued_at = queued_at - 30 WHERE audit_id = {waited}")
     verdict = ledger.verify(ctx)
     assert not verdict.ok
     (late,) = verdict.problems
     assert late.kind == "unsequenced"
     assert "maximum merge delay (1 s)" in late.message
     assert "1 audit record(s)" in late.message
-    assert late.audit_id == _audit_ids(ctx.db)[0]
-    assert verdict.size == 2  # then sequenced, and checked
+    assert late.audit_id == waited
+    assert verdict.size == 3  # then sequenced, and checked
     assert ledger.verify(ctx).ok  # nothing waits any more
 
 
 def test_a_record_queued_again_is_reported_and_never_placed_twice(
     ctx: ServiceContext, clock: ManualClock
 ) -> None:
+    ledger.ensure_key(ctx)
     with ctx.db.transaction() as tx:
         _say(tx, clock, "one")
-        _say(tx, clock, "two")
-    ledger_sequencer.sequence(ctx)
-    first = _audit_ids(ctx.db)[0]
+    assert ledger.sign_head(ctx) is not None
+    first = _audit_ids(ctx.db)[1]
     _sql(
         ctx.db,
         "INSERT INTO ledger_pending (audit_id, leaf_hash, queued_at) "
@@ -216,7 +216,7 @@ def test_a_record_queued_again_is_reported_and_never_placed_twice(
     kinds = sorted(p.kind for p in verdict.problems)
     assert kinds == ["unsequenced", "unsequenced"]  # late, and queued again
     again = next(p for p in verdict.problems if "queued again" in p.message)
-    assert again.position == 0
+    assert again.position == 1
     assert again.audit_id == first
 
 

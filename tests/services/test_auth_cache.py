@@ -241,7 +241,7 @@ def test_the_api_refuses_a_revoked_cached_token_on_submit(
         assert client.post("/jobs", json=body, headers=keyed).status_code == 201
     # the API adds no statement of its own to a submission; on PostgreSQL it is one
     # statement on the event loop's connection (persistence.submission), none in a session
-    assert len(seen) == (7 if db_backend == "sqlite" else 0), seen  # with the ledger's two
+    assert len(seen) == (6 if db_backend == "sqlite" else 0), seen  # with the ledger's queue
     if lean is not None:
         assert lean.sent - sent == 1
     tokens.revoke(other, admin, issued.row.id, "leaked")

@@ -212,7 +212,7 @@ def sequence(session: Session, *, batch: int = SEQUENCE_BATCH) -> Sequenced:
     (call in a write transaction of its own; the module docstring gives the rules)."""
     lock = select(LedgerState.size).where(LedgerState.id == STATE_ROW).with_for_update()
     size = session.execute(lock).scalar_one_or_none()
-    if size is None:  # emptied by hand (tests): make the counter row, then lock it
+    if size is None:  # the first sequencer: make the counter row (one of them), then lock it
         session.execute(_MAKE_STATE)
         size = session.execute(lock).scalar_one()
     placed = exists().where(LedgerEntry.audit_id == LedgerPending.audit_id)

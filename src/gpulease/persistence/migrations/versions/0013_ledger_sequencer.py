@@ -26,21 +26,20 @@ def upgrade() -> None:
         sa.Column("queued_at", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("audit_id", name=op.f("pk_ledger_pending")),
     )
-    # the counter row exists from here on: the sequencer locks it (never inserts it)
-    op.execute(
-        "INSERT INTO ledger_state (id, size) SELECT 1, (SELECT count(*) FROM ledger_entries) "
-        "WHERE NOT EXISTS (SELECT 1 FROM ledger_state WHERE id = 1)"
-    )
 
 
 def downgrade() -> None:
     # entries still waiting are sequenced the old way: at the end, in audit id order
     op.execute(
         "INSERT INTO ledger_entries (position, audit_id, leaf_hash) "
-        "SELECT (SELECT size FROM ledger_state WHERE id = 1) - 1 + "
+        "SELECT (SELECT count(*) FROM ledger_entries) - 1 + "
         "(SELECT count(*) FROM ledger_pending q WHERE q.audit_id <= p.audit_id), "
         "p.audit_id, p.leaf_hash FROM ledger_pending p "
         "WHERE NOT EXISTS (SELECT 1 FROM ledger_entries e WHERE e.audit_id = p.audit_id)"
     )
-    op.execute("UPDATE ledger_state SET size = (SELECT count(*) FROM ledger_entries) WHERE id = 1")
+    op.execute(
+        "INSERT INTO ledger_state (id, size) SELECT 1, 0 "
+        "WHERE NOT EXISTS (SELECT 1 FROM ledger_state WHERE id = 1)"
+    )
+    op.execute("UPDATE ledger_state SET size = (SELECT count(*) FROM ledger_entries)")
     op.drop_table("ledger_pending")
