@@ -16,22 +16,26 @@ its own connection) commit ``--transactions`` transactions each, every one writi
   a position seen by the sequencer, and the time to drain the queue after the writers end,
   are printed.
 
-For each it prints appends/s and commits/s (wall time, all writers), and checks the
-positions are gapless. Then, on everything written: ``services.ledger.verify`` (all leaves
-recomputed from the audit rows), ``sign_head`` and inclusion-proof times and sizes through
-the service. Figures are printed, never judged (a shared machine is noisy). The server's
-``synchronous_commit`` is left as configured (printed): the counter lock is held through
-the commit, so its flush is in the serialised part.
+For each it prints appends/s and commits/s (wall time, all writers), the CPU time a commit
+cost this process (writers and sequencer) and the database's backends (``/proc``: the
+steadier figure on a loaded machine), and checks the positions are gapless. Then, on
+everything written: ``services.ledger.verify`` (all leaves recomputed from the audit rows),
+``sign_head`` and inclusion-proof times and sizes through the service. Figures are printed,
+never judged (a shared machine is noisy). The server's ``synchronous_commit`` is left as
+configured (printed): the counter lock is held through the commit, so its flush is in the
+serialised part.
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_ledger_append.py \
         [--writers 16] [--transactions 60] [--records 1]
-        [--modes before,counter,advisory,sequencer] [--sequencer-interval 0.25] [--async-commit]
+        [--modes before,counter,advisory,sequencer] [--sequencer-interval 0.25] [--rounds 1]
+        [--async-commit]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import tempfile
@@ -92,6 +96,29 @@ def _advisory_append(session: Session, entries: Sequence[tuple[int, bytes]]) -> 
             for i, (a, leaf) in enumerate(sorted(entries))
         ],
     )
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _backends_cpu_s(db: Database) -> float:
+    """CPU seconds so far of the PostgreSQL backends serving ``db``'s database (this host)."""
+    with db.connect() as conn:
+        pids = conn.execute(
+            text(
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalars()
+        total = 0.0
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / _TICKS
+    return total
 
 
 class _Sequencer(threading.Thread):
@@ -162,6 +189,7 @@ def run_mode(
     threads = [threading.Thread(target=writer, args=(w,)) for w in range(writers)]
     for thread in threads:
         thread.start()
+    pg_cpu, cpu = _backends_cpu_s(db), time.process_time()
     barrier.wait()
     began = time.perf_counter()
     for thread in threads:
@@ -174,6 +202,7 @@ def run_mode(
         sequencer.join()
         sequencer.once()  # what the writers' last commits left
         drain_s = time.perf_counter() - began - took
+    cpu, pg_cpu = time.process_time() - cpu, _backends_cpu_s(db) - pg_cpu
     if mode == "advisory":  # it kept no counter: set it, for the modes after it
         with db.connect() as conn:
             conn.execute(
@@ -198,6 +227,8 @@ def run_mode(
         "seconds": took,
         "longest_wait_ms": 1000 * sequencer.longest_s,
         "drain_s": drain_s,
+        "cpu_ms": 1000 * cpu / commits,  # this process (writers and sequencer), a commit
+        "pg_cpu_ms": 1000 * pg_cpu / commits,  # the database's backends, a commit
     }
 
 
@@ -216,6 +247,13 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1)
     parser.add_argument("--modes", default="before,counter,advisory,sequencer")
     parser.add_argument("--sequencer-interval", type=float, default=0.25)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the modes in turn this many times; the median of each mode is printed "
+        "(a loaded machine drifts: modes taken in turn see the same drift)",
+    )
     parser.add_argument("--proofs", type=int, default=200)
     parser.add_argument(
         "--async-commit",
@@ -242,12 +280,12 @@ def main() -> None:
             f"{args.writers} writers x {args.transactions} transactions x {args.records} "
             f"audit record(s) each; synchronous_commit={sync}"
         )
-        results: dict[str, dict[str, float]] = {}
-        for mode in args.modes.split(","):
-            results[mode] = run_mode(
+        results: dict[str, list[dict[str, float]]] = {}
+        for _round, mode in ((n, m) for n in range(args.rounds) for m in args.modes.split(",")):
+            r = run_mode(
                 db, mode, args.writers, args.transactions, args.records, args.sequencer_interval
             )
-            r = results[mode]
+            results.setdefault(mode, []).append(r)
             waits = (
                 f"  longest wait for a position {r['longest_wait_ms']:.0f} ms, queue drained "
                 f"{r['drain_s'] * 1000:.0f} ms after the writers"
@@ -257,8 +295,22 @@ def main() -> None:
             print(
                 f"  {mode:<9} {r['appends_per_s']:8.0f} appends/s  {r['commits_per_s']:7.0f} "
                 f"commits/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
+                f"CPU a commit {r['cpu_ms']:.2f} + {r['pg_cpu_ms']:.2f} ms (PostgreSQL)  "
                 f"({r['seconds']:.2f} s){waits}"
             )
+        if args.rounds > 1:
+            print(f"median of {args.rounds} rounds (min - max):")
+            for mode, runs in results.items():
+                rates = sorted(r["appends_per_s"] for r in runs)
+                p99 = statistics.median(r["p99_ms"] for r in runs)
+                cpu = statistics.median(r["cpu_ms"] for r in runs)
+                pg_cpu = statistics.median(r["pg_cpu_ms"] for r in runs)
+                print(
+                    f"  {mode:<9} {statistics.median(rates):8.0f} appends/s "
+                    f"({rates[0]:.0f} - {rates[-1]:.0f})  p50 "
+                    f"{statistics.median(r['p50_ms'] for r in runs):6.2f} ms  p99 {p99:6.2f} ms  "
+                    f"CPU a commit {cpu:.2f} + {pg_cpu:.2f} ms (PostgreSQL)"
+                )
         size, whole = gapless(db)
         print(f"ledger: {size} positions, gapless: {whole}")
 
@@ -266,6 +318,7 @@ def main() -> None:
             settings = Settings(database_url=url, data_dir=Path(folder))
             ctx = ServiceContext(db, settings=settings, clock=ManualClock(T0))
             ledger.ensure_key(ctx)
+            ledger_sequencer.sequence(ctx)  # the key's record at its position, before the purge
             with db.connect() as conn:  # the "before" rows are outside the ledger: drop them
                 conn.execute(
                     text(
