@@ -204,6 +204,20 @@ _MAKE_STATE = text(
     f"INSERT INTO ledger_state (id, size) SELECT {STATE_ROW}, count(*) FROM ledger_entries "
     "WHERE true ON CONFLICT (id) DO NOTHING"
 )
+# PostgreSQL: the rest of a pass in one statement (all of it sees the snapshot taken after
+# the lock was granted): the rows taken leave the queue, enter the ledger, move the counter
+_PG_SEQUENCE = text(
+    "WITH taken AS (DELETE FROM ledger_pending WHERE audit_id IN ("
+    "SELECT q.audit_id FROM ledger_pending q WHERE NOT EXISTS "
+    "(SELECT 1 FROM ledger_entries e WHERE e.audit_id = q.audit_id) "
+    "ORDER BY q.audit_id LIMIT :batch) RETURNING audit_id, leaf_hash), "
+    "placed AS (INSERT INTO ledger_entries (position, audit_id, leaf_hash) "
+    "SELECT :start + row_number() OVER (ORDER BY audit_id) - 1, audit_id, leaf_hash "
+    "FROM taken RETURNING 1), "
+    "moved AS (UPDATE ledger_state SET size = :start + (SELECT count(*) FROM placed) "
+    f"WHERE id = {STATE_ROW}) "
+    "SELECT count(*) FROM placed"
+)
 ANY_PENDING = select(exists().where(LedgerPending.audit_id.is_not(None)))
 
 
@@ -215,6 +229,10 @@ def sequence(session: Session, *, batch: int = SEQUENCE_BATCH) -> Sequenced:
     if size is None:  # the first sequencer: make the counter row (one of them), then lock it
         session.execute(_MAKE_STATE)
         size = session.execute(lock).scalar_one()
+    start = int(size)
+    if session.get_bind().dialect.name == "postgresql":
+        done = session.execute(_PG_SEQUENCE, {"start": start, "batch": batch}).scalar_one()
+        return Sequenced(start, int(done))
     placed = exists().where(LedgerEntry.audit_id == LedgerPending.audit_id)
     taken = session.execute(
         select(LedgerPending.audit_id, LedgerPending.leaf_hash)
@@ -223,8 +241,7 @@ def sequence(session: Session, *, batch: int = SEQUENCE_BATCH) -> Sequenced:
         .limit(batch)
     ).all()
     if not taken:
-        return Sequenced(int(size), 0)
-    start = int(size)
+        return Sequenced(start, 0)
     session.execute(
         insert(LedgerEntry),
         [
