@@ -23,8 +23,9 @@ Sequence (:func:`sequence`, in a short transaction of its own, Certificate Trans
 transaction committed before the lock was granted (READ COMMITTED: a snapshot per
 statement), take the committed pending rows in audit id order (the insertion order, a proxy
 of the commit order), insert them into ``ledger_entries`` at ``[size, size + n)``, delete
-them from the queue and set the counter to ``size + n``. One sequencer at a time; any
-number may try (the scheduler's thread, and any process on demand).
+them from the queue and set the counter to ``size + n`` (PostgreSQL: all of that in one
+statement after the lock; SQLite: four). One sequencer at a time; any number may try (the
+scheduler's thread, and any process on demand).
 
 Why nothing is skipped. The queue is scanned whole, not from "the highest id sequenced so
 far": PostgreSQL hands out ids before commit, so a long transaction can commit an id below
