@@ -8,8 +8,12 @@ the ledger's back; a proof of a queued record says so."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
@@ -24,6 +28,7 @@ from gpulease.services import audit, ledger, ledger_proofs, ledger_sequencer
 from gpulease.services.context import ServiceContext
 
 STAFF = Principal("admin", Role.OPERATOR_ADMIN, None)
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def _say(tx: Tx, clock: ManualClock, what: str, *, tenant: str = "thing-1") -> None:
@@ -173,6 +178,67 @@ def test_concurrent_writers_and_sequencers_never_leave_a_gap_or_a_repeat(
     assert sum(placed) + last == len(ids) > 100
     assert sum(placed) > 0  # the racing sequencers did the work
     assert _queued(db) == 0
+
+
+_SEQUENCER_PROCESS = (
+    "import pathlib, sys\n"
+    "from gpulease.persistence.db import Database\n"
+    "from gpulease.services.context import ServiceContext\n"
+    "from gpulease.services.ledger_sequencer import sequence\n"
+    "ctx = ServiceContext(Database(sys.argv[1]))\n"
+    "print('ready', flush=True)\n"
+    "placed = 0\n"
+    "while not pathlib.Path(sys.argv[2]).exists():\n"
+    "    placed += sequence(ctx, batch=5)\n"
+    "print(placed, flush=True)\n"
+)
+
+
+@pytest.mark.slow  # two Python processes
+@pytest.mark.parametrize("db_backend", ["postgresql"], indirect=True)
+def test_sequencers_in_other_processes_never_repeat_a_position(
+    db: Database, db_url: str, clock: ManualClock, tmp_path: Path
+) -> None:
+    """Two sequencer processes race each other and the writers' commits (four threads):
+    every committed record at exactly one position, 0..n-1."""
+    stop = tmp_path / "stop"
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _SEQUENCER_PROCESS, db_url, str(stop)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(2)
+    ]
+    try:
+        for process in processes:
+            assert process.stdout is not None
+            assert process.stdout.readline().strip() == "ready"
+
+        def writer(w: int) -> None:
+            for n in range(20):
+                with db.transaction() as tx:
+                    for _ in range(1 + (w + n) % 3):
+                        _say(tx, clock, f"w{w}-{n}")
+
+        threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        stop.touch()
+        placed = [int(process.communicate(timeout=120)[0].strip() or 0) for process in processes]
+    last = ledger_sequencer.sequence(ServiceContext(db))
+    positions = _positions(db)
+    ids = _audit_ids(db)
+    assert sorted(positions) == ids
+    assert sorted(positions.values()) == list(range(len(ids)))
+    written = sum(1 + (w + n) % 3 for w in range(4) for n in range(20))
+    assert sum(placed) + last == len(ids) == written
+    assert sum(placed) > 0
 
 
 def test_verify_reports_a_record_queued_longer_than_the_merge_delay(
