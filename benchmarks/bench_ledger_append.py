@@ -4,27 +4,38 @@ In one run, on a throwaway PostgreSQL database, ``--writers`` threads (default 1
 its own connection) commit ``--transactions`` transactions each, every one writing
 ``--records`` audit records through the session (``services.audit.record``), in modes:
 
-* ``before``: main's audit insert, the ledger hooks removed from the session factory;
-* ``counter``: the ledger as shipped: the counter row taken at the end of the transaction
-  (``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` and the entries, one statement);
-* ``advisory``: the alternative, a transaction-level advisory lock, then the size read
-  (``max(position)``), then the entries (two statements more).
+* ``before``: the audit insert alone, the ledger hooks removed from the session factory;
+* ``counter``: the ledger before its sequencer (migration 0012): the counter row taken at
+  the end of each transaction (``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` and the
+  entries, one statement), held through the commit;
+* ``advisory``: that design's alternative, a transaction-level advisory lock, then the size
+  read (``max(position)``), then the entries (two statements more);
+* ``sequencer``: the ledger as shipped: each transaction queues its records
+  (``ledger_pending``, no lock) and a sequencer thread (its own connection, every
+  ``--sequencer-interval`` s, as the scheduler's) gives them positions; the longest wait for
+  a position seen by the sequencer, and the time to drain the queue after the writers end,
+  are printed.
 
-For each it prints appends/s and commits/s (wall time, all writers), and checks the
-positions are gapless. Then, on everything written: ``services.ledger.verify`` (all leaves
-recomputed from the audit rows), ``sign_head`` and inclusion-proof times and sizes through
-the service. Figures are printed, never judged (a shared machine is noisy). The server's
-``synchronous_commit`` is left as configured (printed): the counter lock is held through
-the commit, so its flush is in the serialised part.
+For each it prints appends/s and commits/s (wall time, all writers), the CPU time a commit
+cost this process (writers and sequencer) and the database's backends (``/proc``: the
+steadier figure on a loaded machine), and checks the positions are gapless. Then, on
+everything written: ``services.ledger.verify`` (all leaves recomputed from the audit rows),
+``sign_head`` and inclusion-proof times and sizes through the service. Figures are printed,
+never judged (a shared machine is noisy). The server's ``synchronous_commit`` is left as
+configured (printed): the counter lock is held through the commit, so its flush is in the
+serialised part.
 
     PYTHONPATH=src .venv/bin/python benchmarks/bench_ledger_append.py \
-        [--writers 16] [--transactions 60] [--records 1] [--modes before,counter,advisory]
+        [--writers 16] [--transactions 60] [--records 1]
+        [--modes before,counter,advisory,sequencer] [--sequencer-interval 0.25] [--rounds 1]
         [--async-commit]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
 import statistics
 import tempfile
@@ -43,7 +54,7 @@ from gpulease.domain.clock import ManualClock
 from gpulease.persistence import ledger_store, migrate
 from gpulease.persistence.db import Database
 from gpulease.persistence.tables import LedgerEntry
-from gpulease.services import audit, ledger, ledger_proofs
+from gpulease.services import audit, ledger, ledger_proofs, ledger_sequencer
 from gpulease.services.context import ServiceContext
 from gpulease.settings import Settings
 
@@ -51,11 +62,26 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 _HOOKS = (
     ("after_flush", ledger_store.collect_flushed),
     ("after_soft_rollback", ledger_store.note_rollback),
-    ("before_commit", ledger_store.append_on_commit),
+    ("before_commit", ledger_store.queue_on_commit),
+)
+_PG_COUNTER_APPEND = text(  # migration 0012's append, in the writer's transaction
+    "WITH pos AS ("
+    "INSERT INTO ledger_state (id, size) VALUES (1, :n) "
+    "ON CONFLICT (id) DO UPDATE SET size = ledger_state.size + excluded.size "
+    "RETURNING size - :n AS start) "
+    "INSERT INTO ledger_entries (position, audit_id, leaf_hash) "
+    "SELECT pos.start + x.n - 1, CAST(x.e ->> 0 AS BIGINT), decode(x.e ->> 1, 'hex') "
+    "FROM pos, json_array_elements(CAST(:rows AS json)) WITH ORDINALITY AS x(e, n)"
 )
 
 
-def _advisory_append(session: Session, entries: Sequence[tuple[int, bytes]]) -> int:
+def _counter_append(session: Session, entries: Sequence[tuple[int, bytes]]) -> None:
+    """Before the sequencer: the counter row bumped and the entries inserted, last."""
+    rows = json.dumps([[audit_id, leaf.hex()] for audit_id, leaf in sorted(entries)])
+    session.execute(_PG_COUNTER_APPEND, {"n": len(entries), "rows": rows})
+
+
+def _advisory_append(session: Session, entries: Sequence[tuple[int, bytes]]) -> None:
     """The alternative: an advisory lock, the size read, the entries inserted."""
     session.execute(text("SELECT pg_advisory_xact_lock(815)"))
     start = int(
@@ -67,21 +93,70 @@ def _advisory_append(session: Session, entries: Sequence[tuple[int, bytes]]) -> 
         insert(LedgerEntry),
         [
             {"position": start + i, "audit_id": a, "leaf_hash": leaf}
-            for i, (a, leaf) in enumerate(entries)
+            for i, (a, leaf) in enumerate(sorted(entries))
         ],
     )
-    return start
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _backends_cpu_s(db: Database) -> float:
+    """CPU seconds so far of the PostgreSQL backends serving ``db``'s database (this host)."""
+    with db.connect() as conn:
+        pids = conn.execute(
+            text(
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalars()
+        total = 0.0
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / _TICKS
+    return total
+
+
+class _Sequencer(threading.Thread):
+    """The scheduler's sequencer thread, noting the longest wait it saw."""
+
+    def __init__(self, ctx: ServiceContext, interval_s: float) -> None:
+        super().__init__(name="bench-sequencer", daemon=True)
+        self.ctx, self.interval_s = ctx, interval_s
+        self.stop = threading.Event()
+        self.longest_s = 0.0
+        self.placed = 0
+
+    def run(self) -> None:
+        while not self.stop.wait(self.interval_s):
+            self.once()
+
+    def once(self) -> None:
+        with self.ctx.db.transaction(write=False) as tx:
+            oldest = ledger_store.waiting(tx.session, limit=1)
+        if oldest:
+            self.longest_s = max(self.longest_s, oldest[0].age_s)
+        self.placed += ledger_sequencer.sequence(self.ctx)
 
 
 def run_mode(
-    db: Database, mode: str, writers: int, transactions: int, records: int
+    db: Database, mode: str, writers: int, transactions: int, records: int, interval_s: float
 ) -> dict[str, float]:
-    original = ledger_store.append
+    original = ledger_store.queue
+    sequencer = _Sequencer(ServiceContext(db), interval_s)
     if mode == "before":
         for name, hook in _HOOKS:
             event.remove(db._sessions, name, hook)
     elif mode == "advisory":
-        ledger_store.append = _advisory_append
+        ledger_store.queue = _advisory_append  # type: ignore[assignment]
+    elif mode == "counter":
+        ledger_store.queue = _counter_append  # type: ignore[assignment]
+    else:
+        sequencer.start()
     errors: list[BaseException] = []
     barrier = threading.Barrier(writers + 1)
     latencies: list[float] = []
@@ -114,12 +189,20 @@ def run_mode(
     threads = [threading.Thread(target=writer, args=(w,)) for w in range(writers)]
     for thread in threads:
         thread.start()
+    pg_cpu, cpu = _backends_cpu_s(db), time.process_time()
     barrier.wait()
     began = time.perf_counter()
     for thread in threads:
         thread.join()
     took = time.perf_counter() - began
-    ledger_store.append = original
+    ledger_store.queue = original  # type: ignore[assignment]
+    drain_s = 0.0
+    if mode == "sequencer":
+        sequencer.stop.set()
+        sequencer.join()
+        sequencer.once()  # what the writers' last commits left
+        drain_s = time.perf_counter() - began - took
+    cpu, pg_cpu = time.process_time() - cpu, _backends_cpu_s(db) - pg_cpu
     if mode == "advisory":  # it kept no counter: set it, for the modes after it
         with db.connect() as conn:
             conn.execute(
@@ -142,6 +225,10 @@ def run_mode(
         "p50_ms": 1000 * statistics.median(latencies),
         "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
         "seconds": took,
+        "longest_wait_ms": 1000 * sequencer.longest_s,
+        "drain_s": drain_s,
+        "cpu_ms": 1000 * cpu / commits,  # this process (writers and sequencer), a commit
+        "pg_cpu_ms": 1000 * pg_cpu / commits,  # the database's backends, a commit
     }
 
 
@@ -158,7 +245,15 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=16)
     parser.add_argument("--transactions", type=int, default=60)
     parser.add_argument("--records", type=int, default=1)
-    parser.add_argument("--modes", default="before,counter,advisory")
+    parser.add_argument("--modes", default="before,counter,advisory,sequencer")
+    parser.add_argument("--sequencer-interval", type=float, default=0.25)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the modes in turn this many times; the median of each mode is printed "
+        "(a loaded machine drifts: modes taken in turn see the same drift)",
+    )
     parser.add_argument("--proofs", type=int, default=200)
     parser.add_argument(
         "--async-commit",
@@ -185,15 +280,37 @@ def main() -> None:
             f"{args.writers} writers x {args.transactions} transactions x {args.records} "
             f"audit record(s) each; synchronous_commit={sync}"
         )
-        results: dict[str, dict[str, float]] = {}
-        for mode in args.modes.split(","):
-            results[mode] = run_mode(db, mode, args.writers, args.transactions, args.records)
-            r = results[mode]
+        results: dict[str, list[dict[str, float]]] = {}
+        for _round, mode in ((n, m) for n in range(args.rounds) for m in args.modes.split(",")):
+            r = run_mode(
+                db, mode, args.writers, args.transactions, args.records, args.sequencer_interval
+            )
+            results.setdefault(mode, []).append(r)
+            waits = (
+                f"  longest wait for a position {r['longest_wait_ms']:.0f} ms, queue drained "
+                f"{r['drain_s'] * 1000:.0f} ms after the writers"
+                if mode == "sequencer"
+                else ""
+            )
             print(
                 f"  {mode:<9} {r['appends_per_s']:8.0f} appends/s  {r['commits_per_s']:7.0f} "
                 f"commits/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
-                f"({r['seconds']:.2f} s)"
+                f"CPU a commit {r['cpu_ms']:.2f} + {r['pg_cpu_ms']:.2f} ms (PostgreSQL)  "
+                f"({r['seconds']:.2f} s){waits}"
             )
+        if args.rounds > 1:
+            print(f"median of {args.rounds} rounds (min - max):")
+            for mode, runs in results.items():
+                rates = sorted(r["appends_per_s"] for r in runs)
+                p99 = statistics.median(r["p99_ms"] for r in runs)
+                cpu = statistics.median(r["cpu_ms"] for r in runs)
+                pg_cpu = statistics.median(r["pg_cpu_ms"] for r in runs)
+                print(
+                    f"  {mode:<9} {statistics.median(rates):8.0f} appends/s "
+                    f"({rates[0]:.0f} - {rates[-1]:.0f})  p50 "
+                    f"{statistics.median(r['p50_ms'] for r in runs):6.2f} ms  p99 {p99:6.2f} ms  "
+                    f"CPU a commit {cpu:.2f} + {pg_cpu:.2f} ms (PostgreSQL)"
+                )
         size, whole = gapless(db)
         print(f"ledger: {size} positions, gapless: {whole}")
 
@@ -201,6 +318,7 @@ def main() -> None:
             settings = Settings(database_url=url, data_dir=Path(folder))
             ctx = ServiceContext(db, settings=settings, clock=ManualClock(T0))
             ledger.ensure_key(ctx)
+            ledger_sequencer.sequence(ctx)  # the key's record at its position, before the purge
             with db.connect() as conn:  # the "before" rows are outside the ledger: drop them
                 conn.execute(
                     text(

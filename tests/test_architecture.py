@@ -81,3 +81,17 @@ def test_domain_and_cores_import_only_downwards(path: Path) -> None:
     edges = {"fastapi", "starlette", "typer"} | DATABASE_LIBRARIES
     wrong = {name for name in _imports(path) if not _may_import(name, allowed, edges)}
     assert not wrong, f"{path.relative_to(PACKAGE)} ({layer}) imports {sorted(wrong)}"
+
+
+FILE_IO = {"os", "pathlib", "shutil", "stat", "tempfile", "io"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in _modules() if _layer(p) == "ledger"],
+    ids=lambda p: str(p.relative_to(PACKAGE)),
+)
+def test_the_ledger_core_does_no_file_io(path: Path) -> None:
+    """Key files are ``services.ledger_keys``'s: the ledger core only hashes and signs."""
+    used = {name for name in _imports(path) if name.split(".")[0] in FILE_IO}
+    assert not used, f"{path.relative_to(PACKAGE)} imports {sorted(used)}"

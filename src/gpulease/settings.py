@@ -136,6 +136,10 @@ class Settings(BaseSettings):
     ledger_heads_file: Path | None = None
     # the scheduler's leader signs a head this often when the ledger grew
     ledger_head_interval_s: float = Field(default=60.0, gt=0)
+    # the maximum merge delay: the longest a committed audit record waits for its ledger
+    # position (the scheduler's sequencer runs every quarter of it; `ledger verify` reports a
+    # record queued longer as a fault)
+    ledger_max_merge_delay_s: float = Field(default=1.0, gt=0, le=3600)
 
     # ------------------------------------------------------------ the web dashboard (web/)
     # the session cookie's Secure flag: "auto" (when the request came over https, as the

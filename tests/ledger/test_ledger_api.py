@@ -19,7 +19,7 @@ from gpulease.ledger.proofs import (
     check_record_proof,
 )
 from gpulease.persistence.tables import AuditRecord
-from gpulease.services import ledger
+from gpulease.services import ledger, ledger_sequencer
 from gpulease.services.context import ServiceContext
 from gpulease.services.demo import DemoUser
 
@@ -52,6 +52,12 @@ def test_a_tenant_proves_its_own_records_only(
     job = bank.post("/jobs", json=JOB)
     assert job.status_code == 201, job.text
     audit_id = _audit_id(ctx, job.json()["id"])
+    queued = bank.get(f"/ledger/records/{audit_id}/proof")  # committed, no position yet
+    assert queued.status_code == 409, queued.text
+    assert "not yet sequenced" in queued.json()["message"]
+    foreign = university.get(f"/ledger/records/{audit_id}/proof")  # queued or not: not theirs
+    assert foreign.status_code == 404, foreign.text
+    ledger_sequencer.sequence(ctx)  # the scheduler's sequencer
     early = bank.get(f"/ledger/records/{audit_id}/proof")  # no head covers it yet
     assert early.status_code == 409, early.text
     assert "not yet covered by a signed head" in early.json()["message"]

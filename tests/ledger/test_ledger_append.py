@@ -1,7 +1,8 @@
-"""Every audit record enters the ledger in its own transaction, at the next position, on
-every write path (the session, ``Tx.insert_new``, the pass's set-at-a-time rows, the
-submission's single statement), and only if the transaction commits: positions stay
-0, 1, 2, ... without gaps, also under concurrent writers on PostgreSQL."""
+"""Every audit record is queued for the ledger in its own transaction on every write path
+(the session, ``Tx.insert_new``, the pass's set-at-a-time rows, the submission's single
+statement), and only if the transaction commits; the sequencer then gives it the next
+position: positions stay 0, 1, 2, ... without gaps, also under concurrent writers on
+PostgreSQL (``test_ledger_sequencer.py``: the sequencer's own rules)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from gpulease.ledger.records import record_leaf
 from gpulease.persistence import bulk, ledger_store
 from gpulease.persistence.db import Database
 from gpulease.persistence.tables import AuditRecord, LedgerEntry
-from gpulease.services import audit
+from gpulease.services import audit, ledger_sequencer
 from gpulease.services.context import ServiceContext
 from gpulease.services.demo import DemoUser
 
@@ -28,12 +29,15 @@ JOB = {"gpus": 4, "purpose": "financial AI", "command": "train", "name": "nightl
 
 
 def assert_whole(db: Database) -> int:
-    """Every audit row at exactly one position, positions 0..n-1, each leaf the hash of the
-    row as stored, the counter at n. Returns n."""
+    """Once the queue is sequenced: every audit row at exactly one position, positions
+    0..n-1, each leaf the hash of the row as stored, the counter at n, nothing queued.
+    Returns n."""
+    ledger_sequencer.sequence(ServiceContext(db))
     with db.transaction(write=False) as tx:
         entries = tx.all(select(LedgerEntry).order_by(LedgerEntry.position))
         rows = {row.id: row for row in tx.all(select(AuditRecord))}
         size = ledger_store.size(tx.session)
+        assert ledger_store.waiting_count(tx.session) == 0
     assert [e.position for e in entries] == list(range(len(entries)))
     assert sorted(e.audit_id for e in entries) == sorted(rows)
     for entry in entries:

@@ -137,6 +137,30 @@ def test_verify_fails_and_names_the_record(ctx: ServiceContext, clock: ManualClo
     assert "modified" in answer.stdout
 
 
+def test_verify_reports_records_left_unsequenced_longer_than_the_merge_delay(
+    ctx: ServiceContext, clock: ManualClock
+) -> None:
+    """No sequencer ran for 30 s (the scheduler is down): a fault, then sequenced, and the
+    next verify passes."""
+    runner = CliRunner()
+    env = {**_env(ctx), "GPULEASE_LEDGER_MAX_MERGE_DELAY_S": "5"}
+    ledger.ensure_key(ctx)
+    ledger.sign_head(ctx)
+    _fill(ctx, clock, 2)
+    with ctx.db.connect() as conn:
+        conn.execute(text("UPDATE ledger_pending SET queued_at = queued_at - 30"))
+        conn.commit()
+    answer = runner.invoke(app, ["ledger", "verify", "--json"], env=env)
+    assert answer.exit_code == 1, answer.stdout
+    found = json.loads(answer.stdout)
+    (late,) = found["problems"]
+    assert late["kind"] == "unsequenced"
+    assert "2 audit record(s) waited longer than the maximum merge delay (5 s)" in late["message"]
+    assert found["size"] == 3  # sequenced by the verify itself
+    again = runner.invoke(app, ["ledger", "verify"], env=env)
+    assert again.exit_code == 0, again.stdout
+
+
 def test_a_bundle_with_a_key_its_records_never_named_fails(
     ctx: ServiceContext, clock: ManualClock, tmp_path: Path
 ) -> None:

@@ -20,15 +20,9 @@ from gpulease.ledger.heads import (
     sign_tree_head,
     verify_tree_head,
 )
-from gpulease.ledger.keys import (
-    KeyFileError,
-    generate_private_key,
-    key_id,
-    load_private_key,
-    public_key_bytes,
-    save_private_key,
-)
+from gpulease.ledger.keys import generate_private_key, key_id, public_key_bytes
 from gpulease.ledger.merkle import MerkleTree
+from gpulease.services.ledger_keys import KeyFileError, load_private_key, save_private_key
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 ROTATION = datetime(2026, 6, 1, tzinfo=UTC)

@@ -16,7 +16,14 @@ from gpulease.executors.simulated import SimulatedExecutor
 from gpulease.ledger.heads import KeyPeriod, SignedTreeHead
 from gpulease.ledger.proofs import RecordProof, check_record_proof
 from gpulease.persistence.tables import GpuAllocation
-from gpulease.services import jobs, ledger, report_disclosure, report_templates, reports
+from gpulease.services import (
+    jobs,
+    ledger,
+    ledger_keys,
+    report_disclosure,
+    report_templates,
+    reports,
+)
 from gpulease.services.context import ServiceContext
 from gpulease.services.demo import DemoUser
 from gpulease.services.scheduler_loop import SchedulerLoop
@@ -104,7 +111,7 @@ def test_a_host_without_the_key_file_gives_positions_and_never_names_the_file(
     to sign answers a conflict that does not reveal where keys live."""
     assert inftech.tenant_id is not None
     ledger.ensure_key(ctx)
-    for path in ledger.key_dir(ctx.settings).glob("*.pem"):
+    for path in ledger_keys.key_dir(ctx.settings).glob("*.pem"):
         path.unlink()  # the key is in the database's key table, its file elsewhere
     jobs.submit(ctx, inftech, jobs.JobSubmission(gpus=8, purpose="financial AI", command="t"))
     disclosure = report_disclosure.end_user_disclosure(ctx, operator, inftech.tenant_id)
@@ -114,4 +121,4 @@ def test_a_host_without_the_key_file_gives_positions_and_never_names_the_file(
     with pytest.raises(ledger.NoKey) as refused:
         ledger.sign_head(ctx)
     assert "does not hold the ledger's signing key" in refused.value.message
-    assert str(ledger.key_dir(ctx.settings)) not in refused.value.message
+    assert str(ledger_keys.key_dir(ctx.settings)) not in refused.value.message

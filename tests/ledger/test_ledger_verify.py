@@ -19,7 +19,7 @@ from gpulease.ledger.records import record_leaf
 from gpulease.ledger.rotation import check_rotation
 from gpulease.persistence import ledger_store
 from gpulease.persistence.db import Database
-from gpulease.services import audit, ledger
+from gpulease.services import audit, ledger, ledger_keys, ledger_sequencer
 from gpulease.services.context import ServiceContext
 
 
@@ -42,13 +42,14 @@ def _write(ctx: ServiceContext, clock: ManualClock, n: int, tag: str) -> None:
 @pytest.fixture
 def filled(ctx: ServiceContext, clock: ManualClock) -> ServiceContext:
     """A key, 12 records under two signed heads (sizes 6 and 11, with the key's own
-    record first) and 3 records after the last head."""
+    record first) and 3 records after the last head (sequenced, not signed)."""
     ledger.ensure_key(ctx)
     _write(ctx, clock, 5, "a")
     assert ledger.sign_head(ctx) is not None
     _write(ctx, clock, 5, "b")
     assert ledger.sign_head(ctx) is not None
     _write(ctx, clock, 3, "c")
+    ledger_sequencer.sequence(ctx)  # the scheduler's sequencer: positions, no head yet
     return ctx
 
 
@@ -187,7 +188,7 @@ def test_key_rotation_is_in_the_ledger_and_old_heads_still_verify(
 
 def test_the_key_file_is_private_and_outside_the_database(filled: ServiceContext) -> None:
     kid = ledger.ensure_key(filled)
-    path = ledger.key_file(filled.settings, kid)
+    path = ledger_keys.key_file(filled.settings, kid)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     with filled.db.connect() as conn:
         dumped = " ".join(str(row) for row in conn.execute(text("SELECT * FROM ledger_keys")))

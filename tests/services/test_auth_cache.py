@@ -162,8 +162,8 @@ def test_a_submission_is_one_transaction_of_two_statements(
 ) -> None:
     """One read, then one insert of the job, its audit record, its idempotency record and
     the scheduler's change-feed row (PostgreSQL; SQLite has no data-modifying WITH: four
-    inserts), then the ledger's append at the end of the transaction (``ledger_store``:
-    one statement on PostgreSQL, two on SQLite)."""
+    inserts), then the ledger's queue at the end of the transaction (``ledger_store``:
+    one statement, no lock)."""
     token = _token(demo, "admin@inftech.example")
     identity.recall(ctx, token)  # checked once: the cache is warm
     jobs.submit(ctx, identity.recall(ctx, token), _submission())  # the site, the shape known
@@ -172,9 +172,9 @@ def test_a_submission_is_one_transaction_of_two_statements(
         job = jobs.submit(ctx, identity.recall(ctx, token), _submission(), idem)
     assert len(begun) == 1
     assert [s.split(None, 1)[0].upper() for s in seen].count("SELECT") == 1
-    assert len(seen) == (7 if db_backend == "sqlite" else 3), seen
-    assert "scheduler_changes" in seen[-3 if db_backend == "sqlite" else 1]
-    assert "ledger_entries" in seen[-1]
+    assert len(seen) == (6 if db_backend == "sqlite" else 3), seen
+    assert "scheduler_changes" in seen[-2 if db_backend == "sqlite" else 1]
+    assert "ledger_pending" in seen[-1]
     with _statements(ctx.db) as seen:  # a retry with the key: one read, nothing written
         again = jobs.submit(ctx, identity.recall(ctx, token), _submission(), idem)
     assert again.id == job.id
@@ -241,7 +241,7 @@ def test_the_api_refuses_a_revoked_cached_token_on_submit(
         assert client.post("/jobs", json=body, headers=keyed).status_code == 201
     # the API adds no statement of its own to a submission; on PostgreSQL it is one
     # statement on the event loop's connection (persistence.submission), none in a session
-    assert len(seen) == (7 if db_backend == "sqlite" else 0), seen  # with the ledger's two
+    assert len(seen) == (6 if db_backend == "sqlite" else 0), seen  # with the ledger's queue
     if lean is not None:
         assert lean.sent - sent == 1
     tokens.revoke(other, admin, issued.row.id, "leaked")

@@ -5,8 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from sqlalchemy import select
+
 from gpulease.executors.simulated import SimulatedExecutor
-from gpulease.persistence.tables import SchedulerStatus
+from gpulease.persistence import ledger_store
+from gpulease.persistence.tables import AuditRecord, SchedulerStatus
+from gpulease.services import audit
 from gpulease.services import demo as demo_service
 from gpulease.services.context import ServiceContext
 from gpulease.services.scheduler_loop import SchedulerLoop
@@ -54,3 +58,34 @@ def test_one_leader_then_handover(ctx: ServiceContext, demo: list[demo_service.D
         for name, loop in loops.items():
             if name not in stopped:
                 loop.stop()
+
+
+def test_the_loop_sequences_the_ledger(
+    ctx: ServiceContext, demo: list[demo_service.DemoUser]
+) -> None:
+    """The scheduler process gives committed audit records their ledger positions (its
+    sequencer thread, ``services.ledger_sequencer``) without anyone asking."""
+    loop = SchedulerLoop(LiveScheduler(ctx, SimulatedExecutor(), name="a"), interval_s=0.05)
+    loop.sign_heads = lambda: None  # type: ignore[assignment]
+    loop.start()  # (signing a head sequences too: only the sequencer thread may, here)
+    try:
+        with ctx.db.transaction() as tx:
+            audit.record(
+                tx,
+                at=ctx.now(),
+                actor="test",
+                action="thing.done",
+                subject_type="thing",
+                subject_id="thing-1",
+            )
+        with ctx.db.transaction(write=False) as tx:
+            audit_id = max(tx.session.scalars(select(AuditRecord.id)))
+
+        def placed() -> bool:
+            with ctx.db.transaction(write=False) as tx:
+                return ledger_store.entry_of(tx.session, audit_id) is not None
+
+        _until(placed, timeout=30.0)
+    finally:
+        loop.stop()
+    assert loop.sequencer.sequenced >= 1

@@ -317,14 +317,10 @@ def attest_command(
 ) -> None:
     """Node agent: sign "this node is at this site now" with the node's key and send it
     (once, or every --every seconds: a failed attempt is reported and the next one made)."""
-    # the ledger core's key handling: a file of mode 0600 at most, never overwritten
+    # the ledger's key files: a file of mode 0600 at most, never overwritten
     from gpulease.inventory.attestation import Statement, sign
-    from gpulease.ledger.keys import (
-        generate_private_key,
-        load_private_key,
-        public_key_bytes,
-        save_private_key,
-    )
+    from gpulease.ledger.keys import generate_private_key, public_key_bytes
+    from gpulease.services.ledger_keys import load_private_key, save_private_key
 
     if new_key:
         made = generate_private_key()

@@ -258,23 +258,7 @@ def verify_leaves(
     own verifier streams the records and keeps only their hashes). ``findings`` are
     reported first (what the caller found while hashing)."""
     findings = list(findings)
-    valid: dict[int, SignedTreeHead] = {}
-    for head in (*heads, *known_heads):
-        reason = check_tree_head(head, keys)
-        if reason is not None:
-            findings.append(Finding(FindingKind.BAD_HEAD, reason))
-            continue
-        earlier = valid.get(head.tree_size)
-        if earlier is not None and earlier.root_hash != head.root_hash:
-            findings.append(
-                Finding(
-                    FindingKind.FORKED,
-                    f"two valid heads of size {head.tree_size} have different roots: "
-                    "the log was forked or rewritten",
-                )
-            )
-            continue
-        valid[head.tree_size] = head
+    valid = _valid_heads((*heads, *known_heads), keys, findings)
     sizes = sorted(size for size in valid if size > 0)
     if not sizes:
         findings.append(Finding(FindingKind.NO_HEAD, "no valid signed head commits to records"))
@@ -313,6 +297,76 @@ def verify_leaves(
         key_ids=tuple(used),
         findings=tuple(findings),
     )
+
+
+def _valid_heads(
+    heads: Iterable[SignedTreeHead], keys: Sequence[KeyPeriod], findings: list[Finding]
+) -> dict[int, SignedTreeHead]:
+    """The heads whose signature and key period check out, by size; a bad head and two
+    valid heads of one size with different roots (a fork) are added to ``findings``."""
+    valid: dict[int, SignedTreeHead] = {}
+    for head in heads:
+        reason = check_tree_head(head, keys)
+        if reason is not None:
+            findings.append(Finding(FindingKind.BAD_HEAD, reason))
+            continue
+        earlier = valid.get(head.tree_size)
+        if earlier is not None and earlier.root_hash != head.root_hash:
+            findings.append(
+                Finding(
+                    FindingKind.FORKED,
+                    f"two valid heads of size {head.tree_size} have different roots: "
+                    "the log was forked or rewritten",
+                )
+            )
+            continue
+        valid[head.tree_size] = head
+    return valid
+
+
+class LeafStream:
+    """:func:`verify_leaves` for a ledger with nothing wrong, streamed: memory is one
+    frontier and the heads, whatever the number of records. Feed each record's recomputed
+    and stored leaf hashes in order (:meth:`add`); at the first sign of anything wrong (a
+    record differing from its stored hash, a root differing from a head's, a bad or forked
+    head, no valid head) it stops being :attr:`clean`, and the caller runs
+    :func:`verify_leaves` over the whole ledger, which names the finding. While clean,
+    :meth:`report` is exactly :func:`verify_leaves`' report (no findings)."""
+
+    def __init__(self, heads: Iterable[SignedTreeHead], keys: Sequence[KeyPeriod]) -> None:
+        found: list[Finding] = []
+        valid = _valid_heads(heads, keys, found)
+        self.sizes = sorted(size for size in valid if size > 0)
+        self._roots = [valid[size].root_hash for size in self.sizes]
+        self._keys = tuple(sorted({valid[size].head.key_id for size in self.sizes}))
+        self._next = 0  # the next head to compare
+        self._frontier = MerkleFrontier()
+        self.clean = not found and bool(self.sizes)
+
+    def add(self, recomputed: bytes, stored: bytes) -> bool:
+        """One more record; False once anything is wrong (then stop feeding)."""
+        if not self.clean or recomputed != stored:
+            self.clean = False
+            return False
+        frontier = self._frontier
+        frontier.append_leaf_hash(recomputed)
+        while self._next < len(self.sizes) and self.sizes[self._next] == frontier.size:
+            if frontier.root() != self._roots[self._next]:
+                self.clean = False
+                return False
+            self._next += 1
+        return True
+
+    def report(self) -> Report | None:
+        """The report once every record was fed; None unless clean (every head reached)."""
+        if not self.clean or self._next < len(self.sizes):
+            return None
+        return Report(
+            record_count=self._frontier.size,
+            verified_heads=tuple(self.sizes),
+            covered=self.sizes[-1],
+            key_ids=self._keys,
+        )
 
 
 def _signed_prefix(

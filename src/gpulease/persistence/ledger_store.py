@@ -1,34 +1,48 @@
-"""The ledger's SQL: appending audit records in their own transaction, and reading it back.
+"""The ledger's SQL: queueing audit records in their own transaction, sequencing them, and
+reading the ledger back.
 
-Append. Every audit row enters ``ledger_entries`` in the transaction that writes it, however
-it is written:
+Queue. Every audit row enters ``ledger_pending`` (its leaf hash, no position) in the
+transaction that writes it, however it is written:
 
 * through the session (``Tx.add``, a flush): :func:`collect_flushed` (``after_flush``)
   notes the ``AuditRecord`` rows a flush inserted, their ids assigned;
 * without the ORM (``Tx.insert_new``, ``bulk.insert_audit_rows``): the writer passes the ids
   the database returned, with the rows, to :func:`register`;
-* the submission's single autocommit statement (``persistence.submission``): the position
-  is taken in that statement (:func:`submission_ctes`).
+* the submission's single autocommit statement (``persistence.submission``): one more
+  ``WITH`` clause (:func:`submission_ctes`).
 
 At the end of the transaction (``before_commit`` of the outermost transaction,
-:func:`append_on_commit`) the rows still alive (not undone by a rolled-back savepoint) are
-sorted by id and appended in one statement: the counter row ``ledger_state`` is bumped by
-their number (``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``, which locks the row) and
-the entries inserted at the positions it gives, ``[size, size + n)``.
+:func:`queue_on_commit`) the rows still alive (not undone by a rolled-back savepoint) are
+queued in one statement, stamped with the database's clock (``queued_at``, seconds since the
+epoch: the moment just before the commit). No lock is taken: concurrent writers commit side
+by side (PostgreSQL's group commit), and a transaction that rolls back leaves nothing.
 
-Why a counter row taken last. The row lock queues appenders and is held until commit, so
-positions are handed out in commit order: a transaction that rolls back gives its positions
-back (no gap), and a reader never sees position ``k + 1`` committed while ``k`` is not (a
-signed head over the committed prefix is final). Taken at the end, after every other lock,
-the lock lasts one statement and the commit, and cannot deadlock with the change's own
-locks. (A transaction-level advisory lock would do the same with one statement more, to
-read the size; a sequence would leave gaps on rollback.) PostgreSQL: one round trip
-(a data-modifying ``WITH``); SQLite, whose writers are serialised anyway: two statements.
+Sequence (:func:`sequence`, in a short transaction of its own, Certificate Transparency's
+"sequencer"): lock the counter row ``ledger_state`` (``SELECT ... FOR UPDATE``; SQLite's
+``BEGIN IMMEDIATE`` serialises it with every writer), then, in statements that see every
+transaction committed before the lock was granted (READ COMMITTED: a snapshot per
+statement), take the committed pending rows in audit id order (the insertion order, a proxy
+of the commit order), insert them into ``ledger_entries`` at ``[size, size + n)``, delete
+them from the queue and set the counter to ``size + n`` (PostgreSQL: all of that in one
+statement after the lock; SQLite: four). One sequencer at a time; any number may try (the
+scheduler's thread, and any process on demand).
+
+Why nothing is skipped. The queue is scanned whole, not from "the highest id sequenced so
+far": PostgreSQL hands out ids before commit, so a long transaction can commit an id below
+one already sequenced; its row is simply still in the queue at the next pass and takes the
+next position. A row leaves the queue only in the transaction that gives it a position.
+
+Why the leaf hash is fixed by the writer, not by the sequencer: the hash is of the row as
+its own transaction wrote it, so an audit row edited in SQL between its commit and its
+sequencing is caught by ``verify`` like any other edit (a sequencer reading it back would
+seal the edit).
 
 Invariants: positions are 0, 1, 2, ... without gaps or repeats (the primary key refuses a
-repeat, the counter hands out each once); an audit row is in at most one entry (unique
-``audit_id``); an entry's leaf hash is ``ledger.records.record_leaf`` of the row's values as
-inserted; nothing here updates or deletes an entry.
+repeat, the counter row is locked by the one sequencer that extends it); an audit row is in
+at most one entry (unique ``audit_id``; a queued row whose audit id already holds a position
+is never sequenced and ``verify`` reports it); an entry's leaf hash is
+``ledger.records.record_leaf`` of the row's values as inserted; nothing here updates or
+deletes an entry.
 """
 
 from __future__ import annotations
@@ -39,8 +53,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, inspect, select, text, update
+from sqlalchemy import (
+    Float,
+    delete,
+    exists,
+    func,
+    insert,
+    inspect,
+    literal_column,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.sql.elements import ColumnElement
 
 from gpulease.ledger.records import FIELDS, record_leaf
 from gpulease.persistence.tables import (
@@ -48,34 +74,42 @@ from gpulease.persistence.tables import (
     LedgerEntry,
     LedgerHead,
     LedgerKey,
+    LedgerPending,
     LedgerState,
 )
 
 STATE_ROW = 1
+SEQUENCE_BATCH = 5000  # positions a sequencer transaction hands out at most
 _FLUSHED = "gpulease_ledger_flushed"  # AuditRecord rows a flush inserted
 _RAW = "gpulease_ledger_raw"  # (savepoint or None, audit id, leaf hash) of rows inserted raw
 _UNDONE = "gpulease_ledger_undone"  # savepoints rolled back
 
-_PG_APPEND = text(
-    "WITH pos AS ("
-    "INSERT INTO ledger_state (id, size) VALUES (1, :n) "
-    "ON CONFLICT (id) DO UPDATE SET size = ledger_state.size + excluded.size "
-    "RETURNING size - :n AS start) "
-    "INSERT INTO ledger_entries (position, audit_id, leaf_hash) "
-    "SELECT pos.start + x.n - 1, CAST(x.e ->> 0 AS BIGINT), decode(x.e ->> 1, 'hex') "
-    "FROM pos, json_array_elements(CAST(:rows AS json)) WITH ORDINALITY AS x(e, n)"
+# the database's clock, in seconds since the epoch (a queued row's stamp, and its age)
+PG_NOW = "CAST(extract(epoch FROM clock_timestamp()) AS double precision)"
+SQLITE_NOW = "((julianday('now') - 2440587.5) * 86400.0)"
+
+_PG_QUEUE = text(
+    "INSERT INTO ledger_pending (audit_id, leaf_hash, queued_at) "
+    f"SELECT CAST(x.e ->> 0 AS BIGINT), decode(x.e ->> 1, 'hex'), {PG_NOW} "
+    "FROM json_array_elements(CAST(:rows AS json)) AS x(e)"
 )
-_SQLITE_BUMP = text(
-    "INSERT INTO ledger_state (id, size) VALUES (1, :n) "
-    "ON CONFLICT (id) DO UPDATE SET size = size + excluded.size RETURNING size"
+_SQLITE_QUEUE = text(
+    "INSERT INTO ledger_pending (audit_id, leaf_hash, queued_at) "
+    f"VALUES (:audit_id, :leaf_hash, {SQLITE_NOW})"
 )
+
+
+def _now(session: Session) -> ColumnElement[float]:
+    """The database's clock in seconds since the epoch, as a column expression."""
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    return literal_column(PG_NOW if postgresql else SQLITE_NOW, Float)
 
 
 def audit_fields(row: AuditRecord) -> dict[str, Any]:
     return {name: getattr(row, name) for name in FIELDS}
 
 
-# ------------------------------------------------------------------ the append (hooks)
+# ------------------------------------------------------------------ the queue (hooks)
 def collect_flushed(session: Session, _flush_context: Any) -> None:
     """``after_flush``: note the audit rows this flush inserted (their ids are assigned)."""
     rows = [obj for obj in session.new if isinstance(obj, AuditRecord)]
@@ -109,10 +143,10 @@ def _alive(savepoint: SessionTransaction | None, undone: set[SessionTransaction]
     return True
 
 
-def append_on_commit(session: Session) -> None:
-    """``before_commit``: append this transaction's audit rows to the ledger, last."""
+def queue_on_commit(session: Session) -> None:
+    """``before_commit``: queue this transaction's audit rows for the sequencer, last."""
     if session.in_nested_transaction():
-        return  # a savepoint released: the outer transaction appends
+        return  # a savepoint released: the outer transaction queues
     if not session.info.get(_FLUSHED) and not session.info.get(_RAW) and not session.new:
         return
     session.flush()  # rows still pending are inserted now, and noted
@@ -125,41 +159,26 @@ def append_on_commit(session: Session) -> None:
         if _alive(savepoint, undone):
             entries.append((audit_id, leaf))
     if entries:
-        entries.sort()
-        append(session, entries)
+        queue(session, entries)
 
 
-def append(session: Session, entries: Sequence[tuple[int, bytes]]) -> int:
-    """Append (audit id, leaf hash) pairs at the next positions; returns the first."""
-    n = len(entries)
+def queue(session: Session, entries: Sequence[tuple[int, bytes]]) -> None:
+    """Queue (audit id, leaf hash) pairs for the sequencer, in one statement."""
     if session.get_bind().dialect.name == "postgresql":
         rows = json.dumps([[audit_id, leaf.hex()] for audit_id, leaf in entries])
-        session.execute(_PG_APPEND, {"n": n, "rows": rows})
-        return -1  # not read back: one round trip
-    size = int(session.execute(_SQLITE_BUMP, {"n": n}).scalar_one())
-    start = size - n
+        session.execute(_PG_QUEUE, {"rows": rows})
+        return
     session.execute(
-        insert(LedgerEntry),
-        [
-            {"position": start + i, "audit_id": audit_id, "leaf_hash": leaf}
-            for i, (audit_id, leaf) in enumerate(entries)
-        ],
+        _SQLITE_QUEUE, [{"audit_id": audit_id, "leaf_hash": leaf} for audit_id, leaf in entries]
     )
-    return start
 
 
 def submission_ctes(audit_cte: str, leaf_param: str) -> list[str]:
-    """The ``WITH`` clauses that append the audit row a submission's single statement
-    inserts (``audit_cte`` must say ``RETURNING id``): the position is taken only if the row
-    was inserted, in the same statement, so the same rule holds (gapless, commit order)."""
+    """The ``WITH`` clause that queues the audit row a submission's single statement
+    inserts (``audit_cte`` must say ``RETURNING id``): queued only if the row was inserted."""
     return [
-        "ledger_pos AS (INSERT INTO ledger_state (id, size) "
-        f"SELECT 1, 1 FROM {audit_cte} "
-        "ON CONFLICT (id) DO UPDATE SET size = ledger_state.size + 1 "
-        "RETURNING size - 1 AS position)",
-        "ledger_new AS (INSERT INTO ledger_entries (position, audit_id, leaf_hash) "
-        f"SELECT ledger_pos.position, {audit_cte}.id, {leaf_param} "
-        f"FROM ledger_pos, {audit_cte})",
+        "ledger_new AS (INSERT INTO ledger_pending (audit_id, leaf_hash, queued_at) "
+        f"SELECT {audit_cte}.id, {leaf_param}, {PG_NOW} FROM {audit_cte})",
     ]
 
 
@@ -169,7 +188,121 @@ def install(sessions: Any) -> None:
 
     event.listen(sessions, "after_flush", collect_flushed)
     event.listen(sessions, "after_soft_rollback", note_rollback)
-    event.listen(sessions, "before_commit", append_on_commit)
+    event.listen(sessions, "before_commit", queue_on_commit)
+
+
+# ------------------------------------------------------------------ the sequencer
+@dataclass(frozen=True, slots=True)
+class Sequenced:
+    """What one sequencer transaction did: positions ``[start, start + count)``."""
+
+    start: int
+    count: int
+
+
+# ("WHERE true": SQLite's upsert after a SELECT needs it to parse)
+_MAKE_STATE = text(
+    f"INSERT INTO ledger_state (id, size) SELECT {STATE_ROW}, count(*) FROM ledger_entries "
+    "WHERE true ON CONFLICT (id) DO NOTHING"
+)
+# PostgreSQL: the rest of a pass in one statement (all of it sees the snapshot taken after
+# the lock was granted): the rows taken leave the queue, enter the ledger, move the counter
+_PG_SEQUENCE = text(
+    "WITH taken AS (DELETE FROM ledger_pending WHERE audit_id IN ("
+    "SELECT q.audit_id FROM ledger_pending q WHERE NOT EXISTS "
+    "(SELECT 1 FROM ledger_entries e WHERE e.audit_id = q.audit_id) "
+    "ORDER BY q.audit_id LIMIT :batch) RETURNING audit_id, leaf_hash), "
+    "placed AS (INSERT INTO ledger_entries (position, audit_id, leaf_hash) "
+    "SELECT :start + row_number() OVER (ORDER BY audit_id) - 1, audit_id, leaf_hash "
+    "FROM taken RETURNING 1), "
+    "moved AS (UPDATE ledger_state SET size = :start + (SELECT count(*) FROM placed) "
+    f"WHERE id = {STATE_ROW}) "
+    "SELECT count(*) FROM placed"
+)
+ANY_PENDING = select(exists().where(LedgerPending.audit_id.is_not(None)))
+
+
+def sequence(session: Session, *, batch: int = SEQUENCE_BATCH) -> Sequenced:
+    """Give the next positions to up to ``batch`` committed queued rows, in audit id order
+    (call in a write transaction of its own; the module docstring gives the rules)."""
+    lock = select(LedgerState.size).where(LedgerState.id == STATE_ROW).with_for_update()
+    size = session.execute(lock).scalar_one_or_none()
+    if size is None:  # the first sequencer: make the counter row (one of them), then lock it
+        session.execute(_MAKE_STATE)
+        size = session.execute(lock).scalar_one()
+    start = int(size)
+    if session.get_bind().dialect.name == "postgresql":
+        done = session.execute(_PG_SEQUENCE, {"start": start, "batch": batch}).scalar_one()
+        return Sequenced(start, int(done))
+    placed = exists().where(LedgerEntry.audit_id == LedgerPending.audit_id)
+    taken = session.execute(
+        select(LedgerPending.audit_id, LedgerPending.leaf_hash)
+        .where(~placed)
+        .order_by(LedgerPending.audit_id)
+        .limit(batch)
+    ).all()
+    if not taken:
+        return Sequenced(start, 0)
+    session.execute(
+        insert(LedgerEntry),
+        [
+            {"position": start + n, "audit_id": int(audit_id), "leaf_hash": bytes(leaf)}
+            for n, (audit_id, leaf) in enumerate(taken)
+        ],
+    )
+    ids = [int(audit_id) for audit_id, _leaf in taken]
+    for first in range(0, len(ids), 900):
+        session.execute(
+            delete(LedgerPending).where(LedgerPending.audit_id.in_(ids[first : first + 900]))
+        )
+    session.execute(
+        update(LedgerState).where(LedgerState.id == STATE_ROW).values(size=start + len(ids))
+    )
+    return Sequenced(start, len(ids))
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A queued audit record: its age (seconds, by the database's clock) and, when its
+    audit id already holds a position (a row queued twice), that position."""
+
+    audit_id: int
+    age_s: float
+    placed_at: int | None
+
+
+def waiting(session: Session, *, older_than_s: float = 0.0, limit: int = 100) -> list[Waiting]:
+    """Queued rows at least ``older_than_s`` old, oldest first (at most ``limit``)."""
+    age = _now(session) - LedgerPending.queued_at
+    query = (
+        select(LedgerPending.audit_id, age.label("age"), LedgerEntry.position)
+        .outerjoin(LedgerEntry, LedgerEntry.audit_id == LedgerPending.audit_id)
+        .where(age >= older_than_s)
+        .order_by(LedgerPending.queued_at, LedgerPending.audit_id)
+        .limit(limit)
+    )
+    return [
+        Waiting(int(audit_id), float(seconds), None if at is None else int(at))
+        for audit_id, seconds, at in session.execute(query)
+    ]
+
+
+def waiting_count(session: Session, *, older_than_s: float = 0.0) -> int:
+    """How many rows are queued, at least ``older_than_s`` old."""
+    age = _now(session) - LedgerPending.queued_at
+    query = select(func.count()).select_from(LedgerPending).where(age >= older_than_s)
+    return int(session.execute(query).scalar_one())
+
+
+def queued(session: Session, audit_id: int) -> dict[str, Any] | None:
+    """The audit row of a record still waiting for its position (None: not queued)."""
+    a = AuditRecord
+    row = session.execute(
+        select(*(getattr(a, name) for name in FIELDS))
+        .join(LedgerPending, LedgerPending.audit_id == a.id)
+        .where(a.id == audit_id)
+    ).first()
+    return None if row is None else dict(zip(FIELDS, row, strict=True))
 
 
 # ------------------------------------------------------------------ reading
@@ -223,11 +356,13 @@ def leaf_hashes(session: Session, upto: int | None = None) -> list[bytes]:
 
 
 def outside(session: Session, limit: int = 100) -> list[int]:
-    """Ids of audit rows no entry names (inserted behind the ledger's back), lowest first."""
+    """Ids of audit rows neither at a position nor queued for one (inserted behind the
+    ledger's back), lowest first."""
     query = (
         select(AuditRecord.id)
         .outerjoin(LedgerEntry, LedgerEntry.audit_id == AuditRecord.id)
-        .where(LedgerEntry.position.is_(None))
+        .outerjoin(LedgerPending, LedgerPending.audit_id == AuditRecord.id)
+        .where(LedgerEntry.position.is_(None), LedgerPending.audit_id.is_(None))
         .order_by(AuditRecord.id)
         .limit(limit)
     )

@@ -15,8 +15,8 @@ its first uses (``prepare_threshold``):
   change-feed row (:func:`announcement`: the row ``persistence.change_feed`` announces a new
   job with) in one ``INSERT`` with data-modifying ``WITH`` clauses, as ``Tx.insert_new``
   writes them; the rows are given as column values, no ORM instance is built; the audit
-  record enters the ledger in the same statement (``ledger_store.submission_ctes``: its
-  position taken from the counter row only if the record was inserted);
+  record is queued for the ledger's sequencer in the same statement
+  (``ledger_store.submission_ctes``: only if the record was inserted);
 * :meth:`LeanSubmissions.insert_if`: both in one statement, once the tenant's row is kept
   (:meth:`LeanSubmissions.kept`, the row the last read returned and its digest): the
   caller decides on the kept row, and the rows are inserted only if the statement reads

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -351,8 +352,9 @@ class AuditRecord(Base):
 
 class LedgerEntry(Base):
     """The ledger: audit record ``audit_id`` at ``position`` (0, 1, 2, ... without gaps), with
-    the RFC 9162 leaf hash of its canonical form (``ledger.records``), written in the
-    audit record's transaction (``persistence.ledger_store``). No foreign key: the verifier
+    the RFC 9162 leaf hash of its canonical form (``ledger.records``), fixed in the audit
+    record's transaction and moved here by the sequencer (``persistence.ledger_store``).
+    Never updated nor deleted. No foreign key: the verifier
     reports an audit row gone, and an insert pays no check."""
 
     __tablename__ = "ledger_entries"
@@ -361,9 +363,21 @@ class LedgerEntry(Base):
     leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
 
 
+class LedgerPending(Base):
+    """An audit record committed but not yet sequenced: its leaf hash, fixed in the audit
+    record's own transaction, and when it was queued (seconds since the epoch by the
+    database's clock, taken at the end of that transaction). The sequencer moves it to
+    ``ledger_entries`` at the next position (``persistence.ledger_store.sequence``)."""
+
+    __tablename__ = "ledger_pending"
+    audit_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    queued_at: Mapped[float] = mapped_column(Float)
+
+
 class LedgerState(Base):
-    """One row (``id`` 1): the ledger's size, the next position. Locked by the append at the
-    end of each writing transaction, so positions are handed out in commit order."""
+    """One row (``id`` 1): the ledger's size, the next position. Locked by the sequencer
+    for its short transaction, so one sequencer at a time hands out positions."""
 
     __tablename__ = "ledger_state"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)

@@ -39,6 +39,7 @@ from gpulease.services import (
     inventory,
     kyc,
     leases,
+    ledger_sequencer,
     screening_lists,
 )
 from gpulease.services.context import ServiceContext
@@ -314,6 +315,7 @@ def create_demo(
     leases.tick(ctx, now)
     if regional_sites:  # Singapore, Johor Bahru, Bangkok (services.demo_sites)
         demo_sites.add_regional_sites(ctx, operator)
+    ledger_sequencer.sequence(ctx)  # the demo's records at their positions, as init leaves them
     return users
 
 

@@ -1,21 +1,24 @@
 """The ledger as the operator runs it: keys, signed tree heads, verification, export.
 
-Design (docs/ledger.md). Every audit record is appended in its own transaction
-(``persistence.ledger_store``); this module does the rest, each use case thin over the pure
-core (``gpulease.ledger``):
+Design (docs/ledger.md). Every audit record is queued in its own transaction and given its
+position by the sequencer (``persistence.ledger_store``, ``services.ledger_sequencer``); this
+module does the rest, each use case thin over the pure core (``gpulease.ledger``):
 
 * keys: :func:`ensure_key` (``gpulease init``) generates the first Ed25519 key, its private
   half a file of mode 0600 under the key directory (``Settings.ledger_key_dir``, default
-  ``data_dir/ledger``), its public half and period in ``ledger_keys``, and an audit record
+  ``data_dir/ledger``; the files are ``services.ledger_keys``'s), its public half and period
+  in ``ledger_keys``, and an audit record
   ``ledger.key_created``; :func:`rotate_key` ends the current key's period, starts a new
   key's and says so in the ledger itself (``ledger.key_rotated``: old and new key ids, the
   new public key and the old key's endorsement, ``ledger.rotation``), then signs a head with
   the new key so the rotation is covered.
-* heads: :func:`sign_head` signs the committed prefix (counter and leaves read in one
-  snapshot), only after checking that the stored leaves reproduce the latest head (a
-  ledger rewritten underneath is never signed over), stores it and appends it to the
+* heads: :func:`sign_head` sequences what is queued, then signs the sequenced prefix
+  (counter and leaves read in one snapshot: a head covers only sequenced records), only
+  after checking that the stored leaves reproduce the latest head (a ledger rewritten
+  underneath is never signed over), stores it and appends it to the
   published file (JSON lines). :class:`HeadSigner` is the scheduler leader's periodic hook.
-* :func:`verify` recomputes every leaf from the audit rows, checks positions, the counter,
+* :func:`verify` reports records queued longer than the maximum merge delay, sequences the
+  rest, recomputes every leaf from the audit rows, checks positions, the counter,
   audit rows outside the ledger, every stored head's signature, key period and root, the
   chain of key endorsements, and names the first record modified, deleted, inserted or
   reordered (``ledger.bundle``).
@@ -35,14 +38,14 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from gpulease.domain.access import Action, Principal
 from gpulease.domain.errors import Conflict, InvalidRequest, NotFound
-from gpulease.ledger.bundle import Bundle, FindingKind, build_bundle, verify_leaves
+from gpulease.ledger.bundle import Bundle, FindingKind, LeafStream, build_bundle, verify_leaves
 from gpulease.ledger.heads import (
     KeyPeriod,
     SignedTreeHead,
@@ -50,14 +53,7 @@ from gpulease.ledger.heads import (
     format_time,
     sign_tree_head,
 )
-from gpulease.ledger.keys import (
-    KeyFileError,
-    generate_private_key,
-    key_id,
-    load_private_key,
-    public_key_bytes,
-    save_private_key,
-)
+from gpulease.ledger.keys import key_id, public_key_bytes
 from gpulease.ledger.merkle import HASH_SIZE, MerkleFrontier
 from gpulease.ledger.records import audit_record, record_leaf
 from gpulease.ledger.rotation import KeyChain, endorse
@@ -66,6 +62,13 @@ from gpulease.persistence.db import DuplicateRecord
 from gpulease.persistence.tables import LedgerHead, LedgerKey
 from gpulease.services import audit
 from gpulease.services.context import ServiceContext
+from gpulease.services.ledger_keys import (
+    KeyFileError,
+    key_file,
+    load_private_key,
+    new_key_file,
+)
+from gpulease.services.ledger_sequencer import sequence
 from gpulease.settings import Settings
 
 log = logging.getLogger("gpulease.ledger")
@@ -74,17 +77,9 @@ _GONE = b"\x00" * HASH_SIZE  # stands for a position or an audit row that is mis
 
 
 # ------------------------------------------------------------------ paths
-def key_dir(settings: Settings) -> Path:
-    return settings.ledger_key_dir or settings.data_dir / "ledger"
-
-
 def heads_file(settings: Settings) -> Path:
     """Published: beside the key directory, never in it (that one is 0700)."""
     return settings.ledger_heads_file or settings.data_dir / "ledger-heads.jsonl"
-
-
-def key_file(settings: Settings, kid: str) -> Path:
-    return key_dir(settings) / f"{kid.removeprefix('ed25519:')}.pem"
 
 
 class NoKey(Conflict):
@@ -104,24 +99,13 @@ def signed_of(row: LedgerHead) -> SignedTreeHead:
 
 
 # ------------------------------------------------------------------ keys
-def _new_key_file(settings: Settings) -> tuple[str, bytes]:
-    """A new key, saved (mode 0600) under the key directory; its id and public key."""
-    private = generate_private_key()
-    public = public_key_bytes(private)
-    kid = key_id(public)
-    folder = key_dir(settings)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    save_private_key(key_file(settings, kid), private)
-    return kid, public
-
-
 def ensure_key(ctx: ServiceContext) -> str:
     """The current key's id; the first key is made (and recorded) when there is none."""
     with ctx.db.transaction(write=False) as tx:
         current = ledger_store.current_key(tx.session)
     if current is not None:
         return current.key_id
-    kid, public = _new_key_file(ctx.settings)
+    kid, public = new_key_file(ctx.settings)
     now = ctx.now()
     with ctx.db.transaction() as tx:
         tx.lock("ledger-keys")
@@ -150,7 +134,7 @@ def rotate_key(ctx: ServiceContext, *, reason: str = "", endorsed: bool = True) 
         if first is None:
             raise Conflict("the ledger has no key yet: run `gpulease init`")
     old_private = load_private_key(key_file(ctx.settings, first.key_id)) if endorsed else None
-    kid, public = _new_key_file(ctx.settings)
+    kid, public = new_key_file(ctx.settings)
     with ctx.db.transaction() as tx:
         tx.lock("ledger-keys")
         current = ledger_store.current_key(tx.session, lock=True)
@@ -213,8 +197,10 @@ def _same(frontier: MerkleFrontier, check: LedgerHead) -> None:
 
 
 def sign_head(ctx: ServiceContext, *, at_least: datetime | None = None) -> SignedTreeHead | None:
-    """Sign, store and publish a head over the committed ledger; None when it is empty.
-    When the latest head already has this size it is returned as it is."""
+    """Sign, store and publish a head over the sequenced ledger (what is queued is
+    sequenced first); None when it is empty. When the latest head already has this size it
+    is returned as it is."""
+    sequence(ctx)
     with ctx.db.transaction(write=False) as tx:
         size = ledger_store.size(tx.session)
         latest = ledger_store.head(tx.session)
@@ -381,8 +367,96 @@ class Verdict:
 _RECORD_KINDS = {k.value for k in FindingKind} - {"bad_head", "forked", "no_head"}
 
 
+def _late(ctx: ServiceContext) -> list[Problem]:
+    """Records queued longer than the maximum merge delay (before this call sequences
+    them): the sequencer did not keep its promise (is the scheduler running?)."""
+    mmd = ctx.settings.ledger_max_merge_delay_s
+    with ctx.db.transaction(write=False) as tx:
+        late = ledger_store.waiting(tx.session, older_than_s=mmd, limit=1)
+        count = ledger_store.waiting_count(tx.session, older_than_s=mmd) if late else 0
+    if not late:
+        return []
+    oldest = late[0]
+    return [
+        Problem(
+            "unsequenced",
+            f"{count} audit record(s) waited longer than the maximum merge delay ({mmd:g} s) "
+            f"for a ledger position, audit record {oldest.audit_id} {oldest.age_s:.1f} s: is "
+            "the sequencer (the scheduler process) running?",
+            None,
+            oldest.audit_id,
+        )
+    ]
+
+
+def _stuck(ctx: ServiceContext) -> list[Problem]:
+    """Records still queued after sequencing whose audit id already holds a position (a
+    row queued behind the ledger's back): the sequencer never places them."""
+    with ctx.db.transaction(write=False) as tx:
+        stuck = [w for w in ledger_store.waiting(tx.session, limit=100) if w.placed_at is not None]
+    return [
+        Problem(
+            "unsequenced",
+            f"audit record {w.audit_id} is queued for a ledger position although it holds "
+            f"position {w.placed_at}: queued again behind the ledger's back",
+            w.placed_at,
+            w.audit_id,
+        )
+        for w in stuck
+    ]
+
+
 def verify(ctx: ServiceContext) -> Verdict:
-    """Check the whole ledger against the database (see the module docstring)."""
+    """Check the whole ledger against the database (see the module docstring): records
+    queued too long are reported, the queue sequenced, then the ledger checked in one
+    streamed pass with bounded memory (:func:`_streamed`); only when that pass finds
+    anything wrong is the ledger read again whole to name the first bad record
+    (:func:`_whole`)."""
+    late = _late(ctx)
+    sequence(ctx)
+    verdict = _streamed(ctx) or _whole(ctx)
+    extra = late + _stuck(ctx)
+    if not extra:
+        return verdict
+    return replace(verdict, problems=verdict.problems + tuple(extra))
+
+
+def _streamed(ctx: ServiceContext) -> Verdict | None:
+    """The verdict of a ledger with nothing wrong, in one pass holding one Merkle frontier
+    (``bundle.LeafStream``) and the key records; None at the first sign of anything wrong
+    (a position missing, an audit row gone or changed, a counter off, a row outside, a key
+    problem, a head that does not match)."""
+    chain = KeyChain()
+    with ctx.db.transaction(write=False) as tx:
+        counter = ledger_store.size(tx.session)
+        heads = [signed_of(row) for row in ledger_store.heads(tx.session)]
+        keys = [_period(row) for row in ledger_store.keys(tx.session)]
+        check = LeafStream(heads, keys)
+        count = 0
+        for entry in ledger_store.entries(tx.session):
+            if not check.clean or entry.position != count or entry.fields is None:
+                return None
+            check.add(record_leaf(entry.fields, read_back=True), entry.leaf_hash)
+            chain.see(entry.position, entry.fields)
+            count += 1
+        if counter != count or ledger_store.outside(tx.session, limit=1):
+            return None
+    chain.check_periods(keys)
+    report = check.report()
+    if report is None or chain.problems:
+        return None
+    return Verdict(
+        size=count,
+        covered=report.covered,
+        heads=report.verified_heads,
+        key_ids=report.key_ids,
+        warnings=tuple(chain.warnings),
+    )
+
+
+def _whole(ctx: ServiceContext) -> Verdict:
+    """The verdict from the whole ledger held in memory (three lists of a record's size),
+    naming the first bad record (``bundle.verify_leaves``)."""
     problems: list[Problem] = []
     hashes: list[bytes] = []
     stored: list[bytes] = []
@@ -467,6 +541,7 @@ def export(ctx: ServiceContext) -> Bundle:
     leaf hashes, every signed head and every key period."""
     records: list[Any] = []
     leaves: list[bytes] = []
+    sequence(ctx)
     with ctx.db.transaction(write=False) as tx:
         for entry in ledger_store.entries(tx.session):
             records.append(

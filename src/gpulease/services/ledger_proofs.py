@@ -6,7 +6,10 @@ Who may do what: consistency proofs are public (any authenticated user); a recor
 proof is staff's for every record and a tenant's only for records about itself (its tenant,
 its users, leases and jobs); another tenant's record answers exactly as a missing one. Only
 staff make a head be signed on demand (a signature reads every leaf); a tenant whose record
-no head covers yet is told to ask again after the next periodic head.
+no head covers yet is told to ask again after the next periodic head. A record committed but
+not yet sequenced (``services.ledger_sequencer``) has no position: staff's request sequences
+the queue first; a tenant is told it is not yet sequenced and to ask again after the maximum
+merge delay (409, never a 500).
 
 Each process keeps one Merkle tree of the ledger's stored leaf hashes (64 bytes a record),
 extended as the ledger grows and rebuilt when its last leaf is no longer the stored one, so a
@@ -31,6 +34,7 @@ from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import Job, Lease, User
 from gpulease.services.context import ServiceContext
 from gpulease.services.ledger import NoKey, key_periods, latest_head, sign_head, signed_of
+from gpulease.services.ledger_sequencer import sequence
 
 _TREES: dict[str, MerkleTree] = {}
 _TREES_GUARD = threading.Lock()
@@ -106,22 +110,38 @@ def prove(
     signed now if none covers the record yet and the caller is staff: a tenant asks again
     after the next periodic head)."""
     scope = principal.scope(Action.LEDGER_PROVE)
+    if audit_id is None and position is None:
+        raise InvalidRequest("name an audit record or a position", field="audit_id")
     what = f"audit record {audit_id}" if audit_id is not None else f"position {position}"
     missing = NotFound(f"no ledger record at {what}", record=what)
-    with ctx.db.transaction(write=False) as tx:
-        if audit_id is not None:
-            entry = ledger_store.entry_of(tx.session, audit_id)
-        elif position is not None:
-            entry = ledger_store.entry_at(tx.session, position)
-        else:
-            raise InvalidRequest("name an audit record or a position", field="audit_id")
-        if entry is None or entry.fields is None:
-            raise missing
-        if scope is not Scope.ALL:
-            tenant = _subject_tenant(tx, entry.fields["subject_type"], entry.fields["subject_id"])
-            if tenant is None or tenant != principal.tenant_id:
-                raise missing  # another tenant's record answers as a missing one
-        head_row = ledger_store.head(tx.session, tree_size)
+    for attempt in (1, 2):
+        with ctx.db.transaction(write=False) as tx:
+            if audit_id is not None:
+                entry = ledger_store.entry_of(tx.session, audit_id)
+                fields = ledger_store.queued(tx.session, audit_id) if entry is None else None
+            else:
+                assert position is not None
+                entry, fields = ledger_store.entry_at(tx.session, position), None
+            if entry is not None:
+                fields = entry.fields
+            if fields is None:
+                raise missing
+            if scope is not Scope.ALL:
+                tenant = _subject_tenant(tx, fields["subject_type"], fields["subject_id"])
+                if tenant is None or tenant != principal.tenant_id:
+                    raise missing  # another tenant's record answers as a missing one
+            head_row = ledger_store.head(tx.session, tree_size)
+        if entry is not None:
+            break
+        if scope is not Scope.ALL or attempt == 2:  # committed, not yet given its position
+            raise Conflict(
+                f"{what} is not yet sequenced: it has no ledger position yet; records get "
+                f"theirs within {ctx.settings.ledger_max_merge_delay_s:g} s of their commit: "
+                "ask again then",
+                record=what,
+            )
+        sequence(ctx)  # staff: give it its position now
+    assert entry is not None
     if tree_size is not None and head_row is None:
         raise NotFound(f"no head of size {tree_size}", tree_size=tree_size)
     if head_row is None or head_row.tree_size <= entry.position:
@@ -162,7 +182,9 @@ def cite_audit_ids(ctx: ServiceContext, audit_ids: Sequence[int]) -> dict[str, A
     """A report's ``ledger`` section: each cited audit record's position and inclusion
     proof under the latest head (signed now when it does not cover them), and the key
     periods to check them; records not in the ledger are listed apart, never dropped. With
-    no signing key on this host the positions are given without proofs (``head`` None)."""
+    no signing key on this host the positions are given without proofs (``head`` None).
+    What is queued is sequenced first, so every committed record has its position."""
+    sequence(ctx)
     with ctx.db.transaction(write=False) as tx:
         found = ledger_store.entries_of(tx.session, audit_ids)
     entries = sorted(found.values(), key=lambda e: e.position)

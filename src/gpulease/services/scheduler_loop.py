@@ -6,7 +6,9 @@ that fails (the database is down) is logged and counted (``failed_passes``) and 
 iteration retries; nothing a pass raises ends the thread. On ``stop`` the lease is released
 (expired) once the running pass has ended, so another process takes over at once. After a
 pass the leader signs a ledger tree head when the interval has passed and the ledger grew
-(``services.ledger.HeadSigner``).
+(``services.ledger.HeadSigner``). Beside the passes, led or not, a thread gives queued
+ledger records their positions (``services.ledger_sequencer.Sequencer``, safe beside other
+processes' sequencers).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from gpulease.activity import log_passes
 from gpulease.persistence.leader import Leadership, leader_lock
 from gpulease.services.collection import collected_after
 from gpulease.services.ledger import HeadSigner
+from gpulease.services.ledger_sequencer import Sequencer
 
 if TYPE_CHECKING:
     from gpulease.services.scheduling import LiveScheduler
@@ -59,6 +62,8 @@ class SchedulerLoop:
         self.stop_timeout_s = 30.0
         # the leader signs a ledger head after a pass, every so often when the ledger grew
         self.sign_heads = HeadSigner(ctx)
+        # committed audit records get their ledger positions within the maximum merge delay
+        self.sequencer = Sequencer(ctx)
 
     @property
     def leading(self) -> bool:
@@ -72,9 +77,11 @@ class SchedulerLoop:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="gpulease-scheduler", daemon=True)
         self._thread.start()
+        self.sequencer.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self.sequencer.stop()
         if self._thread is not None:
             self._thread.join(timeout=self.stop_timeout_s)
             if self._thread.is_alive():

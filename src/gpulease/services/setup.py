@@ -26,7 +26,7 @@ from gpulease.persistence import migrate
 from gpulease.persistence.db import Database, sqlite_file
 from gpulease.persistence.leader import current_lease
 from gpulease.persistence.tables import SchedulerStatus
-from gpulease.services import ledger, screening_lists
+from gpulease.services import ledger, ledger_sequencer, screening_lists
 from gpulease.services.context import ServiceContext
 from gpulease.services.demo import DemoUser, create_demo
 from gpulease.settings import Settings
@@ -136,6 +136,7 @@ def initialise(
                 raise Conflict(
                     "this database already has users; use --reset to recreate the demo"
                 ) from None
+        ledger_sequencer.sequence(ctx)  # init's records at their positions before it returns
         in_force = tuple(screening_lists.in_force(ctx))
         warnings = () if in_force else (NO_LISTS_WARNING.format(shipped=data.shipped_lists()),)
         for warning in warnings:

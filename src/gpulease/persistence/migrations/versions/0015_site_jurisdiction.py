@@ -5,8 +5,8 @@ Existing sites get their capital's zone for the countries listed below (a copy o
 ``compliance.countries.DEFAULT_TIMEZONES``), else ``UTC``. Existing jobs have no dispatch
 record (they named their site or took the first one).
 
-Revision ID: 0015_site_jurisdiction
-Revises: 0012
+Revision ID: 0015
+Revises: 0013
 Create Date: 2026-12-07
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015_site_jurisdiction"
-down_revision = "0012"
+revision = "0015"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
