@@ -146,11 +146,13 @@ def list_invoices(
 
 @router.get("/invoices/draft", responses=ERROR_RESPONSES)
 def draft(
-    ctx: Ctx, me: Me, tenant_id: Annotated[Ref, Query()], start: Start = None, end: End = None
+    ctx: Ctx, me: Me, tenant_id: TenantRef = None, start: Start = None, end: End = None
 ) -> JSONResponse:
-    """What the tenant's invoice for the period would say if rated now (nothing issued)."""
+    """What a tenant's invoice for the period would say if rated now (nothing issued); a
+    tenant-admin's own tenant's unless staff name one."""
     period = _period(ctx, start, end)
-    tenant = resolve(ctx, me, Kind.TENANT, tenant_id, Action.INVOICE_READ)
+    named = _tenant(ctx, me, tenant_id, Action.INVOICE_READ)
+    tenant = me.acting_tenant(named)
     rated: Rated = invoicing.draft(ctx, me, tenant, period)
     lines = [
         {
