@@ -29,18 +29,19 @@ from gpulease.services.context import ServiceContext
 from gpulease.services.scheduling import LiveScheduler
 from live_support import kept_and_rebuilt
 
+PURPOSE = "financial AI: credit risk models"
 MARCH = Period(datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC))
 
 
 def _run(ctx: ServiceContext, clock: ManualClock, scheduler: LiveScheduler,
          bank: Principal, outsider: Principal) -> tuple[str, str]:  # fmt: skip
-    own = jobs.submit(
-        ctx, bank, jobs.JobSubmission(4, "financial AI: credit risk models", duration_s=5400)
+    own = jobs.submit(ctx, bank, jobs.JobSubmission(4, PURPOSE, command="run", duration_s=5400))
+    lent = jobs.submit(
+        ctx, outsider, jobs.JobSubmission(8, "financial AI", command="run", duration_s=1800)
     )
-    lent = jobs.submit(ctx, outsider, jobs.JobSubmission(8, "financial AI", duration_s=1800))
     scheduler.tick()
     for _ in range(2):
-        clock.advance(timedelta(minutes=45))
+        clock.advance(45 * 60)
         scheduler.tick()
     return own.id, lent.id
 
@@ -52,8 +53,8 @@ def test_starts_record_their_capacity_and_the_rebuilt_state_keeps_it(
     bank: Principal,
     outsider: Principal,
 ) -> None:
-    own = jobs.submit(ctx, bank, jobs.JobSubmission(4, "financial AI: credit risk models"))
-    other = jobs.submit(ctx, outsider, jobs.JobSubmission(8, "financial AI"))
+    own = jobs.submit(ctx, bank, jobs.JobSubmission(4, PURPOSE, command="run"))
+    other = jobs.submit(ctx, outsider, jobs.JobSubmission(8, "financial AI", command="run"))
     scheduler.tick()
     with ctx.db.transaction(write=False) as tx:
         rows = tx.all(select(GpuAllocation).order_by(GpuAllocation.id))
@@ -64,7 +65,7 @@ def test_starts_record_their_capacity_and_the_rebuilt_state_keeps_it(
     assert {(r.capacity, r.lease_id, r.lender_lease_id) for r in mine} == {
         ("guaranteed", bank_lease.id, None)
     }
-    assert mine[0].claimed_at is not None  # it started at once: its claim, if any, now
+    assert mine[0].claimed_at is None  # it started in the pass that saw it: it never waited
     assert by_job[other.id].capacity == "borrowed"
     assert by_job[other.id].lender_lease_id is None  # 1,536 GPUs are unleased
     kept, fresh = kept_and_rebuilt(scheduler, ctx, clock)
@@ -97,7 +98,7 @@ def test_usage_invoice_and_credit_note_of_a_month(
 
     with pytest.raises(InvalidRequest, match="once it is over"):
         invoicing.issue(ctx, operator, outsider.tenant_id or "", MARCH)
-    clock.set(datetime(2026, 4, 1, 8, 0, tzinfo=UTC))
+    clock.advance((datetime(2026, 4, 1, 8, 0, tzinfo=UTC) - clock.now()).total_seconds())
     assert outsider.tenant_id is not None
     assert bank.tenant_id is not None
     labs = invoicing.issue(ctx, operator, outsider.tenant_id, MARCH)
@@ -177,7 +178,7 @@ def test_a_price_change_takes_effect_now_or_later_and_cuts_usage(
         )
     price_plans.create_version(ctx, operator, replace(given, effective_from=change))
     _run(ctx, clock, scheduler, bank, outsider)
-    clock.set(datetime(2026, 4, 1, tzinfo=UTC))
+    clock.advance((datetime(2026, 4, 1, tzinfo=UTC) - clock.now()).total_seconds())
     assert outsider.tenant_id is not None
     labs = invoicing.issue(ctx, operator, outsider.tenant_id, MARCH)
     # 8 GPUs: 10 minutes at 2.10, 20 minutes at 3.00 (6.00 less 50%)

@@ -66,11 +66,11 @@ PLAN = PlanSchedule(
 jobs_strategy = st.lists(
     st.tuples(
         st.sampled_from(TENANTS),
-        st.sampled_from([1, 2, 4, 8]),
-        st.floats(0, WEEK - DAY, allow_nan=False),  # submitted
+        st.sampled_from([1, 2, 4, 8, 16]),
+        st.floats(0, 5 * DAY, allow_nan=False),  # submitted
         st.floats(60, 2 * DAY, allow_nan=False),  # true duration
     ),
-    min_size=1,
+    min_size=8,
     max_size=40,
 )
 failures_strategy = st.lists(
