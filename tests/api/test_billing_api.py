@@ -43,7 +43,9 @@ def test_usage_and_an_invoice_through_the_api(
     missing = university.get("/usage", params={**MARCH, "tenant_id": "tenant-000000000000"})
     assert other.status_code == missing.status_code == 404
     summary = operator.get("/usage/summary", params=MARCH).json()
-    assert {s["tenant_id"]: s["guaranteed_gpu_seconds"] for s in summary} == {tenant: "7200"}
+    assert {s["tenant_id"]: Decimal(s["guaranteed_gpu_seconds"]) for s in summary} == {
+        tenant: Decimal(7200)
+    }
 
     early = operator.post("/invoices", json={"tenant_id": tenant, **MARCH})
     assert early.status_code == 422
@@ -98,8 +100,8 @@ def test_bounds_and_plans(as_user: AsUser) -> None:
     assert naive.status_code == 422
     assert operator.get("/usage", params={"limit": 1001}).status_code == 422
     plans = bank.get("/price-plans").json()
-    assert [(p["ref"], p["currency"], p["borrowed_rate"]) for p in plans] == [
-        ("standard/v1", "USD", "2.100")
+    assert [(p["ref"], p["currency"], Decimal(p["borrowed_rate"])) for p in plans] == [
+        ("standard/v1", "USD", Decimal("2.1"))
     ]
     body = {
         "plan_id": "gold",

@@ -29,7 +29,7 @@ def test_usage_invoices_and_plans(cli: Cli, scheduler: LiveScheduler, clock: Man
     assert len(rows) == 4
     assert sum(Decimal(r["gpu_seconds"]) for r in rows) == Decimal(2400)
     summary = json.loads(cli("operator", "usage", "--summary", "--format", "json").stdout)
-    assert [s["guaranteed_gpu_seconds"] for s in summary] == ["2400"]
+    assert [Decimal(s["guaranteed_gpu_seconds"]) for s in summary] == [Decimal(2400)]
     tenant = summary[0]["tenant_id"]
 
     refused = cli("bank", "invoices", "issue", "--tenant", tenant, "--month", "2026-03",
