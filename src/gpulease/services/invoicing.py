@@ -199,6 +199,7 @@ def credit(
     ctx: ServiceContext, principal: Principal, invoice_id: str, request: CreditRequest
 ) -> CreditNote:
     """Issue a credit note against an issued invoice (the invoice itself never changes)."""
+    principal.scope(Action.INVOICE_ISSUE)  # a role that never may: denied, before any lookup
     issued = _load(ctx, principal, invoice_id)
     invoice = issued.invoice
     principal.authorize(
