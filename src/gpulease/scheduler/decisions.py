@@ -31,8 +31,9 @@ class Start:
     placement: Placement
     borrowed: bool
     # whose capacity its GPUs are, in the order its GPUs are taken (``capacity.attribute``,
-    # filled at the end of the step that decides it)
-    shares: tuple[Share, ...] = ()
+    # filled at the end of the step that decides it). Derived from the rest of the step's
+    # decisions and the state, so left out of equality: a start is its job, GPUs and tier.
+    shares: tuple[Share, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
