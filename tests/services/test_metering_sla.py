@@ -1,8 +1,10 @@
-"""An SLA wait credit through the live scheduler (SQLite and PostgreSQL): the lease-less
-tenant's borrowed run fills the site; the bank claims 4 GPUs within its lease, the
-borrowed run is reclaimed after a grace period of 3 hours (set long here), and the bank's
-run starts 3 hours after its claim. The demo plan's SLO is an hour: 4 GPUs x 2 hours late =
-8 GPU-hours credited at the lease's committed 3.50 = 28.00, with the wait as evidence."""
+"""An SLA wait credit and a lending credit through the live scheduler (SQLite and
+PostgreSQL): the lease-less tenant's borrowed run fills the site; the bank claims 4 GPUs
+within its lease, the borrowed run is reclaimed after a grace period of 3 hours (set long
+here), and the bank's run starts 3 hours after its claim. The demo plan's SLO is an hour:
+4 GPUs x 2 hours late = 8 GPU-hours credited at the lease's committed 3.50 = 28.00, with
+the wait as evidence; the bank's 128 idle GPUs ran the borrowed work until then: a lending
+credit of half its revenue."""
 
 from __future__ import annotations
 
@@ -61,3 +63,13 @@ def test_a_guarantee_that_waited_beyond_the_slo_is_credited(
     assert len(wait.evidence) == 1
     assert f"claimed {claim.isoformat()}" in wait.evidence[0]
     assert inv.total == sum((ln.amount for ln in inv.lines), Decimal(0))
+    # the borrowed run held all 2,304 GPUs: the 1,536 unleased and every lease's idle GPUs,
+    # the bank's 128 among them until reclaimed: half the borrowed revenue comes back to it
+    [lent] = [ln for ln in inv.lines if ln.kind is LineKind.LENDING_CREDIT]
+    assert lent.gpu_seconds == Decimal(128 * (60 + int(GRACE)))
+    assert lent.unit_price == Decimal("-1.05")
+    assert lent.amount == Decimal("-405.44")  # 386.133333 GPU-hours x 1.05
+    assert outsider.tenant_id is not None
+    labs = invoicing.issue(ctx, operator, outsider.tenant_id, MARCH)
+    [borrowed] = labs.lines
+    assert borrowed.gpu_seconds == Decimal(2304 * (60 + int(GRACE)))

@@ -190,3 +190,31 @@ def test_a_price_change_takes_effect_now_or_later_and_cuts_usage(
         "standard/v1",
         "standard/v2",
     ]
+
+
+def test_a_clock_stepped_back_never_counts_a_gpu_second_twice(
+    ctx: ServiceContext,
+    clock: ManualClock,
+    scheduler: LiveScheduler,
+    operator: Principal,
+    bank: Principal,
+) -> None:
+    """A run ends at 09:30; the clock steps back to 09:10; the next run starts then (on the
+    GPUs the first freed) and ends at 09:20, inside the first run's interval as written."""
+    first = jobs.submit(ctx, bank, jobs.JobSubmission(4, PURPOSE, command="run", duration_s=1800))
+    scheduler.tick()
+    clock.advance(1800)
+    scheduler.tick()
+    clock.advance(-1200)
+    second = jobs.submit(ctx, bank, jobs.JobSubmission(4, PURPOSE, command="run", duration_s=600))
+    scheduler.tick()
+    clock.advance(3600)
+    scheduler.tick()
+    with ctx.db.transaction(write=False) as tx:
+        rows = tx.all(select(GpuAllocation).order_by(GpuAllocation.id))
+    gpus = {job: {r.gpu_serial for r in rows if r.job_id == job} for job in (first.id, second.id)}
+    assert all(r.end is not None for r in rows)
+    usage, _ = metering.usage_records(ctx, operator, MARCH)  # no overlap refused
+    total = sum((r.gpu_seconds for r in usage), Decimal(0))
+    overlapping = gpus[first.id] == gpus[second.id]
+    assert total == Decimal(4 * 1800 if overlapping else 4 * 1800 + 4 * 600)

@@ -12,6 +12,13 @@ A row written before metering (no capacity recorded) is unleased borrowed capaci
 conservative reading for the tenant who ran it is not available without its lease, and such
 rows are only on installations upgraded with running history.
 
+Clock steps. Rows are written with the writer's clock: a clock stepped back can close a row
+before it opened, or open a row on a GPU inside the interval of the row before it.
+:func:`without_clock_steps` takes each GPU's rows in the order they were written and starts
+each no earlier than where the ones before it ended (an inverted row counts nothing), so no
+GPU-second is counted twice, whatever the clock did; with a clock that only moves forward it
+changes nothing.
+
 Invariants: the parts of one recorded allocation tile ``[start, end)`` exactly (nothing lost
 or repeated); the first part keeps the recorded id, a later part's id is
 ``<id>~<its start>``, so ids stay unique and stable.
@@ -20,9 +27,9 @@ or repeated); the first part keeps the recorded id, a later part's id is
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from gpulease.metering.periods import utc
 from gpulease.metering.usage import Allocation, CapacityClass
@@ -60,6 +67,23 @@ def _parts(
     for a, b in itertools.pairwise(bounds):
         assert a is not None
         out.append((a, b, lo <= a < hi))
+    return out
+
+
+def without_clock_steps(written: Sequence[RecordedAllocation]) -> list[RecordedAllocation]:
+    """``written`` (in the order the rows were written) with each GPU's intervals made
+    disjoint and in order (module doc): same ids, same order."""
+    high: dict[str, datetime] = {}  # GPU -> where its rows so far end (open: forever)
+    out: list[RecordedAllocation] = []
+    for r in written:
+        start, end = utc(r.start), None if r.end is None else utc(r.end)
+        mark = high.get(r.gpu_serial)
+        if mark is not None and start < mark:
+            start = mark
+        if end is not None and end < start:
+            end = start  # closed before it opened (or before the rows before it ended)
+        high[r.gpu_serial] = end if end is not None else datetime.max.replace(tzinfo=UTC)
+        out.append(r if (start, end) == (r.start, r.end) else replace(r, start=start, end=end))
     return out
 
 

@@ -41,7 +41,11 @@ from gpulease.metering.rating import (
     SlaRule,
     rate_period,
 )
-from gpulease.metering.sources import RecordedAllocation, split_at_leases
+from gpulease.metering.sources import (
+    RecordedAllocation,
+    split_at_leases,
+    without_clock_steps,
+)
 from gpulease.metering.usage import Allocation, CapacityClass, UsageRecord, meter
 from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import GpuAllocation, Job, Lease, Tenant
@@ -144,9 +148,7 @@ def _recorded(row: GpuAllocation) -> RecordedAllocation:
 def _clip(a: Allocation, period: Period, now: datetime) -> Allocation | None:
     """``a`` inside ``period``; an open one stays open while ``now`` is inside the period.
     An open allocation that starts after ``now`` (the clock stepped back) counts nothing
-    until ``now`` passes its start; an inverted closed one is left for ``meter`` to name."""
-    if a.end is not None and a.end < a.start:
-        return a
+    until ``now`` passes its start."""
     start = max(a.start, period.start)
     if a.end is not None:
         end: datetime | None = min(a.end, period.end)
@@ -201,6 +203,7 @@ def load_period(ctx: ServiceContext, period: Period, tenants: Iterable[str] | No
                 GpuAllocation.tenant_id.in_(wanted) | GpuAllocation.lender_tenant.in_(wanted)
             )
         rows = tx.all(query.order_by(GpuAllocation.id))
+        neighbours = _neighbours(tx, rows, period) if wanted is not None else []
         lease_query = tx.select(Lease).where(
             Lease.state.in_(sorted(BILLED_LEASE_STATES)),
             Lease.start < period.end,
@@ -219,8 +222,17 @@ def load_period(ctx: ServiceContext, period: Period, tenants: Iterable[str] | No
         plans, rules = _plans(tx, sorted(involved), period)
         evidence = _waits(tx, period, wanted)
     windows = {x.id: (x.start, x.end) for x in leases}
+    # the GPUs' rows in the order written, others' on the same GPUs included: a clock step
+    # is trimmed alike whoever reads the period (``sources.without_clock_steps``)
+    mine = {r.id for r in rows}
+    written = sorted([*rows, *neighbours], key=lambda r: r.id)
+    recorded = [
+        x
+        for x, r in zip(without_clock_steps([_recorded(r) for r in written]), written, strict=True)
+        if r.id in mine
+    ]
     allocations = []
-    for a in split_at_leases((_recorded(r) for r in rows), windows):
+    for a in split_at_leases(recorded, windows):
         clipped = _clip(a, period, now)
         if clipped is not None:
             allocations.append(clipped)
@@ -234,6 +246,22 @@ def load_period(ctx: ServiceContext, period: Period, tenants: Iterable[str] | No
         if x.state in BILLED_LEASE_STATES
     ]
     return PeriodUsage(period, now, records, plans, rules, terms, evidence)
+
+
+def _neighbours(tx: Tx, rows: Sequence[GpuAllocation], period: Period) -> list[GpuAllocation]:
+    """Other tenants' rows of the period on the GPUs of ``rows`` (for the clock-step trim)."""
+    serials = sorted({r.gpu_serial for r in rows})
+    ids = {r.id for r in rows}
+    found: list[GpuAllocation] = []
+    for i in range(0, len(serials), 500):
+        found += tx.all(
+            tx.select(GpuAllocation).where(
+                GpuAllocation.gpu_serial.in_(serials[i : i + 500]),
+                GpuAllocation.start < period.end,
+                (GpuAllocation.end.is_(None)) | (GpuAllocation.end > period.start),
+            )
+        )
+    return [r for r in found if r.id not in ids]
 
 
 def _waits(tx: Tx, period: Period, tenants: list[str] | None) -> SlaEvidence:
