@@ -91,6 +91,7 @@ class Records:
             "alert_id": "alert-000000000000",
             "audit_id": self.b_audit,
             "tree_size": "1",
+            "invoice_id": "inv-000000000000",
         }
 
 
@@ -222,6 +223,36 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("GET", "/ledger/keys"): Op(None),
     ("GET", "/ledger/consistency"): Op(None),
     ("GET", "/ledger/records/{audit_id}/proof"): Op(Action.LEDGER_PROVE, "b"),
+    ("GET", "/usage"): Op(Action.USAGE_READ, listing=True),
+    ("GET", "/usage/summary"): Op(Action.USAGE_READ, listing=True),
+    ("GET", "/invoices"): Op(Action.INVOICE_READ, listing=True),
+    ("GET", "/invoices/draft"): Op(Action.INVOICE_READ, listing=True),  # its own tenant's
+    ("GET", "/invoices/{invoice_id}"): Op(Action.INVOICE_READ, "b", exists=False),
+    ("POST", "/invoices"): Op(
+        Action.INVOICE_ISSUE,
+        "b",
+        lambda r: {"tenant_id": r.tenant_b, "start": r.start, "end": r.end},
+    ),
+    ("POST", "/invoices/{invoice_id}/credit-notes"): Op(
+        Action.INVOICE_ISSUE, "b", lambda r: {"reason": "walk", "reverse_lines": [1]}, exists=False
+    ),
+    ("GET", "/price-plans"): Op(Action.PLAN_READ, listing=True),
+    ("POST", "/price-plans"): Op(
+        Action.PLAN_MANAGE,
+        "operator",
+        lambda r: {
+            "plan_id": "walk",
+            "effective_from": r.start,
+            "currency": "USD",
+            "reserved_rate": "3",
+            "on_demand_rate": "4",
+            "borrowed_discount": "0.5",
+            "lending_share": "0.5",
+        },
+    ),
+    ("POST", "/price-plans/assignments"): Op(
+        Action.PLAN_MANAGE, "b", lambda r: {"tenant_id": r.tenant_b, "plan_id": "standard"}
+    ),
 }
 # Operations whose record-naming path parameter is the user: walk them against B's admin and
 # against each kind of operator staff.

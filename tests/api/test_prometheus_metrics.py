@@ -177,6 +177,14 @@ def test_figures_follow_submissions_passes_and_screenings(
     assert value(ran, "gpulease_scheduler_decisions_total", **started) == (
         value(before, "gpulease_scheduler_decisions_total", **started) + 1
     )
+    # its wait from submission to its first start, in its tenant's histogram
+    waited = {"tenant": tenant}
+    assert value(ran, "gpulease_queue_wait_seconds_count", **waited) == (
+        value(before, "gpulease_queue_wait_seconds_count", **waited) + 1
+    )
+    assert value(ran, "gpulease_queue_wait_seconds_bucket", le="+Inf", **waited) == value(
+        ran, "gpulease_queue_wait_seconds_count", **waited
+    )
     for (name, labels), share in ran.items():
         if name == "gpulease_lease_utilisation":
             assert 0 <= share <= 1, labels

@@ -30,8 +30,11 @@ STAFF_ONLY = {
     Action.AUDIT_READ,
     Action.CUSTODY_READ,
     Action.CUSTODY_RECORD,
+    Action.INVOICE_ISSUE,
+    Action.PLAN_MANAGE,
 }
-SHARED_READS = {Action.NODE_READ, Action.POLICY_READ}  # the site and the rules, not records
+# the site, the rules and the published prices, not records
+SHARED_READS = {Action.NODE_READ, Action.POLICY_READ, Action.PLAN_READ}
 
 
 def test_every_action_has_a_row() -> None:

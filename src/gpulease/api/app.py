@@ -35,6 +35,7 @@ from gpulease.api.limits import BodyLimits
 from gpulease.api.ratelimit import ApiLimits
 from gpulease.api.routes import (
     admin,
+    billing,
     compliance,
     custody,
     jobs,
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None, ctx: ServiceContext | None = No
         reports,
         custody,
         ledger,
+        billing,
     ):
         app.include_router(module.router, prefix="/api/v1")
     web.install(app)  # the dashboard: /ui (same principals and services; not in OpenAPI)

@@ -39,6 +39,16 @@ HTTP_STATUS: dict[str, int] = {
     "insufficient_capacity": 409,
     "rate_limited": 429,
     "database_unavailable": 503,
+    # metering: a request the rules refuse, or recorded usage that cannot be rated as it is
+    "metering_error": 422,
+    "unknown_currency": 422,
+    "naive_timestamp": 422,
+    "no_plan_in_force": 409,
+    "uncovered_usage": 409,
+    "overlapping_allocations": 409,
+    "conflicting_allocation": 409,
+    "inverted_interval": 409,
+    "invoice_mismatch": 409,
 }
 _LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
 

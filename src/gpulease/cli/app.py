@@ -21,6 +21,7 @@ from gpulease import __version__
 from gpulease.cli import (
     access,
     audit,
+    billing,
     compliance,
     custody,
     ledger,
@@ -68,6 +69,9 @@ app.add_typer(purpose_reviews.reviews_app, name="purpose-reviews")
 app.add_typer(custody.custody_app, name="custody")
 app.command("attest")(custody.attest_command)
 app.add_typer(ledger.ledger_app, name="ledger")
+app.command("usage")(billing.usage_command)
+app.add_typer(billing.invoices_app, name="invoices")
+app.add_typer(billing.plans_app, name="plans")
 console = Console()
 errors = Console(stderr=True)
 

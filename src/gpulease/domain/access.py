@@ -107,6 +107,12 @@ class Action(StrEnum):
     # a ledger record's inclusion proof (signed heads and consistency proofs are public)
     LEDGER_PROVE = "ledger.prove"
     LEDGER_SIGN = "ledger.sign"  # sign a tree head now
+    # metering and billing: usage records, invoices and credit notes, price plans
+    USAGE_READ = "usage.read"
+    INVOICE_READ = "invoice.read"
+    INVOICE_ISSUE = "invoice.issue"  # issue an invoice, or a credit note against one
+    PLAN_READ = "plan.read"
+    PLAN_MANAGE = "plan.manage"  # add a plan version, assign a plan to a tenant
 
     @property
     def kind(self) -> str:
@@ -156,6 +162,11 @@ _WORDS: dict[Action, str] = {
     Action.CUSTODY_RECORD: "record custody events, node keys and attestation decisions",
     Action.LEDGER_PROVE: "read a ledger record and its proof",
     Action.LEDGER_SIGN: "sign a ledger tree head",
+    Action.USAGE_READ: "read metered usage",
+    Action.INVOICE_READ: "read invoices and credit notes",
+    Action.INVOICE_ISSUE: "issue invoices and credit notes",
+    Action.PLAN_READ: "read price plans",
+    Action.PLAN_MANAGE: "manage price plans",
 }
 
 _OA, _CO, _TA, _TM = (
@@ -207,6 +218,11 @@ PERMISSIONS: dict[Action, dict[Role, Scope]] = {
     Action.CUSTODY_RECORD: {_OA: _ALL},
     Action.LEDGER_PROVE: _EVERYONE_OWN_TENANT,  # a tenant: records about itself
     Action.LEDGER_SIGN: {_OA: _ALL},
+    Action.USAGE_READ: _EVERYONE_OWN_TENANT,
+    Action.INVOICE_READ: {_OA: _ALL, _CO: _ALL, _TA: _TENANT},
+    Action.INVOICE_ISSUE: {_OA: _ALL},
+    Action.PLAN_READ: {_OA: _ALL, _CO: _ALL, _TA: _ALL, _TM: _ALL},
+    Action.PLAN_MANAGE: {_OA: _ALL},
 }
 
 

@@ -316,6 +316,80 @@ class GpuAllocation(Base):
     purpose: Mapped[str] = mapped_column(String(200))
     start: Mapped[datetime] = mapped_column(UtcDateTime())
     end: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # Whose capacity this GPU was (``scheduler.capacity``), written with the row: "guaranteed"
+    # (``lease_id``: the tenant's own lease) or "borrowed" (``lender_lease_id`` and
+    # ``lender_tenant``: another tenant's idle lease; none: unleased capacity). NULL on rows
+    # written before metering (0014). ``claimed_at``: when the run's guarantee claim began
+    # (its wait within the guarantee, the SLA's evidence), NULL when it did not wait so.
+    capacity: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    lease_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lender_lease_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    lender_tenant: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class PricePlanVersion(Base):
+    """One version of a price plan (``metering.plans.PlanVersion``), in force from
+    ``effective_from`` until the next version's; never updated (a change is a new version).
+    The SLA rule that credits the plan's lease holders travels with it."""
+
+    __tablename__ = "price_plan_versions"
+    plan_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    effective_from: Mapped[datetime] = mapped_column(UtcDateTime())
+    currency: Mapped[str] = mapped_column(String(3))
+    reserved_rate: Mapped[Decimal] = mapped_column(Money())
+    on_demand_rate: Mapped[Decimal] = mapped_column(Money())
+    borrowed_discount: Mapped[Decimal] = mapped_column(Money())
+    lending_share: Mapped[Decimal] = mapped_column(Money())
+    sla_wait_slo_s: Mapped[int] = mapped_column(Integer)
+    sla_wait_multiple: Mapped[Decimal] = mapped_column(Money())
+    sla_degraded_multiple: Mapped[Decimal] = mapped_column(Money())
+    sla_cap_share: Mapped[Decimal] = mapped_column(Money())
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class PlanAssignment(Base):
+    """The price plan a tenant is rated on (a tenant without a row: the default plan)."""
+
+    __tablename__ = "plan_assignments"
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    plan_id: Mapped[str] = mapped_column(String(64))
+    assigned_by: Mapped[str] = mapped_column(String(64))
+    assigned_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class InvoiceRow(Base):
+    """An issued invoice (``metering.invoices.Invoice``): written once, never updated; its
+    lines are the JSON of ``metering.render.invoice_dict``. One per tenant and period."""
+
+    __tablename__ = "invoices"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    period_start: Mapped[datetime] = mapped_column(UtcDateTime())
+    period_end: Mapped[datetime] = mapped_column(UtcDateTime())
+    currency: Mapped[str] = mapped_column(String(3))
+    total: Mapped[Decimal] = mapped_column(Money())
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    issued_by: Mapped[str] = mapped_column(String(64))
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "period_start", "period_end", name="uq_invoices_period"),
+    )
+
+
+class CreditNoteRow(Base):
+    """A credit note against an issued invoice: written once, never updated."""
+
+    __tablename__ = "credit_notes"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    invoice_id: Mapped[str] = mapped_column(ForeignKey("invoices.id"), index=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), index=True)
+    total: Mapped[Decimal] = mapped_column(Money())
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    issued_by: Mapped[str] = mapped_column(String(64))
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class JobLog(Base):

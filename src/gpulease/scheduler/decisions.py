@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gpulease.domain.states import JobState
+from gpulease.scheduler.capacity import Share
 from gpulease.scheduler.placement import Placement
 from gpulease.scheduler.state import SchedulerState
 from gpulease.scheduler.waiting import WaitingMap
@@ -29,6 +30,10 @@ class Start:
     job_id: str
     placement: Placement
     borrowed: bool
+    # whose capacity its GPUs are, in the order its GPUs are taken (``capacity.attribute``,
+    # filled at the end of the step that decides it). Derived from the rest of the step's
+    # decisions and the state, so left out of equality: a start is its job, GPUs and tier.
+    shares: tuple[Share, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,5 +85,7 @@ def apply_decisions(state: SchedulerState, decisions: Decisions) -> None:
     for preempt in decisions.notices:
         state.begin_preemption(preempt.job_id, preempt.at, preempt.reason)
     for start in decisions.starts:
-        state.start(start.job_id, start.placement, now, borrowed=start.borrowed)
+        state.start(
+            start.job_id, start.placement, now, borrowed=start.borrowed, shares=start.shares
+        )
     state.note_guarantees(decisions.guaranteed_waiting, now)

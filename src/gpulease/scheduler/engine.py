@@ -16,7 +16,9 @@ One pass:
    a job waiting for released GPUs holds the free ones its plan needs (reported in
    ``Decisions.earmarks``), and a guaranteed claim plans on releases that come within the
    grace of its claim when it can (so a later claim's victims never delay it);
-4. ``next_wakeup`` is the earliest moment a decision could change without a new event
+4. each start is given the capacity it runs on (``capacity.attribute``: own lease, another
+   tenant's idle lease, unleased), which the drivers record with its run;
+5. ``next_wakeup`` is the earliest moment a decision could change without a new event
    (a grace period ends, a walltime expires, a running job's rank changes, a lease starts).
 
 Two walks, one visit. The *full walk* ranks every queued job (and, with leases, every
@@ -39,6 +41,7 @@ import heapq
 import math
 from dataclasses import dataclass
 
+from gpulease.scheduler.capacity import attribute
 from gpulease.scheduler.decisions import (
     PREEMPTED,
     RECLAIMED,
@@ -200,6 +203,7 @@ class Scheduler:
                 for x in queued
                 if x.tier is Tier.GUARANTEED and x.record.id not in started
             ]
+        attribute(state, decisions)  # whose capacity each start runs on
         decisions.next_wakeup = self._next_wakeup(state, decisions, ahead)
         return decisions
 

@@ -33,6 +33,7 @@ from gpulease.domain.states import (
     transition,
 )
 from gpulease.inventory.topology import Cluster
+from gpulease.scheduler.capacity import LeaseBook, Share
 from gpulease.scheduler.placement import FreeMap, Placement, never_fits
 
 Allocation = tuple[tuple[int, tuple[int, ...]], ...]  # ((node, (gpu indices...)), ...)
@@ -55,6 +56,7 @@ class JobRecord:
     # keep it through ``note_guarantees``; the engine serves the oldest claim first)
     guaranteed_since: float | None = None
     borrowed: bool = False  # started on capacity beyond its tenant's guarantee
+    shares: tuple[Share, ...] = ()  # whose capacity the current run holds (``capacity``)
     starts: int = 0
     preemptions: int = 0
     first_start: float | None = None
@@ -115,6 +117,8 @@ class SchedulerState:
         # job id -> number of its last queued/running membership change, in that order
         self.changes: dict[str, int] = {}
         self.claims: dict[str, float] = {}  # queued job -> guaranteed_since (those set)
+        # GPUs of running jobs attributed to each lease and to unleased capacity
+        self.book = LeaseBook()
         self.change_count = 0
 
     # ----------------------------------------------------------------- views
@@ -160,7 +164,15 @@ class SchedulerState:
         self._log(record, spec.submit_time, "submitted")
         return record
 
-    def start(self, job_id: str, placement: Placement, now: float, *, borrowed: bool) -> None:
+    def start(
+        self,
+        job_id: str,
+        placement: Placement,
+        now: float,
+        *,
+        borrowed: bool,
+        shares: tuple[Share, ...] = (),
+    ) -> None:
         record = self.job(job_id)
         if sum(c for _, c in placement) != record.spec.gpus:
             raise Conflict(f"job {job_id}: placement does not hold exactly {record.spec.gpus} GPUs")
@@ -184,6 +196,8 @@ class SchedulerState:
         record.allocation = tuple(allocation)
         record.run_start = now
         record.borrowed = borrowed
+        record.shares = shares
+        self.book.take(shares)
         record.starts += 1
         if record.first_start is None:
             record.first_start = now
@@ -331,6 +345,8 @@ class SchedulerState:
         tally[0] -= record.spec.gpus
         tally[1] -= record.run_start * record.spec.gpus
         self.deadlines.pop(record.id, None)
+        self.book.give(record.shares)
+        record.shares = ()
         record.allocation = ()
         record.run_start = None
         record.preempt_at = None

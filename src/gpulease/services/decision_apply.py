@@ -334,7 +334,7 @@ class Applier:
                         return None
                     taken = runs.start_run(
                         tx, job, placement, now, borrowed=start.borrowed, actor=ACTOR,
-                        free=free, batch=batch,
+                        free=free, batch=batch, shares=start.shares,
                     )  # fmt: skip
                     launch = self.launch_of(tx, job, taken)
 

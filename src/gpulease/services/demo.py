@@ -40,6 +40,7 @@ from gpulease.services import (
     kyc,
     leases,
     ledger_sequencer,
+    price_plans,
     screening_lists,
 )
 from gpulease.services.context import ServiceContext
@@ -275,6 +276,7 @@ def create_demo(
     )
     record_reference_chain(ctx, operator, SITE_ID)
     start = now.replace(microsecond=0)
+    create_demo_plan(ctx, operator, start)
     for key, name, country, kind, size in TENANTS:
         tenant = identity.create_tenant(ctx, operator, name=name, country=country, kind=kind)
         user, token = identity.create_user(
@@ -317,6 +319,26 @@ def create_demo(
         demo_sites.add_regional_sites(ctx, operator)
     ledger_sequencer.sequence(ctx)  # the demo's records at their positions, as init leaves them
     return users
+
+
+def create_demo_plan(ctx: ServiceContext, operator: Principal, start: datetime) -> None:
+    """The default price plan, in force from the start of the demo's first month: a
+    reserved GPU-hour at the leases' quoted rate, on-demand dearer, borrowed (preemptible)
+    capacity 60% off on-demand, lenders credited 50% of that revenue, SLA credits at the
+    committed rate for each GPU-hour late beyond an hour, capped at 30% of the reservation."""
+    price_plans.create_version(
+        ctx,
+        operator,
+        price_plans.PlanInput(
+            plan_id=price_plans.DEFAULT_PLAN,
+            effective_from=start.replace(day=1, hour=0, minute=0, second=0),
+            currency=ctx.settings.currency,
+            reserved_rate=ctx.settings.price_per_gpu_hour,
+            on_demand_rate=ctx.settings.price_per_gpu_hour * Decimal("1.5"),
+            borrowed_discount=Decimal("0.6"),
+            lending_share=Decimal("0.5"),
+        ),
+    )
 
 
 def record_reference_chain(ctx: ServiceContext, operator: Principal, site_id: str) -> None:

@@ -5,7 +5,8 @@ Two kinds of figures (docs/operations.md lists every family):
 * **Process figures**, kept in memory by the process that sees the event, in
   ``prometheus_client``'s default registry: API latency and requests by route template
   (``api.metrics`` observes them), scheduler pass and step latency and decisions
-  (:func:`observe_pass`, :func:`observe_step`), screening decisions by outcome
+  (:func:`observe_pass`, :func:`observe_step`), each job's wait from submission to its first
+  start by tenant (:func:`observe_waits`, a histogram), screening decisions by outcome
   (:func:`count_screening`). An increment costs a dict lookup and a lock: the submission
   path adds nothing more.
 * **Fleet figures** (GPUs allocated / idle / down per rack and tenant, queue length and
@@ -33,6 +34,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
@@ -86,6 +88,15 @@ DECISIONS = Counter(
     "Jobs started, finished, requeued (preempted, held, lost), timed out, failed",
     ["site", "kind"],
 )
+# Queue waits: seconds to days.
+WAITS = (1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 12 * 3600.0, 86400.0, 3 * 86400.0,
+         7 * 86400.0)  # fmt: skip
+QUEUE_WAIT_SECONDS = Histogram(
+    "gpulease_queue_wait_seconds",
+    "Time from a job's submission to its first start, by tenant (observed at the start)",
+    ["tenant"],
+    buckets=WAITS,
+)
 FAILED_PASSES = Counter("gpulease_scheduler_failed_passes", "Scheduler passes that failed")
 SCREENINGS = Counter(
     "gpulease_screening_decisions",
@@ -110,6 +121,15 @@ def observe_site_pass(report: PassFigures, seconds: float) -> None:
     ):
         if jobs:
             DECISIONS.labels(report.site_id, kind).inc(len(jobs))
+
+
+def observe_waits(starts: Iterable[tuple[str, datetime | None, datetime]]) -> None:
+    """Each first start's wait: (tenant, started at, submitted at) of the committed starts."""
+    for tenant, started, submitted in starts:
+        if started is not None:
+            QUEUE_WAIT_SECONDS.labels(tenant).observe(
+                max(0.0, (started - submitted).total_seconds())
+            )
 
 
 def observe_step(site_id: str, seconds: float) -> None:

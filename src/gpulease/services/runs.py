@@ -22,10 +22,12 @@ from typing import Any, Protocol
 
 from gpulease.domain.states import JOB_TRANSITIONS, JobState, transition
 from gpulease.executors.base import Completion
+from gpulease.metering.usage import CapacityClass
 from gpulease.persistence import bulk
 from gpulease.persistence.bulk import HeldGpu, RowBatch
 from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import Gpu, GpuAllocation, Job, JobLog
+from gpulease.scheduler.capacity import Share
 from gpulease.services import audit
 
 JOB_AUDIT_FIELDS = ("state", "wait_reason", "end_reason", "exit_code", "preemptions", "starts")
@@ -80,13 +82,19 @@ def start_run(
     actor: str,
     free: dict[str, list[tuple[int, str]]] | None = None,
     batch: RowBatch | None = None,
+    shares: Sequence[Share] = (),
 ) -> list[GpuRow]:
     """Give ``job`` the lowest free GPU slots of each (node, count) and mark it running.
 
     ``free``: each node's free GPUs as (slot, serial), lowest first, read once for many
     starts (``persistence.bulk.free_gpus``); the slots taken are removed from it.
-    ``batch``: the allocation rows and the audit record go there (module doc)."""
+    ``batch``: the allocation rows and the audit record go there (module doc).
+    ``shares``: whose capacity the GPUs are (``scheduler.capacity``), given to the
+    allocation rows in the order they are taken; with the guarantee claim the run ends,
+    written on each row (the SLA's evidence)."""
     before = audit.fields_of(job, JOB_AUDIT_FIELDS)
+    sources = _sources(shares, sum(count for _, count in placement))
+    claimed_at = job.guaranteed_since if not borrowed else None
     job.state = transition(JOB_TRANSITIONS, JobState(job.state), JobState.RUNNING, subject=job.id)
     if free is None:
         free = _free_gpus(tx, [node for node, _ in placement])
@@ -105,6 +113,8 @@ def start_run(
                 "purpose": job.purpose,
                 "start": now,
                 "end": None,
+                "claimed_at": claimed_at,
+                **sources[len(rows)],
             }
             if batch is None:
                 row = GpuAllocation(**values)
@@ -134,6 +144,56 @@ def start_run(
         reason=", ".join(f"{n}:{c}" for n, c in placement) + (" (borrowed)" if borrowed else ""),
     )
     return rows
+
+
+_NO_SOURCE: dict[str, str | None] = {
+    "capacity": None,
+    "lease_id": None,
+    "lender_lease_id": None,
+    "lender_tenant": None,
+}
+
+
+def _sources(shares: Sequence[Share], gpus: int) -> list[dict[str, str | None]]:
+    """Each GPU's capacity columns, in the order the GPUs are taken (none given: NULL)."""
+    out: list[dict[str, str | None]] = []
+    for share in shares:
+        source = {
+            "capacity": share.capacity.value,
+            "lease_id": share.lease_id,
+            "lender_lease_id": share.lender_lease_id,
+            "lender_tenant": share.lender_tenant,
+        }
+        out += [source] * share.gpus
+    if len(out) < gpus:
+        out += [_NO_SOURCE] * (gpus - len(out))
+    return out
+
+
+class _Sourced(Protocol):
+    @property
+    def capacity(self) -> str | None: ...
+    @property
+    def lease_id(self) -> str | None: ...
+    @property
+    def lender_lease_id(self) -> str | None: ...
+    @property
+    def lender_tenant(self) -> str | None: ...
+
+
+def shares_of(rows: Sequence[_Sourced]) -> tuple[Share, ...]:
+    """A run's shares read back from its allocation rows (rows without a capacity, written
+    before metering, give none: the kept state's book leaves them out)."""
+    counts: dict[tuple[str, str | None, str | None, str | None], int] = {}
+    for row in rows:
+        if row.capacity is None:
+            continue
+        key = (row.capacity, row.lease_id, row.lender_lease_id, row.lender_tenant)
+        counts[key] = counts.get(key, 0) + 1
+    return tuple(
+        Share(n, CapacityClass(cap), lease_id=lease, lender_lease_id=lender, lender_tenant=who)
+        for (cap, lease, lender, who), n in counts.items()
+    )
 
 
 def stop_run(

@@ -31,12 +31,14 @@ from gpulease.domain.models import LeaseGuarantee
 from gpulease.domain.states import JobState, NodeState
 from gpulease.persistence.db import Tx, is_outage
 from gpulease.persistence.tables import GpuAllocation, Job, Node, Tenant
+from gpulease.scheduler.capacity import Share
 from gpulease.scheduler.state import SchedulerState
 from gpulease.services import kyc, leases
 from gpulease.services.containment import Defect, defect_of, describe
 from gpulease.services.context import ServiceContext
 from gpulease.services.inventory import SiteTopology
 from gpulease.services.jobs import spec_of
+from gpulease.services.runs import shares_of
 
 log = logging.getLogger("gpulease.scheduler")
 USAGE_HALF_LIFE_S = 7 * 24 * 3600.0
@@ -65,6 +67,8 @@ class Snapshot:
     unclaimed: list[str] = field(default_factory=list)
     # queued and running jobs whose rows the scheduler cannot act on, left out: to fail
     defects: list[Defect] = field(default_factory=list)
+    # running job -> whose capacity its GPUs are (``scheduler.capacity``), from its rows
+    shares: dict[str, tuple[Share, ...]] = field(default_factory=dict)
 
     def claimed_ids(self) -> list[str]:
         return [job_id for job_id, job in self.jobs.items() if job.guaranteed_since is not None]
@@ -134,6 +138,7 @@ def take_snapshot(
         nodes = tx.all(tx.select(Node).where(Node.site_id == site_id))
         running_ids = [j.id for j in jobs if j.state == JobState.RUNNING]
         placements: dict[str, dict[str, int]] = defaultdict(dict)
+        sources: dict[str, list[GpuAllocation]] = defaultdict(list)
         if running_ids:
             for row in tx.all(
                 tx.select(GpuAllocation).where(
@@ -142,6 +147,7 @@ def take_snapshot(
             ):
                 per_node = placements[row.job_id]
                 per_node[row.node_id] = per_node.get(row.node_id, 0) + 1
+                sources[row.job_id].append(row)
         guarantees = [
             LeaseGuarantee(
                 lease.id,
@@ -173,6 +179,7 @@ def take_snapshot(
         versions={j.id: j.version for j in jobs},
         node_states={n.id: n.state for n in nodes},
         placements={job: sorted(p.items()) for job, p in placements.items()},
+        shares={job: shares_of(rows) for job, rows in sources.items()},
         guarantees=guarantees,
         usage=usage,
         purpose_held=purpose_held,
@@ -225,7 +232,13 @@ def rebuild(topology: SiteTopology, snap: Snapshot, pause: Pause | None = None) 
                 (topology.node_index[node], count)
                 for node, count in snap.placements.get(job.id, [])
             )
-            state.start(job.id, placement, to_seconds(job.started_at), borrowed=job.borrowed)
+            state.start(
+                job.id,
+                placement,
+                to_seconds(job.started_at),
+                borrowed=job.borrowed,
+                shares=snap.shares.get(job.id, ()),
+            )
         except Exception as error:  # its rows contradict the others: not started here
             refused(job, error)
             state.stop(job.id, to_seconds(snap.now), JobState.FAILED, "refused")

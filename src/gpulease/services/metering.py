@@ -1,0 +1,424 @@
+"""Metering: usage from the allocation rows, rated per tenant and period.
+
+Design (load, call the pure core, return typed values). :func:`load_period` reads the
+allocation rows that overlap a period (with the attribution the scheduler wrote at each
+start), the leases they name, the plans of the tenants involved, and turns them into usage
+records with the pure cores: ``metering.sources.split_at_leases`` (a lease that ended
+under a running job), then ``metering.usage.meter`` on the allocations clipped to the
+period, cut at the period's bounds, calendar months and every plan change. Open allocations
+are metered up to ``now``. :func:`rate_tenant` adds the tenant's leases and the SLA
+evidence (``sla_evidence``) and calls ``metering.rating.rate_period``; invoices are issued
+from it in :mod:`gpulease.services.invoicing`.
+
+What a principal sees: operator staff every tenant's usage; a tenant its own usage only,
+and of a borrowed record not whose lease it ran on (the lender is another tenant: texts a
+tenant reads name no other tenant). The lease holder sees what it lent as the lending credit
+on its invoice.
+
+Bounds: a period is 1 second to 366 days, inside years 2000..2999; a usage page is 1..1000
+records. Invariants: the records of a period reconcile with the allocation rows clipped to
+it (``metering.usage``'s property), and each is cut at the period's bounds, so a rating of
+the period sees each record whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from gpulease.domain.access import Action, Principal
+from gpulease.domain.errors import InvalidRequest, NotFound
+from gpulease.domain.states import JobState, LeaseState
+from gpulease.metering.periods import Granularity, Period, utc
+from gpulease.metering.plans import PlanSchedule
+from gpulease.metering.rating import (
+    GuaranteeWait,
+    LeaseTerm,
+    Rated,
+    SlaEvidence,
+    SlaRule,
+    rate_period,
+)
+from gpulease.metering.sources import (
+    RecordedAllocation,
+    split_at_leases,
+    without_clock_steps,
+)
+from gpulease.metering.usage import Allocation, CapacityClass, UsageRecord, meter
+from gpulease.persistence.db import Tx
+from gpulease.persistence.tables import GpuAllocation, Job, Lease, Tenant
+from gpulease.services import price_plans
+from gpulease.services.context import ServiceContext
+
+MAX_PERIOD = timedelta(days=366)
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+MAX_PAGE = 1000
+# Leases billed for their window: every state that reached approval (a reservation is billed
+# whether used or not); requests, refusals, withdrawals and lapsed holds are not.
+BILLED_LEASE_STATES = frozenset(
+    {
+        LeaseState.APPROVED.value,
+        LeaseState.SCHEDULED.value,
+        LeaseState.ACTIVE.value,
+        LeaseState.SUSPENDED.value,
+        LeaseState.ENDED.value,
+    }
+)
+
+
+def period_of(start: datetime, end: datetime) -> Period:
+    """A bounded billing period ``[start, end)`` (module doc), or InvalidRequest."""
+    period = Period(utc(start, "start"), utc(end, "end"))
+    if period.end - period.start > MAX_PERIOD:
+        raise InvalidRequest("a period is at most 366 days", field="end")
+    if period.start < EARLIEST or period.end > LATEST:
+        raise InvalidRequest("a period lies between the years 2000 and 2999", field="start")
+    return period
+
+
+def month_of(t: datetime) -> Period:
+    """The calendar month (UTC) that holds ``t``: the default period."""
+    return Period.of(utc(t), Granularity.MONTH)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """One usage record as a principal may read it (a tenant: no lender named)."""
+
+    id: str
+    tenant: str
+    job_id: str
+    gpu_serial: str
+    start: datetime
+    end: datetime
+    gpu_seconds: Decimal
+    capacity: str
+    lease_id: str | None
+    lender_lease_id: str | None
+    lender_tenant: str | None
+    open: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TenantUsage:
+    """A tenant's GPU-seconds in a period by capacity class, and what its leases lent."""
+
+    tenant: str
+    guaranteed: Decimal
+    borrowed: Decimal
+    on_demand: Decimal
+    lent: Decimal  # others' borrowed work on its leases' idle GPUs
+
+    @property
+    def total(self) -> Decimal:
+        return self.guaranteed + self.borrowed + self.on_demand
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodUsage:
+    """Everything one rating needs of a period, loaded in one read transaction."""
+
+    period: Period
+    now: datetime
+    records: list[UsageRecord]
+    plans: dict[str, PlanSchedule]  # tenant -> its plan
+    rules: dict[str, SlaRule]  # tenant -> the SLA rule in force at the period's start
+    leases: list[LeaseTerm]
+    evidence: SlaEvidence
+
+
+def _recorded(row: GpuAllocation) -> RecordedAllocation:
+    return RecordedAllocation(
+        id=f"alloc-{row.id}",
+        tenant=row.tenant_id,
+        job_id=row.job_id,
+        gpu_serial=row.gpu_serial,
+        start=row.start,
+        end=row.end,
+        capacity=None if row.capacity is None else CapacityClass(row.capacity),
+        lease_id=row.lease_id,
+        lender_lease_id=row.lender_lease_id,
+        lender_tenant=row.lender_tenant,
+    )
+
+
+def _clip(a: Allocation, period: Period, now: datetime) -> Allocation | None:
+    """``a`` inside ``period``; an open one stays open while ``now`` is inside the period.
+    An open allocation that starts after ``now`` (the clock stepped back) counts nothing
+    until ``now`` passes its start."""
+    start = max(a.start, period.start)
+    if a.end is not None:
+        end: datetime | None = min(a.end, period.end)
+    else:
+        end = period.end if now >= period.end else None
+    if (end is not None and end <= start) or (end is None and start > now):
+        return None
+    return Allocation(
+        id=a.id,
+        tenant=a.tenant,
+        job_id=a.job_id,
+        gpu_serial=a.gpu_serial,
+        start=start,
+        end=end,
+        capacity=a.capacity,
+        lease_id=a.lease_id,
+        lender_lease_id=a.lender_lease_id,
+        lender_tenant=a.lender_tenant,
+    )
+
+
+def _plans(
+    tx: Tx, tenants: Sequence[str], period: Period
+) -> tuple[dict[str, PlanSchedule], dict[str, SlaRule]]:
+    assigned = price_plans.assigned_plans(tx, list(tenants))
+    loaded = price_plans.schedules(tx, sorted(set(assigned.values())))
+    plans: dict[str, PlanSchedule] = {}
+    rules: dict[str, SlaRule] = {}
+    for tenant, plan_id in assigned.items():
+        found = loaded.get(plan_id)
+        if found is None:
+            continue  # rating this tenant says it has no plan
+        schedule, sla = found
+        plans[tenant] = schedule
+        at = max(period.start, schedule.starts[0])
+        rules[tenant] = sla[schedule.versions.index(schedule.at(at))]
+    return plans, rules
+
+
+def load_period(ctx: ServiceContext, period: Period, tenants: Iterable[str] | None) -> PeriodUsage:
+    """Usage records of ``period`` for ``tenants`` (None: every tenant) and of others' work
+    on their leases, with what rating them needs (module doc)."""
+    now = ctx.now()
+    wanted = None if tenants is None else sorted(set(tenants))
+    with ctx.db.transaction(write=False) as tx:
+        query = tx.select(GpuAllocation).where(
+            GpuAllocation.start < period.end,
+            (GpuAllocation.end.is_(None)) | (GpuAllocation.end > period.start),
+        )
+        if wanted is not None:
+            query = query.where(
+                GpuAllocation.tenant_id.in_(wanted) | GpuAllocation.lender_tenant.in_(wanted)
+            )
+        rows = tx.all(query.order_by(GpuAllocation.id))
+        neighbours = _neighbours(tx, rows, period) if wanted is not None else []
+        lease_query = tx.select(Lease).where(
+            Lease.state.in_(sorted(BILLED_LEASE_STATES)),
+            Lease.start < period.end,
+            Lease.end > period.start,
+        )
+        named = {r.lease_id for r in rows} | {r.lender_lease_id for r in rows}
+        named.discard(None)
+        leases = tx.all(lease_query)
+        known = {x.id for x in leases}
+        missing = sorted(x for x in named if x is not None and x not in known)
+        if missing:  # named by a run but not billed (e.g. ended before the period)
+            leases += tx.all(tx.select(Lease).where(Lease.id.in_(missing)))
+        involved = {r.tenant_id for r in rows} | {x.tenant_id for x in leases}
+        if wanted is not None:
+            involved |= set(wanted)
+        plans, rules = _plans(tx, sorted(involved), period)
+        evidence = _waits(tx, period, wanted)
+    windows = {x.id: (x.start, x.end) for x in leases}
+    # the GPUs' rows in the order written, others' on the same GPUs included: a clock step
+    # is trimmed alike whoever reads the period (``sources.without_clock_steps``)
+    mine = {r.id for r in rows}
+    written = sorted([*rows, *neighbours], key=lambda r: r.id)
+    recorded = [
+        x
+        for x, r in zip(without_clock_steps([_recorded(r) for r in written]), written, strict=True)
+        if r.id in mine
+    ]
+    allocations = []
+    for a in split_at_leases(recorded, windows):
+        clipped = _clip(a, period, now)
+        if clipped is not None:
+            allocations.append(clipped)
+    changes = {period.start, period.end}
+    for schedule in plans.values():
+        changes.update(schedule.change_times())
+    records = meter(allocations, max(now, period.start), Granularity.MONTH, sorted(changes))
+    terms = [
+        LeaseTerm(x.id, x.tenant_id, x.gpus, x.start, x.end, rate=x.rate, currency=x.currency)
+        for x in leases
+        if x.state in BILLED_LEASE_STATES
+    ]
+    return PeriodUsage(period, now, records, plans, rules, terms, evidence)
+
+
+def _neighbours(tx: Tx, rows: Sequence[GpuAllocation], period: Period) -> list[GpuAllocation]:
+    """Other tenants' rows of the period on the GPUs of ``rows`` (for the clock-step trim)."""
+    serials = sorted({r.gpu_serial for r in rows})
+    ids = {r.id for r in rows}
+    found: list[GpuAllocation] = []
+    for i in range(0, len(serials), 500):
+        found += tx.all(
+            tx.select(GpuAllocation).where(
+                GpuAllocation.gpu_serial.in_(serials[i : i + 500]),
+                GpuAllocation.start < period.end,
+                (GpuAllocation.end.is_(None)) | (GpuAllocation.end > period.start),
+            )
+        )
+    return [r for r in found if r.id not in ids]
+
+
+def _waits(tx: Tx, period: Period, tenants: list[str] | None) -> SlaEvidence:
+    """Demand within a guarantee that waited into the period: runs that started after a
+    claim (their rows' ``claimed_at``), and queued jobs still claiming."""
+    query = tx.select(GpuAllocation).where(
+        GpuAllocation.claimed_at.is_not(None),
+        GpuAllocation.claimed_at < period.end,
+        GpuAllocation.start > period.start,
+        GpuAllocation.capacity == CapacityClass.GUARANTEED.value,
+    )
+    if tenants is not None:
+        query = query.where(GpuAllocation.tenant_id.in_(tenants))
+    runs: dict[tuple[str, datetime], list[GpuAllocation]] = {}
+    for row in tx.all(query.order_by(GpuAllocation.id)):
+        runs.setdefault((row.job_id, row.start), []).append(row)
+    waits = []
+    for (job_id, start), held in sorted(runs.items()):
+        first = held[0]
+        if first.claimed_at is None or first.lease_id is None:
+            continue
+        waits.append(
+            GuaranteeWait(
+                f"{job_id}@{start.isoformat()}", first.lease_id, len(held), first.claimed_at, start
+            )
+        )
+    queued = tx.select(Job).where(
+        Job.state == JobState.QUEUED.value,
+        Job.guaranteed_since.is_not(None),
+        Job.guaranteed_since < period.end,
+    )
+    if tenants is not None:
+        queued = queued.where(Job.tenant_id.in_(tenants))
+    jobs = tx.all(queued.order_by(Job.id))
+    if jobs:
+        leases = tx.all(
+            tx.select(Lease)
+            .where(
+                Lease.tenant_id.in_(sorted({j.tenant_id for j in jobs})),
+                Lease.state.in_(sorted(BILLED_LEASE_STATES)),
+            )
+            .order_by(Lease.start, Lease.id)
+        )
+        for job in jobs:
+            since = job.guaranteed_since
+            assert since is not None
+            lease = next(
+                (x for x in leases if x.tenant_id == job.tenant_id and x.start <= since < x.end),
+                None,
+            )
+            if lease is not None:
+                waits.append(GuaranteeWait(f"{job.id}@queued", lease.id, job.gpus, since, None))
+    return SlaEvidence(waits=tuple(waits))
+
+
+def rate_tenant(usage: PeriodUsage, tenant: str) -> Rated:
+    """``tenant``'s period priced (``metering.rating.rate_period``)."""
+    return rate_period(
+        tenant,
+        usage.period,
+        usage.records,
+        usage.leases,
+        usage.plans,
+        usage.rules.get(tenant),
+        usage.evidence,
+    )
+
+
+def _visible(principal: Principal, tenant: str | None) -> list[str] | None:
+    """The tenants a usage read covers: a tenant user's own; staff the one named or all."""
+    scope_all = principal.is_operator
+    principal.scope(Action.USAGE_READ)
+    if not scope_all:
+        return [principal.acting_tenant(tenant)]
+    return None if tenant is None else [tenant]
+
+
+def _check_tenant(ctx: ServiceContext, principal: Principal, tenant: str | None) -> None:
+    if tenant is None:
+        return
+    with ctx.db.transaction(write=False) as tx:
+        row = tx.get(Tenant, tenant)
+    if row is None:
+        raise NotFound(f"no tenant {tenant!r}", tenant_id=tenant)
+    principal.authorize(Action.USAGE_READ, tenant_id=tenant, record_id=tenant, kind="tenant")
+
+
+def usage_records(
+    ctx: ServiceContext,
+    principal: Principal,
+    period: Period,
+    *,
+    tenant: str | None = None,
+    offset: int = 0,
+    limit: int = 100,
+) -> tuple[list[UsageRow], int]:
+    """A page of the period's usage records the principal may read, sorted by (tenant,
+    GPU, start), and how many there are in all."""
+    if not 1 <= limit <= MAX_PAGE or not 0 <= offset <= 10_000_000:
+        raise InvalidRequest(f"limit is 1..{MAX_PAGE}, offset 0..10000000", field="limit")
+    _check_tenant(ctx, principal, tenant)
+    tenants = _visible(principal, tenant)
+    usage = load_period(ctx, period, tenants)
+    own = [r for r in usage.records if tenants is None or r.tenant in tenants]
+    own.sort(key=lambda r: (r.tenant, r.gpu_serial, r.start, r.id))
+    page = own[offset : offset + limit]
+    hide = not principal.is_operator
+    rows = [
+        UsageRow(
+            id=r.id,
+            tenant=r.tenant,
+            job_id=r.job_id,
+            gpu_serial=r.gpu_serial,
+            start=r.start,
+            end=r.end,
+            gpu_seconds=r.gpu_seconds,
+            capacity=r.capacity.value,
+            lease_id=r.lease_id,
+            lender_lease_id=None if hide else r.lender_lease_id,
+            lender_tenant=None if hide else r.lender_tenant,
+            open=r.open,
+        )
+        for r in page
+    ]
+    return rows, len(own)
+
+
+def usage_by_tenant(
+    ctx: ServiceContext, principal: Principal, period: Period, *, tenant: str | None = None
+) -> list[TenantUsage]:
+    """Each visible tenant's GPU-seconds in ``period`` by class, and what its leases lent
+    (operator staff: every tenant with usage or lending; a tenant: itself)."""
+    _check_tenant(ctx, principal, tenant)
+    tenants = _visible(principal, tenant)
+    usage = load_period(ctx, period, tenants)
+    zero = Decimal(0)
+    sums: dict[str, dict[str, Decimal]] = {}
+
+    def add(who: str, kind: str, secs: Decimal) -> None:
+        sums.setdefault(who, {}).setdefault(kind, zero)
+        sums[who][kind] += secs
+
+    for r in usage.records:
+        if tenants is None or r.tenant in tenants:
+            add(r.tenant, r.capacity.value, r.gpu_seconds)
+        if r.lender_tenant is not None and (tenants is None or r.lender_tenant in tenants):
+            add(r.lender_tenant, "lent", r.gpu_seconds)
+    if tenants is not None:
+        for t in tenants:
+            sums.setdefault(t, {})
+    return [
+        TenantUsage(
+            tenant=t,
+            guaranteed=k.get(CapacityClass.GUARANTEED.value, zero),
+            borrowed=k.get(CapacityClass.BORROWED.value, zero),
+            on_demand=k.get(CapacityClass.ON_DEMAND.value, zero),
+            lent=k.get("lent", zero),
+        )
+        for t, k in sorted(sums.items())
+    ]
