@@ -67,6 +67,11 @@ WALK: dict[tuple[str, str], list[Visit]] = {
         Visit("/ui/compliance/policy", Action.POLICY_READ),
         Visit("/ui/compliance/policy?as_of=2026-11-10", Action.POLICY_READ),
     ],
+    # metered usage: a tenant's own (pages/usage.py)
+    ("GET", "/ui/usage"): [
+        Visit("/ui/usage?month=2026-03", Action.USAGE_READ),
+        Visit("/ui/usage?tenant={b_tenant}", Action.USAGE_READ, foreign=True),
+    ],
     # POSTs that decide: walked for every role in test_compliance_pages.py
     ("POST", "/ui/compliance/cases/{case_id}/decide"): [],
     ("POST", "/ui/compliance/purpose-reviews/{review_id}/decide"): [],

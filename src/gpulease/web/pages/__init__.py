@@ -8,6 +8,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from gpulease.web.pages import compliance, fleet, leases, ledger, queue
+from gpulease.web.pages import compliance, fleet, leases, ledger, queue, usage
 
-MODULES: tuple[ModuleType, ...] = (fleet, queue, leases, ledger, compliance)
+MODULES: tuple[ModuleType, ...] = (fleet, queue, leases, ledger, compliance, usage)
