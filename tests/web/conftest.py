@@ -54,6 +54,7 @@ from gpulease.domain.clock import ManualClock
 from gpulease.persistence.db import Database
 from gpulease.services.context import ServiceContext
 from gpulease.services.demo import DemoUser
+from gpulease.services.ledger_sequencer import Sequencer
 from gpulease.settings import Settings
 
 
@@ -108,6 +109,10 @@ def live_site(
     site.jobs = busy_demo(ctx, users)
     sign_ledger(ctx)
     app = create_app(ctx=ctx)
+    # the scheduler process sequences the ledger in production; this site has none, so the
+    # records its pages write (logins) would wait past the merge delay and verify as late
+    sequencer = Sequencer(ctx)
+    sequencer.start()
     sock = free_socket()
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -123,6 +128,7 @@ def live_site(
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+        sequencer.stop()
         sock.close()
         db.dispose()
 
