@@ -28,7 +28,13 @@ from gpulease.domain.models import (
 from gpulease.domain.states import NODE_TRANSITIONS, JobState
 from gpulease.inventory.topology import ClusterSpec, build_cluster
 from gpulease.scheduler.engine import Decisions, Scheduler, SchedulerConfig, apply_decisions
-from gpulease.scheduler.ordering import Las, LasFairShare, OrderingPolicy, make_policy
+from gpulease.scheduler.ordering import (
+    Las,
+    LasFairShare,
+    LasGang,
+    OrderingPolicy,
+    make_policy,
+)
 from gpulease.scheduler.placement import WaitCode, never_fits
 from gpulease.scheduler.state import SchedulerState
 
@@ -43,7 +49,7 @@ def policy_named(name: str) -> OrderingPolicy:
     if name == "las-fast":
         return Las(limits=FAST_LIMITS, name=name)
     if name == "default-fast":
-        return LasFairShare(las=Las(limits=FAST_LIMITS), name=name)
+        return LasFairShare(las=LasGang(limits=FAST_LIMITS[:2], exponents=(0.0, 0.5)), name=name)
     return make_policy(name)
 
 

@@ -23,7 +23,13 @@ from gpulease.domain.models import JobSpec, LeaseGuarantee, PriorityClass
 from gpulease.domain.states import NODE_TRANSITIONS, JobState
 from gpulease.inventory.topology import ClusterSpec, build_cluster
 from gpulease.scheduler.engine import Decisions, Scheduler, SchedulerConfig, apply_decisions
-from gpulease.scheduler.ordering import Las, LasFairShare, OrderingPolicy, make_policy
+from gpulease.scheduler.ordering import (
+    Las,
+    LasFairShare,
+    LasGang,
+    OrderingPolicy,
+    make_policy,
+)
 from gpulease.scheduler.placement import WaitCode, never_fits
 from gpulease.scheduler.quota import guarantees_at
 from gpulease.scheduler.releases import GraceReleases
@@ -35,7 +41,7 @@ FAST = (30.0, 120.0, 480.0)  # LAS levels crossed within a few steps: running jo
 
 def policy_named(name: str) -> OrderingPolicy:
     if name == "default-fast":
-        return LasFairShare(las=Las(limits=FAST), name=name)
+        return LasFairShare(las=LasGang(limits=FAST[:2], exponents=(0.0, 0.5)), name=name)
     if name == "las-fast":
         return Las(limits=FAST, name=name)
     return make_policy(name)

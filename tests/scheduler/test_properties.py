@@ -34,6 +34,7 @@ from gpulease.scheduler.ordering import (
     POLICY_NAMES,
     Las,
     LasFairShare,
+    LasGang,
     OrderingPolicy,
     make_policy,
 )
@@ -111,7 +112,7 @@ def policy_named(name: str) -> OrderingPolicy:
     if name == "las-fast":
         return Las(limits=FAST_LIMITS, name=name)
     if name == "default-fast":
-        return LasFairShare(las=Las(limits=FAST_LIMITS), name=name)
+        return LasFairShare(las=LasGang(limits=FAST_LIMITS[:2], exponents=(0.0, 0.5)), name=name)
     return make_policy(name)
 
 

@@ -18,8 +18,10 @@ Policies:
                ones; victims latest entry first) and, among waiting jobs, smaller gangs
                first, then the one that has run longer: still non-clairvoyant.
 * ``fairshare``decayed fair share: tenants with the least recent usage per leased GPU first.
-* ``default``  LAS levels, then fair share inside a level, greedy work-conserving placement
-               with preemption; leases and priority classes on top (see ``quota``).
+* ``default``  ``las-gang``'s levels and in-level rules with fair share between tenants
+               inside a level: (level, tenant's share, gang size, service per GPU); greedy
+               work-conserving placement with preemption; leases and priority classes on
+               top (see ``quota``).
 """
 
 from __future__ import annotations
@@ -85,21 +87,29 @@ class SplitKey(Protocol):
     stays constant while the job is queued and a part that depends only on the tenant.
 
     Contract, for every queued job and context (the engine's queue index relies on it):
-    ``key(job, ctx) == queued_key(job, ctx.now) + tenant_key(job.spec.tenant, ctx)``;
-    ``queued_key`` does not change while the job stays queued; ``preempt_key(job, now)`` is a
-    prefix of ``queued_key(job, now)``. A policy without these methods still works: the
-    engine then ranks the whole queue every step.
+    ``key(job, ctx) == queued_key(job, ctx.now) + tenant_key(job.spec.tenant, ctx) +
+    inner_key(job, ctx.now)``; ``queued_key`` and ``inner_key`` do not change while the job
+    stays queued; ``preempt_key(job, now)`` is a prefix of ``queued_key(job, now)``. The
+    inner key orders one tenant's jobs inside what the tenant key leaves equal (``default``:
+    gang size and service inside a level, after the tenant's share); most policies have
+    none. A policy without these methods still works: the engine then ranks the whole queue
+    every step.
     """
 
     def queued_key(self, job: JobRecord, now: float) -> tuple[float, ...]: ...
 
     def tenant_key(self, tenant: str, ctx: OrderContext) -> tuple[float, ...]: ...
 
+    def inner_key(self, job: JobRecord, now: float) -> tuple[float, ...]: ...
 
-# A policy may also say ``coarse_ordered = True``: its ``queued_key`` is its ``preempt_key``
-# (for running jobs too), so inside one tenant jobs rank by ``(-priority, *preempt_key,
-# submit, seq)``. With leases, the engine then computes tiers from its kept indexes
-# (``tiers``) instead of ranking every job; without the flag it ranks the whole queue.
+
+# A policy may also say ``coarse_ordered = True``: inside one tenant (whose tenant key is one
+# value) a running job ranks by ``(-priority, *preempt_key, submit, seq)`` and a queued one
+# by ``(-priority, *queued_key, *inner_key, submit, seq)``, and these two keys of a running
+# and a queued job are never one a proper prefix of the other (so comparing them nested, as
+# the indexes do, orders as comparing them flat). With leases, the engine then computes
+# tiers from its kept indexes (``tiers``) instead of ranking every job; without the flag it
+# ranks the whole queue.
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +127,9 @@ class Fifo:
         return ()
 
     def tenant_key(self, tenant: str, ctx: OrderContext) -> tuple[float, ...]:
+        return ()
+
+    def inner_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
         return ()
 
     def preempt_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
@@ -158,6 +171,9 @@ class Las:
         return (float(self.level(job, now)),)  # a queued job's attained service is constant
 
     def tenant_key(self, tenant: str, ctx: OrderContext) -> tuple[float, ...]:
+        return ()
+
+    def inner_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
         return ()
 
     def preempt_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
@@ -207,7 +223,9 @@ class LasGang(Las):
     limits: Sequence[float] = LAS_GANG_LIMITS
     exponents: Sequence[float] = LAS_GANG_WIDTH_EXPONENTS
     name: str = "las-gang"
-    coarse_ordered: ClassVar[bool] = False  # gang size and service rank inside a level
+    # A running job's key is its preempt key, and (level, _KEPT / _ENTERING, ...) and a
+    # queued job's (level, _WAITING, ...) differ by their second element at the latest.
+    coarse_ordered: ClassVar[bool] = True
 
     def job_limits(self, job: JobRecord) -> tuple[float, ...]:
         gpus = job.spec.gpus
@@ -281,6 +299,9 @@ class FairShare:
     def tenant_key(self, tenant: str, ctx: OrderContext) -> tuple[float, ...]:
         return (ctx.usage.get(tenant, 0.0) / ctx.weights.get(tenant, 1.0),)
 
+    def inner_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
+        return ()
+
     def preempt_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
         return ()
 
@@ -290,9 +311,19 @@ class FairShare:
 
 @dataclass(frozen=True, slots=True)
 class LasFairShare:
-    """The default: LAS levels first, decayed fair share between tenants inside a level."""
+    """The default: LAS levels first, decayed fair share between tenants inside a level, then
+    the level's own order inside a tenant.
 
-    las: Las = field(default_factory=Las)
+    A queued job's key is ``(*coarse, tenant's share, *rest)``, where ``coarse`` is the
+    level's preempt key (``las.preempt_key``: a prefix of ``las.queued_key``) and ``rest``
+    what ``las.queued_key`` adds to it (``las-gang``: fewer GPUs first, then the one that has
+    run longer). So tenants share a level by their decayed usage per leased GPU, and each
+    tenant's turn goes to its job that Tiresias' discipline would pick. A running job's key
+    is ``las``' key for it (a preempt key) then the share: victims inside a level go by
+    ``las``' rule (``las-gang``: latest entry first), across tenants of equal entry by share.
+    """
+
+    las: Las = field(default_factory=LasGang)
     share: FairShare = field(default_factory=FairShare)
     name: str = "default"
     preemptive: bool = True
@@ -304,13 +335,19 @@ class LasFairShare:
         return bool(getattr(self.las, "coarse_ordered", False))
 
     def key(self, job: JobRecord, ctx: OrderContext) -> tuple[float, ...]:
-        return self.las.key(job, ctx) + self.share.key(job, ctx)
+        if job.run_start is not None:
+            return self.las.key(job, ctx) + self.share.key(job, ctx)
+        now = ctx.now
+        return self.queued_key(job, now) + self.share.key(job, ctx) + self.inner_key(job, now)
 
     def queued_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
-        return self.las.queued_key(job, now) + self.share.queued_key(job, now)
+        return self.las.preempt_key(job, now)  # of a queued job: constant while queued
 
     def tenant_key(self, tenant: str, ctx: OrderContext) -> tuple[float, ...]:
-        return self.las.tenant_key(tenant, ctx) + self.share.tenant_key(tenant, ctx)
+        return self.share.tenant_key(tenant, ctx)
+
+    def inner_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
+        return self.las.queued_key(job, now)[len(self.las.preempt_key(job, now)) :]
 
     def preempt_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
         return self.las.preempt_key(job, now)
