@@ -1349,3 +1349,30 @@ def test_another_tenants_reservation_does_not_hold_back_a_guaranteed_job(
     decisions = run_step(scheduler("easy"), state, 10.0)
     assert decisions.starts == [Start("o", ((1, 4),), False)]  # node 1, in the reserved rack
     assert "head" in decisions.waiting
+
+
+def test_default_gives_rack_scale_gangs_more_levels_and_no_yield_on_entry(
+    make_state: MakeState, job: MakeJob
+) -> None:
+    """Under ``default`` a job with a segment (a rack-scale gang) has seven levels and keeps
+    its GPUs when it enters one; a job without is ranked exactly as ``las-gang`` ranks it."""
+    from gpulease.scheduler.ordering import LasGang, LasGangRack
+
+    policy, gang = LasGangRack(), LasGang()
+    state = make_state(
+        "2x4x8",
+        jobs=[job("rack", 16, segment=16, topology="required"), job("plain", 16, submit=1)],
+    )
+    state.start("rack", ((0, 8), (1, 8)), 0.0, borrowed=True)
+    state.start("plain", ((4, 8), (5, 8)), 0.0, borrowed=True)
+    rack, plain = state.job("rack"), state.job("plain")
+    assert policy.job_limits(plain) == gang.job_limits(plain) == (3250.0, 28800.0)
+    assert policy.job_limits(rack) == (3250.0, *(28800.0 * 4.0**i for i in range(6)))
+    # both cross 28,800 GPU-s at 1,800 s: the plain job yields once, the gang does not
+    assert policy.preempt_key(plain, 1800.0) == gang.preempt_key(plain, 1800.0)
+    assert policy.preempt_key(plain, 1800.0) == (2.0, 1.0, 1800.0)
+    assert policy.next_key_change(plain, 1000.0) == 1800.0
+    assert policy.next_key_change(plain, 1800.0) == 1800.0 + 1e-3
+    assert policy.preempt_key(rack, 1800.0) == (2.0, 0.0, 1800.0)
+    assert policy.next_key_change(rack, 1800.0) == 4 * 28800.0 / 16  # the next level
+    assert policy.level(rack, 10 * 3600.0) == 4  # 576,000 GPU-s: past 460,800

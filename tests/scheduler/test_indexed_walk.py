@@ -31,7 +31,7 @@ from gpulease.scheduler.engine import Decisions, Scheduler, SchedulerConfig, app
 from gpulease.scheduler.ordering import (
     Las,
     LasFairShare,
-    LasGang,
+    LasGangRack,
     OrderingPolicy,
     make_policy,
 )
@@ -45,11 +45,21 @@ GREEDY = ("default", "las", "fairshare", "las-gang", "default-fast", "las-fast")
 OTHERS = ("fifo", "easy")
 
 
+def fast_gangs(limits: tuple[float, ...]) -> LasGangRack:
+    """``default``'s levels made fast: las-gang's two, rack-scale gangs' three."""
+    return LasGangRack(
+        limits=limits[:2],
+        exponents=(0.0, 0.5),
+        rack_limits=limits,
+        rack_exponents=(0.0, 0.5, 0.5),
+    )
+
+
 def policy_named(name: str) -> OrderingPolicy:
     if name == "las-fast":
         return Las(limits=FAST_LIMITS, name=name)
     if name == "default-fast":
-        return LasFairShare(las=LasGang(limits=FAST_LIMITS[:2], exponents=(0.0, 0.5)), name=name)
+        return LasFairShare(las=fast_gangs(FAST_LIMITS), name=name)
     return make_policy(name)
 
 
