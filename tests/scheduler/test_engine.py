@@ -1354,7 +1354,7 @@ def test_another_tenants_reservation_does_not_hold_back_a_guaranteed_job(
 def test_default_gives_rack_scale_gangs_more_levels_and_no_yield_on_entry(
     make_state: MakeState, job: MakeJob
 ) -> None:
-    """Under ``default`` a job with a segment (a rack-scale gang) has seven levels and keeps
+    """Under ``default`` a job with a segment (a rack-scale gang) has eight levels and keeps
     its GPUs when it enters one; a job without is ranked exactly as ``las-gang`` ranks it."""
     from gpulease.scheduler.ordering import LasGang, LasGangRack
 
