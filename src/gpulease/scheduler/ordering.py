@@ -28,6 +28,7 @@ Policies:
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -206,6 +207,14 @@ _KEPT, _WAITING, _ENTERING = 0.0, 0.5, 1.0
 ENTRY_S = 1e-3
 
 
+@functools.cache
+def _scaled(
+    limits: tuple[float, ...], exponents: tuple[float, ...], gpus: int
+) -> tuple[float, ...]:
+    """Limit i x GPUs ** exponent i (a job's levels; asked at every rank, so kept)."""
+    return tuple(limit * gpus**exponent for limit, exponent in zip(limits, exponents, strict=True))
+
+
 @dataclass(frozen=True, slots=True)
 class LasGang(Las):
     """LAS levels with Tiresias' discipline inside a level, and smaller gangs first.
@@ -229,11 +238,7 @@ class LasGang(Las):
     coarse_ordered: ClassVar[bool] = True
 
     def job_limits(self, job: JobRecord) -> tuple[float, ...]:
-        gpus = job.spec.gpus
-        return tuple(
-            limit * gpus**exponent
-            for limit, exponent in zip(self.limits, self.exponents, strict=True)
-        )
+        return _scaled(tuple(self.limits), tuple(self.exponents), job.spec.gpus)
 
     def level(self, job: JobRecord, now: float) -> int:
         return bisect.bisect_right(self.job_limits(job), _settled(job.attained_at(now)))
@@ -314,11 +319,7 @@ class LasGangRack(LasGang):
     def job_limits(self, job: JobRecord) -> tuple[float, ...]:
         if job.spec.topology.segment is None:
             return LasGang.job_limits(self, job)
-        gpus = job.spec.gpus
-        return tuple(
-            limit * gpus**exponent
-            for limit, exponent in zip(self.rack_limits, self.rack_exponents, strict=True)
-        )
+        return _scaled(tuple(self.rack_limits), tuple(self.rack_exponents), job.spec.gpus)
 
     def yields_on_entry(self, job: JobRecord) -> bool:
         return job.spec.topology.segment is None
