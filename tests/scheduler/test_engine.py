@@ -96,6 +96,11 @@ def test_same_state_same_decisions(
     first = scheduler("default", grace=30).step(state, 100.0)
     assert scheduler("default", grace=30).step(state, 100.0) == first
     assert first.starts == [
+        Start("c", ((1, 2),), True),  # fewer GPUs first; best fit: rack 0 has 4, rack 1 8
+        Start("b", ((2, 4), (3, 2)), True),
+    ]
+    # las ranks a level in submission order: b first, then c on what b leaves of rack 1
+    assert scheduler("las", grace=30).step(state, 100.0).starts == [
         Start("b", ((2, 4), (3, 2)), True),
         Start("c", ((3, 2),), True),  # best fit: rack 1 has 2 left, rack 0 has 4
     ]
@@ -988,7 +993,8 @@ def test_next_wakeup_values(
     # With a queue, LAS wakes when a's level changes: 3,600 GPU-s / 2 GPUs = 1,800 s.
     state.submit(job("big", 8, submit=10))
     assert scheduler("las").step(state, 10.0).next_wakeup == 1800.0
-    assert scheduler("default").step(state, 10.0).next_wakeup == 1800.0
+    # default (las-gang's levels): a leaves level 0 at 3,250 GPU-s / 2 GPUs = 1,625 s
+    assert scheduler("default").step(state, 10.0).next_wakeup == 1625.0
     assert scheduler("fifo").step(state, 10.0).next_wakeup is None
     # At 1,800 s a reaches level 1: big (level 0) preempts it and starts; with a queued again,
     # the next change is big's own crossing: 3,600 GPU-s / 8 GPUs = 450 s later.
@@ -1030,9 +1036,59 @@ def test_split_keys_add_up_to_the_policy_key(
     ctx = OrderContext(6000.0, state.usage_by_tenant(6000.0), {"x": 2.0})
     for record in state.queued.values():
         queued = chosen.queued_key(record, ctx.now)
-        assert chosen.key(record, ctx) == queued + chosen.tenant_key(record.spec.tenant, ctx)
+        tenant = chosen.tenant_key(record.spec.tenant, ctx)
+        assert chosen.key(record, ctx) == queued + tenant + chosen.inner_key(record, ctx.now)
         prefix = chosen.preempt_key(record, ctx.now)
         assert queued[: len(prefix)] == prefix
+
+
+def test_default_shares_a_level_between_tenants_then_ranks_each_tenant_as_las_gang(
+    make_state: MakeState, job: MakeJob
+) -> None:
+    """Inside a level, the tenant with less usage per leased GPU first; inside a tenant's
+    turn, las-gang's order (fewer GPUs first, then more service); and the queue index's
+    groups, merged by their prefix, give exactly that order."""
+    from gpulease.scheduler.ordering import LasGang, OrderContext, make_policy
+    from gpulease.scheduler.queue_index import QueueIndex
+
+    policy = make_policy("default")
+    state = make_state(
+        "1x4x8",
+        jobs=[
+            job("x-big", 16, tenant="x"),
+            job("x-small", 2, tenant="x", submit=1),
+            job("y-big", 8, tenant="y", submit=2),
+            job("y-small", 1, tenant="y", submit=3),
+            job("y-ran", 8, tenant="y", submit=4),
+            job("x-old", 1, tenant="x", submit=5),
+        ],
+    )
+    state.start("y-ran", ((0, 8),), 0.0, borrowed=True)
+    state.stop("y-ran", 100.0, JobState.QUEUED)  # 800 GPU-s: still level 0
+    state.start("x-old", ((0, 1),), 100.0, borrowed=True)
+    state.stop("x-old", 4000.0, JobState.QUEUED)  # 3,900 GPU-s: level 1
+    state.credit_usage("y", 1e6, 4000.0)  # y has used far more than x
+    ctx = OrderContext(4000.0, state.usage_by_tenant(4000.0), {})
+    ranked = sorted(state.queued.values(), key=lambda r: policy.key(r, ctx))
+    assert [r.id for r in ranked] == ["x-small", "x-big", "y-small", "y-ran", "y-big", "x-old"]
+    # one tenant alone ranks as las-gang
+    gang = LasGang()
+    mine = [r for r in state.queued.values() if r.spec.tenant == "y"]
+    assert sorted(mine, key=lambda r: policy.key(r, ctx)) == sorted(
+        mine, key=lambda r: gang.key(r, ctx)
+    )
+    # the index keeps (level, waiting) before the share and (GPUs, service) after it
+    index = QueueIndex(policy)
+    index.sync(state, 4000.0)
+    merged = sorted(
+        (
+            (*g.outer, *policy.tenant_key(g.tenant, ctx), *g.inner, *entry[:2]),
+            entry[2],
+        )
+        for g in index.groups.values()
+        for entry in g.entries
+    )
+    assert [job_id for _, job_id in merged] == [r.id for r in ranked]
 
 
 def test_the_queue_index_follows_queue_changes_between_steps(
@@ -1293,3 +1349,30 @@ def test_another_tenants_reservation_does_not_hold_back_a_guaranteed_job(
     decisions = run_step(scheduler("easy"), state, 10.0)
     assert decisions.starts == [Start("o", ((1, 4),), False)]  # node 1, in the reserved rack
     assert "head" in decisions.waiting
+
+
+def test_default_gives_rack_scale_gangs_more_levels_and_no_yield_on_entry(
+    make_state: MakeState, job: MakeJob
+) -> None:
+    """Under ``default`` a job with a segment (a rack-scale gang) has eight levels and keeps
+    its GPUs when it enters one; a job without is ranked exactly as ``las-gang`` ranks it."""
+    from gpulease.scheduler.ordering import LasGang, LasGangRack
+
+    policy, gang = LasGangRack(), LasGang()
+    state = make_state(
+        "2x4x8",
+        jobs=[job("rack", 16, segment=16, topology="required"), job("plain", 16, submit=1)],
+    )
+    state.start("rack", ((0, 8), (1, 8)), 0.0, borrowed=True)
+    state.start("plain", ((4, 8), (5, 8)), 0.0, borrowed=True)
+    rack, plain = state.job("rack"), state.job("plain")
+    assert policy.job_limits(plain) == gang.job_limits(plain) == (3250.0, 28800.0)
+    assert policy.job_limits(rack) == (3250.0, *(28800.0 * 4.0**i for i in range(6)))
+    # both cross 28,800 GPU-s at 1,800 s: the plain job yields once, the gang does not
+    assert policy.preempt_key(plain, 1800.0) == gang.preempt_key(plain, 1800.0)
+    assert policy.preempt_key(plain, 1800.0) == (2.0, 1.0, 1800.0)
+    assert policy.next_key_change(plain, 1000.0) == 1800.0
+    assert policy.next_key_change(plain, 1800.0) == 1800.0 + 1e-3
+    assert policy.preempt_key(rack, 1800.0) == (2.0, 0.0, 1800.0)
+    assert policy.next_key_change(rack, 1800.0) == 4 * 28800.0 / 16  # the next level
+    assert policy.level(rack, 10 * 3600.0) == 4  # 576,000 GPU-s: past 460,800

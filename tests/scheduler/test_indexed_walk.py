@@ -28,7 +28,13 @@ from gpulease.domain.models import (
 from gpulease.domain.states import NODE_TRANSITIONS, JobState
 from gpulease.inventory.topology import ClusterSpec, build_cluster
 from gpulease.scheduler.engine import Decisions, Scheduler, SchedulerConfig, apply_decisions
-from gpulease.scheduler.ordering import Las, LasFairShare, OrderingPolicy, make_policy
+from gpulease.scheduler.ordering import (
+    Las,
+    LasFairShare,
+    LasGangRack,
+    OrderingPolicy,
+    make_policy,
+)
 from gpulease.scheduler.placement import WaitCode, never_fits
 from gpulease.scheduler.state import SchedulerState
 
@@ -39,11 +45,21 @@ GREEDY = ("default", "las", "fairshare", "las-gang", "default-fast", "las-fast")
 OTHERS = ("fifo", "easy")
 
 
+def fast_gangs(limits: tuple[float, ...]) -> LasGangRack:
+    """``default``'s levels made fast: las-gang's two, rack-scale gangs' three."""
+    return LasGangRack(
+        limits=limits[:2],
+        exponents=(0.0, 0.5),
+        rack_limits=limits,
+        rack_exponents=(0.0, 0.5, 0.5),
+    )
+
+
 def policy_named(name: str) -> OrderingPolicy:
     if name == "las-fast":
         return Las(limits=FAST_LIMITS, name=name)
     if name == "default-fast":
-        return LasFairShare(las=Las(limits=FAST_LIMITS), name=name)
+        return LasFairShare(las=fast_gangs(FAST_LIMITS), name=name)
     return make_policy(name)
 
 

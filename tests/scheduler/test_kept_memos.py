@@ -19,11 +19,23 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from gpulease.domain.models import JobSpec, LeaseGuarantee, PriorityClass
+from gpulease.domain.models import (
+    JobSpec,
+    LeaseGuarantee,
+    PriorityClass,
+    TopologyMode,
+    TopologyRequest,
+)
 from gpulease.domain.states import NODE_TRANSITIONS, JobState
 from gpulease.inventory.topology import ClusterSpec, build_cluster
 from gpulease.scheduler.engine import Decisions, Scheduler, SchedulerConfig, apply_decisions
-from gpulease.scheduler.ordering import Las, LasFairShare, OrderingPolicy, make_policy
+from gpulease.scheduler.ordering import (
+    Las,
+    LasFairShare,
+    LasGangRack,
+    OrderingPolicy,
+    make_policy,
+)
 from gpulease.scheduler.placement import WaitCode, never_fits
 from gpulease.scheduler.quota import guarantees_at
 from gpulease.scheduler.releases import GraceReleases
@@ -33,9 +45,19 @@ from gpulease.scheduler.tiers import guaranteed
 FAST = (30.0, 120.0, 480.0)  # LAS levels crossed within a few steps: running jobs preempted
 
 
+def fast_gangs(limits: tuple[float, ...]) -> LasGangRack:
+    """``default``'s levels made fast: las-gang's two, rack-scale gangs' three."""
+    return LasGangRack(
+        limits=limits[:2],
+        exponents=(0.0, 0.5),
+        rack_limits=limits,
+        rack_exponents=(0.0, 0.5, 0.5),
+    )
+
+
 def policy_named(name: str) -> OrderingPolicy:
     if name == "default-fast":
-        return LasFairShare(las=Las(limits=FAST), name=name)
+        return LasFairShare(las=fast_gangs(FAST), name=name)
     if name == "las-fast":
         return Las(limits=FAST, name=name)
     return make_policy(name)
@@ -94,6 +116,7 @@ def tiers_of(scheduler: Scheduler, state: SchedulerState, now: float, memo: bool
 def spec_of(draw: st.DrawFn, state: SchedulerState, job_id: str, now: float) -> JobSpec | None:
     cluster = state.cluster
     gpus = draw(st.sampled_from([1, 1, 2, 4, cluster.nodes[0].gpus, cluster.rack_gpus(0)]))
+    segment = draw(st.sampled_from([None, None, gpus]))  # a rack-scale gang of one segment
     spec = JobSpec(
         job_id,
         draw(st.sampled_from(["a", "b", "c"])),
@@ -101,6 +124,9 @@ def spec_of(draw: st.DrawFn, state: SchedulerState, job_id: str, now: float) -> 
         now,
         priority=draw(st.sampled_from(list(PriorityClass))),
         preemptible=draw(st.booleans()),
+        topology=TopologyRequest(
+            TopologyMode.REQUIRED if segment else TopologyMode.PREFERRED, segment
+        ),
     )
     return None if never_fits(spec, cluster) is not None else spec
 

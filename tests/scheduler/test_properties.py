@@ -34,6 +34,7 @@ from gpulease.scheduler.ordering import (
     POLICY_NAMES,
     Las,
     LasFairShare,
+    LasGangRack,
     OrderingPolicy,
     make_policy,
 )
@@ -107,11 +108,21 @@ FAST_LIMITS = (60.0, 240.0, 960.0)
 POLICIES = (*POLICY_NAMES, "las-fast", "default-fast")
 
 
+def fast_gangs(limits: tuple[float, ...]) -> LasGangRack:
+    """``default``'s levels made fast: las-gang's two, rack-scale gangs' three."""
+    return LasGangRack(
+        limits=limits[:2],
+        exponents=(0.0, 0.5),
+        rack_limits=limits,
+        rack_exponents=(0.0, 0.5, 0.5),
+    )
+
+
 def policy_named(name: str) -> OrderingPolicy:
     if name == "las-fast":
         return Las(limits=FAST_LIMITS, name=name)
     if name == "default-fast":
-        return LasFairShare(las=Las(limits=FAST_LIMITS), name=name)
+        return LasFairShare(las=fast_gangs(FAST_LIMITS), name=name)
     return make_policy(name)
 
 

@@ -210,8 +210,9 @@ class Scheduler:
     def _fast_queue(self, guarantees: dict[str, int]) -> bool:
         """May this step walk the queue through the index? Only where skipping a job cannot
         change a decision: greedy queueing (no reservation, nothing blocks); with leases,
-        only for a policy whose rank inside a tenant is its coarse key (``tiers``). Strict
-        and EASY queueing, and las-gang with leases, rank the whole queue every step."""
+        only for a policy whose rank inside a tenant is what the indexes sort by
+        (``coarse_ordered``, ``tiers``). Strict and EASY queueing rank the whole queue
+        every step."""
         return (
             self._queue is not None
             and self.config.queue_index
@@ -260,7 +261,7 @@ class Scheduler:
             tenant_key = tenant_keys.get(group.tenant)
             if tenant_key is None:
                 tenant_key = tenant_keys[group.tenant] = split.tenant_key(group.tenant, ctx)
-            prefix = (borrowed, *group.static, *tenant_key)
+            prefix = (borrowed, *group.outer, *tenant_key, *group.inner)
             shape = _group_shape(group, borrowed)
             submit, seq, _ = group.entries[0]
             heap.append(((*prefix, submit, seq), 0, prefix, shape, group))

@@ -18,13 +18,17 @@ Policies:
                ones; victims latest entry first) and, among waiting jobs, smaller gangs
                first, then the one that has run longer: still non-clairvoyant.
 * ``fairshare``decayed fair share: tenants with the least recent usage per leased GPU first.
-* ``default``  LAS levels, then fair share inside a level, greedy work-conserving placement
-               with preemption; leases and priority classes on top (see ``quota``).
+* ``default``  ``las-gang``'s levels and in-level rules with fair share between tenants
+               inside a level: (level, tenant's share, gang size, service per GPU); more
+               levels for rack-scale gangs (``LasGangRack``); greedy
+               work-conserving placement with preemption; leases and priority classes on
+               top (see ``quota``).
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -85,21 +89,29 @@ class SplitKey(Protocol):
     stays constant while the job is queued and a part that depends only on the tenant.
 
     Contract, for every queued job and context (the engine's queue index relies on it):
-    ``key(job, ctx) == queued_key(job, ctx.now) + tenant_key(job.spec.tenant, ctx)``;
-    ``queued_key`` does not change while the job stays queued; ``preempt_key(job, now)`` is a
-    prefix of ``queued_key(job, now)``. A policy without these methods still works: the
-    engine then ranks the whole queue every step.
+    ``key(job, ctx) == queued_key(job, ctx.now) + tenant_key(job.spec.tenant, ctx) +
+    inner_key(job, ctx.now)``; ``queued_key`` and ``inner_key`` do not change while the job
+    stays queued; ``preempt_key(job, now)`` is a prefix of ``queued_key(job, now)``. The
+    inner key orders one tenant's jobs inside what the tenant key leaves equal (``default``:
+    gang size and service inside a level, after the tenant's share); most policies have
+    none. A policy without these methods still works: the engine then ranks the whole queue
+    every step.
     """
 
     def queued_key(self, job: JobRecord, now: float) -> tuple[float, ...]: ...
 
     def tenant_key(self, tenant: str, ctx: OrderContext) -> tuple[float, ...]: ...
 
+    def inner_key(self, job: JobRecord, now: float) -> tuple[float, ...]: ...
 
-# A policy may also say ``coarse_ordered = True``: its ``queued_key`` is its ``preempt_key``
-# (for running jobs too), so inside one tenant jobs rank by ``(-priority, *preempt_key,
-# submit, seq)``. With leases, the engine then computes tiers from its kept indexes
-# (``tiers``) instead of ranking every job; without the flag it ranks the whole queue.
+
+# A policy may also say ``coarse_ordered = True``: inside one tenant (whose tenant key is one
+# value) a running job ranks by ``(-priority, *preempt_key, submit, seq)`` and a queued one
+# by ``(-priority, *queued_key, *inner_key, submit, seq)``, and these two keys of a running
+# and a queued job are never one a proper prefix of the other (so comparing them nested, as
+# the indexes do, orders as comparing them flat). With leases, the engine then computes
+# tiers from its kept indexes (``tiers``) instead of ranking every job; without the flag it
+# ranks the whole queue.
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +129,9 @@ class Fifo:
         return ()
 
     def tenant_key(self, tenant: str, ctx: OrderContext) -> tuple[float, ...]:
+        return ()
+
+    def inner_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
         return ()
 
     def preempt_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
@@ -160,6 +175,9 @@ class Las:
     def tenant_key(self, tenant: str, ctx: OrderContext) -> tuple[float, ...]:
         return ()
 
+    def inner_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
+        return ()
+
     def preempt_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
         return (float(self.level(job, now)),)
 
@@ -189,6 +207,14 @@ _KEPT, _WAITING, _ENTERING = 0.0, 0.5, 1.0
 ENTRY_S = 1e-3
 
 
+@functools.cache
+def _scaled(
+    limits: tuple[float, ...], exponents: tuple[float, ...], gpus: int
+) -> tuple[float, ...]:
+    """Limit i x GPUs ** exponent i (a job's levels; asked at every rank, so kept)."""
+    return tuple(limit * gpus**exponent for limit, exponent in zip(limits, exponents, strict=True))
+
+
 @dataclass(frozen=True, slots=True)
 class LasGang(Las):
     """LAS levels with Tiresias' discipline inside a level, and smaller gangs first.
@@ -207,17 +233,19 @@ class LasGang(Las):
     limits: Sequence[float] = LAS_GANG_LIMITS
     exponents: Sequence[float] = LAS_GANG_WIDTH_EXPONENTS
     name: str = "las-gang"
-    coarse_ordered: ClassVar[bool] = False  # gang size and service rank inside a level
+    # A running job's key is its preempt key, and (level, _KEPT / _ENTERING, ...) and a
+    # queued job's (level, _WAITING, ...) differ by their second element at the latest.
+    coarse_ordered: ClassVar[bool] = True
 
     def job_limits(self, job: JobRecord) -> tuple[float, ...]:
-        gpus = job.spec.gpus
-        return tuple(
-            limit * gpus**exponent
-            for limit, exponent in zip(self.limits, self.exponents, strict=True)
-        )
+        return _scaled(tuple(self.limits), tuple(self.exponents), job.spec.gpus)
 
     def level(self, job: JobRecord, now: float) -> int:
         return bisect.bisect_right(self.job_limits(job), _settled(job.attained_at(now)))
+
+    def yields_on_entry(self, job: JobRecord) -> bool:
+        """Does a running job entering a level yield once to that level's waiting jobs?"""
+        return True
 
     def entered(self, job: JobRecord, now: float) -> float | None:
         """When a running job crossed into its current level during this run, else None."""
@@ -242,7 +270,7 @@ class LasGang(Las):
         if job.run_start is None:
             return (level, _WAITING)
         entered = self.entered(job, now)
-        if entered is not None and now < entered + ENTRY_S:
+        if entered is not None and now < entered + ENTRY_S and self.yields_on_entry(job):
             return (level, _ENTERING, entered)
         if level == 0:
             return (level, _KEPT, job.spec.submit_time)
@@ -252,7 +280,7 @@ class LasGang(Las):
         if job.run_start is None:
             return None
         entered = self.entered(job, now)
-        if entered is not None and now < entered + ENTRY_S:
+        if entered is not None and now < entered + ENTRY_S and self.yields_on_entry(job):
             return entered + ENTRY_S  # it has met its level's waiting jobs: it keeps its GPUs
         limits = self.job_limits(job)
         index = bisect.bisect_right(limits, _settled(job.attained_at(now)))
@@ -260,6 +288,41 @@ class LasGang(Las):
             return None
         # From the run's start, not from ``now``: the same moment whenever it is asked.
         return job.run_start + (limits[index] - job.attained) / job.spec.gpus
+
+
+# Levels of a rack-scale gang under ``default`` (a job asking for segments, each in one
+# NVLink domain): ``las-gang``'s two, then five more x4 apart, all but the first x sqrt(GPUs)
+# (a 512-GPU gang: 3,250, then 163 k to 167 M GPU-seconds, i.e. 6 s, then 5 min to 91 h of
+# its run). From the reference mix (docs/scheduling.md, "Against Tiresias").
+RACK_GANG_LIMITS: tuple[float, ...] = (3250.0, *(7200.0 * 4.0**i for i in range(6)))
+RACK_GANG_WIDTH_EXPONENTS: tuple[float, ...] = (0.0, *(0.5,) * 6)
+
+
+@dataclass(frozen=True, slots=True)
+class LasGangRack(LasGang):
+    """``las-gang`` for every job but rack-scale gangs (jobs with a ``segment``), which get
+    more levels (``RACK_GANG_LIMITS``) and keep their GPUs when they enter one.
+
+    Why: a rack-scale gang needs whole NVLink domains, so it starts only when enough of
+    them are free at once. With three levels every long gang ends in the last one, where no
+    gang may preempt another, and domains stay idle while gangs wait (the reference mix:
+    1.9 points of utilisation lost). More levels let a gang with less service reclaim
+    domains from one with more, as LAS meant; and a gang entering a level does not yield
+    to the waiting jobs there (each yield is a preemption of thousands of GPUs).
+    On traces without segments (every Philly VC) this is ``las-gang`` exactly.
+    """
+
+    rack_limits: Sequence[float] = RACK_GANG_LIMITS
+    rack_exponents: Sequence[float] = RACK_GANG_WIDTH_EXPONENTS
+    name: str = "las-gang-rack"
+
+    def job_limits(self, job: JobRecord) -> tuple[float, ...]:
+        if job.spec.topology.segment is None:
+            return LasGang.job_limits(self, job)
+        return _scaled(tuple(self.rack_limits), tuple(self.rack_exponents), job.spec.gpus)
+
+    def yields_on_entry(self, job: JobRecord) -> bool:
+        return job.spec.topology.segment is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +344,9 @@ class FairShare:
     def tenant_key(self, tenant: str, ctx: OrderContext) -> tuple[float, ...]:
         return (ctx.usage.get(tenant, 0.0) / ctx.weights.get(tenant, 1.0),)
 
+    def inner_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
+        return ()
+
     def preempt_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
         return ()
 
@@ -290,9 +356,19 @@ class FairShare:
 
 @dataclass(frozen=True, slots=True)
 class LasFairShare:
-    """The default: LAS levels first, decayed fair share between tenants inside a level."""
+    """The default: LAS levels first, decayed fair share between tenants inside a level, then
+    the level's own order inside a tenant.
 
-    las: Las = field(default_factory=Las)
+    A queued job's key is ``(*coarse, tenant's share, *rest)``, where ``coarse`` is the
+    level's preempt key (``las.preempt_key``: a prefix of ``las.queued_key``) and ``rest``
+    what ``las.queued_key`` adds to it (``las-gang``: fewer GPUs first, then the one that has
+    run longer). So tenants share a level by their decayed usage per leased GPU, and each
+    tenant's turn goes to its job that Tiresias' discipline would pick. A running job's key
+    is ``las``' key for it (a preempt key) then the share: victims inside a level go by
+    ``las``' rule (``las-gang``: latest entry first), across tenants of equal entry by share.
+    """
+
+    las: Las = field(default_factory=LasGangRack)
     share: FairShare = field(default_factory=FairShare)
     name: str = "default"
     preemptive: bool = True
@@ -304,13 +380,19 @@ class LasFairShare:
         return bool(getattr(self.las, "coarse_ordered", False))
 
     def key(self, job: JobRecord, ctx: OrderContext) -> tuple[float, ...]:
-        return self.las.key(job, ctx) + self.share.key(job, ctx)
+        if job.run_start is not None:
+            return self.las.key(job, ctx) + self.share.key(job, ctx)
+        now = ctx.now
+        return self.queued_key(job, now) + self.share.key(job, ctx) + self.inner_key(job, now)
 
     def queued_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
-        return self.las.queued_key(job, now) + self.share.queued_key(job, now)
+        return self.las.preempt_key(job, now)  # of a queued job: constant while queued
 
     def tenant_key(self, tenant: str, ctx: OrderContext) -> tuple[float, ...]:
-        return self.las.tenant_key(tenant, ctx) + self.share.tenant_key(tenant, ctx)
+        return self.share.tenant_key(tenant, ctx)
+
+    def inner_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
+        return self.las.queued_key(job, now)[len(self.las.preempt_key(job, now)) :]
 
     def preempt_key(self, job: JobRecord, now: float) -> tuple[float, ...]:
         return self.las.preempt_key(job, now)

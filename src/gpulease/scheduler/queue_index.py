@@ -2,10 +2,11 @@
 
 Design. Ranking the whole queue every step costs O(queue log queue) and dominates a long
 simulation. For a policy with the :class:`~gpulease.scheduler.ordering.SplitKey` capability
-the key of a queued job is ``(-priority, *queued_key, *tenant_key(tenant), submit, seq)``,
-where only ``tenant_key`` moves between steps (decayed usage). So jobs are kept in *groups*
-of equal ``(-priority, queued_key, tenant, request shape)``, each sorted by
-``(submit, seq)``; a step orders the groups by their current prefix and merges them lazily
+the key of a queued job is ``(-priority, *queued_key, *tenant_key(tenant), *inner_key,
+submit, seq)``, where only ``tenant_key`` moves between steps (decayed usage). So jobs are
+kept in *groups* of equal ``(-priority, queued_key, inner_key, tenant, request shape)``,
+each sorted by ``(submit, seq)``; a step orders the groups by their current prefix
+``(-priority, *queued_key, *tenant_key, *inner_key)`` and merges them lazily
 (:meth:`Scheduler.step` pops a heap of group heads), paying only for the jobs it visits. The
 request shape (GPUs, GPUs per node, segment, topology mode) is part of the group so that the
 engine can set aside, in one move, every remaining job of a shape that cannot start.
@@ -37,17 +38,25 @@ def shape_of(spec: JobSpec) -> Shape:
 
 
 class QueueGroup:
-    """Queued jobs of one (-priority, queued key, tenant, shape), by (submit, seq).
+    """Queued jobs of one (-priority, queued key, inner key, tenant, shape), by (submit, seq).
 
-    ``coarse`` is ``(-priority, *preempt_key)``, the same for every job of the group (the
-    preempt key is a prefix of the queued key)."""
+    ``static`` is ``outer + inner``: the rank inside the tenant, where the tenant key is one
+    value. ``coarse`` is ``(-priority, *preempt_key)``, the same for every job of the group
+    (the preempt key is a prefix of the queued key)."""
 
-    __slots__ = ("coarse", "entries", "memo", "shape", "static", "tenant")
+    __slots__ = ("coarse", "entries", "inner", "memo", "outer", "shape", "static", "tenant")
 
     def __init__(
-        self, static: tuple[float, ...], coarse: tuple[float, ...], tenant: str, shape: Shape
+        self,
+        outer: tuple[float, ...],
+        inner: tuple[float, ...],
+        coarse: tuple[float, ...],
+        tenant: str,
+        shape: Shape,
     ) -> None:
-        self.static = static  # (-priority, *queued_key)
+        self.outer = outer  # (-priority, *queued_key): before the tenant key
+        self.inner = inner  # inner_key: after it
+        self.static = outer + inner
         self.coarse = coarse
         self.tenant = tenant
         self.shape = shape
@@ -96,12 +105,13 @@ class QueueIndex:
 
     def _add(self, record: JobRecord, now: float) -> None:
         spec = record.spec
-        static = (float(-spec.priority), *self._split.queued_key(record, now))
-        key: GroupKey = (static, spec.tenant, shape_of(spec))
+        outer = (float(-spec.priority), *self._split.queued_key(record, now))
+        inner = self._split.inner_key(record, now)
+        key: GroupKey = (outer + inner, spec.tenant, shape_of(spec))
         group = self.groups.get(key)
         if group is None:
             coarse = (float(-spec.priority), *self._policy.preempt_key(record, now))
-            group = self.groups[key] = QueueGroup(static, coarse, spec.tenant, key[2])
+            group = self.groups[key] = QueueGroup(outer, inner, coarse, spec.tenant, key[2])
         entry: Entry = (spec.submit_time, record.seq, spec.id)
         self._changes += 1
         self.versions[spec.tenant] = self._changes

@@ -5,8 +5,10 @@ Design. With leases, the full walk (:func:`apply_tiers`) ranks every queued and 
 job, sorts them all and first-fits each leased tenant's jobs into its guarantee. The same
 answer comes from the indexes the engine keeps across steps (``QueueIndex`` groups and the
 ``RunningIndex`` lists by tenant and gang size), for a policy whose rank inside a tenant is
-its coarse key (``coarse_ordered``: the queued key *is* the preempt key, so a tenant's jobs
-are ordered by ``(-priority, *preempt_key, submit, seq)`` whether queued or running):
+what the indexes sort by (``coarse_ordered``: a tenant's running jobs by ``(-priority,
+*preempt_key, submit, seq)``, its queued ones by their group's ``static`` key ``(-priority,
+*queued_key, *inner_key)`` then ``(submit, seq)``, the two never a proper prefix of one
+another):
 
 * :func:`guaranteed` merges, per leased tenant, the tenant's queue groups and running lists
   in that order and first-fits them into the guarantee, dropping a queue group as soon as
