@@ -43,6 +43,26 @@ def test_a_lease_that_ends_under_a_run_cuts_it() -> None:
     ]  # fmt: skip
 
 
+def test_a_running_allocation_is_cut_only_at_a_lease_bound_already_reached() -> None:
+    """A run inside its lease is open until the lease ends: read at 10:00 on the 9th it is
+    one open guaranteed allocation (never closed at the lease's end on the 10th and billed
+    for hours still to come); read after the lease ended, it is cut there."""
+    windows = {"lease-a": (at("2026-03-01 00:00"), at("2026-03-10 00:00"))}
+    rows = [_row("r", at("2026-03-09 09:00"), None)]
+
+    def parts(now: datetime) -> list[tuple[str, datetime, datetime | None, CapacityClass]]:
+        return [(a.id, a.start, a.end, a.capacity) for a in split_at_leases(rows, windows, now)]
+
+    assert parts(at("2026-03-09 10:00")) == [("r", at("2026-03-09 09:00"), None, G)]
+    assert parts(at("2026-03-10 01:00")) == [
+        ("r", at("2026-03-09 09:00"), at("2026-03-10 00:00"), G),
+        ("r~2026-03-10T00:00:00+00:00", at("2026-03-10 00:00"), None, B),
+    ]
+    # metered at 10:00 on the 9th: one GPU-hour, not the fifteen left in the lease
+    metered = meter(split_at_leases(rows, windows, at("2026-03-09 10:00")), at("2026-03-09 10:00"))
+    assert sum(r.micros for r in metered) == 3_600 * 10**6
+
+
 def test_a_clock_stepped_back_never_counts_a_second_twice() -> None:
     """Row 1 holds GPU-1 10:00..10:30; the clock steps back 20 minutes; row 2 opens on the
     same GPU at 10:10 (written after row 1) and closes at 10:45; row 3 closes before it

@@ -55,13 +55,20 @@ Window = tuple[datetime, datetime]
 
 
 def _parts(
-    start: datetime, end: datetime | None, window: Window | None
+    start: datetime, end: datetime | None, window: Window | None, now: datetime | None
 ) -> list[tuple[datetime, datetime | None, bool]]:
-    """``[start, end)`` cut at ``window``'s bounds: (from, to, inside the window)."""
+    """``[start, end)`` cut at ``window``'s bounds: (from, to, inside the window). A running
+    allocation (``end`` None) is cut only at bounds ``now`` has reached: its part inside the
+    lease stays open while the lease lasts, never closed at the lease's future end."""
     if window is None:
         return [(start, end, False)]
     lo, hi = utc(window[0]), utc(window[1])
-    cuts = [t for t in (lo, hi) if start < t and (end is None or t < end)]
+    reached = None if end is not None or now is None else utc(now)
+    cuts = [
+        t
+        for t in (lo, hi)
+        if start < t and (end is None or t < end) and (reached is None or t <= reached)
+    ]
     bounds: list[datetime | None] = [start, *cuts, end]
     out = []
     for a, b in itertools.pairwise(bounds):
@@ -88,10 +95,14 @@ def without_clock_steps(written: Sequence[RecordedAllocation]) -> list[RecordedA
 
 
 def split_at_leases(
-    recorded: Iterable[RecordedAllocation], windows: Mapping[str, Window]
+    recorded: Iterable[RecordedAllocation],
+    windows: Mapping[str, Window],
+    now: datetime | None = None,
 ) -> list[Allocation]:
     """Metering allocations of ``recorded``, cut where the lease each names ends or begins
-    (``windows``: lease id -> its ``[start, end)``; a lease not given counts as outside)."""
+    (``windows``: lease id -> its ``[start, end)``; a lease not given counts as outside).
+    ``now``: a running allocation is cut only at bounds already reached (None: every
+    bound, for a history read after the fact)."""
     out: list[Allocation] = []
     for r in recorded:
         start = utc(r.start)
@@ -109,7 +120,7 @@ def split_at_leases(
                 cap = CapacityClass.BORROWED
             out.append(_allocation(r, r.id, start, end, cap, None, None))
             continue
-        for a, b, inside in _parts(start, end, windows.get(lease)):
+        for a, b, inside in _parts(start, end, windows.get(lease), now):
             ident = r.id if a == start else f"{r.id}~{a.isoformat()}"
             if not inside:
                 out.append(_allocation(r, ident, a, b, CapacityClass.BORROWED, None, None))

@@ -232,7 +232,7 @@ def load_period(ctx: ServiceContext, period: Period, tenants: Iterable[str] | No
         if r.id in mine
     ]
     allocations = []
-    for a in split_at_leases(recorded, windows):
+    for a in split_at_leases(recorded, windows, now):
         clipped = _clip(a, period, now)
         if clipped is not None:
             allocations.append(clipped)
