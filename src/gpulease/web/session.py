@@ -39,7 +39,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from fastapi import Depends, Form, Header, Request
 
@@ -89,7 +89,9 @@ def same_origin(request: Request) -> bool:
 
 
 def safe_next(target: str | None) -> str:
-    """Where to go after login: a dashboard path of this host, never another site."""
+    """Where to go after login: a dashboard path of this host, never another site, never
+    out of ``/ui/`` by dot segments (a browser resolves ``/ui/..//x`` to ``//x`` and
+    ``/ui/%2e%2e/api`` to ``/api``)."""
     if (
         not target
         or len(target) > 500
@@ -98,6 +100,9 @@ def safe_next(target: str | None) -> str:
         or "\\" in target
         or any(ord(ch) < 0x21 for ch in target)
     ):
+        return HOME
+    path = unquote(target.split("?", 1)[0].split("#", 1)[0])
+    if "//" in path or "\\" in path or any(seg in (".", "..") for seg in path.split("/")):
         return HOME
     return target
 

@@ -1,0 +1,246 @@
+"""Attacks on the web dashboard (``/ui``, issue 17), from a browser's and a tenant's side.
+
+Each test states what the dashboard promises (``web/session.py``, ``web/render.py``) and
+checks it as an attacker would try to break it: a cross-site form, a forged or borrowed
+CSRF token, an Origin of ``null``, a ``next`` that leaves the site, a response class that
+forgets the Content-Security-Policy, a name that tries to become markup. In-process
+(TestClient on the real app), SQLite only unless the database is the point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from urllib.parse import urljoin, urlsplit
+
+import pytest
+from fastapi.testclient import TestClient
+
+from gpulease.api.app import create_app
+from gpulease.domain.clock import ManualClock
+from gpulease.persistence.tables import Node, Tenant
+from gpulease.services import identity, tokens
+from gpulease.services.context import ServiceContext
+from gpulease.services.demo import DemoUser
+from gpulease.web.session import SESSION_COOKIE, csrf_token
+
+SQLITE_ONLY = pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
+HOST = "http://testserver"
+SHORT = {
+    "operator-admin": "operator",
+    "compliance-officer": "compliance",
+    "INF Tech": "inftech",
+    "Bank Nusantara Digital": "bank",
+    "Universitas Teknologi Jakarta": "university",
+}
+Ui = Callable[[str | None], TestClient]
+
+
+def _tokens(users: list[DemoUser]) -> dict[str, str]:
+    return {SHORT[u.tenant or u.role]: u.token for u in users}
+
+
+@pytest.fixture
+def ui(ctx: ServiceContext) -> Iterator[Ui]:
+    """``ui(token)``: a client of the real app with ``token`` in its session cookie, sending
+    this host's Origin (as a browser does on a POST); ``client.csrf`` its CSRF token."""
+    settings = ctx.settings.model_copy(update={"run_scheduler": False})
+    app = create_app(ctx=ServiceContext(ctx.db, settings=settings, clock=ctx.clock, cache=ctx.cache))
+    made: list[TestClient] = []
+
+    def client(token: str | None) -> TestClient:
+        c = TestClient(app, base_url=HOST, follow_redirects=False, raise_server_exceptions=False)
+        c.headers["Origin"] = HOST
+        if token is not None:
+            c.cookies.set(SESSION_COOKIE, token, domain="testserver.local", path="/ui")
+            c.csrf = csrf_token(token)  # type: ignore[attr-defined]
+        c.__enter__()
+        made.append(c)
+        return c
+
+    try:
+        yield client
+    finally:
+        for c in made:
+            c.__exit__(None, None, None)
+
+
+def _nonce(client: TestClient) -> str:
+    form = client.get("/ui/login")
+    assert form.status_code == 200
+    return str(client.cookies.get("gl_login"))
+
+
+# --- CSP and the security headers on every class of answer -------------------------------
+
+
+@SQLITE_ONLY
+def test_every_answer_under_ui_carries_the_csp_and_no_framing(
+    ui: Ui, demo: list[DemoUser]
+) -> None:
+    client = ui(_tokens(demo)["operator"])
+    answers = {
+        "200 page": client.get("/ui/fleet"),
+        "303 home": client.get("/ui/"),
+        "403 form": client.post("/ui/logout", data={}),
+        "422 page": client.get("/ui/queue?page=0"),
+        "404 record": client.get("/ui/fleet/gpu/NO-SUCH-GPU"),
+        "404 no route": client.get("/ui/no-such-page"),
+        "405 method": client.post("/ui/fleet", data={"csrf": client.csrf}),  # type: ignore[attr-defined]
+        "static": client.get("/ui/static/app.css"),
+        "static 404": client.get("/ui/static/no-such-file.html"),
+    }
+    for what, answer in answers.items():
+        csp = answer.headers.get("Content-Security-Policy", "")
+        assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp, (what, answer)
+        assert answer.headers.get("X-Content-Type-Options") == "nosniff", what
+        assert answer.headers.get("X-Frame-Options") == "DENY", what
+    assert answers["static"].headers["Cache-Control"].startswith("public")  # still cached
+    assert answers["200 page"].headers["Cache-Control"] == "no-store"
+
+
+# --- open redirect through next -----------------------------------------------------------
+
+EVIL_NEXT = [
+    "//evil.example/",
+    "/\\evil.example/",
+    "/ui/\\..\\..\\/evil.example",
+    "https://evil.example/ui/",
+    "/%2F%2Fevil.example",
+    "/ui/..//evil.example",
+    "/ui/../..//evil.example",
+    "/ui/%2e%2e/api/v1/jobs",
+    "/ui/.%2E/%2E%2E/api/v1/jobs",
+    "/ui/%2F%2Fevil.example",
+    "/ui/%5C%5Cevil.example",
+    "/ui/%0d%0aSet-Cookie:x=1",
+    "/ui/\r\nSet-Cookie: x=1",
+    "/ui/\t//evil.example",
+    "/ui/\u2215\u2215evil.example",
+    "/ui/\uff0f\uff0fevil.example",
+    "\u3002/ui/",
+    "/ui@evil.example",
+    "http:/ui/",
+    "/ui/\x00",
+]
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("target", EVIL_NEXT)
+def test_next_never_leaves_the_dashboard(ui: Ui, demo: list[DemoUser], target: str) -> None:
+    client = ui(None)
+    nonce = _nonce(client)
+    answer = client.post(
+        "/ui/login",
+        data={"token": _tokens(demo)["bank"], "csrf": nonce, "next": target},
+    )
+    assert answer.status_code == 303, answer.text[:300]
+    location = answer.headers["location"]
+    assert "\r" not in location and "\n" not in location
+    assert "set-cookie" not in {k.lower() for k in answer.headers if k.lower() != "set-cookie"}
+    assert answer.headers.get_list("set-cookie")
+    assert all("x=1" not in c for c in answer.headers.get_list("set-cookie"))
+    resolved = urlsplit(urljoin(HOST + "/ui/login", location))
+    assert resolved.netloc == "testserver", (target, location)
+    assert location.startswith("/ui/") and not location.startswith("//"), (target, location)
+    # a browser also resolves dot segments: the target must stay under /ui/
+    assert resolved.path.startswith("/ui/"), (target, location, resolved.path)
+
+
+# --- CSRF ---------------------------------------------------------------------------------
+
+
+@SQLITE_ONLY
+def test_cross_site_posts_are_refused_however_they_come(ui: Ui, demo: list[DemoUser]) -> None:
+    t = _tokens(demo)
+    client = ui(t["operator"])
+    csrf = client.csrf  # type: ignore[attr-defined]
+    other = csrf_token(t["bank"])  # a token of another session (the attacker's own)
+    forged = [
+        ({"Origin": "null"}, {"csrf": csrf}),
+        ({"Origin": "http://testserver.evil.example"}, {"csrf": csrf}),
+        ({"Origin": "http://evil.example"}, {"csrf": csrf}),
+        ({"Origin": "", "Referer": "http://testserver@evil.example/ui/fleet"}, {"csrf": csrf}),
+        ({"Origin": "", "Referer": "http://evil.example/?http://testserver/"}, {"csrf": csrf}),
+        ({"Origin": "", "Referer": ""}, {"csrf": csrf}),
+        ({"Origin": "javascript://testserver"}, {"csrf": csrf}),
+        ({}, {"csrf": other}),
+        ({}, {"csrf": csrf.upper()}),
+        ({}, {"csrf": csrf[:-1]}),
+        ({}, {"csrf": ""}),
+        ({"X-HTTP-Method-Override": "POST"}, {}),
+    ]
+    for headers, data in forged:
+        answer = client.post("/ui/logout", data=data, headers=headers)
+        assert answer.status_code == 403, (headers, data, answer.status_code)
+        assert "set-cookie" not in answer.headers, headers
+    # a text/plain body (a form's enctype another site may use) carries no form field
+    plain = client.post(
+        "/ui/logout", content=f"csrf={csrf}", headers={"Content-Type": "text/plain"}
+    )
+    assert plain.status_code == 403
+    # the method cannot be overridden into a POST from a GET
+    assert client.get(f"/ui/logout?csrf={csrf}&_method=POST").status_code in (404, 405)
+    assert client.get("/ui/fleet").status_code == 200  # still logged in
+    assert client.post("/ui/logout", data={"csrf": csrf}).status_code == 303
+
+
+@SQLITE_ONLY
+def test_the_login_form_cannot_be_posted_from_another_site(ui: Ui, demo: list[DemoUser]) -> None:
+    """Login CSRF: another site logging the victim in under the attacker's token."""
+    attacker = _tokens(demo)["bank"]
+    client = ui(None)
+    nonce = _nonce(client)
+    for headers in ({"Origin": "null"}, {"Origin": "http://evil.example"}):
+        answer = client.post(
+            "/ui/login", data={"token": attacker, "csrf": nonce}, headers=headers
+        )
+        assert answer.status_code == 403
+        assert SESSION_COOKIE not in answer.headers.get("set-cookie", "")
+    forged = client.post("/ui/login", data={"token": attacker, "csrf": "x" * 32})
+    assert forged.status_code == 403
+
+
+# --- sessions: expiry, revocation, logout -------------------------------------------------
+
+
+@SQLITE_ONLY
+def test_an_expired_token_ends_the_session_even_if_checked_a_moment_ago(
+    ui: Ui, ctx: ServiceContext, demo: list[DemoUser]
+) -> None:
+    admin = identity.authenticate(ctx, _tokens(demo)["university"])
+    user, token = identity.create_user(
+        ctx, admin, name="Short lived", email="short@university.example",
+        role=admin.role, tenant_id=admin.tenant_id,
+    )
+    view = [t for t in tokens.list_tokens(ctx, admin, user.id) if t.revoked_at is None][0]
+    assert view.expires_at is not None
+    client = ui(token)
+    assert client.get("/ui/fleet").status_code == 200
+    assert isinstance(ctx.clock, ManualClock)
+    ctx.clock.advance((view.expires_at - ctx.now() + timedelta(seconds=1)).total_seconds())
+    answer = client.get("/ui/fleet")
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/ui/login?ended=1"
+
+
+# --- XSS: names that try to become markup --------------------------------------------------
+
+PAYLOAD = "\"'><script>alert(1)</script><svg onload=alert(2)>javascript:alert(3)"
+
+
+@SQLITE_ONLY
+def test_names_and_reasons_never_become_markup(
+    ui: Ui, ctx: ServiceContext, demo: list[DemoUser]
+) -> None:
+    with ctx.db.transaction() as tx:
+        for tenant in tx.all(tx.select(Tenant)):
+            tenant.name = tenant.name + PAYLOAD
+        for node in tx.all(tx.select(Node)):
+            node.state_reason = PAYLOAD
+    ctx.cache.clear()
+    client = ui(_tokens(demo)["operator"])
+    for path in ("/ui/fleet", "/ui/queue?state=all", "/ui/leases?days=366", "/ui/ledger"):
+        body = client.get(path).text
+        assert "<script>alert" not in body, path
+        assert "<svg onload" not in body, path
