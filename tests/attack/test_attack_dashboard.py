@@ -244,3 +244,79 @@ def test_names_and_reasons_never_become_markup(
         body = client.get(path).text
         assert "<script>alert" not in body, path
         assert "<svg onload" not in body, path
+
+
+# --- error pages and static files ----------------------------------------------------------
+
+
+@SQLITE_ONLY
+def test_a_crash_shows_no_trace_path_or_message(
+    ui: Ui, demo: list[DemoUser], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gpulease.services import fleet_map
+
+    def boom(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("secret /srv/gpulease/db.sqlite password=hunter2")
+
+    monkeypatch.setattr(fleet_map, "fleet_map", boom)
+    client = ui(_tokens(demo)["operator"])
+    for headers in ({}, {"HX-Request": "true"}):
+        answer = client.get("/ui/fleet", headers=headers)
+        assert answer.status_code == 500
+        for leak in ("Traceback", "hunter2", "/srv/", "RuntimeError", ".py", "site-packages"):
+            assert leak not in answer.text, leak
+        assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
+
+
+@SQLITE_ONLY
+def test_static_files_cannot_be_walked_out_of(ui: Ui) -> None:
+    client = ui(None)
+    for path in (
+        "/ui/static/../templates/base.html",
+        "/ui/static/..%2Ftemplates%2Fbase.html",
+        "/ui/static/%2e%2e/templates/base.html",
+        "/ui/static/..%5Ctemplates%5Cbase.html",
+        "/ui/static/%2e%2e/%2e%2e/session.py",
+        "/ui/static//etc/passwd",
+    ):
+        answer = client.get(path)
+        assert answer.status_code == 404 or "{%" not in answer.text, path
+        assert "SESSION_COOKIE" not in answer.text and "root:" not in answer.text, path
+
+
+# --- a tenant probing other tenants through query parameters ------------------------------
+
+
+@SQLITE_ONLY
+def test_query_parameters_show_a_tenant_nothing_of_another(
+    ui: Ui, ctx: ServiceContext, demo: list[DemoUser]
+) -> None:
+    with ctx.db.transaction(write=False) as tx:
+        tenants = {t.name: t.id for t in tx.all(tx.select(Tenant))}
+    mine = "Universitas Teknologi Jakarta"
+    foreign = {name for name in tenants if name != mine}
+    foreign |= {tid for name, tid in tenants.items() if name != mine}
+    client = ui(_tokens(demo)["university"])
+    bank = tenants["Bank Nusantara Digital"]
+    probes = [
+        f"/ui/queue?tenant={bank}",
+        f"/ui/queue?tenant={bank[:6]}",
+        "/ui/queue?tenant=Bank Nusantara Digital",
+        "/ui/queue?tenant=bank nusantara digital",
+        "/ui/queue?tenant=INF Tech",
+        "/ui/queue?tenant=t",
+        "/ui/queue?job=job-",
+        "/ui/queue?job=j",
+        "/ui/queue?state=all&page=2001",
+        "/ui/leases?days=366&from=2026-01-01",
+        "/ui/fleet/grid?n=239",
+        "/ui/fleet?site=no-such-site",
+        "/ui/ledger?serial=x",
+    ]
+    for path in probes:
+        answer = client.get(path)
+        assert answer.status_code in (200, 403, 404, 422, 286), (path, answer.status_code)
+        for name in foreign:
+            if name.lower() in path.lower():
+                continue  # what the attacker typed may be echoed ("no tenant '...'")
+            assert name not in answer.text, (path, name)
