@@ -320,3 +320,17 @@ def test_query_parameters_show_a_tenant_nothing_of_another(
             if name.lower() in path.lower():
                 continue  # what the attacker typed may be echoed ("no tenant '...'")
             assert name not in answer.text, (path, name)
+
+
+@SQLITE_ONLY
+def test_another_site_cannot_log_the_viewer_out(ui: Ui, demo: list[DemoUser]) -> None:
+    """A cross-site POST carries no SameSite=Strict cookie, so the server sees no session;
+    it must still refuse, not answer with a Set-Cookie that deletes the viewer's session
+    (a browser applies it: forced logout from any page on the web)."""
+    client = ui(None)  # the request as the browser sends it cross-site: no cookie
+    for origin in ("https://evil.example", "null"):
+        answer = client.post("/ui/logout", headers={"Origin": origin})
+        assert answer.status_code == 403, origin
+        assert SESSION_COOKIE not in answer.headers.get("set-cookie", ""), origin
+    mine = client.post("/ui/logout")  # this site's page without a session: nothing to end
+    assert mine.status_code == 303

@@ -61,6 +61,10 @@ _CSRF_LABEL = b"gpulease-ui-csrf"
 TOKEN_FIELD_MAX = 200  # longer than any token issued (identity.TOKEN_MAX refuses the rest)
 LOGIN_PAGE = "/ui/login"
 HOME = "/ui/fleet"
+CROSS_SITE = (
+    "this form was sent from another site (or without an Origin header); "
+    "use the dashboard's own pages"
+)
 
 
 class LoginNeeded(Exception):
@@ -179,10 +183,7 @@ def get_viewer(request: Request) -> Viewer:
 def check_post(request: Request, session_token: str, given: str) -> None:
     """Refuse a POST not from this host's pages or without the session's CSRF token."""
     if not same_origin(request):
-        raise Denied(
-            "this form was sent from another site (or without an Origin header); "
-            "use the dashboard's own pages"
-        )
+        raise Denied(CROSS_SITE)
     if not given or not hmac.compare_digest(given, csrf_token(session_token)):
         raise Denied("the form's security token is missing or stale; reload the page and retry")
 
