@@ -16,9 +16,9 @@ files' caching).
 from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
+from starlette.datastructures import MutableHeaders
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gpulease.web import login, pages
