@@ -339,3 +339,69 @@ def test_another_site_cannot_log_the_viewer_out(ui: Ui, demo: list[DemoUser]) ->
         assert SESSION_COOKIE not in answer.headers.get("set-cookie", ""), origin
     mine = client.post("/ui/logout")  # this site's page without a session: nothing to end
     assert mine.status_code == 303
+
+
+@SQLITE_ONLY
+def test_job_purpose_and_custody_texts_never_become_markup(
+    ui: Ui, ctx: ServiceContext, demo: list[DemoUser]
+) -> None:
+    """Job names, a run's purpose, a lease's reason and custody parties, notes and papers
+    (typed by tenants and suppliers) on every page that shows them, to staff and tenant."""
+    from gpulease.executors.simulated import SimulatedExecutor
+    from gpulease.persistence.tables import CustodyEvent, GpuAllocation, Job, Lease
+    from gpulease.services import jobs
+    from gpulease.services.scheduling import LiveScheduler
+
+    t = _tokens(demo)
+    bank = identity.authenticate(ctx, t["bank"])
+    job = jobs.submit(
+        ctx, bank, jobs.JobSubmission(gpus=8, purpose="financial-services-ai: x", command="t")
+    )
+    LiveScheduler(ctx, SimulatedExecutor(), name="attack").tick()
+    with ctx.db.transaction() as tx:
+        tx.require(Job, job.id, "job").name = PAYLOAD
+        held = tx.all(tx.select(GpuAllocation).where(GpuAllocation.job_id == job.id))
+        assert held, "the job runs"
+        for row in held:
+            row.purpose = PAYLOAD
+        for lease in tx.all(tx.select(Lease)):
+            lease.state_reason = PAYLOAD
+        for event in tx.all(tx.select(CustodyEvent)):
+            event.holder = event.from_party = event.to_party = PAYLOAD
+            event.location = event.note = event.invoice = PAYLOAD
+    ctx.cache.clear()
+    serial = held[0].gpu_serial
+    pages = {
+        "operator": [
+            f"/ui/fleet/gpu/{serial}",
+            f"/ui/ledger?serial={serial}",
+            "/ui/leases?days=366",
+            "/ui/queue?state=all",
+        ],
+        "bank": [f"/ui/fleet/gpu/{serial}", "/ui/leases?days=366", "/ui/queue?state=all"],
+    }
+    for who, paths in pages.items():
+        client = ui(t[who])
+        for path in paths:
+            for headers in ({}, {"HX-Request": "true"}):
+                answer = client.get(path, headers=headers)
+                assert answer.status_code == 200, (who, path)
+                assert "<script>alert" not in answer.text, (who, path)
+                assert "<svg onload" not in answer.text, (who, path)
+    # the bank's own page does show its texts (escaped): the test looks where they are
+    escaped = "&lt;script&gt;alert(1)&lt;/script&gt;"
+    assert escaped in ui(t["bank"]).get(f"/ui/fleet/gpu/{serial}").text
+    story = ui(t["operator"]).get(f"/ui/ledger?serial={serial}").text
+    assert story.count(escaped) >= 3  # the purpose, and the chain's parties and notes
+
+
+@SQLITE_ONLY
+def test_the_api_never_takes_the_dashboard_cookie(ui: Ui, demo: list[DemoUser]) -> None:
+    """The cookie is the dashboard's (Path=/ui); even sent to the API (a cookie of Path=/,
+    say) it authenticates nothing there, so no cross-site form can reach the API."""
+    client = ui(None)
+    client.cookies.set(SESSION_COOKIE, _tokens(demo)["operator"], domain="testserver.local")
+    answer = client.get("/api/v1/jobs")
+    assert answer.status_code == 401
+    posted = client.post("/api/v1/jobs", data={"gpus": "8", "purpose": "x", "command": "t"})
+    assert posted.status_code in (401, 422)
