@@ -405,3 +405,15 @@ def test_the_api_never_takes_the_dashboard_cookie(ui: Ui, demo: list[DemoUser]) 
     assert answer.status_code == 401
     posted = client.post("/api/v1/jobs", data={"gpus": "8", "purpose": "x", "command": "t"})
     assert posted.status_code in (401, 422)
+
+
+@SQLITE_ONLY
+def test_a_forged_host_redirect_is_never_cacheable(ui: Ui) -> None:
+    """``/ui`` and ``/ui/fleet/`` are redirected by the router to an absolute URL built from
+    the Host header; a shared cache must never keep one a forged Host made."""
+    client = ui(None)
+    for path in ("/ui", "/ui/fleet/", "/ui/static"):
+        answer = client.get(path, headers={"Host": "evil.example"})
+        assert answer.status_code in (303, 307, 308), path
+        assert answer.headers["Cache-Control"] == "no-store", path
+        assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"], path
