@@ -420,3 +420,29 @@ def test_a_forged_host_redirect_is_never_cacheable(ui: Ui) -> None:
         assert answer.status_code in (303, 307, 308), path
         assert answer.headers["Cache-Control"] == "no-store", path
         assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"], path
+
+
+@SQLITE_ONLY
+def test_a_hostile_serial_stays_text_and_a_dashboard_link(
+    ui: Ui, ctx: ServiceContext, demo: list[DemoUser]
+) -> None:
+    """Serials come from suppliers' papers: quotes, angle brackets and a ``javascript:``
+    scheme in one must neither become markup nor make the cell's link leave ``/ui``."""
+    from gpulease.persistence.tables import Gpu
+
+    hostile = ['javascript:alert(1)"><b>x</b>', "//evil.example/'x"]
+    with ctx.db.transaction() as tx:
+        node = tx.all(tx.select(Node))[0]
+        for i, serial in enumerate(hostile):
+            tx.session.add(Gpu(serial=serial, node_id=node.id, slot=90 + i, model="GB200"))
+    ctx.cache.clear()
+    for who in ("operator", "university"):
+        body = ui(_tokens(demo)[who]).get("/ui/fleet").text
+        assert "<b>x</b>" not in body
+        hrefs = re.findall(r'href="([^"]*)"', body)
+        assert hrefs
+        for href in hrefs:
+            assert href.startswith(("/ui/", "#")), href
+        assert "/ui/fleet/gpu/javascript:alert(1)&#34;&gt;" in body or (
+            "/ui/fleet/gpu/javascript:alert(1)&quot;&gt;" in body
+        )
