@@ -295,7 +295,6 @@ def test_static_files_cannot_be_walked_out_of(ui: Ui) -> None:
 # --- a tenant probing other tenants through query parameters ------------------------------
 
 
-@SQLITE_ONLY
 def test_query_parameters_show_a_tenant_nothing_of_another(
     ui: Ui, ctx: ServiceContext, demo: list[DemoUser]
 ) -> None:
@@ -446,3 +445,27 @@ def test_a_hostile_serial_stays_text_and_a_dashboard_link(
         assert "/ui/fleet/gpu/javascript:alert(1)&#34;&gt;" in body or (
             "/ui/fleet/gpu/javascript:alert(1)&quot;&gt;" in body
         )
+
+
+@SQLITE_ONLY
+def test_a_user_disabled_mid_session_is_out_at_the_next_click_and_post(
+    ui: Ui, ctx: ServiceContext, demo: list[DemoUser]
+) -> None:
+    admin = identity.authenticate(ctx, _tokens(demo)["university"])
+    user, token = identity.create_user(
+        ctx,
+        admin,
+        name="Leaver",
+        email="leaver@university.example",
+        role=admin.role,
+        tenant_id=admin.tenant_id,
+    )
+    client = ui(token)
+    assert client.get("/ui/queue").status_code == 200  # checked now: in the process's cache
+    identity.set_disabled(ctx, admin, user.id, disabled=True, reason="test: left")
+    page = client.get("/ui/queue")
+    assert (page.status_code, page.headers["location"]) == (303, "/ui/login?ended=1")
+    polled = client.get("/ui/fleet/grid", headers={"HX-Request": "true"})
+    assert polled.status_code == 401
+    posted = client.post("/ui/logout", data={"csrf": client.csrf})  # type: ignore[attr-defined]
+    assert posted.status_code == 303  # a dead session can still be ended
