@@ -469,3 +469,26 @@ def test_a_user_disabled_mid_session_is_out_at_the_next_click_and_post(
     assert polled.status_code == 401
     posted = client.post("/ui/logout", data={"csrf": client.csrf})  # type: ignore[attr-defined]
     assert posted.status_code == 303  # a dead session can still be ended
+
+
+@SQLITE_ONLY
+def test_a_plain_http_page_of_the_same_host_cannot_post_to_the_https_site(
+    ctx: ServiceContext, demo: list[DemoUser]
+) -> None:
+    """Anyone on the path can write ``http://host``; its forms must not pass the Origin
+    check of ``https://host`` (login CSRF with a planted nonce, a forced logout)."""
+    settings = ctx.settings.model_copy(update={"run_scheduler": False})
+    app = create_app(
+        ctx=ServiceContext(ctx.db, settings=settings, clock=ctx.clock, cache=ctx.cache)
+    )
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as client:
+        nonce = _nonce(client)
+        token = _tokens(demo)["bank"]
+        data = {"token": token, "csrf": nonce}
+        answer = client.post("/ui/login", data=data, headers={"Origin": "http://testserver"})
+        assert answer.status_code == 403
+        assert SESSION_COOKIE not in answer.headers.get("set-cookie", "")
+        out = client.post("/ui/logout", headers={"Origin": "http://testserver"})
+        assert out.status_code == 403
+        ok = client.post("/ui/login", data=data, headers={"Origin": "https://testserver"})
+        assert ok.status_code == 303

@@ -83,13 +83,18 @@ def csrf_token(session_token: str) -> str:
 
 def same_origin(request: Request) -> bool:
     """Whether a POST came from a page of this host: its Origin, or without one its Referer,
-    names the host the request was sent to."""
+    names the host the request was sent to; and a request that came over https came from an
+    https page (a plain-http page of the same host, which anyone on the path can write, is
+    not this site). An https page posting to a request seen as http is accepted: a TLS proxy
+    not listed in ``trusted_proxies`` hides the scheme."""
     host = request.headers.get("host", "")
     source = request.headers.get("origin") or request.headers.get("referer") or ""
     if not host or not source or source == "null":
         return False
     parts = urlsplit(source)
-    return parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
+    if parts.scheme not in ("http", "https") or parts.netloc.lower() != host.lower():
+        return False
+    return not (request.url.scheme == "https" and parts.scheme == "http")
 
 
 def safe_next(target: str | None) -> str:
