@@ -15,6 +15,7 @@ from datetime import timedelta
 from urllib.parse import urljoin, urlsplit
 
 import pytest
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from gpulease.api.app import create_app
@@ -23,6 +24,8 @@ from gpulease.persistence.tables import Node, Tenant
 from gpulease.services import identity, tokens
 from gpulease.services.context import ServiceContext
 from gpulease.services.demo import DemoUser
+from gpulease.web import pages
+from gpulease.web.app import PREFIX
 from gpulease.web.session import SESSION_COOKIE, csrf_token
 
 SQLITE_ONLY = pytest.mark.parametrize("db_backend", ["sqlite"], indirect=True)
@@ -91,6 +94,8 @@ def test_every_answer_under_ui_carries_the_csp_and_no_framing(ui: Ui, demo: list
         "static": client.get("/ui/static/app.css"),
         "static 404": client.get("/ui/static/no-such-file.html"),
     }
+    for path in _plain_pages():
+        answers[f"page {path}"] = client.get(path)
     for what, answer in answers.items():
         csp = answer.headers.get("Content-Security-Policy", "")
         assert "frame-ancestors 'none'" in csp, (what, answer)
@@ -246,11 +251,27 @@ def test_names_and_reasons_never_become_markup(
         for node in tx.all(tx.select(Node)):
             node.state_reason = PAYLOAD
     ctx.cache.clear()
-    client = ui(_tokens(demo)["operator"])
-    for path in ("/ui/fleet", "/ui/queue?state=all", "/ui/leases?days=366", "/ui/ledger"):
-        body = client.get(path).text
-        assert "<script>alert" not in body, path
-        assert "<svg onload" not in body, path
+    tokens = _tokens(demo)
+    paths = ["/ui/queue?state=all", "/ui/leases?days=366", *_plain_pages()]
+    for who in ("operator", "compliance", "university"):
+        client = ui(tokens[who])
+        for path in paths:
+            answer = client.get(path)
+            assert answer.status_code in (200, 403), (who, path, answer.status_code)
+            assert "<script>alert" not in answer.text, (who, path)
+            assert "<svg onload" not in answer.text, (who, path)
+
+
+def _plain_pages() -> list[str]:
+    """Every dashboard page without a path parameter (the pages other work adds included)."""
+    found = sorted(
+        PREFIX + route.path
+        for module in pages.MODULES
+        for route in module.router.routes
+        if isinstance(route, APIRoute) and "{" not in route.path and "GET" in route.methods
+    )
+    assert "/ui/fleet" in found
+    return found
 
 
 # --- error pages and static files ----------------------------------------------------------
