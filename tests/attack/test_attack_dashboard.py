@@ -513,3 +513,32 @@ def test_a_plain_http_page_of_the_same_host_cannot_post_to_the_https_site(
         assert out.status_code == 403
         ok = client.post("/ui/login", data=data, headers={"Origin": "https://testserver"})
         assert ok.status_code == 303
+
+
+@SQLITE_ONLY
+def test_every_dashboard_form_refuses_a_cross_site_or_tokenless_post(
+    ui: Ui, demo: list[DemoUser]
+) -> None:
+    """Every POST route of every page module (and logout), as the role that may use it
+    (a compliance officer: the decisions are theirs), forged four ways: refused before the
+    route acts (the path's record need not exist)."""
+    t = _tokens(demo)
+    routes = [
+        PREFIX + re.sub(r"\{[^}]+\}", "x-1", route.path)
+        for module in pages.MODULES
+        for route in module.router.routes
+        if isinstance(route, APIRoute) and "POST" in route.methods
+    ] + ["/ui/logout"]
+    client = ui(t["compliance"])
+    csrf = client.csrf  # type: ignore[attr-defined]
+    forged = [
+        ({"Origin": "https://evil.example"}, {"csrf": csrf}),
+        ({"Origin": "null"}, {"csrf": csrf}),
+        ({}, {}),
+        ({}, {"csrf": csrf_token(t["bank"])}),
+    ]
+    for path in routes:
+        for headers, data in forged:
+            form = {"decision": "approve", "reason": "forged"} | data
+            answer = client.post(path, data=form, headers=headers)
+            assert answer.status_code == 403, (path, headers, data, answer.status_code)
