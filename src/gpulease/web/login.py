@@ -15,10 +15,11 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Header, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from gpulease.domain.errors import RateLimited, Unauthenticated
+from gpulease.domain.errors import Denied, RateLimited, Unauthenticated
 from gpulease.web.render import ENV, PageRoute
 from gpulease.web.session import (
     COOKIE_PATH,
+    CROSS_SITE,
     CSRF_HEADER,
     HOME,
     LOGIN_COOKIE,
@@ -127,10 +128,15 @@ def logout(
     header: Annotated[str, Header(alias=CSRF_HEADER, max_length=100)] = "",
 ) -> Response:
     """End the session in this browser (the token stays valid until revoked). Needs the
-    session's CSRF token, not a valid session: a revoked token can still log out."""
+    session's CSRF token, not a valid session: a revoked token can still log out; and this
+    site's Origin, with or without a session."""
     session_token = request.cookies.get(SESSION_COOKIE, "")
-    if session_token:  # without a session there is nothing to end (and no key to check)
+    if session_token:
         check_post(request, session_token, csrf or header)
+    elif not same_origin(request):
+        # no cookie: maybe none, maybe withheld from another site's POST (SameSite=Strict);
+        # answering that one with the cookie's deletion would let any site log viewers out
+        raise Denied(CROSS_SITE)
     response = RedirectResponse(LOGIN_PAGE + "?out=1", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)
     return response

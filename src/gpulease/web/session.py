@@ -39,7 +39,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from fastapi import Depends, Form, Header, Request
 
@@ -61,6 +61,10 @@ _CSRF_LABEL = b"gpulease-ui-csrf"
 TOKEN_FIELD_MAX = 200  # longer than any token issued (identity.TOKEN_MAX refuses the rest)
 LOGIN_PAGE = "/ui/login"
 HOME = "/ui/fleet"
+CROSS_SITE = (
+    "this form was sent from another site (or without an Origin header); "
+    "use the dashboard's own pages"
+)
 
 
 class LoginNeeded(Exception):
@@ -79,17 +83,24 @@ def csrf_token(session_token: str) -> str:
 
 def same_origin(request: Request) -> bool:
     """Whether a POST came from a page of this host: its Origin, or without one its Referer,
-    names the host the request was sent to."""
+    names the host the request was sent to; and a request that came over https came from an
+    https page (a plain-http page of the same host, which anyone on the path can write, is
+    not this site). An https page posting to a request seen as http is accepted: a TLS proxy
+    not listed in ``trusted_proxies`` hides the scheme."""
     host = request.headers.get("host", "")
     source = request.headers.get("origin") or request.headers.get("referer") or ""
     if not host or not source or source == "null":
         return False
     parts = urlsplit(source)
-    return parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
+    if parts.scheme not in ("http", "https") or parts.netloc.lower() != host.lower():
+        return False
+    return not (request.url.scheme == "https" and parts.scheme == "http")
 
 
 def safe_next(target: str | None) -> str:
-    """Where to go after login: a dashboard path of this host, never another site."""
+    """Where to go after login: a dashboard path of this host, never another site, never
+    out of ``/ui/`` by dot segments (a browser resolves ``/ui/..//x`` to ``//x`` and
+    ``/ui/%2e%2e/api`` to ``/api``)."""
     if (
         not target
         or len(target) > 500
@@ -98,6 +109,9 @@ def safe_next(target: str | None) -> str:
         or "\\" in target
         or any(ord(ch) < 0x21 for ch in target)
     ):
+        return HOME
+    path = unquote(target.split("?", 1)[0].split("#", 1)[0])
+    if "//" in path or "\\" in path or any(seg in (".", "..") for seg in path.split("/")):
         return HOME
     return target
 
@@ -174,10 +188,7 @@ def get_viewer(request: Request) -> Viewer:
 def check_post(request: Request, session_token: str, given: str) -> None:
     """Refuse a POST not from this host's pages or without the session's CSRF token."""
     if not same_origin(request):
-        raise Denied(
-            "this form was sent from another site (or without an Origin header); "
-            "use the dashboard's own pages"
-        )
+        raise Denied(CROSS_SITE)
     if not given or not hmac.compare_digest(given, csrf_token(session_token)):
         raise Denied("the form's security token is missing or stale; reload the page and retry")
 
