@@ -40,17 +40,18 @@ TRIGGER = "zz_test_fixture_mark"
 SNAPSHOT = "demo_snapshot"
 EMPTY, DEMO = "empty", "demo"
 
-_FINGERPRINT = sql.SQL(
-    "SELECT (SELECT string_agg(c.oid::text || ':' || c.relname, ',' ORDER BY c.oid) "
+# One round trip: a first row (NULL, the oids and names of public's tables, the number of
+# enabled marking triggers: the fingerprint), then a row per sequence of public and of the
+# marks (its schema, its name, its last value or NULL when never called since its reset).
+_READ = sql.SQL(
+    "SELECT NULL::text, (SELECT string_agg(c.oid::text || ':' || c.relname, ',' ORDER BY c.oid) "
     "FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')),"
     " (SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
     "WHERE t.tgname = {trigger} AND t.tgenabled = 'O' "
-    "AND c.relnamespace = 'public'::regnamespace)"
-).format(trigger=sql.Literal(TRIGGER))
-_SEQUENCES = sql.SQL(
-    "SELECT schemaname, sequencename, last_value FROM pg_sequences "
+    "AND c.relnamespace = 'public'::regnamespace) "
+    "UNION ALL SELECT schemaname::text, sequencename::text, last_value FROM pg_sequences "
     "WHERE schemaname IN ('public', {schema})"
-).format(schema=sql.Literal(SCHEMA))
+).format(trigger=sql.Literal(TRIGGER), schema=sql.Literal(SCHEMA))
 
 
 @dataclass
@@ -89,8 +90,8 @@ class Tracker:
                     filled.append(table)
             self.demo_tables = frozenset(filled)
             self.demo_sequences = {
-                name: value
-                for schema, name, value in conn.execute(_SEQUENCES)
+                str(name): value
+                for schema, name, value in conn.execute(_READ).fetchall()[1:]
                 if schema == "public"
             }
         self.state = None
@@ -106,30 +107,32 @@ class Tracker:
 
     def _sync(self, want: str) -> None:
         with psycopg.connect(self.conninfo) as conn:
-            if self._fingerprint(conn) != self.fingerprint or self.state is None:
+            # one round trip: the schema's fingerprint, then every sequence (marks included)
+            rows = conn.execute(_READ).fetchall()
+            if rows[0][1:] != self.fingerprint or self.state is None:
                 self._install(conn)
                 self.state = None
+                rows = conn.execute(_READ).fetchall()
             moved: list[tuple[str, int | None]] = []  # public sequences away from wanted
             dirty: set[str] = set()
             clear: list[str] = []
             expected = self.demo_sequences if want == DEMO else {}
-            for schema, name, value in conn.execute(_SEQUENCES):
+            for schema, name, value in rows[1:]:
                 if schema == SCHEMA:
                     if value is not None:
-                        dirty.add(self.marks[name])
-                        clear.append(name)
-                elif value != expected.get(name):
-                    moved.append((name, expected.get(name)))
+                        dirty.add(self.marks[str(name)])
+                        clear.append(str(name))
+                elif value != expected.get(str(name)):
+                    moved.append((str(name), expected.get(str(name))))
             if self.state is None:
                 dirty = set(self.marks.values())
             elif self.state != want:
                 dirty |= self.demo_tables
             if not dirty and not moved:
+                conn.rollback()
                 self.state = want
                 return
-            for name in clear:  # first: a write racing the reset marks its table again
-                conn.execute("SELECT setval(%s, 1, false)", (f"{SCHEMA}.{name}",))
-            self._rewrite(conn, want, sorted(dirty), moved)
+            self._rewrite(conn, want, sorted(dirty), moved, clear)
             self.state = want
             self.rewritten += len(dirty)
 
@@ -139,33 +142,44 @@ class Tracker:
         want: str,
         tables: list[str],
         moved: list[tuple[str, int | None]],
+        clear: list[str],
     ) -> None:
-        """Rewrite ``tables`` and put ``moved`` sequences back; a lock held more than 5 s
-        by a connection left over from an earlier test (a server it started) ends that
-        connection and the rewrite is tried again."""
+        """Rewrite ``tables``, put ``moved`` sequences back and clear the ``clear`` marks
+        (first: a write racing the reset marks its table again), in one round trip. A
+        lock held more than 5 s by a connection left over from an earlier test (a server
+        it started) ends that connection and the rewrite is tried again."""
+        statements = [
+            sql.SQL("SELECT setval({}, 1, false)").format(sql.Literal(f"{SCHEMA}.{name}"))
+            for name in clear
+        ]
+        statements += [
+            sql.SQL("SET LOCAL lock_timeout = '5s'"),
+            # whole tables replaced by a consistent copy: no foreign-key trigger need check
+            # it row by row (and the marking triggers do not fire)
+            sql.SQL("SET LOCAL session_replication_role = replica"),
+        ]
+        for table in tables:
+            statements.append(sql.SQL("DELETE FROM {}").format(sql.Identifier("public", table)))
+            if want == DEMO and table in self.demo_tables:
+                statements.append(
+                    sql.SQL("INSERT INTO {} SELECT * FROM {}").format(
+                        sql.Identifier("public", table), sql.Identifier(SNAPSHOT, table)
+                    )
+                )
+        for name, value in moved:
+            sequence = sql.Identifier("public", name)
+            if value is None:
+                statements.append(sql.SQL("ALTER SEQUENCE {} RESTART").format(sequence))
+            else:
+                statements.append(
+                    sql.SQL("SELECT setval({}, {}, true)").format(
+                        sql.Literal(sequence.as_string(conn)), sql.Literal(value)
+                    )
+                )
+        script = sql.SQL("; ").join(statements)
         for attempt in range(2):
             try:
-                conn.execute("SET LOCAL lock_timeout = '5s'")
-                # whole tables replaced by a consistent copy: no foreign-key trigger need
-                # check it row by row (and the marking triggers do not fire)
-                conn.execute("SET LOCAL session_replication_role = replica")
-                for table in tables:
-                    conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier("public", table)))
-                    if want == DEMO and table in self.demo_tables:
-                        conn.execute(
-                            sql.SQL("INSERT INTO {} SELECT * FROM {}").format(
-                                sql.Identifier("public", table), sql.Identifier(SNAPSHOT, table)
-                            )
-                        )
-                for name, value in moved:
-                    if value is None:
-                        conn.execute(
-                            sql.SQL("ALTER SEQUENCE {} RESTART").format(
-                                sql.Identifier("public", name)
-                            )
-                        )
-                    else:
-                        conn.execute("SELECT setval(%s, %s, true)", (f'public."{name}"', value))
+                conn.execute(script)  # no parameters: one simple query, many statements
                 conn.commit()
                 return
             except psycopg.errors.LockNotAvailable:
@@ -180,9 +194,9 @@ class Tracker:
 
     # ------------------------------------------------------------------ the marks
     def _fingerprint(self, conn: psycopg.Connection[tuple[object, ...]]) -> tuple[object, ...]:
-        row = conn.execute(_FINGERPRINT).fetchone()
+        rows = conn.execute(_READ).fetchall()
         conn.commit()
-        return tuple(row) if row else ()
+        return tuple(rows[0][1:])
 
     def _install(self, conn: psycopg.Connection[tuple[object, ...]]) -> None:
         """Drop the marks and their triggers, then put them on every table of ``public``."""
