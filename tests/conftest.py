@@ -151,24 +151,20 @@ def postgres_session_url(postgres_server: str) -> Iterator[str]:
             migrate.upgrade(db)
         finally:
             db.dispose()
-        _TRACKERS[url] = pg_reset.Tracker(
+        pg_reset.TRACKERS[url] = pg_reset.Tracker(
             psycopg.conninfo.make_conninfo(postgres_server, dbname=name)
         )
         yield url
     finally:
-        _TRACKERS.pop(url, None)
+        pg_reset.TRACKERS.pop(url, None)
         drop_pg_database(postgres_server, name)
-
-
-# the session databases' trackers (tests/pg_reset.py), by URL
-_TRACKERS: dict[str, pg_reset.Tracker] = {}
 
 
 def empty_all(url: str) -> None:
     """Empty every table of a session database (keeps the schema and ``alembic_version``)
     and restart its sequences; only the tables written since the last reset are rewritten
     (tests/pg_reset.py)."""
-    _TRACKERS[url].sync(pg_reset.EMPTY)
+    pg_reset.TRACKERS[url].sync(pg_reset.EMPTY)
 
 
 def _wants_demo(request: pytest.FixtureRequest, backend: str) -> bool:
@@ -191,10 +187,10 @@ def postgres_url(postgres_session_url: str, request: pytest.FixtureRequest) -> s
     the test asks for ``demo`` there)."""
     if _wants_demo(request, "postgresql"):
         request.getfixturevalue("postgres_demo_template")
-        _TRACKERS[postgres_session_url].sync(pg_reset.DEMO)
+        pg_reset.TRACKERS[postgres_session_url].sync(pg_reset.DEMO)
         request.node.stash[_DEMO_IN] = postgres_session_url
     else:
-        _TRACKERS[postgres_session_url].sync(pg_reset.EMPTY)
+        pg_reset.TRACKERS[postgres_session_url].sync(pg_reset.EMPTY)
     return postgres_session_url
 
 
@@ -293,7 +289,7 @@ def postgres_demo_template(
     postgres_session_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> list[demo_service.DemoUser]:
     """The demo, built once into the session database and kept in a side schema."""
-    tracker = _TRACKERS[postgres_session_url]
+    tracker = pg_reset.TRACKERS[postgres_session_url]
     tracker.sync(pg_reset.EMPTY)
     users = _build_demo(postgres_session_url, tmp_path_factory.mktemp("demo-var"))
     tracker.snapshot_demo()
@@ -334,7 +330,7 @@ def _load_postgres(url: str) -> None:
             conn.commit()
     finally:
         db.dispose()
-    _TRACKERS[url].state = pg_reset.DEMO  # the tables written since hold more: marked
+    pg_reset.TRACKERS[url].state = pg_reset.DEMO  # the tables written since hold more: marked
 
 
 @pytest.fixture

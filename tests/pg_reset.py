@@ -244,6 +244,9 @@ class Tracker:
                 conn.commit()
 
 
+TRACKERS: dict[str, Tracker] = {}  # the session databases' trackers, by URL (tests/conftest.py)
+
+
 def _tables(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
     """The tables of ``public`` a test may write (every one but Alembic's)."""
     return [
