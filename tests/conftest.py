@@ -132,6 +132,28 @@ def _drop_abandoned(conninfo: str) -> None:
             pass  # alive, another user's
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The databases this run's workers share and leave to the end (the e2e demo template,
+    tests/e2e/conftest.py: ``gpulease_test_<this pid>_e2e_*``) dropped by the process that
+    runs the session: the xdist controller, which finishes after every worker."""
+    if hasattr(session.config, "workerinput"):
+        return
+    try:
+        with _admin(PG_CONNINFO) as conn:
+            names = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT datname FROM pg_database WHERE datname LIKE %s",
+                    (f"{PG_PREFIX}{os.getpid()}_e2e_%",),
+                )
+            ]
+    except psycopg.Error:
+        return  # no server: none made
+    for name in names:
+        drop_pg_database(PG_CONNINFO, name)
+
+
 @pytest.fixture(scope="session")
 def postgres_session_url(postgres_server: str) -> Iterator[str]:
     """A migrated database of this session's own, dropped at the end of the session."""
