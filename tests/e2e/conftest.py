@@ -33,7 +33,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from e2e_support import Server, init_demo, run_cli, start
+from e2e_support import E2E_KEY_DIR, Server, init_demo, run_cli, start
 from psycopg import sql
 
 HERE = Path(__file__).resolve().parent
@@ -98,7 +98,8 @@ def demo_template(
     """``demo_template(backend)``: (the template's path or database name, the tokens), the
     demo made by ``gpulease init --demo`` the first time a backend is asked for in this
     run: one template per backend for every xdist worker (the first worker to ask makes it
-    under a file lock in the run's shared temporary folder; the others read it). The
+    under a file lock in the run's shared temporary folder; the others read it, and copy the
+    ledger signing key `init` made into their own key folder, ``E2E_KEY_DIR``). The
     PostgreSQL template (:data:`TEMPLATE_DB`) is dropped when the run ends or, if the run
     was killed, by the next run (both in tests/conftest.py: ``gpulease_test_<pid>_*``)."""
     base = tmp_path_factory.getbasetemp()
@@ -112,9 +113,11 @@ def demo_template(
         folder = shared / f"e2e-template-{backend}"
         folder.mkdir(exist_ok=True)
         answer = folder / "made.json"
+        keys = folder / "keys"  # the ledger signing key `init` made, for every worker's servers
         with open(folder / "lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # one worker makes it, the others wait for it
             if not answer.exists():
+                had = set(E2E_KEY_DIR.iterdir())
                 if backend == "sqlite":
                     where = str(folder / "gpulease.db")
                     tokens = init_demo(f"sqlite:///{where}", folder)
@@ -124,7 +127,13 @@ def demo_template(
                     with psycopg.connect(server, dbname="postgres", autocommit=True) as conn:
                         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(where)))
                     tokens = init_demo(_pg_url(server, where), folder)
+                keys.mkdir(exist_ok=True)
+                for made_key in set(E2E_KEY_DIR.iterdir()) - had:
+                    shutil.copy2(made_key, keys / made_key.name)
                 answer.write_text(json.dumps([where, tokens]))
+        for key in keys.iterdir():
+            if not (E2E_KEY_DIR / key.name).exists():
+                shutil.copy2(key, E2E_KEY_DIR / key.name)
         where, tokens = json.loads(answer.read_text())
         made[backend] = (where, tokens)
         return made[backend]
