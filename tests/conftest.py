@@ -4,23 +4,27 @@ Each test that asks for a database runs twice, on SQLite and on the real Postgre
 
 * ``db_backend``: ``"sqlite"`` or ``"postgresql"`` (the parameter of the run);
 * ``db_url``: the URL of a migrated, **empty** database for this test: a fresh SQLite file
-  in ``tmp_path``, or this session's PostgreSQL database with every table truncated;
+  in ``tmp_path``, or this session's PostgreSQL database with every table emptied;
 * ``db``: a :class:`~gpulease.persistence.db.Database` on ``db_url`` (disposed afterwards);
 * ``sqlite_url`` / ``postgres_url``: the same, for tests that need one backend only;
 * ``postgres_server``: the admin conninfo of the PostgreSQL server (skips if unreachable);
 * ``clock``, ``settings``, ``ctx``: a ManualClock at :data:`START`, Settings whose data dir
   is in ``tmp_path``, and a ServiceContext over ``db``;
-* ``demo``: loads the demo installation (``services.demo.create_demo`` run at
-  :data:`START`: Jakarta, 32 NVL72 racks, three tenants with active leases) into ``db_url``
-  and returns its users with their tokens. The demo is built once per session and backend
-  and copied in by SQL (much faster than building it per test).
+* ``demo``: the demo installation (``services.demo.create_demo`` run at :data:`START`:
+  Jakarta, 32 NVL72 racks, three tenants with active leases) in ``db_url``; returns its
+  users with their tokens. The demo is built once per session and backend; a test that
+  asks for it gets its database made holding it (SQLite: a copy of the demo's file;
+  PostgreSQL: see below).
 
 PostgreSQL: one uniquely named database per test session (``gpulease_test_<pid>_<hex>``),
-created and migrated once, truncated before each test, dropped at the end (leftover
-connections are terminated first); databases of earlier sessions whose process is gone are
-dropped when a session starts. The server is ``GPULEASE_TEST_PG`` (a libpq conninfo,
-default ``host=127.0.0.1 port=5432 user=postgres``); if it cannot be reached, the
-``postgresql`` runs are skipped with the reason.
+created and migrated once, brought back before each test to the content the test wants
+(empty, or the demo), dropped at the end (leftover connections are terminated first);
+databases of earlier sessions whose process is gone are dropped when a session starts.
+Only the tables written since the last test are rewritten: triggers mark them
+(tests/pg_reset.py), so a test that reads the demo or writes a few small tables does not
+pay for copying the 11,680 custody events again. The server is ``GPULEASE_TEST_PG`` (a
+libpq conninfo, default ``host=127.0.0.1 port=5432 user=postgres``); if it cannot be
+reached, the ``postgresql`` runs are skipped with the reason.
 """
 
 from __future__ import annotations
@@ -37,8 +41,8 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from psycopg import sql
-from sqlalchemy.exc import OperationalError
 
+import pg_reset
 from gpulease.api.app import create_app
 from gpulease.domain.clock import ManualClock
 from gpulease.persistence import migrate
@@ -128,6 +132,28 @@ def _drop_abandoned(conninfo: str) -> None:
             pass  # alive, another user's
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The databases this run's workers share and leave to the end (the e2e demo template,
+    tests/e2e/conftest.py: ``gpulease_test_<this pid>_e2e_*``) dropped by the process that
+    runs the session: the xdist controller, which finishes after every worker."""
+    if hasattr(session.config, "workerinput"):
+        return
+    try:
+        with _admin(PG_CONNINFO) as conn:
+            names = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT datname FROM pg_database WHERE datname LIKE %s",
+                    (f"{PG_PREFIX}{os.getpid()}_e2e_%",),
+                )
+            ]
+    except psycopg.Error:
+        return  # no server: none made
+    for name in names:
+        drop_pg_database(PG_CONNINFO, name)
+
+
 @pytest.fixture(scope="session")
 def postgres_session_url(postgres_server: str) -> Iterator[str]:
     """A migrated database of this session's own, dropped at the end of the session."""
@@ -147,65 +173,46 @@ def postgres_session_url(postgres_server: str) -> Iterator[str]:
             migrate.upgrade(db)
         finally:
             db.dispose()
+        pg_reset.TRACKERS[url] = pg_reset.Tracker(
+            psycopg.conninfo.make_conninfo(postgres_server, dbname=name)
+        )
         yield url
     finally:
+        pg_reset.TRACKERS.pop(url, None)
         drop_pg_database(postgres_server, name)
 
 
 def empty_all(url: str) -> None:
-    """Empty every table (keeps the schema and ``alembic_version``) and restart the sequences.
+    """Empty every table of a session database (keeps the schema and ``alembic_version``)
+    and restart its sequences; only the tables written since the last reset are rewritten
+    (tests/pg_reset.py)."""
+    pg_reset.TRACKERS[url].sync(pg_reset.EMPTY)
 
-    ``DELETE`` child tables first (the metadata's order, reversed), in one transaction:
-    on tables of a few rows it costs about a tenth of ``TRUNCATE``, which rewrites every
-    table's files (185 ms a test on these machines). If a connection left over from an
-    earlier test (a server it started, a leaked session) holds a lock on a table, it is
-    terminated after 5 s and the emptying retried."""
-    tables = [f'"{table.name}"' for table in reversed(Base.metadata.sorted_tables)]
-    db = Database(url)
-    try:
-        for attempt in range(2):
-            with db.connect() as conn:
-                present = {
-                    f'"{row[0]}"'
-                    for row in conn.exec_driver_sql(
-                        "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-                    )
-                }
-                sequences = [
-                    row[0]
-                    for row in conn.exec_driver_sql(
-                        "SELECT sequence_name FROM information_schema.sequences "
-                        "WHERE sequence_schema = 'public'"
-                    )
-                ]
-                conn.exec_driver_sql("SET lock_timeout = '5s'")
-                # every row goes: no foreign-key trigger need check what refers to each one
-                conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
-                try:
-                    unknown = sorted(present - set(tables) - {'"alembic_version"'})
-                    for name in unknown + [t for t in tables if t in present]:
-                        conn.exec_driver_sql(f"DELETE FROM {name}")
-                    for sequence in sequences:
-                        conn.exec_driver_sql(f'ALTER SEQUENCE "{sequence}" RESTART')
-                    conn.commit()
-                    return
-                except OperationalError:
-                    if attempt:
-                        raise
-                    conn.rollback()
-                    conn.exec_driver_sql(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                    )
-                    conn.commit()
-    finally:
-        db.dispose()
+
+def _wants_demo(request: pytest.FixtureRequest, backend: str) -> bool:
+    """Whether this test asks for the demo in its ``db_backend`` database on ``backend``
+    (then its database is made holding the demo at once, instead of empty then filled)."""
+    names = request.fixturenames
+    return (
+        "demo" in names
+        and "db_backend" in names
+        and request.getfixturevalue("db_backend") == backend
+    )
+
+
+_DEMO_IN = pytest.StashKey[str]()  # the URL of the database a test got with the demo in
 
 
 @pytest.fixture
-def postgres_url(postgres_session_url: str) -> str:
-    """This session's PostgreSQL database, migrated and empty."""
-    empty_all(postgres_session_url)
+def postgres_url(postgres_session_url: str, request: pytest.FixtureRequest) -> str:
+    """This session's PostgreSQL database, migrated and empty (holding the demo already when
+    the test asks for ``demo`` there)."""
+    if _wants_demo(request, "postgresql"):
+        request.getfixturevalue("postgres_demo_template")
+        pg_reset.TRACKERS[postgres_session_url].sync(pg_reset.DEMO)
+        request.node.stash[_DEMO_IN] = postgres_session_url
+    else:
+        pg_reset.TRACKERS[postgres_session_url].sync(pg_reset.EMPTY)
     return postgres_session_url
 
 
@@ -223,10 +230,16 @@ def sqlite_migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def sqlite_url(tmp_path: Path, sqlite_migrated: Path) -> str:
-    """A fresh, migrated SQLite file in ``tmp_path`` (a copy of the session's migrated one)."""
+def sqlite_url(tmp_path: Path, sqlite_migrated: Path, request: pytest.FixtureRequest) -> str:
+    """A fresh, migrated SQLite file in ``tmp_path`` (a copy of the session's migrated one;
+    of the session's demo when the test asks for ``demo`` on SQLite)."""
     path = tmp_path / "gpulease.db"
-    shutil.copyfile(sqlite_migrated, path)
+    if _wants_demo(request, "sqlite"):
+        template, _users = request.getfixturevalue("sqlite_demo_template")
+        shutil.copyfile(template, path)
+        request.node.stash[_DEMO_IN] = f"sqlite:///{path}"
+    else:
+        shutil.copyfile(sqlite_migrated, path)
     return f"sqlite:///{path}"
 
 
@@ -267,7 +280,6 @@ def ctx(db: Database, clock: ManualClock, settings: Settings) -> ServiceContext:
 
 
 # ------------------------------------------------------------------------------ the demo
-SNAPSHOT_SCHEMA = "demo_snapshot"
 
 
 def _build_demo(url: str, data_dir: Path) -> list[demo_service.DemoUser]:
@@ -288,7 +300,10 @@ def sqlite_demo_template(
     root = tmp_path_factory.mktemp("demo-template")
     path = root / "demo.db"
     shutil.copyfile(sqlite_migrated, path)
-    return path, _build_demo(f"sqlite:///{path}", root / "var")
+    users = _build_demo(f"sqlite:///{path}", root / "var")
+    # the last connection closed: the WAL is checkpointed, the file is the whole demo
+    assert not path.with_name(path.name + "-wal").exists()
+    return path, users
 
 
 @pytest.fixture(scope="session")
@@ -296,21 +311,10 @@ def postgres_demo_template(
     postgres_session_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> list[demo_service.DemoUser]:
     """The demo, built once into the session database and kept in a side schema."""
-    empty_all(postgres_session_url)
+    tracker = pg_reset.TRACKERS[postgres_session_url]
+    tracker.sync(pg_reset.EMPTY)
     users = _build_demo(postgres_session_url, tmp_path_factory.mktemp("demo-var"))
-    db = Database(postgres_session_url)
-    try:
-        with db.connect() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {SNAPSHOT_SCHEMA} CASCADE")
-            conn.exec_driver_sql(f"CREATE SCHEMA {SNAPSHOT_SCHEMA}")
-            for table in Base.metadata.sorted_tables:
-                conn.exec_driver_sql(
-                    f'CREATE TABLE {SNAPSHOT_SCHEMA}."{table.name}" AS TABLE public."{table.name}"'
-                )
-            conn.commit()
-    finally:
-        db.dispose()
-    empty_all(postgres_session_url)
+    tracker.snapshot_demo()
     return users
 
 
@@ -328,13 +332,15 @@ def _load_sqlite(template: Path, url: str) -> None:
 
 
 def _load_postgres(url: str) -> None:
+    """The demo's rows added to what ``url`` holds (for a test that asked for ``demo`` after
+    its database was made empty)."""
     db = Database(url)
     try:
         with db.connect() as conn:
             # a consistent snapshot copied whole: no foreign-key trigger need check it row by row
             conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
             for table in Base.metadata.sorted_tables:
-                source = f'{SNAPSHOT_SCHEMA}."{table.name}"'
+                source = f'{pg_reset.SNAPSHOT}."{table.name}"'
                 conn.exec_driver_sql(f'INSERT INTO public."{table.name}" SELECT * FROM {source}')
                 key = list(table.primary_key.columns)
                 if len(key) == 1 and key[0].autoincrement is True:
@@ -346,19 +352,25 @@ def _load_postgres(url: str) -> None:
             conn.commit()
     finally:
         db.dispose()
+    pg_reset.TRACKERS[url].state = pg_reset.DEMO  # the tables written since hold more: marked
 
 
 @pytest.fixture
 def demo(
     db_backend: str, db_url: str, request: pytest.FixtureRequest
 ) -> list[demo_service.DemoUser]:
-    """The demo installation in this test's database; returns its users (with tokens)."""
+    """The demo installation in this test's database; returns its users (with tokens).
+
+    Usually the database was made holding it (``sqlite_url``, ``postgres_url``); a test
+    that asked for ``demo`` only after its database was made gets the demo's rows added."""
     if db_backend == "sqlite":
         template, users = request.getfixturevalue("sqlite_demo_template")
-        _load_sqlite(template, db_url)
+        if request.node.stash.get(_DEMO_IN, None) != db_url:
+            _load_sqlite(template, db_url)
         return list(users)
     users = request.getfixturevalue("postgres_demo_template")
-    _load_postgres(db_url)
+    if request.node.stash.get(_DEMO_IN, None) != db_url:
+        _load_postgres(db_url)
     return list(users)
 
 

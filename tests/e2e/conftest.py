@@ -22,6 +22,8 @@ slow"``) leaves them out, ``make test`` runs them.
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import secrets
 import shutil
@@ -31,7 +33,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from e2e_support import Server, init_demo, run_cli, start
+from e2e_support import E2E_KEY_DIR, Server, init_demo, run_cli, start
 from psycopg import sql
 
 HERE = Path(__file__).resolve().parent
@@ -79,36 +81,64 @@ def _drop(conninfo: str, name: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
 
 
+def _run_owner() -> int:
+    """The pid of the process that runs this test session: the xdist controller (every
+    worker's parent) under ``-n``, this process otherwise."""
+    return os.getppid() if "PYTEST_XDIST_WORKER" in os.environ else os.getpid()
+
+
+# dropped at the end by the process that runs the session (tests/conftest.py)
+TEMPLATE_DB = "gpulease_test_{owner}_e2e_template"
+
+
 @pytest.fixture(scope="session")
 def demo_template(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[[str], tuple[str, dict[str, str]]]]:
+) -> Callable[[str], tuple[str, dict[str, str]]]:
     """``demo_template(backend)``: (the template's path or database name, the tokens), the
-    demo made by ``gpulease init --demo`` the first time a backend is asked for."""
+    demo made by ``gpulease init --demo`` the first time a backend is asked for in this
+    run: one template per backend for every xdist worker (the first worker to ask makes it
+    under a file lock in the run's shared temporary folder; the others read it, and copy the
+    ledger signing key `init` made into their own key folder, ``E2E_KEY_DIR``). The
+    PostgreSQL template (:data:`TEMPLATE_DB`) is dropped when the run ends or, if the run
+    was killed, by the next run (both in tests/conftest.py: ``gpulease_test_<pid>_*``)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if "PYTEST_XDIST_WORKER" in os.environ else base
     made: dict[str, tuple[str, dict[str, str]]] = {}
-    conninfo: list[str] = []
 
     def template(backend: str) -> tuple[str, dict[str, str]]:
         if backend in made:
             return made[backend]
-        data = tmp_path_factory.mktemp(f"e2e-template-{backend}")
-        if backend == "sqlite":
-            path = data / "gpulease.db"
-            made[backend] = (str(path), init_demo(f"sqlite:///{path}", data))
-            return made[backend]
-        server = str(request.getfixturevalue("postgres_server"))  # skips if unreachable
-        name = f"gpulease_e2e_{os.getpid()}_{secrets.token_hex(4)}_tmpl"
-        with psycopg.connect(server, dbname="postgres", autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        conninfo.append(server)
-        made[backend] = (name, init_demo(_pg_url(server, name), data))
+        server = str(request.getfixturevalue("postgres_server")) if backend != "sqlite" else ""
+        folder = shared / f"e2e-template-{backend}"
+        folder.mkdir(exist_ok=True)
+        answer = folder / "made.json"
+        keys = folder / "keys"  # the ledger signing key `init` made, for every worker's servers
+        with open(folder / "lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one worker makes it, the others wait for it
+            if not answer.exists():
+                had = set(E2E_KEY_DIR.iterdir())
+                if backend == "sqlite":
+                    where = str(folder / "gpulease.db")
+                    tokens = init_demo(f"sqlite:///{where}", folder)
+                else:
+                    where = TEMPLATE_DB.format(owner=_run_owner())
+                    _drop(server, where)  # a template left by a killed run of this pid
+                    with psycopg.connect(server, dbname="postgres", autocommit=True) as conn:
+                        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(where)))
+                    tokens = init_demo(_pg_url(server, where), folder)
+                keys.mkdir(exist_ok=True)
+                for made_key in set(E2E_KEY_DIR.iterdir()) - had:
+                    shutil.copy2(made_key, keys / made_key.name)
+                answer.write_text(json.dumps([where, tokens]))
+        for key in keys.iterdir():
+            if not (E2E_KEY_DIR / key.name).exists():
+                shutil.copy2(key, E2E_KEY_DIR / key.name)
+        where, tokens = json.loads(answer.read_text())
+        made[backend] = (where, tokens)
         return made[backend]
 
-    try:
-        yield template
-    finally:
-        if "postgresql" in made:
-            _drop(conninfo[0], made["postgresql"][0])
+    return template
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
