@@ -163,6 +163,25 @@ def week_of_allocations(draw: st.DrawFn) -> tuple[list[Allocation], datetime]:
     return allocations, WEEK_START + timedelta(microseconds=now_us)
 
 
+def test_an_empty_allocation_beside_a_real_one_at_the_same_instant_is_no_overlap() -> None:
+    """Found by the property below: a10 = [T, T+1h) and a8 = [T, T) on one GPU sort as
+    a10, a8 (ids compared as text) and were called an overlap."""
+    t = WEEK_START
+    empty = Allocation("a8", "acme", "job-1", "S4", t, t, CapacityClass.GUARANTEED, "L-acme")
+    real = Allocation(
+        "a10",
+        "acme",
+        "job-2",
+        "S4",
+        t,
+        t + timedelta(hours=1),
+        CapacityClass.GUARANTEED,
+        "L-acme",
+    )
+    records = meter([empty, real], t + timedelta(hours=2))
+    assert sum(r.micros for r in records) == 3_600 * 10**6
+
+
 @settings(max_examples=60, deadline=None)
 @given(week_of_allocations(), st.sampled_from(list(Granularity)))
 def test_metered_gpu_seconds_equal_allocated(

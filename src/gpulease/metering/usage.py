@@ -142,11 +142,15 @@ def _unique(allocations: Iterable[Allocation]) -> list[Allocation]:
 
 def _check_overlaps(allocations: Sequence[Allocation], ends: dict[str, datetime]) -> None:
     """Allocations are sorted by (serial, start): an overlap is between neighbours'
-    running maximum end, so one pass finds the first one."""
+    running maximum end, so one pass finds the first one. An empty allocation (it ends
+    where it starts: started and stopped at one instant) holds the GPU for no time and
+    overlaps nothing, whatever its place among those starting at the same instant."""
     prev: Allocation | None = None
     prev_end: datetime | None = None
     for a in allocations:
         end = ends[a.id]
+        if end == a.start:
+            continue
         if prev is not None and prev_end is not None and prev.gpu_serial == a.gpu_serial:
             if a.start < prev_end:
                 raise OverlappingAllocations(
