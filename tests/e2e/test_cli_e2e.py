@@ -43,7 +43,7 @@ def test_login_then_work_as_a_tenant(cli, demo_server: Server, tmp_path: Path) -
     assert "succeeded" in shown
     assert "GPUs 0,1,2,3" in shown
     assert job["id"] in cli("job", "list").stdout
-    assert "576 nodes in 32 racks" in cli("nodes").stdout
+    assert "588 nodes in 35 racks" in cli("nodes").stdout  # Jakarta's 32 NVL72 racks, 3 HGX sites
 
     requested = json.loads(
         cli(
@@ -83,7 +83,7 @@ def test_errors_are_one_line_with_exit_status_2(cli, demo_server: Server) -> Non
         "--gpus",
         "80",
         "--purpose",
-        "x",
+        "financial AI",
         "--command",
         "y",
         "--topology",
@@ -91,7 +91,7 @@ def test_errors_are_one_line_with_exit_status_2(cli, demo_server: Server) -> Non
         check=False,
     )
     assert too_big.returncode == 2
-    assert "NVLink domain" in too_big.stderr
+    assert "NVLink domain" in too_big.stderr, too_big.stderr
     bad_login = cli("login", "--token", "glt_nope", "--url", demo_server.url, check=False)
     assert bad_login.returncode == 2
     assert "unauthenticated" in bad_login.stderr
