@@ -25,9 +25,10 @@ from zoneinfo import ZoneInfo
 from gpulease.compliance.admission import Admission, Standing, admission, site_refusal
 from gpulease.compliance.policy import EffectivePolicy, SiteScope
 from gpulease.domain.errors import InvalidRequest
-from gpulease.domain.states import JobState, LeaseState, NodeState
+from gpulease.domain.states import LeaseState, NodeState
+from gpulease.persistence import site_load
 from gpulease.persistence.db import Tx
-from gpulease.persistence.tables import Job, Lease, Node, Site, Tenant
+from gpulease.persistence.tables import Lease, Node, Site, Tenant
 from gpulease.scheduler.dispatch import Dispatch, SiteOption, dispatch
 from gpulease.services import kyc
 from gpulease.services.context import ServiceContext
@@ -198,9 +199,7 @@ def choose(
                 Lease.state == LeaseState.ACTIVE.value,
             )
         )
-        running = tx.all(
-            tx.select(Job).where(Job.site_id.in_(list(asked)), Job.state == JobState.RUNNING.value)
-        )
+        load = site_load.running_gpus(tx.session, asked, tenant_id)
         unavailable = tx.all(
             tx.select(Node).where(Node.site_id.in_(list(asked)), Node.state != NodeState.UP.value)
         )
@@ -213,8 +212,7 @@ def choose(
         if refusal is not None and ignore and refusal.startswith(ignore):
             refusal = None
         lease_gpus = sum(lease.gpus for lease in leases if lease.site_id == site_id)
-        here = [job for job in running if job.site_id == site_id]
-        own = sum(j.gpus for j in here if j.tenant_id == tenant_id and not j.borrowed)
+        held, own = load.get(site_id, (0, 0))
         total = cached_topology(ctx, site_id).cluster.total_gpus
         down = sum(n.gpus for n in unavailable if n.site_id == site_id)
         options.append(
@@ -225,7 +223,7 @@ def choose(
                 never_fits(site_id),
                 lease_gpus,
                 max(0, lease_gpus - own),
-                max(0, total - down - sum(j.gpus for j in here)),
+                max(0, total - down - held),
             )
         )
     return dispatch(gpus, options)
