@@ -371,6 +371,12 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument(
+        "--site",
+        default=None,
+        help="name this site in every submission (e.g. jkt1); without it a submission names "
+        "none and, on a demo of several sites, is dispatched among them",
+    )
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
     parser.add_argument("--workers", type=int, default=1, help="API server processes")
@@ -404,6 +410,8 @@ def main() -> None:
     parser.add_argument("--sbatch-jobs", type=int, default=1000)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if args.site:
+        BODY["site_id"] = args.site
 
     print(
         f"{args.jobs:,} submissions from {args.clients} clients on {args.database}, "
