@@ -6,8 +6,8 @@ from __future__ import annotations
 from gpulease.domain.models import JobSpec, LeaseGuarantee
 from gpulease.inventory.topology import ClusterSpec, build_cluster
 from gpulease.metering.usage import CapacityClass
-from gpulease.scheduler.capacity import LeaseBook, Share, grant
 from gpulease.scheduler.engine import Scheduler, SchedulerConfig, apply_decisions
+from gpulease.scheduler.lease_book import LeaseBook, Share, grant
 from gpulease.scheduler.ordering import make_policy
 from gpulease.scheduler.state import SchedulerState
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gpulease.domain.states import JobState
-from gpulease.scheduler.capacity import Share
+from gpulease.scheduler.lease_book import Share
 from gpulease.scheduler.placement import Placement
 from gpulease.scheduler.state import SchedulerState
 from gpulease.scheduler.waiting import WaitingMap

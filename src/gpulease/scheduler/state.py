@@ -33,7 +33,7 @@ from gpulease.domain.states import (
     transition,
 )
 from gpulease.inventory.topology import Cluster
-from gpulease.scheduler.capacity import LeaseBook, Share
+from gpulease.scheduler.lease_book import LeaseBook, Share
 from gpulease.scheduler.placement import FreeMap, Placement, never_fits
 
 Allocation = tuple[tuple[int, tuple[int, ...]], ...]  # ((node, (gpu indices...)), ...)

@@ -27,7 +27,7 @@ from gpulease.persistence import bulk
 from gpulease.persistence.bulk import HeldGpu, RowBatch
 from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import Gpu, GpuAllocation, Job, JobLog
-from gpulease.scheduler.capacity import Share
+from gpulease.scheduler.lease_book import Share
 from gpulease.services import audit
 
 JOB_AUDIT_FIELDS = ("state", "wait_reason", "end_reason", "exit_code", "preemptions", "starts")

@@ -31,7 +31,7 @@ from gpulease.domain.models import LeaseGuarantee
 from gpulease.domain.states import JobState, NodeState
 from gpulease.persistence.db import Tx, is_outage
 from gpulease.persistence.tables import GpuAllocation, Job, Node, Tenant
-from gpulease.scheduler.capacity import Share
+from gpulease.scheduler.lease_book import Share
 from gpulease.scheduler.state import SchedulerState
 from gpulease.services import kyc, leases
 from gpulease.services.containment import Defect, defect_of, describe

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from gpulease.domain.clock import from_seconds
 from gpulease.metering.usage import Allocation, CapacityClass
-from gpulease.scheduler.capacity import Share
+from gpulease.scheduler.lease_book import Share
 from gpulease.scheduler.state import SchedulerState
 
 
