@@ -72,7 +72,7 @@ def test_the_month_by_tenant_and_day_for_each_role(
     assert _row(member.text, "Universitas Teknologi Jakarta")[3] == "0.0"
     assert "INF Tech" not in member.text
     assert "Bank Nusantara" not in member.text
-    for bad in ("2026-13", "1999-12", "march"):
+    for bad in ("2026-13", "1999-12", "0000-01", "march"):
         assert viewers["operator"].get("/ui/usage", params={"month": bad}).status_code == 422
     empty = viewers["operator"].get("/ui/usage", params={"month": "2026-05"})
     assert empty.status_code == 200

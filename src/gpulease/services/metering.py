@@ -84,6 +84,28 @@ def month_of(t: datetime) -> Period:
     return Period.of(utc(t), Granularity.MONTH)
 
 
+def requested_period(now: datetime, start: datetime | None, end: datetime | None) -> Period:
+    """The period a request names: ``[start, end)``; a missing bound is taken from the
+    month holding the other (or ``now``): neither given, this month (bounded: period_of)."""
+    if start is None and end is None:
+        return month_of(now)
+    month = month_of(start or end or now)
+    return period_of(start or month.start, end or month.end)
+
+
+def named_month(text: str, field: str = "month") -> Period:
+    """The calendar month ``YYYY-MM`` names, bounded like any period (InvalidRequest)."""
+    try:
+        first = datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=UTC)
+    except ValueError:
+        raise InvalidRequest(f"{field} is a month as YYYY-MM", field=field) from None
+    month = month_of(first)
+    try:
+        return period_of(month.start, month.end)
+    except InvalidRequest as error:
+        raise InvalidRequest(error.message, field=field) from None
+
+
 @dataclass(frozen=True, slots=True)
 class UsageRow:
     """One usage record as a principal may read it (a tenant: no lender named)."""

@@ -49,12 +49,7 @@ Format = Annotated[Literal["json", "csv", "html"], Query(description="answer for
 
 
 def _period(ctx: ServiceContext, start: Timestamp | None, end: Timestamp | None) -> Period:
-    if start is None and end is None:
-        return metering.month_of(ctx.now())
-    if start is None or end is None:
-        month = metering.month_of(start or end or ctx.now())
-        start, end = start or month.start, end or month.end
-    return metering.period_of(start, end)
+    return metering.requested_period(ctx.now(), start, end)
 
 
 def _tenant(ctx: ServiceContext, me: Principal, ref: str | None, action: Action) -> str | None:

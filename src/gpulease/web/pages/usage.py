@@ -13,7 +13,7 @@ same figures for people who do not read charts.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import Query, Request
@@ -21,7 +21,6 @@ from fastapi.responses import HTMLResponse
 from markupsafe import Markup
 
 from gpulease.domain.access import Action
-from gpulease.domain.errors import InvalidRequest
 from gpulease.metering.periods import Period
 from gpulease.services import invoicing, metering, names, tenant_summary
 from gpulease.services.context import ServiceContext
@@ -40,14 +39,7 @@ INVOICES_SHOWN = 100
 
 
 def _month(text: str | None, now: datetime) -> Period:
-    if not text:
-        return metering.month_of(now)
-    start = datetime(int(text[:4]), int(text[5:]), 1, tzinfo=UTC)
-    end = (start + timedelta(days=32)).replace(day=1)
-    try:
-        return metering.period_of(start, end)
-    except InvalidRequest as error:
-        raise InvalidRequest(error.message, field="month") from None
+    return metering.named_month(text) if text else metering.month_of(now)
 
 
 @router.get("/usage")
