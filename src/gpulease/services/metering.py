@@ -24,7 +24,7 @@ the period sees each record whole.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -178,18 +178,7 @@ def _clip(a: Allocation, period: Period, now: datetime) -> Allocation | None:
         end = period.end if now >= period.end else None
     if (end is not None and end <= start) or (end is None and start > now):
         return None
-    return Allocation(
-        id=a.id,
-        tenant=a.tenant,
-        job_id=a.job_id,
-        gpu_serial=a.gpu_serial,
-        start=start,
-        end=end,
-        capacity=a.capacity,
-        lease_id=a.lease_id,
-        lender_lease_id=a.lender_lease_id,
-        lender_tenant=a.lender_tenant,
-    )
+    return replace(a, start=start, end=end)
 
 
 def _plans(
