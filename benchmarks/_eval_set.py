@@ -1,13 +1,20 @@
 """An evaluation set for name screening, generated apart from the matcher's tuning.
 
-Two splits, made the same way from disjoint material so that one can be tuned on and the
-other only measured:
+Splits made the same way from disjoint material so that one can be tuned on and the
+others only measured:
 
 * ``tuning``: list entries whose key hashes even (CRC-32 of ``source/entry_id``), seed 101,
   Faker locales and word pools *A*, real companies of ``data/companies_tuning.txt``;
 * ``heldout``: entries whose key hashes odd, seed 202, Faker locales and word pools *B*
   (other countries, other added words, other look-alike words), real companies of
-  ``data/companies_heldout.txt``.
+  ``data/companies_heldout.txt``. Measured four times while the matcher changed: spent for
+  claims, now a second tuning set;
+* ``heldout2``: entries used by neither earlier split (not as a positive, not as a hard
+  negative, and sharing no normalised name with such an entry), seed 303, pools *C* drawn at
+  random from stated registers by ``draw_eval_pools.py`` (Faker locales no earlier split
+  uses; added words that at least 0.1 % of the SEC EDGAR register's company names use;
+  look-alike words that 2 to 5 of its names use), real companies of
+  ``data/companies_heldout2.txt``.
 
 **Positives** (a query and the list entry it must find), one row per kind and entry; the
 kinds are those of :data:`POSITIVE_KINDS`: typo, transposition, legal form, alias, script
@@ -47,12 +54,13 @@ DATA = Path(__file__).resolve().parent / "data"
 class Split:
     name: str
     seed: int
-    parity: int
+    parity: int | None  # entries whose key hashes to this parity; None: any entry
     person_locales: tuple[str, ...]
     company_locales: tuple[str, ...]
     companies_file: str
     added_words: tuple[str, ...]  # generic words a variant adds to a listed name
     lookalike_words: tuple[str, ...]  # words a hard negative puts after listed first words
+    disjoint_from: tuple[str, ...] = ()  # splits whose entries this one leaves out
 
 
 SPLITS: dict[str, Split] = {
@@ -77,6 +85,20 @@ SPLITS: dict[str, Split] = {
         ("Orchard", "Beacon", "Quarry", "Willow", "Harvest", "Anchor", "Pinnacle", "Cobalt",
          "Prairie", "Lantern", "Aquaculture", "Furniture", "Ceramics", "Printing",
          "Dairy", "Fashion", "Tourism", "Dental", "Bakery", "Veterinary", "Insurance"),
+    ),
+    # pools C: drawn by `draw_eval_pools.py --seed 303` (the rule is in its docstring)
+    "heldout2": Split(
+        "heldout2", 303, None,
+        ("am_ET", "sr_BA", "tw_GH", "ha_NG", "es", "zu_ZA", "ar_EG", "en_MS", "en_IN", "fi_FI"),
+        ("tw_GH", "fi_FI", "ha_NG", "es", "en_IN", "am_ET"),
+        "companies_heldout2.txt",
+        ("Bancorporation", "Financial", "Electronics", "Business", "River", "Space", "Fund",
+         "Robotics", "Property", "Media"),
+        ("Charging", "Hyperliquid", "Liberty", "Standard", "Northern", "Sustainable",
+         "Biopharmaceutical", "Dogecoin", "Midcap", "Money", "South", "Produce", "Americas",
+         "Offshore", "Superior", "Building", "Railway", "Heritage", "Carnival", "Madison",
+         "Energetics"),
+        disjoint_from=("tuning", "heldout"),
     ),
 }  # fmt: skip
 
@@ -328,6 +350,31 @@ def entry_parity(entry: ListEntry) -> int:
     return zlib.crc32(f"{entry.source}/{entry.entry_id}".encode()) % 2
 
 
+def split_entries(entries: Sequence[ListEntry], split: Split) -> list[ListEntry]:
+    """The entries a split draws from, in list order: those of its parity, less every entry
+    an earlier split of ``split.disjoint_from`` used (a positive's entry or a hard negative's
+    source) and every entry sharing a normalised name with one of those."""
+    used: set[tuple[str, str]] = set()
+    for name in split.disjoint_from:
+        earlier = SPLITS[name]
+        for row in positives(entries, earlier) + negatives(entries, earlier):
+            if row.label == "pos":
+                used.add((row.source, row.entry_id))
+            elif row.made_from:
+                source, _slash, entry_id = row.made_from.partition("/")
+                used.add((source, entry_id))
+    used_names = {
+        normalize_name(n).core for e in entries if (e.source, e.entry_id) in used for n in e.names
+    }
+    return [
+        e
+        for e in entries
+        if (split.parity is None or entry_parity(e) == split.parity)
+        and (e.source, e.entry_id) not in used
+        and not any(normalize_name(n).core in used_names for n in e.names)
+    ]
+
+
 def _signature(name: str) -> tuple[str, ...]:
     return tuple(sorted(normalize_name(name).core.split()))
 
@@ -339,13 +386,14 @@ class Row:
     query: str
     source: str = ""
     entry_id: str = ""
+    made_from: str = ""  # a hard negative's entry (source/entry_id); not written
 
 
 def positives(entries: Sequence[ListEntry], split: Split) -> list[Row]:
     rng = random.Random(split.seed)
     pool = [
-        e for e in entries
-        if entry_parity(e) == split.parity and e.kind not in (PartyKind.VESSEL, PartyKind.AIRCRAFT)
+        e for e in split_entries(entries, split)
+        if e.kind not in (PartyKind.VESSEL, PartyKind.AIRCRAFT)
     ]  # fmt: skip
     rows: list[Row] = []
     for kind, make in POSITIVE_KINDS.items():
@@ -368,16 +416,18 @@ def negatives(entries: Sequence[ListEntry], split: Split) -> list[Row]:
     from faker import Faker  # only to (re)generate the set
 
     rng = random.Random(split.seed + 1)
+    pool = split_entries(entries, split)
     listed = {_signature(n) for e in entries for n in e.names}
     rows: list[Row] = []
     seen: set[str] = set()
 
-    def add(kind: str, name: str) -> bool:
+    def add(kind: str, name: str, entry: ListEntry | None = None) -> bool:
         name = re.sub(r"\s+", " ", name).strip()
         if not name or name in seen or _signature(name) in listed:
             return False
         seen.add(name)
-        rows.append(Row("neg", kind, name))
+        made_from = f"{entry.source}/{entry.entry_id}" if entry else ""
+        rows.append(Row("neg", kind, name, made_from=made_from))
         return True
 
     for line in (DATA / split.companies_file).read_text().splitlines():
@@ -394,10 +444,7 @@ def negatives(entries: Sequence[ListEntry], split: Split) -> list[Row]:
     made = 0
     while made < NEGATIVE_COUNTS["company_faker"]:
         made += add("company_faker", firms.company())
-    orgs = [
-        e for e in entries
-        if entry_parity(e) == split.parity and _is_org(e) and len(_core_words(e.name)) >= 3
-    ]  # fmt: skip
+    orgs = [e for e in pool if _is_org(e) and len(_core_words(e.name)) >= 3]
     rng.shuffle(orgs)
     made = 0
     for entry in orgs:
@@ -407,8 +454,8 @@ def negatives(entries: Sequence[ListEntry], split: Split) -> list[Row]:
         keep = max(1, len(words) // 2 - (1 if len(words) >= 5 else 0))
         extra = rng.sample(split.lookalike_words, rng.choice((1, 2)))
         form = rng.choice(("", "", *(f.title() for f in _LEGAL_FORMS)))
-        made += add("hard_negative_org", " ".join([*words[:keep], *extra, form]).title())
-    persons = [e for e in entries if entry_parity(e) == split.parity and _is_person(e)]
+        made += add("hard_negative_org", " ".join([*words[:keep], *extra, form]).title(), entry)
+    persons = [e for e in pool if _is_person(e)]
     rng.shuffle(persons)
     made = 0
     for entry in persons:
@@ -420,7 +467,7 @@ def negatives(entries: Sequence[ListEntry], split: Split) -> list[Row]:
         other = people[rng.choice(split.person_locales)].last_name()
         if not other.isascii():
             continue
-        made += add("hard_negative_person", " ".join([*given, other]).title())
+        made += add("hard_negative_person", " ".join([*given, other]).title(), entry)
     return rows
 
 
