@@ -20,9 +20,13 @@ list has, a sponsor's hundred ``BlackRock ... Fund`` names once for ``fund`` (an
 
 Each name goes through ``normalize_name``: legal forms are dropped (they are not words of
 the core), spellings are canonical (``technologies`` -> ``technology``). A word is generic
-when at least ``--min-register-share`` of the register's names use it (and at least
-``--min-register-names`` of them), or when ``--min-list-entries`` unrelated listed
-organisations do. Words of fewer than three letters and numbers are left out. The output
+when at least ``--min-register-names`` (10) of the register's families use it (and at least
+``--min-register-share`` of them, 0 by default: until the third round of issue 14 it was
+0.2 %, which left out words of 10 to 12 families such as *worldwide*), or when
+``--min-list-entries`` unrelated listed organisations do. Words that at least
+``--min-share-names`` (2) families use and that are not generic are written too, with the
+source ``share``: the matcher caps their weight by their share, and no more. Words of
+fewer than three letters and numbers are left out. The output
 keeps the counts, so the matcher derives each word's weight from its share of names (see
 ``name_scoring.parse_generic_words``).
 
@@ -40,6 +44,7 @@ from pathlib import Path
 
 from gpulease.compliance.lists import load
 from gpulease.compliance.model import ListEntry, PartyKind
+from gpulease.compliance.name_scoring import SHARE_ONLY
 from gpulease.compliance.names import LEGAL_FORM_TOKENS, normalize_name
 from gpulease.data import shipped_lists
 
@@ -117,9 +122,12 @@ def main() -> None:
     parser.add_argument(
         "--out", type=Path, default=Path("src/gpulease/compliance/generic_words.tsv")
     )
-    parser.add_argument("--min-register-share", type=float, default=0.002)
+    parser.add_argument("--min-register-share", type=float, default=0.0)
     parser.add_argument("--min-register-names", type=int, default=10)
     parser.add_argument("--min-list-entries", type=int, default=20)
+    parser.add_argument(
+        "--min-share-names", type=int, default=2, help="register names to keep a word's share"
+    )
     args = parser.parse_args()
     reg_df, reg_total = register_counts(register_names(args.register))
     list_df, list_total = list_counts(shipped_entries())
@@ -133,6 +141,9 @@ def main() -> None:
         if by_register or by_lists:
             source = "both" if by_register and by_lists else "register" if by_register else "lists"
             rows.append((word, reg_df[word], reg_total, list_df[word], list_total, source))
+        elif reg_df[word] >= args.min_share_names and word.isalpha():
+            # not generic, but a word unrelated companies use: its share caps its weight
+            rows.append((word, reg_df[word], reg_total, list_df[word], list_total, SHARE_ONLY))
     with args.out.open("w", encoding="utf-8") as out:
         out.write(
             "# Generic words of company names, derived by scripts/derive_generic_words.py\n"
@@ -143,11 +154,14 @@ def main() -> None:
             "totals: distinct leading words\n"
             f"# thresholds: register share >= {args.min_register_share} and >= "
             f"{args.min_register_names} names, or list_entries >= {args.min_list_entries}\n"
+            f"# source {SHARE_ONLY}: not generic, used by >= {args.min_share_names} of the "
+            "register's families: the share caps the word's weight, no more\n"
         )
         out.write("\t".join(HEADER) + "\n")
         for row in rows:
             out.write("\t".join(str(v) for v in row) + "\n")
-    print(f"{len(rows)} generic words -> {args.out}")
+    generic = sum(r[5] != SHARE_ONLY for r in rows)
+    print(f"{generic} generic words, {len(rows) - generic} words by share -> {args.out}")
 
 
 if __name__ == "__main__":

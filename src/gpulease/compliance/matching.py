@@ -62,6 +62,7 @@ from rapidfuzz import fuzz
 
 from gpulease.compliance.model import Feature, Hit, ListEntry, Party, PartyKind
 from gpulease.compliance.name_scoring import (
+    DROPPED_WORD_WEIGHT,
     MISSING_NAME_WEIGHT,
     ONE_WORD_SHARE,
     OURS_SHARE,
@@ -373,7 +374,12 @@ class ScreeningIndex:
                     if sim > alike.get(word, 0.0):
                         alike[word] = sim
             # our words like no listed word stay unmatched: a floor under our total weight
-            unmatched = sum(w for w, row in zip(query.weights, sims, strict=True) if not row)
+            # (generic words excepted: their cost may be capped, ADDED_GENERIC_SHARE)
+            unmatched = sum(
+                w
+                for i, (w, row) in enumerate(zip(query.weights, sims, strict=True))
+                if not row and not query.generic >> i & 1
+            )
             scored: dict[int, tuple[float, int]] = {}  # entry -> (score, name)
             for n, prepared in chosen:
                 e_index = self._names[n].entry
@@ -434,8 +440,9 @@ class ScreeningIndex:
                 if sim is not None:
                     matched += w * sim
             theirs = listed.total
-            if len(listed.words) == len(query.words) + 1 and self._persons[entry]:
-                theirs -= (1.0 - MISSING_NAME_WEIGHT) * max(listed.weights)
+            if len(listed.words) == len(query.words) + 1 >= 3:
+                kept = MISSING_NAME_WEIGHT if self._persons[entry] else DROPPED_WORD_WEIGHT
+                theirs -= (1.0 - kept) * max(listed.weights)
             ours = matched / (matched + unmatched)
             theirs = min(1.0, matched / theirs)
             # the larger of the two mixes (ours counts more, or both alike for one word)

@@ -9,7 +9,9 @@ one to one** (greedy, most alike pair first), a pair scoring:
 * the OSA similarity (edits, a transposition counting one) of words of four letters or more
   when at least ``MIN_WORD_SIMILARITY`` (0.8), ``SHORT_TYPO`` (0.75) for one edit in a
   four-letter word, at least ``ONE_EDIT`` (0.85) for one edit in a longer word (``atlgs`` ~
-  ``atlas``), also against the long spellings of a canonical word
+  ``atlas``), ``TWO_EDITS`` (0.7) for two edits when the shorter word has five letters or
+  more and the longer six (``pzehmat`` ~ ``pezhman``: a typo and a transposition), also
+  against the long spellings of a canonical word
   (:data:`~gpulease.compliance.names.SPELLINGS`: ``technolgies`` ~ ``technology``);
 * 0.9 x the similarity of the words' *skeletons* (:func:`skeleton`: ``kh``/``h``, ``ou``/``u``,
   ``c``/``k``, ``w``/``v``... folded, doubled letters single) when that is higher: the same
@@ -29,18 +31,27 @@ is *derived*, not written by hand: ``scripts/derive_generic_words.py`` counts, o
 register of company names (the SEC's EDGAR company tickers, 6,108 unrelated families of
 names) and over the organisations of the shipped lists (4,027), how many unrelated names use
 each word (names of one family, ``BlackRock ... Fund``, count once), and keeps the words
-that at least 0.2 % of the register's names (and ten of them) or twenty unrelated listed
-organisations use. Such a word's IDF is at most what its share of those names gives
+that at least ten of the register's names or twenty unrelated listed organisations use
+(until the third round of issue 14 also 0.2 % of the register's names, which left out
+*worldwide*). Such a word's IDF is at most what its share of those names gives
 (``log(1 / share)``: a word no listed name uses but one company in a hundred does is not a
 brand), and its weight is then ``GENERIC_FACTOR`` (0.5) of the square. Without the register,
 a generic word the lists happen not to use (``Therapeutics``) weighed as the most
-distinctive of brands, and adding it to a listed name cleared it. Then
+distinctive of brands, and adding it to a listed name cleared it. Every other word that two
+or more of the register's families use (``REGISTER_IDF``, rows ``share`` of the file) has its
+IDF capped the same way, without the factor: a word a few companies use is no unique brand.
+A word the list never uses, six letters or more and one edit from a generic word
+(``internarional``), is that generic word misspelt: it weighs and counts as generic. Then
 
 * ``ours`` = aligned weight (similarity x the listed word's weight) / weight of our words,
   our unaligned words counting their own weight: a brand we have and the listed name lacks
   counts fully against the match; when our unaligned words include a generic word and the
   listed name's unaligned words do too (``Sambouk Pharma`` for ``Sambouk Shipping``: one
   line of business for another), our generic words count without the generic discount;
+  otherwise, when every listed word aligned, two or more of them and in the listed order,
+  our extra generic words together count at most ``ADDED_GENERIC_SHARE`` (0.2) of the
+  aligned weight (``COMMERCIAL BANK OF SYRIA WORLDWIDE``: ours at least 0.83, review); one
+  listed word found is too little (``Emma Consulting`` for ``EMMA``);
 * ``theirs`` = aligned weight / weight of the listed words;
 * ``score = 100 * (0.75 * ours + 0.25 * theirs)`` (``OURS_SHARE``); 0.5 / 0.5 when our name
   is one word and the listed name longer (a lone word inside a longer name is no match by
@@ -53,7 +64,10 @@ the brand), and a listed name of one repeated word matches only a name that repe
 
 **Persons.** When the listed entry is a person, all our words align and exactly one listed
 word does not (a middle name dropped: ``RIM Ryong`` for ``RIM Ryong Nam``), that word weighs
-``MISSING_NAME_WEIGHT`` (0.3) of its weight, so a dropped middle name can still block. One
+``MISSING_NAME_WEIGHT`` (0.3) of its weight, so a dropped middle name can still block. An
+organisation's name of three words or more with one left out and ours aligned in the listed
+order (``North Golden Trading`` for ``NORTH GOLDEN ZARGHAM TRADING``) counts that word at
+``DROPPED_WORD_WEIGHT`` (0.5). One
 word of ours against a person's longer name scores at most ``ONE_WORD_CAP`` (80: a surname
 alone is not a match). A score that needs an initial stays at most ``INITIAL_CAP`` (94:
 review at the default thresholds, never block).
@@ -75,6 +89,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
+from itertools import pairwise
 
 from rapidfuzz import fuzz
 from rapidfuzz.distance import OSA
@@ -83,6 +98,7 @@ from rapidfuzz.process import cdist
 from gpulease.compliance.names import SPELLINGS, NormalizedName, skeleton
 
 __all__ = [
+    "DROPPED_WORD_WEIGHT",
     "GENERIC_IDF",
     "GENERIC_WORDS",
     "INITIAL",
@@ -106,11 +122,15 @@ ONE_WORD_CAP = 80.0  # one word of ours against a listed person's full name: bel
 MIN_WORD_SIMILARITY = 0.8
 SHORT_TYPO = 0.75
 ONE_EDIT = 0.85  # one edit in a word of five letters or more counts at least this much
+TWO_EDITS = 0.7  # two edits (a transposition counting one), words of 5+ and 6+ letters
 TRANSPOSITION = 0.5  # a transposition costs half an edit
 MISSING_NAME_WEIGHT = 0.3
+DROPPED_WORD_WEIGHT = 0.5  # an organisation's one word left out, the rest in order
 OURS_SHARE = 0.75
 ONE_WORD_SHARE = 0.5  # one word of ours inside a longer listed name: both sides count alike
 GENERIC_FACTOR = 0.5
+ADDED_GENERIC_SHARE = 0.2  # generic words added cost at most this share of the match...
+ADDED_MIN_PAIRS = 2  # ... when at least this many words (all of the listed name) aligned
 LEGAL_TYPO_FACTOR = 0.05
 
 # Legal forms spelled out: a word the list never uses, a typo away from one of these, is a
@@ -121,13 +141,15 @@ _LEGAL_SPELLED = (
 )  # fmt: skip
 
 GENERIC_FILE = "generic_words.tsv"
+SHARE_ONLY = "share"  # a row kept for the word's share of company names, not generic
 
 
-def parse_generic_words(text: str) -> dict[str, float]:
+def parse_generic_words(text: str, *, generic_only: bool = True) -> dict[str, float]:
     """``generic_words.tsv`` (see :data:`GENERIC_FILE`; ``#`` lines are comments): word ->
     the IDF its share of names gives it (``log(1 / share)``), share being the larger of its
     document frequency among the register's company names and among the listed
-    organisations."""
+    organisations. ``generic_only``: the generic words alone, not the rows kept only for
+    their share (source ``share``)."""
     out: dict[str, float] = {}
     header: list[str] | None = None
     for line in text.splitlines():
@@ -138,6 +160,8 @@ def parse_generic_words(text: str) -> dict[str, float]:
             header = fields
             continue
         row = dict(zip(header, fields, strict=True))
+        if generic_only and row["source"] == SHARE_ONLY:
+            continue
         share = max(
             int(row["register_names"]) / int(row["register_total"]),
             int(row["list_entries"]) / int(row["list_total"]),
@@ -146,9 +170,9 @@ def parse_generic_words(text: str) -> dict[str, float]:
     return out
 
 
-def _load_generic_words() -> dict[str, float]:
+def _load_generic_words(generic_only: bool = True) -> dict[str, float]:
     text = resources.files("gpulease.compliance").joinpath(GENERIC_FILE).read_text("utf-8")
-    return parse_generic_words(text)
+    return parse_generic_words(text, generic_only=generic_only)
 
 
 #: Words that describe a business rather than name it, derived from name frequencies (a
@@ -156,6 +180,10 @@ def _load_generic_words() -> dict[str, float]:
 #: ``scripts/derive_generic_words.py``) -> the IDF their share of company names gives them.
 GENERIC_IDF: dict[str, float] = _load_generic_words()
 GENERIC_WORDS: frozenset[str] = frozenset(GENERIC_IDF)
+#: Every word that unrelated company names of the register use (generic or not) -> the IDF
+#: its share of those names gives it: a word the lists never use but a few companies do is
+#: a word of company names, not a brand only a listed party has.
+REGISTER_IDF: dict[str, float] = _load_generic_words(generic_only=False)
 
 
 class TermWeights:
@@ -172,6 +200,7 @@ class TermWeights:
         self._df = df
         self._unknown = self._idf(0)
         self._cache: dict[str, float] = {}
+        self._misspelt: dict[str, str | None] = {}
 
     def _idf(self, df: int) -> float:
         return math.log((self._total + 1) / (df + 0.5))
@@ -183,8 +212,14 @@ class TermWeights:
         df = self._df.get(word)
         idf = self._unknown if df is None else self._idf(df)
         generic = GENERIC_IDF.get(word)
-        if generic is not None:  # as rare as company names in general say, at most
-            idf = min(idf, generic)
+        if generic is None and df is None:
+            meant = self.misspelt_generic(word)
+            if meant is not None:  # "internarional": weighs as "international"
+                generic = GENERIC_IDF[meant]
+                idf = min(idf, generic)
+        shared = REGISTER_IDF.get(word)
+        if shared is not None:  # as rare as company names in general say, at most
+            idf = min(idf, shared)
         weight = max(idf, 0.5) ** 2
         if generic is not None:
             weight *= GENERIC_FACTOR
@@ -200,6 +235,28 @@ class TermWeights:
         if len(self._cache) < 200_000:
             self._cache[word] = weight
         return weight
+
+    def misspelt_generic(self, word: str) -> str | None:
+        """The generic word that ``word`` (six letters or more, a word the list never uses)
+        is one edit from (``internarional``), if any: a misspelt generic word is generic."""
+        if len(word) < 6 or word in GENERIC_IDF or word in self._df:
+            return None
+        found = self._misspelt.get(word, "")
+        if found == "":
+            found = next(
+                (
+                    g
+                    for g in GENERIC_IDF
+                    if abs(len(g) - len(word)) <= 1 and OSA.distance(word, g, score_cutoff=1) <= 1
+                ),
+                None,
+            )
+            if len(self._misspelt) < 100_000:
+                self._misspelt[word] = found
+        return found
+
+    def is_generic(self, word: str) -> bool:
+        return word in GENERIC_IDF or self.misspelt_generic(word) is not None
 
     def document_frequency(self, word: str) -> int:
         return self._df.get(word, 0)
@@ -228,8 +285,14 @@ def word_similarity(a: str, b: str, folded_weight: float = _SKELETON_SIMILARITY)
     sim = OSA.normalized_similarity(a, b)
     if len(a) == len(b) and sim < 1.0 and sorted(a) == sorted(b) and OSA.distance(a, b) == 1:
         sim = 1.0 - TRANSPOSITION / len(a)  # two letters swapped: the commonest slip
-    elif sim < MIN_WORD_SIMILARITY:  # one edit in a four-letter word, or too different
-        sim = SHORT_TYPO if OSA.distance(a, b) == 1 else 0.0
+    elif sim < MIN_WORD_SIMILARITY:  # one edit in a four-letter word, two in a longer one
+        edits = OSA.distance(a, b, score_cutoff=2)
+        if edits == 1:
+            sim = SHORT_TYPO
+        elif edits == 2 and min(len(a), len(b)) >= 5 and max(len(a), len(b)) >= 6:
+            sim = TWO_EDITS
+        else:
+            sim = 0.0
     elif sim < ONE_EDIT and OSA.distance(a, b) == 1:  # one letter wrong in five or six
         sim = ONE_EDIT
     folded = OSA.normalized_similarity(skeleton(a), skeleton(b))
@@ -261,7 +324,12 @@ def similarities(
         for spelling in SPELLINGS.get(word, ()):
             columns.append(spelling)
             owner.append(j)
-    plain = cdist(ours, columns, scorer=OSA.normalized_similarity, score_cutoff=0.74)
+    plain = cdist(
+        ours,
+        columns,
+        scorer=OSA.normalized_similarity,
+        score_cutoff=0.66,  # two edits in six letters: 0.67
+    )
     folded = cdist(
         [skeleton(w) for w in ours],
         folded_theirs,
@@ -307,14 +375,15 @@ class Prepared:
     weights: tuple[float, ...]
     total: float
     skeletons: tuple[str, ...]
-    generic: int  # bit i set: words[i] is a generic word
+    generic: int  # bit i set: words[i] is a generic word (or one misspelt)
 
     @classmethod
     def of(cls, norm: NormalizedName, weights: TermWeights) -> Prepared:
         words = tuple(norm.core.split())
         own = tuple(weights(w) for w in words)
-        generic = sum(1 << i for i, w in enumerate(words) if w in GENERIC_IDF)
-        return cls(norm, words, own, sum(own), tuple(skeleton(w) for w in words), generic)
+        generic = sum(1 << i for i, w in enumerate(words) if weights.is_generic(w))
+        skeletons = tuple(skeleton(w) for w in words)
+        return cls(norm, words, own, sum(own), skeletons, generic)
 
 
 def align(
@@ -351,7 +420,8 @@ def align_prepared(
     extra = tuple(a.words[i] for i in range(len(a.words)) if i not in used_a)
     missing = tuple(b.words[j] for j in range(len(b.words)) if j not in used_b)
     if discounted:
-        how += f" (a person's name {missing[0]!r} left out)"
+        left_out = "a person's name" if listed_is_person else "one word"
+        how += f" ({left_out} {missing[0]!r} left out)"
     return Alignment(round(score, 1), pairs, extra, missing, how)
 
 
@@ -364,6 +434,12 @@ def aligned_score(
     if a.norm.compact == b.norm.compact:
         return 100.0
     return round(_aligned(a, b, sims, listed_is_person)[0], 1)
+
+
+def _in_order(pairs_ij: Sequence[tuple[int, int, float]]) -> bool:
+    """Whether our words align with the listed words in the listed order."""
+    ordered = sorted(pairs_ij)
+    return all(p[1] < q[1] for p, q in pairwise(ordered))
 
 
 def _aligned(
@@ -402,12 +478,27 @@ def _aligned(
         ours_total += sum(w for i, w in enumerate(a.weights) if extra_generic >> i & 1) * (
             1.0 / GENERIC_FACTOR - 1.0
         )
+    elif (
+        extra_generic
+        and len(pairs_ij) >= ADDED_MIN_PAIRS
+        and used_b == (1 << len(b.words)) - 1
+        and _in_order(pairs_ij)
+    ):
+        # generic words added to the whole listed name, two words or more of it in its
+        # order: together they cost at most ADDED_GENERIC_SHARE of what matched ("COMMERCIAL
+        # BANK OF SYRIA WORLDWIDE"); one listed word found is too little ("Emma Consulting")
+        extra = sum(w for i, w in enumerate(a.weights) if extra_generic >> i & 1)
+        ours_total -= extra - min(extra, ADDED_GENERIC_SHARE * matched)
     theirs_total = b.total
     discounted = False
-    if listed_is_person and n_b >= 3 and len(pairs_ij) == n_a == n_b - 1:
+    if n_b >= 3 and len(pairs_ij) == n_a == n_b - 1:
         missing = next(j for j in range(n_b) if not used_b >> j & 1)
-        theirs_total -= (1.0 - MISSING_NAME_WEIGHT) * weight_b[missing]
-        discounted = True
+        if listed_is_person:
+            theirs_total -= (1.0 - MISSING_NAME_WEIGHT) * weight_b[missing]
+            discounted = True
+        elif _in_order(pairs_ij):
+            theirs_total -= (1.0 - DROPPED_WORD_WEIGHT) * weight_b[missing]
+            discounted = True
     share_ours = matched / ours_total if ours_total else 0.0
     share_theirs = matched / theirs_total if theirs_total else 0.0
     ours_share = ONE_WORD_SHARE if n_a == 1 < n_b else OURS_SHARE

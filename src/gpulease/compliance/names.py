@@ -291,9 +291,14 @@ _SKELETON_RULES: tuple[tuple[str, str], ...] = (
 @lru_cache(maxsize=65536)
 def skeleton(word: str) -> str:
     """``word`` with transliteration's spelling differences folded, doubled letters single."""
-    for old, new in _SKELETON_RULES:
-        word = word.replace(old, new)
-    return "".join(ch for k, ch in enumerate(word) if k == 0 or ch != word[k - 1])
+    for _ in range(3):  # until nothing changes: "grooyp" -> "group" -> "grup", as "group"
+        before = word
+        for old, new in _SKELETON_RULES:
+            word = word.replace(old, new)
+        word = "".join(ch for k, ch in enumerate(word) if k == 0 or ch != word[k - 1])
+        if word == before:
+            break
+    return word
 
 
 def _ascii(text: str) -> str:
@@ -381,8 +386,11 @@ _LEGAL_SKELETONS.update(
     for form in (
         "company", "limited", "corporation", "incorporated", "holding", "holdings", "group",
         "llc", "ltd", "gmbh", "inc", "jsc", "ojsc", "pjsc", "cjsc", "llp", "plc", "sarl",
+        "corp",
     )
 )  # fmt: skip
+# "ко. лтд", "κο. κγ": "co" written in another script, before another legal form
+_TRANSLITERATED_CO = re.compile(r"\bko (?=(?:ltd|kg|llc|inc|limited|gmbh)\b)")
 
 
 @lru_cache(maxsize=262144)
@@ -406,6 +414,8 @@ def normalize_name(name: str) -> NormalizedName:
     if transliterated:  # "ΓΜΒΧ" -> gmvch, "ЛЛК" -> llk: a legal form letter by letter
         words = [_LEGAL_SKELETONS.get(skeleton(w), w) if len(w) >= 3 else w for w in words]
     text = " ".join(_WORDS.get(w, w) for w in words)
+    if transliterated:
+        text = _TRANSLITERATED_CO.sub("co ", text)
     text = _PHRASE_RE.sub(lambda m: _PHRASE_MAP[m.group(1)], text)
     words = text.split()
     core_words = [w for w in words if w not in LEGAL_FORM_TOKENS and w not in _FILLER]
