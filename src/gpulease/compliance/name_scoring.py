@@ -93,7 +93,7 @@ from itertools import pairwise
 
 from rapidfuzz import fuzz
 from rapidfuzz.distance import OSA
-from rapidfuzz.process import cdist
+from rapidfuzz.process import cdist, extractOne
 
 from gpulease.compliance.names import SPELLINGS, NormalizedName, skeleton
 
@@ -180,6 +180,7 @@ def _load_generic_words(generic_only: bool = True) -> dict[str, float]:
 #: ``scripts/derive_generic_words.py``) -> the IDF their share of company names gives them.
 GENERIC_IDF: dict[str, float] = _load_generic_words()
 GENERIC_WORDS: frozenset[str] = frozenset(GENERIC_IDF)
+_GENERIC_LIST: tuple[str, ...] = tuple(sorted(GENERIC_IDF))
 #: Every word that unrelated company names of the register use (generic or not) -> the IDF
 #: its share of those names gives it: a word the lists never use but a few companies do is
 #: a word of company names, not a brand only a listed party has.
@@ -243,14 +244,8 @@ class TermWeights:
             return None
         found = self._misspelt.get(word, "")
         if found == "":
-            found = next(
-                (
-                    g
-                    for g in GENERIC_IDF
-                    if abs(len(g) - len(word)) <= 1 and OSA.distance(word, g, score_cutoff=1) <= 1
-                ),
-                None,
-            )
+            best = extractOne(word, _GENERIC_LIST, scorer=OSA.distance, score_cutoff=1)
+            found = None if best is None else best[0]
             if len(self._misspelt) < 100_000:
                 self._misspelt[word] = found
         return found
