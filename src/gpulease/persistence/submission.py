@@ -17,6 +17,8 @@ its first uses (``prepare_threshold``):
   writes them; the rows are given as column values, no ORM instance is built; the audit
   record is queued for the ledger's sequencer in the same statement
   (``ledger_store.submission_ctes``: only if the record was inserted);
+* :meth:`LeanSubmissions.site_loads`: every site's row and the sums a dispatch reads
+  (``persistence.site_load``), for a submission that names no site;
 * :meth:`LeanSubmissions.insert_if`: both in one statement, once the tenant's row is kept
   (:meth:`LeanSubmissions.kept`, the row the last read returned and its digest): the
   caller decides on the kept row, and the rows are inserted only if the statement reads
@@ -63,9 +65,10 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
 from gpulease.ledger.records import record_leaf
-from gpulease.persistence import ledger_store
+from gpulease.persistence import ledger_store, site_load
 from gpulease.persistence.auth import SubmissionFacts
 from gpulease.persistence.db import DatabaseUnavailable
+from gpulease.persistence.site_load import SiteLoad, SiteRow
 from gpulease.persistence.tables import (
     AuditRecord,
     AuthEpoch,
@@ -297,6 +300,17 @@ class LeanSubmissions:
                 params.append(value if convert is None else convert(value))
         params.append(record_leaf(trail))  # the ledger's leaf hash: the statement's last $n
         return sql, params
+
+    async def site_loads(self, tenant_id: str) -> list[tuple[SiteRow, SiteLoad]]:
+        """Every site's row and its sums for ``tenant_id`` (``persistence.site_load``: the
+        statement a dispatch reads through the session, here on the event loop)."""
+        self.sent += 1
+        try:
+            async with self._pool().connection() as conn:
+                cursor = await conn.execute(site_load.ALL_SITES_SQL, [tenant_id])
+                return [site_load.row_of(row) for row in await cursor.fetchall()]
+        except (psycopg.IntegrityError, psycopg.DataError) as error:
+            raise RowsRefused(str(error)) from error
 
     async def _execute(
         self, sql: str, params: list[Any], *, rows: bool = True

@@ -42,7 +42,7 @@ from gpulease.domain.models import JobSpec, PriorityClass, TopologyMode, Topolog
 from gpulease.domain.states import TERMINAL_JOB_STATES, JobState, LeaseState
 from gpulease.persistence import auth as auth_store
 from gpulease.persistence.db import DuplicateRecord, Tx
-from gpulease.persistence.submission import LeanSubmissions, RowsRefused
+from gpulease.persistence.submission import Kept, LeanSubmissions, RowsRefused
 from gpulease.persistence.tables import AuditRecord, Base, GpuAllocation, Job, Lease, Tenant
 from gpulease.scheduler.placement import never_fits
 from gpulease.services import (
@@ -119,12 +119,31 @@ def submit(
     credential = actor if isinstance(actor, Credential) else None
     principal = credential.principal if credential is not None else actor
     assert isinstance(principal, Principal)
-    checked = _dispatched(ctx, sub, _checked(ctx, principal, sub))
+    try:
+        checked = _dispatched(ctx, sub, _checked(ctx, principal, sub))
+    except DomainError:
+        if credential is None:
+            raise
+        confirmed = _confirmed(ctx, credential)  # a revoked token: 401 before any other answer
+        if confirmed.principal == principal:
+            raise
+        return submit(ctx, confirmed.principal, sub, idem)  # its role changed: decide again
     try:
         return _submit(ctx, credential, principal, sub, checked, idem)
     except purpose_reviews.PurposeRefused as refused:  # audited once the request rolled back
         purpose_reviews.audit_refusal(ctx, principal.user_id, refused, "job.submit")
         raise
+
+
+def _confirmed(ctx: ServiceContext, credential: Credential) -> Credential:
+    """``credential`` confirmed against the authentication epoch read now, or its token read
+    again (Unauthenticated: revoked, expired or its user disabled since). A submission about
+    to be refused confirms its credential first, so a revoked token learns nothing but 401."""
+    epoch = auth_store.current_epoch(ctx.db)
+    if auth_cache.of(ctx).valid(credential, epoch, ctx.now()):
+        return credential
+    with ctx.db.transaction(write=False) as tx:
+        return identity.confirm(ctx, tx, credential, epoch)
 
 
 def _submit(
@@ -179,23 +198,42 @@ async def submit_lean(
     idem: Idempotent | None = None,
 ) -> tuple[dict[str, Any], str] | None:
     """:func:`submit` on the event loop, for the common case: the credential still holds,
-    the key is new, no lease is named. The same checks (``persistence.submission``): the
-    facts read, then the rows inserted; or, when the tenant's row was read before and
-    admits the job, one statement that reads the facts and inserts only if they are the
-    ones decided on (else the job is decided again on what it read). Returns the queued
-    job's column values and its tenant's name, or None when nothing was written and the
-    caller must take :func:`submit`, which decides every other case as it always has (a
-    revoked or re-read credential, an unknown tenant, a replayed or mismatched key, a
-    named lease, a key taken by a racing request)."""
+    the key is new, no lease is named, the submission is valid and admitted. The same
+    checks (``persistence.submission``): the facts read, then the rows inserted; or, when
+    the tenant's row was read before and admits the job, one statement that reads the facts
+    and inserts only if they are the ones decided on (else the job is decided again on what
+    it read). A job to dispatch among several sites takes one more statement first, the
+    sites' rows and sums, decided by the same ``sites.decide`` as :func:`submit`'s.
+    Returns the queued job's column values and its tenant's name, or None when nothing was
+    written and the caller must take :func:`submit`, which decides every other case as it
+    always has (a revoked or re-read credential, an invalid or refused submission -- which
+    :func:`submit` refuses only once the credential is confirmed --, an unknown tenant, a
+    replayed or mismatched key, a named lease, a site changed since it was cached, a key
+    taken by a racing request)."""
     principal = credential.principal
-    checked = _checked(ctx, principal, sub)
-    if sub.lease_id is not None or not checked.site_id:  # a named lease, or to dispatch
+    try:
+        checked = _checked(ctx, principal, sub)
+    except DomainError:
+        return None  # submit() confirms the credential, then refuses it
+    if sub.lease_id is not None:  # a named lease: read in submit()'s transaction
         return None
-    job, said = _values(principal, sub, checked)
-    trail = audit.values(**said)
-    key = None if idem is None else record_values(principal.user_id, idem, job["id"], checked.now)
     kept = store.kept(checked.tenant_id)
     try:
+        if not checked.site_id:  # dispatched among several sites
+            if kept is None:  # the tenant's row read once, then kept
+                await store.facts(checked.tenant_id, principal.user_id, None)
+                kept = store.kept(checked.tenant_id)
+            if kept is None or not _admitted(ctx, credential, kept.tenant, sub.purpose):
+                return None
+            chosen = await _dispatched_lean(ctx, store, sub, checked, kept)
+            if chosen is None:
+                return None
+            checked = chosen
+        job, said = _values(principal, sub, checked)
+        trail = audit.values(**said)
+        key = (
+            None if idem is None else record_values(principal.user_id, idem, job["id"], checked.now)
+        )
         if kept is not None and _admitted(ctx, credential, kept.tenant, sub.purpose):
             # decided on the tenant's row as last read: inserted only if it still reads so,
             # with the credential's epoch and no record of the key (one round trip)
@@ -204,6 +242,8 @@ async def submit_lean(
             )
             if inserted:
                 return job, kept.tenant.name
+            if checked.dispatch is not None:
+                return None  # the site was chosen on the row as kept: submit() decides again
         else:
             facts = await store.facts(
                 checked.tenant_id, principal.user_id, idem.key if idem else None
@@ -215,14 +255,44 @@ async def submit_lean(
             return None  # the epoch moved: submit() reads the token again
         try:
             held = _admit(ctx, facts.tenant, sub.purpose)
-        except purpose_reviews.PurposeRefused:
-            return None  # submit() refuses it again and audits the refusal
+        except DomainError:
+            return None  # submit() refuses it again (and audits a refused purpose)
         if held is not None:
             return None  # submit() holds it and opens its review
         await store.insert(job, trail, key)
     except RowsRefused:
         return None
     return job, facts.tenant.name
+
+
+async def _dispatched_lean(
+    ctx: ServiceContext, store: LeanSubmissions, sub: JobSubmission, checked: _Checked, kept: Kept
+) -> _Checked | None:
+    """:func:`_dispatched` on the event loop, on the tenant's row as kept (the insert checks
+    it still reads so) and the sites' rows and sums read now: the same decision. None (the
+    caller takes :func:`submit`): no site takes the job (``submit`` refuses it with every
+    site's reason), or the sites read are not the ones this process keeps (a site added or
+    changed elsewhere: its lists are dropped and ``submit`` reads them again)."""
+    read = await store.site_loads(checked.tenant_id)
+    found = {row.site_id: (sites.info_of(row), load) for row, load in read}
+    if tuple(info for info, _load in found.values()) != sites.cached_infos(ctx):
+        sites.forget(ctx)
+        return None
+    spec = _spec(sub, checked)
+    decision = sites.decide(
+        ctx,
+        sites.standing_of(kept.tenant),
+        sub.purpose.strip(),
+        sub.gpus,
+        checked.candidates,
+        found,
+        lambda site_id: _never_fits(ctx, site_id, spec),
+        checked.now,
+        ignore=REVIEW_HOLD,
+    )
+    if decision.site_id is None:
+        return None
+    return replace(checked, site_id=decision.site_id, dispatch=decision.record())
 
 
 def _admitted(ctx: ServiceContext, credential: Credential, tenant: Tenant, purpose: str) -> bool:
@@ -247,7 +317,7 @@ def _admit(ctx: ServiceContext, tenant: Tenant, purpose: str) -> PurposeDecision
     allowed; a decision: the purpose goes to an officer's review (the job is held). A
     refusal is never remembered: it is decided and raised each time."""
     now = ctx.now()
-    policies = id(ctx.cache.get("policy_set"))  # kyc.policy_on's policy set, loaded once
+    policies = kyc.policy_set(ctx).version  # kyc.policy_on's packs (a new set: a new version)
     key = (
         purpose,
         tuple(tenant.approved_end_uses),
@@ -334,19 +404,7 @@ def _dispatched(ctx: ServiceContext, sub: JobSubmission, checked: _Checked) -> _
     admits the job and could place it."""
     if checked.site_id:
         return checked
-    spec = JobSpec(
-        id=checked.job_id,
-        tenant=checked.tenant_id,
-        gpus=sub.gpus,
-        submit_time=to_seconds(checked.now),
-        gpus_per_node=sub.gpus_per_node,
-        priority=checked.priority,
-        walltime=sub.walltime_s,
-        preemptible=sub.preemptible,
-        requeueable=sub.requeueable,
-        topology=TopologyRequest(checked.mode, sub.segment),
-        purpose=sub.purpose,
-    )
+    spec = _spec(sub, checked)
     if sub.lease_id is not None:  # a named lease: its site, if it is a candidate
         home = sites.lease_site(ctx, sub.lease_id, checked.tenant_id)
         if home is not None and home in checked.candidates:
@@ -371,6 +429,23 @@ def _dispatched(ctx: ServiceContext, sub: JobSubmission, checked: _Checked) -> _
             raise kyc.NotApproved(f"no site can take this job: {words}", **details)
         raise InvalidRequest(f"no site can take this job: {words}", field="gpus", **details)
     return replace(checked, site_id=decision.site_id, dispatch=decision.record())
+
+
+def _spec(sub: JobSubmission, checked: _Checked) -> JobSpec:
+    """The core's view of the submission (validated by :func:`_checked`)."""
+    return JobSpec(
+        id=checked.job_id,
+        tenant=checked.tenant_id,
+        gpus=sub.gpus,
+        submit_time=to_seconds(checked.now),
+        gpus_per_node=sub.gpus_per_node,
+        priority=checked.priority,
+        walltime=sub.walltime_s,
+        preemptible=sub.preemptible,
+        requeueable=sub.requeueable,
+        topology=TopologyRequest(checked.mode, sub.segment),
+        purpose=sub.purpose,
+    )
 
 
 NEVER_FITS_SHAPES = 4096  # shapes remembered per process; more empties the memo
