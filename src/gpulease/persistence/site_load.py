@@ -105,11 +105,13 @@ def row_of(row: Sequence[Any]) -> tuple[SiteRow, SiteLoad]:
 
 
 def site_loads(
-    session: Session, site_ids: Sequence[str], tenant_id: str
+    session: Session, site_ids: Sequence[str] | None, tenant_id: str
 ) -> dict[str, tuple[SiteRow, SiteLoad]]:
     """Site id -> its row and its sums for ``tenant_id``, for every site of ``site_ids``
-    that exists (one statement)."""
-    query = _query(bindparam("tenant_id")).where(Site.id.in_(list(site_ids)))
+    that exists (None: every site), by id (one statement)."""
+    query = _query(bindparam("tenant_id"))
+    if site_ids is not None:
+        query = query.where(Site.id.in_(list(site_ids)))
     found = (row_of(r) for r in session.execute(query, {"tenant_id": tenant_id}))
     return {site.site_id: (site, load) for site, load in found}
 

@@ -412,12 +412,13 @@ def _dispatched(ctx: ServiceContext, sub: JobSubmission, checked: _Checked) -> _
             if impossible is not None:
                 raise InvalidRequest(impossible, field="gpus")
             return replace(checked, site_id=home)
+    every = sub.site_id is None and not sub.sites  # every site, as read now
     decision = sites.choose(
         ctx,
         checked.tenant_id,
         sub.purpose.strip(),
         sub.gpus,
-        checked.candidates,
+        None if every else checked.candidates,
         lambda site_id: _never_fits(ctx, site_id, spec),
         checked.now,
         ignore=REVIEW_HOLD,

@@ -249,18 +249,23 @@ def choose(
     tenant_id: str,
     purpose: str,
     gpus: int,
-    asked: Sequence[str],
+    asked: Sequence[str] | None,
     never_fits: Callable[[str], str | None],
     now: datetime,
     *,
     ignore: str = "",
 ) -> Dispatch:
-    """The dispatch decision for a job among ``asked``: one read of the tenant and one
+    """The dispatch decision for a job among ``asked`` (None: every site, as read now: a
+    site another process added is a candidate at once): one read of the tenant and one
     statement of the sites' rows and sums (``persistence.site_load``), then :func:`decide`."""
     with ctx.db.transaction(write=False) as tx:
         tenant = tx.require(Tenant, tenant_id, "tenant")
         loads = site_load.site_loads(tx.session, asked, tenant_id)
     found = {site_id: (info_of(row), load) for site_id, (row, load) in loads.items()}
+    if asked is None:
+        asked = tuple(found)
+        if tuple(info for info, _load in found.values()) != cached_infos(ctx):
+            forget(ctx)  # a site added or changed elsewhere: the lists are read again
     return decide(
         ctx, standing_of(tenant), purpose, gpus, asked, found, never_fits, now, ignore=ignore
     )
