@@ -324,4 +324,3 @@ def test_a_revoked_kept_token_is_refused_before_anything_else_is_said_or_counted
         answer = client.post("/jobs", json=body)
         assert answer.status_code == 401, (body, answer.text)
     assert limits.submissions.limit._windows[key].count == counted  # nothing used up
-
