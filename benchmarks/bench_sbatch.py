@@ -104,7 +104,7 @@ def main() -> None:
         # Warm-up, not timed: page cache, plugin loading, the controller's first RPCs.
         warm = submit_all(cluster, min(args.clients, 8), min(args.clients, 8), hold=True)
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        daemons = {name: pid for name, pid in cluster.pids().items() if name == "slurmctld"}
+        daemons = {name: pid for name, pid in cluster.pids.items() if name == "slurmctld"}
         controller_before = sum(process_cpu(pid) for pid in daemons.values())
         elapsed, latencies, job_ids, errors = submit_all(
             cluster, args.jobs, args.clients, hold=args.mode == "hold"

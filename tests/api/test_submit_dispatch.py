@@ -5,7 +5,7 @@ sites' list) see a pack change, a change of the tenant's standing and a change o
 once.
 
 Two apps serve one database: ``short`` as deployed (on PostgreSQL a common submission runs
-on the event loop, ``services.jobs.submit_lean``) and ``long`` with its event-loop
+on the event loop, ``services.lean_submit.submit_lean``) and ``long`` with its event-loop
 statements removed, so every submission takes ``services.jobs.submit`` in a worker thread.
 On SQLite both take the session path (the comparison then checks the session path against
 itself, and the caches still have to see every change). A statement counter on the
@@ -27,7 +27,8 @@ from gpulease.api.app import create_app
 from gpulease.compliance.admission import Standing
 from gpulease.compliance.policy import parse_pack
 from gpulease.domain.access import Principal
-from gpulease.persistence.tables import AuditRecord, Job, Site, Tenant
+from gpulease.domain.states import NodeState
+from gpulease.persistence.tables import AuditRecord, Job, Node, Site, Tenant
 from gpulease.services import demo_sites, identity, inventory, kyc, sites, tokens
 from gpulease.services.context import ServiceContext
 from gpulease.services.demo import DemoUser
@@ -254,6 +255,25 @@ def test_a_change_of_the_tenants_standing_is_seen_at_once(
     assert status == 403, refused
     assert "not approved" in refused["message"]
     assert set(refused["details"]["sites"]) == {"bkk1", "jhb1", "jkt1", "sgp1"}
+
+
+def test_the_sites_sums_kept_for_a_tenant_are_read_again_once_they_change(
+    ctx: ServiceContext, apps: Apps, demo: list[DemoUser]
+) -> None:
+    """The short path decides on every site's sums as it last read them and inserts only
+    while they still read so: Singapore's nodes going down changes its idle GPUs, and the
+    next job is decided on that (one more statement, still no session)."""
+    client = apps.client(_token(demo))
+    _site_less(apps, client)
+    first, _ = _site_less(apps, client)
+    assert "starts now on idle capacity" in _passed(first)["sgp1"]
+    with ctx.db.transaction() as tx:
+        for node in tx.all(select(Node).where(Node.site_id == "sgp1")):
+            node.state = NodeState.DOWN.value
+    moved, statements = _site_less(apps, client)
+    assert "waits for capacity to borrow" in _passed(moved)["sgp1"]
+    if apps.lean:
+        assert statements == 0
 
 
 def test_a_change_of_a_site_is_seen_at_once(

@@ -11,7 +11,10 @@ and nodes' ``site_id`` indexes).
 The same statement serves both paths: :func:`site_loads` on a session (the service's
 transaction), and :data:`ALL_SITES_SQL`, the statement over every site compiled once with
 PostgreSQL's ``$1`` placeholder (the tenant), which the event loop's submission path sends
-through psycopg (``persistence.submission``); :func:`row_of` reads a row of either.
+through psycopg (``persistence.submission``) with the digest of its rows
+(:data:`ALL_SITES_DIGEST_SQL`, :class:`KeptLoads`): a later submission decides on the rows
+kept and inserts in one statement that reads them again and writes only if their digest
+is unchanged. :func:`row_of` reads a row of either.
 
 Invariants: reads only; a site with nothing running, leased or down has zeros, never an
 absent entry; the site's row is read in the same snapshot as its sums.
@@ -125,3 +128,26 @@ def _all_sites_sql() -> str:
 
 # Every site with its sums, for the tenant ``$1`` (PostgreSQL).
 ALL_SITES_SQL = _all_sites_sql()
+
+
+def digest_sql(rows: str) -> str:
+    """A scalar subquery: the ``md5`` of every row of ``rows`` (a ``WITH`` clause holding
+    :data:`ALL_SITES_SQL`'s rows) as text, in id order: any change of a site's row or sums,
+    a site added or removed, changes it."""
+    return f"(SELECT md5(string_agg(CAST(one AS TEXT), ';' ORDER BY one.id)) FROM {rows} AS one)"
+
+
+# Every site with its sums and the digest of them all, for the tenant ``$1`` (PostgreSQL).
+ALL_SITES_DIGEST_SQL = (
+    f"WITH loads AS ({ALL_SITES_SQL}) SELECT loads.*, {digest_sql('loads')} FROM loads "
+    "ORDER BY loads.id"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KeptLoads:
+    """Every site's row and sums for one tenant as last read, and their digest
+    (:func:`digest_sql`): what a statement that inserts only while they hold compares."""
+
+    sites: tuple[tuple[SiteRow, SiteLoad], ...]
+    digest: str

@@ -12,17 +12,21 @@ of the job, its audit record, its idempotency record and its change-feed row
 (``Tx.insert_new``; three inserts on SQLite). Everything else is decided before it from
 memory: the token checked recently (``services.auth_cache``, confirmed against the epoch the
 read returns), the site's topology, ``never_fits`` per shape. :func:`submit` runs them in one
-transaction through the session (a worker thread); :func:`submit_lean`, the API's path, runs
-the same two on the event loop without a session (``persistence.submission``) when nothing
-but a fresh insert is to be decided, and otherwise leaves the request to :func:`submit`.
+transaction through the session (a worker thread); ``services.lean_submit.submit_lean``,
+the API's path, runs the same on the event loop without a session
+(``persistence.submission``) when nothing but a fresh insert is to be decided, and
+otherwise leaves the request to :func:`submit`. A submission refused before its
+transaction (invalid, denied, placed nowhere) confirms its credential first: a revoked
+token is answered 401, never anything else.
 
 Sites. A job names one site (``site_id``), a set of sites (``sites``) or none (every site).
 With one candidate nothing changes; with several, :func:`submit` first reads what the
-dispatch core needs (``services.sites.choose``: admission at each site under its packs, the
-shape's fit, the tenant's leases, idle GPUs) and the job goes to the site chosen, its
+dispatch core needs (``services.sites.choose``: the tenant's row and one statement of the
+sites' rows and sums; admission at each site under its packs, the shape's fit, the
+tenant's leases, idle GPUs) and the job goes to the site chosen, its
 ``dispatch`` column keeping the decision with a reason for every site not chosen. A job no
-candidate site admits is refused with those reasons. :func:`submit_lean` leaves such
-submissions to :func:`submit`.
+candidate site admits is refused with those reasons. The event loop's path decides such a
+submission with the same ``sites.decide`` on the sites' rows and sums it keeps.
 """
 
 from __future__ import annotations
@@ -42,7 +46,6 @@ from gpulease.domain.models import JobSpec, PriorityClass, TopologyMode, Topolog
 from gpulease.domain.states import TERMINAL_JOB_STATES, JobState, LeaseState
 from gpulease.persistence import auth as auth_store
 from gpulease.persistence.db import DuplicateRecord, Tx
-from gpulease.persistence.submission import Kept, LeanSubmissions, RowsRefused
 from gpulease.persistence.tables import AuditRecord, Base, GpuAllocation, Job, Lease, Tenant
 from gpulease.scheduler.placement import never_fits
 from gpulease.services import (
@@ -57,7 +60,7 @@ from gpulease.services import (
 )
 from gpulease.services.auth_cache import Credential
 from gpulease.services.context import ServiceContext, new_id
-from gpulease.services.idempotency import Idempotent, record_of, record_values, replayed
+from gpulease.services.idempotency import Idempotent, record_of, replayed
 from gpulease.services.inventory import cached_topology
 
 TEXT_LIMIT = 200  # the purpose and name columns
@@ -188,122 +191,6 @@ def _submit(
             if attempt or idem is None:  # a racing request with the key won: replay it
                 raise
     raise AssertionError("unreachable")
-
-
-async def submit_lean(
-    ctx: ServiceContext,
-    store: LeanSubmissions,
-    credential: Credential,
-    sub: JobSubmission,
-    idem: Idempotent | None = None,
-) -> tuple[dict[str, Any], str] | None:
-    """:func:`submit` on the event loop, for the common case: the credential still holds,
-    the key is new, no lease is named, the submission is valid and admitted. The same
-    checks (``persistence.submission``): the facts read, then the rows inserted; or, when
-    the tenant's row was read before and admits the job, one statement that reads the facts
-    and inserts only if they are the ones decided on (else the job is decided again on what
-    it read). A job to dispatch among several sites takes one more statement first, the
-    sites' rows and sums, decided by the same ``sites.decide`` as :func:`submit`'s.
-    Returns the queued job's column values and its tenant's name, or None when nothing was
-    written and the caller must take :func:`submit`, which decides every other case as it
-    always has (a revoked or re-read credential, an invalid or refused submission -- which
-    :func:`submit` refuses only once the credential is confirmed --, an unknown tenant, a
-    replayed or mismatched key, a named lease, a site changed since it was cached, a key
-    taken by a racing request)."""
-    principal = credential.principal
-    try:
-        checked = _checked(ctx, principal, sub)
-    except DomainError:
-        return None  # submit() confirms the credential, then refuses it
-    if sub.lease_id is not None:  # a named lease: read in submit()'s transaction
-        return None
-    kept = store.kept(checked.tenant_id)
-    try:
-        if not checked.site_id:  # dispatched among several sites
-            if kept is None:  # the tenant's row read once, then kept
-                await store.facts(checked.tenant_id, principal.user_id, None)
-                kept = store.kept(checked.tenant_id)
-            if kept is None or not _admitted(ctx, credential, kept.tenant, sub.purpose):
-                return None
-            chosen = await _dispatched_lean(ctx, store, sub, checked, kept)
-            if chosen is None:
-                return None
-            checked = chosen
-        job, said = _values(principal, sub, checked)
-        trail = audit.values(**said)
-        key = (
-            None if idem is None else record_values(principal.user_id, idem, job["id"], checked.now)
-        )
-        if kept is not None and _admitted(ctx, credential, kept.tenant, sub.purpose):
-            # decided on the tenant's row as last read: inserted only if it still reads so,
-            # with the credential's epoch and no record of the key (one round trip)
-            inserted, facts = await store.insert_if(
-                job, trail, key, user_id=principal.user_id, epoch=credential.epoch, kept=kept
-            )
-            if inserted:
-                return job, kept.tenant.name
-            if checked.dispatch is not None:
-                return None  # the site was chosen on the row as kept: submit() decides again
-        else:
-            facts = await store.facts(
-                checked.tenant_id, principal.user_id, idem.key if idem else None
-            )
-        # decided on what was read now (nothing was written)
-        if facts is None or facts.replay_fingerprint is not None:
-            return None
-        if not auth_cache.of(ctx).valid(credential, facts.epoch, ctx.now()):
-            return None  # the epoch moved: submit() reads the token again
-        try:
-            held = _admit(ctx, facts.tenant, sub.purpose)
-        except DomainError:
-            return None  # submit() refuses it again (and audits a refused purpose)
-        if held is not None:
-            return None  # submit() holds it and opens its review
-        await store.insert(job, trail, key)
-    except RowsRefused:
-        return None
-    return job, facts.tenant.name
-
-
-async def _dispatched_lean(
-    ctx: ServiceContext, store: LeanSubmissions, sub: JobSubmission, checked: _Checked, kept: Kept
-) -> _Checked | None:
-    """:func:`_dispatched` on the event loop, on the tenant's row as kept (the insert checks
-    it still reads so) and the sites' rows and sums read now: the same decision. None (the
-    caller takes :func:`submit`): no site takes the job (``submit`` refuses it with every
-    site's reason), or the sites read are not the ones this process keeps (a site added or
-    changed elsewhere: its lists are dropped and ``submit`` reads them again)."""
-    read = await store.site_loads(checked.tenant_id)
-    found = {row.site_id: (sites.info_of(row), load) for row, load in read}
-    if tuple(info for info, _load in found.values()) != sites.cached_infos(ctx):
-        sites.forget(ctx)
-        return None
-    spec = _spec(sub, checked)
-    decision = sites.decide(
-        ctx,
-        sites.standing_of(kept.tenant),
-        sub.purpose.strip(),
-        sub.gpus,
-        checked.candidates,
-        found,
-        lambda site_id: _never_fits(ctx, site_id, spec),
-        checked.now,
-        ignore=REVIEW_HOLD,
-    )
-    if decision.site_id is None:
-        return None
-    return replace(checked, site_id=decision.site_id, dispatch=decision.record())
-
-
-def _admitted(ctx: ServiceContext, credential: Credential, tenant: Tenant, purpose: str) -> bool:
-    """Whether the submission is admitted on a kept tenant row and the credential as kept
-    (False: decide on a fresh read; a refusal is never raised on a kept row)."""
-    if credential.expired(ctx.now()):
-        return False
-    try:
-        return _admit(ctx, tenant, purpose) is None
-    except DomainError:
-        return False
 
 
 ADMITTED_PURPOSES = 4096  # end-use decisions remembered per process; more empties the memo

@@ -12,7 +12,7 @@ Dispatch. :func:`choose` reads what the pure dispatch core (:mod:`gpulease.sched
 needs for a job that names several sites or none, in one read of the tenant and one
 statement of the candidate sites' rows and sums (``persistence.site_load``), and
 :func:`decide` turns those into the core's typed decision; the API's event-loop path
-(``services.jobs.submit_lean``) reads the same statement without a session and calls the
+(``services.lean_submit.submit_lean``) reads the same statement without a session and calls the
 same :func:`decide`, so both paths decide alike on the same rows.
 
 Caches (per process, in ``ctx.cache``, bounded: a full memo is emptied):
@@ -293,7 +293,7 @@ def decide(
         refusal = refusal_at(ctx, standing, site, purpose, now)
         if refusal is not None and ignore and refusal.startswith(ignore):
             refusal = None
-        total = cached_topology(ctx, site_id).cluster.total_gpus
+        total = _total_gpus(ctx, site_id)
         options.append(
             SiteOption(
                 site_id,
@@ -306,3 +306,13 @@ def decide(
             )
         )
     return dispatch(gpus, options)
+
+
+def _total_gpus(ctx: ServiceContext, site_id: str) -> int:
+    """The site's GPUs (its topology's, summed once per topology read)."""
+    topology = cached_topology(ctx, site_id)
+    memo: dict[str, tuple[object, int]] = ctx.cache.setdefault("site_total_gpus", {})
+    found = memo.get(site_id)
+    if found is None or found[0] is not topology:
+        found = memo[site_id] = (topology, topology.cluster.total_gpus)
+    return found[1]
