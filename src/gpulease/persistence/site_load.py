@@ -4,9 +4,9 @@ A submission that names no site (or several) is dispatched (``services.sites``) 
 candidate site's row (its country and time zone: the packs in force there) and four sums:
 the tenant's active leases there, the GPUs running jobs hold there, of those the tenant's
 own (not borrowed), and the GPUs of nodes down or draining there. One ``SELECT`` over the
-sites with a correlated sum per figure, not a load of every running job or node: the read
-costs the same whether ten or ten thousand jobs run (``ix_jobs_site_state``, the leases'
-and nodes' ``site_id`` indexes).
+sites: the running jobs summed per site in one pass (``jobs.state`` is indexed), the
+leases and the nodes down by a correlated sum each (their ``site_id`` indexes), never a
+load of the rows themselves.
 
 The same statement serves both paths: :func:`site_loads` on a session (the service's
 transaction), and :data:`ALL_SITES_SQL`, the statement over every site compiled once with
@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, func, literal_column, not_, select
+from sqlalchemy import Select, and_, bindparam, case, func, literal_column, not_, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -72,30 +72,39 @@ def _query(tenant: ColumnElement[str]) -> Select[Any]:
         )
         .scalar_subquery()
     )
-    running = and_(Job.site_id == Site.id, Job.state == _text(JobState.RUNNING.value))
-    held = select(func.coalesce(func.sum(Job.gpus), zero)).where(running).scalar_subquery()
-    own = (
-        select(func.coalesce(func.sum(Job.gpus), zero))
-        .where(running, Job.tenant_id == tenant, not_(Job.borrowed))
-        .scalar_subquery()
+    own = case((and_(Job.tenant_id == tenant, not_(Job.borrowed)), Job.gpus), else_=zero)
+    running = (  # every running job read once (``jobs.state`` is indexed), both sums at once
+        select(
+            Job.site_id.label("site_id"),
+            func.sum(Job.gpus).label("held"),
+            func.sum(own).label("own"),
+        )
+        .where(Job.state == _text(JobState.RUNNING.value))
+        .group_by(Job.site_id)
+        .subquery("running")
     )
     down = (
         select(func.coalesce(func.sum(Node.gpus), zero))
         .where(Node.site_id == Site.id, Node.state != _text(NodeState.UP.value))
         .scalar_subquery()
     )
-    return select(
-        Site.id,
-        Site.name,
-        Site.country,
-        Site.city,
-        Site.timezone,
-        Site.hardware,
-        leased,
-        held,
-        own,
-        down,
-    ).order_by(Site.id)
+    return (
+        select(
+            Site.id,
+            Site.name,
+            Site.country,
+            Site.city,
+            Site.timezone,
+            Site.hardware,
+            leased,
+            func.coalesce(running.c.held, zero),
+            func.coalesce(running.c.own, zero),
+            down,
+        )
+        .select_from(Site)
+        .outerjoin(running, running.c.site_id == Site.id)
+        .order_by(Site.id)
+    )
 
 
 def row_of(row: Sequence[Any]) -> tuple[SiteRow, SiteLoad]:
