@@ -23,18 +23,22 @@ the period sees each record whole.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+import heapq
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy.orm import aliased
 
 from gpulease.domain.access import Action, Principal
 from gpulease.domain.errors import InvalidRequest, NotFound
-from gpulease.domain.states import JobState, LeaseState
+from gpulease.domain.states import LeaseState
 from gpulease.metering.periods import Granularity, Period, utc
 from gpulease.metering.plans import PlanSchedule
 from gpulease.metering.rating import (
-    GuaranteeWait,
     LeaseTerm,
     Rated,
     SlaEvidence,
@@ -43,19 +47,22 @@ from gpulease.metering.rating import (
 )
 from gpulease.metering.sources import (
     RecordedAllocation,
+    on_demand,
     split_at_leases,
     without_clock_steps,
 )
 from gpulease.metering.usage import Allocation, CapacityClass, UsageRecord, meter
 from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import GpuAllocation, Job, Lease, Tenant
-from gpulease.services import price_plans
+from gpulease.services import price_plans, sla_evidence
 from gpulease.services.context import ServiceContext
 
 MAX_PERIOD = timedelta(days=366)
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(3000, 1, 1, tzinfo=UTC)
 MAX_PAGE = 1000
+PAGE = 5000  # allocation rows read at a time (by key)
+CHUNK = 500  # ids in one IN list
 # Leases billed for their window: every state that reached approval (a reservation is billed
 # whether used or not); requests, refusals, withdrawals and lapsed holds are not.
 BILLED_LEASE_STATES = frozenset(
@@ -152,7 +159,22 @@ class PeriodUsage:
     evidence: SlaEvidence
 
 
-def _recorded(row: GpuAllocation) -> RecordedAllocation:
+_ROW = (
+    GpuAllocation.id,
+    GpuAllocation.tenant_id,
+    GpuAllocation.job_id,
+    GpuAllocation.gpu_serial,
+    GpuAllocation.start,
+    GpuAllocation.end,
+    GpuAllocation.capacity,
+    GpuAllocation.lease_id,
+    GpuAllocation.lender_lease_id,
+    GpuAllocation.lender_tenant,
+)
+
+
+def _recorded(row: Any) -> RecordedAllocation:
+    """An allocation row (its :data:`_ROW` columns) as recorded."""
     return RecordedAllocation(
         id=f"alloc-{row.id}",
         tenant=row.tenant_id,
@@ -199,133 +221,164 @@ def _plans(
     return plans, rules
 
 
-def load_period(ctx: ServiceContext, period: Period, tenants: Iterable[str] | None) -> PeriodUsage:
-    """Usage records of ``period`` for ``tenants`` (None: every tenant) and of others' work
-    on their leases, with what rating them needs (module doc)."""
-    now = ctx.now()
-    wanted = None if tenants is None else sorted(set(tenants))
-    with ctx.db.transaction(write=False) as tx:
-        query = tx.select(GpuAllocation).where(
-            GpuAllocation.start < period.end,
-            (GpuAllocation.end.is_(None)) | (GpuAllocation.end > period.start),
+def _overlapping(table: Any, period: Period) -> ColumnElement[bool]:
+    return and_(table.start < period.end, or_(table.end.is_(None), table.end > period.start))
+
+
+@dataclass(slots=True)
+class _Reader:
+    """Reads a period's allocation rows by key, a page at a time, into usage records.
+
+    ``wanted`` None: every row of the period. Else the rows of those tenants and the rows
+    they lent, and, for the clock-step trim, every other row of the period on the same GPUs
+    (read in the same stream, in the order written, and not metered)."""
+
+    tx: Tx
+    period: Period
+    now: datetime
+    wanted: list[str] | None
+    windows: dict[str, tuple[datetime, datetime]]
+    changes: list[datetime]
+    page: int
+    high: dict[str, datetime] = field(default_factory=dict)  # the trim's state per GPU
+
+    def _mine(self) -> ColumnElement[bool]:
+        assert self.wanted is not None
+        return or_(
+            GpuAllocation.tenant_id.in_(self.wanted),
+            GpuAllocation.lender_tenant.in_(self.wanted),
         )
-        if wanted is not None:
-            query = query.where(
-                GpuAllocation.tenant_id.in_(wanted) | GpuAllocation.lender_tenant.in_(wanted)
+
+    def scope(self) -> ColumnElement[bool]:
+        overlap = _overlapping(GpuAllocation, self.period)
+        if self.wanted is None:
+            return overlap
+        other = aliased(GpuAllocation)
+        serials = select(other.gpu_serial).where(
+            _overlapping(other, self.period),
+            or_(other.tenant_id.in_(self.wanted), other.lender_tenant.in_(self.wanted)),
+        )
+        return and_(overlap, GpuAllocation.gpu_serial.in_(serials))
+
+    def tenants(self) -> set[str]:
+        """The tenants whose rows are metered (their plans are needed)."""
+        query = select(GpuAllocation.tenant_id).distinct()
+        query = query.where(_overlapping(GpuAllocation, self.period))
+        if self.wanted is not None:
+            query = query.where(self._mine())
+        return set(self.tx.session.scalars(query))
+
+    def pages(self) -> Iterator[list[UsageRecord]]:
+        """The period's usage records, one page of rows at a time (module doc)."""
+        scope, after = self.scope(), 0
+        wanted = None if self.wanted is None else set(self.wanted)
+        while True:
+            rows = self.tx.session.execute(
+                select(*_ROW)
+                .where(scope, GpuAllocation.id > after)
+                .order_by(GpuAllocation.id)
+                .limit(self.page)
+            ).all()
+            if not rows:
+                return
+            trimmed = without_clock_steps([_recorded(r) for r in rows], self.high)
+            mine = [
+                x
+                for x, r in zip(trimmed, rows, strict=True)
+                if wanted is None or r.tenant_id in wanted or r.lender_tenant in wanted
+            ]
+            self._windows_of(mine)
+            firm = self._firm({x.job_id for x in mine})
+            allocations = []
+            for a in on_demand(split_at_leases(mine, self.windows, self.now), firm):
+                clipped = _clip(a, self.period, self.now)
+                if clipped is not None:
+                    allocations.append(clipped)
+            start = self.period.start
+            yield meter(allocations, max(self.now, start), Granularity.MONTH, self.changes)
+            if len(rows) < self.page:
+                return
+            after = rows[-1].id
+
+    def _windows_of(self, recorded: Sequence[RecordedAllocation]) -> None:
+        """Add the windows of leases the rows name that are not billed in the period (e.g.
+        ended before it)."""
+        named = {x.lease_id for x in recorded} | {x.lender_lease_id for x in recorded}
+        missing = sorted(x for x in named if x is not None and x not in self.windows)
+        for i in range(0, len(missing), CHUNK):
+            for lease_id, lo, hi in self.tx.session.execute(
+                select(Lease.id, Lease.start, Lease.end).where(Lease.id.in_(missing[i : i + CHUNK]))
+            ):
+                self.windows[lease_id] = (lo, hi)
+
+    def _firm(self, job_ids: set[str]) -> set[str]:
+        """Those of ``job_ids`` submitted not preemptible."""
+        ids, firm = sorted(job_ids), set[str]()
+        for i in range(0, len(ids), CHUNK):
+            firm.update(
+                self.tx.session.scalars(
+                    select(Job.id).where(Job.id.in_(ids[i : i + CHUNK]), Job.preemptible.is_(False))
+                )
             )
-        rows = tx.all(query.order_by(GpuAllocation.id))
-        neighbours = _neighbours(tx, rows, period) if wanted is not None else []
-        lease_query = tx.select(Lease).where(
+        return firm
+
+
+def _open_reader(
+    tx: Tx, period: Period, now: datetime, wanted: list[str] | None, page: int
+) -> tuple[_Reader, list[Lease], dict[str, PlanSchedule], dict[str, SlaRule]]:
+    """The reader of a period's rows, with the billed leases and the plans it needs."""
+    leases = tx.all(
+        tx.select(Lease).where(
             Lease.state.in_(sorted(BILLED_LEASE_STATES)),
             Lease.start < period.end,
             Lease.end > period.start,
         )
-        named = {r.lease_id for r in rows} | {r.lender_lease_id for r in rows}
-        named.discard(None)
-        leases = tx.all(lease_query)
-        known = {x.id for x in leases}
-        missing = sorted(x for x in named if x is not None and x not in known)
-        if missing:  # named by a run but not billed (e.g. ended before the period)
-            leases += tx.all(tx.select(Lease).where(Lease.id.in_(missing)))
-        involved = {r.tenant_id for r in rows} | {x.tenant_id for x in leases}
-        if wanted is not None:
-            involved |= set(wanted)
-        plans, rules = _plans(tx, sorted(involved), period)
-        evidence = _waits(tx, period, wanted)
-    windows = {x.id: (x.start, x.end) for x in leases}
-    # the GPUs' rows in the order written, others' on the same GPUs included: a clock step
-    # is trimmed alike whoever reads the period (``sources.without_clock_steps``)
-    mine = {r.id for r in rows}
-    written = sorted([*rows, *neighbours], key=lambda r: r.id)
-    recorded = [
-        x
-        for x, r in zip(without_clock_steps([_recorded(r) for r in written]), written, strict=True)
-        if r.id in mine
-    ]
-    allocations = []
-    for a in split_at_leases(recorded, windows, now):
-        clipped = _clip(a, period, now)
-        if clipped is not None:
-            allocations.append(clipped)
+    )
+    reader = _Reader(tx, period, now, wanted, {x.id: (x.start, x.end) for x in leases}, [], page)
+    involved = reader.tenants() | {x.tenant_id for x in leases} | set(wanted or ())
+    plans, rules = _plans(tx, sorted(involved), period)
     changes = {period.start, period.end}
     for schedule in plans.values():
         changes.update(schedule.change_times())
-    records = meter(allocations, max(now, period.start), Granularity.MONTH, sorted(changes))
+    reader.changes = sorted(changes)
+    return reader, leases, plans, rules
+
+
+def load_period(
+    ctx: ServiceContext, period: Period, tenants: Iterable[str] | None, *, page: int = PAGE
+) -> PeriodUsage:
+    """Usage records of ``period`` for ``tenants`` (None: every tenant) and of others' work
+    on their leases, with what rating them needs (module doc). The rows are read by key,
+    ``page`` at a time; the records are kept (an invoice cites each)."""
+    now = ctx.now()
+    wanted = None if tenants is None else sorted(set(tenants))
+    records: list[UsageRecord] = []
+    with ctx.db.transaction(write=False) as tx:
+        reader, leases, plans, rules = _open_reader(tx, period, now, wanted, page)
+        for batch in reader.pages():
+            records += batch
+        evidence = SlaEvidence(
+            waits=tuple(sla_evidence.read_waits(tx, period, wanted, BILLED_LEASE_STATES, page)),
+            degradations=tuple(
+                sla_evidence.read_degradations(tx, period, wanted, BILLED_LEASE_STATES, page)
+            ),
+        )
     terms = [
         LeaseTerm(x.id, x.tenant_id, x.gpus, x.start, x.end, rate=x.rate, currency=x.currency)
         for x in leases
-        if x.state in BILLED_LEASE_STATES
     ]
     return PeriodUsage(period, now, records, plans, rules, terms, evidence)
 
 
-def _neighbours(tx: Tx, rows: Sequence[GpuAllocation], period: Period) -> list[GpuAllocation]:
-    """Other tenants' rows of the period on the GPUs of ``rows`` (for the clock-step trim)."""
-    serials = sorted({r.gpu_serial for r in rows})
-    ids = {r.id for r in rows}
-    found: list[GpuAllocation] = []
-    for i in range(0, len(serials), 500):
-        found += tx.all(
-            tx.select(GpuAllocation).where(
-                GpuAllocation.gpu_serial.in_(serials[i : i + 500]),
-                GpuAllocation.start < period.end,
-                (GpuAllocation.end.is_(None)) | (GpuAllocation.end > period.start),
-            )
-        )
-    return [r for r in found if r.id not in ids]
-
-
-def _waits(tx: Tx, period: Period, tenants: list[str] | None) -> SlaEvidence:
-    """Demand within a guarantee that waited into the period: runs that started after a
-    claim (their rows' ``claimed_at``), and queued jobs still claiming."""
-    query = tx.select(GpuAllocation).where(
-        GpuAllocation.claimed_at.is_not(None),
-        GpuAllocation.claimed_at < period.end,
-        GpuAllocation.start > period.start,
-        GpuAllocation.capacity == CapacityClass.GUARANTEED.value,
-    )
-    if tenants is not None:
-        query = query.where(GpuAllocation.tenant_id.in_(tenants))
-    runs: dict[tuple[str, datetime], list[GpuAllocation]] = {}
-    for row in tx.all(query.order_by(GpuAllocation.id)):
-        runs.setdefault((row.job_id, row.start), []).append(row)
-    waits = []
-    for (job_id, start), held in sorted(runs.items()):
-        first = held[0]
-        if first.claimed_at is None or first.lease_id is None:
-            continue
-        waits.append(
-            GuaranteeWait(
-                f"{job_id}@{start.isoformat()}", first.lease_id, len(held), first.claimed_at, start
-            )
-        )
-    queued = tx.select(Job).where(
-        Job.state == JobState.QUEUED.value,
-        Job.guaranteed_since.is_not(None),
-        Job.guaranteed_since < period.end,
-    )
-    if tenants is not None:
-        queued = queued.where(Job.tenant_id.in_(tenants))
-    jobs = tx.all(queued.order_by(Job.id))
-    if jobs:
-        leases = tx.all(
-            tx.select(Lease)
-            .where(
-                Lease.tenant_id.in_(sorted({j.tenant_id for j in jobs})),
-                Lease.state.in_(sorted(BILLED_LEASE_STATES)),
-            )
-            .order_by(Lease.start, Lease.id)
-        )
-        for job in jobs:
-            since = job.guaranteed_since
-            assert since is not None
-            lease = next(
-                (x for x in leases if x.tenant_id == job.tenant_id and x.start <= since < x.end),
-                None,
-            )
-            if lease is not None:
-                waits.append(GuaranteeWait(f"{job.id}@queued", lease.id, job.gpus, since, None))
-    return SlaEvidence(waits=tuple(waits))
+def period_records(
+    ctx: ServiceContext, period: Period, tenants: Iterable[str] | None, *, page: int = PAGE
+) -> Iterator[list[UsageRecord]]:
+    """The usage records of :func:`load_period`, a page of rows at a time, none kept: what
+    totals and listings read (bounded memory)."""
+    wanted = None if tenants is None else sorted(set(tenants))
+    with ctx.db.transaction(write=False) as tx:
+        reader, _, _, _ = _open_reader(tx, period, ctx.now(), wanted, page)
+        yield from reader.pages()
 
 
 def rate_tenant(usage: PeriodUsage, tenant: str) -> Rated:
@@ -375,10 +428,22 @@ def usage_records(
         raise InvalidRequest(f"limit is 1..{MAX_PAGE}, offset 0..10000000", field="limit")
     _check_tenant(ctx, principal, tenant)
     tenants = _visible(principal, tenant)
-    usage = load_period(ctx, period, tenants)
-    own = [r for r in usage.records if tenants is None or r.tenant in tenants]
-    own.sort(key=lambda r: (r.tenant, r.gpu_serial, r.start, r.id))
-    page = own[offset : offset + limit]
+    wanted = None if tenants is None else set(tenants)
+    count = 0
+
+    def own() -> Iterator[UsageRecord]:
+        nonlocal count
+        for batch in period_records(ctx, period, tenants):
+            for r in batch:
+                if wanted is None or r.tenant in wanted:
+                    count += 1
+                    yield r
+
+    # the first offset + limit in order, never the whole period (bounded by the page asked)
+    first = heapq.nsmallest(
+        offset + limit, own(), key=lambda r: (r.tenant, r.gpu_serial, r.start, r.id)
+    )
+    page = first[offset:]
     hide = not principal.is_operator
     rows = [
         UsageRow(
@@ -397,7 +462,7 @@ def usage_records(
         )
         for r in page
     ]
-    return rows, len(own)
+    return rows, count
 
 
 def usage_by_tenant(
@@ -407,7 +472,6 @@ def usage_by_tenant(
     (operator staff: every tenant with usage or lending; a tenant: itself)."""
     _check_tenant(ctx, principal, tenant)
     tenants = _visible(principal, tenant)
-    usage = load_period(ctx, period, tenants)
     zero = Decimal(0)
     sums: dict[str, dict[str, Decimal]] = {}
 
@@ -415,11 +479,12 @@ def usage_by_tenant(
         sums.setdefault(who, {}).setdefault(kind, zero)
         sums[who][kind] += secs
 
-    for r in usage.records:
-        if tenants is None or r.tenant in tenants:
-            add(r.tenant, r.capacity.value, r.gpu_seconds)
-        if r.lender_tenant is not None and (tenants is None or r.lender_tenant in tenants):
-            add(r.lender_tenant, "lent", r.gpu_seconds)
+    for batch in period_records(ctx, period, tenants):  # summed a page at a time
+        for r in batch:
+            if tenants is None or r.tenant in tenants:
+                add(r.tenant, r.capacity.value, r.gpu_seconds)
+            if r.lender_tenant is not None and (tenants is None or r.lender_tenant in tenants):
+                add(r.lender_tenant, "lent", r.gpu_seconds)
     if tenants is not None:
         for t in tenants:
             sums.setdefault(t, {})
