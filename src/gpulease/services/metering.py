@@ -3,12 +3,23 @@
 Design (load, call the pure core, return typed values). :func:`load_period` reads the
 allocation rows that overlap a period (with the attribution the scheduler wrote at each
 start), the leases they name, the plans of the tenants involved, and turns them into usage
-records with the pure cores: ``metering.sources.split_at_leases`` (a lease that ended
-under a running job), then ``metering.usage.meter`` on the allocations clipped to the
-period, cut at the period's bounds, calendar months and every plan change. Open allocations
-are metered up to ``now``. :func:`rate_tenant` adds the tenant's leases and the SLA
-evidence (``sla_evidence``) and calls ``metering.rating.rate_period``; invoices are issued
-from it in :mod:`gpulease.services.invoicing`.
+records with the pure cores: ``metering.sources.without_clock_steps`` (a clock stepped
+back), ``split_at_leases`` (a lease that ended under a running job), ``on_demand`` (a job
+submitted not preemptible on unleased capacity), then ``metering.usage.meter`` on the
+allocations clipped to the period, cut at the period's bounds, calendar months and every
+plan change. Open allocations are metered up to ``now``. :func:`rate_tenant` adds the
+tenant's leases and the SLA evidence (``services.sla_evidence``: guarantee waits, degraded
+capacity from the node state history) and calls ``metering.rating.rate_period``; invoices
+are issued from it in :mod:`gpulease.services.invoicing`.
+
+Paging. The allocation rows are read by key (``id``), :data:`PAGE` at a time, columns only,
+each page turned into usage records before the next is read; the clock-step trim carries
+each GPU's high mark from page to page (one entry per GPU). For a set of tenants, the
+stream also holds the other tenants' rows on the same GPUs (the trim needs them; they are
+not metered). :func:`period_records` yields the records a page at a time and keeps none:
+:func:`usage_by_tenant` sums them as they come and :func:`usage_records` keeps the first
+``offset + limit`` in order; :func:`load_period` keeps them all, since an invoice cites
+every record.
 
 What a principal sees: operator staff every tenant's usage; a tenant its own usage only,
 and of a borrowed record not whose lease it ran on (the lender is another tenant: texts a
@@ -324,9 +335,13 @@ class _Reader:
 
 
 def _open_reader(
-    tx: Tx, period: Period, now: datetime, wanted: list[str] | None, page: int
+    tx: Tx, period: Period, now: datetime, wanted: list[str] | None, page: int | None
 ) -> tuple[_Reader, list[Lease], dict[str, PlanSchedule], dict[str, SlaRule]]:
-    """The reader of a period's rows, with the billed leases and the plans it needs."""
+    """The reader of a period's rows (``page`` of them at a time, None: :data:`PAGE`), with
+    the billed leases and the plans it needs."""
+    page = PAGE if page is None else page
+    if page < 1:
+        raise InvalidRequest("a page is at least one row", field="page")
     leases = tx.all(
         tx.select(Lease).where(
             Lease.state.in_(sorted(BILLED_LEASE_STATES)),
@@ -345,7 +360,7 @@ def _open_reader(
 
 
 def load_period(
-    ctx: ServiceContext, period: Period, tenants: Iterable[str] | None, *, page: int = PAGE
+    ctx: ServiceContext, period: Period, tenants: Iterable[str] | None, *, page: int | None = None
 ) -> PeriodUsage:
     """Usage records of ``period`` for ``tenants`` (None: every tenant) and of others' work
     on their leases, with what rating them needs (module doc). The rows are read by key,
@@ -358,9 +373,11 @@ def load_period(
         for batch in reader.pages():
             records += batch
         evidence = SlaEvidence(
-            waits=tuple(sla_evidence.read_waits(tx, period, wanted, BILLED_LEASE_STATES, page)),
+            waits=tuple(
+                sla_evidence.read_waits(tx, period, wanted, BILLED_LEASE_STATES, reader.page)
+            ),
             degradations=tuple(
-                sla_evidence.read_degradations(tx, period, wanted, BILLED_LEASE_STATES, page)
+                sla_evidence.read_degradations(tx, period, wanted, BILLED_LEASE_STATES, reader.page)
             ),
         )
     terms = [
@@ -371,7 +388,7 @@ def load_period(
 
 
 def period_records(
-    ctx: ServiceContext, period: Period, tenants: Iterable[str] | None, *, page: int = PAGE
+    ctx: ServiceContext, period: Period, tenants: Iterable[str] | None, *, page: int | None = None
 ) -> Iterator[list[UsageRecord]]:
     """The usage records of :func:`load_period`, a page of rows at a time, none kept: what
     totals and listings read (bounded memory)."""
