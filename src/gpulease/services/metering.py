@@ -41,9 +41,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select
-from sqlalchemy.orm import aliased
-
 from gpulease.domain.access import Action, Principal
 from gpulease.domain.errors import InvalidRequest, NotFound
 from gpulease.domain.states import LeaseState
@@ -63,8 +60,9 @@ from gpulease.metering.sources import (
     without_clock_steps,
 )
 from gpulease.metering.usage import Allocation, CapacityClass, UsageRecord, meter
+from gpulease.persistence import metering_reads as reads
 from gpulease.persistence.db import Tx
-from gpulease.persistence.tables import GpuAllocation, Job, Lease, Tenant
+from gpulease.persistence.tables import Lease, Tenant
 from gpulease.services import price_plans, sla_evidence
 from gpulease.services.context import ServiceContext
 
@@ -170,22 +168,8 @@ class PeriodUsage:
     evidence: SlaEvidence
 
 
-_ROW = (
-    GpuAllocation.id,
-    GpuAllocation.tenant_id,
-    GpuAllocation.job_id,
-    GpuAllocation.gpu_serial,
-    GpuAllocation.start,
-    GpuAllocation.end,
-    GpuAllocation.capacity,
-    GpuAllocation.lease_id,
-    GpuAllocation.lender_lease_id,
-    GpuAllocation.lender_tenant,
-)
-
-
 def _recorded(row: Any) -> RecordedAllocation:
-    """An allocation row (its :data:`_ROW` columns) as recorded."""
+    """An allocation row (``metering_reads.ALLOCATION_COLUMNS``) as recorded."""
     return RecordedAllocation(
         id=f"alloc-{row.id}",
         tenant=row.tenant_id,
@@ -232,10 +216,6 @@ def _plans(
     return plans, rules
 
 
-def _overlapping(table: Any, period: Period) -> ColumnElement[bool]:
-    return and_(table.start < period.end, or_(table.end.is_(None), table.end > period.start))
-
-
 @dataclass(slots=True)
 class _Reader:
     """Reads a period's allocation rows by key, a page at a time, into usage records.
@@ -253,43 +233,17 @@ class _Reader:
     page: int
     high: dict[str, datetime] = field(default_factory=dict)  # the trim's state per GPU
 
-    def _mine(self) -> ColumnElement[bool]:
-        assert self.wanted is not None
-        return or_(
-            GpuAllocation.tenant_id.in_(self.wanted),
-            GpuAllocation.lender_tenant.in_(self.wanted),
-        )
-
-    def scope(self) -> ColumnElement[bool]:
-        overlap = _overlapping(GpuAllocation, self.period)
-        if self.wanted is None:
-            return overlap
-        other = aliased(GpuAllocation)
-        serials = select(other.gpu_serial).where(
-            _overlapping(other, self.period),
-            or_(other.tenant_id.in_(self.wanted), other.lender_tenant.in_(self.wanted)),
-        )
-        return and_(overlap, GpuAllocation.gpu_serial.in_(serials))
-
     def tenants(self) -> set[str]:
         """The tenants whose rows are metered (their plans are needed)."""
-        query = select(GpuAllocation.tenant_id).distinct()
-        query = query.where(_overlapping(GpuAllocation, self.period))
-        if self.wanted is not None:
-            query = query.where(self._mine())
-        return set(self.tx.session.scalars(query))
+        return reads.allocation_tenants(self.tx, self.period.start, self.period.end, self.wanted)
 
     def pages(self) -> Iterator[list[UsageRecord]]:
         """The period's usage records, one page of rows at a time (module doc)."""
-        scope, after = self.scope(), 0
+        scope = reads.allocation_scope(self.period.start, self.period.end, self.wanted)
         wanted = None if self.wanted is None else set(self.wanted)
+        after = 0
         while True:
-            rows = self.tx.session.execute(
-                select(*_ROW)
-                .where(scope, GpuAllocation.id > after)
-                .order_by(GpuAllocation.id)
-                .limit(self.page)
-            ).all()
+            rows = reads.allocation_page(self.tx, scope, after, self.page)
             if not rows:
                 return
             trimmed = without_clock_steps([_recorded(r) for r in rows], self.high)
@@ -315,23 +269,13 @@ class _Reader:
         """Add the windows of leases the rows name that are not billed in the period (e.g.
         ended before it)."""
         named = {x.lease_id for x in recorded} | {x.lender_lease_id for x in recorded}
-        missing = sorted(x for x in named if x is not None and x not in self.windows)
-        for i in range(0, len(missing), CHUNK):
-            for lease_id, lo, hi in self.tx.session.execute(
-                select(Lease.id, Lease.start, Lease.end).where(Lease.id.in_(missing[i : i + CHUNK]))
-            ):
-                self.windows[lease_id] = (lo, hi)
+        missing = {x for x in named if x is not None and x not in self.windows}
+        if missing:
+            self.windows.update(reads.lease_windows(self.tx, missing))
 
     def _firm(self, job_ids: set[str]) -> set[str]:
         """Those of ``job_ids`` submitted not preemptible."""
-        ids, firm = sorted(job_ids), set[str]()
-        for i in range(0, len(ids), CHUNK):
-            firm.update(
-                self.tx.session.scalars(
-                    select(Job.id).where(Job.id.in_(ids[i : i + CHUNK]), Job.preemptible.is_(False))
-                )
-            )
-        return firm
+        return reads.not_preemptible(self.tx, job_ids)
 
 
 def _open_reader(

@@ -49,14 +49,14 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 
 from gpulease.activity import PassFigures
 from gpulease.domain.clock import Clock
 from gpulease.domain.states import NodeState
 from gpulease.persistence.db import Database
 from gpulease.persistence.fleet_figures import FleetFigures, read_fleet
-from gpulease.persistence.tables import GpuAllocation, Job
+from gpulease.persistence.metering_reads import last_run_ends
+from gpulease.persistence.tables import Job
 
 log = logging.getLogger("gpulease.metrics")
 
@@ -152,15 +152,7 @@ def start_waits(
         return out
     try:
         with db.transaction(write=False) as tx:
-            query = (
-                select(GpuAllocation.job_id, func.max(GpuAllocation.end))
-                .where(
-                    GpuAllocation.job_id.in_(sorted({j.id for j in again})),
-                    GpuAllocation.end.is_not(None),
-                )
-                .group_by(GpuAllocation.job_id)
-            )
-            ends: dict[str, datetime | None] = dict(tx.session.execute(query).tuples().all())
+            ends = last_run_ends(tx, {j.id for j in again})
     except Exception:  # a figure, never a reason to fail the pass that committed the starts
         log.warning("metrics: the restarts' queue waits could not be read", exc_info=True)
         return out

@@ -26,25 +26,16 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
-
 from gpulease.domain.states import JobState, NodeState
 from gpulease.metering.degradation import DownHistory, SiteLease, SiteNode, degradations
 from gpulease.metering.periods import Period
 from gpulease.metering.rating import Degradation, GuaranteeWait
 from gpulease.metering.usage import CapacityClass
+from gpulease.persistence import metering_reads as reads
 from gpulease.persistence.db import Tx
-from gpulease.persistence.tables import AuditRecord, GpuAllocation, Job, Lease, Node
+from gpulease.persistence.tables import Job, Lease
 
 PAGE = 2000
-_CHANGE = (
-    AuditRecord.id,
-    AuditRecord.subject_id,
-    AuditRecord.at,
-    AuditRecord.before,
-    AuditRecord.after,
-)
-NODE_CHUNK = 500  # node ids in one IN list
 
 
 def read_waits(
@@ -57,26 +48,11 @@ def read_waits(
     """Demand within a guarantee that waited into the period: runs that started after a
     claim (their rows' ``claimed_at``, read by key a page at a time), and queued jobs still
     claiming."""
-    query = select(
-        GpuAllocation.id,
-        GpuAllocation.job_id,
-        GpuAllocation.start,
-        GpuAllocation.claimed_at,
-        GpuAllocation.lease_id,
-    ).where(
-        GpuAllocation.claimed_at.is_not(None),
-        GpuAllocation.claimed_at < period.end,
-        GpuAllocation.start > period.start,
-        GpuAllocation.capacity == CapacityClass.GUARANTEED.value,
-    )
-    if tenants is not None:
-        query = query.where(GpuAllocation.tenant_id.in_(list(tenants)))
     runs: dict[tuple[str, datetime], tuple[datetime | None, str | None, int]] = {}
     after = 0
+    guaranteed = CapacityClass.GUARANTEED.value
     while True:
-        rows = tx.session.execute(
-            query.where(GpuAllocation.id > after).order_by(GpuAllocation.id).limit(page)
-        ).all()
+        rows = reads.claimed_page(tx, period.start, period.end, tenants, guaranteed, after, page)
         for row in rows:
             key = (row.job_id, row.start)
             first = runs.get(key)
@@ -130,27 +106,6 @@ def _down(state: Any) -> bool | None:
     return None if value is None else value == NodeState.DOWN.value
 
 
-def _first_changes(tx: Tx, node_ids: Sequence[str]) -> dict[str, Any]:
-    """The ``before`` of each node's first ``node.state`` record (nodes with one)."""
-    out: dict[str, Any] = {}
-    for i in range(0, len(node_ids), NODE_CHUNK):
-        chunk = list(node_ids[i : i + NODE_CHUNK])
-        firsts = (
-            select(func.min(AuditRecord.id))
-            .where(
-                AuditRecord.subject_type == "node",
-                AuditRecord.action == "node.state",
-                AuditRecord.subject_id.in_(chunk),
-            )
-            .group_by(AuditRecord.subject_id)
-        )
-        for r in tx.session.execute(
-            select(AuditRecord.subject_id, AuditRecord.before).where(AuditRecord.id.in_(firsts))
-        ):
-            out[r.subject_id] = r.before
-    return out
-
-
 def read_degradations(
     tx: Tx,
     period: Period,
@@ -159,16 +114,7 @@ def read_degradations(
     page: int = PAGE,
 ) -> list[Degradation]:
     """Degraded spans of the leases of ``tenants`` (None: every tenant) in ``period``."""
-    lease_query = select(
-        Lease.id, Lease.tenant_id, Lease.site_id, Lease.gpus, Lease.start, Lease.end
-    )
-    rows = tx.session.execute(
-        lease_query.where(
-            Lease.state.in_(sorted(billed_states)),
-            Lease.start < period.end,
-            Lease.end > period.start,
-        ).order_by(Lease.id)
-    ).all()
+    rows = reads.billed_leases(tx, period.start, period.end, billed_states)
     wanted = None if tenants is None else set(tenants)
     sites = sorted({r.site_id for r in rows if wanted is None or r.tenant_id in wanted})
     if not sites:
@@ -176,31 +122,16 @@ def read_degradations(
     leases = [
         SiteLease(r.id, r.site_id, r.gpus, r.start, r.end) for r in rows if r.site_id in sites
     ]
-    node_rows = tx.session.execute(
-        select(Node.id, Node.site_id, Node.gpus, Node.state)
-        .where(Node.site_id.in_(sites))
-        .order_by(Node.id)
-    ).all()
+    node_rows = reads.site_nodes(tx, sites)
     nodes = [SiteNode(r.id, r.site_id, r.gpus) for r in node_rows]
     history = DownHistory(period)
     seen: set[str] = set()
     ids = [n.id for n in nodes]
-    for i in range(0, len(ids), NODE_CHUNK):
-        chunk = ids[i : i + NODE_CHUNK]
+    for i in range(0, len(ids), reads.CHUNK):
+        chunk = ids[i : i + reads.CHUNK]
         after = 0
         while True:
-            batch = tx.session.execute(
-                select(*_CHANGE)
-                .where(
-                    AuditRecord.subject_type == "node",
-                    AuditRecord.action == "node.state",
-                    AuditRecord.subject_id.in_(chunk),
-                    AuditRecord.at < period.end,
-                    AuditRecord.id > after,
-                )
-                .order_by(AuditRecord.id)
-                .limit(page)
-            ).all()
+            batch = reads.node_change_page(tx, chunk, period.end, after, page)
             for r in batch:
                 if r.subject_id not in seen:
                     seen.add(r.subject_id)
@@ -212,7 +143,7 @@ def read_degradations(
                 break
             after = batch[-1].id
     unseen = [r for r in node_rows if r.id not in seen]
-    firsts = _first_changes(tx, [r.id for r in unseen])
+    firsts = reads.first_node_states(tx, [r.id for r in unseen])
     for r in unseen:  # no change before the period's end: the state before its first one,
         first = firsts.get(r.id)  # or, never changed, its state now
         down = _down(first) if first is not None else r.state == NodeState.DOWN.value
