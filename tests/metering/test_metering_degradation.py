@@ -11,11 +11,12 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+from metering_support import V1, at
+
 from gpulease.metering.degradation import DownHistory, SiteLease, SiteNode, degradations, shares
 from gpulease.metering.periods import Period
 from gpulease.metering.plans import PlanSchedule
 from gpulease.metering.rating import LeaseTerm, LineKind, SlaEvidence, SlaRule, rate_period
-from metering_support import V1, at
 
 MARCH = Period(at("2026-03-01 00:00"), at("2026-04-01 00:00"))
 RULE = SlaRule(
@@ -53,7 +54,8 @@ def test_a_tray_down_three_hours_under_a_full_lease_is_credited() -> None:
         at("2026-03-10 10:00"),
         at("2026-03-10 13:00"),
     )
-    assert "s1-n05" in d.cause and "68 of 72 GPUs up for 72 guaranteed" in d.cause
+    assert "s1-n05" in d.cause
+    assert "68 of 72 GPUs up for 72 guaranteed" in d.cause
 
     term = LeaseTerm("L72", "acme", 72, lease.start, lease.end, rate=Decimal("3.50"))
     rated = rate_period(
