@@ -119,3 +119,13 @@ def test_down_since_before_the_period_and_clock_steps() -> None:
     assert spans["n1"] == [(MARCH.start, at("2026-03-03 00:00"))]
     assert "n2" not in spans  # up again at the same instant: nothing down
     assert spans["n3"] == [(at("2026-03-31 00:00"), MARCH.end)]
+
+
+def test_evidence_names_a_bounded_number_of_nodes() -> None:
+    nodes = _rack("s1", 18)
+    lease = SiteLease("L72", "s1", 72, MARCH.start, MARCH.end)
+    down = _history([(f"s1-n{i:02d}", "2026-03-10 10:00", True) for i in range(14)], {}).spans()
+    [d] = degradations(nodes, down, [lease], MARCH)
+    assert d.gpus_down == 56
+    assert "s1-n11 and 2 more nodes down (56 GPUs)" in d.cause
+    assert "s1-n12" not in d.cause

@@ -35,6 +35,7 @@ from gpulease.metering.periods import Period, utc
 from gpulease.metering.rating import Degradation
 
 Span = tuple[datetime, datetime]
+NAMED = 12  # nodes named in one piece of evidence; more are counted
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +182,7 @@ def _site(
         guaranteed = sum(x.gpus for x in active)
         now_shares = shares(guaranteed - up, active)
         cause = (
-            f"site {site_id}: {', '.join(downed)} down ({total - up} GPUs), {up} of {total} "
+            f"site {site_id}: {_named(downed)} down ({total - up} GPUs), {up} of {total} "
             f"GPUs up for {guaranteed} guaranteed"
         )
         for lease_id in sorted(set(open_spans) | set(now_shares)):
@@ -197,6 +198,12 @@ def _site(
     for lease_id, kept in open_spans.items():
         out.append(_degradation(lease_id, kept, times[-1]))
     return out
+
+
+def _named(nodes: Sequence[str]) -> str:
+    """The nodes down, the first :data:`NAMED` by name (evidence stays readable)."""
+    shown = ", ".join(nodes[:NAMED])
+    return shown if len(nodes) <= NAMED else f"{shown} and {len(nodes) - NAMED} more nodes"
 
 
 def _degradation(
