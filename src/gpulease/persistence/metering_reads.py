@@ -92,7 +92,7 @@ def lease_windows(tx: Tx, lease_ids: Iterable[str]) -> dict[str, tuple[datetime,
     out: dict[str, tuple[datetime, datetime]] = {}
     for chunk in _chunks(lease_ids):
         query = select(Lease.id, Lease.start, Lease.end).where(Lease.id.in_(chunk))
-        for lease_id, lo, hi in tx.session.execute(query).tuples():
+        for lease_id, lo, hi in tx.session.execute(query):
             out[lease_id] = (lo, hi)
     return out
 
@@ -199,7 +199,7 @@ def first_node_states(tx: Tx, node_ids: Iterable[str]) -> dict[str, Any]:
             .group_by(AuditRecord.subject_id)
         )
         query = select(AuditRecord.subject_id, AuditRecord.before).where(AuditRecord.id.in_(firsts))
-        for node_id, state in tx.session.execute(query).tuples():
+        for node_id, state in tx.session.execute(query):
             out[node_id] = state
     return out
 
@@ -213,5 +213,6 @@ def last_run_ends(tx: Tx, job_ids: Iterable[str]) -> dict[str, datetime | None]:
             .where(GpuAllocation.job_id.in_(chunk), GpuAllocation.end.is_not(None))
             .group_by(GpuAllocation.job_id)
         )
-        out.update(tx.session.execute(query).tuples().all())
+        for job_id, end in tx.session.execute(query):
+            out[job_id] = end
     return out
