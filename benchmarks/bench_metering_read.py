@@ -9,8 +9,10 @@ inserted directly. Then, in a fresh process per measurement (so each peak is its
   ``GET /usage/summary``);
 * ``load``: ``services.metering.load_period`` for every tenant (what an invoice reads).
 
-Per measurement: the process's CPU time (user + system; PostgreSQL's own work is not in it)
-and the growth of its peak RSS over the import-and-connect baseline, with the wall time.
+Per measurement: the process's CPU time (user + system; PostgreSQL's own work is not in it),
+the wall time, the growth of its peak RSS over the import-and-connect baseline and the peak
+RSS itself (medians of ``--repeat``); and, in one more run of each with ``tracemalloc`` on
+(slower, so kept out of the times), the peak of Python's own allocations during the read.
 ``--baseline REF`` runs the same measurements on REF's ``src`` (a temporary ``git
 worktree``), alternating the two sides ``--repeat`` times, and prints the medians side by
 side with after/before ratios. Both sides use only entry points both have.
@@ -35,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -165,6 +168,8 @@ def _measure(args: argparse.Namespace) -> None:
     ctx = _context(args.url, Path(tempfile.mkdtemp(prefix="meterbench-")))
     principal = identity.authenticate(ctx, args.token)
     period = Period(*MARCH)
+    if args.traced:
+        tracemalloc.start()
     base_rss, cpu0, wall0 = _maxrss_mib(), _cpu(), time.perf_counter()
     if args.measure == "summary":
         got = metering.usage_by_tenant(ctx, principal, period)
@@ -176,15 +181,19 @@ def _measure(args: argparse.Namespace) -> None:
         "cpu_s": round(_cpu() - cpu0, 3),
         "wall_s": round(time.perf_counter() - wall0, 3),
         "rss_growth_mib": round(_maxrss_mib() - base_rss, 1),
+        "peak_rss_mib": round(_maxrss_mib(), 1),
         "gpu_seconds": str(seconds),
     }
+    if args.traced:
+        out["traced_peak_mib"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 1)
     print(json.dumps(out))
     ctx.db.dispose()
 
 
-def _run_side(src: Path, url: str, token: str, measure: str) -> dict[str, Any]:
+def _run_side(src: Path, url: str, token: str, measure: str, traced: bool) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(src)}
     argv = [sys.executable, __file__, "--child", measure, "--url", url, "--token", token]
+    argv += ["--traced"] if traced else []
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{src}: {measure} failed:\n{done.stderr[-3000:]}")
@@ -201,6 +210,7 @@ def main() -> None:
     parser.add_argument("--child", choices=("summary", "load"), default=None)
     parser.add_argument("--url", default=None)
     parser.add_argument("--token", default=None)
+    parser.add_argument("--traced", action="store_true", help="child: tracemalloc's peak")
     args = parser.parse_args()
     if args.child is not None:
         args.measure = args.child
@@ -219,16 +229,21 @@ def main() -> None:
             for _ in range(args.repeat):
                 for measure in ("summary", "load"):
                     for side, src in sides.items():  # alternate, so both see the same load
-                        got = _run_side(src, url, token, measure)
+                        got = _run_side(src, url, token, measure, traced=False)
                         results[side].setdefault(measure, []).append(got)
+            for measure in ("summary", "load"):  # Python's own peak, in runs of their own
+                for side, src in sides.items():
+                    got = _run_side(src, url, token, measure, traced=True)
+                    results[side][measure][0]["traced_peak_mib"] = got["traced_peak_mib"]
         figures: dict[str, dict[str, Any]] = {}
         for side, by_measure in results.items():
             figures[side] = {}
             for measure, runs in by_measure.items():
                 figures[side][measure] = {
                     k: statistics.median(float(r[k]) for r in runs)
-                    for k in ("cpu_s", "wall_s", "rss_growth_mib")
+                    for k in ("cpu_s", "wall_s", "rss_growth_mib", "peak_rss_mib")
                 }
+                figures[side][measure]["traced_peak_mib"] = runs[0]["traced_peak_mib"]
                 totals = {r["gpu_seconds"] for r in runs}
                 assert len(totals) == 1, totals
                 figures[side][measure]["gpu_seconds"] = totals.pop()
@@ -239,7 +254,7 @@ def main() -> None:
         rows = tuple(
             (f"{m} {k}", f"{m}.{k}")
             for m in ("summary", "load")
-            for k in ("cpu_s", "wall_s", "rss_growth_mib")
+            for k in ("cpu_s", "wall_s", "rss_growth_mib", "peak_rss_mib", "traced_peak_mib")
         )
         print(side_by_side(figures, rows))
     finally:
