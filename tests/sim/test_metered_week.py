@@ -69,6 +69,7 @@ jobs_strategy = st.lists(
         st.sampled_from([1, 2, 4, 8, 16]),
         st.floats(0, 5 * DAY, allow_nan=False),  # submitted
         st.floats(60, 2 * DAY, allow_nan=False),  # true duration
+        st.booleans(),  # preemptible (not: on-demand on unleased capacity)
     ),
     min_size=8,
     max_size=40,
@@ -84,11 +85,13 @@ failures_strategy = st.lists(
 
 
 def _workload(
-    jobs: list[tuple[str, int, float, float]], failures: list[tuple[int, float, float]]
+    jobs: list[tuple[str, int, float, float, bool]], failures: list[tuple[int, float, float]]
 ) -> Workload:
     trace = [
-        TraceJob(JobSpec(id=f"j{i}", tenant=t, gpus=g, submit_time=T0 + at), duration)
-        for i, (t, g, at, duration) in enumerate(jobs)
+        TraceJob(
+            JobSpec(id=f"j{i}", tenant=t, gpus=g, submit_time=T0 + at, preemptible=p), duration
+        )
+        for i, (t, g, at, duration, p) in enumerate(jobs)
     ]
     events: list[NodeEvent] = []
     down_until: dict[int, float] = {}
@@ -108,7 +111,7 @@ def _workload(
 )
 @given(jobs=jobs_strategy, failures=failures_strategy)
 def test_metered_gpu_seconds_equal_allocated_over_a_week(
-    jobs: list[tuple[str, int, float, float]], failures: list[tuple[int, float, float]]
+    jobs: list[tuple[str, int, float, float, bool]], failures: list[tuple[int, float, float]]
 ) -> None:
     log = AllocationLog()
     scheduler = Scheduler(make_policy("fifo"), SchedulerConfig(preemption_grace_s=30.0))
@@ -131,11 +134,15 @@ def test_metered_gpu_seconds_equal_allocated_over_a_week(
         theirs = sum(r.attained for r in sim.state.jobs.values() if r.spec.tenant == tenant)
         assert abs(mine - theirs) <= 2e-6 * len(allocations) + 1e-9 * theirs
     holders = {x.lease_id: x.tenant for x in LEASES} | {"": ""}
+    preemptible = {f"j{i}": p for i, (*_, p) in enumerate(jobs)}
     for a in allocations:
         if a.capacity is CapacityClass.GUARANTEED:
             assert holders[a.lease_id or ""] == a.tenant
         elif a.lender_lease_id is not None:
             assert holders[a.lender_lease_id] == a.lender_tenant != a.tenant
+        if a.capacity is CapacityClass.ON_DEMAND:  # unleased, a job that asked not preempted
+            assert a.lender_lease_id is None
+            assert not preemptible[a.job_id]
     # rated as the live service does: cut at the leases' windows, then per tenant
     windows = {x.lease_id: (from_seconds(x.start), from_seconds(x.end)) for x in LEASES}
     recorded = [
@@ -169,7 +176,7 @@ def test_metered_gpu_seconds_equal_allocated_over_a_week(
         cited = [
             u
             for ln in invoice.lines
-            if ln.kind in {LineKind.INCLUDED, LineKind.BORROWED}
+            if ln.kind in {LineKind.INCLUDED, LineKind.BORROWED, LineKind.ON_DEMAND}
             for u in ln.usage_ids
         ]
         assert sorted(cited) == sorted(r.id for r in week if r.tenant == tenant)

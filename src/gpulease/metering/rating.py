@@ -135,13 +135,15 @@ class GuaranteeWait:
 
 @dataclass(frozen=True, slots=True)
 class Degradation:
-    """``gpus_down`` GPUs of a lease down and not replaced over ``[start, end)``."""
+    """``gpus_down`` GPUs of a lease down and not replaced over ``[start, end)``;
+    ``cause``: what was down, shown with the evidence (``metering.degradation``)."""
 
     id: str
     lease_id: str
     gpus_down: int
     start: datetime
     end: datetime | None = None
+    cause: str = ""
 
     def __post_init__(self) -> None:
         _check_span(self, "degradation", "start", "end", self.gpus_down, "ends before it starts")
@@ -351,7 +353,8 @@ def _sla_lines(
             continue
         down_micros += d.gpus_down * micros_between(*span)
         lo, hi = span
-        notes.append(f"degraded {d.id}: {d.gpus_down} GPUs down {lo.isoformat()}..{hi.isoformat()}")
+        note = f"degraded {d.id}: {d.gpus_down} GPUs down {lo.isoformat()}..{hi.isoformat()}"
+        notes.append(f"{note} ({d.cause})" if d.cause else note)
     if down_micros:
         secs, unit_price = _secs(down_micros), -(rate * rule.degraded_multiple)
         lines.append(

@@ -12,6 +12,15 @@ A row written before metering (no capacity recorded) is unleased borrowed capaci
 conservative reading for the tenant who ran it is not available without its lease, and such
 rows are only on installations upgraded with running history.
 
+On-demand. Capacity beyond a tenant's guarantee is borrowed; a job submitted not
+preemptible asks not to be preempted for other borrowers' priority (the scheduler's
+``preemption.may_preempt``). :func:`on_demand` rates such a job's GPUs on **unleased**
+capacity (no lease lent them: the site's GPUs beyond every guarantee, or what a lease that
+ended leaves) as on-demand, at the plan's full on-demand rate; its GPUs on another
+tenant's idle lease stay borrowed (the holder reclaims them), and so does a preemptible
+job's. Applied after :func:`split_at_leases`, so the part of a run after its lease ended
+is on-demand too when the job is not preemptible.
+
 Clock steps. Rows are written with the writer's clock: a clock stepped back can close a row
 before it opened, or open a row on a GPU inside the interval of the row before it.
 :func:`without_clock_steps` takes each GPU's rows in the order they were written and starts
@@ -27,7 +36,7 @@ or repeated); the first part keeps the recorded id, a later part's id is
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -77,10 +86,14 @@ def _parts(
     return out
 
 
-def without_clock_steps(written: Sequence[RecordedAllocation]) -> list[RecordedAllocation]:
+def without_clock_steps(
+    written: Sequence[RecordedAllocation], high: dict[str, datetime] | None = None
+) -> list[RecordedAllocation]:
     """``written`` (in the order the rows were written) with each GPU's intervals made
-    disjoint and in order (module doc): same ids, same order."""
-    high: dict[str, datetime] = {}  # GPU -> where its rows so far end (open: forever)
+    disjoint and in order (module doc): same ids, same order. ``high``: GPU -> where its
+    rows so far end (open: forever), carried from one page of rows to the next (updated)."""
+    if high is None:
+        high = {}
     out: list[RecordedAllocation] = []
     for r in written:
         start, end = utc(r.start), None if r.end is None else utc(r.end)
@@ -129,6 +142,19 @@ def split_at_leases(
             else:
                 out.append(_allocation(r, ident, a, b, CapacityClass.BORROWED, None, lease))
     return out
+
+
+def on_demand(allocations: Iterable[Allocation], firm_jobs: Container[str]) -> list[Allocation]:
+    """``allocations`` with the borrowed ones on unleased capacity (no lender) of a job in
+    ``firm_jobs`` (submitted not preemptible) rated as on-demand (module doc)."""
+    return [
+        replace(a, capacity=CapacityClass.ON_DEMAND)
+        if a.capacity is CapacityClass.BORROWED
+        and a.lender_lease_id is None
+        and a.job_id in firm_jobs
+        else a
+        for a in allocations
+    ]
 
 
 def _allocation(

@@ -7,8 +7,8 @@ Input. An :class:`Allocation` is one GPU used by one run of a job from ``start``
 * ``BORROWED``: preemptible capacity, either another tenant's idle guaranteed capacity
   (``lender_lease_id`` / ``lender_tenant`` name the lease and its holder, who earns a
   lending credit) or unleased capacity (no lender);
-* ``ON_DEMAND``: capacity sold without a lease and not preemptible (the scheduler does not
-  produce it yet; the class exists so plans can price it).
+* ``ON_DEMAND``: unleased capacity held by a job submitted not preemptible, at the full
+  on-demand rate (``metering.sources.on_demand`` decides it from the recorded attribution).
 
 The live service fills it from ``gpu_allocations`` rows (id, tenant, job, serial, start,
 end) joined with the run's lease and the class recorded when the run started.

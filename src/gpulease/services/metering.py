@@ -3,12 +3,23 @@
 Design (load, call the pure core, return typed values). :func:`load_period` reads the
 allocation rows that overlap a period (with the attribution the scheduler wrote at each
 start), the leases they name, the plans of the tenants involved, and turns them into usage
-records with the pure cores: ``metering.sources.split_at_leases`` (a lease that ended
-under a running job), then ``metering.usage.meter`` on the allocations clipped to the
-period, cut at the period's bounds, calendar months and every plan change. Open allocations
-are metered up to ``now``. :func:`rate_tenant` adds the tenant's leases and the SLA
-evidence (``sla_evidence``) and calls ``metering.rating.rate_period``; invoices are issued
-from it in :mod:`gpulease.services.invoicing`.
+records with the pure cores: ``metering.sources.without_clock_steps`` (a clock stepped
+back), ``split_at_leases`` (a lease that ended under a running job), ``on_demand`` (a job
+submitted not preemptible on unleased capacity), then ``metering.usage.meter`` on the
+allocations clipped to the period, cut at the period's bounds, calendar months and every
+plan change. Open allocations are metered up to ``now``. :func:`rate_tenant` adds the
+tenant's leases and the SLA evidence (``services.sla_evidence``: guarantee waits, degraded
+capacity from the node state history) and calls ``metering.rating.rate_period``; invoices
+are issued from it in :mod:`gpulease.services.invoicing`.
+
+Paging. The allocation rows are read by key (``id``), :data:`PAGE` at a time, columns only,
+each page turned into usage records before the next is read; the clock-step trim carries
+each GPU's high mark from page to page (one entry per GPU). For a set of tenants, the
+stream also holds the other tenants' rows on the same GPUs (the trim needs them; they are
+not metered). :func:`period_records` yields the records a page at a time and keeps none:
+:func:`usage_by_tenant` sums them as they come and :func:`usage_records` keeps the first
+``offset + limit`` in order; :func:`load_period` keeps them all, since an invoice cites
+every record.
 
 What a principal sees: operator staff every tenant's usage; a tenant its own usage only,
 and of a borrowed record not whose lease it ran on (the lender is another tenant: texts a
@@ -23,18 +34,19 @@ the period sees each record whole.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+import heapq
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from gpulease.domain.access import Action, Principal
 from gpulease.domain.errors import InvalidRequest, NotFound
-from gpulease.domain.states import JobState, LeaseState
+from gpulease.domain.states import LeaseState
 from gpulease.metering.periods import Granularity, Period, utc
 from gpulease.metering.plans import PlanSchedule
 from gpulease.metering.rating import (
-    GuaranteeWait,
     LeaseTerm,
     Rated,
     SlaEvidence,
@@ -43,19 +55,23 @@ from gpulease.metering.rating import (
 )
 from gpulease.metering.sources import (
     RecordedAllocation,
+    on_demand,
     split_at_leases,
     without_clock_steps,
 )
 from gpulease.metering.usage import Allocation, CapacityClass, UsageRecord, meter
+from gpulease.persistence import metering_reads as reads
 from gpulease.persistence.db import Tx
-from gpulease.persistence.tables import GpuAllocation, Job, Lease, Tenant
-from gpulease.services import price_plans
+from gpulease.persistence.tables import Lease, Tenant
+from gpulease.services import price_plans, sla_evidence
 from gpulease.services.context import ServiceContext
 
 MAX_PERIOD = timedelta(days=366)
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(3000, 1, 1, tzinfo=UTC)
 MAX_PAGE = 1000
+PAGE = 5000  # allocation rows read at a time (by key)
+CHUNK = 500  # ids in one IN list
 # Leases billed for their window: every state that reached approval (a reservation is billed
 # whether used or not); requests, refusals, withdrawals and lapsed holds are not.
 BILLED_LEASE_STATES = frozenset(
@@ -152,7 +168,8 @@ class PeriodUsage:
     evidence: SlaEvidence
 
 
-def _recorded(row: GpuAllocation) -> RecordedAllocation:
+def _recorded(row: Any) -> RecordedAllocation:
+    """An allocation row (``metering_reads.ALLOCATION_COLUMNS``) as recorded."""
     return RecordedAllocation(
         id=f"alloc-{row.id}",
         tenant=row.tenant_id,
@@ -199,133 +216,130 @@ def _plans(
     return plans, rules
 
 
-def load_period(ctx: ServiceContext, period: Period, tenants: Iterable[str] | None) -> PeriodUsage:
-    """Usage records of ``period`` for ``tenants`` (None: every tenant) and of others' work
-    on their leases, with what rating them needs (module doc)."""
-    now = ctx.now()
-    wanted = None if tenants is None else sorted(set(tenants))
-    with ctx.db.transaction(write=False) as tx:
-        query = tx.select(GpuAllocation).where(
-            GpuAllocation.start < period.end,
-            (GpuAllocation.end.is_(None)) | (GpuAllocation.end > period.start),
-        )
-        if wanted is not None:
-            query = query.where(
-                GpuAllocation.tenant_id.in_(wanted) | GpuAllocation.lender_tenant.in_(wanted)
-            )
-        rows = tx.all(query.order_by(GpuAllocation.id))
-        neighbours = _neighbours(tx, rows, period) if wanted is not None else []
-        lease_query = tx.select(Lease).where(
+@dataclass(slots=True)
+class _Reader:
+    """Reads a period's allocation rows by key, a page at a time, into usage records.
+
+    ``wanted`` None: every row of the period. Else the rows of those tenants and the rows
+    they lent, and, for the clock-step trim, every other row of the period on the same GPUs
+    (read in the same stream, in the order written, and not metered)."""
+
+    tx: Tx
+    period: Period
+    now: datetime
+    wanted: list[str] | None
+    windows: dict[str, tuple[datetime, datetime]]
+    changes: list[datetime]
+    page: int
+    high: dict[str, datetime] = field(default_factory=dict)  # the trim's state per GPU
+
+    def tenants(self) -> set[str]:
+        """The tenants whose rows are metered (their plans are needed)."""
+        return reads.allocation_tenants(self.tx, self.period.start, self.period.end, self.wanted)
+
+    def pages(self) -> Iterator[list[UsageRecord]]:
+        """The period's usage records, one page of rows at a time (module doc)."""
+        scope = reads.allocation_scope(self.period.start, self.period.end, self.wanted)
+        wanted = None if self.wanted is None else set(self.wanted)
+        after = 0
+        while True:
+            rows = reads.allocation_page(self.tx, scope, after, self.page)
+            if not rows:
+                return
+            trimmed = without_clock_steps([_recorded(r) for r in rows], self.high)
+            mine = [
+                x
+                for x, r in zip(trimmed, rows, strict=True)
+                if wanted is None or r.tenant_id in wanted or r.lender_tenant in wanted
+            ]
+            self._windows_of(mine)
+            firm = self._firm({x.job_id for x in mine})
+            allocations = []
+            for a in on_demand(split_at_leases(mine, self.windows, self.now), firm):
+                clipped = _clip(a, self.period, self.now)
+                if clipped is not None:
+                    allocations.append(clipped)
+            start = self.period.start
+            yield meter(allocations, max(self.now, start), Granularity.MONTH, self.changes)
+            if len(rows) < self.page:
+                return
+            after = rows[-1].id
+
+    def _windows_of(self, recorded: Sequence[RecordedAllocation]) -> None:
+        """Add the windows of leases the rows name that are not billed in the period (e.g.
+        ended before it)."""
+        named = {x.lease_id for x in recorded} | {x.lender_lease_id for x in recorded}
+        missing = {x for x in named if x is not None and x not in self.windows}
+        if missing:
+            self.windows.update(reads.lease_windows(self.tx, missing))
+
+    def _firm(self, job_ids: set[str]) -> set[str]:
+        """Those of ``job_ids`` submitted not preemptible."""
+        return reads.not_preemptible(self.tx, job_ids)
+
+
+def _open_reader(
+    tx: Tx, period: Period, now: datetime, wanted: list[str] | None, page: int | None
+) -> tuple[_Reader, list[Lease], dict[str, PlanSchedule], dict[str, SlaRule]]:
+    """The reader of a period's rows (``page`` of them at a time, None: :data:`PAGE`), with
+    the billed leases and the plans it needs."""
+    page = PAGE if page is None else page
+    if page < 1:
+        raise InvalidRequest("a page is at least one row", field="page")
+    leases = tx.all(
+        tx.select(Lease).where(
             Lease.state.in_(sorted(BILLED_LEASE_STATES)),
             Lease.start < period.end,
             Lease.end > period.start,
         )
-        named = {r.lease_id for r in rows} | {r.lender_lease_id for r in rows}
-        named.discard(None)
-        leases = tx.all(lease_query)
-        known = {x.id for x in leases}
-        missing = sorted(x for x in named if x is not None and x not in known)
-        if missing:  # named by a run but not billed (e.g. ended before the period)
-            leases += tx.all(tx.select(Lease).where(Lease.id.in_(missing)))
-        involved = {r.tenant_id for r in rows} | {x.tenant_id for x in leases}
-        if wanted is not None:
-            involved |= set(wanted)
-        plans, rules = _plans(tx, sorted(involved), period)
-        evidence = _waits(tx, period, wanted)
-    windows = {x.id: (x.start, x.end) for x in leases}
-    # the GPUs' rows in the order written, others' on the same GPUs included: a clock step
-    # is trimmed alike whoever reads the period (``sources.without_clock_steps``)
-    mine = {r.id for r in rows}
-    written = sorted([*rows, *neighbours], key=lambda r: r.id)
-    recorded = [
-        x
-        for x, r in zip(without_clock_steps([_recorded(r) for r in written]), written, strict=True)
-        if r.id in mine
-    ]
-    allocations = []
-    for a in split_at_leases(recorded, windows, now):
-        clipped = _clip(a, period, now)
-        if clipped is not None:
-            allocations.append(clipped)
+    )
+    reader = _Reader(tx, period, now, wanted, {x.id: (x.start, x.end) for x in leases}, [], page)
+    involved = reader.tenants() | {x.tenant_id for x in leases} | set(wanted or ())
+    plans, rules = _plans(tx, sorted(involved), period)
     changes = {period.start, period.end}
     for schedule in plans.values():
         changes.update(schedule.change_times())
-    records = meter(allocations, max(now, period.start), Granularity.MONTH, sorted(changes))
+    reader.changes = sorted(changes)
+    return reader, leases, plans, rules
+
+
+def load_period(
+    ctx: ServiceContext, period: Period, tenants: Iterable[str] | None, *, page: int | None = None
+) -> PeriodUsage:
+    """Usage records of ``period`` for ``tenants`` (None: every tenant) and of others' work
+    on their leases, with what rating them needs (module doc). The rows are read by key,
+    ``page`` at a time; the records are kept (an invoice cites each)."""
+    now = ctx.now()
+    wanted = None if tenants is None else sorted(set(tenants))
+    records: list[UsageRecord] = []
+    with ctx.db.transaction(write=False) as tx:
+        reader, leases, plans, rules = _open_reader(tx, period, now, wanted, page)
+        for batch in reader.pages():
+            records += batch
+        evidence = SlaEvidence(
+            waits=tuple(
+                sla_evidence.read_waits(tx, period, wanted, BILLED_LEASE_STATES, reader.page)
+            ),
+            degradations=tuple(
+                sla_evidence.read_degradations(tx, period, wanted, BILLED_LEASE_STATES, reader.page)
+            ),
+        )
     terms = [
         LeaseTerm(x.id, x.tenant_id, x.gpus, x.start, x.end, rate=x.rate, currency=x.currency)
         for x in leases
-        if x.state in BILLED_LEASE_STATES
     ]
     return PeriodUsage(period, now, records, plans, rules, terms, evidence)
 
 
-def _neighbours(tx: Tx, rows: Sequence[GpuAllocation], period: Period) -> list[GpuAllocation]:
-    """Other tenants' rows of the period on the GPUs of ``rows`` (for the clock-step trim)."""
-    serials = sorted({r.gpu_serial for r in rows})
-    ids = {r.id for r in rows}
-    found: list[GpuAllocation] = []
-    for i in range(0, len(serials), 500):
-        found += tx.all(
-            tx.select(GpuAllocation).where(
-                GpuAllocation.gpu_serial.in_(serials[i : i + 500]),
-                GpuAllocation.start < period.end,
-                (GpuAllocation.end.is_(None)) | (GpuAllocation.end > period.start),
-            )
-        )
-    return [r for r in found if r.id not in ids]
-
-
-def _waits(tx: Tx, period: Period, tenants: list[str] | None) -> SlaEvidence:
-    """Demand within a guarantee that waited into the period: runs that started after a
-    claim (their rows' ``claimed_at``), and queued jobs still claiming."""
-    query = tx.select(GpuAllocation).where(
-        GpuAllocation.claimed_at.is_not(None),
-        GpuAllocation.claimed_at < period.end,
-        GpuAllocation.start > period.start,
-        GpuAllocation.capacity == CapacityClass.GUARANTEED.value,
-    )
-    if tenants is not None:
-        query = query.where(GpuAllocation.tenant_id.in_(tenants))
-    runs: dict[tuple[str, datetime], list[GpuAllocation]] = {}
-    for row in tx.all(query.order_by(GpuAllocation.id)):
-        runs.setdefault((row.job_id, row.start), []).append(row)
-    waits = []
-    for (job_id, start), held in sorted(runs.items()):
-        first = held[0]
-        if first.claimed_at is None or first.lease_id is None:
-            continue
-        waits.append(
-            GuaranteeWait(
-                f"{job_id}@{start.isoformat()}", first.lease_id, len(held), first.claimed_at, start
-            )
-        )
-    queued = tx.select(Job).where(
-        Job.state == JobState.QUEUED.value,
-        Job.guaranteed_since.is_not(None),
-        Job.guaranteed_since < period.end,
-    )
-    if tenants is not None:
-        queued = queued.where(Job.tenant_id.in_(tenants))
-    jobs = tx.all(queued.order_by(Job.id))
-    if jobs:
-        leases = tx.all(
-            tx.select(Lease)
-            .where(
-                Lease.tenant_id.in_(sorted({j.tenant_id for j in jobs})),
-                Lease.state.in_(sorted(BILLED_LEASE_STATES)),
-            )
-            .order_by(Lease.start, Lease.id)
-        )
-        for job in jobs:
-            since = job.guaranteed_since
-            assert since is not None
-            lease = next(
-                (x for x in leases if x.tenant_id == job.tenant_id and x.start <= since < x.end),
-                None,
-            )
-            if lease is not None:
-                waits.append(GuaranteeWait(f"{job.id}@queued", lease.id, job.gpus, since, None))
-    return SlaEvidence(waits=tuple(waits))
+def period_records(
+    ctx: ServiceContext, period: Period, tenants: Iterable[str] | None, *, page: int | None = None
+) -> Iterator[list[UsageRecord]]:
+    """The usage records of :func:`load_period`, a page of rows at a time, none kept: what
+    totals and listings read (bounded memory)."""
+    wanted = None if tenants is None else sorted(set(tenants))
+    with ctx.db.transaction(write=False) as tx:
+        reader, _, _, _ = _open_reader(tx, period, ctx.now(), wanted, page)
+        yield from reader.pages()
 
 
 def rate_tenant(usage: PeriodUsage, tenant: str) -> Rated:
@@ -375,10 +389,22 @@ def usage_records(
         raise InvalidRequest(f"limit is 1..{MAX_PAGE}, offset 0..10000000", field="limit")
     _check_tenant(ctx, principal, tenant)
     tenants = _visible(principal, tenant)
-    usage = load_period(ctx, period, tenants)
-    own = [r for r in usage.records if tenants is None or r.tenant in tenants]
-    own.sort(key=lambda r: (r.tenant, r.gpu_serial, r.start, r.id))
-    page = own[offset : offset + limit]
+    wanted = None if tenants is None else set(tenants)
+    count = 0
+
+    def own() -> Iterator[UsageRecord]:
+        nonlocal count
+        for batch in period_records(ctx, period, tenants):
+            for r in batch:
+                if wanted is None or r.tenant in wanted:
+                    count += 1
+                    yield r
+
+    # the first offset + limit in order, never the whole period (bounded by the page asked)
+    first = heapq.nsmallest(
+        offset + limit, own(), key=lambda r: (r.tenant, r.gpu_serial, r.start, r.id)
+    )
+    page = first[offset:]
     hide = not principal.is_operator
     rows = [
         UsageRow(
@@ -397,7 +423,7 @@ def usage_records(
         )
         for r in page
     ]
-    return rows, len(own)
+    return rows, count
 
 
 def usage_by_tenant(
@@ -407,7 +433,6 @@ def usage_by_tenant(
     (operator staff: every tenant with usage or lending; a tenant: itself)."""
     _check_tenant(ctx, principal, tenant)
     tenants = _visible(principal, tenant)
-    usage = load_period(ctx, period, tenants)
     zero = Decimal(0)
     sums: dict[str, dict[str, Decimal]] = {}
 
@@ -415,11 +440,12 @@ def usage_by_tenant(
         sums.setdefault(who, {}).setdefault(kind, zero)
         sums[who][kind] += secs
 
-    for r in usage.records:
-        if tenants is None or r.tenant in tenants:
-            add(r.tenant, r.capacity.value, r.gpu_seconds)
-        if r.lender_tenant is not None and (tenants is None or r.lender_tenant in tenants):
-            add(r.lender_tenant, "lent", r.gpu_seconds)
+    for batch in period_records(ctx, period, tenants):  # summed a page at a time
+        for r in batch:
+            if tenants is None or r.tenant in tenants:
+                add(r.tenant, r.capacity.value, r.gpu_seconds)
+            if r.lender_tenant is not None and (tenants is None or r.lender_tenant in tenants):
+                add(r.lender_tenant, "lent", r.gpu_seconds)
     if tenants is not None:
         for t in tenants:
             sums.setdefault(t, {})

@@ -217,10 +217,11 @@ class LiveScheduler:
         decisions = site.scheduler.step(site.state, to_seconds(now))
         metrics.observe_step(site_id, time.perf_counter() - began)
         applied = self._apply_to(site, decisions, report)
-        metrics.observe_waits(
-            (row.tenant_id, row.started_at, row.submitted_at)
-            for job_id in applied.started
-            if (row := applied.rows.get(job_id)) is not None and row.starts == 1
+        metrics.observe_waits(  # every start: a restart's wait since its requeue
+            metrics.start_waits(
+                self.ctx.db,
+                [row for job_id in applied.started if (row := applied.rows.get(job_id))],
+            )
         )
         if decisions_logged():
             log_decisions(site_id, applied, finished)

@@ -8,7 +8,8 @@ order of its GPUs, as ``services.runs.start_run`` writes them); when the run is 
 ended, was preempted, requeued or hit by a node failure at that instant), its allocations
 close at that ``now``. :meth:`AllocationLog.allocations` gives them as metering
 :class:`~gpulease.metering.usage.Allocation` s, so a simulated week is metered and rated by
-the same cores as the live system.
+the same cores as the live system (a job submitted not preemptible is on-demand on unleased
+capacity: ``metering.sources.on_demand``, as the live service reads it).
 
 Invariant: a run's allocations span exactly ``[run_start, end)`` of the run as the state
 kept it, so their GPU-seconds equal the state's attained service (the property test).
@@ -20,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gpulease.domain.clock import from_seconds
+from gpulease.metering.sources import on_demand
 from gpulease.metering.usage import Allocation, CapacityClass
 from gpulease.scheduler.lease_book import Share
 from gpulease.scheduler.state import SchedulerState
@@ -31,6 +33,7 @@ class _Run:
     start: float
     gpus: list[str]
     shares: tuple[Share, ...]
+    preemptible: bool = True
     end: float | None = None
 
 
@@ -48,7 +51,13 @@ class AllocationLog:
             if key not in self.runs:
                 nodes = state.cluster.nodes
                 gpus = [f"{nodes[n].id}/{g}" for n, held in record.allocation for g in held]
-                self.runs[key] = _Run(record.spec.tenant, record.run_start, gpus, record.shares)
+                self.runs[key] = _Run(
+                    record.spec.tenant,
+                    record.run_start,
+                    gpus,
+                    record.shares,
+                    record.spec.preemptible,
+                )
                 self._open.add(key)
         for key in self._open - current:
             self.runs[key].end = now
@@ -57,6 +66,7 @@ class AllocationLog:
     def allocations(self) -> list[Allocation]:
         """Every GPU of every run so far (runs still going: open)."""
         out: list[Allocation] = []
+        firm = {job_id for (job_id, _), run in self.runs.items() if not run.preemptible}
         for (job_id, _), run in sorted(self.runs.items()):
             sources: list[Share] = [s for s in run.shares for _ in range(s.gpus)]
             for i, gpu in enumerate(run.gpus):
@@ -75,4 +85,4 @@ class AllocationLog:
                         lender_tenant=None if share is None else share.lender_tenant,
                     )
                 )
-        return out
+        return on_demand(out, firm)
