@@ -1133,9 +1133,36 @@ def test_las_gang_ranks_by_level_then_smaller_gang_then_more_service(
     assert policy.preempt_key(state.job("big"), 5000.0) == (0.0, 0.5)
     assert policy.preempt_key(state.job("small"), 5000.0) == (0.0, 0.5)
     assert policy.preempt_key(state.job("old"), 5000.0) == (1.0, 0.5)
-    # level 2 starts at 7,200 x sqrt(GPUs) GPU-seconds: 7,200 for one GPU, 28,800 for 16
+    # level 2 starts at 7,200 x GPUs^0.45 GPU-seconds: 7,200 for one GPU, 25,072 for 16
     assert policy.job_limits(state.job("old")) == (3250.0, 7200.0)
-    assert policy.job_limits(state.job("big")) == (3250.0, 28800.0)
+    assert policy.job_limits(state.job("big")) == pytest.approx((3250.0, 7200.0 * 16**0.45))
+    assert round(policy.job_limits(state.job("big"))[1]) == 25072
+
+
+def test_las_gang_middle_level_of_a_wide_job_ends_at_gpus_to_the_045(
+    make_state: MakeState, job: MakeJob
+) -> None:
+    """A 16-GPU job with 26,000 GPU-seconds is past its middle level (7,200 x 16^0.45 =
+    25,072; it was 28,800 with the square root), so a 32-GPU job still in the middle level
+    (4,000 GPU-seconds) now ranks before it; with the square root the narrower job went
+    first (fewer GPUs first inside the middle level)."""
+    from gpulease.scheduler.ordering import LasGang, OrderContext
+
+    policy = LasGang()
+    state = make_state("1x8x8", jobs=[job("wide-long", 16), job("wider-mid", 32, submit=1)])
+    state.start("wide-long", ((0, 8), (1, 8)), 0.0, borrowed=True)
+    state.stop("wide-long", 1625.0, JobState.QUEUED)  # 26,000 GPU-s on 16 GPUs
+    state.start("wider-mid", ((0, 8), (1, 8), (2, 8), (3, 8)), 1625.0, borrowed=True)
+    state.stop("wider-mid", 1750.0, JobState.QUEUED)  # 4,000 GPU-s on 32 GPUs
+    assert policy.level(state.job("wide-long"), 2000.0) == 2
+    assert policy.level(state.job("wider-mid"), 2000.0) == 1
+    ctx = OrderContext(2000.0)
+    ranked = sorted(state.queued.values(), key=lambda r: policy.key(r, ctx))
+    assert [r.id for r in ranked] == ["wider-mid", "wide-long"]
+    sqrt_rule = LasGang(exponents=(0.0, 0.5))
+    assert sqrt_rule.level(state.job("wide-long"), 2000.0) == 1
+    ranked = sorted(state.queued.values(), key=lambda r: sqrt_rule.key(r, ctx))
+    assert [r.id for r in ranked] == ["wide-long", "wider-mid"]
 
 
 def test_las_gang_a_job_entering_a_level_yields_to_its_waiting_jobs_then_keeps_its_gpus(
