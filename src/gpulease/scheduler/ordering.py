@@ -292,9 +292,10 @@ class LasGang(Las):
 
 
 # Levels of a rack-scale gang under ``default`` (a job asking for segments, each in one
-# NVLink domain): ``las-gang``'s two, then five more x4 apart, all but the first x sqrt(GPUs)
-# (a 512-GPU gang: 3,250, then 163 k to 167 M GPU-seconds, i.e. 6 s, then 5 min to 91 h of
-# its run). From the reference mix (docs/scheduling.md, "Against Tiresias").
+# NVLink domain): Tiresias' 3,250, then 7,200 and five more x4 apart, all but the first
+# x sqrt(GPUs) (the square root ``las-gang`` had until issue 18; gangs keep it: a 512-GPU
+# gang: 3,250, then 163 k to 167 M GPU-seconds, i.e. 6 s, then 5 min to 91 h of its run).
+# From the reference mix (docs/scheduling.md, "Against Tiresias").
 RACK_GANG_LIMITS: tuple[float, ...] = (3250.0, *(7200.0 * 4.0**i for i in range(6)))
 RACK_GANG_WIDTH_EXPONENTS: tuple[float, ...] = (0.0, *(0.5,) * 6)
 
