@@ -1393,13 +1393,17 @@ def test_default_gives_rack_scale_gangs_more_levels_and_no_yield_on_entry(
     state.start("rack", ((0, 8), (1, 8)), 0.0, borrowed=True)
     state.start("plain", ((4, 8), (5, 8)), 0.0, borrowed=True)
     rack, plain = state.job("rack"), state.job("plain")
-    assert policy.job_limits(plain) == gang.job_limits(plain) == (3250.0, 28800.0)
+    middle = 7200.0 * 16**0.45  # las-gang's middle level of a 16-GPU job: 25,072 GPU-s
+    assert policy.job_limits(plain) == gang.job_limits(plain) == (3250.0, middle)
     assert policy.job_limits(rack) == (3250.0, *(28800.0 * 4.0**i for i in range(6)))
-    # both cross 28,800 GPU-s at 1,800 s: the plain job yields once, the gang does not
-    assert policy.preempt_key(plain, 1800.0) == gang.preempt_key(plain, 1800.0)
-    assert policy.preempt_key(plain, 1800.0) == (2.0, 1.0, 1800.0)
-    assert policy.next_key_change(plain, 1000.0) == 1800.0
-    assert policy.next_key_change(plain, 1800.0) == 1800.0 + 1e-3
+    # the plain job crosses its limit at 1,567 s and yields once; the gang crosses 28,800
+    # GPU-s (7,200 x sqrt(16)) at 1,800 s and does not yield
+    crossing = middle / 16
+    assert policy.preempt_key(plain, crossing) == gang.preempt_key(plain, crossing)
+    assert policy.preempt_key(plain, crossing) == (2.0, 1.0, crossing)
+    assert policy.next_key_change(plain, 1000.0) == crossing
+    assert policy.next_key_change(plain, crossing) == crossing + 1e-3
+    assert policy.level(rack, crossing) == 1
     assert policy.preempt_key(rack, 1800.0) == (2.0, 0.0, 1800.0)
     assert policy.next_key_change(rack, 1800.0) == 4 * 28800.0 / 16  # the next level
     assert policy.level(rack, 10 * 3600.0) == 4  # 576,000 GPU-s: past 460,800
