@@ -1133,9 +1133,36 @@ def test_las_gang_ranks_by_level_then_smaller_gang_then_more_service(
     assert policy.preempt_key(state.job("big"), 5000.0) == (0.0, 0.5)
     assert policy.preempt_key(state.job("small"), 5000.0) == (0.0, 0.5)
     assert policy.preempt_key(state.job("old"), 5000.0) == (1.0, 0.5)
-    # level 2 starts at 7,200 x sqrt(GPUs) GPU-seconds: 7,200 for one GPU, 28,800 for 16
+    # level 2 starts at 7,200 x GPUs^0.45 GPU-seconds: 7,200 for one GPU, 25,072 for 16
     assert policy.job_limits(state.job("old")) == (3250.0, 7200.0)
-    assert policy.job_limits(state.job("big")) == (3250.0, 28800.0)
+    assert policy.job_limits(state.job("big")) == pytest.approx((3250.0, 7200.0 * 16**0.45))
+    assert round(policy.job_limits(state.job("big"))[1]) == 25072
+
+
+def test_las_gang_middle_level_of_a_wide_job_ends_at_gpus_to_the_045(
+    make_state: MakeState, job: MakeJob
+) -> None:
+    """A 16-GPU job with 26,000 GPU-seconds is past its middle level (7,200 x 16^0.45 =
+    25,072; it was 28,800 with the square root), so a 32-GPU job still in the middle level
+    (4,000 GPU-seconds) now ranks before it; with the square root the narrower job went
+    first (fewer GPUs first inside the middle level)."""
+    from gpulease.scheduler.ordering import LasGang, OrderContext
+
+    policy = LasGang()
+    state = make_state("1x8x8", jobs=[job("wide-long", 16), job("wider-mid", 32, submit=1)])
+    state.start("wide-long", ((0, 8), (1, 8)), 0.0, borrowed=True)
+    state.stop("wide-long", 1625.0, JobState.QUEUED)  # 26,000 GPU-s on 16 GPUs
+    state.start("wider-mid", ((0, 8), (1, 8), (2, 8), (3, 8)), 1625.0, borrowed=True)
+    state.stop("wider-mid", 1750.0, JobState.QUEUED)  # 4,000 GPU-s on 32 GPUs
+    assert policy.level(state.job("wide-long"), 2000.0) == 2
+    assert policy.level(state.job("wider-mid"), 2000.0) == 1
+    ctx = OrderContext(2000.0)
+    ranked = sorted(state.queued.values(), key=lambda r: policy.key(r, ctx))
+    assert [r.id for r in ranked] == ["wider-mid", "wide-long"]
+    sqrt_rule = LasGang(exponents=(0.0, 0.5))
+    assert sqrt_rule.level(state.job("wide-long"), 2000.0) == 1
+    ranked = sorted(state.queued.values(), key=lambda r: sqrt_rule.key(r, ctx))
+    assert [r.id for r in ranked] == ["wide-long", "wider-mid"]
 
 
 def test_las_gang_a_job_entering_a_level_yields_to_its_waiting_jobs_then_keeps_its_gpus(
@@ -1366,13 +1393,17 @@ def test_default_gives_rack_scale_gangs_more_levels_and_no_yield_on_entry(
     state.start("rack", ((0, 8), (1, 8)), 0.0, borrowed=True)
     state.start("plain", ((4, 8), (5, 8)), 0.0, borrowed=True)
     rack, plain = state.job("rack"), state.job("plain")
-    assert policy.job_limits(plain) == gang.job_limits(plain) == (3250.0, 28800.0)
+    middle = 7200.0 * 16**0.45  # las-gang's middle level of a 16-GPU job: 25,072 GPU-s
+    assert policy.job_limits(plain) == gang.job_limits(plain) == (3250.0, middle)
     assert policy.job_limits(rack) == (3250.0, *(28800.0 * 4.0**i for i in range(6)))
-    # both cross 28,800 GPU-s at 1,800 s: the plain job yields once, the gang does not
-    assert policy.preempt_key(plain, 1800.0) == gang.preempt_key(plain, 1800.0)
-    assert policy.preempt_key(plain, 1800.0) == (2.0, 1.0, 1800.0)
-    assert policy.next_key_change(plain, 1000.0) == 1800.0
-    assert policy.next_key_change(plain, 1800.0) == 1800.0 + 1e-3
+    # the plain job crosses its limit at 1,567 s and yields once; the gang crosses 28,800
+    # GPU-s (7,200 x sqrt(16)) at 1,800 s and does not yield
+    crossing = middle / 16
+    assert policy.preempt_key(plain, crossing) == gang.preempt_key(plain, crossing)
+    assert policy.preempt_key(plain, crossing) == (2.0, 1.0, crossing)
+    assert policy.next_key_change(plain, 1000.0) == crossing
+    assert policy.next_key_change(plain, crossing) == crossing + 1e-3
+    assert policy.level(rack, crossing) == 1
     assert policy.preempt_key(rack, 1800.0) == (2.0, 0.0, 1800.0)
     assert policy.next_key_change(rack, 1800.0) == 4 * 28800.0 / 16  # the next level
     assert policy.level(rack, 10 * 3600.0) == 4  # 576,000 GPU-s: past 460,800
