@@ -134,6 +134,12 @@ class SlurmSite:
     # Slurm's job-completion file (JobCompLoc of jobcomp/filetxt), readable from here: the
     # end of runs squeue no longer lists is found there; None: such runs are lost
     jobcomp: Path | None = None
+    # leases mirrored as reservations (services.reservation_sync): who may use a tenant's
+    # (Slurm users by tenant id, an account format of {tenant_id}), and gpulease's own user
+    mirror_leases: bool = False
+    lease_users: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    lease_account: str | None = None
+    runs_user: str | None = None
 
     def slurm_node(self, node_id: str) -> str:
         explicit = self.nodes.get(node_id)
@@ -153,6 +159,13 @@ class SlurmSite:
             return None
         job_id, _, run = name[len(self.job_prefix) :].rpartition(".")
         return (job_id, int(run)) if job_id and run.isdigit() else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Reserved:
+    nodes: frozenset[str]  # Slurm node names
+    start: datetime
+    end: datetime
 
 
 @dataclass
@@ -179,6 +192,9 @@ class SlurmExecutor:
         self.unanswered: dict[str, int] = {}  # site -> polls its Slurm did not answer
         self._stopped: set[int] = set()  # Slurm ids cancelled by stop, until squeue drops them
         self._jobcomp: dict[str, JobCompReader] = {}  # by site id, for sites naming the file
+        # gpulease's reservations as last mirrored or read, by site then name: a run placed
+        # on their nodes inside their window asks for them (sbatch --reservation)
+        self._reserved: dict[str, dict[str, _Reserved]] = defaultdict(dict)
 
     # ------------------------------------------------------------------------ commands
     def run_command(
@@ -255,6 +271,9 @@ class SlurmExecutor:
             f"--comment={comment}",
             "--ntasks-per-node=1",
         ]
+        inside = self.reservations_on(site, [site.slurm_node(s.node_id) for s in launch.slices])
+        if inside:
+            common.append(f"--reservation={','.join(inside)}")
         argv = [
             "sbatch",
             "--parsable",
@@ -511,13 +530,16 @@ class SlurmExecutor:
             raise ValueError(f"the nodes of lease {lease_id} are not all of one Slurm site")
         name = resv.reservation_name(site.job_prefix, lease_id)
         nodes = [site.slurm_node(node_id) for node_id in node_ids]
-        return resv.mirror(self._runner(site), name, nodes, start, end, users, accounts, flags)
+        done = resv.mirror(self._runner(site), name, nodes, start, end, users, accounts, flags)
+        self._reserved[site.site_id][name] = _Reserved(frozenset(nodes), start, end)
+        return done
 
     def drop_reservation(self, lease_id: str) -> bool:
         """Delete the lease's reservation from every site holding one; False if none did."""
         dropped = False
         for site in self.sites:
             name = resv.reservation_name(site.job_prefix, lease_id)
+            self._reserved[site.site_id].pop(name, None)
             dropped |= resv.drop(self._runner(site), name)
         return dropped
 
@@ -526,10 +548,56 @@ class SlurmExecutor:
         found = []
         for site in self.sites:
             out = self.run_command(site, ["scontrol", "-o", "show", "reservation"]).stdout
+            held = []
             for name, fields in resv.parse_reservations(out).items():
                 if resv.lease_of(site.job_prefix, name) is not None:
-                    found.append(resv.to_reservation(site.site_id, site.job_prefix, fields))
+                    held.append(resv.to_reservation(site.site_id, site.job_prefix, fields))
+            self._reserved[site.site_id] = {
+                r.name: _Reserved(frozenset(r.nodes), r.start, r.end) for r in held
+            }
+            found += held
         return sorted(found, key=lambda r: (r.site_id, r.name))
+
+    def reservations_on(
+        self, site: SlurmSite, slurm_nodes: Iterable[str], now: datetime | None = None
+    ) -> list[str]:
+        """The names of gpulease's reservations of ``site`` (as last mirrored or read)
+        holding any of these Slurm nodes at ``now``, sorted."""
+        moment = now or datetime.now(UTC)
+        wanted = set(slurm_nodes)
+        return sorted(
+            name
+            for name, held in self._reserved[site.site_id].items()
+            if held.start <= moment < held.end and held.nodes & wanted
+        )
+
+    # ------------------------------------------------ leases as reservations: the sync's view
+    def mirrored_sites(self) -> list[str]:
+        """The sites whose leases are mirrored as reservations (``mirror_leases``)."""
+        return [site.site_id for site in self.sites if site.mirror_leases]
+
+    def reservable_nodes(self, node_ids: Iterable[str]) -> dict[str, str]:
+        """gpulease node id -> the Slurm node it maps to (what a reservation holds), for
+        the ids of sites that mirror leases."""
+        found = {}
+        for node_id in node_ids:
+            site = self._site_of_node(node_id)
+            if site is not None and site.mirror_leases:
+                found[node_id] = site.slurm_node(node_id)
+        return found
+
+    def lease_access(self, site_id: str, tenant_id: str) -> tuple[list[str], list[str]]:
+        """(users, accounts) let into a reservation of ``tenant_id``'s lease at the site:
+        the tenant's ``lease_users`` and its ``lease_account``; with either, gpulease's
+        ``runs_user`` too. Both empty: the tenant has no one in Slurm to let in."""
+        site = next((s for s in self.sites if s.site_id == site_id), None)
+        if site is None:
+            return [], []
+        users = list(site.lease_users.get(tenant_id, ()))
+        accounts = [site.lease_account.format(tenant_id=tenant_id)] if site.lease_account else []
+        if (users or accounts) and site.runs_user and site.runs_user not in users:
+            users.append(site.runs_user)
+        return users, accounts
 
     def _runner(self, site: SlurmSite) -> resv.Run:
         return lambda argv: self.run_command(site, argv).stdout
