@@ -122,8 +122,8 @@ class LeaseReservations(Protocol):
     step with the leases through it.
 
     ``reservable_nodes`` maps gpulease node ids of those sites to the manager's nodes (what
-    a reservation holds; several ids may map to one); ``lease_access`` gives the (users,
-    accounts) let into a tenant's reservation at a site (both empty: none to let in);
+    a reservation holds; several ids may map to one); ``lease_access`` gives who is let
+    into a tenant's reservation at a site, and its flags (false: nobody to let in);
     ``mirror_reservation`` makes the lease's reservation hold exactly the given nodes, window
     and access and says what it did (``created``, ``updated``, ``recreated``,
     ``unchanged``); ``drop_reservation`` deletes it (False: there was none);
@@ -133,7 +133,7 @@ class LeaseReservations(Protocol):
 
     def reservable_nodes(self, node_ids: Iterable[str]) -> dict[str, str]: ...
 
-    def lease_access(self, site_id: str, tenant_id: str) -> tuple[list[str], list[str]]: ...
+    def lease_access(self, site_id: str, tenant_id: str) -> LeaseAccess: ...
 
     def mirror_reservation(
         self,
@@ -150,6 +150,18 @@ class LeaseReservations(Protocol):
     def drop_reservation(self, lease_id: str) -> bool: ...
 
     def reservations(self) -> Sequence[HeldReservation]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseAccess:
+    """Who may use a lease's reservation (users and/or accounts), and its flags."""
+
+    users: tuple[str, ...]
+    accounts: tuple[str, ...]
+    flags: tuple[str, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.users or self.accounts)
 
 
 class HeldReservation(Protocol):

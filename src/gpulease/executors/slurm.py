@@ -84,7 +84,7 @@ from pathlib import Path
 
 from gpulease.domain.states import NodeState
 from gpulease.executors import slurm_reservations as resv
-from gpulease.executors.base import Completion, Launch, NodeSlice
+from gpulease.executors.base import Completion, Launch, LeaseAccess, NodeSlice
 from gpulease.executors.slurm_commands import (
     ACTIVE_STATES,
     LOST_STATES,
@@ -586,18 +586,24 @@ class SlurmExecutor:
                 found[node_id] = site.slurm_node(node_id)
         return found
 
-    def lease_access(self, site_id: str, tenant_id: str) -> tuple[list[str], list[str]]:
-        """(users, accounts) let into a reservation of ``tenant_id``'s lease at the site:
-        the tenant's ``lease_users`` and its ``lease_account``; with either, gpulease's
-        ``runs_user`` too. Both empty: the tenant has no one in Slurm to let in."""
+    def lease_access(self, site_id: str, tenant_id: str) -> LeaseAccess:
+        """Who is let into a reservation of ``tenant_id``'s lease at the site: the tenant's
+        ``lease_users`` and its ``lease_account``; with either, gpulease's ``runs_user`` too,
+        and the ``FLEX`` flag (a run gpulease places across reserved and other nodes asks
+        for the reservation and may use both). Neither: nobody to let in (empty)."""
         site = next((s for s in self.sites if s.site_id == site_id), None)
         if site is None:
-            return [], []
+            return LeaseAccess((), (), ())
         users = list(site.lease_users.get(tenant_id, ()))
         accounts = [site.lease_account.format(tenant_id=tenant_id)] if site.lease_account else []
-        if (users or accounts) and site.runs_user and site.runs_user not in users:
-            users.append(site.runs_user)
-        return users, accounts
+        if not users and not accounts:
+            return LeaseAccess((), (), ())
+        flags: tuple[str, ...] = ()
+        if site.runs_user:
+            flags = ("FLEX",)
+            if site.runs_user not in users:
+                users.append(site.runs_user)
+        return LeaseAccess(tuple(users), tuple(accounts), flags)
 
     def _runner(self, site: SlurmSite) -> resv.Run:
         return lambda argv: self.run_command(site, argv).stdout

@@ -142,9 +142,7 @@ class ReservationSync:
                 covers[cover.lease_id] = cover
         by_id = {w.lease.lease_id: w for w in wanted}
         access = {w.lease.lease_id: executor.lease_access(w.site_id, w.tenant_id) for w in wanted}
-        keep = {
-            lease_id for lease_id, cover in covers.items() if cover.nodes and any(access[lease_id])
-        }
+        keep = {lease_id for lease_id, cover in covers.items() if cover.nodes and access[lease_id]}
         self.covers = covers
         self.lines = {k: v for k, v in self.lines.items() if k in covers}
         made: list[Change] = []
@@ -160,7 +158,7 @@ class ReservationSync:
             node_ids = [m for name in cover.nodes for m in members[f"{w.site_id}/{name}"]]
             made += self._apply(now, change, w, node_ids)
         for lease_id, cover in covers.items():
-            self._note_coverage(now, cover, bool(any(access[lease_id])), by_id[lease_id])
+            self._note_coverage(now, cover, bool(access[lease_id]), by_id[lease_id])
         return made
 
     # ------------------------------------------------------------------------ apply
@@ -175,15 +173,16 @@ class ReservationSync:
                     return []
                 done = change
             else:
-                users, accounts = executor.lease_access(wanted.site_id, wanted.tenant_id)
+                access = executor.lease_access(wanted.site_id, wanted.tenant_id)
                 lease = wanted.lease
                 what = executor.mirror_reservation(
                     lease.lease_id,
                     node_ids or [],
                     lease.start,
                     lease.end,
-                    users=users,
-                    accounts=accounts,
+                    users=access.users,
+                    accounts=access.accounts,
+                    flags=access.flags,
                 )
                 if what == "unchanged":
                     return []
