@@ -43,11 +43,14 @@ reports it. Only a run found in neither is lost.
 
 Leases as reservations. ``mirror_reservation`` / ``drop_reservation`` / ``reservations``
 keep a Slurm reservation per gpulease lease, named after the lease id, for operators who
-let tenants submit to Slurm directly (:mod:`gpulease.executors.slurm_reservations`).
+let tenants submit to Slurm directly (:mod:`gpulease.executors.slurm_lease_mirror`, over
+:mod:`gpulease.executors.slurm_reservations`; ``services.reservation_sync`` keeps them in
+step with the leases). A run placed on a reservation's nodes inside its window asks for it
+(``--reservation``), or Slurm would keep it off them.
 
 Modules: this one runs the commands and holds the runs; ``slurm_commands`` reads Slurm's
 answers (``squeue``, ``sinfo``, states and exit codes); ``slurm_jobcomp`` the
-job-completion file; ``slurm_reservations`` the reservations.
+job-completion file; ``slurm_reservations`` and ``slurm_lease_mirror`` the reservations.
 
 Invariants.
 
@@ -83,8 +86,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gpulease.domain.states import NodeState
-from gpulease.executors import slurm_reservations as resv
-from gpulease.executors.base import Completion, Launch, LeaseAccess, NodeSlice
+from gpulease.executors.base import Completion, Launch, NodeSlice
 from gpulease.executors.slurm_commands import (
     ACTIVE_STATES,
     LOST_STATES,
@@ -97,7 +99,7 @@ from gpulease.executors.slurm_commands import (
     parse_squeue,
 )
 from gpulease.executors.slurm_jobcomp import JobCompReader
-from gpulease.executors.slurm_reservations import SlurmReservation
+from gpulease.executors.slurm_lease_mirror import LeaseMirror, Reserved
 
 logger = logging.getLogger(__name__)
 
@@ -161,13 +163,6 @@ class SlurmSite:
         return (job_id, int(run)) if job_id and run.isdigit() else None
 
 
-@dataclass(frozen=True, slots=True)
-class _Reserved:
-    nodes: frozenset[str]  # Slurm node names
-    start: datetime
-    end: datetime
-
-
 @dataclass
 class _Run:
     job_id: str
@@ -178,7 +173,7 @@ class _Run:
     log_start: int | None  # offset of this run's part of the log; None: find its header
 
 
-class SlurmExecutor:
+class SlurmExecutor(LeaseMirror):
     name = "slurm"
 
     def __init__(self, sites: Sequence[SlurmSite]) -> None:
@@ -194,7 +189,7 @@ class SlurmExecutor:
         self._jobcomp: dict[str, JobCompReader] = {}  # by site id, for sites naming the file
         # gpulease's reservations as last mirrored or read, by site then name: a run placed
         # on their nodes inside their window asks for them (sbatch --reservation)
-        self._reserved: dict[str, dict[str, _Reserved]] = defaultdict(dict)
+        self._reserved: dict[str, dict[str, Reserved]] = defaultdict(dict)
 
     # ------------------------------------------------------------------------ commands
     def run_command(
@@ -507,106 +502,6 @@ class SlurmExecutor:
         if state != NodeState.UP:
             argv.append(f"reason=gpulease: {one_line(reason) or state.value}")
         self.run_command(site, argv)
-
-    # ------------------------------------------------------------------- reservations
-    def mirror_reservation(
-        self,
-        lease_id: str,
-        node_ids: Sequence[str],
-        start: datetime,
-        end: datetime,
-        *,
-        users: Sequence[str] = (),
-        accounts: Sequence[str] = (),
-        flags: Iterable[str] = (),
-    ) -> str:
-        """Make the lease's Slurm reservation (named after ``lease_id``) hold exactly
-        these gpulease nodes, window (aware datetimes), users and/or accounts and flags:
-        created, updated in what differs, or left alone (``slurm_reservations.mirror``).
-        The nodes must all be of one site. Returns what was done."""
-        found = [self._site_of_node(node_id) for node_id in node_ids]
-        site = found[0] if found else None
-        if site is None or any(other is not site for other in found):
-            raise ValueError(f"the nodes of lease {lease_id} are not all of one Slurm site")
-        name = resv.reservation_name(site.job_prefix, lease_id)
-        nodes = [site.slurm_node(node_id) for node_id in node_ids]
-        done = resv.mirror(self._runner(site), name, nodes, start, end, users, accounts, flags)
-        self._reserved[site.site_id][name] = _Reserved(frozenset(nodes), start, end)
-        return done
-
-    def drop_reservation(self, lease_id: str) -> bool:
-        """Delete the lease's reservation from every site holding one; False if none did."""
-        dropped = False
-        for site in self.sites:
-            name = resv.reservation_name(site.job_prefix, lease_id)
-            self._reserved[site.site_id].pop(name, None)
-            dropped |= resv.drop(self._runner(site), name)
-        return dropped
-
-    def reservations(self) -> list[SlurmReservation]:
-        """gpulease's reservations (named with a site's prefix), every site, by name."""
-        found = []
-        for site in self.sites:
-            out = self.run_command(site, ["scontrol", "-o", "show", "reservation"]).stdout
-            held = []
-            for name, fields in resv.parse_reservations(out).items():
-                if resv.lease_of(site.job_prefix, name) is not None:
-                    held.append(resv.to_reservation(site.site_id, site.job_prefix, fields))
-            self._reserved[site.site_id] = {
-                r.name: _Reserved(frozenset(r.nodes), r.start, r.end) for r in held
-            }
-            found += held
-        return sorted(found, key=lambda r: (r.site_id, r.name))
-
-    def reservations_on(
-        self, site: SlurmSite, slurm_nodes: Iterable[str], now: datetime | None = None
-    ) -> list[str]:
-        """The names of gpulease's reservations of ``site`` (as last mirrored or read)
-        holding any of these Slurm nodes at ``now``, sorted."""
-        moment = now or datetime.now(UTC)
-        wanted = set(slurm_nodes)
-        return sorted(
-            name
-            for name, held in self._reserved[site.site_id].items()
-            if held.start <= moment < held.end and held.nodes & wanted
-        )
-
-    # ------------------------------------------------ leases as reservations: the sync's view
-    def mirrored_sites(self) -> list[str]:
-        """The sites whose leases are mirrored as reservations (``mirror_leases``)."""
-        return [site.site_id for site in self.sites if site.mirror_leases]
-
-    def reservable_nodes(self, node_ids: Iterable[str]) -> dict[str, str]:
-        """gpulease node id -> the Slurm node it maps to (what a reservation holds), for
-        the ids of sites that mirror leases."""
-        found = {}
-        for node_id in node_ids:
-            site = self._site_of_node(node_id)
-            if site is not None and site.mirror_leases:
-                found[node_id] = site.slurm_node(node_id)
-        return found
-
-    def lease_access(self, site_id: str, tenant_id: str) -> LeaseAccess:
-        """Who is let into a reservation of ``tenant_id``'s lease at the site: the tenant's
-        ``lease_users`` and its ``lease_account``; with either, gpulease's ``runs_user`` too,
-        and the ``FLEX`` flag (a run gpulease places across reserved and other nodes asks
-        for the reservation and may use both). Neither: nobody to let in (empty)."""
-        site = next((s for s in self.sites if s.site_id == site_id), None)
-        if site is None:
-            return LeaseAccess((), (), ())
-        users = list(site.lease_users.get(tenant_id, ()))
-        accounts = [site.lease_account.format(tenant_id=tenant_id)] if site.lease_account else []
-        if not users and not accounts:
-            return LeaseAccess((), (), ())
-        flags: tuple[str, ...] = ()
-        if site.runs_user:
-            flags = ("FLEX",)
-            if site.runs_user not in users:
-                users.append(site.runs_user)
-        return LeaseAccess(tuple(users), tuple(accounts), flags)
-
-    def _runner(self, site: SlurmSite) -> resv.Run:
-        return lambda argv: self.run_command(site, argv).stdout
 
     def _site_of_node(self, node_id: str) -> SlurmSite | None:
         for site in self.sites:
