@@ -123,7 +123,7 @@ def test_a_lease_is_created_resized_extended_and_dropped_in_slurm(
     held = show(slurm)[name]
     assert hosts(slurm, held["Nodes"]) == SLURM_NODES[:2]  # 8 GPUs: two whole nodes
     assert (held["Users"], held["State"]) == ("root", "ACTIVE")
-    assert "FLEX" in held["Flags"]
+    assert {"FLEX", "IGNORE_JOBS"} <= set(held["Flags"].split(","))
     assert held["EndTime"] == lease.end.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
     (created,) = trail(ctx, lease.id)
     assert created.action == "lease.reservation.created"
@@ -212,11 +212,22 @@ def test_a_tenants_own_job_lands_in_its_reservation_and_gpuleases_runs_ask_for_i
 ) -> None:
     suspend_the_demos_leases(ctx, operator)
     executor = mirroring(slurm, bank)
+    # a run of gpulease's already on a node the lease's reservation will take
+    go = work / "go"
+    before = launch_of(work, f"while [ ! -e {go} ]; do sleep 0.1; done", job="job-r0")
+    executor.launch(before)
+    slurm_id = executor.slurm_id("job-r0")
+    assert slurm_id is not None
+    wait_for(lambda: slurm_state(slurm, slurm_id)["JobState"] == "RUNNING", what="the run")
+
     lease = approved(ctx, bank, operator, now_clock.now(), 1, 8)
-    ReservationSync(ctx, executor).sync(now_clock.now())
+    (created,) = ReservationSync(ctx, executor).sync(now_clock.now())
+    assert created.what == "created"  # IGNORE_JOBS: the run on its node does not block it
     name = f"gpulease-{lease.id}"
     reserved = hosts(slurm, show(slurm)[name]["Nodes"])
     assert reserved == SLURM_NODES[:2]
+    go.touch()
+    assert completion_of(executor, "job-r0").exit_code == 0  # and it went on to its end
 
     # the tenant's own job, on two nodes, asking for the reservation: on its nodes
     out = work / "where"

@@ -147,7 +147,10 @@ class LeaseMirror:
         """Who is let into a reservation of ``tenant_id``'s lease at the site: the tenant's
         ``lease_users`` and its ``lease_account``; with either, gpulease's ``runs_user`` too,
         and the ``FLEX`` flag (a run gpulease places across reserved and other nodes asks
-        for the reservation and may use both). Neither: nobody to let in (empty)."""
+        for the reservation and may use both). Flag ``IGNORE_JOBS`` always: the nodes are
+        reserved though runs are on them (Slurm refuses otherwise, and runs without a time
+        limit would block every future reservation); those runs go on. Neither users nor
+        account: nobody to let in (empty)."""
         site = next((s for s in self.sites if s.site_id == site_id), None)
         if site is None:
             return LeaseAccess((), (), ())
@@ -155,9 +158,9 @@ class LeaseMirror:
         accounts = [site.lease_account.format(tenant_id=tenant_id)] if site.lease_account else []
         if not users and not accounts:
             return LeaseAccess((), (), ())
-        flags: tuple[str, ...] = ()
+        flags: tuple[str, ...] = ("IGNORE_JOBS",)  # runs already there go on
         if site.runs_user:
-            flags = ("FLEX",)
+            flags = ("FLEX", "IGNORE_JOBS")
             if site.runs_user not in users:
                 users.append(site.runs_user)
         return LeaseAccess(tuple(users), tuple(accounts), flags)
