@@ -20,6 +20,7 @@ import pytest
 from gpulease.domain.access import Principal
 from gpulease.domain.clock import ManualClock
 from gpulease.domain.states import LeaseState, NodeState
+from gpulease.executors.simulated import SimulatedExecutor
 from gpulease.executors.slurm import SlurmExecutor, SlurmSite
 from gpulease.persistence.tables import AuditRecord, Lease
 from gpulease.services import inventory, leases
@@ -29,7 +30,7 @@ from gpulease.services.scheduling import LiveScheduler
 from support.slurm_cluster import SITE_ID, SLURM_NODES, LocalSlurmCluster
 from support.slurm_jobs import completion_of, launch_of, slurm_state, wait_for
 
-pytestmark = pytest.mark.slow
+slow = pytest.mark.slow
 
 
 @pytest.fixture
@@ -104,6 +105,7 @@ def trail(ctx: ServiceContext, lease_id: str) -> list[AuditRecord]:
         )
 
 
+@slow
 def test_a_lease_is_created_resized_extended_and_dropped_in_slurm(
     ctx: ServiceContext,
     now_clock: ManualClock,
@@ -181,6 +183,7 @@ def test_a_lease_is_created_resized_extended_and_dropped_in_slurm(
     assert trail(ctx, lease.id)[-1].action == "lease.reservation.dropped"
 
 
+@slow
 def test_a_future_lease_is_reserved_ahead_and_dropped_when_cancelled(
     ctx: ServiceContext,
     now_clock: ManualClock,
@@ -202,6 +205,7 @@ def test_a_future_lease_is_reserved_ahead_and_dropped_when_cancelled(
     assert show(slurm) == {}
 
 
+@slow
 def test_a_tenants_own_job_lands_in_its_reservation_and_gpuleases_runs_ask_for_it(
     ctx: ServiceContext,
     now_clock: ManualClock,
@@ -255,3 +259,30 @@ def test_a_tenants_own_job_lands_in_its_reservation_and_gpuleases_runs_ask_for_i
     done = completion_of(executor, "job-r1")
     assert done.exit_code == 0
     assert name in done.log
+
+
+# ------------------------------------------------------------------ no Slurm needed
+def test_without_an_executor_that_reserves_or_a_site_that_mirrors_nothing_runs(
+    ctx: ServiceContext, demo: object
+) -> None:
+    assert ReservationSync(ctx, SimulatedExecutor()).tick(ctx.now()) == []
+    plain = ReservationSync(ctx, SlurmExecutor([SlurmSite(SITE_ID)]))  # mirror_leases off
+    assert plain.tick(ctx.now()) == []
+    assert plain.due is None  # not even a sinfo
+
+
+def test_a_failing_slurm_is_logged_counted_and_retried_later(
+    ctx: ServiceContext, demo: object, tmp_path: Path
+) -> None:
+    """``sinfo`` (and every other client) cannot reach its controller."""
+    for command in ("sinfo", "scontrol"):
+        fake = tmp_path / command
+        fake.write_text("#!/bin/sh\necho 'Unable to contact slurm controller' >&2\nexit 1\n")
+        fake.chmod(0o755)
+    broken = SlurmSite(SITE_ID, bin_dir=tmp_path, mirror_leases=True)
+    scheduler = LiveScheduler(ctx, SlurmExecutor([broken]), name="broken")
+    scheduler.tick()
+    assert scheduler.reservation_sync.failures == 1
+    assert scheduler.failed_passes == 0
+    scheduler.tick()  # not due again within reservation_sync_s
+    assert scheduler.reservation_sync.failures == 1
