@@ -211,11 +211,12 @@ def test_a_tenants_own_job_lands_in_its_reservation_and_gpuleases_runs_ask_for_i
     now_clock: ManualClock,
     operator: Principal,
     bank: Principal,
+    university: Principal,
     slurm: LocalSlurmCluster,
     work: Path,
 ) -> None:
     suspend_the_demos_leases(ctx, operator)
-    executor = mirroring(slurm, bank)
+    executor = mirroring(slurm, bank, university)
     # a run of gpulease's already on a node the lease's reservation will take
     go = work / "go"
     before = launch_of(work, f"while [ ! -e {go} ]; do sleep 0.1; done", job="job-r0")
@@ -243,8 +244,8 @@ def test_a_tenants_own_job_lands_in_its_reservation_and_gpuleases_runs_ask_for_i
         ]
     ).stdout  # fmt: skip
     wait_for(lambda: out.exists() and len(out.read_text().split()) == 2, what="the tenant's job")
-    assert sorted(out.read_text().split()) == reserved
-    assert hosts(slurm, slurm_state(slurm, int(job.strip()))["NodeList"]) == reserved
+    assert sorted(out.read_text().split()) == reserved  # one task on each reserved node
+    assert slurm_state(slurm, int(job.strip()))["Reservation"] == name
 
     # a run gpulease places on a reserved node and one outside asks for the reservation
     # (FLEX lets it use both) and runs
@@ -259,6 +260,18 @@ def test_a_tenants_own_job_lands_in_its_reservation_and_gpuleases_runs_ask_for_i
     done = completion_of(executor, "job-r1")
     assert done.exit_code == 0
     assert name in done.log
+
+    # a run over the nodes of two leases' reservations cannot start: it fails, saying why
+    other = approved(ctx, university, operator, now_clock.now(), 1, 8)
+    ReservationSync(ctx, executor).sync(now_clock.now())
+    assert hosts(slurm, show(slurm)[f"gpulease-{other.id}"]["Nodes"]) == SLURM_NODES[2:]
+    across = launch_of(
+        work, "true", nodes=((SLURM_NODES[1], (0,)), (SLURM_NODES[2], (0,))), job="job-r2"
+    )
+    executor.launch(across)
+    failed = completion_of(executor, "job-r2")
+    assert failed.exit_code == 127
+    assert "in 2 lease reservations" in failed.log
 
 
 # ------------------------------------------------------------------ no Slurm needed

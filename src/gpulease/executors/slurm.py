@@ -267,8 +267,13 @@ class SlurmExecutor(LeaseMirror):
             "--ntasks-per-node=1",
         ]
         inside = self.reservations_on(site, [site.slurm_node(s.node_id) for s in launch.slices])
+        if len(inside) > 1:  # sbatch would refuse it: "Required nodes outside of the reservation"
+            raise CannotStart(
+                f"its nodes are in {len(inside)} lease reservations ({', '.join(inside)}) and "
+                "a Slurm job runs in one reservation at most"
+            )
         if inside:
-            common.append(f"--reservation={','.join(inside)}")
+            common.append(f"--reservation={inside[0]}")
         argv = [
             "sbatch",
             "--parsable",

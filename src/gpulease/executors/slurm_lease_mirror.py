@@ -13,8 +13,9 @@ reservation's, inside its window, asks for it (``sbatch --reservation=...``,
 :meth:`LeaseMirror.reservations_on`). For that to work the site names ``runs_user`` (the
 user gpulease submits as), which every reservation then lets in, with the ``FLEX`` flag so
 that a run over reserved and other nodes may use both. A run spanning the nodes of two
-reservations asks for both; Slurm gives a job one reservation, so such a run waits (its
-nodes were chosen by gpulease, which does not see reservations: leases are quotas).
+reservations cannot start (Slurm runs a job in one reservation at most; ``sbatch`` refuses
+it): it fails at launch with that reason in its log. Its nodes were chosen by gpulease,
+whose placement does not see reservations (leases are quotas, not nodes).
 """
 
 from __future__ import annotations
