@@ -135,7 +135,7 @@ def test_a_lease_is_created_resized_extended_and_dropped_in_slurm(
     sync = scheduler.reservation_sync
     commands = executor.commands
     assert sync.sync(now_clock.now()) == []  # in step: nothing changes, nothing audited
-    assert executor.commands - commands == 3  # sinfo, show reservations, show this one
+    assert executor.commands - commands == 2  # one sinfo, one read of every reservation
     assert len(trail(ctx, lease.id)) == 1
 
     # grown to 12 GPUs and two hours longer: a third node, its two first kept

@@ -126,7 +126,8 @@ class LeaseReservations(Protocol):
     into a tenant's reservation at a site, and its flags (false: nobody to let in);
     ``mirror_reservation`` makes the lease's reservation hold exactly the given nodes, window
     and access and says what it did (``created``, ``updated``, ``recreated``,
-    ``unchanged``); ``drop_reservation`` deletes it (False: there was none);
+    ``unchanged``; ``fresh``: trust the last ``reservations`` read instead of reading it
+    again); ``drop_reservation`` deletes it (False: there was none);
     ``reservations`` lists every reservation the executor made, as the manager holds them."""
 
     def mirrored_sites(self) -> list[str]: ...
@@ -145,6 +146,7 @@ class LeaseReservations(Protocol):
         users: Sequence[str] = (),
         accounts: Sequence[str] = (),
         flags: Iterable[str] = (),
+        fresh: bool = False,
     ) -> str: ...
 
     def drop_reservation(self, lease_id: str) -> bool: ...

@@ -190,6 +190,7 @@ class SlurmExecutor(LeaseMirror):
         # gpulease's reservations as last mirrored or read, by site then name: a run placed
         # on their nodes inside their window asks for them (sbatch --reservation)
         self._reserved: dict[str, dict[str, Reserved]] = defaultdict(dict)
+        self._shown: dict[str, dict[str, dict[str, str]]] = {}  # as last read, by site
 
     # ------------------------------------------------------------------------ commands
     def run_command(

@@ -50,6 +50,7 @@ class LeaseMirror:
 
     sites: list[SlurmSite]
     _reserved: dict[str, dict[str, Reserved]]
+    _shown: dict[str, dict[str, dict[str, str]]]  # site -> its reservations as last read
 
     if TYPE_CHECKING:
 
@@ -74,19 +75,27 @@ class LeaseMirror:
         users: Sequence[str] = (),
         accounts: Sequence[str] = (),
         flags: Iterable[str] = (),
+        fresh: bool = False,
     ) -> str:
         """Make the lease's Slurm reservation (named after ``lease_id``) hold exactly
         these gpulease nodes, window (aware datetimes), users and/or accounts and flags:
         created, updated in what differs, or left alone (``slurm_reservations.mirror``).
-        The nodes must all be of one site. Returns what was done."""
+        The nodes must all be of one site. Returns what was done. ``fresh``: the caller
+        has just called :meth:`reservations` (nothing else changes them meanwhile), so the
+        reservation is taken from that read, not read again."""
         found = [self._site_of_node(node_id) for node_id in node_ids]
         site = found[0] if found else None
         if site is None or any(other is not site for other in found):
             raise ValueError(f"the nodes of lease {lease_id} are not all of one Slurm site")
         name = resv.reservation_name(site.job_prefix, lease_id)
         nodes = [site.slurm_node(node_id) for node_id in node_ids]
-        done = resv.mirror(self._runner(site), name, nodes, start, end, users, accounts, flags)
+        known = self._shown.get(site.site_id) if fresh else None
+        done = resv.mirror(
+            self._runner(site), name, nodes, start, end, users, accounts, flags, known=known
+        )
         self._reserved[site.site_id][name] = Reserved(frozenset(nodes), start, end)
+        if known is not None:  # what this read said of it is stale now
+            self._shown[site.site_id].pop(name, None)
         return done
 
     def drop_reservation(self, lease_id: str) -> bool:
@@ -104,7 +113,13 @@ class LeaseMirror:
         for site in self.sites:
             out = self.run_command(site, ["scontrol", "-o", "show", "reservation"]).stdout
             held = []
-            for name, fields in resv.parse_reservations(out).items():
+            shown = resv.parse_reservations(out)
+            self._shown[site.site_id] = {
+                name: fields
+                for name, fields in shown.items()
+                if resv.lease_of(site.job_prefix, name) is not None
+            }
+            for name, fields in shown.items():
                 if resv.lease_of(site.job_prefix, name) is not None:
                     held.append(resv.to_reservation(site.site_id, site.job_prefix, fields))
             self._reserved[site.site_id] = {

@@ -183,6 +183,7 @@ class ReservationSync:
                     users=access.users,
                     accounts=access.accounts,
                     flags=access.flags,
+                    fresh=True,  # reservations() was read at the start of this sync
                 )
                 if what == "unchanged":
                     return []
