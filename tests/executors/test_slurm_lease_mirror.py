@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from gpulease.domain.access import Principal
 from gpulease.domain.clock import ManualClock
@@ -27,6 +28,7 @@ from gpulease.services import inventory, leases
 from gpulease.services.context import ServiceContext
 from gpulease.services.reservation_sync import ACTOR, ReservationSync
 from gpulease.services.scheduling import LiveScheduler
+from gpulease.settings import SlurmSiteSettings
 from support.slurm_cluster import SITE_ID, SLURM_NODES, LocalSlurmCluster
 from support.slurm_jobs import completion_of, launch_of, slurm_state, wait_for
 
@@ -299,3 +301,14 @@ def test_a_failing_slurm_is_logged_counted_and_retried_later(
     assert scheduler.failed_passes == 0
     scheduler.tick()  # not due again within reservation_sync_s
     assert scheduler.reservation_sync.failures == 1
+
+
+def test_slurm_user_names_are_checked_in_the_settings() -> None:
+    """A name Slurm would split (comma) or misread (space, '=') is refused at start-up."""
+    ok = SlurmSiteSettings(mirror_leases=True, lease_users={"t1": ["alice", "svc.gpu-1"]})
+    assert ok.lease_users == {"t1": ["alice", "svc.gpu-1"]}
+    for bad in ("alice,bob", "al ice", "users=root", ""):
+        with pytest.raises(ValidationError, match="is not a user name"):
+            SlurmSiteSettings(lease_users={"t1": [bad]})
+    with pytest.raises(ValidationError):
+        SlurmSiteSettings(runs_user="root,alice")
