@@ -450,6 +450,9 @@ class LocalSlurmCluster:
         restarted, every node idle, no reservation left."""
         if not self._started:
             raise SlurmError("reset() of a cluster that is not started")
+        # munged is a host service several test sessions share; one that started it stops
+        # it when it ends (tests/munge_guard.py), under another session's cluster
+        ensure_munge()
         out = self.run(["scontrol", "-o", "show", "reservation"], check=False).stdout
         for name in re.findall(r"^ReservationName=(\S+)", out, re.MULTILINE):
             self.run(["scontrol", "delete", f"reservationname={name}"], check=False)
