@@ -7,11 +7,14 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from decimal import Decimal
 from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_SLURM_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 
 
 class SlurmSiteSettings(BaseModel):
@@ -33,6 +36,25 @@ class SlurmSiteSettings(BaseModel):
     # it: runs that ended longer than MinJobAge ago (e.g. while no scheduler led) are found
     # there with their exit code instead of being taken for lost and run again
     jobcomp: Path | None = None
+    # leases of this site mirrored as Slurm reservations (services.reservation_sync), for
+    # tenants who submit to Slurm directly: who may use a tenant's reservations, as Slurm
+    # users (tenant id -> users) and/or an account (a format of {tenant_id}); a tenant with
+    # neither gets none. runs_user: the Slurm user gpulease's own runs are submitted as,
+    # let into every reservation so runs gpulease places on reserved nodes start
+    mirror_leases: bool = False
+    lease_users: dict[str, list[str]] = Field(default_factory=dict)
+    lease_account: str | None = None
+    runs_user: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+    @field_validator("lease_users")
+    @classmethod
+    def _slurm_user_names(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        """Names Slurm takes in a comma-separated list: no comma, space or '=' in one."""
+        for tenant, users in value.items():
+            for user in users:
+                if not _SLURM_NAME.match(user):
+                    raise ValueError(f"lease_users[{tenant!r}]: {user!r} is not a user name")
+        return value
 
 
 class Settings(BaseSettings):
@@ -56,6 +78,9 @@ class Settings(BaseSettings):
     # how often the leader adds up training compute against the packs' thresholds and
     # raises compute reviews for officers (services.compute_reviews)
     compute_review_scan_s: float = Field(default=300.0, gt=0)
+    # how often the leader reconciles the Slurm reservations of the leases of sites that
+    # mirror them (slurm_sites' mirror_leases) with the leases (services.reservation_sync)
+    reservation_sync_s: float = Field(default=30.0, gt=0)
     # GPUs of the rack-local block gangs use (64 on NVL72) that work without a rack
     # requirement should leave whole when other racks have room; 0 = off
     keep_blocks: int = Field(default=0, ge=0)

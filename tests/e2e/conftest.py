@@ -44,7 +44,8 @@ SQLITE_ONLY = {
     "test_limits_e2e.py",
     "test_local_executor_e2e.py",
 }
-POSTGRESQL_ONLY = {"test_scale_out_e2e.py"}  # several servers on one database server
+# several servers on one database server
+POSTGRESQL_ONLY = {"test_scale_out_e2e.py", "test_scale_out_slurm_e2e.py"}
 
 
 @pytest.hookimpl(tryfirst=True)  # marked before ``-m`` selects

@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +170,33 @@ def run_cli(
     if check:
         assert done.returncode == 0, done.stdout + done.stderr
     return done
+
+
+# ------------------------------------------------------------------ several servers
+def conninfo(db_url: str) -> str:
+    """libpq's form of a PostgreSQL URL of the servers (``postgresql+psycopg://``)."""
+    return db_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def leader_of(servers: list[Server]) -> str:
+    """The leading scheduler's name as the first server answering says ("" if none)."""
+    for server in servers:
+        try:
+            rows = server.health().get("schedulers") or []
+        except httpx.HTTPError:
+            continue
+        if rows and rows[0].get("leader"):
+            return str(rows[0]["leader"])
+    return ""
+
+
+def assert_no_chip_held_twice(rows: list[tuple[str, str, datetime, datetime | None]]) -> None:
+    """(GPU serial, job, start, end) rows sorted by serial and start: each run closed, and
+    no two runs on one chip at the same moment."""
+    previous: dict[str, tuple[str, datetime]] = {}
+    for serial, job, start, end in rows:
+        assert end is not None, f"{serial}: the run of {job} never closed"
+        if serial in previous:
+            other, other_end = previous[serial]
+            assert other_end <= start, f"{serial}: {other} until {other_end}, {job} from {start}"
+        previous[serial] = (job, end)

@@ -20,28 +20,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime
 
 import httpx
 import psycopg
-from e2e_support import Server, wait_for
+from e2e_support import Server, assert_no_chip_held_twice, conninfo, leader_of, wait_for
 
 JOB = {"gpus": 4, "purpose": "health research", "command": "fold", "duration_s": 0.5}
-
-
-def _conninfo(db_url: str) -> str:
-    return db_url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
-def _leader(servers: list[Server]) -> str:
-    for server in servers:
-        try:
-            rows = server.health().get("schedulers") or []
-        except httpx.HTTPError:
-            continue
-        if rows and rows[0].get("leader"):
-            return str(rows[0]["leader"])
-    return ""
 
 
 def _submit_stream(
@@ -65,7 +49,7 @@ def test_killing_the_leader_mid_stream_loses_nothing_and_schedules_nothing_twice
     start_server: Callable[..., Server], e2e_db_url: str
 ) -> None:
     servers = [start_server() for _ in range(3)]
-    first = wait_for(lambda: _leader(servers), 30, "a scheduler to lead")
+    first = wait_for(lambda: leader_of(servers), 30, "a scheduler to lead")
     by_pid = {f":{s.scheduler.pid}": s for s in servers if s.scheduler is not None}
     leading = next(s for suffix, s in by_pid.items() if first.endswith(suffix))
 
@@ -84,7 +68,7 @@ def test_killing_the_leader_mid_stream_loses_nothing_and_schedules_nothing_twice
         leading.scheduler.send_signal(signal.SIGKILL)
         leading.scheduler.wait(10)
         successor = wait_for(
-            lambda: (name := _leader(servers)) and name != first and name, 40, "a new leader"
+            lambda: (name := leader_of(servers)) and name != first and name, 40, "a new leader"
         )
         killed_at = len(acknowledged)
         wait_for(lambda: len(acknowledged) >= killed_at + 30, 30, "submissions after the kill")
@@ -112,7 +96,7 @@ def test_killing_the_leader_mid_stream_loses_nothing_and_schedules_nothing_twice
         wait_for(all_ended, 120, "every acknowledged job to end")
     assert len(set(acknowledged)) == len(acknowledged)
 
-    with psycopg.connect(_conninfo(e2e_db_url)) as conn:
+    with psycopg.connect(conninfo(e2e_db_url)) as conn:
         rows = conn.execute(
             "SELECT id, state, starts, exit_code FROM jobs WHERE id = ANY(%s)", (acknowledged,)
         ).fetchall()
@@ -124,14 +108,4 @@ def test_killing_the_leader_mid_stream_loses_nothing_and_schedules_nothing_twice
     assert len(rows) == len(acknowledged), "an acknowledged job is missing"
     assert {(state, starts, code) for _, state, starts, code in rows} == {("succeeded", 1, 0)}
     assert len({job for _, job, _, _ in allocations}) == len(acknowledged)
-    _assert_no_chip_held_twice(allocations)
-
-
-def _assert_no_chip_held_twice(rows: list[tuple[str, str, datetime, datetime | None]]) -> None:
-    previous: dict[str, tuple[str, datetime]] = {}
-    for serial, job, start, end in rows:
-        assert end is not None, f"{serial}: the run of {job} never closed"
-        if serial in previous:
-            other, other_end = previous[serial]
-            assert other_end <= start, f"{serial}: {other} until {other_end}, {job} from {start}"
-        previous[serial] = (job, end)
+    assert_no_chip_held_twice(allocations)

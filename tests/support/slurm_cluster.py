@@ -49,8 +49,8 @@ Invariants
   ``slurmstepd`` daemonizes away from this process; where PID 1 does not reap orphans it
   lingers as a zombie after its job ends (harmless; :func:`pid_alive` counts zombies as gone).
 * :meth:`LocalSlurmCluster.reset` brings a used cluster back to its fresh state for the next
-  test: every job cancelled and gone from ``squeue``, a dead ``slurmd`` restarted, every node
-  ``idle`` (drained or down ones resumed).
+  test: every reservation deleted, every job cancelled and gone from ``squeue``, a dead
+  ``slurmd`` restarted, every node ``idle`` (drained or down ones resumed).
 * A ``base_dir`` created by the cluster (none given) is deleted by ``stop()``; a given one
   is kept, logs included. Its path must be short (Unix socket paths of job steps live in the
   spool directory and are limited to 108 bytes).
@@ -447,9 +447,15 @@ class LocalSlurmCluster:
     # ----------------------------------------------------------------- reset
     def reset(self) -> None:
         """Back to a fresh cluster for the next test: jobs cancelled and gone, dead ``slurmd``
-        restarted, every node idle."""
+        restarted, every node idle, no reservation left."""
         if not self._started:
             raise SlurmError("reset() of a cluster that is not started")
+        # munged is a host service several test sessions share; one that started it stops
+        # it when it ends (tests/munge_guard.py), under another session's cluster
+        ensure_munge()
+        out = self.run(["scontrol", "-o", "show", "reservation"], check=False).stdout
+        for name in re.findall(r"^ReservationName=(\S+)", out, re.MULTILINE):
+            self.run(["scontrol", "delete", f"reservationname={name}"], check=False)
         if not self.cancel_all():
             raise SlurmStartError("jobs still queued after scancel: " + self._squeue())
         for node in self.node_names:

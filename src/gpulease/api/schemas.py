@@ -67,6 +67,12 @@ class LeaseDecision(Strict):
     reason: Text = Field(default="", max_length=500)
 
 
+class LeaseAmend(Strict):
+    gpus: GpuCount | None = Field(default=None, description="the lease's new size")
+    end: Timestamp | None = Field(default=None, description="the lease's new end")
+    reason: Text = Field(max_length=500, description="why (audited)")
+
+
 class LeaseOut(Out):
     id: str
     tenant_id: str

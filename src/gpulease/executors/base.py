@@ -12,9 +12,10 @@ executor cannot adopt it, e.g. after the process that ran it died).
 An executor that runs work on a cluster with its own idea of its nodes (Slurm) also offers
 :class:`NodeStates`, an optional capability: ``services.node_sync`` keeps both sides' node
 states in step through it; executors without it (``simulated``, ``local``) are left alone.
-An executor may also offer :class:`LocationReports`: where it sees each node, for location
-attestation (``services.attestation``: the simulated and local executors report every node
-each sweep).
+It may offer :class:`LeaseReservations` too: leases held as the manager's reservations
+(``services.reservation_sync``). An executor may also offer :class:`LocationReports`:
+where it sees each node, for location attestation (``services.attestation``: the simulated
+and local executors report every node each sweep).
 
 Implementations: ``simulated`` (a run ends after its declared duration; demo and tests),
 ``local`` (a subprocess on this machine), and later ``slurm`` (sbatch on a real cluster).
@@ -22,7 +23,7 @@ Implementations: ``simulated`` (a run ends after its declared duration; demo and
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -112,6 +113,68 @@ class NodeStates(Protocol):
     def node_states(self, node_ids: Iterable[str]) -> dict[str, tuple[NodeState, str]]: ...
 
     def set_node_state(self, node_id: str, state: NodeState, reason: str) -> None: ...
+
+
+@runtime_checkable
+class LeaseReservations(Protocol):
+    """Optional: the executor's workload manager can hold leases as reservations (Slurm),
+    for sites that opt in (``mirrored_sites``); ``services.reservation_sync`` keeps them in
+    step with the leases through it.
+
+    ``reservable_nodes`` maps gpulease node ids of those sites to the manager's nodes (what
+    a reservation holds; several ids may map to one); ``lease_access`` gives who is let
+    into a tenant's reservation at a site, and its flags (false: nobody to let in);
+    ``mirror_reservation`` makes the lease's reservation hold exactly the given nodes, window
+    and access and says what it did (``created``, ``updated``, ``recreated``,
+    ``unchanged``; ``fresh``: trust the last ``reservations`` read instead of reading it
+    again); ``drop_reservation`` deletes it (False: there was none);
+    ``reservations`` lists every reservation the executor made, as the manager holds them."""
+
+    def mirrored_sites(self) -> list[str]: ...
+
+    def reservable_nodes(self, node_ids: Iterable[str]) -> dict[str, str]: ...
+
+    def lease_access(self, site_id: str, tenant_id: str) -> LeaseAccess: ...
+
+    def mirror_reservation(
+        self,
+        lease_id: str,
+        node_ids: Sequence[str],
+        start: datetime,
+        end: datetime,
+        *,
+        users: Sequence[str] = (),
+        accounts: Sequence[str] = (),
+        flags: Iterable[str] = (),
+        fresh: bool = False,
+    ) -> str: ...
+
+    def drop_reservation(self, lease_id: str) -> bool: ...
+
+    def reservations(self) -> Sequence[HeldReservation]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseAccess:
+    """Who may use a lease's reservation (users and/or accounts), and its flags."""
+
+    users: tuple[str, ...]
+    accounts: tuple[str, ...]
+    flags: tuple[str, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.users or self.accounts)
+
+
+class HeldReservation(Protocol):
+    """A reservation as the workload manager holds it (``slurm_reservations``)."""
+
+    @property
+    def lease_id(self) -> str: ...
+    @property
+    def site_id(self) -> str: ...
+    @property
+    def nodes(self) -> tuple[str, ...]: ...
 
 
 @runtime_checkable

@@ -43,11 +43,14 @@ reports it. Only a run found in neither is lost.
 
 Leases as reservations. ``mirror_reservation`` / ``drop_reservation`` / ``reservations``
 keep a Slurm reservation per gpulease lease, named after the lease id, for operators who
-let tenants submit to Slurm directly (:mod:`gpulease.executors.slurm_reservations`).
+let tenants submit to Slurm directly (:mod:`gpulease.executors.slurm_lease_mirror`, over
+:mod:`gpulease.executors.slurm_reservations`; ``services.reservation_sync`` keeps them in
+step with the leases). A run placed on a reservation's nodes inside its window asks for it
+(``--reservation``), or Slurm would keep it off them.
 
 Modules: this one runs the commands and holds the runs; ``slurm_commands`` reads Slurm's
 answers (``squeue``, ``sinfo``, states and exit codes); ``slurm_jobcomp`` the
-job-completion file; ``slurm_reservations`` the reservations.
+job-completion file; ``slurm_reservations`` and ``slurm_lease_mirror`` the reservations.
 
 Invariants.
 
@@ -83,7 +86,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gpulease.domain.states import NodeState
-from gpulease.executors import slurm_reservations as resv
 from gpulease.executors.base import Completion, Launch, NodeSlice
 from gpulease.executors.slurm_commands import (
     ACTIVE_STATES,
@@ -97,7 +99,7 @@ from gpulease.executors.slurm_commands import (
     parse_squeue,
 )
 from gpulease.executors.slurm_jobcomp import JobCompReader
-from gpulease.executors.slurm_reservations import SlurmReservation
+from gpulease.executors.slurm_lease_mirror import LeaseMirror, Reserved
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +136,12 @@ class SlurmSite:
     # Slurm's job-completion file (JobCompLoc of jobcomp/filetxt), readable from here: the
     # end of runs squeue no longer lists is found there; None: such runs are lost
     jobcomp: Path | None = None
+    # leases mirrored as reservations (services.reservation_sync): who may use a tenant's
+    # (Slurm users by tenant id, an account format of {tenant_id}), and gpulease's own user
+    mirror_leases: bool = False
+    lease_users: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    lease_account: str | None = None
+    runs_user: str | None = None
 
     def slurm_node(self, node_id: str) -> str:
         explicit = self.nodes.get(node_id)
@@ -165,7 +173,7 @@ class _Run:
     log_start: int | None  # offset of this run's part of the log; None: find its header
 
 
-class SlurmExecutor:
+class SlurmExecutor(LeaseMirror):
     name = "slurm"
 
     def __init__(self, sites: Sequence[SlurmSite]) -> None:
@@ -179,6 +187,10 @@ class SlurmExecutor:
         self.unanswered: dict[str, int] = {}  # site -> polls its Slurm did not answer
         self._stopped: set[int] = set()  # Slurm ids cancelled by stop, until squeue drops them
         self._jobcomp: dict[str, JobCompReader] = {}  # by site id, for sites naming the file
+        # gpulease's reservations as last mirrored or read, by site then name: a run placed
+        # on their nodes inside their window asks for them (sbatch --reservation)
+        self._reserved: dict[str, dict[str, Reserved]] = defaultdict(dict)
+        self._shown: dict[str, dict[str, dict[str, str]]] = {}  # as last read, by site
 
     # ------------------------------------------------------------------------ commands
     def run_command(
@@ -255,6 +267,14 @@ class SlurmExecutor:
             f"--comment={comment}",
             "--ntasks-per-node=1",
         ]
+        inside = self.reservations_on(site, [site.slurm_node(s.node_id) for s in launch.slices])
+        if len(inside) > 1:  # sbatch would refuse it: "Required nodes outside of the reservation"
+            raise CannotStart(
+                f"its nodes are in {len(inside)} lease reservations ({', '.join(inside)}) and "
+                "a Slurm job runs in one reservation at most"
+            )
+        if inside:
+            common.append(f"--reservation={inside[0]}")
         argv = [
             "sbatch",
             "--parsable",
@@ -488,51 +508,6 @@ class SlurmExecutor:
         if state != NodeState.UP:
             argv.append(f"reason=gpulease: {one_line(reason) or state.value}")
         self.run_command(site, argv)
-
-    # ------------------------------------------------------------------- reservations
-    def mirror_reservation(
-        self,
-        lease_id: str,
-        node_ids: Sequence[str],
-        start: datetime,
-        end: datetime,
-        *,
-        users: Sequence[str] = (),
-        accounts: Sequence[str] = (),
-        flags: Iterable[str] = (),
-    ) -> str:
-        """Make the lease's Slurm reservation (named after ``lease_id``) hold exactly
-        these gpulease nodes, window (aware datetimes), users and/or accounts and flags:
-        created, updated in what differs, or left alone (``slurm_reservations.mirror``).
-        The nodes must all be of one site. Returns what was done."""
-        found = [self._site_of_node(node_id) for node_id in node_ids]
-        site = found[0] if found else None
-        if site is None or any(other is not site for other in found):
-            raise ValueError(f"the nodes of lease {lease_id} are not all of one Slurm site")
-        name = resv.reservation_name(site.job_prefix, lease_id)
-        nodes = [site.slurm_node(node_id) for node_id in node_ids]
-        return resv.mirror(self._runner(site), name, nodes, start, end, users, accounts, flags)
-
-    def drop_reservation(self, lease_id: str) -> bool:
-        """Delete the lease's reservation from every site holding one; False if none did."""
-        dropped = False
-        for site in self.sites:
-            name = resv.reservation_name(site.job_prefix, lease_id)
-            dropped |= resv.drop(self._runner(site), name)
-        return dropped
-
-    def reservations(self) -> list[SlurmReservation]:
-        """gpulease's reservations (named with a site's prefix), every site, by name."""
-        found = []
-        for site in self.sites:
-            out = self.run_command(site, ["scontrol", "-o", "show", "reservation"]).stdout
-            for name, fields in resv.parse_reservations(out).items():
-                if resv.lease_of(site.job_prefix, name) is not None:
-                    found.append(resv.to_reservation(site.site_id, site.job_prefix, fields))
-        return sorted(found, key=lambda r: (r.site_id, r.name))
-
-    def _runner(self, site: SlurmSite) -> resv.Run:
-        return lambda argv: self.run_command(site, argv).stdout
 
     def _site_of_node(self, node_id: str) -> SlurmSite | None:
         for site in self.sites:

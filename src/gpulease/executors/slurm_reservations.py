@@ -14,7 +14,8 @@ Invariants.
 * The name is derived from the lease id alone (:func:`reservation_name`: the site's job
   prefix then the id, ``gpulease-lease-3f...``), so any leader finds it again, and every
   reservation so named is gpulease's (:func:`lease_of`).
-* Idempotent: :func:`mirror` reads the reservation first (``scontrol show reservation``);
+* Idempotent: :func:`mirror` reads the reservation first (``scontrol show reservation``,
+  or what the caller has just read of every reservation: one read for a whole sync);
   absent, it is created; present and equal in window, nodes, users, accounts and flags,
   nothing is sent; else only what differs is updated. Times are sent and read in UTC (the
   client runs with ``TZ=UTC``) to the second. A start in the past means ``now`` (Slurm
@@ -33,7 +34,7 @@ from __future__ import annotations
 import itertools
 import re
 import subprocess
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -145,9 +146,12 @@ def mirror(
     accounts: Sequence[str] = (),
     flags: Iterable[str] = (),
     now: datetime | None = None,
+    *,
+    known: Mapping[str, dict[str, str]] | None = None,
 ) -> str:
     """Make reservation ``name`` hold exactly this; what was done: ``created``,
-    ``updated``, ``recreated`` or ``unchanged``."""
+    ``updated``, ``recreated`` or ``unchanged``. ``known``: every reservation as just read
+    (``parse_reservations``), so that none is read again; None: read this one."""
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     start, end = _utc(start), _utc(end)
     want_nodes = tuple(sorted(set(nodes)))
@@ -171,7 +175,7 @@ def mirror(
         *access,
         *([f"flags={','.join(sorted(want_flags))}"] if want_flags else []),
     ]
-    fields = show(run, name)
+    fields = show(run, name) if known is None else known.get(name)
     if fields is None:
         _change(run, create)
         return "created"

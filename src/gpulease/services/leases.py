@@ -17,6 +17,10 @@ A lapsed request stops counting in the calendar at once, whether or not ``tick``
 ``tick`` then moves it to ``expired`` with a reason and an audit record, and an operator's
 decision on it is refused (409) after moving it there.
 
+Amendment. An operator may resize a decided lease or move its end (``amend``): the new
+size and window are admitted like a request (the lease's own hold left out), re-priced at the
+lease's rate, and audited.
+
 Time. ``tick`` moves leases along as the clock passes their bounds: requested -> expired when
 its hold lapsed, approved -> scheduled (-> active when the window has begun),
 active/suspended -> ended at ``end``. Every change goes through ``LEASE_TRANSITIONS`` and
@@ -234,6 +238,79 @@ def decide(
             "calendar; the tenant may request it again",
             current=LeaseState.EXPIRED.value,
             target=target.value,
+        )
+    return lease
+
+
+AMENDABLE = frozenset({LeaseState.APPROVED, LeaseState.SCHEDULED, LeaseState.ACTIVE})
+
+
+def amend(
+    ctx: ServiceContext,
+    actor: Principal,
+    lease_id: str,
+    *,
+    gpus: int | None = None,
+    end: datetime | None = None,
+    reason: str,
+) -> Lease:
+    """An operator resizes a decided lease (``gpus``) or moves its end (extend or shorten),
+    before or during its window. The new size and window are admitted against the calendar
+    as a request is (every other lease that holds capacity and the maintenance windows,
+    under the site's lock), the price is quoted again for the new size and window, and the
+    change is audited (``lease.amend``, before and after). Its start stays; an active
+    lease's end may not move into the past. The lease's mirror (a Slurm reservation, where
+    the site mirrors leases) follows at the scheduler's next reservation sync."""
+    actor.scope(Action.LEASE_DECIDE)
+    if gpus is None and end is None:
+        raise InvalidRequest("say what changes: gpus, end or both", field="gpus")
+    if not reason.strip():
+        raise InvalidRequest("say why the lease is amended", field="reason")
+    now = ctx.now()
+    horizon = timedelta(days=ctx.settings.lease_horizon_days)
+    with ctx.db.transaction() as tx:
+        lease = tx.require(Lease, lease_id, "lease", for_update=True)
+        actor.authorize(Action.LEASE_DECIDE, tenant_id=lease.tenant_id, record_id=lease_id)
+        state = LeaseState(lease.state)
+        if state not in AMENDABLE:
+            raise InvalidTransition(
+                f"lease {lease.id} is {state.value}: only approved, scheduled or active leases "
+                "are amended",
+                current=state.value,
+                target=state.value,
+            )
+        new_gpus = lease.gpus if gpus is None else gpus
+        new_end = lease.end if end is None else end
+        if new_gpus < 1:
+            raise InvalidRequest("gpus must be >= 1", field="gpus")
+        if new_end.tzinfo is None:
+            raise InvalidRequest("end needs a timezone (use UTC, e.g. ...Z)", field="end")
+        if new_end <= max(lease.start, now):
+            raise InvalidRequest("the new end must be after the start and after now", field="end")
+        if new_end > now + horizon:
+            raise InvalidRequest(
+                f"a lease ends within {ctx.settings.lease_horizon_days} days", field="end"
+            )
+        tx.lock(f"lease-calendar:{lease.site_id}")
+        total = sum(n.gpus for n in tx.all(tx.select(Node).where(Node.site_id == lease.site_id)))
+        others = [_hold(r) for r in _holding(tx, lease.site_id, now) if r.id != lease.id]
+        admit(total, new_gpus, lease.start, new_end, others, _maintenance(tx, lease.site_id))
+        before = audit.fields_of(lease, LEASE_AUDIT_FIELDS)
+        price = quote(new_gpus, lease.start, new_end, lease.rate, lease.currency)
+        lease.gpus, lease.end, lease.price = new_gpus, new_end, price.amount
+        if gpus is not None:
+            lease.racks = None  # a count of GPUs now, whatever it was asked as
+        lease.updated_at = now
+        audit.record(
+            tx,
+            at=now,
+            actor=actor.user_id,
+            action="lease.amend",
+            subject_type="lease",
+            subject_id=lease.id,
+            before=before,
+            after=audit.fields_of(lease, LEASE_AUDIT_FIELDS),
+            reason=audit.clip(reason),
         )
     return lease
 

@@ -69,6 +69,7 @@ from gpulease.services import (
     metrics,
     node_sync,
     rescreening,
+    reservation_sync,
     runs,
     sites,
 )
@@ -136,6 +137,8 @@ class LiveScheduler:
         self._gate = Gate()  # shut while a pass runs: the checks' threads wait
         self._term: int | None = None
         self.node_sync = node_sync.NodeSync(ctx, executor)  # with Slurm, every node_sync_s
+        # leases mirrored as Slurm reservations where a site opts in, every reservation_sync_s
+        self.reservation_sync = reservation_sync.ReservationSync(ctx, executor)
         # location attestation: the executor's sweep and the check, every attestation_interval_s
         self.attestor = attestation.Attestor(ctx, executor)
 
@@ -172,6 +175,7 @@ class LiveScheduler:
         rescreening.on_policy_change(self.ctx, now)  # rules in force changed: re-screen
         leases.tick(self.ctx, now)
         self.node_sync.tick(now)  # never raises; node changes reach the passes by the feed
+        self.reservation_sync.tick(now)  # never raises
         self.attestor.tick(now)  # starts a sweep beside the pass when due; never raises
         completions = self._poll(now)
         with self.ctx.db.transaction(write=False) as tx:  # one read: sites and admission

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query
 
 from gpulease.api.constraints import Ref
 from gpulease.api.deps import Ctx, IdempotencyKey, Me, count_submission
-from gpulease.api.schemas import ERROR_RESPONSES, LeaseCreate, LeaseDecision, LeaseOut
+from gpulease.api.schemas import ERROR_RESPONSES, LeaseAmend, LeaseCreate, LeaseDecision, LeaseOut
 from gpulease.domain.access import Action
 from gpulease.domain.states import LeaseState
 from gpulease.persistence.tables import Lease
@@ -105,3 +105,12 @@ _decision("reject", LeaseState.REJECTED, "Operator: reject a requested lease (re
 _decision("cancel", LeaseState.CANCELLED, "Cancel a lease before it starts (reason required).")
 _decision("suspend", LeaseState.SUSPENDED, "Operator: suspend an active lease (reason required).")
 _decision("resume", LeaseState.ACTIVE, "Operator: resume a suspended lease.")
+
+
+@router.post("/{lease_id}/amend", response_model=LeaseOut, responses=ERROR_RESPONSES)
+def amend_lease(lease_id: Ref, body: LeaseAmend, ctx: Ctx, me: Me) -> LeaseOut:
+    """Operator: resize a decided lease or move its end, admitted against the calendar
+    (409 ``insufficient_capacity`` if it would oversell) and priced again."""
+    found = resolve(ctx, me, Kind.LEASE, lease_id, Action.LEASE_DECIDE)
+    amended = leases.amend(ctx, me, found, gpus=body.gpus, end=body.end, reason=body.reason)
+    return lease_out(amended, ctx)
