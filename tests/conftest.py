@@ -57,8 +57,15 @@ PG_CONNINFO = os.environ.get("GPULEASE_TEST_PG", "host=127.0.0.1 port=5432 user=
 BACKENDS = ["sqlite", "postgresql"]
 
 # the demo's principals, executor and live scheduler, for every folder; a line per test file;
-# the munged the run started stopped once at the end
-pytest_plugins = ["demo_principals", "progress_by_file", "munge_guard"]
+# the munged the run started stopped once at the end; the Hypothesis profiles and example
+# budgets; CPU time by file when GPULEASE_TEST_CPU names a file
+pytest_plugins = [
+    "demo_principals",
+    "progress_by_file",
+    "munge_guard",
+    "hypothesis_profiles",
+    "file_cpu",
+]
 
 
 @pytest.hookimpl(trylast=True)  # after tests/e2e/conftest.py has marked its tests slow

@@ -1,0 +1,85 @@
+"""CPU time by test file, for measuring the suite on a loaded machine (a pytest plugin loaded
+by the root conftest; it does nothing unless ``GPULEASE_TEST_CPU`` names a file).
+
+    GPULEASE_TEST_CPU=/tmp/cpu.jsonl make test
+    python tests/file_cpu.py /tmp/cpu.jsonl          # a table, heaviest file first
+
+Wall time per file depends on what else the machine runs; CPU time much less. Each process
+that runs tests (each xdist worker, or the one process) adds, per test, the CPU it used
+running the test's setup, call and teardown: its own (every thread) and that of the
+children it waited for in that time (servers, CLI runs, Slurm daemons, a browser; a child
+counts once reaped). When the session ends it appends one JSON line per file to the named
+file: ``{"file", "tests", "cpu_s", "children_s", "wall_s", "worker"}``. A session fixture is
+counted in the file whose test first asked for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ENV = "GPULEASE_TEST_CPU"
+
+
+def _times() -> tuple[float, float]:
+    t = os.times()
+    return t.user + t.system, t.children_user + t.children_system
+
+
+class FileCpu:
+    def __init__(self, out: Path, rootdir: Path) -> None:
+        self.out = out
+        self.rootdir = rootdir
+        self.totals: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0.0])
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Iterator[None]:
+        own, children = _times()
+        wall = time.monotonic()
+        yield
+        own2, children2 = _times()
+        entry = self.totals[str(item.path.relative_to(self.rootdir))]
+        entry[0] += 1
+        entry[1] += own2 - own
+        entry[2] += children2 - children
+        entry[3] += time.monotonic() - wall
+
+    def pytest_sessionfinish(self) -> None:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        with self.out.open("a") as out:
+            for path, (tests, cpu, kids, wall) in sorted(self.totals.items()):
+                line = {"file": path, "tests": tests, "cpu_s": round(cpu, 2)}
+                line |= {"children_s": round(kids, 2), "wall_s": round(wall, 2)}
+                out.write(json.dumps(line | {"worker": worker}) + "\n")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    target = os.environ.get(ENV)
+    if target:
+        config.pluginmanager.register(FileCpu(Path(target), config.rootpath), "file-cpu")
+
+
+def main(path: str) -> None:
+    """Print the table of a ``GPULEASE_TEST_CPU`` file: heaviest file first, with totals."""
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line]
+    rows.sort(key=lambda r: -(r["cpu_s"] + r["children_s"]))
+    total_cpu = sum(r["cpu_s"] + r["children_s"] for r in rows)
+    print(f"{'file':<56} {'tests':>5} {'cpu s':>7} {'of which children':>18} {'wall s':>7}")
+    for r in rows:
+        cpu = r["cpu_s"] + r["children_s"]
+        print(
+            f"{r['file']:<56} {r['tests']:>5} {cpu:7.1f} {r['children_s']:18.1f} {r['wall_s']:7.1f}"
+        )
+    wall = sum(r["wall_s"] for r in rows)
+    print(f"{'total':<56} {sum(r['tests'] for r in rows):>5} {total_cpu:7.1f} {'':>18} {wall:7.1f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
