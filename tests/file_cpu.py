@@ -3,6 +3,7 @@ by the root conftest; it does nothing unless ``GPULEASE_TEST_CPU`` names a file)
 
     GPULEASE_TEST_CPU=/tmp/cpu.jsonl make test
     python tests/file_cpu.py /tmp/cpu.jsonl          # a table, heaviest file first
+    python tests/file_cpu.py --weights /tmp/cpu.jsonl > tests/file_weights.json
 
 Wall time per file depends on what else the machine runs; CPU time much less. Each process
 that runs tests (each xdist worker, or the one process) adds, per test, the CPU it used
@@ -11,6 +12,10 @@ children it waited for in that time (servers, CLI runs, Slurm daemons, a browser
 counts once reaped). When the session ends it appends one JSON line per file to the named
 file: ``{"file", "tests", "cpu_s", "children_s", "wall_s", "worker"}``. A session fixture is
 counted in the file whose test first asked for it.
+
+``--weights`` prints instead the wall seconds of every file, longest first: the weights by
+which tests/conftest.py orders the files (a file's wall time, not its CPU, is what it keeps
+a worker busy).
 """
 
 from __future__ import annotations
@@ -81,5 +86,17 @@ def main(path: str) -> None:
     print(f"{'total':<56} {sum(r['tests'] for r in rows):>5} {total_cpu:7.1f} {'':>18} {wall:7.1f}")
 
 
+def weights(path: str) -> None:
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line]
+    wall: dict[str, float] = defaultdict(float)
+    for r in rows:
+        wall[r["file"]] += r["wall_s"]
+    ordered = sorted(wall.items(), key=lambda x: -x[1])
+    print(json.dumps({f: round(s, 1) for f, s in ordered}, indent=0))
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[1] == "--weights":
+        weights(sys.argv[2])
+    else:
+        main(sys.argv[1])
