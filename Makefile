@@ -9,7 +9,7 @@ PHILLY  ?= src/gpulease/data/traces/philly.csv.xz
 DEMO_DB ?= sqlite:///var/demo.db
 PORT    ?= 8000
 
-.PHONY: run simulate test test-fast lint typecheck check bench clean
+.PHONY: run simulate test test-nightly test-fast lint typecheck check bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -42,12 +42,26 @@ typecheck: $(STAMP)
 # Every test. It installs Debian packages when missing (as root): slurm-wlm and munge for the
 # Slurm test (and a munge key), chromium for the docs page's browser test; PostgreSQL is on
 # the machine. munged, slurmctld and slurmd are stopped again when the tests end.
+# pytest: three workers on 2 cores (Slurm and server tests wait a lot); a file's tests stay
+# on one; longest files first (tests/conftest.py). mypy (about 23 s of CPU on a fresh clone,
+# its cache cold) runs beside them at a lower priority, filling the time the tests wait; its
+# report is printed after theirs and either failing fails the target.
+# GPULEASE_HYPOTHESIS=nightly makes the property tests run ten times the examples
+# (tests/hypothesis_profiles.py): `make test-nightly`.
 test: $(STAMP)
 	./scripts/install-slurm.sh || echo "note: Slurm could not be installed; its tests will skip"
 	./scripts/install-chromium.sh || echo "note: Chromium could not be installed; the docs page's browser test will skip"
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/mypy --strict src
-	$(BIN)/pytest -n 3 --dist loadfile --no-loadscope-reorder  # three workers on 2 cores (Slurm and server tests wait a lot); a file's tests stay on one; slow files first (tests/conftest.py)
+	@typed=$$(mktemp); \
+	nice -n 10 $(BIN)/mypy --strict src > $$typed 2>&1 & mypy=$$!; \
+	echo "$(BIN)/mypy --strict src  # beside the tests, reported after them"; \
+	echo "$(BIN)/pytest -n 3 --dist loadfile --no-loadscope-reorder"; \
+	$(BIN)/pytest -n 3 --dist loadfile --no-loadscope-reorder; tests=$$?; \
+	wait $$mypy; types=$$?; echo "mypy --strict src:"; cat $$typed; rm -f $$typed; \
+	test $$tests -eq 0 -a $$types -eq 0
+
+test-nightly:
+	GPULEASE_HYPOTHESIS=nightly $(MAKE) test
 
 # The fast tier: every test not marked slow (no server, CLI or scheduler subprocess, no long
 # property runs, no Slurm); installs nothing.

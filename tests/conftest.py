@@ -29,6 +29,7 @@ reached, the ``postgresql`` runs are skipped with the reason.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -57,21 +58,50 @@ PG_CONNINFO = os.environ.get("GPULEASE_TEST_PG", "host=127.0.0.1 port=5432 user=
 BACKENDS = ["sqlite", "postgresql"]
 
 # the demo's principals, executor and live scheduler, for every folder; a line per test file;
-# the munged the run started stopped once at the end
-pytest_plugins = ["demo_principals", "progress_by_file", "munge_guard"]
+# the munged the run started stopped once at the end; the Hypothesis profiles and example
+# budgets; CPU time by file when GPULEASE_TEST_CPU names a file
+pytest_plugins = [
+    "demo_principals",
+    "progress_by_file",
+    "munge_guard",
+    "hypothesis_profiles",
+    "file_cpu",
+]
+
+
+# seconds a file keeps a worker busy (tests/file_weights.json; see below)
+FILE_WEIGHTS: dict[str, float] = json.loads(
+    (Path(__file__).with_name("file_weights.json")).read_text(encoding="utf-8")
+)
+UNKNOWN_SLOW_WEIGHT = 30.0  # a file not in FILE_WEIGHTS with a slow test: as a long file
 
 
 @pytest.hookimpl(trylast=True)  # after tests/e2e/conftest.py has marked its tests slow
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Files with a slow test first, each file's tests kept together and in order.
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Longest files first, each file's tests kept together and in order.
 
-    Under ``-n 2 --dist loadfile --no-loadscope-reorder`` the workers take files in this
-    order, so the few long files (a real server per module, long property runs) start at
-    once and the many short ones fill the gaps at the end: a long file left for last keeps
-    one worker busy while the other has nothing to do."""
+    Under ``-n 3 --dist loadfile --no-loadscope-reorder`` the workers take files in this
+    order (longest processing time first), so the long files (a real server per module,
+    long property runs) start at once and the many short ones fill the gaps at the end: a
+    long file left for last keeps one worker busy while the others have nothing to do.
+
+    A file's weight is the seconds it kept a worker busy in a measured run
+    (``tests/file_weights.json``, written by ``python tests/file_cpu.py --weights`` from a
+    ``GPULEASE_TEST_CPU`` run); a file not listed weighs :data:`UNKNOWN_SLOW_WEIGHT` when
+    it has a slow test, else nothing (in collection order after the weighed files). The
+    order is the same in every xdist worker: it depends on the collection and that file."""
+    root = config.rootpath
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     first_seen = {path: i for i, path in reversed(list(enumerate(i.path for i in items)))}
-    items.sort(key=lambda item: (item.path not in slow_files, first_seen[item.path]))
+
+    def weight(path: Path) -> float:
+        known = FILE_WEIGHTS.get(str(path.relative_to(root)))
+        if known is not None:
+            return known
+        return UNKNOWN_SLOW_WEIGHT if path in slow_files else 0.0
+
+    weights = {path: weight(path) for path in first_seen}
+    items.sort(key=lambda item: (-weights[item.path], first_seen[item.path]))
 
 
 def _pg_url(conninfo: str, dbname: str) -> str:

@@ -129,7 +129,9 @@ def start(db_url: str, data_dir: Path, tokens: dict[str, str], *args: str, **ext
                 [*GPULEASE, "scheduler"], env=env, stdout=out, stderr=subprocess.STDOUT
             )
     server = Server(f"http://127.0.0.1:{port}", process, log, tokens, scheduler)
-    deadline = time.monotonic() + 60
+    # a guard against a hang, not a measure: a quiet machine serves in about 2 s, a loaded
+    # one (a suite beside others) has taken over 60
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         for started in (process, scheduler):
             if started is not None and started.poll() is not None:

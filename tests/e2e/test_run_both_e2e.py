@@ -5,14 +5,16 @@ is left running."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
-from e2e_support import free_port, init_demo, server_env, wait_for
+from e2e_support import free_port, server_env, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,9 +34,17 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
-def test_make_run_starts_both_and_stops_both(tmp_path: Path, stop: signal.Signals) -> None:
+def test_make_run_starts_both_and_stops_both(
+    tmp_path: Path,
+    stop: signal.Signals,
+    demo_template: Callable[[str], tuple[str, dict[str, str]]],
+) -> None:
+    # the run's demo (made once by `gpulease init --demo`, tests/e2e/conftest.py), copied
+    source, _tokens = demo_template("sqlite")
+    for suffix in ("", "-wal", "-shm"):
+        if Path(source + suffix).exists():
+            shutil.copyfile(source + suffix, tmp_path / f"demo.db{suffix}")
     url = f"sqlite:///{tmp_path / 'demo.db'}"
-    init_demo(url, tmp_path)
     launcher = tmp_path / "gpulease"
     launcher.write_text(f'#!/bin/sh\nexec {sys.executable} -m gpulease.cli "$@"\n')
     launcher.chmod(0o755)

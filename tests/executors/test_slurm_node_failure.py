@@ -1,6 +1,7 @@
 """A Slurm node dies under a running job: the Slurm executor leaves the run to the core to
-requeue (its own file: about 30 s of waiting for Slurm to call the node down, in parallel
-with the other Slurm tests under ``-n 2 --dist loadfile``)."""
+requeue (its own file and cluster: about 12 s of waiting for Slurm to call the node down, in
+parallel with the other Slurm tests under ``-n 3 --dist loadfile``; a MessageTimeout of 3 s
+instead of Slurm's 10 halves that wait)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,12 @@ def test_a_job_lost_with_its_node_is_left_to_the_core_to_requeue(work: Path) -> 
     ``active`` and refuses to adopt it, which is how the core's reconcile requeues a run."""
     nodes = SLURM_NODES[:2]
     cluster = LocalSlurmCluster(
-        nodes=2, gpus_per_node=4, base_dir=work / "c", node_names=nodes, slurmd_timeout=5
+        nodes=2,
+        gpus_per_node=4,
+        base_dir=work / "c",
+        node_names=nodes,
+        slurmd_timeout=5,
+        message_timeout=3,
     )
     pid_file = work / "job.pid"
     with cluster:

@@ -37,6 +37,7 @@ from gpulease.scheduler.ordering import (
 )
 from gpulease.scheduler.placement import WaitCode, never_fits
 from gpulease.scheduler.state import SchedulerState
+from hypothesis_profiles import examples
 
 CheckState = Callable[[SchedulerState], None]
 CheckDecisions = Callable[[SchedulerState, Decisions], None]
@@ -181,8 +182,10 @@ def run(
         now += float(data.draw(st.sampled_from([1, 5, 30, 120, 900]), "dt"))
 
 
+# make test: 20 runs a greedy policy, 10 for every policy and option; the nightly profile
+# ten times as many (tests/hypothesis_profiles.py)
 DIFFERENTIAL = settings(
-    max_examples=60,
+    max_examples=examples(20),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -201,7 +204,7 @@ def test_indexed_walk_with_leases_and_reasons_decides_like_the_full_walk(
 
 
 @pytest.mark.parametrize("policy", [*GREEDY, *OTHERS])
-@settings(DIFFERENTIAL, max_examples=25)
+@settings(DIFFERENTIAL, max_examples=examples(10))
 @given(data=st.data(), leases=st.booleans(), explain=st.booleans())
 def test_every_policy_decides_like_the_full_walk(
     policy: str,

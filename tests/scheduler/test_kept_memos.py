@@ -41,6 +41,7 @@ from gpulease.scheduler.quota import guarantees_at
 from gpulease.scheduler.releases import GraceReleases
 from gpulease.scheduler.state import SchedulerState
 from gpulease.scheduler.tiers import guaranteed
+from hypothesis_profiles import examples
 
 FAST = (30.0, 120.0, 480.0)  # LAS levels crossed within a few steps: running jobs preempted
 
@@ -132,7 +133,7 @@ def spec_of(draw: st.DrawFn, state: SchedulerState, job_id: str, now: float) -> 
 
 
 MEMO = settings(
-    max_examples=60,
+    max_examples=examples(20),  # the nightly profile: 200 (tests/hypothesis_profiles.py)
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

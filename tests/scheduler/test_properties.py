@@ -43,17 +43,20 @@ from gpulease.scheduler.state import SchedulerState
 from gpulease.sim.loop import SimResult, Simulation
 from gpulease.sim.synthetic import rack_scale_mix
 from gpulease.sim.workload import NodeEvent, TraceJob, Workload
+from hypothesis_profiles import examples
 
 CheckState = Callable[[SchedulerState], None]
 CheckDecisions = Callable[[SchedulerState, Decisions], None]
 
 MAX_STEPS = 5000  # a livelock shows up as a failure, not a hang
+# make test: 20 scenarios a policy (10 for the comparisons, each example simulated two or
+# three times); the nightly profile runs ten times as many (tests/hypothesis_profiles.py)
 PROPERTY = settings(
-    max_examples=60,
+    max_examples=examples(20),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-SMALL_PROPERTY = settings(PROPERTY, max_examples=25)
+SMALL_PROPERTY = settings(PROPERTY, max_examples=examples(10))
 
 
 class CheckingScheduler(Scheduler):

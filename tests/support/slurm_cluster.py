@@ -137,6 +137,7 @@ class LocalSlurmCluster:
         partition: str = "gpu",
         node_names: Sequence[str] | None = None,
         slurmd_timeout: int = 60,
+        message_timeout: int | None = None,
         slot_types: bool = False,
         min_job_age: int = 300,
     ) -> None:
@@ -153,6 +154,9 @@ class LocalSlurmCluster:
         self.cpus_per_node = cpus_per_node if cpus_per_node is not None else max(2, gpus_per_node)
         self.partition = partition
         self.slurmd_timeout = slurmd_timeout  # a node silent this long is marked down
+        # Slurm's MessageTimeout (None: Slurm's 10 s). A node is marked down about
+        # 2 x MessageTimeout + SlurmdTimeout after it died (27 s at 10 and 5; 11 s at 2 and 5)
+        self.message_timeout = message_timeout
         # seconds a finished job stays in squeue (slurmctld purges older ones every 60 s);
         # short, a test can make squeue forget a job (its jobcomp line remains)
         self.min_job_age = min_job_age
@@ -342,6 +346,8 @@ class LocalSlurmCluster:
             "SlurmctldTimeout=30",
             f"SlurmdTimeout={self.slurmd_timeout}",
         ]
+        if self.message_timeout is not None:
+            lines.append(f"MessageTimeout={self.message_timeout}")
         gpus = range(self.gpus_per_node)
         node_gres = ",".join(f"gpu:s{g}:1" for g in gpus) if self.slot_types else f"gpu:{len(gpus)}"
         for k, node in enumerate(self.node_names, start=1):

@@ -12,6 +12,7 @@ import signal
 import socket
 import stat
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -68,6 +69,10 @@ def pid_alive(pid: int) -> bool:
 
 
 MUNGED_PID_FILE = Path("/run/munge/munged.pid")
+# Test runs on this host that may use munged: a file per controlling pytest process (its pid),
+# and ``started``: the pid of the munged a test run started (tests/munge_guard.py)
+MUNGE_USERS_DIR = Path(tempfile.gettempdir()) / "gpulease-munge-test-runs"
+MUNGE_STARTED = MUNGE_USERS_DIR / "started"
 
 
 def running_munged(pid_file: Path = MUNGED_PID_FILE) -> int | None:
@@ -128,6 +133,11 @@ def ensure_munge() -> None:
     deadline = time.monotonic() + 5.0
     while time.monotonic() < deadline:
         if munge_works():
+            started = running_munged()
+            if started is not None:  # for the last test run out to stop (munge_guard)
+                with contextlib.suppress(OSError):
+                    MUNGE_USERS_DIR.mkdir(parents=True, exist_ok=True)
+                    MUNGE_STARTED.write_text(f"{started}\n")
             return
         time.sleep(0.1)
     raise SlurmUnavailable(
