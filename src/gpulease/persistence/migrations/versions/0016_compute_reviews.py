@@ -1,7 +1,7 @@
 """Compute reviews: training compute that reached a threshold of the packs, raised for an
 officer (``compute_reviews``). A new table only (expand-only).
 
-Revision ID: 0019
+Revision ID: 0016
 Revises: 0015
 Create Date: 2026-12-08
 """
@@ -13,7 +13,7 @@ from alembic import op
 
 from gpulease.persistence.types import UtcDateTime
 
-revision = "0019"
+revision = "0016"
 down_revision = "0015"
 branch_labels = None
 depends_on = None
