@@ -131,6 +131,9 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("POST", "/leases/{lease_id}/cancel"): Op(Action.LEASE_CANCEL, "b", _reason),
     ("POST", "/leases/{lease_id}/suspend"): Op(Action.LEASE_DECIDE, "b", _reason),
     ("POST", "/leases/{lease_id}/resume"): Op(Action.LEASE_DECIDE, "b", _reason),
+    ("POST", "/leases/{lease_id}/amend"): Op(
+        Action.LEASE_DECIDE, "b", lambda r: {"gpus": 72, "reason": "walk"}
+    ),
     ("POST", "/jobs"): Op(Action.JOB_SUBMIT, "b", _job_body),
     ("GET", "/jobs"): Op(Action.JOB_READ, listing=True),
     ("GET", "/jobs/{job_id}"): Op(Action.JOB_READ, "b"),
