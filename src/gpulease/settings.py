@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     # how often the leader compares its nodes' states with the executor's (Slurm: one
     # `sinfo` per site) and syncs them both ways (services.node_sync)
     node_sync_s: float = Field(default=10.0, gt=0)
+    # how often the leader adds up training compute against the packs' thresholds and
+    # raises compute reviews for officers (services.compute_reviews)
+    compute_review_scan_s: float = Field(default=300.0, gt=0)
     # GPUs of the rack-local block gangs use (64 on NVL72) that work without a rack
     # requirement should leave whole when other racks have room; 0 = off
     keep_blocks: int = Field(default=0, ge=0)

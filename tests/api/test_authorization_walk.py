@@ -187,6 +187,17 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("POST", "/compliance/purpose-reviews/{review_id}/reject"): Op(
         Action.PURPOSE_REVIEW_DECIDE, "operator", _reason, exists=False
     ),
+    ("GET", "/compliance/compute-reviews"): Op(Action.COMPUTE_REVIEW_READ, listing=True),
+    ("POST", "/compliance/compute-reviews/scan"): Op(Action.COMPUTE_REVIEW_DECIDE, "operator"),
+    ("GET", "/compliance/compute-reviews/{review_id}"): Op(
+        Action.COMPUTE_REVIEW_READ, "operator", exists=False
+    ),
+    ("POST", "/compliance/compute-reviews/{review_id}/decision"): Op(
+        Action.COMPUTE_REVIEW_DECIDE,
+        "operator",
+        lambda r: {"outcome": "cleared", "reason": "walk"},
+        exists=False,
+    ),
     ("GET", "/policy"): Op(Action.POLICY_READ, listing=True),
     ("POST", "/screening"): Op(
         Action.SCREENING_SEARCH, "operator", lambda r: {"queries": [{"name": "walk"}]}

@@ -23,6 +23,7 @@ from gpulease.cli import (
     audit,
     billing,
     compliance,
+    compute_reviews,
     custody,
     ledger,
     nodes,
@@ -66,6 +67,7 @@ app.command("policy")(compliance.policy_command)
 app.command("end-uses")(compliance.end_uses_command)
 app.command("screen")(screening.screen_command)
 app.add_typer(purpose_reviews.reviews_app, name="purpose-reviews")
+app.add_typer(compute_reviews.compute_app, name="compute-reviews")
 app.add_typer(custody.custody_app, name="custody")
 app.command("attest")(custody.attest_command)
 app.add_typer(ledger.ledger_app, name="ledger")

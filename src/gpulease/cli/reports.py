@@ -329,7 +329,11 @@ def large_runs_command(
         int | None, typer.Option(help="Days a tenant's or campaign's jobs are added up over.")
     ] = None,
     peak_flops: Annotated[
-        str | None, typer.Option(help="Dense peak FLOP/s per GPU (default 2.5e15, B200 BF16).")
+        str | None,
+        typer.Option(
+            help="Dense peak FLOP/s per GPU for every job (default: each site's GPU model's "
+            "rated peak)."
+        ),
     ] = None,
     utilisation: Annotated[
         str | None, typer.Option(help="Fraction of peak sustained (default 0.4).")
@@ -352,9 +356,19 @@ def large_runs_command(
     stdout().print(f"[bold]Large training runs: at least {report['threshold_sci']} operations[/]")
     if report["threshold_note"]:
         stdout().print(f"[dim]{_e(report['threshold_note'])}[/]")
+    if terms.get("peaks") and terms["peak_source"] != "given by the caller":
+        peaks = "".join(
+            f"\n    {_e(p['site_id'])} ({_e(p['models'])}): {p['peak_sci']} FLOP/s, "
+            f"{_e(p['source'])}"
+            for p in terms["peaks"]
+        )
+        peak_line = f"peak per GPU, the rated dense BF16 of each site's GPU model:{peaks}"
+    else:
+        peak_line = (
+            f"peak {terms['peak_flops_per_gpu_sci']} FLOP/s per GPU ({_e(terms['peak_source'])})"
+        )
     stdout().print(
-        f"{_e(report['formula'])}\n  peak {terms['peak_flops_per_gpu_sci']} FLOP/s per GPU "
-        f"({_e(terms['peak_source'])}); utilisation {terms['utilisation']}\n"
+        f"{_e(report['formula'])}\n  {peak_line}\n  utilisation {terms['utilisation']}\n"
         f"  seconds: {_e(terms['seconds'])}"
     )
     runs = [

@@ -93,6 +93,8 @@ class Action(StrEnum):
     KYC_RESCREEN = "kyc.rescreen"
     PURPOSE_REVIEW_READ = "purpose_review.read"
     PURPOSE_REVIEW_DECIDE = "purpose_review.decide"  # approve or reject a held purpose
+    COMPUTE_REVIEW_READ = "compute_review.read"
+    COMPUTE_REVIEW_DECIDE = "compute_review.decide"  # clear or report compute over a threshold
     # screening internals: scores, thresholds, matched list entries, officers' reasons
     SCREENING_READ = "screening.read"
     SCREENING_SEARCH = "screening.search"  # screen names outside any case (ad hoc)
@@ -151,6 +153,8 @@ _WORDS: dict[Action, str] = {
     Action.KYC_RESCREEN: "re-screen tenants",
     Action.PURPOSE_REVIEW_READ: "read the purpose review queue",
     Action.PURPOSE_REVIEW_DECIDE: "decide a purpose review",
+    Action.COMPUTE_REVIEW_READ: "read the compute review queue",
+    Action.COMPUTE_REVIEW_DECIDE: "decide a compute review",
     Action.SCREENING_READ: "read screening scores, thresholds and matches",
     Action.SCREENING_SEARCH: "screen names against the lists",
     Action.LIST_IMPORT: "import a screening list",
@@ -207,6 +211,8 @@ PERMISSIONS: dict[Action, dict[Role, Scope]] = {
     Action.KYC_RESCREEN: _STAFF,
     Action.PURPOSE_REVIEW_READ: {_CO: _ALL},
     Action.PURPOSE_REVIEW_DECIDE: {_CO: _ALL},
+    Action.COMPUTE_REVIEW_READ: _STAFF,
+    Action.COMPUTE_REVIEW_DECIDE: {_CO: _ALL},
     Action.SCREENING_READ: _STAFF,
     Action.SCREENING_SEARCH: {_CO: _ALL},
     Action.LIST_IMPORT: _STAFF,

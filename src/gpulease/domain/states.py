@@ -166,6 +166,25 @@ PURPOSE_REVIEW_TRANSITIONS: dict[PurposeReviewState, frozenset[PurposeReviewStat
     ),
 }
 
+
+class ComputeReviewState(StrEnum):
+    """An officer's review of training compute that passed a threshold of the packs.
+
+    ``open``: raised by the compute scan (a tenant's, a campaign's or a group's estimated
+    operations reached a ``training_compute`` threshold); it follows the total while open.
+    ``cleared``: the officer found nothing to report (reason recorded). ``reported``: the
+    officer reported it to the authority the rule names (reference recorded). Both final.
+    """
+
+    OPEN = "open"
+    CLEARED = "cleared"
+    REPORTED = "reported"
+
+
+COMPUTE_REVIEW_TRANSITIONS: dict[ComputeReviewState, frozenset[ComputeReviewState]] = {
+    ComputeReviewState.OPEN: frozenset({ComputeReviewState.CLEARED, ComputeReviewState.REPORTED}),
+}
+
 S = TypeVar("S", bound=StrEnum)
 
 

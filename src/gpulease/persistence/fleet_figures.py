@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from gpulease.domain.states import JobState, LeaseState
 from gpulease.persistence.db import Database
 from gpulease.persistence.tables import (
+    Gpu,
     GpuAllocation,
     Job,
     Lease,
@@ -127,3 +129,12 @@ def read_fleet(db: Database) -> FleetFigures:
             for row in session.scalars(select(SchedulerStatus))
         ]
     return figures
+
+
+def gpu_models_by_site(session: Session) -> dict[str, set[str]]:
+    """The GPU models each site's nodes hold (one aggregate read over the hardware)."""
+    query = select(Node.site_id, Gpu.model).join(Gpu, Gpu.node_id == Node.id).distinct()
+    found: dict[str, set[str]] = {}
+    for site_id, model in session.execute(query):
+        found.setdefault(site_id, set()).add(model)
+    return found

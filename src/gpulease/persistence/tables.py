@@ -649,6 +649,34 @@ class PurposeReview(Base):
     decision_reason: Mapped[str] = mapped_column(String(1000), default="")
 
 
+class ComputeReview(Base):
+    """Training compute that reached a threshold of the packs, raised for an officer
+    (``services.compute_reviews``). ``subject_key`` names what it is about (kind, subject,
+    campaign, threshold) so a scan finds the review it raised before."""
+
+    __tablename__ = "compute_reviews"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject_key: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # tenant, campaign or group
+    subject_id: Mapped[str] = mapped_column(String(64), index=True)  # tenant or controller
+    subject_name: Mapped[str] = mapped_column(String(200))
+    campaign: Mapped[str] = mapped_column(String(200), default="")
+    threshold_ref: Mapped[str] = mapped_column(String(200))
+    threshold_ops: Mapped[str] = mapped_column(String(64))
+    window_days: Mapped[int] = mapped_column(Integer)
+    estimated_ops: Mapped[str] = mapped_column(String(64))
+    jobs: Mapped[int] = mapped_column(Integer)
+    # the evidence: job ids (the largest first, at most services.compute_reviews.CITED),
+    # tenants of a group, operations per site
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    opened_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    decided_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    decision_reason: Mapped[str] = mapped_column(String(1000), default="")
+
+
 class AccessRecord(Base):
     """IP addresses a tenant's users reached the API from, with first and last time seen."""
 

@@ -247,7 +247,7 @@ _LARGE_RUNS = """{% extends "base.html" %}
 <h2>The estimate</h2>
 <p><code>{{ r.formula }}</code></p>
 <dl class="kv">
-<dt>Peak FLOP/s per GPU</dt><dd>{{ r.terms.peak_flops_per_gpu_sci }} <span class="muted">— {{ r.terms.peak_source }}</span></dd>
+<dt>Peak FLOP/s per GPU</dt><dd>{% if r.terms.peak_source == "given by the caller" or not r.terms.peaks %}{{ r.terms.peak_flops_per_gpu_sci }} <span class="muted">— {{ r.terms.peak_source }}</span>{% else %}the rated dense BF16 peak of each site's GPU model:<ul>{% for p in r.terms.peaks %}<li>{{ p.site_id }} ({{ p.models }}): {{ p.peak_sci }} <span class="muted">— {{ p.source }}</span></li>{% endfor %}</ul>{% endif %}</dd>
 <dt>Utilisation</dt><dd>{{ r.terms.utilisation }}</dd>
 <dt>Seconds</dt><dd>{{ r.terms.seconds }}</dd>
 <dt>Jobs considered</dt><dd>{{ r.jobs_considered }} ({{ r.jobs_without_estimate }} without any duration to estimate from)</dd>

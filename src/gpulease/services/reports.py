@@ -29,45 +29,32 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-from gpulease.compliance import ownership_groups, training_compute
+from gpulease.compliance import training_compute
 from gpulease.compliance.end_uses import END_USES, parse_purpose
-from gpulease.compliance.policy_packs import RuleKind, TrainingComputeParams
 from gpulease.domain.access import Action, Principal
 from gpulease.domain.errors import InvalidRequest
 from gpulease.domain.states import JobState
-from gpulease.persistence.db import Tx
+from gpulease.inventory.gpu_models import GPU_MODELS
 from gpulease.persistence.tables import (
     AuditRecord,
     GpuAllocation,
     Job,
-    OwnershipRow,
-    PartyRow,
     Tenant,
 )
+from gpulease.services import compute_estimates as estimates_core
 from gpulease.services import custody as custody_service
-from gpulease.services import kyc, ledger_proofs
+from gpulease.services import ledger_proofs
 from gpulease.services.context import ServiceContext
 
-# Per-GPU peak of a B200-class GPU, dense BF16: 180 PFLOP/s per 72-GPU rack, 2.5 PFLOP/s each.
-DEFAULT_PEAK_FLOPS_PER_GPU = Decimal("2.5e15")
-PEAK_SOURCE = (
-    "NVIDIA GB200 NVL72 product brief: dense BF16 Tensor Core, 180 PFLOP/s per 72-GPU rack "
-    "= 2.5e15 FLOP/s per Blackwell GPU (a configurable parameter)"
-)
-DEFAULT_UTILISATION = Decimal("0.4")
+# what the tests and callers name: the B200 peak, the default utilisation, the thresholds
+DEFAULT_PEAK_FLOPS_PER_GPU = GPU_MODELS["B200"].peak_flops
+DEFAULT_UTILISATION = estimates_core.DEFAULT_UTILISATION
 LEDGER_CITED = 200  # a GPU report cites the latest runs' start records, with proofs
-THRESHOLD_1E26 = Decimal("1e26")
-THRESHOLD_1E25 = Decimal("1e25")
-THRESHOLD_NOTES = {
-    "1e26": "10^26 operations: the training-compute threshold of the 2025 AI diffusion rule's "
-    "model-weights control and of the former US reporting requirement for dual-use "
-    "foundation models",
-    "1e25": "10^25 operations: the EU AI Act's presumption of a general-purpose model with "
-    "systemic risk",
-}
+THRESHOLD_1E26 = estimates_core.THRESHOLD_1E26
+THRESHOLD_1E25 = estimates_core.THRESHOLD_1E25
 FINISHED = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 END_USE_LABELS = {e.code: e.label for e in END_USES}
 
@@ -207,56 +194,15 @@ def gpu_provenance(ctx: ServiceContext, actor: Principal, serial: str) -> dict[s
 
 
 # -------------------------------------------------------------- large training runs
-def _decimal(value: Decimal | float | str, field: str) -> Decimal:
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        raise InvalidRequest(f"{field} must be a number, not {value!r}", field=field) from None
-    if not number.is_finite() or number <= 0:
-        raise InvalidRequest(f"{field} must be a positive number", field=field)
-    return number
-
-
 def _sci(value: Decimal) -> str:
     return f"{value:.3e}"
-
-
-def _thresholds(
-    ctx: ServiceContext, threshold_ops: Decimal | float | str | None, window_days: int | None
-) -> list[tuple[training_compute.Threshold, str]]:
-    """The caller's threshold, else the ``training_compute`` rules of the packs in force
-    today (else 10^26), each with the note that says where it comes from."""
-    if window_days is not None and not 1 <= window_days <= 3660:
-        raise InvalidRequest(
-            "window_days is a whole number of days, 1 to 3660", field="window_days"
-        )
-    if threshold_ops is not None:
-        ops = _decimal(threshold_ops, "threshold")
-        note = THRESHOLD_NOTES.get(f"{ops:.0e}".replace("+", ""), "")
-        return [(training_compute.Threshold("given by the caller", ops, window_days or 365), note)]
-    found = [
-        (
-            training_compute.Threshold(
-                active.ref,
-                active.rule.params.threshold_ops,
-                window_days or active.rule.params.window_days,
-            ),
-            active.rule.title,
-        )
-        for active in kyc.policy_on(ctx, ctx.now()).of_kind(RuleKind.TRAINING_COMPUTE)
-        if isinstance(active.rule.params, TrainingComputeParams)
-    ]
-    if not found:
-        note = THRESHOLD_NOTES["1e26"]
-        return [(training_compute.Threshold("default", THRESHOLD_1E26, window_days or 365), note)]
-    return sorted(found, key=lambda item: (item[0].ops, item[0].ref))
 
 
 def large_training_runs(
     ctx: ServiceContext,
     actor: Principal,
     threshold_ops: Decimal | float | str | None = None,
-    peak_flops_per_gpu: Decimal | float | str = DEFAULT_PEAK_FLOPS_PER_GPU,
+    peak_flops_per_gpu: Decimal | float | str | None = None,
     utilisation: Decimal | float | str = DEFAULT_UTILISATION,
     window_days: int | None = None,
 ) -> dict[str, Any]:
@@ -269,45 +215,27 @@ def large_training_runs(
     a tenant's jobs, and each of its campaigns (jobs declaring the same purpose), are added
     up over each threshold's window (:func:`training_compute.aggregate`)."""
     actor.scope(Action.REPORT_READ)
-    limits = _thresholds(ctx, threshold_ops, window_days)
+    limits = estimates_core.thresholds(ctx, threshold_ops, window_days)
     lowest = limits[0][0].ops
-    peak = _decimal(peak_flops_per_gpu, "peak_flops_per_gpu")
-    util = _decimal(utilisation, "utilisation")
+    given = (
+        None
+        if peak_flops_per_gpu is None
+        else estimates_core.positive(peak_flops_per_gpu, "peak_flops_per_gpu")
+    )
+    util = estimates_core.positive(utilisation, "utilisation")
     if util > 1:
         raise InvalidRequest("utilisation is a fraction in (0, 1]", field="utilisation")
     now = ctx.now()
     with ctx.db.transaction(write=False) as tx:
         jobs = tx.all(tx.select(Job).order_by(Job.submitted_at, Job.id))
         tenants = {t.id: t for t in tx.all(tx.select(Tenant))}
-        groups, controller_names = _ownership_groups(tx, now)
+        groups, controller_names = estimates_core.ownership_groups_at(tx, now)
+        peaks = estimates_core.site_peaks(tx)
+    estimated, unestimated = estimates_core.estimate_jobs(jobs, now, peaks, util, given)
     runs: list[dict[str, Any]] = []
-    computed: list[training_compute.JobCompute] = []
     site_of = {job.id: job.site_id for job in jobs}
-    unestimated = 0
-    for job in jobs:
-        state = JobState(job.state)
-        running = state is JobState.RUNNING and job.started_at is not None
-        current = (
-            max(0.0, (now - job.started_at).total_seconds()) if running and job.started_at else 0.0
-        )
-        found = training_compute.job_seconds(
-            running=running,
-            finished=state in FINISHED,
-            starts=job.starts,
-            run_s=job.run_s,
-            current_run_s=current,
-            walltime_s=job.walltime_s,
-            duration_s=job.duration_s,
-        )
-        if found is None:
-            unestimated += 1
-            continue
-        seconds, basis = found
-        secs = Decimal(repr(float(seconds)))
-        estimate = Decimal(job.gpus) * secs * peak * util
-        computed.append(
-            training_compute.JobCompute(job.id, job.tenant_id, job.purpose, job.ended_at, estimate)
-        )
+    for found in estimated:
+        job, estimate = found.job, found.ops
         passes = [t.ref for t, _note in limits if estimate >= t.ops]
         if not passes:
             continue
@@ -328,11 +256,11 @@ def large_training_runs(
                 "started_at": iso(job.started_at),
                 "ended_at": iso(job.ended_at),
                 "gpus": job.gpus,
-                "seconds": float(secs),
-                "seconds_so_far": job.run_s + current,
-                "seconds_basis": basis,
-                "gpu_hours": hours(job.gpus * float(secs)),
-                "peak_flops_per_gpu": str(peak),
+                "seconds": float(found.seconds),
+                "seconds_so_far": job.run_s + found.current_run_s,
+                "seconds_basis": found.basis,
+                "gpu_hours": hours(job.gpus * float(found.seconds)),
+                "peak_flops_per_gpu": str(found.peak),
                 "utilisation": str(util),
                 "estimated_ops": str(estimate),
                 "estimated_ops_sci": _sci(estimate),
@@ -341,8 +269,10 @@ def large_training_runs(
             }
         )
     runs.sort(key=lambda r: -Decimal(r["estimated_ops"]))
+    computed = [found.compute() for found in estimated]
     totals = training_compute.aggregate(computed, [t for t, _note in limits], now, groups)
     estimates = {c.job_id: c.ops for c in computed}
+    used = estimates_core.peak_terms(peaks, given)
     return {
         "kind": "large-runs",
         "generated_at": now.isoformat(),
@@ -361,11 +291,16 @@ def large_training_runs(
         ],
         "formula": "estimated operations = GPUs x seconds x peak FLOP/s per GPU x utilisation",
         "terms": {
-            "peak_flops_per_gpu": str(peak),
-            "peak_flops_per_gpu_sci": _sci(peak),
-            "peak_source": PEAK_SOURCE
-            if peak == DEFAULT_PEAK_FLOPS_PER_GPU
-            else "given by the caller",
+            "peak_flops_per_gpu": str(given) if given is not None else "by site's GPU model",
+            "peak_flops_per_gpu_sci": _sci(given)
+            if given is not None
+            else "; ".join(
+                f"{p['site_id']} {_sci(Decimal(p['peak']))} ({p['models']})" for p in used
+            ),
+            "peak_source": "given by the caller"
+            if given is not None
+            else "; ".join(dict.fromkeys(p["source"] for p in used)),
+            "peaks": used,
             "utilisation": str(util),
             "seconds": "actual run seconds for a finished job; for a running job the larger "
             "of its run so far and its walltime limit (else declared duration); else its "
@@ -414,32 +349,3 @@ def _by_site(
     for job_id in job_ids:
         found[site_of[job_id]] += estimates[job_id]
     return {site: str(ops) for site, ops in sorted(found.items())}
-
-
-def _ownership_groups(
-    tx: Tx, moment: datetime
-) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
-    """Tenants under common control (``compliance.ownership_groups``) from the declared
-    parties and the stakes in force at ``moment``; and each controller's name."""
-    parties = tx.all(tx.select(PartyRow))
-    stakes = [
-        ownership_groups.Stake(e.owner_id, e.owned_id, e.percent)
-        for e in tx.all(tx.select(OwnershipRow))
-        if (e.since is None or e.since <= moment) and (e.until is None or e.until > moment)
-    ]
-    declared = [
-        ownership_groups.GroupParty(
-            p.id,
-            p.name,
-            tuple(p.countries or ()),
-            tuple((str(i[0]), str(i[1])) for i in p.identifiers or () if len(i) == 2),
-            p.tenant_id,
-        )
-        for p in parties
-    ]
-    tenant_parties: dict[str, str] = {}
-    for p in sorted(parties, key=lambda p: p.id):
-        if p.tenant_id is not None:
-            tenant_parties.setdefault(p.tenant_id, p.id)
-    names = {p.id: p.name for p in parties}
-    return ownership_groups.groups(tenant_parties, declared, stakes), names

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from gpulease.activity import log_passes
 from gpulease.persistence.leader import Leadership, leader_lock
 from gpulease.services.collection import collected_after
+from gpulease.services.compute_reviews import ComputeScanner
 from gpulease.services.ledger import HeadSigner
 from gpulease.services.ledger_sequencer import Sequencer
 
@@ -62,6 +63,8 @@ class SchedulerLoop:
         self.stop_timeout_s = 30.0
         # the leader signs a ledger head after a pass, every so often when the ledger grew
         self.sign_heads = HeadSigner(ctx)
+        # ... and adds up training compute against the packs' thresholds for officers
+        self.scan_compute = ComputeScanner(ctx)
         # committed audit records get their ledger positions within the maximum merge delay
         self.sequencer = Sequencer(ctx)
 
@@ -116,6 +119,7 @@ class SchedulerLoop:
                         took = time.perf_counter() - began
                     log_passes(reports, took)  # busy passes only
                     self.sign_heads()  # never raises; a no-op until the interval has passed
+                    self.scan_compute()  # likewise
                 except Exception:  # a pass must never kill the loop; the next pass retries
                     self.scheduler.failed_passes += 1
                     log.exception("scheduler pass failed; retrying in %.3g s", self.interval_s)

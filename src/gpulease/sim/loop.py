@@ -92,6 +92,9 @@ class Simulation:
         self.events: list[tuple[float, str, str]] = []
         self.timeline: list[tuple[float, int, int]] = []
         self._busy = 0
+        self._total = self._finished = self._steps = 0
+        self._now = 0.0
+        self._next_wake = math.inf
 
     def _push(self, time: float, order: int, payload: object) -> None:
         heapq.heappush(self._heap, (time, order, next(self._seq), payload))
@@ -101,58 +104,82 @@ class Simulation:
             self.events.append((time, what, subject))
 
     def run(self) -> SimResult:
+        self.prime()
+        while self._heap:
+            self.advance()
+        if self.progress is not None:
+            self.progress(self._finished, self._total)
+        return self.result()
+
+    # A run in pieces, for a driver of several sites (:mod:`gpulease.sim.multisite`):
+    # ``prime`` once, then ``advance`` one instant at a time (``next_time`` says when),
+    # ``arrive_later`` adding arrivals the driver decided, and ``result`` at the end.
+    def prime(self) -> None:
         for job in self.workload.jobs:
             self._push(job.spec.submit_time, _ARRIVAL, job)
         for node_event in self.workload.node_events:
             self._push(node_event.time, _NODE, node_event)
-        total = len(self.workload.jobs)
-        finished = 0
-        steps = 0
-        now = 0.0
-        next_wake = math.inf
+        self._total = len(self.workload.jobs)
+        self._finished = 0
+        self._steps = 0
+        self._now = 0.0
+        self._next_wake = math.inf
+
+    def next_time(self) -> float:
+        """The instant of the next event (infinity when none is left)."""
+        return self._heap[0][0] if self._heap else math.inf
+
+    def arrive_later(self, job: TraceJob) -> None:
+        """Add an arrival at its submit time (not before the last instant advanced)."""
+        if job.spec.submit_time < self._now:
+            raise ValueError(f"job {job.spec.id} arrives before the simulation's present")
+        self._total += 1
+        self._push(job.spec.submit_time, _ARRIVAL, job)
+
+    def advance(self) -> None:
+        """Apply every event of the next instant, then take one step and apply it."""
         heap = self._heap
-        while heap:
-            now = heap[0][0]
-            while heap and heap[0][0] == now:
-                _, order, _, payload = heapq.heappop(heap)
-                if order == _END:
-                    assert isinstance(payload, tuple)
-                    name, gen = payload
-                    if self._run_gen.get(name) == gen:
-                        self._finish(name, now)
-                        finished += 1
-                elif order == _ARRIVAL:
-                    assert isinstance(payload, TraceJob)
-                    self._arrive(payload, now)
-                elif order == _NODE:
-                    self._node_event(payload, now)
-                elif now != next_wake:
-                    continue  # a superseded wake-up
-            decisions = self.scheduler.step(self.state, now)
-            steps += 1
-            self._apply(decisions, now)
-            finished += len(decisions.timeouts)
-            wake = decisions.next_wakeup
-            if wake is not None and wake > now and wake != next_wake:
-                next_wake = wake
-                self._push(wake, _WAKE, None)
-            elif wake is None:
-                next_wake = math.inf
-            self.timeline.append((now, self._busy, len(self.state.queued)))
-            if self.observe is not None:
-                self.observe(now, self.state)
-            if self.progress is not None and steps % 512 == 0:
-                self.progress(finished, total)
-        if self.progress is not None:
-            self.progress(finished, total)
+        now = self._now = heap[0][0]
+        while heap and heap[0][0] == now:
+            _, order, _, payload = heapq.heappop(heap)
+            if order == _END:
+                assert isinstance(payload, tuple)
+                name, gen = payload
+                if self._run_gen.get(name) == gen:
+                    self._finish(name, now)
+                    self._finished += 1
+            elif order == _ARRIVAL:
+                assert isinstance(payload, TraceJob)
+                self._arrive(payload, now)
+            elif order == _NODE:
+                self._node_event(payload, now)
+            elif now != self._next_wake:
+                continue  # a superseded wake-up
+        decisions = self.scheduler.step(self.state, now)
+        self._steps += 1
+        self._apply(decisions, now)
+        self._finished += len(decisions.timeouts)
+        wake = decisions.next_wakeup
+        if wake is not None and wake > now and wake != self._next_wake:
+            self._next_wake = wake
+            self._push(wake, _WAKE, None)
+        elif wake is None:
+            self._next_wake = math.inf
+        self.timeline.append((now, self._busy, len(self.state.queued)))
+        if self.observe is not None:
+            self.observe(now, self.state)
+        if self.progress is not None and self._steps % 512 == 0:
+            self.progress(self._finished, self._total)
+
+    def result(self) -> SimResult:
         return SimResult(
             self.cluster.total_gpus,
             self.scheduler.policy.name,
             self.outcomes,
             self.timeline,
             self.events,
-            steps,
-            now,
+            self._steps,
+            self._now,
         )
 
     # ---------------------------------------------------------------- events

@@ -51,7 +51,7 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def _busy_gpu_seconds(
+def busy_gpu_seconds(
     timeline: Sequence[tuple[float, int, int]], start: float = -math.inf, end: float = math.inf
 ) -> float:
     """Busy GPU-seconds of the step timeline, clipped to [start, end]."""
@@ -143,7 +143,7 @@ def _utilization_between(result: SimResult, start: float, end: float) -> float:
     without the drain at the end, when only the longest jobs are left."""
     if end <= start:
         return 0.0
-    return _busy_gpu_seconds(result.timeline, start, end) / (result.cluster_gpus * (end - start))
+    return busy_gpu_seconds(result.timeline, start, end) / (result.cluster_gpus * (end - start))
 
 
 def summarize(result: SimResult, workload: Workload, cluster: Cluster) -> dict[str, Any]:
@@ -152,7 +152,7 @@ def summarize(result: SimResult, workload: Workload, cluster: Cluster) -> dict[s
     submits = [o.submit for o in outcomes]
     ends = [o.end for o in outcomes if o.end is not None]
     makespan = (max(ends) - min(submits)) if ends and submits else 0.0
-    busy = _busy_gpu_seconds(result.timeline)
+    busy = busy_gpu_seconds(result.timeline)
     figures.update(
         {
             "failed": sum(1 for o in outcomes if o.status is JobState.FAILED),

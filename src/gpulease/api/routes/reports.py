@@ -75,7 +75,10 @@ WindowDays = Annotated[
 ]
 PeakFlops = Annotated[
     Decimal | None,
-    _bounded(*PEAK_RANGE, "dense peak FLOP/s per GPU (default 2.5e15, B200 BF16)"),
+    _bounded(
+        *PEAK_RANGE,
+        "dense peak FLOP/s per GPU for every job (default: each site's GPU model's rated peak)",
+    ),
 ]
 Utilisation = Annotated[
     Decimal | None, _bounded(*UTILISATION_RANGE, "fraction of peak (default 0.4)")
@@ -124,7 +127,7 @@ def large_runs(
         ctx,
         me,
         threshold_ops=threshold,
-        peak_flops_per_gpu=peak_flops_per_gpu or reports.DEFAULT_PEAK_FLOPS_PER_GPU,
+        peak_flops_per_gpu=peak_flops_per_gpu,
         utilisation=utilisation or reports.DEFAULT_UTILISATION,
         window_days=window_days,
     )
