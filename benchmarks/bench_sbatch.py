@@ -3,8 +3,9 @@
 Starts a LocalSlurmCluster (4 nodes x 4 fake GPUs on this host), then C client threads each
 run ``sbatch --parsable --gres=gpu:1 --wrap true`` subprocesses until N jobs are submitted,
 and prints submissions/s and the p50/p99 latency of one submission (the whole ``sbatch``
-process: start-up, munge credential, RPC to slurmctld, reply), and the CPU the ``sbatch``
-processes took per submission. At the end every job is cancelled and the cluster stopped.
+process: start-up, munge credential, RPC to slurmctld, reply), and the CPU per submission
+of the ``sbatch`` processes and of ``slurmctld`` (the controller, ``/proc/PID/stat``). At
+the end every job is cancelled and the cluster stopped.
 
 By default jobs are submitted with ``--hold`` (mode ``hold``) so that none runs: the figure
 is then the controller's submission path alone, not mixed with the scheduling, launching and
@@ -33,6 +34,18 @@ from gpulease.sim.metrics import percentile
 # the throwaway cluster is test support, not part of the product
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from support.slurm_cluster import LocalSlurmCluster
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (/proc/PID/stat; 0: gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def submit_all(
@@ -91,12 +104,15 @@ def main() -> None:
         # Warm-up, not timed: page cache, plugin loading, the controller's first RPCs.
         warm = submit_all(cluster, min(args.clients, 8), min(args.clients, 8), hold=True)
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        daemons = {name: pid for name, pid in cluster.pids.items() if name == "slurmctld"}
+        controller_before = sum(process_cpu(pid) for pid in daemons.values())
         elapsed, latencies, job_ids, errors = submit_all(
             cluster, args.jobs, args.clients, hold=args.mode == "hold"
         )
         # the sbatch processes' CPU (waited-for children: the daemons are not waited yet)
         done = resource.getrusage(resource.RUSAGE_CHILDREN)
         sbatch_cpu = (done.ru_utime + done.ru_stime) - (children.ru_utime + children.ru_stime)
+        controller_cpu = sum(process_cpu(pid) for pid in daemons.values()) - controller_before
         queued = cluster.run(["squeue", "-h", "-o", "%i"]).stdout.split()
         cluster.run(["scancel", f"--user={os.getuid()}"], check=False)
         deadline = time.monotonic() + 30
@@ -128,6 +144,10 @@ def main() -> None:
             "max": round(1000 * latencies[-1], 1) if latencies else None,
         },
         "client_cpu_ms_per_submission": round(1000 * sbatch_cpu / max(1, len(latencies)), 2),
+        # slurmctld's own CPU meanwhile (/proc/PID/stat), the server side of a submission
+        "controller_cpu_ms_per_submission": round(
+            1000 * controller_cpu / max(1, len(latencies)), 2
+        ),
         "queue_length_at_end": len(queued),
         "warmup_submissions": len(warm[2]),
     }

@@ -7,8 +7,9 @@ with or without its three regional HGX sites (``services.demo_sites``):
   four sites (each site's pass, its own admission under its packs, the per-site re-screening
   check);
 * ``jobs.submit`` of an 8-GPU job naming its site against one dispatched among the four sites
-  (``services.sites.choose``: one read of the tenant, its leases, the running jobs and the
-  nodes down, then the pure ``scheduler.dispatch``).
+  (``services.sites.choose``: one read of the tenant and one statement of the sites' rows
+  and sums, then ``sites.decide``: admission and policy per site kept per standing, site,
+  pack set and day, and the pure ``scheduler.dispatch``).
 
 CPU time (``time.process_time``) of this process, which includes SQLite's work; the machine's
 2 cores are shared, so wall time is not reported.

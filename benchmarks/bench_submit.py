@@ -18,9 +18,17 @@ variant's PostgreSQL backends and the client threads themselves (``/proc`` and
 * ``--sbatch``: ``bench_sbatch.py`` with the same number of clients on a throwaway local
   Slurm controller, and the ratio of each gpulease variant to it.
 
+Two paths are measured for each variant (``--paths``): ``named``, every submission naming
+``--site`` (jkt1), and ``siteless``, none naming a site, so that each is dispatched among
+the demo's four sites (``services.sites``); each variant and path on a fresh database, the
+paths one after the other, every variant in turn. The run ends with a table of every
+figure side by side, each variant's site-less CPU per submission against its named-site
+CPU, and the load average at its start and end.
+
     python benchmarks/bench_submit.py [--jobs 2000] [--clients 16] [--workers 1]
-        [--database postgresql] [--baseline REF ...] [--sbatch] [--runs 1] [--json OUT]
-        [--profile STATS] [--no-access-log]
+        [--paths named,siteless] [--site jkt1] [--database postgresql]
+        [--baseline REF ...] [--sbatch] [--runs 1] [--json OUT] [--profile STATS]
+        [--no-access-log] [--db-prefix NAME]
 
 The clients are ``http.client`` threads, one keep-alive connection each: about 0.2 ms of
 CPU per submission, a tenth of the server's; ``bench_sbatch.py``'s clients are the same
@@ -52,7 +60,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from http.client import HTTPConnection
 from pathlib import Path
@@ -190,7 +198,9 @@ def deployed(
             stop(process)
 
 
-def submit_all(base: str, token: str, jobs: int, clients: int) -> dict[str, Any]:
+def submit_all(
+    base: str, token: str, jobs: int, clients: int, body: dict[str, Any]
+) -> dict[str, Any]:
     """``jobs`` submissions from ``clients`` threads, each on its own keep-alive connection
     (``http.client``: the lightest client, so the clients take little of the machine's CPU
     from the servers; the same for every variant)."""
@@ -199,7 +209,7 @@ def submit_all(base: str, token: str, jobs: int, clients: int) -> dict[str, Any]
     remaining = [jobs]
     latencies: list[float] = []
     failures: list[str] = []
-    payload = json.dumps(BODY).encode()
+    payload = json.dumps(body).encode()
 
     def client() -> None:
         http = HTTPConnection(host, int(port), timeout=60)
@@ -260,26 +270,31 @@ def scheduler_state(base: str, token: str) -> dict[str, Any]:
     return {"scheduler_passes": ticks, "jobs_started": started}
 
 
-def run_variant(variant: Variant, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+def run_variant(variant: Variant, path: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """One variant on one path (``named``: every submission names ``--site``; ``siteless``:
+    none does, so each is dispatched among the demo's four sites), on a fresh database."""
+    body = dict(BODY, site_id=args.site) if path == "named" else dict(BODY)
     pg_name = None
     if args.database == "postgresql":
-        pg_name, url = create_pg_database("gpulease_bench")
+        pg_name, url = create_pg_database(args.db_prefix)
     else:
-        url = f"sqlite:///{tmp}/{variant.label}.db"
+        url = f"sqlite:///{tmp}/{variant.label}-{path}.db"
     try:
-        data_dir = tmp / variant.label
+        data_dir = tmp / f"{variant.label}-{path}"
         with deployed(variant, url, data_dir, args.workers, args.access_log) as (
             base,
             token,
             processes,
         ):
-            submit_all(base, token, min(50, args.jobs), args.clients)  # warm-up
+            submit_all(base, token, min(50, args.jobs), args.clients, body)  # warm-up
             before = processes.cpu()
-            result = submit_all(base, token, args.jobs, args.clients)
+            result = submit_all(base, token, args.jobs, args.clients, body)
             after = processes.cpu()
+            spent = {part: after[part] - before[part] for part in before}
+            spent["total"] = sum(spent.values())
             result["cpu_ms_per_submission"] = {
-                part: round(1000 * (after[part] - before[part]) / max(1, result["submitted"]), 2)
-                for part in before
+                part: round(1000 * seconds / max(1, result["submitted"]), 2)
+                for part, seconds in spent.items()
             }
             result |= scheduler_state(base, token)
     finally:
@@ -289,18 +304,20 @@ def run_variant(variant: Variant, args: argparse.Namespace, tmp: Path) -> dict[s
     if not variant.scheduler:
         scheduler = "no process (--no-scheduler)"
     cpu = result["cpu_ms_per_submission"]
+    label = f"{variant.label} {path}"
     print(
-        f"{variant.label:>12}: {result['per_second']:8,.1f} submissions/s, p50 "
+        f"{label:>22}: {result['per_second']:8,.1f} submissions/s, p50 "
         f"{result['p50_ms']:7.1f} ms, p99 {result['p99_ms']:7.1f} ms, {result['submitted']:,} "
         f"jobs ({result['failed']} failed); scheduler in {scheduler}: "
         f"{result['scheduler_passes']} passes, {result['jobs_started']} jobs started\n"
-        f"{'':>12}  CPU ms per submission: server {cpu['server']:.2f}, scheduler "
-        f"{cpu['scheduler']:.2f}, PostgreSQL {cpu['postgres']:.2f}, clients {cpu['clients']:.2f}",
+        f"{'':>22}  CPU ms per submission: server {cpu['server']:.2f}, scheduler "
+        f"{cpu['scheduler']:.2f}, PostgreSQL {cpu['postgres']:.2f}, clients "
+        f"{cpu['clients']:.2f}, all {cpu['total']:.2f}",
         flush=True,
     )
     if result["errors"]:
         print("           first errors:", *result["errors"], sep="\n             ")
-    return result | {"scheduler": scheduler}
+    return result | {"scheduler": scheduler, "path": path, "variant": variant.label}
 
 
 def run_sbatch(jobs: int, clients: int) -> dict[str, Any]:
@@ -323,59 +340,118 @@ def run_sbatch(jobs: int, clients: int) -> dict[str, Any]:
         found: dict[str, Any] = json.loads(out.read_text())
     finally:
         out.unlink()
+    clients_ms = found.get("client_cpu_ms_per_submission", float("nan"))
+    controller_ms = found.get("controller_cpu_ms_per_submission", float("nan"))
     print(
-        f"{'sbatch':>12}: {found['submissions_per_s']:8,.1f} submissions/s, p50 "
+        f"{'sbatch':>22}: {found['submissions_per_s']:8,.1f} submissions/s, p50 "
         f"{found['latency_ms']['p50']:7.1f} ms, p99 {found['latency_ms']['p99']:7.1f} ms, "
         f"{found['submitted']:,} jobs ({found['failed']} failed); {found['slurm']}, "
-        f"{found['mode']} mode\n{'':>12}  CPU ms per submission: sbatch processes "
-        f"{found.get('client_cpu_ms_per_submission', float('nan')):.2f}",
+        f"{found['mode']} mode\n{'':>22}  CPU ms per submission: slurmctld "
+        f"{controller_ms:.2f}, sbatch processes {clients_ms:.2f}, all "
+        f"{controller_ms + clients_ms:.2f}",
         flush=True,
     )
     return found
 
 
 def compare(args: argparse.Namespace) -> dict[str, Any]:
-    """One run: every baseline, this tree, then sbatch, one after the other."""
+    """One run: for each path, every baseline then this tree (each on a fresh database),
+    then sbatch; then the table of the run."""
     results: dict[str, Any] = {
         "jobs": args.jobs,
         "clients": args.clients,
         "database": args.database,
         "workers": args.workers,
+        "load_average_at_start": os.getloadavg(),
     }
     labels = []
-    with tempfile.TemporaryDirectory(prefix="gpulease-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="gpulease-bench-") as tmp, ExitStack() as trees:
+        variants = []
         for ref in args.baseline:
-            with git_tree(ref) as src:
-                # as REF was deployed: the scheduler apart once `serve` stopped running it
-                settings = (src / "gpulease" / "settings.py").read_text()
-                apart = "run_scheduler: bool = False" in settings
-                label = f"@{ref}"
-                base = Variant(label, src, apart, not args.no_scheduler)
-                results[label] = run_variant(base, args, Path(tmp))
-                results[label]["ref"] = ref
-                labels.append(label)
+            src = trees.enter_context(git_tree(ref))
+            # as REF was deployed: the scheduler apart once `serve` stopped running it
+            settings = (src / "gpulease" / "settings.py").read_text()
+            apart = "run_scheduler: bool = False" in settings
+            variants.append((Variant(f"@{ref}", src, apart, not args.no_scheduler), ref))
         ours = Variant("this tree", ROOT / "src", True, not args.no_scheduler, args.profile)
-        results["this tree"] = run_variant(ours, args, Path(tmp))
-        labels.append("this tree")
+        variants.append((ours, None))
+        for path in args.paths:
+            for variant, ref in variants:
+                label = f"{variant.label} {path}"
+                results[label] = run_variant(variant, path, args, Path(tmp))
+                if ref is not None:
+                    results[label]["ref"] = ref
+                labels.append(label)
     if args.sbatch:
-        results["sbatch"] = found = run_sbatch(min(args.jobs, args.sbatch_jobs), args.clients)
-        rate = found["submissions_per_s"] or 0.0
-        for label in labels:
-            if rate:
-                ratio = results[label]["per_second"] / rate
-                results[label]["ratio_to_sbatch"] = round(ratio, 2)
-                print(f"{label:>12} / sbatch: {ratio:.2f}x", flush=True)
+        results["sbatch"] = run_sbatch(min(args.jobs, args.sbatch_jobs), args.clients)
+    results["load_average_at_end"] = os.getloadavg()
+    print(table(results, labels), flush=True)
     return results
+
+
+def table(results: dict[str, Any], labels: list[str]) -> str:
+    """The run's figures side by side: rate, latency, CPU per submission, the ratio to
+    sbatch's rate, and each variant's site-less CPU against its named-site CPU."""
+    found = results.get("sbatch")
+    rate = (found or {}).get("submissions_per_s") or 0.0
+    head = (
+        f"{'':>22} {'per s':>8} {'p50 ms':>7} {'p99 ms':>8} {'server':>7} {'sched':>6} "
+        f"{'pg':>6} {'clients':>7} {'all':>6} {'x sbatch':>8}"
+    )
+    lines = ["", "CPU in ms per submission; x sbatch: the rate over sbatch's in this run", head]
+    for label in labels:
+        r = results[label]
+        cpu = r["cpu_ms_per_submission"]
+        ratio = f"{r['per_second'] / rate:.2f}" if rate else "-"
+        if rate:
+            r["ratio_to_sbatch"] = round(r["per_second"] / rate, 2)
+        lines.append(
+            f"{label:>22} {r['per_second']:8.1f} {r['p50_ms']:7.1f} {r['p99_ms']:8.1f} "
+            f"{cpu['server']:7.2f} {cpu['scheduler']:6.2f} {cpu['postgres']:6.2f} "
+            f"{cpu['clients']:7.2f} {cpu['total']:6.2f} {ratio:>8}"
+        )
+    if found:
+        controller = found.get("controller_cpu_ms_per_submission", 0.0)
+        client = found.get("client_cpu_ms_per_submission", 0.0)
+        lines.append(
+            f"{'sbatch':>22} {rate:8.1f} {found['latency_ms']['p50']:7.1f} "
+            f"{found['latency_ms']['p99']:8.1f} {controller:7.2f} {'':>6} {'':>6} "
+            f"{client:7.2f} {controller + client:6.2f} {'1.00':>8}"
+        )
+    for variant in dict.fromkeys(results[label]["variant"] for label in labels):
+        named = results.get(f"{variant} named")
+        siteless = results.get(f"{variant} siteless")
+        if named and siteless:
+            a, b = named["cpu_ms_per_submission"], siteless["cpu_ms_per_submission"]
+            lines.append(
+                f"{variant}: site-less / named CPU per submission: server "
+                f"{b['server'] / max(a['server'], 1e-9):.2f}x, all "
+                f"{b['total'] / max(a['total'], 1e-9):.2f}x"
+            )
+    load = results["load_average_at_start"], results["load_average_at_end"]
+    lines.append(
+        "load average (1, 5, 15 min) at start "
+        + " / ".join(f"{x:.2f}" for x in load[0])
+        + ", at end "
+        + " / ".join(f"{x:.2f}" for x in load[1])
+    )
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument(
-        "--site",
-        default=None,
-        help="name this site in every submission (e.g. jkt1); without it a submission names "
-        "none and, on a demo of several sites, is dispatched among them",
+        "--paths",
+        default="named,siteless",
+        help="which submissions to measure, comma-separated: named (every submission names "
+        "--site) and siteless (none does: each is dispatched among the demo's four sites)",
+    )
+    parser.add_argument("--site", default="jkt1", help="the site the named path names")
+    parser.add_argument(
+        "--db-prefix",
+        default="gpulease_bench",
+        help="prefix of the throwaway PostgreSQL databases (one per variant and path)",
     )
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
@@ -410,8 +486,9 @@ def main() -> None:
     parser.add_argument("--sbatch-jobs", type=int, default=1000)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    if args.site:
-        BODY["site_id"] = args.site
+    args.paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    if not args.paths or set(args.paths) - {"named", "siteless"}:
+        parser.error("--paths takes named, siteless or both")
 
     print(
         f"{args.jobs:,} submissions from {args.clients} clients on {args.database}, "

@@ -5,10 +5,14 @@ Authentication is limited per client address (``api.ratelimit.AuthFailures``): t
 ``api.app``). Job submissions are limited per tenant (:func:`count_submission`).
 
 Every route authenticates through :func:`get_principal` (``identity.check``: a token checked
-recently costs one read of the authentication epoch), except a job submission, which takes
-the cached credential (:func:`get_submitter`, on the event loop, no database; the
-submission's own handler calls :func:`recalled_submitter` and :func:`bearer_token` to do
-the same without FastAPI) and confirms it inside its single transaction or statement.
+recently costs one read of the authentication epoch), except the common job submission:
+the submission's own handler takes the cached credential (:func:`recalled_submitter` and
+:func:`bearer_token`, on the event loop, no database) and confirms it inside its single
+statement or transaction; a submission refused before that (invalid, denied) confirms
+the credential first (``services.jobs.submit``), and one the handler leaves to FastAPI
+is checked against the database by :func:`get_submitter`. So a revoked token is refused
+before anything else is said to it; a submission counted for a credential refused since
+is given back (:func:`auth_failed`).
 """
 
 from __future__ import annotations
@@ -95,17 +99,16 @@ async def get_submitter(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Submitter:
-    """Authenticate and count one submission. A token this process has checked is
-    recalled from memory on the event loop (``auth_cache.recall``); any other request (no
-    token, an unknown or expired one) is authenticated in a worker thread as every route's
-    is (:func:`get_principal`), so the event loop never waits on the database."""
-    token = credentials.credentials if credentials else None
-    recalled = recalled_submitter(request, token)
-    if recalled is not None:
-        return recalled
+    """Authenticate and count one submission that the route's own handler left to FastAPI
+    (``api.routes.jobs``: no token, one this process does not keep, a body to refuse, another
+    content type). Its token is checked against the database now (``identity.check``: one
+    read of the authentication epoch for a token checked before), in a worker thread so the
+    event loop never waits on the database, and before anything is counted or the body's
+    refusal answered: FastAPI solves this dependency before it reports the body's errors, so
+    a revoked token gets 401, never a 422 or a 403, and uses up no budget of its tenant."""
     ctx: ServiceContext = request.app.state.ctx
     limits: ApiLimits = request.app.state.limits
-    credential = await run_sync(_authenticated, request, ctx, limits, credentials, identity.recall)
+    credential = await run_sync(_authenticated, request, ctx, limits, credentials, identity.check)
     return _submitter(request, credential, noted=True)
 
 
@@ -170,8 +173,12 @@ def _authenticated(
 
 
 def auth_failed(submitter: Submitter) -> None:
-    """The credential of :func:`get_submitter` was refused inside the service."""
+    """The credential of :func:`recalled_submitter` was refused inside the service (revoked,
+    expired or its user disabled since it was kept): a failed authentication from its
+    address, and the submission it was counted for given back to its tenant's budget."""
     submitter.limits.auth.failed(submitter.address)
+    key = _budget_key(submitter.credential.principal)
+    submitter.limits.submissions.refund(key)
 
 
 Ctx = Annotated[ServiceContext, Depends(get_ctx)]
@@ -191,8 +198,10 @@ async def count_submission(me: Me, limits: Annotated[ApiLimits, Depends(get_limi
     _count(limits, me)
 
 
+def _budget_key(me: Principal) -> str:
+    return f"tenant {me.tenant_id}" if me.tenant_id is not None else f"user {me.user_id}"
+
+
 def _count(limits: ApiLimits, me: Principal) -> None:
-    if me.tenant_id is not None:
-        limits.submissions.count(f"tenant {me.tenant_id}", f"tenant {me.tenant_id}")
-    else:
-        limits.submissions.count(f"user {me.user_id}", f"user {me.user_id}")
+    key = _budget_key(me)
+    limits.submissions.count(key, key)

@@ -111,6 +111,14 @@ class FixedWindowLimit:
             window.count += 1
             return None
 
+    def refund(self, key: str) -> None:
+        """Uncount one event of ``key`` counted in its open window (one that turned out not
+        to be its own, e.g. a revoked credential's); nothing if no window is open."""
+        with self._lock:
+            window = self._open(key, self._clock())
+            if window is not None and window.count > 0:
+                window.count -= 1
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._windows)
@@ -183,6 +191,10 @@ class Submissions:
             retry_after_s=seconds,
             limit=self.limit.limit,
         )
+
+    def refund(self, key: str) -> None:
+        """Give back one submission counted for ``key`` (:meth:`FixedWindowLimit.refund`)."""
+        self.limit.refund(key)
 
 
 class Screenings:

@@ -16,6 +16,7 @@ packs scoped to that site or its country (what admission at that site applies).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -272,10 +273,18 @@ class EffectivePolicy:
         }
 
 
+_SET_VERSIONS = itertools.count(1)
+
+
 class PolicySet:
-    """Every loaded pack; :meth:`evaluate` says which rules are in force on a day."""
+    """Every loaded pack; :meth:`evaluate` says which rules are in force on a day.
+
+    ``version``: a number no other set of this process has (a set is immutable, so what a
+    cache decided under one version stays true of it; a new set, e.g. packs added with
+    :meth:`with_packs`, has another). Unlike ``id()`` it is never reused."""
 
     def __init__(self, packs: Iterable[PolicyPack]) -> None:
+        self.version = next(_SET_VERSIONS)
         self._packs: tuple[PolicyPack, ...] = tuple(sorted(packs, key=lambda p: (p.id, p.version)))
         refs = [p.ref for p in self._packs]
         for ref in refs:

@@ -1,6 +1,6 @@
 """A job submission's statements on PostgreSQL, run on the event loop (psycopg async).
 
-Design. The API's submission route (``services.jobs.submit_lean``) needs one read and one
+Design. The API's submission route (``services.lean_submit.submit_lean``) needs one read and one
 write. Through SQLAlchemy's session in a worker thread they cost more CPU than the rest of
 the request (the thread hop, the session, the unit of work, the compiled-statement cache);
 here they are fixed statements sent by psycopg's ``AsyncConnection`` on the server's own
@@ -17,6 +17,10 @@ its first uses (``prepare_threshold``):
   writes them; the rows are given as column values, no ORM instance is built; the audit
   record is queued for the ledger's sequencer in the same statement
   (``ledger_store.submission_ctes``: only if the record was inserted);
+* :meth:`LeanSubmissions.site_loads`: every site's row and the sums a dispatch reads
+  (``persistence.site_load``) with their digest, for a submission that names no site;
+  kept per tenant (:meth:`LeanSubmissions.kept_loads`), so that a later one is decided on
+  them and inserted by :meth:`LeanSubmissions.insert_if` only while they still read so;
 * :meth:`LeanSubmissions.insert_if`: both in one statement, once the tenant's row is kept
   (:meth:`LeanSubmissions.kept`, the row the last read returned and its digest): the
   caller decides on the kept row, and the rows are inserted only if the statement reads
@@ -63,9 +67,10 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
 from gpulease.ledger.records import record_leaf
-from gpulease.persistence import ledger_store
+from gpulease.persistence import ledger_store, site_load
 from gpulease.persistence.auth import SubmissionFacts
 from gpulease.persistence.db import DatabaseUnavailable
+from gpulease.persistence.site_load import KeptLoads
 from gpulease.persistence.tables import (
     AuditRecord,
     AuthEpoch,
@@ -197,7 +202,8 @@ class LeanSubmissions:
         self._tenant_columns = _columns(_TENANTS)
         self._kept: dict[str, Kept] = {}
         self.sent = 0  # statements sent so far (what a submission costs the database)
-        self._inserts: dict[tuple[bool, _Shape], str] = {}
+        self._inserts: dict[tuple[str, _Shape], str] = {}
+        self._loads: dict[str, KeptLoads] = {}
 
     def _pool(self) -> _Pool:
         loop = asyncio.get_running_loop()
@@ -246,7 +252,7 @@ class LeanSubmissions:
         """Insert a new job (its column values), its audit record, its ``Idempotency-Key``
         record (if any) and its change-feed row in one statement. :class:`RowsRefused`:
         nothing was written because of the rows."""
-        sql, params = self._statement(False, job, trail, key)
+        sql, params = self._statement("insert", job, trail, key)
         await self._execute(sql, params, rows=False)
 
     async def insert_if(
@@ -258,14 +264,19 @@ class LeanSubmissions:
         user_id: str,
         epoch: int,
         kept: Kept,
+        loads: KeptLoads | None = None,
     ) -> tuple[bool, SubmissionFacts | None]:
         """:meth:`insert`, in the same statement as :meth:`facts`' read and only if what it
         reads is what the caller decided on: the authentication epoch ``epoch``, the
-        tenant's row as ``kept`` (its digest) and no record of the key. One round trip
-        instead of two. Returns whether the rows were inserted and the facts read (None:
-        no such tenant); when they were not, the caller decides again on those facts."""
-        sql, values = self._statement(True, job, trail, key)
+        tenant's row as ``kept`` (its digest), no record of the key and, with ``loads``,
+        every site's row and sums as kept (their digest: a job dispatched on them). One
+        round trip instead of two. Returns whether the rows were inserted and the facts
+        read (None: no such tenant); when they were not, the caller decides again."""
+        kind = "if" if loads is None else "if-loads"
+        sql, values = self._statement(kind, job, trail, key)
         facts = [job["tenant_id"], user_id, None if key is None else key["key"]]
+        if loads is not None:
+            values.append(loads.digest)  # the statement's last $n
         row = await self._execute(sql, [*facts, epoch, kept.digest, *values])
         if row is None:
             return False, None
@@ -274,7 +285,7 @@ class LeanSubmissions:
 
     def _statement(
         self,
-        conditional: bool,
+        kind: str,
         job: dict[str, Any],
         trail: dict[str, Any],
         key: dict[str, Any] | None,
@@ -285,10 +296,13 @@ class LeanSubmissions:
             rows.append((_KEYS, key))
         rows.append((_CHANGES, announcement(job["site_id"], job["id"])))
         shape = tuple((table.name, tuple(values)) for table, values in rows)
-        sql = self._inserts.get((conditional, shape))
+        sql = self._inserts.get((kind, shape))
         if sql is None:
-            made = _conditional_sql(self._facts, shape) if conditional else _insert_sql(shape)
-            sql = self._inserts[(conditional, shape)] = made
+            if kind == "insert":
+                made = _insert_sql(shape)
+            else:
+                made = _conditional_sql(self._facts, shape, loads=kind == "if-loads")
+            sql = self._inserts[(kind, shape)] = made
         params: list[Any] = []
         for table, values in rows:
             writers = _WRITERS[table.name]
@@ -297,6 +311,29 @@ class LeanSubmissions:
                 params.append(value if convert is None else convert(value))
         params.append(record_leaf(trail))  # the ledger's leaf hash: the statement's last $n
         return sql, params
+
+    async def site_loads(self, tenant_id: str) -> KeptLoads:
+        """Every site's row and its sums for ``tenant_id`` and their digest
+        (``persistence.site_load``: the statement a dispatch reads through the session,
+        here on the event loop), kept for the tenant (:meth:`kept_loads`)."""
+        self.sent += 1
+        try:
+            async with self._pool().connection() as conn:
+                cursor = await conn.execute(site_load.ALL_SITES_DIGEST_SQL, [tenant_id])
+                rows = await cursor.fetchall()
+        except (psycopg.IntegrityError, psycopg.DataError) as error:
+            raise RowsRefused(str(error)) from error
+        read = KeptLoads(
+            tuple(site_load.row_of(row[:-1]) for row in rows), rows[0][-1] if rows else ""
+        )
+        if len(self._loads) >= KEPT_TENANTS:
+            self._loads.clear()
+        self._loads[tenant_id] = read
+        return read
+
+    def kept_loads(self, tenant_id: str) -> KeptLoads | None:
+        """The sites' rows and sums as :meth:`site_loads` last read them for the tenant."""
+        return self._loads.get(tenant_id)
 
     async def _execute(
         self, sql: str, params: list[Any], *, rows: bool = True
@@ -347,19 +384,27 @@ def _insert_sql(shape: _Shape) -> str:
     return f"WITH {', '.join(ctes)} " + parts[-1]
 
 
-def _conditional_sql(facts: str, shape: _Shape) -> str:
+def _conditional_sql(facts: str, shape: _Shape, *, loads: bool = False) -> str:
     """The facts read, and the rows of ``shape`` inserted only if the facts are as
-    expected (epoch ``$4``, digest ``$5``, no key record), in one statement (all of its
-    clauses see one snapshot); it returns the facts and how many times it inserted."""
+    expected (epoch ``$4``, digest ``$5``, no key record; with ``loads``, the digest of
+    every site's row and sums, ``persistence.site_load``, as the parameter after the
+    ledger's leaf hash), in one statement (all of its clauses see one snapshot); it
+    returns the facts and how many times it inserted."""
     first = _FACT_PARAMS + 3
     parts = _inserts(shape, first, "select")
     inserts = ", ".join(
         [f"new_{n} AS ({sql})" for n, sql in enumerate(parts)] + _ledger(shape, first)
     )
+    sites = ""
+    same_sites = ""
+    if loads:  # the tenant is $1 in both statements
+        digest = first + sum(len(keys) for _table, keys in shape) + 1
+        sites = f"loads AS ({site_load.ALL_SITES_SQL}), "
+        same_sites = f" AND {site_load.digest_sql('loads')} = ${digest}"
     return (
-        f"WITH facts AS ({facts}), "
+        f"WITH facts AS ({facts}), {sites}"
         f"ok AS (SELECT 1 FROM facts WHERE facts.epoch = ${_FACT_PARAMS + 1} "
-        f"AND facts.digest = ${_FACT_PARAMS + 2} AND facts.fingerprint IS NULL), "
+        f"AND facts.digest = ${_FACT_PARAMS + 2} AND facts.fingerprint IS NULL{same_sites}), "
         f"{inserts} SELECT facts.*, (SELECT count(*) FROM ok) FROM facts"
     )
 

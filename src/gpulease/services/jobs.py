@@ -12,17 +12,21 @@ of the job, its audit record, its idempotency record and its change-feed row
 (``Tx.insert_new``; three inserts on SQLite). Everything else is decided before it from
 memory: the token checked recently (``services.auth_cache``, confirmed against the epoch the
 read returns), the site's topology, ``never_fits`` per shape. :func:`submit` runs them in one
-transaction through the session (a worker thread); :func:`submit_lean`, the API's path, runs
-the same two on the event loop without a session (``persistence.submission``) when nothing
-but a fresh insert is to be decided, and otherwise leaves the request to :func:`submit`.
+transaction through the session (a worker thread); ``services.lean_submit.submit_lean``,
+the API's path, runs the same on the event loop without a session
+(``persistence.submission``) when nothing but a fresh insert is to be decided, and
+otherwise leaves the request to :func:`submit`. A submission refused before its
+transaction (invalid, denied, placed nowhere) confirms its credential first: a revoked
+token is answered 401, never anything else.
 
 Sites. A job names one site (``site_id``), a set of sites (``sites``) or none (every site).
 With one candidate nothing changes; with several, :func:`submit` first reads what the
-dispatch core needs (``services.sites.choose``: admission at each site under its packs, the
-shape's fit, the tenant's leases, idle GPUs) and the job goes to the site chosen, its
+dispatch core needs (``services.sites.choose``: the tenant's row and one statement of the
+sites' rows and sums; admission at each site under its packs, the shape's fit, the
+tenant's leases, idle GPUs) and the job goes to the site chosen, its
 ``dispatch`` column keeping the decision with a reason for every site not chosen. A job no
-candidate site admits is refused with those reasons. :func:`submit_lean` leaves such
-submissions to :func:`submit`.
+candidate site admits is refused with those reasons. The event loop's path decides such a
+submission with the same ``sites.decide`` on the sites' rows and sums it keeps.
 """
 
 from __future__ import annotations
@@ -42,7 +46,6 @@ from gpulease.domain.models import JobSpec, PriorityClass, TopologyMode, Topolog
 from gpulease.domain.states import TERMINAL_JOB_STATES, JobState, LeaseState
 from gpulease.persistence import auth as auth_store
 from gpulease.persistence.db import DuplicateRecord, Tx
-from gpulease.persistence.submission import LeanSubmissions, RowsRefused
 from gpulease.persistence.tables import AuditRecord, Base, GpuAllocation, Job, Lease, Tenant
 from gpulease.scheduler.placement import never_fits
 from gpulease.services import (
@@ -57,7 +60,7 @@ from gpulease.services import (
 )
 from gpulease.services.auth_cache import Credential
 from gpulease.services.context import ServiceContext, new_id
-from gpulease.services.idempotency import Idempotent, record_of, record_values, replayed
+from gpulease.services.idempotency import Idempotent, record_of, replayed
 from gpulease.services.inventory import cached_topology
 
 TEXT_LIMIT = 200  # the purpose and name columns
@@ -119,12 +122,31 @@ def submit(
     credential = actor if isinstance(actor, Credential) else None
     principal = credential.principal if credential is not None else actor
     assert isinstance(principal, Principal)
-    checked = _dispatched(ctx, sub, _checked(ctx, principal, sub))
+    try:
+        checked = _dispatched(ctx, sub, _checked(ctx, principal, sub))
+    except DomainError:
+        if credential is None:
+            raise
+        confirmed = _confirmed(ctx, credential)  # a revoked token: 401 before any other answer
+        if confirmed.principal == principal:
+            raise
+        return submit(ctx, confirmed.principal, sub, idem)  # its role changed: decide again
     try:
         return _submit(ctx, credential, principal, sub, checked, idem)
     except purpose_reviews.PurposeRefused as refused:  # audited once the request rolled back
         purpose_reviews.audit_refusal(ctx, principal.user_id, refused, "job.submit")
         raise
+
+
+def _confirmed(ctx: ServiceContext, credential: Credential) -> Credential:
+    """``credential`` confirmed against the authentication epoch read now, or its token read
+    again (Unauthenticated: revoked, expired or its user disabled since). A submission about
+    to be refused confirms its credential first, so a revoked token learns nothing but 401."""
+    epoch = auth_store.current_epoch(ctx.db)
+    if auth_cache.of(ctx).valid(credential, epoch, ctx.now()):
+        return credential
+    with ctx.db.transaction(write=False) as tx:
+        return identity.confirm(ctx, tx, credential, epoch)
 
 
 def _submit(
@@ -171,71 +193,6 @@ def _submit(
     raise AssertionError("unreachable")
 
 
-async def submit_lean(
-    ctx: ServiceContext,
-    store: LeanSubmissions,
-    credential: Credential,
-    sub: JobSubmission,
-    idem: Idempotent | None = None,
-) -> tuple[dict[str, Any], str] | None:
-    """:func:`submit` on the event loop, for the common case: the credential still holds,
-    the key is new, no lease is named. The same checks (``persistence.submission``): the
-    facts read, then the rows inserted; or, when the tenant's row was read before and
-    admits the job, one statement that reads the facts and inserts only if they are the
-    ones decided on (else the job is decided again on what it read). Returns the queued
-    job's column values and its tenant's name, or None when nothing was written and the
-    caller must take :func:`submit`, which decides every other case as it always has (a
-    revoked or re-read credential, an unknown tenant, a replayed or mismatched key, a
-    named lease, a key taken by a racing request)."""
-    principal = credential.principal
-    checked = _checked(ctx, principal, sub)
-    if sub.lease_id is not None or not checked.site_id:  # a named lease, or to dispatch
-        return None
-    job, said = _values(principal, sub, checked)
-    trail = audit.values(**said)
-    key = None if idem is None else record_values(principal.user_id, idem, job["id"], checked.now)
-    kept = store.kept(checked.tenant_id)
-    try:
-        if kept is not None and _admitted(ctx, credential, kept.tenant, sub.purpose):
-            # decided on the tenant's row as last read: inserted only if it still reads so,
-            # with the credential's epoch and no record of the key (one round trip)
-            inserted, facts = await store.insert_if(
-                job, trail, key, user_id=principal.user_id, epoch=credential.epoch, kept=kept
-            )
-            if inserted:
-                return job, kept.tenant.name
-        else:
-            facts = await store.facts(
-                checked.tenant_id, principal.user_id, idem.key if idem else None
-            )
-        # decided on what was read now (nothing was written)
-        if facts is None or facts.replay_fingerprint is not None:
-            return None
-        if not auth_cache.of(ctx).valid(credential, facts.epoch, ctx.now()):
-            return None  # the epoch moved: submit() reads the token again
-        try:
-            held = _admit(ctx, facts.tenant, sub.purpose)
-        except purpose_reviews.PurposeRefused:
-            return None  # submit() refuses it again and audits the refusal
-        if held is not None:
-            return None  # submit() holds it and opens its review
-        await store.insert(job, trail, key)
-    except RowsRefused:
-        return None
-    return job, facts.tenant.name
-
-
-def _admitted(ctx: ServiceContext, credential: Credential, tenant: Tenant, purpose: str) -> bool:
-    """Whether the submission is admitted on a kept tenant row and the credential as kept
-    (False: decide on a fresh read; a refusal is never raised on a kept row)."""
-    if credential.expired(ctx.now()):
-        return False
-    try:
-        return _admit(ctx, tenant, purpose) is None
-    except DomainError:
-        return False
-
-
 ADMITTED_PURPOSES = 4096  # end-use decisions remembered per process; more empties the memo
 
 
@@ -247,7 +204,7 @@ def _admit(ctx: ServiceContext, tenant: Tenant, purpose: str) -> PurposeDecision
     allowed; a decision: the purpose goes to an officer's review (the job is held). A
     refusal is never remembered: it is decided and raised each time."""
     now = ctx.now()
-    policies = id(ctx.cache.get("policy_set"))  # kyc.policy_on's policy set, loaded once
+    policies = kyc.policy_set(ctx).version  # kyc.policy_on's packs (a new set: a new version)
     key = (
         purpose,
         tuple(tenant.approved_end_uses),
@@ -334,7 +291,37 @@ def _dispatched(ctx: ServiceContext, sub: JobSubmission, checked: _Checked) -> _
     admits the job and could place it."""
     if checked.site_id:
         return checked
-    spec = JobSpec(
+    spec = _spec(sub, checked)
+    if sub.lease_id is not None:  # a named lease: its site, if it is a candidate
+        home = sites.lease_site(ctx, sub.lease_id, checked.tenant_id)
+        if home is not None and home in checked.candidates:
+            impossible = _never_fits(ctx, home, spec)
+            if impossible is not None:
+                raise InvalidRequest(impossible, field="gpus")
+            return replace(checked, site_id=home)
+    every = sub.site_id is None and not sub.sites  # every site, as read now
+    decision = sites.choose(
+        ctx,
+        checked.tenant_id,
+        sub.purpose.strip(),
+        sub.gpus,
+        None if every else checked.candidates,
+        lambda site_id: _never_fits(ctx, site_id, spec),
+        checked.now,
+        ignore=REVIEW_HOLD,
+    )
+    if decision.site_id is None:
+        words = "; ".join(f"{site}: {why}" for site, why in decision.passed)
+        details = {"sites": dict(decision.passed)}
+        if any(not why.startswith("never fits") for _, why in decision.passed):
+            raise kyc.NotApproved(f"no site can take this job: {words}", **details)
+        raise InvalidRequest(f"no site can take this job: {words}", field="gpus", **details)
+    return replace(checked, site_id=decision.site_id, dispatch=decision.record())
+
+
+def _spec(sub: JobSubmission, checked: _Checked) -> JobSpec:
+    """The core's view of the submission (validated by :func:`_checked`)."""
+    return JobSpec(
         id=checked.job_id,
         tenant=checked.tenant_id,
         gpus=sub.gpus,
@@ -347,30 +334,6 @@ def _dispatched(ctx: ServiceContext, sub: JobSubmission, checked: _Checked) -> _
         topology=TopologyRequest(checked.mode, sub.segment),
         purpose=sub.purpose,
     )
-    if sub.lease_id is not None:  # a named lease: its site, if it is a candidate
-        home = sites.lease_site(ctx, sub.lease_id, checked.tenant_id)
-        if home is not None and home in checked.candidates:
-            impossible = _never_fits(ctx, home, spec)
-            if impossible is not None:
-                raise InvalidRequest(impossible, field="gpus")
-            return replace(checked, site_id=home)
-    decision = sites.choose(
-        ctx,
-        checked.tenant_id,
-        sub.purpose.strip(),
-        sub.gpus,
-        checked.candidates,
-        lambda site_id: _never_fits(ctx, site_id, spec),
-        checked.now,
-        ignore=REVIEW_HOLD,
-    )
-    if decision.site_id is None:
-        words = "; ".join(f"{site}: {why}" for site, why in decision.passed)
-        details = {"sites": dict(decision.passed)}
-        if any(not why.startswith("never fits") for _, why in decision.passed):
-            raise kyc.NotApproved(f"no site can take this job: {words}", **details)
-        raise InvalidRequest(f"no site can take this job: {words}", field="gpus", **details)
-    return replace(checked, site_id=decision.site_id, dispatch=decision.record())
 
 
 NEVER_FITS_SHAPES = 4096  # shapes remembered per process; more empties the memo

@@ -8,7 +8,7 @@ one that ended otherwise is 409 ``already_ended``.
 Submissions, the most frequent request, take a short path: their route is matched first
 (``submissions``, included before every router), and its handler (:class:`SubmitRoute`)
 answers the common request itself, without FastAPI's dependency solving, and on PostgreSQL
-without a worker thread (``services.jobs.submit_lean``). Invariant: whatever it does not
+without a worker thread (``services.lean_submit.submit_lean``). Invariant: whatever it does not
 answer goes to FastAPI's handler with nothing done, so every request is checked, counted
 and answered exactly as the route's declared dependencies say (401, 422, 429 included)."""
 
@@ -46,7 +46,7 @@ from gpulease.domain.access import Action
 from gpulease.domain.errors import Unauthenticated
 from gpulease.domain.states import JobState
 from gpulease.persistence.tables import Job
-from gpulease.services import auth_cache, jobs, names
+from gpulease.services import auth_cache, jobs, lean_submit, names
 from gpulease.services import job_logs as job_logs_service
 from gpulease.services.context import ServiceContext
 from gpulease.services.idempotency import Idempotent
@@ -118,12 +118,12 @@ async def submit_job(
 
 async def _submitted(body: JobCreate, who: Submitter, idempotency_key: str | None) -> Response:
     # The hot path: the submitter was resolved on the event loop. On PostgreSQL a fresh
-    # submission runs there too, two statements without a session (jobs.submit_lean);
+    # submission runs there too, without a session (lean_submit.submit_lean);
     # anything else (SQLite, a replay, a credential to re-read, an access to write) runs
     # in one worker thread. Either returns the response's bytes (no second validation).
     submission, idem = _parsed(body, idempotency_key)
     if who.lean is not None and who.note_access_in_memory():
-        made = await jobs.submit_lean(who.ctx, who.lean, who.credential, submission, idem)
+        made = await lean_submit.submit_lean(who.ctx, who.lean, who.credential, submission, idem)
         if made is not None:
             job, tenant_name = made  # a new job: not started, holds no GPUs
             out = JobOut.model_validate(job | _NOT_STARTED | {"tenant_name": tenant_name})
