@@ -16,6 +16,7 @@ from sqlalchemy import select, text
 
 from gpulease.domain.access import Principal
 from gpulease.domain.clock import ManualClock
+from gpulease.persistence.db import Database
 from gpulease.persistence.tables import AuditRecord, ComputeReview, Job
 from gpulease.services import compute_reviews, jobs, ledger
 from gpulease.services.context import ServiceContext
@@ -149,3 +150,38 @@ def test_a_decision_beside_a_scan_leaves_the_decided_review_as_decided(
         assert decided.state == "cleared"
         assert decided.estimated_ops == before[opened[0]], "decided review rewritten"
         assert decided.decision_reason == "nothing to report"
+
+
+def test_scans_at_once_from_two_processes_open_one_review_per_subject(
+    ctx: ServiceContext, db_url: str, inftech: Principal
+) -> None:
+    """Two leaders for a moment (a failover), or the leader and an officer's scan: each on
+    its own engine, at once. One open review per subject, never two."""
+    for i in range(30):
+        _stage(ctx, inftech, i)
+    others = [Database(db_url) for _ in range(3)]
+    try:
+        contexts = [ServiceContext(db, settings=ctx.settings, clock=ctx.clock) for db in others]
+        errors: list[BaseException] = []
+
+        def run(one: ServiceContext) -> None:
+            try:
+                compute_reviews.scan(one)
+            except BaseException as error:  # reported below
+                errors.append(error)
+
+        threads = [threading.Thread(target=run, args=(c,)) for c in contexts]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+    finally:
+        for db in others:
+            db.dispose()
+    if ctx.db.is_sqlite and errors:  # SQLite: a writer may wait out its busy timeout
+        pytest.skip(f"SQLite refused a concurrent writer: {errors[0]!r}")
+    assert not errors, errors
+    with ctx.db.transaction(write=False) as tx:
+        keys = [r.subject_key for r in tx.all(select(ComputeReview))]
+    assert len(keys) == len(set(keys)) == 2
+    assert len(_audit_ids(ctx, "compute_review.open")) == 2
