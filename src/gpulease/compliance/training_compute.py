@@ -4,8 +4,9 @@ Vocabulary. A job's **estimate** is GPUs x seconds x peak FLOP/s per GPU x utili
 **seconds** (:func:`job_seconds`): a finished job's actual run seconds; a running job's
 *projected* total, the larger of what it has run so far and its walltime limit (else its
 declared duration) for the current run, plus its earlier runs: a job does not drop out of
-the report because it started; a job not yet run, its walltime limit (else its declared
-duration). A **campaign** is a tenant's jobs that declare the same purpose (compared
+the report because it started; a job requeued after running (preempted, a node lost), its
+earlier runs plus its limit for the next; a job not yet run, its walltime limit (else its
+declared duration). A **campaign** is a tenant's jobs that declare the same purpose (compared
 without case and extra blanks): one training run split across jobs, resubmitted after a
 failure, or run as stages. A **window** is the last ``window_days`` days: a job counts in it
 unless it ended before the window opened.
@@ -79,6 +80,11 @@ def job_seconds(
         return run_s + current_run_s, "actual run time (running)"
     if finished:
         return (run_s, "actual run time") if starts > 0 else (0.0, "never ran")
+    if run_s > 0:  # requeued (preempted, a node lost): what it ran, and the next run
+        if planned is not None:
+            limit = "walltime limit" if walltime_s is not None else "declared duration"
+            return run_s + planned, f"{limit} (requeued, {run_s:,.0f} s run before)"
+        return run_s, "actual run time (requeued)"
     if walltime_s is not None:
         return walltime_s, "walltime limit (not yet run)"
     if duration_s is not None:

@@ -21,11 +21,15 @@ An officer lists the queue and decides: **cleared** (nothing to report, reason r
 
 Who. Operator staff read the queue (``Action.COMPUTE_REVIEW_READ``); only compliance
 officers decide (``Action.COMPUTE_REVIEW_DECIDE``). Tenants never see it. Every opening,
-update and decision is audited (the scan as ``system:compute-scan``).
+update and decision is audited (the scan as ``system:compute-scan``) with the review as its
+subject (``compute_review``), never the tenant: a tenant may prove its own ledger records.
 
 Invariants: a review moves only open -> cleared | reported (``COMPUTE_REVIEW_TRANSITIONS``);
 at most one open review per subject key (the scan runs under an advisory lock); a scan
-never raises into its caller's loop (:class:`ComputeScanner` logs and retries).
+never raises into its caller's loop (:class:`ComputeScanner` logs and retries); a scan
+takes the review's row lock, so a decision under way is waited for and a decided review is
+never rewritten; a scan with the same jobs writes nothing (the window's start moves with the
+clock and is not compared).
 """
 
 from __future__ import annotations
@@ -136,14 +140,16 @@ def _raise(
     now: datetime,
 ) -> tuple[str | None, str]:
     key = subject_key(total.kind, total.tenant_id, total.campaign, threshold.ref)
+    # locked: an officer's decision under way is waited for and seen (never overwritten)
     last = tx.first(
         tx.select(ComputeReview)
         .where(ComputeReview.subject_key == key)
         .order_by(ComputeReview.opened_at.desc(), ComputeReview.id.desc())
+        .with_for_update()
     )
     ops = str(total.ops)
     if last is not None and last.state == ComputeReviewState.OPEN:
-        if last.estimated_ops == ops and last.evidence == evidence:
+        if last.estimated_ops == ops and _same(last.evidence, evidence):
             return None, ""
         before = audit.fields_of(last, REVIEW_FIELDS)
         last.estimated_ops, last.jobs, last.evidence = ops, len(total.job_ids), evidence
@@ -182,6 +188,14 @@ def _raise(
     return review.id, "opened"
 
 
+def _same(stored: dict[str, Any], found: dict[str, Any]) -> bool:
+    """The same evidence but for the window's start, which moves with the clock."""
+    moving = "window_start"
+    return {k: v for k, v in stored.items() if k != moving} == {
+        k: v for k, v in found.items() if k != moving
+    }
+
+
 def _audit(
     tx: Tx,
     review: ComputeReview,
@@ -196,12 +210,16 @@ def _audit(
         at=now,
         actor=actor,
         action=action,
-        subject_type="tenant" if review.kind != "group" else "party",
-        subject_id=review.subject_id,
+        # the review is the subject, not the tenant: a tenant proves the ledger records
+        # about itself (services.ledger_proofs) and must not learn of a review
+        subject_type="compute_review",
+        subject_id=review.id,
         before=before,
         after=audit.fields_of(review, REVIEW_FIELDS)
         | {
             "review_id": review.id,
+            "subject_kind": "party" if review.kind == "group" else "tenant",
+            "subject_id": review.subject_id,
             "kind": review.kind,
             "campaign": review.campaign,
             "threshold": review.threshold_ref,

@@ -24,6 +24,13 @@ from gpulease.persistence.db import DuplicateRecord, Tx
 from gpulease.persistence.tables import IdempotencyRecord
 from gpulease.services.context import ServiceContext
 
+KEY_MAX = 200  # characters of an Idempotency-Key
+
+
+def key_fits(key: str) -> bool:
+    """Whether ``key`` is an ``Idempotency-Key`` :meth:`Idempotent.of` accepts."""
+    return 1 <= len(key) <= KEY_MAX
+
 
 class Identified(Protocol):
     @property
@@ -42,8 +49,8 @@ class Idempotent:
     def of(cls, key: str | None, operation: str, payload: Any) -> Idempotent | None:
         if key is None:
             return None
-        if not 1 <= len(key) <= 200:
-            raise InvalidRequest("Idempotency-Key must be 1 to 200 characters", field="key")
+        if not key_fits(key):
+            raise InvalidRequest(f"Idempotency-Key must be 1 to {KEY_MAX} characters", field="key")
         body = json.dumps([operation, payload], sort_keys=True, default=str)
         return cls(key, hashlib.sha256(body.encode()).hexdigest())
 

@@ -49,7 +49,7 @@ from gpulease.persistence.tables import Job
 from gpulease.services import auth_cache, jobs, lean_submit, names
 from gpulease.services import job_logs as job_logs_service
 from gpulease.services.context import ServiceContext
-from gpulease.services.idempotency import Idempotent
+from gpulease.services.idempotency import Idempotent, key_fits
 from gpulease.services.lookup import Kind, resolve, resolve_optional
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -102,10 +102,15 @@ async def _submit_common(request: Request) -> Response | None:
         body = JobCreate.model_validate(json.loads(await request.body()))
     except ValueError:  # not JSON, or invalid (ValidationError): FastAPI's 422
         return None
+    key = request.headers.get("idempotency-key")
+    if key is not None and not key_fits(key):
+        # FastAPI's path refuses it (422) once the token is confirmed: a kept token revoked
+        # since gets 401 and uses up nothing of its tenant's budget
+        return None
     who = recalled_submitter(request, token)  # checked and counted from here on
     if who is None:
         return None  # expired in between: nothing was counted
-    return await _submitted(body, who, request.headers.get("idempotency-key"))
+    return await _submitted(body, who, key)
 
 
 async def submit_job(
