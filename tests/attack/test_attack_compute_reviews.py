@@ -189,10 +189,6 @@ def test_scans_at_once_from_two_processes_open_one_review_per_subject(
     assert len(_audit_ids(ctx, "compute_review.open")) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="groups are taken as of the scan, not over the window (not fixed: a design call)",
-)
 def test_a_group_that_ran_under_common_control_is_not_hidden_by_ending_the_stakes(
     ctx: ServiceContext, clock: ManualClock, operator: Principal, officer: Principal
 ) -> None:

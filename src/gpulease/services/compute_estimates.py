@@ -192,15 +192,19 @@ def peak_terms(peaks: Mapping[str, SitePeak], given_peak: Decimal | None) -> lis
 
 
 def ownership_groups_at(
-    tx: Tx, moment: datetime
+    tx: Tx, moment: datetime, since: datetime | None = None
 ) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
     """Tenants under common control (``compliance.ownership_groups``) from the declared
-    parties and the stakes in force at ``moment``; and each controller's name."""
+    parties and the stakes in force at ``moment``, or at any time from ``since`` to
+    ``moment`` (a window: tenants that were under one control while their jobs ran stay one
+    group after the stakes end, so ending them does not hide a total); and each
+    controller's name."""
     parties = tx.all(tx.select(PartyRow))
+    opened = moment if since is None else since
     stakes = [
         ownership_groups.Stake(e.owner_id, e.owned_id, e.percent)
         for e in tx.all(tx.select(OwnershipRow))
-        if (e.since is None or e.since <= moment) and (e.until is None or e.until > moment)
+        if (e.since is None or e.since <= moment) and (e.until is None or e.until > opened)
     ]
     declared = [
         ownership_groups.GroupParty(

@@ -88,7 +88,7 @@ def scan(ctx: ServiceContext) -> ScanResult:
         # only jobs that can count in a window: not ended before the longest one opened
         opened_at = now - timedelta(days=max(t.window_days for t in limits))
         jobs = tx.all(tx.select(Job).where(Job.ended_at.is_(None) | (Job.ended_at >= opened_at)))
-        groups, controller_names = estimates_core.ownership_groups_at(tx, now)
+        groups, controller_names = estimates_core.ownership_groups_at(tx, now, opened_at)
         peaks = estimates_core.site_peaks(tx)
         estimated, _unestimated = estimates_core.estimate_jobs(
             jobs, now, peaks, estimates_core.DEFAULT_UTILISATION

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -229,7 +229,8 @@ def large_training_runs(
     with ctx.db.transaction(write=False) as tx:
         jobs = tx.all(tx.select(Job).order_by(Job.submitted_at, Job.id))
         tenants = {t.id: t for t in tx.all(tx.select(Tenant))}
-        groups, controller_names = estimates_core.ownership_groups_at(tx, now)
+        window = timedelta(days=max(t.window_days for t, _note in limits))
+        groups, controller_names = estimates_core.ownership_groups_at(tx, now, now - window)
         peaks = estimates_core.site_peaks(tx)
     estimated, unestimated = estimates_core.estimate_jobs(jobs, now, peaks, util, given)
     runs: list[dict[str, Any]] = []
