@@ -138,10 +138,12 @@ class QueueWalk:
         releases that let it start instead, so that no job ranked below takes the free
         GPUs it needs meanwhile. Returns the plan and the release it waits for at most."""
         pools = self.pools
-        ready = pools.ready_at(plan)
         since = record.guaranteed_since
-        grace = self.config.preemption_grace_s
-        if ready <= (self.now if since is None else since) + grace:
+        due = (self.now if since is None else since) + self.config.preemption_grace_s
+        if pools.latest_release <= due:  # nothing is released later: the plan is in time
+            return plan, math.inf
+        ready = pools.ready_at(plan)
+        if ready <= due:
             return plan, math.inf
         for at in pools.release_times(record.spec.gpus):
             if at >= ready:
