@@ -255,7 +255,8 @@ class Pools:
         if self._merged is not None:
             self._merged.take(placement)
         promised = tuple(from_free)
-        self._hold(promised)
+        if promised and self.reservation is not None:
+            self._hold(promised)
         return promised
 
     def _take_soon(self, node: int, count: int, by: float) -> int:

@@ -105,6 +105,7 @@ class QueueWalk:
         self.hopeless: dict[Shape, WaitReason] = {}
         self.clears = 0  # times ``hopeless`` was emptied because the free map grew
         self.explain = config.explain
+        self.greedy = policy.queueing is Queueing.GREEDY
 
     def _held_back(self, ranked: Ranked) -> bool:
         """Does a blocked queue head or the EASY reservation hold this job back? Not when
@@ -165,7 +166,8 @@ class QueueWalk:
         policy, domain, now = self.policy, self.domain, self.now
         record = ranked.record
         spec = record.spec
-        held_back = self._held_back(ranked)
+        # ``_held_back``, inline (one call less per visit)
+        held_back = ranked.tier is not Tier.GUARANTEED or spec.tenant in self.holders
         if self.blocked is not None and held_back:
             self._wait(record, self.blocked)
             return
@@ -173,7 +175,7 @@ class QueueWalk:
             topology = spec.topology
             shape = (ranked.coarse, spec.gpus, spec.gpus_per_node, topology.segment, topology.mode)
         hopeless = self.hopeless.get(shape)
-        if hopeless is not None and policy.queueing is Queueing.GREEDY:
+        if hopeless is not None and self.greedy:
             # The free map only shrank since a job of this shape failed: so would this one.
             self._wait(record, hopeless)
             return
