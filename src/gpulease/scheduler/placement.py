@@ -59,9 +59,9 @@ class FreeMap:
     A best-fit index by free capacity (``_by_cap[c]``: a bit per rack holding exactly
     ``c`` free GPUs, and ``_caps``: a bit per capacity some rack has) is built on the first
     :func:`smallest_rack` query and then kept up to date by :meth:`take` / :meth:`give`, so
-    a best-fit rack costs a few big-integer operations, not a scan of every rack; a job no rack holds spreads over racks read from the same index
-    (:meth:`spread_racks`). Each node's rack and each rack's bit come from lists kept per
-    site (``_layout``)."""
+    a best-fit rack costs a few big-integer operations, not a scan of every rack; a job no
+    rack holds spreads over racks read from the same index (:meth:`spread_racks`). Each
+    node's rack and each rack's bit come from lists kept per site (``_layout``)."""
 
     __slots__ = (
         "_bits",
