@@ -16,7 +16,9 @@ mixed sizes and attained service. Default policy, reasons explained. Two modes:
   burst step and the first ``--before-steps`` steady steps are timed *before*
   (``SchedulerConfig(queue_index=False)``: rank, tier and explain every job, as the live
   service did) and *after* (the indexed walk) on the same states, in the same run, and
-  their decisions compared. Wall and CPU time per step (the machine may be shared). As
+  their decisions compared; a digest of every indexed step's decisions is printed (two
+  versions that print the same digest decided alike). Wall and CPU time per step (the
+  machine may be shared). As
   the live leader, the process freezes the built state and indexes out of the collector's
   sight and collects with the leader's thresholds.
 
