@@ -16,7 +16,9 @@ mixed sizes and attained service. Default policy, reasons explained. Two modes:
   burst step and the first ``--before-steps`` steady steps are timed *before*
   (``SchedulerConfig(queue_index=False)``: rank, tier and explain every job, as the live
   service did) and *after* (the indexed walk) on the same states, in the same run, and
-  their decisions compared. Wall and CPU time per step (the machine may be shared). As
+  their decisions compared; a digest of every indexed step's decisions is printed (two
+  versions that print the same digest decided alike). Wall and CPU time per step (the
+  machine may be shared). As
   the live leader, the process freezes the built state and indexes out of the collector's
   sight and collects with the leader's thresholds.
 
@@ -35,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import hashlib
 import json
 import os
 import random
@@ -111,6 +114,35 @@ def measure(spec_text: str, queued: int, repeat: int) -> None:
         f" ms) over {repeat} steps; "
         f"peak memory {peak_rss_mib():,.0f} MiB"
     )
+
+
+class _Digest:
+    """A hash of every decision of the indexed steps (starts, notices, requeues, timeouts,
+    earmarks, releases, guaranteed jobs waiting, every reason, the next wake-up), taken
+    outside the timed steps: two versions that print the same digest decided alike."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+
+    def add(self, decisions: Decisions) -> None:
+        d = decisions
+        reasons = sorted((job, r.code.value, r.message) for job, r in d.waiting.items())
+        seen = (
+            d.now,
+            [(s.job_id, s.placement, s.borrowed) for s in d.starts],
+            d.notices,
+            d.requeues,
+            d.timeouts,
+            d.earmarks,
+            d.releases,
+            d.guaranteed_waiting,
+            reasons,
+            d.next_wakeup,
+        )
+        self._hash.update(repr(seen).encode())
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()[:16]
 
 
 class _Timed:
@@ -195,6 +227,8 @@ def steady(
     full = burst_before.step(before, state, now)
     burst = burst_after.step(after, state, now)
     same = full == burst
+    digest = _Digest()
+    digest.add(burst)
     print(
         f"  burst step: {len(burst.starts)} starts, "
         f"{len(burst.notices) + len(burst.requeues)} preemptions, "
@@ -219,7 +253,9 @@ def steady(
     aftermath = _Timed()
     for _ in range(int(grace) + 1):  # the burst's grace period: its victims leave at the end
         tick()
-        apply_decisions(state, aftermath.step(after, state, now))
+        decisions = aftermath.step(after, state, now)
+        digest.add(decisions)
+        apply_decisions(state, decisions)
     print(f"  after, during the burst's grace period: {aftermath.figures()}")
     timed_before, timed_after = _Timed(), _Timed()
     starts = preemptions = 0
@@ -232,13 +268,14 @@ def steady(
             same = same and full == decisions
         starts += len(decisions.starts)
         preemptions += len(decisions.notices) + len(decisions.requeues)
+        digest.add(decisions)
         apply_decisions(state, decisions)
     print(f"  steady, before (full walk): {timed_before.figures()}")
     print(f"  steady, after (indexed):    {timed_after.figures()}")
     print(
         f"  steady steps: {starts:,} starts, {preemptions:,} preemptions; same decisions "
         f"before and after on every step both ran: {same}; peak memory "
-        f"{peak_rss_mib():,.0f} MiB"
+        f"{peak_rss_mib():,.0f} MiB; decisions digest {digest.hexdigest()}"
     )
     return {
         "burst_cpu_ms": round(burst_after.cpu[0] * 1000, 1),
@@ -247,6 +284,7 @@ def steady(
         "starts": starts,
         "preemptions": preemptions,
         "same": same,
+        "digest": digest.hexdigest(),
         "peak_mib": round(peak_rss_mib()),
     }
 
@@ -294,13 +332,20 @@ def paired(args: argparse.Namespace) -> None:
                 subprocess.run(cmd, env=env, check=True)
                 runs[label].append(json.loads(out.read_text()))
     sides = {label: _median(found) for label, found in runs.items()}
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
         f"\nsteady mode, {args.racks} racks, {args.queued:,} queued, {args.steps} steps: "
         f"before = {refs['before']}, after = {refs['after']}, median of {args.pairs} runs each"
+        f" (load average at the end {load})"
     )
     print(side_by_side(sides, ROWS))
     for label, found in runs.items():
         print(f"{label} steady CPU p99 per run: {[r['steady_cpu_ms']['p99'] for r in found]}")
+    digests = {label: sides[label].get("digest", "") for label in sides}
+    print(
+        f"decisions digest: before {digests['before']}, after {digests['after']}: "
+        + ("the same decisions" if digests["before"] == digests["after"] else "DIFFERENT")
+    )
 
 
 def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -312,6 +357,8 @@ def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
             merged[key] = _median([r[key] for r in runs])
         elif isinstance(value, bool):
             merged[key] = all(r[key] for r in runs)
+        elif isinstance(value, str):  # the decisions digest: one value if all runs agree
+            merged[key] = " / ".join(sorted({r[key] for r in runs}))
         else:
             # rounded: the median of an even count is a mean (no float noise in the table)
             merged[key] = round(statistics.median(r[key] for r in runs), 1)

@@ -19,6 +19,7 @@ from gpulease.scheduler.placement import (
     WaitCode,
     WaitReason,
     _choose_bins,
+    _smallest_fitting,
     min_racks_needed,
     never_fits,
     place,
@@ -453,3 +454,31 @@ def test_spread_racks_from_the_index_is_choose_bins(
     assert free.smallest_rack(need) == -1
     expected = _choose_bins([(r, c) for r, c in enumerate(free.rack_free) if c > 0], need)
     assert free.spread_racks(need) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    caps=st.lists(st.integers(0, 12), min_size=1, max_size=40),
+    moves=st.lists(st.tuples(st.integers(0, 39), st.integers(-4, 4)), max_size=30),
+    copy_at=st.integers(0, 30),
+)
+def test_smallest_rack_from_the_kept_index_is_the_scan(
+    caps: list[int], moves: list[tuple[int, int]], copy_at: int
+) -> None:
+    """The best-fit rack read from the index (capacities held, racks per capacity) is
+    ``_smallest_fitting`` over every rack for every need, also once takes and gives (and a
+    copy of the map) moved the index."""
+    cluster = build_cluster(ClusterSpec(len(caps), 1, 12))
+    free = FreeMap(cluster, list(caps))
+    free.smallest_rack(1)  # builds the index, kept up to date from here
+    for i, (node, delta) in enumerate(moves):
+        if i == copy_at:
+            free = free.copy()
+        if node < len(caps):
+            if delta > 0 and free.node_free[node] + delta <= 12:
+                free.give(((node, delta),))
+            elif delta < 0 and free.node_free[node] + delta >= 0:
+                free.take(((node, -delta),))
+    racks = range(len(caps))
+    for need in range(0, 14):
+        assert free.smallest_rack(need) == _smallest_fitting(racks, free.rack_free, need)

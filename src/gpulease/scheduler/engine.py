@@ -198,11 +198,12 @@ class Scheduler:
 
         if guarantees:
             started = {s.job_id for s in decisions.starts}
-            decisions.guaranteed_waiting = [
-                x.record.id
-                for x in queued
-                if x.tier is Tier.GUARANTEED and x.record.id not in started
-            ]
+            claims = decisions.guaranteed_waiting
+            for x in queued:
+                if x.tier is Tier.GUARANTEED:
+                    job_id = x.record.spec.id
+                    if job_id not in started:
+                        claims.append(job_id)
         attribute(state, decisions)  # whose capacity each start runs on
         decisions.next_wakeup = self._next_wakeup(state, decisions, ahead)
         return decisions

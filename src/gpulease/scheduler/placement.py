@@ -57,13 +57,22 @@ class FreeMap:
     """Free GPUs per node (0 for nodes that are not schedulable) and per rack.
 
     A best-fit index by free capacity (``_by_cap[c]``: a bit per rack holding exactly
-    ``c`` free GPUs) is built on the first :func:`smallest_rack` query and then kept up to
-    date by :meth:`take` / :meth:`give`, so a best-fit rack costs O(rack size), not a scan
-    of every rack; a job no rack holds spreads over racks read from the same index
-    (:meth:`spread_racks`). Each node's rack and each rack's bit come from lists kept per
-    site (``_layout``)."""
+    ``c`` free GPUs, and ``_caps``: a bit per capacity some rack has) is built on the first
+    :func:`smallest_rack` query and then kept up to date by :meth:`take` / :meth:`give`, so
+    a best-fit rack costs a few big-integer operations, not a scan of every rack; a job no
+    rack holds spreads over racks read from the same index (:meth:`spread_racks`). Each
+    node's rack and each rack's bit come from lists kept per site (``_layout``)."""
 
-    __slots__ = ("_bits", "_by_cap", "_rack_of", "cluster", "node_free", "rack_free", "total")
+    __slots__ = (
+        "_bits",
+        "_by_cap",
+        "_caps",
+        "_rack_of",
+        "cluster",
+        "node_free",
+        "rack_free",
+        "total",
+    )
 
     def __init__(self, cluster: Cluster, node_free: list[int]) -> None:
         self.cluster = cluster
@@ -71,6 +80,7 @@ class FreeMap:
         self.rack_free = [sum(node_free[n] for n in rack.nodes) for rack in cluster.racks]
         self.total = sum(self.rack_free)
         self._by_cap: list[int] | None = None
+        self._caps = 0  # bit c set when some rack has exactly c free (with ``_by_cap``)
         self._rack_of, self._bits = _layout(cluster)
 
     @classmethod
@@ -84,6 +94,7 @@ class FreeMap:
         made.rack_free = rack_free
         made.total = total
         made._by_cap = None
+        made._caps = 0
         made._rack_of, made._bits = _layout(cluster)
         return made
 
@@ -91,6 +102,7 @@ class FreeMap:
         made = FreeMap.of(self.cluster, list(self.node_free), list(self.rack_free), self.total)
         if self._by_cap is not None:
             made._by_cap = list(self._by_cap)
+            made._caps = self._caps
         return made
 
     def take(self, placement: Placement) -> None:
@@ -104,8 +116,12 @@ class FreeMap:
             self.total -= count
             if by_cap is not None and count:
                 bit = self._bits[rack]
-                by_cap[before] ^= bit
+                left = by_cap[before] ^ bit
+                by_cap[before] = left
+                if not left:
+                    self._caps ^= 1 << before
                 by_cap[before - count] |= bit
+                self._caps |= 1 << (before - count)
 
     def give(self, placement: Iterable[tuple[int, int]]) -> None:
         rack_of = self._rack_of
@@ -118,10 +134,14 @@ class FreeMap:
             self.total += count
             if by_cap is not None and count:
                 bit = self._bits[rack]
-                by_cap[before] ^= bit
+                left = by_cap[before] ^ bit
+                by_cap[before] = left
+                if not left:
+                    self._caps ^= 1 << before
                 if before + count >= len(by_cap):
                     by_cap.extend([0] * (before + count + 1 - len(by_cap)))
                 by_cap[before + count] |= bit
+                self._caps |= 1 << (before + count)
 
     def smallest_rack(self, need: int) -> int:
         """The rack with the least free GPUs that still has ``need``, lowest index first
@@ -130,14 +150,18 @@ class FreeMap:
         if by_cap is None:
             by_cap = [0] * (max(self.rack_free, default=0) + 1)
             bits = self._bits
+            caps = 0
             for rack, cap in enumerate(self.rack_free):
                 by_cap[cap] |= bits[rack]
+                caps |= 1 << cap
             self._by_cap = by_cap
-        for cap in range(max(need, 0), len(by_cap)):
-            mask = by_cap[cap]
-            if mask:
-                return (mask & -mask).bit_length() - 1
-        return -1
+            self._caps = caps
+        need = max(need, 0)
+        fitting = self._caps >> need  # the capacities of at least ``need`` some rack has
+        if not fitting:
+            return -1
+        mask = by_cap[need + (fitting & -fitting).bit_length() - 1]
+        return (mask & -mask).bit_length() - 1
 
     def spread_racks(self, need: int) -> list[tuple[int, int]]:
         """``_choose_bins`` over the racks when none holds ``need`` and all together do

@@ -64,6 +64,8 @@ class Pools:
             self._base_parts = grace.parts
             self._base_nodes_at = grace.nodes_at
             self._count_at = dict(grace.count_at)
+        # No ``soon`` GPU is released after this (an upper bound: kept as GPUs are added).
+        self.latest_release = max(self._count_at, default=-math.inf)
 
     def _part(self, node: int) -> dict[float, int] | None:
         """This step's ``soon`` GPUs of ``node`` by release time (copied on first touch)."""
@@ -113,6 +115,8 @@ class Pools:
         """GPUs a job in its grace period releases at ``at``."""
         parts, counts = self._parts, self._count_at
         nodes_at = self._nodes(at)
+        if at > self.latest_release:
+            self.latest_release = at
         for node, count in gpus:
             by_time = self._part(node)
             if by_time is None:
@@ -251,7 +255,8 @@ class Pools:
         if self._merged is not None:
             self._merged.take(placement)
         promised = tuple(from_free)
-        self._hold(promised)
+        if promised and self.reservation is not None:
+            self._hold(promised)
         return promised
 
     def _take_soon(self, node: int, count: int, by: float) -> int:

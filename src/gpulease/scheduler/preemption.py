@@ -17,7 +17,7 @@ the step once (``candidates.CandidateList``), not at every call.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from gpulease.domain.models import JobSpec
 from gpulease.scheduler.placement import FreeMap, Placement, WaitReason, place
@@ -27,10 +27,10 @@ from gpulease.scheduler.state import JobRecord
 RankKey = tuple[float, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Ranked:
+class Ranked(NamedTuple):
     """A job with its rank: ``key`` orders the queue, ``coarse`` (a prefix of the key's
-    meaning: tier, -priority, the policy's preempt key) decides preemption."""
+    meaning: tier, -priority, the policy's preempt key) decides preemption. A named tuple:
+    a step makes one per job it visits or considers, and a tuple is the cheapest to make."""
 
     key: RankKey
     coarse: RankKey

@@ -131,10 +131,12 @@ class TierMemo:
     whose guarantee changed, or whose set of leaving running jobs changed. The ranks of
     its guaranteed queued jobs are rebuilt every step (a new claim counts from now)."""
 
-    __slots__ = ("_kept",)
+    __slots__ = ("_kept", "_ranked")
 
     def __init__(self) -> None:
         self._kept: dict[str, tuple[_FitKey, _Picks]] = {}
+        # guaranteed queued job -> its last rank (rebuilt when its claim or record changed)
+        self._ranked: dict[str, Ranked] = {}
 
 
 def guaranteed(
@@ -149,6 +151,8 @@ def guaranteed(
     """Each leased tenant's jobs in rank order, first-fit into its guarantee (``classify``);
     with ``memo``, a tenant whose inputs did not change keeps its last first-fit."""
     kept = memo._kept if memo is not None else {}
+    last_ranked = memo._ranked if memo is not None else {}
+    ranked_now: dict[str, Ranked] = {}
     running = state.running
     leaving: dict[str, set[str]] = {}
     for job_id in excluded:
@@ -182,16 +186,29 @@ def guaranteed(
                         groups.setdefault(group.tenant, []).append(group)
             picks = _first_fit(groups.get(tenant, ()), index, tenant, room, excluded)
         fresh[tenant] = (key, picks)
+        ranks = tiers.queued
         for job_id, prio, coarse, submit, seq in picks[0]:
             record = queued[job_id]
             since = record.guaranteed_since
-            claim = now if since is None else since
-            rank = (_GUARANTEED, prio, claim, submit, float(seq))
-            tiers.queued.append(Ranked(rank, coarse, Tier.GUARANTEED, record))
+            ranked = last_ranked.get(job_id)
+            # A claim already made ranks as it did (its moment is kept); a new one from now.
+            if (
+                ranked is None
+                or since is None
+                or ranked.record is not record
+                or ranked.key[2] != since
+                or ranked.coarse != coarse
+            ):
+                claim = now if since is None else since
+                rank = (_GUARANTEED, prio, claim, submit, float(seq))
+                ranked = Ranked(rank, coarse, Tier.GUARANTEED, record)
+            ranks.append(ranked)
+            ranked_now[job_id] = ranked
         taken.update(picks[1])
     if memo is not None:
         memo._kept = fresh
-    tiers.queued.sort(key=lambda x: x.key)
+        memo._ranked = ranked_now
+    tiers.queued.sort(key=_rank_key)
     return tiers
 
 
@@ -248,6 +265,7 @@ def _first_fit(
     return picked, taken
 
 
+_rank_key = operator.attrgetter("key")
 _JOB, _GPUS = operator.itemgetter(3), operator.itemgetter(4)  # of a ``by_tenant`` entry
 _LONG_RUN = 16  # a run of running jobs longer than this is first-fit by ``_fit_run``
 
