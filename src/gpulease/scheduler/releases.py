@@ -90,7 +90,9 @@ class GraceReleases:
     def _add(self, job_id: str, at: float, run_start: float | None, gains: Gains) -> None:
         self._jobs[job_id] = (at, run_start, gains)
         parts, counts = self.parts, self.count_at
-        nodes_at = self.nodes_at.setdefault(at, {})
+        # a job with no GPU on an UP node releases nothing the planner sees: no entry at
+        # all (an empty one would differ from a memo that never saw the job)
+        nodes_at = self.nodes_at.setdefault(at, {}) if gains else {}
         for node, count in gains:
             by_time = parts.setdefault(node, {})
             by_time[at] = by_time.get(at, 0) + count
