@@ -477,7 +477,9 @@ class LiveScheduler:
         """Read a built check (logged there); True if the kept state must be rebuilt."""
         del self._checks[check.kept.site_id]
         check.kept.built_at = time.monotonic()  # the next check is due a period from now
-        collection.freeze_after_pass()  # the records kept since the last freeze too
+        # the records kept since the last freeze join the frozen state, without scanning it
+        # again (a divergence rebuilds, and the rebuild asks for a full freeze)
+        collection.refreeze_after_pass()
         report.checked, report.divergences = check.conclude()
         diverged = report.checked == "diverged"
         self.divergences += 1 if diverged else 0
