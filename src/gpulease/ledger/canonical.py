@@ -113,6 +113,13 @@ def _plain(value: Any, depth: int) -> bool:
     return False
 
 
+def is_plain(value: Any) -> bool:
+    """Whether ``value`` holds no float, no integer beyond the safe range, no member name
+    outside ASCII and only exact JSON types (:func:`canonical_json` writes such a value with
+    ``json.dumps``)."""
+    return _plain(value, 0)
+
+
 class _Refusal(Exception):
     """Raised where a value fails; each container adds its path segment on the way out, so
     the walk builds no path strings unless something is refused."""

@@ -50,7 +50,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import InstrumentedAttribute, defer
 from sqlalchemy.types import TypeDecorator
 
 from gpulease.persistence import ledger_store
@@ -92,11 +92,16 @@ def among(tx: Tx, column: InstrumentedAttribute[str], ids: list[str]) -> ColumnE
 
 
 def lock_jobs(tx: Tx, ids: Iterable[str]) -> dict[str, Job]:
-    """The job rows, locked until commit, in one statement per chunk."""
+    """The job rows, locked until commit, in one statement per chunk (without the dispatch
+    record, a JSON document the scheduler never reads: loaded only if asked for)."""
     rows: dict[str, Job] = {}
     for part in chunks(sorted(set(ids))):
         for job in tx.session.scalars(
-            select(Job).where(among(tx, Job.id, part)).order_by(Job.id).with_for_update()
+            select(Job)
+            .options(defer(Job.dispatch))
+            .where(among(tx, Job.id, part))
+            .order_by(Job.id)
+            .with_for_update()
         ):
             rows[job.id] = job
     return rows

@@ -179,12 +179,20 @@ class LiveScheduler:
             where = sites.site_infos(tx)
         self.ctx.cache["site_infos"] = tuple(where)  # fresh for the next pass's re-screening
         reports = []
+        # a completion goes to the site whose kept state runs its job; one no kept state
+        # runs (a first pass, a rebuild) to every site, whose pass keeps only its own jobs
+        running_at = {
+            job_id: kept_id
+            for kept_id, kept in self._sites.items()
+            for job_id in kept.state.running
+        }
         for site in where:
             site_id = site.site_id
             try:
                 began = time.perf_counter()
                 admit = sites.admission_at(self.ctx, site, standings, now)  # its own packs
-                report = self._site_pass(site_id, now, completions, admit)
+                mine = [c for c in completions if running_at.get(c.job_id, site_id) == site_id]
+                report = self._site_pass(site_id, now, mine, admit)
                 metrics.observe_site_pass(report, time.perf_counter() - began)
                 reports.append(report)
             except LostLeadership as lost:
