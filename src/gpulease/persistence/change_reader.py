@@ -17,7 +17,8 @@ still read; only a new leader starts again from the oldest row kept.
 
 Invariants: :meth:`ChangeFeed.read` returns each sequence number at most once between
 resets; ``low`` only grows, past a missing number only after ``gap_timeout_s``; ``purge``
-deletes only this site's rows ``lookback`` numbers behind ``low``.
+deletes only this site's rows ``lookback`` numbers behind ``low`` (and at most
+``lookback + purge_every`` of them stay behind it).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class ChangeFeed:
     gap_timeout_s: float = 30.0
     lookback: int = 2000  # rows kept behind the position for a new leader's reset
     max_reread: int = 100_000  # most a new leader reads again
+    purge_every: int = 500  # numbers the position moves on between two purges
+    purged: int = 0  # the number up to which the last purge deleted
     low: int = 0
     seen: set[int] = field(default_factory=set)  # numbers read above ``low``
     gaps: dict[int, float] = field(default_factory=dict)  # first missing number -> noticed
@@ -118,10 +121,11 @@ class ChangeFeed:
 
     def purge(self, tx: Tx) -> int:
         """Delete this site's rows well behind the position (a new leader re-reads
-        ``lookback``)."""
+        ``lookback``), once every ``purge_every`` numbers (not a statement every pass)."""
         upto = self.low - self.lookback
-        if upto <= 0:
+        if upto <= 0 or upto - self.purged < self.purge_every:
             return 0
+        self.purged = upto
         result: Any = tx.session.execute(
             delete(SchedulerChange).where(
                 SchedulerChange.site_id == self.site_id, SchedulerChange.seq <= upto

@@ -57,7 +57,7 @@ from gpulease.persistence.change_feed import writing_as
 from gpulease.persistence.change_reader import ChangeFeed
 from gpulease.persistence.db import Tx, is_outage
 from gpulease.persistence.leader import Leadership
-from gpulease.persistence.tables import Job, SchedulerStatus, Tenant
+from gpulease.persistence.tables import Job, Tenant
 from gpulease.scheduler.engine import Decisions, Scheduler, SchedulerConfig, apply_decisions
 from gpulease.scheduler.ordering import make_policy
 from gpulease.scheduler.state import SchedulerState
@@ -654,11 +654,7 @@ class LiveScheduler:
         return launch_of(self.ctx, tx, job, rows)
 
     def _heartbeat(self, tx: Tx, site: SiteState, now: datetime) -> None:
-        """In the apply's transaction (fenced): this pass happened; old feed rows go."""
-        row = tx.get(SchedulerStatus, site.site_id)
-        if row is None:
-            row = SchedulerStatus(site_id=site.site_id, ticks=0)
-            tx.add(row)
-        row.leader, row.last_tick_at, row.ticks = self.name, now, row.ticks + 1
-        row.failed_passes = self.failed_passes  # this process's: /health reads it anywhere
+        """In the apply's transaction (fenced): this pass happened; old feed rows go. The
+        failed passes are this process's: /health reads them anywhere."""
+        bulk.heartbeat(tx, site.site_id, self.name, now, self.failed_passes)
         site.feed.purge(tx)
