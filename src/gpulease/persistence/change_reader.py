@@ -24,8 +24,9 @@ deletes only this site's rows ``lookback`` numbers behind ``low`` (and at most
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import delete, func, select
 
@@ -76,22 +77,17 @@ class ChangeFeed:
         """This site's changes not read before, in number order. Every site's rows are
         read for the position (one sequence numbers them all: another site's number is no
         gap); a gap is a range of numbers, waited for as one."""
+        return self.take(read_rows(tx, self.low), clock)
+
+    def take(self, rows: Iterable[Row], clock: float | None = None) -> list[Change]:
+        """As :meth:`read`, from rows already read (:func:`read_rows` from a position at or
+        below this reader's: one read serves the readers of every site)."""
         mono = time.monotonic() if clock is None else clock
-        rows = tx.session.execute(
-            select(
-                SchedulerChange.seq,
-                SchedulerChange.site_id,
-                SchedulerChange.kind,
-                SchedulerChange.ref,
-                SchedulerChange.origin,
-            )
-            .where(SchedulerChange.seq > self.low)
-            .order_by(SchedulerChange.seq)
-        ).all()
         seen = self.seen
+        low = self.low
         mine: list[Change] = []
         for seq, site_id, kind, ref, origin in rows:
-            if seq in seen:
+            if seq <= low or seq in seen:
                 continue
             seen.add(seq)
             if site_id == self.site_id:
@@ -132,3 +128,22 @@ class ChangeFeed:
             )
         )
         return int(result.rowcount or 0)
+
+
+Row = tuple[int, str, str, str, str]  # a change row: (seq, site_id, kind, ref, origin)
+
+
+def read_rows(tx: Tx, low: int) -> list[Row]:
+    """Every site's change rows numbered above ``low``, in number order."""
+    query = (
+        select(
+            SchedulerChange.seq,
+            SchedulerChange.site_id,
+            SchedulerChange.kind,
+            SchedulerChange.ref,
+            SchedulerChange.origin,
+        )
+        .where(SchedulerChange.seq > low)
+        .order_by(SchedulerChange.seq)
+    )
+    return cast("list[Row]", tx.session.execute(query).all())  # rows unpack as tuples

@@ -54,7 +54,7 @@ from gpulease.domain.states import JobState
 from gpulease.executors.base import Completion, Executor, Launch
 from gpulease.persistence import bulk
 from gpulease.persistence.change_feed import writing_as
-from gpulease.persistence.change_reader import ChangeFeed
+from gpulease.persistence.change_reader import ChangeFeed, Row, read_rows
 from gpulease.persistence.db import Tx, is_outage
 from gpulease.persistence.leader import Leadership
 from gpulease.persistence.tables import Job, Tenant
@@ -177,6 +177,10 @@ class LiveScheduler:
         with self.ctx.db.transaction(write=False) as tx:  # one read: sites and admission
             standings = self._standings(tx)
             where = sites.site_infos(tx)
+            # the change feed, once for every kept site's reader (each reads every site's
+            # rows for its position): from the lowest position among them
+            lows = [kept.feed.low for kept in self._sites.values()]
+            feed_rows = (min(lows), read_rows(tx, min(lows))) if lows else None
         self.ctx.cache["site_infos"] = tuple(where)  # fresh for the next pass's re-screening
         reports = []
         # a completion goes to the site whose kept state runs its job; one no kept state
@@ -192,7 +196,7 @@ class LiveScheduler:
                 began = time.perf_counter()
                 admit = sites.admission_at(self.ctx, site, standings, now)  # its own packs
                 mine = [c for c in completions if running_at.get(c.job_id, site_id) == site_id]
-                report = self._site_pass(site_id, now, mine, admit)
+                report = self._site_pass(site_id, now, mine, admit, feed_rows)
                 metrics.observe_site_pass(report, time.perf_counter() - began)
                 reports.append(report)
             except LostLeadership as lost:
@@ -207,7 +211,12 @@ class LiveScheduler:
         return reports
 
     def _site_pass(
-        self, site_id: str, now: datetime, completions: list[Completion], admit: Admission
+        self,
+        site_id: str,
+        now: datetime,
+        completions: list[Completion],
+        admit: Admission,
+        feed_rows: tuple[int, list[Row]] | None = None,
     ) -> PassReport:
         report = PassReport(site_id)
         topology = cached_topology(self.ctx, site_id)
@@ -216,7 +225,7 @@ class LiveScheduler:
         if kept is None or kept.admission_key != admit.key:
             for job_id, reason in self._hold(site_id, now, admit, report):
                 self._stop(job_id, reason)
-        site = self._current(site_id, topology, now, admit, report)
+        site = self._current(site_id, topology, now, admit, report, feed_rows)
         if not report.rebuilt:  # else the rebuild read them
             site.finished(finished, now)
         if self._reconcile(site, now, report):
@@ -384,8 +393,11 @@ class LiveScheduler:
         now: datetime,
         admit: Admission,
         report: PassReport,
+        feed_rows: tuple[int, list[Row]] | None = None,
     ) -> SiteState:
-        """The site's kept state brought up to date: deltas, or a rebuild (module doc)."""
+        """The site's kept state brought up to date: deltas, or a rebuild (module doc);
+        ``feed_rows``: the change feed's rows above a position, read for every site this pass
+        (None, or read from above this site's position: read here)."""
         site = self._sites.get(site_id)
         why = ""
         if site is None:
@@ -396,7 +408,10 @@ class LiveScheduler:
             check = self._check_of(site, now, admit, report)
             try:
                 with self.ctx.db.transaction(write=False) as tx:
-                    changes = site.feed.read(tx)
+                    if feed_rows is not None and feed_rows[0] <= site.feed.low:
+                        changes = site.feed.take(feed_rows[1])  # read from below its position
+                    else:
+                        changes = site.feed.read(tx)
                     report.changes += site.sync(tx, changes, now, self.name, admit)
                     site.follow_leases(tx, now)
                 if check is not None:
