@@ -95,7 +95,8 @@ def test_a_refreeze_collects_only_the_unfrozen_and_a_freeze_everything() -> None
             refreeze_after_pass()
         assert all(ref() is None for ref in young)
         assert frozen_garbage() is not None  # the frozen objects were not scanned
-        assert gc.is_tracked(kept) and gc.get_freeze_count() > 0
+        assert gc.is_tracked(kept)
+        assert gc.get_freeze_count() > 0
         del kept
         with collected_after():
             freeze_after_pass()  # a rebuild's: everything collected, frozen ones included

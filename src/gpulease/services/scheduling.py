@@ -177,10 +177,7 @@ class LiveScheduler:
         with self.ctx.db.transaction(write=False) as tx:  # one read: sites and admission
             standings = self._standings(tx)
             where = sites.site_infos(tx)
-            # the change feed, once for every kept site's reader (each reads every site's
-            # rows for its position): from the lowest position among them
-            lows = [kept.feed.low for kept in self._sites.values()]
-            feed_rows = (min(lows), read_rows(tx, min(lows))) if lows else None
+        feed_rows = self._read_feed()
         self.ctx.cache["site_infos"] = tuple(where)  # fresh for the next pass's re-screening
         reports = []
         # a completion goes to the site whose kept state runs its job; one no kept state
@@ -209,6 +206,20 @@ class LiveScheduler:
                 self._sites.pop(site_id, None)  # rebuilt by the next pass
                 log.exception("scheduler pass failed for site %s", site_id)
         return reports
+
+    def _read_feed(self) -> tuple[int, list[Row]] | None:
+        """The change feed, once for every kept site's reader (each reads every site's rows
+        for its position), from the lowest position among them. None: no kept site, or the
+        read failed (each site's pass reads for itself, and fails alone)."""
+        lows = [kept.feed.low for kept in self._sites.values()]
+        if not lows:
+            return None
+        try:
+            with self.ctx.db.transaction(write=False) as tx:
+                return min(lows), read_rows(tx, min(lows))
+        except Exception:
+            log.exception("scheduler could not read the change feed for every site")
+            return None
 
     def _site_pass(
         self,
