@@ -30,7 +30,13 @@ executor).tick()`` and ``SchedulerLoop(...).lock``.
 
     python benchmarks/bench_live_pass.py --baseline REF [--minutes 10] [--baseline-minutes 2]
         [--queued 20000] [--running 1000] [--rate 100] [--finish-rate 50] [--clients 2]
-        [--json OUT]
+        [--constant-queue] [--json OUT]
+
+``--constant-queue`` sets the completion rate to the arrival rate (100 in, 100 out: runs of
+mean 10 s at 1,000 running), so the queue stays near ``--queued`` and memory can be read
+as flat or not; the issue's load (100 in, 50 out) grows the queue by 50 jobs a second, and
+"RSS growth per queued job" divides the RSS growth over the measured window by the growth
+of the queue.
 
 ``--baseline-minutes`` runs the before side for less time than the after side (a slow before
 side at this load takes about four times its measured minutes of machine time); the rows
@@ -296,6 +302,7 @@ def _drive(
             "started": sum(len(getattr(r, "started", ())) for r in reports),
             "finished": sum(len(getattr(r, "finished", ())) for r in reports),
             "rss_mib": rss_mib(),
+            "load1": os.getloadavg()[0],  # the machine's, beside the figures
             "warnings": warnings.count - n0,
         }
 
@@ -395,6 +402,7 @@ def _summarise(
     submitted = sum(s["submitted"] for s in submit)
     rss = col(timed, "rss_mib") or [0.0]
     window_s = args.minutes * 60
+    grown = counts.get("queued", 0) - queued_at_start
     return {
         "minutes": args.minutes,
         "leader": args.leader,
@@ -427,6 +435,12 @@ def _summarise(
             "middle": round(rss[len(rss) // 2], 1),
             "end": round(rss[-1], 1),
             "max": round(max(rss), 1),
+        },
+        # KiB of RSS per job the queue grew by (None: the queue did not grow)
+        "rss_kib_per_queued": round((rss[-1] - rss[0]) * 1024 / grown, 2) if grown > 0 else None,
+        "load_average": {
+            "mean": round(sum(col(timed, "load1")) / max(1, len(timed)), 1),
+            "max": round(max(col(timed, "load1"), default=0.0), 1),
         },
         "not_leading": int(sum(row.get("not_leading", 0) for row in passes)),
         "passes_with_warnings": sum(1 for row in passes if row.get("warnings")),
@@ -520,7 +534,10 @@ ROWS = (  # (label, path in the side's JSON)
     ("RSS start MiB", "rss_mib.start"),
     ("RSS middle MiB", "rss_mib.middle"),
     ("RSS end MiB", "rss_mib.end"),
+    ("RSS growth per queued job KiB", "rss_kib_per_queued"),
     ("queued at end", "queued_at_end"),
+    ("load average (1 min) mean", "load_average.mean"),
+    ("load average (1 min) max", "load_average.max"),
     ("running at end", "jobs_at_end.running"),
 )
 
@@ -540,6 +557,11 @@ def main() -> None:
     parser.add_argument("--running", type=int, default=1_000)
     parser.add_argument("--rate", type=float, default=100.0, help="arrivals per second")
     parser.add_argument("--finish-rate", type=float, default=50.0, help="completions per second")
+    parser.add_argument(
+        "--constant-queue",
+        action="store_true",
+        help="completions per second = arrivals per second (the queue stays constant)",
+    )
     parser.add_argument("--clients", type=int, default=2, help="submitting processes")
     parser.add_argument("--seeders", type=int, default=2, help="seeding processes")
     parser.add_argument("--ramp-s", type=float, default=300.0, help="most time for the ramp")
@@ -568,6 +590,8 @@ def main() -> None:
         return _client(args)
     if args.side:
         return _side(args)
+    if args.constant_queue:
+        args.finish_rate = args.rate
     minutes = [args.minutes, args.baseline_minutes or args.minutes]
     if (
         args.running <= 0

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gpulease.ledger import canonical
 from gpulease.ledger.canonical import (
     MAX_DEPTH,
     MAX_SAFE_INTEGER,
@@ -234,3 +235,52 @@ def test_the_path_names_the_refused_value_at_any_depth() -> None:
     with pytest.raises(CanonicalJsonError, match=r"^\$\.a\[1\]\.b\[0\]: a bytes") as caught:
         canonical_json({"a": [0, {"b": [b"x"]}], "z": 1})
     assert caught.value.details == {"path": "$.a[1].b[0]"}
+
+
+_PLAIN_LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**60), max_value=2**60)
+    | st.text()  # lone surrogates included: both paths must refuse them alike
+    | st.floats(allow_nan=False, allow_infinity=False)
+)
+_PLAIN_VALUES = st.recursive(
+    _PLAIN_LEAVES,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(max_size=6), inner, max_size=5)
+    ),
+    max_leaves=30,
+)
+
+
+def _full_writer(value: Any) -> bytes | str:
+    """The member-by-member writer alone (what the ``json.dumps`` path must equal)."""
+    parts: list[str] = []
+    try:
+        canonical._write(value, parts, 0)
+    except canonical._Refusal as refusal:
+        return refusal.message
+    try:
+        return "".join(parts).encode("utf-8")
+    except UnicodeEncodeError:
+        return "not UTF-8"
+
+
+@settings(max_examples=400, deadline=None)
+@given(_PLAIN_VALUES)
+def test_the_fast_path_writes_what_the_full_writer_writes(value: Any) -> None:
+    expected = _full_writer(value)
+    try:
+        got: bytes | str = canonical_json(value)
+    except CanonicalJsonError as error:
+        got = str(error).split(": ", 1)[1]
+    assert got == expected
+
+
+def test_an_audit_record_takes_the_fast_path_and_a_float_does_not() -> None:
+    assert canonical._plain({"after": {"state": "running", "gpus": 4}, "x": [None, True]}, 0)
+    assert not canonical._plain({"ratio": 0.5}, 0)
+    assert not canonical._plain({"n": 2**53}, 0)
+    assert not canonical._plain({"\u00e9": 1}, 0)  # a non-ASCII name: sorted by code units

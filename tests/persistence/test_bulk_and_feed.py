@@ -107,3 +107,42 @@ def test_a_gap_is_waited_for_then_given_up(
         assert feed.low == top + 3
         assert feed.read(tx, clock=20.0) == []
     assert (feed.low, feed.gaps) == (top + 5, {})
+
+
+def test_the_heartbeat_is_one_upsert_counting_ticks(
+    ctx: ServiceContext, demo: list[demo_service.DemoUser]
+) -> None:
+    from gpulease.persistence.tables import SchedulerStatus
+
+    first = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    later = datetime(2026, 3, 2, 9, 0, 5, tzinfo=UTC)
+    with ctx.db.transaction() as tx:
+        tx.session.query(SchedulerStatus).delete()
+    for leader, at, failed in (("a", first, 0), ("a", first, 1), ("b", later, 3)):
+        with ctx.db.transaction() as tx:
+            bulk.heartbeat(tx, SITE, leader, at, failed)
+    with ctx.db.transaction(write=False) as tx:
+        [row] = tx.all(tx.select(SchedulerStatus))
+    assert (row.site_id, row.leader, row.last_tick_at, row.ticks, row.failed_passes) == (
+        SITE,
+        "b",
+        later,
+        3,
+        3,
+    )
+
+
+def test_the_feed_purges_its_rows_once_it_moved_on_enough(
+    ctx: ServiceContext, demo: list[demo_service.DemoUser]
+) -> None:
+    feed = ChangeFeed(SITE, lookback=1, purge_every=3)  # 0: SQLite would reuse numbers
+    with ctx.db.transaction() as tx:
+        feed.reset(tx)
+        feed.read(tx)
+        feed.purge(tx)  # the demo's rows
+    who = _admin(ctx, demo)
+    for expected in (0, 0, 3):  # each job adds one change row of this site
+        _job(ctx, who)
+        with ctx.db.transaction() as tx:
+            feed.read(tx)
+            assert feed.purge(tx) == expected

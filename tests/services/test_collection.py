@@ -11,7 +11,7 @@ import pytest
 
 from gpulease.executors.simulated import SimulatedExecutor
 from gpulease.services import demo as demo_service
-from gpulease.services.collection import collected_after
+from gpulease.services.collection import collected_after, freeze_after_pass, refreeze_after_pass
 from gpulease.services.context import ServiceContext
 from gpulease.services.scheduler_loop import SchedulerLoop
 from gpulease.services.scheduling import LiveScheduler
@@ -80,6 +80,29 @@ def test_a_block_that_raises_still_collects_and_turns_the_collector_back_on() ->
         failing_pass()
     assert gc.isenabled()
     assert all(ref() is None for ref in garbage)
+
+
+def test_a_refreeze_collects_only_the_unfrozen_and_a_freeze_everything() -> None:
+    gc.collect()
+    old = _Node()  # frozen, then dropped: only a collection of the frozen objects frees it
+    gc.freeze()
+    frozen_garbage = weakref.ref(old)
+    del old
+    try:
+        with collected_after():
+            young = _cycles(100)  # garbage made since the freeze
+            kept = _Node()  # alive: frozen by the refreeze
+            refreeze_after_pass()
+        assert all(ref() is None for ref in young)
+        assert frozen_garbage() is not None  # the frozen objects were not scanned
+        assert gc.is_tracked(kept)
+        assert gc.get_freeze_count() > 0
+        del kept
+        with collected_after():
+            freeze_after_pass()  # a rebuild's: everything collected, frozen ones included
+        assert frozen_garbage() is None
+    finally:
+        gc.unfreeze()
 
 
 class _AllocatingScheduler(LiveScheduler):

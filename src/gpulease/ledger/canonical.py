@@ -32,6 +32,14 @@ Decisions, and why:
 * Strings must be valid Unicode (a lone surrogate is refused: I-JSON forbids it and it has
   no UTF-8 form).
 * Nesting is capped at :data:`MAX_DEPTH` so a hostile value cannot exhaust the stack.
+* Speed: most values (every audit record the scheduler writes) hold no float, no integer
+  beyond the safe range, no member name outside ASCII and only exact ``dict``, ``list``,
+  ``tuple``, ``str``, ``int``, ``bool`` and ``None``; for those, JCS is what ``json.dumps``
+  writes with sorted keys, no whitespace and ``ensure_ascii`` off (its C encoder escapes
+  exactly what section 3.2.2.2 asks, and ASCII names sort alike by code point and by UTF-16
+  code unit), so :func:`canonical_json` checks the value in one walk (:func:`_plain`) and
+  lets the C encoder write it; anything else (a float, a non-ASCII name, a subclass, a
+  string that is not valid Unicode) goes through the full writer below.
 
 Invariants: pure and deterministic; ``canonical_json(parse_json(canonical_json(v)))`` equals
 ``canonical_json(v)``; parsing canonical output and canonicalising again is the identity on
@@ -64,6 +72,12 @@ def canonical_json(value: Any) -> bytes:
     Raises :class:`CanonicalJsonError` naming the path (``$.a[2]``) of the first value that
     has no canonical form.
     """
+    if _plain(value, 0):
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: the full writer names its path
+            pass
     parts: list[str] = []
     try:
         _write(value, parts, 0)
@@ -76,6 +90,34 @@ def canonical_json(value: Any) -> bytes:
 def canonical_text(value: Any) -> str:
     """:func:`canonical_json` as a ``str`` (for embedding in documents)."""
     return canonical_json(value).decode("utf-8")
+
+
+def _plain(value: Any, depth: int) -> bool:
+    """Whether ``json.dumps`` (sorted, compact, ``ensure_ascii`` off) writes ``value``
+    exactly as JCS does (the module docstring: no float, safe integers, ASCII member names,
+    exact types), strings' validity apart (checked when the text is encoded)."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return bool(-MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER)
+    if depth >= MAX_DEPTH:
+        return False
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or not key.isascii() or not _plain(item, depth + 1):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        return all(_plain(item, depth + 1) for item in value)
+    return False
+
+
+def is_plain(value: Any) -> bool:
+    """Whether ``value`` holds no float, no integer beyond the safe range, no member name
+    outside ASCII and only exact JSON types (:func:`canonical_json` writes such a value with
+    ``json.dumps``)."""
+    return _plain(value, 0)
 
 
 class _Refusal(Exception):

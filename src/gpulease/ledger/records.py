@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from gpulease.ledger.canonical import MAX_SAFE_INTEGER, canonical_json
+from gpulease.ledger.canonical import MAX_SAFE_INTEGER, canonical_json, is_plain
 from gpulease.ledger.heads import format_time
 from gpulease.ledger.merkle import leaf_hash
 
@@ -67,7 +67,8 @@ def _stored(value: Any) -> Any:
     """``value`` as a JSON column gives it back, made exactly representable."""
     if value is None:
         return None
-    return _exact(json.loads(json.dumps(value)))
+    loaded = json.loads(json.dumps(value))
+    return loaded if is_plain(loaded) else _exact(loaded)  # plain: already exact
 
 
 def _exact(value: Any) -> Any:

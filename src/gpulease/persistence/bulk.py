@@ -48,9 +48,9 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import InstrumentedAttribute, defer
 from sqlalchemy.types import TypeDecorator
 
 from gpulease.persistence import ledger_store
@@ -64,6 +64,7 @@ from gpulease.persistence.tables import (
     Job,
     Node,
     SchedulerChange,
+    SchedulerStatus,
     Tenant,
 )
 
@@ -92,11 +93,16 @@ def among(tx: Tx, column: InstrumentedAttribute[str], ids: list[str]) -> ColumnE
 
 
 def lock_jobs(tx: Tx, ids: Iterable[str]) -> dict[str, Job]:
-    """The job rows, locked until commit, in one statement per chunk."""
+    """The job rows, locked until commit, in one statement per chunk (without the dispatch
+    record, a JSON document the scheduler never reads: loaded only if asked for)."""
     rows: dict[str, Job] = {}
     for part in chunks(sorted(set(ids))):
         for job in tx.session.scalars(
-            select(Job).where(among(tx, Job.id, part)).order_by(Job.id).with_for_update()
+            select(Job)
+            .options(defer(Job.dispatch))
+            .where(among(tx, Job.id, part))
+            .order_by(Job.id)
+            .with_for_update()
         ):
             rows[job.id] = job
     return rows
@@ -361,6 +367,27 @@ def update_jobs(tx: Tx, rows: Iterable[Job]) -> int:
         row.version += 1  # as the flush would (detached: nothing more is written)
     insert_rows(tx, SchedulerChange, changes)  # after: its statement may autoflush
     return len(taken)
+
+
+def heartbeat(tx: Tx, site_id: str, leader: str, at: datetime, failed_passes: int) -> None:
+    """The site's scheduler status row: this leader passed at ``at`` (one more tick), in one
+    statement (an upsert: no read of the row first)."""
+    table = _table(SchedulerStatus)
+    dialect = sqlite if tx.db.is_sqlite else postgresql
+    statement = dialect.insert(table).values(
+        site_id=site_id, leader=leader, last_tick_at=at, ticks=1, failed_passes=failed_passes
+    )
+    tx.session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[table.c.site_id],
+            set_={
+                "leader": statement.excluded.leader,
+                "last_tick_at": statement.excluded.last_tick_at,
+                "ticks": table.c.ticks + 1,
+                "failed_passes": statement.excluded.failed_passes,
+            },
+        )
+    )
 
 
 @dataclass

@@ -86,11 +86,20 @@ def announcements(session: Session, rows: Iterable[object]) -> list[SchedulerCha
 
 def announcement_values(session: Session, rows: Iterable[object]) -> list[dict[str, str]]:
     """As :func:`announcements`, as column values for a set-at-a-time insert (no ORM
-    objects to flush: ``persistence.bulk.update_jobs``)."""
-    return [
-        {"site_id": c.site_id, "kind": c.kind, "ref": c.ref, "origin": c.origin}
-        for c in announcements(session, rows)
-    ]
+    objects to flush: ``persistence.bulk.update_jobs``; none are made either)."""
+    announced: set[tuple[str, str]] = session.info.setdefault(_SESSION_KEY, set())
+    origin = _ORIGIN.get()
+    found: list[dict[str, str]] = []
+    for row in rows:
+        if not isinstance(row, Job | Node):
+            continue
+        kind = "job" if isinstance(row, Job) else "node"
+        key = (kind, row.id)
+        if key in announced or row.site_id is None:
+            continue
+        announced.add(key)
+        found.append({"site_id": row.site_id, "kind": kind, "ref": row.id, "origin": origin})
+    return found
 
 
 def _announce(

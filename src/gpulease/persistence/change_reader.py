@@ -17,14 +17,16 @@ still read; only a new leader starts again from the oldest row kept.
 
 Invariants: :meth:`ChangeFeed.read` returns each sequence number at most once between
 resets; ``low`` only grows, past a missing number only after ``gap_timeout_s``; ``purge``
-deletes only this site's rows ``lookback`` numbers behind ``low``.
+deletes only this site's rows ``lookback`` numbers behind ``low`` (and at most
+``lookback + purge_every`` of them stay behind it).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import delete, func, select
 
@@ -48,6 +50,8 @@ class ChangeFeed:
     gap_timeout_s: float = 30.0
     lookback: int = 2000  # rows kept behind the position for a new leader's reset
     max_reread: int = 100_000  # most a new leader reads again
+    purge_every: int = 500  # numbers the position moves on between two purges
+    purged: int = 0  # the number up to which the last purge deleted
     low: int = 0
     seen: set[int] = field(default_factory=set)  # numbers read above ``low``
     gaps: dict[int, float] = field(default_factory=dict)  # first missing number -> noticed
@@ -73,22 +77,17 @@ class ChangeFeed:
         """This site's changes not read before, in number order. Every site's rows are
         read for the position (one sequence numbers them all: another site's number is no
         gap); a gap is a range of numbers, waited for as one."""
+        return self.take(read_rows(tx, self.low), clock)
+
+    def take(self, rows: Iterable[Row], clock: float | None = None) -> list[Change]:
+        """As :meth:`read`, from rows already read (:func:`read_rows` from a position at or
+        below this reader's: one read serves the readers of every site)."""
         mono = time.monotonic() if clock is None else clock
-        rows = tx.session.execute(
-            select(
-                SchedulerChange.seq,
-                SchedulerChange.site_id,
-                SchedulerChange.kind,
-                SchedulerChange.ref,
-                SchedulerChange.origin,
-            )
-            .where(SchedulerChange.seq > self.low)
-            .order_by(SchedulerChange.seq)
-        ).all()
         seen = self.seen
+        low = self.low
         mine: list[Change] = []
         for seq, site_id, kind, ref, origin in rows:
-            if seq in seen:
+            if seq <= low or seq in seen:
                 continue
             seen.add(seq)
             if site_id == self.site_id:
@@ -118,13 +117,33 @@ class ChangeFeed:
 
     def purge(self, tx: Tx) -> int:
         """Delete this site's rows well behind the position (a new leader re-reads
-        ``lookback``)."""
+        ``lookback``), once every ``purge_every`` numbers (not a statement every pass)."""
         upto = self.low - self.lookback
-        if upto <= 0:
+        if upto <= 0 or upto - self.purged < self.purge_every:
             return 0
+        self.purged = upto
         result: Any = tx.session.execute(
             delete(SchedulerChange).where(
                 SchedulerChange.site_id == self.site_id, SchedulerChange.seq <= upto
             )
         )
         return int(result.rowcount or 0)
+
+
+Row = tuple[int, str, str, str, str]  # a change row: (seq, site_id, kind, ref, origin)
+
+
+def read_rows(tx: Tx, low: int) -> list[Row]:
+    """Every site's change rows numbered above ``low``, in number order."""
+    query = (
+        select(
+            SchedulerChange.seq,
+            SchedulerChange.site_id,
+            SchedulerChange.kind,
+            SchedulerChange.ref,
+            SchedulerChange.origin,
+        )
+        .where(SchedulerChange.seq > low)
+        .order_by(SchedulerChange.seq)
+    )
+    return cast("list[Row]", tx.session.execute(query).all())  # rows unpack as tuples

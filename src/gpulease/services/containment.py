@@ -25,7 +25,7 @@ from gpulease.domain.states import JobState
 from gpulease.persistence.db import Tx
 from gpulease.persistence.tables import Job
 from gpulease.services import audit, runs
-from gpulease.services.jobs import spec_of
+from gpulease.services.job_fields import JobFields, spec_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +60,7 @@ def _seconds_defect(
     return None
 
 
-def defect_of(job: Job, now: datetime) -> str | None:
+def defect_of(job: JobFields, now: datetime) -> str | None:
     """Why the scheduler cannot act on this job's row, or None."""
     start = job.started_at or now
     for name, value, zero_ok in (

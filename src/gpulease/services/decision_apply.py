@@ -20,7 +20,8 @@ redone one decision at a time, each in its own savepoint (:func:`apply_each`): t
 fails is undone alone and its job failed after commit, saying why; the others are applied.
 
 Invariants: nothing is committed unless the leader still holds its lease (``fence`` is the
-transaction's first statement); node state changes wait for the apply (the placement lock);
+transaction's first statement); node state changes wait for an apply that starts jobs (the
+placement lock);
 :class:`Applied` lists exactly what was committed, which the caller then applies to its kept
 state with the core's ``apply_decisions``.
 """
@@ -173,7 +174,8 @@ class Applier:
         out.decisions = committed
         with self.ctx.db.transaction() as tx:
             self.fence(tx)
-            tx.lock(placement_lock(self.site_id))
+            if d.starts:  # only starts take GPUs a node state change must not race
+                tx.lock(placement_lock(self.site_id))
             if self.also is not None:
                 self.also(tx)
             ids = [*d.timeouts, *(p.job_id for p in d.requeues), *(p.job_id for p in d.notices)]

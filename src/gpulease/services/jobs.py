@@ -52,6 +52,7 @@ from gpulease.services import (
     audit,
     auth_cache,
     identity,
+    job_fields,
     kyc,
     purpose_reviews,
     runs,
@@ -92,20 +93,8 @@ class JobSubmission:
 
 
 def spec_of(job: Job) -> JobSpec:
-    """The core's view of a job row (submit time in epoch seconds)."""
-    return JobSpec(
-        id=job.id,
-        tenant=job.tenant_id,
-        gpus=job.gpus,
-        submit_time=to_seconds(job.submitted_at),
-        gpus_per_node=job.gpus_per_node,
-        priority=PriorityClass.parse(job.priority),
-        walltime=job.walltime_s,
-        preemptible=job.preemptible,
-        requeueable=job.requeueable,
-        topology=TopologyRequest(TopologyMode(job.topology), job.segment),
-        purpose=job.purpose,
-    )
+    """The core's view of a job row (submit time in epoch seconds): ``job_fields.spec_of``."""
+    return job_fields.spec_of(job)
 
 
 def submit(

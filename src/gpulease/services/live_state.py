@@ -40,14 +40,13 @@ from gpulease.domain.states import JobState, NodeState
 from gpulease.persistence import bulk
 from gpulease.persistence.change_reader import Change, ChangeFeed
 from gpulease.persistence.db import Tx
-from gpulease.persistence.tables import Job
 from gpulease.scheduler.engine import Scheduler
 from gpulease.scheduler.state import SchedulerState
-from gpulease.services import leases
+from gpulease.services import job_fields, leases
 from gpulease.services.containment import Defect, defect_of, describe
 from gpulease.services.decision_apply import Explained
 from gpulease.services.inventory import SiteTopology
-from gpulease.services.jobs import spec_of
+from gpulease.services.job_fields import JobFields, spec_of
 from gpulease.services.snapshot import Snapshot
 
 log = logging.getLogger("gpulease.scheduler")
@@ -68,7 +67,7 @@ class JobView:
     run: int  # the row's ``starts``: the executor knows a run by it
 
 
-def view_of(job: Job) -> JobView:
+def view_of(job: JobFields) -> JobView:
     return JobView(job.state, job.wait_reason, job.guaranteed_since, job.tenant_id, job.starts)
 
 
@@ -139,7 +138,7 @@ class SiteState:
             self._sync_nodes(tx, node_ids, now)
         if not job_ids:
             return len(node_ids)
-        rows = bulk.load_jobs(tx, job_ids)
+        rows = job_fields.load(tx, job_ids)  # plain rows: no ORM objects
         rows.sort(key=lambda j: (j.submitted_at, j.id))
         for row in rows:
             if row.site_id == self.site_id:
@@ -159,7 +158,7 @@ class SiteState:
                 raise NeedsRebuild(f"node {node.id}: {error}") from error
             self.node_states[node.id] = node.state
 
-    def _sync_job(self, row: Job, now: datetime, admit: Admission) -> None:
+    def _sync_job(self, row: JobFields, now: datetime, admit: Admission) -> None:
         record = self.state.jobs.get(row.id)
         known = self.versions.get(row.id)
         if record is not None and known == row.version:
@@ -196,21 +195,21 @@ class SiteState:
         else:  # ended: succeeded, failed, cancelled
             self._end(row, target, now)
 
-    def _end(self, row: Job, target: JobState, now: datetime) -> None:
+    def _end(self, row: JobFields, target: JobState, now: datetime) -> None:
         record = self.state.jobs.get(row.id)
         if record is not None and record.status in (JobState.QUEUED, JobState.RUNNING):
             self.state.stop(row.id, to_seconds(row.ended_at or now), target, row.end_reason)
             self.ended.append(row.id)
         self._drop(row.id)
 
-    def finished(self, rows: Iterable[Job], now: datetime) -> None:
+    def finished(self, rows: Iterable[JobFields], now: datetime) -> None:
         """Runs the leader itself ended (completions it wrote under its name, which the feed
         skips), as their reload would have ended them, after this pass's :meth:`sync`."""
         for row in rows:
             if row.site_id == self.site_id:
                 self._end(row, JobState(row.state), now)
 
-    def _admit(self, row: Job, now: datetime, admit: Admission) -> None:
+    def _admit(self, row: JobFields, now: datetime, admit: Admission) -> None:
         """A queued job new to the state: held, defective, or submitted to the core."""
         why = admit.refusal(row.tenant_id, row.purpose)
         if why is not None:
@@ -231,7 +230,7 @@ class SiteState:
             self.state.claim_since(row.id, to_seconds(row.guaranteed_since))
         self._remember(row)
 
-    def _remember(self, row: Job) -> None:
+    def _remember(self, row: JobFields) -> None:
         self.explained.forget(row.id)  # its stored reason is the row's, read or written now
         self.jobs[row.id] = view_of(row)
         self.versions[row.id] = row.version
@@ -290,7 +289,7 @@ class SiteState:
             self.lease_changes += 1
 
     # ------------------------------------------------------- the leader's own writes
-    def wrote(self, job_id: str, row: Job | None) -> None:
+    def wrote(self, job_id: str, row: JobFields | None) -> None:
         """The leader committed a change to this job: keep its new version and fields."""
         if row is None or row.state not in (JobState.QUEUED, JobState.RUNNING):
             self._drop(job_id)

@@ -54,10 +54,10 @@ from gpulease.domain.states import JobState
 from gpulease.executors.base import Completion, Executor, Launch
 from gpulease.persistence import bulk
 from gpulease.persistence.change_feed import writing_as
-from gpulease.persistence.change_reader import ChangeFeed
+from gpulease.persistence.change_reader import ChangeFeed, Row, read_rows
 from gpulease.persistence.db import Tx, is_outage
 from gpulease.persistence.leader import Leadership
-from gpulease.persistence.tables import Job, SchedulerStatus, Tenant
+from gpulease.persistence.tables import Job, Tenant
 from gpulease.scheduler.engine import Decisions, Scheduler, SchedulerConfig, apply_decisions
 from gpulease.scheduler.ordering import make_policy
 from gpulease.scheduler.state import SchedulerState
@@ -181,14 +181,23 @@ class LiveScheduler:
         with self.ctx.db.transaction(write=False) as tx:  # one read: sites and admission
             standings = self._standings(tx)
             where = sites.site_infos(tx)
+        feed_rows = self._read_feed()
         self.ctx.cache["site_infos"] = tuple(where)  # fresh for the next pass's re-screening
         reports = []
+        # a completion goes to the site whose kept state runs its job; one no kept state
+        # runs (a first pass, a rebuild) to every site, whose pass keeps only its own jobs
+        running_at = {
+            job_id: kept_id
+            for kept_id, kept in self._sites.items()
+            for job_id in kept.state.running
+        }
         for site in where:
             site_id = site.site_id
             try:
                 began = time.perf_counter()
                 admit = sites.admission_at(self.ctx, site, standings, now)  # its own packs
-                report = self._site_pass(site_id, now, completions, admit)
+                mine = [c for c in completions if running_at.get(c.job_id, site_id) == site_id]
+                report = self._site_pass(site_id, now, mine, admit, feed_rows)
                 metrics.observe_site_pass(report, time.perf_counter() - began)
                 reports.append(report)
             except LostLeadership as lost:
@@ -202,8 +211,27 @@ class LiveScheduler:
                 log.exception("scheduler pass failed for site %s", site_id)
         return reports
 
+    def _read_feed(self) -> tuple[int, list[Row]] | None:
+        """The change feed, once for every kept site's reader (each reads every site's rows
+        for its position), from the lowest position among them. None: no kept site, or the
+        read failed (each site's pass reads for itself, and fails alone)."""
+        lows = [kept.feed.low for kept in self._sites.values()]
+        if not lows:
+            return None
+        try:
+            with self.ctx.db.transaction(write=False) as tx:
+                return min(lows), read_rows(tx, min(lows))
+        except Exception:
+            log.exception("scheduler could not read the change feed for every site")
+            return None
+
     def _site_pass(
-        self, site_id: str, now: datetime, completions: list[Completion], admit: Admission
+        self,
+        site_id: str,
+        now: datetime,
+        completions: list[Completion],
+        admit: Admission,
+        feed_rows: tuple[int, list[Row]] | None = None,
     ) -> PassReport:
         report = PassReport(site_id)
         topology = cached_topology(self.ctx, site_id)
@@ -212,7 +240,7 @@ class LiveScheduler:
         if kept is None or kept.admission_key != admit.key:
             for job_id, reason in self._hold(site_id, now, admit, report):
                 self._stop(job_id, reason)
-        site = self._current(site_id, topology, now, admit, report)
+        site = self._current(site_id, topology, now, admit, report, feed_rows)
         if not report.rebuilt:  # else the rebuild read them
             site.finished(finished, now)
         if self._reconcile(site, now, report):
@@ -381,8 +409,11 @@ class LiveScheduler:
         now: datetime,
         admit: Admission,
         report: PassReport,
+        feed_rows: tuple[int, list[Row]] | None = None,
     ) -> SiteState:
-        """The site's kept state brought up to date: deltas, or a rebuild (module doc)."""
+        """The site's kept state brought up to date: deltas, or a rebuild (module doc);
+        ``feed_rows``: the change feed's rows above a position, read for every site this pass
+        (None, or read from above this site's position: read here)."""
         site = self._sites.get(site_id)
         why = ""
         if site is None:
@@ -393,7 +424,10 @@ class LiveScheduler:
             check = self._check_of(site, now, admit, report)
             try:
                 with self.ctx.db.transaction(write=False) as tx:
-                    changes = site.feed.read(tx)
+                    if feed_rows is not None and feed_rows[0] <= site.feed.low:
+                        changes = site.feed.take(feed_rows[1])  # read from below its position
+                    else:
+                        changes = site.feed.read(tx)
                     report.changes += site.sync(tx, changes, now, self.name, admit)
                     site.follow_leases(tx, now)
                 if check is not None:
@@ -482,7 +516,9 @@ class LiveScheduler:
         """Read a built check (logged there); True if the kept state must be rebuilt."""
         del self._checks[check.kept.site_id]
         check.kept.built_at = time.monotonic()  # the next check is due a period from now
-        collection.freeze_after_pass()  # the records kept since the last freeze too
+        # the records kept since the last freeze join the frozen state, without scanning it
+        # again (a divergence rebuilds, and the rebuild asks for a full freeze)
+        collection.refreeze_after_pass()
         report.checked, report.divergences = check.conclude()
         diverged = report.checked == "diverged"
         self.divergences += 1 if diverged else 0
@@ -649,11 +685,7 @@ class LiveScheduler:
         return launch_of(self.ctx, tx, job, rows)
 
     def _heartbeat(self, tx: Tx, site: SiteState, now: datetime) -> None:
-        """In the apply's transaction (fenced): this pass happened; old feed rows go."""
-        row = tx.get(SchedulerStatus, site.site_id)
-        if row is None:
-            row = SchedulerStatus(site_id=site.site_id, ticks=0)
-            tx.add(row)
-        row.leader, row.last_tick_at, row.ticks = self.name, now, row.ticks + 1
-        row.failed_passes = self.failed_passes  # this process's: /health reads it anywhere
+        """In the apply's transaction (fenced): this pass happened; old feed rows go. The
+        failed passes are this process's: /health reads them anywhere."""
+        bulk.heartbeat(tx, site.site_id, self.name, now, self.failed_passes)
         site.feed.purge(tx)

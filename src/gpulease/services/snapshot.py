@@ -37,7 +37,7 @@ from gpulease.services import kyc, leases
 from gpulease.services.containment import Defect, defect_of, describe
 from gpulease.services.context import ServiceContext
 from gpulease.services.inventory import SiteTopology
-from gpulease.services.jobs import spec_of
+from gpulease.services.job_fields import spec_of
 from gpulease.services.runs import shares_of
 
 log = logging.getLogger("gpulease.scheduler")
