@@ -8,10 +8,11 @@ import pytest
 from gpulease.domain.access import Principal
 from gpulease.domain.errors import DomainError
 from gpulease.persistence import bulk
+from gpulease.persistence.job_rows import COLUMNS
 from gpulease.services import job_fields, jobs
 from gpulease.services.containment import defect_of
 from gpulease.services.context import ServiceContext
-from gpulease.services.job_fields import COLUMNS, JobFields, spec_of
+from gpulease.services.job_fields import JobFields, spec_of
 from live_support import job_of
 
 

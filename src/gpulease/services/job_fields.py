@@ -4,7 +4,7 @@ Design. The leader reloads every job others changed since its last pass (about 5
 pass at 100 arrivals and 50 completions a second). Loaded as ORM objects, each row paid for
 identity-map bookkeeping, attribute instrumentation and the columns it never reads (the
 dispatch record's JSON, the command, the image). :func:`load` reads only
-:data:`COLUMNS` as plain rows (one statement per chunk), which answer the same attribute
+``persistence.job_rows.COLUMNS`` as plain rows (one statement per chunk), which answer the same attribute
 names as a :class:`~gpulease.persistence.tables.Job`; everything the kept state does with a
 reloaded job (``services.live_state``) and the defect check (``services.containment``)
 takes a :class:`JobFields`, which a ``Job`` is too.
@@ -23,13 +23,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Protocol, cast
 
-from sqlalchemy import select
-
 from gpulease.domain.clock import to_seconds
 from gpulease.domain.models import JobSpec, PriorityClass, TopologyMode, TopologyRequest
-from gpulease.persistence import bulk
+from gpulease.persistence import job_rows
 from gpulease.persistence.db import Tx
-from gpulease.persistence.tables import Job
 
 
 class JobFields(Protocol):
@@ -89,46 +86,10 @@ class JobFields(Protocol):
     def version(self) -> int: ...
 
 
-COLUMNS = tuple(
-    Job.__table__.c[name]
-    for name in [
-        "id",
-        "tenant_id",
-        "site_id",
-        "gpus",
-        "gpus_per_node",
-        "topology",
-        "segment",
-        "walltime_s",
-        "duration_s",
-        "priority",
-        "purpose",
-        "preemptible",
-        "requeueable",
-        "state",
-        "wait_reason",
-        "end_reason",
-        "submitted_at",
-        "started_at",
-        "ended_at",
-        "preempt_at",
-        "preempt_reason",
-        "guaranteed_since",
-        "attained_gpu_s",
-        "run_s",
-        "starts",
-        "version",
-    ]
-)
-
-
 def load(tx: Tx, ids: Iterable[str]) -> list[JobFields]:
-    """The rows of these jobs (those that exist), :data:`COLUMNS` only, as plain rows."""
-    rows: list[JobFields] = []
-    for part in bulk.chunks(sorted(set(ids))):
-        query = select(*COLUMNS).where(bulk.among(tx, Job.id, part))
-        rows += cast("list[JobFields]", tx.session.execute(query).all())
-    return rows
+    """The rows of these jobs (those that exist), the scheduler's columns only
+    (``persistence.job_rows.COLUMNS``), as plain rows."""
+    return cast("list[JobFields]", job_rows.load_rows(tx, ids))
 
 
 @functools.lru_cache(maxsize=1024)
