@@ -4,10 +4,10 @@ Design. The leader reloads every job others changed since its last pass (about 5
 pass at 100 arrivals and 50 completions a second). Loaded as ORM objects, each row paid for
 identity-map bookkeeping, attribute instrumentation and the columns it never reads (the
 dispatch record's JSON, the command, the image). :func:`load` reads only
-``persistence.job_rows.COLUMNS`` as plain rows (one statement per chunk), which answer the same attribute
-names as a :class:`~gpulease.persistence.tables.Job`; everything the kept state does with a
-reloaded job (``services.live_state``) and the defect check (``services.containment``)
-takes a :class:`JobFields`, which a ``Job`` is too.
+``persistence.job_rows.COLUMNS`` as plain rows (one statement per chunk), which answer the
+same attribute names as a :class:`~gpulease.persistence.tables.Job`; everything the kept
+state does with a reloaded job (``services.live_state``) and the defect check
+(``services.containment``) takes a :class:`JobFields`, which a ``Job`` is too.
 
 :func:`spec_of` builds the core's ``JobSpec`` from either. Parsing the priority class and the
 topology request is done once per distinct text (a site has a handful), not once per job.
