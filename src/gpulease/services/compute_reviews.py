@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
-import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -57,6 +55,7 @@ from gpulease.persistence.tables import ComputeReview, Job, Tenant
 from gpulease.services import audit
 from gpulease.services import compute_estimates as estimates_core
 from gpulease.services.context import ServiceContext, new_id
+from gpulease.services.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -304,26 +303,17 @@ def scan_on_demand(ctx: ServiceContext, officer: Principal) -> ScanResult:
     return scan(ctx)
 
 
-class ComputeScanner:
+class ComputeScanner(Periodic):
     """The scheduler leader's periodic hook: a scan every ``interval_s``, in a thread of its
     own (it reads every job: it must not delay the next pass). A failure is logged once and
     retried at the next interval; it never reaches the loop."""
 
-    def __init__(self, ctx: ServiceContext, interval_s: float | None = None) -> None:
-        self.ctx = ctx
-        self.interval_s = interval_s or ctx.settings.compute_review_scan_s
-        self._next = 0.0
-        self._warned = False
-        self._thread: threading.Thread | None = None
+    name = "gpulease-compute-scan"
 
-    def __call__(self) -> threading.Thread | None:
-        now = time.monotonic()
-        if now < self._next or (self._thread is not None and self._thread.is_alive()):
-            return None
-        self._next = now + self.interval_s
-        self._thread = threading.Thread(target=self.run, name="gpulease-compute-scan", daemon=True)
-        self._thread.start()
-        return self._thread
+    def __init__(self, ctx: ServiceContext, interval_s: float | None = None) -> None:
+        super().__init__(interval_s or ctx.settings.compute_review_scan_s)
+        self.ctx = ctx
+        self._warned = False
 
     def run(self) -> ScanResult | None:
         try:

@@ -35,8 +35,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -69,6 +67,7 @@ from gpulease.services.ledger_keys import (
     new_key_file,
 )
 from gpulease.services.ledger_sequencer import sequence
+from gpulease.services.periodic import Periodic
 from gpulease.settings import Settings
 
 log = logging.getLogger("gpulease.ledger")
@@ -282,28 +281,21 @@ def sign_now(ctx: ServiceContext, principal: Principal) -> SignedTreeHead | None
     return sign_head(ctx)
 
 
-class HeadSigner:
+class HeadSigner(Periodic):
     """The scheduler leader's periodic hook: a head every ``interval_s`` when the ledger
     grew, signed in a thread of its own (it reads every leaf hash to check the last head:
     about a second per million records, which must not delay the next pass). A failure
     (no key file on this host) is logged once and retried at the next interval."""
 
-    def __init__(self, ctx: ServiceContext, interval_s: float | None = None) -> None:
-        self.ctx = ctx
-        self.interval_s = interval_s or ctx.settings.ledger_head_interval_s
-        self._next = 0.0
-        self._warned = False
-        self._thread: threading.Thread | None = None
+    name = "gpulease-ledger-head"
 
-    def __call__(self) -> threading.Thread | None:
-        """Start signing if it is due and none is under way; returns the thread started."""
-        now = time.monotonic()
-        if now < self._next or (self._thread is not None and self._thread.is_alive()):
-            return None
-        self._next = now + self.interval_s
-        self._thread = threading.Thread(target=self.sign, name="gpulease-ledger-head", daemon=True)
-        self._thread.start()
-        return self._thread
+    def __init__(self, ctx: ServiceContext, interval_s: float | None = None) -> None:
+        super().__init__(interval_s or ctx.settings.ledger_head_interval_s)
+        self.ctx = ctx
+        self._warned = False
+
+    def run(self) -> SignedTreeHead | None:
+        return self.sign()
 
     def sign(self) -> SignedTreeHead | None:
         try:
