@@ -128,6 +128,16 @@ class SchedulerState:
             self.cluster, list(self._up_free), list(self._rack_up_free), self._up_free_total
         )
 
+    @property
+    def up_free_gpus(self) -> int:
+        """Free GPUs on UP nodes (kept incrementally)."""
+        return self._up_free_total
+
+    def running_gpus(self, tenant: str) -> int:
+        """GPUs the tenant's running jobs hold (kept incrementally)."""
+        running = self._tenant_running.get(tenant)
+        return int(running[0]) if running else 0
+
     def job(self, job_id: str) -> JobRecord:
         try:
             return self.jobs[job_id]

@@ -124,13 +124,13 @@ def _option(
     )
     # demand already there: running jobs hold GPUs, queued ones (sent but not yet started,
     # or waiting) will take them first, so both count against the headroom
-    mine = sum(r.spec.gpus for r in state.running.values() if r.spec.tenant == spec.tenant)
+    mine = state.running_gpus(spec.tenant)
     mine += sum(r.spec.gpus for r in state.queued.values() if r.spec.tenant == spec.tenant)
     queued = sum(r.spec.gpus for r in state.queued.values())
     # sent at this instant, not yet submitted (the site takes them at its next advance)
     mine += sum(j.spec.gpus for j in incoming if j.spec.tenant == spec.tenant)
     queued += sum(j.spec.gpus for j in incoming)
-    idle = max(0, _idle(sim) - queued)
+    idle = max(0, state.up_free_gpus - queued)
     return SiteOption(
         site.site_id,
         site.country,
@@ -140,11 +140,6 @@ def _option(
         max(0, lease_gpus - mine),
         idle,
     )
-
-
-def _idle(sim: Simulation) -> int:
-    state = sim.state
-    return sum(free for free, up in zip(state.node_free, state.schedulable, strict=True) if up)
 
 
 def choose_site(
