@@ -32,7 +32,7 @@ from gpulease.executors.slurm_reservations import SlurmReservation
 if TYPE_CHECKING:
     import subprocess
 
-    from gpulease.executors.slurm import SlurmSite
+    from gpulease.executors.slurm_site import SlurmSite
 
 
 @dataclass(frozen=True, slots=True)
