@@ -85,7 +85,7 @@ def request_lease(
         site = tx.require(Site, req.site_id, "site")
         gpus = _requested_gpus(tx, site.id, req)
         tx.lock(f"lease-calendar:{site.id}")
-        total = sum(n.gpus for n in tx.all(tx.select(Node).where(Node.site_id == site.id)))
+        total = _site_gpus(tx, site.id)
         holding = _holding(tx, site.id, now)
         admit(
             total, gpus, req.start, req.end, [_hold(r) for r in holding], _maintenance(tx, site.id)
@@ -185,7 +185,7 @@ def calendar(
     now = ctx.now()
     with ctx.db.transaction(write=False) as tx:
         tx.require(Site, site_id, "site")
-        total = sum(n.gpus for n in tx.all(tx.select(Node).where(Node.site_id == site_id)))
+        total = _site_gpus(tx, site_id)
         holds = [_hold(lease) for lease in _holding(tx, site_id, now)]
         maintenance = _maintenance(tx, site_id)
         query = (
@@ -292,7 +292,7 @@ def amend(
                 f"a lease ends within {ctx.settings.lease_horizon_days} days", field="end"
             )
         tx.lock(f"lease-calendar:{lease.site_id}")
-        total = sum(n.gpus for n in tx.all(tx.select(Node).where(Node.site_id == lease.site_id)))
+        total = _site_gpus(tx, lease.site_id)
         others = [_hold(r) for r in _holding(tx, lease.site_id, now) if r.id != lease.id]
         admit(total, new_gpus, lease.start, new_end, others, _maintenance(tx, lease.site_id))
         before = audit.fields_of(lease, LEASE_AUDIT_FIELDS)
@@ -502,6 +502,11 @@ def _requested_gpus(tx: Tx, site_id: str, req: LeaseRequest) -> int:
     if req.gpus < 1:
         raise InvalidRequest("gpus must be >= 1", field="gpus")
     return req.gpus
+
+
+def _site_gpus(tx: Tx, site_id: str) -> int:
+    """The site's GPUs, every node counted (the calendar sells capacity, up or not)."""
+    return sum(n.gpus for n in tx.all(tx.select(Node).where(Node.site_id == site_id)))
 
 
 def _holding(tx: Tx, site_id: str, now: datetime) -> list[Lease]:
